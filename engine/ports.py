@@ -1,0 +1,96 @@
+"""Ports: what the engine needs from the outside world, as Protocols.
+
+The pure core needs none of these; the runtime (`engine.runtime`) uses them, and
+`engine.testing` ships in-memory versions of each (FakeClock, InMemoryStore,
+RecordingChannel, SequentialIds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from journeys.templating import Rendered
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """An aware UTC datetime."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message on its way to a channel adapter."""
+
+    key: str  # idempotency key: (enrollment, step, occurrence)
+    profile_id: str
+    journey: str
+    step: str
+    channel: str
+    to: str | None
+    rendered: Rendered
+    at: datetime
+
+
+class Channel(Protocol):
+    """A delivery adapter (email, webhook, sms, console, file). Raises on failure."""
+
+    name: str
+
+    def send(self, message: Message) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Why something did or did not happen (a skipped send, a failed render, ...)."""
+
+    at: datetime
+    profile_id: str
+    journey: str
+    step: str
+    what: str
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Where profiles, enrollments and timers live. One event's changes are one unit."""
+
+    def get_profile(self, profile_id: str) -> Profile | None: ...
+    def put_profile(self, profile: Profile) -> None: ...
+    def profile_ids(self) -> Iterable[str]: ...
+
+    def active_enrollment(self, profile_id: str, journey: str) -> Enrollment | None: ...
+    def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]: ...
+    def get_enrollment(self, enrollment_id: str) -> Enrollment | None: ...
+    def put_enrollment(self, enrollment: Enrollment) -> None: ...
+
+    def add_timer(self, timer: ScheduleTimer) -> None:
+        """Idempotent on `timer.key`."""
+        ...
+
+    def cancel_timer(self, key: str) -> None: ...
+    def has_timer(self, key: str) -> bool: ...
+    def claim_due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
+        """Remove and return timers due at or before `now`, oldest first."""
+        ...
+
+    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None: ...
+
+    def segment_member(self, profile_id: str, journey: str) -> bool: ...
+    def set_segment_member(self, profile_id: str, journey: str, member: bool) -> None: ...
+
+    def record_exit(self, exit: Exit) -> None: ...
+    def record_goal(self, goal: RecordGoal) -> None: ...
+    def record_decision(self, decision: Decision) -> None: ...
+    def claim_send_key(self, key: str) -> bool:
+        """True the first time a send key is seen: the exactly-once guard for sends."""
+        ...

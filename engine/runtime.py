@@ -1,0 +1,279 @@
+"""The runtime around the pure core: match events to journeys, advance enrollments,
+carry out the commands. Storage, time, ids and delivery come in through ports, so the
+same code runs in memory (tests, `journeyman simulate`) and on a database.
+
+Order of work for one event (design.md, "the flow of one event"):
+1. update the profile (traits on identify, stored computed traits);
+2. for each journey, the profile's active enrollment: goal, then exit_when, then the
+   `wait_for` the enrollment is waiting on;
+3. then entries (so the event that enrolls a profile does not also exit it);
+4. carry out the commands; emitted events are handled after this one, in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from engine.core import advance, new_enrollment
+from engine.events import BadEvent, normalize
+from engine.model import (
+    Advanced,
+    CancelTimer,
+    Command,
+    Emit,
+    Enrollment,
+    EventMatched,
+    Enter,
+    Exit,
+    ExitRequested,
+    GoalMet,
+    Profile,
+    RecordGoal,
+    ScheduleTimer,
+    Send,
+    TimerFired,
+    Trigger,
+    UpdateProfile,
+)
+from engine.ports import Channel, Clock, Decision, IdGenerator, Message, Store
+from engine.profiles import ComputedTraits, local_zone
+from engine.steps.update_profile import apply_update
+from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
+from journeys.errors import TemplateRenderError
+from journeys.model import Policy
+
+CRON_STEP = "__cron__"
+TIMER_BATCH = 500
+
+
+class Engine:
+    def __init__(self, journeys: Mapping[str, CompiledJourney], *, store: Store, clock: Clock,
+                 ids: IdGenerator, channels: Mapping[str, Channel],
+                 computed: ComputedTraits | None = None, policy: Policy | None = None) -> None:
+        self.journeys = dict(journeys)
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.channels = dict(channels)
+        self.computed = computed or ComputedTraits()
+        self.policy = policy or Policy()
+        self._queue: deque[dict[str, Any]] = deque()
+        self.emitted: list[dict[str, Any]] = []  # events emitted by steps, in order
+        self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
+                      for jid, j in self.journeys.items() if j.model.entry.schedule}
+
+    # --- events --------------------------------------------------------------------
+
+    def post(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Accept one Segment-format event and handle it (and whatever it emits)."""
+        event = normalize(raw, now=self.clock.now(), message_id=self.ids.new_id())
+        self._queue.append(event)
+        self._drain()
+        return event
+
+    def _drain(self) -> None:
+        while self._queue:
+            self._handle(self._queue.popleft())
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        now = self.clock.now()
+        pid = str(event.get("userId") or event.get("anonymousId"))
+        before = self.store.get_profile(pid)
+        profile = self.computed.apply(before or Profile(pid), event)
+        self.store.put_profile(profile)
+        if before is None:
+            self._arm_cron(pid, now)
+        for journey in self.journeys.values():
+            view = self.computed.view(profile, now, self.policy.timezone)
+            self._event_for_journey(journey, view, event, now)
+            profile = self.store.get_profile(pid) or profile  # a step may have changed it
+
+    def _facts(self, view: Profile, event: Mapping[str, Any],
+               enrollment: Enrollment | None) -> dict[str, Any]:
+        return {"event": event, "profile": view.facts(),
+                "enrollment": enrollment.facts() if enrollment else {},
+                "trigger": dict(enrollment.trigger_event or {}) if enrollment else {}}
+
+    def _event_for_journey(self, journey: CompiledJourney, view: Profile,
+                           event: Mapping[str, Any], now: datetime) -> None:
+        enrollment = self.store.active_enrollment(view.id, journey.id)
+        matched = journey.events.match(self._facts(view, event, enrollment), now)
+        if enrollment is not None:
+            if GOAL in matched:
+                enrollment = self._advance(journey, enrollment, GoalMet(view, event))
+            exit_rule = next((r for r in journey.exit_rules if r in matched), None)
+            if exit_rule is not None:
+                item = journey.model.exit_when[int(exit_rule.split(":")[1])]
+                reason = f"exit_when:{item.event or 'condition'}"
+                self._advance(journey, enrollment, ExitRequested(view, reason))
+            elif wait_for_rule(enrollment.state) in matched:
+                self._advance(journey, enrollment, EventMatched(view, enrollment.state, event))
+        elif GOAL in matched:
+            self._late_goal(journey, view, event)  # a goal shortly after the journey ended
+        # Entries come after: an event may end one enrollment and start the next
+        # (win-back restarts its clock on every order); _may_enter sees what just ended.
+        kind = journey.model.entry.kind
+        if kind == "event" and ENTRY in matched:
+            self._enroll(journey, view, event, now)
+        elif kind == "segment":
+            member = ENTRY in matched
+            was_member = self.store.segment_member(view.id, journey.id)
+            if member and not was_member:
+                self._enroll(journey, view, _entry_event(journey, "segment", view, now), now)
+            if member != was_member:
+                self.store.set_segment_member(view.id, journey.id, member)
+
+    def _late_goal(self, journey: CompiledJourney, view: Profile, event: Mapping[str, Any]) -> None:
+        history = self.store.enrollments(view.id, journey.id)
+        if history and history[-1].goal_reached_at is None:
+            self._advance(journey, history[-1], GoalMet(view, event))
+
+    def _may_enter(self, journey: CompiledJourney, profile_id: str, now: datetime) -> bool:
+        history = self.store.enrollments(profile_id, journey.id)
+        if not history:
+            return True
+        if any(e.active for e in history):
+            return False
+        rule = journey.model.re_entry
+        if rule == "never":
+            return False
+        if rule == "always":
+            return True
+        return now - history[-1].entered_at >= rule.after
+
+    def _enroll(self, journey: CompiledJourney, view: Profile, event: Mapping[str, Any],
+                now: datetime) -> None:
+        if not self._may_enter(journey, view.id, now):
+            return
+        occurrence = len(self.store.enrollments(view.id, journey.id))
+        enrollment = new_enrollment(journey, view, event, occurrence, now)
+        self._advance(journey, enrollment, Enter(view))
+
+    def _advance(self, journey: CompiledJourney, enrollment: Enrollment,
+                 trigger: Trigger) -> Enrollment:
+        result: Advanced = advance(journey, enrollment, trigger, self.clock.now())
+        self.store.put_enrollment(result.enrollment)
+        for command in result.commands:
+            self._execute(journey, command)
+        return result.enrollment
+
+    # --- commands ------------------------------------------------------------------
+
+    def _execute(self, journey: CompiledJourney, command: Command) -> None:
+        if isinstance(command, Send):
+            self._send(journey, command)
+        elif isinstance(command, ScheduleTimer):
+            self.store.add_timer(command)
+        elif isinstance(command, CancelTimer):
+            self.store.cancel_timer(command.key)
+        elif isinstance(command, UpdateProfile):
+            current = self.store.get_profile(command.profile_id) or Profile(command.profile_id)
+            self.store.put_profile(Profile(current.id, apply_update(current.traits, command),
+                                           current.computed))
+        elif isinstance(command, Emit):
+            self.emitted.append(dict(command.event))
+            self._queue.append(dict(command.event))
+        elif isinstance(command, Exit):
+            self.store.record_exit(command)
+        elif isinstance(command, RecordGoal):
+            self.store.record_goal(command)
+
+    def _send(self, journey: CompiledJourney, send: Send) -> None:
+        now = self.clock.now()
+        if not self.store.claim_send_key(send.key):
+            return  # already sent: exactly-once on the send key
+        profile = self.store.get_profile(send.profile_id) or Profile(send.profile_id)
+        to = send.to or _address(profile, send.channel)
+        context = {**send.context, "unsubscribe_url": f"https://journeyman.invalid/u/{send.key}"}
+        try:
+            rendered = journey.templates.render(send.template, context)
+        except TemplateRenderError as exc:
+            self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
+                                                "skipped", "template_error", {"error": str(exc)}))
+            return
+        channel = self.channels.get(send.channel)
+        if channel is None:
+            self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
+                                                "skipped", "no_channel",
+                                                {"channel": send.channel}))
+            return
+        channel.send(Message(send.key, send.profile_id, send.journey, send.step, send.channel,
+                             to, rendered, now))
+
+    # --- time ----------------------------------------------------------------------
+
+    def fire_due_timers(self) -> int:
+        """Fire every timer due now (in due order); returns how many fired."""
+        fired = 0
+        now = self.clock.now()
+        while batch := self.store.claim_due_timers(now, TIMER_BATCH):
+            for timer in batch:
+                fired += 1
+                if timer.step == CRON_STEP:
+                    self._cron_fired(timer, now)
+                    continue
+                journey = self.journeys.get(timer.journey)
+                enrollment = self.store.get_enrollment(timer.enrollment_id)
+                if journey is None or enrollment is None:
+                    continue
+                profile = self.store.get_profile(enrollment.profile_id) or Profile(
+                    enrollment.profile_id)
+                view = self.computed.view(profile, now, self.policy.timezone)
+                self._advance(journey, enrollment, TimerFired(view, timer.step, timer.occurrence))
+                self._drain()
+        return fired
+
+    def _arm_cron(self, profile_id: str, now: datetime) -> None:
+        for jid in self._cron:
+            self._arm_one(jid, profile_id, now)
+
+    def _arm_one(self, jid: str, profile_id: str, now: datetime) -> None:
+        profile = self.store.get_profile(profile_id) or Profile(profile_id)
+        tz = local_zone(profile.traits, self.policy.timezone)
+        trigger = CronTrigger.from_crontab(self.journeys[jid].model.entry.schedule or "",
+                                           timezone=tz)
+        due = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
+        if due is not None:
+            self.store.add_timer(ScheduleTimer(key=f"cron:{jid}:{profile_id}", enrollment_id="",
+                                               profile_id=profile_id, journey=jid, step=CRON_STEP,
+                                               occurrence=0, due_at=due))
+
+    def _cron_fired(self, timer: ScheduleTimer, now: datetime) -> None:
+        journey = self.journeys.get(timer.journey)
+        if journey is None:
+            return
+        profile = self.store.get_profile(timer.profile_id) or Profile(timer.profile_id)
+        view = self.computed.view(profile, now, self.policy.timezone)
+        event = _entry_event(journey, "schedule", view, now)
+        if ENTRY in journey.events.match(self._facts(view, event, None), now):
+            self._enroll(journey, view, event, now)
+        self._arm_one(journey.id, timer.profile_id, now)
+        self._drain()
+
+    def profiles(self) -> Iterable[str]:
+        return self.store.profile_ids()
+
+
+def _entry_event(journey: CompiledJourney, kind: str, view: Profile,
+                 now: datetime) -> dict[str, Any]:
+    """The synthetic enrolling event of a segment or schedule entry."""
+    from engine.events import iso
+
+    return {"type": "track", "event": f"{journey.id} {kind}", "userId": view.id,
+            "properties": {"traits": dict(view.traits), "computed": dict(view.computed)},
+            "traits": {}, "timestamp": iso(now), "messageId": f"{kind}:{journey.id}:{view.id}:"
+            f"{iso(now)}", "context": {}}
+
+
+def _address(profile: Profile, channel: str) -> str | None:
+    trait = {"email": "email", "sms": "phone", "push": "device_token"}.get(channel)
+    value = profile.traits.get(trait) if trait else None
+    return str(value) if value is not None else None
+
+
+__all__ = ["BadEvent", "Engine"]

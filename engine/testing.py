@@ -1,0 +1,312 @@
+"""The testing kit: fakes for every port and an in-memory engine on a fake clock.
+
+    eng = InMemoryEngine.from_folder("journeys/library", start=datetime(2026, 3, 2, 9, tzinfo=UTC))
+    eng.identify("u1", traits={"email": "ana@example.com"})
+    eng.track("u1", "Signed Up", properties={"source": "site"})
+    eng.advance(timedelta(days=7))      # weeks pass in milliseconds
+    assert [m.template for m in eng.sent] == [...]
+
+The project's own tests use it; so can yours.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.events import iso
+from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from engine.ports import Decision, Message
+from engine.profiles import ComputedTraits
+from engine.runtime import CRON_STEP, Engine
+from journeys.compiler import CompiledJourney, compile_library
+from journeys.loader import Library, load_path
+
+
+class FakeClock:
+    """A clock that moves only when told to (trio's MockClock, minus the event loop)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime (UTC)")
+        self._now = start.astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        if when < self._now:
+            raise ValueError(f"time cannot go backwards ({iso(when)} < {iso(self._now)})")
+        self._now = when.astimezone(UTC)
+
+    def advance(self, delta: timedelta) -> None:
+        self.set(self._now + delta)
+
+
+class SequentialIds:
+    """Deterministic ids: `id-1`, `id-2`, ..."""
+
+    def __init__(self, prefix: str = "id") -> None:
+        self._counter = itertools.count(1)
+        self.prefix = prefix
+
+    def new_id(self) -> str:
+        return f"{self.prefix}-{next(self._counter)}"
+
+
+class InMemoryStore:
+    """The Store port in dicts and a heap. Not thread-safe; one engine per store."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.enrollment_rows: dict[str, Enrollment] = {}
+        self.by_profile: dict[tuple[str, str], list[str]] = {}
+        self.timers: dict[str, ScheduleTimer] = {}
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        self.segments: set[tuple[str, str]] = set()
+        self.exits: list[Exit] = []
+        self.goals: list[RecordGoal] = []
+        self.decisions: list[Decision] = []
+        self.send_keys: set[str] = set()
+
+    def get_profile(self, profile_id: str) -> Profile | None:
+        return self.profiles.get(profile_id)
+
+    def put_profile(self, profile: Profile) -> None:
+        self.profiles[profile.id] = profile
+
+    def profile_ids(self) -> Iterable[str]:
+        return list(self.profiles)
+
+    def active_enrollment(self, profile_id: str, journey: str) -> Enrollment | None:
+        ids = self.by_profile.get((profile_id, journey), [])
+        last = self.enrollment_rows[ids[-1]] if ids else None
+        return last if last is not None and last.active else None
+
+    def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
+        return [self.enrollment_rows[i] for i in self.by_profile.get((profile_id, journey), [])]
+
+    def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
+        return self.enrollment_rows.get(enrollment_id)
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        if enrollment.id not in self.enrollment_rows:
+            self.by_profile.setdefault((enrollment.profile_id, enrollment.journey),
+                                       []).append(enrollment.id)
+        self.enrollment_rows[enrollment.id] = enrollment
+
+    def add_timer(self, timer: ScheduleTimer) -> None:
+        if timer.key in self.timers:
+            return
+        self.timers[timer.key] = timer
+        heapq.heappush(self._heap, (timer.due_at, next(self._seq), timer.key))
+
+    def cancel_timer(self, key: str) -> None:
+        self.timers.pop(key, None)
+
+    def has_timer(self, key: str) -> bool:
+        return key in self.timers
+
+    def _top(self) -> tuple[datetime, int, str] | None:
+        while self._heap and self._heap[0][2] not in self.timers:
+            heapq.heappop(self._heap)  # cancelled
+        while self._heap and self.timers[self._heap[0][2]].due_at != self._heap[0][0]:
+            heapq.heappop(self._heap)  # re-added under the same key with another time
+        return self._heap[0] if self._heap else None
+
+    def claim_due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
+        claimed: list[ScheduleTimer] = []
+        while len(claimed) < limit and (top := self._top()) is not None and top[0] <= now:
+            heapq.heappop(self._heap)
+            claimed.append(self.timers.pop(top[2]))
+        return claimed
+
+    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
+        if include_cron:
+            top = self._top()
+            return top[0] if top else None
+        due = [t.due_at for t in self.timers.values() if t.step != CRON_STEP]
+        return min(due) if due else None
+
+    def segment_member(self, profile_id: str, journey: str) -> bool:
+        return (profile_id, journey) in self.segments
+
+    def set_segment_member(self, profile_id: str, journey: str, member: bool) -> None:
+        if member:
+            self.segments.add((profile_id, journey))
+        else:
+            self.segments.discard((profile_id, journey))
+
+    def record_exit(self, exit: Exit) -> None:  # noqa: A002 - the port's name
+        self.exits.append(exit)
+
+    def record_goal(self, goal: RecordGoal) -> None:
+        self.goals.append(goal)
+
+    def record_decision(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    def claim_send_key(self, key: str) -> bool:
+        if key in self.send_keys:
+            return False
+        self.send_keys.add(key)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    profile: str
+    journey: str
+    step: str
+    channel: str
+    template: str
+    at: datetime
+    to: str | None = None
+    subject: str | None = None
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    profile: str
+    journey: str
+    step: str
+    reason: str
+    at: datetime
+
+
+@dataclass
+class RecordingChannel:
+    """A channel that keeps what it was asked to send (one instance can serve all channels)."""
+
+    name: str = "recording"
+    messages: list[Message] = field(default_factory=list)
+
+    def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+
+class InMemoryEngine:
+    """The runtime on an InMemoryStore, a FakeClock and a RecordingChannel."""
+
+    def __init__(self, journeys: Mapping[str, CompiledJourney], *, start: datetime,
+                 library: Library | None = None) -> None:
+        self.clock = FakeClock(start)
+        self.store = InMemoryStore()
+        self.channel = RecordingChannel()
+        self.library = library
+        policy = library.policy if library else None
+        computed = ComputedTraits(library.computed_config if library else None)
+        channels = {name: self.channel for name in ("email", "sms", "push", "webhook",
+                                                     "console", "file")}
+        self.engine = Engine(journeys, store=self.store, clock=self.clock,
+                             ids=SequentialIds("msg"), channels=channels, computed=computed,
+                             policy=policy)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
+                    backend: str = "durable") -> InMemoryEngine:
+        library = load_path(folder)
+        if only is not None:
+            missing = set(only) - set(library.journeys)
+            if missing:
+                raise KeyError(f"no such journeys: {', '.join(sorted(missing))}")
+            library.journeys = {k: v for k, v in library.journeys.items() if k in only}
+        return cls(compile_library(library, backend=backend), start=start, library=library)
+
+    # --- time ----------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock by `delta`, firing every timer that comes due on the way, in order."""
+        self.advance_to(self.now + delta)
+
+    def advance_to(self, when: datetime) -> None:
+        while (due := self.store.next_timer_at()) is not None and due <= when:
+            self.clock.set(max(due, self.now))
+            self.engine.fire_due_timers()
+        self.clock.set(max(when, self.now))
+
+    def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:
+        """Autojump to each next journey timer until none is pending (cron excluded)."""
+        deadline = self.now + limit
+        while (due := self.store.next_timer_at(include_cron=False)) is not None and due <= deadline:
+            self.advance_to(due)
+
+    def run_until(self, predicate: Callable[[InMemoryEngine], bool],
+                  limit: timedelta = timedelta(days=400)) -> bool:
+        """Autojump timer by timer until `predicate(self)` holds; False if the limit came first."""
+        deadline = self.now + limit
+        while not predicate(self):
+            due = self.store.next_timer_at()
+            if due is None or due > deadline:
+                return False
+            self.advance_to(due)
+        return True
+
+    # --- events --------------------------------------------------------------------
+
+    def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """A Segment-format event; a future `timestamp` moves the clock there first."""
+        stamp = event.get("timestamp")
+        if isinstance(stamp, str):
+            from engine.events import parse_timestamp
+
+            when = parse_timestamp(stamp)
+            if when is not None and when > self.now:
+                self.advance_to(when)
+        return self.engine.post(event)
+
+    def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
+              at: datetime | None = None) -> dict[str, Any]:
+        if at is not None:
+            self.advance_to(at)
+        return self.post({"type": "track", "userId": user_id, "event": event,
+                          "properties": dict(properties or {}), "timestamp": iso(self.now)})
+
+    def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
+                 at: datetime | None = None) -> dict[str, Any]:
+        if at is not None:
+            self.advance_to(at)
+        return self.post({"type": "identify", "userId": user_id, "traits": dict(traits or {}),
+                          "timestamp": iso(self.now)})
+
+    # --- what happened -------------------------------------------------------------
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        return [SentMessage(m.profile_id, m.journey, m.step, m.channel, m.rendered.template,
+                            m.at, m.to, m.rendered.subject, m.rendered.summary)
+                for m in self.channel.messages]
+
+    @property
+    def exits(self) -> list[ExitRecord]:
+        return [ExitRecord(e.profile_id, e.journey, e.step, e.reason, e.at)
+                for e in self.store.exits]
+
+    @property
+    def emitted(self) -> list[Mapping[str, Any]]:
+        return [dict(e) for e in self.engine.emitted]
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return list(self.store.decisions)
+
+    def profile(self, profile_id: str) -> Profile:
+        stored = self.store.get_profile(profile_id)
+        if stored is None:
+            raise KeyError(f"no profile {profile_id!r}")
+        policy_tz = self.library.policy.timezone if self.library else "UTC"
+        return self.engine.computed.view(stored, self.now, policy_tz)
+
+    def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
+        return self.store.enrollments(profile_id, journey)

@@ -1,0 +1,261 @@
+"""Semantic checks the shape models cannot make: references, reachability, loops,
+templates, weights, schedules and time zones. Every finding carries a position.
+"""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+
+from journeys.errors import Problem
+from journeys.graph import COMPLETED, TERMINALS, edges
+from journeys.loader import LoadedJourney, did_you_mean
+from journeys.steps import (
+    BranchCase,
+    BranchElse,
+    BranchStep,
+    EmitStep,
+    SendStep,
+    SetDataStep,
+    SplitStep,
+    UpdateProfileStep,
+    WaitStep,
+)
+from journeys.templating import CHANNEL_KINDS, SCOPE, TemplateLibrary, undeclared
+
+PATH_ROOTS = ("event.", "trigger.", "profile.", "enrollment.")
+
+
+def lint(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Problem]:
+    checks = (_entry, _ids, _references, _branches, _splits, _reachability, _loops,
+              _waits, _exits_and_goal)
+    problems = [p for check in checks for p in check(loaded)]
+    problems += _sends(loaded, templates)
+    problems += _inline_templates(loaded)
+    return problems
+
+
+def _entry(loaded: LoadedJourney) -> list[Problem]:
+    entry, src = loaded.model.entry, loaded.source
+    kinds = [k for k in ("event", "segment", "schedule") if getattr(entry, k) is not None]
+    if len(kinds) != 1:
+        return [src.problem(("entry",), "entry needs exactly one of 'event', 'segment' or "
+                            f"'schedule' (found {len(kinds)}: {', '.join(kinds) or 'none'})")]
+    if entry.schedule is not None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(entry.schedule, timezone="UTC")
+        except ValueError as exc:
+            return [src.problem(("entry", "schedule"), f"bad cron expression "
+                                f"{entry.schedule!r}: {exc} (use 5 fields, like \"0 9 * * *\")")]
+    return []
+
+
+def _ids(loaded: LoadedJourney) -> list[Problem]:
+    seen: set[str] = set()
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if step.id in seen:
+            problems.append(loaded.source.problem(("steps", i, "id"),
+                                                  f"duplicate step id {step.id!r}"))
+        if step.id in TERMINALS or not re.fullmatch(r"[A-Za-z0-9_-]+", step.id):
+            problems.append(loaded.source.problem(("steps", i, "id"), f"bad step id {step.id!r}: "
+                                                  "use letters, digits, _ and -"))
+        seen.add(step.id)
+    return problems
+
+
+def _references(loaded: LoadedJourney) -> list[Problem]:
+    ids = {s.id for s in loaded.model.steps}
+    problems = []
+    for es in edges(loaded.model).values():
+        for e in es:
+            if e.target not in ids and e.target not in TERMINALS:
+                problems.append(loaded.source.problem(
+                    e.where, f"step {e.target!r} does not exist" + did_you_mean(e.target, ids)))
+    return problems
+
+
+def _branches(loaded: LoadedJourney) -> list[Problem]:
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if not isinstance(step, BranchStep):
+            continue
+        elses = [j for j, c in enumerate(step.branch) if isinstance(c, BranchElse)]
+        last = len(step.branch) - 1
+        if not elses or elses[-1] != last:
+            problems.append(loaded.source.problem(("steps", i, "branch", last),
+                                                  "a branch must end with {else: <step>}"))
+        problems.extend(
+            loaded.source.problem(("steps", i, "branch", j), "'else' must be the last item")
+            for j in elses if j != last)
+        if not any(isinstance(c, BranchCase) for c in step.branch):
+            problems.append(loaded.source.problem(("steps", i, "branch"),
+                                                  "a branch needs at least one {when, goto}"))
+    return problems
+
+
+def _splits(loaded: LoadedJourney) -> list[Problem]:
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if not isinstance(step, SplitStep):
+            continue
+        total = sum(v.weight for v in step.split.variants)
+        if abs(total - 100) > 1e-9:
+            problems.append(loaded.source.problem(
+                ("steps", i, "split", "variants"),
+                f"split weights must sum to 100, these sum to {total:g}"))
+        names = [v.name for v in step.split.variants]
+        for j, name in enumerate(names):
+            if name in names[:j]:
+                problems.append(loaded.source.problem(("steps", i, "split", "variants", j, "name"),
+                                                      f"duplicate variant name {name!r}"))
+    return problems
+
+
+def _reachability(loaded: LoadedJourney) -> list[Problem]:
+    graph = edges(loaded.model)
+    first = loaded.model.steps[0].id
+    seen, todo = {first}, [first]
+    while todo:
+        for e in graph.get(todo.pop(), []):
+            if e.target not in seen:
+                seen.add(e.target)
+                todo.append(e.target)
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if step.id not in seen:
+            problems.append(loaded.source.problem(
+                ("steps", i, "id"), f"step {step.id!r} is unreachable: no step leads to it"))
+    return problems
+
+
+def _loops(loaded: LoadedJourney) -> list[Problem]:
+    """A cycle made only of instant steps would spin forever: each loop needs a wait."""
+    model = loaded.model
+    graph = edges(model)
+    waiting = {s.id for s in model.steps if isinstance(s, WaitStep) or hasattr(s, "wait_for")}
+    index = {s.id: i for i, s in reversed(list(enumerate(model.steps)))}
+    reported: set[frozenset[str]] = set()
+    problems = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for e in graph.get(node, []):
+            if e.target in TERMINALS or e.target in waiting or e.target not in graph:
+                continue
+            if e.target in path:
+                cycle = [*path[path.index(e.target):], e.target]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    problems.append(loaded.source.problem(
+                        ("steps", index[e.target], "id"),
+                        "loop with no wait: " + " -> ".join(cycle)
+                        + " (add a wait or wait_for inside the loop)"))
+                continue
+            visit(e.target, [*path, e.target])
+
+    for sid in graph:
+        if sid not in waiting:
+            visit(sid, [sid])
+    return problems
+
+
+def _waits(loaded: LoadedJourney) -> list[Problem]:
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if not isinstance(step, WaitStep) or isinstance(step.wait, type(None)):
+            continue
+        spec = step.wait
+        if hasattr(spec, "until"):
+            where = ("steps", i, "wait")
+            until: str = spec.until
+            if spec.is_local_time:
+                if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", until):
+                    problems.append(loaded.source.problem(
+                        (*where, "until"), f"bad time {until!r}: use 24-hour HH:MM, like 09:00"))
+            elif not until.startswith(PATH_ROOTS):
+                problems.append(loaded.source.problem(
+                    (*where, "until"), f"'until' must be a local time like \"09:00\" or a path to "
+                    f"a timestamp (event., profile., enrollment.), not {until!r}"))
+            tz = spec.tz
+            if tz not in (None, "profile"):
+                try:
+                    ZoneInfo(tz)
+                except (ZoneInfoNotFoundError, ValueError):
+                    problems.append(loaded.source.problem(
+                        (*where, "tz"), f"unknown time zone {tz!r}: use 'profile' or an IANA "
+                        "name like Europe/Madrid"))
+    return problems
+
+
+def _exits_and_goal(loaded: LoadedJourney) -> list[Problem]:
+    model, src = loaded.model, loaded.source
+    problems = [src.problem(("exit_when", i), "an exit_when item needs 'event' or 'when'")
+                for i, item in enumerate(model.exit_when) if item.event is None and item.when is None]
+    if model.goal is not None and model.goal.event is None and model.goal.when is None:
+        problems.append(src.problem(("goal",), "a goal needs 'event' or 'when'"))
+    return problems
+
+
+def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Problem]:
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
+        if not isinstance(step, SendStep):
+            continue
+        send = step.send
+        where = ("steps", i, "send")
+        if send.channel not in CHANNEL_KINDS:
+            problems.append(loaded.source.problem(
+                (*where, "channel"), f"unknown channel {send.channel!r}"
+                + did_you_mean(send.channel, CHANNEL_KINDS)))
+        if templates is None:
+            continue
+        tpl = templates.templates.get(send.template)
+        if tpl is None:
+            problems.append(loaded.source.problem(
+                (*where, "template"), f"template {send.template!r} does not exist (looked for "
+                f"templates/{send.template}.yaml)" + did_you_mean(send.template,
+                                                                  templates.templates)))
+        elif tpl.channel != send.channel:
+            problems.append(loaded.source.problem(
+                (*where, "template"), f"template {send.template!r} is for channel "
+                f"{tpl.channel!r}, this step sends by {send.channel!r}"))
+    return problems
+
+
+def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
+    """Jinja2 strings in send.to, emit and update_profile/set_data values."""
+    places: list[tuple[tuple[str | int, ...], object]] = []
+    for i, step in enumerate(loaded.model.steps):
+        here = ("steps", i)
+        if isinstance(step, SendStep) and step.send.to:
+            places.append(((*here, "send", "to"), step.send.to))
+        elif isinstance(step, EmitStep):
+            if step.emit.to:
+                places.append(((*here, "emit", "to"), step.emit.to))
+            places += [((*here, "emit", "properties", k), v) for k, v in step.emit.properties.items()]
+        elif isinstance(step, UpdateProfileStep):
+            places += [((*here, "update_profile", "set", k), v)
+                       for k, v in step.update_profile.set.items()]
+        elif isinstance(step, SetDataStep):
+            places += [((*here, "set_data", k), v) for k, v in step.set_data.items()]
+    problems = []
+    for where, value in places:
+        if not isinstance(value, str) or "{" not in value:
+            continue
+        try:
+            names = undeclared(value)
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(loaded.source.problem(where, f"template syntax error: {exc.message}"))
+            continue
+        problems.extend(loaded.source.problem(where, f"unknown variable {n!r} in template; in "
+                                              "scope: " + ", ".join(sorted(SCOPE)))
+                        for n in sorted(names - SCOPE))
+    return problems
+
+
+__all__ = ["COMPLETED", "lint"]

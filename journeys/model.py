@@ -1,0 +1,152 @@
+"""Pydantic models of the journey language (contract: shared/journey-language.md).
+
+These validate the *shape* of a file. Meaning (step references, reachability,
+templates, conditions) is checked by `journeys.lint`. Conditions stay raw here and
+are parsed by `rules.parse_condition` in the loader, which knows their file positions.
+
+Where to add a step kind: a model in `journeys/steps.py` (with its `Tag`) and a handler
+module in `engine/steps/`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from journeys.steps import Duration, Step
+
+ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+PHASES = ("awareness", "acquisition", "onboarding", "engagement", "retention", "advocacy")
+
+
+RawCondition = Any  # parsed and checked by rules.parse_condition, with positions, in the loader
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SegmentSpec(Strict):
+    when: RawCondition
+
+
+class Entry(Strict):
+    """Exactly one of `event`, `segment`, `schedule`; `when` narrows it."""
+
+    event: str | None = None
+    segment: SegmentSpec | None = None
+    schedule: str | None = None
+    when: RawCondition = None
+
+    @property
+    def kind(self) -> Literal["event", "segment", "schedule"]:
+        if self.segment is not None:
+            return "segment"
+        if self.schedule is not None:
+            return "schedule"
+        return "event"
+
+
+class ReEntryAfter(Strict):
+    after: Duration
+
+
+ReEntry = Literal["never", "always"] | ReEntryAfter
+
+
+class ExitWhen(Strict):
+    event: str | None = None
+    when: RawCondition = None
+
+
+class Goal(Strict):
+    event: str | None = None
+    when: RawCondition = None
+    within: Duration | None = None
+    description: str | None = None
+
+
+class QuietHours(Strict):
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        return check_hhmm(value)
+
+
+class Cap(Strict):
+    max: int = Field(ge=0)
+    per: Duration
+
+
+class PolicyOverride(Strict):
+    """A journey's own `policy:`; `quiet_hours: false` turns quiet hours off for it."""
+
+    quiet_hours: QuietHours | Literal[False] | None = None
+    frequency_caps: dict[str, Cap] | None = None
+    ignore_frequency_caps: bool = False
+    consent_required: list[str] | None = None
+
+
+class Journey(Strict):
+    journey: str
+    version: int = Field(ge=1)
+    name: str | None = None
+    description: str | None = None
+    phase: Literal[
+        "awareness", "acquisition", "onboarding", "engagement", "retention", "advocacy"
+    ] | None = None
+    entry: Entry
+    re_entry: ReEntry = "never"
+    exit_when: list[ExitWhen] = Field(default_factory=list)
+    goal: Goal | None = None
+    policy: PolicyOverride | None = None
+    steps: list[Step] = Field(min_length=1)
+
+    @field_validator("journey")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        if not ID_RE.match(value):
+            raise ValueError(f"journey id {value!r} must be snake_case (a-z, 0-9, _)")
+        return value
+
+    @property
+    def title(self) -> str:
+        return self.name or self.journey.replace("_", " ").capitalize()
+
+
+class Policy(Strict):
+    """The global `policy.yaml`."""
+
+    timezone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    frequency_caps: dict[str, Cap] = Field(default_factory=dict)
+    consent_required: list[str] = Field(default_factory=list)
+
+
+def check_hhmm(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"bad time {value!r}: use 24-hour HH:MM, like 09:00")
+    return value
+
+
+def language_keys() -> set[str]:
+    """Every key the language knows, for "did you mean" suggestions."""
+    from journeys.steps import STEP_MODELS
+
+    keys: set[str] = set()
+    models: list[type[BaseModel]] = [
+        Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
+        PolicyOverride, Policy, *STEP_MODELS.values(),
+    ]
+    for model in models:
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+    from journeys import steps
+
+    keys.update(steps.INNER_KEYS)
+    return keys

@@ -1,0 +1,307 @@
+"""Message templates: the template file model, loading, checking and sandboxed rendering.
+
+A template is `templates/<id>.yaml`; its string values are Jinja2 templates rendered in
+a `SandboxedEnvironment` with `StrictUndefined`, so a template can neither reach Python
+internals nor silently print an empty name.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined, meta
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from journeys.errors import Problem, TemplateRenderError
+
+SCOPE = frozenset({"profile", "event", "trigger", "enrollment", "journey", "unsubscribe_url"})
+CHANNEL_KINDS = {"email": "email", "sms": "body", "push": "body", "console": "body",
+                 "file": "body", "webhook": "payload"}
+
+
+class TemplateFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    channel: str
+    description: str | None = None
+    subject: str | None = None
+    preheader: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    reply_to: str | None = None
+    html: str | None = None
+    html_file: str | None = None
+    text: str | None = None
+    body: str | None = None
+    payload: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _parts(self) -> TemplateFile:
+        kind = CHANNEL_KINDS.get(self.channel, "body")
+        if kind == "email":
+            if not self.subject:
+                raise ValueError("an email template needs a 'subject'")
+            if not (self.html or self.html_file or self.text):
+                raise ValueError("an email template needs 'html', 'html_file' or 'text'")
+            if self.html and self.html_file:
+                raise ValueError("use either 'html' or 'html_file', not both")
+        elif kind == "payload" and self.payload is None:
+            raise ValueError(f"a {self.channel} template needs a 'payload' mapping")
+        elif kind == "body" and self.body is None:
+            raise ValueError(f"a {self.channel} template needs a 'body'")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a channel adapter sends."""
+
+    template: str
+    channel: str
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    body: str | None = None
+    payload: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """The plain-text part a person reads: text, SMS body or the JSON payload."""
+        if self.text is not None:
+            return self.text
+        if self.body is not None:
+            return self.body
+        import json
+
+        return json.dumps(self.payload, sort_keys=True, default=str)
+
+
+def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
+    loader = jinja2.FileSystemLoader(str(folder)) if folder is not None else None
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        loader=loader,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    return env
+
+
+_STRING_ENV = make_environment()
+
+
+def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
+    """Names a Jinja2 source reads from its context (raises TemplateSyntaxError)."""
+    return set(meta.find_undeclared_variables(env.parse(source)))
+
+
+def render_string(source: str, context: Mapping[str, Any]) -> str:
+    """Render one inline Jinja2 string (used for `send.to`, `emit`, `update_profile`)."""
+    if "{" not in source:
+        return source
+    try:
+        return _STRING_ENV.from_string(source).render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateRenderError(f"cannot render {source!r}: {exc}") from None
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render_string(value, context)
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    return value
+
+
+class _TextFromHtml(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"p", "br", "div", "h1", "h2", "h3", "li", "tr"}:
+            self.parts.append("\n")
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href:
+            self.parts.append(f" ({self._href})")
+            self._href = None
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(source: str) -> str:
+    parser = _TextFromHtml()
+    parser.feed(source)
+    text = htmllib.unescape("".join(parser.parts))
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    return "\n".join(line for line in lines if line).strip() + "\n"
+
+
+@dataclass
+class TemplateLibrary:
+    """The templates of one journeys folder, loaded and checked once."""
+
+    folder: Path | None
+    templates: dict[str, TemplateFile] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # template id -> file name, for errors
+
+    def __post_init__(self) -> None:
+        self._env = make_environment(self.folder)
+        self._html_env = make_environment(self.folder)
+        self._html_env.autoescape = True
+        self._compiled: dict[tuple[str, str], jinja2.Template] = {}
+
+    def __contains__(self, template_id: str) -> bool:
+        return template_id in self.templates
+
+    def _compile(self, template_id: str, part: str, source: str, *, html: bool) -> jinja2.Template:
+        key = (template_id, part)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            env = self._html_env if html else self._env
+            if part == "html_file":
+                compiled = env.get_template(source)
+            else:
+                compiled = env.from_string(source)
+            self._compiled[key] = compiled
+        return compiled
+
+    def render(self, template_id: str, context: Mapping[str, Any]) -> Rendered:
+        tpl = self.templates.get(template_id)
+        if tpl is None:
+            raise TemplateRenderError(f"template {template_id!r} does not exist")
+        try:
+            def part(name: str, source: str | None, *, html: bool = False) -> str | None:
+                if source is None:
+                    return None
+                return self._compile(template_id, name, source, html=html).render(context)
+
+            html_out = part("html", tpl.html, html=True) or part("html_file", tpl.html_file,
+                                                                 html=True)
+            text_out = part("text", tpl.text)
+            if text_out is None and html_out is not None:
+                text_out = html_to_text(html_out)
+            payload = render_value(tpl.payload, context) if tpl.payload is not None else None
+            headers = {}
+            if tpl.from_:
+                headers["From"] = render_string(tpl.from_, context)
+            if tpl.reply_to:
+                headers["Reply-To"] = render_string(tpl.reply_to, context)
+            return Rendered(
+                template=template_id,
+                channel=tpl.channel,
+                subject=(part("subject", tpl.subject) or "").strip() or None,
+                html=html_out,
+                text=text_out,
+                body=part("body", tpl.body),
+                payload=payload,
+                headers=headers,
+            )
+        except (jinja2.TemplateError, TemplateRenderError) as exc:
+            raise TemplateRenderError(f"template {template_id!r}: {exc}") from None
+
+    def check(self) -> list[Problem]:
+        """Syntax errors and variables outside the template scope, for every template."""
+        from journeys.yamlsrc import load_yaml
+
+        problems: list[Problem] = []
+        for template_id, tpl in self.templates.items():
+            file = self.files.get(template_id, f"templates/{template_id}.yaml")
+            source = None
+            if self.folder is not None and (self.folder / f"{template_id}.yaml").exists():
+                source = load_yaml((self.folder / f"{template_id}.yaml").read_text(), file)
+            parts: list[tuple[tuple[str | int, ...], str, jinja2.Environment]] = []
+            for name in ("subject", "preheader", "from_", "reply_to", "html", "text", "body"):
+                value = getattr(tpl, name)
+                if value is not None:
+                    parts.append(((name.rstrip("_"),), value, self._env))
+            if tpl.payload is not None:
+                parts.extend(((("payload", *w)), s, self._env) for w, s in _strings(tpl.payload))
+            for where, text, env in parts:
+                problems.extend(_check_source(text, env, file, source, where))
+            if tpl.html_file is not None:
+                assert self.folder is not None
+                path = self.folder / tpl.html_file
+                if not path.is_file():
+                    pos = source.position(("html_file",)) if source else (1, 1)
+                    problems.append(Problem(file, *pos, f"html_file {tpl.html_file!r} does not exist"))
+                else:
+                    problems.extend(_check_file(path, self.folder, self._env))
+        return problems
+
+
+def _strings(value: Any, where: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _strings(v, (*where, k))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in _strings(v, (*where, i))]
+    return []
+
+
+def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
+                  where: tuple[str | int, ...]) -> list[Problem]:
+    line, col = source.position(where) if source is not None else (1, 1)
+    try:
+        names = undeclared(text, env)
+    except jinja2.TemplateSyntaxError as exc:
+        # Jinja's line is relative to the string; block scalars start on the next line.
+        return [Problem(file, line + (exc.lineno or 1) - 1 + (1 if "\n" in text else 0), col,
+                        f"template syntax error: {exc.message}")]
+    return [Problem(file, line, col, f"unknown variable {name!r} in template; in scope: "
+                    + ", ".join(sorted(SCOPE)))
+            for name in sorted(names - SCOPE)]
+
+
+def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Problem]:
+    rel = str(path.relative_to(folder.parent)) if folder.parent in path.parents else str(path)
+    try:
+        names = undeclared(path.read_text(), env)
+    except jinja2.TemplateSyntaxError as exc:
+        return [Problem(rel, exc.lineno or 1, 1, f"template syntax error: {exc.message}")]
+    return [Problem(rel, 1, 1, f"unknown variable {name!r} in template") for name in
+            sorted(names - SCOPE)]
+
+
+def load_templates(folder: Path, display_root: Path | None = None) -> tuple[TemplateLibrary, list[Problem]]:
+    """Load every `*.yaml` in a templates folder; problems are collected, not raised."""
+    from journeys.errors import InvalidJourney
+    from journeys.loader import pydantic_problems
+    from journeys.yamlsrc import load_yaml, plain
+
+    library = TemplateLibrary(folder if folder.is_dir() else None)
+    problems: list[Problem] = []
+    if not folder.is_dir():
+        return library, problems
+    for path in sorted(folder.glob("*.yaml")):
+        display = str(path.relative_to(display_root)) if display_root else str(path)
+        try:
+            source = load_yaml(path.read_text(), display)
+        except InvalidJourney as exc:
+            problems.extend(exc.problems)
+            continue
+        try:
+            tpl = TemplateFile.model_validate(plain(source.data))
+        except ValidationError as exc:
+            problems.extend(pydantic_problems(exc, source))
+            continue
+        library.templates[path.stem] = tpl
+        library.files[path.stem] = display
+    problems.extend(library.check())
+    return library, problems

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+
+def write_folder(root: Path, journeys: dict[str, str], templates: dict[str, str] | None = None,
+                 policy: str | None = None) -> Path:
+    """A journeys folder in `root`; templates default to a stub email per referenced id."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "templates").mkdir(exist_ok=True)
+    for jid, text in journeys.items():
+        (root / f"{jid}.yaml").write_text(dedent(text))
+    for tid, text in (templates or {}).items():
+        (root / "templates" / f"{tid}.yaml").write_text(dedent(text))
+    if policy is not None:
+        (root / "policy.yaml").write_text(dedent(policy))
+    return root
+
+
+def stub_email(tid: str) -> str:
+    return f"channel: email\nsubject: '{tid} for {{{{ profile.id }}}}'\ntext: 'hi {{{{ profile.id }}}}'\n"

@@ -1,0 +1,254 @@
+"""The engine on a fake clock: every step kind, entries, re-entry, exits, goals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.testing import ExitRecord, InMemoryEngine, SentMessage
+from tests.engine.helpers import stub_email, write_folder
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CART = """
+journey: cart
+version: 1
+entry:
+  event: Checkout Started
+  when:
+    event.properties.cart_value: {gt: 0}
+re_entry: {after: 7d}
+exit_when:
+  - event: Order Completed
+goal: {event: Order Completed, within: 7d}
+steps:
+  - id: grace
+    wait: 1h
+  - id: reminder
+    send: {channel: email, template: cart_reminder}
+  - id: clicked
+    wait_for:
+      event: Email Clicked
+      timeout: 24h
+      on_event: done
+      on_timeout: offer
+  - id: offer
+    branch:
+      - when: {profile.traits.vip: {eq: true}}
+        goto: vip_offer
+      - else: plain_offer
+  - id: vip_offer
+    send: {channel: email, template: cart_vip}
+    next: done
+  - id: plain_offer
+    send: {channel: email, template: cart_plain}
+  - id: done
+    exit: completed
+"""
+
+
+@pytest.fixture
+def cart(tmp_path: Path) -> InMemoryEngine:
+    folder = write_folder(tmp_path / "j", {"cart": CART}, {
+        t: stub_email(t) for t in ("cart_reminder", "cart_vip", "cart_plain")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("u1", {"email": "u1@example.com"})
+    return eng
+
+
+def msg(template: str, step: str, at: datetime, profile: str = "u1") -> tuple[str, str, str, datetime]:
+    return (profile, step, template, at)
+
+
+def sent(eng: InMemoryEngine) -> list[tuple[str, str, str, datetime]]:
+    return [(m.profile, m.step, m.template, m.at) for m in eng.sent]
+
+
+def test_timeout_path_takes_the_plain_offer(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.run_until_idle()
+    assert sent(cart) == [msg("cart_reminder", "reminder", T0 + timedelta(hours=1)),
+                          msg("cart_plain", "plain_offer", T0 + timedelta(hours=25))]
+    assert cart.exits == [ExitRecord("u1", "cart", "done", "completed", T0 + timedelta(hours=25))]
+
+
+def test_vip_branch(cart: InMemoryEngine) -> None:
+    cart.identify("u1", {"vip": True})
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.run_until_idle()
+    assert [m.template for m in cart.sent] == ["cart_reminder", "cart_vip"]
+
+
+def test_wait_for_matched_goes_to_on_event(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.track("u1", "Email Clicked", at=T0 + timedelta(hours=2))
+    cart.run_until_idle()
+    assert [m.template for m in cart.sent] == ["cart_reminder"]
+    assert cart.exits == [ExitRecord("u1", "cart", "done", "completed", T0 + timedelta(hours=2))]
+
+
+def test_an_event_before_the_wait_for_does_not_count(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.track("u1", "Email Clicked", at=T0 + timedelta(minutes=30))  # still in `grace`
+    cart.run_until_idle()
+    assert [m.template for m in cart.sent] == ["cart_reminder", "cart_plain"]
+
+
+def test_exit_when_cancels_pending_timers_and_records_the_goal(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.track("u1", "Order Completed", {"revenue": 10}, at=T0 + timedelta(minutes=30))
+    cart.run_until_idle()
+    assert cart.sent == []
+    assert cart.exits == [ExitRecord("u1", "cart", "grace", "exit_when:Order Completed",
+                                     T0 + timedelta(minutes=30))]
+    assert len(cart.store.goals) == 1
+    assert cart.store.timers == {}
+
+
+def test_entry_condition_filters(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 0})
+    cart.run_until_idle()
+    assert cart.sent == []
+
+
+def test_re_entry_after_seven_days(cart: InMemoryEngine) -> None:
+    cart.track("u1", "Checkout Started", {"cart_value": 10})
+    cart.run_until_idle()
+    cart.track("u1", "Checkout Started", {"cart_value": 10}, at=T0 + timedelta(days=3))
+    cart.run_until_idle()
+    assert len(cart.enrollments("u1", "cart")) == 1
+    cart.track("u1", "Checkout Started", {"cart_value": 10}, at=T0 + timedelta(days=7))
+    cart.run_until_idle()
+    assert len(cart.enrollments("u1", "cart")) == 2
+    assert len(cart.sent) == 4
+
+
+def test_a_week_of_simulated_time_for_many_profiles_is_fast(cart: InMemoryEngine) -> None:
+    import time
+
+    started = time.perf_counter()
+    for i in range(100):
+        cart.identify(f"p{i}", {"email": f"p{i}@example.com"})
+        cart.track(f"p{i}", "Checkout Started", {"cart_value": 5})
+    cart.advance(timedelta(days=7))
+    elapsed = time.perf_counter() - started
+    assert len(cart.sent) == 200
+    assert elapsed < 1.0, f"a week for 100 profiles took {elapsed:.2f}s"
+
+
+DRIP = """
+journey: drip
+version: 1
+entry: {event: Lead Created}
+steps:
+  - id: mark
+    set_data: {source: "{{ event.properties.source }}"}
+  - id: points
+    update_profile: {set: {lead_source: "{{ enrollment.data.source }}"}, increment: {points: 5}}
+  - id: morning
+    wait: {until: "10:00", tz: profile}
+  - id: hello
+    send: {channel: email, template: hello}
+  - id: tell_friend
+    emit: {event: Friend Nudged, to: "{{ event.properties.friend }}", properties: {by: "{{ profile.id }}"}}
+"""
+NUDGED = """
+journey: nudged
+version: 1
+entry: {event: Friend Nudged}
+steps:
+  - id: thanks
+    send: {channel: email, template: nudge}
+"""
+
+
+def test_every_instant_step_kind_and_emit_to_another_profile(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"drip": DRIP, "nudged": NUDGED},
+                          {"hello": stub_email("hello"), "nudge": stub_email("nudge")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)  # 09:00 UTC = 10:00 Madrid
+    eng.identify("u1", {"email": "u1@example.com", "timezone": "Europe/Madrid", "points": 1})
+    eng.track("u1", "Lead Created", {"source": "webinar", "friend": "f1"})
+    eng.run_until_idle()
+    assert eng.profile("u1").traits["lead_source"] == "webinar"
+    assert eng.profile("u1").traits["points"] == 6
+    assert eng.sent[0] == SentMessage("u1", "drip", "hello", "email", "hello",
+                                      datetime(2026, 3, 3, 9, 0, tzinfo=UTC), "u1@example.com",
+                                      "hello for u1", "hi u1")
+    assert [(m.profile, m.template) for m in eng.sent] == [("u1", "hello"), ("f1", "nudge")]
+    assert eng.emitted[0]["properties"] == {"by": "u1"}
+
+
+SPLIT = """
+journey: ab
+version: 1
+entry: {event: Go}
+steps:
+  - id: test
+    split:
+      holdout: 20
+      variants:
+        - {name: a, weight: 50, goto: send_a}
+        - {name: b, weight: 50, goto: send_b}
+  - id: send_a
+    send: {channel: email, template: a}
+    next: end
+  - id: send_b
+    send: {channel: email, template: b}
+  - id: end
+    exit: done
+"""
+
+
+def test_split_with_holdout(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"ab": SPLIT}, {"a": stub_email("a"),
+                                                         "b": stub_email("b")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    for i in range(300):
+        eng.track(f"u{i}", "Go")
+    reasons = [e.reason for e in eng.exits]
+    assert 30 < reasons.count("holdout") < 90
+    templates = [m.template for m in eng.sent]
+    assert 90 < templates.count("a") < 150
+    assert len(templates) + reasons.count("holdout") == 300
+
+
+BIRTHDAY = """
+journey: birthday
+version: 1
+entry:
+  schedule: "0 9 * * *"
+  when:
+    profile.computed.birthday_today: {eq: true}
+re_entry: {after: 300d}
+steps:
+  - id: card
+    send: {channel: email, template: card}
+"""
+
+
+def test_cron_entry_in_profile_time_zones(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"birthday": BIRTHDAY}, {"card": stub_email("card")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("mad", {"email": "m@example.com", "timezone": "Europe/Madrid",
+                         "birthday": "1990-03-04"})
+    eng.identify("ny", {"email": "n@example.com", "timezone": "America/New_York",
+                        "birthday": "1985-03-04"})
+    eng.advance(timedelta(days=5))
+    assert [(m.profile, m.at) for m in eng.sent] == [
+        ("mad", datetime(2026, 3, 4, 8, 0, tzinfo=UTC)),   # 09:00 CET
+        ("ny", datetime(2026, 3, 4, 14, 0, tzinfo=UTC)),   # 09:00 EST
+    ]
+
+
+def test_bad_template_render_skips_the_send_and_records_why(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"drip": DRIP, "nudged": NUDGED}, {
+        "hello": "channel: email\nsubject: 'Hi {{ profile.traits.first_name }}'\ntext: x\n",
+        "nudge": stub_email("nudge")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.track("u1", "Lead Created", {"source": "x", "friend": "f1"})
+    eng.run_until_idle()
+    assert [m.template for m in eng.sent] == ["nudge"]  # the journey went on
+    (decision,) = eng.decisions
+    assert decision.reason == "template_error"
+    assert "first_name" in decision.details["error"]
