@@ -107,7 +107,8 @@ def simulate(
 ) -> None:
     """Run journeys in memory on a fake clock through the events, then on until every
     pending wait has resolved (or --until), and print who got what, when."""
-    from engine.simulate import SimulationError, format_timeline, simulate as run_sim
+    from engine.simulate import SimulationError, format_timeline
+    from engine.simulate import simulate as run_sim
 
     try:
         result = run_sim(path, events, until=until, backend=backend)

@@ -14,10 +14,10 @@ from datetime import datetime
 from engine.model import (
     Advanced,
     CancelTimer,
-    EventMatched,
     Enrollment,
     Enter,
     Event,
+    EventMatched,
     Exit,
     ExitRequested,
     GoalMet,

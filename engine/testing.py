@@ -143,7 +143,7 @@ class InMemoryStore:
         else:
             self.segments.discard((profile_id, journey))
 
-    def record_exit(self, exit: Exit) -> None:  # noqa: A002 - the port's name
+    def record_exit(self, exit: Exit) -> None:
         self.exits.append(exit)
 
     def record_goal(self, goal: RecordGoal) -> None:
@@ -203,8 +203,8 @@ class InMemoryEngine:
         self.library = library
         policy = library.policy if library else None
         computed = ComputedTraits(library.computed_config if library else None)
-        channels = {name: self.channel for name in ("email", "sms", "push", "webhook",
-                                                     "console", "file")}
+        channels = dict.fromkeys(
+            ("email", "sms", "push", "webhook", "console", "file"), self.channel)
         self.engine = Engine(journeys, store=self.store, clock=self.clock,
                              ids=SequentialIds("msg"), channels=channels, computed=computed,
                              policy=policy)

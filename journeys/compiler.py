@@ -173,7 +173,7 @@ def mermaid(compiled: CompiledJourney | Journey) -> str:
         lines.append(f'    state "{_describe(step)}" as {step.id}')
     entry = model.entry
     trigger = (entry.event if entry.kind == "event" else
-               f"segment" if entry.kind == "segment" else f"cron {entry.schedule}")
+               "segment" if entry.kind == "segment" else f"cron {entry.schedule}")
     lines.append(f"    [*] --> {model.steps[0].id}: {trigger}")
     for source, out in graph.items():
         for e in out:

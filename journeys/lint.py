@@ -29,9 +29,12 @@ PATH_ROOTS = ("event.", "trigger.", "profile.", "enrollment.")
 
 
 def lint(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Problem]:
-    checks = (_entry, _ids, _references, _branches, _splits, _reachability, _loops,
-              _waits, _exits_and_goal)
-    problems = [p for check in checks for p in check(loaded)]
+    """Semantic problems of a shape-valid journey (templates are checked when given)."""
+    problems = [p for check in (_entry, _ids, _references, _branches, _splits, _waits,
+                                _exits_and_goal) for p in check(loaded)]
+    ids = [s.id for s in loaded.model.steps]
+    if len(set(ids)) == len(ids):  # the graph is ambiguous with duplicate ids
+        problems += _reachability(loaded) + _loops(loaded)
     problems += _sends(loaded, templates)
     problems += _inline_templates(loaded)
     return problems
@@ -195,7 +198,8 @@ def _waits(loaded: LoadedJourney) -> list[Problem]:
 def _exits_and_goal(loaded: LoadedJourney) -> list[Problem]:
     model, src = loaded.model, loaded.source
     problems = [src.problem(("exit_when", i), "an exit_when item needs 'event' or 'when'")
-                for i, item in enumerate(model.exit_when) if item.event is None and item.when is None]
+                for i, item in enumerate(model.exit_when)
+                if item.event is None and item.when is None]
     if model.goal is not None and model.goal.event is None and model.goal.when is None:
         problems.append(src.problem(("goal",), "a goal needs 'event' or 'when'"))
     return problems
@@ -212,7 +216,7 @@ def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Pro
             problems.append(loaded.source.problem(
                 (*where, "channel"), f"unknown channel {send.channel!r}"
                 + did_you_mean(send.channel, CHANNEL_KINDS)))
-        if templates is None:
+        if templates is None or send.channel not in CHANNEL_KINDS:
             continue
         tpl = templates.templates.get(send.template)
         if tpl is None:
@@ -237,7 +241,8 @@ def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
         elif isinstance(step, EmitStep):
             if step.emit.to:
                 places.append(((*here, "emit", "to"), step.emit.to))
-            places += [((*here, "emit", "properties", k), v) for k, v in step.emit.properties.items()]
+            places += [((*here, "emit", "properties", k), v)
+                       for k, v in step.emit.properties.items()]
         elif isinstance(step, UpdateProfileStep):
             places += [((*here, "update_profile", "set", k), v)
                        for k, v in step.update_profile.set.items()]

@@ -65,7 +65,7 @@ def pydantic_problems(exc: ValidationError, source: Source) -> list[Problem]:
     problems: list[Problem] = []
     keys = language_keys()
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ":" in p))  # union tags
         kind = err["type"]
         field_name = next((p for p in reversed(loc) if isinstance(p, str)), "")
         if kind == "extra_forbidden":
@@ -76,7 +76,7 @@ def pydantic_problems(exc: ValidationError, source: Source) -> list[Problem]:
         elif kind == "step_kind":
             problems.append(source.problem(loc, _step_kind_message(err["input"])))
         else:
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
             problems.append(source.problem(loc, f"{field_name}: {msg}" if field_name else msg))
     return problems
 
@@ -89,7 +89,8 @@ def _step_kind_message(raw: Any) -> str:
         return f"a step has exactly one kind, this one has {len(kinds)}: " + ", ".join(kinds)
     unknown = [k for k in raw if k not in {"id", "next", "name", "description"}]
     hints = "; ".join(f"unknown key {k!r}" + did_you_mean(k, STEP_KINDS) for k in unknown)
-    return "step has no kind (one of: " + ", ".join(STEP_KINDS) + ")" + (f"; {hints}" if hints else "")
+    kinds_list = ", ".join(STEP_KINDS)
+    return f"step has no kind (one of: {kinds_list})" + (f"; {hints}" if hints else "")
 
 
 def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
@@ -120,11 +121,20 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
     if not isinstance(source.data, dict):
         raise InvalidJourney([source.problem((), "a journey file must be a mapping with "
                                               "'journey', 'version', 'entry' and 'steps'")])
+    raw = plain(source.data)
     try:
-        model = Journey.model_validate(plain(source.data))
+        model = Journey.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidJourney(pydantic_problems(exc, source)) from None
-    problems: list[Problem] = []
+        problems = pydantic_problems(exc, source)
+        stubbed = _stub_broken_steps(raw, exc)
+        if stubbed is not None:
+            # Shape errors only inside steps: lint the rest too, so one run shows every
+            # problem (broken steps become pass-through stubs that keep their id and next).
+            from journeys.lint import lint
+
+            problems += lint(LoadedJourney(stubbed, source, {}), None)
+        raise InvalidJourney(sorted(set(problems))) from None
+    problems = []
     conditions: dict[Where, Condition] = {}
     for where, raw in condition_places(model):
         try:
@@ -139,9 +149,28 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
     return LoadedJourney(model, source, conditions)
 
 
+def _stub_broken_steps(raw: Any, exc: ValidationError) -> Journey | None:
+    broken = {e["loc"][1] for e in exc.errors() if len(e["loc"]) > 1 and e["loc"][0] == "steps"
+              and isinstance(e["loc"][1], int)}
+    if not broken or any(e["loc"][:1] != ("steps",) or len(e["loc"]) < 2 for e in exc.errors()):
+        return None
+    steps = list(raw.get("steps") or [])
+    for i in broken:
+        old = steps[i] if isinstance(steps[i], dict) else {}
+        stub = {"id": str(old.get("id", f"__step_{i}")), "wait": "1s"}
+        if isinstance(old.get("next"), str):
+            stub["next"] = old["next"]
+        steps[i] = stub
+    try:
+        return Journey.model_validate({**raw, "steps": steps})
+    except ValidationError:
+        return None
+
+
 def _points_at_key(source: Source, where: tuple[str | int, ...]) -> bool:
     """Point at an unknown operator or path key rather than its value."""
-    return bool(where) and isinstance(where[-1], str) and where[-1] not in {"when", "all", "any", "not"}
+    return (bool(where) and isinstance(where[-1], str)
+            and where[-1] not in {"when", "all", "any", "not"})
 
 
 def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]]:

@@ -11,9 +11,17 @@ module in `engine/steps/`.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
 from journeys.steps import Duration, Step
 
@@ -53,7 +61,21 @@ class ReEntryAfter(Strict):
     after: Duration
 
 
-ReEntry = Literal["never", "always"] | ReEntryAfter
+def _re_entry_tag(value: Any) -> str:
+    return "re_entry:after" if isinstance(value, dict | ReEntryAfter) else "re_entry:word"
+
+
+def _re_entry_word(value: Any) -> str:
+    if value not in ("never", "always"):
+        raise ValueError(f"must be 'never', 'always' or {{after: <duration>}}, not {value!r}")
+    return str(value)
+
+
+ReEntry = Annotated[
+    Annotated[Literal["never", "always"], BeforeValidator(_re_entry_word), Tag("re_entry:word")]
+    | Annotated[ReEntryAfter, Tag("re_entry:after")],
+    Discriminator(_re_entry_tag),
+]
 
 
 class ExitWhen(Strict):

@@ -51,15 +51,16 @@ class WaitUntil(_Strict):
 
     @property
     def is_local_time(self) -> bool:
-        return ":" in self.until and not self.until.startswith(("event.", "profile.", "enrollment."))
+        is_path = self.until.startswith(("event.", "profile.", "enrollment."))
+        return ":" in self.until and not is_path
 
 
 def _wait_tag(value: Any) -> str:
-    return "until" if isinstance(value, dict | WaitUntil) else "duration"
+    return "wait:until" if isinstance(value, dict | WaitUntil) else "wait:duration"
 
 
 WaitSpec = Annotated[
-    Annotated[Duration, Tag("duration")] | Annotated[WaitUntil, Tag("until")],
+    Annotated[Duration, Tag("wait:duration")] | Annotated[WaitUntil, Tag("wait:until")],
     Discriminator(_wait_tag),
 ]
 
@@ -106,11 +107,12 @@ class BranchElse(_Strict):
 
 
 def _case_tag(value: Any) -> str:
-    return "else" if isinstance(value, dict) and "else" in value or isinstance(value, BranchElse) else "case"
+    is_else = (isinstance(value, dict) and "else" in value) or isinstance(value, BranchElse)
+    return "branch:else" if is_else else "branch:case"
 
 
 BranchItem = Annotated[
-    Annotated[BranchCase, Tag("case")] | Annotated[BranchElse, Tag("else")],
+    Annotated[BranchCase, Tag("branch:case")] | Annotated[BranchElse, Tag("branch:else")],
     Discriminator(_case_tag),
 ]
 
@@ -181,32 +183,36 @@ STEP_MODELS: dict[str, type[_StepBase]] = {
 }
 STEP_KINDS = tuple(STEP_MODELS)
 COMMON_KEYS = ("id", "next", "name", "description")
-INNER_KEYS = {"else", "until", "tz"}
+INNER_MODELS: tuple[type[BaseModel], ...] = (WaitUntil, WaitFor, Send, BranchCase, Variant, Split,
+                                              UpdateProfile, Emit)
+INNER_KEYS = {"else"} | {name for model in INNER_MODELS for name in model.model_fields}
 
 
 def step_kinds_in(raw: Any) -> list[str]:
     if isinstance(raw, dict):
         return [k for k in raw if k in STEP_MODELS]
-    return [k for k in STEP_MODELS if getattr(raw, k, None) is not None and isinstance(raw, _StepBase)]
+    if not isinstance(raw, _StepBase):
+        return []
+    return [k for k in STEP_MODELS if getattr(raw, k, None) is not None]
 
 
 def _step_tag(value: Any) -> str | None:
     if isinstance(value, _StepBase):
-        return next(k for k, m in STEP_MODELS.items() if isinstance(value, m))
+        return "step:" + next(k for k, m in STEP_MODELS.items() if isinstance(value, m))
     kinds = step_kinds_in(value)
-    return kinds[0] if len(kinds) == 1 else None
+    return f"step:{kinds[0]}" if len(kinds) == 1 else None
 
 
 Step = Annotated[
-    Annotated[WaitStep, Tag("wait")]
-    | Annotated[WaitForStep, Tag("wait_for")]
-    | Annotated[SendStep, Tag("send")]
-    | Annotated[BranchStep, Tag("branch")]
-    | Annotated[SplitStep, Tag("split")]
-    | Annotated[UpdateProfileStep, Tag("update_profile")]
-    | Annotated[SetDataStep, Tag("set_data")]
-    | Annotated[EmitStep, Tag("emit")]
-    | Annotated[ExitStep, Tag("exit")],
+    Annotated[WaitStep, Tag("step:wait")]
+    | Annotated[WaitForStep, Tag("step:wait_for")]
+    | Annotated[SendStep, Tag("step:send")]
+    | Annotated[BranchStep, Tag("step:branch")]
+    | Annotated[SplitStep, Tag("step:split")]
+    | Annotated[UpdateProfileStep, Tag("step:update_profile")]
+    | Annotated[SetDataStep, Tag("step:set_data")]
+    | Annotated[EmitStep, Tag("step:emit")]
+    | Annotated[ExitStep, Tag("step:exit")],
     Discriminator(
         _step_tag,
         custom_error_type="step_kind",
@@ -221,7 +227,8 @@ AnyStep = (
 
 
 def kind_of(step: AnyStep) -> str:
-    tag = _step_tag(step)
-    assert tag is not None
-    return tag
+    return _KIND_BY_MODEL[type(step)]
+
+
+_KIND_BY_MODEL = {model: kind for kind, model in STEP_MODELS.items()}
 

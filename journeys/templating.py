@@ -86,13 +86,7 @@ class Rendered:
 
 def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
     loader = jinja2.FileSystemLoader(str(folder)) if folder is not None else None
-    env = SandboxedEnvironment(
-        undefined=StrictUndefined,
-        loader=loader,
-        autoescape=False,
-        keep_trailing_newline=False,
-    )
-    return env
+    return SandboxedEnvironment(undefined=StrictUndefined, loader=loader, autoescape=False)
 
 
 _STRING_ENV = make_environment()
@@ -174,10 +168,8 @@ class TemplateLibrary:
         compiled = self._compiled.get(key)
         if compiled is None:
             env = self._html_env if html else self._env
-            if part == "html_file":
-                compiled = env.get_template(source)
-            else:
-                compiled = env.from_string(source)
+            compiled = (env.get_template(source) if part == "html_file"
+                        else env.from_string(source))
             self._compiled[key] = compiled
         return compiled
 
@@ -239,13 +231,17 @@ class TemplateLibrary:
                 path = self.folder / tpl.html_file
                 if not path.is_file():
                     pos = source.position(("html_file",)) if source else (1, 1)
-                    problems.append(Problem(file, *pos, f"html_file {tpl.html_file!r} does not exist"))
+                    problems.append(Problem(file, *pos,
+                                            f"html_file {tpl.html_file!r} does not exist"))
                 else:
                     problems.extend(_check_file(path, self.folder, self._env))
         return problems
 
 
-def _strings(value: Any, where: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+Where = tuple[str | int, ...]
+
+
+def _strings(value: Any, where: Where = ()) -> list[tuple[Where, str]]:
     if isinstance(value, str):
         return [(where, value)]
     if isinstance(value, dict):
@@ -279,7 +275,8 @@ def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Probl
             sorted(names - SCOPE)]
 
 
-def load_templates(folder: Path, display_root: Path | None = None) -> tuple[TemplateLibrary, list[Problem]]:
+def load_templates(folder: Path,
+                   display_root: Path | None = None) -> tuple[TemplateLibrary, list[Problem]]:
     """Load every `*.yaml` in a templates folder; problems are collected, not raised."""
     from journeys.errors import InvalidJourney
     from journeys.loader import pydantic_problems

@@ -6,6 +6,7 @@ value and list item, which is what lets the loader report `file:line:column`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,9 @@ def load_yaml(text: str, file: str) -> Source:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         reason = exc.problem or exc.context or "not valid YAML"
+        duplicate = re.match(r'found duplicate key "([^"]*)"', reason)
+        if duplicate:
+            reason = f"duplicate key {duplicate[1]!r}"
         raise InvalidJourney([Problem(file, line, col, f"YAML syntax: {reason}")]) from None
     except Exception as exc:  # ruamel raises a few non-marked errors (e.g. bad tags)
         raise InvalidJourney([Problem(file, 1, 1, f"YAML syntax: {exc}")]) from None

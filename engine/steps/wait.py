@@ -6,10 +6,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.events import parse_timestamp
 from engine.model import ScheduleTimer
 from engine.steps.base import SUSPEND, Go, Outcome, StepRun
 from journeys.steps import WaitStep
-from engine.events import parse_timestamp
 
 
 def next_local_time(now: datetime, hhmm: str, tz: ZoneInfo) -> datetime:

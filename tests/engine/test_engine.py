@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -125,8 +126,6 @@ def test_re_entry_after_seven_days(cart: InMemoryEngine) -> None:
 
 
 def test_a_week_of_simulated_time_for_many_profiles_is_fast(cart: InMemoryEngine) -> None:
-    import time
-
     started = time.perf_counter()
     for i in range(100):
         cart.identify(f"p{i}", {"email": f"p{i}@example.com"})

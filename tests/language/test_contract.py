@@ -22,13 +22,13 @@ def _blocks(kind: str) -> list[str]:
     out = []
     for text in BLOCKS:
         data = YAML(typ="safe").load(text)
-        if kind == "journey" and "journey" in data:
-            out.append(text)
-        elif kind == "entry" and set(data) == {"entry"}:
-            out.append(text)
-        elif kind == "template" and "channel" in data:
-            out.append(text)
-        elif kind == "policy" and "frequency_caps" in data:
+        looks_like = {
+            "journey": "journey" in data,
+            "entry": set(data) == {"entry"},
+            "template": "channel" in data,
+            "policy": "frequency_caps" in data,
+        }
+        if looks_like[kind]:
             out.append(text)
     return out
 
@@ -64,7 +64,8 @@ def test_complete_journeys_validate_and_run(tmp_path: Path, text: str) -> None:
     eng.track("p1", entry.event, {"cart_value": 30, "source": "web"})
     eng.run_until_idle(timedelta(days=60))
     assert eng.sent, "the journey sent nothing"
-    assert eng.exits and eng.exits[-1].journey == journey.id
+    assert eng.exits
+    assert eng.exits[-1].journey == journey.id
 
 
 @pytest.mark.parametrize("text", _blocks("entry"))

@@ -1,0 +1,125 @@
+"""The command line, run as a real subprocess (what users and CI scripts see)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.engine.helpers import stub_email, write_folder
+
+BROKEN = Path(__file__).resolve().parent.parent / "language" / "broken"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                          text=True, cwd=cwd, check=False)
+
+
+JOURNEY = """
+journey: hello
+version: 1
+entry: {event: Signed Up}
+exit_when:
+  - event: Unsubscribed
+steps:
+  - id: welcome
+    send: {channel: email, template: welcome}
+  - id: pause
+    wait: 2d
+  - id: tips
+    send: {channel: email, template: tips}
+"""
+
+
+def test_validate_ok_and_exit_code_zero(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    result = run("validate", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok: 1 journey(s) valid"
+
+
+def test_validate_lists_every_problem_on_stderr_and_exits_one() -> None:
+    result = run("validate", str(BROKEN / "many_problems.yaml"), str(BROKEN / "split_weights.yaml"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "4 problem(s)"
+    assert all(":" in line for line in lines[:-1])
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_error_exits_two() -> None:
+    assert run("validate").returncode == 2
+    assert run("--help").returncode == 0
+    for command in ("validate", "graph", "simulate"):
+        assert run(command, "--help").returncode == 0
+
+
+def test_graph_prints_mermaid_and_writes_markdown(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    result = run("graph", "hello", "--journeys", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "stateDiagram-v2"
+    assert "    [*] --> welcome: Signed Up" in result.stdout
+    assert "    pause --> tips: after wait" in result.stdout
+    out = tmp_path / "hello.md"
+    assert run("graph", str(folder / "hello.yaml"), "-o", str(out)).returncode == 0
+    assert out.read_text().startswith("# hello\n\n```mermaid\nstateDiagram-v2\n")
+    missing = run("graph", "nope", "--journeys", str(folder))
+    assert missing.returncode == 1
+    assert "no journey 'nope'" in missing.stderr
+
+
+def test_simulate_json(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        {"type": "identify", "userId": "a", "traits": {"email": "a@example.com"},
+         "timestamp": "2026-03-02T09:00:00Z"},
+        {"type": "track", "userId": "a", "event": "Signed Up", "timestamp": "2026-03-02T09:00:00Z"},
+        {"type": "track", "userId": "b", "event": "Signed Up", "timestamp": "2026-03-02T10:00:00Z"},
+        {"type": "track", "userId": "b", "event": "Unsubscribed",
+         "timestamp": "2026-03-03T10:00:00Z"},
+    ]) + "\n")
+    result = run("simulate", str(folder), "--events", str(events), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "messages": [
+            {"profile": "a", "journey": "hello", "step": "welcome", "channel": "email",
+             "template": "welcome", "at": "2026-03-02T09:00:00Z"},
+            {"profile": "b", "journey": "hello", "step": "welcome", "channel": "email",
+             "template": "welcome", "at": "2026-03-02T10:00:00Z"},
+            {"profile": "a", "journey": "hello", "step": "tips", "channel": "email",
+             "template": "tips", "at": "2026-03-04T09:00:00Z"},
+        ],
+        "exits": [
+            {"profile": "b", "journey": "hello", "step": "pause", "reason":
+             "exit_when:Unsubscribed", "at": "2026-03-03T10:00:00Z"},
+            {"profile": "a", "journey": "hello", "step": "tips", "reason": "completed",
+             "at": "2026-03-04T09:00:00Z"},
+        ],
+    }
+    until = run("simulate", str(folder), "--events", str(events), "--until",
+                "2026-03-03T00:00:00Z", "--json")
+    assert [m["step"] for m in json.loads(until.stdout)["messages"]] == ["welcome", "welcome"]
+    text = run("simulate", str(folder), "--events", str(events))
+    assert "2026-03-04T09:00:00Z  a              hello/tips: email tips" in text.stdout
+
+
+def test_simulate_rejects_bad_events_with_the_line(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "track", "userId": "a", "event": "X", "timestamp": '
+                      '"2026-03-02T09:00:00Z"}\n{not json\n')
+    result = run("simulate", str(folder), "--events", str(events))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes"
+    events.write_text('{"type": "track", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}\n')
+    result = run("simulate", str(folder), "--events", str(events))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{events}:1:1: an event needs a userId or an anonymousId"

@@ -1,0 +1,131 @@
+"""Broken journey files: each gives exactly the expected `file:line:column: message` lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from journeys.errors import InvalidJourney
+from journeys.loader import load_path
+
+BROKEN = Path(__file__).resolve().parent / "broken"
+
+EXPECTED: dict[str, list[str]] = {
+    "bad_condition_in": [
+        '<valid>',
+    ],
+    "bad_condition_operator": [
+        "bad_condition_operator.yaml:6:30: unknown operator 'gtt'",
+    ],
+    "bad_condition_path": [
+        "bad_condition_path.yaml:7:9: bad path 'profle.traits.vip'",
+    ],
+    "bad_condition_regex": [
+        '<valid>',
+    ],
+    "bad_cron": [
+        'bad_cron.yaml:4:13: bad cron expression \'0 25 * * *\': Error validating expression \'25\': the last value (25) is higher than the maximum value (23) (use 5 fields, like "0 9 * * *")',
+    ],
+    "bad_duration": [
+        "bad_duration.yaml:6:11: wait: bad duration '3 days': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H",
+    ],
+    "bad_id": [
+        "bad_id.yaml:1:10: journey: journey id 'Bad-Id' must be snake_case (a-z, 0-9, _)",
+    ],
+    "bad_phase": [
+        "bad_phase.yaml:3:8: phase: must be 'awareness', 'acquisition', 'onboarding', 'engagement', 'retention' or 'advocacy'",
+    ],
+    "bad_re_entry": [
+        "bad_re_entry.yaml:4:11: re_entry: must be 'never', 'always' or {after: <duration>}, not 'sometimes'",
+    ],
+    "bad_timeout": [
+        "bad_timeout.yaml:6:47: timeout: bad duration '1 month': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H",
+    ],
+    "bad_tz": [
+        "bad_tz.yaml:6:32: unknown time zone 'Europe/Madird': use 'profile' or an IANA name like Europe/Madrid",
+    ],
+    "bad_until": [
+        "bad_until.yaml:6:19: bad time '25:00': use 24-hour HH:MM, like 09:00",
+    ],
+    "bad_version": [
+        'bad_version.yaml:2:10: version: must be greater than or equal to 1',
+    ],
+    "branch_no_else": [
+        'branch_no_else.yaml:7:9: a branch must end with {else: <step>}',
+    ],
+    "duplicate_key": [
+        "duplicate_key.yaml:7:5: YAML syntax: duplicate key 'send'",
+    ],
+    "duplicate_step": [
+        "duplicate_step.yaml:7:9: duplicate step id 'hi'",
+    ],
+    "goto_missing": [
+        "goto_missing.yaml:8:15: step 'vip_mail' does not exist (did you mean 'vip_email'?)",
+        "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it",
+    ],
+    "loop_no_wait": [
+        'loop_no_wait.yaml:5:9: loop with no wait: hi -> again -> hi (add a wait or wait_for inside the loop)',
+    ],
+    "many_problems": [
+        "many_problems.yaml:6:11: wait: bad duration '2 weeks': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H",
+        "many_problems.yaml:8:45: unknown key 'too' (did you mean 'to'?)",
+        "many_problems.yaml:12:15: step 'nowhere' does not exist",
+    ],
+    "missing_steps": [
+        "missing_steps.yaml:1:1: missing required key 'steps'",
+    ],
+    "missing_template": [
+        "missing_template.yaml:6:38: template 'helo' does not exist (looked for templates/helo.yaml) (did you mean 'hello'?)",
+    ],
+    "missing_template_key": [
+        "missing_template_key.yaml:6:11: missing required key 'template'",
+    ],
+    "next_missing": [
+        "next_missing.yaml:7:11: step 'byebye' does not exist (did you mean 'bye'?)",
+        "next_missing.yaml:8:9: step 'bye' is unreachable: no step leads to it",
+    ],
+    "split_weights": [
+        'split_weights.yaml:8:9: split weights must sum to 100, these sum to 90',
+    ],
+    "template_channel_mismatch": [
+        "template_channel_mismatch.yaml:6:38: template 'sms_hi' is for channel 'sms', this step sends by 'email'",
+    ],
+    "two_entries": [
+        "two_entries.yaml:4:3: entry needs exactly one of 'event', 'segment' or 'schedule' (found 2: event, schedule)",
+    ],
+    "two_kinds": [
+        'two_kinds.yaml:5:5: a step has exactly one kind, this one has 2: wait, send',
+    ],
+    "unknown_channel": [
+        "unknown_channel.yaml:6:21: unknown channel 'emial' (did you mean 'email'?)",
+    ],
+    "unknown_step_key": [
+        "unknown_step_key.yaml:5:5: step has no kind (one of: wait, wait_for, send, branch, split, update_profile, set_data, emit, exit); unknown key 'sned' (did you mean 'send'?)",
+    ],
+    "unknown_top_key": [
+        "unknown_top_key.yaml:4:1: unknown key 'exit_whne' (did you mean 'exit_when'?)",
+    ],
+    "unknown_variable": [
+        "unknown_variable.yaml:6:31: unknown variable 'user' in template; in scope: enrollment, event, journey, profile, trigger, unsubscribe_url",
+    ],
+    "unreachable": [
+        "unreachable.yaml:8:9: step 'orphan' is unreachable: no step leads to it",
+    ],
+    "yaml_syntax": [
+        "yaml_syntax.yaml:4:6: YAML syntax: expected ',' or '}', but got ':'",
+    ],
+}
+
+
+def test_every_broken_file_has_an_expectation() -> None:
+    assert {p.stem for p in BROKEN.glob("*.yaml")} == set(EXPECTED)
+    assert len(EXPECTED) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_file_reports_exactly(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(BROKEN)
+    with pytest.raises(InvalidJourney) as info:
+        load_path(f"{name}.yaml")
+    assert [str(p) for p in info.value.problems] == EXPECTED[name]
