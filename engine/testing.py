@@ -59,6 +59,12 @@ class SequentialIds:
         return f"{self.prefix}-{next(self._counter)}"
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    name: str
+    admin: bool = False
+
+
 class InMemoryStore:
     """The Store port in dicts and a heap. Not thread-safe; one engine per store."""
 
@@ -74,6 +80,9 @@ class InMemoryStore:
         self.goals: list[RecordGoal] = []
         self.decisions: list[Decision] = []
         self.send_keys: set[str] = set()
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        self.inbox: list[dict[str, Any]] = []
+        self.keys: dict[str, KeyInfo] = {}
 
     def get_profile(self, profile_id: str) -> Profile | None:
         return self.profiles.get(profile_id)
@@ -157,6 +166,28 @@ class InMemoryStore:
             return False
         self.send_keys.add(key)
         return True
+
+    # --- ingest and keys (what the HTTP API needs) ----------------------------------
+
+    def accept_events(self, events: list[dict[str, Any]], source: str = "default") -> list[str]:
+        """Dedupe on (source, messageId); append the new ones to the inbox, all or nothing."""
+        new = [e for e in events if (source, e["messageId"]) not in self.events]
+        fresh: list[str] = []
+        for event in new:
+            if (source, event["messageId"]) in self.events:
+                continue  # a duplicate inside the same batch
+            self.events[(source, event["messageId"])] = event
+            self.inbox.append(event)
+            fresh.append(event["messageId"])
+        return fresh
+
+    def create_key(self, name: str, admin: bool = False) -> str:
+        key = f"test-key-{name}"
+        self.keys[key] = KeyInfo(name, admin)
+        return key
+
+    def check_key(self, key: str) -> KeyInfo | None:
+        return self.keys.get(key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,193 @@
+"""The event API: compatible with the Segment HTTP tracking API, so existing Segment and
+RudderStack clients work unchanged (point their host at us, keep the write key).
+
+POST /v1/{track,identify,alias,page,screen,group,batch} (and /v1/t, /v1/i, ...), auth by
+HTTP Basic with the write key as user name or `writeKey` in the body, gzip bodies,
+Segment's limits (32 KB per event, 500 KB per batch: 400 and nothing stored), dedupe on
+`messageId`, clock-skew correction from `sentAt`. Thin: validation here, storage in the
+store, processing in the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from engine.events import EVENT_TYPES, BadEvent, iso, normalize, parse_timestamp
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+
+
+class KeyInfo(Protocol):
+    name: str
+    admin: bool
+
+
+class IngestStore(Protocol):
+    def accept_events(self, events: list[dict[str, Any]], source: str = "default") -> list[str]:
+        ...
+
+    def check_key(self, key: str) -> KeyInfo | None: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _body(raw: bytes, encoding: str | None) -> Any:
+    if encoding and encoding.lower() in ("gzip", "deflate"):
+        try:
+            raw = gzip.decompress(raw) if encoding.lower() == "gzip" else zlib.decompress(raw)
+        except (OSError, zlib.error, EOFError):
+            raise ApiError(400, f"body is not valid {encoding.lower()}") from None
+        if len(raw) > MAX_BATCH_BYTES:
+            raise ApiError(400, f"batch larger than {MAX_BATCH_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+
+
+def _write_key(request: Request, body: Any) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            user = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "malformed Authorization header") from None
+        if user:
+            return user
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        return str(body["writeKey"])
+    return None
+
+
+def correct_skew(event: dict[str, Any], raw: dict[str, Any], received: datetime,
+                 sent_at: Any) -> None:
+    """Segment's rule: timestamp = receivedAt - (sentAt - originalTimestamp).
+
+    The client's clock may be wrong; `sentAt - originalTimestamp` (both client clock) is
+    how long ago the event happened, which we subtract from our own receive time.
+    """
+    sent = parse_timestamp(sent_at)
+    original = parse_timestamp(raw.get("originalTimestamp") or raw.get("timestamp"))
+    if sent is not None and original is not None:
+        event["timestamp"] = iso(received - (sent - original))
+        event["originalTimestamp"] = iso(original)
+    event["receivedAt"] = iso(received)
+    if sent is not None:
+        event["sentAt"] = iso(sent)
+
+
+def create_app(store: IngestStore, now: Callable[[], datetime], *,
+               new_id: Callable[[], str], profiles: Callable[[str], dict[str, Any] | None]
+               | None = None) -> FastAPI:
+    """The API over a store. `now` and `new_id` are the edge's clock and ids."""
+    app = FastAPI(title="journeyman event API", version="1",
+                  description="Segment-compatible tracking API of journeyman.")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"success": False, "reason": exc.reason}, status_code=exc.status)
+
+    async def read(request: Request) -> tuple[Any, KeyInfo, bytes]:
+        raw = await request.body()
+        limit = MAX_BATCH_BYTES
+        if len(raw) > limit:
+            raise ApiError(400, f"body larger than {limit} bytes")
+        body = _body(raw, request.headers.get("content-encoding"))
+        key = _write_key(request, body)
+        info = store.check_key(key) if key else None
+        if info is None:
+            raise ApiError(401, "missing or unknown write key")
+        return body, info, raw
+
+    def accept(items: list[Any], sent_at: Any, source: str) -> None:
+        received = now()
+        events = []
+        for index, item in enumerate(items):
+            where = f"batch[{index}]: " if len(items) > 1 or sent_at is not None else ""
+            if not isinstance(item, dict):
+                raise ApiError(400, f"{where}an event must be a JSON object")
+            size = len(json.dumps(item, separators=(",", ":")).encode())
+            if size > MAX_EVENT_BYTES:
+                raise ApiError(400, f"{where}event larger than {MAX_EVENT_BYTES} bytes ({size})")
+            try:
+                event = normalize(item, now=received, message_id=new_id())
+            except BadEvent as exc:
+                raise ApiError(400, f"{where}{exc}") from None
+            correct_skew(event, item, received, item.get("sentAt") or sent_at)
+            events.append(event)
+        store.accept_events(events, source)  # all or nothing: one transaction
+
+    async def single(request: Request, kind: str) -> JSONResponse:
+        body, info, _ = await read(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        body = {**body, "type": kind}
+        accept([body], None, info.name)
+        return JSONResponse({"success": True})
+
+    for kind in EVENT_TYPES:
+        for path in (f"/v1/{kind}", f"/v1/{kind[0]}"):
+            app.add_api_route(path, _bind(single, kind), methods=["POST"],
+                              name=f"{kind}{'_short' if len(path) < 6 else ''}",
+                              summary=f"Segment {kind} call")
+
+    @app.post("/v1/batch", summary="Segment batch call")
+    @app.post("/v1/b", include_in_schema=False)
+    async def batch(request: Request) -> JSONResponse:
+        body, info, _ = await read(request)
+        if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+            raise ApiError(400, "a batch body is {\"batch\": [events...]}")
+        items = body["batch"]
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and item.get("type", "track") not in EVENT_TYPES:
+                raise ApiError(400, f"batch[{index}]: unknown event type {item.get('type')!r}")
+        accept(items, body.get("sentAt"), info.name)
+        return JSONResponse({"success": True})
+
+    @app.get("/v1/profiles/{user_id}", summary="A profile (admin key)")
+    async def profile(user_id: str, request: Request) -> JSONResponse:
+        key = _write_key(request, None)
+        info = store.check_key(key) if key else None
+        if info is None:
+            raise ApiError(401, "missing or unknown key")
+        if not info.admin:
+            raise ApiError(403, "this needs an admin key")
+        found = profiles(user_id) if profiles else None
+        if found is None:
+            raise ApiError(404, f"no profile {user_id!r}")
+        return JSONResponse(found)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def _bind(handler: Callable[[Request, str], Any], kind: str) -> Callable[[Request], Any]:
+    async def route(request: Request) -> Any:
+        return await handler(request, kind)
+
+    route.__name__ = f"post_{kind}"
+    return route
+
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "ApiError", "create_app"]
