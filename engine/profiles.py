@@ -117,6 +117,25 @@ class ComputedTraits:
         return Profile(profile.id, profile.traits, c)
 
 
+def merge_computed(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored computed traits of two profiles being merged: counts add up, dates span both."""
+    out = {**older, **newer}
+    for name in ("orders_count", "referrals_count", "visits"):
+        out[name] = int(older.get(name, 0)) + int(newer.get(name, 0))
+    out["total_spent"] = round(float(older.get("total_spent", 0)) +
+                               float(newer.get("total_spent", 0)), 2)
+    firsts = [v for v in (older.get("first_order_at"), newer.get("first_order_at")) if v]
+    lasts = [v for v in (older.get("last_order_at"), newer.get("last_order_at")) if v]
+    if firsts:
+        out["first_order_at"] = min(firsts, key=lambda v: parse_timestamp(v) or v)
+    if lasts:
+        out["last_order_at"] = max(lasts, key=lambda v: parse_timestamp(v) or v)
+    if out["orders_count"]:
+        out["average_order_value"] = round(out["total_spent"] / out["orders_count"], 2)
+    out["identified"] = bool(older.get("identified")) or bool(newer.get("identified"))
+    return out
+
+
 def local_zone(traits: Mapping[str, Any], default_tz: str) -> ZoneInfo:
     for name in (traits.get("timezone"), default_tz, "UTC"):
         if isinstance(name, str):

@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from engine.core import advance, new_enrollment
 from engine.events import BadEvent, normalize
+from engine.identity import resolve
 from engine.model import (
     Advanced,
     CancelTimer,
@@ -54,7 +55,8 @@ TIMER_BATCH = 500
 class Engine:
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, store: Store, clock: Clock,
                  ids: IdGenerator, channels: Mapping[str, Channel],
-                 computed: ComputedTraits | None = None, policy: Policy | None = None) -> None:
+                 computed: ComputedTraits | None = None, policy: Policy | None = None,
+                 identity_traits: tuple[str, ...] = ()) -> None:
         self.journeys = dict(journeys)
         self.store = store
         self.clock = clock
@@ -62,6 +64,7 @@ class Engine:
         self.channels = dict(channels)
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
+        self.identity_traits = identity_traits  # traits that identify a person, e.g. email
         self._queue: deque[dict[str, Any]] = deque()
         self.emitted: list[dict[str, Any]] = []  # events emitted by steps, in order
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
@@ -82,7 +85,7 @@ class Engine:
 
     def _handle(self, event: dict[str, Any]) -> None:
         now = self.clock.now()
-        pid = str(event.get("userId") or event.get("anonymousId"))
+        pid = resolve(self.store, event, self.identity_traits)
         before = self.store.get_profile(pid)
         profile = self.computed.apply(before or Profile(pid), event)
         self.store.put_profile(profile)

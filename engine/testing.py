@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,10 @@ from typing import Any
 from engine.events import iso
 from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, Message
-from engine.profiles import ComputedTraits
+from engine.profiles import ComputedTraits, merge_computed
 from engine.runtime import CRON_STEP, Engine
 from journeys.compiler import CompiledJourney, compile_library
+from journeys.graph import EXITED
 from journeys.loader import Library, load_path
 
 
@@ -83,6 +84,7 @@ class InMemoryStore:
         self.events: dict[tuple[str, str], dict[str, Any]] = {}
         self.inbox: list[dict[str, Any]] = []
         self.keys: dict[str, KeyInfo] = {}
+        self.identities: dict[tuple[str, str], str] = {}
 
     def get_profile(self, profile_id: str) -> Profile | None:
         return self.profiles.get(profile_id)
@@ -166,6 +168,48 @@ class InMemoryStore:
             return False
         self.send_keys.add(key)
         return True
+
+    # --- identities -----------------------------------------------------------------
+
+    def profile_for(self, kind: str, value: str) -> str | None:
+        return self.identities.get((kind, value))
+
+    def link_identity(self, kind: str, value: str, profile_id: str) -> None:
+        self.identities[(kind, value)] = profile_id
+
+    def merge_profiles(self, into: str, from_: str) -> None:
+        """Fold `from_` into `into`: identities, traits (`into` wins), enrollments (deduped)."""
+        for key, pid in list(self.identities.items()):
+            if pid == from_:
+                self.identities[key] = into
+        old = self.profiles.pop(from_, None)
+        if old is not None:
+            keep = self.profiles.get(into, Profile(into))
+            self.profiles[into] = Profile(into, {**old.traits, **keep.traits},
+                                          merge_computed(old.computed, keep.computed))
+        for (pid, journey), ids in list(self.by_profile.items()):
+            if pid != from_:
+                continue
+            del self.by_profile[(pid, journey)]
+            target = self.by_profile.setdefault((into, journey), [])
+            moved = [replace(self.enrollment_rows[i], profile_id=into) for i in ids]
+            for row in moved:
+                self.enrollment_rows[row.id] = row
+            merged = sorted([self.enrollment_rows[i] for i in target] + moved,
+                            key=lambda e: e.entered_at)
+            active = [e for e in merged if e.active]
+            for loser in active[1:]:  # nobody runs the same journey twice after a merge
+                self.enrollment_rows[loser.id] = replace(loser, status="exited", state=EXITED,
+                                                         exit_reason="merged")
+                for key in [k for k, t in self.timers.items() if t.enrollment_id == loser.id]:
+                    del self.timers[key]
+            self.by_profile[(into, journey)] = [e.id for e in merged]
+        for key, timer in list(self.timers.items()):
+            if timer.profile_id == from_:
+                self.timers[key] = replace(timer, profile_id=into)
+        for pid, journey in [s for s in self.segments if s[0] == from_]:
+            self.segments.discard((pid, journey))
+            self.segments.add((into, journey))
 
     # --- ingest and keys (what the HTTP API needs) ----------------------------------
 
