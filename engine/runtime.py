@@ -79,6 +79,11 @@ class Engine:
         self._drain()
         return event
 
+    def handle(self, event: Mapping[str, Any]) -> None:
+        """Handle one already-normalized event (from the inbox), and whatever it emits."""
+        self._queue.append(dict(event))
+        self._drain()
+
     def _drain(self) -> None:
         while self._queue:
             self._handle(self._queue.popleft())

@@ -1,0 +1,84 @@
+"""The worker loop: claim a batch of inbox events, handle each in its own transaction,
+fire due timers; repeat. Run several (`journeyman worker`) to scale out.
+
+Crash safety comes from the store: an event's effects (enrollment rows, timers, outbox
+rows) commit in the same transaction that acks its inbox row; a worker killed before
+the commit leaves the row leased, and once the lease expires another worker handles it.
+A timer is claimed and fired inside one transaction, so it fires once or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from engine.ports import Clock
+from engine.runtime import Engine
+
+log = logging.getLogger("journeyman.worker")
+
+
+class InboxItem(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def event(self) -> dict[str, Any]: ...
+
+
+class WorkerStore(Protocol):
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def claim_inbox(self, worker: str, limit: int, lease: timedelta,
+                    now: datetime) -> list[Any]: ...
+    def ack_inbox(self, ids: list[int]) -> None: ...
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    timers: int = 0
+    failures: int = 0
+
+
+class Worker:
+    def __init__(self, engine: Engine, store: WorkerStore, clock: Clock, *, name: str,
+                 batch: int = 200, lease: timedelta = timedelta(seconds=60)) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.name = name
+        self.batch = batch
+        self.lease = lease
+        self.stats = Stats()
+
+    def handle_events(self) -> int:
+        items = self.store.claim_inbox(self.name, self.batch, self.lease, self.clock.now())
+        for item in items:
+            try:
+                with self.store.transaction():
+                    self.engine.handle(item.event)
+                    self.store.ack_inbox([item.id])
+                self.stats.events += 1
+            except Exception:
+                # Rolled back; the lease expires and the event is retried.
+                self.stats.failures += 1
+                log.exception("event %s failed; it will be retried", item.id)
+        return len(items)
+
+    def fire_timers(self) -> int:
+        with self.store.transaction():
+            fired = self.engine.fire_due_timers()
+        self.stats.timers += fired
+        return fired
+
+    def run_once(self) -> int:
+        return self.handle_events() + self.fire_timers()
+
+    def run(self, stop: threading.Event, idle: float = 0.1) -> None:
+        while not stop.is_set():
+            if self.run_once() == 0:
+                stop.wait(idle)
+
