@@ -126,19 +126,19 @@ class SqlStore:
         self.dialect = self._engine.dialect.name
         self._pg = self.dialect == "postgresql"
         self._local = threading.local()
-        self.profiles = table("profiles")
-        self.identities = table("identities")
-        self.events = table("events")
-        self.inbox = table("inbox")
-        self.enrollments_t = table("enrollments")
-        self.timers = table("timers")
-        self.outbox = table("outbox")
-        self.send_keys = table("send_keys")
-        self.decisions = table("decisions")
-        self.exits = table("exits")
-        self.goals = table("goals")
-        self.segments = table("segment_members")
-        self.api_keys = table("api_keys")
+        self._profiles = table("profiles")
+        self._identities = table("identities")
+        self._events = table("events")
+        self._inbox = table("inbox")
+        self._enrollments = table("enrollments")
+        self._timers = table("timers")
+        self._outbox = table("outbox")
+        self._send_keys = table("send_keys")
+        self._decisions = table("decisions")
+        self._exits = table("exits")
+        self._goals = table("goals")
+        self._segments = table("segment_members")
+        self._api_keys = table("api_keys")
         if create:
             self.migrate()
         else:
@@ -226,7 +226,7 @@ class SqlStore:
     # --- profiles ------------------------------------------------------------------
 
     def get_profile(self, profile_id: str) -> Profile | None:
-        p = self.profiles
+        p = self._profiles
         with self._read() as conn:
             row = conn.execute(select(p.c.traits, p.c.computed)
                                .where(p.c.id == profile_id)).first()
@@ -234,7 +234,7 @@ class SqlStore:
 
     def put_profile(self, profile: Profile) -> None:
         now = self._now()
-        stmt = self._insert(self.profiles).values(
+        stmt = self._insert(self._profiles).values(
             id=profile.id, traits=dict(profile.traits), computed=dict(profile.computed),
             created_at=now, updated_at=now)
         stmt = stmt.on_conflict_do_update(
@@ -245,25 +245,26 @@ class SqlStore:
             conn.execute(stmt)
 
     def profile_ids(self) -> Iterable[str]:
-        p = self.profiles
+        p = self._profiles
         with self._read() as conn:
             return list(conn.scalars(select(p.c.id).order_by(p.c.created_at, p.c.id)))
 
     # --- enrollments ---------------------------------------------------------------
 
     def active_enrollment(self, profile_id: str, journey: str) -> Enrollment | None:
-        e = self.enrollments_t
+        """The latest active enrollment. (There is at most one, except for an instant
+        inside `merge_profiles`; InMemoryStore checks only the last one, which after a
+        merge that kept the earlier enrollment is the exited one.)"""
+        e = self._enrollments
         with self._read() as conn:
             row = conn.execute(select(e).where(e.c.profile_id == profile_id,
-                                               e.c.journey == journey)
+                                               e.c.journey == journey, e.c.status == "active")
                                .order_by(e.c.entered_at.desc(), e.c.entry_seq.desc())
                                .limit(1)).first()
-        if row is None or row.status != "active":
-            return None
-        return _enrollment(row._mapping)
+        return None if row is None else _enrollment(row._mapping)
 
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
-        e = self.enrollments_t
+        e = self._enrollments
         with self._read() as conn:
             rows = conn.execute(select(e).where(e.c.profile_id == profile_id,
                                                 e.c.journey == journey)
@@ -271,13 +272,13 @@ class SqlStore:
         return [_enrollment(r._mapping) for r in rows]
 
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
-        e = self.enrollments_t
+        e = self._enrollments
         with self._read() as conn:
             row = conn.execute(select(e).where(e.c.id == enrollment_id)).first()
         return None if row is None else _enrollment(row._mapping)
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
-        e = self.enrollments_t
+        e = self._enrollments
         values = _enrollment_values(enrollment)
         seq = (select(func.coalesce(func.max(e.c.entry_seq), 0) + 1)
                .where(e.c.profile_id == enrollment.profile_id, e.c.journey == enrollment.journey)
@@ -293,7 +294,7 @@ class SqlStore:
 
     def add_timer(self, timer: ScheduleTimer) -> None:
         """Idempotent on `timer.key`: a second add with the same key changes nothing."""
-        stmt = self._insert(self.timers).values(_timer_values(timer))
+        stmt = self._insert(self._timers).values(_timer_values(timer))
         with self._write() as conn:
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
 
@@ -301,15 +302,15 @@ class SqlStore:
         """Many `add_timer`s in batched INSERTs (same idempotency)."""
         with self._write() as conn:
             for chunk in _chunks(timers, INSERT_CHUNK):
-                stmt = self._insert(self.timers).values([_timer_values(t) for t in chunk])
+                stmt = self._insert(self._timers).values([_timer_values(t) for t in chunk])
                 conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
 
     def cancel_timer(self, key: str) -> None:
         with self._write() as conn:
-            conn.execute(delete(self.timers).where(self.timers.c.key == key))
+            conn.execute(delete(self._timers).where(self._timers.c.key == key))
 
     def has_timer(self, key: str) -> bool:
-        t = self.timers
+        t = self._timers
         with self._read() as conn:
             return conn.execute(select(t.c.id).where(t.c.key == key)).first() is not None
 
@@ -320,7 +321,7 @@ class SqlStore:
         before the commit puts it back. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
         concurrent claimers split the due timers between them and never share one.
         """
-        t = self.timers
+        t = self._timers
         due = select(t.c.id).where(t.c.due_at <= now).order_by(t.c.due_at, t.c.id).limit(limit)
         if self._pg:
             due = due.with_for_update(skip_locked=True)
@@ -335,7 +336,7 @@ class SqlStore:
                               due_at=r.due_at) for r in rows]
 
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
-        t = self.timers
+        t = self._timers
         query = select(func.min(t.c.due_at))
         if not include_cron:
             query = query.where(t.c.step != CRON_STEP)
@@ -345,18 +346,18 @@ class SqlStore:
 
     def pending_timers(self) -> int:
         with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(self.timers)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(self._timers)).scalar_one())
 
     # --- segments, records, send keys ----------------------------------------------
 
     def segment_member(self, profile_id: str, journey: str) -> bool:
-        s = self.segments
+        s = self._segments
         with self._read() as conn:
             return conn.execute(select(s.c.since).where(
                 s.c.profile_id == profile_id, s.c.journey == journey)).first() is not None
 
     def set_segment_member(self, profile_id: str, journey: str, member: bool) -> None:
-        s = self.segments
+        s = self._segments
         with self._write() as conn:
             if member:
                 conn.execute(self._insert(s).values(profile_id=profile_id, journey=journey,
@@ -368,25 +369,25 @@ class SqlStore:
 
     def record_exit(self, exit: Exit) -> None:
         with self._write() as conn:
-            conn.execute(insert(self.exits).values(
+            conn.execute(insert(self._exits).values(
                 enrollment_id=exit.enrollment_id, profile_id=exit.profile_id,
                 journey=exit.journey, step=exit.step, reason=exit.reason, at=exit.at))
 
     def record_goal(self, goal: RecordGoal) -> None:
         with self._write() as conn:
-            conn.execute(insert(self.goals).values(
+            conn.execute(insert(self._goals).values(
                 enrollment_id=goal.enrollment_id, profile_id=goal.profile_id,
                 journey=goal.journey, at=goal.at))
 
     def record_decision(self, decision: Decision) -> None:
         with self._write() as conn:
-            conn.execute(insert(self.decisions).values(
+            conn.execute(insert(self._decisions).values(
                 at=decision.at, profile_id=decision.profile_id, journey=decision.journey,
                 step=decision.step, what=decision.what, reason=decision.reason,
                 details=dict(decision.details)))
 
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]:
-        x = self.exits
+        x = self._exits
         query = select(x).order_by(x.c.id)
         if profile_id is not None:
             query = query.where(x.c.profile_id == profile_id)
@@ -395,7 +396,7 @@ class SqlStore:
                     for r in conn.execute(query)]
 
     def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]:
-        g = self.goals
+        g = self._goals
         query = select(g).order_by(g.c.id)
         if profile_id is not None:
             query = query.where(g.c.profile_id == profile_id)
@@ -404,7 +405,7 @@ class SqlStore:
                     for r in conn.execute(query)]
 
     def recorded_decisions(self, profile_id: str | None = None) -> list[Decision]:
-        d = self.decisions
+        d = self._decisions
         query = select(d).order_by(d.c.id)
         if profile_id is not None:
             query = query.where(d.c.profile_id == profile_id)
@@ -414,23 +415,23 @@ class SqlStore:
 
     def claim_send_key(self, key: str) -> bool:
         """True the first time `key` is seen (a unique row in `send_keys`)."""
-        stmt = (self._insert(self.send_keys).values(key=key, claimed_at=self._now())
+        stmt = (self._insert(self._send_keys).values(key=key, claimed_at=self._now())
                 .on_conflict_do_nothing(index_elements=["key"])
-                .returning(self.send_keys.c.key))
+                .returning(self._send_keys.c.key))
         with self._write() as conn:
             return conn.execute(stmt).first() is not None
 
     # --- identities ----------------------------------------------------------------
 
     def profile_for(self, kind: str, value: str) -> str | None:
-        i = self.identities
+        i = self._identities
         with self._read() as conn:
             found: str | None = conn.execute(select(i.c.profile_id).where(
                 i.c.kind == kind, i.c.value == value)).scalar()
         return found
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
-        stmt = self._insert(self.identities).values(kind=kind, value=value,
+        stmt = self._insert(self._identities).values(kind=kind, value=value,
                                                     profile_id=profile_id, created_at=self._now())
         stmt = stmt.on_conflict_do_update(index_elements=["kind", "value"],
                                           set_={"profile_id": stmt.excluded.profile_id})
@@ -450,19 +451,19 @@ class SqlStore:
         if into == from_:
             return
         from engine.profiles import merge_computed  # lazy: it imports the rules package
-        e, t = self.enrollments_t, self.timers
+        e, t = self._enrollments, self._timers
         with self.transaction(), self._write() as conn:
-            conn.execute(update(self.identities).where(self.identities.c.profile_id == from_)
+            conn.execute(update(self._identities).where(self._identities.c.profile_id == from_)
                          .values(profile_id=into))
-            old = conn.execute(select(self.profiles).where(self.profiles.c.id == from_)).first()
+            old = conn.execute(select(self._profiles).where(self._profiles.c.id == from_)).first()
             if old is not None:
-                keep = conn.execute(select(self.profiles)
-                                    .where(self.profiles.c.id == into)).first()
+                keep = conn.execute(select(self._profiles)
+                                    .where(self._profiles.c.id == into)).first()
                 keep_traits = keep.traits if keep is not None else {}
                 keep_computed = keep.computed if keep is not None else {}
                 merged = Profile(into, {**old.traits, **keep_traits},
                                  merge_computed(old.computed, keep_computed))
-                conn.execute(delete(self.profiles).where(self.profiles.c.id == from_))
+                conn.execute(delete(self._profiles).where(self._profiles.c.id == from_))
                 self.put_profile(merged)
             journeys = list(conn.scalars(select(e.c.journey).distinct()
                                          .where(e.c.profile_id == from_)))
@@ -480,7 +481,7 @@ class SqlStore:
                     conn.execute(delete(t).where(t.c.profile_id.in_((into, from_)),
                                                  t.c.enrollment_id.in_(losers)))
             conn.execute(update(t).where(t.c.profile_id == from_).values(profile_id=into))
-            s = self.segments
+            s = self._segments
             moved = conn.execute(select(s.c.journey, s.c.since)
                                  .where(s.c.profile_id == from_)).all()
             if moved:
@@ -489,7 +490,7 @@ class SqlStore:
                      for r in moved]).on_conflict_do_nothing(
                          index_elements=["profile_id", "journey"]))
                 conn.execute(delete(s).where(s.c.profile_id == from_))
-            conn.execute(update(self.inbox).where(self.inbox.c.profile_id == from_)
+            conn.execute(update(self._inbox).where(self._inbox.c.profile_id == from_)
                          .values(profile_id=into))
 
     # --- ingest and inbox ----------------------------------------------------------
@@ -511,7 +512,7 @@ class SqlStore:
         if not batch:
             return []
         now = self._now()
-        ev_t = self.events
+        ev_t = self._events
         with self._write() as conn:
             owners = self._owners(conn, batch)
             fresh: set[str] = set()
@@ -525,7 +526,7 @@ class SqlStore:
                 fresh.update(conn.scalars(stmt))
             accepted = [ev for ev in batch if str(ev["messageId"]) in fresh]
             if accepted:
-                conn.execute(insert(self.inbox), [
+                conn.execute(insert(self._inbox), [
                     {"profile_id": owners[id(ev)], "event": ev, "status": "pending",
                      "attempts": 0, "lease_owner": None, "lease_until": None, "created_at": now}
                     for ev in accepted])
@@ -536,7 +537,7 @@ class SqlStore:
         users = {str(ev["userId"]) for ev in batch if ev.get("userId")}
         anons = {str(ev["anonymousId"]) for ev in batch if ev.get("anonymousId")}
         known: dict[tuple[str, str], str] = {}
-        i = self.identities
+        i = self._identities
         for kind, values in (("user_id", users), ("anonymous_id", anons)):
             for chunk in _chunks(sorted(values), INSERT_CHUNK):
                 for row in conn.execute(select(i.c.value, i.c.profile_id).where(
@@ -563,7 +564,7 @@ class SqlStore:
         event failed and was rolled back) makes the profile claimable again; after
         `inbox_max_attempts` claims an event is set aside with status "failed".
         """
-        ib = self.inbox
+        ib = self._inbox
         with self._write() as conn:
             if self._pg:
                 conn.execute(select(func.pg_advisory_xact_lock(INBOX_CLAIM_LOCK)))
@@ -586,11 +587,11 @@ class SqlStore:
         """Done with these events: delete them (call inside the processing transaction)."""
         with self._write() as conn:
             for chunk in _chunks(ids, INSERT_CHUNK):
-                conn.execute(delete(self.inbox).where(self.inbox.c.id.in_(chunk)))
+                conn.execute(delete(self._inbox).where(self._inbox.c.id.in_(chunk)))
 
     def inbox_counts(self) -> dict[str, int]:
         """Inbox rows by status (`pending`, `failed`)."""
-        ib = self.inbox
+        ib = self._inbox
         with self._read() as conn:
             return {r.status: int(r.n) for r in conn.execute(
                 select(ib.c.status, func.count().label("n")).group_by(ib.c.status))}
@@ -599,7 +600,7 @@ class SqlStore:
 
     def create_key(self, name: str, admin: bool = False) -> str:
         """A new random key for `name`; only its sha256 is stored. Shown once."""
-        k = self.api_keys
+        k = self._api_keys
         key = "jm_" + secrets.token_urlsafe(32)
         with self._write() as conn:
             if conn.execute(select(k.c.id).where(k.c.name == name,
@@ -611,14 +612,14 @@ class SqlStore:
         return key
 
     def check_key(self, key: str) -> KeyInfo | None:
-        k = self.api_keys
+        k = self._api_keys
         with self._read() as conn:
             row = conn.execute(select(k).where(k.c.key_hash == _key_hash(key),
                                                k.c.revoked_at.is_(None))).first()
         return None if row is None else _key_info(row._mapping)
 
     def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]:
-        k = self.api_keys
+        k = self._api_keys
         query = select(k).order_by(k.c.created_at, k.c.id)
         if not include_revoked:
             query = query.where(k.c.revoked_at.is_(None))
@@ -626,7 +627,7 @@ class SqlStore:
             return [_key_info(r._mapping) for r in conn.execute(query)]
 
     def revoke_key(self, name: str) -> bool:
-        k = self.api_keys
+        k = self._api_keys
         with self._write() as conn:
             result = conn.execute(update(k).where(k.c.name == name, k.c.revoked_at.is_(None))
                                   .values(revoked_at=self._now()))

@@ -1,0 +1,394 @@
+"""What only the durable store has: transactions, the inbox with leases, API keys,
+timestamps, concurrency (threads with their own connections), SQLite settings."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from engine.model import Profile
+from engine.store import DuplicateKeyName, SqlStore, StoreError
+from engine.store.tables import table
+from tests.store.helpers import T0, enrollment, later, timer
+
+
+def _ev(mid: str, user: str = "u1") -> dict[str, Any]:
+    return {"type": "track", "event": "Viewed", "userId": user, "messageId": mid}
+
+
+def _other(store: SqlStore) -> SqlStore:
+    """A second store on the same database: its own engine and connections."""
+    return SqlStore(store.url)
+
+
+# --- transactions --------------------------------------------------------------------
+
+
+def test_transaction_commits_at_the_end(sql_store: SqlStore) -> None:
+    other = _other(sql_store)
+    try:
+        with sql_store.transaction():
+            sql_store.put_profile(Profile("p1", {"a": 1}))
+            sql_store.add_timer(timer("k1", later(1)))
+            assert sql_store.get_profile("p1") is not None  # visible inside
+            assert other.get_profile("p1") is None  # not outside, yet
+        assert other.get_profile("p1") == Profile("p1", {"a": 1})
+        assert other.has_timer("k1")
+    finally:
+        other.close()
+
+
+def test_transaction_rollback_leaves_nothing(sql_store: SqlStore) -> None:
+    sql_store.put_profile(Profile("p0"))
+    sql_store.add_timer(timer("before", later(1)))
+
+    def unit() -> None:
+        with sql_store.transaction():
+            sql_store.put_profile(Profile("p1", {"a": 1}))
+            sql_store.put_profile(Profile("p0", {"changed": True}))
+            sql_store.put_enrollment(enrollment("e1"))
+            sql_store.add_timer(timer("k1", later(1)))
+            assert sql_store.claim_due_timers(later(2), 10)  # claims "before" and "k1"
+            sql_store.claim_send_key("send-1")
+            sql_store.accept_events([_ev("m1")])
+            sql_store.link_identity("user_id", "u1", "p1")
+            with sql_store.transaction():  # nested blocks join the outer one
+                sql_store.set_segment_member("p1", "seg", True)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        unit()
+    assert sql_store.get_profile("p1") is None
+    assert sql_store.get_profile("p0") == Profile("p0")
+    assert sql_store.get_enrollment("e1") is None
+    assert not sql_store.has_timer("k1")
+    assert sql_store.has_timer("before")  # the claim was rolled back: it fires later
+    assert sql_store.claim_send_key("send-1")
+    assert sql_store.profile_for("user_id", "u1") is None
+    assert not sql_store.segment_member("p1", "seg")
+    assert sql_store.accept_events([_ev("m1")]) == ["m1"]
+    assert not sql_store.in_transaction
+
+
+def test_calls_outside_a_transaction_autocommit(sql_store: SqlStore) -> None:
+    other = _other(sql_store)
+    try:
+        sql_store.put_profile(Profile("p1"))
+        assert other.get_profile("p1") == Profile("p1")
+    finally:
+        other.close()
+
+
+# --- timestamps ----------------------------------------------------------------------
+
+
+def test_timestamps_come_back_aware_utc(sql_store: SqlStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    local = datetime(2026, 3, 2, 11, 0, 0, 123456, tzinfo=plus2)  # == 09:00:00.123456Z
+    sql_store.put_enrollment(enrollment("e1", entered=local, ended_at=local,
+                                        goal_reached_at=local))
+    got = sql_store.get_enrollment("e1")
+    assert got is not None
+    for value in (got.entered_at, got.updated_at, got.ended_at, got.goal_reached_at):
+        assert value == local
+        assert value.tzinfo is UTC
+        assert value.microsecond == 123456
+    sql_store.add_timer(timer("k", local))
+    assert sql_store.next_timer_at() == local
+    assert sql_store.next_timer_at().tzinfo is UTC  # type: ignore[union-attr]
+    [claimed] = sql_store.claim_due_timers(local, 1)
+    assert claimed.due_at.tzinfo is UTC
+    assert claimed.due_at == local
+
+
+def test_naive_datetimes_are_refused(sql_store: SqlStore) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        sql_store.add_timer(timer("k", datetime(2026, 3, 2, 9)))
+
+
+def test_due_at_compares_across_offsets(sql_store: SqlStore) -> None:
+    sql_store.add_timer(timer("k", T0))
+    earlier_clock = datetime(2026, 3, 2, 4, 0, tzinfo=timezone(timedelta(hours=-4)))  # 08:00Z
+    assert sql_store.claim_due_timers(earlier_clock, 10) == []
+    assert len(sql_store.claim_due_timers(T0.astimezone(timezone(timedelta(hours=9))), 10)) == 1
+
+
+# --- timers under concurrency --------------------------------------------------------
+
+
+def _claim_concurrently(store: SqlStore, threads: int, batch: int) -> list[str]:
+    claimed: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def run() -> None:
+        try:
+            start.wait()
+            while True:
+                with store.transaction():
+                    got = store.claim_due_timers(later(100), batch)
+                if not got:
+                    return
+                with lock:
+                    claimed.extend(t.key for t in got)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    return claimed
+
+
+def test_concurrent_claimers_never_share_a_timer(sql_store: SqlStore) -> None:
+    n = 1500
+    sql_store.add_timers([timer(f"k{i}", later(i % 50)) for i in range(n)])
+    sql_store.add_timer(timer("future", later(1000)))
+    claimed = _claim_concurrently(sql_store, threads=4, batch=40)
+    assert len(claimed) == n
+    assert len(set(claimed)) == n
+    assert sql_store.pending_timers() == 1
+
+
+@pytest.mark.postgres
+def test_skip_locked_claims_are_disjoint_while_open(pg_database: str) -> None:
+    """Two open transactions on PostgreSQL claim different timers (SKIP LOCKED)."""
+    from tests.store.conftest import make_pg_store
+
+    store = make_pg_store(pg_database)
+    try:
+        store.add_timers([timer(f"k{i}", later(i)) for i in range(10)])
+        got_first = threading.Event()
+        release = threading.Event()
+        first: list[str] = []
+
+        def hold() -> None:
+            with store.transaction():
+                first.extend(t.key for t in store.claim_due_timers(later(100), 4))
+                got_first.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert got_first.wait(10)
+        with store.transaction():
+            second = [t.key for t in store.claim_due_timers(later(100), 4)]
+        release.set()
+        holder.join()
+        assert first == ["k0", "k1", "k2", "k3"]
+        assert second == ["k4", "k5", "k6", "k7"]  # skipped the locked rows, no waiting
+    finally:
+        store.close()
+
+
+# --- the inbox -----------------------------------------------------------------------
+
+LEASE = timedelta(seconds=30)
+
+
+def test_inbox_per_profile_order_and_one_worker_per_profile(sql_store: SqlStore) -> None:
+    sql_store.accept_events([_ev("a1", "A"), _ev("a2", "A"), _ev("b1", "B"), _ev("a3", "A"),
+                             _ev("c1", "C")])
+    w1 = sql_store.claim_inbox("w1", 2, LEASE, T0)
+    assert [i.event["messageId"] for i in w1] == ["a1", "a2"]
+    assert all(i.profile_id == "A" and i.attempts == 1 for i in w1)
+    w2 = sql_store.claim_inbox("w2", 10, LEASE, T0)
+    assert [i.event["messageId"] for i in w2] == ["b1", "c1"]  # A is held by w1: not a3
+    assert sql_store.claim_inbox("w3", 10, LEASE, T0) == []
+    assert sql_store.claim_inbox("w1", 10, LEASE, T0) == []  # a3 waits for a1, a2 to finish
+    sql_store.ack_inbox([i.id for i in w1])
+    w3 = sql_store.claim_inbox("w3", 10, LEASE, T0)
+    assert [i.event["messageId"] for i in w3] == ["a3"]
+    sql_store.ack_inbox([i.id for i in w2 + w3])
+    assert sql_store.claim_inbox("w1", 10, LEASE, T0) == []
+    assert sql_store.inbox_counts() == {}
+
+
+def test_expired_lease_is_reclaimed(sql_store: SqlStore) -> None:
+    sql_store.accept_events([_ev("a1", "A"), _ev("a2", "A")])
+    crashed = sql_store.claim_inbox("w1", 1, LEASE, T0)
+    assert [i.event["messageId"] for i in crashed] == ["a1"]
+    assert sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE - timedelta(seconds=1)) == []
+    retry = sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE)
+    assert [(i.event["messageId"], i.attempts) for i in retry] == [("a1", 2), ("a2", 1)]
+
+
+def test_ack_inside_a_rolled_back_transaction_keeps_the_event(sql_store: SqlStore) -> None:
+    sql_store.accept_events([_ev("a1", "A")])
+    [item] = sql_store.claim_inbox("w1", 10, LEASE, T0)
+
+    def handle() -> None:
+        with sql_store.transaction():
+            sql_store.put_profile(Profile("A", {"handled": True}))
+            sql_store.ack_inbox([item.id])
+            raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError):
+        handle()
+    assert sql_store.get_profile("A") is None
+    again = sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE)
+    assert [i.id for i in again] == [item.id]
+
+
+def test_poison_event_is_set_aside_after_max_attempts(sql_store: SqlStore) -> None:
+    sql_store.inbox_max_attempts = 2
+    sql_store.accept_events([_ev("bad", "A"), _ev("good", "A")])
+    now = T0
+    for _ in range(2):
+        assert [i.event["messageId"] for i in sql_store.claim_inbox("w", 1, LEASE, now)] == [
+            "bad"]
+        now += LEASE
+    nxt = sql_store.claim_inbox("w", 10, LEASE, now)
+    assert [i.event["messageId"] for i in nxt] == ["good"]
+    assert sql_store.inbox_counts() == {"failed": 1, "pending": 1}
+
+
+def test_inbox_follows_known_identities(sql_store: SqlStore) -> None:
+    sql_store.link_identity("user_id", "u1", "profile-1")
+    sql_store.link_identity("anonymous_id", "anon-9", "profile-1")
+    sql_store.accept_events([_ev("m1", "u1"),
+                             {"type": "page", "anonymousId": "anon-9", "messageId": "m2"},
+                             {"type": "page", "anonymousId": "anon-new", "messageId": "m3"}])
+    items = sql_store.claim_inbox("w", 10, LEASE, T0)
+    assert [(i.event["messageId"], i.profile_id) for i in items] == [
+        ("m1", "profile-1"), ("m2", "profile-1"), ("m3", "anon-new")]
+
+
+def test_accept_events_batches_and_stores_events(sql_store: SqlStore) -> None:
+    events = [_ev(f"m{i}", f"u{i % 7}") for i in range(2000)]
+    assert sql_store.accept_events(events) == [f"m{i}" for i in range(2000)]
+    assert sql_store.accept_events([*events[:10], _ev("new")]) == ["new"]
+    with sql_store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 2001
+        body = conn.execute(select(table("events").c.body).where(
+            table("events").c.message_id == "m5")).scalar()
+    assert body == events[5]
+    assert sql_store.inbox_counts() == {"pending": 2001}
+
+
+def test_two_workers_keep_per_profile_order(sql_store: SqlStore) -> None:
+    profiles, per = 12, 8
+    sql_store.accept_events([_ev(f"{p}:{n}", f"P{p}") for n in range(per)
+                             for p in range(profiles)])
+    seen: dict[str, list[int]] = {}
+    holder: dict[str, str] = {}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def work(name: str) -> None:
+        idle = 0
+        while idle < 3:
+            items = sql_store.claim_inbox(name, 5, LEASE, T0)
+            idle = 0 if items else idle + 1
+            last = {i.profile_id: i.id for i in items}  # a profile's last item in the batch
+            for item in items:
+                p, n = item.event["messageId"].split(":")
+                with lock:
+                    if holder.get(p, name) != name:
+                        errors.append(f"{p} held by {holder[p]} and {name}")
+                    holder[p] = name
+                    seen.setdefault(p, []).append(int(n))
+                    if last[item.profile_id] == item.id:
+                        del holder[p]  # the lease ends when this ack commits, not before
+                with sql_store.transaction():
+                    sql_store.ack_inbox([item.id])
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert seen == {str(p): list(range(per)) for p in range(profiles)}
+
+
+# --- API keys ------------------------------------------------------------------------
+
+
+def test_api_keys(sql_store: SqlStore) -> None:
+    key = sql_store.create_key("site")
+    admin = sql_store.create_key("ops", admin=True)
+    assert key.startswith("jm_")
+    assert len(key) > 30
+    assert key != admin
+    info = sql_store.check_key(key)
+    assert info is not None
+    assert info.name == "site"
+    assert not info.admin
+    assert info.prefix == key[:10]
+    assert info.created_at is not None
+    assert info.created_at.tzinfo is UTC
+    assert sql_store.check_key(admin).admin  # type: ignore[union-attr]
+    assert sql_store.check_key(key + "x") is None
+    assert [k.name for k in sql_store.list_keys()] == ["site", "ops"]
+    with pytest.raises(DuplicateKeyName):
+        sql_store.create_key("site")
+    with sql_store.engine.connect() as conn:
+        stored = " ".join(str(v) for row in conn.execute(text("SELECT * FROM api_keys"))
+                          for v in row)
+    assert key not in stored
+    assert admin not in stored
+    assert sql_store.revoke_key("site")
+    assert not sql_store.revoke_key("site")
+    assert not sql_store.revoke_key("nobody")
+    assert sql_store.check_key(key) is None
+    assert [k.name for k in sql_store.list_keys()] == ["ops"]
+    revoked = [k for k in sql_store.list_keys(include_revoked=True) if k.name == "site"]
+    assert revoked[0].revoked_at is not None
+    again = sql_store.create_key("site")  # the name is free again
+    assert sql_store.check_key(again).name == "site"  # type: ignore[union-attr]
+
+
+# --- schema version, settings --------------------------------------------------------
+
+
+def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
+    sql_store.put_enrollment(enrollment("e1"))
+    e = table("enrollments")
+    with sql_store.engine.begin() as conn:
+        assert conn.execute(select(e.c.schema_version)).scalar() == 1
+        conn.execute(e.update().values(schema_version=99))
+    with pytest.raises(StoreError, match="schema version 99"):
+        sql_store.get_enrollment("e1")
+
+
+def test_sqlite_settings(sql_store: SqlStore) -> None:
+    if sql_store.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    with sql_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_in_memory_sqlite_works() -> None:
+    store = SqlStore("sqlite://", create=True)
+    store.put_profile(Profile("p1"))
+    assert store.get_profile("p1") == Profile("p1")
+    store.close()
+
+
+def test_unknown_database_is_refused() -> None:
+    with pytest.raises(StoreError, match="unsupported database"):
+        SqlStore("mysql://localhost/x")
+
+
+def test_constants_match_the_engine() -> None:
+    from tests.store.helpers import needs_rules
+
+    needs_rules()
+    from engine.runtime import CRON_STEP
+    from engine.store import sql
+    from journeys.graph import EXITED
+
+    assert sql.CRON_STEP == CRON_STEP
+    assert sql.EXITED == EXITED
