@@ -139,10 +139,14 @@ class SqlStore:
         self._goals = table("goals")
         self._segments = table("segment_members")
         self._api_keys = table("api_keys")
-        if create:
-            self.migrate()
-        else:
-            self._check_schema()
+        try:
+            if create:
+                self.migrate()
+            else:
+                self._check_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     # --- plumbing ------------------------------------------------------------------
 
