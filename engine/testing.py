@@ -97,8 +97,8 @@ class InMemoryStore:
 
     def active_enrollment(self, profile_id: str, journey: str) -> Enrollment | None:
         ids = self.by_profile.get((profile_id, journey), [])
-        last = self.enrollment_rows[ids[-1]] if ids else None
-        return last if last is not None and last.active else None
+        active = [self.enrollment_rows[i] for i in ids if self.enrollment_rows[i].active]
+        return active[-1] if active else None
 
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
         return [self.enrollment_rows[i] for i in self.by_profile.get((profile_id, journey), [])]
@@ -286,7 +286,7 @@ class InMemoryEngine:
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
-                    backend: str = "durable") -> InMemoryEngine:
+                    backend: str = "python") -> InMemoryEngine:
         library = load_path(folder)
         if only is not None:
             missing = set(only) - set(library.journeys)

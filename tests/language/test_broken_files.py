@@ -13,16 +13,16 @@ BROKEN = Path(__file__).resolve().parent / "broken"
 
 EXPECTED: dict[str, list[str]] = {
     "bad_condition_in": [
-        '<valid>',
+        "bad_condition_in.yaml:6:31: 'in' needs a list",
     ],
     "bad_condition_operator": [
-        "bad_condition_operator.yaml:6:30: unknown operator 'gtt'",
+        "bad_condition_operator.yaml:6:30: unknown operator 'gtt' (did you mean 'gt'?)",
     ],
     "bad_condition_path": [
-        "bad_condition_path.yaml:7:9: bad path 'profle.traits.vip'",
+        "bad_condition_path.yaml:7:9: path 'profle.traits.vip' must start with event., trigger., profile.traits., profile.computed., profile.id or enrollment.",
     ],
     "bad_condition_regex": [
-        '<valid>',
+        "bad_condition_regex.yaml:6:28: 'matches' has a bad regular expression: unterminated character set at position 0",
     ],
     "bad_cron": [
         'bad_cron.yaml:4:13: bad cron expression \'0 25 * * *\': Error validating expression \'25\': the last value (25) is higher than the maximum value (23) (use 5 fields, like "0 9 * * *")',

@@ -1,0 +1,153 @@
+"""The `durable` backend: durable-rules 2.0.28 as a stateless matcher (design.md).
+
+One durable ruleset per Matcher (unique name on a private Host), a throwaway state id per
+`match()`, `assert_fact`, `delete_state` in `finally`, actions that only record which
+rule fired, and a lock around the host (it is not thread-safe).
+
+What durable evaluates natively: the boolean structure (`all` → `$and`, `any` → `$or`),
+string equality (`eq`/`ne` with a string operand) and numeric order (`gt`/`gte`/`lt`/`lte`
+with a number operand). Facts are flattened into typed slots (`<path>__s` holds the value
+only when it is a string, else a sentinel; `<path>__n` a number plus a `__ok` flag) so
+durable's loose typing cannot disagree with the contract (`true` is not `1`, a missing
+value fails `gt`). Everything else is pre-evaluated in Python into a 0/1 leaf fact that
+durable then matches: `in`/`nin`/`contains`/`exists` (durable's `$nex` hangs on 2.0.28),
+`matches` (durable's regex dialect is not Python's), `before`/`after` (relative to the
+caller's `now`), equality on non-strings, and `not` (durable has no negation of a
+sub-expression). The property test checks both backends agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import warnings
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
+from rules.evaluate import compare, evaluate, lookup
+from rules.operators import MISSING
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from durable.engine import Host, MessageNotHandledException
+
+SENTINEL = "\x00none"
+_LOCK = threading.Lock()
+_HOST: Any = None
+_names = itertools.count()
+_states = itertools.count()
+_fired: list[str] = []
+
+
+def _host() -> Any:
+    global _HOST  # noqa: PLW0603 - one durable host per process; it owns the C engine
+    if _HOST is None:
+        _HOST = Host()
+    return _HOST
+
+
+def _key(path: tuple[str, ...]) -> str:
+    return "__".join(path).replace(".", "_")
+
+
+class _Translation:
+    """Turns a condition into durable JSON plus the slot builders it needs."""
+
+    def __init__(self) -> None:
+        self.string_slots: set[tuple[str, ...]] = set()
+        self.number_slots: set[tuple[str, ...]] = set()
+        self.leaves: list[tuple[str, Condition]] = []
+
+    def leaf(self, condition: Condition) -> dict[str, Any]:
+        name = f"L{len(self.leaves)}"
+        self.leaves.append((name, condition))
+        return {name: 1}
+
+    def expr(self, condition: Condition) -> dict[str, Any]:
+        if isinstance(condition, AllOf):
+            if not condition.items:
+                return {"__always": 1}
+            parts = [self.expr(i) for i in condition.items]
+            return parts[0] if len(parts) == 1 else {"$and": parts}
+        if isinstance(condition, AnyOf):
+            parts = [self.expr(i) for i in condition.items]
+            return parts[0] if len(parts) == 1 else {"$or": parts}
+        if isinstance(condition, Not):
+            return self.leaf(condition)
+        return self.compare(condition)
+
+    def compare(self, cond: Compare) -> dict[str, Any]:
+        key = _key(cond.path)
+        if cond.op in ("eq", "ne") and isinstance(cond.value, str) and cond.value != SENTINEL:
+            self.string_slots.add(cond.path)
+            return {f"{key}__s": cond.value} if cond.op == "eq" else {
+                "$neq": {f"{key}__s": cond.value}}
+        if cond.op in ("gt", "gte", "lt", "lte") and isinstance(cond.value, int | float):
+            self.number_slots.add(cond.path)
+            op = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}[cond.op]
+            return {"$and": [{f"{key}__ok": 1}, {op: {f"{key}__n": cond.value}}]}
+        return self.leaf(cond)
+
+
+class DurableMatcher:
+    backend = "python"
+
+    def __init__(self, rules: Mapping[str, Condition], name: str) -> None:
+        self.rule_ids = tuple(rules)
+        # durable's C engine is picky about names: letters, digits and _ only
+        self.name = "rs_" + re.sub(r"\W", "_", name) + f"_{next(_names)}"
+        self._t = _Translation()
+        definition: dict[str, Any] = {}
+        for index, (rule_id, condition) in enumerate(rules.items()):
+            definition[f"r{index}"] = {"all": [{"m": self._t.expr(condition)}],
+                                       "run": _recorder(rule_id)}
+        self._empty = not definition
+        if not self._empty:
+            with _LOCK:
+                _host().set_rulesets({self.name: definition})
+
+    def _fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        fact: dict[str, Any] = {"__always": 1}
+        for path in self._t.string_slots:
+            value = lookup(facts, path)
+            fact[f"{_key(path)}__s"] = value if isinstance(value, str) else SENTINEL
+        for path in self._t.number_slots:
+            value = lookup(facts, path)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            fact[f"{_key(path)}__ok"] = 1 if ok else 0
+            fact[f"{_key(path)}__n"] = value if ok else 0
+        for name, cond in self._t.leaves:
+            held = compare(cond, facts, now) if isinstance(cond, Compare) else evaluate(
+                cond, facts, now)
+            fact[name] = 1 if held else 0
+        return fact
+
+    def match(self, facts: Mapping[str, Any], now: datetime) -> frozenset[str]:
+        if self._empty:
+            return frozenset()
+        fact = self._fact(facts, now)
+        with _LOCK:
+            sid = f"s{next(_states)}"
+            fact["sid"] = sid
+            _fired.clear()
+            host = _host()
+            try:
+                host.assert_fact(self.name, fact)
+            except MessageNotHandledException:
+                pass
+            finally:
+                host.delete_state(self.name, sid)
+            return frozenset(_fired)
+
+
+def _recorder(rule_id: str) -> Any:
+    def record(_: Any) -> None:
+        _fired.append(rule_id)
+
+    return record
+
+
+__all__ = ["MISSING", "DurableMatcher"]
