@@ -23,6 +23,7 @@ from engine.model import (
     GoalMet,
     Profile,
     RecordGoal,
+    Status,
     TimerFired,
     Trigger,
 )
@@ -146,7 +147,7 @@ def _result(run: StepRun, state: str) -> Advanced:
 
 
 def _finish(run: StepRun, terminal: str, last_step: str, reason: str) -> Advanced:
-    status = "completed" if terminal == COMPLETED else "exited"
+    status: Status = "completed" if terminal == COMPLETED else "exited"
     new = replace(run.enrollment, state=terminal, status=status, updated_at=run.now,
                   ended_at=run.now, exit_reason=reason, data=run.data, visits=run.visits,
                   variants=run.variants, trigger_event=run.trigger_event)

@@ -201,12 +201,13 @@ class InMemoryStore:
             for loser in active[1:]:  # nobody runs the same journey twice after a merge
                 self.enrollment_rows[loser.id] = replace(loser, status="exited", state=EXITED,
                                                          exit_reason="merged")
-                for key in [k for k, t in self.timers.items() if t.enrollment_id == loser.id]:
-                    del self.timers[key]
+                for timer_key in [k for k, t in self.timers.items()
+                                  if t.enrollment_id == loser.id]:
+                    del self.timers[timer_key]
             self.by_profile[(into, journey)] = [e.id for e in merged]
-        for key, timer in list(self.timers.items()):
+        for timer_key, timer in list(self.timers.items()):
             if timer.profile_id == from_:
-                self.timers[key] = replace(timer, profile_id=into)
+                self.timers[timer_key] = replace(timer, profile_id=into)
         for pid, journey in [s for s in self.segments if s[0] == from_]:
             self.segments.discard((pid, journey))
             self.segments.add((into, journey))

@@ -22,6 +22,7 @@ from journeys.steps import (
     SplitStep,
     UpdateProfileStep,
     WaitStep,
+    WaitUntil,
 )
 from journeys.templating import CHANNEL_KINDS, SCOPE, TemplateLibrary, undeclared
 
@@ -170,10 +171,10 @@ def _loops(loaded: LoadedJourney) -> list[Problem]:
 def _waits(loaded: LoadedJourney) -> list[Problem]:
     problems = []
     for i, step in enumerate(loaded.model.steps):
-        if not isinstance(step, WaitStep) or isinstance(step.wait, type(None)):
+        if not isinstance(step, WaitStep):
             continue
         spec = step.wait
-        if hasattr(spec, "until"):
+        if isinstance(spec, WaitUntil):
             where = ("steps", i, "wait")
             until: str = spec.until
             if spec.is_local_time:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from engine.model import UpdateProfile
@@ -21,8 +22,8 @@ def run(run: StepRun, step: UpdateProfileStep) -> Outcome:
     return Go("next")
 
 
-def apply_update(traits: object, command: UpdateProfile) -> dict[str, object]:
-    new = dict(traits)  # type: ignore[call-overload]
+def apply_update(traits: Mapping[str, object], command: UpdateProfile) -> dict[str, object]:
+    new = dict(traits)
     new.update(command.set)
     for name, amount in command.increment.items():
         current = new.get(name)

@@ -1,0 +1,1 @@
+"""Delivery adapters behind the Channel port (engine/ports.py)."""

@@ -1,0 +1,1 @@
+"""The journey language: models, loader, linter, compiler and templates."""
