@@ -29,12 +29,14 @@ from typing import Any
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
 from rules.evaluate import compare, evaluate, lookup
 from rules.operators import MISSING
+from rules.ruleset import event_name
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from durable.engine import Host, MessageNotHandledException
 
 SENTINEL = "\x00none"
+CATCH_ALL = "\x00catch_all"
 _LOCK = threading.Lock()
 _HOST: Any = None
 _names = itertools.count()
@@ -92,43 +94,42 @@ class _Translation:
         return self.leaf(cond)
 
 
-class DurableMatcher:
-    backend = "python"
+class _Ruleset:
+    """One durable ruleset: the rules that share a required event name (or none)."""
 
     def __init__(self, rules: Mapping[str, Condition], name: str) -> None:
-        self.rule_ids = tuple(rules)
         # durable's C engine is picky about names: letters, digits and _ only
         self.name = "rs_" + re.sub(r"\W", "_", name) + f"_{next(_names)}"
-        self._t = _Translation()
-        definition: dict[str, Any] = {}
+        self.t = _Translation()
+        # Every assert must match something: durable 2.0.28 corrupts its heap on the
+        # "message not handled" path (free(): invalid pointer), so a catch-all rule
+        # always fires and is dropped from the result.
+        definition: dict[str, Any] = {"catch_all": {"all": [{"m": {"__always": 1}}],
+                                                    "run": _recorder(CATCH_ALL)}}
         for index, (rule_id, condition) in enumerate(rules.items()):
-            definition[f"r{index}"] = {"all": [{"m": self._t.expr(condition)}],
+            definition[f"r{index}"] = {"all": [{"m": self.t.expr(condition)}],
                                        "run": _recorder(rule_id)}
-        self._empty = not definition
-        if not self._empty:
-            with _LOCK:
-                _host().set_rulesets({self.name: definition})
+        with _LOCK:
+            _host().set_rulesets({self.name: definition})
 
-    def _fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    def fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         fact: dict[str, Any] = {"__always": 1}
-        for path in self._t.string_slots:
+        for path in self.t.string_slots:
             value = lookup(facts, path)
             fact[f"{_key(path)}__s"] = value if isinstance(value, str) else SENTINEL
-        for path in self._t.number_slots:
+        for path in self.t.number_slots:
             value = lookup(facts, path)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             fact[f"{_key(path)}__ok"] = 1 if ok else 0
             fact[f"{_key(path)}__n"] = value if ok else 0
-        for name, cond in self._t.leaves:
+        for name, cond in self.t.leaves:
             held = compare(cond, facts, now) if isinstance(cond, Compare) else evaluate(
                 cond, facts, now)
             fact[name] = 1 if held else 0
         return fact
 
-    def match(self, facts: Mapping[str, Any], now: datetime) -> frozenset[str]:
-        if self._empty:
-            return frozenset()
-        fact = self._fact(facts, now)
+    def match(self, facts: Mapping[str, Any], now: datetime) -> list[str]:
+        fact = self.fact(facts, now)
         with _LOCK:
             sid = f"s{next(_states)}"
             fact["sid"] = sid
@@ -140,7 +141,34 @@ class DurableMatcher:
                 pass
             finally:
                 host.delete_state(self.name, sid)
-            return frozenset(_fired)
+            return [rid for rid in _fired if rid != CATCH_ALL]
+
+
+class DurableMatcher:
+    """Rules grouped by the event name they require, one durable ruleset per group, so an
+    event is only asserted into the rulesets that can match it."""
+
+    backend = "durable"
+
+    def __init__(self, rules: Mapping[str, Condition], name: str) -> None:
+        self.rule_ids = tuple(rules)
+        groups: dict[str | None, dict[str, Condition]] = {}
+        for rid, condition in rules.items():
+            groups.setdefault(event_name(condition), {})[rid] = condition
+        self._any = _Ruleset(groups.pop(None), name) if None in groups else None
+        self._by_event = {ev: _Ruleset(group, f"{name}_{ev}")
+                          for ev, group in groups.items() if ev is not None}
+
+    def match(self, facts: Mapping[str, Any], now: datetime) -> frozenset[str]:
+        event = facts.get("event")
+        name = event.get("event") if isinstance(event, dict) else None
+        matched: list[str] = []
+        if self._any is not None:
+            matched += self._any.match(facts, now)
+        sub = self._by_event.get(name) if isinstance(name, str) else None
+        if sub is not None:
+            matched += sub.match(facts, now)
+        return frozenset(matched)
 
 
 def _recorder(rule_id: str) -> Any:

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
-from rules.evaluate import compare
+from rules.evaluate import lookup
+from rules.operators import MISSING, OPERATORS
 
 BACKENDS = ("durable", "python")
 Check = Callable[[Mapping[str, Any], datetime], bool]
@@ -26,9 +27,53 @@ class Matcher(Protocol):
         ...
 
 
+def _compare_closure(cond: Compare) -> Check:
+    path, operand = cond.path, cond.value
+    spec = OPERATORS[cond.op]
+    evaluate, on_missing = spec.evaluate, spec.on_missing
+    if cond.op == "exists":
+        want = bool(operand)
+
+        def exists(facts: Mapping[str, Any], now: datetime) -> bool:
+            return (lookup(facts, path) is not MISSING) == want
+
+        return exists
+    if cond.op == "eq" and isinstance(operand, str):
+        def eq_str(facts: Mapping[str, Any], now: datetime) -> bool:
+            node: Any = facts
+            for part in path:
+                if not isinstance(node, dict):
+                    return False
+                node = node.get(part)
+            return isinstance(node, str) and node == operand
+
+        return eq_str
+
+    def check(facts: Mapping[str, Any], now: datetime) -> bool:
+        value = lookup(facts, path)
+        if value is MISSING:
+            return on_missing
+        try:
+            return bool(evaluate(value, operand, now))
+        except TypeError:
+            return False
+
+    return check
+
+
+def event_name(condition: Condition) -> str | None:
+    """The event name a rule requires (`event.event eq X` at its top level), if any."""
+    items = condition.items if isinstance(condition, AllOf) else (condition,)
+    for item in items:
+        if (isinstance(item, Compare) and item.path == ("event", "event") and item.op == "eq"
+                and isinstance(item.value, str)):
+            return item.value
+    return None
+
+
 def to_closure(condition: Condition) -> Check:
     if isinstance(condition, Compare):
-        return lambda facts, now: compare(condition, facts, now)
+        return _compare_closure(condition)
     if isinstance(condition, AllOf):
         parts = [to_closure(i) for i in condition.items]
         return lambda facts, now: all(p(facts, now) for p in parts)
@@ -45,17 +90,27 @@ class PythonMatcher:
 
     def __init__(self, rules: Mapping[str, Condition]) -> None:
         self.rule_ids = tuple(rules)
-        self._checks = [(rid, to_closure(c)) for rid, c in rules.items()]
+        # Index by the event name a rule requires: an event only meets its own rules.
+        self._any: list[tuple[str, Check]] = []
+        self._by_event: dict[str, list[tuple[str, Check]]] = {}
+        for rid, condition in rules.items():
+            name = event_name(condition)
+            bucket = self._any if name is None else self._by_event.setdefault(name, [])
+            bucket.append((rid, to_closure(condition)))
 
     def match(self, facts: Mapping[str, Any], now: datetime) -> frozenset[str]:
-        return frozenset(rid for rid, check in self._checks if check(facts, now))
+        event = facts.get("event")
+        name = event.get("event") if isinstance(event, dict) else None
+        candidates = self._by_event.get(name, ()) if isinstance(name, str) else ()
+        return frozenset([rid for rid, check in self._any if check(facts, now)]
+                         + [rid for rid, check in candidates if check(facts, now)])
 
 
-def compile_ruleset(rules: Mapping[str, Condition], *, backend: str = "python",
+def compile_ruleset(rules: Mapping[str, Condition], *, backend: str = "durable",
                     name: str = "ruleset") -> Matcher:
     if backend == "python":
         return PythonMatcher(rules)
-    if backend == "python":
+    if backend == "durable":
         from rules.durable_backend import DurableMatcher
 
         return DurableMatcher(rules, name)

@@ -1,0 +1,137 @@
+"""Operators on both backends, parse errors, durations, and a property test that the
+durable and python backends agree with the reference evaluator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules import (
+    BACKENDS,
+    ConditionError,
+    DurationError,
+    compile_ruleset,
+    evaluate,
+    parse_condition,
+    parse_duration,
+)
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+FACTS: dict[str, Any] = {
+    "event": {"event": "Order Completed", "properties": {
+        "total": 120, "source": "web", "tags": ["sale", "new"], "flag": True,
+        "at": "2026-01-01T00:00:00Z", "recent": "2026-03-01T00:00:00Z", "none": None}},
+    "profile": {"id": "u1", "traits": {"email": "ana@example.com", "vip": True, "n": 1},
+                "computed": {"orders_count": 0}},
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"event.event": "Order Completed"}, True),
+    ({"event.properties.total": {"gt": 100}}, True),
+    ({"event.properties.total": {"lte": 100}}, False),
+    ({"event.properties.source": {"in": ["web", "app"]}}, True),
+    ({"event.properties.source": {"nin": ["web"]}}, False),
+    ({"event.properties.missing": {"nin": ["web"]}}, True),
+    ({"event.properties.missing": {"ne": "x"}}, True),
+    ({"event.properties.missing": {"eq": "x"}}, False),
+    ({"event.properties.missing": {"gt": 1}}, False),
+    ({"event.properties.none": {"exists": False}}, True),
+    ({"profile.traits.email": {"exists": True}}, True),
+    ({"event.properties.tags": {"contains": "sale"}}, True),
+    ({"profile.traits.email": {"contains": "@example"}}, True),
+    ({"profile.traits.email": {"matches": r"^ana@"}}, True),
+    ({"event.properties.at": {"before": "90d"}}, False),
+    ({"event.properties.at": {"before": "30d"}}, True),
+    ({"event.properties.recent": {"after": "7d"}}, True),
+    ({"event.properties.recent": {"after": "2026-03-02T00:00:00Z"}}, False),
+    ({"profile.traits.vip": True}, True),
+    ({"profile.traits.n": {"eq": True}}, False),  # true is not 1
+    ({"event.properties.source": {"gt": 3}}, False),  # type mismatch: false, no error
+    ({"any": [{"profile.traits.vip": False}, {"profile.id": "u1"}]}, True),
+    ({"not": {"profile.id": "u1"}}, False),
+    ({"all": [{"profile.computed.orders_count": 0}, {"event.properties.total": {"gte": 120}}]},
+     True),
+])
+def test_operators(backend: str, raw: dict[str, Any], expected: bool) -> None:
+    condition = parse_condition(raw)
+    assert evaluate(condition, FACTS, NOW) is expected
+    matcher = compile_ruleset({"r": condition}, backend=backend, name="ops")
+    assert (matcher.match(FACTS, NOW) == {"r"}) is expected
+
+
+def test_parse_errors_say_where_and_what() -> None:
+    with pytest.raises(ConditionError) as info:
+        parse_condition({"all": [{"event.properties.total": {"gtt": 1}},
+                                 {"profle.x": {"eq": 1}}, {"event.x": {"in": 3}}]},
+                        where=("when",))
+    assert [(p.where, p.message) for p in info.value.problems] == [
+        (("when", "all", 0, "event.properties.total", "gtt"),
+         "unknown operator 'gtt' (did you mean 'gt'?)"),
+        (("when", "all", 1, "profle.x"), "path 'profle.x' must start with event., trigger., "
+         "profile.traits., profile.computed., profile.id or enrollment."),
+        (("when", "all", 2, "event.x", "in"), "'in' needs a list"),
+    ]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800), ("1w", 604800),
+    ("1h30m", 5400), ("P1DT2H", 93600), ("PT15M", 900), ("P2W", 1209600)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("3 days", "bad duration '3 days': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H"),
+    ("P1M", "bad duration 'P1M': months and years vary in length; use days (like 30d) or a "
+     "calendar wait with `until`"),
+    ("0s", "bad duration '0s': must be longer than zero"),
+])
+def test_bad_durations(text: str, message: str) -> None:
+    with pytest.raises(DurationError) as info:
+        parse_duration(text)
+    assert str(info.value) == message
+
+
+PATHS = ["event.properties.a", "event.properties.b", "profile.traits.c"]
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-3, 3),
+                   st.sampled_from(["x", "y", "", "2026-03-01T00:00:00Z"]),
+                   st.lists(st.sampled_from(["x", 1, True]), max_size=3))
+OPERANDS = {
+    "eq": st.one_of(st.booleans(), st.integers(-3, 3), st.sampled_from(["x", "y"])),
+    "ne": st.one_of(st.booleans(), st.integers(-3, 3), st.sampled_from(["x", "y"])),
+    "gt": st.integers(-3, 3), "gte": st.floats(-3, 3), "lt": st.integers(-3, 3),
+    "lte": st.integers(-3, 3), "in": st.lists(st.sampled_from(["x", 1, True]), max_size=3),
+    "nin": st.lists(st.sampled_from(["x", 1, True]), max_size=3), "exists": st.booleans(),
+    "contains": st.sampled_from(["x", 1]), "matches": st.sampled_from(["^x", "y$", "."]),
+    "before": st.sampled_from(["1d", "2026-02-01T00:00:00Z"]),
+    "after": st.sampled_from(["10d", "2026-02-01T00:00:00Z"]),
+}
+@st.composite
+def leaves(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(st.sampled_from(sorted(OPERANDS)))
+    return {draw(st.sampled_from(PATHS)): {op: draw(OPERANDS[op])}}
+
+
+CONDITIONS = st.recursive(leaves(), lambda inner: st.one_of(
+    st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"all": xs}),
+    st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"any": xs}),
+    inner.map(lambda x: {"not": x})), max_leaves=6)
+FACT_DICTS = st.fixed_dictionaries({}, optional={"a": VALUES, "b": VALUES})
+
+
+@settings(max_examples=200, deadline=None)
+@given(raws=st.lists(CONDITIONS, min_size=1, max_size=4), props=FACT_DICTS,
+       traits=st.fixed_dictionaries({}, optional={"c": VALUES}))
+def test_backends_agree(raws: list[dict[str, Any]], props: dict[str, Any],
+                        traits: dict[str, Any]) -> None:
+    rules = {f"r{i}": parse_condition(raw) for i, raw in enumerate(raws)}
+    facts = {"event": {"event": "E", "properties": props}, "profile": {"traits": traits}}
+    expected = frozenset(rid for rid, c in rules.items() if evaluate(c, facts, NOW))
+    for backend in BACKENDS:
+        assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected, backend
