@@ -38,7 +38,7 @@ def fail(error: JourneyError) -> typer.Exit:
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Journey files or journeys folders.")],
-    backend: Annotated[str, typer.Option(help="Rules backend to compile with.")] = "python",
+    backend: Annotated[str, typer.Option(help="Rules backend to compile with.")] = "durable",
 ) -> None:
     """Check journeys (shape, references, templates, conditions) and compile them.
 
@@ -103,7 +103,7 @@ def simulate(
     until: Annotated[str | None, typer.Option(help="Stop at this ISO time (UTC if no offset).")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-    backend: Annotated[str, typer.Option(help="Rules backend.")] = "python",
+    backend: Annotated[str, typer.Option(help="Rules backend.")] = "durable",
 ) -> None:
     """Run journeys in memory on a fake clock through the events, then on until every
     pending wait has resolved (or --until), and print who got what, when."""

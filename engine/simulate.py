@@ -59,7 +59,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def simulate(path: str | Path, events_file: str | Path, *, until: str | None = None,
-             backend: str = "python") -> SimulationResult:
+             backend: str = "durable") -> SimulationResult:
     events = read_events(Path(events_file))
     events.sort(key=lambda e: (parse_timestamp(e["timestamp"]), e["_line"]))
     start = parse_timestamp(events[0]["timestamp"]) if events else datetime(2026, 1, 1, tzinfo=UTC)

@@ -287,7 +287,7 @@ class InMemoryEngine:
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
-                    backend: str = "python") -> InMemoryEngine:
+                    backend: str = "durable") -> InMemoryEngine:
         library = load_path(folder)
         if only is not None:
             missing = set(only) - set(library.journeys)

@@ -140,7 +140,7 @@ def build_machine(model: Journey, graph: Mapping[str, list[Edge]]) -> Machine:
 
 
 def compile_journey(loaded: LoadedJourney, *, templates: TemplateLibrary | None = None,
-                    policy: Policy | None = None, backend: str = "python") -> CompiledJourney:
+                    policy: Policy | None = None, backend: str = "durable") -> CompiledJourney:
     model = loaded.model
     graph = edges(model)
     name = f"{model.journey}@v{model.version}"
@@ -158,7 +158,7 @@ def compile_journey(loaded: LoadedJourney, *, templates: TemplateLibrary | None 
     )
 
 
-def compile_library(library: Library, *, backend: str = "python") -> dict[str, CompiledJourney]:
+def compile_library(library: Library, *, backend: str = "durable") -> dict[str, CompiledJourney]:
     return {jid: compile_journey(loaded, templates=library.templates, policy=library.policy,
                                  backend=backend)
             for jid, loaded in library.journeys.items()}

@@ -9,43 +9,8 @@ from typing import Any
 import pytest
 
 from engine.store import SqlStore
+from tests.engine.test_engine import CART
 from tests.store.helpers import T0, needs_rules
-
-CART = """
-journey: cart
-version: 1
-entry:
-  event: Checkout Started
-  when:
-    event.properties.cart_value: {gt: 0}
-re_entry: {after: 7d}
-exit_when:
-  - event: Order Completed
-goal: {event: Order Completed, within: 7d}
-steps:
-  - id: grace
-    wait: 1h
-  - id: reminder
-    send: {channel: email, template: cart_reminder}
-  - id: clicked
-    wait_for:
-      event: Email Clicked
-      timeout: 24h
-      on_event: done
-      on_timeout: offer
-  - id: offer
-    branch:
-      - when: {profile.traits.vip: {eq: true}}
-        goto: vip_offer
-      - else: plain_offer
-  - id: vip_offer
-    send: {channel: email, template: cart_vip}
-    next: done
-  - id: plain_offer
-    send: {channel: email, template: cart_plain}
-  - id: done
-    exit: completed
-"""
 
 
 def _scenario(eng: Any) -> None:
