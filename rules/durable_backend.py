@@ -19,6 +19,7 @@ sub-expression). The property test checks both backends agree.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 import warnings
@@ -55,6 +56,14 @@ def _key(path: tuple[str, ...]) -> str:
     return "__".join(path).replace(".", "_")
 
 
+def _plain_number(value: Any) -> bool:
+    """A number durable's JSON parser reads (it rejects exponents like 1e-09)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    text = json.dumps(value)
+    return "e" not in text.lower() and "n" not in text.lower()
+
+
 class _Translation:
     """Turns a condition into durable JSON plus the slot builders it needs."""
 
@@ -87,7 +96,7 @@ class _Translation:
             self.string_slots.add(cond.path)
             return {f"{key}__s": cond.value} if cond.op == "eq" else {
                 "$neq": {f"{key}__s": cond.value}}
-        if cond.op in ("gt", "gte", "lt", "lte") and isinstance(cond.value, int | float):
+        if cond.op in ("gt", "gte", "lt", "lte") and _plain_number(cond.value):
             self.number_slots.add(cond.path)
             op = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}[cond.op]
             return {"$and": [{f"{key}__ok": 1}, {op: {f"{key}__n": cond.value}}]}
@@ -101,6 +110,7 @@ class _Ruleset:
         # durable's C engine is picky about names: letters, digits and _ only
         self.name = "rs_" + re.sub(r"\W", "_", name) + f"_{next(_names)}"
         self.t = _Translation()
+        self.rules = dict(rules)
         # Every assert must match something: durable 2.0.28 corrupts its heap on the
         # "message not handled" path (free(): invalid pointer), so a catch-all rule
         # always fires and is dropped from the result.
@@ -110,9 +120,11 @@ class _Ruleset:
             definition[f"r{index}"] = {"all": [{"m": self.t.expr(condition)}],
                                        "run": _recorder(rule_id)}
         with _LOCK:
-            _host().set_rulesets({self.name: definition})
+            self.host = _host()
+            self.host.set_rulesets({self.name: definition})
 
-    def fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    def fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+        """The flattened fact, or None when durable cannot read one of its numbers."""
         fact: dict[str, Any] = {"__always": 1}
         for path in self.t.string_slots:
             value = lookup(facts, path)
@@ -120,6 +132,8 @@ class _Ruleset:
         for path in self.t.number_slots:
             value = lookup(facts, path)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and not _plain_number(value):
+                return None
             fact[f"{_key(path)}__ok"] = 1 if ok else 0
             fact[f"{_key(path)}__n"] = value if ok else 0
         for name, cond in self.t.leaves:
@@ -130,11 +144,14 @@ class _Ruleset:
 
     def match(self, facts: Mapping[str, Any], now: datetime) -> list[str]:
         fact = self.fact(facts, now)
+        if fact is None:
+            # durable's JSON parser rejects exponents (1e-09, 1e+20): evaluate in Python.
+            return [rid for rid, c in self.rules.items() if evaluate(c, facts, now)]
         with _LOCK:
             sid = f"s{next(_states)}"
             fact["sid"] = sid
             _fired.clear()
-            host = _host()
+            host = self.host
             try:
                 host.assert_fact(self.name, fact)
             except MessageNotHandledException:

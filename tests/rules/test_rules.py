@@ -99,13 +99,13 @@ def test_bad_durations(text: str, message: str) -> None:
 
 
 PATHS = ["event.properties.a", "event.properties.b", "profile.traits.c"]
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-3, 3),
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(-3, 3) | st.sampled_from([1e-09, -2.5e-12, 1e20]),
                    st.sampled_from(["x", "y", "", "2026-03-01T00:00:00Z"]),
                    st.lists(st.sampled_from(["x", 1, True]), max_size=3))
 OPERANDS = {
     "eq": st.one_of(st.booleans(), st.integers(-3, 3), st.sampled_from(["x", "y"])),
     "ne": st.one_of(st.booleans(), st.integers(-3, 3), st.sampled_from(["x", "y"])),
-    "gt": st.integers(-3, 3), "gte": st.floats(-3, 3), "lt": st.integers(-3, 3),
+    "gt": st.integers(-3, 3), "gte": st.floats(-3, 3) | st.sampled_from([1e-09, -2.5e-12, 1e20]), "lt": st.integers(-3, 3),
     "lte": st.integers(-3, 3), "in": st.lists(st.sampled_from(["x", 1, True]), max_size=3),
     "nin": st.lists(st.sampled_from(["x", 1, True]), max_size=3), "exists": st.booleans(),
     "contains": st.sampled_from(["x", 1]), "matches": st.sampled_from(["^x", "y$", "."]),
