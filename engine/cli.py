@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -126,7 +125,3 @@ def version() -> None:
     from importlib.metadata import version as v
 
     out.print(v("journeyman"), markup=False)
-
-
-def _now() -> datetime:  # the CLI edge may read the real clock
-    return datetime.now(UTC)

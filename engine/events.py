@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from journeys.errors import JourneyError
+from rules.operators import timestamp
 
 EVENT_TYPES = ("track", "identify", "alias", "page", "screen", "group")
 
@@ -22,16 +23,8 @@ class BadEvent(JourneyError):  # noqa: N818
 
 def parse_timestamp(value: Any) -> datetime | None:
     """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    instant = timestamp(value)
+    return instant.astimezone(UTC) if instant is not None else None
 
 
 def iso(value: datetime) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.events import iso, parse_timestamp
+from engine.events import parse_timestamp
 from engine.model import Profile
 from rules import evaluate, parse_condition
 
@@ -161,4 +161,4 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-__all__ = ["DEFAULT_CONFIG", "ComputedTraits", "iso", "local_zone"]
+__all__ = ["DEFAULT_CONFIG", "ComputedTraits", "local_zone"]

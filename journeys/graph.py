@@ -82,8 +82,3 @@ def edges(model: Journey) -> dict[str, list[Edge]]:
             es = [Edge("next", nxt, nxt_where)]
         out[step.id] = es
     return out
-
-
-def is_waiting(model: Journey, step_id: str) -> bool:
-    step = next((s for s in model.steps if s.id == step_id), None)
-    return isinstance(step, WaitStep | WaitForStep)

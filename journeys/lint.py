@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from journeys.errors import Problem
-from journeys.graph import COMPLETED, TERMINALS, edges
+from journeys.graph import TERMINALS, edges
 from journeys.loader import LoadedJourney, did_you_mean
 from journeys.steps import (
     BranchCase,
@@ -262,6 +262,3 @@ def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
                                               "scope: " + ", ".join(sorted(SCOPE)))
                         for n in sorted(names - SCOPE))
     return problems
-
-
-__all__ = ["COMPLETED", "lint"]

@@ -141,7 +141,7 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
             conditions[where] = parse_condition(raw, where=where)
         except ConditionError as exc:
             problems.extend(
-                source.problem(p.where, p.message, key=_points_at_key(source, p.where))
+                source.problem(p.where, p.message, key=_points_at_key(p.where))
                 for p in exc.problems
             )
     if problems:
@@ -167,7 +167,7 @@ def _stub_broken_steps(raw: Any, exc: ValidationError) -> Journey | None:
         return None
 
 
-def _points_at_key(source: Source, where: tuple[str | int, ...]) -> bool:
+def _points_at_key(where: tuple[str | int, ...]) -> bool:
     """Point at an unknown operator or path key rather than its value."""
     return (bool(where) and isinstance(where[-1], str)
             and where[-1] not in {"when", "all", "any", "not"})

@@ -28,8 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
-from rules.evaluate import compare, evaluate, lookup
-from rules.operators import MISSING
+from rules.evaluate import evaluate, lookup
 from rules.ruleset import event_name
 
 with warnings.catch_warnings():
@@ -137,9 +136,7 @@ class _Ruleset:
             fact[f"{_key(path)}__ok"] = 1 if ok else 0
             fact[f"{_key(path)}__n"] = value if ok else 0
         for name, cond in self.t.leaves:
-            held = compare(cond, facts, now) if isinstance(cond, Compare) else evaluate(
-                cond, facts, now)
-            fact[name] = 1 if held else 0
+            fact[name] = 1 if evaluate(cond, facts, now) else 0
         return fact
 
     def match(self, facts: Mapping[str, Any], now: datetime) -> list[str]:
@@ -194,5 +191,3 @@ def _recorder(rule_id: str) -> Any:
 
     return record
 
-
-__all__ = ["MISSING", "DurableMatcher"]

@@ -19,12 +19,13 @@ MISSING: Any = object()
 
 
 def timestamp(value: Any) -> datetime | None:
+    """An aware datetime from an ISO 8601 string or datetime (naive means UTC), else None."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or len(value) < 10:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
