@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from journeys.errors import JourneyError
 from journeys.templating import Rendered
 
 
@@ -40,12 +41,55 @@ class Message:
     at: datetime
 
 
+class DeliveryError(JourneyError):
+    """A channel could not deliver. `permanent` failures are not retried (a 5xx SMTP
+    reply, a 4xx webhook answer, no address); any other exception a channel raises is
+    taken as transient and retried with backoff by the dispatcher (engine/dispatch.py)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
 class Channel(Protocol):
-    """A delivery adapter (email, webhook, sms, console, file). Raises on failure."""
+    """A delivery adapter (email, webhook, sms, console, file). Raises on failure:
+    `DeliveryError(permanent=True)` when retrying cannot help, anything else to retry."""
 
     name: str
 
     def send(self, message: Message) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A rendered send waiting in the outbox. `key` is unique: enqueueing it twice is a no-op."""
+
+    key: str
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    channel: str
+    to: str | None
+    rendered: Rendered
+    created_at: datetime
+    attempts: int = 0  # delivery attempts so far, this one included once claimed
+
+    def message(self) -> Message:
+        return Message(self.key, self.profile_id, self.journey, self.step, self.channel,
+                       self.to, self.rendered, self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """An outbox row as an operator sees it: the entry, its status and its history."""
+
+    entry: OutboxEntry
+    status: str  # pending | sent | failed
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +135,9 @@ class Store(Protocol):
     def record_exit(self, exit: Exit) -> None: ...
     def record_goal(self, goal: RecordGoal) -> None: ...
     def record_decision(self, decision: Decision) -> None: ...
-    def claim_send_key(self, key: str) -> bool:
-        """True the first time a send key is seen: the exactly-once guard for sends."""
+    def enqueue_send(self, entry: OutboxEntry) -> bool:
+        """Add a send to the outbox; False (and nothing changes) if its key is there
+        already: the exactly-once guard for sends."""
         ...
 
     def profile_for(self, kind: str, value: str) -> str | None: ...

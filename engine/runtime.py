@@ -8,6 +8,7 @@ Order of work for one event (design.md, "the flow of one event"):
    `wait_for` the enrollment is waiting on;
 3. then entries (so the event that enrolls a profile does not also exit it);
 4. carry out the commands; emitted events are handled after this one, in order.
+   Sends are queued in the outbox; engine/dispatch.py delivers them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from engine.model import (
     Trigger,
     UpdateProfile,
 )
-from engine.ports import Channel, Clock, Decision, IdGenerator, Message, Store
+from engine.ports import Clock, Decision, IdGenerator, OutboxEntry, Store
 from engine.profiles import ComputedTraits, local_zone
 from engine.steps.update_profile import apply_update
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
@@ -54,14 +55,12 @@ TIMER_BATCH = 500
 
 class Engine:
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, store: Store, clock: Clock,
-                 ids: IdGenerator, channels: Mapping[str, Channel],
-                 computed: ComputedTraits | None = None, policy: Policy | None = None,
-                 identity_traits: tuple[str, ...] = ()) -> None:
+                 ids: IdGenerator, computed: ComputedTraits | None = None,
+                 policy: Policy | None = None, identity_traits: tuple[str, ...] = ()) -> None:
         self.journeys = dict(journeys)
         self.store = store
         self.clock = clock
         self.ids = ids
-        self.channels = dict(channels)
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
@@ -192,9 +191,10 @@ class Engine:
             self.store.record_goal(command)
 
     def _send(self, journey: CompiledJourney, send: Send) -> None:
+        """Render now and queue in the outbox, in this event's transaction: the message
+        shows the profile as it was when the step ran, and a render error is known at
+        once (the step is skipped and the journey goes on; see docs/language.md)."""
         now = self.clock.now()
-        if not self.store.claim_send_key(send.key):
-            return  # already sent: exactly-once on the send key
         profile = self.store.get_profile(send.profile_id) or Profile(send.profile_id)
         to = send.to or _address(profile, send.channel)
         context = {**send.context, "unsubscribe_url": f"https://journeyman.invalid/u/{send.key}"}
@@ -204,14 +204,9 @@ class Engine:
             self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                                 "skipped", "template_error", {"error": str(exc)}))
             return
-        channel = self.channels.get(send.channel)
-        if channel is None:
-            self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
-                                                "skipped", "no_channel",
-                                                {"channel": send.channel}))
-            return
-        channel.send(Message(send.key, send.profile_id, send.journey, send.step, send.channel,
-                             to, rendered, now))
+        self.store.enqueue_send(OutboxEntry(send.key, send.enrollment_id, send.profile_id,
+                                            send.journey, send.step, send.channel, to,
+                                            rendered, now))
 
     # --- time ----------------------------------------------------------------------
 

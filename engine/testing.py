@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.dispatch import Dispatcher
 from engine.events import iso
 from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
-from engine.ports import Decision, Message
+from engine.ports import Decision, Message, OutboxEntry, OutboxRecord
 from engine.profiles import ComputedTraits, merge_computed
 from engine.runtime import CRON_STEP, Engine
 from journeys.compiler import CompiledJourney, compile_library
@@ -80,7 +81,8 @@ class InMemoryStore:
         self.exits: list[Exit] = []
         self.goals: list[RecordGoal] = []
         self.decisions: list[Decision] = []
-        self.send_keys: set[str] = set()
+        self.outbox: dict[str, OutboxRecord] = {}
+        self._unsent: dict[str, None] = {}  # keys of pending rows, in order
         self.events: dict[tuple[str, str], dict[str, Any]] = {}
         self.inbox: list[dict[str, Any]] = []
         self.keys: dict[str, KeyInfo] = {}
@@ -163,11 +165,56 @@ class InMemoryStore:
     def record_decision(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
-    def claim_send_key(self, key: str) -> bool:
-        if key in self.send_keys:
+    # --- outbox -------------------------------------------------------------------
+
+    def enqueue_send(self, entry: OutboxEntry) -> bool:
+        if entry.key in self.outbox:
             return False
-        self.send_keys.add(key)
+        self.outbox[entry.key] = OutboxRecord(entry, "pending", 0, entry.created_at, None, None)
+        self._unsent[entry.key] = None
         return True
+
+    def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+        claimed: list[OutboxEntry] = []
+        for key in list(self._unsent):
+            if len(claimed) == limit:
+                break
+            row = self.outbox[key]
+            if row.next_attempt_at is not None and row.next_attempt_at <= now:
+                self.outbox[key] = replace(row, attempts=row.attempts + 1,
+                                           next_attempt_at=now + lease)
+                claimed.append(replace(row.entry, attempts=row.attempts + 1))
+        return claimed
+
+    def mark_sent(self, key: str, at: datetime) -> None:
+        self.outbox[key] = replace(self.outbox[key], status="sent", next_attempt_at=None,
+                                   sent_at=at)
+        self._unsent.pop(key, None)
+
+    def mark_retry(self, key: str, at: datetime, error: str) -> None:
+        self.outbox[key] = replace(self.outbox[key], next_attempt_at=at, last_error=error)
+
+    def mark_failed(self, key: str, at: datetime, error: str) -> None:
+        del at  # the decision log has the time
+        self.outbox[key] = replace(self.outbox[key], status="failed", next_attempt_at=None,
+                                   last_error=error)
+        self._unsent.pop(key, None)
+
+    def next_outbox_at(self) -> datetime | None:
+        due = [self.outbox[k].next_attempt_at for k in self._unsent]
+        return min((d for d in due if d is not None), default=None)
+
+    def outbox_records(self, profile_id: str | None = None,
+                       status: str | None = None) -> list[OutboxRecord]:
+        return [r for r in self.outbox.values()
+                if (profile_id is None or r.entry.profile_id == profile_id)
+                and (status is None or r.status == status)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.outbox.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
 
     # --- identities -----------------------------------------------------------------
 
@@ -282,8 +329,8 @@ class InMemoryEngine:
         channels = dict.fromkeys(
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
         self.engine = Engine(journeys, store=self.store, clock=self.clock,
-                             ids=SequentialIds("msg"), channels=channels, computed=computed,
-                             policy=policy)
+                             ids=SequentialIds("msg"), computed=computed, policy=policy)
+        self.dispatcher = Dispatcher(self.store, channels, self.clock)
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
@@ -296,6 +343,12 @@ class InMemoryEngine:
             library.journeys = {k: v for k, v in library.journeys.items() if k in only}
         return cls(compile_library(library, backend=backend), start=start, library=library)
 
+    def use_store(self, store: Any) -> None:
+        """Run on another Store (a SqlStore, say) with the same clock and channel."""
+        self.store = store
+        self.engine.store = store
+        self.dispatcher.store = store
+
     # --- time ----------------------------------------------------------------------
 
     @property
@@ -307,10 +360,16 @@ class InMemoryEngine:
         self.advance_to(self.now + delta)
 
     def advance_to(self, when: datetime) -> None:
-        while (due := self.store.next_timer_at()) is not None and due <= when:
+        """Fire timers and deliver (or retry) sends in time order up to `when`."""
+        while (due := self._next_due()) is not None and due <= when:
             self.clock.set(max(due, self.now))
             self.engine.fire_due_timers()
+            self.dispatcher.dispatch_due()
         self.clock.set(max(when, self.now))
+
+    def _next_due(self) -> datetime | None:
+        due = [d for d in (self.store.next_timer_at(), self.store.next_outbox_at()) if d]
+        return min(due, default=None)
 
     def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:
         """Autojump to each next journey timer until none is pending (cron excluded)."""
@@ -340,7 +399,9 @@ class InMemoryEngine:
             when = parse_timestamp(stamp)
             if when is not None and when > self.now:
                 self.advance_to(when)
-        return self.engine.post(event)
+        handled = self.engine.post(event)
+        self.dispatcher.dispatch_due()
+        return handled
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
               at: datetime | None = None) -> dict[str, Any]:

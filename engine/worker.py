@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from engine.dispatch import Dispatcher
 from engine.ports import Clock
 from engine.runtime import Engine
 
@@ -45,8 +46,10 @@ class Stats:
 
 class Worker:
     def __init__(self, engine: Engine, store: WorkerStore, clock: Clock, *, name: str,
-                 batch: int = 200, lease: timedelta = timedelta(seconds=60)) -> None:
+                 batch: int = 200, lease: timedelta = timedelta(seconds=60),
+                 dispatcher: Dispatcher | None = None) -> None:
         self.engine = engine
+        self.dispatcher = dispatcher
         self.store = store
         self.clock = clock
         self.name = name
@@ -74,8 +77,12 @@ class Worker:
         self.stats.timers += fired
         return fired
 
+    def dispatch(self) -> int:
+        """Deliver due sends, if this worker also dispatches (`journeyman serve` does)."""
+        return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
+
     def run_once(self) -> int:
-        return self.handle_events() + self.fire_timers()
+        return self.handle_events() + self.fire_timers() + self.dispatch()
 
     def run(self, stop: threading.Event, idle: float = 0.1) -> None:
         while not stop.is_set():

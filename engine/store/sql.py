@@ -32,7 +32,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,10 +53,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from engine.model import SCHEMA_VERSION, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
-from engine.ports import Clock, Decision
+from engine.ports import Clock, Decision, OutboxEntry, OutboxRecord
 from engine.store import migrate
 from engine.store.tables import table
 from journeys.errors import JourneyError
+from journeys.templating import Rendered
 
 # Copies of engine.runtime.CRON_STEP and journeys.graph.EXITED (a test checks they agree):
 # importing those modules would pull the journey compiler and rules into the store.
@@ -133,7 +134,6 @@ class SqlStore:
         self._enrollments = table("enrollments")
         self._timers = table("timers")
         self._outbox = table("outbox")
-        self._send_keys = table("send_keys")
         self._decisions = table("decisions")
         self._exits = table("exits")
         self._goals = table("goals")
@@ -352,7 +352,7 @@ class SqlStore:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(self._timers)).scalar_one())
 
-    # --- segments, records, send keys ----------------------------------------------
+    # --- segments and records ----------------------------------------------------
 
     def segment_member(self, profile_id: str, journey: str) -> bool:
         s = self._segments
@@ -417,13 +417,83 @@ class SqlStore:
             return [Decision(r.at, r.profile_id, r.journey, r.step, r.what, r.reason,
                              r.details) for r in conn.execute(query)]
 
-    def claim_send_key(self, key: str) -> bool:
-        """True the first time `key` is seen (a unique row in `send_keys`)."""
-        stmt = (self._insert(self._send_keys).values(key=key, claimed_at=self._now())
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(self._send_keys.c.key))
+    # --- outbox -------------------------------------------------------------------
+
+    def enqueue_send(self, entry: OutboxEntry) -> bool:
+        """Queue a rendered send; False if its key is queued already (unique `send_key`)."""
+        stmt = (self._insert(self._outbox).values(
+            send_key=entry.key, enrollment_id=entry.enrollment_id,
+            profile_id=entry.profile_id, journey=entry.journey, step=entry.step,
+            channel=entry.channel, template=entry.rendered.template, to=entry.to,
+            rendered=asdict(entry.rendered), status="pending", attempts=0,
+            next_attempt_at=entry.created_at, created_at=entry.created_at)
+            .on_conflict_do_nothing(index_elements=["send_key"])
+            .returning(self._outbox.c.id))
         with self._write() as conn:
             return conn.execute(stmt).first() is not None
+
+    def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+        """Lease up to `limit` due sends (oldest first) and count the attempt.
+
+        Commits on its own (call it outside a transaction): the lease is what stops a
+        second dispatcher from sending the same row while this one is delivering it.
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so dispatchers split the rows.
+        """
+        o = self._outbox
+        due = (select(o.c.id).where(o.c.status == "pending", o.c.next_attempt_at <= now)
+               .order_by(o.c.next_attempt_at, o.c.id).limit(limit))
+        if self._pg:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (update(o).where(o.c.id.in_(due))
+                .values(next_attempt_at=now + lease, attempts=o.c.attempts + 1)
+                .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
+                           o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
+                           o.c.created_at, o.c.attempts))
+        with self._write() as conn:
+            rows = sorted(conn.execute(stmt).all(), key=lambda r: r.id)
+        return [_outbox_entry(r) for r in rows]
+
+    def mark_sent(self, key: str, at: datetime) -> None:
+        self._set_outbox(key, status="sent", sent_at=at, next_attempt_at=None)
+
+    def mark_retry(self, key: str, at: datetime, error: str) -> None:
+        self._set_outbox(key, next_attempt_at=at, last_error=error)
+
+    def mark_failed(self, key: str, at: datetime, error: str) -> None:
+        del at  # the decision log has the time
+        self._set_outbox(key, status="failed", next_attempt_at=None, last_error=error)
+
+    def _set_outbox(self, key: str, **values: Any) -> None:
+        with self._write() as conn:
+            conn.execute(update(self._outbox).where(self._outbox.c.send_key == key)
+                         .values(**values))
+
+    def next_outbox_at(self) -> datetime | None:
+        o = self._outbox
+        with self._read() as conn:
+            value: datetime | None = conn.execute(
+                select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending")).scalar()
+        return value
+
+    def outbox_records(self, profile_id: str | None = None,
+                       status: str | None = None) -> list[OutboxRecord]:
+        """The outbox as an operator sees it, oldest first."""
+        o = self._outbox
+        query = select(o).order_by(o.c.id)
+        if profile_id is not None:
+            query = query.where(o.c.profile_id == profile_id)
+        if status is not None:
+            query = query.where(o.c.status == status)
+        with self._read() as conn:
+            return [OutboxRecord(_outbox_entry(r), r.status, r.attempts, r.next_attempt_at,
+                                 r.last_error, r.sent_at) for r in conn.execute(query)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows by status (`pending`, `sent`, `failed`)."""
+        o = self._outbox
+        with self._read() as conn:
+            return {r.status: int(r.n) for r in conn.execute(
+                select(o.c.status, func.count().label("n")).group_by(o.c.status))}
 
     # --- identities ----------------------------------------------------------------
 
@@ -717,3 +787,9 @@ def _key_info(row: RowMapping) -> KeyInfo:
 
 __all__ = ["DuplicateKeyName", "InboxItem", "KeyInfo", "SchemaNotReady", "SqlStore",
            "StoreError", "SystemClock"]
+
+
+def _outbox_entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(row.send_key, row.enrollment_id, row.profile_id, row.journey, row.step,
+                       row.channel, row.to, Rendered(**row.rendered), row.created_at,
+                       row.attempts)

@@ -146,22 +146,13 @@ class OutboxRow(SQLModel, table=True):
     channel: str = Field(sa_column=Column(String(64), nullable=False))
     template: str = Field(sa_column=Column(String(255), nullable=False))
     to: str | None = Field(default=None, sa_column=Column(String(512)))
-    context: dict[str, Any] = _json()
-    status: str = Field(sa_column=Column(String(16), nullable=False))  # pending/sent/failed/skipped
+    rendered: dict[str, Any] = _json()  # journeys.templating.Rendered, as JSON
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # pending/sent/failed
     attempts: int = Field(sa_column=Column(Integer, nullable=False))
     next_attempt_at: datetime | None = _when(nullable=True)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _when()
     sent_at: datetime | None = _when(nullable=True)
-
-
-class SendKeyRow(SQLModel, table=True):
-    """Send keys claimed by `claim_send_key` (the exactly-once guard of direct sends)."""
-
-    __tablename__ = "send_keys"
-
-    key: str = Field(sa_column=Column(String(512), primary_key=True))
-    claimed_at: datetime = _when()
 
 
 class DecisionRow(SQLModel, table=True):
@@ -223,7 +214,7 @@ class ApiKeyRow(SQLModel, table=True):
 
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
-               "send_keys", "decisions", "exits", "goals", "segment_members", "api_keys")
+               "decisions", "exits", "goals", "segment_members", "api_keys")
 
 
 def table(name: str) -> Table:

@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 
 from engine.model import Enrollment, ScheduleTimer
+from engine.ports import OutboxEntry
+from journeys.templating import Rendered
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -54,3 +56,10 @@ def decisions_of(store: Any) -> list[Any]:
 
 def later(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
+
+
+def outbox_entry(key: str, at: datetime = T0, profile: str = "p1") -> OutboxEntry:
+    rendered = Rendered("welcome_email", "email", subject="Hi Ana", html="<p>Hi</p>",
+                        text="Hi", headers={"X-Journey": "welcome"})
+    return OutboxEntry(key, "e1", profile, "welcome", "send_welcome", "email",
+                       "ana@example.com", rendered, at)

@@ -18,6 +18,7 @@ from tests.store.helpers import (
     later,
     needs,
     needs_rules,
+    outbox_entry,
     timer,
 )
 
@@ -160,10 +161,51 @@ def test_records(store: Any) -> None:
     assert decisions_of(store) == [decision]
 
 
-def test_claim_send_key_once(store: Any) -> None:
-    assert store.claim_send_key("e1:send:0")
-    assert not store.claim_send_key("e1:send:0")
-    assert store.claim_send_key("e1:send:1")
+# --- outbox --------------------------------------------------------------------------
+
+
+def test_outbox_enqueue_is_idempotent_on_the_send_key(store: Any) -> None:
+    assert store.enqueue_send(outbox_entry("e1:send:0"))
+    assert not store.enqueue_send(outbox_entry("e1:send:0", at=later(1)))
+    assert store.enqueue_send(outbox_entry("e1:send:1"))
+    assert [r.entry.key for r in store.outbox_records()] == ["e1:send:0", "e1:send:1"]
+    assert store.outbox_counts() == {"pending": 2}
+
+
+def test_outbox_claim_leases_and_counts_attempts(store: Any) -> None:
+    store.enqueue_send(outbox_entry("k0"))
+    store.enqueue_send(outbox_entry("k1", at=later(1)))
+    lease = timedelta(minutes=5)
+    assert store.claim_outbox(T0 - timedelta(seconds=1), 10, lease) == []  # not due yet
+    first = store.claim_outbox(later(1), 10, lease)
+    assert [e.key for e in first] == ["k0", "k1"]
+    assert first[0] == replace(outbox_entry("k0"), attempts=1)  # the rendered message round-trips
+    assert store.claim_outbox(later(1), 10, lease) == []  # leased
+    store.mark_sent("k0", later(1))
+    store.mark_retry("k1", later(3), "421 try later")
+    assert store.next_outbox_at() == later(3)
+    assert store.claim_outbox(later(2), 10, lease) == []
+    again = store.claim_outbox(later(3), 10, lease)
+    assert [(e.key, e.attempts) for e in again] == [("k1", 2)]
+    store.mark_failed("k1", later(3), "550 no such user")
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert (records["k0"].status, records["k0"].sent_at, records["k0"].attempts) == (
+        "sent", later(1), 1)
+    assert (records["k1"].status, records["k1"].last_error, records["k1"].attempts) == (
+        "failed", "550 no such user", 2)
+    assert store.outbox_counts() == {"sent": 1, "failed": 1}
+    assert store.next_outbox_at() is None
+
+
+def test_outbox_lease_expiry_makes_a_send_due_again(store: Any) -> None:
+    """A dispatcher that died mid-send: after the lease the row is claimed again."""
+    store.enqueue_send(outbox_entry("k0"))
+    assert store.claim_outbox(T0, 10, timedelta(minutes=5))
+    assert store.claim_outbox(T0 + timedelta(minutes=4), 10, timedelta(minutes=5)) == []
+    again = store.claim_outbox(T0 + timedelta(minutes=5), 10, timedelta(minutes=5))
+    assert [(e.key, e.attempts) for e in again] == [("k0", 2)]
+    assert [r.entry.key for r in store.outbox_records(profile_id="p1", status="pending")] == [
+        "k0"]
 
 
 # --- identities ----------------------------------------------------------------------

@@ -50,8 +50,7 @@ def test_runtime_on_sqlstore_matches_in_memory(tmp_path: Path, sql_url: str) -> 
 
     on_sql = InMemoryEngine.from_folder(folder, start=T0)
     store = SqlStore(sql_url, create=True, clock=on_sql.clock)
-    on_sql.store = store  # type: ignore[assignment]
-    on_sql.engine.store = store
+    on_sql.use_store(store)
     try:
         _scenario(on_sql)
         assert reference.sent  # the scenario does send
@@ -80,9 +79,8 @@ def test_worker_over_the_inbox_on_sqlite(tmp_path: Path) -> None:
         t: stub_email(t) for t in ("cart_reminder", "cart_vip", "cart_plain")})
     eng = InMemoryEngine.from_folder(folder, start=T0)
     store = SqlStore(f"sqlite:///{tmp_path / 'w.db'}", create=True, clock=eng.clock)
-    eng.store = store  # type: ignore[assignment]
-    eng.engine.store = store
-    worker = Worker(eng.engine, store, eng.clock, name="w1")
+    eng.use_store(store)
+    worker = Worker(eng.engine, store, eng.clock, name="w1", dispatcher=eng.dispatcher)
     try:
         raw = [{"type": "identify", "userId": "u1", "traits": {"email": "u1@example.com"}},
                {"type": "track", "userId": "u1", "event": "Checkout Started",
@@ -94,6 +92,7 @@ def test_worker_over_the_inbox_on_sqlite(tmp_path: Path) -> None:
         assert store.inbox_counts() == {}
         eng.clock.advance(timedelta(hours=1))
         assert worker.fire_timers() == 1
+        assert worker.dispatch() == 1
         assert [m.rendered.template for m in eng.channel.messages] == ["cart_reminder"]
         assert worker.stats.failures == 0
     finally:

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from engine.model import Profile
 from engine.store import DuplicateKeyName, SqlStore, StoreError
 from engine.store.tables import table
-from tests.store.helpers import T0, enrollment, later, timer
+from tests.store.helpers import T0, enrollment, later, outbox_entry, timer
 
 
 def _ev(mid: str, user: str = "u1") -> dict[str, Any]:
@@ -53,7 +53,7 @@ def test_transaction_rollback_leaves_nothing(sql_store: SqlStore) -> None:
             sql_store.put_enrollment(enrollment("e1"))
             sql_store.add_timer(timer("k1", later(1)))
             assert sql_store.claim_due_timers(later(2), 10)  # claims "before" and "k1"
-            sql_store.claim_send_key("send-1")
+            sql_store.enqueue_send(outbox_entry("send-1"))
             sql_store.accept_events([_ev("m1")])
             sql_store.link_identity("user_id", "u1", "p1")
             with sql_store.transaction():  # nested blocks join the outer one
@@ -67,7 +67,7 @@ def test_transaction_rollback_leaves_nothing(sql_store: SqlStore) -> None:
     assert sql_store.get_enrollment("e1") is None
     assert not sql_store.has_timer("k1")
     assert sql_store.has_timer("before")  # the claim was rolled back: it fires later
-    assert sql_store.claim_send_key("send-1")
+    assert sql_store.enqueue_send(outbox_entry("send-1"))
     assert sql_store.profile_for("user_id", "u1") is None
     assert not sql_store.segment_member("p1", "seg")
     assert sql_store.accept_events([_ev("m1")]) == ["m1"]

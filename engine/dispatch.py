@@ -1,0 +1,123 @@
+"""The outbox dispatcher: deliver queued sends through the channel adapters.
+
+A send is rendered and queued in the same transaction as the step that made it
+(engine/runtime.py); delivery happens here, outside any transaction, one row at a time:
+
+1. `claim_outbox` leases due rows (pending, `next_attempt_at` <= now) by pushing their
+   `next_attempt_at` to now + lease and counting the attempt; it commits at once.
+2. The channel sends. Success marks the row `sent`. A `DeliveryError(permanent=True)`,
+   or no adapter for the channel, marks it `failed` with the reason. Anything else is
+   transient: the row goes back to pending with an exponential backoff, until
+   `max_attempts`, after which it is `failed`.
+
+Delivery is therefore at least once, with an idempotency key: a process that dies
+between a channel's success and `mark_sent` leaves the row leased; when the lease
+runs out it is sent again with the same key (email adapters derive the Message-ID from
+it, webhooks send it as a header), so a receiver can drop the duplicate. In the normal
+and retry paths nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from engine.ports import Channel, Clock, Decision, DeliveryError, OutboxEntry
+
+log = logging.getLogger("journeyman.dispatch")
+
+
+class OutboxStore(Protocol):
+    def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]: ...
+    def mark_sent(self, key: str, at: datetime) -> None: ...
+    def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
+    def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
+    def record_decision(self, decision: Decision) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt n waits base * 2**(n-1), capped, times a
+    factor in [0.5, 1). The factor comes from a hash of the send key and the attempt, so
+    retries of many sends spread out, yet a replay of the same history is identical."""
+
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=6)
+    max_attempts: int = 8
+
+    def delay(self, key: str, attempt: int) -> timedelta:
+        raw = min(self.base * 2 ** max(attempt - 1, 0), self.cap)
+        digest = hashlib.blake2b(f"{key}#{attempt}".encode(), digest_size=8).digest()
+        factor = 0.5 + int.from_bytes(digest) / 2 ** 65
+        return timedelta(seconds=raw.total_seconds() * factor)
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class Dispatcher:
+    def __init__(self, store: OutboxStore, channels: Mapping[str, Channel], clock: Clock, *,
+                 retry: RetryPolicy | None = None, batch: int = 100,
+                 lease: timedelta = timedelta(minutes=5)) -> None:
+        self.store = store
+        self.channels = dict(channels)
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self.batch = batch
+        self.lease = lease
+        self.stats = DispatchStats()
+
+    def dispatch_due(self) -> int:
+        """Deliver every send due now; returns how many rows were tried."""
+        tried = 0
+        while entries := self.store.claim_outbox(self.clock.now(), self.batch, self.lease):
+            for entry in entries:
+                self._deliver(entry)
+            tried += len(entries)
+        return tried
+
+    def _deliver(self, entry: OutboxEntry) -> None:
+        channel = self.channels.get(entry.channel)
+        if channel is None:
+            self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel")
+            return
+        try:
+            channel.send(entry.message())
+        except DeliveryError as exc:
+            if exc.permanent:
+                self._fail(entry, str(exc), "permanent_failure")
+            else:
+                self._retry(entry, str(exc))
+        except Exception as exc:
+            self._retry(entry, f"{type(exc).__name__}: {exc}")
+        else:
+            self.store.mark_sent(entry.key, self.clock.now())
+            self.stats.sent += 1
+
+    def _retry(self, entry: OutboxEntry, error: str) -> None:
+        if entry.attempts >= self.retry.max_attempts:
+            self._fail(entry, f"gave up after {entry.attempts} attempts: {error}",
+                       "retries_exhausted")
+            return
+        when = self.clock.now() + self.retry.delay(entry.key, entry.attempts)
+        log.warning("send %s failed (attempt %d), retrying at %s: %s", entry.key,
+                    entry.attempts, when.isoformat(), error)
+        self.store.mark_retry(entry.key, when, error)
+        self.stats.retried += 1
+
+    def _fail(self, entry: OutboxEntry, error: str, reason: str) -> None:
+        now = self.clock.now()
+        log.error("send %s failed for good: %s", entry.key, error)
+        self.store.mark_failed(entry.key, now, error)
+        self.store.record_decision(Decision(now, entry.profile_id, entry.journey, entry.step,
+                                            "failed", reason, {"error": error,
+                                                               "channel": entry.channel}))
+        self.stats.failed += 1

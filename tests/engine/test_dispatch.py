@@ -1,0 +1,109 @@
+"""The outbox dispatcher: retries with backoff, permanent failures, the decision log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from engine.dispatch import Dispatcher, RetryPolicy
+from engine.ports import DeliveryError, Message
+from engine.testing import FakeClock, InMemoryStore
+from tests.store.helpers import T0, outbox_entry
+
+
+@dataclass
+class ScriptedChannel:
+    """Fails as scripted (one entry per call; None = deliver), then delivers."""
+
+    script: list[Exception | None]
+    name: str = "email"
+    delivered: list[Message] = field(default_factory=list)
+    calls: int = 0
+
+    def send(self, message: Message) -> None:
+        self.calls += 1
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        self.delivered.append(message)
+
+
+def _setup(script: list[Exception | None],
+           retry: RetryPolicy | None = None) -> tuple[InMemoryStore, FakeClock, ScriptedChannel,
+                                                      Dispatcher]:
+    store, clock = InMemoryStore(), FakeClock(T0)
+    channel = ScriptedChannel(script)
+    store.enqueue_send(outbox_entry("e1:send:0"))
+    return store, clock, channel, Dispatcher(store, {"email": channel}, clock, retry=retry)
+
+
+def _run_for(store: InMemoryStore, clock: FakeClock, dispatcher: Dispatcher,
+             span: timedelta) -> None:
+    end = clock.now() + span
+    dispatcher.dispatch_due()
+    while (due := store.next_outbox_at()) is not None and due <= end:
+        clock.set(max(due, clock.now()))
+        dispatcher.dispatch_due()
+
+
+def test_transient_failures_retry_with_backoff_then_deliver_once() -> None:
+    store, clock, channel, dispatcher = _setup([ConnectionError("refused"),
+                                                DeliveryError("421 busy")])
+    dispatcher.dispatch_due()
+    record = store.outbox_records()[0]
+    assert (record.status, record.attempts, record.last_error) == (
+        "pending", 1, "ConnectionError: refused")
+    first_wait = record.next_attempt_at - T0  # type: ignore[operator]
+    assert timedelta(seconds=15) <= first_wait < timedelta(seconds=30)
+    _run_for(store, clock, dispatcher, timedelta(hours=1))
+    assert len(channel.delivered) == 1
+    assert channel.calls == 3
+    assert channel.delivered[0].key == "e1:send:0"
+    record = store.outbox_records()[0]
+    assert (record.status, record.attempts, record.sent_at) == ("sent", 3, clock.now())
+    assert dispatcher.stats.retried == 2
+    assert dispatcher.stats.sent == 1
+    assert store.decisions == []
+
+
+def test_permanent_failure_is_recorded_and_not_retried() -> None:
+    store, clock, channel, dispatcher = _setup([DeliveryError("550 no such user",
+                                                              permanent=True)])
+    _run_for(store, clock, dispatcher, timedelta(days=1))
+    assert channel.calls == 1
+    assert channel.delivered == []
+    record = store.outbox_records()[0]
+    assert (record.status, record.last_error) == ("failed", "550 no such user")
+    [decision] = store.decisions
+    assert (decision.what, decision.reason, decision.step) == (
+        "failed", "permanent_failure", "send_welcome")
+
+
+def test_retries_give_up_after_the_limit() -> None:
+    store, clock, channel, dispatcher = _setup([TimeoutError("slow")] * 10,
+                                               RetryPolicy(max_attempts=3))
+    _run_for(store, clock, dispatcher, timedelta(days=1))
+    assert channel.calls == 3
+    assert channel.delivered == []
+    assert store.outbox_records()[0].status == "failed"
+    assert store.decisions[0].reason == "retries_exhausted"
+
+
+def test_a_send_for_a_channel_without_an_adapter_fails_visibly() -> None:
+    store, clock = InMemoryStore(), FakeClock(T0)
+    store.enqueue_send(outbox_entry("e1:send:0"))
+    Dispatcher(store, {}, clock).dispatch_due()
+    assert store.outbox_records()[0].status == "failed"
+    assert store.decisions[0].reason == "no_channel"
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 20])
+def test_backoff_is_exponential_capped_and_jittered(attempt: int) -> None:
+    policy = RetryPolicy(base=timedelta(seconds=10), cap=timedelta(minutes=10))
+    raw = min(timedelta(seconds=10) * 2 ** (attempt - 1), timedelta(minutes=10))
+    delays = {policy.delay(f"k{i}", attempt) for i in range(50)}
+    assert all(raw / 2 <= d < raw for d in delays)
+    assert len(delays) > 40  # spread out, not a thundering herd
+    assert policy.delay("k1", attempt) == policy.delay("k1", attempt)  # replayable
