@@ -29,8 +29,10 @@ MAX_BATCH_BYTES = 500 * 1024
 
 
 class KeyInfo(Protocol):
-    name: str
-    admin: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def admin(self) -> bool: ...
 
 
 class IngestStore(Protocol):

@@ -125,3 +125,12 @@ def version() -> None:
     from importlib.metadata import version as v
 
     out.print(v("journeyman"), markup=False)
+
+
+def _register_service_commands() -> None:
+    from engine import cli_service
+
+    cli_service.register(app)
+
+
+_register_service_commands()

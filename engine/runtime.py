@@ -21,7 +21,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 
 from engine.core import advance, new_enrollment
-from engine.events import BadEvent, normalize
+from engine.events import BadEvent, iso, normalize
 from engine.identity import resolve
 from engine.model import (
     Advanced,
@@ -51,6 +51,7 @@ from journeys.model import Policy
 
 CRON_STEP = "__cron__"
 TIMER_BATCH = 500
+LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
 
 
 class Engine:
@@ -217,6 +218,8 @@ class Engine:
         while batch := self.store.claim_due_timers(now, TIMER_BATCH):
             for timer in batch:
                 fired += 1
+                if now - timer.due_at > LATE_AFTER:
+                    self._record_lateness(timer, now)
                 if timer.step == CRON_STEP:
                     self._cron_fired(timer, now)
                     continue
@@ -230,6 +233,12 @@ class Engine:
                 self._advance(journey, enrollment, TimerFired(view, timer.step, timer.occurrence))
                 self._drain()
         return fired
+
+    def _record_lateness(self, timer: ScheduleTimer, now: datetime) -> None:
+        """A timer that fires late (the service was down) fires once; say how late."""
+        self.store.record_decision(Decision(
+            now, timer.profile_id, timer.journey, timer.step, "fired_late", "timer_overdue",
+            {"due_at": iso(timer.due_at), "late_seconds": (now - timer.due_at).total_seconds()}))
 
     def _arm_cron(self, profile_id: str, now: datetime) -> None:
         for jid in self._cron:
@@ -265,8 +274,6 @@ class Engine:
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,
                  now: datetime) -> dict[str, Any]:
     """The synthetic enrolling event of a segment or schedule entry."""
-    from engine.events import iso
-
     return {"type": "track", "event": f"{journey.id} {kind}", "userId": view.id,
             "properties": {"traits": dict(view.traits), "computed": dict(view.computed)},
             "traits": {}, "timestamp": iso(now), "messageId": f"{kind}:{journey.id}:{view.id}:"

@@ -105,6 +105,10 @@ class InMemoryStore:
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
         return [self.enrollment_rows[i] for i in self.by_profile.get((profile_id, journey), [])]
 
+    def profile_enrollments(self, profile_id: str) -> list[Enrollment]:
+        rows = [e for e in self.enrollment_rows.values() if e.profile_id == profile_id]
+        return sorted(rows, key=lambda e: e.entered_at)
+
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
         return self.enrollment_rows.get(enrollment_id)
 
@@ -220,6 +224,9 @@ class InMemoryStore:
 
     def profile_for(self, kind: str, value: str) -> str | None:
         return self.identities.get((kind, value))
+
+    def identities_of(self, profile_id: str) -> list[tuple[str, str]]:
+        return sorted(k for k, pid in self.identities.items() if pid == profile_id)
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
         self.identities[(kind, value)] = profile_id

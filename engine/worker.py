@@ -56,12 +56,15 @@ class Worker:
         self.batch = batch
         self.lease = lease
         self.stats = Stats()
+        # The engine is not thread-safe: events and timers take turns on it when the
+        # event loop and the timer ticker run in different threads (engine/service.py).
+        self._engine_lock = threading.Lock()
 
     def handle_events(self) -> int:
         items = self.store.claim_inbox(self.name, self.batch, self.lease, self.clock.now())
         for item in items:
             try:
-                with self.store.transaction():
+                with self._engine_lock, self.store.transaction():
                     self.engine.handle(item.event)
                     self.store.ack_inbox([item.id])
                 self.stats.events += 1
@@ -72,7 +75,7 @@ class Worker:
         return len(items)
 
     def fire_timers(self) -> int:
-        with self.store.transaction():
+        with self._engine_lock, self.store.transaction():
             fired = self.engine.fire_due_timers()
         self.stats.timers += fired
         return fired

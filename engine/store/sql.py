@@ -275,6 +275,14 @@ class SqlStore:
                                 .order_by(e.c.entered_at, e.c.entry_seq)).all()
         return [_enrollment(r._mapping) for r in rows]
 
+    def profile_enrollments(self, profile_id: str) -> list[Enrollment]:
+        """Every enrollment of a profile, in every journey, oldest first."""
+        e = self._enrollments
+        with self._read() as conn:
+            rows = conn.execute(select(e).where(e.c.profile_id == profile_id)
+                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+        return [_enrollment(r._mapping) for r in rows]
+
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
         e = self._enrollments
         with self._read() as conn:
@@ -503,6 +511,14 @@ class SqlStore:
             found: str | None = conn.execute(select(i.c.profile_id).where(
                 i.c.kind == kind, i.c.value == value)).scalar()
         return found
+
+    def identities_of(self, profile_id: str) -> list[tuple[str, str]]:
+        """The (kind, value) identifiers that point at a profile, sorted."""
+        i = self._identities
+        with self._read() as conn:
+            rows = conn.execute(select(i.c.kind, i.c.value).where(i.c.profile_id == profile_id)
+                                .order_by(i.c.kind, i.c.value)).all()
+        return [(r.kind, r.value) for r in rows]
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
         stmt = self._insert(self._identities).values(kind=kind, value=value,

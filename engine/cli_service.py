@@ -1,0 +1,173 @@
+"""The `journeyman serve`, `worker` and `keys` commands (registered by engine/cli.py)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from journeys.errors import JourneyError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+DB_HELP = "Store URL: sqlite:///journeyman.db (default) or postgresql+psycopg://..."
+JourneysOpt = Annotated[Path | None, typer.Option(
+    help="Journeys folder (default: the bundled library, journeys/library).")]
+DbOpt = Annotated[str, typer.Option(help=DB_HELP)]
+IdentifyOpt = Annotated[list[str] | None, typer.Option(
+    "--identify-by", help="Traits that identify a person across ids (repeat), e.g. email.")]
+SendsOpt = Annotated[str, typer.Option(help=(
+    "Where sends go until real adapters are configured: `console`, or `file:PATH` "
+    "(JSON lines)."))]
+
+CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
+
+keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
+
+
+def channels_for(sends: str) -> dict[str, Any]:
+    """Every channel name served by one adapter (the console, or a JSON-lines file)."""
+    import channels
+
+    kind, _, arg = sends.partition(":")
+    adapter = channels.build(kind, **({"path": arg} if arg else {}))
+    return dict.fromkeys(CHANNEL_NAMES, adapter)
+
+
+def bundled_library() -> Path:
+    import journeys
+
+    return Path(journeys.__file__).resolve().parent / "library"
+
+
+def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
+             **extra: Any) -> Any:
+    from engine.service import Service
+
+    try:
+        return Service(journeys or bundled_library(), db, channels=channels_for(sends),
+                       identify_by=tuple(identify_by or ()), **extra)
+    except (JourneyError, ValueError) as exc:
+        for line in str(exc).splitlines():
+            err.print(line, markup=False)
+        raise typer.Exit(1) from None
+
+
+def serve(
+    journeys: JourneysOpt = None,
+    db: DbOpt = "sqlite:///journeyman.db",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    identify_by: IdentifyOpt = None,
+    sends: SendsOpt = "console",
+    tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
+) -> None:
+    """Run the service: event API, worker, timer ticker and outbox dispatcher."""
+    service = _service(journeys, db, identify_by, sends, tick=tick)
+    err.print(f"journeyman: {len(service.library.journeys)} journeys from "
+              f"{service.library.folder}, "
+              f"store {service.store.dialect}, API on http://{host}:{port} "
+              "(write keys: `journeyman keys create NAME`)", markup=False)
+    service.serve(host, port)
+
+
+def worker(
+    journeys: JourneysOpt = None,
+    db: DbOpt = "sqlite:///journeyman.db",
+    identify_by: IdentifyOpt = None,
+    sends: SendsOpt = "console",
+    tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+) -> None:
+    """Run a worker alone (events, timers, outbox), for more processes on one store."""
+    service = _service(journeys, db, identify_by, sends, tick=tick, name=name)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.request_stop())
+    service.start()
+    err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
+              markup=False)
+    try:
+        service.wait()
+    finally:
+        service.stop()
+
+
+def _store(db: str) -> Any:
+    from engine.store import SqlStore
+
+    try:
+        return SqlStore(db, create=True)
+    except JourneyError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+
+
+@keys.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (who uses it).")],
+    admin: Annotated[bool, typer.Option(help="May read profiles (GET /v1/profiles/...).")]
+    = False,
+    db: DbOpt = "sqlite:///journeyman.db",
+) -> None:
+    """Create a write key; the key alone is the last line of stdout (shown only once)."""
+    from engine.store import DuplicateKeyName
+
+    store = _store(db)
+    try:
+        key = store.create_key(name, admin=admin)
+    except DuplicateKeyName as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    err.print(f"created {'admin ' if admin else ''}key {name!r}; store it now, "
+              "it is not shown again:", markup=False)
+    sys.stdout.write(key + "\n")
+
+
+@keys.command("list")
+def keys_list(
+    db: DbOpt = "sqlite:///journeyman.db",
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List keys (names and prefixes; the keys themselves are stored hashed)."""
+    store = _store(db)
+    try:
+        infos = store.list_keys(include_revoked=all_keys)
+    finally:
+        store.close()
+    table = Table("name", "prefix", "admin", "created", "revoked")
+    for info in infos:
+        table.add_row(info.name, info.prefix, "yes" if info.admin else "",
+                      info.created_at.isoformat(timespec="seconds") if info.created_at else "",
+                      info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else "")
+    out.print(table)
+
+
+@keys.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    db: DbOpt = "sqlite:///journeyman.db",
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    store = _store(db)
+    try:
+        revoked = store.revoke_key(name)
+    finally:
+        store.close()
+    if not revoked:
+        err.print(f"no active key named {name!r}", markup=False)
+        raise typer.Exit(1)
+    out.print(f"revoked {name!r}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(worker)
+    app.add_typer(keys, name="keys")
