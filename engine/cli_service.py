@@ -22,6 +22,9 @@ JourneysOpt = Annotated[Path | None, typer.Option(
 DbOpt = Annotated[str, typer.Option(help=DB_HELP)]
 IdentifyOpt = Annotated[list[str] | None, typer.Option(
     "--identify-by", help="Traits that identify a person across ids (repeat), e.g. email.")]
+LeaseOpt = Annotated[float, typer.Option(help=(
+    "Seconds a crashed process keeps the events and sends it claimed before another "
+    "process takes them over."))]
 SendsOpt = Annotated[str, typer.Option(help=(
     "Where sends go until real adapters are configured: `console`, or `file:PATH` "
     "(JSON lines)."))]
@@ -67,9 +70,10 @@ def serve(
     identify_by: IdentifyOpt = None,
     sends: SendsOpt = "console",
     tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
+    lease: LeaseOpt = 60.0,
 ) -> None:
     """Run the service: event API, worker, timer ticker and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, tick=tick)
+    service = _service(journeys, db, identify_by, sends, tick=tick, lease=lease)
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
@@ -84,9 +88,10 @@ def worker(
     sends: SendsOpt = "console",
     tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+    lease: LeaseOpt = 60.0,
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store."""
-    service = _service(journeys, db, identify_by, sends, tick=tick, name=name)
+    service = _service(journeys, db, identify_by, sends, tick=tick, name=name, lease=lease)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     service.start()

@@ -21,7 +21,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class Service:
     def __init__(self, journeys: str | Path, db: str = DEFAULT_DB, *,
                  channels: Mapping[str, Channel], clock: Clock | None = None,
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
-                 name: str | None = None) -> None:
+                 name: str | None = None, lease: float = 60.0) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         compiled = compile_library(self.library, backend=backend)
@@ -63,9 +63,13 @@ class Service:
         self.engine = Engine(compiled, store=self.store, clock=self.clock, ids=UuidIds(),
                              computed=self.computed, policy=self.library.policy,
                              identity_traits=tuple(identify_by))
-        self.dispatcher = Dispatcher(self.store, channels, self.clock)
+        # A lease is how long a crashed process holds what it claimed (inbox events,
+        # outbox rows) before another takes over.
+        self.dispatcher = Dispatcher(self.store, channels, self.clock,
+                                     lease=timedelta(seconds=lease))
         self.worker = Worker(self.engine, self.store, self.clock,
-                             name=name or f"{socket.gethostname()}:{os.getpid()}")
+                             name=name or f"{socket.gethostname()}:{os.getpid()}",
+                             lease=timedelta(seconds=lease))
         self.tick = tick
         self._stop = threading.Event()
         self._events: threading.Thread | None = None
