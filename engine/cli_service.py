@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +31,7 @@ SendsOpt = Annotated[str, typer.Option(help=(
     "Where sends go until real adapters are configured: `console`, or `file:PATH` "
     "(JSON lines)."))]
 
+DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
 
 keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
@@ -53,6 +56,11 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
              **extra: Any) -> Any:
     from engine.service import Service
 
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A tick that finds the previous one still running is skipped on purpose
+    # (max_instances=1, coalesce): not worth a warning per tick.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     try:
         return Service(journeys or bundled_library(), db, channels=channels_for(sends),
                        identify_by=tuple(identify_by or ()), **extra)
@@ -172,7 +180,61 @@ def keys_revoke(
     out.print(f"revoked {name!r}", markup=False)
 
 
+def demo(
+    journeys: JourneysOpt = None,
+    events: Annotated[Path | None, typer.Option(help=(
+        "Segment-format JSON lines to play (default: the bundled demo stream)."))] = None,
+    synthetic: Annotated[int, typer.Option(help="Made-up visitors added to the stream.")]
+    = 30,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")]
+    = 172_800.0,
+    days: Annotated[int, typer.Option(help="Simulated days to run on after the last event "
+                                           "(stops earlier when nothing is pending).")] = 80,
+    db: Annotated[str | None, typer.Option(help=(
+        "Store URL to keep the demo's state (default: a fresh temporary SQLite file)."))]
+    = None,
+) -> None:
+    """Run the whole service on a time-lapse clock and play a demo event stream through
+    its HTTP API: watch profiles enter journeys and messages reach the console."""
+    import tempfile
+    from datetime import timedelta
+
+    from rich.progress import Progress, TextColumn
+
+    from engine.demo import load_events, run_demo, synthetic_events, when
+
+    bundled = Path(__file__).resolve().parents[1] / "docs" / "demo-events.jsonl"
+    try:
+        stream = load_events(events or bundled) if events or bundled.is_file() else []
+    except (OSError, ValueError) as exc:
+        err.print(f"cannot read the demo events: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if synthetic:
+        start = when(stream[0]) if stream else DEMO_START
+        stream = sorted(stream + synthetic_events(synthetic, start), key=when)
+    if not stream:
+        err.print("no events to play (give --events FILE or --synthetic N)", markup=False)
+        raise typer.Exit(1)
+    with tempfile.TemporaryDirectory(prefix="journeyman-demo-") as tmp:
+        url = db or f"sqlite:///{Path(tmp) / 'demo.db'}"
+        with Progress(TextColumn("{task.description}"), console=out,
+                      transient=False) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def show(now: Any, posted: int, handled: int, sent: int) -> None:
+                bar.update(task, description=(
+                    f"[bold]{now:%Y-%m-%d %H:%M}[/] simulated · events {posted}/{len(stream)}"
+                    f" posted, {handled} handled · {sent} messages sent"))
+
+            summary = run_demo(journeys or bundled_library(), stream, db=url,
+                               channels=channels_for("console"), speed=speed,
+                               run_on=timedelta(days=days), progress=show)
+    for line in summary.lines():
+        out.print(line, markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(demo)
     app.command()(worker)
     app.add_typer(keys, name="keys")

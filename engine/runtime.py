@@ -91,6 +91,7 @@ class Engine:
     def _handle(self, event: dict[str, Any]) -> None:
         now = self.clock.now()
         pid = resolve(self.store, event, self.identity_traits)
+        self.store.lock_profile(pid)
         before = self.store.get_profile(pid)
         profile = self.computed.apply(before or Profile(pid), event)
         self.store.put_profile(profile)
@@ -216,7 +217,10 @@ class Engine:
         fired = 0
         now = self.clock.now()
         while batch := self.store.claim_due_timers(now, TIMER_BATCH):
-            for timer in batch:
+            # Profile order (due order within a profile): processes that fire timer
+            # batches at once take the profiles' locks in the same order, so never deadlock.
+            for timer in sorted(batch, key=lambda t: t.profile_id):
+                self.store.lock_profile(timer.profile_id)
                 fired += 1
                 if now - timer.due_at > LATE_AFTER:
                     self._record_lateness(timer, now)

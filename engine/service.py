@@ -91,12 +91,16 @@ class Service:
         self._scheduler.start()
 
     def stop(self) -> None:
+        self.stop_loops()
+        self.store.close()
+
+    def stop_loops(self) -> None:
+        """Stop the event thread and the scheduled jobs, waiting for running ones."""
         self._stop.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self._events is not None:
             self._events.join(30)
-        self.store.close()
 
     def wait(self) -> None:
         """Block until `stop()` (or a signal handler sets the stop event)."""

@@ -88,6 +88,9 @@ class InMemoryStore:
         self.keys: dict[str, KeyInfo] = {}
         self.identities: dict[tuple[str, str], str] = {}
 
+    def lock_profile(self, profile_id: str) -> None:
+        """One engine per store: nothing to lock."""
+
     def get_profile(self, profile_id: str) -> Profile | None:
         return self.profiles.get(profile_id)
 
