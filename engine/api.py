@@ -14,12 +14,14 @@ import base64
 import binascii
 import gzip
 import json
+import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from engine.events import EVENT_TYPES, BadEvent, iso, normalize, parse_timestamp
@@ -79,6 +81,30 @@ def _write_key(request: Request, body: Any) -> str | None:
     return None
 
 
+class KeyCache:
+    """Known keys for a few seconds: a hash and a read per request add up at small
+    batch sizes. A revoked key stops working within `ttl` seconds; unknown keys are
+    never cached, so a new key works at once."""
+
+    def __init__(self, store: IngestStore, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, KeyInfo]] = {}
+
+    def check(self, key: str) -> KeyInfo | None:
+        hit = self._known.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        info = self.store.check_key(key)
+        if info is None:
+            self._known.pop(key, None)
+        else:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (time.monotonic(), info)
+        return info
+
+
 def correct_skew(event: dict[str, Any], raw: dict[str, Any], received: datetime,
                  sent_at: Any) -> None:
     """Segment's rule: timestamp = receivedAt - (sentAt - originalTimestamp).
@@ -114,12 +140,14 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
             raise ApiError(400, f"body larger than {limit} bytes")
         body = _body(raw, request.headers.get("content-encoding"))
         key = _write_key(request, body)
-        info = store.check_key(key) if key else None
+        info = keys.check(key) if key else None
         if info is None:
             raise ApiError(401, "missing or unknown write key")
         return body, info, raw
 
-    def accept(items: list[Any], sent_at: Any, source: str) -> None:
+    keys = KeyCache(store)
+
+    async def accept(items: list[Any], sent_at: Any, source: str) -> None:
         received = now()
         events = []
         for index, item in enumerate(items):
@@ -135,14 +163,16 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
                 raise ApiError(400, f"{where}{exc}") from None
             correct_skew(event, item, received, item.get("sentAt") or sent_at)
             events.append(event)
-        store.accept_events(events, source)  # all or nothing: one transaction
+        # All or nothing, one transaction; in a worker thread, so a busy database does
+        # not stall the event loop and the requests of other clients.
+        await run_in_threadpool(store.accept_events, events, source)
 
     async def single(request: Request, kind: str) -> JSONResponse:
         body, info, _ = await read(request)
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
         body = {**body, "type": kind}
-        accept([body], None, info.name)
+        await accept([body], None, info.name)
         return JSONResponse({"success": True})
 
     for kind in EVENT_TYPES:
@@ -161,7 +191,7 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
         for index, item in enumerate(items):
             if isinstance(item, dict) and item.get("type", "track") not in EVENT_TYPES:
                 raise ApiError(400, f"batch[{index}]: unknown event type {item.get('type')!r}")
-        accept(items, body.get("sentAt"), info.name)
+        await accept(items, body.get("sentAt"), info.name)
         return JSONResponse({"success": True})
 
     @app.get("/v1/profiles/{user_id}", summary="A profile (admin key)")

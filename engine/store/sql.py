@@ -616,15 +616,16 @@ class SqlStore:
         ev_t = self._events
         with self._write() as conn:
             owners = self._owners(conn, batch)
-            fresh: set[str] = set()
-            for chunk in _chunks(batch, INSERT_CHUNK):
-                stmt = (self._insert(ev_t).values([
-                    {"source": source, "message_id": str(ev["messageId"]),
-                     "profile_id": owners[id(ev)], "body": ev, "received_at": now}
-                    for ev in chunk])
+            # One cached statement run as an executemany (SQLAlchemy's "insertmanyvalues"
+            # batches it with RETURNING): a multi-row .values() would be compiled anew for
+            # every batch, which cost half the ingest time (bench/ingest_bench.py).
+            stmt = (self._insert(ev_t)
                     .on_conflict_do_nothing(index_elements=["source", "message_id"])
                     .returning(ev_t.c.message_id))
-                fresh.update(conn.scalars(stmt))
+            fresh = set(conn.scalars(stmt, [
+                {"source": source, "message_id": str(ev["messageId"]),
+                 "profile_id": owners[id(ev)], "body": ev, "received_at": now}
+                for ev in batch]))
             accepted = [ev for ev in batch if str(ev["messageId"]) in fresh]
             if accepted:
                 conn.execute(insert(self._inbox), [

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -173,3 +174,21 @@ def test_profiles_need_an_admin_key(server: Server) -> None:
 def test_openapi_document(client: httpx.Client) -> None:
     doc = client.get("/openapi.json").json()
     assert {"/v1/track", "/v1/identify", "/v1/alias", "/v1/batch"} <= set(doc["paths"])
+
+
+def test_key_cache_sees_new_keys_at_once_and_revocations_within_the_ttl(tmp_path: Path) -> None:
+    from engine.api import KeyCache
+    from engine.store import SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'keys.db'}", create=True)
+    try:
+        cache, fresh = KeyCache(store, ttl=60), KeyCache(store, ttl=0)
+        assert cache.check("jm_nope") is None
+        key = store.create_key("web")
+        assert cache.check(key) is not None  # unknown keys are not cached
+        assert fresh.check(key) is not None
+        assert store.revoke_key("web")
+        assert cache.check(key) is not None  # still within its ttl
+        assert fresh.check(key) is None
+    finally:
+        store.close()

@@ -1,0 +1,457 @@
+"""End to end through the bundled journeys, against raw SQL (not run in CI).
+
+    .venv/bin/python bench/journey_bench.py                  # 3,000 events, SQLite
+    JOURNEYMAN_BENCH_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python bench/journey_bench.py --events 3000  # and PostgreSQL
+    .venv/bin/python bench/journey_bench.py --profile        # + cProfile of the SQLite run
+
+The workload: the first N events (by time) of `engine.demo.synthetic_events`, realistic
+Segment identify / Signed Up / Product Viewed / Checkout Started / Order Completed
+events for the bundled journeys (journeys/library), normalized before the clock starts.
+The engine's clock is fixed at the last event's timestamp, so waits schedule timers in
+the future and nothing but the sends an event causes at once goes out.
+
+1. engine: `engine.service.Service` (SqlStore + Engine + Worker + Dispatcher) on a fresh
+   database, driven synchronously: `store.accept_events` in batches of 100, then
+   `worker.handle_events()` until it returns 0 (each event in its own transaction:
+   identity, profile, match against every journey, transitions, timers, outbox rows,
+   inbox ack), `worker.fire_timers()` (nothing is due) and `dispatcher.dispatch_due()`
+   into counting channels. Checked afterwards: no pending or failed inbox rows, no
+   pending outbox rows, no worker or delivery failures, every event handled.
+2. raw baseline, on the same backend: a driver (stdlib sqlite3 on a WAL file with
+   `synchronous=NORMAL`; psycopg on PostgreSQL) doing what a minimal engine must persist:
+   the inbox rows inserted in batches of 100 (one transaction each), read back 200 at a
+   time, and per event one transaction: SELECT the profile row by id, UPSERT it (traits
+   as JSON), INSERT an enrollment-like row, INSERT an outbox-like row, DELETE the inbox
+   row. Target: (1) >= 0.1 x (2), on each backend.
+
+PostgreSQL runs only if JOURNEYMAN_BENCH_PG (or JOURNEYMAN_TEST_PG) is set; a database
+of its own (jm_bench_<pid>_<hex>) is created for the run and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import secrets
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from engine.demo import synthetic_events  # noqa: E402
+from engine.events import normalize, parse_timestamp  # noqa: E402
+from engine.ports import Message  # noqa: E402
+from engine.service import Service  # noqa: E402
+
+BATCH = 100  # events per accept_events call (an API batch)
+CLAIM = 200  # inbox rows read per claim (the Worker's default batch)
+SOURCE = "bench"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+JOURNEYS = ROOT / "journeys" / "library"
+CHANNELS = ("email", "sms", "push", "webhook")
+PG_ENVS = ("JOURNEYMAN_BENCH_PG", "JOURNEYMAN_TEST_PG")
+
+
+# --- the workload ----------------------------------------------------------------------
+
+class FixedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class CountingChannel:
+    name: str
+    sent: int = 0
+
+    def send(self, message: Message) -> None:
+        self.sent += 1
+
+
+def make_events(n: int) -> tuple[list[dict[str, Any]], int, datetime]:
+    """The first `n` synthetic events by time, normalized; also the visitor count and
+    the last event's timestamp."""
+    visitors = max(1, n // 3)
+    while len(raw := synthetic_events(visitors, T0)) < n:
+        visitors += max(1, (n - len(raw)) // 3)
+    raw = raw[:n]
+    last = max(parse_timestamp(ev["timestamp"]) or T0 for ev in raw)
+    events = [normalize(ev, now=last, message_id=f"bench-{i:07d}") for i, ev in enumerate(raw)]
+    return events, len({ev["userId"] for ev in events}), last
+
+
+def batches(rows: list[Any], size: int = BATCH) -> list[list[Any]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+# --- 1. the engine ---------------------------------------------------------------------
+
+@dataclass
+class EngineRun:
+    events: int
+    ingest_s: float
+    handle_s: float
+    dispatch_s: float
+    sent: Counter[str] = field(default_factory=Counter)
+    timers_fired: int = 0
+    pending_timers: int = 0
+    enrollments: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.ingest_s + self.handle_s + self.dispatch_s
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.elapsed
+
+
+def run_engine(db: str, events: list[dict[str, Any]], now: datetime,
+               profiler: cProfile.Profile | None = None) -> EngineRun:
+    channels = {name: CountingChannel(name) for name in CHANNELS}
+    service = Service(JOURNEYS, db, channels=channels, clock=FixedClock(now), lease=3600)
+    store, worker, dispatcher = service.store, service.worker, service.dispatcher
+    try:
+        if profiler is not None:
+            profiler.enable()
+        t0 = time.perf_counter()
+        for chunk in batches(events):
+            store.accept_events(chunk, SOURCE)
+        t1 = time.perf_counter()
+        while worker.handle_events():
+            pass
+        fired = worker.fire_timers()
+        t2 = time.perf_counter()
+        dispatcher.dispatch_due()
+        t3 = time.perf_counter()
+        if profiler is not None:
+            profiler.disable()
+
+        inbox, outbox = store.inbox_counts(), store.outbox_counts()
+        assert not inbox, f"inbox not empty: {inbox}"
+        assert "pending" not in outbox and "failed" not in outbox, f"outbox: {outbox}"
+        assert worker.stats.failures == 0, f"{worker.stats.failures} events failed"
+        assert worker.stats.events == len(events), (worker.stats.events, len(events))
+        assert dispatcher.stats.failed == 0 and dispatcher.stats.retried == 0, dispatcher.stats
+        sent = Counter({name: ch.sent for name, ch in channels.items() if ch.sent})
+        assert sum(sent.values()) == outbox.get("sent", 0), (sent, outbox)
+        with store.engine.connect() as conn:
+            enrollments = int(conn.execute(text("SELECT count(*) FROM enrollments")).scalar_one())
+        return EngineRun(len(events), t1 - t0, t2 - t1, t3 - t2, sent, fired,
+                         store.pending_timers(), enrollments)
+    finally:
+        service.stop()
+
+
+# --- 2. the raw baseline ---------------------------------------------------------------
+
+SQLITE_SCHEMA = """
+CREATE TABLE profiles (id VARCHAR(255) PRIMARY KEY, traits TEXT NOT NULL,
+    created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL);
+CREATE TABLE inbox (id INTEGER PRIMARY KEY, profile_id VARCHAR(255) NOT NULL,
+    event TEXT NOT NULL, status VARCHAR(16) NOT NULL, created_at DATETIME NOT NULL);
+CREATE INDEX ix_inbox_profile_id ON inbox (profile_id);
+CREATE TABLE enrollments (id VARCHAR(255) PRIMARY KEY, journey VARCHAR(255) NOT NULL,
+    profile_id VARCHAR(255) NOT NULL, state VARCHAR(255) NOT NULL, status VARCHAR(16) NOT NULL,
+    data TEXT NOT NULL, entered_at DATETIME NOT NULL);
+CREATE INDEX ix_enrollments_profile_journey ON enrollments (profile_id, journey);
+CREATE TABLE outbox (id INTEGER PRIMARY KEY, send_key VARCHAR(512) NOT NULL UNIQUE,
+    profile_id VARCHAR(255) NOT NULL, channel VARCHAR(64) NOT NULL, rendered TEXT NOT NULL,
+    status VARCHAR(16) NOT NULL, next_attempt_at DATETIME, created_at DATETIME NOT NULL);
+CREATE INDEX ix_outbox_status_next ON outbox (status, next_attempt_at);
+"""
+
+PG_SCHEMA = """
+CREATE TABLE raw_profiles (id VARCHAR(255) PRIMARY KEY, traits JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE raw_inbox (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    profile_id VARCHAR(255) NOT NULL, event JSONB NOT NULL, status VARCHAR(16) NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL);
+CREATE INDEX ix_raw_inbox_profile_id ON raw_inbox (profile_id);
+CREATE TABLE raw_enrollments (id VARCHAR(255) PRIMARY KEY, journey VARCHAR(255) NOT NULL,
+    profile_id VARCHAR(255) NOT NULL, state VARCHAR(255) NOT NULL, status VARCHAR(16) NOT NULL,
+    data JSONB NOT NULL, entered_at TIMESTAMPTZ NOT NULL);
+CREATE INDEX ix_raw_enrollments_profile_journey ON raw_enrollments (profile_id, journey);
+CREATE TABLE raw_outbox (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    send_key VARCHAR(512) NOT NULL UNIQUE, profile_id VARCHAR(255) NOT NULL,
+    channel VARCHAR(64) NOT NULL, rendered JSONB NOT NULL, status VARCHAR(16) NOT NULL,
+    next_attempt_at TIMESTAMPTZ, created_at TIMESTAMPTZ NOT NULL);
+CREATE INDEX ix_raw_outbox_status_next ON raw_outbox (status, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True)
+class RawSql:
+    """The statements of the baseline, in one driver's dialect (`p` is its placeholder)."""
+
+    prefix: str
+    p: str
+
+    def t(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def insert_inbox(self) -> str:
+        p = self.p
+        return (f"INSERT INTO {self.t('inbox')} (profile_id, event, status, created_at) "
+                f"VALUES ({p}, {p}, 'pending', {p})")
+
+    @property
+    def claim(self) -> str:
+        return (f"SELECT id, event FROM {self.t('inbox')} WHERE status = 'pending' "
+                f"ORDER BY id LIMIT {CLAIM}")
+
+    @property
+    def select_profile(self) -> str:
+        return f"SELECT traits FROM {self.t('profiles')} WHERE id = {self.p}"
+
+    @property
+    def upsert_profile(self) -> str:
+        p = self.p
+        return (f"INSERT INTO {self.t('profiles')} (id, traits, created_at, updated_at) "
+                f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (id) DO UPDATE SET "
+                "traits = excluded.traits, updated_at = excluded.updated_at")
+
+    @property
+    def insert_enrollment(self) -> str:
+        p = self.p
+        return (f"INSERT INTO {self.t('enrollments')} (id, journey, profile_id, state, "
+                f"status, data, entered_at) VALUES ({p}, {p}, {p}, {p}, 'active', {p}, {p})")
+
+    @property
+    def insert_outbox(self) -> str:
+        p = self.p
+        return (f"INSERT INTO {self.t('outbox')} (send_key, profile_id, channel, rendered, "
+                f"status, next_attempt_at, created_at) VALUES ({p}, {p}, 'email', {p}, "
+                f"'pending', {p}, {p})")
+
+    @property
+    def delete_inbox(self) -> str:
+        return f"DELETE FROM {self.t('inbox')} WHERE id = {self.p}"
+
+
+class RawDriver:
+    """Just enough of a DB-API connection for the baseline, on either driver."""
+
+    def __init__(self, sql: RawSql, execute: Callable[[str, tuple[Any, ...]], Any],
+                 executemany: Callable[[str, list[tuple[Any, ...]]], None],
+                 begin: Callable[[], None], commit: Callable[[], None],
+                 stamp: Callable[[datetime], Any]) -> None:
+        self.sql, self.execute, self.executemany = sql, execute, executemany
+        self.begin, self.commit, self.stamp = begin, commit, stamp
+
+
+def run_raw(db: RawDriver, events: list[dict[str, Any]], now: datetime) -> tuple[float, float]:
+    """(seconds for the inbox inserts, seconds for the per-event transactions)."""
+    sql = db.sql
+    at = db.stamp(now)
+    t0 = time.perf_counter()
+    for chunk in batches(events):
+        db.begin()
+        db.executemany(sql.insert_inbox, [(ev["userId"], json.dumps(ev), at) for ev in chunk])
+        db.commit()
+    t1 = time.perf_counter()
+    handled = 0
+    while True:
+        db.begin()
+        rows = db.execute(sql.claim, ()).fetchall()
+        db.commit()
+        if not rows:
+            break
+        for inbox_id, body in rows:
+            ev = json.loads(body) if isinstance(body, str) else body
+            pid = str(ev["userId"])
+            db.begin()
+            row = db.execute(sql.select_profile, (pid,)).fetchone()
+            traits = (json.loads(row[0]) if isinstance(row[0], str) else row[0]) if row else {}
+            traits = {**traits, **ev.get("traits", {}), "last_event": ev["event"]}
+            db.execute(sql.upsert_profile, (pid, json.dumps(traits), at, at))
+            key = f"{ev['messageId']}:{ev['event']}"
+            db.execute(sql.insert_enrollment, (key, ev["event"], pid, "start",
+                                               json.dumps({"trigger": ev["properties"]}), at))
+            db.execute(sql.insert_outbox, (f"{key}:send", pid, json.dumps(
+                {"template": "t", "subject": f"Hi {pid}", "body": f"{ev['event']} for {pid}"}),
+                at, at))
+            db.execute(sql.delete_inbox, (inbox_id,))
+            db.commit()
+            handled += 1
+    t2 = time.perf_counter()
+    assert handled == len(events), (handled, len(events))
+    return t1 - t0, t2 - t1
+
+
+def run_raw_sqlite(path: Path, events: list[dict[str, Any]],
+                   now: datetime) -> tuple[float, float]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SQLITE_SCHEMA)
+    try:
+        db = RawDriver(RawSql("", "?"), conn.execute, conn.executemany,
+                       lambda: conn.execute("BEGIN IMMEDIATE"), lambda: conn.execute("COMMIT"),
+                       lambda at: at.strftime("%Y-%m-%d %H:%M:%S.%f"))
+        result = run_raw(db, events, now)
+        (left,) = conn.execute("SELECT count(*) FROM inbox").fetchone()
+        assert left == 0, left
+        return result
+    finally:
+        conn.close()
+
+
+def run_raw_pg(url: str, events: list[dict[str, Any]], now: datetime) -> tuple[float, float]:
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(PG_SCHEMA)  # type: ignore[arg-type]
+        cur = conn.cursor()
+
+        def executemany(query: str, rows: list[tuple[Any, ...]]) -> None:
+            cur.executemany(query, rows)  # type: ignore[arg-type]
+
+        db = RawDriver(RawSql("raw_", "%s"), conn.execute, executemany,  # type: ignore[arg-type]
+                       lambda: conn.execute("BEGIN"), lambda: conn.execute("COMMIT"),
+                       lambda at: at)
+        result = run_raw(db, events, now)
+        row = conn.execute("SELECT count(*) FROM raw_inbox").fetchone()
+        assert row is not None and row[0] == 0, row
+        return result
+
+
+# --- PostgreSQL plumbing ---------------------------------------------------------------
+
+def pg_url() -> str | None:
+    for name in PG_ENVS:
+        if os.environ.get(name):
+            return make_url(os.environ[name]).set(drivername="postgresql+psycopg") \
+                .render_as_string(hide_password=False)
+    return None
+
+
+@contextmanager
+def pg_database(server: str) -> Iterator[str]:
+    """A fresh database for this run (jm_bench_<pid>_<hex>), dropped at the end."""
+    name = f"jm_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+# --- report ----------------------------------------------------------------------------
+
+def report_engine(label: str, run: EngineRun) -> None:
+    sent = sum(run.sent.values())
+    by_channel = ", ".join(f"{k} {v}" for k, v in sorted(run.sent.items())) or "none"
+    print(f"  engine ({label}): {run.events:,} events in {run.elapsed:.2f} s "
+          f"= {run.rate:,.0f} events/s")
+    print(f"      ingest {run.ingest_s:.2f} s ({run.events / run.ingest_s:,.0f}/s), "
+          f"handle {run.handle_s:.2f} s ({run.events / run.handle_s:,.0f}/s, "
+          f"{1e3 * run.handle_s / run.events:.2f} ms/event), dispatch {run.dispatch_s:.2f} s "
+          f"({sent / run.dispatch_s if run.dispatch_s else 0:,.0f} sends/s)")
+    print(f"      {sent:,} messages sent ({by_channel}); {run.enrollments:,} enrollments; "
+          f"{run.pending_timers:,} timers pending, {run.timers_fired} fired; "
+          "checks: inbox empty, no pending or failed outbox rows, no failures")
+
+
+def report_raw(label: str, n: int, ingest_s: float, loop_s: float) -> float:
+    rate = n / (ingest_s + loop_s)
+    print(f"  raw {label}: {n:,} events in {ingest_s + loop_s:.2f} s = {rate:,.0f} events/s "
+          f"(inbox inserts {ingest_s:.2f} s, per-event transactions {loop_s:.2f} s "
+          f"= {n / loop_s:,.0f}/s)")
+    return rate
+
+
+def print_profile(profiler: cProfile.Profile, top: int) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(top)
+    print(f"  cProfile of the SQLite engine run (top {top} by cumulative time; profiled, "
+          "so slower than the figures above):")
+    for line in out.getvalue().splitlines():
+        if line.strip():
+            print("    " + line.rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=3_000, help="events per run")
+    parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go")
+    parser.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="TOP",
+                        help="also run the SQLite engine under cProfile, print the top "
+                             "functions by cumulative time (30)")
+    args = parser.parse_args()
+
+    events, visitors, now = make_events(args.events)
+    n = len(events)
+    kinds = Counter(ev["event"] for ev in events)
+    workdir = Path(tempfile.mkdtemp(prefix="journey_bench_", dir=args.dir))
+    try:
+        print(f"SQLite {sqlite3.sqlite_version}; {n:,} events from {visitors:,} visitors ("
+              + ", ".join(f"{k} {v}" for k, v in kinds.most_common()) + f"); clock fixed at "
+              f"{now.isoformat()}; ingest in batches of {BATCH}; files in {workdir}")
+
+        sqlite_run = run_engine(f"sqlite:///{workdir / 'engine.db'}", events, now)
+        report_engine("SQLite", sqlite_run)
+        raw_sqlite = report_raw("sqlite3", n, *run_raw_sqlite(workdir / "raw.db", events, now))
+        sqlite_ratio = sqlite_run.rate / raw_sqlite
+
+        pg_ratio: float | None = None
+        pg_rate: float | None = None
+        server = pg_url()
+        if server is not None:
+            with pg_database(server) as url:
+                pg_run = run_engine(url, events, now)
+                report_engine("PostgreSQL", pg_run)
+                raw_pg = report_raw("psycopg", n, *run_raw_pg(url, events, now))
+            pg_rate, pg_ratio = pg_run.rate, pg_run.rate / raw_pg
+
+        if args.profile:
+            profiler = cProfile.Profile()
+            run_engine(f"sqlite:///{workdir / 'profiled.db'}", events, now, profiler)
+            print_profile(profiler, args.profile)
+
+        print(f"engine end-to-end on SQLite: {sqlite_run.rate:,.0f} events/s")
+        if pg_rate is not None:
+            print(f"engine end-to-end on PostgreSQL: {pg_rate:,.0f} events/s")
+        else:
+            print(f"PostgreSQL skipped: set {' or '.join(PG_ENVS)} "
+                  "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        print(f"RESULT journey_sqlite_vs_raw ratio={sqlite_ratio:.3g} target=0.1")
+        if pg_ratio is not None:
+            print(f"RESULT journey_postgres_vs_raw ratio={pg_ratio:.3g} target=0.1")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
