@@ -123,3 +123,29 @@ def test_simulate_rejects_bad_events_with_the_line(tmp_path: Path) -> None:
     result = run("simulate", str(folder), "--events", str(events))
     assert result.returncode == 1
     assert result.stderr.strip() == f"{events}:1:1: an event needs a userId or an anonymousId"
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'keys.db'}"
+    created = run("keys", "create", "web", "--db", db)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.splitlines()[-1]
+    assert key.startswith("jm_")
+    assert key not in created.stderr  # the key goes to stdout only
+    admin = run("keys", "create", "ops", "--admin", "--db", db)
+    assert admin.returncode == 0
+    again = run("keys", "create", "web", "--db", db)
+    assert again.returncode == 1
+    assert "web" in again.stderr
+    assert "Traceback" not in again.stderr
+    listed = run("keys", "list", "--db", db)
+    assert "web" in listed.stdout
+    assert "ops" in listed.stdout
+    assert key not in listed.stdout  # only its prefix
+    assert key[:10] in listed.stdout
+    assert run("keys", "revoke", "web", "--db", db).returncode == 0
+    assert "web" not in run("keys", "list", "--db", db).stdout
+    assert "web" in run("keys", "list", "--all", "--db", db).stdout
+    gone = run("keys", "revoke", "web", "--db", db)
+    assert gone.returncode == 1
+    assert "no active key named 'web'" in gone.stderr

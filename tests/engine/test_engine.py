@@ -251,3 +251,18 @@ def test_bad_template_render_skips_the_send_and_records_why(tmp_path: Path) -> N
     (decision,) = eng.decisions
     assert decision.reason == "template_error"
     assert "first_name" in decision.details["error"]
+
+
+def test_overdue_timers_fire_once_and_record_their_lateness(cart: InMemoryEngine) -> None:
+    """Downtime: the clock jumps past a timer's due time without firing it; the next
+    tick fires it once, late, and the decision log says how late."""
+    cart.identify("u1", {"email": "u1@example.com"})
+    cart.track("u1", "Checkout Started", {"cart_value": 40})
+    cart.clock.advance(timedelta(hours=3))  # the service was down: nothing fired
+    assert cart.engine.fire_due_timers() == 1
+    assert cart.engine.fire_due_timers() == 0
+    cart.dispatcher.dispatch_due()
+    assert [m.template for m in cart.sent] == ["cart_reminder"]
+    [late] = [d for d in cart.decisions if d.what == "fired_late"]
+    assert (late.step, late.reason) == ("grace", "timer_overdue")
+    assert late.details["late_seconds"] == 2 * 3600
