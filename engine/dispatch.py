@@ -3,6 +3,8 @@
 A send is rendered and queued in the same transaction as the step that made it
 (engine/runtime.py); delivery happens here, outside any transaction, one row at a time:
 
+0. The policy (engine/policy.py) may defer the send (quiet hours) or skip it (no
+   consent, over a frequency cap); either is logged in the decision log.
 1. `claim_outbox` leases due rows (pending, `next_attempt_at` <= now) by pushing their
    `next_attempt_at` to now + lease and counting the attempt; it commits at once.
 2. The channel sends. Success marks the row `sent`. A `DeliveryError(permanent=True)`,
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from engine.model import Profile
+from engine.policy import PolicyGate
 from engine.ports import Channel, Clock, Decision, DeliveryError, OutboxEntry
 
 log = logging.getLogger("journeyman.dispatch")
@@ -36,6 +40,10 @@ class OutboxStore(Protocol):
     def mark_sent(self, key: str, at: datetime) -> None: ...
     def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
     def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
+    def mark_deferred(self, key: str, until: datetime, reason: str) -> None: ...
+    def mark_skipped(self, key: str, reason: str) -> None: ...
+    def count_sent(self, profile_id: str, channel: str, since: datetime) -> int: ...
+    def get_profile(self, profile_id: str) -> Profile | None: ...
     def record_decision(self, decision: Decision) -> None: ...
 
 
@@ -61,13 +69,16 @@ class DispatchStats:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
 
 
 class Dispatcher:
     def __init__(self, store: OutboxStore, channels: Mapping[str, Channel], clock: Clock, *,
                  retry: RetryPolicy | None = None, batch: int = 100,
-                 lease: timedelta = timedelta(minutes=5)) -> None:
+                 lease: timedelta = timedelta(minutes=5), gate: PolicyGate | None = None) -> None:
         self.store = store
+        self.gate = gate
         self.channels = dict(channels)
         self.clock = clock
         self.retry = retry or RetryPolicy()
@@ -85,12 +96,15 @@ class Dispatcher:
         return tried
 
     def _deliver(self, entry: OutboxEntry) -> None:
+        now = self.clock.now()
+        if self.gate is not None and not self._allowed(entry, now):
+            return
         channel = self.channels.get(entry.channel)
         if channel is None:
             self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel")
             return
         try:
-            channel.send(entry.message())
+            channel.send(entry.message(now))
         except DeliveryError as exc:
             if exc.permanent:
                 self._fail(entry, str(exc), "permanent_failure")
@@ -101,6 +115,28 @@ class Dispatcher:
         else:
             self.store.mark_sent(entry.key, self.clock.now())
             self.stats.sent += 1
+
+    def _allowed(self, entry: OutboxEntry, now: datetime) -> bool:
+        """Apply the policy; a deferral or skip is marked and logged here."""
+        assert self.gate is not None
+        verdict = self.gate.decide(entry, self.store.get_profile(entry.profile_id), now,
+                                   self.store.count_sent)
+        if verdict.action == "send":
+            return True
+        details = dict(verdict.details)
+        if verdict.action == "defer":
+            assert verdict.until is not None
+            self.store.mark_deferred(entry.key, verdict.until, verdict.reason)
+            details["until"] = verdict.until.isoformat()
+            self.stats.deferred += 1
+        else:
+            self.store.mark_skipped(entry.key, verdict.reason)
+            self.stats.skipped += 1
+        what = "deferred" if verdict.action == "defer" else "skipped"
+        self.store.record_decision(Decision(now, entry.profile_id, entry.journey, entry.step,
+                                            what, verdict.reason,
+                                            {"channel": entry.channel, **details}))
+        return False
 
     def _retry(self, entry: OutboxEntry, error: str) -> None:
         if entry.attempts >= self.retry.max_attempts:

@@ -75,9 +75,10 @@ class OutboxEntry:
     created_at: datetime
     attempts: int = 0  # delivery attempts so far, this one included once claimed
 
-    def message(self) -> Message:
+    def message(self, at: datetime | None = None) -> Message:
+        """The message to deliver `at` (the delivery time; default: when it was queued)."""
         return Message(self.key, self.profile_id, self.journey, self.step, self.channel,
-                       self.to, self.rendered, self.created_at)
+                       self.to, self.rendered, at or self.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ class OutboxRecord:
     """An outbox row as an operator sees it: the entry, its status and its history."""
 
     entry: OutboxEntry
-    status: str  # pending | sent | failed
+    status: str  # pending | sent | failed | skipped
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None

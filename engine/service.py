@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.dispatch import Dispatcher
 from engine.events import iso
+from engine.policy import PolicyGate
 from engine.ports import Channel, Clock
 from engine.profiles import ComputedTraits
 from engine.runtime import Engine
@@ -65,8 +66,10 @@ class Service:
                              identity_traits=tuple(identify_by))
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
+        gate = PolicyGate(self.library.policy,
+                          {jid: j.model.policy for jid, j in compiled.items()})
         self.dispatcher = Dispatcher(self.store, channels, self.clock,
-                                     lease=timedelta(seconds=lease))
+                                     lease=timedelta(seconds=lease), gate=gate)
         self.worker = Worker(self.engine, self.store, self.clock,
                              name=name or f"{socket.gethostname()}:{os.getpid()}",
                              lease=timedelta(seconds=lease))

@@ -22,6 +22,7 @@ from typing import Any
 from engine.dispatch import Dispatcher
 from engine.events import iso
 from engine.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from engine.policy import PolicyGate
 from engine.ports import Decision, Message, OutboxEntry, OutboxRecord
 from engine.profiles import ComputedTraits, merge_computed
 from engine.runtime import CRON_STEP, Engine
@@ -207,6 +208,21 @@ class InMemoryStore:
                                    last_error=error)
         self._unsent.pop(key, None)
 
+    def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
+        row = self.outbox[key]
+        self.outbox[key] = replace(row, next_attempt_at=until, attempts=row.attempts - 1,
+                                   last_error=reason)
+
+    def mark_skipped(self, key: str, reason: str) -> None:
+        self.outbox[key] = replace(self.outbox[key], status="skipped", next_attempt_at=None,
+                                   last_error=reason)
+        self._unsent.pop(key, None)
+
+    def count_sent(self, profile_id: str, channel: str, since: datetime) -> int:
+        return sum(1 for r in self.outbox.values()
+                   if r.entry.profile_id == profile_id and r.entry.channel == channel
+                   and r.status == "sent" and r.sent_at is not None and r.sent_at > since)
+
     def next_outbox_at(self) -> datetime | None:
         due = [self.outbox[k].next_attempt_at for k in self._unsent]
         return min((d for d in due if d is not None), default=None)
@@ -340,7 +356,9 @@ class InMemoryEngine:
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
         self.engine = Engine(journeys, store=self.store, clock=self.clock,
                              ids=SequentialIds("msg"), computed=computed, policy=policy)
-        self.dispatcher = Dispatcher(self.store, channels, self.clock)
+        gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in journeys.items()}
+                          ) if library else None
+        self.dispatcher = Dispatcher(self.store, channels, self.clock, gate=gate)
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
@@ -384,8 +402,14 @@ class InMemoryEngine:
     def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:
         """Autojump to each next journey timer until none is pending (cron excluded)."""
         deadline = self.now + limit
-        while (due := self.store.next_timer_at(include_cron=False)) is not None and due <= deadline:
+        while (due := self._next_work()) is not None and due <= deadline:
             self.advance_to(due)
+
+    def _next_work(self) -> datetime | None:
+        """The next journey timer or send (deferred by quiet hours, or retried)."""
+        due = [d for d in (self.store.next_timer_at(include_cron=False),
+                           self.store.next_outbox_at()) if d]
+        return min(due, default=None)
 
     def run_until(self, predicate: Callable[[InMemoryEngine], bool],
                   limit: timedelta = timedelta(days=400)) -> bool:

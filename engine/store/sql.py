@@ -483,6 +483,25 @@ class SqlStore:
         del at  # the decision log has the time
         self._set_outbox(key, status="failed", next_attempt_at=None, last_error=error)
 
+    def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
+        """Not now (quiet hours): due again at `until`, and the claim was no attempt."""
+        o = self._outbox
+        with self._write() as conn:
+            conn.execute(update(o).where(o.c.send_key == key).values(
+                next_attempt_at=until, attempts=o.c.attempts - 1, last_error=reason))
+
+    def mark_skipped(self, key: str, reason: str) -> None:
+        """Not at all (no consent, over a frequency cap): kept, with the reason."""
+        self._set_outbox(key, status="skipped", next_attempt_at=None, last_error=reason)
+
+    def count_sent(self, profile_id: str, channel: str, since: datetime) -> int:
+        """Sends delivered to a profile on a channel after `since` (frequency caps)."""
+        o = self._outbox
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(o).where(
+                o.c.profile_id == profile_id, o.c.channel == channel, o.c.status == "sent",
+                o.c.sent_at > since)).scalar_one())
+
     def _set_outbox(self, key: str, **values: Any) -> None:
         with self._write() as conn:
             conn.execute(update(self._outbox).where(self._outbox.c.send_key == key)

@@ -313,3 +313,23 @@ def test_timer_claim_after_cancel_and_readd(store: Any) -> None:
     assert store.next_timer_at() == later(1)
     assert [t.due_at for t in store.claim_due_timers(later(10), 10)] == [later(1)]
     assert store.claim_due_timers(T0 + timedelta(days=1), 10) == []
+
+
+def test_outbox_deferral_skip_and_sent_counts(store: Any) -> None:
+    for key, profile in (("k0", "p1"), ("k1", "p1"), ("k2", "p1"), ("k3", "p2")):
+        store.enqueue_send(outbox_entry(key, profile=profile))
+    assert len(store.claim_outbox(T0, 10, timedelta(minutes=5))) == 4
+    store.mark_deferred("k0", later(5), "quiet_hours")  # not now: and not an attempt
+    store.mark_skipped("k1", "no_consent")
+    store.mark_sent("k2", later(1))
+    store.mark_sent("k3", later(1))
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert (records["k0"].status, records["k0"].attempts, records["k0"].next_attempt_at,
+            records["k0"].last_error) == ("pending", 0, later(5), "quiet_hours")
+    assert (records["k1"].status, records["k1"].last_error) == ("skipped", "no_consent")
+    assert store.count_sent("p1", "email", T0) == 1
+    assert store.count_sent("p1", "email", later(1)) == 0  # the window excludes its start
+    assert store.count_sent("p1", "sms", T0) == 0
+    assert store.count_sent("p2", "email", T0) == 1
+    assert store.next_outbox_at() == later(5)
+    assert [e.key for e in store.claim_outbox(later(5), 10, timedelta(minutes=5))] == ["k0"]
