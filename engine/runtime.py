@@ -66,6 +66,7 @@ class Engine:
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
         self._queue: deque[dict[str, Any]] = deque()
+        self._profile_changed = False
         self.emitted: list[dict[str, Any]] = []  # events emitted by steps, in order
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
                       for jid, j in self.journeys.items() if j.model.entry.schedule}
@@ -97,10 +98,16 @@ class Engine:
         self.store.put_profile(profile)
         if before is None:
             self._arm_cron(pid, now)
+        # One read of the profile's active enrollments for all journeys, one view of the
+        # profile until a step changes it: the per-journey loop stays in memory.
+        active = {e.journey: e for e in self.store.active_enrollments(pid)}
+        view = self.computed.view(profile, now, self.policy.timezone)
         for journey in self.journeys.values():
-            view = self.computed.view(profile, now, self.policy.timezone)
-            self._event_for_journey(journey, view, event, now)
-            profile = self.store.get_profile(pid) or profile  # a step may have changed it
+            self._profile_changed = False
+            self._event_for_journey(journey, view, active.get(journey.id), event, now)
+            if self._profile_changed:  # an update_profile step ran
+                profile = self.store.get_profile(pid) or profile
+                view = self.computed.view(profile, now, self.policy.timezone)
 
     def _facts(self, view: Profile, event: Mapping[str, Any],
                enrollment: Enrollment | None) -> dict[str, Any]:
@@ -109,8 +116,8 @@ class Engine:
                 "trigger": dict(enrollment.trigger_event or {}) if enrollment else {}}
 
     def _event_for_journey(self, journey: CompiledJourney, view: Profile,
-                           event: Mapping[str, Any], now: datetime) -> None:
-        enrollment = self.store.active_enrollment(view.id, journey.id)
+                           enrollment: Enrollment | None, event: Mapping[str, Any],
+                           now: datetime) -> None:
         matched = journey.events.match(self._facts(view, event, enrollment), now)
         if enrollment is not None:
             if GOAL in matched:
@@ -142,8 +149,8 @@ class Engine:
         if history and history[-1].goal_reached_at is None:
             self._advance(journey, history[-1], GoalMet(view, event))
 
-    def _may_enter(self, journey: CompiledJourney, profile_id: str, now: datetime) -> bool:
-        history = self.store.enrollments(profile_id, journey.id)
+    @staticmethod
+    def _may_enter(journey: CompiledJourney, history: list[Enrollment], now: datetime) -> bool:
         if not history:
             return True
         if any(e.active for e in history):
@@ -157,10 +164,10 @@ class Engine:
 
     def _enroll(self, journey: CompiledJourney, view: Profile, event: Mapping[str, Any],
                 now: datetime) -> None:
-        if not self._may_enter(journey, view.id, now):
+        history = self.store.enrollments(view.id, journey.id)
+        if not self._may_enter(journey, history, now):
             return
-        occurrence = len(self.store.enrollments(view.id, journey.id))
-        enrollment = new_enrollment(journey, view, event, occurrence, now)
+        enrollment = new_enrollment(journey, view, event, len(history), now)
         self._advance(journey, enrollment, Enter(view))
 
     def _advance(self, journey: CompiledJourney, enrollment: Enrollment,
@@ -181,6 +188,7 @@ class Engine:
         elif isinstance(command, CancelTimer):
             self.store.cancel_timer(command.key)
         elif isinstance(command, UpdateProfile):
+            self._profile_changed = True
             current = self.store.get_profile(command.profile_id) or Profile(command.profile_id)
             self.store.put_profile(Profile(current.id, apply_update(current.traits, command),
                                            current.computed))

@@ -75,6 +75,7 @@ class InMemoryStore:
         self.profiles: dict[str, Profile] = {}
         self.enrollment_rows: dict[str, Enrollment] = {}
         self.by_profile: dict[tuple[str, str], list[str]] = {}
+        self.journeys_of: dict[str, set[str]] = {}  # profile -> journeys it has been in
         self.timers: dict[str, ScheduleTimer] = {}
         self._heap: list[tuple[datetime, int, str]] = []
         self._seq = itertools.count()
@@ -106,6 +107,11 @@ class InMemoryStore:
         active = [self.enrollment_rows[i] for i in ids if self.enrollment_rows[i].active]
         return active[-1] if active else None
 
+    def active_enrollments(self, profile_id: str) -> list[Enrollment]:
+        found = (self.active_enrollment(profile_id, j)
+                 for j in self.journeys_of.get(profile_id, ()))
+        return [e for e in found if e is not None]
+
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
         return [self.enrollment_rows[i] for i in self.by_profile.get((profile_id, journey), [])]
 
@@ -120,6 +126,7 @@ class InMemoryStore:
         if enrollment.id not in self.enrollment_rows:
             self.by_profile.setdefault((enrollment.profile_id, enrollment.journey),
                                        []).append(enrollment.id)
+            self.journeys_of.setdefault(enrollment.profile_id, set()).add(enrollment.journey)
         self.enrollment_rows[enrollment.id] = enrollment
 
     def add_timer(self, timer: ScheduleTimer) -> None:
@@ -278,6 +285,8 @@ class InMemoryStore:
                                   if t.enrollment_id == loser.id]:
                     del self.timers[timer_key]
             self.by_profile[(into, journey)] = [e.id for e in merged]
+            self.journeys_of.setdefault(into, set()).add(journey)
+        self.journeys_of.pop(from_, None)
         for timer_key, timer in list(self.timers.items()):
             if timer.profile_id == from_:
                 self.timers[timer_key] = replace(timer, profile_id=into)

@@ -279,6 +279,14 @@ class SqlStore:
                                .limit(1)).first()
         return None if row is None else _enrollment(row._mapping)
 
+    def active_enrollments(self, profile_id: str) -> list[Enrollment]:
+        e = self._enrollments
+        with self._read() as conn:
+            rows = conn.execute(select(e).where(e.c.profile_id == profile_id,
+                                                e.c.status == "active")
+                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+        return [_enrollment(r._mapping) for r in rows]
+
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
         e = self._enrollments
         with self._read() as conn:
