@@ -2,21 +2,28 @@
 
 To add a channel: write `channels/<name>.py` with a class that has `name` and
 `send(message)` (raise `engine.ports.DeliveryError(permanent=True)` when retrying cannot
-help, anything else to be retried), then add it to `ADAPTERS` below.
+help, anything else to be retried), then add it to `ADAPTERS` below. Configure the
+adapters per channel in `channels.yaml` (channels/config.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from channels.console import ConsoleChannel
+from channels.email import EmailChannel
 from channels.file import FileChannel
+from channels.sms import SmsChannel
+from channels.webhook import WebhookChannel
 from engine.ports import Channel
 
 ADAPTERS: dict[str, Callable[..., Channel]] = {
     "console": ConsoleChannel,
+    "email": EmailChannel,
     "file": FileChannel,
+    "sms": SmsChannel,
+    "webhook": WebhookChannel,
 }
 
 
@@ -30,10 +37,5 @@ def build(kind: str, **options: Any) -> Channel:
     return factory(**options)
 
 
-def console_for(names: Mapping[str, Any] | tuple[str, ...]) -> dict[str, Channel]:
-    """One console adapter serving every channel named (the demo's setup)."""
-    console = ConsoleChannel()
-    return dict.fromkeys(names, console)
-
-
-__all__ = ["ADAPTERS", "ConsoleChannel", "FileChannel", "build", "console_for"]
+__all__ = ["ADAPTERS", "ConsoleChannel", "EmailChannel", "FileChannel", "SmsChannel",
+           "WebhookChannel", "build"]

@@ -37,10 +37,19 @@ CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
 keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
 
 
-def channels_for(sends: str) -> dict[str, Any]:
-    """Every channel name served by one adapter (the console, or a JSON-lines file)."""
-    import channels
+ChannelsOpt = Annotated[Path | None, typer.Option(
+    "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
+    "webhook, ...); without it every channel goes where --sends says.")]
 
+
+def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
+    """The adapters by channel name: from channels.yaml, else one adapter for every
+    channel (the console, or a JSON-lines file)."""
+    import channels
+    from channels.config import load
+
+    if config is not None:
+        return load(config)
     kind, _, arg = sends.partition(":")
     adapter = channels.build(kind, **({"path": arg} if arg else {}))
     return dict.fromkeys(CHANNEL_NAMES, adapter)
@@ -53,7 +62,7 @@ def bundled_library() -> Path:
 
 
 def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
-             **extra: Any) -> Any:
+             config: Path | None = None, **extra: Any) -> Any:
     from engine.service import Service
 
     logging.basicConfig(level=logging.WARNING,
@@ -62,7 +71,8 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
     # (max_instances=1, coalesce): not worth a warning per tick.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     try:
-        return Service(journeys or bundled_library(), db, channels=channels_for(sends),
+        return Service(journeys or bundled_library(), db,
+                       channels=channels_for(sends, config),
                        identify_by=tuple(identify_by or ()), **extra)
     except (JourneyError, ValueError) as exc:
         for line in str(exc).splitlines():
@@ -77,11 +87,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     identify_by: IdentifyOpt = None,
     sends: SendsOpt = "console",
+    channels: ChannelsOpt = None,
     tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
     lease: LeaseOpt = 60.0,
 ) -> None:
     """Run the service: event API, worker, timer ticker and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, tick=tick, lease=lease)
+    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease)
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
@@ -94,12 +105,14 @@ def worker(
     db: DbOpt = "sqlite:///journeyman.db",
     identify_by: IdentifyOpt = None,
     sends: SendsOpt = "console",
+    channels: ChannelsOpt = None,
     tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store."""
-    service = _service(journeys, db, identify_by, sends, tick=tick, name=name, lease=lease)
+    service = _service(journeys, db, identify_by, sends, channels, tick=tick, name=name,
+                       lease=lease)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     service.start()

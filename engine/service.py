@@ -95,6 +95,10 @@ class Service:
 
     def stop(self) -> None:
         self.stop_loops()
+        for channel in {id(c): c for c in self.dispatcher.channels.values()}.values():
+            close = getattr(channel, "close", None)  # SMTP connections, HTTP clients
+            if callable(close):
+                close()
         self.store.close()
 
     def stop_loops(self) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -140,6 +141,8 @@ class SqlStore:
         self._goals = table("goals")
         self._segments = table("segment_members")
         self._api_keys = table("api_keys")
+        self._upsert_profile = self._build_upsert_profile()
+        self._upsert_enrollment = self._build_upsert_enrollment()
         try:
             if create:
                 self.migrate()
@@ -228,6 +231,29 @@ class SqlStore:
         """An INSERT that knows ON CONFLICT on this dialect."""
         return (postgresql.insert(tbl) if self._pg else sqlite.insert(tbl))
 
+    # The two upserts of the hot path, built once with bind parameters: building them per
+    # call (`.excluded` sets up a column collection each time) cost more than SQLite.
+
+    def _build_upsert_profile(self) -> Any:
+        p = self._profiles
+        cols = ("id", "traits", "computed", "created_at", "updated_at")
+        stmt = self._insert(p).values({c: bindparam(c, type_=p.c[c].type) for c in cols})
+        return stmt.on_conflict_do_update(index_elements=["id"], set_={
+            "traits": stmt.excluded.traits, "computed": stmt.excluded.computed,
+            "updated_at": stmt.excluded.updated_at})
+
+    def _build_upsert_enrollment(self) -> Any:
+        e = self._enrollments
+        cols = [c.name for c in e.columns if c.name != "entry_seq"]
+        seq = (select(func.coalesce(func.max(e.c.entry_seq), 0) + 1)
+               .where(e.c.profile_id == bindparam("seq_profile"),
+                      e.c.journey == bindparam("seq_journey"))
+               .scalar_subquery())
+        stmt = self._insert(e).values({**{c: bindparam(c, type_=e.c[c].type) for c in cols},
+                                       "entry_seq": seq})
+        return stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: stmt.excluded[c] for c in cols if c != "id"})
+
     # --- profiles ------------------------------------------------------------------
 
     def lock_profile(self, profile_id: str) -> None:
@@ -250,15 +276,10 @@ class SqlStore:
 
     def put_profile(self, profile: Profile) -> None:
         now = self._now()
-        stmt = self._insert(self._profiles).values(
-            id=profile.id, traits=dict(profile.traits), computed=dict(profile.computed),
-            created_at=now, updated_at=now)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"], set_={"traits": stmt.excluded.traits,
-                                         "computed": stmt.excluded.computed,
-                                         "updated_at": stmt.excluded.updated_at})
         with self._write() as conn:
-            conn.execute(stmt)
+            conn.execute(self._upsert_profile, {
+                "id": profile.id, "traits": dict(profile.traits),
+                "computed": dict(profile.computed), "created_at": now, "updated_at": now})
 
     def profile_ids(self) -> Iterable[str]:
         p = self._profiles
@@ -310,17 +331,10 @@ class SqlStore:
         return None if row is None else _enrollment(row._mapping)
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
-        e = self._enrollments
-        values = _enrollment_values(enrollment)
-        seq = (select(func.coalesce(func.max(e.c.entry_seq), 0) + 1)
-               .where(e.c.profile_id == enrollment.profile_id, e.c.journey == enrollment.journey)
-               .scalar_subquery())
-        stmt = self._insert(e).values(**values, entry_seq=seq)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={k: getattr(stmt.excluded, k) for k in values if k != "id"})
         with self._write() as conn:
-            conn.execute(stmt)
+            conn.execute(self._upsert_enrollment, {
+                **_enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
+                "seq_journey": enrollment.journey})
 
     # --- timers --------------------------------------------------------------------
 

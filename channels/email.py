@@ -1,0 +1,332 @@
+"""The email channel: send each message over SMTP (aiosmtplib), on one kept-open connection.
+
+The dispatcher is synchronous and aiosmtplib is asynchronous, so the adapter owns one
+private event loop running in a daemon thread; `send()` builds the MIME message in the
+caller's thread and hands the SMTP conversation to that loop. The SMTP connection is
+opened on the first send and kept for the next ones; a connection the server dropped
+while idle is reopened, and a send that fails because a reused connection turned out
+to be dead is retried once on a fresh one. `close()` says QUIT and stops the loop.
+
+Delivery outcomes, as the dispatcher (engine/dispatch.py) reads them:
+
+- a 5xx reply to MAIL FROM, RCPT TO or DATA, no or a malformed address, a header the
+  message cannot carry: `DeliveryError(permanent=True)`, never retried;
+- a 4xx reply, a timeout, a refused or lost connection, and any failure while opening
+  the connection (banner, EHLO, STARTTLS, AUTH -- a server or configuration problem,
+  not a property of this message): `DeliveryError(permanent=False)`, retried.
+
+The Message-ID is derived from the send's idempotency key, so every retry of one send
+carries the same Message-ID and a receiver can drop a duplicate.
+
+Headers are folded at 998 characters, not 78: aiosmtplib's own `send_message` folds at
+78, which RFC 2047-encodes a long `List-Unsubscribe` URL, and mail providers then no
+longer recognise it. The adapter therefore flattens the message itself and uses
+`sendmail`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import email.policy
+import email.utils
+import hashlib
+import threading
+from collections.abc import Coroutine
+from datetime import UTC
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiosmtplib
+
+from engine.ports import DeliveryError, Message
+
+T = TypeVar("T")
+
+# RFC 5322 allows 998 characters a line; never emit 8-bit bodies (no 8BITMIME needed).
+_POLICY = email.policy.SMTP.clone(max_line_length=998, cte_type="7bit")
+_POLICY_UTF8 = _POLICY.clone(utf8=True)
+
+# Headers the adapter writes itself; a rendered header may not replace them (a
+# template that could replace the Message-ID would break duplicate detection).
+_OWN_HEADERS = frozenset({"from", "to", "date", "message-id", "mime-version", "subject",
+                          "content-type", "content-transfer-encoding", "cc", "bcc"})
+
+
+class EmailChannel:
+    """SMTP delivery. `start_tls=None` keeps aiosmtplib's behaviour (upgrade when the
+    server offers STARTTLS), `False` never upgrades, `True` requires it; `use_tls` is
+    implicit TLS (port 465). `timeout` bounds each SMTP command; one `send()` returns
+    within about three timeouts whatever the server does."""
+
+    name = "email"
+
+    def __init__(self, *, from_addr: str, host: str = "localhost", port: int = 25,
+                 use_tls: bool = False, start_tls: bool | None = None,
+                 username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0, reply_to: str | None = None,
+                 message_id_domain: str = "journeyman.local",
+                 validate_certs: bool = True) -> None:
+        sender = email.utils.parseaddr(from_addr)[1]
+        if "@" not in sender:
+            raise ValueError(f"from_addr {from_addr!r} has no email address")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.host = host
+        self.port = port
+        self.use_tls = use_tls
+        self.start_tls = start_tls
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.from_addr = from_addr
+        self.reply_to = reply_to
+        self.message_id_domain = message_id_domain
+        self.validate_certs = validate_certs
+        self.sender = sender  # the envelope sender (MAIL FROM)
+        self.connections = 0  # SMTP connections opened so far
+        self.sent = 0
+        self._lock = threading.Lock()  # one send at a time; the dispatcher may use threads
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._smtp: aiosmtplib.SMTP | None = None  # touched only on the loop thread
+
+    # --- the public, synchronous side -------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        rcpt = self._recipient(message)
+        utf8 = not (rcpt.isascii() and self.sender.isascii())
+        mime = self.build_message(message, utf8=utf8)
+        try:
+            data = mime.as_bytes(policy=_POLICY_UTF8 if utf8 else _POLICY)
+        except (ValueError, TypeError, UnicodeError) as exc:
+            raise DeliveryError(f"cannot encode the message: {exc}", permanent=True) from exc
+        options = ["SMTPUTF8"] if utf8 else []
+        with self._lock:
+            self._run(self._deliver(rcpt, data, options))
+            self.sent += 1
+
+    def close(self) -> None:
+        """QUIT the connection and stop the loop thread. A later `send()` starts afresh."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None or thread is None:
+                return
+            with contextlib.suppress(Exception):  # closing: the server may be gone already
+                asyncio.run_coroutine_threadsafe(self._disconnect(polite=True), loop).result(
+                    self.timeout + 1)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(self.timeout + 1)
+            self._loop = self._thread = None
+
+    def __enter__(self) -> EmailChannel:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def message_id(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        return f"<{digest}@{self.message_id_domain}>"
+
+    def build_message(self, message: Message, *, utf8: bool = False) -> EmailMessage:
+        """The MIME message for `message` (no network); raises a permanent DeliveryError
+        when the message cannot be built (no address, a forbidden or malformed header)."""
+        rendered = message.rendered
+        at = message.at if message.at.tzinfo is not None else message.at.replace(tzinfo=UTC)
+        mime = EmailMessage(policy=_POLICY_UTF8 if utf8 else _POLICY)
+        extra = dict(rendered.headers)
+        reply_to = self.reply_to
+        for name in list(extra):
+            lowered = name.lower()
+            if lowered in _OWN_HEADERS:
+                raise DeliveryError(f"header {name!r} is set by the email adapter and cannot "
+                                    f"come from the template", permanent=True)
+            if lowered == "reply-to":  # a journey may answer to another address
+                reply_to = extra.pop(name)
+        try:
+            mime["From"] = self.from_addr
+            mime["To"] = message.to or ""
+            mime["Subject"] = rendered.subject or ""
+            if reply_to:
+                mime["Reply-To"] = reply_to
+            mime["Date"] = email.utils.format_datetime(at)
+            mime["Message-ID"] = self.message_id(message.key)
+            for name, value in extra.items():
+                mime[name] = value
+            text = rendered.text if rendered.text is not None else rendered.body
+            if text is None and rendered.html is not None:
+                mime.set_content(rendered.html, subtype="html")
+            else:
+                mime.set_content(text or "")
+                if rendered.html is not None:
+                    mime.add_alternative(rendered.html, subtype="html")
+        except (ValueError, TypeError, IndexError) as exc:  # CR/LF in a header, a bad address
+            raise DeliveryError(f"cannot build the email: {exc}", permanent=True) from exc
+        return mime
+
+    # --- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _recipient(message: Message) -> str:
+        if not message.to or not message.to.strip():
+            raise DeliveryError("no email address", permanent=True)
+        address = email.utils.parseaddr(message.to)[1]
+        if "@" not in address or any(c.isspace() for c in address):
+            raise DeliveryError(f"invalid email address {message.to!r}", permanent=True)
+        return address
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=_run_loop, args=(loop,), daemon=True,
+                                      name=f"journeyman-email-{self.host}:{self.port}")
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the adapter's loop and wait for it (caller holds the lock)."""
+        budget = 3 * self.timeout
+        future = asyncio.run_coroutine_threadsafe(_bounded(coro, budget), self._ensure_loop())
+        try:
+            return future.result(budget + self.timeout)
+        except concurrent.futures.TimeoutError as exc:  # the loop itself is stuck
+            future.cancel()
+            raise DeliveryError(f"SMTP send to {self.host}:{self.port} did not finish in "
+                                f"{budget + self.timeout:g} s") from exc
+
+    # --- the asynchronous side (runs on the adapter's loop only) ----------------------
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.use_tls,
+                               start_tls=self.start_tls, username=self.username,
+                               password=self.password, timeout=self.timeout,
+                               validate_certs=self.validate_certs)
+        try:
+            await smtp.connect()
+        except BaseException as exc:
+            smtp.close()
+            if isinstance(exc, aiosmtplib.SMTPException | OSError):
+                raise DeliveryError(f"cannot open SMTP connection to {self.host}:{self.port}: "
+                                    f"{_describe(exc)}") from exc
+            raise
+        self.connections += 1
+        self._smtp = smtp
+        return smtp
+
+    async def _disconnect(self, *, polite: bool = False) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if polite and smtp.is_connected:
+                await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+
+    async def _deliver(self, rcpt: str, data: bytes, options: list[str]) -> None:
+        smtp = self._smtp
+        reused = smtp is not None and smtp.is_connected
+        if smtp is None or not reused:
+            await self._disconnect()  # the server closed it while idle, or first send
+            smtp = await self._connect()
+        try:
+            try:
+                await self._sendmail(smtp, rcpt, data, options)
+            except _Stale as exc:
+                await self._disconnect()
+                if not reused:
+                    raise DeliveryError(f"SMTP connection to {self.host}:{self.port} lost "
+                                        f"during the send: {exc.reason}") from None
+                smtp = await self._connect()  # the kept connection was dead: once, afresh
+                try:
+                    await self._sendmail(smtp, rcpt, data, options)
+                except _Stale as again:
+                    raise DeliveryError(f"SMTP connection to {self.host}:{self.port} lost "
+                                        f"during the send: {again.reason}") from None
+        except DeliveryError:
+            if self._smtp is not None and not self._smtp.is_connected:
+                await self._disconnect()  # a timeout closed it; a 4xx/5xx reply did not
+            raise
+        except BaseException:
+            await self._disconnect()  # cancelled mid-dialogue: the connection is desynced
+            raise
+
+    async def _sendmail(self, smtp: aiosmtplib.SMTP, rcpt: str, data: bytes,
+                        options: list[str]) -> None:
+        """One MAIL/RCPT/DATA exchange, its failures translated for the dispatcher.
+        Raises `_Stale` when the connection turned out to be unusable."""
+        try:
+            _errors, _reply = await smtp.sendmail(self.sender, [rcpt], data,
+                                                  mail_options=options)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refusals = exc.recipients
+            permanent = bool(refusals) and all(r.code >= 500 for r in refusals)
+            detail = "; ".join(f"{r.code} {r.message}" for r in refusals)
+            raise DeliveryError(f"recipient {rcpt} refused: {detail}",
+                                permanent=permanent) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421:  # "service not available, closing channel"
+                raise _Stale(f"{exc.code} {exc.message}") from exc
+            stage = ("sender" if isinstance(exc, aiosmtplib.SMTPSenderRefused)
+                     else "message" if isinstance(exc, aiosmtplib.SMTPDataError)
+                     else "send")
+            raise DeliveryError(f"{stage} refused by {self.host}: {exc.code} {exc.message}",
+                                permanent=exc.code >= 500) from exc
+        except aiosmtplib.SMTPNotSupported as exc:  # SMTPUTF8 needed but not offered
+            raise DeliveryError(f"{self.host} cannot take this message: {exc}",
+                                permanent=True) from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise DeliveryError(f"SMTP timeout talking to {self.host}:{self.port}: "
+                                f"{_describe(exc)}") from exc
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise _Stale(_describe(exc)) from exc
+        except ValueError as exc:  # aiosmtplib refused an address
+            raise DeliveryError(f"invalid address: {exc}", permanent=True) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP error from {self.host}:{self.port}: "
+                                f"{_describe(exc)}") from exc
+
+
+class _Stale(Exception):  # noqa: N818 -- internal signal, never leaves the adapter
+    """The connection broke under a send (disconnect, 421): reconnect, maybe retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _bounded(coro: Coroutine[Any, Any, T], budget: float) -> T:
+    try:
+        async with asyncio.timeout(budget):
+            return await coro
+    except TimeoutError as exc:  # the adapter's own errors are DeliveryErrors, not these
+        raise DeliveryError(f"SMTP send did not finish in {budget:g} s") from exc
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()

@@ -1,0 +1,184 @@
+"""The webhook channel: POST each message as signed JSON to an HTTP endpoint.
+
+The body is one compact JSON object with sorted keys::
+
+    {"at": "...", "id": "<send key>", "journey": "...", "payload": {...},
+     "profile_id": "...", "step": "...", "template": "...", "text": "..."}
+
+and the request carries three headers besides `Content-Type`:
+
+* `Idempotency-Key`: the send key. Delivery is at least once (engine/dispatch.py), so a
+  receiver that remembers the keys it has seen can drop a redelivery.
+* `X-Journeyman-Timestamp`: the send time in unix seconds.
+* `X-Journeyman-Signature`: `v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`.
+
+Signing the timestamp with the body (as Stripe does) lets a receiver refuse a replayed
+request: `verify()` below checks both the signature, in constant time, and the age.
+
+Answers: 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
+transient (the dispatcher retries with backoff); any other answer is permanent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from engine.ports import Clock, DeliveryError, Message
+
+TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
+SIGNATURE_HEADER = "X-Journeyman-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+USER_AGENT = "journeyman-webhook/1"
+_SNIPPET = 200  # characters of a failed answer's body kept in the error
+
+
+class SystemClock:
+    """The wall clock, in UTC (the default `clock` of the HTTP adapters)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The `X-Journeyman-Signature` value for a body sent at `timestamp` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"v1={mac.hexdigest()}"
+
+
+def verify(secret: str, timestamp: int | str, body: bytes, signature: str, *,
+           now: datetime | float, tolerance: float = 300) -> bool:
+    """For receivers: is `signature` (the `X-Journeyman-Signature` header) valid for the raw
+    request `body` and `timestamp` (the `X-Journeyman-Timestamp` header), and is that
+    timestamp within `tolerance` seconds of `now` (an aware datetime or unix seconds)?
+
+    The signature header may list several comma-separated `v1=` values (for instance
+    while a secret is being rotated); one match is enough. Comparison is constant-time.
+    """
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    current = now.timestamp() if isinstance(now, datetime) else float(now)
+    if abs(current - sent) > tolerance:
+        return False
+    expected = sign(secret, sent, body).encode()
+    candidates = [part.strip() for part in signature.split(",")]
+    return any(hmac.compare_digest(expected, part.encode()) for part in candidates
+               if part.startswith("v1="))
+
+
+def is_http_url(value: str | None) -> bool:
+    return value is not None and value.strip().lower().startswith(("http://", "https://"))
+
+
+def send_checked(client: httpx.Client, request: httpx.Request, what: str) -> httpx.Response:
+    """Send `request`, mapping the outcome onto the Channel contract: return on 2xx, raise
+    a transient `DeliveryError` for 408, 429, 5xx, timeouts and network errors, and a
+    permanent one for any other answer or a request that can never go out."""
+    try:
+        response = client.send(request)
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{what}: timed out ({type(exc).__name__})") from exc
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        raise DeliveryError(f"{what}: {type(exc).__name__}: {exc}", permanent=True) from exc
+    except httpx.TransportError as exc:  # connect/read/write errors, a broken answer
+        raise DeliveryError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    snippet = " ".join(response.text[:_SNIPPET].split())
+    error = f"{what}: HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet
+                                                                    else "")
+    if status in {408, 429} or status >= 500:
+        raise DeliveryError(error)
+    raise DeliveryError(error, permanent=True)  # other 4xx; 1xx/3xx (redirects not followed)
+
+
+def build_request(client: httpx.Client, method: str, url: str, what: str,
+                  **kwargs: Any) -> httpx.Request:
+    """`client.build_request`, with a malformed URL or header turned into a permanent
+    `DeliveryError` (retrying the same request cannot fix it)."""
+    try:
+        return client.build_request(method, url, **kwargs)
+    except (httpx.InvalidURL, UnicodeEncodeError, ValueError, TypeError) as exc:
+        raise DeliveryError(f"{what}: cannot build the request: {exc}", permanent=True) from exc
+
+
+class WebhookChannel:
+    """POST each message as signed JSON. `url` is the default endpoint; a message whose
+    `to` is an http(s) URL goes there instead. One `httpx.Client` (and its connection
+    pool) lives as long as the adapter: call `close()`, or use it as a context manager."""
+
+    name = "webhook"
+
+    def __init__(self, url: str | None = None, *, secret: str, timeout: float = 10.0,
+                 headers: Mapping[str, str] | None = None, clock: Clock | None = None,
+                 allow_to_override: bool = False) -> None:
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("a webhook channel needs a non-empty signing 'secret'")
+        if url is not None and not is_http_url(url):
+            raise ValueError(f"webhook url must be http(s): {url!r}")
+        self.url = url
+        # A send's `to` may name the URL only when allowed: otherwise profile data could
+        # point signed requests at internal addresses (SSRF).
+        self.allow_to_override = allow_to_override
+        self.secret = secret
+        self.timeout = timeout
+        self.headers = {"User-Agent": USER_AGENT, **dict(headers or {})}
+        self.clock: Clock = clock or SystemClock()
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def target(self, message: Message) -> str:
+        if self.allow_to_override and message.to is not None and is_http_url(message.to):
+            return message.to.strip()
+        if self.url is None:
+            raise DeliveryError(f"no webhook URL for send {message.key} (no 'url' option "
+                                f"and 'to' is {message.to!r})", permanent=True)
+        return self.url
+
+    @staticmethod
+    def body(message: Message) -> bytes:
+        """The exact bytes sent (and signed) for a message."""
+        rendered = message.rendered
+        document = {"id": message.key, "journey": message.journey, "step": message.step,
+                    "profile_id": message.profile_id, "at": message.at.isoformat(),
+                    "template": rendered.template, "payload": rendered.payload or {},
+                    "text": rendered.summary}
+        try:
+            text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str,
+                              allow_nan=False)
+        except ValueError as exc:  # NaN/Infinity, circular data: no retry will fix it
+            raise DeliveryError(f"webhook body for {message.key} is not JSON: {exc}",
+                                permanent=True) from exc
+        return text.encode()
+
+    def send(self, message: Message) -> None:
+        url = self.target(message)
+        body = self.body(message)
+        timestamp = int(self.clock.now().timestamp())
+        headers = {**self.headers, "Content-Type": "application/json",
+                   IDEMPOTENCY_HEADER: message.key, TIMESTAMP_HEADER: str(timestamp),
+                   SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
+        what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
+        request = build_request(self._client, "POST", url, what, content=body, headers=headers)
+        send_checked(self._client, request, what)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["SystemClock", "WebhookChannel", "send_checked", "sign", "verify"]

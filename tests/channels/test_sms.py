@@ -1,0 +1,270 @@
+"""The SMS channel against a real local HTTP server: configurable request shapes, basic
+auth, idempotency keys, status mapping and retries through the real outbox dispatcher."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from channels.sms import SmsChannel
+from engine.dispatch import Dispatcher
+from engine.ports import DeliveryError, Message, OutboxEntry
+from engine.testing import FakeClock, InMemoryStore
+from journeys.templating import Rendered
+from tests.store.helpers import T0, outbox_entry
+
+TWILIO_SHAPE = {"To": "{to}", "Body": "{text}", "From": "{from_}"}
+
+
+# --- a scripted HTTP server (as in test_webhook.py, statuses only) ----------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = self.server.owner.take(Received(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        answer = json.dumps({"sid": "SM1", "status": status}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins the handler threads
+    owner: ScriptedServer
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted status (201 once the script runs out)
+    and records what it received."""
+
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.requests: list[Received] = []
+        self._lock = threading.Lock()
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.01})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def take(self, received: Received) -> int:
+        with self._lock:
+            self.requests.append(received)
+            return self.script.pop(0) if self.script else 201
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+    srv.thread.join()
+
+
+def sms_entry(key: str = "e1:sms:0", to: str | None = "+15550123",
+              body: str | None = "Your code is 4711", text: str | None = None) -> OutboxEntry:
+    return replace(outbox_entry(key), channel="sms", to=to, step="code",
+                   rendered=Rendered("otp", "sms", body=body, text=text))
+
+
+def message(key: str = "e1:sms:0", **kwargs: Any) -> Message:
+    return sms_entry(key, **kwargs).message()
+
+
+# --- request shapes ---------------------------------------------------------------------
+
+
+def test_json_shape_with_basic_auth_and_idempotency_key(server: ScriptedServer) -> None:
+    shape = {**TWILIO_SHAPE, "Ref": "jm-{key}", "Priority": 2, "Flash": False,
+             "Meta": {"note": "to {to}", "tags": ["otp", "{key}"]}}
+    with SmsChannel(server.url + "/v1/messages", auth=("AC123", "s3cret"),
+                    from_number="+15550100", body_template=shape,
+                    headers={"X-Api-Version": "2"}) as sms:
+        sms.send(message())
+    [request] = server.requests
+    assert (request.method, request.path) == ("POST", "/v1/messages")
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(
+        b"AC123:s3cret").decode()
+    assert request.headers["idempotency-key"] == "e1:sms:0"
+    assert request.headers["x-api-version"] == "2"
+    assert json.loads(request.body) == {
+        "To": "+15550123", "Body": "Your code is 4711", "From": "+15550100",
+        "Ref": "jm-e1:sms:0", "Priority": 2, "Flash": False,
+        "Meta": {"note": "to +15550123", "tags": ["otp", "e1:sms:0"]}}
+
+
+def test_form_shape(server: ScriptedServer) -> None:
+    with SmsChannel(server.url + "/Messages.json", form=True, from_number="+15550100",
+                    body_template=TWILIO_SHAPE, auth=("u", "p")) as sms:
+        sms.send(message(body="Héllo & welcome {braces} 100%"))
+    [request] = server.requests
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "authorization" in request.headers
+    assert parse_qs(request.body.decode(), strict_parsing=True) == {
+        "To": ["+15550123"], "Body": ["Héllo & welcome {braces} 100%"],
+        "From": ["+15550100"]}
+
+
+def test_default_shape_and_no_auth(server: ScriptedServer) -> None:
+    with SmsChannel(server.url) as sms:
+        sms.send(message())
+    with SmsChannel(server.url, from_number="+15550100") as sms:
+        sms.send(message())
+    first, second = server.requests
+    assert json.loads(first.body) == {"to": "+15550123", "text": "Your code is 4711"}
+    assert json.loads(second.body) == {"to": "+15550123", "text": "Your code is 4711",
+                                       "from": "+15550100"}
+    assert "authorization" not in first.headers
+
+
+def test_get_puts_the_fields_in_the_query_string(server: ScriptedServer) -> None:
+    with SmsChannel(server.url + "/send", method="get", auth=("u", "p"),
+                    body_template={"dest": "{to}", "msg": "{text}"}) as sms:
+        sms.send(message())
+    [request] = server.requests
+    assert request.method == "GET"
+    parts = urlsplit(request.path)
+    assert parts.path == "/send"
+    assert parse_qs(parts.query) == {"dest": ["+15550123"], "msg": ["Your code is 4711"]}
+    assert request.body == b""
+
+
+def test_text_is_the_body_else_the_text(server: ScriptedServer) -> None:
+    with SmsChannel(server.url) as sms:
+        sms.send(message(body=None, text="plain text"))
+    assert json.loads(server.requests[0].body)["text"] == "plain text"
+
+
+# --- refusals before any request ------------------------------------------------------
+
+
+@pytest.mark.parametrize("to", [None, "", "   "])
+def test_no_phone_number_is_permanent(server: ScriptedServer, to: str | None) -> None:
+    with SmsChannel(server.url) as sms, pytest.raises(DeliveryError, match="no phone") as caught:
+        sms.send(message(to=to))
+    assert caught.value.permanent
+    assert server.requests == []
+
+
+def test_too_long_is_permanent_and_the_limit_itself_is_fine(server: ScriptedServer) -> None:
+    with SmsChannel(server.url, max_length=160) as sms:
+        with pytest.raises(DeliveryError, match="161 characters") as caught:
+            sms.send(message(body="x" * 161))
+        assert caught.value.permanent
+        assert server.requests == []
+        sms.send(message(body="é" * 160))
+    assert len(server.requests) == 1
+
+
+def test_the_default_limit_is_1600(server: ScriptedServer) -> None:
+    with SmsChannel(server.url) as sms:
+        with pytest.raises(DeliveryError) as caught:
+            sms.send(message(body="x" * 1601))
+        assert caught.value.permanent
+        sms.send(message(body="x" * 1600))
+    assert len(server.requests) == 1
+
+
+def test_empty_text_is_permanent(server: ScriptedServer) -> None:
+    with SmsChannel(server.url) as sms, pytest.raises(DeliveryError, match="empty") as caught:
+        sms.send(message(body=None, text=None))
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(("shape", "form", "error"), [
+    ({"To": "{phone}"}, False, "unknown field"),
+    ({"To": "{to"}, False, "To"),
+    ({"To": "{}"}, False, "unknown field"),
+    ({"Meta": {"a": "{to}"}}, True, "cannot nest"),
+    ({"Meta": {"a": "{nope}"}}, False, "unknown field"),
+])
+def test_bad_body_templates_are_refused_at_startup(shape: dict[str, Any], form: bool,
+                                                   error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        SmsChannel("http://127.0.0.1:9", body_template=shape, form=form)
+
+
+# --- answers and retries ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "permanent"), [
+    (408, False), (429, False), (500, False), (503, False),
+    (400, True), (401, True), (403, True), (404, True), (422, True)])
+def test_status_mapping(server: ScriptedServer, status: int, permanent: bool) -> None:
+    server.script.append(status)
+    with SmsChannel(server.url) as sms, pytest.raises(DeliveryError,
+                                                      match=f"HTTP {status}") as caught:
+        sms.send(message())
+    assert caught.value.permanent is permanent
+
+
+def test_503_then_ok_is_retried_and_delivered_once(server: ScriptedServer) -> None:
+    server.script.append(503)
+    store, clock = InMemoryStore(), FakeClock(T0)
+    store.enqueue_send(sms_entry())
+    with SmsChannel(server.url, form=True, body_template=TWILIO_SHAPE,
+                    from_number="+15550100") as sms:
+        dispatcher = Dispatcher(store, {"sms": sms}, clock)
+        dispatcher.dispatch_due()
+        record = store.outbox_records()[0]
+        assert (record.status, record.attempts) == ("pending", 1)
+        assert "HTTP 503" in (record.last_error or "")
+        due = store.next_outbox_at()
+        assert due is not None
+        clock.set(due)
+        dispatcher.dispatch_due()
+    record = store.outbox_records()[0]
+    assert (record.status, record.attempts) == ("sent", 2)
+    first, second = server.requests
+    assert first.body == second.body
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == "e1:sms:0"
+    assert store.next_outbox_at() is None
+
+
+def test_no_phone_through_the_dispatcher_fails_for_good(server: ScriptedServer) -> None:
+    store, clock = InMemoryStore(), FakeClock(T0)
+    store.enqueue_send(sms_entry(to=None))
+    with SmsChannel(server.url) as sms:
+        Dispatcher(store, {"sms": sms}, clock).dispatch_due()
+    assert store.outbox_records()[0].status == "failed"
+    [decision] = store.decisions
+    assert decision.reason == "permanent_failure"
+    assert store.next_outbox_at() is None
+    assert server.requests == []
