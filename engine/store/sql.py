@@ -143,6 +143,7 @@ class SqlStore:
         self._api_keys = table("api_keys")
         self._upsert_profile = self._build_upsert_profile()
         self._upsert_enrollment = self._build_upsert_enrollment()
+        self._q = self._build_queries()
         try:
             if create:
                 self.migrate()
@@ -242,6 +243,49 @@ class SqlStore:
             "traits": stmt.excluded.traits, "computed": stmt.excluded.computed,
             "updated_at": stmt.excluded.updated_at})
 
+    def _build_queries(self) -> dict[str, Any]:
+        """The other statements of the hot path, with bind parameters."""
+        p, e, t, i, s = (self._profiles, self._enrollments, self._timers, self._identities,
+                         self._segments)
+        d, o = self._decisions, self._outbox
+        pid: Any = bindparam("pid")
+        journey: Any = bindparam("journey")
+        by_age = (e.c.entered_at, e.c.entry_seq)
+
+        def values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
+            return {c: bindparam(c, type_=tbl.c[c].type) for c in cols}
+
+        timer = self._insert(t).values(values(t, (
+            "key", "enrollment_id", "profile_id", "journey", "step", "occurrence", "due_at")))
+        link = self._insert(i).values(values(i, ("kind", "value", "profile_id", "created_at")))
+        outbox = self._insert(o).values(values(o, (
+            "send_key", "enrollment_id", "profile_id", "journey", "step", "channel",
+            "template", "to", "rendered", "status", "attempts", "next_attempt_at",
+            "created_at")))
+        return {
+            "get_profile": select(p.c.traits, p.c.computed).where(p.c.id == pid),
+            "enrollments": select(e).where(e.c.profile_id == pid, e.c.journey == journey)
+            .order_by(*by_age),
+            "active_enrollments": select(e).where(e.c.profile_id == pid,
+                                                  e.c.status == "active").order_by(*by_age),
+            "active_enrollment": select(e).where(
+                e.c.profile_id == pid, e.c.journey == journey, e.c.status == "active")
+            .order_by(e.c.entered_at.desc(), e.c.entry_seq.desc()).limit(1),
+            "get_enrollment": select(e).where(e.c.id == bindparam("id")),
+            "add_timer": timer.on_conflict_do_nothing(index_elements=["key"]),
+            "cancel_timer": delete(t).where(t.c.key == bindparam("key")),
+            "segment_member": select(s.c.since).where(s.c.profile_id == pid,
+                                                      s.c.journey == journey),
+            "profile_for": select(i.c.profile_id).where(i.c.kind == bindparam("kind"),
+                                                        i.c.value == bindparam("value")),
+            "link_identity": link.on_conflict_do_update(
+                index_elements=["kind", "value"], set_={"profile_id": link.excluded.profile_id}),
+            "record_decision": insert(d).values(values(d, (
+                "at", "profile_id", "journey", "step", "what", "reason", "details"))),
+            "enqueue_send": outbox.on_conflict_do_nothing(index_elements=["send_key"])
+            .returning(o.c.id),
+        }
+
     def _build_upsert_enrollment(self) -> Any:
         e = self._enrollments
         cols = [c.name for c in e.columns if c.name != "entry_seq"]
@@ -268,10 +312,8 @@ class SqlStore:
                 int.from_bytes(digest, signed=True))))
 
     def get_profile(self, profile_id: str) -> Profile | None:
-        p = self._profiles
         with self._read() as conn:
-            row = conn.execute(select(p.c.traits, p.c.computed)
-                               .where(p.c.id == profile_id)).first()
+            row = conn.execute(self._q["get_profile"], {"pid": profile_id}).first()
         return None if row is None else Profile(profile_id, row.traits, row.computed)
 
     def put_profile(self, profile: Profile) -> None:
@@ -292,28 +334,20 @@ class SqlStore:
         """The latest active enrollment. (There is at most one, except for an instant
         inside `merge_profiles`; InMemoryStore checks only the last one, which after a
         merge that kept the earlier enrollment is the exited one.)"""
-        e = self._enrollments
         with self._read() as conn:
-            row = conn.execute(select(e).where(e.c.profile_id == profile_id,
-                                               e.c.journey == journey, e.c.status == "active")
-                               .order_by(e.c.entered_at.desc(), e.c.entry_seq.desc())
-                               .limit(1)).first()
+            row = conn.execute(self._q["active_enrollment"],
+                               {"pid": profile_id, "journey": journey}).first()
         return None if row is None else _enrollment(row._mapping)
 
     def active_enrollments(self, profile_id: str) -> list[Enrollment]:
-        e = self._enrollments
         with self._read() as conn:
-            rows = conn.execute(select(e).where(e.c.profile_id == profile_id,
-                                                e.c.status == "active")
-                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+            rows = conn.execute(self._q["active_enrollments"], {"pid": profile_id}).all()
         return [_enrollment(r._mapping) for r in rows]
 
     def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
-        e = self._enrollments
         with self._read() as conn:
-            rows = conn.execute(select(e).where(e.c.profile_id == profile_id,
-                                                e.c.journey == journey)
-                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+            rows = conn.execute(self._q["enrollments"],
+                                {"pid": profile_id, "journey": journey}).all()
         return [_enrollment(r._mapping) for r in rows]
 
     def profile_enrollments(self, profile_id: str) -> list[Enrollment]:
@@ -325,9 +359,8 @@ class SqlStore:
         return [_enrollment(r._mapping) for r in rows]
 
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
-        e = self._enrollments
         with self._read() as conn:
-            row = conn.execute(select(e).where(e.c.id == enrollment_id)).first()
+            row = conn.execute(self._q["get_enrollment"], {"id": enrollment_id}).first()
         return None if row is None else _enrollment(row._mapping)
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
@@ -340,9 +373,8 @@ class SqlStore:
 
     def add_timer(self, timer: ScheduleTimer) -> None:
         """Idempotent on `timer.key`: a second add with the same key changes nothing."""
-        stmt = self._insert(self._timers).values(_timer_values(timer))
         with self._write() as conn:
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+            conn.execute(self._q["add_timer"], _timer_values(timer))
 
     def add_timers(self, timers: Sequence[ScheduleTimer]) -> None:
         """Many `add_timer`s in batched INSERTs (same idempotency)."""
@@ -353,7 +385,7 @@ class SqlStore:
 
     def cancel_timer(self, key: str) -> None:
         with self._write() as conn:
-            conn.execute(delete(self._timers).where(self._timers.c.key == key))
+            conn.execute(self._q["cancel_timer"], {"key": key})
 
     def has_timer(self, key: str) -> bool:
         t = self._timers
@@ -397,10 +429,9 @@ class SqlStore:
     # --- segments and records ----------------------------------------------------
 
     def segment_member(self, profile_id: str, journey: str) -> bool:
-        s = self._segments
         with self._read() as conn:
-            return conn.execute(select(s.c.since).where(
-                s.c.profile_id == profile_id, s.c.journey == journey)).first() is not None
+            return conn.execute(self._q["segment_member"],
+                                {"pid": profile_id, "journey": journey}).first() is not None
 
     def set_segment_member(self, profile_id: str, journey: str, member: bool) -> None:
         s = self._segments
@@ -427,10 +458,10 @@ class SqlStore:
 
     def record_decision(self, decision: Decision) -> None:
         with self._write() as conn:
-            conn.execute(insert(self._decisions).values(
-                at=decision.at, profile_id=decision.profile_id, journey=decision.journey,
-                step=decision.step, what=decision.what, reason=decision.reason,
-                details=dict(decision.details)))
+            conn.execute(self._q["record_decision"], {
+                "at": decision.at, "profile_id": decision.profile_id, "journey": decision.journey,
+                "step": decision.step, "what": decision.what, "reason": decision.reason,
+                "details": dict(decision.details)})
 
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]:
         x = self._exits
@@ -463,16 +494,14 @@ class SqlStore:
 
     def enqueue_send(self, entry: OutboxEntry) -> bool:
         """Queue a rendered send; False if its key is queued already (unique `send_key`)."""
-        stmt = (self._insert(self._outbox).values(
-            send_key=entry.key, enrollment_id=entry.enrollment_id,
-            profile_id=entry.profile_id, journey=entry.journey, step=entry.step,
-            channel=entry.channel, template=entry.rendered.template, to=entry.to,
-            rendered=asdict(entry.rendered), status="pending", attempts=0,
-            next_attempt_at=entry.created_at, created_at=entry.created_at)
-            .on_conflict_do_nothing(index_elements=["send_key"])
-            .returning(self._outbox.c.id))
         with self._write() as conn:
-            return conn.execute(stmt).first() is not None
+            return conn.execute(self._q["enqueue_send"], {
+                "send_key": entry.key, "enrollment_id": entry.enrollment_id,
+                "profile_id": entry.profile_id, "journey": entry.journey, "step": entry.step,
+                "channel": entry.channel, "template": entry.rendered.template, "to": entry.to,
+                "rendered": asdict(entry.rendered), "status": "pending", "attempts": 0,
+                "next_attempt_at": entry.created_at, "created_at": entry.created_at,
+            }).first() is not None
 
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         """Lease up to `limit` due sends (oldest first) and count the attempt.
@@ -559,10 +588,9 @@ class SqlStore:
     # --- identities ----------------------------------------------------------------
 
     def profile_for(self, kind: str, value: str) -> str | None:
-        i = self._identities
         with self._read() as conn:
-            found: str | None = conn.execute(select(i.c.profile_id).where(
-                i.c.kind == kind, i.c.value == value)).scalar()
+            found: str | None = conn.execute(self._q["profile_for"],
+                                             {"kind": kind, "value": value}).scalar()
         return found
 
     def identities_of(self, profile_id: str) -> list[tuple[str, str]]:
@@ -574,12 +602,10 @@ class SqlStore:
         return [(r.kind, r.value) for r in rows]
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
-        stmt = self._insert(self._identities).values(kind=kind, value=value,
-                                                    profile_id=profile_id, created_at=self._now())
-        stmt = stmt.on_conflict_do_update(index_elements=["kind", "value"],
-                                          set_={"profile_id": stmt.excluded.profile_id})
         with self._write() as conn:
-            conn.execute(stmt)
+            conn.execute(self._q["link_identity"], {"kind": kind, "value": value,
+                                                    "profile_id": profile_id,
+                                                    "created_at": self._now()})
 
     def merge_profiles(self, into: str, from_: str) -> None:
         """Fold profile `from_` into `into`, in one transaction.
