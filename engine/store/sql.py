@@ -282,6 +282,7 @@ class SqlStore:
                 index_elements=["kind", "value"], set_={"profile_id": link.excluded.profile_id}),
             "record_decision": insert(d).values(values(d, (
                 "at", "profile_id", "journey", "step", "what", "reason", "details"))),
+            "ack_inbox": delete(self._inbox).where(self._inbox.c.id == bindparam("id")),
             "enqueue_send": outbox.on_conflict_do_nothing(index_elements=["send_key"])
             .returning(o.c.id),
         }
@@ -755,9 +756,10 @@ class SqlStore:
 
     def ack_inbox(self, ids: list[int]) -> None:
         """Done with these events: delete them (call inside the processing transaction)."""
+        if not ids:
+            return
         with self._write() as conn:
-            for chunk in _chunks(ids, INSERT_CHUNK):
-                conn.execute(delete(self._inbox).where(self._inbox.c.id.in_(chunk)))
+            conn.execute(self._q["ack_inbox"], [{"id": i} for i in ids])
 
     def inbox_counts(self) -> dict[str, int]:
         """Inbox rows by status (`pending`, `failed`)."""
