@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import html
 import json
 import time
 import zlib
@@ -22,9 +23,10 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from engine.events import EVENT_TYPES, BadEvent, iso, normalize, parse_timestamp
+from engine.unsubscribe import UnsubscribeLinks
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -124,7 +126,7 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], received: datetime,
 
 def create_app(store: IngestStore, now: Callable[[], datetime], *,
                new_id: Callable[[], str], profiles: Callable[[str], dict[str, Any] | None]
-               | None = None) -> FastAPI:
+               | None = None, unsubscribe: UnsubscribeLinks | None = None) -> FastAPI:
     """The API over a store. `now` and `new_id` are the edge's clock and ids."""
     app = FastAPI(title="journeyman event API", version="1",
                   description="Segment-compatible tracking API of journeyman.")
@@ -207,11 +209,59 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
             raise ApiError(404, f"no profile {user_id!r}")
         return JSONResponse(found)
 
+    async def accept_unsubscribe(profile_id: str, channel: str) -> None:
+        # An identify through the inbox, so the change is handled in order with the
+        # profile's other events; a new messageId each time, so unsubscribing again
+        # after re-subscribing works.
+        event = normalize({"type": "identify", "userId": profile_id,
+                           "traits": {"consent": {channel: False}},
+                           "context": {"source": "unsubscribe"}},
+                          now=now(), message_id=new_id())
+        await run_in_threadpool(store.accept_events, [event], "unsubscribe")
+
+    if unsubscribe is not None:
+        add_unsubscribe_routes(app, unsubscribe, accept_unsubscribe)
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, bool]:
         return {"ok": True}
 
     return app
+
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+</head><body style="font-family: sans-serif; max-width: 32rem; margin: 4rem auto">
+<h1>{title}</h1><p>{text}</p>{form}</body></html>"""
+
+
+def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLResponse:
+    return HTMLResponse(PAGE.format(title=html.escape(title), text=html.escape(text),
+                                    form=form), status_code=status)
+
+
+def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks,
+                           accept: Callable[[str, str], Any]) -> None:
+    """`GET /u/{token}` shows a page with a button; `POST /u/{token}` (the button, or a
+    mail client's RFC 8058 one-click POST) unsubscribes. No login: the token is signed."""
+
+    @app.get("/u/{token}", include_in_schema=False)
+    async def unsubscribe_page(token: str) -> HTMLResponse:
+        found = links.verify(token)
+        if found is None:
+            return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
+        form = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
+                'value="One-Click"><button type="submit">Unsubscribe</button></form>')
+        return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?", form)
+
+    @app.post("/u/{token}", include_in_schema=False)
+    async def unsubscribe_now(token: str) -> HTMLResponse:
+        found = links.verify(token)
+        if found is None:
+            return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
+        profile_id, channel = found
+        await accept(profile_id, channel)
+        return _page("Unsubscribed", f"You will not get {channel} messages from us any more.")
 
 
 def _bind(handler: Callable[[Request, str], Any], kind: str) -> Callable[[Request], Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -73,7 +74,8 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
     try:
         return Service(journeys or bundled_library(), db,
                        channels=channels_for(sends, config),
-                       identify_by=tuple(identify_by or ()), **extra)
+                       identify_by=tuple(identify_by or ()),
+                       secret=os.environ.get("JOURNEYMAN_SECRET") or None, **extra)
     except (JourneyError, ValueError) as exc:
         for line in str(exc).splitlines():
             err.print(line, markup=False)
@@ -90,9 +92,13 @@ def serve(
     channels: ChannelsOpt = None,
     tick: Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")] = 0.5,
     lease: LeaseOpt = 60.0,
+    public_url: Annotated[str | None, typer.Option(help=(
+        "The API's address as mail recipients reach it, for unsubscribe links "
+        "(default http://HOST:PORT)."))] = None,
 ) -> None:
     """Run the service: event API, worker, timer ticker and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease)
+    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease,
+                       public_url=public_url or f"http://{host}:{port}")
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "

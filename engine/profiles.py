@@ -62,7 +62,12 @@ class ComputedTraits:
         kind, name = event.get("type"), event.get("event")
         when = event.get("timestamp")
         if kind == "identify":
-            traits.update(event.get("traits") or {})
+            new = dict(event.get("traits") or {})
+            if isinstance(new.get("consent"), Mapping) and isinstance(
+                    traits.get("consent"), Mapping):
+                # consent is per channel: naming one channel leaves the others as they were
+                new["consent"] = {**traits["consent"], **new["consent"]}
+            traits.update(new)
         if event.get("userId") or traits.get("email"):
             computed["identified"] = True
         if kind in ("page", "screen") or (kind == "track" and name == "Session Started"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from engine.model import (
 from engine.ports import Clock, Decision, IdGenerator, OutboxEntry, Store
 from engine.profiles import ComputedTraits, local_zone
 from engine.steps.update_profile import apply_update
+from engine.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
 from journeys.errors import TemplateRenderError
 from journeys.model import Policy
@@ -57,7 +59,8 @@ LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is reco
 class Engine:
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, store: Store, clock: Clock,
                  ids: IdGenerator, computed: ComputedTraits | None = None,
-                 policy: Policy | None = None, identity_traits: tuple[str, ...] = ()) -> None:
+                 policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
+                 unsubscribe: UnsubscribeLinks | None = None) -> None:
         self.journeys = dict(journeys)
         self.store = store
         self.clock = clock
@@ -65,6 +68,8 @@ class Engine:
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
+        self.unsubscribe = unsubscribe or UnsubscribeLinks("journeyman-test-secret",
+                                                           "https://journeyman.invalid")
         self._queue: deque[dict[str, Any]] = deque()
         self._profile_changed = False
         self.emitted: list[dict[str, Any]] = []  # events emitted by steps, in order
@@ -207,13 +212,17 @@ class Engine:
         now = self.clock.now()
         profile = self.store.get_profile(send.profile_id) or Profile(send.profile_id)
         to = send.to or _address(profile, send.channel)
-        context = {**send.context, "unsubscribe_url": f"https://journeyman.invalid/u/{send.key}"}
+        links = self.unsubscribe
+        context = {**send.context, "unsubscribe_url": links.url(send.profile_id, send.channel)}
         try:
             rendered = journey.templates.render(send.template, context)
         except TemplateRenderError as exc:
             self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                                 "skipped", "template_error", {"error": str(exc)}))
             return
+        if send.channel == "email":  # RFC 8058 one-click unsubscribe
+            rendered = replace(rendered, headers={
+                **rendered.headers, **links.headers(send.profile_id, send.channel)})
         self.store.enqueue_send(OutboxEntry(send.key, send.enrollment_id, send.profile_id,
                                             send.journey, send.step, send.channel, to,
                                             rendered, now))

@@ -35,6 +35,7 @@ from engine.profiles import ComputedTraits
 from engine.runtime import Engine
 from engine.store import SqlStore
 from engine.store.sql import SystemClock
+from engine.unsubscribe import UnsubscribeLinks
 from engine.worker import Worker
 from journeys.compiler import compile_library
 from journeys.loader import Library, load_path
@@ -55,15 +56,20 @@ class Service:
     def __init__(self, journeys: str | Path, db: str = DEFAULT_DB, *,
                  channels: Mapping[str, Channel], clock: Clock | None = None,
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
-                 name: str | None = None, lease: float = 60.0) -> None:
+                 name: str | None = None, lease: float = 60.0, secret: str | None = None,
+                 public_url: str = "http://127.0.0.1:8000") -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         compiled = compile_library(self.library, backend=backend)
         self.store = SqlStore(db, create=True, clock=self.clock)
         self.computed = ComputedTraits(self.library.computed_config)
+        # Unsubscribe links are signed with the configured secret, else with one the
+        # store keeps, so links in mail already sent stay valid across restarts.
+        self.unsubscribe = UnsubscribeLinks(secret or self.store.secret("unsubscribe"),
+                                            public_url)
         self.engine = Engine(compiled, store=self.store, clock=self.clock, ids=UuidIds(),
                              computed=self.computed, policy=self.library.policy,
-                             identity_traits=tuple(identify_by))
+                             identity_traits=tuple(identify_by), unsubscribe=self.unsubscribe)
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         gate = PolicyGate(self.library.policy,
@@ -144,7 +150,7 @@ class Service:
         from engine.api import create_app
 
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
-                          profiles=self.profile)
+                          profiles=self.profile, unsubscribe=self.unsubscribe)
 
     def profile(self, user_id: str) -> dict[str, Any] | None:
         """The admin view of a profile: traits, computed traits, identities, enrollments."""

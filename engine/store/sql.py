@@ -141,6 +141,7 @@ class SqlStore:
         self._goals = table("goals")
         self._segments = table("segment_members")
         self._api_keys = table("api_keys")
+        self._settings = table("settings")
         self._upsert_profile = self._build_upsert_profile()
         self._upsert_enrollment = self._build_upsert_enrollment()
         self._q = self._build_queries()
@@ -769,6 +770,17 @@ class SqlStore:
                 select(ib.c.status, func.count().label("n")).group_by(ib.c.status))}
 
     # --- API keys --------------------------------------------------------------------
+
+    def secret(self, name: str) -> str:
+        """A random secret kept in the store, made on first use (the same for every
+        process on this database, and across restarts)."""
+        st = self._settings
+        with self._write() as conn:
+            conn.execute(self._insert(st).values(key=f"secret:{name}",
+                                                 value=secrets.token_urlsafe(32))
+                         .on_conflict_do_nothing(index_elements=["key"]))
+            return str(conn.execute(select(st.c.value).where(
+                st.c.key == f"secret:{name}")).scalar_one())
 
     def create_key(self, name: str, admin: bool = False) -> str:
         """A new random key for `name`; only its sha256 is stored. Shown once."""

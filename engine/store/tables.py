@@ -212,9 +212,19 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = _when(nullable=True)
 
 
+class SettingRow(SQLModel, table=True):
+    """Settings the store keeps for itself (e.g. the unsubscribe signing secret)."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
-               "decisions", "exits", "goals", "segment_members", "api_keys")
+               "decisions", "exits", "goals", "segment_members", "api_keys",
+               "settings")
 
 
 def table(name: str) -> Table:
