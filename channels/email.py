@@ -51,7 +51,7 @@ _POLICY_UTF8 = _POLICY.clone(utf8=True)
 
 # Headers the adapter writes itself; a rendered header may not replace them (a
 # template that could replace the Message-ID would break duplicate detection).
-_OWN_HEADERS = frozenset({"from", "to", "date", "message-id", "mime-version", "subject",
+_OWN_HEADERS = frozenset({"to", "date", "message-id", "mime-version", "subject",
                           "content-type", "content-transfer-encoding", "cc", "bcc"})
 
 
@@ -139,7 +139,7 @@ class EmailChannel:
         at = message.at if message.at.tzinfo is not None else message.at.replace(tzinfo=UTC)
         mime = EmailMessage(policy=_POLICY_UTF8 if utf8 else _POLICY)
         extra = dict(rendered.headers)
-        reply_to = self.reply_to
+        reply_to, sender = self.reply_to, self.from_addr
         for name in list(extra):
             lowered = name.lower()
             if lowered in _OWN_HEADERS:
@@ -147,8 +147,10 @@ class EmailChannel:
                                     f"come from the template", permanent=True)
             if lowered == "reply-to":  # a journey may answer to another address
                 reply_to = extra.pop(name)
+            elif lowered == "from":  # a template's `from:` (the envelope sender stays)
+                sender = extra.pop(name)
         try:
-            mime["From"] = self.from_addr
+            mime["From"] = sender
             mime["To"] = message.to or ""
             mime["Subject"] = rendered.subject or ""
             if reply_to:

@@ -197,9 +197,11 @@ def test_text_only_and_body_fallback(server: Server, channel: EmailChannel) -> N
 
 def test_a_template_reply_to_wins_and_owned_headers_are_refused(server: Server,
                                                                channel: EmailChannel) -> None:
-    channel.send(message(headers={"Reply-To": "orders@shop.example"}))
+    channel.send(message(headers={"Reply-To": "orders@shop.example",
+                                  "From": "Orders <orders@shop.example>"}))
     assert server.sink.parsed()[0]["Reply-To"] == "orders@shop.example"
-    for name in ("Message-ID", "from", "To"):
+    assert server.sink.parsed()[0]["From"] == "Orders <orders@shop.example>"
+    for name in ("Message-ID", "To", "Subject"):
         with pytest.raises(DeliveryError, match="set by the email adapter") as caught:
             channel.send(message(headers={name: "x@example.com"}))
         assert caught.value.permanent
