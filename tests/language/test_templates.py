@@ -41,5 +41,5 @@ def test_the_sandbox_refuses_to_reach_out(tmp_path: Path, attack: str) -> None:
         "channel: email\nsubject: hi\ntext: |\n  " + attack + "\n")})
     (tmp_path / "secret.txt").write_text("do not leak")
     templates = load_path(folder).templates
-    with pytest.raises(TemplateRenderError, match="is unsafe|not found in search path"):
+    with pytest.raises(TemplateRenderError, match=r"is unsafe|not found in search path|etc/passwd"):
         templates.render("evil", CONTEXT)
