@@ -120,6 +120,48 @@ def simulate(
 
 
 @app.command()
+def preview(
+    journey: Annotated[str, typer.Argument(help="The journey id.")],
+    step: Annotated[str, typer.Argument(help="A send step of that journey.")],
+    profile: Annotated[Path, typer.Option(help=(
+        "Profile JSON: {\"id\": ..., \"traits\": {...}, \"computed\": {...}}."))],
+    journeys: Annotated[Path, typer.Option(help="Journeys folder.")] = Path("journeys/library"),
+    event: Annotated[Path | None, typer.Option(help=(
+        "The enrolling event as JSON (default: the journey's entry event, no properties)."))]
+    = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the HTML part here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    at: Annotated[str | None, typer.Option(help="Render as of this ISO time (default now).")]
+    = None,
+) -> None:
+    """Render exactly what a send step would deliver to a profile: address, headers,
+    subject, text (and HTML with --html), through the same code the engine sends with."""
+    from datetime import UTC, datetime
+
+    from engine.events import parse_timestamp
+    from engine.preview import preview as run_preview
+
+    try:
+        facts = json.loads(profile.read_text())
+        enrolling = json.loads(event.read_text()) if event else None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise fail(JourneyError(f"cannot read the profile/event JSON: {exc}")) from None
+    when = parse_timestamp(at) if at else datetime.now(UTC)
+    if when is None:
+        raise fail(JourneyError(f"--at {at!r} is not an ISO time"))
+    try:
+        result = run_preview(journeys, journey, step, facts, when, enrolling)
+    except JourneyError as exc:
+        raise fail(exc) from None
+    if html is not None:
+        html.write_text(result.entry.rendered.html or "")
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write("\n".join(result.lines()) + "\n")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from importlib.metadata import version as v

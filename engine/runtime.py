@@ -211,21 +211,13 @@ class Engine:
         once (the step is skipped and the journey goes on; see docs/language.md)."""
         now = self.clock.now()
         profile = self.store.get_profile(send.profile_id) or Profile(send.profile_id)
-        to = send.to or _address(profile, send.channel)
-        links = self.unsubscribe
-        context = {**send.context, "unsubscribe_url": links.url(send.profile_id, send.channel)}
         try:
-            rendered = journey.templates.render(send.template, context)
+            entry = render_send(journey, send, profile, self.unsubscribe, now)
         except TemplateRenderError as exc:
             self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                                 "skipped", "template_error", {"error": str(exc)}))
             return
-        if send.channel == "email":  # RFC 8058 one-click unsubscribe
-            rendered = replace(rendered, headers={
-                **rendered.headers, **links.headers(send.profile_id, send.channel)})
-        self.store.enqueue_send(OutboxEntry(send.key, send.enrollment_id, send.profile_id,
-                                            send.journey, send.step, send.channel, to,
-                                            rendered, now))
+        self.store.enqueue_send(entry)
 
     # --- time ----------------------------------------------------------------------
 
@@ -290,6 +282,21 @@ class Engine:
 
     def profiles(self) -> Iterable[str]:
         return self.store.profile_ids()
+
+
+def render_send(journey: CompiledJourney, send: Send, profile: Profile,
+                links: UnsubscribeLinks, now: datetime) -> OutboxEntry:
+    """Exactly what a send step delivers: the template rendered with the unsubscribe
+    link in scope, the RFC 8058 headers on email, the address from the profile.
+    Raises TemplateRenderError. (`journeyman preview` uses it too.)"""
+    to = send.to or _address(profile, send.channel)
+    context = {**send.context, "unsubscribe_url": links.url(send.profile_id, send.channel)}
+    rendered = journey.templates.render(send.template, context)
+    if send.channel == "email":  # RFC 8058 one-click unsubscribe
+        rendered = replace(rendered, headers={
+            **rendered.headers, **links.headers(send.profile_id, send.channel)})
+    return OutboxEntry(send.key, send.enrollment_id, send.profile_id, send.journey, send.step,
+                       send.channel, to, rendered, now)
 
 
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.engine.helpers import stub_email, write_folder
 
@@ -149,3 +150,70 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     gone = run("keys", "revoke", "web", "--db", db)
     assert gone.returncode == 1
     assert "no active key named 'web'" in gone.stderr
+
+
+def test_preview_renders_what_the_engine_would_send(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from engine.preview import preview
+    from engine.testing import InMemoryEngine
+    from tests.conftest import LIBRARY
+
+    profile = {"id": "ana", "traits": {"first_name": "Ana", "email": "ana@example.com",
+                                       "consent": {"email": True}, "timezone": "UTC"}}
+    (tmp_path / "ana.json").write_text(json.dumps(profile))
+    (tmp_path / "signup.json").write_text(json.dumps(
+        {"type": "track", "event": "Signed Up", "userId": "ana",
+         "properties": {"source": "site"}}))
+    result = run("preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),
+                 "--profile", str(tmp_path / "ana.json"), "--event",
+                 str(tmp_path / "signup.json"), "--html", str(tmp_path / "out.html"))
+    assert result.returncode == 0, result.stderr
+    assert "to: ana@example.com" in result.stdout
+    assert "subject: Welcome aboard, Ana" in result.stdout
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in result.stdout
+    assert "<p>Hi Ana,</p>" in (tmp_path / "out.html").read_text()
+
+    # the same step, run for real on the engine, renders the same message
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    eng = InMemoryEngine.from_folder(LIBRARY, start=noon, only=["welcome"])
+    eng.identify("ana", profile["traits"])
+    eng.track("ana", "Signed Up", {"source": "site"})
+    [sent] = [m for m in eng.channel.messages if m.step == "welcome_site"]
+    shown = preview(LIBRARY, "welcome", "welcome_site", profile, noon,
+                    {"type": "track", "event": "Signed Up", "userId": "ana",
+                     "properties": {"source": "site"}})
+    def body(rendered: Any) -> str:  # the unsubscribe links differ only by secret
+        link = rendered.headers["List-Unsubscribe"].strip("<>")
+        return str(rendered.html).replace(link, "<unsubscribe>")
+
+    assert body(shown.entry.rendered) == body(sent.rendered)
+    assert "<unsubscribe>" in body(sent.rendered)
+    assert (shown.entry.rendered.subject, shown.entry.to) == (sent.rendered.subject, sent.to)
+
+    as_json = run("preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),
+                  "--profile", str(tmp_path / "ana.json"), "--json")
+    assert json.loads(as_json.stdout)["subject"] == "Welcome aboard, Ana"
+
+
+def test_preview_errors_are_clear(tmp_path: Path) -> None:
+    from tests.conftest import LIBRARY
+
+    (tmp_path / "p.json").write_text('{"id": "ana", "traits": {}}')
+    not_send = run("preview", "welcome", "settle", "--journeys", str(LIBRARY),
+                   "--profile", str(tmp_path / "p.json"))
+    assert not_send.returncode == 1
+    assert "is not a send step (send steps: welcome_newsletter" in not_send.stderr
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY}, {
+        "welcome": "channel: email\nsubject: 'Hi {{ profile.traits.nickname }}'\ntext: hi\n",
+        "tips": stub_email("tips")})
+    broken = run("preview", "hello", "welcome", "--journeys", str(folder),
+                 "--profile", str(tmp_path / "p.json"))
+    assert broken.returncode == 1
+    assert "nickname" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    (tmp_path / "bad.json").write_text("{nope")
+    unreadable = run("preview", "hello", "welcome", "--journeys", str(folder),
+                     "--profile", str(tmp_path / "bad.json"))
+    assert unreadable.returncode == 1
+    assert "cannot read the profile/event JSON" in unreadable.stderr
