@@ -150,7 +150,7 @@ def preview(
     if when is None:
         raise fail(JourneyError(f"--at {at!r} is not an ISO time"))
     try:
-        result = run_preview(journeys, journey, step, facts, when, enrolling)
+        result = run_preview(journeys, journey, step, facts, now=when, event=enrolling)
     except JourneyError as exc:
         raise fail(exc) from None
     if html is not None:

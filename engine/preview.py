@@ -55,7 +55,7 @@ class Preview:
         return out
 
 
-def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[str, Any],
+def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[str, Any], *,
             now: datetime, event: dict[str, Any] | None = None,
             base_url: str = "https://journeyman.invalid") -> Preview:
     library = load_path(journeys)

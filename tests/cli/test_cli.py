@@ -180,8 +180,8 @@ def test_preview_renders_what_the_engine_would_send(tmp_path: Path) -> None:
     eng.identify("ana", profile["traits"])
     eng.track("ana", "Signed Up", {"source": "site"})
     [sent] = [m for m in eng.channel.messages if m.step == "welcome_site"]
-    shown = preview(LIBRARY, "welcome", "welcome_site", profile, noon,
-                    {"type": "track", "event": "Signed Up", "userId": "ana",
+    shown = preview(LIBRARY, "welcome", "welcome_site", profile, now=noon,
+                    event={"type": "track", "event": "Signed Up", "userId": "ana",
                      "properties": {"source": "site"}})
     def body(rendered: Any) -> str:  # the unsubscribe links differ only by secret
         link = rendered.headers["List-Unsubscribe"].strip("<>")
