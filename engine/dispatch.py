@@ -71,6 +71,7 @@ class DispatchStats:
     failed: int = 0
     deferred: int = 0
     skipped: int = 0
+    held: int = 0  # not tried: their channel had just failed in the same batch
 
 
 class Dispatcher:
@@ -90,31 +91,46 @@ class Dispatcher:
         """Deliver every send due now; returns how many rows were tried."""
         tried = 0
         while entries := self.store.claim_outbox(self.clock.now(), self.batch, self.lease):
+            failing: set[str] = set()  # channels that failed transiently in this batch
             for entry in entries:
-                self._deliver(entry)
+                if entry.channel in failing:
+                    self._hold(entry)
+                elif not self._deliver(entry):
+                    failing.add(entry.channel)
             tried += len(entries)
         return tried
 
-    def _deliver(self, entry: OutboxEntry) -> None:
+    def _hold(self, entry: OutboxEntry) -> None:
+        """A channel that just failed (down, timing out) is not tried again for the rest
+        of the batch: its rows wait for the backoff unattempted, so a batch cannot take
+        longer than its lease while a server swallows connections."""
+        when = self.clock.now() + self.retry.delay(entry.key, 1)
+        self.store.mark_deferred(entry.key, when, "channel_unavailable")
+        self.stats.held += 1
+
+    def _deliver(self, entry: OutboxEntry) -> bool:
+        """Send one row; False if the channel failed transiently (it may be down)."""
         now = self.clock.now()
         if self.gate is not None and not self._allowed(entry, now):
-            return
+            return True
         channel = self.channels.get(entry.channel)
         if channel is None:
             self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel")
-            return
+            return True
         try:
             channel.send(entry.message(now))
         except DeliveryError as exc:
             if exc.permanent:
                 self._fail(entry, str(exc), "permanent_failure")
-            else:
-                self._retry(entry, str(exc))
-        except Exception as exc:
+                return True
+            self._retry(entry, str(exc))
+            return False
+        except Exception as exc:  # an adapter's bug or a network error: retry
             self._retry(entry, f"{type(exc).__name__}: {exc}")
-        else:
-            self.store.mark_sent(entry.key, self.clock.now())
-            self.stats.sent += 1
+            return False
+        self.store.mark_sent(entry.key, self.clock.now())
+        self.stats.sent += 1
+        return True
 
     def _allowed(self, entry: OutboxEntry, now: datetime) -> bool:
         """Apply the policy; a deferral or skip is marked and logged here."""

@@ -107,3 +107,23 @@ def test_backoff_is_exponential_capped_and_jittered(attempt: int) -> None:
     assert all(raw / 2 <= d < raw for d in delays)
     assert len(delays) > 40  # spread out, not a thundering herd
     assert policy.delay("k1", attempt) == policy.delay("k1", attempt)  # replayable
+
+
+def test_after_a_transient_failure_the_rest_of_the_batch_waits_unattempted() -> None:
+    """A server that swallows connections costs one timeout per batch, not one per row."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    down = ScriptedChannel([TimeoutError("slow")] * 100)
+    for n in range(5):
+        store.enqueue_send(outbox_entry(f"k{n}"))
+    dispatcher = Dispatcher(store, {"email": down}, clock)
+    assert dispatcher.dispatch_due() == 5
+    assert down.calls == 1
+    assert dispatcher.stats.held == 4
+    records = store.outbox_records()
+    assert [r.attempts for r in records] == [1, 0, 0, 0, 0]  # held rows were not attempts
+    assert all(r.status == "pending" and r.next_attempt_at > T0  # type: ignore[operator]
+               for r in records)
+    assert {r.last_error for r in records[1:]} == {"channel_unavailable"}
+    down.script.clear()  # it is back
+    _run_for(store, clock, dispatcher, timedelta(hours=1))
+    assert len(down.delivered) == 5
