@@ -162,7 +162,8 @@ class ProcessSink:
         self.port = int(line)
 
     def take(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write("take\n")
         self.proc.stdin.flush()
         taken: dict[str, Any] = json.loads(self.proc.stdout.readline())
@@ -285,8 +286,10 @@ def fill_outbox(path: Path, work: list[tuple[str, str, Rendered]]) -> SqlStore:
     return store
 
 
-def run_engine(store: SqlStore, port: int, now: datetime, profile: Any = None) -> float:
-    """Seconds for dispatch_due() to deliver the whole outbox, and the channel's QUIT."""
+def run_engine(store: SqlStore, port: int, now: datetime,
+               profile: Any = None) -> tuple[float, str]:
+    """Seconds for dispatch_due() to deliver the whole outbox, and the channel's QUIT;
+    and a note on anything but one connection and every row sent on the first try."""
     channel = EmailChannel(host="127.0.0.1", port=port, from_addr=FROM, start_tls=False,
                            timeout=10)
     dispatcher = Dispatcher(store, {"email": channel}, FixedClock(now))
@@ -301,18 +304,25 @@ def run_engine(store: SqlStore, port: int, now: datetime, profile: Any = None) -
         elapsed = time.perf_counter() - start
     finally:
         channel.close()
-    assert tried == dispatcher.stats.sent, (tried, dispatcher.stats)
-    assert channel.connections == 1, channel.connections
-    return elapsed
+    note = ""
+    if tried != dispatcher.stats.sent or channel.connections != 1:
+        note = (f"tried {tried}, {dispatcher.stats}, "
+                f"{channel.connections} SMTP connections")
+    return elapsed, note
 
 
-def check_sink(taken: dict[str, Any], keys: list[str], what: str) -> int:
-    """Exactly N messages, and the expected Message-IDs; returns the duplicate count."""
+def check_sink(taken: dict[str, Any], keys: list[str], what: str,
+               problems: list[str]) -> int:
+    """Exactly N messages with the expected Message-IDs, else a line in `problems`;
+    returns the duplicate count (messages minus distinct Message-IDs)."""
     n, ids = len(keys), taken["ids"]
     duplicates = len(ids) - len(set(ids))
-    assert taken["count"] == n, (what, taken["count"], n)
-    assert duplicates == 0, (what, duplicates)
-    assert set(ids) == {message_id(k) for k in keys}, (what, "unexpected Message-IDs")
+    if taken["count"] != n:
+        problems.append(f"{what}: the sink got {taken['count']:,} messages, not {n:,}")
+    if duplicates:
+        problems.append(f"{what}: {duplicates} duplicate Message-IDs at the sink")
+    if set(ids) != {message_id(k) for k in keys}:
+        problems.append(f"{what}: the Message-IDs at the sink are not the expected ones")
     return duplicates
 
 
@@ -353,13 +363,14 @@ def main() -> None:
         raw_rates: list[float] = []
         engine_rates: list[float] = []
         duplicates = 0
+        problems: list[str] = []
         sizes: dict[str, float] = {}
         profiler = None
         for rnd in range(args.rounds):
             raw_work = [(send_key(f"raw{rnd}", i), recipient(i), bodies[i]) for i in range(n)]
             elapsed = run_raw(sink.port, raw_work, now)
             taken = sink.take()
-            check_sink(taken, [k for k, _, _ in raw_work], f"raw round {rnd}")
+            check_sink(taken, [k for k, _, _ in raw_work], f"raw round {rnd + 1}", problems)
             sizes["raw"] = taken["bytes"] / n
             raw_rates.append(line(f"round {rnd + 1}: raw smtplib, one connection", n, elapsed))
 
@@ -372,14 +383,17 @@ def main() -> None:
                     import cProfile
 
                     profiler = cProfile.Profile()
-                elapsed = run_engine(store, sink.port, now, profiler)
+                elapsed, note = run_engine(store, sink.port, now, profiler)
+                if note:
+                    problems.append(f"outbox round {rnd + 1}: {note}")
                 counts = store.outbox_counts()
-                assert counts == {"sent": n}, counts
+                if counts != {"sent": n}:
+                    problems.append(f"outbox round {rnd + 1}: outbox_counts() = {counts}")
             finally:
                 store.close()
             taken = sink.take()
             duplicates += check_sink(taken, [k for k, _, _ in engine_work],
-                                     f"outbox round {rnd}")
+                                     f"outbox round {rnd + 1}", problems)
             sizes["outbox"] = taken["bytes"] / n
             engine_rates.append(line(f"round {rnd + 1}: outbox Dispatcher + EmailChannel",
                                      n, elapsed))
@@ -388,8 +402,11 @@ def main() -> None:
         engine_rate = statistics.median(engine_rates)
         print(f"  message size at the sink: raw {sizes['raw']:,.0f} bytes, "
               f"outbox {sizes['outbox']:,.0f} bytes")
-        print(f"  checks: outbox_counts() == {{'sent': {n}}} after each round; the sink got "
-              f"exactly {n:,} messages per phase with the expected Message-IDs")
+        if problems:
+            print("  CHECKS FAILED:\n    " + "\n    ".join(problems))
+        else:
+            print(f"  checks: outbox_counts() == {{'sent': {n}}} after each round; the sink "
+                  f"got exactly {n:,} messages per phase, with the expected Message-IDs")
         print(f"  duplicates at the sink (outbox phases): {duplicates}")
         print(f"  median: raw smtplib {raw_rate:,.0f} messages/s, outbox {engine_rate:,.0f} "
               f"messages/s ({1e3 / raw_rate:.2f} vs {1e3 / engine_rate:.2f} ms a message)")
@@ -405,6 +422,8 @@ def main() -> None:
     finally:
         sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    if problems:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
