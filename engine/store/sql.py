@@ -145,6 +145,7 @@ class SqlStore:
         self._upsert_profile = self._build_upsert_profile()
         self._upsert_enrollment = self._build_upsert_enrollment()
         self._q = self._build_queries()
+        self._outbox_updates: dict[tuple[str, ...], Any] = {}
         try:
             if create:
                 self.migrate()
@@ -556,9 +557,16 @@ class SqlStore:
                 o.c.sent_at > since)).scalar_one())
 
     def _set_outbox(self, key: str, **values: Any) -> None:
+        """Update one outbox row; one prepared statement per set of columns."""
+        columns = tuple(sorted(values))
+        stmt = self._outbox_updates.get(columns)
+        if stmt is None:
+            o = self._outbox
+            stmt = update(o).where(o.c.send_key == bindparam("row_key")).values(
+                {c: bindparam(c, type_=o.c[c].type) for c in columns})
+            self._outbox_updates[columns] = stmt
         with self._write() as conn:
-            conn.execute(update(self._outbox).where(self._outbox.c.send_key == key)
-                         .values(**values))
+            conn.execute(stmt, {"row_key": key, **values})
 
     def next_outbox_at(self) -> datetime | None:
         o = self._outbox
