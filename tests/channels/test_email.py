@@ -241,6 +241,26 @@ def test_message_id_is_stable_across_a_retry_through_the_dispatcher(
     assert server.sink.ehlos == 1  # the 451 did not cost the connection
 
 
+def test_a_crash_between_send_and_mark_resends_once_with_the_same_message_id(
+        server: Server, channel: EmailChannel) -> None:
+    """The documented at-least-once window: the process dies after the server accepted
+    the message and before the row was marked sent. After the lease the row is sent
+    again with the same Message-ID, so the receiver can drop it; nothing else repeats."""
+    store, clock = email_outbox()
+    lease = timedelta(minutes=5)
+    [entry] = store.claim_outbox(clock.now(), 10, lease)
+    channel.send(entry.message(clock.now()))  # delivered ... and then the process died
+    dispatcher = Dispatcher(store, {"email": channel}, clock, lease=lease)
+    assert dispatcher.dispatch_due() == 0  # still leased by the dead process
+    clock.advance(lease)
+    assert dispatcher.dispatch_due() == 1
+    assert dispatcher.dispatch_due() == 0
+    first, second = server.sink.parsed()
+    assert first["Message-ID"] == second["Message-ID"] == expected_message_id(entry.key)
+    record = store.outbox_records()[0]
+    assert (record.status, record.attempts) == ("sent", 2)
+
+
 # --- 3. a 5xx is permanent ---------------------------------------------------------------
 
 
