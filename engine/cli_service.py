@@ -252,7 +252,54 @@ def demo(
         out.print(line, markup=False)
 
 
+def outbox(
+    db: DbOpt = "sqlite:///journeyman.db",
+    status: Annotated[str | None, typer.Option(help=(
+        "Only rows with this status: pending, sent, failed or skipped."))] = None,
+    profile: Annotated[str | None, typer.Option(help="Only this profile's rows.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N rows.")] = 50,
+) -> None:
+    """The outbox: what was sent, what waits, and what failed or was skipped, and why."""
+    store = _store(db)
+    try:
+        rows = store.outbox_records(profile_id=profile, status=status)[-limit:]
+        counts = store.outbox_counts()
+    finally:
+        store.close()
+    table = Table("send key", "profile", "journey/step", "channel", "status", "attempts",
+                  "next attempt / sent", "last error")
+    for r in rows:
+        when = r.sent_at or r.next_attempt_at
+        table.add_row(r.entry.key, r.entry.profile_id, f"{r.entry.journey}/{r.entry.step}",
+                      r.entry.channel, r.status, str(r.attempts),
+                      when.isoformat(timespec="seconds") if when else "", r.last_error or "")
+    out.print(table)
+    out.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty",
+              markup=False)
+
+
+def decisions(
+    db: DbOpt = "sqlite:///journeyman.db",
+    profile: Annotated[str | None, typer.Option(help="Only this profile's decisions.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N.")] = 50,
+) -> None:
+    """The decision log: every skip, deferral and failure, with its reason."""
+    store = _store(db)
+    try:
+        rows = store.recorded_decisions(profile)[-limit:]
+    finally:
+        store.close()
+    table = Table("at", "profile", "journey/step", "what", "reason", "details")
+    for d in rows:
+        table.add_row(d.at.isoformat(timespec="seconds"), d.profile_id,
+                      f"{d.journey}/{d.step}", d.what, d.reason,
+                      ", ".join(f"{k}={v}" for k, v in d.details.items()))
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(outbox)
+    app.command()(decisions)
     app.command()(serve)
     app.command()(demo)
     app.command()(worker)

@@ -217,3 +217,43 @@ def test_preview_errors_are_clear(tmp_path: Path) -> None:
                      "--profile", str(tmp_path / "bad.json"))
     assert unreadable.returncode == 1
     assert "cannot read the profile/event JSON" in unreadable.stderr
+
+
+def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
+    import os
+
+    from engine.dispatch import Dispatcher
+    from engine.ports import DeliveryError, Message
+    from engine.store import SqlStore
+    from engine.testing import FakeClock
+    from tests.store.helpers import T0, outbox_entry
+
+    class Refusing:
+        name = "email"
+
+        def send(self, message: Message) -> None:
+            raise DeliveryError("550 5.1.1 no such user", permanent=True)
+
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    store = SqlStore(db, create=True)
+    try:
+        store.enqueue_send(outbox_entry("e1:send:0"))
+        store.enqueue_send(outbox_entry("e2:send:0", at=T0.replace(year=2030)))  # not due
+        Dispatcher(store, {"email": Refusing()}, FakeClock(T0)).dispatch_due()
+    finally:
+        store.close()
+    env = {**os.environ, "COLUMNS": "250"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", *args, "--db", db],
+                              capture_output=True, text=True, env=env, check=False)
+
+    failed = cli("outbox", "--status", "failed")
+    assert failed.returncode == 0, failed.stderr
+    assert "e1:send:0" in failed.stdout
+    assert "550 5.1.1 no such user" in failed.stdout
+    assert "e2:send:0" not in failed.stdout
+    assert "failed 1, pending 1" in cli("outbox").stdout
+    logged = cli("decisions")
+    assert "permanent_failure" in logged.stdout
+    assert "welcome/send_welcome" in logged.stdout
