@@ -56,6 +56,14 @@ def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     return dict.fromkeys(CHANNEL_NAMES, adapter)
 
 
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A tick that finds the previous one still running is skipped on purpose
+    # (max_instances=1, coalesce): not worth a warning per tick.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
 def bundled_library() -> Path:
     import journeys
 
@@ -66,11 +74,7 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
              config: Path | None = None, **extra: Any) -> Any:
     from engine.service import Service
 
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A tick that finds the previous one still running is skipped on purpose
-    # (max_instances=1, coalesce): not worth a warning per tick.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    setup_logging()
     try:
         return Service(journeys or bundled_library(), db,
                        channels=channels_for(sends, config),
@@ -234,6 +238,7 @@ def demo(
     if not stream:
         err.print("no events to play (give --events FILE or --synthetic N)", markup=False)
         raise typer.Exit(1)
+    setup_logging()
     with tempfile.TemporaryDirectory(prefix="journeyman-demo-") as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'demo.db'}"
         with Progress(TextColumn("{task.description}"), console=out,
@@ -247,7 +252,8 @@ def demo(
 
             summary = run_demo(journeys or bundled_library(), stream, db=url,
                                channels=channels_for("console"), speed=speed,
-                               run_on=timedelta(days=days), progress=show)
+                               run_on=timedelta(days=days), progress=show,
+                               show=lambda line: print(line, flush=True))
     for line in summary.lines():
         out.print(line, markup=False)
 

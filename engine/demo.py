@@ -37,6 +37,11 @@ class TimeLapseClock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
 
+    def restart(self) -> None:
+        """Back to `start`: called once the service is up, before anything happened, so
+        the seconds spent starting do not count as days at a high speed."""
+        self._origin = time.monotonic()
+
     def sleep_until(self, when: datetime, stop: threading.Event) -> None:
         wait = (when - self.now()).total_seconds() / self.speed
         if wait > 0:
@@ -122,7 +127,8 @@ Progress = Callable[[datetime, int, int, int], None]
 
 def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
              channels: dict[str, Channel], speed: float, run_on: timedelta,
-             progress: Progress | None = None) -> DemoSummary:
+             progress: Progress | None = None,
+             show: Callable[[str], None] | None = None) -> DemoSummary:
     import httpx
     import uvicorn
 
@@ -138,9 +144,11 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     thread.start()
     service.start()
     posted = 0
+    entries = Entries(first - timedelta(days=1), show) if show is not None else None
     try:
         while not server.started:
             time.sleep(0.01)
+        clock.restart()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, "")) as client:
             while posted < len(events):
                 clock.sleep_until(when(events[posted]), stop)
@@ -148,13 +156,15 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
                 batch = [e for e in events[posted:] if when(e) <= now]
                 client.post("/v1/batch", json={"batch": batch}).raise_for_status()
                 posted += len(batch)
-                _report(progress, clock, service, posted)
+                _report(progress, clock, service, posted, entries)
         deadline = last + run_on
         while clock.now() < deadline and not _idle(service):
             stop.wait(0.1)
-            _report(progress, clock, service, posted)
+            _report(progress, clock, service, posted, entries)
         server.should_exit = True
         service.stop_loops()  # then count: nothing is sent after the summary
+        if entries is not None:
+            entries(service)
         return _summary(service, posted, clock.now() - clock.start)
     finally:
         server.should_exit = True
@@ -169,8 +179,27 @@ def _idle(service: Service) -> bool:
             and store.outbox_counts().get("pending", 0) == 0)
 
 
+class Entries:
+    """Prints each enrollment once, as profiles enter journeys."""
+
+    def __init__(self, since: datetime, show: Callable[[str], None]) -> None:
+        self.since = since
+        self.seen: set[str] = set()
+        self.show = show
+
+    def __call__(self, service: Service) -> None:
+        for e in service.store.entered_since(self.since):
+            if e.id not in self.seen:
+                self.seen.add(e.id)
+                self.show(f"[  enter] {e.entered_at:%Y-%m-%d %H:%M} {e.profile_id}"
+                          f"  -> {e.journey}")
+                self.since = max(self.since, e.entered_at)
+
+
 def _report(progress: Progress | None, clock: TimeLapseClock, service: Service,
-            posted: int) -> None:
+            posted: int, entries: Entries | None) -> None:
+    if entries is not None:
+        entries(service)
     if progress is not None:
         counts = service.store.outbox_counts()
         progress(clock.now(), posted, service.worker.stats.events, counts.get("sent", 0))

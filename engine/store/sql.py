@@ -361,6 +361,14 @@ class SqlStore:
                                 .order_by(e.c.entered_at, e.c.entry_seq)).all()
         return [_enrollment(r._mapping) for r in rows]
 
+    def entered_since(self, when: datetime) -> list[Enrollment]:
+        """Enrollments entered at or after `when`, oldest first (for live displays)."""
+        e = self._enrollments
+        with self._read() as conn:
+            rows = conn.execute(select(e).where(e.c.entered_at >= when)
+                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+        return [_enrollment(r._mapping) for r in rows]
+
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
         with self._read() as conn:
             row = conn.execute(self._q["get_enrollment"], {"id": enrollment_id}).first()

@@ -24,7 +24,10 @@ def test_demo_plays_the_stream_through_the_service() -> None:
     [headline] = [line for line in lines if " events, " in line and " profiles, " in line]
     assert headline.startswith("25 events, 7 profiles"), headline
     assert f"{len(console)} messages" in headline, (headline, len(console))
-    assert lines[-1].startswith("  outbox: sent "), lines[-1]
+    assert lines[-1].startswith("  outbox: "), lines[-1]  # sent, maybe some deferred
+    assert " sent " in lines[-1] + " "
+    entered = [line for line in lines if line.startswith("[  enter]")]
+    assert any(line.endswith("ana  -> welcome") for line in entered), lines
 
 
 def test_demo_with_unreadable_events_fails_clearly() -> None:
