@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from engine import jsonfast
 from engine.events import EVENT_TYPES, BadEvent, iso, normalize, parse_timestamp
 from engine.unsubscribe import UnsubscribeLinks
 
@@ -156,7 +157,7 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
             where = f"batch[{index}]: " if len(items) > 1 or sent_at is not None else ""
             if not isinstance(item, dict):
                 raise ApiError(400, f"{where}an event must be a JSON object")
-            size = len(json.dumps(item, separators=(",", ":")).encode())
+            size = len(jsonfast.dumps_bytes(item))
             if size > MAX_EVENT_BYTES:
                 raise ApiError(400, f"{where}event larger than {MAX_EVENT_BYTES} bytes ({size})")
             try:

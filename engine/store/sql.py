@@ -53,6 +53,7 @@ from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from engine import jsonfast
 from engine.model import SCHEMA_VERSION, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Clock, Decision, OutboxEntry, OutboxRecord
 from engine.store import migrate
@@ -844,11 +845,13 @@ def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
                                                    "timeout": busy_timeout_ms / 1000}}
         if memory:
             kwargs["poolclass"] = StaticPool
-        engine = create_engine(url, echo=echo, **kwargs)
+        engine = create_engine(url, echo=echo, json_serializer=jsonfast.dumps,
+                               json_deserializer=jsonfast.loads, **kwargs)
         _sqlite_events(engine, busy_timeout_ms, wal=not memory)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_pre_ping=True,
+                             json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads)
     raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
                      "or postgresql+psycopg://")
 
