@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,82 +17,16 @@ from engine.dispatch import Dispatcher
 from engine.ports import DeliveryError, Message, OutboxEntry
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
+from tests.channels.http_server import Reply, ScriptedServer
 from tests.store.helpers import T0, outbox_entry
 
 TWILIO_SHAPE = {"To": "{to}", "Body": "{text}", "From": "{from_}"}
 
 
-# --- a scripted HTTP server (as in test_webhook.py, statuses only) ----------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status = self.server.owner.take(Received(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        answer = json.dumps({"sid": "SM1", "status": status}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins the handler threads
-    owner: ScriptedServer
-
-
-class ScriptedServer:
-    """Answers each request with the next scripted status (201 once the script runs out)
-    and records what it received."""
-
-    def __init__(self) -> None:
-        self.script: list[int] = []
-        self.requests: list[Received] = []
-        self._lock = threading.Lock()
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
-        self.httpd.owner = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.01})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def take(self, received: Received) -> int:
-        with self._lock:
-            self.requests.append(received)
-            return self.script.pop(0) if self.script else 201
-
-
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
-    srv.thread.join()
+    with ScriptedServer(Reply(201, body=b'{"sid": "SM1"}')) as srv:
+        yield srv
 
 
 def sms_entry(key: str = "e1:sms:0", to: str | None = "+15550123",
