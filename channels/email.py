@@ -92,10 +92,48 @@ class EmailChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._smtp: aiosmtplib.SMTP | None = None  # touched only on the loop thread
+        self._turn: asyncio.Lock | None = None  # made and used on the loop thread
 
     # --- the public, synchronous side -------------------------------------------------
 
     def send(self, message: Message) -> None:
+        rcpt, data, options = self._prepare(message)
+        with self._lock:
+            self._run(self._deliver(rcpt, data, options))
+            self.sent += 1
+
+    def send_batch(self, messages: list[Message]) -> list[Exception | None]:
+        """Send several messages, in order, over the kept connection; one result per
+        message (None: delivered). While one message is on the wire the next is built,
+        so building (CPU) and the server's replies (waiting) overlap."""
+        results: list[Exception | None] = [None] * len(messages)
+        pending: list[tuple[int, concurrent.futures.Future[None]]] = []
+        budget = 3 * self.timeout
+        with self._lock:
+            loop = self._ensure_loop()
+            for index, message in enumerate(messages):
+                try:
+                    rcpt, data, options = self._prepare(message)
+                except DeliveryError as exc:
+                    results[index] = exc
+                    continue
+                pending.append((index, asyncio.run_coroutine_threadsafe(
+                    _bounded(self._deliver_in_turn(rcpt, data, options), budget), loop)))
+            for index, future in pending:
+                try:
+                    future.result(budget * len(pending) + self.timeout)
+                    self.sent += 1
+                except concurrent.futures.TimeoutError:
+                    future.cancel()
+                    results[index] = DeliveryError(f"SMTP send to {self.host}:{self.port} "
+                                                   "did not finish")
+                except Exception as exc:
+                    results[index] = exc
+        return results
+
+    def _prepare(self, message: Message) -> tuple[str, bytes, list[str]]:
+        """(recipient, message bytes, MAIL options); a permanent DeliveryError if the
+        message cannot be built."""
         rcpt = self._recipient(message)
         utf8 = not (rcpt.isascii() and self.sender.isascii())
         mime = self.build_message(message, utf8=utf8)
@@ -103,10 +141,7 @@ class EmailChannel:
             data = mime.as_bytes(policy=_POLICY_UTF8 if utf8 else _POLICY)
         except (ValueError, TypeError, UnicodeError) as exc:
             raise DeliveryError(f"cannot encode the message: {exc}", permanent=True) from exc
-        options = ["SMTPUTF8"] if utf8 else []
-        with self._lock:
-            self._run(self._deliver(rcpt, data, options))
-            self.sent += 1
+        return rcpt, data, ["SMTPUTF8"] if utf8 else []
 
     def close(self) -> None:
         """QUIT the connection and stop the loop thread. A later `send()` starts afresh."""
@@ -120,6 +155,7 @@ class EmailChannel:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(self.timeout + 1)
             self._loop = self._thread = None
+            self._turn = None  # it belonged to the stopped loop
 
     def __enter__(self) -> EmailChannel:
         return self
@@ -231,6 +267,13 @@ class EmailChannel:
             pass
         finally:
             smtp.close()
+
+    async def _deliver_in_turn(self, rcpt: str, data: bytes, options: list[str]) -> None:
+        """`_deliver` behind a FIFO lock: batch sends run one after another, in order."""
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:
+            await self._deliver(rcpt, data, options)
 
     async def _deliver(self, rcpt: str, data: bytes, options: list[str]) -> None:
         smtp = self._smtp

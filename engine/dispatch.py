@@ -26,13 +26,26 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from engine.model import Profile
 from engine.policy import PolicyGate
-from engine.ports import Channel, Clock, Decision, DeliveryError, OutboxEntry
+from engine.ports import Channel, Clock, Decision, DeliveryError, Message, OutboxEntry
 
 log = logging.getLogger("journeyman.dispatch")
+
+
+SEND_CHUNK = 20  # messages per send_batch call
+
+
+@runtime_checkable
+class BatchChannel(Protocol):
+    """A channel that can send several messages at once (one result each, in order)."""
+
+    name: str
+
+    def send(self, message: Message) -> None: ...
+    def send_batch(self, messages: list[Message]) -> list[Exception | None]: ...
 
 
 class OutboxStore(Protocol):
@@ -92,13 +105,71 @@ class Dispatcher:
         tried = 0
         while entries := self.store.claim_outbox(self.clock.now(), self.batch, self.lease):
             failing: set[str] = set()  # channels that failed transiently in this batch
+            batched: dict[str, list[OutboxEntry]] = {}
             for entry in entries:
-                if entry.channel in failing:
-                    self._hold(entry)
-                elif not self._deliver(entry):
+                channel = self._channel_for(entry, failing)
+                if channel is None:
+                    continue
+                if isinstance(channel, BatchChannel):
+                    batched.setdefault(entry.channel, []).append(entry)
+                elif not self._settle(entry, self._send_one(channel, entry)):
                     failing.add(entry.channel)
+            for name, group in batched.items():
+                self._send_batched(name, group)
             tried += len(entries)
         return tried
+
+    def _channel_for(self, entry: OutboxEntry, failing: set[str]) -> Channel | None:
+        """The adapter to send `entry` with, or None once the row is settled otherwise
+        (held back behind a failing channel, deferred or skipped by the policy, or no
+        adapter)."""
+        if entry.channel in failing:
+            self._hold(entry)
+            return None
+        if self.gate is not None and not self._allowed(entry, self.clock.now()):
+            return None
+        channel = self.channels.get(entry.channel)
+        if channel is None:
+            self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel")
+        return channel
+
+    def _send_one(self, channel: Channel, entry: OutboxEntry) -> Exception | None:
+        try:
+            channel.send(entry.message(self.clock.now()))
+        except Exception as exc:  # settled by _settle: permanent, or retried
+            return exc
+        return None
+
+    def _send_batched(self, name: str, group: list[OutboxEntry]) -> None:
+        """Adapters with `send_batch` (email) get the rows in small chunks, so building
+        one message overlaps sending the previous; the chunk bounds how many could be
+        re-sent after a crash (at-least-once, same idempotency keys)."""
+        channel = self.channels[name]
+        assert isinstance(channel, BatchChannel)
+        for start in range(0, len(group), SEND_CHUNK):
+            chunk = group[start:start + SEND_CHUNK]
+            now = self.clock.now()
+            results = channel.send_batch([entry.message(now) for entry in chunk])
+            healthy = [self._settle(entry, error) for entry, error in zip(chunk, results,
+                                                                          strict=True)]
+            if not all(healthy):
+                for entry in group[start + SEND_CHUNK:]:
+                    self._hold(entry)
+                return
+
+    def _settle(self, entry: OutboxEntry, error: Exception | None) -> bool:
+        """Mark the row after a send; False if the channel failed transiently."""
+        if error is None:
+            self.store.mark_sent(entry.key, self.clock.now())
+            self.stats.sent += 1
+            return True
+        if isinstance(error, DeliveryError) and error.permanent:
+            self._fail(entry, str(error), "permanent_failure")
+            return True
+        text = str(error) if isinstance(error, DeliveryError) else (
+            f"{type(error).__name__}: {error}")  # an adapter's bug or a network error
+        self._retry(entry, text)
+        return False
 
     def _hold(self, entry: OutboxEntry) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
@@ -107,30 +178,6 @@ class Dispatcher:
         when = self.clock.now() + self.retry.delay(entry.key, 1)
         self.store.mark_deferred(entry.key, when, "channel_unavailable")
         self.stats.held += 1
-
-    def _deliver(self, entry: OutboxEntry) -> bool:
-        """Send one row; False if the channel failed transiently (it may be down)."""
-        now = self.clock.now()
-        if self.gate is not None and not self._allowed(entry, now):
-            return True
-        channel = self.channels.get(entry.channel)
-        if channel is None:
-            self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel")
-            return True
-        try:
-            channel.send(entry.message(now))
-        except DeliveryError as exc:
-            if exc.permanent:
-                self._fail(entry, str(exc), "permanent_failure")
-                return True
-            self._retry(entry, str(exc))
-            return False
-        except Exception as exc:  # an adapter's bug or a network error: retry
-            self._retry(entry, f"{type(exc).__name__}: {exc}")
-            return False
-        self.store.mark_sent(entry.key, self.clock.now())
-        self.stats.sent += 1
-        return True
 
     def _allowed(self, entry: OutboxEntry, now: datetime) -> bool:
         """Apply the policy; a deferral or skip is marked and logged here."""

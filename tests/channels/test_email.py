@@ -261,6 +261,27 @@ def test_a_crash_between_send_and_mark_resends_once_with_the_same_message_id(
     assert (record.status, record.attempts) == ("sent", 2)
 
 
+def test_a_batch_goes_out_in_order_over_one_connection_each_message_settled_alone(
+        server: Server, channel: EmailChannel) -> None:
+    """The dispatcher hands the email adapter chunks of rows (send_batch): a refused
+    address or a 451 settles that row only; the others are delivered, in order."""
+    from dataclasses import replace as with_
+
+    store, clock = InMemoryStore(), FakeClock(T0)
+    for n in range(5):
+        entry = outbox_entry(f"e{n}:send:0")
+        store.enqueue_send(with_(entry, to=None) if n == 1 else entry)
+    server.sink.data_replies = ["250 OK", "451 4.3.0 try later"]  # 2nd DATA seen: e2
+    Dispatcher(store, {"email": channel}, clock).dispatch_due()
+    status = {r.entry.key: (r.status, r.attempts) for r in store.outbox_records()}
+    assert status == {"e0:send:0": ("sent", 1), "e1:send:0": ("failed", 1),
+                      "e2:send:0": ("pending", 1), "e3:send:0": ("sent", 1),
+                      "e4:send:0": ("sent", 1)}
+    ids = [m["Message-ID"] for m in server.sink.parsed()]
+    assert ids == [expected_message_id(f"e{n}:send:0") for n in (3, 4)]  # e0 got "250 OK"
+    assert server.sink.ehlos == 1
+
+
 # --- 3. a 5xx is permanent ---------------------------------------------------------------
 
 
