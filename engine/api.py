@@ -161,7 +161,7 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
             if size > MAX_EVENT_BYTES:
                 raise ApiError(400, f"{where}event larger than {MAX_EVENT_BYTES} bytes ({size})")
             try:
-                event = normalize(item, now=received, message_id=new_id())
+                event = normalize(item, now=received, message_id=new_id)
             except BadEvent as exc:
                 raise ApiError(400, f"{where}{exc}") from None
             correct_skew(event, item, received, item.get("sentAt") or sent_at)

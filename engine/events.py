@@ -7,7 +7,7 @@ identify it is "identify", and so on), so conditions can always say `event.event
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,8 +39,10 @@ def profile_key(raw: Mapping[str, Any]) -> str:
     raise BadEvent("an event needs a userId or an anonymousId")
 
 
-def normalize(raw: Mapping[str, Any], *, now: datetime, message_id: str) -> dict[str, Any]:
-    """Check a Segment-format event and return the normalized dict (raises BadEvent)."""
+def normalize(raw: Mapping[str, Any], *, now: datetime,
+              message_id: str | Callable[[], str]) -> dict[str, Any]:
+    """Check a Segment-format event and return the normalized dict (raises BadEvent).
+    `message_id` is used when the event has none (a callable is called only then)."""
     if not isinstance(raw, Mapping):
         raise BadEvent("an event must be a JSON object")
     kind = raw.get("type", "track")
@@ -72,6 +74,7 @@ def normalize(raw: Mapping[str, Any], *, now: datetime, message_id: str) -> dict
         "properties": dict(raw.get("properties") or {}),
         "traits": traits,
         "timestamp": iso(when),
-        "messageId": str(raw.get("messageId") or message_id),
+        "messageId": str(raw.get("messageId") or (
+            message_id() if callable(message_id) else message_id)),
         "context": dict(raw.get("context") or {}),
     }
