@@ -18,6 +18,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -63,7 +64,7 @@ def _body(raw: bytes, encoding: str | None) -> Any:
         if len(raw) > MAX_BATCH_BYTES:
             raise ApiError(400, f"batch larger than {MAX_BATCH_BYTES} bytes")
     try:
-        return json.loads(raw)
+        return jsonfast.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
 
@@ -108,21 +109,35 @@ class KeyCache:
         return info
 
 
-def correct_skew(event: dict[str, Any], raw: dict[str, Any], received: datetime,
-                 sent_at: Any) -> None:
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """When a request arrived, and its batch-level `sentAt`: parsed once per request."""
+
+    received: datetime
+    received_iso: str
+    sent_at: Any
+    sent: datetime | None
+
+    @classmethod
+    def of(cls, received: datetime, sent_at: Any) -> Receipt:
+        return cls(received, iso(received), sent_at, parse_timestamp(sent_at))
+
+
+def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -> None:
     """Segment's rule: timestamp = receivedAt - (sentAt - originalTimestamp).
 
     The client's clock may be wrong; `sentAt - originalTimestamp` (both client clock) is
     how long ago the event happened, which we subtract from our own receive time.
     """
-    sent = parse_timestamp(sent_at)
-    original = parse_timestamp(raw.get("originalTimestamp") or raw.get("timestamp"))
-    if sent is not None and original is not None:
-        event["timestamp"] = iso(received - (sent - original))
-        event["originalTimestamp"] = iso(original)
-    event["receivedAt"] = iso(received)
+    own = raw.get("sentAt")
+    sent = parse_timestamp(own) if own else receipt.sent
     if sent is not None:
+        original = parse_timestamp(raw.get("originalTimestamp") or raw.get("timestamp"))
+        if original is not None:
+            event["timestamp"] = iso(receipt.received - (sent - original))
+            event["originalTimestamp"] = iso(original)
         event["sentAt"] = iso(sent)
+    event["receivedAt"] = receipt.received_iso
 
 
 def create_app(store: IngestStore, now: Callable[[], datetime], *,
@@ -151,7 +166,8 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
     keys = KeyCache(store)
 
     async def accept(items: list[Any], sent_at: Any, source: str) -> None:
-        received = now()
+        receipt = Receipt.of(now(), sent_at)
+        received = receipt.received
         events = []
         for index, item in enumerate(items):
             where = f"batch[{index}]: " if len(items) > 1 or sent_at is not None else ""
@@ -164,7 +180,7 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
                 event = normalize(item, now=received, message_id=new_id)
             except BadEvent as exc:
                 raise ApiError(400, f"{where}{exc}") from None
-            correct_skew(event, item, received, item.get("sentAt") or sent_at)
+            correct_skew(event, item, receipt)
             events.append(event)
         # All or nothing, one transaction; in a worker thread, so a busy database does
         # not stall the event loop and the requests of other clients.

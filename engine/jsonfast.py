@@ -24,4 +24,9 @@ def dumps_bytes(value: Any) -> bytes:
 
 
 def loads(text: str | bytes) -> Any:
-    return orjson.loads(text)
+    """Parse JSON; what orjson refuses (integers beyond 64 bits) goes to the standard
+    library, whose JSONDecodeError (orjson's is a subclass) then says what is wrong."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
