@@ -167,17 +167,20 @@ def test_status_mapping(server: ScriptedServer, status: int, permanent: bool) ->
     assert caught.value.permanent is permanent
 
 
-def test_503_then_ok_is_retried_and_delivered_once(server: ScriptedServer) -> None:
-    server.script.append(503)
+@pytest.mark.parametrize(("first_reply", "error"), [
+    (Reply(503), "HTTP 503"), (Reply(201, sleep=1.0), "timed out")])
+def test_503_or_a_timeout_then_ok_is_retried_and_delivered_once(
+        server: ScriptedServer, first_reply: Reply, error: str) -> None:
+    server.script.append(first_reply)
     store, clock = InMemoryStore(), FakeClock(T0)
     store.enqueue_send(sms_entry())
     with SmsChannel(server.url, form=True, body_template=TWILIO_SHAPE,
-                    from_number="+15550100") as sms:
+                    from_number="+15550100", timeout=0.2) as sms:
         dispatcher = Dispatcher(store, {"sms": sms}, clock)
         dispatcher.dispatch_due()
         record = store.outbox_records()[0]
         assert (record.status, record.attempts) == ("pending", 1)
-        assert "HTTP 503" in (record.last_error or "")
+        assert error in (record.last_error or "")
         due = store.next_outbox_at()
         assert due is not None
         clock.set(due)
