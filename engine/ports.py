@@ -29,7 +29,7 @@ class IdGenerator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A rendered message on its way to a channel adapter."""
+    """A rendered message on its way to a channel adapter; `at` is the delivery time."""
 
     key: str  # idempotency key: (enrollment, step, occurrence)
     profile_id: str
@@ -43,8 +43,9 @@ class Message:
 
 class DeliveryError(JourneyError):
     """A channel could not deliver. `permanent` failures are not retried (a 5xx SMTP
-    reply, a 4xx webhook answer, no address); any other exception a channel raises is
-    taken as transient and retried with backoff by the dispatcher (engine/dispatch.py)."""
+    reply, a 4xx HTTP answer other than 408/429, no address); any other exception a
+    channel raises is taken as transient and retried with backoff by the dispatcher
+    (engine/dispatch.py)."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
