@@ -227,19 +227,25 @@ class Engine:
         now = self.clock.now()
         while batch := self.store.claim_due_timers(now, TIMER_BATCH):
             # Profile order (due order within a profile): processes that fire timer
-            # batches at once take the profiles' locks in the same order, so never deadlock.
+            # batches at once take the profiles' locks in the same order. (After a merge
+            # a timer's enrollment may belong to another profile; a deadlock that this
+            # rare case could cause is broken by PostgreSQL and the batch retried.)
             for timer in sorted(batch, key=lambda t: t.profile_id):
-                self.store.lock_profile(timer.profile_id)
                 fired += 1
                 if now - timer.due_at > LATE_AFTER:
                     self._record_lateness(timer, now)
                 if timer.step == CRON_STEP:
+                    self.store.lock_profile(timer.profile_id)
                     self._cron_fired(timer, now)
                     continue
                 journey = self.journeys.get(timer.journey)
                 enrollment = self.store.get_enrollment(timer.enrollment_id)
                 if journey is None or enrollment is None:
                     continue
+                # The enrollment says whose timer it is (a merge moves enrollments, not
+                # timers); read it again once its profile is locked.
+                self.store.lock_profile(enrollment.profile_id)
+                enrollment = self.store.get_enrollment(timer.enrollment_id) or enrollment
                 profile = self.store.get_profile(enrollment.profile_id) or Profile(
                     enrollment.profile_id)
                 view = self.computed.view(profile, now, self.policy.timezone)
@@ -272,7 +278,9 @@ class Engine:
         journey = self.journeys.get(timer.journey)
         if journey is None:
             return
-        profile = self.store.get_profile(timer.profile_id) or Profile(timer.profile_id)
+        profile = self.store.get_profile(timer.profile_id)
+        if profile is None:
+            return  # merged into another profile (which has its own cron timer): drop it
         view = self.computed.view(profile, now, self.policy.timezone)
         event = _entry_event(journey, "schedule", view, now)
         if ENTRY in journey.events.match(self._facts(view, event, None), now):

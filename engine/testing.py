@@ -77,8 +77,7 @@ class InMemoryStore:
         self.by_profile: dict[tuple[str, str], list[str]] = {}
         self.journeys_of: dict[str, set[str]] = {}  # profile -> journeys it has been in
         self.timers: dict[str, ScheduleTimer] = {}
-        self._heap: list[tuple[datetime, int, str]] = []
-        self._seq = itertools.count()
+        self._heap: list[tuple[datetime, str]] = []  # (due, key): SqlStore's order
         self.segments: set[tuple[str, str]] = set()
         self.exits: list[Exit] = []
         self.goals: list[RecordGoal] = []
@@ -133,7 +132,7 @@ class InMemoryStore:
         if timer.key in self.timers:
             return
         self.timers[timer.key] = timer
-        heapq.heappush(self._heap, (timer.due_at, next(self._seq), timer.key))
+        heapq.heappush(self._heap, (timer.due_at, timer.key))
 
     def cancel_timer(self, key: str) -> None:
         self.timers.pop(key, None)
@@ -141,10 +140,10 @@ class InMemoryStore:
     def has_timer(self, key: str) -> bool:
         return key in self.timers
 
-    def _top(self) -> tuple[datetime, int, str] | None:
-        while self._heap and self._heap[0][2] not in self.timers:
+    def _top(self) -> tuple[datetime, str] | None:
+        while self._heap and self._heap[0][1] not in self.timers:
             heapq.heappop(self._heap)  # cancelled
-        while self._heap and self.timers[self._heap[0][2]].due_at != self._heap[0][0]:
+        while self._heap and self.timers[self._heap[0][1]].due_at != self._heap[0][0]:
             heapq.heappop(self._heap)  # re-added under the same key with another time
         return self._heap[0] if self._heap else None
 
@@ -152,7 +151,7 @@ class InMemoryStore:
         claimed: list[ScheduleTimer] = []
         while len(claimed) < limit and (top := self._top()) is not None and top[0] <= now:
             heapq.heappop(self._heap)
-            claimed.append(self.timers.pop(top[2]))
+            claimed.append(self.timers.pop(top[1]))
         return claimed
 
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
@@ -258,7 +257,8 @@ class InMemoryStore:
         self.identities[(kind, value)] = profile_id
 
     def merge_profiles(self, into: str, from_: str) -> None:
-        """Fold `from_` into `into`: identities, traits (`into` wins), enrollments (deduped)."""
+        """Fold `from_` into `into`: identities, traits (`into` wins), enrollments (deduped).
+        Timers stay as they are, as in SqlStore (see its merge_profiles)."""
         for key, pid in list(self.identities.items()):
             if pid == from_:
                 self.identities[key] = into
@@ -281,15 +281,10 @@ class InMemoryStore:
             for loser in active[1:]:  # nobody runs the same journey twice after a merge
                 self.enrollment_rows[loser.id] = replace(loser, status="exited", state=EXITED,
                                                          exit_reason="merged")
-                for timer_key in [k for k, t in self.timers.items()
-                                  if t.enrollment_id == loser.id]:
-                    del self.timers[timer_key]
+                # its timers stay and fire as no-ops, as in SqlStore
             self.by_profile[(into, journey)] = [e.id for e in merged]
             self.journeys_of.setdefault(into, set()).add(journey)
         self.journeys_of.pop(from_, None)
-        for timer_key, timer in list(self.timers.items()):
-            if timer.profile_id == from_:
-                self.timers[timer_key] = replace(timer, profile_id=into)
         for pid, journey in [s for s in self.segments if s[0] == from_]:
             self.segments.discard((pid, journey))
             self.segments.add((into, journey))

@@ -46,6 +46,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -402,7 +403,7 @@ class SqlStore:
     def has_timer(self, key: str) -> bool:
         t = self._timers
         with self._read() as conn:
-            return conn.execute(select(t.c.id).where(t.c.key == key)).first() is not None
+            return conn.execute(select(t.c.key).where(t.c.key == key)).first() is not None
 
     def claim_due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         """Delete and return up to `limit` timers due at or before `now`, oldest first.
@@ -412,15 +413,17 @@ class SqlStore:
         concurrent claimers split the due timers between them and never share one.
         """
         t = self._timers
-        due = select(t.c.id).where(t.c.due_at <= now).order_by(t.c.due_at, t.c.id).limit(limit)
+        due = (select(t.c.due_at, t.c.key).where(t.c.due_at <= now)
+               .order_by(t.c.due_at, t.c.key).limit(limit))
         if self._pg:
             due = due.with_for_update(skip_locked=True)
-        stmt = (delete(t).where(t.c.id.in_(due))
-                .returning(t.c.id, t.c.key, t.c.enrollment_id, t.c.profile_id, t.c.journey,
+        # By the primary key (due_at, key): the rows are neighbours in the table.
+        stmt = (delete(t).where(tuple_(t.c.due_at, t.c.key).in_(due))
+                .returning(t.c.key, t.c.enrollment_id, t.c.profile_id, t.c.journey,
                            t.c.step, t.c.occurrence, t.c.due_at))
         with self._write() as conn:
             rows = list(conn.execute(stmt).all())
-        rows.sort(key=lambda r: (r.due_at, r.id))
+        rows.sort(key=lambda r: (r.due_at, r.key))
         return [ScheduleTimer(key=r.key, enrollment_id=r.enrollment_id, profile_id=r.profile_id,
                               journey=r.journey, step=r.step, occurrence=r.occurrence,
                               due_at=r.due_at) for r in rows]
@@ -629,17 +632,19 @@ class SqlStore:
     def merge_profiles(self, into: str, from_: str) -> None:
         """Fold profile `from_` into `into`, in one transaction.
 
-        - identities, timers, segment memberships and pending inbox rows of `from_` move;
+        - identities, segment memberships and pending inbox rows of `from_` move; its
+          timers stay as they are (they fire for their enrollment, which moves, and a
+          cron timer of a merged-away profile is dropped when it fires);
         - traits: `into` wins on conflict; stored computed traits are combined
           (`engine.profiles.merge_computed`: counts add up, dates span both);
         - enrollments move; in a journey both were active in, the earlier enrollment
           (by `entered_at`) stays and the other is marked exited with reason "merged"
-          and loses its timers (no Exit record, like InMemoryStore).
+          (no Exit record, like InMemoryStore); its timers fire as no-ops.
         """
         if into == from_:
             return
         from engine.profiles import merge_computed  # lazy: it imports the rules package
-        e, t = self._enrollments, self._timers
+        e = self._enrollments
         with self.transaction(), self._write() as conn:
             conn.execute(update(self._identities).where(self._identities.c.profile_id == from_)
                          .values(profile_id=into))
@@ -666,9 +671,8 @@ class SqlStore:
                     conn.execute(update(e).where(e.c.id.in_(losers)).values(
                         status="exited", state=EXITED, exit_reason="merged",
                         updated_at=now))
-                    conn.execute(delete(t).where(t.c.profile_id.in_((into, from_)),
-                                                 t.c.enrollment_id.in_(losers)))
-            conn.execute(update(t).where(t.c.profile_id == from_).values(profile_id=into))
+                    # Their timers stay and fire as no-ops (the enrollment has exited):
+                    # finding them would need an index on every timer row.
             s = self._segments
             moved = conn.execute(select(s.c.journey, s.c.since)
                                  .where(s.c.profile_id == from_)).all()

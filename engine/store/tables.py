@@ -117,18 +117,24 @@ class EnrollmentRow(SQLModel, table=True):
 
 
 class TimerRow(SQLModel, table=True):
-    """A pending timer; claiming deletes the row. Cron timers have step `__cron__`."""
+    """A pending timer; claiming deletes the row. Cron timers have step `__cron__`.
+
+    Clustered by due time (the primary key (due_at, key); WITHOUT ROWID on SQLite), with
+    the unique `key` as the only other index, so claiming the due timers deletes
+    neighbouring rows (migration 0004, ADR 0004). `profile_id` is the profile the timer
+    was scheduled for; after a merge the enrollment says whose it is.
+    """
 
     __tablename__ = "timers"
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    id: int | None = _pk()
-    key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    key: str = Field(sa_column=Column(String(512), primary_key=True, unique=True))
     enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
-    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
     journey: str = Field(sa_column=Column(String(255), nullable=False))
     step: str = Field(sa_column=Column(String(255), nullable=False))
     occurrence: int = Field(sa_column=Column(Integer, nullable=False))
-    due_at: datetime = _when(index=True)
 
 
 class OutboxRow(SQLModel, table=True):
