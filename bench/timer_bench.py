@@ -233,7 +233,8 @@ def main() -> None:
         print(f"  built in {time.perf_counter() - t:.1f} s (sqlite3 executemany)")
         per_row = size_per_row(store_db, total)
         print(f"  database: {store_db.stat().st_size / 2**20:.1f} MiB, "
-              f"{per_row:.0f} bytes per pending timer (the table, clustered by due time, and its key index)")
+              f"{per_row:.0f} bytes per pending timer (the table, clustered by due time, "
+              "and its key index)")
         shutil.copyfile(store_db, raw_db)
 
         fired, elapsed = run_store(store_db, now, args.batch)
