@@ -113,6 +113,11 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _marks(count: int) -> str:
+    """`?, ?, ...`: placeholders for a driver-level IN list on SQLite."""
+    return ", ".join("?" * count)
+
+
 def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
@@ -732,12 +737,12 @@ class SqlStore:
         """The ingest hot path on SQLite, at the driver: SQLAlchemy's per-row parameter
         processing cost twice SQLite's own work. Inside BEGIN IMMEDIATE this connection
         is the only writer, so looking up the known messageIds first is race-free."""
-        ev_t = self._events
         ids = [str(ev["messageId"]) for ev in batch]
         known: set[str] = set()
         for chunk in _chunks(ids, INSERT_CHUNK):
-            known.update(conn.scalars(select(ev_t.c.message_id).where(
-                ev_t.c.source == source, ev_t.c.message_id.in_(chunk))))
+            known.update(row[0] for row in conn.exec_driver_sql(
+                "SELECT message_id FROM events WHERE source = ? AND message_id IN "
+                f"({_marks(len(chunk))})", (source, *chunk)))
         accepted = [ev for ev in batch if str(ev["messageId"]) not in known]
         if not accepted:
             return []
@@ -767,9 +772,15 @@ class SqlStore:
         i = self._identities
         for kind, values in (("user_id", users), ("anonymous_id", anons)):
             for chunk in _chunks(sorted(values), INSERT_CHUNK):
-                for row in conn.execute(select(i.c.value, i.c.profile_id).where(
-                        i.c.kind == kind, i.c.value.in_(chunk))):
-                    known[(kind, row.value)] = row.profile_id
+                if self._pg:
+                    rows = conn.execute(select(i.c.value, i.c.profile_id).where(
+                        i.c.kind == kind, i.c.value.in_(chunk))).all()
+                else:  # the ingest hot path: at the driver, as in _accept_sqlite
+                    rows = conn.exec_driver_sql(
+                        "SELECT value, profile_id FROM identities WHERE kind = ? AND value IN "
+                        f"({_marks(len(chunk))})", (kind, *chunk)).all()
+                for value, profile_id in rows:
+                    known[(kind, value)] = profile_id
         owners: dict[int, str] = {}
         for ev in batch:
             user, anon = ev.get("userId"), ev.get("anonymousId")
