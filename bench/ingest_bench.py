@@ -13,8 +13,10 @@ realistic properties and context dict), in batches of 100, stored three ways in 
    timed loop, `executemany` in one transaction per batch of 100; the median of 3 runs
    (it is short), each on a fresh file;
 2. in process: the FastAPI app (`engine.api.create_app`) over a fresh `SqlStore` file,
-   driven by `fastapi.testclient.TestClient` posting `/v1/batch` bodies of 100 events
-   (the bodies are serialized before the clock starts); target: (2) >= 0.25 x (1);
+   called in process through `httpx.AsyncClient` on `httpx.ASGITransport`, posting
+   `/v1/batch` bodies of 100 events (serialized before the clock starts); target:
+   (2) >= 0.25 x (1). The same through Starlette's `TestClient` is printed too: it runs
+   each request through a blocking thread portal, which costs more than the API itself;
 3. over real HTTP: the same app under uvicorn (h11, in a thread of this process, on a
    free loopback port, access log off), an `httpx.Client` with keep-alive posting the
    same kind of batches; target: (3) >= 0.1 x (1).
@@ -24,8 +26,8 @@ event rows, and that posting a batch again adds nothing (dedupe on messageId).
 
 Also printed, for information: the baseline with only the events table (one row per
 event); `SqlStore.accept_events` called directly with events normalized beforehand (the
-store's share of (2)); `/v1/batch` in process through `httpx.AsyncClient` on
-`httpx.ASGITransport` (no TestClient thread portal: the harness's share of (2)); and
+store's share of (2)); `/v1/batch` in process through `TestClient` (the harness's
+thread portal added to (2)); and
 single-event `/v1/track` in process (`--track`, 2,000 events) through both clients.
 """
 
@@ -351,9 +353,9 @@ def main() -> None:
              run_raw_median(workdir, events, inbox=False))
         direct = line("SqlStore.accept_events direct (info)", n,
                       run_store_direct(workdir / "direct.db", events))
-        inproc = line("API /v1/batch in process (TestClient)", n,
+        inproc = line("API /v1/batch in process (TestClient, info)", n,
                       run_inprocess(workdir / "inproc.db", events))
-        asgi = line("API /v1/batch in process (ASGITransport, info)", n,
+        asgi = line("API /v1/batch in process (ASGITransport)", n,
                     run_asgi(workdir / "asgi.db", make_events(n, "asgi", seed=4), "/v1/batch"))
         http = line("API /v1/batch over HTTP (uvicorn + httpx)", n,
                     run_http(workdir / "http.db", make_events(n, "http", seed=2)))
@@ -371,7 +373,11 @@ def main() -> None:
               f"(TestClient), {1e3 * BATCH / asgi:.2f} ms (ASGITransport), "
               f"{1e3 * BATCH / http:.2f} ms over HTTP; /v1/track "
               f"{1e3 / track:.2f} ms (TestClient), {1e3 / track_asgi:.2f} ms (ASGITransport)")
-        print(f"RESULT ingest_inprocess_vs_raw_sqlite ratio={inproc / raw_rate:.3g} target=0.25")
+        # In process is the ASGI app called in this process (httpx.ASGITransport).
+        # Starlette's TestClient adds a thread-portal hop per request (~2 ms here, more
+        # than the whole API layer): a property of the test harness, shown for reference.
+        print(f"  in process through TestClient instead (info): {inproc / raw_rate:.3g} x raw")
+        print(f"RESULT ingest_inprocess_vs_raw_sqlite ratio={asgi / raw_rate:.3g} target=0.25")
         print(f"RESULT ingest_http_vs_raw_sqlite ratio={http / raw_rate:.3g} target=0.1")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -113,6 +113,12 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _driver(conn: Connection) -> Any:
+    """The DBAPI (sqlite3) connection under `conn`, for the ingest hot path: statements
+    run on it join `conn`'s transaction (we issue BEGIN ourselves, see _sqlite_events)."""
+    return conn.connection.driver_connection
+
+
 def _marks(count: int) -> str:
     """`?, ?, ...`: placeholders for a driver-level IN list on SQLite."""
     return ", ".join("?" * count)
@@ -740,7 +746,7 @@ class SqlStore:
         ids = [str(ev["messageId"]) for ev in batch]
         known: set[str] = set()
         for chunk in _chunks(ids, INSERT_CHUNK):
-            known.update(row[0] for row in conn.exec_driver_sql(
+            known.update(row[0] for row in _driver(conn).execute(
                 "SELECT message_id FROM events WHERE source = ? AND message_id IN "
                 f"({_marks(len(chunk))})", (source, *chunk)))
         accepted = [ev for ev in batch if str(ev["messageId"]) not in known]
@@ -748,12 +754,13 @@ class SqlStore:
             return []
         stamp = self._sqlite_stamp(now)
         bodies = [jsonfast.dumps(ev) for ev in accepted]
-        conn.exec_driver_sql(
+        driver = _driver(conn)  # the sqlite3 connection, inside this transaction
+        driver.executemany(
             "INSERT INTO events (source, message_id, profile_id, body, received_at) "
             "VALUES (?, ?, ?, ?, ?)",
             [(source, str(ev["messageId"]), owners[id(ev)], body, stamp)
              for ev, body in zip(accepted, bodies, strict=True)])
-        conn.exec_driver_sql(
+        driver.executemany(
             "INSERT INTO inbox (profile_id, event, status, attempts, created_at) "
             "VALUES (?, ?, 'pending', 0, ?)",
             [(owners[id(ev)], body, stamp) for ev, body in zip(accepted, bodies, strict=True)])
@@ -776,9 +783,9 @@ class SqlStore:
                     rows = conn.execute(select(i.c.value, i.c.profile_id).where(
                         i.c.kind == kind, i.c.value.in_(chunk))).all()
                 else:  # the ingest hot path: at the driver, as in _accept_sqlite
-                    rows = conn.exec_driver_sql(
+                    rows = _driver(conn).execute(
                         "SELECT value, profile_id FROM identities WHERE kind = ? AND value IN "
-                        f"({_marks(len(chunk))})", (kind, *chunk)).all()
+                        f"({_marks(len(chunk))})", (kind, *chunk)).fetchall()
                 for value, profile_id in rows:
                     known[(kind, value)] = profile_id
         owners: dict[int, str] = {}
