@@ -110,9 +110,11 @@ class Decision:
 class Store(Protocol):
     """Where profiles, enrollments and timers live. One event's changes are one unit."""
 
-    def lock_profile(self, profile_id: str) -> None:
+    def lock_profile(self, profile_id: str) -> bool:
         """Hold the profile until the current transaction ends, so two processes never
-        change one profile at once (an event in one, a timer in another)."""
+        change one profile at once (an event in one, a timer in another). False when
+        the store needs no lock (one writer at a time anyway): nothing read before can
+        have changed."""
         ...
 
     def get_profile(self, profile_id: str) -> Profile | None: ...

@@ -243,9 +243,9 @@ class Engine:
                 if journey is None or enrollment is None:
                     continue
                 # The enrollment says whose timer it is (a merge moves enrollments, not
-                # timers); read it again once its profile is locked.
-                self.store.lock_profile(enrollment.profile_id)
-                enrollment = self.store.get_enrollment(timer.enrollment_id) or enrollment
+                # timers); read it again if locking its profile may have waited.
+                if self.store.lock_profile(enrollment.profile_id):
+                    enrollment = self.store.get_enrollment(timer.enrollment_id) or enrollment
                 profile = self.store.get_profile(enrollment.profile_id) or Profile(
                     enrollment.profile_id)
                 view = self.computed.view(profile, now, self.policy.timezone)

@@ -84,13 +84,17 @@ class InMemoryStore:
         self.decisions: list[Decision] = []
         self.outbox: dict[str, OutboxRecord] = {}
         self._unsent: dict[str, None] = {}  # keys of pending rows, in order
+        # when each (profile, channel) was sent to: frequency caps count these, not
+        # every outbox row (the dispatcher asks once per send)
+        self._sent_times: dict[tuple[str, str], list[datetime]] = {}
         self.events: dict[tuple[str, str], dict[str, Any]] = {}
         self.inbox: list[dict[str, Any]] = []
         self.keys: dict[str, KeyInfo] = {}
         self.identities: dict[tuple[str, str], str] = {}
 
-    def lock_profile(self, profile_id: str) -> None:
+    def lock_profile(self, profile_id: str) -> bool:
         """One engine per store: nothing to lock."""
+        return False
 
     def get_profile(self, profile_id: str) -> Profile | None:
         return self.profiles.get(profile_id)
@@ -201,9 +205,10 @@ class InMemoryStore:
         return claimed
 
     def mark_sent(self, key: str, at: datetime) -> None:
-        self.outbox[key] = replace(self.outbox[key], status="sent", next_attempt_at=None,
-                                   sent_at=at)
+        row = self.outbox[key]
+        self.outbox[key] = replace(row, status="sent", next_attempt_at=None, sent_at=at)
         self._unsent.pop(key, None)
+        self._sent_times.setdefault((row.entry.profile_id, row.entry.channel), []).append(at)
 
     def mark_retry(self, key: str, at: datetime, error: str) -> None:
         self.outbox[key] = replace(self.outbox[key], next_attempt_at=at, last_error=error)
@@ -225,9 +230,7 @@ class InMemoryStore:
         self._unsent.pop(key, None)
 
     def count_sent(self, profile_id: str, channel: str, since: datetime) -> int:
-        return sum(1 for r in self.outbox.values()
-                   if r.entry.profile_id == profile_id and r.entry.channel == channel
-                   and r.status == "sent" and r.sent_at is not None and r.sent_at > since)
+        return sum(1 for at in self._sent_times.get((profile_id, channel), ()) if at > since)
 
     def next_outbox_at(self) -> datetime | None:
         due = [self.outbox[k].next_attempt_at for k in self._unsent]

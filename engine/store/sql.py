@@ -316,16 +316,17 @@ class SqlStore:
 
     # --- profiles ------------------------------------------------------------------
 
-    def lock_profile(self, profile_id: str) -> None:
+    def lock_profile(self, profile_id: str) -> bool:
         """PostgreSQL: a transaction-scoped advisory lock on the profile, so an event in
-        one process and a timer in another never interleave on it. SQLite needs none:
-        a write transaction holds the whole database."""
+        one process and a timer in another never interleave on it. SQLite needs none
+        (False): a write transaction holds the whole database."""
         if not self._pg:
-            return
+            return False
         digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
         with self._write() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(
                 int.from_bytes(digest, signed=True))))
+        return True
 
     def get_profile(self, profile_id: str) -> Profile | None:
         with self._read() as conn:
