@@ -230,14 +230,12 @@ def create_app(store: IngestStore, now: Callable[[], datetime], *,
         return JSONResponse(found)
 
     async def accept_unsubscribe(profile_id: str, channel: str) -> None:
-        # An identify through the inbox, so the change is handled in order with the
-        # profile's other events; a new messageId each time, so unsubscribing again
-        # after re-subscribing works.
-        event = normalize({"type": "identify", "userId": profile_id,
-                           "traits": {"consent": {channel: False}},
-                           "context": {"source": "unsubscribe"}},
-                          now=now(), message_id=new_id())
-        await run_in_threadpool(store.accept_events, [event], "unsubscribe")
+        # An identify through the inbox, like any accepted call, so the change is
+        # handled in order with the profile's other events; a new messageId each time,
+        # so unsubscribing again after re-subscribing works.
+        await accept([{"type": "identify", "userId": profile_id,
+                       "traits": {"consent": {channel: False}},
+                       "context": {"source": "unsubscribe"}}], None, "unsubscribe")
 
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept_unsubscribe)
