@@ -81,7 +81,8 @@ class Worker:
         return fired
 
     def dispatch(self) -> int:
-        """Deliver due sends, if this worker also dispatches (`journeyman serve` does)."""
+        """Deliver due sends, if this worker was given a dispatcher (`journeyman serve`
+        runs its dispatcher as a scheduled job of its own instead)."""
         return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
 
     def run_once(self) -> int:
