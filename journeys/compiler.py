@@ -17,7 +17,7 @@ from typing import Any
 from transitions import Machine
 
 from journeys.graph import COMPLETED, EXITED, START, Edge, edges
-from journeys.loader import Library, LoadedJourney
+from journeys.loaded import Library, LoadedJourney
 from journeys.model import Journey, Policy
 from journeys.steps import AnyStep, BranchCase, BranchStep, WaitForStep, kind_of
 from journeys.templating import TemplateLibrary

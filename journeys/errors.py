@@ -1,15 +1,18 @@
-"""The exception tree. Every error a user can cause derives from `JourneyError`.
+"""The language's errors and `Problem`, one positioned finding in a file.
 
-Users see `str(error)`, never a traceback: the CLI catches `JourneyError` at the edge.
+`JourneyError` is the language's branch of the exception tree, under
+`rules.errors.JourneymanError` (the whole tree is drawn there).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rules.errors import JourneymanError
 
-class JourneyError(Exception):
-    """Root of every error journeyman raises on purpose."""
+
+class JourneyError(JourneymanError):
+    """A problem with journeys, their templates or their policy."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

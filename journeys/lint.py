@@ -11,7 +11,7 @@ import jinja2
 
 from journeys.errors import Problem
 from journeys.graph import TERMINALS, edges
-from journeys.loader import LoadedJourney, did_you_mean
+from journeys.loaded import LoadedJourney
 from journeys.steps import (
     BranchCase,
     BranchElse,
@@ -25,6 +25,7 @@ from journeys.steps import (
     WaitUntil,
 )
 from journeys.templating import CHANNEL_KINDS, SCOPE, TemplateLibrary, undeclared
+from rules import did_you_mean
 
 PATH_ROOTS = ("event.", "trigger.", "profile.", "enrollment.")
 

@@ -7,90 +7,24 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from journeys.errors import InvalidJourney, Problem
-from journeys.model import Journey, Policy, language_keys
-from journeys.steps import STEP_KINDS, step_kinds_in
-from journeys.templating import TemplateLibrary, load_templates
-from journeys.yamlsrc import Source, Where, load_yaml, plain
+from journeys.lint import lint
+from journeys.loaded import Library, LoadedJourney
+from journeys.model import Journey, Policy
+from journeys.problems import pydantic_problems
+from journeys.templating import load_templates
+from journeys.yamlsrc import Where, load_yaml, plain
 from rules import Condition, ConditionError, parse_condition
 
 POLICY_FILE = "policy.yaml"
 COMPUTED_FILE = "computed_traits.yaml"
 TEMPLATES_DIR = "templates"
-
-
-@dataclass(frozen=True)
-class LoadedJourney:
-    """A journey that passed shape validation, with its parsed conditions and source."""
-
-    model: Journey
-    source: Source
-    conditions: dict[Where, Condition]
-
-    @property
-    def id(self) -> str:
-        return self.model.journey
-
-    @property
-    def file(self) -> str:
-        return self.source.file
-
-
-@dataclass
-class Library:
-    """A journeys folder: its journeys, templates and global policy."""
-
-    folder: Path | None
-    journeys: dict[str, LoadedJourney] = field(default_factory=dict)
-    templates: TemplateLibrary = field(default_factory=lambda: TemplateLibrary(None))
-    policy: Policy = field(default_factory=Policy)
-    computed_config: dict[str, Any] | None = None
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def pydantic_problems(exc: ValidationError, source: Source) -> list[Problem]:
-    """Translate pydantic errors to positioned, readable problems."""
-    problems: list[Problem] = []
-    keys = language_keys()
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ":" in p))  # union tags
-        kind = err["type"]
-        field_name = next((p for p in reversed(loc) if isinstance(p, str)), "")
-        if kind == "extra_forbidden":
-            problems.append(source.problem(loc, f"unknown key {field_name!r}"
-                                           + did_you_mean(field_name, keys), key=True))
-        elif kind == "missing":
-            problems.append(source.problem(loc[:-1], f"missing required key {field_name!r}"))
-        elif kind == "step_kind":
-            problems.append(source.problem(loc, _step_kind_message(err["input"])))
-        else:
-            msg = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
-            problems.append(source.problem(loc, f"{field_name}: {msg}" if field_name else msg))
-    return problems
-
-
-def _step_kind_message(raw: Any) -> str:
-    if not isinstance(raw, dict):
-        return "a step must be a mapping with an 'id' and one kind key: " + ", ".join(STEP_KINDS)
-    kinds = step_kinds_in(raw)
-    if len(kinds) > 1:
-        return f"a step has exactly one kind, this one has {len(kinds)}: " + ", ".join(kinds)
-    unknown = [k for k in raw if k not in {"id", "next", "name", "description"}]
-    hints = "; ".join(f"unknown key {k!r}" + did_you_mean(k, STEP_KINDS) for k in unknown)
-    kinds_list = ", ".join(STEP_KINDS)
-    return f"step has no kind (one of: {kinds_list})" + (f"; {hints}" if hints else "")
 
 
 def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
@@ -130,8 +64,6 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
         if stubbed is not None:
             # Shape errors only inside steps: lint the rest too, so one run shows every
             # problem (broken steps become pass-through stubs that keep their id and next).
-            from journeys.lint import lint
-
             problems += lint(LoadedJourney(stubbed, source, {}), None)
         raise InvalidJourney(sorted(set(problems))) from None
     problems = []
@@ -194,8 +126,6 @@ def journey_files(folder: Path) -> list[Path]:
 
 def load_library(folder: str | Path, *, only: list[str] | None = None) -> Library:
     """Load and lint a whole journeys folder; raise InvalidJourney listing every problem."""
-    from journeys.lint import lint
-
     folder = Path(folder)
     root = folder.parent
     if not folder.is_dir():
@@ -248,8 +178,6 @@ def _load_support(folder: Path) -> tuple[Library, list[Problem]]:
 
 def load_journey_file(path: str | Path) -> Library:
     """Load one journey file with the templates and policy of the folder it lives in."""
-    from journeys.lint import lint
-
     path = Path(path)
     if not path.is_file():
         raise InvalidJourney([Problem(str(path), 1, 1, "no such journey file")])

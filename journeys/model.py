@@ -5,7 +5,7 @@ templates, conditions) is checked by `journeys.lint`. Conditions stay raw here a
 are parsed by `rules.parse_condition` in the loader, which knows their file positions.
 
 Where to add a step kind: a model in `journeys/steps.py` (with its `Tag`) and a handler
-module in `engine/steps/`.
+module in `engine/core/steps/`.
 """
 
 from __future__ import annotations
@@ -16,24 +16,20 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
     field_validator,
 )
 
-from journeys.steps import Duration, Step
+from journeys.base import Strict
+from journeys.steps import INNER_KEYS, STEP_MODELS, Duration, Step
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PHASES = ("awareness", "acquisition", "onboarding", "engagement", "retention", "advocacy")
 
 
 RawCondition = Any  # parsed and checked by rules.parse_condition, with positions, in the loader
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class SegmentSpec(Strict):
@@ -158,8 +154,6 @@ def check_hhmm(value: str) -> str:
 
 def language_keys() -> set[str]:
     """Every key the language knows, for "did you mean" suggestions."""
-    from journeys.steps import STEP_MODELS
-
     keys: set[str] = set()
     models: list[type[BaseModel]] = [
         Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
@@ -168,7 +162,5 @@ def language_keys() -> set[str]:
     for model in models:
         for name, info in model.model_fields.items():
             keys.add(info.alias or name)
-    from journeys import steps
-
-    keys.update(steps.INNER_KEYS)
+    keys.update(INNER_KEYS)
     return keys

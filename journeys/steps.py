@@ -5,7 +5,7 @@ kind decides the model (a pydantic callable discriminator), so an error in a `se
 step is reported against the `send` model only.
 
 Adding a kind: a model here, registered in `STEP_MODELS` and the `Step` union, and a
-handler in `engine/steps/<kind>.py`.
+handler in `engine/core/steps/<kind>.py`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag
 
+from journeys.base import Strict
 from rules import DurationError, parse_duration
 
 
@@ -30,11 +31,7 @@ def _duration(value: object) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class _StepBase(_Strict):
+class _StepBase(Strict):
     id: str
     next: str | None = None
     name: str | None = None
@@ -43,7 +40,7 @@ class _StepBase(_Strict):
 
 # --- wait ---------------------------------------------------------------------------
 
-class WaitUntil(_Strict):
+class WaitUntil(Strict):
     """`until: "09:00"` (a local time, next occurrence) or `until: <path to a timestamp>`."""
 
     until: str
@@ -71,7 +68,7 @@ class WaitStep(_StepBase):
 
 # --- wait_for -----------------------------------------------------------------------
 
-class WaitFor(_Strict):
+class WaitFor(Strict):
     event: str
     when: Any = None
     timeout: Duration
@@ -85,24 +82,24 @@ class WaitForStep(_StepBase):
 
 # --- send ---------------------------------------------------------------------------
 
-class Send(_Strict):
+class SendSpec(Strict):
     channel: str
     template: str
     to: str | None = None
 
 
 class SendStep(_StepBase):
-    send: Send
+    send: SendSpec
 
 
 # --- branch -------------------------------------------------------------------------
 
-class BranchCase(_Strict):
+class BranchCase(Strict):
     when: Any
     goto: str
 
 
-class BranchElse(_Strict):
+class BranchElse(Strict):
     else_: str = Field(alias="else")
 
 
@@ -123,13 +120,13 @@ class BranchStep(_StepBase):
 
 # --- split --------------------------------------------------------------------------
 
-class Variant(_Strict):
+class Variant(Strict):
     name: str
     weight: float = Field(ge=0, le=100)
     goto: str
 
 
-class Split(_Strict):
+class Split(Strict):
     variants: list[Variant] = Field(min_length=1)
     holdout: float = Field(default=0, ge=0, lt=100)
 
@@ -140,14 +137,14 @@ class SplitStep(_StepBase):
 
 # --- update_profile, set_data, emit, exit -------------------------------------------
 
-class UpdateProfile(_Strict):
+class UpdateProfileSpec(Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     increment: dict[str, float] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
 
 
 class UpdateProfileStep(_StepBase):
-    update_profile: UpdateProfile
+    update_profile: UpdateProfileSpec
 
 
 class SetDataStep(_StepBase):
@@ -156,14 +153,14 @@ class SetDataStep(_StepBase):
     set_data: dict[str, Any]
 
 
-class Emit(_Strict):
+class EmitSpec(Strict):
     event: str
     properties: dict[str, Any] = Field(default_factory=dict)
     to: str | None = None
 
 
 class EmitStep(_StepBase):
-    emit: Emit
+    emit: EmitSpec
 
 
 class ExitStep(_StepBase):
@@ -183,8 +180,8 @@ STEP_MODELS: dict[str, type[_StepBase]] = {
 }
 STEP_KINDS = tuple(STEP_MODELS)
 COMMON_KEYS = ("id", "next", "name", "description")
-INNER_MODELS: tuple[type[BaseModel], ...] = (WaitUntil, WaitFor, Send, BranchCase, Variant, Split,
-                                              UpdateProfile, Emit)
+INNER_MODELS: tuple[type[BaseModel], ...] = (WaitUntil, WaitFor, SendSpec, BranchCase, Variant,
+                                              Split, UpdateProfileSpec, EmitSpec)
 INNER_KEYS = {"else"} | {name for model in INNER_MODELS for name in model.model_fields}
 
 

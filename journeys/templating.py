@@ -8,6 +8,7 @@ internals nor silently print an empty name.
 from __future__ import annotations
 
 import html as htmllib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,18 +19,19 @@ from typing import Any
 import jinja2
 from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from journeys.errors import Problem, TemplateRenderError
+from journeys.base import Strict
+from journeys.errors import InvalidJourney, Problem, TemplateRenderError
+from journeys.problems import pydantic_problems
+from journeys.yamlsrc import load_yaml, plain
 
 SCOPE = frozenset({"profile", "event", "trigger", "enrollment", "journey", "unsubscribe_url"})
 CHANNEL_KINDS = {"email": "email", "sms": "body", "push": "body", "console": "body",
                  "file": "body", "webhook": "payload"}
 
 
-class TemplateFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
+class TemplateFile(Strict):
     channel: str
     description: str | None = None
     subject: str | None = None
@@ -79,8 +81,6 @@ class Rendered:
             return self.text
         if self.body is not None:
             return self.body
-        import json
-
         return json.dumps(self.payload, sort_keys=True, default=str)
 
 
@@ -209,8 +209,6 @@ class TemplateLibrary:
 
     def check(self) -> list[Problem]:
         """Syntax errors and variables outside the template scope, for every template."""
-        from journeys.yamlsrc import load_yaml
-
         problems: list[Problem] = []
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
@@ -278,10 +276,6 @@ def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Probl
 def load_templates(folder: Path,
                    display_root: Path | None = None) -> tuple[TemplateLibrary, list[Problem]]:
     """Load every `*.yaml` in a templates folder; problems are collected, not raised."""
-    from journeys.errors import InvalidJourney
-    from journeys.loader import pydantic_problems
-    from journeys.yamlsrc import load_yaml, plain
-
     library = TemplateLibrary(folder if folder.is_dir() else None)
     problems: list[Problem] = []
     if not folder.is_dir():

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from journeys.errors import Problem
+from journeys.errors import InvalidJourney, Problem
 
 Where = tuple[str | int, ...]
 
@@ -67,8 +67,6 @@ def _yaml() -> YAML:
 
 def load_yaml(text: str, file: str) -> Source:
     """Parse YAML text; a syntax error becomes an `InvalidJourney` with its position."""
-    from journeys.errors import InvalidJourney  # local: keeps the import graph obvious
-
     try:
         data = _yaml().load(text)
     except MarkedYAMLError as exc:

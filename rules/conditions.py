@@ -7,10 +7,10 @@ loader can report `file:line:column`.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from rules.errors import JourneymanError, did_you_mean
 from rules.operators import OPERATORS
 
 Where = tuple[str | int, ...]
@@ -62,15 +62,10 @@ class ConditionProblem:
     message: str
 
 
-class ConditionError(ValueError):
+class ConditionError(JourneymanError, ValueError):
     def __init__(self, problems: list[ConditionProblem]) -> None:
         self.problems = problems
         super().__init__("; ".join(p.message for p in problems))
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_condition(raw: object, *, where: Where = ()) -> Condition:
@@ -121,7 +116,7 @@ def _compare(key: str, value: object, here: Where,
         spec = OPERATORS.get(str(op))
         if spec is None:
             problems.append(ConditionProblem((*here, op), f"unknown operator {op!r}"
-                                             + _did_you_mean(str(op), OPERATORS)))
+                                             + did_you_mean(str(op), OPERATORS)))
             continue
         error = spec.check(operand)
         if error:

@@ -29,7 +29,7 @@ from typing import Any
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
 from rules.evaluate import evaluate, lookup
-from rules.ruleset import event_name
+from rules.matcher import event_name
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

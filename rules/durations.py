@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from rules.errors import JourneymanError
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SHORT = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -12,7 +14,7 @@ _ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)
 HINT = "use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H"
 
 
-class DurationError(ValueError):
+class DurationError(JourneymanError, ValueError):
     """A duration that does not parse; the message says how to write one."""
 
 

@@ -8,23 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
 from rules.evaluate import lookup
+from rules.matcher import Matcher, event_name
 from rules.operators import MISSING, OPERATORS
 
 BACKENDS = ("durable", "python")
 Check = Callable[[Mapping[str, Any], datetime], bool]
-
-
-class Matcher(Protocol):
-    backend: str
-    rule_ids: tuple[str, ...]
-
-    def match(self, facts: Mapping[str, Any], now: datetime) -> frozenset[str]:
-        """The ids of every rule whose condition holds for `facts` at `now`."""
-        ...
 
 
 def _compare_closure(cond: Compare) -> Check:
@@ -59,16 +51,6 @@ def _compare_closure(cond: Compare) -> Check:
             return False
 
     return check
-
-
-def event_name(condition: Condition) -> str | None:
-    """The event name a rule requires (`event.event eq X` at its top level), if any."""
-    items = condition.items if isinstance(condition, AllOf) else (condition,)
-    for item in items:
-        if (isinstance(item, Compare) and item.path == ("event", "event") and item.op == "eq"
-                and isinstance(item.value, str)):
-            return item.value
-    return None
 
 
 def to_closure(condition: Condition) -> Check:

@@ -1,0 +1,41 @@
+"""The root of journeyman's exception tree, in the lowest layer so every layer can
+derive from it, and the "did you mean" hint that error messages share.
+
+Every error journeyman raises on purpose derives from `JourneymanError`: the command
+line and the HTTP API catch it (and only it) and show its message; anything else is a
+bug and keeps its traceback. Users never see a traceback for their own mistakes.
+
+    JourneymanError                      rules/errors.py
+    ├── ConditionError (ValueError)      rules: a condition does not parse
+    ├── DurationError (ValueError)       rules: a duration does not parse
+    ├── JourneyError                     journeys: the language
+    │   ├── InvalidJourney               a file or folder does not validate (every problem listed)
+    │   ├── UnknownJourney               a journey id that is not in the library
+    │   └── TemplateRenderError          a template failed to render
+    ├── EngineError                      engine.core: a state the core cannot handle (a bug)
+    ├── BadEvent                         engine.runtime.events: an event that cannot be accepted
+    ├── DeliveryError                    engine.ports: a channel could not deliver
+    ├── ChannelConfigError (ValueError)  channels.config: a bad channels.yaml
+    ├── StoreError                       engine.store: the durable store
+    │   ├── SchemaNotReady               the database needs its migrations
+    │   ├── DuplicateKeyName             an active API key has this name
+    │   └── NaiveDatetimeError (ValueError)  a naive datetime reached the store
+    ├── ApiError                         engine.api: a request answered with a 4xx
+    ├── PreviewError                     engine.qa.preview: no such journey or send step
+    └── SimulationError                  engine.qa.simulate: a bad events file or option
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class JourneymanError(Exception):
+    """Root of every error journeyman raises on purpose."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
