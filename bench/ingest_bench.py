@@ -62,7 +62,8 @@ from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from engine.api import create_app  # noqa: E402
-from engine.events import iso, normalize  # noqa: E402
+from engine.core.times import iso  # noqa: E402
+from engine.runtime.events import normalize  # noqa: E402
 from engine.store import SqlStore  # noqa: E402
 
 BATCH = 100
@@ -178,7 +179,7 @@ def auth_headers(key: str) -> dict[str, str]:
 
 
 def event_rows(store: SqlStore) -> int:
-    with store.engine.connect() as conn:
+    with store.sql_engine.connect() as conn:
         return int(conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one())
 
 

@@ -5,14 +5,14 @@
         .venv/bin/python bench/journey_bench.py --events 3000  # and PostgreSQL
     .venv/bin/python bench/journey_bench.py --profile        # + cProfile of the SQLite run
 
-The workload: the first N events (by time) of `engine.demo.synthetic_events`, realistic
+The workload: the first N events (by time) of `engine.qa.demo.synthetic_events`, realistic
 Segment identify / Signed Up / Product Viewed / Checkout Started / Order Completed
 events for the bundled journeys (journeys/library), normalized before the clock starts.
 The engine's clock is fixed (at 13:00 UTC on the last event's day, when only Tokyo's
 profiles are in their quiet hours), so waits schedule timers in the future and nothing
 but the sends an event causes at once goes out.
 
-1. engine: `engine.service.Service` (SqlStore + Engine + Worker + Dispatcher) on a fresh
+1. engine: `engine.service.Service` (SqlStore + Runner + Worker + Dispatcher) on a fresh
    database, driven synchronously: `store.accept_events` in batches of 100, then
    `worker.handle_events()` until it returns 0 (each event in its own transaction:
    identity, profile, match against every journey, transitions, timers, outbox rows,
@@ -63,9 +63,10 @@ import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from engine.demo import synthetic_events  # noqa: E402
-from engine.events import normalize, parse_timestamp  # noqa: E402
+from engine.core.times import parse_timestamp  # noqa: E402
 from engine.ports import Message  # noqa: E402
+from engine.qa.demo import synthetic_events  # noqa: E402
+from engine.runtime.events import normalize  # noqa: E402
 from engine.service import Service  # noqa: E402
 
 BATCH = 100  # events per accept_events call (an API batch)
@@ -178,7 +179,7 @@ def run_engine(db: str, events: list[dict[str, Any]], now: datetime,
         assert dispatcher.stats.retried == 0, dispatcher.stats
         sent = Counter({name: ch.sent for name, ch in channels.items() if ch.sent})
         assert sum(sent.values()) == outbox.get("sent", 0), (sent, outbox)
-        with store.engine.connect() as conn:
+        with store.sql_engine.connect() as conn:
             enrollments = int(conn.execute(text("SELECT count(*) FROM enrollments")).scalar_one())
         held = ", ".join(f"{what} {getattr(dispatcher.stats, what)}"
                          for what in ("deferred", "skipped")

@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from channels.email import EmailChannel  # noqa: E402
-from engine.dispatch import Dispatcher  # noqa: E402
 from engine.ports import OutboxEntry  # noqa: E402
+from engine.runtime.dispatch import Dispatcher  # noqa: E402
 from engine.store import SqlStore  # noqa: E402
 from journeys.templating import Rendered, html_to_text  # noqa: E402
 

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.model import ScheduleTimer  # noqa: E402
+from engine.core.model import ScheduleTimer  # noqa: E402
 from engine.store import SqlStore  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -23,11 +23,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from engine.ports import Channel
+from rules.errors import JourneymanError
 
 ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ChannelConfigError(ValueError):
+class ChannelConfigError(JourneymanError, ValueError):
     """channels.yaml is malformed, names an unknown adapter or an unset variable."""
 
 

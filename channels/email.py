@@ -7,7 +7,7 @@ opened on the first send and kept for the next ones; a connection the server dro
 while idle is reopened, and a send that fails because a reused connection turned out
 to be dead is retried once on a fresh one. `close()` says QUIT and stops the loop.
 
-Delivery outcomes, as the dispatcher (engine/dispatch.py) reads them:
+Delivery outcomes, as the dispatcher (engine/runtime/dispatch.py) reads them:
 
 - a 5xx reply to MAIL FROM, RCPT TO or DATA, no or a malformed address, a header the
   message cannot carry: `DeliveryError(permanent=True)`, never retried;

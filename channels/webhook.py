@@ -7,7 +7,7 @@ The body is one compact JSON object with sorted keys::
 
 and the request carries three headers besides `Content-Type`:
 
-* `Idempotency-Key`: the send key. Delivery is at least once (engine/dispatch.py), so a
+* `Idempotency-Key`: the send key. Delivery is at least once (engine/runtime/dispatch.py), so a
   receiver that remembers the keys it has seen can drop a redelivery.
 * `X-Journeyman-Timestamp`: the send time in unix seconds.
 * `X-Journeyman-Signature`: `v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`.

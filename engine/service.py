@@ -1,16 +1,22 @@
-"""One journeyman process: the event API, the event worker, the timer ticker and the
-outbox dispatcher over a SqlStore (`journeyman serve`; `journeyman worker` is the same
-without the API).
+"""The one place that wires a runtime: `wire()` loads and compiles a journeys folder,
+sets up computed traits, the policy gate, the `Runner` and the `Dispatcher` over a
+store. `Service` (`journeyman serve` and `worker`), the testing kit
+(`engine.testing.InMemoryEngine`) and `journeyman preview` all build on it, so what a
+test runs is what production runs.
+
+`Service` is one journeyman process: the event API, the event worker, the timer ticker
+and the outbox dispatcher over a SqlStore (`journeyman serve`; `journeyman worker` is
+the same without the API).
 
 Threads, and why:
 - uvicorn serves the API on the main thread; it only writes event + inbox rows.
 - one event thread claims the inbox and handles events, each in its own transaction;
 - APScheduler 3.11 runs two interval jobs: the timer ticker (claims due timer rows in
-  batches; cron entries are timer rows too, see engine/runtime.py) and the outbox
-  dispatcher. `misfire_grace_time=None, coalesce=True, max_instances=1`: a late tick
-  still runs, once, never twice at the same time (design.md).
-The engine is not thread-safe, so the event thread and the timer ticker take turns on
-it (the Worker's lock); the dispatcher does not touch the engine.
+  batches; cron entries are timer rows too, see engine/runtime/runner.py) and the
+  outbox dispatcher. `misfire_grace_time=None, coalesce=True, max_instances=1`: a late
+  tick still runs, once, never twice at the same time (design.md).
+The runner is not thread-safe, so the event thread and the timer ticker take turns on
+it (the Worker's lock); the dispatcher does not touch the runner.
 """
 
 from __future__ import annotations
@@ -19,64 +25,80 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.dispatch import Dispatcher
-from engine.events import iso
-from engine.policy import PolicyGate
-from engine.ports import Channel, Clock
-from engine.profiles import ComputedTraits
-from engine.runtime import Engine
-from engine.store import SqlStore
-from engine.store.sql import SystemClock
-from engine.unsubscribe import UnsubscribeLinks
-from engine.worker import Worker
-from journeys.compiler import compile_library
-from journeys.loader import Library, load_path
+from engine.core.profiles import ComputedTraits
+from engine.core.times import iso
+from engine.ports import Channel, Clock, IdGenerator, Store, SystemClock, UuidIds
+from engine.runtime.dispatch import Dispatcher
+from engine.runtime.policy import PolicyGate
+from engine.runtime.runner import Runner
+from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.runtime.worker import Worker
+from engine.store import DEFAULT_URL, SqlStore
+from journeys.compiler import CompiledJourney, compile_library
+from journeys.loaded import Library
+from journeys.loader import load_path
 
 log = logging.getLogger("journeyman.service")
 
-DEFAULT_DB = "sqlite:///journeyman.db"
+
+@dataclass
+class Wiring:
+    """A runtime, wired: the library and its compiled journeys, the computed traits,
+    the runner and the dispatcher over one store, clock and set of channels."""
+
+    library: Library
+    compiled: dict[str, CompiledJourney]
+    computed: ComputedTraits
+    runner: Runner
+    dispatcher: Dispatcher
 
 
-class UuidIds:
-    """The production IdGenerator (tests use engine.testing.SequentialIds)."""
-
-    def new_id(self) -> str:
-        return uuid.uuid4().hex  # noqa: TID251 - the one real source of random ids
+def wire(library: Library, *, store: Store, clock: Clock, ids: IdGenerator,
+         channels: Mapping[str, Channel], unsubscribe: UnsubscribeLinks | None = None,
+         identify_by: Sequence[str] = (), backend: str = "durable",
+         lease: timedelta = timedelta(minutes=5)) -> Wiring:
+    """Compile `library` and build the runner and the dispatcher over `store`."""
+    compiled = compile_library(library, backend=backend)
+    computed = ComputedTraits(library.computed_config)
+    runner = Runner(compiled, store=store, clock=clock, ids=ids, computed=computed,
+                    policy=library.policy, identity_traits=tuple(identify_by),
+                    unsubscribe=unsubscribe)
+    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
+    dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
+    return Wiring(library, compiled, computed, runner, dispatcher)
 
 
 class Service:
-    def __init__(self, journeys: str | Path, db: str = DEFAULT_DB, *,
+    def __init__(self, journeys: str | Path, db: str = DEFAULT_URL, *,
                  channels: Mapping[str, Channel], clock: Clock | None = None,
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
                  name: str | None = None, lease: float = 60.0, secret: str | None = None,
                  public_url: str = "http://127.0.0.1:8000") -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
-        compiled = compile_library(self.library, backend=backend)
         self.store = SqlStore(db, create=True, clock=self.clock)
-        self.computed = ComputedTraits(self.library.computed_config)
         # Unsubscribe links are signed with the configured secret, else with one the
         # store keeps, so links in mail already sent stay valid across restarts.
         self.unsubscribe = UnsubscribeLinks(secret or self.store.secret("unsubscribe"),
                                             public_url)
-        self.engine = Engine(compiled, store=self.store, clock=self.clock, ids=UuidIds(),
-                             computed=self.computed, policy=self.library.policy,
-                             identity_traits=tuple(identify_by), unsubscribe=self.unsubscribe)
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
-        gate = PolicyGate(self.library.policy,
-                          {jid: j.model.policy for jid, j in compiled.items()})
-        self.dispatcher = Dispatcher(self.store, channels, self.clock,
-                                     lease=timedelta(seconds=lease), gate=gate)
-        self.worker = Worker(self.engine, self.store, self.clock,
+        wiring = wire(self.library, store=self.store, clock=self.clock, ids=UuidIds(),
+                      channels=channels, unsubscribe=self.unsubscribe,
+                      identify_by=identify_by, backend=backend,
+                      lease=timedelta(seconds=lease))
+        self.computed = wiring.computed
+        self.runner = wiring.runner
+        self.dispatcher = wiring.dispatcher
+        self.worker = Worker(self.runner, self.store, self.clock,
                              name=name or f"{socket.gethostname()}:{os.getpid()}",
                              lease=timedelta(seconds=lease))
         self.tick = tick

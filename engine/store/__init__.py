@@ -1,14 +1,8 @@
-"""The durable store: `SqlStore` on SQLite (default) or PostgreSQL, migrated by Alembic."""
+"""Stores: the whole Store port (engine/ports.py), in memory (`memory.InMemoryStore`,
+for tests and `simulate`) and in SQL (`sql.SqlStore`, SQLite or PostgreSQL)."""
 
-from engine.store.sql import (
-    DuplicateKeyName,
-    InboxItem,
-    KeyInfo,
-    SchemaNotReady,
-    SqlStore,
-    StoreError,
-    SystemClock,
-)
+from engine.store.errors import DuplicateKeyName, NaiveDatetimeError, SchemaNotReady, StoreError
+from engine.store.sql import DEFAULT_URL, SqlStore
 
-__all__ = ["DuplicateKeyName", "InboxItem", "KeyInfo", "SchemaNotReady", "SqlStore",
-           "StoreError", "SystemClock"]
+__all__ = ["DEFAULT_URL", "DuplicateKeyName", "NaiveDatetimeError", "SchemaNotReady",
+           "SqlStore", "StoreError"]

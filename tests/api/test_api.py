@@ -67,7 +67,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
-    server.store.inbox.clear()
+    server.store.inbox.clear()  # a fresh inbox and event log per test
     server.store.events.clear()
     with httpx.Client(base_url=server.url, auth=("test-key-web", "")) as c:
         yield c
@@ -83,8 +83,8 @@ def test_track_is_accepted_and_deduped_on_message_id(client: httpx.Client,
         response = client.post("/v1/track", json=track(messageId="m-1"))
         assert response.status_code == 200
         assert response.json() == {"success": True}
-    assert [e["messageId"] for e in server.store.inbox] == ["m-1"]
-    assert server.store.inbox[0]["event"] == "Signed Up"
+    assert [e["messageId"] for e in server.store.pending_events()] == ["m-1"]
+    assert server.store.pending_events()[0]["event"] == "Signed Up"
 
 
 def test_every_call_and_its_short_form(client: httpx.Client, server: Server) -> None:
@@ -96,7 +96,7 @@ def test_every_call_and_its_short_form(client: httpx.Client, server: Server) -> 
     for kind, body in calls.items():
         assert client.post(f"/v1/{kind}", json=body).status_code == 200, kind
         assert client.post(f"/v1/{kind[0]}", json=body).status_code == 200, kind
-    assert [e["type"] for e in server.store.inbox] == [k for k in calls for _ in (1, 2)]
+    assert [e["type"] for e in server.store.pending_events()] == [k for k in calls for _ in (1, 2)]
 
 
 def test_write_key_in_the_body(server: Server) -> None:
@@ -119,7 +119,7 @@ def test_gzip_batch_with_clock_skew_correction(client: httpx.Client, server: Ser
                            headers={"Content-Encoding": "gzip",
                                     "Content-Type": "application/json"})
     assert response.status_code == 200, response.text
-    first, second = server.store.inbox
+    first, second = server.store.pending_events()
     # happened 61 minutes before the client sent it; we received it at 09:00
     assert first["timestamp"] == "2026-03-02T07:59:00Z"
     assert first["receivedAt"] == "2026-03-02T09:00:00Z"
@@ -143,7 +143,7 @@ def test_bad_single_events_get_a_clear_400_and_nothing_is_stored(
     assert response.status_code == status
     assert response.json()["success"] is False
     assert reason in response.json()["reason"]
-    assert server.store.inbox == []
+    assert server.store.pending_events() == []
 
 
 def test_a_bad_batch_stores_nothing(client: httpx.Client, server: Server) -> None:
@@ -158,7 +158,7 @@ def test_a_bad_batch_stores_nothing(client: httpx.Client, server: Server) -> Non
     response = client.post("/v1/batch", json={"batch": big})
     assert response.status_code == 400
     assert "larger than 512000 bytes" in response.json()["reason"]
-    assert server.store.inbox == []
+    assert server.store.pending_events() == []
 
 
 def test_profiles_need_an_admin_key(server: Server) -> None:

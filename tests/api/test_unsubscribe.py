@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 
 from engine.api import create_app
+from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.testing import InMemoryEngine, InMemoryStore, SequentialIds
-from engine.unsubscribe import UnsubscribeLinks
 from tests.api.test_api import NOW, free_port
 from tests.engine.helpers import stub_email, write_folder
 
@@ -45,7 +45,7 @@ steps:
     eng.identify("ana", {"email": "ana@example.com"})
     eng.track("ana", "Signed Up")
     [message] = eng.channel.messages
-    url = eng.engine.unsubscribe.url("ana", "email")
+    url = eng.runner.unsubscribe.url("ana", "email")
     assert message.rendered.text == f"bye: {url}"
     assert message.rendered.headers == {"List-Unsubscribe": f"<{url}>",
                                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
@@ -85,18 +85,18 @@ def test_get_shows_a_page_and_post_unsubscribes_without_login(server: Server) ->
         assert page.status_code == 200
         assert '<form method="post">' in page.text
         assert "email" in page.text
-        assert server.store.inbox == []  # looking is not unsubscribing
+        assert server.store.pending_events() == []  # looking is not unsubscribing
         done = client.post(path, content=b"List-Unsubscribe=One-Click",
                            headers={"content-type": "application/x-www-form-urlencoded"})
         assert done.status_code == 200
         assert "Unsubscribed" in done.text
-        [event] = server.store.inbox
+        [event] = server.store.pending_events()
         assert (event["type"], event["userId"], event["traits"]) == (
             "identify", "ana", {"consent": {"email": False}})
         bad = client.post("/u/" + LINKS.token("ana", "email")[:-3] + "xyz")
         assert bad.status_code == 404
         assert client.get("/u/nonsense").status_code == 404
-        assert len(server.store.inbox) == 1
+        assert len(server.store.pending_events()) == 1
 
 
 def test_an_unsubscribe_stops_email_and_keeps_other_consent(tmp_path: Path) -> None:

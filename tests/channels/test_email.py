@@ -20,8 +20,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from channels.email import EmailChannel
-from engine.dispatch import Dispatcher
 from engine.ports import DeliveryError, Message
+from engine.runtime.dispatch import Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
 from tests.store.helpers import T0, outbox_entry

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from channels.sms import SmsChannel
-from engine.dispatch import Dispatcher
 from engine.ports import DeliveryError, Message, OutboxEntry
+from engine.runtime.dispatch import Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
 from tests.channels.http_server import Reply, ScriptedServer

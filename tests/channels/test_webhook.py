@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from channels.webhook import WebhookChannel, sign, verify
-from engine.dispatch import Dispatcher
 from engine.ports import DeliveryError, Message, OutboxEntry
+from engine.runtime.dispatch import Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
 from tests.channels.http_server import Reply, ScriptedServer

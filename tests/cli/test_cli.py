@@ -155,7 +155,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 def test_preview_renders_what_the_engine_would_send(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from engine.preview import preview
+    from engine.qa.preview import preview
     from engine.testing import InMemoryEngine
     from tests.conftest import LIBRARY
 
@@ -222,8 +222,8 @@ def test_preview_errors_are_clear(tmp_path: Path) -> None:
 def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
     import os
 
-    from engine.dispatch import Dispatcher
     from engine.ports import DeliveryError, Message
+    from engine.runtime.dispatch import Dispatcher
     from engine.store import SqlStore
     from engine.testing import FakeClock
     from tests.store.helpers import T0, outbox_entry

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from engine.dispatch import Dispatcher, RetryPolicy
 from engine.ports import DeliveryError, Message
+from engine.runtime.dispatch import Dispatcher, RetryPolicy
 from engine.testing import FakeClock, InMemoryStore
 from tests.store.helpers import T0, outbox_entry
 

@@ -153,9 +153,9 @@ def test_caps_are_counted_in_the_store_so_they_hold_across_workers(tmp_path: Pat
                                                                    folder: Path) -> None:
     """Two dispatchers (two worker processes' worth: two stores on one database) share
     the cap, because it is counted from the outbox, not in memory."""
-    from engine.dispatch import Dispatcher
-    from engine.model import Profile
-    from engine.policy import PolicyGate
+    from engine.core.model import Profile
+    from engine.runtime.dispatch import Dispatcher
+    from engine.runtime.policy import PolicyGate
     from engine.store import SqlStore
     from engine.testing import FakeClock, RecordingChannel
     from journeys.loader import load_path

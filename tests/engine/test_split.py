@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine.steps.split import bucket, choose
+from engine.core.steps.split import bucket, choose
 from journeys.steps import SplitStep
 
 

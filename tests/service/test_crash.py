@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.events import normalize
+from engine.runtime.events import normalize
 from engine.store import SqlStore
 from tests.engine.helpers import stub_email, write_folder
 

@@ -1,6 +1,6 @@
 """Fixtures for the store tests: one contract, three stores.
 
-- `memory`: engine.testing.InMemoryStore (the reference behaviour);
+- `memory`: engine.store.memory.InMemoryStore (the reference behaviour);
 - `sqlite`: SqlStore on a fresh SQLite file in tmp_path (a copy of a file migrated once
   per session by Alembic, so each test starts from exactly what the migrations build);
 - `postgres`: SqlStore on a database of its own created for this run
@@ -22,7 +22,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from engine.store import SqlStore
-from engine.store.tables import TABLE_NAMES
+from engine.store.memory import InMemoryStore
+from engine.store.sql.tables import TABLE_NAMES
 
 PG_ENV = "JOURNEYMAN_TEST_PG"
 
@@ -87,7 +88,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_pg_store(pg_database: str) -> SqlStore:
     store = SqlStore(pg_database)
-    with store.engine.begin() as conn:
+    with store.sql_engine.begin() as conn:
         conn.execute(text("TRUNCATE " + ", ".join(TABLE_NAMES) + " RESTART IDENTITY"))
     return store
 
@@ -111,10 +112,6 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlSto
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
-        try:
-            from engine.testing import InMemoryStore
-        except ImportError as exc:  # engine.testing imports the runtime, which needs rules/
-            pytest.skip(f"engine.testing is not importable yet ({exc})")
         yield InMemoryStore()
         return
     if request.param == "sqlite":

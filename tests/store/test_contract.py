@@ -7,17 +7,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from engine.model import Exit, Profile, RecordGoal
+from engine.core.model import Exit, Profile, RecordGoal
 from engine.ports import Decision
 from tests.store.helpers import (
     T0,
-    decisions_of,
     enrollment,
-    exits_of,
-    goals_of,
     later,
-    needs,
-    needs_rules,
     outbox_entry,
     timer,
 )
@@ -158,9 +153,9 @@ def test_records(store: Any) -> None:
     store.record_exit(ex)
     store.record_goal(goal)
     store.record_decision(decision)
-    assert exits_of(store) == [ex]
-    assert goals_of(store) == [goal]
-    assert decisions_of(store) == [decision]
+    assert store.recorded_exits() == [ex]
+    assert store.recorded_goals() == [goal]
+    assert store.recorded_decisions() == [decision]
 
 
 # --- outbox --------------------------------------------------------------------------
@@ -226,7 +221,6 @@ def test_identities(store: Any) -> None:
 
 
 def test_merge_profiles(store: Any) -> None:
-    needs_rules()
     store.put_profile(Profile("u1", {"email": "new@example.com", "plan": "pro"},
                               {"orders_count": 1, "total_spent": 10.0}))
     store.put_profile(Profile("anon", {"email": "old@example.com", "utm": "ad"},
@@ -277,7 +271,6 @@ def test_merge_profiles(store: Any) -> None:
 
 
 def test_merge_into_missing_profile(store: Any) -> None:
-    needs_rules()
     store.put_profile(Profile("anon", {"a": 1}))
     store.merge_profiles(into="u1", from_="anon")
     assert store.get_profile("u1").traits == {"a": 1}
@@ -293,7 +286,6 @@ def _ev(mid: str, user: str = "u1", **extra: Any) -> dict[str, Any]:
 
 
 def test_accept_events_dedupes_on_source_and_message_id(store: Any) -> None:
-    needs(store, "accept_events")
     assert store.accept_events([_ev("m1"), _ev("m2"), _ev("m1")]) == ["m1", "m2"]
     assert store.accept_events([_ev("m2"), _ev("m3")]) == ["m3"]
     assert store.accept_events([_ev("m1")], source="other") == ["m1"]
@@ -301,7 +293,6 @@ def test_accept_events_dedupes_on_source_and_message_id(store: Any) -> None:
 
 
 def test_keys(store: Any) -> None:
-    needs(store, "create_key", "check_key")
     key = store.create_key("site", admin=False)
     admin = store.create_key("ops", admin=True)
     assert key != admin

@@ -10,8 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from engine.store import SchemaNotReady, SqlStore, migrate
-from engine.store.tables import TABLE_NAMES, metadata
+from engine.store import SchemaNotReady, SqlStore
+from engine.store.sql import migrate
+from engine.store.sql.tables import TABLE_NAMES, metadata
 
 
 def _check_fresh_database(url: str) -> None:
@@ -19,15 +20,15 @@ def _check_fresh_database(url: str) -> None:
         SqlStore(url)
     store = SqlStore(url, create=True)
     try:
-        with store.engine.connect() as conn:
+        with store.sql_engine.connect() as conn:
             assert migrate.current(conn) == migrate.head()
             assert set(TABLE_NAMES) <= set(inspect(conn).get_table_names())
             diff = compare_metadata(MigrationContext.configure(conn, opts={
                 "compare_type": True}), metadata)
             assert diff == []  # the models and the migrations agree
-        with store.engine.begin() as conn:
+        with store.sql_engine.begin() as conn:
             migrate.downgrade(conn, "base")
-        with store.engine.connect() as conn:
+        with store.sql_engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
         store.migrate()  # and up again
         SqlStore(url, create=True).close()  # idempotent

@@ -10,7 +10,7 @@ import pytest
 
 from engine.store import SqlStore
 from tests.engine.test_engine import CART
-from tests.store.helpers import T0, needs_rules
+from tests.store.helpers import T0
 
 
 def _scenario(eng: Any) -> None:
@@ -39,7 +39,6 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_runtime_on_sqlstore_matches_in_memory(tmp_path: Path, sql_url: str) -> None:
-    needs_rules()
     from engine.testing import InMemoryEngine
     from tests.engine.helpers import stub_email, write_folder
 
@@ -69,10 +68,9 @@ def test_runtime_on_sqlstore_matches_in_memory(tmp_path: Path, sql_url: str) -> 
 
 def test_worker_over_the_inbox_on_sqlite(tmp_path: Path) -> None:
     """API-style ingest into the inbox, a Worker handles it in per-event transactions."""
-    needs_rules()
-    from engine.events import normalize
+    from engine.runtime.events import normalize
+    from engine.runtime.worker import Worker
     from engine.testing import InMemoryEngine
-    from engine.worker import Worker
     from tests.engine.helpers import stub_email, write_folder
 
     folder = write_folder(tmp_path / "j", {"cart": CART}, {
@@ -80,7 +78,7 @@ def test_worker_over_the_inbox_on_sqlite(tmp_path: Path) -> None:
     eng = InMemoryEngine.from_folder(folder, start=T0)
     store = SqlStore(f"sqlite:///{tmp_path / 'w.db'}", create=True, clock=eng.clock)
     eng.use_store(store)
-    worker = Worker(eng.engine, store, eng.clock, name="w1", dispatcher=eng.dispatcher)
+    worker = Worker(eng.runner, store, eng.clock, name="w1", dispatcher=eng.dispatcher)
     try:
         raw = [{"type": "identify", "userId": "u1", "traits": {"email": "u1@example.com"}},
                {"type": "track", "userId": "u1", "event": "Checkout Started",

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from engine.model import Profile
+from engine.core.model import Profile
 from engine.store import DuplicateKeyName, SqlStore, StoreError
-from engine.store.tables import table
+from engine.store.sql.tables import table
 from tests.store.helpers import T0, enrollment, later, outbox_entry, timer
 
 
@@ -266,7 +266,7 @@ def test_accept_events_batches_and_stores_events(sql_store: SqlStore) -> None:
     events = [_ev(f"m{i}", f"u{i % 7}") for i in range(2000)]
     assert sql_store.accept_events(events) == [f"m{i}" for i in range(2000)]
     assert sql_store.accept_events([*events[:10], _ev("new")]) == ["new"]
-    with sql_store.engine.connect() as conn:
+    with sql_store.sql_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 2001
         body = conn.execute(select(table("events").c.body).where(
             table("events").c.message_id == "m5")).scalar()
@@ -331,7 +331,7 @@ def test_api_keys(sql_store: SqlStore) -> None:
     assert [k.name for k in sql_store.list_keys()] == ["site", "ops"]
     with pytest.raises(DuplicateKeyName):
         sql_store.create_key("site")
-    with sql_store.engine.connect() as conn:
+    with sql_store.sql_engine.connect() as conn:
         stored = " ".join(str(v) for row in conn.execute(text("SELECT * FROM api_keys"))
                           for v in row)
     assert key not in stored
@@ -353,7 +353,7 @@ def test_api_keys(sql_store: SqlStore) -> None:
 def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
     sql_store.put_enrollment(enrollment("e1"))
     e = table("enrollments")
-    with sql_store.engine.begin() as conn:
+    with sql_store.sql_engine.begin() as conn:
         assert conn.execute(select(e.c.schema_version)).scalar() == 1
         conn.execute(e.update().values(schema_version=99))
     with pytest.raises(StoreError, match="schema version 99"):
@@ -363,7 +363,7 @@ def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
 def test_sqlite_settings(sql_store: SqlStore) -> None:
     if sql_store.dialect != "sqlite":
         pytest.skip("SQLite only")
-    with sql_store.engine.connect() as conn:
+    with sql_store.sql_engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -380,15 +380,3 @@ def test_in_memory_sqlite_works() -> None:
 def test_unknown_database_is_refused() -> None:
     with pytest.raises(StoreError, match="unsupported database"):
         SqlStore("mysql://localhost/x")
-
-
-def test_constants_match_the_engine() -> None:
-    from tests.store.helpers import needs_rules
-
-    needs_rules()
-    from engine.runtime import CRON_STEP
-    from engine.store import sql
-    from journeys.graph import EXITED
-
-    assert sql.CRON_STEP == CRON_STEP
-    assert sql.EXITED == EXITED

@@ -1,0 +1,9 @@
+"""The HTTP API (FastAPI): Segment-compatible ingest (`ingest.py`), who is calling
+(`auth.py`), admin endpoints (`admin.py`), the unsubscribe pages (`unsubscribe.py`),
+assembled by `create_app` (`app.py`)."""
+
+from engine.api.app import create_app
+from engine.api.auth import ApiError, KeyCache
+from engine.api.ingest import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "ApiError", "KeyCache", "create_app"]

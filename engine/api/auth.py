@@ -1,0 +1,75 @@
+"""Who is calling: the write key (HTTP Basic user name, a Bearer token, or `writeKey` in
+the body, as Segment's clients send it), a short cache of known keys, and `ApiError`,
+a request answered with a 4xx and a JSON reason."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+from fastapi import Request
+
+from engine.ports import KeyInfo, KeyStore
+from rules.errors import JourneymanError
+
+
+class ApiError(JourneymanError):
+    """Answer the request with `status` and `{"success": false, "reason": ...}`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def write_key(request: Request, body: Any) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            user = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(401, "malformed Authorization header") from None
+        if user:
+            return user
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        return str(body["writeKey"])
+    return None
+
+
+class KeyCache:
+    """Known keys for a few seconds: a hash and a read per request add up at small
+    batch sizes. A revoked key stops working within `ttl` seconds; unknown keys are
+    never cached, so a new key works at once."""
+
+    def __init__(self, store: KeyStore, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, KeyInfo]] = {}
+
+    def check(self, key: str) -> KeyInfo | None:
+        hit = self._known.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        info = self.store.check_key(key)
+        if info is None:
+            self._known.pop(key, None)
+        else:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (time.monotonic(), info)
+        return info
+
+
+def require_admin(request: Request, store: KeyStore) -> KeyInfo:
+    """The admin key of the request, or a 401/403."""
+    key = write_key(request, None)
+    info = store.check_key(key) if key else None
+    if info is None:
+        raise ApiError(401, "missing or unknown key")
+    if not info.admin:
+        raise ApiError(403, "this needs an admin key")
+    return info

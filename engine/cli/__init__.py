@@ -1,0 +1,36 @@
+"""The `journeyman` command line (Typer). Thin: every command calls the public Python API.
+
+Commands by audience, one module each:
+
+| module | commands |
+|---|---|
+| `authoring.py` | `validate`, `graph`, `preview`, `simulate`, `version` |
+| `running.py` | `serve`, `worker`, `demo` |
+| `admin.py` | `keys`, `outbox`, `decisions` |
+
+`common.py` has what they share (options, consoles, exit codes). Exit codes: 0
+success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
+Modules import their heavy dependencies inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from engine.cli import admin, authoring, running
+
+app = typer.Typer(
+    name="journeyman",
+    help="Rules-based customer journey orchestration: journeys as code.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# The order of `journeyman --help`.
+for command in (authoring.validate, authoring.graph, authoring.simulate, authoring.preview,
+                authoring.version, admin.outbox, admin.decisions, running.serve, running.demo,
+                running.worker):
+    app.command()(command)
+app.add_typer(admin.keys, name="keys")
+
+__all__ = ["app"]

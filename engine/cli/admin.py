@@ -1,0 +1,119 @@
+"""Commands for operators: `keys` (write keys for the API), `outbox` and `decisions`
+(what was sent, skipped or failed, and why)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
+from engine.store import DEFAULT_URL
+
+keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
+
+
+@keys.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (who uses it).")],
+    admin: Annotated[bool, typer.Option(help="May read profiles (GET /v1/profiles/...).")]
+    = False,
+    db: DbOpt = DEFAULT_URL,
+) -> None:
+    """Create a write key; the key alone is the last line of stdout (shown only once)."""
+    from engine.store import DuplicateKeyName
+
+    store = open_store(db)
+    try:
+        key = store.create_key(name, admin=admin)
+    except DuplicateKeyName as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    err.print(f"created {'admin ' if admin else ''}key {name!r}; store it now, "
+              "it is not shown again:", markup=False)
+    sys.stdout.write(key + "\n")
+
+
+@keys.command("list")
+def keys_list(
+    db: DbOpt = DEFAULT_URL,
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List keys (names and prefixes; the keys themselves are stored hashed)."""
+    store = open_store(db)
+    try:
+        infos = store.list_keys(include_revoked=all_keys)
+    finally:
+        store.close()
+    table = Table("name", "prefix", "admin", "created", "revoked")
+    for info in infos:
+        table.add_row(info.name, info.prefix, "yes" if info.admin else "",
+                      info.created_at.isoformat(timespec="seconds") if info.created_at else "",
+                      info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else "")
+    out.print(table)
+
+
+@keys.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    db: DbOpt = DEFAULT_URL,
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    store = open_store(db)
+    try:
+        revoked = store.revoke_key(name)
+    finally:
+        store.close()
+    if not revoked:
+        err.print(f"no active key named {name!r}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out.print(f"revoked {name!r}", markup=False)
+
+
+def outbox(
+    db: DbOpt = DEFAULT_URL,
+    status: Annotated[str | None, typer.Option(help=(
+        "Only rows with this status: pending, sent, failed or skipped."))] = None,
+    profile: Annotated[str | None, typer.Option(help="Only this profile's rows.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N rows.")] = 50,
+) -> None:
+    """The outbox: what was sent, what waits, and what failed or was skipped, and why."""
+    store = open_store(db)
+    try:
+        rows = store.outbox_records(profile_id=profile, status=status)[-limit:]
+        counts = store.outbox_counts()
+    finally:
+        store.close()
+    table = Table("send key", "profile", "journey/step", "channel", "status", "attempts",
+                  "next attempt / sent", "last error")
+    for r in rows:
+        when = r.sent_at or r.next_attempt_at
+        table.add_row(r.entry.key, r.entry.profile_id, f"{r.entry.journey}/{r.entry.step}",
+                      r.entry.channel, r.status, str(r.attempts),
+                      when.isoformat(timespec="seconds") if when else "", r.last_error or "")
+    out.print(table)
+    out.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty",
+              markup=False)
+
+
+def decisions(
+    db: DbOpt = DEFAULT_URL,
+    profile: Annotated[str | None, typer.Option(help="Only this profile's decisions.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the newest N.")] = 50,
+) -> None:
+    """The decision log: every skip, deferral and failure, with its reason."""
+    store = open_store(db)
+    try:
+        rows = store.recorded_decisions(profile)[-limit:]
+    finally:
+        store.close()
+    table = Table("at", "profile", "journey/step", "what", "reason", "details")
+    for d in rows:
+        table.add_row(d.at.isoformat(timespec="seconds"), d.profile_id,
+                      f"{d.journey}/{d.step}", d.what, d.reason,
+                      ", ".join(f"{k}={v}" for k, v in d.details.items()))
+    out.print(table)

@@ -1,0 +1,147 @@
+"""Commands for people who write and check journeys: `validate`, `graph`, `preview`,
+`simulate` (and `version`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.cli.common import EXIT_INVALID, JourneysOpt, err, fail, journeys_folder, out
+from rules.errors import JourneymanError
+
+
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Journey files or journeys folders.")],
+    backend: Annotated[str, typer.Option(help="Rules backend to compile with.")] = "durable",
+) -> None:
+    """Check journeys (shape, references, templates, conditions) and compile them.
+
+    Prints every problem as file:line:column: message on stderr and exits 1 if any.
+    """
+    from journeys.compiler import compile_library
+    from journeys.loader import load_path
+
+    problems: list[str] = []
+    count = 0
+    for path in paths:
+        try:
+            library = load_path(path)
+            compile_library(library, backend=backend)
+            count += len(library.journeys)
+        except JourneymanError as exc:
+            problems.extend(str(exc).splitlines())
+    if problems:
+        for line in problems:
+            err.print(line, markup=False)
+        err.print(f"{len(problems)} problem(s)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out.print(f"ok: {count} journey(s) valid", markup=False)
+
+
+def graph(
+    journey: Annotated[str, typer.Argument(help="A journey file, or a journey id in --journeys.")],
+    journeys: JourneysOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=(
+        "Write to a file: .md wraps the diagram in a ```mermaid block (renders on GitHub); "
+        ".mmd is the bare diagram, ready for mermaid-cli to turn into .svg."))] = None,
+) -> None:
+    """Print a journey's state machine as a Mermaid diagram."""
+    from journeys.compiler import compile_journey, mermaid
+    from journeys.loader import load_path
+
+    try:
+        path = Path(journey)
+        folder = journeys_folder(journeys)
+        library = load_path(path if path.suffix in {".yaml", ".yml"} else folder)
+        jid = next(iter(library.journeys)) if path.suffix in {".yaml", ".yml"} else journey
+        if jid not in library.journeys:
+            err.print(f"no journey {jid!r} in {folder} (have: "
+                      f"{', '.join(sorted(library.journeys))})", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        text = mermaid(compile_journey(library.journeys[jid], templates=library.templates))
+    except JourneymanError as exc:
+        raise fail(exc) from None
+    if output is None:
+        sys.stdout.write(text)
+        return
+    body = f"# {jid}\n\n```mermaid\n{text}```\n" if output.suffix == ".md" else text
+    output.write_text(body)
+    out.print(f"wrote {output}", markup=False)
+
+
+def simulate(
+    path: Annotated[Path, typer.Argument(help="A journey file or a journeys folder.")],
+    events: Annotated[Path, typer.Option(help="Segment-format JSON lines.")],
+    until: Annotated[str | None, typer.Option(help="Stop at this ISO time (UTC if no offset).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    backend: Annotated[str, typer.Option(help="Rules backend.")] = "durable",
+) -> None:
+    """Run journeys in memory on a fake clock through the events, then on until every
+    pending wait has resolved (or --until), and print who got what, when."""
+    from engine.qa.simulate import format_timeline
+    from engine.qa.simulate import simulate as run_sim
+
+    try:
+        result = run_sim(path, events, until=until, backend=backend)
+    except JourneymanError as exc:
+        raise fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=None) + "\n")
+    else:
+        sys.stdout.write(format_timeline(result))
+
+
+def preview(
+    journey: Annotated[str, typer.Argument(help="The journey id.")],
+    step: Annotated[str, typer.Argument(help="A send step of that journey.")],
+    profile: Annotated[Path, typer.Option(help=(
+        "Profile JSON: {\"id\": ..., \"traits\": {...}, \"computed\": {...}}."))],
+    journeys: JourneysOpt = None,
+    event: Annotated[Path | None, typer.Option(help=(
+        "The enrolling event as JSON (default: the journey's entry event, no properties)."))]
+    = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the HTML part here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    at: Annotated[str | None, typer.Option(help="Render as of this ISO time (default now).")]
+    = None,
+) -> None:
+    """Render exactly what a send step would deliver to a profile: address, headers,
+    subject, text (and HTML with --html), through the same code the engine sends with."""
+    from datetime import UTC, datetime
+
+    from engine.core.times import parse_timestamp
+    from engine.qa.preview import preview as run_preview
+
+    try:
+        facts = json.loads(profile.read_text())
+        enrolling = json.loads(event.read_text()) if event else None
+    except (OSError, json.JSONDecodeError) as exc:
+        err.print(f"cannot read the profile/event JSON: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    when = parse_timestamp(at) if at else datetime.now(UTC)
+    if when is None:
+        err.print(f"--at {at!r} is not an ISO time", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        result = run_preview(journeys_folder(journeys), journey, step, facts, now=when,
+                             event=enrolling)
+    except JourneymanError as exc:
+        raise fail(exc) from None
+    if html is not None:
+        html.write_text(result.entry.rendered.html or "")
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write("\n".join(result.lines()) + "\n")
+
+
+def version() -> None:
+    """Print the version."""
+    from importlib.metadata import version as v
+
+    out.print(v("journeyman"), markup=False)

@@ -1,0 +1,46 @@
+"""What every command shares: the consoles, exit codes, how an error of ours is shown,
+and the options that mean the same thing everywhere (`--journeys`, `--db`, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from engine.store import DEFAULT_URL
+from journeys.library import bundled_library
+from rules.errors import JourneymanError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+EXIT_INVALID = 1  # the input is invalid (journeys, events, a store); 2 is a usage error
+
+JourneysOpt = Annotated[Path | None, typer.Option(
+    help="Journeys folder (default: the bundled library, journeys/library).")]
+DbOpt = Annotated[str, typer.Option(
+    help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://...")]
+
+
+def journeys_folder(journeys: Path | None) -> Path:
+    """`--journeys`, or the bundled library when it is not given."""
+    return journeys if journeys is not None else bundled_library()
+
+
+def fail(error: JourneymanError) -> typer.Exit:
+    """Print an error of ours (every line of it) and exit 1; no traceback."""
+    for line in str(error).splitlines():
+        err.print(line, markup=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+def open_store(db: str) -> Any:
+    """The store at `db`, migrated; exit 1 with the reason if it cannot be opened."""
+    from engine.store import SqlStore
+
+    try:
+        return SqlStore(db, create=True)
+    except JourneymanError as exc:
+        raise fail(exc) from None

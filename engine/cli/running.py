@@ -1,0 +1,179 @@
+"""Commands that run the engine: `serve` (API + worker + timers + outbox), `worker`
+(more processes on one store) and `demo` (the service on a time-lapse clock)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.cli.common import EXIT_INVALID, DbOpt, JourneysOpt, err, journeys_folder, out
+from engine.store import DEFAULT_URL
+from rules.errors import JourneymanError
+
+IdentifyOpt = Annotated[list[str] | None, typer.Option(
+    "--identify-by", help="Traits that identify a person across ids (repeat), e.g. email.")]
+LeaseOpt = Annotated[float, typer.Option(help=(
+    "Seconds a crashed process keeps the events and sends it claimed before another "
+    "process takes them over."))]
+SendsOpt = Annotated[str, typer.Option(help=(
+    "Where sends go until real adapters are configured: `console`, or `file:PATH` "
+    "(JSON lines)."))]
+ChannelsOpt = Annotated[Path | None, typer.Option(
+    "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
+    "webhook, ...); without it every channel goes where --sends says.")]
+TickOpt = Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")]
+
+DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
+
+
+def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
+    """The adapters by channel name: from channels.yaml, else one adapter for every
+    channel (the console, or a JSON-lines file)."""
+    import channels
+    from channels.config import load
+
+    if config is not None:
+        return load(config)
+    kind, _, arg = sends.partition(":")
+    adapter = channels.build(kind, **({"path": arg} if arg else {}))
+    return dict.fromkeys(CHANNEL_NAMES, adapter)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A tick that finds the previous one still running is skipped on purpose
+    # (max_instances=1, coalesce): not worth a warning per tick.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
+def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
+             config: Path | None = None, **extra: Any) -> Any:
+    from engine.service import Service
+
+    setup_logging()
+    try:
+        return Service(journeys_folder(journeys), db,
+                       channels=channels_for(sends, config),
+                       identify_by=tuple(identify_by or ()),
+                       secret=os.environ.get("JOURNEYMAN_SECRET") or None, **extra)
+    except (JourneymanError, ValueError) as exc:
+        for line in str(exc).splitlines():
+            err.print(line, markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def serve(
+    journeys: JourneysOpt = None,
+    db: DbOpt = DEFAULT_URL,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    identify_by: IdentifyOpt = None,
+    sends: SendsOpt = "console",
+    channels: ChannelsOpt = None,
+    tick: TickOpt = 0.5,
+    lease: LeaseOpt = 60.0,
+    public_url: Annotated[str | None, typer.Option(help=(
+        "The API's address as mail recipients reach it, for unsubscribe links "
+        "(default http://HOST:PORT)."))] = None,
+) -> None:
+    """Run the service: event API, worker, timer ticker and outbox dispatcher."""
+    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease,
+                       public_url=public_url or f"http://{host}:{port}")
+    err.print(f"journeyman: {len(service.library.journeys)} journeys from "
+              f"{service.library.folder}, "
+              f"store {service.store.dialect}, API on http://{host}:{port} "
+              "(write keys: `journeyman keys create NAME`)", markup=False)
+    service.serve(host, port)
+
+
+def worker(
+    journeys: JourneysOpt = None,
+    db: DbOpt = DEFAULT_URL,
+    identify_by: IdentifyOpt = None,
+    sends: SendsOpt = "console",
+    channels: ChannelsOpt = None,
+    tick: TickOpt = 0.5,
+    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+    lease: LeaseOpt = 60.0,
+) -> None:
+    """Run a worker alone (events, timers, outbox), for more processes on one store."""
+    service = _service(journeys, db, identify_by, sends, channels, tick=tick, name=name,
+                       lease=lease)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.request_stop())
+    service.start()
+    err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
+              markup=False)
+    try:
+        service.wait()
+    finally:
+        service.stop()
+
+
+def demo(
+    journeys: JourneysOpt = None,
+    events: Annotated[Path | None, typer.Option(help=(
+        "Segment-format JSON lines to play (default: the bundled demo stream)."))] = None,
+    synthetic: Annotated[int, typer.Option(help="Made-up visitors added to the stream.")]
+    = 30,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")]
+    = 172_800.0,
+    days: Annotated[int, typer.Option(help="Simulated days to run on after the last event "
+                                           "(stops earlier when nothing is pending).")] = 80,
+    db: Annotated[str | None, typer.Option(help=(
+        "Store URL to keep the demo's state (default: a fresh temporary SQLite file)."))]
+    = None,
+) -> None:
+    """Run the whole service on a time-lapse clock and play a demo event stream through
+    its HTTP API: watch profiles enter journeys and messages reach the console."""
+    import tempfile
+    from datetime import timedelta
+
+    from rich.progress import Progress, TextColumn
+
+    from engine.qa.demo import (
+        bundled_demo_events,
+        load_events,
+        run_demo,
+        synthetic_events,
+        when,
+    )
+
+    bundled = bundled_demo_events()
+    try:
+        stream = load_events(events or bundled) if events or bundled.is_file() else []
+    except (OSError, ValueError) as exc:
+        err.print(f"cannot read the demo events: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if synthetic:
+        start = when(stream[0]) if stream else DEMO_START
+        stream = sorted(stream + synthetic_events(synthetic, start), key=when)
+    if not stream:
+        err.print("no events to play (give --events FILE or --synthetic N)", markup=False)
+        raise typer.Exit(1)
+    setup_logging()
+    with tempfile.TemporaryDirectory(prefix="journeyman-demo-") as tmp:
+        url = db or f"sqlite:///{Path(tmp) / 'demo.db'}"
+        with Progress(TextColumn("{task.description}"), console=out,
+                      transient=False) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def show(now: Any, posted: int, handled: int, sent: int) -> None:
+                bar.update(task, description=(
+                    f"[bold]{now:%Y-%m-%d %H:%M}[/] simulated · events {posted}/{len(stream)}"
+                    f" posted, {handled} handled · {sent} messages sent"))
+
+            summary = run_demo(journeys_folder(journeys), stream, db=url,
+                               channels=channels_for("console"), speed=speed,
+                               run_on=timedelta(days=days), progress=show,
+                               show=lambda line: print(line, flush=True))
+    for line in summary.lines():
+        out.print(line, markup=False)

@@ -1,0 +1,183 @@
+"""Values the core works with: profiles, enrollments, triggers and commands.
+
+Frozen dataclasses inside, pydantic only at the edges (design.md). Datetimes are aware
+UTC. Events are plain dicts in the normalized Segment shape (see `engine.runtime.events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+CRON_STEP = "__cron__"  # the step of a schedule entry's timer (no enrollment yet)
+Status = Literal["active", "completed", "exited"]
+Event = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: str
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    computed: Mapping[str, Any] = field(default_factory=dict)
+
+    def facts(self) -> dict[str, Any]:
+        return {"id": self.id, "traits": dict(self.traits), "computed": dict(self.computed)}
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """One profile's pass through one journey version; persisted as a row."""
+
+    id: str
+    journey: str
+    version: int
+    profile_id: str
+    state: str
+    status: Status
+    entered_at: datetime
+    updated_at: datetime
+    entry_event: Event
+    trigger_event: Event | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    visits: Mapping[str, int] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
+    exit_reason: str | None = None
+    ended_at: datetime | None = None
+    goal_reached_at: datetime | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def occurrence(self, step: str) -> int:
+        return self.visits.get(step, 0)
+
+    def facts(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "status": self.status,
+                "data": dict(self.data), "entered_at": self.entered_at.isoformat(),
+                "variants": dict(self.variants)}
+
+
+# --- triggers: why advance() is called ------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """Start a new enrollment at the first step; `event` is the enrolling event."""
+
+    profile: Profile
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A wait or a wait_for timeout came due; stale timers (wrong step/occurrence) are no-ops."""
+
+    profile: Profile
+    step: str
+    occurrence: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventMatched:
+    """The event a `wait_for` step waits for has arrived."""
+
+    profile: Profile
+    step: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRequested:
+    """`exit_when` matched: leave at once from any step."""
+
+    profile: Profile
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GoalMet:
+    """The journey's goal event arrived within its window (recorded; the journey goes on)."""
+
+    profile: Profile
+    event: Event
+
+
+Trigger = Enter | TimerFired | EventMatched | ExitRequested | GoalMet
+
+
+# --- commands: what advance() asks the runtime to do ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    key: str  # unique per (enrollment, step, occurrence): the idempotency key
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    channel: str
+    template: str
+    to: str | None
+    context: Mapping[str, Any]  # what the template renders against
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    key: str
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    occurrence: int
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProfile:
+    profile_id: str
+    set: Mapping[str, Any] = field(default_factory=dict)
+    increment: Mapping[str, float] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    key: str  # derived from the emitting step, so a replay emits the same messageId
+    profile_id: str  # the profile the event is for (this one or another)
+    event: Event
+    source_enrollment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordGoal:
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    at: datetime
+
+
+Command = Send | ScheduleTimer | CancelTimer | UpdateProfile | Emit | Exit | RecordGoal
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    enrollment: Enrollment
+    commands: tuple[Command, ...]

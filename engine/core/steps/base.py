@@ -1,0 +1,81 @@
+"""What a step handler gets (`StepRun`) and returns (`Go` or `SUSPEND`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.core.model import Command, Enrollment, Event, Profile
+from journeys.compiler import CompiledJourney
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Fire this trigger on the journey's state machine now."""
+
+    trigger: str
+    exit_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """Stay on this step until a timer or an event resumes it."""
+
+
+SUSPEND = Suspend()
+Outcome = Go | Suspend
+
+
+@dataclass
+class StepRun:
+    """The mutable working copy of one `advance()` call."""
+
+    journey: CompiledJourney
+    enrollment: Enrollment
+    profile: Profile
+    now: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    visits: dict[str, int] = field(default_factory=dict)
+    variants: dict[str, str] = field(default_factory=dict)
+    trigger_event: Event | None = None
+    commands: list[Command] = field(default_factory=list)
+
+    @property
+    def occurrence(self) -> int:
+        return self.visits.get(self.enrollment.state, 0)
+
+    def key(self, step: str) -> str:
+        """The idempotency key of this step's effect: (enrollment, step, occurrence)."""
+        return f"{self.enrollment.id}:{step}:{self.visits.get(step, 0)}"
+
+    def enrollment_facts(self) -> dict[str, Any]:
+        facts = self.enrollment.facts()
+        facts.update(data=dict(self.data), variants=dict(self.variants))
+        return facts
+
+    def context(self) -> dict[str, Any]:
+        """What templates and conditions see: the enrolling event as `event`."""
+        return {
+            "profile": self.profile.facts(),
+            "event": dict(self.enrollment.entry_event),
+            "trigger": dict(self.trigger_event or {}),
+            "enrollment": self.enrollment_facts(),
+            "journey": {"id": self.journey.id, "version": self.journey.version,
+                        "name": self.journey.model.title},
+        }
+
+    def timezone(self, name: str | None = None) -> ZoneInfo:
+        """A named zone, or the profile's `timezone` trait, or the policy's default."""
+        for candidate in (name, self.profile.traits.get("timezone"), self.journey.policy.timezone):
+            if isinstance(candidate, str) and candidate != "profile":
+                try:
+                    return ZoneInfo(candidate)
+                except (ZoneInfoNotFoundError, ValueError):
+                    continue
+        return ZoneInfo("UTC")
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

@@ -1,0 +1,51 @@
+"""Time helpers of the core: parsing and printing instants, local times of day in a
+profile's zone (DST-correct), and which zone a profile lives in. Pure: `now` always
+comes in as an argument (design.md: time comes through the Clock port)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rules.operators import timestamp
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one."""
+    instant = timestamp(value)
+    return instant.astimezone(UTC) if instant is not None else None
+
+
+def iso(value: datetime) -> str:
+    """`2026-03-02T09:00:00Z`: an instant as the events and the reports print it."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def next_local_time(now: datetime, hhmm: str, tz: ZoneInfo) -> datetime:
+    """The first instant strictly after `now` whose wall clock in `tz` reads `hhmm`.
+
+    On a spring-forward day a time inside the gap resolves to the instant just after the
+    gap (fold=0 gives the pre-transition offset); on a fall-back day the first of the two
+    readings wins.
+    """
+    hour, minute = (int(p) for p in hhmm.split(":"))
+    local_today = now.astimezone(tz).date()
+    for days in range(3):
+        naive = datetime.combine(local_today + timedelta(days=days), time(hour, minute))
+        candidate = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+        if candidate > now:
+            return candidate
+    raise AssertionError("unreachable: a local time recurs within two days")
+
+
+def local_zone(traits: Mapping[str, Any], default_tz: str) -> ZoneInfo:
+    """The profile's zone: its `timezone` trait, else `default_tz`, else UTC."""
+    for name in (traits.get("timezone"), default_tz, "UTC"):
+        if isinstance(name, str):
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")

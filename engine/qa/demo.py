@@ -1,0 +1,222 @@
+"""`journeyman demo`: the real service (API, worker, timers, outbox) on a time-lapse
+clock, fed a demo event stream over HTTP, with messages going to the console.
+
+Nothing is faked but time: events go through the Segment API with a write key, into
+SQLite, through the worker and the outbox to the console channel. The clock runs
+`speed` times faster than real time (a day in half a second by default), so the
+journeys' waits of days and weeks play out in about a minute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from engine.core.times import iso, parse_timestamp
+from engine.ports import Channel
+from engine.service import Service
+
+
+def bundled_demo_events() -> Path:
+    """The demo event stream shipped in the package (`journeyman demo`'s default)."""
+    return Path(str(files("engine.qa").joinpath("data", "demo-events.jsonl")))
+
+
+class TimeLapseClock:
+    """Time that starts at `start` and runs `speed` times faster than the wall clock."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        self.start = start
+        self.speed = speed
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
+
+    def restart(self) -> None:
+        """Back to `start`: called once the service is up, before anything happened, so
+        the seconds spent starting do not count as days at a high speed."""
+        self._origin = time.monotonic()
+
+    def sleep_until(self, when: datetime, stop: threading.Event) -> None:
+        wait = (when - self.now()).total_seconds() / self.speed
+        if wait > 0:
+            stop.wait(wait)
+
+
+@dataclass
+class DemoSummary:
+    events: int
+    profiles: int
+    enrollments: Counter[str]
+    messages: Counter[str]
+    outbox: dict[str, int]
+    simulated: timedelta
+
+    def lines(self) -> Iterator[str]:
+        yield (f"{self.events} events, {self.profiles} profiles, "
+               f"{sum(self.enrollments.values())} enrollments, "
+               f"{sum(self.messages.values())} messages in {self.simulated.days} simulated days")
+        for journey, n in sorted(self.enrollments.items()):
+            yield f"  {journey:<20} {n:>4} enrolled"
+        yield "  outbox: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outbox.items()))
+
+
+def when(event: dict[str, Any]) -> datetime:
+    stamp = parse_timestamp(event.get("timestamp"))
+    if stamp is None:
+        raise ValueError(f"demo events need a timestamp: {json.dumps(event)[:120]}")
+    return stamp
+
+
+def load_events(path: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(events, key=when)
+
+
+def synthetic_events(count: int, start: datetime) -> list[dict[str, Any]]:
+    """`count` made-up visitors over two weeks: sign-ups, browsing, carts, orders.
+    Deterministic (choices come from a hash), so two runs show the same story."""
+
+    def pick(user: str, what: str, n: int) -> int:
+        return hashlib.blake2b(f"{user}:{what}".encode(), digest_size=4).digest()[0] % n
+
+    zones = ["Europe/Madrid", "America/New_York", "Asia/Tokyo", "Europe/London"]
+    events: list[dict[str, Any]] = []
+    for i in range(count):
+        user = f"visitor{i:03d}"
+        at = start + timedelta(hours=3 * i + pick(user, "t", 3))
+
+        def add(event: dict[str, Any], after: timedelta, user: str = user,
+                at: datetime = at) -> None:
+            events.append({**event, "userId": user, "timestamp": iso(at + after)})
+
+        add({"type": "identify", "traits": {
+            "email": f"{user}@example.com", "first_name": user.capitalize(),
+            "timezone": zones[pick(user, "tz", len(zones))], "consent": {"email": True}}},
+            timedelta())
+        source = ["site", "newsletter", "registered_buyer"][pick(user, "src", 3)]
+        add({"type": "track", "event": "Signed Up", "properties": {"source": source}},
+            timedelta(minutes=1))
+        if pick(user, "browse", 2):
+            add({"type": "track", "event": "Product Viewed", "properties": {
+                "product_id": f"p-{pick(user, 'p', 90)}", "name": "Trail Runner 2",
+                "category": "shoes"}}, timedelta(hours=5))
+        if pick(user, "cart", 3):
+            add({"type": "track", "event": "Checkout Started",
+                 "properties": {"cart_value": 40 + pick(user, "v", 120)}}, timedelta(days=1))
+            if pick(user, "buy", 2):
+                add({"type": "track", "event": "Order Completed", "properties": {
+                    "order_id": f"o-{user}", "revenue": 40 + pick(user, "v", 120)}},
+                    timedelta(days=1, hours=3))
+    return sorted(events, key=when)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+Progress = Callable[[datetime, int, int, int], None]
+
+
+def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
+             channels: dict[str, Channel], speed: float, run_on: timedelta,
+             progress: Progress | None = None,
+             show: Callable[[str], None] | None = None) -> DemoSummary:
+    import httpx
+    import uvicorn
+
+    first, last = when(events[0]), when(events[-1])
+    clock = TimeLapseClock(first - timedelta(minutes=1), speed)
+    service = Service(journeys, db, channels=channels, clock=clock, tick=0.05, lease=5)
+    key = service.store.create_key(f"demo-{time.monotonic_ns()}")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+    thread.start()
+    service.start()
+    posted = 0
+    entries = Entries(first - timedelta(days=1), show) if show is not None else None
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        clock.restart()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, "")) as client:
+            while posted < len(events):
+                clock.sleep_until(when(events[posted]), stop)
+                now = clock.now()
+                batch = [e for e in events[posted:] if when(e) <= now]
+                client.post("/v1/batch", json={"batch": batch}).raise_for_status()
+                posted += len(batch)
+                _report(progress, clock, service, posted, entries)
+        deadline = last + run_on
+        while clock.now() < deadline and not _idle(service):
+            stop.wait(0.1)
+            _report(progress, clock, service, posted, entries)
+        server.should_exit = True
+        service.stop_loops()  # then count: nothing is sent after the summary
+        if entries is not None:
+            entries(service)
+        return _summary(service, posted, clock.now() - clock.start)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        service.stop()
+
+
+def _idle(service: Service) -> bool:
+    store = service.store
+    return (store.inbox_counts().get("pending", 0) == 0
+            and store.next_timer_at(include_cron=False) is None
+            and store.outbox_counts().get("pending", 0) == 0)
+
+
+class Entries:
+    """Prints each enrollment once, as profiles enter journeys."""
+
+    def __init__(self, since: datetime, show: Callable[[str], None]) -> None:
+        self.since = since
+        self.seen: set[str] = set()
+        self.show = show
+
+    def __call__(self, service: Service) -> None:
+        for e in service.store.entered_since(self.since):
+            if e.id not in self.seen:
+                self.seen.add(e.id)
+                self.show(f"[  enter] {e.entered_at:%Y-%m-%d %H:%M} {e.profile_id}"
+                          f"  -> {e.journey}")
+                self.since = max(self.since, e.entered_at)
+
+
+def _report(progress: Progress | None, clock: TimeLapseClock, service: Service,
+            posted: int, entries: Entries | None) -> None:
+    if entries is not None:
+        entries(service)
+    if progress is not None:
+        counts = service.store.outbox_counts()
+        progress(clock.now(), posted, service.worker.stats.events, counts.get("sent", 0))
+
+
+def _summary(service: Service, events: int, simulated: timedelta) -> DemoSummary:
+    store = service.store
+    profiles = list(store.profile_ids())
+    enrollments: Counter[str] = Counter()
+    for pid in profiles:
+        enrollments.update(e.journey for e in store.profile_enrollments(pid))
+    messages = Counter(r.entry.channel for r in store.outbox_records(status="sent"))
+    return DemoSummary(events, len(profiles), enrollments, messages, store.outbox_counts(),
+                       simulated)

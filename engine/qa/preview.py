@@ -1,0 +1,85 @@
+"""`journeyman preview`: render exactly what a send step would deliver to a profile.
+
+The step runs through the same code as in production: the `send` step handler builds
+the Send (with its template context: profile, enrolling event, enrollment, journey),
+and `engine.runtime.rendering.render_send` renders it, adds the unsubscribe link and headers and
+picks the address. Only the enrollment is made up: a new one, entered now by `event`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.core import new_enrollment
+from engine.core.model import Profile, Send
+from engine.core.steps import send as send_step
+from engine.core.steps.base import StepRun
+from engine.core.times import iso
+from engine.ports import OutboxEntry, SystemClock, UuidIds
+from engine.runtime.rendering import render_send
+from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.service import wire
+from engine.store.memory import InMemoryStore
+from journeys.loader import load_path
+from journeys.steps import SendStep
+from rules.errors import JourneymanError
+
+
+class PreviewError(JourneymanError):
+    """No such journey or step, or the step is not a send."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    entry: OutboxEntry
+
+    def as_json(self) -> dict[str, Any]:
+        r = self.entry.rendered
+        return {"journey": self.entry.journey, "step": self.entry.step,
+                "channel": self.entry.channel, "to": self.entry.to, "template": r.template,
+                "subject": r.subject, "text": r.text, "html": r.html, "body": r.body,
+                "payload": r.payload, "headers": r.headers}
+
+    def lines(self) -> list[str]:
+        r, e = self.entry.rendered, self.entry
+        out = [f"journey: {e.journey}   step: {e.step}   channel: {e.channel}   "
+               f"template: {r.template}", f"to: {e.to or '(no address)'}"]
+        out += [f"{name}: {value}" for name, value in r.headers.items()]
+        if r.subject is not None:
+            out.append(f"subject: {r.subject}")
+        out.append("")
+        out.append(r.summary)
+        return out
+
+
+def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[str, Any], *,
+            now: datetime, event: dict[str, Any] | None = None,
+            base_url: str = "https://journeyman.invalid") -> Preview:
+    library = load_path(journeys)
+    if journey_id not in library.journeys:
+        raise PreviewError(f"no journey {journey_id!r} (have: "
+                           f"{', '.join(sorted(library.journeys))})")
+    links = UnsubscribeLinks("preview", base_url)
+    wiring = wire(library, store=InMemoryStore(), clock=SystemClock(), ids=UuidIds(),
+                  channels={}, unsubscribe=links)
+    journey = wiring.compiled[journey_id]
+    step = next((s for s in journey.model.steps if s.id == step_id), None)
+    if not isinstance(step, SendStep):
+        sends = [s.id for s in journey.model.steps if isinstance(s, SendStep)]
+        what = "is not a send step" if step is not None else "does not exist"
+        raise PreviewError(f"step {step_id!r} of {journey_id} {what} (send steps: "
+                           f"{', '.join(sends) or 'none'})")
+    stored = Profile(str(profile.get("id", "preview")), dict(profile.get("traits") or {}),
+                     dict(profile.get("computed") or {}))
+    view = wiring.computed.view(stored, now, library.policy.timezone)
+    entry_event = event or {"type": "track", "event": journey.model.entry.event or
+                            f"{journey_id} entry", "userId": stored.id, "properties": {},
+                            "timestamp": iso(now)}
+    enrollment = new_enrollment(journey, view, entry_event, 0, now)
+    run = StepRun(journey, enrollment, view, now)
+    send_step.run(run, step)
+    [command] = [c for c in run.commands if isinstance(c, Send)]
+    return Preview(render_send(journey, command, view, links, now))

@@ -1,0 +1,15 @@
+"""The runtime around the pure core, over the ports (engine/ports.py):
+
+| module | job |
+|---|---|
+| `runner.py` | `Runner`: match events and due timers to journeys, advance, carry out commands |
+| `events.py` | Segment events at the edge: validation and normalization |
+| `identity.py` | which profile an event belongs to; links and merges |
+| `rendering.py` | render a send exactly as it will be delivered |
+| `policy.py` | consent, quiet hours and frequency caps at delivery |
+| `dispatch.py` | the outbox dispatcher: deliver, retry, defer, skip |
+| `worker.py` | the worker loop: inbox events, timers, outbox |
+| `unsubscribe.py` | signed one-click unsubscribe links |
+
+It imports no concrete store: `engine/service.py` wires a store in.
+"""

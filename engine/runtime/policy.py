@@ -1,0 +1,119 @@
+"""The global policy at the moment of delivery: consent, quiet hours, frequency caps.
+
+The dispatcher asks `PolicyGate.decide` before each send (engine/runtime/dispatch.py):
+
+- **consent**: for a channel in `consent_required`, the trait `consent.<channel>` must be
+  true. False (opted out, unsubscribed) or missing (unknown) skips the send.
+- **quiet hours**, in the profile's own time zone (`timezone` trait, else the policy's):
+  a send due inside them waits until they end (DST-correct local time), it is not dropped.
+- **frequency caps** per channel across all journeys, counted from the outbox's sent
+  rows in the store (so they hold across workers): a send over the cap is skipped, not
+  queued for later, because a marketing message a week late is worse than none.
+
+A journey's own `policy:` overrides the global one: `quiet_hours: false` turns quiet
+hours off, `frequency_caps` replaces the caps of the channels it names,
+`ignore_frequency_caps: true` turns caps off, `consent_required` replaces the list.
+Every skip and deferral is recorded in the decision log by the dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any, Literal
+
+from engine.core.model import Profile
+from engine.core.times import local_zone, next_local_time
+from engine.ports import OutboxEntry
+from journeys.model import Cap, Policy, PolicyOverride, QuietHours
+
+SentSince = Callable[[str, str, datetime], int]  # (profile, channel, since) -> sends
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Literal["send", "defer", "skip"]
+    reason: str = ""
+    until: datetime | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+SEND = Verdict("send")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The policy one journey's sends are under, after its override."""
+
+    quiet_hours: QuietHours | None
+    caps: Mapping[str, Cap]
+    consent_required: tuple[str, ...]
+
+
+def consent_state(traits: Mapping[str, Any], channel: str) -> str:
+    """`opted_in`, `opted_out` or `unknown`, from the trait `consent.<channel>`."""
+    consent = traits.get("consent")
+    value = consent.get(channel) if isinstance(consent, Mapping) else None
+    if value is True:
+        return "opted_in"
+    return "opted_out" if value is False else "unknown"
+
+
+def in_quiet_hours(local: time, quiet: QuietHours) -> bool:
+    start, end = time.fromisoformat(quiet.start), time.fromisoformat(quiet.end)
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end  # over midnight, e.g. 21:00-08:00
+
+
+class PolicyGate:
+    def __init__(self, policy: Policy,
+                 overrides: Mapping[str, PolicyOverride | None] | None = None) -> None:
+        self.policy = policy
+        self._rules = {jid: self._merge(o) for jid, o in (overrides or {}).items()}
+        self._default = self._merge(None)
+
+    def _merge(self, override: PolicyOverride | None) -> Rules:
+        base = self.policy
+        if override is None:
+            return Rules(base.quiet_hours, dict(base.frequency_caps),
+                         tuple(base.consent_required))
+        quiet: QuietHours | None = base.quiet_hours
+        if override.quiet_hours is False:
+            quiet = None
+        elif override.quiet_hours is not None:
+            quiet = override.quiet_hours
+        caps = {} if override.ignore_frequency_caps else {
+            **base.frequency_caps, **(override.frequency_caps or {})}
+        consent = (override.consent_required if override.consent_required is not None
+                   else base.consent_required)
+        return Rules(quiet, caps, tuple(consent))
+
+    def rules(self, journey: str) -> Rules:
+        return self._rules.get(journey, self._default)
+
+    def decide(self, entry: OutboxEntry, profile: Profile | None, now: datetime,
+               sent_since: SentSince) -> Verdict:
+        rules = self.rules(entry.journey)
+        traits = profile.traits if profile is not None else {}
+        if entry.channel in rules.consent_required:
+            state = consent_state(traits, entry.channel)
+            if state != "opted_in":
+                return Verdict("skip", "no_consent", details={"consent": state})
+        if rules.quiet_hours is not None:
+            tz = local_zone(traits, self.policy.timezone)
+            local = now.astimezone(tz)
+            if in_quiet_hours(local.time(), rules.quiet_hours):
+                until = next_local_time(now, rules.quiet_hours.end, tz)
+                return Verdict("defer", "quiet_hours", until,
+                               {"timezone": str(tz), "local_time": local.strftime("%H:%M")})
+        cap = rules.caps.get(entry.channel)
+        if cap is not None:
+            sent = sent_since(entry.profile_id, entry.channel, now - cap.per)
+            if sent >= cap.max:
+                return Verdict("skip", "frequency_cap", details={
+                    "max": cap.max, "per_seconds": cap.per.total_seconds(), "sent": sent})
+        return SEND

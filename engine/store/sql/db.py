@@ -1,0 +1,218 @@
+"""The plumbing every part of `SqlStore` shares: the SQLAlchemy engine with its SQLite
+pragmas, and transactions.
+
+Transactions
+    Every call outside `transaction()` is its own transaction (autocommit). Inside
+    `with store.transaction():` every call made *from the same thread* joins one
+    database transaction, committed at the end or rolled back on an exception. Nested
+    `transaction()` blocks join the outer one (no savepoints).
+
+SQLite
+    WAL, `synchronous=NORMAL`, `busy_timeout`, foreign keys on. Writes (and whole
+    `transaction()` blocks) start with `BEGIN IMMEDIATE`, so a read-then-write unit takes
+    the write lock up front instead of failing to upgrade later: one writer at a time,
+    readers never blocked. Needs SQLite >= 3.35 (`DELETE ... RETURNING`).
+
+Timestamps are set in Python from the store's clock (never the database clock) and
+come back as aware UTC on both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from engine import jsonfast
+from engine.ports import Clock, SystemClock
+from engine.store.errors import SchemaNotReady, StoreError
+from engine.store.sql import migrate
+from engine.store.sql.tables import table
+
+DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
+INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
+SQLITE_CACHE_KIB = 65_536
+
+
+class SqlBase:
+    """The connection and transaction plumbing; the parts of SqlStore derive from it."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, create: bool = False,
+                 clock: Clock | None = None, busy_timeout_ms: int = 30_000,
+                 inbox_max_attempts: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.clock: Clock = clock or SystemClock()
+        self.inbox_max_attempts = inbox_max_attempts
+        self._db = _make_engine(url, busy_timeout_ms, echo)
+        self.dialect = self._db.dialect.name
+        self._pg = self.dialect == "postgresql"
+        self._local = threading.local()
+        self._profiles = table("profiles")
+        self._identities = table("identities")
+        self._events = table("events")
+        self._inbox = table("inbox")
+        self._enrollments = table("enrollments")
+        self._timers = table("timers")
+        self._outbox = table("outbox")
+        self._decisions = table("decisions")
+        self._exits = table("exits")
+        self._goals = table("goals")
+        self._segments = table("segment_members")
+        self._api_keys = table("api_keys")
+        self._settings = table("settings")
+        try:
+            if create:
+                self.migrate()
+            else:
+                self._check_schema()
+        except BaseException:
+            self._db.dispose()
+            raise
+
+    @property
+    def sql_engine(self) -> Engine:
+        return self._db
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def migrate(self) -> None:
+        """`alembic upgrade head` on this database."""
+        with self._db.connect() as conn:
+            _begin_mode(conn, write=True)
+            with conn.begin():
+                migrate.upgrade(conn)
+
+    def _check_schema(self) -> None:
+        try:
+            with self._db.connect() as conn:
+                current = migrate.current(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {self._safe_url()}: {exc}") from exc
+        if current != migrate.head():
+            raise SchemaNotReady(
+                f"the database at {self._safe_url()} is at schema revision {current or 'none'}, "
+                f"this journeyman needs {migrate.head()}: run `alembic upgrade head` "
+                "or open it with SqlStore(url, create=True)")
+
+    def _safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One database transaction for every store call made in the block (this thread)."""
+        if getattr(self._local, "conn", None) is not None:
+            yield  # join the outer transaction
+            return
+        with self._db.connect() as conn:
+            _begin_mode(conn, write=True)
+            with conn.begin():
+                self._local.conn = conn
+                try:
+                    yield
+                finally:
+                    self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        current: Connection | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self._db.connect() as conn:
+            _begin_mode(conn, write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        current: Connection | None = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self._db.connect() as conn:
+            _begin_mode(conn, write=False)
+            with conn.begin():
+                yield conn
+
+    def _insert(self, tbl: Any) -> Any:
+        """An INSERT that knows ON CONFLICT on this dialect."""
+        return (postgresql.insert(tbl) if self._pg else sqlite.insert(tbl))
+
+    # The two upserts of the hot path, built once with bind parameters: building them per
+    # call (`.excluded` sets up a column collection each time) cost more than SQLite.
+
+
+def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False,
+                                                   "timeout": busy_timeout_ms / 1000}}
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(url, echo=echo, json_serializer=jsonfast.dumps,
+                               json_deserializer=jsonfast.loads, **kwargs)
+        _sqlite_events(engine, busy_timeout_ms, wal=not memory)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, echo=echo, pool_pre_ping=True,
+                             json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads)
+    raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
+                     "or postgresql+psycopg://")
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_conn.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # SQLite's default page cache is 2 MB: a store with a million timers (~270 MB)
+        # then re-reads index pages from the OS on every claim. 64 MB per connection.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.info.get("jm_begin", "BEGIN IMMEDIATE"))
+
+
+def _begin_mode(conn: Connection, *, write: bool) -> None:
+    """SQLite: how the next transaction on `conn` starts (ignored elsewhere)."""
+    conn.info["jm_begin"] = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+
+def _driver(conn: Connection) -> Any:
+    """The DBAPI (sqlite3) connection under `conn`, for the ingest hot path: statements
+    run on it join `conn`'s transaction (we issue BEGIN ourselves, see _sqlite_events)."""
+    return conn.connection.driver_connection
+
+
+def _marks(count: int) -> str:
+    """`?, ?, ...`: placeholders for a driver-level IN list on SQLite."""
+    return ", ".join("?" * count)
+
+
+def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]

@@ -1,0 +1,79 @@
+"""`SqlStore`'s identities (which profile a userId, anonymousId or identifying trait
+names) and profile merges, by the one merge rule of engine/core/merge.py."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+
+from engine.core.merge import exited_by_merge, merge_losers, merged_profile
+from engine.store.sql.rows import enrollment_from_row, enrollment_values
+from engine.store.sql.state import StateQueries
+
+
+class IdentityQueries(StateQueries):
+    @cached_property
+    def _link(self) -> Any:
+        i = self._identities
+        link = self._insert(i).values({c: bindparam(c, type_=i.c[c].type)
+                                       for c in ("kind", "value", "profile_id", "created_at")})
+        return link.on_conflict_do_update(index_elements=["kind", "value"],
+                                          set_={"profile_id": link.excluded.profile_id})
+
+    @cached_property
+    def _profile_for(self) -> Any:
+        i = self._identities
+        return select(i.c.profile_id).where(i.c.kind == bindparam("kind"),
+                                            i.c.value == bindparam("value"))
+
+    def profile_for(self, kind: str, value: str) -> str | None:
+        with self._read() as conn:
+            found: str | None = conn.execute(self._profile_for,
+                                             {"kind": kind, "value": value}).scalar()
+        return found
+
+    def link_identity(self, kind: str, value: str, profile_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._link, {"kind": kind, "value": value,
+                                                    "profile_id": profile_id,
+                                                    "created_at": self._now()})
+
+    def merge_profiles(self, into: str, from_: str) -> None:
+        """Fold profile `from_` into `into`, in one transaction, by the rule of
+        engine/core/merge.py. Identities, segment memberships and pending inbox rows of
+        `from_` move; its timers stay as they are (they fire for their enrollment, which
+        moves, and a cron timer of a merged-away profile is dropped when it fires)."""
+        if into == from_:
+            return
+        e, p = self._enrollments, self._profiles
+        with self.transaction(), self._write() as conn:
+            conn.execute(update(self._identities).where(self._identities.c.profile_id == from_)
+                         .values(profile_id=into))
+            merged = merged_profile(into, self.get_profile(into), self.get_profile(from_))
+            if merged is not None:
+                conn.execute(delete(p).where(p.c.id == from_))
+                self.put_profile(merged)
+            active = [enrollment_from_row(r._mapping) for r in conn.execute(
+                select(e).where(e.c.profile_id.in_([into, from_]), e.c.status == "active")
+                .order_by(e.c.entered_at, e.c.entry_seq))]
+            losers = merge_losers([x for x in active if x.profile_id == into],
+                                  [x for x in active if x.profile_id == from_])
+            conn.execute(update(e).where(e.c.profile_id == from_).values(profile_id=into))
+            now = self._now()
+            for loser in losers:
+                conn.execute(update(e).where(e.c.id == loser.id).values(
+                    {k: v for k, v in enrollment_values(exited_by_merge(loser, now)).items()
+                     if k in ("status", "state", "exit_reason", "updated_at")}))
+            s = self._segments
+            moved = conn.execute(select(s.c.journey, s.c.since)
+                                 .where(s.c.profile_id == from_)).all()
+            if moved:
+                conn.execute(self._insert(s).values(
+                    [{"profile_id": into, "journey": r.journey, "since": r.since}
+                     for r in moved]).on_conflict_do_nothing(
+                         index_elements=["profile_id", "journey"]))
+                conn.execute(delete(s).where(s.c.profile_id == from_))
+            conn.execute(update(self._inbox).where(self._inbox.c.profile_id == from_)
+                         .values(profile_id=into))

@@ -1,0 +1,65 @@
+"""`SqlStore`'s API keys (only a key's sha256 is stored) and the secrets it keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import insert, select, update
+
+from engine.ports import KeyInfo
+from engine.store.errors import DuplicateKeyName
+from engine.store.sql.db import SqlBase
+from engine.store.sql.rows import key_info
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyQueries(SqlBase):
+    def secret(self, name: str) -> str:
+        """A random secret kept in the store, made on first use (the same for every
+        process on this database, and across restarts)."""
+        st = self._settings
+        with self._write() as conn:
+            conn.execute(self._insert(st).values(key=f"secret:{name}",
+                                                 value=secrets.token_urlsafe(32))
+                         .on_conflict_do_nothing(index_elements=["key"]))
+            return str(conn.execute(select(st.c.value).where(
+                st.c.key == f"secret:{name}")).scalar_one())
+
+    def create_key(self, name: str, admin: bool = False) -> str:
+        """A new random key for `name`; only its sha256 is stored. Shown once."""
+        k = self._api_keys
+        key = "jm_" + secrets.token_urlsafe(32)
+        with self._write() as conn:
+            if conn.execute(select(k.c.id).where(k.c.name == name,
+                                                 k.c.revoked_at.is_(None))).first():
+                raise DuplicateKeyName(f"an active key named {name!r} exists; revoke it first")
+            conn.execute(insert(k).values(name=name, key_hash=_key_hash(key), prefix=key[:10],
+                                          admin=admin, created_at=self._now(),
+                                          revoked_at=None))
+        return key
+
+    def check_key(self, key: str) -> KeyInfo | None:
+        k = self._api_keys
+        with self._read() as conn:
+            row = conn.execute(select(k).where(k.c.key_hash == _key_hash(key),
+                                               k.c.revoked_at.is_(None))).first()
+        return None if row is None else key_info(row._mapping)
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]:
+        k = self._api_keys
+        query = select(k).order_by(k.c.created_at, k.c.id)
+        if not include_revoked:
+            query = query.where(k.c.revoked_at.is_(None))
+        with self._read() as conn:
+            return [key_info(r._mapping) for r in conn.execute(query)]
+
+    def revoke_key(self, name: str) -> bool:
+        k = self._api_keys
+        with self._write() as conn:
+            result = conn.execute(update(k).where(k.c.name == name, k.c.revoked_at.is_(None))
+                                  .values(revoked_at=self._now()))
+            return bool(result.rowcount)

@@ -1,0 +1,46 @@
+"""Run the Alembic migrations (`migrations/` beside this module, shipped in the package
+as data and found with `importlib.resources`) from code.
+
+`SqlStore(url, create=True)` calls `upgrade`; so do the tests, so the migrations are
+what gets tested, never `metadata.create_all`.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+# A real folder both in a checkout and in site-packages (the wheel ships the files).
+MIGRATIONS = Path(str(files("engine.store.sql").joinpath("migrations")))
+
+
+def config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Upgrade the database behind `connection` (inside the caller's transaction)."""
+    command.upgrade(config(connection), revision)
+
+
+def downgrade(connection: Connection, revision: str = "base") -> None:
+    command.downgrade(config(connection), revision)
+
+
+def head() -> str | None:
+    return ScriptDirectory.from_config(config()).get_current_head()
+
+
+def current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,235 @@
+"""`SqlStore`'s working state: profiles, enrollments, timers, segment memberships and
+the records of exits, goals and decisions; what the runtime reads and writes while it
+handles an event or a timer. The hot-path statements are built once, with bind
+parameters: building them per call cost more than SQLite's own work.
+
+PostgreSQL: timers are claimed with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
+never get the same timer; `lock_profile` is a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_
+
+from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from engine.ports import Decision
+from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.rows import enrollment_from_row, enrollment_values, timer_values
+
+
+def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
+    """`{column: bindparam}` for an INSERT built once and run many times."""
+    return {c: bindparam(c, type_=tbl.c[c].type) for c in cols}
+
+
+class StateQueries(SqlBase):
+    @cached_property
+    def _q(self) -> dict[str, Any]:
+        """The statements of the hot path, with bind parameters."""
+        p, e, t, s, d = (self._profiles, self._enrollments, self._timers, self._segments,
+                         self._decisions)
+        pid: Any = bindparam("pid")
+        journey: Any = bindparam("journey")
+        by_age = (e.c.entered_at, e.c.entry_seq)
+        timer = self._insert(t).values(_values(t, (
+            "key", "enrollment_id", "profile_id", "journey", "step", "occurrence", "due_at")))
+        return {
+            "get_profile": select(p.c.traits, p.c.computed).where(p.c.id == pid),
+            "enrollments": select(e).where(e.c.profile_id == pid, e.c.journey == journey)
+            .order_by(*by_age),
+            "active_enrollments": select(e).where(e.c.profile_id == pid,
+                                                  e.c.status == "active").order_by(*by_age),
+            "active_enrollment": select(e).where(
+                e.c.profile_id == pid, e.c.journey == journey, e.c.status == "active")
+            .order_by(e.c.entered_at.desc(), e.c.entry_seq.desc()).limit(1),
+            "get_enrollment": select(e).where(e.c.id == bindparam("id")),
+            "add_timer": timer.on_conflict_do_nothing(index_elements=["key"]),
+            "cancel_timer": delete(t).where(t.c.key == bindparam("key")),
+            "segment_member": select(s.c.since).where(s.c.profile_id == pid,
+                                                      s.c.journey == journey),
+            "record_decision": insert(d).values(_values(d, (
+                "at", "profile_id", "journey", "step", "what", "reason", "details"))),
+        }
+
+    @cached_property
+    def _upsert_profile(self) -> Any:
+        p = self._profiles
+        cols = ("id", "traits", "computed", "created_at", "updated_at")
+        stmt = self._insert(p).values(_values(p, cols))
+        return stmt.on_conflict_do_update(index_elements=["id"], set_={
+            "traits": stmt.excluded.traits, "computed": stmt.excluded.computed,
+            "updated_at": stmt.excluded.updated_at})
+
+    @cached_property
+    def _upsert_enrollment(self) -> Any:
+        e = self._enrollments
+        cols = [c.name for c in e.columns if c.name != "entry_seq"]
+        seq = (select(func.coalesce(func.max(e.c.entry_seq), 0) + 1)
+               .where(e.c.profile_id == bindparam("seq_profile"),
+                      e.c.journey == bindparam("seq_journey"))
+               .scalar_subquery())
+        stmt = self._insert(e).values({**_values(e, cols), "entry_seq": seq})
+        return stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: stmt.excluded[c] for c in cols if c != "id"})
+
+    # --- profiles ------------------------------------------------------------------
+
+    def lock_profile(self, profile_id: str) -> bool:
+        """PostgreSQL: a transaction-scoped advisory lock on the profile, so an event in
+        one process and a timer in another never interleave on it. SQLite needs none
+        (False): a write transaction holds the whole database."""
+        if not self._pg:
+            return False
+        digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
+        with self._write() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(
+                int.from_bytes(digest, signed=True))))
+        return True
+
+    def get_profile(self, profile_id: str) -> Profile | None:
+        with self._read() as conn:
+            row = conn.execute(self._q["get_profile"], {"pid": profile_id}).first()
+        return None if row is None else Profile(profile_id, row.traits, row.computed)
+
+    def put_profile(self, profile: Profile) -> None:
+        now = self._now()
+        with self._write() as conn:
+            conn.execute(self._upsert_profile, {
+                "id": profile.id, "traits": dict(profile.traits),
+                "computed": dict(profile.computed), "created_at": now, "updated_at": now})
+
+    def profile_ids(self) -> Iterable[str]:
+        p = self._profiles
+        with self._read() as conn:
+            return list(conn.scalars(select(p.c.id).order_by(p.c.created_at, p.c.id)))
+
+    # --- enrollments ---------------------------------------------------------------
+
+    def active_enrollment(self, profile_id: str, journey: str) -> Enrollment | None:
+        """The latest active enrollment. (There is at most one, except for an instant
+        inside `merge_profiles`; InMemoryStore checks only the last one, which after a
+        merge that kept the earlier enrollment is the exited one.)"""
+        with self._read() as conn:
+            row = conn.execute(self._q["active_enrollment"],
+                               {"pid": profile_id, "journey": journey}).first()
+        return None if row is None else enrollment_from_row(row._mapping)
+
+    def active_enrollments(self, profile_id: str) -> list[Enrollment]:
+        with self._read() as conn:
+            rows = conn.execute(self._q["active_enrollments"], {"pid": profile_id}).all()
+        return [enrollment_from_row(r._mapping) for r in rows]
+
+    def enrollments(self, profile_id: str, journey: str) -> list[Enrollment]:
+        with self._read() as conn:
+            rows = conn.execute(self._q["enrollments"],
+                                {"pid": profile_id, "journey": journey}).all()
+        return [enrollment_from_row(r._mapping) for r in rows]
+
+    def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
+        with self._read() as conn:
+            row = conn.execute(self._q["get_enrollment"], {"id": enrollment_id}).first()
+        return None if row is None else enrollment_from_row(row._mapping)
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        with self._write() as conn:
+            conn.execute(self._upsert_enrollment, {
+                **enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
+                "seq_journey": enrollment.journey})
+
+    # --- timers --------------------------------------------------------------------
+
+    def add_timer(self, timer: ScheduleTimer) -> None:
+        """Idempotent on `timer.key`: a second add with the same key changes nothing."""
+        with self._write() as conn:
+            conn.execute(self._q["add_timer"], timer_values(timer))
+
+    def add_timers(self, timers: Sequence[ScheduleTimer]) -> None:
+        """Many `add_timer`s in batched INSERTs (same idempotency)."""
+        with self._write() as conn:
+            for chunk in _chunks(timers, INSERT_CHUNK):
+                stmt = self._insert(self._timers).values([timer_values(t) for t in chunk])
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+
+    def cancel_timer(self, key: str) -> None:
+        with self._write() as conn:
+            conn.execute(self._q["cancel_timer"], {"key": key})
+
+    def has_timer(self, key: str) -> bool:
+        t = self._timers
+        with self._read() as conn:
+            return conn.execute(select(t.c.key).where(t.c.key == key)).first() is not None
+
+    def claim_due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
+        """Delete and return up to `limit` timers due at or before `now`, oldest first.
+
+        A claimed timer is gone: claim inside the `transaction()` that fires it, so a crash
+        before the commit puts it back. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+        concurrent claimers split the due timers between them and never share one.
+        """
+        t = self._timers
+        due = (select(t.c.due_at, t.c.key).where(t.c.due_at <= now)
+               .order_by(t.c.due_at, t.c.key).limit(limit))
+        if self._pg:
+            due = due.with_for_update(skip_locked=True)
+        # By the primary key (due_at, key): the rows are neighbours in the table.
+        stmt = (delete(t).where(tuple_(t.c.due_at, t.c.key).in_(due))
+                .returning(t.c.key, t.c.enrollment_id, t.c.profile_id, t.c.journey,
+                           t.c.step, t.c.occurrence, t.c.due_at))
+        with self._write() as conn:
+            rows = list(conn.execute(stmt).all())
+        rows.sort(key=lambda r: (r.due_at, r.key))
+        return [ScheduleTimer(key=r.key, enrollment_id=r.enrollment_id, profile_id=r.profile_id,
+                              journey=r.journey, step=r.step, occurrence=r.occurrence,
+                              due_at=r.due_at) for r in rows]
+
+    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
+        t = self._timers
+        query = select(func.min(t.c.due_at))
+        if not include_cron:
+            query = query.where(t.c.step != CRON_STEP)
+        with self._read() as conn:
+            value: datetime | None = conn.execute(query).scalar()
+        return value
+
+    # --- segments and records ----------------------------------------------------
+
+    def segment_member(self, profile_id: str, journey: str) -> bool:
+        with self._read() as conn:
+            return conn.execute(self._q["segment_member"],
+                                {"pid": profile_id, "journey": journey}).first() is not None
+
+    def set_segment_member(self, profile_id: str, journey: str, member: bool) -> None:
+        s = self._segments
+        with self._write() as conn:
+            if member:
+                conn.execute(self._insert(s).values(profile_id=profile_id, journey=journey,
+                                                    since=self._now())
+                             .on_conflict_do_nothing(index_elements=["profile_id", "journey"]))
+            else:
+                conn.execute(delete(s).where(s.c.profile_id == profile_id,
+                                             s.c.journey == journey))
+
+    def record_exit(self, exit: Exit) -> None:
+        with self._write() as conn:
+            conn.execute(insert(self._exits).values(
+                enrollment_id=exit.enrollment_id, profile_id=exit.profile_id,
+                journey=exit.journey, step=exit.step, reason=exit.reason, at=exit.at))
+
+    def record_goal(self, goal: RecordGoal) -> None:
+        with self._write() as conn:
+            conn.execute(insert(self._goals).values(
+                enrollment_id=goal.enrollment_id, profile_id=goal.profile_id,
+                journey=goal.journey, at=goal.at))
+
+    def record_decision(self, decision: Decision) -> None:
+        with self._write() as conn:
+            conn.execute(self._q["record_decision"], {
+                "at": decision.at, "profile_id": decision.profile_id, "journey": decision.journey,
+                "step": decision.step, "what": decision.what, "reason": decision.reason,
+                "details": dict(decision.details)})

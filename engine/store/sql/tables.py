@@ -1,0 +1,237 @@
+"""The durable store's tables (SQLModel on SQLAlchemy 2).
+
+The schema itself is owned by Alembic (`migrations/`); these classes describe it for
+queries and must match the latest revision (a test compares them). The store talks to
+the tables through SQLAlchemy Core (`TABLES[...]`) because the hot paths are batched.
+
+Rules: timestamps are set in Python as aware UTC (`UTCDateTime`), never by the
+database clock; JSON columns are replaced, never mutated in place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+from engine.store.sql.types import UTCDateTime, json_type
+
+
+def _pk() -> Any:
+    """An autoincrement integer key: BIGINT (identity) on PostgreSQL, the rowid on SQLite."""
+    return Field(default=None, sa_column=Column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
+
+
+def _when(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(json_type(), nullable=nullable))
+
+
+class ProfileRow(SQLModel, table=True):
+    __tablename__ = "profiles"
+
+    id: str = Field(sa_column=Column(String(255), primary_key=True))
+    traits: dict[str, Any] = _json()
+    computed: dict[str, Any] = _json()
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+
+
+class IdentityRow(SQLModel, table=True):
+    """`kind` is user_id, anonymous_id, or an identifying trait (email, phone, ...)."""
+
+    __tablename__ = "identities"
+
+    kind: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(String(255), primary_key=True))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    created_at: datetime = _when()
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "message_id", name="uq_events_source_message"),)
+
+    id: int | None = _pk()
+    source: str = Field(sa_column=Column(String(255), nullable=False))
+    message_id: str = Field(sa_column=Column(String(255), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    body: dict[str, Any] = _json()
+    received_at: datetime = _when()
+
+
+class InboxRow(SQLModel, table=True):
+    """Accepted events waiting for a worker; per profile in `id` order."""
+
+    __tablename__ = "inbox"
+
+    id: int | None = _pk()
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    event: dict[str, Any] = _json()
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(255)))
+    lease_until: datetime | None = _when(nullable=True, index=True)
+    created_at: datetime = _when()
+
+
+class EnrollmentRow(SQLModel, table=True):
+    __tablename__ = "enrollments"
+    __table_args__ = (Index("ix_enrollments_profile_journey", "profile_id", "journey"),)
+
+    id: str = Field(sa_column=Column(String(255), primary_key=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
+    state: str = Field(sa_column=Column(String(255), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    data: dict[str, Any] = _json()
+    visits: dict[str, Any] = _json()
+    variants: dict[str, Any] = _json()
+    entry_event: dict[str, Any] = _json()
+    trigger_event: dict[str, Any] | None = _json(nullable=True)
+    entered_at: datetime = _when()
+    updated_at: datetime = _when()
+    ended_at: datetime | None = _when(nullable=True)
+    exit_reason: str | None = Field(default=None, sa_column=Column(String(255)))
+    goal_reached_at: datetime | None = _when(nullable=True)
+    schema_version: int = Field(sa_column=Column(Integer, nullable=False))
+    # Entry order among the profile's enrollments in the journey (ties on entered_at).
+    entry_seq: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class TimerRow(SQLModel, table=True):
+    """A pending timer; claiming deletes the row. Cron timers have step `__cron__`.
+
+    Clustered by due time (the primary key (due_at, key); WITHOUT ROWID on SQLite), with
+    the unique `key` as the only other index, so claiming the due timers deletes
+    neighbouring rows (migration 0004, ADR 0004). `profile_id` is the profile the timer
+    was scheduled for; after a merge the enrollment says whose it is.
+    """
+
+    __tablename__ = "timers"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    key: str = Field(sa_column=Column(String(512), primary_key=True, unique=True))
+    enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    occurrence: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """Messages to deliver; `send_key` is the idempotency key of the send."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = _pk()
+    send_key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
+    enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    channel: str = Field(sa_column=Column(String(64), nullable=False))
+    template: str = Field(sa_column=Column(String(255), nullable=False))
+    to: str | None = Field(default=None, sa_column=Column(String(512)))
+    rendered: dict[str, Any] = _json()  # journeys.templating.Rendered, as JSON
+    status: str = Field(sa_column=Column(String(16), nullable=False))  # pending/sent/failed
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    next_attempt_at: datetime | None = _when(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _when()
+    sent_at: datetime | None = _when(nullable=True)
+
+
+class DecisionRow(SQLModel, table=True):
+    __tablename__ = "decisions"
+
+    id: int | None = _pk()
+    at: datetime = _when()
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    what: str = Field(sa_column=Column(String(64), nullable=False))
+    reason: str = Field(sa_column=Column(String(255), nullable=False))
+    details: dict[str, Any] = _json()
+
+
+class ExitRow(SQLModel, table=True):
+    __tablename__ = "exits"
+
+    id: int | None = _pk()
+    enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    reason: str = Field(sa_column=Column(String(255), nullable=False))
+    at: datetime = _when()
+
+
+class GoalRow(SQLModel, table=True):
+    __tablename__ = "goals"
+
+    id: int | None = _pk()
+    enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    at: datetime = _when()
+
+
+class SegmentMemberRow(SQLModel, table=True):
+    __tablename__ = "segment_members"
+
+    profile_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    journey: str = Field(sa_column=Column(String(255), primary_key=True))
+    since: datetime = _when()
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """API keys: only the sha256 of a key is stored, plus a short prefix to recognise it."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = _pk()
+    name: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    key_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    prefix: str = Field(sa_column=Column(String(16), nullable=False))
+    admin: bool = Field(sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = _when()
+    revoked_at: datetime | None = _when(nullable=True)
+
+
+class SettingRow(SQLModel, table=True):
+    """Settings the store keeps for itself (e.g. the unsubscribe signing secret)."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+metadata = SQLModel.metadata
+TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
+               "decisions", "exits", "goals", "segment_members", "api_keys",
+               "settings")
+
+
+def table(name: str) -> Table:
+    return metadata.tables[name]
