@@ -19,13 +19,20 @@ them and the stores implement them, so neither imports the other.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from engine.core.model import Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
+from engine.core.model import (
+    Enrollment,
+    EntryStats,
+    Exit,
+    Profile,
+    RecordGoal,
+    ScheduleTimer,
+)
 from journeys.templating import Rendered
 from rules.errors import JourneymanError
 
@@ -173,6 +180,104 @@ class KeyInfo:
     revoked_at: datetime | None = None
 
 
+@dataclass(slots=True)
+class ProfileState:
+    """What the runtime reads to handle a profile's events and timers; bounded by the
+    number of journeys, never by the profile's history."""
+
+    profile: Profile | None = None
+    active: dict[str, Enrollment] = field(default_factory=dict)  # journey -> active one
+    entries: dict[str, EntryStats] = field(default_factory=dict)  # journey -> its stats
+    segments: set[str] = field(default_factory=set)  # journeys whose segment holds it
+
+    def copy(self) -> ProfileState:
+        return ProfileState(self.profile, dict(self.active), dict(self.entries),
+                            set(self.segments))
+
+
+@dataclass
+class WriteRun:
+    """Buffered writes of a unit of work, applied in bulk: the last write of a row wins,
+    records are appended, timer cancels apply before timer adds (so cancel-then-add
+    leaves the new timer, add-then-cancel leaves none)."""
+
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    enrollments: dict[str, Enrollment] = field(default_factory=dict)
+    entries: dict[tuple[str, str], EntryStats] = field(default_factory=dict)
+    timers_added: dict[str, ScheduleTimer] = field(default_factory=dict)
+    timers_cancelled: set[str] = field(default_factory=set)
+    segments: dict[tuple[str, str], bool] = field(default_factory=dict)
+    identities: dict[tuple[str, str], str] = field(default_factory=dict)
+    sends: list[OutboxEntry] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    exits: list[Exit] = field(default_factory=list)
+    goals: list[RecordGoal] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)  # inbox rows handled
+    emitted: list[dict[str, Any]] = field(default_factory=list)  # events for the inbox
+
+    def add_timer(self, timer: ScheduleTimer) -> None:
+        self.timers_added.setdefault(timer.key, timer)
+
+    def cancel_timer(self, key: str) -> None:
+        self.timers_added.pop(key, None)
+        self.timers_cancelled.add(key)
+
+    def absorb(self, later: WriteRun) -> None:
+        """Fold the writes made after this run's into it, as if made here, in order."""
+        self.profiles.update(later.profiles)
+        self.enrollments.update(later.enrollments)
+        self.entries.update(later.entries)
+        for key in later.timers_cancelled:
+            self.cancel_timer(key)
+        for timer in later.timers_added.values():
+            self.add_timer(timer)
+        self.segments.update(later.segments)
+        self.identities.update(later.identities)
+        self.sends += later.sends
+        self.decisions += later.decisions
+        self.exits += later.exits
+        self.goals += later.goals
+        self.acked += later.acked
+        self.emitted += later.emitted
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.profiles, self.enrollments, self.entries, self.timers_added,
+                        self.timers_cancelled, self.segments, self.identities, self.sends,
+                        self.decisions, self.exits, self.goals, self.acked, self.emitted))
+
+
+@dataclass(frozen=True, slots=True)
+class MergeStep:
+    """Fold profile `from_` into `into` (engine/core/merge.py), between two write runs."""
+
+    into: str
+    from_: str
+    at: datetime
+
+
+Change = WriteRun | MergeStep
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A parked item: it failed `attempts` times and waits for an operator
+    (`journeyman failures`). `kind` is event, timer or send; `ref` is its inbox id, timer
+    key or send key."""
+
+    id: int
+    kind: str
+    ref: str
+    profile_id: str
+    journey: str
+    step: str
+    error: str
+    stack: str
+    attempts: int
+    parked_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
 # --- the store port, by concern --------------------------------------------------------
 
 
@@ -182,16 +287,36 @@ class ProfileStore(Protocol):
         the end, rolled back on an exception. Nested blocks join the outer one."""
         ...
 
-    def lock_profile(self, profile_id: str) -> bool:
-        """Hold the profile until the current transaction ends, so two processes never
-        change one profile at once (an event in one, a timer in another). False when
-        the store needs no lock (one writer at a time anyway): nothing read before can
-        have changed."""
+    def is_transient(self, error: BaseException) -> bool:
+        """An error of this store worth retrying as is: the database is locked or busy,
+        a deadlock was broken, the connection was lost."""
+        ...
+
+    def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
+        """Lock these profiles until the current transaction ends, without waiting: the
+        ones returned are this transaction's alone (an event in one process and a timer
+        in another never interleave on a profile). A store with one writer at a time
+        (SQLite, memory) locks them all."""
         ...
 
     def get_profile(self, profile_id: str) -> Profile | None: ...
     def put_profile(self, profile: Profile) -> None: ...
     def profile_ids(self) -> Iterable[str]: ...
+
+
+class StateStore(Protocol):
+    """What a unit of work reads in bulk and writes in bulk (engine/runtime/unit.py)."""
+
+    def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
+        """Each profile's state (an empty one for a profile that does not exist)."""
+        ...
+    def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]: ...
+    def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The profile each (kind, value) identifier points at, for those that exist."""
+        ...
+    def write_changes(self, changes: Sequence[Change]) -> None:
+        """Apply a unit of work's writes in order (inside the caller's transaction)."""
+        ...
 
 
 class EnrollmentStore(Protocol):
@@ -209,7 +334,10 @@ class EnrollmentStore(Protocol):
         """Enrollments entered at or after `when`, oldest first (for live displays)."""
         ...
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None: ...
-    def put_enrollment(self, enrollment: Enrollment) -> None: ...
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        """Write an enrollment; a new one also counts as an entry in its journey's
+        EntryStats (ProfileState.entries)."""
+        ...
 
 
 class TimerStore(Protocol):
@@ -223,7 +351,14 @@ class TimerStore(Protocol):
     def has_timer(self, key: str) -> bool: ...
     def claim_due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         """Remove and return up to `limit` timers due at or before `now`, oldest first
-        (claim inside the transaction that fires them: a crash puts them back)."""
+        (claim inside the transaction that fires them: a crash puts them back).
+        PostgreSQL skips timers another transaction is claiming."""
+        ...
+    def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
+        """Remove and return these timers (those still there), oldest first."""
+        ...
+    def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
+        """The timers due at or before `now`, oldest first, without claiming them."""
         ...
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None: ...
     def pending_timers(self) -> int: ...
@@ -288,14 +423,46 @@ class InboxStore(Protocol):
         """Store new events and queue each for the profile it resolves to, all or
         nothing; dedupe on (source, messageId). Returns the messageIds newly accepted."""
         ...
-    def claim_inbox(self, worker: str, limit: int, lease: timedelta,
-                    now: datetime) -> list[InboxItem]:
-        """Lease up to `limit` pending events, each profile's in order, to one worker."""
+    def claim_inbox(self, limit: int, now: datetime, *,
+                    profiles: Collection[str] | None = None) -> list[InboxItem]:
+        """Inside the caller's transaction: up to `limit` events ready to handle, oldest
+        first, each profile's in order and only from its earliest waiting event, and only
+        profiles this transaction alone holds (`try_lock_profiles`). A profile whose
+        earliest event is waiting to be retried, or parked, is held: none of its later
+        events is claimed. A crash rolls the claim back with the transaction.
+        `profiles` limits the claim to these profiles."""
         ...
     def ack_inbox(self, ids: list[int]) -> None:
         """Done with these events (inside the unit that handled them)."""
         ...
+    def retry_inbox(self, item_id: int, at: datetime, error: str, *,
+                    attempt: bool = True) -> None:
+        """The event failed: hold it (and its profile) until `at`, counting the attempt
+        unless `attempt` is False (the profile was busy elsewhere: no failure)."""
+        ...
+    def next_inbox_at(self) -> datetime | None:
+        """When the earliest held event may be retried."""
+        ...
     def inbox_counts(self) -> dict[str, int]: ...
+
+
+class FailureStore(Protocol):
+    """Parked items: an event, a timer or a send that failed too often, kept with its
+    error for an operator (`journeyman failures`)."""
+
+    def park(self, kind: str, ref: str, *, profile_id: str, journey: str, step: str,
+             error: str, stack: str, attempts: int, at: datetime,
+             payload: Mapping[str, Any] | None = None) -> int:
+        """Set an item aside: a parked event holds its profile's later events; a parked
+        timer or send waits. Returns the failure's id."""
+        ...
+    def failures(self, kind: str | None = None) -> list[Failure]: ...
+    def retry_failure(self, failure_id: int, now: datetime) -> bool:
+        """Put a parked item back to work at once, its attempts reset; False if unknown."""
+        ...
+    def discard_failure(self, failure_id: int) -> bool:
+        """Give a parked item up (a parked event's later events then go on)."""
+        ...
 
 
 class KeyStore(Protocol):
@@ -308,16 +475,17 @@ class KeyStore(Protocol):
         ...
 
 
-class Store(ProfileStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore, OutboxStore,
-            IdentityStore, InboxStore, KeyStore, Protocol):
+class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
+            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
 
     def close(self) -> None: ...
 
 
-__all__ = ["BatchChannel", "Channel", "Clock", "Decision", "DeliveryError",
-           "EnrollmentStore", "IdGenerator", "IdentityStore", "InboxItem", "InboxStore",
-           "KeyInfo", "KeyStore", "Message", "OutboxEntry", "OutboxRecord", "OutboxStore",
-           "ProfileStore", "RecordStore", "SegmentStore", "Store", "SystemClock", "TimerStore",
-           "UuidIds"]
+__all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryError",
+           "EnrollmentStore", "EntryStats", "Failure", "FailureStore", "IdGenerator",
+           "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "MergeStep",
+           "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
+           "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "SystemClock",
+           "TimerStore", "UuidIds", "WriteRun"]

@@ -35,7 +35,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
-from engine.ports import Channel, Clock, IdGenerator, Store, SystemClock, UuidIds
+from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
@@ -52,28 +52,31 @@ log = logging.getLogger("journeyman.service")
 @dataclass
 class Wiring:
     """A runtime, wired: the library and its compiled journeys, the computed traits,
-    the runner and the dispatcher over one store, clock and set of channels."""
+    the runner, the worker and the dispatcher over one store, clock and set of
+    channels."""
 
     library: Library
     compiled: dict[str, CompiledJourney]
     computed: ComputedTraits
     runner: Runner
+    worker: Worker
     dispatcher: Dispatcher
 
 
-def wire(library: Library, *, store: Store, clock: Clock, ids: IdGenerator,
-         channels: Mapping[str, Channel], unsubscribe: UnsubscribeLinks | None = None,
-         identify_by: Sequence[str] = (), backend: str = "durable",
-         lease: timedelta = timedelta(minutes=5)) -> Wiring:
-    """Compile `library` and build the runner and the dispatcher over `store`."""
+def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str, Channel],
+         unsubscribe: UnsubscribeLinks, identify_by: Sequence[str] = (),
+         backend: str = "durable", lease: timedelta = timedelta(minutes=5),
+         name: str = "worker", budget: float = 0.02) -> Wiring:
+    """Compile `library` and build the runner, the worker and the dispatcher over
+    `store`."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
-    runner = Runner(compiled, store=store, clock=clock, ids=ids, computed=computed,
-                    policy=library.policy, identity_traits=tuple(identify_by),
-                    unsubscribe=unsubscribe)
+    runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
+                    policy=library.policy, identity_traits=tuple(identify_by))
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
-    return Wiring(library, compiled, computed, runner, dispatcher)
+    worker = Worker(runner, store, clock, name=name, budget=budget)
+    return Wiring(library, compiled, computed, runner, worker, dispatcher)
 
 
 class Service:
@@ -91,16 +94,14 @@ class Service:
                                             public_url)
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
-        wiring = wire(self.library, store=self.store, clock=self.clock, ids=UuidIds(),
-                      channels=channels, unsubscribe=self.unsubscribe,
-                      identify_by=identify_by, backend=backend,
-                      lease=timedelta(seconds=lease))
+        wiring = wire(self.library, store=self.store, clock=self.clock, channels=channels,
+                      unsubscribe=self.unsubscribe, identify_by=identify_by,
+                      backend=backend, lease=timedelta(seconds=lease),
+                      name=name or f"{socket.gethostname()}:{os.getpid()}")
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
-        self.worker = Worker(self.runner, self.store, self.clock,
-                             name=name or f"{socket.gethostname()}:{os.getpid()}",
-                             lease=timedelta(seconds=lease))
+        self.worker = wiring.worker
         self.tick = tick
         self._stop = threading.Event()
         self._events: threading.Thread | None = None

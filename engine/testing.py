@@ -21,11 +21,15 @@ from typing import Any
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
-from engine.ports import Decision, Message
+from engine.ports import Decision, Failure, Message
+from engine.runtime.events import normalize
+from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+
+TEST_SECRET = "journeyman-test-secret"  # signs the unsubscribe links of in-memory engines
 
 
 class FakeClock:
@@ -93,19 +97,24 @@ class RecordingChannel:
 
 
 class InMemoryEngine:
-    """The runtime on an InMemoryStore, a FakeClock and a RecordingChannel."""
+    """The runtime on an InMemoryStore, a FakeClock and a RecordingChannel, driven by the
+    same worker and dispatcher as production: an event is accepted into the inbox and
+    handled in a batch; timers fire through the worker; sends go through the outbox."""
 
     def __init__(self, library: Library, *, start: datetime, backend: str = "durable") -> None:
         self.clock = FakeClock(start)
         self.store = InMemoryStore(self.clock)
         self.channel = RecordingChannel()
         self.library = library
+        self.ids = SequentialIds("msg")
         channels = dict.fromkeys(
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
-        wiring = wire(library, store=self.store, clock=self.clock, ids=SequentialIds("msg"),
-                      channels=channels, backend=backend)
+        wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
+                      unsubscribe=UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid"),
+                      backend=backend, name="in-memory")
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
+        self.worker = wiring.worker
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
@@ -121,7 +130,7 @@ class InMemoryEngine:
     def use_store(self, store: Any) -> None:
         """Run on another Store (a SqlStore, say) with the same clock and channel."""
         self.store = store
-        self.runner.store = store
+        self.worker.store = store
         self.dispatcher.store = store
 
     # --- time ----------------------------------------------------------------------
@@ -135,15 +144,17 @@ class InMemoryEngine:
         self.advance_to(self.now + delta)
 
     def advance_to(self, when: datetime) -> None:
-        """Fire timers and deliver (or retry) sends in time order up to `when`."""
+        """Fire timers, retry held events and deliver (or retry) sends in time order up
+        to `when`."""
         while (due := self._next_due()) is not None and due <= when:
             self.clock.set(max(due, self.now))
-            self.runner.fire_due_timers()
-            self.dispatcher.dispatch_due()
+            self.worker.fire_timers()
+            self._drain()
         self.clock.set(max(when, self.now))
 
     def _next_due(self) -> datetime | None:
-        due = [d for d in (self.store.next_timer_at(), self.store.next_outbox_at()) if d]
+        due = [d for d in (self.store.next_timer_at(), self.store.next_outbox_at(),
+                           self.store.next_inbox_at()) if d]
         return min(due, default=None)
 
     def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:
@@ -153,9 +164,10 @@ class InMemoryEngine:
             self.advance_to(due)
 
     def _next_work(self) -> datetime | None:
-        """The next journey timer or send (deferred by quiet hours, or retried)."""
+        """The next journey timer, held event or send (deferred by quiet hours, or
+        retried)."""
         due = [d for d in (self.store.next_timer_at(include_cron=False),
-                           self.store.next_outbox_at()) if d]
+                           self.store.next_outbox_at(), self.store.next_inbox_at()) if d]
         return min(due, default=None)
 
     def run_until(self, predicate: Callable[[InMemoryEngine], bool],
@@ -163,24 +175,32 @@ class InMemoryEngine:
         """Autojump timer by timer until `predicate(self)` holds; False if the limit came first."""
         deadline = self.now + limit
         while not predicate(self):
-            due = self.store.next_timer_at()
+            due = self._next_due()
             if due is None or due > deadline:
                 return False
             self.advance_to(due)
         return True
 
+    def _drain(self) -> None:
+        """Handle what the inbox holds (events emitted on the way too), then deliver."""
+        while self.worker.handle_events():
+            pass
+        self.dispatcher.dispatch_due()
+
     # --- events --------------------------------------------------------------------
 
     def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """A Segment-format event; a future `timestamp` moves the clock there first."""
+        """A Segment-format event, accepted and handled at once; a future `timestamp`
+        moves the clock there first."""
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
             when = parse_timestamp(stamp)
             if when is not None and when > self.now:
                 self.advance_to(when)
-        handled = self.runner.post(event)
-        self.dispatcher.dispatch_due()
-        return handled
+        accepted = normalize(event, now=self.now, message_id=self.ids.new_id)
+        self.store.accept_events([accepted])
+        self._drain()
+        return accepted
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
               at: datetime | None = None) -> dict[str, Any]:
@@ -211,11 +231,17 @@ class InMemoryEngine:
 
     @property
     def emitted(self) -> list[Mapping[str, Any]]:
-        return [dict(e) for e in self.runner.emitted]
+        """Events emitted by `emit` steps, in order."""
+        return [dict(e) for (source, _), e in self.store.events.items() if source == "emit"]
 
     @property
     def decisions(self) -> list[Decision]:
         return list(self.store.decisions)
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Parked events, timers and sends (they failed too often), with their errors."""
+        return self.store.failures()
 
     def profile(self, profile_id: str) -> Profile:
         stored = self.store.get_profile(profile_id)
@@ -227,5 +253,5 @@ class InMemoryEngine:
         return self.store.enrollments(profile_id, journey)
 
 
-__all__ = ["ExitRecord", "FakeClock", "InMemoryEngine", "InMemoryStore", "RecordingChannel",
-           "SentMessage", "SequentialIds"]
+__all__ = ["TEST_SECRET", "ExitRecord", "FakeClock", "InMemoryEngine", "InMemoryStore",
+           "RecordingChannel", "SentMessage", "SequentialIds"]

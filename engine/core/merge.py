@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from engine.core.model import Enrollment, Profile
+from engine.core.model import Enrollment, EntryStats, Profile
 from engine.core.times import parse_timestamp
 from journeys.graph import EXITED
 
@@ -49,6 +49,15 @@ def merge_losers(kept: Iterable[Enrollment], absorbed: Iterable[Enrollment]) -> 
         rows.sort(key=lambda row: (row[0], row[1]))
         losers += [row[2] for row in rows[1:]]
     return losers
+
+
+def merged_entries(kept: EntryStats, absorbed: EntryStats) -> EntryStats:
+    """Entry stats of a journey both profiles entered: the entries add up, the later
+    entry is the last one."""
+    never = datetime.min.replace(tzinfo=UTC)
+    later = max(kept, absorbed, key=lambda s: s.last_entered_at or never)
+    return EntryStats(kept.entries + absorbed.entries, later.last_enrollment_id,
+                      later.last_entered_at)
 
 
 def exited_by_merge(enrollment: Enrollment, now: datetime) -> Enrollment:

@@ -62,6 +62,17 @@ class Enrollment:
                 "variants": dict(self.variants)}
 
 
+@dataclass(frozen=True, slots=True)
+class EntryStats:
+    """A profile's past in one journey, as much as entry and re-entry rules need: how many
+    times it entered, and when and as which enrollment it last did. Kept as a compact
+    index, so handling an event never loads a profile's history."""
+
+    entries: int = 0
+    last_enrollment_id: str | None = None
+    last_entered_at: datetime | None = None
+
+
 # --- triggers: why advance() is called ------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,7 @@ class ScheduleTimer:
     step: str
     occurrence: int
     due_at: datetime
+    attempts: int = 0  # failed firings so far (the runtime retries, then parks it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from engine.core.model import Profile, Send
 from engine.core.steps import send as send_step
 from engine.core.steps.base import StepRun
 from engine.core.times import iso
-from engine.ports import OutboxEntry, SystemClock, UuidIds
+from engine.ports import OutboxEntry, SystemClock
 from engine.runtime.rendering import render_send
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.service import wire
@@ -63,8 +63,8 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
         raise PreviewError(f"no journey {journey_id!r} (have: "
                            f"{', '.join(sorted(library.journeys))})")
     links = UnsubscribeLinks("preview", base_url)
-    wiring = wire(library, store=InMemoryStore(), clock=SystemClock(), ids=UuidIds(),
-                  channels={}, unsubscribe=links)
+    wiring = wire(library, store=InMemoryStore(), clock=SystemClock(), channels={},
+                  unsubscribe=links)
     journey = wiring.compiled[journey_id]
     step = next((s for s in journey.model.steps if s.id == step_id), None)
     if not isinstance(step, SendStep):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.ports import IdentityStore
+from engine.runtime.unit import UnitOfWork
 
 
 def _text(value: Any) -> str | None:
@@ -27,7 +27,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def resolve(store: IdentityStore, event: Mapping[str, Any],
+def resolve(store: UnitOfWork, event: Mapping[str, Any],
             by_traits: Sequence[str] = ()) -> str:
     """The canonical profile id for `event`, linking and merging as needed."""
     user, anon = _text(event.get("userId")), _text(event.get("anonymousId"))
@@ -57,7 +57,7 @@ def resolve(store: IdentityStore, event: Mapping[str, Any],
     return pid
 
 
-def _adopt(store: IdentityStore, pid: str, kind: str, value: str) -> None:
+def _adopt(store: UnitOfWork, pid: str, kind: str, value: str) -> None:
     """Make `kind=value` point at `pid`, merging whatever profile it pointed at before."""
     other = store.profile_for(kind, value)
     if other is not None and other != pid:

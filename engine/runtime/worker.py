@@ -1,79 +1,390 @@
-"""The worker loop: claim a batch of inbox events, handle each in its own transaction,
-fire due timers; repeat. Run several (`journeyman worker`) to scale out.
+"""The worker: handles inbox events and due timers in batches (group commit).
 
-Crash safety comes from the store: an event's effects (enrollment rows, timers, outbox
-rows) commit in the same transaction that acks its inbox row; a worker killed before
-the commit leaves the row leased, and once the lease expires another worker handles it.
-A timer is claimed and fired inside one transaction, so it fires once or not at all.
+One batch is one transaction: claim (inbox rows, or due timers), load the state of
+their profiles in bulk into a unit of work (engine/runtime/unit.py), handle each
+profile's items in order, each in a child unit, then write every effect in bulk and
+commit. So a batch of a thousand events costs a few statements, not a few thousand.
+
+Failure semantics (design.md; docs/service.md says the same for operators):
+- Isolation: an exception while handling one event or timer drops that item's child
+  unit only; the rest of the batch commits. The item is retried with backoff, and after
+  `max_attempts` it is parked with its error and stack (`journeyman failures`).
+- Order: a failing event holds its profile's later events: they wait behind it (the
+  store does not claim past a profile's earliest waiting event), retried or parked, and
+  nobody else's. A parked event keeps holding them until an operator retries or
+  discards it: going on without it would apply the later events out of order (an
+  unsubscribe undone by an older identify).
+- A batch whose writes fail (the database refuses them) is rolled back and done again
+  one profile per transaction, so the profile whose data the database refuses fails
+  alone. Transient database errors (locked, deadlock, connection lost) roll back and are
+  retried later without counting as failures.
+- Crashes: the claim is part of the batch's transaction, so a worker killed mid-batch
+  loses nothing: the database rolls the transaction back and the rows are claimable
+  again at once (PostgreSQL: when the killed process's connection closes).
+- Bounded work: batches grow under load and shrink to one event when idle, and a batch
+  stops taking new profiles after `budget` seconds, so a transaction (and SQLite's write
+  lock) is held briefly even during a storm of due timers.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import timedelta
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
-from engine.ports import Clock, Store
+from engine.core.model import ScheduleTimer
+from engine.ports import Clock, InboxItem, Store, WriteRun
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.runner import Runner
+from engine.runtime.unit import ProfileBusy, UnitOfWork
 
 log = logging.getLogger("journeyman.worker")
+
+T = TypeVar("T")
+BUSY_RETRY = timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retries of a failing event or timer: attempt n waits base * 2**(n-1), capped;
+    after `max_attempts` failures the item is parked."""
+
+    base: timedelta = timedelta(seconds=2)
+    cap: timedelta = timedelta(minutes=10)
+    max_attempts: int = 5
+
+    def delay(self, attempt: int) -> timedelta:
+        return min(self.base * (1 << max(attempt - 1, 0)), self.cap)
 
 
 @dataclass
 class Stats:
     events: int = 0
     timers: int = 0
-    failures: int = 0
+    failures: int = 0  # items that failed an attempt
+    parked: int = 0
+    batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # the last few, for metrics
+
+    def batch(self, size: int) -> None:
+        self.batches += 1
+        self.batch_sizes = [*self.batch_sizes[-99:], size]
+
+
+@dataclass
+class _Outcome:
+    """What one batch did, for stats and for the loops' wake-ups."""
+
+    handled: int = 0
+    failed: int = 0
+    sends: bool = False  # it queued sends: wake the dispatcher
+
+    def add(self, other: _Outcome) -> None:
+        self.handled += other.handled
+        self.failed += other.failed
+        self.sends |= other.sends
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The database refused a transaction's writes (not a transient error)."""
+
+    error: str
 
 
 class Worker:
     def __init__(self, runner: Runner, store: Store, clock: Clock, *, name: str,
-                 batch: int = 200, lease: timedelta = timedelta(seconds=60),
-                 dispatcher: Dispatcher | None = None) -> None:
+                 batch: int = 1000, budget: float = 0.02, backoff: Backoff | None = None,
+                 dispatcher: Dispatcher | None = None,
+                 on_sends: Callable[[], None] | None = None) -> None:
         self.runner = runner
         self.dispatcher = dispatcher
         self.store = store
         self.clock = clock
         self.name = name
-        self.batch = batch
-        self.lease = lease
+        self.max_batch = batch
+        self.budget = budget  # seconds of handling per transaction, then it commits
+        self.backoff = backoff or Backoff()
+        self.on_sends = on_sends
         self.stats = Stats()
+        self._limit = {"inbox": 16, "timers": 64}  # adaptive claim sizes
         # The runner is not thread-safe: events and timers take turns on it when the
-        # event loop and the timer ticker run in different threads (engine/service.py).
+        # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
 
+    # --- events ----------------------------------------------------------------------
+
     def handle_events(self) -> int:
-        items = self.store.claim_inbox(self.name, self.batch, self.lease, self.clock.now())
-        for item in items:
+        """Handle one batch of inbox events; returns how many were handled or failed."""
+        with self._runner_lock:
+            outcome = self._guarded(lambda: self._event_batch(None))
+            if isinstance(outcome, _Refused):  # the batch's writes failed
+                outcome = self._event_batch_per_profile()
+        return self._after(outcome, "events")
+
+    def _event_batch(self, profiles: Sequence[str] | None) -> _Outcome:
+        started = time.perf_counter()
+        with self.store.transaction():
+            now = self.clock.now()
+            limit = self._limit["inbox"] if profiles is None else self.max_batch
+            items = self.store.claim_inbox(limit, now, profiles=profiles)
+            if not items:
+                return _Outcome()
+            unit = UnitOfWork(self.store, self.clock)
+            unit.preload({i.profile_id for i in items}, _identity_keys(items))
+            outcome = _Outcome()
+            for group in _groups(items, key=lambda i: i.profile_id):
+                self._handle_group(unit, group, now, outcome)
+                if time.perf_counter() - started > self.budget:
+                    break  # the rest stays queued for the next batch, untouched
+            outcome.sends = _queues_sends(unit)
+            unit.write()
+        self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
+                    len(items))
+        return outcome
+
+    def _handle_group(self, unit: UnitOfWork, group: list[InboxItem], now: datetime,
+                      outcome: _Outcome) -> None:
+        """One profile's events, in order; the first that fails holds the rest."""
+        for item in group:
+            child = unit.child()
             try:
-                with self._runner_lock, self.store.transaction():
-                    self.runner.handle(item.event)
-                    self.store.ack_inbox([item.id])
-                self.stats.events += 1
-            except Exception:
-                # Rolled back; the lease expires and the event is retried.
-                self.stats.failures += 1
-                log.exception("event %s failed; it will be retried", item.id)
-        return len(items)
+                self.runner.handle(item.event, child)
+                child.ack(item.id)
+            except ProfileBusy as exc:
+                self.store.retry_inbox(item.id, now + BUSY_RETRY, str(exc), attempt=False)
+                return
+            except Exception as exc:  # this event's failure, and this profile's alone
+                outcome.failed += 1
+                self._event_failed(item, exc, now)
+                return
+            unit.adopt(child)
+            outcome.handled += 1
+
+    def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
+        error, stack = _describe(exc)
+        self.stats.failures += 1
+        if item.attempts + 1 >= self.backoff.max_attempts:
+            log.error("event %s of profile %s parked after %d attempts: %s", item.id,
+                      item.profile_id, item.attempts + 1, error)
+            self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
+                            step="", error=error, stack=stack, attempts=item.attempts + 1,
+                            at=now)
+            self.stats.parked += 1
+        else:
+            when = now + self.backoff.delay(item.attempts + 1)
+            log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s",
+                        item.id, item.profile_id, item.attempts + 1, when.isoformat(), error)
+            self.store.retry_inbox(item.id, when, error)
+
+    def _event_batch_per_profile(self) -> _Outcome:
+        """After a failed write: the same work, one profile per transaction, so the
+        profile whose writes the database refuses fails alone."""
+        with self.store.transaction():
+            items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
+        total = _Outcome()
+        for profile in dict.fromkeys(i.profile_id for i in items):
+            outcome = self._guarded(partial(self._event_batch, [profile]))
+            if isinstance(outcome, _Refused):
+                error = outcome.error
+                outcome = self._guarded(partial(self._fail_first_event, profile, error))
+            if isinstance(outcome, _Outcome):
+                total.add(outcome)
+        return total
+
+    def _fail_first_event(self, profile: str, error: str) -> _Outcome:
+        with self.store.transaction():
+            now = self.clock.now()
+            items = self.store.claim_inbox(1, now, profiles=[profile])
+            for item in items:
+                self._event_failed(item, _WriteRefused(error), now)
+            return _Outcome(failed=len(items))
+
+    # --- timers ------------------------------------------------------------------------
 
     def fire_timers(self) -> int:
-        with self._runner_lock, self.store.transaction():
-            fired = self.runner.fire_due_timers()
-        self.stats.timers += fired
+        """Fire the timers due now, chunk by chunk, one transaction each."""
+        fired = 0
+        with self._runner_lock:
+            while True:
+                outcome = self._guarded(lambda: self._timer_chunk(None))
+                if isinstance(outcome, _Refused):
+                    outcome = self._timer_chunks_per_profile()
+                fired += self._after(outcome, "timers")
+                if outcome.handled + outcome.failed == 0:
+                    break
         return fired
+
+    def _timer_chunk(self, keys: Sequence[str] | None) -> _Outcome:
+        started = time.perf_counter()
+        with self.store.transaction():
+            now = self.clock.now()
+            timers = (self.store.claim_due_timers(now, self._limit["timers"]) if keys is None
+                      else self.store.claim_timers(keys))
+            if not timers:
+                return _Outcome()
+            unit = UnitOfWork(self.store, self.clock)
+            unit.preload((), enrollment_ids={t.enrollment_id for t in timers if t.enrollment_id})
+            owners = {t.key: self.runner.timer_owner(t, unit) for t in timers}
+            mine = self.store.try_lock_profiles(set(owners.values()))
+            unit.preload(mine)
+            outcome = _Outcome()
+            for timer in timers:
+                if owners[timer.key] not in mine:
+                    unit.add_timer(timer)  # another worker holds its profile: put it back
+                    continue
+                child = unit.child()
+                try:
+                    self.runner.fire(timer, child)
+                except ProfileBusy:
+                    unit.add_timer(timer)
+                    continue
+                except Exception as exc:  # this timer's failure alone
+                    outcome.failed += 1
+                    self._timer_failed(unit, timer, owners[timer.key], exc, now)
+                    continue
+                unit.adopt(child)
+                outcome.handled += 1
+            outcome.sends = _queues_sends(unit)
+            unit.write()
+        self._adapt("timers", len(timers), time.perf_counter() - started, len(timers))
+        return outcome
+
+    def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
+                      exc: Exception, now: datetime) -> None:
+        error, stack = _describe(exc)
+        attempts = timer.attempts + 1
+        self.stats.failures += 1
+        if attempts >= self.backoff.max_attempts:
+            log.error("timer %s of profile %s parked after %d attempts: %s", timer.key, owner,
+                      attempts, error)
+            self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
+                            step=timer.step, error=error, stack=stack, attempts=attempts,
+                            at=now, payload=_timer_payload(timer))
+            self.stats.parked += 1
+            return
+        when = now + self.backoff.delay(attempts)
+        log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
+                    timer.key, owner, attempts, when.isoformat(), error)
+        unit.add_timer(ScheduleTimer(timer.key, timer.enrollment_id, timer.profile_id,
+                                     timer.journey, timer.step, timer.occurrence, when,
+                                     attempts))
+
+    def _timer_chunks_per_profile(self) -> _Outcome:
+        """After a failed write: the chunk again, one profile's timers per transaction."""
+        now = self.clock.now()
+        with self.store.transaction():
+            timers = self.store.due_timers(now, self._limit["timers"])
+        total = _Outcome()
+        by_profile: dict[str, list[str]] = {}
+        for timer in timers:
+            by_profile.setdefault(timer.profile_id, []).append(timer.key)
+        for keys in by_profile.values():
+            outcome = self._guarded(partial(self._timer_chunk, keys))
+            if isinstance(outcome, _Refused):
+                error = outcome.error
+                outcome = self._guarded(partial(self._fail_timers, keys, error))
+            if isinstance(outcome, _Outcome):
+                total.add(outcome)
+        return total
+
+    def _fail_timers(self, keys: Sequence[str], error: str) -> _Outcome:
+        with self.store.transaction():
+            now = self.clock.now()
+            timers = self.store.claim_timers(keys)
+            unit = UnitOfWork(self.store, self.clock)
+            for timer in timers:
+                self._timer_failed(unit, timer, timer.profile_id, _WriteRefused(error), now)
+            unit.write()
+            return _Outcome(failed=len(timers))
+
+    # --- sends ---------------------------------------------------------------------------
 
     def dispatch(self) -> int:
         """Deliver due sends, if this worker was given a dispatcher (`journeyman serve`
-        runs its dispatcher as a scheduled job of its own instead)."""
+        runs its dispatcher in a loop of its own instead)."""
         return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
 
     def run_once(self) -> int:
         return self.handle_events() + self.fire_timers() + self.dispatch()
 
-    def run(self, stop: threading.Event, idle: float = 0.1) -> None:
-        while not stop.is_set():
-            if self.run_once() == 0:
-                stop.wait(idle)
+    # --- plumbing ------------------------------------------------------------------------
 
+    def _guarded(self, work: Callable[[], _Outcome]) -> _Outcome | _Refused:
+        """Run one transaction's work. A transient database error (locked, deadlock,
+        connection lost) is an empty outcome: the same work comes round again later.
+        Any other error rolled the transaction back: `_Refused`, to do it in parts."""
+        try:
+            return work()
+        except Exception as exc:
+            if self.store.is_transient(exc):
+                log.warning("a transient database error; retrying later: %s", exc)
+                return _Outcome()
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            log.error("a transaction's writes failed; doing it again in parts: %s", error)
+            return _Refused(error)
+
+    def _after(self, outcome: _Outcome, kind: str) -> int:
+        count = outcome.handled + outcome.failed
+        if count:
+            self.stats.batch(count)
+        if kind == "events":
+            self.stats.events += outcome.handled
+        else:
+            self.stats.timers += outcome.handled
+        if outcome.sends and self.on_sends is not None:
+            self.on_sends()
+        return count
+
+    def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
+        """Grow the claim while batches finish within the budget, shrink it when not."""
+        limit = self._limit[kind]
+        if took > self.budget or done < claimed:
+            limit = max(8, int(limit * 0.7))
+        elif claimed >= limit:
+            limit = min(self.max_batch, limit * 2)
+        self._limit[kind] = limit
+
+
+class _WriteRefused(Exception):  # noqa: N818 - names what happened to the item
+    """The database refused this item's writes (the error is the database's)."""
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    stack = "".join(traceback.format_exception(exc))[-8000:]
+    return error, stack
+
+
+def _groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
+    grouped: dict[str, list[T]] = {}
+    for item in items:
+        grouped.setdefault(key(item), []).append(item)
+    return list(grouped.values())
+
+
+def _identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for item in items:
+        for kind, field_name in (("user_id", "userId"), ("anonymous_id", "anonymousId"),
+                                 ("user_id", "previousId"), ("anonymous_id", "previousId")):
+            value = item.event.get(field_name)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                keys.add((kind, str(value).strip()))
+    return keys
+
+
+def _queues_sends(unit: UnitOfWork) -> bool:
+    return any(change.sends for change in unit.changes if isinstance(change, WriteRun))
+
+
+def _timer_payload(timer: ScheduleTimer) -> dict[str, object]:
+    return {"key": timer.key, "enrollment_id": timer.enrollment_id,
+            "profile_id": timer.profile_id, "journey": timer.journey, "step": timer.step,
+            "occurrence": timer.occurrence, "due_at": timer.due_at.isoformat()}

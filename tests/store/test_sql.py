@@ -1,4 +1,4 @@
-"""What only the durable store has: transactions, the inbox with leases, API keys,
+"""What only the durable store has: transactions, inbox claims, API keys,
 timestamps, concurrency (threads with their own connections), SQLite settings."""
 
 from __future__ import annotations
@@ -191,64 +191,100 @@ def test_skip_locked_claims_are_disjoint_while_open(pg_database: str) -> None:
 
 # --- the inbox -----------------------------------------------------------------------
 
-LEASE = timedelta(seconds=30)
+
+def _claim(store: SqlStore, limit: int = 10, now: datetime = T0) -> list[str]:
+    """Claim in a transaction of its own (committed: nothing is acked)."""
+    with store.transaction():
+        return [i.event["messageId"] for i in store.claim_inbox(limit, now)]
 
 
-def test_inbox_per_profile_order_and_one_worker_per_profile(sql_store: SqlStore) -> None:
+def test_inbox_claims_each_profile_in_order(sql_store: SqlStore) -> None:
     sql_store.accept_events([_ev("a1", "A"), _ev("a2", "A"), _ev("b1", "B"), _ev("a3", "A"),
                              _ev("c1", "C")])
-    w1 = sql_store.claim_inbox("w1", 2, LEASE, T0)
-    assert [i.event["messageId"] for i in w1] == ["a1", "a2"]
-    assert all(i.profile_id == "A" and i.attempts == 1 for i in w1)
-    w2 = sql_store.claim_inbox("w2", 10, LEASE, T0)
-    assert [i.event["messageId"] for i in w2] == ["b1", "c1"]  # A is held by w1: not a3
-    assert sql_store.claim_inbox("w3", 10, LEASE, T0) == []
-    assert sql_store.claim_inbox("w1", 10, LEASE, T0) == []  # a3 waits for a1, a2 to finish
-    sql_store.ack_inbox([i.id for i in w1])
-    w3 = sql_store.claim_inbox("w3", 10, LEASE, T0)
-    assert [i.event["messageId"] for i in w3] == ["a3"]
-    sql_store.ack_inbox([i.id for i in w2 + w3])
-    assert sql_store.claim_inbox("w1", 10, LEASE, T0) == []
-    assert sql_store.inbox_counts() == {}
+    assert _claim(sql_store, 2) == ["a1", "a2"]
+    assert _claim(sql_store) == ["a1", "a2", "b1", "a3", "c1"]  # claiming holds nothing
+    with sql_store.transaction():
+        items = sql_store.claim_inbox(10, T0, profiles=["A"])
+        sql_store.ack_inbox([i.id for i in items])
+    assert [i.event["messageId"] for i in items] == ["a1", "a2", "a3"]
+    assert _claim(sql_store) == ["b1", "c1"]
 
 
-def test_expired_lease_is_reclaimed(sql_store: SqlStore) -> None:
-    sql_store.accept_events([_ev("a1", "A"), _ev("a2", "A")])
-    crashed = sql_store.claim_inbox("w1", 1, LEASE, T0)
-    assert [i.event["messageId"] for i in crashed] == ["a1"]
-    assert sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE - timedelta(seconds=1)) == []
-    retry = sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE)
-    assert [(i.event["messageId"], i.attempts) for i in retry] == [("a1", 2), ("a2", 1)]
-
-
-def test_ack_inside_a_rolled_back_transaction_keeps_the_event(sql_store: SqlStore) -> None:
+def test_a_claim_rolled_back_with_its_transaction_leaves_the_events(sql_store: SqlStore) -> None:
+    """A worker that dies mid-batch: its transaction rolls back, and with it the claim."""
     sql_store.accept_events([_ev("a1", "A")])
-    [item] = sql_store.claim_inbox("w1", 10, LEASE, T0)
 
     def handle() -> None:
         with sql_store.transaction():
+            [item] = sql_store.claim_inbox(10, T0)
             sql_store.put_profile(Profile("A", {"handled": True}))
             sql_store.ack_inbox([item.id])
-            raise RuntimeError("handler failed")
+            raise RuntimeError("the worker died")
 
     with pytest.raises(RuntimeError):
         handle()
     assert sql_store.get_profile("A") is None
-    again = sql_store.claim_inbox("w2", 10, LEASE, T0 + LEASE)
-    assert [i.id for i in again] == [item.id]
+    assert _claim(sql_store) == ["a1"]
 
 
-def test_poison_event_is_set_aside_after_max_attempts(sql_store: SqlStore) -> None:
-    sql_store.inbox_max_attempts = 2
-    sql_store.accept_events([_ev("bad", "A"), _ev("good", "A")])
-    now = T0
-    for _ in range(2):
-        assert [i.event["messageId"] for i in sql_store.claim_inbox("w", 1, LEASE, now)] == [
-            "bad"]
-        now += LEASE
-    nxt = sql_store.claim_inbox("w", 10, LEASE, now)
-    assert [i.event["messageId"] for i in nxt] == ["good"]
-    assert sql_store.inbox_counts() == {"failed": 1, "pending": 1}
+def test_skip_locked_inbox_claims_keep_one_worker_per_profile(pg_database: str) -> None:
+    """PostgreSQL: while one transaction holds A's first events, another gets neither them
+    nor A's later ones, only other profiles'; both commit, then A goes on in order."""
+    from tests.store.conftest import make_pg_store
+
+    first, second = make_pg_store(pg_database), SqlStore(pg_database)
+    try:
+        first.accept_events([_ev("a1", "A"), _ev("a2", "A"), _ev("b1", "B"), _ev("a3", "A"),
+                             _ev("c1", "C")])
+        with first.transaction():
+            mine = first.claim_inbox(2, T0)
+            assert [i.event["messageId"] for i in mine] == ["a1", "a2"]
+            with second.transaction():
+                theirs = second.claim_inbox(10, T0)
+                assert [i.event["messageId"] for i in theirs] == ["b1", "c1"]  # not a3
+                second.ack_inbox([i.id for i in theirs])
+            first.ack_inbox([i.id for i in mine])
+        assert _claim(second) == ["a3"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_failed_event_holds_its_profile_until_retried(sql_store: SqlStore) -> None:
+    sql_store.accept_events([_ev("bad", "A"), _ev("after", "A"), _ev("b1", "B")])
+    with sql_store.transaction():
+        bad = sql_store.claim_inbox(1, T0)[0]
+        sql_store.retry_inbox(bad.id, later(1), "ValueError: boom")
+    assert _claim(sql_store) == ["b1"]  # A waits behind its failed event
+    assert sql_store.next_inbox_at() == later(1)
+    with sql_store.transaction():
+        again = sql_store.claim_inbox(10, later(1))
+    assert [(i.event["messageId"], i.attempts) for i in again] == [
+        ("bad", 1), ("after", 0), ("b1", 0)]
+
+
+def test_a_parked_event_holds_its_profile_until_retried_or_discarded(
+        sql_store: SqlStore) -> None:
+    sql_store.accept_events([_ev("bad", "A"), _ev("after", "A"), _ev("b1", "B")])
+    with sql_store.transaction():
+        bad = sql_store.claim_inbox(1, T0)[0]
+        failure = sql_store.park("event", str(bad.id), profile_id="A", journey="", step="",
+                                 error="ValueError: boom", stack="Traceback...", attempts=5,
+                                 at=T0)
+    assert _claim(sql_store, now=later(100)) == ["b1"]
+    assert sql_store.inbox_counts() == {"parked": 1, "pending": 2}
+    [parked] = sql_store.failures()
+    assert (parked.id, parked.kind, parked.ref, parked.error) == (
+        failure, "event", str(bad.id), "ValueError: boom")
+    assert sql_store.retry_failure(failure, T0)
+    assert _claim(sql_store) == ["bad", "after", "b1"]
+    assert sql_store.failures() == []
+    with sql_store.transaction():
+        bad = sql_store.claim_inbox(1, T0)[0]
+        failure = sql_store.park("event", str(bad.id), profile_id="A", journey="", step="",
+                                 error="x", stack="", attempts=5, at=T0)
+    assert sql_store.discard_failure(failure)
+    assert _claim(sql_store) == ["after", "b1"]
 
 
 def test_inbox_follows_known_identities(sql_store: SqlStore) -> None:
@@ -257,7 +293,8 @@ def test_inbox_follows_known_identities(sql_store: SqlStore) -> None:
     sql_store.accept_events([_ev("m1", "u1"),
                              {"type": "page", "anonymousId": "anon-9", "messageId": "m2"},
                              {"type": "page", "anonymousId": "anon-new", "messageId": "m3"}])
-    items = sql_store.claim_inbox("w", 10, LEASE, T0)
+    with sql_store.transaction():
+        items = sql_store.claim_inbox(10, T0)
     assert [(i.event["messageId"], i.profile_id) for i in items] == [
         ("m1", "profile-1"), ("m2", "profile-1"), ("m3", "anon-new")]
 
@@ -274,7 +311,9 @@ def test_accept_events_batches_and_stores_events(sql_store: SqlStore) -> None:
     assert sql_store.inbox_counts() == {"pending": 2001}
 
 
-def test_two_workers_keep_per_profile_order(sql_store: SqlStore) -> None:
+def test_three_workers_keep_per_profile_order(sql_store: SqlStore) -> None:
+    """Threads with their own connections claim, handle and ack in one transaction
+    each; no profile is ever in two at once, and each profile's events come in order."""
     profiles, per = 12, 8
     sql_store.accept_events([_ev(f"{p}:{n}", f"P{p}") for n in range(per)
                              for p in range(profiles)])
@@ -284,22 +323,26 @@ def test_two_workers_keep_per_profile_order(sql_store: SqlStore) -> None:
     errors: list[str] = []
 
     def work(name: str) -> None:
+        store = _other(sql_store)
         idle = 0
-        while idle < 3:
-            items = sql_store.claim_inbox(name, 5, LEASE, T0)
-            idle = 0 if items else idle + 1
-            last = {i.profile_id: i.id for i in items}  # a profile's last item in the batch
-            for item in items:
-                p, n = item.event["messageId"].split(":")
-                with lock:
-                    if holder.get(p, name) != name:
-                        errors.append(f"{p} held by {holder[p]} and {name}")
-                    holder[p] = name
-                    seen.setdefault(p, []).append(int(n))
-                    if last[item.profile_id] == item.id:
-                        del holder[p]  # the lease ends when this ack commits, not before
-                with sql_store.transaction():
-                    sql_store.ack_inbox([item.id])
+        try:
+            while idle < 5:
+                with store.transaction():
+                    items = store.claim_inbox(5, T0)
+                    for item in items:
+                        p, n = item.event["messageId"].split(":")
+                        with lock:
+                            if holder.get(p, name) != name:
+                                errors.append(f"{p} held by {holder[p]} and {name}")
+                            holder[p] = name
+                            seen.setdefault(p, []).append(int(n))
+                    store.ack_inbox([i.id for i in items])
+                    with lock:  # the claim ends when this transaction commits, not before
+                        for item in items:
+                            holder.pop(item.event["messageId"].split(":")[0], None)
+                idle = 0 if items else idle + 1
+        finally:
+            store.close()
 
     threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(3)]
     for t in threads:

@@ -8,7 +8,9 @@ One module per concern, each a part of the class:
 | `db.py` | the SQLAlchemy engine, SQLite pragmas, transactions |
 | `state.py` | profiles, enrollments, timers, segments, exits/goals/decisions (the hot path) |
 | `identities.py` | identities and profile merges |
-| `inbox.py` | ingest with dedupe, the per-profile inbox with leases |
+| `inbox.py` | ingest with dedupe, the per-profile inbox and its claims |
+| `units.py` | units of work: many profiles' state read in bulk, a batch's writes in bulk |
+| `failures.py` | parked events, timers and sends |
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and stored secrets |
 | `reads.py` | histories and counts for people and reports |
@@ -23,14 +25,13 @@ from __future__ import annotations
 
 from engine.ports import Store
 from engine.store.sql.db import DEFAULT_URL
-from engine.store.sql.identities import IdentityQueries
-from engine.store.sql.inbox import InboxQueries
+from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
-from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.reads import ReadQueries
+from engine.store.sql.units import UnitQueries
 
 
-class SqlStore(IdentityQueries, InboxQueries, OutboxQueries, KeyQueries, ReadQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

@@ -68,6 +68,8 @@ class SqlBase:
         self._segments = table("segment_members")
         self._api_keys = table("api_keys")
         self._settings = table("settings")
+        self._journey_entries = table("journey_entries")
+        self._failures = table("failures")
         try:
             if create:
                 self.migrate()

@@ -6,10 +6,16 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from engine.core.merge import exited_by_merge, merge_losers, merged_profile
-from engine.store.sql.rows import enrollment_from_row, enrollment_values
+from engine.core.merge import exited_by_merge, merge_losers, merged_entries, merged_profile
+from engine.core.model import EntryStats
+from engine.store.sql.rows import (
+    enrollment_from_row,
+    enrollment_values,
+    entries_values,
+    entry_stats_from_row,
+)
 from engine.store.sql.state import StateQueries
 
 
@@ -77,3 +83,17 @@ class IdentityQueries(StateQueries):
                 conn.execute(delete(s).where(s.c.profile_id == from_))
             conn.execute(update(self._inbox).where(self._inbox.c.profile_id == from_)
                          .values(profile_id=into))
+            self._merge_entries(conn, into, from_)
+
+    def _merge_entries(self, conn: Connection, into: str, from_: str) -> None:
+        j = self._journey_entries
+        theirs = {r.journey: entry_stats_from_row(r._mapping) for r in conn.execute(
+            select(j).where(j.c.profile_id == from_))}
+        if not theirs:
+            return
+        ours = {r.journey: entry_stats_from_row(r._mapping) for r in conn.execute(
+            select(j).where(j.c.profile_id == into, j.c.journey.in_(list(theirs))))}
+        conn.execute(delete(j).where(j.c.profile_id == from_))
+        conn.execute(self._upsert_entries, [
+            entries_values(into, journey, merged_entries(ours.get(journey, EntryStats()), s))
+            for journey, s in theirs.items()])

@@ -1,26 +1,33 @@
 """`SqlStore`'s ingest and inbox: accepted events are stored (deduplicated on
-(source, messageId)) and queued per profile; workers lease each profile's events in
-order, one worker per profile at a time.
+(source, messageId)) and queued per profile; a worker claims each profile's events in
+order, inside the transaction that handles them, one worker per profile at a time.
 
-PostgreSQL: inbox claims are serialized by a transaction-scoped advisory lock (they are
-short), which is what keeps one worker per profile.
+SQLite: the handling transaction holds the write lock, so a claim is exclusive.
+PostgreSQL: claimed rows are locked `FOR UPDATE SKIP LOCKED` (concurrent claimers skip
+them instead of waiting), each profile is taken with a transaction-scoped advisory
+lock (`try_lock_profiles`, without waiting), and only a profile's run of events from its
+earliest waiting one is kept, so no worker handles an event while an earlier one of the
+same profile is elsewhere. Nothing is leased: a worker that dies has its transaction
+rolled back and its rows free again as soon as its connection closes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from engine import jsonfast
 from engine.ports import InboxItem
-from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks, _driver, _marks
+from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
+from engine.store.sql.state import StateQueries
 
-INBOX_CLAIM_LOCK = 0x4A4D_1B0C  # advisory lock id serializing inbox claims on PostgreSQL
+HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 
 
-class InboxQueries(SqlBase):
+class InboxQueries(StateQueries):
     def accept_events(self, events: list[dict[str, Any]], source: str = "default") -> list[str]:
         """Store new events and queue them for the workers, all in one transaction.
 
@@ -57,7 +64,7 @@ class InboxQueries(SqlBase):
             if accepted:
                 conn.execute(insert(self._inbox), [
                     {"profile_id": owners[id(ev)], "event": ev, "status": "pending",
-                     "attempts": 0, "lease_owner": None, "lease_until": None, "created_at": now}
+                     "attempts": 0, "created_at": now}
                     for ev in accepted])
         return [str(ev["messageId"]) for ev in accepted]
 
@@ -122,39 +129,75 @@ class InboxQueries(SqlBase):
                 owners[id(ev)] = f"message:{ev['messageId']}"
         return owners
 
-    def claim_inbox(self, worker: str, limit: int, lease: timedelta,
-                    now: datetime) -> list[InboxItem]:
-        """Lease up to `limit` pending events to `worker`, oldest first.
-
-        Only profiles with no live lease are served, and for each of them only its
-        earliest pending events, so each profile's events are handled in order by at
-        most one worker at a time. A lease that expires (the worker crashed, or the
-        event failed and was rolled back) makes the profile claimable again; after
-        `inbox_max_attempts` claims an event is set aside with status "failed".
-        """
+    def claim_inbox(self, limit: int, now: datetime, *,
+                    profiles: Collection[str] | None = None) -> list[InboxItem]:
+        """Claim up to `limit` events to handle now (see the module doc), oldest first."""
         ib = self._inbox
+        held = select(ib.c.profile_id).where(
+            (ib.c.status == "parked")
+            | ((ib.c.status == "pending") & (ib.c.available_at > now)))
+        query = (select(ib.c.id, ib.c.profile_id, ib.c.event, ib.c.attempts)
+                 .where(ib.c.status == "pending",
+                        (ib.c.available_at.is_(None)) | (ib.c.available_at <= now),
+                        ib.c.profile_id.not_in(held))
+                 .order_by(ib.c.id).limit(limit))
+        if profiles is not None:
+            query = query.where(ib.c.profile_id.in_(list(profiles)))
+        if self._pg:
+            query = query.with_for_update(skip_locked=True)
         with self._write() as conn:
-            if self._pg:
-                conn.execute(select(func.pg_advisory_xact_lock(INBOX_CLAIM_LOCK)))
-            conn.execute(update(ib).where(
-                ib.c.status == "pending", ib.c.attempts >= self.inbox_max_attempts,
-                ib.c.lease_until <= now).values(status="failed", lease_owner=None,
-                                                lease_until=None))
-            leased = (select(ib.c.profile_id).where(ib.c.status == "pending",
-                                                    ib.c.lease_until > now))
-            rows = conn.execute(select(ib.c.id, ib.c.profile_id, ib.c.event, ib.c.attempts)
-                                .where(ib.c.status == "pending", ib.c.profile_id.not_in(leased))
-                                .order_by(ib.c.id).limit(limit)).all()
-            ids = [r.id for r in rows]
-            for chunk in _chunks(ids, INSERT_CHUNK):
-                conn.execute(update(ib).where(ib.c.id.in_(chunk)).values(
-                    lease_owner=worker, lease_until=now + lease, attempts=ib.c.attempts + 1))
-        return [InboxItem(r.id, r.profile_id, r.event, r.attempts + 1) for r in rows]
+            rows = list(conn.execute(query).all())
+            if self._pg and rows:
+                rows = self._runs_from_earliest(conn, rows)
+        return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
+
+    def _runs_from_earliest(self, conn: Connection, rows: list[Any]) -> list[Any]:
+        """PostgreSQL: keep the profiles this transaction locked, and of each only the
+        run of claimed events that starts at the profile's earliest waiting event."""
+        mine = self.try_lock_profiles([r.profile_id for r in rows])
+        ib = self._inbox
+        waiting: dict[str, list[int]] = {}
+        for chunk in _chunks(sorted(mine), INSERT_CHUNK):
+            for pid, row_id in conn.execute(
+                    select(ib.c.profile_id, ib.c.id)
+                    .where(ib.c.profile_id.in_(chunk), ib.c.status.in_(HOLDING),
+                           ib.c.id <= max(r.id for r in rows))
+                    .order_by(ib.c.profile_id, ib.c.id)):
+                waiting.setdefault(pid, []).append(row_id)
+        kept: list[Any] = []
+        position = dict.fromkeys(mine, 0)
+        broken: set[str] = set()
+        for row in rows:  # in id order
+            pid = row.profile_id
+            if pid not in mine or pid in broken:
+                continue
+            expected = waiting.get(pid, [])
+            if position[pid] < len(expected) and expected[position[pid]] == row.id:
+                kept.append(row)
+                position[pid] += 1
+            else:
+                broken.add(pid)  # an earlier event is elsewhere or held: not this round
+        return kept
 
     def ack_inbox(self, ids: list[int]) -> None:
-        """Done with these events: delete them (call inside the processing transaction)."""
-        if not ids:
-            return
+        """Done with these events: delete them (inside the handling transaction)."""
+        ib = self._inbox
         with self._write() as conn:
-            conn.execute(delete(self._inbox).where(self._inbox.c.id == bindparam("id")),
-                         [{"id": i} for i in ids])
+            for chunk in _chunks(ids, INSERT_CHUNK):
+                conn.execute(delete(ib).where(ib.c.id.in_(chunk)))
+
+    def retry_inbox(self, item_id: int, at: datetime, error: str, *,
+                    attempt: bool = True) -> None:
+        ib = self._inbox
+        with self._write() as conn:
+            conn.execute(update(ib).where(ib.c.id == item_id).values(
+                attempts=ib.c.attempts + (1 if attempt else 0), available_at=at,
+                last_error=error))
+
+    def next_inbox_at(self) -> datetime | None:
+        ib = self._inbox
+        with self._read() as conn:
+            value: datetime | None = conn.execute(
+                select(func.min(ib.c.available_at)).where(ib.c.status == "pending")).scalar()
+        return value
+

@@ -6,7 +6,6 @@ PostgreSQL: rows are claimed with `FOR UPDATE SKIP LOCKED`, so dispatchers split
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -15,18 +14,23 @@ from sqlalchemy import bindparam, func, select, update
 
 from engine.ports import OutboxEntry
 from engine.store.sql.db import SqlBase
-from engine.store.sql.rows import outbox_entry
+from engine.store.sql.rows import outbox_entry, send_values
 
 
 class OutboxQueries(SqlBase):
     @cached_property
-    def _enqueue(self) -> Any:
+    def _enqueue_send_many(self) -> Any:
+        """INSERT of new outbox rows; a send key queued already is left as it is."""
         o = self._outbox
         cols = ("send_key", "enrollment_id", "profile_id", "journey", "step", "channel",
                 "template", "to", "rendered", "status", "attempts", "next_attempt_at",
                 "created_at")
         stmt = self._insert(o).values({c: bindparam(c, type_=o.c[c].type) for c in cols})
-        return stmt.on_conflict_do_nothing(index_elements=["send_key"]).returning(o.c.id)
+        return stmt.on_conflict_do_nothing(index_elements=["send_key"])
+
+    @cached_property
+    def _enqueue(self) -> Any:
+        return self._enqueue_send_many.returning(self._outbox.c.id)
 
     @cached_property
     def _outbox_updates(self) -> dict[tuple[str, ...], Any]:
@@ -35,13 +39,7 @@ class OutboxQueries(SqlBase):
     def enqueue_send(self, entry: OutboxEntry) -> bool:
         """Queue a rendered send; False if its key is queued already (unique `send_key`)."""
         with self._write() as conn:
-            return conn.execute(self._enqueue, {
-                "send_key": entry.key, "enrollment_id": entry.enrollment_id,
-                "profile_id": entry.profile_id, "journey": entry.journey, "step": entry.step,
-                "channel": entry.channel, "template": entry.rendered.template, "to": entry.to,
-                "rendered": asdict(entry.rendered), "status": "pending", "attempts": 0,
-                "next_attempt_at": entry.created_at, "created_at": entry.created_at,
-            }).first() is not None
+            return conn.execute(self._enqueue, send_values(entry)).first() is not None
 
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         """Lease up to `limit` due sends (oldest first) and count the attempt.

@@ -3,12 +3,14 @@ are stored."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
-from engine.ports import KeyInfo, OutboxEntry
+from engine.ports import EntryStats, KeyInfo, OutboxEntry
 from engine.store.errors import StoreError
 from journeys.templating import Rendered
 
@@ -41,7 +43,34 @@ def enrollment_from_row(row: RowMapping) -> Enrollment:
 def timer_values(t: ScheduleTimer) -> dict[str, Any]:
     return {"key": t.key, "enrollment_id": t.enrollment_id, "profile_id": t.profile_id,
             "journey": t.journey, "step": t.step, "occurrence": t.occurrence,
-            "due_at": t.due_at}
+            "due_at": t.due_at, "attempts": t.attempts}
+
+
+def timer_columns(t: Any) -> tuple[Any, ...]:
+    return (t.c.key, t.c.enrollment_id, t.c.profile_id, t.c.journey, t.c.step,
+            t.c.occurrence, t.c.due_at, t.c.attempts)
+
+
+def timer_from_row(r: Any) -> ScheduleTimer:
+    return ScheduleTimer(key=r.key, enrollment_id=r.enrollment_id, profile_id=r.profile_id,
+                         journey=r.journey, step=r.step, occurrence=r.occurrence,
+                         due_at=r.due_at, attempts=r.attempts)
+
+
+def entries_values(profile_id: str, journey: str, stats: EntryStats) -> dict[str, Any]:
+    return {"profile_id": profile_id, "journey": journey, "entries": stats.entries,
+            "last_enrollment_id": stats.last_enrollment_id,
+            "last_entered_at": stats.last_entered_at}
+
+
+def entry_stats_from_row(row: RowMapping) -> EntryStats:
+    return EntryStats(row["entries"], row["last_enrollment_id"], row["last_entered_at"])
+
+
+def profile_lock_key(profile_id: str) -> int:
+    """The advisory lock id of a profile on PostgreSQL (64 bits of a hash)."""
+    return int.from_bytes(hashlib.blake2b(profile_id.encode(), digest_size=8).digest(),
+                          signed=True)
 
 
 def outbox_entry(row: Any) -> OutboxEntry:
@@ -53,3 +82,12 @@ def outbox_entry(row: Any) -> OutboxEntry:
 def key_info(row: RowMapping) -> KeyInfo:
     return KeyInfo(row["name"], bool(row["admin"]), row["prefix"], row["created_at"],
                    row["revoked_at"])
+
+
+def send_values(entry: OutboxEntry) -> dict[str, Any]:
+    """A new outbox row: pending, due when it was queued."""
+    return {"send_key": entry.key, "enrollment_id": entry.enrollment_id,
+            "profile_id": entry.profile_id, "journey": entry.journey, "step": entry.step,
+            "channel": entry.channel, "template": entry.rendered.template, "to": entry.to,
+            "rendered": asdict(entry.rendered), "status": "pending", "attempts": 0,
+            "next_attempt_at": entry.created_at, "created_at": entry.created_at}

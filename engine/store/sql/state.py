@@ -9,18 +9,27 @@ never get the same timer; `lock_profile` is a transaction-scoped advisory lock.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, tuple_
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
-from engine.ports import Decision
+from engine.ports import Decision, EntryStats
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
-from engine.store.sql.rows import enrollment_from_row, enrollment_values, timer_values
+from engine.store.sql.rows import (
+    enrollment_from_row,
+    enrollment_values,
+    entries_values,
+    entry_stats_from_row,
+    profile_lock_key,
+    timer_columns,
+    timer_from_row,
+    timer_values,
+)
 
 
 def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
@@ -38,7 +47,8 @@ class StateQueries(SqlBase):
         journey: Any = bindparam("journey")
         by_age = (e.c.entered_at, e.c.entry_seq)
         timer = self._insert(t).values(_values(t, (
-            "key", "enrollment_id", "profile_id", "journey", "step", "occurrence", "due_at")))
+            "key", "enrollment_id", "profile_id", "journey", "step", "occurrence", "due_at",
+            "attempts")))
         return {
             "get_profile": select(p.c.traits, p.c.computed).where(p.c.id == pid),
             "enrollments": select(e).where(e.c.profile_id == pid, e.c.journey == journey)
@@ -67,6 +77,14 @@ class StateQueries(SqlBase):
             "updated_at": stmt.excluded.updated_at})
 
     @cached_property
+    def _upsert_entries(self) -> Any:
+        j = self._journey_entries
+        cols = ("profile_id", "journey", "entries", "last_enrollment_id", "last_entered_at")
+        stmt = self._insert(j).values(_values(j, cols))
+        return stmt.on_conflict_do_update(index_elements=["profile_id", "journey"], set_={
+            c: stmt.excluded[c] for c in cols[2:]})
+
+    @cached_property
     def _upsert_enrollment(self) -> Any:
         e = self._enrollments
         cols = [c.name for c in e.columns if c.name != "entry_seq"]
@@ -80,17 +98,25 @@ class StateQueries(SqlBase):
 
     # --- profiles ------------------------------------------------------------------
 
-    def lock_profile(self, profile_id: str) -> bool:
-        """PostgreSQL: a transaction-scoped advisory lock on the profile, so an event in
-        one process and a timer in another never interleave on it. SQLite needs none
-        (False): a write transaction holds the whole database."""
-        if not self._pg:
-            return False
-        digest = hashlib.blake2b(profile_id.encode(), digest_size=8).digest()
+    def is_transient(self, error: BaseException) -> bool:
+        """Locked or busy (SQLite), a deadlock or serialization failure broken by
+        PostgreSQL, a lost connection: worth retrying as is."""
+        return isinstance(error, OperationalError) or (
+            isinstance(error, DBAPIError) and error.connection_invalidated)
+
+    def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
+        """PostgreSQL: a transaction-scoped advisory lock per profile, taken without
+        waiting (so two transactions can never deadlock on them). SQLite: a write
+        transaction holds the whole database, so every profile is ours."""
+        wanted = list(dict.fromkeys(profile_ids))
+        if not self._pg or not wanted:
+            return set(wanted)
+        keys = [profile_lock_key(p) for p in wanted]
         with self._write() as conn:
-            conn.execute(select(func.pg_advisory_xact_lock(
-                int.from_bytes(digest, signed=True))))
-        return True
+            got = conn.execute(text(
+                "SELECT t.k, pg_try_advisory_xact_lock(t.k) FROM unnest(CAST(:keys AS bigint[]))"
+                " WITH ORDINALITY AS t(k, n) ORDER BY t.n"), {"keys": keys}).all()
+        return {pid for pid, (_, ok) in zip(wanted, got, strict=True) if ok}
 
     def get_profile(self, profile_id: str) -> Profile | None:
         with self._read() as conn:
@@ -137,10 +163,24 @@ class StateQueries(SqlBase):
         return None if row is None else enrollment_from_row(row._mapping)
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
+        """Write an enrollment; a new one counts as an entry of its journey."""
+        e = self._enrollments
         with self._write() as conn:
+            known = conn.execute(select(e.c.id).where(e.c.id == enrollment.id)).first()
+            if known is None:
+                stats = self._entry_stats(conn, enrollment.profile_id, enrollment.journey)
+                conn.execute(self._upsert_entries, entries_values(
+                    enrollment.profile_id, enrollment.journey,
+                    EntryStats(stats.entries + 1, enrollment.id, enrollment.entered_at)))
             conn.execute(self._upsert_enrollment, {
                 **enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
                 "seq_journey": enrollment.journey})
+
+    def _entry_stats(self, conn: Connection, profile_id: str, journey: str) -> EntryStats:
+        j = self._journey_entries
+        row = conn.execute(select(j).where(j.c.profile_id == profile_id,
+                                           j.c.journey == journey)).first()
+        return EntryStats() if row is None else entry_stats_from_row(row._mapping)
 
     # --- timers --------------------------------------------------------------------
 
@@ -178,15 +218,28 @@ class StateQueries(SqlBase):
         if self._pg:
             due = due.with_for_update(skip_locked=True)
         # By the primary key (due_at, key): the rows are neighbours in the table.
-        stmt = (delete(t).where(tuple_(t.c.due_at, t.c.key).in_(due))
-                .returning(t.c.key, t.c.enrollment_id, t.c.profile_id, t.c.journey,
-                           t.c.step, t.c.occurrence, t.c.due_at))
+        return self._delete_timers(tuple_(t.c.due_at, t.c.key).in_(due))
+
+    def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
+        found: list[ScheduleTimer] = []
+        for chunk in _chunks(list(keys), INSERT_CHUNK):
+            found += self._delete_timers(self._timers.c.key.in_(chunk))
+        return sorted(found, key=lambda x: (x.due_at, x.key))
+
+    def _delete_timers(self, which: Any) -> list[ScheduleTimer]:
+        t = self._timers
+        stmt = delete(t).where(which).returning(*timer_columns(t))
         with self._write() as conn:
             rows = list(conn.execute(stmt).all())
         rows.sort(key=lambda r: (r.due_at, r.key))
-        return [ScheduleTimer(key=r.key, enrollment_id=r.enrollment_id, profile_id=r.profile_id,
-                              journey=r.journey, step=r.step, occurrence=r.occurrence,
-                              due_at=r.due_at) for r in rows]
+        return [timer_from_row(r) for r in rows]
+
+    def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
+        t = self._timers
+        with self._read() as conn:
+            rows = conn.execute(select(*timer_columns(t)).where(t.c.due_at <= now)
+                                .order_by(t.c.due_at, t.c.key).limit(limit)).all()
+        return [timer_from_row(r) for r in rows]
 
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
         t = self._timers

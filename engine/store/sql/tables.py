@@ -77,18 +77,21 @@ class EventRow(SQLModel, table=True):
 
 
 class InboxRow(SQLModel, table=True):
-    """Accepted events waiting for a worker; per profile in `id` order."""
+    """Accepted events waiting for a worker; per profile in `id` order. `status` is
+    pending (held until `available_at` after a failure) or parked (it holds the
+    profile's later events until an operator acts)."""
 
     __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_profile_id", "profile_id", "id"),)
 
     id: int | None = _pk()
-    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
     event: dict[str, Any] = _json()
     status: str = Field(sa_column=Column(String(16), nullable=False))
     attempts: int = Field(sa_column=Column(Integer, nullable=False))
-    lease_owner: str | None = Field(default=None, sa_column=Column(String(255)))
-    lease_until: datetime | None = _when(nullable=True, index=True)
     created_at: datetime = _when()
+    available_at: datetime | None = _when(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class EnrollmentRow(SQLModel, table=True):
@@ -135,6 +138,38 @@ class TimerRow(SQLModel, table=True):
     journey: str = Field(sa_column=Column(String(255), nullable=False))
     step: str = Field(sa_column=Column(String(255), nullable=False))
     occurrence: int = Field(sa_column=Column(Integer, nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
+class JourneyEntriesRow(SQLModel, table=True):
+    """The compact index of a profile's past in a journey (EntryStats): how often it
+    entered, and when and as which enrollment it last did."""
+
+    __tablename__ = "journey_entries"
+
+    profile_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    journey: str = Field(sa_column=Column(String(255), primary_key=True))
+    entries: int = Field(sa_column=Column(Integer, nullable=False))
+    last_enrollment_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    last_entered_at: datetime | None = _when(nullable=True)
+
+
+class FailureRow(SQLModel, table=True):
+    """A parked event, timer or send, with its error (`journeyman failures`)."""
+
+    __tablename__ = "failures"
+
+    id: int | None = _pk()
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    ref: str = Field(sa_column=Column(String(512), nullable=False))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    stack: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    parked_at: datetime = _when()
+    payload: dict[str, Any] = _json()
 
 
 class OutboxRow(SQLModel, table=True):
@@ -230,7 +265,7 @@ class SettingRow(SQLModel, table=True):
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
-               "settings")
+               "settings", "journey_entries", "failures")
 
 
 def table(name: str) -> Table:

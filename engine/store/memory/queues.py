@@ -1,0 +1,255 @@
+"""The in-memory store's queues and bookkeeping: the inbox (ingest with dedupe, claims
+in profile order, retries and holds), the outbox, parked failures, API keys and
+secrets."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.core.model import ScheduleTimer
+from engine.ports import Failure, InboxItem, KeyInfo, OutboxEntry
+from engine.store.errors import DuplicateKeyName
+from engine.store.memory.state import MemoryState
+
+
+@dataclass
+class InboxRow:
+    """An accepted event waiting for a worker (or held: retried later, or parked)."""
+
+    id: int
+    profile_id: str
+    event: dict[str, Any]
+    attempts: int = 0
+    status: str = "pending"  # pending | parked
+    available_at: datetime | None = None  # held until then after a failure
+    last_error: str | None = None
+
+
+class MemoryQueues(MemoryState):
+    def __init__(self, clock: Any = None) -> None:
+        super().__init__(clock)
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        self.inbox: dict[int, InboxRow] = {}  # by id, in order
+        self._inbox_ids = itertools.count(1)
+        # when each (profile, channel) was sent to: frequency caps count these, not
+        # every outbox row (the dispatcher asks once per send)
+        self._sent_times: dict[tuple[str, str], list[datetime]] = {}
+        self.parked: dict[int, Failure] = {}
+        self._failure_ids = itertools.count(1)
+        self.keys: dict[str, KeyInfo] = {}  # by the key itself (a test store keeps it plain)
+        self.secrets: dict[str, str] = {}
+
+    # --- ingest and the inbox ----------------------------------------------------------
+
+    def accept_events(self, events: list[dict[str, Any]], source: str = "default") -> list[str]:
+        """Dedupe on (source, messageId); queue the new ones for their profiles."""
+        fresh: list[str] = []
+        for event in events:
+            if (source, event["messageId"]) in self.events:
+                continue  # seen before, or a duplicate inside the same batch
+            self.events[(source, event["messageId"])] = event
+            row_id = next(self._inbox_ids)
+            self.inbox[row_id] = InboxRow(row_id, self._owner(event), event)
+            fresh.append(event["messageId"])
+        return fresh
+
+    def _owner(self, event: Mapping[str, Any]) -> str:
+        """The profile an event is queued for: its userId's, else its anonymousId's."""
+        for kind, value in (("user_id", event.get("userId")),
+                            ("anonymous_id", event.get("anonymousId"))):
+            if value:
+                return self.identities.get((kind, str(value)), str(value))
+        return f"message:{event['messageId']}"
+
+    def pending_events(self) -> list[dict[str, Any]]:
+        """The events waiting in the inbox, in order (for tests)."""
+        return [row.event for row in self.inbox.values() if row.status == "pending"]
+
+    def claim_inbox(self, limit: int, now: datetime, *,
+                    profiles: Collection[str] | None = None) -> list[InboxItem]:
+        """SqlStore's rule: each profile's events in order from its earliest, and none
+        of a profile whose earliest event is held (retried later, or parked)."""
+        held: set[str] = set()
+        claimed: list[InboxItem] = []
+        for row in self.inbox.values():
+            if len(claimed) == limit:
+                break
+            if row.profile_id in held or (profiles is not None and row.profile_id
+                                          not in profiles):
+                continue
+            if row.status != "pending" or (row.available_at is not None
+                                           and row.available_at > now):
+                held.add(row.profile_id)
+                continue
+            claimed.append(InboxItem(row.id, row.profile_id, row.event, row.attempts))
+        return claimed
+
+    def ack_inbox(self, ids: list[int]) -> None:
+        for row_id in ids:
+            self.inbox.pop(row_id, None)
+
+    def retry_inbox(self, item_id: int, at: datetime, error: str, *,
+                    attempt: bool = True) -> None:
+        row = self.inbox[item_id]
+        row.attempts += 1 if attempt else 0
+        row.available_at, row.last_error = at, error
+
+    def next_inbox_at(self) -> datetime | None:
+        held = [r.available_at for r in self.inbox.values()
+                if r.status == "pending" and r.available_at is not None]
+        return min(held, default=None)
+
+    def inbox_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.inbox.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    def _move_queued(self, into: str, from_: str) -> None:
+        for row in self.inbox.values():
+            if row.profile_id == from_:
+                row.profile_id = into
+
+    def _queue_changes(self, acked: list[int], emitted: list[dict[str, Any]]) -> None:
+        self.ack_inbox(acked)
+        if emitted:
+            self.accept_events(emitted, "emit")
+
+    # --- the outbox --------------------------------------------------------------------
+
+    def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
+        claimed: list[OutboxEntry] = []
+        for key in list(self._unsent):
+            if len(claimed) == limit:
+                break
+            row = self.outbox[key]
+            if row.next_attempt_at is not None and row.next_attempt_at <= now:
+                self.outbox[key] = replace(row, attempts=row.attempts + 1,
+                                           next_attempt_at=now + lease)
+                claimed.append(replace(row.entry, attempts=row.attempts + 1))
+        return claimed
+
+    def mark_sent(self, key: str, at: datetime) -> None:
+        row = self.outbox[key]
+        self.outbox[key] = replace(row, status="sent", next_attempt_at=None, sent_at=at)
+        self._unsent.pop(key, None)
+        self._sent_times.setdefault((row.entry.profile_id, row.entry.channel), []).append(at)
+
+    def mark_retry(self, key: str, at: datetime, error: str) -> None:
+        self.outbox[key] = replace(self.outbox[key], next_attempt_at=at, last_error=error)
+
+    def mark_failed(self, key: str, at: datetime, error: str) -> None:
+        del at  # the decision log has the time
+        self._settle(key, "failed", error)
+
+    def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
+        row = self.outbox[key]
+        self.outbox[key] = replace(row, next_attempt_at=until, attempts=row.attempts - 1,
+                                   last_error=reason)
+
+    def mark_skipped(self, key: str, reason: str) -> None:
+        self._settle(key, "skipped", reason)
+
+    def _settle(self, key: str, status: str, error: str) -> None:
+        self.outbox[key] = replace(self.outbox[key], status=status, next_attempt_at=None,
+                                   last_error=error)
+        self._unsent.pop(key, None)
+
+    def count_sent(self, profile_id: str, channel: str, since: datetime) -> int:
+        return sum(1 for at in self._sent_times.get((profile_id, channel), ()) if at > since)
+
+    def next_outbox_at(self) -> datetime | None:
+        due = [self.outbox[k].next_attempt_at for k in self._unsent]
+        return min((d for d in due if d is not None), default=None)
+
+    def outbox_records(self, profile_id: str | None = None,
+                       status: str | None = None) -> list[Any]:
+        return [r for r in self.outbox.values()
+                if (profile_id is None or r.entry.profile_id == profile_id)
+                and (status is None or r.status == status)]
+
+    def outbox_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.outbox.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    # --- parked failures -----------------------------------------------------------------
+
+    def park(self, kind: str, ref: str, *, profile_id: str, journey: str, step: str,
+             error: str, stack: str, attempts: int, at: datetime,
+             payload: Mapping[str, Any] | None = None) -> int:
+        failure_id = next(self._failure_ids)
+        self.parked[failure_id] = Failure(failure_id, kind, ref, profile_id, journey, step,
+                                          error, stack, attempts, at, dict(payload or {}))
+        if kind == "event":
+            row = self.inbox[int(ref)]
+            row.status, row.attempts, row.last_error = "parked", attempts, error
+        elif kind == "send":
+            self._settle(ref, "parked", error)
+        return failure_id
+
+    def failures(self, kind: str | None = None) -> list[Failure]:
+        return [f for f in self.parked.values() if kind is None or f.kind == kind]
+
+    def retry_failure(self, failure_id: int, now: datetime) -> bool:
+        failure = self.parked.pop(failure_id, None)
+        if failure is None:
+            return False
+        if failure.kind == "event" and (row := self.inbox.get(int(failure.ref))) is not None:
+            row.status, row.attempts, row.available_at = "pending", 0, None
+        elif failure.kind == "timer":
+            self.add_timer(_timer(failure.payload, now))
+        elif failure.kind == "send" and failure.ref in self.outbox:
+            self.outbox[failure.ref] = replace(self.outbox[failure.ref], status="pending",
+                                               attempts=0, next_attempt_at=now)
+            self._unsent[failure.ref] = None
+        return True
+
+    def discard_failure(self, failure_id: int) -> bool:
+        failure = self.parked.pop(failure_id, None)
+        if failure is None:
+            return False
+        if failure.kind == "event":
+            self.inbox.pop(int(failure.ref), None)
+        elif failure.kind == "send" and failure.ref in self.outbox:
+            self._settle(failure.ref, "failed", f"discarded: {failure.error}")
+        return True
+
+    # --- keys and secrets ------------------------------------------------------------------
+
+    def create_key(self, name: str, admin: bool = False) -> str:
+        """`test-key-<name>`: a predictable key, for tests."""
+        if any(k.name == name and k.revoked_at is None for k in self.keys.values()):
+            raise DuplicateKeyName(f"an active key named {name!r} exists; revoke it first")
+        key = f"test-key-{name}"
+        self.keys[key] = KeyInfo(name, admin, key[:10], self._now())
+        return key
+
+    def check_key(self, key: str) -> KeyInfo | None:
+        info = self.keys.get(key)
+        return info if info is not None and info.revoked_at is None else None
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]:
+        return [k for k in self.keys.values() if include_revoked or k.revoked_at is None]
+
+    def revoke_key(self, name: str) -> bool:
+        for key, info in self.keys.items():
+            if info.name == name and info.revoked_at is None:
+                self.keys[key] = replace(info, revoked_at=self._now())
+                return True
+        return False
+
+    def secret(self, name: str) -> str:
+        return self.secrets.setdefault(name, f"test-secret-{name}")
+
+
+def _timer(payload: Mapping[str, Any], due: datetime) -> ScheduleTimer:
+    """A parked timer, back to work: due now, its attempts reset."""
+    return ScheduleTimer(str(payload["key"]), str(payload["enrollment_id"]),
+                         str(payload["profile_id"]), str(payload["journey"]),
+                         str(payload["step"]), int(payload["occurrence"]), due)

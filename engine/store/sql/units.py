@@ -1,0 +1,152 @@
+"""`SqlStore` for units of work (engine/runtime/unit.py): the state of many profiles
+read in a few queries, and a batch's buffered writes applied in bulk, in order, in the
+caller's transaction. Each kind of write is one executemany of a statement built once;
+a merge (`MergeStep`) runs between the runs of writes around it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_
+
+from engine.core.model import Enrollment, Profile
+from engine.ports import Change, MergeStep, ProfileState, WriteRun
+from engine.store.sql.db import INSERT_CHUNK, _chunks
+from engine.store.sql.identities import IdentityQueries
+from engine.store.sql.inbox import InboxQueries
+from engine.store.sql.outbox import OutboxQueries
+from engine.store.sql.rows import (
+    enrollment_from_row,
+    enrollment_values,
+    entries_values,
+    entry_stats_from_row,
+    send_values,
+    timer_values,
+)
+
+
+class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
+    # --- reading -----------------------------------------------------------------------
+
+    def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
+        states = {pid: ProfileState() for pid in profile_ids}
+        p, e, j, s = self._profiles, self._enrollments, self._journey_entries, self._segments
+        with self._read() as conn:
+            for chunk in _chunks(list(states), INSERT_CHUNK):
+                for pid, traits, computed in conn.execute(
+                        select(p.c.id, p.c.traits, p.c.computed).where(p.c.id.in_(chunk))):
+                    states[pid].profile = Profile(pid, traits, computed)
+                # The partial index ix_enrollments_active: never the profile's history.
+                for row in conn.execute(select(e).where(e.c.profile_id.in_(chunk),
+                                                        e.c.status == "active")
+                                        .order_by(e.c.entered_at, e.c.entry_seq)):
+                    enrollment = enrollment_from_row(row._mapping)
+                    states[enrollment.profile_id].active.setdefault(enrollment.journey,
+                                                                    enrollment)
+                for row in conn.execute(select(j).where(j.c.profile_id.in_(chunk))):
+                    states[row.profile_id].entries[row.journey] = entry_stats_from_row(
+                        row._mapping)
+                for row in conn.execute(select(s.c.profile_id, s.c.journey)
+                                        .where(s.c.profile_id.in_(chunk))):
+                    states[row.profile_id].segments.add(row.journey)
+        return states
+
+    def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
+        e = self._enrollments
+        found: dict[str, Enrollment] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
+                for row in conn.execute(select(e).where(e.c.id.in_(chunk))):
+                    found[row.id] = enrollment_from_row(row._mapping)
+        return found
+
+    def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        i = self._identities
+        found: dict[tuple[str, str], str] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(keys), INSERT_CHUNK):
+                for row in conn.execute(select(i.c.kind, i.c.value, i.c.profile_id)
+                                        .where(tuple_(i.c.kind, i.c.value).in_(chunk))):
+                    found[(row.kind, row.value)] = row.profile_id
+        return found
+
+    # --- writing -----------------------------------------------------------------------
+
+    def write_changes(self, changes: Sequence[Change]) -> None:
+        with self.transaction(), self._write() as conn:
+            for change in changes:
+                if isinstance(change, MergeStep):
+                    self.merge_profiles(change.into, change.from_)
+                else:
+                    self._write_run(conn, change)
+
+    def _write_run(self, conn: Connection, run: WriteRun) -> None:
+        now = self._now()
+        if run.profiles:
+            conn.execute(self._upsert_profile, [
+                {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
+                 "created_at": now, "updated_at": now} for p in run.profiles.values()])
+        if run.enrollments:
+            conn.execute(self._upsert_enrollment, [
+                {**enrollment_values(e), "seq_profile": e.profile_id, "seq_journey": e.journey}
+                for e in run.enrollments.values()])
+        if run.entries:
+            conn.execute(self._upsert_entries, [entries_values(pid, journey, stats)
+                                                for (pid, journey), stats in run.entries.items()])
+        t = self._timers
+        for chunk in _chunks(sorted(run.timers_cancelled), INSERT_CHUNK):
+            conn.execute(delete(t).where(t.c.key.in_(chunk)))
+        if run.timers_added:
+            conn.execute(self._q["add_timer"],
+                         [timer_values(x) for x in run.timers_added.values()])
+        self._write_segments(conn, run)
+        if run.identities:
+            conn.execute(self._link, [
+                {"kind": kind, "value": value, "profile_id": pid, "created_at": now}
+                for (kind, value), pid in run.identities.items()])
+        if run.sends:
+            conn.execute(self._enqueue_send_many, [send_values(entry) for entry in run.sends])
+        self._write_records(conn, run)
+        ib = self._inbox
+        for chunk in _chunks(run.acked, INSERT_CHUNK):
+            conn.execute(delete(ib).where(ib.c.id.in_(chunk)))
+        if run.emitted:
+            self.accept_events(run.emitted, "emit")
+
+    def _write_segments(self, conn: Connection, run: WriteRun) -> None:
+        s = self._segments
+        joined = [k for k, member in run.segments.items() if member]
+        left = [k for k, member in run.segments.items() if not member]
+        if joined:
+            conn.execute(self._join_segment, [{"profile_id": pid, "journey": journey,
+                                               "since": self._now()} for pid, journey in joined])
+        for chunk in _chunks(left, INSERT_CHUNK):
+            conn.execute(delete(s).where(tuple_(s.c.profile_id, s.c.journey).in_(chunk)))
+
+    def _write_records(self, conn: Connection, run: WriteRun) -> None:
+        if run.decisions:
+            conn.execute(self._q["record_decision"], [
+                {"at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
+                 "what": d.what, "reason": d.reason, "details": dict(d.details)}
+                for d in run.decisions])
+        if run.exits:
+            conn.execute(insert(self._exits), [
+                {"enrollment_id": x.enrollment_id, "profile_id": x.profile_id,
+                 "journey": x.journey, "step": x.step, "reason": x.reason, "at": x.at}
+                for x in run.exits])
+        if run.goals:
+            conn.execute(insert(self._goals), [
+                {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
+                 "journey": g.journey, "at": g.at} for g in run.goals])
+
+    @cached_property
+    def _join_segment(self) -> Any:
+        s = self._segments
+        stmt = self._insert(s).values({c: bindparam(c, type_=s.c[c].type)
+                                       for c in ("profile_id", "journey", "since")})
+        return stmt.on_conflict_do_nothing(index_elements=["profile_id", "journey"])
+
+
+
