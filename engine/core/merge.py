@@ -62,7 +62,7 @@ def merged_entries(kept: EntryStats, absorbed: EntryStats) -> EntryStats:
 
 def exited_by_merge(enrollment: Enrollment, now: datetime) -> Enrollment:
     return replace(enrollment, status="exited", state=EXITED, exit_reason=MERGED,
-                   updated_at=now)
+                   updated_at=now, ended_at=now)
 
 
 def merge_computed(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:

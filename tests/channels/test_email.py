@@ -274,7 +274,7 @@ def test_a_batch_goes_out_in_order_over_one_connection_each_message_settled_alon
     server.sink.data_replies = ["250 OK", "451 4.3.0 try later"]  # 2nd DATA seen: e2
     Dispatcher(store, {"email": channel}, clock).dispatch_due()
     status = {r.entry.key: (r.status, r.attempts) for r in store.outbox_records()}
-    assert status == {"e0:send:0": ("sent", 1), "e1:send:0": ("failed", 1),
+    assert status == {"e0:send:0": ("sent", 1), "e1:send:0": ("skipped", 1),
                       "e2:send:0": ("pending", 1), "e3:send:0": ("sent", 1),
                       "e4:send:0": ("sent", 1)}
     ids = [m["Message-ID"] for m in server.sink.parsed()]
@@ -450,16 +450,16 @@ def test_no_address_is_a_permanent_failure(to: str | None) -> None:
     adapter.close()
 
 
-def test_no_address_fails_the_outbox_row() -> None:
+def test_no_address_skips_the_outbox_row_as_no_address() -> None:
+    """A send with no address is not counted as sent: skipped, with the reason."""
     adapter = make_channel(free_port())
     store, clock = InMemoryStore(), FakeClock(T0)
     store.enqueue_send(replace(outbox_entry("e1:send:0"), to=None))
     Dispatcher(store, {"email": adapter}, clock).dispatch_due()
     adapter.close()
     record = store.outbox_records()[0]
-    assert (record.status, record.attempts, record.last_error) == (
-        "failed", 1, "no email address")
-    assert store.decisions[0].reason == "permanent_failure"
+    assert (record.status, record.attempts, record.last_error) == ("skipped", 1, "no_address")
+    assert (store.decisions[0].what, store.decisions[0].reason) == ("skipped", "no_address")
 
 
 def test_a_malformed_address_is_permanent() -> None:

@@ -193,13 +193,14 @@ def test_503_or_a_timeout_then_ok_is_retried_and_delivered_once(
     assert store.next_outbox_at() is None
 
 
-def test_no_phone_through_the_dispatcher_fails_for_good(server: ScriptedServer) -> None:
+def test_no_phone_through_the_dispatcher_is_skipped_as_no_address(
+        server: ScriptedServer) -> None:
     store, clock = InMemoryStore(), FakeClock(T0)
     store.enqueue_send(sms_entry(to=None))
     with SmsChannel(server.url) as sms:
         Dispatcher(store, {"sms": sms}, clock).dispatch_due()
-    assert store.outbox_records()[0].status == "failed"
+    assert store.outbox_records()[0].status == "skipped"
     [decision] = store.decisions
-    assert decision.reason == "permanent_failure"
+    assert decision.reason == "no_address"
     assert store.next_outbox_at() is None
     assert server.requests == []

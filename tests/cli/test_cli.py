@@ -82,6 +82,8 @@ def test_simulate_json(tmp_path: Path) -> None:
         {"type": "identify", "userId": "a", "traits": {"email": "a@example.com"},
          "timestamp": "2026-03-02T09:00:00Z"},
         {"type": "track", "userId": "a", "event": "Signed Up", "timestamp": "2026-03-02T09:00:00Z"},
+        {"type": "identify", "userId": "b", "traits": {"email": "b@example.com"},
+         "timestamp": "2026-03-02T10:00:00Z"},
         {"type": "track", "userId": "b", "event": "Signed Up", "timestamp": "2026-03-02T10:00:00Z"},
         {"type": "track", "userId": "b", "event": "Unsubscribed",
          "timestamp": "2026-03-03T10:00:00Z"},

@@ -166,6 +166,7 @@ def test_every_instant_step_kind_and_emit_to_another_profile(tmp_path: Path) -> 
     folder = write_folder(tmp_path / "j", {"drip": DRIP, "nudged": NUDGED},
                           {"hello": stub_email("hello"), "nudge": stub_email("nudge")})
     eng = InMemoryEngine.from_folder(folder, start=T0)  # 09:00 UTC = 10:00 Madrid
+    eng.identify("f1", {"email": "f1@example.com"})
     eng.identify("u1", {"email": "u1@example.com", "timezone": "Europe/Madrid", "points": 1})
     eng.track("u1", "Lead Created", {"source": "webinar", "friend": "f1"})
     eng.run_until_idle()
@@ -204,6 +205,7 @@ def test_split_with_holdout(tmp_path: Path) -> None:
                                                          "b": stub_email("b")})
     eng = InMemoryEngine.from_folder(folder, start=T0)
     for i in range(300):
+        eng.identify(f"u{i}", {"email": f"u{i}@example.com"})
         eng.track(f"u{i}", "Go")
     reasons = [e.reason for e in eng.exits]
     assert 30 < reasons.count("holdout") < 90
@@ -245,6 +247,7 @@ def test_bad_template_render_skips_the_send_and_records_why(tmp_path: Path) -> N
         "hello": "channel: email\nsubject: 'Hi {{ profile.traits.first_name }}'\ntext: x\n",
         "nudge": stub_email("nudge")})
     eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("f1", {"email": "f1@example.com"})
     eng.track("u1", "Lead Created", {"source": "x", "friend": "f1"})
     eng.run_until_idle()
     assert [m.template for m in eng.sent] == ["nudge"]  # the journey went on

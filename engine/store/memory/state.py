@@ -286,6 +286,9 @@ class MemoryState:
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
         return {e: self.enrollment_rows[e] for e in enrollment_ids if e in self.enrollment_rows}
 
+    def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        return {p: self.profiles[p] for p in profile_ids if p in self.profiles}
+
     def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return {k: self.identities[k] for k in keys if k in self.identities}
 

@@ -71,7 +71,7 @@ class IdentityQueries(StateQueries):
             for loser in losers:
                 conn.execute(update(e).where(e.c.id == loser.id).values(
                     {k: v for k, v in enrollment_values(exited_by_merge(loser, now)).items()
-                     if k in ("status", "state", "exit_reason", "updated_at")}))
+                     if k in ("status", "state", "exit_reason", "updated_at", "ended_at")}))
             s = self._segments
             moved = conn.execute(select(s.c.journey, s.c.since)
                                  .where(s.c.profile_id == from_)).all()

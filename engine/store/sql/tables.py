@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -96,7 +97,13 @@ class InboxRow(SQLModel, table=True):
 
 class EnrollmentRow(SQLModel, table=True):
     __tablename__ = "enrollments"
-    __table_args__ = (Index("ix_enrollments_profile_journey", "profile_id", "journey"),)
+    __table_args__ = (
+        Index("ix_enrollments_profile_journey", "profile_id", "journey"),
+        # A profile's active enrollments without reading its history (migration 0005).
+        Index("ix_enrollments_active", "profile_id",
+              sqlite_where=text("status = 'active'"),
+              postgresql_where=text("status = 'active'")),
+    )
 
     id: str = Field(sa_column=Column(String(255), primary_key=True))
     journey: str = Field(sa_column=Column(String(255), nullable=False))

@@ -62,6 +62,16 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                     found[row.id] = enrollment_from_row(row._mapping)
         return found
 
+    def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        p = self._profiles
+        found: dict[str, Profile] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(profile_ids), INSERT_CHUNK):
+                for pid, traits, computed in conn.execute(
+                        select(p.c.id, p.c.traits, p.c.computed).where(p.c.id.in_(chunk))):
+                    found[pid] = Profile(pid, traits, computed)
+        return found
+
     def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
         i = self._identities
         found: dict[tuple[str, str], str] = {}

@@ -5,6 +5,7 @@
   `last_error`, and a parked one holds its profile's later events. The profile index
   becomes (profile_id, id): "is this the profile's earliest waiting event?".
 - timers: `attempts`, how often a timer failed to fire (it is retried, then parked).
+- enrollments: a partial index of the active ones by profile (the rest is history).
 - journey_entries: the compact index of a profile's past in each journey (how often it
   entered, when and as which enrollment it last did), so handling an event never loads
   the profile's history. Filled from the enrollments.
@@ -55,6 +56,9 @@ def upgrade() -> None:
     op.create_index("ix_inbox_profile_id", "inbox", ["profile_id", "id"])
     op.add_column("timers", sa.Column("attempts", sa.Integer(), nullable=False,
                                       server_default="0"))
+    op.create_index("ix_enrollments_active", "enrollments", ["profile_id"],
+                    sqlite_where=sa.text("status = 'active'"),
+                    postgresql_where=sa.text("status = 'active'"))
     op.create_table(
         "journey_entries",
         sa.Column("profile_id", sa.String(255), primary_key=True),
@@ -85,6 +89,7 @@ def downgrade() -> None:
     op.drop_index("ix_failures_profile_id", table_name="failures")
     op.drop_table("failures")
     op.drop_table("journey_entries")
+    op.drop_index("ix_enrollments_active", table_name="enrollments")
     with op.batch_alter_table("timers") as batch:
         batch.drop_column("attempts")
     op.drop_index("ix_inbox_profile_id", table_name="inbox")
