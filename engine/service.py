@@ -9,14 +9,15 @@ and the outbox dispatcher over a SqlStore (`journeyman serve`; `journeyman worke
 the same without the API).
 
 Threads, and why:
-- uvicorn serves the API on the main thread; it only writes event + inbox rows.
-- one event thread claims the inbox and handles events, each in its own transaction;
-- APScheduler 3.11 runs two interval jobs: the timer ticker (claims due timer rows in
-  batches; cron entries are timer rows too, see engine/runtime/runner.py) and the
-  outbox dispatcher. `misfire_grace_time=None, coalesce=True, max_instances=1`: a late
-  tick still runs, once, never twice at the same time (design.md).
-The runner is not thread-safe, so the event thread and the timer ticker take turns on
-it (the Worker's lock); the dispatcher does not touch the runner.
+- uvicorn serves the API on the main thread; it only writes event + inbox rows, and
+  wakes the event loop.
+- APScheduler 3.11 runs three loops (engine/runtime/loops.py), each when there is work:
+  events (batches of inbox events), timers (chunks of due timers; cron entries are
+  timer rows too) and the outbox dispatcher. A batch that queues sends wakes the
+  dispatcher; one that writes a timer moves the timer loop's next run to it; on
+  PostgreSQL, other processes wake them through NOTIFY.
+The runner is not thread-safe, so the event and timer loops take turns on it (the
+Worker's lock); the dispatcher does not touch the runner.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
 from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
 from engine.runtime.unsubscribe import UnsubscribeLinks
@@ -104,23 +105,57 @@ class Service:
         self.worker = wiring.worker
         self.tick = tick
         self._stop = threading.Event()
-        self._events: threading.Thread | None = None
-        self._scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
-            "misfire_grace_time": None, "coalesce": True, "max_instances": 1})
+        self._scheduler = new_scheduler()
+        self._loops: dict[str, Loop] = {}
+        self._stop_listening: Callable[[], None] | None = None
 
     # --- the loops -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the event thread, the timer ticker and the dispatcher (not the API)."""
+        """Start the event, timer and outbox loops (not the API): each runs when there
+        is work (engine/runtime/loops.py)."""
         self._stop.clear()
-        self._events = threading.Thread(target=self._event_loop, name="journeyman-events",
-                                        daemon=True)
-        self._events.start()
-        self._scheduler.add_job(self._guarded(self.worker.fire_timers), "interval",
-                                seconds=self.tick, id="timers")
-        self._scheduler.add_job(self._guarded(self.dispatcher.dispatch_due), "interval",
-                                seconds=self.tick, id="outbox")
+        loops = {
+            "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
+                           safety=self.tick, stop=self._stop),
+            "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
+                           safety=self.tick, stop=self._stop),
+            "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
+                           safety=self.tick, stop=self._stop),
+        }
+        self._loops = loops
+        self.worker.on_sends = loops["outbox"].wake
+        self.worker.on_emitted = loops["events"].wake
+        self.worker.on_timer = loops["timers"].wake
         self._scheduler.start()
+        # Other processes on the same PostgreSQL wake these loops through NOTIFY.
+        self._stop_listening = self.store.listen({
+            "inbox": loops["events"].wake, "timers": loops["timers"].wake,
+            "outbox": loops["outbox"].wake})
+
+    def wake_events(self) -> None:
+        """An event was accepted here: handle it now."""
+        loop = self._loops.get("events")
+        if loop is not None:
+            loop.wake()
+
+    def _drain_inbox(self) -> datetime | None:
+        """Handle batches while there are events (at most a second's worth, so the
+        other loops get their turn), then say when a held event comes due."""
+        started = time.monotonic()
+        while not self._stop.is_set() and self.worker.handle_events():
+            if time.monotonic() - started > 1.0:
+                self._loops["events"].wake()
+                break
+        return self.store.next_inbox_at()
+
+    def _fire_timers(self) -> datetime | None:
+        self.worker.fire_timers()
+        return self.store.next_timer_at()
+
+    def _dispatch(self) -> datetime | None:
+        self.dispatcher.dispatch_due()
+        return self.store.next_outbox_at()
 
     def stop(self) -> None:
         self.stop_loops()
@@ -131,12 +166,16 @@ class Service:
         self.store.close()
 
     def stop_loops(self) -> None:
-        """Stop the event thread and the scheduled jobs, waiting for running ones."""
+        """Stop the loops: a running batch finishes (its transaction commits), nothing
+        new starts."""
         self._stop.set()
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+        for loop in self._loops.values():
+            loop.close()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-        if self._events is not None:
-            self._events.join(30)
 
     def wait(self) -> None:
         """Block until `stop()` (or a signal handler sets the stop event)."""
@@ -146,34 +185,14 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _event_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                handled = self.worker.handle_events()
-            except Exception:  # a database hiccup: log, back off, go on
-                log.exception("the event loop failed; retrying")
-                handled = 0
-            if handled == 0:
-                self._stop.wait(min(self.tick, 0.2))
-
-    @staticmethod
-    def _guarded(job: Any) -> Any:
-        def run() -> None:
-            try:
-                job()
-            except Exception:  # APScheduler would log it too, but without our context
-                log.exception("%s failed; it runs again on the next tick", job.__name__)
-
-        run.__name__ = job.__name__
-        return run
-
     # --- the API -------------------------------------------------------------------
 
     def app(self) -> Any:
         from engine.api import create_app
 
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
-                          profiles=self.profile, unsubscribe=self.unsubscribe)
+                          profiles=self.profile, unsubscribe=self.unsubscribe,
+                          on_accepted=self.wake_events)
 
     def profile(self, user_id: str) -> dict[str, Any] | None:
         """The admin view of a profile: traits, computed traits, identities, enrollments."""

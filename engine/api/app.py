@@ -19,7 +19,10 @@ from engine.runtime.unsubscribe import UnsubscribeLinks
 
 def create_app(store: Store, now: Callable[[], datetime], *,
                new_id: Callable[[], str], profiles: ProfileView | None = None,
-               unsubscribe: UnsubscribeLinks | None = None) -> FastAPI:
+               unsubscribe: UnsubscribeLinks | None = None,
+               on_accepted: Callable[[], None] | None = None) -> FastAPI:
+    """`on_accepted` is called after events were stored (the service wakes its event
+    loop with it)."""
     app = FastAPI(title="journeyman event API", version="1",
                   description="Segment-compatible tracking API of journeyman.")
 
@@ -27,7 +30,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"success": False, "reason": exc.reason}, status_code=exc.status)
 
-    accept = add_ingest_routes(app, store, now, new_id)
+    accept = add_ingest_routes(app, store, now, new_id, on_accepted)
     add_admin_routes(app, store, profiles)
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept)

@@ -81,7 +81,8 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -
 
 
 def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
-                      new_id: Callable[[], str]) -> Accept:
+                      new_id: Callable[[], str],
+                      on_accepted: Callable[[], None] | None = None) -> Accept:
     """The Segment routes; returns `accept(items, sent_at, source)`, the one path by which
     anything (a request, an unsubscribe click) queues events."""
     keys = KeyCache(store)
@@ -118,6 +119,8 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
         # All or nothing, one transaction; in a worker thread, so a busy database does
         # not stall the event loop and the requests of other clients.
         await run_in_threadpool(store.accept_events, events, source)
+        if on_accepted is not None:
+            on_accepted()
 
     async def single(request: Request, kind: str) -> Response:
         body, info = await read(request)

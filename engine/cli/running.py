@@ -27,7 +27,9 @@ SendsOpt = Annotated[str, typer.Option(help=(
 ChannelsOpt = Annotated[Path | None, typer.Option(
     "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
     "webhook, ...); without it every channel goes where --sends says.")]
-TickOpt = Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")]
+TickOpt = Annotated[float, typer.Option(help=(
+    "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
+    "once; this only bounds how late a missed wake-up is noticed)."))]
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")

@@ -84,11 +84,25 @@ class _Outcome:
     handled: int = 0
     failed: int = 0
     sends: bool = False  # it queued sends: wake the dispatcher
+    emitted: bool = False  # it queued events: wake the event loop
+    earliest_timer: datetime | None = None  # the soonest timer it wrote
 
     def add(self, other: _Outcome) -> None:
         self.handled += other.handled
         self.failed += other.failed
-        self.sends |= other.sends
+        self.note(other.sends, other.emitted, other.earliest_timer)
+
+    def note(self, sends: bool, emitted: bool, timer: datetime | None) -> None:
+        self.sends |= sends
+        self.emitted |= emitted
+        if timer is not None and (self.earliest_timer is None or timer < self.earliest_timer):
+            self.earliest_timer = timer
+
+    def saw(self, unit: UnitOfWork) -> None:
+        """What the unit is about to write that other loops care about."""
+        for run in (c for c in unit.changes if isinstance(c, WriteRun)):
+            due = min((t.due_at for t in run.timers_added.values()), default=None)
+            self.note(bool(run.sends), bool(run.emitted), due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +115,7 @@ class _Refused:
 class Worker:
     def __init__(self, runner: Runner, store: Store, clock: Clock, *, name: str,
                  batch: int = 1000, budget: float = 0.02, backoff: Backoff | None = None,
-                 dispatcher: Dispatcher | None = None,
-                 on_sends: Callable[[], None] | None = None) -> None:
+                 dispatcher: Dispatcher | None = None) -> None:
         self.runner = runner
         self.dispatcher = dispatcher
         self.store = store
@@ -111,8 +124,12 @@ class Worker:
         self.max_batch = batch
         self.budget = budget  # seconds of handling per transaction, then it commits
         self.backoff = backoff or Backoff()
-        self.on_sends = on_sends
         self.stats = Stats()
+        # Wake-ups for the service's loops (engine/runtime/loops.py): sends were queued,
+        # events were emitted, a timer was written (its due time).
+        self.on_sends: Callable[[], None] | None = None
+        self.on_emitted: Callable[[], None] | None = None
+        self.on_timer: Callable[[datetime], None] | None = None
         self._limit = {"inbox": 16, "timers": 64}  # adaptive claim sizes
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
@@ -143,7 +160,7 @@ class Worker:
                 self._handle_group(unit, group, now, outcome)
                 if time.perf_counter() - started > self.budget:
                     break  # the rest stays queued for the next batch, untouched
-            outcome.sends = _queues_sends(unit)
+            outcome.saw(unit)
             unit.write()
         self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(items))
@@ -251,7 +268,7 @@ class Worker:
                     continue
                 unit.adopt(child)
                 outcome.handled += 1
-            outcome.sends = _queues_sends(unit)
+            outcome.saw(unit)
             unit.write()
         self._adapt("timers", len(timers), time.perf_counter() - started, len(timers))
         return outcome
@@ -340,6 +357,10 @@ class Worker:
             self.stats.timers += outcome.handled
         if outcome.sends and self.on_sends is not None:
             self.on_sends()
+        if outcome.emitted and self.on_emitted is not None:
+            self.on_emitted()
+        if outcome.earliest_timer is not None and self.on_timer is not None:
+            self.on_timer(outcome.earliest_timer)
         return count
 
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
@@ -378,10 +399,6 @@ def _identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 keys.add((kind, str(value).strip()))
     return keys
-
-
-def _queues_sends(unit: UnitOfWork) -> bool:
-    return any(change.sends for change in unit.changes if isinstance(change, WriteRun))
 
 
 def _timer_payload(timer: ScheduleTimer) -> dict[str, object]:

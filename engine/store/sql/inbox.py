@@ -22,6 +22,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from engine import jsonfast
 from engine.ports import InboxItem
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
+from engine.store.sql.notify import notify
 from engine.store.sql.state import StateQueries
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
@@ -62,6 +63,7 @@ class InboxQueries(StateQueries):
                 for ev in batch]))
             accepted = [ev for ev in batch if str(ev["messageId"]) in fresh]
             if accepted:
+                notify(conn, "inbox")
                 conn.execute(insert(self._inbox), [
                     {"profile_id": owners[id(ev)], "event": ev, "status": "pending",
                      "attempts": 0, "created_at": now}

@@ -5,17 +5,19 @@ a merge (`MergeStep`) runs between the runs of writes around it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_
 
 from engine.core.model import Enrollment, Profile
+from engine.core.times import iso
 from engine.ports import Change, MergeStep, ProfileState, WriteRun
 from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
+from engine.store.sql.notify import listen_for_wakes, notify
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
     enrollment_from_row,
@@ -92,8 +94,21 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 else:
                     self._write_run(conn, change)
 
+    def listen(self, wakes: Mapping[str, Callable[..., None]]) -> Callable[[], None]:
+        """Wake-ups from other processes (PostgreSQL NOTIFY; engine/store/sql/notify.py).
+        Returns the function that stops listening; on SQLite there is nothing to hear."""
+        if not self._pg:
+            return lambda: None
+        return listen_for_wakes(self.url, wakes)
+
     def _write_run(self, conn: Connection, run: WriteRun) -> None:
         now = self._now()
+        if self._pg:  # delivered at commit: other processes' loops wake up
+            if run.sends:
+                notify(conn, "outbox")
+            if run.timers_added:
+                notify(conn, "timers", iso(min(t.due_at for t in
+                                                      run.timers_added.values())))
         if run.profiles:
             conn.execute(self._upsert_profile, [
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),

@@ -1,0 +1,73 @@
+"""Wake-ups across processes on PostgreSQL: LISTEN/NOTIFY.
+
+Writers notify in the transaction that makes the work (PostgreSQL delivers the
+notification at commit, and folds duplicates of one transaction into one): accepted
+events on `journeyman_inbox`, written timers on `journeyman_timers` (with the earliest
+due time), queued sends on `journeyman_outbox`. `listen_for_wakes()` runs a thread with a
+connection of its own that calls the loops' wake-ups. SQLite has no such thing; there a
+second process finds work on its loops' safety interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+
+from engine.core.times import parse_timestamp
+
+log = logging.getLogger("journeyman.notify")
+
+PREFIX = "journeyman_"
+Wake = Callable[..., None]
+
+
+def notify(conn: Connection, topic: str, payload: str = "") -> None:
+    """Queue a notification in `conn`'s transaction (PostgreSQL only)."""
+    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                 {"channel": PREFIX + topic, "payload": payload})
+
+
+def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
+    """Call `wakes[topic]` on each notification (the timers' with the due time); returns
+    a function that stops listening."""
+    stop = threading.Event()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    for topic in wakes:
+                        conn.execute(f"LISTEN {PREFIX}{topic}")
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            _deliver(wakes, note.channel.removeprefix(PREFIX), note.payload)
+            except psycopg.Error as exc:
+                log.warning("listening for wake-ups failed, again in a second: %s", exc)
+                stop.wait(1.0)
+
+    thread = threading.Thread(target=run, name="journeyman-listen", daemon=True)
+    thread.start()
+
+    def stop_listening() -> None:
+        stop.set()
+        thread.join(5)
+
+    return stop_listening
+
+
+def _deliver(wakes: Mapping[str, Wake], topic: str, payload: str) -> None:
+    wake = wakes.get(topic)
+    if wake is None:
+        return
+    due: datetime | None = parse_timestamp(payload) if payload else None
+    if due is not None:
+        wake(due)
+    else:
+        wake()
