@@ -260,6 +260,18 @@ Change = WriteRun | MergeStep
 
 
 @dataclass(frozen=True, slots=True)
+class Levels:
+    """How full the queues are and how many people are in each journey (metrics)."""
+
+    inbox: Mapping[str, int]  # status -> events
+    timers_pending: int
+    timers_overdue: int  # due more than a minute ago
+    outbox: Mapping[str, int]  # status -> rows
+    enrollments: Mapping[tuple[str, str], int]  # (journey, status) -> enrollments
+    sends: Mapping[tuple[str, str], int]  # (journey, status) -> outbox rows
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     """A parked item: it failed `attempts` times and waits for an operator
     (`journeyman failures`). `kind` is event, timer or send; `ref` is its inbox id, timer
@@ -379,6 +391,9 @@ class RecordStore(Protocol):
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]: ...
     def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]: ...
     def recorded_decisions(self, profile_id: str | None = None) -> list[Decision]: ...
+    def levels(self, now: datetime | None = None) -> Levels:
+        """Queue levels and per-journey counts (for metrics), as of `now`."""
+        ...
 
 
 class OutboxStore(Protocol):
@@ -488,7 +503,7 @@ class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore,
 
 __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryError",
            "EnrollmentStore", "EntryStats", "Failure", "FailureStore", "IdGenerator",
-           "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "MergeStep",
+           "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "Levels", "MergeStep",
            "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
            "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "SystemClock",
            "TimerStore", "UuidIds", "WriteRun"]

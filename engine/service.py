@@ -38,6 +38,7 @@ from engine.core.times import iso
 from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.loops import Loop, new_scheduler
+from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
 from engine.runtime.unsubscribe import UnsubscribeLinks
@@ -67,9 +68,10 @@ class Wiring:
 def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str, Channel],
          unsubscribe: UnsubscribeLinks, identify_by: Sequence[str] = (),
          backend: str = "durable", lease: timedelta = timedelta(minutes=5),
-         name: str = "worker", budget: float = 0.02) -> Wiring:
+         name: str = "worker", budget: float = 0.02,
+         metrics: Metrics | None = None) -> Wiring:
     """Compile `library` and build the runner, the worker and the dispatcher over
-    `store`."""
+    `store` (counting into `metrics`, when given)."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
@@ -77,6 +79,7 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
     worker = Worker(runner, store, clock, name=name, budget=budget)
+    worker.metrics = dispatcher.metrics = metrics
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
 
 
@@ -95,10 +98,12 @@ class Service:
                                             public_url)
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
+        self.metrics = Metrics(self.store, now=self.clock.now)
         wiring = wire(self.library, store=self.store, clock=self.clock, channels=channels,
                       unsubscribe=self.unsubscribe, identify_by=identify_by,
                       backend=backend, lease=timedelta(seconds=lease),
-                      name=name or f"{socket.gethostname()}:{os.getpid()}")
+                      name=name or f"{socket.gethostname()}:{os.getpid()}",
+                      metrics=self.metrics)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
@@ -192,7 +197,14 @@ class Service:
 
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
                           profiles=self.profile, unsubscribe=self.unsubscribe,
-                          on_accepted=self.wake_events)
+                          on_accepted=self.wake_events, ready=self.store.ready,
+                          metrics=self.metrics)
+
+    def ops_app(self) -> Any:
+        """`/healthz`, `/readyz` and `/metrics` alone (`journeyman worker --http-port`)."""
+        from engine.api.ops import create_ops_app
+
+        return create_ops_app(self.store.ready, self.metrics)
 
     def profile(self, user_id: str) -> dict[str, Any] | None:
         """The admin view of a profile: traits, computed traits, identities, enrollments."""

@@ -13,6 +13,7 @@ bug and keeps its traceback. Users never see a traceback for their own mistakes.
     │   ├── UnknownJourney               a journey id that is not in the library
     │   └── TemplateRenderError          a template failed to render
     ├── EngineError                      engine.core: a state the core cannot handle (a bug)
+    ├── ComputedTraitError               engine.core.profiles: a computed trait overflowed
     ├── BadEvent                         engine.runtime.events: an event that cannot be accepted
     ├── DeliveryError                    engine.ports: a channel could not deliver
     ├── ChannelConfigError (ValueError)  channels.config: a bad channels.yaml

@@ -27,6 +27,7 @@ from engine.api.auth import ApiError, KeyCache, write_key
 from engine.core.times import iso, parse_timestamp
 from engine.ports import KeyInfo, Store
 from engine.runtime.events import EVENT_TYPES, BadEvent, normalize
+from engine.runtime.metrics import Metrics
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -81,8 +82,9 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -
 
 
 def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
-                      new_id: Callable[[], str],
-                      on_accepted: Callable[[], None] | None = None) -> Accept:
+                      new_id: Callable[[], str], *,
+                      on_accepted: Callable[[], None] | None = None,
+                      metrics: Metrics | None = None) -> Accept:
     """The Segment routes; returns `accept(items, sent_at, source)`, the one path by which
     anything (a request, an unsubscribe click) queues events."""
     keys = KeyCache(store)
@@ -118,8 +120,10 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
             events.append(event)
         # All or nothing, one transaction; in a worker thread, so a busy database does
         # not stall the event loop and the requests of other clients.
-        await run_in_threadpool(store.accept_events, events, source)
-        if on_accepted is not None:
+        accepted = await run_in_threadpool(store.accept_events, events, source)
+        if metrics is not None:
+            metrics.events_ingested.labels(source).inc(len(accepted))
+        if accepted and on_accepted is not None:
             on_accepted()
 
     async def single(request: Request, kind: str) -> Response:

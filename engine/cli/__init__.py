@@ -7,6 +7,7 @@ Commands by audience, one module each:
 | `authoring.py` | `validate`, `graph`, `preview`, `simulate`, `version` |
 | `running.py` | `serve`, `worker`, `demo` |
 | `admin.py` | `keys`, `outbox`, `decisions` |
+| `failures.py` | `failures` (list, `retry`, `discard`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, running
+from engine.cli import admin, authoring, failures, running
 
 app = typer.Typer(
     name="journeyman",
@@ -32,5 +33,6 @@ for command in (authoring.validate, authoring.graph, authoring.simulate, authori
                 running.worker):
     app.command()(command)
 app.add_typer(admin.keys, name="keys")
+app.add_typer(failures.failures, name="failures")
 
 __all__ = ["app"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli.common import EXIT_INVALID, DbOpt, JourneysOpt, err, journeys_folder, out
+from engine.cli.logs import setup_logging
 from engine.store import DEFAULT_URL
 from rules.errors import JourneymanError
 
@@ -27,6 +27,9 @@ SendsOpt = Annotated[str, typer.Option(help=(
 ChannelsOpt = Annotated[Path | None, typer.Option(
     "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
     "webhook, ...); without it every channel goes where --sends says.")]
+LogFormatOpt = Annotated[str, typer.Option(
+    "--log-format", help="`text`, or `json`: one JSON object per line, with ids (never a "
+    "person's data).")]
 TickOpt = Annotated[float, typer.Option(help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]
@@ -48,19 +51,11 @@ def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     return dict.fromkeys(CHANNEL_NAMES, adapter)
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A tick that finds the previous one still running is skipped on purpose
-    # (max_instances=1, coalesce): not worth a warning per tick.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
-
-
 def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
-             config: Path | None = None, **extra: Any) -> Any:
+             config: Path | None = None, log_format: str = "text", **extra: Any) -> Any:
     from engine.service import Service
 
-    setup_logging()
+    setup_logging(log_format)
     try:
         return Service(journeys_folder(journeys), db,
                        channels=channels_for(sends, config),
@@ -85,10 +80,12 @@ def serve(
     public_url: Annotated[str | None, typer.Option(help=(
         "The API's address as mail recipients reach it, for unsubscribe links "
         "(default http://HOST:PORT)."))] = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run the service: event API, worker, timer ticker and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease,
-                       public_url=public_url or f"http://{host}:{port}")
+    """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
+    and outbox dispatcher."""
+    service = _service(journeys, db, identify_by, sends, channels, log_format, tick=tick,
+                       lease=lease, public_url=public_url or f"http://{host}:{port}")
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
@@ -105,19 +102,39 @@ def worker(
     tick: TickOpt = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
+    http_port: Annotated[int | None, typer.Option(help=(
+        "Serve /healthz, /readyz and /metrics on this port."))] = None,
+    http_host: Annotated[str, typer.Option(help="Interface for --http-port.")] = "127.0.0.1",
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run a worker alone (events, timers, outbox), for more processes on one store."""
-    service = _service(journeys, db, identify_by, sends, channels, tick=tick, name=name,
-                       lease=lease)
+    """Run a worker alone (events, timers, outbox), for more processes on one store.
+    SIGTERM or SIGINT: the running batch finishes, then it exits."""
+    service = _service(journeys, db, identify_by, sends, channels, log_format, tick=tick,
+                       name=name, lease=lease)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
+    ops = _serve_ops(service, http_host, http_port) if http_port is not None else None
     service.start()
     err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
               markup=False)
     try:
         service.wait()
     finally:
+        if ops is not None:
+            ops.should_exit = True
         service.stop()
+
+
+def _serve_ops(service: Any, host: str, port: int) -> Any:
+    """The worker's /healthz, /readyz and /metrics, on a thread of their own."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(service.ops_app(), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    threading.Thread(target=server.run, name="journeyman-ops", daemon=True).start()
+    return server
 
 
 def demo(
@@ -161,7 +178,7 @@ def demo(
     if not stream:
         err.print("no events to play (give --events FILE or --synthetic N)", markup=False)
         raise typer.Exit(1)
-    setup_logging()
+    setup_logging("text")
     with tempfile.TemporaryDirectory(prefix="journeyman-demo-") as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'demo.db'}"
         with Progress(TextColumn("{task.description}"), console=out,

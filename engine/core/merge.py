@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.core.model import Enrollment, EntryStats, Profile
+from engine.core.profiles import finite
 from engine.core.times import parse_timestamp
 from journeys.graph import EXITED
 
@@ -70,8 +71,8 @@ def merge_computed(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[s
     out = {**older, **newer}
     for name in ("orders_count", "referrals_count", "visits"):
         out[name] = int(older.get(name, 0)) + int(newer.get(name, 0))
-    out["total_spent"] = round(float(older.get("total_spent", 0)) +
-                               float(newer.get("total_spent", 0)), 2)
+    out["total_spent"] = finite("total_spent", round(float(older.get("total_spent", 0)) +
+                                                     float(newer.get("total_spent", 0)), 2))
     firsts = [v for v in (older.get("first_order_at"), newer.get("first_order_at")) if v]
     lasts = [v for v in (older.get("last_order_at"), newer.get("last_order_at")) if v]
     if firsts:

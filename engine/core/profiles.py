@@ -9,6 +9,7 @@ profile that does nothing still ages. Thresholds and stage definitions come from
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from engine.core.model import Profile
 from engine.core.times import local_zone, parse_timestamp
 from rules import evaluate, parse_condition
+from rules.errors import JourneymanError
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "order_events": ["Order Completed"],
@@ -40,6 +42,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 STORED = ("orders_count", "total_spent", "first_order_at", "last_order_at", "referrals_count",
           "last_nps_score", "visits", "identified", "average_order_value", "last_seen_at")
+
+
+class ComputedTraitError(JourneymanError):
+    """A computed trait would not be a finite number (an overflow): an error of that
+    profile only (the event is retried, then parked), never stored."""
+
+
+def finite(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ComputedTraitError(f"computed trait {name} overflowed ({value})")
+    return value
 
 
 class ComputedTraits:
@@ -78,7 +91,8 @@ class ComputedTraits:
             value = float(amount) if isinstance(amount, int | float) and not isinstance(
                 amount, bool) else 0.0
             computed["orders_count"] = int(computed.get("orders_count", 0)) + 1
-            computed["total_spent"] = round(float(computed.get("total_spent", 0)) + value, 2)
+            computed["total_spent"] = finite(
+                "total_spent", round(float(computed.get("total_spent", 0)) + value, 2))
             computed.setdefault("first_order_at", when)
             computed["last_order_at"] = when
             computed["average_order_value"] = round(
@@ -136,4 +150,4 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-__all__ = ["DEFAULT_CONFIG", "ComputedTraits"]
+__all__ = ["DEFAULT_CONFIG", "ComputedTraitError", "ComputedTraits", "finite"]

@@ -42,6 +42,7 @@ from typing import Any
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso
 from engine.ports import BatchChannel, Channel, Clock, Decision, DeliveryError, OutboxEntry, Store
+from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 
 log = logging.getLogger("journeyman.dispatch")
@@ -104,6 +105,11 @@ class Dispatcher:
         self.batch = batch
         self.lease = lease
         self.stats = DispatchStats()
+        self.metrics: Metrics | None = None
+
+    def _count(self, entry: OutboxEntry, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sends.labels(entry.channel, outcome).inc()
 
     def dispatch_due(self) -> int:
         """Deliver every send due now; returns how many rows were tried."""
@@ -217,6 +223,7 @@ class Dispatcher:
             at = self.clock.now()
             chunk.outcomes.append(partial(self.store.mark_sent, entry.key, at))
             self.stats.sent += 1
+            self._count(entry, "sent")
             return True
         if isinstance(error, DeliveryError) and error.permanent:
             self._fail(entry, str(error), "permanent_failure", chunk)
@@ -234,6 +241,7 @@ class Dispatcher:
         chunk.outcomes.append(partial(self.store.mark_deferred, entry.key, when,
                                       "channel_unavailable"))
         self.stats.held += 1
+        self._count(entry, "held")
 
     def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count
@@ -257,6 +265,7 @@ class Dispatcher:
                                           verdict.reason))
             details["until"] = verdict.until.isoformat()
             self.stats.deferred += 1
+            self._count(entry, "deferred")
             self._decide(entry, "deferred", verdict.reason, details, now=now, chunk=chunk)
         else:
             self._skip(entry, verdict.reason, details, now, chunk)
@@ -266,6 +275,7 @@ class Dispatcher:
               now: datetime, chunk: _Chunk) -> None:
         chunk.outcomes.append(partial(self.store.mark_skipped, entry.key, reason))
         self.stats.skipped += 1
+        self._count(entry, "skipped")
         self._decide(entry, "skipped", reason, details, now=now, chunk=chunk)
 
     def _decide(self, entry: OutboxEntry, what: str, reason: str, details: Mapping[str, Any],
@@ -284,6 +294,7 @@ class Dispatcher:
                     entry.attempts, when.isoformat(), error)
         chunk.outcomes.append(partial(self.store.mark_retry, entry.key, when, error))
         self.stats.retried += 1
+        self._count(entry, "retried")
 
     def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: _Chunk) -> None:
         now = self.clock.now()
@@ -291,6 +302,7 @@ class Dispatcher:
         chunk.outcomes.append(partial(self.store.mark_failed, entry.key, now, error))
         self._decide(entry, "failed", reason, {"error": error}, now=now, chunk=chunk)
         self.stats.failed += 1
+        self._count(entry, "failed")
 
     def _broken(self, entry: OutboxEntry, exc: Exception, chunk: _Chunk) -> None:
         """Our own code failed on this row: retry it with backoff, then park it."""
@@ -304,5 +316,6 @@ class Dispatcher:
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
                 attempts=entry.attempts, at=now))
             self.stats.parked += 1
+            self._count(entry, "parked")
             return
         self._retry(entry, error, chunk)

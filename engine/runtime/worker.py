@@ -39,8 +39,10 @@ from functools import partial
 from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
+from engine.core.times import parse_timestamp
 from engine.ports import Clock, InboxItem, Store, WriteRun
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.metrics import Metrics
 from engine.runtime.runner import Runner
 from engine.runtime.unit import ProfileBusy, UnitOfWork
 
@@ -130,6 +132,7 @@ class Worker:
         self.on_sends: Callable[[], None] | None = None
         self.on_emitted: Callable[[], None] | None = None
         self.on_timer: Callable[[datetime], None] | None = None
+        self.metrics: Metrics | None = None
         self._limit = {"inbox": 16, "timers": 64}  # adaptive claim sizes
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
@@ -183,17 +186,18 @@ class Worker:
                 return
             unit.adopt(child)
             outcome.handled += 1
+            self._observe_lag(item.event, now)
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
         error, stack = _describe(exc)
-        self.stats.failures += 1
+        self._count_failure("event")
         if item.attempts + 1 >= self.backoff.max_attempts:
             log.error("event %s of profile %s parked after %d attempts: %s", item.id,
                       item.profile_id, item.attempts + 1, error)
             self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
                             step="", error=error, stack=stack, attempts=item.attempts + 1,
                             at=now)
-            self.stats.parked += 1
+            self._count_parked("event")
         else:
             when = now + self.backoff.delay(item.attempts + 1)
             log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s",
@@ -277,14 +281,14 @@ class Worker:
                       exc: Exception, now: datetime) -> None:
         error, stack = _describe(exc)
         attempts = timer.attempts + 1
-        self.stats.failures += 1
+        self._count_failure("timer")
         if attempts >= self.backoff.max_attempts:
             log.error("timer %s of profile %s parked after %d attempts: %s", timer.key, owner,
                       attempts, error)
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
                             at=now, payload=_timer_payload(timer))
-            self.stats.parked += 1
+            self._count_parked("timer")
             return
         when = now + self.backoff.delay(attempts)
         log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
@@ -351,6 +355,11 @@ class Worker:
         count = outcome.handled + outcome.failed
         if count:
             self.stats.batch(count)
+            if self.metrics is not None:
+                self.metrics.batch_size.labels(kind).observe(count)
+                counter = (self.metrics.events_handled if kind == "events"
+                           else self.metrics.timers_fired)
+                counter.inc(outcome.handled)
         if kind == "events":
             self.stats.events += outcome.handled
         else:
@@ -362,6 +371,23 @@ class Worker:
         if outcome.earliest_timer is not None and self.on_timer is not None:
             self.on_timer(outcome.earliest_timer)
         return count
+
+    def _count_failure(self, kind: str) -> None:
+        self.stats.failures += 1
+        if self.metrics is not None:
+            self.metrics.failures.labels(kind).inc()
+
+    def _count_parked(self, kind: str) -> None:
+        self.stats.parked += 1
+        if self.metrics is not None:
+            self.metrics.parked.labels(kind).inc()
+
+    def _observe_lag(self, event: dict[str, object], now: datetime) -> None:
+        """How long ago the event reached the API (its receivedAt)."""
+        if self.metrics is not None:
+            received = parse_timestamp(event.get("receivedAt"))
+            if received is not None:
+                self.metrics.handling_lag.observe(max(0.0, (now - received).total_seconds()))
 
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""

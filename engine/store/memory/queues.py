@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.model import ScheduleTimer
-from engine.ports import Failure, InboxItem, KeyInfo, OutboxEntry
+from engine.ports import Failure, InboxItem, KeyInfo, Levels, OutboxEntry
 from engine.store.errors import DuplicateKeyName
 from engine.store.memory.state import MemoryState
 
@@ -177,6 +177,20 @@ class MemoryQueues(MemoryState):
         for row in self.outbox.values():
             counts[row.status] = counts.get(row.status, 0) + 1
         return counts
+
+    def levels(self, now: datetime | None = None) -> Levels:
+        now = now or self._now()
+        late = now - timedelta(minutes=1)
+        enrollments: dict[tuple[str, str], int] = {}
+        for e in self.enrollment_rows.values():
+            enrollments[(e.journey, e.status)] = enrollments.get((e.journey, e.status), 0) + 1
+        sends: dict[tuple[str, str], int] = {}
+        for r in self.outbox.values():
+            key = (r.entry.journey, r.status)
+            sends[key] = sends.get(key, 0) + 1
+        return Levels(self.inbox_counts(), len(self.timers),
+                      sum(1 for t in self.timers.values() if t.due_at < late),
+                      self.outbox_counts(), enrollments, sends)
 
     # --- parked failures -----------------------------------------------------------------
 

@@ -105,6 +105,18 @@ class SqlBase:
                 f"this journeyman needs {migrate.head()}: run `alembic upgrade head` "
                 "or open it with SqlStore(url, create=True)")
 
+    def ready(self) -> str | None:
+        """None when the database answers and its schema is current, else why not
+        (`/readyz`)."""
+        try:
+            with self._db.connect() as conn:
+                current = migrate.current(conn)
+        except SQLAlchemyError as exc:
+            return f"the database does not answer ({type(exc).__name__})"
+        if current != migrate.head():
+            return f"the schema is at revision {current or 'none'}, this needs {migrate.head()}"
+        return None
+
     def _safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 

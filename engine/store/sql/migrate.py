@@ -7,6 +7,7 @@ what gets tested, never `metadata.create_all`.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def downgrade(connection: Connection, revision: str = "base") -> None:
     command.downgrade(config(connection), revision)
 
 
+@cache
 def head() -> str | None:
+    """The newest revision (read once: the migrations ship with the code)."""
     return ScriptDirectory.from_config(config()).get_current_head()
 
 

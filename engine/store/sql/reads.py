@@ -3,12 +3,12 @@ histories and counts, never on the hot path."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from engine.core.model import Enrollment, Exit, RecordGoal
-from engine.ports import Decision, OutboxRecord
+from engine.ports import Decision, Levels, OutboxRecord
 from engine.store.sql.db import SqlBase
 from engine.store.sql.rows import enrollment_from_row, outbox_entry
 
@@ -95,3 +95,20 @@ class ReadQueries(SqlBase):
         with self._read() as conn:
             return {r.status: int(r.n) for r in conn.execute(
                 select(ib.c.status, func.count().label("n")).group_by(ib.c.status))}
+
+    def levels(self, now: datetime | None = None) -> Levels:
+        """A few grouped queries (the timers' by their clustered primary key)."""
+        now = now or self._now()
+        t, o, e = self._timers, self._outbox, self._enrollments
+        with self._read() as conn:
+            pending = int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            overdue = int(conn.execute(select(func.count()).select_from(t).where(
+                t.c.due_at < now - timedelta(minutes=1))).scalar_one())
+            enrollments = {(r.journey, r.status): int(r.n) for r in conn.execute(
+                select(e.c.journey, e.c.status, func.count().label("n"))
+                .group_by(e.c.journey, e.c.status))}
+            sends = {(r.journey, r.status): int(r.n) for r in conn.execute(
+                select(o.c.journey, o.c.status, func.count().label("n"))
+                .group_by(o.c.journey, o.c.status))}
+        return Levels(self.inbox_counts(), pending, overdue, self.outbox_counts(),
+                      enrollments, sends)

@@ -1,0 +1,65 @@
+"""Logging for `serve`, `worker` and `demo`: plain text or JSON lines
+(`--log-format json`), and never a person's data.
+
+Log lines name ids (profile, journey, step, send key), never values. As a safety net
+for text that comes from elsewhere (an SMTP server's reply, an exception message), a
+filter replaces anything that looks like an e-mail address or a phone number before a
+record is written, at every level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
+REDACTED = "[redacted]"
+# Fields our log calls attach with `extra=` that belong in structured output.
+FIELDS = ("profile_id", "journey", "step", "send_key", "kind", "worker")
+
+
+def redact(text: str) -> str:
+    return PHONE.sub(REDACTED, EMAIL.sub(REDACTED, text))
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces e-mail addresses and phone numbers in the message and its arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and our id fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(), "logger": record.name,
+            "message": record.getMessage()}
+        line.update({f: getattr(record, f) for f in FIELDS if hasattr(record, f)})
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)
+
+
+def setup_logging(log_format: str = "text") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    # A run that finds the previous one still running is skipped on purpose
+    # (max_instances=1, coalesce): not worth a warning each time.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
