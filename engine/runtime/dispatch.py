@@ -27,7 +27,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.ports import BatchChannel, Channel, Clock, Decision, DeliveryError, OutboxEntry, Store
+from engine.ports import (
+    BatchChannel,
+    Channel,
+    Clock,
+    Decision,
+    DeliveryError,
+    Message,
+    OutboxEntry,
+    Store,
+)
 from engine.runtime.policy import PolicyGate
 
 log = logging.getLogger("journeyman.dispatch")
@@ -125,7 +134,7 @@ class Dispatcher:
         for start in range(0, len(group), SEND_CHUNK):
             chunk = group[start:start + SEND_CHUNK]
             now = self.clock.now()
-            results = channel.send_batch([entry.message(now) for entry in chunk])
+            results = _batch_results(channel, [entry.message(now) for entry in chunk])
             healthy = [self._settle(entry, error) for entry, error in zip(chunk, results,
                                                                           strict=True)]
             if not all(healthy):
@@ -196,3 +205,19 @@ class Dispatcher:
                                             "failed", reason, {"error": error,
                                                                "channel": entry.channel}))
         self.stats.failed += 1
+
+
+def _batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:
+    """`send_batch`'s results, one per message. An adapter must settle each message
+    itself and never raise (channels/email.py does); one that raises anyway, or answers
+    with the wrong number of results, fails the chunk transiently here, so the exception
+    cannot escape `dispatch_due` and leave the rows leased."""
+    try:
+        results = channel.send_batch(messages)
+    except Exception as exc:  # an adapter's bug: retried with backoff like any failure
+        return [exc] * len(messages)
+    if len(results) != len(messages):
+        error = DeliveryError(f"{channel.name} answered {len(results)} results for "
+                              f"{len(messages)} messages")
+        return [error] * len(messages)
+    return results
