@@ -22,10 +22,16 @@ from typing import Any
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Decision, Message
+from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+
+# Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
+# only, spelled so that nobody mistakes it for a production one. Production processes
+# get theirs from the configuration (engine/runtime/signing.py), never from code.
+TEST_SECRET = "journeyman-test-secret-not-for-production"
 
 
 class FakeClock:
@@ -102,8 +108,9 @@ class InMemoryEngine:
         self.library = library
         channels = dict.fromkeys(
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
+        self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, ids=SequentialIds("msg"),
-                      channels=channels, backend=backend)
+                      channels=channels, unsubscribe=self.unsubscribe, backend=backend)
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
 
@@ -227,5 +234,5 @@ class InMemoryEngine:
         return self.store.enrollments(profile_id, journey)
 
 
-__all__ = ["ExitRecord", "FakeClock", "InMemoryEngine", "InMemoryStore", "RecordingChannel",
-           "SentMessage", "SequentialIds"]
+__all__ = ["TEST_SECRET", "ExitRecord", "FakeClock", "InMemoryEngine", "InMemoryStore",
+           "RecordingChannel", "SentMessage", "SequentialIds"]

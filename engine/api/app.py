@@ -30,7 +30,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     accept = add_ingest_routes(app, store, now, new_id)
     add_admin_routes(app, store, profiles)
     if unsubscribe is not None:
-        add_unsubscribe_routes(app, unsubscribe, accept)
+        add_unsubscribe_routes(app, unsubscribe, accept, store, now)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, bool]:

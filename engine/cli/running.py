@@ -28,6 +28,14 @@ ChannelsOpt = Annotated[Path | None, typer.Option(
     "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
     "webhook, ...); without it every channel goes where --sends says.")]
 TickOpt = Annotated[float, typer.Option(help="Seconds between timer/outbox ticks.")]
+SecretFileOpt = Annotated[Path | None, typer.Option(
+    "--secret-file", help=(
+        "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "
+        "for older ones), default $JOURNEYMAN_SECRET_FILE; or put them in "
+        "$JOURNEYMAN_SECRET. Without either, a SQLite database gets a generated "
+        "DATABASE.secret file beside it; PostgreSQL needs one (docs/channels.md)."))]
+PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
+                 "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
@@ -55,7 +63,9 @@ def setup_logging() -> None:
 
 
 def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
-             config: Path | None = None, **extra: Any) -> Any:
+             config: Path | None = None, secret_file: Path | None = None,
+             **extra: Any) -> Any:
+    from engine.runtime.signing import configured_secrets
     from engine.service import Service
 
     setup_logging()
@@ -63,7 +73,7 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
         return Service(journeys_folder(journeys), db,
                        channels=channels_for(sends, config),
                        identify_by=tuple(identify_by or ()),
-                       secret=os.environ.get("JOURNEYMAN_SECRET") or None, **extra)
+                       secrets=configured_secrets(os.environ, secret_file), **extra)
     except (JourneymanError, ValueError) as exc:
         for line in str(exc).splitlines():
             err.print(line, markup=False)
@@ -80,13 +90,14 @@ def serve(
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
     lease: LeaseOpt = 60.0,
-    public_url: Annotated[str | None, typer.Option(help=(
-        "The API's address as mail recipients reach it, for unsubscribe links "
-        "(default http://HOST:PORT)."))] = None,
+    public_url: Annotated[str | None, typer.Option(
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
+    secret_file: SecretFileOpt = None,
 ) -> None:
     """Run the service: event API, worker, timer ticker and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, channels, tick=tick, lease=lease,
-                       public_url=public_url or f"http://{host}:{port}")
+    service = _service(journeys, db, identify_by, sends, channels, secret_file, tick=tick,
+                       lease=lease, public_url=public_url or f"http://{host}:{port}")
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
@@ -103,10 +114,17 @@ def worker(
     tick: TickOpt = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
+    public_url: Annotated[str, typer.Option(
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
+    = "http://127.0.0.1:8000",
+    secret_file: SecretFileOpt = None,
 ) -> None:
-    """Run a worker alone (events, timers, outbox), for more processes on one store."""
-    service = _service(journeys, db, identify_by, sends, channels, tick=tick, name=name,
-                       lease=lease)
+    """Run a worker alone (events, timers, outbox), for more processes on one store.
+    Give it the same `--public-url` and secrets as `serve`: the links in what it sends
+    point at that API, which must verify them."""
+    service = _service(journeys, db, identify_by, sends, channels, secret_file, tick=tick,
+                       name=name, lease=lease, public_url=public_url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     service.start()

@@ -47,7 +47,7 @@ from engine.core.steps.update_profile import apply_update
 from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision, IdGenerator, Store
 from engine.runtime.events import normalize
-from engine.runtime.identity import resolve
+from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
@@ -65,7 +65,7 @@ class Runner:
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, store: Store, clock: Clock,
                  ids: IdGenerator, computed: ComputedTraits | None = None,
                  policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
-                 unsubscribe: UnsubscribeLinks | None = None) -> None:
+                 unsubscribe: UnsubscribeLinks) -> None:
         self.journeys = dict(journeys)
         self.store = store
         self.clock = clock
@@ -73,8 +73,7 @@ class Runner:
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
-        self.unsubscribe = unsubscribe or UnsubscribeLinks("journeyman-test-secret",
-                                                           "https://journeyman.invalid")
+        self.unsubscribe = unsubscribe  # signed with a configured secret, never a default
         self._queue: deque[dict[str, Any]] = deque()
         self._profile_changed = False
         self.emitted: list[dict[str, Any]] = []  # events emitted by steps, in order
@@ -217,7 +216,8 @@ class Runner:
         now = self.clock.now()
         profile = self.store.get_profile(send.profile_id) or Profile(send.profile_id)
         try:
-            entry = render_send(journey, send, profile, self.unsubscribe, now)
+            entry = render_send(journey, send, profile, self.unsubscribe, now,
+                                person=person_of(self.store, send.profile_id))
         except TemplateRenderError as exc:
             self.store.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                                 "skipped", "template_error", {"error": str(exc)}))

@@ -66,7 +66,7 @@ class InMemoryStore:
         self.inbox: dict[int, InboxRow] = {}  # pending and failed rows by id, in order
         self._inbox_ids = itertools.count(1)
         self.keys: dict[str, KeyInfo] = {}  # by the key itself (a test store keeps it plain)
-        self.secrets: dict[str, str] = {}
+        self.settings: dict[str, str] = {}
         self.identities: dict[tuple[str, str], str] = {}
 
     def _now(self) -> datetime:
@@ -379,8 +379,14 @@ class InMemoryStore:
                 return True
         return False
 
-    def secret(self, name: str) -> str:
-        return self.secrets.setdefault(name, f"test-secret-{name}")
+    def setting(self, key: str) -> str | None:
+        return self.settings.get(key)
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.settings.pop(key, None)
+        else:
+            self.settings[key] = value
 
 
 def _implements_the_port(store: InMemoryStore) -> Store:

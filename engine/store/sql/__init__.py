@@ -10,7 +10,7 @@ One module per concern, each a part of the class:
 | `identities.py` | identities and profile merges |
 | `inbox.py` | ingest with dedupe, the per-profile inbox with leases |
 | `outbox.py` | the outbox: enqueue, claim, settle |
-| `keys.py` | API keys and stored secrets |
+| `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
