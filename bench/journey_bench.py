@@ -67,7 +67,9 @@ from engine.core.times import parse_timestamp  # noqa: E402
 from engine.ports import Message  # noqa: E402
 from engine.qa.demo import synthetic_events  # noqa: E402
 from engine.runtime.events import normalize  # noqa: E402
+from engine.runtime.unsubscribe import SigningSecret  # noqa: E402
 from engine.service import Service  # noqa: E402
+from engine.testing import TEST_SECRET  # noqa: E402
 
 BATCH = 100  # events per accept_events call (an API batch)
 CLAIM = 200  # inbox rows read per claim (the Worker's default batch)
@@ -148,7 +150,8 @@ class EngineRun:
 def run_engine(db: str, events: list[dict[str, Any]], now: datetime,
                profiler: cProfile.Profile | None = None) -> EngineRun:
     channels = {name: CountingChannel(name) for name in CHANNELS}
-    service = Service(JOURNEYS, db, channels=channels, clock=FixedClock(now), lease=3600)
+    service = Service(JOURNEYS, db, channels=channels, clock=FixedClock(now), lease=3600,
+                      secrets=[SigningSecret(TEST_SECRET)])
     store, worker, dispatcher = service.store, service.worker, service.dispatcher
     try:
         if profiler is not None:

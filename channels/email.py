@@ -9,11 +9,16 @@ to be dead is retried once on a fresh one. `close()` says QUIT and stops the loo
 
 Delivery outcomes, as the dispatcher (engine/runtime/dispatch.py) reads them:
 
-- a 5xx reply to MAIL FROM, RCPT TO or DATA, no or a malformed address, a header the
-  message cannot carry: `DeliveryError(permanent=True)`, never retried;
+- a 5xx reply to MAIL FROM, RCPT TO or DATA, no or a malformed address (or more than
+  one), a header the message cannot carry, any failure building the message:
+  `DeliveryError(permanent=True)`, never retried;
 - a 4xx reply, a timeout, a refused or lost connection, and any failure while opening
   the connection (banner, EHLO, STARTTLS, AUTH -- a server or configuration problem,
   not a property of this message): `DeliveryError(permanent=False)`, retried.
+
+`send_batch` settles every message on its own and never raises: one message that cannot
+be built fails alone, and the messages the server accepted before it stay accepted (the
+dispatcher marks them sent; nothing is sent twice).
 
 The Message-ID is derived from the send's idempotency key, so every retry of one send
 carries the same Message-ID and a receiver can drop a duplicate.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import email.errors
 import email.policy
 import email.utils
 import hashlib
@@ -105,20 +111,37 @@ class EmailChannel:
     def send_batch(self, messages: list[Message]) -> list[Exception | None]:
         """Send several messages, in order, over the kept connection; one result per
         message (None: delivered). While one message is on the wire the next is built,
-        so building (CPU) and the server's replies (waiting) overlap."""
+        so building (CPU) and the server's replies (waiting) overlap.
+
+        Never raises: every message is settled on its own. A message that cannot be
+        built (a malformed address, a bad header, anything `_prepare` trips over) is a
+        permanent DeliveryError for that message alone, and messages handed to the
+        server before it keep their own results -- so a bad row can neither stop the
+        others nor make the dispatcher send already-accepted mail again."""
         results: list[Exception | None] = [None] * len(messages)
         pending: list[tuple[int, concurrent.futures.Future[None]]] = []
         budget = 3 * self.timeout
         with self._lock:
-            loop = self._ensure_loop()
+            try:
+                loop = self._ensure_loop()
+            except Exception as exc:  # no thread for the loop: nothing was sent
+                return [DeliveryError(f"cannot start the SMTP loop: {_describe(exc)}")
+                        for _ in messages]
             for index, message in enumerate(messages):
                 try:
                     rcpt, data, options = self._prepare(message)
-                except DeliveryError as exc:
+                except DeliveryError as exc:  # _prepare turns every failure into one
                     results[index] = exc
                     continue
-                pending.append((index, asyncio.run_coroutine_threadsafe(
-                    _bounded(self._deliver_in_turn(rcpt, data, options), budget), loop)))
+                coro = _bounded(self._deliver_in_turn(rcpt, data, options), budget)
+                try:
+                    future = asyncio.run_coroutine_threadsafe(coro, loop)
+                except Exception as exc:  # the loop is gone: transient, nothing sent
+                    coro.close()
+                    results[index] = DeliveryError(f"cannot hand the message to the SMTP "
+                                                   f"loop: {_describe(exc)}")
+                    continue
+                pending.append((index, future))
             for index, future in pending:
                 try:
                     future.result(budget * len(pending) + self.timeout)
@@ -132,15 +155,19 @@ class EmailChannel:
         return results
 
     def _prepare(self, message: Message) -> tuple[str, bytes, list[str]]:
-        """(recipient, message bytes, MAIL options); a permanent DeliveryError if the
-        message cannot be built."""
-        rcpt = self._recipient(message)
-        utf8 = not (rcpt.isascii() and self.sender.isascii())
-        mime = self.build_message(message, utf8=utf8)
+        """(recipient, message bytes, MAIL options). Raises only DeliveryError: a message
+        that cannot be built is a permanent failure of that message, whatever the cause
+        (the stdlib's address parser, for one, raises AttributeError on `c@[c"`)."""
         try:
+            rcpt = self._recipient(message)
+            utf8 = not (rcpt.isascii() and self.sender.isascii())
+            mime = self.build_message(message, utf8=utf8)
             data = mime.as_bytes(policy=_POLICY_UTF8 if utf8 else _POLICY)
-        except (ValueError, TypeError, UnicodeError) as exc:
-            raise DeliveryError(f"cannot encode the message: {exc}", permanent=True) from exc
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise DeliveryError(f"cannot build the email: {_describe(exc)}",
+                                permanent=True) from exc
         return rcpt, data, ["SMTPUTF8"] if utf8 else []
 
     def close(self) -> None:
@@ -202,20 +229,25 @@ class EmailChannel:
                 mime.set_content(text or "")
                 if rendered.html is not None:
                     mime.add_alternative(rendered.html, subtype="html")
-        except (ValueError, TypeError, IndexError) as exc:  # CR/LF in a header, a bad address
-            raise DeliveryError(f"cannot build the email: {exc}", permanent=True) from exc
+        except Exception as exc:  # CR/LF in a header, a bad address (the parser's own bugs)
+            raise DeliveryError(f"cannot build the email: {_describe(exc)}",
+                                permanent=True) from exc
         return mime
 
     # --- helpers ----------------------------------------------------------------------
 
     @staticmethod
     def _recipient(message: Message) -> str:
+        """The one envelope recipient, read the way the `To` header will be written: an
+        address the header parser cannot read cleanly, or more than one address (the
+        header would show someone the envelope never reaches), is refused for good."""
         if not message.to or not message.to.strip():
             raise DeliveryError("no email address", permanent=True)
-        address = email.utils.parseaddr(message.to)[1]
-        if "@" not in address or any(c.isspace() for c in address):
-            raise DeliveryError(f"invalid email address {message.to!r}", permanent=True)
-        return address
+        addresses = _addresses(message.to)
+        if addresses is None or len(addresses) != 1:
+            what = "more than one email address" if addresses else "invalid email address"
+            raise DeliveryError(f"{what} {message.to!r}", permanent=True)
+        return addresses[0]
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -337,6 +369,23 @@ class EmailChannel:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP error from {self.host}:{self.port}: "
                                 f"{_describe(exc)}") from exc
+
+
+def _addresses(text: str) -> list[str] | None:
+    """The addresses in a `To` value as the header parser reads them, or None when it
+    cannot read them cleanly (a defect, an exception: the stdlib parser fails in odd
+    ways on junk such as `c@[c"`). A UTF-8 local part is fine: SMTPUTF8 carries it."""
+    try:
+        header = _POLICY_UTF8.header_factory("To", text)
+        addresses = [str(a.addr_spec) for a in header.addresses]
+        defects = [d for d in header.defects
+                   if not isinstance(d, email.errors.NonASCIILocalPartDefect)]
+    except Exception:
+        return None
+    if defects or any(a.startswith("@") or "@" not in a or any(c.isspace() for c in a)
+                      for a in addresses):
+        return None
+    return addresses
 
 
 class _Stale(Exception):  # noqa: N818 -- internal signal, never leaves the adapter

@@ -214,6 +214,9 @@ class WriteRun:
     goals: list[RecordGoal] = field(default_factory=list)
     acked: list[int] = field(default_factory=list)  # inbox rows handled
     emitted: list[dict[str, Any]] = field(default_factory=list)  # events for the inbox
+    # Held sends no longer wanted: (profile, enrollment, decision template); each pending
+    # outbox row of the enrollment is skipped and gets a decision like the template.
+    withdrawn: list[tuple[str, str, Decision]] = field(default_factory=list)
 
     def add_timer(self, timer: ScheduleTimer) -> None:
         self.timers_added.setdefault(timer.key, timer)
@@ -239,12 +242,14 @@ class WriteRun:
         self.goals += later.goals
         self.acked += later.acked
         self.emitted += later.emitted
+        self.withdrawn += later.withdrawn
 
     @property
     def empty(self) -> bool:
         return not any((self.profiles, self.enrollments, self.entries, self.timers_added,
                         self.timers_cancelled, self.segments, self.identities, self.sends,
-                        self.decisions, self.exits, self.goals, self.acked, self.emitted))
+                        self.decisions, self.exits, self.goals, self.acked, self.emitted,
+                        self.withdrawn))
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,8 +493,12 @@ class KeyStore(Protocol):
     def check_key(self, key: str) -> KeyInfo | None: ...
     def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]: ...
     def revoke_key(self, name: str) -> bool: ...
-    def secret(self, name: str) -> str:
-        """A random secret kept in the store, made on first use."""
+    def setting(self, key: str) -> str | None:
+        """A value the store keeps for the runtime, or None. Never a secret in clear:
+        the unsubscribe secrets live outside the store (engine/runtime/signing.py)."""
+        ...
+    def put_setting(self, key: str, value: str | None) -> None:
+        """Keep `value` under `key`, replacing any; None forgets the key."""
         ...
 
 

@@ -41,7 +41,8 @@ from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
-from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.runtime.signing import secrets_for
+from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.worker import Worker
 from engine.store import DEFAULT_URL, SqlStore
 from journeys.compiler import CompiledJourney, compile_library
@@ -87,15 +88,21 @@ class Service:
     def __init__(self, journeys: str | Path, db: str = DEFAULT_URL, *,
                  channels: Mapping[str, Channel], clock: Clock | None = None,
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
-                 name: str | None = None, lease: float = 60.0, secret: str | None = None,
+                 name: str | None = None, lease: float = 60.0,
+                 secrets: Sequence[SigningSecret] | None = None,
                  public_url: str = "http://127.0.0.1:8000") -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
-        # Unsubscribe links are signed with the configured secret, else with one the
-        # store keeps, so links in mail already sent stay valid across restarts.
-        self.unsubscribe = UnsubscribeLinks(secret or self.store.secret("unsubscribe"),
-                                            public_url)
+        # Unsubscribe links are signed with the configured secrets, else (SQLite) with
+        # the generated file beside the database, so links in mail already sent stay
+        # valid across restarts; never with a secret kept in clear in the database.
+        try:
+            signing = secrets_for(db, self.store, secrets, self.clock.now())
+        except BaseException:
+            self.store.close()
+            raise
+        self.unsubscribe = UnsubscribeLinks(signing, public_url)
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         self.metrics = Metrics(self.store, now=self.clock.now)

@@ -29,7 +29,10 @@ from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
 
-TEST_SECRET = "journeyman-test-secret"  # signs the unsubscribe links of in-memory engines
+# Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
+# only, spelled so that nobody mistakes it for a production one. Production processes
+# get theirs from the configuration (engine/runtime/signing.py), never from code.
+TEST_SECRET = "journeyman-test-secret-not-for-production"
 
 
 class FakeClock:
@@ -109,9 +112,9 @@ class InMemoryEngine:
         self.ids = SequentialIds("msg")
         channels = dict.fromkeys(
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
+        self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
-                      unsubscribe=UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid"),
-                      backend=backend, name="in-memory")
+                      unsubscribe=self.unsubscribe, backend=backend, name="in-memory")
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
@@ -146,6 +149,7 @@ class InMemoryEngine:
     def advance_to(self, when: datetime) -> None:
         """Fire timers, retry held events and deliver (or retry) sends in time order up
         to `when`."""
+        self._drain()  # what is ready now (an operator's retry, say)
         while (due := self._next_due()) is not None and due <= when:
             self.clock.set(max(due, self.now))
             self.worker.fire_timers()

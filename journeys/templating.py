@@ -98,13 +98,18 @@ def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
 
 
 def render_string(source: str, context: Mapping[str, Any]) -> str:
-    """Render one inline Jinja2 string (used for `send.to`, `emit`, `update_profile`)."""
+    """Render one inline Jinja2 string (used for `send.to`, `emit`, `update_profile`,
+    `set_data`). Any exception while rendering -- a `TypeError` from
+    `{{ code + 1000 }}` as much as an undefined name -- is a TemplateRenderError naming
+    the string (and its line, when it has several)."""
     if "{" not in source:
         return source
     try:
         return _STRING_ENV.from_string(source).render(context)
-    except jinja2.TemplateError as exc:
-        raise TemplateRenderError(f"cannot render {source!r}: {exc}") from None
+    except Exception as exc:
+        line = _template_line(exc)
+        where = f" (line {line[1]})" if line is not None and "\n" in source else ""
+        raise TemplateRenderError(f"cannot render {source!r}{where}: {_describe(exc)}") from None
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -115,6 +120,27 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [render_value(v, context) for v in value]
     return value
+
+
+def _describe(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _template_line(exc: BaseException) -> tuple[str | None, int] | None:
+    """(template file name or None for an inline string, line) where `exc` was raised
+    in template code: the innermost template frame of the traceback Jinja2 rewrote (its
+    frames carry the template's own file and line), or a syntax error's position."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.filename, exc.lineno
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__jinja_exception__") is exc:
+            name = tb.tb_frame.f_code.co_filename
+            found = (None if name == "<template>" else name, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
 
 
 class _TextFromHtml(HTMLParser):
@@ -174,38 +200,87 @@ class TemplateLibrary:
         return compiled
 
     def render(self, template_id: str, context: Mapping[str, Any]) -> Rendered:
+        """Render every part of a template. Raises TemplateRenderError for any failure,
+        whatever its type (an undefined name, a sandbox refusal, a `TypeError` in an
+        expression), naming the template, the part and, where known, file and line."""
         tpl = self.templates.get(template_id)
         if tpl is None:
             raise TemplateRenderError(f"template {template_id!r} does not exist")
-        try:
-            def part(name: str, source: str | None, *, html: bool = False) -> str | None:
-                if source is None:
-                    return None
-                return self._compile(template_id, name, source, html=html).render(context)
 
-            html_out = part("html", tpl.html, html=True) or part("html_file", tpl.html_file,
-                                                                 html=True)
-            text_out = part("text", tpl.text)
-            if text_out is None and html_out is not None:
-                text_out = html_to_text(html_out)
-            payload = render_value(tpl.payload, context) if tpl.payload is not None else None
-            headers = {}
-            if tpl.from_:
-                headers["From"] = render_string(tpl.from_, context)
-            if tpl.reply_to:
-                headers["Reply-To"] = render_string(tpl.reply_to, context)
-            return Rendered(
-                template=template_id,
-                channel=tpl.channel,
-                subject=(part("subject", tpl.subject) or "").strip() or None,
-                html=html_out,
-                text=text_out,
-                body=part("body", tpl.body),
-                payload=payload,
-                headers=headers,
-            )
-        except (jinja2.TemplateError, TemplateRenderError) as exc:
-            raise TemplateRenderError(f"template {template_id!r}: {exc}") from None
+        def part(name: str, source: str | None, *, html: bool = False) -> str | None:
+            if source is None:
+                return None
+            try:
+                return self._compile(template_id, name, source, html=html).render(context)
+            except Exception as exc:
+                raise self._failure(template_id, (name,), source, exc) from None
+
+        def value(where: Where, item: Any) -> Any:  # payload, from, reply_to
+            if isinstance(item, dict):
+                return {k: value((*where, k), v) for k, v in item.items()}
+            if isinstance(item, list):
+                return [value((*where, i), v) for i, v in enumerate(item)]
+            if not isinstance(item, str) or "{" not in item:
+                return item
+            try:
+                return _STRING_ENV.from_string(item).render(context)
+            except Exception as exc:
+                raise self._failure(template_id, where, item, exc) from None
+
+        html_out = part("html", tpl.html, html=True) or part("html_file", tpl.html_file,
+                                                             html=True)
+        text_out = part("text", tpl.text)
+        if text_out is None and html_out is not None:
+            text_out = html_to_text(html_out)
+        payload = value(("payload",), tpl.payload) if tpl.payload is not None else None
+        headers = {}
+        if tpl.from_:
+            headers["From"] = str(value(("from",), tpl.from_))
+        if tpl.reply_to:
+            headers["Reply-To"] = str(value(("reply_to",), tpl.reply_to))
+        return Rendered(
+            template=template_id,
+            channel=tpl.channel,
+            subject=(part("subject", tpl.subject) or "").strip() or None,
+            html=html_out,
+            text=text_out,
+            body=part("body", tpl.body),
+            payload=payload,
+            headers=headers,
+        )
+
+    def _failure(self, template_id: str, where: Where, text: str,
+                 exc: Exception) -> TemplateRenderError:
+        """The render error for `exc`, raised rendering the part at `where`: `template
+        'x' (templates/x.yaml:7, text): TypeError: ...`, or the HTML file's own line."""
+        file = self.files.get(template_id)
+        part = ".".join(str(w) for w in where)
+        found = _template_line(exc)
+        location = part
+        if found is not None and found[0] is not None and self.folder is not None:
+            path = Path(found[0])  # a template file: an html_file, its layout, an include
+            shown = (str(Path(file).parent / path.relative_to(self.folder))
+                     if file is not None and path.is_relative_to(self.folder) else str(path))
+            location = f"{shown}:{found[1]}, {part}"
+        elif file is not None:
+            location = f"{file}, {part}"
+            source = self._yaml_source(template_id)
+            if source is not None and where[0] != "html_file":
+                line, _ = source.position(where)
+                if found is not None:  # block scalars start on the line after the key
+                    line += found[1] - 1 + (1 if "\n" in text else 0)
+                location = f"{file}:{line}, {part}"
+        return TemplateRenderError(f"template {template_id!r} ({location}): {_describe(exc)}")
+
+    def _yaml_source(self, template_id: str) -> Any:
+        """The template's YAML with positions (for the line of a render error), or None."""
+        path = self.folder / f"{template_id}.yaml" if self.folder is not None else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            return load_yaml(path.read_text(), self.files.get(template_id, path.name))
+        except (OSError, InvalidJourney):
+            return None
 
     def check(self) -> list[Problem]:
         """Syntax errors and variables outside the template scope, for every template."""

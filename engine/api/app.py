@@ -38,7 +38,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     add_ops_routes(app, ready or (lambda: None), metrics)
     add_admin_routes(app, store, profiles)
     if unsubscribe is not None:
-        add_unsubscribe_routes(app, unsubscribe, accept)
+        add_unsubscribe_routes(app, unsubscribe, accept, store, now)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, bool]:

@@ -1,15 +1,22 @@
-"""The unsubscribe pages behind the signed links in every email (RFC 8058 one-click;
-the links themselves are made in engine/runtime/unsubscribe.py)."""
+"""The unsubscribe pages behind the signed links in every message (RFC 8058 one-click for
+email; the same link in an SMS or push body; the links themselves are made in
+engine/runtime/unsubscribe.py)."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from engine.api.ingest import Accept
-from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.ports import IdentityStore
+from engine.runtime.identity import person_of, profile_of_person
+from engine.runtime.unsubscribe import ANONYMOUS, Person, UnsubscribeLinks
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
@@ -22,32 +29,50 @@ def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLRespo
                                     form=form), status_code=status)
 
 
-def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept) -> None:
+def _not_valid() -> HTMLResponse:
+    return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
+
+
+def unsubscribe_event(store: IdentityStore, person: Person,
+                      channel: str) -> dict[str, Any] | None:
+    """The identify that unsubscribes `person` today, or None when the store holds no
+    profile for them (nothing to change, and no ghost profile made for a link). The
+    person is resolved through the identities now, so a link sent to a profile since
+    merged into another unsubscribes that one; the event names the profile by one of its
+    identities, so the worker, resolving it again in order, lands on the same profile."""
+    profile_id = profile_of_person(store, person)
+    if profile_id is None:
+        return None
+    today = person_of(store, profile_id)
+    who = {"anonymousId": today.value} if today.kind == ANONYMOUS else {"userId": today.value}
+    return {"type": "identify", **who, "traits": {"consent": {channel: False}},
+            "context": {"source": "unsubscribe"}}
+
+
+def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept,
+                           store: IdentityStore, now: Callable[[], datetime]) -> None:
     """`GET /u/{token}` shows a page with a button; `POST /u/{token}` (the button, or a
     mail client's RFC 8058 one-click POST) unsubscribes. No login: the token is signed."""
 
-    async def unsubscribe(profile_id: str, channel: str) -> None:
-        # An identify through the inbox, like any accepted call, so the change is
-        # handled in order with the profile's other events; a new messageId each time,
-        # so unsubscribing again after re-subscribing works.
-        await accept([{"type": "identify", "userId": profile_id,
-                       "traits": {"consent": {channel: False}},
-                       "context": {"source": "unsubscribe"}}], None, "unsubscribe")
-
     @app.get("/u/{token}", include_in_schema=False)
     async def unsubscribe_page(token: str) -> HTMLResponse:
-        found = links.verify(token)
+        found = links.verify(token, now())
         if found is None:
-            return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
+            return _not_valid()
         form = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
                 'value="One-Click"><button type="submit">Unsubscribe</button></form>')
         return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?", form)
 
     @app.post("/u/{token}", include_in_schema=False)
     async def unsubscribe_now(token: str) -> HTMLResponse:
-        found = links.verify(token)
+        found = links.verify(token, now())
         if found is None:
-            return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
-        profile_id, channel = found
-        await unsubscribe(profile_id, channel)
+            return _not_valid()
+        person, channel = found
+        event = await run_in_threadpool(unsubscribe_event, store, person, channel)
+        if event is not None:
+            # An identify through the inbox, like any accepted call, so the change is
+            # handled in order with the profile's other events; a new messageId each
+            # time, so unsubscribing again after re-subscribing works.
+            await accept([event], None, "unsubscribe")
         return _page("Unsubscribed", f"You will not get {channel} messages from us any more.")

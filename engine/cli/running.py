@@ -33,6 +33,14 @@ LogFormatOpt = Annotated[str, typer.Option(
 TickOpt = Annotated[float, typer.Option(help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]
+SecretFileOpt = Annotated[Path | None, typer.Option(
+    "--secret-file", help=(
+        "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "
+        "for older ones), default $JOURNEYMAN_SECRET_FILE; or put them in "
+        "$JOURNEYMAN_SECRET. Without either, a SQLite database gets a generated "
+        "DATABASE.secret file beside it; PostgreSQL needs one (docs/channels.md)."))]
+PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
+                 "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
@@ -52,7 +60,9 @@ def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
 
 
 def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
-             config: Path | None = None, log_format: str = "text", **extra: Any) -> Any:
+             config: Path | None = None, secret_file: Path | None = None,
+             log_format: str = "text", **extra: Any) -> Any:
+    from engine.runtime.signing import configured_secrets
     from engine.service import Service
 
     setup_logging(log_format)
@@ -60,7 +70,7 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
         return Service(journeys_folder(journeys), db,
                        channels=channels_for(sends, config),
                        identify_by=tuple(identify_by or ()),
-                       secret=os.environ.get("JOURNEYMAN_SECRET") or None, **extra)
+                       secrets=configured_secrets(os.environ, secret_file), **extra)
     except (JourneymanError, ValueError) as exc:
         for line in str(exc).splitlines():
             err.print(line, markup=False)
@@ -77,14 +87,16 @@ def serve(
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
     lease: LeaseOpt = 60.0,
-    public_url: Annotated[str | None, typer.Option(help=(
-        "The API's address as mail recipients reach it, for unsubscribe links "
-        "(default http://HOST:PORT)."))] = None,
+    public_url: Annotated[str | None, typer.Option(
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
+    secret_file: SecretFileOpt = None,
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
     and outbox dispatcher."""
-    service = _service(journeys, db, identify_by, sends, channels, log_format, tick=tick,
+    service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
+                       tick=tick,
                        lease=lease, public_url=public_url or f"http://{host}:{port}")
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
@@ -102,15 +114,22 @@ def worker(
     tick: TickOpt = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
+    public_url: Annotated[str, typer.Option(
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
+    = "http://127.0.0.1:8000",
+    secret_file: SecretFileOpt = None,
     http_port: Annotated[int | None, typer.Option(help=(
         "Serve /healthz, /readyz and /metrics on this port."))] = None,
     http_host: Annotated[str, typer.Option(help="Interface for --http-port.")] = "127.0.0.1",
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store.
-    SIGTERM or SIGINT: the running batch finishes, then it exits."""
-    service = _service(journeys, db, identify_by, sends, channels, log_format, tick=tick,
-                       name=name, lease=lease)
+    Give it the same `--public-url` and secrets as `serve`: the links in what it sends
+    point at that API, which must verify them. SIGTERM or SIGINT: the running batch
+    finishes, then it exits."""
+    service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
+                       tick=tick, name=name, lease=lease, public_url=public_url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None

@@ -8,6 +8,7 @@ picks the address. Only the enrollment is made up: a new one, entered now by `ev
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,7 +63,8 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
     if journey_id not in library.journeys:
         raise PreviewError(f"no journey {journey_id!r} (have: "
                            f"{', '.join(sorted(library.journeys))})")
-    links = UnsubscribeLinks("preview", base_url)
+    # A throwaway secret: a preview's unsubscribe link shows the shape, valid nowhere.
+    links = UnsubscribeLinks(secrets.token_urlsafe(32), base_url)
     wiring = wire(library, store=InMemoryStore(), clock=SystemClock(), channels={},
                   unsubscribe=links)
     journey = wiring.compiled[journey_id]

@@ -9,7 +9,8 @@
 | `policy.py` | consent, quiet hours and frequency caps at delivery |
 | `dispatch.py` | the outbox dispatcher: deliver, retry, defer, skip |
 | `worker.py` | the worker loop: inbox events, timers, outbox |
-| `unsubscribe.py` | signed one-click unsubscribe links |
+| `unsubscribe.py` | signed one-click unsubscribe links (naming the person) |
+| `signing.py` | where the unsubscribe-signing secrets come from (config, or a file) |
 
 It imports no concrete store: `engine/service.py` wires a store in.
 """

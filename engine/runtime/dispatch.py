@@ -41,7 +41,16 @@ from typing import Any
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso
-from engine.ports import BatchChannel, Channel, Clock, Decision, DeliveryError, OutboxEntry, Store
+from engine.ports import (
+    BatchChannel,
+    Channel,
+    Clock,
+    Decision,
+    DeliveryError,
+    Message,
+    OutboxEntry,
+    Store,
+)
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 
@@ -205,10 +214,7 @@ class Dispatcher:
         for start in range(0, len(group), SEND_CHUNK):
             part = group[start:start + SEND_CHUNK]
             now = self.clock.now()
-            try:
-                results = channel.send_batch([entry.message(now) for entry in part])
-            except Exception as exc:  # an adapter must not raise; if it does, retry all
-                results = [exc] * len(part)
+            results = _batch_results(channel, [entry.message(now) for entry in part])
             healthy = [self._settle(entry, error, chunk)
                        for entry, error in zip(part, results, strict=True)]
             self._write(chunk)
@@ -319,3 +325,19 @@ class Dispatcher:
             self._count(entry, "parked")
             return
         self._retry(entry, error, chunk)
+
+
+def _batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:
+    """`send_batch`'s results, one per message. An adapter must settle each message
+    itself and never raise (channels/email.py does); one that raises anyway, or answers
+    with the wrong number of results, fails the chunk transiently here, so the exception
+    cannot escape `dispatch_due` and leave the rows leased."""
+    try:
+        results = channel.send_batch(messages)
+    except Exception as exc:  # an adapter's bug: retried with backoff like any failure
+        return [exc] * len(messages)
+    if len(results) != len(messages):
+        error = DeliveryError(f"{channel.name} answered {len(results)} results for "
+                              f"{len(messages)} messages")
+        return [error] * len(messages)
+    return results

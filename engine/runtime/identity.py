@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.runtime.unit import UnitOfWork
+from engine.ports import IdentityStore
+from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
 
 
 def _text(value: Any) -> str | None:
@@ -27,7 +28,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def resolve(store: UnitOfWork, event: Mapping[str, Any],
+def resolve(store: IdentityStore, event: Mapping[str, Any],
             by_traits: Sequence[str] = ()) -> str:
     """The canonical profile id for `event`, linking and merging as needed."""
     user, anon = _text(event.get("userId")), _text(event.get("anonymousId"))
@@ -57,9 +58,31 @@ def resolve(store: UnitOfWork, event: Mapping[str, Any],
     return pid
 
 
-def _adopt(store: UnitOfWork, pid: str, kind: str, value: str) -> None:
+def _adopt(store: IdentityStore, pid: str, kind: str, value: str) -> None:
     """Make `kind=value` point at `pid`, merging whatever profile it pointed at before."""
     other = store.profile_for(kind, value)
     if other is not None and other != pid:
         store.merge_profiles(into=pid, from_=other)
     store.link_identity(kind, value, pid)
+
+
+def person_of(store: IdentityStore, profile_id: str) -> Person:
+    """The person behind a profile, as unsubscribe links name them: their `userId` when
+    the profile has one, else their anonymous id (the one the profile was made from,
+    when it has several), else the bare profile id."""
+    ids = store.identities_of(profile_id)
+    for kind in (USER, ANONYMOUS):
+        values = [v for k, v in ids if k == kind]
+        if values:
+            return Person(kind, profile_id if profile_id in values else values[0])
+    return Person(PROFILE, profile_id)
+
+
+def profile_of_person(store: IdentityStore, person: Person) -> str | None:
+    """The profile a person is today (after any merges), or None if the store holds no
+    profile for them. A bare profile id (an older link) is looked up as an identity
+    first: a profile's id is the userId or anonymousId it was made from."""
+    if person.kind != PROFILE:
+        return store.profile_for(person.kind, person.value)
+    return (store.profile_for(USER, person.value)
+            or store.profile_for(ANONYMOUS, person.value))

@@ -48,7 +48,7 @@ from engine.core.profiles import ComputedTraits
 from engine.core.steps.update_profile import apply_update
 from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision
-from engine.runtime.identity import resolve
+from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
 from engine.runtime.unit import UnitOfWork
 from engine.runtime.unsubscribe import UnsubscribeLinks
@@ -71,7 +71,7 @@ class Runner:
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
-        self.unsubscribe = unsubscribe
+        self.unsubscribe = unsubscribe  # signed with a configured secret, never a default
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
                       for jid, j in self.journeys.items() if j.model.entry.schedule}
 
@@ -115,15 +115,17 @@ class Runner:
                 enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
             exit_rule = next((r for r in journey.exit_rules if r in matched), None)
             if exit_rule is not None:
-                item = journey.model.exit_when[int(exit_rule.split(":")[1])]
-                reason = f"exit_when:{item.event or 'condition'}"
-                changed |= self._advance(unit, journey, enrollment,
-                                         ExitRequested(view, reason))[1]
+                changed |= self._advance(unit, journey, enrollment, ExitRequested(
+                    view, self._exit_reason(journey, exit_rule)))[1]
             elif wait_for_rule(enrollment.state) in matched:
                 changed |= self._advance(unit, journey, enrollment,
                                          EventMatched(view, enrollment.state, event))[1]
-        elif GOAL in matched:
-            self._late_goal(unit, journey, view, event)  # shortly after the journey ended
+        else:
+            if GOAL in matched:
+                self._late_goal(unit, journey, view, event)  # shortly after it ended
+            exit_rule = next((r for r in journey.exit_rules if r in matched), None)
+            if exit_rule is not None:
+                self._withdraw_held_sends(unit, journey, view.id, exit_rule, now)
         # Entries come after: an event may end one enrollment and start the next
         # (win-back restarts its clock on every order); _may_enter sees what just ended.
         kind = journey.model.entry.kind
@@ -138,6 +140,22 @@ class Runner:
             if member != was_member:
                 unit.set_segment_member(view.id, journey.id, member)
         return changed
+
+    def _withdraw_held_sends(self, unit: UnitOfWork, journey: CompiledJourney,
+                             profile_id: str, exit_rule: str, now: datetime) -> None:
+        """An exit_when after the journey completed: its last sends, if still held
+        (quiet hours, retries), are no longer wanted either."""
+        last_id = unit.entry_stats(profile_id, journey.id).last_enrollment_id
+        if last_id is not None:
+            reason = self._exit_reason(journey, exit_rule)
+            unit.withdraw_sends(profile_id, last_id, Decision(
+                now, profile_id, journey.id, "", "skipped", "enrollment_exited",
+                {"exit_reason": reason, "after": "completed"}))
+
+    @staticmethod
+    def _exit_reason(journey: CompiledJourney, exit_rule: str) -> str:
+        item = journey.model.exit_when[int(exit_rule.split(":")[1])]
+        return f"exit_when:{item.event or 'condition'}"
 
     def _late_goal(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                    event: Mapping[str, Any]) -> None:
@@ -210,7 +228,8 @@ class Runner:
         now = self.clock.now()
         profile = unit.get_profile(send.profile_id) or Profile(send.profile_id)
         try:
-            entry = render_send(journey, send, profile, self.unsubscribe, now)
+            entry = render_send(journey, send, profile, self.unsubscribe, now,
+                                person=person_of(unit, send.profile_id))
         except TemplateRenderError as exc:
             unit.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                           "skipped", "template_error", {"error": str(exc)}))

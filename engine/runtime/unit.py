@@ -197,6 +197,11 @@ class UnitOfWork:
         """An event for a profile's inbox (handled in order, after this one)."""
         self.run.emitted.append(event)
 
+    def withdraw_sends(self, profile_id: str, enrollment_id: str, decision: Decision) -> None:
+        """Skip the enrollment's sends still waiting in the outbox (quiet hours, retries),
+        each with a decision like `decision` (its step and channel filled in)."""
+        self.run.withdrawn.append((profile_id, enrollment_id, decision))
+
     def ack(self, inbox_id: int) -> None:
         self.run.acked.append(inbox_id)
 
@@ -211,6 +216,13 @@ class UnitOfWork:
         root = self._root()
         root.preload((), identities=[(kind, value)])
         return root.identities[(kind, value)]
+
+    def identities_of(self, profile_id: str) -> list[tuple[str, str]]:
+        """The identifiers a profile was made from that still point at it: its userId
+        and anonymousId of the same value (a profile's id is the first id it was seen
+        with). Enough to name the person behind it (engine/runtime/identity.py)."""
+        return [(kind, profile_id) for kind in ("anonymous_id", "user_id")
+                if self.profile_for(kind, profile_id) == profile_id]
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
         self.identities[(kind, value)] = profile_id

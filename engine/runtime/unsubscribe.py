@@ -1,12 +1,21 @@
 """Signed one-click unsubscribe links (RFC 8058).
 
-A link names a profile and a channel and carries an HMAC-SHA256 signature, so it needs
-no login and cannot be forged or pointed at someone else. Every email gets the link in
-its template scope (`unsubscribe_url`) and in the `List-Unsubscribe` and
-`List-Unsubscribe-Post: List-Unsubscribe=One-Click` headers. `GET` on the link shows a
-page with a button; `POST` (what mail clients send for one-click) unsubscribes at once:
-the API queues an identify with `consent.<channel>: false`, so the change flows through
-the worker in order, like any other event (engine/api/).
+A link names a person and a channel and carries an HMAC-SHA256 signature, so it needs no
+login and cannot be forged or pointed at someone else. Every send gets the link in its
+template scope (`unsubscribe_url`: SMS and push bodies can carry it too); email also
+gets it in the `List-Unsubscribe` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+headers. `GET` on the link shows a page with a button; `POST` (the button, or what mail
+clients send for one-click) unsubscribes at once (engine/api/unsubscribe.py).
+
+The link names the *person*, not the profile row the message went to: their `userId`
+when the profile has one, else their anonymous id (`Person`). The API resolves it through
+the store's identities when the link is clicked, so a link sent to an anonymous profile
+that was later merged into `u-42` unsubscribes `u-42`.
+
+Signing keys rotate: `UnsubscribeLinks` takes several secrets; the first signs, every
+one verifies until its `until` (engine/runtime/signing.py reads them from the
+configuration). Tokens from earlier versions (`channel` + profile id, no version tag)
+still verify; they name a profile id, which the API resolves the same way.
 """
 
 from __future__ import annotations
@@ -14,8 +23,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+USER, ANONYMOUS, PROFILE = "user_id", "anonymous_id", "profile"
+_KIND_CODES = {USER: "u", ANONYMOUS: "a"}  # short: a link in an SMS costs characters
+_CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_VERSION = "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Whom a link unsubscribes: an identity (`user_id` or `anonymous_id`) and its value,
+    or `profile` and a profile id (links made before links named people)."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecret:
+    """One unsubscribe-signing secret; `until` (aware) ends its use for verifying."""
+
+    value: str
+    until: datetime | None = None
+
+    def valid_at(self, when: datetime | None) -> bool:
+        return self.until is None or when is None or when < self.until
 
 
 def _b64(data: bytes) -> str:
@@ -26,34 +62,54 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _key(secret: str) -> bytes:
+    # The same derivation as before rotation existed, so links in mail already sent verify.
+    return hashlib.sha256(b"journeyman-unsubscribe:" + secret.encode()).digest()
+
+
 class UnsubscribeLinks:
-    def __init__(self, secret: str, base_url: str) -> None:
-        if not secret:
+    def __init__(self, secrets: str | Sequence[SigningSecret], base_url: str) -> None:
+        listed = [SigningSecret(secrets)] if isinstance(secrets, str) else list(secrets)
+        if not listed or not all(s.value for s in listed):
             raise ValueError("unsubscribe links need a secret")
-        self._key = hashlib.sha256(b"journeyman-unsubscribe:" + secret.encode()).digest()
+        self._keys = [(_key(s.value), s) for s in listed]
         self.base_url = base_url.rstrip("/")
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:24])
+    @staticmethod
+    def _sign(key: bytes, payload: str) -> str:
+        return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:24])
 
-    def token(self, profile_id: str, channel: str) -> str:
-        payload = _b64(f"{channel}\n{profile_id}".encode())
-        return f"{payload}.{self._sign(payload)}"
+    def token(self, person: Person, channel: str) -> str:
+        if person.kind in _KIND_CODES:
+            text = f"{_VERSION}\n{channel}\n{_KIND_CODES[person.kind]}\n{person.value}"
+        else:  # a bare profile id: the format links had before they named people
+            text = f"{channel}\n{person.value}"
+        payload = _b64(text.encode())
+        return f"{payload}.{self._sign(self._keys[0][0], payload)}"
 
-    def url(self, profile_id: str, channel: str) -> str:
-        return f"{self.base_url}/u/{self.token(profile_id, channel)}"
+    def url(self, person: Person, channel: str) -> str:
+        return f"{self.base_url}/u/{self.token(person, channel)}"
 
-    def headers(self, profile_id: str, channel: str) -> dict[str, str]:
-        return {"List-Unsubscribe": f"<{self.url(profile_id, channel)}>",
+    def headers(self, person: Person, channel: str) -> dict[str, str]:
+        return {"List-Unsubscribe": f"<{self.url(person, channel)}>",
                 "List-Unsubscribe-Post": ONE_CLICK}
 
-    def verify(self, token: str) -> tuple[str, str] | None:
-        """(profile_id, channel) for a genuine token, else None."""
+    def verify(self, token: str, now: datetime | None = None) -> tuple[Person, str] | None:
+        """(person, channel) for a genuine token signed by a secret still valid `now`
+        (every secret, when `now` is None), else None."""
         payload, _, signature = token.partition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+        if not payload or not any(
+                secret.valid_at(now) and hmac.compare_digest(signature, self._sign(key, payload))
+                for key, secret in self._keys):
             return None
         try:
-            channel, _, profile_id = _unb64(payload).decode().partition("\n")
+            parts = _unb64(payload).decode().split("\n")
         except (ValueError, UnicodeDecodeError):
             return None
-        return (profile_id, channel) if profile_id and channel else None
+        if len(parts) == 4 and parts[0] == _VERSION and parts[2] in _CODE_KINDS:
+            channel, person = parts[1], Person(_CODE_KINDS[parts[2]], parts[3])
+        elif len(parts) >= 2 and parts[0] != _VERSION:  # an earlier version's token
+            channel, person = parts[0], Person(PROFILE, "\n".join(parts[1:]))
+        else:
+            return None
+        return (person, channel) if person.value and channel else None

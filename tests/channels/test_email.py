@@ -282,6 +282,86 @@ def test_a_batch_goes_out_in_order_over_one_connection_each_message_settled_alon
     assert server.sink.ehlos == 1
 
 
+def test_a_message_that_cannot_be_built_fails_alone_and_nothing_is_sent_twice(
+        server: Server, channel: EmailChannel) -> None:
+    """Issue 10: `c@[c"` makes the stdlib's address parser raise AttributeError. That
+    row fails for good with a readable reason; the rows before and after it are
+    delivered once each and marked sent, so a later round (after the lease) sends
+    nothing again."""
+    from dataclasses import replace as with_
+
+    store, clock = InMemoryStore(), FakeClock(T0)
+    recipients = ["alice@example.com", 'c@[c"', "bob@example.com"]
+    for n, to in enumerate(recipients):
+        store.enqueue_send(with_(outbox_entry(f"e{n}:send:0", profile=f"p{n}"), to=to))
+    lease = timedelta(minutes=5)
+    dispatcher = Dispatcher(store, {"email": channel}, clock, lease=lease)
+
+    assert dispatcher.dispatch_due() == 3
+
+    assert sorted(m["To"] for m in server.sink.parsed()) == ["alice@example.com",
+                                                             "bob@example.com"]
+    status = {r.entry.key: (r.status, r.attempts, r.last_error)
+              for r in store.outbox_records()}
+    assert status == {"e0:send:0": ("sent", 1, None),
+                      "e1:send:0": ("failed", 1, "invalid email address 'c@[c\"'"),
+                      "e2:send:0": ("sent", 1, None)}
+    [decision] = store.decisions
+    assert (decision.profile_id, decision.what, decision.reason) == (
+        "p1", "failed", "permanent_failure")
+
+    clock.advance(lease + timedelta(days=1))  # long after any lease or backoff
+    assert dispatcher.dispatch_due() == 0
+    assert len(server.sink.delivered) == 2
+    assert len(server.sink.attempts) == 2
+
+
+@pytest.mark.parametrize(("to", "reason"), [
+    ('c@[c"', "invalid email address"),
+    ("x@[1.2.3", "invalid email address"),
+    ("ana@exa mple.com", "invalid email address"),
+    ("a@", "invalid email address"),
+    ("ana@example.com, eve@example.com", "more than one email address"),
+])
+def test_send_batch_never_raises_on_a_junk_address(server: Server, channel: EmailChannel,
+                                                    to: str, reason: str) -> None:
+    results = channel.send_batch([message("k1"), message("k2", to=to), message("k3")])
+    first, bad, last = results
+    assert first is None
+    assert last is None
+    assert isinstance(bad, DeliveryError)
+    assert bad.permanent
+    assert str(bad) == f"{reason} {to!r}"
+    assert len(server.sink.delivered) == 2
+
+
+def test_a_junk_from_header_is_a_permanent_failure_of_that_message(
+        server: Server, channel: EmailChannel) -> None:
+    results = channel.send_batch([message("k1", headers={"From": 'x@[x"'}), message("k2")])
+    assert isinstance(results[0], DeliveryError)
+    assert results[0].permanent
+    assert str(results[0]).startswith("cannot build the email: ")
+    assert results[1] is None
+    assert len(server.sink.delivered) == 1
+
+
+def test_an_adapter_whose_send_batch_raises_cannot_escape_the_dispatcher() -> None:
+    class Broken:
+        name = "email"
+
+        def send(self, message: Message) -> None:
+            raise AssertionError("the dispatcher uses send_batch")
+
+        def send_batch(self, messages: list[Message]) -> list[Exception | None]:
+            raise RuntimeError("adapter bug")
+
+    store, clock = email_outbox()
+    Dispatcher(store, {"email": Broken()}, clock).dispatch_due()
+    record = store.outbox_records()[0]
+    assert (record.status, record.attempts) == ("pending", 1)
+    assert record.last_error == "RuntimeError: adapter bug"
+
+
 # --- 3. a 5xx is permanent ---------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from engine.runtime.events import normalize
 from engine.store import SqlStore
+from engine.testing import TEST_SECRET
 from tests.engine.helpers import stub_email, write_folder
 
 PROFILES = 40
@@ -72,8 +73,10 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # PostgreSQL needs a configured secret (no generated one beside a file there)
+        env = {**os.environ, "JOURNEYMAN_SECRET": TEST_SECRET}
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=out)
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=out, env=env)
 
     def kill(self) -> None:
         assert self.proc is not None

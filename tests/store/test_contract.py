@@ -329,3 +329,13 @@ def test_outbox_deferral_skip_and_sent_counts(store: Any) -> None:
     assert store.count_sent("p2", "email", T0) == 1
     assert store.next_outbox_at() == later(5)
     assert [e.key for e in store.claim_outbox(later(5), 10, timedelta(minutes=5))] == ["k0"]
+
+
+def test_settings_are_kept_replaced_and_forgotten(store: Any) -> None:
+    assert store.setting("sealed:unsubscribe") is None
+    store.put_setting("sealed:unsubscribe", "v1 a b")
+    store.put_setting("sealed:unsubscribe", "v1 c d")
+    assert store.setting("sealed:unsubscribe") == "v1 c d"
+    store.put_setting("sealed:unsubscribe", None)
+    store.put_setting("never:there", None)
+    assert store.setting("sealed:unsubscribe") is None

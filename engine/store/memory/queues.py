@@ -41,7 +41,7 @@ class MemoryQueues(MemoryState):
         self.parked: dict[int, Failure] = {}
         self._failure_ids = itertools.count(1)
         self.keys: dict[str, KeyInfo] = {}  # by the key itself (a test store keeps it plain)
-        self.secrets: dict[str, str] = {}
+        self.settings: dict[str, str] = {}
 
     # --- ingest and the inbox ----------------------------------------------------------
 
@@ -234,7 +234,7 @@ class MemoryQueues(MemoryState):
             self._settle(failure.ref, "failed", f"discarded: {failure.error}")
         return True
 
-    # --- keys and secrets ------------------------------------------------------------------
+    # --- keys and settings ------------------------------------------------------------------
 
     def create_key(self, name: str, admin: bool = False) -> str:
         """`test-key-<name>`: a predictable key, for tests."""
@@ -258,8 +258,14 @@ class MemoryQueues(MemoryState):
                 return True
         return False
 
-    def secret(self, name: str) -> str:
-        return self.secrets.setdefault(name, f"test-secret-{name}")
+    def setting(self, key: str) -> str | None:
+        return self.settings.get(key)
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.settings.pop(key, None)
+        else:
+            self.settings[key] = value
 
 
 def _timer(payload: Mapping[str, Any], due: datetime) -> ScheduleTimer:

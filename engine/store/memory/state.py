@@ -318,7 +318,19 @@ class MemoryState:
         self.decisions += run.decisions
         self.exits += run.exits
         self.goals += run.goals
+        for profile_id, enrollment_id, template in run.withdrawn:
+            self._withdraw(profile_id, enrollment_id, template)
         self._queue_changes(run.acked, run.emitted)
+
+    def _withdraw(self, profile_id: str, enrollment_id: str, template: Decision) -> None:
+        for key in list(self._unsent):
+            entry = self.outbox[key].entry
+            if (entry.profile_id, entry.enrollment_id) == (profile_id, enrollment_id):
+                self.outbox[key] = replace(self.outbox[key], status="skipped",
+                                           next_attempt_at=None, last_error=template.reason)
+                self._unsent.pop(key, None)
+                self.decisions.append(replace(template, step=entry.step, details={
+                    "channel": entry.channel, **template.details}))
 
     def _queue_changes(self, acked: list[int], emitted: list[dict[str, Any]]) -> None:
         """The inbox is the queues' (engine/store/memory/queues.py)."""

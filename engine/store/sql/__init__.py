@@ -12,7 +12,7 @@ One module per concern, each a part of the class:
 | `units.py` | units of work: many profiles' state read in bulk, a batch's writes in bulk |
 | `failures.py` | parked events, timers and sends |
 | `outbox.py` | the outbox: enqueue, claim, settle |
-| `keys.py` | API keys and stored secrets |
+| `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |

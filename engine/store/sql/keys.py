@@ -1,11 +1,11 @@
-"""`SqlStore`'s API keys (only a key's sha256 is stored) and the secrets it keeps."""
+"""`SqlStore`'s API keys (only a key's sha256 is stored) and its settings."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from engine.ports import KeyInfo
 from engine.store.errors import DuplicateKeyName
@@ -18,16 +18,20 @@ def _key_hash(key: str) -> str:
 
 
 class KeyQueries(SqlBase):
-    def secret(self, name: str) -> str:
-        """A random secret kept in the store, made on first use (the same for every
-        process on this database, and across restarts)."""
+    def setting(self, key: str) -> str | None:
+        """A value the store keeps for the runtime (e.g. a sealed secret), or None."""
+        st = self._settings
+        with self._read() as conn:
+            value = conn.execute(select(st.c.value).where(st.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def put_setting(self, key: str, value: str | None) -> None:
+        """Keep `value` under `key` (replacing any), or forget `key` when value is None."""
         st = self._settings
         with self._write() as conn:
-            conn.execute(self._insert(st).values(key=f"secret:{name}",
-                                                 value=secrets.token_urlsafe(32))
-                         .on_conflict_do_nothing(index_elements=["key"]))
-            return str(conn.execute(select(st.c.value).where(
-                st.c.key == f"secret:{name}")).scalar_one())
+            conn.execute(delete(st).where(st.c.key == key))
+            if value is not None:
+                conn.execute(insert(st).values(key=key, value=value))
 
     def create_key(self, name: str, admin: bool = False) -> str:
         """A new random key for `name`; only its sha256 is stored. Shown once."""

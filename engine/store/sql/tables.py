@@ -261,7 +261,8 @@ class ApiKeyRow(SQLModel, table=True):
 
 
 class SettingRow(SQLModel, table=True):
-    """Settings the store keeps for itself (e.g. the unsubscribe signing secret)."""
+    """Settings the store keeps for the runtime (e.g. an earlier version's unsubscribe
+    secret, sealed: engine/runtime/signing.py)."""
 
     __tablename__ = "settings"
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso
-from engine.ports import Change, MergeStep, ProfileState, WriteRun
+from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
 from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
@@ -134,11 +134,28 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         if run.sends:
             conn.execute(self._enqueue_send_many, [send_values(entry) for entry in run.sends])
         self._write_records(conn, run)
+        for profile_id, enrollment_id, template in run.withdrawn:
+            self._withdraw(conn, profile_id, enrollment_id, template)
         ib = self._inbox
         for chunk in _chunks(run.acked, INSERT_CHUNK):
             conn.execute(delete(ib).where(ib.c.id.in_(chunk)))
         if run.emitted:
             self.accept_events(run.emitted, "emit")
+
+    def _withdraw(self, conn: Connection, profile_id: str, enrollment_id: str,
+                  template: Decision) -> None:
+        o = self._outbox
+        rows = conn.execute(update(o).where(
+            o.c.profile_id == profile_id, o.c.enrollment_id == enrollment_id,
+            o.c.status == "pending").values(status="skipped", next_attempt_at=None,
+                                            last_error=template.reason)
+            .returning(o.c.step, o.c.channel)).all()
+        if rows:
+            conn.execute(self._q["record_decision"], [
+                {"at": template.at, "profile_id": profile_id, "journey": template.journey,
+                 "step": step, "what": template.what, "reason": template.reason,
+                 "details": {"channel": channel, **template.details}}
+                for step, channel in rows])
 
     def _write_segments(self, conn: Connection, run: WriteRun) -> None:
         s = self._segments
