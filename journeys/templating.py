@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
+@lru_cache(maxsize=4096)
+def _compiled_string(source: str) -> jinja2.Template:
+    """Inline strings are few and rendered often: compile each once."""
+    return _STRING_ENV.from_string(source)
+
+
 def render_string(source: str, context: Mapping[str, Any]) -> str:
     """Render one inline Jinja2 string (used for `send.to`, `emit`, `update_profile`,
     `set_data`). Any exception while rendering -- a `TypeError` from
@@ -105,7 +112,7 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     if "{" not in source:
         return source
     try:
-        return _STRING_ENV.from_string(source).render(context)
+        return _compiled_string(source).render(context)
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
@@ -223,7 +230,7 @@ class TemplateLibrary:
             if not isinstance(item, str) or "{" not in item:
                 return item
             try:
-                return _STRING_ENV.from_string(item).render(context)
+                return _compiled_string(item).render(context)
             except Exception as exc:
                 raise self._failure(template_id, where, item, exc) from None
 

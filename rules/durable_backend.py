@@ -33,15 +33,15 @@ from rules.matcher import event_name
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from durable.engine import Host, MessageNotHandledException
+    import durable_rules_engine as engine
+    from durable.engine import Host
 
 SENTINEL = "\x00none"
-CATCH_ALL = "\x00catch_all"
+CATCH_ALL_NAME = "catch_all"
 _LOCK = threading.Lock()
 _HOST: Any = None
 _names = itertools.count()
 _states = itertools.count()
-_fired: list[str] = []
 
 
 def _host() -> Any:
@@ -113,14 +113,17 @@ class _Ruleset:
         # Every assert must match something: durable 2.0.28 corrupts its heap on the
         # "message not handled" path (free(): invalid pointer), so a catch-all rule
         # always fires and is dropped from the result.
-        definition: dict[str, Any] = {"catch_all": {"all": [{"m": {"__always": 1}}],
-                                                    "run": _recorder(CATCH_ALL)}}
+        definition: dict[str, Any] = {CATCH_ALL_NAME: {"all": [{"m": {"__always": 1}}],
+                                                         "run": _never_run}}
+        self.rule_of: dict[str, str] = {}  # durable's rule name -> our rule id
         for index, (rule_id, condition) in enumerate(rules.items()):
             definition[f"r{index}"] = {"all": [{"m": self.t.expr(condition)}],
-                                       "run": _recorder(rule_id)}
+                                       "run": _never_run}
+            self.rule_of[f"r{index}"] = rule_id
         with _LOCK:
             self.host = _host()
             self.host.set_rulesets({self.name: definition})
+            self.handle = self.host.get_ruleset(self.name)._handle
 
     def fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
         """The flattened fact, or None when durable cannot read one of its numbers."""
@@ -147,15 +150,28 @@ class _Ruleset:
         with _LOCK:
             sid = f"s{next(_states)}"
             fact["sid"] = sid
-            _fired.clear()
-            host = self.host
             try:
-                host.assert_fact(self.name, fact)
-            except MessageNotHandledException:
-                pass
+                return self._assert(fact)
             finally:
-                host.delete_state(self.name, sid)
-            return [rid for rid in _fired if rid != CATCH_ALL]
+                engine.delete_state(self.handle, sid)
+
+    def _assert(self, fact: dict[str, Any]) -> list[str]:
+        """Assert the fact and collect the rules it fired, straight from durable's C
+        engine: durable's Python layer would build a closure, a promise and a state
+        copy per fired rule only to call an action that records its name (three times
+        the cost of the match itself)."""
+        code, state = engine.assert_fact(self.handle, json.dumps(fact))
+        if code != 0:  # 1: not handled (the catch-all prevents it), 2: seen, 3: pending
+            return []
+        matched: list[str] = []
+        action = engine.start_action_for_state(self.handle, state)
+        message = action[1] if action else None
+        while message:
+            for name in json.loads(message):
+                if name in self.rule_of:
+                    matched.append(self.rule_of[name])
+            message = engine.complete_and_start_action(self.handle, state)
+        return matched
 
 
 class DurableMatcher:
@@ -185,9 +201,6 @@ class DurableMatcher:
         return frozenset(matched)
 
 
-def _recorder(rule_id: str) -> Any:
-    def record(_: Any) -> None:
-        _fired.append(rule_id)
-
-    return record
+def _never_run(_: Any) -> None:
+    """Actions are never run: `_Ruleset._assert` reads the fired rules' names."""
 

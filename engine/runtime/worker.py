@@ -157,7 +157,8 @@ class Worker:
             if not items:
                 return _Outcome()
             unit = UnitOfWork(self.store, self.clock)
-            unit.preload({i.profile_id for i in items}, _identity_keys(items))
+            owners = {i.profile_id for i in items}
+            unit.preload(owners, _identity_keys(items) | _own_ids(owners))
             outcome = _Outcome()
             for group in _groups(items, key=lambda i: i.profile_id):
                 self._handle_group(unit, group, now, outcome)
@@ -254,7 +255,7 @@ class Worker:
             unit.preload((), enrollment_ids={t.enrollment_id for t in timers if t.enrollment_id})
             owners = {t.key: self.runner.timer_owner(t, unit) for t in timers}
             mine = self.store.try_lock_profiles(set(owners.values()))
-            unit.preload(mine)
+            unit.preload(mine, _own_ids(mine))
             outcome = _Outcome()
             for timer in timers:
                 if owners[timer.key] not in mine:
@@ -425,6 +426,11 @@ def _identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 keys.add((kind, str(value).strip()))
     return keys
+
+
+def _own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
+    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of)."""
+    return {(kind, p) for p in profiles for kind in ("user_id", "anonymous_id")}
 
 
 def _timer_payload(timer: ScheduleTimer) -> dict[str, object]:
