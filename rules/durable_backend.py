@@ -44,10 +44,23 @@ _names = itertools.count()
 _states = itertools.count()
 
 
+class _ForegroundHost(Host):  # type: ignore[misc]
+    """A durable host without its background threads. `Host()` starts two timers that
+    keep calling `dispatch()` and `dispatch_timers()` on every ruleset; `dispatch()`
+    starts any pending action of any state, so it races the foreground match for the
+    actions of the fact just asserted: the match then misses rules, or durable fails
+    with error 307 ("could not complete and start action"), a few times per hundred
+    thousand matches under load. We use neither durable's timers nor its asynchronous
+    actions: every match runs its actions itself, under `_LOCK`."""
+
+    def _run(self) -> None:
+        return None
+
+
 def _host() -> Any:
     global _HOST  # noqa: PLW0603 - one durable host per process; it owns the C engine
     if _HOST is None:
-        _HOST = Host()
+        _HOST = _ForegroundHost()
     return _HOST
 
 
@@ -151,21 +164,26 @@ class _Ruleset:
             sid = f"s{next(_states)}"
             fact["sid"] = sid
             try:
-                return self._assert(fact)
+                matched = self._assert(fact)
             finally:
                 engine.delete_state(self.handle, sid)
+        if matched is None:  # durable did not run the fact: the reference evaluator does
+            return [rid for rid, c in self.rules.items() if evaluate(c, facts, now)]
+        return matched
 
-    def _assert(self, fact: dict[str, Any]) -> list[str]:
+    def _assert(self, fact: dict[str, Any]) -> list[str] | None:
         """Assert the fact and collect the rules it fired, straight from durable's C
         engine: durable's Python layer would build a closure, a promise and a state
         copy per fired rule only to call an action that records its name (three times
         the cost of the match itself)."""
-        code, state = engine.assert_fact(self.handle, json.dumps(fact))
+        code, state = engine.assert_fact(self.handle, json.dumps(fact, ensure_ascii=False))
         if code != 0:  # 1: not handled (the catch-all prevents it), 2: seen, 3: pending
-            return []
+            return None
         matched: list[str] = []
         action = engine.start_action_for_state(self.handle, state)
-        message = action[1] if action else None
+        if not action:  # the catch-all always fires: no action means durable lost it
+            return None
+        message = action[1]
         while message:
             for name in json.loads(message):
                 if name in self.rule_of:

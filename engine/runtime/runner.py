@@ -238,12 +238,13 @@ class Runner:
 
     # --- time ----------------------------------------------------------------------
 
-    def timer_owner(self, timer: ScheduleTimer, unit: UnitOfWork) -> str:
+    @staticmethod
+    def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, Enrollment]) -> str:
         """The profile a timer is for: its enrollment's (a merge moves enrollments, not
         timers), or the one it was armed for (cron timers, gone enrollments)."""
         if timer.step == CRON_STEP:
             return timer.profile_id
-        enrollment = unit.get_enrollment(timer.enrollment_id)
+        enrollment = enrollments.get(timer.enrollment_id)
         return enrollment.profile_id if enrollment is not None else timer.profile_id
 
     def fire(self, timer: ScheduleTimer, unit: UnitOfWork) -> None:

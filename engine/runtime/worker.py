@@ -50,6 +50,7 @@ log = logging.getLogger("journeyman.worker")
 
 T = TypeVar("T")
 BUSY_RETRY = timedelta(seconds=1)
+MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class Worker:
         self.on_emitted: Callable[[], None] | None = None
         self.on_timer: Callable[[datetime], None] | None = None
         self.metrics: Metrics | None = None
-        self._limit = {"inbox": 16, "timers": 64}  # adaptive claim sizes
+        self._limit = {"inbox": MIN_BATCH, "timers": 64}  # adaptive claim sizes
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
@@ -160,9 +161,11 @@ class Worker:
             owners = {i.profile_id for i in items}
             unit.preload(owners, _identity_keys(items) | _own_ids(owners))
             outcome = _Outcome()
+            handling = time.perf_counter()
             for group in _groups(items, key=lambda i: i.profile_id):
                 self._handle_group(unit, group, now, outcome)
-                if time.perf_counter() - started > self.budget:
+                if (time.perf_counter() - handling > self.budget
+                        and outcome.handled + outcome.failed >= MIN_BATCH):
                     break  # the rest stays queued for the next batch, untouched
             outcome.saw(unit)
             unit.write()
@@ -251,11 +254,14 @@ class Worker:
                       else self.store.claim_timers(keys))
             if not timers:
                 return _Outcome()
-            unit = UnitOfWork(self.store, self.clock)
-            unit.preload((), enrollment_ids={t.enrollment_id for t in timers if t.enrollment_id})
-            owners = {t.key: self.runner.timer_owner(t, unit) for t in timers}
+            # Whose each timer is (its enrollment's profile), then lock those profiles,
+            # then read their state: read before the lock, it could be stale.
+            probe = self.store.load_enrollments({t.enrollment_id for t in timers})
+            owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
             mine = self.store.try_lock_profiles(set(owners.values()))
-            unit.preload(mine, _own_ids(mine))
+            unit = UnitOfWork(self.store, self.clock)
+            unit.preload(mine, _own_ids(mine), enrollment_ids={
+                t.enrollment_id for t in timers if owners[t.key] in mine})
             outcome = _Outcome()
             for timer in timers:
                 if owners[timer.key] not in mine:
@@ -393,8 +399,8 @@ class Worker:
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""
         limit = self._limit[kind]
-        if took > self.budget or done < claimed:
-            limit = max(8, int(limit * 0.7))
+        if took > 2 * self.budget or done < claimed:
+            limit = max(MIN_BATCH, int(limit * 0.7))
         elif claimed >= limit:
             limit = min(self.max_batch, limit * 2)
         self._limit[kind] = limit

@@ -135,3 +135,39 @@ def test_backends_agree(raws: list[dict[str, Any]], props: dict[str, Any],
     expected = frozenset(rid for rid, c in rules.items() if evaluate(c, facts, NOW))
     for backend in BACKENDS:
         assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected, backend
+
+
+def test_the_durable_host_runs_no_background_dispatcher() -> None:
+    """durable's Host starts threads that keep starting any pending action of any
+    ruleset; they race a match for its own fact's actions (missed rules, or durable's
+    error 307, under load). Our host has none, and matches from threads agree with the
+    reference evaluator."""
+    import threading
+    from datetime import UTC, datetime
+
+    from rules import compile_ruleset, parse_condition
+    from rules.durable_backend import _host
+
+    host = _host()
+    assert not hasattr(host, "_d_timer")
+    assert not hasattr(host, "_t_timer")
+    rules = {"step": parse_condition({"event.event": {"eq": "Step"}}),
+             "many": parse_condition({"profile.computed.n": {"gte": 2}})}
+    durable, python = (compile_ruleset(rules, backend=b, name="threads") for b in
+                       ("durable", "python"))
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    wrong: list[int] = []
+
+    def run(seed: int) -> None:
+        for i in range(3000):
+            facts = {"event": {"event": ("Step", "Other")[(i + seed) % 2]},
+                     "profile": {"computed": {"n": (i * seed) % 4}}}
+            if durable.match(facts, now) != python.match(facts, now):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -1,0 +1,246 @@
+"""Many workers on one PostgreSQL (issue 11): four `journeyman worker` processes share
+5,000 profiles' interleaved events and short timers while one of them is SIGKILLed and
+restarted every few seconds. Asserted from the database afterwards: every profile's
+events were handled in order and exactly once, every timer fired once, no send was
+queued twice. And the operations endpoints: `/metrics` parses, `/readyz` follows the
+database."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from engine.core import enrollment_id
+from engine.runtime.events import normalize
+from engine.store import SqlStore
+from engine.testing import TEST_SECRET
+from tests.engine.helpers import stub_email, write_folder
+from tests.store.conftest import make_pg_store
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+PROFILES = 5000
+STEPS = 3  # "Step" events per profile, each carrying its sequence number
+WORKERS = 4
+
+SEQ = """\
+journey: seq
+version: 1
+entry: {event: Step}
+re_entry: always
+steps:
+  - id: note
+    set_data: {seq: "{{ event.properties.seq }}"}
+"""
+COUNTDOWN = """\
+journey: countdown
+version: 1
+entry: {event: Countdown}
+steps:
+  - {id: pause, wait: 1s}
+  - id: ring
+    send: {channel: email, template: note}
+"""
+
+
+def _events() -> list[dict[str, Any]]:
+    """Interleaved: round by round, every profile's next event."""
+    raw: list[dict[str, Any]] = [{"type": "identify", "userId": f"u{n}",
+                                  "traits": {"email": f"u{n}@example.com"}}
+                                 for n in range(PROFILES)]
+    for step in range(STEPS):
+        raw += [{"type": "track", "userId": f"u{n}", "event": "Step",
+                 "properties": {"seq": step}} for n in range(PROFILES)]
+        if step == 0:
+            raw += [{"type": "track", "userId": f"u{n}", "event": "Countdown"}
+                    for n in range(PROFILES)]
+    now = datetime.now(UTC)
+    return [normalize(r, now=now, message_id=f"m{i}") for i, r in enumerate(raw)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Worker:
+    def __init__(self, folder: Path, url: str, tmp: Path, index: int,
+                 http_port: int | None = None) -> None:
+        self.args = [sys.executable, "-m", "engine", "worker", "--journeys", str(folder),
+                     "--db", url, "--sends", f"file:{tmp / f'sends{index}.jsonl'}",
+                     "--tick", "0.5", "--lease", "2", "--name", f"w{index}"]
+        if http_port is not None:
+            self.args += ["--http-port", str(http_port)]
+        self.log = tmp / f"worker{index}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "JOURNEYMAN_SECRET": TEST_SECRET}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=out, env=env)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def test_four_workers_one_killed_again_and_again_keep_order_and_exactly_once(
+        tmp_path: Path, pg_database: str) -> None:
+    make_pg_store(pg_database).close()  # emptied
+    folder = write_folder(tmp_path / "journeys", {"seq": SEQ, "countdown": COUNTDOWN},
+                          {"note": stub_email("note")})
+    store = SqlStore(pg_database)
+    events = _events()
+    workers = [Worker(folder, pg_database, tmp_path, i) for i in range(WORKERS)]
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
+    try:
+        for w in workers:
+            w.start()
+        fed = 0
+        next_kill = time.monotonic() + rng.uniform(1.0, 3.0)
+        deadline = time.monotonic() + 400
+        while True:
+            if fed < len(events):  # the API's path into the store, in batches
+                store.accept_events(events[fed:fed + 500], "site")
+                fed += 500
+            if time.monotonic() > next_kill:
+                victim = rng.choice(workers)
+                victim.kill()
+                victim.start()
+                next_kill = time.monotonic() + rng.uniform(1.0, 3.0)
+            counts = store.outbox_counts()
+            if fed >= len(events) and not store.inbox_counts() and \
+                    store.pending_timers() == 0 and counts.get("sent", 0) == PROFILES:
+                break
+            assert time.monotonic() < deadline, (store.inbox_counts(), store.pending_timers(),
+                                                 counts, workers[0].log.read_text()[-2000:])
+            time.sleep(0.2)
+    finally:
+        for w in workers:
+            w.stop()
+
+    try:
+        engine = create_engine(pg_database)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT profile_id, id, entry_event -> 'properties' ->> 'seq' AS seq "
+                "FROM enrollments WHERE journey = 'seq'")).all()
+            countdown = conn.execute(text(
+                "SELECT status, count(*) FROM enrollments WHERE journey = 'countdown' "
+                "GROUP BY status")).all()
+        engine.dispose()
+        # Exactly once and in order: the k-th entry of a profile (whose enrollment id is
+        # uuid5 of its occurrence k) was made by the event with sequence number k.
+        assert len(rows) == PROFILES * STEPS
+        by_profile = Counter(pid for pid, _, _ in rows)
+        assert set(by_profile.values()) == {STEPS}
+        out_of_order = [(pid, eid, seq) for pid, eid, seq in rows
+                        if enrollment_id("seq", 1, pid, int(seq)) != eid]
+        assert out_of_order == []
+        # every timer fired once: every countdown completed, one send queued each
+        assert dict(countdown) == {"completed": PROFILES}
+        records = store.outbox_records()
+        assert len(records) == PROFILES
+        assert len({r.entry.key for r in records}) == PROFILES
+        assert Counter(r.status for r in records) == {"sent": PROFILES}
+        assert store.failures() == []
+        assert [d for d in store.recorded_decisions() if d.what != "fired_late"] == []
+    finally:
+        store.close()
+
+
+def test_worker_metrics_parse_and_readyz_follows_the_database(
+        tmp_path: Path, pg_database: str) -> None:
+    make_pg_store(pg_database).close()
+    folder = write_folder(tmp_path / "journeys", {"countdown": COUNTDOWN},
+                          {"note": stub_email("note")})
+    port = _free_port()
+    worker = Worker(folder, pg_database, tmp_path, 0, http_port=port)
+    store = SqlStore(pg_database)
+    name = make_url(pg_database).database
+    admin = create_engine(make_url(pg_database).set(database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        worker.start()
+        _wait_for(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200)
+        assert httpx.get(f"{base}/readyz", timeout=5).json() == {"ready": True}
+        now = datetime.now(UTC)
+        store.accept_events([normalize({"type": "track", "userId": f"p{i}", "event": "Countdown"},
+                                       now=now, message_id=f"c{i}") for i in range(20)], "site")
+        _wait_for(lambda: store.outbox_counts().get("skipped", 0) == 20)  # no address: skipped
+
+        metrics = _scrape(f"{base}/metrics")
+        assert metrics[("journeyman_events_handled_total", ())] == 20
+        assert metrics[("journeyman_timers_fired_total", ())] == 20
+        assert metrics[("journeyman_sends_total", (("channel", "email"), ("outcome", "skipped")))
+                       ] == 20
+        assert metrics[("journeyman_outbox_rows", (("status", "skipped"),))] == 20
+        assert metrics[("journeyman_timers_pending", ())] == 0
+        assert metrics[("journeyman_journey_enrollments",
+                        (("journey", "countdown"), ("status", "completed")))] == 20
+        assert ("journeyman_batch_size_count", (("kind", "events"),)) in metrics
+        assert ("journeyman_handling_lag_seconds_count", ()) in metrics
+
+        with admin.connect() as conn:  # the database goes away...
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                         {"name": name})
+        down = httpx.get(f"{base}/readyz", timeout=10)
+        assert down.status_code == 503
+        assert down.json()["ready"] is False
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # still up
+        with admin.connect() as conn:  # ...and comes back
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        _wait_for(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        worker.stop()
+        store.close()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body = httpx.get(url, timeout=10).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def _wait_for(check: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check():
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
