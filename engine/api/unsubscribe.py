@@ -8,6 +8,7 @@ import html
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from engine.api import openapi
 from engine.api.ingest import Accept
 from engine.runtime.unsubscribe import UnsubscribeLinks
 
@@ -34,18 +35,28 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
                        "traits": {"consent": {channel: False}},
                        "context": {"source": "unsubscribe"}}], None, "unsubscribe")
 
-    @app.get("/u/{token}", include_in_schema=False)
+    def verified(token: str) -> tuple[str, str] | None:
+        # A genuine token is base64url and a dot: anything else (say /u/abc.%C3%A9) is
+        # not a link of ours, and must not reach the signature check (which takes ASCII).
+        if not token.isascii():
+            return None
+        return links.verify(token)
+
+    @app.get("/u/{token}", response_class=HTMLResponse,
+             **openapi.unsubscribe_route("The unsubscribe page of a link in an email"))
     async def unsubscribe_page(token: str) -> HTMLResponse:
-        found = links.verify(token)
+        found = verified(token)
         if found is None:
             return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
         form = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
                 'value="One-Click"><button type="submit">Unsubscribe</button></form>')
         return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?", form)
 
-    @app.post("/u/{token}", include_in_schema=False)
+    @app.post("/u/{token}", response_class=HTMLResponse,
+              **openapi.unsubscribe_route("Unsubscribe (the page's button, or RFC 8058 "
+                                          "one-click)"))
     async def unsubscribe_now(token: str) -> HTMLResponse:
-        found = links.verify(token)
+        found = verified(token)
         if found is None:
             return _page("Link not valid", "This unsubscribe link is not valid.", status=404)
         profile_id, channel = found

@@ -156,7 +156,7 @@ def test_a_bad_batch_stores_nothing(client: httpx.Client, server: Server) -> Non
     assert response.json()["reason"] == "batch[1]: an event needs a userId or an anonymousId"
     big = [{**good, "messageId": f"m{i}", "properties": {"x": "y" * 20_000}} for i in range(30)]
     response = client.post("/v1/batch", json={"batch": big})
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than 512000 bytes" in response.json()["reason"]
     assert server.store.pending_events() == []
 
