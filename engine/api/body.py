@@ -31,6 +31,7 @@ from starlette.requests import ClientDisconnect
 
 from engine.api.auth import ApiError
 
+MAX_BATCH_BYTES = 500 * 1024  # a request, as sent and once inflated (Segment's limit)
 ENCODINGS = ("gzip", "deflate")  # besides none ("identity")
 
 
@@ -166,4 +167,4 @@ def _finite(digits: str) -> float:
     return value
 
 
-__all__ = ["ENCODINGS", "Inflater", "parse_json", "read_body"]
+__all__ = ["ENCODINGS", "MAX_BATCH_BYTES", "Inflater", "parse_json", "read_body"]

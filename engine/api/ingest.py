@@ -28,12 +28,13 @@ from fastapi.responses import Response
 from engine import jsonfast
 from engine.api import openapi
 from engine.api.auth import ApiError, KeyCache, body_key, header_key
-from engine.api.body import parse_json, read_body
+from engine.api.body import MAX_BATCH_BYTES, parse_json, read_body
 from engine.core.times import iso
 from engine.ports import KeyInfo, Store
 from engine.runtime.events import (
     EVENT_TYPES,
     MAX_DEPTH,
+    MAX_EVENT_BYTES,
     BadEvent,
     check_values,
     instant,
@@ -41,8 +42,6 @@ from engine.runtime.events import (
     shown,
 )
 
-MAX_EVENT_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
 SUCCESS = b'{"success":true}'  # every accepted call's answer, encoded once
 
 Accept = Callable[[list[Any], Any, str], Awaitable[None]]

@@ -17,13 +17,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from engine.api.body import MAX_BATCH_BYTES
 from engine.runtime.events import (
-    BLANK_CHARACTERS,
     EVENT_TYPES,
     FIELDS,
     ID,
     ID_INT_RANGE,
     MAX_DEPTH,
+    MAX_EVENT_BYTES,
     MAX_ID_CHARS,
     NAME,
     OBJECT,
@@ -31,7 +32,7 @@ from engine.runtime.events import (
     YEARS,
 )
 
-MAX_EVENT_KB, MAX_REQUEST_KB = 32, 500  # engine.api.ingest's limits, in the words of the docs
+MAX_EVENT_KB, MAX_REQUEST_KB = MAX_EVENT_BYTES // 1024, MAX_BATCH_BYTES // 1024
 
 # --- answers -----------------------------------------------------------------------------
 
@@ -84,7 +85,7 @@ _ANSWERS: dict[int, str] = {
     401: "No key, or an unknown or revoked one.",
     403: "The key is known but may not do this (an admin key is needed).",
     404: "Not found.",
-    413: f"The body is larger than {MAX_REQUEST_KB} KB (500 * 1024 bytes), as sent or "
+    413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
          "once inflated. Nothing is stored; the connection is closed.",
 }
 
@@ -104,6 +105,9 @@ SECURITY_SCHEMES = {
 
 # --- request bodies ----------------------------------------------------------------------
 
+# The characters Python's str.strip() removes, which the server's "blank" means, as a
+# regular-expression class: Python's \s has \x1c-\x1f, ECMA's and Rust's do not.
+BLANK_CHARACTERS = "\\s\\x1c-\\x1f"
 NO_NUL = "^[^\\x00]*$"
 NOT_BLANK = f"^[^\\x00]*[^\\x00{BLANK_CHARACTERS}][^\\x00]*$"
 YEAR_WINDOW = "^(19|2[0-9])[0-9]{2}-"

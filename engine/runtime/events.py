@@ -26,12 +26,12 @@ from rules.errors import JourneymanError
 from rules.operators import timestamp as parse_iso
 
 EVENT_TYPES = ("track", "identify", "alias", "page", "screen", "group")
+MAX_EVENT_BYTES = 32 * 1024  # an event as JSON (Segment's limit)
 MAX_DEPTH = 64  # objects and arrays within an event, the event itself being level 1
 MAX_ID_CHARS = 255  # the id columns of the store (PostgreSQL enforces it)
-ID_INT_RANGE = (-(2**63), 2**63 - 1)  # integer ids: what every JSON library reads exactly
+ID_INT_RANGE = (-(2**63), 2**63 - 1)  # integer ids: signed 64-bit, as most JSON libraries
+# and databases read them
 YEARS = (1900, 2999)  # a timestamp's year as written; keeps all time arithmetic in range
-# The characters Python's str.strip() removes: a string made only of these is blank.
-BLANK_CHARACTERS = "\\s\\x1c-\\x1f"
 
 
 class BadEvent(JourneymanError):  # noqa: N818
@@ -78,7 +78,6 @@ FIELDS = (
     Field("sentAt", TIMESTAMP, "When the client sent the event (client clock): with it, "
           "timestamp = receivedAt - (sentAt - originalTimestamp)."),
 )
-FIELD_KINDS = {field.name: field.kind for field in FIELDS}
 
 
 def _check_field(name: str, kind: str, value: Any) -> None:
