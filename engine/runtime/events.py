@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from engine.core.times import iso
@@ -54,7 +55,7 @@ class Field:
     calls: tuple[str, ...] = EVENT_TYPES  # the calls it means something for
 
 
-FIELDS = (
+FIELDS: tuple[Field, ...] = (
     Field("userId", ID, "The user's id in your system. An event needs a userId or an "
           "anonymousId (a blank string counts as none)."),
     Field("anonymousId", ID, "An id for a visitor not known yet (a device or cookie id)."),
@@ -78,6 +79,7 @@ FIELDS = (
     Field("sentAt", TIMESTAMP, "When the client sent the event (client clock): with it, "
           "timestamp = receivedAt - (sentAt - originalTimestamp)."),
 )
+_FIELDS_OF = {call: {f.name: f.kind for f in FIELDS if call in f.calls} for call in EVENT_TYPES}
 
 
 def _check_field(name: str, kind: str, value: Any) -> None:
@@ -105,12 +107,25 @@ def _check_field(name: str, kind: str, value: Any) -> None:
 
 def instant(value: Any, name: str = "timestamp") -> datetime:
     """The aware UTC instant of an ISO 8601 timestamp whose year is within `YEARS`."""
-    parsed = parse_iso(value)
-    if parsed is None:
+    found = _instant(value) if isinstance(value, str | datetime) else None
+    if found is None:
         raise BadEvent(f"bad {name} {shown(value)}: use ISO 8601, like 2026-03-02T09:00:00Z")
-    if not YEARS[0] <= parsed.year <= YEARS[1]:
+    if isinstance(found, int):
         raise BadEvent(f"{name} {shown(value)} is out of range: the year must be between "
                        f"{YEARS[0]} and {YEARS[1]}")
+    return found
+
+
+@lru_cache(maxsize=4096)
+def _instant(value: str | datetime) -> datetime | int | None:
+    """The UTC instant, the year as written when it is out of range, or None. Cached: an
+    event's timestamp is read by the checks, the normalizing and the clock-skew
+    correction, and a batch's events often share their `sentAt`."""
+    parsed = parse_iso(value)
+    if parsed is None:
+        return None
+    if not YEARS[0] <= parsed.year <= YEARS[1]:
+        return parsed.year
     return parsed.astimezone(UTC)
 
 
@@ -127,14 +142,6 @@ def _id(value: Any) -> str | None:
     if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
         return str(value).strip()
     return None
-
-
-def profile_key(raw: Mapping[str, Any]) -> str:
-    for name in ("userId", "anonymousId"):
-        found = _id(raw.get(name))
-        if found is not None:
-            return found
-    raise BadEvent("an event needs a userId or an anonymousId")
 
 
 # --- the values ------------------------------------------------------------------------
@@ -192,13 +199,16 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
     kind = raw.get("type", "track")
     if kind not in EVENT_TYPES:
         raise BadEvent(f"unknown event type {shown(kind)}: use one of {', '.join(EVENT_TYPES)}")
-    for field in FIELDS:
-        if kind in field.calls:
-            _check_field(field.name, field.kind, raw.get(field.name))
+    checks = _FIELDS_OF[kind]
+    for field, value in raw.items():  # the fields it has, usually fewer than it may have
+        if value is not None and field in checks:
+            _check_field(field, checks[field], value)
     context = raw.get("context")
     if isinstance(context, Mapping):
         _check_field("context.traits", OBJECT, context.get("traits"))
-    profile_key(raw)
+    user, anonymous = _id(raw.get("userId")), _id(raw.get("anonymousId"))
+    if user is None and anonymous is None:
+        raise BadEvent("an event needs a userId or an anonymousId")
     name = raw.get("event")
     if kind == "track":
         if not isinstance(name, str) or not name.strip():
@@ -215,8 +225,8 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
         "event": name,
         # ids as identity resolution reads them (stripped text, a blank one is none), so
         # the inbox queues the event for the same profile it is then resolved to
-        "userId": _id(raw.get("userId")),
-        "anonymousId": _id(raw.get("anonymousId")),
+        "userId": user,
+        "anonymousId": anonymous,
         "previousId": _id(raw.get("previousId")),
         "properties": dict(raw.get("properties") or {}),
         "traits": traits,
