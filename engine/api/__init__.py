@@ -1,6 +1,7 @@
-"""The HTTP API (FastAPI): Segment-compatible ingest (`ingest.py`), who is calling
-(`auth.py`), admin endpoints (`admin.py`), the unsubscribe pages (`unsubscribe.py`),
-assembled by `create_app` (`app.py`)."""
+"""The HTTP API (FastAPI): Segment-compatible ingest (`ingest.py`), hostile request
+bodies read under caps (`body.py`), who is calling (`auth.py`), admin endpoints
+(`admin.py`), the unsubscribe pages (`unsubscribe.py`), the OpenAPI document
+(`openapi.py`), assembled by `create_app` (`app.py`)."""
 
 from engine.api.app import create_app
 from engine.api.auth import ApiError, KeyCache

@@ -1,5 +1,8 @@
 """`create_app`: the HTTP API over a store (Segment ingest, admin endpoints, the
-unsubscribe pages, `/health`). `now` and `new_id` are the edge's clock and ids."""
+unsubscribe pages, `/health`). `now` and `new_id` are the edge's clock and ids.
+
+Every error is `{"success": false, "reason": ...}` with a 4xx: our own (`ApiError`) and
+the router's (an unknown path is 404, a wrong method 405)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
+from engine.api import openapi
 from engine.api.admin import ProfileView, add_admin_routes
 from engine.api.auth import ApiError
 from engine.api.ingest import add_ingest_routes
@@ -27,11 +33,26 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     """`on_accepted` is called after events were stored (the service wakes its event
     loop with it); `ready` and `metrics` back `/readyz` and `/metrics`."""
     app = FastAPI(title="journeyman event API", version="1",
-                  description="Segment-compatible tracking API of journeyman.")
+                  description="Segment-compatible tracking API of journeyman. Every error "
+                              "answer is `{\"success\": false, \"reason\": \"...\"}`.")
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"success": False, "reason": exc.reason}, status_code=exc.status)
+        # An error raised before the body was read to its end closes the connection, so
+        # the server does not go on reading (and dropping) what the client still sends.
+        headers = {"Connection": "close"} if exc.close else None
+        return JSONResponse({"success": False, "reason": exc.reason}, status_code=exc.status,
+                            headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = exc.headers
+        if exc.status_code == 405:
+            # The router names the methods of the first route that matched the path;
+            # a path served by several routes (GET and POST /u/{token}) has them all.
+            headers = {**(headers or {}), "Allow": ", ".join(_methods(app, request))}
+        return JSONResponse({"success": False, "reason": str(exc.detail)},
+                            status_code=exc.status_code, headers=headers)
 
     accept = add_ingest_routes(app, store, now, new_id, on_accepted=on_accepted,
                                metrics=metrics)
@@ -40,8 +61,18 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept, store, now)
 
-    @app.get("/health", include_in_schema=False)
+    @app.get("/health", summary="Is the API up", response_model=openapi.Health)
     async def health() -> dict[str, bool]:
         return {"ok": True}
 
+    openapi.install(app)
     return app
+
+
+def _methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of `app` serves at the request's path."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)

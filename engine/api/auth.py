@@ -16,27 +16,35 @@ from rules.errors import JourneymanError
 
 
 class ApiError(JourneymanError):
-    """Answer the request with `status` and `{"success": false, "reason": ...}`."""
+    """Answer the request with `status` and `{"success": false, "reason": ...}`.
+    `close`: the body was not read to its end, so the connection is closed after the
+    answer (rather than reading and dropping whatever the client still sends)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, close: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.close = close
 
 
-def write_key(request: Request, body: Any) -> str | None:
+def header_key(request: Request) -> str | None:
+    """The key in the Authorization header: HTTP Basic's user name or a Bearer token."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
             user = base64.b64decode(header[6:]).decode().split(":", 1)[0]
         except (binascii.Error, UnicodeDecodeError):
-            raise ApiError(401, "malformed Authorization header") from None
-        if user:
-            return user
+            raise ApiError(401, "malformed Authorization header", close=True) from None
+        return user or None
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
+    return None
+
+
+def body_key(body: Any) -> str | None:
+    """`writeKey` in the body, as Segment's browser and mobile clients send it."""
     if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
-        return str(body["writeKey"])
+        return str(body["writeKey"]) or None
     return None
 
 
@@ -66,7 +74,7 @@ class KeyCache:
 
 def require_admin(request: Request, store: KeyStore) -> KeyInfo:
     """The admin key of the request, or a 401/403."""
-    key = write_key(request, None)
+    key = header_key(request)
     info = store.check_key(key) if key else None
     if info is None:
         raise ApiError(401, "missing or unknown key")

@@ -2,52 +2,50 @@
 RudderStack clients work unchanged (point their host at us, keep the write key).
 
 POST /v1/{track,identify,alias,page,screen,group,batch} (and /v1/t, /v1/i, ...), auth by
-HTTP Basic with the write key as user name or `writeKey` in the body, gzip bodies,
-Segment's limits (32 KB per event, 500 KB per batch: 400 and nothing stored), dedupe on
-`messageId`, clock-skew correction from `sentAt`. Thin: validation here, storage in the
-store, processing in the worker.
+HTTP Basic with the write key as user name, a Bearer token or `writeKey` in the body,
+gzip/deflate bodies, Segment's limits (500 KB per request, after inflating: 413; 32 KB
+per event: 400), dedupe on `messageId`, clock-skew correction from `sentAt`. Thin:
+validation here, storage in the store, processing in the worker.
+
+Hostile bodies cost little: a key in the Authorization header is checked before the
+body is read, and the body is read, inflated and parsed under caps (`body.py`). Every
+event of a request is checked (`engine.runtime.events`) before any is stored, so a
+request is stored whole or not at all.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from engine import jsonfast
-from engine.api.auth import ApiError, KeyCache, write_key
-from engine.core.times import iso, parse_timestamp
+from engine.api import openapi
+from engine.api.auth import ApiError, KeyCache, body_key, header_key
+from engine.api.body import MAX_BATCH_BYTES, parse_json, read_body
+from engine.core.times import iso
 from engine.ports import KeyInfo, Store
-from engine.runtime.events import EVENT_TYPES, BadEvent, normalize
+from engine.runtime.events import (
+    EVENT_TYPES,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    BadEvent,
+    check_values,
+    instant,
+    normalize,
+    shown,
+)
 from engine.runtime.metrics import Metrics
 
-MAX_EVENT_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
 SUCCESS = b'{"success":true}'  # every accepted call's answer, encoded once
 
 Accept = Callable[[list[Any], Any, str], Awaitable[None]]
-
-
-def _body(raw: bytes, encoding: str | None) -> Any:
-    if encoding and encoding.lower() in ("gzip", "deflate"):
-        try:
-            raw = gzip.decompress(raw) if encoding.lower() == "gzip" else zlib.decompress(raw)
-        except (OSError, zlib.error, EOFError):
-            raise ApiError(400, f"body is not valid {encoding.lower()}") from None
-        if len(raw) > MAX_BATCH_BYTES:
-            raise ApiError(400, f"batch larger than {MAX_BATCH_BYTES} bytes")
-    try:
-        return jsonfast.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +54,15 @@ class Receipt:
 
     received: datetime
     received_iso: str
-    sent_at: Any
     sent: datetime | None
 
     @classmethod
     def of(cls, received: datetime, sent_at: Any) -> Receipt:
-        return cls(received, iso(received), sent_at, parse_timestamp(sent_at))
+        try:
+            sent = instant(sent_at, "sentAt") if sent_at is not None else None
+        except BadEvent as exc:
+            raise ApiError(400, str(exc)) from None
+        return cls(received, iso(received), sent)
 
 
 def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -> None:
@@ -69,16 +70,43 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -
 
     The client's clock may be wrong; `sentAt - originalTimestamp` (both client clock) is
     how long ago the event happened, which we subtract from our own receive time.
+    `normalize` has checked both timestamps (years 1900-2999), so the difference is
+    bounded; a result past the calendar is still refused rather than raised.
     """
     own = raw.get("sentAt")
-    sent = parse_timestamp(own) if own else receipt.sent
+    sent = instant(own, "sentAt") if own is not None else receipt.sent
     if sent is not None:
-        original = parse_timestamp(raw.get("originalTimestamp") or raw.get("timestamp"))
-        if original is not None:
-            event["timestamp"] = iso(receipt.received - (sent - original))
+        stamp = raw.get("originalTimestamp") or raw.get("timestamp")
+        if stamp is not None:
+            original = instant(stamp, "originalTimestamp" if raw.get("originalTimestamp")
+                               else "timestamp")
+            try:
+                event["timestamp"] = iso(receipt.received - (sent - original))
+            except OverflowError:
+                raise BadEvent("timestamp and sentAt are too far apart to correct the "
+                               "client's clock by them") from None
             event["originalTimestamp"] = iso(original)
         event["sentAt"] = iso(sent)
     event["receivedAt"] = receipt.received_iso
+
+
+def checked_size(item: dict[str, Any]) -> int:
+    """The encoded size of an event, once its values pass `check_values`.
+
+    The walk over every value costs more than the encoding, so it runs only when the
+    encoded bytes cannot vouch for the event: orjson could not encode it (nesting
+    deeper than 255, an integer beyond 64 bits), it holds more brackets than
+    `MAX_DEPTH` (so it might nest that deep) or an escaped NUL. (Non-finite numbers and
+    lone surrogates never get this far: `parse_json` refuses them.)
+    """
+    try:
+        encoded = orjson.dumps(item)
+    except TypeError:
+        check_values(item)
+        return len(jsonfast.dumps_bytes(item))
+    if encoded.count(b"{") + encoded.count(b"[") > MAX_DEPTH or b"\\u0000" in encoded:
+        check_values(item)
+    return len(encoded)
 
 
 def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
@@ -90,15 +118,24 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
     keys = KeyCache(store)
 
     async def read(request: Request) -> tuple[Any, KeyInfo]:
-        raw = await request.body()
-        limit = MAX_BATCH_BYTES
-        if len(raw) > limit:
-            raise ApiError(400, f"body larger than {limit} bytes")
-        body = _body(raw, request.headers.get("content-encoding"))
-        key = write_key(request, body)
-        info = keys.check(key) if key else None
+        """The parsed body and the caller's key. A key in the header is checked before
+        the body is read; one only in the body (`writeKey`), right after parsing."""
+        info = None
+        key = header_key(request)
+        if key is not None:
+            info = keys.check(key)
+            if info is None:
+                raise ApiError(401, "missing or unknown write key", close=True)
+        body = parse_json(await read_body(request, MAX_BATCH_BYTES))
         if info is None:
-            raise ApiError(401, "missing or unknown write key")
+            key = body_key(body)
+            info = keys.check(key) if key else None
+            if info is None:
+                raise ApiError(401, "missing or unknown write key")
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        if body.get("writeKey") is not None and not isinstance(body["writeKey"], str):
+            raise ApiError(400, "'writeKey' must be a string")
         return body, info
 
     async def accept(items: list[Any], sent_at: Any, source: str) -> None:
@@ -109,14 +146,14 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
             where = f"batch[{index}]: " if len(items) > 1 or sent_at is not None else ""
             if not isinstance(item, dict):
                 raise ApiError(400, f"{where}an event must be a JSON object")
-            size = len(jsonfast.dumps_bytes(item))
-            if size > MAX_EVENT_BYTES:
-                raise ApiError(400, f"{where}event larger than {MAX_EVENT_BYTES} bytes ({size})")
             try:
+                size = checked_size(item)
+                if size > MAX_EVENT_BYTES:
+                    raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
                 event = normalize(item, now=received, message_id=new_id)
+                correct_skew(event, item, receipt)
             except BadEvent as exc:
                 raise ApiError(400, f"{where}{exc}") from None
-            correct_skew(event, item, receipt)
             events.append(event)
         # All or nothing, one transaction; in a worker thread, so a busy database does
         # not stall the event loop and the requests of other clients.
@@ -128,28 +165,24 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
 
     async def single(request: Request, kind: str) -> Response:
         body, info = await read(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, "body must be a JSON object")
-        body = {**body, "type": kind}
-        await accept([body], None, info.name)
+        await accept([{**body, "type": kind}], None, info.name)
         return Response(SUCCESS, media_type="application/json")
 
     for kind in EVENT_TYPES:
         for path in (f"/v1/{kind}", f"/v1/{kind[0]}"):
             app.add_api_route(path, _bind(single, kind), methods=["POST"],
-                              name=f"{kind}{'_short' if len(path) < 6 else ''}",
-                              summary=f"Segment {kind} call")
+                              **openapi.ingest_route(kind, short=len(path) < 6))
 
-    @app.post("/v1/batch", summary="Segment batch call")
-    @app.post("/v1/b", include_in_schema=False)
+    @app.post("/v1/batch", **openapi.ingest_route("batch"))
+    @app.post("/v1/b", **openapi.ingest_route("batch", short=True))
     async def batch(request: Request) -> Response:
         body, info = await read(request)
-        if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+        if not isinstance(body.get("batch"), list):
             raise ApiError(400, "a batch body is {\"batch\": [events...]}")
         items = body["batch"]
         for index, item in enumerate(items):
             if isinstance(item, dict) and item.get("type", "track") not in EVENT_TYPES:
-                raise ApiError(400, f"batch[{index}]: unknown event type {item.get('type')!r}")
+                raise ApiError(400, f"batch[{index}]: unknown event type {shown(item.get('type'))}")
         await accept(items, body.get("sentAt"), info.name)
         return Response(SUCCESS, media_type="application/json")
 

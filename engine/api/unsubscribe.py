@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
+from engine.api import openapi
 from engine.api.ingest import Accept
 from engine.ports import IdentityStore
 from engine.runtime.identity import person_of, profile_of_person
@@ -54,18 +55,28 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
     """`GET /u/{token}` shows a page with a button; `POST /u/{token}` (the button, or a
     mail client's RFC 8058 one-click POST) unsubscribes. No login: the token is signed."""
 
-    @app.get("/u/{token}", include_in_schema=False)
+    def verified(token: str) -> tuple[Person, str] | None:
+        # A genuine token is base64url and a dot: anything else (say /u/abc.%C3%A9) is
+        # not a link of ours, and must not reach the signature check (which takes ASCII).
+        if not token.isascii():
+            return None
+        return links.verify(token, now())
+
+    @app.get("/u/{token}", response_class=HTMLResponse,
+             **openapi.unsubscribe_route("The unsubscribe page of a link in an email"))
     async def unsubscribe_page(token: str) -> HTMLResponse:
-        found = links.verify(token, now())
+        found = verified(token)
         if found is None:
             return _not_valid()
         form = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
                 'value="One-Click"><button type="submit">Unsubscribe</button></form>')
         return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?", form)
 
-    @app.post("/u/{token}", include_in_schema=False)
+    @app.post("/u/{token}", response_class=HTMLResponse,
+              **openapi.unsubscribe_route("Unsubscribe (the page's button, or RFC 8058 "
+                                          "one-click)"))
     async def unsubscribe_now(token: str) -> HTMLResponse:
-        found = links.verify(token, now())
+        found = verified(token)
         if found is None:
             return _not_valid()
         person, channel = found

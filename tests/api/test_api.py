@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from engine.api import create_app
+from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.testing import InMemoryStore, SequentialIds
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -28,11 +29,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, unsubscribe: UnsubscribeLinks | None = None) -> None:
         self.store = store
         self.port = free_port()
         app = create_app(store, lambda: NOW, new_id=SequentialIds("srv").new_id,
-                         profiles=lambda uid: {"id": uid} if uid == "known" else None)
+                         profiles=lambda uid: {"id": uid} if uid == "known" else None,
+                         unsubscribe=unsubscribe)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="off")
         self.server = uvicorn.Server(config)
@@ -156,7 +158,7 @@ def test_a_bad_batch_stores_nothing(client: httpx.Client, server: Server) -> Non
     assert response.json()["reason"] == "batch[1]: an event needs a userId or an anonymousId"
     big = [{**good, "messageId": f"m{i}", "properties": {"x": "y" * 20_000}} for i in range(30)]
     response = client.post("/v1/batch", json={"batch": big})
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than 512000 bytes" in response.json()["reason"]
     assert server.store.pending_events() == []
 

@@ -1,0 +1,271 @@
+"""The OpenAPI document (`/openapi.json`): what every endpoint takes and every answer it
+can give, so that schema-driven tools and generated clients work.
+
+The routes read their bodies themselves (hostile input is checked under caps before it is
+parsed, `body.py`), so FastAPI sees no body parameters: the request bodies are described
+here, as JSON Schema built from the one table of event fields the server validates with
+(`engine.runtime.events.FIELDS`), and added to the document's components by `install`.
+What JSON Schema cannot say (a request of at most 500 KB, an event of at most 32 KB,
+nesting at most 64 deep, finite numbers) is in the descriptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+
+from engine.api.body import MAX_BATCH_BYTES
+from engine.runtime.events import (
+    EVENT_TYPES,
+    FIELDS,
+    ID,
+    ID_INT_RANGE,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_ID_CHARS,
+    NAME,
+    OBJECT,
+    TIMESTAMP,
+    YEARS,
+)
+
+MAX_EVENT_KB, MAX_REQUEST_KB = MAX_EVENT_BYTES // 1024, MAX_BATCH_BYTES // 1024
+
+# --- answers -----------------------------------------------------------------------------
+
+
+class Success(BaseModel):
+    """Every accepted call's answer."""
+
+    success: Literal[True] = True
+
+
+class Failure(BaseModel):
+    """Every error's answer: nothing of the request was stored."""
+
+    success: Literal[False] = False
+    reason: str = Field(description="What is wrong, in words meant for the developer.")
+
+
+class Identity(BaseModel):
+    kind: str = Field(description="user_id, anonymous_id, or a trait named by --identify-by")
+    value: str
+
+
+class EnrollmentView(BaseModel):
+    journey: str
+    version: int
+    step: str
+    status: str
+    entered_at: str = Field(description="ISO 8601, UTC")
+    exit_reason: str | None
+
+
+class ProfileView(BaseModel):
+    """A profile as the admin endpoint shows it."""
+
+    id: str
+    traits: dict[str, Any]
+    computed: dict[str, Any] = Field(description="computed traits (orders_count, rfm_*, ...)")
+    identities: list[Identity]
+    enrollments: list[EnrollmentView]
+
+
+class Health(BaseModel):
+    ok: Literal[True] = True
+
+
+_ANSWERS: dict[int, str] = {
+    400: "Malformed: not JSON (or not gzip/deflate as declared), nested too deeply, a "
+         "number that is not finite, a lone surrogate, or an event that breaks a rule "
+         "(the reason says which). Nothing of the request is stored.",
+    401: "No key, or an unknown or revoked one.",
+    403: "The key is known but may not do this (an admin key is needed).",
+    404: "Not found.",
+    413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
+         "once inflated. Nothing is stored; the connection is closed.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Failure, "description": _ANSWERS[code]} for code in codes}
+
+
+SECURITY: list[dict[str, list[str]]] = [{"keyAsBasicUser": []}, {"keyAsBearer": []}]
+SECURITY_SCHEMES = {
+    "keyAsBasicUser": {"type": "http", "scheme": "basic",
+                       "description": "HTTP Basic with the key as the user name and an "
+                                      "empty password (what Segment's libraries send)."},
+    "keyAsBearer": {"type": "http", "scheme": "bearer",
+                    "description": "The key as a Bearer token."},
+}
+
+# --- request bodies ----------------------------------------------------------------------
+
+# The characters Python's str.strip() removes, which the server's "blank" means, as a
+# regular-expression class: Python's \s has \x1c-\x1f, ECMA's and Rust's do not.
+BLANK_CHARACTERS = "\\s\\x1c-\\x1f"
+NO_NUL = "^[^\\x00]*$"
+NOT_BLANK = f"^[^\\x00]*[^\\x00{BLANK_CHARACTERS}][^\\x00]*$"
+YEAR_WINDOW = "^(19|2[0-9])[0-9]{2}-"
+assert YEARS == (1900, 2999), "YEAR_WINDOW spells the years out"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_INTEGER_ID = {"type": "integer", "minimum": ID_INT_RANGE[0], "maximum": ID_INT_RANGE[1]}
+_VALUES: dict[str, dict[str, Any]] = {
+    "JsonValue": {
+        "description": "Any JSON value whose strings hold no NUL character and no lone "
+                       f"surrogate, whose numbers are finite, nested at most {MAX_DEPTH} "
+                       "deep in its event.",
+        "anyOf": [{"type": "string", "pattern": NO_NUL}, {"type": "number"},
+                  {"type": "boolean"}, {"type": "null"},
+                  {"type": "array", "items": _ref("JsonValue")}, _ref("JsonObject")]},
+    "JsonObject": {"type": "object", "additionalProperties": _ref("JsonValue"),
+                   "propertyNames": {"pattern": NO_NUL}},
+    ID: {"description": f"A string of at most {MAX_ID_CHARS} characters (a blank one "
+                        "counts as none) or a 64-bit integer.",
+         "anyOf": [{"type": "string", "maxLength": MAX_ID_CHARS, "pattern": NO_NUL},
+                   _INTEGER_ID, {"type": "null"}]},
+    "KnownId": {"anyOf": [{"type": "string", "maxLength": MAX_ID_CHARS, "pattern": NOT_BLANK},
+                          _INTEGER_ID]},
+    NAME: {"anyOf": [{"type": "string", "pattern": NO_NUL}, {"type": "null"}]},
+    OBJECT: {"anyOf": [_ref("JsonObject"), {"type": "null"}]},  # ObjectOrNull
+    TIMESTAMP: {"description": f"ISO 8601 (RFC 3339) date and time, the year as written "
+                               f"{YEARS[0]}-{YEARS[1]}; without an offset it is UTC.",
+                "anyOf": [{"type": "string", "format": "date-time", "pattern": YEAR_WINDOW},
+                          {"type": "null"}]},
+    "Context": {"anyOf": [{"type": "object", "additionalProperties": _ref("JsonValue"),
+                           "propertyNames": {"pattern": NO_NUL},
+                           "properties": {"traits": _ref("ObjectOrNull")}},
+                          {"type": "null"}]},
+}
+_SCHEMA_NAMES = {ID: "Id", NAME: "NameOrNull", OBJECT: "ObjectOrNull", TIMESTAMP: "Timestamp"}
+
+
+def _value_ref(kind: str) -> dict[str, str]:
+    return _ref(_SCHEMA_NAMES.get(kind, kind))
+
+
+def _event(kind: str, *, in_batch: bool) -> dict[str, Any]:
+    """The JSON Schema of one `kind` call's body (or of one event in a batch)."""
+    properties: dict[str, Any] = {}
+    for field in FIELDS:
+        if kind in field.calls:
+            schema = _ref("Context") if field.name == "context" else _value_ref(field.kind)
+            properties[field.name] = {**schema, "description": field.about}
+    required: list[str] = []
+    if kind == "track":
+        properties["event"] = {**{"type": "string", "pattern": NOT_BLANK},
+                               "description": properties["event"]["description"]}
+        required.append("event")
+    if in_batch:
+        properties["type"] = {"const": kind, "description": "The call (default: track)."}
+        if kind != "track":
+            required.append("type")
+    else:
+        properties["writeKey"] = {"type": ["string", "null"], "pattern": NO_NUL,
+                                  "description": "The write key, when it is not in the "
+                                                 "Authorization header."}
+    return {
+        "type": "object",
+        "description": f"A Segment {kind} call. At most {MAX_EVENT_KB} KB as JSON. Other "
+                       "fields are allowed (and not used).",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": _ref("JsonValue"),
+        "propertyNames": {"pattern": NO_NUL},
+        "anyOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
+                  for name in ("userId", "anonymousId")],
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    schemas = {_SCHEMA_NAMES.get(name, name): schema for name, schema in _VALUES.items()}
+    for kind in EVENT_TYPES:
+        schemas[f"{kind.capitalize()}Call"] = _event(kind, in_batch=False)
+        schemas[f"{kind.capitalize()}InBatch"] = _event(kind, in_batch=True)
+    schemas["BatchCall"] = {
+        "type": "object",
+        "description": f"Many calls in one request of at most {MAX_REQUEST_KB} KB; all of "
+                       "them are stored, or none.",
+        "properties": {
+            "batch": {"type": "array",
+                      "items": {"anyOf": [_ref(f"{k.capitalize()}InBatch") for k in EVENT_TYPES]}},
+            "sentAt": {**_ref("Timestamp"), "description": "When the client sent the batch "
+                                                             "(client clock), for every event "
+                                                             "without its own."},
+            "writeKey": {"type": ["string", "null"],
+                         "description": "The write key, when it is not in the Authorization "
+                                        "header."},
+        },
+        "required": ["batch"],
+    }
+    return schemas
+
+
+def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
+    """The keyword arguments that describe one ingest route to FastAPI (`short`: the
+    short path, /v1/t for /v1/track, as Segment has them)."""
+    schema = f"{kind.capitalize()}Call"
+    return {
+        "operation_id": f"{kind}_short" if short else kind,
+        "summary": f"Segment {kind} call{f' (short for /v1/{kind})' if short else ''}",
+        "description": (f"Segment-compatible `{kind}`. The body may be gzip or deflate "
+                        f"(Content-Encoding); at most {MAX_REQUEST_KB} KB as sent and once "
+                        "inflated. The key: HTTP Basic user name, Bearer token, or `writeKey` "
+                        "in the body."),
+        "responses": {200: {"model": Success, "description": "Accepted (or a duplicate "
+                                                             "messageId, ignored)."},
+                      **_errors(400, 401, 413)},
+        "openapi_extra": {
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref(schema)}}},
+            "security": SECURITY,
+        },
+    }
+
+
+def admin_route() -> dict[str, Any]:
+    return {"responses": {200: {"model": ProfileView, "description": "The profile."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
+
+
+def unsubscribe_route(action: str) -> dict[str, Any]:
+    return {"summary": action,
+            "responses": {200: {"description": "The page.", "content": HTML_PAGE},
+                          404: {"description": "The link is not valid: a page that says so.",
+                                "content": HTML_PAGE}}}
+
+
+def install(app: FastAPI) -> None:
+    """Make `app.openapi()` return the document with the request bodies, the security
+    schemes, and no 422 answer (no route of ours validates with FastAPI)."""
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version,
+                              description=app.description, routes=app.routes)
+            components = doc.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            schemas.update(_schemas())
+            components["securitySchemes"] = SECURITY_SCHEMES
+            for operations in doc["paths"].values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
