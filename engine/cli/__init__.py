@@ -7,6 +7,7 @@ Commands by audience, one module each:
 | `authoring.py` | `validate`, `graph`, `preview`, `simulate`, `version` |
 | `running.py` | `serve`, `worker`, `demo` |
 | `admin.py` | `keys`, `outbox`, `decisions` |
+| `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, running
+from engine.cli import admin, authoring, qa, running
 
 app = typer.Typer(
     name="journeyman",
@@ -31,6 +32,8 @@ for command in (authoring.validate, authoring.graph, authoring.simulate, authori
                 authoring.version, admin.outbox, admin.decisions, running.serve, running.demo,
                 running.worker):
     app.command()(command)
+app.command("test")(qa.run_tests)
+app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 
 __all__ = ["app"]
