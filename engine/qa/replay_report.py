@@ -107,11 +107,11 @@ def build_report(eng: InMemoryEngine, library: Library, *, events: int, first: d
             counts.active += 1
         if enrollment.exit_reason:
             counts.exit_reasons[enrollment.exit_reason] += 1
-        for step, visits in enrollment.visits.items():
-            if step in counts.steps:
-                counts.steps[step].entered += visits
-        for step, variant in enrollment.variants.items():
-            cell = counts.variants.setdefault(step, {}).setdefault(
+        for step_id, visits in enrollment.visits.items():
+            if step_id in counts.steps:
+                counts.steps[step_id].entered += visits
+        for split_id, variant in enrollment.variants.items():
+            cell = counts.variants.setdefault(split_id, {}).setdefault(
                 variant, {"entered": 0, "goals": 0})
             cell["entered"] += 1
             cell["goals"] += enrollment.goal_reached_at is not None

@@ -27,7 +27,7 @@ Line = list[Piece]
 LABELS = {"event": ("", "dim"), "ok": ("ok", "green"), "missing": ("MISSING", "bold red"),
           "unexpected": ("UNEXPECTED", "bold red"), "differs": ("DIFFERS", "bold yellow"),
           "order": ("ORDER", "bold yellow"), "context": ("", "dim")}
-WIDTH = 10  # the label column
+WIDTH = 12  # the label column
 NOUNS = {"messages": "message", "exits": "exit", "skipped": "skipped", "deferred": "deferred",
          "event": ""}
 MEANING = {"missing": "expected, did not happen", "unexpected": "happened, not expected",

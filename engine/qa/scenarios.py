@@ -240,17 +240,15 @@ def _match_kind(kind: ExpectKind, exact: bool, expected: list[Expected],
 
 
 def _near(item: Expected, rec: Mapping[str, Any]) -> bool:
-    """The record `item` was most likely meant for: same user, and the same step (else
-    template, else journey) when the expectation names one."""
+    """The record `item` was most likely meant for: the same user (and journey, when it
+    names one), and the same step, template or time, whichever it names."""
     fields = item.fields
     if rec["user"] != fields["user"]:
         return False
     if "journey" in fields and rec.get("journey") != fields["journey"]:
         return False
-    for key in ("step", "template"):
-        if key in fields:
-            return bool(rec.get(key) == fields[key])
-    return True
+    keys = [k for k in ("step", "template", "at") if k in fields]
+    return not keys or any(_same(fields[k], rec.get(k)) for k in keys)
 
 
 def _distance(item: Expected, rec: Mapping[str, Any]) -> tuple[int, float]:
