@@ -102,6 +102,9 @@ EngineFactory = Callable[..., "InMemoryEngine"]
 def journeyman_engine() -> EngineFactory:
     """A factory: `journeyman_engine(journeys_folder, start=None, only=None,
     backend="durable")` returns an `engine.testing.InMemoryEngine` on a fake clock."""
+    # Import the engine now, while the test (and any freeze_time around it) has not
+    # started: modules first imported under freezegun would see its FakeDatetime.
+    import engine.qa.scenarios  # noqa: F401
 
     def make(journeys: str | Path, start: datetime | str | None = None, *,
              only: list[str] | None = None, backend: str = "durable") -> InMemoryEngine:

@@ -15,9 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.store import SqlStore
 from engine.runtime.events import normalize
-from tests.conftest import LIBRARY
+from engine.store import SqlStore
 
 runner = CliRunner()
 YEAR = datetime(2026, 1, 1, 10, tzinfo=UTC)  # 10:00 UTC: daytime in Madrid all year
