@@ -26,7 +26,7 @@ from engine.runtime.events import BadEvent
 from rules.errors import JourneymanError
 
 Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
-PROGRESS_EVERY = 500
+PROGRESS_EVERY = 100
 
 
 class ReplayError(JourneymanError):

@@ -33,6 +33,7 @@ from journeys.library import bundled_library
 from journeys.loaded import Library
 from journeys.loader import POLICY_FILE, load_path, load_policy
 from journeys.model import Policy
+from rules.errors import JourneymanError
 
 IDLE_HORIZON = timedelta(days=400)  # run_until_idle's limit when a scenario has no `until`
 
@@ -329,18 +330,23 @@ def _profile_mismatches(eng: InMemoryEngine, user: str, spec: ProfileSpec,
 def run_scenario(scenario: Scenario, library: Library, *, backend: str = "durable"
                  ) -> ScenarioResult:
     clock_start = time.perf_counter()
-    eng = engine_for(library, scenario.start, scenario.only, backend)
-    for event in scenario.events:
-        try:
-            eng.post(event.event)
-        except BadEvent as exc:
-            result = ScenarioResult(scenario.file, scenario.title)
-            result.problems = [Problem(scenario.file, event.line, 1, str(exc))]
-            return result
-    if scenario.until is not None:
-        eng.advance_to(scenario.until)
-    else:
-        eng.run_until_idle(IDLE_HORIZON)
+    try:
+        eng = engine_for(library, scenario.start, scenario.only, backend)
+        for event in scenario.events:
+            try:
+                eng.post(event.event)
+            except BadEvent as exc:
+                result = ScenarioResult(scenario.file, scenario.title)
+                result.problems = [Problem(scenario.file, event.line, 1, str(exc))]
+                return result
+        if scenario.until is not None:
+            eng.advance_to(scenario.until)
+        else:
+            eng.run_until_idle(IDLE_HORIZON)
+    except JourneymanError as exc:  # the journeys cannot run it (a loop, a bad condition)
+        result = ScenarioResult(scenario.file, scenario.title)
+        result.error = f"the journeys failed to run this scenario: {exc}"
+        return result
     result = compare(scenario, eng)
     result.seconds = time.perf_counter() - clock_start
     result.start, result.ended = scenario.start, eng.now
