@@ -32,8 +32,9 @@ EVENT_KINDS = ("track", "identify", "alias", "page")
 class InvalidScenario(JourneymanError):  # noqa: N818 - reads like InvalidJourney
     """A scenario file does not validate; `problems` lists every problem found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], title: str | None = None) -> None:
         self.problems = sorted(set(problems))
+        self.title = title  # the scenario's own words, when the file got that far
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -442,6 +443,15 @@ def load_scenario(path: Path, library_loader: Any = None, display: str | None = 
     """Read and check one scenario file with its journeys (loaded by `library_loader`,
     a callable taking the folder and returning a Library, so callers can cache them)."""
     spec, source = read_spec(path, display)
+    try:
+        return _checked(spec, source, path, library_loader)
+    except InvalidScenario as exc:
+        exc.title = spec.scenario
+        raise
+
+
+def _checked(spec: ScenarioSpec, source: Source, path: Path, library_loader: Any
+             ) -> tuple[Scenario, Library]:
     checker = _Checker(spec, source, path.parent)
     folder = checker.journeys_folder()
     start = checker.start()
@@ -455,6 +465,11 @@ def load_scenario(path: Path, library_loader: Any = None, display: str | None = 
     if until is not None and until < start:
         checker.problem(("until",), f"until: {iso(until)} is before the start ({iso(start)})")
     expectations = _expectations(checker)
+    if not expectations and not spec.expect.no_messages_for and not spec.expect.profiles:
+        checker.problem(("expect",), "expect: give at least one expectation (messages, "
+                                     "messages_include, no_messages_for, exits, skipped, "
+                                     "deferred, profiles); a scenario that checks nothing "
+                                     "cannot fail")
     if checker.problems:
         raise InvalidScenario(checker.problems)
     try:

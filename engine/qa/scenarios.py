@@ -374,7 +374,7 @@ def run_file(path: Path, *, backend: str = "durable", libraries: LibraryCache | 
     try:
         scenario, library = load_scenario(path, libraries or LibraryCache(), name)
     except InvalidScenario as exc:
-        result = ScenarioResult(name, path.name)
+        result = ScenarioResult(name, exc.title or path.name)
         result.problems = exc.problems
         return result
     return run_scenario(scenario, library, backend=backend)

@@ -193,6 +193,14 @@ expect:
         assert expected in out, f"{expected}\n---\n{out}"
 
 
+def test_a_scenario_that_checks_nothing_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "empty.scenario.yaml", "scenario: nothing\n" + HEAD + "expect: {}\n")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    assert f"{tmp_path / 'empty.scenario.yaml'}:6:9: expect: give at least one expectation" \
+        in done.output
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert runner.invoke(app, ["test"]).exit_code == 2
     missing = runner.invoke(app, ["test", str(tmp_path / "nope")])
