@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,20 @@ def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["replay", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 1
     assert "no SQLite database at" in missing.output
+
+
+@pytest.mark.postgres
+def test_replay_a_postgres_stores_events(pg_new_database: Callable[[], str]) -> None:
+    url = pg_new_database()
+    store = SqlStore(url, create=True)
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
+    store.accept_events(events[:30])
+    store.close()
+    report = replay_json("--db", url, "--from", "2026-12-20")
+    assert report["events"] == len([e for e in events[:30] if e["timestamp"] >= "2026-12-20"])
+    assert report["events"] > 0
+    assert report["journeys"]["welcome"]["enrolled"] > 0
 
 
 def test_bad_input(tmp_path: Path) -> None:
