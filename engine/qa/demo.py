@@ -32,6 +32,7 @@ from engine.ports import Channel, Decision
 from engine.qa.simulate import locate_render_errors
 from engine.service import Service
 from engine.testing import SkipRecord
+from journeys.loaded import Library
 
 
 def bundled_demo_events() -> Path:
@@ -236,11 +237,11 @@ class Entries:
         decisions = service.store.recorded_decisions()
         for d in decisions[self.decisions:]:
             if d.what in ("skipped", "deferred", "failed"):
-                self.show(describe_decision(d, service))
+                self.show(describe_decision(d, service.library))
         self.decisions = len(decisions)
 
 
-def describe_decision(d: Decision, service: Service) -> str:
+def describe_decision(d: Decision, library: Library) -> str:
     """`[   skip] 2026-03-02 09:00 ana  welcome/welcome_site: no_consent`, with the until
     of a deferral and the template file of a render error."""
     label = {"skipped": "   skip", "deferred": "  defer", "failed": "   fail"}[d.what]
@@ -252,7 +253,7 @@ def describe_decision(d: Decision, service: Service) -> str:
     if d.reason == "template_error":
         skipped = SkipRecord(d.profile_id, d.journey, d.step, d.reason, d.at, None,
                              dict(d.details))
-        [located] = locate_render_errors([skipped], service.library)
+        [located] = locate_render_errors([skipped], library)
         where = located.details.get("file")
         if where:
             line = located.details.get("line")

@@ -134,3 +134,27 @@ def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path) -> Non
                                     "channel": "email", "reason": "quiet_hours",
                                     "at": "2026-03-03T22:00:00Z",
                                     "until": "2026-03-04T07:00:00Z"}]
+
+
+def test_demo_lines_for_skips_deferrals_and_render_errors() -> None:
+    from engine.qa.demo import describe_decision
+    from journeys.loader import load_path
+    from tests.conftest import LIBRARY
+
+    library = load_path(LIBRARY)
+    skip = Decision(T0, "ana", "welcome", "welcome_site", "skipped", "no_consent",
+                    {"channel": "email", "consent": "opted_out"})
+    assert describe_decision(skip, library) == (
+        "[   skip] 2026-03-02 09:00 ana  welcome/welcome_site: no_consent")
+    defer = Decision(T0, "ana", "nurturing", "pull_1", "deferred", "quiet_hours",
+                     {"until": "2026-03-02T13:00:00+00:00"})
+    assert describe_decision(defer, library).endswith(
+        "nurturing/pull_1: quiet_hours until 2026-03-02T13:00:00+00:00")
+    broken = Decision(T0, "ana", "welcome", "welcome_site", "skipped", "template_error",
+                      {"error": "template 'welcome_site': 'first_name' is undefined"})
+    line = describe_decision(broken, library)
+    template = LIBRARY / "templates" / "welcome_site.yaml"
+    number = next(n for n, text in enumerate(template.read_text().splitlines(), 1)
+                  if "first_name" in text and "{" in text)
+    assert line == ("[   skip] 2026-03-02 09:00 ana  welcome/welcome_site: template_error: "
+                    f"template 'welcome_site': 'first_name' is undefined ({template}:{number})")
