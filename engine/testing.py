@@ -108,7 +108,7 @@ class SkipRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeferRecord:
-    """A send held back (quiet hours, a failing channel) until `until`; it is tried again then."""
+    """A send the policy held back (quiet hours) until `until`; it is tried again then."""
 
     profile: str
     journey: str
@@ -294,7 +294,7 @@ class InMemoryEngine:
 
     @property
     def deferred(self) -> list[DeferRecord]:
-        """Sends held back for later (quiet hours, a failing channel), oldest first."""
+        """Sends the policy held back for later (quiet hours), oldest first."""
         return [DeferRecord(d.profile_id, d.journey, d.step, d.reason, d.at,
                             parse_timestamp(d.details.get("until")), _channel_of(d),
                             dict(d.details))
