@@ -82,3 +82,10 @@ def test_a_users_project_tests_journeys_with_the_plugin(installed: Path, tmp_pat
     assert "FAIL  late.scenario.yaml  a VIP's abandoned cart gets the VIP offer" in out, out
     assert "at: expected 2026-03-03T09:00:00Z, got 2026-03-03T10:00:00Z (1h later)" in out, out
     assert "1 failed, 3 passed" in out, out
+
+
+def test_the_bundled_scenarios_ship_and_pass(installed: Path, tmp_path: Path) -> None:
+    library = run(installed / "python", "-c", "from journeys.library import bundled_library; "
+                  "print(bundled_library())", cwd=tmp_path).stdout.strip()
+    done = run(installed / "journeyman", "test", library, cwd=tmp_path)
+    assert re.search(r"^\d+ passed, 0 failed$", done.stdout, re.M), done.stdout
