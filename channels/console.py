@@ -27,5 +27,7 @@ class ConsoleChannel:
         line = (f"[{message.channel:>7}] {message.at:%Y-%m-%d %H:%M} "
                 f"{message.to or message.profile_id}  {message.journey}/{message.step}: {text}")
         with self._lock:
-            print(line, file=self.stream or sys.stdout, flush=True)
+            stream = self.stream or sys.stdout
+            stream.write(line + "\n")  # one write: lines other threads print stay whole
+            stream.flush()
             self.count += 1

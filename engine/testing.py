@@ -28,6 +28,7 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+from rules.durations import parse_duration
 
 # Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
 # only, spelled so that nobody mistakes it for a production one. Production processes
@@ -42,6 +43,7 @@ class FakeClock:
         if start.tzinfo is None:
             raise ValueError("FakeClock needs an aware datetime (UTC)")
         self._now = start.astimezone(UTC)
+        self._watchers: list[Callable[[datetime], None]] = []
 
     def now(self) -> datetime:
         return self._now
@@ -49,7 +51,16 @@ class FakeClock:
     def set(self, when: datetime) -> None:
         if when < self._now:
             raise ValueError(f"time cannot go backwards ({iso(when)} < {iso(self._now)})")
+        moved = when != self._now
         self._now = when.astimezone(UTC)
+        if moved:
+            for watcher in self._watchers:
+                watcher(self._now)
+
+    def watch(self, callback: Callable[[datetime], None]) -> None:
+        """Call `callback(now)` each time the clock moves (the pytest plugin keeps a
+        freezegun or time-machine clock in step this way)."""
+        self._watchers.append(callback)
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)
@@ -86,6 +97,39 @@ class ExitRecord:
     step: str
     reason: str
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SkipRecord:
+    """A send that did not go out: the policy skipped it (`no_consent`, `frequency_cap`)
+    or its template failed to render (`template_error`, the error in `details`)."""
+
+    profile: str
+    journey: str
+    step: str
+    reason: str
+    at: datetime
+    channel: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeferRecord:
+    """A send the policy held back (quiet hours) until `until`; it is tried again then."""
+
+    profile: str
+    journey: str
+    step: str
+    reason: str
+    at: datetime
+    until: datetime | None = None
+    channel: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _channel_of(decision: Decision) -> str | None:
+    channel = decision.details.get("channel")
+    return str(channel) if channel is not None else None
 
 
 @dataclass
@@ -142,9 +186,10 @@ class InMemoryEngine:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def advance(self, delta: timedelta) -> None:
-        """Move the clock by `delta`, firing every timer that comes due on the way, in order."""
-        self.advance_to(self.now + delta)
+    def advance(self, delta: timedelta | str) -> None:
+        """Move the clock by `delta` (a timedelta, or a duration such as "3d" or "1h30m"),
+        firing every timer that comes due on the way, in order."""
+        self.advance_to(self.now + (parse_duration(delta) if isinstance(delta, str) else delta))
 
     def advance_to(self, when: datetime) -> None:
         """Fire timers, retry held events and deliver (or retry) sends in time order up
@@ -220,6 +265,29 @@ class InMemoryEngine:
         return self.post({"type": "identify", "userId": user_id, "traits": dict(traits or {}),
                           "timestamp": iso(self.now)})
 
+    def alias(self, user_id: str, previous_id: str, at: datetime | None = None
+              ) -> dict[str, Any]:
+        """Segment `alias`: `previous_id` (an anonymous id or an old user id) is `user_id`
+        from now on; the two profiles merge (engine/runtime/identity.py)."""
+        if at is not None:
+            self.advance_to(at)
+        return self.post({"type": "alias", "userId": user_id, "previousId": previous_id,
+                          "timestamp": iso(self.now)})
+
+    def page(self, user_id: str, name: str | None = None,
+             properties: Mapping[str, Any] | None = None, at: datetime | None = None
+             ) -> dict[str, Any]:
+        """Segment `page`: a page view (conditions see `event.event == "page"` unless
+        it has a name)."""
+        if at is not None:
+            self.advance_to(at)
+        event: dict[str, Any] = {"type": "page", "userId": user_id,
+                                 "properties": dict(properties or {}),
+                                 "timestamp": iso(self.now)}
+        if name:
+            event["name"] = name
+        return self.post(event)
+
     # --- what happened -------------------------------------------------------------
 
     @property
@@ -247,6 +315,21 @@ class InMemoryEngine:
         """Parked events, timers and sends (they failed too often), with their errors."""
         return self.store.failures()
 
+    @property
+    def skipped(self) -> list[SkipRecord]:
+        """Sends that did not go out, oldest first (policy skips and render errors)."""
+        return [SkipRecord(d.profile_id, d.journey, d.step, d.reason, d.at, _channel_of(d),
+                           dict(d.details))
+                for d in self.store.decisions if d.what == "skipped"]
+
+    @property
+    def deferred(self) -> list[DeferRecord]:
+        """Sends the policy held back for later (quiet hours), oldest first."""
+        return [DeferRecord(d.profile_id, d.journey, d.step, d.reason, d.at,
+                            parse_timestamp(d.details.get("until")), _channel_of(d),
+                            dict(d.details))
+                for d in self.store.decisions if d.what == "deferred"]
+
     def profile(self, profile_id: str) -> Profile:
         stored = self.store.get_profile(profile_id)
         if stored is None:
@@ -257,5 +340,5 @@ class InMemoryEngine:
         return self.store.enrollments(profile_id, journey)
 
 
-__all__ = ["TEST_SECRET", "ExitRecord", "FakeClock", "InMemoryEngine", "InMemoryStore",
-           "RecordingChannel", "SentMessage", "SequentialIds"]
+__all__ = ["TEST_SECRET", "DeferRecord", "ExitRecord", "FakeClock", "InMemoryEngine",
+           "InMemoryStore", "RecordingChannel", "SentMessage", "SequentialIds", "SkipRecord"]

@@ -23,7 +23,9 @@ bug and keeps its traceback. Users never see a traceback for their own mistakes.
     │   └── NaiveDatetimeError (ValueError)  a naive datetime reached the store
     ├── ApiError                         engine.api: a request answered with a 4xx
     ├── PreviewError                     engine.qa.preview: no such journey or send step
-    └── SimulationError                  engine.qa.simulate: a bad events file or option
+    ├── SimulationError                  engine.qa.simulate: a bad events file or option
+    ├── InvalidScenario                  engine.qa.scenario_file: a scenario file does not validate
+    └── ReplayError                      engine.qa.replay: an unreadable event log or database
 """
 
 from __future__ import annotations

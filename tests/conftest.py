@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/qa/test_plugin.py runs pytest sessions in process
+
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "journeys" / "library"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

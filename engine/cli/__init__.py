@@ -8,6 +8,7 @@ Commands by audience, one module each:
 | `running.py` | `serve`, `worker`, `demo` |
 | `admin.py` | `keys`, `outbox`, `decisions` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
+| `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, running
+from engine.cli import admin, authoring, failures, qa, running
 
 app = typer.Typer(
     name="journeyman",
@@ -32,6 +33,8 @@ for command in (authoring.validate, authoring.graph, authoring.simulate, authori
                 authoring.version, admin.outbox, admin.decisions, running.serve, running.demo,
                 running.worker):
     app.command()(command)
+app.command("test")(qa.run_tests)
+app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 app.add_typer(failures.failures, name="failures")
 

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
+from engine.core.times import iso
+from engine.ports import OutboxRecord
 from engine.store import DEFAULT_URL
 
 keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
@@ -80,14 +85,24 @@ def outbox(
         "Only rows with this status: pending, sent, failed or skipped."))] = None,
     profile: Annotated[str | None, typer.Option(help="Only this profile's rows.")] = None,
     limit: Annotated[int, typer.Option(help="Show the newest N rows.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """The outbox: what was sent, what waits, and what failed or was skipped, and why."""
+    """The outbox: what was sent, what waits, and what failed or was skipped, and why.
+    The totals count the rows the options select (all of them, not just the newest N)."""
     store = open_store(db)
     try:
-        rows = store.outbox_records(profile_id=profile, status=status)[-limit:]
-        counts = store.outbox_counts()
+        selected = store.outbox_records(profile_id=profile, status=status)
+        counts = (store.outbox_counts() if profile is None and status is None
+                  else dict(Counter(r.status for r in selected)))
     finally:
         store.close()
+    rows = selected[-limit:] if limit > 0 else []
+    if as_json:
+        sys.stdout.write(json.dumps({
+            "filters": {"status": status, "profile": profile, "limit": limit},
+            "totals": dict(sorted(counts.items())), "total": sum(counts.values()),
+            "rows": [_outbox_json(r) for r in rows]}) + "\n")
+        return
     table = Table("send key", "profile", "journey/step", "channel", "status", "attempts",
                   "next attempt / sent", "last error")
     for r in rows:
@@ -100,20 +115,49 @@ def outbox(
               markup=False)
 
 
+def _when(value: datetime | None) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _outbox_json(record: OutboxRecord) -> dict[str, Any]:
+    entry = record.entry
+    return {"key": entry.key, "profile": entry.profile_id, "journey": entry.journey,
+            "step": entry.step, "channel": entry.channel, "to": entry.to,
+            "template": entry.rendered.template, "subject": entry.rendered.subject,
+            "status": record.status, "attempts": record.attempts,
+            "created_at": _when(entry.created_at), "next_attempt_at": _when(record.next_attempt_at),
+            "sent_at": _when(record.sent_at), "last_error": record.last_error}
+
+
 def decisions(
     db: DbOpt = DEFAULT_URL,
     profile: Annotated[str | None, typer.Option(help="Only this profile's decisions.")] = None,
     limit: Annotated[int, typer.Option(help="Show the newest N.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """The decision log: every skip, deferral and failure, with its reason."""
+    """The decision log: every skip, deferral and failure, with its reason. The totals
+    count the decisions the options select (all of them, not just the newest N)."""
     store = open_store(db)
     try:
-        rows = store.recorded_decisions(profile)[-limit:]
+        selected = store.recorded_decisions(profile)
     finally:
         store.close()
+    rows = selected[-limit:] if limit > 0 else []
+    counts = Counter(f"{d.what}:{d.reason}" for d in selected)
+    if as_json:
+        sys.stdout.write(json.dumps({
+            "filters": {"profile": profile, "limit": limit},
+            "totals": dict(sorted(Counter(d.what for d in selected).items())),
+            "by_reason": dict(sorted(counts.items())), "total": len(selected),
+            "rows": [{"at": iso(d.at), "profile": d.profile_id, "journey": d.journey,
+                      "step": d.step, "what": d.what, "reason": d.reason,
+                      "details": dict(d.details)} for d in rows]}, default=str) + "\n")
+        return
     table = Table("at", "profile", "journey/step", "what", "reason", "details")
     for d in rows:
         table.add_row(d.at.isoformat(timespec="seconds"), d.profile_id,
                       f"{d.journey}/{d.step}", d.what, d.reason,
                       ", ".join(f"{k}={v}" for k, v in d.details.items()))
     out.print(table)
+    out.print(", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sorted(counts.items()))
+              or "empty", markup=False)

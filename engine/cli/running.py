@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,6 +157,12 @@ def _serve_ops(service: Any, host: str, port: int) -> Any:
     return server
 
 
+def _print_line(line: str) -> None:
+    """One write per line: the console channel prints from another thread."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def demo(
     journeys: JourneysOpt = None,
     events: Annotated[Path | None, typer.Option(help=(
@@ -212,6 +219,6 @@ def demo(
             summary = run_demo(journeys_folder(journeys), stream, db=url,
                                channels=channels_for("console"), speed=speed,
                                run_on=timedelta(days=days), progress=show,
-                               show=lambda line: print(line, flush=True))
+                               show=_print_line)
     for line in summary.lines():
         out.print(line, markup=False)

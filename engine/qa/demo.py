@@ -5,6 +5,11 @@ Nothing is faked but time: events go through the Segment API with a write key, i
 SQLite, through the worker and the outbox to the console channel. The clock runs
 `speed` times faster than real time (a day in half a second by default), so the
 journeys' waits of days and weeks play out in about a minute.
+
+Event timestamps are honoured: the clock stops at each event's time until the worker
+has handled it, so a wait starts when the event happened, not a tick later (at the
+default speed one tick of the worker is hours of simulated time). Sends the policy
+skipped or deferred, and sends whose template failed, are printed as they happen.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import iso, parse_timestamp
-from engine.ports import Channel
+from engine.ports import Channel, Decision
+from engine.qa.simulate import locate_render_errors, place_of
 from engine.service import Service
+from engine.testing import SkipRecord
+from journeys.loaded import Library
 
 
 def bundled_demo_events() -> Path:
@@ -33,25 +41,39 @@ def bundled_demo_events() -> Path:
 
 
 class TimeLapseClock:
-    """Time that starts at `start` and runs `speed` times faster than the wall clock."""
+    """Time that starts at `start` and runs `speed` times faster than the wall clock;
+    `hold_at(when)` makes it stop when it gets to `when`, `release()` lets it run on
+    from there (threads read it: the anchor and the hold change in one assignment)."""
 
     def __init__(self, start: datetime, speed: float) -> None:
         self.start = start
         self.speed = speed
-        self._origin = time.monotonic()
+        self._anchor = (start, time.monotonic())
+        self._hold: datetime | None = None
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
+        start, origin = self._anchor
+        running = start + timedelta(seconds=(time.monotonic() - origin) * self.speed)
+        hold = self._hold
+        return min(running, hold) if hold is not None else running
 
     def restart(self) -> None:
         """Back to `start`: called once the service is up, before anything happened, so
         the seconds spent starting do not count as days at a high speed."""
-        self._origin = time.monotonic()
+        self._anchor = (self.start, time.monotonic())
+
+    def hold_at(self, when: datetime) -> None:
+        self._hold = when
+
+    def release(self) -> None:
+        """Run on from the current time (no jump for the time spent held)."""
+        self._anchor = (self.now(), time.monotonic())
+        self._hold = None
 
     def sleep_until(self, when: datetime, stop: threading.Event) -> None:
-        wait = (when - self.now()).total_seconds() / self.speed
-        if wait > 0:
-            stop.wait(wait)
+        while (wait := (when - self.now()).total_seconds() / self.speed) > 0:
+            if stop.wait(wait):
+                return
 
 
 @dataclass
@@ -157,11 +179,14 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
         clock.restart()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, "")) as client:
             while posted < len(events):
-                clock.sleep_until(when(events[posted]), stop)
-                now = clock.now()
-                batch = [e for e in events[posted:] if when(e) <= now]
+                due = when(events[posted])
+                clock.hold_at(due)  # stop there: the events are handled at their own time
+                clock.sleep_until(due, stop)
+                batch = [e for e in events[posted:] if when(e) <= due]
                 client.post("/v1/batch", json={"batch": batch}).raise_for_status()
                 posted += len(batch)
+                _wait_handled(service, stop)
+                clock.release()
                 _report(progress, clock, service, posted, entries)
         deadline = last + run_on
         while clock.now() < deadline and not _idle(service):
@@ -178,6 +203,13 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
         service.stop()
 
 
+def _wait_handled(service: Service, stop: threading.Event, limit: float = 30.0) -> None:
+    """Until the worker has handled every accepted event (or `limit` seconds)."""
+    deadline = time.monotonic() + limit
+    while service.store.inbox_counts().get("pending", 0) and time.monotonic() < deadline:
+        stop.wait(0.005)
+
+
 def _idle(service: Service) -> bool:
     store = service.store
     return (store.inbox_counts().get("pending", 0) == 0
@@ -186,11 +218,13 @@ def _idle(service: Service) -> bool:
 
 
 class Entries:
-    """Prints each enrollment once, as profiles enter journeys."""
+    """Prints each enrollment once, as profiles enter journeys, and each send that was
+    skipped (no consent, a cap, a template error), deferred (quiet hours) or failed."""
 
     def __init__(self, since: datetime, show: Callable[[str], None]) -> None:
         self.since = since
         self.seen: set[str] = set()
+        self.decisions = 0  # how many decisions were shown already
         self.show = show
 
     def __call__(self, service: Service) -> None:
@@ -200,6 +234,28 @@ class Entries:
                 self.show(f"[  enter] {e.entered_at:%Y-%m-%d %H:%M} {e.profile_id}"
                           f"  -> {e.journey}")
                 self.since = max(self.since, e.entered_at)
+        decisions = service.store.recorded_decisions()
+        for d in decisions[self.decisions:]:
+            if d.what in ("skipped", "deferred", "failed"):
+                self.show(describe_decision(d, service.library))
+        self.decisions = len(decisions)
+
+
+def describe_decision(d: Decision, library: Library) -> str:
+    """`[   skip] 2026-03-02 09:00 ana  welcome/welcome_site: no_consent`, with the until
+    of a deferral and the template file of a render error."""
+    label = {"skipped": "   skip", "deferred": "  defer", "failed": "   fail"}[d.what]
+    text = f"[{label}] {d.at:%Y-%m-%d %H:%M} {d.profile_id}  {d.journey}/{d.step}: {d.reason}"
+    if d.what == "deferred" and "until" in d.details:
+        text += f" until {d.details['until']}"
+    if "error" in d.details:
+        text += f": {d.details['error']}"
+    if d.reason == "template_error":
+        skipped = SkipRecord(d.profile_id, d.journey, d.step, d.reason, d.at, None,
+                             dict(d.details))
+        [located] = locate_render_errors([skipped], library)
+        text += place_of(located.details)
+    return text
 
 
 def _report(progress: Progress | None, clock: TimeLapseClock, service: Service,

@@ -1,8 +1,13 @@
-"""`journeyman simulate`: replay Segment-format JSON lines through journeys in memory."""
+"""`journeyman simulate`: replay Segment-format JSON lines through journeys in memory,
+and print who got what, when; and what did not go out (skipped by the policy or a
+template error, with the template's file and line when known), or went out later
+(deferred by quiet hours)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +15,8 @@ from typing import Any
 
 from engine.core.times import iso, parse_timestamp
 from engine.runtime.events import BadEvent
-from engine.testing import ExitRecord, InMemoryEngine, SentMessage
+from engine.testing import DeferRecord, ExitRecord, InMemoryEngine, SentMessage, SkipRecord
+from journeys.loaded import Library
 from rules.errors import JourneymanError
 
 DEFAULT_HORIZON = timedelta(days=400)
@@ -26,6 +32,8 @@ class SimulationResult:
     exits: list[ExitRecord] = field(default_factory=list)
     events: int = 0
     ended_at: datetime | None = None
+    skipped: list[SkipRecord] = field(default_factory=list)
+    deferred: list[DeferRecord] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -34,7 +42,73 @@ class SimulationResult:
                          for m in self.messages],
             "exits": [{"profile": e.profile, "journey": e.journey, "step": e.step,
                        "reason": e.reason, "at": iso(e.at)} for e in self.exits],
+            "skipped": [{"profile": s.profile, "journey": s.journey, "step": s.step,
+                         "channel": s.channel, "reason": s.reason, "at": iso(s.at),
+                         "details": dict(s.details)} for s in self.skipped],
+            "deferred": [{"profile": d.profile, "journey": d.journey, "step": d.step,
+                          "channel": d.channel, "reason": d.reason, "at": iso(d.at),
+                          "until": iso(d.until) if d.until else None}
+                         for d in self.deferred],
         }
+
+
+# "template 'x' (templates/x.yaml:5, text): ..." (journeys/templating.py)
+STATED_PLACE = re.compile(r"\(([^()]+\.(yaml|html|txt|j2)):(\d+)")
+
+
+def locate_render_errors(skipped: list[SkipRecord], library: Library) -> list[SkipRecord]:
+    """Add `file` (and `line`, when it can be found) to each template error's details:
+    the template the step sends and, for an undefined name, the first line using it."""
+    located = []
+    for record in skipped:
+        journey = library.journeys.get(record.journey)
+        if record.reason != "template_error" or journey is None:
+            located.append(record)
+            continue
+        step = next((s for s in journey.model.steps if s.id == record.step), None)
+        send = getattr(step, "send", None)
+        template = getattr(send, "template", None)
+        details = dict(record.details)
+        folder = library.templates.folder
+        stated = STATED_PLACE.search(str(details.get("error", "")))
+        if stated:  # the render error names its file and line already
+            details["file"], details["line"] = stated[1], int(stated[3])
+        elif template is not None and folder is not None:
+            path = folder / f"{template}.yaml"
+            details["file"] = str(path)
+            line = _line_of(path, str(details.get("error", "")))
+            if line is not None:
+                details["line"] = line
+        channel = record.channel or getattr(send, "channel", None)
+        located.append(SkipRecord(record.profile, record.journey, record.step, record.reason,
+                                  record.at, channel, details))
+    return located
+
+
+def place_of(details: Mapping[str, Any]) -> str:
+    """` (file:line)` of a render error, unless its message names them already."""
+    where = details.get("file")
+    if where is None:
+        return ""
+    if "line" in details:
+        where = f"{where}:{details['line']}"
+    return "" if str(where) in str(details.get("error", "")) else f" ({where})"
+
+
+def _line_of(path: Path, error: str) -> int | None:
+    stated = re.search(r"\bline (\d+)", error)
+    if stated:
+        return int(stated[1])
+    name = re.search(r"'(\w+)' is undefined|has no attribute '(\w+)'", error)
+    if name is None:
+        return None
+    word = name[1] or name[2]
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    return next((n for n, text in enumerate(lines, 1)
+                 if re.search(rf"\b{re.escape(word)}\b", text) and "{" in text), None)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -84,7 +158,8 @@ def simulate(path: str | Path, events_file: str | Path, *, until: str | None = N
         eng.advance_to(max(stop, eng.now))
     else:
         eng.run_until_idle(DEFAULT_HORIZON)
-    return SimulationResult(eng.sent, eng.exits, len(events), eng.now)
+    return SimulationResult(eng.sent, eng.exits, len(events), eng.now,
+                            locate_render_errors(eng.skipped, eng.library), eng.deferred)
 
 
 def format_timeline(result: SimulationResult) -> str:
@@ -94,8 +169,28 @@ def format_timeline(result: SimulationResult) -> str:
               + (f" — {m.subject!r}" if m.subject else "")) for m in result.messages]
     rows += [(e.at, f"{iso(e.at)}  {e.profile:<14} {e.journey}/{e.step}: exit ({e.reason})")
              for e in result.exits]
+    rows += [(s.at, f"{iso(s.at)}  {s.profile:<14} {s.journey}/{s.step}: "
+              f"{s.channel or 'send'} skipped ({s.reason}){_why(s)}") for s in result.skipped]
+    rows += [(d.at, f"{iso(d.at)}  {d.profile:<14} {d.journey}/{d.step}: {d.channel or 'send'} "
+              f"deferred ({d.reason}) until {iso(d.until) if d.until else '?'}"
+              + (f", {d.details['local_time']} in {d.details['timezone']}"
+                 if "local_time" in d.details and "timezone" in d.details else ""))
+             for d in result.deferred]
     rows.sort(key=lambda r: r[0])
     lines = [text for _, text in rows]
     lines.append(f"-- {result.events} event(s), {len(result.messages)} message(s), "
+                 f"{len(result.skipped)} skipped, {len(result.deferred)} deferred, "
                  f"{len(result.exits)} exit(s)")
     return "\n".join(lines) + "\n"
+
+
+def _why(record: SkipRecord) -> str:
+    details = record.details
+    if record.reason == "template_error":
+        return f": {details.get('error', '')}{place_of(details)}"
+    if record.reason == "frequency_cap" and "max" in details:
+        return f": {details.get('sent')} sent, at most {details['max']} per " \
+               f"{timedelta(seconds=float(details.get('per_seconds', 0)))}"
+    if record.reason == "no_consent" and "consent" in details:
+        return f": consent {details['consent']}"
+    return ""

@@ -7,10 +7,10 @@ A send is rendered and queued in the same transaction as the step that made it
    `next_attempt_at` to now + lease and counting the attempt; it commits at once.
 2. Each row is checked against the journey as it is *now*: a send whose enrollment
    exited after it was queued (an exit_when while it waited for quiet hours to end), or
-   whose profile was merged into another, is not delivered; a send with no address for
-   its channel is skipped as `no_address`; then the policy (engine/runtime/policy.py)
-   may defer it (quiet hours) or skip it (no consent, over a frequency cap, counted in
-   order inside the claim). Each outcome is in the decision log.
+   whose profile was merged into another, is not delivered; then the policy
+   (engine/runtime/policy.py) may defer it (quiet hours) or skip it (no consent, over a
+   frequency cap, counted in order inside the claim); last, a send with no address for
+   its channel is skipped as `no_address`. Each outcome is in the decision log.
 3. The channel sends. Success marks the row `sent`. A `DeliveryError(permanent=True)`,
    or no adapter for the channel, marks it `failed` with the reason. Anything else is
    transient: the row goes back to pending with an exponential backoff, until
@@ -176,6 +176,9 @@ class Dispatcher:
             return None
         if self.gate is not None and not self._allowed(entry, now, chunk):
             return None
+        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
+            self._skip(entry, "no_address", {}, now, chunk)
+            return None
         channel = self.channels.get(entry.channel)
         if channel is None:
             self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel", chunk)
@@ -194,8 +197,6 @@ class Dispatcher:
             return "enrollment_exited", {"exit_reason": enrollment.exit_reason,
                                          "exited_at": iso(enrollment.ended_at
                                                           or enrollment.updated_at)}
-        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
-            return "no_address", {}
         return None
 
     def _send_one(self, channel: Channel, entry: OutboxEntry) -> Exception | None:

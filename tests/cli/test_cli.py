@@ -105,6 +105,8 @@ def test_simulate_json(tmp_path: Path) -> None:
             {"profile": "a", "journey": "hello", "step": "tips", "reason": "completed",
              "at": "2026-03-04T09:00:00Z"},
         ],
+        "skipped": [],
+        "deferred": [],
     }
     until = run("simulate", str(folder), "--events", str(events), "--until",
                 "2026-03-03T00:00:00Z", "--json")

@@ -4,10 +4,8 @@ bundled journeys and templates, the demo events) must ship inside the packages."
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,28 +13,9 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.packaging.conftest import run as _run
 
 pytestmark = pytest.mark.slow
-
-
-def _run(*args: str | Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False, env=env)
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the wheel built from this checkout installed in it."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", tmp / "dist", ROOT, cwd=tmp)
-    [wheel] = (tmp / "dist").glob("journeyman-*.whl")
-    _run(sys.executable, "-m", "venv", tmp / "venv", cwd=tmp)
-    _run(tmp / "venv" / "bin" / "pip", "install", "-q", wheel, cwd=tmp)
-    return tmp / "venv" / "bin"
 
 
 def _free_port() -> int:

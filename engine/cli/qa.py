@@ -1,0 +1,143 @@
+"""Commands for QA: `test` (run scenario files) and `replay` (an event log through the
+journeys on a fake clock, with a per-journey, per-step report)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from engine.cli.common import EXIT_INVALID, JourneysOpt, err, fail, journeys_folder, out
+from rules.errors import JourneymanError
+
+EXIT_USAGE = 2
+
+BackendOpt = Annotated[str, typer.Option(help="Rules backend: durable (the default of "
+                                              "`serve`) or python.")]
+
+
+def _print(pieces: list[tuple[str, str]]) -> None:
+    out.print(Text.assemble(*pieces), soft_wrap=True)
+
+
+def run_tests(
+    paths: Annotated[list[Path], typer.Argument(help=(
+        "Scenario files (*.scenario.yaml) or folders to search for them."))],
+    backend: BackendOpt = "durable",
+) -> None:
+    """Run scenario files on a fake clock: one line per scenario, and for each failure
+    the expected-vs-actual timeline. Exit 0 when all pass, 1 when any fails or is
+    invalid, 2 on usage errors (no such path, no scenario found)."""
+    from engine.qa.scenario_file import SUFFIX, find_scenarios
+    from engine.qa.scenario_report import failure_lines, summary_line
+    from engine.qa.scenarios import LibraryCache, run_file
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for path in missing:
+            err.print(f"journeyman test: no such file or folder: {path}", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    files = find_scenarios(paths)
+    if not files:
+        err.print(f"journeyman test: no *{SUFFIX} files under "
+                  f"{', '.join(str(p) for p in paths)}", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    libraries = LibraryCache()
+    passed = failed = invalid = 0
+    for path in files:
+        result = run_file(path, backend=backend, libraries=libraries)
+        _print(summary_line(result))
+        if result.passed:
+            passed += 1
+            continue
+        invalid += result.invalid
+        failed += not result.invalid
+        for line in failure_lines(result):
+            _print(line)
+    summary = f"{passed} passed, {failed} failed" + (f", {invalid} invalid" if invalid else "")
+    style = "bold green" if passed == len(files) else "bold red"
+    out.print(Text(summary, style=style))
+    if passed != len(files):
+        raise typer.Exit(EXIT_INVALID)
+
+
+def replay(
+    events: Annotated[Path | None, typer.Argument(help=(
+        "A recorded Segment event log: JSON lines (give this or --db)."))] = None,
+    journeys: JourneysOpt = None,
+    db: Annotated[str | None, typer.Option(help=(
+        "Replay the events stored in this database instead (read only)."))] = None,
+    start: Annotated[str | None, typer.Option("--from", help=(
+        "Only events at or after this ISO time."))] = None,
+    end: Annotated[str | None, typer.Option("--to", help=(
+        "Only events before this ISO time; timers run up to it."))] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    backend: BackendOpt = "python",
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="A progress bar (default: on a terminal).")] = None,
+) -> None:
+    """Replay an event log through the journeys in a throwaway in-memory store on a
+    fake clock, every wait and timer as it would have run, under the journeys' policy,
+    and report per journey and step: enrolled, completed, exited, goals, conversion,
+    sent, skipped and deferred, skips by reason, A/B variants."""
+    from engine.qa.replay import read_db_events, read_log, run_replay
+    from engine.qa.replay_report import format_report
+
+    if (events is None) == (db is None):
+        err.print("journeyman replay: give an events file or --db URL (one of them)",
+                  markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        window = _window(start, end)
+        loaded = read_log(events) if events is not None else read_db_events(str(db))
+        show = progress if progress is not None else (err.is_terminal and not as_json)
+        report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
+                            backend=backend, progress=_bar() if show else None)
+    except JourneymanError as exc:
+        raise fail(exc) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json()) + "\n")
+    else:
+        for line in format_report(report):
+            out.print(line, markup=False)
+
+
+def _window(start: str | None, end: str | None) -> tuple[Any, Any]:
+    from engine.core.times import parse_timestamp
+    from engine.qa.replay import ReplayError
+
+    bounds = []
+    for name, value in (("--from", start), ("--to", end)):
+        when = parse_timestamp(value) if value is not None else None
+        if value is not None and when is None:
+            raise ReplayError(f"{name} {value!r} is not an ISO time, like 2026-03-02T09:00:00Z")
+        bounds.append(when)
+    if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
+        raise ReplayError("--to must be after --from")
+    return bounds[0], bounds[1]
+
+
+def _bar() -> Any:
+    """A rich progress bar on stderr, as a callback `(done, total, now)`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err, transient=True)
+    task = bar.add_task("replaying", total=None)
+
+    def update(done: int, total: int, now: Any) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total,
+                   description=f"replaying · {now:%Y-%m-%d}")
+        if done >= total:
+            bar.stop()
+
+    return update
+
+
+__all__ = ["journeys_folder", "replay", "run_tests"]

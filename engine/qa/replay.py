@@ -1,0 +1,165 @@
+"""`journeyman replay`: what the journeys would have done with a recorded event log.
+
+The events (a Segment JSON-lines log, or the `events` table of a store, read only) are
+replayed in timestamp order through the journeys in a throwaway `InMemoryStore` on a
+fake clock: between two events every timer that came due fires at its time, the outbox
+is delivered (to a recording channel) under the journeys' policy, so quiet hours defer
+and caps skip as they would have. At the end the clock runs on to `--to`, or until no
+journey is waiting. The report (engine/qa/replay_report.py) counts, per journey and
+step, what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.core.times import parse_timestamp
+from engine.jsonfast import loads
+from engine.qa.replay_report import ReplayReport, build_report
+from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
+from engine.runtime.events import BadEvent
+from rules.errors import JourneymanError
+
+Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
+PROGRESS_EVERY = 100
+
+
+class ReplayError(JourneymanError):
+    """An unreadable event log or database, or bad options; the message says where."""
+
+
+@dataclass
+class EventLog:
+    """Events to replay, each with its instant, in the order they were read."""
+
+    events: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
+    source: str = ""
+
+
+def read_log(path: Path) -> EventLog:
+    """A JSON-lines Segment log. A line that is not a JSON object, or has no ISO 8601
+    `timestamp`, is an error naming `file:line:column` (a replay without times means
+    nothing)."""
+    log = EventLog(source=str(path))
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                event = loads(raw)
+            except ValueError as exc:
+                column = getattr(exc, "colno", 1)
+                raise ReplayError(f"{path}:{number}:{column}: not JSON: "
+                                  f"{getattr(exc, 'msg', exc)}") from None
+            if not isinstance(event, dict):
+                raise ReplayError(f"{path}:{number}:1: each line must be a JSON object")
+            when = parse_timestamp(event.get("timestamp"))
+            if when is None:
+                raise ReplayError(f"{path}:{number}:1: every event needs an ISO 8601 "
+                                  "'timestamp' to be replayed")
+            log.events.append((when, event))
+    return log
+
+
+def read_db_events(url: str) -> EventLog:
+    """The events a store accepted, from its `events` table, opened read only."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from engine.store.sql.tables import EventRow
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ReplayError(f"--db {url!r} is not a database URL") from None
+    connect: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        if not parsed.database or not path.is_file():
+            raise ReplayError(f"--db: no SQLite database at {parsed.database!r}")
+        parsed = parsed.set(database=f"file:{path.resolve()}?mode=ro",
+                            query={"uri": "true"})
+    elif parsed.get_backend_name() == "postgresql":
+        connect["options"] = "-c default_transaction_read_only=on"
+    log = EventLog(source=parsed.render_as_string(hide_password=True))
+    table = EventRow.__table__  # type: ignore[attr-defined]
+    engine = create_engine(parsed, connect_args=connect)
+    try:
+        with engine.connect() as conn:
+            for (body,) in conn.execute(select(table.c.body).order_by(table.c.id)):
+                event = loads(body) if isinstance(body, str | bytes) else body
+                when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \
+                    else None
+                if when is not None:
+                    log.events.append((when, event))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise ReplayError(f"--db: cannot read the events table: {reason}") from None
+    finally:
+        engine.dispose()
+    return log
+
+
+def in_window(log: EventLog, start: datetime | None, end: datetime | None
+              ) -> list[tuple[datetime, dict[str, Any]]]:
+    """The events in [start, end), in timestamp order (ties keep the log's order)."""
+    chosen = [(when, event) for when, event in log.events
+              if (start is None or when >= start) and (end is None or when < end)]
+    chosen.sort(key=lambda pair: pair[0])  # stable: ties keep the order they were read in
+    return chosen
+
+
+def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
+               end: datetime | None = None, backend: str = "python",
+               progress: Progress | None = None) -> ReplayReport:
+    """Replay `log` through the journeys in `journeys`; the report of what they did."""
+    events = in_window(log, start, end)
+    if not events:
+        raise ReplayError(f"no events to replay in {log.source}"
+                          + (" between --from and --to" if start or end else ""))
+    library = load_journeys(journeys)
+    first = start or events[0][0]
+    eng = engine_for(library, first, backend=backend)
+    began = time.perf_counter()
+    rejected: dict[str, int] = {}
+    for _, event in _with_progress(events, progress, eng):
+        try:
+            eng.post(event)
+        except BadEvent as exc:  # the live API would have refused it too
+            rejected[str(exc)] = rejected.get(str(exc), 0) + 1
+    if end is not None:
+        eng.advance_to(max(end, eng.now))
+    else:
+        eng.run_until_idle(IDLE_HORIZON)
+    seconds = time.perf_counter() - began
+    report = build_report(eng, library, events=len(events), first=start or events[0][0],
+                          last=end or events[-1][0])
+    report.rejected = rejected
+    report.seconds = seconds
+    report.backend = backend
+    report.ended_at = eng.now
+    return report
+
+
+def _with_progress(events: list[tuple[datetime, dict[str, Any]]], progress: Progress | None,
+                   eng: Any) -> Iterator[tuple[datetime, dict[str, Any]]]:
+    total = len(events)
+    for index, pair in enumerate(events):
+        if progress is not None and index % PROGRESS_EVERY == 0:
+            progress(index, total, eng.now)
+        yield pair
+    if progress is not None:
+        progress(total, total, eng.now)
+
+
+__all__ = ["EventLog", "ReplayError", "read_db_events", "read_log", "run_replay"]

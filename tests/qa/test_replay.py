@@ -1,0 +1,258 @@
+"""`journeyman replay`: a generated year of events for four kinds of customer, replayed
+through the bundled journeys; the `--json` report is compared with counts worked out
+here from what each kind of customer does and what the journeys say (not from the
+engine). Also: --from/--to, --db (a store's events table, read only), bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.runtime.events import normalize
+from engine.store import SqlStore
+
+runner = CliRunner()
+YEAR = datetime(2026, 1, 1, 10, tzinfo=UTC)  # 10:00 UTC: daytime in Madrid all year
+CUSTOMERS = 96
+KINDS = ("lead", "buyer", "detractor", "browser")
+
+
+def kind_of(i: int) -> str:
+    return KINDS[i % 4]
+
+
+def year_of_events() -> list[dict[str, Any]]:
+    """Customer i arrives on day i*365/N of 2026, at 10:00 UTC, and is one of:
+
+    - lead: newsletter sign-up, e-mail consent, never buys;
+    - buyer: registered-buyer sign-up, orders two days later;
+    - detractor: no e-mail consent, an NPS score of 3;
+    - browser: in Tokyo, views a product (the reminder falls in Tokyo's night).
+    """
+    events: list[dict[str, Any]] = []
+    for i in reversed(range(CUSTOMERS)):  # the replay sorts by timestamp, not file order
+        user, kind = f"c{i:03d}", kind_of(i)
+        at = YEAR + timedelta(days=i * 365 // CUSTOMERS)
+
+        def add(body: dict[str, Any], after: timedelta = timedelta(), user: str = user,
+                at: datetime = at) -> None:
+            events.append({**body, "userId": user, "timestamp": (at + after).isoformat()})
+
+        traits = {"email": f"{user}@example.com", "first_name": user,
+                  "timezone": "Asia/Tokyo" if kind == "browser" else "Europe/Madrid",
+                  "consent": {"email": kind != "detractor"}}
+        add({"type": "identify", "traits": traits})
+        if kind == "lead":
+            add({"type": "track", "event": "Signed Up", "properties": {"source": "newsletter"}})
+        elif kind == "buyer":
+            add({"type": "track", "event": "Signed Up", "properties": {"source": "registered_buyer"}})
+            add({"type": "track", "event": "Order Completed", "properties": {"revenue": 80}},
+                timedelta(days=2))
+        elif kind == "detractor":
+            add({"type": "track", "event": "NPS Submitted", "properties": {"score": 3}})
+        else:
+            add({"type": "track", "event": "Product Viewed", "properties": {"name": "Shell"}})
+    return events
+
+
+def variant(user: str) -> str:
+    """first_purchase's split, by its documented rule: sha256 of profile, journey and
+    step; the first 8 bytes modulo 1,000,000 / 10,000 is a point in [0, 100); under 10
+    is the holdout, the rest splits 50/50."""
+    digest = hashlib.sha256(f"{user}\x1ffirst_purchase\x1fsubject_test".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") % 1_000_000 / 10_000
+    if point < 10:
+        return "holdout"
+    return "benefits" if (point - 10) / 90 * 100 < 50 else "social_proof"
+
+
+def steps(journey: str, **counts: tuple[int, int, int, int]) -> dict[str, dict[str, int]]:
+    """Every step of `journey` (zeros unless given): (entered, sent, skipped, deferred)."""
+    ids = {
+        "welcome": ["by_source", "welcome_newsletter", "welcome_buyer", "welcome_guest",
+                    "welcome_site", "settle", "preferences", "mark"],
+        "first_purchase": ["first_look", "subject_test", "uvp_benefits", "uvp_social",
+                           "nudge_wait", "morning", "push"],
+        "post_purchase": ["delivered", "how_to", "browse_time", "complements", "survey_time",
+                          "survey"],
+        "win_back": ["loss_window", "we_miss_you", "think_it_over", "offer", "last_chance",
+                     "survey"],
+        "nps_detractors": ["apology", "open_ticket", "resolved", "thanks", "escalate", "done"],
+        "browse_retargeting": ["cool_off", "still_interested"],
+    }[journey]
+    out = {}
+    for sid in ids:
+        entered, sent, skipped, deferred = counts.get(sid, (0, 0, 0, 0))
+        out[sid] = {"entered": entered, "sent": sent, "skipped": skipped,
+                    "deferred": deferred, "failed": 0}
+    return out
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("replay") / "year.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in year_of_events()))
+    return path
+
+
+def replay_json(*args: str) -> dict[str, Any]:
+    done = runner.invoke(app, ["replay", *args, "--json"])
+    assert done.exit_code == 0, done.output
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_a_year_replayed_matches_the_counts_worked_out_by_hand(log: Path) -> None:
+    report = replay_json(str(log))
+    users = [f"c{i:03d}" for i in range(CUSTOMERS)]
+    by_kind = {k: [u for i, u in enumerate(users) if kind_of(i) == k] for k in KINDS}
+    leads, buyers = len(by_kind["lead"]), len(by_kind["buyer"])
+    detractors, browsers = len(by_kind["detractor"]), len(by_kind["browser"])
+    split = {v: sum(variant(u) == v for u in by_kind["lead"])
+             for v in ("benefits", "social_proof", "holdout")}
+    pushed = leads - split["holdout"]
+
+    assert report["events"] == 2 * CUSTOMERS + buyers
+    assert report["profiles"] == CUSTOMERS
+    assert report["from"] == "2026-01-01T10:00:00Z"
+    last = max(datetime.fromisoformat(e["timestamp"]) for e in year_of_events())
+    assert report["to"] == last.isoformat().replace("+00:00", "Z") == "2026-12-28T10:00:00Z"
+    journeys = report["journeys"]
+    # nobody takes these paths
+    for jid in ("abandoned_cart", "nurturing", "reactivation", "referral", "referral_reward",
+                "special_dates"):
+        assert journeys[jid]["enrolled"] == 0, jid
+
+    welcome = journeys["welcome"]
+    assert (welcome["enrolled"], welcome["completed"], welcome["exited"]) == (
+        leads + buyers, leads + buyers, 0)
+    assert welcome["steps"] == steps(
+        "welcome", by_source=(leads + buyers, 0, 0, 0),
+        welcome_newsletter=(leads, leads, 0, 0), welcome_buyer=(buyers, buyers, 0, 0),
+        settle=(leads + buyers, 0, 0, 0), preferences=(leads + buyers, leads + buyers, 0, 0),
+        mark=(leads + buyers, 0, 0, 0))
+
+    first = journeys["first_purchase"]
+    # buyers leave at first_look when they order (the goal); the holdout leaves at the split
+    assert (first["enrolled"], first["completed"], first["exited"], first["goals"]) == (
+        leads + buyers, pushed, buyers + split["holdout"], buyers)
+    assert first["conversion"] == round(buyers / (leads + buyers), 4)
+    assert first["steps"] == steps(
+        "first_purchase", first_look=(leads + buyers, 0, 0, 0), subject_test=(leads, 0, 0, 0),
+        uvp_benefits=(split["benefits"],) * 2 + (0, 0),
+        uvp_social=(split["social_proof"],) * 2 + (0, 0),
+        nudge_wait=(pushed, 0, 0, 0), morning=(pushed, 0, 0, 0), push=(pushed, pushed, 0, 0))
+    assert first["variants"] == {"subject_test": {
+        name: {"entered": n, "goals": 0} for name, n in split.items() if n}}
+    assert first["exit_reasons"] == {"completed": pushed, "exit_when:Order Completed": buyers,
+                                     **({"holdout": split["holdout"]} if split["holdout"] else {})}
+
+    for jid, series in (("post_purchase", ("how_to", "complements", "survey")),
+                        ("win_back", ("we_miss_you", "offer", "survey"))):
+        counts = journeys[jid]
+        assert (counts["enrolled"], counts["completed"], counts["goals"]) == (buyers, buyers, 0)
+        assert all(counts["steps"][s]["sent"] == buyers for s in series), jid
+        assert sum(s["sent"] for s in counts["steps"].values()) == 3 * buyers
+
+    nps = journeys["nps_detractors"]  # no e-mail consent, no SMS consent; the webhook goes
+    assert (nps["enrolled"], nps["exited"]) == (detractors, detractors)
+    assert nps["steps"] == steps(
+        "nps_detractors", apology=(detractors, 0, detractors, 0),
+        open_ticket=(detractors, detractors, 0, 0), resolved=(detractors, 0, 0, 0),
+        escalate=(detractors, 0, detractors, 0), done=(detractors, 0, 0, 0))
+    assert nps["skipped_by_reason"] == {"no_consent": 2 * detractors, "frequency_cap": 0,
+                                        "quiet_hours": 0}
+
+    browse = journeys["browse_retargeting"]  # 10:00 UTC + 4h is 23:00 in Tokyo: deferred
+    assert (browse["enrolled"], browse["completed"]) == (browsers, browsers)
+    assert browse["steps"] == steps(
+        "browse_retargeting", cool_off=(browsers, 0, 0, 0),
+        still_interested=(browsers, browsers, 0, browsers))
+    assert browse["skipped_by_reason"] == {"no_consent": 0, "frequency_cap": 0,
+                                           "quiet_hours": browsers}
+    assert browse["deferred_by_reason"] == {"quiet_hours": browsers}
+
+
+def test_from_and_to_choose_the_events_and_how_far_timers_run(log: Path) -> None:
+    report = replay_json(str(log), "--from", "2026-07-01T00:00:00Z", "--to", "2026-08-01")
+    chosen = [e for e in year_of_events()
+              if "2026-07-01" <= e["timestamp"][:10] < "2026-08-01"]
+    assert report["events"] == len(chosen)
+    assert report["from"] == "2026-07-01T00:00:00Z"
+    assert report["to"] == report["ended_at"] == "2026-08-01T00:00:00Z"
+    sent_by_then = report["journeys"]["welcome"]["steps"]["welcome_newsletter"]["sent"]
+    assert sent_by_then == sum(1 for e in chosen if e.get("properties", {}).get("source")
+                               == "newsletter")
+
+
+def test_the_human_report(log: Path) -> None:
+    done = runner.invoke(app, ["replay", str(log), "--to", "2026-02-01"])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert lines[0].startswith("replayed 20 events of 9 profiles, 2026-01-01T10:00:00Z to "
+                               "2026-02-01T00:00:00Z (")
+    assert "first_purchase: 5 enrolled, " in done.output
+    assert any(line.split()[:5] == ["apology", "2", "0", "2", "0"] for line in lines), lines
+    assert any(line.startswith("  split subject_test: ") for line in lines)
+
+
+def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    store = SqlStore(url, create=True)
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
+    store.accept_events(events[:40])
+    store.close()
+    before = db.read_bytes()
+    report = replay_json("--db", url)
+    assert report["events"] == 40
+    assert db.read_bytes() == before
+    missing = runner.invoke(app, ["replay", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert missing.exit_code == 1
+    assert "no SQLite database at" in missing.output
+
+
+@pytest.mark.postgres
+def test_replay_a_postgres_stores_events(pg_new_database: Callable[[], str]) -> None:
+    url = pg_new_database()
+    store = SqlStore(url, create=True)
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
+    store.accept_events(events[:30])
+    store.close()
+    report = replay_json("--db", url, "--from", "2026-12-20")
+    assert report["events"] == len([e for e in events[:30] if e["timestamp"] >= "2026-12-20"])
+    assert report["events"] > 0
+    assert report["journeys"]["welcome"]["enrolled"] > 0
+
+
+def test_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "track", "userId": "u", "event": "X", "timestamp": "2026-01-01"}\n'
+                   '{"type": "track", "userId": "u", "event": "X"}\n')
+    done = runner.invoke(app, ["replay", str(bad)])
+    assert done.exit_code == 1
+    assert f"{bad}:2:1: every event needs an ISO 8601 'timestamp'" in done.output
+    bad.write_text("{nope\n")
+    assert f"{bad}:1:2: not JSON" in runner.invoke(app, ["replay", str(bad)]).output
+    assert runner.invoke(app, ["replay"]).exit_code == 2
+    assert runner.invoke(app, ["replay", str(bad), "--db", "sqlite://"]).exit_code == 2
+    window = runner.invoke(app, ["replay", str(bad), "--from", "2026-02-01", "--to", "2026-01-01"])
+    assert window.exit_code == 1
+    assert "--to must be after --from" in window.output
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"type": "track", "event": "X", "timestamp": "2026-01-01T00:00:00Z"}\n'
+                    '{"type": "track", "userId": "u", "event": "X", '
+                    '"timestamp": "2026-01-01T00:00:00Z"}\n')
+    report = replay_json(str(junk))
+    assert report["rejected"] == 1
+    assert report["rejected_by_reason"] == {"an event needs a userId or an anonymousId": 1}

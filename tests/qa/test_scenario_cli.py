@@ -1,0 +1,243 @@
+"""`journeyman test`: the bundled journeys' scenarios pass (CI runs them through this
+test), a failing scenario prints a readable expected-vs-actual timeline, a bad file gets
+`file:line:column` errors, and the exit codes are 0, 1 and 2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from engine.cli import app
+from tests.conftest import LIBRARY
+
+runner = CliRunner()
+
+HEAD = f"""\
+journeys: {LIBRARY}
+start: "2026-03-02T09:00:00Z"
+profiles:
+  ana: {{email: ana@example.com, first_name: Ana, consent: {{email: true}}, timezone: Europe/Madrid}}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_every_bundled_journey_has_scenarios_and_they_all_pass() -> None:
+    done = runner.invoke(app, ["test", str(LIBRARY)])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert lines[-1] == f"{len(lines) - 1} passed, 0 failed"
+    assert all(line.startswith("PASS  ") for line in lines[:-1])
+    text = "\n".join(p.read_text() for p in (LIBRARY / "scenarios").glob("*.scenario.yaml"))
+    journeys = {p.stem for p in LIBRARY.glob("*.yaml")} - {"policy", "computed_traits"}
+    covered = set(re.findall(r"journey: (\w+)", text))
+    assert journeys <= covered, journeys - covered
+
+
+def test_a_failing_scenario_shows_the_timeline_with_journey_step_and_times(
+        tmp_path: Path) -> None:
+    write(tmp_path, "cart.scenario.yaml", "scenario: the cart reminder comes after 30 minutes\n"
+          + HEAD + """\
+only: [abandoned_cart]
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: 120}}
+expect:
+  messages:
+    - {at: "2026-03-02T09:30:00Z", user: ana, journey: abandoned_cart, step: reminder, template: cart_reminder}
+    - {at: "2026-03-03T10:00:00Z", user: ana, journey: abandoned_cart, step: vip_offer}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    out = done.output
+    first = out.splitlines()[0]
+    assert first.startswith(f"FAIL  {tmp_path / 'cart.scenario.yaml'}  the cart reminder comes "
+                            "after 30 minutes  (")
+    assert re.search(
+        r"DIFFERS +2026-03-02T10:00:00Z +message +ana +abandoned_cart/reminder +email +"
+        r"cart_reminder .* line 11 +\(happened, not as expected\)\n +at: expected "
+        r"2026-03-02T09:30:00Z, got 2026-03-02T10:00:00Z \(30m later\)", out), out
+    assert re.search(r"DIFFERS +2026-03-03T10:00:00Z +message +ana +abandoned_cart/plain_offer "
+                     r".* line 12 .*\n +step: expected 'vip_offer', got 'plain_offer'", out), out
+    assert re.search(r"event +ana +track Checkout Started \{cart_value: 120\} +line 8", out), out
+    assert out.splitlines()[-2] == "  2 different"
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_missing_unexpected_and_profile_mismatches(tmp_path: Path) -> None:
+    write(tmp_path, "w.scenario.yaml", "scenario: welcome\n" + HEAD + """\
+only: [welcome]
+events:
+  - {user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages:
+    - {user: ana, journey: welcome, step: welcome_site}
+    - {user: ana, journey: welcome, step: welcome_newsletter, at: "2026-03-05T09:00:00Z"}
+  profiles:
+    ana: {traits: {welcomed: false, plan: gold}}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path / "w.scenario.yaml")])
+    assert done.exit_code == 1
+    out = done.output
+    assert re.search(r"MISSING +2026-03-05T09:00:00Z +message +ana +welcome/welcome_newsletter"
+                     r" +line 12 +\(expected, did not happen\)", out), out
+    assert re.search(r"UNEXPECTED +2026-03-04T09:00:00Z +message +ana +welcome/preferences "
+                     r".*\(happened, not expected\)", out), out
+    assert "PROFILE     ana traits.welcomed: expected False, got True  line 14" in out
+    assert "PROFILE     ana traits.plan: expected 'gold', got missing  line 14" in out
+    assert "1 missing, 2 profile mismatches, 1 unexpected" in out
+
+
+def test_include_skips_deferrals_and_no_messages_for(tmp_path: Path) -> None:
+    write(tmp_path, "n.scenario.yaml", "scenario: quiet hours in New York, no consent\n"
+          + HEAD + """\
+  ben: {email: ben@example.com, timezone: America/New_York, consent: {email: true}}
+  cai: {email: cai@example.com, consent: {email: false}}
+only: [nurturing]
+events:
+  - {user: ben, track: Lead Created}
+  - {user: cai, track: Lead Created}
+expect:
+  messages_include:
+    - {at: "2026-03-02T13:00:00Z", user: ben, step: pull_1, channel: email, to: ben@example.com}
+  deferred_include:
+    - {user: ben, step: pull_1, reason: quiet_hours, until: "2026-03-02T13:00:00Z"}
+  skipped_include:
+    - {user: cai, step: pull_1, reason: no_consent, at: "2026-03-02T09:00:00Z"}
+  no_messages_for: [cai]
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+
+
+def test_anonymous_visitor_aliased_and_messages_out_of_order(tmp_path: Path) -> None:
+    write(tmp_path, "a.scenario.yaml", "scenario: alias\n" + HEAD + """\
+only: [browse_retargeting, welcome]
+events:
+  - {anonymous: v-1, track: Product Viewed, properties: {name: Rain Shell}}
+  - {after: 5m, user: ana, alias: v-1}
+  - {after: 5m, user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages:
+    - {user: ana, step: still_interested}
+    - {user: ana, step: welcome_site}
+    - {user: ana, step: preferences}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    # ana is the visitor: the reminder for the anonymous view reaches her, at 13:00
+    assert re.search(r"ORDER +2026-03-02T13:00:00Z +message +ana +browse_retargeting/"
+                     r"still_interested .*\n +listed out of time order", done.output), done.output
+
+
+def test_an_invalid_scenario_file_gets_positioned_errors(tmp_path: Path) -> None:
+    write(tmp_path, "bad.scenario.yaml", """\
+scenario: broken
+journeys: ../nowhere
+start: "2026-03-02T09:00:00Z"
+events:
+  - {user: ana, track: Signed Up, propertes: {source: site}}
+expect:
+  mesages: []
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    path = tmp_path / "bad.scenario.yaml"
+    assert f"  {path}:5:35: unknown key 'propertes' (did you mean 'properties'?)" in done.output
+    assert f"  {path}:7:3: unknown key 'mesages' (did you mean 'messages'?)" in done.output
+    assert done.output.splitlines()[-1] == "0 passed, 0 failed, 1 invalid"
+
+
+def test_names_that_do_not_exist_and_times_that_go_backwards(tmp_path: Path) -> None:
+    write(tmp_path, "names.scenario.yaml", "scenario: typos\n" + HEAD + """\
+events:
+  - {at: "2026-03-02T10:00:00Z", user: ana, track: Signed Up}
+  - {at: "2026-03-02T09:30:00Z", user: ana, track: Order Completed}
+  - {after: 3x, user: ana, track: Order Completed}
+  - {user: ana, track: X, identify: {a: 1}}
+expect:
+  messages: []
+""")
+    write(tmp_path, "ids.scenario.yaml", "scenario: typos\n" + HEAD + """\
+events:
+  - {user: ana, track: Signed Up}
+expect:
+  messages:
+    - {user: bob, journey: welcom, step: nope}
+    - {user: ana, journey: welcome, step: welcome_sit, template: welcome_sight}
+  no_messages_for: [anna]
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    out = done.output
+    ids, names = tmp_path / "ids.scenario.yaml", tmp_path / "names.scenario.yaml"
+    for expected in [
+        f"{names}:8:10: at: 2026-03-02T09:30:00Z is before the previous line "
+        "(2026-03-02T10:00:00Z); events are listed in time order",
+        f"{names}:9:13: bad duration '3x'",
+        f"{names}:10:5: each event line has exactly one of: track, identify, alias, page "
+        "(this one has track, identify)",
+        f"{ids}:10:14: user: 'bob' appears in no profile or event line of this scenario",
+        f"{ids}:10:28: journey: no journey 'welcom' in {LIBRARY} (did you mean 'welcome'?)",
+        f"{ids}:11:43: step: no step 'welcome_sit' in journey 'welcome' "
+        "(did you mean 'welcome_site'?)",
+        f"{ids}:11:66: template: no template 'welcome_sight' (did you mean 'welcome_site'?)",
+        f"{ids}:12:21: no_messages_for: 'anna' appears in no profile or event line of this "
+        "scenario (did you mean 'ana'?)",
+    ]:
+        assert expected in out, f"{expected}\n---\n{out}"
+
+
+def test_a_scenario_that_checks_nothing_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "empty.scenario.yaml", "scenario: nothing\n" + HEAD + "expect: {}\n")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1
+    assert f"{tmp_path / 'empty.scenario.yaml'}:6:9: expect: give at least one expectation" \
+        in done.output
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["test"]).exit_code == 2
+    missing = runner.invoke(app, ["test", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert "no such file or folder" in missing.output
+    empty = runner.invoke(app, ["test", str(tmp_path)])
+    assert empty.exit_code == 2
+    assert "no *.scenario.yaml files under" in empty.output
+
+
+def test_a_folder_without_policy_runs_under_the_bundled_policy(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    (journeys / "templates").mkdir()
+    (journeys / "hello.yaml").write_text("""\
+journey: hello
+version: 1
+entry: {event: Signed Up}
+steps:
+  - id: hi
+    send: {channel: email, template: hi}
+""")
+    (journeys / "templates" / "hi.yaml").write_text("channel: email\nsubject: Hi\ntext: Hello\n")
+    write(tmp_path, "hello.scenario.yaml", """\
+scenario: the bundled policy's consent rule applies
+journeys: journeys
+start: "2026-03-02T09:00:00Z"
+profiles:
+  ana: {email: ana@example.com}
+events:
+  - {user: ana, track: Signed Up}
+  - {at: "2026-03-02T22:00:00Z", user: ana, identify: {consent: {email: true}}}
+  - {after: 1m, user: ana, track: Signed Up}
+expect:
+  messages: []
+  skipped:
+    - {user: ana, journey: hello, step: hi, reason: no_consent, channel: email, at: "2026-03-02T09:00:00Z"}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path / "hello.scenario.yaml")])
+    assert done.exit_code == 0, done.output

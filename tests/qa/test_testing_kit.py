@@ -1,0 +1,61 @@
+"""What the testing kit (engine.testing.InMemoryEngine) gained for QA: `advance("3d")`,
+`alias`, `page`, the `skipped` and `deferred` records, and a clock watcher."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine.testing import DeferRecord, FakeClock, InMemoryEngine, SkipRecord
+from rules.durations import DurationError
+from tests.conftest import LIBRARY, START
+
+
+def test_advance_takes_a_duration_string() -> None:
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["welcome"])
+    eng.advance("1d2h")
+    eng.advance(timedelta(minutes=5))
+    assert eng.now == START + timedelta(days=1, hours=2, minutes=5)
+    with pytest.raises(DurationError, match="bad duration 'soon'"):
+        eng.advance("soon")
+
+
+def test_alias_merges_the_anonymous_visitor_into_the_user() -> None:
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["browse_retargeting"])
+    eng.post({"type": "track", "anonymousId": "v-1", "event": "Product Viewed",
+              "properties": {"name": "Rain Shell"}})
+    eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True}})
+    eng.alias("ana", "v-1")
+    eng.page("ana", "Pricing", {"path": "/pricing"})
+    eng.run_until_idle()
+    assert [(m.profile, m.step, m.to) for m in eng.sent] == [
+        ("ana", "still_interested", "ana@example.com")]
+    assert eng.store.identities_of("ana") == [("anonymous_id", "v-1"), ("user_id", "ana"),
+                                             ("user_id", "v-1")]
+
+
+def test_skipped_and_deferred_records() -> None:
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["nurturing"])
+    eng.identify("ana", {"email": "a@example.com", "consent": {"email": False}})
+    eng.identify("ben", {"email": "b@example.com", "consent": {"email": True},
+                         "timezone": "America/New_York"})
+    eng.track("ana", "Lead Created")
+    eng.track("ben", "Lead Created")
+    assert eng.skipped == [SkipRecord("ana", "nurturing", "pull_1", "no_consent", START, "email",
+                                      {"channel": "email", "consent": "opted_out"})]
+    until = datetime(2026, 3, 2, 13, tzinfo=UTC)  # 08:00 in New York
+    [deferred] = eng.deferred
+    assert deferred == DeferRecord("ben", "nurturing", "pull_1", "quiet_hours", START, until,
+                                   "email", deferred.details)
+    assert deferred.details["timezone"] == "America/New_York"
+
+
+def test_the_clock_tells_its_watchers_when_it_moves() -> None:
+    clock = FakeClock(START)
+    seen: list[datetime] = []
+    clock.watch(seen.append)
+    clock.advance(timedelta(hours=1))
+    clock.set(clock.now())  # not a move
+    clock.set(START + timedelta(days=1))
+    assert seen == [START + timedelta(hours=1), START + timedelta(days=1)]
