@@ -161,7 +161,7 @@ def main() -> int:
     parser.add_argument("--before", type=float, default=30.0,
                         help="seconds of ingest measured before the storm (at least)")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between posts")
-    parser.add_argument("--max-storm", type=float, default=1800.0,
+    parser.add_argument("--max-storm", type=float, default=3600.0,
                         help="give up if the storm's sends are not all delivered by then")
     parser.add_argument("--bundled", action="store_true",
                         help="also load the bundled journeys (slower seeding)")
