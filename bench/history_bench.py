@@ -113,7 +113,7 @@ def run(db: str, total: int, kb: float, budget: float) -> tuple[list[float], Ser
     started = time.perf_counter()
     for n in range(total):
         if budget and time.perf_counter() - started > budget:
-            print(f"  stopped after the {n:,}th event: the {budget:.0f} s budget is spent",
+            print(f"  stopped after the {ordinal(n)} event: the {budget:.0f} s budget is spent",
                   flush=True)
             break
         raw = identify() if n == 0 else order(n, kb)
@@ -132,6 +132,11 @@ def run(db: str, total: int, kb: float, budget: float) -> tuple[list[float], Ser
     assert worker.stats.failures == 0, worker.stats
     assert not store.inbox_counts(), store.inbox_counts()
     return times, service
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
 
 
 def window(times: list[float], at: int, half: int) -> float:
@@ -171,8 +176,9 @@ def main() -> None:
         db_mb = sum(p.stat().st_size for p in workdir.glob("history.db*")) / 2**20
         print(f"  {len(times):,} events in {elapsed:.0f} s; the profile ends with "
               f"{len(enrollments):,} enrollments; outbox {sent}; database {db_mb:.0f} MiB")
-        print(f"  handling the {args.early}th event (median of {args.early - args.window}-"
-              f"{args.early + args.window}): {1e3 * early:.1f} ms; the {late_at:,}th "
+        print(f"  handling the {ordinal(args.early)} event (median of "
+              f"{args.early - args.window}-{args.early + args.window}): {1e3 * early:.1f} ms; "
+              f"the {ordinal(late_at)} "
               f"({late_at - args.window:,}-{late_at + args.window:,}): {1e3 * late:.1f} ms "
               f"= {late / early:.1f} x")
         ratio = early / late
@@ -180,7 +186,7 @@ def main() -> None:
             # Work per event that grows with history only grows further: the 2,000th
             # costs at least what the last one reached did, so early/late is an upper
             # bound of t50/t2000. A bound under the target is a definite miss.
-            print(f"  the {args.late:,}th event was not reached within --budget "
+            print(f"  the {ordinal(args.late)} event was not reached within --budget "
                   f"{args.budget:.0f} s: t{args.early}/t{args.late} <= {ratio:.3g} if the "
                   "cost per event does not fall as history grows")
             if ratio >= 0.5:
