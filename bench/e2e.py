@@ -427,12 +427,15 @@ class Deployment:
         workers = f" + {self.workers} `journeyman worker`" if self.workers else ""
         return f"{api}{workers}"
 
-    def wait_done(self, delay: float, timeout: float = 600) -> float:
+    def wait_done(self, delay: float, expect: dict[str, int] | None = None,
+                  timeout: float = 600) -> float:
         """Wait until every send the posted events cause has reached a channel; return
         when the last one was seen (perf_counter). Done means: no pending inbox row;
         `delay` (the journeys' short waits) past the moment the inbox emptied, no timer
         due now (cron timers aside); no pending outbox row (with quiet hours off, a
-        pending row is due or in flight); and as many lines at the sinks as `sent` rows.
+        pending row is due or in flight); as many lines at the sinks as `sent` rows; and
+        at least `expect[journey]` lines of each journey named there (so a runtime that
+        empties its inbox before its work is committed is not taken for done).
         """
         store = self.store
         deadline = time.monotonic() + timeout
@@ -453,7 +456,8 @@ class Deployment:
                 if outbox.get("failed"):
                     raise RuntimeError(f"outbox rows failed: {outbox}")
                 if ((due is None or due > now) and not outbox.get("pending")
-                        and self.sink.count() >= outbox.get("sent", 0)):
+                        and self.sink.count() >= outbox.get("sent", 0)
+                        and all(self.sink.count(j) >= n for j, n in (expect or {}).items())):
                     self.sink.poll()
                     seen = self.sink.snapshot()
                     return max((d.at for d in seen), default=time.perf_counter())
@@ -511,7 +515,7 @@ def run_e2e(deployment: Deployment, events: list[dict[str, Any]], *, delay: floa
     t0 = time.perf_counter()
     for start in range(0, len(events), batch):
         deployment.api.post_batch(events[start:start + batch], sent_at)
-    t_end = deployment.wait_done(delay, timeout)
+    t_end = deployment.wait_done(delay, expect, timeout)
     seen = deployment.sink.snapshot()
     sends = Counter(d.journey for d in seen)
     run = E2eRun(len(events), t_end - t0, delay, deployment.describe(), sends,
