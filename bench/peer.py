@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,30 +62,55 @@ def ensure_celery() -> None:
                        check=True)
 
 
+def _leftovers(pids: set[int]) -> list[int]:
+    """Those of `pids` still alive and still the peer's (a Celery worker of its app, or
+    a redis-server)."""
+    alive = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"peer_app" in cmdline or b"redis-server" in cmdline:
+            alive.append(pid)
+    return alive
+
+
 def run_peer(peer: Path, n: int, delay: float, timeout: float = 900) -> PeerRun:
     """Run the peer script on `n` events; it starts its own redis-server on a free port
     (never touching the shared one at 6379) and two Celery worker processes."""
     if not peer.is_file():
         raise RuntimeError(f"the peer script is not at {peer} (give --peer)")
     ensure_celery()
+    tmp = Path(tempfile.mkdtemp(prefix="peer_"))  # the peer leaves its app folder behind
     proc = subprocess.Popen([sys.executable, str(peer), "--n", str(n), "--delay", str(delay)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
     below: set[int] = set()
     try:
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             below.update(descendants(proc.pid))  # its workers leave its session
             time.sleep(0.5)
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the peer did not finish in {timeout:.0f} s") from None
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # timed out or interrupted
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        for pid in sorted(below, reverse=True):  # the peer stops them itself on success
+        # The peer stops its workers and Redis itself; whatever of them is still there
+        # after 10 s (the peer failed or was killed) is ended here, by pid, once its
+        # command line shows it is one of them (a pid may have been reused meanwhile).
+        wait_until = time.monotonic() + 10
+        while _leftovers(below) and time.monotonic() < wait_until:
+            time.sleep(0.2)
+        for pid in _leftovers(below):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
     match = re.search(r"RESULT celery_e2e events_per_s=(\d+) lost=(\d+) dup=(\d+)", out)
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f"the peer failed ({proc.returncode}):\n{out}\n{err[-2000:]}")
