@@ -1,8 +1,8 @@
 """End to end through the bundled journeys, against raw SQL (not run in CI).
 
-    .venv/bin/python bench/journey_bench.py                  # 3,000 events, SQLite
-    JOURNEYMAN_BENCH_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python bench/journey_bench.py --events 3000  # and PostgreSQL
+    .venv/bin/python bench/journey_bench.py                  # 3,000 events, SQLite + PostgreSQL
+    .venv/bin/python bench/journey_bench.py --no-pg          # SQLite only
+    .venv/bin/python bench/journey_bench.py --e2e-events 20000 --peer PATH   # a longer race
     .venv/bin/python bench/journey_bench.py --profile        # + cProfile of the SQLite run
 
 The workload: the first N events (by time) of `engine.qa.demo.synthetic_events`, realistic
@@ -28,10 +28,37 @@ but the sends an event causes at once goes out.
    row. The median of 3 runs, each on fresh tables. Target: (1) >= 0.1 x (2), on each
    backend.
 
-PostgreSQL runs only if JOURNEYMAN_BENCH_PG (or JOURNEYMAN_TEST_PG) is set; a database
-of its own (jm_bench_<pid>_<hex>) is created for the run and dropped at the end. It uses
-the first `--pg-events` (1,000) of the events: the engine does ~30 events/s there (a
-commit per event plus ~40 round trips), and the whole run should stay near 90 s.
+3. end to end against the Celery peer (../shared/peers/celery_journey.py: Celery 5 on
+   Redis, a task per event that schedules a countdown task which "sends"; its own
+   redis-server on a free port, 2 worker processes; `celery[redis]` is pip-installed
+   into this interpreter if missing). The peer and the engine take the same `--e2e-events`
+   (3,000) events in the same run; the peer runs before and after the engine and counts
+   as the geometric mean of the two (the machine is shared: load that changes during the
+   race then weighs on both sides). The engine's library is the bundled journeys plus
+   `bench_countdown` (entry on Signed Up, `wait: 2s`, a webhook send: the peer's
+   countdown), copied to a temporary folder with the quiet hours taken out of the policy
+   (so the figure does not depend on the hour the bench runs at). The events are the same
+   realistic stream (raw Segment events, `sentAt` = the newest event's time), posted to
+   the HTTP API in `/v1/batch` calls of 100 by one client as fast as it answers - the
+   ingest path a client uses, which also counts the API's cost. The clock stops when
+   every send the events cause has reached a channel, counted at the channel: every
+   process runs with `--sends file:<its own file>` and the bench reads those lines as
+   they are written; done = inbox empty, no short timer due, no pending outbox row, and
+   as many lines at the channel as sent rows (the countdown sends checked one per Signed
+   Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its own.
+   - SQLite: one `journeyman serve` (API + worker + timers + outbox in one process);
+     `RESULT journey_vs_celery_sqlite ratio=<engine/peer> target=10`;
+   - PostgreSQL: an API process plus `--pg-workers` (2) `journeyman worker` processes
+     on one database; the API process serves `Service.app()`, the app `serve` serves,
+     without serve's own worker loops (journeyman has no API-only switch today), so
+     exactly two workers handle events: `RESULT journey_vs_celery_postgres
+     ratio=<engine/peer> target=5`.
+
+PostgreSQL: `--pg URL`, else JOURNEYMAN_BENCH_PG or JOURNEYMAN_TEST_PG, else the local
+server (postgresql+psycopg://postgres@127.0.0.1:5432) if it answers; `--no-pg` skips
+it. Each run makes a database of its own (jm_bench_<pid>_<hex>) and drops it at the end.
+The in-process run (1.) uses the first `--pg-events` (1,000) events: the engine does
+~150 events/s there (a commit per event plus ~40 round trips).
 """
 
 from __future__ import annotations
@@ -40,17 +67,15 @@ import argparse
 import cProfile
 import io
 import json
-import os
+import math
 import pstats
-import secrets
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,9 +83,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import e2e  # noqa: E402
+import peer  # noqa: E402
 import psycopg  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from engine.core.times import parse_timestamp  # noqa: E402
@@ -79,7 +107,7 @@ SOURCE = "bench"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 JOURNEYS = ROOT / "journeys" / "library"
 CHANNELS = ("email", "sms", "push", "webhook")
-PG_ENVS = ("JOURNEYMAN_BENCH_PG", "JOURNEYMAN_TEST_PG")
+COUNTDOWN_ENTRY = "Signed Up"  # bench_countdown's entry event (once per visitor)
 
 
 # --- the workload ----------------------------------------------------------------------
@@ -369,31 +397,48 @@ def run_raw_pg(url: str, events: list[dict[str, Any]], now: datetime,
         return result
 
 
-# --- PostgreSQL plumbing ---------------------------------------------------------------
+# --- 3. end to end, against the Celery peer -----------------------------------------
 
-def pg_url() -> str | None:
-    for name in PG_ENVS:
-        if os.environ.get(name):
-            return make_url(os.environ[name]).set(drivername="postgresql+psycopg") \
-                .render_as_string(hide_password=False)
-    return None
+def run_race(args: argparse.Namespace, workdir: Path,
+             server: str | None) -> tuple[float, float | None]:
+    """The peer and the engine on the same events, end to end; (SQLite ratio, PostgreSQL
+    ratio or None)."""
+    n = args.e2e_events
+    raw = e2e.realistic_events(n, "e2e")
+    expect = {"bench_countdown": sum(1 for ev in raw if ev.get("event") == COUNTDOWN_ENTRY)}
+    print(f"End to end: {n:,} events ({expect['bench_countdown']:,} of them {COUNTDOWN_ENTRY}, "
+          f"each causing a send {args.delay:g} s later), through the API until every send "
+          "they cause has reached a channel")
+    celery = [peer.run_peer(args.peer, n, args.delay)]
+    print(f"  peer before (Celery on Redis, 2 worker processes): {celery[0].rate:,.0f} events/s "
+          f"(lost {celery[0].lost}, duplicates {celery[0].dup}; {celery[0].output})", flush=True)
+    library = e2e.bench_library(workdir / "e2e-journeys", {
+        "bench_countdown.yaml": e2e.countdown_journey(COUNTDOWN_ENTRY, int(args.delay))})
 
-
-@contextmanager
-def pg_database(server: str) -> Iterator[str]:
-    """A fresh database for this run (jm_bench_<pid>_<hex>), dropped at the end."""
-    name = f"jm_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    sqlite_dir = workdir / "e2e-sqlite"
+    sqlite_dir.mkdir()
+    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir) as dep:
+        sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+    print(sqlite_run.line("SQLite"), flush=True)
+    pg_run = None
+    if server is not None:
+        pg_dir = workdir / "e2e-pg"
+        pg_dir.mkdir()
+        with e2e.pg_database(server) as url, e2e.Deployment(
+                url, library, pg_dir, workers=args.pg_workers, api="api-only") as dep:
+            pg_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+        print(pg_run.line("PostgreSQL"), flush=True)
+    celery.append(peer.run_peer(args.peer, n, args.delay))
+    print(f"  peer after: {celery[1].rate:,.0f} events/s (lost {celery[1].lost}, duplicates "
+          f"{celery[1].dup}; {celery[1].output})", flush=True)
+    # The peer runs before and after the engine: their geometric mean stands for the
+    # peer over the whole race, so a change of load on the machine meanwhile (it is
+    # shared) weighs on both sides alike.
+    rate = math.sqrt(celery[0].rate * celery[1].rate)
+    if any(c.lost or c.dup for c in celery):
+        raise RuntimeError("the peer lost or duplicated sends")
+    print(f"  peer: {rate:,.0f} events/s (geometric mean of the two runs)")
+    return sqlite_run.rate / rate, (pg_run.rate / rate if pg_run is not None else None)
 
 
 # --- report ----------------------------------------------------------------------------
@@ -446,13 +491,26 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=3_000, help="events per run")
     parser.add_argument("--pg-events", type=int, default=1_000,
-                        help="events for the PostgreSQL runs (the first N of --events; the "
-                             "engine manages ~30 events/s there, so fewer keep the run short)")
+                        help="events for the in-process PostgreSQL run (the first N of "
+                             "--events; the engine manages ~150 events/s there)")
+    parser.add_argument("--e2e-events", type=int, default=3_000,
+                        help="events for the end-to-end race with the peer (each side)")
+    parser.add_argument("--delay", type=float, default=2.0,
+                        help="seconds between an event and its send (the peer's countdown)")
+    parser.add_argument("--peer", type=Path, default=peer.PEER,
+                        help="the Celery peer script (default ../shared/peers/celery_journey.py)")
+    parser.add_argument("--pg-workers", type=int, default=2,
+                        help="`journeyman worker` processes in the PostgreSQL race")
+    parser.add_argument("--pg", default=None, help="PostgreSQL server URL (see above)")
+    parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--no-e2e", action="store_true",
+                        help="skip the end-to-end race with the peer (3.)")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go")
     parser.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="TOP",
                         help="also run the SQLite engine under cProfile, print the top "
                              "functions by cumulative time (30)")
     args = parser.parse_args()
+    e2e.exit_on_signals()
 
     events, visitors, now = make_events(args.events)
     n = len(events)
@@ -471,10 +529,10 @@ def main() -> None:
 
         pg_ratio: float | None = None
         pg_rate: float | None = None
-        server = pg_url()
+        server = None if args.no_pg else e2e.pg_server(args.pg)
         if server is not None:
             pg_events = events[:max(1, min(n, args.pg_events))]
-            with pg_database(server) as url:
+            with e2e.pg_database(server) as url:
                 print(f"PostgreSQL: the first {len(pg_events):,} of the same events "
                       f"(--pg-events), in database {make_url(url).database} on "
                       f"{make_url(server).host}:{make_url(server).port or 5432}")
@@ -489,15 +547,23 @@ def main() -> None:
             run_engine(f"sqlite:///{workdir / 'profiled.db'}", events, now, profiler)
             print_profile(profiler, args.profile)
 
-        print(f"engine end-to-end on SQLite: {sqlite_run.rate:,.0f} events/s")
+        race: tuple[float, float | None] | None = None
+        if not args.no_e2e:
+            race = run_race(args, workdir, server)
+
+        print(f"engine in process on SQLite: {sqlite_run.rate:,.0f} events/s")
         if pg_rate is not None:
-            print(f"engine end-to-end on PostgreSQL: {pg_rate:,.0f} events/s")
+            print(f"engine in process on PostgreSQL: {pg_rate:,.0f} events/s")
         else:
-            print(f"PostgreSQL skipped: set {' or '.join(PG_ENVS)} "
-                  "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+            print("PostgreSQL skipped (--no-pg, or no server answered: give --pg URL or set "
+                  f"{' or '.join(e2e.PG_ENVS)})")
         print(f"RESULT journey_sqlite_vs_raw ratio={sqlite_ratio:.3g} target=0.1")
         if pg_ratio is not None:
             print(f"RESULT journey_postgres_vs_raw ratio={pg_ratio:.3g} target=0.1")
+        if race is not None:
+            print(f"RESULT journey_vs_celery_sqlite ratio={race[0]:.3g} target=10")
+            if race[1] is not None:
+                print(f"RESULT journey_vs_celery_postgres ratio={race[1]:.3g} target=5")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
