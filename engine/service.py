@@ -232,11 +232,15 @@ class Service:
                             for e in self.store.profile_enrollments(pid)],
         }
 
-    def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
-        """Run everything until SIGINT/SIGTERM (uvicorn handles the signals)."""
+    def serve(self, host: str = "127.0.0.1", port: int = 8000, *,
+              with_worker: bool = True) -> None:
+        """Run everything until SIGINT/SIGTERM (uvicorn handles the signals); without
+        the worker, the API alone: accepted events wait in the inbox for the workers
+        (woken through NOTIFY on PostgreSQL, by their safety tick on SQLite)."""
         import uvicorn
 
-        self.start()
+        if with_worker:
+            self.start()
         try:
             uvicorn.run(self.app(), host=host, port=port, log_level="warning",
                         access_log=False)

@@ -1,5 +1,5 @@
-"""Commands for operators: `keys` (write keys for the API), `outbox` and `decisions`
-(what was sent, skipped or failed, and why)."""
+"""Commands for operators: `migrate` (the store's schema), `keys` (write keys for the
+API), `outbox` and `decisions` (what was sent, skipped or failed, and why)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
 from engine.core.times import iso
 from engine.ports import OutboxRecord
 from engine.store import DEFAULT_URL
+
+
+def migrate(db: DbOpt = DEFAULT_URL) -> None:
+    """Bring the store's schema up to this version (creating it on a new database), then
+    exit. Run it once before starting `serve` and `worker` processes after an upgrade;
+    they also migrate on start, one at a time on PostgreSQL."""
+    from engine.store.sql import migrate as migrations
+
+    store = open_store(db)
+    try:
+        with store.sql_engine.connect() as conn:
+            revision = migrations.current(conn)
+    finally:
+        store.close()
+    err.print(f"store {store.dialect} at schema revision {revision} (current)", markup=False)
+
 
 keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
 

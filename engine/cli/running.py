@@ -93,17 +93,22 @@ def serve(
         help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
     secret_file: SecretFileOpt = None,
     log_format: LogFormatOpt = "text",
+    with_worker: Annotated[bool, typer.Option(
+        "--worker/--no-worker", help=(
+            "--no-worker: the API alone (accept events, unsubscribe, admin), for API "
+            "replicas in front of `journeyman worker` processes on one store."))] = True,
 ) -> None:
     """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
-    and outbox dispatcher."""
+    and outbox dispatcher (or the API alone, with --no-worker)."""
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick,
                        lease=lease, public_url=public_url or f"http://{host}:{port}")
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
+              f"{'' if with_worker else '(API only) '}"
               "(write keys: `journeyman keys create NAME`)", markup=False)
-    service.serve(host, port)
+    service.serve(host, port, with_worker=with_worker)
 
 
 def worker(

@@ -261,3 +261,23 @@ def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
     logged = cli("decisions")
     assert "permanent_failure" in logged.stdout
     assert "welcome/send_welcome" in logged.stdout
+
+
+def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) -> None:
+    from engine.store import SchemaNotReady, SqlStore
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    try:
+        SqlStore(url).close()
+    except SchemaNotReady:
+        pass
+    else:
+        raise AssertionError("a new database should not be current before `migrate`")
+    for _ in range(2):  # and again: nothing to do
+        done = run("migrate", "--db", url)
+        assert done.returncode == 0, done.stderr
+        assert "(current)" in done.stderr
+    SqlStore(url).close()  # current: opens without create
+    bad = run("migrate", "--db", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr

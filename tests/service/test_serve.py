@@ -325,3 +325,40 @@ def test_serve_rejects_a_bad_journeys_folder_clearly(tmp_path: Path) -> None:
     assert int(column) >= 1, first
     assert message.strip(), first
     assert "API on" not in done.stderr, done.stderr  # it never got as far as serving
+
+
+def test_api_only_serve_leaves_events_to_a_worker(tmp_path: Path,
+                                                  serve: Callable[..., Served]) -> None:
+    """`serve --no-worker` accepts events and handles none; a `journeyman worker` on the
+    same store handles them (the deployment of API replicas in front of workers)."""
+    db = f"sqlite:///{tmp_path / 'split.db'}"
+    key = create_key(db, "app", tmp_path)
+    sink = tmp_path / "sends.jsonl"
+    server = serve(db, "--no-worker", "--sends", f"file:{sink}")
+    assert "(API only)" in server.output()
+    event = {"userId": "u-split", "event": "Signed Up", "messageId": "m-split-1",
+             "context": {"timezone": noon_zone()},
+             "properties": {}, "traits": {"email": "u@example.com"}}
+    response = httpx.post(f"{server.url}/v1/track", json=event, auth=(key, ""), timeout=5)
+    assert response.status_code == 200, response.text
+
+    def pending() -> int:
+        from engine.store import SqlStore
+
+        store = SqlStore(db)
+        try:
+            return sum(store.inbox_counts().values())
+        finally:
+            store.close()
+
+    time.sleep(1.0)  # a serve with a worker handles an event within its 0.1 s tick
+    assert pending() == 1, server.why("the API-only server handled an event")
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "engine", "worker", "--db", db,
+                                   "--tick", "0.1", "--sends", f"file:{sink}"], cwd=tmp_path,
+                                  stdout=log, stderr=log)
+    try:
+        server.eventually(lambda: True if pending() == 0 else None, "the worker's handling")
+    finally:
+        worker.terminate()
+        worker.wait(10)

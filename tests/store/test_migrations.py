@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,3 +45,34 @@ def test_migrations_on_empty_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_migrations_on_empty_postgres(pg_new_database: Callable[[], str]) -> None:
     _check_fresh_database(pg_new_database())
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_processes_started_together_on_a_new_postgres_database_all_come_up(
+        pg_new_database: Callable[[], str], tmp_path: Path) -> None:
+    """An API and its workers started at once on a new database each migrate on start:
+    without the migration lock all but one failed creating tables that already existed."""
+    import subprocess
+    import sys
+
+    url = pg_new_database()
+    go = tmp_path / "go"
+    script = (
+        "import pathlib, sys, time\n"
+        "from engine.store import SqlStore\n"
+        "go = pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.005)\n"
+        "SqlStore(sys.argv[1], create=True).close()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, url, str(go)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    time.sleep(3.0)  # every process has imported the engine and waits on the barrier
+    go.touch()
+    failures = []
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            failures.append(stderr[-800:])
+    assert failures == []
+    store = SqlStore(url)  # current: opens without create
+    store.close()

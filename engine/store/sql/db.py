@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,6 +40,8 @@ from engine.store.sql.tables import table
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
 SQLITE_CACHE_KIB = 65_536
+# The advisory lock taken while migrating (PostgreSQL): 0x6A6D is "jm".
+MIGRATION_LOCK = (0x6A6D, 1)
 
 
 class SqlBase:
@@ -72,7 +74,11 @@ class SqlBase:
         self._failures = table("failures")
         try:
             if create:
-                self.migrate()
+                try:
+                    self.migrate()
+                except SQLAlchemyError as exc:
+                    raise StoreError(f"cannot open the store at {self._safe_url()}: "
+                                     f"{exc}") from exc
             else:
                 self._check_schema()
         except BaseException:
@@ -87,10 +93,17 @@ class SqlBase:
         self._db.dispose()
 
     def migrate(self) -> None:
-        """`alembic upgrade head` on this database."""
+        """`alembic upgrade head` on this database. On PostgreSQL one process at a time:
+        processes started together on a new database (an API and its workers) would
+        otherwise each create the tables, and all but one fail."""
         with self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
+                if self._pg:
+                    # Held to the end of this transaction; the second process then
+                    # finds the schema current and does nothing.
+                    conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK[0]}, "
+                                      f"{MIGRATION_LOCK[1]})"))
                 migrate.upgrade(conn)
 
     def _check_schema(self) -> None:
