@@ -50,6 +50,10 @@ class CompiledJourney:
     templates: TemplateLibrary
     policy: Policy
     exit_rules: tuple[str, ...] = field(default=())
+    # The event names this journey's event rules can match; None when some rule can
+    # match any event (a condition on the profile alone). The runtime skips matching the
+    # journey against other events: most events concern a few journeys of many.
+    interest: frozenset[str] | None = None
 
     @property
     def model(self) -> Journey:
@@ -111,6 +115,32 @@ def event_rules(loaded: LoadedJourney) -> dict[str, Condition]:
     return rules
 
 
+def _required_event(condition: Condition) -> str | None:
+    """The event name `condition` requires (an `event.event == NAME` it cannot match
+    without), or None."""
+    if isinstance(condition, Compare):
+        if condition.path == ("event", "event") and condition.op == "eq":
+            return str(condition.value)
+        return None
+    if isinstance(condition, AllOf):
+        return next((name for name in map(_required_event, condition.items) if name), None)
+    return None
+
+
+def interest(rules: Mapping[str, Condition], entry_kind: str) -> frozenset[str] | None:
+    """The event names any of `rules` can match, or None when one of them can match any
+    event. A schedule entry is never matched against events (its cron timers enter)."""
+    names: set[str] = set()
+    for rule_id, condition in rules.items():
+        if rule_id == ENTRY and entry_kind == "schedule":
+            continue
+        name = _required_event(condition)
+        if name is None:
+            return None
+        names.add(name)
+    return frozenset(names)
+
+
 def branch_rules(loaded: LoadedJourney) -> dict[str, Condition]:
     rules: dict[str, Condition] = {}
     for i, step in enumerate(loaded.model.steps):
@@ -155,6 +185,7 @@ def compile_journey(loaded: LoadedJourney, *, templates: TemplateLibrary | None 
         templates=templates or TemplateLibrary(None),
         policy=policy or Policy(),
         exit_rules=tuple(r for r in ev if r.startswith("exit_when:")),
+        interest=interest(ev, model.entry.kind),
     )
 
 
