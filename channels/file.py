@@ -8,7 +8,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.ports import Message
+from engine.ports import DeliveryError, Message
 
 
 class FileChannel:
@@ -19,12 +19,33 @@ class FileChannel:
         self._lock = threading.Lock()
 
     def send(self, message: Message) -> None:
-        record = {"key": message.key, "profile_id": message.profile_id,
-                  "journey": message.journey, "step": message.step,
-                  "channel": message.channel, "to": message.to, "at": message.at.isoformat(),
-                  "rendered": asdict(message.rendered)}
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
-            out.write(line)
-            out.flush()
-            os.fsync(out.fileno())  # an audit line that a crash can lose is no audit
+        error = self.send_batch([message])[0]
+        if error is not None:
+            raise error
+
+    def send_batch(self, messages: list[Message]) -> list[Exception | None]:
+        """Append the chunk with one write and one fsync: the fsync, not the write, is
+        what a line costs. A message that cannot be serialized fails alone."""
+        lines: list[str] = []
+        results: list[Exception | None] = []
+        for message in messages:
+            try:
+                lines.append(_line(message))
+                results.append(None)
+            except Exception as exc:  # never retried: it would fail again
+                results.append(DeliveryError(f"cannot write the message: {exc}",
+                                             permanent=True))
+        if lines:
+            with self._lock, self.path.open("a", encoding="utf-8") as out:
+                out.write("".join(lines))
+                out.flush()
+                os.fsync(out.fileno())  # an audit line that a crash can lose is no audit
+        return results
+
+
+def _line(message: Message) -> str:
+    record = {"key": message.key, "profile_id": message.profile_id,
+              "journey": message.journey, "step": message.step,
+              "channel": message.channel, "to": message.to, "at": message.at.isoformat(),
+              "rendered": asdict(message.rendered)}
+    return json.dumps(record, sort_keys=True, default=str) + "\n"
