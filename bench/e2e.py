@@ -16,14 +16,13 @@ as they grow, noting when each line first appeared.
 - `Deployment`: keys + API + N workers on one database; `run_e2e`: events in through the
   API until every send they cause has reached a channel.
 
-`python bench/e2e.py api --journeys DIR --db URL --port P` runs the API alone: the very
-app `journeyman serve` serves (`Service.app()`), without the event, timer and outbox
-loops that `serve` also starts, so a bench can run "an API and exactly N workers".
+An API alone is `journeyman serve --no-worker`, so a bench can run "an API and exactly N
+workers". Every process gets the same `JOURNEYMAN_SECRET` (`BENCH_SECRET`): processes on
+one PostgreSQL database must sign and verify unsubscribe links with one secret.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import json
@@ -83,6 +82,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+BENCH_SECRET = "bench-secret-not-for-production-0123456789abcdef"
+
+
 class Fleet:
     """The processes a bench started. Each runs in a session of its own (its process
     group is its pid), so stopping one reaches its children and nothing else."""
@@ -95,6 +97,7 @@ class Fleet:
         with (self.logs / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "JOURNEYMAN_SECRET": BENCH_SECRET},
                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - prctl only
         self.procs[name] = proc
         return proc
@@ -391,7 +394,7 @@ class Deployment:
                 self.fleet.start("serve", [*journeyman(), "serve", *common, "--port", str(port),
                                            "--sends", f"file:{self.sink.path('serve')}"])
             else:
-                self.fleet.start("api", [sys.executable, __file__, "api", *common,
+                self.fleet.start("api", [*journeyman(), "serve", "--no-worker", *common,
                                          "--port", str(port)])
             for i in range(1, self.workers + 1):
                 self.fleet.start(f"worker{i}", [*journeyman(), "worker", *common,
@@ -538,27 +541,5 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered), math.ceil(q / 100 * len(ordered))) - 1)]
 
 
-def api_only(argv: list[str]) -> None:
-    """Serve `Service.app()` (what `journeyman serve` serves) without its loops."""
-    import uvicorn
-
-    from engine.service import Service
-
-    parser = argparse.ArgumentParser(prog="e2e.py api")
-    parser.add_argument("--journeys", required=True)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    service = Service(args.journeys, args.db, channels={})
-    try:
-        uvicorn.run(service.app(), host="127.0.0.1", port=args.port, log_level="warning",
-                    access_log=False)
-    finally:
-        service.store.close()
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["api"]:
-        api_only(sys.argv[2:])
-    else:
-        sys.exit(__doc__)
+    sys.exit(__doc__)

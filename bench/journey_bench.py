@@ -49,9 +49,8 @@ but the sends an event causes at once goes out.
    - SQLite: one `journeyman serve` (API + worker + timers + outbox in one process);
      `RESULT journey_vs_celery_sqlite ratio=<engine/peer> target=10`;
    - PostgreSQL: an API process plus `--pg-workers` (2) `journeyman worker` processes
-     on one database; the API process serves `Service.app()`, the app `serve` serves,
-     without serve's own worker loops (journeyman has no API-only switch today), so
-     exactly two workers handle events: `RESULT journey_vs_celery_postgres
+     on one database; the API process is `journeyman serve --no-worker` (the API
+     alone), so exactly two workers handle events: `RESULT journey_vs_celery_postgres
      ratio=<engine/peer> target=5`.
 
 PostgreSQL: `--pg URL`, else JOURNEYMAN_BENCH_PG or JOURNEYMAN_TEST_PG, else the local

@@ -5,8 +5,7 @@
 
 Every run uses a database of its own on the PostgreSQL server (`--pg URL`, else
 JOURNEYMAN_BENCH_PG or JOURNEYMAN_TEST_PG, else the local server), dropped at the end;
-an API process (the app `journeyman serve` serves, `Service.app()`, without serve's own
-worker loops: journeyman has no API-only switch yet) and N `journeyman worker`
+an API process (`journeyman serve --no-worker`: the API alone) and N `journeyman worker`
 processes, each sending to a JSON-lines file of its own (`--sends file:...`) that the
 bench reads as it grows. The journeys: the bundled library plus `bench_countdown`
 (Signed Up, `wait: 2s`, a webhook send) and `bench_immediate` (every `Bench Ping` event:
