@@ -1,6 +1,8 @@
 """The deployment files (deploy/) and docs/deploy.md agree with each other and with the
 command line: every file is shown in the doc as it is, every `journeyman` command they
-run parses, and compose passes PostgreSQL the settings of journeyman.conf."""
+run parses, both recipes migrate once before an API alone (`serve --no-worker`) and the
+workers, compose passes PostgreSQL the settings of journeyman.conf, and every metric
+the doc names exists."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -24,21 +27,29 @@ COMPOSE = YAML(typ="safe").load((DEPLOY / "docker-compose.yml").read_text())
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 
 
-def _systemd_commands() -> list[list[str]]:
+def _unit_commands(unit: Path) -> list[list[str]]:
+    """The `journeyman` argv of each ExecStart (instance and host specifiers filled in)."""
     commands = []
-    for unit in UNITS:
-        text = unit.read_text().replace("\\\n", " ")
-        for line in text.splitlines():
-            if line.startswith("ExecStart="):
-                argv = shlex.split(line.removeprefix("ExecStart="))
-                assert argv[0].endswith("/journeyman"), unit
-                commands.append(argv[1:])
+    text = unit.read_text().replace("\\\n", " ").replace("%i", "9101").replace("%H", "host")
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            argv = shlex.split(line.removeprefix("ExecStart="))
+            assert argv[0].endswith("/journeyman"), unit
+            commands.append(argv[1:])
     return commands
 
 
+def _systemd_commands() -> list[list[str]]:
+    return [argv for unit in UNITS for argv in _unit_commands(unit)]
+
+
+def _journeyman_services() -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in COMPOSE["services"].items()
+            if service.get("image") == "journeyman:latest"}
+
+
 def _compose_commands() -> list[list[str]]:
-    return [[str(a) for a in service["command"]] for name, service in COMPOSE["services"].items()
-            if name != "db"]
+    return [[str(a) for a in service["command"]] for service in _journeyman_services().values()]
 
 
 def _parses(argv: list[str]) -> None:
@@ -71,13 +82,67 @@ def test_a_wrong_option_would_be_caught() -> None:
 
 def test_compose_runs_the_api_workers_a_migration_first_and_postgres() -> None:
     services = COMPOSE["services"]
-    assert services["api"]["command"][0] == "serve"
+    assert set(_journeyman_services()) == {"migrate", "api", "worker"}
+    assert services["migrate"]["command"][0] == "migrate"
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert services["api"]["command"][:2] == ["serve", "--no-worker"]
     assert services["worker"]["command"][0] == "worker"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "tune"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"}}
-    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert services["db"]["image"] == "postgres:15"
+    # The queue tables' settings, applied after every migration.
+    assert services["tune"]["command"][-1] == "/queue-tables.sql"
+    assert services["tune"]["volumes"] == ["./postgresql/queue-tables.sql:/queue-tables.sql:ro"]
+
+
+def test_compose_checks_readiness_and_serves_the_workers_metrics() -> None:
+    services = COMPOSE["services"]
+    worker = [str(a) for a in services["worker"]["command"]]
+    port = worker[worker.index("--http-port") + 1]
+    assert "http://127.0.0.1:8000/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(services["worker"]["healthcheck"]["test"])
+    for name in ("api", "worker"):
+        argv = [str(a) for a in services[name]["command"]]
+        assert argv[argv.index("--log-format") + 1] == "json"
+
+
+def test_systemd_migrates_once_before_the_api_alone_and_the_workers() -> None:
+    units = {unit.name: unit.read_text() for unit in UNITS}
+    [migrate] = _unit_commands(DEPLOY / "systemd" / "journeyman-migrate.service")
+    assert migrate[0] == "migrate"
+    assert "Type=oneshot" in units["journeyman-migrate.service"]
+    [api] = _unit_commands(DEPLOY / "systemd" / "journeyman-api.service")
+    assert api[:2] == ["serve", "--no-worker"]
+    [worker] = _unit_commands(DEPLOY / "systemd" / "journeyman-worker@.service")
+    assert worker[0] == "worker"
+    assert worker[worker.index("--http-port") + 1] == "9101"  # the instance name
+    for name in ("journeyman-api.service", "journeyman-worker@.service"):
+        assert "Requires=journeyman-migrate.service" in units[name]
+        assert "After=journeyman-migrate.service" in units[name]
+
+
+def test_the_doc_has_no_open_lead_lines_and_names_only_real_metrics() -> None:
+    from engine.runtime.metrics import Metrics
+    from engine.store import SqlStore
+
+    assert "LEAD" not in DOC
+    store = SqlStore("sqlite:///:memory:", create=True)
+    try:
+        families = list(Metrics(store).registry.collect())
+    finally:
+        store.close()
+    names = {f.name for f in families}
+    exposed = set(names)
+    for family in families:
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        exposed.update(family.name + s for s in suffixes.get(family.type, []))
+    watching = DOC[DOC.index("## Watching it"):DOC.index("## Past one PostgreSQL")]
+    named = set(re.findall(r"journeyman_[a-z_]+", watching))
+    assert named - exposed == set()
+    # ...and every metric is in the doc.
+    assert {n for n in names if not any(m.startswith(n) for m in named)} == set()
 
 
 def test_compose_gives_postgres_the_settings_of_journeyman_conf() -> None:
