@@ -20,6 +20,9 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from tests.conftest import ROOT
+from tests.store.conftest import pg_database, pg_server
+
+__all__ = ["pg_database", "pg_server"]  # fixtures
 
 DEPLOY = ROOT / "deploy"
 DOC = (ROOT / "docs" / "deploy.md").read_text()
@@ -169,3 +172,22 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if str(tmp_path) in line or "bad" in line.lower()]
     assert problems == [], problems
+
+
+@pytest.mark.postgres
+def test_the_sql_the_doc_gives_operators_runs_on_the_schema(pg_database: str) -> None:
+    """queue-tables.sql and the retention statements name real tables and columns (the
+    retention statements run in a transaction rolled back: the database is shared)."""
+    import psycopg
+
+    retention = DOC[DOC.index("### Retention"):DOC.index("## PostgreSQL settings")]
+    block = retention.split("```sql\n", 1)[1].split("```", 1)[0]
+    statements = "\n".join(line for line in block.splitlines()
+                           if line.strip() not in ("BEGIN;", "COMMIT;"))
+    assert statements.count("DELETE FROM") == 3
+    url = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        conn.execute((DEPLOY / "postgresql" / "queue-tables.sql").read_text())
+        conn.commit()
+        conn.execute(statements)
+        conn.rollback()
