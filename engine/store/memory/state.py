@@ -200,6 +200,9 @@ class MemoryState:
     def record_decision(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
+    def record_decisions(self, decisions: list[Decision]) -> None:
+        self.decisions += decisions
+
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]:
         return [e for e in self.exits if profile_id is None or e.profile_id == profile_id]
 
