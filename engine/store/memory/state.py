@@ -209,8 +209,11 @@ class MemoryState:
     def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]:
         return [g for g in self.goals if profile_id is None or g.profile_id == profile_id]
 
-    def recorded_decisions(self, profile_id: str | None = None) -> list[Decision]:
-        return [d for d in self.decisions if profile_id is None or d.profile_id == profile_id]
+    def recorded_decisions(self, profile_id: str | None = None, *,
+                           kinds: tuple[str, ...] | None = None) -> list[Decision]:
+        return [d for d in self.decisions
+                if (profile_id is None or d.profile_id == profile_id)
+                and (kinds is None or d.what in kinds)]
 
     def enqueue_send(self, entry: OutboxEntry) -> bool:
         if entry.key in self.outbox:
