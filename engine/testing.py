@@ -24,6 +24,8 @@ from engine.core.times import iso, parse_timestamp
 from engine.ports import Decision, Failure, Message
 from engine.runtime.events import normalize
 from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.runtime.why import Why
+from engine.runtime.why import why as explain
 from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
@@ -308,7 +310,15 @@ class InMemoryEngine:
 
     @property
     def decisions(self) -> list[Decision]:
+        """The whole decision log, oldest first: entries and refusals, waits, resumes,
+        branches, splits, sends, skips, deferrals, failures, goals and exits (`what` is
+        the kind; `details` holds the values that decided it)."""
         return list(self.store.decisions)
+
+    def why(self, user: str, journey: str | None = None) -> list[Why]:
+        """Every decision made for `user` (`journeyman why`), oldest first; [] for a
+        stranger."""
+        return explain(self.store, user, journey=journey) or []
 
     @property
     def failures(self) -> list[Failure]:

@@ -248,3 +248,24 @@ def test_why_over_http_needs_an_admin_key(played: tuple[Service, str]) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
+    from engine.testing import InMemoryEngine
+
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
+    eng.track("ana", "Product Viewed", {"price": 5})
+    eng.track("ana", "Product Viewed", {"price": 25})
+    eng.run_until_idle()
+    assert [(w.kind, w.step) for w in eng.why("ana")] == [
+        ("not_entered", None), ("entered", "check"), ("branch", "check"),
+        ("waiting", "pause"), ("sent", "premium_mail"), ("resumed", "pause"),
+        ("exited", "followup"), ("sent", "followup")]
+    assert eng.why("ana", journey="other") == []
+    assert eng.why("nobody") == []
