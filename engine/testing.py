@@ -150,7 +150,8 @@ class InMemoryEngine:
     same worker and dispatcher as production: an event is accepted into the inbox and
     handled in a batch; timers fire through the worker; sends go through the outbox."""
 
-    def __init__(self, library: Library, *, start: datetime, backend: str = "durable") -> None:
+    def __init__(self, library: Library, *, start: datetime, backend: str = "durable",
+                 decision_log: bool = True) -> None:
         self.clock = FakeClock(start)
         self.store = InMemoryStore(self.clock)
         self.channel = RecordingChannel()
@@ -160,7 +161,8 @@ class InMemoryEngine:
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
         self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
-                      unsubscribe=self.unsubscribe, backend=backend, name="in-memory")
+                      unsubscribe=self.unsubscribe, backend=backend, name="in-memory",
+                      decision_log=decision_log)
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker

@@ -188,4 +188,4 @@ def why(
     if as_json:
         sys.stdout.write(json.dumps([e.as_json() for e in entries], default=str) + "\n")
         return
-    out.print(story(user, entries), markup=False, end="")
+    out.print(story(user, entries, journey), markup=False, end="")

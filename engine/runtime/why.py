@@ -62,7 +62,10 @@ def why(store: DecisionSource, user: str, *, journey: str | None = None) -> list
     """The decisions made for `user` (in `journey` only, when given), oldest first;
     None when the store knows nothing of that person."""
     pid = profile_of(store, user)
-    ids = [pid, *sorted({value for _, value in store.identities_of(pid)} - {pid})]
+    # Profiles are made from user and anonymous ids: a profile merged into this one had
+    # one of those as its id, and its decisions are still filed under it.
+    ids = [pid, *sorted({value for kind, value in store.identities_of(pid)
+                         if kind in ("user_id", "anonymous_id")} - {pid})]
     if user not in ids:
         ids.append(user)
     decisions: list[Decision] = []
@@ -116,8 +119,11 @@ def _late_resume(entry: Why) -> Why:
 
 # --- the story ---------------------------------------------------------------------------
 
-def story(user: str, entries: list[Why]) -> str:
+def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     """The decisions as a readable timeline, one journey after another."""
+    if not entries and journey is not None:
+        return (f"{user}: no decisions in {journey} (no event of theirs matched its entry, "
+                "or no such journey)\n")
     if not entries:
         return f"{user}: no decisions recorded (no event of theirs matched a journey)\n"
     journeys: dict[str, list[Why]] = {}

@@ -188,6 +188,9 @@ def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
 def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
     _, db = played
     assert why_json(db, "gold", "--journey", "nope") == []
+    none = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "nope"])
+    assert none.output == ("gold: no decisions in nope (no event of theirs matched its "
+                           "entry, or no such journey)\n")
     unknown = runner.invoke(app, ["why", "ghost", "--db", db])
     assert unknown.exit_code == 1
     assert "no profile 'ghost'" in unknown.output
