@@ -354,12 +354,10 @@ class Runner:
             return  # merged into another profile (which has its own cron timer): drop it
         view = self.computed.view(profile, now, self.policy.timezone)
         event = _entry_event(journey, "schedule", view, now)
-        facts = self._facts(view, event, None)
-        if ENTRY in journey.events.match(facts, now):
+        # A schedule's condition that does not hold is not recorded: it would be a row a
+        # day for every person (not your birthday today), and says nothing new.
+        if ENTRY in journey.events.match(self._facts(view, event, None), now):
             self._enroll(unit, journey, view, event, now)
-        elif self.decision_log:
-            self._not_entered(unit, journey, view.id, ("entry", "when"), facts, now=now,
-                              schedule=journey.model.entry.schedule)
         self._arm_one(unit, journey.id, unit.get_profile(timer.profile_id) or profile, now)
 
 
