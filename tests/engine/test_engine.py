@@ -126,14 +126,16 @@ def test_re_entry_after_seven_days(cart: InMemoryEngine) -> None:
 
 
 def test_a_week_of_simulated_time_for_many_profiles_is_fast(cart: InMemoryEngine) -> None:
-    started = time.perf_counter()
+    # CPU time, not wall time: the promise is about the engine's work, and a shared CI
+    # machine can stretch wall time several-fold.
+    started = time.process_time()
     for i in range(100):
         cart.identify(f"p{i}", {"email": f"p{i}@example.com"})
         cart.track(f"p{i}", "Checkout Started", {"cart_value": 5})
     cart.advance(timedelta(days=7))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(cart.sent) == 200
-    assert elapsed < 1.0, f"a week for 100 profiles took {elapsed:.2f}s"
+    assert elapsed < 1.0, f"a week for 100 profiles took {elapsed:.2f} s of CPU"
 
 
 DRIP = """
