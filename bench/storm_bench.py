@@ -87,28 +87,19 @@ def profile_id(i: int) -> str:
 
 
 def seed(journeys: Path, db: str, n: int) -> float:
-    """N profiles, each from an identify handled by the runtime; returns seconds taken.
-    Through the Runner in transactions of SEED_TX events where the runtime has one
-    (`Service.runner.handle`, 2026-12); else through the store's inbox and the worker,
-    as `journeyman worker` would (slower on a runtime with a transaction per event)."""
+    """N profiles, each from an identify accepted into the store's inbox and handled by
+    the worker in batches, as `journeyman worker` does; returns seconds taken."""
     service = Service(journeys, db, channels={})
     try:
         now = datetime.now(UTC)
         events = [normalize({"type": "identify", "userId": profile_id(i), "traits": {
             "email": f"{profile_id(i)}@example.com", "first_name": "Storm"}},
             now=now, message_id=f"seed-{i}") for i in range(n)]
-        handle = getattr(getattr(service, "runner", None), "handle", None)
         start = time.perf_counter()
         for first in range(0, n, SEED_TX):
-            chunk = events[first:first + SEED_TX]
-            if handle is not None:
-                with service.store.transaction():
-                    for event in chunk:
-                        handle(event)
-            else:
-                service.store.accept_events(chunk, "seed")
-                while service.worker.handle_events():
-                    pass
+            service.store.accept_events(events[first:first + SEED_TX], "seed")
+            while service.worker.handle_events():
+                pass
         return time.perf_counter() - start
     finally:
         service.stop()

@@ -70,15 +70,19 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
          unsubscribe: UnsubscribeLinks, identify_by: Sequence[str] = (),
          backend: str = "durable", lease: timedelta = timedelta(minutes=5),
          name: str = "worker", budget: float = 0.02,
-         metrics: Metrics | None = None) -> Wiring:
+         metrics: Metrics | None = None, decision_log: bool = True) -> Wiring:
     """Compile `library` and build the runner, the worker and the dispatcher over
-    `store` (counting into `metrics`, when given)."""
+    `store` (counting into `metrics`, when given). `decision_log=False` records only
+    what the policy and the channels did to sends, not every decision (`journeyman
+    why` then has less to tell)."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
-                    policy=library.policy, identity_traits=tuple(identify_by))
+                    policy=library.policy, identity_traits=tuple(identify_by),
+                    decision_log=decision_log)
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
-    dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
+    dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
+                            decision_log=decision_log)
     worker = Worker(runner, store, clock, name=name, budget=budget)
     worker.metrics = dispatcher.metrics = metrics
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
@@ -90,7 +94,7 @@ class Service:
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
                  name: str | None = None, lease: float = 60.0,
                  secrets: Sequence[SigningSecret] | None = None,
-                 public_url: str = "http://127.0.0.1:8000") -> None:
+                 public_url: str = "http://127.0.0.1:8000", decision_log: bool = True) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
@@ -110,7 +114,7 @@ class Service:
                       unsubscribe=self.unsubscribe, identify_by=identify_by,
                       backend=backend, lease=timedelta(seconds=lease),
                       name=name or f"{socket.gethostname()}:{os.getpid()}",
-                      metrics=self.metrics)
+                      metrics=self.metrics, decision_log=decision_log)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher

@@ -24,6 +24,8 @@ from engine.core.times import iso, parse_timestamp
 from engine.ports import Decision, Failure, Message
 from engine.runtime.events import normalize
 from engine.runtime.unsubscribe import UnsubscribeLinks
+from engine.runtime.why import Why
+from engine.runtime.why import why as explain
 from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
@@ -148,7 +150,8 @@ class InMemoryEngine:
     same worker and dispatcher as production: an event is accepted into the inbox and
     handled in a batch; timers fire through the worker; sends go through the outbox."""
 
-    def __init__(self, library: Library, *, start: datetime, backend: str = "durable") -> None:
+    def __init__(self, library: Library, *, start: datetime, backend: str = "durable",
+                 decision_log: bool = True) -> None:
         self.clock = FakeClock(start)
         self.store = InMemoryStore(self.clock)
         self.channel = RecordingChannel()
@@ -158,7 +161,8 @@ class InMemoryEngine:
             ("email", "sms", "push", "webhook", "console", "file"), self.channel)
         self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
-                      unsubscribe=self.unsubscribe, backend=backend, name="in-memory")
+                      unsubscribe=self.unsubscribe, backend=backend, name="in-memory",
+                      decision_log=decision_log)
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
@@ -308,7 +312,15 @@ class InMemoryEngine:
 
     @property
     def decisions(self) -> list[Decision]:
+        """The whole decision log, oldest first: entries and refusals, waits, resumes,
+        branches, splits, sends, skips, deferrals, failures, goals and exits (`what` is
+        the kind; `details` holds the values that decided it)."""
         return list(self.store.decisions)
+
+    def why(self, user: str, journey: str | None = None) -> list[Why]:
+        """Every decision made for `user` (`journeyman why`), oldest first; [] for a
+        stranger."""
+        return explain(self.store, user, journey=journey) or []
 
     @property
     def failures(self) -> list[Failure]:

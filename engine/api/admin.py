@@ -1,4 +1,5 @@
-"""Admin endpoints (an admin key): the profile view."""
+"""Admin endpoints (an admin key): the profile view, and why (every decision the
+engine made for the person, engine/runtime/why.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,35 @@ from engine.api import openapi
 from engine.api.auth import ApiError, require_admin
 from engine.ports import KeyStore
 from engine.runtime.events import MAX_ID_CHARS
+from engine.runtime.why import DecisionSource, why
 
 ProfileView = Callable[[str], dict[str, Any] | None]
 
 
-def add_admin_routes(app: FastAPI, store: KeyStore, profiles: ProfileView | None) -> None:
+def _usable(user_id: str) -> bool:
+    # No id holds a NUL or is longer than the id columns (ingest refuses them), and
+    # PostgreSQL would refuse to even look such a value up.
+    return "\x00" not in user_id and len(user_id) <= MAX_ID_CHARS
+
+
+def add_admin_routes(app: FastAPI, store: KeyStore, profiles: ProfileView | None,
+                     decisions: DecisionSource | None = None) -> None:
     @app.get("/v1/profiles/{user_id}", summary="A profile (admin key)",
              **openapi.admin_route())
     async def profile(user_id: str, request: Request) -> JSONResponse:
         require_admin(request, store)
-        # No id holds a NUL or is longer than the id columns (ingest refuses them), and
-        # PostgreSQL would refuse to even look such a value up.
-        usable = "\x00" not in user_id and len(user_id) <= MAX_ID_CHARS
-        found = profiles(user_id) if profiles and usable else None
+        found = profiles(user_id) if profiles and _usable(user_id) else None
         if found is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
         return JSONResponse(found)
+
+    @app.get("/v1/profiles/{user_id}/why", summary="Why: every decision made for a person "
+             "(admin key)", **openapi.why_route())
+    async def profile_why(user_id: str, request: Request,
+                          journey: str | None = None) -> JSONResponse:
+        require_admin(request, store)
+        found = (why(decisions, user_id, journey=journey)
+                 if decisions is not None and _usable(user_id) else None)
+        if found is None:
+            raise ApiError(404, f"no profile {user_id[:80]!r}")
+        return JSONResponse([entry.as_json() for entry in found])

@@ -57,7 +57,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     accept = add_ingest_routes(app, store, now, new_id, on_accepted=on_accepted,
                                metrics=metrics)
     add_ops_routes(app, ready or (lambda: None), metrics)
-    add_admin_routes(app, store, profiles)
+    add_admin_routes(app, store, profiles, store)
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept, store, now)
 

@@ -74,6 +74,19 @@ class ProfileView(BaseModel):
     enrollments: list[EnrollmentView]
 
 
+class WhyEntry(BaseModel):
+    """One decision the engine made for a person (`journeyman why --json`)."""
+
+    at: str = Field(description="ISO 8601, UTC")
+    profile: str
+    journey: str
+    step: str | None
+    kind: str = Field(description="entered, not_entered, waiting, resumed, branch, split, "
+                                  "sent, skipped, deferred, failed, goal or exited")
+    reason: str
+    details: dict[str, Any] = Field(description="the values that decided it")
+
+
 class Health(BaseModel):
     ok: Literal[True] = True
 
@@ -234,6 +247,13 @@ def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
 
 def admin_route() -> dict[str, Any]:
     return {"responses": {200: {"model": ProfileView, "description": "The profile."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+def why_route() -> dict[str, Any]:
+    return {"responses": {200: {"model": list[WhyEntry],
+                                "description": "Every decision, oldest first."},
                           **_errors(401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
 

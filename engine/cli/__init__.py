@@ -6,7 +6,7 @@ Commands by audience, one module each:
 |---|---|
 | `authoring.py` | `validate`, `graph`, `preview`, `simulate`, `version` |
 | `running.py` | `serve`, `worker`, `demo` |
-| `admin.py` | `migrate`, `keys`, `outbox`, `decisions` |
+| `admin.py` | `migrate`, `keys`, `outbox`, `decisions`, `why` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 
@@ -30,8 +30,8 @@ app = typer.Typer(
 )
 # The order of `journeyman --help`.
 for command in (authoring.validate, authoring.graph, authoring.simulate, authoring.preview,
-                authoring.version, admin.outbox, admin.decisions, running.serve, running.demo,
-                running.worker, admin.migrate):
+                authoring.version, admin.outbox, admin.decisions, admin.why, running.serve,
+                running.demo, running.worker, admin.migrate):
     app.command()(command)
 app.command("test")(qa.run_tests)
 app.command()(qa.replay)

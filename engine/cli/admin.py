@@ -1,5 +1,6 @@
 """Commands for operators: `migrate` (the store's schema), `keys` (write keys for the
-API), `outbox` and `decisions` (what was sent, skipped or failed, and why)."""
+API), `outbox` and `decisions` (what was sent, skipped or failed, and why), `why` (one
+person's decisions as a story)."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def decisions(
     limit: Annotated[int, typer.Option(help="Show the newest N.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """The decision log: every skip, deferral and failure, with its reason. The totals
+    """The decision log: every decision (entries and refusals, waits, branches, splits,
+    exits, and what became of each send), with its reason. The totals
     count the decisions the options select (all of them, not just the newest N)."""
     store = open_store(db)
     try:
@@ -177,3 +179,30 @@ def decisions(
     out.print(table)
     out.print(", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sorted(counts.items()))
               or "empty", markup=False)
+
+
+def why(
+    user: Annotated[str, typer.Argument(help="A user id or anonymous id.")],
+    journey: Annotated[str | None, typer.Option(help="Only this journey's decisions.")] = None,
+    db: DbOpt = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+) -> None:
+    """Why a person got, or did not get, each message: every decision the engine made
+    for them (entered or not and why, waits, branches with the values that decided
+    them, splits, sends, skips, deferrals, goals, exits), oldest first. Exit 1 when
+    the store knows nothing of that person."""
+    from engine.runtime.why import story
+    from engine.runtime.why import why as explain
+
+    store = open_store(db)
+    try:
+        entries = explain(store, user, journey=journey)
+    finally:
+        store.close()
+    if entries is None:
+        err.print(f"no profile {user!r} in {db}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if as_json:
+        sys.stdout.write(json.dumps([e.as_json() for e in entries], default=str) + "\n")
+        return
+    out.print(story(user, entries, journey), markup=False, end="")

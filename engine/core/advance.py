@@ -65,10 +65,13 @@ def new_enrollment(journey: CompiledJourney, profile: Profile, event: Event, occ
 
 
 def advance(journey: CompiledJourney, enrollment: Enrollment, trigger: Trigger,
-            now: datetime) -> Advanced:
+            now: datetime, *, explain: bool = True) -> Advanced:
+    """Move `enrollment` on by `trigger`. With `explain`, the commands include a `Note`
+    for each decision (waits, resumes, branches, splits, goals, exits) for the decision
+    log; without, the same advance records none."""
     run = StepRun(journey, enrollment, trigger.profile, now, data=dict(enrollment.data),
                   visits=dict(enrollment.visits), variants=dict(enrollment.variants),
-                  trigger_event=enrollment.trigger_event)
+                  trigger_event=enrollment.trigger_event, explain=explain)
     if isinstance(trigger, GoalMet):
         return _goal(run, trigger)
     if not enrollment.active:
@@ -83,8 +86,11 @@ def advance(journey: CompiledJourney, enrollment: Enrollment, trigger: Trigger,
         if state != trigger.step or enrollment.occurrence(state) != trigger.occurrence:
             return Advanced(enrollment, ())  # stale: the enrollment has moved on
         if isinstance(step, WaitStep):
+            run.note(state, "resumed", "wait over")
             return _run(run, Go("resume"))
         if isinstance(step, WaitForStep):
+            run.note(state, "resumed", f"timeout: no {step.wait_for.event} in time",
+                     event=step.wait_for.event)
             return _run(run, Go("timeout"))
         return Advanced(enrollment, ())
     if isinstance(trigger, EventMatched):
@@ -92,6 +98,8 @@ def advance(journey: CompiledJourney, enrollment: Enrollment, trigger: Trigger,
             return Advanced(enrollment, ())
         run.commands.append(CancelTimer(run.key(state)))
         run.trigger_event = dict(trigger.event)
+        run.note(state, "resumed", f"event: {trigger.event.get('event')}",
+                 event=trigger.event.get("event"), message_id=trigger.event.get("messageId"))
         return _run(run, Go("matched"))
     if isinstance(trigger, ExitRequested):
         if _is_waiting(journey, state):
@@ -111,8 +119,11 @@ def _goal(run: StepRun, trigger: GoalMet) -> Advanced:
     if goal.within is not None and run.now > enrollment.entered_at + goal.within:
         return Advanced(enrollment, ())
     new = replace(enrollment, goal_reached_at=run.now, updated_at=run.now)
+    run.note(enrollment.state, "goal", f"goal: {goal.event or 'condition'}",
+             event=trigger.event.get("event"), entered_at=enrollment.entered_at.isoformat(),
+             status=enrollment.status)
     return Advanced(new, (RecordGoal(enrollment.id, enrollment.profile_id, enrollment.journey,
-                                     run.now),))
+                                     run.now), *run.commands))
 
 
 def _run(run: StepRun, go: Go) -> Advanced:
@@ -152,4 +163,13 @@ def _finish(run: StepRun, terminal: str, last_step: str, reason: str) -> Advance
                   ended_at=run.now, exit_reason=reason, data=run.data, visits=run.visits,
                   variants=run.variants, trigger_event=run.trigger_event)
     run.commands.append(Exit(new.id, new.profile_id, new.journey, last_step, reason, run.now))
+    run.note(last_step, "exited", exit_story(reason), exit_reason=reason,
+             status=status, entered_at=new.entered_at.isoformat())
     return Advanced(new, tuple(run.commands))
+
+
+def exit_story(reason: str) -> str:
+    """An exit reason as `why` tells it: `exit_when: Order Completed`, `completed`."""
+    if reason.startswith("exit_when:"):
+        return f"exit_when: {reason.removeprefix('exit_when:')}"
+    return reason

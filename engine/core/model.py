@@ -186,7 +186,25 @@ class RecordGoal:
     at: datetime
 
 
-Command = Send | ScheduleTimer | CancelTimer | UpdateProfile | Emit | Exit | RecordGoal
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A decision for the decision log (`journeyman why`): what the core decided for
+    this enrollment at `step`, why, and the values that decided it. `kind` is one of
+    `waiting`, `resumed`, `branch`, `split`, `goal`, `exited` (the runtime adds the
+    others: entries, refusals and what became of each send)."""
+
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    kind: str
+    reason: str
+    at: datetime
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+Command = (Send | ScheduleTimer | CancelTimer | UpdateProfile | Emit | Exit | RecordGoal
+           | Note)
 
 
 @dataclass(frozen=True, slots=True)

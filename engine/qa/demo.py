@@ -217,6 +217,9 @@ def _idle(service: Service) -> bool:
             and store.outbox_counts().get("pending", 0) == 0)
 
 
+SHOWN_DECISIONS = ("skipped", "deferred", "failed")
+
+
 class Entries:
     """Prints each enrollment once, as profiles enter journeys, and each send that was
     skipped (no consent, a cap, a template error), deferred (quiet hours) or failed."""
@@ -234,10 +237,10 @@ class Entries:
                 self.show(f"[  enter] {e.entered_at:%Y-%m-%d %H:%M} {e.profile_id}"
                           f"  -> {e.journey}")
                 self.since = max(self.since, e.entered_at)
-        decisions = service.store.recorded_decisions()
+        # Only these kinds are read: the whole log (entries, waits, sends) is much longer.
+        decisions = service.store.recorded_decisions(kinds=SHOWN_DECISIONS)
         for d in decisions[self.decisions:]:
-            if d.what in ("skipped", "deferred", "failed"):
-                self.show(describe_decision(d, service.library))
+            self.show(describe_decision(d, service.library))
         self.decisions = len(decisions)
 
 

@@ -129,7 +129,9 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
                           + (" between --from and --to" if start or end else ""))
     library = load_journeys(journeys)
     first = start or events[0][0]
-    eng = engine_for(library, first, backend=backend)
+    # The report needs only what became of sends from the decision log; the whole log
+    # of a year of customers would be memory for nothing.
+    eng = engine_for(library, first, backend=backend, decision_log=False)
     began = time.perf_counter()
     rejected: dict[str, int] = {}
     for _, event in _with_progress(events, progress, eng):

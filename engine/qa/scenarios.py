@@ -61,11 +61,11 @@ def load_journeys(folder: Path) -> Library:
 
 
 def engine_for(library: Library, start: datetime, only: list[str] | None = None,
-               backend: str = "durable") -> InMemoryEngine:
+               backend: str = "durable", decision_log: bool = True) -> InMemoryEngine:
     if only is not None:
         library = replace(library, journeys={k: v for k, v in library.journeys.items()
                                              if k in only})
-    return InMemoryEngine(library, start=start, backend=backend)
+    return InMemoryEngine(library, start=start, backend=backend, decision_log=decision_log)
 
 
 # --- records as comparable fields ----------------------------------------------------------

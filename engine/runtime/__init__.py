@@ -11,6 +11,7 @@
 | `worker.py` | the worker loop: inbox events, timers, outbox |
 | `unsubscribe.py` | signed one-click unsubscribe links (naming the person) |
 | `signing.py` | where the unsubscribe-signing secrets come from (config, or a file) |
+| `why.py` | one person's decision log, as records or a readable story (`journeyman why`) |
 
 It imports no concrete store: `engine/service.py` wires a store in.
 """

@@ -99,14 +99,17 @@ class _Chunk:
     enrollments: dict[str, Enrollment]
     profiles: dict[str, Profile]
     outcomes: list[Callable[[], object]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
     sent: dict[tuple[str, str], int] = field(default_factory=dict)  # decided in this claim
 
 
 class Dispatcher:
     def __init__(self, store: Store, channels: Mapping[str, Channel], clock: Clock, *,
                  retry: RetryPolicy | None = None, batch: int = 100,
-                 lease: timedelta = timedelta(minutes=5), gate: PolicyGate | None = None) -> None:
+                 lease: timedelta = timedelta(minutes=5), gate: PolicyGate | None = None,
+                 decision_log: bool = True) -> None:
         self.store = store
+        self.decision_log = decision_log  # also record each send that went out
         self.gate = gate
         self.channels = dict(channels)
         self.clock = clock
@@ -154,11 +157,13 @@ class Dispatcher:
 
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction."""
-        if chunk.outcomes:
+        if chunk.outcomes or chunk.decisions:
             with self.store.transaction():
                 for outcome in chunk.outcomes:
                     outcome()
+                self.store.record_decisions(chunk.decisions)
             chunk.outcomes.clear()
+            chunk.decisions.clear()
 
     def _channel_for(self, entry: OutboxEntry, failing: set[str],
                      chunk: _Chunk) -> Channel | None:
@@ -229,6 +234,12 @@ class Dispatcher:
         if error is None:
             at = self.clock.now()
             chunk.outcomes.append(partial(self.store.mark_sent, entry.key, at))
+            if self.decision_log:
+                chunk.decisions.append(Decision(
+                    at, entry.profile_id, entry.journey, entry.step, "sent",
+                    f"{entry.channel}: {entry.rendered.template}",
+                    {"channel": entry.channel, "template": entry.rendered.template,
+                     "key": entry.key, "attempts": entry.attempts}))
             self.stats.sent += 1
             self._count(entry, "sent")
             return True
@@ -287,9 +298,8 @@ class Dispatcher:
 
     def _decide(self, entry: OutboxEntry, what: str, reason: str, details: Mapping[str, Any],
                 *, now: datetime, chunk: _Chunk) -> None:
-        chunk.outcomes.append(partial(self.store.record_decision, Decision(
-            now, entry.profile_id, entry.journey, entry.step, what, reason,
-            {"channel": entry.channel, **details})))
+        chunk.decisions.append(Decision(now, entry.profile_id, entry.journey, entry.step, what,
+                                        reason, {"channel": entry.channel, **details}))
 
     def _retry(self, entry: OutboxEntry, error: str, chunk: _Chunk) -> None:
         if entry.attempts >= self.retry.max_attempts:

@@ -36,6 +36,7 @@ from engine.core.model import (
     Exit,
     ExitRequested,
     GoalMet,
+    Note,
     Profile,
     RecordGoal,
     ScheduleTimer,
@@ -55,6 +56,7 @@ from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
 from journeys.errors import TemplateRenderError
 from journeys.model import Policy
+from rules.explain import explain, values
 
 LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
 
@@ -65,8 +67,12 @@ class Runner:
 
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, clock: Clock,
                  unsubscribe: UnsubscribeLinks, computed: ComputedTraits | None = None,
-                 policy: Policy | None = None, identity_traits: tuple[str, ...] = ()) -> None:
+                 policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
+                 decision_log: bool = True) -> None:
         self.journeys = dict(journeys)
+        # The whole decision log (entries, refusals, waits, branches, splits, exits) for
+        # `journeyman why`; off, only what became of sends is recorded.
+        self.decision_log = decision_log
         self.clock = clock
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
@@ -103,9 +109,12 @@ class Runner:
         # memory. The active enrollments are the unit's, at most one per journey.
         active = {e.journey: e for e in unit.active_enrollments(pid)}
         view = self.computed.view(profile, now, self.policy.timezone)
+        # A segment that does not hold is explained when its inputs are new (a profile's
+        # first event, an identify), not on every event.
+        explain_segments = self.decision_log and (before is None or event.get("type") == "identify")
         for journey in self.interested(event.get("event")):
             changed = self._event_for_journey(unit, journey, view, active.get(journey.id),
-                                              event, now=now)
+                                              event, now=now, explain_segment=explain_segments)
             if changed:  # an update_profile step ran
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
@@ -119,10 +128,11 @@ class Runner:
 
     def _event_for_journey(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                            enrollment: Enrollment | None, event: Mapping[str, Any], *,
-                           now: datetime) -> bool:
+                           now: datetime, explain_segment: bool = False) -> bool:
         """Goal, exit, wait_for and entry of one journey; True if the profile changed."""
         changed = False
-        matched = journey.events.match(self._facts(view, event, enrollment), now)
+        facts = self._facts(view, event, enrollment)
+        matched = journey.events.match(facts, now)
         if enrollment is not None:
             if GOAL in matched:
                 enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
@@ -144,15 +154,37 @@ class Runner:
         kind = journey.model.entry.kind
         if kind == "event" and ENTRY in matched:
             changed |= self._enroll(unit, journey, view, event, now)
+        elif kind == "event":
+            if self.decision_log and event.get("event") == journey.model.entry.event:
+                self._not_entered(unit, journey, view.id, ("entry", "when"), facts, now=now,
+                                  event=event.get("event"))
         elif kind == "segment":
             member = ENTRY in matched
             was_member = unit.segment_member(view.id, journey.id)
             if member and not was_member:
                 changed |= self._enroll(unit, journey, view,
                                         _entry_event(journey, "segment", view, now), now)
+            elif explain_segment and not member and not was_member:
+                self._not_entered(unit, journey, view.id, ("entry", "segment", "when"), facts,
+                                  now=now, segment=True)
             if member != was_member:
                 unit.set_segment_member(view.id, journey.id, member)
         return changed
+
+    def _not_entered(self, unit: UnitOfWork, journey: CompiledJourney, profile_id: str,
+                     where: tuple[str, ...], facts: Mapping[str, Any], *, now: datetime,
+                     **details: Any) -> None:
+        """The entry's condition is false: say which comparison failed, with its value."""
+        condition = journey.loaded.conditions.get(where)
+        if condition is None:
+            return
+        why = explain(condition, facts, now)
+        if why is None:  # the backends disagree with the reference evaluator: say so
+            why = "the entry rule did not match"
+        label = "segment condition false" if details.get("segment") else "entry condition false"
+        unit.record_decision(Decision(now, profile_id, journey.id, "", "not_entered",
+                                      f"{label}: {why}",
+                                      {**details, "values": values(condition, facts)}))
 
     def _withdraw_held_sends(self, unit: UnitOfWork, journey: CompiledJourney,
                              profile_id: str, exit_rule: str, now: datetime) -> None:
@@ -178,33 +210,59 @@ class Runner:
             self._advance(unit, journey, last, GoalMet(view, event))
 
     @staticmethod
-    def _may_enter(journey: CompiledJourney, unit: UnitOfWork, profile_id: str,
-                   now: datetime) -> bool:
+    def _refusal(journey: CompiledJourney, unit: UnitOfWork, profile_id: str,
+                 now: datetime) -> tuple[str, dict[str, Any]] | None:
+        """Why the entry rule matched but the profile may not enter (None: it may)."""
         stats = unit.entry_stats(profile_id, journey.id)
         if stats.entries == 0:
-            return True
-        if any(e.journey == journey.id for e in unit.active_enrollments(profile_id)):
-            return False
+            return None
+        current = next((e for e in unit.active_enrollments(profile_id)
+                        if e.journey == journey.id), None)
+        if current is not None:
+            return "already enrolled", {"step": current.state,
+                                        "entered_at": iso(current.entered_at)}
+        last = {"entries": stats.entries, "last_entered_at": iso(stats.last_entered_at)
+                if stats.last_entered_at else None}
         rule = journey.model.re_entry
         if rule == "never":
-            return False
+            return "re_entry: never", last
         if rule == "always":
-            return True
-        return stats.last_entered_at is None or now - stats.last_entered_at >= rule.after
+            return None
+        if stats.last_entered_at is None or now - stats.last_entered_at >= rule.after:
+            return None
+        return f"re_entry: after {span(rule.after)} (last entered {last['last_entered_at']})", {
+            **last, "after_seconds": rule.after.total_seconds()}
 
     def _enroll(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                 event: Mapping[str, Any], now: datetime) -> bool:
-        if not self._may_enter(journey, unit, view.id, now):
+        refusal = self._refusal(journey, unit, view.id, now)
+        if refusal is not None:
+            if self.decision_log:
+                reason, details = refusal
+                unit.record_decision(Decision(now, view.id, journey.id, "", "not_entered",
+                                              reason, {"event": event.get("event"), **details}))
             return False
         occurrence = unit.entry_stats(view.id, journey.id).entries
         enrollment = new_enrollment(journey, view, event, occurrence, now)
         unit.enroll(enrollment)
+        if self.decision_log:
+            kind = journey.model.entry.kind
+            reason = (f"entry: {event.get('event')}" if kind == "event"
+                      else "segment condition holds" if kind == "segment" else "schedule")
+            unit.record_decision(Decision(now, view.id, journey.id, journey.first_step,
+                                          "entered", reason, {
+                                              "event": event.get("event"),
+                                              "message_id": event.get("messageId"),
+                                              "occurrence": occurrence + 1,
+                                              "version": journey.version,
+                                              "enrollment": enrollment.id}))
         return self._advance(unit, journey, enrollment, Enter(view))[1]
 
     def _advance(self, unit: UnitOfWork, journey: CompiledJourney, enrollment: Enrollment,
                  trigger: Trigger) -> tuple[Enrollment, bool]:
         """Advance and carry out the commands; (the new enrollment, profile changed)."""
-        result: Advanced = advance(journey, enrollment, trigger, self.clock.now())
+        result: Advanced = advance(journey, enrollment, trigger, self.clock.now(),
+                                   explain=self.decision_log)
         unit.put_enrollment(result.enrollment)
         changed = False
         for command in result.commands:
@@ -232,6 +290,10 @@ class Runner:
             unit.record_exit(command)
         elif isinstance(command, RecordGoal):
             unit.record_goal(command)
+        elif isinstance(command, Note):
+            unit.record_decision(Decision(command.at, command.profile_id, command.journey,
+                                          command.step, command.kind, command.reason,
+                                          command.details))
         return False
 
     def _send(self, unit: UnitOfWork, journey: CompiledJourney, send: Send) -> None:
@@ -305,9 +367,20 @@ class Runner:
             return  # merged into another profile (which has its own cron timer): drop it
         view = self.computed.view(profile, now, self.policy.timezone)
         event = _entry_event(journey, "schedule", view, now)
+        # A schedule's condition that does not hold is not recorded: it would be a row a
+        # day for every person (not your birthday today), and says nothing new.
         if ENTRY in journey.events.match(self._facts(view, event, None), now):
             self._enroll(unit, journey, view, event, now)
         self._arm_one(unit, journey.id, unit.get_profile(timer.profile_id) or profile, now)
+
+
+def span(value: timedelta) -> str:
+    """`30d`, `12h`, `90m`, `45s`: a duration as journeys write it."""
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,

@@ -65,7 +65,7 @@ def test_transient_failures_retry_with_backoff_then_deliver_once() -> None:
     assert (record.status, record.attempts, record.sent_at) == ("sent", 3, clock.now())
     assert dispatcher.stats.retried == 2
     assert dispatcher.stats.sent == 1
-    assert store.decisions == []
+    assert [d.what for d in store.decisions] == ["sent"]  # no skip, no failure
 
 
 def test_permanent_failure_is_recorded_and_not_retried() -> None:

@@ -126,14 +126,16 @@ def test_re_entry_after_seven_days(cart: InMemoryEngine) -> None:
 
 
 def test_a_week_of_simulated_time_for_many_profiles_is_fast(cart: InMemoryEngine) -> None:
-    started = time.perf_counter()
+    # CPU time, not wall time: the promise is about the engine's work, and a shared CI
+    # machine can stretch wall time several-fold.
+    started = time.process_time()
     for i in range(100):
         cart.identify(f"p{i}", {"email": f"p{i}@example.com"})
         cart.track(f"p{i}", "Checkout Started", {"cart_value": 5})
     cart.advance(timedelta(days=7))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(cart.sent) == 200
-    assert elapsed < 1.0, f"a week for 100 profiles took {elapsed:.2f}s"
+    assert elapsed < 1.0, f"a week for 100 profiles took {elapsed:.2f} s of CPU"
 
 
 DRIP = """
@@ -251,7 +253,7 @@ def test_bad_template_render_skips_the_send_and_records_why(tmp_path: Path) -> N
     eng.track("u1", "Lead Created", {"source": "x", "friend": "f1"})
     eng.run_until_idle()
     assert [m.template for m in eng.sent] == ["nudge"]  # the journey went on
-    (decision,) = eng.decisions
+    (decision,) = [d for d in eng.decisions if d.what in ("skipped", "deferred", "failed")]
     assert decision.reason == "template_error"
     assert "first_name" in decision.details["error"]
 
@@ -269,3 +271,37 @@ def test_overdue_timers_fire_once_and_record_their_lateness(cart: InMemoryEngine
     [late] = [d for d in cart.decisions if d.what == "fired_late"]
     assert (late.step, late.reason) == ("grace", "timer_overdue")
     assert late.details["late_seconds"] == 2 * 3600
+
+
+def test_the_core_explains_its_decisions_only_when_asked(tmp_path: Path) -> None:
+    """`advance(..., explain=False)` makes the same moves without a single Note."""
+    from engine.core import advance, new_enrollment
+    from engine.core.model import Enter, Note, Profile
+    from journeys.compiler import compile_library
+    from journeys.loader import load_path
+
+    folder = write_folder(tmp_path, {"j": """\
+        journey: j
+        version: 1
+        entry: {event: Go}
+        steps:
+          - id: check
+            branch:
+              - when: {profile.traits.plan: premium}
+                goto: pause
+              - else: pause
+          - id: pause
+            wait: 1d
+        """})
+    journey = compile_library(load_path(folder), backend="python")["j"]
+    profile = Profile("ana", {"plan": "premium"})
+    start = new_enrollment(journey, profile, {"event": "Go"}, 0, T0)
+    told = advance(journey, start, Enter(profile), T0)
+    quiet = advance(journey, start, Enter(profile), T0, explain=False)
+    notes = [c for c in told.commands if isinstance(c, Note)]
+    assert [(n.kind, n.step, n.reason) for n in notes] == [
+        ("branch", "check", "case 1 -> pause (profile.traits.plan 'premium')"),
+        ("waiting", "pause", "until 2026-03-03T09:00:00Z")]
+    assert not any(isinstance(c, Note) for c in quiet.commands)
+    assert told.enrollment == quiet.enrollment
+    assert [c for c in told.commands if not isinstance(c, Note)] == list(quiet.commands)

@@ -158,6 +158,19 @@ def test_records(store: Any) -> None:
     assert store.recorded_decisions() == [decision]
 
 
+def test_decisions_in_bulk_and_by_kind(store: Any) -> None:
+    entered = Decision(later(1), "p1", "j", "first", "entered", "entry: Signed Up",
+                       {"occurrence": 1, "event": "Signed Up"})
+    waiting = Decision(later(1), "p1", "j", "pause", "waiting", "until 2026-03-05T09:00:00Z")
+    other = Decision(later(2), "p2", "j", "send", "sent", "email: welcome", {"key": "k"})
+    store.record_decisions([entered, waiting, other])
+    store.record_decisions([])
+    assert store.recorded_decisions() == [entered, waiting, other]
+    assert store.recorded_decisions("p1") == [entered, waiting]
+    assert store.recorded_decisions("p1", kinds=("waiting", "sent")) == [waiting]
+    assert store.recorded_decisions(kinds=("sent",)) == [other]
+
+
 # --- outbox --------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.core.model import Command, Enrollment, Event, Profile
+from engine.core.model import Command, Enrollment, Event, Note, Profile
 from journeys.compiler import CompiledJourney
 
 
@@ -41,6 +41,13 @@ class StepRun:
     variants: dict[str, str] = field(default_factory=dict)
     trigger_event: Event | None = None
     commands: list[Command] = field(default_factory=list)
+    explain: bool = True  # record decisions for the decision log (Note commands)
+
+    def note(self, step: str, kind: str, reason: str, **details: Any) -> None:
+        """Record a decision of this advance for the decision log (when it is on)."""
+        if self.explain:
+            self.commands.append(Note(self.enrollment.id, self.enrollment.profile_id,
+                                      self.journey.id, step, kind, reason, self.now, details))
 
     @property
     def occurrence(self) -> int:

@@ -36,6 +36,12 @@ def choose(profile_id: str, journey: str, step: SplitStep) -> str | None:
 def run(run: StepRun, step: SplitStep) -> Outcome:
     variant = choose(run.profile.id, run.journey.id, step)
     run.variants[step.id] = variant or "holdout"
+    if run.explain:
+        run.note(step.id, "split", f"variant {variant}" if variant else "holdout",
+                 variant=variant or "holdout",
+                 bucket=round(bucket(run.profile.id, run.journey.id, step.id), 4),
+                 holdout=step.split.holdout,
+                 weights={v.name: v.weight for v in step.split.variants})
     if variant is None:
         return Go("holdout", exit_reason="holdout")
     return Go(f"variant_{variant}")

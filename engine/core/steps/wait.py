@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.core.model import ScheduleTimer
 from engine.core.steps.base import SUSPEND, Go, Outcome, StepRun
-from engine.core.times import next_local_time, parse_timestamp
+from engine.core.times import iso, next_local_time, parse_timestamp
 from journeys.steps import WaitStep
 
 
@@ -34,8 +34,20 @@ def run(run: StepRun, step: WaitStep) -> Outcome:
     due = due_at(run, step)
     if due is None or due <= run.now:
         # A missing or past timestamp does not hold the profile forever: go on at once.
+        run.note(step.id, "resumed", "no wait: the time to wait for is missing"
+                 if due is None else f"no wait: {iso(due)} is already past",
+                 wait=describe(step), until=iso(due) if due is not None else None)
         return Go("resume")
     run.commands.append(ScheduleTimer(
         key=run.key(step.id), enrollment_id=run.enrollment.id, profile_id=run.profile.id,
         journey=run.journey.id, step=step.id, occurrence=run.visits[step.id], due_at=due))
+    run.note(step.id, "waiting", f"until {iso(due)}", until=iso(due), wait=describe(step))
     return SUSPEND
+
+
+def describe(step: WaitStep) -> str:
+    """The wait as written: `3d`, `until 09:00 (profile)`, `until event.properties.at`."""
+    spec = step.wait
+    if isinstance(spec, timedelta):
+        return f"{spec.total_seconds():g}s"
+    return f"until {spec.until}" + (f" ({spec.tz})" if spec.tz else "")

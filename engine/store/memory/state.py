@@ -200,14 +200,20 @@ class MemoryState:
     def record_decision(self, decision: Decision) -> None:
         self.decisions.append(decision)
 
+    def record_decisions(self, decisions: list[Decision]) -> None:
+        self.decisions += decisions
+
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]:
         return [e for e in self.exits if profile_id is None or e.profile_id == profile_id]
 
     def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]:
         return [g for g in self.goals if profile_id is None or g.profile_id == profile_id]
 
-    def recorded_decisions(self, profile_id: str | None = None) -> list[Decision]:
-        return [d for d in self.decisions if profile_id is None or d.profile_id == profile_id]
+    def recorded_decisions(self, profile_id: str | None = None, *,
+                           kinds: tuple[str, ...] | None = None) -> list[Decision]:
+        return [d for d in self.decisions
+                if (profile_id is None or d.profile_id == profile_id)
+                and (kinds is None or d.what in kinds)]
 
     def enqueue_send(self, entry: OutboxEntry) -> bool:
         if entry.key in self.outbox:

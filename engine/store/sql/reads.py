@@ -52,11 +52,14 @@ class ReadQueries(SqlBase):
             return [RecordGoal(r.enrollment_id, r.profile_id, r.journey, r.at)
                     for r in conn.execute(query)]
 
-    def recorded_decisions(self, profile_id: str | None = None) -> list[Decision]:
+    def recorded_decisions(self, profile_id: str | None = None, *,
+                           kinds: tuple[str, ...] | None = None) -> list[Decision]:
         d = self._decisions
         query = select(d).order_by(d.c.id)
         if profile_id is not None:
             query = query.where(d.c.profile_id == profile_id)
+        if kinds is not None:
+            query = query.where(d.c.what.in_(kinds))
         with self._read() as conn:
             return [Decision(r.at, r.profile_id, r.journey, r.step, r.what, r.reason,
                              r.details) for r in conn.execute(query)]

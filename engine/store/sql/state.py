@@ -281,8 +281,13 @@ class StateQueries(SqlBase):
                 journey=goal.journey, at=goal.at))
 
     def record_decision(self, decision: Decision) -> None:
+        self.record_decisions([decision])
+
+    def record_decisions(self, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
         with self._write() as conn:
-            conn.execute(self._q["record_decision"], {
-                "at": decision.at, "profile_id": decision.profile_id, "journey": decision.journey,
-                "step": decision.step, "what": decision.what, "reason": decision.reason,
-                "details": dict(decision.details)})
+            conn.execute(self._q["record_decision"], [{
+                "at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
+                "what": d.what, "reason": d.reason, "details": dict(d.details)}
+                for d in decisions])

@@ -1,0 +1,274 @@
+"""`journeyman why` and `GET /v1/profiles/{id}/why`: every decision the engine made for
+a person, through the real service on SQLite (worker, timers, outbox dispatcher) on a
+fake clock: a profile that did not enter, one that branched, one that was capped and
+one that exited; and the HTTP endpoint through real uvicorn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.runtime.events import normalize
+from engine.runtime.unsubscribe import SigningSecret
+from engine.service import Service
+from engine.testing import TEST_SECRET, FakeClock, RecordingChannel
+from tests.api.test_api import free_port
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+runner = CliRunner()
+
+OFFER = """\
+journey: offer
+version: 1
+entry:
+  event: Product Viewed
+  when: {event.properties.price: {gte: 20}}
+re_entry: never
+exit_when:
+  - event: Order Completed
+steps:
+  - id: check
+    branch:
+      - when: {profile.traits.plan: premium}
+        goto: premium_mail
+      - else: basic_mail
+  - id: premium_mail
+    send: {channel: email, template: premium}
+    next: pause
+  - id: basic_mail
+    send: {channel: email, template: basic}
+  - id: pause
+    wait: 2d
+  - id: followup
+    send: {channel: email, template: followup}
+"""
+
+
+def template(name: str) -> str:
+    return f"channel: email\nsubject: {name}\ntext: Hello from {name}\n"
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
+    """The offer journey played through the service: `low` views a cheap product,
+    `gold` (premium) and `bea` (basic) view expensive ones and `gold` views another, `quin`
+    orders a day after entering; then three days pass, over a cap of one email a week."""
+    tmp = tmp_path_factory.mktemp("why")
+    folder = tmp / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    (folder / "policy.yaml").write_text("frequency_caps:\n  email: {max: 1, per: 7d}\n")
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    db = f"sqlite:///{tmp / 'why.db'}"
+    clock = FakeClock(T0)
+    service = Service(folder, db, channels={"email": RecordingChannel("email")}, clock=clock,
+                      secrets=[SigningSecret(TEST_SECRET)])
+    n = 0
+
+    def post(*events: dict[str, Any]) -> None:
+        nonlocal n
+        batch = []
+        for raw in events:
+            n += 1
+            batch.append(normalize({"timestamp": clock.now().isoformat(), **raw},
+                                   now=clock.now(), message_id=f"m{n}"))
+        service.store.accept_events(batch, "test")
+        while service.worker.handle_events():
+            pass
+        service.dispatcher.dispatch_due()
+
+    def advance(delta: timedelta) -> None:
+        clock.set(clock.now() + delta)
+        service.worker.fire_timers()
+        service.dispatcher.dispatch_due()
+
+    people = {"low": "basic", "gold": "premium", "bea": "basic", "quin": "basic"}
+    post(*({"type": "identify", "userId": user, "traits": {"email": f"{user}@example.com",
+                                                            "plan": plan}}
+           for user, plan in people.items()))
+    post({"type": "track", "userId": "low", "event": "Product Viewed",
+          "properties": {"price": 10}},
+         *({"type": "track", "userId": user, "event": "Product Viewed",
+            "properties": {"price": 50}} for user in ("gold", "bea", "quin")))
+    advance(timedelta(hours=1))
+    post({"type": "track", "userId": "gold", "event": "Product Viewed",
+          "properties": {"price": 80}})
+    advance(timedelta(days=1))
+    post({"type": "track", "userId": "quin", "event": "Order Completed"})
+    advance(timedelta(hours=23))  # the waits end on the dot: 2026-03-04T10:00:00Z
+    advance(timedelta(days=1))
+    try:
+        yield service, db
+    finally:
+        service.stop()
+
+
+def why_json(db: str, user: str, *extra: str) -> list[dict[str, Any]]:
+    done = runner.invoke(app, ["why", user, "--db", db, "--json", *extra])
+    assert done.exit_code == 0, done.output
+    records = json.loads(done.stdout)
+    assert isinstance(records, list)
+    for record in records:
+        assert {"at", "journey", "step", "kind", "reason", "details"} <= set(record)
+    return records
+
+
+def kinds(records: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    return [(r["kind"], r["step"], r["reason"]) for r in records]
+
+
+def test_a_profile_that_did_not_enter(played: tuple[Service, str]) -> None:
+    _, db = played
+    records = why_json(db, "low")
+    assert kinds(records) == [
+        ("not_entered", None, "entry condition false: event.properties.price 10 is not >= 20")]
+    assert records[0]["details"]["values"] == {"event.properties.price": 10}
+    assert records[0]["at"] == "2026-03-02T10:00:00Z"
+    text = runner.invoke(app, ["why", "low", "--db", db]).output
+    assert "not_entered" in text
+    assert "event.properties.price 10 is not >= 20" in text
+
+
+def test_a_profile_that_branched_and_was_refused_re_entry(played: tuple[Service, str]) -> None:
+    _, db = played
+    records = why_json(db, "gold")
+    assert kinds(records)[:5] == [
+        ("entered", "check", "entry: Product Viewed"),
+        ("branch", "check", "case 1 -> premium_mail (profile.traits.plan 'premium')"),
+        ("waiting", "pause", "until 2026-03-04T10:00:00Z"),
+        ("sent", "premium_mail", "email: premium"),  # by the dispatcher, after the step
+        ("not_entered", None, "already enrolled"),
+    ]
+    branch = records[1]
+    assert branch["details"]["values"] == {"profile.traits.plan": "premium"}
+    assert branch["details"]["to"] == "premium_mail"
+    assert records[4]["details"]["step"] == "pause"
+    assert records[4]["at"] == "2026-03-02T11:00:00Z"
+    bea = why_json(db, "bea")
+    [branch] = [r for r in bea if r["kind"] == "branch"]
+    assert branch["reason"] == ("else -> basic_mail (case 1: profile.traits.plan 'basic' is "
+                                "not = 'premium')")
+
+
+def test_a_profile_that_was_capped(played: tuple[Service, str]) -> None:
+    _, db = played
+    records = why_json(db, "bea")
+    assert kinds(records)[-3:] == [("resumed", "pause", "wait over"),
+                                   ("exited", "followup", "completed"),
+                                   ("skipped", "followup", "frequency_cap")]
+    assert {r["at"] for r in records[-3:]} == {"2026-03-04T10:00:00Z"}
+    assert records[-1]["details"] == {"channel": "email", "max": 1, "per_seconds": 604800.0,
+                                      "sent": 1}
+    text = runner.invoke(app, ["why", "bea", "--db", db]).output
+    assert "followup: frequency_cap (1 sent, at most 1 per 7 days, 0:00:00)" in text
+
+
+def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
+    _, db = played
+    records = why_json(db, "quin")
+    assert [r["kind"] for r in records] == ["entered", "branch", "waiting", "sent", "exited"]
+    exited = records[-1]
+    assert (exited["step"], exited["reason"]) == ("pause", "exit_when: Order Completed")
+    assert exited["at"] == "2026-03-03T11:00:00Z"
+    assert exited["details"]["exit_reason"] == "exit_when:Order Completed"
+
+
+def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
+    _, db = played
+    assert why_json(db, "gold", "--journey", "nope") == []
+    none = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "nope"])
+    assert none.output == ("gold: no decisions in nope (no event of theirs matched its "
+                           "entry, or no such journey)\n")
+    unknown = runner.invoke(app, ["why", "ghost", "--db", db])
+    assert unknown.exit_code == 1
+    assert "no profile 'ghost'" in unknown.output
+
+
+def test_decision_log_off_records_only_what_became_of_sends(tmp_path: Path) -> None:
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    service = Service(folder, f"sqlite:///{tmp_path / 'off.db'}", clock=FakeClock(T0),
+                      channels={"email": RecordingChannel("email")}, decision_log=False,
+                      secrets=[SigningSecret(TEST_SECRET)])
+    try:
+        service.store.accept_events([normalize(
+            {"type": "track", "userId": "x", "event": "Product Viewed",
+             "properties": {"price": 50}, "timestamp": T0.isoformat()},
+            now=T0, message_id="m1")], "test")
+        service.worker.handle_events()
+        service.dispatcher.dispatch_due()
+        # No address: the send is skipped, and that skip is recorded even with the log off.
+        assert [(d.what, d.reason) for d in service.store.recorded_decisions()] == [
+            ("skipped", "no_address")]
+    finally:
+        service.stop()
+
+
+@pytest.mark.slow
+def test_why_over_http_needs_an_admin_key(played: tuple[Service, str]) -> None:
+    service, _ = played
+    admin = service.store.create_key("ops-why", admin=True)
+    writer = service.store.create_key("web-why")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            ok = client.get("/v1/profiles/gold/why", auth=(admin, ""))
+            assert ok.status_code == 200, ok.text
+            assert ok.json() == why_json(played[1], "gold")
+            only = client.get("/v1/profiles/gold/why", params={"journey": "offer"},
+                              auth=(admin, ""))
+            assert only.json() == ok.json()
+            assert client.get("/v1/profiles/gold/why", auth=(writer, "")).status_code == 403
+            assert client.get("/v1/profiles/gold/why").status_code == 401
+            missing = client.get("/v1/profiles/ghost/why", auth=(admin, ""))
+            assert missing.status_code == 404
+            assert missing.json() == {"success": False, "reason": "no profile 'ghost'"}
+            hostile = client.get("/v1/profiles/" + "x" * 5000 + "/why", auth=(admin, ""))
+            assert hostile.status_code == 404
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
+    from engine.testing import InMemoryEngine
+
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
+    eng.track("ana", "Product Viewed", {"price": 5})
+    eng.track("ana", "Product Viewed", {"price": 25})
+    eng.run_until_idle()
+    assert [(w.kind, w.step) for w in eng.why("ana")] == [
+        ("not_entered", None), ("entered", "check"), ("branch", "check"),
+        ("waiting", "pause"), ("sent", "premium_mail"), ("resumed", "pause"),
+        ("exited", "followup"), ("sent", "followup")]
+    assert eng.why("ana", journey="other") == []
+    assert eng.why("nobody") == []

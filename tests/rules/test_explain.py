@@ -1,0 +1,56 @@
+"""Why a condition is false, in words: the first comparison that failed, with its
+value; and the values a condition reads (the decision log, `journeyman why`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from rules import evaluate, parse_condition
+from rules.explain import explain, values
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+FACTS: dict[str, Any] = {
+    "event": {"event": "Product Viewed", "properties": {"price": 10, "source": "ads"}},
+    "profile": {"id": "u1", "traits": {"plan": "basic", "vip": True}, "computed": {}},
+}
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ({"event.properties.price": {"gte": 20}}, "event.properties.price 10 is not >= 20"),
+    ({"profile.traits.plan": "premium"}, "profile.traits.plan 'basic' is not = 'premium'"),
+    ({"profile.traits.country": {"in": ["ES", "FR"]}},
+     "profile.traits.country is missing (needs in ['ES', 'FR'])"),
+    ({"profile.traits.email": {"exists": True}}, "profile.traits.email is missing"),
+    ({"profile.traits.vip": {"exists": False}}, "profile.traits.vip is true, not missing"),
+    ({"all": [{"event.properties.source": "ads"}, {"event.properties.price": {"gt": 50}}]},
+     "event.properties.price 10 is not > 50"),
+    ({"any": [{"event.properties.price": {"gt": 50}}, {"profile.traits.plan": "gold"}]},
+     "none of: event.properties.price 10 is not > 50; profile.traits.plan 'basic' is not = "
+     "'gold'"),
+    ({"not": {"profile.traits.plan": "basic"}}, "not (profile.traits.plan is 'basic') is false"),
+])
+def test_the_failing_comparison_is_named_with_its_value(raw: dict[str, Any], why: str) -> None:
+    condition = parse_condition(raw)
+    assert not evaluate(condition, FACTS, NOW)
+    assert explain(condition, FACTS, NOW) == why
+
+
+def test_a_condition_that_holds_has_nothing_to_explain() -> None:
+    condition = parse_condition({"event.properties.price": {"lt": 20},
+                                 "not": {"profile.traits.plan": "gold"}})
+    assert evaluate(condition, FACTS, NOW)
+    assert explain(condition, FACTS, NOW) is None
+
+
+def test_values_read_by_a_condition_are_bounded() -> None:
+    facts = {**FACTS, "event": {"properties": {"price": 10, "note": "x" * 500}}}
+    condition = parse_condition({"event.properties.price": {"gte": 20},
+                                 "event.properties.note": {"contains": "y"},
+                                 "profile.traits.country": "ES"})
+    read = values(condition, facts)
+    assert read["event.properties.price"] == 10
+    assert read["profile.traits.country"] == "missing"
+    assert len(read["event.properties.note"]) == 80
