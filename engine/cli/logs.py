@@ -17,13 +17,30 @@ from typing import Any
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
+# Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are.
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+                      r"(?:Z|[+-]\d{2}:?\d{2})?)?")
 REDACTED = "[redacted]"
 # Fields our log calls attach with `extra=` that belong in structured output.
 FIELDS = ("profile_id", "journey", "step", "send_key", "kind", "worker")
 
 
+def _phone(match: re.Match[str]) -> str:
+    """A phone number has 8 digits or more; fewer is an SMTP status (550 5.1.1), a
+    version or a count, kept for the diagnosis."""
+    found = match.group()
+    return REDACTED if sum(c.isdigit() for c in found) >= 8 else found
+
+
 def redact(text: str) -> str:
-    return PHONE.sub(REDACTED, EMAIL.sub(REDACTED, text))
+    text = EMAIL.sub(REDACTED, text)
+    out: list[str] = []
+    last = 0
+    for stamp in ISO_TIME.finditer(text):
+        out += [PHONE.sub(_phone, text[last:stamp.start()]), stamp.group()]
+        last = stamp.end()
+    out.append(PHONE.sub(_phone, text[last:]))
+    return "".join(out)
 
 
 class RedactingFilter(logging.Filter):

@@ -1,0 +1,48 @@
+"""The log filter: e-mail addresses and phone numbers never reach a log line, and the
+timestamps that log lines are full of are not mistaken for phone numbers."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from engine.cli.logs import REDACTED, JsonFormatter, RedactingFilter, redact
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("550 5.1.1 <ana.perez+x@example.co.uk>: no such user",
+     f"550 5.1.1 <{REDACTED}>: no such user"),
+    ("sms to +34 600 123 456 failed", f"sms to {REDACTED} failed"),
+    ("call (415) 555-0134 now", f"call ({REDACTED} now"),
+    ("retrying at 2026-12-02T02:29:41.123456+00:00", "retrying at 2026-12-02T02:29:41.123456+00:00"),
+    ("due 2026-12-02 09:00 (Europe/Madrid)", "due 2026-12-02 09:00 (Europe/Madrid)"),
+    ("at 2026-03-29T01:00:00Z to +1 415 555 0134", f"at 2026-03-29T01:00:00Z to {REDACTED}"),
+    ("send key enr-42:hello:0 sent", "send key enr-42:hello:0 sent"),
+])
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_record_and_its_exception_are_redacted_in_json_lines() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("journeyman.test_logs")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise ValueError("bad address ana@example.com")
+        except ValueError:
+            log.exception("sending to %s failed", "+34600123456", extra={"journey": "welcome"})
+    finally:
+        log.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["message"] == f"sending to {REDACTED} failed"
+    assert line["journey"] == "welcome"
+    assert "ana@example.com" not in line["exception"]
+    assert REDACTED in line["exception"]
