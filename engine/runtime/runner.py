@@ -80,7 +80,9 @@ class Runner:
     def handle(self, event: Mapping[str, Any], unit: UnitOfWork) -> str:
         """Handle one normalized event; returns the profile it was for."""
         now = self.clock.now()
-        pid = resolve(unit, event, self.identity_traits)
+        pid = resolve(unit, event, self.identity_traits,
+                      on_refused=lambda mine, other, kind: self._record_refusal(
+                          unit, mine, other, kind, now))
         before = unit.get_profile(pid)
         profile = self.computed.apply(before or Profile(pid), event)
         unit.put_profile(profile)
@@ -97,6 +99,18 @@ class Runner:
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
         return pid
+
+    @staticmethod
+    def _record_refusal(unit: UnitOfWork, mine: str, other: str, kind: str,
+                        now: datetime) -> None:
+        """Two known profiles shared an identifier and were kept apart (identity.py):
+        a decision on each, naming neither the other profile nor the identifier's value."""
+        for pid, reason in ((mine, f"not merged: {kind} shared with another known person; "
+                                   "it now points here"),
+                            (other, f"not merged: {kind} shared with another known person; "
+                                    "history kept here")):
+            unit.record_decision(Decision(now, pid, "", "", "not_merged", reason,
+                                          {"identifier": kind}))
 
     def _facts(self, view: Profile, event: Mapping[str, Any],
                enrollment: Enrollment | None) -> dict[str, Any]:
