@@ -83,15 +83,24 @@ _ANSWERS: dict[int, str] = {
          "number that is not finite, a lone surrogate, or an event that breaks a rule "
          "(the reason says which). Nothing of the request is stored.",
     401: "No key, or an unknown or revoked one.",
-    403: "The key is known but may not do this (an admin key is needed).",
+    403: "The key is known but may not do this: an admin key is needed, or (ingest) the "
+         "key lacks the scope an event needs (alias, consent.* traits, email/phone "
+         "traits). Nothing of the request is stored.",
+    429: "The key is over its rate (events per second); retry after `Retry-After` "
+         "seconds. Nothing of the request is stored.",
     404: "Not found.",
     413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
          "once inflated. Nothing is stored; the connection is closed.",
 }
 
 
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer", "minimum": 1}}}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Failure, "description": _ANSWERS[code]} for code in codes}
+    return {code: {"model": Failure, "description": _ANSWERS[code],
+                   **({"headers": _RETRY_AFTER} if code == 429 else {})} for code in codes}
 
 
 SECURITY: list[dict[str, list[str]]] = [{"keyAsBasicUser": []}, {"keyAsBearer": []}]
@@ -223,7 +232,7 @@ def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
                         "in the body."),
         "responses": {200: {"model": Success, "description": "Accepted (or a duplicate "
                                                              "messageId, ignored)."},
-                      **_errors(400, 401, 413)},
+                      **_errors(400, 401, 403, 413, 429)},
         "openapi_extra": {
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref(schema)}}},

@@ -65,9 +65,8 @@ def resolve(store: IdentityStore, event: Mapping[str, Any],
                 store.link_identity(USER, user, pid)
         elif user and previous:
             pid = _user_profile(store, user)
-            for kind in (USER, ANONYMOUS):
-                if store.profile_for(kind, previous) is not None:
-                    pid = _join(store, pid, kind, previous, on_refused)
+            for kind in (USER, ANONYMOUS):  # previousId may be either
+                pid = _join(store, pid, kind, previous, on_refused)
     if user is not None:
         pid = pid or _user_profile(store, user)
         if anon is not None:
