@@ -543,8 +543,30 @@ class KeyStore(Protocol):
         ...
 
 
+class PrivacyStore(Protocol):
+    """What is held about a person, and erasing it (docs/privacy.md). A person is a
+    profile and every profile id they ever had (the ids that point at it)."""
+
+    def person_ids(self, profile_id: str) -> list[str]:
+        """The profile ids a person had: `profile_id` and every identity value pointing
+        at it (a profile's id is the first id it was seen with)."""
+        ...
+    def export_person(self, profile_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Every stored row that holds the person, by table, as JSON-ready dicts."""
+        ...
+    def forget_person(self, profile_id: str) -> dict[str, int]:
+        """Delete every row that holds the person (and identity rows naming their
+        e-mail or phone); on SQLite, leave no trace in the file or its WAL. Returns the
+        rows deleted per table."""
+        ...
+    def delete_events_before(self, when: datetime, limit: int) -> int:
+        """Retention: delete up to `limit` stored events received before `when`."""
+        ...
+
+
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
-            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, Protocol):
+            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, PrivacyStore,
+            Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
 

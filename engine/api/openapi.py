@@ -74,6 +74,25 @@ class ProfileView(BaseModel):
     enrollments: list[EnrollmentView]
 
 
+class PersonExport(BaseModel):
+    """Everything held about a person (`journeyman profiles export`)."""
+
+    id: str
+    profile_ids: list[str]
+    traits: dict[str, Any]
+    computed: dict[str, Any]
+    identities: list[Identity]
+    events: list[dict[str, Any]]
+    enrollments: list[dict[str, Any]]
+    sends: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    tables: dict[str, list[dict[str, Any]]]
+
+
+class Forgotten(BaseModel):
+    deleted: dict[str, int] = Field(description="rows deleted per table")
+
+
 class Health(BaseModel):
     ok: Literal[True] = True
 
@@ -243,6 +262,24 @@ def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
 
 def admin_route() -> dict[str, Any]:
     return {"responses": {200: {"model": ProfileView, "description": "The profile."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+def export_route() -> dict[str, Any]:
+    return {"description": "One JSON document: traits, computed traits, identities, events, "
+                           "enrollments, sends, decisions, and every stored row by table "
+                           "(`tables`). See docs/privacy.md.",
+            "responses": {200: {"model": PersonExport, "description": "The person's data."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+def forget_route() -> dict[str, Any]:
+    return {"description": "Erase every row that holds the person, under every profile "
+                           "id they had; on SQLite the file and its WAL are scrubbed "
+                           "(`sqlite_scrubbed`: 1, or 0 while another process holds it).",
+            "responses": {200: {"model": Forgotten, "description": "Rows deleted per table."},
                           **_errors(401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
 

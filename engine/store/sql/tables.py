@@ -74,7 +74,7 @@ class EventRow(SQLModel, table=True):
     message_id: str = Field(sa_column=Column(String(255), nullable=False))
     profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     body: dict[str, Any] = _json()
-    received_at: datetime = _when()
+    received_at: datetime = _when(index=True)  # retention deletes by it (migration 0007)
 
 
 class InboxRow(SQLModel, table=True):
