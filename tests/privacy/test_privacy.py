@@ -143,4 +143,18 @@ def test_events_past_retention_are_deleted_in_chunks(sql_store: SqlStore) -> Non
     assert enforce_retention(sql_store, later, timedelta(days=400), chunk=3) == 2
     assert enforce_retention(sql_store, later, timedelta(days=400), chunk=3) == 0
     assert enforce_retention(sql_store, later, None) == 0
-    assert NOW is not None
+
+
+def test_a_database_error_names_no_value(sql_store: SqlStore) -> None:
+    """What the worker logs (and parks) for a failed write holds no bound value."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.store.sql.tables import table
+
+    sql_store.link_identity("email", "hidden.value@example.org", "p")
+    row = {"kind": "email", "value": "hidden.value@example.org", "profile_id": "p",
+           "created_at": NOW}
+    with pytest.raises(SQLAlchemyError) as caught, sql_store.sql_engine.begin() as conn:
+        conn.execute(insert(table("identities")).values(**row))  # a duplicate key
+    assert "hidden.value" not in str(caught.value)
