@@ -155,6 +155,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                     raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
                 event = normalize(item, now=received, message_id=new_id)
                 correct_skew(event, item, receipt)
+                event["source"] = source  # the key's name (or "unsubscribe"): consent records
             except BadEvent as exc:
                 raise ApiError(400, f"{where}{exc}") from None
             events.append(event)

@@ -158,3 +158,23 @@ def test_a_database_error_names_no_value(sql_store: SqlStore) -> None:
     with pytest.raises(SQLAlchemyError) as caught, sql_store.sql_engine.begin() as conn:
         conn.execute(insert(table("identities")).values(**row))  # a duplicate key
     assert "hidden.value" not in str(caught.value)
+
+
+def test_consent_changes_are_kept_as_records_with_their_source(sql_api: Api) -> None:
+    """Who changed a consent, when, to what: the server key, then the unsubscribe link
+    (after a merge: the link was sent to the anonymous visitor); in the export."""
+    from engine.runtime.unsubscribe import ANONYMOUS, Person
+
+    sql_api.send("/v1/identify", {"anonymousId": "d-1",
+                                  "traits": {"consent": {"email": True, "sms": True}}})
+    sql_api.send("/v1/identify", {"userId": "u-42", "anonymousId": "d-1"})  # merged
+    token = sql_api.engine.unsubscribe.token(Person(ANONYMOUS, "d-1"), "email")
+    assert httpx.post(f"{sql_api.url}/u/{token}").status_code == 200
+    sql_api.handle()
+    doc = httpx.get(f"{sql_api.url}/v1/profiles/u-42/export", headers=admin(sql_api)).json()
+    records = [(d["step"], d["reason"], d["details"]["source"]) for d in doc["decisions"]
+               if d["what"] == "consent"]
+    assert records == [("email", "consent.email: true", "server"),
+                       ("sms", "consent.sms: true", "server"),
+                       ("email", "consent.email: false", "unsubscribe")]
+    assert doc["traits"]["consent"] == {"email": False, "sms": True}
