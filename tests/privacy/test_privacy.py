@@ -178,3 +178,35 @@ def test_consent_changes_are_kept_as_records_with_their_source(sql_api: Api) -> 
                        ("sms", "consent.sms: true", "server"),
                        ("email", "consent.email: false", "unsubscribe")]
     assert doc["traits"]["consent"] == {"email": False, "sms": True}
+
+
+def test_the_service_enforces_the_policys_event_retention(tmp_path: Path) -> None:
+    """`retention: {events: 30d}` in policy.yaml: the service's retention loop deletes
+    what is older, and keeps the rest."""
+    from engine.runtime.unsubscribe import SigningSecret
+    from engine.service import Service
+    from engine.testing import FakeClock
+    from tests.engine.helpers import write_folder
+    from tests.privacy.conftest import SHOP
+
+    folder = write_folder(tmp_path / "j", {"thanks": SHOP}, {"thank": "channel: email\n"
+                                                             "subject: Hi\ntext: hi\n"},
+                          policy="consent_required: []\nretention: {events: 30d}\n")
+    clock = FakeClock(NOW)
+    service = Service(folder, f"sqlite:///{tmp_path / 'jm.db'}", channels={}, clock=clock,
+                      secrets=[SigningSecret("a-test-secret-of-some-length")])
+    try:
+        def event(n: int) -> dict[str, object]:
+            return {"type": "track", "userId": "u", "event": "E", "messageId": f"m{n}",
+                    "timestamp": "2026-03-02T09:00:00Z", "properties": {}, "traits": {},
+                    "context": {}}
+
+        service.store.accept_events([event(1), event(2)])
+        clock.set(NOW + timedelta(days=20))
+        service.store.accept_events([event(3)])
+        clock.set(NOW + timedelta(days=31))
+        assert service._retain() == NOW + timedelta(days=31) + timedelta(minutes=1)
+        left = service.store.export_person("u")["events"]
+        assert [e["message_id"] for e in left] == ["m3"]
+    finally:
+        service.stop()
