@@ -169,6 +169,31 @@ class InboxItem:
     attempts: int
 
 
+# What a key may do (docs/privacy.md, "Keys and scopes"): `track` (track, page, screen,
+# group), `identify`, `alias` (alias calls, and e-mail/phone traits: identifiers that can
+# join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase
+# profiles). A server key has every scope but admin; a public key, safe to ship in a web
+# page or an app, has track and identify only.
+SCOPES = ("track", "identify", "alias", "consent", "admin")
+SERVER_SCOPES = frozenset({"track", "identify", "alias", "consent"})
+PUBLIC_SCOPES = frozenset({"track", "identify"})
+ADMIN_SCOPES = frozenset(SCOPES)
+# Events per second a key may send (a batch counts each event): its own `rate`, else
+# this by kind. Public keys get less: they ship in pages anyone can read.
+DEFAULT_RATE, PUBLIC_RATE = 2000, 50
+
+
+def key_scopes(admin: bool, scopes: Collection[str] | None) -> frozenset[str]:
+    """The scopes of a key: as given (with `admin` when `admin`), else by kind."""
+    if scopes is None:
+        return ADMIN_SCOPES if admin else SERVER_SCOPES
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(sorted(unknown))}; "
+                         f"scopes are {', '.join(SCOPES)}")
+    return frozenset(scopes) | ({"admin"} if admin else set())
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """An API key as the store knows it (the key itself is never stored)."""
@@ -178,6 +203,18 @@ class KeyInfo:
     prefix: str = ""
     created_at: datetime | None = None
     revoked_at: datetime | None = None
+    scopes: frozenset[str] = SERVER_SCOPES
+    rate: int | None = None  # events per second; None: DEFAULT_RATE or PUBLIC_RATE
+
+    @property
+    def public(self) -> bool:
+        return not self.scopes & {"alias", "consent", "admin"}
+
+    @property
+    def events_per_second(self) -> int:
+        if self.rate is not None:
+            return self.rate
+        return PUBLIC_RATE if self.public else DEFAULT_RATE
 
 
 @dataclass(slots=True)
@@ -496,7 +533,11 @@ class FailureStore(Protocol):
 
 
 class KeyStore(Protocol):
-    def create_key(self, name: str, admin: bool = False) -> str: ...
+    def create_key(self, name: str, admin: bool = False, *,
+                   scopes: Collection[str] | None = None, rate: int | None = None) -> str:
+        """A new key; `scopes` None: a server key (every scope but admin), or every scope
+        with `admin`. `rate`: events per second (None: the default for its kind)."""
+        ...
     def check_key(self, key: str) -> KeyInfo | None: ...
     def list_keys(self, *, include_revoked: bool = False) -> list[KeyInfo]: ...
     def revoke_key(self, name: str) -> bool: ...
@@ -509,8 +550,30 @@ class KeyStore(Protocol):
         ...
 
 
+class PrivacyStore(Protocol):
+    """What is held about a person, and erasing it (docs/privacy.md). A person is a
+    profile and every profile id they ever had (the ids that point at it)."""
+
+    def person_ids(self, profile_id: str) -> list[str]:
+        """The profile ids a person had: `profile_id` and every identity value pointing
+        at it (a profile's id is the first id it was seen with)."""
+        ...
+    def export_person(self, profile_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Every stored row that holds the person, by table, as JSON-ready dicts."""
+        ...
+    def forget_person(self, profile_id: str) -> dict[str, int]:
+        """Delete every row that holds the person (and identity rows naming their
+        e-mail or phone); on SQLite, leave no trace in the file or its WAL. Returns the
+        rows deleted per table."""
+        ...
+    def delete_events_before(self, when: datetime, limit: int) -> int:
+        """Retention: delete up to `limit` stored events received before `when`."""
+        ...
+
+
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
-            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, Protocol):
+            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, PrivacyStore,
+            Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
 

@@ -40,6 +40,7 @@ from engine.runtime.dispatch import Dispatcher
 from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
+from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
@@ -50,6 +51,10 @@ from journeys.loaded import Library
 from journeys.loader import load_path
 
 log = logging.getLogger("journeyman.service")
+
+
+# How often the retention loop looks for events past the policy's `retention.events`.
+RETENTION_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -138,6 +143,8 @@ class Service:
                            safety=self.tick, stop=self._stop),
             "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
                            safety=self.tick, stop=self._stop),
+            "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
+                              safety=RETENTION_EVERY.total_seconds(), stop=self._stop),
         }
         self._loops = loops
         self.worker.on_sends = loops["outbox"].wake
@@ -172,6 +179,13 @@ class Service:
     def _dispatch(self) -> datetime | None:
         self.dispatcher.dispatch_due()
         return self.store.next_outbox_at()
+
+    def _retain(self) -> datetime | None:
+        """Delete events older than the policy's `retention.events`, a chunk at a time:
+        again at once while there are more, else in RETENTION_EVERY."""
+        now = self.clock.now()
+        deleted = enforce_retention(self.store, now, self.library.policy.retention.events)
+        return now if deleted >= RETENTION_CHUNK else now + RETENTION_EVERY
 
     def stop(self) -> None:
         self.stop_loops()

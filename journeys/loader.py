@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from journeys.errors import InvalidJourney, Problem
+from journeys.library import bundled_library
 from journeys.lint import lint
 from journeys.loaded import Library, LoadedJourney
 from journeys.model import Journey, Policy
@@ -106,9 +107,14 @@ def _points_at_key(where: tuple[str | int, ...]) -> bool:
 
 
 def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]]:
+    """The folder's `policy.yaml`; without one, the bundled safe policy (consent
+    required on marketing channels, quiet hours): no file must never mean no protection."""
     path = folder / POLICY_FILE
     if not path.is_file():
-        return Policy(), []
+        bundled = bundled_library()
+        if folder.resolve() == bundled.resolve() or not (bundled / POLICY_FILE).is_file():
+            return Policy(), []
+        return load_policy(bundled, bundled.parent)
     display = str(path.relative_to(display_root))
     try:
         source = load_yaml(path.read_text(), display)

@@ -137,13 +137,38 @@ class Journey(Strict):
         return self.name or self.journey.replace("_", " ").capitalize()
 
 
+# Marketing channels: a send on one needs the person's consent unless a policy says
+# otherwise (`consent_required: []` says so). A journeys folder without a `policy.yaml`
+# runs under the bundled one (journeys/loader.py).
+MARKETING_CHANNELS = ("email", "sms", "push")
+
+
+class Retention(Strict):
+    """How long the store keeps what it holds about people (enforced by the worker)."""
+
+    events: Duration | None = None  # the event log; None: kept until the person is erased
+
+
 class Policy(Strict):
     """The global `policy.yaml`."""
 
     timezone: str = "UTC"
     quiet_hours: QuietHours | None = None
     frequency_caps: dict[str, Cap] = Field(default_factory=dict)
-    consent_required: list[str] = Field(default_factory=list)
+    consent_required: list[str] = Field(default_factory=lambda: list(MARKETING_CHANNELS))
+    # Country calling codes SMS may go to (e.g. ["34", "1"]); empty: any. Keeps a leaked
+    # or abused key from pumping texts to premium numbers abroad.
+    sms_country_codes: list[str] = Field(default_factory=list)
+    # How long the store keeps what it holds, e.g. {events: 400d} (default: forever).
+    retention: Retention = Field(default_factory=Retention)
+
+    @field_validator("sms_country_codes")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if not re.fullmatch(r"[1-9][0-9]{0,2}", code):
+                raise ValueError(f"country code {code!r}: 1 to 3 digits without '+', like '34'")
+        return value
 
 
 def check_hhmm(value: str) -> str:
@@ -157,7 +182,7 @@ def language_keys() -> set[str]:
     keys: set[str] = set()
     models: list[type[BaseModel]] = [
         Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
-        PolicyOverride, Policy, *STEP_MODELS.values(),
+        PolicyOverride, Policy, Retention, *STEP_MODELS.values(),
     ]
     for model in models:
         for name, info in model.model_fields.items():

@@ -19,6 +19,7 @@ from engine.api.admin import ProfileView, add_admin_routes
 from engine.api.auth import ApiError
 from engine.api.ingest import add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
+from engine.api.quota import RateLimitedError
 from engine.api.unsubscribe import add_unsubscribe_routes
 from engine.ports import Store
 from engine.runtime.metrics import Metrics
@@ -40,9 +41,11 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         # An error raised before the body was read to its end closes the connection, so
         # the server does not go on reading (and dropping) what the client still sends.
-        headers = {"Connection": "close"} if exc.close else None
+        headers = {"Connection": "close"} if exc.close else {}
+        if isinstance(exc, RateLimitedError):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse({"success": False, "reason": exc.reason}, status_code=exc.status,
-                            headers=headers)
+                            headers=headers or None)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

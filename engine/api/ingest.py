@@ -29,6 +29,7 @@ from engine import jsonfast
 from engine.api import openapi
 from engine.api.auth import ApiError, KeyCache, body_key, header_key
 from engine.api.body import MAX_BATCH_BYTES, parse_json, read_body
+from engine.api.quota import Quotas, check_scopes
 from engine.core.times import iso
 from engine.ports import KeyInfo, Store
 from engine.runtime.events import (
@@ -116,6 +117,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
     """The Segment routes; returns `accept(items, sent_at, source)`, the one path by which
     anything (a request, an unsubscribe click) queues events."""
     keys = KeyCache(store)
+    quotas = Quotas()
 
     async def read(request: Request) -> tuple[Any, KeyInfo]:
         """The parsed body and the caller's key. A key in the header is checked before
@@ -126,6 +128,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
             info = keys.check(key)
             if info is None:
                 raise ApiError(401, "missing or unknown write key", close=True)
+            quotas.check(info)
         body = parse_json(await read_body(request, MAX_BATCH_BYTES))
         if info is None:
             key = body_key(body)
@@ -152,6 +155,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                     raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
                 event = normalize(item, now=received, message_id=new_id)
                 correct_skew(event, item, receipt)
+                event["source"] = source  # the key's name (or "unsubscribe"): consent records
             except BadEvent as exc:
                 raise ApiError(400, f"{where}{exc}") from None
             events.append(event)
@@ -165,7 +169,10 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
 
     async def single(request: Request, kind: str) -> Response:
         body, info = await read(request)
-        await accept([{**body, "type": kind}], None, info.name)
+        items = [{**body, "type": kind}]
+        check_scopes(info, items)
+        quotas.take(info, 1)
+        await accept(items, None, info.name)
         return Response(SUCCESS, media_type="application/json")
 
     for kind in EVENT_TYPES:
@@ -183,6 +190,8 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
         for index, item in enumerate(items):
             if isinstance(item, dict) and item.get("type", "track") not in EVENT_TYPES:
                 raise ApiError(400, f"batch[{index}]: unknown event type {shown(item.get('type'))}")
+        check_scopes(info, items)
+        quotas.take(info, len(items))
         await accept(items, body.get("sentAt"), info.name)
         return Response(SUCCESS, media_type="application/json")
 

@@ -87,6 +87,25 @@ class WhyEntry(BaseModel):
     details: dict[str, Any] = Field(description="the values that decided it")
 
 
+class PersonExport(BaseModel):
+    """Everything held about a person (`journeyman profiles export`)."""
+
+    id: str
+    profile_ids: list[str]
+    traits: dict[str, Any]
+    computed: dict[str, Any]
+    identities: list[Identity]
+    events: list[dict[str, Any]]
+    enrollments: list[dict[str, Any]]
+    sends: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    tables: dict[str, list[dict[str, Any]]]
+
+
+class Forgotten(BaseModel):
+    deleted: dict[str, int] = Field(description="rows deleted per table")
+
+
 class Health(BaseModel):
     ok: Literal[True] = True
 
@@ -96,15 +115,24 @@ _ANSWERS: dict[int, str] = {
          "number that is not finite, a lone surrogate, or an event that breaks a rule "
          "(the reason says which). Nothing of the request is stored.",
     401: "No key, or an unknown or revoked one.",
-    403: "The key is known but may not do this (an admin key is needed).",
+    403: "The key is known but may not do this: an admin key is needed, or (ingest) the "
+         "key lacks the scope an event needs (alias, consent.* traits, email/phone "
+         "traits). Nothing of the request is stored.",
+    429: "The key is over its rate (events per second); retry after `Retry-After` "
+         "seconds. Nothing of the request is stored.",
     404: "Not found.",
     413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
          "once inflated. Nothing is stored; the connection is closed.",
 }
 
 
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer", "minimum": 1}}}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Failure, "description": _ANSWERS[code]} for code in codes}
+    return {code: {"model": Failure, "description": _ANSWERS[code],
+                   **({"headers": _RETRY_AFTER} if code == 429 else {})} for code in codes}
 
 
 SECURITY: list[dict[str, list[str]]] = [{"keyAsBasicUser": []}, {"keyAsBearer": []}]
@@ -236,7 +264,7 @@ def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
                         "in the body."),
         "responses": {200: {"model": Success, "description": "Accepted (or a duplicate "
                                                              "messageId, ignored)."},
-                      **_errors(400, 401, 413)},
+                      **_errors(400, 401, 403, 413, 429)},
         "openapi_extra": {
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref(schema)}}},
@@ -254,6 +282,24 @@ def admin_route() -> dict[str, Any]:
 def why_route() -> dict[str, Any]:
     return {"responses": {200: {"model": list[WhyEntry],
                                 "description": "Every decision, oldest first."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+def export_route() -> dict[str, Any]:
+    return {"description": "One JSON document: traits, computed traits, identities, events, "
+                           "enrollments, sends, decisions, and every stored row by table "
+                           "(`tables`). See docs/privacy.md.",
+            "responses": {200: {"model": PersonExport, "description": "The person's data."},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
+def forget_route() -> dict[str, Any]:
+    return {"description": "Erase every row that holds the person, under every profile "
+                           "id they had; on SQLite the file and its WAL are scrubbed "
+                           "(`sqlite_scrubbed`: 1, or 0 while another process holds it).",
+            "responses": {200: {"model": Forgotten, "description": "Rows deleted per table."},
                           **_errors(401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
 from engine.core.times import iso
-from engine.ports import OutboxRecord
+from engine.ports import SCOPES, OutboxRecord
 from engine.store import DEFAULT_URL
 
 
@@ -40,22 +40,43 @@ keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)
 @keys.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="A name for the key (who uses it).")],
-    admin: Annotated[bool, typer.Option(help="May read profiles (GET /v1/profiles/...).")]
-    = False,
+    admin: Annotated[bool, typer.Option(help=(
+        "Every scope, admin included: may read, export and erase profiles."))] = False,
+    public: Annotated[bool, typer.Option(help=(
+        "A key safe to ship in a web page or an app: track and identify only (no alias, "
+        "no consent, no email/phone traits) and a lower rate."))] = False,
+    scopes: Annotated[str | None, typer.Option(help=(
+        "Comma-separated scopes: track, identify, alias, consent, admin. Default: every "
+        "scope but admin (a server key)."))] = None,
+    rate: Annotated[int | None, typer.Option(min=1, help=(
+        "Events per second the key may send (default: 2000, public keys 50)."))] = None,
     db: DbOpt = DEFAULT_URL,
 ) -> None:
     """Create a write key; the key alone is the last line of stdout (shown only once)."""
+    from engine.ports import PUBLIC_SCOPES, key_scopes
     from engine.store import DuplicateKeyName
 
+    if public and (admin or scopes):
+        err.print("--public is track and identify only: it takes no --admin or --scopes",
+                  markup=False)
+        raise typer.Exit(2)
+    wanted = (sorted(PUBLIC_SCOPES) if public else
+              [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None)
+    try:
+        key_scopes(admin, wanted)
+    except ValueError as exc:  # an unknown scope
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
     store = open_store(db)
     try:
-        key = store.create_key(name, admin=admin)
+        key = store.create_key(name, admin=admin, scopes=wanted, rate=rate)
     except DuplicateKeyName as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     finally:
         store.close()
-    err.print(f"created {'admin ' if admin else ''}key {name!r}; store it now, "
+    kind = "admin " if admin else "public " if public else ""
+    err.print(f"created {kind}key {name!r}; store it now, "
               "it is not shown again:", markup=False)
     sys.stdout.write(key + "\n")
 
@@ -71,9 +92,11 @@ def keys_list(
         infos = store.list_keys(include_revoked=all_keys)
     finally:
         store.close()
-    table = Table("name", "prefix", "admin", "created", "revoked")
+    table = Table("name", "prefix", "admin", "scopes", "rate/s", "created", "revoked")
     for info in infos:
         table.add_row(info.name, info.prefix, "yes" if info.admin else "",
+                      ",".join(s for s in SCOPES if s in info.scopes),
+                      str(info.events_per_second),
                       info.created_at.isoformat(timespec="seconds") if info.created_at else "",
                       info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else "")
     out.print(table)

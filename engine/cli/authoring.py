@@ -23,11 +23,15 @@ def validate(
     Prints every problem as file:line:column: message on stderr and exits 1 if any.
     """
     from journeys.compiler import compile_library
-    from journeys.loader import load_path
+    from journeys.loader import POLICY_FILE, load_path
 
     problems: list[str] = []
     count = 0
     for path in paths:
+        if path.is_dir() and not (path / POLICY_FILE).is_file():
+            err.print(f"{path}: warning: no {POLICY_FILE}; the bundled policy applies "
+                      "(consent required on email, sms and push; quiet hours; frequency "
+                      "caps)", markup=False)
         try:
             library = load_path(path)
             compile_library(library, backend=backend)

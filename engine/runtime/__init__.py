@@ -4,7 +4,9 @@
 |---|---|
 | `runner.py` | `Runner`: match events and due timers to journeys, advance, carry out commands |
 | `events.py` | Segment events at the edge: validation and normalization |
-| `identity.py` | which profile an event belongs to; links and merges |
+| `identity.py` | which profile an event belongs to; links and merges (never two known people) |
+| `privacy.py` | a person's export and erasure, event retention |
+| `errortext.py` | error text to log and keep, without the values a database quotes |
 | `rendering.py` | render a send exactly as it will be delivered |
 | `policy.py` | consent, quiet hours and frequency caps at delivery |
 | `dispatch.py` | the outbox dispatcher: deliver, retry, defer, skip |

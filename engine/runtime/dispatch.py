@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +50,7 @@ from engine.ports import (
     OutboxEntry,
     Store,
 )
+from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 
@@ -323,10 +323,10 @@ class Dispatcher:
 
     def _broken(self, entry: OutboxEntry, exc: Exception, chunk: _Chunk) -> None:
         """Our own code failed on this row: retry it with backoff, then park it."""
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = error_text(exc)
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
-            stack = "".join(traceback.format_exception(exc))[-8000:]
+            stack = stack_text(exc)
             log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error)
             chunk.outcomes.append(partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,

@@ -16,6 +16,7 @@ overflows the clock-skew arithmetic, deep nesting overflows the JSON encoders.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,6 +189,19 @@ def _check_text(text: Any) -> None:
 
 # --- normalizing -----------------------------------------------------------------------
 
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def e164(value: Any) -> str:
+    """A `phone` trait as E.164 (`+` country code and number, 7 to 15 digits), or
+    BadEvent: an SMS goes only to a number that says which country it is in."""
+    if not isinstance(value, str) or not E164.fullmatch(value.strip()):
+        raise BadEvent(f"traits.phone {shown(value)} is not an E.164 number (like "
+                       "+34600000000: '+', the country code and the number, 7 to 15 "
+                       "digits, no spaces)")
+    return value.strip()
+
+
 def normalize(raw: Mapping[str, Any], *, now: datetime,
               message_id: str | Callable[[], str]) -> dict[str, Any]:
     """Check a Segment-format event and return the normalized dict (raises BadEvent).
@@ -220,6 +234,8 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
     traits = dict(raw.get("traits") or {})
     if kind == "identify" and not traits and isinstance(context, Mapping):
         traits = dict(context.get("traits") or {})
+    if traits.get("phone") is not None:
+        traits["phone"] = e164(traits["phone"])
     return {
         "type": kind,
         "event": name,

@@ -1,11 +1,25 @@
-"""Identity resolution: which profile an event belongs to.
+"""Identity resolution: which profile an event belongs to, by rules that cannot join two
+people (docs/privacy.md, "Identity rules", has the table of cases and their tests).
 
 - `userId` is the canonical id of a known profile; `anonymousId` names an anonymous one.
-- An event carrying both links them: the anonymous profile (history, traits, enrollments)
+  A profile is *known* when a `userId` points at it (a known profile's id is the first
+  `userId` it was seen with).
+- An event carrying both links them: an anonymous profile (history, traits, enrollments)
   is merged into the known one.
-- `alias` (`previousId` → `userId`) merges the previous profile into the user's.
+- `alias` (`previousId` -> `userId`): the previous profile is merged into the user's; when
+  the user has no profile yet, the previous profile simply takes the new `userId` too (a
+  rename, nothing merged).
 - Traits listed in `by_traits` (e.g. `email`, `phone`) are identifiers too: an identify
-  whose email belongs to another profile merges that profile into this one.
+  whose email belongs to an anonymous profile merges it into this one; one whose email
+  belongs to a *known* profile while this one is anonymous merges this one into it.
+
+The one rule that keeps people apart: **two known profiles are never merged**, whatever
+links them (a shared anonymousId or device on a family laptop, an alias, an e-mail or
+phone). The identifier is re-pointed to the profile of the event (the newest known user:
+later anonymous events from that device are theirs; a `userId` is never taken from its
+person), history stays with whoever made it,
+and the refusal is recorded (`on_refused`: a decision on each profile, naming neither
+the other profile nor the identifier's value).
 
 Merging is the store's `merge_profiles(into, from_)`, by the one rule of
 engine/core/merge.py: the profile merged into wins on conflicting traits, and a journey
@@ -15,11 +29,14 @@ nobody gets the same journey twice because of a merge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.ports import IdentityStore
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
+
+# (profile of the event, the other known profile, identifier kind) -> None
+Refused = Callable[[str, str, str], None]
 
 
 def _text(value: Any) -> str | None:
@@ -28,42 +45,78 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def is_known(store: IdentityStore, profile_id: str) -> bool:
+    """Whether a userId points at the profile (see the module doc)."""
+    return store.profile_for(USER, profile_id) == profile_id
+
+
 def resolve(store: IdentityStore, event: Mapping[str, Any],
-            by_traits: Sequence[str] = ()) -> str:
-    """The canonical profile id for `event`, linking and merging as needed."""
+            by_traits: Sequence[str] = (), on_refused: Refused | None = None) -> str:
+    """The canonical profile id for `event`, linking and merging as the rules allow."""
     user, anon = _text(event.get("userId")), _text(event.get("anonymousId"))
+    pid: str | None = None
     if event.get("type") == "alias":
         previous = _text(event.get("previousId"))
-        if user and previous:
-            _adopt(store, user, "user_id", previous)
-            _adopt(store, user, "anonymous_id", previous)
+        if user and previous and store.profile_for(USER, user) is None:
+            # The user has no profile yet: the previous one takes the new userId (a
+            # rename, or an anonymous profile becoming known); nothing is merged.
+            pid = store.profile_for(USER, previous) or store.profile_for(ANONYMOUS, previous)
+            if pid is not None:
+                store.link_identity(USER, user, pid)
+        elif user and previous:
+            pid = _user_profile(store, user)
+            for kind in (USER, ANONYMOUS):  # previousId may be either
+                pid = _join(store, pid, kind, previous, on_refused)
     if user is not None:
-        pid = store.profile_for("user_id", user)
-        if pid is None:
-            pid = user
-            store.link_identity("user_id", user, pid)
+        pid = pid or _user_profile(store, user)
         if anon is not None:
-            _adopt(store, pid, "anonymous_id", anon)
-    else:
+            pid = _join(store, pid, ANONYMOUS, anon, on_refused)
+    elif pid is None:
         assert anon is not None, "events are validated before they get here"
-        pid = store.profile_for("anonymous_id", anon)
+        pid = store.profile_for(ANONYMOUS, anon)
         if pid is None:
             pid = anon
-            store.link_identity("anonymous_id", anon, pid)
+            store.link_identity(ANONYMOUS, anon, pid)
     traits = event.get("traits") or {}
     for name in by_traits:
-        value = _text(traits.get(name))
+        value = _text(traits.get(name)) if isinstance(traits, Mapping) else None
         if value is not None:
-            _adopt(store, pid, name, value)
+            pid = _join(store, pid, name, value, on_refused)
     return pid
 
 
-def _adopt(store: IdentityStore, pid: str, kind: str, value: str) -> None:
-    """Make `kind=value` point at `pid`, merging whatever profile it pointed at before."""
+def _user_profile(store: IdentityStore, user: str) -> str:
+    pid = store.profile_for(USER, user)
+    if pid is None:
+        pid = user
+        store.link_identity(USER, user, pid)
+    return pid
+
+
+def _join(store: IdentityStore, pid: str, kind: str, value: str,
+          on_refused: Refused | None) -> str:
+    """Make `kind=value` point at the event's profile `pid`, merging the profile it
+    pointed at before when the rules allow; returns the event's profile afterwards."""
     other = store.profile_for(kind, value)
-    if other is not None and other != pid:
-        store.merge_profiles(into=pid, from_=other)
+    if other is None or other == pid:
+        store.link_identity(kind, value, pid)
+        return pid
+    mine_known, theirs_known = is_known(store, pid), is_known(store, other)
+    if mine_known and theirs_known:
+        # Two people: never merged. A device, e-mail or phone moves to the newest known
+        # user; a userId stays with its person (an alias cannot take someone's id).
+        if kind != USER:
+            store.link_identity(kind, value, pid)
+        if on_refused is not None:
+            on_refused(pid, other, kind)
+        return pid
+    if theirs_known:  # an anonymous profile names a known person: it joins them
+        store.merge_profiles(into=other, from_=pid)
+        store.link_identity(kind, value, other)
+        return other
+    store.merge_profiles(into=pid, from_=other)
     store.link_identity(kind, value, pid)
+    return pid
 
 
 def person_of(store: IdentityStore, profile_id: str) -> Person:

@@ -110,6 +110,11 @@ class PolicyGate:
                 until = next_local_time(now, rules.quiet_hours.end, tz)
                 return Verdict("defer", "quiet_hours", until,
                                {"timezone": str(tz), "local_time": local.strftime("%H:%M")})
+        codes = self.policy.sms_country_codes
+        if entry.channel == "sms" and codes and not any(
+                (entry.to or "").startswith("+" + code) for code in codes):
+            return Verdict("skip", "sms_country_not_allowed",
+                           details={"allowed": list(codes)})
         cap = rules.caps.get(entry.channel)
         if cap is not None:
             sent = sent_since(entry.profile_id, entry.channel, now - cap.per)

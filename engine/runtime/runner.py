@@ -61,6 +61,13 @@ from rules.explain import explain, values
 LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
 
 
+def _shown(value: Any) -> str:
+    """A consent value as the YAML and JSON people write it: true, false, unset."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "unset"}[value]
+    return "other"
+
+
 class Runner:
     """Runs the journeys for one event or one due timer at a time, in a unit of work:
     matches, advances enrollments through the core and carries out their commands."""
@@ -99,10 +106,15 @@ class Runner:
     def handle(self, event: Mapping[str, Any], unit: UnitOfWork) -> str:
         """Handle one normalized event; returns the profile it was for."""
         now = self.clock.now()
-        pid = resolve(unit, event, self.identity_traits)
+        pid = resolve(unit, event, self.identity_traits,
+                      on_refused=lambda mine, other, kind: self._record_refusal(
+                          unit, mine, other, kind, now))
         before = unit.get_profile(pid)
         profile = self.computed.apply(before or Profile(pid), event)
         unit.put_profile(profile)
+        if event.get("source") and isinstance((event.get("traits") or {}).get("consent"),
+                                              Mapping):
+            self._record_consent(unit, before, profile, event, now)
         if before is None:
             self._arm_cron(unit, profile, now)
         # One view of the profile until a step changes it: the per-journey loop stays in
@@ -119,6 +131,38 @@ class Runner:
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
         return pid
+
+    @staticmethod
+    def _record_consent(unit: UnitOfWork, before: Profile | None, after: Profile,
+                        event: Mapping[str, Any], now: datetime) -> None:
+        """A record of each consent change that came through the API: channel, value,
+        when, and its source (the API key's name, or `unsubscribe` for a link). Shown by
+        `why` and in the export; erased with the person. (Events fed in other ways --
+        the testing kit, simulate, replay -- carry no source and leave no record.)"""
+        old = (before.traits.get("consent") if before is not None else None) or {}
+        new = after.traits.get("consent") or {}
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            return
+        source = str(event.get("source"))
+        for channel in sorted(set(new) | set(old)):
+            if new.get(channel) != old.get(channel):
+                unit.record_decision(Decision(
+                    now, after.id, "", str(channel), "consent",
+                    f"consent.{channel}: {_shown(new.get(channel))}",
+                    {"channel": str(channel), "value": new.get(channel),
+                     "previous": old.get(channel), "source": source}))
+
+    @staticmethod
+    def _record_refusal(unit: UnitOfWork, mine: str, other: str, kind: str,
+                        now: datetime) -> None:
+        """Two known profiles shared an identifier and were kept apart (identity.py):
+        a decision on each, naming neither the other profile nor the identifier's value."""
+        for pid, reason in ((mine, f"not merged: {kind} shared with another known person; "
+                                   "it now points here"),
+                            (other, f"not merged: {kind} shared with another known person; "
+                                    "history kept here")):
+            unit.record_decision(Decision(now, pid, "", "", "not_merged", reason,
+                                          {"identifier": kind}))
 
     def _facts(self, view: Profile, event: Mapping[str, Any],
                enrollment: Enrollment | None) -> dict[str, Any]:

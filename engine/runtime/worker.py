@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from engine.core.model import ScheduleTimer
 from engine.core.times import parse_timestamp
 from engine.ports import Clock, InboxItem, Store, WriteRun
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.errortext import error_text, stack_text, without_values
 from engine.runtime.metrics import Metrics
 from engine.runtime.runner import Runner
 from engine.runtime.unit import ProfileBusy, UnitOfWork
@@ -182,7 +182,8 @@ class Worker:
                 self.runner.handle(item.event, child)
                 child.ack(item.id)
             except ProfileBusy as exc:
-                self.store.retry_inbox(item.id, now + BUSY_RETRY, str(exc), attempt=False)
+                self.store.retry_inbox(item.id, now + BUSY_RETRY, without_values(str(exc)),
+                                       attempt=False)
                 return
             except Exception as exc:  # this event's failure, and this profile's alone
                 outcome.failed += 1
@@ -352,9 +353,10 @@ class Worker:
             return work()
         except Exception as exc:
             if self.store.is_transient(exc):
-                log.warning("a transient database error; retrying later: %s", exc)
+                log.warning("a transient database error; retrying later: %s",
+                            without_values(str(exc)))
                 return _Outcome()
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)
             return _Refused(error)
 
@@ -411,9 +413,7 @@ class _WriteRefused(Exception):  # noqa: N818 - names what happened to the item
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
-    stack = "".join(traceback.format_exception(exc))[-8000:]
-    return error, stack
+    return error_text(exc), stack_text(exc)
 
 
 def _groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:

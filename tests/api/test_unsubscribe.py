@@ -334,3 +334,6 @@ def test_the_link_in_an_sms_or_push_body_unsubscribes_that_channel(tmp_path: Pat
     assert [(d.step, d.reason, d.details["channel"]) for d in eng.decisions
             if d.what == "skipped"] == [
         ({"sms": "text", "push": "buzz"}[channel], "no_consent", channel)]
+    # The link's click is on record, with its source (docs/privacy.md).
+    assert [(d.reason, d.details["source"]) for d in eng.decisions if d.what == "consent"] \
+        == [(f"consent.{channel}: false", "unsubscribe")]

@@ -6,15 +6,18 @@ from textwrap import dedent
 
 def write_folder(root: Path, journeys: dict[str, str], templates: dict[str, str] | None = None,
                  policy: str | None = None) -> Path:
-    """A journeys folder in `root`; templates default to a stub email per referenced id."""
+    """A journeys folder in `root`; templates default to a stub email per referenced id.
+    Without `policy`, a policy that asks for nothing (no consent, no quiet hours), so a
+    test sees its journey's own behaviour; a folder without any `policy.yaml` would run
+    under the bundled safe policy."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "templates").mkdir(exist_ok=True)
     for jid, text in journeys.items():
         (root / f"{jid}.yaml").write_text(dedent(text))
     for tid, text in (templates or {}).items():
         (root / "templates" / f"{tid}.yaml").write_text(dedent(text))
-    if policy is not None:
-        (root / "policy.yaml").write_text(dedent(policy))
+    (root / "policy.yaml").write_text(dedent(policy) if policy is not None
+                                      else "consent_required: []\n")
     return root
 
 

@@ -60,7 +60,9 @@ def test_complete_journeys_validate_and_run(tmp_path: Path, text: str) -> None:
     eng = InMemoryEngine.from_folder(folder, start=START)
     entry = journey.model.entry
     assert entry.event is not None
-    eng.identify("p1", {"email": "p1@example.com", "timezone": "Europe/Madrid"})
+    # No policy.yaml in the folder: the bundled policy applies, so consent is needed.
+    eng.identify("p1", {"email": "p1@example.com", "timezone": "Europe/Madrid",
+                        "consent": {"email": True, "sms": True, "push": True}})
     eng.track("p1", entry.event, {"cart_value": 30, "source": "web"})
     eng.run_until_idle(timedelta(days=60))
     assert eng.sent, "the journey sent nothing"

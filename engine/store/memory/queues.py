@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.model import ScheduleTimer
-from engine.ports import Failure, InboxItem, KeyInfo, Levels, OutboxEntry
+from engine.ports import Failure, InboxItem, KeyInfo, Levels, OutboxEntry, key_scopes
 from engine.store.errors import DuplicateKeyName
 from engine.store.memory.state import MemoryState
 
@@ -236,12 +236,15 @@ class MemoryQueues(MemoryState):
 
     # --- keys and settings ------------------------------------------------------------------
 
-    def create_key(self, name: str, admin: bool = False) -> str:
+    def create_key(self, name: str, admin: bool = False, *,
+                   scopes: Collection[str] | None = None, rate: int | None = None) -> str:
         """`test-key-<name>`: a predictable key, for tests."""
+        granted = key_scopes(admin, scopes)
         if any(k.name == name and k.revoked_at is None for k in self.keys.values()):
             raise DuplicateKeyName(f"an active key named {name!r} exists; revoke it first")
         key = f"test-key-{name}"
-        self.keys[key] = KeyInfo(name, admin, key[:10], self._now())
+        self.keys[key] = KeyInfo(name, "admin" in granted, key[:10], self._now(),
+                                 scopes=granted, rate=rate)
         return key
 
     def check_key(self, key: str) -> KeyInfo | None:

@@ -14,6 +14,7 @@ One module per concern, each a part of the class:
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
+| `privacy.py` | a person's rows: export, forget (no trace left in SQLite), retention |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
 
@@ -27,11 +28,12 @@ from engine.ports import Store
 from engine.store.sql.db import DEFAULT_URL
 from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
+from engine.store.sql.privacy import PrivacyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
 
 
-class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

@@ -186,6 +186,8 @@ class SqlBase:
 
 
 def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
+    # hide_parameters: a database error's text (logged, kept in `failures`) names the
+    # statement but never the values bound to it -- traits, e-mail addresses, events.
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
@@ -194,11 +196,12 @@ def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
         if memory:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, echo=echo, json_serializer=jsonfast.dumps,
-                               json_deserializer=jsonfast.loads, **kwargs)
+                               json_deserializer=jsonfast.loads, hide_parameters=True,
+                               **kwargs)
         _sqlite_events(engine, busy_timeout_ms, wal=not memory)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, echo=echo, pool_pre_ping=True,
+        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True,
                              json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads)
     raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
                      "or postgresql+psycopg://")

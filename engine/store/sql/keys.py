@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 
 from sqlalchemy import delete, insert, select, update
 
-from engine.ports import KeyInfo
+from engine.ports import KeyInfo, key_scopes
 from engine.store.errors import DuplicateKeyName
 from engine.store.sql.db import SqlBase
 from engine.store.sql.rows import key_info
@@ -33,8 +34,11 @@ class KeyQueries(SqlBase):
             if value is not None:
                 conn.execute(insert(st).values(key=key, value=value))
 
-    def create_key(self, name: str, admin: bool = False) -> str:
+    def create_key(self, name: str, admin: bool = False, *,
+                   scopes: Collection[str] | None = None, rate: int | None = None) -> str:
         """A new random key for `name`; only its sha256 is stored. Shown once."""
+        granted = key_scopes(admin, scopes)
+        admin = "admin" in granted
         k = self._api_keys
         key = "jm_" + secrets.token_urlsafe(32)
         with self._write() as conn:
@@ -43,7 +47,8 @@ class KeyQueries(SqlBase):
                 raise DuplicateKeyName(f"an active key named {name!r} exists; revoke it first")
             conn.execute(insert(k).values(name=name, key_hash=_key_hash(key), prefix=key[:10],
                                           admin=admin, created_at=self._now(),
-                                          revoked_at=None))
+                                          revoked_at=None, scopes=",".join(sorted(granted)),
+                                          rate=rate))
         return key
 
     def check_key(self, key: str) -> KeyInfo | None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
-from engine.ports import EntryStats, KeyInfo, OutboxEntry
+from engine.ports import EntryStats, KeyInfo, OutboxEntry, key_scopes
 from engine.store.errors import StoreError
 from journeys.templating import Rendered
 
@@ -80,8 +80,11 @@ def outbox_entry(row: Any) -> OutboxEntry:
 
 
 def key_info(row: RowMapping) -> KeyInfo:
+    scopes = row["scopes"]  # None: a key made before scopes existed
+    granted = (key_scopes(bool(row["admin"]), None) if scopes is None
+               else frozenset(s for s in scopes.split(",") if s))
     return KeyInfo(row["name"], bool(row["admin"]), row["prefix"], row["created_at"],
-                   row["revoked_at"])
+                   row["revoked_at"], granted, row["rate"])
 
 
 def send_values(entry: OutboxEntry) -> dict[str, Any]:

@@ -74,7 +74,7 @@ class EventRow(SQLModel, table=True):
     message_id: str = Field(sa_column=Column(String(255), nullable=False))
     profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     body: dict[str, Any] = _json()
-    received_at: datetime = _when()
+    received_at: datetime = _when(index=True)  # retention deletes by it (migration 0007)
 
 
 class InboxRow(SQLModel, table=True):
@@ -258,6 +258,10 @@ class ApiKeyRow(SQLModel, table=True):
     admin: bool = Field(sa_column=Column(Boolean, nullable=False))
     created_at: datetime = _when()
     revoked_at: datetime | None = _when(nullable=True)
+    # Comma-separated scopes (NULL: a key from before scopes, by its admin flag) and its
+    # rate in events per second (NULL: the default for its kind); migration 0007.
+    scopes: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    rate: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 class SettingRow(SQLModel, table=True):

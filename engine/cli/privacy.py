@@ -1,0 +1,59 @@
+"""`journeyman profiles export USER` and `profiles forget USER`: everything held about a
+person, as one JSON document, and erasing it (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store
+from engine.store import DEFAULT_URL
+
+profiles = typer.Typer(help="A person's data: export it, or erase it.", no_args_is_help=True)
+UserArg = Annotated[str, typer.Argument(help="The person's userId (or anonymousId).")]
+
+
+@profiles.command("export")
+def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
+    """Print one JSON document with everything held about the person: traits, computed
+    traits, identities, events, enrollments, sends, decisions, and every row by table."""
+    from engine.runtime.privacy import export_document, find_person
+
+    store = open_store(db)
+    try:
+        pid = find_person(store, user)
+        if pid is None:
+            err.print("no such person in this store", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        document = export_document(store, pid)
+    finally:
+        store.close()
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@profiles.command("forget")
+def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
+    """Erase the person: every row that holds them, under every profile id they had
+    (events, inbox, enrollments, timers, outbox, decisions, ...). On SQLite the file and
+    its write-ahead log are scrubbed too (VACUUM), so nothing of them can be read back."""
+    from engine.runtime.privacy import find_person, forget
+
+    store = open_store(db)
+    try:
+        pid = find_person(store, user)
+        if pid is None:
+            err.print("no such person in this store", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        deleted = forget(store, pid)
+    finally:
+        store.close()
+    scrubbed = deleted.pop("sqlite_scrubbed", None)
+    err.print(f"forgotten: {sum(deleted.values())} rows deleted", markup=False)
+    if scrubbed == 0:
+        err.print("the SQLite file is still open in another process: its free pages and "
+                  "write-ahead log are scrubbed once it is not (run forget again then)",
+                  markup=False)
+    sys.stdout.write(json.dumps({"deleted": deleted}) + "\n")

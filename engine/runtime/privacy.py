@@ -1,0 +1,62 @@
+"""A person's data: find them, export everything held about them, erase it, and keep
+events no longer than the policy says (docs/privacy.md). Used by `journeyman profiles
+export/forget`, the admin endpoints and the worker's retention loop.
+
+Nothing here logs a person's identifiers or values: the erasure itself logs only how
+many rows went, so that the logs of a forgotten person hold nothing of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.ports import Store
+
+log = logging.getLogger("journeyman.privacy")
+
+RETENTION_CHUNK = 500  # events deleted per transaction: short locks, never a long stall
+
+
+def find_person(store: Store, user: str) -> str | None:
+    """The profile of `user` (a userId, an anonymousId or a profile id), or None."""
+    return (store.profile_for("user_id", user) or store.profile_for("anonymous_id", user)
+            or (user if store.get_profile(user) is not None else None))
+
+
+def export_document(store: Store, profile_id: str) -> dict[str, Any]:
+    """One JSON-ready document: the profile's traits, computed traits, identities,
+    events, enrollments, sends and decisions, and every stored row by table."""
+    tables = store.export_person(profile_id)
+    profile = next((p for p in tables.get("profiles", []) if p.get("id") == profile_id), {})
+    return {
+        "id": profile_id,
+        "profile_ids": store.person_ids(profile_id),
+        "traits": profile.get("traits", {}),
+        "computed": profile.get("computed", {}),
+        "identities": [{"kind": r["kind"], "value": r["value"]}
+                       for r in tables.get("identities", [])],
+        "events": tables.get("events", []),
+        "enrollments": tables.get("enrollments", []),
+        "sends": tables.get("outbox", []),
+        "decisions": tables.get("decisions", []),
+        "tables": tables,
+    }
+
+
+def forget(store: Store, profile_id: str) -> dict[str, int]:
+    """Erase the person; returns the rows deleted per table (no identifier in it)."""
+    deleted = store.forget_person(profile_id)
+    log.info("forgot a person: %d rows", sum(v for k, v in deleted.items()
+                                             if k != "sqlite_scrubbed"))
+    return deleted
+
+
+def enforce_retention(store: Store, now: datetime, keep: timedelta | None,
+                      chunk: int = RETENTION_CHUNK) -> int:
+    """Delete one chunk of events older than `keep` (None: keep forever); returns how
+    many went (a full chunk: call again soon)."""
+    if keep is None:
+        return 0
+    return store.delete_events_before(now - keep, chunk)

@@ -1,0 +1,111 @@
+"""`InMemoryStore`'s privacy part: a person's rows (export), erasing them (forget), and
+the event retention, with the semantics of engine/store/sql/privacy.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.core.times import iso, parse_timestamp
+from engine.store.memory.queues import MemoryQueues
+
+IDENTIFIER_TRAITS = ("email", "phone")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value
+
+
+class MemoryPrivacy(MemoryQueues):
+    def person_ids(self, profile_id: str) -> list[str]:
+        return sorted({profile_id, *(v for _, v in self._identities_of.get(profile_id, ()))})
+
+    def _event_is_theirs(self, event: Mapping[str, Any], ids: set[str]) -> bool:
+        return any(str(event.get(k)) in ids for k in ("userId", "anonymousId", "previousId")
+                   if event.get(k) is not None)
+
+    def export_person(self, profile_id: str) -> dict[str, list[dict[str, Any]]]:
+        ids = set(self.person_ids(profile_id))
+
+        def theirs(pid: str) -> bool:
+            return pid in ids
+        return {
+            "profiles": [_plain(p) for pid, p in self.profiles.items() if theirs(pid)],
+            "identities": [{"kind": k, "value": v, "profile_id": pid}
+                           for (k, v), pid in self.identities.items() if theirs(pid)],
+            "events": [dict(e) for e in self.events.values() if self._event_is_theirs(e, ids)],
+            "inbox": [_plain(r) for r in self.inbox.values() if theirs(r.profile_id)],
+            "enrollments": [_plain(e) for e in self.enrollment_rows.values()
+                            if theirs(e.profile_id)],
+            "journey_entries": [{"profile_id": pid, "journey": j, **_plain(s)}
+                                for pid, stats in self.stats.items() if theirs(pid)
+                                for j, s in stats.items()],
+            "timers": [_plain(t) for t in self.timers.values() if theirs(t.profile_id)],
+            "segment_members": [{"profile_id": pid, "journey": j}
+                                for pid, js in self.segments.items() if theirs(pid) for j in js],
+            "outbox": [_plain(r) for r in self.outbox.values() if theirs(r.entry.profile_id)],
+            "decisions": [_plain(d) for d in self.decisions if theirs(d.profile_id)],
+            "exits": [_plain(x) for x in self.exits if theirs(x.profile_id)],
+            "goals": [_plain(g) for g in self.goals if theirs(g.profile_id)],
+            "failures": [_plain(f) for f in self.parked.values() if theirs(f.profile_id)],
+        }
+
+    def forget_person(self, profile_id: str) -> dict[str, int]:
+        ids = set(self.person_ids(profile_id))
+        named = {str(p.traits[t]) for pid, p in self.profiles.items() if pid in ids
+                 for t in IDENTIFIER_TRAITS if p.traits.get(t)}
+        counts = {name: len(rows) for name, rows in self.export_person(profile_id).items()}
+        gone_identities = [key for key, pid in self.identities.items()
+                           if pid in ids or key[1] in named]
+        counts["identities"] = len(gone_identities)
+        for ident in gone_identities:
+            owner = self.identities.pop(ident)
+            self._identities_of.get(owner, set()).discard(ident)
+        for pid in ids:
+            self.profiles.pop(pid, None)
+            self._identities_of.pop(pid, None)
+            self.by_profile.pop(pid, None)
+            self.active_ids.pop(pid, None)
+            self.stats.pop(pid, None)
+            self.segments.pop(pid, None)
+        for key in [k for k, e in self.enrollment_rows.items() if e.profile_id in ids]:
+            del self.enrollment_rows[key]
+        for key in [k for k, t in self.timers.items() if t.profile_id in ids]:
+            del self.timers[key]  # the heap skips keys no longer here
+        for key in [k for k, r in self.outbox.items() if r.entry.profile_id in ids]:
+            del self.outbox[key]
+            self._unsent.pop(key, None)
+        for sent in [k for k in self._sent_times if k[0] in ids]:
+            del self._sent_times[sent]
+        for message in [k for k, e in self.events.items() if self._event_is_theirs(e, ids)]:
+            del self.events[message]
+        for row in [k for k, r in self.inbox.items() if r.profile_id in ids]:
+            del self.inbox[row]
+        for parked in [k for k, f in self.parked.items() if f.profile_id in ids]:
+            del self.parked[parked]
+        self.decisions[:] = [d for d in self.decisions if d.profile_id not in ids]
+        self.exits[:] = [x for x in self.exits if x.profile_id not in ids]
+        self.goals[:] = [g for g in self.goals if g.profile_id not in ids]
+        return counts
+
+    def delete_events_before(self, when: datetime, limit: int) -> int:
+        old = []
+        for key, event in self.events.items():
+            received = parse_timestamp(event.get("receivedAt") or event.get("timestamp"))
+            if received is not None and received < when:
+                old.append(key)
+                if len(old) >= limit:
+                    break
+        for key in old:
+            del self.events[key]
+        return len(old)

@@ -1,0 +1,130 @@
+"""`SqlStore`'s privacy queries: a person's rows in every table (export), erasing them
+(forget), and the event retention (docs/privacy.md).
+
+A person is their profile and every profile id they ever had: the values of the
+identities that point at the profile (a profile's id is the first userId or anonymousId
+it was seen with, and rows written before a merge keep that id).
+
+On SQLite, deleted rows would stay readable in free pages and in the write-ahead log
+until overwritten; `forget` therefore deletes with `secure_delete` on (freed content is
+zeroed), then checkpoints the WAL into the file and truncates it, VACUUMs (the file is
+rebuilt without free pages) and truncates the WAL again. If another process holds a read
+transaction at that moment, the checkpoint cannot finish; `forget` says so in its result
+(`sqlite_scrubbed: 0`) and the next `forget` or a restart completes it. On PostgreSQL the
+rows are gone at commit; their space (and the bytes in it) is reclaimed by (auto)VACUUM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, or_, select
+
+from engine.core.times import iso
+from engine.store.sql.db import SqlBase
+
+log = logging.getLogger("journeyman.store")
+
+# Every table that holds people, by the column that names the profile.
+PERSON_TABLES = (("profiles", "id"), ("identities", "profile_id"), ("events", "profile_id"),
+                 ("inbox", "profile_id"), ("enrollments", "profile_id"),
+                 ("journey_entries", "profile_id"), ("timers", "profile_id"),
+                 ("segment_members", "profile_id"), ("outbox", "profile_id"),
+                 ("decisions", "profile_id"), ("exits", "profile_id"),
+                 ("goals", "profile_id"), ("failures", "profile_id"))
+IDENTIFIER_TRAITS = ("email", "phone")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
+
+
+class PrivacyQueries(SqlBase):
+    def _tables(self) -> list[tuple[str, Table, str]]:
+        return [(name, self._table(name), column) for name, column in PERSON_TABLES]
+
+    def _table(self, name: str) -> Table:
+        from engine.store.sql.tables import table
+
+        return table(name)
+
+    def _person_ids(self, conn: Connection, profile_id: str) -> list[str]:
+        i = self._identities
+        values = conn.execute(select(i.c.value).where(i.c.profile_id == profile_id)).scalars()
+        return sorted({profile_id, *values})
+
+    def person_ids(self, profile_id: str) -> list[str]:
+        with self._read() as conn:
+            return self._person_ids(conn, profile_id)
+
+    def export_person(self, profile_id: str) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        with self._read() as conn:
+            ids = self._person_ids(conn, profile_id)
+            for name, tbl, column in self._tables():
+                rows = conn.execute(select(tbl).where(tbl.c[column].in_(ids)))
+                found[name] = [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+        return found
+
+    def _identifier_values(self, conn: Connection, ids: list[str]) -> set[str]:
+        """The person's e-mail and phone (from their profiles' traits)."""
+        p = self._profiles
+        values: set[str] = set()
+        for traits in conn.execute(select(p.c.traits).where(p.c.id.in_(ids))).scalars():
+            if isinstance(traits, Mapping):
+                values |= {str(traits[t]) for t in IDENTIFIER_TRAITS if traits.get(t)}
+        return values
+
+    def forget_person(self, profile_id: str) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        with self._write() as conn:
+            if not self._pg:
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
+            ids = self._person_ids(conn, profile_id)
+            named = self._identifier_values(conn, ids)
+            for name, tbl, column in self._tables():
+                where: Any = tbl.c[column].in_(ids)
+                if name == "identities" and named:  # their e-mail/phone, wherever it points
+                    where = or_(where, tbl.c.value.in_(sorted(named)))
+                deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
+        if not self._pg:
+            deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
+        return deleted
+
+    def _scrub_sqlite(self) -> bool:
+        """Checkpoint and truncate the WAL, VACUUM, again: True when all of it ran."""
+        raw = self._db.raw_connection()
+        try:
+            driver = raw.driver_connection
+            assert driver is not None
+            busy = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            driver.execute("VACUUM")
+            again = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            driver.execute("PRAGMA secure_delete=OFF")
+        except Exception as exc:  # busy or locked: say so; the rows are gone regardless
+            log.warning("forget: could not scrub the SQLite file (%s); run forget again "
+                        "when no other process has it open", type(exc).__name__)
+            return False
+        finally:
+            raw.close()
+        done = (busy is None or busy[0] == 0) and (again is None or again[0] == 0)
+        if not done:
+            log.warning("forget: another process holds the SQLite file open; its WAL could "
+                        "not be truncated yet")
+        return done
+
+    def delete_events_before(self, when: datetime, limit: int) -> int:
+        e = self._events
+        with self._write() as conn:
+            ids = conn.execute(select(e.c.id).where(e.c.received_at < when)
+                               .order_by(e.c.id).limit(limit)).scalars().all()
+            if not ids:
+                return 0
+            return conn.execute(delete(e).where(e.c.id.in_(ids))).rowcount or 0
