@@ -43,6 +43,7 @@ from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
+from engine.runtime.versions import apply, closed_journeys, deployed_journeys
 from engine.runtime.worker import Worker
 from engine.store import DEFAULT_URL, SqlStore
 from journeys.compiler import CompiledJourney, compile_library
@@ -50,6 +51,7 @@ from journeys.loaded import Library
 from journeys.loader import load_path
 
 log = logging.getLogger("journeyman.service")
+STATUS_REFRESH_SECONDS = 5.0
 
 
 @dataclass
@@ -70,13 +72,18 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
          unsubscribe: UnsubscribeLinks, identify_by: Sequence[str] = (),
          backend: str = "durable", lease: timedelta = timedelta(minutes=5),
          name: str = "worker", budget: float = 0.02,
-         metrics: Metrics | None = None) -> Wiring:
+         metrics: Metrics | None = None, deployed: bool = False) -> Wiring:
     """Compile `library` and build the runner, the worker and the dispatcher over
-    `store` (counting into `metrics`, when given)."""
+    `store` (counting into `metrics`, when given). With `deployed`, the runner also
+    runs the older versions deployed in the store (their enrollments finish on them)
+    and no new entries go to paused or archived journeys (engine/runtime/versions.py)."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
+    versions, closed = (deployed_journeys(library, store, backend=backend) if deployed
+                        else ({}, set()))
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
-                    policy=library.policy, identity_traits=tuple(identify_by))
+                    policy=library.policy, identity_traits=tuple(identify_by),
+                    versions=versions, closed=closed)
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
     worker = Worker(runner, store, clock, name=name, budget=budget)
@@ -103,6 +110,13 @@ class Service:
             self.store.close()
             raise
         self.unsubscribe = UnsubscribeLinks(signing, public_url)
+        # `--journeys` is applied first, with the checks of `journeyman plan` (PlanError:
+        # the CLI prints it); then the runtime runs what is deployed.
+        try:
+            self.plan = apply(self.library, self.store, self.clock.now())
+        except BaseException:
+            self.store.close()
+            raise
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         self.metrics = Metrics(self.store, now=self.clock.now)
@@ -110,12 +124,13 @@ class Service:
                       unsubscribe=self.unsubscribe, identify_by=identify_by,
                       backend=backend, lease=timedelta(seconds=lease),
                       name=name or f"{socket.gethostname()}:{os.getpid()}",
-                      metrics=self.metrics)
+                      metrics=self.metrics, deployed=True)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
         self.tick = tick
+        self._statuses_read = time.monotonic()
         self._stop = threading.Event()
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
@@ -151,9 +166,18 @@ class Service:
         if loop is not None:
             loop.wake()
 
+    def _refresh_statuses(self) -> None:
+        """Pick up `journeyman journeys pause/resume/archive` from other processes (at
+        most every few seconds: one small read)."""
+        if time.monotonic() - self._statuses_read < STATUS_REFRESH_SECONDS:
+            return
+        self._statuses_read = time.monotonic()
+        self.runner.closed = closed_journeys(self.store)  # one rebinding: no lock needed
+
     def _drain_inbox(self) -> datetime | None:
         """Handle batches while there are events (at most a second's worth, so the
         other loops get their turn), then say when a held event comes due."""
+        self._refresh_statuses()
         started = time.monotonic()
         while not self._stop.is_set() and self.worker.handle_events():
             if time.monotonic() - started > 1.0:
@@ -162,6 +186,7 @@ class Service:
         return self.store.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
+        self._refresh_statuses()
         self.worker.fire_timers()
         return self.store.next_timer_at()
 

@@ -110,6 +110,15 @@ class PolicyOverride(Strict):
     consent_required: list[str] | None = None
 
 
+class Migrate(Strict):
+    """How a new version takes over the enrollments of an older one (`plan`/`apply`):
+    `steps` maps an old step id to a new one; steps kept under the same id move to
+    themselves; enrollments of other versions finish where they are."""
+
+    from_version: int = Field(ge=1)
+    steps: dict[str, str] = Field(default_factory=dict)
+
+
 class Journey(Strict):
     journey: str
     version: int = Field(ge=1)
@@ -123,6 +132,7 @@ class Journey(Strict):
     exit_when: list[ExitWhen] = Field(default_factory=list)
     goal: Goal | None = None
     policy: PolicyOverride | None = None
+    migrate: Migrate | None = None
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("journey")
@@ -157,7 +167,7 @@ def language_keys() -> set[str]:
     keys: set[str] = set()
     models: list[type[BaseModel]] = [
         Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
-        PolicyOverride, Policy, *STEP_MODELS.values(),
+        PolicyOverride, Policy, Migrate, *STEP_MODELS.values(),
     ]
     for model in models:
         for name, info in model.model_fields.items():

@@ -17,7 +17,7 @@ Order of work for one event (design.md, "the flow of one event"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,8 +65,15 @@ class Runner:
 
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, clock: Clock,
                  unsubscribe: UnsubscribeLinks, computed: ComputedTraits | None = None,
-                 policy: Policy | None = None, identity_traits: tuple[str, ...] = ()) -> None:
-        self.journeys = dict(journeys)
+                 policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
+                 versions: Mapping[tuple[str, int], CompiledJourney] | None = None,
+                 closed: set[str] | None = None) -> None:
+        self.journeys = dict(journeys)  # the current version of each journey: entries
+        # Every version enrollments may be on (older deployed ones too: in-flight
+        # enrollments finish on the version they started, engine/runtime/versions.py).
+        self.versions = {(j.id, j.version): j for j in self.journeys.values()}
+        self.versions.update(versions or {})
+        self.closed = set(closed or ())  # paused or archived: no new entries
         self.clock = clock
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
@@ -91,12 +98,20 @@ class Runner:
         active = {e.journey: e for e in unit.active_enrollments(pid)}
         view = self.computed.view(profile, now, self.policy.timezone)
         for journey in self.journeys.values():
-            changed = self._event_for_journey(unit, journey, view, active.get(journey.id),
+            changed = self._event_for_journey(unit, journey, view, active.pop(journey.id, None),
                                               event, now=now)
             if changed:  # an update_profile step ran
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
+        for enrollment in active.values():  # in journeys no longer in the folder
+            if self._event_for_enrollment(unit, enrollment, view, event, now):
+                profile = unit.get_profile(pid) or profile
+                view = self.computed.view(profile, now, self.policy.timezone)
         return pid
+
+    def version_of(self, enrollment: Enrollment) -> CompiledJourney | None:
+        """The journey version an enrollment runs on (None: not deployed here)."""
+        return self.versions.get((enrollment.journey, enrollment.version))
 
     def _facts(self, view: Profile, event: Mapping[str, Any],
                enrollment: Enrollment | None) -> dict[str, Any]:
@@ -111,15 +126,11 @@ class Runner:
         changed = False
         matched = journey.events.match(self._facts(view, event, enrollment), now)
         if enrollment is not None:
-            if GOAL in matched:
-                enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
-            exit_rule = next((r for r in journey.exit_rules if r in matched), None)
-            if exit_rule is not None:
-                changed |= self._advance(unit, journey, enrollment, ExitRequested(
-                    view, self._exit_reason(journey, exit_rule)))[1]
-            elif wait_for_rule(enrollment.state) in matched:
-                changed |= self._advance(unit, journey, enrollment,
-                                         EventMatched(view, enrollment.state, event))[1]
+            if enrollment.version == journey.version:
+                changed |= self._in_flight(unit, journey, enrollment, view, event,
+                                           matched=matched)
+            else:  # an older version's enrollment: its own rules decide
+                changed |= self._event_for_enrollment(unit, enrollment, view, event, now)
         else:
             if GOAL in matched:
                 self._late_goal(unit, journey, view, event)  # shortly after it ended
@@ -140,6 +151,32 @@ class Runner:
             if member != was_member:
                 unit.set_segment_member(view.id, journey.id, member)
         return changed
+
+    def _in_flight(self, unit: UnitOfWork, journey: CompiledJourney, enrollment: Enrollment,
+                   view: Profile, event: Mapping[str, Any], *,
+                   matched: Collection[str]) -> bool:
+        """Goal, exit_when and wait_for of an active enrollment on `journey`'s version."""
+        changed = False
+        if GOAL in matched:
+            enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
+        exit_rule = next((r for r in journey.exit_rules if r in matched), None)
+        if exit_rule is not None:
+            changed |= self._advance(unit, journey, enrollment, ExitRequested(
+                view, self._exit_reason(journey, exit_rule)))[1]
+        elif wait_for_rule(enrollment.state) in matched:
+            changed |= self._advance(unit, journey, enrollment,
+                                     EventMatched(view, enrollment.state, event))[1]
+        return changed
+
+    def _event_for_enrollment(self, unit: UnitOfWork, enrollment: Enrollment, view: Profile,
+                              event: Mapping[str, Any], now: datetime) -> bool:
+        """An event for an enrollment on an older version (or of a journey that left
+        the folder): matched against that version's rules."""
+        version = self.version_of(enrollment)
+        if version is None:
+            return False  # not deployed here; recorded when its timer fires
+        matched = version.events.match(self._facts(view, event, enrollment), now)
+        return self._in_flight(unit, version, enrollment, view, event, matched=matched)
 
     def _withdraw_held_sends(self, unit: UnitOfWork, journey: CompiledJourney,
                              profile_id: str, exit_rule: str, now: datetime) -> None:
@@ -162,7 +199,7 @@ class Runner:
         last_id = unit.entry_stats(view.id, journey.id).last_enrollment_id
         last = unit.get_enrollment(last_id) if last_id else None
         if last is not None and last.goal_reached_at is None:
-            self._advance(unit, journey, last, GoalMet(view, event))
+            self._advance(unit, self.version_of(last) or journey, last, GoalMet(view, event))
 
     @staticmethod
     def _may_enter(journey: CompiledJourney, unit: UnitOfWork, profile_id: str,
@@ -181,6 +218,8 @@ class Runner:
 
     def _enroll(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                 event: Mapping[str, Any], now: datetime) -> bool:
+        if journey.id in self.closed:
+            return False  # paused or archived: no new entries
         if not self._may_enter(journey, unit, view.id, now):
             return False
         occurrence = unit.entry_stats(view.id, journey.id).entries
@@ -255,9 +294,14 @@ class Runner:
         if timer.step == CRON_STEP:
             self._cron_fired(unit, timer, now)
             return
-        journey = self.journeys.get(timer.journey)
         enrollment = unit.get_enrollment(timer.enrollment_id)
-        if journey is None or enrollment is None:
+        if enrollment is None:
+            return
+        journey = self.version_of(enrollment)
+        if journey is None:
+            unit.record_decision(Decision(
+                now, enrollment.profile_id, enrollment.journey, timer.step, "skipped",
+                "version_not_deployed", {"version": enrollment.version}))
             return
         profile = unit.get_profile(enrollment.profile_id) or Profile(enrollment.profile_id)
         view = self.computed.view(profile, now, self.policy.timezone)

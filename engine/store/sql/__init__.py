@@ -14,6 +14,7 @@ One module per concern, each a part of the class:
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
+| `versions.py` | deployed journey versions, in-flight counts, migration moves |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
 
@@ -29,9 +30,10 @@ from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
+from engine.store.sql.versions import VersionQueries
 
 
-class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, VersionQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 
