@@ -9,6 +9,7 @@ Commands by audience, one module each:
 | `admin.py` | `keys`, `outbox`, `decisions` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
+| `versions.py` | `plan`, `apply`, `journeys` (list, `pause`, `resume`, `archive`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, qa, running
+from engine.cli import admin, authoring, failures, qa, running, versions
 
 app = typer.Typer(
     name="journeyman",
@@ -37,5 +38,8 @@ app.command("test")(qa.run_tests)
 app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 app.add_typer(failures.failures, name="failures")
+app.command()(versions.plan)
+app.command()(versions.apply)
+app.add_typer(versions.journeys, name="journeys")
 
 __all__ = ["app"]

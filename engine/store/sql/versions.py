@@ -32,11 +32,11 @@ class VersionQueries(SqlBase):
                 journey=version.journey, version=version.version, digest=version.digest,
                 source=version.source, file=version.file, deployed_at=version.deployed_at,
                 status=version.status).on_conflict_do_nothing(
-                    index_elements=["journey", "version"])).rowcount
+                    index_elements=["journey", "version"]).returning(jv.c.version)).first()
             if inserted:
                 conn.execute(update(jv).where(jv.c.journey == version.journey)
                              .values(status=version.status))
-        return bool(inserted)
+        return inserted is not None
 
     def set_journey_status(self, journey: str, status: str) -> bool:
         jv = self._journey_versions
