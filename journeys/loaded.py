@@ -39,3 +39,4 @@ class Library:
     templates: TemplateLibrary = field(default_factory=lambda: TemplateLibrary(None))
     policy: Policy = field(default_factory=Policy)
     computed_config: dict[str, Any] | None = None
+    known_traits: frozenset[str] | None = None  # traits.yaml's, when the folder has one

@@ -155,6 +155,25 @@ class Policy(Strict):
     frequency_caps: dict[str, Cap] = Field(default_factory=dict)
     consent_required: list[str] = Field(default_factory=list)
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+
+def check_zone(value: str) -> str:
+    """An IANA time zone name, like Europe/Madrid (with "did you mean")."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    from rules import did_you_mean
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}"
+                         + did_you_mean(value, available_timezones())) from None
+    return value
+
 
 def check_hhmm(value: str) -> str:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
@@ -173,4 +192,8 @@ def language_keys() -> set[str]:
         for name, info in model.model_fields.items():
             keys.add(info.alias or name)
     keys.update(INNER_KEYS)
+    from journeys.computed import SCHEMA_MODELS  # the folder's data files
+
+    for data_model in SCHEMA_MODELS:
+        keys.update(info.alias or name for name, info in data_model.model_fields.items())
     return keys
