@@ -281,11 +281,17 @@ def test_pause_stops_entries_and_removed_journeys_are_archived(sql_store: SqlSto
                    "in_flight": {"1": 1}}
     (folder / "abandoned_cart.yaml").unlink()
     (folder / "templates" / "cart_reminder.yaml").unlink()  # or the folder is invalid
+    (folder / "a.yaml").write_text("journey: a\nversion: 1\nentry: {event: X}\n"
+                                   "steps:\n  - id: w\n    wait: 1h\n")
     result = plan(load_library(folder), sql_store)
     assert result.journeys["abandoned_cart"].status == "removed"
     assert result.journeys["abandoned_cart"].stay_on_old_version == 1
-    apply(load_library(folder), sql_store, rig.clock.now())
+    rig.load = lambda: load_library(folder)  # type: ignore[method-assign]
+    rig.apply()
     assert sql_store.deployed_versions("abandoned_cart")[0].status == "archived"
+    rig.advance(timedelta(days=2))  # u1 finishes on the archived version, from the store
+    assert rig.sql_in_flight() == {}
+    assert rig.sends()[("u1", "plain_offer")] == 1
 
 
 # --- the port, on every store ----------------------------------------------------------
