@@ -227,7 +227,7 @@ def apply(library: Library, store: Store, now: datetime) -> Plan:
             previous = store.deployed_versions(jid)
             status = previous[-1].status if previous else ACTIVE
             store.deploy_version(DeployedVersion(
-                jid, loaded.model.version, content_digest(loaded), _source_text(loaded),
+                jid, loaded.model.version, content_digest(loaded), _source_text(library, loaded),
                 loaded.file, now, ACTIVE if status == ARCHIVED else status))
             if jp.migrate_from is not None:
                 for old_step, move in jp.moves.items():
@@ -236,8 +236,14 @@ def apply(library: Library, store: Store, now: datetime) -> Plan:
     return result
 
 
-def _source_text(loaded: LoadedJourney) -> str:
-    """The journey file as written (the loader keeps the parsed document)."""
+def _source_text(library: Library, loaded: LoadedJourney) -> str:
+    """The journey file as written, else its parsed document dumped back to YAML."""
+    if library.folder is not None:
+        path = library.folder.parent / loaded.file
+        if path.is_file():
+            text = path.read_text()
+            if content_digest(parse_journey(text, loaded.file)) == content_digest(loaded):
+                return text
     from io import StringIO
 
     from ruamel.yaml import YAML
