@@ -81,13 +81,24 @@ class TraitSpec(Strict):
     description: str | None = None
 
 
+class EventSpec(Strict):
+    description: str | None = None
+    properties: dict[str, TraitSpec | None] = Field(default_factory=dict)
+
+
 class TraitsFile(Strict):
     """`traits.yaml`: `traits: {name: {type: ..., description: ...}}` (the spec may be
     empty). When the file exists, `profile.traits.<name>` in templates and conditions
-    must name one of them (nested keys such as `consent.email` are free)."""
+    must name one of them (nested keys such as `consent.email` are free). `events:`
+    optionally declares events' properties: a journey entered by a declared event may
+    read only those as `event.properties.<name>`."""
 
     traits: dict[str, TraitSpec | None] = Field(default_factory=dict)
+    events: dict[str, EventSpec] = Field(default_factory=dict)
+
+    def event_properties(self) -> dict[str, frozenset[str]]:
+        return {name: frozenset(spec.properties) for name, spec in self.events.items()}
 
 
 SCHEMA_MODELS = (ComputedTraitsConfig, Rfm, RecencyBands, FrequencyBands, MonetaryBands,
-                 LifecycleStage, TraitSpec, TraitsFile)
+                 LifecycleStage, TraitSpec, EventSpec, TraitsFile)

@@ -253,8 +253,8 @@ def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Pro
     return problems
 
 
-def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
-    """Jinja2 strings in send.to, emit and update_profile/set_data values."""
+def inline_template_places(loaded: LoadedJourney) -> list[tuple[tuple[str | int, ...], object]]:
+    """Where a journey holds Jinja2 strings: send.to, emit, update_profile and set_data."""
     places: list[tuple[tuple[str | int, ...], object]] = []
     for i, step in enumerate(loaded.model.steps):
         here = ("steps", i)
@@ -270,8 +270,13 @@ def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
                        for k, v in step.update_profile.set.items()]
         elif isinstance(step, SetDataStep):
             places += [((*here, "set_data", k), v) for k, v in step.set_data.items()]
+    return places
+
+
+def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
+    """Jinja2 strings in send.to, emit and update_profile/set_data values."""
     problems = []
-    for where, value in places:
+    for where, value in inline_template_places(loaded):
         if not isinstance(value, str) or "{" not in value:
             continue
         try:

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from journeys.computed import COMPUTED_TRAITS, ComputedTraitsConfig, TraitsFile
+from journeys.computed import ComputedTraitsConfig, TraitsFile
+from journeys.declared import journey_problems, path_problems
 from journeys.errors import InvalidJourney, Problem
 from journeys.lint import lint
 from journeys.loaded import Library, LoadedJourney
@@ -52,7 +53,8 @@ def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
 
 
 def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = None,
-                  known_traits: frozenset[str] | None = None) -> LoadedJourney:
+                  known_traits: frozenset[str] | None = None,
+                  known_events: dict[str, frozenset[str]] | None = None) -> LoadedJourney:
     """Shape-validate one journey file (no cross-file checks). Raises InvalidJourney
     listing every problem: when part of the file is broken, the rest is still checked
     (conditions, then the linter, with `templates` when given), so one run shows all."""
@@ -71,11 +73,12 @@ def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = N
             # section is left out), and the rest is checked as usual.
             partial, condition_problems = _with_conditions(stubbed, source)
             problems += condition_problems + lint(partial, templates)
-            problems += journey_path_problems(partial, known_traits)
+            problems += journey_problems(partial, known_traits, known_events, templates)
         raise InvalidJourney(sorted(set(problems))) from None
     loaded, problems = _with_conditions(model, source)
     if problems:
-        problems += lint(loaded, templates) + journey_path_problems(loaded, known_traits)
+        problems += lint(loaded, templates)
+        problems += journey_problems(loaded, known_traits, known_events, templates)
         raise InvalidJourney(sorted(set(problems)))
     return loaded
 
@@ -188,7 +191,8 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
         display = str(path.relative_to(root))
         try:
             loaded = parse_journey(path.read_text(), display, templates=templates,
-                                   known_traits=library.known_traits)
+                                   known_traits=library.known_traits,
+                                   known_events=library.known_events)
         except InvalidJourney as exc:
             problems += exc.problems
             continue
@@ -203,7 +207,8 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
                 ("journey",), f"journey {loaded.id!r} must live in {loaded.id}.yaml"))
         seen[loaded.id] = display
         problems += lint(loaded, templates)
-        problems += journey_path_problems(loaded, library.known_traits)
+        problems += journey_problems(loaded, library.known_traits, library.known_events,
+                                     templates)
         library.journeys[loaded.id] = loaded
     if problems:
         raise InvalidJourney(problems)
@@ -216,25 +221,27 @@ def _load_support(folder: Path) -> tuple[Library, list[Problem]]:
     problems: list[Problem] = []
     policy, policy_problems = load_policy(folder, root)
     problems += policy_problems
-    known_traits, trait_problems = load_traits(folder, root)
+    declared, trait_problems = load_traits(folder, root)
     problems += trait_problems
+    known_traits = frozenset(declared.traits) if declared is not None else None
     templates, template_problems = load_templates(folder / TEMPLATES_DIR, root,
                                                   known_traits=known_traits)
     problems += template_problems
-    library = Library(folder, templates=templates, policy=policy, known_traits=known_traits)
+    library = Library(folder, templates=templates, policy=policy, known_traits=known_traits,
+                      known_events=declared.event_properties() if declared else None)
     library.computed_config, computed_problems = load_computed(folder, root, known_traits)
     problems += computed_problems
     return library, problems
 
 
-def load_traits(folder: Path, display_root: Path) -> tuple[frozenset[str] | None, list[Problem]]:
-    """The traits `traits.yaml` declares (None without the file)."""
+def load_traits(folder: Path, display_root: Path) -> tuple[TraitsFile | None, list[Problem]]:
+    """`traits.yaml`: the traits and events the folder declares (None without it)."""
     path = folder / TRAITS_FILE
     if not path.is_file():
         return None, []
     try:
         source = load_yaml(path.read_text(), str(path.relative_to(display_root)))
-        return frozenset(TraitsFile.model_validate(plain(source.data) or {}).traits), []
+        return TraitsFile.model_validate(plain(source.data) or {}), []
     except InvalidJourney as exc:
         return None, exc.problems
     except ValidationError as exc:
@@ -272,45 +279,6 @@ def load_computed(folder: Path, display_root: Path, known_traits: frozenset[str]
     return (None if problems else config.as_config()), problems
 
 
-def condition_paths(raw: Any, where: Where) -> Iterator[tuple[str, Where]]:
-    """Every `path: {operator: value}` key in a raw condition, with its location."""
-    if not isinstance(raw, dict):
-        return
-    for key, value in raw.items():
-        if key in ("all", "any") and isinstance(value, list):
-            for i, item in enumerate(value):
-                yield from condition_paths(item, (*where, key, i))
-        elif key == "not":
-            yield from condition_paths(value, (*where, key))
-        else:
-            yield str(key), (*where, key)
-
-
-def path_problems(raw: Any, where: Where, source: Source,
-                  known_traits: frozenset[str] | None) -> list[Problem]:
-    """Paths into the profile that cannot match: an unknown computed trait, or a trait
-    the folder's traits.yaml does not declare; with "did you mean"."""
-    problems = []
-    for path, at in condition_paths(raw, where):
-        parts = path.split(".")
-        if len(parts) < 3 or parts[0] != "profile":
-            continue
-        if parts[1] == "computed" and parts[2] not in COMPUTED_TRAITS:
-            problems.append(source.problem(at, f"unknown computed trait {path!r}"
-                                           + did_you_mean(parts[2], COMPUTED_TRAITS), key=True))
-        elif (parts[1] == "traits" and known_traits is not None
-              and parts[2] not in known_traits):
-            problems.append(source.problem(at, f"unknown trait {path!r} (not in traits.yaml)"
-                                           + did_you_mean(parts[2], known_traits), key=True))
-    return problems
-
-
-def journey_path_problems(loaded: LoadedJourney,
-                          known_traits: frozenset[str] | None) -> list[Problem]:
-    return [p for where, raw in condition_places(loaded.model)
-            for p in path_problems(raw, where, loaded.source, known_traits)]
-
-
 def load_journey_file(path: str | Path) -> Library:
     """Load one journey file with the templates and policy of the folder it lives in."""
     path = Path(path)
@@ -319,11 +287,13 @@ def load_journey_file(path: str | Path) -> Library:
     library, problems = _load_support(path.parent)
     try:
         loaded = parse_journey(path.read_text(), str(path), templates=library.templates,
-                               known_traits=library.known_traits)
+                               known_traits=library.known_traits,
+                               known_events=library.known_events)
     except InvalidJourney as exc:
         raise InvalidJourney(problems + exc.problems) from None
     problems += lint(loaded, library.templates)
-    problems += journey_path_problems(loaded, library.known_traits)
+    problems += journey_problems(loaded, library.known_traits, library.known_events,
+                                 library.templates)
     if problems:
         raise InvalidJourney(problems)
     library.journeys[loaded.id] = loaded

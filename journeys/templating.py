@@ -193,6 +193,7 @@ class TemplateLibrary:
         self._html_env = make_environment(self.folder)
         self._html_env.autoescape = True
         self._compiled: dict[tuple[str, str], jinja2.Template] = {}
+        self.texts: dict[str, list[str]] = {}  # template id -> its Jinja2 parts (check())
 
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates
@@ -306,6 +307,7 @@ class TemplateLibrary:
                     parts.append(((name.rstrip("_"),), value, self._env))
             if tpl.payload is not None:
                 parts.extend(((("payload", *w)), s, self._env) for w, s in _strings(tpl.payload))
+            self.texts[template_id] = [text for _, text, _ in parts]
             for where, text, env in parts:
                 problems.extend(_check_source(text, env, file, source, where))
                 if known_traits is not None:
@@ -350,23 +352,29 @@ def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
             for name in sorted(names - SCOPE)]
 
 
-def trait_names(text: str, env: jinja2.Environment = _STRING_ENV) -> list[str]:
-    """The `profile.traits.<name>` (or `profile.traits['name']`) a template reads, in
-    order (raises TemplateSyntaxError)."""
+def attribute_names(text: str, base: tuple[str, str],
+                    env: jinja2.Environment = _STRING_ENV) -> list[str]:
+    """The `<a>.<b>.<name>` (or `<a>.<b>['name']`) a template reads, for `base` = (a, b),
+    in order (raises TemplateSyntaxError)."""
     from jinja2 import nodes
 
     found: list[str] = []
     for node in env.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
         inner = node.node
-        if not (isinstance(inner, nodes.Getattr) and inner.attr == "traits"
-                and isinstance(inner.node, nodes.Name) and inner.node.name == "profile"):
+        if not (isinstance(inner, nodes.Getattr) and inner.attr == base[1]
+                and isinstance(inner.node, nodes.Name) and inner.node.name == base[0]):
             continue
         if isinstance(node, nodes.Getattr):
             found.append(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             found.append(node.arg.value)
     return found
+
+
+def trait_names(text: str, env: jinja2.Environment = _STRING_ENV) -> list[str]:
+    """The `profile.traits.<name>` a template reads, in order."""
+    return attribute_names(text, ("profile", "traits"), env)
 
 
 def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,

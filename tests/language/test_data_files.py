@@ -37,11 +37,14 @@ FILES = {
         "  first_name: {type: string}\n"
         "  email: {type: string}\n"
         "  vip: {type: boolean}\n"
-        "  consent: {type: object}\n"),
+        "  consent: {type: object}\n"
+        "events:\n"
+        "  Order Completed:\n"
+        "    properties: {revenue: {type: number}}\n"),
     "templates/hello.yaml": (
         "channel: email\n"
         "subject: \"Hi {{ profile.traits.first_nme }}\"\n"
-        "text: Hello\n"),
+        "text: \"Thanks for {{ event.properties.revenu }}\"\n"),
     "welcome.yaml": (
         "journey: welcome\n"
         "version: 1\n"
@@ -67,7 +70,7 @@ FILES = {
         "    send: {channel: email, template: hello}\n"),
 }
 
-# Ten different mistakes (and two more), across six files, all in one run.
+# Ten different mistakes (and three more), across six files, all in one run.
 EXPECTED = [
     "j/computed_traits.yaml:2:13: unknown key 'shortt' (did you mean 'short'?)",
     "j/computed_traits.yaml:5:12: unknown computed trait 'profile.computed.orders_cont' "
@@ -82,6 +85,8 @@ EXPECTED = [
     "(did you mean 'vip'?)",
     "j/vip.yaml:8:11: wait: bad duration '3x': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like "
     "P1DT2H",
+    "j/vip.yaml:10:38: template 'hello' reads unknown property 'event.properties.revenu': "
+    "traits.yaml declares 'Order Completed' with revenue (did you mean 'revenue'?)",
     "j/welcome.yaml:3:1: unknown key 'exit_whenn' (did you mean 'exit_when'?)",
     "j/welcome.yaml:7:34: unknown operator 'eqq' (did you mean 'eq'?)",
     "j/welcome.yaml:10:38: template 'helo' does not exist (looked for templates/helo.yaml) "
@@ -144,3 +149,26 @@ def test_the_bundled_library_declares_its_traits() -> None:
     library = load_library(bundled_library())
     assert library.known_traits is not None
     assert {"first_name", "email", "vip", "consent", "timezone"} <= library.known_traits
+
+
+def test_entry_event_properties_are_checked_where_the_entry_event_is_read(
+        tmp_path: Path) -> None:
+    folder = _write(tmp_path, {
+        "traits.yaml": "traits: {}\nevents:\n  Checkout Started:\n"
+                       "    properties: {cart_value: {}, cart_items: {}}\n",
+        "cart.yaml": (
+            "journey: cart\nversion: 1\n"
+            "entry:\n  event: Checkout Started\n  when: {event.properties.cart_valu: {gt: 0}}\n"
+            "exit_when:\n  - event: Order Completed\n    when: {event.properties.anything: {gt: 0}}\n"
+            "steps:\n"
+            "  - id: keep\n    set_data: {items: \"{{ event.properties.cart_itemz }}\"}\n"
+            "  - id: w\n    wait: 1h\n"),
+    })
+    with pytest.raises(InvalidJourney) as caught:
+        load_library(folder)
+    assert [str(p) for p in caught.value.problems] == [
+        "j/cart.yaml:5:10: unknown property 'event.properties.cart_valu': traits.yaml "
+        "declares 'Checkout Started' with cart_items, cart_value (did you mean 'cart_value'?)",
+        "j/cart.yaml:11:23: unknown property 'event.properties.cart_itemz': traits.yaml "
+        "declares 'Checkout Started' with cart_items, cart_value (did you mean 'cart_items'?)",
+    ]  # exit_when sees the incoming event, not the entry event: not checked
