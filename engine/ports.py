@@ -568,11 +568,61 @@ class PrivacyStore(Protocol):
         ...
     def delete_events_before(self, when: datetime, limit: int) -> int:
         """Retention: delete up to `limit` stored events received before `when`."""
+@dataclass(frozen=True, slots=True)
+class DeployedVersion:
+    """One deployed version of a journey (`journeyman apply`): its file as written and
+    the digest of its content. `status` is the journey's: active, paused (no new
+    entries) or archived (no new entries, not in the journeys folder any more); every
+    version of a journey has the same one."""
+
+    journey: str
+    version: int
+    digest: str
+    source: str  # the journey file's text
+    file: str  # where it was deployed from, for messages
+    deployed_at: datetime
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class StepMove:
+    """Move a version's active enrollments on one step to a step of a newer version
+    (`migrate:` in a journey file); their timers keep their due time."""
+
+    journey: str
+    from_version: int
+    from_step: str
+    to_version: int
+    to_step: str
+
+
+class VersionStore(Protocol):
+    """Every deployed version of every journey, and the enrollments on them."""
+
+    def deployed_versions(self, journey: str | None = None) -> list[DeployedVersion]:
+        """Deployed versions (of one journey, or all), by journey then version."""
+        ...
+    def deploy_version(self, version: DeployedVersion) -> bool:
+        """Keep a new version; False (and nothing changes) if that (journey, version)
+        is deployed already. The journey's status becomes `version.status`."""
+        ...
+    def set_journey_status(self, journey: str, status: str) -> bool:
+        """Set a deployed journey's status (active, paused, archived); False if unknown."""
+        ...
+    def in_flight(self, journey: str) -> dict[tuple[int, str], int]:
+        """Active enrollments of a journey by (version, step)."""
+        ...
+    def move_enrollments(self, move: StepMove, now: datetime) -> int:
+        """Move the active enrollments of `move.from_version` on `move.from_step` to
+        `move.to_version` at `move.to_step` (inside the caller's transaction); each
+        keeps its id, data and visit count, and its pending timer moves with it, due when
+        it was. Returns how many moved."""
         ...
 
 
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
             OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, PrivacyStore,
+            VersionStore,
             Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
@@ -586,3 +636,4 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
            "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "SystemClock",
            "TimerStore", "UuidIds", "WriteRun"]
+__all__ += ["DeployedVersion", "StepMove", "VersionStore"]

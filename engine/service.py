@@ -44,6 +44,7 @@ from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
+from engine.runtime.versions import apply, closed_journeys, deployed_journeys
 from engine.runtime.worker import Worker
 from engine.store import DEFAULT_URL, SqlStore
 from journeys.compiler import CompiledJourney, compile_library
@@ -51,6 +52,7 @@ from journeys.loaded import Library
 from journeys.loader import load_path
 
 log = logging.getLogger("journeyman.service")
+STATUS_REFRESH_SECONDS = 5.0
 
 
 # How often the retention loop looks for events past the policy's `retention.events`.
@@ -75,16 +77,21 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
          unsubscribe: UnsubscribeLinks, identify_by: Sequence[str] = (),
          backend: str = "durable", lease: timedelta = timedelta(minutes=5),
          name: str = "worker", budget: float = 0.02,
-         metrics: Metrics | None = None, decision_log: bool = True) -> Wiring:
+         metrics: Metrics | None = None, decision_log: bool = True,
+         deployed: bool = False) -> Wiring:
     """Compile `library` and build the runner, the worker and the dispatcher over
     `store` (counting into `metrics`, when given). `decision_log=False` records only
     what the policy and the channels did to sends, not every decision (`journeyman
-    why` then has less to tell)."""
+    why` then has less to tell). With `deployed`, the runner also runs the older
+    versions deployed in the store (their enrollments finish on them) and no new
+    entries go to paused or archived journeys (engine/runtime/versions.py)."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
+    versions, closed = (deployed_journeys(library, store, backend=backend) if deployed
+                        else ({}, set()))
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
                     policy=library.policy, identity_traits=tuple(identify_by),
-                    decision_log=decision_log)
+                    decision_log=decision_log, versions=versions, closed=closed)
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
                             decision_log=decision_log)
@@ -112,6 +119,13 @@ class Service:
             self.store.close()
             raise
         self.unsubscribe = UnsubscribeLinks(signing, public_url)
+        # `--journeys` is applied first, with the checks of `journeyman plan` (PlanError:
+        # the CLI prints it); then the runtime runs what is deployed.
+        try:
+            self.plan = apply(self.library, self.store, self.clock.now())
+        except BaseException:
+            self.store.close()
+            raise
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         self.metrics = Metrics(self.store, now=self.clock.now)
@@ -119,12 +133,13 @@ class Service:
                       unsubscribe=self.unsubscribe, identify_by=identify_by,
                       backend=backend, lease=timedelta(seconds=lease),
                       name=name or f"{socket.gethostname()}:{os.getpid()}",
-                      metrics=self.metrics, decision_log=decision_log)
+                      metrics=self.metrics, decision_log=decision_log, deployed=True)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
         self.tick = tick
+        self._statuses_read = time.monotonic()
         self._stop = threading.Event()
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
@@ -162,9 +177,18 @@ class Service:
         if loop is not None:
             loop.wake()
 
+    def _refresh_statuses(self) -> None:
+        """Pick up `journeyman journeys pause/resume/archive` from other processes (at
+        most every few seconds: one small read)."""
+        if time.monotonic() - self._statuses_read < STATUS_REFRESH_SECONDS:
+            return
+        self._statuses_read = time.monotonic()
+        self.runner.closed = closed_journeys(self.store)  # one rebinding: no lock needed
+
     def _drain_inbox(self) -> datetime | None:
         """Handle batches while there are events (at most a second's worth, so the
         other loops get their turn), then say when a held event comes due."""
+        self._refresh_statuses()
         started = time.monotonic()
         while not self._stop.is_set() and self.worker.handle_events():
             if time.monotonic() - started > 1.0:
@@ -173,6 +197,7 @@ class Service:
         return self.store.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
+        self._refresh_statuses()
         self.worker.fire_timers()
         return self.store.next_timer_at()
 

@@ -33,7 +33,7 @@ PATH_ROOTS = ("event.", "trigger.", "profile.", "enrollment.")
 def lint(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Problem]:
     """Semantic problems of a shape-valid journey (templates are checked when given)."""
     problems = [p for check in (_entry, _ids, _references, _branches, _splits, _waits,
-                                _exits_and_goal) for p in check(loaded)]
+                                _exits_and_goal, _migrate) for p in check(loaded)]
     ids = [s.id for s in loaded.model.steps]
     if len(set(ids)) == len(ids):  # the graph is ambiguous with duplicate ids
         problems += _reachability(loaded) + _loops(loaded)
@@ -57,6 +57,26 @@ def _entry(loaded: LoadedJourney) -> list[Problem]:
             return [src.problem(("entry", "schedule"), f"bad cron expression "
                                 f"{entry.schedule!r}: {exc} (use 5 fields, like \"0 9 * * *\")")]
     return []
+
+
+def _migrate(loaded: LoadedJourney) -> list[Problem]:
+    """What a migration map can be checked for alone (its old steps are checked against
+    the deployed version by `journeyman plan`)."""
+    model, src = loaded.model, loaded.source
+    if model.migrate is None:
+        return []
+    problems = []
+    if model.migrate.from_version >= model.version:
+        problems.append(src.problem(("migrate", "from_version"), (
+            f"migrate.from_version {model.migrate.from_version} must be lower than this "
+            f"journey's version {model.version}")))
+    ids = [s.id for s in model.steps]
+    for old, new in model.migrate.steps.items():
+        if new not in ids:
+            problems.append(src.problem(("migrate", "steps", old), (
+                f"migrate: step {old!r} moves to {new!r}, which is not a step of this "
+                "version" + did_you_mean(new, ids))))
+    return problems
 
 
 def _ids(loaded: LoadedJourney) -> list[Problem]:
@@ -233,8 +253,8 @@ def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Pro
     return problems
 
 
-def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
-    """Jinja2 strings in send.to, emit and update_profile/set_data values."""
+def inline_template_places(loaded: LoadedJourney) -> list[tuple[tuple[str | int, ...], object]]:
+    """Where a journey holds Jinja2 strings: send.to, emit, update_profile and set_data."""
     places: list[tuple[tuple[str | int, ...], object]] = []
     for i, step in enumerate(loaded.model.steps):
         here = ("steps", i)
@@ -250,8 +270,13 @@ def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
                        for k, v in step.update_profile.set.items()]
         elif isinstance(step, SetDataStep):
             places += [((*here, "set_data", k), v) for k, v in step.set_data.items()]
+    return places
+
+
+def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
+    """Jinja2 strings in send.to, emit and update_profile/set_data values."""
     problems = []
-    for where, value in places:
+    for where, value in inline_template_places(loaded):
         if not isinstance(value, str) or "{" not in value:
             continue
         try:

@@ -39,3 +39,5 @@ class Library:
     templates: TemplateLibrary = field(default_factory=lambda: TemplateLibrary(None))
     policy: Policy = field(default_factory=Policy)
     computed_config: dict[str, Any] | None = None
+    known_traits: frozenset[str] | None = None  # traits.yaml's, when the folder has one
+    known_events: dict[str, frozenset[str]] | None = None  # event -> declared properties

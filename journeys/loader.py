@@ -13,18 +13,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from journeys.computed import ComputedTraitsConfig, TraitsFile
+from journeys.declared import journey_problems, path_problems
 from journeys.errors import InvalidJourney, Problem
 from journeys.library import bundled_library
 from journeys.lint import lint
 from journeys.loaded import Library, LoadedJourney
 from journeys.model import Journey, Policy
 from journeys.problems import pydantic_problems
-from journeys.templating import load_templates
-from journeys.yamlsrc import Where, load_yaml, plain
-from rules import Condition, ConditionError, parse_condition
+from journeys.templating import CHANNEL_KINDS, TemplateLibrary, load_templates
+from journeys.yamlsrc import Source, Where, load_yaml, plain
+from rules import Condition, ConditionError, did_you_mean, parse_condition
 
 POLICY_FILE = "policy.yaml"
 COMPUTED_FILE = "computed_traits.yaml"
+TRAITS_FILE = "traits.yaml"
 TEMPLATES_DIR = "templates"
 
 
@@ -50,8 +53,12 @@ def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
                 yield ("steps", i, "branch", j, "when"), when
 
 
-def parse_journey(text: str, file: str) -> LoadedJourney:
-    """Shape-validate one journey file (no cross-file checks). Raises InvalidJourney."""
+def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = None,
+                  known_traits: frozenset[str] | None = None,
+                  known_events: dict[str, frozenset[str]] | None = None) -> LoadedJourney:
+    """Shape-validate one journey file (no cross-file checks). Raises InvalidJourney
+    listing every problem: when part of the file is broken, the rest is still checked
+    (conditions, then the linter, with `templates` when given), so one run shows all."""
     source = load_yaml(text, file)
     if not isinstance(source.data, dict):
         raise InvalidJourney([source.problem((), "a journey file must be a mapping with "
@@ -61,13 +68,25 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
         model = Journey.model_validate(raw)
     except ValidationError as exc:
         problems = pydantic_problems(exc, source)
-        stubbed = _stub_broken_steps(raw, exc)
+        stubbed = _stub_broken(raw, exc)
         if stubbed is not None:
-            # Shape errors only inside steps: lint the rest too, so one run shows every
-            # problem (broken steps become pass-through stubs that keep their id and next).
-            problems += lint(LoadedJourney(stubbed, source, {}), None)
+            # Broken parts become stubs (a step keeps its id and next; a broken optional
+            # section is left out), and the rest is checked as usual.
+            partial, condition_problems = _with_conditions(stubbed, source)
+            problems += condition_problems + lint(partial, templates)
+            problems += journey_problems(partial, known_traits, known_events, templates)
         raise InvalidJourney(sorted(set(problems))) from None
-    problems = []
+    loaded, problems = _with_conditions(model, source)
+    if problems:
+        problems += lint(loaded, templates)
+        problems += journey_problems(loaded, known_traits, known_events, templates)
+        raise InvalidJourney(sorted(set(problems)))
+    return loaded
+
+
+def _with_conditions(model: Journey, source: Source) -> tuple[LoadedJourney, list[Problem]]:
+    """The journey with the conditions that parse, and the problems of those that do not."""
+    problems: list[Problem] = []
     conditions: dict[Where, Condition] = {}
     for where, raw in condition_places(model):
         try:
@@ -77,25 +96,40 @@ def parse_journey(text: str, file: str) -> LoadedJourney:
                 source.problem(p.where, p.message, key=_points_at_key(p.where))
                 for p in exc.problems
             )
-    if problems:
-        raise InvalidJourney(problems)
-    return LoadedJourney(model, source, conditions)
+    return LoadedJourney(model, source, conditions), problems
 
 
-def _stub_broken_steps(raw: Any, exc: ValidationError) -> Journey | None:
-    broken = {e["loc"][1] for e in exc.errors() if len(e["loc"]) > 1 and e["loc"][0] == "steps"
-              and isinstance(e["loc"][1], int)}
-    if not broken or any(e["loc"][:1] != ("steps",) or len(e["loc"]) < 2 for e in exc.errors()):
-        return None
+OPTIONAL_SECTIONS = {"name", "description", "phase", "re_entry", "exit_when", "goal",
+                     "policy", "migrate"}
+STUBS: dict[str, Any] = {"version": 1, "journey": "invalid_journey",
+                         "entry": {"event": "__invalid_entry__"}}
+
+
+def _stub_broken(raw: dict[str, Any], exc: ValidationError) -> Journey | None:
+    """`raw` with every broken part stubbed out, if that makes a valid journey."""
+    fixed = dict(raw)
     steps = list(raw.get("steps") or [])
-    for i in broken:
-        old = steps[i] if isinstance(steps[i], dict) else {}
-        stub = {"id": str(old.get("id", f"__step_{i}")), "wait": "1s"}
-        if isinstance(old.get("next"), str):
-            stub["next"] = old["next"]
-        steps[i] = stub
+    for error in exc.errors():
+        loc = error["loc"]
+        top = loc[0] if loc else None
+        if top == "steps" and len(loc) > 1 and isinstance(loc[1], int):
+            old = steps[loc[1]] if isinstance(steps[loc[1]], dict) else {}
+            stub = {"id": str(old.get("id", f"__step_{loc[1]}")), "wait": "1s"}
+            if isinstance(old.get("next"), str):
+                stub["next"] = old["next"]
+            steps[loc[1]] = stub
+        elif isinstance(top, str) and error["type"] == "extra_forbidden" and len(loc) == 1:
+            fixed.pop(top, None)
+        elif top in OPTIONAL_SECTIONS:
+            fixed.pop(str(top), None)
+        elif isinstance(top, str) and top in STUBS:
+            fixed[top] = STUBS[top]
+        else:
+            return None
+    if "steps" in fixed:
+        fixed["steps"] = steps
     try:
-        return Journey.model_validate({**raw, "steps": steps})
+        return Journey.model_validate(fixed)
     except ValidationError:
         return None
 
@@ -118,16 +152,36 @@ def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]
     display = str(path.relative_to(display_root))
     try:
         source = load_yaml(path.read_text(), display)
-        return Policy.model_validate(plain(source.data) or {}), []
     except InvalidJourney as exc:
         return Policy(), exc.problems
+    raw = plain(source.data) or {}
+    problems = _policy_channels(raw, source)  # checked even when the shape is broken
+    try:
+        policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        return Policy(), pydantic_problems(exc, source)
+        return Policy(), problems + pydantic_problems(exc, source)
+    return (Policy() if problems else policy), problems
+
+
+def _policy_channels(raw: Any, source: Source) -> list[Problem]:
+    if not isinstance(raw, dict):
+        return []
+    named: list[tuple[Where, str]] = []
+    caps, consent = raw.get("frequency_caps"), raw.get("consent_required")
+    if isinstance(caps, dict):
+        named += [(("frequency_caps", c), c) for c in caps]
+    if isinstance(consent, list):
+        named += [(("consent_required", i), c) for i, c in enumerate(consent)
+                  if isinstance(c, str)]
+    return [source.problem(where, f"unknown channel {channel!r} in {where[0]}"
+                           + did_you_mean(channel, CHANNEL_KINDS),
+                           key=where[0] == "frequency_caps")
+            for where, channel in named if channel not in CHANNEL_KINDS]
 
 
 def journey_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.yaml")
-                  if p.name not in {POLICY_FILE, COMPUTED_FILE})
+                  if p.name not in {POLICY_FILE, COMPUTED_FILE, TRAITS_FILE})
 
 
 def load_library(folder: str | Path, *, only: list[str] | None = None) -> Library:
@@ -142,7 +196,9 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
     for path in journey_files(folder):
         display = str(path.relative_to(root))
         try:
-            loaded = parse_journey(path.read_text(), display)
+            loaded = parse_journey(path.read_text(), display, templates=templates,
+                                   known_traits=library.known_traits,
+                                   known_events=library.known_events)
         except InvalidJourney as exc:
             problems += exc.problems
             continue
@@ -157,6 +213,8 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
                 ("journey",), f"journey {loaded.id!r} must live in {loaded.id}.yaml"))
         seen[loaded.id] = display
         problems += lint(loaded, templates)
+        problems += journey_problems(loaded, library.known_traits, library.known_events,
+                                     templates)
         library.journeys[loaded.id] = loaded
     if problems:
         raise InvalidJourney(problems)
@@ -164,22 +222,67 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
 
 
 def _load_support(folder: Path) -> tuple[Library, list[Problem]]:
-    """The policy, templates and computed-trait config of a journeys folder."""
+    """The policy, known traits, templates and computed-trait config of a folder."""
     root = folder.parent
     problems: list[Problem] = []
     policy, policy_problems = load_policy(folder, root)
     problems += policy_problems
-    templates, template_problems = load_templates(folder / TEMPLATES_DIR, root)
+    declared, trait_problems = load_traits(folder, root)
+    problems += trait_problems
+    known_traits = frozenset(declared.traits) if declared is not None else None
+    templates, template_problems = load_templates(folder / TEMPLATES_DIR, root,
+                                                  known_traits=known_traits)
     problems += template_problems
-    library = Library(folder, templates=templates, policy=policy)
-    computed = folder / COMPUTED_FILE
-    if computed.is_file():
-        try:
-            library.computed_config = plain(load_yaml(computed.read_text(),
-                                                      str(computed.relative_to(root))).data)
-        except InvalidJourney as exc:
-            problems += exc.problems
+    library = Library(folder, templates=templates, policy=policy, known_traits=known_traits,
+                      known_events=declared.event_properties() if declared else None)
+    library.computed_config, computed_problems = load_computed(folder, root, known_traits)
+    problems += computed_problems
     return library, problems
+
+
+def load_traits(folder: Path, display_root: Path) -> tuple[TraitsFile | None, list[Problem]]:
+    """`traits.yaml`: the traits and events the folder declares (None without it)."""
+    path = folder / TRAITS_FILE
+    if not path.is_file():
+        return None, []
+    try:
+        source = load_yaml(path.read_text(), str(path.relative_to(display_root)))
+        return TraitsFile.model_validate(plain(source.data) or {}), []
+    except InvalidJourney as exc:
+        return None, exc.problems
+    except ValidationError as exc:
+        return None, pydantic_problems(exc, source)
+
+
+def load_computed(folder: Path, display_root: Path, known_traits: frozenset[str] | None = None,
+                  ) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """`computed_traits.yaml`, validated (every band filled in), with its problems."""
+    path = folder / COMPUTED_FILE
+    if not path.is_file():
+        return None, []
+    try:
+        source = load_yaml(path.read_text(), str(path.relative_to(display_root)))
+    except InvalidJourney as exc:
+        return None, exc.problems
+    raw = plain(source.data) or {}
+    problems: list[Problem] = []
+    stages = raw.get("lifecycle_stages") if isinstance(raw, dict) else None
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        # The stages' conditions are checked even when another part of the file is broken.
+        when = stage.get("when") if isinstance(stage, dict) else None
+        where: Where = ("lifecycle_stages", i, "when")
+        try:
+            parse_condition(when or {}, where=where)
+        except ConditionError as exc:
+            problems.extend(source.problem(p.where, p.message, key=_points_at_key(p.where))
+                            for p in exc.problems)
+            continue
+        problems += path_problems(when, where, source, known_traits)
+    try:
+        config = ComputedTraitsConfig.model_validate(raw)
+    except ValidationError as exc:
+        return None, problems + pydantic_problems(exc, source)
+    return (None if problems else config.as_config()), problems
 
 
 def load_journey_file(path: str | Path) -> Library:
@@ -189,10 +292,14 @@ def load_journey_file(path: str | Path) -> Library:
         raise InvalidJourney([Problem(str(path), 1, 1, "no such journey file")])
     library, problems = _load_support(path.parent)
     try:
-        loaded = parse_journey(path.read_text(), str(path))
+        loaded = parse_journey(path.read_text(), str(path), templates=library.templates,
+                               known_traits=library.known_traits,
+                               known_events=library.known_events)
     except InvalidJourney as exc:
         raise InvalidJourney(problems + exc.problems) from None
     problems += lint(loaded, library.templates)
+    problems += journey_problems(loaded, library.known_traits, library.known_events,
+                                 library.templates)
     if problems:
         raise InvalidJourney(problems)
     library.journeys[loaded.id] = loaded

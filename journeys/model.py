@@ -110,6 +110,15 @@ class PolicyOverride(Strict):
     consent_required: list[str] | None = None
 
 
+class Migrate(Strict):
+    """How a new version takes over the enrollments of an older one (`plan`/`apply`):
+    `steps` maps an old step id to a new one; steps kept under the same id move to
+    themselves; enrollments of other versions finish where they are."""
+
+    from_version: int = Field(ge=1)
+    steps: dict[str, str] = Field(default_factory=dict)
+
+
 class Journey(Strict):
     journey: str
     version: int = Field(ge=1)
@@ -123,6 +132,7 @@ class Journey(Strict):
     exit_when: list[ExitWhen] = Field(default_factory=list)
     goal: Goal | None = None
     policy: PolicyOverride | None = None
+    migrate: Migrate | None = None
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("journey")
@@ -170,6 +180,25 @@ class Policy(Strict):
                 raise ValueError(f"country code {code!r}: 1 to 3 digits without '+', like '34'")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+
+def check_zone(value: str) -> str:
+    """An IANA time zone name, like Europe/Madrid (with "did you mean")."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    from rules import did_you_mean
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}"
+                         + did_you_mean(value, available_timezones())) from None
+    return value
+
 
 def check_hhmm(value: str) -> str:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
@@ -182,10 +211,14 @@ def language_keys() -> set[str]:
     keys: set[str] = set()
     models: list[type[BaseModel]] = [
         Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
-        PolicyOverride, Policy, Retention, *STEP_MODELS.values(),
+        PolicyOverride, Policy, Retention, Migrate, *STEP_MODELS.values(),
     ]
     for model in models:
         for name, info in model.model_fields.items():
             keys.add(info.alias or name)
     keys.update(INNER_KEYS)
+    from journeys.computed import SCHEMA_MODELS  # the folder's data files
+
+    for data_model in SCHEMA_MODELS:
+        keys.update(info.alias or name for name, info in data_model.model_fields.items())
     return keys

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -26,6 +26,7 @@ from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.problems import pydantic_problems
 from journeys.yamlsrc import load_yaml, plain
+from rules import did_you_mean
 
 SCOPE = frozenset({"profile", "event", "trigger", "enrollment", "journey", "unsubscribe_url"})
 CHANNEL_KINDS = {"email": "email", "sms": "body", "push": "body", "console": "body",
@@ -192,6 +193,7 @@ class TemplateLibrary:
         self._html_env = make_environment(self.folder)
         self._html_env.autoescape = True
         self._compiled: dict[tuple[str, str], jinja2.Template] = {}
+        self.texts: dict[str, list[str]] = {}  # template id -> its Jinja2 parts (check())
 
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates
@@ -289,8 +291,9 @@ class TemplateLibrary:
         except (OSError, InvalidJourney):
             return None
 
-    def check(self) -> list[Problem]:
-        """Syntax errors and variables outside the template scope, for every template."""
+    def check(self, known_traits: Collection[str] | None = None) -> list[Problem]:
+        """Syntax errors and variables outside the template scope, for every template;
+        with `known_traits` (a folder's traits.yaml), `profile.traits.X` must be one."""
         problems: list[Problem] = []
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
@@ -304,8 +307,12 @@ class TemplateLibrary:
                     parts.append(((name.rstrip("_"),), value, self._env))
             if tpl.payload is not None:
                 parts.extend(((("payload", *w)), s, self._env) for w, s in _strings(tpl.payload))
+            self.texts[template_id] = [text for _, text, _ in parts]
             for where, text, env in parts:
                 problems.extend(_check_source(text, env, file, source, where))
+                if known_traits is not None:
+                    problems.extend(_check_traits(text, env, file, source, where,
+                                                  known=known_traits))
             if tpl.html_file is not None:
                 assert self.folder is not None
                 path = self.folder / tpl.html_file
@@ -345,6 +352,43 @@ def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
             for name in sorted(names - SCOPE)]
 
 
+def attribute_names(text: str, base: tuple[str, str],
+                    env: jinja2.Environment = _STRING_ENV) -> list[str]:
+    """The `<a>.<b>.<name>` (or `<a>.<b>['name']`) a template reads, for `base` = (a, b),
+    in order (raises TemplateSyntaxError)."""
+    from jinja2 import nodes
+
+    found: list[str] = []
+    for node in env.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        inner = node.node
+        if not (isinstance(inner, nodes.Getattr) and inner.attr == base[1]
+                and isinstance(inner.node, nodes.Name) and inner.node.name == base[0]):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+    return found
+
+
+def trait_names(text: str, env: jinja2.Environment = _STRING_ENV) -> list[str]:
+    """The `profile.traits.<name>` a template reads, in order."""
+    return attribute_names(text, ("profile", "traits"), env)
+
+
+def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
+                  where: tuple[str | int, ...], *, known: Collection[str]) -> list[Problem]:
+    line, col = source.position(where) if source is not None else (1, 1)
+    try:
+        names = trait_names(text, env)
+    except jinja2.TemplateSyntaxError:
+        return []  # reported by _check_source
+    return [Problem(file, line, col, f"unknown trait 'profile.traits.{name}' in template "
+                    "(not in traits.yaml)" + did_you_mean(name, known))
+            for name in dict.fromkeys(names) if name not in known]
+
+
 def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Problem]:
     rel = str(path.relative_to(folder.parent)) if folder.parent in path.parents else str(path)
     try:
@@ -355,8 +399,9 @@ def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Probl
             sorted(names - SCOPE)]
 
 
-def load_templates(folder: Path,
-                   display_root: Path | None = None) -> tuple[TemplateLibrary, list[Problem]]:
+def load_templates(folder: Path, display_root: Path | None = None, *,
+                   known_traits: Collection[str] | None = None,
+                   ) -> tuple[TemplateLibrary, list[Problem]]:
     """Load every `*.yaml` in a templates folder; problems are collected, not raised."""
     library = TemplateLibrary(folder if folder.is_dir() else None)
     problems: list[Problem] = []
@@ -376,5 +421,5 @@ def load_templates(folder: Path,
             continue
         library.templates[path.stem] = tpl
         library.files[path.stem] = display
-    problems.extend(library.check())
+    problems.extend(library.check(known_traits))
     return library, problems

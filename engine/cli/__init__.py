@@ -10,6 +10,7 @@ Commands by audience, one module each:
 | `failures.py` | `failures` (list, `retry`, `discard`) |
 | `privacy.py` | `profiles export`, `profiles forget` |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
+| `versions.py` | `plan`, `apply`, `journeys` (list, `pause`, `resume`, `archive`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, privacy, qa, running
+from engine.cli import admin, authoring, failures, privacy, qa, running, versions
 
 app = typer.Typer(
     name="journeyman",
@@ -39,5 +40,8 @@ app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 app.add_typer(failures.failures, name="failures")
 app.add_typer(privacy.profiles, name="profiles")
+app.command()(versions.plan)
+app.command()(versions.apply)
+app.add_typer(versions.journeys, name="journeys")
 
 __all__ = ["app"]

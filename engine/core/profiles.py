@@ -61,6 +61,11 @@ class ComputedTraits:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         merged = dict(DEFAULT_CONFIG)
         merged.update(config or {})
+        # A partial `rfm:` override keeps the default of every band it does not name
+        # (the loader validates the file; this keeps a hand-made config safe too).
+        given = config.get("rfm") if config else None
+        merged["rfm"] = {part: {**bands, **((given or {}).get(part) or {})}
+                         for part, bands in DEFAULT_CONFIG["rfm"].items()}
         self.config = merged
         self.order_events = set(merged["order_events"])
         self.referral_events = set(merged["referral_events"])

@@ -17,7 +17,7 @@ Order of work for one event (design.md, "the flow of one event"):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,11 +75,18 @@ class Runner:
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, clock: Clock,
                  unsubscribe: UnsubscribeLinks, computed: ComputedTraits | None = None,
                  policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
-                 decision_log: bool = True) -> None:
-        self.journeys = dict(journeys)
+                 decision_log: bool = True,
+                 versions: Mapping[tuple[str, int], CompiledJourney] | None = None,
+                 closed: set[str] | None = None) -> None:
+        self.journeys = dict(journeys)  # the current version of each journey: entries
         # The whole decision log (entries, refusals, waits, branches, splits, exits) for
         # `journeyman why`; off, only what became of sends is recorded.
         self.decision_log = decision_log
+        # Every version enrollments may be on (older deployed ones too: in-flight
+        # enrollments finish on the version they started, engine/runtime/versions.py).
+        self.versions = {(j.id, j.version): j for j in self.journeys.values()}
+        self.versions.update(versions or {})
+        self.closed = set(closed or ())  # paused or archived: no new entries
         self.clock = clock
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
@@ -125,9 +132,16 @@ class Runner:
         # first event, an identify), not on every event.
         explain_segments = self.decision_log and (before is None or event.get("type") == "identify")
         for journey in self.interested(event.get("event")):
-            changed = self._event_for_journey(unit, journey, view, active.get(journey.id),
+            changed = self._event_for_journey(unit, journey, view, active.pop(journey.id, None),
                                               event, now=now, explain_segment=explain_segments)
             if changed:  # an update_profile step ran
+                profile = unit.get_profile(pid) or profile
+                view = self.computed.view(profile, now, self.policy.timezone)
+        for enrollment in active.values():  # older versions, journeys no longer in the folder
+            current = self.journeys.get(enrollment.journey)
+            if current is not None and current.version == enrollment.version:
+                continue  # the current version's rules cannot match this event (interest)
+            if self._event_for_enrollment(unit, enrollment, view, event, now):
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
         return pid
@@ -163,6 +177,9 @@ class Runner:
                                     "history kept here")):
             unit.record_decision(Decision(now, pid, "", "", "not_merged", reason,
                                           {"identifier": kind}))
+    def version_of(self, enrollment: Enrollment) -> CompiledJourney | None:
+        """The journey version an enrollment runs on (None: not deployed here)."""
+        return self.versions.get((enrollment.journey, enrollment.version))
 
     def _facts(self, view: Profile, event: Mapping[str, Any],
                enrollment: Enrollment | None) -> dict[str, Any]:
@@ -178,15 +195,11 @@ class Runner:
         facts = self._facts(view, event, enrollment)
         matched = journey.events.match(facts, now)
         if enrollment is not None:
-            if GOAL in matched:
-                enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
-            exit_rule = next((r for r in journey.exit_rules if r in matched), None)
-            if exit_rule is not None:
-                changed |= self._advance(unit, journey, enrollment, ExitRequested(
-                    view, self._exit_reason(journey, exit_rule)))[1]
-            elif wait_for_rule(enrollment.state) in matched:
-                changed |= self._advance(unit, journey, enrollment,
-                                         EventMatched(view, enrollment.state, event))[1]
+            if enrollment.version == journey.version:
+                changed |= self._in_flight(unit, journey, enrollment, view, event,
+                                           matched=matched)
+            else:  # an older version's enrollment: its own rules decide
+                changed |= self._event_for_enrollment(unit, enrollment, view, event, now)
         else:
             if GOAL in matched:
                 self._late_goal(unit, journey, view, event)  # shortly after it ended
@@ -229,6 +242,31 @@ class Runner:
         unit.record_decision(Decision(now, profile_id, journey.id, "", "not_entered",
                                       f"{label}: {why}",
                                       {**details, "values": values(condition, facts)}))
+    def _in_flight(self, unit: UnitOfWork, journey: CompiledJourney, enrollment: Enrollment,
+                   view: Profile, event: Mapping[str, Any], *,
+                   matched: Collection[str]) -> bool:
+        """Goal, exit_when and wait_for of an active enrollment on `journey`'s version."""
+        changed = False
+        if GOAL in matched:
+            enrollment, _ = self._advance(unit, journey, enrollment, GoalMet(view, event))
+        exit_rule = next((r for r in journey.exit_rules if r in matched), None)
+        if exit_rule is not None:
+            changed |= self._advance(unit, journey, enrollment, ExitRequested(
+                view, self._exit_reason(journey, exit_rule)))[1]
+        elif wait_for_rule(enrollment.state) in matched:
+            changed |= self._advance(unit, journey, enrollment,
+                                     EventMatched(view, enrollment.state, event))[1]
+        return changed
+
+    def _event_for_enrollment(self, unit: UnitOfWork, enrollment: Enrollment, view: Profile,
+                              event: Mapping[str, Any], now: datetime) -> bool:
+        """An event for an enrollment on an older version (or of a journey that left
+        the folder): matched against that version's rules."""
+        version = self.version_of(enrollment)
+        if version is None:
+            return False  # not deployed here; recorded when its timer fires
+        matched = version.events.match(self._facts(view, event, enrollment), now)
+        return self._in_flight(unit, version, enrollment, view, event, matched=matched)
 
     def _withdraw_held_sends(self, unit: UnitOfWork, journey: CompiledJourney,
                              profile_id: str, exit_rule: str, now: datetime) -> None:
@@ -251,7 +289,7 @@ class Runner:
         last_id = unit.entry_stats(view.id, journey.id).last_enrollment_id
         last = unit.get_enrollment(last_id) if last_id else None
         if last is not None and last.goal_reached_at is None:
-            self._advance(unit, journey, last, GoalMet(view, event))
+            self._advance(unit, self.version_of(last) or journey, last, GoalMet(view, event))
 
     @staticmethod
     def _refusal(journey: CompiledJourney, unit: UnitOfWork, profile_id: str,
@@ -279,6 +317,12 @@ class Runner:
 
     def _enroll(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                 event: Mapping[str, Any], now: datetime) -> bool:
+        if journey.id in self.closed:
+            if self.decision_log:
+                unit.record_decision(Decision(now, view.id, journey.id, "", "not_entered",
+                                              "journey paused or archived",
+                                              {"event": event.get("event")}))
+            return False  # paused or archived: no new entries
         refusal = self._refusal(journey, unit, view.id, now)
         if refusal is not None:
             if self.decision_log:
@@ -374,9 +418,14 @@ class Runner:
         if timer.step == CRON_STEP:
             self._cron_fired(unit, timer, now)
             return
-        journey = self.journeys.get(timer.journey)
         enrollment = unit.get_enrollment(timer.enrollment_id)
-        if journey is None or enrollment is None:
+        if enrollment is None:
+            return
+        journey = self.version_of(enrollment)
+        if journey is None:
+            unit.record_decision(Decision(
+                now, enrollment.profile_id, enrollment.journey, timer.step, "skipped",
+                "version_not_deployed", {"version": enrollment.version}))
             return
         profile = unit.get_profile(enrollment.profile_id) or Profile(enrollment.profile_id)
         view = self.computed.view(profile, now, self.policy.timezone)

@@ -1,5 +1,5 @@
 """The journeys bundled with journeyman: the YAML files beside this one, `templates/`,
-`policy.yaml` and `computed_traits.yaml` (the default of every `--journeys` option).
+`policy.yaml`, `computed_traits.yaml` and `traits.yaml` (the default of every `--journeys` option).
 
 A package only so that `importlib.resources` finds the folder the same way in a
 checkout, an editable install and a wheel.

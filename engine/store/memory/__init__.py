@@ -5,7 +5,8 @@ same semantics as `SqlStore` (one contract test suite runs on both). For tests,
 `state.py` holds what the runtime reads and writes (profiles, enrollments and their
 entry stats, timers, segments, records, identities, unit-of-work changes); `queues.py`
 holds the inbox, the outbox, parked failures and API keys; `privacy.py` a person's
-rows (export, forget) and the event retention.
+rows (export, forget) and the event retention; `versions.py` the deployed journey
+versions.
 
 Not thread-safe, and `transaction()` does not roll back: one engine per store, in one
 thread.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 from engine.ports import Store
 from engine.store.memory.privacy import MemoryPrivacy
+from engine.store.memory.versions import MemoryVersions
 
 
-class InMemoryStore(MemoryPrivacy):
+class InMemoryStore(MemoryPrivacy, MemoryVersions):
     """The in-memory Store: `InMemoryStore(clock)`."""
 
 

@@ -15,6 +15,7 @@ One module per concern, each a part of the class:
 | `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
 | `privacy.py` | a person's rows: export, forget (no trace left in SQLite), retention |
+| `versions.py` | deployed journey versions, in-flight counts, migration moves |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
 
@@ -31,9 +32,11 @@ from engine.store.sql.keys import KeyQueries
 from engine.store.sql.privacy import PrivacyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
+from engine.store.sql.versions import VersionQueries
 
 
-class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries,
+               VersionQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

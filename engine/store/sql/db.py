@@ -72,6 +72,7 @@ class SqlBase:
         self._settings = table("settings")
         self._journey_entries = table("journey_entries")
         self._failures = table("failures")
+        self._journey_versions = table("journey_versions")
         try:
             if create:
                 try:

@@ -103,6 +103,10 @@ class EnrollmentRow(SQLModel, table=True):
         Index("ix_enrollments_active", "profile_id",
               sqlite_where=text("status = 'active'"),
               postgresql_where=text("status = 'active'")),
+        # `plan` counts the people on each step of each version (migration 0008).
+        Index("ix_enrollments_in_flight", "journey", "version", "state",
+              sqlite_where=text("status = 'active'"),
+              postgresql_where=text("status = 'active'")),
     )
 
     id: str = Field(sa_column=Column(String(255), primary_key=True))
@@ -274,10 +278,25 @@ class SettingRow(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class JourneyVersionRow(SQLModel, table=True):
+    """Every deployed version of every journey (`journeyman apply`); `status` is the
+    journey's (active, paused, archived), the same on each of its versions."""
+
+    __tablename__ = "journey_versions"
+
+    journey: str = Field(sa_column=Column(String(255), primary_key=True))
+    version: int = Field(sa_column=Column(Integer, primary_key=True))
+    digest: str = Field(sa_column=Column(String(64), nullable=False))
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    file: str = Field(sa_column=Column(String(1024), nullable=False))
+    deployed_at: datetime = _when()
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
-               "settings", "journey_entries", "failures")
+               "settings", "journey_entries", "failures", "journey_versions")
 
 
 def table(name: str) -> Table:

@@ -1,0 +1,190 @@
+"""Commands for deploying journeys (qa-contract §5): `plan` (what `apply` would do, like
+`terraform plan`), `apply` (deploy a folder), and `journeys` (what is deployed, with
+`pause`, `resume` and `archive`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.cli.common import EXIT_INVALID, DbOpt, JourneysOpt, err, fail, journeys_folder, out
+from engine.store import DEFAULT_URL
+from rules.errors import JourneymanError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (qa-contract §5).")]
+
+journeys = typer.Typer(help="Deployed journeys: list them, pause, resume or archive one.",
+                       invoke_without_command=True)
+
+
+def _load(folder: Path | None) -> Any:
+    from journeys.loader import load_library
+
+    try:
+        return load_library(journeys_folder(folder))
+    except JourneymanError as exc:
+        raise fail(exc) from None
+
+
+def _open(db: str) -> Any:
+    from engine.cli.common import open_store
+
+    return open_store(db)
+
+
+def plan(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """Show what `apply` would do: new, changed and removed journeys, the people on each
+    step of the deployed version and where each goes. Exit 1 on an error."""
+    from engine.runtime.versions import plan as make_plan
+
+    library = _load(journeys)
+    store = _open(db)
+    try:
+        result = make_plan(library, store)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+    else:
+        _print_plan(result)
+    if result.errors:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def apply(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """Deploy a journeys folder: new versions, the moves their `migrate:` maps ask for,
+    and journeys no longer in the folder archived. Refuses (exit 1) what `plan` reports
+    as an error; nothing is written then."""
+    from engine.runtime.versions import PlanError
+    from engine.runtime.versions import apply as deploy
+
+    library = _load(journeys)
+    store = _open(db)
+    try:
+        result = deploy(library, store, store.clock.now())
+    except PlanError as exc:
+        for line in exc.errors:
+            err.print(line, markup=False)
+        err.print("apply refused: nothing was deployed", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+        return
+    _print_plan(result, done=True)
+
+
+def _print_plan(result: Any, *, done: bool = False) -> None:
+    marks = {"new": "+", "changed": "~", "removed": "-", "unchanged": " "}
+    for jid, jp in sorted(result.journeys.items()):
+        if jp.status == "unchanged":
+            continue
+        versions = (f"v{jp.to_version}" if jp.status == "new" else
+                    f"v{jp.from_version}" if jp.status == "removed" else
+                    f"v{jp.from_version} -> v{jp.to_version}")
+        out.print(f"{marks[jp.status]} {jid}: {jp.status}, {versions}", markup=False)
+        for step in jp.added_steps if jp.status != "new" else []:
+            out.print(f"    + step {step}", markup=False)
+        for step in jp.removed_steps:
+            out.print(f"    - step {step}", markup=False)
+        for version, counts in sorted(jp.in_flight_by_version.items()):
+            on = ", ".join(f"{step} {n}" for step, n in sorted(counts.items()))
+            out.print(f"    in flight on v{version}: {on}", markup=False)
+        for step, move in sorted(jp.moves.items()):
+            out.print(f"    {step} -> {move['to']}: {move['profiles']} move to "
+                      f"v{jp.to_version} (timers keep their due time)", markup=False)
+        if jp.stay_on_old_version:
+            what = ("finish on their version (no new entries)" if jp.status == "removed"
+                    else "stay on their version until they finish")
+            out.print(f"    {jp.stay_on_old_version} {what}", markup=False)
+    counts = result.counts()
+    verb = "Applied" if done else "Plan"
+    out.print(f"{verb}: {counts['new']} new, {counts['changed']} changed, "
+              f"{counts['removed']} removed, {counts['unchanged']} unchanged.", markup=False)
+    for line in result.errors:
+        err.print(line, markup=False)
+    if result.errors:
+        err.print(f"{len(result.errors)} error(s): apply would refuse this folder",
+                  markup=False)
+
+
+@journeys.callback()
+def journeys_list(ctx: typer.Context, db: DbOpt = DEFAULT_URL,
+                  as_json: JsonOpt = False) -> None:
+    """List deployed journeys: status, versions and people in flight on each version."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = _open(db)
+    try:
+        rows = _deployed(store)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("journey", "status", "versions", "in flight")
+    for row in rows:
+        flight = ", ".join(f"v{v}: {n}" for v, n in row["in_flight"].items()) or "0"
+        table.add_row(row["journey"], row["status"],
+                      ", ".join(str(v) for v in row["versions"]), flight)
+    out.print(table)
+
+
+def _deployed(store: Any) -> list[dict[str, Any]]:
+    by_journey: dict[str, list[Any]] = {}
+    for v in store.deployed_versions():
+        by_journey.setdefault(v.journey, []).append(v)
+    rows = []
+    for jid, versions in sorted(by_journey.items()):
+        per_version: dict[str, int] = {}
+        for (version, _step), n in sorted(store.in_flight(jid).items()):
+            per_version[str(version)] = per_version.get(str(version), 0) + n
+        rows.append({"journey": jid, "status": versions[-1].status,
+                     "versions": [v.version for v in versions],
+                     "deployed_at": versions[-1].deployed_at.isoformat(),
+                     "in_flight": per_version})
+    return rows
+
+
+def _set_status(journey: str, db: str, status: str) -> None:
+    store = _open(db)
+    try:
+        known = store.set_journey_status(journey, status)
+        names = sorted({v.journey for v in store.deployed_versions()})
+    finally:
+        store.close()
+    if not known:
+        from rules import did_you_mean
+
+        err.print(f"no deployed journey {journey!r}" + did_you_mean(journey, names),
+                  markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    err.print(f"{journey}: {status}", markup=False)
+
+
+JourneyArg = Annotated[str, typer.Argument(help="A deployed journey id.")]
+
+
+@journeys.command("pause")
+def journeys_pause(journey: JourneyArg, db: DbOpt = DEFAULT_URL) -> None:
+    """No new entries into the journey; the people in it go on."""
+    _set_status(journey, db, "paused")
+
+
+@journeys.command("resume")
+def journeys_resume(journey: JourneyArg, db: DbOpt = DEFAULT_URL) -> None:
+    """Take new entries again (a paused or archived journey)."""
+    _set_status(journey, db, "active")
+
+
+@journeys.command("archive")
+def journeys_archive(journey: JourneyArg, db: DbOpt = DEFAULT_URL) -> None:
+    """Retire the journey: no new entries, the people in it finish on their version
+    (`apply` archives a journey that left the folder)."""
+    _set_status(journey, db, "archived")

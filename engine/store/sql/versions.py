@@ -1,0 +1,85 @@
+"""`SqlStore`'s journey versions: every deployed version of every journey, the
+in-flight counts `journeyman plan` shows, and the moves `journeyman apply` makes when a
+new version's `migrate:` map takes over an older version's enrollments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from engine.core.moves import moved_occurrence, moved_timer
+from engine.ports import DeployedVersion, StepMove
+from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.rows import timer_from_row, timer_values
+
+
+class VersionQueries(SqlBase):
+    def deployed_versions(self, journey: str | None = None) -> list[DeployedVersion]:
+        jv = self._journey_versions
+        query = select(jv).order_by(jv.c.journey, jv.c.version)
+        if journey is not None:
+            query = query.where(jv.c.journey == journey)
+        with self._read() as conn:
+            return [DeployedVersion(r.journey, r.version, r.digest, r.source, r.file,
+                                    r.deployed_at, r.status) for r in conn.execute(query)]
+
+    def deploy_version(self, version: DeployedVersion) -> bool:
+        jv = self._journey_versions
+        with self._write() as conn:
+            inserted = conn.execute(self._insert(jv).values(
+                journey=version.journey, version=version.version, digest=version.digest,
+                source=version.source, file=version.file, deployed_at=version.deployed_at,
+                status=version.status).on_conflict_do_nothing(
+                    index_elements=["journey", "version"]).returning(jv.c.version)).first()
+            if inserted:
+                conn.execute(update(jv).where(jv.c.journey == version.journey)
+                             .values(status=version.status))
+        return inserted is not None
+
+    def set_journey_status(self, journey: str, status: str) -> bool:
+        jv = self._journey_versions
+        with self._write() as conn:
+            return bool(conn.execute(update(jv).where(jv.c.journey == journey)
+                                     .values(status=status)).rowcount)
+
+    def in_flight(self, journey: str) -> dict[tuple[int, str], int]:
+        e = self._enrollments
+        query = (select(e.c.version, e.c.state, func.count())
+                 .where(e.c.journey == journey, e.c.status == "active")
+                 .group_by(e.c.version, e.c.state))
+        with self._read() as conn:
+            return {(int(v), str(s)): int(n) for v, s, n in conn.execute(query)}
+
+    def move_enrollments(self, move: StepMove, now: datetime) -> int:
+        e, t = self._enrollments, self._timers
+        where = (e.c.journey == move.journey, e.c.version == move.from_version,
+                 e.c.state == move.from_step, e.c.status == "active")
+        with self._write() as conn:
+            if move.from_step == move.to_step:  # same step id: only the version changes
+                return int(conn.execute(update(e).where(*where).values(
+                    version=move.to_version, updated_at=now)).rowcount)
+            rows = conn.execute(select(e.c.id, e.c.visits).where(*where)).all()
+            set_row = (update(e).where(e.c.id == bindparam("eid"))
+                       .values(version=move.to_version, state=move.to_step,
+                               visits=bindparam("new_visits"), updated_at=now))
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                params: list[dict[str, Any]] = []
+                occurrence: dict[str, int] = {}
+                for eid, stored in chunk:
+                    visits = dict(stored or {})
+                    occurrence[eid] = moved_occurrence(visits, move.from_step, move.to_step)
+                    visits[move.to_step] = occurrence[eid]
+                    params.append({"eid": eid, "new_visits": visits})
+                conn.execute(set_row, params)
+                timers = conn.execute(delete(t).where(
+                    t.c.enrollment_id.in_(list(occurrence)), t.c.step == move.from_step)
+                    .returning(*t.c)).all()
+                moved = [timer_values(moved_timer(timer_from_row(r), move.to_step,
+                                                  occurrence[r.enrollment_id]))
+                         for r in timers]
+                if moved:
+                    conn.execute(insert(t), moved)
+            return len(rows)
+

@@ -1,0 +1,145 @@
+"""Checks against what a journeys folder declares: the computed traits the engine
+keeps, and — when the folder has a `traits.yaml` — its profile traits and the
+properties of its events. A path that names nothing declared can never match (a
+condition) or renders nothing (a template): each is a positioned problem with
+"did you mean".
+
+What is checked where:
+- `profile.computed.<name>`, in conditions (journeys and lifecycle stages): a computed
+  trait the engine keeps;
+- `profile.traits.<name>`, in conditions and templates (files and inline strings): a
+  trait of traits.yaml;
+- `event.properties.<name>`, where `event` is the journey's entry event (its
+  `entry.when`, its branch cases, its inline strings and the templates it sends) and
+  traits.yaml declares that event: one of its properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+import jinja2
+
+from journeys.computed import COMPUTED_TRAITS
+from journeys.errors import Problem
+from journeys.lint import inline_template_places
+from journeys.loaded import LoadedJourney
+from journeys.steps import BranchCase, BranchStep, SendStep
+from journeys.templating import TemplateLibrary, attribute_names
+from journeys.yamlsrc import Source, Where
+from rules import did_you_mean
+
+
+def condition_paths(raw: Any, where: Where) -> Iterator[tuple[str, Where]]:
+    """Every `path: {operator: value}` key in a raw condition, with its location."""
+    if not isinstance(raw, dict):
+        return
+    for key, value in raw.items():
+        if key in ("all", "any") and isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from condition_paths(item, (*where, key, i))
+        elif key == "not":
+            yield from condition_paths(value, (*where, key))
+        else:
+            yield str(key), (*where, key)
+
+
+def path_problems(raw: Any, where: Where, source: Source, known_traits: Collection[str] | None,
+                  event: tuple[str, Collection[str]] | None = None) -> list[Problem]:
+    """Paths of a raw condition that cannot match. `event` is (name, its declared
+    properties) when the condition sees a declared event as `event`."""
+    problems = []
+    for path, at in condition_paths(raw, where):
+        parts = path.split(".")
+        if len(parts) < 3:
+            continue
+        root, name = tuple(parts[:2]), parts[2]
+        if root == ("profile", "computed") and name not in COMPUTED_TRAITS:
+            problems.append(source.problem(at, f"unknown computed trait {path!r}"
+                                           + did_you_mean(name, COMPUTED_TRAITS), key=True))
+        elif (root == ("profile", "traits") and known_traits is not None
+              and name not in known_traits):
+            problems.append(source.problem(at, f"unknown trait {path!r} (not in traits.yaml)"
+                                           + did_you_mean(name, known_traits), key=True))
+        elif root == ("event", "properties") and event is not None and name not in event[1]:
+            problems.append(source.problem(at, _property_message(path, event), key=True))
+    return problems
+
+
+def _property_message(path: str, event: tuple[str, Collection[str]]) -> str:
+    name = path.split(".")[2]
+    return (f"unknown property {path!r}: traits.yaml declares {event[0]!r} with "
+            + (", ".join(sorted(event[1])) or "no properties") + did_you_mean(name, event[1]))
+
+
+def journey_problems(loaded: LoadedJourney, known_traits: Collection[str] | None,
+                     known_events: Mapping[str, Collection[str]] | None,
+                     templates: TemplateLibrary | None) -> list[Problem]:
+    """Everything in one journey that names an undeclared trait or property."""
+    from journeys.loader import condition_places
+
+    model, source = loaded.model, loaded.source
+    entry_event: tuple[str, Collection[str]] | None = None
+    name = model.entry.event
+    if model.entry.kind == "event" and known_events and name is not None and name in known_events:
+        entry_event = (name, known_events[name])
+    sees_entry = {("entry", "when")} | {
+        ("steps", i, "branch", j, "when") for i, step in enumerate(model.steps)
+        if isinstance(step, BranchStep)
+        for j, case in enumerate(step.branch) if isinstance(case, BranchCase)}
+    problems = [p for where, raw in condition_places(model)
+                for p in path_problems(raw, where, source, known_traits,
+                                       entry_event if where in sees_entry else None)]
+    for where, value in inline_template_places(loaded):
+        for text in _strings(value):
+            problems += _template_text(text, source, where, known_traits, entry_event)
+    if entry_event is None or templates is None:
+        return problems
+    for i, step in enumerate(model.steps):
+        if isinstance(step, SendStep):
+            for text in templates.texts.get(step.send.template, []):
+                problems += [
+                    source.problem(("steps", i, "send", "template"),
+                                   f"template {step.send.template!r} reads "
+                                   + _property_message(f"event.properties.{name}", entry_event))
+                    for name in _names(text, ("event", "properties"))
+                    if name not in entry_event[1]]
+    return sorted(set(problems))
+
+
+def _template_text(text: str, source: Source, where: Where,
+                   known_traits: Collection[str] | None,
+                   entry_event: tuple[str, Collection[str]] | None) -> list[Problem]:
+    problems = []
+    if known_traits is not None:
+        problems += [source.problem(where, f"unknown trait 'profile.traits.{name}' in "
+                                    "template (not in traits.yaml)"
+                                    + did_you_mean(name, known_traits))
+                     for name in _names(text, ("profile", "traits")) if name not in known_traits]
+    if entry_event is not None:
+        problems += [source.problem(where, _property_message(f"event.properties.{name}",
+                                                             entry_event))
+                     for name in _names(text, ("event", "properties"))
+                     if name not in entry_event[1]]
+    return problems
+
+
+def _names(text: str, base: tuple[str, str]) -> list[str]:
+    if "{" not in text:
+        return []
+    try:
+        return list(dict.fromkeys(attribute_names(text, base)))
+    except jinja2.TemplateSyntaxError:
+        return []  # reported by the linter
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
