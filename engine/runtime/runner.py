@@ -207,7 +207,7 @@ class Runner:
             if exit_rule is not None:
                 self._withdraw_held_sends(unit, journey, view.id, exit_rule, now)
         # Entries come after: an event may end one enrollment and start the next
-        # (win-back restarts its clock on every order); _may_enter sees what just ended.
+        # (win-back restarts its clock on every order); _refusal sees what just ended.
         kind = journey.model.entry.kind
         if kind == "event" and ENTRY in matched:
             changed |= self._enroll(unit, journey, view, event, now)
