@@ -77,7 +77,8 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     computed = ComputedTraits(library.computed_config)
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
                     policy=library.policy, identity_traits=tuple(identify_by))
-    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
+    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()},
+                      {jid: j.model.priority for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
     worker = Worker(runner, store, clock, name=name, budget=budget)
     worker.metrics = dispatcher.metrics = metrics
