@@ -42,6 +42,7 @@ from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
+from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.worker import Worker
 from engine.store import DEFAULT_URL, SqlStore
@@ -126,7 +127,9 @@ class Service:
 
     def start(self) -> None:
         """Start the event, timer and outbox loops (not the API): each runs when there
-        is work (engine/runtime/loops.py)."""
+        is work (engine/runtime/loops.py). Journeys with time-driven entries deployed
+        since the last start reach the existing profiles first."""
+        arm_time_entries(self.runner, self.store, self.clock.now())
         self._stop.clear()
         loops = {
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
