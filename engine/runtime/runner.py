@@ -52,7 +52,7 @@ from engine.core.time_conditions import (
     birthday_only,
     birthday_windows,
     next_change,
-    time_traits,
+    time_dependent,
 )
 from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision
@@ -94,7 +94,7 @@ class Runner:
         self._time_segments: dict[str, Condition] = {}
         for jid, j in self.journeys.items():
             condition = j.loaded.conditions.get(("entry", "segment", "when"))
-            if j.model.entry.kind == "segment" and condition is not None and time_traits(
+            if j.model.entry.kind == "segment" and condition is not None and time_dependent(
                     condition):
                 self._time_segments[jid] = condition
 

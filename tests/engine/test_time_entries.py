@@ -5,7 +5,7 @@ segment (days since the last order) enters quiet profiles with no new event."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,13 +18,17 @@ from tests.engine.helpers import stub_email, write_folder
 DEPLOY = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
 ZONES = ["Pacific/Auckland", "Asia/Tokyo", "Europe/Madrid", "America/New_York",
          "America/Los_Angeles", None]  # None: the policy's zone (Europe/Madrid)
-BIRTHDAYS = ["1990-06-10", "1985-06-11", "1970-12-25"]  # the last: not this week
 PROFILES = 10_000
+
+
+def birthday(n: int) -> date:
+    """Spread over the year (leap days included), several per day."""
+    return date(1988, 1, 1) + timedelta(days=(n * 37) % 366)
 
 
 def person(n: int) -> Profile:
     traits: dict[str, object] = {"email": f"p{n}@example.com", "consent": {"email": True},
-                                 "first_name": f"P{n}", "birthday": BIRTHDAYS[n % 3]}
+                                 "first_name": f"P{n}", "birthday": birthday(n).isoformat()}
     zone = ZONES[n % len(ZONES)]
     if zone is not None:
         traits["timezone"] = zone
@@ -35,23 +39,44 @@ def local(n: int) -> ZoneInfo:
     return ZoneInfo(ZONES[n % len(ZONES)] or "Europe/Madrid")
 
 
+def nine_on_next_birthday(n: int, after: datetime) -> datetime:
+    born = birthday(n)
+    for year in (after.year, after.year + 1):
+        day = (date(year, 2, 28) if (born.month, born.day) == (2, 29) and year % 4
+               else born.replace(year=year))
+        nine = datetime.combine(day, time(9, 0), tzinfo=local(n)).astimezone(UTC)
+        if nine > after:
+            return nine
+    raise AssertionError(n)
+
+
 def test_a_birthday_journey_deployed_over_existing_profiles_sends_at_nine_local() -> None:
+    """10,000 profiles made before the journey, in six time zones, birthdays all over
+    the year: on deploy each gets one timer at 09:00 local on its next birthday (the
+    store says so), and two days of the fake clock send exactly those born on them, at
+    09:00 local, once."""
     eng = InMemoryEngine.from_folder(LIBRARY, start=DEPLOY, only=["special_dates"])
     for n in range(PROFILES):  # they exist before the journey is deployed
         eng.store.put_profile(person(n))
-    assert eng.deploy() == PROFILES  # one cron timer each
+    assert eng.deploy() == PROFILES  # one timer each
     assert eng.deploy() == 0  # a restart with the same journeys arms nothing
-    eng.advance(timedelta(days=3))
+    timers = {t.profile_id: t.due_at for t in eng.store.due_timers(
+        DEPLOY + timedelta(days=800), 2 * PROFILES)}
+    assert timers == {f"p{n}": nine_on_next_birthday(n, DEPLOY) for n in range(PROFILES)}
+
+    eng.advance(timedelta(days=2))
+    end = DEPLOY + timedelta(days=2)
     sent = {m.profile: m.at for m in eng.sent}
     assert len(eng.sent) == len(sent)  # once each
-    expected = {f"p{n}" for n in range(PROFILES) if n % 3 != 2}
-    assert set(sent) == expected
-    for n in range(PROFILES):
-        at = sent.get(f"p{n}")
-        if at is not None:
-            when = at.astimezone(local(n))
-            assert (when.time(), when.strftime("%m-%d")) == (
-                time(9, 0), BIRTHDAYS[n % 3][5:]), (n, iso(at))
+    expected = {f"p{n}": nine_on_next_birthday(n, DEPLOY) for n in range(PROFILES)
+                if nine_on_next_birthday(n, DEPLOY) <= end}
+    assert len(expected) > 40  # born on one of these two days, in some zone
+    assert sent == expected
+    for pid, at in sent.items():
+        n = int(pid[1:])
+        when = at.astimezone(local(n))
+        assert (when.time(), when.strftime("%m-%d")) == (time(9, 0),
+                                                         birthday(n).strftime("%m-%d"))
 
 
 def test_a_change_of_time_zone_moves_the_next_birthday_send() -> None:
@@ -80,26 +105,46 @@ steps:
 """
 
 
-def test_a_dormant_segment_enters_quiet_profiles_without_an_event(tmp_path: Path) -> None:
-    folder = write_folder(tmp_path / "j", {"dormant": DORMANT},
-                          {"miss_you": stub_email("miss_you")},
-                          policy="timezone: UTC\nconsent_required: [email]\n")
+DORMANT_TAG = """
+journey: dormant
+version: 1
+entry:
+  segment:
+    when:
+      all:
+        - profile.computed.orders_count: {gte: 1}
+        - profile.computed.days_since_last_order: {gte: 30}
+steps:
+  - id: tag
+    update_profile: {set: {dormant: true}}
+"""
+
+
+def test_a_dormant_segment_enters_ten_thousand_quiet_profiles_without_an_event(
+        tmp_path: Path) -> None:
+    """10,000 profiles whose last order was 1 hour to 50 days before the deploy, and no
+    event after: each enters when it reaches 30 days without an order (those past it
+    at the deploy, at once), within the hour."""
+    folder = write_folder(tmp_path / "j", {"dormant": DORMANT_TAG}, {},
+                          policy="timezone: UTC\n")
     eng = InMemoryEngine.from_folder(folder, start=DEPLOY)
-    count = 2_000
+    count = 10_000
     last_orders = {}
-    for n in range(count):  # last ordered between 50 days and 1 hour ago
+    for n in range(count):
         last = DEPLOY - timedelta(hours=1 + n * 24 * 50 / count)
         last_orders[f"p{n}"] = last
-        eng.store.put_profile(Profile(f"p{n}", {"email": f"p{n}@example.com",
-                                                "consent": {"email": True}},
+        eng.store.put_profile(Profile(f"p{n}", {"email": f"p{n}@example.com"},
                                       {"orders_count": 1, "last_order_at": iso(last)}))
     eng.deploy()
     eng.advance(timedelta(days=31))
-    sent = {m.profile: m.at for m in eng.sent}
-    assert set(sent) == set(last_orders)
+    late = []
     for pid, last in last_orders.items():
+        [enrollment] = eng.enrollments(pid, "dormant")
         due = max(DEPLOY, last + timedelta(days=30))
-        assert timedelta(0) <= sent[pid] - due <= timedelta(hours=1), pid
+        if not timedelta(0) <= enrollment.entered_at - due <= timedelta(hours=1):
+            late.append((pid, enrollment.entered_at, due))
+    assert late == []
+    assert eng.profile("p0").traits["dormant"] is True
 
 
 def test_an_order_moves_the_dormant_date_and_a_quiet_profile_is_not_entered_early(
@@ -116,3 +161,49 @@ def test_an_order_moves_the_dormant_date_and_a_quiet_profile_is_not_entered_earl
     assert eng.sent == []
     eng.advance(timedelta(hours=2))
     assert [m.at for m in eng.sent] == [DEPLOY + timedelta(days=50)]
+
+
+ANNIVERSARY = """
+journey: anniversary
+version: 1
+entry:
+  segment:
+    when:
+      profile.traits.signed_up_at: {before: 365d}
+steps:
+  - id: thanks
+    send: {channel: email, template: thanks}
+"""
+
+
+def test_a_signup_anniversary_enters_a_year_after_signup_with_no_event(
+        tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"anniversary": ANNIVERSARY},
+                          {"thanks": stub_email("thanks")}, policy="timezone: UTC\n")
+    eng = InMemoryEngine.from_folder(folder, start=DEPLOY)
+    eng.identify("ana", {"email": "ana@example.com",
+                         "signed_up_at": iso(DEPLOY - timedelta(days=300))})
+    eng.advance(timedelta(days=64))
+    assert eng.sent == []
+    eng.advance(timedelta(days=2))
+    [message] = eng.sent
+    assert timedelta(0) < message.at - (DEPLOY + timedelta(days=65)) <= timedelta(minutes=1)
+
+
+def test_next_change_of_time_conditions() -> None:
+    from engine.core.time_conditions import next_change, time_dependent
+    from rules import parse_condition
+
+    ordered = Profile("p", {}, {"last_order_at": iso(DEPLOY)})
+    dormant = parse_condition({"profile.computed.days_since_last_order": {"gt": 29}})
+    assert time_dependent(dormant)
+    assert next_change(dormant, ordered, DEPLOY) == DEPLOY + timedelta(days=30)
+    assert next_change(dormant, ordered, DEPLOY + timedelta(days=30)) is None
+    assert next_change(dormant, Profile("p"), DEPLOY) is None  # never ordered
+    static = parse_condition({"profile.computed.orders_count": {"gte": 2}})
+    assert not time_dependent(static)
+    born = Profile("p", {"birthday": "1990-06-10", "timezone": "Asia/Tokyo"})
+    birthday = parse_condition({"profile.computed.birthday_today": True})
+    assert next_change(birthday, born, DEPLOY) == datetime(2026, 6, 9, 15, 0, tzinfo=UTC)
+    assert next_change(birthday, born, datetime(2026, 6, 9, 15, 0, tzinfo=UTC)) == datetime(
+        2026, 6, 10, 15, 0, tzinfo=UTC)
