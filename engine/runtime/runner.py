@@ -391,7 +391,7 @@ class Runner:
                           recency=self.computed.config["rfm"]["recency"])
         unit.cancel_timer(f"time:{jid}:{profile.id}")
         if due is not None:
-            unit.add_timer(self._time_timer(jid, profile.id, due))
+            unit.add_timer(self._time_timer(jid, profile.id, _next_hour(due)))
 
     def _cron_fired(self, unit: UnitOfWork, timer: ScheduleTimer, now: datetime) -> None:
         journey = self.journeys.get(timer.journey)
@@ -423,6 +423,17 @@ class Runner:
         if member != was_member:
             unit.set_segment_member(view.id, journey.id, member)
         self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
+
+
+TIME_ENTRY_STEP = timedelta(hours=1)  # how late a time-driven segment entry may be
+
+
+def _next_hour(due: datetime) -> datetime:
+    """`due` rounded up to the hour: the checks of everyone whose condition changes
+    within the same hour come due together and are handled in batches (an entry at most
+    an hour late, ADR 0009)."""
+    floor = due.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == due else floor + TIME_ENTRY_STEP
 
 
 def _daily_time(schedule: str) -> dt_time | None:
