@@ -63,6 +63,7 @@ from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
 from journeys.errors import TemplateRenderError
 from journeys.model import Policy
+from rules import evaluate
 from rules.conditions import Condition
 
 LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
@@ -314,11 +315,18 @@ class Runner:
 
     def entry_timer(self, jid: str, profile: Profile, now: datetime) -> ScheduleTimer | None:
         """The timer that makes `profile` meet journey `jid`'s time-driven entry when it
-        is deployed: its next cron firing, or a segment check due at once."""
+        is deployed: its next cron firing; for a segment, a check due at once if the
+        profile is in it now, else at the next instant its condition may change."""
         if jid in self._cron:
             return self._cron_timer(jid, profile, now)
         if jid in self._time_segments:
-            return self._time_timer(jid, profile.id, now)
+            view = self.computed.view(profile, now, self.policy.timezone)
+            if evaluate(self._time_segments[jid], {"profile": view.facts()}, now):
+                return self._time_timer(jid, profile.id, now)  # in it now: enter at once
+            due = next_change(self._time_segments[jid], profile, now,
+                              default_tz=self.policy.timezone,
+                              recency=self.computed.config["rfm"]["recency"])
+            return None if due is None else self._time_timer(jid, profile.id, _next_hour(due))
         return None
 
     def _zone(self, profile: Profile) -> str:
