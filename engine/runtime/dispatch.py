@@ -167,12 +167,17 @@ class Dispatcher:
         return chunk, deliver
 
     def _in_turn(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
-        """The order sends compete for a cap in: higher journey priority first, then the
-        order they were queued in (stable, so a replay decides the same)."""
+        """The order sends compete for a cap in: each profile's (caps are per profile)
+        higher journey priority first, then in the order they were queued (stable, so a
+        replay decides the same); profiles in the order they were claimed."""
         gate = self.gate
         if gate is None:
             return entries
-        return sorted(entries, key=lambda e: (-gate.priority(e.journey), e.created_at))
+        by_profile: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            by_profile.setdefault(entry.profile_id, []).append(entry)
+        return [entry for group in by_profile.values() for entry in sorted(
+            group, key=lambda e: (-gate.priority(e.journey), e.created_at))]
 
     def _load_admitted(self, entries: list[OutboxEntry], now: datetime, chunk: _Chunk) -> None:
         if self.gate is None or not self.gate.longest_cap:
