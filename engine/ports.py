@@ -127,6 +127,7 @@ class OutboxEntry:
     rendered: Rendered
     created_at: datetime
     attempts: int = 0  # delivery attempts so far, this one included once claimed
+    admitted_at: datetime | None = None  # when the policy let it go (counted for caps)
 
     def message(self, at: datetime | None = None) -> Message:
         """The message to deliver `at` (the delivery time; default: when it was queued)."""
@@ -451,10 +452,24 @@ class OutboxStore(Protocol):
         already: the exactly-once guard for sends."""
         ...
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        """Lease up to `limit` due sends (oldest first) and count the attempt; commits on
-        its own: the lease is what keeps a second dispatcher off these rows."""
+        """Lease due sends (oldest first) and count the attempt: the profiles of up to
+        `limit` due rows, each with *every* due send it has, so a profile's competing
+        sends are decided together. Inside the caller's transaction (the dispatcher's
+        admission), or on its own: the lease is what keeps a second dispatcher off these
+        rows once committed. PostgreSQL skips rows and profiles another transaction is
+        claiming (a profile is taken only if all its due rows are)."""
         ...
     def mark_sent(self, key: str, at: datetime) -> None: ...
+    def mark_admitted(self, key: str, at: datetime) -> None:
+        """The policy let this send go at `at`: from now on it counts against the
+        profile's frequency caps (until it is skipped or failed), and a later claim
+        delivers it without deciding again."""
+        ...
+    def admitted_since(self, profile_ids: Collection[str],
+                       since: datetime) -> dict[str, list[tuple[str, datetime]]]:
+        """Per profile, the (channel, admitted at) of its sends admitted after `since`
+        that are pending or sent, oldest first (frequency caps)."""
+        ...
     def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
     def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:

@@ -43,6 +43,7 @@ from engine.runtime.policy import PolicyGate
 from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
+from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.versions import apply, closed_journeys, deployed_journeys
 from engine.runtime.worker import Worker
@@ -92,7 +93,8 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
                     policy=library.policy, identity_traits=tuple(identify_by),
                     decision_log=decision_log, versions=versions, closed=closed)
-    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
+    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()},
+                      {jid: j.model.priority for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
                             decision_log=decision_log)
     worker = Worker(runner, store, clock, name=name, budget=budget)
@@ -149,7 +151,9 @@ class Service:
 
     def start(self) -> None:
         """Start the event, timer and outbox loops (not the API): each runs when there
-        is work (engine/runtime/loops.py)."""
+        is work (engine/runtime/loops.py). Journeys with time-driven entries deployed
+        since the last start reach the existing profiles first."""
+        arm_time_entries(self.runner, self.store, self.clock.now())
         self._stop.clear()
         loops = {
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,

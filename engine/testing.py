@@ -23,6 +23,7 @@ from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Decision, Failure, Message
 from engine.runtime.events import normalize
+from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.runtime.why import Why
 from engine.runtime.why import why as explain
@@ -179,10 +180,18 @@ class InMemoryEngine:
         return cls(library, start=start, backend=backend)
 
     def use_store(self, store: Any) -> None:
-        """Run on another Store (a SqlStore, say) with the same clock and channel."""
+        """Run on another Store (a SqlStore, say) with the same clock and channel; the
+        journeys are deployed on it (`deploy`)."""
         self.store = store
         self.worker.store = store
         self.dispatcher.store = store
+        self.deploy()
+
+    def deploy(self) -> int:
+        """What `serve` does on start: the time-driven entries (schedules, segments that
+        change with time) of journeys new to this store reach its existing profiles.
+        Returns how many timers were armed."""
+        return arm_time_entries(self.runner, self.store, self.clock.now())
 
     # --- time ----------------------------------------------------------------------
 

@@ -96,9 +96,16 @@ class QuietHours(Strict):
         return check_hhmm(value)
 
 
+OnCap = Literal["delay", "drop"]
+
+
 class Cap(Strict):
+    """At most `max` sends per `per` on a channel; a send over it is dropped (`on_cap:
+    drop`, the default) or delayed until the cap allows it (`on_cap: delay`)."""
+
     max: int = Field(ge=0)
     per: Duration
+    on_cap: OnCap = "drop"
 
 
 class PolicyOverride(Strict):
@@ -108,6 +115,7 @@ class PolicyOverride(Strict):
     frequency_caps: dict[str, Cap] | None = None
     ignore_frequency_caps: bool = False
     consent_required: list[str] | None = None
+    on_cap: OnCap | None = None  # this journey's sends over a cap: delay or drop
 
 
 class Migrate(Strict):
@@ -133,6 +141,7 @@ class Journey(Strict):
     goal: Goal | None = None
     policy: PolicyOverride | None = None
     migrate: Migrate | None = None
+    priority: int = 0  # when sends compete for a frequency cap, the higher one goes first
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("journey")

@@ -1,21 +1,27 @@
 """The outbox dispatcher: deliver queued sends through the channel adapters.
 
 A send is rendered and queued in the same transaction as the step that made it
-(engine/runtime/runner.py); delivery happens here, outside any transaction:
+(engine/runtime/runner.py); the dispatcher admits it, then delivers it:
 
-1. `claim_outbox` leases due rows (pending, `next_attempt_at` <= now) by pushing their
-   `next_attempt_at` to now + lease and counting the attempt; it commits at once.
-2. Each row is checked against the journey as it is *now*: a send whose enrollment
-   exited after it was queued (an exit_when while it waited for quiet hours to end), or
-   whose profile was merged into another, is not delivered; then the policy
-   (engine/runtime/policy.py) may defer it (quiet hours) or skip it (no consent, over a
-   frequency cap, counted in order inside the claim); last, a send with no address for
-   its channel is skipped as `no_address`. Each outcome is in the decision log.
-3. The channel sends. Success marks the row `sent`. A `DeliveryError(permanent=True)`,
-   or no adapter for the channel, marks it `failed` with the reason. Anything else is
-   transient: the row goes back to pending with an exponential backoff, until
-   `max_attempts`, after which it is `failed`.
-4. The outcomes of a chunk of rows are written in one transaction.
+1. **Admission, in one transaction.** `claim_outbox` leases due rows (pending,
+   `next_attempt_at` <= now) by pushing their `next_attempt_at` to now + lease and
+   counting the attempt; it takes each profile it claims with *all* its due sends, and
+   on PostgreSQL locks the profiles, so a profile's competing sends are decided together
+   by one process. They are decided highest journey `priority` first, then oldest
+   first. Each row is checked against the journey as it is *now*: a send whose
+   enrollment exited after it was queued (an exit_when while it waited for quiet hours
+   to end), or whose profile was merged into another, is not delivered; then the policy
+   (engine/runtime/policy.py) may defer it (quiet hours, a cap with `on_cap: delay`) or
+   skip it (no consent, a cap with `on_cap: drop`), caps counted from the sends the
+   store *admitted* in the window plus those admitted so far in this admission; last, a
+   send with no address for its channel is skipped as `no_address`. An admitted send is
+   marked so (it counts against caps from then on). Each outcome is in the decision log.
+2. **Delivery, outside any transaction.** The channel sends. Success marks the row
+   `sent`. A `DeliveryError(permanent=True)`, or no adapter for the channel, marks it
+   `failed` with the reason. Anything else is transient: the row goes back to pending
+   with an exponential backoff, until `max_attempts`, after which it is `failed`; an
+   admitted row is not decided again when retried.
+3. The outcomes of a chunk of rows are written in one transaction.
 
 An exception in our own code while handling one row (hostile data in a profile, a
 bug) is that row's alone: it is retried with backoff like a transient failure, then
@@ -98,9 +104,11 @@ class _Chunk:
 
     enrollments: dict[str, Enrollment]
     profiles: dict[str, Profile]
+    claimed: int = 0
     outcomes: list[Callable[[], object]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
-    sent: dict[tuple[str, str], int] = field(default_factory=dict)  # decided in this claim
+    # (profile, channel) -> admission times within the longest cap window, oldest first
+    admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -126,21 +134,99 @@ class Dispatcher:
     def dispatch_due(self) -> int:
         """Deliver every send due now; returns how many rows were tried."""
         tried = 0
-        while entries := self.store.claim_outbox(self.clock.now(), self.batch, self.lease):
-            self._dispatch(entries)
-            tried += len(entries)
+        while (admission := self._admit()) is not None:
+            chunk, deliver = admission
+            tried += chunk.claimed
+            self._deliver(deliver, chunk)
         return tried
 
-    def _dispatch(self, entries: list[OutboxEntry]) -> None:
-        chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
-                       self.store.load_profiles({e.profile_id for e in entries}))
+    # --- admission: one transaction -----------------------------------------------------
+
+    def _admit(self) -> tuple[_Chunk, list[OutboxEntry]] | None:
+        """Claim due sends (each claimed profile with all its due sends) and decide each,
+        highest priority first, in one transaction; returns the admitted ones to deliver
+        (None when nothing is due). Caps count what the store admitted before and what
+        this admission admits, send by send, so they hold within a batch and, the claim
+        locking the profiles, across processes."""
+        with self.store.transaction():
+            now = self.clock.now()
+            entries = self.store.claim_outbox(now, self.batch, self.lease)
+            if not entries:
+                return None
+            chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
+                           self.store.load_profiles({e.profile_id for e in entries}),
+                           claimed=len(entries))
+            self._load_admitted(entries, now, chunk)
+            deliver: list[OutboxEntry] = []
+            for entry in self._in_turn(entries):
+                try:
+                    if self._admit_one(entry, now, chunk):
+                        deliver.append(entry)
+                except Exception as exc:  # our own code, on this row's data: this row alone
+                    self._broken(entry, exc, chunk)
+            for outcome in chunk.outcomes:
+                outcome()
+            self.store.record_decisions(chunk.decisions)
+            chunk.outcomes.clear()
+            chunk.decisions.clear()
+        return chunk, deliver
+
+    def _in_turn(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """The order sends compete for a cap in: each profile's (caps are per profile)
+        higher journey priority first, then in the order they were queued (stable, so a
+        replay decides the same); profiles in the order they were claimed."""
+        gate = self.gate
+        if gate is None:
+            return entries
+        by_profile: dict[str, list[OutboxEntry]] = {}
+        for entry in entries:
+            by_profile.setdefault(entry.profile_id, []).append(entry)
+        return [entry for group in by_profile.values() for entry in sorted(
+            group, key=lambda e: (-gate.priority(e.journey), e.created_at))]
+
+    def _load_admitted(self, entries: list[OutboxEntry], now: datetime, chunk: _Chunk) -> None:
+        if self.gate is None or not self.gate.longest_cap:
+            return
+        admitted = self.store.admitted_since({e.profile_id for e in entries},
+                                             now - self.gate.longest_cap)
+        for profile_id, sends in admitted.items():
+            for channel, at in sends:
+                chunk.admitted.setdefault((profile_id, channel), []).append(at)
+        for times in chunk.admitted.values():
+            times.sort()
+
+    def _admit_one(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
+        """Decide one send; True to deliver it. Anything else is settled here (skipped as
+        no longer wanted, deferred or skipped by the policy, no address, no adapter)."""
+        unwanted = self._unwanted(entry, chunk)
+        if unwanted is not None:
+            reason, details = unwanted
+            self._skip(entry, reason, details, now, chunk)
+            return False
+        if self.gate is not None and not self._allowed(entry, now, chunk):
+            return False
+        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
+            self._skip(entry, "no_address", {}, now, chunk)
+            return False
+        if entry.channel not in self.channels:
+            self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel", chunk)
+            return False
+        if entry.admitted_at is None:
+            chunk.outcomes.append(partial(self.store.mark_admitted, entry.key, now))
+            chunk.admitted.setdefault((entry.profile_id, entry.channel), []).append(now)
+        return True
+
+    # --- delivery: outside any transaction ----------------------------------------------
+
+    def _deliver(self, entries: list[OutboxEntry], chunk: _Chunk) -> None:
         failing: set[str] = set()  # channels that failed transiently in this claim
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             try:
-                channel = self._channel_for(entry, failing, chunk)
-                if channel is None:
+                if entry.channel in failing:
+                    self._hold(entry, chunk)
                     continue
+                channel = self.channels[entry.channel]
                 if isinstance(channel, BatchChannel):
                     batched.setdefault(entry.channel, []).append(entry)
                     continue
@@ -164,30 +250,6 @@ class Dispatcher:
                 self.store.record_decisions(chunk.decisions)
             chunk.outcomes.clear()
             chunk.decisions.clear()
-
-    def _channel_for(self, entry: OutboxEntry, failing: set[str],
-                     chunk: _Chunk) -> Channel | None:
-        """The adapter to send `entry` with, or None once the row is settled otherwise
-        (held back behind a failing channel, no longer wanted by its journey, deferred or
-        skipped by the policy, or no adapter)."""
-        if entry.channel in failing:
-            self._hold(entry, chunk)
-            return None
-        now = self.clock.now()
-        unwanted = self._unwanted(entry, chunk)
-        if unwanted is not None:
-            reason, details = unwanted
-            self._skip(entry, reason, details, now, chunk)
-            return None
-        if self.gate is not None and not self._allowed(entry, now, chunk):
-            return None
-        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
-            self._skip(entry, "no_address", {}, now, chunk)
-            return None
-        channel = self.channels.get(entry.channel)
-        if channel is None:
-            self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel", chunk)
-        return channel
 
     @staticmethod
     def _unwanted(entry: OutboxEntry,
@@ -263,18 +325,18 @@ class Dispatcher:
 
     def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count
-        what the store has sent plus what this claim has decided to send so far."""
+        the sends admitted before this admission and in it so far; a send admitted
+        already (now retried) has been counted and is not capped again."""
         assert self.gate is not None
 
-        def sent_since(profile_id: str, channel: str, since: datetime) -> int:
-            return (self.store.count_sent(profile_id, channel, since)
-                    + chunk.sent.get((profile_id, channel), 0))
+        def admitted_since(profile_id: str, channel: str, since: datetime) -> list[datetime]:
+            if entry.admitted_at is not None:
+                return []
+            return [at for at in chunk.admitted.get((profile_id, channel), ()) if at > since]
 
         verdict = self.gate.decide(entry, chunk.profiles.get(entry.profile_id), now,
-                                   sent_since)
+                                   admitted_since)
         if verdict.action == "send":
-            key = (entry.profile_id, entry.channel)
-            chunk.sent[key] = chunk.sent.get(key, 0) + 1
             return True
         details = dict(verdict.details)
         if verdict.action == "defer":

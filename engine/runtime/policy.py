@@ -6,13 +6,17 @@ The dispatcher asks `PolicyGate.decide` before each send (engine/runtime/dispatc
   true. False (opted out, unsubscribed) or missing (unknown) skips the send.
 - **quiet hours**, in the profile's own time zone (`timezone` trait, else the policy's):
   a send due inside them waits until they end (DST-correct local time), it is not dropped.
-- **frequency caps** per channel across all journeys, counted from the outbox's sent
-  rows in the store (so they hold across workers): a send over the cap is skipped, not
-  queued for later, because a marketing message a week late is worse than none.
+- **frequency caps** per channel across all journeys, counted from the sends the store
+  has *admitted* (engine/runtime/dispatch.py decides a profile's competing sends in one
+  transaction, highest journey `priority` first, so caps hold across workers and within
+  a batch): a send over the cap is dropped (`on_cap: drop`, the default: a marketing
+  message a week late is often worse than none) or delayed until the oldest counted
+  send leaves the window (`on_cap: delay`).
 
 A journey's own `policy:` overrides the global one: `quiet_hours: false` turns quiet
 hours off, `frequency_caps` replaces the caps of the channels it names,
-`ignore_frequency_caps: true` turns caps off, `consent_required` replaces the list.
+`ignore_frequency_caps: true` turns caps off, `consent_required` replaces the list,
+`on_cap` chooses delay or drop for all its sends.
 Every skip and deferral is recorded in the decision log by the dispatcher.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
 from engine.core.model import Profile
@@ -28,7 +32,9 @@ from engine.core.times import local_zone, next_local_time
 from engine.ports import OutboxEntry
 from journeys.model import Cap, Policy, PolicyOverride, QuietHours
 
-SentSince = Callable[[str, str, datetime], int]  # (profile, channel, since) -> sends
+# (profile, channel, since) -> the admission times of the sends counted against a cap
+# after `since`, oldest first
+SentSince = Callable[[str, str, datetime], list[datetime]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Rules:
     quiet_hours: QuietHours | None
     caps: Mapping[str, Cap]
     consent_required: tuple[str, ...]
+    on_cap: str | None = None  # the journey's choice, over each cap's own
 
 
 def consent_state(traits: Mapping[str, Any], channel: str) -> str:
@@ -71,10 +78,23 @@ def in_quiet_hours(local: time, quiet: QuietHours) -> bool:
 
 class PolicyGate:
     def __init__(self, policy: Policy,
-                 overrides: Mapping[str, PolicyOverride | None] | None = None) -> None:
+                 overrides: Mapping[str, PolicyOverride | None] | None = None,
+                 priorities: Mapping[str, int] | None = None) -> None:
         self.policy = policy
         self._rules = {jid: self._merge(o) for jid, o in (overrides or {}).items()}
         self._default = self._merge(None)
+        self._priorities = dict(priorities or {})
+
+    def priority(self, journey: str) -> int:
+        """The journey's `priority` (0 by default): higher goes first for a cap."""
+        return self._priorities.get(journey, 0)
+
+    @property
+    def longest_cap(self) -> timedelta:
+        """The longest cap window of any journey: how far back admissions matter."""
+        windows = [cap.per for rules in (self._default, *self._rules.values())
+                   for cap in rules.caps.values()]
+        return max(windows, default=timedelta(0))
 
     def _merge(self, override: PolicyOverride | None) -> Rules:
         base = self.policy
@@ -90,7 +110,7 @@ class PolicyGate:
             **base.frequency_caps, **(override.frequency_caps or {})}
         consent = (override.consent_required if override.consent_required is not None
                    else base.consent_required)
-        return Rules(quiet, caps, tuple(consent))
+        return Rules(quiet, caps, tuple(consent), override.on_cap)
 
     def rules(self, journey: str) -> Rules:
         return self._rules.get(journey, self._default)
@@ -117,8 +137,19 @@ class PolicyGate:
                            details={"allowed": list(codes)})
         cap = rules.caps.get(entry.channel)
         if cap is not None:
-            sent = sent_since(entry.profile_id, entry.channel, now - cap.per)
-            if sent >= cap.max:
-                return Verdict("skip", "frequency_cap", details={
-                    "max": cap.max, "per_seconds": cap.per.total_seconds(), "sent": sent})
+            counted = sent_since(entry.profile_id, entry.channel, now - cap.per)
+            if len(counted) >= cap.max:
+                return self._capped(cap, rules.on_cap or cap.on_cap, counted, entry)
         return SEND
+
+    def _capped(self, cap: Cap, on_cap: str, counted: list[datetime],
+                entry: OutboxEntry) -> Verdict:
+        """Over the cap: drop it, or delay it until the oldest send that keeps the cap
+        full leaves the window (then it competes again, by priority)."""
+        details: dict[str, Any] = {
+            "max": cap.max, "per_seconds": cap.per.total_seconds(), "sent": len(counted),
+            "on_cap": on_cap, "priority": self.priority(entry.journey)}
+        if on_cap == "delay" and cap.max > 0:
+            until = counted[len(counted) - cap.max] + cap.per
+            return Verdict("defer", "frequency_cap", until, details)
+        return Verdict("skip", "frequency_cap", details=details)

@@ -18,8 +18,10 @@ Order of work for one event (design.md, "the flow of one event"):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -47,6 +49,12 @@ from engine.core.model import (
 )
 from engine.core.profiles import ComputedTraits
 from engine.core.steps.update_profile import apply_update
+from engine.core.time_conditions import (
+    birthday_only,
+    birthday_windows,
+    next_change,
+    time_dependent,
+)
 from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
@@ -56,6 +64,8 @@ from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
 from journeys.errors import TemplateRenderError
 from journeys.model import Policy
+from rules import evaluate
+from rules.conditions import Condition
 from rules.explain import explain, values
 
 LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
@@ -95,6 +105,20 @@ class Runner:
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
                       for jid, j in self.journeys.items() if j.model.entry.schedule}
         self._interested: dict[Any, tuple[CompiledJourney, ...]] = {}
+        self._triggers: dict[tuple[str, str], CronTrigger] = {}  # (journey, zone) -> trigger
+        # schedules whose `when` holds only on a birthday: armed for the birthday's
+        # firing, not every day's
+        self._birthday_crons = {jid for jid in self._cron if birthday_only(
+            self.journeys[jid].loaded.conditions.get(("entry", "when")))}
+        # segment entries whose condition reads a trait that changes with time alone
+        # (days since the last order, birthday_today): each profile keeps a timer at
+        # the next instant its condition may change (engine/core/time_conditions.py)
+        self._time_segments: dict[str, Condition] = {}
+        for jid, j in self.journeys.items():
+            condition = j.loaded.conditions.get(("entry", "segment", "when"))
+            if j.model.entry.kind == "segment" and condition is not None and time_dependent(
+                    condition):
+                self._time_segments[jid] = condition
 
     def interested(self, event_name: Any) -> tuple[CompiledJourney, ...]:
         """The journeys whose rules can match an event of this name, in library order
@@ -124,6 +148,9 @@ class Runner:
             self._record_consent(unit, before, profile, event, now)
         if before is None:
             self._arm_cron(unit, profile, now)
+        elif self._zone(before) != self._zone(profile) or before.traits.get(
+                "birthday") != profile.traits.get("birthday"):
+            self._arm_cron(unit, profile, now, replace=True)  # 09:00 in the new zone
         # One view of the profile until a step changes it: the per-journey loop stays in
         # memory. The active enrollments are the unit's, at most one per journey.
         active = {e.journey: e for e in unit.active_enrollments(pid)}
@@ -226,6 +253,8 @@ class Runner:
                                   now=now, segment=True)
             if member != was_member:
                 unit.set_segment_member(view.id, journey.id, member)
+            if journey.id in self._time_segments:
+                self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
         return changed
 
     def _not_entered(self, unit: UnitOfWork, journey: CompiledJourney, profile_id: str,
@@ -437,19 +466,108 @@ class Runner:
             now, timer.profile_id, timer.journey, timer.step, "fired_late", "timer_overdue",
             {"due_at": iso(timer.due_at), "late_seconds": (now - timer.due_at).total_seconds()}))
 
-    def _arm_cron(self, unit: UnitOfWork, profile: Profile, now: datetime) -> None:
-        for jid in self._cron:
-            self._arm_one(unit, jid, profile, now)
+    # --- time-driven entries ---------------------------------------------------------
 
-    def _arm_one(self, unit: UnitOfWork, jid: str, profile: Profile, now: datetime) -> None:
+    def time_entries(self) -> dict[str, str]:
+        """The journeys with time-driven entries (schedules, segments that change with
+        time), each with a fingerprint of what its timers depend on: a deploy arms the
+        existing profiles when it changes (engine/runtime/time_entries.py)."""
+        found: dict[str, str] = {}
+        for jid, journey in self.journeys.items():
+            entry = journey.model.entry
+            if jid in self._cron or jid in self._time_segments:
+                segment = entry.segment.when if entry.segment is not None else None
+                found[jid] = (f"{entry.kind}|{entry.schedule}|{segment!r}|"
+                              f"{self.policy.timezone}")
+        return found
+
+    def entry_timer(self, jid: str, profile: Profile, now: datetime) -> ScheduleTimer | None:
+        """The timer that makes `profile` meet journey `jid`'s time-driven entry when it
+        is deployed: its next cron firing; for a segment, a check due at once if the
+        profile is in it now, else at the next instant its condition may change."""
+        if jid in self._cron:
+            return self._cron_timer(jid, profile, now)
+        if jid in self._time_segments:
+            view = self.computed.view(profile, now, self.policy.timezone)
+            if evaluate(self._time_segments[jid], {"profile": view.facts()}, now):
+                return self._time_timer(jid, profile.id, now)  # in it now: enter at once
+            due = next_change(self._time_segments[jid], profile, now,
+                              default_tz=self.policy.timezone,
+                              recency=self.computed.config["rfm"]["recency"])
+            return None if due is None else self._time_timer(jid, profile.id, _next_hour(due))
+        return None
+
+    def _zone(self, profile: Profile) -> str:
+        return str(local_zone(profile.traits, self.policy.timezone))
+
+    def _arm_cron(self, unit: UnitOfWork, profile: Profile, now: datetime, *,
+                  replace: bool = False) -> None:
+        for jid in self._cron:
+            self._arm_one(unit, jid, profile, now, replace=replace)
+        if replace:  # a birthday's local midnight moves with the zone
+            for jid in self._time_segments:
+                self._arm_time(unit, jid, profile, now)
+
+    def _arm_one(self, unit: UnitOfWork, jid: str, profile: Profile, now: datetime, *,
+                 replace: bool = False) -> None:
+        timer = self._cron_timer(jid, profile, now)
+        if replace:
+            unit.cancel_timer(f"cron:{jid}:{profile.id}")
+        if timer is not None:
+            unit.add_timer(timer)
+
+    def _cron_timer(self, jid: str, profile: Profile, now: datetime) -> ScheduleTimer | None:
+        due = self._next_firing(jid, profile, now)
+        if due is None:
+            return None
+        return ScheduleTimer(key=f"cron:{jid}:{profile.id}", enrollment_id="",
+                             profile_id=profile.id, journey=jid, step=CRON_STEP,
+                             occurrence=0, due_at=due)
+
+    def _next_firing(self, jid: str, profile: Profile, now: datetime) -> datetime | None:
+        """The schedule's next firing for this profile, in its time zone; for a schedule
+        that can only enter on a birthday, the first firing within the next birthday."""
         tz = local_zone(profile.traits, self.policy.timezone)
-        trigger = CronTrigger.from_crontab(self.journeys[jid].model.entry.schedule or "",
-                                           timezone=tz)
-        due = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
+        after = now + timedelta(seconds=1)
+        if jid not in self._birthday_crons:
+            return self._firing(jid, tz, after)
+        for start, end in birthday_windows(profile.traits, now, self.policy.timezone):
+            due = self._firing(jid, tz, max(after, start))
+            if due is not None and due < end:
+                return due
+        return None  # no birthday known: it cannot enter (a new `birthday` re-arms it)
+
+    def _firing(self, jid: str, tz: ZoneInfo, after: datetime) -> datetime | None:
+        schedule = self.journeys[jid].model.entry.schedule or ""
+        daily = _daily_time(schedule)
+        if daily is not None:  # "M H * * *": no need for the general (slow) computation
+            local = after.astimezone(tz)
+            due = datetime.combine(local.date(), daily, tzinfo=tz)
+            if due < local:
+                due = datetime.combine(local.date() + timedelta(days=1), daily, tzinfo=tz)
+            return due.astimezone(UTC)
+        trigger = self._triggers.get((jid, str(tz)))
+        if trigger is None:
+            trigger = CronTrigger.from_crontab(schedule, timezone=tz)
+            self._triggers[(jid, str(tz))] = trigger
+        fired: datetime | None = trigger.get_next_fire_time(None, after)
+        return fired
+
+    @staticmethod
+    def _time_timer(jid: str, profile_id: str, due: datetime) -> ScheduleTimer:
+        return ScheduleTimer(key=f"time:{jid}:{profile_id}", enrollment_id="",
+                             profile_id=profile_id, journey=jid, step=CRON_STEP,
+                             occurrence=0, due_at=due)
+
+    def _arm_time(self, unit: UnitOfWork, jid: str, profile: Profile, now: datetime) -> None:
+        """Keep the profile's one timer for a time-changing segment at the next instant
+        its condition may change (none if time alone never changes it)."""
+        due = next_change(self._time_segments[jid], profile, now,
+                          default_tz=self.policy.timezone,
+                          recency=self.computed.config["rfm"]["recency"])
+        unit.cancel_timer(f"time:{jid}:{profile.id}")
         if due is not None:
-            unit.add_timer(ScheduleTimer(key=f"cron:{jid}:{profile.id}", enrollment_id="",
-                                         profile_id=profile.id, journey=jid, step=CRON_STEP,
-                                         occurrence=0, due_at=due))
+            unit.add_timer(self._time_timer(jid, profile.id, _next_hour(due)))
 
     def _cron_fired(self, unit: UnitOfWork, timer: ScheduleTimer, now: datetime) -> None:
         journey = self.journeys.get(timer.journey)
@@ -457,14 +575,52 @@ class Runner:
             return
         profile = unit.get_profile(timer.profile_id)
         if profile is None:
-            return  # merged into another profile (which has its own cron timer): drop it
+            return  # merged into another profile (which has its own timer): drop it
         view = self.computed.view(profile, now, self.policy.timezone)
+        if journey.id in self._time_segments:
+            self._segment_check(unit, journey, view, now)
+            return
+        if journey.id not in self._cron:
+            return  # the journey's entry is no longer a schedule
         event = _entry_event(journey, "schedule", view, now)
         # A schedule's condition that does not hold is not recorded: it would be a row a
         # day for every person (not your birthday today), and says nothing new.
         if ENTRY in journey.events.match(self._facts(view, event, None), now):
             self._enroll(unit, journey, view, event, now)
         self._arm_one(unit, journey.id, unit.get_profile(timer.profile_id) or profile, now)
+
+    def _segment_check(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
+                       now: datetime) -> None:
+        """A segment condition re-evaluated with no event, when time may have changed
+        it: the profile enters if it just became a member; then the next check is armed."""
+        event = _entry_event(journey, "segment", view, now)
+        member = ENTRY in journey.events.match(self._facts(view, event, None), now)
+        was_member = unit.segment_member(view.id, journey.id)
+        if member and not was_member:
+            self._enroll(unit, journey, view, event, now)
+        if member != was_member:
+            unit.set_segment_member(view.id, journey.id, member)
+        self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
+
+
+TIME_ENTRY_STEP = timedelta(hours=1)  # how late a time-driven segment entry may be
+
+
+def _next_hour(due: datetime) -> datetime:
+    """`due` rounded up to the hour: the checks of everyone whose condition changes
+    within the same hour come due together and are handled in batches (an entry at most
+    an hour late, ADR 0009)."""
+    floor = due.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == due else floor + TIME_ENTRY_STEP
+
+
+def _daily_time(schedule: str) -> dt_time | None:
+    """The local time of a crontab that fires once every day at a fixed time."""
+    fields = schedule.split()
+    if (len(fields) == 5 and fields[2:] == ["*", "*", "*"] and fields[0].isdigit()
+            and fields[1].isdigit() and int(fields[0]) < 60 and int(fields[1]) < 24):
+        return dt_time(int(fields[1]), int(fields[0]))
+    return None
 
 
 def span(value: timedelta) -> str:

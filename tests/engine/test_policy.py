@@ -75,7 +75,7 @@ def test_a_cap_of_three_emails_a_week_holds_across_two_journeys(folder: Path) ->
     assert decided(eng) == [("news", "skipped", "frequency_cap"),
                             ("orders", "skipped", "frequency_cap")]
     assert held(eng)[0].details == {"channel": "email", "max": 3, "per_seconds": 604800.0,
-                                        "sent": 3}
+                                    "sent": 3, "on_cap": "drop", "priority": 0}
     # a week after the first send, one slot is free again
     eng.track("ana", "Subscribed", at=NOON + timedelta(days=7))
     assert delivered(eng)[-1] == ("news", NOON + timedelta(days=7))

@@ -352,3 +352,30 @@ def test_settings_are_kept_replaced_and_forgotten(store: Any) -> None:
     store.put_setting("sealed:unsubscribe", None)
     store.put_setting("never:there", None)
     assert store.setting("sealed:unsubscribe") is None
+
+
+def test_outbox_claim_takes_every_due_send_of_a_profile_and_counts_admissions(
+        store: Any) -> None:
+    """A profile's competing sends are claimed together (the dispatcher decides them in
+    one admission); admitted sends count for caps while pending or sent."""
+    store.enqueue_send(outbox_entry("a1", profile="a"))
+    store.enqueue_send(outbox_entry("b1", at=later(0.1), profile="b"))
+    store.enqueue_send(outbox_entry("a2", at=later(0.2), profile="a"))
+    store.enqueue_send(outbox_entry("a3", at=later(5), profile="a"))  # not due
+    lease = timedelta(minutes=5)
+    first = store.claim_outbox(later(1), 1, lease)
+    assert [e.key for e in first] == ["a1", "a2"]
+    assert all(e.admitted_at is None for e in first)
+    store.mark_admitted("a1", later(1))
+    store.mark_admitted("a2", later(1.5))
+    store.mark_sent("a1", later(1))
+    assert store.admitted_since(["a", "b"], T0) == {
+        "a": [("email", later(1)), ("email", later(1.5))]}
+    assert store.admitted_since(["a"], later(1)) == {"a": [("email", later(1.5))]}
+    store.mark_skipped("a2", "no_consent")  # no longer counted
+    assert store.admitted_since(["a"], T0) == {"a": [("email", later(1))]}
+    assert [e.key for e in store.claim_outbox(later(1), 10, lease)] == ["b1"]
+    store.mark_admitted("b1", later(1))
+    store.mark_retry("b1", later(2), "421")
+    (again,) = store.claim_outbox(later(2), 10, lease)
+    assert (again.key, again.admitted_at) == ("b1", later(1))  # admitted: not decided again

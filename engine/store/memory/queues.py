@@ -38,6 +38,7 @@ class MemoryQueues(MemoryState):
         # when each (profile, channel) was sent to: frequency caps count these, not
         # every outbox row (the dispatcher asks once per send)
         self._sent_times: dict[tuple[str, str], list[datetime]] = {}
+        self._admitted: dict[str, list[str]] = {}  # profile -> keys of admitted sends
         self.parked: dict[int, Failure] = {}
         self._failure_ids = itertools.count(1)
         self.keys: dict[str, KeyInfo] = {}  # by the key itself (a test store keeps it plain)
@@ -122,16 +123,39 @@ class MemoryQueues(MemoryState):
     # --- the outbox --------------------------------------------------------------------
 
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        claimed: list[OutboxEntry] = []
-        for key in list(self._unsent):
-            if len(claimed) == limit:
+        due = [key for key in self._unsent if (at := self.outbox[key].next_attempt_at)
+               is not None and at <= now]
+        profiles: set[str] = set()
+        for key in due:  # the profiles of the first `limit` due rows, with all their rows
+            if len(profiles) == limit:
                 break
+            profiles.add(self.outbox[key].entry.profile_id)
+        claimed: list[OutboxEntry] = []
+        for key in due:
             row = self.outbox[key]
-            if row.next_attempt_at is not None and row.next_attempt_at <= now:
+            if row.entry.profile_id in profiles:
                 self.outbox[key] = replace(row, attempts=row.attempts + 1,
                                            next_attempt_at=now + lease)
                 claimed.append(replace(row.entry, attempts=row.attempts + 1))
         return claimed
+
+    def mark_admitted(self, key: str, at: datetime) -> None:
+        row = self.outbox[key]
+        self.outbox[key] = replace(row, entry=replace(row.entry, admitted_at=at))
+        self._admitted.setdefault(row.entry.profile_id, []).append(key)
+
+    def admitted_since(self, profile_ids: Collection[str],
+                       since: datetime) -> dict[str, list[tuple[str, datetime]]]:
+        found: dict[str, list[tuple[str, datetime]]] = {}
+        for profile_id in profile_ids:
+            sends = sorted((row.entry.admitted_at, row.entry.channel) for key in
+                           self._admitted.get(profile_id, ())
+                           if (row := self.outbox[key]).status in ("pending", "sent")
+                           and row.entry.admitted_at is not None
+                           and row.entry.admitted_at > since)
+            if sends:
+                found[profile_id] = [(channel, at) for at, channel in sends]
+        return found
 
     def mark_sent(self, key: str, at: datetime) -> None:
         row = self.outbox[key]

@@ -6,15 +6,28 @@ PostgreSQL: rows are claimed with `FOR UPDATE SKIP LOCKED`, so dispatchers split
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, text, update
 
 from engine.ports import OutboxEntry
 from engine.store.sql.db import SqlBase
 from engine.store.sql.rows import outbox_entry, send_values
+
+OUTBOX_LOCK_SPACE = 0x6F7574  # the advisory locks of the outbox admission ("out")
+
+
+def outbox_lock_key(profile_id: str) -> int:
+    """A profile's advisory lock in the outbox's space (PostgreSQL's two-int4 locks do
+    not overlap the one-bigint ones the event handling takes, so neither waits on the
+    other)."""
+    return int.from_bytes(hashlib.blake2b(profile_id.encode(), digest_size=4).digest(),
+                          signed=True)
 
 
 class OutboxQueries(SqlBase):
@@ -42,25 +55,80 @@ class OutboxQueries(SqlBase):
             return conn.execute(self._enqueue, send_values(entry)).first() is not None
 
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
-        """Lease up to `limit` due sends (oldest first) and count the attempt.
+        """Lease the due sends of the profiles of up to `limit` due rows (oldest first),
+        every due send of each, and count the attempt.
 
-        Commits on its own (call it outside a transaction): the lease is what stops a
-        second dispatcher from sending the same row while this one is delivering it.
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`, so dispatchers split the rows.
+        Inside the caller's transaction (the dispatcher's admission) or on its own: the
+        lease is what stops a second dispatcher from sending a row this one delivers.
+        PostgreSQL: rows are locked `FOR UPDATE SKIP LOCKED` and each profile with a
+        transaction advisory lock; a profile is claimed only if all its due rows are
+        this transaction's, so no two processes decide one profile's sends at once.
         """
         o = self._outbox
-        due = (select(o.c.id).where(o.c.status == "pending", o.c.next_attempt_at <= now)
-               .order_by(o.c.next_attempt_at, o.c.id).limit(limit))
-        if self._pg:
-            due = due.with_for_update(skip_locked=True)
-        stmt = (update(o).where(o.c.id.in_(due))
-                .values(next_attempt_at=now + lease, attempts=o.c.attempts + 1)
-                .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
-                           o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
-                           o.c.created_at, o.c.attempts))
+        due = and_(o.c.status == "pending", o.c.next_attempt_at <= now)
+        head = select(o.c.profile_id).where(due).order_by(o.c.next_attempt_at, o.c.id)
         with self._write() as conn:
+            if self._pg:
+                ids = self._claimable_pg(conn, head.limit(limit), due)
+                where: Any = o.c.id.in_(ids)
+            else:  # one writer at a time: every due row of these profiles is ours
+                ids = [0]
+                profiles = list(dict.fromkeys(r[0] for r in conn.execute(head.limit(limit))))
+                where = and_(due, o.c.profile_id.in_(profiles))
+            if not ids:
+                return []
+            stmt = (update(o).where(where)
+                    .values(next_attempt_at=now + lease, attempts=o.c.attempts + 1)
+                    .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
+                               o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
+                               o.c.created_at, o.c.attempts, o.c.admitted_at))
             rows = sorted(conn.execute(stmt).all(), key=lambda r: r.id)
         return [outbox_entry(r) for r in rows]
+
+    def _claimable_pg(self, conn: Connection, head: Any, due: Any) -> list[int]:
+        """The ids of the due rows of the profiles this transaction can take whole."""
+        o = self._outbox
+        profiles = list(dict.fromkeys(
+            r[0] for r in conn.execute(head.with_for_update(skip_locked=True))))
+        if not profiles:
+            return []
+        got = conn.execute(text(
+            "SELECT t.p, pg_try_advisory_xact_lock(:space, t.k) FROM unnest("
+            "CAST(:profiles AS text[]), CAST(:keys AS integer[])) AS t(p, k)"),
+            {"space": OUTBOX_LOCK_SPACE, "profiles": profiles,
+             "keys": [outbox_lock_key(p) for p in profiles]}).all()
+        locked = [p for p, ok in got if ok]
+        if not locked:
+            return []
+        rows = conn.execute(select(o.c.id, o.c.profile_id)
+                            .where(due, o.c.profile_id.in_(locked))
+                            .with_for_update(skip_locked=True)).all()
+        total = {p: int(n) for p, n in conn.execute(
+            select(o.c.profile_id, func.count()).where(due, o.c.profile_id.in_(locked))
+            .group_by(o.c.profile_id))}
+        mine = Counter(r.profile_id for r in rows)
+        whole = {p for p in locked if mine[p] == total.get(p, 0)}
+        return [r.id for r in rows if r.profile_id in whole]
+
+    def mark_admitted(self, key: str, at: datetime) -> None:
+        self._set_outbox(key, admitted_at=at)
+
+    def admitted_since(self, profile_ids: Collection[str],
+                       since: datetime) -> dict[str, list[tuple[str, datetime]]]:
+        """Per profile, (channel, admitted at) of its pending or sent sends admitted
+        after `since`, oldest first (index (profile_id, admitted_at))."""
+        o = self._outbox
+        found: dict[str, list[tuple[str, datetime]]] = {}
+        if not profile_ids:
+            return found
+        query = (select(o.c.profile_id, o.c.channel, o.c.admitted_at)
+                 .where(o.c.profile_id.in_(list(profile_ids)), o.c.admitted_at > since,
+                        o.c.status.in_(("pending", "sent")))
+                 .order_by(o.c.admitted_at, o.c.id))
+        with self._read() as conn:
+            for profile_id, channel, at in conn.execute(query):
+                found.setdefault(profile_id, []).append((channel, at))
+        return found
 
     def mark_sent(self, key: str, at: datetime) -> None:
         self._set_outbox(key, status="sent", sent_at=at, next_attempt_at=None)

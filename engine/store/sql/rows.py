@@ -76,7 +76,7 @@ def profile_lock_key(profile_id: str) -> int:
 def outbox_entry(row: Any) -> OutboxEntry:
     return OutboxEntry(row.send_key, row.enrollment_id, row.profile_id, row.journey, row.step,
                        row.channel, row.to, Rendered(**row.rendered), row.created_at,
-                       row.attempts)
+                       row.attempts, getattr(row, "admitted_at", None))
 
 
 def key_info(row: RowMapping) -> KeyInfo:

@@ -187,7 +187,8 @@ class OutboxRow(SQLModel, table=True):
     """Messages to deliver; `send_key` is the idempotency key of the send."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
+                      Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"))
 
     id: int | None = _pk()
     send_key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
@@ -205,6 +206,7 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _when()
     sent_at: datetime | None = _when(nullable=True)
+    admitted_at: datetime | None = _when(nullable=True)  # the policy let it go (caps)
 
 
 class DecisionRow(SQLModel, table=True):
