@@ -37,11 +37,13 @@ from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
 from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.kpis import journey_stats
 from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
+from engine.runtime.tracking import DEFAULT_SCANNER_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.worker import Worker
 from engine.store import DEFAULT_URL, SqlStore
@@ -75,8 +77,10 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     `store` (counting into `metrics`, when given)."""
     compiled = compile_library(library, backend=backend)
     computed = ComputedTraits(library.computed_config)
+    tracking = TrackingLinks(unsubscribe.secrets, unsubscribe.base_url)
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
-                    policy=library.policy, identity_traits=tuple(identify_by))
+                    policy=library.policy, identity_traits=tuple(identify_by),
+                    tracking=tracking)
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate)
     worker = Worker(runner, store, clock, name=name, budget=budget)
@@ -202,10 +206,14 @@ class Service:
     def app(self) -> Any:
         from engine.api import create_app
 
+        assert self.runner.tracking is not None
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
                           profiles=self.profile, unsubscribe=self.unsubscribe,
                           on_accepted=self.wake_events, ready=self.store.ready,
-                          metrics=self.metrics)
+                          metrics=self.metrics, tracking=self.runner.tracking,
+                          scanner_window=(self.library.policy.tracking.scanner_window
+                                          or DEFAULT_SCANNER_WINDOW),
+                          stats=self.stats)
 
     def ops_app(self) -> Any:
         """`/healthz`, `/readyz` and `/metrics` alone (`journeyman worker --http-port`)."""
@@ -231,6 +239,13 @@ class Service:
                              "exit_reason": e.exit_reason}
                             for e in self.store.profile_enrollments(pid)],
         }
+
+    def stats(self, journey: str, since: datetime | None = None) -> dict[str, Any] | None:
+        """A journey's KPIs (engine/runtime/kpis.py), or None for an unknown journey."""
+        loaded = self.library.journeys.get(journey)
+        if loaded is None:
+            return None
+        return journey_stats(self.store, loaded.model, since=since)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8000) -> None:
         """Run everything until SIGINT/SIGTERM (uvicorn handles the signals)."""

@@ -1,4 +1,4 @@
-"""Admin endpoints (an admin key): the profile view."""
+"""Admin endpoints (an admin key): the profile view, a journey's KPIs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from engine.api import openapi
@@ -14,9 +15,11 @@ from engine.ports import KeyStore
 from engine.runtime.events import MAX_ID_CHARS
 
 ProfileView = Callable[[str], dict[str, Any] | None]
+JourneyStats = Callable[[str], dict[str, Any] | None]
 
 
-def add_admin_routes(app: FastAPI, store: KeyStore, profiles: ProfileView | None) -> None:
+def add_admin_routes(app: FastAPI, store: KeyStore, profiles: ProfileView | None,
+                     stats: JourneyStats | None = None) -> None:
     @app.get("/v1/profiles/{user_id}", summary="A profile (admin key)",
              **openapi.admin_route())
     async def profile(user_id: str, request: Request) -> JSONResponse:
@@ -28,3 +31,13 @@ def add_admin_routes(app: FastAPI, store: KeyStore, profiles: ProfileView | None
         if found is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
         return JSONResponse(found)
+
+    if stats is not None:
+        @app.get("/v1/journeys/{journey}/stats", summary="A journey's KPIs (admin key)",
+                 **openapi.stats_route())
+        async def journey_stats(journey: str, request: Request) -> JSONResponse:
+            require_admin(request, store)
+            found = await run_in_threadpool(stats, journey) if journey.isascii() else None
+            if found is None:
+                raise ApiError(404, f"no journey {journey[:80]!r}")
+            return JSONResponse(found)

@@ -10,9 +10,12 @@ A send is rendered and queued in the same transaction as the step that made it
    whose profile was merged into another, is not delivered; then the policy
    (engine/runtime/policy.py) may defer it (quiet hours) or skip it (no consent, over a
    frequency cap, counted in order inside the claim); last, a send with no address for
-   its channel is skipped as `no_address`. Each outcome is in the decision log.
+   its channel is skipped as `no_address`, and one to an address on the suppression
+   list (engine/runtime/suppression.py) as `suppressed`. Each outcome is in the
+   decision log.
 3. The channel sends. Success marks the row `sent`. A `DeliveryError(permanent=True)`,
-   or no adapter for the channel, marks it `failed` with the reason. Anything else is
+   or no adapter for the channel, marks it `failed` with the reason; one that is a
+   bounce (a 5xx from the receiving server) also suppresses the address. Anything else is
    transient: the row goes back to pending with an exponential backoff, until
    `max_attempts`, after which it is `failed`.
 4. The outcomes of a chunk of rows are written in one transaction.
@@ -53,6 +56,7 @@ from engine.ports import (
 )
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
+from engine.runtime.suppression import HARD_BOUNCE, ProviderEvent, record_delivery_problem
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -100,6 +104,7 @@ class _Chunk:
     profiles: dict[str, Profile]
     outcomes: list[Callable[[], object]] = field(default_factory=list)
     sent: dict[tuple[str, str], int] = field(default_factory=dict)  # decided in this claim
+    suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
 
 
 class Dispatcher:
@@ -131,6 +136,7 @@ class Dispatcher:
     def _dispatch(self, entries: list[OutboxEntry]) -> None:
         chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
                        self.store.load_profiles({e.profile_id for e in entries}))
+        chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
         failing: set[str] = set()  # channels that failed transiently in this claim
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
@@ -178,6 +184,9 @@ class Dispatcher:
             return None
         if entry.channel in ADDRESSED_CHANNELS and not entry.to:
             self._skip(entry, "no_address", {}, now, chunk)
+            return None
+        if entry.to and entry.to in chunk.suppressed:
+            self._skip(entry, "suppressed", {"address": entry.to}, now, chunk)
             return None
         channel = self.channels.get(entry.channel)
         if channel is None:
@@ -233,7 +242,15 @@ class Dispatcher:
             self._count(entry, "sent")
             return True
         if isinstance(error, DeliveryError) and error.permanent:
+            bounced = error.bounce and entry.to is not None
             self._fail(entry, str(error), "permanent_failure", chunk)
+            if bounced:
+                assert entry.to is not None
+                chunk.suppressed.add(entry.to)  # later rows of this claim too
+                chunk.outcomes.append(partial(
+                    record_delivery_problem, self.store,
+                    ProviderEvent(HARD_BOUNCE, entry.to, entry.key, str(error)[:1000]),
+                    source=f"channel:{entry.channel}", now=self.clock.now()))
             return True
         text = str(error) if isinstance(error, DeliveryError) else (
             f"{type(error).__name__}: {error}")  # an adapter's bug or a network error

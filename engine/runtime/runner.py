@@ -50,6 +50,7 @@ from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
+from engine.runtime.tracking import TrackingLinks
 from engine.runtime.unit import UnitOfWork
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
@@ -65,13 +66,15 @@ class Runner:
 
     def __init__(self, journeys: Mapping[str, CompiledJourney], *, clock: Clock,
                  unsubscribe: UnsubscribeLinks, computed: ComputedTraits | None = None,
-                 policy: Policy | None = None, identity_traits: tuple[str, ...] = ()) -> None:
+                 policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
+                 tracking: TrackingLinks | None = None) -> None:
         self.journeys = dict(journeys)
         self.clock = clock
         self.computed = computed or ComputedTraits()
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
         self.unsubscribe = unsubscribe  # signed with a configured secret, never a default
+        self.tracking = tracking  # tracked links and opens in emails (None: off)
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
                       for jid, j in self.journeys.items() if j.model.entry.schedule}
 
@@ -229,7 +232,8 @@ class Runner:
         profile = unit.get_profile(send.profile_id) or Profile(send.profile_id)
         try:
             entry = render_send(journey, send, profile, self.unsubscribe, now,
-                                person=person_of(unit, send.profile_id))
+                                person=person_of(unit, send.profile_id),
+                                tracking=self.tracking, policy=self.policy)
         except TemplateRenderError as exc:
             unit.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                           "skipped", "template_error", {"error": str(exc)}))

@@ -4,7 +4,8 @@ same semantics as `SqlStore` (one contract test suite runs on both). For tests,
 
 `state.py` holds what the runtime reads and writes (profiles, enrollments and their
 entry stats, timers, segments, records, identities, unit-of-work changes); `queues.py`
-holds the inbox, the outbox, parked failures and API keys.
+holds the inbox, the outbox, parked failures and API keys; `engagement.py` the clicks,
+opens, bounces and the suppression list.
 
 Not thread-safe, and `transaction()` does not roll back: one engine per store, in one
 thread.
@@ -13,10 +14,10 @@ thread.
 from __future__ import annotations
 
 from engine.ports import Store
-from engine.store.memory.queues import MemoryQueues
+from engine.store.memory.engagement import MemoryEngagement
 
 
-class InMemoryStore(MemoryQueues):
+class InMemoryStore(MemoryEngagement):
     """The in-memory Store: `InMemoryStore(clock)`."""
 
 

@@ -14,6 +14,7 @@ One module per concern, each a part of the class:
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and settings |
 | `reads.py` | histories and counts for people and reports |
+| `engagement.py` | clicks, opens, bounces and complaints; the suppression list |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
 
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 from engine.ports import Store
 from engine.store.sql.db import DEFAULT_URL
+from engine.store.sql.engagement import EngagementQueries
 from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
 
 
-class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, EngagementQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 
