@@ -50,6 +50,7 @@ from engine.store import DEFAULT_URL, SqlStore
 from journeys.compiler import CompiledJourney, compile_library
 from journeys.loaded import Library
 from journeys.loader import load_path
+from journeys.model import Policy
 
 log = logging.getLogger("journeyman.service")
 
@@ -86,6 +87,14 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     worker = Worker(runner, store, clock, name=name, budget=budget)
     worker.metrics = dispatcher.metrics = metrics
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
+
+
+def scanner_window(policy: Policy) -> timedelta:
+    """The policy's scanner window (`false`: none; unset: the default)."""
+    window = policy.tracking.scanner_window
+    if window is False:
+        return timedelta(0)
+    return window if window is not None else DEFAULT_SCANNER_WINDOW
 
 
 class Service:
@@ -211,8 +220,7 @@ class Service:
                           profiles=self.profile, unsubscribe=self.unsubscribe,
                           on_accepted=self.wake_events, ready=self.store.ready,
                           metrics=self.metrics, tracking=self.runner.tracking,
-                          scanner_window=(self.library.policy.tracking.scanner_window
-                                          or DEFAULT_SCANNER_WINDOW),
+                          scanner_window=scanner_window(self.library.policy),
                           stats=self.stats)
 
     def ops_app(self) -> Any:

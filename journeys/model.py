@@ -156,8 +156,10 @@ class Tracking(Strict):
 
     clicks: bool = True
     opens: bool = True
-    # A click this soon after delivery is a link scanner's prefetch, not a person's.
-    scanner_window: Duration | None = None
+    # A click this soon after delivery is a link scanner's prefetch, not a person's
+    # (default 5 s; false: no timing rule, only the User-Agent and HEAD rules).
+    scanner_window: Literal[False] | Duration | None = Field(default=None,
+                                                             union_mode="left_to_right")
 
 
 class PolicyOverride(Strict):

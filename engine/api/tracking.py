@@ -34,7 +34,6 @@ def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
         if metrics is not None:
             metrics.engagements.labels(kind, "person" if human else "scanner").inc()
 
-    @app.api_route("/c/{token}", methods=["GET", "HEAD"], **openapi.click_route())
     async def click(token: str, request: Request) -> Response:
         found = links.verify_click(token, now())
         if found is None:
@@ -48,6 +47,11 @@ def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
         if outcome.queued and on_accepted is not None:
             on_accepted()
         return Response(status_code=302, headers={"Location": url, **NO_STORE})
+
+    # HEAD too: some scanners only look (their "clicks" are counted as a scanner's).
+    for method in ("GET", "HEAD"):
+        app.add_api_route("/c/{token}", click, methods=[method],
+                          operation_id=f"click_{method.lower()}", **openapi.click_route())
 
     @app.get("/o/{token}", **openapi.pixel_route())
     async def pixel(token: str, request: Request) -> Response:

@@ -150,7 +150,7 @@ def _tally(enrollments: Mapping[str, Enrollment], records: Sequence[OutboxRecord
     for enrollment in enrollments.values():
         for tally in groups(enrollment.id, None):
             tally.enrollments.add(enrollment.id)
-            if enrollment.status == "completed":
+            if enrollment.status != "active" and enrollment.exit_reason == "completed":
                 tally.completed.add(enrollment.id)
 
     by_key: dict[str, OutboxRecord] = {}
