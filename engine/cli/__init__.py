@@ -9,6 +9,7 @@ Commands by audience, one module each:
 | `admin.py` | `keys`, `outbox`, `decisions` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
+| `engagement.py` | `stats` (each journey's KPIs), `suppressions` (list, `add`, `remove`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, qa, running
+from engine.cli import admin, authoring, engagement, failures, qa, running
 
 app = typer.Typer(
     name="journeyman",
@@ -37,5 +38,7 @@ app.command("test")(qa.run_tests)
 app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 app.add_typer(failures.failures, name="failures")
+app.command()(engagement.stats)
+app.add_typer(engagement.suppressions, name="suppressions")
 
 __all__ = ["app"]
