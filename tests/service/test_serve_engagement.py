@@ -136,6 +136,17 @@ def test_a_tracked_click_redirects_records_and_resumes_the_cart(
             "journey": "abandoned_cart", "step": "reminder", "template": "cart_reminder",
             "url": "https://shop.example/cart", "link_position": 1}
         assert len(sink.delivered) == 1  # the click ended the cart: no discount email
+
+        stats = httpx.get(f"{server.url}/v1/journeys/abandoned_cart/stats", auth=(admin, ""),
+                          timeout=10)
+        assert stats.status_code == 200, stats.text
+        reminder = stats.json()["steps"]["reminder"]["counts"]
+        assert (reminder["delivered"], reminder["clicked"], reminder["clicks"]) == (1, 1, 1)
+        assert stats.json()["kpis"]["ctr"] == 1.0
+        assert httpx.get(f"{server.url}/v1/journeys/nope/stats", auth=(admin, ""),
+                         timeout=10).status_code == 404
+        assert httpx.get(f"{server.url}/v1/journeys/abandoned_cart/stats", auth=(key, ""),
+                         timeout=10).status_code == 403
     finally:
         controller.stop()
 
