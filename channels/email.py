@@ -347,8 +347,9 @@ class EmailChannel:
             refusals = exc.recipients
             permanent = bool(refusals) and all(r.code >= 500 for r in refusals)
             detail = "; ".join(f"{r.code} {r.message}" for r in refusals)
+            # A bounce either way: hard (5xx, suppressed) or soft (4xx, counted, retried).
             raise DeliveryError(f"recipient {rcpt} refused: {detail}",
-                                permanent=permanent, bounce=permanent) from exc
+                                permanent=permanent, bounce=True) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # "service not available, closing channel"
                 raise _Stale(f"{exc.code} {exc.message}") from exc

@@ -56,7 +56,12 @@ from engine.ports import (
 )
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
-from engine.runtime.suppression import HARD_BOUNCE, ProviderEvent, record_delivery_problem
+from engine.runtime.suppression import (
+    HARD_BOUNCE,
+    SOFT_BOUNCE,
+    ProviderEvent,
+    record_delivery_problem,
+)
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -254,6 +259,12 @@ class Dispatcher:
             return True
         text = str(error) if isinstance(error, DeliveryError) else (
             f"{type(error).__name__}: {error}")  # an adapter's bug or a network error
+        if isinstance(error, DeliveryError) and error.bounce and entry.to is not None:
+            # A soft bounce (a 4xx to RCPT: mailbox full, greylisted): counted, retried.
+            chunk.outcomes.append(partial(
+                record_delivery_problem, self.store,
+                ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
+                source=f"channel:{entry.channel}", now=self.clock.now()))
         self._retry(entry, text, chunk)
         return False
 
