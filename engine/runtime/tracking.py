@@ -233,10 +233,12 @@ class Recorder:
     def _event(self, name: str, record: OutboxRecord, now: datetime,
                extra: Mapping[str, Any]) -> dict[str, Any]:
         entry = record.entry
-        person = person_of(self.store, entry.profile_id)
-        who = ({"anonymousId": person.value} if person.kind == ANONYMOUS
-               else {"userId": person.value if person.kind != PROFILE else entry.profile_id})
         enrollment = self.store.get_enrollment(entry.enrollment_id)
+        # A merge moves enrollments, not outbox rows: the enrollment names the person now.
+        profile_id = enrollment.profile_id if enrollment is not None else entry.profile_id
+        person = person_of(self.store, profile_id)
+        who = ({"anonymousId": person.value} if person.kind == ANONYMOUS
+               else {"userId": person.value if person.kind != PROFILE else profile_id})
         variants = dict(enrollment.variants) if enrollment is not None else {}
         raw = {"type": "track", "event": name, **who, "timestamp": iso(now),
                "properties": {"message_id": entry.key, "journey": entry.journey,
