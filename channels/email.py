@@ -11,7 +11,8 @@ Delivery outcomes, as the dispatcher (engine/runtime/dispatch.py) reads them:
 
 - a 5xx reply to MAIL FROM, RCPT TO or DATA, no or a malformed address (or more than
   one), a header the message cannot carry, any failure building the message:
-  `DeliveryError(permanent=True)`, never retried;
+  `DeliveryError(permanent=True)`, never retried; the 5xx replies are hard bounces
+  (`bounce=True`), which put the address on the suppression list;
 - a 4xx reply, a timeout, a refused or lost connection, and any failure while opening
   the connection (banner, EHLO, STARTTLS, AUTH -- a server or configuration problem,
   not a property of this message): `DeliveryError(permanent=False)`, retried.
@@ -346,16 +347,19 @@ class EmailChannel:
             refusals = exc.recipients
             permanent = bool(refusals) and all(r.code >= 500 for r in refusals)
             detail = "; ".join(f"{r.code} {r.message}" for r in refusals)
+            # A bounce either way: hard (5xx, suppressed) or soft (4xx, counted, retried).
             raise DeliveryError(f"recipient {rcpt} refused: {detail}",
-                                permanent=permanent) from exc
+                                permanent=permanent, bounce=True) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # "service not available, closing channel"
                 raise _Stale(f"{exc.code} {exc.message}") from exc
             stage = ("sender" if isinstance(exc, aiosmtplib.SMTPSenderRefused)
                      else "message" if isinstance(exc, aiosmtplib.SMTPDataError)
                      else "send")
+            # A 5xx to MAIL or DATA is a hard bounce too (a policy refusal of this
+            # address or message): the address is suppressed (docs/engagement.md).
             raise DeliveryError(f"{stage} refused by {self.host}: {exc.code} {exc.message}",
-                                permanent=exc.code >= 500) from exc
+                                permanent=exc.code >= 500, bounce=exc.code >= 500) from exc
         except aiosmtplib.SMTPNotSupported as exc:  # SMTPUTF8 needed but not offered
             raise DeliveryError(f"{self.host} cannot take this message: {exc}",
                                 permanent=True) from exc

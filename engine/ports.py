@@ -84,11 +84,13 @@ class DeliveryError(JourneymanError):
     """A channel could not deliver. `permanent` failures are not retried (a 5xx SMTP
     reply, a 4xx HTTP answer other than 408/429, no address); any other exception a
     channel raises is taken as transient and retried with backoff by the dispatcher
-    (engine/runtime/dispatch.py)."""
+    (engine/runtime/dispatch.py). `bounce` marks a permanent refusal by the receiving
+    server (a 5xx SMTP reply): a hard bounce, which suppresses the address."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.bounce = bounce
 
 
 class Channel(Protocol):
@@ -331,6 +333,37 @@ class Failure:
     attempts: int
     parked_at: datetime
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """What happened to a delivered message (engine/runtime/tracking.py): `kind` is
+    click, open, unsubscribe, bounce (hard), soft_bounce or complaint. `human` is False
+    for a click the scanner rule filtered (it is counted, never acted on); `position`
+    is the link's 1-based place in the message."""
+
+    kind: str
+    message_key: str
+    profile_id: str
+    journey: str
+    step: str
+    at: datetime
+    url: str | None = None
+    position: int | None = None
+    human: bool = True
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address no journey sends to any more: `reason` is hard_bounce, complaint or
+    manual; `address` is kept lowercased."""
+
+    address: str
+    reason: str
+    at: datetime
+    source: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --- the store port, by concern --------------------------------------------------------
@@ -583,6 +616,9 @@ class PrivacyStore(Protocol):
         ...
     def delete_events_before(self, when: datetime, limit: int) -> int:
         """Retention: delete up to `limit` stored events received before `when`."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeployedVersion:
     """One deployed version of a journey (`journeyman apply`): its file as written and
@@ -635,9 +671,36 @@ class VersionStore(Protocol):
         ...
 
 
+class EngagementStore(Protocol):
+    """Clicks, opens, unsubscribes, bounces and complaints of sent messages, and the
+    suppression list dispatch honours (docs/engagement.md)."""
+
+    def sent_message(self, key: str) -> OutboxRecord | None:
+        """The outbox row of a message, by its send key (a tracked click names it)."""
+        ...
+    def record_engagement(self, engagement: Engagement) -> None: ...
+    def engagements(self, journey: str | None = None) -> list[Engagement]:
+        """Recorded engagements (of one journey), oldest first."""
+        ...
+    def suppress(self, suppression: Suppression) -> bool:
+        """Put an address on the suppression list; False if it was there already (the
+        first reason stays)."""
+        ...
+    def unsuppress(self, address: str) -> bool:
+        """Take an address off the list; False if it was not on it."""
+        ...
+    def suppressed(self, addresses: Collection[str]) -> dict[str, Suppression]:
+        """The suppressions among these addresses (compared lowercased), by address as
+        given."""
+        ...
+    def suppressions(self) -> list[Suppression]:
+        """The whole list, by address."""
+        ...
+
+
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
             OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, PrivacyStore,
-            VersionStore,
+            VersionStore, EngagementStore,
             Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
@@ -646,9 +709,11 @@ class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore,
 
 
 __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryError",
-           "EnrollmentStore", "EntryStats", "Failure", "FailureStore", "IdGenerator",
+           "Engagement", "EngagementStore", "EnrollmentStore", "EntryStats", "Failure",
+           "FailureStore", "IdGenerator",
            "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "Levels", "MergeStep",
            "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
-           "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "SystemClock",
+           "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "Suppression",
+           "SystemClock",
            "TimerStore", "UuidIds", "WriteRun"]
 __all__ += ["DeployedVersion", "StepMove", "VersionStore"]

@@ -37,6 +37,7 @@ from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
 from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.kpis import journey_stats
 from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
@@ -44,6 +45,7 @@ from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
 from engine.runtime.time_entries import arm_time_entries
+from engine.runtime.tracking import DEFAULT_SCANNER_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.versions import apply, closed_journeys, deployed_journeys
 from engine.runtime.worker import Worker
@@ -51,6 +53,7 @@ from engine.store import DEFAULT_URL, SqlStore
 from journeys.compiler import CompiledJourney, compile_library
 from journeys.loaded import Library
 from journeys.loader import load_path
+from journeys.model import Policy
 
 log = logging.getLogger("journeyman.service")
 STATUS_REFRESH_SECONDS = 5.0
@@ -90,9 +93,11 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     computed = ComputedTraits(library.computed_config)
     versions, closed = (deployed_journeys(library, store, backend=backend) if deployed
                         else ({}, set()))
+    tracking = TrackingLinks(unsubscribe.secrets, unsubscribe.base_url)
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
                     policy=library.policy, identity_traits=tuple(identify_by),
-                    decision_log=decision_log, versions=versions, closed=closed)
+                    decision_log=decision_log, versions=versions, closed=closed,
+                    tracking=tracking)
     gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()},
                       {jid: j.model.priority for jid, j in compiled.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
@@ -100,6 +105,14 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     worker = Worker(runner, store, clock, name=name, budget=budget)
     worker.metrics = dispatcher.metrics = metrics
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
+
+
+def scanner_window(policy: Policy) -> timedelta:
+    """The policy's scanner window (`false`: none; unset: the default)."""
+    window = policy.tracking.scanner_window
+    if window is False:
+        return timedelta(0)
+    return window if window is not None else DEFAULT_SCANNER_WINDOW
 
 
 class Service:
@@ -249,10 +262,13 @@ class Service:
     def app(self) -> Any:
         from engine.api import create_app
 
+        assert self.runner.tracking is not None
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
                           profiles=self.profile, unsubscribe=self.unsubscribe,
                           on_accepted=self.wake_events, ready=self.store.ready,
-                          metrics=self.metrics)
+                          metrics=self.metrics, tracking=self.runner.tracking,
+                          scanner_window=scanner_window(self.library.policy),
+                          stats=self.stats)
 
     def ops_app(self) -> Any:
         """`/healthz`, `/readyz` and `/metrics` alone (`journeyman worker --http-port`)."""
@@ -278,6 +294,13 @@ class Service:
                              "exit_reason": e.exit_reason}
                             for e in self.store.profile_enrollments(pid)],
         }
+
+    def stats(self, journey: str, since: datetime | None = None) -> dict[str, Any] | None:
+        """A journey's KPIs (engine/runtime/kpis.py), or None for an unknown journey."""
+        loaded = self.library.journeys.get(journey)
+        if loaded is None:
+            return None
+        return journey_stats(self.store, loaded.model, since=since)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8000, *,
               with_worker: bool = True) -> None:

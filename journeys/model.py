@@ -84,6 +84,56 @@ class Goal(Strict):
     when: RawCondition = None
     within: Duration | None = None
     description: str | None = None
+    # A dotted path to the goal's worth, summed by attribution (docs/engagement.md):
+    # `event.properties.revenue`.
+    value: str | None = Field(default=None, pattern=r"^(event|profile)(\.[A-Za-z0-9_$-]+)+$")
+
+
+BUILTIN_KPIS = ("sends", "delivered", "open_rate", "ctr", "click_to_open", "conversion",
+                "attributable_revenue", "opt_out_rate", "bounce_rate", "completion_rate",
+                "median_time_to_goal")
+
+
+# The counts of a journey's report (engine/runtime/kpis.py), which custom KPIs divide.
+KPI_COUNTS = ("entered", "completed", "drop_offs", "sends", "delivered", "skipped",
+              "suppressed", "failed", "opened", "opens", "clicked", "clicks", "scanner_clicks",
+              "opt_outs", "bounces", "soft_bounces", "complaints", "conversions",
+              "attributed_conversions", "revenue", "attributable_revenue")
+
+
+class CustomKpi(Strict):
+    """A ratio of two counts of the journey's report (docs/engagement.md): for example
+    `{name: drop_offs_per_buyer, ratio: [drop_offs, conversions]}`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    ratio: tuple[str, str]
+    description: str | None = None
+
+    @field_validator("ratio")
+    @classmethod
+    def _known_counts(cls, value: tuple[str, str]) -> tuple[str, str]:
+        unknown = [name for name in value if name not in KPI_COUNTS]
+        if unknown:
+            raise ValueError(f"unknown count {unknown[0]!r}: use one of {', '.join(KPI_COUNTS)}")
+        return value
+
+
+def _kpi_tag(value: Any) -> str:
+    return "kpi:custom" if isinstance(value, dict | CustomKpi) else "kpi:builtin"
+
+
+def _builtin_kpi(value: Any) -> str:
+    if value not in BUILTIN_KPIS:
+        raise ValueError(f"unknown KPI {value!r}: the built-ins are {', '.join(BUILTIN_KPIS)}; "
+                         "a custom one is {name: ..., ratio: [count, count]}")
+    return str(value)
+
+
+Kpi = Annotated[
+    Annotated[str, BeforeValidator(_builtin_kpi), Tag("kpi:builtin")]
+    | Annotated[CustomKpi, Tag("kpi:custom")],
+    Discriminator(_kpi_tag),
+]
 
 
 class QuietHours(Strict):
@@ -108,6 +158,17 @@ class Cap(Strict):
     on_cap: OnCap = "drop"
 
 
+class Tracking(Strict):
+    """Click and open tracking (docs/engagement.md); on by default for email."""
+
+    clicks: bool = True
+    opens: bool = True
+    # A click this soon after delivery is a link scanner's prefetch, not a person's
+    # (default 5 s; false: no timing rule, only the User-Agent and HEAD rules).
+    scanner_window: Literal[False] | Duration | None = Field(default=None,
+                                                             union_mode="left_to_right")
+
+
 class PolicyOverride(Strict):
     """A journey's own `policy:`; `quiet_hours: false` turns quiet hours off for it."""
 
@@ -116,6 +177,7 @@ class PolicyOverride(Strict):
     ignore_frequency_caps: bool = False
     consent_required: list[str] | None = None
     on_cap: OnCap | None = None  # this journey's sends over a cap: delay or drop
+    tracking: Tracking | None = None
 
 
 class Migrate(Strict):
@@ -142,6 +204,7 @@ class Journey(Strict):
     policy: PolicyOverride | None = None
     migrate: Migrate | None = None
     priority: int = 0  # when sends compete for a frequency cap, the higher one goes first
+    kpis: list[Kpi] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("journey")
@@ -180,6 +243,7 @@ class Policy(Strict):
     sms_country_codes: list[str] = Field(default_factory=list)
     # How long the store keeps what it holds, e.g. {events: 400d} (default: forever).
     retention: Retention = Field(default_factory=Retention)
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @field_validator("sms_country_codes")
     @classmethod
@@ -220,7 +284,8 @@ def language_keys() -> set[str]:
     keys: set[str] = set()
     models: list[type[BaseModel]] = [
         Journey, Entry, SegmentSpec, ReEntryAfter, ExitWhen, Goal, QuietHours, Cap,
-        PolicyOverride, Policy, Retention, Migrate, *STEP_MODELS.values(),
+        PolicyOverride, Policy, Retention, Migrate, CustomKpi, Tracking,
+        *STEP_MODELS.values(),
     ]
     for model in models:
         for name, info in model.model_fields.items():

@@ -45,6 +45,7 @@ class TemplateFile(Strict):
     text: str | None = None
     body: str | None = None
     payload: dict[str, Any] | None = None
+    track: bool = True  # false: no tracked links or open pixel in this template's email
 
     @model_validator(mode="after")
     def _parts(self) -> TemplateFile:

@@ -1,6 +1,6 @@
 """Admin endpoints (an admin key): the profile view, why (every decision the engine
 made for the person, engine/runtime/why.py), a person's export and erasure
-(docs/privacy.md)."""
+(docs/privacy.md), a journey's KPIs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from engine.runtime.privacy import export_document, find_person, forget
 from engine.runtime.why import DecisionSource, why
 
 ProfileView = Callable[[str], dict[str, Any] | None]
+JourneyStats = Callable[[str], dict[str, Any] | None]
 
 
 def _usable(user_id: str) -> bool:
@@ -28,7 +29,8 @@ def _usable(user_id: str) -> bool:
 
 
 def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
-                     decisions: DecisionSource | None = None) -> None:
+                     decisions: DecisionSource | None = None,
+                     stats: JourneyStats | None = None) -> None:
     @app.get("/v1/profiles/{user_id}", summary="A profile (admin key)",
              **openapi.admin_route())
     async def profile(user_id: str, request: Request) -> JSONResponse:
@@ -48,6 +50,7 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
         if found is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
         return JSONResponse([entry.as_json() for entry in found])
+
     def _person(user_id: str) -> str:
         pid = find_person(store, user_id) if _usable(user_id) else None
         if pid is None:
@@ -68,3 +71,13 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
         pid = await run_in_threadpool(_person, user_id)
         deleted = await run_in_threadpool(forget, store, pid)
         return JSONResponse({"deleted": deleted})
+
+    if stats is not None:
+        @app.get("/v1/journeys/{journey}/stats", summary="A journey's KPIs (admin key)",
+                 **openapi.stats_route())
+        async def journey_stats(journey: str, request: Request) -> JSONResponse:
+            require_admin(request, store)
+            found = await run_in_threadpool(stats, journey) if journey.isascii() else None
+            if found is None:
+                raise ApiError(404, f"no journey {journey[:80]!r}")
+            return JSONResponse(found)

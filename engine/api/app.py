@@ -7,7 +7,7 @@ the router's (an unknown path is 404, a wrong method 405)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,14 +15,17 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
 from engine.api import openapi
-from engine.api.admin import ProfileView, add_admin_routes
+from engine.api.admin import JourneyStats, ProfileView, add_admin_routes
 from engine.api.auth import ApiError
+from engine.api.deliverability import add_deliverability_routes
 from engine.api.ingest import add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
 from engine.api.quota import RateLimitedError
+from engine.api.tracking import add_tracking_routes
 from engine.api.unsubscribe import add_unsubscribe_routes
 from engine.ports import Store
 from engine.runtime.metrics import Metrics
+from engine.runtime.tracking import DEFAULT_SCANNER_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import UnsubscribeLinks
 
 
@@ -30,9 +33,13 @@ def create_app(store: Store, now: Callable[[], datetime], *,
                new_id: Callable[[], str], profiles: ProfileView | None = None,
                unsubscribe: UnsubscribeLinks | None = None,
                on_accepted: Callable[[], None] | None = None,
-               ready: Readiness | None = None, metrics: Metrics | None = None) -> FastAPI:
+               ready: Readiness | None = None, metrics: Metrics | None = None,
+               tracking: TrackingLinks | None = None,
+               scanner_window: timedelta = DEFAULT_SCANNER_WINDOW,
+               stats: JourneyStats | None = None) -> FastAPI:
     """`on_accepted` is called after events were stored (the service wakes its event
-    loop with it); `ready` and `metrics` back `/readyz` and `/metrics`."""
+    loop with it); `ready` and `metrics` back `/readyz` and `/metrics`; `tracking`
+    serves the tracked links and open pixels, `stats` a journey's KPIs."""
     app = FastAPI(title="journeyman event API", version="1",
                   description="Segment-compatible tracking API of journeyman. Every error "
                               "answer is `{\"success\": false, \"reason\": \"...\"}`.")
@@ -60,9 +67,13 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     accept = add_ingest_routes(app, store, now, new_id, on_accepted=on_accepted,
                                metrics=metrics)
     add_ops_routes(app, ready or (lambda: None), metrics)
-    add_admin_routes(app, store, profiles, store)
+    add_admin_routes(app, store, profiles, store, stats)
+    add_deliverability_routes(app, store, now)
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept, store, now)
+    if tracking is not None:
+        add_tracking_routes(app, store, tracking, now, new_id, scanner_window=scanner_window,
+                            on_accepted=on_accepted, metrics=metrics)
 
     @app.get("/health", summary="Is the API up", response_model=openapi.Health)
     async def health() -> dict[str, bool]:

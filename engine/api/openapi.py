@@ -304,6 +304,15 @@ def forget_route() -> dict[str, Any]:
             "openapi_extra": {"security": SECURITY}}
 
 
+def stats_route() -> dict[str, Any]:
+    return {"responses": {200: {"description": "The journey's KPIs, per step and per split "
+                                               "variant (docs/engagement.md).",
+                                "content": {"application/json": {"schema": {
+                                    "type": "object"}}}},
+                          **_errors(401, 403, 404)},
+            "openapi_extra": {"security": SECURITY}}
+
+
 HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}
 
 
@@ -312,6 +321,40 @@ def unsubscribe_route(action: str) -> dict[str, Any]:
             "responses": {200: {"description": "The page.", "content": HTML_PAGE},
                           404: {"description": "The link is not valid: a page that says so.",
                                 "content": HTML_PAGE}}}
+
+
+def click_route() -> dict[str, Any]:
+    return {"summary": "A tracked link: redirect to its URL (and record the click)",
+            "responses": {302: {"description": "To the URL the signed token names.",
+                                "headers": {"Location": {"schema": {"type": "string"}}}},
+                          **_errors(404)}}
+
+
+def pixel_route() -> dict[str, Any]:
+    return {"summary": "The open pixel of a tracked email (records the open)",
+            "responses": {200: {"description": "A 1x1 transparent GIF.",
+                                "content": {"image/gif": {"schema": {
+                                    "type": "string", "format": "binary"}}}}}}
+
+
+def deliverability_route(call: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
+    """`POST /v1/deliverability`: the body's schema is the pydantic model's."""
+    schema = call.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in schema.pop("$defs", {}).items():
+        _EXTRA_SCHEMAS[name] = sub
+    _EXTRA_SCHEMAS[call.__name__] = schema
+    return {"summary": "Bounces and complaints from an email provider (admin key)",
+            "description": "Hard bounces and complaints put the address on the suppression "
+                           "list; soft bounces are counted. At most 512 KB.",
+            "responses": {200: {"model": answer, "description": "Recorded."},
+                          **_errors(400, 401, 403, 413)},
+            "openapi_extra": {
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref(call.__name__)}}},
+                "security": SECURITY}}
+
+
+_EXTRA_SCHEMAS: dict[str, Any] = {}  # request bodies described by pydantic models
 
 
 def install(app: FastAPI) -> None:
@@ -327,6 +370,7 @@ def install(app: FastAPI) -> None:
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
             schemas.update(_schemas())
+            schemas.update(_EXTRA_SCHEMAS)
             components["securitySchemes"] = SECURITY_SCHEMES
             for operations in doc["paths"].values():
                 for operation in operations.values():

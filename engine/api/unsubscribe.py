@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from engine.api import openapi
 from engine.api.ingest import Accept
-from engine.ports import IdentityStore
+from engine.ports import Engagement, IdentityStore, Store
 from engine.runtime.identity import person_of, profile_of_person
 from engine.runtime.unsubscribe import ANONYMOUS, Person, UnsubscribeLinks
 
@@ -50,8 +50,22 @@ def unsubscribe_event(store: IdentityStore, person: Person,
             "context": {"source": "unsubscribe"}}
 
 
+def count_opt_out(store: Store, person: Person, channel: str, now: datetime) -> None:
+    """Count the opt-out against the last message the person was sent on the channel
+    (last touch, as goals are attributed: docs/engagement.md)."""
+    profile_id = profile_of_person(store, person)
+    if profile_id is None:
+        return
+    sent = [r for r in store.outbox_records(profile_id, status="sent")
+            if r.entry.channel == channel and r.sent_at is not None and r.sent_at <= now]
+    if sent:
+        entry = max(sent, key=lambda r: r.sent_at or now).entry
+        store.record_engagement(Engagement("unsubscribe", entry.key, entry.profile_id,
+                                           entry.journey, entry.step, now))
+
+
 def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept,
-                           store: IdentityStore, now: Callable[[], datetime]) -> None:
+                           store: Store, now: Callable[[], datetime]) -> None:
     """`GET /u/{token}` shows a page with a button; `POST /u/{token}` (the button, or a
     mail client's RFC 8058 one-click POST) unsubscribes. No login: the token is signed."""
 
@@ -82,6 +96,7 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
         person, channel = found
         event = await run_in_threadpool(unsubscribe_event, store, person, channel)
         if event is not None:
+            await run_in_threadpool(count_opt_out, store, person, channel, now())
             # An identify through the inbox, like any accepted call, so the change is
             # handled in order with the profile's other events; a new messageId each
             # time, so unsubscribing again after re-subscribing works.

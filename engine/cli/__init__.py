@@ -11,6 +11,7 @@ Commands by audience, one module each:
 | `privacy.py` | `profiles export`, `profiles forget` |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 | `versions.py` | `plan`, `apply`, `journeys` (list, `pause`, `resume`, `archive`) |
+| `engagement.py` | `stats` (each journey's KPIs), `suppressions` (list, `add`, `remove`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, privacy, qa, running, versions
+from engine.cli import admin, authoring, engagement, failures, privacy, qa, running, versions
 
 app = typer.Typer(
     name="journeyman",
@@ -43,5 +44,7 @@ app.add_typer(privacy.profiles, name="profiles")
 app.command()(versions.plan)
 app.command()(versions.apply)
 app.add_typer(versions.journeys, name="journeys")
+app.command()(engagement.stats)
+app.add_typer(engagement.suppressions, name="suppressions")
 
 __all__ = ["app"]

@@ -7,9 +7,12 @@ out the commands in one transaction; a test can call it directly.
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from engine.core.model import (
     Advanced,
@@ -123,7 +126,27 @@ def _goal(run: StepRun, trigger: GoalMet) -> Advanced:
              event=trigger.event.get("event"), entered_at=enrollment.entered_at.isoformat(),
              status=enrollment.status)
     return Advanced(new, (RecordGoal(enrollment.id, enrollment.profile_id, enrollment.journey,
-                                     run.now), *run.commands))
+                                     run.now, goal_value(goal.value, trigger)), *run.commands))
+
+
+def goal_value(path: str | None, trigger: GoalMet) -> float | None:
+    """The number at `path` (`event.properties.revenue`) in the goal's event or the
+    profile; None when there is none or it is not a finite number (hostile input costs
+    the value, never the goal)."""
+    if not path:
+        return None
+    found: Any = {"event": dict(trigger.event), "profile": trigger.profile.facts()}
+    for part in path.split("."):
+        if not isinstance(found, Mapping) or part not in found:
+            return None
+        found = found[part]
+    if isinstance(found, bool):
+        return None
+    try:
+        number = float(found)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _run(run: StepRun, go: Go) -> Advanced:

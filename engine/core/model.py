@@ -184,6 +184,7 @@ class RecordGoal:
     profile_id: str
     journey: str
     at: datetime
+    value: float | None = None  # the goal's `value:` read from its event (revenue, say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,4 +84,6 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
     run = StepRun(journey, enrollment, view, now)
     send_step.run(run, step)
     [command] = [c for c in run.commands if isinstance(c, Send)]
-    return Preview(render_send(journey, command, view, links, now))
+    # Tracked as the engine tracks (its links signed with the throwaway secret too).
+    return Preview(render_send(journey, command, view, links, now,
+                               tracking=wiring.runner.tracking, policy=library.policy))

@@ -1,5 +1,6 @@
 """The report of a replay: per journey and per step, counted from the throwaway store
-the replay ran in (enrollments, goals, the outbox and the decision log).
+the replay ran in (enrollments, goals, the outbox and the decision log), with each
+journey's declared KPIs (engine/runtime/kpis.py; no clicks or opens in a replay).
 
 The `--json` shape is a contract (shared/qa-contract.md §3, docs/testing.md): fields
 may be added, never renamed or removed.
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.times import iso
+from engine.runtime.kpis import journey_stats
 from engine.testing import InMemoryEngine
 from journeys.loaded import Library
 
@@ -47,6 +49,7 @@ class JourneyCounts:
     deferred_by_reason: Counter[str] = field(default_factory=Counter)
     exit_reasons: Counter[str] = field(default_factory=Counter)
     variants: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    kpis: dict[str, Any] = field(default_factory=dict)  # the journey's declared `kpis:`
 
     @property
     def conversion(self) -> float:
@@ -61,7 +64,8 @@ class JourneyCounts:
                 "skipped_by_reason": reasons,
                 "deferred_by_reason": dict(self.deferred_by_reason),
                 "exit_reasons": dict(self.exit_reasons),
-                "variants": self.variants}
+                "variants": self.variants,
+                "kpis": self.kpis}
 
 
 @dataclass
@@ -137,6 +141,10 @@ def build_report(eng: InMemoryEngine, library: Library, *, events: int, first: d
             counts.deferred_by_reason[decision.reason] += 1
             if decision.reason == "quiet_hours":
                 counts.skipped_by_reason["quiet_hours"] += 1
+    for jid, counts in journeys.items():  # as `journeyman stats` computes them
+        model = library.journeys[jid].model
+        if model.kpis:
+            counts.kpis = journey_stats(store, model)["kpis"]
     return ReplayReport(events, len(store.profiles), first, last, journeys)
 
 
@@ -160,6 +168,10 @@ def format_report(report: ReplayReport) -> Iterator[str]:
         for sid, step in counts.steps.items():
             yield (f"  {sid:<22}{step.entered:>9,}{step.sent:>9,}{step.skipped:>9,}"
                    f"{step.deferred:>9,}" + (f"  ({step.failed} failed)" if step.failed else ""))
+        if counts.kpis:
+            yield "  KPIs: " + ", ".join(
+                f"{k} {'-' if v is None else format(v, '.4g') if isinstance(v, float) else v}"
+                for k, v in counts.kpis.items())
         held = {k: v for k, v in counts.skipped_by_reason.items() if v}
         if held:
             yield "  held back: " + ", ".join(f"{k} {v:,}" for k, v in sorted(held.items()))

@@ -14,11 +14,14 @@ A send is rendered and queued in the same transaction as the step that made it
    (engine/runtime/policy.py) may defer it (quiet hours, a cap with `on_cap: delay`) or
    skip it (no consent, a cap with `on_cap: drop`), caps counted from the sends the
    store *admitted* in the window plus those admitted so far in this admission; last, a
-   send with no address for its channel is skipped as `no_address`. An admitted send is
-   marked so (it counts against caps from then on). Each outcome is in the decision log.
+   send with no address for its channel is skipped as `no_address`, and one to an
+   address on the suppression list (engine/runtime/suppression.py) as `suppressed`. An
+   admitted send is marked so (it counts against caps from then on). Each outcome is in
+   the decision log.
 2. **Delivery, outside any transaction.** The channel sends. Success marks the row
    `sent`. A `DeliveryError(permanent=True)`, or no adapter for the channel, marks it
-   `failed` with the reason. Anything else is transient: the row goes back to pending
+   `failed` with the reason; one that is a bounce (a 5xx from the receiving server) also
+   suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
    admitted row is not decided again when retried.
 3. The outcomes of a chunk of rows are written in one transaction.
@@ -59,6 +62,12 @@ from engine.ports import (
 from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
+from engine.runtime.suppression import (
+    HARD_BOUNCE,
+    SOFT_BOUNCE,
+    ProviderEvent,
+    record_delivery_problem,
+)
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -109,6 +118,7 @@ class _Chunk:
     decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+    suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
 
 
 class Dispatcher:
@@ -156,6 +166,7 @@ class Dispatcher:
             chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
                            claimed=len(entries))
+            chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []
             for entry in self._in_turn(entries):
@@ -207,6 +218,9 @@ class Dispatcher:
             return False
         if entry.channel in ADDRESSED_CHANNELS and not entry.to:
             self._skip(entry, "no_address", {}, now, chunk)
+            return False
+        if entry.to and entry.to in chunk.suppressed:
+            self._skip(entry, "suppressed", {"address": entry.to}, now, chunk)
             return False
         if entry.channel not in self.channels:
             self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel", chunk)
@@ -306,10 +320,24 @@ class Dispatcher:
             self._count(entry, "sent")
             return True
         if isinstance(error, DeliveryError) and error.permanent:
+            bounced = error.bounce and entry.to is not None
             self._fail(entry, str(error), "permanent_failure", chunk)
+            if bounced:
+                assert entry.to is not None
+                chunk.suppressed.add(entry.to)  # later rows of this claim too
+                chunk.outcomes.append(partial(
+                    record_delivery_problem, self.store,
+                    ProviderEvent(HARD_BOUNCE, entry.to, entry.key, str(error)[:1000]),
+                    source=f"channel:{entry.channel}", now=self.clock.now()))
             return True
         text = str(error) if isinstance(error, DeliveryError) else (
             f"{type(error).__name__}: {error}")  # an adapter's bug or a network error
+        if isinstance(error, DeliveryError) and error.bounce and entry.to is not None:
+            # A soft bounce (a 4xx to RCPT: mailbox full, greylisted): counted, retried.
+            chunk.outcomes.append(partial(
+                record_delivery_problem, self.store,
+                ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
+                source=f"channel:{entry.channel}", now=self.clock.now()))
         self._retry(entry, text, chunk)
         return False
 

@@ -47,6 +47,10 @@ class Metrics:
                               ["kind"], registry=r)
         self.sends = Counter("journeyman_sends", "Outbox rows settled by this process.",
                              ["channel", "outcome"], registry=r)
+        self.engagements = Counter("journeyman_engagements",
+                                   "Tracked clicks and opens; `by` is person or scanner "
+                                   "(filtered by the scanner rule, docs/engagement.md).",
+                                   ["kind", "by"], registry=r)
         self.batch_size = Histogram("journeyman_batch_size", "Items per batch.", ["kind"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.handling_lag = Histogram(

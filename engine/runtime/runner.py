@@ -59,6 +59,7 @@ from engine.core.times import iso, local_zone
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
+from engine.runtime.tracking import TrackingLinks
 from engine.runtime.unit import UnitOfWork
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from journeys.compiler import ENTRY, GOAL, CompiledJourney, wait_for_rule
@@ -87,7 +88,8 @@ class Runner:
                  policy: Policy | None = None, identity_traits: tuple[str, ...] = (),
                  decision_log: bool = True,
                  versions: Mapping[tuple[str, int], CompiledJourney] | None = None,
-                 closed: set[str] | None = None) -> None:
+                 closed: set[str] | None = None,
+                 tracking: TrackingLinks | None = None) -> None:
         self.journeys = dict(journeys)  # the current version of each journey: entries
         # The whole decision log (entries, refusals, waits, branches, splits, exits) for
         # `journeyman why`; off, only what became of sends is recorded.
@@ -102,6 +104,7 @@ class Runner:
         self.policy = policy or Policy()
         self.identity_traits = identity_traits  # traits that identify a person, e.g. email
         self.unsubscribe = unsubscribe  # signed with a configured secret, never a default
+        self.tracking = tracking  # tracked links and opens in emails (None: off)
         self._cron = {jid: CronTrigger.from_crontab(j.model.entry.schedule, timezone="UTC")
                       for jid, j in self.journeys.items() if j.model.entry.schedule}
         self._interested: dict[Any, tuple[CompiledJourney, ...]] = {}
@@ -421,7 +424,8 @@ class Runner:
         profile = unit.get_profile(send.profile_id) or Profile(send.profile_id)
         try:
             entry = render_send(journey, send, profile, self.unsubscribe, now,
-                                person=person_of(unit, send.profile_id))
+                                person=person_of(unit, send.profile_id),
+                                tracking=self.tracking, policy=self.policy)
         except TemplateRenderError as exc:
             unit.record_decision(Decision(now, send.profile_id, send.journey, send.step,
                                           "skipped", "template_error", {"error": str(exc)}))

@@ -73,6 +73,7 @@ class UnsubscribeLinks:
         if not listed or not all(s.value for s in listed):
             raise ValueError("unsubscribe links need a secret")
         self._keys = [(_key(s.value), s) for s in listed]
+        self.secrets: tuple[SigningSecret, ...] = tuple(listed)  # tracking links sign too
         self.base_url = base_url.rstrip("/")
 
     @staticmethod

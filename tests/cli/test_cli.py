@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,12 +188,14 @@ def test_preview_renders_what_the_engine_would_send(tmp_path: Path) -> None:
     shown = preview(LIBRARY, "welcome", "welcome_site", profile, now=noon,
                     event={"type": "track", "event": "Signed Up", "userId": "ana",
                      "properties": {"source": "site"}})
-    def body(rendered: Any) -> str:  # the unsubscribe links differ only by secret
+    def body(rendered: Any) -> str:  # the signed links differ only by secret
         link = rendered.headers["List-Unsubscribe"].strip("<>")
-        return str(rendered.html).replace(link, "<unsubscribe>")
+        html = str(rendered.html).replace(link, "<unsubscribe>")
+        return re.sub(r"/([co])/[^.\"]+\.[A-Za-z0-9_-]+", r"/\1/<signed>", html)
 
     assert body(shown.entry.rendered) == body(sent.rendered)
     assert "<unsubscribe>" in body(sent.rendered)
+    assert "/c/<signed>" in body(sent.rendered)  # its links are tracked
     assert (shown.entry.rendered.subject, shown.entry.to) == (sent.rendered.subject, sent.to)
 
     as_json = run("preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),

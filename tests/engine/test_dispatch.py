@@ -127,3 +127,35 @@ def test_after_a_transient_failure_the_rest_of_the_batch_waits_unattempted() -> 
     down.script.clear()  # it is back
     _run_for(store, clock, dispatcher, timedelta(hours=1))
     assert len(down.delivered) == 5
+
+
+def test_a_hard_bounce_suppresses_the_address_and_later_sends_are_skipped() -> None:
+    store, clock, _, dispatcher = _setup([DeliveryError("550 no such user", permanent=True,
+                                                        bounce=True)])
+    store.enqueue_send(outbox_entry("e2:send:0"))  # the same address, same claim
+    dispatcher.dispatch_due()
+    [suppression] = store.suppressions()
+    assert (suppression.reason, suppression.source) == ("hard_bounce", "channel:email")
+    assert [(r.entry.key, r.status, r.last_error) for r in store.outbox_records()] == [
+        ("e1:send:0", "failed", "550 no such user"), ("e2:send:0", "skipped", "suppressed")]
+    assert [(e.kind, e.message_key) for e in store.engagements()] == [("bounce", "e1:send:0")]
+    store.enqueue_send(outbox_entry("e3:send:0", at=clock.now()))  # later, any journey
+    dispatcher.dispatch_due()
+    assert store.outbox_records()[-1].status == "skipped"
+    assert [d.reason for d in store.decisions] == ["permanent_failure", "suppressed",
+                                                   "suppressed"]
+
+
+def test_a_soft_bounce_is_counted_and_retried_not_suppressed() -> None:
+    store, clock, channel, dispatcher = _setup([DeliveryError("452 mailbox full",
+                                                              bounce=True)])
+    _run_for(store, clock, dispatcher, timedelta(hours=1))
+    assert len(channel.delivered) == 1
+    assert store.suppressions() == []
+    assert [e.kind for e in store.engagements()] == ["soft_bounce"]
+
+
+def test_a_permanent_failure_that_is_no_bounce_suppresses_nothing() -> None:
+    store, _clock, _, dispatcher = _setup([DeliveryError("cannot build", permanent=True)])
+    dispatcher.dispatch_due()
+    assert store.suppressions() == []

@@ -152,6 +152,9 @@ def test_a_year_replayed_matches_the_counts_worked_out_by_hand(log: Path) -> Non
         nudge_wait=(pushed, 0, 0, 0), morning=(pushed, 0, 0, 0), push=(pushed, pushed, 0, 0))
     assert first["variants"] == {"subject_test": {
         name: {"entered": n, "goals": 0} for name, n in split.items() if n}}
+    # its declared KPIs, as `journeyman stats` computes them (no clicks in a replay)
+    assert first["kpis"]["conversion"] == round(buyers / (leads + buyers), 6)
+    assert first["kpis"]["ctr"] == 0.0
     assert first["exit_reasons"] == {"completed": pushed, "exit_when:Order Completed": buyers,
                                      **({"holdout": split["holdout"]} if split["holdout"] else {})}
 

@@ -16,6 +16,7 @@ One module per concern, each a part of the class:
 | `reads.py` | histories and counts for people and reports |
 | `privacy.py` | a person's rows: export, forget (no trace left in SQLite), retention |
 | `versions.py` | deployed journey versions, in-flight counts, migration moves |
+| `engagement.py` | clicks, opens, bounces and complaints; the suppression list |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from engine.ports import Store
 from engine.store.sql.db import DEFAULT_URL
+from engine.store.sql.engagement import EngagementQueries
 from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
 from engine.store.sql.privacy import PrivacyQueries
@@ -36,7 +38,7 @@ from engine.store.sql.versions import VersionQueries
 
 
 class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries,
-               VersionQueries):
+               VersionQueries, EngagementQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

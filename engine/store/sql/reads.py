@@ -49,7 +49,7 @@ class ReadQueries(SqlBase):
         if profile_id is not None:
             query = query.where(g.c.profile_id == profile_id)
         with self._read() as conn:
-            return [RecordGoal(r.enrollment_id, r.profile_id, r.journey, r.at)
+            return [RecordGoal(r.enrollment_id, r.profile_id, r.journey, r.at, r.value)
                     for r in conn.execute(query)]
 
     def recorded_decisions(self, profile_id: str | None = None, *,

@@ -278,7 +278,7 @@ class StateQueries(SqlBase):
         with self._write() as conn:
             conn.execute(insert(self._goals).values(
                 enrollment_id=goal.enrollment_id, profile_id=goal.profile_id,
-                journey=goal.journey, at=goal.at))
+                journey=goal.journey, at=goal.at, value=goal.value))
 
     def record_decision(self, decision: Decision) -> None:
         self.record_decisions([decision])

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     String,
@@ -242,6 +243,7 @@ class GoalRow(SQLModel, table=True):
     profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     journey: str = Field(sa_column=Column(String(255), nullable=False))
     at: datetime = _when()
+    value: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
 
 
 class SegmentMemberRow(SQLModel, table=True):
@@ -295,10 +297,41 @@ class JourneyVersionRow(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(16), nullable=False))
 
 
+class EngagementRow(SQLModel, table=True):
+    """A click, open, unsubscribe, bounce or complaint of a sent message (migration 0010)."""
+
+    __tablename__ = "engagements"
+
+    id: int | None = _pk()
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    message_key: str = Field(sa_column=Column(String(512), nullable=False, index=True))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
+    journey: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    at: datetime = _when()
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    position: int | None = Field(default=None, sa_column=Column(Integer))
+    human: bool = Field(sa_column=Column(Boolean, nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(64)))
+
+
+class SuppressionRow(SQLModel, table=True):
+    """An address no journey sends to any more (lowercased; migration 0010)."""
+
+    __tablename__ = "suppressions"
+
+    address: str = Field(sa_column=Column(String(320), primary_key=True))
+    reason: str = Field(sa_column=Column(String(32), nullable=False))
+    source: str = Field(sa_column=Column(String(255), nullable=False))
+    at: datetime = _when()
+    details: dict[str, Any] = _json()
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
-               "settings", "journey_entries", "failures", "journey_versions")
+               "settings", "journey_entries", "failures", "journey_versions", "engagements",
+               "suppressions")
 
 
 def table(name: str) -> Table:

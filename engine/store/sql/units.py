@@ -181,7 +181,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         if run.goals:
             conn.execute(insert(self._goals), [
                 {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
-                 "journey": g.journey, "at": g.at} for g in run.goals])
+                 "journey": g.journey, "at": g.at, "value": g.value} for g in run.goals])
 
     @cached_property
     def _join_segment(self) -> Any:

@@ -1,0 +1,68 @@
+"""The tracked-link redirect (`GET /c/{token}`) and the open pixel (`GET /o/{token}`)
+behind the links in every tracked email (engine/runtime/tracking.py makes them).
+
+A click answers 302 to the URL the signed token names, at once; an altered or unknown
+token answers 404 and redirects nowhere, so `/c/` is no open redirect. A person's click
+becomes an `Email Clicked` event for them; a scanner's is counted, not acted on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from engine.api import openapi
+from engine.api.auth import ApiError
+from engine.ports import Store
+from engine.runtime.metrics import Metrics
+from engine.runtime.tracking import PIXEL, Recorder, TrackingLinks
+
+NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+
+
+def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
+                        now: Callable[[], datetime], new_id: Callable[[], str], *,
+                        scanner_window: timedelta,
+                        on_accepted: Callable[[], None] | None = None,
+                        metrics: Metrics | None = None) -> None:
+    recorder = Recorder(store, now, new_id, scanner_window=scanner_window)
+
+    def counted(kind: str, human: bool) -> None:
+        if metrics is not None:
+            metrics.engagements.labels(kind, "person" if human else "scanner").inc()
+
+    async def click(token: str, request: Request) -> Response:
+        found = links.verify_click(token, now())
+        if found is None:
+            raise ApiError(404, "this link is not valid")
+        key, position, url = found
+        outcome = await run_in_threadpool(
+            recorder.click, key, position, url, method=request.method,
+            user_agent=request.headers.get("user-agent"))
+        if outcome.engagement is not None:
+            counted("click", outcome.engagement.human)
+        if outcome.queued and on_accepted is not None:
+            on_accepted()
+        return Response(status_code=302, headers={"Location": url, **NO_STORE})
+
+    # HEAD too: some scanners only look (their "clicks" are counted as a scanner's).
+    for method in ("GET", "HEAD"):
+        app.add_api_route("/c/{token}", click, methods=[method],
+                          operation_id=f"click_{method.lower()}", **openapi.click_route())
+
+    @app.get("/o/{token}", **openapi.pixel_route())
+    async def pixel(token: str, request: Request) -> Response:
+        key = links.verify_open(token, now())
+        if key is not None:
+            outcome = await run_in_threadpool(recorder.open, key,
+                                              user_agent=request.headers.get("user-agent"))
+            if outcome.engagement is not None:
+                counted("open", True)
+            if outcome.queued and on_accepted is not None:
+                on_accepted()
+        # An invalid token still gets the image: a broken picture in someone's mail
+        # helps nobody, and the answer says nothing about which tokens are genuine.
+        return Response(PIXEL, media_type="image/gif", headers=NO_STORE)

@@ -1,0 +1,169 @@
+"""Commands about what happened after the send: `stats` (each journey's KPIs, per step
+and per split variant) and `suppressions` (the addresses no journey sends to)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.cli.common import (
+    EXIT_INVALID,
+    DbOpt,
+    JourneysOpt,
+    err,
+    fail,
+    journeys_folder,
+    open_store,
+    out,
+)
+from engine.core.times import iso
+from engine.store import DEFAULT_URL
+from rules.errors import JourneymanError
+
+suppressions = typer.Typer(help="The suppression list: addresses no journey sends to "
+                                "(hard bounces, complaints, added by hand).",
+                           no_args_is_help=True)
+
+_SHOWN_RATES = ("open_rate", "ctr", "click_to_open", "conversion", "opt_out_rate",
+                "bounce_rate", "completion_rate")
+_SHOWN_COUNTS = ("entered", "sends", "delivered", "opened", "clicked", "conversions",
+                 "attributed_conversions", "attributable_revenue", "opt_outs", "bounces")
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        err.print(f"--since {text!r} is not an ISO date or time", markup=False)
+        raise typer.Exit(2) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def stats(
+    journey: Annotated[str | None, typer.Argument(help="A journey id (default: every journey).")]
+    = None,
+    journeys: JourneysOpt = None,
+    db: DbOpt = DEFAULT_URL,
+    since: Annotated[str | None, typer.Option(help="Only enrollments entered from this ISO "
+                                                   "date or time on.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each journey's KPIs (sends, delivered, open rate, CTR, conversion, attributable
+    revenue, ...), per step and per split variant (docs/engagement.md)."""
+    from engine.runtime.kpis import journey_stats
+    from journeys.loader import load_path
+
+    start = _since(since)
+    try:
+        library = load_path(journeys_folder(journeys))
+    except JourneymanError as exc:
+        raise fail(exc) from None
+    if journey is not None and journey not in library.journeys:
+        err.print(f"no journey {journey!r} in {journeys_folder(journeys)}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    chosen = [journey] if journey is not None else sorted(library.journeys)
+    store = open_store(db)
+    try:
+        reports = {jid: journey_stats(store, library.journeys[jid].model, since=start)
+                   for jid in chosen}
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"journeys": reports}, indent=2, sort_keys=True) + "\n")
+        return
+    for report in reports.values():
+        _print_report(report)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    out.print(f"[bold]{report['journey']}[/bold] (v{report['version']})"
+              + (f" since {report['since']}" if report["since"] else ""))
+    if report["kpis"]:
+        out.print("  KPIs: " + ", ".join(f"{k} {_cell(v)}" for k, v in report["kpis"].items()),
+                  markup=False)
+    table = Table("group", *_SHOWN_COUNTS, *_SHOWN_RATES)
+    rows = [("journey", report)]
+    rows += [(f"step {name}", item) for name, item in report["steps"].items()]
+    rows += [(f"{split}={variant}", item) for split, group in report["variants"].items()
+             for variant, item in group.items()]
+    for name, item in rows:
+        table.add_row(name, *(_cell(item["counts"].get(c)) for c in _SHOWN_COUNTS),
+                      *(_cell(item["rates"].get(r)) for r in _SHOWN_RATES))
+    out.print(table)
+    out.print(f"  open rate: {report['notes']['open_rate']}", markup=False)
+
+
+@suppressions.command("list")
+def suppressions_list(
+    db: DbOpt = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every suppressed address, with why and since when."""
+    store = open_store(db)
+    try:
+        found = store.suppressions()
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps([
+            {"address": s.address, "reason": s.reason, "at": iso(s.at), "source": s.source,
+             "details": dict(s.details)} for s in found], indent=2) + "\n")
+        return
+    table = Table("address", "reason", "since", "source")
+    for s in found:
+        table.add_row(s.address, s.reason, iso(s.at), s.source)
+    out.print(table)
+    out.print(f"{len(found)} suppressed", markup=False)
+
+
+@suppressions.command("add")
+def suppressions_add(
+    address: Annotated[str, typer.Argument(help="The address (compared lowercased).")],
+    reason: Annotated[str, typer.Option(help="Why (default: manual).")] = "manual",
+    db: DbOpt = DEFAULT_URL,
+) -> None:
+    """Stop every journey from sending to an address."""
+    from engine.ports import Suppression
+
+    if "@" not in address or not address.isprintable() or len(address) > 320:
+        err.print(f"{address[:80]!r} is not an email address", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    store = open_store(db)
+    try:
+        added = store.suppress(Suppression(address, reason[:32], datetime.now(UTC), "cli"))
+    finally:
+        store.close()
+    out.print(f"suppressed {address.lower()!r}" if added else
+              f"{address.lower()!r} was suppressed already", markup=False)
+
+
+@suppressions.command("remove")
+def suppressions_remove(
+    address: Annotated[str, typer.Argument(help="The address.")],
+    db: DbOpt = DEFAULT_URL,
+) -> None:
+    """Let journeys send to an address again."""
+    store = open_store(db)
+    try:
+        removed = store.unsuppress(address)
+    finally:
+        store.close()
+    if not removed:
+        err.print(f"{address[:80]!r} is not suppressed", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out.print(f"{address.lower()!r} may be sent to again", markup=False)

@@ -1,0 +1,82 @@
+"""`SqlStore`'s engagement records (clicks, opens, bounces, ...) and the suppression
+list (docs/engagement.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import delete, insert, select
+
+from engine.ports import Engagement, OutboxRecord, Suppression
+from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.rows import outbox_entry
+from engine.store.sql.tables import table
+
+
+class EngagementQueries(SqlBase):
+    def sent_message(self, key: str) -> OutboxRecord | None:
+        o = self._outbox
+        with self._read() as conn:
+            r = conn.execute(select(o).where(o.c.send_key == key)).first()
+        if r is None:
+            return None
+        return OutboxRecord(outbox_entry(r), r.status, r.attempts, r.next_attempt_at,
+                            r.last_error, r.sent_at)
+
+    def record_engagement(self, engagement: Engagement) -> None:
+        e = engagement
+        with self._write() as conn:
+            conn.execute(insert(table("engagements")).values(
+                kind=e.kind, message_key=e.message_key, profile_id=e.profile_id,
+                journey=e.journey, step=e.step, at=e.at, url=e.url, position=e.position,
+                human=e.human, reason=e.reason))
+
+    def engagements(self, journey: str | None = None) -> list[Engagement]:
+        t = table("engagements")
+        query = select(t).order_by(t.c.id)
+        if journey is not None:
+            query = query.where(t.c.journey == journey)
+        with self._read() as conn:
+            return [Engagement(r.kind, r.message_key, r.profile_id, r.journey, r.step, r.at,
+                               r.url, r.position, bool(r.human), r.reason)
+                    for r in conn.execute(query)]
+
+    def suppress(self, suppression: Suppression) -> bool:
+        t = table("suppressions")
+        address = suppression.address.strip().lower()
+        with self._write() as conn:
+            if conn.execute(select(t.c.address).where(t.c.address == address)).first():
+                return False
+            conn.execute(self._insert(t).values(
+                address=address, reason=suppression.reason, source=suppression.source,
+                at=suppression.at, details=dict(suppression.details))
+                .on_conflict_do_nothing(index_elements=["address"]))
+        return True
+
+    def unsuppress(self, address: str) -> bool:
+        t = table("suppressions")
+        with self._write() as conn:
+            gone = conn.execute(delete(t).where(t.c.address == address.strip().lower()))
+        return bool(gone.rowcount)
+
+    def suppressed(self, addresses: Collection[str]) -> dict[str, Suppression]:
+        t = table("suppressions")
+        wanted: dict[str, list[str]] = {}
+        for address in addresses:
+            wanted.setdefault(address.strip().lower(), []).append(address)
+        found: dict[str, Suppression] = {}
+        if not wanted:
+            return found
+        with self._read() as conn:
+            for part in _chunks(list(wanted), INSERT_CHUNK):
+                for r in conn.execute(select(t).where(t.c.address.in_(part))):
+                    for given in wanted[r.address]:
+                        found[given] = Suppression(r.address, r.reason, r.at, r.source,
+                                                   r.details or {})
+        return found
+
+    def suppressions(self) -> list[Suppression]:
+        t = table("suppressions")
+        with self._read() as conn:
+            return [Suppression(r.address, r.reason, r.at, r.source, r.details or {})
+                    for r in conn.execute(select(t).order_by(t.c.address))]

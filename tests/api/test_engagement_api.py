@@ -1,0 +1,132 @@
+"""The tracking and deliverability endpoints under hostile input, on a real uvicorn over
+an in-memory store: tokens that are not ours, tokens for messages the store no longer
+has, a pixel that never breaks, and provider bodies that are refused whole."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import uvicorn
+
+from engine.api import create_app
+from engine.ports import OutboxEntry
+from engine.runtime.tracking import PIXEL, TrackingLinks
+from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
+from engine.testing import InMemoryStore, SequentialIds
+from journeys.templating import Rendered
+from tests.api.test_api import free_port
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+SECRET = [SigningSecret("k" * 32)]
+LINKS = TrackingLinks(SECRET, "https://jm.example")
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[httpx.Client, InMemoryStore, str, str]]:
+    store = InMemoryStore()
+    store.link_identity("user_id", "ana", "ana")
+    store.enqueue_send(OutboxEntry("s1", "e1", "ana", "cart", "reminder", "email",
+                                   "ana@example.com", Rendered("cart_reminder", "email"),
+                                   NOW - timedelta(hours=1)))
+    store.mark_sent("s1", NOW - timedelta(hours=1))
+    admin, write = store.create_key("ops", admin=True), store.create_key("web")
+    port = free_port()
+    app = create_app(store, lambda: NOW, new_id=SequentialIds("t").new_id,
+                     unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
+                     tracking=LINKS)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers={"User-Agent": "Mozilla/5.0"}) as client:
+            yield client, store, admin, write
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def path(url: str) -> str:
+    return url.removeprefix("https://jm.example")
+
+
+def test_hostile_click_tokens_are_404_and_record_nothing(
+        api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
+    client, store, _, _ = api
+    for token in ("x", "a.b", "é.é", "%00.%00", "." * 5000, "YzE.", path(LINKS.open_url("s1"))[3:]):
+        answer = client.get(f"/c/{token}")
+        assert answer.status_code == 404, token
+        assert "location" not in answer.headers
+    assert store.engagements() == []
+    assert store.inbox_counts().get("pending", 0) == 0
+
+
+def test_a_click_on_a_message_the_store_no_longer_has_still_redirects(
+        api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
+    client, store, _, _ = api
+    answer = client.get(path(LINKS.click_url("gone", 1, "https://shop.example/")))
+    assert (answer.status_code, answer.headers["location"]) == (302, "https://shop.example/")
+    assert store.engagements() == []
+
+
+def test_a_click_and_an_open_are_recorded_for_the_person(
+        api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
+    client, store, _, _ = api
+    assert client.get(path(LINKS.click_url("s1", 2, "https://shop.example/a"))).status_code == 302
+    assert client.head(path(LINKS.click_url("s1", 2, "https://shop.example/a"))).status_code == 302
+    pixel = client.get(path(LINKS.open_url("s1")))
+    assert (pixel.status_code, pixel.content, pixel.headers["content-type"]) == (
+        200, PIXEL, "image/gif")
+    assert client.get("/o/not-a-token").content == PIXEL  # an image, whatever the token
+    kinds = [(e.kind, e.human, e.reason, e.position) for e in store.engagements("cart")]
+    assert kinds == [("click", True, None, 2), ("click", False, "head_request", 2),
+                     ("open", True, None, None)]
+    events = [row.event for row in store.inbox.values()]
+    assert [(e["event"], e["userId"], e["properties"]["step"]) for e in events] == [
+        ("Email Clicked", "ana", "reminder"), ("Email Opened", "ana", "reminder")]
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"not json", 400),
+    (b"[]", 400),
+    (b'{"events": "no"}', 400),
+    (b'{"events": [{"type": "bounce"}]}', 400),
+    (b'{"events": [{"type": "unsub", "email": "a@b.c"}]}', 400),
+    (b'{"events": [{"type": "bounce", "email": "a@b.c", "reason": "x\\u0000"}]}', 400),
+    (b'{"events": [{"type": "bounce", "email": "a@b.c", "extra": 1}]}', 400),
+    (b'{"events": [{"type": "bounce", "email": 7}]}', 400),
+    (b'{"events": [' + b",".join([b'{"type": "complaint", "email": "a@b.c"}'] * 1001) + b"]}",
+     400),
+])
+def test_a_bad_provider_body_is_refused_whole(
+        api: tuple[httpx.Client, InMemoryStore, str, str], body: bytes, status: int) -> None:
+    client, store, admin, _ = api
+    answer = client.post("/v1/deliverability", content=body, auth=(admin, ""),
+                         headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["success"] is False
+    assert store.suppressions() == []
+
+
+def test_deliverability_needs_an_admin_key_and_counts_against_the_message(
+        api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
+    client, store, admin, write = api
+    body = {"events": [
+        {"type": "bounce", "email": "Ana@example.com", "message": "s1", "reason": "550"},
+        {"type": "bounce", "bounce_type": "soft", "email": "bo@example.com"},
+        {"type": "complaint", "email": "ana@example.com"}]}
+    assert client.post("/v1/deliverability", json=body).status_code == 401
+    assert client.post("/v1/deliverability", json=body, auth=(write, "")).status_code == 403
+    answer = client.post("/v1/deliverability", json=body, auth=(admin, ""))
+    assert answer.json() == {"success": True, "recorded": 3, "suppressed": 1}
+    assert [(s.address, s.reason) for s in store.suppressions()] == [
+        ("ana@example.com", "hard_bounce")]
+    assert [(e.kind, e.message_key) for e in store.engagements()] == [("bounce", "s1")]
