@@ -240,6 +240,8 @@ class Dispatcher:
                 if entry.channel in failing:
                     self._hold(entry, chunk)
                     continue
+                if self._bounced_meanwhile(entry, chunk):
+                    continue
                 channel = self.channels[entry.channel]
                 if isinstance(channel, BatchChannel):
                     batched.setdefault(entry.channel, []).append(entry)
@@ -294,7 +296,10 @@ class Dispatcher:
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
         for start in range(0, len(group), SEND_CHUNK):
-            part = group[start:start + SEND_CHUNK]
+            part = [entry for entry in group[start:start + SEND_CHUNK]
+                    if not self._bounced_meanwhile(entry, chunk)]
+            if not part:
+                continue
             now = self.clock.now()
             results = _batch_results(channel, [entry.message(now) for entry in part])
             healthy = [self._settle(entry, error, chunk)
@@ -304,6 +309,14 @@ class Dispatcher:
                 for entry in group[start + SEND_CHUNK:]:
                     self._hold(entry, chunk)
                 return
+
+    def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
+        """An earlier send of this delivery hard-bounced at the same address (admission
+        saw it unsuppressed): skipped as `suppressed`, not sent."""
+        if entry.to is None or entry.to not in chunk.suppressed:
+            return False
+        self._skip(entry, "suppressed", {"address": entry.to}, self.clock.now(), chunk)
+        return True
 
     def _settle(self, entry: OutboxEntry, error: Exception | None, chunk: _Chunk) -> bool:
         """Mark the row after a send; False if the channel failed transiently."""

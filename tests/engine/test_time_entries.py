@@ -181,7 +181,7 @@ def test_a_signup_anniversary_enters_a_year_after_signup_with_no_event(
     folder = write_folder(tmp_path / "j", {"anniversary": ANNIVERSARY},
                           {"thanks": stub_email("thanks")}, policy="timezone: UTC\n")
     eng = InMemoryEngine.from_folder(folder, start=DEPLOY)
-    eng.identify("ana", {"email": "ana@example.com",
+    eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True},
                          "signed_up_at": iso(DEPLOY - timedelta(days=300))})
     eng.advance(timedelta(days=64))
     assert eng.sent == []

@@ -110,7 +110,7 @@ def test_tracking_is_off_per_template_and_per_policy(tmp_path: object, policy: s
         "tracked": "channel: email\nsubject: a\n" + LINK,
         "untracked": "channel: email\nsubject: b\ntrack: false\n" + LINK}, policy=policy)
     eng = InMemoryEngine.from_folder(folder, start=NOW)
-    eng.identify("ana", {"email": "ana@example.com"})
+    eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True}})
     eng.track("ana", "Go")
     first, second = eng.channel.messages
     assert ("/c/" in (first.rendered.html or "")) is first_tracked
