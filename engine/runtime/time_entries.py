@@ -24,20 +24,28 @@ log = logging.getLogger("journeyman.time_entries")
 
 CHUNK = 1000  # profiles per transaction
 SETTING = "time_entries:{}"
+ARMING_LOCK = "journeyman:time-entries-arming"  # a lock name in the profile-lock space
 
 
 def arm_time_entries(runner: Runner, store: Store, now: datetime, *,
                      chunk: int = CHUNK) -> int:
     """Arm the time-driven entries of newly deployed or changed journeys for every
     existing profile; returns how many timers were armed."""
-    pending = {jid: fingerprint for jid, fingerprint in runner.time_entries().items()
-               if store.setting(SETTING.format(jid)) != fingerprint}
-    if not pending:
-        return 0
-    profile_ids = list(store.profile_ids())
-    armed = 0
-    for start in range(0, len(profile_ids), chunk):
-        with store.transaction():
+    # One transaction, under a lock: workers started together on one PostgreSQL database
+    # would otherwise each arm the same timers and write the same settings (and all but
+    # one crash on the duplicate). Whoever does not get the lock leaves it to the one
+    # that did.
+    with store.transaction():
+        if not store.try_lock_profiles([ARMING_LOCK]):
+            log.info("time-driven entries: another process is arming them")
+            return 0
+        pending = {jid: fingerprint for jid, fingerprint in runner.time_entries().items()
+                   if store.setting(SETTING.format(jid)) != fingerprint}
+        if not pending:
+            return 0
+        profile_ids = list(store.profile_ids())
+        armed = 0
+        for start in range(0, len(profile_ids), chunk):
             profiles = store.load_profiles(profile_ids[start:start + chunk])
             run = WriteRun()
             for jid in pending:
@@ -48,8 +56,8 @@ def arm_time_entries(runner: Runner, store: Store, now: datetime, *,
                         run.add_timer(timer)
             store.write_changes([run])
             armed += len(run.timers_added)
-    for jid, fingerprint in pending.items():
-        store.put_setting(SETTING.format(jid), fingerprint)
+        for jid, fingerprint in pending.items():
+            store.put_setting(SETTING.format(jid), fingerprint)
     log.info("time-driven entries of %s armed for %d profiles (%d timers)",
              ", ".join(sorted(pending)), len(profile_ids), armed)
     return armed
