@@ -47,7 +47,7 @@ from engine.core.model import (
 )
 from engine.core.profiles import ComputedTraits
 from engine.core.steps.update_profile import apply_update
-from engine.core.times import iso, local_zone
+from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
@@ -359,15 +359,6 @@ class Runner:
         if ENTRY in journey.events.match(self._facts(view, event, None), now):
             self._enroll(unit, journey, view, event, now)
         self._arm_one(unit, journey.id, unit.get_profile(timer.profile_id) or profile, now)
-
-
-def span(value: timedelta) -> str:
-    """`30d`, `12h`, `90m`, `45s`: a duration as journeys write it."""
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,

@@ -107,6 +107,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
           "properties": {"price": 80}})
     advance(timedelta(days=1))
     post({"type": "track", "userId": "quin", "event": "Order Completed"})
+    post({"type": "track", "userId": "quin", "event": "Product Viewed",
+          "properties": {"price": 60}})
     advance(timedelta(hours=23))  # the waits end on the dot: 2026-03-04T10:00:00Z
     advance(timedelta(days=1))
     try:
@@ -178,11 +180,16 @@ def test_a_profile_that_was_capped(played: tuple[Service, str]) -> None:
 def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
     _, db = played
     records = why_json(db, "quin")
-    assert [r["kind"] for r in records] == ["entered", "branch", "waiting", "sent", "exited"]
-    exited = records[-1]
+    assert [r["kind"] for r in records] == ["entered", "branch", "waiting", "sent", "exited",
+                                            "not_entered"]
+    exited = records[-2]
     assert (exited["step"], exited["reason"]) == ("pause", "exit_when: Order Completed")
     assert exited["at"] == "2026-03-03T11:00:00Z"
     assert exited["details"]["exit_reason"] == "exit_when:Order Completed"
+    refused = records[-1]
+    assert refused["reason"] == "re_entry: never"
+    assert (refused["details"]["entries"], refused["details"]["last_entered_at"]) == (
+        1, "2026-03-02T10:00:00Z")
 
 
 def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
@@ -272,3 +279,49 @@ def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
         ("exited", "followup"), ("sent", "followup")]
     assert eng.why("ana", journey="other") == []
     assert eng.why("nobody") == []
+
+
+TRIAL = """\
+journey: trial
+version: 1
+entry: {event: Trial Started}
+re_entry: {after: 30d}
+steps:
+  - id: test
+    split:
+      variants:
+        - {name: a, weight: 50, goto: ask}
+        - {name: b, weight: 50, goto: ask}
+  - id: ask
+    wait_for: {event: Upgraded, timeout: 3d}
+"""
+
+
+def test_splits_wait_for_and_re_entry_windows_are_told(tmp_path: Path) -> None:
+    from engine.testing import InMemoryEngine
+
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "trial.yaml").write_text(TRIAL)
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.track("tom", "Trial Started")
+    eng.advance(timedelta(days=1))
+    eng.track("tom", "Upgraded")
+    eng.advance(timedelta(days=1))
+    eng.track("tom", "Trial Started")
+    eng.track("una", "Trial Started")
+    eng.run_until_idle()
+    told = [(w.kind, w.step, w.reason) for w in eng.why("tom")]
+    variant = eng.enrollments("tom", "trial")[0].variants["test"]
+    assert told == [
+        ("entered", "test", "entry: Trial Started"),
+        ("split", "test", f"variant {variant}"),
+        ("waiting", "ask", "for Upgraded until 2026-03-05T10:00:00Z"),
+        ("resumed", "ask", "event: Upgraded"),
+        ("exited", "ask", "completed"),
+        ("not_entered", None, "re_entry: after 30d (last entered 2026-03-02T10:00:00Z)")]
+    split = eng.why("tom")[1]
+    assert 0 <= split.details["bucket"] < 100
+    assert split.details["weights"] == {"a": 50, "b": 50}
+    assert [(w.kind, w.reason) for w in eng.why("una")][-2:] == [
+        ("resumed", "timeout: no Upgraded in time"), ("exited", "completed")]
