@@ -174,7 +174,7 @@ def test_a_profile_that_was_capped(played: tuple[Service, str]) -> None:
     assert records[-1]["details"] == {"channel": "email", "max": 1, "per_seconds": 604800.0,
                                       "sent": 1}
     text = runner.invoke(app, ["why", "bea", "--db", db]).output
-    assert "followup: frequency_cap (1 sent, at most 1 per 7 days, 0:00:00)" in text
+    assert "followup: frequency_cap (1 sent, at most 1 per 7d)" in text
 
 
 def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
@@ -325,3 +325,28 @@ def test_splits_wait_for_and_re_entry_windows_are_told(tmp_path: Path) -> None:
     assert split.details["weights"] == {"a": 50, "b": 50}
     assert [(w.kind, w.reason) for w in eng.why("una")][-2:] == [
         ("resumed", "timeout: no Upgraded in time"), ("exited", "completed")]
+
+
+def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
+    """docs/testing.md shows `journeyman why ana` for the offer journey above."""
+    from engine.runtime.why import story
+    from engine.testing import InMemoryEngine
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "testing.md").read_text()
+    start = doc.index("```\nana: ") + 4
+    shown = doc[start:doc.index("```", start)]
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    (folder / "policy.yaml").write_text("frequency_caps:\n  email: {max: 1, per: 7d}\n")
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
+    eng.track("ana", "Product Viewed", {"price": 5})
+    eng.track("ana", "Product Viewed", {"price": 50})
+    eng.advance(timedelta(hours=1))
+    eng.track("ana", "Product Viewed", {"price": 70})
+    eng.run_until_idle()
+    assert story("ana", eng.why("ana")) == shown
