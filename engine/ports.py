@@ -151,7 +151,11 @@ class OutboxRecord:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Why something did or did not happen (a skipped send, a failed render, ...)."""
+    """One decision of the engine for a profile, and why (the decision log, `journeyman
+    why`). `what` is its kind: entered, not_entered, waiting, resumed, branch, split,
+    sent, skipped, deferred, failed, goal, exited (and fired_late, a timer's lateness);
+    `step` is "" when it was not made at a step; `details` holds the values that
+    decided it."""
 
     at: datetime
     profile_id: str

@@ -23,6 +23,15 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def span(value: timedelta) -> str:
+    """`30d`, `12h`, `90m`, `45s`: a duration as journeys write it."""
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def next_local_time(now: datetime, hhmm: str, tz: ZoneInfo) -> datetime:
     """The first instant strictly after `now` whose wall clock in `tz` reads `hhmm`.
 

@@ -55,7 +55,7 @@ from engine.core.time_conditions import (
     next_change,
     time_dependent,
 )
-from engine.core.times import iso, local_zone
+from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
 from engine.runtime.rendering import render_send
@@ -625,15 +625,6 @@ def _daily_time(schedule: str) -> dt_time | None:
             and fields[1].isdigit() and int(fields[0]) < 60 and int(fields[1]) < 24):
         return dt_time(int(fields[1]), int(fields[0]))
     return None
-
-
-def span(value: timedelta) -> str:
-    """`30d`, `12h`, `90m`, `45s`: a duration as journeys write it."""
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,

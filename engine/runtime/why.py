@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from engine.core.times import iso
+from engine.core.times import iso, span
 from engine.ports import Decision
 
 # The kinds of the contract (qa-contract.md, section 4); a record of another kind keeps
@@ -143,8 +143,10 @@ def _more(entry: Why) -> str:
     """What the reason alone does not say, for the kinds where it matters."""
     d = entry.details
     if entry.kind == "skipped" and entry.reason == "frequency_cap" and "max" in d:
-        per = timedelta(seconds=float(d.get("per_seconds", 0)))
+        per = span(timedelta(seconds=float(d.get("per_seconds", 0))))
         return f" ({d.get('sent')} sent, at most {d['max']} per {per})"
+    if entry.kind == "not_entered" and entry.reason == "already enrolled" and "step" in d:
+        return f" (waiting at {d['step']})"
     if entry.kind == "skipped" and entry.reason == "no_consent" and "consent" in d:
         return f" (consent {d['consent']})"
     if entry.kind in ("skipped", "failed") and "error" in d:

@@ -107,6 +107,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
           "properties": {"price": 80}})
     advance(timedelta(days=1))
     post({"type": "track", "userId": "quin", "event": "Order Completed"})
+    post({"type": "track", "userId": "quin", "event": "Product Viewed",
+          "properties": {"price": 60}})
     advance(timedelta(hours=23))  # the waits end on the dot: 2026-03-04T10:00:00Z
     advance(timedelta(days=1))
     try:
@@ -172,17 +174,22 @@ def test_a_profile_that_was_capped(played: tuple[Service, str]) -> None:
     assert records[-1]["details"] == {"channel": "email", "max": 1, "per_seconds": 604800.0,
                                       "sent": 1}
     text = runner.invoke(app, ["why", "bea", "--db", db]).output
-    assert "followup: frequency_cap (1 sent, at most 1 per 7 days, 0:00:00)" in text
+    assert "followup: frequency_cap (1 sent, at most 1 per 7d)" in text
 
 
 def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
     _, db = played
     records = why_json(db, "quin")
-    assert [r["kind"] for r in records] == ["entered", "branch", "waiting", "sent", "exited"]
-    exited = records[-1]
+    assert [r["kind"] for r in records] == ["entered", "branch", "waiting", "sent", "exited",
+                                            "not_entered"]
+    exited = records[-2]
     assert (exited["step"], exited["reason"]) == ("pause", "exit_when: Order Completed")
     assert exited["at"] == "2026-03-03T11:00:00Z"
     assert exited["details"]["exit_reason"] == "exit_when:Order Completed"
+    refused = records[-1]
+    assert refused["reason"] == "re_entry: never"
+    assert (refused["details"]["entries"], refused["details"]["last_entered_at"]) == (
+        1, "2026-03-02T10:00:00Z")
 
 
 def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
@@ -272,3 +279,74 @@ def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
         ("exited", "followup"), ("sent", "followup")]
     assert eng.why("ana", journey="other") == []
     assert eng.why("nobody") == []
+
+
+TRIAL = """\
+journey: trial
+version: 1
+entry: {event: Trial Started}
+re_entry: {after: 30d}
+steps:
+  - id: test
+    split:
+      variants:
+        - {name: a, weight: 50, goto: ask}
+        - {name: b, weight: 50, goto: ask}
+  - id: ask
+    wait_for: {event: Upgraded, timeout: 3d}
+"""
+
+
+def test_splits_wait_for_and_re_entry_windows_are_told(tmp_path: Path) -> None:
+    from engine.testing import InMemoryEngine
+
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "trial.yaml").write_text(TRIAL)
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.track("tom", "Trial Started")
+    eng.advance(timedelta(days=1))
+    eng.track("tom", "Upgraded")
+    eng.advance(timedelta(days=1))
+    eng.track("tom", "Trial Started")
+    eng.track("una", "Trial Started")
+    eng.run_until_idle()
+    told = [(w.kind, w.step, w.reason) for w in eng.why("tom")]
+    variant = eng.enrollments("tom", "trial")[0].variants["test"]
+    assert told == [
+        ("entered", "test", "entry: Trial Started"),
+        ("split", "test", f"variant {variant}"),
+        ("waiting", "ask", "for Upgraded until 2026-03-05T10:00:00Z"),
+        ("resumed", "ask", "event: Upgraded"),
+        ("exited", "ask", "completed"),
+        ("not_entered", None, "re_entry: after 30d (last entered 2026-03-02T10:00:00Z)")]
+    split = eng.why("tom")[1]
+    assert 0 <= split.details["bucket"] < 100
+    assert split.details["weights"] == {"a": 50, "b": 50}
+    assert [(w.kind, w.reason) for w in eng.why("una")][-2:] == [
+        ("resumed", "timeout: no Upgraded in time"), ("exited", "completed")]
+
+
+def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
+    """docs/testing.md shows `journeyman why ana` for the offer journey above."""
+    from engine.runtime.why import story
+    from engine.testing import InMemoryEngine
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "testing.md").read_text()
+    start = doc.index("```\nana: ") + 4
+    shown = doc[start:doc.index("```", start)]
+    folder = tmp_path / "journeys"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    (folder / "policy.yaml").write_text("frequency_caps:\n  email: {max: 1, per: 7d}\n")
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
+    eng.track("ana", "Product Viewed", {"price": 5})
+    eng.track("ana", "Product Viewed", {"price": 50})
+    eng.advance(timedelta(hours=1))
+    eng.track("ana", "Product Viewed", {"price": 70})
+    eng.run_until_idle()
+    assert story("ana", eng.why("ana")) == shown

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.core.model import ScheduleTimer
 from engine.core.steps.base import SUSPEND, Go, Outcome, StepRun
-from engine.core.times import iso, next_local_time, parse_timestamp
+from engine.core.times import iso, next_local_time, parse_timestamp, span
 from journeys.steps import WaitStep
 
 
@@ -49,5 +49,5 @@ def describe(step: WaitStep) -> str:
     """The wait as written: `3d`, `until 09:00 (profile)`, `until event.properties.at`."""
     spec = step.wait
     if isinstance(spec, timedelta):
-        return f"{spec.total_seconds():g}s"
+        return span(spec)
     return f"until {spec.until}" + (f" ({spec.tz})" if spec.tz else "")
