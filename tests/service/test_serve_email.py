@@ -89,8 +89,12 @@ def test_email_over_smtp_with_one_click_unsubscribe(tmp_path: Path,
         try:  # the second send comes due after its 2 s wait, and is skipped
             server.eventually(lambda: store.outbox_counts().get("skipped"), "a skipped send")
             assert store.outbox_counts() == {"sent": 1, "skipped": 1}
-            assert [(d.step, d.reason) for d in store.recorded_decisions("ana")] == [
+            decisions = store.recorded_decisions("ana")
+            assert [(d.step, d.reason) for d in decisions if d.what != "consent"] == [
                 ("second", "no_consent")]
+            # Both consent changes are on record with their source (docs/privacy.md).
+            assert [(d.reason, d.details["source"]) for d in decisions
+                    if d.what == "consent"][-1] == ("consent.email: false", "unsubscribe")
         finally:
             store.close()
         assert len(sink.delivered) == 1, server.output()
