@@ -7,8 +7,8 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
 - An event carrying both links them: an anonymous profile (history, traits, enrollments)
   is merged into the known one.
 - `alias` (`previousId` -> `userId`): the previous profile is merged into the user's; when
-  the user has no profile yet, the previous profile simply takes the new `userId` too (a
-  rename, nothing merged).
+  the previous id is a known user's and the new `userId` has no profile yet, that
+  profile simply takes the new `userId` too (a rename, nothing merged).
 - Traits listed in `by_traits` (e.g. `email`, `phone`) are identifiers too: an identify
   whose email belongs to an anonymous profile merges it into this one; one whose email
   belongs to a *known* profile while this one is anonymous merges this one into it.
@@ -57,16 +57,17 @@ def resolve(store: IdentityStore, event: Mapping[str, Any],
     pid: str | None = None
     if event.get("type") == "alias":
         previous = _text(event.get("previousId"))
-        if user and previous and store.profile_for(USER, user) is None:
-            # The user has no profile yet: the previous one takes the new userId (a
-            # rename, or an anonymous profile becoming known); nothing is merged.
-            pid = store.profile_for(USER, previous) or store.profile_for(ANONYMOUS, previous)
-            if pid is not None:
-                store.link_identity(USER, user, pid)
-        elif user and previous:
-            pid = _user_profile(store, user)
-            for kind in (USER, ANONYMOUS):  # previousId may be either
-                pid = _join(store, pid, kind, previous, on_refused)
+        if user and previous:
+            if store.profile_for(USER, user) is None:
+                # A known user taking a new userId (a rename): their profile gets it too;
+                # nothing is merged. (An anonymous previousId is merged, below.)
+                pid = store.profile_for(USER, previous)
+                if pid is not None:
+                    store.link_identity(USER, user, pid)
+            if pid is None:
+                pid = _user_profile(store, user)
+                for kind in (USER, ANONYMOUS):  # previousId may be either
+                    pid = _join(store, pid, kind, previous, on_refused)
     if user is not None:
         pid = pid or _user_profile(store, user)
         if anon is not None:

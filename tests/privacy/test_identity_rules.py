@@ -102,3 +102,12 @@ def test_alias_to_a_new_user_id_renames_without_merging(sql_api: Api) -> None:
     store = sql_api.store
     assert store.profile_for("user_id", "dan-2") == "dan"
     assert orders(store, "dan") == 1
+
+
+def test_alias_from_an_anonymous_id_to_a_new_user_merges_into_the_user(sql_api: Api) -> None:
+    sql_api.send("/v1/track", {"anonymousId": "a-7", "event": "Order Completed"})
+    sql_api.send("/v1/alias", {"userId": "erin", "previousId": "a-7"})
+    store = sql_api.store
+    assert store.profile_for("anonymous_id", "a-7") == "erin"
+    assert store.get_profile("a-7") is None
+    assert orders(store, "erin") == 1

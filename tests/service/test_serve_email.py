@@ -91,6 +91,10 @@ def test_email_over_smtp_with_one_click_unsubscribe(tmp_path: Path,
             assert store.outbox_counts() == {"sent": 1, "skipped": 1}
             skipped = store.recorded_decisions("ana", kinds=("skipped",))
             assert [(d.step, d.reason) for d in skipped] == [("second", "no_consent")]
+            # Both consent changes are on record with their source (docs/privacy.md).
+            consent = store.recorded_decisions("ana", kinds=("consent",))
+            assert [(d.reason, d.details["source"]) for d in consent][-1] == (
+                "consent.email: false", "unsubscribe")
         finally:
             store.close()
         assert len(sink.delivered) == 1, server.output()
