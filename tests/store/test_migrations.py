@@ -76,3 +76,35 @@ def test_processes_started_together_on_a_new_postgres_database_all_come_up(
     assert failures == []
     store = SqlStore(url)  # current: opens without create
     store.close()
+
+
+def test_migration_0009_counts_sent_sends_as_admitted(tmp_path: Path) -> None:
+    """Caps count admitted sends: a database upgraded with sends already delivered
+    counts them as admitted when they were sent."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, insert
+
+    from engine.store.sql.tables import table
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    sent_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    db = create_engine(url)
+    with db.begin() as conn:
+        migrate.upgrade(conn, "0005")
+    outbox = table("outbox")
+    row = {"send_key": "k", "enrollment_id": "e", "profile_id": "p", "journey": "j",
+           "step": "s", "channel": "email", "template": "t", "to": "a@example.com",
+           "rendered": {}, "attempts": 1, "created_at": sent_at}
+    with db.begin() as conn:  # the columns of revision 0005 only
+        conn.execute(insert(outbox), [
+            {**row, "status": "sent", "sent_at": sent_at, "next_attempt_at": None},
+            {**row, "send_key": "k2", "status": "pending", "sent_at": None,
+             "next_attempt_at": sent_at}])
+    db.dispose()
+    store = SqlStore(url, create=True)
+    try:
+        assert store.admitted_since(["p"], datetime(2026, 1, 1, tzinfo=UTC)) == {
+            "p": [("email", sent_at)]}
+    finally:
+        store.close()
