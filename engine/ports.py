@@ -180,6 +180,17 @@ class KeyInfo:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A dashboard user. `password_hash` is scrypt's, salted (engine/api/dashboard/auth.py);
+    the password itself is never stored. `role` is viewer or editor."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime | None = None
+
+
 @dataclass(slots=True)
 class ProfileState:
     """What the runtime reads to handle a profile's events and timers; bounded by the
@@ -502,8 +513,18 @@ class KeyStore(Protocol):
         ...
 
 
+class UserStore(Protocol):
+    """The dashboard's users (`journeyman users create`)."""
+
+    def create_user(self, name: str, password_hash: str, role: str) -> None:
+        """Add a user; DuplicateUserName if `name` exists."""
+        ...
+    def get_user(self, name: str) -> UserInfo | None: ...
+    def list_users(self) -> list[UserInfo]: ...
+
+
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
-            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, Protocol):
+            OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, UserStore, Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
 
@@ -515,4 +536,4 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "Levels", "MergeStep",
            "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
            "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "SystemClock",
-           "TimerStore", "UuidIds", "WriteRun"]
+           "TimerStore", "UserInfo", "UserStore", "UuidIds", "WriteRun"]

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Match
 from engine.api import openapi
 from engine.api.admin import ProfileView, add_admin_routes
 from engine.api.auth import ApiError
+from engine.api.dashboard import Dashboard, add_dashboard_routes
 from engine.api.ingest import add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
 from engine.api.unsubscribe import add_unsubscribe_routes
@@ -29,9 +30,11 @@ def create_app(store: Store, now: Callable[[], datetime], *,
                new_id: Callable[[], str], profiles: ProfileView | None = None,
                unsubscribe: UnsubscribeLinks | None = None,
                on_accepted: Callable[[], None] | None = None,
-               ready: Readiness | None = None, metrics: Metrics | None = None) -> FastAPI:
+               ready: Readiness | None = None, metrics: Metrics | None = None,
+               dashboard: Dashboard | None = None) -> FastAPI:
     """`on_accepted` is called after events were stored (the service wakes its event
-    loop with it); `ready` and `metrics` back `/readyz` and `/metrics`."""
+    loop with it); `ready` and `metrics` back `/readyz` and `/metrics`; `dashboard`: the
+    marketers' pages at `/` and `GET /v1/journeys/{id}/stats`."""
     app = FastAPI(title="journeyman event API", version="1",
                   description="Segment-compatible tracking API of journeyman. Every error "
                               "answer is `{\"success\": false, \"reason\": \"...\"}`.")
@@ -60,6 +63,8 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     add_admin_routes(app, store, profiles)
     if unsubscribe is not None:
         add_unsubscribe_routes(app, unsubscribe, accept, store, now)
+    if dashboard is not None:
+        add_dashboard_routes(app, dashboard)
 
     @app.get("/health", summary="Is the API up", response_model=openapi.Health)
     async def health() -> dict[str, bool]:

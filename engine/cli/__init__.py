@@ -8,6 +8,7 @@ Commands by audience, one module each:
 | `running.py` | `serve`, `worker`, `demo` |
 | `admin.py` | `migrate`, `keys`, `outbox`, `decisions` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
+| `users.py` | `users` (dashboard users: `create`, `list`) |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, failures, qa, running
+from engine.cli import admin, authoring, failures, qa, running, users
 
 app = typer.Typer(
     name="journeyman",
@@ -37,5 +38,6 @@ app.command("test")(qa.run_tests)
 app.command()(qa.replay)
 app.add_typer(admin.keys, name="keys")
 app.add_typer(failures.failures, name="failures")
+app.add_typer(users.users, name="users")
 
 __all__ = ["app"]

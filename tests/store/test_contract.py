@@ -339,3 +339,19 @@ def test_settings_are_kept_replaced_and_forgotten(store: Any) -> None:
     store.put_setting("sealed:unsubscribe", None)
     store.put_setting("never:there", None)
     assert store.setting("sealed:unsubscribe") is None
+
+
+def test_dashboard_users(store: Any) -> None:
+    import pytest
+
+    from engine.store import DuplicateUserName
+
+    assert store.get_user("ann") is None
+    store.create_user("ann", "scrypt$hash", "editor")
+    store.create_user("bob", "scrypt$other", "viewer")
+    ann = store.get_user("ann")
+    assert (ann.name, ann.role, ann.password_hash) == ("ann", "editor", "scrypt$hash")
+    assert ann.created_at is not None
+    with pytest.raises(DuplicateUserName):
+        store.create_user("ann", "x", "viewer")
+    assert [u.name for u in store.list_users()] == ["ann", "bob"]

@@ -13,6 +13,8 @@ One module per concern, each a part of the class:
 | `failures.py` | parked events, timers and sends |
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and settings |
+| `users.py` | the dashboard's users |
+| `analytics.py` | the dashboard's counts per journey and step |
 | `reads.py` | histories and counts for people and reports |
 | `rows.py` | how values are stored in rows |
 | `tables.py`, `types.py`, `migrate.py`, `migrations/` | the schema |
@@ -24,14 +26,17 @@ revision; without `create` it refuses a database whose schema is not current.
 from __future__ import annotations
 
 from engine.ports import Store
+from engine.store.sql.analytics import AnalyticsQueries
 from engine.store.sql.db import DEFAULT_URL
 from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
+from engine.store.sql.users import UserQueries
 
 
-class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries):
+class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, UserQueries,
+               AnalyticsQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

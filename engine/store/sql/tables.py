@@ -103,6 +103,10 @@ class EnrollmentRow(SQLModel, table=True):
         Index("ix_enrollments_active", "profile_id",
               sqlite_where=text("status = 'active'"),
               postgresql_where=text("status = 'active'")),
+        # The dashboard's counts (migration 0011): people on each step now, and the
+        # cohort that entered in a period.
+        Index("ix_enrollments_journey_status_state", "journey", "status", "state"),
+        Index("ix_enrollments_journey_entered", "journey", "entered_at"),
     )
 
     id: str = Field(sa_column=Column(String(255), primary_key=True))
@@ -183,7 +187,9 @@ class OutboxRow(SQLModel, table=True):
     """Messages to deliver; `send_key` is the idempotency key of the send."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
+                      # the dashboard's sends per journey and step in a period (0011)
+                      Index("ix_outbox_journey_created", "journey", "created_at"))
 
     id: int | None = _pk()
     send_key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
@@ -205,6 +211,8 @@ class OutboxRow(SQLModel, table=True):
 
 class DecisionRow(SQLModel, table=True):
     __tablename__ = "decisions"
+    # the dashboard's skips per journey and step in a period (migration 0011)
+    __table_args__ = (Index("ix_decisions_journey_at", "journey", "at"),)
 
     id: int | None = _pk()
     at: datetime = _when()
@@ -270,10 +278,21 @@ class SettingRow(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class UserRow(SQLModel, table=True):
+    """Dashboard users (migration 0011): scrypt's salted hash, never the password."""
+
+    __tablename__ = "users"
+
+    name: str = Field(sa_column=Column(String(255), primary_key=True))
+    password_hash: str = Field(sa_column=Column(String(512), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = _when()
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
-               "settings", "journey_entries", "failures")
+               "settings", "journey_entries", "failures", "users")
 
 
 def table(name: str) -> Table:
