@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
+from engine import jsonfast
 from engine.store.sql.db import SqlBase
 
 
@@ -87,22 +88,31 @@ class AnalyticsQueries(SqlBase):
             counts.on_step = {str(state): int(n) for state, n in conn.execute(
                 select(e.c.state, func.count())
                 .where(e.c.journey == journey, e.c.status == "active").group_by(e.c.state))}
-            # One pass over the cohort: entered, converted, and each step's visitors.
-            columns = [func.count(), func.count(e.c.goal_reached_at)]
-            columns += [func.count(e.c.visits[step].as_integer()) for step in steps]
-            row = conn.execute(select(*columns).where(*cohort)).one()
-            counts.entered, counts.converted = int(row[0]), int(row[1])
-            counts.passed = {step: int(n) for step, n in zip(steps, row[2:], strict=True)}
-            counts.ended = {str(status): int(n) for status, n in conn.execute(
-                select(e.c.status, func.count()).where(*cohort).group_by(e.c.status))}
-            for step in split_steps:
-                variant = e.c.variants[step].as_string()
-                counts.variants[step] = [
-                    VariantCount(str(name), int(people), int(converted))
-                    for name, people, converted in conn.execute(
-                        select(variant, func.count(), func.count(e.c.goal_reached_at))
-                        .where(*cohort, variant.is_not(None))
-                        .group_by(variant).order_by(variant))]
+            # One pass over the cohort (its rows are read once, not once per count):
+            # the JSON comes as text and is parsed here, faster than the database's
+            # JSON functions once per step and variant.
+            rows = conn.execute(select(e.c.status, e.c.goal_reached_at.is_not(None),
+                                       cast(e.c.visits, Text), cast(e.c.variants, Text))
+                                .where(*cohort))
+            counts.passed = dict.fromkeys(steps, 0)
+            variants: dict[str, dict[str, list[int]]] = {step: {} for step in split_steps}
+            ended: dict[str, int] = {}
+            for status, converted, visits, chosen in rows:
+                counts.entered += 1
+                counts.converted += bool(converted)
+                ended[status] = ended.get(status, 0) + 1
+                for step in jsonfast.loads(visits) or ():
+                    if step in counts.passed:
+                        counts.passed[step] += 1
+                for step, variant in (jsonfast.loads(chosen) or {}).items():
+                    if step in variants:
+                        tally = variants[step].setdefault(str(variant), [0, 0])
+                        tally[0] += 1
+                        tally[1] += bool(converted)
+            counts.ended = dict(sorted(ended.items()))
+            counts.variants = {step: [VariantCount(name, n, won) for name, (n, won)
+                                      in sorted(found.items())]
+                               for step, found in variants.items()}
             for step, status, n in conn.execute(
                     select(o.c.step, o.c.status, func.count())
                     .where(o.c.journey == journey, o.c.created_at >= since,
