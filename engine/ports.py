@@ -224,6 +224,17 @@ class KeyInfo:
         return PUBLIC_RATE if self.public else DEFAULT_RATE
 
 
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A dashboard user. `password_hash` is scrypt's, salted (engine/api/dashboard/auth.py);
+    the password itself is never stored. `role` is viewer or editor."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime | None = None
+
+
 @dataclass(slots=True)
 class ProfileState:
     """What the runtime reads to handle a profile's events and timers; bounded by the
@@ -702,10 +713,19 @@ class EngagementStore(Protocol):
         ...
 
 
+class UserStore(Protocol):
+    """The dashboard's users (`journeyman users create`)."""
+
+    def create_user(self, name: str, password_hash: str, role: str) -> None:
+        """Add a user; DuplicateUserName if `name` exists."""
+        ...
+    def get_user(self, name: str) -> UserInfo | None: ...
+    def list_users(self) -> list[UserInfo]: ...
+
+
 class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore, RecordStore,
             OutboxStore, IdentityStore, InboxStore, FailureStore, KeyStore, PrivacyStore,
-            VersionStore, EngagementStore,
-            Protocol):
+            VersionStore, EngagementStore, UserStore, Protocol):
     """The one storage port: everything the runtime, the API and the operators' commands
     ask of a store."""
 
@@ -721,3 +741,4 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "SystemClock",
            "TimerStore", "UuidIds", "WriteRun"]
 __all__ += ["DeployedVersion", "StepMove", "VersionStore"]
+__all__ += ["UserInfo", "UserStore"]

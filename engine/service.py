@@ -121,7 +121,8 @@ class Service:
                  identify_by: Sequence[str] = (), tick: float = 0.5, backend: str = "durable",
                  name: str | None = None, lease: float = 60.0,
                  secrets: Sequence[SigningSecret] | None = None,
-                 public_url: str = "http://127.0.0.1:8000", decision_log: bool = True) -> None:
+                 public_url: str = "http://127.0.0.1:8000", decision_log: bool = True,
+                 dashboard_open: bool = False) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
@@ -141,6 +142,10 @@ class Service:
         except BaseException:
             self.store.close()
             raise
+        # Dashboard sessions are signed with a key derived from the same secret, so every
+        # API process on the store accepts them.
+        self.session_secret = signing[0].value
+        self.dashboard_open = dashboard_open
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         self.metrics = Metrics(self.store, now=self.clock.now)
@@ -261,14 +266,18 @@ class Service:
 
     def app(self) -> Any:
         from engine.api import create_app
+        from engine.api.dashboard import Dashboard
 
+        dashboard = Dashboard(self.store, self.runner.journeys, self.clock.now,
+                              self.session_secret, profiles=self.profile,
+                              open_local=self.dashboard_open)
         assert self.runner.tracking is not None
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
                           profiles=self.profile, unsubscribe=self.unsubscribe,
                           on_accepted=self.wake_events, ready=self.store.ready,
                           metrics=self.metrics, tracking=self.runner.tracking,
                           scanner_window=scanner_window(self.library.policy),
-                          stats=self.stats)
+                          stats=self.stats, dashboard=dashboard)
 
     def ops_app(self) -> Any:
         """`/healthz`, `/readyz` and `/metrics` alone (`journeyman worker --http-port`)."""

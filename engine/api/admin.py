@@ -73,7 +73,7 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
         return JSONResponse({"deleted": deleted})
 
     if stats is not None:
-        @app.get("/v1/journeys/{journey}/stats", summary="A journey's KPIs (admin key)",
+        @app.get("/v1/journeys/{journey}/kpis", summary="A journey's KPIs (admin key)",
                  **openapi.stats_route())
         async def journey_stats(journey: str, request: Request) -> JSONResponse:
             require_admin(request, store)

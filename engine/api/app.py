@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Match
 from engine.api import openapi
 from engine.api.admin import JourneyStats, ProfileView, add_admin_routes
 from engine.api.auth import ApiError
+from engine.api.dashboard import Dashboard, add_dashboard_routes
 from engine.api.deliverability import add_deliverability_routes
 from engine.api.ingest import add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
@@ -36,10 +37,13 @@ def create_app(store: Store, now: Callable[[], datetime], *,
                ready: Readiness | None = None, metrics: Metrics | None = None,
                tracking: TrackingLinks | None = None,
                scanner_window: timedelta = DEFAULT_SCANNER_WINDOW,
-               stats: JourneyStats | None = None) -> FastAPI:
+               stats: JourneyStats | None = None,
+               dashboard: Dashboard | None = None) -> FastAPI:
     """`on_accepted` is called after events were stored (the service wakes its event
     loop with it); `ready` and `metrics` back `/readyz` and `/metrics`; `tracking`
-    serves the tracked links and open pixels, `stats` a journey's KPIs."""
+    serves the tracked links and open pixels, `stats` a journey's KPIs (`GET
+    /v1/journeys/{id}/kpis`); `dashboard`: the marketers' pages at `/` and `GET
+    /v1/journeys/{id}/stats`."""
     app = FastAPI(title="journeyman event API", version="1",
                   description="Segment-compatible tracking API of journeyman. Every error "
                               "answer is `{\"success\": false, \"reason\": \"...\"}`.")
@@ -74,6 +78,8 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     if tracking is not None:
         add_tracking_routes(app, store, tracking, now, new_id, scanner_window=scanner_window,
                             on_accepted=on_accepted, metrics=metrics)
+    if dashboard is not None:
+        add_dashboard_routes(app, dashboard)
 
     @app.get("/health", summary="Is the API up", response_model=openapi.Health)
     async def health() -> dict[str, bool]:

@@ -311,6 +311,49 @@ def stats_route() -> dict[str, Any]:
                                     "type": "object"}}}},
                           **_errors(401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
+class StepStats(BaseModel):
+    id: str
+    kind: str
+    now: int = Field(description="people on the step now")
+    passed: int = Field(description="of the period's entries, how many reached the step")
+    sends: dict[str, int] = Field(description="outbox rows of the period by status")
+    decisions: list[dict[str, Any]] = Field(description="what / reason / count")
+
+
+class JourneyStats(BaseModel):
+    """A journey's numbers over the last `days` days (the entries of the period are the
+    cohort: entered, converted, passed)."""
+
+    journey: str
+    title: str
+    version: int
+    status: str
+    since: str
+    until: str
+    entered: int
+    converted: int
+    conversion: float | None
+    conversion_ci95: list[float] | None = Field(description="Wilson score interval, 95%")
+    ended: dict[str, int]
+    in_flight: int
+    steps: list[StepStats]
+    splits: dict[str, Any] = Field(description="per split step: each variant's people, "
+                                               "conversion, 95% Wilson interval, and the "
+                                               "pooled two-proportion z-test against the "
+                                               "control (z, two-sided p-value)")
+    kpis: dict[str, Any]
+    versions: list[dict[str, Any]]
+
+
+def journey_stats_route(max_days: int) -> dict[str, Any]:
+    return {"responses": {200: {"model": JourneyStats, "description": "The numbers."},
+                          **_errors(400, 401, 403, 404)},
+            "openapi_extra": {
+                "security": SECURITY,
+                "parameters": [{"name": "days", "in": "query", "required": False,
+                                "description": "The period: the last N days (default 7).",
+                                "schema": {"type": "integer", "minimum": 1,
+                                           "maximum": max_days}}]}}
 
 
 HTML_PAGE = {"text/html": {"schema": {"type": "string"}}}

@@ -9,6 +9,7 @@ Commands by audience, one module each:
 | `admin.py` | `migrate`, `keys`, `outbox`, `decisions`, `why` |
 | `failures.py` | `failures` (list, `retry`, `discard`) |
 | `privacy.py` | `profiles export`, `profiles forget` |
+| `users.py` | `users` (dashboard users: `create`, `list`) |
 | `qa.py` | `test` (scenario files), `replay` (an event log, with a per-step report) |
 | `versions.py` | `plan`, `apply`, `journeys` (list, `pause`, `resume`, `archive`) |
 | `engagement.py` | `stats` (each journey's KPIs), `suppressions` (list, `add`, `remove`) |
@@ -22,7 +23,17 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import admin, authoring, engagement, failures, privacy, qa, running, versions
+from engine.cli import (
+    admin,
+    authoring,
+    engagement,
+    failures,
+    privacy,
+    qa,
+    running,
+    users,
+    versions,
+)
 
 app = typer.Typer(
     name="journeyman",
@@ -46,5 +57,6 @@ app.command()(versions.apply)
 app.add_typer(versions.journeys, name="journeys")
 app.command()(engagement.stats)
 app.add_typer(engagement.suppressions, name="suppressions")
+app.add_typer(users.users, name="users")
 
 __all__ = ["app"]

@@ -97,17 +97,23 @@ def serve(
         "--worker/--no-worker", help=(
             "--no-worker: the API alone (accept events, unsubscribe, admin), for API "
             "replicas in front of `journeyman worker` processes on one store."))] = True,
+    dashboard_open: Annotated[bool, typer.Option(
+        "--dashboard-open", help=(
+            "Let clients on this machine (loopback) read the dashboard without logging "
+            "in; nothing can be changed that way. Others still log in."))] = False,
 ) -> None:
     """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
     and outbox dispatcher (or the API alone, with --no-worker)."""
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
-                       tick=tick,
-                       lease=lease, public_url=public_url or f"http://{host}:{port}")
+                       tick=tick, lease=lease, public_url=public_url or f"http://{host}:{port}",
+                       dashboard_open=dashboard_open)
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
               f"{'' if with_worker else '(API only) '}"
-              "(write keys: `journeyman keys create NAME`)", markup=False)
+              "(write keys: `journeyman keys create NAME`); dashboard at "
+              f"http://{host}:{port}/ (users: `journeyman users create NAME`"
+              f"{'; open to this machine' if dashboard_open else ''})", markup=False)
     service.serve(host, port, with_worker=with_worker)
 
 

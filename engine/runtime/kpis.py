@@ -1,5 +1,5 @@
 """Each journey's KPIs, per step and per split variant (docs/engagement.md has every
-definition): `journeyman stats`, `GET /v1/journeys/{id}/stats`.
+definition): `journeyman stats`, `GET /v1/journeys/{id}/kpis`.
 
 Read from the store (a report, never on the hot path): the journey's enrollments, its
 outbox rows (what its send steps queued), the engagements of those messages (clicks,

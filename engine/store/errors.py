@@ -17,5 +17,9 @@ class DuplicateKeyName(StoreError):  # noqa: N818
     """An active API key with this name exists already."""
 
 
+class DuplicateUserName(StoreError):  # noqa: N818
+    """A dashboard user with this name exists already."""
+
+
 class NaiveDatetimeError(StoreError, ValueError):
     """A naive datetime reached the store; every datetime must be aware (UTC)."""

@@ -137,15 +137,15 @@ def test_a_tracked_click_redirects_records_and_resumes_the_cart(
             "url": "https://shop.example/cart", "link_position": 1}
         assert len(sink.delivered) == 1  # the click ended the cart: no discount email
 
-        stats = httpx.get(f"{server.url}/v1/journeys/abandoned_cart/stats", auth=(admin, ""),
+        stats = httpx.get(f"{server.url}/v1/journeys/abandoned_cart/kpis", auth=(admin, ""),
                           timeout=10)
         assert stats.status_code == 200, stats.text
         reminder = stats.json()["steps"]["reminder"]["counts"]
         assert (reminder["delivered"], reminder["clicked"], reminder["clicks"]) == (1, 1, 1)
         assert stats.json()["kpis"]["ctr"] == 1.0
-        assert httpx.get(f"{server.url}/v1/journeys/nope/stats", auth=(admin, ""),
+        assert httpx.get(f"{server.url}/v1/journeys/nope/kpis", auth=(admin, ""),
                          timeout=10).status_code == 404
-        assert httpx.get(f"{server.url}/v1/journeys/abandoned_cart/stats", auth=(key, ""),
+        assert httpx.get(f"{server.url}/v1/journeys/abandoned_cart/kpis", auth=(key, ""),
                          timeout=10).status_code == 403
     finally:
         controller.stop()

@@ -379,3 +379,19 @@ def test_outbox_claim_takes_every_due_send_of_a_profile_and_counts_admissions(
     store.mark_retry("b1", later(2), "421")
     (again,) = store.claim_outbox(later(2), 10, lease)
     assert (again.key, again.admitted_at) == ("b1", later(1))  # admitted: not decided again
+
+
+def test_dashboard_users(store: Any) -> None:
+    import pytest
+
+    from engine.store import DuplicateUserName
+
+    assert store.get_user("ann") is None
+    store.create_user("ann", "scrypt$hash", "editor")
+    store.create_user("bob", "scrypt$other", "viewer")
+    ann = store.get_user("ann")
+    assert (ann.name, ann.role, ann.password_hash) == ("ann", "editor", "scrypt$hash")
+    assert ann.created_at is not None
+    with pytest.raises(DuplicateUserName):
+        store.create_user("ann", "x", "viewer")
+    assert [u.name for u in store.list_users()] == ["ann", "bob"]

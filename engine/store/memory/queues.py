@@ -11,8 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.model import ScheduleTimer
-from engine.ports import Failure, InboxItem, KeyInfo, Levels, OutboxEntry, key_scopes
-from engine.store.errors import DuplicateKeyName
+from engine.ports import (
+    Failure,
+    InboxItem,
+    KeyInfo,
+    Levels,
+    OutboxEntry,
+    UserInfo,
+    key_scopes,
+)
+from engine.store.errors import DuplicateKeyName, DuplicateUserName
 from engine.store.memory.state import MemoryState
 
 
@@ -43,6 +51,7 @@ class MemoryQueues(MemoryState):
         self._failure_ids = itertools.count(1)
         self.keys: dict[str, KeyInfo] = {}  # by the key itself (a test store keeps it plain)
         self.settings: dict[str, str] = {}
+        self.users: dict[str, UserInfo] = {}
 
     # --- ingest and the inbox ----------------------------------------------------------
 
@@ -293,6 +302,19 @@ class MemoryQueues(MemoryState):
             self.settings.pop(key, None)
         else:
             self.settings[key] = value
+
+    # --- dashboard users ------------------------------------------------------------------
+
+    def create_user(self, name: str, password_hash: str, role: str) -> None:
+        if name in self.users:
+            raise DuplicateUserName(f"a user named {name!r} exists")
+        self.users[name] = UserInfo(name, role, password_hash, self._now())
+
+    def get_user(self, name: str) -> UserInfo | None:
+        return self.users.get(name)
+
+    def list_users(self) -> list[UserInfo]:
+        return [self.users[name] for name in sorted(self.users)]
 
 
 def _timer(payload: Mapping[str, Any], due: datetime) -> ScheduleTimer:

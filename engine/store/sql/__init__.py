@@ -13,6 +13,8 @@ One module per concern, each a part of the class:
 | `failures.py` | parked events, timers and sends |
 | `outbox.py` | the outbox: enqueue, claim, settle |
 | `keys.py` | API keys and settings |
+| `users.py` | the dashboard's users |
+| `analytics.py` | the dashboard's counts per journey and step |
 | `reads.py` | histories and counts for people and reports |
 | `privacy.py` | a person's rows: export, forget (no trace left in SQLite), retention |
 | `versions.py` | deployed journey versions, in-flight counts, migration moves |
@@ -27,6 +29,7 @@ revision; without `create` it refuses a database whose schema is not current.
 from __future__ import annotations
 
 from engine.ports import Store
+from engine.store.sql.analytics import AnalyticsQueries
 from engine.store.sql.db import DEFAULT_URL
 from engine.store.sql.engagement import EngagementQueries
 from engine.store.sql.failures import FailureQueries
@@ -34,11 +37,12 @@ from engine.store.sql.keys import KeyQueries
 from engine.store.sql.privacy import PrivacyQueries
 from engine.store.sql.reads import ReadQueries
 from engine.store.sql.units import UnitQueries
+from engine.store.sql.users import UserQueries
 from engine.store.sql.versions import VersionQueries
 
 
 class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries,
-               VersionQueries, EngagementQueries):
+               VersionQueries, EngagementQueries, UserQueries, AnalyticsQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 

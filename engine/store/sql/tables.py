@@ -108,6 +108,10 @@ class EnrollmentRow(SQLModel, table=True):
         Index("ix_enrollments_in_flight", "journey", "version", "state",
               sqlite_where=text("status = 'active'"),
               postgresql_where=text("status = 'active'")),
+        # The dashboard's counts (migration 0011): people on each step now, and the
+        # cohort that entered in a period.
+        Index("ix_enrollments_journey_status_state", "journey", "status", "state"),
+        Index("ix_enrollments_journey_entered", "journey", "entered_at"),
     )
 
     id: str = Field(sa_column=Column(String(255), primary_key=True))
@@ -189,7 +193,10 @@ class OutboxRow(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
-                      Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"))
+                      Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"),
+                      # the dashboard's sends per journey and step in a period (0011)
+                      Index("ix_outbox_journey_created", "journey", "created_at"))
+
 
     id: int | None = _pk()
     send_key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
@@ -212,6 +219,8 @@ class OutboxRow(SQLModel, table=True):
 
 class DecisionRow(SQLModel, table=True):
     __tablename__ = "decisions"
+    # the dashboard's skips per journey and step in a period (migration 0011)
+    __table_args__ = (Index("ix_decisions_journey_at", "journey", "at"),)
 
     id: int | None = _pk()
     at: datetime = _when()
@@ -327,11 +336,22 @@ class SuppressionRow(SQLModel, table=True):
     details: dict[str, Any] = _json()
 
 
+class UserRow(SQLModel, table=True):
+    """Dashboard users (migration 0011): scrypt's salted hash, never the password."""
+
+    __tablename__ = "users"
+
+    name: str = Field(sa_column=Column(String(255), primary_key=True))
+    password_hash: str = Field(sa_column=Column(String(512), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = _when()
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
                "settings", "journey_entries", "failures", "journey_versions", "engagements",
-               "suppressions")
+               "suppressions", "users")
 
 
 def table(name: str) -> Table:

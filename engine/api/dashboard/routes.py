@@ -1,0 +1,369 @@
+"""The dashboard's pages (server-rendered Jinja2, a little JavaScript, Mermaid drawn in
+the page from the copy in `static/`), the login, and `GET /v1/journeys/{id}/stats`.
+
+Every page needs a session (else 302 to /login), except with `--dashboard-open`, which
+lets clients on this machine read without one. Every table on a page can be downloaded
+as CSV: the same URL with `csv=<table name>`. The only form that changes something,
+retrying a parked failure, needs the editor role and the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from engine.api import openapi
+from engine.api.auth import ApiError, require_admin
+from engine.api.dashboard.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Sessions,
+    Viewer,
+    is_loopback,
+    verify_password,
+)
+from engine.api.dashboard.stats import journey_kpis, journey_stats, journey_status
+from engine.core.times import iso
+from engine.ports import Store
+from engine.runtime.events import MAX_ID_CHARS
+from journeys.compiler import CompiledJourney, mermaid
+
+HERE = Path(__file__).parent
+STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript",
+          "dashboard.css": "text/css"}
+MAX_DAYS = 3650
+MAX_FORM_BYTES = 8192
+Table = tuple[list[str], list[list[Any]]]  # header, rows
+
+ProfileView = Callable[[str], dict[str, Any] | None]
+
+
+@dataclass
+class Dashboard:
+    """What the dashboard shows and how it lets people in."""
+
+    store: Any  # the Store port and the SQL store's analytics (a SqlStore)
+    compiled: Mapping[str, CompiledJourney]
+    now: Callable[[], datetime]
+    secret: str
+    profiles: ProfileView | None = None
+    open_local: bool = False  # --dashboard-open: read-only, no login, this machine only
+
+
+def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
+    sessions = Sessions(dash.secret)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html"]))
+    env.filters["iso"] = lambda d: iso(d) if isinstance(d, datetime) else d
+    env.filters["pct"] = lambda x: "-" if x is None else f"{100 * x:.1f}%"
+    env.filters["num"] = lambda x: "-" if x is None else f"{x:.3g}"
+    store = dash.store
+
+    def viewer(request: Request) -> Viewer | None:
+        found = sessions.read(request.cookies.get(SESSION_COOKIE), dash.now().timestamp())
+        if found is not None:
+            user = store.get_user(found[0])
+            if user is not None:
+                return Viewer(user.name, user.role, found[1])
+        if dash.open_local and is_loopback(request.client.host if request.client else None):
+            return Viewer("local", "viewer")
+        return None
+
+    def to_login(request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?" + urllib.parse.urlencode({"next": target}), 302)
+
+    def page(request: Request, who: Viewer, template: str, title: str,
+             tables: Mapping[str, Table], **context: Any) -> Response:
+        wanted = request.query_params.get("csv")
+        if wanted is not None:
+            if wanted not in tables:
+                return HTMLResponse("no such table", status_code=404)
+            return _csv(wanted, tables[wanted])
+        html = env.get_template(template).render(
+            title=title, who=who, tables=tables, csrf=sessions.csrf_token(who.sid)
+            if who.sid else "", query=request.url.query, **context)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    def period(request: Request) -> tuple[int, datetime, datetime]:
+        try:
+            days = int(request.query_params.get("days", "7"))
+        except ValueError:
+            days = 7
+        days = min(max(days, 1), MAX_DAYS)
+        until = dash.now()
+        return days, until - timedelta(days=days), until
+
+    # --- login ------------------------------------------------------------------------
+
+    @app.get("/login", include_in_schema=False)
+    async def login_page(request: Request) -> Response:
+        return HTMLResponse(env.get_template("login.html").render(
+            title="Log in", who=None, error=None,
+            next=_safe_next(request.query_params.get("next"))))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = await _form(request)
+        name, password = form.get("name", ""), form.get("password", "")
+        user = store.get_user(name) if name and len(name) <= MAX_ID_CHARS else None
+        if user is None or not verify_password(password, user.password_hash):
+            return HTMLResponse(env.get_template("login.html").render(
+                title="Log in", who=None, error="unknown user or wrong password",
+                next=_safe_next(form.get("next"))), status_code=401)
+        answer = RedirectResponse(_safe_next(form.get("next")), 303)
+        answer.set_cookie(SESSION_COOKIE, sessions.issue(user.name, user.role,
+                                                          dash.now().timestamp()),
+                          max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+                          secure=request.url.scheme == "https", path="/")
+        return answer
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        who = viewer(request)
+        form = await _form(request)
+        if who is None or not sessions.csrf_ok(who.sid, form.get("csrf")):
+            return HTMLResponse("forbidden", status_code=403)
+        answer = RedirectResponse("/login", 303)
+        answer.delete_cookie(SESSION_COOKIE, path="/")
+        return answer
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            return HTMLResponse("not found", status_code=404)
+        return FileResponse(HERE / "static" / name, media_type=STATIC[name],
+                            headers={"Cache-Control": "max-age=3600"})
+
+    # --- pages ------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def journeys_page(request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        since = dash.now() - timedelta(days=7)
+        overview = store.journeys_overview(sorted(dash.compiled), since)
+        rows = []
+        for jid, journey in sorted(dash.compiled.items()):
+            o = overview[jid]
+            kpis = journey_kpis(store, jid, since, dash.now())
+            rows.append([jid, journey.model.title, journey_status(journey, store),
+                         journey.model.version, o.in_flight, o.entries, o.sends,
+                         ", ".join(f"{k}: {v}" for k, v in kpis.items())])
+        tables = {"journeys": (["journey", "title", "status", "version", "in flight",
+                                "entries (7 days)", "sends (7 days)", "KPIs"], rows)}
+        return page(request, who, "journeys.html", "Journeys", tables)
+
+    @app.get("/journeys/{journey_id}", include_in_schema=False)
+    async def journey_page(journey_id: str, request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        journey = dash.compiled.get(journey_id)
+        if journey is None:
+            return HTMLResponse("no such journey", status_code=404)
+        days, since, until = period(request)
+        stats = journey_stats(store, journey, since, until)
+        tables: dict[str, Table] = {
+            "steps": (["step", "kind", "now", "passed", "sent", "pending", "failed",
+                       "skipped"],
+                      [[s["id"], s["kind"], s["now"], s["passed"], s["sends"].get("sent", 0),
+                        s["sends"].get("pending", 0), s["sends"].get("failed", 0),
+                        s["sends"].get("skipped", 0)] for s in stats["steps"]]),
+            "decisions": (["step", "what", "reason", "count"],
+                          [[s["id"], d["what"], d["reason"], d["count"]]
+                           for s in stats["steps"] for d in s["decisions"]]),
+        }
+        for step, split in stats["splits"].items():
+            tables[f"split_{step}"] = (
+                ["variant", "people", "converted", "conversion", "95% low", "95% high", "z",
+                 "p-value"],
+                [[v["variant"], v["people"], v["converted"], v["conversion"],
+                  *(v["ci95"] or [None, None]), v["z"], v["p_value"]]
+                 for v in split["variants"]])
+        return page(request, who, "journey.html", journey.model.title, tables, stats=stats,
+                    days=days, diagram=annotated_mermaid(journey, stats["steps"]))
+
+    @app.get("/profiles", include_in_schema=False)
+    async def profiles_page(request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        wanted = request.query_params.get("q", "").strip()
+        pid = _find_profile(store, wanted) if wanted else None
+        if pid is None:
+            return page(request, who, "profile.html", "Profiles", {}, wanted=wanted,
+                        profile=None)
+        view = dash.profiles(pid) if dash.profiles else None
+        profile = store.get_profile(pid)
+        traits = dict(view["traits"]) if view else dict(profile.traits if profile else {})
+        computed = dict(view["computed"]) if view else {}
+        tables: dict[str, Table] = {
+            "traits": (["trait", "value"], [[k, v] for k, v in sorted(traits.items())]),
+            "computed": (["computed trait", "value"],
+                         [[k, v] for k, v in sorted(computed.items())]),
+            "identities": (["kind", "value"], [list(i) for i in store.identities_of(pid)]),
+            "enrollments": (["journey", "version", "step", "status", "entered", "ended",
+                             "exit reason", "variants"],
+                            [[e.journey, e.version, e.state, e.status, iso(e.entered_at),
+                              iso(e.ended_at) if e.ended_at else "", e.exit_reason or "",
+                              ", ".join(f"{k}={v}" for k, v in e.variants.items())]
+                             for e in store.profile_enrollments(pid)]),
+            "timeline": (["at", "what", "journey", "step", "detail"], timeline(store, pid)),
+        }
+        return page(request, who, "profile.html", f"Profile {pid}", tables, wanted=wanted,
+                    profile=pid, why=why_story(store, pid))
+
+    @app.get("/failures", include_in_schema=False)
+    async def failures_page(request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        rows = [[f.id, f.kind, f.ref, f.profile_id, f.journey, f.step, f.attempts,
+                 iso(f.parked_at), f.error] for f in store.failures()]
+        tables = {"failures": (["id", "kind", "ref", "profile", "journey", "step", "attempts",
+                                "parked at", "error"], rows)}
+        return page(request, who, "failures.html", "Parked failures", tables,
+                    done=request.query_params.get("done"))
+
+    @app.post("/failures/{failure_id}/retry", include_in_schema=False)
+    async def retry_failure(failure_id: str, request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        form = await _form(request)
+        if not who.can_edit:
+            return HTMLResponse("this needs the editor role", status_code=403)
+        if not sessions.csrf_ok(who.sid, form.get("csrf")):
+            return HTMLResponse("missing or wrong CSRF token", status_code=403)
+        if not failure_id.isdigit() or not store.retry_failure(int(failure_id), dash.now()):
+            return HTMLResponse("no such parked failure", status_code=404)
+        return RedirectResponse(f"/failures?done={failure_id}", 303)
+
+    # --- the same numbers as JSON -----------------------------------------------------
+
+    @app.get("/v1/journeys/{journey_id}/stats", summary="A journey's numbers (admin key)",
+             **openapi.journey_stats_route(MAX_DAYS))
+    async def journey_stats_json(journey_id: str, request: Request) -> JSONResponse:
+        require_admin(request, store)
+        raw = request.query_params.get("days", "7")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+            raise ApiError(400, f"days must be a whole number from 1 to {MAX_DAYS}")
+        journey = dash.compiled.get(journey_id)
+        if journey is None:
+            raise ApiError(404, f"no journey {journey_id[:80]!r}")
+        until = dash.now()
+        return JSONResponse(journey_stats(store, journey, until - timedelta(days=int(raw)),
+                                          until))
+
+
+STATE_LINE = re.compile(r'^(\s+state ")(.*)(" as )(\S+)$')
+
+
+def annotated_mermaid(journey: CompiledJourney, steps: Sequence[Mapping[str, Any]]) -> str:
+    """The journey's diagram, each step's box saying how many are on it now and how many
+    passed it in the period."""
+    by_id = {s["id"]: s for s in steps}
+    lines = []
+    for line in mermaid(journey).splitlines():
+        match = STATE_LINE.match(line)
+        if match and match.group(4) in by_id:
+            s = by_id[match.group(4)]
+            lines.append(f"{match.group(1)}{match.group(2)}<br/>now {s['now']} · passed "
+                         f"{s['passed']}{match.group(3)}{match.group(4)}")
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def timeline(store: Store, profile_id: str) -> list[list[Any]]:
+    """The profile's story, oldest first: entries, sends, decisions, goals and exits.
+    PLUG-IN (issue 12, the full decision log): when `why` lands, its story replaces or
+    extends these rows (see `why_story`)."""
+    rows: list[tuple[datetime, str, str, str, str]] = []
+    for e in store.profile_enrollments(profile_id):
+        rows.append((e.entered_at, "entered", e.journey, e.state, f"v{e.version}"))
+    for r in store.outbox_records(profile_id):
+        rows.append((r.entry.created_at, f"send {r.status}", r.entry.journey, r.entry.step,
+                     f"{r.entry.channel} → {r.entry.to or ''}"
+                     + (f" ({r.last_error})" if r.last_error else "")))
+    for d in store.recorded_decisions(profile_id):
+        rows.append((d.at, d.what, d.journey, d.step, d.reason))
+    for g in store.recorded_goals(profile_id):
+        rows.append((g.at, "goal", g.journey, "", ""))
+    for x in store.recorded_exits(profile_id):
+        rows.append((x.at, "exit", x.journey, x.step, x.reason))
+    rows.sort(key=lambda r: r[0])
+    return [[iso(at), what, journey, step, detail] for at, what, journey, step, detail in rows]
+
+
+def why_story(store: Store, profile_id: str) -> list[str] | None:
+    """The profile's `why` story (engine/runtime/why.py, as `journeyman why` tells it),
+    shown above the timeline; None when there is nothing to tell."""
+    from engine.runtime.why import story, why
+
+    entries = why(store, profile_id)
+    if not entries:
+        return None
+    return story(profile_id, entries).splitlines()
+
+
+def _find_profile(store: Any, wanted: str) -> str | None:
+    """A profile by user id, anonymous id, e-mail, or its own id."""
+    if "\x00" in wanted or len(wanted) > MAX_ID_CHARS:
+        return None
+    for kind in ("user_id", "anonymous_id", "email"):
+        by_identity = store.profile_for(kind, wanted)
+        if by_identity:
+            return str(by_identity)
+    if store.get_profile(wanted) is not None:
+        return wanted
+    if "@" not in wanted:
+        return None
+    by_trait = store.profile_with_trait("email", wanted)
+    return None if by_trait is None else str(by_trait)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this site (no scheme, no host: no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form, read under a cap (no multipart: the dashboard's forms are tiny)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
+
+
+def _csv(name: str, table: Table) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(table[0])
+    for row in table[1]:
+        # A cell that a spreadsheet would run as a formula is quoted as text.
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c
+                         for c in row])
+    return Response(buffer.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -1,0 +1,208 @@
+"""The dashboard over real HTTP: login, sessions, CSRF and roles, the pages' numbers
+against direct SQL counts on the same store, CSV downloads, `--dashboard-open`, and
+`GET /v1/journeys/{id}/stats`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from engine.api.dashboard.auth import SESSION_COOKIE, Sessions, is_loopback
+from tests.api.dashboard_world import (
+    PASSWORD,
+    PEOPLE,
+    SECRET,
+    World,
+    build_world,
+    start_server,
+)
+
+J = "first_purchase"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = build_world(tmp_path_factory.mktemp("dashboard"))
+    yield built
+    built.close()
+
+
+def login(world: World, name: str = "ed") -> httpx.Client:
+    client = world.client()
+    answer = client.post("/login", data={"name": name, "password": PASSWORD, "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def test_without_a_session_every_page_sends_to_the_login(world: World) -> None:
+    for path in ("/", f"/journeys/{J}", "/profiles?q=user1", "/failures"):
+        answer = httpx.get(world.url + path, timeout=10)
+        assert answer.status_code == 302, path
+        assert answer.headers["location"].startswith("/login?next=")
+    assert "Log in" in httpx.get(world.url + "/login", timeout=10).text
+    # A forged or expired cookie is no session either.
+    forged = httpx.get(world.url + "/", cookies={SESSION_COOKIE: "eyJ1IjoiZWQifQ.bad"},
+                       timeout=10)
+    assert forged.status_code == 302
+    expired = Sessions(SECRET).issue("ed", "editor", world.engine.now.timestamp() - 13 * 3600)
+    assert httpx.get(world.url + "/", cookies={SESSION_COOKIE: expired},
+                     timeout=10).status_code == 302
+
+
+def test_login_sets_a_signed_httponly_lax_cookie_and_refuses_wrong_passwords(
+        world: World) -> None:
+    wrong = httpx.post(world.url + "/login", data={"name": "ed", "password": "nope"},
+                       timeout=10)
+    assert wrong.status_code == 401
+    assert SESSION_COOKIE not in wrong.cookies
+    unknown = httpx.post(world.url + "/login", data={"name": "zz", "password": PASSWORD},
+                         timeout=10)
+    assert unknown.status_code == 401
+    answer = httpx.post(world.url + "/login",
+                        data={"name": "ed", "password": PASSWORD,
+                              "next": "//evil.example/"}, timeout=10)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"  # no open redirect
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
+    stored = world.store.get_user("ed")
+    assert stored is not None
+    assert stored.password_hash.startswith("scrypt$")
+    assert PASSWORD not in stored.password_hash
+
+
+def test_journey_numbers_equal_direct_sql_counts(world: World) -> None:
+    client = login(world, "vi")
+    page = client.get(f"/journeys/{J}?days=30")
+    assert page.status_code == 200
+    admin = world.store.create_key("stats", admin=True)
+    stats = httpx.get(f"{world.url}/v1/journeys/{J}/stats?days=30",
+                      headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    entered = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j", j=J)
+    assert entered == PEOPLE
+    assert stats["entered"] == entered
+    assert stats["converted"] == world.sql(
+        "SELECT count(*) FROM enrollments WHERE journey = :j AND goal_reached_at IS NOT NULL",
+        j=J) > 0
+    steps = {s["id"]: s for s in stats["steps"]}
+    for step, s in steps.items():
+        assert s["now"] == world.sql("SELECT count(*) FROM enrollments WHERE journey = :j "
+                                     "AND status = 'active' AND state = :s", j=J, s=step)
+        assert s["passed"] == world.sql(
+            "SELECT count(*) FROM enrollments WHERE journey = :j "
+            "AND json_extract(visits, '$.' || :s) IS NOT NULL", j=J, s=step)
+        assert sum(s["sends"].values()) == world.sql(
+            "SELECT count(*) FROM outbox WHERE journey = :j AND step = :s", j=J, s=step)
+    assert steps["first_look"]["passed"] == PEOPLE
+    split = stats["splits"]["subject_test"]
+    total = 0
+    for v in split["variants"]:
+        people = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j "
+                           "AND json_extract(variants, '$.subject_test') = :v", j=J,
+                           v=v["variant"])
+        assert v["people"] == people > 0
+        total += people
+        assert v["converted"] == world.sql(
+            "SELECT count(*) FROM enrollments WHERE journey = :j AND goal_reached_at IS NOT "
+            "NULL AND json_extract(variants, '$.subject_test') = :v", j=J, v=v["variant"])
+    assert total == steps["subject_test"]["passed"]
+    # The page shows the same numbers: the cards, the step table and the diagram.
+    html = page.text
+    assert f'id="card-entered">entered<b>{entered}</b>' in html
+    assert f"first_look — wait 3d&lt;br/&gt;now {steps['first_look']['now']} · passed " \
+           f"{PEOPLE}" in html
+    table = client.get(f"/journeys/{J}?days=30&csv=steps")
+    assert table.headers["content-type"].startswith("text/csv")
+    rows = {r["step"]: r for r in csv.DictReader(io.StringIO(table.text))}
+    assert int(rows["first_look"]["passed"]) == PEOPLE
+    assert int(rows["subject_test"]["passed"]) == total
+    variants = client.get(f"/journeys/{J}?days=30&csv=split_subject_test")
+    got = {r["variant"]: int(r["people"]) for r in csv.DictReader(io.StringIO(variants.text))}
+    assert got == {v["variant"]: v["people"] for v in split["variants"]}
+
+
+def test_the_stats_endpoint_needs_an_admin_key_and_checks_its_input(world: World) -> None:
+    url = f"{world.url}/v1/journeys/{J}/stats"
+    assert httpx.get(url, timeout=10).status_code == 401
+    write = world.store.create_key("writer")
+    assert httpx.get(url, headers={"Authorization": f"Bearer {write}"},
+                     timeout=10).status_code == 403
+    admin = world.store.create_key("admin2", admin=True)
+    auth = {"Authorization": f"Bearer {admin}"}
+    assert httpx.get(url + "?days=0", headers=auth, timeout=10).status_code == 400
+    assert httpx.get(url + "?days=x", headers=auth, timeout=10).status_code == 400
+    assert httpx.get(f"{world.url}/v1/journeys/nope/stats", headers=auth,
+                     timeout=10).status_code == 404
+    doc = httpx.get(world.url + "/openapi.json", timeout=10).json()
+    assert "/v1/journeys/{journey_id}/stats" in doc["paths"]
+    assert "/login" not in doc["paths"]
+
+
+def test_journeys_and_profile_pages(world: World) -> None:
+    client = login(world, "vi")
+    home = client.get("/").text
+    assert f'<a href="/journeys/{J}">{J}</a>' in home
+    csv_home = client.get("/?csv=journeys").text
+    assert J in csv_home
+    profile = client.get("/profiles", params={"q": "user3@example.com"})
+    assert profile.status_code == 200
+    assert "user3@example.com" in profile.text
+    assert 'data-table="timeline"' in profile.text
+    timeline = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "timeline"}).text)))
+    assert [r["what"] for r in timeline][:1] == ["entered"]
+    assert "goal" in {r["what"] for r in timeline}  # user3 ordered: i % 3 == 0
+    assert "No profile" in client.get("/profiles", params={"q": "nobody"}).text
+
+
+def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
+    path = f"/failures/{world.parked_id}/retry"
+    viewer = login(world, "vi")
+    page = viewer.get("/failures").text
+    assert "Retry" not in page  # a viewer gets no button
+    assert viewer.post(path, data={"csrf": csrf_of(page)}).status_code == 403
+    editor = login(world, "ed")
+    page = editor.get("/failures").text
+    assert "Retry" in page
+    assert editor.post(path, data={}).status_code == 403  # no token
+    assert editor.post(path, data={"csrf": "forged"}).status_code == 403
+    # Another session's token is no good either.
+    other = csrf_of(login(world, "ed").get("/failures").text)
+    assert other != csrf_of(page)
+    assert editor.post(path, data={"csrf": other}).status_code == 403
+    assert [f.id for f in world.store.failures()] == [world.parked_id]
+    done = editor.post(path, data={"csrf": csrf_of(page)})
+    assert done.status_code == 303
+    assert world.store.failures() == []
+
+
+def test_dashboard_open_lets_this_machine_read_without_login(world: World) -> None:
+    url, server, thread = start_server(world.store, world.engine, open_local=True)
+    try:
+        answer = httpx.get(url + "/", timeout=10)
+        assert answer.status_code == 200
+        assert "local (viewer)" in answer.text
+        page = httpx.get(url + "/failures", timeout=10).text
+        assert "Retry" not in page
+        refused = httpx.post(f"{url}/failures/1/retry", data={"csrf": "x"}, timeout=10)
+        assert refused.status_code == 403
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert not is_loopback("10.0.0.5")
+    assert not is_loopback(None)
+    assert not is_loopback("testclient")

@@ -1,0 +1,60 @@
+"""The split statistics against published examples, and the password hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.api.dashboard.auth import Sessions, hash_password, verify_password
+from engine.api.dashboard.stats import two_proportion_z_test, wilson_interval
+
+
+def test_z_test_matches_agrestis_aspirin_table() -> None:
+    """Physicians' Health Study (Agresti, An Introduction to Categorical Data Analysis,
+    2nd ed., Table 2.3): myocardial infarction in 189 of 11,034 on placebo and 104 of
+    11,037 on aspirin; Pearson's X^2 = 25.01 (df 1), so z = 5.00 and p < 0.0001."""
+    test = two_proportion_z_test(189, 11034, 104, 11037)
+    assert test is not None
+    z, p = test
+    assert z * z == pytest.approx(25.01, abs=0.005)
+    assert z == pytest.approx(5.00, abs=0.005)
+    assert p < 1e-4
+    back = two_proportion_z_test(104, 11037, 189, 11034)
+    assert back is not None
+    assert back[0] == pytest.approx(-z)
+    assert back[1] == pytest.approx(p)
+
+
+def test_wilson_interval_matches_newcombe() -> None:
+    """Newcombe (1998), Statistics in Medicine 17:857, Table I: 81/263 -> 0.2553 to
+    0.3662; 15/148 -> 0.0624 to 0.1605; 0/20 -> 0 to 0.1611."""
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=5e-5)
+    assert wilson_interval(15, 148) == pytest.approx((0.0624, 0.1605), abs=5e-5)
+    assert wilson_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=5e-5)
+
+
+def test_undefined_tests_say_so() -> None:
+    assert two_proportion_z_test(0, 0, 1, 10) is None
+    assert two_proportion_z_test(0, 10, 0, 10) is None  # nobody converted anywhere
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_passwords_are_salted_scrypt_and_sessions_are_signed() -> None:
+    one, two = hash_password("hunter2hunter2"), hash_password("hunter2hunter2")
+    assert one != two  # salted
+    assert one.startswith("scrypt$16384$8$1$")
+    assert verify_password("hunter2hunter2", one)
+    assert not verify_password("hunter2hunter3", one)
+    assert not verify_password("x", "garbage")
+    assert not verify_password("x", "bcrypt$1$2$3$00$00")
+    sessions = Sessions("s3cret")
+    cookie = sessions.issue("ann", "editor", 1000.0)
+    found = sessions.read(cookie, 1001.0)
+    assert found is not None
+    assert found[0] == "ann"
+    assert sessions.read(cookie, 1000.0 + 13 * 3600) is None  # expired
+    assert Sessions("other").read(cookie, 1001.0) is None  # another secret
+    payload, mac = cookie.split(".")
+    assert sessions.read(payload[:-2] + "xx." + mac, 1001.0) is None  # tampered
+    assert sessions.csrf_ok(found[1], sessions.csrf_token(found[1]))
+    assert not sessions.csrf_ok(found[1], sessions.csrf_token("another"))
+    assert not sessions.csrf_ok("", sessions.csrf_token(""))

@@ -1,0 +1,126 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium
+(`/usr/bin/chromium`, installed by `.ci/run`). One server, one browser, several checks:
+a visit without a session lands on the login page; log in; open a journey and see its
+diagram drawn by Mermaid with the counts on its steps; the numbers on the page equal
+direct SQL counts on the same store; open a profile and its timeline; retry a parked
+failure through the CSRF-protected form. Screenshots go to the test's tmp folder."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.dashboard_world import PASSWORD, PEOPLE, World, build_world
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+J = "first_purchase"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (it is in the dev extras)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = build_world(tmp_path_factory.mktemp("browser"))
+    yield built
+    built.close()
+
+
+def cell_numbers(page: Any, table: str, column: str) -> dict[str, int]:
+    """{first cell: number in `column`} of a table on the page."""
+    head = page.locator(f"#table-{table} thead th").all_inner_texts()
+    at = head.index(column)
+    found = {}
+    for row in page.locator(f"#table-{table} tbody tr").all():
+        cells = row.locator("td").all_inner_texts()
+        found[cells[0].strip()] = int(cells[at])
+    return found
+
+
+def test_the_dashboard_in_chromium(browser: Any, world: World, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    # Without a session: the login page.
+    page.goto(f"{world.url}/journeys/{J}")
+    assert re.search(r"/login\?next=", page.url)
+    assert page.locator("button", has_text="Log in").is_visible()
+    page.screenshot(path=str(shots / "1-login.png"))
+
+    page.fill("input[name=name]", "ed")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{world.url}/journeys/{J}")  # back where it was going
+
+    # The diagram, drawn in the page, with the counts on the steps.
+    page.goto(f"{world.url}/journeys/{J}?days=30")
+    page.wait_for_selector("#diagram[data-drawn=yes]")
+    svg = page.locator("#diagram svg")
+    assert svg.count() == 1
+    boxes = page.evaluate("Array.from(document.querySelectorAll('#diagram svg g.node'))"
+                          ".map(n => n.textContent)")
+    for step in ("first_look", "nudge_wait"):
+        box = next(b for b in boxes if b.startswith(f"{step} —"))
+        now = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j AND status = "
+                        "'active' AND state = :s", j=J, s=step)
+        passed_step = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j AND "
+                                "json_extract(visits, '$.' || :s) IS NOT NULL", j=J, s=step)
+        assert box.endswith(f"now {now} · passed {passed_step}"), box
+    assert any(b.endswith(f"passed {PEOPLE}") for b in boxes)  # all passed first_look
+    page.screenshot(path=str(shots / "2-journey.png"), full_page=True)
+
+    # The page's funnel and split numbers equal direct SQL counts on the same store.
+    entered = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j", j=J)
+    assert int(page.locator("#card-entered b").inner_text()) == entered == PEOPLE
+    converted = world.sql("SELECT count(*) FROM enrollments WHERE journey = :j AND "
+                          "goal_reached_at IS NOT NULL", j=J)
+    assert int(page.locator("#card-converted b").inner_text()) == converted > 0
+    passed = cell_numbers(page, "steps", "passed")
+    for step, shown in passed.items():
+        assert shown == world.sql("SELECT count(*) FROM enrollments WHERE journey = :j AND "
+                                  "json_extract(visits, '$.' || :s) IS NOT NULL", j=J, s=step)
+    people = cell_numbers(page, "split_subject_test", "people")
+    assert people
+    for variant, shown in people.items():
+        assert shown == world.sql(
+            "SELECT count(*) FROM enrollments WHERE journey = :j AND "
+            "json_extract(variants, '$.subject_test') = :v", j=J, v=variant)
+    assert sum(people.values()) == passed["subject_test"]
+
+    # A profile, found by e-mail from the header's search, and its timeline.
+    page.fill("header input[name=q]", "user3@example.com")
+    page.press("header input[name=q]", "Enter")
+    page.wait_for_selector("#table-timeline")
+    whats = page.locator("#table-timeline tbody tr td:nth-child(2)").all_inner_texts()
+    assert whats[0] == "entered"
+    assert "goal" in whats
+    page.screenshot(path=str(shots / "3-profile.png"), full_page=True)
+
+    # An editor retries a parked failure through the form (with its CSRF token).
+    page.goto(f"{world.url}/failures")
+    page.click("button:has-text('Retry')")
+    page.wait_for_selector("[role=status]")
+    assert world.store.failures() == []
+    page.screenshot(path=str(shots / "4-failures.png"))
+    assert len(list(shots.glob("*.png"))) == 4
+    page.close()
