@@ -41,7 +41,8 @@ def test_concurrent_dispatchers_never_over_send_a_cap(sql_store: SqlStore,
         for journey in ("low", "mid", "high"):
             sql_store.enqueue_send(send(f"p{p}", journey, n))
             n += 1
-    policy = Policy(frequency_caps={"email": Cap(max=1, per=timedelta(days=7))})
+    policy = Policy(consent_required=[],  # consent is not what this test is about
+                    frequency_caps={"email": Cap(max=1, per=timedelta(days=7))})
     channel = RecordingChannel()
     stores = [SqlStore(sql_store.url, clock=clock) for _ in range(dispatchers)]
     workers = [Dispatcher(s, {"email": channel}, clock, batch=2,
