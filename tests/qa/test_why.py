@@ -68,7 +68,8 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
     folder = tmp / "journeys"
     (folder / "templates").mkdir(parents=True)
     (folder / "offer.yaml").write_text(OFFER)
-    (folder / "policy.yaml").write_text("frequency_caps:\n  email: {max: 1, per: 7d}\n")
+    (folder / "policy.yaml").write_text(
+        "consent_required: []\nfrequency_caps:\n  email: {max: 1, per: 7d}\n")
     for name in ("premium", "basic", "followup"):
         (folder / "templates" / f"{name}.yaml").write_text(template(name))
     db = f"sqlite:///{tmp / 'why.db'}"
@@ -172,7 +173,7 @@ def test_a_profile_that_was_capped(played: tuple[Service, str]) -> None:
                                    ("skipped", "followup", "frequency_cap")]
     assert {r["at"] for r in records[-3:]} == {"2026-03-04T10:00:00Z"}
     assert records[-1]["details"] == {"channel": "email", "max": 1, "per_seconds": 604800.0,
-                                      "sent": 1}
+                                      "sent": 1, "on_cap": "drop", "priority": 0}
     text = runner.invoke(app, ["why", "bea", "--db", db]).output
     assert "followup: frequency_cap (1 sent, at most 1 per 7d)" in text
 
@@ -206,6 +207,7 @@ def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str])
 def test_decision_log_off_records_only_what_became_of_sends(tmp_path: Path) -> None:
     folder = tmp_path / "journeys"
     (folder / "templates").mkdir(parents=True)
+    (folder / "policy.yaml").write_text("consent_required: []\n")  # not about consent
     (folder / "offer.yaml").write_text(OFFER)
     for name in ("premium", "basic", "followup"):
         (folder / "templates" / f"{name}.yaml").write_text(template(name))
@@ -265,6 +267,7 @@ def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
 
     folder = tmp_path / "journeys"
     (folder / "templates").mkdir(parents=True)
+    (folder / "policy.yaml").write_text("consent_required: []\n")  # not about consent
     (folder / "offer.yaml").write_text(OFFER)
     for name in ("premium", "basic", "followup"):
         (folder / "templates" / f"{name}.yaml").write_text(template(name))
@@ -302,6 +305,7 @@ def test_splits_wait_for_and_re_entry_windows_are_told(tmp_path: Path) -> None:
 
     folder = tmp_path / "journeys"
     (folder / "templates").mkdir(parents=True)
+    (folder / "policy.yaml").write_text("consent_required: []\n")  # not about consent
     (folder / "trial.yaml").write_text(TRIAL)
     eng = InMemoryEngine.from_folder(folder, start=T0)
     eng.track("tom", "Trial Started")
@@ -339,7 +343,8 @@ def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
     folder = tmp_path / "journeys"
     (folder / "templates").mkdir(parents=True)
     (folder / "offer.yaml").write_text(OFFER)
-    (folder / "policy.yaml").write_text("frequency_caps:\n  email: {max: 1, per: 7d}\n")
+    (folder / "policy.yaml").write_text(
+        "consent_required: []\nfrequency_caps:\n  email: {max: 1, per: 7d}\n")
     for name in ("premium", "basic", "followup"):
         (folder / "templates" / f"{name}.yaml").write_text(template(name))
     eng = InMemoryEngine.from_folder(folder, start=T0)
