@@ -25,6 +25,7 @@ from journeys.computed import COMPUTED_TRAITS
 from journeys.errors import Problem
 from journeys.lint import inline_template_places
 from journeys.loaded import LoadedJourney
+from journeys.model import Journey
 from journeys.steps import BranchCase, BranchStep, SendStep
 from journeys.templating import TemplateLibrary, attribute_names
 from journeys.yamlsrc import Source, Where
@@ -73,12 +74,32 @@ def _property_message(path: str, event: tuple[str, Collection[str]]) -> str:
             + (", ".join(sorted(event[1])) or "no properties") + did_you_mean(name, event[1]))
 
 
+def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
+    """Every place in a journey that holds a condition, with its location."""
+    entry = model.entry
+    if entry.when is not None:
+        yield ("entry", "when"), entry.when
+    if entry.segment is not None:
+        yield ("entry", "segment", "when"), entry.segment.when
+    for i, item in enumerate(model.exit_when):
+        if item.when is not None:
+            yield ("exit_when", i, "when"), item.when
+    if model.goal is not None and model.goal.when is not None:
+        yield ("goal", "when"), model.goal.when
+    for i, step in enumerate(model.steps):
+        wait_for = getattr(step, "wait_for", None)
+        if wait_for is not None and wait_for.when is not None:
+            yield ("steps", i, "wait_for", "when"), wait_for.when
+        for j, case in enumerate(getattr(step, "branch", None) or []):
+            when = getattr(case, "when", None)
+            if when is not None:
+                yield ("steps", i, "branch", j, "when"), when
+
+
 def journey_problems(loaded: LoadedJourney, known_traits: Collection[str] | None,
                      known_events: Mapping[str, Collection[str]] | None,
                      templates: TemplateLibrary | None) -> list[Problem]:
     """Everything in one journey that names an undeclared trait or property."""
-    from journeys.loader import condition_places
-
     model, source = loaded.model, loaded.source
     entry_event: tuple[str, Collection[str]] | None = None
     name = model.entry.event

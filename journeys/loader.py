@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from journeys.computed import ComputedTraitsConfig, TraitsFile
-from journeys.declared import journey_problems, path_problems
+from journeys.declared import condition_places, journey_problems, path_problems
 from journeys.errors import InvalidJourney, Problem
 from journeys.library import bundled_library
 from journeys.lint import lint
@@ -29,28 +28,6 @@ POLICY_FILE = "policy.yaml"
 COMPUTED_FILE = "computed_traits.yaml"
 TRAITS_FILE = "traits.yaml"
 TEMPLATES_DIR = "templates"
-
-
-def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
-    """Every place in a journey that holds a condition, with its location."""
-    entry = model.entry
-    if entry.when is not None:
-        yield ("entry", "when"), entry.when
-    if entry.segment is not None:
-        yield ("entry", "segment", "when"), entry.segment.when
-    for i, item in enumerate(model.exit_when):
-        if item.when is not None:
-            yield ("exit_when", i, "when"), item.when
-    if model.goal is not None and model.goal.when is not None:
-        yield ("goal", "when"), model.goal.when
-    for i, step in enumerate(model.steps):
-        wait_for = getattr(step, "wait_for", None)
-        if wait_for is not None and wait_for.when is not None:
-            yield ("steps", i, "wait_for", "when"), wait_for.when
-        for j, case in enumerate(getattr(step, "branch", None) or []):
-            when = getattr(case, "when", None)
-            if when is not None:
-                yield ("steps", i, "branch", j, "when"), when
 
 
 def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = None,

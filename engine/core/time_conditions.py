@@ -162,3 +162,23 @@ def _birthday_edges(traits: Mapping[str, Any], now: datetime,
 
 __all__ = ["TIME_TRAITS", "birthday_only", "birthday_windows", "next_change",
            "time_dependent"]
+
+
+TIME_ENTRY_STEP = timedelta(hours=1)  # how late a time-driven segment entry may be
+
+
+def next_hour(due: datetime) -> datetime:
+    """`due` rounded up to the hour: the checks of everyone whose condition changes
+    within the same hour come due together and are handled in batches (an entry at most
+    an hour late, ADR 0009)."""
+    floor = due.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == due else floor + TIME_ENTRY_STEP
+
+
+def daily_time(schedule: str) -> time | None:
+    """The local time of a crontab that fires once every day at a fixed time."""
+    fields = schedule.split()
+    if (len(fields) == 5 and fields[2:] == ["*", "*", "*"] and fields[0].isdigit()
+            and fields[1].isdigit() and int(fields[0]) < 60 and int(fields[1]) < 24):
+        return time(int(fields[1]), int(fields[0]))
+    return None

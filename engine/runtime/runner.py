@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
-from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,12 +51,15 @@ from engine.core.steps.update_profile import apply_update
 from engine.core.time_conditions import (
     birthday_only,
     birthday_windows,
+    daily_time,
     next_change,
+    next_hour,
     time_dependent,
 )
 from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
 from engine.runtime.identity import person_of, resolve
+from engine.runtime.person_records import record_consent, record_refusal
 from engine.runtime.rendering import render_send
 from engine.runtime.tracking import TrackingLinks
 from engine.runtime.unit import UnitOfWork
@@ -70,13 +72,6 @@ from rules.conditions import Condition
 from rules.explain import explain, values
 
 LATE_AFTER = timedelta(minutes=1)  # later than this, a timer's lateness is recorded
-
-
-def _shown(value: Any) -> str:
-    """A consent value as the YAML and JSON people write it: true, false, unset."""
-    if value is None or isinstance(value, bool):
-        return {True: "true", False: "false", None: "unset"}[value]
-    return "other"
 
 
 class Runner:
@@ -141,14 +136,14 @@ class Runner:
         """Handle one normalized event; returns the profile it was for."""
         now = self.clock.now()
         pid = resolve(unit, event, self.identity_traits,
-                      on_refused=lambda mine, other, kind: self._record_refusal(
+                      on_refused=lambda mine, other, kind: record_refusal(
                           unit, mine, other, kind, now))
         before = unit.get_profile(pid)
         profile = self.computed.apply(before or Profile(pid), event)
         unit.put_profile(profile)
         if event.get("source") and isinstance((event.get("traits") or {}).get("consent"),
                                               Mapping):
-            self._record_consent(unit, before, profile, event, now)
+            record_consent(unit, before, profile, event, now)
         if before is None:
             self._arm_cron(unit, profile, now)
         elif self._zone(before) != self._zone(profile) or before.traits.get(
@@ -176,37 +171,6 @@ class Runner:
                 view = self.computed.view(profile, now, self.policy.timezone)
         return pid
 
-    @staticmethod
-    def _record_consent(unit: UnitOfWork, before: Profile | None, after: Profile,
-                        event: Mapping[str, Any], now: datetime) -> None:
-        """A record of each consent change that came through the API: channel, value,
-        when, and its source (the API key's name, or `unsubscribe` for a link). Shown by
-        `why` and in the export; erased with the person. (Events fed in other ways --
-        the testing kit, simulate, replay -- carry no source and leave no record.)"""
-        old = (before.traits.get("consent") if before is not None else None) or {}
-        new = after.traits.get("consent") or {}
-        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
-            return
-        source = str(event.get("source"))
-        for channel in sorted(set(new) | set(old)):
-            if new.get(channel) != old.get(channel):
-                unit.record_decision(Decision(
-                    now, after.id, "", str(channel), "consent",
-                    f"consent.{channel}: {_shown(new.get(channel))}",
-                    {"channel": str(channel), "value": new.get(channel),
-                     "previous": old.get(channel), "source": source}))
-
-    @staticmethod
-    def _record_refusal(unit: UnitOfWork, mine: str, other: str, kind: str,
-                        now: datetime) -> None:
-        """Two known profiles shared an identifier and were kept apart (identity.py):
-        a decision on each, naming neither the other profile nor the identifier's value."""
-        for pid, reason in ((mine, f"not merged: {kind} shared with another known person; "
-                                   "it now points here"),
-                            (other, f"not merged: {kind} shared with another known person; "
-                                    "history kept here")):
-            unit.record_decision(Decision(now, pid, "", "", "not_merged", reason,
-                                          {"identifier": kind}))
     def version_of(self, enrollment: Enrollment) -> CompiledJourney | None:
         """The journey version an enrollment runs on (None: not deployed here)."""
         return self.versions.get((enrollment.journey, enrollment.version))
@@ -498,7 +462,7 @@ class Runner:
             due = next_change(self._time_segments[jid], profile, now,
                               default_tz=self.policy.timezone,
                               recency=self.computed.config["rfm"]["recency"])
-            return None if due is None else self._time_timer(jid, profile.id, _next_hour(due))
+            return None if due is None else self._time_timer(jid, profile.id, next_hour(due))
         return None
 
     def _zone(self, profile: Profile) -> str:
@@ -543,7 +507,7 @@ class Runner:
 
     def _firing(self, jid: str, tz: ZoneInfo, after: datetime) -> datetime | None:
         schedule = self.journeys[jid].model.entry.schedule or ""
-        daily = _daily_time(schedule)
+        daily = daily_time(schedule)
         if daily is not None:  # "M H * * *": no need for the general (slow) computation
             local = after.astimezone(tz)
             due = datetime.combine(local.date(), daily, tzinfo=tz)
@@ -571,7 +535,7 @@ class Runner:
                           recency=self.computed.config["rfm"]["recency"])
         unit.cancel_timer(f"time:{jid}:{profile.id}")
         if due is not None:
-            unit.add_timer(self._time_timer(jid, profile.id, _next_hour(due)))
+            unit.add_timer(self._time_timer(jid, profile.id, next_hour(due)))
 
     def _cron_fired(self, unit: UnitOfWork, timer: ScheduleTimer, now: datetime) -> None:
         journey = self.journeys.get(timer.journey)
@@ -605,26 +569,6 @@ class Runner:
         if member != was_member:
             unit.set_segment_member(view.id, journey.id, member)
         self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
-
-
-TIME_ENTRY_STEP = timedelta(hours=1)  # how late a time-driven segment entry may be
-
-
-def _next_hour(due: datetime) -> datetime:
-    """`due` rounded up to the hour: the checks of everyone whose condition changes
-    within the same hour come due together and are handled in batches (an entry at most
-    an hour late, ADR 0009)."""
-    floor = due.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == due else floor + TIME_ENTRY_STEP
-
-
-def _daily_time(schedule: str) -> dt_time | None:
-    """The local time of a crontab that fires once every day at a fixed time."""
-    fields = schedule.split()
-    if (len(fields) == 5 and fields[2:] == ["*", "*", "*"] and fields[0].isdigit()
-            and fields[1].isdigit() and int(fields[0]) < 60 and int(fields[1]) < 24):
-        return dt_time(int(fields[1]), int(fields[0]))
-    return None
 
 
 def _entry_event(journey: CompiledJourney, kind: str, view: Profile,

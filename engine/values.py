@@ -1,0 +1,329 @@
+"""The values that cross the ports (engine/ports.py re-exports every one): the `Message`
+a channel delivers, outbox rows (`OutboxEntry`, `OutboxRecord`), decisions, inbox items,
+keys and their scopes, users, the unit of work's `WriteRun`, failures, engagements and
+suppressions, deployed journey versions. Plain data, no behaviour beyond small helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.core.model import (
+    Enrollment,
+    EntryStats,
+    Exit,
+    Profile,
+    RecordGoal,
+    ScheduleTimer,
+)
+from journeys.templating import Rendered
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message on its way to a channel adapter; `at` is the delivery time."""
+
+    key: str  # idempotency key: (enrollment, step, occurrence)
+    profile_id: str
+    journey: str
+    step: str
+    channel: str
+    to: str | None
+    rendered: Rendered
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A rendered send waiting in the outbox. `key` is unique: enqueueing it twice is a no-op."""
+
+    key: str
+    enrollment_id: str
+    profile_id: str
+    journey: str
+    step: str
+    channel: str
+    to: str | None
+    rendered: Rendered
+    created_at: datetime
+    attempts: int = 0  # delivery attempts so far, this one included once claimed
+    admitted_at: datetime | None = None  # when the policy let it go (counted for caps)
+
+    def message(self, at: datetime | None = None) -> Message:
+        """The message to deliver `at` (the delivery time; default: when it was queued)."""
+        return Message(self.key, self.profile_id, self.journey, self.step, self.channel,
+                       self.to, self.rendered, at or self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """An outbox row as an operator sees it: the entry, its status and its history."""
+
+    entry: OutboxEntry
+    status: str  # pending | sent | failed | skipped
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision of the engine for a profile, and why (the decision log, `journeyman
+    why`). `what` is its kind: entered, not_entered, waiting, resumed, branch, split,
+    sent, skipped, deferred, failed, goal, exited (and fired_late, a timer's lateness);
+    `step` is "" when it was not made at a step; `details` holds the values that
+    decided it."""
+
+    at: datetime
+    profile_id: str
+    journey: str
+    step: str
+    what: str
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An accepted event leased to a worker: handle it, then ack it in the same unit."""
+
+    id: int
+    profile_id: str
+    event: dict[str, Any]
+    attempts: int
+
+
+# What a key may do (docs/privacy.md, "Keys and scopes"): `track` (track, page, screen,
+# group), `identify`, `alias` (alias calls, and e-mail/phone traits: identifiers that can
+# join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase
+# profiles). A server key has every scope but admin; a public key, safe to ship in a web
+# page or an app, has track and identify only.
+SCOPES = ("track", "identify", "alias", "consent", "admin")
+SERVER_SCOPES = frozenset({"track", "identify", "alias", "consent"})
+PUBLIC_SCOPES = frozenset({"track", "identify"})
+ADMIN_SCOPES = frozenset(SCOPES)
+# Events per second a key may send (a batch counts each event): its own `rate`, else
+# this by kind. Public keys get less: they ship in pages anyone can read.
+DEFAULT_RATE, PUBLIC_RATE = 2000, 50
+
+
+def key_scopes(admin: bool, scopes: Collection[str] | None) -> frozenset[str]:
+    """The scopes of a key: as given (with `admin` when `admin`), else by kind."""
+    if scopes is None:
+        return ADMIN_SCOPES if admin else SERVER_SCOPES
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(sorted(unknown))}; "
+                         f"scopes are {', '.join(SCOPES)}")
+    return frozenset(scopes) | ({"admin"} if admin else set())
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as the store knows it (the key itself is never stored)."""
+
+    name: str
+    admin: bool = False
+    prefix: str = ""
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+    scopes: frozenset[str] = SERVER_SCOPES
+    rate: int | None = None  # events per second; None: DEFAULT_RATE or PUBLIC_RATE
+
+    @property
+    def public(self) -> bool:
+        return not self.scopes & {"alias", "consent", "admin"}
+
+    @property
+    def events_per_second(self) -> int:
+        if self.rate is not None:
+            return self.rate
+        return PUBLIC_RATE if self.public else DEFAULT_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A dashboard user. `password_hash` is scrypt's, salted (engine/api/dashboard/auth.py);
+    the password itself is never stored. `role` is viewer or editor."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ProfileState:
+    """What the runtime reads to handle a profile's events and timers; bounded by the
+    number of journeys, never by the profile's history."""
+
+    profile: Profile | None = None
+    active: dict[str, Enrollment] = field(default_factory=dict)  # journey -> active one
+    entries: dict[str, EntryStats] = field(default_factory=dict)  # journey -> its stats
+    segments: set[str] = field(default_factory=set)  # journeys whose segment holds it
+
+    def copy(self) -> ProfileState:
+        return ProfileState(self.profile, dict(self.active), dict(self.entries),
+                            set(self.segments))
+
+
+@dataclass
+class WriteRun:
+    """Buffered writes of a unit of work, applied in bulk: the last write of a row wins,
+    records are appended, timer cancels apply before timer adds (so cancel-then-add
+    leaves the new timer, add-then-cancel leaves none)."""
+
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    enrollments: dict[str, Enrollment] = field(default_factory=dict)
+    entries: dict[tuple[str, str], EntryStats] = field(default_factory=dict)
+    timers_added: dict[str, ScheduleTimer] = field(default_factory=dict)
+    timers_cancelled: set[str] = field(default_factory=set)
+    segments: dict[tuple[str, str], bool] = field(default_factory=dict)
+    identities: dict[tuple[str, str], str] = field(default_factory=dict)
+    sends: list[OutboxEntry] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    exits: list[Exit] = field(default_factory=list)
+    goals: list[RecordGoal] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)  # inbox rows handled
+    emitted: list[dict[str, Any]] = field(default_factory=list)  # events for the inbox
+    # Held sends no longer wanted: (profile, enrollment, decision template); each pending
+    # outbox row of the enrollment is skipped and gets a decision like the template.
+    withdrawn: list[tuple[str, str, Decision]] = field(default_factory=list)
+
+    def add_timer(self, timer: ScheduleTimer) -> None:
+        self.timers_added.setdefault(timer.key, timer)
+
+    def cancel_timer(self, key: str) -> None:
+        self.timers_added.pop(key, None)
+        self.timers_cancelled.add(key)
+
+    def absorb(self, later: WriteRun) -> None:
+        """Fold the writes made after this run's into it, as if made here, in order."""
+        self.profiles.update(later.profiles)
+        self.enrollments.update(later.enrollments)
+        self.entries.update(later.entries)
+        for key in later.timers_cancelled:
+            self.cancel_timer(key)
+        for timer in later.timers_added.values():
+            self.add_timer(timer)
+        self.segments.update(later.segments)
+        self.identities.update(later.identities)
+        self.sends += later.sends
+        self.decisions += later.decisions
+        self.exits += later.exits
+        self.goals += later.goals
+        self.acked += later.acked
+        self.emitted += later.emitted
+        self.withdrawn += later.withdrawn
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.profiles, self.enrollments, self.entries, self.timers_added,
+                        self.timers_cancelled, self.segments, self.identities, self.sends,
+                        self.decisions, self.exits, self.goals, self.acked, self.emitted,
+                        self.withdrawn))
+
+
+@dataclass(frozen=True, slots=True)
+class MergeStep:
+    """Fold profile `from_` into `into` (engine/core/merge.py), between two write runs."""
+
+    into: str
+    from_: str
+    at: datetime
+
+
+Change = WriteRun | MergeStep
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """How full the queues are and how many people are in each journey (metrics)."""
+
+    inbox: Mapping[str, int]  # status -> events
+    timers_pending: int
+    timers_overdue: int  # due more than a minute ago
+    outbox: Mapping[str, int]  # status -> rows
+    enrollments: Mapping[tuple[str, str], int]  # (journey, status) -> enrollments
+    sends: Mapping[tuple[str, str], int]  # (journey, status) -> outbox rows
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A parked item: it failed `attempts` times and waits for an operator
+    (`journeyman failures`). `kind` is event, timer or send; `ref` is its inbox id, timer
+    key or send key."""
+
+    id: int
+    kind: str
+    ref: str
+    profile_id: str
+    journey: str
+    step: str
+    error: str
+    stack: str
+    attempts: int
+    parked_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """What happened to a delivered message (engine/runtime/tracking.py): `kind` is
+    click, open, unsubscribe, bounce (hard), soft_bounce or complaint. `human` is False
+    for a click the scanner rule filtered (it is counted, never acted on); `position`
+    is the link's 1-based place in the message."""
+
+    kind: str
+    message_key: str
+    profile_id: str
+    journey: str
+    step: str
+    at: datetime
+    url: str | None = None
+    position: int | None = None
+    human: bool = True
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address no journey sends to any more: `reason` is hard_bounce, complaint or
+    manual; `address` is kept lowercased."""
+
+    address: str
+    reason: str
+    at: datetime
+    source: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedVersion:
+    """One deployed version of a journey (`journeyman apply`): its file as written and
+    the digest of its content. `status` is the journey's: active, paused (no new
+    entries) or archived (no new entries, not in the journeys folder any more); every
+    version of a journey has the same one."""
+
+    journey: str
+    version: int
+    digest: str
+    source: str  # the journey file's text
+    file: str  # where it was deployed from, for messages
+    deployed_at: datetime
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class StepMove:
+    """Move a version's active enrollments on one step to a step of a newer version
+    (`migrate:` in a journey file); their timers keep their due time."""
+
+    journey: str
+    from_version: int
+    from_step: str
+    to_version: int
+    to_step: str
