@@ -261,6 +261,8 @@ class Runner:
         version = self.version_of(enrollment)
         if version is None:
             return False  # not deployed here; recorded when its timer fires
+        if version.interest is not None and event.get("event") not in version.interest:
+            return False  # none of that version's rules can match this event
         matched = version.events.match(self._facts(view, event, enrollment), now)
         return self._in_flight(unit, version, enrollment, view, event, matched=matched)
 

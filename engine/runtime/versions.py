@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.ports import DeployedVersion, StepMove, Store
+from engine.runtime.time_entries import SETTING as TIME_ENTRIES_SETTING
 from journeys.compiler import CompiledJourney, compile_journey
 from journeys.errors import InvalidJourney, JourneyError
 from journeys.loaded import Library, LoadedJourney
@@ -216,6 +217,9 @@ def apply(library: Library, store: Store, now: datetime) -> Plan:
     for jid, jp in result.journeys.items():
         if jp.status == "removed":
             store.set_journey_status(jid, ARCHIVED)
+            # Its time-driven timers lapse while it is gone: if it comes back, it must be
+            # armed again for everyone (engine/runtime/time_entries.py).
+            store.put_setting(TIME_ENTRIES_SETTING.format(jid), None)
             continue
         if jp.status == "unchanged":
             current = store.deployed_versions(jid)
