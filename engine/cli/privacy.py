@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,14 +20,11 @@ UserArg = Annotated[str, typer.Argument(help="The person's userId (or anonymousI
 def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     """Print one JSON document with everything held about the person: traits, computed
     traits, identities, events, enrollments, sends, decisions, and every row by table."""
-    from engine.runtime.privacy import export_document, find_person
+    from engine.runtime.privacy import export_document
 
     store = open_store(db)
     try:
-        pid = find_person(store, user)
-        if pid is None:
-            err.print("no such person in this store", markup=False)
-            raise typer.Exit(EXIT_INVALID)
+        pid = _person(store, user)
         document = export_document(store, pid)
     finally:
         store.close()
@@ -39,14 +36,11 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     """Erase the person: every row that holds them, under every profile id they had
     (events, inbox, enrollments, timers, outbox, decisions, ...). On SQLite the file and
     its write-ahead log are scrubbed too (VACUUM), so nothing of them can be read back."""
-    from engine.runtime.privacy import find_person, forget
+    from engine.runtime.privacy import forget
 
     store = open_store(db)
     try:
-        pid = find_person(store, user)
-        if pid is None:
-            err.print("no such person in this store", markup=False)
-            raise typer.Exit(EXIT_INVALID)
+        pid = _person(store, user)
         deleted = forget(store, pid)
     finally:
         store.close()
@@ -57,3 +51,14 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
                   "write-ahead log are scrubbed once it is not (run forget again then)",
                   markup=False)
     sys.stdout.write(json.dumps({"deleted": deleted}) + "\n")
+
+
+def _person(store: Any, user: str) -> str:
+    """The profile id of the person `user` names; exit 1 when the store has no such person."""
+    from engine.runtime.privacy import find_person
+
+    pid = find_person(store, user)
+    if pid is None:
+        err.print("no such person in this store", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    return str(pid)
