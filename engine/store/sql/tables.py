@@ -99,7 +99,9 @@ class InboxRow(SQLModel, table=True):
 class EnrollmentRow(SQLModel, table=True):
     __tablename__ = "enrollments"
     __table_args__ = (
-        Index("ix_enrollments_profile_journey", "profile_id", "journey"),
+        # entry_seq too: a new enrollment's sequence number is max(entry_seq) + 1 of its
+        # profile and journey, read from the index's end, not from the history (0013).
+        Index("ix_enrollments_profile_journey_seq", "profile_id", "journey", "entry_seq"),
         # A profile's active enrollments without reading its history (migration 0005).
         Index("ix_enrollments_active", "profile_id",
               sqlite_where=text("status = 'active'"),
