@@ -22,9 +22,11 @@ Worker's lock); the dispatcher does not touch the runner.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +58,7 @@ from journeys.loader import load_path
 from journeys.model import Policy
 
 log = logging.getLogger("journeyman.service")
+SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops share a process
 STATUS_REFRESH_SECONDS = 5.0
 
 
@@ -319,7 +322,19 @@ class Service:
         import uvicorn
 
         if with_worker:
+            # The API shares the interpreter with the loops, which run Python flat out
+            # during a storm of due timers. CPython hands the GIL to a waiting thread
+            # after the switch interval (5 ms): a request, which waits for it after
+            # every socket and SQLite call, then took tens of milliseconds. 0.5 ms keeps
+            # the API answering (bench/storm_bench.py) for a few per cent of throughput.
+            sys.setswitchinterval(SWITCH_INTERVAL)
             self.start()
+            # A gen-2 collection walks every object the process has, ~170,000 after
+            # start-up (journeys, rules, SQLAlchemy): 90-140 ms with the GIL held,
+            # the API's p99 during a timer storm. Start-up's objects live as long as the
+            # process: frozen, a collection walks only what came after (~15 ms).
+            gc.collect()
+            gc.freeze()
         try:
             uvicorn.run(self.app(), host=host, port=port, log_level="warning",
                         access_log=False)

@@ -25,7 +25,7 @@ from typing import Any
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.ports import Clock
+from engine.ports import Clock, background_work
 
 log = logging.getLogger("journeyman.loops")
 
@@ -68,7 +68,8 @@ class Loop:
         while not self.stop.is_set():
             self._dirty.clear()
             try:
-                due = self.work()
+                with background_work():  # API requests write first (engine/ports.py)
+                    due = self.work()
             except Exception:  # a database hiccup: log it, the safety net retries
                 log.exception("the %s loop failed; it runs again shortly", self.name)
                 due = None

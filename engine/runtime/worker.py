@@ -39,7 +39,7 @@ from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
 from engine.core.times import parse_timestamp
-from engine.ports import Clock, InboxItem, Store, WriteRun
+from engine.ports import Clock, ForegroundWaits, InboxItem, Store, WriteRun
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, stack_text, without_values
 from engine.runtime.metrics import Metrics
@@ -51,6 +51,11 @@ log = logging.getLogger("journeyman.worker")
 T = TypeVar("T")
 BUSY_RETRY = timedelta(seconds=1)
 MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
+# The smallest timer claim. A timer costs more than an event (a cron firing computes the
+# profile's traits, enters, renders and arms the next firing: ~1 ms, several under
+# load), and during a storm of due timers each claim is a transaction that holds
+# SQLite's write lock, which an API request waits for: 32 timers held it 180 ms.
+MIN_TIMER_BATCH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +269,16 @@ class Worker:
             unit.preload(mine, _own_ids(mine), enrollment_ids={
                 t.enrollment_id for t in timers if owners[t.key] in mine})
             outcome = _Outcome()
-            for timer in timers:
+            handling = time.perf_counter()
+            for index, timer in enumerate(timers):
+                if index and (ForegroundWaits.any() or (
+                        index >= MIN_TIMER_BATCH
+                        and time.perf_counter() - handling > self.budget)):
+                    # An API request waits for the write lock, or the budget is spent:
+                    # commit what is done, put the rest back (claimable again at once).
+                    for rest in timers[index:]:
+                        unit.add_timer(rest)
+                    break
                 if owners[timer.key] not in mine:
                     unit.add_timer(timer)  # another worker holds its profile: put it back
                     continue
@@ -282,7 +296,8 @@ class Worker:
                 outcome.handled += 1
             outcome.saw(unit)
             unit.write()
-        self._adapt("timers", len(timers), time.perf_counter() - started, len(timers))
+        self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
+                    len(timers))
         return outcome
 
     def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
@@ -401,9 +416,10 @@ class Worker:
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""
         limit = self._limit[kind]
-        if took > 2 * self.budget or done < claimed:
-            limit = max(MIN_BATCH, int(limit * 0.7))
-        elif claimed >= limit:
+        if took > 2 * self.budget:
+            floor = MIN_TIMER_BATCH if kind == "timers" else MIN_BATCH
+            limit = max(floor, int(limit * 0.7))
+        elif claimed >= limit and done == claimed:
             limit = min(self.max_batch, limit * 2)
         self._limit[kind] = limit
 

@@ -13,6 +13,14 @@ SQLite
     the write lock up front instead of failing to upgrade later: one writer at a time,
     readers never blocked. Needs SQLite >= 3.35 (`DELETE ... RETURNING`).
 
+    Writers of one process queue for the write lock (`FairWriteGate`) before they ask
+    SQLite for it, API requests ahead of the service's loops. SQLite's own busy handler
+    is no queue: a waiter sleeps and polls (every 100 ms after a while) and a worker that
+    commits and begins again at once wins every time, so during a storm of due timers an
+    API request waited seconds for its turn (bench/storm_bench.py: p99 4.8 s). Behind the
+    gate it waits for the one transaction in progress. Writers in other processes
+    still meet SQLite's busy handler (one process is SQLite's deployment; docs/deploy.md).
+
 Timestamps are set in Python from the store's clock (never the database clock) and
 come back as aware UTC on both backends.
 """
@@ -32,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from engine import jsonfast
-from engine.ports import Clock, SystemClock
+from engine.ports import Clock, ForegroundWaits, SystemClock, is_background_work
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.tables import table
@@ -42,6 +50,56 @@ INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound p
 SQLITE_CACHE_KIB = 65_536
 # The advisory lock taken while migrating (PostgreSQL): 0x6A6D is "jm".
 MIGRATION_LOCK = (0x6A6D, 1)
+
+
+class FairWriteGate:
+    """One writer at a time in this process; a foreground writer (an API request) goes
+    before waiting background writers (the service's loops, `background_work`), but
+    never more than `FOREGROUND_STREAK` times in a row while one waits, so the loops
+    are not starved by a flood of requests. A thread that already holds the gate passes
+    through (its nested writes join its transaction)."""
+
+    FOREGROUND_STREAK = 8
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._holder: int | None = None
+        self._waiting = {True: 0, False: 0}  # background?: how many wait
+        self._foreground_streak = 0  # foreground turns since the last background turn
+
+    def _may_go(self, background: bool) -> bool:
+        if self._holder is not None:
+            return False
+        background_due = (self._waiting[True]
+                          and self._foreground_streak >= self.FOREGROUND_STREAK)
+        return background_due or not self._waiting[False] if background else not background_due
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._holder == me:
+            yield
+            return
+        background = is_background_work()
+        with self._turn:
+            self._waiting[background] += 1
+            if not background:
+                ForegroundWaits.add(1)
+            try:
+                while not self._may_go(background):
+                    self._turn.wait()
+            finally:
+                self._waiting[background] -= 1
+                if not background:
+                    ForegroundWaits.add(-1)
+            self._foreground_streak = 0 if background else self._foreground_streak + 1
+            self._holder = me
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._holder = None
+                self._turn.notify_all()
 
 
 class SqlBase:
@@ -57,6 +115,8 @@ class SqlBase:
         self.dialect = self._db.dialect.name
         self._pg = self.dialect == "postgresql"
         self._local = threading.local()
+        # SQLite: this process's writers take turns (see the module's docstring).
+        self._write_gate = FairWriteGate() if not self._pg else None
         self._profiles = table("profiles")
         self._identities = table("identities")
         self._events = table("events")
@@ -147,7 +207,7 @@ class SqlBase:
         if getattr(self._local, "conn", None) is not None:
             yield  # join the outer transaction
             return
-        with self._db.connect() as conn:
+        with self._writer_turn(), self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
                 self._local.conn = conn
@@ -157,12 +217,20 @@ class SqlBase:
                     self._local.conn = None
 
     @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        if self._write_gate is None:
+            yield
+        else:
+            with self._write_gate.held():
+                yield
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
             yield current
             return
-        with self._db.connect() as conn:
+        with self._writer_turn(), self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
                 yield conn
