@@ -98,8 +98,13 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
                     policy=library.policy, identity_traits=tuple(identify_by),
                     decision_log=decision_log, versions=versions, closed=closed,
                     tracking=tracking)
-    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()},
-                      {jid: j.model.priority for jid, j in compiled.items()})
+    # Every journey that can still send: the folder's, and those only deployed (taken
+    # out of the folder or archived while people finish on them) with their newest
+    # deployed version's `policy:` and `priority` (a transactional journey's sends must
+    # not become `no_consent` because its file left the folder).
+    sending = {jid: j for (jid, _), j in sorted(versions.items())} | compiled
+    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in sending.items()},
+                      {jid: j.model.priority for jid, j in sending.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
                             decision_log=decision_log)
     worker = Worker(runner, store, clock, name=name, budget=budget)

@@ -218,7 +218,9 @@ class Runner:
             elif explain_segment and not member and not was_member:
                 self._not_entered(unit, journey, view.id, ("entry", "segment", "when"), facts,
                                   now=now, segment=True)
-            if member != was_member:
+            if member != was_member and not (member and journey.id in self.closed):
+                # Paused or archived: joining is not recorded, so whoever joined meanwhile
+                # enters after `resume` (on their next event, or the time sweep).
                 unit.set_segment_member(view.id, journey.id, member)
             if journey.id in self._time_segments:
                 self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
@@ -568,8 +570,8 @@ class Runner:
         was_member = unit.segment_member(view.id, journey.id)
         if member and not was_member:
             self._enroll(unit, journey, view, event, now)
-        if member != was_member:
-            unit.set_segment_member(view.id, journey.id, member)
+        if member != was_member and not (member and journey.id in self.closed):
+            unit.set_segment_member(view.id, journey.id, member)  # as above: not when closed
         self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
 
 
