@@ -55,6 +55,7 @@ from engine.core.time_conditions import (
     next_change,
     next_hour,
     time_dependent,
+    time_inputs,
 )
 from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
@@ -158,7 +159,8 @@ class Runner:
         explain_segments = self.decision_log and (before is None or event.get("type") == "identify")
         for journey in self.interested(event.get("event")):
             changed = self._event_for_journey(unit, journey, view, active.pop(journey.id, None),
-                                              event, now=now, explain_segment=explain_segments)
+                                              event, now=now, explain_segment=explain_segments,
+                                              before=before)
             if changed:  # an update_profile step ran
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
@@ -183,8 +185,10 @@ class Runner:
 
     def _event_for_journey(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                            enrollment: Enrollment | None, event: Mapping[str, Any], *,
-                           now: datetime, explain_segment: bool = False) -> bool:
-        """Goal, exit, wait_for and entry of one journey; True if the profile changed."""
+                           now: datetime, explain_segment: bool = False,
+                           before: Profile | None = None) -> bool:
+        """Goal, exit, wait_for and entry of one journey; True if the profile changed.
+        `before`: the stored profile before this event (None: a new profile)."""
         changed = False
         facts = self._facts(view, event, enrollment)
         matched = journey.events.match(facts, now)
@@ -223,7 +227,13 @@ class Runner:
                 # enters after `resume` (on their next event, or the time sweep).
                 unit.set_segment_member(view.id, journey.id, member)
             if journey.id in self._time_segments:
-                self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
+                # Re-armed only when what the condition reads changed (a new order, a
+                # birthday or zone): otherwise the timer armed before is still right.
+                current = unit.get_profile(view.id) or view
+                condition = self._time_segments[journey.id]
+                if before is None or time_inputs(condition, before) != time_inputs(
+                        condition, current):
+                    self._arm_time(unit, journey.id, current, now)
         return changed
 
     def _not_entered(self, unit: UnitOfWork, journey: CompiledJourney, profile_id: str,
