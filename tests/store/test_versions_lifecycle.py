@@ -188,7 +188,7 @@ def test_a_dormant_segment_paused_then_resumed_enters_by_the_sweep(sql_store: Sq
     assert rig.sql("SELECT count(*) FROM enrollments") == [(0,)]
     assert rig.sql("SELECT journey FROM segment_members") == []
     assert _cli("journeys", "resume", "dormant", "--db", sql_store.url).exit_code == 0
-    rig.apply()  # a restart (a running service notices within seconds: test below)
+    rig.apply()  # a restart (a running service: tests/service/test_serve_resume.py)
     rig.advance(timedelta(hours=1))  # no event of theirs: the time sweep enters them
     assert rig.sent() == [("u1", "dormant")]
 
