@@ -136,10 +136,12 @@ class Runner:
     def handle(self, event: Mapping[str, Any], unit: UnitOfWork) -> str:
         """Handle one normalized event; returns the profile it was for."""
         now = self.clock.now()
+        steps = len(unit.changes)  # a merge adds its steps: the profile's timers may be stale
         pid = resolve(unit, event, self.identity_traits,
                       on_refused=lambda mine, other, kind: record_refusal(
                           unit, mine, other, kind, now))
         before = unit.get_profile(pid)
+        merged = len(unit.changes) != steps
         profile = self.computed.apply(before or Profile(pid), event)
         unit.put_profile(profile)
         if event.get("source") and isinstance((event.get("traits") or {}).get("consent"),
@@ -160,7 +162,7 @@ class Runner:
         for journey in self.interested(event.get("event")):
             changed = self._event_for_journey(unit, journey, view, active.pop(journey.id, None),
                                               event, now=now, explain_segment=explain_segments,
-                                              before=before)
+                                              before=None if merged else before)
             if changed:  # an update_profile step ran
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
@@ -188,7 +190,8 @@ class Runner:
                            now: datetime, explain_segment: bool = False,
                            before: Profile | None = None) -> bool:
         """Goal, exit, wait_for and entry of one journey; True if the profile changed.
-        `before`: the stored profile before this event (None: a new profile)."""
+        `before`: the stored profile before this event (None: a new or merged profile,
+        whose time-segment timers are armed again)."""
         changed = False
         facts = self._facts(view, event, enrollment)
         matched = journey.events.match(facts, now)

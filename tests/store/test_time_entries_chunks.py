@@ -209,3 +209,28 @@ def test_an_event_rearms_the_time_segment_timer_only_when_its_inputs_change(
     clock.set(T0 + timedelta(days=10))
     event({"type": "track", "event": "Order Completed", "properties": {"revenue": 20}})
     assert abs((due() - (T0 + timedelta(days=100))).total_seconds()) <= 3600  # re-armed
+
+
+def test_a_merge_rearms_the_time_segment_timer_of_the_profile_kept(
+        sql_store: SqlStore, tmp_path: Path) -> None:
+    """An anonymous visitor orders, then logs in as a known user with no order: the
+    merged profile's "90 days since the last order" timer is armed from the visitor's
+    order (the visitor's own timer goes with its profile)."""
+    clock = FakeClock(T0)
+    wiring = _wiring(sql_store, tmp_path, DORMANT, clock)
+    ids = SequentialIds("m")
+
+    def event(raw: dict[str, Any]) -> None:
+        sql_store.accept_events([normalize(raw, now=clock.now(), message_id=ids.new_id)])
+        while wiring.worker.handle_events():
+            pass
+
+    event({"type": "identify", "userId": "u1", "traits": {"email": "u1@example.com",
+                                                           "consent": {"email": True}}})
+    event({"type": "track", "anonymousId": "a1", "event": "Order Completed",
+           "properties": {"revenue": 10}})
+    clock.set(T0 + timedelta(hours=1))
+    event({"type": "track", "userId": "u1", "anonymousId": "a1", "event": "Signed In"})
+    assert sql_store.get_profile("u1").computed.get("last_order_at") is not None  # merged
+    keys = {t.key: t.due_at for t in sql_store.due_timers(T0 + timedelta(days=1000), 10)}
+    assert abs((keys["time:dormant:u1"] - (T0 + timedelta(days=90))).total_seconds()) <= 3600
