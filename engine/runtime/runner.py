@@ -219,7 +219,10 @@ class Runner:
         elif kind == "segment":
             member = ENTRY in matched
             was_member = unit.segment_member(view.id, journey.id)
-            if member and not was_member:
+            if member and not was_member and (journey.id not in self.closed
+                                               or explain_segment):
+                # (closed: the member is not recorded, so every event of theirs comes
+                # here; "journey paused" is said on the events that explain segments)
                 changed |= self._enroll(unit, journey, view,
                                         _entry_event(journey, "segment", view, now), now)
             elif explain_segment and not member and not was_member:

@@ -169,6 +169,10 @@ def test_people_who_join_a_paused_segment_enter_after_resume(sql_store: SqlStore
     rig.event("u1", {"type": "identify", "traits": {"vip": True}})  # joins while paused
     assert rig.sql("SELECT journey FROM segment_members") == []
     assert rig.sql("SELECT count(*) FROM enrollments") == [(0,)]
+    for _ in range(3):  # said once (on the identify), not on every event while paused
+        rig.event("u1", {"type": "track", "event": "Page Viewed"})
+    assert rig.sql("SELECT reason FROM decisions WHERE journey = 'vip' AND "
+                   "what = 'not_entered'") == [("journey paused or archived",)]
     assert _cli("journeys", "resume", "vip", "--db", sql_store.url).exit_code == 0
     rig.apply()
     rig.event("u1", {"type": "track", "event": "Page Viewed"})  # any next event
