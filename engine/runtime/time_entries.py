@@ -54,6 +54,7 @@ LEASE = "time_entries:arming"  # the settings row of the arming lease
 LEASE_SECONDS = 30.0  # renewed by every chunk; a dead process's lease expires after it
 ARMING_LOCK = "journeyman:time-entries-arming"  # a lock name in the profile-lock space
 _LOCK_TRIES = 200  # waits of 50 ms for the arming lock held by another's short check
+_BUSY_TRIES = 40  # waits of 50 ms for profiles locked by events being handled
 
 
 def pending_time_entries(runner: Runner, store: Store) -> dict[str, str]:
@@ -81,24 +82,24 @@ def arm_time_entries(runner: Runner, store: Store, now: datetime, *,
             profile_ids = [pid for pid in profile_ids if pid > after]
         for start in range(0, len(profile_ids), chunk):
             ids = profile_ids[start:start + chunk]
-            with _locked(store):
-                if not _still_mine(store, me):
-                    log.warning("time-driven entries: the arming was taken over")
-                    return armed
-                profiles = store.load_profiles(ids)
-                run = WriteRun()
-                for jid in pending:
-                    for pid in ids:
-                        profile = profiles.get(pid)
-                        timer = (runner.entry_timer(jid, profile, now)
-                                 if profile is not None else None)
-                        if timer is not None:
-                            run.cancel_timer(timer.key)  # a changed journey: re-armed
-                            run.add_timer(timer)
-                store.write_changes([run])
-                _put_lease(store, {**lease, "after": ids[-1],
-                                   "until": _now(runner) + LEASE_SECONDS})
-            armed += len(run.timers_added)
+            todo = set(ids)
+            for attempt in range(_BUSY_TRIES + 1):
+                with _locked(store):
+                    if not _still_mine(store, me):
+                        log.warning("time-driven entries: the arming was taken over")
+                        return armed
+                    # Each profile is read under its lock (an event being handled for it
+                    # elsewhere finishes first, or its timer would be armed from the
+                    # profile before that event); one held for long is armed anyway.
+                    mine = (store.try_lock_profiles(todo) if attempt < _BUSY_TRIES
+                            else set(todo))
+                    armed += _arm_chunk(runner, store, pending, sorted(mine), now)
+                    todo -= mine
+                    if not todo:  # the chunk is done: an arming resumed starts after it
+                        _put_lease(store, {**lease, "after": ids[-1],
+                                           "until": _now(runner) + LEASE_SECONDS})
+                        break
+                time.sleep(0.05)
         with _locked(store):
             if not _still_mine(store, me):
                 return armed
@@ -111,6 +112,25 @@ def arm_time_entries(runner: Runner, store: Store, now: datetime, *,
     log.info("time-driven entries of %s armed for %d profiles (%d timers)",
              ", ".join(sorted(pending)), len(profile_ids), armed)
     return armed
+
+
+def _arm_chunk(runner: Runner, store: Store, pending: Mapping[str, str], ids: list[str],
+               now: datetime) -> int:
+    """Arm these profiles' timers for the pending journeys (in the caller's
+    transaction); returns how many."""
+    if not ids:
+        return 0
+    profiles = store.load_profiles(ids)
+    run = WriteRun()
+    for jid in pending:
+        for pid in ids:
+            profile = profiles.get(pid)
+            timer = runner.entry_timer(jid, profile, now) if profile is not None else None
+            if timer is not None:
+                run.cancel_timer(timer.key)  # a changed journey: re-armed
+                run.add_timer(timer)
+    store.write_changes([run])
+    return len(run.timers_added)
 
 
 def _owner() -> dict[str, Any]:

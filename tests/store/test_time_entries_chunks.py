@@ -234,3 +234,39 @@ def test_a_merge_rearms_the_time_segment_timer_of_the_profile_kept(
     assert sql_store.get_profile("u1").computed.get("last_order_at") is not None  # merged
     keys = {t.key: t.due_at for t in sql_store.due_timers(T0 + timedelta(days=1000), 10)}
     assert abs((keys["time:dormant:u1"] - (T0 + timedelta(days=90))).total_seconds()) <= 3600
+
+
+def test_a_profile_being_handled_elsewhere_is_armed_after_its_transaction(
+        sql_store: SqlStore, tmp_path: Path) -> None:
+    """Another process holds a profile (an event changing its time zone, not committed
+    yet): the arming waits for it and arms 09:00 in the new zone, not the old one."""
+    import threading
+
+    clock = FakeClock(T0)  # 09:00 UTC: the next firing is tomorrow's
+    wiring = _wiring(sql_store, tmp_path, DAILY, clock)
+    _people(sql_store, 20)
+    other = SqlStore(sql_store.url)
+    holding, done = threading.Event(), threading.Event()
+
+    def handle_elsewhere() -> None:
+        try:
+            with other.transaction():
+                assert other.try_lock_profiles(["p00007"]) == {"p00007"}
+                other.put_profile(Profile("p00007", {"email": "p7@example.com",
+                                                     "timezone": "Asia/Tokyo"}))
+                holding.set()
+                done.wait(0.5)  # still handling when the arming starts
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=handle_elsewhere)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        assert arm_time_entries(wiring.runner, sql_store, clock.now()) == 20
+    finally:
+        done.set()
+        thread.join(10)
+    due = {t.profile_id: t.due_at for t in sql_store.due_timers(T0 + timedelta(days=3), 100)}
+    assert due["p00007"] == T0 + timedelta(hours=24 - 9)  # 09:00 in Tokyo is 00:00 UTC
+    assert due["p00006"] == T0 + timedelta(days=1)
