@@ -219,22 +219,18 @@ class Runner:
         elif kind == "segment":
             member = ENTRY in matched
             was_member = unit.segment_member(view.id, journey.id)
-            if member and not was_member and (journey.id not in self.closed
-                                               or explain_segment):
-                # (closed: the member is not recorded, so every event of theirs comes
-                # here; "journey paused" is said on the events that explain segments)
+            # Paused: joining is not recorded, so whoever joins meanwhile enters after
+            # `resume` ("journey paused" is said on the events that explain segments).
+            closed = journey.id in self.closed
+            if member and not was_member and (not closed or explain_segment):
                 changed |= self._enroll(unit, journey, view,
                                         _entry_event(journey, "segment", view, now), now)
             elif explain_segment and not member and not was_member:
                 self._not_entered(unit, journey, view.id, ("entry", "segment", "when"), facts,
                                   now=now, segment=True)
-            if member != was_member and not (member and journey.id in self.closed):
-                # Paused or archived: joining is not recorded, so whoever joined meanwhile
-                # enters after `resume` (on their next event, or the time sweep).
+            if member != was_member and not (member and closed):
                 unit.set_segment_member(view.id, journey.id, member)
-            if journey.id in self._time_segments:
-                # Re-armed only when what the condition reads changed (a new order, a
-                # birthday or zone): otherwise the timer armed before is still right.
+            if journey.id in self._time_segments:  # re-armed if what it reads changed
                 current = unit.get_profile(view.id) or view
                 condition = self._time_segments[journey.id]
                 if before is None or time_inputs(condition, before) != time_inputs(
