@@ -46,7 +46,7 @@ from engine.runtime.policy import PolicyGate
 from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
 from engine.runtime.signing import secrets_for
-from engine.runtime.time_entries import arm_time_entries
+from engine.runtime.time_entries import arm_time_entries, pending_time_entries
 from engine.runtime.tracking import DEFAULT_SCANNER_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.runtime.versions import apply, closed_journeys, deployed_journeys
@@ -101,8 +101,13 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
                     policy=library.policy, identity_traits=tuple(identify_by),
                     decision_log=decision_log, versions=versions, closed=closed,
                     tracking=tracking)
-    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in compiled.items()},
-                      {jid: j.model.priority for jid, j in compiled.items()})
+    # Every journey that can still send: the folder's, and those only deployed (taken
+    # out of the folder or archived while people finish on them) with their newest
+    # deployed version's `policy:` and `priority` (a transactional journey's sends must
+    # not become `no_consent` because its file left the folder).
+    sending = {jid: j for (jid, _), j in sorted(versions.items())} | compiled
+    gate = PolicyGate(library.policy, {jid: j.model.policy for jid, j in sending.items()},
+                      {jid: j.model.priority for jid, j in sending.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
                             decision_log=decision_log)
     worker = Worker(runner, store, clock, name=name, budget=budget)
@@ -163,6 +168,8 @@ class Service:
         self.worker = wiring.worker
         self.tick = tick
         self._statuses_read = time.monotonic()
+        self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
+        self._armed_at = 0.0
         self._stop = threading.Event()
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
@@ -174,7 +181,7 @@ class Service:
         """Start the event, timer and outbox loops (not the API): each runs when there
         is work (engine/runtime/loops.py). Journeys with time-driven entries deployed
         since the last start reach the existing profiles first."""
-        arm_time_entries(self.runner, self.store, self.clock.now())
+        self._arm_time_entries()
         self._stop.clear()
         loops = {
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
@@ -202,13 +209,27 @@ class Service:
         if loop is not None:
             loop.wake()
 
-    def _refresh_statuses(self) -> None:
+    def _arm_time_entries(self) -> None:
+        """Arm the time-driven entries that need it (engine/runtime/time_entries.py). If
+        some are still left (another process holds the arming, or one died halfway), ask
+        again at the next status refresh."""
+        self._armed_at = time.monotonic()
+        arm_time_entries(self.runner, self.store, self.clock.now())
+        self._arm_again = bool(pending_time_entries(self.runner, self.store))
+
+    def _refresh_statuses(self, *, arm: bool = False) -> None:
         """Pick up `journeyman journeys pause/resume/archive` from other processes (at
-        most every few seconds: one small read)."""
-        if time.monotonic() - self._statuses_read < STATUS_REFRESH_SECONDS:
-            return
-        self._statuses_read = time.monotonic()
-        self.runner.closed = closed_journeys(self.store)  # one rebinding: no lock needed
+        most every few seconds: one small read). With `arm` (the timer loop), arm the
+        time-driven entries of a resumed journey, or those another process left."""
+        if time.monotonic() - self._statuses_read >= STATUS_REFRESH_SECONDS:
+            self._statuses_read = time.monotonic()
+            closed = closed_journeys(self.store)
+            if self.runner.closed - closed:  # resumed: `journeys resume` asked for a re-arm
+                self._arm_again = True
+            self.runner.closed = closed  # one rebinding: no lock needed
+        if arm and self._arm_again and (
+                time.monotonic() - self._armed_at >= STATUS_REFRESH_SECONDS):
+            self._arm_time_entries()
 
     def _drain_inbox(self) -> datetime | None:
         """Handle batches while there are events (at most a second's worth, so the
@@ -222,7 +243,7 @@ class Service:
         return self.store.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
-        self._refresh_statuses()
+        self._refresh_statuses(arm=True)
         self.worker.fire_timers()
         return self.store.next_timer_at()
 

@@ -84,6 +84,7 @@ def _print_plan(result: Any, *, done: bool = False) -> None:
     marks = {"new": "+", "changed": "~", "removed": "-", "unchanged": " "}
     for jid, jp in sorted(result.journeys.items()):
         if jp.status == "unchanged":
+            _print_status(jid, jp)
             continue
         versions = (f"v{jp.to_version}" if jp.status == "new" else
                     f"v{jp.from_version}" if jp.status == "removed" else
@@ -99,6 +100,9 @@ def _print_plan(result: Any, *, done: bool = False) -> None:
         for step, move in sorted(jp.moves.items()):
             out.print(f"    {step} -> {move['to']}: {move['profiles']} move to "
                       f"v{jp.to_version} (timers keep their due time)", markup=False)
+        if jp.journey_status in ("archived", "removed") and jp.status_after == "active":
+            out.print(f"    {jp.journey_status}: takes new entries again with this version",
+                      markup=False)
         if jp.stay_on_old_version:
             what = ("finish on their version (no new entries)" if jp.status == "removed"
                     else "stay on their version until they finish")
@@ -112,6 +116,17 @@ def _print_plan(result: Any, *, done: bool = False) -> None:
     if result.errors:
         err.print(f"{len(result.errors)} error(s): apply would refuse this folder",
                   markup=False)
+
+
+def _print_status(jid: str, jp: Any) -> None:
+    """An unchanged journey whose status matters: back in the folder, or kept closed."""
+    if jp.journey_status == "removed" and jp.status_after == "active":
+        out.print(f"  {jid}: back in the folder, v{jp.from_version}: takes new entries again",
+                  markup=False)
+    elif jp.journey_status in ("archived", "paused"):
+        out.print(f"= {jid}: {jp.journey_status}, v{jp.from_version}: stays "
+                  f"{jp.journey_status} (`journeyman journeys resume {jid}` to take new "
+                  "entries)", markup=False)
 
 
 @journeys.callback()
@@ -153,9 +168,11 @@ def _deployed(store: Any) -> list[dict[str, Any]]:
 
 
 def _set_status(journey: str, db: str, status: str) -> None:
+    from engine.runtime.versions import set_status
+
     store = _open(db)
     try:
-        known = store.set_journey_status(journey, status)
+        known = set_status(store, journey, status)
         names = sorted({v.journey for v in store.deployed_versions()})
     finally:
         store.close()
@@ -185,6 +202,6 @@ def journeys_resume(journey: JourneyArg, db: DbOpt = DEFAULT_URL) -> None:
 
 @journeys.command("archive")
 def journeys_archive(journey: JourneyArg, db: DbOpt = DEFAULT_URL) -> None:
-    """Retire the journey: no new entries, the people in it finish on their version
-    (`apply` archives a journey that left the folder)."""
+    """Retire the journey: no new entries, the people in it finish on their version. It
+    stays archived through `apply` and restarts until `resume` or a new version."""
     _set_status(journey, db, "archived")

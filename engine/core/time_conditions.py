@@ -73,6 +73,23 @@ def next_change(condition: Condition, profile: Profile, now: datetime, *,
     return min(future, default=None)
 
 
+def time_inputs(condition: Condition, profile: Profile) -> tuple[Any, ...]:
+    """What `next_change` reads of `profile` for `condition`: when these are the same
+    before and after an event, the profile's timer for the condition stays right (the
+    runtime re-arms it only when they change)."""
+    found: list[Any] = []
+    for leaf in _leaves(condition):
+        path = leaf.path
+        if leaf.op in RELATIVE_OPS and isinstance(leaf.value, timedelta):
+            found.append(_fact(profile, path))
+        elif len(path) >= 3 and path[:2] == ("profile", "computed"):
+            if path[2] == "days_since_last_order" or path[2] in RECENCY_TRAITS:
+                found.append(profile.computed.get("last_order_at"))
+            elif path[2] == "birthday_today":
+                found.append((profile.traits.get("birthday"), profile.traits.get("timezone")))
+    return tuple(found)
+
+
 def birthday_only(condition: Condition | None) -> bool:
     """True if `condition` can only hold on a birthday: it is, or requires among all its
     parts, `profile.computed.birthday_today: {eq: true}`. A schedule entry with such a
@@ -161,7 +178,7 @@ def _birthday_edges(traits: Mapping[str, Any], now: datetime,
 
 
 __all__ = ["TIME_TRAITS", "birthday_only", "birthday_windows", "next_change",
-           "time_dependent"]
+           "time_dependent", "time_inputs"]
 
 
 TIME_ENTRY_STEP = timedelta(hours=1)  # how late a time-driven segment entry may be

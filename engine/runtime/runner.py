@@ -55,6 +55,7 @@ from engine.core.time_conditions import (
     next_change,
     next_hour,
     time_dependent,
+    time_inputs,
 )
 from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
@@ -135,10 +136,12 @@ class Runner:
     def handle(self, event: Mapping[str, Any], unit: UnitOfWork) -> str:
         """Handle one normalized event; returns the profile it was for."""
         now = self.clock.now()
+        steps = len(unit.changes)  # a merge adds its steps: the profile's timers may be stale
         pid = resolve(unit, event, self.identity_traits,
                       on_refused=lambda mine, other, kind: record_refusal(
                           unit, mine, other, kind, now))
         before = unit.get_profile(pid)
+        merged = len(unit.changes) != steps
         profile = self.computed.apply(before or Profile(pid), event)
         unit.put_profile(profile)
         if event.get("source") and isinstance((event.get("traits") or {}).get("consent"),
@@ -158,7 +161,8 @@ class Runner:
         explain_segments = self.decision_log and (before is None or event.get("type") == "identify")
         for journey in self.interested(event.get("event")):
             changed = self._event_for_journey(unit, journey, view, active.pop(journey.id, None),
-                                              event, now=now, explain_segment=explain_segments)
+                                              event, now=now, explain_segment=explain_segments,
+                                              before=None if merged else before)
             if changed:  # an update_profile step ran
                 profile = unit.get_profile(pid) or profile
                 view = self.computed.view(profile, now, self.policy.timezone)
@@ -183,8 +187,11 @@ class Runner:
 
     def _event_for_journey(self, unit: UnitOfWork, journey: CompiledJourney, view: Profile,
                            enrollment: Enrollment | None, event: Mapping[str, Any], *,
-                           now: datetime, explain_segment: bool = False) -> bool:
-        """Goal, exit, wait_for and entry of one journey; True if the profile changed."""
+                           now: datetime, explain_segment: bool = False,
+                           before: Profile | None = None) -> bool:
+        """Goal, exit, wait_for and entry of one journey; True if the profile changed.
+        `before`: the stored profile before this event (None: a new or merged profile,
+        whose time-segment timers are armed again)."""
         changed = False
         facts = self._facts(view, event, enrollment)
         matched = journey.events.match(facts, now)
@@ -212,16 +219,23 @@ class Runner:
         elif kind == "segment":
             member = ENTRY in matched
             was_member = unit.segment_member(view.id, journey.id)
-            if member and not was_member:
+            # Paused: joining is not recorded, so whoever joins meanwhile enters after
+            # `resume` ("journey paused" is said on the events that explain segments).
+            closed = journey.id in self.closed
+            if member and not was_member and (not closed or explain_segment):
                 changed |= self._enroll(unit, journey, view,
                                         _entry_event(journey, "segment", view, now), now)
             elif explain_segment and not member and not was_member:
                 self._not_entered(unit, journey, view.id, ("entry", "segment", "when"), facts,
                                   now=now, segment=True)
-            if member != was_member:
+            if member != was_member and not (member and closed):
                 unit.set_segment_member(view.id, journey.id, member)
-            if journey.id in self._time_segments:
-                self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
+            if journey.id in self._time_segments:  # re-armed if what it reads changed
+                current = unit.get_profile(view.id) or view
+                condition = self._time_segments[journey.id]
+                if before is None or time_inputs(condition, before) != time_inputs(
+                        condition, current):
+                    self._arm_time(unit, journey.id, current, now)
         return changed
 
     def _not_entered(self, unit: UnitOfWork, journey: CompiledJourney, profile_id: str,
@@ -568,8 +582,8 @@ class Runner:
         was_member = unit.segment_member(view.id, journey.id)
         if member and not was_member:
             self._enroll(unit, journey, view, event, now)
-        if member != was_member:
-            unit.set_segment_member(view.id, journey.id, member)
+        if member != was_member and not (member and journey.id in self.closed):
+            unit.set_segment_member(view.id, journey.id, member)  # as above: not when closed
         self._arm_time(unit, journey.id, unit.get_profile(view.id) or view, now)
 
 

@@ -12,8 +12,10 @@ Moved enrollments keep their id, data and timers (due when they were).
 
 `plan()` reads the store and never writes; `apply()` runs the same checks, refuses on
 any error, then deploys each journey in one transaction (its new version, and its
-moves). A journey that left the folder is archived: no new entries, and the people in
-it finish on their version.
+moves). A journey that left the folder is `removed`: no new entries, and the people in
+it finish on their version; it is active again when it comes back. A journey an
+operator archived (`journeyman journeys archive`) stays archived whatever the folder
+says, until `journeyman journeys resume` or a new version of it is applied.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from rules import did_you_mean
 
 log = logging.getLogger("journeyman.versions")
 
-ACTIVE, PAUSED, ARCHIVED = "active", "paused", "archived"
-STATUSES = (ACTIVE, PAUSED, ARCHIVED)
+# `removed`: taken out of the folder by `apply` (active again when it comes back);
+# `archived`: by an operator (stays archived until resumed or a new version is applied).
+ACTIVE, PAUSED, ARCHIVED, REMOVED = "active", "paused", "archived", "removed"
+STATUSES = (ACTIVE, PAUSED, ARCHIVED, REMOVED)
 
 
 class PlanError(JourneyError):
@@ -71,6 +75,8 @@ class JourneyPlan:
     stay_on_old_version: int = 0
     in_flight_by_version: dict[int, dict[str, int]] = field(default_factory=dict)
     migrate_from: int | None = None  # the version whose enrollments move
+    journey_status: str | None = None  # the deployed journey's status (None: new)
+    status_after: str | None = None  # its status once applied
 
     def as_json(self) -> dict[str, Any]:
         return {"status": self.status, "from_version": self.from_version,
@@ -79,7 +85,8 @@ class JourneyPlan:
                 "moves": self.moves, "stay_on_old_version": self.stay_on_old_version,
                 "in_flight_by_version": {str(v): c for v, c in
                                          sorted(self.in_flight_by_version.items())},
-                "migrate_from": self.migrate_from}
+                "migrate_from": self.migrate_from, "journey_status": self.journey_status,
+                "status_after": self.status_after}
 
 
 @dataclass
@@ -103,16 +110,35 @@ def plan(library: Library, store: Store) -> Plan:
     result = Plan()
     deployed = _by_journey(store.deployed_versions())
     for jid, loaded in sorted(library.journeys.items()):
-        result.journeys[jid] = _plan_one(loaded, deployed.get(jid, []), store, result.errors)
+        versions = deployed.get(jid, [])
+        jp = _plan_one(loaded, versions, store, result.errors)
+        jp.journey_status = versions[-1].status if versions else None
+        jp.status_after = status_after(jp.journey_status, jp.status)
+        result.journeys[jid] = jp
     for jid, versions in sorted(deployed.items()):
-        if jid in library.journeys or versions[-1].status == ARCHIVED:
+        if jid in library.journeys or versions[-1].status in (ARCHIVED, REMOVED):
             continue
         latest = versions[-1]
-        jp = JourneyPlan(jid, "removed", latest.version, None)
+        jp = JourneyPlan(jid, "removed", latest.version, None,
+                         journey_status=latest.status, status_after=REMOVED)
         _count(jp, store.in_flight(jid), latest.version)
         jp.stay_on_old_version = sum(sum(c.values()) for c in jp.in_flight_by_version.values())
         result.journeys[jid] = jp
     return result
+
+
+def status_after(current: str | None, change: str) -> str:
+    """A journey's status after `apply`, from its deployed status and the change: a new
+    version makes an archived or removed journey active (a paused one stays paused); a
+    journey back in the folder unchanged is active again if it had only been removed from
+    it, and stays archived if an operator archived it."""
+    if change == "removed":
+        return REMOVED
+    if current is None or current == REMOVED:
+        return ACTIVE
+    if current == ARCHIVED and change == "changed":
+        return ACTIVE
+    return current
 
 
 def _by_journey(versions: list[DeployedVersion]) -> dict[str, list[DeployedVersion]]:
@@ -214,25 +240,25 @@ def apply(library: Library, store: Store, now: datetime) -> Plan:
     result = plan(library, store)
     if result.errors:
         raise PlanError(result.errors)
+    for jid in {v.journey for v in store.deployed_versions()} - set(library.journeys):
+        # Its time-driven timers lapse while it is out of the folder: if it comes back,
+        # it must be armed again for everyone (engine/runtime/time_entries.py).
+        store.put_setting(TIME_ENTRIES_SETTING.format(jid), None)
     for jid, jp in result.journeys.items():
         if jp.status == "removed":
-            store.set_journey_status(jid, ARCHIVED)
-            # Its time-driven timers lapse while it is gone: if it comes back, it must be
-            # armed again for everyone (engine/runtime/time_entries.py).
-            store.put_setting(TIME_ENTRIES_SETTING.format(jid), None)
+            store.set_journey_status(jid, REMOVED)
             continue
         if jp.status == "unchanged":
-            current = store.deployed_versions(jid)
-            if current and current[-1].status == ARCHIVED:
-                store.set_journey_status(jid, ACTIVE)  # back in the folder
+            if jp.status_after != jp.journey_status and jp.status_after is not None:
+                store.set_journey_status(jid, jp.status_after)  # back in the folder
             continue
         loaded = library.journeys[jid]
         with store.transaction():
             previous = store.deployed_versions(jid)
-            status = previous[-1].status if previous else ACTIVE
+            current = previous[-1].status if previous else None
             store.deploy_version(DeployedVersion(
                 jid, loaded.model.version, content_digest(loaded), _source_text(library, loaded),
-                loaded.file, now, ACTIVE if status == ARCHIVED else status))
+                loaded.file, now, status_after(current, jp.status)))
             if jp.migrate_from is not None:
                 for old_step, move in jp.moves.items():
                     store.move_enrollments(StepMove(jid, jp.migrate_from, old_step,
@@ -283,9 +309,25 @@ def deployed_journeys(library: Library, store: Store, *,
 
 
 def closed_journeys(store: Store) -> set[str]:
-    """The journeys that take no new entries now (paused or archived)."""
+    """The journeys that take no new entries now (paused, archived or removed)."""
     return {v.journey for v in store.deployed_versions() if v.status != ACTIVE}
 
 
-__all__ = ["ACTIVE", "ARCHIVED", "PAUSED", "STATUSES", "JourneyPlan", "Plan", "PlanError",
-           "apply", "closed_journeys", "content_digest", "deployed_journeys", "plan"]
+def set_status(store: Store, journey: str, status: str) -> bool:
+    """`journeyman journeys pause/resume/archive`: set a deployed journey's status; False
+    if no such journey. Reopening a closed journey re-arms its time-driven entries for
+    everyone at the next start or status refresh (whoever joined a time segment while it
+    was closed has no timer left, engine/runtime/time_entries.py)."""
+    with store.transaction():
+        versions = store.deployed_versions(journey)
+        if not versions:
+            return False
+        store.set_journey_status(journey, status)
+        if status == ACTIVE and versions[-1].status != ACTIVE:
+            store.put_setting(TIME_ENTRIES_SETTING.format(journey), None)
+    return True
+
+
+__all__ = ["ACTIVE", "ARCHIVED", "PAUSED", "REMOVED", "STATUSES", "JourneyPlan", "Plan",
+           "PlanError", "apply", "closed_journeys", "content_digest", "deployed_journeys",
+           "plan", "set_status", "status_after"]

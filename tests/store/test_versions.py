@@ -266,7 +266,7 @@ def test_plan_errors_refuse_apply(sql_store: SqlStore, folder: Path) -> None:
     assert plan(rig.load(), sql_store).errors  # plan says the same, and writes nothing
 
 
-def test_pause_stops_entries_and_removed_journeys_are_archived(sql_store: SqlStore,
+def test_pause_stops_entries_and_removed_journeys_are_marked_removed(sql_store: SqlStore,
                                                                folder: Path) -> None:
     rig = Rig(sql_store, folder)
     rig.apply()
@@ -288,8 +288,8 @@ def test_pause_stops_entries_and_removed_journeys_are_archived(sql_store: SqlSto
     assert result.journeys["abandoned_cart"].stay_on_old_version == 1
     rig.load = lambda: load_library(folder)  # type: ignore[method-assign]
     rig.apply()
-    assert sql_store.deployed_versions("abandoned_cart")[0].status == "archived"
-    rig.advance(timedelta(days=2))  # u1 finishes on the archived version, from the store
+    assert sql_store.deployed_versions("abandoned_cart")[0].status == "removed"
+    rig.advance(timedelta(days=2))  # u1 finishes on the removed version, from the store
     assert rig.sql_in_flight() == {}
     assert rig.sends()[("u1", "plain_offer")] == 1
 

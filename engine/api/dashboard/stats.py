@@ -118,7 +118,7 @@ def _split(counts: JourneyCounts, step: str) -> dict[str, Any]:
 
 
 def journey_status(journey: CompiledJourney, store: Any = None) -> str:
-    """live, paused or archived: the deployed journey's status in the store (`journeys
+    """live, paused, archived or removed: the deployed journey's status in the store (`journeys
     pause/resume/archive`); live when it was never deployed with `apply`."""
     deployed = store.deployed_versions(journey.id) if store is not None else []
     status = deployed[-1].status if deployed else "active"
