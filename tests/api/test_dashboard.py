@@ -206,3 +206,76 @@ def test_dashboard_open_lets_this_machine_read_without_login(world: World) -> No
     assert not is_loopback("10.0.0.5")
     assert not is_loopback(None)
     assert not is_loopback("testclient")
+
+
+def test_series_and_kpis_equal_direct_sql_counts(world: World) -> None:
+    """The day-by-day table and the KPIs (with the period before) against SQL on the
+    same store; a click, a scanner's click and an opt-out recorded for sent messages."""
+    from datetime import timedelta
+
+    from engine.ports import Engagement
+
+    now = world.engine.now
+    queued = world.store.outbox_records(journey=J)
+    assert len(queued) >= 2
+    first, second = queued[0].entry, queued[1].entry
+    for entry in (first, second):  # delivered (the world's sends were all skipped)
+        world.store.mark_sent(entry.key, entry.created_at + timedelta(minutes=1))
+    for kind, entry, human in (("click", first, True), ("click", first, True),
+                               ("click", second, False), ("unsubscribe", second, True)):
+        world.store.record_engagement(Engagement(kind, entry.key, entry.profile_id, J,
+                                                 entry.step, now - timedelta(minutes=5),
+                                                 None, None, human, None))
+    admin = world.store.create_key("series", admin=True)
+    stats = httpx.get(f"{world.url}/v1/journeys/{J}/stats?days=30",
+                      headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    since = (now - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    by_day = {d["day"]: d for d in stats["series"]}
+    for day, d in by_day.items():
+        assert d["entered"] == world.sql(
+            "SELECT count(*) FROM enrollments WHERE journey = :j AND entered_at >= :s "
+            "AND substr(entered_at, 1, 10) = :d", j=J, s=since, d=day)
+        for step, n in d["passed"].items():
+            assert n == world.sql(
+                "SELECT count(*) FROM enrollments WHERE journey = :j AND entered_at >= :s "
+                "AND substr(entered_at, 1, 10) = :d "
+                "AND json_extract(visits, '$.' || :st) IS NOT NULL", j=J, s=since, d=day,
+                st=step)
+        for step, statuses in d["sends"].items():
+            assert sum(statuses.values()) == world.sql(
+                "SELECT count(*) FROM outbox WHERE journey = :j AND step = :st "
+                "AND created_at >= :s AND substr(created_at, 1, 10) = :d", j=J, st=step,
+                s=since, d=day)
+    assert sum(d["entered"] for d in by_day.values()) == stats["entered"] == PEOPLE
+    assert sum(sum(sum(x.values()) for x in d["sends"].values()) for d in by_day.values()) \
+        == world.sql("SELECT count(*) FROM outbox WHERE journey = :j", j=J) > 0
+    kpis = stats["kpis"]
+    delivered = world.sql("SELECT count(*) FROM outbox WHERE journey = :j AND status = 'sent'"
+                          " AND created_at >= :s", j=J, s=since)
+    assert kpis["ctr"]["value"] == pytest.approx(1 / delivered)  # one message, by people
+    assert kpis["opt_outs"]["value"] == 1
+    assert kpis["opt_out_rate"]["value"] == pytest.approx(1 / delivered)
+    goals = world.sql("SELECT count(*) FROM goals WHERE journey = :j", j=J)
+    assert kpis["goals"]["value"] == goals > 0
+    attributable = world.sql(
+        "SELECT coalesce(sum(g.value), 0) FROM goals g WHERE g.journey = :j AND EXISTS "
+        "(SELECT 1 FROM outbox o WHERE o.enrollment_id = g.enrollment_id AND "
+        "o.status = 'sent' AND o.sent_at <= g.at)", j=J)
+    assert kpis["attributable_revenue"]["value"] == pytest.approx(attributable)
+    assert kpis["conversion"]["value"] == pytest.approx(stats["converted"] / PEOPLE)
+    # The 30 days before: nothing, so the trend of a count is the count itself.
+    assert kpis["goals"]["previous"] == 0
+    assert kpis["goals"]["change"] == goals
+    assert kpis["ctr"]["previous"] is None
+    assert kpis["ctr"]["change"] is None
+    client = login(world, "vi")
+    page = client.get(f"/journeys/{J}?days=30").text
+    assert 'id="kpi-opt_outs"' in page
+    assert "Day by day" in page
+    table = client.get(f"/journeys/{J}?days=30&csv=series")
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert sum(int(r["entered"]) for r in rows) == PEOPLE
+    assert sum(int(r["passed first_look"]) for r in rows) == PEOPLE
+    home = client.get("/").text
+    assert "opt_outs 1 (+1)" in home
+    assert "conversion " in home

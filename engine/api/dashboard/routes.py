@@ -33,7 +33,14 @@ from engine.api.dashboard.auth import (
     is_loopback,
     verify_password,
 )
-from engine.api.dashboard.stats import journey_kpis, journey_stats, journey_status
+from engine.api.dashboard.stats import (
+    KPI_NAMES,
+    journey_kpis,
+    journey_stats,
+    journey_status,
+    kpi_text,
+    kpi_value,
+)
 from engine.core.times import iso
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
@@ -44,6 +51,7 @@ STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript"
           "dashboard.css": "text/css"}
 MAX_DAYS = 3650
 MAX_FORM_BYTES = 8192
+LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
 
 ProfileView = Callable[[str], dict[str, Any] | None]
@@ -68,6 +76,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     env.filters["iso"] = lambda d: iso(d) if isinstance(d, datetime) else d
     env.filters["pct"] = lambda x: "-" if x is None else f"{100 * x:.1f}%"
     env.filters["num"] = lambda x: "-" if x is None else f"{x:.3g}"
+    env.globals["kpi_value"] = kpi_value
     store = dash.store
 
     def viewer(request: Request) -> Viewer | None:
@@ -161,9 +170,10 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             kpis = journey_kpis(store, jid, since, dash.now())
             rows.append([jid, journey.model.title, journey_status(journey, store),
                          journey.model.version, o.in_flight, o.entries, o.sends,
-                         ", ".join(f"{k}: {v}" for k, v in kpis.items())])
+                         "; ".join(kpi_text(k, kpis[k]) for k in LIST_KPIS)])
         tables = {"journeys": (["journey", "title", "status", "version", "in flight",
-                                "entries (7 days)", "sends (7 days)", "KPIs"], rows)}
+                                "entries (7 days)", "sends (7 days)",
+                                "KPIs (7 days, change from the 7 before)"], rows)}
         return page(request, who, "journeys.html", "Journeys", tables)
 
     @app.get("/journeys/{journey_id}", include_in_schema=False)
@@ -186,6 +196,16 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                           [[s["id"], d["what"], d["reason"], d["count"]]
                            for s in stats["steps"] for d in s["decisions"]]),
         }
+        step_ids = [s["id"] for s in stats["steps"]]
+        tables["series"] = (
+            ["day", "entered", *(f"passed {s}" for s in step_ids),
+             *(f"sends {s}" for s in step_ids)],
+            [[d["day"], d["entered"], *(d["passed"].get(s, 0) for s in step_ids),
+              *(sum(d["sends"].get(s, {}).values()) for s in step_ids)]
+             for d in stats["series"]])
+        tables["kpis"] = (["KPI", "this period", "the period before", "change"],
+                          [[k, stats["kpis"][k]["value"], stats["kpis"][k]["previous"],
+                            stats["kpis"][k]["change"]] for k in KPI_NAMES])
         for step, split in stats["splits"].items():
             tables[f"split_{step}"] = (
                 ["variant", "people", "converted", "conversion", "95% low", "95% high", "z",

@@ -17,12 +17,13 @@ always runs on one).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, case, cast, func, select
 
 from engine import jsonfast
 from engine.store.sql.db import SqlBase
@@ -168,11 +169,11 @@ class AnalyticsQueries(SqlBase):
             tally.finish()
             sends_by_day: dict[tuple[str, str], dict[str, int]] = {}
             day = self._day(o.c.created_at)
-            for step, on, status, n in conn.execute(
+            for raw_step, on, raw_status, n in conn.execute(
                     select(o.c.step, day, o.c.status, func.count())
                     .where(o.c.journey == journey, o.c.created_at >= since,
                            o.c.created_at < until).group_by(o.c.step, day, o.c.status)):
-                step, status = str(step), str(status)
+                step, status = str(raw_step), str(raw_status)
                 mine = counts.sends.setdefault(step, {})
                 mine[status] = mine.get(status, 0) + int(n)
                 by_day = sends_by_day.setdefault((str(on), step), {})
@@ -187,6 +188,22 @@ class AnalyticsQueries(SqlBase):
                              .group_by(d.c.step, d.c.what, d.c.reason)
                              .order_by(d.c.step, func.count().desc()))]
         return counts
+
+    def cohort_conversion(self, journey: str, since: datetime,
+                          until: datetime) -> float | None:
+        """Of the enrollments that entered in [since, until), the share that reached
+        the goal (None when none entered): the rollup, and the rows at the ends."""
+        counts = JourneyCounts()
+        tally = _Cohort(counts, ())
+        first, last = _next_hour(since), _hour(until)
+        with self._read() as conn:
+            if first < last:
+                self._cohort_rows(conn, journey, since, first, tally)
+                self._cohort_rollup(conn, journey, first, last, tally)
+                self._cohort_rows(conn, journey, last, until, tally)
+            else:
+                self._cohort_rows(conn, journey, since, until, tally)
+        return counts.converted / counts.entered if counts.entered else None
 
     def _day(self, column: Any) -> Any:
         """The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL."""
@@ -229,6 +246,49 @@ class AnalyticsQueries(SqlBase):
                        r.c.bucket < _bucket(last))
                 .group_by(day, r.c.kind, r.c.step, r.c.variant)):
             tally.add(str(on), str(kind), str(step), str(variant), int(n or 0))
+
+    def journey_activity(self, journey: str, since: datetime,
+                         until: datetime) -> dict[str, float]:
+        """The journey's activity in [since, until), the dashboard's KPIs: messages
+        queued and delivered (outbox created in the period), messages clicked by a human,
+        opened, opted out of and bounced (engagements in the period, each message once),
+        goals reached in the period, their revenue, the part attributable to a message
+        (last touch: a message of the same enrollment delivered at or before the goal),
+        and the goals' times to goal (seconds since entry). Indexes: outbox (journey,
+        created_at), engagements (journey, at), goals (journey, at)."""
+        o, g, e = self._outbox, self._goals, self._enrollments
+        t = table("engagements")
+        found: dict[str, float] = {}
+        with self._read() as conn:
+            for status, n in conn.execute(
+                    select(o.c.status, func.count()).where(
+                        o.c.journey == journey, o.c.created_at >= since,
+                        o.c.created_at < until).group_by(o.c.status)):
+                found["sends"] = found.get("sends", 0) + int(n)
+                if status == "sent":
+                    found["delivered"] = int(n)
+            for kind, n in conn.execute(
+                    select(t.c.kind, func.count(t.c.message_key.distinct())).where(
+                        t.c.journey == journey, t.c.at >= since, t.c.at < until,
+                        (t.c.kind != "click") | t.c.human).group_by(t.c.kind)):
+                found[str(kind)] = int(n)
+            touched = select(o.c.id).where(
+                o.c.profile_id == g.c.profile_id, o.c.enrollment_id == g.c.enrollment_id,
+                o.c.status == "sent", o.c.sent_at <= g.c.at).exists()
+            in_period = (g.c.journey == journey, g.c.at >= since, g.c.at < until)
+            goals, revenue, attributable = conn.execute(select(
+                func.count(), func.coalesce(func.sum(g.c.value), 0.0),
+                func.coalesce(func.sum(case((touched, func.coalesce(g.c.value, 0.0)),
+                                            else_=0.0)), 0.0)).where(*in_period)).one()
+            found["goals"] = int(goals)
+            found["revenue"] = float(revenue)
+            found["attributable_revenue"] = float(attributable)
+            times = sorted((at - entered).total_seconds() for at, entered in conn.execute(
+                select(g.c.at, e.c.entered_at).join(e, e.c.id == g.c.enrollment_id)
+                .where(*in_period)))
+            if times:
+                found["median_time_to_goal"] = statistics.median(times)
+        return found
 
     def profile_with_trait(self, trait: str, value: str) -> str | None:
         """A profile whose trait `trait` is `value` (the dashboard's search by e-mail when
