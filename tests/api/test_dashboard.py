@@ -279,3 +279,30 @@ def test_series_and_kpis_equal_direct_sql_counts(world: World) -> None:
     home = client.get("/").text
     assert "opt_outs 1 (+1)" in home
     assert "conversion " in home
+
+
+def test_pause_and_resume_need_an_editor_and_the_csrf_token(world: World) -> None:
+    def status() -> str:
+        return world.store.deployed_versions(J)[-1].status
+
+    viewer = login(world, "vi")
+    page = viewer.get(f"/journeys/{J}").text
+    assert 'id="status-button"' not in page  # a viewer has no button
+    editor = login(world, "ed")
+    page = editor.get(f"/journeys/{J}").text
+    assert '<button id="status-button">Pause</button>' in page
+    token = csrf_of(page)
+    assert viewer.post(f"/journeys/{J}/pause", data={"csrf": token}).status_code == 403
+    assert editor.post(f"/journeys/{J}/pause", data={}).status_code == 403
+    assert editor.post(f"/journeys/{J}/pause", data={"csrf": "x" + token}).status_code == 403
+    assert editor.post(f"/journeys/{J}/explode", data={"csrf": token}).status_code == 404
+    assert editor.post("/journeys/nope/pause", data={"csrf": token}).status_code == 404
+    assert status() == "active"
+    done = editor.post(f"/journeys/{J}/pause", data={"csrf": token})
+    assert done.status_code == 303
+    assert status() == "paused"
+    page = editor.get(done.headers["location"]).text
+    assert '<span id="journey-status">paused</span>' in page
+    assert '<button id="status-button">Resume</button>' in page
+    assert editor.post(f"/journeys/{J}/resume", data={"csrf": token}).status_code == 303
+    assert status() == "active"

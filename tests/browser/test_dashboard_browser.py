@@ -3,7 +3,8 @@
 a visit without a session lands on the login page; log in; open a journey and see its
 diagram drawn by Mermaid with the counts on its steps; the numbers on the page equal
 direct SQL counts on the same store; open a profile and its timeline; retry a parked
-failure through the CSRF-protected form. Screenshots go to the test's tmp folder."""
+failure through the CSRF-protected form; pause and resume the journey with its button.
+Screenshots go to the test's tmp folder."""
 
 from __future__ import annotations
 
@@ -122,5 +123,18 @@ def test_the_dashboard_in_chromium(browser: Any, world: World, tmp_path: Path) -
     page.wait_for_selector("[role=status]")
     assert world.store.failures() == []
     page.screenshot(path=str(shots / "4-failures.png"))
-    assert len(list(shots.glob("*.png"))) == 4
+
+    # An editor pauses the journey with the button on its page, then resumes it.
+    page.goto(f"{world.url}/journeys/{J}")
+    assert page.locator("#journey-status").inner_text() == "live"
+    page.click("#status-button")
+    page.wait_for_selector("#done")
+    assert page.locator("#journey-status").inner_text() == "paused"
+    assert page.locator("#status-button").inner_text() == "Resume"
+    assert world.store.deployed_versions(J)[-1].status == "paused"
+    page.screenshot(path=str(shots / "5-paused.png"))
+    page.click("#status-button")
+    page.wait_for_selector("#journey-status:has-text('live')")
+    assert world.store.deployed_versions(J)[-1].status == "active"
+    assert len(list(shots.glob("*.png"))) == 5
     page.close()

@@ -51,6 +51,7 @@ STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript"
           "dashboard.css": "text/css"}
 MAX_DAYS = 3650
 MAX_FORM_BYTES = 8192
+STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
 LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
 
@@ -214,7 +215,30 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                   *(v["ci95"] or [None, None]), v["z"], v["p_value"]]
                  for v in split["variants"]])
         return page(request, who, "journey.html", journey.model.title, tables, stats=stats,
-                    days=days, diagram=annotated_mermaid(journey, stats["steps"]))
+                    days=days, diagram=annotated_mermaid(journey, stats["steps"]),
+                    done=request.query_params.get("done"))
+
+    @app.post("/journeys/{journey_id}/{action}", include_in_schema=False)
+    async def change_journey_status(journey_id: str, action: str,
+                                    request: Request) -> Response:
+        """Pause or resume a journey (editors): the store call `journeyman journeys
+        pause/resume` makes."""
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        form = await _form(request)
+        if action not in STATUS_ACTIONS:
+            return HTMLResponse("not found", status_code=404)
+        if not who.can_edit:
+            return HTMLResponse("this needs the editor role", status_code=403)
+        if not sessions.csrf_ok(who.sid, form.get("csrf")):
+            return HTMLResponse("missing or wrong CSRF token", status_code=403)
+        if journey_id not in dash.compiled:
+            return HTMLResponse("no such journey", status_code=404)
+        if not store.set_journey_status(journey_id, STATUS_ACTIONS[action]):
+            return HTMLResponse("this journey was never deployed with `journeyman apply`: "
+                                "there is no status to change", status_code=409)
+        return RedirectResponse(f"/journeys/{journey_id}?done={action}", 303)
 
     @app.get("/profiles", include_in_schema=False)
     async def profiles_page(request: Request) -> Response:
