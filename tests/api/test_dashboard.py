@@ -306,3 +306,45 @@ def test_pause_and_resume_need_an_editor_and_the_csrf_token(world: World) -> Non
     assert '<button id="status-button">Resume</button>' in page
     assert editor.post(f"/journeys/{J}/resume", data={"csrf": token}).status_code == 303
     assert status() == "active"
+
+
+def test_five_failed_logins_lock_the_name_and_the_address_for_a_while(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Its own world: the lockout counts every failure from 127.0.0.1."""
+    from datetime import timedelta
+
+    own = build_world(tmp_path_factory.mktemp("lockout"))
+    try:
+        def attempt(name: str, password: str) -> httpx.Response:
+            return httpx.post(own.url + "/login", data={"name": name, "password": password},
+                              timeout=10)
+
+        for _ in range(5):
+            assert attempt("ed", "wrong password").status_code == 401
+        refused = attempt("ed", PASSWORD)  # the right password, but locked
+        assert refused.status_code == 429
+        assert "Too many failed logins" in refused.text
+        assert "Try again in 15 minutes" in refused.text
+        assert refused.headers["retry-after"] == "900"
+        assert SESSION_COOKIE not in refused.cookies
+        assert attempt("vi", PASSWORD).status_code == 429  # the same address
+        own.engine.advance(timedelta(minutes=10))
+        assert "Try again in 5 minutes" in attempt("ed", PASSWORD).text
+        own.engine.advance(timedelta(minutes=5, seconds=1))
+        assert attempt("ed", PASSWORD).status_code == 303  # lifted
+        # By name and by address separately (the store's counts; here every request
+        # comes from one address).
+        now = own.engine.now
+        for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            own.store.record_login_failure("ann", ip, now)
+        own.store.record_login_failure("bob", "10.0.0.1", now)
+        assert own.store.login_failures("ann", "10.0.0.9", now - timedelta(minutes=15))[:2] \
+            == (3, 0)
+        assert own.store.login_failures("zed", "10.0.0.1", now - timedelta(minutes=15))[:2] \
+            == (0, 2)
+        assert own.store.login_failures("ann", "10.0.0.1", now + timedelta(seconds=1))[:2] \
+            == (0, 0)
+        own.store.clear_login_failures("ann")
+        assert own.store.login_failures("ann", "10.0.0.9", now - timedelta(hours=1))[0] == 0
+    finally:
+        own.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,11 @@ STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript"
           "dashboard.css": "text/css"}
 MAX_DAYS = 3650
 MAX_FORM_BYTES = 8192
+# After LOCKOUT_FAILURES failed logins for a name or from an address within
+# LOCKOUT_WINDOW, logins for that name or from that address are refused until the
+# oldest of them is LOCKOUT_WINDOW old.
+LOCKOUT_FAILURES = 5
+LOCKOUT_WINDOW = timedelta(minutes=15)
 STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
 LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
@@ -127,11 +133,28 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     async def login(request: Request) -> Response:
         form = await _form(request)
         name, password = form.get("name", ""), form.get("password", "")
+        ip = request.client.host if request.client else "?"
+        now = dash.now()
+        by_name, by_ip, oldest = store.login_failures(name[:255], ip,
+                                                      now - LOCKOUT_WINDOW)
+        if max(by_name, by_ip) >= LOCKOUT_FAILURES:
+            wait = (oldest + LOCKOUT_WINDOW - now) if oldest else LOCKOUT_WINDOW
+            minutes = max(1, math.ceil(wait.total_seconds() / 60))
+            return HTMLResponse(env.get_template("login.html").render(
+                title="Log in", who=None,
+                error=f"Too many failed logins for this user or from this address "
+                      f"({LOCKOUT_FAILURES} in {LOCKOUT_WINDOW.seconds // 60} minutes): "
+                      f"logins are refused for now. Try again in {minutes} minute"
+                      f"{'s' if minutes > 1 else ''}.",
+                next=_safe_next(form.get("next"))), status_code=429,
+                headers={"Retry-After": str(minutes * 60)})
         user = store.get_user(name) if name and len(name) <= MAX_ID_CHARS else None
         if user is None or not verify_password(password, user.password_hash):
+            store.record_login_failure(name[:255], ip, now)
             return HTMLResponse(env.get_template("login.html").render(
                 title="Log in", who=None, error="unknown user or wrong password",
                 next=_safe_next(form.get("next"))), status_code=401)
+        store.clear_login_failures(user.name)
         answer = RedirectResponse(_safe_next(form.get("next")), 303)
         answer.set_cookie(SESSION_COOKIE, sessions.issue(user.name, user.role,
                                                           dash.now().timestamp()),
