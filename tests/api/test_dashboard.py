@@ -348,3 +348,26 @@ def test_five_failed_logins_lock_the_name_and_the_address_for_a_while(
         assert own.store.login_failures("ann", "10.0.0.9", now - timedelta(hours=1))[0] == 0
     finally:
         own.close()
+
+
+def test_the_live_stream_shows_the_newest_events_and_sends(world: World) -> None:
+    assert httpx.get(world.url + "/live.json", timeout=10).status_code == 401
+    assert httpx.get(world.url + "/live", timeout=10).status_code == 302
+    client = login(world, "vi")
+    world.store.accept_events([{"type": "track", "event": "Live <b>Ping</b>",
+                                "userId": "user7", "messageId": "live-1",
+                                "timestamp": "2026-03-02T09:00:00Z"}], "live-test")
+    data = client.get("/live.json").json()
+    newest = data["events"]["rows"][0]
+    assert newest[2:] == ["live-test", "track", "Live <b>Ping</b>", newest[5]]
+    assert [r[0] for r in data["events"]["rows"]] == sorted(
+        (r[0] for r in data["events"]["rows"]), reverse=True)
+    assert len(data["events"]["rows"]) == min(50, world.sql("SELECT count(*) FROM events"))
+    sends = data["sends"]["rows"]
+    assert [r[0] for r in sends] == [world.sql(
+        "SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET :n", n=i)
+        for i in range(len(sends))]
+    assert len(sends) == min(50, world.sql("SELECT count(*) FROM outbox")) > 0
+    page = client.get("/live").text
+    assert "Live &lt;b&gt;Ping&lt;/b&gt;" in page  # escaped
+    assert client.get("/live?csv=sends").text.startswith("id,queued,journey,step")

@@ -49,6 +49,7 @@ from journeys.compiler import CompiledJourney, mermaid
 
 HERE = Path(__file__).parent
 STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript",
+          "live.js": "text/javascript",
           "dashboard.css": "text/css"}
 MAX_DAYS = 3650
 MAX_FORM_BYTES = 8192
@@ -57,6 +58,8 @@ MAX_FORM_BYTES = 8192
 # oldest of them is LOCKOUT_WINDOW old.
 LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
+LIVE_ROWS = 50  # the live stream's newest events and sends
+LIVE_SECONDS = 3  # how often /live asks /live.json
 STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
 LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
@@ -221,11 +224,12 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                            for s in stats["steps"] for d in s["decisions"]]),
         }
         step_ids = [s["id"] for s in stats["steps"]]
+        send_ids = [s["id"] for s in stats["steps"] if s["kind"] == "send"]
         tables["series"] = (
             ["day", "entered", *(f"passed {s}" for s in step_ids),
-             *(f"sends {s}" for s in step_ids)],
+             *(f"sends {s}" for s in send_ids)],
             [[d["day"], d["entered"], *(d["passed"].get(s, 0) for s in step_ids),
-              *(sum(d["sends"].get(s, {}).values()) for s in step_ids)]
+              *(sum(d["sends"].get(s, {}).values()) for s in send_ids)]
              for d in stats["series"]])
         tables["kpis"] = (["KPI", "this period", "the period before", "change"],
                           [[k, stats["kpis"][k]["value"], stats["kpis"][k]["previous"],
@@ -292,6 +296,30 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         }
         return page(request, who, "profile.html", f"Profile {pid}", tables, wanted=wanted,
                     profile=pid, why=why_story(store, pid))
+
+    def live_tables() -> dict[str, Table]:
+        events, sends = store.recent_activity(LIVE_ROWS)
+        return {"events": (["id", "received", "source", "type", "event", "profile"], events),
+                "sends": (["id", "queued", "journey", "step", "channel", "status", "profile",
+                           "sent", "error"], sends)}
+
+    @app.get("/live", include_in_schema=False)
+    async def live_page(request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        return page(request, who, "live.html", "Live", live_tables(),
+                    every=LIVE_SECONDS)
+
+    @app.get("/live.json", include_in_schema=False)
+    async def live_json(request: Request) -> Response:
+        """What /live polls: the newest events and sends, as {table: {head, rows}}."""
+        if viewer(request) is None:
+            return JSONResponse({"error": "log in again"}, status_code=401)
+        return JSONResponse({"at": iso(dash.now()),
+                             **{name: {"head": head, "rows": rows}
+                                for name, (head, rows) in live_tables().items()}},
+                            headers={"Cache-Control": "no-store"})
 
     @app.get("/failures", include_in_schema=False)
     async def failures_page(request: Request) -> Response:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Text, case, cast, func, select
 
 from engine import jsonfast
+from engine.core.times import iso
 from engine.store.sql.db import SqlBase
 from engine.store.sql.tables import table
 
@@ -289,6 +290,24 @@ class AnalyticsQueries(SqlBase):
             if times:
                 found["median_time_to_goal"] = statistics.median(times)
         return found
+
+    def recent_activity(self, limit: int = 50) -> tuple[list[list[Any]], list[list[Any]]]:
+        """The newest `limit` events received and messages queued, newest first (the
+        live stream): read backwards on the primary keys."""
+        ev, o = self._events, self._outbox
+        with self._read() as conn:
+            events = [[r.id, iso(r.received_at), r.source, str(r.body.get("type", "")),
+                       str(r.body.get("event") or r.body.get("name") or ""), r.profile_id]
+                      for r in conn.execute(select(ev.c.id, ev.c.received_at, ev.c.source,
+                                                   ev.c.body, ev.c.profile_id)
+                                            .order_by(ev.c.id.desc()).limit(limit))]
+            sends = [[r.id, iso(r.created_at), r.journey, r.step, r.channel, r.status,
+                      r.profile_id, iso(r.sent_at) if r.sent_at else "", r.last_error or ""]
+                     for r in conn.execute(select(o.c.id, o.c.created_at, o.c.journey,
+                                                  o.c.step, o.c.channel, o.c.status,
+                                                  o.c.profile_id, o.c.sent_at, o.c.last_error)
+                                           .order_by(o.c.id.desc()).limit(limit))]
+        return events, sends
 
     def profile_with_trait(self, trait: str, value: str) -> str | None:
         """A profile whose trait `trait` is `value` (the dashboard's search by e-mail when

@@ -195,9 +195,7 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
                       Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"),
                       # the dashboard's sends per journey and step in a period (0011)
-                      Index("ix_outbox_journey_created", "journey", "created_at"),
-                      # the dashboard's live stream (migration 0012)
-                      Index("ix_outbox_created", "created_at"))
+                      Index("ix_outbox_journey_created", "journey", "created_at"))
 
 
     id: int | None = _pk()
@@ -222,8 +220,7 @@ class OutboxRow(SQLModel, table=True):
 class DecisionRow(SQLModel, table=True):
     __tablename__ = "decisions"
     # the dashboard's skips per journey and step in a period (migration 0011)
-    __table_args__ = (Index("ix_decisions_journey_at", "journey", "at"),
-                      Index("ix_decisions_at", "at"))  # the live stream (0012)
+    __table_args__ = (Index("ix_decisions_journey_at", "journey", "at"),)
 
     id: int | None = _pk()
     at: datetime = _when()

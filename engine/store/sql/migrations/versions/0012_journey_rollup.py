@@ -17,6 +17,9 @@ An insert adds the row's contributions, a delete takes them away, an update that
 changes the journey, entry time, status, visits, variants or goal does both (only the
 net differences are written). Existing enrollments are counted once here.
 
+Also: indexes engagements (journey, at) and goals (journey, at) for the KPIs of a
+period, and `login_failures` (name, ip, at) for the login lockout.
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02
@@ -129,11 +132,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("journey", "bucket", "kind", "step", "variant",
                                 name="pk_journey_rollup"),
     )
-    # The KPIs of a period (clicks, opt-outs, goals) and the live stream.
+    # The KPIs of a period (clicks, opt-outs, goals).
     op.create_index("ix_engagements_journey_at", "engagements", ["journey", "at"])
     op.create_index("ix_goals_journey_at", "goals", ["journey", "at"])
-    op.create_index("ix_outbox_created", "outbox", ["created_at"])
-    op.create_index("ix_decisions_at", "decisions", ["at"])
     op.create_table(
         "login_failures",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
@@ -183,8 +184,6 @@ def downgrade() -> None:
     op.drop_index("ix_login_failures_ip_at", table_name="login_failures")
     op.drop_index("ix_login_failures_name_at", table_name="login_failures")
     op.drop_table("login_failures")
-    op.drop_index("ix_decisions_at", table_name="decisions")
-    op.drop_index("ix_outbox_created", table_name="outbox")
     op.drop_index("ix_goals_journey_at", table_name="goals")
     op.drop_index("ix_engagements_journey_at", table_name="engagements")
     op.drop_table("journey_rollup")
