@@ -20,8 +20,10 @@ Also printed: the page's time over the count's, and the JSON stats' time.
 
     python bench/dashboard_bench.py [--rows N] [--days D] [--scattered] [--keep FILE]
 
-Rows are written with sqlite3's executemany in one transaction (minutes for 1M on a
-busy machine); the database is kept in a temporary folder and deleted at the end.
+Rows are written with sqlite3's executemany in one transaction (a minute or more for
+1M on a busy machine), through the store's triggers that keep the dashboard's rollup
+(`journey_rollup`, migration 0012) as every write does; the database is kept in a
+temporary folder and deleted at the end.
 """
 
 from __future__ import annotations

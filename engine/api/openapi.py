@@ -320,6 +320,20 @@ class StepStats(BaseModel):
     decisions: list[dict[str, Any]] = Field(description="what / reason / count")
 
 
+class DayStats(BaseModel):
+    day: str = Field(description="the UTC day, YYYY-MM-DD")
+    entered: int = Field(description="enrollments that entered that day")
+    passed: dict[str, int] = Field(description="of them, per step, how many reached it")
+    sends: dict[str, dict[str, int]] = Field(description="messages queued that day, per "
+                                                         "step and status")
+
+
+class Kpi(BaseModel):
+    value: float | None = Field(description="over the period")
+    previous: float | None = Field(description="over the same length of time before it")
+    change: float | None = Field(description="value - previous")
+
+
 class JourneyStats(BaseModel):
     """A journey's numbers over the last `days` days (the entries of the period are the
     cohort: entered, converted, passed)."""
@@ -341,7 +355,11 @@ class JourneyStats(BaseModel):
                                                "conversion, 95% Wilson interval, and the "
                                                "pooled two-proportion z-test against the "
                                                "control (z, two-sided p-value)")
-    kpis: dict[str, Any]
+    series: list[DayStats] = Field(description="the period day by day (UTC)")
+    kpis: dict[str, Kpi] = Field(description="conversion, ctr, open_rate, opt_outs, "
+                                             "opt_out_rate, bounce_rate, goals, "
+                                             "attributable_revenue, median_time_to_goal "
+                                             "(seconds); docs/dashboard.md defines each")
     versions: list[dict[str, Any]]
 
 

@@ -113,11 +113,11 @@ def journey_stats(store: Store, journey: Journey, *,
     step and per split variant."""
     jid = journey.journey
     start = since or EPOCH
-    enrollments = {e.id: e for e in store.entered_since(start) if e.journey == jid}
-    records = [r for r in store.outbox_records() if r.entry.journey == jid
-               and r.entry.enrollment_id in enrollments]
-    goals = [g for g in store.recorded_goals() if g.journey == jid
-             and g.enrollment_id in enrollments]
+    # Each read is the journey's rows only (SQL: WHERE journey = ..., on its indexes).
+    enrollments = {e.id: e for e in store.entered_since(start, journey=jid)}
+    records = [r for r in store.outbox_records(journey=jid)
+               if r.entry.enrollment_id in enrollments]
+    goals = [g for g in store.recorded_goals(journey=jid) if g.enrollment_id in enrollments]
     engagements = [e for e in store.engagements(jid) if e.at >= start]
     whole, steps, variants = _tally(enrollments, records, goals, engagements)
     report = whole.report()

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from engine.api import create_app
 from engine.api.dashboard import Dashboard
 from engine.api.dashboard.auth import hash_password
+from engine.ports import DeployedVersion
 from engine.runtime.events import normalize
 from engine.store import SqlStore
 from engine.testing import InMemoryEngine, SequentialIds
@@ -79,6 +80,9 @@ def build_world(tmp: Path, *, open_local: bool = False) -> World:
     accept([{"type": "track", "userId": f"user{i}", "event": "Order Completed",
              "properties": {"revenue": 20}} for i in range(0, PEOPLE, 3)])
     engine.advance(timedelta(hours=1))
+    journey = engine.runner.journeys["first_purchase"]
+    store.deploy_version(DeployedVersion("first_purchase", journey.model.version, "0" * 64,
+                                         "", "first_purchase.yaml", START, "active"))
     store.create_user("ed", hash_password(PASSWORD), "editor")
     store.create_user("vi", hash_password(PASSWORD), "viewer")
     parked = store.park("event", "999", profile_id="user1", journey="first_purchase",

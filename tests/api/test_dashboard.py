@@ -206,3 +206,168 @@ def test_dashboard_open_lets_this_machine_read_without_login(world: World) -> No
     assert not is_loopback("10.0.0.5")
     assert not is_loopback(None)
     assert not is_loopback("testclient")
+
+
+def test_series_and_kpis_equal_direct_sql_counts(world: World) -> None:
+    """The day-by-day table and the KPIs (with the period before) against SQL on the
+    same store; a click, a scanner's click and an opt-out recorded for sent messages."""
+    from datetime import timedelta
+
+    from engine.ports import Engagement
+
+    now = world.engine.now
+    queued = world.store.outbox_records(journey=J)
+    assert len(queued) >= 2
+    first, second = queued[0].entry, queued[1].entry
+    for entry in (first, second):  # delivered (the world's sends were all skipped)
+        world.store.mark_sent(entry.key, entry.created_at + timedelta(minutes=1))
+    for kind, entry, human in (("click", first, True), ("click", first, True),
+                               ("click", second, False), ("unsubscribe", second, True)):
+        world.store.record_engagement(Engagement(kind, entry.key, entry.profile_id, J,
+                                                 entry.step, now - timedelta(minutes=5),
+                                                 None, None, human, None))
+    admin = world.store.create_key("series", admin=True)
+    stats = httpx.get(f"{world.url}/v1/journeys/{J}/stats?days=30",
+                      headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    since = (now - timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    by_day = {d["day"]: d for d in stats["series"]}
+    for day, d in by_day.items():
+        assert d["entered"] == world.sql(
+            "SELECT count(*) FROM enrollments WHERE journey = :j AND entered_at >= :s "
+            "AND substr(entered_at, 1, 10) = :d", j=J, s=since, d=day)
+        for step, n in d["passed"].items():
+            assert n == world.sql(
+                "SELECT count(*) FROM enrollments WHERE journey = :j AND entered_at >= :s "
+                "AND substr(entered_at, 1, 10) = :d "
+                "AND json_extract(visits, '$.' || :st) IS NOT NULL", j=J, s=since, d=day,
+                st=step)
+        for step, statuses in d["sends"].items():
+            assert sum(statuses.values()) == world.sql(
+                "SELECT count(*) FROM outbox WHERE journey = :j AND step = :st "
+                "AND created_at >= :s AND substr(created_at, 1, 10) = :d", j=J, st=step,
+                s=since, d=day)
+    assert sum(d["entered"] for d in by_day.values()) == stats["entered"] == PEOPLE
+    assert sum(sum(sum(x.values()) for x in d["sends"].values()) for d in by_day.values()) \
+        == world.sql("SELECT count(*) FROM outbox WHERE journey = :j", j=J) > 0
+    kpis = stats["kpis"]
+    delivered = world.sql("SELECT count(*) FROM outbox WHERE journey = :j AND status = 'sent'"
+                          " AND created_at >= :s", j=J, s=since)
+    assert kpis["ctr"]["value"] == pytest.approx(1 / delivered)  # one message, by people
+    assert kpis["opt_outs"]["value"] == 1
+    assert kpis["opt_out_rate"]["value"] == pytest.approx(1 / delivered)
+    goals = world.sql("SELECT count(*) FROM goals WHERE journey = :j", j=J)
+    assert kpis["goals"]["value"] == goals > 0
+    attributable = world.sql(
+        "SELECT coalesce(sum(g.value), 0) FROM goals g WHERE g.journey = :j AND EXISTS "
+        "(SELECT 1 FROM outbox o WHERE o.enrollment_id = g.enrollment_id AND "
+        "o.status = 'sent' AND o.sent_at <= g.at)", j=J)
+    assert kpis["attributable_revenue"]["value"] == pytest.approx(attributable)
+    assert kpis["conversion"]["value"] == pytest.approx(stats["converted"] / PEOPLE)
+    # The 30 days before: nothing, so the trend of a count is the count itself.
+    assert kpis["goals"]["previous"] == 0
+    assert kpis["goals"]["change"] == goals
+    assert kpis["ctr"]["previous"] is None
+    assert kpis["ctr"]["change"] is None
+    client = login(world, "vi")
+    page = client.get(f"/journeys/{J}?days=30").text
+    assert 'id="kpi-opt_outs"' in page
+    assert "Day by day" in page
+    table = client.get(f"/journeys/{J}?days=30&csv=series")
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert sum(int(r["entered"]) for r in rows) == PEOPLE
+    assert sum(int(r["passed first_look"]) for r in rows) == PEOPLE
+    home = client.get("/").text
+    assert "opt_outs 1 (+1)" in home
+    assert "conversion " in home
+
+
+def test_pause_and_resume_need_an_editor_and_the_csrf_token(world: World) -> None:
+    def status() -> str:
+        return world.store.deployed_versions(J)[-1].status
+
+    viewer = login(world, "vi")
+    page = viewer.get(f"/journeys/{J}").text
+    assert 'id="status-button"' not in page  # a viewer has no button
+    editor = login(world, "ed")
+    page = editor.get(f"/journeys/{J}").text
+    assert '<button id="status-button">Pause</button>' in page
+    token = csrf_of(page)
+    assert viewer.post(f"/journeys/{J}/pause", data={"csrf": token}).status_code == 403
+    assert editor.post(f"/journeys/{J}/pause", data={}).status_code == 403
+    assert editor.post(f"/journeys/{J}/pause", data={"csrf": "x" + token}).status_code == 403
+    assert editor.post(f"/journeys/{J}/explode", data={"csrf": token}).status_code == 404
+    assert editor.post("/journeys/nope/pause", data={"csrf": token}).status_code == 404
+    assert status() == "active"
+    done = editor.post(f"/journeys/{J}/pause", data={"csrf": token})
+    assert done.status_code == 303
+    assert status() == "paused"
+    page = editor.get(done.headers["location"]).text
+    assert '<span id="journey-status">paused</span>' in page
+    assert '<button id="status-button">Resume</button>' in page
+    assert editor.post(f"/journeys/{J}/resume", data={"csrf": token}).status_code == 303
+    assert status() == "active"
+
+
+def test_five_failed_logins_lock_the_name_and_the_address_for_a_while(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Its own world: the lockout counts every failure from 127.0.0.1."""
+    from datetime import timedelta
+
+    own = build_world(tmp_path_factory.mktemp("lockout"))
+    try:
+        def attempt(name: str, password: str) -> httpx.Response:
+            return httpx.post(own.url + "/login", data={"name": name, "password": password},
+                              timeout=10)
+
+        for _ in range(5):
+            assert attempt("ed", "wrong password").status_code == 401
+        refused = attempt("ed", PASSWORD)  # the right password, but locked
+        assert refused.status_code == 429
+        assert "Too many failed logins" in refused.text
+        assert "Try again in 15 minutes" in refused.text
+        assert refused.headers["retry-after"] == "900"
+        assert SESSION_COOKIE not in refused.cookies
+        assert attempt("vi", PASSWORD).status_code == 429  # the same address
+        own.engine.advance(timedelta(minutes=10))
+        assert "Try again in 5 minutes" in attempt("ed", PASSWORD).text
+        own.engine.advance(timedelta(minutes=5, seconds=1))
+        assert attempt("ed", PASSWORD).status_code == 303  # lifted
+        # By name and by address separately (the store's counts; here every request
+        # comes from one address).
+        now = own.engine.now
+        for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            own.store.record_login_failure("ann", ip, now)
+        own.store.record_login_failure("bob", "10.0.0.1", now)
+        assert own.store.login_failures("ann", "10.0.0.9", now - timedelta(minutes=15))[:2] \
+            == (3, 0)
+        assert own.store.login_failures("zed", "10.0.0.1", now - timedelta(minutes=15))[:2] \
+            == (0, 2)
+        assert own.store.login_failures("ann", "10.0.0.1", now + timedelta(seconds=1))[:2] \
+            == (0, 0)
+        own.store.clear_login_failures("ann")
+        assert own.store.login_failures("ann", "10.0.0.9", now - timedelta(hours=1))[0] == 0
+    finally:
+        own.close()
+
+
+def test_the_live_stream_shows_the_newest_events_and_sends(world: World) -> None:
+    assert httpx.get(world.url + "/live.json", timeout=10).status_code == 401
+    assert httpx.get(world.url + "/live", timeout=10).status_code == 302
+    client = login(world, "vi")
+    world.store.accept_events([{"type": "track", "event": "Live <b>Ping</b>",
+                                "userId": "user7", "messageId": "live-1",
+                                "timestamp": "2026-03-02T09:00:00Z"}], "live-test")
+    data = client.get("/live.json").json()
+    newest = data["events"]["rows"][0]
+    assert newest[2:] == ["live-test", "track", "Live <b>Ping</b>", newest[5]]
+    assert [r[0] for r in data["events"]["rows"]] == sorted(
+        (r[0] for r in data["events"]["rows"]), reverse=True)
+    assert len(data["events"]["rows"]) == min(50, world.sql("SELECT count(*) FROM events"))
+    sends = data["sends"]["rows"]
+    assert [r[0] for r in sends] == [world.sql(
+        "SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET :n", n=i)
+        for i in range(len(sends))]
+    assert len(sends) == min(50, world.sql("SELECT count(*) FROM outbox")) > 0
+    page = client.get("/live").text
+    assert "Live &lt;b&gt;Ping&lt;/b&gt;" in page  # escaped
+    assert client.get("/live?csv=sends").text.startswith("id,queued,journey,step")

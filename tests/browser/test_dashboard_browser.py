@@ -3,7 +3,8 @@
 a visit without a session lands on the login page; log in; open a journey and see its
 diagram drawn by Mermaid with the counts on its steps; the numbers on the page equal
 direct SQL counts on the same store; open a profile and its timeline; retry a parked
-failure through the CSRF-protected form. Screenshots go to the test's tmp folder."""
+failure through the CSRF-protected form; pause and resume the journey with its button; watch the live stream pick up a new event.
+Screenshots go to the test's tmp folder."""
 
 from __future__ import annotations
 
@@ -122,5 +123,29 @@ def test_the_dashboard_in_chromium(browser: Any, world: World, tmp_path: Path) -
     page.wait_for_selector("[role=status]")
     assert world.store.failures() == []
     page.screenshot(path=str(shots / "4-failures.png"))
-    assert len(list(shots.glob("*.png"))) == 4
+
+    # An editor pauses the journey with the button on its page, then resumes it.
+    page.goto(f"{world.url}/journeys/{J}")
+    assert page.locator("#journey-status").inner_text() == "live"
+    page.click("#status-button")
+    page.wait_for_selector("#done")
+    assert page.locator("#journey-status").inner_text() == "paused"
+    assert page.locator("#status-button").inner_text() == "Resume"
+    assert world.store.deployed_versions(J)[-1].status == "paused"
+    page.screenshot(path=str(shots / "5-paused.png"))
+    page.click("#status-button")
+    page.wait_for_selector("#journey-status:has-text('live')")
+    assert world.store.deployed_versions(J)[-1].status == "active"
+
+    # The live stream: the page asks /live.json every few seconds and shows a new event.
+    page.goto(f"{world.url}/live")
+    world.store.accept_events([{"type": "track", "event": "Browser <i>Ping</i>",
+                                "userId": "user5", "messageId": "browser-live-1",
+                                "timestamp": "2026-03-02T09:00:00Z"}], "browser")
+    page.wait_for_selector("#table-events tbody tr:first-child td:has-text('Browser <i>Ping</i>')",
+                           timeout=15_000)
+    assert int(page.locator("#live-state").get_attribute("data-updates") or 0) >= 1
+    assert page.locator("#table-events i").count() == 0  # shown as text, never as HTML
+    page.screenshot(path=str(shots / "6-live.png"))
+    assert len(list(shots.glob("*.png"))) == 6
     page.close()

@@ -52,3 +52,81 @@ def test_journey_counts(sql_store: Any) -> None:
     assert (overview["j"].in_flight, overview["j"].entries, overview["j"].sends) == (3, 4, 0)
     assert overview["welcome"].sends == 1
     assert s.enrollments_table_count() == 6
+
+
+def _direct(s: Any, journey: str, since: Any, until: Any) -> dict[str, Any]:
+    """The cohort's counts straight from the enrollments table (no rollup)."""
+    from sqlalchemy import select
+
+    e = s._enrollments
+    found: dict[str, Any] = {"entered": 0, "converted": 0, "ended": {}, "passed": {},
+                             "variants": {}}
+    with s.sql_engine.connect() as conn:
+        for row in conn.execute(select(e).where(e.c.journey == journey,
+                                                e.c.entered_at >= since,
+                                                e.c.entered_at < until)):
+            found["entered"] += 1
+            found["converted"] += row.goal_reached_at is not None
+            found["ended"][row.status] = found["ended"].get(row.status, 0) + 1
+            for step in row.visits:
+                found["passed"][step] = found["passed"].get(step, 0) + 1
+            for step, variant in row.variants.items():
+                mine = found["variants"].setdefault(step, {}).setdefault(variant, [0, 0])
+                mine[0] += 1
+                mine[1] += row.goal_reached_at is not None
+    return found
+
+
+def test_rollup_follows_every_write(sql_store: Any) -> None:
+    """The rollup that the triggers keep (inserts, upserts that move a step, reach the
+    goal or end, merges' updates, deletes) gives the same cohort counts as the table,
+    for periods whose ends fall inside an hour and on the hour alike."""
+    import random
+
+    s = sql_store
+    rng = random.Random(16)
+    ids = []
+    for i in range(120):
+        entered = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60), seconds=rng.random())
+        eid = f"r{i}"
+        ids.append((eid, entered))
+        s.put_enrollment(enrollment(eid, profile=f"p{i}", entered=entered, state="wait",
+                                    visits={"wait": 1}))
+    for eid, entered in ids[::2]:  # move on, pick a variant, some reach the goal
+        variant = rng.choice(["a", "b", "holdout"])
+        won = rng.random() < 0.4
+        s.put_enrollment(enrollment(eid, profile="p" + eid[1:], entered=entered,
+                                    state="send_a", visits={"wait": 1, "split": 1,
+                                                            "send_a": 1},
+                                    variants={"split": variant},
+                                    goal_reached_at=entered + timedelta(hours=1) if won
+                                    else None))
+    for eid, entered in ids[::6]:  # some end
+        old = s.get_enrollment(eid)
+        s.put_enrollment(enrollment(eid, profile="p" + eid[1:], entered=entered,
+                                    state=old.state, status="completed",
+                                    visits=dict(old.visits), variants=dict(old.variants),
+                                    goal_reached_at=old.goal_reached_at,
+                                    ended_at=entered + timedelta(hours=2)))
+    from sqlalchemy import delete
+
+    e = s._enrollments
+    with s.sql_engine.begin() as conn:  # erasure deletes rows
+        conn.execute(delete(e).where(e.c.id.in_([eid for eid, _ in ids[1::10]])))
+    periods = [(T0 - timedelta(days=1), T0 + timedelta(days=4)),
+               (T0 + timedelta(hours=5, minutes=17, seconds=3),
+                T0 + timedelta(days=2, hours=1, minutes=41)),
+               (T0 + timedelta(hours=30), T0 + timedelta(hours=31)),
+               (T0 + timedelta(hours=30, minutes=5), T0 + timedelta(hours=30, minutes=50))]
+    for since, until in periods:
+        got = s.journey_counts("j", since, until, STEPS, ["split"])
+        want = _direct(s, "j", since, until)
+        assert got.entered == want["entered"] > 0
+        assert got.converted == want["converted"]
+        assert got.ended == dict(sorted(want["ended"].items()))
+        assert {k: v for k, v in got.passed.items() if v} == want["passed"]
+        assert {step: {v.variant: [v.people, v.converted] for v in found}
+                for step, found in got.variants.items() if found} == want["variants"]
+        assert sum(day.entered for day in got.series.values()) == want["entered"]
+        assert sum(day.passed.get("split", 0) for day in got.series.values()) == \
+            want["passed"].get("split", 0)

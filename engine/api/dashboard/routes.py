@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,14 @@ from engine.api.dashboard.auth import (
     is_loopback,
     verify_password,
 )
-from engine.api.dashboard.stats import journey_kpis, journey_stats, journey_status
+from engine.api.dashboard.stats import (
+    KPI_NAMES,
+    journey_kpis,
+    journey_stats,
+    journey_status,
+    kpi_text,
+    kpi_value,
+)
 from engine.core.times import iso
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
@@ -41,9 +49,19 @@ from journeys.compiler import CompiledJourney, mermaid
 
 HERE = Path(__file__).parent
 STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript",
+          "live.js": "text/javascript",
           "dashboard.css": "text/css"}
 MAX_DAYS = 3650
 MAX_FORM_BYTES = 8192
+# After LOCKOUT_FAILURES failed logins for a name or from an address within
+# LOCKOUT_WINDOW, logins for that name or from that address are refused until the
+# oldest of them is LOCKOUT_WINDOW old.
+LOCKOUT_FAILURES = 5
+LOCKOUT_WINDOW = timedelta(minutes=15)
+LIVE_ROWS = 50  # the live stream's newest events and sends
+LIVE_SECONDS = 3  # how often /live asks /live.json
+STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
+LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
 
 ProfileView = Callable[[str], dict[str, Any] | None]
@@ -68,6 +86,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     env.filters["iso"] = lambda d: iso(d) if isinstance(d, datetime) else d
     env.filters["pct"] = lambda x: "-" if x is None else f"{100 * x:.1f}%"
     env.filters["num"] = lambda x: "-" if x is None else f"{x:.3g}"
+    env.globals["kpi_value"] = kpi_value
     store = dash.store
 
     def viewer(request: Request) -> Viewer | None:
@@ -117,11 +136,28 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     async def login(request: Request) -> Response:
         form = await _form(request)
         name, password = form.get("name", ""), form.get("password", "")
+        ip = request.client.host if request.client else "?"
+        now = dash.now()
+        by_name, by_ip, oldest = store.login_failures(name[:255], ip,
+                                                      now - LOCKOUT_WINDOW)
+        if max(by_name, by_ip) >= LOCKOUT_FAILURES:
+            wait = (oldest + LOCKOUT_WINDOW - now) if oldest else LOCKOUT_WINDOW
+            minutes = max(1, math.ceil(wait.total_seconds() / 60))
+            return HTMLResponse(env.get_template("login.html").render(
+                title="Log in", who=None,
+                error=f"Too many failed logins for this user or from this address "
+                      f"({LOCKOUT_FAILURES} in {LOCKOUT_WINDOW.seconds // 60} minutes): "
+                      f"logins are refused for now. Try again in {minutes} minute"
+                      f"{'s' if minutes > 1 else ''}.",
+                next=_safe_next(form.get("next"))), status_code=429,
+                headers={"Retry-After": str(minutes * 60)})
         user = store.get_user(name) if name and len(name) <= MAX_ID_CHARS else None
         if user is None or not verify_password(password, user.password_hash):
+            store.record_login_failure(name[:255], ip, now)
             return HTMLResponse(env.get_template("login.html").render(
                 title="Log in", who=None, error="unknown user or wrong password",
                 next=_safe_next(form.get("next"))), status_code=401)
+        store.clear_login_failures(user.name)
         answer = RedirectResponse(_safe_next(form.get("next")), 303)
         answer.set_cookie(SESSION_COOKIE, sessions.issue(user.name, user.role,
                                                           dash.now().timestamp()),
@@ -161,9 +197,10 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             kpis = journey_kpis(store, jid, since, dash.now())
             rows.append([jid, journey.model.title, journey_status(journey, store),
                          journey.model.version, o.in_flight, o.entries, o.sends,
-                         ", ".join(f"{k}: {v}" for k, v in kpis.items())])
+                         "; ".join(kpi_text(k, kpis[k]) for k in LIST_KPIS)])
         tables = {"journeys": (["journey", "title", "status", "version", "in flight",
-                                "entries (7 days)", "sends (7 days)", "KPIs"], rows)}
+                                "entries (7 days)", "sends (7 days)",
+                                "KPIs (7 days, change from the 7 before)"], rows)}
         return page(request, who, "journeys.html", "Journeys", tables)
 
     @app.get("/journeys/{journey_id}", include_in_schema=False)
@@ -186,6 +223,17 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                           [[s["id"], d["what"], d["reason"], d["count"]]
                            for s in stats["steps"] for d in s["decisions"]]),
         }
+        step_ids = [s["id"] for s in stats["steps"]]
+        send_ids = [s["id"] for s in stats["steps"] if s["kind"] == "send"]
+        tables["series"] = (
+            ["day", "entered", *(f"passed {s}" for s in step_ids),
+             *(f"sends {s}" for s in send_ids)],
+            [[d["day"], d["entered"], *(d["passed"].get(s, 0) for s in step_ids),
+              *(sum(d["sends"].get(s, {}).values()) for s in send_ids)]
+             for d in stats["series"]])
+        tables["kpis"] = (["KPI", "this period", "the period before", "change"],
+                          [[k, stats["kpis"][k]["value"], stats["kpis"][k]["previous"],
+                            stats["kpis"][k]["change"]] for k in KPI_NAMES])
         for step, split in stats["splits"].items():
             tables[f"split_{step}"] = (
                 ["variant", "people", "converted", "conversion", "95% low", "95% high", "z",
@@ -194,7 +242,30 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                   *(v["ci95"] or [None, None]), v["z"], v["p_value"]]
                  for v in split["variants"]])
         return page(request, who, "journey.html", journey.model.title, tables, stats=stats,
-                    days=days, diagram=annotated_mermaid(journey, stats["steps"]))
+                    days=days, diagram=annotated_mermaid(journey, stats["steps"]),
+                    done=request.query_params.get("done"))
+
+    @app.post("/journeys/{journey_id}/{action}", include_in_schema=False)
+    async def change_journey_status(journey_id: str, action: str,
+                                    request: Request) -> Response:
+        """Pause or resume a journey (editors): the store call `journeyman journeys
+        pause/resume` makes."""
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        form = await _form(request)
+        if action not in STATUS_ACTIONS:
+            return HTMLResponse("not found", status_code=404)
+        if not who.can_edit:
+            return HTMLResponse("this needs the editor role", status_code=403)
+        if not sessions.csrf_ok(who.sid, form.get("csrf")):
+            return HTMLResponse("missing or wrong CSRF token", status_code=403)
+        if journey_id not in dash.compiled:
+            return HTMLResponse("no such journey", status_code=404)
+        if not store.set_journey_status(journey_id, STATUS_ACTIONS[action]):
+            return HTMLResponse("this journey was never deployed with `journeyman apply`: "
+                                "there is no status to change", status_code=409)
+        return RedirectResponse(f"/journeys/{journey_id}?done={action}", 303)
 
     @app.get("/profiles", include_in_schema=False)
     async def profiles_page(request: Request) -> Response:
@@ -225,6 +296,30 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         }
         return page(request, who, "profile.html", f"Profile {pid}", tables, wanted=wanted,
                     profile=pid, why=why_story(store, pid))
+
+    def live_tables() -> dict[str, Table]:
+        events, sends = store.recent_activity(LIVE_ROWS)
+        return {"events": (["id", "received", "source", "type", "event", "profile"], events),
+                "sends": (["id", "queued", "journey", "step", "channel", "status", "profile",
+                           "sent", "error"], sends)}
+
+    @app.get("/live", include_in_schema=False)
+    async def live_page(request: Request) -> Response:
+        who = viewer(request)
+        if who is None:
+            return to_login(request)
+        return page(request, who, "live.html", "Live", live_tables(),
+                    every=LIVE_SECONDS)
+
+    @app.get("/live.json", include_in_schema=False)
+    async def live_json(request: Request) -> Response:
+        """What /live polls: the newest events and sends, as {table: {head, rows}}."""
+        if viewer(request) is None:
+            return JSONResponse({"error": "log in again"}, status_code=401)
+        return JSONResponse({"at": iso(dash.now()),
+                             **{name: {"head": head, "rows": rows}
+                                for name, (head, rows) in live_tables().items()}},
+                            headers={"Cache-Control": "no-store"})
 
     @app.get("/failures", include_in_schema=False)
     async def failures_page(request: Request) -> Response:

@@ -74,7 +74,10 @@ def journey_stats(store: AnalyticsQueries, journey: CompiledJourney, since: date
         "in_flight": sum(counts.on_step.values()),
         "steps": [_step(step.id, kind_of(step), counts) for step in model.steps],
         "splits": {step: _split(counts, step) for step in splits},
-        "kpis": journey_kpis(store, journey.id, since, until),
+        "kpis": journey_kpis(store, journey.id, since, until,
+                             conversion=_rate(counts.converted, counts.entered)),
+        "series": [{"day": day, "entered": c.entered, "passed": c.passed,
+                    "sends": c.sends} for day, c in counts.series.items()],
         "versions": journey_versions(journey, store),
     }
 
@@ -135,9 +138,71 @@ def journey_versions(journey: CompiledJourney, store: Any = None) -> list[dict[s
              "deployed_at": iso(v.deployed_at), "file": v.file} for v in deployed]
 
 
+KPI_NAMES = ("conversion", "ctr", "open_rate", "opt_outs", "opt_out_rate", "bounce_rate",
+             "goals", "attributable_revenue", "median_time_to_goal")
+
+
 def journey_kpis(store: AnalyticsQueries, journey: str, since: datetime,
-                 until: datetime) -> dict[str, Any]:
-    """The journey's KPIs (CTR, conversion, attributable revenue, opt-outs, time to goal)
-    with their trend. PLUG-IN (issue 15, `journeyman stats`): return its per-journey KPIs
-    here (name -> value); the journey list and page show whatever this returns."""
-    return {}
+                 until: datetime, *, conversion: float | None = None,
+                 previous_conversion: float | None = None) -> dict[str, Any]:
+    """The journey's KPIs over [since, until) and over the period of the same length
+    before it, with the change: name -> {value, previous, change}. CTR, open, opt-out
+    and bounce rates are per message delivered in the period (messages queued in it,
+    engagements recorded in it; clicks by people only, opens an upper bound); goals,
+    attributable revenue (last touch) and the median time to goal count the goals
+    reached in the period; conversion is the cohort's (entered in the period), given
+    by the caller when it has it, else read from the rollup."""
+    before = since - (until - since)
+    now = _kpis(store.journey_activity(journey, since, until))
+    then = _kpis(store.journey_activity(journey, before, since))
+    if conversion is None:
+        conversion = store.cohort_conversion(journey, since, until)
+    if previous_conversion is None:
+        previous_conversion = store.cohort_conversion(journey, before, since)
+    now["conversion"], then["conversion"] = conversion, previous_conversion
+    return {name: {"value": now[name], "previous": then[name],
+                   "change": None if now[name] is None or then[name] is None
+                   else now[name] - then[name]} for name in KPI_NAMES}
+
+
+def _kpis(found: dict[str, float]) -> dict[str, Any]:
+    delivered = found.get("delivered", 0)
+    return {
+        "ctr": _rate(int(found.get("click", 0)), int(delivered)),
+        "open_rate": _rate(int(found.get("open", 0)), int(delivered)),
+        "opt_outs": int(found.get("unsubscribe", 0)),
+        "opt_out_rate": _rate(int(found.get("unsubscribe", 0)), int(delivered)),
+        "bounce_rate": _rate(int(found.get("bounce", 0)),
+                             int(delivered) + int(found.get("failed", 0))),
+        "goals": int(found.get("goals", 0)),
+        "attributable_revenue": round(found.get("attributable_revenue", 0.0), 6),
+        "median_time_to_goal": found.get("median_time_to_goal"),
+    }
+
+
+RATES = ("conversion", "ctr", "open_rate", "opt_out_rate", "bounce_rate")
+
+
+def kpi_value(name: str, value: float | None) -> str:
+    """A KPI's value for people: rates as percentages, times in hours."""
+    if value is None:
+        return "-"
+    if name in RATES:
+        return f"{100 * value:.1f}%"
+    if name == "median_time_to_goal":
+        return f"{value / 3600:.1f} h"
+    return f"{value:g}"
+
+
+def kpi_text(name: str, kpi: dict[str, Any]) -> str:
+    """A KPI with its trend, as the journeys list shows it: `ctr 3.1% (+0.4 pts)`."""
+    change = kpi["change"]
+    if change is None:
+        delta = ""
+    elif name in RATES:
+        delta = f" ({100 * change:+.1f} pts)"
+    elif name == "median_time_to_goal":
+        delta = f" ({change / 3600:+.1f} h)"
+    else:
+        delta = f" ({change:+g})"
+    return f"{name} {kpi_value(name, kpi['value'])}{delta}"

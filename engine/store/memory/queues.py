@@ -200,9 +200,11 @@ class MemoryQueues(MemoryState):
         return min((d for d in due if d is not None), default=None)
 
     def outbox_records(self, profile_id: str | None = None,
-                       status: str | None = None) -> list[Any]:
+                       status: str | None = None, *,
+                       journey: str | None = None) -> list[Any]:
         return [r for r in self.outbox.values()
                 if (profile_id is None or r.entry.profile_id == profile_id)
+                and (journey is None or r.entry.journey == journey)
                 and (status is None or r.status == status)]
 
     def outbox_counts(self) -> dict[str, int]:

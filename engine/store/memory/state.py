@@ -104,8 +104,9 @@ class MemoryState:
                 for i in ids]
         return sorted(rows, key=lambda e: e.entered_at)
 
-    def entered_since(self, when: datetime) -> list[Enrollment]:
-        rows = [e for e in self.enrollment_rows.values() if e.entered_at >= when]
+    def entered_since(self, when: datetime, *, journey: str | None = None) -> list[Enrollment]:
+        rows = [e for e in self.enrollment_rows.values() if e.entered_at >= when
+                and (journey is None or e.journey == journey)]
         return sorted(rows, key=lambda e: e.entered_at)
 
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
@@ -206,8 +207,10 @@ class MemoryState:
     def recorded_exits(self, profile_id: str | None = None) -> list[Exit]:
         return [e for e in self.exits if profile_id is None or e.profile_id == profile_id]
 
-    def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]:
-        return [g for g in self.goals if profile_id is None or g.profile_id == profile_id]
+    def recorded_goals(self, profile_id: str | None = None, *,
+                       journey: str | None = None) -> list[RecordGoal]:
+        return [g for g in self.goals if (profile_id is None or g.profile_id == profile_id)
+                and (journey is None or g.journey == journey)]
 
     def recorded_decisions(self, profile_id: str | None = None, *,
                            kinds: tuple[str, ...] | None = None) -> list[Decision]:

@@ -17,15 +17,18 @@ always runs on one).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, case, cast, func, select
 
 from engine import jsonfast
+from engine.core.times import iso
 from engine.store.sql.db import SqlBase
+from engine.store.sql.tables import table
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +60,73 @@ class JourneyCounts:
     sends: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> status -> n
     decisions: list[tuple[str, str, str, int]] = field(default_factory=list)  # step, what,
     # reason, count
+    series: dict[str, DayCounts] = field(default_factory=dict)  # UTC day -> its counts
+
+
+@dataclass
+class DayCounts:
+    """One day of a journey's time series: of the enrollments that entered that day
+    (UTC), how many entered and passed each step; the sends queued that day per step
+    and status."""
+
+    entered: int = 0
+    passed: dict[str, int] = field(default_factory=dict)
+    sends: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class _Cohort:
+    """Sums the cohort's counts from the rollup's rows and from enrollments alike."""
+
+    def __init__(self, counts: JourneyCounts, split_steps: Sequence[str]) -> None:
+        self.counts = counts
+        self.ended: dict[str, int] = {}
+        self.variants: dict[str, dict[str, list[int]]] = {s: {} for s in split_steps}
+
+    def add(self, day: str, kind: str, step: str, variant: str, n: int) -> None:
+        c = self.counts
+        if not n:
+            return
+        if kind == "entered":
+            c.entered += n
+            c.series.setdefault(day, DayCounts()).entered += n
+        elif kind == "converted":
+            c.converted += n
+        elif kind == "status":
+            self.ended[step] = self.ended.get(step, 0) + n
+        elif kind == "passed" and step in c.passed:
+            c.passed[step] += n
+            passed = c.series.setdefault(day, DayCounts()).passed
+            passed[step] = passed.get(step, 0) + n
+        elif kind in ("variant", "variant_won") and step in self.variants:
+            tally = self.variants[step].setdefault(variant, [0, 0])
+            tally[kind == "variant_won"] += n
+
+    def finish(self) -> None:
+        c = self.counts
+        c.ended = {k: v for k, v in sorted(self.ended.items()) if v}
+        c.variants = {step: [VariantCount(name, n, won) for name, (n, won)
+                             in sorted(found.items()) if n]
+                      for step, found in self.variants.items()}
+
+
+def _hour(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _next_hour(when: datetime) -> datetime:
+    start = _hour(when)
+    return start if start == when else start + timedelta(hours=1)
+
+
+def _bucket(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H")
 
 
 class AnalyticsQueries(SqlBase):
+    @property
+    def _rollup(self) -> Any:
+        return table("journey_rollup")
+
     def journeys_overview(self, journeys: Sequence[str],
                           since: datetime) -> dict[str, JourneyOverview]:
         """Each journey's people in flight now, entries and sends since `since` (three
@@ -80,44 +147,41 @@ class AnalyticsQueries(SqlBase):
     def journey_counts(self, journey: str, since: datetime, until: datetime,
                        steps: Sequence[str], split_steps: Sequence[str] = ()) -> JourneyCounts:
         """The journey's counts over [since, until); `steps` are its step ids (for the
-        passed counts) and `split_steps` its split steps (for the variants)."""
+        passed counts) and `split_steps` its split steps (for the variants).
+
+        The cohort's counts come from `journey_rollup` for the whole hours of the period
+        and from the enrollments themselves for the part-hours at its two ends, so they
+        equal a count of the enrollments for any period."""
         e, o, d = self._enrollments, self._outbox, self._decisions
         counts = JourneyCounts()
-        cohort = (e.c.journey == journey, e.c.entered_at >= since, e.c.entered_at < until)
+        counts.passed = dict.fromkeys(steps, 0)
+        tally = _Cohort(counts, split_steps)
+        first, last = _next_hour(since), _hour(until)
         with self._read() as conn:
             counts.on_step = {str(state): int(n) for state, n in conn.execute(
                 select(e.c.state, func.count())
                 .where(e.c.journey == journey, e.c.status == "active").group_by(e.c.state))}
-            # One pass over the cohort (its rows are read once, not once per count):
-            # the JSON comes as text and is parsed here, faster than the database's
-            # JSON functions once per step and variant.
-            rows = conn.execute(select(e.c.status, e.c.goal_reached_at.is_not(None),
-                                       cast(e.c.visits, Text), cast(e.c.variants, Text))
-                                .where(*cohort))
-            counts.passed = dict.fromkeys(steps, 0)
-            variants: dict[str, dict[str, list[int]]] = {step: {} for step in split_steps}
-            ended: dict[str, int] = {}
-            for status, converted, visits, chosen in rows:
-                counts.entered += 1
-                counts.converted += bool(converted)
-                ended[status] = ended.get(status, 0) + 1
-                for step in jsonfast.loads(visits) or ():
-                    if step in counts.passed:
-                        counts.passed[step] += 1
-                for step, variant in (jsonfast.loads(chosen) or {}).items():
-                    if step in variants:
-                        tally = variants[step].setdefault(str(variant), [0, 0])
-                        tally[0] += 1
-                        tally[1] += bool(converted)
-            counts.ended = dict(sorted(ended.items()))
-            counts.variants = {step: [VariantCount(name, n, won) for name, (n, won)
-                                      in sorted(found.items())]
-                               for step, found in variants.items()}
-            for step, status, n in conn.execute(
-                    select(o.c.step, o.c.status, func.count())
+            if first < last:
+                self._cohort_rows(conn, journey, since, first, tally)
+                self._cohort_rollup(conn, journey, first, last, tally)
+                self._cohort_rows(conn, journey, last, until, tally)
+            else:
+                self._cohort_rows(conn, journey, since, until, tally)
+            tally.finish()
+            sends_by_day: dict[tuple[str, str], dict[str, int]] = {}
+            day = self._day(o.c.created_at)
+            for raw_step, on, raw_status, n in conn.execute(
+                    select(o.c.step, day, o.c.status, func.count())
                     .where(o.c.journey == journey, o.c.created_at >= since,
-                           o.c.created_at < until).group_by(o.c.step, o.c.status)):
-                counts.sends.setdefault(str(step), {})[str(status)] = int(n)
+                           o.c.created_at < until).group_by(o.c.step, day, o.c.status)):
+                step, status = str(raw_step), str(raw_status)
+                mine = counts.sends.setdefault(step, {})
+                mine[status] = mine.get(status, 0) + int(n)
+                by_day = sends_by_day.setdefault((str(on), step), {})
+                by_day[status] = int(n)
+            for (on, step), by_status in sends_by_day.items():
+                counts.series.setdefault(on, DayCounts()).sends[step] = by_status
+            counts.series = dict(sorted(counts.series.items()))
             counts.decisions = [
                 (str(step), str(what), str(reason), int(n)) for step, what, reason, n in
                 conn.execute(select(d.c.step, d.c.what, d.c.reason, func.count())
@@ -125,6 +189,125 @@ class AnalyticsQueries(SqlBase):
                              .group_by(d.c.step, d.c.what, d.c.reason)
                              .order_by(d.c.step, func.count().desc()))]
         return counts
+
+    def cohort_conversion(self, journey: str, since: datetime,
+                          until: datetime) -> float | None:
+        """Of the enrollments that entered in [since, until), the share that reached
+        the goal (None when none entered): the rollup, and the rows at the ends."""
+        counts = JourneyCounts()
+        tally = _Cohort(counts, ())
+        first, last = _next_hour(since), _hour(until)
+        with self._read() as conn:
+            if first < last:
+                self._cohort_rows(conn, journey, since, first, tally)
+                self._cohort_rollup(conn, journey, first, last, tally)
+                self._cohort_rows(conn, journey, last, until, tally)
+            else:
+                self._cohort_rows(conn, journey, since, until, tally)
+        return counts.converted / counts.entered if counts.entered else None
+
+    def _day(self, column: Any) -> Any:
+        """The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL."""
+        if self._pg:
+            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+        return func.substr(column, 1, 10)
+
+    def _cohort_rows(self, conn: Any, journey: str, since: datetime, until: datetime,
+                     tally: _Cohort) -> None:
+        """The cohort's enrollments of [since, until) read one by one (the part-hours at
+        the ends of a period): the JSON comes as text and is parsed here."""
+        if since >= until:
+            return
+        e = self._enrollments
+        for entered, status, won, visits, chosen in conn.execute(
+                select(e.c.entered_at, e.c.status, e.c.goal_reached_at.is_not(None),
+                       cast(e.c.visits, Text), cast(e.c.variants, Text))
+                .where(e.c.journey == journey, e.c.entered_at >= since,
+                       e.c.entered_at < until)):
+            day = entered.astimezone(UTC).strftime("%Y-%m-%d")
+            tally.add(day, "entered", "", "", 1)
+            if won:
+                tally.add(day, "converted", "", "", 1)
+            tally.add(day, "status", str(status), "", 1)
+            for step in jsonfast.loads(visits) or ():
+                tally.add(day, "passed", str(step), "", 1)
+            for step, variant in (jsonfast.loads(chosen) or {}).items():
+                tally.add(day, "variant", str(step), str(variant), 1)
+                if won:
+                    tally.add(day, "variant_won", str(step), str(variant), 1)
+
+    def _cohort_rollup(self, conn: Any, journey: str, first: datetime, last: datetime,
+                       tally: _Cohort) -> None:
+        """The cohort of the whole hours [first, last), summed per day from the rollup."""
+        r = self._rollup
+        day = func.substr(r.c.bucket, 1, 10)
+        for on, kind, step, variant, n in conn.execute(
+                select(day, r.c.kind, r.c.step, r.c.variant, func.sum(r.c.n))
+                .where(r.c.journey == journey, r.c.bucket >= _bucket(first),
+                       r.c.bucket < _bucket(last))
+                .group_by(day, r.c.kind, r.c.step, r.c.variant)):
+            tally.add(str(on), str(kind), str(step), str(variant), int(n or 0))
+
+    def journey_activity(self, journey: str, since: datetime,
+                         until: datetime) -> dict[str, float]:
+        """The journey's activity in [since, until), the dashboard's KPIs: messages
+        queued and delivered (outbox created in the period), messages clicked by a human,
+        opened, opted out of and bounced (engagements in the period, each message once),
+        goals reached in the period, their revenue, the part attributable to a message
+        (last touch: a message of the same enrollment delivered at or before the goal),
+        and the goals' times to goal (seconds since entry). Indexes: outbox (journey,
+        created_at), engagements (journey, at), goals (journey, at)."""
+        o, g, e = self._outbox, self._goals, self._enrollments
+        t = table("engagements")
+        found: dict[str, float] = {}
+        with self._read() as conn:
+            for status, n in conn.execute(
+                    select(o.c.status, func.count()).where(
+                        o.c.journey == journey, o.c.created_at >= since,
+                        o.c.created_at < until).group_by(o.c.status)):
+                found["sends"] = found.get("sends", 0) + int(n)
+                if status == "sent":
+                    found["delivered"] = int(n)
+            for kind, n in conn.execute(
+                    select(t.c.kind, func.count(t.c.message_key.distinct())).where(
+                        t.c.journey == journey, t.c.at >= since, t.c.at < until,
+                        (t.c.kind != "click") | t.c.human).group_by(t.c.kind)):
+                found[str(kind)] = int(n)
+            touched = select(o.c.id).where(
+                o.c.profile_id == g.c.profile_id, o.c.enrollment_id == g.c.enrollment_id,
+                o.c.status == "sent", o.c.sent_at <= g.c.at).exists()
+            in_period = (g.c.journey == journey, g.c.at >= since, g.c.at < until)
+            goals, revenue, attributable = conn.execute(select(
+                func.count(), func.coalesce(func.sum(g.c.value), 0.0),
+                func.coalesce(func.sum(case((touched, func.coalesce(g.c.value, 0.0)),
+                                            else_=0.0)), 0.0)).where(*in_period)).one()
+            found["goals"] = int(goals)
+            found["revenue"] = float(revenue)
+            found["attributable_revenue"] = float(attributable)
+            times = sorted((at - entered).total_seconds() for at, entered in conn.execute(
+                select(g.c.at, e.c.entered_at).join(e, e.c.id == g.c.enrollment_id)
+                .where(*in_period)))
+            if times:
+                found["median_time_to_goal"] = statistics.median(times)
+        return found
+
+    def recent_activity(self, limit: int = 50) -> tuple[list[list[Any]], list[list[Any]]]:
+        """The newest `limit` events received and messages queued, newest first (the
+        live stream): read backwards on the primary keys."""
+        ev, o = self._events, self._outbox
+        with self._read() as conn:
+            events = [[r.id, iso(r.received_at), r.source, str(r.body.get("type", "")),
+                       str(r.body.get("event") or r.body.get("name") or ""), r.profile_id]
+                      for r in conn.execute(select(ev.c.id, ev.c.received_at, ev.c.source,
+                                                   ev.c.body, ev.c.profile_id)
+                                            .order_by(ev.c.id.desc()).limit(limit))]
+            sends = [[r.id, iso(r.created_at), r.journey, r.step, r.channel, r.status,
+                      r.profile_id, iso(r.sent_at) if r.sent_at else "", r.last_error or ""]
+                     for r in conn.execute(select(o.c.id, o.c.created_at, o.c.journey,
+                                                  o.c.step, o.c.channel, o.c.status,
+                                                  o.c.profile_id, o.c.sent_at, o.c.last_error)
+                                           .order_by(o.c.id.desc()).limit(limit))]
+        return events, sends
 
     def profile_with_trait(self, trait: str, value: str) -> str | None:
         """A profile whose trait `trait` is `value` (the dashboard's search by e-mail when

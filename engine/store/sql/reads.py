@@ -22,12 +22,15 @@ class ReadQueries(SqlBase):
                                 .order_by(e.c.entered_at, e.c.entry_seq)).all()
         return [enrollment_from_row(r._mapping) for r in rows]
 
-    def entered_since(self, when: datetime) -> list[Enrollment]:
-        """Enrollments entered at or after `when`, oldest first (for live displays)."""
+    def entered_since(self, when: datetime, *, journey: str | None = None) -> list[Enrollment]:
+        """Enrollments entered at or after `when` (of one journey: index (journey,
+        entered_at)), oldest first."""
         e = self._enrollments
+        query = select(e).where(e.c.entered_at >= when)
+        if journey is not None:
+            query = query.where(e.c.journey == journey)
         with self._read() as conn:
-            rows = conn.execute(select(e).where(e.c.entered_at >= when)
-                                .order_by(e.c.entered_at, e.c.entry_seq)).all()
+            rows = conn.execute(query.order_by(e.c.entered_at, e.c.entry_seq)).all()
         return [enrollment_from_row(r._mapping) for r in rows]
 
     def pending_timers(self) -> int:
@@ -43,11 +46,14 @@ class ReadQueries(SqlBase):
             return [Exit(r.enrollment_id, r.profile_id, r.journey, r.step, r.reason, r.at)
                     for r in conn.execute(query)]
 
-    def recorded_goals(self, profile_id: str | None = None) -> list[RecordGoal]:
+    def recorded_goals(self, profile_id: str | None = None, *,
+                       journey: str | None = None) -> list[RecordGoal]:
         g = self._goals
         query = select(g).order_by(g.c.id)
         if profile_id is not None:
             query = query.where(g.c.profile_id == profile_id)
+        if journey is not None:
+            query = query.where(g.c.journey == journey)
         with self._read() as conn:
             return [RecordGoal(r.enrollment_id, r.profile_id, r.journey, r.at, r.value)
                     for r in conn.execute(query)]
@@ -65,10 +71,13 @@ class ReadQueries(SqlBase):
                              r.details) for r in conn.execute(query)]
 
     def outbox_records(self, profile_id: str | None = None,
-                       status: str | None = None) -> list[OutboxRecord]:
-        """The outbox as an operator sees it, oldest first."""
+                       status: str | None = None, *,
+                       journey: str | None = None) -> list[OutboxRecord]:
+        """The outbox as an operator sees it (one journey's), oldest first."""
         o = self._outbox
         query = select(o).order_by(o.c.id)
+        if journey is not None:
+            query = query.where(o.c.journey == journey)
         if profile_id is not None:
             query = query.where(o.c.profile_id == profile_id)
         if status is not None:

@@ -248,6 +248,8 @@ class ExitRow(SQLModel, table=True):
 
 class GoalRow(SQLModel, table=True):
     __tablename__ = "goals"
+    # the dashboard's KPIs of a period (migration 0012)
+    __table_args__ = (Index("ix_goals_journey_at", "journey", "at"),)
 
     id: int | None = _pk()
     enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
@@ -312,6 +314,8 @@ class EngagementRow(SQLModel, table=True):
     """A click, open, unsubscribe, bounce or complaint of a sent message (migration 0010)."""
 
     __tablename__ = "engagements"
+    # the dashboard's KPIs of a period (migration 0012)
+    __table_args__ = (Index("ix_engagements_journey_at", "journey", "at"),)
 
     id: int | None = _pk()
     kind: str = Field(sa_column=Column(String(16), nullable=False))
@@ -349,11 +353,39 @@ class UserRow(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+class JourneyRollupRow(SQLModel, table=True):
+    """The dashboard's counts per journey and hour of entry (migration 0012): kept by
+    triggers on `enrollments` in the transaction of every write; see the migration for
+    the kinds."""
+
+    __tablename__ = "journey_rollup"
+
+    journey: str = Field(sa_column=Column(String(255), primary_key=True))
+    bucket: str = Field(sa_column=Column(String(13), primary_key=True))  # YYYY-MM-DD HH
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    step: str = Field(sa_column=Column(String(255), primary_key=True))
+    variant: str = Field(sa_column=Column(String(255), primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LoginFailureRow(SQLModel, table=True):
+    """A failed dashboard login (migration 0012): the lockout counts them."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_name_at", "name", "at"),
+                      Index("ix_login_failures_ip_at", "ip", "at"))
+
+    id: int | None = _pk()
+    name: str = Field(sa_column=Column(String(255), nullable=False))
+    ip: str = Field(sa_column=Column(String(64), nullable=False))
+    at: datetime = _when()
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
                "settings", "journey_entries", "failures", "journey_versions", "engagements",
-               "suppressions", "users")
+               "suppressions", "users", "journey_rollup", "login_failures")
 
 
 def table(name: str) -> Table:

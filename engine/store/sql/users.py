@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.ports import UserInfo
 from engine.store.errors import DuplicateUserName
 from engine.store.sql.db import SqlBase
 from engine.store.sql.tables import table
+
+_DAY = timedelta(days=1)
 
 
 class UserQueries(SqlBase):
@@ -36,3 +40,32 @@ class UserQueries(SqlBase):
         with self._read() as conn:
             rows = conn.execute(select(users).order_by(users.c.name)).all()
         return [UserInfo(r.name, r.role, r.password_hash, r.created_at) for r in rows]
+
+    # --- the login lockout (engine/api/dashboard/auth.py) ------------------------------
+
+    def record_login_failure(self, name: str, ip: str, at: datetime) -> None:
+        """A failed login for `name` from `ip`; failures older than a day go at once."""
+        failures = table("login_failures")
+        with self._write() as conn:
+            conn.execute(insert(failures).values(name=name[:255], ip=ip[:64], at=at))
+            conn.execute(delete(failures).where(failures.c.at < at - _DAY))
+
+    def login_failures(self, name: str, ip: str, since: datetime) -> tuple[int, int,
+                                                                           datetime | None]:
+        """Failed logins since `since`: (for this name, from this address, the oldest of
+        either: when the lock starts to lift)."""
+        failures = table("login_failures")
+        with self._read() as conn:
+            by_name, by_ip, oldest = conn.execute(select(
+                func.count().filter(failures.c.name == name),
+                func.count().filter(failures.c.ip == ip),
+                func.min(failures.c.at)).where(
+                    or_(failures.c.name == name, failures.c.ip == ip),
+                    failures.c.at >= since)).one()
+        return int(by_name or 0), int(by_ip or 0), oldest
+
+    def clear_login_failures(self, name: str) -> None:
+        """A successful login forgives the name's failures (not its address's)."""
+        failures = table("login_failures")
+        with self._write() as conn:
+            conn.execute(delete(failures).where(failures.c.name == name))
