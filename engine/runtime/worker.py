@@ -416,10 +416,15 @@ class Worker:
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""
         limit = self._limit[kind]
+        floor = MIN_TIMER_BATCH if kind == "timers" else MIN_BATCH
         if took > 2 * self.budget:
-            floor = MIN_TIMER_BATCH if kind == "timers" else MIN_BATCH
             limit = max(floor, int(limit * 0.7))
-        elif claimed >= limit and done == claimed:
+        elif done < claimed:
+            # Cut short (the budget, a waiting request, busy profiles): claim about what
+            # a batch gets through, or each claim takes and puts back hundreds of rows
+            # for the few it handles (a storm of 100,000 timers slowed five times).
+            limit = max(floor, min(limit, 2 * done))
+        elif claimed >= limit:
             limit = min(self.max_batch, limit * 2)
         self._limit[kind] = limit
 
