@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, tuple_
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
@@ -213,12 +213,14 @@ class StateQueries(SqlBase):
         concurrent claimers split the due timers between them and never share one.
         """
         t = self._timers
-        due = (select(t.c.due_at, t.c.key).where(t.c.due_at <= now)
+        due = (select(t.c.key).where(t.c.due_at <= now)
                .order_by(t.c.due_at, t.c.key).limit(limit))
         if self._pg:
             due = due.with_for_update(skip_locked=True)
-        # By the primary key (due_at, key): the rows are neighbours in the table.
-        return self._delete_timers(tuple_(t.c.due_at, t.c.key).in_(due))
+        # Found in the primary key's order (due_at, key), deleted by the unique key. Not
+        # `(due_at, key) IN (...)`: SQLite looks each row up by due_at alone, and a cron
+        # storm's 100,000 timers share one due_at: every claim walked all of them.
+        return self._delete_timers(t.c.key.in_(due))
 
     def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
         found: list[ScheduleTimer] = []

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso
@@ -77,11 +77,17 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
     def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
         i = self._identities
         found: dict[tuple[str, str], str] = {}
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in keys:
+            by_kind.setdefault(kind, []).append(value)
+        # One query per kind, `kind = ? AND value IN (...)`: the primary key (kind, value).
+        # A row-value `(kind, value) IN (VALUES ...)` made SQLite scan the whole table.
         with self._read() as conn:
-            for chunk in _chunks(list(keys), INSERT_CHUNK):
-                for row in conn.execute(select(i.c.kind, i.c.value, i.c.profile_id)
-                                        .where(tuple_(i.c.kind, i.c.value).in_(chunk))):
-                    found[(row.kind, row.value)] = row.profile_id
+            for kind, values in sorted(by_kind.items()):
+                for chunk in _chunks(values, INSERT_CHUNK):
+                    for row in conn.execute(select(i.c.value, i.c.profile_id).where(
+                            i.c.kind == kind, i.c.value.in_(chunk))):
+                        found[(kind, row.value)] = row.profile_id
         return found
 
     # --- writing -----------------------------------------------------------------------
@@ -158,14 +164,14 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 for step, channel in rows])
 
     def _write_segments(self, conn: Connection, run: WriteRun) -> None:
-        s = self._segments
         joined = [k for k, member in run.segments.items() if member]
         left = [k for k, member in run.segments.items() if not member]
         if joined:
             conn.execute(self._join_segment, [{"profile_id": pid, "journey": journey,
                                                "since": self._now()} for pid, journey in joined])
-        for chunk in _chunks(left, INSERT_CHUNK):
-            conn.execute(delete(s).where(tuple_(s.c.profile_id, s.c.journey).in_(chunk)))
+        if left:  # by the primary key, row by row (a row-value IN scanned the table)
+            conn.execute(self._leave_segment, [{"pid": pid, "jid": journey}
+                                               for pid, journey in left])
 
     def _write_records(self, conn: Connection, run: WriteRun) -> None:
         if run.decisions:
@@ -182,6 +188,12 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
             conn.execute(insert(self._goals), [
                 {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
                  "journey": g.journey, "at": g.at, "value": g.value} for g in run.goals])
+
+    @cached_property
+    def _leave_segment(self) -> Any:
+        s = self._segments
+        return delete(s).where(s.c.profile_id == bindparam("pid"),
+                               s.c.journey == bindparam("jid"))
 
     @cached_property
     def _join_segment(self) -> Any:

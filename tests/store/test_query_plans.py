@@ -1,0 +1,88 @@
+"""The hot path's queries use their indexes on SQLite, whatever the table holds.
+
+Each query is captured as the store runs it and put to `EXPLAIN QUERY PLAN`. Found
+by a storm of 100,000 cron timers (issue 10): a claim looked its rows up by `due_at`
+alone, which all of them shared, and the identity lookup of every batch scanned the
+whole identities table; both were row-value `IN`s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from engine.core.model import ScheduleTimer
+from engine.ports import WriteRun
+from engine.store import SqlStore
+from tests.store.conftest import make_sqlite_store
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@contextmanager
+def captured(store: SqlStore) -> Iterator[list[tuple[str, Any]]]:
+    seen: list[tuple[str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any,
+               many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "DELETE")):
+            seen.append((statement, parameters[0] if many else parameters))
+
+    event.listen(store.sql_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(store.sql_engine, "before_cursor_execute", before)
+
+
+def plans(store: SqlStore, statements: list[tuple[str, Any]], table: str) -> list[str]:
+    out = []
+    with store.sql_engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for statement, parameters in statements:
+            if f" {table}" not in statement:
+                continue
+            rows = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            out.append(" / ".join(str(r[-1]) for r in rows))
+    assert out, f"no query on {table} was captured"
+    return out
+
+
+def test_claiming_due_timers_finds_and_deletes_them_by_index(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        store.add_timers([ScheduleTimer(key=f"cron:j:p{i}", enrollment_id=f"e{i}",
+                                        profile_id=f"p{i}", journey="j", step="s",
+                                        due_at=T0, occurrence=0) for i in range(50)])
+        with store.transaction(), captured(store) as seen:
+            assert len(store.claim_due_timers(T0 + timedelta(seconds=1), 10)) == 10
+        for plan in plans(store, seen, "timers"):
+            assert "SCAN" not in plan, plan
+            # every timer of a storm shares one due_at: a lookup by it alone walks them all
+            assert "(due_at=?)" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_identities_are_looked_up_by_their_primary_key(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        run = WriteRun()
+        for i in range(50):
+            run.identities[("user_id", f"u{i}")] = f"p{i}"
+        store.write_changes([run])
+        with captured(store) as seen:
+            found = store.load_identities([("user_id", "u1"), ("anonymous_id", "a1"),
+                                           ("user_id", "u2")])
+        assert found == {("user_id", "u1"): "p1", ("user_id", "u2"): "p2"}
+        for plan in plans(store, seen, "identities"):
+            assert "SCAN" not in plan, plan
+    finally:
+        store.close()
