@@ -32,9 +32,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     built.close()
 
 
+def post_login(client: httpx.Client, data: dict[str, str]) -> httpx.Response:
+    """What a browser does: GET the form (its token and cookie), then POST it."""
+    form = client.get("/login")
+    found = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert found, form.text
+    return client.post("/login", data={**data, "login_token": found.group(1)})
+
+
 def login(world: World, name: str = "ed") -> httpx.Client:
     client = world.client()
-    answer = client.post("/login", data={"name": name, "password": PASSWORD, "next": "/"})
+    answer = post_login(client, {"name": name, "password": PASSWORD, "next": "/"})
     assert answer.status_code == 303, answer.text
     return client
 
@@ -62,16 +70,13 @@ def test_without_a_session_every_page_sends_to_the_login(world: World) -> None:
 
 def test_login_sets_a_signed_httponly_lax_cookie_and_refuses_wrong_passwords(
         world: World) -> None:
-    wrong = httpx.post(world.url + "/login", data={"name": "ed", "password": "nope"},
-                       timeout=10)
+    wrong = post_login(world.client(), {"name": "ed", "password": "nope"})
     assert wrong.status_code == 401
     assert SESSION_COOKIE not in wrong.cookies
-    unknown = httpx.post(world.url + "/login", data={"name": "zz", "password": PASSWORD},
-                         timeout=10)
+    unknown = post_login(world.client(), {"name": "zz", "password": PASSWORD})
     assert unknown.status_code == 401
-    answer = httpx.post(world.url + "/login",
-                        data={"name": "ed", "password": PASSWORD,
-                              "next": "//evil.example/"}, timeout=10)
+    answer = post_login(world.client(), {"name": "ed", "password": PASSWORD,
+                                         "next": "//evil.example/"})
     assert answer.status_code == 303
     assert answer.headers["location"] == "/"  # no open redirect
     cookie = answer.headers["set-cookie"]
@@ -81,6 +86,31 @@ def test_login_sets_a_signed_httponly_lax_cookie_and_refuses_wrong_passwords(
     assert stored is not None
     assert stored.password_hash.startswith("scrypt$")
     assert PASSWORD not in stored.password_hash
+
+
+def test_the_login_form_carries_a_token_that_must_match_its_cookie(world: World) -> None:
+    """CSRF on the login form itself (before there is a session): a double-submit token."""
+    client = world.client()
+    form = client.get("/login")
+    cookie = form.headers["set-cookie"]
+    assert "jm_login=" in cookie
+    assert "HttpOnly" in cookie
+    assert "samesite=strict" in cookie.lower()
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token
+    assert token.group(1) == client.cookies["jm_login"]
+    data = {"name": "ed", "password": PASSWORD}
+    # a page of another site posts the form: no cookie of ours, or a token it guessed
+    assert httpx.post(world.url + "/login", data=data, timeout=10).status_code == 403
+    forged = client.post("/login", data={**data, "login_token": "guessed"})
+    assert forged.status_code == 403
+    assert "log in again" in forged.text
+    assert SESSION_COOKIE not in forged.cookies
+    fresh = re.search(r'name="login_token" value="([^"]+)"', forged.text)
+    assert fresh  # the refusal is a new form, with a new token
+    done = client.post("/login", data={**data, "login_token": fresh.group(1)})
+    assert done.status_code == 303
+    assert SESSION_COOKIE in done.cookies
 
 
 def test_journey_numbers_equal_direct_sql_counts(world: World) -> None:
@@ -316,8 +346,7 @@ def test_five_failed_logins_lock_the_name_and_the_address_for_a_while(
     own = build_world(tmp_path_factory.mktemp("lockout"))
     try:
         def attempt(name: str, password: str) -> httpx.Response:
-            return httpx.post(own.url + "/login", data={"name": name, "password": password},
-                              timeout=10)
+            return post_login(own.client(), {"name": name, "password": password})
 
         for _ in range(5):
             assert attempt("ed", "wrong password").status_code == 401

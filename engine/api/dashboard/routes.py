@@ -10,9 +10,11 @@ retrying a parked failure, needs the editor role and the session's CSRF token.
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import math
 import re
+import secrets
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +59,11 @@ MAX_FORM_BYTES = 8192
 # LOCKOUT_WINDOW, logins for that name or from that address are refused until the
 # oldest of them is LOCKOUT_WINDOW old.
 LOCKOUT_FAILURES = 5
+# The login form's CSRF token, before there is a session: a random value in a cookie of
+# its own and in the form, which must agree (a double-submit cookie). A page of another
+# site can post a form here but can neither read nor set this cookie.
+LOGIN_COOKIE = "jm_login"
+LOGIN_FORM_SECONDS = 3600
 LOCKOUT_WINDOW = timedelta(minutes=15)
 LIVE_ROWS = 50  # the live stream's newest events and sends
 LIVE_SECONDS = 3  # how often /live asks /live.json
@@ -126,16 +133,34 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
 
     # --- login ------------------------------------------------------------------------
 
+    def login_form(request: Request, *, error: str | None, next_page: str | None,
+                   status_code: int = 200, headers: Mapping[str, str] | None = None
+                   ) -> Response:
+        """The login page, with a fresh form token in the form and in its cookie."""
+        token = secrets.token_urlsafe(24)
+        answer = HTMLResponse(env.get_template("login.html").render(
+            title="Log in", who=None, error=error, next=_safe_next(next_page),
+            login_token=token), status_code=status_code,
+            headers={"Cache-Control": "no-store", **(headers or {})})
+        answer.set_cookie(LOGIN_COOKIE, token, max_age=LOGIN_FORM_SECONDS, httponly=True,
+                          samesite="strict", secure=request.url.scheme == "https",
+                          path="/login")
+        return answer
+
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
-        return HTMLResponse(env.get_template("login.html").render(
-            title="Log in", who=None, error=None,
-            next=_safe_next(request.query_params.get("next"))))
+        return login_form(request, error=None, next_page=request.query_params.get("next"))
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         form = await _form(request)
         name, password = form.get("name", ""), form.get("password", "")
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(expected.encode(),
+                                                   form.get("login_token", "").encode()):
+            return login_form(request, error="The login form expired or did not come from "
+                              "this site: log in again.", next_page=form.get("next"),
+                              status_code=403)
         ip = request.client.host if request.client else "?"
         now = dash.now()
         by_name, by_ip, oldest = store.login_failures(name[:255], ip,
@@ -143,22 +168,22 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         if max(by_name, by_ip) >= LOCKOUT_FAILURES:
             wait = (oldest + LOCKOUT_WINDOW - now) if oldest else LOCKOUT_WINDOW
             minutes = max(1, math.ceil(wait.total_seconds() / 60))
-            return HTMLResponse(env.get_template("login.html").render(
-                title="Log in", who=None,
+            return login_form(
+                request,
                 error=f"Too many failed logins for this user or from this address "
                       f"({LOCKOUT_FAILURES} in {LOCKOUT_WINDOW.seconds // 60} minutes): "
                       f"logins are refused for now. Try again in {minutes} minute"
                       f"{'s' if minutes > 1 else ''}.",
-                next=_safe_next(form.get("next"))), status_code=429,
+                next_page=form.get("next"), status_code=429,
                 headers={"Retry-After": str(minutes * 60)})
         user = store.get_user(name) if name and len(name) <= MAX_ID_CHARS else None
         if user is None or not verify_password(password, user.password_hash):
             store.record_login_failure(name[:255], ip, now)
-            return HTMLResponse(env.get_template("login.html").render(
-                title="Log in", who=None, error="unknown user or wrong password",
-                next=_safe_next(form.get("next"))), status_code=401)
+            return login_form(request, error="unknown user or wrong password",
+                              next_page=form.get("next"), status_code=401)
         store.clear_login_failures(user.name)
         answer = RedirectResponse(_safe_next(form.get("next")), 303)
+        answer.delete_cookie(LOGIN_COOKIE, path="/login")
         answer.set_cookie(SESSION_COOKIE, sessions.issue(user.name, user.role,
                                                           dash.now().timestamp()),
                           max_age=SESSION_SECONDS, httponly=True, samesite="lax",
