@@ -72,7 +72,9 @@ class FairWriteGate:
             return False
         background_due = (self._waiting[True]
                           and self._foreground_streak >= self.FOREGROUND_STREAK)
-        return background_due or not self._waiting[False] if background else not background_due
+        if background:  # after the requests, unless it has waited its turn long enough
+            return background_due or not self._waiting[False]
+        return not background_due
 
     @contextmanager
     def held(self) -> Iterator[None]:
