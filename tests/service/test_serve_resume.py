@@ -16,18 +16,9 @@ from engine.core.times import iso
 from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service
 from engine.testing import RecordingChannel
+from tests.store.helpers import dormant_journey
 
-DORMANT = """\
-journey: dormant
-version: 1
-entry:
-  segment:
-    when:
-      profile.computed.days_since_last_order: {gte: 90}
-steps:
-  - id: miss_you
-    send: {channel: email, template: hello}
-"""
+DORMANT = dormant_journey()
 
 
 def test_a_resumed_time_segment_enters_its_members_in_a_running_service(

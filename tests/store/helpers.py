@@ -33,3 +33,18 @@ def outbox_entry(key: str, at: datetime = T0, profile: str = "p1") -> OutboxEntr
                         text="Hi", headers={"X-Journey": "welcome"})
     return OutboxEntry(key, "e1", profile, "welcome", "send_welcome", "email",
                        "ana@example.com", rendered, at)
+
+
+def dormant_journey(template: str = "hello") -> str:
+    """A segment journey that changes by time alone: 90 days without an order."""
+    return f"""\
+journey: dormant
+version: 1
+entry:
+  segment:
+    when:
+      profile.computed.days_since_last_order: {{gte: 90}}
+steps:
+  - id: miss_you
+    send: {{channel: email, template: {template}}}
+"""

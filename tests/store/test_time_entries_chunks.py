@@ -27,7 +27,7 @@ from engine.store import SqlStore
 from engine.store.sql.tables import table
 from engine.testing import TEST_SECRET, FakeClock, RecordingChannel, SequentialIds
 from journeys.loader import load_library
-from tests.store.helpers import T0
+from tests.store.helpers import T0, dormant_journey
 
 DAILY = """\
 journey: daily
@@ -38,17 +38,7 @@ steps:
   - id: hello
     send: {channel: email, template: hello}
 """
-DORMANT = """\
-journey: dormant
-version: 1
-entry:
-  segment:
-    when:
-      profile.computed.days_since_last_order: {gte: 90}
-steps:
-  - id: miss_you
-    send: {channel: email, template: hello}
-"""
+DORMANT = dormant_journey()
 PROFILES = 1_234
 
 

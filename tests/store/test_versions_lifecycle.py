@@ -29,7 +29,7 @@ from engine.service import wire
 from engine.store import SqlStore
 from engine.testing import TEST_SECRET, FakeClock, RecordingChannel, SequentialIds
 from journeys.loader import load_library
-from tests.store.helpers import T0
+from tests.store.helpers import T0, dormant_journey
 
 POLICY = "timezone: UTC\nconsent_required: [email]\n"
 TEMPLATE = "channel: email\nsubject: Hi\nhtml: <p>Hi</p>\n"
@@ -58,17 +58,7 @@ steps:
   - id: hello
     send: {channel: email, template: receipt}
 """
-DORMANT = """\
-journey: dormant
-version: 1
-entry:
-  segment:
-    when:
-      profile.computed.days_since_last_order: {gte: 90}
-steps:
-  - id: miss_you
-    send: {channel: email, template: receipt}
-"""
+DORMANT = dormant_journey("receipt")
 
 
 def _folder(tmp_path: Path, *journeys: str) -> Path:
