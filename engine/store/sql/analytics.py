@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, case, cast, func, select
+from sqlalchemy import Connection, Text, case, cast, func, select
 
 from engine import jsonfast
 from engine.core.times import iso
@@ -156,17 +156,11 @@ class AnalyticsQueries(SqlBase):
         counts = JourneyCounts()
         counts.passed = dict.fromkeys(steps, 0)
         tally = _Cohort(counts, split_steps)
-        first, last = _next_hour(since), _hour(until)
         with self._read() as conn:
             counts.on_step = {str(state): int(n) for state, n in conn.execute(
                 select(e.c.state, func.count())
                 .where(e.c.journey == journey, e.c.status == "active").group_by(e.c.state))}
-            if first < last:
-                self._cohort_rows(conn, journey, since, first, tally)
-                self._cohort_rollup(conn, journey, first, last, tally)
-                self._cohort_rows(conn, journey, last, until, tally)
-            else:
-                self._cohort_rows(conn, journey, since, until, tally)
+            self._cohort(conn, journey, since, until, tally)
             tally.finish()
             sends_by_day: dict[tuple[str, str], dict[str, int]] = {}
             day = self._day(o.c.created_at)
@@ -196,15 +190,21 @@ class AnalyticsQueries(SqlBase):
         the goal (None when none entered): the rollup, and the rows at the ends."""
         counts = JourneyCounts()
         tally = _Cohort(counts, ())
-        first, last = _next_hour(since), _hour(until)
         with self._read() as conn:
-            if first < last:
-                self._cohort_rows(conn, journey, since, first, tally)
-                self._cohort_rollup(conn, journey, first, last, tally)
-                self._cohort_rows(conn, journey, last, until, tally)
-            else:
-                self._cohort_rows(conn, journey, since, until, tally)
+            self._cohort(conn, journey, since, until, tally)
         return counts.converted / counts.entered if counts.entered else None
+
+    def _cohort(self, conn: Connection, journey: str, since: datetime, until: datetime,
+                tally: _Cohort) -> None:
+        """The enrollments that entered in [since, until): the rollup for the whole hours,
+        the rows themselves for the partial hours at each end."""
+        first, last = _next_hour(since), _hour(until)
+        if first < last:
+            self._cohort_rows(conn, journey, since, first, tally)
+            self._cohort_rollup(conn, journey, first, last, tally)
+            self._cohort_rows(conn, journey, last, until, tally)
+        else:
+            self._cohort_rows(conn, journey, since, until, tally)
 
     def _day(self, column: Any) -> Any:
         """The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL."""
