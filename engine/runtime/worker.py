@@ -49,7 +49,12 @@ from engine.runtime.unit import ProfileBusy, UnitOfWork
 log = logging.getLogger("journeyman.worker")
 
 T = TypeVar("T")
-BUSY_RETRY = timedelta(seconds=1)
+# A merge reaching a profile another worker's transaction holds: try again after about
+# one batch of that worker (batches last tens of milliseconds). With a second, two
+# workers on PostgreSQL were slower than one (bench/scaleout_bench.py: 228 against 331
+# events/s with 100 ms): a visitor's identify claimed by one worker while the other held
+# their anonymous profile waited a whole second, and their later events behind it.
+BUSY_RETRY = timedelta(milliseconds=100)
 MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
 # The smallest timer claim. A timer costs more than an event (a cron firing computes the
 # profile's traits, enters, renders and arms the next firing: ~1 ms, several under

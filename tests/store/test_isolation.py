@@ -202,3 +202,51 @@ def test_parked_failures_can_be_retried_after_a_fix(on_store: Any, tmp_path: Pat
     assert [m.template for m in eng.sent] == ["hello"]
     assert eng.store.failures() == []
     assert eng.store.inbox_counts() == {}
+
+
+@pytest.mark.postgres
+def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_failure(
+        on_store: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL, two workers: an identify merges an anonymous profile that the other
+    worker's transaction holds. The event waits `BUSY_RETRY` (not a backoff: no attempt
+    counted) and then merges; the profile's later events wait behind it."""
+    import threading
+
+    from engine.runtime.worker import BUSY_RETRY
+    from engine.store import SqlStore
+
+    if request.node.callspec.params["on_store"] != "postgres":
+        pytest.skip("the profile locks are PostgreSQL's")
+    eng = on_store(_folder(tmp_path, {"plan_change": PLAN}))
+    eng.post({"type": "track", "event": "Viewed", "userId": "u1"})
+    eng.post({"type": "track", "event": "Viewed", "anonymousId": "a1"})
+    other = SqlStore(request.getfixturevalue("pg_database"))  # the other worker's
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the other worker's transaction, handling a1
+        with other.transaction():
+            assert other.try_lock_profiles(["a1"]) == {"a1"}
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        eng.post({"type": "identify", "userId": "u1", "anonymousId": "a1",
+                  "traits": {"plan": "gold"}})
+        eng.post({"type": "identify", "userId": "u1", "traits": {"plan": "silver"}})
+        assert eng.worker.stats.failures == 0
+        assert eng.store.inbox_counts() == {"pending": 2}  # the merge, and behind it
+        assert eng.store.next_inbox_at() == eng.now + BUSY_RETRY
+    finally:
+        release.set()
+        holder.join(10)
+        other.close()
+    eng.advance(BUSY_RETRY)
+    assert not eng.store.inbox_counts()
+    assert eng.store.load_identities([("anonymous_id", "a1")]) == {("anonymous_id", "a1"): "u1"}
+    profile = eng.store.get_profile("u1")
+    assert profile is not None
+    assert profile.traits["plan"] == "silver"  # in order: gold, then silver
+    assert eng.worker.stats.failures == 0
