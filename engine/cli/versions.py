@@ -58,7 +58,7 @@ def plan(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt
 
 def apply(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
     """Deploy a journeys folder: new versions, the moves their `migrate:` maps ask for,
-    and journeys no longer in the folder archived. Refuses (exit 1) what `plan` reports
+    and journeys no longer in the folder marked removed. Refuses (exit 1) what `plan` reports
     as an error; nothing is written then."""
     from engine.runtime.versions import PlanError
     from engine.runtime.versions import apply as deploy
