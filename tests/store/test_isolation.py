@@ -205,6 +205,7 @@ def test_parked_failures_can_be_retried_after_a_fix(on_store: Any, tmp_path: Pat
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("on_store", ["postgres"], indirect=True)  # PostgreSQL's locks
 def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_failure(
         on_store: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """PostgreSQL, two workers: an identify merges an anonymous profile that the other
@@ -215,8 +216,6 @@ def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_f
     from engine.runtime.worker import BUSY_RETRY
     from engine.store import SqlStore
 
-    if request.node.callspec.params["on_store"] != "postgres":
-        pytest.skip("the profile locks are PostgreSQL's")
     eng = on_store(_folder(tmp_path, {"plan_change": PLAN}))
     eng.post({"type": "track", "event": "Viewed", "userId": "u1"})
     eng.post({"type": "track", "event": "Viewed", "anonymousId": "a1"})
