@@ -50,10 +50,8 @@ log = logging.getLogger("journeyman.worker")
 
 T = TypeVar("T")
 # A merge reaching a profile another worker's transaction holds: try again after about
-# one batch of that worker (batches last tens of milliseconds). With a second, two
-# workers on PostgreSQL were slower than one (bench/scaleout_bench.py: 228 against 331
-# events/s with 100 ms): a visitor's identify claimed by one worker while the other held
-# their anonymous profile waited a whole second, and their later events behind it.
+# one batch of that worker (batches last tens of milliseconds), not a second: the
+# visitor's later events wait behind it (tests/store/test_isolation.py).
 BUSY_RETRY = timedelta(milliseconds=100)
 MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
 # The smallest timer claim. A timer costs more than an event (a cron firing computes the
