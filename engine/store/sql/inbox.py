@@ -14,7 +14,7 @@ rolled back and its rows free again as soon as its connection closes.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -26,6 +26,11 @@ from engine.store.sql.notify import notify
 from engine.store.sql.state import StateQueries
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
+# PostgreSQL: a claim that left events behind because another worker holds their
+# profile looks again this soon. Nothing else would wake it for them: the holder's
+# commit notifies no one, and `next_inbox_at` knows only held events' times, so they
+# waited for the next ingest or the 5 s safety tick (two workers were slower than one).
+LOOK_AGAIN = timedelta(milliseconds=50)
 
 
 class InboxQueries(StateQueries):
@@ -150,7 +155,10 @@ class InboxQueries(StateQueries):
         with self._write() as conn:
             rows = list(conn.execute(query).all())
             if self._pg and rows:
-                rows = self._runs_from_earliest(conn, rows)
+                kept = self._runs_from_earliest(conn, rows)
+                if len(kept) < len(rows):
+                    self._look_again_at = now + LOOK_AGAIN
+                rows = kept
         return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
 
     def _runs_from_earliest(self, conn: Connection, rows: list[Any]) -> list[Any]:
@@ -196,10 +204,17 @@ class InboxQueries(StateQueries):
                 attempts=ib.c.attempts + (1 if attempt else 0), available_at=at,
                 last_error=error))
 
+    _look_again_at: datetime | None = None  # a claim left events to another worker
+
     def next_inbox_at(self) -> datetime | None:
+        """When the inbox next has work: the earliest held event, or soon when the last
+        claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
         ib = self._inbox
         with self._read() as conn:
             value: datetime | None = conn.execute(
                 select(func.min(ib.c.available_at)).where(ib.c.status == "pending")).scalar()
+        again, self._look_again_at = self._look_again_at, None
+        if again is not None and (value is None or again < value):
+            return again
         return value
 
