@@ -23,3 +23,26 @@ def write_folder(root: Path, journeys: dict[str, str], templates: dict[str, str]
 
 def stub_email(tid: str) -> str:
     return f"channel: email\nsubject: '{tid} for {{{{ profile.id }}}}'\ntext: 'hi {{{{ profile.id }}}}'\n"
+
+
+ONE_EMAIL_A_WEEK = """
+timezone: UTC
+frequency_caps:
+  email: {max: 1, per: 7d}
+consent_required: [email]
+"""
+
+
+def capped_journey(jid: str, priority: int, policy: str = "", *, event: str = "Bought",
+                   template: str = "note") -> str:
+    """A one-send journey with a priority (and its own `policy:`), for cap contests."""
+    return f"""
+journey: {jid}
+version: 1
+priority: {priority}
+entry: {{event: {event}}}
+{policy}
+steps:
+  - id: note
+    send: {{channel: email, template: {template}}}
+"""

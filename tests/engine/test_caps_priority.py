@@ -7,37 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.testing import InMemoryEngine
-from tests.engine.helpers import stub_email, write_folder
+from tests.engine.helpers import ONE_EMAIL_A_WEEK, capped_journey, stub_email, write_folder
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-POLICY = """
-timezone: UTC
-frequency_caps:
-  email: {max: 1, per: 7d}
-consent_required: [email]
-"""
-
-
-def journey(jid: str, priority: int, policy: str = "") -> str:
-    return f"""
-journey: {jid}
-version: 1
-priority: {priority}
-entry: {{event: Bought}}
-{policy}
-steps:
-  - id: note
-    send: {{channel: email, template: note}}
-"""
-
-
 def run(tmp_path: Path, mid_policy: str = "") -> InMemoryEngine:
     # written in an order that is neither by priority nor by name
     folder = write_folder(tmp_path / "j", {
-        "mid": journey("mid", 5, mid_policy),
-        "low": journey("low", 0),
-        "high": journey("high", 10),
-    }, {"note": stub_email("note")}, policy=POLICY)
+        "mid": capped_journey("mid", 5, mid_policy),
+        "low": capped_journey("low", 0),
+        "high": capped_journey("high", 10),
+    }, {"note": stub_email("note")}, policy=ONE_EMAIL_A_WEEK)
     eng = InMemoryEngine.from_folder(folder, start=NOON)
     eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True}})
     eng.track("ana", "Bought", at=NOON)
@@ -73,10 +52,10 @@ def test_a_delayed_send_competes_again_by_priority(tmp_path: Path) -> None:
     """Two delayed sends come due together: the higher priority goes, the other waits
     another window; neither is lost."""
     folder = write_folder(tmp_path / "j", {
-        "high": journey("high", 10),
-        "low": journey("low", 0, "policy: {on_cap: delay}"),
-        "mid": journey("mid", 5, "policy: {on_cap: delay}"),
-    }, {"note": stub_email("note")}, policy=POLICY)
+        "high": capped_journey("high", 10),
+        "low": capped_journey("low", 0, "policy: {on_cap: delay}"),
+        "mid": capped_journey("mid", 5, "policy: {on_cap: delay}"),
+    }, {"note": stub_email("note")}, policy=ONE_EMAIL_A_WEEK)
     eng = InMemoryEngine.from_folder(folder, start=NOON)
     eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True}})
     eng.track("ana", "Bought", at=NOON)

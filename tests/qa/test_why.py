@@ -59,6 +59,18 @@ def template(name: str) -> str:
     return f"channel: email\nsubject: {name}\ntext: Hello from {name}\n"
 
 
+def offer_folder(folder: Path, *, caps: bool = False) -> None:
+    """The `offer` journey and its templates; with `caps`, one email a week."""
+    (folder / "templates").mkdir(parents=True)
+    (folder / "offer.yaml").write_text(OFFER)
+    policy = "consent_required: []\n"  # not about consent
+    if caps:
+        policy += "frequency_caps:\n  email: {max: 1, per: 7d}\n"
+    (folder / "policy.yaml").write_text(policy)
+    for name in ("premium", "basic", "followup"):
+        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+
+
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
     """The offer journey played through the service: `low` views a cheap product,
@@ -66,12 +78,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
     orders a day after entering; then three days pass, over a cap of one email a week."""
     tmp = tmp_path_factory.mktemp("why")
     folder = tmp / "journeys"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "offer.yaml").write_text(OFFER)
-    (folder / "policy.yaml").write_text(
-        "consent_required: []\nfrequency_caps:\n  email: {max: 1, per: 7d}\n")
-    for name in ("premium", "basic", "followup"):
-        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    offer_folder(folder, caps=True)
     db = f"sqlite:///{tmp / 'why.db'}"
     clock = FakeClock(T0)
     service = Service(folder, db, channels={"email": RecordingChannel("email")}, clock=clock,
@@ -206,11 +213,7 @@ def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str])
 
 def test_decision_log_off_records_only_what_became_of_sends(tmp_path: Path) -> None:
     folder = tmp_path / "journeys"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "policy.yaml").write_text("consent_required: []\n")  # not about consent
-    (folder / "offer.yaml").write_text(OFFER)
-    for name in ("premium", "basic", "followup"):
-        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    offer_folder(folder)
     service = Service(folder, f"sqlite:///{tmp_path / 'off.db'}", clock=FakeClock(T0),
                       channels={"email": RecordingChannel("email")}, decision_log=False,
                       secrets=[SigningSecret(TEST_SECRET)])
@@ -266,11 +269,7 @@ def test_the_testing_kit_tells_why_too(tmp_path: Path) -> None:
     from engine.testing import InMemoryEngine
 
     folder = tmp_path / "journeys"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "policy.yaml").write_text("consent_required: []\n")  # not about consent
-    (folder / "offer.yaml").write_text(OFFER)
-    for name in ("premium", "basic", "followup"):
-        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    offer_folder(folder)
     eng = InMemoryEngine.from_folder(folder, start=T0)
     eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
     eng.track("ana", "Product Viewed", {"price": 5})
@@ -341,12 +340,7 @@ def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
     start = doc.index("```\nana: ") + 4
     shown = doc[start:doc.index("```", start)]
     folder = tmp_path / "journeys"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "offer.yaml").write_text(OFFER)
-    (folder / "policy.yaml").write_text(
-        "consent_required: []\nfrequency_caps:\n  email: {max: 1, per: 7d}\n")
-    for name in ("premium", "basic", "followup"):
-        (folder / "templates" / f"{name}.yaml").write_text(template(name))
+    offer_folder(folder, caps=True)
     eng = InMemoryEngine.from_folder(folder, start=T0)
     eng.identify("ana", {"email": "ana@example.com", "plan": "premium"})
     eng.track("ana", "Product Viewed", {"price": 5})

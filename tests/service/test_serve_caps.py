@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from engine.store import SqlStore
 from tests.channels.test_email import Sink
 from tests.channels.test_email import free_port as free_smtp_port
-from tests.engine.helpers import write_folder
+from tests.engine.helpers import ONE_EMAIL_A_WEEK, capped_journey, write_folder
 from tests.service import test_serve
 from tests.service.test_serve import Served, create_key, serve
 
@@ -25,25 +25,12 @@ __all__ = ["serve"]
 
 pytestmark = pytest.mark.slow
 
-POLICY = """
-timezone: UTC
-frequency_caps:
-  email: {max: 1, per: 7d}
-consent_required: [email]
-"""
+POLICY = ONE_EMAIL_A_WEEK
 
 
 def journey(jid: str, priority: int, policy: str = "") -> str:
-    return f"""
-journey: {jid}
-version: 1
-priority: {priority}
-entry: {{event: Order Completed}}
-{policy}
-steps:
-  - id: note
-    send: {{channel: email, template: {jid}_email}}
-"""
+    return capped_journey(jid, priority, policy, event="Order Completed",
+                          template=f"{jid}_email")
 
 
 def test_three_journeys_one_cap_one_email(tmp_path: Path, store_url: str,
