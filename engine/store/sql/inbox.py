@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from engine import jsonfast
 from engine.ports import InboxItem
@@ -136,10 +137,12 @@ class InboxQueries(StateQueries):
                 owners[id(ev)] = f"message:{ev['messageId']}"
         return owners
 
-    def claim_inbox(self, limit: int, now: datetime, *,
-                    profiles: Collection[str] | None = None) -> list[InboxItem]:
-        """Claim up to `limit` events to handle now (see the module doc), oldest first."""
+    @cached_property
+    def _claims(self) -> dict[str, Any]:
+        """The inbox claim, built once (`:now`, `:limit`; `:profiles` for a retry of
+        some profiles alone)."""
         ib = self._inbox
+        now: Any = bindparam("now")
         held = select(ib.c.profile_id).where(
             (ib.c.status == "parked")
             | ((ib.c.status == "pending") & (ib.c.available_at > now)))
@@ -147,13 +150,23 @@ class InboxQueries(StateQueries):
                  .where(ib.c.status == "pending",
                         (ib.c.available_at.is_(None)) | (ib.c.available_at <= now),
                         ib.c.profile_id.not_in(held))
-                 .order_by(ib.c.id).limit(limit))
-        if profiles is not None:
-            query = query.where(ib.c.profile_id.in_(list(profiles)))
+                 .order_by(ib.c.id).limit(bindparam("limit")))
+        some = query.where(ib.c.profile_id.in_(bindparam("profiles", expanding=True)))
         if self._pg:
-            query = query.with_for_update(skip_locked=True)
+            query, some = (query.with_for_update(skip_locked=True),
+                           some.with_for_update(skip_locked=True))
+        return {"all": query, "some": some,
+                "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
+
+    def claim_inbox(self, limit: int, now: datetime, *,
+                    profiles: Collection[str] | None = None) -> list[InboxItem]:
+        """Claim up to `limit` events to handle now (see the module doc), oldest first."""
+        params: dict[str, Any] = {"now": now, "limit": limit}
+        if profiles is not None:
+            params["profiles"] = list(profiles)
+        query = self._claims["all" if profiles is None else "some"]
         with self._write() as conn:
-            rows = list(conn.execute(query).all())
+            rows = list(conn.execute(query, params).all())
             if self._pg and rows:
                 kept = self._runs_from_earliest(conn, rows)
                 if len(kept) < len(rows):
@@ -209,10 +222,8 @@ class InboxQueries(StateQueries):
     def next_inbox_at(self) -> datetime | None:
         """When the inbox next has work: the earliest held event, or soon when the last
         claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
-        ib = self._inbox
         with self._read() as conn:
-            value: datetime | None = conn.execute(
-                select(func.min(ib.c.available_at)).where(ib.c.status == "pending")).scalar()
+            value: datetime | None = conn.execute(self._claims["next"]).scalar()
         again, self._look_again_at = self._look_again_at, None
         if again is not None and (value is None or again < value):
             return again

@@ -64,32 +64,56 @@ class OutboxQueries(SqlBase):
         transaction advisory lock; a profile is claimed only if all its due rows are
         this transaction's, so no two processes decide one profile's sends at once.
         """
-        o = self._outbox
-        due = and_(o.c.status == "pending", o.c.next_attempt_at <= now)
-        head = select(o.c.profile_id).where(due).order_by(o.c.next_attempt_at, o.c.id)
+        q = self._outbox_claims
+        params: dict[str, Any] = {"now": now, "limit": limit, "until": now + lease}
         with self._write() as conn:
             if self._pg:
-                ids = self._claimable_pg(conn, head.limit(limit), due)
-                where: Any = o.c.id.in_(ids)
+                ids = self._claimable_pg(conn, now, limit)
+                stmt, params["ids"] = q["take_rows"], ids
             else:  # one writer at a time: every due row of these profiles is ours
                 ids = [0]
-                profiles = list(dict.fromkeys(r[0] for r in conn.execute(head.limit(limit))))
-                where = and_(due, o.c.profile_id.in_(profiles))
-            if not ids:
+                params["profiles"] = list(dict.fromkeys(
+                    r[0] for r in conn.execute(q["head"], params)))
+                stmt = q["take_profiles"] if params["profiles"] else None
+            if not ids or stmt is None:
                 return []
-            stmt = (update(o).where(where)
-                    .values(next_attempt_at=now + lease, attempts=o.c.attempts + 1)
-                    .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
-                               o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
-                               o.c.created_at, o.c.attempts, o.c.admitted_at))
-            rows = sorted(conn.execute(stmt).all(), key=lambda r: r.id)
+            rows = sorted(conn.execute(stmt, params).all(), key=lambda r: r.id)
         return [outbox_entry(r) for r in rows]
 
-    def _claimable_pg(self, conn: Connection, head: Any, due: Any) -> list[int]:
-        """The ids of the due rows of the profiles this transaction can take whole."""
+    @cached_property
+    def _outbox_claims(self) -> dict[str, Any]:
+        """The outbox claim's statements, built once (`:now`, `:limit`, `:until`)."""
         o = self._outbox
+        due = and_(o.c.status == "pending", o.c.next_attempt_at <= bindparam("now"))
+        head = select(o.c.profile_id).where(due).order_by(o.c.next_attempt_at, o.c.id) \
+            .limit(bindparam("limit"))
+        take = (update(o).values(next_attempt_at=bindparam("until"),
+                                 attempts=o.c.attempts + 1)
+                .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
+                           o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
+                           o.c.created_at, o.c.attempts, o.c.admitted_at))
+        profiles: Any = bindparam("profiles", expanding=True)
+        return {
+            "head": head,
+            "head_locked": head.with_for_update(skip_locked=True),
+            "take_profiles": take.where(due, o.c.profile_id.in_(profiles)),
+            "take_rows": take.where(o.c.id.in_(bindparam("ids", expanding=True))),
+            "rows_of": select(o.c.id, o.c.profile_id).where(due, o.c.profile_id.in_(profiles))
+            .with_for_update(skip_locked=True),
+            "due_per_profile": select(o.c.profile_id, func.count())
+            .where(due, o.c.profile_id.in_(profiles)).group_by(o.c.profile_id),
+            "admitted_since": select(o.c.profile_id, o.c.channel, o.c.admitted_at)
+            .where(o.c.profile_id.in_(profiles), o.c.admitted_at > bindparam("since"),
+                   o.c.status.in_(("pending", "sent")))
+            .order_by(o.c.admitted_at, o.c.id),
+            "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),
+        }
+
+    def _claimable_pg(self, conn: Connection, now: datetime, limit: int) -> list[int]:
+        """The ids of the due rows of the profiles this transaction can take whole."""
+        q = self._outbox_claims
         profiles = list(dict.fromkeys(
-            r[0] for r in conn.execute(head.with_for_update(skip_locked=True))))
+            r[0] for r in conn.execute(q["head_locked"], {"now": now, "limit": limit})))
         if not profiles:
             return []
         got = conn.execute(text(
@@ -100,12 +124,9 @@ class OutboxQueries(SqlBase):
         locked = [p for p, ok in got if ok]
         if not locked:
             return []
-        rows = conn.execute(select(o.c.id, o.c.profile_id)
-                            .where(due, o.c.profile_id.in_(locked))
-                            .with_for_update(skip_locked=True)).all()
-        total = {p: int(n) for p, n in conn.execute(
-            select(o.c.profile_id, func.count()).where(due, o.c.profile_id.in_(locked))
-            .group_by(o.c.profile_id))}
+        params = {"now": now, "profiles": locked}
+        rows = conn.execute(q["rows_of"], params).all()
+        total = {p: int(n) for p, n in conn.execute(q["due_per_profile"], params)}
         mine = Counter(r.profile_id for r in rows)
         whole = {p for p in locked if mine[p] == total.get(p, 0)}
         return [r.id for r in rows if r.profile_id in whole]
@@ -117,16 +138,13 @@ class OutboxQueries(SqlBase):
                        since: datetime) -> dict[str, list[tuple[str, datetime]]]:
         """Per profile, (channel, admitted at) of its pending or sent sends admitted
         after `since`, oldest first (index (profile_id, admitted_at))."""
-        o = self._outbox
         found: dict[str, list[tuple[str, datetime]]] = {}
         if not profile_ids:
             return found
-        query = (select(o.c.profile_id, o.c.channel, o.c.admitted_at)
-                 .where(o.c.profile_id.in_(list(profile_ids)), o.c.admitted_at > since,
-                        o.c.status.in_(("pending", "sent")))
-                 .order_by(o.c.admitted_at, o.c.id))
+        query = self._outbox_claims["admitted_since"]
         with self._read() as conn:
-            for profile_id, channel, at in conn.execute(query):
+            for profile_id, channel, at in conn.execute(
+                    query, {"profiles": list(profile_ids), "since": since}):
                 found.setdefault(profile_id, []).append((channel, at))
         return found
 
@@ -172,8 +190,6 @@ class OutboxQueries(SqlBase):
             conn.execute(stmt, {"row_key": key, **values})
 
     def next_outbox_at(self) -> datetime | None:
-        o = self._outbox
         with self._read() as conn:
-            value: datetime | None = conn.execute(
-                select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending")).scalar()
+            value: datetime | None = conn.execute(self._outbox_claims["next"]).scalar()
         return value

@@ -212,27 +212,37 @@ class StateQueries(SqlBase):
         before the commit puts it back. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
         concurrent claimers split the due timers between them and never share one.
         """
+        return self._delete_timers(self._timer_claims["due"], {"now": now, "limit": limit})
+
+    @cached_property
+    def _timer_claims(self) -> dict[str, Any]:
+        """The timer claims, built once."""
         t = self._timers
-        due = (select(t.c.key).where(t.c.due_at <= now)
-               .order_by(t.c.due_at, t.c.key).limit(limit))
+        due = (select(t.c.key).where(t.c.due_at <= bindparam("now"))
+               .order_by(t.c.due_at, t.c.key).limit(bindparam("limit")))
         if self._pg:
             due = due.with_for_update(skip_locked=True)
+        returning = timer_columns(t)
         # Found in the primary key's order (due_at, key), deleted by the unique key. Not
         # `(due_at, key) IN (...)`: SQLite looks each row up by due_at alone, and a cron
         # storm's 100,000 timers share one due_at: every claim walked all of them.
-        return self._delete_timers(t.c.key.in_(due))
+        return {
+            "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
+            "keys": delete(t).where(t.c.key.in_(bindparam("keys", expanding=True)))
+            .returning(*returning),
+            "next": select(func.min(t.c.due_at)),
+            "next_journey": select(func.min(t.c.due_at)).where(t.c.step != CRON_STEP),
+        }
 
     def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
         found: list[ScheduleTimer] = []
         for chunk in _chunks(list(keys), INSERT_CHUNK):
-            found += self._delete_timers(self._timers.c.key.in_(chunk))
+            found += self._delete_timers(self._timer_claims["keys"], {"keys": chunk})
         return sorted(found, key=lambda x: (x.due_at, x.key))
 
-    def _delete_timers(self, which: Any) -> list[ScheduleTimer]:
-        t = self._timers
-        stmt = delete(t).where(which).returning(*timer_columns(t))
+    def _delete_timers(self, stmt: Any, params: dict[str, Any]) -> list[ScheduleTimer]:
         with self._write() as conn:
-            rows = list(conn.execute(stmt).all())
+            rows = list(conn.execute(stmt, params).all())
         rows.sort(key=lambda r: (r.due_at, r.key))
         return [timer_from_row(r) for r in rows]
 
@@ -244,10 +254,7 @@ class StateQueries(SqlBase):
         return [timer_from_row(r) for r in rows]
 
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
-        t = self._timers
-        query = select(func.min(t.c.due_at))
-        if not include_cron:
-            query = query.where(t.c.step != CRON_STEP)
+        query = self._timer_claims["next" if include_cron else "next_journey"]
         with self._read() as conn:
             value: datetime | None = conn.execute(query).scalar()
         return value

@@ -32,61 +32,74 @@ from engine.store.sql.rows import (
 class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
     # --- reading -----------------------------------------------------------------------
 
+    @cached_property
+    def _reads(self) -> dict[str, Any]:
+        """The reads of every unit, built once: SQLAlchemy builds and hashes a statement
+        made anew on each call (half of a small query's time); an `IN` of `:ids`
+        expands to the list given."""
+        p, e, j, s, i = (self._profiles, self._enrollments, self._journey_entries,
+                         self._segments, self._identities)
+        ids: Any = bindparam("ids", expanding=True)
+        return {
+            "profiles": select(p.c.id, p.c.traits, p.c.computed).where(p.c.id.in_(ids)),
+            # The partial index ix_enrollments_active: never the profile's history.
+            "active": select(e).where(e.c.profile_id.in_(ids), e.c.status == "active")
+            .order_by(e.c.entered_at, e.c.entry_seq),
+            "entries": select(j).where(j.c.profile_id.in_(ids)),
+            "segments": select(s.c.profile_id, s.c.journey).where(s.c.profile_id.in_(ids)),
+            "enrollments": select(e).where(e.c.id.in_(ids)),
+            # `kind = ? AND value IN (...)`: the primary key (kind, value). A row-value
+            # `(kind, value) IN (VALUES ...)` made SQLite scan the whole table.
+            "identities": select(i.c.value, i.c.profile_id).where(
+                i.c.kind == bindparam("kind"), i.c.value.in_(ids)),
+        }
+
     def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
         states = {pid: ProfileState() for pid in profile_ids}
-        p, e, j, s = self._profiles, self._enrollments, self._journey_entries, self._segments
+        q = self._reads
         with self._read() as conn:
             for chunk in _chunks(list(states), INSERT_CHUNK):
-                for pid, traits, computed in conn.execute(
-                        select(p.c.id, p.c.traits, p.c.computed).where(p.c.id.in_(chunk))):
+                ids = {"ids": chunk}
+                for pid, traits, computed in conn.execute(q["profiles"], ids):
                     states[pid].profile = Profile(pid, traits, computed)
-                # The partial index ix_enrollments_active: never the profile's history.
-                for row in conn.execute(select(e).where(e.c.profile_id.in_(chunk),
-                                                        e.c.status == "active")
-                                        .order_by(e.c.entered_at, e.c.entry_seq)):
+                for row in conn.execute(q["active"], ids):
                     enrollment = enrollment_from_row(row._mapping)
                     states[enrollment.profile_id].active.setdefault(enrollment.journey,
                                                                     enrollment)
-                for row in conn.execute(select(j).where(j.c.profile_id.in_(chunk))):
+                for row in conn.execute(q["entries"], ids):
                     states[row.profile_id].entries[row.journey] = entry_stats_from_row(
                         row._mapping)
-                for row in conn.execute(select(s.c.profile_id, s.c.journey)
-                                        .where(s.c.profile_id.in_(chunk))):
+                for row in conn.execute(q["segments"], ids):
                     states[row.profile_id].segments.add(row.journey)
         return states
 
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
-        e = self._enrollments
         found: dict[str, Enrollment] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for row in conn.execute(select(e).where(e.c.id.in_(chunk))):
+                for row in conn.execute(self._reads["enrollments"], {"ids": chunk}):
                     found[row.id] = enrollment_from_row(row._mapping)
         return found
 
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
-        p = self._profiles
         found: dict[str, Profile] = {}
         with self._read() as conn:
             for chunk in _chunks(list(profile_ids), INSERT_CHUNK):
-                for pid, traits, computed in conn.execute(
-                        select(p.c.id, p.c.traits, p.c.computed).where(p.c.id.in_(chunk))):
+                for pid, traits, computed in conn.execute(self._reads["profiles"],
+                                                          {"ids": chunk}):
                     found[pid] = Profile(pid, traits, computed)
         return found
 
     def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        i = self._identities
         found: dict[tuple[str, str], str] = {}
         by_kind: dict[str, list[str]] = {}
         for kind, value in keys:
             by_kind.setdefault(kind, []).append(value)
-        # One query per kind, `kind = ? AND value IN (...)`: the primary key (kind, value).
-        # A row-value `(kind, value) IN (VALUES ...)` made SQLite scan the whole table.
         with self._read() as conn:
             for kind, values in sorted(by_kind.items()):
                 for chunk in _chunks(values, INSERT_CHUNK):
-                    for row in conn.execute(select(i.c.value, i.c.profile_id).where(
-                            i.c.kind == kind, i.c.value.in_(chunk))):
+                    for row in conn.execute(self._reads["identities"],
+                                            {"kind": kind, "ids": chunk}):
                         found[(kind, row.value)] = row.profile_id
         return found
 
