@@ -253,8 +253,10 @@ class Service:
 
     def _retain(self) -> datetime | None:
         """Delete events older than the policy's `retention.events`, a chunk at a time:
-        again at once while there are more, else in RETENTION_EVERY."""
+        again at once while there are more, else in RETENTION_EVERY. Also folds the
+        dashboard rollup's deltas (PostgreSQL, migration 0014)."""
         now = self.clock.now()
+        self.store.fold_rollup_deltas()  # the dashboard's counts (migration 0014)
         deleted = enforce_retention(self.store, now, self.library.policy.retention.events)
         return now if deleted >= RETENTION_CHUNK else now + RETENTION_EVERY
 

@@ -355,8 +355,8 @@ class UserRow(SQLModel, table=True):
 
 class JourneyRollupRow(SQLModel, table=True):
     """The dashboard's counts per journey and hour of entry (migration 0012): kept by
-    triggers on `enrollments` in the transaction of every write; see the migration for
-    the kinds."""
+    triggers on `enrollments` in the transaction of every write (on PostgreSQL through
+    `journey_rollup_delta`, migration 0014); see the migration for the kinds."""
 
     __tablename__ = "journey_rollup"
 
@@ -365,6 +365,23 @@ class JourneyRollupRow(SQLModel, table=True):
     kind: str = Field(sa_column=Column(String(16), primary_key=True))
     step: str = Field(sa_column=Column(String(255), primary_key=True))
     variant: str = Field(sa_column=Column(String(255), primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class JourneyRollupDeltaRow(SQLModel, table=True):
+    """Differences to `journey_rollup` not folded into it yet (migration 0014): the
+    PostgreSQL trigger appends here, so workers never wait on each other's rollup rows;
+    readers add them, `fold_rollup_deltas` moves them."""
+
+    __tablename__ = "journey_rollup_delta"
+    __table_args__ = (Index("ix_journey_rollup_delta_journey_bucket", "journey", "bucket"),)
+
+    id: int | None = _pk()
+    journey: str = Field(sa_column=Column(String(255), nullable=False))
+    bucket: str = Field(sa_column=Column(String(13), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    step: str = Field(sa_column=Column(String(255), nullable=False))
+    variant: str = Field(sa_column=Column(String(255), nullable=False))
     n: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
@@ -385,7 +402,8 @@ metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
                "settings", "journey_entries", "failures", "journey_versions", "engagements",
-               "suppressions", "users", "journey_rollup", "login_failures")
+               "suppressions", "users", "journey_rollup", "login_failures",
+               "journey_rollup_delta")
 
 
 def table(name: str) -> Table:
