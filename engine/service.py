@@ -123,6 +123,17 @@ def scanner_window(policy: Policy) -> timedelta:
     return window if window is not None else DEFAULT_SCANNER_WINDOW
 
 
+# How long a batch of events or timers may run before it commits (seconds; a lone event
+# is still handled at once, and a batch always takes at least MIN_BATCH). `serve` runs
+# the API in the same process: short batches, so its requests wait little for the GIL
+# and, on SQLite, for the write lock. A `journeyman worker` has no API to wait on: long
+# batches spread each transaction's fixed cost (claims, loads, commit) over more
+# events. On PostgreSQL (bench/scaleout_bench.py, 2026-12-02) 0.02 -> 0.25 took one
+# worker from ~520 to ~860 events/s end to end and two from ~680 to ~1,150.
+SERVE_BATCH_BUDGET = 0.02
+WORKER_BATCH_BUDGET = 0.25
+
+
 class Service:
     def __init__(self, journeys: str | Path, db: str = DEFAULT_URL, *,
                  channels: Mapping[str, Channel], clock: Clock | None = None,
@@ -130,7 +141,8 @@ class Service:
                  name: str | None = None, lease: float = 60.0,
                  secrets: Sequence[SigningSecret] | None = None,
                  public_url: str = "http://127.0.0.1:8000", decision_log: bool = True,
-                 dashboard_open: bool = False) -> None:
+                 dashboard_open: bool = False,
+                 batch_budget: float = SERVE_BATCH_BUDGET) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
@@ -161,7 +173,8 @@ class Service:
                       unsubscribe=self.unsubscribe, identify_by=identify_by,
                       backend=backend, lease=timedelta(seconds=lease),
                       name=name or f"{socket.gethostname()}:{os.getpid()}",
-                      metrics=self.metrics, decision_log=decision_log, deployed=True)
+                      metrics=self.metrics, decision_log=decision_log, deployed=True,
+                      budget=batch_budget)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher

@@ -135,13 +135,18 @@ def worker(
         "Serve /healthz, /readyz and /metrics on this port."))] = None,
     http_host: Annotated[str, typer.Option(help="Interface for --http-port.")] = "127.0.0.1",
     log_format: LogFormatOpt = "text",
+    batch_budget: Annotated[float, typer.Option(min=0.001, help=(
+        "Seconds a batch of events or timers may run before it commits. Longer batches "
+        "spread each transaction's cost over more events; a lone event is still handled "
+        "at once."))] = 0.25,  # engine/service.py WORKER_BATCH_BUDGET
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store.
     Give it the same `--public-url` and secrets as `serve`: the links in what it sends
     point at that API, which must verify them. SIGTERM or SIGINT: the running batch
     finishes, then it exits."""
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
-                       tick=tick, name=name, lease=lease, public_url=public_url)
+                       tick=tick, name=name, lease=lease, public_url=public_url,
+                       batch_budget=batch_budget)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None

@@ -284,3 +284,24 @@ def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) 
     bad = run("migrate", "--db", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
+
+
+def test_a_worker_alone_takes_longer_batches_than_serve(tmp_path: Path) -> None:
+    """`journeyman worker` has no API in its process to keep waiting, so its batches may
+    run WORKER_BATCH_BUDGET (fewer transactions per event); `serve` keeps them short."""
+    import inspect
+
+    from engine.cli.running import worker
+    from engine.service import SERVE_BATCH_BUDGET, WORKER_BATCH_BUDGET, Service
+
+    default = inspect.signature(worker).parameters["batch_budget"].default
+    assert default == WORKER_BATCH_BUDGET > SERVE_BATCH_BUDGET
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    for budget in (SERVE_BATCH_BUDGET, WORKER_BATCH_BUDGET):
+        service = Service(folder, f"sqlite:///{tmp_path / f'{budget}.db'}", channels={},
+                          batch_budget=budget)
+        try:
+            assert service.worker.budget == budget
+        finally:
+            service.stop()
