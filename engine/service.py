@@ -128,10 +128,11 @@ def scanner_window(policy: Policy) -> timedelta:
 # the API in the same process: short batches, so its requests wait little for the GIL
 # and, on SQLite, for the write lock. A `journeyman worker` has no API to wait on: long
 # batches spread each transaction's fixed cost (claims, loads, commit) over more
-# events. On PostgreSQL (bench/scaleout_bench.py, 2026-12-02) 0.02 -> 0.25 took one
-# worker from ~520 to ~860 events/s end to end and two from ~680 to ~1,150.
+# events. On PostgreSQL (bench/scaleout_bench.py, 2026-12-02) 0.02 -> 0.1 took one
+# worker from ~520 to ~760 events/s end to end and two from ~680 to ~910; 0.25 gave a
+# little more throughput and a p99 under load of ~0.5 s (0.3 s at 0.1).
 SERVE_BATCH_BUDGET = 0.02
-WORKER_BATCH_BUDGET = 0.25
+WORKER_BATCH_BUDGET = 0.1
 
 
 class Service:

@@ -138,7 +138,7 @@ def worker(
     batch_budget: Annotated[float, typer.Option(min=0.001, help=(
         "Seconds a batch of events or timers may run before it commits. Longer batches "
         "spread each transaction's cost over more events; a lone event is still handled "
-        "at once."))] = 0.25,  # engine/service.py WORKER_BATCH_BUDGET
+        "at once."))] = 0.1,  # engine/service.py WORKER_BATCH_BUDGET
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store.
     Give it the same `--public-url` and secrets as `serve`: the links in what it sends
