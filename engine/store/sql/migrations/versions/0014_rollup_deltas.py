@@ -21,6 +21,7 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -31,40 +32,17 @@ down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-KEY = "journey, bucket, kind, step, variant"
-
-
-def _function(into: str, upsert: str) -> str:
-    """The trigger function of migration 0012, writing `into` (`upsert`: its conflict
-    clause, or '')."""
-    return f"""
-CREATE OR REPLACE FUNCTION jm_enrollments_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    INSERT INTO {into} ({KEY}, n)
-    SELECT r.j, r.b, r.k, r.s, r.v, sum(r.d) FROM jm_rollup_rows(NEW.journey,
-      NEW.entered_at, NEW.status, NEW.goal_reached_at IS NOT NULL, NEW.visits, NEW.variants,
-      1) r GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 {upsert};
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO {into} ({KEY}, n)
-    SELECT r.j, r.b, r.k, r.s, r.v, sum(r.d) FROM jm_rollup_rows(OLD.journey,
-      OLD.entered_at, OLD.status, OLD.goal_reached_at IS NOT NULL, OLD.visits, OLD.variants,
-      -1) r GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 {upsert};
-  ELSE
-    INSERT INTO {into} ({KEY}, n)
-    SELECT r.j, r.b, r.k, r.s, r.v, sum(r.d) FROM (
-      SELECT * FROM jm_rollup_rows(NEW.journey, NEW.entered_at, NEW.status,
-        NEW.goal_reached_at IS NOT NULL, NEW.visits, NEW.variants, 1)
-      UNION ALL SELECT * FROM jm_rollup_rows(OLD.journey, OLD.entered_at, OLD.status,
-        OLD.goal_reached_at IS NOT NULL, OLD.visits, OLD.variants, -1)) r
-    GROUP BY 1, 2, 3, 4, 5 HAVING sum(r.d) <> 0 ORDER BY 1, 2, 3, 4, 5 {upsert};
-  END IF;
-  RETURN NULL;
-END $$;
-"""
-
-
-UPSERT = f"ON CONFLICT ({KEY}) DO UPDATE SET n = journey_rollup.n + excluded.n"
+# Migration 0012's trigger function, as it was created there (its module name starts
+# with a digit: imported by name).
+_0012 = importlib.import_module("engine.store.sql.migrations.versions.0012_journey_rollup")
+_TRIGGER = _0012.PG_FUNCTIONS[_0012.PG_FUNCTIONS.index(
+    "CREATE FUNCTION jm_enrollments_rollup()"):].replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+KEY: str = _0012.KEY
+UPSERT: str = _0012.UPSERT
+# The same function appending its rows to the deltas: no conflict clause, no lock.
+DELTAS = _TRIGGER.replace("INSERT INTO journey_rollup (", "INSERT INTO journey_rollup_delta (") \
+    .replace(f" {UPSERT};", ";")
 FOLD = (f"WITH moved AS (DELETE FROM journey_rollup_delta RETURNING {KEY}, n) "
         f"INSERT INTO journey_rollup ({KEY}, n) SELECT {KEY}, sum(n) FROM moved "
         f"GROUP BY {KEY} ORDER BY {KEY} {UPSERT}")
@@ -85,12 +63,14 @@ def upgrade() -> None:
     op.create_index("ix_journey_rollup_delta_journey_bucket", "journey_rollup_delta",
                     ["journey", "bucket"])
     if op.get_context().dialect.name == "postgresql":
-        op.execute(_function("journey_rollup_delta", ""))
+        assert DELTAS.count("journey_rollup_delta") == 3  # insert, delete, update
+        assert UPSERT not in DELTAS
+        op.execute(DELTAS)
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.execute(_function("journey_rollup", UPSERT))
+        op.execute(_TRIGGER)
         op.execute(FOLD)
     op.drop_index("ix_journey_rollup_delta_journey_bucket", table_name="journey_rollup_delta")
     op.drop_table("journey_rollup_delta")
