@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,3 +51,25 @@ steps:
   - id: miss_you
     send: {{channel: email, template: {template}}}
 """
+
+
+@contextmanager
+def held_elsewhere(store: Any, take: Callable[[], None]) -> Iterator[None]:
+    """Another worker's transaction on `store`, in a thread of its own, holding what
+    `take()` claimed or locked in it until the block ends (then it commits)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            take()
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)

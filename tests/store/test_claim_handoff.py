@@ -5,7 +5,6 @@ workers were slower than one (bench/scaleout_bench.py: 318 against 505 events/s)
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ import pytest
 from engine.store import SqlStore
 from engine.store.sql.inbox import LOOK_AGAIN
 from tests.store.conftest import make_pg_store
-from tests.store.helpers import T0
+from tests.store.helpers import T0, held_elsewhere
 
 pytestmark = pytest.mark.postgres
 
@@ -39,27 +38,17 @@ def test_a_claim_that_left_events_to_another_worker_looks_again_soon(
         two_workers: tuple[SqlStore, SqlStore]) -> None:
     first, second = two_workers
     first.accept_events([_event(1, "ann"), _event(2, "ann"), _event(3, "bob")])
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:  # the first worker handles ann's first event, slowly
-        with first.transaction():
-            assert [i.profile_id for i in first.claim_inbox(1, T0)] == ["ann"]
-            holding.set()
-            release.wait(10)
+    def take_ann() -> None:  # the first worker handles ann's first event, slowly
+        assert [i.profile_id for i in first.claim_inbox(1, T0)] == ["ann"]
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
+    with held_elsewhere(first, take_ann):
         with second.transaction():
             claimed = second.claim_inbox(10, T0)
         # bob's event is its; ann's second waits behind her first, held elsewhere
         assert [i.profile_id for i in claimed] == ["bob"]
         assert second.next_inbox_at() == T0 + LOOK_AGAIN
         assert second.next_inbox_at() is None  # once: the next claim decides again
-    finally:
-        release.set()
-        holder.join(10)
 
 
 def test_a_claim_that_took_everything_it_saw_does_not_look_again(

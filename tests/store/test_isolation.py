@@ -12,6 +12,7 @@ import pytest
 
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
+from tests.store.helpers import held_elsewhere
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -211,8 +212,6 @@ def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_f
     """PostgreSQL, two workers: an identify merges an anonymous profile that the other
     worker's transaction holds. The event waits `BUSY_RETRY` (not a backoff: no attempt
     counted) and then merges; the profile's later events wait behind it."""
-    import threading
-
     from engine.runtime.worker import BUSY_RETRY
     from engine.store import SqlStore
 
@@ -220,27 +219,19 @@ def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_f
     eng.post({"type": "track", "event": "Viewed", "userId": "u1"})
     eng.post({"type": "track", "event": "Viewed", "anonymousId": "a1"})
     other = SqlStore(request.getfixturevalue("pg_database"))  # the other worker's
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:  # the other worker's transaction, handling a1
-        with other.transaction():
-            assert other.try_lock_profiles(["a1"]) == {"a1"}
-            holding.set()
-            release.wait(10)
+    def take_a1() -> None:  # the other worker's transaction, handling a1
+        assert other.try_lock_profiles(["a1"]) == {"a1"}
 
-    holder = threading.Thread(target=hold)
-    holder.start()
     try:
-        assert holding.wait(10)
-        eng.post({"type": "identify", "userId": "u1", "anonymousId": "a1",
-                  "traits": {"plan": "gold"}})
-        eng.post({"type": "identify", "userId": "u1", "traits": {"plan": "silver"}})
-        assert eng.worker.stats.failures == 0
-        assert eng.store.inbox_counts() == {"pending": 2}  # the merge, and behind it
-        assert eng.store.next_inbox_at() == eng.now + BUSY_RETRY
+        with held_elsewhere(other, take_a1):
+            eng.post({"type": "identify", "userId": "u1", "anonymousId": "a1",
+                      "traits": {"plan": "gold"}})
+            eng.post({"type": "identify", "userId": "u1", "traits": {"plan": "silver"}})
+            assert eng.worker.stats.failures == 0
+            assert eng.store.inbox_counts() == {"pending": 2}  # the merge, and behind it
+            assert eng.store.next_inbox_at() == eng.now + BUSY_RETRY
     finally:
-        release.set()
-        holder.join(10)
         other.close()
     eng.advance(BUSY_RETRY)
     assert not eng.store.inbox_counts()
