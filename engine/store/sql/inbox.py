@@ -138,9 +138,9 @@ class InboxQueries(StateQueries):
         return owners
 
     @cached_property
-    def _claims(self) -> dict[str, Any]:
+    def _inbox_statements(self) -> dict[str, Any]:
         """The inbox claim, built once (`:now`, `:limit`; `:profiles` for a retry of
-        some profiles alone)."""
+        some profiles alone), and the next due time."""
         ib = self._inbox
         now: Any = bindparam("now")
         held = select(ib.c.profile_id).where(
@@ -164,7 +164,7 @@ class InboxQueries(StateQueries):
         params: dict[str, Any] = {"now": now, "limit": limit}
         if profiles is not None:
             params["profiles"] = list(profiles)
-        query = self._claims["all" if profiles is None else "some"]
+        query = self._inbox_statements["all" if profiles is None else "some"]
         with self._write() as conn:
             rows = list(conn.execute(query, params).all())
             if self._pg and rows:
@@ -223,7 +223,7 @@ class InboxQueries(StateQueries):
         """When the inbox next has work: the earliest held event, or soon when the last
         claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
         with self._read() as conn:
-            value: datetime | None = conn.execute(self._claims["next"]).scalar()
+            value: datetime | None = conn.execute(self._inbox_statements["next"]).scalar()
         again, self._look_again_at = self._look_again_at, None
         if again is not None and (value is None or again < value):
             return again

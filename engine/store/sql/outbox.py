@@ -64,25 +64,25 @@ class OutboxQueries(SqlBase):
         transaction advisory lock; a profile is claimed only if all its due rows are
         this transaction's, so no two processes decide one profile's sends at once.
         """
-        q = self._outbox_claims
+        q = self._outbox_statements
         params: dict[str, Any] = {"now": now, "limit": limit, "until": now + lease}
         with self._write() as conn:
             if self._pg:
-                ids = self._claimable_pg(conn, now, limit)
-                stmt, params["ids"] = q["take_rows"], ids
+                params["ids"] = self._claimable_pg(conn, now, limit)
+                stmt = q["take_rows"] if params["ids"] else None
             else:  # one writer at a time: every due row of these profiles is ours
-                ids = [0]
                 params["profiles"] = list(dict.fromkeys(
                     r[0] for r in conn.execute(q["head"], params)))
                 stmt = q["take_profiles"] if params["profiles"] else None
-            if not ids or stmt is None:
+            if stmt is None:
                 return []
             rows = sorted(conn.execute(stmt, params).all(), key=lambda r: r.id)
         return [outbox_entry(r) for r in rows]
 
     @cached_property
-    def _outbox_claims(self) -> dict[str, Any]:
-        """The outbox claim's statements, built once (`:now`, `:limit`, `:until`)."""
+    def _outbox_statements(self) -> dict[str, Any]:
+        """The outbox's hot statements, built once (the claim's `:now`, `:limit`,
+        `:until`; the caps' `admitted_since`; the next due time)."""
         o = self._outbox
         due = and_(o.c.status == "pending", o.c.next_attempt_at <= bindparam("now"))
         head = select(o.c.profile_id).where(due).order_by(o.c.next_attempt_at, o.c.id) \
@@ -111,7 +111,7 @@ class OutboxQueries(SqlBase):
 
     def _claimable_pg(self, conn: Connection, now: datetime, limit: int) -> list[int]:
         """The ids of the due rows of the profiles this transaction can take whole."""
-        q = self._outbox_claims
+        q = self._outbox_statements
         profiles = list(dict.fromkeys(
             r[0] for r in conn.execute(q["head_locked"], {"now": now, "limit": limit})))
         if not profiles:
@@ -141,7 +141,7 @@ class OutboxQueries(SqlBase):
         found: dict[str, list[tuple[str, datetime]]] = {}
         if not profile_ids:
             return found
-        query = self._outbox_claims["admitted_since"]
+        query = self._outbox_statements["admitted_since"]
         with self._read() as conn:
             for profile_id, channel, at in conn.execute(
                     query, {"profiles": list(profile_ids), "since": since}):
@@ -191,5 +191,5 @@ class OutboxQueries(SqlBase):
 
     def next_outbox_at(self) -> datetime | None:
         with self._read() as conn:
-            value: datetime | None = conn.execute(self._outbox_claims["next"]).scalar()
+            value: datetime | None = conn.execute(self._outbox_statements["next"]).scalar()
         return value

@@ -212,11 +212,11 @@ class StateQueries(SqlBase):
         before the commit puts it back. PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
         concurrent claimers split the due timers between them and never share one.
         """
-        return self._delete_timers(self._timer_claims["due"], {"now": now, "limit": limit})
+        return self._delete_timers(self._timer_statements["due"], {"now": now, "limit": limit})
 
     @cached_property
-    def _timer_claims(self) -> dict[str, Any]:
-        """The timer claims, built once."""
+    def _timer_statements(self) -> dict[str, Any]:
+        """The timer claims and the next due times, built once."""
         t = self._timers
         due = (select(t.c.key).where(t.c.due_at <= bindparam("now"))
                .order_by(t.c.due_at, t.c.key).limit(bindparam("limit")))
@@ -237,7 +237,7 @@ class StateQueries(SqlBase):
     def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
         found: list[ScheduleTimer] = []
         for chunk in _chunks(list(keys), INSERT_CHUNK):
-            found += self._delete_timers(self._timer_claims["keys"], {"keys": chunk})
+            found += self._delete_timers(self._timer_statements["keys"], {"keys": chunk})
         return sorted(found, key=lambda x: (x.due_at, x.key))
 
     def _delete_timers(self, stmt: Any, params: dict[str, Any]) -> list[ScheduleTimer]:
@@ -254,7 +254,7 @@ class StateQueries(SqlBase):
         return [timer_from_row(r) for r in rows]
 
     def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
-        query = self._timer_claims["next" if include_cron else "next_journey"]
+        query = self._timer_statements["next" if include_cron else "next_journey"]
         with self._read() as conn:
             value: datetime | None = conn.execute(query).scalar()
         return value

@@ -33,7 +33,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
     # --- reading -----------------------------------------------------------------------
 
     @cached_property
-    def _reads(self) -> dict[str, Any]:
+    def _unit_statements(self) -> dict[str, Any]:
         """The reads of every unit, built once: SQLAlchemy builds and hashes a statement
         made anew on each call (half of a small query's time); an `IN` of `:ids`
         expands to the list given."""
@@ -56,7 +56,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
 
     def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
         states = {pid: ProfileState() for pid in profile_ids}
-        q = self._reads
+        q = self._unit_statements
         with self._read() as conn:
             for chunk in _chunks(list(states), INSERT_CHUNK):
                 ids = {"ids": chunk}
@@ -77,7 +77,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         found: dict[str, Enrollment] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for row in conn.execute(self._reads["enrollments"], {"ids": chunk}):
+                for row in conn.execute(self._unit_statements["enrollments"], {"ids": chunk}):
                     found[row.id] = enrollment_from_row(row._mapping)
         return found
 
@@ -85,7 +85,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         found: dict[str, Profile] = {}
         with self._read() as conn:
             for chunk in _chunks(list(profile_ids), INSERT_CHUNK):
-                for pid, traits, computed in conn.execute(self._reads["profiles"],
+                for pid, traits, computed in conn.execute(self._unit_statements["profiles"],
                                                           {"ids": chunk}):
                     found[pid] = Profile(pid, traits, computed)
         return found
@@ -98,7 +98,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         with self._read() as conn:
             for kind, values in sorted(by_kind.items()):
                 for chunk in _chunks(values, INSERT_CHUNK):
-                    for row in conn.execute(self._reads["identities"],
+                    for row in conn.execute(self._unit_statements["identities"],
                                             {"kind": kind, "ids": chunk}):
                         found[(kind, row.value)] = row.profile_id
         return found
