@@ -20,8 +20,8 @@ support tickets: ~3.6 events a customer, the bundled journeys' triggers.
    by default, since the live path is slower) through the replay's own loop
    (`engine.qa.replay.replay_into`), into a `SqlStore` on a fresh SQLite file with the
    runtime `serve` runs (durable-rules, the decision log): every event accepted and
-   handled at its time, every timer fired at its time, every send delivered to a
-   counting channel when due. Same loop, same clock moves, same results: only the
+   handled at its time, every timer fired at its time, every send delivered (to the
+   engine's recording channel) when due. Same loop, same clock moves, same results: only the
    store differs. This is what the live service spends to take in a year at this
    volume (~10 events a day per 1,000 customers: each event and each timer comes
    alone, as it would live). Rate: events of the log / seconds.
