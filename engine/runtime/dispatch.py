@@ -116,6 +116,9 @@ class _Chunk:
     claimed: int = 0
     outcomes: list[Callable[[], object]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
+    # the two outcomes of nearly every row, (key, at), each kind one statement
+    admissions: list[tuple[str, datetime]] = field(default_factory=list)
+    sent: list[tuple[str, datetime]] = field(default_factory=list)
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
@@ -178,11 +181,7 @@ class Dispatcher:
                         deliver.append(entry)
                 except Exception as exc:  # our own code, on this row's data: this row alone
                     self._broken(entry, exc, chunk)
-            for outcome in chunk.outcomes:
-                outcome()
-            self.store.record_decisions(chunk.decisions)
-            chunk.outcomes.clear()
-            chunk.decisions.clear()
+            self._record_outcomes(chunk)
         return chunk, deliver
 
     def _in_turn(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -229,7 +228,7 @@ class Dispatcher:
             self._fail(entry, f"no channel adapter for {entry.channel!r}", "no_channel", chunk)
             return False
         if entry.admitted_at is None:
-            chunk.outcomes.append(partial(self.store.mark_admitted, entry.key, now))
+            chunk.admissions.append((entry.key, now))
             chunk.admitted.setdefault((entry.profile_id, entry.channel), []).append(now)
         return True
 
@@ -268,13 +267,22 @@ class Dispatcher:
 
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction."""
-        if chunk.outcomes or chunk.decisions:
+        if chunk.outcomes or chunk.decisions or chunk.admissions or chunk.sent:
             with self.store.transaction():
-                for outcome in chunk.outcomes:
-                    outcome()
-                self.store.record_decisions(chunk.decisions)
-            chunk.outcomes.clear()
-            chunk.decisions.clear()
+                self._record_outcomes(chunk)
+
+    def _record_outcomes(self, chunk: _Chunk) -> None:
+        """Write the chunk's outcomes so far (in the caller's transaction) and forget
+        them. A row has at most one of the outcomes after its admission."""
+        self.store.mark_admitted_many(chunk.admissions)
+        self.store.mark_sent_many(chunk.sent)
+        for outcome in chunk.outcomes:
+            outcome()
+        self.store.record_decisions(chunk.decisions)
+        chunk.admissions.clear()
+        chunk.sent.clear()
+        chunk.outcomes.clear()
+        chunk.decisions.clear()
 
     @staticmethod
     def _unwanted(entry: OutboxEntry,
@@ -331,7 +339,7 @@ class Dispatcher:
         """Mark the row after a send; False if the channel failed transiently."""
         if error is None:
             at = self.clock.now()
-            chunk.outcomes.append(partial(self.store.mark_sent, entry.key, at))
+            chunk.sent.append((entry.key, at))
             if self.decision_log:
                 chunk.decisions.append(Decision(
                     at, entry.profile_id, entry.journey, entry.step, "sent",

@@ -53,6 +53,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path, serve: Callable[..., Served]
     assert counts, tail
     generated, passed = (int(n) for n in counts.groups())
     assert generated == passed, tail
-    assert generated > 500, tail  # it really ran
+    # it really ran (a slow machine makes ~500 in 15 s, a quick one thousands)
+    assert generated > 200, tail
     assert "failure" not in output.rsplit("SUMMARY", 1)[-1].lower(), tail
     assert server.proc.poll() is None, server.why("the server died under the fuzzer")

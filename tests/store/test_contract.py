@@ -366,9 +366,8 @@ def test_outbox_claim_takes_every_due_send_of_a_profile_and_counts_admissions(
     first = store.claim_outbox(later(1), 1, lease)
     assert [e.key for e in first] == ["a1", "a2"]
     assert all(e.admitted_at is None for e in first)
-    store.mark_admitted("a1", later(1))
-    store.mark_admitted("a2", later(1.5))
-    store.mark_sent("a1", later(1))
+    store.mark_admitted_many([("a1", later(1)), ("a2", later(1.5))])
+    store.mark_sent_many([("a1", later(1))])
     assert store.admitted_since(["a", "b"], T0) == {
         "a": [("email", later(1)), ("email", later(1.5))]}
     assert store.admitted_since(["a"], later(1)) == {"a": [("email", later(1.5))]}
@@ -379,6 +378,11 @@ def test_outbox_claim_takes_every_due_send_of_a_profile_and_counts_admissions(
     store.mark_retry("b1", later(2), "421")
     (again,) = store.claim_outbox(later(2), 10, lease)
     assert (again.key, again.admitted_at) == ("b1", later(1))  # admitted: not decided again
+    store.mark_sent_many([("b1", later(2.5)), ("a3", later(6))])
+    sent = {r.entry.key: r for r in store.outbox_records(status="sent")}
+    assert {k: (r.sent_at, r.next_attempt_at) for k, r in sent.items()} == {
+        "a1": (later(1), None), "b1": (later(2.5), None), "a3": (later(6), None)}
+    store.mark_sent_many([])  # nothing to write: no statement, no error
 
 
 def test_dashboard_users(store: Any) -> None:

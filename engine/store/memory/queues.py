@@ -5,7 +5,7 @@ secrets."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,6 +165,14 @@ class MemoryQueues(MemoryState):
             if sends:
                 found[profile_id] = [(channel, at) for at, channel in sends]
         return found
+
+    def mark_sent_many(self, sent: Sequence[tuple[str, datetime]]) -> None:
+        for key, at in sent:
+            self.mark_sent(key, at)
+
+    def mark_admitted_many(self, admitted: Sequence[tuple[str, datetime]]) -> None:
+        for key, at in admitted:
+            self.mark_admitted(key, at)
 
     def mark_sent(self, key: str, at: datetime) -> None:
         row = self.outbox[key]

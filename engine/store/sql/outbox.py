@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -177,9 +177,22 @@ class OutboxQueries(SqlBase):
                 o.c.profile_id == profile_id, o.c.channel == channel, o.c.status == "sent",
                 o.c.sent_at > since)).scalar_one())
 
+    def mark_sent_many(self, sent: Sequence[tuple[str, datetime]]) -> None:
+        self._set_outbox_many([{"row_key": key, "status": "sent", "sent_at": at,
+                                "next_attempt_at": None} for key, at in sent])
+
+    def mark_admitted_many(self, admitted: Sequence[tuple[str, datetime]]) -> None:
+        self._set_outbox_many([{"row_key": key, "admitted_at": at} for key, at in admitted])
+
     def _set_outbox(self, key: str, **values: Any) -> None:
-        """Update one outbox row; one prepared statement per set of columns."""
-        columns = tuple(sorted(values))
+        self._set_outbox_many([{"row_key": key, **values}])
+
+    def _set_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Update outbox rows by key (`row_key`), every row the same columns: one
+        statement per set of columns, run once for all the rows."""
+        if not rows:
+            return
+        columns = tuple(sorted(c for c in rows[0] if c != "row_key"))
         stmt = self._outbox_updates.get(columns)
         if stmt is None:
             o = self._outbox
@@ -187,7 +200,7 @@ class OutboxQueries(SqlBase):
                 {c: bindparam(c, type_=o.c[c].type) for c in columns})
             self._outbox_updates[columns] = stmt
         with self._write() as conn:
-            conn.execute(stmt, {"row_key": key, **values})
+            self._many(conn, stmt, rows)
 
     def next_outbox_at(self) -> datetime | None:
         with self._read() as conn:

@@ -296,7 +296,7 @@ class StateQueries(SqlBase):
         if not decisions:
             return
         with self._write() as conn:
-            conn.execute(self._q["record_decision"], [{
+            self._many(conn, self._q["record_decision"], [{
                 "at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
                 "what": d.what, "reason": d.reason, "details": dict(d.details)}
                 for d in decisions])

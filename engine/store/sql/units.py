@@ -129,35 +129,33 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 notify(conn, "timers", iso(min(t.due_at for t in
                                                       run.timers_added.values())))
         if run.profiles:
-            conn.execute(self._upsert_profile, [
+            self._many(conn, self._upsert_profile, [
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
                  "created_at": now, "updated_at": now} for p in run.profiles.values()])
         if run.enrollments:
-            conn.execute(self._upsert_enrollment, [
+            self._many(conn, self._upsert_enrollment, [
                 {**enrollment_values(e), "seq_profile": e.profile_id, "seq_journey": e.journey}
                 for e in run.enrollments.values()])
         if run.entries:
-            conn.execute(self._upsert_entries, [entries_values(pid, journey, stats)
+            self._many(conn, self._upsert_entries, [entries_values(pid, journey, stats)
                                                 for (pid, journey), stats in run.entries.items()])
-        t = self._timers
         for chunk in _chunks(sorted(run.timers_cancelled), INSERT_CHUNK):
-            conn.execute(delete(t).where(t.c.key.in_(chunk)))
+            conn.execute(self._unit_deletes["timers"], {"ids": chunk})
         if run.timers_added:
-            conn.execute(self._q["add_timer"],
-                         [timer_values(x) for x in run.timers_added.values()])
+            self._many(conn, self._q["add_timer"],
+                       [timer_values(x) for x in run.timers_added.values()])
         self._write_segments(conn, run)
         if run.identities:
-            conn.execute(self._link, [
+            self._many(conn, self._link, [
                 {"kind": kind, "value": value, "profile_id": pid, "created_at": now}
                 for (kind, value), pid in run.identities.items()])
         if run.sends:
-            conn.execute(self._enqueue_send_many, [send_values(entry) for entry in run.sends])
+            self._many(conn, self._enqueue_send_many, [send_values(e) for e in run.sends])
         self._write_records(conn, run)
         for profile_id, enrollment_id, template in run.withdrawn:
             self._withdraw(conn, profile_id, enrollment_id, template)
-        ib = self._inbox
         for chunk in _chunks(run.acked, INSERT_CHUNK):
-            conn.execute(delete(ib).where(ib.c.id.in_(chunk)))
+            conn.execute(self._unit_deletes["inbox"], {"ids": chunk})
         if run.emitted:
             self.accept_events(run.emitted, "emit")
 
@@ -180,27 +178,47 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         joined = [k for k, member in run.segments.items() if member]
         left = [k for k, member in run.segments.items() if not member]
         if joined:
-            conn.execute(self._join_segment, [{"profile_id": pid, "journey": journey,
+            self._many(conn, self._join_segment, [{"profile_id": pid, "journey": journey,
                                                "since": self._now()} for pid, journey in joined])
         if left:  # by the primary key, row by row (a row-value IN scanned the table)
-            conn.execute(self._leave_segment, [{"pid": pid, "jid": journey}
+            self._many(conn, self._leave_segment, [{"pid": pid, "jid": journey}
                                                for pid, journey in left])
 
     def _write_records(self, conn: Connection, run: WriteRun) -> None:
         if run.decisions:
-            conn.execute(self._q["record_decision"], [
+            self._many(conn, self._q["record_decision"], [
                 {"at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
                  "what": d.what, "reason": d.reason, "details": dict(d.details)}
                 for d in run.decisions])
         if run.exits:
-            conn.execute(insert(self._exits), [
+            self._many(conn, self._record_exit, [
                 {"enrollment_id": x.enrollment_id, "profile_id": x.profile_id,
                  "journey": x.journey, "step": x.step, "reason": x.reason, "at": x.at}
                 for x in run.exits])
         if run.goals:
-            conn.execute(insert(self._goals), [
+            self._many(conn, self._record_goal, [
                 {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
                  "journey": g.journey, "at": g.at, "value": g.value} for g in run.goals])
+
+    @cached_property
+    def _unit_deletes(self) -> dict[str, Any]:
+        """The cancelled timers and the acked inbox rows of a run, by key (`:ids`
+        expands to the chunk given)."""
+        ids: Any = bindparam("ids", expanding=True)
+        return {"timers": delete(self._timers).where(self._timers.c.key.in_(ids)),
+                "inbox": delete(self._inbox).where(self._inbox.c.id.in_(ids))}
+
+    @cached_property
+    def _record_exit(self) -> Any:
+        x = self._exits
+        return insert(x).values({c: bindparam(c, type_=x.c[c].type) for c in (
+            "enrollment_id", "profile_id", "journey", "step", "reason", "at")})
+
+    @cached_property
+    def _record_goal(self) -> Any:
+        g = self._goals
+        return insert(g).values({c: bindparam(c, type_=g.c[c].type) for c in (
+            "enrollment_id", "profile_id", "journey", "at", "value")})
 
     @cached_property
     def _leave_segment(self) -> Any:

@@ -1,0 +1,128 @@
+"""`ManyRowsPlan` (engine/store/sql/db.py): the batch writes of a unit of work go to the
+driver's executemany with each column type's own bind processor, skipping SQLAlchemy's
+per-row work. What it stores must be exactly what `conn.execute(statement, rows)` stores,
+on SQLite and PostgreSQL: aware datetimes, JSON documents, JSON `null` for None, the
+constants written into a statement, and the errors must stay SQLAlchemy's."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from engine.core.model import Enrollment
+from engine.store import SqlStore
+from engine.store.errors import StoreError
+from engine.store.sql.db import ManyRowsPlan
+from engine.store.sql.rows import enrollment_values
+
+AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def _enrollment(n: int, profile: str, *, trigger: dict[str, Any] | None) -> Enrollment:
+    return Enrollment(id=f"e{n}", journey="welcome", version=2, profile_id=profile,
+                      state="wait", status="active", entered_at=AT + timedelta(minutes=n),
+                      updated_at=AT + timedelta(minutes=n), entry_event={"event": "Signed Up",
+                                                                         "n": n},
+                      trigger_event=trigger, data={"coupon": "X1", "nested": {"a": [1, 2]}},
+                      visits={"wait": 1})
+
+
+def _rows(prefix: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, trigger in enumerate([None, {"event": "Order Completed", "total": 9.5}, None]):
+        e = _enrollment(n, f"{prefix}-p{n % 2}", trigger=trigger)
+        rows.append({**enrollment_values(e), "id": f"{prefix}-{e.id}",
+                     "seq_profile": e.profile_id, "seq_journey": e.journey})
+    return rows
+
+
+def _stored(store: SqlStore, prefix: str) -> list[tuple[Any, ...]]:
+    e = store._enrollments
+    with store.sql_engine.connect() as conn:
+        rows = conn.execute(select(e).where(e.c.id.like(f"{prefix}-%")).order_by(e.c.id)).all()
+        # the raw text too: JSON null vs SQL NULL, and the stored datetime format
+        raw = conn.execute(text("SELECT id, CAST(trigger_event AS TEXT), CAST(entered_at AS "
+                                "TEXT), entry_seq FROM enrollments WHERE id LIKE :p "
+                                "ORDER BY id"), {"p": f"{prefix}-%"}).all()
+    def same(value: Any) -> Any:  # the two sets differ only by their prefix
+        return value.replace(prefix, "X") if isinstance(value, str) else value
+
+    return [tuple(same(v) for v in r) for r in [*rows, *raw]]
+
+
+def test_many_rows_store_what_sqlalchemy_stores(sql_store: SqlStore) -> None:
+    statement = sql_store._upsert_enrollment  # binds, JSON, datetimes, `coalesce(.., 0) + 1`
+    with sql_store.sql_engine.begin() as conn:
+        conn.execute(statement, _rows("sa"))
+        sql_store._many(conn, statement, _rows("jm"))
+    assert _stored(sql_store, "jm") == _stored(sql_store, "sa")
+    by_id = {r.id: r for r in sql_store.enrollments("jm-p0", "welcome")}
+    assert by_id["jm-e0"].trigger_event is None  # stored as JSON null, read back as None
+    assert by_id["jm-e0"].entered_at == AT
+    assert by_id["jm-e0"].entered_at.tzinfo is not None
+    assert by_id["jm-e2"].data == {"coupon": "X1", "nested": {"a": [1, 2]}}
+    # entry_seq numbered per (profile, journey) by the statement's own subquery
+    seqs = {row[0]: row[3] for row in _stored_seq(sql_store, "jm")}
+    assert seqs == {"jm-e0": 1, "jm-e1": 1, "jm-e2": 2}
+
+
+def _stored_seq(store: SqlStore, prefix: str) -> list[tuple[Any, ...]]:
+    with store.sql_engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT id, 0, 0, entry_seq FROM enrollments WHERE id LIKE :p"), {"p": f"{prefix}-%"})]
+
+
+def test_an_upsert_through_many_rows_updates(sql_store: SqlStore) -> None:
+    rows = _rows("up")
+    with sql_store.sql_engine.begin() as conn:
+        sql_store._many(conn, sql_store._upsert_enrollment, rows)
+        sql_store._many(conn, sql_store._upsert_enrollment,
+                        [{**rows[0], "state": "done", "status": "completed"}])
+    got = {r.id: r for r in sql_store.enrollments("up-p0", "welcome")}
+    assert (got["up-e0"].state, got["up-e0"].status) == ("done", "completed")
+    assert got["up-e2"].state == "wait"
+
+
+def test_a_refused_row_raises_sqlalchemys_error(sql_store: SqlStore) -> None:
+    """The batch's fallback (one profile per transaction) and the retry of a busy
+    database both tell errors apart by SQLAlchemy's classes."""
+    row = {"enrollment_id": "e1", "profile_id": None, "journey": "j", "step": "s",
+           "reason": "r", "at": AT}  # profile_id is NOT NULL
+    with pytest.raises(IntegrityError), sql_store.sql_engine.begin() as conn:
+        sql_store._many(conn, sql_store._record_exit, [row])
+
+
+def test_a_busy_sqlite_database_stays_an_operational_error(tmp_path: Any,
+                                                           sqlite_template: Any) -> None:
+    from tests.store.conftest import make_sqlite_store
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    fast = SqlStore(store.url, busy_timeout_ms=50)
+    other = sqlite3.connect(str(tmp_path / "journeyman.db"), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        row = {"enrollment_id": "e1", "profile_id": "p", "journey": "j", "step": "s",
+               "reason": "r", "at": AT}
+        with fast._read() as conn:  # a deferred BEGIN: the INSERT asks for the lock
+            with pytest.raises(OperationalError) as refused:
+                fast._many(conn, fast._record_exit, [row])
+        assert fast.is_transient(refused.value)  # retried as is, not refused
+    finally:
+        other.rollback()
+        other.close()
+        fast.close()
+        store.close()
+
+
+def test_a_python_side_default_is_refused(sql_store: SqlStore) -> None:
+    """A value SQLAlchemy would compute per row cannot go straight to the driver."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+    table = Table("t", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("name", String), Column("kind", String, default=lambda: "made"))
+    statement = insert(table).values(name=bindparam("name"))
+    with pytest.raises(StoreError, match="defaults computed in Python"):
+        ManyRowsPlan.of(statement, sql_store.sql_engine.dialect)
