@@ -60,6 +60,10 @@ from journeys.model import Policy
 log = logging.getLogger("journeyman.service")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops share a process
 STATUS_REFRESH_SECONDS = 5.0
+# A timer fires up to this many seconds after its due time, with the timers due in the
+# meantime, in one transaction (a journey's waits are minutes to days; a lone timer's
+# transaction cost as much as the work it did). Immediate sends are not delayed.
+TIMER_SLACK = 0.25
 
 
 # How often the retention loop looks for events past the policy's `retention.events`.
@@ -201,7 +205,7 @@ class Service:
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
                            safety=self.tick, stop=self._stop),
             "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
-                           safety=self.tick, stop=self._stop),
+                           safety=self.tick, slack=TIMER_SLACK, stop=self._stop),
             "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
                            safety=self.tick, stop=self._stop),
             "retention": Loop(self._scheduler, "retention", self._retain, self.clock,

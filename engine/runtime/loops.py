@@ -4,8 +4,9 @@ that runs when there is work instead of on a fixed tick.
 A `Loop` runs its work at once when woken (an event was accepted, a batch queued sends
 or wrote an earlier timer, another process said so through PostgreSQL NOTIFY), at the
 next due time its work reports (the earliest timer, held event or deferred send), and
-at least every `safety` seconds as a safety net. Waking a loop that is running marks it
-dirty, and it runs again before it sleeps, so no wake-up is lost.
+at least every `safety` seconds as a safety net. A run for a due time may be `slack`
+seconds late, so that what comes due close together runs together. Waking a loop that
+is running marks it dirty, and it runs again before it sleeps, so no wake-up is lost.
 
 APScheduler 3.11 with `misfire_grace_time=None, coalesce=True, max_instances=1`
 (design.md): a late run still runs, once, never twice at the same time.
@@ -24,11 +25,13 @@ from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from engine.ports import Clock, background_work
 
 log = logging.getLogger("journeyman.loops")
 
+WAKE_RETRY = timedelta(milliseconds=10)
 Work = Callable[[], datetime | None]  # runs once; returns when it next has work, if known
 
 
@@ -39,11 +42,16 @@ def new_scheduler() -> BackgroundScheduler:
 
 class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
-                 safety: float = 5.0, stop: threading.Event | None = None) -> None:
+                 safety: float = 5.0, slack: float = 0.0,
+                 stop: threading.Event | None = None) -> None:
         self.name = name
         self.work = work
         self.clock = clock
         self.safety = safety
+        # Seconds (wall) a run for a future due time may wait past it, so that work due
+        # close together is done in one run: one transaction for many timers instead
+        # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
+        self.slack = slack
         self.stop = stop or threading.Event()
         self._dirty = threading.Event()
         # APScheduler's shutdown holds its job-store lock while it waits for running
@@ -51,9 +59,13 @@ class Loop:
         # would deadlock. `close()` takes this gate, so no move starts after it.
         self._gate = threading.Lock()
         self._closed = False
+        # The earliest run asked for (wall time) since the last run began; the trigger
+        # reads it (see _LoopTrigger).
+        self._wanted: datetime | None = None
+        self._running = False  # between a run's start and its last look at `_dirty`
         self._scheduler = scheduler
-        self._job = scheduler.add_job(self._run, "interval", seconds=safety, id=name,
-                                      name=name, next_run_time=datetime.now(UTC))
+        self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
+                                      next_run_time=datetime.now(UTC))
 
     def wake(self, at: datetime | None = None) -> None:
         """Run now (or at `at`, a clock time, if that is sooner than planned)."""
@@ -64,17 +76,22 @@ class Loop:
         self._reschedule(None)
 
     def _run(self) -> None:
+        self._running = True
+        self._wanted = None  # this run is what was asked for; later asks set it again
         due: datetime | None = None
-        while not self.stop.is_set():
-            self._dirty.clear()
-            try:
-                with background_work():  # API requests write first (engine/ports.py)
-                    due = self.work()
-            except Exception:  # a database hiccup: log it, the safety net retries
-                log.exception("the %s loop failed; it runs again shortly", self.name)
-                due = None
-            if not self._dirty.is_set():
-                break
+        try:
+            while not self.stop.is_set():
+                self._dirty.clear()
+                try:
+                    with background_work():  # API requests write first (engine/ports.py)
+                        due = self.work()
+                except Exception:  # a database hiccup: log it, the safety net retries
+                    log.exception("the %s loop failed; it runs again shortly", self.name)
+                    due = None
+                if not self._dirty.is_set():
+                    break
+        finally:
+            self._running = False
         if due is not None and not self.stop.is_set():
             self._reschedule(due)
 
@@ -87,10 +104,13 @@ class Loop:
         """Move the next run to `at` (a clock time; None: now) if that is sooner."""
         wall = datetime.now(UTC)
         if at is not None:
-            wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now())))
+            wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now()))
+                              + self.slack)
         with self._gate:
             if self._closed:
                 return
+            if self._wanted is None or wall < self._wanted:
+                self._wanted = wall
             try:
                 current = self._job.next_run_time
                 if current is None or wall < current:
@@ -101,3 +121,37 @@ class Loop:
     def _real_seconds(self, delta: timedelta) -> float:
         speed: Any = getattr(self.clock, "speed", 1.0)
         return delta.total_seconds() / float(speed or 1.0)
+
+
+class _LoopTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A loop's next run: the earliest asked for since its last run began, else the
+    safety net.
+
+    Why not an interval trigger moved with `modify`: APScheduler sets a job's next run
+    from its trigger *after* it has handed the run to a thread, so a run that ends
+    quickly and asks to run again (or a wake-up in that moment) could be overwritten by
+    the interval's next time, and wait for the safety net (0.5 s in `serve`). This
+    trigger answers from what was asked, whenever APScheduler asks it. Likewise a
+    wake-up in the moment after a run's last look at its dirty flag, which APScheduler
+    skips while it still counts the run as running: it is tried again 10 ms later.
+    """
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime:
+        fallback = now + timedelta(seconds=self.loop.safety)
+        if self.loop._dirty.is_set() and not self.loop._running and not self.loop.stop.is_set():
+            # Woken after the run's last look, while APScheduler still counted the run
+            # as running: that wake-up's run was skipped (one instance at a time). Soon.
+            return min(now + WAKE_RETRY, fallback)
+        wanted = self.loop._wanted
+        # Only later than the run just counted: APScheduler counts the missed runs up
+        # to now by asking again from each one.
+        if wanted is not None and (previous_fire_time is None or wanted > previous_fire_time):
+            return min(wanted, fallback)
+        return fallback
+
+    def __str__(self) -> str:
+        return f"loop[safety {self.loop.safety:g} s]"

@@ -107,9 +107,9 @@ def test_a_busy_sqlite_database_stays_an_operational_error(tmp_path: Any,
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         row = {"enrollment_id": "e1", "profile_id": "p", "journey": "j", "step": "s",
                "reason": "r", "at": AT}
-        with fast._read() as conn:  # a deferred BEGIN: the INSERT asks for the lock
-            with pytest.raises(OperationalError) as refused:
-                fast._many(conn, fast._record_exit, [row])
+        # a deferred BEGIN: the INSERT asks for the write lock
+        with fast._read() as conn, pytest.raises(OperationalError) as refused:
+            fast._many(conn, fast._record_exit, [row])
         assert fast.is_transient(refused.value)  # retried as is, not refused
     finally:
         other.rollback()

@@ -1,0 +1,92 @@
+"""The service's loops (engine/runtime/loops.py) on a real APScheduler and the wall clock:
+a run for a future due time waits `slack` seconds past it (the timer loop's coalescing),
+a wake-up does not. The work here takes no time at all, which is when APScheduler's
+bookkeeping after starting a run used to overwrite the next run a loop had just asked
+for (with an interval trigger both tests fail: the run waits for the safety net)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from engine.ports import SystemClock
+from engine.runtime.loops import Loop, new_scheduler
+
+
+@pytest.fixture
+def scheduler() -> Iterator[BackgroundScheduler]:
+    sched = new_scheduler()
+    yield sched
+    if sched.running:
+        sched.shutdown(wait=True)
+
+
+def _second_run_after(scheduler: BackgroundScheduler, slack: float) -> float:
+    """Seconds between a run that reports work due 50 ms later and the next run."""
+    clock = SystemClock()
+    runs: list[float] = []
+    second = threading.Event()
+
+    def work() -> datetime | None:
+        runs.append(time.monotonic())
+        if len(runs) == 2:
+            second.set()
+        return clock.now() + timedelta(seconds=0.05) if len(runs) == 1 else None
+
+    loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack)
+    if not scheduler.running:
+        scheduler.start()
+    assert second.wait(4), "the loop did not run again before its safety net"
+    loop.close()
+    return runs[1] - runs[0]
+
+
+def test_a_run_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler) -> None:
+    assert _second_run_after(scheduler, 0.0) < 0.3
+    assert 0.33 <= _second_run_after(scheduler, 0.4) < 2.0
+
+
+def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -> None:
+    clock = SystemClock()
+    runs: list[float] = []
+    ran = threading.Event()
+
+    def work() -> datetime | None:
+        runs.append(time.monotonic())
+        ran.set()
+        return None
+
+    loop = Loop(scheduler, "woken", work, clock, safety=30.0, slack=5.0)
+    scheduler.start()
+    assert ran.wait(4)  # the first run, at start
+    time.sleep(0.001)  # the run has ended: APScheduler may still be counting it
+    ran.clear()
+    woken_at = time.monotonic()
+    loop.wake()
+    assert ran.wait(2)
+    assert runs[-1] - woken_at < 1.0
+    loop.close()
+
+
+def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
+        scheduler: BackgroundScheduler) -> None:
+    """A wake-up after a run's last look at its dirty flag, before APScheduler stops
+    counting the run: APScheduler skips that run (one instance at a time) and asks the
+    trigger for the next one, which must be soon, not the safety net."""
+    from engine.runtime.loops import _LoopTrigger
+
+    clock = SystemClock()
+    loop = Loop(scheduler, "skipped", lambda: None, clock, safety=30.0)
+    trigger = _LoopTrigger(loop)
+    now = datetime.now(UTC)
+    assert trigger.get_next_fire_time(now, now) == now + timedelta(seconds=30)
+    loop._dirty.set()  # woken; the run is over (`_running` is False)
+    assert trigger.get_next_fire_time(now, now) == now + timedelta(milliseconds=10)
+    loop._running = True  # woken during a run: the run itself looks again
+    assert trigger.get_next_fire_time(now, now) == now + timedelta(seconds=30)
+    loop.close()
