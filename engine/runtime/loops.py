@@ -48,7 +48,7 @@ class Loop:
         self.work = work
         self.clock = clock
         self.safety = safety
-        # Seconds (wall) a run for a future due time may wait past it, so that work due
+        # Seconds (of the clock) a run for a future due time may wait past it, so work due
         # close together is done in one run: one transaction for many timers instead
         # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
         self.slack = slack
@@ -103,9 +103,9 @@ class Loop:
     def _reschedule(self, at: datetime | None) -> None:
         """Move the next run to `at` (a clock time; None: now) if that is sooner."""
         wall = datetime.now(UTC)
-        if at is not None:
-            wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now()))
-                              + self.slack)
+        if at is not None:  # the slack is the clock's time too (the demo's runs fast)
+            wall += timedelta(seconds=max(0.0, self._real_seconds(
+                at - self.clock.now() + timedelta(seconds=self.slack))))
         with self._gate:
             if self._closed:
                 return

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.ports import SystemClock
+from engine.ports import Clock, SystemClock
+from engine.qa.demo import TimeLapseClock
 from engine.runtime.loops import Loop, new_scheduler
 
 
@@ -26,9 +27,11 @@ def scheduler() -> Iterator[BackgroundScheduler]:
         sched.shutdown(wait=True)
 
 
-def _second_run_after(scheduler: BackgroundScheduler, slack: float) -> float:
-    """Seconds between a run that reports work due 50 ms later and the next run."""
-    clock = SystemClock()
+def _second_run_after(scheduler: BackgroundScheduler, slack: float,
+                      clock: Clock | None = None) -> float:
+    """Wall seconds between a run that reports work due 50 ms later (clock time) and the
+    next run."""
+    clock = clock or SystemClock()
     runs: list[float] = []
     second = threading.Event()
 
@@ -49,6 +52,13 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float) -> float:
 def test_a_run_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler) -> None:
     assert _second_run_after(scheduler, 0.0) < 0.3
     assert 0.33 <= _second_run_after(scheduler, 0.4) < 2.0
+
+
+def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:
+    """The demo's clock runs `speed` times faster: 4 s of its time is 0.2 s of ours, so
+    its timers are never hours late."""
+    fast = TimeLapseClock(datetime.now(UTC), speed=20.0)
+    assert 0.18 <= _second_run_after(scheduler, 4.0, fast) < 1.0
 
 
 def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -> None:
