@@ -311,6 +311,24 @@ def test_accept_events_batches_and_stores_events(sql_store: SqlStore) -> None:
     assert sql_store.inbox_counts() == {"pending": 2001}
 
 
+def test_a_batch_of_known_and_new_events_queues_the_new_in_order_with_their_bodies(
+        sql_store: SqlStore) -> None:
+    """PostgreSQL takes a batch as arrays (`ROWS FROM`, the bodies as one JSON array):
+    the new events of a batch are queued in the batch's order, bodies exactly as sent
+    (quotes, backslashes, unicode, nesting, numbers)."""
+    hostile = {"q": 'say "hi"\\ there', "u": "Zoë ✓ 北京", "nested": {"a": [1, 2.5, None, True]},
+               "big": 12345678901234567890, "empty": "", "newline": "a\nb"}
+    sql_store.accept_events([_ev("k1", "A"), _ev("k2", "B")])
+    batch = [_ev("k1", "A"), {**_ev("n1", "A"), "properties": hostile}, _ev("k2", "B"),
+             _ev("n2", "B"), {**_ev("n3", "A"), "properties": {"i": 3}}]
+    assert sql_store.accept_events(batch) == ["n1", "n2", "n3"]
+    with sql_store.transaction():
+        items = sql_store.claim_inbox(10, T0)
+    assert [i.event["messageId"] for i in items] == ["k1", "k2", "n1", "n2", "n3"]
+    assert items[2].event == batch[1]
+    assert items[2].event["properties"] == hostile
+
+
 def test_three_workers_keep_per_profile_order(sql_store: SqlStore) -> None:
     """Threads with their own connections claim, handle and ack in one transaction
     each; no profile is ever in two at once, and each profile's events come in order."""

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from engine import jsonfast
 from engine.ports import InboxItem
@@ -52,29 +52,55 @@ class InboxQueries(StateQueries):
         if not batch:
             return []
         now = self._now()
-        ev_t = self._events
         with self._write() as conn:
             owners = self._owners(conn, batch)
             if not self._pg:
                 return self._accept_sqlite(conn, batch, owners, source, now)
-            # One cached statement run as an executemany (SQLAlchemy's "insertmanyvalues"
-            # batches it with RETURNING): a multi-row .values() would be compiled anew for
-            # every batch, which cost half the ingest time (bench/ingest_bench.py).
-            stmt = (self._insert(ev_t)
-                    .on_conflict_do_nothing(index_elements=["source", "message_id"])
-                    .returning(ev_t.c.message_id))
-            fresh = set(conn.scalars(stmt, [
-                {"source": source, "message_id": str(ev["messageId"]),
-                 "profile_id": owners[id(ev)], "body": ev, "received_at": now}
-                for ev in batch]))
-            accepted = [ev for ev in batch if str(ev["messageId"]) in fresh]
+            # One short statement per table, the rows as arrays (`unnest`; the bodies as
+            # one JSON array: psycopg quotes a text[] element by element): SQLAlchemy's
+            # "insertmanyvalues" wrote a VALUES list per batch, a new statement text each
+            # time that psycopg parsed again (too long for its cache), and the API process
+            # spent more CPU on that than on everything else (py-spy, bench/journey_bench.py).
+            bodies = [jsonfast.dumps(ev) for ev in batch]
+            fresh = set(conn.execute(self._pg_ingest["events"], {
+                "source": source, "at": now,
+                "ids": [str(ev["messageId"]) for ev in batch],
+                "profiles": [owners[id(ev)] for ev in batch],
+                "bodies": "[" + ",".join(bodies) + "]"}).scalars())
+            kept = [(ev, body) for ev, body in zip(batch, bodies, strict=True)
+                    if str(ev["messageId"]) in fresh]
+            accepted = [ev for ev, _ in kept]
             if accepted:
                 notify(conn, "inbox")
-                conn.execute(insert(self._inbox), [
-                    {"profile_id": owners[id(ev)], "event": ev, "status": "pending",
-                     "attempts": 0, "created_at": now}
-                    for ev in accepted])
+                # In the batch's order: a profile's events are claimed by inbox id.
+                conn.execute(self._pg_ingest["inbox"], {
+                    "at": now, "profiles": [owners[id(ev)] for ev in accepted],
+                    "bodies": "[" + ",".join(body for _, body in kept) + "]"})
         return [str(ev["messageId"]) for ev in accepted]
+
+    @cached_property
+    def _pg_ingest(self) -> dict[str, Any]:
+        """PostgreSQL's ingest statements: the events (deduplicated, returning the
+        messageIds that were new) and their inbox rows, each batch as arrays zipped
+        row by row (`ROWS FROM`), in the batch's order."""
+        at = bindparam("at", type_=self._events.c.received_at.type)
+        return {
+            "events": text(
+                "INSERT INTO events (source, message_id, profile_id, body, received_at) "
+                "SELECT :source, t.id, t.profile, t.body, :at FROM ROWS FROM ("
+                "unnest(CAST(:ids AS text[])), unnest(CAST(:profiles AS text[])), "
+                "jsonb_array_elements(CAST(:bodies AS jsonb))) "
+                "WITH ORDINALITY AS t(id, profile, body, n) ORDER BY t.n "
+                "ON CONFLICT (source, message_id) DO NOTHING RETURNING message_id"
+            ).bindparams(at),
+            "inbox": text(
+                "INSERT INTO inbox (profile_id, event, status, attempts, created_at) "
+                "SELECT t.profile, t.body, 'pending', 0, :at FROM ROWS FROM ("
+                "unnest(CAST(:profiles AS text[])), "
+                "jsonb_array_elements(CAST(:bodies AS jsonb))) "
+                "WITH ORDINALITY AS t(profile, body, n) ORDER BY t.n"
+            ).bindparams(at),
+        }
 
     def _accept_sqlite(self, conn: Connection, batch: list[dict[str, Any]],
                        owners: dict[int, str], source: str, now: datetime) -> list[str]:
