@@ -107,6 +107,18 @@ class Fleet:
         text_ = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text_.splitlines()[-lines:])
 
+    def wait_for_line(self, name: str, text_: str, timeout: float = 120) -> None:
+        """Wait until process `name` has written `text_` to its log."""
+        path = self.logs / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            if path.exists() and text_ in path.read_text(errors="replace"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not say {text_!r} in {timeout:.0f} s:\n"
+                           f"{self.log_tail(name)}")
+
     def check(self) -> None:
         """Raise if a process ended on its own."""
         for name, proc in self.procs.items():
@@ -402,6 +414,11 @@ class Deployment:
                                                 "--sends", f"file:{self.sink.path(f'w{i}')}"])
             self.api = Api(f"http://127.0.0.1:{port}", key)
             self.api.wait_ready(self.fleet)
+            # The clock starts when every process is up, as the peer's does after its
+            # worker has started: on a slow machine, three processes importing at once
+            # took over 10 s, and the first runs counted it as handling time.
+            for i in range(1, self.workers + 1):
+                self.fleet.wait_for_line(f"worker{i}", "running; Ctrl-C stops it")
             self.sink.start()
         except BaseException:
             self.__exit__()
