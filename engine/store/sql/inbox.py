@@ -59,8 +59,8 @@ class InboxQueries(StateQueries):
             # One short statement per table, the rows as arrays (`unnest`; the bodies as
             # one JSON array: psycopg quotes a text[] element by element): SQLAlchemy's
             # "insertmanyvalues" wrote a VALUES list per batch, a new statement text each
-            # time that psycopg parsed again (too long for its cache), and the API process
-            # spent more CPU on that than on everything else (py-spy, bench/journey_bench.py).
+            # time that psycopg parsed again (too long for its cache): a sixth of the API
+            # process's CPU (py-spy). In process, 3,000 -> 5,300 events/s accepted.
             bodies = [jsonfast.dumps(ev) for ev in batch]
             fresh = set(conn.execute(self._pg_ingest["events"], {
                 "source": source, "at": now,
