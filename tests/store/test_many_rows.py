@@ -67,14 +67,14 @@ def test_many_rows_store_what_sqlalchemy_stores(sql_store: SqlStore) -> None:
     assert by_id["jm-e0"].entered_at.tzinfo is not None
     assert by_id["jm-e2"].data == {"coupon": "X1", "nested": {"a": [1, 2]}}
     # entry_seq numbered per (profile, journey) by the statement's own subquery
-    seqs = {row[0]: row[3] for row in _stored_seq(sql_store, "jm")}
+    seqs = _entry_seqs(sql_store, "jm")
     assert seqs == {"jm-e0": 1, "jm-e1": 1, "jm-e2": 2}
 
 
-def _stored_seq(store: SqlStore, prefix: str) -> list[tuple[Any, ...]]:
+def _entry_seqs(store: SqlStore, prefix: str) -> dict[str, int]:
     with store.sql_engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT id, 0, 0, entry_seq FROM enrollments WHERE id LIKE :p"), {"p": f"{prefix}-%"})]
+        return {str(i): int(seq) for i, seq in conn.execute(text(
+            "SELECT id, entry_seq FROM enrollments WHERE id LIKE :p"), {"p": f"{prefix}-%"})}
 
 
 def test_an_upsert_through_many_rows_updates(sql_store: SqlStore) -> None:

@@ -286,13 +286,14 @@ class ManyRowsPlan:
     default computed in Python (which SQLAlchemy fills in per row) is refused here.
     """
 
-    __slots__ = ("constants", "names", "positional", "processors", "sql")
+    __slots__ = ("constants", "pairs", "positional", "sql")
 
-    def __init__(self, sql: str, names: tuple[str, ...], positional: bool,
-                 processors: tuple[Callable[[Any], Any] | None, ...],
+    def __init__(self, sql: str, positional: bool,
+                 pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...],
                  constants: Mapping[str, Any]) -> None:
-        self.sql, self.names, self.positional = sql, names, positional
-        self.processors, self.constants = processors, constants
+        # pairs: each parameter's name and bind processor, in the driver's order
+        self.sql, self.positional, self.pairs, self.constants = (
+            sql, positional, pairs, constants)
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> ManyRowsPlan:
@@ -314,15 +315,14 @@ class ManyRowsPlan:
         # every row; the rest come from the rows.
         constants = {name: bind.effective_value for bind, name in compiled.bind_names.items()
                      if not bind.required}
-        return cls(compiled.string, names, bool(compiled.positional),
-                   tuple(processors.get(n) for n in names), constants)
+        return cls(compiled.string, bool(compiled.positional),
+                   tuple((n, processors.get(n)) for n in names), constants)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The driver's parameters for `rows` (tuples, or dicts for a named style). Every
         value goes through its processor, None too: a JSON column stores `null` for it,
         as `conn.execute` does."""
-        constants = self.constants
-        pairs = tuple(zip(self.names, self.processors, strict=True))
+        constants, pairs = self.constants, self.pairs
         if constants:
             rows = [{**constants, **row} for row in rows]
         if self.positional:

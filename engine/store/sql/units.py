@@ -27,6 +27,7 @@ from engine.store.sql.rows import (
     send_values,
     timer_values,
 )
+from engine.store.sql.state import _values
 
 
 class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
@@ -185,11 +186,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                                                for pid, journey in left])
 
     def _write_records(self, conn: Connection, run: WriteRun) -> None:
-        if run.decisions:
-            self._many(conn, self._q["record_decision"], [
-                {"at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
-                 "what": d.what, "reason": d.reason, "details": dict(d.details)}
-                for d in run.decisions])
+        self.record_decisions(run.decisions)  # joins this transaction
         if run.exits:
             self._many(conn, self._record_exit, [
                 {"enrollment_id": x.enrollment_id, "profile_id": x.profile_id,
@@ -210,15 +207,13 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
 
     @cached_property
     def _record_exit(self) -> Any:
-        x = self._exits
-        return insert(x).values({c: bindparam(c, type_=x.c[c].type) for c in (
-            "enrollment_id", "profile_id", "journey", "step", "reason", "at")})
+        return insert(self._exits).values(_values(self._exits, (
+            "enrollment_id", "profile_id", "journey", "step", "reason", "at")))
 
     @cached_property
     def _record_goal(self) -> Any:
-        g = self._goals
-        return insert(g).values({c: bindparam(c, type_=g.c[c].type) for c in (
-            "enrollment_id", "profile_id", "journey", "at", "value")})
+        return insert(self._goals).values(_values(self._goals, (
+            "enrollment_id", "profile_id", "journey", "at", "value")))
 
     @cached_property
     def _leave_segment(self) -> Any:
