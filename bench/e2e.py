@@ -396,6 +396,7 @@ class Deployment:
         self.sink = Sink(workdir, sink_interval)
         self.api: Api | None = None
         self._store: Any = None
+        self.drained_at: float | None = None  # perf_counter when the inbox was last seen empty
 
     def __enter__(self) -> Deployment:
         try:
@@ -460,6 +461,7 @@ class Deployment:
         store = self.store
         deadline = time.monotonic() + timeout
         emptied: float | None = None
+        self.drained_at = None
         while time.monotonic() < deadline:
             self.fleet.check()
             inbox = store.inbox_counts()
@@ -469,6 +471,7 @@ class Deployment:
                 emptied = None
             elif emptied is None:
                 emptied = time.monotonic()
+                self.drained_at = time.perf_counter()
             elif time.monotonic() >= emptied + delay + 0.3:
                 now = datetime.now(UTC)
                 due = store.next_timer_at(include_cron=False)
@@ -510,6 +513,8 @@ class E2eRun:
     sends: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     outbox: dict[str, int] = field(default_factory=dict)
+    posted: float = math.nan  # first POST to the last answer
+    drained: float = math.nan  # first POST to the inbox first seen empty (polled every 0.1 s)
 
     @property
     def rate(self) -> float:
@@ -521,7 +526,9 @@ class E2eRun:
         return (f"  engine ({label}, {self.setup}): {self.events:,} events, all their sends "
                 f"at the channel after {self.seconds:.2f} s = {self.rate:,.0f} events/s "
                 f"(N / (elapsed - {self.delay:g} s)); sends: {sends}; duplicates "
-                f"{self.duplicates}; outbox {dict(sorted(self.outbox.items()))}")
+                f"{self.duplicates}; outbox {dict(sorted(self.outbox.items()))}; timeline: "
+                f"posted {self.posted:.2f} s, inbox empty {self.drained:.2f} s, last send "
+                f"{self.seconds:.2f} s")
 
 
 def run_e2e(deployment: Deployment, events: list[dict[str, Any]], *, delay: float,
@@ -535,11 +542,13 @@ def run_e2e(deployment: Deployment, events: list[dict[str, Any]], *, delay: floa
     t0 = time.perf_counter()
     for start in range(0, len(events), batch):
         deployment.api.post_batch(events[start:start + batch], sent_at)
+    t_posted = time.perf_counter()
     t_end = deployment.wait_done(delay, expect, timeout)
     seen = deployment.sink.snapshot()
     sends = Counter(d.journey for d in seen)
     run = E2eRun(len(events), t_end - t0, delay, deployment.describe(), sends,
-                 deployment.sink.duplicates(), deployment.store.outbox_counts())
+                 deployment.sink.duplicates(), deployment.store.outbox_counts(),
+                 t_posted - t0, (deployment.drained_at or math.nan) - t0)
     for journey, n in expect.items():
         if sends[journey] != n:
             raise RuntimeError(f"{journey}: {sends[journey]} sends at the channel, expected {n}")
