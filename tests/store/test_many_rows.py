@@ -59,7 +59,9 @@ def test_many_rows_store_what_sqlalchemy_stores(sql_store: SqlStore) -> None:
     statement = sql_store._upsert_enrollment  # binds, JSON, datetimes, `coalesce(.., 0) + 1`
     with sql_store.sql_engine.begin() as conn:
         conn.execute(statement, _rows("sa"))
-        sql_store._many(conn, statement, _rows("jm"))
+        # two new enrollments of one profile and journey: kept apart (PostgreSQL runs a
+        # batch as one statement, which sees only what was there before it)
+        sql_store._many(conn, statement, _rows("jm"), apart=("seq_profile", "seq_journey"))
     assert _stored(sql_store, "jm") == _stored(sql_store, "sa")
     by_id = {r.id: r for r in sql_store.enrollments("jm-p0", "welcome")}
     assert by_id["jm-e0"].trigger_event is None  # stored as JSON null, read back as None
@@ -126,3 +128,77 @@ def test_a_python_side_default_is_refused(sql_store: SqlStore) -> None:
     statement = insert(table).values(name=bindparam("name"))
     with pytest.raises(StoreError, match="defaults computed in Python"):
         ManyRowsPlan.of(statement, sql_store.sql_engine.dialect)
+
+
+HOSTILE = ["it's \"quoted\"", "back\\slash \\u0041 %(jm_rows)s %s", "ünï ✓ 𝄞", "->>0", "",
+           "line\nbreak\ttab", "x" * 5000]
+
+
+def _hostile_rows(prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    decisions = [{"at": AT + timedelta(microseconds=i), "profile_id": f"{prefix}-p{i}",
+                  "journey": "welcome", "step": value[:200], "what": "sent", "reason": value[:200],
+                  "details": {"text": value, "n": i, "big": 2**62, "f": 0.1, "yes": True,
+                              "none": None, "list": [value, {"k": value}]}}
+                 for i, value in enumerate(HOSTILE)]
+    goals = [{"enrollment_id": f"{prefix}-e{i}", "profile_id": f"{prefix}-p{i}",
+              "journey": "welcome", "at": AT, "value": value}
+             for i, value in enumerate([0.1, 1e300, -2.5e-7, None, 42])]
+    return decisions, goals
+
+
+def test_hostile_values_store_what_sqlalchemy_stores(sql_store: SqlStore) -> None:
+    """Quotes, backslashes, a placeholder's spelling, unicode beyond the BMP, 5,000
+    characters, JSON inside JSON, floats at their extremes: the rows one statement reads
+    from a JSON document (PostgreSQL) are the rows `conn.execute` writes."""
+    d, g = sql_store._decisions, sql_store._goals
+    with sql_store.sql_engine.begin() as conn:
+        for prefix, write in (("viasqla", conn.execute), ("viaplan", None)):
+            decisions, goals = _hostile_rows(prefix)
+            if write is None:
+                sql_store._many(conn, sql_store._q["record_decision"], decisions)
+                sql_store._many(conn, sql_store._record_goal, goals)
+            else:
+                write(sql_store._q["record_decision"], decisions)
+                write(sql_store._record_goal, goals)
+
+    def stored(prefix: str) -> list[tuple[Any, ...]]:
+        with sql_store.sql_engine.connect() as conn:
+            rows = [*conn.execute(select(d.c.at, d.c.profile_id, d.c.step, d.c.reason,
+                                         d.c.details).where(d.c.profile_id.like(f"{prefix}-%"))
+                                  .order_by(d.c.id)),
+                    *conn.execute(select(g.c.profile_id, g.c.at, g.c.value)
+                                  .where(g.c.profile_id.like(f"{prefix}-%")).order_by(g.c.id))]
+        return [tuple(v.replace(prefix, "X") if isinstance(v, str) else v for v in r)
+                for r in rows]
+
+    assert stored("viaplan") == stored("viasqla")
+    assert len(stored("viaplan")) == len(HOSTILE) + 5
+    # in the batch's order
+    assert [r[4]["text"] for r in stored("viaplan")[:len(HOSTILE)]] == HOSTILE
+
+
+def test_a_batch_is_one_statement_on_postgresql(sql_store: SqlStore) -> None:
+    """PostgreSQL: a batch's rows go as one statement (one JSON document), not one
+    statement per row; rows that must not share a statement (`apart`) take one more."""
+    from sqlalchemy import event
+
+    if not sql_store._pg:
+        pytest.skip("SQLite runs a batch through executemany")
+    calls: list[bool] = []
+
+    def count(conn: Any, cursor: Any, sql: str, params: Any, context: Any,
+              executemany: bool) -> None:
+        if "jm_rows" in sql:
+            calls.append(executemany)
+
+    event.listen(sql_store.sql_engine, "before_cursor_execute", count)
+    try:
+        decisions, _ = _hostile_rows("one")
+        with sql_store.sql_engine.begin() as conn:
+            sql_store._many(conn, sql_store._q["record_decision"], decisions * 10)
+            assert calls == [False]
+            sql_store._many(conn, sql_store._upsert_enrollment, _rows("two"),
+                            apart=("seq_profile", "seq_journey"))
+            assert calls == [False, False, False]  # p0 twice: two statements
+    finally:
+        event.remove(sql_store.sql_engine, "before_cursor_execute", count)

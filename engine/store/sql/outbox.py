@@ -200,7 +200,7 @@ class OutboxQueries(SqlBase):
                 {c: bindparam(c, type_=o.c[c].type) for c in columns})
             self._outbox_updates[columns] = stmt
         with self._write() as conn:
-            self._many(conn, stmt, rows)
+            self._many(conn, stmt, rows, apart=("row_key",))
 
     def next_outbox_at(self) -> datetime | None:
         with self._read() as conn:

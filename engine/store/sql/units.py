@@ -136,7 +136,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         if run.enrollments:
             self._many(conn, self._upsert_enrollment, [
                 {**enrollment_values(e), "seq_profile": e.profile_id, "seq_journey": e.journey}
-                for e in run.enrollments.values()])
+                for e in run.enrollments.values()], apart=("seq_profile", "seq_journey"))
         if run.entries:
             self._many(conn, self._upsert_entries, [entries_values(pid, journey, stats)
                                                 for (pid, journey), stats in run.entries.items()])
