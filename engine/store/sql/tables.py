@@ -84,7 +84,12 @@ class InboxRow(SQLModel, table=True):
     profile's later events until an operator acts)."""
 
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_profile_id", "profile_id", "id"),)
+    __table_args__ = (Index("ix_inbox_profile_id", "profile_id", "id"),
+                      # The claim's held profiles: only events that failed once (0015).
+                      Index("ix_inbox_held", "profile_id",
+                            sqlite_where=text("status = 'parked' OR available_at IS NOT NULL"),
+                            postgresql_where=text(
+                                "status = 'parked' OR available_at IS NOT NULL")))
 
     id: int | None = _pk()
     profile_id: str = Field(sa_column=Column(String(255), nullable=False))
