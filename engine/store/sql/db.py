@@ -310,8 +310,10 @@ class ManyRowsPlan:
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> ManyRowsPlan:
-        # for_executemany: no implicit `RETURNING id` (PostgreSQL) that nobody reads
-        compiled = statement.compile(dialect=dialect, for_executemany=True)
+        return cls.of_compiled(_compile_for_many(statement, dialect))
+
+    @classmethod
+    def of_compiled(cls, compiled: Any) -> ManyRowsPlan:
         if getattr(compiled, "insert_prefetch", None) or getattr(
                 compiled, "update_prefetch", None):
             raise StoreError("a statement with column defaults computed in Python cannot "
@@ -379,10 +381,11 @@ class JsonRowsPlan:
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> JsonRowsPlan:
-        base = ManyRowsPlan.of(statement, dialect)  # the same refusals
-        compiled = statement.compile(dialect=dialect, for_executemany=True)
+        compiled = _compile_for_many(statement, dialect)
+        base = ManyRowsPlan.of_compiled(compiled)  # the same refusals
         binds = {name: bind for bind, name in compiled.bind_names.items()}
-        per_row = [name for name, _ in base.pairs if name not in base.constants]
+        processors = dict(base.pairs)
+        per_row = [name for name in processors if name not in base.constants]
         index = {name: i for i, name in enumerate(per_row)}
         converters: list[tuple[str, Callable[[Any], Any] | None]] = []
         for name in per_row:
@@ -390,7 +393,7 @@ class JsonRowsPlan:
             if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
                 converters.append((name, None))  # the document itself, read with ->
             else:
-                converters.append((name, _plain(dict(base.pairs)[name])))
+                converters.append((name, _plain(processors[name])))
         json_params = {name for name, conv in converters if conv is None}
 
         def column(match: re.Match[str]) -> str:
@@ -428,6 +431,11 @@ class JsonRowsPlan:
         document = [[row[n] if f is None else f(row[n]) for n, f in converters]
                     for row in rows]
         return {**self.constants, self.ROWS: jsonfast.dumps(document)}
+
+
+def _compile_for_many(statement: Any, dialect: Dialect) -> Any:
+    # for_executemany: no implicit `RETURNING id` (PostgreSQL) that nobody reads
+    return statement.compile(dialect=dialect, for_executemany=True)
 
 
 def _plain(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]:

@@ -78,6 +78,9 @@ class EventRow(SQLModel, table=True):
     received_at: datetime = _when(index=True)  # retention deletes by it (migration 0007)
 
 
+_INBOX_HELD = text("status = 'parked' OR available_at IS NOT NULL")
+
+
 class InboxRow(SQLModel, table=True):
     """Accepted events waiting for a worker; per profile in `id` order. `status` is
     pending (held until `available_at` after a failure) or parked (it holds the
@@ -86,10 +89,8 @@ class InboxRow(SQLModel, table=True):
     __tablename__ = "inbox"
     __table_args__ = (Index("ix_inbox_profile_id", "profile_id", "id"),
                       # The claim's held profiles: only events that failed once (0015).
-                      Index("ix_inbox_held", "profile_id",
-                            sqlite_where=text("status = 'parked' OR available_at IS NOT NULL"),
-                            postgresql_where=text(
-                                "status = 'parked' OR available_at IS NOT NULL")))
+                      Index("ix_inbox_held", "profile_id", sqlite_where=_INBOX_HELD,
+                            postgresql_where=_INBOX_HELD))
 
     id: int | None = _pk()
     profile_id: str = Field(sa_column=Column(String(255), nullable=False))
