@@ -180,6 +180,8 @@ def run_engine(db: str, events: list[dict[str, Any]], now: datetime,
     service = Service(JOURNEYS, db, channels=channels, clock=FixedClock(now), lease=3600,
                       secrets=[SigningSecret(TEST_SECRET)])
     store, worker, dispatcher = service.store, service.worker, service.dispatcher
+    # As `serve` and `worker` do (Service.start): SQLite's WAL checkpointed by a thread
+    stop_checkpoints = store.checkpoint_in_background()
     try:
         if profiler is not None:
             profiler.enable()
@@ -217,6 +219,7 @@ def run_engine(db: str, events: list[dict[str, Any]], now: datetime,
         return EngineRun(len(events), t1 - t0, t2 - t1, t3 - t2, sent, outbox, held, fired,
                          store.pending_timers(), enrollments)
     finally:
+        stop_checkpoints()
         service.stop()
 
 

@@ -192,6 +192,7 @@ class Service:
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
         self._stop_listening: Callable[[], None] | None = None
+        self._stop_checkpoints: Callable[[], None] | None = None
 
     # --- the loops -----------------------------------------------------------------
 
@@ -220,6 +221,8 @@ class Service:
         self._stop_listening = self.store.listen({
             "inbox": loops["events"].wake, "timers": loops["timers"].wake,
             "outbox": loops["outbox"].wake})
+        # SQLite: the WAL is checkpointed beside the loops, not in the worker's commits.
+        self._stop_checkpoints = self.store.checkpoint_in_background()
 
     def wake_events(self) -> None:
         """An event was accepted here: handle it now."""
@@ -297,6 +300,9 @@ class Service:
             loop.close()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self._stop_checkpoints is not None:
+            self._stop_checkpoints()
+            self._stop_checkpoints = None
 
     def wait(self) -> None:
         """Block until `stop()` (or a signal handler sets the stop event)."""

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import event
 
 from engine.core.model import ScheduleTimer
-from engine.ports import WriteRun
+from engine.ports import Decision, WriteRun
 from engine.store import SqlStore
 from tests.store.conftest import make_sqlite_store
+from tests.store.helpers import outbox_entry
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def captured(store: SqlStore) -> Iterator[list[tuple[str, Any]]]:
 
     def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any,
                many: bool) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "DELETE")):
+        if statement.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE")):
             seen.append((statement, parameters[0] if many else parameters))
 
     event.listen(store.sql_engine, "before_cursor_execute", before)
@@ -84,5 +85,25 @@ def test_identities_are_looked_up_by_their_primary_key(
         assert found == {("user_id", "u1"): "p1", ("user_id", "u2"): "p2"}
         for plan in plans(store, seen, "identities"):
             assert "SCAN" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_a_withdrawal_finds_its_sends_by_profile_and_enrollment(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """Not by status: without ANALYZE, SQLite took the (status, next_attempt_at) index
+    and walked every pending send of everyone on each withdrawal (migration 0016)."""
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        for i in range(50):
+            store.enqueue_send(outbox_entry(f"k{i}", profile=f"p{i}"))
+        run = WriteRun()
+        run.withdrawn.append(("p7", "e1", Decision(T0, "p7", "welcome", "", "skipped",
+                                                   "enrollment_exited", {})))
+        with captured(store) as seen:
+            store.write_changes([run])
+        assert store.outbox_counts().get("skipped") == 1
+        for plan in plans(store, seen, "outbox"):
+            assert "ix_outbox_profile_enrollment (profile_id=? AND enrollment_id=?)" in plan, plan
     finally:
         store.close()

@@ -44,6 +44,7 @@ from engine import jsonfast
 from engine.ports import Clock, ForegroundWaits, SystemClock, is_background_work
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
+from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
 from engine.store.sql.tables import table
 
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
@@ -149,6 +150,15 @@ class SqlBase:
         except BaseException:
             self._db.dispose()
             raise
+
+    def checkpoint_in_background(self) -> Callable[[], None]:
+        """SQLite on a file: checkpoint its WAL from a thread of this process
+        (engine/store/sql/checkpoint.py), for a long-running process. Returns the
+        function that stops it. Elsewhere (PostgreSQL, in memory) nothing to do."""
+        database = self._db.url.database
+        if self._pg or database in (None, "", ":memory:") or database.startswith("file:"):
+            return lambda: None
+        return WalCheckpointer(database).start()
 
     @property
     def sql_engine(self) -> Engine:
@@ -513,6 +523,8 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # The safety net: long-running processes checkpoint from a thread (checkpoint.py)
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # SQLite's default page cache is 2 MB: a store with a million timers (~270 MB)

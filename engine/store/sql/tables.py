@@ -203,13 +203,15 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
                       Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"),
                       # the dashboard's sends per journey and step in a period (0011)
-                      Index("ix_outbox_journey_created", "journey", "created_at"))
+                      Index("ix_outbox_journey_created", "journey", "created_at"),
+                      # a withdrawal's sends; a profile's sends (0016)
+                      Index("ix_outbox_profile_enrollment", "profile_id", "enrollment_id"))
 
 
     id: int | None = _pk()
     send_key: str = Field(sa_column=Column(String(512), nullable=False, unique=True))
     enrollment_id: str = Field(sa_column=Column(String(255), nullable=False))
-    profile_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    profile_id: str = Field(sa_column=Column(String(255), nullable=False))
     journey: str = Field(sa_column=Column(String(255), nullable=False))
     step: str = Field(sa_column=Column(String(255), nullable=False))
     channel: str = Field(sa_column=Column(String(64), nullable=False))
