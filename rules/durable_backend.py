@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
 import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
 from rules.evaluate import evaluate, lookup
@@ -70,10 +73,11 @@ def _key(path: tuple[str, ...]) -> str:
 
 def _plain_number(value: Any) -> bool:
     """A number durable's JSON parser reads (it rejects exponents like 1e-09)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    text = json.dumps(value)
-    return "e" not in text.lower() and "n" not in text.lower()
+    # An int is written with digits only; a float as its repr, which is what JSON gets
+    # (exponents from 1e16 and below 1e-4; nan and inf are not JSON at all)
+    return isinstance(value, int) or (math.isfinite(value) and "e" not in repr(value))
 
 
 class _Translation:
@@ -146,7 +150,7 @@ class _Ruleset:
             fact[f"{_key(path)}__s"] = value if isinstance(value, str) else SENTINEL
         for path in self.t.number_slots:
             value = lookup(facts, path)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok and not _plain_number(value):
                 return None
             fact[f"{_key(path)}__ok"] = 1 if ok else 0
@@ -176,7 +180,7 @@ class _Ruleset:
         engine: durable's Python layer would build a closure, a promise and a state
         copy per fired rule only to call an action that records its name (three times
         the cost of the match itself)."""
-        code, state = engine.assert_fact(self.handle, json.dumps(fact, ensure_ascii=False))
+        code, state = engine.assert_fact(self.handle, _json(fact))
         if code != 0:  # 1: not handled (the catch-all prevents it), 2: seen, 3: pending
             return None
         matched: list[str] = []
@@ -185,7 +189,7 @@ class _Ruleset:
             return None
         message = action[1]
         while message:
-            for name in json.loads(message):
+            for name in orjson.loads(message):
                 if name in self.rule_of:
                     matched.append(self.rule_of[name])
             message = engine.complete_and_start_action(self.handle, state)
@@ -217,6 +221,16 @@ class DurableMatcher:
         if sub is not None:
             matched += sub.match(facts, now)
         return frozenset(matched)
+
+
+def _json(fact: dict[str, Any]) -> str:
+    """The fact as durable reads it; orjson is several times faster than the standard
+    library here, which remains for what orjson refuses (integers beyond 64 bits,
+    strings with lone surrogates) so that durable sees the same text as before."""
+    try:
+        return orjson.dumps(fact).decode()
+    except TypeError:
+        return json.dumps(fact, ensure_ascii=False)
 
 
 def _never_run(_: Any) -> None:

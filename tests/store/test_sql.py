@@ -110,6 +110,31 @@ def test_naive_datetimes_are_refused(sql_store: SqlStore) -> None:
         sql_store.add_timer(timer("k", datetime(2026, 3, 2, 9)))
 
 
+def test_sqlite_timestamps_are_the_text_sqlalchemy_writes() -> None:
+    """UTCDateTime's one-step bind on SQLite writes what SQLAlchemy's DATETIME wrote
+    (rows written before it compare and sort with rows written after)."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy.dialects import sqlite
+
+    from engine.store.sql.types import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = sqlite.DATETIME().bind_processor(dialect)
+    assert ours is not None
+    assert theirs is not None
+    for value in (T0, T0.replace(microsecond=7), datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+                  datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Paris")),
+                  datetime(2026, 12, 31, 23, 59, 59, 999999,
+                           tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+                  datetime(2026, 3, 2, 9, tzinfo=ZoneInfo("UTC"))):
+        assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None)), value
+    assert ours(None) is None
+    with pytest.raises(Exception, match="naive datetime"):
+        ours(datetime(2026, 3, 2, 9))
+
+
 def test_due_at_compares_across_offsets(sql_store: SqlStore) -> None:
     sql_store.add_timer(timer("k", T0))
     earlier_clock = datetime(2026, 3, 2, 4, 0, tzinfo=timezone(timedelta(hours=-4)))  # 08:00Z

@@ -162,12 +162,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
 
     def _withdraw(self, conn: Connection, profile_id: str, enrollment_id: str,
                   template: Decision) -> None:
-        o = self._outbox
-        rows = conn.execute(update(o).where(
-            o.c.profile_id == profile_id, o.c.enrollment_id == enrollment_id,
-            o.c.status == "pending").values(status="skipped", next_attempt_at=None,
-                                            last_error=template.reason)
-            .returning(o.c.step, o.c.channel)).all()
+        rows = conn.execute(self._withdraw_sends, {
+            "pid": profile_id, "eid": enrollment_id, "reason": template.reason}).all()
         if rows:
             conn.execute(self._q["record_decision"], [
                 {"at": template.at, "profile_id": profile_id, "journey": template.journey,
@@ -204,6 +200,18 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         ids: Any = bindparam("ids", expanding=True)
         return {"timers": delete(self._timers).where(self._timers.c.key.in_(ids)),
                 "inbox": delete(self._inbox).where(self._inbox.c.id.in_(ids))}
+
+    @cached_property
+    def _withdraw_sends(self) -> Any:
+        """An ended enrollment's held sends, skipped (`:pid`, `:eid`, `:reason`). Found
+        by ix_outbox_profile_enrollment (migration 0016)."""
+        o = self._outbox
+        return (update(o).where(o.c.profile_id == bindparam("pid"),
+                                o.c.enrollment_id == bindparam("eid"),
+                                o.c.status == "pending")
+                .values(status="skipped", next_attempt_at=None,
+                        last_error=bindparam("reason", type_=o.c.last_error.type))
+                .returning(o.c.step, o.c.channel))
 
     @cached_property
     def _record_exit(self) -> Any:
