@@ -64,6 +64,10 @@ STATUS_REFRESH_SECONDS = 5.0
 # meantime, in one transaction (a journey's waits are minutes to days; a lone timer's
 # transaction cost as much as the work it did). Immediate sends are not delayed.
 TIMER_SLACK = 0.25
+# The dispatcher starts a run at most this often while woken again and again (a busy
+# store: every batch of every worker wakes it); each run sends all that is due. A send
+# after a quiet spell goes at once (engine/runtime/loops.py, `spacing`).
+OUTBOX_SPACING = 0.05
 
 
 # How often the retention loop looks for events past the policy's `retention.events`.
@@ -208,7 +212,7 @@ class Service:
             "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
                            safety=self.tick, slack=TIMER_SLACK, stop=self._stop),
             "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
-                           safety=self.tick, stop=self._stop),
+                           safety=self.tick, spacing=OUTBOX_SPACING, stop=self._stop),
             "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
                               safety=RETENTION_EVERY.total_seconds(), stop=self._stop),
         }

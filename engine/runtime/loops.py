@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ def new_scheduler() -> BackgroundScheduler:
 
 class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
-                 safety: float = 5.0, slack: float = 0.0,
+                 safety: float = 5.0, slack: float = 0.0, spacing: float = 0.0,
                  stop: threading.Event | None = None) -> None:
         self.name = name
         self.work = work
@@ -52,6 +53,13 @@ class Loop:
         # close together is done in one run: one transaction for many timers instead
         # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
         self.slack = slack
+        # Wall seconds at least between the starts of two runs: woken again sooner, a run
+        # waits for the rest, then does everything that came meanwhile in one go. A loop
+        # woken by every batch of every worker (the outbox: each worker's commit wakes
+        # all the dispatchers through NOTIFY) otherwise runs a transaction per wake-up
+        # for a handful of rows. After a quiet spell a run starts at once.
+        self.spacing = spacing
+        self._last_start = float("-inf")  # time.monotonic() of the last run's work
         self.stop = stop or threading.Event()
         self._dirty = threading.Event()
         # APScheduler's shutdown holds its job-store lock while it waits for running
@@ -81,6 +89,10 @@ class Loop:
         due: datetime | None = None
         try:
             while not self.stop.is_set():
+                wait = self._last_start + self.spacing - time.monotonic()
+                if wait > 0 and self.stop.wait(wait):
+                    break
+                self._last_start = time.monotonic()
                 self._dirty.clear()
                 try:
                     with background_work():  # API requests write first (engine/ports.py)

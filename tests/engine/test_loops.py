@@ -6,6 +6,7 @@ for (with an interval trigger both tests fail: the run waits for the safety net)
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -100,3 +101,40 @@ def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
     loop._running = True  # woken during a run: the run itself looks again
     assert trigger.get_next_fire_time(now, now) == now + timedelta(seconds=30)
     loop.close()
+
+
+def test_wake_ups_in_a_row_are_spaced_and_none_is_lost(scheduler: BackgroundScheduler) -> None:
+    """With `spacing`, runs woken again and again start at most every `spacing` s, and
+    the last wake-up still gets a run after it; after a quiet spell a run starts at once
+    (the dispatcher, woken by every batch of every worker)."""
+    clock = SystemClock()
+    runs: list[float] = []
+    ran = threading.Event()
+
+    def work() -> datetime | None:
+        runs.append(time.monotonic())
+        ran.set()
+        return None
+
+    loop = Loop(scheduler, "spaced", work, clock, safety=30.0, spacing=0.2)
+    scheduler.start()
+    assert ran.wait(4)  # the first run, at start
+    time.sleep(0.3)  # quiet: the next wake-up runs at once
+    ran.clear()
+    woken_at = time.monotonic()
+    loop.wake()
+    assert ran.wait(4)
+    assert runs[-1] - woken_at < 0.15
+    started = len(runs)
+    last_wake = 0.0
+    deadline = time.monotonic() + 0.7
+    while time.monotonic() < deadline:  # a wake-up every 10 ms for 0.7 s
+        last_wake = time.monotonic()
+        loop.wake()
+        time.sleep(0.01)
+    time.sleep(0.5)
+    loop.close()
+    spaced = runs[started:]
+    assert 2 <= len(spaced) <= 6, spaced  # ~0.7 / 0.2 runs, not ~70
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(spaced))
+    assert spaced[-1] >= last_wake  # the last wake-up had its run
