@@ -62,8 +62,9 @@ def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:
     assert 0.18 <= _second_run_after(scheduler, 4.0, fast) < 1.0
 
 
-def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -> None:
-    clock = SystemClock()
+def _recorded(scheduler: BackgroundScheduler, name: str, *, slack: float = 0.0,
+              spacing: float = 0.0) -> tuple[Loop, list[float], threading.Event]:
+    """A started loop whose work notes when it ran; returned after its first run."""
     runs: list[float] = []
     ran = threading.Event()
 
@@ -72,15 +73,26 @@ def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -
         ran.set()
         return None
 
-    loop = Loop(scheduler, "woken", work, clock, safety=30.0, slack=5.0)
+    loop = Loop(scheduler, name, work, SystemClock(), safety=30.0, slack=slack,
+                spacing=spacing)
     scheduler.start()
     assert ran.wait(4)  # the first run, at start
-    time.sleep(0.001)  # the run has ended: APScheduler may still be counting it
+    return loop, runs, ran
+
+
+def _woken(loop: Loop, runs: list[float], ran: threading.Event) -> float:
+    """Wake the loop; seconds until its run started."""
     ran.clear()
     woken_at = time.monotonic()
     loop.wake()
-    assert ran.wait(2)
-    assert runs[-1] - woken_at < 1.0
+    assert ran.wait(4)
+    return runs[-1] - woken_at
+
+
+def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -> None:
+    loop, runs, ran = _recorded(scheduler, "woken", slack=5.0)
+    time.sleep(0.001)  # the run has ended: APScheduler may still be counting it
+    assert _woken(loop, runs, ran) < 1.0
     loop.close()
 
 
@@ -107,24 +119,9 @@ def test_wake_ups_in_a_row_are_spaced_and_none_is_lost(scheduler: BackgroundSche
     """With `spacing`, runs woken again and again start at most every `spacing` s, and
     the last wake-up still gets a run after it; after a quiet spell a run starts at once
     (the dispatcher, woken by every batch of every worker)."""
-    clock = SystemClock()
-    runs: list[float] = []
-    ran = threading.Event()
-
-    def work() -> datetime | None:
-        runs.append(time.monotonic())
-        ran.set()
-        return None
-
-    loop = Loop(scheduler, "spaced", work, clock, safety=30.0, spacing=0.2)
-    scheduler.start()
-    assert ran.wait(4)  # the first run, at start
+    loop, runs, ran = _recorded(scheduler, "spaced", spacing=0.2)
     time.sleep(0.3)  # quiet: the next wake-up runs at once
-    ran.clear()
-    woken_at = time.monotonic()
-    loop.wake()
-    assert ran.wait(4)
-    assert runs[-1] - woken_at < 0.15
+    assert _woken(loop, runs, ran) < 0.15
     started = len(runs)
     last_wake = 0.0
     deadline = time.monotonic() + 0.7
