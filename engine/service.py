@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,9 @@ STATUS_REFRESH_SECONDS = 5.0
 # meantime, in one transaction (a journey's waits are minutes to days; a lone timer's
 # transaction cost as much as the work it did). Immediate sends are not delayed.
 TIMER_SLACK = 0.25
-# The dispatcher starts a run at most this often while woken again and again (a busy
-# store: every batch of every worker wakes it); each run sends all that is due. A send
-# after a quiet spell goes at once (engine/runtime/loops.py, `spacing`).
+# The dispatcher starts a run at most this often while other processes wake it again and
+# again (NOTIFY: every batch of every worker); each run sends all that is due. Sends its
+# own worker queued, and any after a quiet spell, go at once (loops.py, `spacing`).
 OUTBOX_SPACING = 0.05
 
 
@@ -224,7 +225,7 @@ class Service:
         # Other processes on the same PostgreSQL wake these loops through NOTIFY.
         self._stop_listening = self.store.listen({
             "inbox": loops["events"].wake, "timers": loops["timers"].wake,
-            "outbox": loops["outbox"].wake})
+            "outbox": partial(loops["outbox"].wake, spaced=True)})
         # SQLite: the WAL is checkpointed beside the loops, not in the worker's commits.
         self._stop_checkpoints = self.store.checkpoint_in_background()
 

@@ -53,13 +53,15 @@ class Loop:
         # close together is done in one run: one transaction for many timers instead
         # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
         self.slack = slack
-        # Wall seconds at least between the starts of two runs: woken again sooner, a run
-        # waits for the rest, then does everything that came meanwhile in one go. A loop
-        # woken by every batch of every worker (the outbox: each worker's commit wakes
-        # all the dispatchers through NOTIFY) otherwise runs a transaction per wake-up
-        # for a handful of rows. After a quiet spell a run starts at once.
+        # Wall seconds at least between the starts of two runs woken from another process
+        # (`wake(spaced=True)`): woken again sooner, a run waits for the rest, then does
+        # everything that came meanwhile in one go. The outbox loop is woken by every
+        # batch of every worker through NOTIFY and ran a transaction per wake-up for a
+        # handful of rows. A wake-up from this process (its own worker queued sends)
+        # runs at once, and so does any after a quiet spell.
         self.spacing = spacing
         self._last_start = float("-inf")  # time.monotonic() of the last run's work
+        self._prompt = threading.Event()  # woken by this process: no spacing
         self.stop = stop or threading.Event()
         self._dirty = threading.Event()
         # APScheduler's shutdown holds its job-store lock while it waits for running
@@ -75,11 +77,14 @@ class Loop:
         self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
                                       next_run_time=datetime.now(UTC))
 
-    def wake(self, at: datetime | None = None) -> None:
-        """Run now (or at `at`, a clock time, if that is sooner than planned)."""
+    def wake(self, at: datetime | None = None, *, spaced: bool = False) -> None:
+        """Run now (or at `at`, a clock time, if that is sooner than planned). `spaced`:
+        a wake-up from another process, which may wait for the loop's `spacing`."""
         if at is not None and at > self.clock.now():
             self._reschedule(at)
             return
+        if not spaced:
+            self._prompt.set()
         self._dirty.set()
         self._reschedule(None)
 
@@ -90,9 +95,12 @@ class Loop:
         try:
             while not self.stop.is_set():
                 wait = self._last_start + self.spacing - time.monotonic()
-                if wait > 0 and self.stop.wait(wait):
-                    break
+                if wait > 0 and not self._prompt.is_set():
+                    self._prompt.wait(wait)  # cut short by a wake-up from this process
+                    if self.stop.is_set():
+                        break
                 self._last_start = time.monotonic()
+                self._prompt.clear()
                 self._dirty.clear()
                 try:
                     with background_work():  # API requests write first (engine/ports.py)

@@ -80,11 +80,12 @@ def _recorded(scheduler: BackgroundScheduler, name: str, *, slack: float = 0.0,
     return loop, runs, ran
 
 
-def _woken(loop: Loop, runs: list[float], ran: threading.Event) -> float:
+def _woken(loop: Loop, runs: list[float], ran: threading.Event, *,
+           spaced: bool = False) -> float:
     """Wake the loop; seconds until its run started."""
     ran.clear()
     woken_at = time.monotonic()
-    loop.wake()
+    loop.wake(spaced=spaced)
     assert ran.wait(4)
     return runs[-1] - woken_at
 
@@ -116,22 +117,27 @@ def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
 
 
 def test_wake_ups_in_a_row_are_spaced_and_none_is_lost(scheduler: BackgroundScheduler) -> None:
-    """With `spacing`, runs woken again and again start at most every `spacing` s, and
-    the last wake-up still gets a run after it; after a quiet spell a run starts at once
-    (the dispatcher, woken by every batch of every worker)."""
+    """With `spacing`, runs woken from other processes again and again (`spaced=True`:
+    the dispatcher, NOTIFYed by every batch of every worker) start at most every
+    `spacing` s, and the last wake-up still gets a run after it. After a quiet spell,
+    or woken by this process (its own worker queued sends), a run starts at once."""
     loop, runs, ran = _recorded(scheduler, "spaced", spacing=0.2)
     time.sleep(0.3)  # quiet: the next wake-up runs at once
-    assert _woken(loop, runs, ran) < 0.15
+    assert _woken(loop, runs, ran, spaced=True) < 0.15
     started = len(runs)
     last_wake = 0.0
     deadline = time.monotonic() + 0.7
     while time.monotonic() < deadline:  # a wake-up every 10 ms for 0.7 s
         last_wake = time.monotonic()
-        loop.wake()
+        loop.wake(spaced=True)
         time.sleep(0.01)
     time.sleep(0.5)
-    loop.close()
     spaced = runs[started:]
     assert 2 <= len(spaced) <= 6, spaced  # ~0.7 / 0.2 runs, not ~70
     assert all(b - a >= 0.19 for a, b in itertools.pairwise(spaced))
     assert spaced[-1] >= last_wake  # the last wake-up had its run
+    _woken(loop, runs, ran, spaced=True)  # quiet again: at once
+    loop.wake(spaced=True)  # a run starts, and waits for the spacing ...
+    time.sleep(0.02)
+    assert _woken(loop, runs, ran) < 0.1  # ... which a wake-up from this process cuts short
+    loop.close()
