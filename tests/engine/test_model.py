@@ -36,3 +36,16 @@ def test_changed_many_at_once_leaves_the_original() -> None:
     assert changed == dataclasses.replace(BASE, **CHANGES)  # type: ignore[arg-type]
     assert BASE.state == "send_welcome"
     assert changed == Enrollment(**CHANGES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("profile_id", ["ana", "", "ü" * 300, "a\x1fb", "1e9", "😀"])
+def test_enrollment_ids_are_uuid5(profile_id: str) -> None:
+    """Enrollment ids are stored and a replay must enroll the same: the fast text is
+    uuid5's, byte for byte."""
+    import uuid
+
+    from engine.core.advance import NAMESPACE, enrollment_id
+
+    for journey, version, occurrence in (("welcome", 1, 0), ("win_back", 12, 7)):
+        assert enrollment_id(journey, version, profile_id, occurrence) == str(uuid.uuid5(
+            NAMESPACE, f"{journey}\x1f{version}\x1f{profile_id}\x1f{occurrence}"))

@@ -133,6 +133,10 @@ def test_sqlite_timestamps_are_the_text_sqlalchemy_writes() -> None:
     assert ours(None) is None
     with pytest.raises(Exception, match="naive datetime"):
         ours(datetime(2026, 3, 2, 9))
+    # the last value's text is kept: the same object again, then others in turn
+    later_ = T0 + timedelta(seconds=1)
+    texts = [ours(v) for v in (T0, T0, later_, T0, later_, later_)]
+    assert texts == [theirs(v.replace(tzinfo=None)) for v in (T0, T0, later_, T0, later_, later_)]
 
 
 def test_due_at_compares_across_offsets(sql_store: SqlStore) -> None:

@@ -44,16 +44,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         (`YYYY-MM-DD HH:MM:SS.ffffff`; tests/store/test_sql.py compares them)."""
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
+        # The last value and its text, as one tuple (one assignment, so a thread never
+        # sees one's value with another's text): a batch binds the same `now` to most
+        # of its rows' created_at/updated_at/at.
+        last: tuple[datetime | None, str | None] = (None, None)
 
         def process(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
+            seen, text = last
+            if value is seen:
+                return text
             if value.tzinfo is not UTC:
                 if value.tzinfo is None or value.utcoffset() is None:
                     raise NaiveDatetimeError(
                         f"naive datetime {value.isoformat()} given to the store")
-                value = value.astimezone(UTC)
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            else:
+                text = value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            last = (value, text)
+            return text
 
         return process
 
