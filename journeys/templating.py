@@ -76,6 +76,14 @@ class Rendered:
     payload: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    def document(self) -> dict[str, Any]:
+        """The fields as a JSON document (the outbox row's `rendered`; `Rendered(**doc)`
+        reads it back). `dataclasses.asdict` without its deep copy of the payload and
+        headers, which the JSON encoder does not need (1.5% of the worker's time)."""
+        return {"template": self.template, "channel": self.channel, "subject": self.subject,
+                "html": self.html, "text": self.text, "body": self.body,
+                "payload": self.payload, "headers": self.headers}
+
     @property
     def summary(self) -> str:
         """The plain-text part a person reads: text, SMS body or the JSON payload."""

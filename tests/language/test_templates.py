@@ -59,3 +59,16 @@ def test_the_sandbox_refuses_to_reach_out(tmp_path: Path, attack: str) -> None:
     templates = load_path(folder).templates
     with pytest.raises(TemplateRenderError, match=r"is unsafe|not found in search path|etc/passwd"):
         templates.render("evil", CONTEXT)
+
+
+def test_a_rendered_message_as_a_document_is_asdict() -> None:
+    """The outbox stores `Rendered.document()` and reads it back with `Rendered(**doc)`."""
+    import dataclasses
+
+    from journeys.templating import Rendered
+
+    full = Rendered("t", "email", subject="s", html="<p>h</p>", text="h", body="b",
+                    payload={"a": [1, {"b": 2}]}, headers={"X-A": "1"})
+    for rendered in (full, Rendered("t", "sms")):
+        assert rendered.document() == dataclasses.asdict(rendered)
+        assert Rendered(**rendered.document()) == rendered

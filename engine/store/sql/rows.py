@@ -4,7 +4,6 @@ are stored."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -92,5 +91,5 @@ def send_values(entry: OutboxEntry) -> dict[str, Any]:
     return {"send_key": entry.key, "enrollment_id": entry.enrollment_id,
             "profile_id": entry.profile_id, "journey": entry.journey, "step": entry.step,
             "channel": entry.channel, "template": entry.rendered.template, "to": entry.to,
-            "rendered": asdict(entry.rendered), "status": "pending", "attempts": 0,
+            "rendered": entry.rendered.document(), "status": "pending", "attempts": 0,
             "next_attempt_at": entry.created_at, "created_at": entry.created_at}
