@@ -13,9 +13,13 @@ from rules.operators import MISSING, OPERATORS
 def lookup(facts: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = facts
     for part in path:
-        if not isinstance(node, Mapping) or part not in node:
+        # facts are plain dicts: `type() is dict` first spares the ABC check (called
+        # ~40 times per event)
+        if type(node) is not dict and not isinstance(node, Mapping):
             return MISSING
-        node = node[part]
+        node = node.get(part, MISSING)
+        if node is MISSING:
+            return MISSING
     return MISSING if node is None else node
 
 
