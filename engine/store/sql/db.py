@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine, create_engine, event, text
+from sqlalchemy import JSON, Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -398,13 +398,16 @@ class JsonRowsPlan:
         per_row = [name for name in processors if name not in base.constants]
         index = {name: i for i, name in enumerate(per_row)}
         converters: list[tuple[str, Callable[[Any], Any] | None]] = []
+        json_params: set[str] = set()
         for name in per_row:
             kind = binds[name].type
-            if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
-                converters.append((name, None))  # the document itself, read with ->
+            if _is(kind, JSON):
+                json_params.add(name)  # the document itself, read with ->
+                converters.append((name, None))
+            elif processors[name] is None and not _is(kind, DateTime):
+                converters.append((name, None))  # text, numbers: as they are
             else:
                 converters.append((name, _plain(processors[name])))
-        json_params = {name for name, conv in converters if conv is None}
 
         def column(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -446,6 +449,11 @@ class JsonRowsPlan:
 def _compile_for_many(statement: Any, dialect: Dialect) -> Any:
     # for_executemany: no implicit `RETURNING id` (PostgreSQL) that nobody reads
     return statement.compile(dialect=dialect, for_executemany=True)
+
+
+def _is(kind: Any, cls: type) -> bool:
+    """A column type that is `cls`, or decorates it (UTCDateTime, JSONDoc)."""
+    return isinstance(kind, cls) or isinstance(getattr(kind, "impl", None), cls)
 
 
 def _plain(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
