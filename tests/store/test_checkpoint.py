@@ -63,3 +63,25 @@ def test_nothing_to_checkpoint_elsewhere(tmp_path: Path) -> None:
         store.checkpoint_in_background()()  # in memory: no WAL, no thread
     finally:
         store.close()
+
+
+def test_forget_truncates_the_wal_while_the_thread_checkpoints(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """`profiles forget` truncates the WAL (no byte of the person left in it) while a
+    running service checkpoints it: SQLite answers busy at once during the thread's
+    checkpoint, and forget tries again (engine/store/sql/privacy.py)."""
+    from engine.store.sql.checkpoint import WalCheckpointer
+
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        busy = WalCheckpointer(str(store.sql_engine.url.database), every=0.0005)
+        stop = busy.start()
+        try:
+            for round_ in range(5):
+                _accept(store, 200, f"r{round_}")  # pages for the thread to copy
+                assert store.forget_person("u1")["sqlite_scrubbed"] == 1
+        finally:
+            stop()
+        assert busy.checkpoints > 10
+    finally:
+        store.close()

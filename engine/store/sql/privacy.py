@@ -17,6 +17,7 @@ rows are gone at commit; their space (and the bytes in it) is reclaimed by (auto
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -104,9 +105,9 @@ class PrivacyQueries(SqlBase):
         try:
             driver = raw.driver_connection
             assert driver is not None
-            busy = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy = _truncate_wal(driver)
             driver.execute("VACUUM")
-            again = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            again = _truncate_wal(driver)
             driver.execute("PRAGMA secure_delete=OFF")
         except Exception as exc:  # busy or locked: say so; the rows are gone regardless
             log.warning("forget: could not scrub the SQLite file (%s); run forget again "
@@ -128,3 +129,19 @@ class PrivacyQueries(SqlBase):
             if not ids:
                 return 0
             return conn.execute(delete(e).where(e.c.id.in_(ids))).rowcount or 0
+
+
+def _truncate_wal(driver: Any, attempts: int = 20) -> Any:
+    """`PRAGMA wal_checkpoint(TRUNCATE)`, again while another checkpoint holds the WAL:
+    the long-running processes' checkpoint thread (engine/store/sql/checkpoint.py) runs
+    one every 0.2 s, and SQLite answers busy at once while it does. A busy answer that
+    took long is a reader keeping the file open (SQLite's busy handler waited for it):
+    not tried again."""
+    result = None
+    for _ in range(attempts):
+        started = time.monotonic()
+        result = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if result is None or result[0] == 0 or time.monotonic() - started > 0.5:
+            return result
+        time.sleep(0.05)
+    return result
