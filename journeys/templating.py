@@ -164,20 +164,33 @@ def _template_line(exc: BaseException) -> tuple[str | None, int] | None:
     return found
 
 
-# The text part of an e-mail, derived from its HTML: one pass of one regular expression
+# The text part of an e-mail, derived from its HTML: one pass of regular expressions
 # over the markup. html.parser did the same work a character class at a time and was
 # 4% of the worker's time (one call per e-mail sent). A tag, a comment, a declaration
-# (`<!doctype ...>`) or a processing instruction; anything else, `<` included when no
-# tag follows it, is text. An attribute value may hold `>` or `<` inside its quotes, not
-# outside: a tag ends its look at the next `<`, so text full of unclosed tags (`<a<a<a`)
-# is read in one pass instead of once from every `<` (quadratic).
-_MARKUP = re.compile(r"""<!--.*?(?:-->|\Z)|<[!?][^>]*>?"""
+# (`<!doctype ...>`), a processing instruction or a stray end tag (`</>`, `</ a>`);
+# anything else, `<` included when no tag follows it, is text. An attribute value may
+# hold `>` or `<` inside its quotes, not outside: a tag ends its look at the next `<`,
+# so text full of unclosed tags (`<a<a<a`) is read in one pass instead of once from
+# every `<` (quadratic).
+_MARKUP = re.compile(r"""<!--.*?(?:-->|\Z)|<[!?][^>]*>?|</(?![a-zA-Z])[^>]*>?"""
                      r"""|<(/?)([a-zA-Z][a-zA-Z0-9:-]*)((?:[^<>"']|"[^"]*"|'[^']*')*+)>""",
                      re.DOTALL)
-_HREF = re.compile(r"""(?:^|\s)href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
-                   re.IGNORECASE)
+# One attribute: its name, then its value if it has one. Read from the tag's attribute
+# text in order, so an `href=` inside another attribute's quoted value (a profile's
+# trait in a title) is part of that value, never a link.
+_ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
 _BREAKS = frozenset({"p", "br", "div", "h1", "h2", "h3", "li", "tr"})
 _HIDDEN = frozenset({"style", "script"})  # their content is not text
+
+
+def _href(attributes: str) -> str | None:
+    """The last `href` of a tag's attribute text (as html.parser's dict kept it)."""
+    found = None
+    for match in _ATTRIBUTE.finditer(attributes):
+        if match.group(1).lower() == "href":
+            value = next((v for v in match.groups()[1:] if v is not None), None)
+            found = None if value is None else htmllib.unescape(value)
+    return found
 
 
 def html_to_text(source: str) -> str:
@@ -185,33 +198,32 @@ def html_to_text(source: str) -> str:
     after its words, entities decoded, no markup, no style sheet or script."""
     parts: list[str] = []
     href: str | None = None
-    hidden: str | None = None  # inside <style> or <script> until its end tag
     at = 0
-    for tag in _MARKUP.finditer(source):
-        if hidden is None and tag.start() > at:
+    while (tag := _MARKUP.search(source, at)) is not None:
+        if tag.start() > at:
             parts.append(htmllib.unescape(source[at:tag.start()]))
         at = tag.end()
         name = (tag.group(2) or "").lower()
         if not name:
-            continue  # a comment, declaration or processing instruction
+            continue  # a comment, declaration, processing instruction or stray end tag
+        attributes = tag.group(3)
+        closed = attributes.rstrip().endswith("/")  # <br/>, <a href="x"/>
         if tag.group(1):  # an end tag
-            if hidden is not None:
-                hidden = None if name == hidden else hidden
-            elif name == "a" and href:
+            if name == "a" and href:
                 parts.append(f" ({href})")
                 href = None
-            continue
-        if hidden is not None:
-            continue
-        if name in _HIDDEN:
-            hidden = name
+        elif name in _HIDDEN:
+            if not closed:  # skip to its end tag: no markup is read inside
+                end = re.compile(rf"</{name}\s*>", re.IGNORECASE).search(source, at)
+                at = len(source) if end is None else end.end()
         elif name in _BREAKS:
             parts.append("\n")
         elif name == "a":
-            found = _HREF.search(tag.group(3))
-            href = (htmllib.unescape(next(v for v in found.groups() if v is not None))
-                    if found else None)
-    if hidden is None and at < len(source):
+            href = _href(attributes)
+            if closed and href:
+                parts.append(f" ({href})")
+                href = None
+    if at < len(source):
         parts.append(htmllib.unescape(source[at:]))
     lines = [_SPACES.sub(" ", line).strip() for line in "".join(parts).splitlines()]
     return "\n".join(line for line in lines if line).strip() + "\n"

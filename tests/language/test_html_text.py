@@ -88,6 +88,33 @@ def test_style_sheets_and_scripts_are_not_text() -> None:
     assert "color" in reference(source)  # what the old converter put in the text part
 
 
+def test_a_link_is_read_from_its_own_href_attribute() -> None:
+    """A profile's value in another attribute (autoescaping leaves spaces and `=`)
+    must not become the link of the text part."""
+    html = ('<a title="Offer for Ana href=https://evil.example/login" '
+            'href="https://shop.example/cart">Your cart</a>')
+    assert html_to_text(html) == "Your cart (https://shop.example/cart)\n"
+    assert html_to_text('<a data-href="no" href=\'yes\'>x</a>') == "x (yes)\n"
+    assert html_to_text('<a HREF="u" href="v">x</a>') == reference('<a HREF="u" href="v">x</a>')
+
+
+def test_self_closing_tags() -> None:
+    """`<script .../>` hides nothing after it; `<a href="..."/>` keeps its address."""
+    code = "<p>Your code is 1234</p>"
+    assert html_to_text('<p>Hello</p><script src="https://x.example/a.js"/>' + code) == (
+        "Hello\nYour code is 1234\n")
+    assert html_to_text('<style type="text/css"/>' + code) == "Your code is 1234\n"
+    assert html_to_text('Reset: <a href="https://x.example/reset"/><p>Thanks') == (
+        "Reset: (https://x.example/reset)\nThanks\n")
+
+
+def test_markup_inside_a_script_is_not_read() -> None:
+    code = "<p>Your code is 1234</p>"
+    assert html_to_text('<script>var s = "<!--"; x = "<p>";</script>' + code) == (
+        "Your code is 1234\n")
+    assert html_to_text("<SCRIPT>a</script >" + code) == "Your code is 1234\n"
+
+
 def test_text_after_a_bare_ampersand_is_kept() -> None:
     """html.parser held back the text after a bare `&` at the end, waiting for more."""
     assert html_to_text("<p>Salt &amp; pepper &") == "Salt & pepper &\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -85,3 +86,31 @@ def test_forget_truncates_the_wal_while_the_thread_checkpoints(
         assert busy.checkpoints > 10
     finally:
         store.close()
+
+
+def test_no_thread_for_a_url_with_options_and_no_file_made(tmp_path: Path) -> None:
+    """`?uri=true&cache=...` names the file in SQLite's own way: no thread (it would
+    have opened `data.db` beside the real file). The thread never creates a file."""
+    import os
+
+    from engine.store.sql.checkpoint import WalCheckpointer
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        store = SqlStore("sqlite:///data.db?cache=private&uri=true", create=True)
+        try:
+            stop = store.checkpoint_in_background()
+            assert "journeyman-wal-checkpoint" not in {t.name for t in threading.enumerate()}
+            stop()
+        finally:
+            store.close()
+        assert not (tmp_path / "data.db").exists()
+    finally:
+        os.chdir(here)
+    thread = WalCheckpointer(str(tmp_path / "missing.db"), every=0.01)
+    stop = thread.start()
+    time.sleep(0.1)
+    stop()
+    assert not (tmp_path / "missing.db").exists()
+    assert thread.checkpoints == 0

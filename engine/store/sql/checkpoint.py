@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from urllib.parse import quote
 
 log = logging.getLogger("journeyman.store")
 
@@ -34,6 +35,8 @@ class WalCheckpointer:
     """Checkpoints one SQLite file's WAL every `every` seconds until stopped."""
 
     def __init__(self, path: str, every: float = WAL_CHECKPOINT_EVERY) -> None:
+        # `path`: the database file, absolute (the thread connects later, from any
+        # working directory)
         self.path, self.every = path, every
         self.checkpoints = 0  # those that ran, for tests and metrics
         self._stop = threading.Event()
@@ -54,9 +57,9 @@ class WalCheckpointer:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    if conn is None:
-                        conn = sqlite3.connect(self.path, isolation_level=None,
-                                               check_same_thread=False)
+                    if conn is None:  # mode=rw: a file gone is an error, not a new file
+                        conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True,
+                                               isolation_level=None, check_same_thread=False)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
                 except sqlite3.Error:  # a full disk, a file gone: the writers' own net holds

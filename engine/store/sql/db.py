@@ -27,6 +27,7 @@ come back as aware UTC on both backends.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,10 +156,14 @@ class SqlBase:
         """SQLite on a file: checkpoint its WAL from a thread of this process
         (engine/store/sql/checkpoint.py), for a long-running process. Returns the
         function that stops it. Elsewhere (PostgreSQL, in memory) nothing to do."""
-        database = self._db.url.database
-        if self._pg or database in (None, "", ":memory:") or database.startswith("file:"):
+        url = self._db.url
+        database = url.database
+        # A URL with options (`?uri=true&cache=...`) names its file in ways SQLite
+        # reads and a plain path does not: left to the writers' own checkpoints.
+        if (self._pg or database in (None, "", ":memory:") or database.startswith("file:")
+                or url.query):
             return lambda: None
-        return WalCheckpointer(database).start()
+        return WalCheckpointer(os.path.abspath(database)).start()
 
     @property
     def sql_engine(self) -> Engine:
