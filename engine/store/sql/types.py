@@ -29,9 +29,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise NaiveDatetimeError(f"naive datetime {value.isoformat()} given to the store")
-        value = value.astimezone(UTC)
+        value = _aware_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -56,13 +54,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             seen, text = last
             if value is seen:
                 return text
-            if value.tzinfo is not UTC:
-                if value.tzinfo is None or value.utcoffset() is None:
-                    raise NaiveDatetimeError(
-                        f"naive datetime {value.isoformat()} given to the store")
-                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-            else:
-                text = value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            utc = value if value.tzinfo is UTC else _aware_utc(value)
+            text = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
             last = (value, text)
             return text
 
@@ -74,6 +67,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """`value` in UTC; a naive datetime is refused (the core deals in aware UTC only)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError(f"naive datetime {value.isoformat()} given to the store")
+    return value.astimezone(UTC)
 
 
 def json_type() -> TypeEngine[Any]:
