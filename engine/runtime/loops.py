@@ -109,7 +109,13 @@ class Loop:
                     log.exception("the %s loop failed; it runs again shortly", self.name)
                     due = None
                 if not self._dirty.is_set():
-                    break
+                    # Not running from here on, then one more look: a wake-up between
+                    # the look above and this point is seen either here or by the
+                    # trigger (dirty and not running: tried again in 10 ms).
+                    self._running = False
+                    if not self._dirty.is_set() or self.stop.is_set():
+                        break
+                    self._running = True
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
