@@ -29,8 +29,20 @@ Wake = Callable[..., None]
 
 def notify(conn: Connection, topic: str, payload: str = "") -> None:
     """Queue a notification in `conn`'s transaction (PostgreSQL only)."""
-    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
-                 {"channel": PREFIX + topic, "payload": payload})
+    notify_all(conn, [(topic, payload)])
+
+
+def notify_all(conn: Connection, notes: list[tuple[str, str]]) -> None:
+    """Queue notifications (topic, payload) in `conn`'s transaction in one round trip (a
+    worker's batch wakes the outbox and the timers)."""
+    if notes:
+        conn.execute(_NOTIFY[len(notes) - 1], {
+            f"{what}{i}": value for i, (topic, payload) in enumerate(notes)
+            for what, value in (("c", PREFIX + topic), ("p", payload))})
+
+
+_NOTIFY = [text("SELECT " + ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(n)))
+           for n in range(1, 4)]
 
 
 def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:

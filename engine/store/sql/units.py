@@ -17,7 +17,7 @@ from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
 from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
-from engine.store.sql.notify import listen_for_wakes, notify
+from engine.store.sql.notify import listen_for_wakes, notify_all
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
     enrollment_from_row,
@@ -124,11 +124,10 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
     def _write_run(self, conn: Connection, run: WriteRun) -> None:
         now = self._now()
         if self._pg:  # delivered at commit: other processes' loops wake up
-            if run.sends:
-                notify(conn, "outbox")
+            notes = [("outbox", "")] if run.sends else []
             if run.timers_added:
-                notify(conn, "timers", iso(min(t.due_at for t in
-                                                      run.timers_added.values())))
+                notes.append(("timers", iso(min(t.due_at for t in run.timers_added.values()))))
+            notify_all(conn, notes)
         if run.profiles:
             self._many(conn, self._upsert_profile, [
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
