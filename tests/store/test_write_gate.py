@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.ports import ForegroundWaits, background_work
-from engine.store.sql.db import FairWriteGate
+from engine.store.sql.turns import FairWriteGate
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.conftest import make_sqlite_store

@@ -18,8 +18,9 @@ SQLite
     is no queue: a waiter sleeps and polls (every 100 ms after a while) and a worker that
     commits and begins again at once wins every time, so during a storm of due timers an
     API request waited seconds for its turn (bench/storm_bench.py: p99 4.8 s). Behind the
-    gate it waits for the one transaction in progress. Writers in other processes
-    still meet SQLite's busy handler (one process is SQLite's deployment; docs/deploy.md).
+    gate it waits for the one transaction in progress. Writers of different processes
+    on one file take turns the same way (engine/store/sql/turns.py: byte-range locks
+    on `<database>-turn`), so an API process beside a worker process is not starved.
 
 Timestamps are set in Python from the store's clock (never the database clock) and
 come back as aware UTC on both backends.
@@ -37,74 +38,23 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from engine import jsonfast
-from engine.ports import Clock, ForegroundWaits, SystemClock, is_background_work
+from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
 from engine.store.sql.tables import table
+from engine.store.sql.turns import FairWriteGate, ProcessTurns, process_turns
 
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
 SQLITE_CACHE_KIB = 65_536
 # The advisory lock taken while migrating (PostgreSQL): 0x6A6D is "jm".
 MIGRATION_LOCK = (0x6A6D, 1)
-
-
-class FairWriteGate:
-    """One writer at a time in this process; a foreground writer (an API request) goes
-    before waiting background writers (the service's loops, `background_work`), but
-    never more than `FOREGROUND_STREAK` times in a row while one waits, so the loops
-    are not starved by a flood of requests. A thread that already holds the gate passes
-    through (its nested writes join its transaction)."""
-
-    FOREGROUND_STREAK = 8
-
-    def __init__(self) -> None:
-        self._turn = threading.Condition()
-        self._holder: int | None = None
-        self._waiting = {True: 0, False: 0}  # background?: how many wait
-        self._foreground_streak = 0  # foreground turns since the last background turn
-
-    def _may_go(self, background: bool) -> bool:
-        if self._holder is not None:
-            return False
-        background_due = (self._waiting[True]
-                          and self._foreground_streak >= self.FOREGROUND_STREAK)
-        if background:  # after the requests, unless it has waited its turn long enough
-            return background_due or not self._waiting[False]
-        return not background_due
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        me = threading.get_ident()
-        if self._holder == me:
-            yield
-            return
-        background = is_background_work()
-        with self._turn:
-            self._waiting[background] += 1
-            if not background:
-                ForegroundWaits.add(1)
-            try:
-                while not self._may_go(background):
-                    self._turn.wait()
-            finally:
-                self._waiting[background] -= 1
-                if not background:
-                    ForegroundWaits.add(-1)
-            self._foreground_streak = 0 if background else self._foreground_streak + 1
-            self._holder = me
-        try:
-            yield
-        finally:
-            with self._turn:
-                self._holder = None
-                self._turn.notify_all()
 
 
 class SqlBase:
@@ -121,7 +71,8 @@ class SqlBase:
         self._pg = self.dialect == "postgresql"
         self._local = threading.local()
         # SQLite: this process's writers take turns (see the module's docstring).
-        self._write_gate = FairWriteGate() if not self._pg else None
+        self._write_gate = (FairWriteGate(_process_turns(self._db.url, busy_timeout_ms))
+                            if not self._pg else None)
         self._many_plans: dict[Any, ManyRowsPlan | JsonRowsPlan] = {}
         self._profiles = table("profiles")
         self._identities = table("identities")
@@ -156,14 +107,10 @@ class SqlBase:
         """SQLite on a file: checkpoint its WAL from a thread of this process
         (engine/store/sql/checkpoint.py), for a long-running process. Returns the
         function that stops it. Elsewhere (PostgreSQL, in memory) nothing to do."""
-        url = self._db.url
-        database = url.database
         # A URL with options (`?uri=true&cache=...`) names its file in ways SQLite
         # reads and a plain path does not: left to the writers' own checkpoints.
-        if (self._pg or database in (None, "", ":memory:") or database.startswith("file:")
-                or url.query):
-            return lambda: None
-        return WalCheckpointer(os.path.abspath(database)).start()
+        path = _plain_file(self._db.url)
+        return WalCheckpointer(path).start() if path else (lambda: None)
 
     @property
     def sql_engine(self) -> Engine:
@@ -171,6 +118,8 @@ class SqlBase:
 
     def close(self) -> None:
         self._db.dispose()
+        if self._write_gate is not None:
+            self._write_gate.close()
 
     def migrate(self) -> None:
         """`alembic upgrade head` on this database. On PostgreSQL one process at a time:
@@ -516,6 +465,23 @@ def _waves(rows: Sequence[Mapping[str, Any]],
             waves.append([])
         waves[n].append(row)
     yield from waves
+
+
+def _process_turns(url: URL, busy_timeout_ms: int) -> ProcessTurns | None:
+    """This process's write turns on the database file (engine/store/sql/turns.py)."""
+    path = _plain_file(url)
+    return process_turns(path, busy_timeout_ms / 1000) if path else None
+
+
+def _plain_file(url: URL) -> str | None:
+    """The absolute path of a SQLite database named by a plain file URL, else None (in
+    memory; `file:` URIs and URLs with options name their file in ways SQLite reads
+    and a plain path does not)."""
+    database = url.database
+    if (url.get_backend_name() != "sqlite" or database in (None, "", ":memory:")
+            or database.startswith("file:") or url.query):
+        return None
+    return os.path.abspath(database)
 
 
 def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:

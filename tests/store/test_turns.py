@@ -1,0 +1,129 @@
+"""Writers of different processes on one SQLite file take turns, API requests first
+(engine/store/sql/turns.py).
+
+A second process writes in a loop as background work (a worker's batches: a
+transaction held 20 ms, begun again at once), and this process accepts events as an API
+request does. With SQLite's busy handler alone the request slept and polled while the
+other process took the lock back after every commit, until the busy timeout failed it
+(run this file with `_process_turns` returning None to see it); with turns each
+request waits for at most the one transaction in progress."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+
+from engine.ports import background_work
+from engine.store.sql import SqlStore
+from engine.store.sql.turns import ProcessTurns, process_turns, release_turns
+
+HOLD = 0.02  # seconds each background transaction holds the write lock
+
+
+def _background_writer(url: str, stop: str, started: str) -> None:
+    store = SqlStore(url)
+    n = 0
+    with background_work():
+        while not os.path.exists(stop):
+            with store.transaction():
+                n += 1
+                store.accept_events([{"messageId": f"bg-{n}", "type": "track",
+                                      "event": "Tick", "userId": "bg"}], "background")
+                if n == 3:
+                    Path(started).touch()
+                time.sleep(HOLD)
+    store.close()
+
+
+def test_a_request_waits_for_one_transaction_of_another_process_not_for_its_polls(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    SqlStore(url, create=True).close()
+    stop, started = str(tmp_path / "stop"), tmp_path / "started"
+    writer = multiprocessing.get_context("spawn").Process(
+        target=_background_writer, args=(url, stop, str(started)))
+    writer.start()
+    store = SqlStore(url)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert writer.is_alive(), "the writer died"
+            assert time.monotonic() < deadline, "the writer did not start"
+            time.sleep(0.01)
+        waits = []
+        for i in range(30):
+            t0 = time.perf_counter()
+            store.accept_events([{"messageId": f"api-{i}", "type": "track",
+                                  "event": "Signed Up", "userId": f"u{i}"}])
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.003)
+        assert (tmp_path / "turns.db-turn").exists()
+        # One transaction of the other process (20 ms) and the request's own work (with
+        # room for a loaded machine). With the busy handler alone the first request
+        # never got in: "database is locked" after the 30 s busy timeout.
+        assert max(waits) < 0.5, sorted(waits)[-5:]
+        assert sum(waits) < 3.0, sum(waits)
+        assert store.inbox_counts().get("pending", 0) >= 30
+    finally:
+        Path(stop).touch()
+        writer.join(10)
+        store.close()
+    assert writer.exitcode == 0
+
+
+def test_turns_are_one_per_file_in_a_process_and_a_thread_may_nest(tmp_path: Path) -> None:
+    path = str(tmp_path / "x.db")
+    a, b = process_turns(path), process_turns(path)
+    assert a is not None
+    assert a is b
+    assert a.users == 2
+    with a.turn(background=False), a.turn(background=True):  # a nested write passes
+        other: list[float] = []
+
+        def second_writer() -> None:
+            t0 = time.monotonic()
+            with a.turn(background=False):
+                other.append(time.monotonic() - t0)
+
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        time.sleep(0.05)
+        assert not other  # another thread of this process waits for the turn
+    thread.join(5)
+    assert other
+    assert other[0] >= 0.04
+    release_turns(a)
+    release_turns(b)
+    assert process_turns(path) is not a  # the last store closed it: a new one
+
+
+def test_a_turn_held_too_long_elsewhere_is_given_up_after_the_patience(
+        tmp_path: Path) -> None:
+    """A writer stopped mid-transaction in another process must not hang the others:
+    after the patience (the busy timeout) they go on and meet SQLite's timeout."""
+    path = str(tmp_path / "y.db")
+    ctx = multiprocessing.get_context("spawn")
+    held, stop = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_turn, args=(path, held, stop))
+    holder.start()
+    try:
+        assert held.wait(30)
+        turns = ProcessTurns(path, patience=0.2)
+        t0 = time.monotonic()
+        with turns.turn(background=False):
+            waited = time.monotonic() - t0
+        assert 0.2 <= waited < 1.0
+        turns.close()
+    finally:
+        stop.set()
+        holder.join(10)
+
+
+def _hold_turn(path: str, held: object, stop: object) -> None:
+    turns = ProcessTurns(path)
+    with turns.turn(background=True):
+        held.set()  # type: ignore[attr-defined]
+        stop.wait(30)  # type: ignore[attr-defined]
