@@ -1,4 +1,5 @@
-"""The hot path's queries use their indexes on SQLite, whatever the table holds.
+"""The hot path's queries use their indexes on SQLite, whatever the table holds, and on
+PostgreSQL before it has statistics (a prepared statement's generic plan).
 
 Each query is captured as the store runs it and put to `EXPLAIN QUERY PLAN`. Found
 by a storm of 100,000 cron timers (issue 10): a claim looked its rows up by `due_at`
@@ -7,12 +8,14 @@ whole identities table; both were row-value `IN`s."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from engine.core.model import ScheduleTimer
@@ -107,3 +110,42 @@ def test_a_withdrawal_finds_its_sends_by_profile_and_enrollment(
             assert "ix_outbox_profile_enrollment (profile_id=? AND enrollment_id=?)" in plan, plan
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
+def test_the_next_entry_seq_reads_the_profiles_rows_on_a_new_database(
+        sql_store: SqlStore) -> None:
+    """PostgreSQL, a prepared statement's generic plan on a database with no statistics
+    yet (a new install, every bench run): the next entry_seq of a profile in a journey
+    must come from the index on (profile_id, journey, entry_seq). On `journey = ?` it
+    was planned on (journey, entered_at), reading every enrollment of the journey, once
+    per enrollment upserted."""
+    from sqlalchemy import select, text
+    from sqlalchemy.dialects import postgresql
+
+    store = sql_store
+    with store.sql_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO enrollments (id, journey, version, profile_id, state, status, data, "
+            "visits, variants, entry_event, entered_at, updated_at, schema_version, entry_seq) "
+            "SELECT 'e' || i, 'j', 1, 'p' || i, 'wait', 'active', '{}', '{}', '{}', '{}', "
+            ":at, :at, 1, 1 FROM generate_series(1, 400) AS i"), {"at": T0})
+    compiled = select(store._next_entry_seq()).compile(dialect=postgresql.dialect())
+    places = {"seq_profile": "$1", "seq_journey": "$2"}
+
+    def bind(match: re.Match[str]) -> str:  # the two keys stay parameters, constants inline
+        name = match.group(1)
+        value = compiled.params[name]
+        return places.get(name) or (f"'{value}'" if isinstance(value, str) else str(value))
+
+    query = re.sub(r"%\((\w+)\)s", bind, str(compiled))
+    with store.sql_engine.connect() as conn:
+        conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        conn.exec_driver_sql(f"PREPARE next_seq(varchar, varchar) AS {query}")
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+            "EXPLAIN EXECUTE next_seq('p7', 'j')"))
+        seq = conn.exec_driver_sql("EXECUTE next_seq('p7', 'j')").scalar_one()
+    assert "ix_enrollments_profile_journey_seq" in plan, plan
+    assert "ix_enrollments_journey_entered" not in plan, plan
+    assert seq == 2
