@@ -119,6 +119,11 @@ class Loop:
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
+            if self._real_seconds(due - self.clock.now() + timedelta(seconds=self.slack)) <= 0:
+                # Due already. APScheduler still counts this run, so the run asked for
+                # now is skipped and the trigger asked instead: dirty and not running,
+                # it answers "in 10 ms" (without this, the safety net).
+                self._dirty.set()
             self._reschedule(due)
 
     def close(self) -> None:
