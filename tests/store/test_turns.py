@@ -97,7 +97,36 @@ def test_turns_are_one_per_file_in_a_process_and_a_thread_may_nest(tmp_path: Pat
     assert other[0] >= 0.04
     release_turns(a)
     release_turns(b)
-    assert process_turns(path) is not a  # the last store closed it: a new one
+    c = process_turns(path)
+    assert c is not None
+    assert c is not a  # the last store closed it: a new one
+    release_turns(c)
+
+
+def test_closing_while_another_thread_holds_the_turn_waits_for_it(tmp_path: Path) -> None:
+    """A store closed while another of its threads is inside a transaction: the turn is
+    let go normally when that transaction ends (closing the file under it dropped the
+    lock and made the committed write raise)."""
+    turns = ProcessTurns(str(tmp_path / "z.db"))
+    inside, errors = threading.Event(), []
+
+    def writer() -> None:
+        try:
+            with turns.turn(background=True):
+                inside.set()
+                time.sleep(0.1)
+        except Exception as exc:  # the failure under test
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(5)
+    turns.close()  # waits for the writer's turn to end
+    thread.join(5)
+    assert errors == []
+    assert turns._fd == -1
+    with turns.turn(background=False):  # closed: a writer goes on without turns
+        pass
 
 
 def test_a_turn_held_too_long_elsewhere_is_given_up_after_the_patience(

@@ -101,6 +101,8 @@ class SqlBase:
                 self._check_schema()
         except BaseException:
             self._db.dispose()
+            if self._write_gate is not None:
+                self._write_gate.close()
             raise
 
     def checkpoint_in_background(self) -> Callable[[], None]:

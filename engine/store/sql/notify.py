@@ -14,9 +14,10 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import lru_cache
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.engine import make_url
 
 from engine.core.times import parse_timestamp
@@ -36,13 +37,14 @@ def notify_all(conn: Connection, notes: list[tuple[str, str]]) -> None:
     """Queue notifications (topic, payload) in `conn`'s transaction in one round trip (a
     worker's batch wakes the outbox and the timers)."""
     if notes:
-        conn.execute(_NOTIFY[len(notes) - 1], {
+        conn.execute(_notify_statement(len(notes)), {
             f"{what}{i}": value for i, (topic, payload) in enumerate(notes)
             for what, value in (("c", PREFIX + topic), ("p", payload))})
 
 
-_NOTIFY = [text("SELECT " + ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(n)))
-           for n in range(1, 4)]
+@lru_cache(maxsize=8)
+def _notify_statement(n: int) -> TextClause:
+    return text("SELECT " + ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(n)))
 
 
 def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:

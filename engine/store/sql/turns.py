@@ -31,11 +31,13 @@ turn held.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -45,7 +47,10 @@ log = logging.getLogger("journeyman.store")
 
 TURN, CLAIM = 0, 1  # the bytes locked
 BACKGROUND_PATIENCE = 0.05  # seconds background work lets waiting requests go first
-_POLL = 0.0005  # seconds between looks at a lock held elsewhere
+_POLL = 0.0005  # seconds between looks at a lock held elsewhere, at first ...
+_POLL_SLOW = 0.005  # ... and after `_POLL_FOR` seconds of waiting (a long wait: less CPU)
+_POLL_FOR = 0.1
+_BUSY = {errno.EAGAIN, errno.EACCES}  # what a lock held elsewhere answers
 
 
 class ProcessTurns:
@@ -57,12 +62,20 @@ class ProcessTurns:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         self._mutex = threading.RLock()  # this process's holder
         self._depth = 0
+        self._closing = False  # closed while a turn was held: closed when it ends
         self.users = 0  # stores sharing it (process_turns)
+        _LIVE.add(self)
 
     @contextmanager
     def turn(self, *, background: bool) -> Iterator[None]:
-        with self._mutex:
-            if self._depth:  # a nested write of the thread holding the turn
+        # Another thread of this process holds the turn: wait for it, but no longer than
+        # the patience (two stores on one file, a thread writing to one inside the
+        # other's transaction, could otherwise wait for each other for ever).
+        if not self._mutex.acquire(timeout=self.patience):
+            yield
+            return
+        try:
+            if self._depth or self._fd < 0:  # nested in this thread's turn, or closed
                 self._depth += 1
                 try:
                     yield
@@ -75,73 +88,114 @@ class ProcessTurns:
                 yield
             finally:
                 self._depth = 0
-                if held:
+                if held and self._fd >= 0:
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, TURN)
+                if self._closing:
+                    self._close()
+        finally:
+            self._mutex.release()
 
     def _take(self, background: bool) -> bool:
         """Take the turn; False if it did not come within `patience` (the writer then
         goes on and meets SQLite's busy handler and its timeout, as without turns)."""
         if background:
-            self._wait_while(CLAIM, BACKGROUND_PATIENCE)  # requests waiting go first
+            if self._lock(CLAIM, BACKGROUND_PATIENCE):  # no request waits, or waited enough
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, CLAIM)
             return self._lock(TURN, self.patience)
-        fcntl.lockf(self._fd, fcntl.LOCK_SH, 1, CLAIM)
+        if not self._lock(CLAIM, self.patience, shared=True):
+            return self._lock(TURN, self.patience)
         try:
             return self._lock(TURN, self.patience)
         finally:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, CLAIM)
 
-    def _lock(self, byte: int, patience: float) -> bool:
-        """Lock `byte` exclusively, looking every `_POLL` seconds (a blocking lock could
-        not time out: a writer stopped mid-transaction would hang its waiters instead of
-        failing them after the busy timeout, as SQLite does)."""
-        deadline = time.monotonic() + patience
+    def _lock(self, byte: int, patience: float, *, shared: bool = False) -> bool:
+        """Lock `byte` (exclusive, or shared), looking every `_POLL` seconds, then every
+        `_POLL_SLOW`; False after `patience`. Not a blocking lock: that could not time
+        out, and a writer stopped mid-transaction would hang its waiters instead of
+        failing them as SQLite's busy timeout does. A file system without POSIX locks
+        answers something else: no turns then (False at once)."""
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        started = time.monotonic()
         while True:
             try:
-                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+                fcntl.lockf(self._fd, mode, 1, byte)
                 return True
-            except OSError:
-                if time.monotonic() >= deadline:
+            except OSError as exc:
+                if exc.errno not in _BUSY:
+                    log.warning("write turns on %s unavailable: %s", self.path, exc)
                     return False
-                time.sleep(_POLL)
-
-    def _wait_while(self, byte: int, patience: float) -> None:
-        """Wait while another process holds `byte` (up to `patience` seconds)."""
-        if self._lock(byte, patience):
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, byte)
+                waited = time.monotonic() - started
+                if waited >= patience:
+                    return False
+                time.sleep(_POLL if waited < _POLL_FOR else _POLL_SLOW)
 
     def close(self) -> None:
+        """Close the file; if a thread of this process holds the turn, when it ends
+        (closing the file would let go of the lock under it)."""
+        with self._mutex:
+            if self._depth:
+                self._closing = True
+            else:
+                self._close()
+
+    def _close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        _LIVE.discard(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child has none of its parent's POSIX locks, and no thread of the
+        parent: its turns start over, its own."""
+        self._mutex = threading.RLock()
+        self._depth = 0
 
 
-_SHARED: dict[str, ProcessTurns] = {}
-_SHARED_LOCK = threading.Lock()
+class _Registry:
+    """The process's turns by file; the lock that guards it is made anew in a forked
+    child (a thread of the parent may have held it at the fork)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_path: dict[str, ProcessTurns] = {}
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()
+        for turns in list(_LIVE):
+            turns._after_fork_in_child()
+
+
+_REGISTRY = _Registry()
+_LIVE: weakref.WeakSet[ProcessTurns] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_REGISTRY.after_fork_in_child)
 
 
 def process_turns(database_path: str, patience: float = 30.0) -> ProcessTurns | None:
-    """This process's turns on the file at `database_path` (absolute), shared by its
-    stores; None if the lock file cannot be opened (a read-only folder: writers then
-    meet SQLite's busy handler alone, as before)."""
-    with _SHARED_LOCK:
-        turns = _SHARED.get(database_path)
+    """This process's turns on the file at `database_path`, shared by its stores (by
+    its real path: a symlink to it shares them too); None if the lock file cannot be
+    opened (a read-only folder: writers then meet SQLite's busy handler alone, as
+    before)."""
+    key = os.path.realpath(database_path)
+    with _REGISTRY.lock:
+        turns = _REGISTRY.by_path.get(key)
         if turns is None:
             try:
-                turns = ProcessTurns(database_path, patience)
+                turns = ProcessTurns(key, patience)
             except OSError as exc:
-                log.warning("no write turns across processes for %s: %s", database_path, exc)
+                log.warning("no write turns across processes for %s: %s", key, exc)
                 return None
-            _SHARED[database_path] = turns
+            _REGISTRY.by_path[key] = turns
         turns.users += 1
         return turns
 
 
 def release_turns(turns: ProcessTurns) -> None:
     """A store is done with its turns: the last one closes the file."""
-    with _SHARED_LOCK:
+    with _REGISTRY.lock:
         turns.users -= 1
         if turns.users <= 0:
-            _SHARED.pop(turns.path.removesuffix("-turn"), None)
+            _REGISTRY.by_path.pop(turns.path.removesuffix("-turn"), None)
             turns.close()
 
 
