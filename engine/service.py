@@ -73,6 +73,9 @@ OUTBOX_SPACING = 0.05
 
 # How often the retention loop looks for events past the policy's `retention.events`.
 RETENTION_EVERY = timedelta(minutes=1)
+# PostgreSQL: how often the hot tables' statistics are looked at (one small query; an
+# ANALYZE only for a table that changed as much as its size)
+STATISTICS_EVERY = 3.0
 
 
 @dataclass
@@ -217,6 +220,9 @@ class Service:
             "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
                               safety=RETENTION_EVERY.total_seconds(), stop=self._stop),
         }
+        if self.store.dialect == "postgresql":  # engine/store/sql/statistics.py
+            loops["statistics"] = Loop(self._scheduler, "statistics", self._analyze,
+                                       self.clock, safety=STATISTICS_EVERY, stop=self._stop)
         self._loops = loops
         self.worker.on_sends = loops["outbox"].wake
         self.worker.on_emitted = loops["events"].wake
@@ -276,6 +282,12 @@ class Service:
     def _dispatch(self) -> datetime | None:
         self.dispatcher.dispatch_due()
         return self.store.next_outbox_at()
+
+    def _analyze(self) -> datetime | None:
+        """PostgreSQL: ANALYZE the tables that grew fast since their last analysis (a
+        new database's plans, engine/store/sql/statistics.py); every STATISTICS_EVERY."""
+        self.store.refresh_statistics()
+        return None
 
     def _retain(self) -> datetime | None:
         """Delete events older than the policy's `retention.events`, a chunk at a time:

@@ -36,13 +36,15 @@ from engine.store.sql.failures import FailureQueries
 from engine.store.sql.keys import KeyQueries
 from engine.store.sql.privacy import PrivacyQueries
 from engine.store.sql.reads import ReadQueries
+from engine.store.sql.statistics import StatisticsQueries
 from engine.store.sql.units import UnitQueries
 from engine.store.sql.users import UserQueries
 from engine.store.sql.versions import VersionQueries
 
 
 class SqlStore(UnitQueries, FailureQueries, KeyQueries, ReadQueries, PrivacyQueries,
-               VersionQueries, EngagementQueries, UserQueries, AnalyticsQueries):
+               VersionQueries, EngagementQueries, UserQueries, AnalyticsQueries,
+               StatisticsQueries):
     """The durable Store. `SqlStore("sqlite:///journeyman.db", create=True)`."""
 
 
