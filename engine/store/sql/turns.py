@@ -6,13 +6,14 @@ and polls (1, 2, 5, 10 ... 100 ms), while a worker that commits and begins its n
 batch at once holds the lock again before the sleeper wakes. With an API process and a
 worker process on one file, the API posted 3,000 events in 2.0 s instead of 0.9 s
 (bench/journey_bench.py's workload), waiting out the worker's batches one poll at a
-time. `FairWriteGate` (engine/store/sql/db.py) settles this between the threads of one
-process; this settles it between processes, with two POSIX byte-range locks on a file
+time. `FairWriteGate` (below) settles this between the threads of one process;
+`ProcessTurns` settles it between processes, with two POSIX byte-range locks on a file
 beside the database (`<database>-turn`):
 
 - byte 0, the turn: held while a writer's transaction runs (`BEGIN IMMEDIATE` then
-  finds SQLite's lock free). A waiter looks every half millisecond, not after SQLite's
-  growing sleeps, and gives up after the busy timeout (then SQLite decides, as before).
+  finds SQLite's lock free). A waiter looks every half millisecond (every 5 ms after
+  0.1 s), not after SQLite's growing sleeps, and gives up after the busy timeout (then
+  SQLite decides, as before).
 - byte 1, the requests' claim: an API request holds it shared while it waits for the
   turn. Background work (the service's loops) about to take the turn first looks
   whether anyone holds the claim, and if so lets them go first (for at most
@@ -37,7 +38,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,7 +64,6 @@ class ProcessTurns:
         self._depth = 0
         self._closing = False  # closed while a turn was held: closed when it ends
         self.users = 0  # stores sharing it (process_turns)
-        _LIVE.add(self)
 
     @contextmanager
     def turn(self, *, background: bool) -> Iterator[None]:
@@ -143,7 +142,6 @@ class ProcessTurns:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        _LIVE.discard(self)
 
     def _after_fork_in_child(self) -> None:
         """A forked child has none of its parent's POSIX locks, and no thread of the
@@ -162,12 +160,11 @@ class _Registry:
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
-        for turns in list(_LIVE):
+        for turns in self.by_path.values():
             turns._after_fork_in_child()
 
 
 _REGISTRY = _Registry()
-_LIVE: weakref.WeakSet[ProcessTurns] = weakref.WeakSet()
 os.register_at_fork(after_in_child=_REGISTRY.after_fork_in_child)
 
 
@@ -209,7 +206,7 @@ class FairWriteGate:
     FOREGROUND_STREAK = 8
 
     def __init__(self, processes: ProcessTurns | None = None) -> None:
-        # Writers of other processes on the same file (engine/store/sql/turns.py)
+        # Writers of other processes on the same file (ProcessTurns, above)
         self._processes = processes
         self._turn = threading.Condition()
         self._holder: int | None = None
