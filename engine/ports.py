@@ -179,6 +179,13 @@ class ProfileStore(Protocol):
         a deadlock was broken, the connection was lost."""
         ...
 
+    def writers_waiting(self) -> bool:
+        """Whether API requests (of any process) wait for this store's write lock now:
+        background work holding it (a batch of events or timers) commits early, so a
+        request waits for a few items, not for a whole batch. False where writers do
+        not queue for one lock (PostgreSQL, memory)."""
+        ...
+
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """Lock these profiles until the current transaction ends, without waiting: the
         ones returned are this transaction's alone (an event in one process and a timer

@@ -362,3 +362,45 @@ def test_api_only_serve_leaves_events_to_a_worker(tmp_path: Path,
     finally:
         worker.terminate()
         worker.wait(10)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets are Linux's")
+def test_a_worker_on_sqlite_is_woken_by_the_api_process_not_by_its_tick(
+        tmp_path: Path, serve: Callable[..., Served]) -> None:
+    """An API process and a worker process on one SQLite file: the API's commit wakes
+    the worker at once (engine/store/sql/wake_sockets.py), as NOTIFY does on
+    PostgreSQL. The worker's safety net is a minute away, so only the wake-up can have
+    handled the event and sent its welcome within seconds."""
+    db = f"sqlite:///{tmp_path / 'woken.db'}"
+    key = create_key(db, "app", tmp_path)
+    sink = tmp_path / "sends.jsonl"
+    server = serve(db, "--no-worker")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "engine", "worker", "--db", db,
+                                   "--tick", "60", "--sends", f"file:{sink}"], cwd=tmp_path,
+                                  stdout=log, stderr=log)
+    try:
+        server.eventually(lambda: True if "running; Ctrl-C" in log_path.read_text() else None,
+                          "the worker's start", timeout=60)
+        time.sleep(0.5)  # its first runs at start are over: it sleeps on its tick
+        for n in range(3):
+            posted = time.monotonic()
+            user = f"u-woken-{n}"
+            batch = {"batch": [
+                {"type": "identify", "userId": user, "messageId": f"m-wi{n}",
+                 "traits": {"email": f"w{n}@example.com", "timezone": noon_zone(),
+                            "consent": {"email": True}}},
+                {"type": "track", "userId": user, "event": "Signed Up",
+                 "messageId": f"m-wt{n}", "properties": {"source": "site"}}]}
+            response = httpx.post(f"{server.url}/v1/batch", json=batch, auth=(key, ""),
+                                  timeout=5)
+            assert response.status_code == 200, response.text
+            server.eventually(lambda n=n: True if sink.exists() and len(sends(sink)) > n
+                              else None, f"send {n + 1} (worker log: "
+                              f"{log_path.read_text()[-2000:]})", timeout=10)
+            assert time.monotonic() - posted < 5, "handled on the tick, not on the wake-up"
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert worker.returncode == 0, log_path.read_text()[-2000:]

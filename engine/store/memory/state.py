@@ -71,6 +71,9 @@ class MemoryState:
         del error
         return False  # nothing here is locked, lost or busy
 
+    def writers_waiting(self) -> bool:
+        return False  # no lock to wait for
+
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """One engine per store: every profile is ours."""
         return set(profile_ids)

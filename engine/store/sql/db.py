@@ -47,8 +47,10 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from engine.store.sql.notify import notify_all
 from engine.store.sql.tables import table
 from engine.store.sql.turns import FairWriteGate, ProcessTurns, process_turns
+from engine.store.sql.wake_sockets import WakeSockets
 
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
@@ -73,6 +75,10 @@ class SqlBase:
         # SQLite: this process's writers take turns (see the module's docstring).
         self._write_gate = (FairWriteGate(_process_turns(self._db.url, busy_timeout_ms))
                             if not self._pg else None)
+        # SQLite: wake-ups to the other processes on the file, sent after each commit
+        # (engine/store/sql/wake_sockets.py); PostgreSQL has NOTIFY.
+        path = None if self._pg else _plain_file(self._db.url)
+        self._wake_sockets = WakeSockets.beside(path) if path else None
         self._many_plans: dict[Any, ManyRowsPlan | JsonRowsPlan] = {}
         self._profiles = table("profiles")
         self._identities = table("identities")
@@ -100,9 +106,7 @@ class SqlBase:
             else:
                 self._check_schema()
         except BaseException:
-            self._db.dispose()
-            if self._write_gate is not None:
-                self._write_gate.close()
+            self.close()
             raise
 
     def checkpoint_in_background(self) -> Callable[[], None]:
@@ -122,6 +126,8 @@ class SqlBase:
         self._db.dispose()
         if self._write_gate is not None:
             self._write_gate.close()
+        if self._wake_sockets is not None:
+            self._wake_sockets.close()
 
     def migrate(self) -> None:
         """`alembic upgrade head` on this database. On PostgreSQL one process at a time:
@@ -167,6 +173,11 @@ class SqlBase:
     def _now(self) -> datetime:
         return self.clock.now()
 
+    def writers_waiting(self) -> bool:
+        """SQLite: API requests of this process or another wait for the write turn
+        (engine/store/sql/turns.py). PostgreSQL's writers lock rows, not the database."""
+        return self._write_gate is not None and self._write_gate.requests_waiting()
+
     @property
     def in_transaction(self) -> bool:
         return getattr(self._local, "conn", None) is not None
@@ -177,6 +188,7 @@ class SqlBase:
         if getattr(self._local, "conn", None) is not None:
             yield  # join the outer transaction
             return
+        self._local.notes = []
         with self._writer_turn(), self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
@@ -185,6 +197,7 @@ class SqlBase:
                     yield
                 finally:
                     self._local.conn = None
+        self._send_notes()
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -200,11 +213,28 @@ class SqlBase:
         if current is not None:
             yield current
             return
+        self._local.notes = []
         with self._writer_turn(), self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
                 yield conn
+        self._send_notes()
 
+    def _notify(self, conn: Connection, notes: list[tuple[str, str]]) -> None:
+        """Wake the other processes' loops once this transaction commits: `notes` are
+        (topic, payload): `inbox`, `outbox`, `timers` with the earliest due time."""
+        if not notes:
+            return
+        if self._pg:  # delivered at commit (engine/store/sql/notify.py)
+            notify_all(conn, notes)
+        elif self._wake_sockets is not None:
+            self._local.notes.extend(notes)
+
+    def _send_notes(self) -> None:
+        """After a commit: the notes of its transaction, to the other processes."""
+        notes, self._local.notes = self._local.notes, []
+        if notes and self._wake_sockets is not None:
+            self._wake_sockets.send(notes)
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         current: Connection | None = getattr(self._local, "conn", None)

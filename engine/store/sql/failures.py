@@ -12,7 +12,6 @@ from sqlalchemy import delete, insert, select, update
 
 from engine.core.model import ScheduleTimer
 from engine.ports import Failure
-from engine.store.sql.notify import notify
 from engine.store.sql.state import StateQueries
 
 
@@ -62,8 +61,9 @@ class FailureQueries(StateQueries):
                 conn.execute(update(o).where(o.c.send_key == row.ref).values(
                     status="pending", attempts=0, next_attempt_at=now))
             conn.execute(delete(f).where(f.c.id == failure_id))
-            if self._pg:  # the loops of running processes pick it up at once
-                notify(conn, {"event": "inbox", "timer": "timers"}.get(row.kind, "outbox"))
+            # the loops of running processes pick it up at once
+            self._notify(conn, [({"event": "inbox", "timer": "timers"}.get(row.kind, "outbox"),
+                                 "")])
         return True
 
     def discard_failure(self, failure_id: int) -> bool:

@@ -23,7 +23,6 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from engine import jsonfast
 from engine.ports import InboxItem
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
-from engine.store.sql.notify import notify
 from engine.store.sql.state import StateQueries
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
@@ -71,7 +70,7 @@ class InboxQueries(StateQueries):
                     if str(ev["messageId"]) in fresh]
             accepted = [ev for ev, _ in kept]
             if accepted:
-                notify(conn, "inbox")
+                self._notify(conn, [("inbox", "")])
                 # In the batch's order: a profile's events are claimed by inbox id.
                 conn.execute(self._pg_ingest["inbox"], {
                     "at": now, "profiles": [owners[id(ev)] for ev in accepted],
@@ -128,6 +127,7 @@ class InboxQueries(StateQueries):
             "INSERT INTO inbox (profile_id, event, status, attempts, created_at) "
             "VALUES (?, ?, 'pending', 0, ?)",
             [(owners[id(ev)], body, stamp) for ev, body in zip(accepted, bodies, strict=True)])
+        self._notify(conn, [("inbox", "")])  # other processes' workers (after the commit)
         return [str(ev["messageId"]) for ev in accepted]
 
     def _sqlite_stamp(self, when: datetime) -> Any:

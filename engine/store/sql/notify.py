@@ -4,8 +4,8 @@ Writers notify in the transaction that makes the work (PostgreSQL delivers the
 notification at commit, and folds duplicates of one transaction into one): accepted
 events on `journeyman_inbox`, written timers on `journeyman_timers` (with the earliest
 due time), queued sends on `journeyman_outbox`. `listen_for_wakes()` runs a thread with a
-connection of its own that calls the loops' wake-ups. SQLite has no such thing; there a
-second process finds work on its loops' safety interval.
+connection of its own that calls the loops' wake-ups. SQLite has no such thing: there the
+same notes go as datagrams after the commit (engine/store/sql/wake_sockets.py).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
                         conn.execute(f"LISTEN {PREFIX}{topic}")
                     while not stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            _deliver(wakes, note.channel.removeprefix(PREFIX), note.payload)
+                            deliver(wakes, note.channel.removeprefix(PREFIX), note.payload)
             except psycopg.Error as exc:
                 log.warning("listening for wake-ups failed, again in a second: %s", exc)
                 stop.wait(1.0)
@@ -76,7 +76,7 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     return stop_listening
 
 
-def _deliver(wakes: Mapping[str, Wake], topic: str, payload: str) -> None:
+def deliver(wakes: Mapping[str, Wake], topic: str, payload: str) -> None:
     wake = wakes.get(topic)
     if wake is None:
         return

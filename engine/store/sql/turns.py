@@ -36,6 +36,8 @@ import errno
 import fcntl
 import logging
 import os
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -51,6 +53,8 @@ _POLL = 0.0005  # seconds between looks at a lock held elsewhere, at first ...
 _POLL_SLOW = 0.005  # ... and after `_POLL_FOR` seconds of waiting (a long wait: less CPU)
 _POLL_FOR = 0.1
 _BUSY = {errno.EAGAIN, errno.EACCES}  # what a lock held elsewhere answers
+# Linux's `struct flock` (64-bit off_t), for F_GETLK: type, whence, start, length, pid
+_FLOCK = "hhqqi4x"
 
 
 class ProcessTurns:
@@ -128,6 +132,20 @@ class ProcessTurns:
                 if waited >= patience:
                     return False
                 time.sleep(_POLL if waited < _POLL_FOR else _POLL_SLOW)
+
+    def requests_waiting(self) -> bool:
+        """Whether an API request of another process waits for the turn (holds the
+        requests' claim): background work holding the turn commits soon. F_GETLK
+        answers for other processes' locks only, and takes none (Linux; elsewhere
+        False: the requests then wait for the batch, as before)."""
+        if self._fd < 0 or not sys.platform.startswith("linux"):
+            return False
+        probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, CLAIM, 1, 0)
+        try:
+            answer = fcntl.fcntl(self._fd, fcntl.F_GETLK, probe)
+        except OSError:
+            return False
+        return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)
 
     def close(self) -> None:
         """Close the file; if a thread of this process holds the turn, when it ends
@@ -217,6 +235,12 @@ class FairWriteGate:
         if self._processes is not None:
             release_turns(self._processes)
             self._processes = None
+
+    def requests_waiting(self) -> bool:
+        """API requests of this process or another wait for their turn to write."""
+        processes = self._processes
+        return ForegroundWaits.any() or (processes is not None
+                                         and processes.requests_waiting())
 
     def _may_go(self, background: bool) -> bool:
         if self._holder is not None:

@@ -17,7 +17,7 @@ from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
 from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
-from engine.store.sql.notify import listen_for_wakes, notify_all
+from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
     enrollment_from_row,
@@ -115,19 +115,22 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                     self._write_run(conn, change)
 
     def listen(self, wakes: Mapping[str, Callable[..., None]]) -> Callable[[], None]:
-        """Wake-ups from other processes (PostgreSQL NOTIFY; engine/store/sql/notify.py).
-        Returns the function that stops listening; on SQLite there is nothing to hear."""
-        if not self._pg:
-            return lambda: None
-        return listen_for_wakes(self.url, wakes)
+        """Wake-ups from other processes (PostgreSQL NOTIFY, engine/store/sql/notify.py;
+        SQLite's datagrams, engine/store/sql/wake_sockets.py). Returns the function that
+        stops listening (nothing to hear: in memory, or no abstract sockets)."""
+        if self._pg:
+            return listen_for_wakes(self.url, wakes)
+        if self._wake_sockets is not None:
+            return self._wake_sockets.listen(wakes)
+        return lambda: None
 
     def _write_run(self, conn: Connection, run: WriteRun) -> None:
         now = self._now()
-        if self._pg:  # delivered at commit: other processes' loops wake up
-            notes = [("outbox", "")] if run.sends else []
-            if run.timers_added:
-                notes.append(("timers", iso(min(t.due_at for t in run.timers_added.values()))))
-            notify_all(conn, notes)
+        # other processes' loops wake up once this commits
+        notes = [("outbox", "")] if run.sends else []
+        if run.timers_added:
+            notes.append(("timers", iso(min(t.due_at for t in run.timers_added.values()))))
+        self._notify(conn, notes)
         if run.profiles:
             self._many(conn, self._upsert_profile, [
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),

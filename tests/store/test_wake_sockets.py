@@ -1,0 +1,194 @@
+"""Wake-ups between the processes on one SQLite file (engine/store/sql/wake_sockets.py):
+what NOTIFY is on PostgreSQL. Two stores on one file stand for two processes (each
+listens under a token of its own); the real processes are in
+tests/service/test_serve.py."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.store.sql import SqlStore
+from engine.store.sql.turns import CLAIM, ProcessTurns
+from engine.store.sql.wake_sockets import ADDRESS_PREFIX, WakeSockets
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="abstract sockets are Linux's")
+
+
+class Heard:
+    """What a listener was woken for, in order: (topic, due time or None)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, datetime | None]] = []
+        self.changed = threading.Condition()
+
+    def wakes(self) -> dict[str, Callable[..., None]]:
+        def wake(topic: str) -> Callable[..., None]:
+            def woken(at: datetime | None = None) -> None:
+                with self.changed:
+                    self.items.append((topic, at))
+                    self.changed.notify_all()
+            return woken
+        return {topic: wake(topic) for topic in ("inbox", "timers", "outbox")}
+
+    def wait_for(self, topic: str, timeout: float = 5.0) -> tuple[str, datetime | None]:
+        with self.changed:
+            found = self.changed.wait_for(
+                lambda: next((i for i in self.items if i[0] == topic), None), timeout)
+        assert found, f"no {topic} wake-up within {timeout}s (heard {self.items})"
+        return found
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[SqlStore, SqlStore, Heard]]:
+    """A writer store and a listening store on one file."""
+    url = f"sqlite:///{tmp_path / 'wakes.db'}"
+    writer = SqlStore(url, create=True)
+    listener = SqlStore(url)
+    heard = Heard()
+    stop = listener.listen(heard.wakes())
+    try:
+        yield writer, listener, heard
+    finally:
+        stop()
+        writer.close()
+        listener.close()
+
+
+def event(n: int) -> dict[str, Any]:
+    return {"messageId": f"m-{n}", "type": "track", "event": "Signed Up", "userId": f"u{n}"}
+
+
+def test_accepted_events_wake_the_other_process_after_the_commit(
+        pair: tuple[SqlStore, SqlStore, Heard]) -> None:
+    writer, listener, heard = pair
+    with writer.transaction():
+        writer.accept_events([event(1)])
+        time.sleep(0.2)
+        assert heard.items == [], "woken before the commit: it would find nothing"
+    heard.wait_for("inbox")
+    # Woken after the commit: the event is there to be claimed.
+    assert listener.inbox_counts().get("pending") == 1
+
+
+def test_a_rolled_back_transaction_wakes_nobody(
+        pair: tuple[SqlStore, SqlStore, Heard]) -> None:
+    writer, _, heard = pair
+    with pytest.raises(RuntimeError), writer.transaction():
+        writer.accept_events([event(2)])
+        raise RuntimeError("rolled back")
+    writer.accept_events([event(3)])  # the next commit sends only its own note
+    heard.wait_for("inbox")
+    time.sleep(0.2)
+    assert heard.items == [("inbox", None)]
+
+
+def test_a_process_does_not_wake_itself(tmp_path: Path) -> None:
+    """Its own loops were woken directly (the worker's on_sends, the API's wake_events)."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'self.db'}", create=True)
+    heard = Heard()
+    stop = store.listen(heard.wakes())
+    try:
+        store.accept_events([event(4)])
+        time.sleep(0.3)
+        assert heard.items == []
+    finally:
+        stop()
+        store.close()
+
+
+def test_timers_carry_the_earliest_due_time(tmp_path: Path) -> None:
+    sender, listener = WakeSockets(tmp_path), WakeSockets(tmp_path)
+    heard = Heard()
+    stop = listener.listen(heard.wakes())
+    try:
+        sender.send([("timers", "2026-03-02T09:00:00Z"), ("outbox", "")])
+        assert heard.wait_for("timers") == ("timers", datetime(2026, 3, 2, 9, tzinfo=UTC))
+        assert heard.wait_for("outbox") == ("outbox", None)
+    finally:
+        stop()
+        sender.close()
+        listener.close()
+
+
+def test_a_dead_listener_is_forgotten_and_a_stopped_one_leaves_nothing(
+        tmp_path: Path) -> None:
+    """A killed process leaves its file: nobody binds its name any more, the send is
+    refused and the file removed. A listener that stops removes its own."""
+    (tmp_path / "12345-deadbeef0000").touch()  # a SIGKILLed process's
+    sender, listener = WakeSockets(tmp_path), WakeSockets(tmp_path)
+    heard = Heard()
+    stop = listener.listen(heard.wakes())
+    sender.send([("inbox", "")])
+    heard.wait_for("inbox")  # the live one still hears
+    assert [p.name for p in tmp_path.iterdir()] == [listener._own]
+    stop()
+    assert list(tmp_path.iterdir()) == []
+    sender.send([("inbox", "")])  # nobody left: nothing happens
+    sender.close()
+    listener.close()
+
+
+def test_hostile_datagrams_only_wake_or_are_ignored(
+        pair: tuple[SqlStore, SqlStore, Heard]) -> None:
+    """Any local program can send to an abstract socket: what it sends is at most a
+    wake-up (an unknown topic or a bad time is ignored; a huge datagram is cut) and the
+    listener goes on."""
+    writer, listener, heard = pair
+    assert listener._wake_sockets is not None
+    token = listener._wake_sockets._own
+    assert token is not None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        address = ADDRESS_PREFIX + token.encode()
+        for junk in (b"", b"\xff\xfe\x00", b"nonsense\n", b"timers\nnot a time",
+                     b"x" * 60_000, b"drop table\n;--"):
+            sock.sendto(junk, address)
+    writer.accept_events([event(5)])
+    heard.wait_for("inbox")
+    assert all(topic in ("inbox", "timers") for topic, _ in heard.items)
+    assert ("timers", None) in heard.items  # "not a time": a plain wake-up
+
+
+def test_requests_of_another_process_are_seen_waiting(tmp_path: Path) -> None:
+    """Background work holding the write turn commits early when an API request of
+    another process waits for it (it holds the requests' claim); this process's own
+    claims are counted by ForegroundWaits, not here."""
+    path = str(tmp_path / "claims.db")
+    turns = ProcessTurns(path)
+    assert not turns.requests_waiting()
+    ctx = multiprocessing.get_context("spawn")
+    held, stop = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_claim, args=(path, held, stop))
+    holder.start()
+    try:
+        assert held.wait(30)
+        assert turns.requests_waiting()
+    finally:
+        stop.set()
+        holder.join(10)
+    assert not turns.requests_waiting()
+    import fcntl
+
+    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)  # our own claim
+    assert not turns.requests_waiting()
+    turns.close()
+
+
+def _hold_claim(path: str, held: Any, stop: Any) -> None:
+    import fcntl
+
+    turns = ProcessTurns(path)
+    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)
+    held.set()
+    stop.wait(30)
