@@ -46,8 +46,12 @@ but the sends an event causes at once goes out.
    they are written; done = inbox empty, no short timer due, no pending outbox row, and
    as many lines at the channel as sent rows (the countdown sends checked one per Signed
    Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its own.
-   - SQLite: one `journeyman serve` (API + worker + timers + outbox in one process);
-     `RESULT journey_vs_celery_sqlite ratio=<engine/peer> target=10`;
+   - SQLite: the two-core deployment of docs/deploy.md, an API process (`journeyman
+     serve --no-worker`) and one `journeyman worker` on one file, which wake each other
+     after each commit (engine/store/sql/wake_sockets.py): `RESULT
+     journey_vs_celery_sqlite ratio=<engine/peer> target=10`; then one `journeyman
+     serve` (API + worker + timers + outbox in one process, one core at a time), printed
+     beside it (`--no-serve` skips it; it was the RESULT's deployment until 2026-12-03);
    - PostgreSQL: an API process plus `--pg-workers` (2) `journeyman worker` processes
      on one database; the API process is `journeyman serve --no-worker` (the API
      alone), so exactly two workers handle events: `RESULT journey_vs_celery_postgres
@@ -419,9 +423,17 @@ def run_race(args: argparse.Namespace, workdir: Path,
 
     sqlite_dir = workdir / "e2e-sqlite"
     sqlite_dir.mkdir()
-    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir) as dep:
+    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir,
+                        workers=1, api="api-only") as dep:
         sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
     print(sqlite_run.line("SQLite"), flush=True)
+    if not args.no_serve:
+        serve_dir = workdir / "e2e-sqlite-serve"
+        serve_dir.mkdir()
+        with e2e.Deployment(f"sqlite:///{serve_dir / 'engine.db'}", library,
+                            serve_dir) as dep:
+            serve_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+        print(serve_run.line("SQLite"), flush=True)
     pg_run = None
     if server is not None:
         pg_dir = workdir / "e2e-pg"
@@ -505,6 +517,8 @@ def main() -> None:
                         help="`journeyman worker` processes in the PostgreSQL race")
     parser.add_argument("--pg", default=None, help="PostgreSQL server URL (see above)")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="skip the one-process SQLite deployment in the race (3.)")
     parser.add_argument("--no-e2e", action="store_true",
                         help="skip the end-to-end race with the peer (3.)")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go")
