@@ -7,6 +7,7 @@ non-string keys)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -30,3 +31,18 @@ def loads(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+
+
+def loads_exact(text: str) -> Any:
+    """`loads` for JSON text this process's `dumps` wrote (SQLite's JSON columns):
+    orjson reads an integer beyond 64 bits as a float, silently rounded, and `dumps`
+    writes one exactly (through the standard library), so text with a run of 19 digits
+    goes to the standard library, as the API's body reader does (engine/api/body.py).
+    Not for PostgreSQL's JSONB, which writes every number as digits (1e308 comes back as
+    a 309-digit integer literal) and so cannot tell a float from an integer anyway."""
+    if _LONG_NUMBER.search(text) is not None:
+        return json.loads(text)
+    return loads(text)

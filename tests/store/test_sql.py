@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 
 from engine.core.model import Profile
 from engine.store import DuplicateKeyName, SqlStore, StoreError
+from engine.store.sql.rows import enrollment_from_row, entry_stats_from_row
 from engine.store.sql.tables import table
 from tests.store.helpers import T0, enrollment, later, outbox_entry, timer
 
@@ -448,6 +449,65 @@ def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
         conn.execute(e.update().values(schema_version=99))
     with pytest.raises(StoreError, match="schema version 99"):
         sql_store.get_enrollment("e1")
+
+
+def test_sqlite_reads_at_the_driver_what_sqlalchemy_reads(sql_store: SqlStore) -> None:
+    """The units' loads on SQLite read rows at the driver (rows.SqliteRows): the same
+    profiles, enrollments and entry counts as SQLAlchemy's typed reads, JSON (unicode,
+    nesting, null, big integers) and timestamps (microseconds or none, null) included."""
+    if sql_store.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    odd = {"name": "Zoë \u2603 \"quoted\"", "nested": {"list": [1, 2.5, None, True]},
+           "big": 2**70 + 1, "empty": {}}
+    sql_store.put_profile(Profile("p1", {"email": "ana@example.com", **odd}, {"score": 3}))
+    sql_store.put_profile(Profile("p2"))
+    sql_store.put_enrollment(enrollment("e1", data=odd, visits={"wait": 2},
+                                        variants={"split": "b"}))
+    sql_store.put_enrollment(enrollment("e2", journey="k", entered=T0 + timedelta(
+        seconds=1, microseconds=250), trigger_event={"event": "Order Completed", **odd},
+        goal_reached_at=later(1)))
+    sql_store.put_enrollment(enrollment("e3", journey="m", status="completed",
+                                        ended_at=later(2), exit_reason="completed"))
+    sql_store.put_enrollment(enrollment("e4", profile="p2"))
+    ids = ["p1", "p2", "nobody"]
+    states = sql_store.load_states(ids)
+    statements = sql_store._unit_statements
+    with sql_store.sql_engine.connect() as conn:
+        typed_active = [enrollment_from_row(row._mapping) for row in conn.execute(
+            statements["active"], {"ids": ids})]
+        typed_entries = {(row.profile_id, row.journey): entry_stats_from_row(row._mapping)
+                         for row in conn.execute(statements["entries"], {"ids": ids})}
+        typed_profiles = {pid: Profile(pid, traits, computed) for pid, traits, computed
+                          in conn.execute(statements["profiles"], {"ids": ids})}
+        typed_by_id = {row.id: enrollment_from_row(row._mapping) for row in conn.execute(
+            statements["enrollments"], {"ids": ["e1", "e2", "e3", "e4", "none"]})}
+    assert {e.id: e for pid in ids for e in states[pid].active.values()} == {
+        e.id: e for e in typed_active}
+    assert [e.id for e in typed_active] == ["e1", "e4", "e2"]  # oldest first
+    assert {(pid, j): stats for pid in ids for j, stats in states[pid].entries.items()} \
+        == typed_entries
+    assert {pid: states[pid].profile for pid in ids if states[pid].profile} == typed_profiles
+    assert sql_store.load_enrollments(["e1", "e2", "e3", "e4", "none"]) == typed_by_id
+    assert sql_store.load_profiles(ids) == typed_profiles
+    assert typed_by_id["e2"].entered_at == T0 + timedelta(seconds=1, microseconds=250)
+    assert typed_by_id["e2"].entered_at.tzinfo is UTC
+    assert typed_profiles["p1"].traits["name"] == odd["name"]
+    # orjson reads 2**70 + 1 as a rounded float: engine/jsonfast.py hands it to json instead
+    assert typed_profiles["p1"].traits["big"] == 2**70 + 1
+    assert typed_by_id["e2"].trigger_event is not None
+    assert typed_by_id["e2"].trigger_event["big"] == 2**70 + 1
+
+
+def test_an_integer_beyond_64_bits_comes_back_exact_on_sqlite(sql_store: SqlStore) -> None:
+    """The API keeps 2**70 + 1 exact (engine/api/body.py); orjson would read the stored
+    text back as a rounded float, so SQLite's JSON goes through `jsonfast.loads_exact`.
+    (PostgreSQL's JSONB writes every number as digits: see engine/jsonfast.py.)"""
+    if sql_store.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    sql_store.accept_events([{**_ev("m-big"), "properties": {"order": 2**70 + 1}}])
+    [item] = sql_store.claim_inbox(10, T0)
+    assert item.event["properties"]["order"] == 2**70 + 1
+    assert isinstance(item.event["properties"]["order"], int)
 
 
 def test_sqlite_settings(sql_store: SqlStore) -> None:

@@ -527,7 +527,7 @@ def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
         if memory:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, echo=echo, json_serializer=jsonfast.dumps,
-                               json_deserializer=jsonfast.loads, hide_parameters=True,
+                               json_deserializer=jsonfast.loads_exact, hide_parameters=True,
                                **kwargs)
         _sqlite_events(engine, busy_timeout_ms, wal=not memory)
         return engine

@@ -4,13 +4,18 @@ are stored."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import JSON, Table
 from sqlalchemy.engine import RowMapping
 
+from engine import jsonfast
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
 from engine.ports import EntryStats, KeyInfo, OutboxEntry, key_scopes
 from engine.store.errors import StoreError
+from engine.store.sql.types import UTCDateTime
 from journeys.templating import Rendered
 
 
@@ -25,7 +30,7 @@ def enrollment_values(e: Enrollment) -> dict[str, Any]:
             "schema_version": e.schema_version}
 
 
-def enrollment_from_row(row: RowMapping) -> Enrollment:
+def enrollment_from_row(row: Mapping[Any, Any]) -> Enrollment:
     if row["schema_version"] > SCHEMA_VERSION:
         raise StoreError(f"enrollment {row['id']} has schema version {row['schema_version']}, "
                          f"newer than this journeyman ({SCHEMA_VERSION})")
@@ -37,6 +42,45 @@ def enrollment_from_row(row: RowMapping) -> Enrollment:
         data=row["data"], visits=row["visits"], variants=row["variants"],
         exit_reason=row["exit_reason"], ended_at=row["ended_at"],
         goal_reached_at=row["goal_reached_at"], schema_version=row["schema_version"])
+
+
+class SqliteRows:
+    """A table's rows read at the driver on SQLite, for the units' loads (an event's or a
+    timer's profile with its active enrollments and entry counts, the dispatcher's look
+    at a send's enrollment). Through SQLAlchemy each row went through a result processor
+    per column (an enrollment's five JSON documents and four timestamps: 17 us a row);
+    here each column that needs one has one plain function. The ids go as one JSON
+    array (`IN (SELECT value FROM json_each(?))`): one statement text for any number of
+    them, and SQLite still looks each up in its index (tests/store/test_sql.py reads
+    both ways and compares)."""
+
+    ANY_OF = "IN (SELECT value FROM json_each(?))"  # `column ANY_OF`: one of the ids
+
+    def __init__(self, table: Table) -> None:
+        self.names = [c.name for c in table.columns]
+        listed = ", ".join(f'"{name}"' for name in self.names)
+        self.select = f'SELECT {listed} FROM "{table.name}" '
+        self._columns = list(zip(self.names, [
+            _json_column if isinstance(c.type, JSON)
+            else _sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
+            for c in table.columns], strict=True))
+
+    def read(self, driver: Any, where: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows `WHERE ...` (with one `?` for the ids) as column -> value."""
+        columns = self._columns
+        return [{name: value if convert is None or value is None else convert(value)
+                 for (name, convert), value in zip(columns, row, strict=True)}
+                for row in driver.execute(self.select + where,
+                                          (jsonfast.dumps(list(ids)),)).fetchall()]
+
+
+def _json_column(text: str) -> Any:
+    return jsonfast.loads_exact(text)
+
+
+def _sqlite_timestamp(text: str) -> datetime:
+    """A timestamp column as SQLite keeps it (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def timer_values(t: ScheduleTimer) -> dict[str, Any]:
@@ -62,7 +106,7 @@ def entries_values(profile_id: str, journey: str, stats: EntryStats) -> dict[str
             "last_entered_at": stats.last_entered_at}
 
 
-def entry_stats_from_row(row: RowMapping) -> EntryStats:
+def entry_stats_from_row(row: Mapping[Any, Any]) -> EntryStats:
     return EntryStats(row["entries"], row["last_enrollment_id"], row["last_entered_at"])
 
 

@@ -14,12 +14,13 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso
 from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
-from engine.store.sql.db import INSERT_CHUNK, _chunks
+from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
 from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
+    SqliteRows,
     enrollment_from_row,
     enrollment_values,
     entries_values,
@@ -55,40 +56,76 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 i.c.kind == bindparam("kind"), i.c.value.in_(ids)),
         }
 
+    @cached_property
+    def _sqlite_rows(self) -> dict[str, SqliteRows]:
+        return {"enrollments": SqliteRows(self._enrollments),
+                "entries": SqliteRows(self._journey_entries),
+                "profiles": SqliteRows(self._profiles)}
+
     def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
         states = {pid: ProfileState() for pid in profile_ids}
         q = self._unit_statements
         with self._read() as conn:
             for chunk in _chunks(list(states), INSERT_CHUNK):
                 ids = {"ids": chunk}
-                for pid, traits, computed in conn.execute(q["profiles"], ids):
-                    states[pid].profile = Profile(pid, traits, computed)
-                for row in conn.execute(q["active"], ids):
-                    enrollment = enrollment_from_row(row._mapping)
+                for profile in self._profile_rows(conn, chunk):
+                    states[profile.id].profile = profile
+                for enrollment in self._active_enrollments(conn, chunk):
                     states[enrollment.profile_id].active.setdefault(enrollment.journey,
                                                                     enrollment)
-                for row in conn.execute(q["entries"], ids):
-                    states[row.profile_id].entries[row.journey] = entry_stats_from_row(
-                        row._mapping)
+                for entry in self._entries(conn, chunk):
+                    states[entry["profile_id"]].entries[entry["journey"]] = (
+                        entry_stats_from_row(entry))
                 for row in conn.execute(q["segments"], ids):
                     states[row.profile_id].segments.add(row.journey)
         return states
+
+    def _profile_rows(self, conn: Connection, profile_ids: Sequence[str]) -> list[Profile]:
+        if not self._pg:
+            return [Profile(row["id"], row["traits"], row["computed"])
+                    for row in self._sqlite_rows["profiles"].read(
+                        _driver(conn), f"WHERE id {SqliteRows.ANY_OF}", profile_ids)]
+        return [Profile(pid, traits, computed) for pid, traits, computed in conn.execute(
+            self._unit_statements["profiles"], {"ids": profile_ids})]
+
+    def _active_enrollments(self, conn: Connection,
+                            profile_ids: Sequence[str]) -> list[Enrollment]:
+        """The profiles' active enrollments, oldest first."""
+        if not self._pg:
+            return [enrollment_from_row(row) for row in self._sqlite_rows["enrollments"].read(
+                _driver(conn), f"WHERE profile_id {SqliteRows.ANY_OF} AND status = 'active' "
+                "ORDER BY entered_at, entry_seq", profile_ids)]
+        return [enrollment_from_row(row._mapping) for row in conn.execute(
+            self._unit_statements["active"], {"ids": profile_ids})]
+
+    def _entries(self, conn: Connection, profile_ids: Sequence[str]) -> list[Mapping[Any, Any]]:
+        """The profiles' entry counts (journey_entries rows)."""
+        if not self._pg:
+            return list(self._sqlite_rows["entries"].read(
+                _driver(conn), f"WHERE profile_id {SqliteRows.ANY_OF}", profile_ids))
+        return [row._mapping for row in conn.execute(self._unit_statements["entries"],
+                                                     {"ids": profile_ids})]
 
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
         found: dict[str, Enrollment] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for row in conn.execute(self._unit_statements["enrollments"], {"ids": chunk}):
-                    found[row.id] = enrollment_from_row(row._mapping)
+                rows: Sequence[Mapping[Any, Any]] = (
+                    self._sqlite_rows["enrollments"].read(
+                        _driver(conn), f"WHERE id {SqliteRows.ANY_OF}", chunk)
+                    if not self._pg else
+                    [row._mapping for row in conn.execute(self._unit_statements["enrollments"],
+                                                          {"ids": chunk})])
+                for row in rows:
+                    found[row["id"]] = enrollment_from_row(row)
         return found
 
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         found: dict[str, Profile] = {}
         with self._read() as conn:
             for chunk in _chunks(list(profile_ids), INSERT_CHUNK):
-                for pid, traits, computed in conn.execute(self._unit_statements["profiles"],
-                                                          {"ids": chunk}):
-                    found[pid] = Profile(pid, traits, computed)
+                for profile in self._profile_rows(conn, chunk):
+                    found[profile.id] = profile
         return found
 
     def load_identities(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
