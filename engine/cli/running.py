@@ -151,6 +151,9 @@ def worker(
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None
     service.start()
+    from engine.service import freeze_startup_objects
+
+    freeze_startup_objects()
     err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
               markup=False)
     try:
