@@ -39,7 +39,7 @@ from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
 from engine.core.times import parse_timestamp
-from engine.ports import Clock, InboxItem, Store, WriteRun
+from engine.ports import Clock, ForegroundWaits, InboxItem, Store, WriteRun
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, stack_text, without_values
 from engine.runtime.metrics import Metrics
@@ -274,10 +274,13 @@ class Worker:
             outcome = _Outcome()
             handling = time.perf_counter()
             for index, timer in enumerate(timers):
-                if index and (self.store.writers_waiting() or (
+                if index and (ForegroundWaits.any() or (
                         index >= MIN_TIMER_BATCH
-                        and time.perf_counter() - handling > self.budget)):
-                    # An API request waits for the write lock, or the budget is spent:
+                        and (time.perf_counter() - handling > self.budget
+                             or self.store.writers_waiting()))):
+                    # An API request of this process waits for the write lock (after
+                    # one timer), or of another process on the SQLite file (after a
+                    # few: its wait is seen by a system call), or the budget is spent:
                     # commit what is done, put the rest back (claimable again at once).
                     for rest in timers[index:]:
                         unit.add_timer(rest)

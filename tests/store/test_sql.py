@@ -469,6 +469,9 @@ def test_sqlite_reads_at_the_driver_what_sqlalchemy_reads(sql_store: SqlStore) -
     sql_store.put_enrollment(enrollment("e3", journey="m", status="completed",
                                         ended_at=later(2), exit_reason="completed"))
     sql_store.put_enrollment(enrollment("e4", profile="p2"))
+    with sql_store.sql_engine.begin() as conn:  # a timestamp without a fraction, too
+        conn.execute(text("UPDATE enrollments SET goal_reached_at = '2026-03-02 11:00:00' "
+                          "WHERE id = 'e1'"))
     ids = ["p1", "p2", "nobody"]
     states = sql_store.load_states(ids)
     statements = sql_store._unit_statements
@@ -491,11 +494,29 @@ def test_sqlite_reads_at_the_driver_what_sqlalchemy_reads(sql_store: SqlStore) -
     assert sql_store.load_profiles(ids) == typed_profiles
     assert typed_by_id["e2"].entered_at == T0 + timedelta(seconds=1, microseconds=250)
     assert typed_by_id["e2"].entered_at.tzinfo is UTC
+    assert typed_by_id["e1"].goal_reached_at == later(2)
     assert typed_profiles["p1"].traits["name"] == odd["name"]
     # orjson reads 2**70 + 1 as a rounded float: engine/jsonfast.py hands it to json instead
     assert typed_profiles["p1"].traits["big"] == 2**70 + 1
     assert typed_by_id["e2"].trigger_event is not None
     assert typed_by_id["e2"].trigger_event["big"] == 2**70 + 1
+
+
+def test_a_driver_read_fails_with_sqlalchemys_error(sql_store: SqlStore) -> None:
+    """What the worker tells transient from not (`is_transient`) is SQLAlchemy's error
+    tree: a read at the driver raises into it too."""
+    if sql_store.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    from sqlalchemy.exc import OperationalError
+
+    from engine.store.sql.db import _driver
+    from engine.store.sql.rows import SqliteRows
+
+    reads = SqliteRows(table("enrollments"))
+    with sql_store.sql_engine.connect() as conn, pytest.raises(OperationalError) as caught:
+        reads.read(_driver(conn), "WHERE no_such_column IN (SELECT value FROM json_each(?))",
+                   ["e1"])
+    assert sql_store.is_transient(caught.value)  # as any SQLite OperationalError
 
 
 def test_an_integer_beyond_64_bits_comes_back_exact_on_sqlite(sql_store: SqlStore) -> None:

@@ -4,12 +4,14 @@ are stored."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from engine import jsonfast
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
@@ -66,12 +68,18 @@ class SqliteRows:
             for c in table.columns], strict=True))
 
     def read(self, driver: Any, where: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The rows `WHERE ...` (with one `?` for the ids) as column -> value."""
+        """The rows `WHERE ...` (with one `?` for the ids) as column -> value. A driver
+        error is raised as SQLAlchemy's (a locked database: OperationalError, which
+        the worker retries as transient), as through SQLAlchemy."""
+        sql = self.select + where
+        try:
+            rows = driver.execute(sql, (jsonfast.dumps(list(ids)),)).fetchall()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
         columns = self._columns
         return [{name: value if convert is None or value is None else convert(value)
                  for (name, convert), value in zip(columns, row, strict=True)}
-                for row in driver.execute(self.select + where,
-                                          (jsonfast.dumps(list(ids)),)).fetchall()]
+                for row in rows]
 
 
 def _json_column(text: str) -> Any:

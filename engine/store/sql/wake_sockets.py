@@ -8,20 +8,30 @@ dispatcher share one interpreter, but only if the worker hears about the events 
 
 - Every process that listens (`journeyman serve` and `journeyman worker`; an API-only
   process only sends) binds a datagram socket in Linux's abstract namespace, named
-  `journeyman-wake-<token>`, and leaves an empty file named `<token>` in a folder beside
-  the database (`<database>-wake/`): the folder lists who listens.
-- A writer's notes (the same topics and payloads as PostgreSQL's) are sent after its
+  `journeyman-wake-<token>`, and keeps an empty file named `<token>` in a folder beside
+  the database (`<database>-wake/`, by the file's real path): the folder lists who
+  listens. The listener touches its file every second (and makes it, and the folder,
+  again if they went).
+- A writer's notes (the same topics and payloads as PostgreSQL's) go after its
   transaction commits (the store keeps them until then; a rolled-back transaction
-  sends nothing), one datagram per note to every listener but itself.
+  sends nothing): one datagram per commit to every listener but itself. The listener
+  reads whatever is queued at once and wakes each loop once.
 - A process that died leaves its file behind; its socket went with it, so sending to it
-  is refused, and the sender removes the file. A full receive queue drops the datagram:
-  that listener has wake-ups waiting already.
+  is refused, and the sender removes the file once it is older than a few heartbeats (a
+  live listener's is never that old). Abstract sockets belong to a network namespace:
+  the token starts with the namespace's id, and a process sends only to (and removes
+  only files of) its own namespace; processes on one file in different namespaces (two
+  containers sharing a volume) find each other's work on their `--tick`.
+- A full receive queue (10 datagrams on Linux by default) drops the datagram: the loops
+  it would have woken run on their safety interval instead. The listener empties its
+  queue whenever it runs, so that takes ten commits between two of its turns.
 
 Abstract sockets need no file (a socket path is limited to 108 bytes, a pytest temporary
 folder is longer) and vanish with their process. Elsewhere than Linux there are none:
 `WakeSockets.beside()` returns None and processes find work on their safety interval,
-as before. A datagram is only ever a wake-up (a spurious one costs one empty run), so
-another local program sending one can do no more than that.
+as before; so does a process whose folder cannot be written (it says so in its log). A
+datagram is only ever a wake-up (a spurious one costs one empty run), so another local
+program sending one can do no more than that.
 """
 
 from __future__ import annotations
@@ -33,15 +43,19 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from engine.core.times import parse_timestamp
 from engine.store.sql.notify import Wake, deliver
 
 log = logging.getLogger("journeyman.notify")
 
 ADDRESS_PREFIX = b"\0journeyman-wake-"
-MAX_DATAGRAM = 512  # topic and an ISO timestamp; anything longer is not ours
+MAX_DATAGRAM = 4096  # a commit's notes: a few topics and an ISO timestamp
+HEARTBEAT = 1.0  # seconds between a listener's touches of its file
+STALE = 10 * HEARTBEAT  # a file this old whose socket refuses is a dead listener's
 
 
 class WakeSockets:
@@ -49,75 +63,91 @@ class WakeSockets:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.namespace = _network_namespace()
         self._own: str | None = None  # this process's token while it listens
+        self._own_pid = os.getpid()  # a forked child is not the listener
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
     @classmethod
     def beside(cls, database: str) -> WakeSockets | None:
         """The wake-ups of the database file at `database` (None where abstract sockets
-        do not exist, or the folder cannot be made)."""
+        do not exist)."""
         if not sys.platform.startswith("linux") or not hasattr(socket, "AF_UNIX"):
             return None
-        folder = Path(f"{database}-wake")
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            log.warning("no wake-ups between processes on %s: %s", database, exc)
-            return None
-        return cls(folder)
+        return cls(Path(f"{os.path.realpath(database)}-wake"))
 
     def send(self, notes: Iterable[tuple[str, str]]) -> None:
-        """One datagram per note to every other listener (after the commit)."""
-        messages = [f"{topic}\n{payload}".encode() for topic, payload in dict.fromkeys(notes)]
-        if not messages:
+        """One datagram with the notes to every other listener (after the commit)."""
+        lines = [f"{topic}\t{payload}" for topic, payload in dict.fromkeys(notes)]
+        if not lines:
             return
+        message = "\n".join(lines).encode()
         try:
-            listeners = [entry.name for entry in os.scandir(self.folder)]
+            listeners = [entry for entry in os.scandir(self.folder)
+                         if entry.name.startswith(f"{self.namespace}-")]
         except OSError:
-            return  # the folder went (the database was deleted): nobody to wake
-        for token in listeners:
-            if token == self._own:
+            return  # no folder (yet, or the database went): nobody listens
+        own = self._own if self._own_pid == os.getpid() else None
+        for entry in listeners:
+            if entry.name == own:
                 continue  # this process woke its own loops directly
-            address = ADDRESS_PREFIX + token.encode()
-            for message in messages:
-                try:
-                    self._sender.sendto(message, address)
-                except BlockingIOError:
-                    break  # its queue is full: it has wake-ups waiting already
-                except (ConnectionRefusedError, FileNotFoundError):
-                    with contextlib.suppress(OSError):  # gone: nobody binds its name
-                        (self.folder / token).unlink()
-                    break
-                except OSError as exc:  # never fail a commit over a wake-up
-                    log.debug("a wake-up to %s failed: %s", token, exc)
-                    break
+            try:
+                self._sender.sendto(message, ADDRESS_PREFIX + entry.name.encode())
+            except BlockingIOError:
+                continue  # its queue is full: its loops run on their safety interval
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._forget(entry)  # nobody binds its name: a dead listener's file
+            except OSError as exc:  # never fail a committed write over a wake-up
+                log.debug("a wake-up to %s failed: %s", entry.name, exc)
+
+    def _forget(self, entry: os.DirEntry[str]) -> None:
+        """Remove a refused listener's file, if it is stale: a live listener touches its
+        own every second, and one that has just bound its socket may not have made it
+        yet (the other way round is harmless)."""
+        with contextlib.suppress(OSError):
+            # file times are the wall clock's, never a test clock's
+            if time.time() - entry.stat().st_mtime > STALE:  # noqa: TID251
+                os.unlink(entry.path)
 
     def listen(self, wakes: Mapping[str, Wake]) -> Callable[[], None]:
         """Call `wakes[topic]` on each note from another process (the timers' with the
-        due time); returns the function that stops listening."""
-        token = f"{os.getpid()}-{secrets.token_hex(6)}"
+        due time); returns the function that stops listening. A folder that cannot be
+        written means no wake-ups, not a process that cannot start."""
+        token = f"{self.namespace}-{os.getpid()}-{secrets.token_hex(6)}"
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        receiver.bind(ADDRESS_PREFIX + token.encode())
-        receiver.settimeout(1.0)
         marker = self.folder / token
-        marker.touch()
-        self._own = token
+        try:
+            receiver.bind(ADDRESS_PREFIX + token.encode())
+            self._touch(marker)
+        except OSError as exc:
+            receiver.close()
+            log.warning("no wake-ups from other processes on this database (%s): they "
+                        "are found on the loops' safety interval", exc)
+            return lambda: None
+        receiver.settimeout(HEARTBEAT)
+        self._own, self._own_pid = token, os.getpid()
         stop = threading.Event()
 
         def run() -> None:
+            touched = time.monotonic()
             while not stop.is_set():
                 try:
-                    data = receiver.recv(MAX_DATAGRAM)
+                    first: bytes | None = receiver.recv(MAX_DATAGRAM)
                 except TimeoutError:
-                    continue
+                    first = None
                 except OSError:
                     return  # closed: stopping
-                topic, _, payload = data.decode(errors="replace").partition("\n")
-                try:
-                    deliver(wakes, topic, payload)
-                except Exception:  # a wake-up must not end the listening
-                    log.exception("a wake-up failed")
+                if first is not None:
+                    for topic, payload in _drain(receiver, first).items():
+                        try:
+                            deliver(wakes, topic, payload)
+                        except Exception:  # a wake-up must not end the listening
+                            log.exception("a wake-up failed")
+                if time.monotonic() - touched >= HEARTBEAT:
+                    touched = time.monotonic()
+                    with contextlib.suppress(OSError):
+                        self._touch(marker)  # the heartbeat (and back, if it went)
 
         thread = threading.Thread(target=run, name="journeyman-wakes", daemon=True)
         thread.start()
@@ -125,12 +155,59 @@ class WakeSockets:
         def stop_listening() -> None:
             stop.set()
             self._own = None
-            with contextlib.suppress(OSError):
-                marker.unlink()
+            with contextlib.suppress(OSError):  # wakes the thread from its recv
+                self._sender.sendto(b"", ADDRESS_PREFIX + token.encode())
             thread.join(5)
+            with contextlib.suppress(OSError):  # after the thread: no heartbeat brings it back
+                marker.unlink()
             receiver.close()
 
         return stop_listening
 
+    def _touch(self, marker: Path) -> None:
+        self.folder.mkdir(exist_ok=True)
+        marker.touch()
+
     def close(self) -> None:
         self._sender.close()
+
+
+def _drain(receiver: socket.socket, first: bytes) -> dict[str, str]:
+    """The notes of `first` and of every datagram queued behind it, each topic once
+    (the timers' with the earliest due time; none at all means now): one wake-up per
+    loop, and the queue left empty for the next commits."""
+    topics: dict[str, str] = {}
+    data: bytes | None = first
+    timeout = receiver.gettimeout()
+    receiver.settimeout(0.0)  # with a timeout set, recv would wait for it
+    try:
+        while data is not None:
+            for line in data.decode(errors="replace").splitlines():
+                topic, _, payload = line.partition("\t")
+                known = topics.get(topic)
+                topics[topic] = payload if known is None else _sooner(known, payload)
+            try:
+                data = receiver.recv(MAX_DATAGRAM)
+            except OSError:  # nothing more queued (BlockingIOError), or closed
+                data = None
+    finally:
+        with contextlib.suppress(OSError):
+            receiver.settimeout(timeout)
+    return topics
+
+
+def _sooner(a: str, b: str) -> str:
+    """Of two payloads, the one that asks for the sooner run: no time (or not a time)
+    is now."""
+    at_a, at_b = parse_timestamp(a), parse_timestamp(b)
+    if at_a is None or at_b is None:
+        return a if at_a is None else b
+    return a if at_a <= at_b else b
+
+
+def _network_namespace() -> str:
+    """The id of this process's network namespace (abstract sockets are per namespace)."""
+    try:
+        return str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        return "0"
