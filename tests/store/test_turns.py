@@ -10,15 +10,19 @@ request waits for at most the one transaction in progress."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from engine.ports import background_work
 from engine.store.sql import SqlStore
-from engine.store.sql.turns import ProcessTurns, process_turns, release_turns
+from engine.store.sql.turns import CLAIM, ProcessTurns, process_turns, release_turns
 
 HOLD = 0.02  # seconds each background transaction holds the write lock
 
@@ -134,21 +138,50 @@ def test_a_turn_held_too_long_elsewhere_is_given_up_after_the_patience(
     """A writer stopped mid-transaction in another process must not hang the others:
     after the patience (the busy timeout) they go on and meet SQLite's timeout."""
     path = str(tmp_path / "y.db")
-    ctx = multiprocessing.get_context("spawn")
-    held, stop = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_turn, args=(path, held, stop))
-    holder.start()
-    try:
-        assert held.wait(30)
+    with _held_elsewhere(_hold_turn, path):
         turns = ProcessTurns(path, patience=0.2)
         t0 = time.monotonic()
         with turns.turn(background=False):
             waited = time.monotonic() - t0
         assert 0.2 <= waited < 1.0
         turns.close()
+
+
+def test_requests_of_another_process_are_seen_waiting(tmp_path: Path) -> None:
+    """Background work holding the write turn commits early when an API request of
+    another process waits for it (it holds the requests' claim: F_GETLK sees it); this
+    process's own claims are counted by ForegroundWaits, not here."""
+    path = str(tmp_path / "claims.db")
+    turns = ProcessTurns(path)
+    assert not turns.requests_waiting()
+    with _held_elsewhere(_hold_claim, path):
+        assert turns.requests_waiting()
+    assert not turns.requests_waiting()
+    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)  # our own claim
+    assert not turns.requests_waiting()
+    turns.close()
+
+
+@contextmanager
+def _held_elsewhere(hold: Callable[[str, Any, Any], None], path: str) -> Iterator[None]:
+    """`hold(path, held, stop)` in a process of its own, from `held` to the block's end."""
+    ctx = multiprocessing.get_context("spawn")
+    held, stop = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold, args=(path, held, stop))
+    holder.start()
+    try:
+        assert held.wait(30)
+        yield
     finally:
         stop.set()
         holder.join(10)
+
+
+def _hold_claim(path: str, held: Any, stop: Any) -> None:
+    turns = ProcessTurns(path)
+    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)
+    held.set()
+    stop.wait(30)
 
 
 def _hold_turn(path: str, held: object, stop: object) -> None:

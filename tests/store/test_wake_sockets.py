@@ -5,7 +5,6 @@ tests/service/test_serve.py."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import socket
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from engine.store.sql import SqlStore
-from engine.store.sql.turns import CLAIM, ProcessTurns
 from engine.store.sql.wake_sockets import ADDRESS_PREFIX, WakeSockets
 from engine.values import WriteRun
 from tests.store.helpers import T0, later, outbox_entry, timer
@@ -266,37 +264,3 @@ def test_hostile_datagrams_only_wake_or_are_ignored(
     heard.wait_for("inbox")
     assert all(topic in ("inbox", "timers") for topic, _ in heard.items)
     assert ("timers", None) in heard.items  # "not a time": a plain wake-up
-
-
-def test_requests_of_another_process_are_seen_waiting(tmp_path: Path) -> None:
-    """Background work holding the write turn commits early when an API request of
-    another process waits for it (it holds the requests' claim); this process's own
-    claims are counted by ForegroundWaits, not here."""
-    path = str(tmp_path / "claims.db")
-    turns = ProcessTurns(path)
-    assert not turns.requests_waiting()
-    ctx = multiprocessing.get_context("spawn")
-    held, stop = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_claim, args=(path, held, stop))
-    holder.start()
-    try:
-        assert held.wait(30)
-        assert turns.requests_waiting()
-    finally:
-        stop.set()
-        holder.join(10)
-    assert not turns.requests_waiting()
-    import fcntl
-
-    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)  # our own claim
-    assert not turns.requests_waiting()
-    turns.close()
-
-
-def _hold_claim(path: str, held: Any, stop: Any) -> None:
-    import fcntl
-
-    turns = ProcessTurns(path)
-    fcntl.lockf(turns._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, CLAIM)
-    held.set()
-    stop.wait(30)
