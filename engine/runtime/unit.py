@@ -65,8 +65,16 @@ class UnitOfWork:
             self.identities.update({k: found.get(k) for k in keys})
         ids = [e for e in enrollment_ids if e not in self.enrollments]
         if ids:
-            loaded = self.store.load_enrollments(ids)
-            self.enrollments.update({e: loaded.get(e) for e in ids})
+            # A due timer's enrollment is mostly one of its profile's active ones, just
+            # loaded with the profile's state (in this transaction): only the others
+            # (ended meanwhile, other profiles') are read again.
+            active = {e.id: e for pid in profile_ids if (state := self.states.get(pid))
+                      for e in state.active.values()}
+            self.enrollments.update({e: active[e] for e in ids if e in active})
+            rest = [e for e in ids if e not in active]
+            if rest:
+                loaded = self.store.load_enrollments(rest)
+                self.enrollments.update({e: loaded.get(e) for e in rest})
 
     def _lookup_state(self, profile_id: str) -> ProfileState:
         unit: UnitOfWork | None = self
