@@ -185,6 +185,17 @@ def test_a_dead_listener_is_forgotten_and_a_stopped_one_leaves_nothing(
     listener.close()
 
 
+def test_a_file_name_that_is_no_text_costs_nothing_but_its_wake_up(tmp_path: Path) -> None:
+    """`send` follows a committed write: whatever lies in the folder, it never raises
+    (a name that is not UTF-8 came back from scandir with surrogates)."""
+    sender = WakeSockets(tmp_path)
+    odd = os.fsencode(str(tmp_path)) + b"/" + sender.namespace.encode() + b"-\xff\xfe"
+    with open(odd, "wb"):
+        pass
+    sender.send([("inbox", "")])  # refused (nobody binds it), not raised
+    sender.close()
+
+
 def test_another_network_namespace_is_neither_woken_nor_forgotten(tmp_path: Path) -> None:
     """Abstract sockets are per network namespace: a listener of another one (a
     container sharing the volume) refuses every datagram, and its file must not be

@@ -78,7 +78,14 @@ class WakeSockets:
         return cls(Path(f"{os.path.realpath(database)}-wake"))
 
     def send(self, notes: Iterable[tuple[str, str]]) -> None:
-        """One datagram with the notes to every other listener (after the commit)."""
+        """One datagram with the notes to every other listener (after the commit).
+        Never raises: the write it follows is committed already."""
+        try:
+            self._send(notes)
+        except Exception as exc:  # a wake-up lost: the loops' safety interval finds it
+            log.debug("wake-ups not sent: %s", exc)
+
+    def _send(self, notes: Iterable[tuple[str, str]]) -> None:
         lines = [f"{topic}\t{payload}" for topic, payload in dict.fromkeys(notes)]
         if not lines:
             return
@@ -93,7 +100,7 @@ class WakeSockets:
             if entry.name == own:
                 continue  # this process woke its own loops directly
             try:
-                self._sender.sendto(message, ADDRESS_PREFIX + entry.name.encode())
+                self._sender.sendto(message, ADDRESS_PREFIX + os.fsencode(entry.name))
             except BlockingIOError:
                 continue  # its queue is full: its loops run on their safety interval
             except (ConnectionRefusedError, FileNotFoundError):
@@ -154,7 +161,8 @@ class WakeSockets:
 
         def stop_listening() -> None:
             stop.set()
-            self._own = None
+            if self._own == token:
+                self._own = None
             with contextlib.suppress(OSError):  # wakes the thread from its recv
                 self._sender.sendto(b"", ADDRESS_PREFIX + token.encode())
             thread.join(5)
