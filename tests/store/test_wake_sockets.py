@@ -185,6 +185,25 @@ def test_a_dead_listener_is_forgotten_and_a_stopped_one_leaves_nothing(
     listener.close()
 
 
+def test_a_listener_that_comes_later_is_heard_from_the_next_commit(tmp_path: Path) -> None:
+    """A sender lists the folder again when it changed, not on every commit."""
+    folder = tmp_path / "db-wake"
+    folder.mkdir()
+    sender, listener = WakeSockets(folder), WakeSockets(folder)
+    sender.send([("inbox", "")])  # nobody listens yet: an empty listing, kept
+    heard = Heard()
+    stop = listener.listen(heard.wakes())
+    try:
+        sent = time.monotonic()
+        sender.send([("inbox", "")])
+        heard.wait_for("inbox")
+        assert time.monotonic() - sent < 0.5
+    finally:
+        stop()
+        sender.close()
+        listener.close()
+
+
 def test_a_file_name_that_is_no_text_costs_nothing_but_its_wake_up(tmp_path: Path) -> None:
     """`send` follows a committed write: whatever lies in the folder, it never raises
     (a name that is not UTF-8 came back from scandir with surrogates)."""

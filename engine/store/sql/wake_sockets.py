@@ -66,6 +66,8 @@ class WakeSockets:
         self.namespace = _network_namespace()
         self._own: str | None = None  # this process's token while it listens
         self._own_pid = os.getpid()  # a forked child is not the listener
+        # the folder's mtime, when it was listed, and its listeners (see _listeners)
+        self._listed: tuple[int, float, list[os.DirEntry[str]]] | None = None
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
@@ -90,11 +92,7 @@ class WakeSockets:
         if not lines:
             return
         message = "\n".join(lines).encode()
-        try:
-            listeners = [entry for entry in os.scandir(self.folder)
-                         if entry.name.startswith(f"{self.namespace}-")]
-        except OSError:
-            return  # no folder (yet, or the database went): nobody listens
+        listeners = self._listeners()
         own = self._own if self._own_pid == os.getpid() else None
         for entry in listeners:
             if entry.name == own:
@@ -107,6 +105,28 @@ class WakeSockets:
                 self._forget(entry)  # nobody binds its name: a dead listener's file
             except OSError as exc:  # never fail a committed write over a wake-up
                 log.debug("a wake-up to %s failed: %s", entry.name, exc)
+
+    def _listeners(self) -> list[os.DirEntry[str]]:
+        """The listeners of this namespace, as the folder lists them: read again when
+        the folder changed (its mtime) or a second has passed (a listener that came
+        within the folder's timestamp granularity of the last read), not on every
+        commit (`serve` alone commits hundreds of times a second to a folder that only
+        lists itself)."""
+        try:
+            changed = os.stat(self.folder).st_mtime_ns
+        except OSError:
+            return []  # no folder (yet, or the database went): nobody listens
+        now = time.monotonic()
+        cached = self._listed
+        if cached is not None and cached[0] == changed and now - cached[1] < HEARTBEAT:
+            return cached[2]
+        try:
+            listeners = [entry for entry in os.scandir(self.folder)
+                         if entry.name.startswith(f"{self.namespace}-")]
+        except OSError:
+            return []
+        self._listed = (changed, now, listeners)
+        return listeners
 
     def _forget(self, entry: os.DirEntry[str]) -> None:
         """Remove a refused listener's file, if it is stale: a live listener touches its
