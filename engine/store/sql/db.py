@@ -188,16 +188,12 @@ class SqlBase:
         if getattr(self._local, "conn", None) is not None:
             yield  # join the outer transaction
             return
-        self._local.notes = []
-        with self._writer_turn(), self._db.connect() as conn:
-            _begin_mode(conn, write=True)
-            with conn.begin():
-                self._local.conn = conn
-                try:
-                    yield
-                finally:
-                    self._local.conn = None
-        self._send_notes()
+        with self._write() as conn:  # the store calls in the block join it (_local.conn)
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -209,6 +205,8 @@ class SqlBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        """A write transaction (or the thread's current one); its wake-up notes go to
+        the other processes after it commits."""
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
             yield current
@@ -235,6 +233,7 @@ class SqlBase:
         notes, self._local.notes = self._local.notes, []
         if notes and self._wake_sockets is not None:
             self._wake_sockets.send(notes)
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         current: Connection | None = getattr(self._local, "conn", None)
