@@ -63,7 +63,7 @@ class SqliteRows:
         listed = ", ".join(f'"{name}"' for name in self.names)
         self.select = f'SELECT {listed} FROM "{table.name}" '
         self._columns = list(zip(self.names, [
-            _json_column if isinstance(c.type, JSON)
+            jsonfast.loads_exact if isinstance(c.type, JSON)
             else _sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
             for c in table.columns], strict=True))
 
@@ -80,10 +80,6 @@ class SqliteRows:
         return [{name: value if convert is None or value is None else convert(value)
                  for (name, convert), value in zip(columns, row, strict=True)}
                 for row in rows]
-
-
-def _json_column(text: str) -> Any:
-    return jsonfast.loads_exact(text)
 
 
 def _sqlite_timestamp(text: str) -> datetime:

@@ -73,50 +73,41 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 for enrollment in self._active_enrollments(conn, chunk):
                     states[enrollment.profile_id].active.setdefault(enrollment.journey,
                                                                     enrollment)
-                for entry in self._entries(conn, chunk):
+                for entry in self._rows(conn, "entries",
+                                        f"WHERE profile_id {SqliteRows.ANY_OF}", "entries",
+                                        chunk):
                     states[entry["profile_id"]].entries[entry["journey"]] = (
                         entry_stats_from_row(entry))
                 for row in conn.execute(q["segments"], ids):
                     states[row.profile_id].segments.add(row.journey)
         return states
 
-    def _profile_rows(self, conn: Connection, profile_ids: Sequence[str]) -> list[Profile]:
+    def _rows(self, conn: Connection, table: str, where: str, statement: str,
+              ids: Sequence[str]) -> Sequence[Mapping[Any, Any]]:
+        """The rows for `ids`: SQLite's at the driver (`where` on `table`, rows.py
+        SqliteRows), PostgreSQL's through the built statement `statement`."""
         if not self._pg:
-            return [Profile(row["id"], row["traits"], row["computed"])
-                    for row in self._sqlite_rows["profiles"].read(
-                        _driver(conn), f"WHERE id {SqliteRows.ANY_OF}", profile_ids)]
-        return [Profile(pid, traits, computed) for pid, traits, computed in conn.execute(
-            self._unit_statements["profiles"], {"ids": profile_ids})]
+            return self._sqlite_rows[table].read(_driver(conn), where, ids)
+        return [row._mapping for row in conn.execute(self._unit_statements[statement],
+                                                     {"ids": ids})]
+
+    def _profile_rows(self, conn: Connection, profile_ids: Sequence[str]) -> list[Profile]:
+        return [Profile(row["id"], row["traits"], row["computed"]) for row in self._rows(
+            conn, "profiles", f"WHERE id {SqliteRows.ANY_OF}", "profiles", profile_ids)]
 
     def _active_enrollments(self, conn: Connection,
                             profile_ids: Sequence[str]) -> list[Enrollment]:
         """The profiles' active enrollments, oldest first."""
-        if not self._pg:
-            return [enrollment_from_row(row) for row in self._sqlite_rows["enrollments"].read(
-                _driver(conn), f"WHERE profile_id {SqliteRows.ANY_OF} AND status = 'active' "
-                "ORDER BY entered_at, entry_seq", profile_ids)]
-        return [enrollment_from_row(row._mapping) for row in conn.execute(
-            self._unit_statements["active"], {"ids": profile_ids})]
-
-    def _entries(self, conn: Connection, profile_ids: Sequence[str]) -> list[Mapping[Any, Any]]:
-        """The profiles' entry counts (journey_entries rows)."""
-        if not self._pg:
-            return list(self._sqlite_rows["entries"].read(
-                _driver(conn), f"WHERE profile_id {SqliteRows.ANY_OF}", profile_ids))
-        return [row._mapping for row in conn.execute(self._unit_statements["entries"],
-                                                     {"ids": profile_ids})]
+        return [enrollment_from_row(row) for row in self._rows(
+            conn, "enrollments", f"WHERE profile_id {SqliteRows.ANY_OF} AND status = "
+            "'active' ORDER BY entered_at, entry_seq", "active", profile_ids)]
 
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
         found: dict[str, Enrollment] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                rows: Sequence[Mapping[Any, Any]] = (
-                    self._sqlite_rows["enrollments"].read(
-                        _driver(conn), f"WHERE id {SqliteRows.ANY_OF}", chunk)
-                    if not self._pg else
-                    [row._mapping for row in conn.execute(self._unit_statements["enrollments"],
-                                                          {"ids": chunk})])
-                for row in rows:
+                for row in self._rows(conn, "enrollments", f"WHERE id {SqliteRows.ANY_OF}",
+                                      "enrollments", chunk):
                     found[row["id"]] = enrollment_from_row(row)
         return found
 
