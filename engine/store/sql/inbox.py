@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from engine import jsonfast
 from engine.ports import InboxItem
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
+from engine.store.sql.lists import among
 from engine.store.sql.state import StateQueries
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
@@ -177,11 +178,18 @@ class InboxQueries(StateQueries):
                         (ib.c.available_at.is_(None)) | (ib.c.available_at <= now),
                         ib.c.profile_id.not_in(held))
                  .order_by(ib.c.id).limit(bindparam("limit")))
-        some = query.where(ib.c.profile_id.in_(bindparam("profiles", expanding=True)))
+        some = query.where(among(ib.c.profile_id, "profiles", pg=self._pg))
         if self._pg:
             query, some = (query.with_for_update(skip_locked=True),
                            some.with_for_update(skip_locked=True))
-        return {"all": query, "some": some,
+        # PostgreSQL's claim: the waiting events of the profiles it locked, up to the
+        # last one claimed (`:profiles`, `:upto`)
+        waiting = (select(ib.c.profile_id, ib.c.id)
+                   .where(among(ib.c.profile_id, "profiles", pg=self._pg),
+                          ib.c.status.in_(HOLDING), ib.c.id <= bindparam("upto"))
+                   .order_by(ib.c.profile_id, ib.c.id))
+        return {"all": query, "some": some, "waiting": waiting,
+                "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 
     def claim_inbox(self, limit: int, now: datetime, *,
@@ -204,14 +212,11 @@ class InboxQueries(StateQueries):
         """PostgreSQL: keep the profiles this transaction locked, and of each only the
         run of claimed events that starts at the profile's earliest waiting event."""
         mine = self.try_lock_profiles([r.profile_id for r in rows])
-        ib = self._inbox
         waiting: dict[str, list[int]] = {}
+        upto = max(r.id for r in rows)
         for chunk in _chunks(sorted(mine), INSERT_CHUNK):
-            for pid, row_id in conn.execute(
-                    select(ib.c.profile_id, ib.c.id)
-                    .where(ib.c.profile_id.in_(chunk), ib.c.status.in_(HOLDING),
-                           ib.c.id <= max(r.id for r in rows))
-                    .order_by(ib.c.profile_id, ib.c.id)):
+            for pid, row_id in conn.execute(self._inbox_statements["waiting"],
+                                            {"profiles": chunk, "upto": upto}):
                 waiting.setdefault(pid, []).append(row_id)
         kept: list[Any] = []
         position = dict.fromkeys(mine, 0)
@@ -230,10 +235,9 @@ class InboxQueries(StateQueries):
 
     def ack_inbox(self, ids: list[int]) -> None:
         """Done with these events: delete them (inside the handling transaction)."""
-        ib = self._inbox
         with self._write() as conn:
-            for chunk in _chunks(ids, INSERT_CHUNK):
-                conn.execute(delete(ib).where(ib.c.id.in_(chunk)))
+            for chunk in _chunks(list(ids), INSERT_CHUNK):
+                conn.execute(self._inbox_statements["ack"], {"ids": chunk})
 
     def retry_inbox(self, item_id: int, at: datetime, error: str, *,
                     attempt: bool = True) -> None:

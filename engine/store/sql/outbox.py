@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select, text, update
 
 from engine.ports import OutboxEntry
 from engine.store.sql.db import SqlBase
+from engine.store.sql.lists import among
 from engine.store.sql.rows import outbox_entry, send_values
 
 OUTBOX_LOCK_SPACE = 0x6F7574  # the advisory locks of the outbox admission ("out")
@@ -92,18 +93,18 @@ class OutboxQueries(SqlBase):
                 .returning(o.c.id, o.c.send_key, o.c.enrollment_id, o.c.profile_id,
                            o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
                            o.c.created_at, o.c.attempts, o.c.admitted_at))
-        profiles: Any = bindparam("profiles", expanding=True)
+        profiles = among(o.c.profile_id, "profiles", pg=self._pg)
         return {
             "head": head,
             "head_locked": head.with_for_update(skip_locked=True),
-            "take_profiles": take.where(due, o.c.profile_id.in_(profiles)),
-            "take_rows": take.where(o.c.id.in_(bindparam("ids", expanding=True))),
-            "rows_of": select(o.c.id, o.c.profile_id).where(due, o.c.profile_id.in_(profiles))
+            "take_profiles": take.where(due, profiles),
+            "take_rows": take.where(among(o.c.id, "ids", pg=self._pg)),
+            "rows_of": select(o.c.id, o.c.profile_id).where(due, profiles)
             .with_for_update(skip_locked=True),
             "due_per_profile": select(o.c.profile_id, func.count())
-            .where(due, o.c.profile_id.in_(profiles)).group_by(o.c.profile_id),
+            .where(due, profiles).group_by(o.c.profile_id),
             "admitted_since": select(o.c.profile_id, o.c.channel, o.c.admitted_at)
-            .where(o.c.profile_id.in_(profiles), o.c.admitted_at > bindparam("since"),
+            .where(profiles, o.c.admitted_at > bindparam("since"),
                    o.c.status.in_(("pending", "sent")))
             .order_by(o.c.admitted_at, o.c.id),
             "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),

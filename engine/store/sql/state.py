@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, EntryStats
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.lists import among
 from engine.store.sql.rows import (
     enrollment_from_row,
     enrollment_values,
@@ -241,7 +242,7 @@ class StateQueries(SqlBase):
         # storm's 100,000 timers share one due_at: every claim walked all of them.
         return {
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
-            "keys": delete(t).where(t.c.key.in_(bindparam("keys", expanding=True)))
+            "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
             "next": select(func.min(t.c.due_at)),
             "next_journey": select(func.min(t.c.due_at)).where(t.c.step != CRON_STEP),

@@ -1,0 +1,74 @@
+"""`among` (engine/store/sql/lists.py): a list of values in one parameter. On PostgreSQL
+the hot reads send one statement text whatever the list's length (so psycopg prepares
+it and SQLAlchemy does not render it per call); on both backends they find exactly the
+rows asked for, for one id, many, none, and a tuple as well as a list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.core.model import Profile
+from engine.store import SqlStore
+from engine.store.sql.lists import among
+from engine.store.sql.tables import table
+
+
+def _profiles(store: SqlStore, n: int) -> list[str]:
+    ids = [f"p{i:03d}" for i in range(n)]
+    for pid in ids:
+        store.put_profile(Profile(pid, {"plan": "pro"}))
+    return ids
+
+
+@contextmanager
+def _statements(store: SqlStore) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.sql_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(store.sql_engine, "before_cursor_execute", record)
+
+
+def test_the_reads_find_what_was_asked_for(sql_store: SqlStore) -> None:
+    ids = _profiles(sql_store, 12)
+    assert set(sql_store.load_profiles(ids[:1])) == {ids[0]}
+    assert set(sql_store.load_profiles(ids[3:9])) == set(ids[3:9])
+    assert sql_store.load_profiles([]) == {}
+    assert set(sql_store.load_profiles(tuple(ids[:2]))) == set(ids[:2])
+    assert set(sql_store.load_states([*ids[:3], "nobody"])) == {*ids[:3], "nobody"}
+    assert sql_store.load_states(["nobody"])["nobody"].profile is None
+
+
+@pytest.mark.postgres
+def test_postgresql_sends_one_text_for_any_length(sql_store: SqlStore) -> None:
+    if sql_store.dialect != "postgresql":
+        pytest.skip("SQLite reads at the driver (rows.py SqliteRows)")
+    ids = _profiles(sql_store, 30)
+    with _statements(sql_store) as seen:
+        for n in (1, 2, 7, 30):
+            sql_store.load_profiles(ids[:n])
+    assert len(seen) == 4
+    assert len(set(seen)) == 1, seen
+    assert "= ANY (" in seen[0]
+    assert "IN (" not in seen[0]
+
+
+def test_among_renders_in_on_sqlite_and_any_on_postgresql() -> None:
+    t = table("profiles")
+    pg = str(select(t.c.id).where(among(t.c.id, "ids", pg=True)).compile(
+        dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    lite = str(select(t.c.id).where(among(t.c.id, "ids", pg=False)).compile(
+        dialect=sqlite.dialect()))
+    assert "profiles.id = ANY (%(ids)s::VARCHAR(255)[])" in pg
+    assert "profiles.id IN (__[POSTCOMPILE_ids])" in lite
