@@ -92,11 +92,11 @@ def build_world(tmp: Path, *, open_local: bool = False) -> World:
     return World(store, engine, url, server, thread, parked)
 
 
-def start_server(store: SqlStore, engine: InMemoryEngine, *,
-                 open_local: bool = False) -> tuple[str, uvicorn.Server, threading.Thread]:
+def start_server(store: SqlStore, engine: InMemoryEngine, *, open_local: bool = False,
+                 secure_cookies: bool = False) -> tuple[str, uvicorn.Server, threading.Thread]:
     """The dashboard (and the API) over `store` on a free port, in a thread."""
     dashboard = Dashboard(store, engine.runner.journeys, lambda: engine.now, SECRET,
-                          open_local=open_local)
+                          open_local=open_local, secure_cookies=secure_cookies)
     app = create_app(store, lambda: engine.now, new_id=SequentialIds("srv").new_id,
                      dashboard=dashboard)
     port = free_port()

@@ -82,6 +82,7 @@ def test_login_sets_a_signed_httponly_lax_cookie_and_refuses_wrong_passwords(
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
+    assert "secure" not in cookie.lower()  # plain HTTP, and the public URL is not https
     stored = world.store.get_user("ed")
     assert stored is not None
     assert stored.password_hash.startswith("scrypt$")
@@ -216,6 +217,29 @@ def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
     done = editor.post(path, data={"csrf": csrf_of(page)})
     assert done.status_code == 303
     assert world.store.failures() == []
+
+
+def test_an_https_public_url_makes_the_cookies_secure_behind_a_plain_http_proxy(
+        world: World) -> None:
+    """A TLS proxy on another host talks plain HTTP to us: the public URL (https) says
+    the cookies go over HTTPS only, the login form's and the session's."""
+    url, server, thread = start_server(world.store, world.engine, secure_cookies=True)
+    try:
+        form = httpx.get(url + "/login", timeout=10)
+        assert "; secure" in form.headers["set-cookie"].lower()
+        token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+        assert token is not None
+        # httpx keeps a Secure cookie off plain HTTP, as a browser would: the proxy's
+        # side of the connection is HTTPS, so send it as the browser did
+        with httpx.Client(base_url=url, timeout=10,
+                          cookies={"jm_login": token.group(1)}) as client:
+            answer = client.post("/login", data={
+                "name": "ed", "password": PASSWORD, "login_token": token.group(1)})
+            assert answer.status_code == 303, answer.text
+            assert "; secure" in answer.headers["set-cookie"].lower()
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_dashboard_open_lets_this_machine_read_without_login(world: World) -> None:

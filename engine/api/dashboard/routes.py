@@ -84,6 +84,9 @@ class Dashboard:
     secret: str
     profiles: ProfileView | None = None
     open_local: bool = False  # --dashboard-open: read-only, no login, this machine only
+    # The public URL is https: cookies are Secure even on a request that reached us over
+    # plain HTTP (a TLS proxy on another host, whose X-Forwarded-Proto uvicorn ignores).
+    secure_cookies: bool = False
 
 
 def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
@@ -95,6 +98,10 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     env.filters["num"] = lambda x: "-" if x is None else f"{x:.3g}"
     env.globals["kpi_value"] = kpi_value
     store = dash.store
+
+    def secure(request: Request) -> bool:
+        """Whether a cookie set in answer to `request` is sent over HTTPS only."""
+        return dash.secure_cookies or request.url.scheme == "https"
 
     def viewer(request: Request) -> Viewer | None:
         found = sessions.read(request.cookies.get(SESSION_COOKIE), dash.now().timestamp())
@@ -143,8 +150,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             login_token=token), status_code=status_code,
             headers={"Cache-Control": "no-store", **(headers or {})})
         answer.set_cookie(LOGIN_COOKIE, token, max_age=LOGIN_FORM_SECONDS, httponly=True,
-                          samesite="strict", secure=request.url.scheme == "https",
-                          path="/login")
+                          samesite="strict", secure=secure(request), path="/login")
         return answer
 
     @app.get("/login", include_in_schema=False)
@@ -187,7 +193,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         answer.set_cookie(SESSION_COOKIE, sessions.issue(user.name, user.role,
                                                           dash.now().timestamp()),
                           max_age=SESSION_SECONDS, httponly=True, samesite="lax",
-                          secure=request.url.scheme == "https", path="/")
+                          secure=secure(request), path="/")
         return answer
 
     @app.post("/logout", include_in_schema=False)
