@@ -348,7 +348,8 @@ class Service:
         dashboard = Dashboard(self.store, self.runner.journeys, self.clock.now,
                               self.session_secret, profiles=self.profile,
                               open_local=self.dashboard_open,
-                              secure_cookies=self.unsubscribe.base_url.startswith("https://"))
+                              secure_cookies=self.unsubscribe.base_url.lower().startswith(
+                                  "https://"))
         assert self.runner.tracking is not None
         return create_app(self.store, self.clock.now, new_id=UuidIds().new_id,
                           profiles=self.profile, unsubscribe=self.unsubscribe,

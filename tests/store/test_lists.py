@@ -1,7 +1,8 @@
 """`among` (engine/store/sql/lists.py): a list of values in one parameter. On PostgreSQL
-the hot reads send one statement text whatever the list's length (so psycopg prepares
-it and SQLAlchemy does not render it per call); on both backends they find exactly the
-rows asked for, for one id, many, none, and a tuple as well as a list."""
+the profiles' read sends one statement text whatever the list's length (so psycopg
+prepares it and SQLAlchemy does not render it per call); on both backends the reads find
+exactly the rows asked for: one id, many, none, and never the row of a shorter id that a
+longer one starts with (PostgreSQL truncates a value cast to VARCHAR(255))."""
 
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def test_the_reads_find_what_was_asked_for(sql_store: SqlStore) -> None:
     assert sql_store.load_states(["nobody"])["nobody"].profile is None
 
 
+def test_a_longer_id_never_finds_the_row_of_its_first_255_characters(
+        sql_store: SqlStore) -> None:
+    """An `anonymousId` or `previousId` of an event is looked up as it came (no length
+    check on the way): cast to the column's VARCHAR(255)[], PostgreSQL cut it to 255
+    characters and found another person's identity."""
+    long_id = "v" * 255
+    sql_store.put_profile(Profile(long_id, {"plan": "pro"}))
+    sql_store.link_identity("anonymous_id", long_id, long_id)
+    longer = long_id + "-attacker"
+    assert sql_store.load_profiles([longer]) == {}
+    assert sql_store.load_identities([("anonymous_id", longer)]) == {}
+    assert sql_store.load_states([longer])[longer].profile is None
+    assert sql_store.load_identities([("anonymous_id", long_id)]) == {
+        ("anonymous_id", long_id): long_id}
+
+
 @pytest.mark.postgres
 def test_postgresql_sends_one_text_for_any_length(sql_store: SqlStore) -> None:
     if sql_store.dialect != "postgresql":
@@ -70,5 +87,5 @@ def test_among_renders_in_on_sqlite_and_any_on_postgresql() -> None:
         dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
     lite = str(select(t.c.id).where(among(t.c.id, "ids", pg=False)).compile(
         dialect=sqlite.dialect()))
-    assert "profiles.id = ANY (%(ids)s::VARCHAR(255)[])" in pg
+    assert "profiles.id = ANY (%(ids)s::VARCHAR[])" in pg  # no length: no truncation
     assert "profiles.id IN (__[POSTCOMPILE_ids])" in lite

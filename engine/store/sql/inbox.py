@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from engine import jsonfast
 from engine.ports import InboxItem
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
-from engine.store.sql.lists import among
+from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
@@ -186,7 +186,7 @@ class InboxQueries(StateQueries):
         # last one claimed (`:profiles`, `:upto`)
         waiting = (select(ib.c.profile_id, ib.c.id)
                    .where(among(ib.c.profile_id, "profiles", pg=self._pg),
-                          ib.c.status.in_(HOLDING), ib.c.id <= bindparam("upto"))
+                          one_of(ib.c.status, HOLDING), ib.c.id <= bindparam("upto"))
                    .order_by(ib.c.profile_id, ib.c.id))
         return {"all": query, "some": some, "waiting": waiting,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),

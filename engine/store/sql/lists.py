@@ -1,25 +1,44 @@
-"""`among`: a column's value in a list given when the statement runs.
+"""`among`: a column's value in a list given when the statement runs; and `one_of`, a
+column's value in a fixed set of words, written into the statement.
 
 SQLite: `column IN (?, ?, ...)`, SQLAlchemy's expanding parameter. PostgreSQL: `column =
 ANY(%(name)s::TYPE[])`, the list as one array parameter. Why not IN there too: an
-expanding IN is rendered per call (SQLAlchemy's post-compile step, ~6% of a worker's
-CPU on the hot reads of bench/journey_bench.py), and its text differs with each list's
-length, so psycopg parses every new text and never prepares it, and PostgreSQL plans
-it anew each time. With one array parameter the text is the same for any length:
-psycopg prepares it after a few runs, and SQLAlchemy's compiled cache holds it whole.
-The value must be a list (psycopg sends a tuple as a record, not an array).
+expanding IN is rendered per call (SQLAlchemy's post-compile step, ~6% of a PostgreSQL
+worker's CPU on the hot reads of bench/journey_bench.py), and its text differs with each
+list's length, so psycopg prepares it only for lengths that recur, each on its own. With
+one array parameter the text is the same for any length: psycopg prepares it once, and
+SQLAlchemy's compiled cache holds it whole. Any iterable will do as the value
+(SQLAlchemy's ARRAY type makes a list of it).
+
+The array's type is the column's without a length: PostgreSQL *truncates* a value cast
+to `VARCHAR(255)`, so `ANY(:ids::VARCHAR(255)[])` found the row of the first 255
+characters of a longer id (tests/store/test_lists.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import any_, bindparam
+from sqlalchemy import String, any_, bindparam, literal_column
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
 def among(column: Any, name: str, *, pg: bool) -> Any:
     """`column IN :name` (SQLite) or `column = ANY(:name)` (PostgreSQL)."""
     if pg:
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+        item = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(name, type_=ARRAY(item)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def one_of(column: Any, words: Iterable[str]) -> Any:
+    """`column IN ('a', 'b')` with the words in the statement's text: no parameter to
+    expand on each call, and a plan that sees them (a partial index on `status =
+    'active'` is usable only by a plan that knows the value)."""
+    quoted: list[Any] = []
+    for word in words:
+        if not word.isidentifier():  # our own status names, never input
+            raise ValueError(f"not a plain word: {word!r}")
+        quoted.append(literal_column(f"'{word}'"))
+    return column.in_(quoted) if len(quoted) > 1 else column == quoted[0]

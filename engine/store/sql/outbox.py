@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, func, select, text, update
 
 from engine.ports import OutboxEntry
 from engine.store.sql.db import SqlBase
-from engine.store.sql.lists import among
+from engine.store.sql.lists import among, one_of
 from engine.store.sql.rows import outbox_entry, send_values
 
 OUTBOX_LOCK_SPACE = 0x6F7574  # the advisory locks of the outbox admission ("out")
@@ -105,7 +105,7 @@ class OutboxQueries(SqlBase):
             .where(due, profiles).group_by(o.c.profile_id),
             "admitted_since": select(o.c.profile_id, o.c.channel, o.c.admitted_at)
             .where(profiles, o.c.admitted_at > bindparam("since"),
-                   o.c.status.in_(("pending", "sent")))
+                   one_of(o.c.status, ("pending", "sent")))
             .order_by(o.c.admitted_at, o.c.id),
             "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),
         }

@@ -17,7 +17,7 @@ from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
-from engine.store.sql.lists import among
+from engine.store.sql.lists import among, one_of
 from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
@@ -49,7 +49,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         return {
             "profiles": select(p.c.id, p.c.traits, p.c.computed).where(ids(p.c.id)),
             # The partial index ix_enrollments_active: never the profile's history.
-            "active": select(e).where(ids(e.c.profile_id), e.c.status == "active")
+            "active": select(e).where(ids(e.c.profile_id), one_of(e.c.status, ["active"]))
             .order_by(e.c.entered_at, e.c.entry_seq),
             "entries": select(j).where(ids(j.c.profile_id)),
             "segments": select(s.c.profile_id, s.c.journey).where(ids(s.c.profile_id)),
