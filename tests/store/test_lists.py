@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.model import Profile
 from engine.store import SqlStore
-from engine.store.sql.lists import among
+from engine.store.sql.lists import among, one_of
 from engine.store.sql.tables import table
 
 
@@ -89,3 +89,19 @@ def test_among_renders_in_on_sqlite_and_any_on_postgresql() -> None:
         dialect=sqlite.dialect()))
     assert "profiles.id = ANY (%(ids)s::VARCHAR[])" in pg  # no length: no truncation
     assert "profiles.id IN (__[POSTCOMPILE_ids])" in lite
+
+
+def test_one_of_writes_plain_words_into_the_statement_and_nothing_else() -> None:
+    t = table("inbox")
+    one = str(select(t.c.id).where(one_of(t.c.status, ["parked"])).compile(
+        dialect=sqlite.dialect()))
+    two = str(select(t.c.id).where(one_of(t.c.status, ("pending", "parked"))).compile(
+        dialect=sqlite.dialect()))
+    assert "inbox.status = 'parked'" in one
+    assert "inbox.status IN ('pending', 'parked')" in two
+    with pytest.raises(ValueError, match="plain word"):
+        one_of(t.c.status, ["x' OR '1'='1"])
+    with pytest.raises(TypeError):
+        one_of(t.c.status, "active")
+    with pytest.raises(ValueError, match="at least one"):
+        one_of(t.c.status, [])

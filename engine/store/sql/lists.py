@@ -20,25 +20,37 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, literal_column
+from sqlalchemy import Enum, String, any_, bindparam, literal_column
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
 def among(column: Any, name: str, *, pg: bool) -> Any:
     """`column IN :name` (SQLite) or `column = ANY(:name)` (PostgreSQL)."""
     if pg:
-        item = String() if isinstance(column.type, String) else column.type
-        return column == any_(bindparam(name, type_=ARRAY(item)))
+        return column == any_(bindparam(name, type_=ARRAY(_element(column.type))))
     return column.in_(bindparam(name, expanding=True))
+
+
+def _element(column_type: Any) -> Any:
+    """The array's element type: a string column's without its length (a TypeDecorator
+    over one too); an enum keeps its own type (`enum = ANY(varchar[])` has no operator)."""
+    base = getattr(column_type, "impl", column_type)
+    if isinstance(base, String) and not isinstance(base, Enum):
+        return String()
+    return column_type
 
 
 def one_of(column: Any, words: Iterable[str]) -> Any:
     """`column IN ('a', 'b')` with the words in the statement's text: no parameter to
     expand on each call, and a plan that sees them (a partial index on `status =
     'active'` is usable only by a plan that knows the value)."""
+    if isinstance(words, str):
+        raise TypeError("one_of takes a collection of words, not one string")
     quoted: list[Any] = []
     for word in words:
         if not word.isidentifier():  # our own status names, never input
             raise ValueError(f"not a plain word: {word!r}")
         quoted.append(literal_column(f"'{word}'"))
+    if not quoted:
+        raise ValueError("one_of needs at least one word")
     return column.in_(quoted) if len(quoted) > 1 else column == quoted[0]
