@@ -190,8 +190,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         self._write_records(conn, run)
         for profile_id, enrollment_id, template in run.withdrawn:
             self._withdraw(conn, profile_id, enrollment_id, template)
-        for chunk in _chunks(run.acked, INSERT_CHUNK):
-            conn.execute(self._inbox_statements["ack"], {"ids": chunk})
+        if run.acked:
+            self.ack_inbox(run.acked)  # joins this transaction
         if run.emitted:
             self.accept_events(run.emitted, "emit")
 
