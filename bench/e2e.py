@@ -386,12 +386,13 @@ class Deployment:
     JSON-lines file of its own. `api="serve"` is `journeyman serve` (the API plus an
     event worker, timer ticker and dispatcher in one process: the SQLite deployment);
     `api="api-only"` serves the same app without those loops, so exactly `workers`
-    processes do the work."""
+    processes do the work. `lanes`: SQLite workers each take a lane of the inbox
+    (`--lane K/N`, engine/store/sql/lanes.py)."""
 
     def __init__(self, db: str, journeys: Path, workdir: Path, *, workers: int = 0,
-                 api: str = "serve", sink_interval: float = 0.01) -> None:
+                 api: str = "serve", sink_interval: float = 0.01, lanes: bool = False) -> None:
         self.db, self.journeys, self.workdir = db, journeys, workdir
-        self.workers, self.api_mode = workers, api
+        self.workers, self.api_mode, self.lanes = workers, api, lanes
         self.fleet = Fleet(workdir)
         self.sink = Sink(workdir, sink_interval)
         self.api: Api | None = None
@@ -410,7 +411,8 @@ class Deployment:
                 self.fleet.start("api", [*journeyman(), "serve", "--no-worker", *common,
                                          "--port", str(port)])
             for i in range(1, self.workers + 1):
-                self.fleet.start(f"worker{i}", [*journeyman(), "worker", *common,
+                lane = ["--lane", f"{i - 1}/{self.workers}"] if self.lanes else []
+                self.fleet.start(f"worker{i}", [*journeyman(), "worker", *common, *lane,
                                                 "--name", f"bench-w{i}",
                                                 "--sends", f"file:{self.sink.path(f'w{i}')}"])
             self.api = Api(f"http://127.0.0.1:{port}", key)

@@ -47,11 +47,14 @@ but the sends an event causes at once goes out.
    as many lines at the channel as sent rows (the countdown sends checked one per Signed
    Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its own.
    - SQLite: the two-core deployment of docs/deploy.md, an API process (`journeyman
-     serve --no-worker`) and one `journeyman worker` on one file, which wake each other
-     after each commit (engine/store/sql/wake_sockets.py): `RESULT
-     journey_vs_celery_sqlite ratio=<engine/peer> target=10`; then one `journeyman
-     serve` (API + worker + timers + outbox in one process, one core at a time), printed
-     beside it (`--no-serve` skips it; it was the RESULT's deployment until 2026-12-03);
+     serve --no-worker`) and `--sqlite-workers` (2) `journeyman worker` processes on one
+     file, one lane of the inbox each (`--lane 0/2`, `--lane 1/2`: batches handled
+     outside the write lock, engine/store/sql/stamps.py), which wake each other after
+     each commit (engine/store/sql/wake_sockets.py): `RESULT journey_vs_celery_sqlite
+     ratio=<engine/peer> target=10`; then the same with one worker (the RESULT's
+     deployment until 2026-12-04) and one `journeyman serve` (API + worker + timers +
+     outbox in one process, one core at a time), printed beside it (`--no-serve` skips
+     both; `serve` was the RESULT's deployment until 2026-12-03);
    - PostgreSQL: an API process plus `--pg-workers` (2) `journeyman worker` processes
      on one database; the API process is `journeyman serve --no-worker` (the API
      alone), so exactly two workers handle events: `RESULT journey_vs_celery_postgres
@@ -424,9 +427,16 @@ def run_race(args: argparse.Namespace, workdir: Path,
     sqlite_dir = workdir / "e2e-sqlite"
     sqlite_dir.mkdir()
     with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir,
-                        workers=1, api="api-only") as dep:
+                        workers=args.sqlite_workers, api="api-only", lanes=True) as dep:
         sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
     print(sqlite_run.line("SQLite"), flush=True)
+    if args.sqlite_workers != 1 and not args.no_serve:
+        one_dir = workdir / "e2e-sqlite-one"
+        one_dir.mkdir()
+        with e2e.Deployment(f"sqlite:///{one_dir / 'engine.db'}", library, one_dir,
+                            workers=1, api="api-only") as dep:
+            one_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+        print(one_run.line("SQLite"), flush=True)
     if not args.no_serve:
         serve_dir = workdir / "e2e-sqlite-serve"
         serve_dir.mkdir()
@@ -513,6 +523,9 @@ def main() -> None:
                         help="seconds between an event and its send (the peer's countdown)")
     parser.add_argument("--peer", type=Path, default=peer.PEER,
                         help="the Celery peer script (default ../shared/peers/celery_journey.py)")
+    parser.add_argument("--sqlite-workers", type=int, default=2,
+                        help="`journeyman worker` processes in the SQLite race, one lane "
+                             "each (--lane K/N)")
     parser.add_argument("--pg-workers", type=int, default=2,
                         help="`journeyman worker` processes in the PostgreSQL race")
     parser.add_argument("--pg", default=None, help="PostgreSQL server URL (see above)")

@@ -45,12 +45,14 @@ from engine.values import (  # re-exported: the values are part of the ports
     Failure,
     InboxItem,
     KeyInfo,
+    Lane,
     Levels,
     MergeStep,
     Message,
     OutboxEntry,
     OutboxRecord,
     ProfileState,
+    Snapshot,
     StepMove,
     Suppression,
     UserInfo,
@@ -169,9 +171,12 @@ class BatchChannel(Protocol):
 
 
 class ProfileStore(Protocol):
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self, *, stamped: bool = False) -> AbstractContextManager[None]:
         """One unit for every store call made in the block (this thread): committed at
-        the end, rolled back on an exception. Nested blocks join the outer one."""
+        the end, rolled back on an exception. Nested blocks join the outer one.
+        `stamped`: the block's writes change no profile's state except through
+        `write_changes` (SnapshotStore: other writes make overlapping batches check
+        again)."""
         ...
 
     def is_transient(self, error: BaseException) -> bool:
@@ -375,6 +380,32 @@ class InboxStore(Protocol):
     def inbox_counts(self) -> dict[str, int]: ...
 
 
+class SnapshotStore(Protocol):
+    """A store whose workers may handle a batch outside the write transaction and check
+    it before writing (SQLite: engine/store/sql/stamps.py; engine/runtime/worker.py)."""
+
+    @property
+    def snapshots_work(self) -> bool:
+        """Whether this store can (SQLite on a file: not one shared connection)."""
+        ...
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        """The block's reads (this thread) join one read transaction and note what they
+        read; no writes in it."""
+        ...
+    def stamps(self, snapshot: Snapshot) -> None:
+        """Inside the snapshot's block: read the stamps of what it read."""
+        ...
+    def unchanged(self, snapshot: Snapshot) -> bool:
+        """Inside a write transaction: nobody wrote what the snapshot read since."""
+        ...
+    def peek_inbox(self, limit: int, now: datetime, lane: Lane) -> list[InboxItem]:
+        """`claim_inbox` without a claim, of one lane's profiles (inside a snapshot)."""
+        ...
+    def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
+        """Inside a write transaction: the items still wait as they were read at `now`."""
+        ...
+
+
 class FailureStore(Protocol):
     """Parked items: an event, a timer or a send that failed too often, kept with its
     error for an operator (`journeyman failures`)."""
@@ -513,4 +544,5 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "TimerStore", "UuidIds", "WriteRun"]
 __all__ += ["DeployedVersion", "StepMove", "VersionStore"]
 __all__ += ["UserInfo", "UserStore"]
+__all__ += ["Lane", "Snapshot", "SnapshotStore"]
 __all__ += ["ADMIN_SCOPES", "PUBLIC_SCOPES", "SCOPES", "SERVER_SCOPES", "key_scopes"]

@@ -38,7 +38,7 @@ from typing import Any
 
 from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
-from engine.ports import Channel, Clock, Store, SystemClock, UuidIds
+from engine.ports import Channel, Clock, Lane, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.kpis import journey_stats
 from engine.runtime.loops import Loop, new_scheduler
@@ -97,7 +97,7 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
          backend: str = "durable", lease: timedelta = timedelta(minutes=5),
          name: str = "worker", budget: float = 0.02,
          metrics: Metrics | None = None, decision_log: bool = True,
-         deployed: bool = False) -> Wiring:
+         deployed: bool = False, lane: Lane | None = None) -> Wiring:
     """Compile `library` and build the runner, the worker and the dispatcher over
     `store` (counting into `metrics`, when given). `decision_log=False` records only
     what the policy and the channels did to sends, not every decision (`journeyman
@@ -122,7 +122,11 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
                       {jid: j.model.priority for jid, j in sending.items()})
     dispatcher = Dispatcher(store, channels, clock, lease=lease, gate=gate,
                             decision_log=decision_log)
-    worker = Worker(runner, store, clock, name=name, budget=budget)
+    # SQLite on a file: batches handled outside the write lock and checked before they
+    # are written (engine/store/sql/stamps.py), of the worker's lane of the inbox
+    snapshots = store if isinstance(store, SqlStore) and store.snapshots_work else None
+    worker = Worker(runner, store, clock, name=name, budget=budget, snapshots=snapshots,
+                    lane=lane)
     worker.metrics = dispatcher.metrics = metrics
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
 
@@ -165,7 +169,7 @@ class Service:
                  secrets: Sequence[SigningSecret] | None = None,
                  public_url: str = "http://127.0.0.1:8000", decision_log: bool = True,
                  dashboard_open: bool = False,
-                 batch_budget: float = SERVE_BATCH_BUDGET) -> None:
+                 batch_budget: float = SERVE_BATCH_BUDGET, lane: Lane | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
@@ -197,7 +201,7 @@ class Service:
                       backend=backend, lease=timedelta(seconds=lease),
                       name=name or f"{socket.gethostname()}:{os.getpid()}",
                       metrics=self.metrics, decision_log=decision_log, deployed=True,
-                      budget=batch_budget)
+                      budget=batch_budget, lane=lane)
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher

@@ -184,6 +184,8 @@ class InMemoryEngine:
         journeys are deployed on it (`deploy`)."""
         self.store = store
         self.worker.store = store
+        # SQLite on a file: batches handled outside the write lock, as `serve` does
+        self.worker.snapshots = store if getattr(store, "snapshots_work", False) else None
         self.dispatcher.store = store
         self.deploy()
 

@@ -96,6 +96,40 @@ class InboxItem:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """Which share of the inbox a SQLite worker handles: the profiles whose lane number
+    (a hash of the inbox row's profile id, engine/store/sql/lanes.py) is `index` of
+    `count`. One worker per lane; `Lane(0, 1)` is the whole inbox."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"lane {self.index} of {self.count}: expected 0 <= lane < count")
+
+    @classmethod
+    def parse(cls, text: str) -> Lane:
+        """`K/N`: lane K (from 0) of N."""
+        index, sep, count = text.partition("/")
+        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+            raise ValueError(f"expected K/N (lane K of N, from 0), got {text!r}")
+        return cls(int(index), int(count))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass
+class Snapshot:
+    """What one optimistic batch read (engine/store/sql/stamps.py): the keys of state
+    its reads noted and, once read in the same snapshot, their slots' stamps."""
+
+    keys: set[str] = field(default_factory=set)
+    read: dict[int, int] | None = None
+
+
 # What a key may do (docs/privacy.md, "Keys and scopes"): `track` (track, page, screen,
 # group), `identify`, `alias` (alias calls, and e-mail/phone traits: identifiers that can
 # join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase

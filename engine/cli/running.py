@@ -139,14 +139,27 @@ def worker(
         "Seconds a batch of events or timers may run before it commits. Longer batches "
         "spread each transaction's cost over more events; a lone event is still handled "
         "at once."))] = 0.1,  # engine/service.py WORKER_BATCH_BUDGET
+    lane: Annotated[str, typer.Option(help=(
+        "SQLite: K/N, this worker's share of the inbox, for N workers on one file "
+        "(--lane 0/2 and --lane 1/2: each handles half the profiles, on its own core). "
+        "PostgreSQL's workers share the inbox by themselves."))] = "0/1",
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store.
     Give it the same `--public-url` and secrets as `serve`: the links in what it sends
     point at that API, which must verify them. SIGTERM or SIGINT: the running batch
     finishes, then it exits."""
+    from engine.ports import Lane
+
+    try:
+        share = Lane.parse(lane)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lane") from None
+    if share.count > 1 and not db.startswith("sqlite"):
+        raise typer.BadParameter("lanes are for SQLite; PostgreSQL's workers share the "
+                                 "inbox by themselves", param_hint="--lane")
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick, name=name, lease=lease, public_url=public_url,
-                       batch_budget=batch_budget)
+                       batch_budget=batch_budget, lane=share)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None

@@ -164,7 +164,7 @@ class Dispatcher:
         (None when nothing is due). Caps count what the store admitted before and what
         this admission admits, send by send, so they hold within a batch and, the claim
         locking the profiles, across processes."""
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):  # no profile's state
             now = self.clock.now()
             entries = self.store.claim_outbox(now, self.batch, self.lease)
             if not entries:
@@ -268,7 +268,7 @@ class Dispatcher:
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction."""
         if chunk.outcomes or chunk.decisions or chunk.admissions or chunk.sent:
-            with self.store.transaction():
+            with self.store.transaction(stamped=True):  # no profile's state
                 self._record_outcomes(chunk)
 
     def _record_outcomes(self, chunk: _Chunk) -> None:

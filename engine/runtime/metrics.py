@@ -45,6 +45,10 @@ class Metrics:
                                 ["kind"], registry=r)
         self.parked = Counter("journeyman_parked", "Items parked after too many failures.",
                               ["kind"], registry=r)
+        self.batches_redone = Counter(
+            "journeyman_batches_redone",
+            "SQLite: batches handled outside the write lock whose state someone wrote "
+            "meanwhile, handled again inside it.", registry=r)
         self.sends = Counter("journeyman_sends", "Outbox rows settled by this process.",
                              ["channel", "outcome"], registry=r)
         self.engagements = Counter("journeyman_engagements",

@@ -249,7 +249,7 @@ class Recorder:
         return normalize(raw, now=now, message_id=self.new_id)
 
     def _record(self, engagement: Engagement, event: dict[str, Any] | None) -> Outcome:
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):  # an engagement and an inbox row
             self.store.record_engagement(engagement)
             queued = bool(self.store.accept_events([event], "tracking")) if event else False
         return Outcome(engagement, queued)

@@ -5,6 +5,15 @@ their profiles in bulk into a unit of work (engine/runtime/unit.py), handle each
 profile's items in order, each in a child unit, then write every effect in bulk and
 commit. So a batch of a thousand events costs a few statements, not a few thousand.
 
+SQLite on a file (`snapshots`): a batch of events is read and handled in a read
+transaction, without the write lock, then written in a short write transaction after
+checking that nobody wrote the state it read nor took its events meanwhile
+(engine/store/sql/stamps.py); if someone did, nothing is written and the batch is
+handled again inside the write transaction, as above. So the API's ingest no longer
+waits for a batch's handling, and several workers on one file, one lane of the inbox
+each (`lane`, engine/store/sql/lanes.py), handle on several cores. PostgreSQL locks each
+profile for the whole transaction instead (engine/store/sql/inbox.py).
+
 Failure semantics (design.md; docs/service.md says the same for operators):
 - Isolation: an exception while handling one event or timer drops that item's child
   unit only; the rest of the batch commits. The item is retried with backoff, and after
@@ -20,7 +29,8 @@ Failure semantics (design.md; docs/service.md says the same for operators):
   retried later without counting as failures.
 - Crashes: the claim is part of the batch's transaction, so a worker killed mid-batch
   loses nothing: the database rolls the transaction back and the rows are claimable
-  again at once (PostgreSQL: when the killed process's connection closes).
+  again at once (PostgreSQL: when the killed process's connection closes). An
+  optimistic batch writes nothing before its one write transaction.
 - Bounded work: batches grow under load and shrink to one event when idle, and a batch
   stops taking new profiles after `budget` seconds, so a transaction (and SQLite's write
   lock) is held briefly even during a storm of due timers.
@@ -39,7 +49,15 @@ from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
 from engine.core.times import parse_timestamp
-from engine.ports import Clock, ForegroundWaits, InboxItem, Store, WriteRun
+from engine.ports import (
+    Clock,
+    ForegroundWaits,
+    InboxItem,
+    Lane,
+    SnapshotStore,
+    Store,
+    WriteRun,
+)
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, stack_text, without_values
 from engine.runtime.metrics import Metrics
@@ -49,6 +67,7 @@ from engine.runtime.unit import ProfileBusy, UnitOfWork
 log = logging.getLogger("journeyman.worker")
 
 T = TypeVar("T")
+R = TypeVar("R", bound="_Outcome | _Redo")
 # A merge reaching a profile another worker's transaction holds: try again after about
 # one batch of that worker (batches last tens of milliseconds), not a second: the
 # visitor's later events wait behind it (tests/store/test_isolation.py).
@@ -80,6 +99,7 @@ class Stats:
     timers: int = 0
     failures: int = 0  # items that failed an attempt
     parked: int = 0
+    redone: int = 0  # optimistic batches done again in the lock (someone wrote their state)
     batches: int = 0
     batch_sizes: list[int] = field(default_factory=list)  # the last few, for metrics
 
@@ -117,6 +137,12 @@ class _Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class _Redo:
+    """An optimistic batch read state someone wrote before it could write: nothing was
+    written; the batch is done again inside the write transaction."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Refused:
     """The database refused a transaction's writes (not a transient error)."""
 
@@ -126,8 +152,14 @@ class _Refused:
 class Worker:
     def __init__(self, runner: Runner, store: Store, clock: Clock, *, name: str,
                  batch: int = 1000, budget: float = 0.02, backoff: Backoff | None = None,
-                 dispatcher: Dispatcher | None = None) -> None:
+                 dispatcher: Dispatcher | None = None, snapshots: SnapshotStore | None = None,
+                 lane: Lane | None = None) -> None:
         self.runner = runner
+        # SQLite on a file: batches handled outside the write lock, then checked
+        # (`_optimistic_batch`), of this worker's lane of the inbox
+        self.snapshots = snapshots
+        self.lane = lane or Lane()
+        self._batch_profiles: list[str] | None = None
         self.dispatcher = dispatcher
         self.store = store
         self.clock = clock
@@ -152,50 +184,101 @@ class Worker:
     def handle_events(self) -> int:
         """Handle one batch of inbox events; returns how many were handled or failed."""
         with self._runner_lock:
-            outcome = self._guarded(lambda: self._event_batch(None))
+            profiles: list[str] | None = None  # of a batch done again in parts
+            if self.snapshots is not None:
+                outcome = self._guarded(self._optimistic_batch)
+                profiles = self._batch_profiles
+                if isinstance(outcome, _Redo):  # someone wrote what it read: in the lock
+                    self.stats.redone += 1
+                    if self.metrics is not None:
+                        self.metrics.batches_redone.inc()
+                    outcome = self._guarded(partial(self._event_batch, profiles))
+            else:
+                outcome = self._guarded(lambda: self._event_batch(None))
             if isinstance(outcome, _Refused):  # the batch's writes failed
-                outcome = self._event_batch_per_profile()
+                outcome = self._event_batch_per_profile(profiles)
         return self._after(outcome, "events")
 
     def _event_batch(self, profiles: Sequence[str] | None) -> _Outcome:
+        """A batch inside the write transaction: claim, handle, write."""
         started = time.perf_counter()
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):
             now = self.clock.now()
             limit = self._limit["inbox"] if profiles is None else self.max_batch
             items = self.store.claim_inbox(limit, now, profiles=profiles)
             if not items:
                 return _Outcome()
-            unit = UnitOfWork(self.store, self.clock)
-            owners = {i.profile_id for i in items}
-            unit.preload(owners, _identity_keys(items) | _own_ids(owners))
-            outcome = _Outcome()
-            handling = time.perf_counter()
-            for group in _groups(items, key=lambda i: i.profile_id):
-                self._handle_group(unit, group, now, outcome)
-                if (time.perf_counter() - handling > self.budget
-                        and outcome.handled + outcome.failed >= MIN_BATCH):
-                    break  # the rest stays queued for the next batch, untouched
-            outcome.saw(unit)
+            unit, outcome, _, later = self._handle_items(items, now)
+            for write in later:
+                write()
             unit.write()
         self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(items))
         return outcome
 
+    def _optimistic_batch(self) -> _Outcome | _Redo:
+        """SQLite: read and handle a batch of this worker's lane in a snapshot, without
+        the write lock, then in a short write transaction check that nobody wrote what
+        it read (engine/store/sql/stamps.py) and write it; else `_Redo`."""
+        snapshots = self.snapshots
+        assert snapshots is not None
+        started = time.perf_counter()
+        self._batch_profiles = None
+        with snapshots.snapshot() as snapshot:
+            now = self.clock.now()
+            items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
+            if not items:
+                return _Outcome()
+            self._batch_profiles = list(dict.fromkeys(i.profile_id for i in items))
+            unit, outcome, done, later = self._handle_items(items, now)
+            snapshots.stamps(snapshot)
+        with self.store.transaction(stamped=True):
+            if not (snapshots.unchanged(snapshot) and snapshots.inbox_unchanged(done, now)):
+                return _Redo()
+            for write in later:
+                write()
+            unit.write()
+        self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
+                    len(items))
+        return outcome
+
+    def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
+            UnitOfWork, _Outcome, list[InboxItem], list[Callable[[], None]]]:
+        """Handle claimed (or peeked) events in memory, profile by profile until the
+        budget is spent: the unit to write, the outcome, the events whose profiles were
+        taken, and the writes for the failed ones (retries, parking)."""
+        unit = UnitOfWork(self.store, self.clock)
+        owners = {i.profile_id for i in items}
+        unit.preload(owners, _identity_keys(items) | _own_ids(owners))
+        outcome = _Outcome()
+        done: list[InboxItem] = []
+        later: list[Callable[[], None]] = []
+        handling = time.perf_counter()
+        for group in _groups(items, key=lambda i: i.profile_id):
+            self._handle_group(unit, group, now, outcome, later)
+            done.extend(group)
+            if (time.perf_counter() - handling > self.budget
+                    and outcome.handled + outcome.failed >= MIN_BATCH):
+                break  # the rest stays queued for the next batch, untouched
+        outcome.saw(unit)
+        return unit, outcome, done, later
+
     def _handle_group(self, unit: UnitOfWork, group: list[InboxItem], now: datetime,
-                      outcome: _Outcome) -> None:
-        """One profile's events, in order; the first that fails holds the rest."""
+                      outcome: _Outcome, later: list[Callable[[], None]]) -> None:
+        """One profile's events, in order; the first that fails holds the rest (its
+        retry or parking goes to `later`, written with the batch)."""
         for item in group:
             child = unit.child()
             try:
                 self.runner.handle(item.event, child)
                 child.ack(item.id)
             except ProfileBusy as exc:
-                self.store.retry_inbox(item.id, now + BUSY_RETRY, without_values(str(exc)),
-                                       attempt=False)
+                later.append(partial(self.store.retry_inbox, item.id, now + BUSY_RETRY,
+                                     without_values(str(exc)), attempt=False))
                 return
             except Exception as exc:  # this event's failure, and this profile's alone
                 outcome.failed += 1
-                self._event_failed(item, exc, now)
+                later.append(partial(self._event_failed, item, exc, now))
                 return
             unit.adopt(child)
             outcome.handled += 1
@@ -217,13 +300,16 @@ class Worker:
                         item.id, item.profile_id, item.attempts + 1, when.isoformat(), error)
             self.store.retry_inbox(item.id, when, error)
 
-    def _event_batch_per_profile(self) -> _Outcome:
-        """After a failed write: the same work, one profile per transaction, so the
-        profile whose writes the database refuses fails alone."""
-        with self.store.transaction():
-            items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
+    def _event_batch_per_profile(self, profiles: Sequence[str] | None) -> _Outcome:
+        """After a failed write: the same work (the same `profiles`, or what is waiting),
+        one profile per transaction, so the profile whose writes the database refuses
+        fails alone."""
+        if profiles is None:
+            with self.store.transaction(stamped=True):
+                items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
+            profiles = list(dict.fromkeys(i.profile_id for i in items))
         total = _Outcome()
-        for profile in dict.fromkeys(i.profile_id for i in items):
+        for profile in profiles:
             outcome = self._guarded(partial(self._event_batch, [profile]))
             if isinstance(outcome, _Refused):
                 error = outcome.error
@@ -233,7 +319,7 @@ class Worker:
         return total
 
     def _fail_first_event(self, profile: str, error: str) -> _Outcome:
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):
             now = self.clock.now()
             items = self.store.claim_inbox(1, now, profiles=[profile])
             for item in items:
@@ -257,7 +343,7 @@ class Worker:
 
     def _timer_chunk(self, keys: Sequence[str] | None) -> _Outcome:
         started = time.perf_counter()
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):
             now = self.clock.now()
             timers = (self.store.claim_due_timers(now, self._limit["timers"]) if keys is None
                       else self.store.claim_timers(keys))
@@ -329,7 +415,7 @@ class Worker:
     def _timer_chunks_per_profile(self) -> _Outcome:
         """After a failed write: the chunk again, one profile's timers per transaction."""
         now = self.clock.now()
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):
             timers = self.store.due_timers(now, self._limit["timers"])
         total = _Outcome()
         by_profile: dict[str, list[str]] = {}
@@ -345,7 +431,7 @@ class Worker:
         return total
 
     def _fail_timers(self, keys: Sequence[str], error: str) -> _Outcome:
-        with self.store.transaction():
+        with self.store.transaction(stamped=True):
             now = self.clock.now()
             timers = self.store.claim_timers(keys)
             unit = UnitOfWork(self.store, self.clock)
@@ -366,7 +452,7 @@ class Worker:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _guarded(self, work: Callable[[], _Outcome]) -> _Outcome | _Refused:
+    def _guarded(self, work: Callable[[], R]) -> R | _Outcome | _Refused:
         """Run one transaction's work. A transient database error (locked, deadlock,
         connection lost) is an empty outcome: the same work comes round again later.
         Any other error rolled the transaction back: `_Refused`, to do it in parts."""

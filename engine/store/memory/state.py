@@ -63,8 +63,9 @@ class MemoryState:
         """Nothing to release."""
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, stamped: bool = False) -> Iterator[None]:
         """A unit in name only: every change is applied at once, and nothing rolls back."""
+        del stamped  # no optimistic batches here
         yield
 
     def is_transient(self, error: BaseException) -> bool:

@@ -47,6 +47,7 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from engine.store.sql.lanes import lane_of
 from engine.store.sql.notify import notify_all
 from engine.store.sql.tables import table
 from engine.store.sql.turns import FairWriteGate, ProcessTurns, process_turns
@@ -55,6 +56,9 @@ from engine.store.sql.wake_sockets import WakeSockets
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
 SQLITE_CACHE_KIB = 65_536
+# engine/store/sql/stamps.py: a write that does not say what state it changed
+STAMP_ANY_STATE = ("INSERT INTO state_stamps (slot, stamp) VALUES (0, 1) "
+                   "ON CONFLICT (slot) DO UPDATE SET stamp = stamp + 1")
 # The advisory lock taken while migrating (PostgreSQL): 0x6A6D is "jm".
 MIGRATION_LOCK = (0x6A6D, 1)
 
@@ -183,12 +187,13 @@ class SqlBase:
         return getattr(self._local, "conn", None) is not None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One database transaction for every store call made in the block (this thread)."""
+    def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+        """One database transaction for every store call made in the block (this thread).
+        `stamped`: see `_write`."""
         if getattr(self._local, "conn", None) is not None:
             yield  # join the outer transaction
             return
-        with self._write() as conn:  # the store calls in the block join it (_local.conn)
+        with self._write(stamped=stamped) as conn:  # the block's calls join it (_local.conn)
             self._local.conn = conn
             try:
                 yield
@@ -204,11 +209,16 @@ class SqlBase:
                 yield
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, stamped: bool = False) -> Iterator[Connection]:
         """A write transaction (or the thread's current one); its wake-up notes go to
-        the other processes after it commits."""
+        the other processes after it commits. SQLite: unless `stamped` (its writes stamp
+        the state they change themselves, or change no profile's state), it stamps all
+        state changed, so the optimistic batches that overlap it check again
+        (engine/store/sql/stamps.py)."""
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
+            if getattr(self._local, "snapshot", None) is not None:
+                raise StoreError("a write inside a snapshot (engine/store/sql/stamps.py)")
             yield current
             return
         self._local.notes = []
@@ -216,6 +226,8 @@ class SqlBase:
             _begin_mode(conn, write=True)
             with conn.begin():
                 yield conn
+                if not stamped and not self._pg:
+                    conn.exec_driver_sql(STAMP_ANY_STATE)
         self._send_notes()
 
     def _notify(self, conn: Connection, notes: list[tuple[str, str]]) -> None:
@@ -549,6 +561,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.create_function("jm_lane", 2, lane_of, deterministic=True)
         # SQLite's default page cache is 2 MB: a store with a million timers (~270 MB)
         # then re-reads index pages from the OS on every claim. 64 MB per connection.
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")

@@ -13,7 +13,7 @@ rolled back and its rows free again as soon as its connection closes.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from engine import jsonfast
-from engine.ports import InboxItem
+from engine.ports import InboxItem, Lane
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
@@ -52,7 +52,7 @@ class InboxQueries(StateQueries):
         if not batch:
             return []
         now = self._now()
-        with self._write() as conn:
+        with self._write(stamped=True) as conn:  # the inbox is no profile's state
             owners = self._owners(conn, batch)
             if not self._pg:
                 return self._accept_sqlite(conn, batch, owners, source, now)
@@ -188,7 +188,14 @@ class InboxQueries(StateQueries):
                    .where(among(ib.c.profile_id, "profiles", pg=self._pg),
                           one_of(ib.c.status, HOLDING), ib.c.id <= bindparam("upto"))
                    .order_by(ib.c.profile_id, ib.c.id))
-        return {"all": query, "some": some, "waiting": waiting,
+        # SQLite's optimistic batches (stamps.py): one lane's claim, read in a snapshot,
+        # and the check, in the write transaction, that those rows still wait as read
+        lane = query.where(func.jm_lane(ib.c.profile_id, bindparam("lanes"))
+                           == bindparam("lane"))
+        still = select(ib.c.id, ib.c.attempts).where(
+            among(ib.c.id, "ids", pg=self._pg), ib.c.status == "pending",
+            (ib.c.available_at.is_(None)) | (ib.c.available_at <= now))
+        return {"all": query, "some": some, "waiting": waiting, "lane": lane, "still": still,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 
@@ -207,6 +214,28 @@ class InboxQueries(StateQueries):
                     self._look_again_at = now + LOOK_AGAIN
                 rows = kept
         return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
+
+    def peek_inbox(self, limit: int, now: datetime, lane: Lane) -> list[InboxItem]:
+        """What `claim_inbox` would claim, of one lane's profiles, without claiming it
+        (SQLite, inside a snapshot: stamps.py)."""
+        query, params = self._inbox_statements["all"], {"now": now, "limit": limit}
+        if lane.count > 1:
+            query = self._inbox_statements["lane"]
+            params |= {"lanes": lane.count, "lane": lane.index}
+        with self._read() as conn:
+            rows = conn.execute(query, params).all()
+        return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
+
+    def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
+        """Inside the write transaction: every item still waits, claimable at `now`, with
+        the attempts it was read with (nobody handled, retried or parked it since)."""
+        expected = {i.id: i.attempts for i in items}
+        found: dict[int, int] = {}
+        with self._write() as conn:
+            for chunk in _chunks(sorted(expected), INSERT_CHUNK):
+                found.update((row.id, row.attempts) for row in conn.execute(
+                    self._inbox_statements["still"], {"ids": list(chunk), "now": now}))
+        return found == expected
 
     def _runs_from_earliest(self, conn: Connection, rows: list[Any]) -> list[Any]:
         """PostgreSQL: keep the profiles this transaction locked, and of each only the

@@ -406,12 +406,24 @@ class LoginFailureRow(SQLModel, table=True):
     at: datetime = _when()
 
 
+class StateStampRow(SQLModel, table=True):
+    """How many times the state behind a slot was written (migration 0018): SQLite's
+    optimistic batches (engine/store/sql/stamps.py) read them with the state they
+    handle and check them before writing. Slot 0 counts the writes that do not say
+    which profiles they changed."""
+
+    __tablename__ = "state_stamps"
+
+    slot: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    stamp: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 metadata = SQLModel.metadata
 TABLE_NAMES = ("profiles", "identities", "events", "inbox", "enrollments", "timers", "outbox",
                "decisions", "exits", "goals", "segment_members", "api_keys",
                "settings", "journey_entries", "failures", "journey_versions", "engagements",
                "suppressions", "users", "journey_rollup", "login_failures",
-               "journey_rollup_delta")
+               "journey_rollup_delta", "state_stamps")
 
 
 def table(name: str) -> Table:

@@ -29,10 +29,11 @@ from engine.store.sql.rows import (
     send_values,
     timer_values,
 )
+from engine.store.sql.stamps import StampQueries, identity_key, profile_key
 from engine.store.sql.state import _values
 
 
-class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
+class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
     # --- reading -----------------------------------------------------------------------
 
     @cached_property
@@ -68,6 +69,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
 
     def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
         states = {pid: ProfileState() for pid in profile_ids}
+        self._noted(profile_key(pid) for pid in states)
         q = self._unit_statements
         with self._read() as conn:
             for chunk in _chunks(list(states), INSERT_CHUNK):
@@ -114,6 +116,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
                 for row in self._rows(conn, "enrollments", f"WHERE id {SqliteRows.ANY_OF}",
                                       "enrollments", chunk):
                     found[row["id"]] = enrollment_from_row(row)
+        self._noted(profile_key(e.profile_id) for e in found.values())
         return found
 
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
@@ -129,6 +132,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
         by_kind: dict[str, list[str]] = {}
         for kind, value in keys:
             by_kind.setdefault(kind, []).append(value)
+        self._noted(identity_key(kind, value) for kind, value in keys)
         with self._read() as conn:
             for kind, values in sorted(by_kind.items()):
                 for chunk in _chunks(values, INSERT_CHUNK):
@@ -140,7 +144,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries):
     # --- writing -----------------------------------------------------------------------
 
     def write_changes(self, changes: Sequence[Change]) -> None:
-        with self.transaction(), self._write() as conn:
+        with self.transaction(stamped=True), self._write() as conn:  # stamps what it writes
+            self._stamp_written(conn, changes)
             for change in changes:
                 if isinstance(change, MergeStep):
                     self.merge_profiles(change.into, change.from_)

@@ -1,0 +1,209 @@
+"""SQLite's optimistic batches (issue 11): a worker reads and handles a batch without the
+write lock and writes it only if nobody wrote what it read meanwhile
+(engine/store/sql/stamps.py); otherwise it handles the batch again inside the lock.
+Lanes share the inbox between workers on one file (engine/store/sql/lanes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.core.model import Profile
+from engine.ports import Lane, WriteRun
+from engine.runtime.events import normalize
+from engine.store import SqlStore
+from engine.store.errors import StoreError
+from engine.store.sql.lanes import lane_of
+from engine.store.sql.stamps import ANY_STATE, identity_key, profile_key, slot_of
+from engine.testing import InMemoryEngine
+from tests.engine.helpers import stub_email, write_folder
+from tests.store.conftest import make_sqlite_store
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PLAN = """
+journey: plan_change
+version: 1
+entry: {event: identify}
+re_entry: always
+steps:
+  - id: note
+    send: {channel: email, template: hello}
+"""
+
+
+@pytest.fixture
+def store(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
+    made = make_sqlite_store(sqlite_template, tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def engine(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
+    """The production worker on a SQLite file (optimistic batches on: `use_store`)."""
+    folder = write_folder(tmp_path / "j", {"plan_change": PLAN}, {"hello": stub_email("hello")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    made = make_sqlite_store(sqlite_template, tmp_path)
+    made.clock = eng.clock
+    eng.use_store(made)
+    assert eng.worker.snapshots is made
+    yield eng
+    made.close()
+
+
+def _stamps(store: SqlStore, *keys: str) -> dict[int, int]:
+    slots = {ANY_STATE, *(slot_of(k) for k in keys)}
+    with store.transaction(stamped=True):
+        return store._read_stamps(store._local.conn, slots)
+
+
+def _meanwhile(eng: InMemoryEngine, plan: str, write: Callable[[], None]) -> None:
+    """Run `write` (another worker's, on its own connection) while the batch holding the
+    identify with `plan` is being handled: after its reads, before its write."""
+    handle = eng.runner.handle
+    pending = [write]
+
+    def handling(event: dict[str, Any], unit: Any) -> Any:
+        if event.get("traits", {}).get("plan") == plan and pending:
+            pending.pop()()
+        return handle(event, unit)
+
+    eng.runner.handle = handling  # type: ignore[method-assign]
+
+
+def test_a_unit_write_stamps_the_profiles_and_identifiers_it_writes(store: SqlStore) -> None:
+    keys = (profile_key("u1"), identity_key("email", "u1@example.com"), profile_key("u2"))
+    before = _stamps(store, *keys)
+    store.write_changes([WriteRun(profiles={"u1": Profile("u1", {"plan": "a"}, {})},
+                                  identities={("email", "u1@example.com"): "u1"})])
+    after = _stamps(store, *keys)
+    assert after[slot_of(keys[0])] == before[slot_of(keys[0])] + 1
+    assert after[slot_of(keys[1])] == before[slot_of(keys[1])] + 1
+    assert after[slot_of(keys[2])] == before[slot_of(keys[2])]  # not written
+    assert after[ANY_STATE] == before[ANY_STATE]  # it said what it wrote
+
+
+def test_a_write_that_does_not_say_what_it_changed_stamps_all_state_and_ingest_does_not(
+        store: SqlStore) -> None:
+    first = _stamps(store)[ANY_STATE]
+    store.put_setting("some.setting", "1")  # any write that does not say
+    assert _stamps(store)[ANY_STATE] == first + 1
+    store.accept_events([normalize({"type": "track", "userId": "u1", "event": "Seen"},
+                                   now=T0, message_id="m1")])
+    assert _stamps(store)[ANY_STATE] == first + 1  # the inbox is no profile's state
+
+
+def test_a_snapshot_refuses_writes_and_sees_one_state(store: SqlStore) -> None:
+    store.write_changes([WriteRun(profiles={"u1": Profile("u1", {"plan": "a"}, {})})])
+    other = SqlStore(store.url)
+    try:
+        with store.snapshot() as snapshot:
+            assert store.load_states(["u1"])["u1"].profile == Profile("u1", {"plan": "a"}, {})
+            other.write_changes([WriteRun(profiles={"u1": Profile("u1", {"plan": "b"}, {})})])
+            # the same read transaction: still what it read first
+            assert store.load_states(["u1"])["u1"].profile == Profile("u1", {"plan": "a"}, {})
+            with pytest.raises(StoreError, match="inside a snapshot"):
+                store.put_setting("x", "1")
+            store.stamps(snapshot)
+        with store.transaction(stamped=True):
+            assert not store.unchanged(snapshot)  # u1 was written since
+        with store.snapshot() as snapshot:
+            store.load_states(["u2"])
+            store.stamps(snapshot)
+        other.write_changes([WriteRun(profiles={"u1": Profile("u1", {"plan": "c"}, {})})])
+        with store.transaction(stamped=True):
+            assert store.unchanged(snapshot)  # u2 was not
+    finally:
+        other.close()
+
+
+def test_a_batch_whose_profile_another_worker_wrote_meanwhile_is_done_again_in_the_lock(
+        engine: InMemoryEngine) -> None:
+    """Without the check the batch would write u1's traits as it read them: the other
+    worker's `vip` would be lost."""
+    other = SqlStore(engine.store.url)
+    engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
+    _meanwhile(engine, "second", lambda: other.write_changes([WriteRun(profiles={
+        "u1": Profile("u1", {"email": "u1@example.com", "plan": "first", "vip": True},
+                      {})})]))
+    engine.identify("u1", {"plan": "second"})
+    other.close()
+    traits = engine.profile("u1").traits
+    assert traits["vip"] is True
+    assert traits["plan"] == "second"
+    assert engine.worker.stats.redone == 1
+    assert [m.profile for m in engine.sent] == ["u1", "u1"]  # each identify once
+
+
+def test_a_write_that_does_not_say_what_it_changed_makes_the_batch_check_again(
+        engine: InMemoryEngine) -> None:
+    other = SqlStore(engine.store.url)
+    _meanwhile(engine, "first", lambda: other.put_setting("some.setting", "1"))
+    engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
+    other.close()
+    assert engine.worker.stats.redone == 1
+    assert engine.profile("u1").traits["plan"] == "first"
+    assert [m.profile for m in engine.sent] == ["u1"]
+
+
+def test_a_write_of_another_profile_meanwhile_costs_nothing(engine: InMemoryEngine) -> None:
+    other = SqlStore(engine.store.url)
+    assert slot_of(profile_key("u1")) != slot_of(profile_key("u2"))
+    _meanwhile(engine, "first", lambda: other.write_changes([WriteRun(profiles={
+        "u2": Profile("u2", {"plan": "x"}, {})})]))
+    engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
+    other.close()
+    assert engine.worker.stats.redone == 0
+    assert engine.profile("u1").traits["plan"] == "first"
+    assert engine.profile("u2").traits["plan"] == "x"
+
+
+def test_an_event_another_worker_handled_meanwhile_is_not_handled_twice(
+        engine: InMemoryEngine) -> None:
+    """Two workers given the same lane by mistake: the second to commit finds the event
+    gone and writes nothing of its own handling."""
+    other = SqlStore(engine.store.url)
+
+    def handled_elsewhere() -> None:
+        [item] = other.peek_inbox(10, engine.now, Lane())
+        with other.transaction(stamped=True):
+            other.ack_inbox([item.id])  # as if another worker handled it
+
+    _meanwhile(engine, "first", handled_elsewhere)
+    engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
+    other.close()
+    assert engine.worker.stats.redone == 1
+    assert engine.sent == []  # "the other worker" did nothing but take it
+    assert engine.store.inbox_counts() == {}
+
+
+def test_lanes_split_the_inbox_by_profile_and_sqlite_agrees_with_python(
+        store: SqlStore) -> None:
+    ids = [f"user-{n}" for n in range(40)] + ["ü", "😀-emoji", "x" * 255, "message:abc"]
+    with store.transaction(stamped=True):
+        conn = store._local.conn
+        for count in (1, 2, 3):
+            in_sql = [conn.exec_driver_sql("SELECT jm_lane(?, ?)", (pid, count)).scalar()
+                      for pid in ids]
+            assert in_sql == [lane_of(pid, count) for pid in ids]
+    assert {lane_of(pid, 2) for pid in ids} == {0, 1}
+    events = [normalize({"type": "track", "userId": pid, "event": "Seen"}, now=T0,
+                        message_id=f"m{i}") for i, pid in enumerate(ids)]
+    store.accept_events(events)
+    lanes = [store.peek_inbox(100, T0, Lane(k, 2)) for k in range(2)]
+    assert {i.profile_id for i in lanes[0]}.isdisjoint({i.profile_id for i in lanes[1]})
+    assert sorted(i.profile_id for lane in lanes for i in lane) == sorted(ids)
+    assert all(lane_of(i.profile_id, 2) == k for k, lane in enumerate(lanes) for i in lane)
+    assert len(store.peek_inbox(100, T0, Lane())) == len(ids)
+
+
+def test_a_lane_is_k_of_n() -> None:
+    assert Lane.parse("1/2") == Lane(1, 2)
+    assert str(Lane(0, 3)) == "0/3"
+    for bad in ("2/2", "1", "a/b", "-1/2", "0/0"):
+        with pytest.raises(ValueError, match=r"lane|K/N"):
+            Lane.parse(bad)
