@@ -159,7 +159,7 @@ def worker(
                                  "inbox by themselves", param_hint="--lane")
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick, name=name, lease=lease, public_url=public_url,
-                       batch_budget=batch_budget, lane=share)
+                       batch_budget=batch_budget, lane=share, optimistic=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None

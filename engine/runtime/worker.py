@@ -5,7 +5,8 @@ their profiles in bulk into a unit of work (engine/runtime/unit.py), handle each
 profile's items in order, each in a child unit, then write every effect in bulk and
 commit. So a batch of a thousand events costs a few statements, not a few thousand.
 
-SQLite on a file (`snapshots`): a batch of events is read and handled in a read
+SQLite on a file, in a `journeyman worker` process (`snapshots`; not beside the API in
+`serve`, engine/service.py says why): a batch of events is read and handled in a read
 transaction, without the write lock, then written in a short write transaction after
 checking that nobody wrote the state it read nor took its events meanwhile
 (engine/store/sql/stamps.py); if someone did, nothing is written and the batch is
