@@ -139,10 +139,11 @@ def worker(
         "Seconds a batch of events or timers may run before it commits. Longer batches "
         "spread each transaction's cost over more events; a lone event is still handled "
         "at once."))] = 0.1,  # engine/service.py WORKER_BATCH_BUDGET
-    lane: Annotated[str, typer.Option(help=(
+    lane: Annotated[str, typer.Option(envvar="JOURNEYMAN_LANE", show_envvar=False, help=(
         "SQLite: K/N, this worker's share of the inbox, for N workers on one file "
         "(--lane 0/2 and --lane 1/2: each handles half the profiles, on its own core). "
-        "PostgreSQL's workers share the inbox by themselves."))] = "0/1",
+        "PostgreSQL's workers share the inbox by themselves. Also JOURNEYMAN_LANE."))]
+    = "0/1",
 ) -> None:
     """Run a worker alone (events, timers, outbox), for more processes on one store.
     Give it the same `--public-url` and secrets as `serve`: the links in what it sends

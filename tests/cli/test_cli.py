@@ -305,3 +305,31 @@ def test_a_worker_alone_takes_longer_batches_than_serve(tmp_path: Path) -> None:
             assert service.worker.budget == budget
         finally:
             service.stop()
+
+
+def test_a_worker_takes_a_lane_of_the_sqlite_inbox_and_handles_outside_the_lock(
+        tmp_path: Path) -> None:
+    """`journeyman worker --lane K/N` (SQLite): a bad lane is refused before anything
+    starts; a worker handles its batches outside the write lock, `serve` inside it
+    (engine/service.py says why)."""
+    from engine.ports import Lane
+    from engine.service import Service
+
+    for lane, why in (("2/2", "lane 2 of 2"), ("x", "expected K/N")):
+        bad = run("worker", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--lane", lane)
+        assert bad.returncode == 2, bad.stderr
+        assert why in bad.stderr
+        assert "Traceback" not in bad.stderr
+    bad = run("worker", "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--lane", "0/2")
+    assert bad.returncode == 2, bad.stderr
+    assert "lanes are for SQLite" in bad.stderr
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    for optimistic in (False, True):
+        service = Service(folder, f"sqlite:///{tmp_path / f'{optimistic}.db'}", channels={},
+                          lane=Lane(1, 2), optimistic=optimistic)
+        try:
+            assert service.worker.lane == Lane(1, 2)
+            assert (service.worker.snapshots is service.store) is optimistic
+        finally:
+            service.stop()
