@@ -374,8 +374,8 @@ class InboxStore(Protocol):
         """The event failed: hold it (and its profile) until `at`, counting the attempt
         unless `attempt` is False (the profile was busy elsewhere: no failure)."""
         ...
-    def next_inbox_at(self) -> datetime | None:
-        """When the earliest held event may be retried."""
+    def next_inbox_at(self, lane: Lane | None = None) -> datetime | None:
+        """When the earliest held event (of `lane`, if given) may be retried."""
         ...
     def inbox_counts(self) -> dict[str, int]: ...
 
@@ -398,8 +398,10 @@ class SnapshotStore(Protocol):
     def unchanged(self, snapshot: Snapshot) -> bool:
         """Inside a write transaction: nobody wrote what the snapshot read since."""
         ...
-    def peek_inbox(self, limit: int, now: datetime, lane: Lane) -> list[InboxItem]:
-        """`claim_inbox` without a claim, of one lane's profiles (inside a snapshot)."""
+    def peek_inbox(self, limit: int, now: datetime, lane: Lane, *,
+                   waiting_since: datetime | None = None) -> list[InboxItem]:
+        """`claim_inbox` without a claim, of one lane's profiles (inside a snapshot);
+        `waiting_since`: only events queued at or before it."""
         ...
     def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
         """Inside a write transaction: the items still wait as they were read at `now`."""

@@ -130,6 +130,9 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     # from it: 5,000 events end to end 1,506-1,590 -> 1,116-1,146 events/s (2026-12-04).
     snapshots = (store if optimistic and isinstance(store, SqlStore) and store.snapshots_work
                  else None)
+    if lane is not None and lane.count > 1 and snapshots is None:
+        raise ValueError(f"--lane {lane}: lanes need a worker on SQLite in a plain file "
+                         "(sqlite:///path, no options)")
     worker = Worker(runner, store, clock, name=name, budget=budget, snapshots=snapshots,
                     lane=lane)
     worker.metrics = dispatcher.metrics = metrics
@@ -202,12 +205,17 @@ class Service:
         # A lease is how long a crashed process holds what it claimed (inbox events,
         # outbox rows) before another takes over.
         self.metrics = Metrics(self.store, now=self.clock.now)
-        wiring = wire(self.library, store=self.store, clock=self.clock, channels=channels,
-                      unsubscribe=self.unsubscribe, identify_by=identify_by,
-                      backend=backend, lease=timedelta(seconds=lease),
-                      name=name or f"{socket.gethostname()}:{os.getpid()}",
-                      metrics=self.metrics, decision_log=decision_log, deployed=True,
-                      budget=batch_budget, lane=lane, optimistic=optimistic)
+        try:
+            wiring = wire(self.library, store=self.store, clock=self.clock,
+                          channels=channels, unsubscribe=self.unsubscribe,
+                          identify_by=identify_by, backend=backend,
+                          lease=timedelta(seconds=lease),
+                          name=name or f"{socket.gethostname()}:{os.getpid()}",
+                          metrics=self.metrics, decision_log=decision_log, deployed=True,
+                          budget=batch_budget, lane=lane, optimistic=optimistic)
+        except BaseException:  # a wrong --lane: ValueError, printed by the CLI
+            self.store.close()
+            raise
         self.computed = wiring.computed
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
@@ -292,7 +300,7 @@ class Service:
             if time.monotonic() - started > 1.0:
                 self._loops["events"].wake()
                 break
-        return self.store.next_inbox_at()
+        return self.worker.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
         self._refresh_statuses(arm=True)

@@ -83,7 +83,7 @@ def add_deliverability_routes(app: FastAPI, store: Store,
 
         def record() -> int:
             at = now()
-            with store.transaction():
+            with store.transaction(stamped=True):  # engagements and suppressions
                 return sum(record_delivery_problem(store, event, source=f"api:{info.name}",
                                                    now=at) for event in events)
 

@@ -74,6 +74,12 @@ R = TypeVar("R", bound="_Outcome | _Redo")
 # visitor's later events wait behind it (tests/store/test_isolation.py).
 BUSY_RETRY = timedelta(milliseconds=100)
 MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
+# A SQLite lane worker with nothing of its own takes events of any lane that have waited
+# this long: their lane's worker is stopped, or the lanes were counted differently
+# (--lane 0/2 beside --lane 1/3 leaves some profiles in no lane). Long enough that a
+# restart or a burst is not taken over (both would then read the same rows; the check
+# keeps it correct, at the cost of work done twice).
+LANE_TAKEOVER = timedelta(seconds=30)
 # The smallest timer claim. A timer costs more than an event (a cron firing computes the
 # profile's traits, enters, renders and arms the next firing: ~1 ms, several under
 # load), and during a storm of due timers each claim is a transaction that holds
@@ -118,10 +124,12 @@ class _Outcome:
     sends: bool = False  # it queued sends: wake the dispatcher
     emitted: bool = False  # it queued events: wake the event loop
     earliest_timer: datetime | None = None  # the soonest timer it wrote
+    lags: list[float] = field(default_factory=list)  # seconds from the API, per event
 
     def add(self, other: _Outcome) -> None:
         self.handled += other.handled
         self.failed += other.failed
+        self.lags += other.lags
         self.note(other.sends, other.emitted, other.earliest_timer)
 
     def note(self, sends: bool, emitted: bool, timer: datetime | None) -> None:
@@ -196,8 +204,11 @@ class Worker:
                     outcome = self._guarded(partial(self._event_batch, profiles))
             else:
                 outcome = self._guarded(lambda: self._event_batch(None))
-            if isinstance(outcome, _Refused):  # the batch's writes failed
-                outcome = self._event_batch_per_profile(profiles)
+            if isinstance(outcome, _Refused) and (profiles is not None
+                                                  or self.snapshots is None):
+                outcome = self._event_batch_per_profile(profiles)  # the writes failed
+            elif isinstance(outcome, _Refused):  # before it read its lane: next round
+                outcome = _Outcome()
         return self._after(outcome, "events")
 
     def _event_batch(self, profiles: Sequence[str] | None) -> _Outcome:
@@ -213,8 +224,9 @@ class Worker:
             for write in later:
                 write()
             unit.write()
-        self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
-                    len(items))
+        if profiles is None:  # a batch done again (given profiles) says nothing of the load
+            self._adapt("inbox", outcome.handled + outcome.failed,
+                        time.perf_counter() - started, len(items))
         return outcome
 
     def _optimistic_batch(self) -> _Outcome | _Redo:
@@ -228,6 +240,9 @@ class Worker:
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
             items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
+            if not items and self.lane.count > 1:  # a lane nobody serves, if any
+                items = snapshots.peek_inbox(self._limit["inbox"], now, Lane(),
+                                             waiting_since=now - LANE_TAKEOVER)
             if not items:
                 return _Outcome()
             self._batch_profiles = list(dict.fromkeys(i.profile_id for i in items))
@@ -283,7 +298,9 @@ class Worker:
                 return
             unit.adopt(child)
             outcome.handled += 1
-            self._observe_lag(item.event, now)
+            received = parse_timestamp(item.event.get("receivedAt"))
+            if received is not None:  # observed once the batch is written (`_after`)
+                outcome.lags.append(max(0.0, (now - received).total_seconds()))
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
         error, stack = _describe(exc)
@@ -448,6 +465,10 @@ class Worker:
         runs its dispatcher in a loop of its own instead)."""
         return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
 
+    def next_inbox_at(self) -> datetime | None:
+        """When an event of this worker's (its lane's, on SQLite) next comes due."""
+        return self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
+
     def run_once(self) -> int:
         return self.handle_events() + self.fire_timers() + self.dispatch()
 
@@ -477,6 +498,8 @@ class Worker:
                 counter = (self.metrics.events_handled if kind == "events"
                            else self.metrics.timers_fired)
                 counter.inc(outcome.handled)
+                for lag in outcome.lags:  # how long ago each event reached the API
+                    self.metrics.handling_lag.observe(lag)
         if kind == "events":
             self.stats.events += outcome.handled
         else:
@@ -498,13 +521,6 @@ class Worker:
         self.stats.parked += 1
         if self.metrics is not None:
             self.metrics.parked.labels(kind).inc()
-
-    def _observe_lag(self, event: dict[str, object], now: datetime) -> None:
-        """How long ago the event reached the API (its receivedAt)."""
-        if self.metrics is not None:
-            received = parse_timestamp(event.get("receivedAt"))
-            if received is not None:
-                self.metrics.handling_lag.observe(max(0.0, (now - received).total_seconds()))
 
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""

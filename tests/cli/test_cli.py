@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.engine.helpers import stub_email, write_folder
 
 BROKEN = Path(__file__).resolve().parent.parent / "language" / "broken"
@@ -325,11 +327,17 @@ def test_a_worker_takes_a_lane_of_the_sqlite_inbox_and_handles_outside_the_lock(
     assert "lanes are for SQLite" in bad.stderr
     folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
                           {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
-    for optimistic in (False, True):
-        service = Service(folder, f"sqlite:///{tmp_path / f'{optimistic}.db'}", channels={},
-                          lane=Lane(1, 2), optimistic=optimistic)
-        try:
-            assert service.worker.lane == Lane(1, 2)
-            assert (service.worker.snapshots is service.store) is optimistic
-        finally:
-            service.stop()
+    service = Service(folder, f"sqlite:///{tmp_path / 'w.db'}", channels={}, lane=Lane(1, 2),
+                      optimistic=True)
+    try:
+        assert service.worker.lane == Lane(1, 2)
+        assert service.worker.snapshots is service.store
+    finally:
+        service.stop()
+    service = Service(folder, f"sqlite:///{tmp_path / 's.db'}", channels={})  # serve's
+    try:
+        assert service.worker.snapshots is None
+    finally:
+        service.stop()
+    with pytest.raises(ValueError, match="lanes need a worker on SQLite in a plain file"):
+        Service(folder, "sqlite://", channels={}, lane=Lane(1, 2), optimistic=True)

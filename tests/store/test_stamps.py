@@ -6,7 +6,7 @@ Lanes share the inbox between workers on one file (engine/store/sql/lanes.py).""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,10 @@ def test_a_unit_write_stamps_the_profiles_and_identifiers_it_writes(store: SqlSt
 def test_a_write_that_does_not_say_what_it_changed_stamps_all_state_and_ingest_does_not(
         store: SqlStore) -> None:
     first = _stamps(store)[ANY_STATE]
-    store.put_setting("some.setting", "1")  # any write that does not say
+    store.put_profile(Profile("u9", {"plan": "z"}, {}))  # a write of state that does not say
+    assert _stamps(store)[ANY_STATE] == first + 1
+    store.put_setting("some.setting", "1")  # settings, users, the event log: no state
+    store.delete_events_before(T0, 100)  # and a write that changed nothing
     assert _stamps(store)[ANY_STATE] == first + 1
     store.accept_events([normalize({"type": "track", "userId": "u1", "event": "Seen"},
                                    now=T0, message_id="m1")])
@@ -107,7 +110,7 @@ def test_a_snapshot_refuses_writes_and_sees_one_state(store: SqlStore) -> None:
             # the same read transaction: still what it read first
             assert store.load_states(["u1"])["u1"].profile == Profile("u1", {"plan": "a"}, {})
             with pytest.raises(StoreError, match="inside a snapshot"):
-                store.put_setting("x", "1")
+                store.put_profile(Profile("u3", {}, {}))
             store.stamps(snapshot)
         with store.transaction(stamped=True):
             assert not store.unchanged(snapshot)  # u1 was written since
@@ -142,7 +145,7 @@ def test_a_batch_whose_profile_another_worker_wrote_meanwhile_is_done_again_in_t
 def test_a_write_that_does_not_say_what_it_changed_makes_the_batch_check_again(
         engine: InMemoryEngine) -> None:
     other = SqlStore(engine.store.url)
-    _meanwhile(engine, "first", lambda: other.put_setting("some.setting", "1"))
+    _meanwhile(engine, "first", lambda: other.put_profile(Profile("u9", {"plan": "z"}, {})))
     engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
     other.close()
     assert engine.worker.stats.redone == 1
@@ -207,3 +210,56 @@ def test_a_lane_is_k_of_n() -> None:
     for bad in ("2/2", "1", "a/b", "-1/2", "0/0"):
         with pytest.raises(ValueError, match=r"lane|K/N"):
             Lane.parse(bad)
+
+
+def _in_lane(index: int, count: int = 2) -> str:
+    return next(f"p{n}" for n in range(100) if lane_of(f"p{n}", count) == index)
+
+
+def test_a_lane_nobody_serves_is_taken_over_after_it_has_waited(
+        engine: InMemoryEngine) -> None:
+    from engine.runtime.worker import LANE_TAKEOVER
+
+    engine.worker.lane = Lane(0, 2)  # the only worker; lane 1's is stopped
+    mine, theirs = _in_lane(0), _in_lane(1)
+    engine.identify(mine, {"email": "m@example.com", "plan": "a"})
+    engine.identify(theirs, {"email": "t@example.com", "plan": "b"})
+    assert engine.store.get_profile(mine) is not None
+    assert engine.store.get_profile(theirs) is None  # not this worker's lane
+    engine.clock.advance(LANE_TAKEOVER - timedelta(seconds=1))
+    assert engine.worker.handle_events() == 0
+    engine.clock.advance(timedelta(seconds=1))
+    assert engine.worker.handle_events() == 1  # waited long enough: taken over
+    profile = engine.store.get_profile(theirs)
+    assert profile is not None
+    assert profile.traits["plan"] == "b"
+
+
+def test_a_lane_worker_waits_only_for_its_own_lanes_held_events(store: SqlStore) -> None:
+    later = T0 + timedelta(hours=1)
+    store.accept_events([normalize({"type": "track", "userId": _in_lane(1), "event": "Seen"},
+                                   now=T0, message_id="m1")])
+    [item] = store.peek_inbox(10, T0, Lane())
+    store.retry_inbox(item.id, later, "failed once")
+    assert store.next_inbox_at() == later
+    assert store.next_inbox_at(Lane(1, 2)) == later
+    assert store.next_inbox_at(Lane(0, 2)) is None  # no busy wake-ups for another lane
+
+
+def test_the_handling_lag_is_observed_once_for_a_batch_done_twice(
+        engine: InMemoryEngine) -> None:
+    from engine.runtime.metrics import Metrics
+
+    engine.worker.metrics = metrics = Metrics()
+    other = SqlStore(engine.store.url)
+    _meanwhile(engine, "first", lambda: other.put_profile(Profile("u9", {}, {})))
+    event = normalize({"type": "identify", "userId": "u1", "traits": {
+        "email": "u1@example.com", "plan": "first"}}, now=T0, message_id="m1")
+    event["receivedAt"] = T0.isoformat()  # as the API stamps it
+    engine.store.accept_events([event])
+    while engine.worker.handle_events():
+        pass
+    other.close()
+    assert engine.worker.stats.redone == 1
+    assert metrics.registry.get_sample_value("journeyman_handling_lag_seconds_count") == 1
+    assert metrics.registry.get_sample_value("journeyman_batches_redone_total") == 1

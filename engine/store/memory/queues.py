@@ -15,6 +15,7 @@ from engine.ports import (
     Failure,
     InboxItem,
     KeyInfo,
+    Lane,
     Levels,
     OutboxEntry,
     UserInfo,
@@ -108,7 +109,8 @@ class MemoryQueues(MemoryState):
         row.attempts += 1 if attempt else 0
         row.available_at, row.last_error = at, error
 
-    def next_inbox_at(self) -> datetime | None:
+    def next_inbox_at(self, lane: Lane | None = None) -> datetime | None:
+        del lane  # one engine per store: no lanes
         held = [r.available_at for r in self.inbox.values()
                 if r.status == "pending" and r.available_at is not None]
         return min(held, default=None)

@@ -225,9 +225,10 @@ class SqlBase:
         with self._writer_turn(), self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
+                changes = None if stamped or self._pg else _driver(conn).total_changes
                 yield conn
-                if not stamped and not self._pg:
-                    conn.exec_driver_sql(STAMP_ANY_STATE)
+                if changes is not None and _driver(conn).total_changes != changes:
+                    conn.exec_driver_sql(STAMP_ANY_STATE)  # it wrote: say so
         self._send_notes()
 
     def _notify(self, conn: Connection, notes: list[tuple[str, str]]) -> None:

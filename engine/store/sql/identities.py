@@ -16,10 +16,11 @@ from engine.store.sql.rows import (
     entries_values,
     entry_stats_from_row,
 )
+from engine.store.sql.stamps import StampQueries, identity_key
 from engine.store.sql.state import StateQueries
 
 
-class IdentityQueries(StateQueries):
+class IdentityQueries(StateQueries, StampQueries):
     @cached_property
     def _link(self) -> Any:
         i = self._identities
@@ -55,8 +56,12 @@ class IdentityQueries(StateQueries):
             return
         e, p = self._enrollments, self._profiles
         with self.transaction(), self._write() as conn:
-            conn.execute(update(self._identities).where(self._identities.c.profile_id == from_)
-                         .values(profile_id=into))
+            i = self._identities
+            moved_ids = conn.execute(update(i).where(i.c.profile_id == from_)
+                                     .values(profile_id=into).returning(i.c.kind, i.c.value))
+            # the identifiers now name another profile (stamps.py; the two profiles'
+            # own keys are stamped by write_changes, or slot 0 by an unstamped caller)
+            self._stamp_keys(conn, [identity_key(k, v) for k, v in moved_ids.all()])
             merged = merged_profile(into, self.get_profile(into), self.get_profile(from_))
             if merged is not None:
                 conn.execute(delete(p).where(p.c.id == from_))

@@ -190,12 +190,17 @@ class InboxQueries(StateQueries):
                    .order_by(ib.c.profile_id, ib.c.id))
         # SQLite's optimistic batches (stamps.py): one lane's claim, read in a snapshot,
         # and the check, in the write transaction, that those rows still wait as read
-        lane = query.where(func.jm_lane(ib.c.profile_id, bindparam("lanes"))
-                           == bindparam("lane"))
+        in_lane = func.jm_lane(ib.c.profile_id, bindparam("lanes")) == bindparam("lane")
+        lane = query.where(in_lane)
+        stale = query.where(ib.c.created_at <= bindparam("since"))
         still = select(ib.c.id, ib.c.attempts).where(
             among(ib.c.id, "ids", pg=self._pg), ib.c.status == "pending",
             (ib.c.available_at.is_(None)) | (ib.c.available_at <= now))
+        held_at = ib.c.available_at.is_not(None)
+        lane_next = select(func.min(ib.c.available_at)).where(ib.c.status == "pending",
+                                                              held_at, in_lane)
         return {"all": query, "some": some, "waiting": waiting, "lane": lane, "still": still,
+                "stale": stale, "lane_next": lane_next,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 
@@ -215,11 +220,15 @@ class InboxQueries(StateQueries):
                 rows = kept
         return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
 
-    def peek_inbox(self, limit: int, now: datetime, lane: Lane) -> list[InboxItem]:
-        """What `claim_inbox` would claim, of one lane's profiles, without claiming it
-        (SQLite, inside a snapshot: stamps.py)."""
+    def peek_inbox(self, limit: int, now: datetime, lane: Lane, *,
+                   waiting_since: datetime | None = None) -> list[InboxItem]:
+        """What `claim_inbox` would claim, of one lane's profiles (or of any lane, queued
+        at or before `waiting_since`), without claiming it (SQLite, inside a snapshot:
+        stamps.py)."""
         query, params = self._inbox_statements["all"], {"now": now, "limit": limit}
-        if lane.count > 1:
+        if waiting_since is not None:
+            query, params["since"] = self._inbox_statements["stale"], waiting_since
+        elif lane.count > 1:
             query = self._inbox_statements["lane"]
             params |= {"lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
@@ -278,11 +287,16 @@ class InboxQueries(StateQueries):
 
     _look_again_at: datetime | None = None  # a claim left events to another worker
 
-    def next_inbox_at(self) -> datetime | None:
-        """When the inbox next has work: the earliest held event, or soon when the last
-        claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
+    def next_inbox_at(self, lane: Lane | None = None) -> datetime | None:
+        """When the inbox next has work: the earliest held event (of `lane`, if given),
+        or soon when the last claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
+        if lane is not None and lane.count > 1:
+            query, params = self._inbox_statements["lane_next"], {
+                "lanes": lane.count, "lane": lane.index}
+        else:
+            query, params = self._inbox_statements["next"], {}
         with self._read() as conn:
-            value: datetime | None = conn.execute(self._inbox_statements["next"]).scalar()
+            value: datetime | None = conn.execute(query, params).scalar()
         again, self._look_again_at = self._look_again_at, None
         if again is not None and (value is None or again < value):
             return again

@@ -29,7 +29,7 @@ class KeyQueries(SqlBase):
     def put_setting(self, key: str, value: str | None) -> None:
         """Keep `value` under `key` (replacing any), or forget `key` when value is None."""
         st = self._settings
-        with self._write() as conn:
+        with self._write(stamped=True) as conn:  # settings are no profile's state
             conn.execute(delete(st).where(st.c.key == key))
             if value is not None:
                 conn.execute(insert(st).values(key=key, value=value))

@@ -5,8 +5,11 @@ profile's events are read by one worker, in order, and two workers on one file w
 different profiles (engine/runtime/worker.py reads and handles a batch outside the
 write lock, engine/store/sql/stamps.py checks it). SQLite computes it with `jm_lane`,
 this function registered on each connection (db.py), so the inbox is filtered where
-it is read. Two workers given the same lane, or different counts, stay correct (each
-batch is checked before it is written) and only waste work.
+it is read. Two workers given the same lane stay correct (each batch is checked before
+it is written) and only waste work. Events of a lane nobody serves (its worker stopped,
+or lanes counted differently: 0/2 beside 1/3 leaves some profiles in no lane) are taken
+over by another lane worker once they have waited `LANE_TAKEOVER` (engine/runtime/
+worker.py).
 """
 
 from __future__ import annotations

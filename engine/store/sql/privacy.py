@@ -123,7 +123,7 @@ class PrivacyQueries(SqlBase):
 
     def delete_events_before(self, when: datetime, limit: int) -> int:
         e = self._events
-        with self._write() as conn:
+        with self._write(stamped=True) as conn:  # the event log is no profile's state
             ids = conn.execute(select(e.c.id).where(e.c.received_at < when)
                                .order_by(e.c.id).limit(limit)).scalars().all()
             if not ids:

@@ -119,9 +119,12 @@ class StampQueries(SqlBase):
 
     def _stamp_written(self, conn: Connection, changes: Iterable[Change]) -> None:
         """SQLite: one more on the stamps of the state `changes` write."""
+        self._stamp_keys(conn, written_keys(changes))
+
+    def _stamp_keys(self, conn: Connection, keys: Iterable[str]) -> None:
+        """SQLite: one more on the stamps of these keys of state (in `conn`'s transaction)."""
         if not self._pg:
-            _driver(conn).executemany(BUMP, [(s,) for s in sorted(
-                _slots(written_keys(changes)) - {ANY_STATE})])
+            _driver(conn).executemany(BUMP, [(s,) for s in sorted(_slots(keys) - {ANY_STATE})])
 
     @staticmethod
     def _read_stamps(conn: Connection, slots: Collection[int]) -> dict[int, int]:

@@ -19,7 +19,7 @@ class UserQueries(SqlBase):
     def create_user(self, name: str, password_hash: str, role: str) -> None:
         users = table("users")
         try:
-            with self._write() as conn:
+            with self._write(stamped=True) as conn:  # users, no profile's state
                 if conn.execute(select(users.c.name).where(users.c.name == name)).first():
                     raise DuplicateUserName(f"a user named {name!r} exists")
                 conn.execute(insert(users).values(name=name, password_hash=password_hash,
@@ -46,7 +46,7 @@ class UserQueries(SqlBase):
     def record_login_failure(self, name: str, ip: str, at: datetime) -> None:
         """A failed login for `name` from `ip`; failures older than a day go at once."""
         failures = table("login_failures")
-        with self._write() as conn:
+        with self._write(stamped=True) as conn:  # users, no profile's state
             conn.execute(insert(failures).values(name=name[:255], ip=ip[:64], at=at))
             conn.execute(delete(failures).where(failures.c.at < at - _DAY))
 
@@ -67,5 +67,5 @@ class UserQueries(SqlBase):
     def clear_login_failures(self, name: str) -> None:
         """A successful login forgives the name's failures (not its address's)."""
         failures = table("login_failures")
-        with self._write() as conn:
+        with self._write(stamped=True) as conn:  # users, no profile's state
             conn.execute(delete(failures).where(failures.c.name == name))
