@@ -1,8 +1,8 @@
 """Two `journeyman worker` processes on one SQLite file, one lane each (`--lane 0/2`,
 `--lane 1/2`), handling batches outside the write lock and checking them before they
 write (engine/store/sql/stamps.py), while one of them is SIGKILLed and restarted every
-few seconds (issue 11). Some visitors are anonymous first and identify later, so their
-two ids fall in different lanes and the workers meet on one profile. Asserted from the
+few seconds (issue 11). Some visitors are anonymous first and identify (or are aliased)
+later, so their two ids fall in different lanes and the workers meet on one profile. Asserted from the
 database afterwards: every profile's events handled in order and exactly once, every
 timer fired once, no send queued twice, and no visitor's traits lost in a merge."""
 
@@ -38,10 +38,16 @@ def _events() -> list[dict[str, Any]]:
     raw: list[dict[str, Any]] = []
     for n in range(PROFILES):  # an anonymous visit just before its identify: two lanes
         if n % ANONYMOUS_EVERY == 0:
-            raw += [{"type": "identify", "anonymousId": f"a{n}",
-                     "traits": {"landing": f"/p{n}"}},
-                    {"type": "identify", "userId": f"u{n}", "anonymousId": f"a{n}",
-                     "traits": {"email": f"u{n}@example.com"}}]
+            anonymous = {"type": "identify", "anonymousId": f"a{n}",
+                         "traits": {"landing": f"/p{n}"}}
+            if n % (2 * ANONYMOUS_EVERY):  # the identify names the visitor
+                raw += [anonymous, {"type": "identify", "userId": f"u{n}",
+                                    "anonymousId": f"a{n}",
+                                    "traits": {"email": f"u{n}@example.com"}}]
+            else:  # an alias names the visitor after the identify
+                raw += [anonymous, {"type": "identify", "userId": f"u{n}",
+                                    "traits": {"email": f"u{n}@example.com"}},
+                        {"type": "alias", "previousId": f"a{n}", "userId": f"u{n}"}]
         else:
             raw.append({"type": "identify", "userId": f"u{n}",
                         "traits": {"email": f"u{n}@example.com"}})
