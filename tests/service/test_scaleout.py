@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from engine.core import enrollment_id
+from engine.ports import OutboxRecord
 from engine.runtime.events import normalize
 from engine.store import SqlStore
 from engine.testing import TEST_SECRET
@@ -62,16 +63,21 @@ steps:
 
 
 def _events() -> list[dict[str, Any]]:
-    """Interleaved: round by round, every profile's next event."""
-    raw: list[dict[str, Any]] = [{"type": "identify", "userId": f"u{n}",
-                                  "traits": {"email": f"u{n}@example.com"}}
-                                 for n in range(PROFILES)]
-    for step in range(STEPS):
+    return steps_after([{"type": "identify", "userId": f"u{n}",
+                         "traits": {"email": f"u{n}@example.com"}} for n in range(PROFILES)],
+                       PROFILES, STEPS)
+
+
+def steps_after(raw: list[dict[str, Any]], profiles: int,
+                steps: int) -> list[dict[str, Any]]:
+    """`raw`, then interleaved: round by round, every profile's next Step (its sequence
+    number) and, after the first, a Countdown; normalized as the API would."""
+    for step in range(steps):
         raw += [{"type": "track", "userId": f"u{n}", "event": "Step",
-                 "properties": {"seq": step}} for n in range(PROFILES)]
+                 "properties": {"seq": step}} for n in range(profiles)]
         if step == 0:
             raw += [{"type": "track", "userId": f"u{n}", "event": "Countdown"}
-                    for n in range(PROFILES)]
+                    for n in range(profiles)]
     now = datetime.now(UTC)
     return [normalize(r, now=now, message_id=f"m{i}") for i, r in enumerate(raw)]
 
@@ -113,6 +119,73 @@ class Worker:
                 self.proc.wait(5)
 
 
+def feed_while_killing(store: SqlStore, events: list[dict[str, Any]], workers: list[Worker],
+                       rng: random.Random, *, sent: int, chunk: int,
+                       kill_every: tuple[float, float], seconds: float) -> int:
+    """Start the workers, feed `events` through the API's path into the store `chunk`
+    at a time while SIGKILLing a random worker (and starting it again) every
+    `kill_every` seconds, until the inbox and the timers are empty and `sent` sends
+    went out; then stop the workers. Returns how many kills there were."""
+    kills = 0
+    try:
+        for w in workers:
+            w.start()
+        fed = 0
+        next_kill = time.monotonic() + rng.uniform(*kill_every)
+        deadline = time.monotonic() + seconds
+        while True:
+            if fed < len(events):
+                store.accept_events(events[fed:fed + chunk], "site")
+                fed += chunk
+            if time.monotonic() > next_kill:
+                victim = rng.choice(workers)
+                victim.kill()
+                victim.start()
+                kills += 1
+                next_kill = time.monotonic() + rng.uniform(*kill_every)
+            counts = store.outbox_counts()
+            if fed >= len(events) and not store.inbox_counts() and \
+                    store.pending_timers() == 0 and counts.get("sent", 0) == sent:
+                return kills
+            assert time.monotonic() < deadline, (store.inbox_counts(), store.pending_timers(),
+                                                 counts, workers[0].log.read_text()[-2000:])
+            time.sleep(0.2)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def check_in_order_and_once(store: SqlStore, profiles: int,
+                            steps: int) -> list[OutboxRecord]:
+    """The `seq` and `countdown` journeys' enrollments and the outbox, after the run.
+    Returns the outbox's records."""
+    seq = ("entry_event -> 'properties' ->> 'seq'" if store.dialect == "postgresql"
+           else "json_extract(entry_event, '$.properties.seq')")
+    engine = create_engine(store.url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT profile_id, id, {seq} FROM enrollments "
+                                 "WHERE journey = 'seq'")).all()
+        countdown = conn.execute(text(
+            "SELECT status, count(*) FROM enrollments WHERE journey = 'countdown' "
+            "GROUP BY status")).all()
+    engine.dispose()
+    # Exactly once and in order: the k-th entry of a profile (whose enrollment id is
+    # uuid5 of its occurrence k) was made by the event with sequence number k.
+    assert len(rows) == profiles * steps
+    assert set(Counter(pid for pid, _, _ in rows).values()) == {steps}
+    out_of_order = [(pid, eid, seq) for pid, eid, seq in rows
+                    if enrollment_id("seq", 1, pid, int(seq)) != eid]
+    assert out_of_order == []
+    # every timer fired once: every countdown completed, one send queued each
+    assert dict(countdown) == {"completed": profiles}
+    records = store.outbox_records()
+    assert len(records) == profiles
+    assert len({r.entry.key for r in records}) == profiles
+    assert Counter(r.status for r in records) == {"sent": profiles}
+    assert store.failures() == []
+    return records
+
+
 def test_four_workers_one_killed_again_and_again_keep_order_and_exactly_once(
         tmp_path: Path, pg_database: str) -> None:
     make_pg_store(pg_database).close()  # emptied
@@ -122,41 +195,12 @@ def test_four_workers_one_killed_again_and_again_keep_order_and_exactly_once(
     events = _events()
     workers = [Worker(folder, pg_database, tmp_path, i) for i in range(WORKERS)]
     rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
-    try:
-        for w in workers:
-            w.start()
-        fed = 0
-        next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
-        deadline = time.monotonic() + 400
-        while True:
-            if fed < len(events):  # the API's path into the store, in batches
-                store.accept_events(events[fed:fed + 500], "site")
-                fed += 500
-            if time.monotonic() > next_kill:
-                victim = rng.choice(workers)
-                victim.kill()
-                victim.start()
-                next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
-            counts = store.outbox_counts()
-            if fed >= len(events) and not store.inbox_counts() and \
-                    store.pending_timers() == 0 and counts.get("sent", 0) == PROFILES:
-                break
-            assert time.monotonic() < deadline, (store.inbox_counts(), store.pending_timers(),
-                                                 counts, workers[0].log.read_text()[-2000:])
-            time.sleep(0.2)
-    finally:
-        for w in workers:
-            w.stop()
+    feed_while_killing(store, events, workers, rng, sent=PROFILES, chunk=500,
+                       kill_every=KILL_EVERY, seconds=400)
 
     try:
         engine = create_engine(pg_database)
         with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT profile_id, id, entry_event -> 'properties' ->> 'seq' AS seq "
-                "FROM enrollments WHERE journey = 'seq'")).all()
-            countdown = conn.execute(text(
-                "SELECT status, count(*) FROM enrollments WHERE journey = 'countdown' "
-                "GROUP BY status")).all()
             # The dashboard's rollup (triggers, migration 0012; with the deltas not yet
             # folded, 0014), written by four workers' concurrent transactions, some
             # killed midway, agrees with the table.
@@ -174,21 +218,7 @@ def test_four_workers_one_killed_again_and_again_keep_order_and_exactly_once(
         engine.dispose()
         assert [tuple(r) for r in rollup] == [tuple(r) for r in direct]
         assert sum(r[5] for r in rollup if r[2] == "entered") == PROFILES * (STEPS + 1)
-        # Exactly once and in order: the k-th entry of a profile (whose enrollment id is
-        # uuid5 of its occurrence k) was made by the event with sequence number k.
-        assert len(rows) == PROFILES * STEPS
-        by_profile = Counter(pid for pid, _, _ in rows)
-        assert set(by_profile.values()) == {STEPS}
-        out_of_order = [(pid, eid, seq) for pid, eid, seq in rows
-                        if enrollment_id("seq", 1, pid, int(seq)) != eid]
-        assert out_of_order == []
-        # every timer fired once: every countdown completed, one send queued each
-        assert dict(countdown) == {"completed": PROFILES}
-        records = store.outbox_records()
-        assert len(records) == PROFILES
-        assert len({r.entry.key for r in records}) == PROFILES
-        assert Counter(r.status for r in records) == {"sent": PROFILES}
-        assert store.failures() == []
+        records = check_in_order_and_once(store, PROFILES, STEPS)
         assert store.recorded_decisions(kinds=("skipped", "deferred", "failed")) == []
         # the decision log tells each send once, however often a kill made it go out
         told = [d.details["key"] for d in store.recorded_decisions(kinds=("sent",))]

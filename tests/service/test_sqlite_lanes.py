@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from engine.core import enrollment_id
-from engine.runtime.events import normalize
 from engine.store import SqlStore
 from engine.store.sql.lanes import lane_of
 from tests.engine.helpers import stub_email, write_folder
-from tests.service.test_scaleout import COUNTDOWN, SEQ, Worker
+from tests.service.test_scaleout import (
+    COUNTDOWN,
+    SEQ,
+    Worker,
+    check_in_order_and_once,
+    feed_while_killing,
+    steps_after,
+)
 
 pytestmark = [pytest.mark.slow]
 
@@ -51,14 +52,7 @@ def _events() -> list[dict[str, Any]]:
         else:
             raw.append({"type": "identify", "userId": f"u{n}",
                         "traits": {"email": f"u{n}@example.com"}})
-    for step in range(STEPS):
-        raw += [{"type": "track", "userId": f"u{n}", "event": "Step",
-                 "properties": {"seq": step}} for n in range(PROFILES)]
-        if step == 0:
-            raw += [{"type": "track", "userId": f"u{n}", "event": "Countdown"}
-                    for n in range(PROFILES)]
-    now = datetime.now(UTC)
-    return [normalize(r, now=now, message_id=f"m{i}") for i, r in enumerate(raw)]
+    return steps_after(raw, PROFILES, STEPS)
 
 
 def test_two_sqlite_lanes_one_killed_again_and_again_keep_order_and_exactly_once(
@@ -75,54 +69,11 @@ def test_two_sqlite_lanes_one_killed_again_and_again_keep_order_and_exactly_once
     for index, worker in enumerate(workers):
         worker.args += ["--lane", f"{index}/2"]
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
-    try:
-        for w in workers:
-            w.start()
-        fed = kills = 0
-        next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
-        deadline = time.monotonic() + 300
-        while True:
-            if fed < len(events):  # the API's path into the store, in batches
-                store.accept_events(events[fed:fed + 250], "site")
-                fed += 250
-            if time.monotonic() > next_kill:
-                victim = rng.choice(workers)
-                victim.kill()
-                victim.start()
-                kills += 1
-                next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
-            counts = store.outbox_counts()
-            if fed >= len(events) and not store.inbox_counts() and \
-                    store.pending_timers() == 0 and counts.get("sent", 0) == PROFILES:
-                break
-            assert time.monotonic() < deadline, (store.inbox_counts(), store.pending_timers(),
-                                                 counts, workers[0].log.read_text()[-2000:])
-            time.sleep(0.2)
-    finally:
-        for w in workers:
-            w.stop()
-
+    kills = feed_while_killing(store, events, workers, rng, sent=PROFILES, chunk=250,
+                               kill_every=KILL_EVERY, seconds=300)
     assert kills >= 2, kills
     try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT profile_id, id, json_extract(entry_event, '$.properties.seq') "
-                "FROM enrollments WHERE journey = 'seq'")).all()
-            countdown = conn.execute(text(
-                "SELECT status, count(*) FROM enrollments WHERE journey = 'countdown' "
-                "GROUP BY status")).all()
-        engine.dispose()
-        # exactly once and in order (the k-th entry was made by the event numbered k)
-        assert len(rows) == PROFILES * STEPS
-        assert set(Counter(pid for pid, _, _ in rows).values()) == {STEPS}
-        assert [(pid, eid, seq) for pid, eid, seq in rows
-                if enrollment_id("seq", 1, pid, int(seq)) != eid] == []
-        assert dict(countdown) == {"completed": PROFILES}
-        records = store.outbox_records()
-        assert len({r.entry.key for r in records}) == len(records) == PROFILES
-        assert Counter(r.status for r in records) == {"sent": PROFILES}
-        assert store.failures() == []
+        check_in_order_and_once(store, PROFILES, STEPS)
         # the anonymous visits reached the known profile, whichever lane came first
         for n in range(0, PROFILES, ANONYMOUS_EVERY):
             assert store.profile_for("anonymous_id", f"a{n}") == f"u{n}"

@@ -22,17 +22,9 @@ from engine.store.sql.stamps import ANY_STATE, identity_key, profile_key, slot_o
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.conftest import make_sqlite_store
+from tests.store.test_isolation import PLAN
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-PLAN = """
-journey: plan_change
-version: 1
-entry: {event: identify}
-re_entry: always
-steps:
-  - id: note
-    send: {channel: email, template: hello}
-"""
 
 
 @pytest.fixture
