@@ -262,7 +262,10 @@ class TimerStore(Protocol):
     def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         """The timers due at or before `now`, oldest first, without claiming them."""
         ...
-    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None: ...
+    def next_timer_at(self, *, include_cron: bool = True,
+                      lane: Lane | None = None) -> datetime | None:
+        """The earliest timer's due time (of `lane`'s profiles, if given; SQLite)."""
+        ...
     def pending_timers(self) -> int: ...
 
 
@@ -402,6 +405,12 @@ class SnapshotStore(Protocol):
                    waiting_since: datetime | None = None) -> list[InboxItem]:
         """`claim_inbox` without a claim, of one lane's profiles (inside a snapshot);
         `waiting_since`: only events queued at or before it."""
+        ...
+    def peek_timers(self, now: datetime, limit: int, lane: Lane) -> list[ScheduleTimer]:
+        """`claim_due_timers` without a claim, of one lane's timers (inside a snapshot)."""
+        ...
+    def timers_unchanged(self, timers: Sequence[ScheduleTimer]) -> bool:
+        """Inside a write transaction: the timers are still there as they were read."""
         ...
     def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
         """Inside a write transaction: the items still wait as they were read at `now`."""

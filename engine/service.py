@@ -305,7 +305,7 @@ class Service:
     def _fire_timers(self) -> datetime | None:
         self._refresh_statuses(arm=True)
         self.worker.fire_timers()
-        return self.store.next_timer_at()
+        return self.worker.next_timer_at()
 
     def _dispatch(self) -> datetime | None:
         self.dispatcher.dispatch_due()

@@ -6,11 +6,11 @@ profile's items in order, each in a child unit, then write every effect in bulk 
 commit. So a batch of a thousand events costs a few statements, not a few thousand.
 
 SQLite on a file, in a `journeyman worker` process (`snapshots`; not beside the API in
-`serve`, engine/service.py says why): a batch of events is read and handled in a read
-transaction, without the write lock, then written in a short write transaction after
-checking that nobody wrote the state it read nor took its events meanwhile
-(engine/store/sql/stamps.py); if someone did, nothing is written and the batch is
-handled again inside the write transaction, as above. So the API's ingest no longer
+`serve`, engine/service.py says why): a batch of events, or a chunk of due timers, is
+read and handled in a read transaction, without the write lock, then written in a
+short write transaction after checking that nobody wrote the state it read nor took
+its events or timers meanwhile (engine/store/sql/stamps.py); if someone did, nothing
+is written and the batch is handled again inside the write transaction, as above. So the API's ingest no longer
 waits for a batch's handling, and several workers on one file, one lane of the inbox
 each (`lane`, engine/store/sql/lanes.py), handle on several cores. PostgreSQL locks each
 profile for the whole transaction instead (engine/store/sql/inbox.py).
@@ -42,8 +42,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -57,18 +56,29 @@ from engine.ports import (
     Lane,
     SnapshotStore,
     Store,
-    WriteRun,
+)
+from engine.runtime.batches import (
+    Backoff,
+    Outcome,
+    Redo,
+    Refused,
+    Stats,
+    WriteRefused,
+    describe,
+    groups,
+    identity_keys,
+    own_ids,
+    timer_payload,
 )
 from engine.runtime.dispatch import Dispatcher
-from engine.runtime.errortext import error_text, stack_text, without_values
+from engine.runtime.errortext import error_text, without_values
 from engine.runtime.metrics import Metrics
 from engine.runtime.runner import Runner
 from engine.runtime.unit import ProfileBusy, UnitOfWork
 
 log = logging.getLogger("journeyman.worker")
 
-T = TypeVar("T")
-R = TypeVar("R", bound="_Outcome | _Redo")
+R = TypeVar("R", bound="Outcome | Redo")
 # A merge reaching a profile another worker's transaction holds: try again after about
 # one batch of that worker (batches last tens of milliseconds), not a second: the
 # visitor's later events wait behind it (tests/store/test_isolation.py).
@@ -85,77 +95,6 @@ LANE_TAKEOVER = timedelta(seconds=30)
 # load), and during a storm of due timers each claim is a transaction that holds
 # SQLite's write lock, which an API request waits for: 32 timers held it 180 ms.
 MIN_TIMER_BATCH = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retries of a failing event or timer: attempt n waits base * 2**(n-1), capped;
-    after `max_attempts` failures the item is parked."""
-
-    base: timedelta = timedelta(seconds=2)
-    cap: timedelta = timedelta(minutes=10)
-    max_attempts: int = 5
-
-    def delay(self, attempt: int) -> timedelta:
-        return min(self.base * (1 << max(attempt - 1, 0)), self.cap)
-
-
-@dataclass
-class Stats:
-    events: int = 0
-    timers: int = 0
-    failures: int = 0  # items that failed an attempt
-    parked: int = 0
-    redone: int = 0  # optimistic batches done again in the lock (someone wrote their state)
-    batches: int = 0
-    batch_sizes: list[int] = field(default_factory=list)  # the last few, for metrics
-
-    def batch(self, size: int) -> None:
-        self.batches += 1
-        self.batch_sizes = [*self.batch_sizes[-99:], size]
-
-
-@dataclass
-class _Outcome:
-    """What one batch did, for stats and for the loops' wake-ups."""
-
-    handled: int = 0
-    failed: int = 0
-    sends: bool = False  # it queued sends: wake the dispatcher
-    emitted: bool = False  # it queued events: wake the event loop
-    earliest_timer: datetime | None = None  # the soonest timer it wrote
-    lags: list[float] = field(default_factory=list)  # seconds from the API, per event
-
-    def add(self, other: _Outcome) -> None:
-        self.handled += other.handled
-        self.failed += other.failed
-        self.lags += other.lags
-        self.note(other.sends, other.emitted, other.earliest_timer)
-
-    def note(self, sends: bool, emitted: bool, timer: datetime | None) -> None:
-        self.sends |= sends
-        self.emitted |= emitted
-        if timer is not None and (self.earliest_timer is None or timer < self.earliest_timer):
-            self.earliest_timer = timer
-
-    def saw(self, unit: UnitOfWork) -> None:
-        """What the unit is about to write that other loops care about."""
-        for run in (c for c in unit.changes if isinstance(c, WriteRun)):
-            due = min((t.due_at for t in run.timers_added.values()), default=None)
-            self.note(bool(run.sends), bool(run.emitted), due)
-
-
-@dataclass(frozen=True, slots=True)
-class _Redo:
-    """An optimistic batch read state someone wrote before it could write: nothing was
-    written; the batch is done again inside the write transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Refused:
-    """The database refused a transaction's writes (not a transient error)."""
-
-    error: str
 
 
 class Worker:
@@ -197,21 +136,19 @@ class Worker:
             if self.snapshots is not None:
                 outcome = self._guarded(self._optimistic_batch)
                 profiles = self._batch_profiles
-                if isinstance(outcome, _Redo):  # someone wrote what it read: in the lock
-                    self.stats.redone += 1
-                    if self.metrics is not None:
-                        self.metrics.batches_redone.inc()
+                if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
+                    self._count_redone()
                     outcome = self._guarded(partial(self._event_batch, profiles))
             else:
                 outcome = self._guarded(lambda: self._event_batch(None))
-            if isinstance(outcome, _Refused) and (profiles is not None
+            if isinstance(outcome, Refused) and (profiles is not None
                                                   or self.snapshots is None):
                 outcome = self._event_batch_per_profile(profiles)  # the writes failed
-            elif isinstance(outcome, _Refused):  # before it read its lane: next round
-                outcome = _Outcome()
+            elif isinstance(outcome, Refused):  # before it read its lane: next round
+                outcome = Outcome()
         return self._after(outcome, "events")
 
-    def _event_batch(self, profiles: Sequence[str] | None) -> _Outcome:
+    def _event_batch(self, profiles: Sequence[str] | None) -> Outcome:
         """A batch inside the write transaction: claim, handle, write."""
         started = time.perf_counter()
         with self.store.transaction(stamped=True):
@@ -219,7 +156,7 @@ class Worker:
             limit = self._limit["inbox"] if profiles is None else self.max_batch
             items = self.store.claim_inbox(limit, now, profiles=profiles)
             if not items:
-                return _Outcome()
+                return Outcome()
             unit, outcome, _, later = self._handle_items(items, now)
             for write in later:
                 write()
@@ -229,10 +166,10 @@ class Worker:
                         time.perf_counter() - started, len(items))
         return outcome
 
-    def _optimistic_batch(self) -> _Outcome | _Redo:
+    def _optimistic_batch(self) -> Outcome | Redo:
         """SQLite: read and handle a batch of this worker's lane in a snapshot, without
         the write lock, then in a short write transaction check that nobody wrote what
-        it read (engine/store/sql/stamps.py) and write it; else `_Redo`."""
+        it read (engine/store/sql/stamps.py) and write it; else `Redo`."""
         snapshots = self.snapshots
         assert snapshots is not None
         started = time.perf_counter()
@@ -244,13 +181,13 @@ class Worker:
                 items = snapshots.peek_inbox(self._limit["inbox"], now, Lane(),
                                              waiting_since=now - LANE_TAKEOVER)
             if not items:
-                return _Outcome()
+                return Outcome()
             self._batch_profiles = list(dict.fromkeys(i.profile_id for i in items))
             unit, outcome, done, later = self._handle_items(items, now)
             snapshots.stamps(snapshot)
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot) and snapshots.inbox_unchanged(done, now)):
-                return _Redo()
+                return Redo()
             for write in later:
                 write()
             unit.write()
@@ -259,18 +196,18 @@ class Worker:
         return outcome
 
     def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
-            UnitOfWork, _Outcome, list[InboxItem], list[Callable[[], None]]]:
+            UnitOfWork, Outcome, list[InboxItem], list[Callable[[], None]]]:
         """Handle claimed (or peeked) events in memory, profile by profile until the
         budget is spent: the unit to write, the outcome, the events whose profiles were
         taken, and the writes for the failed ones (retries, parking)."""
         unit = UnitOfWork(self.store, self.clock)
         owners = {i.profile_id for i in items}
-        unit.preload(owners, _identity_keys(items) | _own_ids(owners))
-        outcome = _Outcome()
+        unit.preload(owners, identity_keys(items) | own_ids(owners))
+        outcome = Outcome()
         done: list[InboxItem] = []
         later: list[Callable[[], None]] = []
         handling = time.perf_counter()
-        for group in _groups(items, key=lambda i: i.profile_id):
+        for group in groups(items, key=lambda i: i.profile_id):
             self._handle_group(unit, group, now, outcome, later)
             done.extend(group)
             if (time.perf_counter() - handling > self.budget
@@ -280,7 +217,7 @@ class Worker:
         return unit, outcome, done, later
 
     def _handle_group(self, unit: UnitOfWork, group: list[InboxItem], now: datetime,
-                      outcome: _Outcome, later: list[Callable[[], None]]) -> None:
+                      outcome: Outcome, later: list[Callable[[], None]]) -> None:
         """One profile's events, in order; the first that fails holds the rest (its
         retry or parking goes to `later`, written with the batch)."""
         for item in group:
@@ -303,7 +240,7 @@ class Worker:
                 outcome.lags.append(max(0.0, (now - received).total_seconds()))
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
-        error, stack = _describe(exc)
+        error, stack = describe(exc)
         self._count_failure("event")
         if item.attempts + 1 >= self.backoff.max_attempts:
             log.error("event %s of profile %s parked after %d attempts: %s", item.id,
@@ -318,7 +255,7 @@ class Worker:
                         item.id, item.profile_id, item.attempts + 1, when.isoformat(), error)
             self.store.retry_inbox(item.id, when, error)
 
-    def _event_batch_per_profile(self, profiles: Sequence[str] | None) -> _Outcome:
+    def _event_batch_per_profile(self, profiles: Sequence[str] | None) -> Outcome:
         """After a failed write: the same work (the same `profiles`, or what is waiting),
         one profile per transaction, so the profile whose writes the database refuses
         fails alone."""
@@ -326,23 +263,23 @@ class Worker:
             with self.store.transaction(stamped=True):
                 items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
             profiles = list(dict.fromkeys(i.profile_id for i in items))
-        total = _Outcome()
+        total = Outcome()
         for profile in profiles:
             outcome = self._guarded(partial(self._event_batch, [profile]))
-            if isinstance(outcome, _Refused):
+            if isinstance(outcome, Refused):
                 error = outcome.error
                 outcome = self._guarded(partial(self._fail_first_event, profile, error))
-            if isinstance(outcome, _Outcome):
+            if isinstance(outcome, Outcome):
                 total.add(outcome)
         return total
 
-    def _fail_first_event(self, profile: str, error: str) -> _Outcome:
+    def _fail_first_event(self, profile: str, error: str) -> Outcome:
         with self.store.transaction(stamped=True):
             now = self.clock.now()
             items = self.store.claim_inbox(1, now, profiles=[profile])
             for item in items:
-                self._event_failed(item, _WriteRefused(error), now)
-            return _Outcome(failed=len(items))
+                self._event_failed(item, WriteRefused(error), now)
+            return Outcome(failed=len(items))
 
     # --- timers ------------------------------------------------------------------------
 
@@ -351,31 +288,37 @@ class Worker:
         fired = 0
         with self._runner_lock:
             while True:
-                outcome = self._guarded(lambda: self._timer_chunk(None))
-                if isinstance(outcome, _Refused):
+                if self.snapshots is not None:
+                    outcome = self._guarded(self._optimistic_timers)
+                    if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
+                        self._count_redone()
+                        outcome = self._guarded(partial(self._timer_chunk, outcome.keys))
+                else:
+                    outcome = self._guarded(lambda: self._timer_chunk(None))
+                if isinstance(outcome, Refused):
                     outcome = self._timer_chunks_per_profile()
                 fired += self._after(outcome, "timers")
                 if outcome.handled + outcome.failed == 0:
                     break
         return fired
 
-    def _timer_chunk(self, keys: Sequence[str] | None) -> _Outcome:
+    def _timer_chunk(self, keys: Sequence[str] | None) -> Outcome:
         started = time.perf_counter()
         with self.store.transaction(stamped=True):
             now = self.clock.now()
             timers = (self.store.claim_due_timers(now, self._limit["timers"]) if keys is None
                       else self.store.claim_timers(keys))
             if not timers:
-                return _Outcome()
+                return Outcome()
             # Whose each timer is (its enrollment's profile), then lock those profiles,
             # then read their state: read before the lock, it could be stale.
             probe = self.store.load_enrollments({t.enrollment_id for t in timers})
             owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
             mine = self.store.try_lock_profiles(set(owners.values()))
             unit = UnitOfWork(self.store, self.clock)
-            unit.preload(mine, _own_ids(mine), enrollment_ids={
+            unit.preload(mine, own_ids(mine), enrollment_ids={
                 t.enrollment_id for t in timers if owners[t.key] in mine})
-            outcome = _Outcome()
+            outcome = Outcome()
             handling = time.perf_counter()
             for index, timer in enumerate(timers):
                 if index and (ForegroundWaits.any() or (
@@ -410,9 +353,61 @@ class Worker:
                     len(timers))
         return outcome
 
+    def _optimistic_timers(self) -> Outcome | Redo:
+        """SQLite: fire a chunk of this worker's lane's due timers in a snapshot, without
+        the write lock, then in a short write transaction check that nobody wrote what it
+        read nor touched those timers, claim them and write (as `_optimistic_batch`)."""
+        snapshots = self.snapshots
+        assert snapshots is not None
+        started = time.perf_counter()
+        with snapshots.snapshot() as snapshot:
+            now = self.clock.now()
+            timers = snapshots.peek_timers(now, self._limit["timers"], self.lane)
+            if not timers and self.lane.count > 1:  # a lane nobody serves, if any
+                timers = snapshots.peek_timers(now - LANE_TAKEOVER, self._limit["timers"],
+                                               Lane())
+            if not timers:
+                return Outcome()
+            probe = self.store.load_enrollments({t.enrollment_id for t in timers})
+            owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
+            unit = UnitOfWork(self.store, self.clock)
+            unit.preload(set(owners.values()), own_ids(owners.values()),
+                         enrollment_ids={t.enrollment_id for t in timers})
+            outcome, done = Outcome(), list[ScheduleTimer]()
+            later: list[Callable[[], None]] = []
+            handling = time.perf_counter()
+            for timer in timers:
+                if len(done) >= MIN_TIMER_BATCH and time.perf_counter() - handling > self.budget:
+                    break  # the rest stay where they are, due, for the next chunk
+                child = unit.child()
+                try:
+                    self.runner.fire(timer, child)
+                except ProfileBusy:
+                    continue  # another worker holds its profile: left due, untouched
+                except Exception as exc:  # this timer's failure alone (written with it)
+                    outcome.failed += 1
+                    later.append(partial(self._timer_failed, unit, timer, owners[timer.key],
+                                         exc, now))
+                else:
+                    unit.adopt(child)
+                    outcome.handled += 1
+                done.append(timer)
+            snapshots.stamps(snapshot)
+        with self.store.transaction(stamped=True):
+            if not (snapshots.unchanged(snapshot) and snapshots.timers_unchanged(done)):
+                return Redo(keys=[t.key for t in done])
+            self.store.claim_timers([t.key for t in done])  # gone with this commit
+            for write in later:
+                write()
+            outcome.saw(unit)
+            unit.write()
+        self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
+                    len(timers))
+        return outcome
+
     def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
                       exc: Exception, now: datetime) -> None:
-        error, stack = _describe(exc)
+        error, stack = describe(exc)
         attempts = timer.attempts + 1
         self._count_failure("timer")
         if attempts >= self.backoff.max_attempts:
@@ -420,7 +415,7 @@ class Worker:
                       attempts, error)
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
-                            at=now, payload=_timer_payload(timer))
+                            at=now, payload=timer_payload(timer))
             self._count_parked("timer")
             return
         when = now + self.backoff.delay(attempts)
@@ -430,33 +425,33 @@ class Worker:
                                      timer.journey, timer.step, timer.occurrence, when,
                                      attempts))
 
-    def _timer_chunks_per_profile(self) -> _Outcome:
+    def _timer_chunks_per_profile(self) -> Outcome:
         """After a failed write: the chunk again, one profile's timers per transaction."""
         now = self.clock.now()
         with self.store.transaction(stamped=True):
             timers = self.store.due_timers(now, self._limit["timers"])
-        total = _Outcome()
+        total = Outcome()
         by_profile: dict[str, list[str]] = {}
         for timer in timers:
             by_profile.setdefault(timer.profile_id, []).append(timer.key)
         for keys in by_profile.values():
             outcome = self._guarded(partial(self._timer_chunk, keys))
-            if isinstance(outcome, _Refused):
+            if isinstance(outcome, Refused):
                 error = outcome.error
                 outcome = self._guarded(partial(self._fail_timers, keys, error))
-            if isinstance(outcome, _Outcome):
+            if isinstance(outcome, Outcome):
                 total.add(outcome)
         return total
 
-    def _fail_timers(self, keys: Sequence[str], error: str) -> _Outcome:
+    def _fail_timers(self, keys: Sequence[str], error: str) -> Outcome:
         with self.store.transaction(stamped=True):
             now = self.clock.now()
             timers = self.store.claim_timers(keys)
             unit = UnitOfWork(self.store, self.clock)
             for timer in timers:
-                self._timer_failed(unit, timer, timer.profile_id, _WriteRefused(error), now)
+                self._timer_failed(unit, timer, timer.profile_id, WriteRefused(error), now)
             unit.write()
-            return _Outcome(failed=len(timers))
+            return Outcome(failed=len(timers))
 
     # --- sends ---------------------------------------------------------------------------
 
@@ -469,27 +464,31 @@ class Worker:
         """When an event of this worker's (its lane's, on SQLite) next comes due."""
         return self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
 
+    def next_timer_at(self) -> datetime | None:
+        """When a timer of this worker's (its lane's, on SQLite) next comes due."""
+        return self.store.next_timer_at(lane=self.lane if self.snapshots is not None else None)
+
     def run_once(self) -> int:
         return self.handle_events() + self.fire_timers() + self.dispatch()
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _guarded(self, work: Callable[[], R]) -> R | _Outcome | _Refused:
+    def _guarded(self, work: Callable[[], R]) -> R | Outcome | Refused:
         """Run one transaction's work. A transient database error (locked, deadlock,
         connection lost) is an empty outcome: the same work comes round again later.
-        Any other error rolled the transaction back: `_Refused`, to do it in parts."""
+        Any other error rolled the transaction back: `Refused`, to do it in parts."""
         try:
             return work()
         except Exception as exc:
             if self.store.is_transient(exc):
                 log.warning("a transient database error; retrying later: %s",
                             without_values(str(exc)))
-                return _Outcome()
+                return Outcome()
             error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)
-            return _Refused(error)
+            return Refused(error)
 
-    def _after(self, outcome: _Outcome, kind: str) -> int:
+    def _after(self, outcome: Outcome, kind: str) -> int:
         count = outcome.handled + outcome.failed
         if count:
             self.stats.batch(count)
@@ -511,6 +510,11 @@ class Worker:
         if outcome.earliest_timer is not None and self.on_timer is not None:
             self.on_timer(outcome.earliest_timer)
         return count
+
+    def _count_redone(self) -> None:
+        self.stats.redone += 1
+        if self.metrics is not None:
+            self.metrics.batches_redone.inc()
 
     def _count_failure(self, kind: str) -> None:
         self.stats.failures += 1
@@ -536,40 +540,3 @@ class Worker:
         elif claimed >= limit:
             limit = min(self.max_batch, limit * 2)
         self._limit[kind] = limit
-
-
-class _WriteRefused(Exception):  # noqa: N818 - names what happened to the item
-    """The database refused this item's writes (the error is the database's)."""
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    return error_text(exc), stack_text(exc)
-
-
-def _groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
-    grouped: dict[str, list[T]] = {}
-    for item in items:
-        grouped.setdefault(key(item), []).append(item)
-    return list(grouped.values())
-
-
-def _identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
-    keys: set[tuple[str, str]] = set()
-    for item in items:
-        for kind, field_name in (("user_id", "userId"), ("anonymous_id", "anonymousId"),
-                                 ("user_id", "previousId"), ("anonymous_id", "previousId")):
-            value = item.event.get(field_name)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                keys.add((kind, str(value).strip()))
-    return keys
-
-
-def _own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
-    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of)."""
-    return {(kind, p) for p in profiles for kind in ("user_id", "anonymous_id")}
-
-
-def _timer_payload(timer: ScheduleTimer) -> dict[str, object]:
-    return {"key": timer.key, "enrollment_id": timer.enrollment_id,
-            "profile_id": timer.profile_id, "journey": timer.journey, "step": timer.step,
-            "occurrence": timer.occurrence, "due_at": timer.due_at.isoformat()}

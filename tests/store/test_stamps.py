@@ -255,3 +255,93 @@ def test_the_handling_lag_is_observed_once_for_a_batch_done_twice(
     assert engine.worker.stats.redone == 1
     assert metrics.registry.get_sample_value("journeyman_handling_lag_seconds_count") == 1
     assert metrics.registry.get_sample_value("journeyman_batches_redone_total") == 1
+
+
+LATER = """
+journey: later
+version: 1
+entry: {event: Ordered}
+steps:
+  - {id: pause, wait: 2s}
+  - id: hello
+    send: {channel: email, template: hello}
+"""
+
+
+@pytest.fixture
+def timers(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
+    """A worker whose timers fire in a snapshot (as a `journeyman worker`'s)."""
+    folder = write_folder(tmp_path / "t", {"later": LATER}, {"hello": stub_email("hello")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    made = make_sqlite_store(sqlite_template, tmp_path)
+    made.clock = eng.clock
+    eng.use_store(made)
+    yield eng
+    made.close()
+
+
+def _while_firing(eng: InMemoryEngine, write: Callable[[], None]) -> None:
+    """Run `write` (another worker's) once, while a timer is being fired in memory."""
+    fire = eng.runner.fire
+    pending = [write]
+
+    def firing(timer: Any, unit: Any) -> Any:
+        if pending:
+            pending.pop()()
+        return fire(timer, unit)
+
+    eng.runner.fire = firing  # type: ignore[method-assign]
+
+
+def test_a_timer_another_worker_took_meanwhile_fires_once(timers: InMemoryEngine) -> None:
+    other = SqlStore(timers.store.url)
+    timers.track("u1", "Ordered")
+    [due] = other.peek_timers(T0 + timedelta(seconds=2), 10, Lane())
+
+    def fired_elsewhere() -> None:
+        with other.transaction(stamped=True):
+            assert other.claim_timers([due.key])  # as if another worker fired it
+
+    _while_firing(timers, fired_elsewhere)
+    timers.advance(timedelta(seconds=3))
+    other.close()
+    assert timers.worker.stats.redone == 1
+    assert timers.sent == []  # "the other worker" took it: this one sent nothing
+    assert timers.store.pending_timers() == 0
+
+
+def test_a_timer_whose_profile_was_written_meanwhile_fires_again_in_the_lock(
+        timers: InMemoryEngine) -> None:
+    other = SqlStore(timers.store.url)
+    timers.identify("u1", {"email": "u1@example.com"})
+    timers.track("u1", "Ordered")
+    _while_firing(timers, lambda: other.write_changes([WriteRun(profiles={
+        "u1": Profile("u1", {"email": "u1@example.com", "vip": True}, {})})]))
+    timers.advance(timedelta(seconds=3))
+    other.close()
+    assert timers.worker.stats.redone == 1
+    assert [(m.profile, m.template) for m in timers.sent] == [("u1", "hello")]  # once
+    assert timers.profile("u1").traits["vip"] is True
+    assert timers.store.pending_timers() == 0
+
+
+def test_timers_are_split_by_lane_and_a_lane_nobody_serves_is_taken_over(
+        timers: InMemoryEngine) -> None:
+    from engine.runtime.worker import LANE_TAKEOVER
+
+    mine, theirs = _in_lane(0), _in_lane(1)
+    timers.track(mine, "Ordered")
+    timers.track(theirs, "Ordered")
+    due = T0 + timedelta(seconds=2)
+    store = timers.store
+    assert [t.profile_id for t in store.peek_timers(due, 10, Lane(0, 2))] == [mine]
+    assert [t.profile_id for t in store.peek_timers(due, 10, Lane(1, 2))] == [theirs]
+    assert store.next_timer_at(lane=Lane(0, 2)) == due == store.next_timer_at()
+    timers.worker.lane = Lane(0, 2)  # lane 1's worker is stopped
+    timers.clock.advance(timedelta(seconds=2))
+    assert timers.worker.fire_timers() == 1
+    assert store.next_timer_at(lane=Lane(0, 2)) is None
+    assert store.next_timer_at(lane=Lane(1, 2)) == due
+    timers.clock.advance(LANE_TAKEOVER)
+    assert timers.worker.fire_timers() == 1  # overdue long enough: taken over
+    assert store.pending_timers() == 0

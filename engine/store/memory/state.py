@@ -27,6 +27,7 @@ from engine.ports import (
     Change,
     Clock,
     Decision,
+    Lane,
     MergeStep,
     OutboxEntry,
     OutboxRecord,
@@ -178,7 +179,9 @@ class MemoryState:
                      key=lambda t: (t.due_at, t.key))
         return due[:limit]
 
-    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
+    def next_timer_at(self, *, include_cron: bool = True,
+                      lane: Lane | None = None) -> datetime | None:
+        del lane  # one engine per store: no lanes
         if include_cron:
             top = self._top()
             return top[0] if top else None

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
-from engine.ports import Decision, EntryStats
+from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
 from engine.store.sql.lists import among
 from engine.store.sql.rows import (
@@ -240,7 +240,18 @@ class StateQueries(SqlBase):
         # Found in the primary key's order (due_at, key), deleted by the unique key. Not
         # `(due_at, key) IN (...)`: SQLite looks each row up by due_at alone, and a cron
         # storm's 100,000 timers share one due_at: every claim walked all of them.
+        # SQLite's optimistic timer batches (engine/runtime/worker.py): one lane's due
+        # timers, or any lane's long overdue ones, read in a snapshot; what each was
+        # (`still`); one lane's next due time (the first in (due_at, key) order)
+        in_lane = func.jm_lane(t.c.profile_id, bindparam("lanes")) == bindparam("lane")
+        peek = (select(*returning).where(t.c.due_at <= bindparam("now"))
+                .order_by(t.c.due_at, t.c.key).limit(bindparam("limit")))
         return {
+            "peek": peek, "peek_lane": peek.where(in_lane),
+            "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
+                among(t.c.key, "keys", pg=self._pg)),
+            "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
+            .limit(1),
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
             "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
@@ -267,11 +278,36 @@ class StateQueries(SqlBase):
                                 .order_by(t.c.due_at, t.c.key).limit(limit)).all()
         return [timer_from_row(r) for r in rows]
 
-    def next_timer_at(self, *, include_cron: bool = True) -> datetime | None:
-        query = self._timer_statements["next" if include_cron else "next_journey"]
+    def next_timer_at(self, *, include_cron: bool = True,
+                      lane: Lane | None = None) -> datetime | None:
+        query, params = self._timer_statements["next" if include_cron else "next_journey"], {}
+        if lane is not None and lane.count > 1 and include_cron:
+            query, params = self._timer_statements["next_lane"], {"lanes": lane.count,
+                                                                   "lane": lane.index}
         with self._read() as conn:
-            value: datetime | None = conn.execute(query).scalar()
+            value: datetime | None = conn.execute(query, params).scalar()
         return value
+
+    def peek_timers(self, now: datetime, limit: int, lane: Lane) -> list[ScheduleTimer]:
+        """What `claim_due_timers` would claim, of one lane's profiles (by the timer's
+        profile id), without claiming it (SQLite, inside a snapshot: stamps.py)."""
+        query, params = self._timer_statements["peek"], {"now": now, "limit": limit}
+        if lane.count > 1:
+            query = self._timer_statements["peek_lane"]
+            params |= {"lanes": lane.count, "lane": lane.index}
+        with self._read() as conn:
+            return [timer_from_row(r) for r in conn.execute(query, params).all()]
+
+    def timers_unchanged(self, timers: Sequence[ScheduleTimer]) -> bool:
+        """Inside the write transaction: every timer is still there as it was read (not
+        fired, cancelled, put back or moved by anyone since)."""
+        expected = {t.key: (t.due_at, t.attempts) for t in timers}
+        found: dict[str, tuple[datetime, int]] = {}
+        with self._write() as conn:
+            for chunk in _chunks(sorted(expected), INSERT_CHUNK):
+                found.update((r.key, (r.due_at, r.attempts)) for r in conn.execute(
+                    self._timer_statements["still"], {"keys": list(chunk)}))
+        return found == expected
 
     # --- segments and records ----------------------------------------------------
 

@@ -1,0 +1,129 @@
+"""What a worker's batches are made of (engine/runtime/worker.py): the retry policy, the
+counts, what one batch did (`Outcome`) and the two ways a batch ends without writing
+(`Redo`: an optimistic batch read state written meanwhile; `Refused`: the database
+refused its writes), and the small helpers that group and describe a batch's items."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from engine.core.model import ScheduleTimer
+from engine.ports import InboxItem, WriteRun
+from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.unit import UnitOfWork
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retries of a failing event or timer: attempt n waits base * 2**(n-1), capped;
+    after `max_attempts` failures the item is parked."""
+
+    base: timedelta = timedelta(seconds=2)
+    cap: timedelta = timedelta(minutes=10)
+    max_attempts: int = 5
+
+    def delay(self, attempt: int) -> timedelta:
+        return min(self.base * (1 << max(attempt - 1, 0)), self.cap)
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    timers: int = 0
+    failures: int = 0  # items that failed an attempt
+    parked: int = 0
+    redone: int = 0  # optimistic batches done again in the lock (someone wrote their state)
+    batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # the last few, for metrics
+
+    def batch(self, size: int) -> None:
+        self.batches += 1
+        self.batch_sizes = [*self.batch_sizes[-99:], size]
+
+
+@dataclass
+class Outcome:
+    """What one batch did, for stats and for the loops' wake-ups."""
+
+    handled: int = 0
+    failed: int = 0
+    sends: bool = False  # it queued sends: wake the dispatcher
+    emitted: bool = False  # it queued events: wake the event loop
+    earliest_timer: datetime | None = None  # the soonest timer it wrote
+    lags: list[float] = field(default_factory=list)  # seconds from the API, per event
+
+    def add(self, other: Outcome) -> None:
+        self.handled += other.handled
+        self.failed += other.failed
+        self.lags += other.lags
+        self.note(other.sends, other.emitted, other.earliest_timer)
+
+    def note(self, sends: bool, emitted: bool, timer: datetime | None) -> None:
+        self.sends |= sends
+        self.emitted |= emitted
+        if timer is not None and (self.earliest_timer is None or timer < self.earliest_timer):
+            self.earliest_timer = timer
+
+    def saw(self, unit: UnitOfWork) -> None:
+        """What the unit is about to write that other loops care about."""
+        for run in (c for c in unit.changes if isinstance(c, WriteRun)):
+            due = min((t.due_at for t in run.timers_added.values()), default=None)
+            self.note(bool(run.sends), bool(run.emitted), due)
+
+
+@dataclass(frozen=True, slots=True)
+class Redo:
+    """An optimistic batch read state someone wrote before it could write: nothing was
+    written; the batch is done again inside the write transaction (its timers' `keys`,
+    for a chunk of timers)."""
+
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The database refused a transaction's writes (not a transient error)."""
+
+    error: str
+
+
+class WriteRefused(Exception):  # noqa: N818 - names what happened to the item
+    """The database refused this item's writes (the error is the database's)."""
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    return error_text(exc), stack_text(exc)
+
+
+def groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
+    grouped: dict[str, list[T]] = {}
+    for item in items:
+        grouped.setdefault(key(item), []).append(item)
+    return list(grouped.values())
+
+
+def identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for item in items:
+        for kind, field_name in (("user_id", "userId"), ("anonymous_id", "anonymousId"),
+                                 ("user_id", "previousId"), ("anonymous_id", "previousId")):
+            value = item.event.get(field_name)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                keys.add((kind, str(value).strip()))
+    return keys
+
+
+def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
+    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of)."""
+    return {(kind, p) for p in profiles for kind in ("user_id", "anonymous_id")}
+
+
+def timer_payload(timer: ScheduleTimer) -> dict[str, object]:
+    return {"key": timer.key, "enrollment_id": timer.enrollment_id,
+            "profile_id": timer.profile_id, "journey": timer.journey, "step": timer.step,
+            "occurrence": timer.occurrence, "due_at": timer.due_at.isoformat()}
