@@ -256,8 +256,10 @@ class TimerStore(Protocol):
         (claim inside the transaction that fires them: a crash puts them back).
         PostgreSQL skips timers another transaction is claiming."""
         ...
-    def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
-        """Remove and return these timers (those still there), oldest first."""
+    def claim_timers(self, keys: Collection[str], *,
+                     due_by: datetime | None = None) -> list[ScheduleTimer]:
+        """Remove and return these timers (those still there and, given `due_by`, due
+        by then), oldest first."""
         ...
     def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         """The timers due at or before `now`, oldest first, without claiming them."""

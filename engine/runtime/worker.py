@@ -10,9 +10,10 @@ SQLite on a file, in a `journeyman worker` process (`snapshots`; not beside the 
 read and handled in a read transaction, without the write lock, then written in a
 short write transaction after checking that nobody wrote the state it read nor took
 its events or timers meanwhile (engine/store/sql/stamps.py); if someone did, nothing
-is written and the batch is handled again inside the write transaction, as above. So the API's ingest no longer
-waits for a batch's handling, and several workers on one file, one lane of the inbox
-each (`lane`, engine/store/sql/lanes.py), handle on several cores. PostgreSQL locks each
+is written and the batch is handled again inside the write transaction, as above. So
+the API's ingest no longer waits for a batch's handling, and several workers on one
+file, one lane of the inbox each (`lane`, engine/store/sql/lanes.py), handle on several
+cores. PostgreSQL locks each
 profile for the whole transaction instead (engine/store/sql/inbox.py).
 
 Failure semantics (design.md; docs/service.md says the same for operators):
@@ -107,7 +108,8 @@ class Worker:
         # (`_optimistic_batch`), of this worker's lane of the inbox
         self.snapshots = snapshots
         self.lane = lane or Lane()
-        self._batch_profiles: list[str] | None = None
+        self._batch_profiles: list[str] | None = None  # of the last optimistic batch
+        self._chunk_keys: dict[str, list[str]] | None = None  # its timers', by owner
         self.dispatcher = dispatcher
         self.store = store
         self.clock = clock
@@ -288,26 +290,35 @@ class Worker:
         fired = 0
         with self._runner_lock:
             while True:
+                chunk: dict[str, list[str]] | None = None  # a chunk's keys by profile
                 if self.snapshots is not None:
+                    self._chunk_keys = None
                     outcome = self._guarded(self._optimistic_timers)
+                    chunk = self._chunk_keys
                     if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
                         self._count_redone()
                         outcome = self._guarded(partial(self._timer_chunk, outcome.keys))
                 else:
                     outcome = self._guarded(lambda: self._timer_chunk(None))
-                if isinstance(outcome, Refused):
-                    outcome = self._timer_chunks_per_profile()
+                if isinstance(outcome, Refused) and (chunk is not None
+                                                     or self.snapshots is None):
+                    outcome = self._timer_chunks_per_profile(chunk)
+                elif isinstance(outcome, Refused):  # before it read its lane: next round
+                    outcome = Outcome()
                 fired += self._after(outcome, "timers")
                 if outcome.handled + outcome.failed == 0:
                     break
         return fired
 
     def _timer_chunk(self, keys: Sequence[str] | None) -> Outcome:
+        """A chunk inside the write transaction: the due timers, or those of `keys`
+        still due (one re-armed meanwhile with the same key, a cron's next firing, a
+        retry's backoff, is not due yet: it waits for its time)."""
         started = time.perf_counter()
         with self.store.transaction(stamped=True):
             now = self.clock.now()
             timers = (self.store.claim_due_timers(now, self._limit["timers"]) if keys is None
-                      else self.store.claim_timers(keys))
+                      else self.store.claim_timers(keys, due_by=now))
             if not timers:
                 return Outcome()
             # Whose each timer is (its enrollment's profile), then lock those profiles,
@@ -349,8 +360,9 @@ class Worker:
                 outcome.handled += 1
             outcome.saw(unit)
             unit.write()
-        self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
-                    len(timers))
+        if keys is None:  # a chunk done again (given keys) says nothing of the load
+            self._adapt("timers", outcome.handled + outcome.failed,
+                        time.perf_counter() - started, len(timers))
         return outcome
 
     def _optimistic_timers(self) -> Outcome | Redo:
@@ -393,6 +405,9 @@ class Worker:
                     outcome.handled += 1
                 done.append(timer)
             snapshots.stamps(snapshot)
+        self._chunk_keys = {}
+        for timer in done:  # for a write refused: the chunk again, profile by profile
+            self._chunk_keys.setdefault(owners[timer.key], []).append(timer.key)
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot) and snapshots.timers_unchanged(done)):
                 return Redo(keys=[t.key for t in done])
@@ -425,15 +440,16 @@ class Worker:
                                      timer.journey, timer.step, timer.occurrence, when,
                                      attempts))
 
-    def _timer_chunks_per_profile(self) -> Outcome:
-        """After a failed write: the chunk again, one profile's timers per transaction."""
-        now = self.clock.now()
-        with self.store.transaction(stamped=True):
-            timers = self.store.due_timers(now, self._limit["timers"])
+    def _timer_chunks_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
+        """After a failed write: the chunk again (its keys by profile, or the timers due
+        now), one profile's timers per transaction."""
+        if by_profile is None:
+            with self.store.transaction(stamped=True):
+                timers = self.store.due_timers(self.clock.now(), self._limit["timers"])
+            by_profile = {}
+            for timer in timers:
+                by_profile.setdefault(timer.profile_id, []).append(timer.key)
         total = Outcome()
-        by_profile: dict[str, list[str]] = {}
-        for timer in timers:
-            by_profile.setdefault(timer.profile_id, []).append(timer.key)
         for keys in by_profile.values():
             outcome = self._guarded(partial(self._timer_chunk, keys))
             if isinstance(outcome, Refused):

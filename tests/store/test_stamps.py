@@ -6,6 +6,7 @@ Lanes share the inbox between workers on one file (engine/store/sql/lanes.py).""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,70 @@ def test_timers_are_split_by_lane_and_a_lane_nobody_serves_is_taken_over(
     timers.clock.advance(LANE_TAKEOVER)
     assert timers.worker.fire_timers() == 1  # overdue long enough: taken over
     assert store.pending_timers() == 0
+
+
+DAILY = """
+journey: daily
+version: 1
+entry:
+  schedule: "0 9 * * *"
+re_entry: always
+steps:
+  - id: hello
+    send: {channel: email, template: hello}
+"""
+
+
+def test_a_timer_re_armed_with_its_key_meanwhile_waits_for_its_new_time(
+        timers: InMemoryEngine) -> None:
+    """The chunk is done again in the lock, but only what is still due is claimed: the
+    same key armed again for tomorrow (a retry's backoff, a cron's next firing) waits."""
+    other = SqlStore(timers.store.url)
+    timers.track("u1", "Ordered")
+    [due] = other.peek_timers(T0 + timedelta(seconds=2), 10, Lane())
+
+    def re_armed_elsewhere() -> None:
+        with other.transaction(stamped=True):
+            [taken] = other.claim_timers([due.key])
+            other.add_timer(replace(taken, due_at=taken.due_at + timedelta(days=1),
+                                    attempts=taken.attempts + 1))
+
+    _while_firing(timers, re_armed_elsewhere)
+    timers.clock.advance(timedelta(seconds=3))
+    timers.worker.fire_timers()
+    other.close()
+    assert timers.worker.stats.redone == 1
+    assert timers.sent == []
+    assert timers.store.pending_timers() == 1  # not fired a day early
+
+
+def test_a_daily_entry_fired_by_another_worker_meanwhile_enters_once(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", {"daily": DAILY}, {"hello": stub_email("hello")})
+    engines = [InMemoryEngine.from_folder(folder, start=T0 - timedelta(hours=1))
+               for _ in range(2)]
+    mine, theirs = engines
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    store.clock = mine.clock
+    mine.use_store(store)
+    mine.identify("u1", {"email": "u1@example.com"})
+    other = SqlStore(store.url)
+    other.clock = theirs.clock
+    theirs.use_store(other)
+    theirs.worker.snapshots = None  # `serve`'s worker, say: it fires in the lock
+
+    def fired_elsewhere() -> None:
+        theirs.clock.set(mine.now)
+        assert theirs.worker.fire_timers() == 1  # and arms tomorrow's, the same key
+
+    _while_firing(mine, fired_elsewhere)
+    try:
+        mine.clock.set(T0 + timedelta(seconds=1))
+        mine.worker.fire_timers()
+        assert mine.worker.stats.redone == 1
+        assert len(store.enrollments("u1", "daily")) == 1  # entered once today
+        [tomorrow] = store.due_timers(T0 + timedelta(days=2), 10)
+        assert tomorrow.due_at == T0 + timedelta(days=1)
+    finally:
+        other.close()
+        store.close()

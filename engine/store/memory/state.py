@@ -170,8 +170,10 @@ class MemoryState:
             claimed.append(self.timers.pop(top[1]))
         return claimed
 
-    def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
-        claimed = [self.timers.pop(k) for k in keys if k in self.timers]
+    def claim_timers(self, keys: Collection[str], *,
+                     due_by: datetime | None = None) -> list[ScheduleTimer]:
+        claimed = [self.timers.pop(k) for k in keys if k in self.timers
+                   and (due_by is None or self.timers[k].due_at <= due_by)]
         return sorted(claimed, key=lambda t: (t.due_at, t.key))
 
     def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:

@@ -255,14 +255,22 @@ class StateQueries(SqlBase):
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
             "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
+            "keys_due": delete(t).where(among(t.c.key, "keys", pg=self._pg),
+                                        t.c.due_at <= bindparam("now"))
+            .returning(*returning),
             "next": select(func.min(t.c.due_at)),
             "next_journey": select(func.min(t.c.due_at)).where(t.c.step != CRON_STEP),
         }
 
-    def claim_timers(self, keys: Collection[str]) -> list[ScheduleTimer]:
+    def claim_timers(self, keys: Collection[str], *,
+                     due_by: datetime | None = None) -> list[ScheduleTimer]:
         found: list[ScheduleTimer] = []
+        stmt = self._timer_statements["keys" if due_by is None else "keys_due"]
         for chunk in _chunks(list(keys), INSERT_CHUNK):
-            found += self._delete_timers(self._timer_statements["keys"], {"keys": chunk})
+            params: dict[str, Any] = {"keys": chunk}
+            if due_by is not None:
+                params["now"] = due_by
+            found += self._delete_timers(stmt, params)
         return sorted(found, key=lambda x: (x.due_at, x.key))
 
     def _delete_timers(self, stmt: Any, params: dict[str, Any]) -> list[ScheduleTimer]:
