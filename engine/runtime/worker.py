@@ -110,6 +110,7 @@ class Worker:
         self.lane = lane or Lane()
         self._batch_profiles: list[str] | None = None  # of the last optimistic batch
         self._chunk_keys: dict[str, list[str]] | None = None  # its timers', by owner
+        self._uncommitted: list[Callable[[], None]] = []  # counts of failures written
         self.dispatcher = dispatcher
         self.store = store
         self.clock = clock
@@ -493,9 +494,11 @@ class Worker:
         """Run one transaction's work. A transient database error (locked, deadlock,
         connection lost) is an empty outcome: the same work comes round again later.
         Any other error rolled the transaction back: `Refused`, to do it in parts."""
+        counted = len(self._uncommitted)
         try:
-            return work()
+            done = work()
         except Exception as exc:
+            del self._uncommitted[counted:]  # rolled back: those failures did not happen
             if self.store.is_transient(exc):
                 log.warning("a transient database error; retrying later: %s",
                             without_values(str(exc)))
@@ -503,6 +506,10 @@ class Worker:
             error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)
             return Refused(error)
+        for count in self._uncommitted[counted:]:  # committed (or nothing to commit)
+            count()
+        del self._uncommitted[counted:]
+        return done
 
     def _after(self, outcome: Outcome, kind: str) -> int:
         count = outcome.handled + outcome.failed
@@ -533,11 +540,19 @@ class Worker:
             self.metrics.batches_redone.inc()
 
     def _count_failure(self, kind: str) -> None:
+        """Counted once the transaction that records the failure commits (`_guarded`):
+        a failure written in a transaction that is refused is recorded again in parts."""
+        self._uncommitted.append(partial(self._counted_failure, kind))
+
+    def _counted_failure(self, kind: str) -> None:
         self.stats.failures += 1
         if self.metrics is not None:
             self.metrics.failures.labels(kind).inc()
 
     def _count_parked(self, kind: str) -> None:
+        self._uncommitted.append(partial(self._counted_parked, kind))
+
+    def _counted_parked(self, kind: str) -> None:
         self.stats.parked += 1
         if self.metrics is not None:
             self.metrics.parked.labels(kind).inc()

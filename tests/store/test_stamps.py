@@ -413,3 +413,31 @@ def test_a_daily_entry_fired_by_another_worker_meanwhile_enters_once(
     finally:
         other.close()
         store.close()
+
+
+def test_a_failure_in_a_batch_the_database_refuses_is_counted_once(
+        engine: InMemoryEngine) -> None:
+    """The batch holds a failing event (`poison`) and a profile the database refuses
+    (`bad`, a trigger): the batch rolls back and is done again profile by profile. The
+    poison's failure was written twice but committed once: counted once."""
+    with engine.store.transaction():
+        engine.store._local.conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON profiles WHEN NEW.id = 'bad' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END")
+    handle = engine.runner.handle
+
+    def poisoned(event: dict[str, Any], unit: Any) -> Any:
+        if event.get("userId") == "poison":
+            raise RuntimeError("poisoned")
+        return handle(event, unit)
+
+    engine.runner.handle = poisoned  # type: ignore[method-assign]
+    engine.store.accept_events([normalize({"type": "identify", "userId": user,
+                                           "traits": {"plan": "x"}}, now=T0,
+                                          message_id=f"m-{user}")
+                                for user in ("poison", "bad", "good")])
+    while engine.worker.handle_events():
+        pass
+    assert engine.worker.stats.failures == 2  # poison once, bad once
+    assert engine.store.get_profile("good") is not None
+    assert engine.store.get_profile("bad") is None
