@@ -23,7 +23,7 @@ from engine.store.sql.stamps import ANY_STATE, identity_key, profile_key, slot_o
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.conftest import make_sqlite_store
-from tests.store.test_isolation import PLAN
+from tests.store.test_isolation import LATER, PLAN
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -35,10 +35,11 @@ def store(sqlite_template: Path, tmp_path: Path) -> Iterator[SqlStore]:
     made.close()
 
 
-@pytest.fixture
-def engine(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
-    """The production worker on a SQLite file (optimistic batches on: `use_store`)."""
-    folder = write_folder(tmp_path / "j", {"plan_change": PLAN}, {"hello": stub_email("hello")})
+def _on_a_file(sqlite_template: Path, tmp_path: Path,
+               journeys: dict[str, str]) -> Iterator[InMemoryEngine]:
+    """The production worker on a SQLite file, as a `journeyman worker`'s: batches and
+    timers handled in a snapshot (`use_store` turns them on)."""
+    folder = write_folder(tmp_path / "j", journeys, {"hello": stub_email("hello")})
     eng = InMemoryEngine.from_folder(folder, start=T0)
     made = make_sqlite_store(sqlite_template, tmp_path)
     made.clock = eng.clock
@@ -46,6 +47,11 @@ def engine(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
     assert eng.worker.snapshots is made
     yield eng
     made.close()
+
+
+@pytest.fixture
+def engine(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
+    yield from _on_a_file(sqlite_template, tmp_path, {"plan_change": PLAN})
 
 
 def _stamps(store: SqlStore, *keys: str) -> dict[int, int]:
@@ -258,27 +264,9 @@ def test_the_handling_lag_is_observed_once_for_a_batch_done_twice(
     assert metrics.registry.get_sample_value("journeyman_batches_redone_total") == 1
 
 
-LATER = """
-journey: later
-version: 1
-entry: {event: Ordered}
-steps:
-  - {id: pause, wait: 2s}
-  - id: hello
-    send: {channel: email, template: hello}
-"""
-
-
 @pytest.fixture
 def timers(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
-    """A worker whose timers fire in a snapshot (as a `journeyman worker`'s)."""
-    folder = write_folder(tmp_path / "t", {"later": LATER}, {"hello": stub_email("hello")})
-    eng = InMemoryEngine.from_folder(folder, start=T0)
-    made = make_sqlite_store(sqlite_template, tmp_path)
-    made.clock = eng.clock
-    eng.use_store(made)
-    yield eng
-    made.close()
+    yield from _on_a_file(sqlite_template, tmp_path, {"later": LATER})
 
 
 def _while_firing(eng: InMemoryEngine, write: Callable[[], None]) -> None:
