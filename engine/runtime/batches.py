@@ -79,8 +79,8 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Redo:
     """An optimistic batch read state someone wrote before it could write: nothing was
-    written; the batch is done again inside the write transaction (its timers' `keys`,
-    for a chunk of timers)."""
+    written; the batch is done again inside the write transaction, by its `keys` (the
+    profiles of a batch of events, the timers of a chunk)."""
 
     keys: list[str] = field(default_factory=list)
 

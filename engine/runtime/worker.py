@@ -108,8 +108,8 @@ class Worker:
         # (`_optimistic_batch`), of this worker's lane of the inbox
         self.snapshots = snapshots
         self.lane = lane or Lane()
-        self._batch_profiles: list[str] | None = None  # of the last optimistic batch
-        self._chunk_keys: dict[str, list[str]] | None = None  # its timers', by owner
+        # what the last optimistic batch or chunk took, by profile (`_round`)
+        self._parts: dict[str, list[str]] | None = None
         self._uncommitted: list[Callable[[], None]] = []  # counts of failures written
         self.dispatcher = dispatcher
         self.store = store
@@ -135,21 +135,28 @@ class Worker:
     def handle_events(self) -> int:
         """Handle one batch of inbox events; returns how many were handled or failed."""
         with self._runner_lock:
-            profiles: list[str] | None = None  # of a batch done again in parts
-            if self.snapshots is not None:
-                outcome = self._guarded(self._optimistic_batch)
-                profiles = self._batch_profiles
-                if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
-                    self._count_redone()
-                    outcome = self._guarded(partial(self._event_batch, profiles))
-            else:
-                outcome = self._guarded(lambda: self._event_batch(None))
-            if isinstance(outcome, Refused) and (profiles is not None
-                                                  or self.snapshots is None):
-                outcome = self._event_batch_per_profile(profiles)  # the writes failed
-            elif isinstance(outcome, Refused):  # before it read its lane: next round
-                outcome = Outcome()
+            outcome = self._round(self._optimistic_batch, self._event_batch,
+                                  self._event_batch_per_profile)
         return self._after(outcome, "events")
+
+    def _round(self, optimistic: Callable[[], Outcome | Redo],
+               in_lock: Callable[[Sequence[str] | None], Outcome],
+               in_parts: Callable[[dict[str, list[str]] | None], Outcome]) -> Outcome:
+        """One batch of events or chunk of timers: on SQLite `optimistic` (done again
+        `in_lock` for its keys when what it read changed), else `in_lock`. One whose
+        writes the database refused is done again `in_parts`: its own keys by profile
+        (`_parts`), or what is due; refused before it read its lane: next round."""
+        if self.snapshots is None:
+            locked = self._guarded(partial(in_lock, None))
+            return in_parts(None) if isinstance(locked, Refused) else locked
+        self._parts = None
+        outcome = self._guarded(optimistic)
+        if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
+            self._count_redone()
+            outcome = self._guarded(partial(in_lock, outcome.keys))
+        if isinstance(outcome, Refused):
+            return in_parts(self._parts) if self._parts is not None else Outcome()
+        return outcome
 
     def _event_batch(self, profiles: Sequence[str] | None) -> Outcome:
         """A batch inside the write transaction: claim, handle, write."""
@@ -176,7 +183,6 @@ class Worker:
         snapshots = self.snapshots
         assert snapshots is not None
         started = time.perf_counter()
-        self._batch_profiles = None
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
             items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
@@ -185,12 +191,13 @@ class Worker:
                                              waiting_since=now - LANE_TAKEOVER)
             if not items:
                 return Outcome()
-            self._batch_profiles = list(dict.fromkeys(i.profile_id for i in items))
+            profiles = list(dict.fromkeys(i.profile_id for i in items))
+            self._parts = {p: [p] for p in profiles}  # for a write refused: one by one
             unit, outcome, done, later = self._handle_items(items, now)
             snapshots.stamps(snapshot)
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot) and snapshots.inbox_unchanged(done, now)):
-                return Redo()
+                return Redo(keys=profiles)
             for write in later:
                 write()
             unit.write()
@@ -258,16 +265,16 @@ class Worker:
                         item.id, item.profile_id, item.attempts + 1, when.isoformat(), error)
             self.store.retry_inbox(item.id, when, error)
 
-    def _event_batch_per_profile(self, profiles: Sequence[str] | None) -> Outcome:
-        """After a failed write: the same work (the same `profiles`, or what is waiting),
+    def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
+        """After a failed write: the same work (the same profiles, or what is waiting),
         one profile per transaction, so the profile whose writes the database refuses
         fails alone."""
-        if profiles is None:
+        if by_profile is None:
             with self.store.transaction(stamped=True):
                 items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
-            profiles = list(dict.fromkeys(i.profile_id for i in items))
+            by_profile = {i.profile_id: [i.profile_id] for i in items}
         total = Outcome()
-        for profile in profiles:
+        for profile in by_profile:
             outcome = self._guarded(partial(self._event_batch, [profile]))
             if isinstance(outcome, Refused):
                 error = outcome.error
@@ -291,21 +298,8 @@ class Worker:
         fired = 0
         with self._runner_lock:
             while True:
-                chunk: dict[str, list[str]] | None = None  # a chunk's keys by profile
-                if self.snapshots is not None:
-                    self._chunk_keys = None
-                    outcome = self._guarded(self._optimistic_timers)
-                    chunk = self._chunk_keys
-                    if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
-                        self._count_redone()
-                        outcome = self._guarded(partial(self._timer_chunk, outcome.keys))
-                else:
-                    outcome = self._guarded(lambda: self._timer_chunk(None))
-                if isinstance(outcome, Refused) and (chunk is not None
-                                                     or self.snapshots is None):
-                    outcome = self._timer_chunks_per_profile(chunk)
-                elif isinstance(outcome, Refused):  # before it read its lane: next round
-                    outcome = Outcome()
+                outcome = self._round(self._optimistic_timers, self._timer_chunk,
+                                      self._timer_chunks_per_profile)
                 fired += self._after(outcome, "timers")
                 if outcome.handled + outcome.failed == 0:
                     break
@@ -322,43 +316,9 @@ class Worker:
                       else self.store.claim_timers(keys, due_by=now))
             if not timers:
                 return Outcome()
-            # Whose each timer is (its enrollment's profile), then lock those profiles,
-            # then read their state: read before the lock, it could be stale.
-            probe = self.store.load_enrollments({t.enrollment_id for t in timers})
-            owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
-            mine = self.store.try_lock_profiles(set(owners.values()))
-            unit = UnitOfWork(self.store, self.clock)
-            unit.preload(mine, own_ids(mine), enrollment_ids={
-                t.enrollment_id for t in timers if owners[t.key] in mine})
-            outcome = Outcome()
-            handling = time.perf_counter()
-            for index, timer in enumerate(timers):
-                if index and (ForegroundWaits.any() or (
-                        index >= MIN_TIMER_BATCH
-                        and (time.perf_counter() - handling > self.budget
-                             or self.store.writers_waiting()))):
-                    # An API request of this process waits for the write lock (after
-                    # one timer), or of another process on the SQLite file (after a
-                    # few: its wait is seen by a system call), or the budget is spent:
-                    # commit what is done, put the rest back (claimable again at once).
-                    for rest in timers[index:]:
-                        unit.add_timer(rest)
-                    break
-                if owners[timer.key] not in mine:
-                    unit.add_timer(timer)  # another worker holds its profile: put it back
-                    continue
-                child = unit.child()
-                try:
-                    self.runner.fire(timer, child)
-                except ProfileBusy:
-                    unit.add_timer(timer)
-                    continue
-                except Exception as exc:  # this timer's failure alone
-                    outcome.failed += 1
-                    self._timer_failed(unit, timer, owners[timer.key], exc, now)
-                    continue
-                unit.adopt(child)
-                outcome.handled += 1
+            unit, outcome, _, later = self._fire_chunk(timers, now, claimed=True)
+            for write in later:
+                write()
             outcome.saw(unit)
             unit.write()
         if keys is None:  # a chunk done again (given keys) says nothing of the load
@@ -381,38 +341,16 @@ class Worker:
                                                Lane())
             if not timers:
                 return Outcome()
-            probe = self.store.load_enrollments({t.enrollment_id for t in timers})
-            owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
-            unit = UnitOfWork(self.store, self.clock)
-            unit.preload(set(owners.values()), own_ids(owners.values()),
-                         enrollment_ids={t.enrollment_id for t in timers})
-            outcome, done = Outcome(), list[ScheduleTimer]()
-            later: list[Callable[[], None]] = []
-            handling = time.perf_counter()
-            for timer in timers:
-                if len(done) >= MIN_TIMER_BATCH and time.perf_counter() - handling > self.budget:
-                    break  # the rest stay where they are, due, for the next chunk
-                child = unit.child()
-                try:
-                    self.runner.fire(timer, child)
-                except ProfileBusy:
-                    continue  # another worker holds its profile: left due, untouched
-                except Exception as exc:  # this timer's failure alone (written with it)
-                    outcome.failed += 1
-                    later.append(partial(self._timer_failed, unit, timer, owners[timer.key],
-                                         exc, now))
-                else:
-                    unit.adopt(child)
-                    outcome.handled += 1
-                done.append(timer)
+            unit, outcome, done, later = self._fire_chunk(timers, now, claimed=False)
             snapshots.stamps(snapshot)
-        self._chunk_keys = {}
-        for timer in done:  # for a write refused: the chunk again, profile by profile
-            self._chunk_keys.setdefault(owners[timer.key], []).append(timer.key)
+        self._parts = {}
+        for timer, owner in done:  # for a write refused: the chunk again, profile by profile
+            self._parts.setdefault(owner, []).append(timer.key)
         with self.store.transaction(stamped=True):
-            if not (snapshots.unchanged(snapshot) and snapshots.timers_unchanged(done)):
-                return Redo(keys=[t.key for t in done])
-            self.store.claim_timers([t.key for t in done])  # gone with this commit
+            if not (snapshots.unchanged(snapshot)
+                    and snapshots.timers_unchanged([t for t, _ in done])):
+                return Redo(keys=[t.key for t, _ in done])
+            self.store.claim_timers([t.key for t, _ in done])  # gone with this commit
             for write in later:
                 write()
             outcome.saw(unit)
@@ -420,6 +358,58 @@ class Worker:
         self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(timers))
         return outcome
+
+    def _fire_chunk(self, timers: list[ScheduleTimer], now: datetime, *, claimed: bool
+                    ) -> tuple[UnitOfWork, Outcome, list[tuple[ScheduleTimer, str]],
+                               list[Callable[[], None]]]:
+        """Fire due timers in memory, in order, until the chunk is cut: the unit to
+        write, the outcome, the timers it took with their owners, and the writes for the
+        failed ones (retries, parking). `claimed`: inside the write transaction, the
+        timers already deleted, so what it does not take is put back, and a waiting API
+        request cuts the chunk; otherwise (a snapshot) what it does not take is left as
+        it is, due, for the next chunk."""
+        # Whose each timer is (its enrollment's profile), then lock those profiles, then
+        # read their state: read before the lock, it could be stale.
+        probe = self.store.load_enrollments({t.enrollment_id for t in timers})
+        owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
+        mine = self.store.try_lock_profiles(set(owners.values()))
+        unit = UnitOfWork(self.store, self.clock)
+        unit.preload(mine, own_ids(mine), enrollment_ids={
+            t.enrollment_id for t in timers if owners[t.key] in mine})
+        outcome = Outcome()
+        done: list[tuple[ScheduleTimer, str]] = []
+        later: list[Callable[[], None]] = []
+        handling = time.perf_counter()
+        for index, timer in enumerate(timers):
+            if index and ((claimed and ForegroundWaits.any()) or (
+                    index >= MIN_TIMER_BATCH
+                    and (time.perf_counter() - handling > self.budget
+                         or (claimed and self.store.writers_waiting())))):
+                # An API request of this process waits for the write lock (after one
+                # timer), or of another process on the SQLite file (after a few: its
+                # wait is seen by a system call), or the budget is spent: commit what
+                # is done, put the rest back (claimable again at once).
+                for rest in timers[index:] if claimed else ():
+                    unit.add_timer(rest)
+                break
+            owner = owners[timer.key]
+            child = unit.child()
+            try:
+                if owner not in mine:
+                    raise ProfileBusy(owner)
+                self.runner.fire(timer, child)
+            except ProfileBusy:  # another worker holds its profile: put back, or left
+                if claimed:
+                    unit.add_timer(timer)
+                continue
+            except Exception as exc:  # this timer's failure alone (written with the chunk)
+                outcome.failed += 1
+                later.append(partial(self._timer_failed, unit, timer, owner, exc, now))
+            else:
+                unit.adopt(child)
+                outcome.handled += 1
+            done.append((timer, owner))
+        return unit, outcome, done, later
 
     def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
                       exc: Exception, now: datetime) -> None:
