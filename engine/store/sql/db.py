@@ -56,9 +56,11 @@ from engine.store.sql.wake_sockets import WakeSockets
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
 SQLITE_CACHE_KIB = 65_536
-# engine/store/sql/stamps.py: a write that does not say what state it changed
-STAMP_ANY_STATE = ("INSERT INTO state_stamps (slot, stamp) VALUES (0, 1) "
-                   "ON CONFLICT (slot) DO UPDATE SET stamp = stamp + 1")
+# engine/store/sql/stamps.py: one more on a slot's stamp; slot 0 (ANY_STATE) for a write
+# that does not say what state it changed
+STAMP = ("INSERT INTO state_stamps (slot, stamp) VALUES (?, 1) "
+         "ON CONFLICT (slot) DO UPDATE SET stamp = stamp + 1")
+ANY_STATE = 0
 # The advisory lock taken while migrating (PostgreSQL): 0x6A6D is "jm".
 MIGRATION_LOCK = (0x6A6D, 1)
 
@@ -228,7 +230,7 @@ class SqlBase:
                 changes = None if stamped or self._pg else _driver(conn).total_changes
                 yield conn
                 if changes is not None and _driver(conn).total_changes != changes:
-                    conn.exec_driver_sql(STAMP_ANY_STATE)  # it wrote: say so
+                    _driver(conn).execute(STAMP, (ANY_STATE,))  # it wrote: say so
         self._send_notes()
 
     def _notify(self, conn: Connection, notes: list[tuple[str, str]]) -> None:

@@ -34,12 +34,18 @@ from sqlalchemy import Connection
 
 from engine.ports import Change, MergeStep, Snapshot, WriteRun
 from engine.store.errors import StoreError
-from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks, _driver, _marks, _plain_file
+from engine.store.sql.db import (
+    ANY_STATE,
+    INSERT_CHUNK,
+    STAMP,
+    SqlBase,
+    _chunks,
+    _driver,
+    _marks,
+    _plain_file,
+)
 
 SLOTS = 1 << 20
-ANY_STATE = 0  # the slot of the writes that do not say what they changed
-BUMP = ("INSERT INTO state_stamps (slot, stamp) VALUES (?, 1) "
-        "ON CONFLICT (slot) DO UPDATE SET stamp = stamp + 1")
 
 
 def profile_key(profile_id: str) -> str:
@@ -117,14 +123,11 @@ class StampQueries(SqlBase):
         if snapshot is not None:
             snapshot.keys.update(keys)
 
-    def _stamp_written(self, conn: Connection, changes: Iterable[Change]) -> None:
-        """SQLite: one more on the stamps of the state `changes` write."""
-        self._stamp_keys(conn, written_keys(changes))
-
     def _stamp_keys(self, conn: Connection, keys: Iterable[str]) -> None:
-        """SQLite: one more on the stamps of these keys of state (in `conn`'s transaction)."""
+        """SQLite: one more on the stamps of these keys of state (in `conn`'s transaction):
+        a unit's (`written_keys`), a merge's identifiers."""
         if not self._pg:
-            _driver(conn).executemany(BUMP, [(s,) for s in sorted(_slots(keys) - {ANY_STATE})])
+            _driver(conn).executemany(STAMP, [(s,) for s in sorted({slot_of(k) for k in keys})])
 
     @staticmethod
     def _read_stamps(conn: Connection, slots: Collection[int]) -> dict[int, int]:

@@ -29,7 +29,7 @@ from engine.store.sql.rows import (
     send_values,
     timer_values,
 )
-from engine.store.sql.stamps import StampQueries, identity_key, profile_key
+from engine.store.sql.stamps import StampQueries, identity_key, profile_key, written_keys
 from engine.store.sql.state import _values
 
 
@@ -145,7 +145,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
 
     def write_changes(self, changes: Sequence[Change]) -> None:
         with self.transaction(stamped=True), self._write() as conn:  # stamps what it writes
-            self._stamp_written(conn, changes)
+            self._stamp_keys(conn, written_keys(changes))
             for change in changes:
                 if isinstance(change, MergeStep):
                     self.merge_profiles(change.into, change.from_)
