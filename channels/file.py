@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict
 from pathlib import Path
 
 from engine.ports import DeliveryError, Message
@@ -47,5 +46,5 @@ def _line(message: Message) -> str:
     record = {"key": message.key, "profile_id": message.profile_id,
               "journey": message.journey, "step": message.step,
               "channel": message.channel, "to": message.to, "at": message.at.isoformat(),
-              "rendered": asdict(message.rendered)}
+              "rendered": message.rendered.document()}
     return json.dumps(record, sort_keys=True, default=str) + "\n"

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from transitions import Machine
-
 from journeys.graph import COMPLETED, EXITED, START, Edge, edges
 from journeys.loaded import Library, LoadedJourney
+from journeys.machine import JourneyMachine
 from journeys.model import Journey, Policy
 from journeys.steps import AnyStep, BranchCase, BranchStep, WaitForStep, kind_of
 from journeys.templating import TemplateLibrary
@@ -42,7 +41,7 @@ def branch_rule(step_id: str, case: int) -> str:
 @dataclass(frozen=True)
 class CompiledJourney:
     loaded: LoadedJourney
-    machine: Machine
+    machine: JourneyMachine
     events: Matcher
     branches: Matcher
     edges: Mapping[str, list[Edge]]
@@ -152,14 +151,14 @@ def branch_rules(loaded: LoadedJourney) -> dict[str, Condition]:
     return rules
 
 
-def build_machine(model: Journey, graph: Mapping[str, list[Edge]]) -> Machine:
+def build_machine(model: Journey, graph: Mapping[str, list[Edge]]) -> JourneyMachine:
     step_ids = list(graph)
     transitions: list[dict[str, Any]] = [{"trigger": "enter", "source": START,
                                           "dest": model.steps[0].id}]
     for source, out in graph.items():
         transitions += [{"trigger": e.trigger, "source": source, "dest": e.target} for e in out]
         transitions.append({"trigger": "exit", "source": source, "dest": EXITED})
-    return Machine(
+    return JourneyMachine(
         model=None,
         states=[START, *step_ids, COMPLETED, EXITED],
         transitions=transitions,
