@@ -296,7 +296,8 @@ class Service:
         other loops get their turn), then say when a held event comes due."""
         self._refresh_statuses()
         started = time.monotonic()
-        while not self._stop.is_set() and self.worker.handle_events():
+        while (not self._stop.is_set() and self.worker.handle_events()
+               and not self.worker.drained):
             if time.monotonic() - started > 1.0:
                 self._loops["events"].wake()
                 break

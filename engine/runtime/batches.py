@@ -56,6 +56,10 @@ class Outcome:
     emitted: bool = False  # it queued events: wake the event loop
     earliest_timer: datetime | None = None  # the soonest timer it wrote
     lags: list[float] = field(default_factory=list)  # seconds from the API, per event
+    # The claim took everything that was due and all of it was done: the loop need not
+    # claim again at once only to find nothing (a transaction per wake-up; see
+    # `Worker.drained`).
+    drained: bool = False
 
     def add(self, other: Outcome) -> None:
         self.handled += other.handled

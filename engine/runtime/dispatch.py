@@ -154,6 +154,13 @@ class Dispatcher:
             chunk, deliver = admission
             tried += chunk.claimed
             self._deliver(deliver, chunk)
+            if chunk.claimed < self.batch:
+                # It took every row due (or another dispatcher holds the rest): no
+                # claim that finds nothing. With N workers each dispatcher woke for every
+                # queued send, and that empty claim was a transaction per wake-up (on
+                # SQLite one that took the write lock). What is due later, or still held
+                # elsewhere, is the loop's next run (`next_outbox_at`).
+                break
         return tried
 
     # --- admission: one transaction -----------------------------------------------------

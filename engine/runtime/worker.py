@@ -126,6 +126,7 @@ class Worker:
         self.on_timer: Callable[[datetime], None] | None = None
         self.metrics: Metrics | None = None
         self._limit = {"inbox": MIN_BATCH, "timers": 64}  # adaptive claim sizes
+        self.drained = False  # the last batch of events took all that was due (_took_all)
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
@@ -137,6 +138,7 @@ class Worker:
         with self._runner_lock:
             outcome = self._round(self._optimistic_batch, self._event_batch,
                                   self._event_batch_per_profile)
+        self.drained = outcome.drained
         return self._after(outcome, "events")
 
     def _round(self, optimistic: Callable[[], Outcome | Redo],
@@ -174,6 +176,7 @@ class Worker:
         if profiles is None:  # a batch done again (given profiles) says nothing of the load
             self._adapt("inbox", outcome.handled + outcome.failed,
                         time.perf_counter() - started, len(items))
+            outcome.drained = self._took_all(outcome, len(items), limit)
         return outcome
 
     def _optimistic_batch(self) -> Outcome | Redo:
@@ -185,7 +188,8 @@ class Worker:
         started = time.perf_counter()
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
-            items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
+            limit = self._limit["inbox"]
+            items = snapshots.peek_inbox(limit, now, self.lane)
             if not items and self.lane.count > 1:  # a lane nobody serves, if any
                 items = snapshots.peek_inbox(self._limit["inbox"], now, Lane(),
                                              waiting_since=now - LANE_TAKEOVER)
@@ -203,6 +207,7 @@ class Worker:
             unit.write()
         self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(items))
+        outcome.drained = self._took_all(outcome, len(items), limit)
         return outcome
 
     def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
@@ -301,7 +306,7 @@ class Worker:
                 outcome = self._round(self._optimistic_timers, self._timer_chunk,
                                       self._timer_chunks_per_profile)
                 fired += self._after(outcome, "timers")
-                if outcome.handled + outcome.failed == 0:
+                if outcome.handled + outcome.failed == 0 or outcome.drained:
                     break
         return fired
 
@@ -312,7 +317,8 @@ class Worker:
         started = time.perf_counter()
         with self.store.transaction(stamped=True):
             now = self.clock.now()
-            timers = (self.store.claim_due_timers(now, self._limit["timers"]) if keys is None
+            limit = self._limit["timers"]
+            timers = (self.store.claim_due_timers(now, limit) if keys is None
                       else self.store.claim_timers(keys, due_by=now))
             if not timers:
                 return Outcome()
@@ -324,6 +330,7 @@ class Worker:
         if keys is None:  # a chunk done again (given keys) says nothing of the load
             self._adapt("timers", outcome.handled + outcome.failed,
                         time.perf_counter() - started, len(timers))
+            outcome.drained = self._took_all(outcome, len(timers), limit)
         return outcome
 
     def _optimistic_timers(self) -> Outcome | Redo:
@@ -335,10 +342,10 @@ class Worker:
         started = time.perf_counter()
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
-            timers = snapshots.peek_timers(now, self._limit["timers"], self.lane)
+            limit = self._limit["timers"]
+            timers = snapshots.peek_timers(now, limit, self.lane)
             if not timers and self.lane.count > 1:  # a lane nobody serves, if any
-                timers = snapshots.peek_timers(now - LANE_TAKEOVER, self._limit["timers"],
-                                               Lane())
+                timers = snapshots.peek_timers(now - LANE_TAKEOVER, limit, Lane())
             if not timers:
                 return Outcome()
             unit, outcome, done, later = self._fire_chunk(timers, now, claimed=False)
@@ -357,6 +364,7 @@ class Worker:
             unit.write()
         self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(timers))
+        outcome.drained = self._took_all(outcome, len(timers), limit)
         return outcome
 
     def _fire_chunk(self, timers: list[ScheduleTimer], now: datetime, *, claimed: bool
@@ -546,6 +554,15 @@ class Worker:
         self.stats.parked += 1
         if self.metrics is not None:
             self.metrics.parked.labels(kind).inc()
+
+    def _took_all(self, outcome: Outcome, claimed: int, limit: int) -> bool:
+        """Whether a batch's claim (or peek) found fewer items than it asked for and
+        did them all: nothing else was due, so its loop stops instead of claiming again
+        only to find nothing (what is due later, or arrives, wakes the loop; what another
+        worker held is `next_inbox_at`'s / `next_timer_at`'s). Not for a lane worker,
+        whose look at the lanes nobody serves comes after its own lane is empty."""
+        return (self.lane.count == 1 and claimed < limit
+                and outcome.handled + outcome.failed == claimed)
 
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""

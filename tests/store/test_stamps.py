@@ -234,6 +234,25 @@ def test_a_lane_nobody_serves_is_taken_over_after_it_has_waited(
     assert profile.traits["plan"] == "b"
 
 
+def test_a_lane_worker_looks_at_the_lanes_nobody_serves_after_a_short_batch(
+        engine: InMemoryEngine) -> None:
+    """A short batch ends a single worker's round (tests/store/test_drained.py), not a
+    lane worker's: the lanes nobody serves come after its own lane is empty."""
+    from engine.runtime.worker import LANE_TAKEOVER
+
+    engine.worker.lane = Lane(0, 2)
+    mine, theirs = _in_lane(0), _in_lane(1)
+    engine.store.accept_events([normalize({"type": "track", "userId": theirs,
+                                           "event": "Seen"}, now=T0, message_id="t1")])
+    engine.clock.advance(LANE_TAKEOVER)
+    engine.store.accept_events([normalize({"type": "track", "userId": mine, "event": "Seen"},
+                                          now=engine.clock.now(), message_id="m1")])
+    assert engine.worker.handle_events() == 1  # its own lane's first
+    assert not engine.worker.drained  # the service's round goes on
+    assert engine.worker.handle_events() == 1  # then the lane nobody serves
+    assert engine.store.get_profile(theirs) is not None
+
+
 def test_a_lane_worker_waits_only_for_its_own_lanes_held_events(store: SqlStore) -> None:
     later = T0 + timedelta(hours=1)
     store.accept_events([normalize({"type": "track", "userId": _in_lane(1), "event": "Seen"},
