@@ -187,3 +187,61 @@ def test_the_active_enrollments_load_uses_the_partial_index_in_a_generic_plan(
     assert "ix_enrollments_active" in plan, plan
     assert sorted(r.id for r in found) == sorted(
         f"e{i}" for i in range(1, 2001) if i % 50 == 0 and i % 40 in (10, 20))
+
+
+def test_withdrawals_skip_their_enrollments_sends_each_with_its_reason(
+        sql_store: SqlStore) -> None:
+    """A run's withdrawals are one statement (units.py): each enrollment's pending sends
+    skipped with its own reason and a decision each; other enrollments' untouched."""
+    from dataclasses import replace
+
+    store = sql_store
+    for key, eid, pid in (("k1", "e1", "p1"), ("k2", "e1", "p1"), ("k3", "e2", "p2"),
+                          ("k4", "e3", "p3")):
+        store.enqueue_send(replace(outbox_entry(key, profile=pid), enrollment_id=eid))
+    run = WriteRun()
+    for pid, eid, reason in (("p1", "e1", "exit_when:Order Completed"),
+                             ("p2", "e2", "enrollment_exited"),
+                             ("p1", "e1", "a second withdrawal finds nothing left")):
+        run.withdrawn.append((pid, eid, Decision(T0, pid, "welcome", "", "skipped", reason,
+                                                 {"why": reason})))
+    store.write_changes([run])
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {k: (r.status, r.last_error) for k, r in records.items()} == {
+        "k1": ("skipped", "exit_when:Order Completed"),
+        "k2": ("skipped", "exit_when:Order Completed"),
+        "k3": ("skipped", "enrollment_exited"), "k4": ("pending", None)}
+    decisions = sorted((d.profile_id, d.step, d.reason, d.details["channel"])
+                       for d in store.recorded_decisions() if d.what == "skipped")
+    assert decisions == [("p1", "send_welcome", "exit_when:Order Completed", "email")] * 2 + [
+        ("p2", "send_welcome", "enrollment_exited", "email")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
+def test_a_withdrawal_reads_the_profile_enrollment_index_in_a_generic_plan(
+        sql_store: SqlStore) -> None:
+    """PostgreSQL: with the pairs as a joined set the planner hashed them and read the
+    whole outbox; as arrays it looks the profiles up in ix_outbox_profile_enrollment,
+    whatever the statistics (a generic plan on a new database)."""
+    from sqlalchemy import text
+
+    store = sql_store
+    store.enqueue_send(outbox_entry("k0", profile="p0"))
+    with store.sql_engine.begin() as conn:  # a realistic outbox: many pages of pending sends
+        conn.execute(text(
+            "INSERT INTO outbox (send_key, enrollment_id, profile_id, journey, step, channel, "
+            "template, \"to\", rendered, status, attempts, next_attempt_at, created_at) "
+            "SELECT 'k' || i, 'e' || i, 'p' || i, journey, step, channel, template, \"to\", "
+            "rendered, status, attempts, next_attempt_at, created_at "
+            "FROM outbox, generate_series(1, 20000) AS i"))
+    query = (store._withdraw_sends.text.replace(":reasons", "$1").replace(":eids", "$2")
+             .replace(":pids", "$3"))
+    with store.sql_engine.connect() as conn:
+        conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        conn.exec_driver_sql(f"PREPARE withdraw(text[], text[], varchar[]) AS {query}")
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+            "EXPLAIN EXECUTE withdraw('{why}', '{e7}', '{p7}')"))
+        conn.rollback()
+    assert "ix_outbox_profile_enrollment" in plan, plan
+    assert "Seq Scan" not in plan, plan
