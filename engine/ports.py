@@ -301,6 +301,12 @@ class OutboxStore(Protocol):
         """Add a send to the outbox; False (and nothing changes) if its key is there
         already: the exactly-once guard for sends."""
         ...
+    def claim_was_short(self) -> bool:
+        """Whether this thread's last `claim_inbox` or `claim_outbox` found fewer rows
+        than its limit (counted before PostgreSQL let go of the rows of profiles another
+        transaction holds): it took everything due that nobody else holds, so its loop
+        need not claim again at once (engine/runtime/worker.py `_took_all`)."""
+        ...
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         """Lease due sends (oldest first) and count the attempt: the profiles of up to
         `limit` due rows, each with *every* due send it has, so a profile's competing

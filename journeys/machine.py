@@ -8,7 +8,7 @@ CPU (py-spy, bench/journey_bench.py end to end; 21,813 transitions for 8,000 eve
 `DirectEvent.trigger` sets the row's state to the first transition's destination, as
 `Transition.execute` would with no conditions, and hands every other case (a
 condition, a callback, an internal transition, an invalid trigger, arguments) to
-`Event.trigger` unchanged. tests/journeys/test_machine.py checks the two agree on
+`Event.trigger` unchanged. tests/language/test_machine.py checks the two agree on
 every bundled journey.
 """
 
@@ -22,15 +22,17 @@ from transitions import Event, Machine
 class DirectEvent(Event):
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
         machine = self.machine
-        candidates = self.transitions.get(str(getattr(model, machine.model_attribute, "")))
+        state = getattr(model, machine.model_attribute, None)
+        # plain string states only: an Enum's state is looked up by its name
+        candidates = self.transitions.get(state) if type(state) is str else None
         if args or kwargs or not candidates or _has_callbacks(machine):
             return bool(super().trigger(model, *args, **kwargs))
         first = candidates[0]
-        if (first.dest is None or first.conditions or first.prepare or first.before
-                or first.after):
-            return bool(super().trigger(model, *args, **kwargs))
-        source, dest = machine.states[first.source], machine.states[first.dest]
-        if source.on_exit or dest.on_enter or dest.final:
+        source = machine.states.get(first.source)
+        dest = machine.states.get(first.dest) if first.dest is not None else None
+        if (source is None or dest is None or first.conditions or first.prepare
+                or first.before or first.after or source.on_exit or dest.on_enter
+                or dest.final):
             return bool(super().trigger(model, *args, **kwargs))
         setattr(model, machine.model_attribute, dest.value)
         return True

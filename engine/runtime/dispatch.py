@@ -114,6 +114,7 @@ class _Chunk:
     enrollments: dict[str, Enrollment]
     profiles: dict[str, Profile]
     claimed: int = 0
+    short: bool = False  # the claim found fewer rows than its limit (Store.claim_was_short)
     outcomes: list[Callable[[], object]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
     # the two outcomes of nearly every row, (key, at), each kind one statement
@@ -154,12 +155,13 @@ class Dispatcher:
             chunk, deliver = admission
             tried += chunk.claimed
             self._deliver(deliver, chunk)
-            if chunk.claimed < self.batch:
-                # It took every row due (or another dispatcher holds the rest): no
-                # claim that finds nothing. With N workers each dispatcher woke for every
-                # queued send, and that empty claim was a transaction per wake-up (on
-                # SQLite one that took the write lock). What is due later, or still held
-                # elsewhere, is the loop's next run (`next_outbox_at`).
+            if chunk.short:
+                # Its claim found fewer rows than it asked for: it took every row due
+                # that no other dispatcher holds, so no claim that finds nothing. With N
+                # workers each dispatcher woke for every queued send, and that empty
+                # claim was a transaction per wake-up (on SQLite one that took the write
+                # lock). What is due later, or held elsewhere, is the loop's next run
+                # (`next_outbox_at`).
                 break
         return tried
 
@@ -176,9 +178,10 @@ class Dispatcher:
             entries = self.store.claim_outbox(now, self.batch, self.lease)
             if not entries:
                 return None
+            short = self.store.claim_was_short()
             chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries))
+                           claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []

@@ -176,7 +176,7 @@ class Worker:
         if profiles is None:  # a batch done again (given profiles) says nothing of the load
             self._adapt("inbox", outcome.handled + outcome.failed,
                         time.perf_counter() - started, len(items))
-            outcome.drained = self._took_all(outcome, len(items), limit)
+            outcome.drained = self._took_all(outcome, len(items), self.store.claim_was_short())
         return outcome
 
     def _optimistic_batch(self) -> Outcome | Redo:
@@ -188,8 +188,7 @@ class Worker:
         started = time.perf_counter()
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
-            limit = self._limit["inbox"]
-            items = snapshots.peek_inbox(limit, now, self.lane)
+            items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
             if not items and self.lane.count > 1:  # a lane nobody serves, if any
                 items = snapshots.peek_inbox(self._limit["inbox"], now, Lane(),
                                              waiting_since=now - LANE_TAKEOVER)
@@ -207,7 +206,6 @@ class Worker:
             unit.write()
         self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(items))
-        outcome.drained = self._took_all(outcome, len(items), limit)
         return outcome
 
     def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
@@ -330,7 +328,7 @@ class Worker:
         if keys is None:  # a chunk done again (given keys) says nothing of the load
             self._adapt("timers", outcome.handled + outcome.failed,
                         time.perf_counter() - started, len(timers))
-            outcome.drained = self._took_all(outcome, len(timers), limit)
+            outcome.drained = self._took_all(outcome, len(timers), len(timers) < limit)
         return outcome
 
     def _optimistic_timers(self) -> Outcome | Redo:
@@ -342,10 +340,10 @@ class Worker:
         started = time.perf_counter()
         with snapshots.snapshot() as snapshot:
             now = self.clock.now()
-            limit = self._limit["timers"]
-            timers = snapshots.peek_timers(now, limit, self.lane)
+            timers = snapshots.peek_timers(now, self._limit["timers"], self.lane)
             if not timers and self.lane.count > 1:  # a lane nobody serves, if any
-                timers = snapshots.peek_timers(now - LANE_TAKEOVER, limit, Lane())
+                timers = snapshots.peek_timers(now - LANE_TAKEOVER, self._limit["timers"],
+                                               Lane())
             if not timers:
                 return Outcome()
             unit, outcome, done, later = self._fire_chunk(timers, now, claimed=False)
@@ -364,7 +362,6 @@ class Worker:
             unit.write()
         self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
                     len(timers))
-        outcome.drained = self._took_all(outcome, len(timers), limit)
         return outcome
 
     def _fire_chunk(self, timers: list[ScheduleTimer], now: datetime, *, claimed: bool
@@ -555,14 +552,17 @@ class Worker:
         if self.metrics is not None:
             self.metrics.parked.labels(kind).inc()
 
-    def _took_all(self, outcome: Outcome, claimed: int, limit: int) -> bool:
-        """Whether a batch's claim (or peek) found fewer items than it asked for and
-        did them all: nothing else was due, so its loop stops instead of claiming again
-        only to find nothing (what is due later, or arrives, wakes the loop; what another
-        worker held is `next_inbox_at`'s / `next_timer_at`'s). Not for a lane worker,
-        whose look at the lanes nobody serves comes after its own lane is empty."""
-        return (self.lane.count == 1 and claimed < limit
-                and outcome.handled + outcome.failed == claimed)
+    @staticmethod
+    def _took_all(outcome: Outcome, claimed: int, short: bool) -> bool:
+        """Whether a batch inside the write transaction took everything due and did it
+        all: its claim came back `short` of its limit (counted before PostgreSQL let go
+        of profiles another transaction holds: those are `next_inbox_at`'s) and nothing
+        was left undone. Its loop then stops instead of claiming again only to find
+        nothing (what arrives later wakes it: in this process, or by NOTIFY). A batch
+        handled in a snapshot (SQLite's `journeyman worker`) looks again: that look is
+        a read, and another process's events may come with no wake-up (wake_sockets.py),
+        and a lane worker's look at the lanes nobody serves comes after its own lane."""
+        return short and outcome.handled + outcome.failed == claimed
 
     def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
         """Grow the claim while batches finish within the budget, shrink it when not."""

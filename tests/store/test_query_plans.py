@@ -196,8 +196,10 @@ def test_withdrawals_skip_their_enrollments_sends_each_with_its_reason(
     from dataclasses import replace
 
     store = sql_store
+    # k5: e2's send left under p1 (a merge moves enrollments, not their outbox rows):
+    # not (p2, e2)'s, so not withdrawn with it
     for key, eid, pid in (("k1", "e1", "p1"), ("k2", "e1", "p1"), ("k3", "e2", "p2"),
-                          ("k4", "e3", "p3")):
+                          ("k4", "e3", "p3"), ("k5", "e2", "p1")):
         store.enqueue_send(replace(outbox_entry(key, profile=pid), enrollment_id=eid))
     run = WriteRun()
     for pid, eid, reason in (("p1", "e1", "exit_when:Order Completed"),
@@ -210,7 +212,8 @@ def test_withdrawals_skip_their_enrollments_sends_each_with_its_reason(
     assert {k: (r.status, r.last_error) for k, r in records.items()} == {
         "k1": ("skipped", "exit_when:Order Completed"),
         "k2": ("skipped", "exit_when:Order Completed"),
-        "k3": ("skipped", "enrollment_exited"), "k4": ("pending", None)}
+        "k3": ("skipped", "enrollment_exited"), "k4": ("pending", None),
+        "k5": ("pending", None)}
     decisions = sorted((d.profile_id, d.step, d.reason, d.details["channel"])
                        for d in store.recorded_decisions() if d.what == "skipped")
     assert decisions == [("p1", "send_welcome", "exit_when:Order Completed", "email")] * 2 + [

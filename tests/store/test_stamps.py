@@ -236,8 +236,9 @@ def test_a_lane_nobody_serves_is_taken_over_after_it_has_waited(
 
 def test_a_lane_worker_looks_at_the_lanes_nobody_serves_after_a_short_batch(
         engine: InMemoryEngine) -> None:
-    """A short batch ends a single worker's round (tests/store/test_drained.py), not a
-    lane worker's: the lanes nobody serves come after its own lane is empty."""
+    """A short batch in the write transaction ends its round (tests/store/
+    test_drained.py); a lane worker's, read in a snapshot, does not: the lanes nobody
+    serves come after its own lane is empty."""
     from engine.runtime.worker import LANE_TAKEOVER
 
     engine.worker.lane = Lane(0, 2)

@@ -97,7 +97,13 @@ class MemoryQueues(MemoryState):
                 held.add(row.profile_id)
                 continue
             claimed.append(InboxItem(row.id, row.profile_id, row.event, row.attempts))
+        self._claim_short = len(claimed) < limit
         return claimed
+
+    _claim_short = False
+
+    def claim_was_short(self) -> bool:
+        return self._claim_short
 
     def ack_inbox(self, ids: list[int]) -> None:
         for row_id in ids:
@@ -141,6 +147,7 @@ class MemoryQueues(MemoryState):
             if len(profiles) == limit:
                 break
             profiles.add(self.outbox[key].entry.profile_id)
+        self._claim_short = len(profiles) < limit
         claimed: list[OutboxEntry] = []
         for key in due:
             row = self.outbox[key]

@@ -213,6 +213,7 @@ class InboxQueries(StateQueries):
         query = self._inbox_statements["all" if profiles is None else "some"]
         with self._write() as conn:
             rows = list(conn.execute(query, params).all())
+            self._local.claim_short = len(rows) < limit
             if self._pg and rows:
                 kept = self._runs_from_earliest(conn, rows)
                 if len(kept) < len(rows):
@@ -286,6 +287,9 @@ class InboxQueries(StateQueries):
                 last_error=error))
 
     _look_again_at: datetime | None = None  # a claim left events to another worker
+
+    def claim_was_short(self) -> bool:
+        return bool(getattr(self._local, "claim_short", False))
 
     def next_inbox_at(self, lane: Lane | None = None) -> datetime | None:
         """When the inbox next has work: the earliest held event (of `lane`, if given),

@@ -69,12 +69,13 @@ class OutboxQueries(SqlBase):
         params: dict[str, Any] = {"now": now, "limit": limit, "until": now + lease}
         with self._write() as conn:
             if self._pg:
-                params["ids"] = self._claimable_pg(conn, now, limit)
+                params["ids"], head = self._claimable_pg(conn, now, limit)
                 stmt = q["take_rows"] if params["ids"] else None
             else:  # one writer at a time: every due row of these profiles is ours
-                params["profiles"] = list(dict.fromkeys(
-                    r[0] for r in conn.execute(q["head"], params)))
+                heads = [r[0] for r in conn.execute(q["head"], params)]
+                head, params["profiles"] = len(heads), list(dict.fromkeys(heads))
                 stmt = q["take_profiles"] if params["profiles"] else None
+            self._local.claim_short = head < limit
             if stmt is None:
                 return []
             rows = sorted(conn.execute(stmt, params).all(), key=lambda r: r.id)
@@ -110,13 +111,15 @@ class OutboxQueries(SqlBase):
             "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),
         }
 
-    def _claimable_pg(self, conn: Connection, now: datetime, limit: int) -> list[int]:
-        """The ids of the due rows of the profiles this transaction can take whole."""
+    def _claimable_pg(self, conn: Connection, now: datetime,
+                      limit: int) -> tuple[list[int], int]:
+        """The ids of the due rows of the profiles this transaction can take whole, and
+        how many rows the head of the queue had."""
         q = self._outbox_statements
-        profiles = list(dict.fromkeys(
-            r[0] for r in conn.execute(q["head_locked"], {"now": now, "limit": limit})))
+        heads = [r[0] for r in conn.execute(q["head_locked"], {"now": now, "limit": limit})]
+        profiles = list(dict.fromkeys(heads))
         if not profiles:
-            return []
+            return [], 0
         got = conn.execute(text(
             "SELECT t.p, pg_try_advisory_xact_lock(:space, t.k) FROM unnest("
             "CAST(:profiles AS text[]), CAST(:keys AS integer[])) AS t(p, k)"),
@@ -124,13 +127,13 @@ class OutboxQueries(SqlBase):
              "keys": [outbox_lock_key(p) for p in profiles]}).all()
         locked = [p for p, ok in got if ok]
         if not locked:
-            return []
+            return [], len(heads)
         params = {"now": now, "profiles": locked}
         rows = conn.execute(q["rows_of"], params).all()
         total = {p: int(n) for p, n in conn.execute(q["due_per_profile"], params)}
         mine = Counter(r.profile_id for r in rows)
         whole = {p for p in locked if mine[p] == total.get(p, 0)}
-        return [r.id for r in rows if r.profile_id in whole]
+        return [r.id for r in rows if r.profile_id in whole], len(heads)
 
     def mark_admitted(self, key: str, at: datetime) -> None:
         self._set_outbox(key, admitted_at=at)

@@ -203,24 +203,27 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
 
     def _withdraw(self, conn: Connection, withdrawn: list[tuple[str, str, Decision]]) -> None:
         """The ended enrollments' held sends skipped in one statement, each skipped row
-        with a decision like its enrollment's template (the first, if one is withdrawn
-        twice: the second found nothing left). A statement per enrollment was 7% of the
-        statements of two PostgreSQL workers (bench/journey_bench.py end to end)."""
-        first: dict[str, tuple[str, Decision]] = {}
+        with a decision like its (profile, enrollment)'s template (the first, if one is
+        withdrawn twice: the second found nothing left). A statement per enrollment was
+        7% of the statements of two PostgreSQL workers (bench/journey_bench.py end to
+        end)."""
+        first: dict[tuple[str, str], Decision] = {}
         for profile_id, enrollment_id, template in withdrawn:
-            first.setdefault(enrollment_id, (profile_id, template))
-        params = ({"pids": list(dict.fromkeys(pid for pid, _ in first.values())),
-                   "eids": list(first), "reasons": [t.reason for _, t in first.values()]}
-                  if self._pg else {"rows": dumps(
-                      [[pid, eid, t.reason] for eid, (pid, t) in first.items()])})
-        skipped: dict[str, list[tuple[str, str]]] = {}
+            first.setdefault((profile_id, enrollment_id), template)
+        pairs = list(first)
+        params = ({"pids": [p for p, _ in pairs], "eids": [e for _, e in pairs],
+                   "reasons": [t.reason for t in first.values()]} if self._pg
+                  else {"rows": dumps([[p, e, t.reason] for (p, e), t in first.items()])})
+        skipped: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for row in conn.execute(self._withdraw_sends, params):
-            skipped.setdefault(row.enrollment_id, []).append((row.step, row.channel))
+            skipped.setdefault((row.profile_id, row.enrollment_id), []).append(
+                (row.step, row.channel))
         decisions = [
             {"at": template.at, "profile_id": pid, "journey": template.journey,
              "step": step, "what": template.what, "reason": template.reason,
              "details": {"channel": channel, **template.details}}
-            for eid, (pid, template) in first.items() for step, channel in skipped.get(eid, ())]
+            for (pid, eid), template in first.items()
+            for step, channel in skipped.get((pid, eid), ())]
         if decisions:
             conn.execute(self._q["record_decision"], decisions)
 
@@ -253,30 +256,34 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
 
     @cached_property
     def _withdraw_sends(self) -> Any:
-        """Ended enrollments' held sends, skipped, each with its enrollment's reason,
-        found by ix_outbox_profile_enrollment (migration 0016; tests/store/
-        test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:reasons` (arrays; the
-        profiles are there for the index: an enrollment's sends are its profile's).
-        With the pairs as a joined set instead, it hashed them and read the whole outbox.
-        SQLite: `:rows`, a JSON array of [profile, enrollment, reason]. The status is
-        written so no index can serve it (`status || ''`, `+status`): on the (status,
-        next_attempt_at) index, a generic plan's choice before statistics and SQLite's,
-        it walked every pending send of everyone."""
+        """Ended enrollments' held sends, skipped: the rows of exactly these (profile,
+        enrollment) pairs (a merge moves enrollments, not their outbox rows), each with
+        its pair's reason, found by ix_outbox_profile_enrollment (migration 0016;
+        tests/store/test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:reasons`,
+        arrays of one pair each: the `ANY`s find the rows by the index, the pair's own
+        check and reason are looked up per row. With the pairs as a joined set instead,
+        it hashed them and read the whole outbox. SQLite: `:rows`, a JSON array of
+        [profile, enrollment, reason]. The status is written so no index can serve it
+        (`status || ''`, `+status`): on the (status, next_attempt_at) index, a generic
+        plan's choice before statistics and SQLite's, it walked every pending send."""
         if self._pg:
+            pairs = ("FROM unnest(CAST(:pids AS text[]), CAST(:eids AS text[]), "
+                     "CAST(:reasons AS text[])) AS w(p, e, r) "
+                     "WHERE w.p = outbox.profile_id AND w.e = outbox.enrollment_id LIMIT 1")
             return text(
-                "UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, last_error = "
-                "(CAST(:reasons AS text[]))[array_position(CAST(:eids AS text[]), "
-                "CAST(outbox.enrollment_id AS text))] "
+                f"UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, "
+                f"last_error = (SELECT w.r {pairs}) "
                 "WHERE outbox.profile_id = ANY(CAST(:pids AS varchar[])) "
                 "AND outbox.enrollment_id = ANY(CAST(:eids AS varchar[])) "
-                "AND outbox.status || '' = 'pending' RETURNING enrollment_id, step, channel")
+                f"AND EXISTS (SELECT 1 {pairs}) AND outbox.status || '' = 'pending' "
+                "RETURNING profile_id, enrollment_id, step, channel")
         return text(
             "UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, "
             "last_error = w.reason FROM (SELECT json_extract(value, '$[0]') AS pid, "
             "json_extract(value, '$[1]') AS eid, json_extract(value, '$[2]') AS reason "
             "FROM json_each(:rows)) AS w WHERE outbox.profile_id = w.pid "
             "AND outbox.enrollment_id = w.eid AND +outbox.status = 'pending' "
-            "RETURNING enrollment_id, step, channel")
+            "RETURNING profile_id, enrollment_id, step, channel")
 
     @cached_property
     def _record_exit(self) -> Any:
