@@ -18,16 +18,7 @@ import pytest
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.helpers import T0, outbox_entry
-
-LATER = """
-journey: later
-version: 1
-entry: {event: Ordered}
-steps:
-  - {id: pause, wait: 2s}
-  - id: hello
-    send: {channel: email, template: hello}
-"""
+from tests.store.test_isolation import LATER
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
