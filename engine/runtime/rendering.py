@@ -10,7 +10,7 @@ from datetime import datetime
 from engine.core.model import Profile, Send
 from engine.ports import OutboxEntry
 from engine.runtime.tracking import TrackingLinks, rewrite
-from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks
+from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks, one_click_headers
 from journeys.compiler import CompiledJourney
 from journeys.model import Policy, Tracking
 
@@ -27,11 +27,12 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
     uses it too, without tracking.)"""
     to = send.to or _address(profile, send.channel)
     whom = person or Person(PROFILE, send.profile_id)
-    context = {**send.context, "unsubscribe_url": links.url(whom, send.channel)}
+    unsubscribe = links.url(whom, send.channel)  # signed once: in the body and the headers
+    context = {**send.context, "unsubscribe_url": unsubscribe}
     rendered = journey.templates.render(send.template, context)
     if send.channel == "email":  # RFC 8058 one-click unsubscribe
         rendered = replace(rendered, headers={
-            **rendered.headers, **links.headers(whom, send.channel)})
+            **rendered.headers, **one_click_headers(unsubscribe)})
         settings = tracking_settings(journey, policy)
         template = journey.templates.templates.get(send.template)
         if tracking is not None and (template is None or template.track) and (

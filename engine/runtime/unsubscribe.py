@@ -92,8 +92,7 @@ class UnsubscribeLinks:
         return f"{self.base_url}/u/{self.token(person, channel)}"
 
     def headers(self, person: Person, channel: str) -> dict[str, str]:
-        return {"List-Unsubscribe": f"<{self.url(person, channel)}>",
-                "List-Unsubscribe-Post": ONE_CLICK}
+        return one_click_headers(self.url(person, channel))
 
     def verify(self, token: str, now: datetime | None = None) -> tuple[Person, str] | None:
         """(person, channel) for a genuine token signed by a secret still valid `now`
@@ -114,3 +113,8 @@ class UnsubscribeLinks:
         else:
             return None
         return (person, channel) if person.value and channel else None
+
+
+def one_click_headers(url: str) -> dict[str, str]:
+    """RFC 8058's headers for an unsubscribe link (`UnsubscribeLinks.url`)."""
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
