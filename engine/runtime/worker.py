@@ -96,6 +96,7 @@ LANE_TAKEOVER = timedelta(seconds=30)
 # load), and during a storm of due timers each claim is a transaction that holds
 # SQLite's write lock, which an API request waits for: 32 timers held it 180 ms.
 MIN_TIMER_BATCH = 4
+RETRY_AFTER_TRANSIENT = timedelta(milliseconds=100)  # a transaction rolled back by the database
 
 
 class Worker:
@@ -127,6 +128,7 @@ class Worker:
         self.metrics: Metrics | None = None
         self._limit = {"inbox": MIN_BATCH, "timers": 64}  # adaptive claim sizes
         self.drained = False  # the last batch of events took all that was due (_took_all)
+        self._retry_at: datetime | None = None  # look at the inbox again (a transient error)
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
@@ -473,8 +475,11 @@ class Worker:
         return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
 
     def next_inbox_at(self) -> datetime | None:
-        """When an event of this worker's (its lane's, on SQLite) next comes due."""
-        return self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
+        """When an event of this worker's (its lane's, on SQLite) next comes due, or
+        soon after a transient error."""
+        due = self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
+        retry, self._retry_at = self._retry_at, None
+        return retry if retry is not None and (due is None or retry < due) else due
 
     def next_timer_at(self) -> datetime | None:
         """When a timer of this worker's (its lane's, on SQLite) next comes due."""
@@ -497,6 +502,10 @@ class Worker:
             if self.store.is_transient(exc):
                 log.warning("a transient database error; retrying later: %s",
                             without_values(str(exc)))
+                # Soon: its rows were locked until the rollback, so another worker's
+                # claim may have skipped them and ended its round (nothing else says
+                # they wait: `next_inbox_at` knows held events only).
+                self._retry_at = self.clock.now() + RETRY_AFTER_TRANSIENT
                 return Outcome()
             error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)

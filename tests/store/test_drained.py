@@ -155,3 +155,59 @@ def test_a_claim_short_only_of_a_profile_held_elsewhere_is_not_the_last(
         assert dispatcher.dispatch_due() == 24  # every send but p0's, in one round
         other.rollback()
     assert store.inbox_counts() == {"pending": 1}
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_after_a_transient_error_the_worker_looks_at_the_inbox_again_soon(
+        engine: InMemoryEngine) -> None:
+    """A batch rolled back by the database held its rows until then, so another
+    worker's claim may have skipped them and ended its round: nothing else says they
+    wait (`next_inbox_at` knows held events only), so this worker looks again soon."""
+    from sqlalchemy.exc import OperationalError
+
+    from engine.runtime.worker import RETRY_AFTER_TRANSIENT
+
+    store, worker = engine.store, engine.worker
+    store.accept_events(ordered(2), "test")
+    name = "claim_inbox" if worker.snapshots is None else "peek_inbox"
+
+    def busy(*_: Any, **__: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    setattr(store, name, busy)
+    assert worker.handle_events() == 0
+    delattr(store, name)
+    assert worker.next_inbox_at() == engine.clock.now() + RETRY_AFTER_TRANSIENT
+    assert worker.next_inbox_at() is None  # once: the next round decides again
+    assert worker.handle_events() == 2
+
+
+@pytest.mark.postgres
+def test_a_merge_that_moves_waiting_events_wakes_the_workers(pg_database: str) -> None:
+    """The merge's UPDATE locks the events it moves until it commits: a claim meanwhile
+    skipped them (SKIP LOCKED) and may have ended its round; the commit's NOTIFY wakes
+    every worker to look again."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from engine.runtime.events import normalize
+    from engine.store.sql.notify import PREFIX
+    from tests.store.conftest import make_pg_store
+
+    store = make_pg_store(pg_database)
+    dsn = make_url(pg_database).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    try:
+        store.accept_events([normalize({"type": "track", "anonymousId": "a1", "event": "Seen"},
+                                       now=T0, message_id="m1")])
+        [item] = store.claim_inbox(10, T0)
+        with psycopg.connect(dsn, autocommit=True) as listener:
+            listener.execute(f"LISTEN {PREFIX}inbox")
+            with store.transaction():
+                store.merge_profiles("u1", item.profile_id)
+            heard = [n.channel for n in listener.notifies(timeout=2, stop_after=1)]
+        assert heard == [f"{PREFIX}inbox"]
+        with store.transaction():
+            assert [i.profile_id for i in store.claim_inbox(10, T0)] == ["u1"]
+    finally:
+        store.close()

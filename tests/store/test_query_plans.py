@@ -239,12 +239,13 @@ def test_a_withdrawal_reads_the_profile_enrollment_index_in_a_generic_plan(
             "rendered, status, attempts, next_attempt_at, created_at "
             "FROM outbox, generate_series(1, 20000) AS i"))
     query = (store._withdraw_sends.text.replace(":reasons", "$1").replace(":eids", "$2")
-             .replace(":pids", "$3"))
+             .replace(":pids", "$3").replace(":keys", "$4"))
     with store.sql_engine.connect() as conn:
         conn.execute(text("SET plan_cache_mode = force_generic_plan"))
-        conn.exec_driver_sql(f"PREPARE withdraw(text[], text[], varchar[]) AS {query}")
+        conn.exec_driver_sql(
+            f"PREPARE withdraw(text[], varchar[], varchar[], text[]) AS {query}")
         plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-            "EXPLAIN EXECUTE withdraw('{why}', '{e7}', '{p7}')"))
+            "EXPLAIN EXECUTE withdraw('{why}', '{e7}', '{p7}', ARRAY[E'p7\\x1fe7'])"))
         conn.rollback()
     assert "ix_outbox_profile_enrollment" in plan, plan
     assert "Seq Scan" not in plan, plan

@@ -86,8 +86,10 @@ class IdentityQueries(StateQueries, StampQueries):
                      for r in moved]).on_conflict_do_nothing(
                          index_elements=["profile_id", "journey"]))
                 conn.execute(delete(s).where(s.c.profile_id == from_))
-            conn.execute(update(self._inbox).where(self._inbox.c.profile_id == from_)
-                         .values(profile_id=into))
+            moved_events = conn.execute(update(self._inbox).where(
+                self._inbox.c.profile_id == from_).values(profile_id=into)).rowcount
+            if moved_events:  # locked until this commits: a claim meanwhile skipped them
+                self._notify(conn, [("inbox", "")])
             self._merge_entries(conn, into, from_)
 
     def _merge_entries(self, conn: Connection, into: str, from_: str) -> None:

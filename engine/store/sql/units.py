@@ -212,6 +212,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             first.setdefault((profile_id, enrollment_id), template)
         pairs = list(first)
         params = ({"pids": [p for p, _ in pairs], "eids": [e for _, e in pairs],
+                   "keys": [f"{p}\x1f{e}" for p, e in pairs],
                    "reasons": [t.reason for t in first.values()]} if self._pg
                   else {"rows": dumps([[p, e, t.reason] for (p, e), t in first.items()])})
         skipped: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -258,24 +259,24 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
     def _withdraw_sends(self) -> Any:
         """Ended enrollments' held sends, skipped: the rows of exactly these (profile,
         enrollment) pairs (a merge moves enrollments, not their outbox rows), each with
-        its pair's reason, found by ix_outbox_profile_enrollment (migration 0016;
-        tests/store/test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:reasons`,
-        arrays of one pair each: the `ANY`s find the rows by the index, the pair's own
-        check and reason are looked up per row. With the pairs as a joined set instead,
-        it hashed them and read the whole outbox. SQLite: `:rows`, a JSON array of
+        its pair's reason, found by the profile (ix_outbox_profile_enrollment, migration
+        0016; tests/store/test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:keys`
+        (profile, unit separator, enrollment: an enrollment id is a UUID, never holding
+        one) and `:reasons`, arrays of one pair each; the `ANY`s find the rows, the key
+        picks the exact pair and its reason. With the pairs as a joined set it hashed
+        them and read the whole outbox; with a correlated look-up of each row's pair it
+        cost twice as much at 1,000 pairs (review). SQLite: `:rows`, a JSON array of
         [profile, enrollment, reason]. The status is written so no index can serve it
         (`status || ''`, `+status`): on the (status, next_attempt_at) index, a generic
         plan's choice before statistics and SQLite's, it walked every pending send."""
         if self._pg:
-            pairs = ("FROM unnest(CAST(:pids AS text[]), CAST(:eids AS text[]), "
-                     "CAST(:reasons AS text[])) AS w(p, e, r) "
-                     "WHERE w.p = outbox.profile_id AND w.e = outbox.enrollment_id LIMIT 1")
+            key = "outbox.profile_id || chr(31) || outbox.enrollment_id"
             return text(
-                f"UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, "
-                f"last_error = (SELECT w.r {pairs}) "
+                "UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, last_error = "
+                f"(CAST(:reasons AS text[]))[array_position(CAST(:keys AS text[]), {key})] "
                 "WHERE outbox.profile_id = ANY(CAST(:pids AS varchar[])) "
                 "AND outbox.enrollment_id = ANY(CAST(:eids AS varchar[])) "
-                f"AND EXISTS (SELECT 1 {pairs}) AND outbox.status || '' = 'pending' "
+                f"AND {key} = ANY(CAST(:keys AS text[])) AND outbox.status || '' = 'pending' "
                 "RETURNING profile_id, enrollment_id, step, channel")
         return text(
             "UPDATE outbox SET status = 'skipped', next_attempt_at = NULL, "
