@@ -141,20 +141,24 @@ class _Ruleset:
             self.host = _host()
             self.host.set_rulesets({self.name: definition})
             self.handle = self.host.get_ruleset(self.name)._handle
+        # the fact's slot names, built once (`fact` runs for every event and journey)
+        self._strings = [(path, f"{_key(path)}__s") for path in self.t.string_slots]
+        self._numbers = [(path, f"{_key(path)}__ok", f"{_key(path)}__n")
+                         for path in self.t.number_slots]
 
     def fact(self, facts: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
         """The flattened fact, or None when durable cannot read one of its numbers."""
         fact: dict[str, Any] = {"__always": 1}
-        for path in self.t.string_slots:
+        for path, name in self._strings:
             value = lookup(facts, path)
-            fact[f"{_key(path)}__s"] = value if isinstance(value, str) else SENTINEL
-        for path in self.t.number_slots:
+            fact[name] = value if isinstance(value, str) else SENTINEL
+        for path, ok_name, number_name in self._numbers:
             value = lookup(facts, path)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok and not _plain_number(value):
                 return None
-            fact[f"{_key(path)}__ok"] = 1 if ok else 0
-            fact[f"{_key(path)}__n"] = value if ok else 0
+            fact[ok_name] = 1 if ok else 0
+            fact[number_name] = value if ok else 0
         for name, cond in self.t.leaves:
             fact[name] = 1 if evaluate(cond, facts, now) else 0
         return fact
