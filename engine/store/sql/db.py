@@ -188,6 +188,10 @@ class SqlBase:
     def in_transaction(self) -> bool:
         return getattr(self._local, "conn", None) is not None
 
+    def claim_was_short(self) -> bool:
+        """Set by `claim_inbox` and `claim_outbox`, per thread (the port says why)."""
+        return bool(getattr(self._local, "claim_short", False))
+
     @contextmanager
     def transaction(self, *, stamped: bool = False) -> Iterator[None]:
         """One database transaction for every store call made in the block (this thread).

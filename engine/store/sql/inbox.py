@@ -288,9 +288,6 @@ class InboxQueries(StateQueries):
 
     _look_again_at: datetime | None = None  # a claim left events to another worker
 
-    def claim_was_short(self) -> bool:
-        return bool(getattr(self._local, "claim_short", False))
-
     def next_inbox_at(self, lane: Lane | None = None) -> datetime | None:
         """When the inbox next has work: the earliest held event (of `lane`, if given),
         or soon when the last claim left events behind (PostgreSQL, see LOOK_AGAIN)."""
