@@ -91,9 +91,6 @@ class UnsubscribeLinks:
     def url(self, person: Person, channel: str) -> str:
         return f"{self.base_url}/u/{self.token(person, channel)}"
 
-    def headers(self, person: Person, channel: str) -> dict[str, str]:
-        return one_click_headers(self.url(person, channel))
-
     def verify(self, token: str, now: datetime | None = None) -> tuple[Person, str] | None:
         """(person, channel) for a genuine token signed by a secret still valid `now`
         (every secret, when `now` is None), else None."""
