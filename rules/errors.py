@@ -39,6 +39,9 @@ class JourneymanError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """` (did you mean 'x'?)` for the closest choice, or an empty string. Never the word
+    itself: a key the language knows elsewhere (a template's `id`) is unknown where it
+    was written, and "unknown key 'id' (did you mean 'id'?)" helps nobody."""
+    close = difflib.get_close_matches(word, [c for c in choices if c != word], n=1,
+                                      cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

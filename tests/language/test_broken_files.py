@@ -67,6 +67,10 @@ EXPECTED: dict[str, list[str]] = {
     "loop_no_wait": [
         'loop_no_wait.yaml:5:9: loop with no wait: hi -> again -> hi (add a wait or wait_for inside the loop)',
     ],
+    # a key the language knows elsewhere (a step's `id`): no "did you mean 'id'?"
+    "known_key_misplaced": [
+        "known_key_misplaced.yaml:3:1: unknown key 'id'",
+    ],
     "many_problems": [
         "many_problems.yaml:6:11: wait: bad duration '2 weeks': use 30s, 15m, 1h, 2d, 1w or ISO 8601 like P1DT2H",
         "many_problems.yaml:8:45: unknown key 'too' (did you mean 'to'?)",
