@@ -112,10 +112,20 @@ def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
+def _flat_globals(template: jinja2.Template) -> jinja2.Template:
+    """The template with its globals in one dict instead of Jinja2's ChainMap (the
+    template's own over the environment's). Every `render` copies them into a new
+    context (`dict(globals, **vars)`), and copying a ChainMap walks it key by key in
+    Python: 10 of a short template's 14.5 us per render. The environments here never
+    change their globals after they are made, so the copy taken now stays right."""
+    template.globals = dict(template.globals)
+    return template
+
+
 @lru_cache(maxsize=4096)
 def _compiled_string(source: str) -> jinja2.Template:
     """Inline strings are few and rendered often: compile each once."""
-    return _STRING_ENV.from_string(source)
+    return _flat_globals(_STRING_ENV.from_string(source))
 
 
 def render_string(source: str, context: Mapping[str, Any]) -> str:
@@ -255,8 +265,8 @@ class TemplateLibrary:
         compiled = self._compiled.get(key)
         if compiled is None:
             env = self._html_env if html else self._env
-            compiled = (env.get_template(source) if part == "html_file"
-                        else env.from_string(source))
+            compiled = _flat_globals(env.get_template(source) if part == "html_file"
+                                     else env.from_string(source))
             self._compiled[key] = compiled
         return compiled
 
