@@ -47,6 +47,7 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from engine.store.sql.idle_ping import postgres_engine
 from engine.store.sql.lanes import lane_of
 from engine.store.sql.notify import notify_all
 from engine.store.sql.tables import table
@@ -550,8 +551,7 @@ def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
         _sqlite_events(engine, busy_timeout_ms, wal=not memory)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True,
-                             json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads)
+        return postgres_engine(url, echo=echo)
     raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
                      "or postgresql+psycopg://")
 
