@@ -47,9 +47,9 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
-from engine.store.sql.idle_ping import postgres_engine
 from engine.store.sql.lanes import lane_of
 from engine.store.sql.notify import notify_all
+from engine.store.sql.pg_engine import postgres_engine
 from engine.store.sql.tables import table
 from engine.store.sql.turns import FairWriteGate, ProcessTurns, process_turns
 from engine.store.sql.wake_sockets import WakeSockets

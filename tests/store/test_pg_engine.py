@@ -1,5 +1,6 @@
-"""PostgreSQL: pooled connections pinged only after sitting idle
-(engine/store/sql/idle_ping.py), on the local server, with backends really terminated."""
+"""PostgreSQL: the store's engine (engine/store/sql/pg_engine.py) on the local server:
+connections pinged only after sitting idle (with backends really terminated), the
+connection returned last handed out first, statements prepared at their second run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from engine.store.sql.idle_ping import postgres_engine
+from engine.store.sql.pg_engine import postgres_engine
 
 
 def _pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
@@ -56,7 +57,7 @@ def test_a_busy_connection_is_not_pinged_and_an_idle_one_is(
             assert _backend_pid(engine) == first
         assert pings == [True]
         # idle past the limit (the checkin time turned back): pinged again
-        monkeypatch.setattr("engine.store.sql.idle_ping.time.monotonic",
+        monkeypatch.setattr("engine.store.sql.pg_engine.time.monotonic",
                             lambda: 1e12)
         assert _backend_pid(engine) == first
         assert pings == [True, True]
@@ -86,7 +87,7 @@ def test_an_idle_connection_whose_server_went_away_is_replaced_before_use(
 @pytest.mark.postgres
 def test_a_connection_lost_while_busy_fails_once_and_the_pool_recovers(
         pg_new_database: Any, pg_server: str) -> None:
-    """The price (idle_ping.py): a connection whose server went away within the idle
+    """The price (pg_engine.py): a connection whose server went away within the idle
     limit fails its next statement, as a connection-invalidated DBAPIError (which the
     worker retries as transient); the statement after it runs on a new connection."""
     engine = postgres_engine(pg_new_database(), idle_s=3600.0)
@@ -101,3 +102,32 @@ def test_a_connection_lost_while_busy_fails_once_and_the_pool_recovers(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_last_connection_back_goes_out_first_and_prepares_at_the_second_run(
+        pg_new_database: Any) -> None:
+    """With connections handed out in turn, each statement was parsed and planned on
+    every connection of the pool; now the one returned last goes out again, and a
+    statement is prepared when it runs the second time on a connection."""
+    engine = postgres_engine(pg_new_database())
+    try:
+        first, second = engine.connect(), engine.connect()
+        returned_last = _pid(first)
+        second.close()
+        first.close()  # back last: out first (in turn, `second` would be)
+        assert [_backend_pid(engine) for _ in range(5)] == [returned_last] * 5
+        mine = text("SELECT count(*) FROM pg_prepared_statements "
+                    "WHERE statement = 'SELECT CAST($1 AS integer) * 7'")
+        statement = text("SELECT CAST(:x AS integer) * 7")
+        with engine.connect() as conn:
+            conn.execute(statement, {"x": 1})
+            assert conn.execute(mine).scalar_one() == 0  # run once: not prepared
+            conn.execute(statement, {"x": 2})
+            assert conn.execute(mine).scalar_one() == 1  # run again: prepared
+    finally:
+        engine.dispose()
+
+
+def _pid(conn: Any) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
