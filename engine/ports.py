@@ -337,6 +337,10 @@ class OutboxStore(Protocol):
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
         """Not now (quiet hours): due again at `until`, and the claim was no attempt."""
         ...
+    def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
+        """`mark_deferred` of each (key, until, reason), in one statement: at the start
+        of quiet hours most of a chunk is deferred."""
+        ...
     def mark_skipped(self, key: str, reason: str) -> None:
         """Not at all (no consent, over a frequency cap): kept, with the reason."""
         ...

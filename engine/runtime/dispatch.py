@@ -120,6 +120,8 @@ class _Chunk:
     # the two outcomes of nearly every row, (key, at), each kind one statement
     admissions: list[tuple[str, datetime]] = field(default_factory=list)
     sent: list[tuple[str, datetime]] = field(default_factory=list)
+    # not now (quiet hours, a channel down): (key, until, reason), one statement
+    deferred: list[tuple[str, datetime, str]] = field(default_factory=list)
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
@@ -277,7 +279,7 @@ class Dispatcher:
 
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction."""
-        if chunk.outcomes or chunk.decisions or chunk.admissions or chunk.sent:
+        if chunk.outcomes or chunk.decisions or chunk.admissions or chunk.sent or chunk.deferred:
             with self.store.transaction(stamped=True):  # no profile's state
                 self._record_outcomes(chunk)
 
@@ -286,11 +288,13 @@ class Dispatcher:
         them. A row has at most one of the outcomes after its admission."""
         self.store.mark_admitted_many(chunk.admissions)
         self.store.mark_sent_many(chunk.sent)
+        self.store.mark_deferred_many(chunk.deferred)
         for outcome in chunk.outcomes:
             outcome()
         self.store.record_decisions(chunk.decisions)
         chunk.admissions.clear()
         chunk.sent.clear()
+        chunk.deferred.clear()
         chunk.outcomes.clear()
         chunk.decisions.clear()
 
@@ -386,8 +390,7 @@ class Dispatcher:
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
         longer than its lease while a server swallows connections."""
         when = self.clock.now() + self.retry.delay(entry.key, 1)
-        chunk.outcomes.append(partial(self.store.mark_deferred, entry.key, when,
-                                      "channel_unavailable"))
+        chunk.deferred.append((entry.key, when, "channel_unavailable"))
         self.stats.held += 1
         self._count(entry, "held")
 
@@ -409,8 +412,7 @@ class Dispatcher:
         details = dict(verdict.details)
         if verdict.action == "defer":
             assert verdict.until is not None
-            chunk.outcomes.append(partial(self.store.mark_deferred, entry.key, verdict.until,
-                                          verdict.reason))
+            chunk.deferred.append((entry.key, verdict.until, verdict.reason))
             details["until"] = verdict.until.isoformat()
             self.stats.deferred += 1
             self._count(entry, "deferred")

@@ -344,6 +344,26 @@ def test_outbox_deferral_skip_and_sent_counts(store: Any) -> None:
     assert [e.key for e in store.claim_outbox(later(5), 10, timedelta(minutes=5))] == ["k0"]
 
 
+def test_outbox_deferrals_many_in_one_call(store: Any) -> None:
+    """What the dispatcher writes for a chunk that quiet hours deferred: each row its
+    own time and reason, none of them an attempt, the other rows untouched."""
+    for i in range(5):
+        store.enqueue_send(outbox_entry(f"k{i}", profile=f"p{i}"))
+    assert len(store.claim_outbox(T0, 10, timedelta(days=1))) == 5  # leased past later(7)
+    store.mark_deferred_many([("k0", later(5), "quiet_hours"),
+                              ("k2", later(7), "channel_unavailable"),
+                              ("k3", later(5), "quiet_hours")])
+    store.mark_deferred_many([])
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {k: (r.attempts, r.next_attempt_at, r.last_error) for k, r in records.items()
+            if k in ("k0", "k2", "k3")} == {
+        "k0": (0, later(5), "quiet_hours"), "k2": (0, later(7), "channel_unavailable"),
+        "k3": (0, later(5), "quiet_hours")}
+    assert (records["k1"].attempts, records["k1"].last_error) == (1, None)
+    assert [e.key for e in store.claim_outbox(later(5), 10, timedelta(minutes=5))] == [
+        "k0", "k3"]
+
+
 def test_settings_are_kept_replaced_and_forgotten(store: Any) -> None:
     assert store.setting("sealed:unsubscribe") is None
     store.put_setting("sealed:unsubscribe", "v1 a b")

@@ -201,6 +201,10 @@ class MemoryQueues(MemoryState):
         self.outbox[key] = replace(row, next_attempt_at=until, attempts=row.attempts - 1,
                                    last_error=reason)
 
+    def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
+        for key, until, reason in deferred:
+            self.mark_deferred(key, until, reason)
+
     def mark_skipped(self, key: str, reason: str) -> None:
         self._settle(key, "skipped", reason)
 
