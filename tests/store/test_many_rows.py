@@ -1,4 +1,4 @@
-"""`ManyRowsPlan` (engine/store/sql/db.py): the batch writes of a unit of work go to the
+"""`ManyRowsPlan` (engine/store/sql/many_rows.py): the batch writes of a unit of work go to the
 driver's executemany with each column type's own bind processor, skipping SQLAlchemy's
 per-row work. What it stores must be exactly what `conn.execute(statement, rows)` stores,
 on SQLite and PostgreSQL: aware datetimes, JSON documents, JSON `null` for None, the
@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from engine.core.model import Enrollment
 from engine.store import SqlStore
 from engine.store.errors import StoreError
-from engine.store.sql.db import ManyRowsPlan
+from engine.store.sql.many_rows import ManyRowsPlan
 from engine.store.sql.rows import enrollment_values
 
 AT = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -202,3 +202,25 @@ def test_a_batch_is_one_statement_on_postgresql(sql_store: SqlStore) -> None:
             assert calls == [False, False, False]  # p0 twice: two statements
     finally:
         event.remove(sql_store.sql_engine, "before_cursor_execute", count)
+
+
+def test_a_row_converter_is_the_loop_it_replaces() -> None:
+    """`row_converter` writes one expression per value: each through its processor (None
+    too), in order; a constant when the row lacks it; names quoted, whatever they hold."""
+    from engine.store.sql.many_rows import row_converter
+
+    def loud(value: object) -> str:
+        return f"<{value}>"
+
+    pairs = (("a", None), ("b", loud), ("it's \"odd\"", None), ("k", loud))
+    row = {"a": 1, "b": None, "it's \"odd\"": [2], "k": "x", "unused": 3}
+    assert row_converter(pairs, "tuple")(row) == (1, "<None>", [2], "<x>")
+    assert row_converter(pairs, "list")(row) == [1, "<None>", [2], "<x>"]
+    assert row_converter(pairs, "dict")(row) == {"a": 1, "b": "<None>", "it's \"odd\"": [2],
+                                                 "k": "<x>"}
+    with_constant = row_converter(pairs, "tuple", {"k": "c"})
+    assert with_constant({**row, "k": "y"}) == (1, "<None>", [2], "<y>")
+    assert with_constant({k: v for k, v in row.items() if k != "k"}) == (1, "<None>", [2], "<c>")
+    assert row_converter((), "tuple")({}) == ()
+    with pytest.raises(KeyError):
+        row_converter(pairs, "tuple")({"a": 1})

@@ -29,16 +29,15 @@ come back as aware UTC on both backends.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -48,6 +47,7 @@ from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
 from engine.store.sql.lanes import lane_of
+from engine.store.sql.many_rows import JsonRowsPlan, ManyRowsPlan, waves
 from engine.store.sql.notify import notify_all
 from engine.store.sql.pg_engine import postgres_engine
 from engine.store.sql.tables import table
@@ -286,7 +286,7 @@ class SqlBase:
         if isinstance(plan, ManyRowsPlan):  # executemany runs the rows in order
             conn.exec_driver_sql(plan.sql, plan.parameters(rows))
             return
-        for wave in _waves(rows, apart):
+        for wave in waves(rows, apart):
             conn.exec_driver_sql(plan.sql, plan.parameters(wave))
 
     def _insert(self, tbl: Any) -> Any:
@@ -295,227 +295,6 @@ class SqlBase:
 
     # The two upserts of the hot path, built once with bind parameters: building them per
     # call (`.excluded` sets up a column collection each time) cost more than SQLite.
-
-
-class ManyRowsPlan:
-    """A statement compiled once for this dialect, and how a row's values become the
-    driver's parameters (each column type's own bind processor: datetimes to SQLite's
-    text, documents to JSON).
-
-    Why: `conn.execute(statement, rows)` builds a parameter dictionary per row through
-    the compiled statement's general machinery; for the batch writes of a unit of work
-    that cost more than SQLite took to run the statements (bench/journey_bench.py
-    --profile: `_init_compiled` 0.46 ms per executemany of ~30 rows). The rows go
-    through `exec_driver_sql` instead, so errors are still SQLAlchemy's (a busy
-    database stays an `OperationalError`: retried, not refused) and a lost connection
-    is still invalidated.
-
-    Only for statements whose every value is a bind parameter the rows give: a column
-    default computed in Python (which SQLAlchemy fills in per row) is refused here.
-    """
-
-    __slots__ = ("constants", "pairs", "positional", "sql")
-
-    def __init__(self, sql: str, positional: bool,
-                 pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...],
-                 constants: Mapping[str, Any]) -> None:
-        # pairs: each parameter's name and bind processor, in the driver's order
-        self.sql, self.positional, self.pairs, self.constants = (
-            sql, positional, pairs, constants)
-
-    @classmethod
-    def of(cls, statement: Any, dialect: Dialect) -> ManyRowsPlan:
-        return cls.of_compiled(_compile_for_many(statement, dialect))
-
-    @classmethod
-    def of_compiled(cls, compiled: Any) -> ManyRowsPlan:
-        if getattr(compiled, "insert_prefetch", None) or getattr(
-                compiled, "update_prefetch", None):
-            raise StoreError("a statement with column defaults computed in Python cannot "
-                             "run through ManyRowsPlan: give every value")
-        if compiled.escaped_bind_names:
-            raise StoreError(f"bind names that need escaping: "
-                             f"{sorted(compiled.escaped_bind_names)}")
-        # positional (SQLite's `?`): in the order of the marks; named (psycopg's
-        # `%(name)s`): each once
-        names = (tuple(compiled.positiontup or ()) if compiled.positional
-                 else tuple(dict.fromkeys(compiled.bind_names.values())))
-        processors: Mapping[str, Any] = compiled._bind_processors
-        # Values written into the statement (the `0` of a coalesce) are the same in
-        # every row; the rest come from the rows.
-        constants = {name: bind.effective_value for bind, name in compiled.bind_names.items()
-                     if not bind.required}
-        return cls(compiled.string, bool(compiled.positional),
-                   tuple((n, processors.get(n)) for n in names), constants)
-
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """The driver's parameters for `rows` (tuples, or dicts for a named style). Every
-        value goes through its processor, None too: a JSON column stores `null` for it,
-        as `conn.execute` does."""
-        constants, pairs = self.constants, self.pairs
-        if constants:
-            rows = [{**constants, **row} for row in rows]
-        if self.positional:
-            return [tuple([row[n] if f is None else f(row[n]) for n, f in pairs])
-                    for row in rows]
-        return [{n: row[n] if f is None else f(row[n]) for n, f in pairs} for row in rows]
-
-
-class JsonRowsPlan:
-    """PostgreSQL: a batch's rows as one statement. The rows travel as one JSON
-    document (each row an array of its values) and the statement reads them back with
-    `jsonb_array_elements(...) WITH ORDINALITY`, in order:
-
-        INSERT INTO t (a, b) VALUES (%(a)s::VARCHAR, %(b)s::JSONB) ON CONFLICT ...
-    becomes
-        INSERT INTO t (a, b) SELECT (jm_row.v->>0)::VARCHAR, (jm_row.v->1)::JSONB
-        FROM jsonb_array_elements(%(jm_rows)s::jsonb) WITH ORDINALITY AS jm_row(v, n)
-        ORDER BY jm_row.n ON CONFLICT ...
-
-    and an UPDATE or DELETE gets `FROM`/`USING jsonb_array_elements(...)` before its
-    WHERE. Why: psycopg's executemany is one statement per row, each planned, run and
-    answered on its own (with the row's triggers), and its Python cost per row is the
-    same as `conn.execute`'s. bench/journey_bench.py on PostgreSQL sent ~26 statements
-    per event; the decision log alone was 5.6 rows per event.
-
-    Each value is the one SQLAlchemy would bind (the column type's own processing,
-    datetimes as ISO text) and the statement's own casts turn the text back into its
-    type; a JSON column's document is embedded as JSON (`->`), so None is JSON `null`,
-    as `conn.execute` stores it. Constants written into the statement stay parameters.
-    """
-
-    __slots__ = ("constants", "converters", "sql")
-
-    _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-    ROWS = "jm_rows"
-    SOURCE = ("jsonb_array_elements(%(jm_rows)s::jsonb) WITH ORDINALITY AS jm_row(v, n)")
-
-    def __init__(self, sql: str, converters: tuple[tuple[str, Callable[[Any], Any] | None], ...],
-                 constants: Mapping[str, Any]) -> None:
-        self.sql, self.converters, self.constants = sql, converters, constants
-
-    @classmethod
-    def of(cls, statement: Any, dialect: Dialect) -> JsonRowsPlan:
-        compiled = _compile_for_many(statement, dialect)
-        base = ManyRowsPlan.of_compiled(compiled)  # the same refusals
-        binds = {name: bind for bind, name in compiled.bind_names.items()}
-        processors = dict(base.pairs)
-        per_row = [name for name in processors if name not in base.constants]
-        index = {name: i for i, name in enumerate(per_row)}
-        converters: list[tuple[str, Callable[[Any], Any] | None]] = []
-        json_params: set[str] = set()
-        for name in per_row:
-            kind = binds[name].type
-            if _is(kind, JSON):
-                json_params.add(name)  # the document itself, read with ->
-                converters.append((name, None))
-            elif processors[name] is None and not _is(kind, DateTime):
-                converters.append((name, None))  # text, numbers: as they are
-            else:
-                converters.append((name, _plain(processors[name])))
-
-        def column(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in index:  # a constant: stays a parameter
-                return match.group(0)
-            arrow = "->" if name in json_params else "->>"
-            value = f"(jm_row.v{arrow}{index[name]})"
-            if match.string.startswith("::", match.end()):
-                return value
-            # SQLAlchemy casts most binds (VARCHAR, JSONB, ...) but not all (FLOAT):
-            # text from JSON needs its type
-            return f"CAST({value} AS {binds[name].type.compile(dialect=dialect)})"
-
-        sql = compiled.string
-        verb = sql.split(None, 1)[0].upper()
-        if verb == "INSERT":
-            head, values, tail = _split_values(sql)
-            select_list = cls._PLACEHOLDER.sub(column, values)
-            sql = (f"{head} SELECT {select_list} FROM {cls.SOURCE} ORDER BY jm_row.n"
-                   f"{tail}")
-        elif verb in ("UPDATE", "DELETE"):
-            if sql.count(" WHERE ") != 1:
-                raise StoreError("JsonRowsPlan: an UPDATE or DELETE needs one WHERE")
-            sql = cls._PLACEHOLDER.sub(column, sql)
-            where = sql.find(" WHERE ")
-            join = " FROM " if verb == "UPDATE" else " USING "
-            sql = sql[:where] + join + cls.SOURCE + sql[where:]
-        else:
-            raise StoreError(f"JsonRowsPlan cannot run a {verb} statement")
-        return cls(sql, tuple(converters), base.constants)
-
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        converters = self.converters
-        document = [[row[n] if f is None else f(row[n]) for n, f in converters]
-                    for row in rows]
-        return {**self.constants, self.ROWS: jsonfast.dumps(document)}
-
-
-def _compile_for_many(statement: Any, dialect: Dialect) -> Any:
-    # for_executemany: no implicit `RETURNING id` (PostgreSQL) that nobody reads
-    return statement.compile(dialect=dialect, for_executemany=True)
-
-
-def _is(kind: Any, cls: type) -> bool:
-    """A column type that is `cls`, or decorates it (UTCDateTime, JSONDoc)."""
-    return isinstance(kind, cls) or isinstance(getattr(kind, "impl", None), cls)
-
-
-def _plain(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """A bound value as JSON can carry it: the type's processing, then a datetime as ISO
-    text (with its offset) for the statement's cast to read back."""
-    # The last datetime given and its text, as one tuple (one assignment: a thread
-    # never sees one's value with another's text). A batch binds the same `now` to most
-    # rows' created_at/updated_at/at; the processing and isoformat were 5% of a
-    # PostgreSQL worker (py-spy).
-    last: tuple[Any, Any] = (None, None)
-
-    def convert(value: Any) -> Any:
-        nonlocal last
-        seen, text = last
-        if value is seen and value is not None:
-            return text
-        plain = value if processor is None else processor(value)
-        if isinstance(plain, datetime):
-            plain = plain.isoformat()
-            last = (value, plain)
-        return plain
-
-    return convert
-
-
-def _split_values(sql: str) -> tuple[str, str, str]:
-    """`INSERT INTO t (cols) VALUES (<values>) <tail>` -> (`INSERT INTO t (cols)`,
-    `<values>`, ` <tail>`): the VALUES tuple by its balanced parentheses."""
-    start = sql.find(" VALUES (")
-    if start < 0:
-        raise StoreError("JsonRowsPlan: an INSERT needs one VALUES row")
-    depth, i = 0, start + len(" VALUES ")
-    for i in range(start + len(" VALUES "), len(sql)):
-        if sql[i] == "'":
-            raise StoreError("JsonRowsPlan: a quoted literal in VALUES")
-        depth += {"(": 1, ")": -1}.get(sql[i], 0)
-        if depth == 0:
-            break
-    return sql[:start], sql[start + len(" VALUES ("):i], sql[i + 1:]
-
-
-def _waves(rows: Sequence[Mapping[str, Any]],
-           apart: tuple[str, ...]) -> Iterator[Sequence[Mapping[str, Any]]]:
-    """The rows in as few groups as can be, in order, with no two rows of a group
-    sharing their `apart` values (the n-th row of each key goes to group n)."""
-    if not apart:
-        yield rows
-        return
-    seen: dict[tuple[Any, ...], int] = {}
-    waves: list[list[Mapping[str, Any]]] = []
-    for row in rows:
-        key = tuple(row[k] for k in apart)
-        n = seen[key] = seen.get(key, -1) + 1
-        if n == len(waves):
-            waves.append([])
-        waves[n].append(row)
-    yield from waves
 
 
 def _process_turns(url: URL, busy_timeout_ms: int) -> ProcessTurns | None:

@@ -4,7 +4,7 @@ PostgreSQL; and an index for the inbox claim's held profiles, both dialects.
 1. Migration 0014's triggers ran `jm_enrollments_rollup()` for every enrollment row: a
    PL/pgSQL call and an INSERT into `journey_rollup_delta` per row, half of what an
    enrollment upsert cost (0.06 of 0.12 ms a row, measured alone). A unit of work now
-   writes its enrollments as one statement (JsonRowsPlan, engine/store/sql/db.py), so
+   writes its enrollments as one statement (JsonRowsPlan, engine/store/sql/many_rows.py), so
    statement-level triggers with transition tables (`REFERENCING NEW TABLE`) append the
    deltas of the whole batch in one INSERT ... GROUP BY. An `INSERT ... ON CONFLICT DO
    UPDATE` fires the INSERT trigger with the rows it inserted and the UPDATE trigger
