@@ -111,6 +111,27 @@ def test_naive_datetimes_are_refused(sql_store: SqlStore) -> None:
         sql_store.add_timer(timer("k", datetime(2026, 3, 2, 9)))
 
 
+def test_sqlite_timestamps_read_back_as_aware_utc() -> None:
+    """A batch's loads read SQLite's timestamp text at the driver (rows.py): what
+    UTCDateTime wrote comes back equal and in UTC; text with an offset of its own (not
+    ours) is read as it says."""
+    from sqlalchemy.dialects import sqlite
+
+    from engine.store.sql.rows import _sqlite_timestamp
+    from engine.store.sql.types import UTCDateTime
+
+    write = UTCDateTime().bind_processor(sqlite.dialect())
+    assert write is not None
+    for value in (T0, T0.replace(microsecond=7), T0.replace(microsecond=0),
+                  datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)):
+        back = _sqlite_timestamp(write(value))
+        assert (back, back.tzinfo) == (value, UTC)
+    assert _sqlite_timestamp("2026-12-04 21:33:58+02:00") == datetime(
+        2026, 12, 4, 19, 33, 58, tzinfo=UTC)
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        _sqlite_timestamp("not a time")
+
+
 def test_sqlite_timestamps_are_the_text_sqlalchemy_writes() -> None:
     """UTCDateTime's one-step bind on SQLite writes what SQLAlchemy's DATETIME wrote
     (rows written before it compare and sort with rows written after)."""
