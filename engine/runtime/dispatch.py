@@ -73,6 +73,7 @@ log = logging.getLogger("journeyman.dispatch")
 
 
 SEND_CHUNK = 20  # messages per send_batch call
+WRITE_ATTEMPTS = 2  # writing delivered sends' outcomes: once more on a transient error
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,18 @@ class _Chunk:
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
+
+    @property
+    def pending(self) -> bool:
+        """Outcomes waiting to be written."""
+        return bool(self.outcomes or self.decisions or self.admissions or self.sent
+                    or self.deferred)
+
+    def forget(self) -> None:
+        """The outcomes were written (their transaction committed)."""
+        for written in (self.admissions, self.sent, self.deferred, self.outcomes,
+                        self.decisions):
+            written.clear()
 
 
 class Dispatcher:
@@ -194,6 +207,7 @@ class Dispatcher:
                 except Exception as exc:  # our own code, on this row's data: this row alone
                     self._broken(entry, exc, chunk)
             self._record_outcomes(chunk)
+            chunk.forget()  # the claim commits with them, or nothing is sent
         return chunk, deliver
 
     def _in_turn(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -278,25 +292,37 @@ class Dispatcher:
         return known[1]
 
     def _write(self, chunk: _Chunk) -> None:
-        """The chunk's outcomes, in one transaction."""
-        if chunk.outcomes or chunk.decisions or chunk.admissions or chunk.sent or chunk.deferred:
-            with self.store.transaction(stamped=True):  # no profile's state
-                self._record_outcomes(chunk)
+        """The chunk's outcomes, in one transaction, tried again once on a transient
+        error (a connection lost meanwhile: the pool hands out a connection used a moment
+        ago unpinged, engine/store/sql/pg_engine.py; a busy SQLite file). These sends
+        have gone out: a write that fails leaves their rows leased, and when the lease
+        ends they go out again. A failure at COMMIT may have committed: the second try
+        then writes the same marks again and its decisions twice, which is the cheaper
+        mistake."""
+        if not chunk.pending:
+            return
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.store.transaction(stamped=True):  # no profile's state
+                    self._record_outcomes(chunk)
+                break
+            except Exception as exc:
+                if attempt == WRITE_ATTEMPTS or not self.store.is_transient(exc):
+                    raise
+                log.warning("writing %d delivered sends' outcomes failed (%s); trying again",
+                            len(chunk.sent) + len(chunk.outcomes), type(exc).__name__)
+        chunk.forget()
 
     def _record_outcomes(self, chunk: _Chunk) -> None:
-        """Write the chunk's outcomes so far (in the caller's transaction) and forget
-        them. A row has at most one of the outcomes after its admission."""
+        """Write the chunk's outcomes so far, in the caller's transaction (the caller
+        forgets them once it commits). A row has at most one of the outcomes after its
+        admission."""
         self.store.mark_admitted_many(chunk.admissions)
         self.store.mark_sent_many(chunk.sent)
         self.store.mark_deferred_many(chunk.deferred)
         for outcome in chunk.outcomes:
             outcome()
         self.store.record_decisions(chunk.decisions)
-        chunk.admissions.clear()
-        chunk.sent.clear()
-        chunk.deferred.clear()
-        chunk.outcomes.clear()
-        chunk.decisions.clear()
 
     @staticmethod
     def _unwanted(entry: OutboxEntry,

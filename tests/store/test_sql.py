@@ -128,6 +128,8 @@ def test_sqlite_timestamps_read_back_as_aware_utc() -> None:
         assert (back, back.tzinfo) == (value, UTC)
     assert _sqlite_timestamp("2026-12-04 21:33:58+02:00") == datetime(
         2026, 12, 4, 19, 33, 58, tzinfo=UTC)
+    day = _sqlite_timestamp("2026-12-04")  # a date alone: midnight UTC, still aware
+    assert (day, day.tzinfo) == (datetime(2026, 12, 4, tzinfo=UTC), UTC)
     with pytest.raises(ValueError, match="Invalid isoformat"):
         _sqlite_timestamp("not a time")
 

@@ -10,9 +10,10 @@ loops, the API's requests) run the same statements thousands of times.
 - **Prepared at the second run** (`prepare_threshold=1`; psycopg's default is the
   sixth). Two workers and an API over 3,000 events end to end: 1,738 statements parsed
   and planned anew, 533 with both settings (`log_min_duration_statement = 0`). A
-  statement run once (a migration's) is never prepared; one holding several commands
-  (which PostgreSQL cannot prepare) must not be run twice on a connection: journeyman
-  has none outside its migrations.
+  statement run once (a migration's) is never prepared, nor is a text of several
+  commands (psycopg prepares only what returned one result). A prepared statement
+  whose table a migration altered fails once ("cached plan must not change result
+  type"): `SqlStore.is_transient` says retry, and psycopg prepares it again.
 - **Pinged only when idle.** SQLAlchemy's `pool_pre_ping` sends a round trip (`;`)
   each time a connection leaves the pool: 825 of the 837 transactions in that run. A
   connection used a moment ago is as alive as a ping would show; one idle for
@@ -22,48 +23,65 @@ loops, the API's requests) run the same statements thousands of times.
   before it. SQLAlchemy then invalidates the pool (every connection older than the
   failure is replaced at its next checkout), and the failure is the one a statement in
   flight at that moment gets anyway: the worker retries it as transient
-  (`SqlStore.is_transient`), an API request answers 500 and the client sends it again
+  (`SqlStore.is_transient`), the dispatcher writes what it delivered again
+  (`Dispatcher._write`), an API request answers 500 and the client sends it again
   (Segment's libraries retry 5xx).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
 from engine import jsonfast
 
 PING_AFTER_IDLE_S = 1.0
 PREPARE_THRESHOLD = 1
+# libpq's TCP keepalives, unless the URL sets its own: with the last connection back
+# handed out first, the others may sit idle for hours, and a ping on one whose peer
+# vanished without a reset (a NAT or firewall that forgot it) would block until the
+# kernel gives up (~15 minutes by default) instead of ~1.5 minutes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10,
+              "keepalives_count": 3}
 _IDLE_SINCE = "jm_idle_since"
 
 
-def postgres_engine(url: str, *, echo: bool = False,
-                    idle_s: float = PING_AFTER_IDLE_S) -> Engine:
+def postgres_engine(url: str, *, echo: bool = False, idle_s: float = PING_AFTER_IDLE_S,
+                    clock: Callable[[], float] = time.monotonic) -> Engine:
     """The store's PostgreSQL engine (hide_parameters: see db.py `_make_engine`)."""
+    given = make_url(url).query
+    connect_args: dict[str, Any] = {"prepare_threshold": PREPARE_THRESHOLD}
+    connect_args.update({k: v for k, v in KEEPALIVES.items() if k not in given})
     return ping_when_idle(create_engine(
-        url, echo=echo, hide_parameters=True, pool_use_lifo=True,
-        connect_args={"prepare_threshold": PREPARE_THRESHOLD},
-        json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads), idle_s)
+        url, echo=echo, hide_parameters=True, pool_use_lifo=True, connect_args=connect_args,
+        json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads), idle_s, clock)
 
 
-def ping_when_idle(engine: Engine, idle_s: float = PING_AFTER_IDLE_S) -> Engine:
-    """Ping `engine`'s connections at checkout when idle `idle_s` or more (and when new
-    to the pool's bookkeeping); a failed ping makes the pool connect again (raising
-    `DisconnectionError` in a checkout handler: SQLAlchemy's documented way)."""
+def ping_when_idle(engine: Engine, idle_s: float = PING_AFTER_IDLE_S,
+                   clock: Callable[[], float] = time.monotonic) -> Engine:
+    """Ping `engine`'s connections at checkout when idle `idle_s` or more by `clock`
+    (seconds; a new connection counts from its connect); a failed ping makes the pool
+    connect again (raising `DisconnectionError` in a checkout handler: SQLAlchemy's
+    documented way)."""
     dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = clock()
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
+        record.info[_IDLE_SINCE] = clock()
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.pop(_IDLE_SINCE, None)
-        if since is not None and time.monotonic() - since < idle_s:
+        if since is not None and clock() - since < idle_s:
             return
         try:
             alive = dialect.do_ping(dbapi_conn)

@@ -104,10 +104,13 @@ def _sqlite_timestamp(text: str) -> datetime:
     with its offset written on (0.25 us) rather than read naive and then given one
     (`replace(tzinfo=UTC)`: 1.8 us, for every timestamp of every row a batch loads)."""
     try:
-        return datetime.fromisoformat(text + "+00:00")
+        fast = datetime.fromisoformat(text + "+00:00")
+        if fast.tzinfo is not None:  # a date alone reads as midnight, its offset dropped
+            return fast
     except ValueError:  # not our text: with an offset of its own, read as it says
-        parsed = datetime.fromisoformat(text)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        pass
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def timer_values(t: ScheduleTimer) -> dict[str, Any]:

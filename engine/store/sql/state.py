@@ -114,9 +114,14 @@ class StateQueries(SqlBase):
 
     def is_transient(self, error: BaseException) -> bool:
         """Locked or busy (SQLite), a deadlock or serialization failure broken by
-        PostgreSQL, a lost connection: worth retrying as is."""
+        PostgreSQL, a lost connection, a prepared statement whose table another process
+        altered (psycopg drops its prepared statements with the rollback, so the retry
+        plans it again: a migration changing a column's type under running workers):
+        worth retrying as is."""
         return isinstance(error, OperationalError) or (
-            isinstance(error, DBAPIError) and error.connection_invalidated)
+            isinstance(error, DBAPIError) and (error.connection_invalidated or (
+                getattr(error.orig, "sqlstate", None) == "0A000"
+                and "cached plan must not change result type" in str(error.orig))))
 
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """PostgreSQL: a transaction-scoped advisory lock per profile, taken without
