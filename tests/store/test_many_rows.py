@@ -224,3 +224,14 @@ def test_a_row_converter_is_the_loop_it_replaces() -> None:
     assert row_converter((), "tuple")({}) == ()
     with pytest.raises(KeyError):
         row_converter(pairs, "tuple")({"a": 1})
+
+
+def test_a_row_reader_reads_each_column_and_lets_null_through() -> None:
+    from engine.store.sql.many_rows import row_reader
+
+    read = row_reader([("id", None), ("data", lambda v: f"<{v}>"), ("it's", int)])
+    assert read(("a", "x", "7")) == {"id": "a", "data": "<x>", "it's": 7}
+    assert read(("a", None, None)) == {"id": "a", "data": None, "it's": None}
+    assert row_reader([("only", str.upper)])(("x",)) == {"only": "X"}
+    with pytest.raises(ValueError, match="unpack"):
+        read(("a", "x"))

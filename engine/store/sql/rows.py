@@ -17,6 +17,7 @@ from engine import jsonfast
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
 from engine.ports import EntryStats, KeyInfo, OutboxEntry, key_scopes
 from engine.store.errors import StoreError
+from engine.store.sql.many_rows import row_reader
 from engine.store.sql.types import UTCDateTime
 from journeys.templating import Rendered
 
@@ -62,7 +63,7 @@ class SqliteRows:
         self.names = [c.name for c in table.columns]
         listed = ", ".join(f'"{name}"' for name in self.names)
         self.select = f'SELECT {listed} FROM "{table.name}" '
-        self._row = _row_reader(list(zip(self.names, [
+        self._row = row_reader(list(zip(self.names, [
             jsonfast.loads_exact if isinstance(c.type, JSON)
             else _sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
             for c in table.columns], strict=True)))
@@ -77,26 +78,6 @@ class SqliteRows:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
         return list(map(self._row, rows))
-
-
-def _row_reader(columns: Sequence[tuple[str, Any]]) -> Any:
-    """A function of a driver row (a tuple) to column -> value, each non-NULL value
-    through its column's reader: written out as code, one expression per column (as
-    engine/store/sql/many_rows.py `row_converter` does for writes; the loop with a test
-    per value was 6% of a SQLite worker's GIL time, reading a batch's states)."""
-    namespace: dict[str, Any] = {}
-    values = [f"v{i}" for i in range(len(columns))]
-    items = []
-    for i, (name, convert) in enumerate(columns):
-        value = f"v{i}"
-        if convert is not None:
-            namespace[f"c{i}"] = convert
-            value = f"(None if v{i} is None else c{i}(v{i}))"
-        items.append(f"{name!r}: {value}")
-    unpack = ", ".join(values) + ("," if len(values) == 1 else "")
-    exec(f"def read(row):\n    {unpack} = row\n    return {{{', '.join(items)}}}\n",
-         namespace)  # code of our own, names repr()-quoted
-    return namespace["read"]
 
 
 def _sqlite_timestamp(text: str) -> datetime:
