@@ -277,18 +277,18 @@ def _split_values(sql: str) -> tuple[str, str, str]:
 
 
 def waves(rows: Sequence[Mapping[str, Any]],
-           apart: tuple[str, ...]) -> Iterator[Sequence[Mapping[str, Any]]]:
+          apart: tuple[str, ...]) -> Iterator[Sequence[Mapping[str, Any]]]:
     """The rows in as few groups as can be, in order, with no two rows of a group
     sharing their `apart` values (the n-th row of each key goes to group n)."""
     if not apart:
         yield rows
         return
     seen: dict[tuple[Any, ...], int] = {}
-    waves: list[list[Mapping[str, Any]]] = []
+    groups: list[list[Mapping[str, Any]]] = []
     for row in rows:
         key = tuple(row[k] for k in apart)
         n = seen[key] = seen.get(key, -1) + 1
-        if n == len(waves):
-            waves.append([])
-        waves[n].append(row)
-    yield from waves
+        if n == len(groups):
+            groups.append([])
+        groups[n].append(row)
+    yield from groups
