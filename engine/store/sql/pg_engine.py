@@ -1,6 +1,6 @@
-"""The store's PostgreSQL engine (ADR 0011): how its pool hands out connections and when
-psycopg prepares statements, set for a process whose few threads (the event, timer and outbox
-loops, the API's requests) run the same statements thousands of times.
+"""The store's PostgreSQL engine (ADR 0011): how its pool hands out connections and
+when psycopg prepares statements, set for a process whose few threads (the event, timer
+and outbox loops, the API's requests) run the same statements thousands of times.
 
 - **Last in, first out.** SQLAlchemy's pool hands out its connections in turn (first
   in, first out), so a process's transactions were spread over all of them, and each
