@@ -134,7 +134,8 @@ class _Chunk:
                     or self.deferred)
 
     def forget(self) -> None:
-        """The outcomes were written (their transaction committed)."""
+        """The outcomes are written: committed, or in a transaction whose failure
+        discards the chunk (the admission's)."""
         for written in (self.admissions, self.sent, self.deferred, self.outcomes,
                         self.decisions):
             written.clear()
@@ -293,21 +294,24 @@ class Dispatcher:
 
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction, tried again once on a transient
-        error (a connection lost meanwhile: the pool hands out a connection used a moment
-        ago unpinged, engine/store/sql/pg_engine.py; a busy SQLite file). These sends
-        have gone out: a write that fails leaves their rows leased, and when the lease
-        ends they go out again. A failure at COMMIT may have committed: the second try
-        then writes the same marks again and its decisions twice, which is the cheaper
-        mistake."""
+        error in a statement (a connection lost meanwhile: the pool hands out a
+        connection used a moment ago unpinged, engine/store/sql/pg_engine.py; a busy
+        SQLite file). These sends have gone out: a write that fails leaves their rows
+        leased, and when the lease ends they go out again. Not after a failed COMMIT:
+        it may have committed, and writing again would take a deferral's attempt back
+        twice and park a failure twice."""
         if not chunk.pending:
             return
         for attempt in range(1, WRITE_ATTEMPTS + 1):
+            written = False
             try:
                 with self.store.transaction(stamped=True):  # no profile's state
                     self._record_outcomes(chunk)
+                    written = True  # what fails from here on is the COMMIT
                 break
             except Exception as exc:
-                if attempt == WRITE_ATTEMPTS or not self.store.is_transient(exc):
+                if (attempt == WRITE_ATTEMPTS or written
+                        or not self.store.is_transient(exc)):
                     raise
                 log.warning("writing %d delivered sends' outcomes failed (%s); trying again",
                             len(chunk.sent) + len(chunk.outcomes), type(exc).__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,45 @@ def test_a_permanent_failure_that_is_no_bounce_suppresses_nothing() -> None:
     store, _clock, _, dispatcher = _setup([DeliveryError("cannot build", permanent=True)])
     dispatcher.dispatch_due()
     assert store.suppressions() == []
+
+
+def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> None:
+    """The write after delivery is tried again on a transient error in a statement, but
+    not after a failed COMMIT, which may have committed: writing again would take a
+    deferral's attempt back twice (and park a failure twice). Here the COMMIT goes
+    through and then the connection is "lost" (a real SQLite store, the loss injected
+    after its commit)."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from engine.store import SqlStore
+
+    class CommitLost(SqlStore):
+        transactions = 0
+
+        @contextmanager
+        def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+            self.transactions += 1
+            with super().transaction(stamped=stamped):
+                yield
+            if self.transactions == 2:  # the admission was 1; this is the write after it
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    store = CommitLost(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0", profile="p1"))
+        store.enqueue_send(outbox_entry("b:send:0", profile="p2"))
+        channel = ScriptedChannel([ConnectionError("refused")])  # then held for this claim
+        dispatcher = Dispatcher(store, {"email": channel}, FakeClock(T0))
+        with pytest.raises(OperationalError):
+            dispatcher.dispatch_due()
+        assert store.transactions == 2  # no second write
+        records = {r.entry.key: r for r in store.outbox_records()}
+        assert (records["a:send:0"].attempts, records["a:send:0"].last_error) == (
+            1, "ConnectionError: refused")
+        assert (records["b:send:0"].attempts, records["b:send:0"].last_error) == (
+            0, "channel_unavailable")  # claimed (+1), held (-1): once
+    finally:
+        store.close()

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.engine import make_url
 
 from engine.core.times import parse_timestamp
+from engine.store.sql.pg_engine import tcp_settings
 
 log = logging.getLogger("journeyman.notify")
 
@@ -56,7 +57,7 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     def run() -> None:
         while not stop.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True) as conn:
+                with psycopg.connect(dsn, autocommit=True, **tcp_settings(url)) as conn:
                     for topic in wakes:
                         conn.execute(f"LISTEN {PREFIX}{topic}")
                     while not stop.is_set():

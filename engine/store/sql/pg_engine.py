@@ -30,6 +30,7 @@ and outbox loops, the API's requests) run the same statements thousands of times
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,24 +43,34 @@ from engine import jsonfast
 
 PING_AFTER_IDLE_S = 1.0
 PREPARE_THRESHOLD = 1
-# libpq's TCP keepalives, unless the URL sets its own: with the last connection back
-# handed out first, the others may sit idle for hours, and a ping on one whose peer
-# vanished without a reset (a NAT or firewall that forgot it) would block until the
-# kernel gives up (~15 minutes by default) instead of ~1.5 minutes.
+# libpq's TCP settings, each unless the URL sets its own (and none when a service file,
+# `?service=` or PGSERVICE, may): with the last connection back handed out first, the
+# others sit idle for hours, and a connection whose peer vanished without a reset (a NAT
+# or firewall that forgot it) is found by keepalives in ~1.5 minutes once idle, and by
+# `tcp_user_timeout` within a minute while data waits for an answer, instead of the
+# kernel's ~15 minutes of retransmissions.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10,
-              "keepalives_count": 3}
+              "keepalives_count": 3, "tcp_user_timeout": 60_000}
 _IDLE_SINCE = "jm_idle_since"
 
 
 def postgres_engine(url: str, *, echo: bool = False, idle_s: float = PING_AFTER_IDLE_S,
                     clock: Callable[[], float] = time.monotonic) -> Engine:
     """The store's PostgreSQL engine (hide_parameters: see db.py `_make_engine`)."""
-    given = make_url(url).query
-    connect_args: dict[str, Any] = {"prepare_threshold": PREPARE_THRESHOLD}
-    connect_args.update({k: v for k, v in KEEPALIVES.items() if k not in given})
+    connect_args: dict[str, Any] = {"prepare_threshold": PREPARE_THRESHOLD,
+                                    **tcp_settings(url)}
     return ping_when_idle(create_engine(
         url, echo=echo, hide_parameters=True, pool_use_lifo=True, connect_args=connect_args,
         json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads), idle_s, clock)
+
+
+def tcp_settings(url: str) -> dict[str, Any]:
+    """`KEEPALIVES` less what the URL sets itself; none when a service file may set them
+    (for the pool's connections and the LISTEN connection, notify.py)."""
+    given = make_url(url).query
+    if "service" in given or os.environ.get("PGSERVICE"):
+        return {}
+    return {k: v for k, v in KEEPALIVES.items() if k not in given}
 
 
 def ping_when_idle(engine: Engine, idle_s: float = PING_AFTER_IDLE_S,
