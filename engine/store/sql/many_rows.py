@@ -48,28 +48,8 @@ class ManyRowsPlan:
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> ManyRowsPlan:
-        return cls.of_compiled(compile_for_many(statement, dialect))
-
-    @classmethod
-    def of_compiled(cls, compiled: Any) -> ManyRowsPlan:
-        if getattr(compiled, "insert_prefetch", None) or getattr(
-                compiled, "update_prefetch", None):
-            raise StoreError("a statement with column defaults computed in Python cannot "
-                             "run through ManyRowsPlan: give every value")
-        if compiled.escaped_bind_names:
-            raise StoreError(f"bind names that need escaping: "
-                             f"{sorted(compiled.escaped_bind_names)}")
-        # positional (SQLite's `?`): in the order of the marks; named (psycopg's
-        # `%(name)s`): each once
-        names = (tuple(compiled.positiontup or ()) if compiled.positional
-                 else tuple(dict.fromkeys(compiled.bind_names.values())))
-        processors: Mapping[str, Any] = compiled._bind_processors
-        # Values written into the statement (the `0` of a coalesce) are the same in
-        # every row; the rest come from the rows.
-        constants = {name: bind.effective_value for bind, name in compiled.bind_names.items()
-                     if not bind.required}
-        return cls(compiled.string, bool(compiled.positional),
-                   tuple((n, processors.get(n)) for n in names), constants)
+        compiled = compile_for_many(statement, dialect)
+        return cls(compiled.string, bool(compiled.positional), *bound_values(compiled))
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The driver's parameters for `rows` (tuples, or dicts for a named style). Every
@@ -115,10 +95,10 @@ class JsonRowsPlan:
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> JsonRowsPlan:
         compiled = compile_for_many(statement, dialect)
-        base = ManyRowsPlan.of_compiled(compiled)  # the same refusals
+        pairs, constants = bound_values(compiled)  # ManyRowsPlan's refusals too
         binds = {name: bind for bind, name in compiled.bind_names.items()}
-        processors = dict(base.pairs)
-        per_row = [name for name in processors if name not in base.constants]
+        processors = dict(pairs)
+        per_row = [name for name in processors if name not in constants]
         index = {name: i for i, name in enumerate(per_row)}
         converters: list[tuple[str, Callable[[Any], Any] | None]] = []
         json_params: set[str] = set()
@@ -160,11 +140,35 @@ class JsonRowsPlan:
             sql = sql[:where] + join + cls.SOURCE + sql[where:]
         else:
             raise StoreError(f"JsonRowsPlan cannot run a {verb} statement")
-        return cls(sql, tuple(converters), base.constants)
+        return cls(sql, tuple(converters), constants)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         document = list(map(self.convert, rows))
         return {**self.constants, self.ROWS: jsonfast.dumps(document)}
+
+
+def bound_values(compiled: Any) -> tuple[tuple[tuple[str, Callable[[Any], Any] | None], ...],
+                                          dict[str, Any]]:
+    """A compiled statement's parameters in the driver's order, each with its bind
+    processor, and the constants among them; refused for a statement whose values the
+    rows cannot all give."""
+    if getattr(compiled, "insert_prefetch", None) or getattr(
+            compiled, "update_prefetch", None):
+        raise StoreError("a statement with column defaults computed in Python cannot "
+                         "run through ManyRowsPlan: give every value")
+    if compiled.escaped_bind_names:
+        raise StoreError(f"bind names that need escaping: "
+                         f"{sorted(compiled.escaped_bind_names)}")
+    # positional (SQLite's `?`): in the order of the marks; named (psycopg's
+    # `%(name)s`): each once
+    names = (tuple(compiled.positiontup or ()) if compiled.positional
+             else tuple(dict.fromkeys(compiled.bind_names.values())))
+    processors: Mapping[str, Any] = compiled._bind_processors
+    # Values written into the statement (the `0` of a coalesce) are the same in every
+    # row; the rest come from the rows.
+    constants = {name: bind.effective_value for bind, name in compiled.bind_names.items()
+                 if not bind.required}
+    return tuple((n, processors.get(n)) for n in names), constants
 
 
 def row_converter(pairs: Sequence[tuple[str, Callable[[Any], Any] | None]], shape: str,

@@ -23,9 +23,9 @@ and outbox loops, the API's requests) run the same statements thousands of times
   before it. SQLAlchemy then invalidates the pool (every connection older than the
   failure is replaced at its next checkout), and the failure is the one a statement in
   flight at that moment gets anyway: the worker retries it as transient
-  (`SqlStore.is_transient`), the dispatcher writes what it delivered again
-  (`Dispatcher._write`), an API request answers 500 and the client sends it again
-  (Segment's libraries retry 5xx).
+  (`SqlStore.is_transient`), the dispatcher writes what it delivered again when a
+  statement failed (`Dispatcher._write`; not after a failed COMMIT), an API request
+  answers 500 and the client sends it again (Segment's libraries retry 5xx).
 """
 
 from __future__ import annotations
