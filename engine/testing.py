@@ -217,8 +217,14 @@ class InMemoryEngine:
         self.clock.set(max(when, self.now))
 
     def _next_due(self) -> datetime | None:
-        due = [d for d in (self.store.next_timer_at(), self.store.next_outbox_at(),
-                           self.store.next_inbox_at()) if d]
+        return self._earliest(self.store.next_timer_at())
+
+    def _earliest(self, timer: datetime | None) -> datetime | None:
+        """The earliest of `timer`, the next send and the next held event, the worker's
+        wait after a transient database error taken into account."""
+        waits = self.worker.transients
+        due = [d for d in (waits.not_before("timers", timer), self.store.next_outbox_at(),
+                           waits.not_before("events", self.store.next_inbox_at())) if d]
         return min(due, default=None)
 
     def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:
@@ -230,9 +236,7 @@ class InMemoryEngine:
     def _next_work(self) -> datetime | None:
         """The next journey timer, held event or send (deferred by quiet hours, or
         retried)."""
-        due = [d for d in (self.store.next_timer_at(include_cron=False),
-                           self.store.next_outbox_at(), self.store.next_inbox_at()) if d]
-        return min(due, default=None)
+        return self._earliest(self.store.next_timer_at(include_cron=False))
 
     def run_until(self, predicate: Callable[[InMemoryEngine], bool],
                   limit: timedelta = timedelta(days=400)) -> bool:

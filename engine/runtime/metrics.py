@@ -45,6 +45,11 @@ class Metrics:
                                 ["kind"], registry=r)
         self.parked = Counter("journeyman_parked", "Items parked after too many failures.",
                               ["kind"], registry=r)
+        self.transient_errors = Counter(
+            "journeyman_transient_errors",
+            "Transactions rolled back by a transient database error (locked, deadlock, "
+            "connection lost), by kind of work; tried again after a growing wait.",
+            ["kind"], registry=r)
         self.batches_redone = Counter(
             "journeyman_batches_redone",
             "SQLite: batches handled outside the write lock whose state someone wrote "

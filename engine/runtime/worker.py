@@ -71,10 +71,12 @@ from engine.runtime.batches import (
     own_ids,
     timer_payload,
 )
+from engine.runtime.claim_sizes import MIN_BATCH, MIN_TIMER_BATCH, ClaimSizes, took_all
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, without_values
 from engine.runtime.metrics import Metrics
 from engine.runtime.runner import Runner
+from engine.runtime.transients import AWAY_AFTER, Transient, TransientErrors
 from engine.runtime.unit import ProfileBusy, UnitOfWork
 
 log = logging.getLogger("journeyman.worker")
@@ -84,19 +86,12 @@ R = TypeVar("R", bound="Outcome | Redo")
 # one batch of that worker (batches last tens of milliseconds), not a second: the
 # visitor's later events wait behind it (tests/store/test_isolation.py).
 BUSY_RETRY = timedelta(milliseconds=100)
-MIN_BATCH = 32  # a batch handles at least this many items before its budget cuts it
 # A SQLite lane worker with nothing of its own takes events of any lane that have waited
 # this long: their lane's worker is stopped, or the lanes were counted differently
 # (--lane 0/2 beside --lane 1/3 leaves some profiles in no lane). Long enough that a
 # restart or a burst is not taken over (both would then read the same rows; the check
 # keeps it correct, at the cost of work done twice).
 LANE_TAKEOVER = timedelta(seconds=30)
-# The smallest timer claim. A timer costs more than an event (a cron firing computes the
-# profile's traits, enters, renders and arms the next firing: ~1 ms, several under
-# load), and during a storm of due timers each claim is a transaction that holds
-# SQLite's write lock, which an API request waits for: 32 timers held it 180 ms.
-MIN_TIMER_BATCH = 4
-RETRY_AFTER_TRANSIENT = timedelta(milliseconds=100)  # a transaction rolled back by the database
 
 
 class Worker:
@@ -126,9 +121,10 @@ class Worker:
         self.on_emitted: Callable[[], None] | None = None
         self.on_timer: Callable[[datetime], None] | None = None
         self.metrics: Metrics | None = None
-        self._limit = {"inbox": MIN_BATCH, "timers": 64}  # adaptive claim sizes
-        self.drained = False  # the last batch of events took all that was due (_took_all)
-        self._retry_at: datetime | None = None  # look at the inbox again (a transient error)
+        self._limit = ClaimSizes()
+        self.drained = False  # the last batch of events took all that was due (took_all)
+        # transient database errors in a row: the wait before the next try, parts
+        self.transients = TransientErrors(clock)
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
@@ -138,29 +134,41 @@ class Worker:
     def handle_events(self) -> int:
         """Handle one batch of inbox events; returns how many were handled or failed."""
         with self._runner_lock:
-            outcome = self._round(self._optimistic_batch, self._event_batch,
+            outcome = self._round("events", self._optimistic_batch, self._event_batch,
                                   self._event_batch_per_profile)
         self.drained = outcome.drained
         return self._after(outcome, "events")
 
-    def _round(self, optimistic: Callable[[], Outcome | Redo],
+    def _round(self, kind: str, optimistic: Callable[[], Outcome | Redo],
                in_lock: Callable[[Sequence[str] | None], Outcome],
                in_parts: Callable[[dict[str, list[str]] | None], Outcome]) -> Outcome:
         """One batch of events or chunk of timers: on SQLite `optimistic` (done again
         `in_lock` for its keys when what it read changed), else `in_lock`. One whose
-        writes the database refused is done again `in_parts`: its own keys by profile
-        (`_parts`), or what is due; refused before it read its lane: next round."""
+        writes the database refused, or that failed transiently a few times in a row
+        (engine/runtime/transients.py), is done again `in_parts`: its own keys by
+        profile (`_parts`), or what is due; refused before it read its lane: next
+        round. While a streak of transient errors waits, nothing is tried."""
+        if self.transients.waiting_until(kind) is not None:
+            return Outcome()
         if self.snapshots is None:
-            locked = self._guarded(partial(in_lock, None))
-            return in_parts(None) if isinstance(locked, Refused) else locked
+            locked = self._guarded(kind, partial(in_lock, None))
+            if isinstance(locked, Outcome):
+                return locked
+            return in_parts(None) if self._in_parts(kind, locked) else Outcome()
         self._parts = None
-        outcome = self._guarded(optimistic)
+        outcome = self._guarded(kind, optimistic)
         if isinstance(outcome, Redo):  # someone wrote what it read: in the lock
             self._count_redone()
-            outcome = self._guarded(partial(in_lock, outcome.keys))
-        if isinstance(outcome, Refused):
-            return in_parts(self._parts) if self._parts is not None else Outcome()
-        return outcome
+            outcome = self._guarded(kind, partial(in_lock, outcome.keys))
+        if isinstance(outcome, Outcome):
+            return outcome
+        if self._in_parts(kind, outcome) and self._parts is not None:
+            return in_parts(self._parts)
+        return Outcome()
+
+    def _in_parts(self, kind: str, failed: Refused | Transient | Redo) -> bool:
+        return isinstance(failed, Refused) or (
+            isinstance(failed, Transient) and self.transients.in_parts(kind))
 
     def _event_batch(self, profiles: Sequence[str] | None) -> Outcome:
         """A batch inside the write transaction: claim, handle, write."""
@@ -176,9 +184,9 @@ class Worker:
                 write()
             unit.write()
         if profiles is None:  # a batch done again (given profiles) says nothing of the load
-            self._adapt("inbox", outcome.handled + outcome.failed,
-                        time.perf_counter() - started, len(items))
-            outcome.drained = self._took_all(outcome, len(items), self.store.claim_was_short())
+            self._adapt("inbox", outcome, started, len(items))
+            outcome.drained = took_all(outcome.handled + outcome.failed, len(items),
+                                       self.store.claim_was_short())
         return outcome
 
     def _optimistic_batch(self) -> Outcome | Redo:
@@ -206,8 +214,7 @@ class Worker:
             for write in later:
                 write()
             unit.write()
-        self._adapt("inbox", outcome.handled + outcome.failed, time.perf_counter() - started,
-                    len(items))
+        self._adapt("inbox", outcome, started, len(items))
         return outcome
 
     def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
@@ -263,7 +270,7 @@ class Worker:
             self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
                             step="", error=error, stack=stack, attempts=item.attempts + 1,
                             at=now)
-            self._count_parked("event")
+            self._count_failure("event", parked=True)
         else:
             when = now + self.backoff.delay(item.attempts + 1)
             log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s",
@@ -272,21 +279,13 @@ class Worker:
 
     def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
         """After a failed write: the same work (the same profiles, or what is waiting),
-        one profile per transaction, so the profile whose writes the database refuses
-        fails alone."""
+        one profile per transaction (`_in_parts`)."""
         if by_profile is None:
-            with self.store.transaction(stamped=True):
-                items = self.store.claim_inbox(self._limit["inbox"], self.clock.now())
-            by_profile = {i.profile_id: [i.profile_id] for i in items}
-        total = Outcome()
-        for profile in by_profile:
-            outcome = self._guarded(partial(self._event_batch, [profile]))
-            if isinstance(outcome, Refused):
-                error = outcome.error
-                outcome = self._guarded(partial(self._fail_first_event, profile, error))
-            if isinstance(outcome, Outcome):
-                total.add(outcome)
-        return total
+            by_profile = self._listed("events", lambda: {
+                i.profile_id: [i.profile_id]
+                for i in self.store.claim_inbox(self._limit["inbox"], self.clock.now())})
+        return self._parts_round("events", by_profile or {}, self._event_batch,
+                                 lambda keys, error: self._fail_first_event(keys[0], error))
 
     def _fail_first_event(self, profile: str, error: str) -> Outcome:
         with self.store.transaction(stamped=True):
@@ -303,7 +302,7 @@ class Worker:
         fired = 0
         with self._runner_lock:
             while True:
-                outcome = self._round(self._optimistic_timers, self._timer_chunk,
+                outcome = self._round("timers", self._optimistic_timers, self._timer_chunk,
                                       self._timer_chunks_per_profile)
                 fired += self._after(outcome, "timers")
                 if outcome.handled + outcome.failed == 0 or outcome.drained:
@@ -328,9 +327,9 @@ class Worker:
             outcome.saw(unit)
             unit.write()
         if keys is None:  # a chunk done again (given keys) says nothing of the load
-            self._adapt("timers", outcome.handled + outcome.failed,
-                        time.perf_counter() - started, len(timers))
-            outcome.drained = self._took_all(outcome, len(timers), len(timers) < limit)
+            self._adapt("timers", outcome, started, len(timers))
+            outcome.drained = took_all(outcome.handled + outcome.failed, len(timers),
+                                       len(timers) < limit)
         return outcome
 
     def _optimistic_timers(self) -> Outcome | Redo:
@@ -362,8 +361,7 @@ class Worker:
                 write()
             outcome.saw(unit)
             unit.write()
-        self._adapt("timers", outcome.handled + outcome.failed, time.perf_counter() - started,
-                    len(timers))
+        self._adapt("timers", outcome, started, len(timers))
         return outcome
 
     def _fire_chunk(self, timers: list[ScheduleTimer], now: datetime, *, claimed: bool
@@ -429,7 +427,7 @@ class Worker:
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
                             at=now, payload=timer_payload(timer))
-            self._count_parked("timer")
+            self._count_failure("timer", parked=True)
             return
         when = now + self.backoff.delay(attempts)
         log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
@@ -440,22 +438,16 @@ class Worker:
 
     def _timer_chunks_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
         """After a failed write: the chunk again (its keys by profile, or the timers due
-        now), one profile's timers per transaction."""
+        now), one profile's timers per transaction (`_in_parts`)."""
         if by_profile is None:
-            with self.store.transaction(stamped=True):
-                timers = self.store.due_timers(self.clock.now(), self._limit["timers"])
-            by_profile = {}
-            for timer in timers:
-                by_profile.setdefault(timer.profile_id, []).append(timer.key)
-        total = Outcome()
-        for keys in by_profile.values():
-            outcome = self._guarded(partial(self._timer_chunk, keys))
-            if isinstance(outcome, Refused):
-                error = outcome.error
-                outcome = self._guarded(partial(self._fail_timers, keys, error))
-            if isinstance(outcome, Outcome):
-                total.add(outcome)
-        return total
+            def due() -> dict[str, list[str]]:
+                keys: dict[str, list[str]] = {}
+                for timer in self.store.due_timers(self.clock.now(), self._limit["timers"]):
+                    keys.setdefault(timer.profile_id, []).append(timer.key)
+                return keys
+            by_profile = self._listed("timers", due)
+        return self._parts_round("timers", by_profile or {}, self._timer_chunk,
+                                 self._fail_timers)
 
     def _fail_timers(self, keys: Sequence[str], error: str) -> Outcome:
         with self.store.transaction(stamped=True):
@@ -475,14 +467,19 @@ class Worker:
         return self.dispatcher.dispatch_due() if self.dispatcher is not None else 0
 
     def next_inbox_at(self) -> datetime | None:
-        """When an event of this worker's (its lane's, on SQLite) next comes due, or
-        soon after a transient error."""
-        due = self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
-        retry, self._retry_at = self._retry_at, None
-        return retry if retry is not None and (due is None or retry < due) else due
+        """When an event of this worker's (its lane's, on SQLite) next comes due; after
+        a transient error, when the wait ends, whatever is due (the batch rolled back
+        held its rows until then, so another worker's claim may have skipped them and
+        ended its round: nothing else says they wait)."""
+        if (resume := self.transients.waiting_until("events")) is not None:
+            return resume
+        return self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
 
     def next_timer_at(self) -> datetime | None:
-        """When a timer of this worker's (its lane's, on SQLite) next comes due."""
+        """When a timer of this worker's (its lane's, on SQLite) next comes due, or the
+        end of the wait after a transient error."""
+        if (resume := self.transients.waiting_until("timers")) is not None:
+            return resume
         return self.store.next_timer_at(lane=self.lane if self.snapshots is not None else None)
 
     def run_once(self) -> int:
@@ -490,30 +487,70 @@ class Worker:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _guarded(self, work: Callable[[], R]) -> R | Outcome | Refused:
+    def _guarded(self, kind: str, work: Callable[[], R]) -> R | Refused | Transient:
         """Run one transaction's work. A transient database error (locked, deadlock,
-        connection lost) is an empty outcome: the same work comes round again later.
-        Any other error rolled the transaction back: `Refused`, to do it in parts."""
+        connection lost) is `Transient`: the same work comes round again after a wait
+        (engine/runtime/transients.py). Any other error rolled the transaction back:
+        `Refused`, to do it in parts."""
         counted = len(self._uncommitted)
         try:
             done = work()
         except Exception as exc:
             del self._uncommitted[counted:]  # rolled back: those failures did not happen
             if self.store.is_transient(exc):
-                log.warning("a transient database error; retrying later: %s",
-                            without_values(str(exc)))
-                # Soon: its rows were locked until the rollback, so another worker's
-                # claim may have skipped them and ended its round (nothing else says
-                # they wait: `next_inbox_at` knows held events only).
-                self._retry_at = self.clock.now() + RETRY_AFTER_TRANSIENT
-                return Outcome()
+                if self.metrics is not None:
+                    self.metrics.transient_errors.labels(kind).inc()
+                return self.transients.failed(kind, exc)
             error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)
             return Refused(error)
+        self.transients.succeeded(kind)
         for count in self._uncommitted[counted:]:  # committed (or nothing to commit)
             count()
         del self._uncommitted[counted:]
         return done
+
+    def _parts_round(self, kind: str, parts: dict[str, list[str]],
+                     do: Callable[[list[str]], Outcome],
+                     fail: Callable[[list[str], str], Outcome]) -> Outcome:
+        """A round in parts: each profile's keys (`parts`) in a transaction of its own,
+        so the profile whose writes the database refuses fails alone (`fail`: its first
+        event, or its timers, count a failed attempt). A part failing transiently while
+        the database answered another part of the round has an error of its own too
+        (engine/runtime/transients.py); if none answered, the database is away: nothing
+        is counted, and the round ends after a few parts."""
+        total = Outcome()
+        answered = False
+        transient: dict[str, tuple[list[str], str]] = {}
+        for profile, keys in parts.items():
+            if not answered and len(transient) >= AWAY_AFTER:
+                break
+            outcome = self._guarded(kind, partial(do, keys))
+            if isinstance(outcome, Transient):
+                transient[profile] = (keys, outcome.error)
+                continue
+            answered = True
+            if isinstance(outcome, Refused):
+                outcome = self._guarded(kind, partial(fail, keys, outcome.error))
+            if isinstance(outcome, Outcome):
+                total.add(outcome)
+        for keys, error in transient.values() if answered else ():
+            outcome = self._guarded(kind, partial(fail, keys, error))
+            if isinstance(outcome, Outcome):
+                total.add(outcome)
+        return total
+
+    def _listed(self, kind: str, due: Callable[[], dict[str, list[str]]]
+                ) -> dict[str, list[str]] | None:
+        """What is due, by profile, for a round in parts (None: a transient error, not
+        counted again: the round's own failure set the wait)."""
+        try:
+            with self.store.transaction(stamped=True):
+                return due()
+        except Exception as exc:
+            if not self.store.is_transient(exc):
+                raise
+            return None
 
     def _after(self, outcome: Outcome, kind: str) -> int:
         count = outcome.handled + outcome.failed
@@ -543,47 +580,21 @@ class Worker:
         if self.metrics is not None:
             self.metrics.batches_redone.inc()
 
-    def _count_failure(self, kind: str) -> None:
-        """Counted once the transaction that records the failure commits (`_guarded`):
-        a failure written in a transaction that is refused is recorded again in parts."""
-        self._uncommitted.append(partial(self._counted_failure, kind))
+    def _count_failure(self, kind: str, *, parked: bool = False) -> None:
+        """Counted once the transaction that records the failure (or the parking)
+        commits (`_guarded`): one written in a transaction that is refused is recorded
+        again in parts."""
+        self._uncommitted.append(partial(self._counted, kind, parked))
 
-    def _counted_failure(self, kind: str) -> None:
-        self.stats.failures += 1
+    def _counted(self, kind: str, parked: bool) -> None:
+        if parked:
+            self.stats.parked += 1
+        else:
+            self.stats.failures += 1
         if self.metrics is not None:
-            self.metrics.failures.labels(kind).inc()
+            (self.metrics.parked if parked else self.metrics.failures).labels(kind).inc()
 
-    def _count_parked(self, kind: str) -> None:
-        self._uncommitted.append(partial(self._counted_parked, kind))
-
-    def _counted_parked(self, kind: str) -> None:
-        self.stats.parked += 1
-        if self.metrics is not None:
-            self.metrics.parked.labels(kind).inc()
-
-    @staticmethod
-    def _took_all(outcome: Outcome, claimed: int, short: bool) -> bool:
-        """Whether a batch inside the write transaction took everything due and did it
-        all: its claim came back `short` of its limit (counted before PostgreSQL let go
-        of profiles another transaction holds: those are `next_inbox_at`'s) and nothing
-        was left undone. Its loop then stops instead of claiming again only to find
-        nothing (what arrives later wakes it: in this process, or by NOTIFY). A batch
-        handled in a snapshot (SQLite's `journeyman worker`) looks again: that look is
-        a read, and another process's events may come with no wake-up (wake_sockets.py),
-        and a lane worker's look at the lanes nobody serves comes after its own lane."""
-        return short and outcome.handled + outcome.failed == claimed
-
-    def _adapt(self, kind: str, done: int, took: float, claimed: int) -> None:
-        """Grow the claim while batches finish within the budget, shrink it when not."""
-        limit = self._limit[kind]
-        floor = MIN_TIMER_BATCH if kind == "timers" else MIN_BATCH
-        if took > 2 * self.budget:
-            limit = max(floor, int(limit * 0.7))
-        elif done < claimed:
-            # Cut short (the budget, a waiting request, busy profiles): claim about what
-            # a batch gets through, or each claim takes and puts back hundreds of rows
-            # for the few it handles (a storm of 100,000 timers slowed five times).
-            limit = max(floor, min(limit, 2 * done))
-        elif claimed >= limit:
-            limit = min(self.max_batch, limit * 2)
-        self._limit[kind] = limit
+    def _adapt(self, kind: str, outcome: Outcome, started: float, claimed: int) -> None:
+        self._limit.adapt(kind, outcome.handled + outcome.failed,
+                          time.perf_counter() - started, claimed, budget=self.budget,
+                          most=self.max_batch)

@@ -158,14 +158,15 @@ def test_a_claim_short_only_of_a_profile_held_elsewhere_is_not_the_last(
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
-def test_after_a_transient_error_the_worker_looks_at_the_inbox_again_soon(
+def test_after_a_transient_error_the_worker_looks_at_the_inbox_again_after_a_wait(
         engine: InMemoryEngine) -> None:
     """A batch rolled back by the database held its rows until then, so another
     worker's claim may have skipped them and ended its round: nothing else says they
-    wait (`next_inbox_at` knows held events only), so this worker looks again soon."""
+    wait (`next_inbox_at` knows held events only), so this worker looks again when its
+    wait ends (engine/runtime/transients.py), and not before."""
     from sqlalchemy.exc import OperationalError
 
-    from engine.runtime.worker import RETRY_AFTER_TRANSIENT
+    from engine.runtime.transients import FIRST_WAIT
 
     store, worker = engine.store, engine.worker
     store.accept_events(ordered(2), "test")
@@ -177,8 +178,9 @@ def test_after_a_transient_error_the_worker_looks_at_the_inbox_again_soon(
     setattr(store, name, busy)
     assert worker.handle_events() == 0
     delattr(store, name)
-    assert worker.next_inbox_at() == engine.clock.now() + RETRY_AFTER_TRANSIENT
-    assert worker.next_inbox_at() is None  # once: the next round decides again
+    assert worker.next_inbox_at() == engine.clock.now() + FIRST_WAIT
+    assert worker.handle_events() == 0  # not yet
+    engine.clock.advance(FIRST_WAIT)  # the loop runs when it said
     assert worker.handle_events() == 2
 
 

@@ -38,6 +38,11 @@ def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
     return {c: bindparam(c, type_=tbl.c[c].type) for c in cols}
 
 
+# SQLite's primary result codes that say the database, not the statement, is in the way:
+# busy, locked, out of memory, read-only, I/O error, full, cannot open, WAL protocol.
+SQLITE_WAIT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
 class StateQueries(SqlBase):
     @cached_property
     def _q(self) -> dict[str, Any]:
@@ -117,11 +122,22 @@ class StateQueries(SqlBase):
         PostgreSQL, a lost connection, a prepared statement whose table another process
         altered (psycopg drops its prepared statements with the rollback, so the retry
         plans it again: a migration changing a column's type under running workers):
-        worth retrying as is."""
-        return isinstance(error, OperationalError) or (
-            isinstance(error, DBAPIError) and (error.connection_invalidated or (
-                getattr(error.orig, "sqlstate", None) == "0A000"
-                and "cached plan must not change result type" in str(error.orig))))
+        worth retrying as is. Not the operational errors that come with the statement
+        or its data: PostgreSQL's limits (class 54: an index row too big) and statement
+        timeouts (57014), SQLite's SQLITE_ERROR (a function raising, no such column):
+        done again as is, they fail again, so the batch is done in parts instead and
+        the profile they come with fails alone. What a driver files wrongly is caught by
+        the worker's streak (engine/runtime/transients.py)."""
+        orig = getattr(error, "orig", None)
+        state = getattr(orig, "sqlstate", None)
+        if isinstance(error, OperationalError):
+            code = getattr(orig, "sqlite_errorcode", None)
+            if isinstance(code, int):  # the primary code is the low byte
+                return code & 0xFF in SQLITE_WAIT
+            return not (isinstance(state, str)
+                        and (state.startswith("54") or state == "57014"))
+        return isinstance(error, DBAPIError) and (error.connection_invalidated or (
+            state == "0A000" and "cached plan must not change result type" in str(error.orig)))
 
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """PostgreSQL: a transaction-scoped advisory lock per profile, taken without
