@@ -305,7 +305,7 @@ class OutboxStore(Protocol):
         """Whether this thread's last `claim_inbox` or `claim_outbox` found fewer rows
         than its limit (counted before PostgreSQL let go of the rows of profiles another
         transaction holds): it took everything due that nobody else holds, so its loop
-        need not claim again at once (engine/runtime/worker.py `_took_all`)."""
+        need not claim again at once (engine/runtime/claim_sizes.py `took_all`)."""
         ...
     def claim_outbox(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxEntry]:
         """Lease due sends (oldest first) and count the attempt: the profiles of up to

@@ -5,7 +5,7 @@ A transient error (locked, deadlock, connection lost: `Store.is_transient`) roll
 batch back and the same work comes round again. Once, that is right. In a row, it is
 either the database being away (down, restarting, full), or an error the driver calls
 transient that comes with one profile's data every time (a trigger of the operator's,
-a PostgreSQL limit, a misfiled error code). Tried again every few milliseconds, the
+an error code misfiled by a driver). Tried again every few milliseconds, the
 first fills the log and keeps a core busy asking; the second stalls every profile of
 the batch behind one (issue 10). So:
 
@@ -14,10 +14,11 @@ the batch behind one (issue 10). So:
   error of a streak, and an info line when the database answers again;
 - from the `IN_PARTS_AFTER`-th error in a row, the worker does the batch one profile
   per transaction, as when the database refuses a batch's writes (engine/runtime/
-  worker.py). A profile whose part still fails while other parts of the same round
-  commit has an error of its own: it is counted as that profile's failed attempt
-  (backoff, then parked: `journeyman failures`). When no part commits, the database
-  is away and nothing is counted against anyone.
+  worker.py). A profile whose part fails while other parts of the same round commit is
+  done once more (a lock may have been released in between), and if it fails again it
+  has an error of its own: that counts as its failed attempt (backoff, then parked:
+  `journeyman failures`). When no part commits, the database is away and nothing is
+  counted against anyone. A part's error does not add to the streak (its round's did).
 """
 
 from __future__ import annotations
@@ -55,13 +56,20 @@ class TransientErrors:
         self._streak: dict[str, int] = {}
         self._resume_at: dict[str, datetime] = {}
 
-    def failed(self, kind: str, exc: BaseException) -> Transient:
-        """Note one more transient error of `kind` in a row; returns what the round got."""
+    def failed(self, kind: str, exc: BaseException, *, streak: bool = True) -> Transient:
+        """Note one more transient error of `kind` in a row (not with `streak=False`: a
+        part of a round, or a look at what is due, whose round counted); returns what
+        the round got."""
+        error = without_values(str(exc))
+        if not streak:
+            return Transient(error)
+        return self._one_more(kind, error)
+
+    def _one_more(self, kind: str, error: str) -> Transient:
         streak = self._streak.get(kind, 0) + 1
         self._streak[kind] = streak
         wait = min(LONGEST_WAIT, FIRST_WAIT * 2 ** min(streak - 1, 16))
         self._resume_at[kind] = self.clock.now() + wait
-        error = without_values(str(exc))
         if streak & (streak - 1) == 0:  # 1, 2, 4, 8...: the log says it is still so
             log.warning("a transient database error (%s: %d in a row); trying again in "
                         "%.1f s: %s", kind, streak, wait.total_seconds(), error)

@@ -28,7 +28,8 @@ Failure semantics (design.md; docs/service.md says the same for operators):
 - A batch whose writes fail (the database refuses them) is rolled back and done again
   one profile per transaction, so the profile whose data the database refuses fails
   alone. Transient database errors (locked, deadlock, connection lost) roll back and are
-  retried later without counting as failures.
+  retried after a wait that grows while they go on, without counting as failures
+  (engine/runtime/transients.py says when one comes with a profile's data).
 - Crashes: the claim is part of the batch's transaction, so a worker killed mid-batch
   loses nothing: the database rolls the transaction back and the rows are claimable
   again at once (PostgreSQL: when the killed process's connection closes). An
@@ -75,8 +76,9 @@ from engine.runtime.claim_sizes import MIN_BATCH, MIN_TIMER_BATCH, ClaimSizes, t
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, without_values
 from engine.runtime.metrics import Metrics
+from engine.runtime.parts import round_in_parts
 from engine.runtime.runner import Runner
-from engine.runtime.transients import AWAY_AFTER, Transient, TransientErrors
+from engine.runtime.transients import Transient, TransientErrors
 from engine.runtime.unit import ProfileBusy, UnitOfWork
 
 log = logging.getLogger("journeyman.worker")
@@ -279,13 +281,14 @@ class Worker:
 
     def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
         """After a failed write: the same work (the same profiles, or what is waiting),
-        one profile per transaction (`_in_parts`)."""
+        one profile per transaction (engine/runtime/parts.py)."""
         if by_profile is None:
             by_profile = self._listed("events", lambda: {
                 i.profile_id: [i.profile_id]
                 for i in self.store.claim_inbox(self._limit["inbox"], self.clock.now())})
-        return self._parts_round("events", by_profile or {}, self._event_batch,
-                                 lambda keys, error: self._fail_first_event(keys[0], error))
+        return round_in_parts(partial(self._guarded, "events", part=True), by_profile or {},
+                              self._event_batch,
+                              lambda keys, error: self._fail_first_event(keys[0], error))
 
     def _fail_first_event(self, profile: str, error: str) -> Outcome:
         with self.store.transaction(stamped=True):
@@ -438,7 +441,7 @@ class Worker:
 
     def _timer_chunks_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
         """After a failed write: the chunk again (its keys by profile, or the timers due
-        now), one profile's timers per transaction (`_in_parts`)."""
+        now), one profile's timers per transaction (engine/runtime/parts.py)."""
         if by_profile is None:
             def due() -> dict[str, list[str]]:
                 keys: dict[str, list[str]] = {}
@@ -446,13 +449,13 @@ class Worker:
                     keys.setdefault(timer.profile_id, []).append(timer.key)
                 return keys
             by_profile = self._listed("timers", due)
-        return self._parts_round("timers", by_profile or {}, self._timer_chunk,
-                                 self._fail_timers)
+        return round_in_parts(partial(self._guarded, "timers", part=True), by_profile or {},
+                              self._timer_chunk, self._fail_timers)
 
     def _fail_timers(self, keys: Sequence[str], error: str) -> Outcome:
         with self.store.transaction(stamped=True):
             now = self.clock.now()
-            timers = self.store.claim_timers(keys)
+            timers = self.store.claim_timers(keys, due_by=now)  # not a re-armed one
             unit = UnitOfWork(self.store, self.clock)
             for timer in timers:
                 self._timer_failed(unit, timer, timer.profile_id, WriteRefused(error), now)
@@ -487,9 +490,11 @@ class Worker:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _guarded(self, kind: str, work: Callable[[], R]) -> R | Refused | Transient:
+    def _guarded(self, kind: str, work: Callable[[], R], *,
+                 part: bool = False) -> R | Refused | Transient:
         """Run one transaction's work. A transient database error (locked, deadlock,
-        connection lost) is `Transient`: the same work comes round again after a wait
+        connection lost) is `Transient`: a round's (not a `part`'s: its round counted)
+        adds to the streak, and the work comes round again after its wait
         (engine/runtime/transients.py). Any other error rolled the transaction back:
         `Refused`, to do it in parts."""
         counted = len(self._uncommitted)
@@ -498,9 +503,7 @@ class Worker:
         except Exception as exc:
             del self._uncommitted[counted:]  # rolled back: those failures did not happen
             if self.store.is_transient(exc):
-                if self.metrics is not None:
-                    self.metrics.transient_errors.labels(kind).inc()
-                return self.transients.failed(kind, exc)
+                return self._transient(kind, exc, streak=not part)
             error = error_text(exc)
             log.error("a transaction's writes failed; doing it again in parts: %s", error)
             return Refused(error)
@@ -510,46 +513,22 @@ class Worker:
         del self._uncommitted[counted:]
         return done
 
-    def _parts_round(self, kind: str, parts: dict[str, list[str]],
-                     do: Callable[[list[str]], Outcome],
-                     fail: Callable[[list[str], str], Outcome]) -> Outcome:
-        """A round in parts: each profile's keys (`parts`) in a transaction of its own,
-        so the profile whose writes the database refuses fails alone (`fail`: its first
-        event, or its timers, count a failed attempt). A part failing transiently while
-        the database answered another part of the round has an error of its own too
-        (engine/runtime/transients.py); if none answered, the database is away: nothing
-        is counted, and the round ends after a few parts."""
-        total = Outcome()
-        answered = False
-        transient: dict[str, tuple[list[str], str]] = {}
-        for profile, keys in parts.items():
-            if not answered and len(transient) >= AWAY_AFTER:
-                break
-            outcome = self._guarded(kind, partial(do, keys))
-            if isinstance(outcome, Transient):
-                transient[profile] = (keys, outcome.error)
-                continue
-            answered = True
-            if isinstance(outcome, Refused):
-                outcome = self._guarded(kind, partial(fail, keys, outcome.error))
-            if isinstance(outcome, Outcome):
-                total.add(outcome)
-        for keys, error in transient.values() if answered else ():
-            outcome = self._guarded(kind, partial(fail, keys, error))
-            if isinstance(outcome, Outcome):
-                total.add(outcome)
-        return total
+    def _transient(self, kind: str, exc: BaseException, *, streak: bool) -> Transient:
+        if self.metrics is not None:
+            self.metrics.transient_errors.labels(kind).inc()
+        return self.transients.failed(kind, exc, streak=streak)
 
     def _listed(self, kind: str, due: Callable[[], dict[str, list[str]]]
                 ) -> dict[str, list[str]] | None:
-        """What is due, by profile, for a round in parts (None: a transient error, not
-        counted again: the round's own failure set the wait)."""
+        """What is due, by profile, for a round in parts (None: a transient error,
+        counted, not added to the streak: the round's own error set the wait)."""
         try:
             with self.store.transaction(stamped=True):
                 return due()
         except Exception as exc:
             if not self.store.is_transient(exc):
                 raise
+            self._transient(kind, exc, streak=False)
             return None
 
     def _after(self, outcome: Outcome, kind: str) -> int:

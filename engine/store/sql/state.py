@@ -122,9 +122,10 @@ class StateQueries(SqlBase):
         PostgreSQL, a lost connection, a prepared statement whose table another process
         altered (psycopg drops its prepared statements with the rollback, so the retry
         plans it again: a migration changing a column's type under running workers):
-        worth retrying as is. Not the operational errors that come with the statement
-        or its data: PostgreSQL's limits (class 54: an index row too big) and statement
-        timeouts (57014), SQLite's SQLITE_ERROR (a function raising, no such column):
+        worth retrying as is; a statement timeout too (57014: a lock waited for, a
+        loaded server). Not the operational errors that come with the statement or its
+        data: PostgreSQL's limits (class 54: an index row too big), SQLite's
+        SQLITE_ERROR (a function raising, no such column):
         done again as is, they fail again, so the batch is done in parts instead and
         the profile they come with fails alone. What a driver files wrongly is caught by
         the worker's streak (engine/runtime/transients.py)."""
@@ -134,8 +135,7 @@ class StateQueries(SqlBase):
             code = getattr(orig, "sqlite_errorcode", None)
             if isinstance(code, int):  # the primary code is the low byte
                 return code & 0xFF in SQLITE_WAIT
-            return not (isinstance(state, str)
-                        and (state.startswith("54") or state == "57014"))
+            return not (isinstance(state, str) and state.startswith("54"))
         return isinstance(error, DBAPIError) and (error.connection_invalidated or (
             state == "0A000" and "cached plan must not change result type" in str(error.orig)))
 
