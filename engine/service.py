@@ -61,12 +61,9 @@ from journeys.model import Policy
 log = logging.getLogger("journeyman.service")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops share a process
 STATUS_REFRESH_SECONDS = 5.0
-# While this process handles events, a timer fires up to this many seconds after its
-# due time, with the timers due in the meantime, in one transaction: a lone timer's
-# transaction cost as much as the work it did, CPU the events need. With no events
-# handled for as long, timers fire when due: nothing competes, and a 2 s wait took
-# 2.0-2.25 s (bench/journey_bench.py's race: the last sends 0.15-0.2 s later, and
-# every figure ~10-20% lower). Immediate sends are never delayed.
+# A timer fires up to this many seconds after its due time, with the timers due in the
+# meantime, in one transaction (a journey's waits are minutes to days; a lone timer's
+# transaction cost as much as the work it did). Immediate sends are not delayed.
 TIMER_SLACK = 0.25
 # The dispatcher starts a run at most this often while other processes wake it again and
 # again (NOTIFY: every batch of every worker); each run sends all that is due. Sends its
@@ -245,7 +242,7 @@ class Service:
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
                            safety=self.tick, stop=self._stop),
             "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
-                           safety=self.tick, slack=self._timer_slack, stop=self._stop),
+                           safety=self.tick, slack=TIMER_SLACK, stop=self._stop),
             "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
                            safety=self.tick, spacing=OUTBOX_SPACING, stop=self._stop),
             "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
@@ -305,11 +302,6 @@ class Service:
                 self._loops["events"].wake()
                 break
         return self.worker.next_inbox_at()
-
-    def _timer_slack(self) -> float:
-        """TIMER_SLACK while events are being handled here, else none."""
-        busy = time.monotonic() - self.worker.handled_at < TIMER_SLACK
-        return TIMER_SLACK if busy else 0.0
 
     def _fire_timers(self) -> datetime | None:
         self._refresh_statuses(arm=True)

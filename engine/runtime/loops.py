@@ -43,8 +43,7 @@ def new_scheduler() -> BackgroundScheduler:
 
 class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
-                 safety: float = 5.0, slack: float | Callable[[], float] = 0.0,
-                 spacing: float = 0.0,
+                 safety: float = 5.0, slack: float = 0.0, spacing: float = 0.0,
                  stop: threading.Event | None = None) -> None:
         self.name = name
         self.work = work
@@ -52,8 +51,7 @@ class Loop:
         self.safety = safety
         # Seconds (of the clock) a run for a future due time may wait past it, so work due
         # close together is done in one run: one transaction for many timers instead
-        # of a transaction for every few (timer slack, as in Linux's timer_slack_ns). A
-        # function: asked at each reschedule (the timer loop's depends on the load).
+        # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
         self.slack = slack
         # Wall seconds at least between the starts of two runs woken from another process
         # (`wake(spaced=True)`): woken again sooner, a run waits for the rest, then does
@@ -121,15 +119,12 @@ class Loop:
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
-            if self._real_seconds(due - self.clock.now() + self._slack()) <= 0:
+            if self._real_seconds(due - self.clock.now() + timedelta(seconds=self.slack)) <= 0:
                 # Due already. APScheduler still counts this run, so the run asked for
                 # now is skipped and the trigger asked instead: dirty and not running,
                 # it answers "in 10 ms" (without this, the safety net).
                 self._dirty.set()
             self._reschedule(due)
-
-    def _slack(self) -> timedelta:
-        return timedelta(seconds=self.slack() if callable(self.slack) else self.slack)
 
     def close(self) -> None:
         """No more moves: call before shutting the scheduler down."""
@@ -141,7 +136,7 @@ class Loop:
         wall = datetime.now(UTC)
         if at is not None:  # the slack is the clock's time too (the demo's runs fast)
             wall += timedelta(seconds=max(0.0, self._real_seconds(
-                at - self.clock.now() + self._slack())))
+                at - self.clock.now() + timedelta(seconds=self.slack))))
         with self._gate:
             if self._closed:
                 return

@@ -102,7 +102,9 @@ class Worker:
                  dispatcher: Dispatcher | None = None, snapshots: SnapshotStore | None = None,
                  lane: Lane | None = None) -> None:
         self.runner = runner
-        self.snapshots = snapshots  # SQLite: batches of a lane read outside the write lock
+        # SQLite on a file: batches handled outside the write lock, then checked
+        # (`_optimistic_batch`), of this worker's lane of the inbox
+        self.snapshots = snapshots
         self.lane = lane or Lane()
         # what the last optimistic batch or chunk took, by profile (`_round`)
         self._parts: dict[str, list[str]] | None = None
@@ -123,8 +125,8 @@ class Worker:
         self.metrics: Metrics | None = None
         self._limit = ClaimSizes()
         self.drained = False  # the last batch of events took all that was due (took_all)
-        self.handled_at = float("-inf")  # time.monotonic() of the last batch that handled events
-        self.transients = TransientErrors(clock)  # errors in a row: waits, then parts
+        # transient database errors in a row: the wait before the next try, parts
+        self.transients = TransientErrors(clock)
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
@@ -137,8 +139,6 @@ class Worker:
             outcome = self._round("events", self._optimistic_batch, self._event_batch,
                                   self._event_batch_per_profile)
         self.drained = outcome.drained
-        if outcome.handled:
-            self.handled_at = time.monotonic()
         return self._after(outcome, "events")
 
     def _round(self, kind: str, optimistic: Callable[[], Outcome | Redo],

@@ -9,9 +9,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -19,8 +18,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from engine.ports import Clock, SystemClock
 from engine.qa.demo import TimeLapseClock
 from engine.runtime.loops import Loop, new_scheduler
-
-_names = itertools.count()
 
 
 @pytest.fixture
@@ -31,7 +28,7 @@ def scheduler() -> Iterator[BackgroundScheduler]:
         sched.shutdown(wait=True)
 
 
-def _second_run_after(scheduler: BackgroundScheduler, slack: float | Callable[[], float],
+def _second_run_after(scheduler: BackgroundScheduler, slack: float,
                       clock: Clock | None = None) -> float:
     """Wall seconds between a run that reports work due 50 ms later (clock time) and the
     next run."""
@@ -45,7 +42,7 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float | Callable[[]
             second.set()
         return clock.now() + timedelta(seconds=0.05) if len(runs) == 1 else None
 
-    loop = Loop(scheduler, f"slack{next(_names)}", work, clock, safety=5.0, slack=slack)
+    loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack)
     if not scheduler.running:
         scheduler.start()
     assert second.wait(4), "the loop did not run again before its safety net"
@@ -56,21 +53,6 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float | Callable[[]
 def test_a_run_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler) -> None:
     assert _second_run_after(scheduler, 0.0) < 0.3
     assert 0.33 <= _second_run_after(scheduler, 0.4) < 2.0
-
-
-def test_a_slack_given_as_a_function_is_asked_at_each_run(
-        scheduler: BackgroundScheduler) -> None:
-    """The timer loop's slack depends on the load (engine/service.py `_timer_slack`):
-    none while no events are handled, so a 2 s wait is not 2.25 s."""
-    asked: list[float] = []
-
-    def busy() -> float:
-        asked.append(0.4)
-        return 0.4
-
-    assert 0.33 <= _second_run_after(scheduler, busy) < 2.0
-    assert asked
-    assert _second_run_after(scheduler, lambda: 0.0) < 0.3
 
 
 def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:
@@ -190,32 +172,3 @@ def test_work_that_is_due_again_at_once_runs_again_at_once(
     gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert max(gaps) < 0.3, gaps
     loop.close()
-
-
-def test_the_timer_loop_has_slack_only_while_events_are_handled(tmp_path: Path) -> None:
-    """A timer due while this process handles events waits up to TIMER_SLACK for the
-    timers due meanwhile (one transaction); with no events handled for as long, it
-    fires when due."""
-    from engine.runtime.events import normalize
-    from engine.runtime.unsubscribe import SigningSecret
-    from engine.service import TIMER_SLACK, Service
-    from engine.testing import TEST_SECRET, FakeClock, RecordingChannel
-    from tests.engine.helpers import stub_email, write_folder
-    from tests.store.test_isolation import LATER
-
-    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    folder = write_folder(tmp_path / "j", {"later": LATER}, {"hello": stub_email("hello")})
-    service = Service(folder, f"sqlite:///{tmp_path / 'slack.db'}", clock=FakeClock(start),
-                      channels={"email": RecordingChannel("email")},
-                      secrets=[SigningSecret(TEST_SECRET)])
-    try:
-        assert service._timer_slack() == 0.0  # nothing handled yet
-        service.store.accept_events([normalize(
-            {"type": "track", "userId": "u1", "event": "Ordered"}, now=start,
-            message_id="m1")])
-        assert service.worker.handle_events() == 1
-        assert service._timer_slack() == TIMER_SLACK
-        service.worker.handled_at -= TIMER_SLACK
-        assert service._timer_slack() == 0.0
-    finally:
-        service.stop()
