@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from engine.core.model import (
     Enrollment,
+    EnrollmentOutline,
     EntryStats,
     Exit,
     Profile,
@@ -210,6 +211,11 @@ class StateStore(Protocol):
         """Each profile's state (an empty one for a profile that does not exist)."""
         ...
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]: ...
+    def enrollment_outlines(self, enrollment_ids: Collection[str]
+                            ) -> dict[str, EnrollmentOutline]:
+        """Whose each of these enrollments is and how it stands (those that exist),
+        without their documents: for a timer's owner, a send's check."""
+        ...
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         """The profiles that exist among these."""
         ...

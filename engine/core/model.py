@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 SCHEMA_VERSION = 1
 CRON_STEP = "__cron__"  # the step of a schedule entry's timer (no enrollment yet)
@@ -65,10 +65,27 @@ class Enrollment:
             values[_ENROLLMENT_INDEX[name]] = value
         return Enrollment(*values)
 
+    def outline(self) -> EnrollmentOutline:
+        return EnrollmentOutline(self.id, self.profile_id, self.status, self.exit_reason,
+                                 self.ended_at, self.updated_at)
+
     def facts(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state, "status": self.status,
                 "data": dict(self.data), "entered_at": self.entered_at.isoformat(),
                 "variants": dict(self.variants)}
+
+
+class EnrollmentOutline(NamedTuple):
+    """Whose an enrollment is and how it stands, without its documents (data, events,
+    visits: five JSON documents to decode): what a timer's owner and a send's check
+    that it is still wanted need (`Store.enrollment_outlines`)."""
+
+    id: str
+    profile_id: str
+    status: Status
+    exit_reason: str | None
+    ended_at: datetime | None
+    updated_at: datetime
 
 
 # Enrollment.changed's view of the fields: all of them, in __init__'s order

@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from engine.core.model import Enrollment, Profile
+from engine.core.model import EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.ports import (
     BatchChannel,
@@ -112,7 +112,7 @@ class _Chunk:
     """The rows of a claim being dispatched: what the checks need, loaded in bulk, and
     the outcomes waiting to be written in one transaction."""
 
-    enrollments: dict[str, Enrollment]
+    enrollments: dict[str, EnrollmentOutline]
     profiles: dict[str, Profile]
     claimed: int = 0
     short: bool = False  # the claim found fewer rows than its limit (Store.claim_was_short)
@@ -195,7 +195,7 @@ class Dispatcher:
             if not entries:
                 return None
             short = self.store.claim_was_short()
-            chunk = _Chunk(self.store.load_enrollments({e.enrollment_id for e in entries}),
+            chunk = _Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
                            claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))

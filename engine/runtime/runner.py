@@ -32,6 +32,7 @@ from engine.core.model import (
     Command,
     Emit,
     Enrollment,
+    EnrollmentOutline,
     Enter,
     EventMatched,
     Exit,
@@ -416,7 +417,8 @@ class Runner:
     # --- time ----------------------------------------------------------------------
 
     @staticmethod
-    def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, Enrollment]) -> str:
+    def timer_owner(timer: ScheduleTimer,
+                    enrollments: Mapping[str, EnrollmentOutline]) -> str:
         """The profile a timer is for: its enrollment's (a merge moves enrollments, not
         timers), or the one it was armed for (cron timers, gone enrollments)."""
         if timer.step == CRON_STEP:

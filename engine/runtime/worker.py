@@ -378,7 +378,7 @@ class Worker:
         it is, due, for the next chunk."""
         # Whose each timer is (its enrollment's profile), then lock those profiles, then
         # read their state: read before the lock, it could be stale.
-        probe = self.store.load_enrollments({t.enrollment_id for t in timers})
+        probe = self.store.enrollment_outlines({t.enrollment_id for t in timers})
         owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
         mine = self.store.try_lock_profiles(set(owners.values()))
         unit = UnitOfWork(self.store, self.clock)

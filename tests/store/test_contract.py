@@ -50,6 +50,23 @@ def test_enrollment_round_trip_every_field(store: Any) -> None:
     assert store.get_enrollment("nope") is None
 
 
+def test_enrollment_outlines_say_whose_and_how_it_stands(store: Any) -> None:
+    """What a timer's owner and a send's check read, without the documents: the same
+    on every store as the whole enrollment's fields."""
+    active = enrollment("e1", data={"coupon": "X1"})
+    done = replace(enrollment("e2", profile="p2"), status="exited", state="__exited__",
+                   exit_reason="exit_when:x", ended_at=later(2), updated_at=later(3))
+    store.put_enrollment(active)
+    store.put_enrollment(done)
+    outlines = store.enrollment_outlines(["e1", "e2", "none"])
+    assert outlines == {"e1": active.outline(), "e2": done.outline()}
+    assert outlines["e2"].profile_id == "p2"
+    assert outlines["e2"].exit_reason == "exit_when:x"
+    assert outlines["e2"].ended_at == later(2)
+    assert outlines["e2"].updated_at.tzinfo is not None
+    assert store.enrollment_outlines([]) == {}
+
+
 def test_enrollments_in_entry_order_and_active(store: Any) -> None:
     assert store.active_enrollment("p1", "j") is None
     assert store.enrollments("p1", "j") == []

@@ -17,6 +17,7 @@ from engine.core.merge import exited_by_merge, merge_losers, merged_entries, mer
 from engine.core.model import (
     CRON_STEP,
     Enrollment,
+    EnrollmentOutline,
     EntryStats,
     Exit,
     Profile,
@@ -303,6 +304,11 @@ class MemoryState:
 
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
         return {e: self.enrollment_rows[e] for e in enrollment_ids if e in self.enrollment_rows}
+
+    def enrollment_outlines(self, enrollment_ids: Collection[str]
+                            ) -> dict[str, EnrollmentOutline]:
+        return {e: self.enrollment_rows[e].outline() for e in enrollment_ids
+                if e in self.enrollment_rows}
 
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
         return {p: self.profiles[p] for p in profile_ids if p in self.profiles}

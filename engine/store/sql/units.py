@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, text
 
-from engine.core.model import Enrollment, Profile
+from engine.core.model import Enrollment, EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.jsonfast import dumps
 from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
@@ -56,6 +56,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             "entries": select(j).where(ids(j.c.profile_id)),
             "segments": select(s.c.profile_id, s.c.journey).where(ids(s.c.profile_id)),
             "enrollments": select(e).where(ids(e.c.id)),
+            "outlines": select(e.c.id, e.c.profile_id, e.c.status, e.c.exit_reason,
+                               e.c.ended_at, e.c.updated_at).where(ids(e.c.id)),
             # `kind = ? AND value IN (...)`: the primary key (kind, value). A row-value
             # `(kind, value) IN (VALUES ...)` made SQLite scan the whole table.
             "identities": select(i.c.value, i.c.profile_id).where(
@@ -118,6 +120,16 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                                       "enrollments", chunk):
                     found[row["id"]] = enrollment_from_row(row)
         self._noted(profile_key(e.profile_id) for e in found.values())
+        return found
+
+    def enrollment_outlines(self, enrollment_ids: Collection[str]
+                            ) -> dict[str, EnrollmentOutline]:
+        found: dict[str, EnrollmentOutline] = {}
+        with self._read() as conn:
+            for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
+                for row in conn.execute(self._unit_statements["outlines"], {"ids": chunk}):
+                    found[row.id] = EnrollmentOutline(*row)
+        self._noted(profile_key(o.profile_id) for o in found.values())
         return found
 
     def load_profiles(self, profile_ids: Collection[str]) -> dict[str, Profile]:
