@@ -602,3 +602,17 @@ def test_in_memory_sqlite_works() -> None:
 def test_unknown_database_is_refused() -> None:
     with pytest.raises(StoreError, match="unsupported database"):
         SqlStore("mysql://localhost/x")
+
+
+def test_empty_documents_are_answered_without_parsing_and_never_shared() -> None:
+    """`loads_exact`'s answers for `{}` and `null` equal a parse's, and each `{}` is a
+    dict of its own (a caller that fills one must not fill the next)."""
+    from engine.jsonfast import loads, loads_exact
+
+    first, second = loads_exact("{}"), loads_exact("{}")
+    assert first == loads("{}") == {}
+    assert first is not second
+    first["x"] = 1
+    assert loads_exact("{}") == {}
+    assert loads_exact("null") is None
+    assert loads_exact('{"n": 12345678901234567890123}') == {"n": 12345678901234567890123}
