@@ -472,6 +472,8 @@ def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
         conn.execute(e.update().values(schema_version=99))
     with pytest.raises(StoreError, match="schema version 99"):
         sql_store.get_enrollment("e1")
+    with pytest.raises(StoreError, match="schema version 99"):  # a timer's, a send's look
+        sql_store.enrollment_outlines(["e1"])
 
 
 def test_sqlite_reads_at_the_driver_what_sqlalchemy_reads(sql_store: SqlStore) -> None:

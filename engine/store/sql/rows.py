@@ -33,10 +33,16 @@ def enrollment_values(e: Enrollment) -> dict[str, Any]:
             "schema_version": e.schema_version}
 
 
-def enrollment_from_row(row: Mapping[Any, Any]) -> Enrollment:
-    if row["schema_version"] > SCHEMA_VERSION:
-        raise StoreError(f"enrollment {row['id']} has schema version {row['schema_version']}, "
+def check_schema_version(enrollment_id: str, version: int) -> None:
+    """An enrollment written by a newer journeyman is not this one's to read (a rolling
+    upgrade): its work fails (retried, then parked) until this process is upgraded."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"enrollment {enrollment_id} has schema version {version}, "
                          f"newer than this journeyman ({SCHEMA_VERSION})")
+
+
+def enrollment_from_row(row: Mapping[Any, Any]) -> Enrollment:
+    check_schema_version(row["id"], row["schema_version"])
     return Enrollment(
         id=row["id"], journey=row["journey"], version=row["version"],
         profile_id=row["profile_id"], state=row["state"], status=row["status"],

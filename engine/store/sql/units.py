@@ -23,6 +23,7 @@ from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rows import (
     SqliteRows,
+    check_schema_version,
     enrollment_from_row,
     enrollment_values,
     entries_values,
@@ -57,7 +58,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             "segments": select(s.c.profile_id, s.c.journey).where(ids(s.c.profile_id)),
             "enrollments": select(e).where(ids(e.c.id)),
             "outlines": select(e.c.id, e.c.profile_id, e.c.status, e.c.exit_reason,
-                               e.c.ended_at, e.c.updated_at).where(ids(e.c.id)),
+                               e.c.ended_at, e.c.updated_at, e.c.schema_version)
+            .where(ids(e.c.id)),
             # `kind = ? AND value IN (...)`: the primary key (kind, value). A row-value
             # `(kind, value) IN (VALUES ...)` made SQLite scan the whole table.
             "identities": select(i.c.value, i.c.profile_id).where(
@@ -127,8 +129,10 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         found: dict[str, EnrollmentOutline] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for row in conn.execute(self._unit_statements["outlines"], {"ids": chunk}):
-                    found[row.id] = EnrollmentOutline(*row)
+                for *outline, schema in conn.execute(self._unit_statements["outlines"],
+                                                     {"ids": chunk}):
+                    found[outline[0]] = EnrollmentOutline(*outline)
+                    check_schema_version(outline[0], schema)
         self._noted(profile_key(o.profile_id) for o in found.values())
         return found
 
