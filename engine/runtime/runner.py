@@ -32,7 +32,6 @@ from engine.core.model import (
     Command,
     Emit,
     Enrollment,
-    EnrollmentOutline,
     Enter,
     EventMatched,
     Exit,
@@ -415,16 +414,6 @@ class Runner:
         unit.enqueue_send(entry)
 
     # --- time ----------------------------------------------------------------------
-
-    @staticmethod
-    def timer_owner(timer: ScheduleTimer,
-                    enrollments: Mapping[str, EnrollmentOutline]) -> str:
-        """The profile a timer is for: its enrollment's (a merge moves enrollments, not
-        timers), or the one it was armed for (cron timers, gone enrollments)."""
-        if timer.step == CRON_STEP:
-            return timer.profile_id
-        enrollment = enrollments.get(timer.enrollment_id)
-        return enrollment.profile_id if enrollment is not None else timer.profile_id
 
     def fire(self, timer: ScheduleTimer, unit: UnitOfWork) -> None:
         """Fire one due timer (claimed by the caller)."""

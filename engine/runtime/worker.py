@@ -44,12 +44,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from engine.core.model import ScheduleTimer
+from engine.core.model import CRON_STEP, EnrollmentOutline, ScheduleTimer
 from engine.core.times import parse_timestamp
 from engine.ports import (
     Clock,
@@ -94,6 +94,15 @@ BUSY_RETRY = timedelta(milliseconds=100)
 # restart or a burst is not taken over (both would then read the same rows; the check
 # keeps it correct, at the cost of work done twice).
 LANE_TAKEOVER = timedelta(seconds=30)
+
+
+def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, EnrollmentOutline]) -> str:
+    """The profile a timer is for: its enrollment's (a merge moves enrollments, not
+    timers), or the one it was armed for (cron timers, gone enrollments)."""
+    if timer.step == CRON_STEP:
+        return timer.profile_id
+    enrollment = enrollments.get(timer.enrollment_id)
+    return enrollment.profile_id if enrollment is not None else timer.profile_id
 
 
 class Worker:
@@ -379,7 +388,7 @@ class Worker:
         # Whose each timer is (its enrollment's profile), then lock those profiles, then
         # read their state: read before the lock, it could be stale.
         probe = self.store.enrollment_outlines({t.enrollment_id for t in timers})
-        owners = {t.key: self.runner.timer_owner(t, probe) for t in timers}
+        owners = {t.key: timer_owner(t, probe) for t in timers}
         mine = self.store.try_lock_profiles(set(owners.values()))
         unit = UnitOfWork(self.store, self.clock)
         unit.preload(mine, own_ids(mine), enrollment_ids={
