@@ -11,10 +11,10 @@ the batch behind one (issue 10). So:
 
 - each error in a row doubles the wait before the next try of that kind of work, from
   `FIRST_WAIT` up to `LONGEST_WAIT`; a warning is logged at the 1st, 2nd, 4th, 8th...
-  error of a streak, and an info line when the database answers again;
+  error of a streak, and an info line when the database answers after two or more;
 - from the `IN_PARTS_AFTER`-th error in a row, the worker does the batch one profile
   per transaction, as when the database refuses a batch's writes (engine/runtime/
-  worker.py). A profile whose part fails while other parts of the same round commit is
+  parts.py). A profile whose part fails while other parts of the same round commit is
   done once more (a lock may have been released in between), and if it fails again it
   has an error of its own: that counts as its failed attempt (backoff, then parked:
   `journeyman failures`). When no part commits, the database is away and nothing is
