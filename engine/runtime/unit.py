@@ -33,6 +33,10 @@ from engine.ports import (
 )
 from rules.errors import JourneymanError
 
+# A profile that never entered a journey (frozen: one for all; `.get`'s default was built
+# on every call, found or not: 15,000 times per 3,000 events)
+NO_ENTRIES = EntryStats()
+
 
 class ProfileBusy(JourneymanError):  # noqa: N818 - reads well at the raise site
     """Another transaction holds a profile this work needs (a merge reaching a profile
@@ -140,7 +144,7 @@ class UnitOfWork:
         return list(self.state(profile_id).active.values())
 
     def entry_stats(self, profile_id: str, journey: str) -> EntryStats:
-        return self.state(profile_id).entries.get(journey, EntryStats())
+        return self.state(profile_id).entries.get(journey, NO_ENTRIES)
 
     def get_enrollment(self, enrollment_id: str) -> Enrollment | None:
         unit: UnitOfWork | None = self
