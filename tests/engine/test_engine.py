@@ -305,3 +305,46 @@ def test_the_core_explains_its_decisions_only_when_asked(tmp_path: Path) -> None
     assert not any(isinstance(c, Note) for c in quiet.commands)
     assert told.enrollment == quiet.enrollment
     assert [c for c in told.commands if not isinstance(c, Note)] == list(quiet.commands)
+
+
+UPGRADE = """
+journey: a_upgrade
+version: 1
+entry: {event: Upgraded}
+steps:
+  - id: mark
+    update_profile: {set: {tier: gold}}
+"""
+GOLD = """
+journey: b_gold
+version: 1
+entry:
+  event: Upgraded
+  when:
+    profile.traits.tier: {eq: gold}
+steps:
+  - id: welcome
+    send: {channel: email, template: hello}
+"""
+
+
+@pytest.mark.parametrize("order", [("a_upgrade", "b_gold"), ("b_gold", "a_upgrade")])
+def test_a_journey_sees_the_profile_an_earlier_journey_changed_for_the_same_event(
+        tmp_path: Path, order: tuple[str, str]) -> None:
+    """The journeys an event reaches are matched one after another against one view of
+    the profile, its facts shared; a step that changes the profile makes a new view, so
+    the next journey reads the change (journeys in the order of their ids: a_upgrade
+    first, then b_gold enters on the same event; the other way round, b_gold is matched
+    before the change and does not)."""
+    first, second = order
+    bodies = {"a_upgrade": UPGRADE, "b_gold": GOLD}
+    folder = write_folder(tmp_path / "j", {
+        "p_" + first: bodies[first].replace(f"journey: {first}", f"journey: p_{first}"),
+        "q_" + second: bodies[second].replace(f"journey: {second}", f"journey: q_{second}")},
+        {"hello": stub_email("hello")})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("u1", {"email": "u1@example.com"})
+    eng.track("u1", "Upgraded")
+    assert eng.profile("u1").traits["tier"] == "gold"
+    entered = [m.profile for m in eng.sent if m.template == "hello"]
+    assert entered == (["u1"] if first == "a_upgrade" else [])
