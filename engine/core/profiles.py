@@ -132,8 +132,9 @@ class ComputedTraits:
                                   "average" if spent >= rfm["monetary"]["average"] else "saver")
         c["rfm_monetary"] = {"spender": 3, "average": 2, "saver": 1}[c["rfm_monetary_name"]]
         c["birthday_today"] = _birthday_today(profile.traits, now, default_tz)
-        view = Profile(profile.id, profile.traits, c)
-        facts = {"profile": view.facts()}
+        # The stages' conditions read the traits as they are (evaluate only reads): no
+        # copies, no intermediate Profile (a view is made for every event and timer).
+        facts = {"profile": {"id": profile.id, "traits": profile.traits, "computed": c}}
         c["lifecycle_stage"] = next(
             (stage for stage, cond in self.stages if evaluate(cond, facts, now)),
             "first_time_visitor")

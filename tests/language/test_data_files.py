@@ -172,3 +172,22 @@ def test_entry_event_properties_are_checked_where_the_entry_event_is_read(
         "j/cart.yaml:11:23: unknown property 'event.properties.cart_itemz': traits.yaml "
         "declares 'Checkout Started' with cart_items, cart_value (did you mean 'cart_items'?)",
     ]  # exit_when sees the incoming event, not the entry event: not checked
+
+
+@pytest.mark.parametrize(("computed", "traits", "stage"), [
+    ({}, {}, "first_time_visitor"),
+    ({"visits": 3}, {}, "repeat_visitor"),
+    ({"identified": True, "visits": 3}, {}, "identified"),
+    ({"orders_count": 2, "identified": True}, {}, "loyal"),
+    ({"orders_count": 2, "last_nps_score": 9}, {}, "advocate"),
+    ({"referrals_count": 1}, {"plan": "x"}, "advocate"),
+])
+def test_a_views_lifecycle_stage_is_the_first_stage_whose_condition_holds(
+        computed: dict[str, object], traits: dict[str, object], stage: str) -> None:
+    """The stages are evaluated on the view's own computed traits (not a copy) before
+    the stage is added to them; the view's traits are the profile's, unchanged."""
+    profile = Profile("p", traits, computed)
+    view = ComputedTraits().view(profile, datetime(2026, 3, 2, tzinfo=UTC))
+    assert view.computed["lifecycle_stage"] == stage
+    assert view.traits == traits
+    assert "lifecycle_stage" not in profile.computed
