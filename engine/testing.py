@@ -224,10 +224,7 @@ class InMemoryEngine:
         wait after a transient database error taken into account."""
         waits = self.worker.transients
         due = [d for d in (waits.not_before("timers", timer), self.store.next_outbox_at(),
-                           waits.not_before("events", self.store.next_inbox_at()),
-                           # events rolled back are not held: the wait's end says they wait
-                           waits.waiting_until("events"), waits.waiting_until("timers"))
-               if d]
+                           waits.not_before("events", self.store.next_inbox_at())) if d]
         return min(due, default=None)
 
     def run_until_idle(self, limit: timedelta = timedelta(days=400)) -> None:

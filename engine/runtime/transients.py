@@ -63,16 +63,12 @@ class TransientErrors:
         error = without_values(str(exc))
         if not streak:
             return Transient(error)
-        return self._one_more(kind, error)
-
-    def _one_more(self, kind: str, error: str) -> Transient:
-        streak = self._streak.get(kind, 0) + 1
-        self._streak[kind] = streak
-        wait = min(LONGEST_WAIT, FIRST_WAIT * 2 ** min(streak - 1, 16))
+        count = self._streak[kind] = self._streak.get(kind, 0) + 1
+        wait = min(LONGEST_WAIT, FIRST_WAIT * 2 ** min(count - 1, 16))
         self._resume_at[kind] = self.clock.now() + wait
-        if streak & (streak - 1) == 0:  # 1, 2, 4, 8...: the log says it is still so
+        if count & (count - 1) == 0:  # 1, 2, 4, 8...: the log says it is still so
             log.warning("a transient database error (%s: %d in a row); trying again in "
-                        "%.1f s: %s", kind, streak, wait.total_seconds(), error)
+                        "%.1f s: %s", kind, count, wait.total_seconds(), error)
         return Transient(error)
 
     def succeeded(self, kind: str) -> None:
@@ -96,6 +92,8 @@ class TransientErrors:
         return at if at is not None and at > self.clock.now() else None
 
     def not_before(self, kind: str, due: datetime | None) -> datetime | None:
-        """`due`, moved to the end of the wait if it falls inside it."""
+        """When `kind` next runs: `due` moved to the end of the wait if it falls inside
+        it, and the wait's end when nothing is known due (work a rollback gave back is
+        not held: the store knows no time for it)."""
         at = self.waiting_until(kind)
-        return due if due is None or at is None or due >= at else at
+        return due if at is None or (due is not None and due >= at) else at

@@ -191,6 +191,8 @@ def test_the_rounds_go_in_parts_only_after_a_streak() -> None:
     assert errors.not_before("events", T0) == T0 + FIRST_WAIT * 4
     assert errors.not_before("events", T0 + timedelta(days=1)) == T0 + timedelta(days=1)
     assert errors.not_before("timers", T0) == T0
+    assert errors.not_before("events", None) == T0 + FIRST_WAIT * 4  # nothing held: the end
+    assert errors.not_before("timers", None) is None
     errors.succeeded("events")
     assert errors.streak("events") == 0
     assert errors.waiting_until("events") is None

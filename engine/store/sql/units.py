@@ -131,8 +131,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
                 for *outline, schema in conn.execute(self._unit_statements["outlines"],
                                                      {"ids": chunk}):
-                    found[outline[0]] = EnrollmentOutline(*outline)
                     check_schema_version(outline[0], schema)
+                    found[outline[0]] = EnrollmentOutline(*outline)
         self._noted(profile_key(o.profile_id) for o in found.values())
         return found
 
