@@ -195,9 +195,9 @@ class Worker:
                 write()
             unit.write()
         if profiles is None:  # a batch done again (given profiles) says nothing of the load
-            self._adapt("inbox", outcome, started, len(items))
-            outcome.drained = took_all(outcome.handled + outcome.failed, len(items),
-                                       self.store.claim_was_short())
+            short = self.store.claim_was_short()
+            self._adapt("inbox", outcome, started, len(items), full=not short)
+            outcome.drained = took_all(outcome.handled + outcome.failed, len(items), short)
         return outcome
 
     def _optimistic_batch(self) -> Outcome | Redo:
@@ -582,7 +582,8 @@ class Worker:
         if self.metrics is not None:
             (self.metrics.parked if parked else self.metrics.failures).labels(kind).inc()
 
-    def _adapt(self, kind: str, outcome: Outcome, started: float, claimed: int) -> None:
+    def _adapt(self, kind: str, outcome: Outcome, started: float, claimed: int, *,
+               full: bool = False) -> None:
         self._limit.adapt(kind, outcome.handled + outcome.failed,
                           time.perf_counter() - started, claimed, budget=self.budget,
-                          most=self.max_batch)
+                          most=self.max_batch, full=full)
