@@ -165,9 +165,9 @@ def worker(
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None
     service.start()
-    from engine.service import freeze_startup_objects
+    from engine.service import tune_garbage_collection
 
-    freeze_startup_objects()
+    tune_garbage_collection()
     err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
               markup=False)
     try:
