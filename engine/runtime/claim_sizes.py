@@ -27,7 +27,9 @@ class ClaimSizes:
         `full`: the claim found as many rows as it asked for, though fewer were kept
         (PostgreSQL lets go of the profiles another worker holds): still a full claim,
         or two workers' batches never grow past the first limit (each kept 43-58 of 64,
-        and made six times as many transactions as one worker alone)."""
+        and made six times as many transactions as one worker alone). Not when it kept
+        less than half: the rows it let go stay locked until it commits, out of the
+        other worker's reach, and a larger claim would hold more of them."""
         limit = self._limit[kind]
         floor = MIN_TIMER_BATCH if kind == "timers" else MIN_BATCH
         if took > 2 * budget:
@@ -37,7 +39,7 @@ class ClaimSizes:
             # a batch gets through, or each claim takes and puts back hundreds of rows
             # for the few it handles (a storm of 100,000 timers slowed five times).
             limit = max(floor, min(limit, 2 * done))
-        elif claimed >= limit or full:
+        elif claimed >= limit or (full and 2 * claimed >= limit):
             limit = min(most, limit * 2)
         self._limit[kind] = limit
 
