@@ -163,7 +163,7 @@ def goal_value(path: str | None, trigger: GoalMet) -> float | None:
 def _run(run: StepRun, go: Go) -> Advanced:
     """Fire `go`, then run instant steps until one suspends or the journey ends."""
     machine = run.journey.machine
-    row = _Row(run.enrollment.state)
+    row = _Row(run.state)
     exit_reason: str | None = None
     last_step = row.state
     for _ in range(MAX_STEPS_PER_ADVANCE):
@@ -175,7 +175,7 @@ def _run(run: StepRun, go: Go) -> Advanced:
         if state in (COMPLETED, EXITED):
             return _finish(run, state, last_step, exit_reason or "completed")
         run.visits[state] = run.visits.get(state, 0) + 1
-        run.enrollment = run.enrollment.changed(state=state)
+        run.state = state
         step = run.journey.steps[state]
         outcome = HANDLERS[kind_of(step)](run, step)
         if not isinstance(outcome, Go):

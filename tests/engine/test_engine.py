@@ -348,3 +348,30 @@ def test_a_journey_sees_the_profile_an_earlier_journey_changed_for_the_same_even
     assert eng.profile("u1").traits["tier"] == "gold"
     entered = [m.profile for m in eng.sent if m.template == "hello"]
     assert entered == (["u1"] if first == "a_upgrade" else [])
+
+
+def test_a_template_sees_the_step_it_is_sent_from(tmp_path: Path) -> None:
+    """`enrollment.state` in a template names the send step, whether it runs right after
+    another step of the same advance or after a wait (an advance copies the enrollment
+    once at its end, not at each step: engine/core/steps/base.py `StepRun.state`)."""
+    where = "channel: email\nsubject: x\ntext: 'at {{ enrollment.state }} ({{ enrollment.status }})'\n"
+    folder = write_folder(tmp_path / "j", {"steps_seen": """
+        journey: steps_seen
+        version: 1
+        entry: {event: Bought}
+        steps:
+          - id: first
+            send: {channel: email, template: where}
+          - id: also
+            send: {channel: email, template: where}
+          - id: pause
+            wait: 1h
+          - id: last
+            send: {channel: email, template: where}
+        """}, {"where": where})
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    eng.identify("u1", {"email": "u1@example.com"})
+    eng.track("u1", "Bought")
+    eng.run_until_idle()
+    assert [m.rendered.text for m in eng.channel.messages] == [
+        "at first (active)", "at also (active)", "at last (active)"]

@@ -42,6 +42,14 @@ class StepRun:
     trigger_event: Event | None = None
     commands: list[Command] = field(default_factory=list)
     explain: bool = True  # record decisions for the decision log (Note commands)
+    # The step it is at: `enrollment` is the enrollment as the advance found it, copied
+    # once when the advance ends rather than once per step it runs (a frozen dataclass
+    # of 17 fields, ~2.6 us each time)
+    state: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.state:
+            self.state = self.enrollment.state
 
     def note(self, step: str, kind: str, reason: str, **details: Any) -> None:
         """Record a decision of this advance for the decision log (when it is on)."""
@@ -51,7 +59,7 @@ class StepRun:
 
     @property
     def occurrence(self) -> int:
-        return self.visits.get(self.enrollment.state, 0)
+        return self.visits.get(self.state, 0)
 
     def key(self, step: str) -> str:
         """The idempotency key of this step's effect: (enrollment, step, occurrence)."""
@@ -59,7 +67,7 @@ class StepRun:
 
     def enrollment_facts(self) -> dict[str, Any]:
         facts = self.enrollment.facts()
-        facts.update(data=dict(self.data), variants=dict(self.variants))
+        facts.update(state=self.state, data=dict(self.data), variants=dict(self.variants))
         return facts
 
     def context(self) -> dict[str, Any]:
