@@ -138,6 +138,14 @@ class HealthProbe:
                 self.answers.append((status, time.perf_counter() - start))
                 time.sleep(0.002)
 
+    def answered_since(self, count: int, timeout: float = 2.0) -> None:
+        """Wait until it has more than `count` answers: on a loaded machine the attacks'
+        loop in this process could starve the probe's thread, and a CI run saw 4 answers
+        in 20 attacks."""
+        deadline = time.monotonic() + timeout
+        while len(self.answers) <= count and time.monotonic() < deadline:
+            time.sleep(0.005)
+
 
 @pytest.fixture
 def attacked(tmp_path: Path, serve: Callable[..., Served]) -> tuple[Served, str]:
@@ -185,8 +193,10 @@ def test_gzip_bombs_and_endless_chunked_bodies_cost_little(
     answers: dict[str, list[Answer]] = {"bomb": [], "chunked": []}
     try:
         for _ in range(10):
+            seen = len(probe.answers)
             answers["bomb"].append(attack_bomb())
             answers["chunked"].append(attack_chunked())
+            probe.answered_since(seen)  # /health answered in between, every round
     finally:
         probe.stop.set()
         poller.join(5)
