@@ -159,11 +159,11 @@ SERVE_BATCH_BUDGET = 0.02
 WORKER_BATCH_BUDGET = 0.1
 
 
-# Allocations of container objects between two young collections (CPython's default:
-# 700). A worker allocates a few hundred thousand per second, nearly all freed by their
-# reference counts; at 700 it ran ~150 collections per 3,000 events, 16-32 ms of each
-# lane worker's ~1.3 s, and at 10,000 it runs 2-6 (3-11 ms). Garbage in a cycle waits
-# longer before it is freed: a few megabytes at most.
+# Allocations of container objects between two young collections (CPython 3.11 and
+# 3.12's default: 700; 2,000 from 3.13). A worker allocates a few hundred thousand per
+# second, nearly all freed by their reference counts; at 700 it ran ~150 collections
+# per 3,000 events, 16-32 ms of each lane worker's ~1.3 s, and at 10,000 it runs 2-6
+# (3-11 ms). Garbage in a cycle waits longer before it is freed: a few megabytes at most.
 YOUNG_COLLECTION_AFTER = 10_000
 
 
@@ -434,9 +434,9 @@ class Service:
             # the API answering (bench/storm_bench.py) for a few per cent of throughput.
             sys.setswitchinterval(SWITCH_INTERVAL)
             self.start()
+        app = self.app()  # ~27,000 objects of its own: built before they are frozen
         tune_garbage_collection()  # the API alone too: it lives as long
         try:
-            uvicorn.run(self.app(), host=host, port=port, log_level="warning",
-                        access_log=False)
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:
             self.stop()

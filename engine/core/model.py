@@ -58,8 +58,8 @@ class Enrollment:
         return self.visits.get(step, 0)
 
     def changed(self, **changes: Any) -> Enrollment:
-        """`dataclasses.replace(self, **changes)`, twice as fast: an advance replaces
-        its enrollment once per step it runs (4.8 against 2.6 us, ~2% of the worker)."""
+        """`dataclasses.replace(self, **changes)`, twice as fast (4.8 against 2.6 us): an
+        advance replaces its enrollment once, when it ends (or reaches a goal)."""
         values = list(_enrollment_values(self))
         for name, value in changes.items():
             values[_ENROLLMENT_INDEX[name]] = value

@@ -45,21 +45,16 @@ class StepRun:
     # The step it is at: `enrollment` is the enrollment as the advance found it, copied
     # once when the advance ends rather than once per step it runs (a frozen dataclass
     # of 17 fields, ~2.6 us each time)
-    state: str = ""
+    state: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.state:
-            self.state = self.enrollment.state
+        self.state = self.enrollment.state
 
     def note(self, step: str, kind: str, reason: str, **details: Any) -> None:
         """Record a decision of this advance for the decision log (when it is on)."""
         if self.explain:
             self.commands.append(Note(self.enrollment.id, self.enrollment.profile_id,
                                       self.journey.id, step, kind, reason, self.now, details))
-
-    @property
-    def occurrence(self) -> int:
-        return self.visits.get(self.state, 0)
 
     def key(self, step: str) -> str:
         """The idempotency key of this step's effect: (enrollment, step, occurrence)."""
