@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import String, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.model import Profile
@@ -102,6 +102,28 @@ def test_array_literal_quotes_and_escapes_every_element() -> None:
     assert array_literal(["a", "b"]) == '{"a","b"}'
     assert array_literal(iter([1, 22])) == '{"1","22"}'
     assert array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
+    assert array_literal(["a", None]) == '{"a",NULL}'  # as psycopg wrote it: matches nothing
+    with pytest.raises(TypeError, match="not one string"):
+        array_literal("abc")
+
+
+def test_a_string_list_and_an_integer_list_are_two_statements() -> None:
+    """The array's element type is part of SQLAlchemy's cache key: a statement of
+    `::BIGINT[]` never reuses the text compiled for `::VARCHAR[]` (the type's own
+    arguments are not in the key unless it keeps them: `_ArrayLiteral.element`)."""
+    from sqlalchemy import any_, bindparam, literal_column
+    from sqlalchemy.types import BigInteger
+
+    from engine.store.sql.lists import _ArrayLiteral
+
+    def where_in(element: Any) -> Any:
+        return select(literal_column("1")).where(literal_column("x") == any_(
+            bindparam("ids", type_=_ArrayLiteral(element))))
+
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+    assert "::VARCHAR[]" in str(where_in(String()).compile(dialect=pg))
+    assert "::BIGINT[]" in str(where_in(BigInteger()).compile(dialect=pg))
+    assert where_in(String())._generate_cache_key() != where_in(BigInteger())._generate_cache_key()
 
 
 def test_hostile_ids_find_exactly_their_own_rows(sql_store: SqlStore) -> None:

@@ -44,14 +44,24 @@ def among(column: Any, name: str, *, pg: bool) -> Any:
 def array_literal(values: Iterable[Any]) -> str:
     """PostgreSQL's text for an array of these values, each quoted: `{"a","b"}` (a
     quoted element may hold commas, braces, spaces or the word NULL; `"` and `\\` are
-    escaped with a backslash). The server parses it into the array's element type."""
-    items = [v if type(v) is str else str(v) for v in values]
+    escaped with a backslash); None is NULL, as psycopg wrote it. The server parses it
+    into the array's element type."""
+    if isinstance(values, str | bytes):
+        raise TypeError("array_literal takes a collection of values, not one string")
+    items = [v if isinstance(v, str) else None if v is None else str(v) for v in values]
     if not items:
         return "{}"
-    joined = '","'.join(items)
+    if None in items:
+        return "{" + ",".join("NULL" if v is None else '"' + _escaped(v) + '"'
+                              for v in items) + "}"
+    joined = '","'.join(items)  # type: ignore[arg-type]  # no None: checked above
     if '"' in joined or "\\" in joined:
-        joined = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in items)
+        joined = '","'.join(_escaped(v) for v in items)  # type: ignore[arg-type]
     return '{"' + joined + '"}'
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class _ArrayLiteral(TypeDecorator[Any]):
@@ -64,6 +74,10 @@ class _ArrayLiteral(TypeDecorator[Any]):
 
     impl = ARRAY
     cache_ok = True
+
+    def __init__(self, element: Any) -> None:
+        super().__init__(element)
+        self.element = element  # in the cache key: VARCHAR[] and BIGINT[] are two types
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
         # Not ARRAY's own processor after it: that one iterates what it is given.
