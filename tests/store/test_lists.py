@@ -28,11 +28,14 @@ def _profiles(store: SqlStore, n: int) -> list[str]:
 
 
 @contextmanager
-def _statements(store: SqlStore) -> Iterator[list[str]]:
+def _statements(store: SqlStore, parameters: list[Any] | None = None) -> Iterator[list[str]]:
+    """The statements the store runs meanwhile (and their parameters, into `parameters`)."""
     seen: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def record(_conn: Any, _cursor: Any, statement: str, sent: Any, *_: Any) -> None:
         seen.append(statement)
+        if parameters is not None:
+            parameters.append(sent)
 
     event.listen(store.sql_engine, "before_cursor_execute", record)
     try:
@@ -173,16 +176,8 @@ def test_postgresql_gets_the_list_as_one_array_literal_and_plans_it_on_the_index
             "INSERT INTO profiles (id, traits, computed, created_at, updated_at) "
             "SELECT 'bulk' || i, '{}', '{}', now(), now() FROM generate_series(1, 20000) i"))
     sent: list[Any] = []
-
-    def record(_conn: Any, _cursor: Any, _statement: str, parameters: Any, *_: Any) -> None:
-        sent.append(parameters)
-
-    event.listen(sql_store.sql_engine, "before_cursor_execute", record)
-    try:
-        with _statements(sql_store) as seen:
-            assert set(sql_store.load_profiles(ids[:3])) == set(ids[:3])
-    finally:
-        event.remove(sql_store.sql_engine, "before_cursor_execute", record)
+    with _statements(sql_store, sent) as seen:
+        assert set(sql_store.load_profiles(ids[:3])) == set(ids[:3])
     [statement] = seen
     assert "= ANY (%(ids)s::VARCHAR[])" in statement
     assert sent == [{"ids": array_literal(ids[:3])}]

@@ -14,11 +14,12 @@ The array's type is the column's without a length: PostgreSQL *truncates* a valu
 to `VARCHAR(255)`, so `ANY(:ids::VARCHAR(255)[])` found the row of the first 255
 characters of a longer id (tests/store/test_lists.py).
 
-Strings and integers go as one array literal in a text parameter, cast by the server
-(`ANY(CAST(%(name)s AS VARCHAR[]))`): psycopg dumps a Python list element by element in
-Python, ~1 us each (200 ids: 198 us; 2.5% of a PostgreSQL worker's CPU in the race of
-bench/journey_bench.py), and `array_literal` writes the same array in ~5 us. Other
-element types (an enum) keep psycopg's list.
+Lists of strings and integers go as one array literal, written by `array_literal`, in
+the same statement text (`ANY(%(name)s::VARCHAR[])`; psycopg sends the text with no
+type, so the parameter is still the array): psycopg dumps a Python list element by
+element in Python, ~1 us each (200 ids: 198 us; ~5% of a PostgreSQL worker's samples in
+the race of bench/journey_bench.py), and `array_literal` writes the same array in ~5 us.
+Other element types (an enum) keep psycopg's list.
 """
 
 from __future__ import annotations
@@ -51,17 +52,12 @@ def array_literal(values: Iterable[Any]) -> str:
     items = [v if isinstance(v, str) else None if v is None else str(v) for v in values]
     if not items:
         return "{}"
-    if None in items:
-        return "{" + ",".join("NULL" if v is None else '"' + _escaped(v) + '"'
-                              for v in items) + "}"
-    joined = '","'.join(items)  # type: ignore[arg-type]  # no None: checked above
-    if '"' in joined or "\\" in joined:
-        joined = '","'.join(_escaped(v) for v in items)  # type: ignore[arg-type]
-    return '{"' + joined + '"}'
-
-
-def _escaped(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    if None not in items:  # the usual case: one join, escaping only if it must
+        joined = '","'.join(items)  # type: ignore[arg-type]  # no None: checked
+        if '"' not in joined and "\\" not in joined:
+            return '{"' + joined + '"}'
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace(
+        '"', '\\"') + '"' for v in items) + "}"
 
 
 class _ArrayLiteral(TypeDecorator[Any]):
