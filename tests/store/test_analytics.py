@@ -128,7 +128,9 @@ def test_rollup_follows_every_write(sql_store: Any) -> None:
         ids.append((f"r{i}", entered))
         batch.append(enrollment(f"r{i}", profile=f"p{i}", entered=entered, state="wait",
                                 visits={"wait": 1}))
-    with s.sql_engine.begin() as conn:
+    from engine.store.sql.rollup import recounted
+
+    with s.sql_engine.begin() as conn, recounted(conn, [x.id for x in batch]):
         s._many(conn, s._upsert_enrollment, [
             {**enrollment_values(x), "seq_profile": x.profile_id, "seq_journey": x.journey}
             for x in batch], apart=("seq_profile", "seq_journey"))

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from engine.core.merge import exited_by_merge, merge_losers, merged_entries, merged_profile
 from engine.core.model import EntryStats
+from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
     enrollment_from_row,
     enrollment_values,
@@ -73,10 +74,11 @@ class IdentityQueries(StateQueries, StampQueries):
                                   [x for x in active if x.profile_id == from_])
             conn.execute(update(e).where(e.c.profile_id == from_).values(profile_id=into))
             now = self._now()
-            for loser in losers:
-                conn.execute(update(e).where(e.c.id == loser.id).values(
-                    {k: v for k, v in enrollment_values(exited_by_merge(loser, now)).items()
-                     if k in ("status", "state", "exit_reason", "updated_at", "ended_at")}))
+            with recounted(conn, [loser.id for loser in losers]):
+                for loser in losers:
+                    conn.execute(update(e).where(e.c.id == loser.id).values(
+                        {k: v for k, v in enrollment_values(exited_by_merge(loser, now)).items()
+                         if k in ("status", "state", "exit_reason", "updated_at", "ended_at")}))
             s = self._segments
             moved = conn.execute(select(s.c.journey, s.c.since)
                                  .where(s.c.profile_id == from_)).all()

@@ -21,6 +21,7 @@ from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, 
 from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
 from engine.store.sql.lists import among
+from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
     enrollment_from_row,
     enrollment_values,
@@ -207,9 +208,10 @@ class StateQueries(SqlBase):
                 conn.execute(self._upsert_entries, entries_values(
                     enrollment.profile_id, enrollment.journey,
                     EntryStats(stats.entries + 1, enrollment.id, enrollment.entered_at)))
-            conn.execute(self._upsert_enrollment, {
-                **enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
-                "seq_journey": enrollment.journey})
+            with recounted(conn, [enrollment.id]):
+                conn.execute(self._upsert_enrollment, {
+                    **enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
+                    "seq_journey": enrollment.journey})
 
     def _entry_stats(self, conn: Connection, profile_id: str, journey: str) -> EntryStats:
         j = self._journey_entries

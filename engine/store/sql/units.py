@@ -21,6 +21,7 @@ from engine.store.sql.inbox import InboxQueries
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
+from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
     SqliteRows,
     check_schema_version,
@@ -191,9 +192,11 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
                  "created_at": now, "updated_at": now} for p in run.profiles.values()])
         if run.enrollments:
-            self._many(conn, self._upsert_enrollment, [
-                {**enrollment_values(e), "seq_profile": e.profile_id, "seq_journey": e.journey}
-                for e in run.enrollments.values()], apart=("seq_profile", "seq_journey"))
+            with recounted(conn, run.enrollments.keys()):
+                self._many(conn, self._upsert_enrollment, [
+                    {**enrollment_values(e), "seq_profile": e.profile_id,
+                     "seq_journey": e.journey} for e in run.enrollments.values()],
+                    apart=("seq_profile", "seq_journey"))
         if run.entries:
             self._many(conn, self._upsert_entries, [entries_values(pid, journey, stats)
                                                 for (pid, journey), stats in run.entries.items()])

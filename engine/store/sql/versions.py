@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from engine.core.moves import moved_occurrence, moved_timer
 from engine.ports import DeployedVersion, StepMove
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import timer_from_row, timer_values
 
 
@@ -72,7 +73,8 @@ class VersionQueries(SqlBase):
                     occurrence[eid] = moved_occurrence(visits, move.from_step, move.to_step)
                     visits[move.to_step] = occurrence[eid]
                     params.append({"eid": eid, "new_visits": visits})
-                conn.execute(set_row, params)
+                with recounted(conn, occurrence.keys()):
+                    conn.execute(set_row, params)
                 timers = conn.execute(delete(t).where(
                     t.c.enrollment_id.in_(list(occurrence)), t.c.step == move.from_step)
                     .returning(*t.c)).all()
