@@ -17,11 +17,8 @@ the batch behind one (issue 10). So:
   parts.py). A profile whose part fails while other parts of the same round commit is
   done once more (a lock may have been released in between), and if it fails again it
   has an error of its own: that counts as its failed attempt (backoff, then parked:
-  `journeyman failures`). When no part commits, the worker writes a setting of no
-  profile's: if that commits too, the database takes writes and the parts' errors are
-  their own (done once more, then counted as above); if not, the database is away and
-  nothing is counted against anyone. A part's error does not add to the streak (its
-  round's did).
+  `journeyman failures`). When no part commits, the database is away and nothing is
+  counted against anyone. A part's error does not add to the streak (its round's did).
 """
 
 from __future__ import annotations

@@ -94,8 +94,6 @@ BUSY_RETRY = timedelta(milliseconds=100)
 # restart or a burst is not taken over (both would then read the same rows; the check
 # keeps it correct, at the cost of work done twice).
 LANE_TAKEOVER = timedelta(seconds=30)
-# The setting a round in parts writes when none of its profiles could (`_write_probe`)
-WRITE_PROBE = "worker:write_probe"
 
 
 def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, EnrollmentOutline]) -> str:
@@ -299,14 +297,7 @@ class Worker:
                 for i in self.store.claim_inbox(self._limit["inbox"], self.clock.now())})
         return round_in_parts(partial(self._guarded, "events", part=True), by_profile or {},
                               self._event_batch,
-                              lambda keys, error: self._fail_first_event(keys[0], error),
-                              self._write_probe)
-
-    def _write_probe(self) -> Outcome:
-        """A write of no profile's: whether the database takes writes, when no profile
-        of a round in parts could write (engine/runtime/parts.py)."""
-        self.store.put_setting(WRITE_PROBE, self.clock.now().isoformat())
-        return Outcome()
+                              lambda keys, error: self._fail_first_event(keys[0], error))
 
     def _fail_first_event(self, profile: str, error: str) -> Outcome:
         with self.store.transaction(stamped=True):
@@ -468,7 +459,7 @@ class Worker:
                 return keys
             by_profile = self._listed("timers", due)
         return round_in_parts(partial(self._guarded, "timers", part=True), by_profile or {},
-                              self._timer_chunk, self._fail_timers, self._write_probe)
+                              self._timer_chunk, self._fail_timers)
 
     def _fail_timers(self, keys: Sequence[str], error: str) -> Outcome:
         with self.store.transaction(stamped=True):

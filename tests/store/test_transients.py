@@ -134,36 +134,6 @@ def test_a_profile_whose_writes_fail_every_time_fails_alone_and_is_parked(
         next(busy, None)
 
 
-def test_a_profile_alone_whose_writes_fail_every_time_is_parked_too(
-        engine: InMemoryEngine) -> None:
-    """`bad` alone in the inbox, its writes failing every time. Before: on PostgreSQL
-    (an error filed as transient) no part of its rounds in parts ever committed, which
-    read as the database being away: nothing was counted, and its event came round
-    every LONGEST_WAIT for ever. Now a write of no profile's commits (the database takes
-    writes), so the error is the profile's own: counted, backed off, then parked."""
-    eng = engine
-    busy = _busy_for(eng.store, "bad")  # type: ignore[arg-type]
-    next(busy)
-    try:
-        _accept(eng, ["bad"])
-        for _ in range(300):  # bounded: the old worker never parked it
-            while eng.worker.handle_events():
-                pass
-            if eng.store.failures():
-                break
-            due = eng.worker.next_inbox_at()
-            assert due is not None  # held, never dropped
-            eng.clock.set(max(due, eng.now + timedelta(milliseconds=1)))
-        [parked] = eng.store.failures()
-        assert parked.profile_id == "bad"
-        assert parked.attempts == eng.worker.backoff.max_attempts
-        assert eng.store.inbox_counts() == {"parked": 1}
-        assert eng.store.setting("worker:write_probe") is not None or (
-            eng.store.dialect == "sqlite")  # type: ignore[attr-defined]  # filed as refused
-    finally:
-        next(busy, None)
-
-
 def test_a_database_away_is_asked_less_and_less_often_and_nothing_is_counted_against_anyone(
         engine: InMemoryEngine, caplog: pytest.LogCaptureFixture) -> None:
     """Every read fails (the database is away): the waits double up to LONGEST_WAIT, the
