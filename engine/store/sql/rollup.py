@@ -28,24 +28,30 @@ from engine.jsonfast import dumps
 
 _KEY = "journey, bucket, kind, step, variant"
 
-# The counts of the enrollments named by `:ids` (a JSON array), each times `:sign`:
-# migration 0012's six kinds of count over the rows, summed per key.
-COUNT = text(
-    "WITH e AS (SELECT journey AS j, substr(entered_at, 1, 13) AS b, status, "
-    "goal_reached_at IS NOT NULL AS won, visits, variants FROM enrollments "
-    "WHERE id IN (SELECT value FROM json_each(:ids))) "
-    f"INSERT INTO journey_rollup ({_KEY}, n) "
-    "SELECT j, b, k, s, v, count(*) * :sign FROM ("
-    "SELECT j, b, 'entered' AS k, '' AS s, '' AS v FROM e "
-    "UNION ALL SELECT j, b, 'converted', '', '' FROM e WHERE won "
-    "UNION ALL SELECT j, b, 'status', status, '' FROM e "
-    "UNION ALL SELECT j, b, 'passed', x.key, '' FROM e, json_each(e.visits) x "
-    "UNION ALL SELECT j, b, 'variant', x.key, CAST(x.value AS TEXT) "
-    "FROM e, json_each(e.variants) x "
-    "UNION ALL SELECT j, b, 'variant_won', x.key, CAST(x.value AS TEXT) "
-    "FROM e, json_each(e.variants) x WHERE won"
-    f") WHERE true GROUP BY j, b, k, s, v ON CONFLICT ({_KEY}) "
-    "DO UPDATE SET n = journey_rollup.n + excluded.n")
+
+def count_sql(where: str = "") -> str:
+    """SQLite: add the counts of the enrollments `where` selects, each times `:sign`, to
+    the rollup: migration 0012's six kinds of count over the rows, summed per key.
+    Without `where`, the whole table (bench/dashboard_bench.py fills it with sqlite3)."""
+    return (
+        "WITH e AS (SELECT journey AS j, substr(entered_at, 1, 13) AS b, status, "
+        f"goal_reached_at IS NOT NULL AS won, visits, variants FROM enrollments {where}) "
+        f"INSERT INTO journey_rollup ({_KEY}, n) "
+        "SELECT j, b, k, s, v, count(*) * :sign FROM ("
+        "SELECT j, b, 'entered' AS k, '' AS s, '' AS v FROM e "
+        "UNION ALL SELECT j, b, 'converted', '', '' FROM e WHERE won "
+        "UNION ALL SELECT j, b, 'status', status, '' FROM e "
+        "UNION ALL SELECT j, b, 'passed', x.key, '' FROM e, json_each(e.visits) x "
+        "UNION ALL SELECT j, b, 'variant', x.key, CAST(x.value AS TEXT) "
+        "FROM e, json_each(e.variants) x "
+        "UNION ALL SELECT j, b, 'variant_won', x.key, CAST(x.value AS TEXT) "
+        "FROM e, json_each(e.variants) x WHERE won"
+        f") WHERE true GROUP BY j, b, k, s, v ON CONFLICT ({_KEY}) "
+        "DO UPDATE SET n = journey_rollup.n + excluded.n")
+
+
+# The enrollments named by `:ids`, a JSON array (one parameter however many)
+COUNT = text(count_sql("WHERE id IN (SELECT value FROM json_each(:ids))"))
 
 
 @contextmanager
