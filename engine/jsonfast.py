@@ -38,19 +38,24 @@ _DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN = b"0" * 19
 
 
-def loads_exact(text: str) -> Any:
-    """`loads` for JSON text this process's `dumps` wrote (SQLite's JSON columns):
-    orjson reads an integer beyond 64 bits as a float, silently rounded, and `dumps`
-    writes one exactly (through the standard library), so text with a run of 19 digits
-    goes to the standard library, as the API's body reader does (engine/api/body.py).
-    Not for PostgreSQL's JSONB, which writes every number as digits (1e308 comes back as
-    a 309-digit integer literal) and so cannot tell a float from an integer anyway.
+def loads_exact(text: str | bytes) -> Any:
+    """`loads` for JSON the store reads back (SQLite's JSON columns, PostgreSQL's JSONB
+    through psycopg, which hands over bytes): orjson reads an integer beyond 64 bits as
+    a float, silently rounded, and `dumps` writes one exactly (through the standard
+    library), so text with a run of 19 digits goes to the standard library, as the API's
+    body reader does (engine/api/body.py).
+
+    PostgreSQL's JSONB writes every number as digits, so a float of 1e19 or more comes
+    back as an integer literal (1e21 as 1000000000000000000000): read here as an int of
+    the same value, where orjson would have rounded every integer beyond 64 bits (an
+    order id 2**70 + 1 became 1.1805916207174113e+21). The value is kept, not the type.
     A third of an enrollment's documents are `{}` or `null` (visits, variants, a trigger
     event): those are answered without parsing."""
-    if text == "{}":
+    if text in ("{}", b"{}"):  # compared, not hashed
         return {}
-    if text == "null":
+    if text in ("null", b"null"):
         return None
-    if _LONG_RUN in text.encode(errors="surrogatepass").translate(_DIGITS_ONLY):
+    raw = text if isinstance(text, bytes) else text.encode(errors="surrogatepass")
+    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
         return json.loads(text)
     return loads(text)

@@ -572,16 +572,24 @@ def test_a_driver_read_fails_with_sqlalchemys_error(sql_store: SqlStore) -> None
     assert not sql_store.is_transient(caught.value)
 
 
-def test_an_integer_beyond_64_bits_comes_back_exact_on_sqlite(sql_store: SqlStore) -> None:
+def test_an_integer_beyond_64_bits_comes_back_exact(sql_store: SqlStore) -> None:
     """The API keeps 2**70 + 1 exact (engine/api/body.py); orjson would read the stored
-    text back as a rounded float, so SQLite's JSON goes through `jsonfast.loads_exact`.
-    (PostgreSQL's JSONB writes every number as digits: see engine/jsonfast.py.)"""
-    if sql_store.dialect != "sqlite":
-        pytest.skip("SQLite only")
-    sql_store.accept_events([{**_ev("m-big"), "properties": {"order": 2**70 + 1}}])
+    JSON back as a rounded float (on PostgreSQL it did: 1.1805916207174113e+21), so the
+    store's JSON goes through `jsonfast.loads_exact`, SQLite's text and psycopg's bytes
+    alike. JSONB writes every number as digits, so there a float of 1e21 comes back as
+    the int of the same value (engine/jsonfast.py); a float with a fraction stays one."""
+    sql_store.accept_events([{**_ev("m-big"), "properties": {
+        "order": 2**70 + 1, "negative": -(2**70), "price": 1.5, "huge": 1e21}}])
     [item] = sql_store.claim_inbox(10, T0)
-    assert item.event["properties"]["order"] == 2**70 + 1
-    assert isinstance(item.event["properties"]["order"], int)
+    got = item.event["properties"]
+    assert got["order"] == 2**70 + 1
+    assert isinstance(got["order"], int)
+    assert got["negative"] == -(2**70)
+    assert got["price"] == 1.5
+    assert isinstance(got["price"], float)
+    assert got["huge"] == 1e21
+    sql_store.put_profile(Profile("p-big", {"id_number": 2**64}))
+    assert sql_store.get_profile("p-big").traits["id_number"] == 2**64  # type: ignore[union-attr]
 
 
 def test_sqlite_settings(sql_store: SqlStore) -> None:
@@ -618,3 +626,6 @@ def test_empty_documents_are_answered_without_parsing_and_never_shared() -> None
     assert loads_exact("{}") == {}
     assert loads_exact("null") is None
     assert loads_exact('{"n": 12345678901234567890123}') == {"n": 12345678901234567890123}
+    assert loads_exact(b"{}") == {}  # psycopg's bytes
+    assert loads_exact(b"null") is None
+    assert loads_exact(b'{"n": 12345678901234567890123}') == {"n": 12345678901234567890123}
