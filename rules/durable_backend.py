@@ -72,12 +72,19 @@ def _key(path: tuple[str, ...]) -> str:
 
 
 def _plain_number(value: Any) -> bool:
-    """A number durable's JSON parser reads (it rejects exponents like 1e-09)."""
+    """A number durable's JSON parser reads (it rejects exponents like 1e-09, and an
+    integer beyond a double's range: 10**400 failed the match with "number is infinity
+    when parsed as double")."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     # An int is written with digits only; a float as its repr, which is what JSON gets
     # (exponents from 1e16 and below 1e-4; nan and inf are not JSON at all)
-    return isinstance(value, int) or (math.isfinite(value) and "e" not in repr(value))
+    if isinstance(value, int):
+        return abs(value) < _DOUBLE_RANGE
+    return math.isfinite(value) and "e" not in repr(value)
+
+
+_DOUBLE_RANGE = 2**1023  # ints below this read as a finite double
 
 
 class _Translation:

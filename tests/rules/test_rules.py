@@ -137,6 +137,18 @@ def test_backends_agree(raws: list[dict[str, Any]], props: dict[str, Any],
         assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected, backend
 
 
+def test_backends_agree_on_integers_beyond_64_bits_and_a_doubles_range() -> None:
+    """Events may carry any integer the API reads (up to 4,300 digits): durable's parser
+    takes them as doubles, and one beyond a double's range failed the match ("number is
+    infinity when parsed as double"); those are evaluated in Python."""
+    rules = {op: parse_condition({"event.properties.a": {op: 3}}) for op in ("gt", "lt")}
+    for value in (2**63, 2**70 + 1, -(2**70), 10**308, 10**400, -(10**400)):
+        facts = {"event": {"event": "E", "properties": {"a": value}}}
+        expected = frozenset(["gt"] if value > 0 else ["lt"])
+        for backend in BACKENDS:
+            assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected
+
+
 def test_the_durable_host_runs_no_background_dispatcher() -> None:
     """durable's Host starts threads that keep starting any pending action of any
     ruleset; they race a match for its own fact's actions (missed rules, or durable's
