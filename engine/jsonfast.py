@@ -7,6 +7,7 @@ non-string keys)."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -39,18 +40,12 @@ _LONG_RUN = b"0" * 19
 
 
 def loads_exact(text: str | bytes) -> Any:
-    """`loads` for JSON the store reads back (SQLite's JSON columns, PostgreSQL's JSONB
-    through psycopg, which hands over bytes): orjson reads an integer beyond 64 bits as
-    a float, silently rounded, and `dumps` writes one exactly (through the standard
-    library), so text with a run of 19 digits goes to the standard library, as the API's
-    body reader does (engine/api/body.py).
-
-    PostgreSQL's JSONB writes every number as digits, so a float of 1e19 or more comes
-    back as an integer literal (1e21 as 1000000000000000000000): read here as an int of
-    the same value, where orjson would have rounded every integer beyond 64 bits (an
-    order id 2**70 + 1 became 1.1805916207174113e+21). The value is kept, not the type.
-    A third of an enrollment's documents are `{}` or `null` (visits, variants, a trigger
-    event): those are answered without parsing."""
+    """`loads` for JSON text this process's `dumps` wrote (SQLite's JSON columns):
+    orjson reads an integer beyond 64 bits as a float, silently rounded, and `dumps`
+    writes one exactly (through the standard library), so text with a run of 19 digits
+    goes to the standard library, as the API's body reader does (engine/api/body.py).
+    PostgreSQL's JSONB: `loads_jsonb`. A third of an enrollment's documents are `{}` or
+    `null` (visits, variants, a trigger event): those are answered without parsing."""
     if text in ("{}", b"{}"):  # compared, not hashed
         return {}
     if text in ("null", b"null"):
@@ -59,3 +54,33 @@ def loads_exact(text: str | bytes) -> Any:
     if _LONG_RUN in raw.translate(_DIGITS_ONLY):
         return json.loads(text)
     return loads(text)
+
+
+def _jsonb_int(digits: str) -> int | float:
+    """An integer literal as PostgreSQL's JSONB prints it: a float of 1e19 or more was
+    written by `dumps` as its shortest repr ("1e+23") and comes back as that decimal's
+    digits, whose int (10**23) is not the float (99999999999999991611392). When the
+    digits are exactly a float's shortest repr and that float differs from them, it is
+    that float. (So an integer sent as 10**23 comes back as the float 1e23: JSONB
+    cannot tell the two apart. 2**70 + 1 is no float's repr and stays exact.)"""
+    value = int(digits)
+    if len(digits) >= 20:
+        f = float(value)
+        if int(f) != value and int(Decimal(repr(f))) == value:
+            return f
+    return value
+
+
+def loads_jsonb(data: str | bytes) -> Any:
+    """`loads_exact` for PostgreSQL's JSONB (psycopg hands over bytes), which writes
+    every number as digits: an integer beyond 64 bits comes back exact (orjson rounded
+    it: an order id 2**70 + 1 became 1.1805916207174113e+21), and a float JSONB wrote
+    as an integer literal comes back as that float (`_jsonb_int`)."""
+    if data in ("{}", b"{}"):
+        return {}
+    if data in ("null", b"null"):
+        return None
+    raw = data if isinstance(data, bytes) else data.encode(errors="surrogatepass")
+    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
+        return json.loads(data, parse_int=_jsonb_int)
+    return loads(data)

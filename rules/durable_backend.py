@@ -72,19 +72,20 @@ def _key(path: tuple[str, ...]) -> str:
 
 
 def _plain_number(value: Any) -> bool:
-    """A number durable's JSON parser reads (it rejects exponents like 1e-09, and an
-    integer beyond a double's range: 10**400 failed the match with "number is infinity
-    when parsed as double")."""
+    """A number durable reads and compares exactly: it rejects exponents like 1e-09, an
+    integer beyond a double's range failed the match ("number is infinity when parsed as
+    double"), and it compares integers beyond 2**53 as doubles (2**70 + 1 was not
+    greater than 2**70)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     # An int is written with digits only; a float as its repr, which is what JSON gets
     # (exponents from 1e16 and below 1e-4; nan and inf are not JSON at all)
     if isinstance(value, int):
-        return abs(value) < _DOUBLE_RANGE
+        return abs(value) <= _DOUBLE_RANGE
     return math.isfinite(value) and "e" not in repr(value)
 
 
-_DOUBLE_RANGE = 2**1023  # ints below this read as a finite double
+_DOUBLE_RANGE = 2**53  # ints up to this are exact as doubles (durable compares as doubles)
 
 
 class _Translation:

@@ -138,15 +138,27 @@ def test_backends_agree(raws: list[dict[str, Any]], props: dict[str, Any],
 
 
 def test_backends_agree_on_integers_beyond_64_bits_and_a_doubles_range() -> None:
-    """Events may carry any integer the API reads (up to 4,300 digits): durable's parser
-    takes them as doubles, and one beyond a double's range failed the match ("number is
-    infinity when parsed as double"); those are evaluated in Python."""
+    """Events may carry integers beyond 64 bits: durable's parser takes them as doubles
+    (one beyond a double's range failed the match: "number is infinity when parsed as
+    double") and compares past 2**53 as doubles, so those are evaluated in Python."""
     rules = {op: parse_condition({"event.properties.a": {op: 3}}) for op in ("gt", "lt")}
     for value in (2**63, 2**70 + 1, -(2**70), 10**308, 10**400, -(10**400)):
         facts = {"event": {"event": "E", "properties": {"a": value}}}
         expected = frozenset(["gt"] if value > 0 else ["lt"])
         for backend in BACKENDS:
             assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected
+    # durable compares numbers beyond 2**53 as doubles: near neighbours were equal there
+    for value, op, operand in ((2**70 + 1, "gt", 2**70), (2**70, "gte", 2**70 + 1),
+                               (2**63, "gt", 2**63 - 1), (2**64 - 1, "gt", 2**64 - 2),
+                               (2**53 + 1, "gt", 2**53), (2**53 + 1, "gt", 9007199254740992.0),
+                               (-(2**70) - 1, "lt", -(2**70))):
+        close = {"r": parse_condition({"event.properties.a": {op: operand}})}
+        facts = {"event": {"event": "E", "properties": {"a": value}}}
+        expected = frozenset(["r"] if {"gt": value > operand, "gte": value >= operand,
+                                       "lt": value < operand}[op] else [])
+        for backend in BACKENDS:
+            assert compile_ruleset(close, backend=backend).match(facts, NOW) == expected, (
+                backend, value, op, operand)
 
 
 def test_the_durable_host_runs_no_background_dispatcher() -> None:

@@ -575,11 +575,13 @@ def test_a_driver_read_fails_with_sqlalchemys_error(sql_store: SqlStore) -> None
 def test_an_integer_beyond_64_bits_comes_back_exact(sql_store: SqlStore) -> None:
     """The API keeps 2**70 + 1 exact (engine/api/body.py); orjson would read the stored
     JSON back as a rounded float (on PostgreSQL it did: 1.1805916207174113e+21), so the
-    store's JSON goes through `jsonfast.loads_exact`, SQLite's text and psycopg's bytes
-    alike. JSONB writes every number as digits, so there a float of 1e21 comes back as
-    the int of the same value (engine/jsonfast.py); a float with a fraction stays one."""
+    store's JSON goes through `jsonfast.loads_exact` (SQLite's text) and `loads_jsonb`
+    (psycopg's bytes). JSONB writes every number as digits: a float it writes as an
+    integer literal comes back as that float (1e23, 1e308), not as the int of its
+    digits (10**23 is not the float 1e23)."""
     sql_store.accept_events([{**_ev("m-big"), "properties": {
-        "order": 2**70 + 1, "negative": -(2**70), "price": 1.5, "huge": 1e21}}])
+        "order": 2**70 + 1, "negative": -(2**70), "price": 1.5, "huge": 1e21,
+        "huger": 1e23, "largest": 1e308, "minus": -1.5e300}}])
     [item] = sql_store.claim_inbox(10, T0)
     got = item.event["properties"]
     assert got["order"] == 2**70 + 1
@@ -588,6 +590,9 @@ def test_an_integer_beyond_64_bits_comes_back_exact(sql_store: SqlStore) -> None
     assert got["price"] == 1.5
     assert isinstance(got["price"], float)
     assert got["huge"] == 1e21
+    for name, value in (("huger", 1e23), ("largest", 1e308), ("minus", -1.5e300)):
+        assert got[name] == value
+        assert isinstance(got[name], float)
     sql_store.put_profile(Profile("p-big", {"id_number": 2**64}))
     assert sql_store.get_profile("p-big").traits["id_number"] == 2**64  # type: ignore[union-attr]
 

@@ -61,7 +61,7 @@ def postgres_engine(url: str, *, echo: bool = False, idle_s: float = PING_AFTER_
                                     **tcp_settings(url)}
     return ping_when_idle(create_engine(
         url, echo=echo, hide_parameters=True, pool_use_lifo=True, connect_args=connect_args,
-        json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads_exact), idle_s, clock)
+        json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads_jsonb), idle_s, clock)
 
 
 def tcp_settings(url: str) -> dict[str, Any]:
