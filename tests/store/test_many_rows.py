@@ -204,6 +204,42 @@ def test_a_batch_is_one_statement_on_postgresql(sql_store: SqlStore) -> None:
         event.remove(sql_store.sql_engine, "before_cursor_execute", count)
 
 
+def test_a_batch_with_an_integer_beyond_64_bits_is_written_whole_and_exact(
+        sql_store: SqlStore) -> None:
+    """One row of a batch with 2**70 + 1 in its details: every row is stored, that one
+    exactly; on PostgreSQL only that row's JSON goes through the standard library
+    (`jsonfast.dumps_rows`), the others through orjson."""
+    import json
+
+    from engine import jsonfast
+
+    decisions, _ = _hostile_rows("big")
+    decisions[3] = {**decisions[3], "details": {"order": 2**70 + 1}}
+    slow: list[Any] = []
+    real = json.dumps
+
+    def counted(value: Any, **kwargs: Any) -> str:
+        slow.append(value)
+        return real(value, **kwargs)
+
+    jsonfast.json.dumps = counted  # type: ignore[assignment]
+    try:
+        with sql_store.sql_engine.begin() as conn:
+            sql_store._many(conn, sql_store._q["record_decision"], decisions)
+    finally:
+        jsonfast.json.dumps = real
+    d = sql_store._decisions
+    with sql_store.sql_engine.connect() as conn:
+        details = [r[0] for r in conn.execute(select(d.c.details).where(
+            d.c.profile_id.like("big-%")).order_by(d.c.id))]
+    assert len(details) == len(decisions)
+    assert details[3] == {"order": 2**70 + 1}
+    if sql_store._pg:  # that row alone, not the batch's document (a list of rows)
+        assert len(slow) == 1
+        assert {"order": 2**70 + 1} in slow[0]
+        assert not any(isinstance(value, list) for value in slow[0])
+
+
 def test_a_row_converter_is_the_loop_it_replaces() -> None:
     """`row_converter` writes one expression per value: each through its processor (None
     too), in order; a constant when the row lacks it; names quoted, whatever they hold."""

@@ -144,7 +144,7 @@ class JsonRowsPlan:
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         document = list(map(self.convert, rows))
-        return {**self.constants, self.ROWS: jsonfast.dumps(document)}
+        return {**self.constants, self.ROWS: jsonfast.dumps_rows(document)}
 
 
 def bound_values(compiled: Any) -> tuple[tuple[tuple[str, Callable[[Any], Any] | None], ...],
