@@ -7,6 +7,7 @@ non-string keys)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -57,13 +58,27 @@ def loads_exact(text: str | bytes) -> Any:
     goes to the standard library, as the API's body reader does (engine/api/body.py).
     PostgreSQL's JSONB: `loads_jsonb`. A third of an enrollment's documents are `{}` or
     `null` (visits, variants, a trigger event): those are answered without parsing."""
+    return _loads_long_digits(text, None)
+
+
+def loads_jsonb(data: str | bytes) -> Any:
+    """`loads_exact` for PostgreSQL's JSONB (psycopg hands over bytes), which writes
+    every number as digits: an integer beyond 64 bits comes back exact (orjson rounded
+    it: an order id 2**70 + 1 became 1.1805916207174113e+21), and a float JSONB wrote
+    as an integer literal comes back as that float (`_jsonb_int`)."""
+    return _loads_long_digits(data, _jsonb_int)
+
+
+def _loads_long_digits(text: str | bytes, parse_int: Callable[[str], Any] | None) -> Any:
+    """`loads`, but text with a run of 19 digits through the standard library (its
+    integer literals through `parse_int`, when given)."""
     if text in ("{}", b"{}"):  # compared, not hashed
         return {}
     if text in ("null", b"null"):
         return None
     raw = text if isinstance(text, bytes) else text.encode(errors="surrogatepass")
     if _LONG_RUN in raw.translate(_DIGITS_ONLY):
-        return json.loads(text)
+        return json.loads(text, parse_int=parse_int)
     return loads(text)
 
 
@@ -76,22 +91,10 @@ def _jsonb_int(digits: str) -> int | float:
     cannot tell the two apart. 2**70 + 1 is no float's repr and stays exact.)"""
     value = int(digits)
     if len(digits) >= 20:
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # beyond any float: an integer for sure
+            return value
         if int(f) != value and int(Decimal(repr(f))) == value:
             return f
     return value
-
-
-def loads_jsonb(data: str | bytes) -> Any:
-    """`loads_exact` for PostgreSQL's JSONB (psycopg hands over bytes), which writes
-    every number as digits: an integer beyond 64 bits comes back exact (orjson rounded
-    it: an order id 2**70 + 1 became 1.1805916207174113e+21), and a float JSONB wrote
-    as an integer literal comes back as that float (`_jsonb_int`)."""
-    if data in ("{}", b"{}"):
-        return {}
-    if data in ("null", b"null"):
-        return None
-    raw = data if isinstance(data, bytes) else data.encode(errors="surrogatepass")
-    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
-        return json.loads(data, parse_int=_jsonb_int)
-    return loads(data)

@@ -634,3 +634,21 @@ def test_empty_documents_are_answered_without_parsing_and_never_shared() -> None
     assert loads_exact(b"{}") == {}  # psycopg's bytes
     assert loads_exact(b"null") is None
     assert loads_exact(b'{"n": 12345678901234567890123}') == {"n": 12345678901234567890123}
+
+
+def test_jsonb_numbers_read_back_as_written() -> None:
+    """PostgreSQL's JSONB prints numbers as digits: `loads_jsonb` gives a float's digits
+    back as that float (1e23 is not 10**23), any other integer exact, and one beyond
+    any float as an integer (no OverflowError)."""
+    from engine.jsonfast import loads_jsonb
+
+    big = b"9" * 400
+    got = loads_jsonb(b'{"f": 100000000000000000000000, "i": 1180591620717411303425, '
+                      b'"e": 1000000000000000000000, "n": -1180591620717411303425, "x": '
+                      + big + b"}")
+    assert got["f"] == 1e23
+    assert isinstance(got["f"], float)
+    assert got["i"] == 2**70 + 1
+    assert got["n"] == -(2**70 + 1)
+    assert got["e"] == 10**21  # the float 1e21 is that integer exactly
+    assert got["x"] == int(big)
