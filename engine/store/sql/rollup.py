@@ -14,7 +14,8 @@ enrollment upsert.
 Every writer of enrollments goes through it: the unit of work's batch
 (engine/store/sql/units.py), `put_enrollment`, a merge's losers, `move_enrollments`.
 A new writer must too, or the dashboard's counts drift from the table
-(tests/store/test_analytics.py recounts the whole rollup after each kind of write).
+(tests/store/test_rollup.py recounts the whole rollup after the engine's writes, a
+version's move and a merge).
 """
 
 from __future__ import annotations

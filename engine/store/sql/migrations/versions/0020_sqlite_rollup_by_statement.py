@@ -12,9 +12,10 @@ executemany is a statement of its own that touches the table and its six indexes
 Now the writers count instead, per statement (engine/store/sql/rollup.py `recounted`):
 before a batch's upsert, the stored rows' counts are taken out of `journey_rollup`; after
 it, the written rows' counts are added, each as one `INSERT ... SELECT ... GROUP BY` over
-the rows by id. The counts are the same (tests/store/test_analytics.py checks the
-rollup against a recount of the table). The DELETE trigger stays: erasure is rare, and
-deleting keeps no statement journal per row of an executemany.
+the rows by id. The counts are the same (tests/store/test_rollup.py checks the whole
+rollup against a recount of the table, tests/store/test_analytics.py the cohorts).
+The DELETE trigger stays: erasure is rare, and deleting keeps no statement journal per
+row of an executemany.
 
 PostgreSQL is unchanged: its triggers are per statement already (migrations 0015, 0017).
 
