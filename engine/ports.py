@@ -274,6 +274,10 @@ class TimerStore(Protocol):
                       lane: Lane | None = None) -> datetime | None:
         """The earliest timer's due time (of `lane`'s profiles, if given; SQLite)."""
         ...
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
+        """The latest due time of the timers due at or before `by` (of `lane`'s
+        profiles, if given; SQLite): when the last of a window of timers comes due."""
+        ...
     def pending_timers(self) -> int: ...
 
 

@@ -61,9 +61,10 @@ from journeys.model import Policy
 log = logging.getLogger("journeyman.service")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops share a process
 STATUS_REFRESH_SECONDS = 5.0
-# A timer fires up to this many seconds after its due time, with the timers due in the
-# meantime, in one transaction (a journey's waits are minutes to days; a lone timer's
-# transaction cost as much as the work it did). Immediate sends are not delayed.
+# Timers due within this many seconds of the earliest fire together, in one transaction,
+# when the last of them comes due (a journey's waits are minutes to days; a lone timer's
+# transaction cost as much as the work it did): a timer is at most this late, and the
+# last of a window on time. Immediate sends are not delayed.
 TIMER_SLACK = 0.25
 # The dispatcher starts a run at most this often while other processes wake it again and
 # again (NOTIFY: every batch of every worker); each run sends all that is due. Sends its
@@ -316,7 +317,7 @@ class Service:
     def _fire_timers(self) -> datetime | None:
         self._refresh_statuses(arm=True)
         self.worker.fire_timers()
-        return self.worker.next_timer_at()
+        return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK))
 
     def _dispatch(self) -> datetime | None:
         self.dispatcher.dispatch_due()

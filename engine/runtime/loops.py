@@ -3,10 +3,12 @@ that runs when there is work instead of on a fixed tick.
 
 A `Loop` runs its work at once when woken (an event was accepted, a batch queued sends
 or wrote an earlier timer, another process said so through PostgreSQL NOTIFY), at the
-next due time its work reports (the earliest timer, held event or deferred send), and
-at least every `safety` seconds as a safety net. A run for a due time may be `slack`
-seconds late, so that what comes due close together runs together. Waking a loop that
-is running marks it dirty, and it runs again before it sleeps, so no wake-up is lost.
+next time its work reports (when the next timers should fire, a held event or a
+deferred send comes due), and at least every `safety` seconds as a safety net. A
+wake-up for a due time may run `slack` seconds late, so that what comes due close
+together runs together (the timer loop's own report already says when a window of
+timers ends). Waking a loop that is running marks it dirty, and it runs again before it
+sleeps, so no wake-up is lost.
 
 APScheduler 3.11 with `misfire_grace_time=None, coalesce=True, max_instances=1`
 (design.md): a late run still runs, once, never twice at the same time.
@@ -49,9 +51,11 @@ class Loop:
         self.work = work
         self.clock = clock
         self.safety = safety
-        # Seconds (of the clock) a run for a future due time may wait past it, so work due
-        # close together is done in one run: one transaction for many timers instead
-        # of a transaction for every few (timer slack, as in Linux's timer_slack_ns).
+        # Seconds (of the clock) a run woken for a future due time (`wake(at)`) may wait
+        # past it, so work due close together is done in one run: one transaction for
+        # many timers instead of a transaction for every few (timer slack, as in Linux's
+        # timer_slack_ns). The time the work itself reports is kept as it is: it knows
+        # what is due (Worker.next_timer_round ends its window with its last timer).
         self.slack = slack
         # Wall seconds at least between the starts of two runs woken from another process
         # (`wake(spaced=True)`): woken again sooner, a run waits for the rest, then does
@@ -81,7 +85,7 @@ class Loop:
         """Run now (or at `at`, a clock time, if that is sooner than planned). `spaced`:
         a wake-up from another process, which may wait for the loop's `spacing`."""
         if at is not None and at > self.clock.now():
-            self._reschedule(at)
+            self._reschedule(at, slack=self.slack)
             return
         if not spaced:
             self._prompt.set()
@@ -119,7 +123,7 @@ class Loop:
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
-            if self._real_seconds(due - self.clock.now() + timedelta(seconds=self.slack)) <= 0:
+            if self._real_seconds(due - self.clock.now()) <= 0:
                 # Due already. APScheduler still counts this run, so the run asked for
                 # now is skipped and the trigger asked instead: dirty and not running,
                 # it answers "in 10 ms" (without this, the safety net).
@@ -131,12 +135,13 @@ class Loop:
         with self._gate:
             self._closed = True
 
-    def _reschedule(self, at: datetime | None) -> None:
-        """Move the next run to `at` (a clock time; None: now) if that is sooner."""
+    def _reschedule(self, at: datetime | None, *, slack: float = 0.0) -> None:
+        """Move the next run to `at` (a clock time; None: now), `slack` seconds of the
+        clock later, if that is sooner."""
         wall = datetime.now(UTC)
         if at is not None:  # the slack is the clock's time too (the demo's runs fast)
             wall += timedelta(seconds=max(0.0, self._real_seconds(
-                at - self.clock.now() + timedelta(seconds=self.slack))))
+                at - self.clock.now() + timedelta(seconds=slack))))
         with self._gate:
             if self._closed:
                 return

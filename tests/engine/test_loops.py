@@ -1,6 +1,7 @@
 """The service's loops (engine/runtime/loops.py) on a real APScheduler and the wall clock:
-a run for a future due time waits `slack` seconds past it (the timer loop's coalescing),
-a wake-up does not. The work here takes no time at all, which is when APScheduler's
+a wake-up for a future due time waits `slack` seconds past it (the timer loop's
+coalescing), the time the work reports (the timer loop's own window) and a wake-up for
+now do not. The work here takes no time at all, which is when APScheduler's
 bookkeeping after starting a run used to overwrite the next run a loop had just asked
 for (with an interval trigger both tests fail: the run waits for the safety net)."""
 
@@ -29,20 +30,29 @@ def scheduler() -> Iterator[BackgroundScheduler]:
 
 
 def _second_run_after(scheduler: BackgroundScheduler, slack: float,
-                      clock: Clock | None = None) -> float:
-    """Wall seconds between a run that reports work due 50 ms later (clock time) and the
-    next run."""
+                      clock: Clock | None = None, *, woken: bool = True) -> float:
+    """Wall seconds between a run that wakes its loop for work due 50 ms later (clock
+    time), as a worker that wrote a timer does, and the next run; `woken=False`: the
+    run reports that time as its next instead."""
     clock = clock or SystemClock()
     runs: list[float] = []
     second = threading.Event()
+    loops: list[Loop] = []
 
     def work() -> datetime | None:
         runs.append(time.monotonic())
         if len(runs) == 2:
             second.set()
-        return clock.now() + timedelta(seconds=0.05) if len(runs) == 1 else None
+        if len(runs) > 1:
+            return None
+        due = clock.now() + timedelta(seconds=0.05)
+        if not woken:
+            return due
+        loops[0].wake(due)
+        return None
 
     loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack)
+    loops.append(loop)
     if not scheduler.running:
         scheduler.start()
     assert second.wait(4), "the loop did not run again before its safety net"
@@ -50,9 +60,14 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float,
     return runs[1] - runs[0]
 
 
-def test_a_run_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler) -> None:
+def test_a_wake_up_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler) -> None:
     assert _second_run_after(scheduler, 0.0) < 0.3
     assert 0.33 <= _second_run_after(scheduler, 0.4) < 2.0
+
+
+def test_the_time_a_run_reports_is_kept(scheduler: BackgroundScheduler) -> None:
+    """The timer loop's work says when its window of timers ends: no slack on top."""
+    assert 0.04 <= _second_run_after(scheduler, 0.4, woken=False) < 0.3
 
 
 def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:

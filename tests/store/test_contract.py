@@ -142,6 +142,19 @@ def test_next_timer_at_with_and_without_cron(store: Any) -> None:
     assert store.next_timer_at(include_cron=True) == later(1)
 
 
+def test_the_last_timer_due_by_a_time(store: Any) -> None:
+    """When a window of timers ends (the timer loop fires them together then)."""
+    assert store.last_timer_due_by(later(9)) is None
+    for key, hours in (("b", 2), ("a", 1), ("c", 4)):
+        store.add_timer(timer(key, later(hours)))
+    store.add_timer(timer("cron:j:p1", later(3), step="__cron__", enrollment=""))
+    assert store.last_timer_due_by(later(0)) is None
+    assert store.last_timer_due_by(later(1)) == later(1)  # at `by` itself: in
+    assert store.last_timer_due_by(later(2) + timedelta(minutes=59)) == later(2)
+    assert store.last_timer_due_by(later(3)) == later(3)  # a cron timer fires there too
+    assert store.last_timer_due_by(later(99)) == later(4)
+
+
 def test_timer_fields_round_trip(store: Any) -> None:
     original = timer("enr:step:2", later(1), profile="p9", enrollment="enr", step="step",
                      journey="cart", occurrence=2)

@@ -346,14 +346,38 @@ def test_timers_are_split_by_lane_and_a_lane_nobody_serves_is_taken_over(
     assert [t.profile_id for t in store.peek_timers(due, 10, Lane(0, 2))] == [mine]
     assert [t.profile_id for t in store.peek_timers(due, 10, Lane(1, 2))] == [theirs]
     assert store.next_timer_at(lane=Lane(0, 2)) == due == store.next_timer_at()
+    assert store.last_timer_due_by(due, lane=Lane(1, 2)) == due
+    assert store.last_timer_due_by(due - timedelta(seconds=1), lane=Lane(1, 2)) is None
     timers.worker.lane = Lane(0, 2)  # lane 1's worker is stopped
     timers.clock.advance(timedelta(seconds=2))
     assert timers.worker.fire_timers() == 1
     assert store.next_timer_at(lane=Lane(0, 2)) is None
+    assert store.last_timer_due_by(due, lane=Lane(0, 2)) is None
     assert store.next_timer_at(lane=Lane(1, 2)) == due
     timers.clock.advance(LANE_TAKEOVER)
     assert timers.worker.fire_timers() == 1  # overdue long enough: taken over
     assert store.pending_timers() == 0
+
+
+def test_a_timer_round_ends_with_the_last_timer_of_its_window_in_the_lane(
+        timers: InMemoryEngine) -> None:
+    """The timer loop's next run (engine/service.py): the timers due within the slack
+    of the earliest fire together, when the last of them (of this worker's lane) comes
+    due, not a whole slack after the earliest."""
+    from tests.store.helpers import timer
+
+    mine, theirs = _in_lane(0), _in_lane(1)
+    at = {0.0: mine, 0.1: mine, 0.2: theirs, 0.4: mine}
+    timers.store.add_timers([timer(f"t{s}", T0 + timedelta(seconds=s), profile=p)
+                             for s, p in at.items()])
+    slack = timedelta(seconds=0.25)
+    timers.worker.lane = Lane(0, 2)
+    assert timers.worker.next_timer_round(slack) == T0 + timedelta(seconds=0.1)
+    timers.worker.lane = Lane(1, 2)
+    assert timers.worker.next_timer_round(slack) == T0 + timedelta(seconds=0.2)
+    timers.worker.lane = Lane()
+    assert timers.worker.next_timer_round(slack) == T0 + timedelta(seconds=0.2)
+    assert timers.worker.next_timer_round(timedelta(0)) == T0
 
 
 DAILY = """

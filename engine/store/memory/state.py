@@ -191,6 +191,10 @@ class MemoryState:
         due = [t.due_at for t in self.timers.values() if t.step != CRON_STEP]
         return min(due) if due else None
 
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
+        del lane
+        return max((t.due_at for t in self.timers.values() if t.due_at <= by), default=None)
+
     # --- segments and records --------------------------------------------------------
 
     def segment_member(self, profile_id: str, journey: str) -> bool:

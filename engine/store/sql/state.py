@@ -275,6 +275,10 @@ class StateQueries(SqlBase):
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
             .limit(1),
+            # the last of a window's timers (engine/runtime/worker.py, `next_timer_round`)
+            "last_by": select(func.max(t.c.due_at)).where(t.c.due_at <= bindparam("by")),
+            "last_by_lane": select(t.c.due_at).where(t.c.due_at <= bindparam("by"), in_lane)
+            .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(1),
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
             "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
@@ -315,6 +319,16 @@ class StateQueries(SqlBase):
         if lane is not None and lane.count > 1 and include_cron:
             query, params = self._timer_statements["next_lane"], {"lanes": lane.count,
                                                                    "lane": lane.index}
+        with self._read() as conn:
+            value: datetime | None = conn.execute(query, params).scalar()
+        return value
+
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
+        query = self._timer_statements["last_by"]
+        params: dict[str, Any] = {"by": by}
+        if lane is not None and lane.count > 1:
+            query = self._timer_statements["last_by_lane"]
+            params |= {"lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
             value: datetime | None = conn.execute(query, params).scalar()
         return value
