@@ -276,7 +276,8 @@ class TimerStore(Protocol):
         ...
     def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
         """The latest due time of the timers due at or before `by` (of `lane`'s
-        profiles, if given; SQLite): when the last of a window of timers comes due."""
+        profiles, if given; SQLite): when the last of a window of timers comes due. None
+        if the store does not know (a store may bound its search)."""
         ...
     def pending_timers(self) -> int: ...
 

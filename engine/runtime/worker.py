@@ -498,12 +498,15 @@ class Worker:
         """When to fire timers next: when the last of the timers due within `slack` of
         the earliest comes due, so they fire together, in one transaction, and the last
         of them on time (a window whose end waited the whole slack made a quiet spell's
-        last timer that late); or the end of the wait after a transient error."""
+        last timer that late); or the end of the wait after a transient error. When the
+        store cannot say (another worker claimed the window meanwhile, or the lane's
+        timers sit behind a crowd of another lane's), the whole slack."""
         earliest = self.next_timer_at()
         if earliest is None or self.transients.waiting_until("timers") is not None:
             return earliest
         lane = self.lane if self.snapshots is not None else None
-        return self.store.last_timer_due_by(earliest + slack, lane=lane) or earliest
+        last = self.store.last_timer_due_by(earliest + slack, lane=lane)
+        return last if last is not None and last >= earliest else earliest + slack
 
     def run_once(self) -> int:
         return self.handle_events() + self.fire_timers() + self.dispatch()

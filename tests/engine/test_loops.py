@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,8 +39,10 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float,
     runs: list[float] = []
     second = threading.Event()
     loops: list[Loop] = []
+    made = threading.Event()  # the first run may start before `Loop(...)` returns
 
     def work() -> datetime | None:
+        made.wait(4)
         runs.append(time.monotonic())
         if len(runs) == 2:
             second.set()
@@ -53,6 +56,7 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float,
 
     loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack)
     loops.append(loop)
+    made.set()
     if not scheduler.running:
         scheduler.start()
     assert second.wait(4), "the loop did not run again before its safety net"
@@ -187,3 +191,35 @@ def test_work_that_is_due_again_at_once_runs_again_at_once(
     gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert max(gaps) < 0.3, gaps
     loop.close()
+
+
+HELLO = """
+journey: hello
+version: 1
+entry: {event: Signed Up}
+steps:
+  - id: welcome
+    send: {channel: email, template: welcome}
+"""
+
+
+def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -> None:
+    """`serve`'s and `worker`'s timer loop (engine/service.py): after its run, the next
+    is when the last timer due within TIMER_SLACK of the earliest comes due."""
+    from engine.service import TIMER_SLACK, Service
+    from engine.testing import FakeClock
+    from tests.engine.helpers import stub_email, write_folder
+    from tests.store.helpers import timer
+
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    folder = write_folder(tmp_path / "j", {"hello": HELLO},
+                          {"welcome": stub_email("welcome")})
+    service = Service(folder, f"sqlite:///{tmp_path / 't.db'}", channels={},
+                      clock=FakeClock(now))
+    try:
+        first, last = now + timedelta(seconds=1), now + timedelta(seconds=1.2)
+        service.store.add_timers([timer("a", first), timer("b", last),
+                                  timer("c", first + timedelta(seconds=TIMER_SLACK + 0.01))])
+        assert service._fire_timers() == last  # not first + the slack
+    finally:
+        service.stop()

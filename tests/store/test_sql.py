@@ -101,6 +101,8 @@ def test_timestamps_come_back_aware_utc(sql_store: SqlStore) -> None:
     sql_store.add_timer(timer("k", local))
     assert sql_store.next_timer_at() == local
     assert sql_store.next_timer_at().tzinfo is UTC  # type: ignore[union-attr]
+    assert sql_store.last_timer_due_by(local) == local
+    assert sql_store.last_timer_due_by(local).tzinfo is UTC  # type: ignore[union-attr]
     [claimed] = sql_store.claim_due_timers(local, 1)
     assert claimed.due_at.tzinfo is UTC
     assert claimed.due_at == local

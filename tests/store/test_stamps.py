@@ -380,6 +380,40 @@ def test_a_timer_round_ends_with_the_last_timer_of_its_window_in_the_lane(
     assert timers.worker.next_timer_round(timedelta(0)) == T0
 
 
+def test_a_lanes_window_behind_a_crowd_of_another_lanes_timers_waits_the_slack(
+        timers: InMemoryEngine) -> None:
+    """The lane's last timer is looked for among the last LAST_IN_LANE_ROWS timers of
+    the window only (a cron storm of another lane's is not walked row by row): behind
+    more, the round waits the whole slack, as it did before windows."""
+    from engine.store.sql.state import LAST_IN_LANE_ROWS
+    from tests.store.helpers import timer
+
+    mine, theirs = _in_lane(0), _in_lane(1)
+    crowd = T0 + timedelta(seconds=0.1)
+    timers.store.add_timers([timer("mine", T0, profile=mine)] + [
+        timer(f"theirs{i}", crowd, profile=theirs) for i in range(LAST_IN_LANE_ROWS)])
+    slack = timedelta(seconds=0.25)
+    timers.worker.lane = Lane(0, 2)
+    assert timers.worker.next_timer_round(slack) == T0 + slack
+    timers.worker.lane = Lane(1, 2)
+    assert timers.worker.next_timer_round(slack) == crowd
+    timers.store.cancel_timer("theirs0")  # one fewer: the lane's own timer is seen
+    timers.worker.lane = Lane(0, 2)
+    assert timers.worker.next_timer_round(slack) == T0
+
+
+def test_a_timer_round_after_a_transient_error_waits_for_its_end(
+        timers: InMemoryEngine) -> None:
+    from tests.store.helpers import timer
+
+    timers.store.add_timer(timer("t", T0, profile=_in_lane(0)))
+    timers.worker.transients.failed("timers", OSError("database is locked"))
+    resume = timers.worker.transients.waiting_until("timers")
+    assert resume is not None
+    assert resume > T0
+    assert timers.worker.next_timer_round(timedelta(seconds=0.25)) == resume
+
+
 DAILY = """
 journey: daily
 version: 1

@@ -42,6 +42,8 @@ def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
 # SQLite's primary result codes that say the database, not the statement, is in the way:
 # busy, locked, out of memory, read-only, I/O error, full, cannot open, WAL protocol.
 SQLITE_WAIT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+# `last_timer_due_by` of a lane looks at this many of the last timers only (None beyond)
+LAST_IN_LANE_ROWS = 1000
 
 
 class StateQueries(SqlBase):
@@ -269,16 +271,22 @@ class StateQueries(SqlBase):
         in_lane = func.jm_lane(t.c.profile_id, bindparam("lanes")) == bindparam("lane")
         peek = (select(*returning).where(t.c.due_at <= bindparam("now"))
                 .order_by(t.c.due_at, t.c.key).limit(bindparam("limit")))
+        last = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
+                .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(LAST_IN_LANE_ROWS)
+                .subquery())
         return {
             "peek": peek, "peek_lane": peek.where(in_lane),
             "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
             .limit(1),
-            # the last of a window's timers (engine/runtime/worker.py, `next_timer_round`)
+            # the last of a window's timers (engine/runtime/worker.py, `next_timer_round`);
+            # of a lane: among the last LAST_IN_LANE_ROWS timers by then only, so that a
+            # cluster of another lane's timers (a cron storm's) is not walked row by row
             "last_by": select(func.max(t.c.due_at)).where(t.c.due_at <= bindparam("by")),
-            "last_by_lane": select(t.c.due_at).where(t.c.due_at <= bindparam("by"), in_lane)
-            .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(1),
+            "last_by_lane": select(last.c.due_at)
+            .where(func.jm_lane(last.c.profile_id, bindparam("lanes")) == bindparam("lane"))
+            .order_by(last.c.due_at.desc(), last.c.key.desc()).limit(1),
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
             "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
@@ -324,6 +332,8 @@ class StateQueries(SqlBase):
         return value
 
     def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
+        """Of a lane: None also when none of the last LAST_IN_LANE_ROWS timers due by
+        then is the lane's."""
         query = self._timer_statements["last_by"]
         params: dict[str, Any] = {"by": by}
         if lane is not None and lane.count > 1:
