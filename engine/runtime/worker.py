@@ -495,17 +495,14 @@ class Worker:
         return self.store.next_timer_at(lane=self.lane if self.snapshots is not None else None)
 
     def next_timer_round(self, slack: timedelta) -> datetime | None:
-        """When to fire timers next: when the last of the timers due within `slack` of
-        the earliest comes due, so they fire together, in one transaction, and the last
-        of them on time (a window whose end waited the whole slack made a quiet spell's
-        last timer that late); or the end of the wait after a transient error. When the
-        store cannot say (another worker claimed the window meanwhile, or the lane's
-        timers sit behind a crowd of another lane's), the whole slack."""
+        """When the last timer due within `slack` of the earliest comes due: they fire
+        together, the last on time (docs/service.md); the whole slack if the store cannot
+        say; the end of the wait after a transient error."""
         earliest = self.next_timer_at()
         if earliest is None or self.transients.waiting_until("timers") is not None:
             return earliest
-        lane = self.lane if self.snapshots is not None else None
-        last = self.store.last_timer_due_by(earliest + slack, lane=lane)
+        last = self.store.last_timer_due_by(
+            earliest + slack, lane=self.lane if self.snapshots is not None else None)
         return last if last is not None and last >= earliest else earliest + slack
 
     def run_once(self) -> int:
