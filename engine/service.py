@@ -63,8 +63,8 @@ SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops
 STATUS_REFRESH_SECONDS = 5.0
 # Timers due within this many seconds of the earliest fire together, in one transaction,
 # when the last of them comes due (a journey's waits are minutes to days; a lone timer's
-# transaction cost as much as the work it did): a timer is at most this late, and the
-# last of a window on time. Immediate sends are not delayed.
+# transaction cost as much as the work it did): a timer's run is scheduled at most this
+# late, the last of a window's on time. Immediate sends are not delayed.
 TIMER_SLACK = 0.25
 # The dispatcher starts a run at most this often while other processes wake it again and
 # again (NOTIFY: every batch of every worker); each run sends all that is due. Sends its

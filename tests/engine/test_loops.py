@@ -71,7 +71,7 @@ def test_a_wake_up_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler
 
 def test_the_time_a_run_reports_is_kept(scheduler: BackgroundScheduler) -> None:
     """The timer loop's work says when its window of timers ends: no slack on top."""
-    assert 0.04 <= _second_run_after(scheduler, 0.4, woken=False) < 0.3
+    assert 0.04 <= _second_run_after(scheduler, 0.4, woken=False) < 0.4
 
 
 def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:
