@@ -3,7 +3,8 @@ a wake-up for a future due time waits `slack` seconds past it (the timer loop's
 coalescing), the time the work reports (the timer loop's own window) and a wake-up for
 now do not. The work here takes no time at all, which is when APScheduler's
 bookkeeping after starting a run used to overwrite the next run a loop had just asked
-for (with an interval trigger both tests fail: the run waits for the safety net)."""
+for (with an interval trigger both tests fail: the run waits for the safety net). Last,
+the time the timer loop's work reports (engine/service.py), on a fake clock."""
 
 from __future__ import annotations
 
