@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 BUNDLED = ROOT / "journeys" / "library"
@@ -517,6 +517,7 @@ class E2eRun:
     outbox: dict[str, int] = field(default_factory=dict)
     posted: float = math.nan  # first POST to the last answer
     drained: float = math.nan  # first POST to the inbox first seen empty (polled every 0.1 s)
+    late: list[float] = field(default_factory=list)  # countdown sends queued past their time
 
     @property
     def rate(self) -> float:
@@ -530,7 +531,29 @@ class E2eRun:
                 f"(N / (elapsed - {self.delay:g} s)); sends: {sends}; duplicates "
                 f"{self.duplicates}; outbox {dict(sorted(self.outbox.items()))}; timeline: "
                 f"posted {self.posted:.2f} s, inbox empty {self.drained:.2f} s, last send "
-                f"{self.seconds:.2f} s")
+                f"{self.seconds:.2f} s{self._lateness()}")
+
+    def _lateness(self) -> str:
+        if not self.late:
+            return ""
+        return (f"; countdown timers fired late by {sum(self.late) / len(self.late):.3f} s "
+                f"on average, at most {max(self.late):.3f} s, the last one {self.late[-1]:.3f} s")
+
+
+def countdown_lateness(store: Any, delay: float) -> list[float]:
+    """How long after its time each `bench_countdown` send was queued (its timer fired):
+    the send row's creation against its enrollment's entry plus `delay`, in entry order
+    (the database's own timestamps, so the figure does not depend on the sink's polls)."""
+    from engine.store.sql.tables import table
+
+    outbox, enrollments = table("outbox"), table("enrollments")
+    query = (select(outbox.c.created_at, enrollments.c.entered_at)
+             .join(enrollments, enrollments.c.id == outbox.c.enrollment_id)
+             .where(outbox.c.journey == "bench_countdown")
+             .order_by(enrollments.c.entered_at))
+    with store.sql_engine.connect() as conn:
+        return [(created - entered).total_seconds() - delay
+                for created, entered in conn.execute(query)]
 
 
 def run_e2e(deployment: Deployment, events: list[dict[str, Any]], *, delay: float,
@@ -550,7 +573,8 @@ def run_e2e(deployment: Deployment, events: list[dict[str, Any]], *, delay: floa
     sends = Counter(d.journey for d in seen)
     run = E2eRun(len(events), t_end - t0, delay, deployment.describe(), sends,
                  deployment.sink.duplicates(), deployment.store.outbox_counts(),
-                 t_posted - t0, (deployment.drained_at or math.nan) - t0)
+                 t_posted - t0, (deployment.drained_at or math.nan) - t0,
+                 countdown_lateness(deployment.store, delay))
     for journey, n in expect.items():
         if sends[journey] != n:
             raise RuntimeError(f"{journey}: {sends[journey]} sends at the channel, expected {n}")

@@ -46,6 +46,10 @@ but the sends an event causes at once goes out.
    they are written; done = inbox empty, no short timer due, no pending outbox row, and
    as many lines at the channel as sent rows (the countdown sends checked one per Signed
    Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its own.
+   Each run's line also gives its timeline (the last POST answered, the inbox first seen
+   empty, the last send) and how late the countdown's timers fired, from the database
+   (each send's row against its enrollment's entry plus 2 s): the last one's lateness is
+   the race's tail (engine/service.py, TIMER_SLACK).
    - SQLite: the two-core deployment of docs/deploy.md, an API process (`journeyman
      serve --no-worker`) and `--sqlite-workers` (2) `journeyman worker` processes on one
      file, one lane of the inbox each (`--lane 0/2`, `--lane 1/2`: batches handled
