@@ -323,24 +323,23 @@ class StateQueries(SqlBase):
 
     def next_timer_at(self, *, include_cron: bool = True,
                       lane: Lane | None = None) -> datetime | None:
-        query, params = self._timer_statements["next" if include_cron else "next_journey"], {}
-        if lane is not None and lane.count > 1 and include_cron:
-            query, params = self._timer_statements["next_lane"], {"lanes": lane.count,
-                                                                   "lane": lane.index}
-        with self._read() as conn:
-            value: datetime | None = conn.execute(query, params).scalar()
-        return value
+        if not include_cron:
+            return self._timer_time("next_journey", {})
+        return self._timer_time("next", {}, lane=lane)
 
     def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
         """Of a lane: None also when none of the last LAST_IN_LANE_ROWS timers due by
         then is the lane's."""
-        query = self._timer_statements["last_by"]
-        params: dict[str, Any] = {"by": by}
+        return self._timer_time("last_by", {"by": by}, lane=lane)
+
+    def _timer_time(self, name: str, params: dict[str, Any], *,
+                    lane: Lane | None = None) -> datetime | None:
+        """One due time from the timer statement `name`, or from its lane's twin
+        (`<name>_lane`) when `lane` splits the timers."""
         if lane is not None and lane.count > 1:
-            query = self._timer_statements["last_by_lane"]
-            params |= {"lanes": lane.count, "lane": lane.index}
+            name, params = f"{name}_lane", {**params, "lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
-            value: datetime | None = conn.execute(query, params).scalar()
+            value: datetime | None = conn.execute(self._timer_statements[name], params).scalar()
         return value
 
     def peek_timers(self, now: datetime, limit: int, lane: Lane) -> list[ScheduleTimer]:
