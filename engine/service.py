@@ -253,7 +253,8 @@ class Service:
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
                            safety=self.tick, stop=self._stop),
             "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
-                           safety=self.tick, slack=TIMER_SLACK, stop=self._stop),
+                           safety=self.tick, slack=TIMER_SLACK, plan=self._timer_round,
+                           stop=self._stop),
             "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
                            safety=self.tick, spacing=OUTBOX_SPACING, stop=self._stop),
             "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
@@ -317,6 +318,12 @@ class Service:
     def _fire_timers(self) -> datetime | None:
         self._refresh_statuses(arm=True)
         self.worker.fire_timers()
+        return self._timer_round()
+
+    def _timer_round(self, _woken_for: datetime | None = None) -> datetime | None:
+        """When the timer loop runs next: when the last timer due within TIMER_SLACK of
+        the earliest comes due. Also asked when a batch (or another process) wrote a
+        timer due sooner than the next run (Loop.plan): a lone timer fires on time."""
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK))
 
     def _dispatch(self) -> datetime | None:

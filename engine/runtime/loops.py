@@ -6,9 +6,10 @@ or wrote an earlier timer, another process said so through PostgreSQL NOTIFY), a
 next time its work reports (when the next timers should fire, a held event or a
 deferred send comes due), and at least every `safety` seconds as a safety net. A
 wake-up for a due time may run `slack` seconds late, so that what comes due close
-together runs together (the timer loop's own report already says when a window of
-timers ends). Waking a loop that is running marks it dirty, and it runs again before it
-sleeps, so no wake-up is lost.
+together runs together; a loop given a `plan` asks it when to run instead (the timer
+loop: when the last timer due within the slack comes due, so a lone timer fires on
+time), and so does the timer loop's own report. Waking a loop that is running marks it
+dirty, and it runs again before it sleeps, so no wake-up is lost.
 
 APScheduler 3.11 with `misfire_grace_time=None, coalesce=True, max_instances=1`
 (design.md): a late run still runs, once, never twice at the same time.
@@ -36,6 +37,8 @@ log = logging.getLogger("journeyman.loops")
 
 WAKE_RETRY = timedelta(milliseconds=10)
 Work = Callable[[], datetime | None]  # runs once; returns when it next has work, if known
+# Given a due time woken for, when to run for it (a clock time), if known
+Plan = Callable[[datetime], datetime | None]
 
 
 def new_scheduler() -> BackgroundScheduler:
@@ -46,7 +49,7 @@ def new_scheduler() -> BackgroundScheduler:
 class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
                  safety: float = 5.0, slack: float = 0.0, spacing: float = 0.0,
-                 stop: threading.Event | None = None) -> None:
+                 plan: Plan | None = None, stop: threading.Event | None = None) -> None:
         self.name = name
         self.work = work
         self.clock = clock
@@ -57,6 +60,12 @@ class Loop:
         # timer_slack_ns). The time the work itself reports is kept as it is: it knows
         # what is due (Worker.next_timer_round ends its window with its last timer).
         self.slack = slack
+        # Asked when to run for a due time woken for, when no run is planned by then:
+        # the timer loop's plan reads the window of timers that time starts from the
+        # store, so a timer with none due after it fires on time, not `slack` late.
+        # Kept within the slack: what it cannot say (None, an error, a later time: the
+        # timer is in another lane, or gone) runs `slack` late, as without a plan.
+        self.plan = plan
         # Wall seconds at least between the starts of two runs woken from another process
         # (`wake(spaced=True)`): woken again sooner, a run waits for the rest, then does
         # everything that came meanwhile in one go. The outbox loop is woken by every
@@ -85,7 +94,7 @@ class Loop:
         """Run now (or at `at`, a clock time, if that is sooner than planned). `spaced`:
         a wake-up from another process, which may wait for the loop's `spacing`."""
         if at is not None and at > self.clock.now():
-            self._reschedule(at, slack=self.slack)
+            self._reschedule(self._planned(at))
             return
         if not spaced:
             self._prompt.set()
@@ -130,18 +139,41 @@ class Loop:
                 self._dirty.set()
             self._reschedule(due)
 
+    def _planned(self, at: datetime) -> datetime:
+        """When to run for work due at `at` (a clock time): `plan`'s time, at most
+        `slack` seconds past `at`. No need to ask when a run is planned by `at`: it runs
+        first, and its work reports what comes next."""
+        latest = at + timedelta(seconds=self.slack)
+        if self.plan is None or self._runs_by(at):
+            return latest
+        try:
+            when = self.plan(at)
+        except Exception:  # a database hiccup: the slack, as without a plan
+            log.debug("the %s loop's plan failed; it runs %g s after the due time",
+                      self.name, self.slack, exc_info=True)
+            return latest
+        return latest if when is None or when > latest else when
+
+    def _runs_by(self, at: datetime) -> bool:
+        """A run is planned at or before `at` (a clock time), and none is running: the
+        one planned starts after the wake-up's work was written, so its report sees it
+        (a running one may have read the store before)."""
+        wanted = self._wanted
+        if wanted is None or self._running:
+            return False
+        return wanted <= datetime.now(UTC) + timedelta(
+            seconds=max(0.0, self._real_seconds(at - self.clock.now())))
+
     def close(self) -> None:
         """No more moves: call before shutting the scheduler down."""
         with self._gate:
             self._closed = True
 
-    def _reschedule(self, at: datetime | None, *, slack: float = 0.0) -> None:
-        """Move the next run to `at` (a clock time; None: now), `slack` seconds of the
-        clock later, if that is sooner."""
+    def _reschedule(self, at: datetime | None) -> None:
+        """Move the next run to `at` (a clock time; None: now), if that is sooner."""
         wall = datetime.now(UTC)
-        if at is not None:  # the slack is the clock's time too (the demo's runs fast)
-            wall += timedelta(seconds=max(0.0, self._real_seconds(
-                at - self.clock.now() + timedelta(seconds=slack))))
+        if at is not None:  # a clock time (the demo's runs fast): the wall's is shorter
+            wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now())))
         with self._gate:
             if self._closed:
                 return

@@ -1,6 +1,7 @@
 """The service's loops (engine/runtime/loops.py) on a real APScheduler and the wall clock:
 a wake-up for a future due time waits `slack` seconds past it (the timer loop's
-coalescing), the time the work reports (the timer loop's own window) and a wake-up for
+coalescing) unless the loop's plan says sooner (the timer loop's window: a lone timer
+on time), the time the work reports (the timer loop's own window) and a wake-up for
 now do not. The work here takes no time at all, which is when APScheduler's
 bookkeeping after starting a run used to overwrite the next run a loop had just asked
 for (with an interval trigger both tests fail: the run waits for the safety net). Last,
@@ -20,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.ports import Clock, SystemClock
 from engine.qa.demo import TimeLapseClock
-from engine.runtime.loops import Loop, new_scheduler
+from engine.runtime.loops import Loop, Plan, new_scheduler
 
 
 @pytest.fixture
@@ -32,10 +33,11 @@ def scheduler() -> Iterator[BackgroundScheduler]:
 
 
 def _second_run_after(scheduler: BackgroundScheduler, slack: float,
-                      clock: Clock | None = None, *, woken: bool = True) -> float:
+                      clock: Clock | None = None, *, woken: bool = True,
+                      plan: Plan | None = None) -> float:
     """Wall seconds between a run that wakes its loop for work due 50 ms later (clock
     time), as a worker that wrote a timer does, and the next run; `woken=False`: the
-    run reports that time as its next instead."""
+    run reports that time as its next instead. `plan`: the loop's."""
     clock = clock or SystemClock()
     runs: list[float] = []
     second = threading.Event()
@@ -55,7 +57,7 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float,
         loops[0].wake(due)
         return None
 
-    loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack)
+    loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack, plan=plan)
     loops.append(loop)
     made.set()
     if not scheduler.running:
@@ -73,6 +75,58 @@ def test_a_wake_up_for_a_due_time_waits_the_slack(scheduler: BackgroundScheduler
 def test_the_time_a_run_reports_is_kept(scheduler: BackgroundScheduler) -> None:
     """The timer loop's work says when its window of timers ends: no slack on top."""
     assert 0.04 <= _second_run_after(scheduler, 0.4, woken=False) < 0.4
+
+
+def test_a_plan_says_when_to_run_within_the_slack(scheduler: BackgroundScheduler) -> None:
+    """The timer loop's plan: the window of timers the due time starts ends with it (no
+    timer due after it), so the run is at the due time, not the slack after it."""
+    assert _second_run_after(scheduler, 0.4, plan=lambda at: at) < 0.3
+
+
+def _broken_plan(at: datetime) -> datetime:
+    raise RuntimeError("the database is down")
+
+
+@pytest.mark.parametrize("plan", [
+    lambda at: None,  # nothing known: the timer is gone, or in another lane
+    lambda at: at + timedelta(seconds=10),  # later than the slack: another lane's window
+    _broken_plan,
+], ids=["unknown", "later", "failing"])
+def test_what_a_plan_cannot_say_waits_the_slack(scheduler: BackgroundScheduler,
+                                                plan: Plan) -> None:
+    assert 0.33 <= _second_run_after(scheduler, 0.4, plan=plan) < 2.0
+
+
+def test_a_plan_is_asked_only_for_a_due_time_before_the_next_run(
+        scheduler: BackgroundScheduler) -> None:
+    """A run planned by the due time runs first and reports what comes next: no read of
+    the store for every batch that writes a timer behind it."""
+    clock = SystemClock()
+    asked: list[datetime] = []
+    ran = threading.Event()
+
+    def work() -> datetime | None:
+        ran.set()
+        return clock.now() + timedelta(seconds=2)  # its window ends in 2 s
+
+    def plan(at: datetime) -> datetime:
+        asked.append(at)
+        return at
+
+    loop = Loop(scheduler, "planned", work, clock, safety=30.0, slack=0.25, plan=plan)
+    scheduler.start()
+    assert ran.wait(4)
+    time.sleep(0.05)  # the run has ended and asked for its next
+    loop.wake(clock.now() + timedelta(seconds=3))  # behind the planned run: not asked
+    assert asked == []
+    sooner = clock.now() + timedelta(seconds=1)
+    loop.wake(sooner)  # before it: asked, and the run moves there
+    assert asked == [sooner]
+    ran.clear()
+    woken = time.monotonic()
+    assert ran.wait(4)
+    assert 0.9 <= time.monotonic() - woken < 1.6  # at ~1 s, not at 2 s
+    loop.close()
 
 
 def test_the_slack_is_the_clocks_time(scheduler: BackgroundScheduler) -> None:
@@ -222,5 +276,10 @@ def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -
         service.store.add_timers([timer("a", first), timer("b", last),
                                   timer("c", first + timedelta(seconds=TIMER_SLACK + 0.01))])
         assert service._fire_timers() == last  # not first + the slack
+        # A batch that writes a timer asks the same (Loop.plan): the run for a lone
+        # timer is at its due time, not the slack after it.
+        assert service._timer_round(first) == last
+        service.start()
+        assert service._loops["timers"].plan == service._timer_round
     finally:
         service.stop()
