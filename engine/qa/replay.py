@@ -77,6 +77,7 @@ def read_db_events(url: str) -> EventLog:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from engine.store.sql.pg_engine import pg_settings
     from engine.store.sql.tables import EventRow
 
     try:
@@ -91,6 +92,7 @@ def read_db_events(url: str) -> EventLog:
         parsed = parsed.set(database=f"file:{path.resolve()}?mode=ro",
                             query={"uri": "true"})
     elif parsed.get_backend_name() == "postgresql":
+        parsed = pg_settings(parsed).url  # journeyman's own parameters are not libpq's
         connect["options"] = "-c default_transaction_read_only=on"
     log = EventLog(source=parsed.render_as_string(hide_password=True))
     table = EventRow.__table__  # type: ignore[attr-defined]

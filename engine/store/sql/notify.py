@@ -4,8 +4,10 @@ Writers notify in the transaction that makes the work (PostgreSQL delivers the
 notification at commit, and folds duplicates of one transaction into one): accepted
 events on `journeyman_inbox`, written timers on `journeyman_timers` (with the earliest
 due time), queued sends on `journeyman_outbox`. `listen_for_wakes()` runs a thread with a
-connection of its own that calls the loops' wake-ups. SQLite has no such thing: there the
-same notes go as datagrams after the commit (engine/store/sql/wake_sockets.py).
+connection of its own that calls the loops' wake-ups: to the `--db` URL's server, or to
+its `listen_host`/`listen_port`/`listen_dbname` (pg_engine.py: behind PgBouncer in
+transaction mode, LISTEN must go straight to PostgreSQL). SQLite has no such thing: there
+the same notes go as datagrams after the commit (engine/store/sql/wake_sockets.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from functools import lru_cache
 
 import psycopg
 from sqlalchemy import Connection, TextClause, text
-from sqlalchemy.engine import make_url
 
 from engine.core.times import parse_timestamp
-from engine.store.sql.pg_engine import tcp_settings
+from engine.store.sql.pg_engine import pg_settings, tcp_settings
 
 log = logging.getLogger("journeyman.notify")
 
@@ -52,12 +53,14 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     """Call `wakes[topic]` on each notification (the timers' with the due time); returns
     a function that stops listening."""
     stop = threading.Event()
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    # straight to PostgreSQL when the pool goes through a transaction-mode pooler
+    listen = pg_settings(url).listen
+    dsn = listen.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def run() -> None:
         while not stop.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True, **tcp_settings(url)) as conn:
+                with psycopg.connect(dsn, autocommit=True, **tcp_settings(listen)) as conn:
                     for topic in wakes:
                         conn.execute(f"LISTEN {PREFIX}{topic}")
                     while not stop.is_set():

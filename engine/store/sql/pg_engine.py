@@ -26,6 +26,14 @@ and outbox loops, the API's requests) run the same statements thousands of times
   (`SqlStore.is_transient`), the dispatcher writes what it delivered again when a
   statement failed (`Dispatcher._write`; not after a failed COMMIT), an API request
   answers 500 and the client sends it again (Segment's libraries retry 5xx).
+
+**Behind PgBouncer in transaction mode** (docs/deploy.md): journeyman reads settings of
+its own from the `--db` URL's query and takes them out before the URL reaches libpq:
+`prepare_threshold=none` (psycopg's setting: never prepare; a statement prepared on one
+server connection is missing on the next one the pooler hands out, before PgBouncer
+1.21), and `listen_host`, `listen_port`, `listen_dbname` (where the LISTEN connection
+goes instead: straight to PostgreSQL, since LISTEN is session state a transaction-mode
+pooler drops; notify.py). Every other query parameter is libpq's, as before.
 """
 
 from __future__ import annotations
@@ -33,13 +41,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from engine import jsonfast
+from engine.store.errors import StoreError
 
 PING_AFTER_IDLE_S = 1.0
 PREPARE_THRESHOLD = 1
@@ -52,19 +62,69 @@ PREPARE_THRESHOLD = 1
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10,
               "keepalives_count": 3, "tcp_user_timeout": 60_000}
 _IDLE_SINCE = "jm_idle_since"
+# journeyman's own settings in a PostgreSQL URL's query (PgSettings), not libpq's
+OWN_PARAMETERS = ("prepare_threshold", "listen_host", "listen_port", "listen_dbname")
+
+
+@dataclass(frozen=True)
+class PgSettings:
+    """A `--db` PostgreSQL URL read: the URL for libpq (journeyman's own parameters
+    taken out), psycopg's `prepare_threshold` (None: never prepare), and the URL the
+    LISTEN connection uses (the same unless `listen_*` say otherwise)."""
+
+    url: URL
+    prepare_threshold: int | None
+    listen: URL
+
+
+def pg_settings(url: str | URL) -> PgSettings:
+    """Read journeyman's own parameters out of a PostgreSQL URL (OWN_PARAMETERS); a bad
+    value is a StoreError naming it."""
+    parsed = make_url(url)
+    own = {k: _last(v) for k, v in parsed.query.items() if k in OWN_PARAMETERS}
+    plain = parsed.difference_update_query(OWN_PARAMETERS)
+    threshold: int | None = PREPARE_THRESHOLD
+    if "prepare_threshold" in own:
+        threshold = _prepare_threshold(own["prepare_threshold"])
+    listen = plain
+    if "listen_host" in own:
+        listen = listen.set(host=own["listen_host"])
+    if "listen_port" in own:
+        port = own["listen_port"]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise StoreError(f"--db: listen_port must be a port number, not {port!r}")
+        listen = listen.set(port=int(port))
+    if "listen_dbname" in own:
+        listen = listen.set(database=own["listen_dbname"])
+    return PgSettings(plain, threshold, listen)
+
+
+def _last(value: str | tuple[str, ...]) -> str:
+    return value[-1] if isinstance(value, tuple) else value
+
+
+def _prepare_threshold(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    if not value.isdigit():
+        raise StoreError("--db: prepare_threshold must be 'none' (never prepare, for "
+                         f"PgBouncer in transaction mode) or a whole number, not {value!r}")
+    return int(value)
 
 
 def postgres_engine(url: str, *, echo: bool = False, idle_s: float = PING_AFTER_IDLE_S,
                     clock: Callable[[], float] = time.monotonic) -> Engine:
     """The store's PostgreSQL engine (hide_parameters: see db.py `_make_engine`)."""
-    connect_args: dict[str, Any] = {"prepare_threshold": PREPARE_THRESHOLD,
-                                    **tcp_settings(url)}
+    settings = pg_settings(url)
+    connect_args: dict[str, Any] = {"prepare_threshold": settings.prepare_threshold,
+                                    **tcp_settings(settings.url)}
     return ping_when_idle(create_engine(
-        url, echo=echo, hide_parameters=True, pool_use_lifo=True, connect_args=connect_args,
-        json_serializer=jsonfast.dumps, json_deserializer=jsonfast.loads_jsonb), idle_s, clock)
+        settings.url, echo=echo, hide_parameters=True, pool_use_lifo=True,
+        connect_args=connect_args, json_serializer=jsonfast.dumps,
+        json_deserializer=jsonfast.loads_jsonb), idle_s, clock)
 
 
-def tcp_settings(url: str) -> dict[str, Any]:
+def tcp_settings(url: str | URL) -> dict[str, Any]:
     """`KEEPALIVES` less what the URL sets itself; none when a service file may set them
     (for the pool's connections and the LISTEN connection, notify.py)."""
     given = make_url(url).query

@@ -14,7 +14,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection, create_engine
+from sqlalchemy.engine import make_url
 
+from engine.store.sql.pg_engine import pg_settings
 from engine.store.sql.tables import metadata
 
 config = context.config
@@ -46,6 +48,8 @@ def run_migrations_online() -> None:
         fileConfig(config.config_file_name)
     url = os.environ.get("JOURNEYMAN_DB") or config.get_main_option("sqlalchemy.url")
     assert url, "set JOURNEYMAN_DB or sqlalchemy.url"
+    if make_url(url).get_backend_name() == "postgresql":
+        url = pg_settings(url).url.render_as_string(hide_password=False)  # libpq's part
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
