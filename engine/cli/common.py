@@ -21,7 +21,9 @@ EXIT_INVALID = 1  # the input is invalid (journeys, events, a store); 2 is a usa
 JourneysOpt = Annotated[Path | None, typer.Option(
     help="Journeys folder (default: the bundled library, journeys/library).")]
 DbOpt = Annotated[str, typer.Option(
-    help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://...")]
+    help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://... (behind "
+    "PgBouncer in transaction mode add ?prepare_threshold=none&listen_host=H&listen_port=P: "
+    "docs/deploy.md).")]
 
 
 def journeys_folder(journeys: Path | None) -> Path:
