@@ -270,7 +270,8 @@ class Service:
         self._scheduler.start()
         # Other processes on the same PostgreSQL wake these loops through NOTIFY.
         self._stop_listening = self.store.listen({
-            "inbox": loops["events"].wake, "timers": loops["timers"].wake,
+            "inbox": loops["events"].wake,
+            "timers": partial(loops["timers"].wake, planned=False),  # no read on that thread
             "outbox": partial(loops["outbox"].wake, spaced=True)})
         # SQLite: the WAL is checkpointed beside the loops, not in the worker's commits.
         self._stop_checkpoints = self.store.checkpoint_in_background()

@@ -84,7 +84,6 @@ def read_db_events(url: str) -> EventLog:
         parsed = make_url(url)
     except ArgumentError:
         raise ReplayError(f"--db {url!r} is not a database URL") from None
-    connect: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")
         if not parsed.database or not path.is_file():
@@ -93,12 +92,15 @@ def read_db_events(url: str) -> EventLog:
                             query={"uri": "true"})
     elif parsed.get_backend_name() == "postgresql":
         parsed = pg_settings(parsed).url  # journeyman's own parameters are not libpq's
-        connect["options"] = "-c default_transaction_read_only=on"
     log = EventLog(source=parsed.render_as_string(hide_password=True))
     table = EventRow.__table__  # type: ignore[attr-defined]
-    engine = create_engine(parsed, connect_args=connect)
+    engine = create_engine(parsed)
     try:
         with engine.connect() as conn:
+            if parsed.get_backend_name() == "postgresql":
+                # a read-only transaction; not a startup `options`, which PgBouncer
+                # refuses (or, told to ignore it, drops)
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             for (body,) in conn.execute(select(table.c.body).order_by(table.c.id)):
                 event = loads(body) if isinstance(body, str | bytes) else body
                 when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \

@@ -86,15 +86,24 @@ class Loop:
         # reads it (see _LoopTrigger).
         self._wanted: datetime | None = None
         self._running = False  # between a run's start and its last look at `_dirty`
+        self._run_thread = 0  # threading.get_ident() of the thread of the last run
         self._scheduler = scheduler
         self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
                                       next_run_time=datetime.now(UTC))
 
-    def wake(self, at: datetime | None = None, *, spaced: bool = False) -> None:
+    def wake(self, at: datetime | None = None, *, spaced: bool = False,
+             planned: bool = True) -> None:
         """Run now (or at `at`, a clock time, if that is sooner than planned). `spaced`:
-        a wake-up from another process, which may wait for the loop's `spacing`."""
+        a wake-up from another process, which may wait for the loop's `spacing`.
+        `planned=False`: a wake-up for `at` that may not ask the plan (a read of the
+        store) and waits the slack: one from the thread that hears other processes'
+        notes, which would keep the others waiting behind the read (the process that
+        wrote the timer plans it itself)."""
         if at is not None and at > self.clock.now():
-            self._reschedule(self._planned(at))
+            latest = at + timedelta(seconds=self.slack)
+            self._reschedule(latest)  # first: at most the slack late, however the plan goes
+            if planned and (sooner := self._planned(at)) < latest:
+                self._reschedule(sooner)
             return
         if not spaced:
             self._prompt.set()
@@ -102,6 +111,7 @@ class Loop:
         self._reschedule(None)
 
     def _run(self) -> None:
+        self._run_thread = threading.get_ident()
         self._running = True
         self._wanted = None  # this run is what was asked for; later asks set it again
         due: datetime | None = None
@@ -142,9 +152,11 @@ class Loop:
     def _planned(self, at: datetime) -> datetime:
         """When to run for work due at `at` (a clock time): `plan`'s time, at most
         `slack` seconds past `at`. No need to ask when a run is planned by `at`: it runs
-        first, and its work reports what comes next."""
+        first, and its work reports what comes next; nor from this loop's own run (the
+        timer loop's chunk re-arming a timer), whose report comes at its end."""
         latest = at + timedelta(seconds=self.slack)
-        if self.plan is None or self._runs_by(at):
+        if (self.plan is None or self._runs_by(at)
+                or (self._running and threading.get_ident() == self._run_thread)):
             return latest
         try:
             when = self.plan(at)

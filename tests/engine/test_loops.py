@@ -34,10 +34,11 @@ def scheduler() -> Iterator[BackgroundScheduler]:
 
 def _second_run_after(scheduler: BackgroundScheduler, slack: float,
                       clock: Clock | None = None, *, woken: bool = True,
-                      plan: Plan | None = None) -> float:
-    """Wall seconds between a run that wakes its loop for work due 50 ms later (clock
-    time), as a worker that wrote a timer does, and the next run; `woken=False`: the
-    run reports that time as its next instead. `plan`: the loop's."""
+                      plan: Plan | None = None, own_thread: bool = False) -> float:
+    """Wall seconds between a run during which another thread wakes the loop for work
+    due 50 ms later (clock time), as a worker that wrote a timer does, and the next run;
+    `woken=False`: the run reports that time as its next instead. `plan`: the loop's.
+    `own_thread`: the run wakes its own loop (the timer loop re-arming a timer)."""
     clock = clock or SystemClock()
     runs: list[float] = []
     second = threading.Event()
@@ -54,7 +55,12 @@ def _second_run_after(scheduler: BackgroundScheduler, slack: float,
         due = clock.now() + timedelta(seconds=0.05)
         if not woken:
             return due
-        loops[0].wake(due)
+        if own_thread:
+            loops[0].wake(due)
+        else:
+            waker = threading.Thread(target=loops[0].wake, args=(due,))
+            waker.start()
+            waker.join()
         return None
 
     loop = Loop(scheduler, f"slack{slack}", work, clock, safety=5.0, slack=slack, plan=plan)
@@ -85,6 +91,38 @@ def test_a_plan_says_when_to_run_within_the_slack(scheduler: BackgroundScheduler
 
 def _broken_plan(at: datetime) -> datetime:
     raise RuntimeError("the database is down")
+
+
+def test_a_wake_up_from_the_loops_own_run_or_another_processes_note_is_not_planned(
+        scheduler: BackgroundScheduler) -> None:
+    """The timer loop's own run re-arming a timer reports its next time at its end (so
+    asking the store there is a wasted read), and the thread that hears other
+    processes' notes must not wait on a read (`planned=False`): both wait the slack."""
+    asked: list[datetime] = []
+
+    def plan(at: datetime) -> datetime:
+        asked.append(at)
+        return at
+
+    assert 0.33 <= _second_run_after(scheduler, 0.4, plan=plan, own_thread=True) < 2.0
+    assert asked == []
+    clock = SystemClock()
+    ran = threading.Event()
+
+    def work() -> datetime | None:
+        ran.set()
+        return None
+
+    loop = Loop(scheduler, "noted", work, clock, safety=30.0, slack=0.4, plan=plan)
+    assert ran.wait(4)  # its first run (the scheduler runs already)
+    time.sleep(0.05)
+    ran.clear()
+    woken = time.monotonic()
+    loop.wake(clock.now() + timedelta(seconds=0.05), planned=False)
+    assert ran.wait(4)
+    assert 0.33 <= time.monotonic() - woken < 2.0
+    assert asked == []
+    loop.close()
 
 
 @pytest.mark.parametrize("plan", [

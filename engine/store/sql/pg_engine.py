@@ -39,6 +39,7 @@ pooler drops; notify.py). Every other query parameter is libpq's, as before.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10,
 _IDLE_SINCE = "jm_idle_since"
 # journeyman's own settings in a PostgreSQL URL's query (PgSettings), not libpq's
 OWN_PARAMETERS = ("prepare_threshold", "listen_host", "listen_port", "listen_dbname")
+_WHOLE = re.compile(r"[0-9]+")  # ASCII digits: str.isdigit() takes other scripts' too
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,20 @@ def pg_settings(url: str | URL) -> PgSettings:
     if "prepare_threshold" in own:
         threshold = _prepare_threshold(own["prepare_threshold"])
     listen = plain
+    # libpq takes `host`, `hostaddr`, `port` and `dbname` from the query over the URL's
+    # own parts (a pooler on a unix socket: `@/jm?host=/run/pgbouncer&port=6432`), so
+    # each listen_* replaces both, or LISTEN would still go through the pooler.
     if "listen_host" in own:
-        listen = listen.set(host=own["listen_host"])
+        listen = listen.set(host=own["listen_host"]).difference_update_query(
+            ("host", "hostaddr"))
     if "listen_port" in own:
         port = own["listen_port"]
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not _WHOLE.fullmatch(port) or not 0 < int(port) < 65536:
             raise StoreError(f"--db: listen_port must be a port number, not {port!r}")
-        listen = listen.set(port=int(port))
+        listen = listen.set(port=int(port)).difference_update_query(("port",))
     if "listen_dbname" in own:
-        listen = listen.set(database=own["listen_dbname"])
+        listen = listen.set(database=own["listen_dbname"]).difference_update_query(
+            ("dbname",))
     return PgSettings(plain, threshold, listen)
 
 
@@ -106,7 +113,7 @@ def _last(value: str | tuple[str, ...]) -> str:
 def _prepare_threshold(value: str) -> int | None:
     if value.lower() == "none":
         return None
-    if not value.isdigit():
+    if not _WHOLE.fullmatch(value):
         raise StoreError("--db: prepare_threshold must be 'none' (never prepare, for "
                          f"PgBouncer in transaction mode) or a whole number, not {value!r}")
     return int(value)

@@ -48,9 +48,12 @@ def run_migrations_online() -> None:
         fileConfig(config.config_file_name)
     url = os.environ.get("JOURNEYMAN_DB") or config.get_main_option("sqlalchemy.url")
     assert url, "set JOURNEYMAN_DB or sqlalchemy.url"
-    if make_url(url).get_backend_name() == "postgresql":
-        url = pg_settings(url).url.render_as_string(hide_password=False)  # libpq's part
-    engine = create_engine(url)
+    connect_args: dict[str, object] = {}
+    if make_url(url).get_backend_name() == "postgresql":  # journeyman's own settings out
+        settings = pg_settings(url)
+        url = settings.url.render_as_string(hide_password=False)
+        connect_args["prepare_threshold"] = settings.prepare_threshold
+    engine = create_engine(url, connect_args=connect_args)
     try:
         with engine.connect() as conn:
             _run(conn)
