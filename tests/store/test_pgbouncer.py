@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
@@ -38,7 +39,7 @@ from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service
 from engine.store import SqlStore
 from engine.store.errors import StoreError
-from engine.store.sql.pg_engine import PREPARE_THRESHOLD, pg_settings
+from engine.store.sql.pg_engine import PREPARE_THRESHOLD, libpq_conninfo, pg_settings
 from engine.testing import TEST_SECRET, FakeClock
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.conftest import make_pg_store
@@ -75,6 +76,13 @@ def test_the_urls_own_settings_are_read_and_taken_out() -> None:
     assert socket_url.url.query == {"host": "/run/pgbouncer", "port": "6432",
                                     "dbname": "pooled"}
     assert socket_url.listen.render_as_string() == "postgresql+psycopg://app@db:5432/jm"
+    # PostgreSQL on its local socket, or on IPv6: libpq gets the parts, not a URL
+    for host in ("/var/run/postgresql", "::1"):
+        listen = pg_settings(f"postgresql+psycopg://app:p%40ss@pooler:6432/jm?sslmode=disable"
+                             f"&listen_host={host}&listen_port=5432").listen
+        assert conninfo_to_dict(libpq_conninfo(listen)) == {
+            "host": host, "port": "5432", "dbname": "jm", "user": "app", "password": "p@ss",
+            "sslmode": "disable"}
 
     for bad, named in (("prepare_threshold=never", "prepare_threshold"),
                        ("prepare_threshold=-1", "prepare_threshold"),
@@ -154,7 +162,9 @@ ignore_startup_parameters = extra_float_digits
                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         # its own log says it listens on our port (not another process that took it)
-        while f"listening on 127.0.0.1:{port}" not in _log(folder) or not _answers(port):
+        log = folder / "pgbouncer.log"
+        while (not log.exists() or f"listening on 127.0.0.1:{port}" not in log.read_text()
+               or not _answers(port)):
             assert proc.poll() is None, "pgbouncer exited: " + _log(folder)
             assert time.monotonic() < deadline, "pgbouncer did not listen: " + _log(folder)
             time.sleep(0.05)

@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import Connection, TextClause, text
 
 from engine.core.times import parse_timestamp
-from engine.store.sql.pg_engine import pg_settings, tcp_settings
+from engine.store.sql.pg_engine import libpq_conninfo, pg_settings, tcp_settings
 
 log = logging.getLogger("journeyman.notify")
 
@@ -55,7 +55,7 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     stop = threading.Event()
     # straight to PostgreSQL when the pool goes through a transaction-mode pooler
     listen = pg_settings(url).listen
-    dsn = listen.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = libpq_conninfo(listen)
 
     def run() -> None:
         while not stop.is_set():

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
@@ -104,6 +105,16 @@ def pg_settings(url: str | URL) -> PgSettings:
         listen = listen.set(database=own["listen_dbname"]).difference_update_query(
             ("dbname",))
     return PgSettings(plain, threshold, listen)
+
+
+def libpq_conninfo(url: URL) -> str:
+    """libpq's connection string for `url` (a psycopg one): from its parts, not rendered
+    back into a URL, which libpq would misread for a host that is a unix-socket folder
+    (`/var/run/postgresql` became the database name) or an IPv6 address."""
+    params: dict[str, object] = dict(url.translate_connect_args(
+        database="dbname", username="user"))
+    params.update({k: _last(v) for k, v in url.query.items()})
+    return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
 def _last(value: str | tuple[str, ...]) -> str:
