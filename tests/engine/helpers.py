@@ -25,6 +25,16 @@ def stub_email(tid: str) -> str:
     return f"channel: email\nsubject: '{tid} for {{{{ profile.id }}}}'\ntext: 'hi {{{{ profile.id }}}}'\n"
 
 
+# The smallest journey that sends: one e-mail on Signed Up (template `welcome`).
+HELLO = """
+journey: hello
+version: 1
+entry: {event: Signed Up}
+steps:
+  - id: welcome
+    send: {channel: email, template: welcome}
+"""
+
 ONE_EMAIL_A_WEEK = """
 timezone: UTC
 frequency_caps:

@@ -286,22 +286,12 @@ def test_work_that_is_due_again_at_once_runs_again_at_once(
     loop.close()
 
 
-HELLO = """
-journey: hello
-version: 1
-entry: {event: Signed Up}
-steps:
-  - id: welcome
-    send: {channel: email, template: welcome}
-"""
-
-
 def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -> None:
     """`serve`'s and `worker`'s timer loop (engine/service.py): after its run, the next
     is when the last timer due within TIMER_SLACK of the earliest comes due."""
     from engine.service import TIMER_SLACK, Service
     from engine.testing import FakeClock
-    from tests.engine.helpers import stub_email, write_folder
+    from tests.engine.helpers import HELLO, stub_email, write_folder
     from tests.store.helpers import timer
 
     now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -41,17 +41,8 @@ from engine.store import SqlStore
 from engine.store.errors import StoreError
 from engine.store.sql.pg_engine import PREPARE_THRESHOLD, libpq_conninfo, pg_settings
 from engine.testing import TEST_SECRET, FakeClock
-from tests.engine.helpers import stub_email, write_folder
+from tests.engine.helpers import HELLO, stub_email, write_folder
 from tests.store.conftest import make_pg_store
-
-HELLO = """
-journey: hello
-version: 1
-entry: {event: Signed Up}
-steps:
-  - id: welcome
-    send: {channel: email, template: welcome}
-"""
 
 
 def test_the_urls_own_settings_are_read_and_taken_out() -> None:
