@@ -102,7 +102,7 @@ class Loop:
         if at is not None and at > self.clock.now():
             latest = at + timedelta(seconds=self.slack)
             self._reschedule(latest)  # first: at most the slack late, however the plan goes
-            if planned and (sooner := self._planned(at)) < latest:
+            if planned and (sooner := self._planned(at, latest)) < latest:
                 self._reschedule(sooner)
             return
         if not spaced:
@@ -149,12 +149,11 @@ class Loop:
                 self._dirty.set()
             self._reschedule(due)
 
-    def _planned(self, at: datetime) -> datetime:
+    def _planned(self, at: datetime, latest: datetime) -> datetime:
         """When to run for work due at `at` (a clock time): `plan`'s time, at most
-        `slack` seconds past `at`. No need to ask when a run is planned by `at`: it runs
-        first, and its work reports what comes next; nor from this loop's own run (the
-        timer loop's chunk re-arming a timer), whose report comes at its end."""
-        latest = at + timedelta(seconds=self.slack)
+        `latest` (`at` plus the slack). No need to ask when a run is planned by `at`: it
+        runs first, and its work reports what comes next; nor from this loop's own run
+        (the timer loop's chunk re-arming a timer), whose report comes at its end."""
         if (self.plan is None or self._runs_by(at)
                 or (self._running and threading.get_ident() == self._run_thread)):
             return latest

@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.engine import make_url
 
-from engine.store.sql.pg_engine import pg_settings
+from engine.store.sql.pg_engine import postgres_engine
 from engine.store.sql.tables import metadata
 
 config = context.config
@@ -48,12 +48,9 @@ def run_migrations_online() -> None:
         fileConfig(config.config_file_name)
     url = os.environ.get("JOURNEYMAN_DB") or config.get_main_option("sqlalchemy.url")
     assert url, "set JOURNEYMAN_DB or sqlalchemy.url"
-    connect_args: dict[str, object] = {}
-    if make_url(url).get_backend_name() == "postgresql":  # journeyman's own settings out
-        settings = pg_settings(url)
-        url = settings.url.render_as_string(hide_password=False)
-        connect_args["prepare_threshold"] = settings.prepare_threshold
-    engine = create_engine(url, connect_args=connect_args)
+    # PostgreSQL: the store's own engine, which reads journeyman's settings out of the URL
+    engine = (postgres_engine(url) if make_url(url).get_backend_name() == "postgresql"
+              else create_engine(url))
     try:
         with engine.connect() as conn:
             _run(conn)
