@@ -62,7 +62,14 @@ but the sends an event causes at once goes out.
    - PostgreSQL: an API process plus `--pg-workers` (2) `journeyman worker` processes
      on one database; the API process is `journeyman serve --no-worker` (the API
      alone), so exactly two workers handle events: `RESULT journey_vs_celery_postgres
-     ratio=<engine/peer> target=5`.
+     ratio=<engine/peer> target=5`;
+   - the peer's own job: the same two deployments (SQLite lanes, PostgreSQL) with
+     `bench_countdown` alone, without the bundled journeys, so both sides do the same
+     work per event: `RESULT journey_vs_celery_sqlite_peer_job` and
+     `journey_vs_celery_postgres_peer_job`, with the same targets. These are not the
+     issue's figures (those run the bundled journeys too, 3.3 enrollments an event);
+     they tell what the runtime costs (ingest, batches, timers, outbox) from what the
+     bundled journeys' work costs. `--no-peer-job` skips them.
 
 PostgreSQL: `--pg URL`, else JOURNEYMAN_BENCH_PG or JOURNEYMAN_TEST_PG, else the local
 server (postgresql+psycopg://postgres@127.0.0.1:5432) if it answers; `--no-pg` skips
@@ -118,6 +125,10 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 JOURNEYS = ROOT / "journeys" / "library"
 CHANNELS = ("email", "sms", "push", "webhook")
 COUNTDOWN_ENTRY = "Signed Up"  # bench_countdown's entry event (once per visitor)
+# The race's RESULTs (issue 11): the bundled journeys plus bench_countdown; and the same
+# deployments on the peer's own job, bench_countdown alone, with the same targets
+RACE_TARGETS = {"journey_vs_celery_sqlite": 10, "journey_vs_celery_postgres": 5,
+                "journey_vs_celery_sqlite_peer_job": 10, "journey_vs_celery_postgres_peer_job": 5}
 
 
 # --- the workload ----------------------------------------------------------------------
@@ -412,10 +423,9 @@ def run_raw_pg(url: str, events: list[dict[str, Any]], now: datetime,
 
 # --- 3. end to end, against the Celery peer -----------------------------------------
 
-def run_race(args: argparse.Namespace, workdir: Path,
-             server: str | None) -> tuple[float, float | None]:
-    """The peer and the engine on the same events, end to end; (SQLite ratio, PostgreSQL
-    ratio or None)."""
+def run_race(args: argparse.Namespace, workdir: Path, server: str | None) -> dict[str, float]:
+    """The peer and the engine on the same events, end to end: each RESULT's name and the
+    engine's ratio to the peer (PostgreSQL's and the peer's job only when they ran)."""
     n = args.e2e_events
     raw = e2e.realistic_events(n, "e2e")
     expect = {"bench_countdown": sum(1 for ev in raw if ev.get("event") == COUNTDOWN_ENTRY)}
@@ -456,6 +466,7 @@ def run_race(args: argparse.Namespace, workdir: Path,
                 url, library, pg_dir, workers=args.pg_workers, api="api-only") as dep:
             pg_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
         print(pg_run.line("PostgreSQL"), flush=True)
+    peer_job = None if args.no_peer_job else run_peer_job(args, workdir, server, raw, expect)
     celery.append(peer.run_peer(args.peer, n, args.delay))
     print(f"  peer after: {celery[1].rate:,.0f} events/s (lost {celery[1].lost}, duplicates "
           f"{celery[1].dup}; {celery[1].output})", flush=True)
@@ -466,7 +477,40 @@ def run_race(args: argparse.Namespace, workdir: Path,
     if any(c.lost or c.dup for c in celery):
         raise RuntimeError("the peer lost or duplicated sends")
     print(f"  peer: {rate:,.0f} events/s (geometric mean of the two runs)")
-    return sqlite_run.rate / rate, (pg_run.rate / rate if pg_run is not None else None)
+    ratios = {"journey_vs_celery_sqlite": sqlite_run.rate / rate}
+    if pg_run is not None:
+        ratios["journey_vs_celery_postgres"] = pg_run.rate / rate
+    if peer_job is not None:
+        ratios["journey_vs_celery_sqlite_peer_job"] = peer_job[0].rate / rate
+        if peer_job[1] is not None:
+            ratios["journey_vs_celery_postgres_peer_job"] = peer_job[1].rate / rate
+    return ratios
+
+
+def run_peer_job(args: argparse.Namespace, workdir: Path, server: str | None,
+                 raw: list[dict[str, Any]], expect: dict[str, int],
+                 ) -> tuple[e2e.E2eRun, e2e.E2eRun | None]:
+    """The same deployments on the peer's own job: `bench_countdown` alone, without the
+    bundled journeys. Not the issue's figure (that one runs the bundled journeys too):
+    it tells the runtime's cost (ingest, batches, timers, outbox) from the journeys'."""
+    library = e2e.bench_library(workdir / "peer-job-journeys", {
+        "bench_countdown.yaml": e2e.countdown_journey(COUNTDOWN_ENTRY, int(args.delay))},
+        bundled=False)
+    sqlite_dir = workdir / "peer-job-sqlite"
+    sqlite_dir.mkdir()
+    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir,
+                        workers=args.sqlite_workers, api="api-only", lanes=True) as dep:
+        sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+    print(sqlite_run.line("SQLite, bench_countdown alone"), flush=True)
+    pg_run = None
+    if server is not None:
+        pg_dir = workdir / "peer-job-pg"
+        pg_dir.mkdir()
+        with e2e.pg_database(server) as url, e2e.Deployment(
+                url, library, pg_dir, workers=args.pg_workers, api="api-only") as dep:
+            pg_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
+        print(pg_run.line("PostgreSQL, bench_countdown alone"), flush=True)
+    return sqlite_run, pg_run
 
 
 # --- report ----------------------------------------------------------------------------
@@ -538,6 +582,8 @@ def main() -> None:
                         help="skip the one-process SQLite deployment in the race (3.)")
     parser.add_argument("--no-e2e", action="store_true",
                         help="skip the end-to-end race with the peer (3.)")
+    parser.add_argument("--no-peer-job", action="store_true",
+                        help="skip the races on the peer's own job (bench_countdown alone)")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go")
     parser.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="TOP",
                         help="also run the SQLite engine under cProfile, print the top "
@@ -580,7 +626,7 @@ def main() -> None:
             run_engine(f"sqlite:///{workdir / 'profiled.db'}", events, now, profiler)
             print_profile(profiler, args.profile)
 
-        race: tuple[float, float | None] | None = None
+        race: dict[str, float] = {}
         if not args.no_e2e:
             race = run_race(args, workdir, server)
 
@@ -593,10 +639,8 @@ def main() -> None:
         print(f"RESULT journey_sqlite_vs_raw ratio={sqlite_ratio:.3g} target=0.1")
         if pg_ratio is not None:
             print(f"RESULT journey_postgres_vs_raw ratio={pg_ratio:.3g} target=0.1")
-        if race is not None:
-            print(f"RESULT journey_vs_celery_sqlite ratio={race[0]:.3g} target=10")
-            if race[1] is not None:
-                print(f"RESULT journey_vs_celery_postgres ratio={race[1]:.3g} target=5")
+        for name, ratio in race.items():
+            print(f"RESULT {name} ratio={ratio:.3g} target={RACE_TARGETS[name]}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
