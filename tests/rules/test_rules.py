@@ -134,7 +134,51 @@ def test_backends_agree(raws: list[dict[str, Any]], props: dict[str, Any],
     facts = {"event": {"event": "E", "properties": props}, "profile": {"traits": traits}}
     expected = frozenset(rid for rid, c in rules.items() if evaluate(c, facts, NOW))
     for backend in BACKENDS:
-        assert compile_ruleset(rules, backend=backend).match(facts, NOW) == expected, backend
+        ruleset = compile_ruleset(rules, backend=backend)
+        assert ruleset.match(facts, NOW) == expected, backend
+        assert ruleset.match(facts, NOW) == expected, backend  # durable: from its memory
+
+
+def test_durable_answers_a_repeated_fact_from_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A match is a pure function of the flattened fact, so durable is asked once per
+    distinct fact; the answers kept are bounded (the oldest goes first), and a fact that
+    depends on the time (`before`, pre-evaluated against `now`) is a new fact at
+    another time, never an old answer."""
+    import rules.durable_backend as durable
+
+    asserted: list[str] = []
+    real = durable.engine.assert_fact
+
+    def counting(handle: int, text: str) -> Any:
+        asserted.append(text)
+        return real(handle, text)
+
+    monkeypatch.setattr(durable.engine, "assert_fact", counting)
+    monkeypatch.setattr(durable, "ANSWERS_KEPT", 3)
+    rules = {"big": parse_condition({"event.properties.total": {"gt": 100}}),
+             "vip": parse_condition({"profile.traits.tier": {"eq": "vip"}}),
+             "recent": parse_condition({"event.properties.at": {"after": "1d"}})}
+    ruleset = compile_ruleset(rules, backend="durable", name="memory")
+
+    def facts(total: int, tier: str = "vip") -> dict[str, Any]:
+        return {"event": {"event": "E", "properties": {"total": total,
+                                                       "at": "2026-03-01T12:00:00Z"}},
+                "profile": {"traits": {"tier": tier}}}
+
+    assert ruleset.match(facts(150), NOW) == {"big", "vip", "recent"}
+    assert ruleset.match(facts(150), NOW) == {"big", "vip", "recent"}
+    assert ruleset.match(facts(50, "gold"), NOW) == {"recent"}
+    assert len(asserted) == 2  # the repeat was answered from memory
+    # a day later the same event is no longer recent: a new fact, asked of durable
+    assert ruleset.match(facts(150), NOW + timedelta(days=2)) == {"big", "vip"}
+    assert len(asserted) == 3
+    # bounded: a fourth distinct fact pushes the oldest out, which is asked again
+    assert ruleset.match(facts(7), NOW) == {"vip", "recent"}
+    assert len(asserted) == 4
+    assert ruleset.match(facts(150), NOW) == {"big", "vip", "recent"}
+    assert len(asserted) == 5
+    memory = ruleset._any or next(iter(ruleset._by_event.values()))  # type: ignore[attr-defined]
+    assert len(memory._answers) == 3
 
 
 def test_backends_agree_on_integers_beyond_64_bits_and_a_doubles_range() -> None:
