@@ -42,7 +42,9 @@ with warnings.catch_warnings():
     from durable.engine import Host
 
 SENTINEL = "\x00none"
-ANSWERS_KEPT = 4096  # per ruleset: durable's answers to the latest distinct facts
+# Per ruleset: durable's answers to the latest distinct facts (a fact's JSON is ~100-200
+# bytes: ~300 KB a ruleset when full, as with a number of many values in its rules)
+ANSWERS_KEPT = 1024
 CATCH_ALL_NAME = "catch_all"
 _LOCK = threading.Lock()
 _HOST: Any = None
