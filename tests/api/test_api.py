@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +17,9 @@ import uvicorn
 from engine.api import create_app
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.testing import InMemoryStore, SequentialIds
+from tests.net import free_port
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:

@@ -24,19 +24,13 @@ from engine.ports import DeliveryError, Message
 from engine.runtime.dispatch import Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
+from tests.net import free_port
 from tests.store.helpers import T0, outbox_entry
 
 UNSUBSCRIBE = ("<https://shop.example/u/eyJhbGciOiJIUzI1NiJ9.eyJwcm9maWxlIjoicDEiLCJqb3VybmV5Ijoid2V"
                "sY29tZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU>, "
                "<mailto:unsubscribe@shop.example?subject=unsubscribe%20p1>")
 UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
-
-
-def free_port() -> int:
-    """A port nobody listens on (aiosmtpd's Controller(port=0) does not work)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

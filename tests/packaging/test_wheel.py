@@ -4,7 +4,6 @@ bundled journeys and templates, the demo events) must ship inside the packages."
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,15 +12,10 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.net import free_port
 from tests.packaging.conftest import run as _run
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_wheel_runs_from_another_folder(installed: Path, tmp_path: Path) -> None:
@@ -41,7 +35,7 @@ def test_the_wheel_runs_from_another_folder(installed: Path, tmp_path: Path) -> 
                cwd=tmp_path).stdout.splitlines()[-1]
     assert key.startswith("jm_")
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(installed / "journeyman"), "serve", "--db", db, "--port",
                                str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)

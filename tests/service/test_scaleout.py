@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from engine.runtime.events import normalize
 from engine.store import SqlStore
 from engine.testing import TEST_SECRET
 from tests.engine.helpers import stub_email, write_folder
+from tests.net import free_port
 from tests.store.conftest import make_pg_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -80,12 +80,6 @@ def steps_after(raw: list[dict[str, Any]], profiles: int,
                     for n in range(profiles)]
     now = datetime.now(UTC)
     return [normalize(r, now=now, message_id=f"m{i}") for i, r in enumerate(raw)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:
@@ -232,7 +226,7 @@ def test_worker_metrics_parse_and_readyz_follows_the_database(
     make_pg_store(pg_database).close()
     folder = write_folder(tmp_path / "journeys", {"countdown": COUNTDOWN},
                           {"note": stub_email("note")})
-    port = _free_port()
+    port = free_port()
     worker = Worker(folder, pg_database, tmp_path, 0, http_port=port)
     store = SqlStore(pg_database)
     name = make_url(pg_database).database

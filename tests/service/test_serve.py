@@ -10,7 +10,6 @@ hours 21:00-08:00, consent_required) never holds a send back, whenever the suite
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.net import free_port
+
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 START_TIMEOUT = 20.0
 SETTLE_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def noon_zone() -> str:

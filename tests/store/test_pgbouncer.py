@@ -42,6 +42,7 @@ from engine.store.errors import StoreError
 from engine.store.sql.pg_engine import PREPARE_THRESHOLD, libpq_conninfo, pg_settings
 from engine.testing import TEST_SECRET, FakeClock
 from tests.engine.helpers import HELLO, stub_email, write_folder
+from tests.net import free_port
 from tests.store.conftest import make_pg_store
 
 
@@ -85,12 +86,6 @@ def test_the_urls_own_settings_are_read_and_taken_out() -> None:
 
 # --- a real PgBouncer ------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -119,7 +114,7 @@ def pgbouncer(pg_database: str) -> Iterator[str]:
     # 12's, refuses the setting.
     keeps = "max_prepared_statements = 0\n" if version and (
         int(version[1]), int(version[2])) >= (1, 21) else ""
-    port = _free_port()
+    port = free_port()
     # Run as root, PgBouncer drops to `postgres` (-u), who must reach this folder: not
     # under pytest's, which only root may enter.
     folder = Path(tempfile.mkdtemp(prefix="jm-pgbouncer-"))
