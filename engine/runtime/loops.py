@@ -86,6 +86,12 @@ class Loop:
         # reads it (see _LoopTrigger).
         self._wanted: datetime | None = None
         self._running = False  # between a run's start and its last look at `_dirty`
+        # The earliest run (wall time) a wake-up for a due time asked for while a run was
+        # running, since its work last began (which read the store after that wake-up's
+        # work was written, so saw it). Such a run may come due before this one ends:
+        # APScheduler then skips it (one instance at a time), and this run's report was
+        # read before the wake-up's work existed. The run's end asks again for it.
+        self._late: datetime | None = None
         self._run_thread = 0  # threading.get_ident() of the thread of the last run
         self._scheduler = scheduler
         self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
@@ -101,9 +107,12 @@ class Loop:
         wrote the timer plans it itself)."""
         if at is not None and at > self.clock.now():
             latest = at + timedelta(seconds=self.slack)
-            self._reschedule(latest)  # first: at most the slack late, however the plan goes
+            when = self._reschedule(latest)  # first: at most the slack late, however the plan goes
             if planned and (sooner := self._planned(at, latest)) < latest:
-                self._reschedule(sooner)
+                when = self._reschedule(sooner)
+            if self._running:
+                late = self._late
+                self._late = when if late is None else min(late, when)
             return
         if not spaced:
             self._prompt.set()
@@ -125,6 +134,7 @@ class Loop:
                 self._last_start = time.monotonic()
                 self._prompt.clear()
                 self._dirty.clear()
+                self._late = None  # the work reads the store now: it sees what was asked
                 try:
                     with background_work():  # API requests write first (engine/ports.py)
                         due = self.work()
@@ -141,6 +151,13 @@ class Loop:
                     self._running = True
         finally:
             self._running = False
+        late = self._late
+        if late is not None and not self.stop.is_set() and (
+                late <= datetime.now(UTC) + WAKE_RETRY):
+            # Asked for while this run ran, and due by now (or before APScheduler stops
+            # counting this run): skipped. As below, the trigger answers "in 10 ms".
+            self._dirty.set()
+            self._reschedule(None)
         if due is not None and not self.stop.is_set():
             if self._real_seconds(due - self.clock.now()) <= 0:
                 # Due already. APScheduler still counts this run, so the run asked for
@@ -180,14 +197,15 @@ class Loop:
         with self._gate:
             self._closed = True
 
-    def _reschedule(self, at: datetime | None) -> None:
-        """Move the next run to `at` (a clock time; None: now), if that is sooner."""
+    def _reschedule(self, at: datetime | None) -> datetime:
+        """Move the next run to `at` (a clock time; None: now), if that is sooner;
+        returns `at` in wall time."""
         wall = datetime.now(UTC)
         if at is not None:  # a clock time (the demo's runs fast): the wall's is shorter
             wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now())))
         with self._gate:
             if self._closed:
-                return
+                return wall
             if self._wanted is None or wall < self._wanted:
                 self._wanted = wall
             try:
@@ -196,6 +214,7 @@ class Loop:
                     self._job.modify(next_run_time=wall)
             except JobLookupError:  # removed: the scheduler is shutting down
                 pass
+        return wall
 
     def _real_seconds(self, delta: timedelta) -> float:
         speed: Any = getattr(self.clock, "speed", 1.0)

@@ -228,6 +228,39 @@ def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
     loop.close()
 
 
+def test_a_planned_run_skipped_during_a_long_run_is_run_after_it(
+        scheduler: BackgroundScheduler) -> None:
+    """A wake-up for a due time soon (a timer a batch wrote) after the running run has
+    read the store, due before that run ends: APScheduler skips the planned run (one
+    instance at a time) and the running run's report cannot know the timer. The loop
+    remembers the wake-up and runs again right after, not at its safety net (30 s)."""
+    clock = SystemClock()
+    runs: list[float] = []
+    ended: list[float] = []
+    second = threading.Event()
+    loops: list[Loop] = []
+    made = threading.Event()
+
+    def work() -> datetime | None:
+        made.wait(4)
+        runs.append(time.monotonic())
+        if len(runs) == 2:
+            second.set()
+        if len(runs) == 1:  # the read is done; a timer due in 20 ms is written now
+            threading.Thread(target=loops[0].wake,
+                             args=(clock.now() + timedelta(milliseconds=20),)).start()
+            time.sleep(0.15)  # this run is still running when the timer comes due
+            ended.append(time.monotonic())
+        return None
+
+    loops.append(Loop(scheduler, "long", work, clock, safety=30.0))
+    made.set()
+    scheduler.start()
+    assert second.wait(4), "the skipped run waited for the safety net"
+    assert runs[1] - ended[0] < 0.5
+    loops[0].close()
+
+
 def test_wake_ups_in_a_row_are_spaced_and_none_is_lost(scheduler: BackgroundScheduler) -> None:
     """With `spacing`, runs woken from other processes again and again (`spaced=True`:
     the dispatcher, NOTIFYed by every batch of every worker) start at most every
