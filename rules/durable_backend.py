@@ -42,9 +42,11 @@ with warnings.catch_warnings():
     from durable.engine import Host
 
 SENTINEL = "\x00none"
-# Per ruleset: durable's answers to the latest distinct facts (a fact's JSON is ~100-200
-# bytes: ~300 KB a ruleset when full, as with a number of many values in its rules)
+# Per ruleset: durable's answers to the latest distinct facts, each fact's JSON at most
+# ANSWER_KEY_MAX characters (a fact holding a long string, such as a long property a
+# rule compares, is asked of durable every time): at most ~0.7 MB a ruleset when full
 ANSWERS_KEPT = 1024
+ANSWER_KEY_MAX = 512
 CATCH_ALL_NAME = "catch_all"
 _LOCK = threading.Lock()
 _HOST: Any = None
@@ -158,7 +160,9 @@ class _Ruleset:
         # rules it fired): a match is a pure function of the fact (a throwaway state, no
         # timers), and the facts of one ruleset repeat: the bundled journeys' 10,892
         # matches of journey_bench.py's 3,000 events had 345 distinct facts. A repeat
-        # skips the lock and four calls into durable's C engine.
+        # skips the lock and four calls into durable's C engine. (A fact with a value
+        # of many kinds, an email address compared, fills it and gains nothing: the
+        # cost of a miss is one dictionary look-up.)
         self._answers: dict[str, tuple[str, ...]] = {}
         # the fact's slot names, built once (`fact` runs for every event and journey)
         self._strings = [(path, f"{_key(path)}__s") for path in self.t.string_slots]
@@ -188,16 +192,19 @@ class _Ruleset:
             # durable's JSON parser rejects exponents (1e-09, 1e+20): evaluate in Python.
             return [rid for rid, c in self.rules.items() if evaluate(c, facts, now)]
         text = _json(fact)
-        known = self._answers.get(text)
+        known = self._answers.get(text)  # a lookup is safe beside the writes under _LOCK
         if known is not None:
             return list(known)
         with _LOCK:
+            known = self._answers.get(text)  # another thread asked meanwhile
+            if known is not None:
+                return list(known)
             sid = f"s{next(_states)}"
             try:  # the fact's JSON ends with "}": the throwaway state id goes before it
                 matched = self._assert(f'{text[:-1]},"sid":"{sid}"}}')
             finally:
                 engine.delete_state(self.handle, sid)
-            if matched is not None:
+            if matched is not None and len(text) <= ANSWER_KEY_MAX:
                 if len(self._answers) >= ANSWERS_KEPT:
                     del self._answers[next(iter(self._answers))]  # the oldest
                 self._answers[text] = tuple(matched)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -86,14 +87,9 @@ class Loop:
         # reads it (see _LoopTrigger).
         self._wanted: datetime | None = None
         self._running = False  # between a run's start and its last look at `_dirty`
-        # The earliest run (wall time) a wake-up for a due time asked for while a run was
-        # running, since its work last began (which read the store after that wake-up's
-        # work was written, so saw it). Such a run may come due before this one ends:
-        # APScheduler then skips it (one instance at a time), and this run's report was
-        # read before the wake-up's work existed. The run's end asks again for it.
-        self._late: datetime | None = None
         self._run_thread = 0  # threading.get_ident() of the thread of the last run
         self._scheduler = scheduler
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
                                       next_run_time=datetime.now(UTC))
 
@@ -107,12 +103,9 @@ class Loop:
         wrote the timer plans it itself)."""
         if at is not None and at > self.clock.now():
             latest = at + timedelta(seconds=self.slack)
-            when = self._reschedule(latest)  # first: at most the slack late, however the plan goes
+            self._reschedule(latest)  # first: at most the slack late, however the plan goes
             if planned and (sooner := self._planned(at, latest)) < latest:
-                when = self._reschedule(sooner)
-            if self._running:
-                late = self._late
-                self._late = when if late is None else min(late, when)
+                self._reschedule(sooner)
             return
         if not spaced:
             self._prompt.set()
@@ -134,7 +127,6 @@ class Loop:
                 self._last_start = time.monotonic()
                 self._prompt.clear()
                 self._dirty.clear()
-                self._late = None  # the work reads the store now: it sees what was asked
                 try:
                     with background_work():  # API requests write first (engine/ports.py)
                         due = self.work()
@@ -151,13 +143,6 @@ class Loop:
                     self._running = True
         finally:
             self._running = False
-        late = self._late
-        if late is not None and not self.stop.is_set() and (
-                late <= datetime.now(UTC) + WAKE_RETRY):
-            # Asked for while this run ran, and due by now (or before APScheduler stops
-            # counting this run): skipped. As below, the trigger answers "in 10 ms".
-            self._dirty.set()
-            self._reschedule(None)
         if due is not None and not self.stop.is_set():
             if self._real_seconds(due - self.clock.now()) <= 0:
                 # Due already. APScheduler still counts this run, so the run asked for
@@ -192,20 +177,39 @@ class Loop:
         return wanted <= datetime.now(UTC) + timedelta(
             seconds=max(0.0, self._real_seconds(at - self.clock.now())))
 
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        """APScheduler skipped a run of this loop because it still counted the one
+        before as running (one instance at a time), and asked the trigger for the next
+        run before it knew: whatever that run was for (a wake-up that came as the run
+        before ended, a timer written after the run before read the store and due before
+        it ended) would wait for the safety net. So: dirty, and the running run looks
+        again before it stops; past that look, a run in 10 ms (skipped again while
+        APScheduler still counts the run, it comes back here). In the scheduler's
+        thread, after it released its job stores."""
+        if event.job_id != self.name or self.stop.is_set():
+            return
+        self._dirty.set()
+        if not self._running:  # after setting `_dirty`: the run looks at them the other way
+            self._move(datetime.now(UTC) + WAKE_RETRY)
+
     def close(self) -> None:
         """No more moves: call before shutting the scheduler down."""
         with self._gate:
             self._closed = True
+        self._scheduler.remove_listener(self._skipped)
 
-    def _reschedule(self, at: datetime | None) -> datetime:
-        """Move the next run to `at` (a clock time; None: now), if that is sooner;
-        returns `at` in wall time."""
+    def _reschedule(self, at: datetime | None) -> None:
+        """Move the next run to `at` (a clock time; None: now), if that is sooner."""
         wall = datetime.now(UTC)
         if at is not None:  # a clock time (the demo's runs fast): the wall's is shorter
             wall += timedelta(seconds=max(0.0, self._real_seconds(at - self.clock.now())))
+        self._move(wall)
+
+    def _move(self, wall: datetime) -> None:
+        """Move the next run to `wall` (wall time), if that is sooner."""
         with self._gate:
             if self._closed:
-                return wall
+                return
             if self._wanted is None or wall < self._wanted:
                 self._wanted = wall
             try:
@@ -214,7 +218,6 @@ class Loop:
                     self._job.modify(next_run_time=wall)
             except JobLookupError:  # removed: the scheduler is shutting down
                 pass
-        return wall
 
     def _real_seconds(self, delta: timedelta) -> float:
         speed: Any = getattr(self.clock, "speed", 1.0)

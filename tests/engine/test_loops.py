@@ -233,16 +233,14 @@ def test_a_planned_run_skipped_during_a_long_run_is_run_after_it(
     """A wake-up for a due time soon (a timer a batch wrote) after the running run has
     read the store, due before that run ends: APScheduler skips the planned run (one
     instance at a time) and the running run's report cannot know the timer. The loop
-    remembers the wake-up and runs again right after, not at its safety net (30 s)."""
+    hears of the skip and runs again right after, not at its safety net (30 s)."""
     clock = SystemClock()
     runs: list[float] = []
     ended: list[float] = []
     second = threading.Event()
     loops: list[Loop] = []
-    made = threading.Event()
 
     def work() -> datetime | None:
-        made.wait(4)
         runs.append(time.monotonic())
         if len(runs) == 2:
             second.set()
@@ -254,11 +252,42 @@ def test_a_planned_run_skipped_during_a_long_run_is_run_after_it(
         return None
 
     loops.append(Loop(scheduler, "long", work, clock, safety=30.0))
-    made.set()
     scheduler.start()
     assert second.wait(4), "the skipped run waited for the safety net"
     assert runs[1] - ended[0] < 0.5
     loops[0].close()
+
+
+def test_a_run_skipped_while_the_run_before_was_still_counted_comes_soon(
+        scheduler: BackgroundScheduler) -> None:
+    """The same after the run's last look at its dirty flag: a wake-up for 20 ms later
+    comes while APScheduler still counts the run (held 60 ms here), so that planned run
+    is skipped too, and is tried again until it runs."""
+
+    class SlowToFinish(Loop):
+        def _run(self) -> None:
+            super()._run()
+            if len(runs) == 1:
+                self.wake(clock.now() + timedelta(milliseconds=20))
+                time.sleep(0.06)  # still counted as running by APScheduler
+                ended.append(time.monotonic())
+
+    clock = SystemClock()
+    runs: list[float] = []
+    ended: list[float] = []
+    second = threading.Event()
+
+    def work() -> datetime | None:
+        runs.append(time.monotonic())
+        if len(runs) == 2:
+            second.set()
+        return None
+
+    loop = SlowToFinish(scheduler, "tail", work, clock, safety=30.0)
+    scheduler.start()
+    assert second.wait(4), "the skipped run waited for the safety net"
+    assert runs[1] - ended[0] < 0.5
+    loop.close()
 
 
 def test_wake_ups_in_a_row_are_spaced_and_none_is_lost(scheduler: BackgroundScheduler) -> None:

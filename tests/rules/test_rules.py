@@ -179,6 +179,14 @@ def test_durable_answers_a_repeated_fact_from_memory(monkeypatch: pytest.MonkeyP
     assert len(asserted) == 5
     memory = ruleset._any or next(iter(ruleset._by_event.values()))  # type: ignore[attr-defined]
     assert len(memory._answers) == 3
+    # a fact whose JSON is longer than ANSWER_KEY_MAX (a long string a rule compares) is
+    # asked of durable every time, and takes no place
+    monkeypatch.setattr(durable, "ANSWER_KEY_MAX", 60)
+    kept = dict(memory._answers)
+    assert ruleset.match(facts(150, "v" * 80), NOW) == {"big", "recent"}
+    assert ruleset.match(facts(150, "v" * 80), NOW) == {"big", "recent"}
+    assert len(asserted) == 7
+    assert memory._answers == kept
 
 
 def test_backends_agree_on_integers_beyond_64_bits_and_a_doubles_range() -> None:
