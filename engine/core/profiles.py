@@ -16,8 +16,9 @@ from typing import Any
 
 from engine.core.model import Profile
 from engine.core.times import local_zone, parse_timestamp
-from rules import evaluate, parse_condition
+from rules import parse_condition
 from rules.errors import JourneymanError
+from rules.ruleset import to_closure
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "order_events": ["Order Completed"],
@@ -69,7 +70,10 @@ class ComputedTraits:
         self.config = merged
         self.order_events = set(merged["order_events"])
         self.referral_events = set(merged["referral_events"])
-        self.stages = [(item["stage"], parse_condition(item.get("when") or {}))
+        # Each stage's condition as the `python` backend's closure (rules/ruleset.py;
+        # the property test keeps it in agreement with the reference evaluator): a view
+        # is made for every event and timer, and looks at the stages in order.
+        self.stages = [(item["stage"], to_closure(parse_condition(item.get("when") or {})))
                        for item in merged["lifecycle_stages"]]
 
     def apply(self, profile: Profile, event: Mapping[str, Any]) -> Profile:
@@ -136,7 +140,7 @@ class ComputedTraits:
         # copies, no intermediate Profile (a view is made for every event and timer).
         facts = {"profile": {"id": profile.id, "traits": profile.traits, "computed": c}}
         c["lifecycle_stage"] = next(
-            (stage for stage, cond in self.stages if evaluate(cond, facts, now)),
+            (stage for stage, holds in self.stages if holds(facts, now)),
             "first_time_visitor")
         return Profile(profile.id, profile.traits, c)
 
