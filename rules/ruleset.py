@@ -34,7 +34,8 @@ def _compare_closure(cond: Compare) -> Check:
         def eq_str(facts: Mapping[str, Any], now: datetime) -> bool:
             node: Any = facts
             for part in path:
-                if not isinstance(node, dict):
+                # as `lookup` reads: any mapping (a profile's traits may be one), a dict first
+                if type(node) is not dict and not isinstance(node, Mapping):
                     return False
                 node = node.get(part)
             return isinstance(node, str) and node == operand

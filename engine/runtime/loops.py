@@ -89,9 +89,9 @@ class Loop:
         self._running = False  # between a run's start and its last look at `_dirty`
         self._run_thread = 0  # threading.get_ident() of the thread of the last run
         self._scheduler = scheduler
-        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self._job = scheduler.add_job(self._run, _LoopTrigger(self), id=name, name=name,
                                       next_run_time=datetime.now(UTC))
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
 
     def wake(self, at: datetime | None = None, *, spaced: bool = False,
              planned: bool = True) -> None:
@@ -135,8 +135,9 @@ class Loop:
                     due = None
                 if not self._dirty.is_set():
                     # Not running from here on, then one more look: a wake-up between
-                    # the look above and this point is seen either here or by the
-                    # trigger (dirty and not running: tried again in 10 ms).
+                    # the look above and this point is seen either here or, its run
+                    # skipped while APScheduler still counts this one, by the listener
+                    # (`_skipped`: tried again in 10 ms).
                     self._running = False
                     if not self._dirty.is_set() or self.stop.is_set():
                         break
@@ -144,11 +145,8 @@ class Loop:
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
-            if self._real_seconds(due - self.clock.now()) <= 0:
-                # Due already. APScheduler still counts this run, so the run asked for
-                # now is skipped and the trigger asked instead: dirty and not running,
-                # it answers "in 10 ms" (without this, the safety net).
-                self._dirty.set()
+            # Due already: APScheduler still counts this run, so the run asked for now
+            # is skipped, and the listener (`_skipped`) asks again 10 ms later.
             self._reschedule(due)
 
     def _planned(self, at: datetime, latest: datetime) -> datetime:
@@ -232,9 +230,12 @@ class _LoopTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyp
     from its trigger *after* it has handed the run to a thread, so a run that ends
     quickly and asks to run again (or a wake-up in that moment) could be overwritten by
     the interval's next time, and wait for the safety net (0.5 s in `serve`). This
-    trigger answers from what was asked, whenever APScheduler asks it. Likewise a
-    wake-up in the moment after a run's last look at its dirty flag, which APScheduler
-    skips while it still counts the run as running: it is tried again 10 ms later.
+    trigger answers from what was asked, whenever APScheduler asks it. A run APScheduler
+    skips while it still counts the one before (a wake-up in the moment after a run's
+    last look at its dirty flag) is the listener's (`Loop._skipped`): until 2026-12-06
+    this trigger answered "in 10 ms" whenever the loop was dirty and not running, which
+    it also is right after APScheduler hands a woken run to a thread, before the run
+    begins: every wake-up from idle cost a second run 10 ms later.
     """
 
     def __init__(self, loop: Loop) -> None:
@@ -243,10 +244,6 @@ class _LoopTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyp
     def get_next_fire_time(self, previous_fire_time: datetime | None,
                            now: datetime) -> datetime:
         fallback = now + timedelta(seconds=self.loop.safety)
-        if self.loop._dirty.is_set() and not self.loop._running and not self.loop.stop.is_set():
-            # Woken after the run's last look, while APScheduler still counted the run
-            # as running: that wake-up's run was skipped (one instance at a time). Soon.
-            return min(now + WAKE_RETRY, fallback)
         wanted = self.loop._wanted
         # Only later than the run just counted: APScheduler counts the missed runs up
         # to now by asking again from each one.

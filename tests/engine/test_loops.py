@@ -209,11 +209,16 @@ def test_a_wake_up_is_not_delayed_by_the_slack(scheduler: BackgroundScheduler) -
     loop.close()
 
 
-def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
+def test_a_run_skipped_while_the_run_before_was_still_counted_is_tried_again_soon(
         scheduler: BackgroundScheduler) -> None:
-    """A wake-up after a run's last look at its dirty flag, before APScheduler stops
-    counting the run: APScheduler skips that run (one instance at a time) and asks the
-    trigger for the next one, which must be soon, not the safety net."""
+    """APScheduler skips a run while it still counts the one before (one instance at a
+    time) and says so (EVENT_JOB_MAX_INSTANCES): the loop is dirty, and past the run's
+    last look at that, its next run is in 10 ms, not at the safety net. A run still
+    running looks again itself. The trigger alone answers only what was asked: right
+    after APScheduler hands a woken run to a thread (dirty, not yet running), it used to
+    answer "in 10 ms" too, a second run for every wake-up from idle."""
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+
     from engine.runtime.loops import _LoopTrigger
 
     clock = SystemClock()
@@ -221,10 +226,25 @@ def test_a_wake_up_skipped_while_the_run_was_still_counted_is_tried_again_soon(
     trigger = _LoopTrigger(loop)
     now = datetime.now(UTC)
     assert trigger.get_next_fire_time(now, now) == now + timedelta(seconds=30)
-    loop._dirty.set()  # woken; the run is over (`_running` is False)
-    assert trigger.get_next_fire_time(now, now) == now + timedelta(milliseconds=10)
-    loop._running = True  # woken during a run: the run itself looks again
+    loop._dirty.set()  # woken; not running yet
     assert trigger.get_next_fire_time(now, now) == now + timedelta(seconds=30)
+    loop._dirty.clear()
+    later = now + timedelta(seconds=30)
+    loop._job.modify(next_run_time=later)  # the safety net's
+    skipped = JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "skipped", "default", [now])
+    loop._running = True  # skipped during a run: the run itself looks again
+    loop._skipped(skipped)
+    assert loop._dirty.is_set()
+    assert loop._job.next_run_time == later  # not moved
+    loop._dirty.clear()
+    loop._running = False  # skipped after the run's last look
+    loop._skipped(skipped)
+    assert loop._dirty.is_set()
+    assert loop._job.next_run_time <= datetime.now(UTC) + timedelta(milliseconds=10)
+    other = JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "other", "default", [now])
+    loop._dirty.clear()
+    loop._skipped(other)  # another loop's job
+    assert not loop._dirty.is_set()
     loop.close()
 
 

@@ -247,3 +247,15 @@ def test_the_durable_host_runs_no_background_dispatcher() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_backends_read_any_mapping_as_the_reference_evaluator_does() -> None:
+    """A profile's traits are a Mapping, not always a dict (a read-only view): every
+    backend reads through it as `lookup` does, `eq` on a string included."""
+    from types import MappingProxyType
+
+    rules = {"vip": parse_condition({"profile.traits.tier": {"eq": "vip"}}),
+             "not_vip": parse_condition({"not": {"profile.traits.tier": {"eq": "vip"}}})}
+    facts = {"event": {"event": "E"}, "profile": {"traits": MappingProxyType({"tier": "vip"})}}
+    for backend in BACKENDS:
+        assert compile_ruleset(rules, backend=backend).match(facts, NOW) == {"vip"}, backend
