@@ -438,35 +438,19 @@ def run_race(args: argparse.Namespace, workdir: Path, server: str | None) -> dic
     library = e2e.bench_library(workdir / "e2e-journeys", {
         "bench_countdown.yaml": e2e.countdown_journey(COUNTDOWN_ENTRY, int(args.delay))})
 
-    sqlite_dir = workdir / "e2e-sqlite"
-    sqlite_dir.mkdir()
-    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir,
-                        workers=args.sqlite_workers, api="api-only", lanes=True) as dep:
-        sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-    print(sqlite_run.line("SQLite"), flush=True)
+    race = Race(raw, expect, args.delay)
+    sqlite_run = race.on_sqlite(workdir / "e2e-sqlite", library, "SQLite",
+                                workers=args.sqlite_workers, api="api-only", lanes=True)
     if args.sqlite_workers != 1 and not args.no_serve:
-        one_dir = workdir / "e2e-sqlite-one"
-        one_dir.mkdir()
-        with e2e.Deployment(f"sqlite:///{one_dir / 'engine.db'}", library, one_dir,
-                            workers=1, api="api-only") as dep:
-            one_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-        print(one_run.line("SQLite"), flush=True)
+        race.on_sqlite(workdir / "e2e-sqlite-one", library, "SQLite", workers=1,
+                       api="api-only")
     if not args.no_serve:
-        serve_dir = workdir / "e2e-sqlite-serve"
-        serve_dir.mkdir()
-        with e2e.Deployment(f"sqlite:///{serve_dir / 'engine.db'}", library,
-                            serve_dir) as dep:
-            serve_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-        print(serve_run.line("SQLite"), flush=True)
+        race.on_sqlite(workdir / "e2e-sqlite-serve", library, "SQLite")
     pg_run = None
     if server is not None:
-        pg_dir = workdir / "e2e-pg"
-        pg_dir.mkdir()
-        with e2e.pg_database(server) as url, e2e.Deployment(
-                url, library, pg_dir, workers=args.pg_workers, api="api-only") as dep:
-            pg_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-        print(pg_run.line("PostgreSQL"), flush=True)
-    peer_job = None if args.no_peer_job else run_peer_job(args, workdir, server, raw, expect)
+        pg_run = race.on_postgres(server, workdir / "e2e-pg", library, "PostgreSQL",
+                                  workers=args.pg_workers)
+    peer_job = None if args.no_peer_job else run_peer_job(args, workdir, server, race)
     celery.append(peer.run_peer(args.peer, n, args.delay))
     print(f"  peer after: {celery[1].rate:,.0f} events/s (lost {celery[1].lost}, duplicates "
           f"{celery[1].dup}; {celery[1].output})", flush=True)
@@ -487,29 +471,50 @@ def run_race(args: argparse.Namespace, workdir: Path, server: str | None) -> dic
     return ratios
 
 
+@dataclass
+class Race:
+    """The race's events, the sends they must cause, the journeys' wait: run on one
+    deployment at a time, each in a folder of its own, its line printed."""
+
+    raw: list[dict[str, Any]]
+    expect: dict[str, int]
+    delay: float
+
+    def on_sqlite(self, folder: Path, library: Path, label: str,
+                  **deployment: Any) -> e2e.E2eRun:
+        folder.mkdir()
+        with e2e.Deployment(f"sqlite:///{folder / 'engine.db'}", library, folder,
+                            **deployment) as dep:
+            return self._run(dep, label)
+
+    def on_postgres(self, server: str, folder: Path, library: Path, label: str, *,
+                    workers: int) -> e2e.E2eRun:
+        folder.mkdir()
+        with e2e.pg_database(server) as url, e2e.Deployment(
+                url, library, folder, workers=workers, api="api-only") as dep:
+            return self._run(dep, label)
+
+    def _run(self, dep: e2e.Deployment, label: str) -> e2e.E2eRun:
+        run = e2e.run_e2e(dep, self.raw, delay=self.delay, expect=self.expect)
+        print(run.line(label), flush=True)
+        return run
+
+
 def run_peer_job(args: argparse.Namespace, workdir: Path, server: str | None,
-                 raw: list[dict[str, Any]], expect: dict[str, int],
-                 ) -> tuple[e2e.E2eRun, e2e.E2eRun | None]:
+                 race: Race) -> tuple[e2e.E2eRun, e2e.E2eRun | None]:
     """The same deployments on the peer's own job: `bench_countdown` alone, without the
     bundled journeys. Not the issue's figure (that one runs the bundled journeys too):
     it tells the runtime's cost (ingest, batches, timers, outbox) from the journeys'."""
     library = e2e.bench_library(workdir / "peer-job-journeys", {
         "bench_countdown.yaml": e2e.countdown_journey(COUNTDOWN_ENTRY, int(args.delay))},
         bundled=False)
-    sqlite_dir = workdir / "peer-job-sqlite"
-    sqlite_dir.mkdir()
-    with e2e.Deployment(f"sqlite:///{sqlite_dir / 'engine.db'}", library, sqlite_dir,
-                        workers=args.sqlite_workers, api="api-only", lanes=True) as dep:
-        sqlite_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-    print(sqlite_run.line("SQLite, bench_countdown alone"), flush=True)
+    sqlite_run = race.on_sqlite(workdir / "peer-job-sqlite", library,
+                                "SQLite, bench_countdown alone",
+                                workers=args.sqlite_workers, api="api-only", lanes=True)
     pg_run = None
     if server is not None:
-        pg_dir = workdir / "peer-job-pg"
-        pg_dir.mkdir()
-        with e2e.pg_database(server) as url, e2e.Deployment(
-                url, library, pg_dir, workers=args.pg_workers, api="api-only") as dep:
-            pg_run = e2e.run_e2e(dep, raw, delay=args.delay, expect=expect)
-        print(pg_run.line("PostgreSQL, bench_countdown alone"), flush=True)
+        pg_run = race.on_postgres(server, workdir / "peer-job-pg", library,
+                                  "PostgreSQL, bench_countdown alone", workers=args.pg_workers)
     return sqlite_run, pg_run
 
 
