@@ -323,8 +323,9 @@ class Service:
 
     def _timer_round(self, _woken_for: datetime | None = None) -> datetime | None:
         """When the timer loop runs next: when the last timer due within TIMER_SLACK of
-        the earliest comes due. Also asked when a batch (or another process) wrote a
-        timer due sooner than the next run (Loop.plan): a lone timer fires on time."""
+        the earliest comes due. Also asked when a batch of this process wrote a timer
+        due sooner than the next run (Loop.plan; another process's note of a timer is
+        not planned, engine/runtime/loops.py): a lone timer fires on time."""
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK))
 
     def _dispatch(self) -> datetime | None:

@@ -145,8 +145,8 @@ class Loop:
         finally:
             self._running = False
         if due is not None and not self.stop.is_set():
-            # Due already: APScheduler still counts this run, so the run asked for now
-            # is skipped, and the listener (`_skipped`) asks again 10 ms later.
+            # If it is due already, APScheduler still counts this run: the run asked for
+            # now is skipped, and the listener (`_skipped`) asks again 10 ms later.
             self._reschedule(due)
 
     def _planned(self, at: datetime, latest: datetime) -> datetime:
