@@ -192,6 +192,14 @@ class ProfileStore(Protocol):
         not queue for one lock (PostgreSQL, memory)."""
         ...
 
+    def writers_lately(self) -> bool:
+        """Asked by background work (`background_work`): whether API requests wait for
+        this store's write lock now, or wrote lately (within a second, in this
+        process). Background work then keeps its transactions short (a chunk of
+        timers, an admission of sends): a request that comes meanwhile waits for them.
+        False where writers do not queue for one lock (PostgreSQL, memory)."""
+        ...
+
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """Lock these profiles until the current transaction ends, without waiting: the
         ones returned are this transaction's alone (an event in one process and a timer

@@ -73,6 +73,9 @@ log = logging.getLogger("journeyman.dispatch")
 
 
 SEND_CHUNK = 20  # messages per send_batch call
+# Sends an admission claims while the API is busy (`Store.writers_lately`), instead of
+# `batch`: on SQLite the admission holds the write lock, and a request waits for it.
+BUSY_API_CLAIM = 20
 WRITE_ATTEMPTS = 2  # writing delivered sends' outcomes: once more on a transient error
 
 
@@ -191,7 +194,11 @@ class Dispatcher:
         locking the profiles, across processes."""
         with self.store.transaction(stamped=True):  # no profile's state
             now = self.clock.now()
-            entries = self.store.claim_outbox(now, self.batch, self.lease)
+            # While the API is busy, a request that comes meanwhile waits for the whole
+            # admission (claimed sends are decided, not put back): a short one.
+            limit = (min(self.batch, BUSY_API_CLAIM) if self.store.writers_lately()
+                     else self.batch)
+            entries = self.store.claim_outbox(now, limit, self.lease)
             if not entries:
                 return None
             short = self.store.claim_was_short()

@@ -14,7 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.ports import ForegroundWaits, background_work
+from engine.runtime import dispatch as dispatch_module
+from engine.runtime import worker as worker_module
 from engine.store.sql.turns import FairWriteGate
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
@@ -161,3 +165,76 @@ def test_due_timers_commit_one_at_a_time_while_a_request_waits(
 
     assert fire_all(waiting=False) == (20, 1)  # one transaction for the twenty
     assert fire_all(waiting=True) == (20, 20)  # a commit after each: the request gets in
+
+
+def _lately_for_background(gate: FairWriteGate) -> bool:
+    with background_work():
+        return gate.requests_lately()
+
+
+def test_background_work_sees_the_api_busy_for_a_while_after_a_request() -> None:
+    gate = FairWriteGate(lately=0.2)
+    with background_work(), gate.held():  # the loops' own turns make nobody busy
+        pass
+    assert not _lately_for_background(gate)
+    with gate.held():  # a request's write
+        pass
+    assert _lately_for_background(gate)
+    # Asked by anyone but background work (a request, a program driving the worker in
+    # its own thread): no request would wait for it
+    assert not gate.requests_lately()
+    time.sleep(0.25)
+    assert not _lately_for_background(gate)
+    ForegroundWaits.add(1)  # a request waiting now
+    try:
+        assert _lately_for_background(gate)
+    finally:
+        ForegroundWaits.add(-1)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_while_the_api_is_busy_timer_chunks_and_admissions_are_short(
+        busy: bool, sqlite_template: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's loops beside requests: a chunk of timers fires for `BUSY_API_BUDGET`
+    (0 here: its least, `MIN_TIMER_BATCH` timers) and the dispatcher claims
+    `BUSY_API_CLAIM` sends (5 here) per transaction; otherwise one of each for all."""
+    monkeypatch.setattr(worker_module, "BUSY_API_BUDGET", 0.0)
+    monkeypatch.setattr(dispatch_module, "BUSY_API_CLAIM", 5)
+    folder = write_folder(tmp_path / "j", {"later": WAIT_THEN_SEND},
+                          {"hello": stub_email("hello")}, None)
+    eng = InMemoryEngine.from_folder(folder, start=T0)
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    store.clock = eng.clock
+    eng.use_store(store)
+    eng.worker.budget = 60.0  # only the API cuts the chunk, not a slow machine
+    eng.worker.snapshots = None  # serve's worker: firing inside the write lock
+    claims: list[int] = []
+    claim_outbox = store.claim_outbox
+
+    def counted(now: datetime, limit: int, lease: timedelta) -> Any:
+        claims.append(limit)
+        return claim_outbox(now, limit, lease)
+
+    store.claim_outbox = counted  # type: ignore[method-assign]
+    try:
+        for i in range(20):  # requests' writes: the API was busy just now
+            eng.identify(f"u{i}", {"email": f"u{i}@example.com", "consent": {"email": True}})
+            eng.track(f"u{i}", "Ordered")
+        eng.clock.advance(timedelta(minutes=2))
+        store._write_gate._lately = 3600.0 if busy else 0.0  # type: ignore[union-attr]
+        batches = eng.worker.stats.batches
+        claims.clear()  # the engine dispatched after each event (nothing was due)
+        with background_work():  # as the service's loops run
+            assert eng.worker.fire_timers() == 20
+            chunks = eng.worker.stats.batches - batches
+            eng.dispatcher.dispatch_due()
+        assert eng.dispatcher.stats.sent == 20
+        if busy:
+            assert chunks == 5  # 4 timers each
+            assert claims == [5] * 5  # the fifth finds nothing left: done
+        else:
+            assert chunks == 1
+            assert claims == [100]
+    finally:
+        store.close()

@@ -77,6 +77,9 @@ class MemoryState:
     def writers_waiting(self) -> bool:
         return False  # no lock to wait for
 
+    def writers_lately(self) -> bool:
+        return False
+
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
         """One engine per store: every profile is ours."""
         return set(profile_ids)

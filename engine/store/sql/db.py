@@ -185,6 +185,12 @@ class SqlBase:
         (engine/store/sql/turns.py). PostgreSQL's writers lock rows, not the database."""
         return self._write_gate is not None and self._write_gate.requests_waiting()
 
+    def writers_lately(self) -> bool:
+        """SQLite, asked by background work: API requests wait for the write turn now,
+        or wrote in this process within the last second (engine/store/sql/turns.py
+        `FairWriteGate.requests_lately`)."""
+        return self._write_gate is not None and self._write_gate.requests_lately()
+
     @property
     def in_transaction(self) -> bool:
         return getattr(self._local, "conn", None) is not None

@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import math
 import os
 import struct
 import sys
@@ -49,6 +50,9 @@ log = logging.getLogger("journeyman.store")
 
 TURN, CLAIM = 0, 1  # the bytes locked
 BACKGROUND_PATIENCE = 0.05  # seconds background work lets waiting requests go first
+# An API request of this process that wrote this many seconds ago or less makes the API
+# busy (`FairWriteGate.requests_lately`): background work then holds the turn briefly.
+REQUESTS_LATELY = 1.0
 _POLL = 0.0005  # seconds between looks at a lock held elsewhere, at first ...
 _POLL_SLOW = 0.005  # ... and after `_POLL_FOR` seconds of waiting (a long wait: less CPU)
 _POLL_FOR = 0.1
@@ -223,13 +227,16 @@ class FairWriteGate:
 
     FOREGROUND_STREAK = 8
 
-    def __init__(self, processes: ProcessTurns | None = None) -> None:
+    def __init__(self, processes: ProcessTurns | None = None, *,
+                 lately: float = REQUESTS_LATELY) -> None:
         # Writers of other processes on the same file (ProcessTurns, above)
         self._processes = processes
         self._turn = threading.Condition()
         self._holder: int | None = None
         self._waiting = {True: 0, False: 0}  # background?: how many wait
         self._foreground_streak = 0  # foreground turns since the last background turn
+        self._lately = lately
+        self._foreground_at = -math.inf  # time.monotonic() of the last request's turn
 
     def close(self) -> None:
         if self._processes is not None:
@@ -241,6 +248,19 @@ class FairWriteGate:
         processes = self._processes
         return ForegroundWaits.any() or (processes is not None
                                          and processes.requests_waiting())
+
+    def requests_lately(self) -> bool:
+        """Asked by background work: API requests wait for the turn now, or one of this
+        process took it within `lately` seconds (the API is busy: the next may come any
+        moment). A request that comes during a background transaction waits for its
+        commit: a timer chunk is cut when a request waits, but not its writes, nor an
+        admission of sends, so background work keeps them short while this is true.
+        Anyone else (a program driving the worker in its own thread, as the benches
+        and the time-travel engine do) is no background work a request would wait for."""
+        if not is_background_work():
+            return False
+        return (time.monotonic() - self._foreground_at < self._lately
+                or self.requests_waiting())
 
     def _may_go(self, background: bool) -> bool:
         if self._holder is not None:
@@ -270,6 +290,8 @@ class FairWriteGate:
                 if not background:
                     ForegroundWaits.add(-1)
             self._foreground_streak = 0 if background else self._foreground_streak + 1
+            if not background:
+                self._foreground_at = time.monotonic()
             self._holder = me
         try:
             if self._processes is None:
