@@ -185,11 +185,6 @@ class ProfileStore(Protocol):
         a deadlock was broken, the connection was lost."""
         ...
 
-    def ping(self) -> None:
-        """A write transaction that writes nothing: raises as a real one would while
-        the database is away or (SQLite) another program holds its write lock."""
-        ...
-
     def writers_waiting(self) -> bool:
         """Whether API requests (of any process) wait for this store's write lock now:
         background work holding it (a batch of events or timers) commits early, so a

@@ -14,21 +14,16 @@ from engine.runtime.transients import AWAY_AFTER, Transient
 Guarded = Callable[[Callable[[], Outcome]], "Outcome | Refused | Transient"]
 Part = Callable[[list[str]], Outcome]  # do a profile's keys (its events, its timers)
 Fail = Callable[[list[str], str], Outcome]  # count their failed attempt, with the error
-Probe = Callable[[], bool]  # whether the database commits a transaction now
 
 
 def round_in_parts(guarded: Guarded, parts: dict[str, list[str]], do: Part,
-                   fail: Fail, probe: Probe) -> Outcome:
+                   fail: Fail) -> Outcome:
     """Each profile's keys (`parts`) in a transaction of its own: a part the database
     refuses `fail`s (its first event, or its due timers, count a failed attempt). A
     part failing transiently is done once more after another part of the round
     committed, and counts a failed attempt only if it fails again (a lock released
-    meanwhile fails nobody). If no part commits, the database is asked to commit a
-    transaction that writes nothing (`probe`): if it does, the error came with the
-    parts' own data, and they are done once more as above (a profile alone in the
-    inbox whose writes fail "transiently" every time, an error a driver misfiles, is
-    counted and parked, not tried every few seconds forever); if not, the database is
-    away: nothing is counted, and the round ends after a few parts."""
+    meanwhile fails nobody). If no part commits, the database is away: nothing is
+    counted, and the round ends after a few parts."""
     total = Outcome()
     answered = False
     again: list[list[str]] = []
@@ -41,8 +36,6 @@ def round_in_parts(guarded: Guarded, parts: dict[str, list[str]], do: Part,
             continue
         answered = True
         total.add(outcome)
-    if again and not answered:
-        answered = probe()
     for keys in again if answered else ():
         outcome = _part(guarded, keys, do, fail, charge_transient=True)
         if isinstance(outcome, Outcome):

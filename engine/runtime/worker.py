@@ -304,8 +304,7 @@ class Worker:
                 for i in self.store.claim_inbox(self._limit["inbox"], self.clock.now())})
         return round_in_parts(partial(self._guarded, "events", part=True), by_profile or {},
                               self._event_batch,
-                              lambda keys, error: self._fail_first_event(keys[0], error),
-                              partial(self._database_commits, "events"))
+                              lambda keys, error: self._fail_first_event(keys[0], error))
 
     def _fail_first_event(self, profile: str, error: str) -> Outcome:
         with self.store.transaction(stamped=True):
@@ -471,17 +470,7 @@ class Worker:
                 return keys
             by_profile = self._listed("timers", due)
         return round_in_parts(partial(self._guarded, "timers", part=True), by_profile or {},
-                              self._timer_chunk, self._fail_timers,
-                              partial(self._database_commits, "timers"))
-
-    def _database_commits(self, kind: str) -> bool:
-        """Whether the database commits a transaction that writes nothing now (a round
-        in parts none of whose parts committed: engine/runtime/parts.py)."""
-        def ping() -> Outcome:
-            self.store.ping()
-            return Outcome()
-
-        return isinstance(self._guarded(kind, ping, part=True), Outcome)
+                              self._timer_chunk, self._fail_timers)
 
     def _fail_timers(self, keys: Sequence[str], error: str) -> Outcome:
         with self.store.transaction(stamped=True):

@@ -134,34 +134,6 @@ def test_a_profile_whose_writes_fail_every_time_fails_alone_and_is_parked(
         next(busy, None)
 
 
-def test_a_profile_alone_in_the_inbox_whose_writes_fail_every_time_is_parked(
-        engine: InMemoryEngine) -> None:
-    """As above with nobody else around. Before: a round in parts none of whose parts
-    committed took the database for away, so on PostgreSQL `bad`'s event (its error
-    filed as transient) was counted against nobody and tried every 5 s forever. Now the
-    database is asked to commit an empty transaction; it does, so the error is `bad`'s."""
-    eng = engine
-    busy = _busy_for(eng.store, "bad")  # type: ignore[arg-type]
-    next(busy)
-    try:
-        _accept(eng, ["bad"])
-        for _ in range(100):  # bounded: the old worker never parked it
-            while eng.worker.handle_events():
-                pass
-            if eng.store.failures():
-                break
-            due = eng.worker.next_inbox_at()
-            assert due is not None
-            eng.clock.advance(max(due - eng.now, timedelta(milliseconds=1)))
-        [parked] = eng.store.failures()
-        assert parked.profile_id == "bad"
-        assert parked.attempts == eng.worker.backoff.max_attempts
-        assert eng.store.inbox_counts() == {"parked": 1}
-        assert eng.worker.stats.failures == eng.worker.backoff.max_attempts
-    finally:
-        next(busy, None)
-
-
 def test_a_database_away_is_asked_less_and_less_often_and_nothing_is_counted_against_anyone(
         engine: InMemoryEngine, caplog: pytest.LogCaptureFixture) -> None:
     """Every read fails (the database is away): the waits double up to LONGEST_WAIT, the

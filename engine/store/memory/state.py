@@ -74,9 +74,6 @@ class MemoryState:
         del error
         return False  # nothing here is locked, lost or busy
 
-    def ping(self) -> None:
-        return None  # always here
-
     def writers_waiting(self) -> bool:
         return False  # no lock to wait for
 

@@ -180,12 +180,6 @@ class SqlBase:
     def _now(self) -> datetime:
         return self.clock.now()
 
-    def ping(self) -> None:
-        """`SELECT 1` in a write transaction (on SQLite `BEGIN IMMEDIATE`: it waits for
-        the write lock as any writer does, up to the busy timeout)."""
-        with self._write(stamped=True) as conn:  # nothing written: nothing to stamp
-            conn.exec_driver_sql("SELECT 1")
-
     def writers_waiting(self) -> bool:
         """SQLite: API requests of this process or another wait for the write turn
         (engine/store/sql/turns.py). PostgreSQL's writers lock rows, not the database."""
