@@ -59,6 +59,7 @@ from engine.ports import (
     SnapshotStore,
     Store,
 )
+from engine.runtime import claim_sizes
 from engine.runtime.batches import (
     Backoff,
     Outcome,
@@ -94,13 +95,6 @@ BUSY_RETRY = timedelta(milliseconds=100)
 # restart or a burst is not taken over (both would then read the same rows; the check
 # keeps it correct, at the cost of work done twice).
 LANE_TAKEOVER = timedelta(seconds=30)
-# Seconds a chunk of timers fires inside SQLite's write transaction while the API is
-# busy (`Store.writers_lately`), instead of the worker's budget (`serve`'s 20 ms): a
-# request that comes meanwhile cuts the chunk but waits for the writes of what it fired.
-# With this and the dispatcher's BUSY_API_CLAIM, an API request's p99 during a storm of
-# 100,000 due timers went from 52 ms to 38 (7 ms before the storm), its sends done in
-# 88 s instead of 77 (bench/storm_bench.py, docs/benchmarks.md).
-BUSY_API_BUDGET = 0.005
 
 
 def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, EnrollmentOutline]) -> str:
@@ -403,9 +397,8 @@ class Worker:
         outcome = Outcome()
         done: list[tuple[ScheduleTimer, str]] = []
         later: list[Callable[[], None]] = []
-        # In the write transaction while the API is busy, a request that comes now waits
-        # for this chunk's firing until it is cut, then for its writes: a short chunk.
-        budget = (min(self.budget, BUSY_API_BUDGET)
+        # In the write lock while the API is busy: a request waits for the chunk's writes
+        budget = (min(self.budget, claim_sizes.BUSY_API_BUDGET)
                   if claimed and self.store.writers_lately() else self.budget)
         handling = time.perf_counter()
         for index, timer in enumerate(timers):

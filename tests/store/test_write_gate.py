@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from engine.ports import ForegroundWaits, background_work
+from engine.runtime import claim_sizes
 from engine.runtime import dispatch as dispatch_module
-from engine.runtime import worker as worker_module
 from engine.store.sql.turns import FairWriteGate
 from engine.testing import InMemoryEngine
 from tests.engine.helpers import stub_email, write_folder
@@ -199,7 +199,7 @@ def test_while_the_api_is_busy_timer_chunks_and_admissions_are_short(
     """serve's loops beside requests: a chunk of timers fires for `BUSY_API_BUDGET`
     (0 here: its least, `MIN_TIMER_BATCH` timers) and the dispatcher claims
     `BUSY_API_CLAIM` sends (5 here) per transaction; otherwise one of each for all."""
-    monkeypatch.setattr(worker_module, "BUSY_API_BUDGET", 0.0)
+    monkeypatch.setattr(claim_sizes, "BUSY_API_BUDGET", 0.0)
     monkeypatch.setattr(dispatch_module, "BUSY_API_CLAIM", 5)
     folder = write_folder(tmp_path / "j", {"later": WAIT_THEN_SEND},
                           {"hello": stub_email("hello")}, None)
