@@ -34,6 +34,10 @@ LogFormatOpt = Annotated[str, typer.Option(
 TickOpt = Annotated[float, typer.Option(help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]
+EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
+    "Seconds a send queued during a burst of events may wait for the event loop to get "
+    "through it (then it goes with the others queued meanwhile): events first, fewer "
+    "outbox transactions. 0 sends at once. A lone event's sends go at once."))]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help=(
         "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "
@@ -88,6 +92,7 @@ def serve(
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
     lease: LeaseOpt = 60.0,
+    events_first: EventsFirstOpt = 0.25,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str | None, typer.Option(
         envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
         help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
@@ -106,7 +111,7 @@ def serve(
     and outbox dispatcher (or the API alone, with --no-worker)."""
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick, lease=lease, public_url=public_url or f"http://{host}:{port}",
-                       dashboard_open=dashboard_open)
+                       dashboard_open=dashboard_open, events_first=events_first)
     err.print(f"journeyman: {len(service.library.journeys)} journeys from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
@@ -126,6 +131,7 @@ def worker(
     tick: TickOpt = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
+    events_first: EventsFirstOpt = 0.25,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(
         envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
         help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
@@ -160,7 +166,8 @@ def worker(
                                  "inbox by themselves", param_hint="--lane")
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick, name=name, lease=lease, public_url=public_url,
-                       batch_budget=batch_budget, lane=share, optimistic=True)
+                       batch_budget=batch_budget, lane=share, optimistic=True,
+                       events_first=events_first)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = _serve_ops(service, http_host, http_port) if http_port is not None else None

@@ -76,6 +76,10 @@ class Loop:
         self.spacing = spacing
         self._last_start = float("-inf")  # time.monotonic() of the last run's work
         self._prompt = threading.Event()  # woken by this process: no spacing
+        # Set while no run works (between runs; a run woken again while it works goes
+        # on without a break): the dispatcher waits on the event loop's (EVENTS_FIRST).
+        self.idle = threading.Event()
+        self.idle.set()
         self.stop = stop or threading.Event()
         self._dirty = threading.Event()
         # APScheduler's shutdown holds its job-store lock while it waits for running
@@ -115,6 +119,7 @@ class Loop:
     def _run(self) -> None:
         self._run_thread = threading.get_ident()
         self._running = True
+        self.idle.clear()
         self._wanted = None  # this run is what was asked for; later asks set it again
         due: datetime | None = None
         try:
@@ -144,6 +149,7 @@ class Loop:
                     self._running = True
         finally:
             self._running = False
+            self.idle.set()
         if due is not None and not self.stop.is_set():
             # If it is due already, APScheduler still counts this run: the run asked for
             # now is skipped, and the listener (`_skipped`) asks again 10 ms later.
@@ -192,6 +198,7 @@ class Loop:
 
     def close(self) -> None:
         """No more moves: call before shutting the scheduler down."""
+        self.idle.set()  # whoever waits for this loop's run goes on
         with self._gate:
             self._closed = True
         self._scheduler.remove_listener(self._skipped)

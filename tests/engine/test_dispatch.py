@@ -202,3 +202,38 @@ def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> N
             0, "channel_unavailable")  # claimed (+1), held (-1): once
     finally:
         store.close()
+
+
+def test_a_run_with_nothing_due_opens_no_write_transaction(tmp_path: Path) -> None:
+    """A dispatcher woken when nothing is due (another worker's dispatcher took the
+    sends, the safety tick) looks with a read first: on SQLite an admission waits for
+    and holds the one write turn, which the events' batches need."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from engine.store import SqlStore
+
+    class Counting(SqlStore):
+        transactions = 0
+
+        @contextmanager
+        def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+            self.transactions += 1
+            with super().transaction(stamped=stamped):
+                yield
+
+    store = Counting(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        clock = FakeClock(T0)
+        channel = ScriptedChannel([])
+        dispatcher = Dispatcher(store, {"email": channel}, clock)
+        assert dispatcher.dispatch_due() == 0  # an empty outbox
+        store.enqueue_send(outbox_entry("a:send:0", at=T0 + timedelta(minutes=5)))
+        assert dispatcher.dispatch_due() == 0  # queued for later
+        assert store.transactions == 0
+        clock.set(T0 + timedelta(minutes=5))
+        assert dispatcher.dispatch_due() == 1  # due now: admitted, sent, written
+        assert [m.key for m in channel.delivered] == ["a:send:0"]
+        assert store.transactions == 2
+    finally:
+        store.close()

@@ -1,0 +1,110 @@
+"""Events first (engine/service.py `EVENTS_FIRST`, `journeyman serve/worker
+--events-first`): a send queued while the event loop works through a burst waits for
+that run to end, at most `events_first` seconds, then goes out with the sends queued
+meanwhile. A real service on a SQLite file, its loops on the wall clock, a channel that
+records what the inbox held when each message reached it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.ports import Message
+from engine.service import Service
+from tests.engine.helpers import HELLO, stub_email, write_folder
+from tests.store.helpers import outbox_entry
+
+PEOPLE = 200  # each identified (an e-mail address), then Signed Up: a send each
+BURST = 2 * PEOPLE  # events accepted at once
+
+
+class InboxAtDelivery:
+    """An email channel that notes, for each message, the events still in the inbox."""
+
+    name = "email"
+
+    def __init__(self) -> None:
+        self.service: Service | None = None
+        self.pending_at_send: list[int] = []
+        self.sent_at: list[float] = []
+        self.all_sent = threading.Event()
+        self.expect = PEOPLE
+
+    def send(self, message: Message) -> None:
+        assert self.service is not None
+        self.pending_at_send.append(sum(self.service.store.inbox_counts().values()))
+        self.sent_at.append(time.monotonic())
+        if len(self.sent_at) >= self.expect:
+            self.all_sent.set()
+
+
+@contextmanager
+def running(tmp_path: Path, channel: InboxAtDelivery, **options: float) -> Iterator[Service]:
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": stub_email("welcome")})
+    # As `journeyman worker` on SQLite (batches handled outside the write lock, which
+    # the dispatcher can take meanwhile), with a batch budget of 1 ms: the burst takes
+    # many batches, each waking the dispatcher
+    service = Service(folder, f"sqlite:///{tmp_path / 'e.db'}", channels={"email": channel},
+                      batch_budget=0.001, optimistic=True, **options)
+    channel.service = service
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def burst(service: Service) -> None:
+    events: list[dict[str, object]] = []
+    for i in range(PEOPLE):
+        events += [{"type": "identify", "userId": f"p{i}", "messageId": f"i{i}",
+                    "traits": {"email": f"p{i}@example.com"}},
+                   {"type": "track", "event": "Signed Up", "userId": f"p{i}",
+                    "messageId": f"s{i}"}]
+    service.store.accept_events(events)
+    service.wake_events()
+
+
+def test_sends_wait_for_the_burst_of_events_that_queued_them(tmp_path: Path) -> None:
+    channel = InboxAtDelivery()
+    with running(tmp_path, channel, events_first=30.0) as service:
+        service.start()
+        burst(service)
+        assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
+    # Every send went out after the last event was handled, though the first batch
+    # queued its sends and woke the dispatcher while hundreds of events waited
+    assert max(channel.pending_at_send) == 0, channel.pending_at_send[:20]
+
+
+def test_without_events_first_sends_go_out_during_the_burst(tmp_path: Path) -> None:
+    """The control: `--events-first 0` sends as each batch queues (as before)."""
+    channel = InboxAtDelivery()
+    with running(tmp_path, channel, events_first=0.0) as service:
+        service.start()
+        burst(service)
+        assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
+    assert max(channel.pending_at_send) > 0
+
+
+def test_a_send_waits_for_the_events_no_longer_than_events_first(tmp_path: Path) -> None:
+    """An event loop that does not get through its run (here: stuck behind the runner's
+    lock) holds a send back `events_first` seconds, not longer."""
+    channel = InboxAtDelivery()
+    channel.expect = 1
+    with running(tmp_path, channel, events_first=0.3) as service:
+        service.start()
+        with service.worker._runner_lock:  # the event loop's run cannot handle anything
+            burst(service)
+            deadline = time.monotonic() + 5
+            while service._loops["events"].idle.is_set():
+                assert time.monotonic() < deadline, "the event loop did not start its run"
+                time.sleep(0.005)
+            service.store.enqueue_send(outbox_entry("k1", service.clock.now()))
+            queued = time.monotonic()
+            service._loops["outbox"].wake()
+            assert channel.all_sent.wait(5), "the send waited for the stuck event loop"
+            waited = channel.sent_at[0] - queued
+            assert 0.25 <= waited < 3.0, waited
+            assert channel.pending_at_send[0] == BURST  # the events still wait
