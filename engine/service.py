@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import socket
 import sys
@@ -64,7 +65,7 @@ STATUS_REFRESH_SECONDS = 5.0
 # Timers due within this many seconds of the earliest fire together, in one transaction,
 # when the last of them comes due (a journey's waits are minutes to days; a lone timer's
 # transaction cost as much as the work it did): a timer's run is scheduled at most this
-# late, the last of a window's on time. Immediate sends are not delayed.
+# late, the last of a window's on time. Immediate sends are not delayed by it.
 TIMER_SLACK = 0.25
 # The dispatcher starts a run at most this often while other processes wake it again and
 # again (NOTIFY: every batch of every worker); each run sends all that is due. Sends its
@@ -159,13 +160,15 @@ def scanner_window(policy: Policy) -> timedelta:
 SERVE_BATCH_BUDGET = 0.02
 WORKER_BATCH_BUDGET = 0.1
 
-# Events first: a send queued while this process's event loop works through a burst
-# waits for that run to end, at most this long (seconds), then goes out with the others
-# queued meanwhile. Each dispatcher run is two or more write transactions (the admission,
-# then the outcomes every 20 sends); on SQLite they waited for and held the one write
-# turn between the events' batches: in journey_bench.py's race (API + 2 lane workers)
-# the dispatchers held it a third of the time the events were handled. A lone event's
-# sends wait for its run's last look at the inbox (a read) and go at once.
+# Events first: while this process's event loop is in a run that handled events within
+# the last EVENTS_FIRST seconds (a burst, or steady load), a dispatcher run waits for
+# that run to end, at most EVENTS_FIRST seconds, then sends all that was queued
+# meanwhile. Each dispatcher run is two or more write transactions (the admission, then
+# the outcomes every 20 sends); on SQLite they waited for and held the one write turn
+# between the events' batches: in journey_bench.py's race (API + 2 lane workers) the
+# dispatchers held it a third of the time the events were handled. A lone event's sends
+# go at once, and so do sends while the event loop only waits (for the runner, which a
+# storm of due timers holds).
 EVENTS_FIRST = 0.25
 
 
@@ -242,6 +245,7 @@ class Service:
         self.worker = wiring.worker
         self.tick = tick
         self.events_first = events_first
+        self._events_at = -math.inf  # time.monotonic() of the last batch that handled events
         self._statuses_read = time.monotonic()
         self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
         self._armed_at = 0.0
@@ -319,8 +323,10 @@ class Service:
         other loops get their turn), then say when a held event comes due."""
         self._refresh_statuses()
         started = time.monotonic()
-        while (not self._stop.is_set() and self.worker.handle_events()
-               and not self.worker.drained):
+        while not self._stop.is_set() and self.worker.handle_events():
+            self._events_at = time.monotonic()
+            if self.worker.drained:
+                break
             if time.monotonic() - started > 1.0:
                 self._loops["events"].wake()
                 break
@@ -340,8 +346,11 @@ class Service:
 
     def _dispatch(self) -> datetime | None:
         events = self._loops.get("events")
-        if events is not None and self.events_first > 0:
+        if (events is not None and not events.idle.is_set()
+                and time.monotonic() - self._events_at < self.events_first):
             events.idle.wait(self.events_first)  # events first (EVENTS_FIRST)
+            if self._stop.is_set():
+                return None
         self.dispatcher.dispatch_due()
         return self.store.next_outbox_at()
 

@@ -35,9 +35,9 @@ TickOpt = Annotated[float, typer.Option(help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]
 EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
-    "Seconds a send queued during a burst of events may wait for the event loop to get "
-    "through it (then it goes with the others queued meanwhile): events first, fewer "
-    "outbox transactions. 0 sends at once. A lone event's sends go at once."))]
+    "Seconds a send may wait while the event loop is busy with events (a burst, or "
+    "steady load): events first, then the sends queued meanwhile, in fewer outbox "
+    "transactions. 0 sends at once. A lone event's sends go at once."))]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help=(
         "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "

@@ -88,12 +88,24 @@ def test_without_events_first_sends_go_out_during_the_burst(tmp_path: Path) -> N
     assert max(channel.pending_at_send) > 0
 
 
-def test_a_send_waits_for_the_events_no_longer_than_events_first(tmp_path: Path) -> None:
-    """An event loop that does not get through its run (here: stuck behind the runner's
-    lock) holds a send back `events_first` seconds, not longer."""
+def test_a_long_burst_holds_sends_back_no_longer_than_events_first(tmp_path: Path) -> None:
+    """A burst that lasts longer than `events_first`: its sends go out while it goes on
+    (with an unbounded wait none would before the inbox is empty)."""
+    channel = InboxAtDelivery()
+    with running(tmp_path, channel, events_first=0.02) as service:
+        service.start()
+        burst(service)
+        assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
+    assert max(channel.pending_at_send) > 0
+
+
+def test_an_event_loop_that_only_waits_holds_no_send_back(tmp_path: Path) -> None:
+    """The event loop's run is stuck behind the runner (as behind a storm of due timers,
+    which holds it) and has handled nothing: a send queued meanwhile goes at once, not
+    after `events_first`."""
     channel = InboxAtDelivery()
     channel.expect = 1
-    with running(tmp_path, channel, events_first=0.3) as service:
+    with running(tmp_path, channel, events_first=10.0) as service:
         service.start()
         with service.worker._runner_lock:  # the event loop's run cannot handle anything
             burst(service)
@@ -104,7 +116,6 @@ def test_a_send_waits_for_the_events_no_longer_than_events_first(tmp_path: Path)
             service.store.enqueue_send(outbox_entry("k1", service.clock.now()))
             queued = time.monotonic()
             service._loops["outbox"].wake()
-            assert channel.all_sent.wait(5), "the send waited for the stuck event loop"
-            waited = channel.sent_at[0] - queued
-            assert 0.25 <= waited < 3.0, waited
+            assert channel.all_sent.wait(5), "the send waited for an event loop doing nothing"
+            assert channel.sent_at[0] - queued < 3.0
             assert channel.pending_at_send[0] == BURST  # the events still wait
