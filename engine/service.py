@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import socket
 import sys
@@ -160,15 +159,15 @@ def scanner_window(policy: Policy) -> timedelta:
 SERVE_BATCH_BUDGET = 0.02
 WORKER_BATCH_BUDGET = 0.1
 
-# Events first: while this process's event loop is in a run that handled events within
-# the last EVENTS_FIRST seconds (a burst, or steady load), a dispatcher run waits for
-# that run to end, at most EVENTS_FIRST seconds, then sends all that was queued
-# meanwhile. Each dispatcher run is two or more write transactions (the admission, then
-# the outcomes every 20 sends); on SQLite they waited for and held the one write turn
-# between the events' batches: in journey_bench.py's race (API + 2 lane workers) the
-# dispatchers held it a third of the time the events were handled. A lone event's sends
-# go at once, and so do sends while the event loop only waits (for the runner, which a
-# storm of due timers holds).
+# Events first: while this process's event loop is in a run (a burst of events, or
+# steady load), a dispatcher run waits for that run to end, at most EVENTS_FIRST seconds,
+# then sends all that was queued meanwhile. Each dispatcher run is two or more write
+# transactions (the admission, then the outcomes every 20 sends); on SQLite they waited
+# for and held the one write turn between the events' batches: in journey_bench.py's
+# race (API + 2 lane workers) the dispatchers held it a third of the time the events were
+# handled. A lone event's sends wait for its run's last look at the inbox (a read). Not
+# while the timer loop runs: the event loop then waits for the runner, which a storm of
+# due timers holds, and holding sends back would gain nothing.
 EVENTS_FIRST = 0.25
 
 
@@ -245,7 +244,6 @@ class Service:
         self.worker = wiring.worker
         self.tick = tick
         self.events_first = events_first
-        self._events_at = -math.inf  # time.monotonic() of the last batch that handled events
         self._statuses_read = time.monotonic()
         self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
         self._armed_at = 0.0
@@ -323,10 +321,8 @@ class Service:
         other loops get their turn), then say when a held event comes due."""
         self._refresh_statuses()
         started = time.monotonic()
-        while not self._stop.is_set() and self.worker.handle_events():
-            self._events_at = time.monotonic()
-            if self.worker.drained:
-                break
+        while (not self._stop.is_set() and self.worker.handle_events()
+               and not self.worker.drained):
             if time.monotonic() - started > 1.0:
                 self._loops["events"].wake()
                 break
@@ -345,9 +341,9 @@ class Service:
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK))
 
     def _dispatch(self) -> datetime | None:
-        events = self._loops.get("events")
-        if (events is not None and not events.idle.is_set()
-                and time.monotonic() - self._events_at < self.events_first):
+        events, timers = self._loops.get("events"), self._loops.get("timers")
+        if (self.events_first > 0 and events is not None and not events.idle.is_set()
+                and timers is not None and timers.idle.is_set()):
             events.idle.wait(self.events_first)  # events first (EVENTS_FIRST)
             if self._stop.is_set():
                 return None

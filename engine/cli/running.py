@@ -37,7 +37,8 @@ TickOpt = Annotated[float, typer.Option(help=(
 EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
     "Seconds a send may wait while the event loop is busy with events (a burst, or "
     "steady load): events first, then the sends queued meanwhile, in fewer outbox "
-    "transactions. 0 sends at once. A lone event's sends go at once."))]
+    "transactions. 0 sends at once. A lone event's sends barely wait (one more look "
+    "at the inbox)."))]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help=(
         "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "
