@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 
 from engine.ports import DeliveryError, Message
 from engine.runtime.dispatch import Dispatcher, RetryPolicy
+from engine.store import SqlStore
 from engine.testing import FakeClock, InMemoryStore
 from tests.store.helpers import T0, outbox_entry
 
@@ -162,25 +165,29 @@ def test_a_permanent_failure_that_is_no_bounce_suppresses_nothing() -> None:
     assert store.suppressions() == []
 
 
+class CountingStore(SqlStore):
+    """A real SQLite store that counts its write transactions."""
+
+    transactions = 0
+
+    @contextmanager
+    def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+        self.transactions += 1
+        with super().transaction(stamped=stamped):
+            yield
+
+
 def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> None:
     """The write after delivery is tried again on a transient error in a statement, but
     not after a failed COMMIT, which may have committed: writing again would take a
     deferral's attempt back twice (and park a failure twice). Here the COMMIT goes
     through and then the connection is "lost" (a real SQLite store, the loss injected
     after its commit)."""
-    from collections.abc import Iterator
-    from contextlib import contextmanager
-
     from sqlalchemy.exc import OperationalError
 
-    from engine.store import SqlStore
-
-    class CommitLost(SqlStore):
-        transactions = 0
-
+    class CommitLost(CountingStore):
         @contextmanager
         def transaction(self, *, stamped: bool = False) -> Iterator[None]:
-            self.transactions += 1
             with super().transaction(stamped=stamped):
                 yield
             if self.transactions == 2:  # the admission was 1; this is the write after it
@@ -208,21 +215,7 @@ def test_a_run_with_nothing_due_opens_no_write_transaction(tmp_path: Path) -> No
     """A dispatcher woken when nothing is due (another worker's dispatcher took the
     sends, the safety tick) looks with a read first: on SQLite an admission waits for
     and holds the one write turn, which the events' batches need."""
-    from collections.abc import Iterator
-    from contextlib import contextmanager
-
-    from engine.store import SqlStore
-
-    class Counting(SqlStore):
-        transactions = 0
-
-        @contextmanager
-        def transaction(self, *, stamped: bool = False) -> Iterator[None]:
-            self.transactions += 1
-            with super().transaction(stamped=stamped):
-                yield
-
-    store = Counting(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    store = CountingStore(f"sqlite:///{tmp_path / 'store.db'}", create=True)
     try:
         clock = FakeClock(T0)
         channel = ScriptedChannel([])

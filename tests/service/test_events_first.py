@@ -68,36 +68,33 @@ def burst(service: Service) -> None:
     service.wake_events()
 
 
-def test_sends_wait_for_the_burst_of_events_that_queued_them(tmp_path: Path) -> None:
+def events_left_at_each_send(tmp_path: Path, events_first: float) -> list[int]:
+    """The burst through a started service: the events still in the inbox as each
+    of its sends reached the channel."""
     channel = InboxAtDelivery()
-    with running(tmp_path, channel, events_first=30.0) as service:
+    with running(tmp_path, channel, events_first=events_first) as service:
         service.start()
         burst(service)
         assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
+    return channel.pending_at_send
+
+
+def test_sends_wait_for_the_burst_of_events_that_queued_them(tmp_path: Path) -> None:
     # Every send went out after the last event was handled, though the first batch
     # queued its sends and woke the dispatcher while hundreds of events waited
-    assert max(channel.pending_at_send) == 0, channel.pending_at_send[:20]
+    left = events_left_at_each_send(tmp_path, 30.0)
+    assert max(left) == 0, left[:20]
 
 
 def test_without_events_first_sends_go_out_during_the_burst(tmp_path: Path) -> None:
     """The control: `--events-first 0` sends as each batch queues (as before)."""
-    channel = InboxAtDelivery()
-    with running(tmp_path, channel, events_first=0.0) as service:
-        service.start()
-        burst(service)
-        assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
-    assert max(channel.pending_at_send) > 0
+    assert max(events_left_at_each_send(tmp_path, 0.0)) > 0
 
 
 def test_a_long_burst_holds_sends_back_no_longer_than_events_first(tmp_path: Path) -> None:
     """A burst that lasts longer than `events_first`: its sends go out while it goes on
     (with an unbounded wait none would before the inbox is empty)."""
-    channel = InboxAtDelivery()
-    with running(tmp_path, channel, events_first=0.02) as service:
-        service.start()
-        burst(service)
-        assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {PEOPLE} sent"
-    assert max(channel.pending_at_send) > 0
+    assert max(events_left_at_each_send(tmp_path, 0.02)) > 0
 
 
 def test_sends_do_not_wait_for_an_event_loop_stuck_behind_a_timer_storm(
