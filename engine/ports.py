@@ -414,6 +414,10 @@ class InboxStore(Protocol):
     def inbox_counts(self) -> dict[str, int]: ...
 
 
+class PreparedChanges(Protocol):
+    """A unit's writes made ready by a `SnapshotStore` (what is inside is its own)."""
+
+
 class SnapshotStore(Protocol):
     """A store whose workers may handle a batch outside the write transaction and check
     it before writing (SQLite: engine/store/sql/stamps.py; engine/runtime/worker.py)."""
@@ -445,6 +449,12 @@ class SnapshotStore(Protocol):
         ...
     def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
         """Inside a write transaction: the items still wait as they were read at `now`."""
+        ...
+    def prepare_changes(self, changes: Sequence[Change]) -> PreparedChanges:
+        """A unit's writes made ready (rows' parameters built) before the write turn."""
+        ...
+    def write_prepared(self, prepared: PreparedChanges) -> None:
+        """`write_changes` of what `prepare_changes` made ready."""
         ...
 
 

@@ -15,8 +15,9 @@ profile's work in the same batch (design.md, failure semantics).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from engine.core.merge import exited_by_merge, merge_losers, merged_entries, merged_profile
@@ -28,6 +29,7 @@ from engine.ports import (
     MergeStep,
     OutboxEntry,
     ProfileState,
+    SnapshotStore,
     Store,
     WriteRun,
 )
@@ -285,8 +287,25 @@ class UnitOfWork:
 
     def write(self) -> None:
         """Write the buffered changes (a root unit, inside the batch's transaction)."""
+        if changes := self._taken():
+            self.store.write_changes(changes)
+
+    def prepare(self, store: SnapshotStore) -> Callable[[], None]:
+        """The buffered changes made ready now, outside the write transaction; the
+        function returned writes them (inside it). SQLite's optimistic batches: the one
+        write turn is held only to run the statements, their rows' parameters built
+        before (engine/store/sql/units.py `prepare_changes`)."""
+        if changes := self._taken():
+            return partial(store.write_prepared, store.prepare_changes(changes))
+        return _nothing
+
+    def _taken(self) -> list[Change]:
+        """The root unit's changes to write (none left behind)."""
         assert self.parent is None, "write the root unit"
         changes = [c for c in self.changes if not (isinstance(c, WriteRun) and c.empty)]
-        if changes:
-            self.store.write_changes(changes)
         self.changes = [WriteRun()]
+        return changes
+
+
+def _nothing() -> None:
+    """Nothing to write."""

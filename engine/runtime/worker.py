@@ -13,8 +13,8 @@ its events or timers meanwhile (engine/store/sql/stamps.py); if someone did, not
 is written and the batch is handled again inside the write transaction, as above. So
 the API's ingest no longer waits for a batch's handling, and several workers on one
 file, one lane of the inbox each (`lane`, engine/store/sql/lanes.py), handle on several
-cores. PostgreSQL locks each
-profile for the whole transaction instead (engine/store/sql/inbox.py).
+cores; the rows' parameters are built before the write turn too (`UnitOfWork.prepare`).
+PostgreSQL locks each profile for the whole transaction instead (engine/store/sql/inbox.py).
 
 Failure semantics (design.md; docs/service.md says the same for operators):
 - Isolation: an exception while handling one event or timer drops that item's child
@@ -119,10 +119,7 @@ class Worker:
         # what the last optimistic batch or chunk took, by profile (`_round`)
         self._parts: dict[str, list[str]] | None = None
         self._uncommitted: list[Callable[[], None]] = []  # counts of failures written
-        self.dispatcher = dispatcher
-        self.store = store
-        self.clock = clock
-        self.name = name
+        self.dispatcher, self.store, self.clock, self.name = dispatcher, store, clock, name
         self.max_batch = batch
         self.budget = budget  # seconds of handling per transaction, then it commits
         self.backoff = backoff or Backoff()
@@ -220,12 +217,13 @@ class Worker:
             self._parts = {p: [p] for p in profiles}  # for a write refused: one by one
             unit, outcome, done, later = self._handle_items(items, now)
             snapshots.stamps(snapshot)
+        write = unit.prepare(snapshots)  # the rows' parameters built before the write turn
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot) and snapshots.inbox_unchanged(done, now)):
                 return Redo(keys=profiles)
-            for write in later:
-                write()
-            unit.write()
+            for failed in later:
+                failed()
+            write()
         self._adapt("inbox", outcome, started, len(items))
         return outcome
 
@@ -365,15 +363,17 @@ class Worker:
         self._parts = {}
         for timer, owner in done:  # for a write refused: the chunk again, profile by profile
             self._parts.setdefault(owner, []).append(timer.key)
+        outcome.saw(unit)  # and again below: failed timers' retries join it in the lock
+        write = unit.write if later else unit.prepare(snapshots)  # as _optimistic_batch
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot)
                     and snapshots.timers_unchanged([t for t, _ in done])):
                 return Redo(keys=[t.key for t, _ in done])
             self.store.claim_timers([t.key for t, _ in done])  # gone with this commit
-            for write in later:
-                write()
+            for failed in later:
+                failed()
             outcome.saw(unit)
-            unit.write()
+            write()
         self._adapt("timers", outcome, started, len(timers))
         return outcome
 

@@ -5,6 +5,7 @@ Lanes share the inbox between workers on one file (engine/store/sql/lanes.py).""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -139,6 +140,50 @@ def test_a_batch_whose_profile_another_worker_wrote_meanwhile_is_done_again_in_t
     assert traits["plan"] == "second"
     assert engine.worker.stats.redone == 1
     assert [m.profile for m in engine.sent] == ["u1", "u1"]  # each identify once
+
+
+def test_a_units_writes_are_made_ready_without_the_database(store: SqlStore) -> None:
+    """`prepare_changes` builds every row's parameters and touches no database: it runs
+    while another process holds SQLite's write lock, and what `write_prepared` writes
+    then is what the changes say."""
+    changes = [WriteRun(profiles={"u1": Profile("u1", {"plan": "a"}, {})},
+                        identities={("email", "u1@example.com"): "u1"})]
+    holder = sqlite3.connect(store.url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held elsewhere
+    try:
+        prepared = store.prepare_changes(changes)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    before = _stamps(store, profile_key("u1"))
+    store.write_prepared(prepared)
+    assert store.get_profile("u1") == Profile("u1", {"plan": "a"}, {})
+    assert store.load_identities([("email", "u1@example.com")]) == {
+        ("email", "u1@example.com"): "u1"}
+    after = _stamps(store, profile_key("u1"))
+    assert after[slot_of(profile_key("u1"))] == before[slot_of(profile_key("u1"))] + 1
+
+
+def test_an_optimistic_batch_builds_its_rows_before_the_write_transaction(
+        engine: InMemoryEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one write turn is held only to run the statements (`UnitOfWork.prepare`)."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    in_transaction: list[bool] = []
+    ready = store._many_ready
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        in_transaction.append(store.in_transaction)
+        return ready(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_many_ready", noting)
+    engine.identify("u1", {"email": "u1@example.com", "plan": "first"})
+    assert engine.worker.stats.redone == 0
+    assert engine.profile("u1").traits["plan"] == "first"
+    assert [m.profile for m in engine.sent] == ["u1"]
+    # the unit's rows (profiles, enrollments, ...), then the sends' outcomes
+    assert len(in_transaction) >= 5
+    assert not any(in_transaction[:5]), in_transaction
 
 
 def test_a_write_that_does_not_say_what_it_changed_makes_the_batch_check_again(

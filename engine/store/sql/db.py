@@ -282,18 +282,29 @@ class SqlBase:
         statement that reads what an earlier row of its batch wrote (a new enrollment's
         `entry_seq` is the max of its profile's and journey's + 1): one statement sees
         only what was there before it ran."""
+        self._many_ready(statement, rows, apart=apart)(conn)
+
+    def _many_ready(self, statement: Any, rows: Sequence[Mapping[str, Any]], *,
+                    apart: tuple[str, ...] = ()) -> Callable[[Connection], None]:
+        """`_many` in two steps: the driver's parameters built now, the statements run
+        by the function returned (a unit's writes are made ready before SQLite's write
+        turn, which then only runs them: engine/store/sql/units.py `prepare_changes`)."""
         if not rows:
-            return
+            return _nothing
         plan = self._many_plans.get(statement)
         if plan is None:
             plan = self._many_plans[statement] = (
-                JsonRowsPlan.of(statement, conn.dialect) if self._pg
-                else ManyRowsPlan.of(statement, conn.dialect))
-        if isinstance(plan, ManyRowsPlan):  # executemany runs the rows in order
-            conn.exec_driver_sql(plan.sql, plan.parameters(rows))
-            return
-        for wave in waves(rows, apart):
-            conn.exec_driver_sql(plan.sql, plan.parameters(wave))
+                JsonRowsPlan.of(statement, self._db.dialect) if self._pg
+                else ManyRowsPlan.of(statement, self._db.dialect))
+        # executemany runs the rows in order: SQLite needs no waves
+        ready = ([(plan.sql, plan.parameters(rows))] if isinstance(plan, ManyRowsPlan)
+                 else [(plan.sql, plan.parameters(wave)) for wave in waves(rows, apart)])
+
+        def run(conn: Connection) -> None:
+            for sql, parameters in ready:
+                conn.exec_driver_sql(sql, parameters)
+
+        return run
 
     def _insert(self, tbl: Any) -> Any:
         """An INSERT that knows ON CONFLICT on this dialect."""
@@ -373,6 +384,10 @@ def _driver(conn: Connection) -> Any:
     """The DBAPI (sqlite3) connection under `conn`, for the ingest hot path: statements
     run on it join `conn`'s transaction (we issue BEGIN ourselves, see _sqlite_events)."""
     return conn.connection.driver_connection
+
+
+def _nothing(_conn: Connection) -> None:
+    """A write with no rows."""
 
 
 def _marks(count: int) -> str:

@@ -400,7 +400,11 @@ class StateQueries(SqlBase):
         if not decisions:
             return
         with self._write() as conn:
-            self._many(conn, self._q["record_decision"], [{
-                "at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
-                "what": d.what, "reason": d.reason, "details": dict(d.details)}
-                for d in decisions])
+            self._many(conn, self._q["record_decision"], decision_rows(decisions))
+
+
+def decision_rows(decisions: Sequence[Decision]) -> list[dict[str, Any]]:
+    """The decisions table's rows of `decisions`."""
+    return [{"at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
+             "what": d.what, "reason": d.reason, "details": dict(d.details)}
+            for d in decisions]

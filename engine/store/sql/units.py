@@ -6,7 +6,8 @@ a merge (`MergeStep`) runs between the runs of writes around it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from functools import cached_property
+from datetime import datetime
+from functools import cached_property, partial
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, text
@@ -14,8 +15,8 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, text
 from engine.core.model import Enrollment, EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.jsonfast import dumps
-from engine.ports import Change, Decision, MergeStep, ProfileState, WriteRun
-from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
+from engine.ports import Change, Decision, MergeStep, PreparedChanges, ProfileState, WriteRun
+from engine.store.sql.db import INSERT_CHUNK, STAMP, _chunks, _driver
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
 from engine.store.sql.lists import among, one_of
@@ -32,8 +33,14 @@ from engine.store.sql.rows import (
     send_values,
     timer_values,
 )
-from engine.store.sql.stamps import StampQueries, identity_key, profile_key, written_keys
-from engine.store.sql.state import _values
+from engine.store.sql.stamps import (
+    StampQueries,
+    identity_key,
+    profile_key,
+    slot_of,
+    written_keys,
+)
+from engine.store.sql.state import _values, decision_rows
 
 
 class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
@@ -162,13 +169,35 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
     # --- writing -----------------------------------------------------------------------
 
     def write_changes(self, changes: Sequence[Change]) -> None:
+        self.write_prepared(self.prepare_changes(changes))
+
+    def prepare_changes(self, changes: Sequence[Change]) -> PreparedWrites:
+        """A unit's writes made ready outside any transaction: every row's parameters
+        built (bind processors, JSON), the stamps' slots found. SQLite's optimistic
+        batches call it before they take the one write turn, which then only runs the
+        statements: building the parameters was a third of `write_changes` in
+        journey_bench.py's race, held while the other worker and the API waited."""
+        steps: list[Step] = []
+        for change in changes:
+            if isinstance(change, MergeStep):
+                steps.append(partial(self._merge_step, change))
+            else:
+                steps.extend(self._run_steps(change))
+        slots = [] if self._pg else sorted({slot_of(k) for k in written_keys(changes)})
+        return PreparedWrites(slots, steps)
+
+    def write_prepared(self, prepared: PreparedChanges) -> None:
+        """Run what `prepare_changes` made ready, in order, in one transaction (the
+        caller's, if it has one)."""
+        assert isinstance(prepared, PreparedWrites), prepared
         with self.transaction(stamped=True), self._write() as conn:  # stamps what it writes
-            self._stamp_keys(conn, written_keys(changes))
-            for change in changes:
-                if isinstance(change, MergeStep):
-                    self.merge_profiles(change.into, change.from_)
-                else:
-                    self._write_run(conn, change)
+            if prepared.slots:
+                _driver(conn).executemany(STAMP, [(s,) for s in prepared.slots])
+            for step in prepared.steps:
+                step(conn)
+
+    def _merge_step(self, merge: MergeStep, _conn: Connection) -> None:
+        self.merge_profiles(merge.into, merge.from_)
 
     def listen(self, wakes: Mapping[str, Callable[..., None]]) -> Callable[[], None]:
         """Wake-ups from other processes (PostgreSQL NOTIFY, engine/store/sql/notify.py;
@@ -180,47 +209,55 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             return self._wake_sockets.listen(wakes)
         return lambda: None
 
-    def _write_run(self, conn: Connection, run: WriteRun) -> None:
+    def _run_steps(self, run: WriteRun) -> list[Step]:
+        """A run's writes, in order, each with its rows' parameters built now."""
         now = self._now()
         # other processes' loops wake up once this commits
         notes = [("outbox", "")] if run.sends else []
         if run.timers_added:
             notes.append(("timers", iso(min(t.due_at for t in run.timers_added.values()))))
-        self._notify(conn, notes)
+        steps: list[Step] = [partial(self._notify_step, notes)] if notes else []
+        ready = self._many_ready
         if run.profiles:
-            self._many(conn, self._upsert_profile, [
+            steps.append(ready(self._upsert_profile, [
                 {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
-                 "created_at": now, "updated_at": now} for p in run.profiles.values()])
+                 "created_at": now, "updated_at": now} for p in run.profiles.values()]))
         if run.enrollments:
-            with recounted(conn, run.enrollments.keys()):
-                self._many(conn, self._upsert_enrollment, [
-                    {**enrollment_values(e), "seq_profile": e.profile_id,
-                     "seq_journey": e.journey} for e in run.enrollments.values()],
-                    apart=("seq_profile", "seq_journey"))
+            steps.append(partial(_recounted_step, list(run.enrollments), ready(
+                self._upsert_enrollment, [{**enrollment_values(e), "seq_profile": e.profile_id,
+                                           "seq_journey": e.journey}
+                                          for e in run.enrollments.values()],
+                apart=("seq_profile", "seq_journey"))))
         if run.entries:
-            self._many(conn, self._upsert_entries, [entries_values(pid, journey, stats)
-                                                for (pid, journey), stats in run.entries.items()])
+            steps.append(ready(self._upsert_entries, [
+                entries_values(pid, journey, stats)
+                for (pid, journey), stats in run.entries.items()]))
         for chunk in _chunks(sorted(run.timers_cancelled), INSERT_CHUNK):
-            conn.execute(self._cancel_timers, {"ids": chunk})
+            steps.append(partial(_execute_step, self._cancel_timers, {"ids": chunk}))
         if run.timers_added:
-            self._many(conn, self._q["add_timer"],
-                       [timer_values(x) for x in run.timers_added.values()])
-        self._write_segments(conn, run)
+            steps.append(ready(self._q["add_timer"],
+                               [timer_values(x) for x in run.timers_added.values()]))
+        steps += self._segment_steps(run, now)
         if run.identities:
-            self._many(conn, self._link, [
+            steps.append(ready(self._link, [
                 {"kind": kind, "value": value, "profile_id": pid, "created_at": now}
-                for (kind, value), pid in run.identities.items()])
+                for (kind, value), pid in run.identities.items()]))
         if run.sends:
-            self._many(conn, self._enqueue_send_many, [send_values(e) for e in run.sends])
-        self._write_records(conn, run)
+            steps.append(ready(self._enqueue_send_many, [send_values(e) for e in run.sends]))
+        steps += self._record_steps(run)
         if run.withdrawn:
-            self._withdraw(conn, run.withdrawn)
+            steps.append(partial(self._withdraw, withdrawn=run.withdrawn))
         if run.acked:
-            self.ack_inbox(run.acked)  # joins this transaction
+            steps.append(partial(_unbound, self.ack_inbox, run.acked))
         if run.emitted:
-            self.accept_events(run.emitted, "emit")
+            steps.append(partial(_unbound, self.accept_events, run.emitted, "emit"))
+        return steps
 
-    def _withdraw(self, conn: Connection, withdrawn: list[tuple[str, str, Decision]]) -> None:
+    def _notify_step(self, notes: list[tuple[str, str]], conn: Connection) -> None:
+        self._notify(conn, notes)
+
+    def _withdraw(self, conn: Connection, *,
+                  withdrawn: list[tuple[str, str, Decision]]) -> None:
         """The ended enrollments' held sends skipped in one statement, each skipped row
         with a decision like its (profile, enrollment)'s template (the first, if one is
         withdrawn twice: the second found nothing left). A statement per enrollment was
@@ -247,27 +284,25 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         if decisions:
             conn.execute(self._q["record_decision"], decisions)
 
-    def _write_segments(self, conn: Connection, run: WriteRun) -> None:
+    def _segment_steps(self, run: WriteRun, now: datetime) -> list[Step]:
         joined = [k for k, member in run.segments.items() if member]
         left = [k for k, member in run.segments.items() if not member]
-        if joined:
-            self._many(conn, self._join_segment, [{"profile_id": pid, "journey": journey,
-                                               "since": self._now()} for pid, journey in joined])
-        if left:  # by the primary key, row by row (a row-value IN scanned the table)
-            self._many(conn, self._leave_segment, [{"pid": pid, "jid": journey}
-                                               for pid, journey in left])
+        # leaving: by the primary key, row by row (a row-value IN scanned the table)
+        return [self._many_ready(self._join_segment, [
+                    {"profile_id": pid, "journey": journey, "since": now}
+                    for pid, journey in joined]),
+                self._many_ready(self._leave_segment, [
+                    {"pid": pid, "jid": journey} for pid, journey in left])]
 
-    def _write_records(self, conn: Connection, run: WriteRun) -> None:
-        self.record_decisions(run.decisions)  # joins this transaction
-        if run.exits:
-            self._many(conn, self._record_exit, [
-                {"enrollment_id": x.enrollment_id, "profile_id": x.profile_id,
-                 "journey": x.journey, "step": x.step, "reason": x.reason, "at": x.at}
-                for x in run.exits])
-        if run.goals:
-            self._many(conn, self._record_goal, [
-                {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
-                 "journey": g.journey, "at": g.at, "value": g.value} for g in run.goals])
+    def _record_steps(self, run: WriteRun) -> list[Step]:
+        return [self._many_ready(self._q["record_decision"], decision_rows(run.decisions)),
+                self._many_ready(self._record_exit, [
+                    {"enrollment_id": x.enrollment_id, "profile_id": x.profile_id,
+                     "journey": x.journey, "step": x.step, "reason": x.reason, "at": x.at}
+                    for x in run.exits]),
+                self._many_ready(self._record_goal, [
+                    {"enrollment_id": g.enrollment_id, "profile_id": g.profile_id,
+                     "journey": g.journey, "at": g.at, "value": g.value} for g in run.goals])]
 
     @cached_property
     def _cancel_timers(self) -> Any:
@@ -330,3 +365,31 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
 
 
 
+
+
+Step = Callable[[Connection], None]  # one write of a prepared unit, in the transaction
+
+
+class PreparedWrites:
+    """A unit's writes made ready (`UnitQueries.prepare_changes`): the stamps' slots to
+    bump (SQLite) and the steps to run in order."""
+
+    __slots__ = ("slots", "steps")
+
+    def __init__(self, slots: list[int], steps: list[Step]) -> None:
+        self.slots, self.steps = slots, steps
+
+
+def _recounted_step(ids: list[str], upsert: Step, conn: Connection) -> None:
+    with recounted(conn, ids):  # the rollup's counts of these enrollments, out and in
+        upsert(conn)
+
+
+def _unbound(write: Callable[..., object], *args: Any) -> None:
+    """A write that joins the transaction by itself: the step's connection (the last
+    argument) dropped."""
+    write(*args[:-1])
+
+
+def _execute_step(statement: Any, parameters: dict[str, Any], conn: Connection) -> None:
+    conn.execute(statement, parameters)
