@@ -347,8 +347,7 @@ class Service:
             events.idle.wait(self.events_first)  # events first (EVENTS_FIRST)
             if self._stop.is_set():
                 return None
-        self.dispatcher.dispatch_due()
-        return self.store.next_outbox_at()
+        return self.dispatcher.run()
 
     def _analyze(self) -> datetime | None:
         """PostgreSQL: ANALYZE the tables that grew fast since their last analysis (a

@@ -169,6 +169,18 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.sends.labels(entry.channel, outcome).inc()
 
+    def run(self) -> datetime | None:
+        """Deliver every send due now; returns when the outbox next has work (a loop's
+        next run, engine/service.py). A run that found nothing due answers with the look
+        it began with: the loop read `next_outbox_at` once more after each of them."""
+        self._nothing_due = None
+        self.dispatch_due()
+        looked, self._nothing_due = self._nothing_due, None
+        return self.store.next_outbox_at() if looked is None else looked[0]
+
+    # A run that found nothing due: what `next_outbox_at` said (None is an answer too)
+    _nothing_due: tuple[datetime | None] | None = None
+
     def dispatch_due(self) -> int:
         """Deliver every send due now; returns how many rows were tried."""
         tried = 0
@@ -179,6 +191,7 @@ class Dispatcher:
         # found nothing, while the events' batches waited for the turn.
         due = self.store.next_outbox_at()
         if due is None or due > self.clock.now():
+            self._nothing_due = (due,)
             return 0
         while (admission := self._admit()) is not None:
             chunk, deliver = admission

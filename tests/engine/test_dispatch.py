@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -228,5 +228,39 @@ def test_a_run_with_nothing_due_opens_no_write_transaction(tmp_path: Path) -> No
         assert dispatcher.dispatch_due() == 1  # due now: admitted, sent, written
         assert [m.key for m in channel.delivered] == ["a:send:0"]
         assert store.transactions >= 1
+    finally:
+        store.close()
+
+
+def test_a_run_says_when_the_outbox_next_has_work_with_one_look_when_nothing_was_due(
+        tmp_path: Path) -> None:
+    """`Dispatcher.run` (the service's dispatcher loop): a run that found nothing due
+    answers with the look it began with; a run that sent looks again."""
+    looks: list[datetime | None] = []
+
+    class Looking(CountingStore):
+        def next_outbox_at(self) -> datetime | None:
+            looks.append(found := super().next_outbox_at())
+            return found
+
+    store = Looking(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        clock = FakeClock(T0)
+        channel = ScriptedChannel([])
+        dispatcher = Dispatcher(store, {"email": channel}, clock)
+        assert dispatcher.run() is None  # an empty outbox: one look
+        assert looks == [None]
+        later = T0 + timedelta(minutes=5)
+        store.enqueue_send(outbox_entry("a:send:0", at=later))
+        store.enqueue_send(outbox_entry("b:send:0", at=later + timedelta(minutes=1)))
+        looks.clear()
+        assert dispatcher.run() == later  # not yet due: one look
+        assert looks == [later]
+        assert store.transactions == 0
+        clock.set(later)
+        looks.clear()
+        assert dispatcher.run() == later + timedelta(minutes=1)  # sent a, looked again
+        assert [m.key for m in channel.delivered] == ["a:send:0"]
+        assert len(looks) == 2
     finally:
         store.close()
