@@ -7,6 +7,7 @@ internals nor silently print an empty name.
 
 from __future__ import annotations
 
+import contextlib
 import html as htmllib
 import json
 import re
@@ -319,6 +320,24 @@ class TemplateLibrary:
             payload=payload,
             headers=headers,
         )
+
+    def compile_all(self) -> None:
+        """Compile every template's parts now, not at their first render: a long-running
+        process calls it as it starts (engine/service.py `Service.warm_up`). A part that
+        does not compile is left to its render to report (`check` reports it first)."""
+        for template_id, tpl in self.templates.items():
+            for name, source, html in (("subject", tpl.subject, False),
+                                       ("html", tpl.html, True),
+                                       ("html_file", tpl.html_file, True),
+                                       ("text", tpl.text, False), ("body", tpl.body, False)):
+                if source is not None:
+                    with contextlib.suppress(Exception):
+                        self._compile(template_id, name, source, html=html)
+            strings = [s for _, s in _strings(tpl.payload)] if tpl.payload is not None else []
+            for text in (*strings, tpl.from_, tpl.reply_to):
+                if isinstance(text, str) and "{" in text:
+                    with contextlib.suppress(Exception):
+                        _compiled_string(text)
 
     def _failure(self, template_id: str, where: Where, text: str,
                  exc: Exception) -> TemplateRenderError:

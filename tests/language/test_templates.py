@@ -91,3 +91,20 @@ def test_templates_render_with_jinja_globals_from_one_flat_dict(tmp_path: Path) 
     assert render_string(source, CONTEXT) == "2 ana"
     assert type(_compiled_string(source).globals) is dict
     assert all(type(t.globals) is dict for t in templates._compiled.values())
+
+
+def test_compile_all_compiles_every_part_before_the_first_render() -> None:
+    """A long-running process compiles its templates as it starts (`Service.warm_up`):
+    a render afterwards compiles nothing."""
+    templates = load_path(LIBRARY).templates
+    assert templates._compiled == {}
+    templates.compile_all()
+    parts = {(tid, name) for tid, tpl in templates.templates.items()
+             for name in ("subject", "html", "html_file", "text", "body")
+             if getattr(tpl, name) is not None}
+    assert parts
+    assert set(templates._compiled) == parts
+    compiled = dict(templates._compiled)
+    rendered = templates.render("welcome_site", CONTEXT)
+    assert rendered.subject == "Welcome aboard, Ana"
+    assert templates._compiled == compiled  # the same compiled templates, none added

@@ -291,11 +291,7 @@ class SqlBase:
         turn, which then only runs them: engine/store/sql/units.py `prepare_changes`)."""
         if not rows:
             return _nothing
-        plan = self._many_plans.get(statement)
-        if plan is None:
-            plan = self._many_plans[statement] = (
-                JsonRowsPlan.of(statement, self._db.dialect) if self._pg
-                else ManyRowsPlan.of(statement, self._db.dialect))
+        plan = self._plan(statement)
         # executemany runs the rows in order: SQLite needs no waves
         ready = ([(plan.sql, plan.parameters(rows))] if isinstance(plan, ManyRowsPlan)
                  else [(plan.sql, plan.parameters(wave)) for wave in waves(rows, apart)])
@@ -305,6 +301,15 @@ class SqlBase:
                 conn.exec_driver_sql(sql, parameters)
 
         return run
+
+    def _plan(self, statement: Any) -> ManyRowsPlan | JsonRowsPlan:
+        """`statement`'s plan for `_many`, compiled at its first use."""
+        plan = self._many_plans.get(statement)
+        if plan is None:
+            plan = self._many_plans[statement] = (
+                JsonRowsPlan.of(statement, self._db.dialect) if self._pg
+                else ManyRowsPlan.of(statement, self._db.dialect))
+        return plan
 
     def _insert(self, tbl: Any) -> Any:
         """An INSERT that knows ON CONFLICT on this dialect."""

@@ -186,6 +186,22 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         slots = [] if self._pg else sorted({slot_of(k) for k in written_keys(changes)})
         return PreparedWrites(slots, steps)
 
+    def warm_up(self) -> None:
+        """Compile a worker's statements before its first batch (a long-running process
+        as it starts, engine/service.py `Service.warm_up`): SQLAlchemy compiles a query
+        at its first run, and a unit's writes their plans at their first write. Reads
+        of an id no profile has: they find nothing."""
+        for statement in (self._upsert_profile, self._upsert_enrollment, self._upsert_entries,
+                          self._q["add_timer"], self._join_segment, self._leave_segment,
+                          self._link, self._enqueue_send_many, self._q["record_decision"],
+                          self._record_exit, self._record_goal):
+            self._plan(statement)
+        nobody = "\x00warm-up"
+        self.load_states([nobody])
+        self.load_enrollments([nobody])
+        self.enrollment_outlines([nobody])
+        self.load_identities([("email", nobody)])
+
     def write_prepared(self, prepared: PreparedChanges) -> None:
         """Run what `prepare_changes` made ready, in order, in one transaction (the
         caller's, if it has one)."""
