@@ -176,8 +176,8 @@ class ProfileStore(Protocol):
         """One unit for every store call made in the block (this thread): committed at
         the end, rolled back on an exception. Nested blocks join the outer one.
         `stamped`: the block's writes change no profile's state except through
-        `write_changes` (SnapshotStore: other writes make overlapping batches check
-        again)."""
+        `write_changes`/`write_prepared` (SnapshotStore: other writes make overlapping
+        batches check again)."""
         ...
 
     def is_transient(self, error: BaseException) -> bool:
@@ -451,7 +451,7 @@ class SnapshotStore(Protocol):
         """Inside a write transaction: the items still wait as they were read at `now`."""
         ...
     def prepare_changes(self, changes: Sequence[Change]) -> PreparedChanges:
-        """A unit's writes made ready (rows' parameters built) before the write turn."""
+        """A unit's writes made ready (its rows' parameters) before the write turn."""
         ...
     def write_prepared(self, prepared: PreparedChanges) -> None:
         """`write_changes` of what `prepare_changes` made ready."""

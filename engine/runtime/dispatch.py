@@ -173,16 +173,16 @@ class Dispatcher:
         """Deliver every send due now; returns when the outbox next has work (a loop's
         next run, engine/service.py). A run that found nothing due answers with the look
         it began with: the loop read `next_outbox_at` once more after each of them."""
-        self._nothing_due = None
-        self.dispatch_due()
-        looked, self._nothing_due = self._nothing_due, None
+        _, looked = self._dispatch()
         return self.store.next_outbox_at() if looked is None else looked[0]
-
-    # A run that found nothing due: what `next_outbox_at` said (None is an answer too)
-    _nothing_due: tuple[datetime | None] | None = None
 
     def dispatch_due(self) -> int:
         """Deliver every send due now; returns how many rows were tried."""
+        return self._dispatch()[0]
+
+    def _dispatch(self) -> tuple[int, tuple[datetime | None] | None]:
+        """The rows tried, and the look at the outbox if nothing was due (None is an
+        answer of its own: nothing pending)."""
         tried = 0
         # A look first, by a read: a run that finds nothing due (another worker's
         # dispatcher took the sends it was woken for, the safety tick) then costs no
@@ -191,8 +191,7 @@ class Dispatcher:
         # found nothing, while the events' batches waited for the turn.
         due = self.store.next_outbox_at()
         if due is None or due > self.clock.now():
-            self._nothing_due = (due,)
-            return 0
+            return 0, (due,)
         while (admission := self._admit()) is not None:
             chunk, deliver = admission
             tried += chunk.claimed
@@ -205,7 +204,7 @@ class Dispatcher:
                 # lock). What is due later, or held elsewhere, is the loop's next run
                 # (`next_outbox_at`).
                 break
-        return tried
+        return tried, None
 
     # --- admission: one transaction -----------------------------------------------------
 

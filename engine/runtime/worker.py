@@ -114,8 +114,7 @@ class Worker:
         self.runner = runner
         # SQLite on a file: batches handled outside the write lock, then checked
         # (`_optimistic_batch`), of this worker's lane of the inbox
-        self.snapshots = snapshots
-        self.lane = lane or Lane()
+        self.snapshots, self.lane = snapshots, lane or Lane()
         # what the last optimistic batch or chunk took, by profile (`_round`)
         self._parts: dict[str, list[str]] | None = None
         self._uncommitted: list[Callable[[], None]] = []  # counts of failures written
@@ -217,7 +216,9 @@ class Worker:
             self._parts = {p: [p] for p in profiles}  # for a write refused: one by one
             unit, outcome, done, later = self._handle_items(items, now)
             snapshots.stamps(snapshot)
-        write = unit.prepare(snapshots)  # the rows' parameters built before the write turn
+        # The rows' parameters built before the write turn (`later`, the failed events'
+        # retries and parkings, write to the store, never to the unit)
+        write = unit.prepare(snapshots)
         with self.store.transaction(stamped=True):
             if not (snapshots.unchanged(snapshot) and snapshots.inbox_unchanged(done, now)):
                 return Redo(keys=profiles)

@@ -3,14 +3,14 @@ statements as it starts, so its first batch is handled as fast as the next."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service
+from engine.testing import TEST_SECRET
 from tests.conftest import LIBRARY
 
 
-def test_warm_up_compiles_the_templates_and_the_units_write_plans(tmp_path: Path) -> None:
-    service = Service(LIBRARY, f"sqlite:///{tmp_path / 'jm.db'}", channels={})
+def test_warm_up_compiles_the_templates_and_the_units_write_plans(store_url: str) -> None:
+    service = Service(LIBRARY, store_url, channels={}, secrets=[SigningSecret(TEST_SECRET)])
     try:
         templates = next(iter(service.runner.journeys.values())).templates
         assert templates._compiled == {}
@@ -20,7 +20,8 @@ def test_warm_up_compiles_the_templates_and_the_units_write_plans(tmp_path: Path
         plans = dict(service.store._many_plans)
         assert len(plans) == 11  # profiles, enrollments, entries, timers, segments (2),
         # identities, sends, decisions, exits, goals: a unit's kinds of rows
-        assert service.store.load_states(["\x00warm-up"])["\x00warm-up"].profile is None
+        assert service.store.load_states(["journeyman-warm-up"])[
+            "journeyman-warm-up"].profile is None  # nothing was written
         service.warm_up()  # again: nothing new
         assert service.store._many_plans == plans
     finally:

@@ -5,7 +5,6 @@ Lanes share the inbox between workers on one file (engine/store/sql/lanes.py).""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -142,19 +141,20 @@ def test_a_batch_whose_profile_another_worker_wrote_meanwhile_is_done_again_in_t
     assert [m.profile for m in engine.sent] == ["u1", "u1"]  # each identify once
 
 
-def test_a_units_writes_are_made_ready_without_the_database(store: SqlStore) -> None:
-    """`prepare_changes` builds every row's parameters and touches no database: it runs
-    while another process holds SQLite's write lock, and what `write_prepared` writes
-    then is what the changes say."""
+def test_a_units_writes_are_made_ready_without_the_database(
+        store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prepare_changes` builds every row's parameters without a connection (no read,
+    no write); what `write_prepared` writes then is what the changes say."""
     changes = [WriteRun(profiles={"u1": Profile("u1", {"plan": "a"}, {})},
                         identities={("email", "u1@example.com"): "u1"})]
-    holder = sqlite3.connect(store.url.removeprefix("sqlite:///"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # the write lock, held elsewhere
-    try:
+    engine = store.sql_engine
+
+    def no_database() -> None:
+        raise AssertionError("prepare_changes reached the database")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "connect", no_database)
         prepared = store.prepare_changes(changes)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     before = _stamps(store, profile_key("u1"))
     store.write_prepared(prepared)
     assert store.get_profile("u1") == Profile("u1", {"plan": "a"}, {})
@@ -376,6 +376,30 @@ def test_a_timer_whose_profile_was_written_meanwhile_fires_again_in_the_lock(
     assert timers.worker.stats.redone == 1
     assert [(m.profile, m.template) for m in timers.sent] == [("u1", "hello")]  # once
     assert timers.profile("u1").traits["vip"] is True
+    assert timers.store.pending_timers() == 0
+
+
+def test_a_timer_that_failed_in_a_snapshot_is_retried(timers: InMemoryEngine) -> None:
+    """A failed timer's retry joins its chunk's unit inside the write transaction
+    (`Worker._timer_failed`): that chunk is written as it was, not made ready before
+    (`UnitOfWork.prepare`), or the retry would be lost with the timer claimed."""
+    fire = timers.runner.fire
+    failures = [RuntimeError("the template's server is down")]
+
+    def failing_once(timer: Any, unit: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return fire(timer, unit)
+
+    timers.runner.fire = failing_once  # type: ignore[method-assign]
+    timers.identify("u1", {"email": "u1@example.com"})
+    timers.track("u1", "Ordered")
+    timers.advance(timedelta(seconds=3))
+    assert timers.sent == []
+    assert failures == []
+    assert timers.store.pending_timers() == 1  # its retry
+    timers.advance(timedelta(minutes=10))
+    assert [(m.profile, m.template) for m in timers.sent] == [("u1", "hello")]
     assert timers.store.pending_timers() == 0
 
 

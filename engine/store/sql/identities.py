@@ -61,7 +61,7 @@ class IdentityQueries(StateQueries, StampQueries):
             moved_ids = conn.execute(update(i).where(i.c.profile_id == from_)
                                      .values(profile_id=into).returning(i.c.kind, i.c.value))
             # the identifiers now name another profile (stamps.py; the two profiles'
-            # own keys are stamped by write_changes, or slot 0 by an unstamped caller)
+            # own keys are stamped by write_prepared, or slot 0 by an unstamped caller)
             self._stamp_keys(conn, [identity_key(k, v) for k, v in moved_ids.all()])
             merged = merged_profile(into, self.get_profile(into), self.get_profile(from_))
             if merged is not None:

@@ -172,11 +172,12 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         self.write_prepared(self.prepare_changes(changes))
 
     def prepare_changes(self, changes: Sequence[Change]) -> PreparedWrites:
-        """A unit's writes made ready outside any transaction: every row's parameters
-        built (bind processors, JSON), the stamps' slots found. SQLite's optimistic
-        batches call it before they take the one write turn, which then only runs the
-        statements: building the parameters was a third of `write_changes` in
-        journey_bench.py's race, held while the other worker and the API waited."""
+        """A unit's writes made ready outside any transaction: the rows' parameters of
+        every bulk write built (bind processors, JSON), the stamps' slots found. SQLite's
+        optimistic batches call it before they take the one write turn: building them
+        was a third of `write_changes` in journey_bench.py's race, held while the other
+        worker and the API waited. What still builds its own inside: cancelled timers,
+        withdrawn sends (they read what they skip), inbox acks, emitted events, merges."""
         steps: list[Step] = []
         for change in changes:
             if isinstance(change, MergeStep):
@@ -190,13 +191,13 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         """Compile a worker's statements before its first batch (a long-running process
         as it starts, engine/service.py `Service.warm_up`): SQLAlchemy compiles a query
         at its first run, and a unit's writes their plans at their first write. Reads
-        of an id no profile has: they find nothing."""
+        only (of an id that is a profile's or not: nothing is kept)."""
         for statement in (self._upsert_profile, self._upsert_enrollment, self._upsert_entries,
                           self._q["add_timer"], self._join_segment, self._leave_segment,
                           self._link, self._enqueue_send_many, self._q["record_decision"],
                           self._record_exit, self._record_goal):
             self._plan(statement)
-        nobody = "\x00warm-up"
+        nobody = "journeyman-warm-up"  # text PostgreSQL takes (no NUL)
         self.load_states([nobody])
         self.load_enrollments([nobody])
         self.enrollment_outlines([nobody])
@@ -378,9 +379,6 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         stmt = self._insert(s).values({c: bindparam(c, type_=s.c[c].type)
                                        for c in ("profile_id", "journey", "since")})
         return stmt.on_conflict_do_nothing(index_elements=["profile_id", "journey"])
-
-
-
 
 
 Step = Callable[[Connection], None]  # one write of a prepared unit, in the transaction
