@@ -106,6 +106,10 @@ def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
 
 
 _STRING_ENV = make_environment()
+# A template's Jinja2 parts (`Template`'s fields, rendered by `TemplateLibrary.render`),
+# and those that are HTML: rendered with autoescape
+PARTS = ("subject", "html", "html_file", "text", "body")
+HTML_PARTS = frozenset({"html", "html_file"})
 
 
 def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
@@ -261,11 +265,11 @@ class TemplateLibrary:
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates
 
-    def _compile(self, template_id: str, part: str, source: str, *, html: bool) -> jinja2.Template:
+    def _compile(self, template_id: str, part: str, source: str) -> jinja2.Template:
         key = (template_id, part)
         compiled = self._compiled.get(key)
         if compiled is None:
-            env = self._html_env if html else self._env
+            env = self._html_env if part in HTML_PARTS else self._env
             compiled = _flat_globals(env.get_template(source) if part == "html_file"
                                      else env.from_string(source))
             self._compiled[key] = compiled
@@ -279,11 +283,11 @@ class TemplateLibrary:
         if tpl is None:
             raise TemplateRenderError(f"template {template_id!r} does not exist")
 
-        def part(name: str, source: str | None, *, html: bool = False) -> str | None:
+        def part(name: str, source: str | None) -> str | None:
             if source is None:
                 return None
             try:
-                return self._compile(template_id, name, source, html=html).render(context)
+                return self._compile(template_id, name, source).render(context)
             except Exception as exc:
                 raise self._failure(template_id, (name,), source, exc) from None
 
@@ -299,8 +303,7 @@ class TemplateLibrary:
             except Exception as exc:
                 raise self._failure(template_id, where, item, exc) from None
 
-        html_out = part("html", tpl.html, html=True) or part("html_file", tpl.html_file,
-                                                             html=True)
+        html_out = part("html", tpl.html) or part("html_file", tpl.html_file)
         text_out = part("text", tpl.text)
         if text_out is None and html_out is not None:
             text_out = html_to_text(html_out)
@@ -322,22 +325,38 @@ class TemplateLibrary:
         )
 
     def compile_all(self) -> None:
-        """Compile every template's parts now, not at their first render: a long-running
-        process calls it as it starts (engine/service.py `Service.warm_up`). A part that
-        does not compile is left to its render to report (`check` reports it first)."""
+        """Compile every template's parts now, not at their first render, with the
+        layouts and includes their HTML names: a long-running process calls it as it
+        starts (engine/service.py `Service.warm_up`). A part that does not compile is
+        left to its render to report (loading refuses most: `check`)."""
         for template_id, tpl in self.templates.items():
-            for name, source, html in (("subject", tpl.subject, False),
-                                       ("html", tpl.html, True),
-                                       ("html_file", tpl.html_file, True),
-                                       ("text", tpl.text, False), ("body", tpl.body, False)):
-                if source is not None:
-                    with contextlib.suppress(Exception):
-                        self._compile(template_id, name, source, html=html)
+            for name in PARTS:
+                source = getattr(tpl, name)
+                if source is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    self._compile(template_id, name, source)
+                    if name in HTML_PARTS and self._html_env.loader is not None:
+                        text = (self._html_env.loader.get_source(self._html_env, source)[0]
+                                if name == "html_file" else source)
+                        self._load_referenced(text, set())
             strings = [s for _, s in _strings(tpl.payload)] if tpl.payload is not None else []
             for text in (*strings, tpl.from_, tpl.reply_to):
                 if isinstance(text, str) and "{" in text:
                     with contextlib.suppress(Exception):
                         _compiled_string(text)
+
+    def _load_referenced(self, source: str, seen: set[str]) -> None:
+        """The templates `source` extends, includes or imports, loaded into the HTML
+        environment's cache (where `{% extends %}` finds them at render), and theirs."""
+        env = self._html_env
+        assert env.loader is not None
+        for name in meta.find_referenced_templates(env.parse(source)):
+            if name is None or name in seen:  # None: a name computed at render
+                continue
+            seen.add(name)
+            env.get_template(name)
+            self._load_referenced(env.loader.get_source(env, name)[0], seen)
 
     def _failure(self, template_id: str, where: Where, text: str,
                  exc: Exception) -> TemplateRenderError:

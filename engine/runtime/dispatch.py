@@ -172,7 +172,7 @@ class Dispatcher:
     def run(self) -> datetime | None:
         """Deliver every send due now; returns when the outbox next has work (a loop's
         next run, engine/service.py). A run that found nothing due answers with the look
-        it began with: the loop read `next_outbox_at` once more after each of them."""
+        it began with (until 2026-12-06 the loop read `next_outbox_at` once more)."""
         _, looked = self._dispatch()
         return self.store.next_outbox_at() if looked is None else looked[0]
 

@@ -95,7 +95,7 @@ def test_templates_render_with_jinja_globals_from_one_flat_dict(tmp_path: Path) 
 
 def test_compile_all_compiles_every_part_before_the_first_render() -> None:
     """A long-running process compiles its templates as it starts (`Service.warm_up`):
-    a render afterwards compiles nothing."""
+    a render afterwards compiles nothing, its HTML with autoescape as a render's own."""
     templates = load_path(LIBRARY).templates
     assert templates._compiled == {}
     templates.compile_all()
@@ -104,7 +104,28 @@ def test_compile_all_compiles_every_part_before_the_first_render() -> None:
              if getattr(tpl, name) is not None}
     assert parts
     assert set(templates._compiled) == parts
+    for (_, name), compiled in templates._compiled.items():
+        assert compiled.environment.autoescape is (name in ("html", "html_file")), name
+    # the layout the HTML files extend, in the environment's cache
+    assert "layout.html" in {name for _, name in templates._html_env.cache}
     compiled = dict(templates._compiled)
-    rendered = templates.render("welcome_site", CONTEXT)
-    assert rendered.subject == "Welcome aboard, Ana"
+    rendered = templates.render("welcome_site", {**CONTEXT, "profile": {
+        **CONTEXT["profile"], "traits": {"first_name": "<b>Ana</b>"}}})
+    assert "<p>Hi &lt;b&gt;Ana&lt;/b&gt;,</p>" in (rendered.html or "")  # escaped
     assert templates._compiled == compiled  # the same compiled templates, none added
+
+
+def test_compile_all_compiles_the_payloads_strings(tmp_path: Path) -> None:
+    from journeys.templating import _compiled_string
+
+    folder = write_folder(tmp_path / "j", {}, {"hook": (
+        "channel: webhook\npayload:\n  order:\n    who: '{{ profile.id }}!'\n"
+        "    items: ['{{ profile.traits.first_name }}?', plain]\n")})
+    templates = load_path(folder).templates
+    _compiled_string.cache_clear()
+    templates.compile_all()
+    compiled = _compiled_string.cache_info().misses
+    assert compiled == 2
+    rendered = templates.render("hook", CONTEXT)
+    assert rendered.payload == {"order": {"who": "ana!", "items": ["Ana?", "plain"]}}
+    assert _compiled_string.cache_info().misses == compiled  # nothing compiled again

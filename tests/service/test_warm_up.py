@@ -1,7 +1,12 @@
 """`Service.warm_up` (issue 11): a process compiles its templates and its store's
-statements as it starts, so its first batch is handled as fast as the next."""
+plans and reads of a unit of work as it starts, so its first batch does not."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
 
 from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service
@@ -9,20 +14,42 @@ from engine.testing import TEST_SECRET
 from tests.conftest import LIBRARY
 
 
-def test_warm_up_compiles_the_templates_and_the_units_write_plans(store_url: str) -> None:
-    service = Service(LIBRARY, store_url, channels={}, secrets=[SigningSecret(TEST_SECRET)])
-    try:
-        templates = next(iter(service.runner.journeys.values())).templates
-        assert templates._compiled == {}
-        assert service.store._many_plans == {}
-        service.warm_up()
-        assert templates._compiled  # every part (tests/language/test_templates.py)
-        plans = dict(service.store._many_plans)
-        assert len(plans) == 11  # profiles, enrollments, entries, timers, segments (2),
-        # identities, sends, decisions, exits, goals: a unit's kinds of rows
-        assert service.store.load_states(["journeyman-warm-up"])[
-            "journeyman-warm-up"].profile is None  # nothing was written
-        service.warm_up()  # again: nothing new
-        assert service.store._many_plans == plans
-    finally:
-        service.stop()
+@pytest.fixture
+def service(store_url: str) -> Iterator[Service]:
+    made = Service(LIBRARY, store_url, channels={}, secrets=[SigningSecret(TEST_SECRET)])
+    yield made
+    made.stop()
+
+
+def test_warm_up_compiles_the_templates_and_the_units_plans_and_reads(
+        service: Service) -> None:
+    templates = service.library.templates
+    store = service.store
+    assert templates._compiled == {}
+    assert store._many_plans == {}
+    service.warm_up()
+    assert templates._compiled  # every part (tests/language/test_templates.py)
+    plans = dict(store._many_plans)
+    assert len(plans) == 11  # profiles, enrollments, entries, timers, segments (2),
+    # identities, sends, decisions, exits, goals: a unit's kinds of rows
+    compiled = len(store.sql_engine._compiled_cache)  # SQLAlchemy's compiled statements
+    assert store.load_states(["ana"])["ana"].profile is None  # a unit's reads: warm
+    store.load_enrollments(["e1"])
+    store.enrollment_outlines(["e1"])
+    store.load_identities([("email", "ana@example.com")])
+    assert len(store.sql_engine._compiled_cache) == compiled
+    service.warm_up()  # again: nothing new
+    assert store._many_plans == plans
+
+
+def test_start_warms_up_and_a_failed_warm_up_is_only_logged(
+        service: Service, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def away() -> None:
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(service.store, "warm_up", away)
+    with caplog.at_level(logging.WARNING, logger="journeyman.service"):
+        service.start()
+    assert "warm-up of the store's statements failed: the database is away" in caplog.text
+    assert service.library.templates._compiled  # the templates were compiled

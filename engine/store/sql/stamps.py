@@ -13,12 +13,12 @@ The check: every key of state a unit reads (a profile, an identifier) hashes to 
 keys (`Snapshot.stamps()` reads their stamps there, in the same read transaction as the
 state, so they agree); in the write transaction `unchanged()` reads them again. Every
 write of a profile's state adds one to its slots' stamps in the same transaction:
-`write_changes`/`write_prepared` for the keys it writes, and any other write transaction to
-slot 0, which every check reads, unless it says it changes no profile's state
-(`_write(stamped=True)`: the ingest, the outbox, the worker's own transactions). So a
-new kind of write is safe by default: it only costs the batches that overlap it a
-second pass, inside the lock as before. Two keys sharing a slot cost the same, never
-a missed change.
+`write_changes`/`write_prepared` for the keys it writes, and any other write
+transaction on SQLite to slot 0, which every check reads, unless it says it changes no
+profile's state (`_write(stamped=True)`: the ingest, the outbox, the worker's own
+transactions). So a new kind of write is safe by default: it only costs the batches
+that overlap it a second pass, inside the lock as before. Two keys sharing a slot cost
+the same, never a missed change.
 
 PostgreSQL writes no stamps: its workers lock each profile for the whole transaction
 (advisory locks) and handle it inside.
