@@ -53,3 +53,43 @@ def test_start_warms_up_and_a_failed_warm_up_is_only_logged(
         service.start()
     assert "warm-up of the store's statements failed: the database is away" in caplog.text
     assert service.library.templates._compiled  # the templates were compiled
+
+
+def test_the_warm_up_knows_every_bulk_write_of_a_unit(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new kind of row in `_run_steps` must be warmed up too (`SqlStore.warm_up`):
+    a day of the demo's visitors through the bundled journeys writes only statements
+    whose plans the warm-up made."""
+    from datetime import UTC, datetime
+
+    from engine.qa.demo import synthetic_events
+    from engine.runtime.events import normalize
+
+    store = service.store
+    service.warm_up()
+    warmed = set(store._many_plans)
+    written: set[object] = set()
+    prepare = store._run_steps
+
+    def noting(run: object) -> object:
+        ready = store._many_ready
+
+        def seen(statement: object, rows: object, **kwargs: object) -> object:
+            written.add(statement)
+            return ready(statement, rows, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_many_ready", seen)
+        try:
+            return prepare(run)  # type: ignore[arg-type]
+        finally:
+            monkeypatch.setattr(store, "_many_ready", ready)
+
+    monkeypatch.setattr(store, "_run_steps", noting)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    events = [normalize(ev, now=start, message_id=f"w-{i}")
+              for i, ev in enumerate(synthetic_events(60, start))]
+    store.accept_events(events, "test")
+    while service.worker.handle_events():
+        pass
+    assert len(written) >= 8  # profiles, enrollments, entries, timers, decisions, ...
+    assert written <= warmed, written - warmed
