@@ -27,7 +27,7 @@ PostgreSQL writes no stamps: its workers lock each profile for the whole transac
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection
@@ -126,8 +126,17 @@ class StampQueries(SqlBase):
     def _stamp_keys(self, conn: Connection, keys: Iterable[str]) -> None:
         """SQLite: one more on the stamps of these keys of state (in `conn`'s transaction):
         a unit's (`written_keys`), a merge's identifiers."""
-        if not self._pg:
-            _driver(conn).executemany(STAMP, [(s,) for s in sorted({slot_of(k) for k in keys})])
+        self._stamp_slots(conn, self._written_slots(keys))
+
+    def _written_slots(self, keys: Iterable[str]) -> list[int]:
+        """The slots whose stamps a write of these keys bumps, in order (SQLite; none on
+        PostgreSQL): found before the write turn by `prepare_changes`."""
+        return [] if self._pg else sorted({slot_of(k) for k in keys})
+
+    @staticmethod
+    def _stamp_slots(conn: Connection, slots: Sequence[int]) -> None:
+        if slots:
+            _driver(conn).executemany(STAMP, [(s,) for s in slots])
 
     @staticmethod
     def _read_stamps(conn: Connection, slots: Collection[int]) -> dict[int, int]:

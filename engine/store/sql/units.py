@@ -16,7 +16,7 @@ from engine.core.model import Enrollment, EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.jsonfast import dumps
 from engine.ports import Change, Decision, MergeStep, PreparedChanges, ProfileState, WriteRun
-from engine.store.sql.db import INSERT_CHUNK, STAMP, _chunks, _driver
+from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
 from engine.store.sql.lists import among, one_of
@@ -37,7 +37,6 @@ from engine.store.sql.stamps import (
     StampQueries,
     identity_key,
     profile_key,
-    slot_of,
     written_keys,
 )
 from engine.store.sql.state import _values, decision_rows
@@ -184,8 +183,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                 steps.append(partial(self._merge_step, change))
             else:
                 steps.extend(self._run_steps(change))
-        slots = [] if self._pg else sorted({slot_of(k) for k in written_keys(changes)})
-        return PreparedWrites(slots, steps)
+        return PreparedWrites(self._written_slots(written_keys(changes)), steps)
 
     def warm_up(self) -> None:
         """Compile a worker's statements before its first batch (a long-running process
@@ -208,8 +206,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         caller's, if it has one)."""
         assert isinstance(prepared, PreparedWrites), prepared
         with self.transaction(stamped=True), self._write() as conn:  # stamps what it writes
-            if prepared.slots:
-                _driver(conn).executemany(STAMP, [(s,) for s in prepared.slots])
+            self._stamp_slots(conn, prepared.slots)
             for step in prepared.steps:
                 step(conn)
 
