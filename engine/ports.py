@@ -4,13 +4,10 @@
   (tests use `engine.testing.FakeClock` and `SequentialIds`);
 - `Channel` (and `BatchChannel`), what every delivery adapter in `channels/` implements,
   the `Message` it delivers and the `DeliveryError` it raises;
-- `Store`, the one storage port, in parts by concern (`ProfileStore`, `EnrollmentStore`,
-  `TimerStore`, `SegmentStore`, `RecordStore`, `OutboxStore`, `IdentityStore`,
-  `InboxStore`, `KeyStore`); both `engine.store.memory.InMemoryStore` and
-  `engine.store.sql.SqlStore` implement all of it (mypy checks it), and one contract
-  test suite runs on both;
-- the values that cross the ports: `OutboxEntry`, `OutboxRecord`, `Decision`,
-  `InboxItem`, `KeyInfo`, ... (defined in `engine/values.py`, re-exported here).
+- `Store`, the one storage port, in parts by concern (`ProfileStore`, `InboxStore`, ...);
+  `engine.store.memory.InMemoryStore` and `engine.store.sql.SqlStore` implement all of it
+  (mypy checks it), and one contract test suite runs on both;
+- the values that cross the ports (`OutboxEntry`, `Decision`, ...: engine/values.py).
 
 The pure core (`engine.core`) needs none of these; the runtime (`engine.runtime`) uses
 them and the stores implement them, so neither imports the other.
@@ -113,9 +110,8 @@ def is_background_work() -> bool:
 
 class ForegroundWaits:
     """How many foreground writers (API requests) of this process wait for the store's
-    write lock now. A store that makes writers take turns counts them; background work
-    that holds the lock (a batch of due timers) checks it between items and commits
-    early, so a request waits for one item, not for a whole batch."""
+    write lock now (counted by a store whose writers take turns): background work
+    holding the lock checks it between items and commits early."""
 
     _lock = threading.Lock()
     _count = 0
@@ -142,8 +138,7 @@ class DeliveryError(JourneymanError):
 
     def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False) -> None:
         super().__init__(message)
-        self.permanent = permanent
-        self.bounce = bounce
+        self.permanent, self.bounce = permanent, bounce
 
 
 class Channel(Protocol):
@@ -186,18 +181,15 @@ class ProfileStore(Protocol):
         ...
 
     def writers_waiting(self) -> bool:
-        """Whether API requests (of any process) wait for this store's write lock now:
-        background work holding it (a batch of events or timers) commits early, so a
-        request waits for a few items, not for a whole batch. False where writers do
-        not queue for one lock (PostgreSQL, memory)."""
+        """Whether API requests (of any process) wait for this store's write lock now
+        (background work holding it then commits early); False where writers do not
+        queue for one lock (PostgreSQL, memory)."""
         ...
 
     def writers_lately(self) -> bool:
         """Asked by background work (`background_work`): whether API requests wait for
-        this store's write lock now, or wrote lately (within a second, in this
-        process). Background work then keeps its transactions short (a chunk of
-        timers, an admission of sends): a request that comes meanwhile waits for them.
-        False where writers do not queue for one lock (PostgreSQL, memory)."""
+        this store's write lock now, or wrote within a second (in this process): then
+        it keeps its transactions short. False as `writers_waiting`."""
         ...
 
     def try_lock_profiles(self, profile_ids: Collection[str]) -> set[str]:
@@ -437,12 +429,20 @@ class SnapshotStore(Protocol):
         """Inside a write transaction: nobody wrote what the snapshot read since."""
         ...
     def peek_inbox(self, limit: int, now: datetime, lane: Lane, *,
-                   waiting_since: datetime | None = None) -> list[InboxItem]:
-        """`claim_inbox` without a claim, of one lane's profiles (inside a snapshot);
-        `waiting_since`: only events queued at or before it."""
+                   waiting_since: datetime | None = None,
+                   served: Sequence[Lane] | None = None) -> list[InboxItem]:
+        """`claim_inbox` without a claim, of one lane (inside a snapshot). A takeover
+        (`waiting_since`): of any lane, events queued by then and (`served`) those of the
+        profiles no lane of `served` holds."""
         ...
-    def peek_timers(self, now: datetime, limit: int, lane: Lane) -> list[ScheduleTimer]:
-        """`claim_due_timers` without a claim, of one lane's timers (inside a snapshot)."""
+    def peek_timers(self, now: datetime, limit: int, lane: Lane, *,
+                    overdue_since: datetime | None = None,
+                    served: Sequence[Lane] | None = None) -> list[ScheduleTimer]:
+        """`claim_due_timers` without a claim, of one lane (inside a snapshot); with
+        `served`, `peek_inbox`'s takeover (`overdue_since`: those due by then)."""
+        ...
+    def lanes_served(self) -> tuple[Lane, ...] | None:
+        """The lanes live workers serve, this process's among them; None: not known."""
         ...
     def timers_unchanged(self, timers: Sequence[ScheduleTimer]) -> bool:
         """Inside a write transaction: the timers are still there as they were read."""

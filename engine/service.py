@@ -285,7 +285,7 @@ class Service:
         self._stop_listening = self.store.listen({
             "inbox": loops["events"].wake,
             "timers": partial(loops["timers"].wake, planned=False),  # no read on that thread
-            "outbox": partial(loops["outbox"].wake, spaced=True)})
+            "outbox": partial(loops["outbox"].wake, spaced=True)}, serves=self.worker.lane)
         # SQLite: the WAL is checkpointed beside the loops, not in the worker's commits.
         self._stop_checkpoints = self.store.checkpoint_in_background()
 

@@ -59,7 +59,7 @@ from engine.ports import (
     SnapshotStore,
     Store,
 )
-from engine.runtime import claim_sizes
+from engine.runtime import claim_sizes, takeover
 from engine.runtime.batches import (
     Backoff,
     Outcome,
@@ -89,12 +89,6 @@ R = TypeVar("R", bound="Outcome | Redo")
 # one batch of that worker (batches last tens of milliseconds), not a second: the
 # visitor's later events wait behind it (tests/store/test_isolation.py).
 BUSY_RETRY = timedelta(milliseconds=100)
-# A SQLite lane worker with nothing of its own takes events of any lane that have waited
-# this long: their lane's worker is stopped, or the lanes were counted differently
-# (--lane 0/2 beside --lane 1/3 leaves some profiles in no lane). Long enough that a
-# restart or a burst is not taken over (both would then read the same rows; the check
-# keeps it correct, at the cost of work done twice).
-LANE_TAKEOVER = timedelta(seconds=30)
 
 
 def timer_owner(timer: ScheduleTimer, enrollments: Mapping[str, EnrollmentOutline]) -> str:
@@ -208,8 +202,7 @@ class Worker:
             now = self.clock.now()
             items = snapshots.peek_inbox(self._limit["inbox"], now, self.lane)
             if not items and self.lane.count > 1:  # a lane nobody serves, if any
-                items = snapshots.peek_inbox(self._limit["inbox"], now, Lane(),
-                                             waiting_since=now - LANE_TAKEOVER)
+                items = takeover.events(snapshots, self._limit["inbox"], now)
             if not items:
                 return Outcome()
             profiles = list(dict.fromkeys(i.profile_id for i in items))
@@ -355,8 +348,7 @@ class Worker:
             now = self.clock.now()
             timers = snapshots.peek_timers(now, self._limit["timers"], self.lane)
             if not timers and self.lane.count > 1:  # a lane nobody serves, if any
-                timers = snapshots.peek_timers(now - LANE_TAKEOVER, self._limit["timers"],
-                                               Lane())
+                timers = takeover.timers(snapshots, self._limit["timers"], now)
             if not timers:
                 return Outcome()
             unit, outcome, done, later = self._fire_chunk(timers, now, claimed=False)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.runtime.takeover import LANE_TAKEOVER
 from engine.store import SqlStore
 from engine.store.sql.lanes import lane_of
+from engine.store.sql.wake_sockets import STALE
 from tests.engine.helpers import stub_email, write_folder
 from tests.service.test_scaleout import (
     COUNTDOWN,
@@ -84,4 +88,53 @@ def test_two_sqlite_lanes_one_killed_again_and_again_keep_order_and_exactly_once
         logs = "".join(w.log.read_text() for w in workers)
         assert "Traceback" not in logs, logs[-3000:]
     finally:
+        store.close()
+
+
+def _wait_for(done: Callable[[], bool], seconds: float, what: str) -> float:
+    """Seconds until `done()`; fails after `seconds`."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < seconds, what
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_a_killed_lane_workers_lane_is_taken_over_once_its_heartbeat_stops(
+        tmp_path: Path) -> None:
+    """The live lane worker takes a SIGKILLed one's lane about `STALE` (10 s) after its
+    last heartbeat, and from then on each of its events at once, not after each has
+    waited `LANE_TAKEOVER` (30 s) as before 2026-12-06 (engine/runtime/takeover.py)."""
+    url = f"sqlite:///{tmp_path / 'jm.db'}"
+    folder = write_folder(tmp_path / "journeys", {"seq": SEQ}, {"note": stub_email("note")})
+    store = SqlStore(url, create=True)
+    wakes = Path(f"{os.path.realpath(tmp_path / 'jm.db')}-wake")
+    workers = [Worker(folder, url, tmp_path, i) for i in range(2)]
+    theirs = [f"u{n}" for n in range(400) if lane_of(f"u{n}", 2) == 1]
+
+    def identify(profiles: list[str]) -> None:
+        store.accept_events([{"type": "identify", "userId": p, "messageId": f"m-{p}",
+                              "traits": {"email": f"{p}@example.com"}} for p in profiles],
+                            "site")
+
+    try:
+        for index, worker in enumerate(workers):
+            worker.args += ["--lane", f"{index}/2"]
+            worker.start()
+        _wait_for(lambda: sorted(p.read_text() for p in wakes.glob("[!.]*")) == ["0/2", "1/2"],
+                  60, "both workers listening, each naming its lane")
+        _wait_for(lambda: all("running" in w.log.read_text() for w in workers), 60,
+                  "both workers running")
+        workers[1].kill()
+        killed = time.monotonic()
+        identify(theirs[:20])
+        _wait_for(lambda: not store.inbox_counts(), 25, "lane 1 taken over")
+        assert STALE - 2 < time.monotonic() - killed < LANE_TAKEOVER.total_seconds()
+        assert all(store.get_profile(p) is not None for p in theirs[:20])
+        identify(theirs[20:40])  # lane 1 is now the live worker's: no wait
+        assert _wait_for(lambda: not store.inbox_counts(), 10, "taken at once") < 3
+        assert "Traceback" not in workers[0].log.read_text()
+    finally:
+        for worker in workers:
+            worker.stop()
         store.close()

@@ -262,7 +262,7 @@ def _in_lane(index: int, count: int = 2) -> str:
 
 def test_a_lane_nobody_serves_is_taken_over_after_it_has_waited(
         engine: InMemoryEngine) -> None:
-    from engine.runtime.worker import LANE_TAKEOVER
+    from engine.runtime.takeover import LANE_TAKEOVER
 
     engine.worker.lane = Lane(0, 2)  # the only worker; lane 1's is stopped
     mine, theirs = _in_lane(0), _in_lane(1)
@@ -284,7 +284,7 @@ def test_a_lane_worker_looks_at_the_lanes_nobody_serves_after_a_short_batch(
     """A short batch in the write transaction ends its round (tests/store/
     test_drained.py); a lane worker's, read in a snapshot, does not: the lanes nobody
     serves come after its own lane is empty."""
-    from engine.runtime.worker import LANE_TAKEOVER
+    from engine.runtime.takeover import LANE_TAKEOVER
 
     engine.worker.lane = Lane(0, 2)
     mine, theirs = _in_lane(0), _in_lane(1)
@@ -405,7 +405,7 @@ def test_a_timer_that_failed_in_a_snapshot_is_retried(timers: InMemoryEngine) ->
 
 def test_timers_are_split_by_lane_and_a_lane_nobody_serves_is_taken_over(
         timers: InMemoryEngine) -> None:
-    from engine.runtime.worker import LANE_TAKEOVER
+    from engine.runtime.takeover import LANE_TAKEOVER
 
     mine, theirs = _in_lane(0), _in_lane(1)
     timers.track(mine, "Ordered")

@@ -46,7 +46,7 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
-from engine.store.sql.lanes import lane_of
+from engine.store.sql.lanes import lane_of, unserved
 from engine.store.sql.many_rows import JsonRowsPlan, ManyRowsPlan, waves
 from engine.store.sql.notify import notify_all
 from engine.store.sql.pg_engine import postgres_engine
@@ -370,6 +370,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         dbapi_conn.create_function("jm_lane", 2, lane_of, deterministic=True)
+        dbapi_conn.create_function("jm_unserved", 2, unserved, deterministic=True)
         # SQLite's default page cache is 2 MB: a store with a million timers (~270 MB)
         # then re-reads index pages from the OS on every claim. 64 MB per connection.
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")

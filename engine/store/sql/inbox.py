@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from engine import jsonfast
 from engine.ports import InboxItem, Lane
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
+from engine.store.sql.lanes import served_text
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
 
@@ -193,6 +194,10 @@ class InboxQueries(StateQueries):
         in_lane = func.jm_lane(ib.c.profile_id, bindparam("lanes")) == bindparam("lane")
         lane = query.where(in_lane)
         stale = query.where(ib.c.created_at <= bindparam("since"))
+        # a lane worker's takeover (engine/runtime/takeover.py): the events of the
+        # profiles no live worker's lane holds, and any that have waited long
+        unserved = func.jm_unserved(ib.c.profile_id, bindparam("served")) == 1
+        stale_or_unserved = query.where(unserved | (ib.c.created_at <= bindparam("since")))
         still = select(ib.c.id, ib.c.attempts).where(
             among(ib.c.id, "ids", pg=self._pg), ib.c.status == "pending",
             (ib.c.available_at.is_(None)) | (ib.c.available_at <= now))
@@ -200,7 +205,8 @@ class InboxQueries(StateQueries):
         lane_next = select(func.min(ib.c.available_at)).where(ib.c.status == "pending",
                                                               held_at, in_lane)
         return {"all": query, "some": some, "waiting": waiting, "lane": lane, "still": still,
-                "stale": stale, "lane_next": lane_next,
+                "stale": stale, "stale_or_unserved": stale_or_unserved,
+                "lane_next": lane_next,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 
@@ -222,12 +228,16 @@ class InboxQueries(StateQueries):
         return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
 
     def peek_inbox(self, limit: int, now: datetime, lane: Lane, *,
-                   waiting_since: datetime | None = None) -> list[InboxItem]:
-        """What `claim_inbox` would claim, of one lane's profiles (or of any lane, queued
-        at or before `waiting_since`), without claiming it (SQLite, inside a snapshot:
-        stamps.py)."""
+                   waiting_since: datetime | None = None,
+                   served: Sequence[Lane] | None = None) -> list[InboxItem]:
+        """What `claim_inbox` would claim, of one lane's profiles (or of any lane: queued
+        at or before `waiting_since`, or of a profile no lane of `served` holds),
+        without claiming it (SQLite, inside a snapshot: stamps.py)."""
         query, params = self._inbox_statements["all"], {"now": now, "limit": limit}
-        if waiting_since is not None:
+        if waiting_since is not None and served is not None:
+            query = self._inbox_statements["stale_or_unserved"]
+            params |= {"since": waiting_since, "served": served_text(served)}
+        elif waiting_since is not None:
             query, params["since"] = self._inbox_statements["stale"], waiting_since
         elif lane.count > 1:
             query = self._inbox_statements["lane"]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.lanes import served_text
 from engine.store.sql.lists import among
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
@@ -276,6 +277,11 @@ class StateQueries(SqlBase):
                 .subquery())
         return {
             "peek": peek, "peek_lane": peek.where(in_lane),
+            # a lane worker's takeover (engine/runtime/takeover.py): the timers of the
+            # profiles no live worker's lane holds, and any overdue since long
+            "peek_unserved": peek.where(
+                (func.jm_unserved(t.c.profile_id, bindparam("served")) == 1)
+                | (t.c.due_at <= bindparam("since"))),
             "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
@@ -342,11 +348,18 @@ class StateQueries(SqlBase):
             value: datetime | None = conn.execute(self._timer_statements[name], params).scalar()
         return value
 
-    def peek_timers(self, now: datetime, limit: int, lane: Lane) -> list[ScheduleTimer]:
+    def peek_timers(self, now: datetime, limit: int, lane: Lane, *,
+                    overdue_since: datetime | None = None,
+                    served: Sequence[Lane] | None = None) -> list[ScheduleTimer]:
         """What `claim_due_timers` would claim, of one lane's profiles (by the timer's
-        profile id), without claiming it (SQLite, inside a snapshot: stamps.py)."""
+        profile id), without claiming it (SQLite, inside a snapshot: stamps.py). With
+        `served` (and `overdue_since`), of any lane: the due timers of the profiles no lane
+        of `served` holds, and those due at or before `overdue_since`."""
         query, params = self._timer_statements["peek"], {"now": now, "limit": limit}
-        if lane.count > 1:
+        if served is not None:
+            query = self._timer_statements["peek_unserved"]
+            params |= {"served": served_text(served), "since": overdue_since or now}
+        elif lane.count > 1:
             query = self._timer_statements["peek_lane"]
             params |= {"lanes": lane.count, "lane": lane.index}
         with self._read() as conn:

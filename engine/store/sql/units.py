@@ -15,7 +15,15 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, text
 from engine.core.model import Enrollment, EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.jsonfast import dumps
-from engine.ports import Change, Decision, MergeStep, PreparedChanges, ProfileState, WriteRun
+from engine.ports import (
+    Change,
+    Decision,
+    Lane,
+    MergeStep,
+    PreparedChanges,
+    ProfileState,
+    WriteRun,
+)
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
@@ -213,15 +221,22 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
     def _merge_step(self, merge: MergeStep, _conn: Connection) -> None:
         self.merge_profiles(merge.into, merge.from_)
 
-    def listen(self, wakes: Mapping[str, Callable[..., None]]) -> Callable[[], None]:
+    def listen(self, wakes: Mapping[str, Callable[..., None]], serves: Lane | None = None
+               ) -> Callable[[], None]:
         """Wake-ups from other processes (PostgreSQL NOTIFY, engine/store/sql/notify.py;
         SQLite's datagrams, engine/store/sql/wake_sockets.py). Returns the function that
-        stops listening (nothing to hear: in memory, or no abstract sockets)."""
+        stops listening (nothing to hear: in memory, or no abstract sockets). `serves`:
+        the lane of the inbox this process's worker handles (SQLite, `lanes_served`)."""
         if self._pg:
             return listen_for_wakes(self.url, wakes)
         if self._wake_sockets is not None:
-            return self._wake_sockets.listen(wakes)
+            return self._wake_sockets.listen(wakes, serves)
         return lambda: None
+
+    def lanes_served(self) -> tuple[Lane, ...] | None:
+        """The lanes live workers on this SQLite file serve, this process's among them
+        (None when not known: engine/store/sql/wake_sockets.py)."""
+        return None if self._wake_sockets is None else self._wake_sockets.lanes_served()
 
     def _run_steps(self, run: WriteRun) -> list[Step]:
         """A run's writes, in order, each with its rows' parameters built now."""

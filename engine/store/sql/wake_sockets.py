@@ -16,6 +16,10 @@ dispatcher share one interpreter, but only if the worker hears about the events 
   transaction commits (the store keeps them until then; a rolled-back transaction
   sends nothing): one datagram per commit to every listener but itself. The listener
   reads whatever is queued at once and wakes each loop once.
+- The file holds the lane of the inbox the listener's worker serves (`K/N`; `0/1` is
+  every profile): a lane worker with nothing of its own takes at once the events of the
+  profiles no live listener's lane holds (`lanes_served`, engine/runtime/takeover.py),
+  a stopped worker's 10 s (`STALE`) after its last heartbeat.
 - A process that died leaves its file behind; its socket went with it, so sending to it
   is refused, and the sender removes the file once it is older than a few heartbeats (a
   live listener's is never that old). Abstract sockets belong to a network namespace:
@@ -48,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from engine.core.times import parse_timestamp
+from engine.ports import Lane
 from engine.store.sql.notify import Wake, deliver
 
 log = logging.getLogger("journeyman.notify")
@@ -68,6 +73,8 @@ class WakeSockets:
         self._own_pid = os.getpid()  # a forked child is not the listener
         # the folder's mtime, when it was listed, and its listeners (see _listeners)
         self._listed: tuple[int, float, list[os.DirEntry[str]]] | None = None
+        # lanes_served: the folder's mtime and when it was read, and what it said
+        self._served: tuple[int, float, tuple[Lane, ...] | None] | None = None
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
@@ -137,16 +144,60 @@ class WakeSockets:
             if time.time() - entry.stat().st_mtime > STALE:  # noqa: TID251
                 os.unlink(entry.path)
 
-    def listen(self, wakes: Mapping[str, Wake]) -> Callable[[], None]:
+    def lanes_served(self) -> tuple[Lane, ...] | None:
+        """The lanes the live listeners' workers serve (every namespace's: the files
+        touched within `STALE`), this process's among them; None when that is not known:
+        this process does not listen, or a live listener does not say (an older
+        journeyman's empty file). Read again when the folder changed (a listener came or
+        went) or half a heartbeat has passed (one may have died)."""
+        if self._own is None or self._own_pid != os.getpid():
+            return None
+        try:
+            changed = os.stat(self.folder).st_mtime_ns
+        except OSError:
+            return None  # our own file is not there either
+        now = time.monotonic()
+        cached = self._served
+        if cached is not None and cached[0] == changed and now - cached[1] < HEARTBEAT / 2:
+            return cached[2]
+        served = self._read_lanes()
+        self._served = (changed, now, served)
+        return served
+
+    def _read_lanes(self) -> tuple[Lane, ...] | None:
+        served: list[Lane] = []
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return None  # our own file is not there either
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # a marker being written (_touch)
+            try:
+                # file times are the wall clock's, never a test clock's
+                if time.time() - entry.stat().st_mtime > STALE:  # noqa: TID251
+                    continue  # a dead listener's, not yet removed
+                served.append(Lane.parse(Path(entry.path).read_text().strip()))
+            except OSError:
+                continue  # gone meanwhile
+            except ValueError:
+                return None  # a listener that does not say which lane
+        return tuple(served)
+
+    def listen(self, wakes: Mapping[str, Wake], serves: Lane | None = None
+               ) -> Callable[[], None]:
         """Call `wakes[topic]` on each note from another process (the timers' with the
-        due time); returns the function that stops listening. A folder that cannot be
-        written means no wake-ups, not a process that cannot start."""
+        due time); returns the function that stops listening. `serves`: the lane of the
+        inbox this process's worker handles, written in its file (`lanes_served`). A
+        folder that cannot be written means no wake-ups, not a process that cannot
+        start."""
         token = f"{self.namespace}-{os.getpid()}-{secrets.token_hex(6)}"
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         marker = self.folder / token
+        content = "" if serves is None else str(serves)
         try:
             receiver.bind(ADDRESS_PREFIX + token.encode())
-            self._touch(marker)
+            self._touch(marker, content)
         except OSError as exc:
             receiver.close()
             log.warning("no wake-ups from other processes on this database (%s): they "
@@ -174,7 +225,7 @@ class WakeSockets:
                 if time.monotonic() - touched >= HEARTBEAT:
                     touched = time.monotonic()
                     with contextlib.suppress(OSError):
-                        self._touch(marker)  # the heartbeat (and back, if it went)
+                        self._touch(marker, content)  # the heartbeat (back, if it went)
 
         thread = threading.Thread(target=run, name="journeyman-wakes", daemon=True)
         thread.start()
@@ -192,9 +243,16 @@ class WakeSockets:
 
         return stop_listening
 
-    def _touch(self, marker: Path) -> None:
+    def _touch(self, marker: Path, content: str) -> None:
+        """Touch the marker, or make it with `content` (written beside it under a name
+        no listener has, then renamed: a reader never sees it half written)."""
         self.folder.mkdir(exist_ok=True)
-        marker.touch()
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            part = self.folder / f".{marker.name}"
+            part.write_text(content)
+            os.replace(part, marker)
 
     def close(self) -> None:
         self._sender.close()
