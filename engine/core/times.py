@@ -13,9 +13,15 @@ from rules.operators import timestamp
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one."""
+    """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one
+    (or not one UTC can hold: the year 1 with a positive offset)."""
     instant = timestamp(value)
-    return instant.astimezone(UTC) if instant is not None else None
+    if instant is None:
+        return None
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def iso(value: datetime) -> str:

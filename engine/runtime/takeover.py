@@ -7,17 +7,27 @@ other worker will do: a lane whose worker was stopped, or profiles in no lane at
 lane it serves in the wake-ups' folder and touches its file every second
 (engine/store/sql/wake_sockets.py), so:
 
-- the events and due timers of the profiles no live worker's lane holds are taken at
-  once: a stopped worker's lane ~10 s after its last heartbeat (`STALE`), and from then
-  on with no wait (until 2026-12-06 each of its events waited `LANE_TAKEOVER`);
+- the events and due timers of the profiles no live worker's lane holds are taken with
+  no wait, whenever the taker's own lane is empty: a SIGKILLed worker's lane from ~10 s
+  after its last heartbeat (`STALE`), a stopped one's (its file removed) at once (until
+  2026-12-06 each of its events waited `LANE_TAKEOVER`). Its events come with the
+  taker's next look (the taker is woken for every event), its timers on the taker's
+  safety tick (`--tick`, 0.5 s: the timer loop plans the taker's own lane's timers);
 - a lane whose worker lives is taken over only when its work has waited
   `LIVE_LANE_TAKEOVER` (a worker that lives but is stuck): a worker that is merely
   behind (a burst) keeps its lane; a takeover would read the same rows as it does, and
   the check before writing (engine/store/sql/stamps.py) would send one of the two
   batches round again, each time;
 - where the lanes served are not known (this process does not listen: no abstract
-  sockets, a folder that cannot be written; or a live listener does not say, an older
-  journeyman), any lane's work that has waited `LANE_TAKEOVER` is taken, as before.
+  sockets, a folder it cannot write; or a file there does not name a lane: a
+  journeyman before 2026-12-06, or no plain file), any lane's work that has waited
+  `LANE_TAKEOVER` is taken, as before. A worker that cannot write the folder has no
+  file there, so the others take its lane as nobody's: the folder is made with the
+  permissions of the database's folder, which every process on the file writes already.
+
+The events taken for having waited are those up to the last one queued by then, by id:
+two accepts read the clock before they take the write lock, so a profile's earlier
+event may carry the later time (taken by time alone, it came second).
 
 Taking over is always correct (every batch is checked before it is written); the rules
 above only keep two workers from doing the same work.
@@ -25,7 +35,6 @@ above only keep two workers from doing the same work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from engine.core.model import ScheduleTimer
@@ -41,7 +50,7 @@ def events(snapshots: SnapshotStore, limit: int, now: datetime) -> list[InboxIte
     if served is None:
         return snapshots.peek_inbox(limit, now, Lane(), waiting_since=now - LANE_TAKEOVER)
     return snapshots.peek_inbox(limit, now, Lane(), waiting_since=now - LIVE_LANE_TAKEOVER,
-                                served=None if serve_every_profile(served) else served)
+                                served=served)
 
 
 def timers(snapshots: SnapshotStore, limit: int, now: datetime) -> list[ScheduleTimer]:
@@ -49,16 +58,5 @@ def timers(snapshots: SnapshotStore, limit: int, now: datetime) -> list[Schedule
     served = snapshots.lanes_served()
     if served is None:
         return snapshots.peek_timers(now - LANE_TAKEOVER, limit, Lane())
-    if serve_every_profile(served):
-        return snapshots.peek_timers(now - LIVE_LANE_TAKEOVER, limit, Lane())
     return snapshots.peek_timers(now, limit, Lane(), overdue_since=now - LIVE_LANE_TAKEOVER,
                                  served=served)
-
-
-def serve_every_profile(lanes: Iterable[Lane]) -> bool:
-    """Whether `lanes` hold every profile between them: one of them is the whole inbox
-    (`0/1`), or every lane of some count is there."""
-    indexes: dict[int, set[int]] = {}
-    for lane in lanes:
-        indexes.setdefault(lane.count, set()).add(lane.index)
-    return any(len(found) == count for count, found in indexes.items())

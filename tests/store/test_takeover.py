@@ -8,6 +8,7 @@ tests/service/test_sqlite_lanes.py."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from engine.ports import Lane
-from engine.runtime.takeover import LANE_TAKEOVER, LIVE_LANE_TAKEOVER, serve_every_profile
-from engine.store.sql.lanes import lane_of, unserved
+from engine.runtime.events import normalize
+from engine.runtime.takeover import LANE_TAKEOVER, LIVE_LANE_TAKEOVER
+from engine.store.sql.lanes import lane_of, unserved, unserved_residues
 from engine.store.sql.wake_sockets import STALE, WakeSockets
-from engine.testing import InMemoryEngine
+from engine.testing import FakeClock, InMemoryEngine
 from tests.store.test_isolation import LATER
-from tests.store.test_stamps import _in_lane, _on_a_file
+from tests.store.test_stamps import T0, _in_lane, _on_a_file
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="abstract sockets are Linux's")
@@ -33,17 +35,17 @@ def engine(sqlite_template: Path, tmp_path: Path) -> Iterator[InMemoryEngine]:
 
 
 @pytest.fixture
-def listening(engine: InMemoryEngine) -> Iterator[Callable[[str, str], Path]]:
+def listening(engine: InMemoryEngine) -> Iterator[Callable[[str], Path]]:
     """The engine's worker serves lane 0 of 2 and listens, as `journeyman worker --lane
-    0/2` does; the function returned stands another process's file in the folder (its
-    token, its lane)."""
+    0/2` does; the function returned stands another process's file in the folder, naming
+    the lane it is given."""
     engine.worker.lane = Lane(0, 2)
     sockets = engine.store._wake_sockets
     assert sockets is not None
     stop = engine.store.listen({}, serves=engine.worker.lane)
 
-    def other(token: str, lane: str) -> Path:
-        marker = sockets.folder / f"{sockets.namespace}-{token}"
+    def other(lane: str) -> Path:
+        marker = sockets.folder / f"{sockets.namespace}-1-{secrets.token_hex(6)}"
         marker.write_text(lane)
         sockets._served = None  # read the folder again now
         return marker
@@ -58,8 +60,8 @@ def _dead(marker: Path) -> None:
 
 
 def test_a_lane_whose_worker_lives_is_left_to_it_however_long_its_events_wait(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
-    listening("1-a", "1/2")
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    listening("1/2")
     theirs = _in_lane(1)
     engine.identify(theirs, {"plan": "b"})
     engine.clock.advance(LANE_TAKEOVER * 2)
@@ -70,8 +72,8 @@ def test_a_lane_whose_worker_lives_is_left_to_it_however_long_its_events_wait(
 
 
 def test_a_dead_workers_lane_is_taken_over_at_once(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
-    _dead(listening("1-a", "1/2"))  # SIGKILLed: its file stays, no longer touched
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    _dead(listening("1/2"))  # SIGKILLed: its file stays, no longer touched
     theirs = _in_lane(1)
     engine.identify(theirs, {"plan": "b"})  # handled as it comes (InMemoryEngine)
     profile = engine.store.get_profile(theirs)  # no wait
@@ -80,10 +82,10 @@ def test_a_dead_workers_lane_is_taken_over_at_once(
 
 
 def test_profiles_in_no_live_lane_are_taken_at_once_the_others_left(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
     """`--lane 0/2` beside `--lane 1/3`: a profile in lane 1 of 2 and lane 1 of 3 is
     the other worker's; one in lane 1 of 2 but not lane 1 of 3 is nobody's."""
-    listening("1-a", "1/3")
+    listening("1/3")
     nobodys = next(f"p{n}" for n in range(200)
                    if lane_of(f"p{n}", 2) == 1 and lane_of(f"p{n}", 3) != 1)
     others = next(f"p{n}" for n in range(200)
@@ -96,8 +98,8 @@ def test_profiles_in_no_live_lane_are_taken_at_once_the_others_left(
 
 
 def test_a_dead_workers_timers_are_taken_over_at_once_a_live_ones_left(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
-    marker = listening("1-a", "1/2")
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    marker = listening("1/2")
     theirs = _in_lane(1)
     engine.worker.lane = Lane(0, 1)  # the event by a worker of every lane ...
     engine.track(theirs, "Ordered")
@@ -112,10 +114,10 @@ def test_a_dead_workers_timers_are_taken_over_at_once_a_live_ones_left(
 
 
 def test_an_older_listener_that_names_no_lane_means_the_waiting_rule(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
     """An empty file (a journeyman before 2026-12-06): which lanes are served is not
     known, so events of any lane are taken once they have waited `LANE_TAKEOVER`."""
-    listening("1-a", "")
+    listening("")
     assert engine.store.lanes_served() is None
     theirs = _in_lane(1)
     engine.identify(theirs, {"plan": "b"})
@@ -125,16 +127,16 @@ def test_an_older_listener_that_names_no_lane_means_the_waiting_rule(
 
 
 def test_lanes_served_are_the_live_listeners_own_included(
-        engine: InMemoryEngine, listening: Callable[[str, str], Path]) -> None:
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
     assert engine.store.lanes_served() == (Lane(0, 2),)
-    listening("1-a", "1/2")
-    _dead(listening("2-b", "1/3"))
+    listening("1/2")
+    _dead(listening("1/3"))
     assert sorted(map(str, engine.store.lanes_served() or ())) == ["0/2", "1/2"]
 
 
 def test_a_process_that_does_not_listen_knows_no_lanes(tmp_path: Path) -> None:
     sockets = WakeSockets(tmp_path)
-    (tmp_path / f"{sockets.namespace}-1-a").write_text("0/1")
+    (tmp_path / f"{sockets.namespace}-1-{secrets.token_hex(6)}").write_text("0/1")
     assert sockets.lanes_served() is None
     stop = sockets.listen({}, serves=Lane(1, 2))
     try:
@@ -162,11 +164,22 @@ def test_a_listener_makes_its_file_again_with_its_lane(tmp_path: Path) -> None:
         sockets.close()
 
 
-@pytest.mark.parametrize(("lanes", "every"), [
-    (["0/2", "1/2"], True), (["0/1"], True), (["0/2"], False), (["0/2", "1/3"], False),
-    (["0/2", "0/3", "1/3", "2/3"], True), ([], False)])
-def test_every_profile_served(lanes: list[str], every: bool) -> None:
-    assert serve_every_profile(map(Lane.parse, lanes)) is every
+@pytest.mark.parametrize(("lanes", "nobodys"), [
+    (["0/2", "1/2"], False), (["0/1"], False), (["0/2"], True), (["0/2", "1/3"], True),
+    (["0/2", "0/3", "1/3", "2/3"], False), (["0/2", "1/4", "3/4"], False), ([], True)])
+def test_the_residues_of_the_profiles_in_no_lane(lanes: list[str], nobodys: bool) -> None:
+    """`jm_lane(p, modulus)` in the residues exactly when no lane holds p."""
+    served = [Lane.parse(text) for text in lanes]
+    found = unserved_residues(served)
+    assert found is not None
+    modulus, residues = found
+    assert bool(residues) is nobodys
+    for n in range(300):
+        pid = f"p{n}"
+        in_no_lane = all(lane_of(pid, lane.count) != lane.index for lane in served)
+        assert (lane_of(pid, modulus) in residues) is in_no_lane, (lanes, pid)
+        assert unserved(pid, " ".join(lanes)) == int(in_no_lane)
+    assert unserved_residues([Lane(0, 4001), Lane(0, 4003)]) is None  # then jm_unserved
 
 
 def test_unserved_agrees_with_the_lanes() -> None:
@@ -177,3 +190,75 @@ def test_unserved_agrees_with_the_lanes() -> None:
         assert unserved(pid, "0/2 1/2") == 0
         assert unserved(pid, "0/2") == int(lane_of(pid, 2) != 0)
         assert unserved(pid, "0/2 1/3") == int(lane_of(pid, 2) != 0 and lane_of(pid, 3) != 1)
+
+
+def test_a_live_lanes_timers_are_taken_over_once_stuck_for_long(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    listening("1/2")
+    theirs = _in_lane(1)
+    engine.worker.lane = Lane(0, 1)
+    engine.track(theirs, "Ordered")
+    engine.worker.lane = Lane(0, 2)
+    engine.clock.advance(timedelta(seconds=2) + LIVE_LANE_TAKEOVER - timedelta(seconds=1))
+    assert engine.worker.fire_timers() == 0
+    engine.clock.advance(timedelta(seconds=1))
+    assert engine.worker.fire_timers() == 1
+
+
+def test_another_network_namespaces_listener_serves_its_lane_too(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    """Two containers sharing a volume hear no wake-ups from each other, but each one's
+    file says which lane it serves."""
+    sockets = engine.store._wake_sockets
+    assert sockets is not None
+    (sockets.folder / f"999{sockets.namespace}-1-{secrets.token_hex(6)}").write_text("1/2")
+    listening("0/2")  # reads the folder again
+    assert sorted(map(str, engine.store.lanes_served() or ())) == ["0/2", "0/2", "1/2"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "big", "words", "bytes", "folder"])
+def test_a_file_in_the_folder_that_is_no_lane_means_not_known(
+        engine: InMemoryEngine, listening: Callable[[str], Path], kind: str) -> None:
+    """Any local program can write there: what it makes is at most the lanes served not
+    known (the 30 s rule), never a live lane taken as nobody's, nor a worker blocked."""
+    sockets = engine.store._wake_sockets
+    assert sockets is not None
+    path = sockets.folder / f"{sockets.namespace}-7-{secrets.token_hex(6)}"
+    if kind == "fifo":
+        os.mkfifo(path)  # a read would block for ever
+    elif kind == "link":
+        path.symlink_to(listening("1/2"))
+    elif kind == "big":
+        path.write_text("1/2" + " " * 10_000_000)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"lane one" if kind == "words" else b"\xff\xfe1/2")
+    (sockets.folder / "not-a-token").write_text("9/9")  # ignored: no listener's name
+    sockets._served = None
+    started = time.monotonic()
+    assert engine.store.lanes_served() is None
+    assert time.monotonic() - started < 1
+
+
+def test_a_takeover_keeps_a_profiles_events_in_order_whatever_their_times(
+        engine: InMemoryEngine) -> None:
+    """Two accepts read the clock before they take the write lock: a profile's earlier
+    event (lower id) may carry the later time. Taken over by time alone, the later event
+    went first; by id up to the last that waited, both go, in order."""
+    engine.worker.lane = Lane(0, 2)  # not listening: the 30 s rule
+    theirs = _in_lane(1)
+    clock, store = engine.clock, engine.store
+    clock.set(T0 + timedelta(seconds=100))
+    store.accept_events([normalize({"type": "identify", "userId": theirs,
+                                    "traits": {"plan": "first"}},
+                                   now=clock.now(), message_id="e1")])
+    store.clock = FakeClock(T0)  # the second accept read the clock first
+    store.accept_events([normalize({"type": "identify", "userId": theirs,
+                                    "traits": {"plan": "second"}},
+                                   now=T0, message_id="e2")])
+    store.clock = clock
+    assert engine.worker.handle_events() == 2  # e2 waited 100 s, e1 none: both, in order
+    profile = store.get_profile(theirs)
+    assert profile is not None
+    assert profile.traits["plan"] == "second"

@@ -290,9 +290,33 @@ def test_hostile_datagrams_only_wake_or_are_ignored(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         address = ADDRESS_PREFIX + token.encode()
         for junk in (b"", b"\xff\xfe\x00", b"nonsense\t", b"timers\tnot a time",
-                     b"x" * 60_000, b"drop table\n;--"):
+                     b"x" * 60_000, b"drop table\n;--",
+                     # a time UTC cannot hold (it overflowed, and ended the thread and
+                     # with it the heartbeat: the lane looked dead, engine/runtime/
+                     # takeover.py)
+                     b"timers\t0001-01-01T00:00:00+14:00\ntimers\t2020-01-01T00:00:00Z"):
             sock.sendto(junk, address)
     writer.accept_events([event(5)])
     heard.wait_for("inbox")
     assert all(topic in ("inbox", "timers") for topic, _ in heard.items)
     assert ("timers", None) in heard.items  # "not a time": a plain wake-up
+    marker = listener._wake_sockets.folder / token
+    before = marker.stat().st_mtime
+    time.sleep(1.5)
+    assert marker.stat().st_mtime > before  # the heartbeat goes on
+
+
+def test_the_folder_takes_the_permissions_of_the_databases_folder(tmp_path: Path) -> None:
+    """A worker of another user on the same file (which can write the database's folder)
+    can make its file here too: else its lane would look unserved (engine/runtime/
+    takeover.py)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o2775)
+    sockets = WakeSockets(shared / "jm.db-wake")
+    stop = sockets.listen({})
+    try:
+        assert (sockets.folder.stat().st_mode & 0o7777) == 0o2775
+    finally:
+        stop()
+        sockets.close()

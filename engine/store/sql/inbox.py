@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from engine import jsonfast
 from engine.ports import InboxItem, Lane
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
-from engine.store.sql.lanes import served_text
+from engine.store.sql.lanes import outside_lanes, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
 
@@ -193,11 +193,16 @@ class InboxQueries(StateQueries):
         # and the check, in the write transaction, that those rows still wait as read
         in_lane = func.jm_lane(ib.c.profile_id, bindparam("lanes")) == bindparam("lane")
         lane = query.where(in_lane)
-        stale = query.where(ib.c.created_at <= bindparam("since"))
-        # a lane worker's takeover (engine/runtime/takeover.py): the events of the
-        # profiles no live worker's lane holds, and any that have waited long
-        unserved = func.jm_unserved(ib.c.profile_id, bindparam("served")) == 1
-        stale_or_unserved = query.where(unserved | (ib.c.created_at <= bindparam("since")))
+        # a lane worker's takeover (engine/runtime/takeover.py): the events queued by
+        # `:since`, up to the last of them by id (two accepts read the clock before the
+        # write lock: a profile's earlier event may have the later time) ...
+        older = ib.alias("older")
+        waited = ib.c.id <= select(func.max(older.c.id)).where(
+            older.c.created_at <= bindparam("since")).scalar_subquery()
+        stale = query.where(waited)
+        # ... and those of the profiles no live worker's lane holds (lanes.py)
+        stale_or_unserved = query.where(waited | outside_lanes(ib.c.profile_id))
+        stale_or_unserved_any = query.where(waited | outside_lanes(ib.c.profile_id, by_lanes=True))
         still = select(ib.c.id, ib.c.attempts).where(
             among(ib.c.id, "ids", pg=self._pg), ib.c.status == "pending",
             (ib.c.available_at.is_(None)) | (ib.c.available_at <= now))
@@ -206,7 +211,7 @@ class InboxQueries(StateQueries):
                                                               held_at, in_lane)
         return {"all": query, "some": some, "waiting": waiting, "lane": lane, "still": still,
                 "stale": stale, "stale_or_unserved": stale_or_unserved,
-                "lane_next": lane_next,
+                "stale_or_unserved_any": stale_or_unserved_any, "lane_next": lane_next,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 
@@ -234,11 +239,12 @@ class InboxQueries(StateQueries):
         at or before `waiting_since`, or of a profile no lane of `served` holds),
         without claiming it (SQLite, inside a snapshot: stamps.py)."""
         query, params = self._inbox_statements["all"], {"now": now, "limit": limit}
-        if waiting_since is not None and served is not None:
-            query = self._inbox_statements["stale_or_unserved"]
-            params |= {"since": waiting_since, "served": served_text(served)}
-        elif waiting_since is not None:
-            query, params["since"] = self._inbox_statements["stale"], waiting_since
+        if waiting_since is not None:
+            name, more = unserved_parameters(served)
+            query = self._inbox_statements[f"stale{name}"]
+            params |= {"since": waiting_since, **more}
+        elif served is not None:
+            raise ValueError("peek_inbox: `served` goes with `waiting_since`")
         elif lane.count > 1:
             query = self._inbox_statements["lane"]
             params |= {"lanes": lane.count, "lane": lane.index}

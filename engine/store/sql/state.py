@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
-from engine.store.sql.lanes import served_text
+from engine.store.sql.lanes import outside_lanes, unserved_parameters
 from engine.store.sql.lists import among
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
@@ -279,9 +279,11 @@ class StateQueries(SqlBase):
             "peek": peek, "peek_lane": peek.where(in_lane),
             # a lane worker's takeover (engine/runtime/takeover.py): the timers of the
             # profiles no live worker's lane holds, and any overdue since long
-            "peek_unserved": peek.where(
-                (func.jm_unserved(t.c.profile_id, bindparam("served")) == 1)
-                | (t.c.due_at <= bindparam("since"))),
+            "peek_overdue": peek.where(t.c.due_at <= bindparam("since")),
+            "peek_overdue_or_unserved": peek.where(
+                outside_lanes(t.c.profile_id) | (t.c.due_at <= bindparam("since"))),
+            "peek_overdue_or_unserved_any": peek.where(
+                outside_lanes(t.c.profile_id, by_lanes=True) | (t.c.due_at <= bindparam("since"))),
             "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
@@ -357,8 +359,11 @@ class StateQueries(SqlBase):
         of `served` holds, and those due at or before `overdue_since`."""
         query, params = self._timer_statements["peek"], {"now": now, "limit": limit}
         if served is not None:
-            query = self._timer_statements["peek_unserved"]
-            params |= {"served": served_text(served), "since": overdue_since or now}
+            if overdue_since is None:
+                raise ValueError("peek_timers: `served` goes with `overdue_since`")
+            name, more = unserved_parameters(served)
+            query = self._timer_statements[f"peek_overdue{name}"]
+            params |= {"since": overdue_since, **more}
         elif lane.count > 1:
             query = self._timer_statements["peek_lane"]
             params |= {"lanes": lane.count, "lane": lane.index}

@@ -8,18 +8,22 @@ dispatcher share one interpreter, but only if the worker hears about the events 
 
 - Every process that listens (`journeyman serve` and `journeyman worker`; an API-only
   process only sends) binds a datagram socket in Linux's abstract namespace, named
-  `journeyman-wake-<token>`, and keeps an empty file named `<token>` in a folder beside
-  the database (`<database>-wake/`, by the file's real path): the folder lists who
-  listens. The listener touches its file every second (and makes it, and the folder,
-  again if they went).
+  `journeyman-wake-<token>`, and keeps a file named `<token>` in a folder beside the
+  database (`<database>-wake/`, by the file's real path; made with the permissions of
+  the database's folder, which every process on the file can write already: SQLite
+  makes its -wal and -shm files there): the folder lists who listens. The listener
+  touches its file every second (and makes it, and the folder, again if they went).
 - A writer's notes (the same topics and payloads as PostgreSQL's) go after its
   transaction commits (the store keeps them until then; a rolled-back transaction
   sends nothing): one datagram per commit to every listener but itself. The listener
   reads whatever is queued at once and wakes each loop once.
 - The file holds the lane of the inbox the listener's worker serves (`K/N`; `0/1` is
-  every profile): a lane worker with nothing of its own takes at once the events of the
-  profiles no live listener's lane holds (`lanes_served`, engine/runtime/takeover.py),
-  a stopped worker's 10 s (`STALE`) after its last heartbeat.
+  every profile): a lane worker with nothing of its own takes the events of the
+  profiles no live listener's lane holds (`lanes_served`, engine/runtime/takeover.py):
+  a SIGKILLed worker's 10 s (`STALE`) after its last heartbeat, a stopped one's (its
+  file removed) at once. A file whose text is not a lane, or that cannot be read as a
+  small plain file (a FIFO, a link, another user's without read permission), makes the
+  lanes served unknown (the takeover's 30 s rule), never a lane nobody serves.
 - A process that died leaves its file behind; its socket went with it, so sending to it
   is refused, and the sender removes the file once it is older than a few heartbeats (a
   live listener's is never that old). Abstract sockets belong to a network namespace:
@@ -43,8 +47,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
+import stat
 import sys
 import threading
 import time
@@ -61,6 +67,8 @@ ADDRESS_PREFIX = b"\0journeyman-wake-"
 MAX_DATAGRAM = 4096  # a commit's notes: a few topics and an ISO timestamp
 HEARTBEAT = 1.0  # seconds between a listener's touches of its file
 STALE = 10 * HEARTBEAT  # a file this old whose socket refuses is a dead listener's
+_TOKEN = re.compile(r"\d+-\d+-[0-9a-f]{12}")  # a listener's file name (`listen`)
+LANE_TEXT_MAX = 32  # bytes of a listener's file read (`K/N`)
 
 
 class WakeSockets:
@@ -171,17 +179,24 @@ class WakeSockets:
         except OSError:
             return None  # our own file is not there either
         for entry in entries:
-            if entry.name.startswith("."):
-                continue  # a marker being written (_touch)
+            if entry.name.startswith("."):  # a marker being written (_touch), or left
+                self._forget(entry)  # half written by a killed process
+                continue
+            if not _TOKEN.fullmatch(entry.name):
+                continue  # no listener's (the senders skip it too)
             try:
                 # file times are the wall clock's, never a test clock's
-                if time.time() - entry.stat().st_mtime > STALE:  # noqa: TID251
+                if time.time() - entry.stat(  # noqa: TID251
+                        follow_symlinks=False).st_mtime > STALE:
                     continue  # a dead listener's, not yet removed
-                served.append(Lane.parse(Path(entry.path).read_text().strip()))
-            except OSError:
+                lane = _lane_in(entry.path)
+            except FileNotFoundError:
                 continue  # gone meanwhile
-            except ValueError:
+            except OSError:
+                return None  # there, but not readable: not known
+            if lane is None:
                 return None  # a listener that does not say which lane
+            served.append(lane)
         return tuple(served)
 
     def listen(self, wakes: Mapping[str, Wake], serves: Lane | None = None
@@ -214,14 +229,21 @@ class WakeSockets:
                     first: bytes | None = receiver.recv(MAX_DATAGRAM)
                 except TimeoutError:
                     first = None
-                except OSError:
+                except OSError as exc:
+                    if not stop.is_set():
+                        log.error("wake-ups from other processes ended (%s): no more "
+                                  "heartbeats, so other lane workers take this one's lane",
+                                  exc)
                     return  # closed: stopping
-                if first is not None:
-                    for topic, payload in _drain(receiver, first).items():
+                try:
+                    for topic, payload in (_drain(receiver, first).items()
+                                           if first is not None else ()):
                         try:
                             deliver(wakes, topic, payload)
                         except Exception:  # a wake-up must not end the listening
                             log.exception("a wake-up failed")
+                except Exception:  # nor a datagram: it ends neither the heartbeat
+                    log.exception("wake-ups could not be read")
                 if time.monotonic() - touched >= HEARTBEAT:
                     touched = time.monotonic()
                     with contextlib.suppress(OSError):
@@ -246,7 +268,12 @@ class WakeSockets:
     def _touch(self, marker: Path, content: str) -> None:
         """Touch the marker, or make it with `content` (written beside it under a name
         no listener has, then renamed: a reader never sees it half written)."""
-        self.folder.mkdir(exist_ok=True)
+        if not self.folder.is_dir():
+            self.folder.mkdir(exist_ok=True)
+            # as the database's folder: a process of another user on the same file
+            # (which can write there) can write here too, or its lane would look unserved
+            with contextlib.suppress(OSError):
+                os.chmod(self.folder, os.stat(self.folder.parent).st_mode & 0o7777)
         try:
             os.utime(marker)
         except FileNotFoundError:
@@ -256,6 +283,23 @@ class WakeSockets:
 
     def close(self) -> None:
         self._sender.close()
+
+
+def _lane_in(path: str) -> Lane | None:
+    """The lane a listener's file names; None if it names none, or is no small plain
+    file (a FIFO would block the read, a link point anywhere, a big file cost memory).
+    Raises OSError when it cannot be opened (FileNotFoundError: gone)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, LANE_TEXT_MAX + 1)
+    finally:
+        os.close(fd)
+    try:
+        return Lane.parse(data.decode("ascii").strip()) if len(data) <= LANE_TEXT_MAX else None
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _drain(receiver: socket.socket, first: bytes) -> dict[str, str]:
