@@ -13,15 +13,9 @@ from rules.operators import timestamp
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one
-    (or not one UTC can hold: the year 1 with a positive offset)."""
+    """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one."""
     instant = timestamp(value)
-    if instant is None:
-        return None
-    try:
-        return instant.astimezone(UTC)
-    except OverflowError:
-        return None
+    return instant.astimezone(UTC) if instant is not None else None
 
 
 def iso(value: datetime) -> str:

@@ -80,11 +80,21 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     return stop_listening
 
 
+def payload_time(payload: str) -> datetime | None:
+    """A note's time; None if it has none, or none UTC can hold (the year 1 with a
+    positive offset overflowed: in a datagram any local program can send, it ended the
+    SQLite listener's thread, and with it the heartbeat, wake_sockets.py)."""
+    try:
+        return parse_timestamp(payload) if payload else None
+    except (OverflowError, ValueError):
+        return None
+
+
 def deliver(wakes: Mapping[str, Wake], topic: str, payload: str) -> None:
     wake = wakes.get(topic)
     if wake is None:
         return
-    due: datetime | None = parse_timestamp(payload) if payload else None
+    due = payload_time(payload)
     if due is not None:
         wake(due)
     else:

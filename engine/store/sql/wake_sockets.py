@@ -57,9 +57,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from engine.core.times import parse_timestamp
 from engine.ports import Lane
-from engine.store.sql.notify import Wake, deliver
+from engine.store.sql.notify import Wake, deliver, payload_time
 
 log = logging.getLogger("journeyman.notify")
 
@@ -329,7 +328,7 @@ def _drain(receiver: socket.socket, first: bytes) -> dict[str, str]:
 def _sooner(a: str, b: str) -> str:
     """Of two payloads, the one that asks for the sooner run: no time (or not a time)
     is now."""
-    at_a, at_b = parse_timestamp(a), parse_timestamp(b)
+    at_a, at_b = payload_time(a), payload_time(b)
     if at_a is None or at_b is None:
         return a if at_a is None else b
     return a if at_a <= at_b else b
