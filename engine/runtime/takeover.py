@@ -25,9 +25,9 @@ lane it serves in the wake-ups' folder and touches its file every second
   file there, so the others take its lane as nobody's: the folder is made with the
   permissions of the database's folder, which every process on the file writes already.
 
-The events taken for having waited are those up to the last one queued by then, by id:
-two accepts read the clock before they take the write lock, so a profile's earlier
-event may carry the later time (taken by time alone, it came second).
+The events taken for having waited are those whose profile has no earlier event queued
+after them: two accepts read the clock before they take the write lock, so a profile's
+earlier event may carry the later time (taken by time alone, it came second).
 
 Taking over is always correct (every batch is checked before it is written); the rules
 above only keep two workers from doing the same work.

@@ -245,7 +245,7 @@ def test_a_takeover_keeps_a_profiles_events_in_order_whatever_their_times(
         engine: InMemoryEngine) -> None:
     """Two accepts read the clock before they take the write lock: a profile's earlier
     event (lower id) may carry the later time. Taken over by time alone, the later event
-    went first; by id up to the last that waited, both go, in order."""
+    went first; now it waits for the earlier one, and both go, in order."""
     engine.worker.lane = Lane(0, 2)  # not listening: the 30 s rule
     theirs = _in_lane(1)
     clock, store = engine.clock, engine.store
@@ -258,7 +258,9 @@ def test_a_takeover_keeps_a_profiles_events_in_order_whatever_their_times(
                                     "traits": {"plan": "second"}},
                                    now=T0, message_id="e2")])
     store.clock = clock
-    assert engine.worker.handle_events() == 2  # e2 waited 100 s, e1 none: both, in order
+    assert engine.worker.handle_events() == 0  # e2 waited 100 s, but e1, before it, not
+    clock.advance(LANE_TAKEOVER)
+    assert engine.worker.handle_events() == 2  # both, in order
     profile = store.get_profile(theirs)
     assert profile is not None
     assert profile.traits["plan"] == "second"

@@ -44,6 +44,12 @@ def unserved_residues(served: Sequence[Lane]) -> tuple[int, list[int]] | None:
     modulus 6, residues 1 and 5). One call of `jm_lane` per row, as a lane's own look
     (`unserved` per row cost 5 times as much). None when the modulus would be over
     `RESIDUES_MAX` (many lane counts): then `unserved`."""
+    return _residues(tuple(sorted(set(served), key=lambda lane: (lane.count, lane.index))))
+
+
+@lru_cache(maxsize=64)
+def _residues(served: tuple[Lane, ...]) -> tuple[int, list[int]] | None:
+    """`unserved_residues` of lanes in one order, kept (a look per empty lane)."""
     modulus = math.lcm(*(lane.count for lane in served)) if served else 1
     if modulus > RESIDUES_MAX:
         return None

@@ -182,7 +182,7 @@ class WakeSockets:
                 self._forget(entry)  # half written by a killed process
                 continue
             if not _TOKEN.fullmatch(entry.name):
-                continue  # no listener's (the senders skip it too)
+                continue  # no listener's name
             try:
                 # file times are the wall clock's, never a test clock's
                 if time.time() - entry.stat(  # noqa: TID251
@@ -267,12 +267,20 @@ class WakeSockets:
     def _touch(self, marker: Path, content: str) -> None:
         """Touch the marker, or make it with `content` (written beside it under a name
         no listener has, then renamed: a reader never sees it half written)."""
-        if not self.folder.is_dir():
-            self.folder.mkdir(exist_ok=True)
-            # as the database's folder: a process of another user on the same file
-            # (which can write there) can write here too, or its lane would look unserved
+        try:
+            os.mkdir(self.folder)
+        except FileExistsError:
+            pass
+        else:  # made now: as the database's folder, so that a process of another user
+            # on the same file (which can write there) can write here too, or its lane
+            # would look unserved; never writable by all (a /tmp), and never through a
+            # link put in its place meanwhile
             with contextlib.suppress(OSError):
-                os.chmod(self.folder, os.stat(self.folder.parent).st_mode & 0o7777)
+                fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                try:
+                    os.fchmod(fd, os.stat(self.folder.parent).st_mode & 0o2775)
+                finally:
+                    os.close(fd)
         try:
             os.utime(marker)
         except FileNotFoundError:
