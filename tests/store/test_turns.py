@@ -189,21 +189,3 @@ def _hold_turn(path: str, held: object, stop: object) -> None:
     with turns.turn(background=True):
         held.set()  # type: ignore[attr-defined]
         stop.wait(30)  # type: ignore[attr-defined]
-
-
-def test_the_turn_file_takes_the_database_files_permissions(tmp_path: Path) -> None:
-    """Made with the database file's mode, not this process's umask: a process of
-    another user that writes the database can take turns too (the wake-ups' folder
-    does the same, engine/store/sql/wake_sockets.py)."""
-    database = tmp_path / "shared.db"
-    database.touch()
-    os.chmod(database, 0o664)
-    turns = ProcessTurns(str(database))
-    try:
-        assert (os.stat(f"{database}-turn").st_mode & 0o777) == 0o664
-    finally:
-        turns.close()
-    os.chmod(f"{database}-turn", 0o600)
-    again = ProcessTurns(str(database))  # an existing file is opened as it is
-    again.close()
-    assert (os.stat(f"{database}-turn").st_mode & 0o777) == 0o600

@@ -8,7 +8,7 @@ worker process on one file, the API posted 3,000 events in 2.0 s instead of 0.9 
 (bench/journey_bench.py's workload), waiting out the worker's batches one poll at a
 time. `FairWriteGate` (below) settles this between the threads of one process;
 `ProcessTurns` settles it between processes, with two POSIX byte-range locks on a file
-beside the database (`<database>-turn`, made with the database file's permissions):
+beside the database (`<database>-turn`):
 
 - byte 0, the turn: held while a writer's transaction runs (`BEGIN IMMEDIATE` then
   finds SQLite's lock free). A waiter looks every half millisecond (every 5 ms after
@@ -32,7 +32,6 @@ turn held.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import logging
@@ -68,7 +67,7 @@ class ProcessTurns:
     def __init__(self, database_path: str, patience: float = 30.0) -> None:
         self.path = database_path + "-turn"
         self.patience = patience  # seconds a writer waits for the turn (the busy timeout)
-        self._fd = _open_like(self.path, database_path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         self._mutex = threading.RLock()  # this process's holder
         self._depth = 0
         self._closing = False  # closed while a turn was held: closed when it ends
@@ -189,19 +188,6 @@ class _Registry:
 
 _REGISTRY = _Registry()
 os.register_at_fork(after_in_child=_REGISTRY.after_fork_in_child)
-
-
-def _open_like(path: str, database_path: str) -> int:
-    """The lock file, opened to read and write; made now with the database file's
-    permissions where it exists (else the umask's), so that a process of another user
-    that writes the database can take turns too."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    except FileExistsError:
-        return os.open(path, os.O_RDWR)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, os.stat(database_path).st_mode & 0o666)
-    return fd
 
 
 def process_turns(database_path: str, patience: float = 30.0) -> ProcessTurns | None:
