@@ -25,8 +25,8 @@ lane it serves in the wake-ups' folder and touches its file every second
   file there, so the others take its lane as nobody's: the folder is made with the
   permissions of the database's folder, which every process on the file writes already.
 
-The events taken for having waited are those whose profile has no earlier event queued
-after them: two accepts read the clock before they take the write lock, so a profile's
+The events taken for having waited are those before the first event (by id) queued
+after then: two accepts read the clock before they take the write lock, so a profile's
 earlier event may carry the later time (taken by time alone, it came second).
 
 Taking over is always correct (every batch is checked before it is written); the rules

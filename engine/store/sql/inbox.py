@@ -22,7 +22,6 @@ from sqlalchemy import (
     Connection,
     bindparam,
     delete,
-    exists,
     func,
     literal_column,
     select,
@@ -43,6 +42,9 @@ HOLDING = ("pending", "parked")  # the statuses that keep a profile's later even
 # commit notifies no one, and `next_inbox_at` knows only held events' times, so they
 # waited for the next ingest or the 5 s safety tick (two workers were slower than one).
 LOOK_AGAIN = timedelta(milliseconds=50)
+
+
+WITHOUT_END = 2**63 - 1  # an id after every event's (SQLite's largest rowid)
 
 
 class InboxQueries(StateQueries):
@@ -209,14 +211,17 @@ class InboxQueries(StateQueries):
         # and the check, in the write transaction, that those rows still wait as read
         in_lane = func.jm_lane(ib.c.profile_id, bindparam("lanes")) == bindparam("lane")
         lane = query.where(in_lane)
-        # a lane worker's takeover (engine/runtime/takeover.py): the events queued by
-        # `:since` whose profile has no earlier event queued after it (two accepts read
-        # the clock before the write lock: a profile's earlier event may have the later
-        # time, and would have come second) ...
-        earlier = ib.alias("earlier")
-        waited = (ib.c.created_at <= bindparam("since")) & ~exists().where(
-            earlier.c.profile_id == ib.c.profile_id, earlier.c.id < ib.c.id,
-            earlier.c.created_at > bindparam("since"))
+        # a lane worker's takeover (engine/runtime/takeover.py): the events before the
+        # first one (by id) queued after `:since` (two accepts read the clock before the
+        # write lock: a profile's earlier event may have the later time, and by time
+        # alone would have come second; a cut by id keeps every profile's order). One
+        # look from the oldest event: at once when it is recent, the whole inbox once
+        # when all of it waited (a NOT EXISTS per event and profile grew with the square
+        # of one profile's backlog: 64 ms at 1,024 of its events) ...
+        later = ib.alias("later")
+        first_later = (select(later.c.id).where(later.c.created_at > bindparam("since"))
+                       .order_by(later.c.id).limit(1).scalar_subquery())
+        waited = ib.c.id < func.coalesce(first_later, WITHOUT_END)
         stale = query.where(waited)
         # ... and those of the profiles no live worker's lane holds (lanes.py)
         stale_or_unserved = query.where(waited | outside_lanes(ib.c.profile_id))
