@@ -264,3 +264,23 @@ def test_a_takeover_keeps_a_profiles_events_in_order_whatever_their_times(
     profile = store.get_profile(theirs)
     assert profile is not None
     assert profile.traits["plan"] == "second"
+
+
+def test_a_long_dead_listener_of_another_namespace_is_removed(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    """Its own namespace's senders, who alone can find its socket gone, never come (two
+    containers on one volume): a file untouched for a minute goes when the lanes served
+    are read; one untouched for 20 s stays (dead, but not long)."""
+    from engine.store.sql.wake_sockets import FORGOTTEN
+
+    sockets = engine.store._wake_sockets
+    assert sockets is not None
+    gone = sockets.folder / f"999{sockets.namespace}-1-{secrets.token_hex(6)}"
+    kept = sockets.folder / f"999{sockets.namespace}-2-{secrets.token_hex(6)}"
+    for path, age in ((gone, FORGOTTEN + 5), (kept, STALE + 10)):
+        path.write_text("1/2")
+        os.utime(path, (time.time() - age, time.time() - age))
+    sockets._served = None
+    assert engine.store.lanes_served() == (Lane(0, 2),)
+    assert not gone.exists()
+    assert kept.exists()

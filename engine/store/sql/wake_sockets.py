@@ -24,7 +24,8 @@ dispatcher share one interpreter, but only if the worker hears about the events 
   file removed) at once. A file whose text is not a lane, or that cannot be read as a
   small plain file (a FIFO, a link, another user's without read permission), makes the
   lanes served unknown (the takeover's 30 s rule), never a lane nobody serves.
-- A process that died leaves its file behind; its socket went with it, so sending to it
+- A process that died leaves its file behind (another namespace's is removed by whoever
+  reads the lanes served, once a minute old: `FORGOTTEN`); its socket went with it, so sending to it
   is refused, and the sender removes the file once it is older than a few heartbeats (a
   live listener's is never that old). Abstract sockets belong to a network namespace:
   the token starts with the namespace's id, and a process sends only to (and removes
@@ -66,6 +67,9 @@ ADDRESS_PREFIX = b"\0journeyman-wake-"
 MAX_DATAGRAM = 4096  # a commit's notes: a few topics and an ISO timestamp
 HEARTBEAT = 1.0  # seconds between a listener's touches of its file
 STALE = 10 * HEARTBEAT  # a file this old whose socket refuses is a dead listener's
+# A file this old is a dead listener's whatever its namespace (whose senders alone can
+# ask its socket): removed by whoever reads the lanes served
+FORGOTTEN = 60 * HEARTBEAT
 _TOKEN = re.compile(r"\d+-\d+-[0-9a-f]{12}")  # a listener's file name (`listen`)
 LANE_TEXT_MAX = 32  # bytes of a listener's file read (`K/N`)
 
@@ -185,9 +189,12 @@ class WakeSockets:
                 continue  # no listener's name
             try:
                 # file times are the wall clock's, never a test clock's
-                if time.time() - entry.stat(  # noqa: TID251
-                        follow_symlinks=False).st_mtime > STALE:
-                    continue  # a dead listener's, not yet removed
+                age = time.time() - entry.stat(follow_symlinks=False).st_mtime  # noqa: TID251
+                if age > STALE:  # a dead listener's, not yet removed
+                    if age > FORGOTTEN:  # by the senders of its namespace: nobody's left
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
+                    continue
                 lane = _lane_in(entry.path)
             except FileNotFoundError:
                 continue  # gone meanwhile
