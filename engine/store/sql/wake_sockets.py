@@ -28,9 +28,10 @@ dispatcher share one interpreter, but only if the worker hears about the events 
   reads the lanes served, once a minute old: `FORGOTTEN`); its socket went with it, so sending to it
   is refused, and the sender removes the file once it is older than a few heartbeats (a
   live listener's is never that old). Abstract sockets belong to a network namespace:
-  the token starts with the namespace's id, and a process sends only to (and, until they
-  are a minute old, removes only files of) its own namespace; processes on one file in different namespaces (two
-  containers sharing a volume) find each other's work on their `--tick`.
+  the token starts with the namespace's id, and a process sends only to (and, until
+  they are a minute old, removes only files of) its own namespace; processes on one
+  file in different namespaces (two containers sharing a volume) find each other's
+  work on their `--tick`.
 - A full receive queue (10 datagrams on Linux by default) drops the datagram: the loops
   it would have woken run on their safety interval instead. The listener empties its
   queue whenever it runs, so that takes ten commits between two of its turns.
