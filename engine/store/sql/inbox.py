@@ -32,7 +32,7 @@ from sqlalchemy import (
 from engine import jsonfast
 from engine.ports import InboxItem, Lane
 from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
-from engine.store.sql.lanes import outside_lanes, unserved_parameters
+from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
 
@@ -222,10 +222,8 @@ class InboxQueries(StateQueries):
         first_later = (select(later.c.id).where(later.c.created_at > bindparam("since"))
                        .order_by(later.c.id).limit(1).scalar_subquery())
         waited = ib.c.id < func.coalesce(first_later, WITHOUT_END)
-        stale = query.where(waited)
         # ... and those of the profiles no live worker's lane holds (lanes.py)
-        stale_or_unserved = query.where(waited | outside_lanes(ib.c.profile_id))
-        stale_or_unserved_any = query.where(waited | outside_lanes(ib.c.profile_id, by_lanes=True))
+        stale = takeover_statements(query, waited, ib.c.profile_id)
         still = select(ib.c.id, ib.c.attempts).where(
             among(ib.c.id, "ids", pg=self._pg), ib.c.status == "pending",
             (ib.c.available_at.is_(None)) | (ib.c.available_at <= now))
@@ -233,8 +231,8 @@ class InboxQueries(StateQueries):
         lane_next = select(func.min(ib.c.available_at)).where(ib.c.status == "pending",
                                                               held_at, in_lane)
         return {"all": query, "some": some, "waiting": waiting, "lane": lane, "still": still,
-                "stale": stale, "stale_or_unserved": stale_or_unserved,
-                "stale_or_unserved_any": stale_or_unserved_any, "lane_next": lane_next,
+                **{f"stale{name}": statement for name, statement in stale.items()},
+                "lane_next": lane_next,
                 "ack": delete(ib).where(among(ib.c.id, "ids", pg=self._pg)),
                 "next": select(func.min(ib.c.available_at)).where(ib.c.status == "pending")}
 

@@ -75,6 +75,14 @@ def outside_lanes(profile_id: Any, *, by_lanes: bool = False) -> Any:
     return func.jm_lane(profile_id, bindparam("modulus")).in_(residues)
 
 
+def takeover_statements(query: Any, waited: Any, profile_id: Any) -> dict[str, Any]:
+    """A takeover's statements, by the name `unserved_parameters` gives: `query` of the
+    rows that `waited`, and of those or the profiles outside the served lanes."""
+    return {"": query.where(waited),
+            "_or_unserved": query.where(waited | outside_lanes(profile_id)),
+            "_or_unserved_any": query.where(waited | outside_lanes(profile_id, by_lanes=True))}
+
+
 def unserved_parameters(served: Sequence[Lane] | None) -> tuple[str, dict[str, Any]]:
     """Which statement of a takeover's and its parameters: `""` when no profile is
     outside `served`'s lanes (or `served` is None: not known), `"_or_unserved"` with

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
-from engine.store.sql.lanes import outside_lanes, unserved_parameters
+from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
@@ -275,15 +275,12 @@ class StateQueries(SqlBase):
         last = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
                 .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(LAST_IN_LANE_ROWS)
                 .subquery())
+        # a lane worker's takeover (engine/runtime/takeover.py): the timers overdue since
+        # long, and those of the profiles no live worker's lane holds
+        overdue = takeover_statements(peek, t.c.due_at <= bindparam("since"), t.c.profile_id)
         return {
             "peek": peek, "peek_lane": peek.where(in_lane),
-            # a lane worker's takeover (engine/runtime/takeover.py): the timers of the
-            # profiles no live worker's lane holds, and any overdue since long
-            "peek_overdue": peek.where(t.c.due_at <= bindparam("since")),
-            "peek_overdue_or_unserved": peek.where(
-                outside_lanes(t.c.profile_id) | (t.c.due_at <= bindparam("since"))),
-            "peek_overdue_or_unserved_any": peek.where(
-                outside_lanes(t.c.profile_id, by_lanes=True) | (t.c.due_at <= bindparam("since"))),
+            **{f"peek_overdue{name}": statement for name, statement in overdue.items()},
             "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)

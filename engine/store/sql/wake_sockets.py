@@ -274,7 +274,13 @@ class WakeSockets:
 
     def _touch(self, marker: Path, content: str) -> None:
         """Touch the marker, or make it with `content` (written beside it under a name
-        no listener has, then renamed: a reader never sees it half written)."""
+        no listener has, then renamed: a reader never sees it half written), and the
+        folder first if it went."""
+        try:
+            os.utime(marker)
+            return
+        except FileNotFoundError:
+            pass
         try:
             os.mkdir(self.folder)
         except FileExistsError:
@@ -289,12 +295,9 @@ class WakeSockets:
                     os.fchmod(fd, os.stat(self.folder.parent).st_mode & 0o2775)
                 finally:
                     os.close(fd)
-        try:
-            os.utime(marker)
-        except FileNotFoundError:
-            part = self.folder / f".{marker.name}"
-            part.write_text(content)
-            os.replace(part, marker)
+        part = self.folder / f".{marker.name}"
+        part.write_text(content)
+        os.replace(part, marker)
 
     def close(self) -> None:
         self._sender.close()
