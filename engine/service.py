@@ -159,6 +159,10 @@ def scanner_window(policy: Policy) -> timedelta:
 SERVE_BATCH_BUDGET = 0.02
 WORKER_BATCH_BUDGET = 0.1
 
+# Seconds an event loop run handles batches before it ends (and wakes itself again at
+# once), so the other loops' runs, and a dispatcher waiting for events first, get in.
+EVENTS_RUN = 1.0
+
 # Events first: while this process's event loop is in a run (a burst of events, or
 # steady load), a dispatcher run waits for that run to end, at most EVENTS_FIRST seconds,
 # then sends all that was queued meanwhile. Each dispatcher run is two or more write
@@ -167,8 +171,15 @@ WORKER_BATCH_BUDGET = 0.1
 # race (API + 2 lane workers) the dispatchers held it a third of the time the events were
 # handled. A lone event's sends wait for its run's last look at the inbox (a read). Not
 # while the timer loop runs: the event loop then waits for the runner, which a storm of
-# due timers holds, and holding sends back would gain nothing.
-EVENTS_FIRST = 0.25
+# due timers holds, and holding sends back would gain nothing. As long as a run may last
+# (EVENTS_RUN): until 2026-12-06 (the twenty-second session) a quarter of a second, and a
+# burst that outlasted it had the dispatchers sending beside its batches. With the whole
+# run, journey_bench.py's SQLite race went from a median of 4,248 to 4,966 events/s and
+# scaleout_bench.py's two PostgreSQL workers from 2,833-2,917 to 3,146-3,613 (alternate
+# runs); a send under steady load at half that throughput waits longer: p50 / p99 from
+# ingest to send 135-189 / 408-470 ms before, 240-249 / 813-1,041 ms after
+# (docs/benchmarks.md). `--events-first 0.25` is the old trade, 0 sends at once.
+EVENTS_FIRST = EVENTS_RUN
 
 
 # Allocations of container objects between two young collections (CPython 3.11 and
@@ -330,13 +341,13 @@ class Service:
             self._arm_time_entries()
 
     def _drain_inbox(self) -> datetime | None:
-        """Handle batches while there are events (at most a second's worth, so the
-        other loops get their turn), then say when a held event comes due."""
+        """Handle batches while there are events (at most EVENTS_RUN seconds' worth, so
+        the other loops get their turn), then say when a held event comes due."""
         self._refresh_statuses()
         started = time.monotonic()
         while (not self._stop.is_set() and self.worker.handle_events()
                and not self.worker.drained):
-            if time.monotonic() - started > 1.0:
+            if time.monotonic() - started > EVENTS_RUN:
                 self._loops["events"].wake()
                 break
         return self.worker.next_inbox_at()

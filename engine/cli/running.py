@@ -37,8 +37,8 @@ TickOpt = Annotated[float, typer.Option(help=(
 EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
     "Seconds a send may wait while the event loop is busy with events (a burst, or "
     "steady load): events first, then the sends queued meanwhile, in fewer outbox "
-    "transactions. 0 sends at once. A lone event's sends barely wait (one more look "
-    "at the inbox)."))]
+    "transactions. The default is as long as one run of the event loop lasts; 0 sends "
+    "at once. A lone event's sends barely wait (one more look at the inbox)."))]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help=(
         "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "
@@ -93,7 +93,7 @@ def serve(
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
     lease: LeaseOpt = 60.0,
-    events_first: EventsFirstOpt = 0.25,  # engine/service.py EVENTS_FIRST
+    events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str | None, typer.Option(
         envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
         help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
@@ -132,7 +132,7 @@ def worker(
     tick: TickOpt = 0.5,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
     lease: LeaseOpt = 60.0,
-    events_first: EventsFirstOpt = 0.25,  # engine/service.py EVENTS_FIRST
+    events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(
         envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
         help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]

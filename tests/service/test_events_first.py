@@ -6,6 +6,7 @@ records what the inbox held when each message reached it."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -132,3 +133,16 @@ def until(done: Callable[[], bool], what: str) -> None:
     while not done():
         assert time.monotonic() < deadline, what
         time.sleep(0.002)
+
+
+def test_by_default_sends_wait_for_one_run_of_the_event_loop() -> None:
+    """The default bound is as long as an event loop run may last (`EVENTS_RUN`): a
+    burst that outlasted a shorter bound had the dispatchers sending beside its batches
+    again. `serve` and `worker` default to the same."""
+    from engine.cli.running import serve, worker
+    from engine.service import EVENTS_FIRST, EVENTS_RUN
+
+    assert EVENTS_FIRST == EVENTS_RUN
+    for command in (serve, worker):
+        default = inspect.signature(command).parameters["events_first"].default
+        assert default == EVENTS_FIRST, (command.__name__, default)
