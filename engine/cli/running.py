@@ -37,8 +37,8 @@ TickOpt = Annotated[float, typer.Option(help=(
 EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
     "Seconds a send may wait while the event loop is busy with events (a burst, or "
     "steady load): events first, then the sends queued meanwhile, in fewer outbox "
-    "transactions. The default is as long as one run of the event loop lasts; 0 sends "
-    "at once. A lone event's sends barely wait (one more look at the inbox)."))]
+    "transactions; under steady load every dispatcher run waits this long. 0 sends at "
+    "once. A lone event's sends barely wait (one more look at the inbox)."))]
 SecretFileOpt = Annotated[Path | None, typer.Option(
     "--secret-file", help=(
         "File with the unsubscribe-signing secrets (newest first; `SECRET until DATE` "

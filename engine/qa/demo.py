@@ -162,7 +162,8 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
 
     first, last = when(events[0]), when(events[-1])
     clock = TimeLapseClock(first - timedelta(minutes=1), speed)
-    # events_first=0: a quarter second of the wall clock is hours of the demo's time
+    # events_first=0: a second of the wall clock (EVENTS_FIRST) is hours of the demo's
+    # time
     service = Service(journeys, db, channels=channels, clock=clock, tick=0.05, lease=5,
                       events_first=0)
     key = service.store.create_key(f"demo-{time.monotonic_ns()}")

@@ -58,9 +58,9 @@ def running(tmp_path: Path, channel: InboxAtDelivery, **options: float) -> Itera
         service.stop()
 
 
-def burst(service: Service) -> None:
+def burst(service: Service, people: int = PEOPLE) -> None:
     events: list[dict[str, object]] = []
-    for i in range(PEOPLE):
+    for i in range(people):
         events += [{"type": "identify", "userId": f"p{i}", "messageId": f"i{i}",
                     "traits": {"email": f"p{i}@example.com"}},
                    {"type": "track", "event": "Signed Up", "userId": f"p{i}",
@@ -135,14 +135,42 @@ def until(done: Callable[[], bool], what: str) -> None:
         time.sleep(0.002)
 
 
-def test_by_default_sends_wait_for_one_run_of_the_event_loop() -> None:
-    """The default bound is as long as an event loop run may last (`EVENTS_RUN`): a
-    burst that outlasted a shorter bound had the dispatchers sending beside its batches
-    again. `serve` and `worker` default to the same."""
-    from engine.cli.running import serve, worker
-    from engine.service import EVENTS_FIRST, EVENTS_RUN
 
-    assert EVENTS_FIRST == EVENTS_RUN
+def test_a_timer_storm_that_starts_during_the_wait_ends_it(tmp_path: Path) -> None:
+    """A dispatcher already waiting for a burst of events stops waiting when the timer
+    loop starts: the event loop's run then only waits for the runner, which the storm
+    holds, so the wait would last as long as the storm (up to the bound, here 10 s)."""
+    channel = InboxAtDelivery()
+    channel.expect = 1
+    with running(tmp_path, channel, events_first=10.0) as service:
+        now = service.clock.now()
+        service.start()
+        loops = service._loops
+        for loop in loops.values():  # their first runs over (see events_left_at_each_send)
+            until(lambda loop=loop: loop._last_start > float("-inf") and loop.idle.is_set(),
+                  f"the {loop.name} loop's first run did not end")
+        service.store.add_timers([timer(f"t{i}", now, enrollment=f"gone{i}")
+                                  for i in range(STORM)])  # due; the timer loop not woken
+        burst(service, people=5 * PEOPLE)
+        until(lambda: not loops["events"].idle.is_set(), "the event loop did not start")
+        service.store.enqueue_send(outbox_entry("k1", now))
+        loops["outbox"].wake()
+        until(lambda: not loops["outbox"].idle.is_set(), "the dispatcher did not start")
+        # the dispatcher waits for the burst
+        assert not channel.sent_at, "the burst ended too soon to tell"
+        assert not loops["events"].idle.is_set(), "the burst ended too soon to tell"
+        started = time.monotonic()
+        loops["timers"].wake()
+        assert channel.all_sent.wait(5), "the send waited out the bound"
+        assert not loops["timers"].idle.is_set(), "the storm ended too soon to tell"
+        assert channel.sent_at[0] - started < 3.0
+
+
+def test_serve_and_worker_default_to_the_service_bound() -> None:
+    """`journeyman serve` and `worker` wait as long as `Service` does by default."""
+    from engine.cli.running import serve, worker
+    from engine.service import EVENTS_FIRST
+
     for command in (serve, worker):
         default = inspect.signature(command).parameters["events_first"].default
         assert default == EVENTS_FIRST, (command.__name__, default)
