@@ -159,8 +159,9 @@ def scanner_window(policy: Policy) -> timedelta:
 SERVE_BATCH_BUDGET = 0.02
 WORKER_BATCH_BUDGET = 0.1
 
-# Seconds an event loop run handles batches before it ends (and wakes itself again at
-# once), so the other loops' runs get in.
+# Seconds one call of `_drain_inbox` handles batches before it returns, so the journeys'
+# statuses it reads first are read again (the loop, woken again, goes on at once: its
+# run does not end, and a dispatcher waiting for events first keeps waiting).
 EVENTS_RUN = 1.0
 
 # Events first: while this process's event loop is in a run (a burst of events, or
@@ -170,20 +171,23 @@ EVENTS_RUN = 1.0
 # for and held the one write turn between the events' batches: in journey_bench.py's
 # race (API + 2 lane workers) the dispatchers held it a third of the time the events were
 # handled. A lone event's sends wait for its run's last look at the inbox (a read). Not
-# while the timer loop runs (the wait ends when it starts): the event loop then waits for
-# the runner, which a storm of due timers holds, and holding sends back would gain
-# nothing. Under steady load the event loop never stops between runs (each run that ends
-# at EVENTS_RUN, or is woken meanwhile, goes on without a break), so every dispatcher run
-# waits the whole bound. Until 2026-12-06 (the twenty-second session) it was a quarter
-# of a second, and a burst that outlasted it had the dispatchers sending beside its
-# batches. At a second, journey_bench.py's SQLite race went from a median of 4,248 to
-# 4,966 events/s and scaleout_bench.py's two PostgreSQL workers from 2,833-2,917 to
-# 3,146-3,613 (alternate runs); a send under steady load at half that throughput waits
-# longer: p50 / p99 from ingest to send 135-189 / 408-470 ms before, 240-249 / 813-1,041
-# ms after (docs/benchmarks.md). `--events-first 0.25` is the old trade, 0 sends at once.
+# while the timer loop fires a storm of due timers (`Worker.firing`: past its first
+# chunk; seen within EVENTS_FIRST_LOOK): the event loop then waits for the runner, which
+# the storm holds, and holding sends back would gain nothing. (A timer run that finds
+# nothing, the safety tick's, does not count: looking at the timer loop's `idle` ended
+# most waits early, the second review's catch.) Under steady load the event loop never
+# stops between runs (a run woken meanwhile goes on without a break), so every
+# dispatcher run waits the whole bound. Until 2026-12-06 (the twenty-second session) the
+# bound was a quarter of a second, and a burst that outlasted it had the dispatchers
+# sending beside its batches. At a second, journey_bench.py's SQLite race went from a
+# median of 4,248 to 4,966 events/s and scaleout_bench.py's two PostgreSQL workers from
+# 2,833-2,917 to 3,146-3,613 (alternate runs); a send under steady load at half that
+# throughput waits longer: p50 / p99 from ingest to send 135-189 / 408-470 ms before,
+# 240-249 / 813-1,041 ms after (docs/benchmarks.md). `--events-first 0.25` is the old
+# trade, 0 sends at once.
 EVENTS_FIRST = 1.0
-# How often a dispatcher waiting for events first looks whether the timer loop started
-# or the service is stopping (either ends the wait)
+# How often a dispatcher waiting for events first looks whether a storm of due timers
+# began or the service is stopping (either ends the wait)
 EVENTS_FIRST_LOOK = 0.05
 
 
@@ -370,12 +374,14 @@ class Service:
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK))
 
     def _dispatch(self) -> datetime | None:
-        events, timers = self._loops.get("events"), self._loops.get("timers")
-        if self.events_first > 0 and events is not None and timers is not None:
+        events = self._loops.get("events")
+        if self.events_first > 0 and events is not None:
             until = time.monotonic() + self.events_first  # events first (EVENTS_FIRST)
-            while (not events.idle.is_set() and timers.idle.is_set()
-                   and not self._stop.is_set() and (left := until - time.monotonic()) > 0):
-                events.idle.wait(min(left, EVENTS_FIRST_LOOK))
+            firing = self.worker.firing
+            while (not firing.is_set() and not self._stop.is_set()
+                   and (left := until - time.monotonic()) > 0):
+                if events.idle.wait(min(left, EVENTS_FIRST_LOOK)):
+                    break  # the run ended (a new one may have begun since: not waited for)
             if self._stop.is_set():
                 return None
         return self.dispatcher.run()

@@ -130,6 +130,10 @@ class Worker:
         # The runner is not thread-safe: events and timers take turns on it when the
         # event loop and the timer job run in different threads (engine/service.py).
         self._runner_lock = threading.Lock()
+        # Set while `fire_timers` goes on past a chunk of due timers (a storm): it holds
+        # the runner meanwhile, so the event loop waits for it (engine/service.py,
+        # events first). Not for a run that finds at most a chunk: the safety tick's.
+        self.firing = threading.Event()
 
     # --- events ----------------------------------------------------------------------
 
@@ -306,12 +310,16 @@ class Worker:
         """Fire the timers due now, chunk by chunk, one transaction each."""
         fired = 0
         with self._runner_lock:
-            while True:
-                outcome = self._round("timers", self._optimistic_timers, self._timer_chunk,
-                                      self._timer_chunks_per_profile)
-                fired += self._after(outcome, "timers")
-                if outcome.handled + outcome.failed == 0 or outcome.drained:
-                    break
+            try:
+                while True:
+                    outcome = self._round("timers", self._optimistic_timers,
+                                          self._timer_chunk, self._timer_chunks_per_profile)
+                    fired += self._after(outcome, "timers")
+                    if outcome.handled + outcome.failed == 0 or outcome.drained:
+                        break
+                    self.firing.set()  # more than a chunk due: a storm (`firing`)
+            finally:
+                self.firing.clear()
         return fired
 
     def _timer_chunk(self, keys: Sequence[str] | None) -> Outcome:
