@@ -183,7 +183,7 @@ EVENTS_RUN = 1.0
 # median of 4,248 to 4,966 events/s and scaleout_bench.py's two PostgreSQL workers from
 # 2,833-2,917 to 3,146-3,613 (alternate runs); a send under steady load at half that
 # throughput waits longer: p50 / p99 from ingest to send 135-189 / 408-470 ms before,
-# 240-249 / 813-1,041 ms after (docs/benchmarks.md). `--events-first 0.25` is the old
+# 235-466 / 714-1,225 ms after (docs/benchmarks.md). `--events-first 0.25` is the old
 # trade, 0 sends at once.
 EVENTS_FIRST = 1.0
 # How often a dispatcher waiting for events first looks whether a storm of due timers
