@@ -350,8 +350,9 @@ class Service:
             self._arm_time_entries()
 
     def _drain_inbox(self) -> datetime | None:
-        """Handle batches while there are events (at most EVENTS_RUN seconds' worth, so
-        the other loops get their turn), then say when a held event comes due."""
+        """Handle batches while there are events (at most EVENTS_RUN seconds' worth: then
+        the loop, woken, calls again and the journeys' statuses are read again), then say
+        when a held event comes due."""
         self._refresh_statuses()
         started = time.monotonic()
         while (not self._stop.is_set() and self.worker.handle_events()
