@@ -69,6 +69,17 @@ def burst(service: Service, people: int = PEOPLE) -> None:
     service.wake_events()
 
 
+def start_settled(service: Service) -> None:
+    """Start the service and wait until its loops' first runs (at start) are over, so a
+    burst meets no loop still in its first run (until 3d8a19f a timer loop in its first
+    run when the first sends were queued meant no wait at all; on a loaded machine the
+    burst met it 3 times in 10)."""
+    service.start()
+    for loop in service._loops.values():
+        until(lambda loop=loop: loop._last_start > float("-inf") and loop.idle.is_set(),
+              f"the {loop.name} loop's first run did not end")
+
+
 def events_left_at_each_send(tmp_path: Path, events_first: float, *, people: int = PEOPLE,
                              **options: float) -> list[int]:
     """The burst (of `people`) through a started service: the events still in the inbox
@@ -76,14 +87,7 @@ def events_left_at_each_send(tmp_path: Path, events_first: float, *, people: int
     channel = InboxAtDelivery()
     channel.expect = people
     with running(tmp_path, channel, events_first=events_first, **options) as service:
-        service.start()
-        # The loops' first runs (at start) over before the burst: a timer loop still in
-        # its first run when the first sends are queued is a running timer loop, and
-        # sends then go at once (not while the timer loop runs); on a loaded machine
-        # the burst met it 3 times in 10 (at 60bb88c too)
-        for loop in service._loops.values():
-            until(lambda loop=loop: loop._last_start > float("-inf") and loop.idle.is_set(),
-                  f"the {loop.name} loop's first run did not end")
+        start_settled(service)
         burst(service, people)
         assert channel.all_sent.wait(30), f"{len(channel.sent_at)} of {people} sent"
     return channel.pending_at_send
@@ -155,11 +159,8 @@ def test_a_timer_storm_that_starts_during_the_wait_ends_it(tmp_path: Path) -> No
     channel.expect = 1
     with running(tmp_path, channel, events_first=10.0, tick=60.0) as service:
         now = service.clock.now()
-        service.start()
+        start_settled(service)
         loops = service._loops
-        for loop in loops.values():  # their first runs over (see events_left_at_each_send)
-            until(lambda loop=loop: loop._last_start > float("-inf") and loop.idle.is_set(),
-                  f"the {loop.name} loop's first run did not end")
         service.store.add_timers([timer(f"t{i}", now, enrollment=f"gone{i}")
                                   for i in range(STORM)])  # due; the timer loop not woken
         burst(service, people=5 * PEOPLE)
