@@ -124,10 +124,11 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
     starting with one of `keep` (the unsubscribe link) stay as they are."""
     positions: dict[str, int] = {}
     untracked: set[str] = set()
+    kept = tuple(keep)
 
     def tracked(url: str) -> str | None:
-        if not url.lower().startswith(("http://", "https://")) or url in untracked or any(
-                url.startswith(prefix) for prefix in keep):
+        if (not url.lower().startswith(("http://", "https://")) or url in untracked
+                or url.startswith(kept)):
             return None
         position = positions.setdefault(url, len(positions) + 1)
         return links.click_url(key, position, url)

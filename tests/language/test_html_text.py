@@ -72,6 +72,9 @@ AWKWARD = [
     "<a href=\"https://x.example/one\">one<a href=\"https://x.example/two\">two</a>",
     "",
     "plain text, no markup",
+    # Runs of spaces and tabs, collapsed in one pass over the text: never across a break
+    "a \t b\t\tc  d \u2028 e\x0b f\r\ng\x85h \x0c  i",
+    "<p>one  two</p>\t<p>\tthree \t</p> <br> \t <br>four",
 ]
 
 
