@@ -428,6 +428,26 @@ def test_timers_are_split_by_lane_and_a_lane_nobody_serves_is_taken_over(
     assert store.pending_timers() == 0
 
 
+def test_peek_timers_takes_overdue_since_as_peek_inbox_takes_waiting_since(
+        timers: InMemoryEngine) -> None:
+    """`overdue_since` alone: any lane's timers due by then (it was ignored, the lane's
+    own timers read instead); `served` without it is refused, as `peek_inbox` refuses
+    `served` without `waiting_since`."""
+    mine, theirs = _in_lane(0), _in_lane(1)
+    timers.track(mine, "Ordered")
+    timers.track(theirs, "Ordered")
+    due = T0 + timedelta(seconds=2)
+    store, later = timers.store, due + timedelta(minutes=1)
+    overdue = store.peek_timers(later, 10, Lane(0, 2), overdue_since=due)
+    assert sorted(t.profile_id for t in overdue) == sorted([mine, theirs])
+    assert store.peek_timers(later, 10, Lane(0, 2), overdue_since=due - timedelta(seconds=1)) == []
+    by_served = store.peek_timers(later, 10, Lane(), overdue_since=due - timedelta(seconds=1),
+                                  served=[Lane(0, 2)])
+    assert [t.profile_id for t in by_served] == [theirs]  # lane 1: nobody serves it
+    with pytest.raises(ValueError, match="`served` goes with `overdue_since`"):
+        store.peek_timers(later, 10, Lane(), served=[Lane(0, 2)])
+
+
 def test_a_timer_round_ends_with_the_last_timer_of_its_window_in_the_lane(
         timers: InMemoryEngine) -> None:
     """The timer loop's next run (engine/service.py): the timers due within the slack

@@ -352,15 +352,19 @@ class StateQueries(SqlBase):
                     served: Sequence[Lane] | None = None) -> list[ScheduleTimer]:
         """What `claim_due_timers` would claim, of one lane's profiles (by the timer's
         profile id), without claiming it (SQLite, inside a snapshot: stamps.py). With
-        `served` (and `overdue_since`), of any lane: the due timers of the profiles no lane
-        of `served` holds, and those due at or before `overdue_since`."""
+        `overdue_since`, of any lane: the timers due at or before it, and (`served`) the
+        due timers of the profiles no lane of `served` holds (as `peek_inbox` takes its
+        `waiting_since` and `served`)."""
         query, params = self._timer_statements["peek"], {"now": now, "limit": limit}
-        if served is not None:
-            if overdue_since is None:
-                raise ValueError("peek_timers: `served` goes with `overdue_since`")
+        if overdue_since is not None:
             name, more = unserved_parameters(served)
-            query = self._timer_statements[f"peek_overdue{name}"]
-            params |= {"since": overdue_since, **more}
+            if name:
+                query = self._timer_statements[f"peek_overdue{name}"]
+                params |= {"since": overdue_since, **more}
+            else:  # the overdue timers alone: one bound on the index's due_at, not two
+                params["now"] = min(now, overdue_since)
+        elif served is not None:  # until 2026-12-06 `overdue_since` alone was ignored
+            raise ValueError("peek_timers: `served` goes with `overdue_since`")
         elif lane.count > 1:
             query = self._timer_statements["peek_lane"]
             params |= {"lanes": lane.count, "lane": lane.index}
