@@ -30,26 +30,30 @@ but the sends an event causes at once goes out.
 
 3. end to end against the Celery peer (../shared/peers/celery_journey.py: Celery 5 on
    Redis, a task per event that schedules a countdown task which "sends"; its own
-   redis-server on a free port, 2 worker processes; `celery[redis]` is pip-installed
-   into this interpreter if missing). The peer and the engine take the same `--e2e-events`
-   (3,000) events in the same run; the peer runs before and after the engine and counts
-   as the geometric mean of the two (the machine is shared: load that changes during the
-   race then weighs on both sides). The engine's library is the bundled journeys plus
-   `bench_countdown` (entry on Signed Up, `wait: 2s`, a webhook send: the peer's
-   countdown), copied to a temporary folder with the quiet hours taken out of the policy
-   (so the figure does not depend on the hour the bench runs at). The events are the same
-   realistic stream (raw Segment events, `sentAt` = the newest event's time), posted to
-   the HTTP API in `/v1/batch` calls of 100 by one client as fast as it answers - the
-   ingest path a client uses, which also counts the API's cost. The clock stops when
-   every send the events cause has reached a channel, counted at the channel: every
+   redis-server on a free port, 2 worker processes; `celery[redis]` is pip-installed into
+   this interpreter if missing). The peer and the engine take the same `--e2e-events`
+   (3,000) events in the same run. The two RESULTs' deployments run in `--pairs` (3)
+   rounds, the peer before the first round and after each: a round's ratio is its race
+   against the geometric mean of the peer runs either side of it, and each RESULT is the
+   median round (the machine is shared: the same work took up to 40% more CPU seconds
+   from one minute to the next, in every process alike). The deployments run once (one
+   worker, `serve`, the peer's own job) count against the geometric mean of all the
+   peer's runs, one more of which follows them. The engine's library is the bundled
+   journeys plus `bench_countdown` (entry on Signed Up, `wait: 2s`, a webhook send: the
+   peer's countdown), copied to a temporary folder with the quiet hours taken out of the
+   policy (so the figure does not depend on the hour the bench runs at). The events are
+   the same realistic stream (raw Segment events, `sentAt` = the newest event's time),
+   posted to the HTTP API in `/v1/batch` calls of 100 by one client as fast as it answers
+   (the ingest path a client uses, which also counts the API's cost). The clock stops
+   when every send the events cause has reached a channel, counted at the channel: every
    process runs with `--sends file:<its own file>` and the bench reads those lines as
    they are written; done = inbox empty, no short timer due, no pending outbox row, and
    as many lines at the channel as sent rows (the countdown sends checked one per Signed
-   Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its own.
-   Each run's line also gives its timeline (the last POST answered, the inbox first seen
-   empty, the last send) and how late the countdown's timers fired, from the database
-   (each send's row against its enrollment's entry plus 2 s): the last one's lateness is
-   the race's tail (engine/service.py, TIMER_SLACK).
+   Up event, no key twice). The rate is N / (elapsed - 2 s), as the peer computes its
+   own. Each run's line also gives its timeline (the last POST answered, the inbox first
+   seen empty, the last send) and how late the countdown's timers fired, from the
+   database (each send's row against its enrollment's entry plus 2 s): the last one's
+   lateness is the race's tail (engine/service.py, TIMER_SLACK).
    - SQLite: the two-core deployment of docs/deploy.md, an API process (`journeyman
      serve --no-worker`) and `--sqlite-workers` (2) `journeyman worker` processes on one
      file, one lane of the inbox each (`--lane 0/2`, `--lane 1/2`: batches handled
@@ -89,6 +93,7 @@ import math
 import pstats
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -426,50 +431,70 @@ def run_raw_pg(url: str, events: list[dict[str, Any]], now: datetime,
 
 def run_race(args: argparse.Namespace, workdir: Path, server: str | None) -> dict[str, float]:
     """The peer and the engine on the same events, end to end: each RESULT's name and the
-    engine's ratio to the peer (PostgreSQL's and the peer's job only when they ran)."""
+    engine's ratio to the peer (PostgreSQL's and the peer's job only when they ran).
+
+    The issue's two deployments run in `--pairs` rounds, the peer before the first and
+    after each (peer, SQLite, PostgreSQL, peer, SQLite, PostgreSQL, peer, ...): each
+    round's ratio is its races against the geometric mean of the peer runs either side
+    of it, and the RESULT is the median round. On these shared machines the same work
+    took up to 40% more CPU seconds from one minute to the next, in every process alike
+    (docs/benchmarks.md, the twenty-third session): one race against one peer pair was
+    a draw of the machine's moments as much as a measure of the engine."""
     n = args.e2e_events
     raw = e2e.realistic_events(n, "e2e")
     expect = {"bench_countdown": sum(1 for ev in raw if ev.get("event") == COUNTDOWN_ENTRY)}
     print(f"End to end: {n:,} events ({expect['bench_countdown']:,} of them {COUNTDOWN_ENTRY}, "
           f"each causing a send {args.delay:g} s later), through the API until every send "
-          "they cause has reached a channel")
-    celery = [peer.run_peer(args.peer, n, args.delay)]
-    print(f"  peer before (Celery on Redis, 2 worker processes): {celery[0].rate:,.0f} events/s "
-          f"(lost {celery[0].lost}, duplicates {celery[0].dup}; {celery[0].output})", flush=True)
+          f"they cause has reached a channel; {args.pairs} round(s) of peer and engine")
+    celery = [_peer_run(args, n, "peer before")]
     library = e2e.bench_library(workdir / "e2e-journeys", {
         "bench_countdown.yaml": e2e.countdown_journey(COUNTDOWN_ENTRY, int(args.delay))})
 
     race = Race(raw, expect, args.delay)
-    sqlite_run = race.on_sqlite(workdir / "e2e-sqlite", library, "SQLite",
-                                workers=args.sqlite_workers, api="api-only", lanes=True)
+    rounds: dict[str, list[float]] = {"journey_vs_celery_sqlite": []}
+    if server is not None:
+        rounds["journey_vs_celery_postgres"] = []
+    for i in range(1, args.pairs + 1):
+        runs = [race.on_sqlite(workdir / f"e2e-sqlite-{i}", library, f"SQLite, round {i}",
+                               workers=args.sqlite_workers, api="api-only", lanes=True)]
+        if server is not None:
+            runs.append(race.on_postgres(server, workdir / f"e2e-pg-{i}", library,
+                                         f"PostgreSQL, round {i}", workers=args.pg_workers))
+        celery.append(_peer_run(args, n, f"peer after round {i}"))
+        around = math.sqrt(celery[-2].rate * celery[-1].rate)
+        for name, run in zip(rounds, runs, strict=True):
+            rounds[name].append(run.rate / around)
     if args.sqlite_workers != 1 and not args.no_serve:
         race.on_sqlite(workdir / "e2e-sqlite-one", library, "SQLite", workers=1,
                        api="api-only")
     if not args.no_serve:
         race.on_sqlite(workdir / "e2e-sqlite-serve", library, "SQLite")
-    pg_run = None
-    if server is not None:
-        pg_run = race.on_postgres(server, workdir / "e2e-pg", library, "PostgreSQL",
-                                  workers=args.pg_workers)
     peer_job = None if args.no_peer_job else run_peer_job(args, workdir, server, race)
-    celery.append(peer.run_peer(args.peer, n, args.delay))
-    print(f"  peer after: {celery[1].rate:,.0f} events/s (lost {celery[1].lost}, duplicates "
-          f"{celery[1].dup}; {celery[1].output})", flush=True)
-    # The peer runs before and after the engine: their geometric mean stands for the
-    # peer over the whole race, so a change of load on the machine meanwhile (it is
-    # shared) weighs on both sides alike.
-    rate = math.sqrt(celery[0].rate * celery[1].rate)
+    if peer_job is not None:
+        celery.append(_peer_run(args, n, "peer last"))
     if any(c.lost or c.dup for c in celery):
         raise RuntimeError("the peer lost or duplicated sends")
-    print(f"  peer: {rate:,.0f} events/s (geometric mean of the two runs)")
-    ratios = {"journey_vs_celery_sqlite": sqlite_run.rate / rate}
-    if pg_run is not None:
-        ratios["journey_vs_celery_postgres"] = pg_run.rate / rate
+    # The peer over the whole race, for the deployments run once: the geometric mean of
+    # all its runs, so a change of load on the machine meanwhile weighs on both sides
+    rate = math.exp(sum(math.log(c.rate) for c in celery) / len(celery))
+    print(f"  peer: {rate:,.0f} events/s (geometric mean of its {len(celery)} runs)")
+    ratios: dict[str, float] = {}
+    for name, each in rounds.items():
+        ratios[name] = statistics.median(each)
+        print(f"  {name}: rounds " + ", ".join(f"{r:.3g}" for r in each)
+              + f"; median {ratios[name]:.3g}")
     if peer_job is not None:
         ratios["journey_vs_celery_sqlite_peer_job"] = peer_job[0].rate / rate
         if peer_job[1] is not None:
             ratios["journey_vs_celery_postgres_peer_job"] = peer_job[1].rate / rate
     return ratios
+
+
+def _peer_run(args: argparse.Namespace, n: int, label: str) -> peer.PeerRun:
+    run = peer.run_peer(args.peer, n, args.delay)
+    print(f"  {label} (Celery on Redis, 2 worker processes): {run.rate:,.0f} events/s "
+          f"(lost {run.lost}, duplicates {run.dup}; {run.output})", flush=True)
+    return run
 
 
 @dataclass
@@ -573,6 +598,9 @@ def main() -> None:
                              "--events; the engine manages ~150 events/s there)")
     parser.add_argument("--e2e-events", type=int, default=3_000,
                         help="events for the end-to-end race with the peer (each side)")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="rounds of the race's SQLite and PostgreSQL deployments, each "
+                             "between two runs of the peer; the RESULT is the median round")
     parser.add_argument("--delay", type=float, default=2.0,
                         help="seconds between an event and its send (the peer's countdown)")
     parser.add_argument("--peer", type=Path, default=peer.PEER,
