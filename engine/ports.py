@@ -438,8 +438,10 @@ class SnapshotStore(Protocol):
     def peek_timers(self, now: datetime, limit: int, lane: Lane, *,
                     overdue_since: datetime | None = None,
                     served: Sequence[Lane] | None = None) -> list[ScheduleTimer]:
-        """`claim_due_timers` without a claim, of one lane (inside a snapshot); with
-        `served`, `peek_inbox`'s takeover (`overdue_since`: those due by then)."""
+        """`claim_due_timers` without a claim, of one lane (inside a snapshot). A
+        takeover (`overdue_since`), as `peek_inbox`'s: of any lane, the timers due by
+        then and (`served`) the due timers of the profiles no lane of `served` holds;
+        `served` without `overdue_since` is refused."""
         ...
     def lanes_served(self) -> tuple[Lane, ...] | None:
         """The lanes live workers serve, this process's among them; None: not known."""

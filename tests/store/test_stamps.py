@@ -441,6 +441,7 @@ def test_peek_timers_takes_overdue_since_as_peek_inbox_takes_waiting_since(
     overdue = store.peek_timers(later, 10, Lane(0, 2), overdue_since=due)
     assert sorted(t.profile_id for t in overdue) == sorted([mine, theirs])
     assert store.peek_timers(later, 10, Lane(0, 2), overdue_since=due - timedelta(seconds=1)) == []
+    assert store.peek_timers(due - timedelta(seconds=1), 10, Lane(), overdue_since=later) == []
     by_served = store.peek_timers(later, 10, Lane(), overdue_since=due - timedelta(seconds=1),
                                   served=[Lane(0, 2)])
     assert [t.profile_id for t in by_served] == [theirs]  # lane 1: nobody serves it
