@@ -438,10 +438,8 @@ class SnapshotStore(Protocol):
     def peek_timers(self, now: datetime, limit: int, lane: Lane, *,
                     overdue_since: datetime | None = None,
                     served: Sequence[Lane] | None = None) -> list[ScheduleTimer]:
-        """`claim_due_timers` without a claim, of one lane (inside a snapshot). A
-        takeover (`overdue_since`), as `peek_inbox`'s: of any lane, the timers due by
-        then and (`served`) the due timers of the profiles no lane of `served` holds;
-        `served` without `overdue_since` is refused."""
+        """`claim_due_timers` without a claim, of one lane (inside a snapshot); a takeover
+        with `overdue_since` (and `served`), as `peek_inbox`'s with `waiting_since`."""
         ...
     def lanes_served(self) -> tuple[Lane, ...] | None:
         """The lanes live workers serve, this process's among them; None: not known."""
