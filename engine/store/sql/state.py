@@ -280,9 +280,7 @@ class StateQueries(SqlBase):
         overdue = takeover_statements(peek, t.c.due_at <= bindparam("since"), t.c.profile_id)
         return {
             "peek": peek, "peek_lane": peek.where(in_lane),
-            # (without an unserved lane, `peek` itself, up to the earlier of its bounds)
-            **{f"peek_overdue{name}": statement for name, statement in overdue.items()
-               if name},
+            **{f"peek_overdue{name}": statement for name, statement in overdue.items()},
             "still": select(t.c.key, t.c.due_at, t.c.attempts).where(
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
@@ -360,11 +358,8 @@ class StateQueries(SqlBase):
         query, params = self._timer_statements["peek"], {"now": now, "limit": limit}
         if overdue_since is not None:  # until 2026-12-06 ignored without `served`
             name, more = unserved_parameters(served)
-            if name:
-                query = self._timer_statements[f"peek_overdue{name}"]
-                params |= {"since": overdue_since, **more}
-            else:  # the overdue timers alone: one bound on the index's due_at, not two
-                params["now"] = min(now, overdue_since)
+            query = self._timer_statements[f"peek_overdue{name}"]
+            params |= {"since": overdue_since, **more}
         elif served is not None:
             raise ValueError("peek_timers: `served` goes with `overdue_since`")
         elif lane.count > 1:
