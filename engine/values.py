@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.core.frozen import quick_init
 from engine.core.model import (
     Enrollment,
     EntryStats,
@@ -21,6 +22,7 @@ from engine.core.model import (
 from journeys.templating import Rendered
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A rendered message on its way to a channel adapter; `at` is the delivery time."""
@@ -35,6 +37,7 @@ class Message:
     at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """A rendered send waiting in the outbox. `key` is unique: enqueueing it twice is a no-op."""
@@ -69,6 +72,7 @@ class OutboxRecord:
     sent_at: datetime | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One decision of the engine for a profile, and why (the decision log, `journeyman
@@ -86,6 +90,7 @@ class Decision:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     """An accepted event leased to a worker: handle it, then ack it in the same unit."""

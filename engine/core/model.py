@@ -12,12 +12,15 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
+from engine.core.frozen import quick_init
+
 SCHEMA_VERSION = 1
 CRON_STEP = "__cron__"  # the step of a schedule entry's timer (no enrollment yet)
 Status = Literal["active", "completed", "exited"]
 Event = Mapping[str, Any]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Profile:
     id: str
@@ -28,6 +31,7 @@ class Profile:
         return {"id": self.id, "traits": dict(self.traits), "computed": dict(self.computed)}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Enrollment:
     """One profile's pass through one journey version; persisted as a row."""
@@ -94,6 +98,7 @@ _ENROLLMENT_INDEX = {name: i for i, name in enumerate(_ENROLLMENT_FIELDS)}
 _enrollment_values = attrgetter(*_ENROLLMENT_FIELDS)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class EntryStats:
     """A profile's past in one journey, as much as entry and re-entry rules need: how many
@@ -114,6 +119,7 @@ class Enter:
     profile: Profile
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     """A wait or a wait_for timeout came due; stale timers (wrong step/occurrence) are no-ops."""
@@ -123,6 +129,7 @@ class TimerFired:
     occurrence: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class EventMatched:
     """The event a `wait_for` step waits for has arrived."""
@@ -132,6 +139,7 @@ class EventMatched:
     event: Event
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ExitRequested:
     """`exit_when` matched: leave at once from any step."""
@@ -140,6 +148,7 @@ class ExitRequested:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class GoalMet:
     """The journey's goal event arrived within its window (recorded; the journey goes on)."""
@@ -153,6 +162,7 @@ Trigger = Enter | TimerFired | EventMatched | ExitRequested | GoalMet
 
 # --- commands: what advance() asks the runtime to do ---------------------------------
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Send:
     key: str  # unique per (enrollment, step, occurrence): the idempotency key
@@ -167,6 +177,7 @@ class Send:
     at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ScheduleTimer:
     key: str
@@ -184,6 +195,7 @@ class CancelTimer:
     key: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UpdateProfile:
     profile_id: str
@@ -192,6 +204,7 @@ class UpdateProfile:
     unset: tuple[str, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Emit:
     key: str  # derived from the emitting step, so a replay emits the same messageId
@@ -200,6 +213,7 @@ class Emit:
     source_enrollment: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Exit:
     enrollment_id: str
@@ -210,6 +224,7 @@ class Exit:
     at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class RecordGoal:
     enrollment_id: str
@@ -219,6 +234,7 @@ class RecordGoal:
     value: float | None = None  # the goal's `value:` read from its event (revenue, say)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Note:
     """A decision for the decision log (`journeyman why`): what the core decided for
@@ -240,6 +256,7 @@ Command = (Send | ScheduleTimer | CancelTimer | UpdateProfile | Emit | Exit | Re
            | Note)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Advanced:
     enrollment: Enrollment

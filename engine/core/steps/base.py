@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.core.frozen import quick_init
 from engine.core.model import Command, Enrollment, Event, Note, Profile
 from journeys.compiler import CompiledJourney
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Go:
     """Fire this trigger on the journey's state machine now."""

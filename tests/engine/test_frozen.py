@@ -1,0 +1,156 @@
+"""`quick_init` (engine/core/frozen.py): a decorated class behaves as the plain frozen
+dataclass it was, outside `__init__` and inside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import engine.core.model as model
+import engine.core.steps.base as steps_base
+import engine.values as values
+from engine.core.frozen import quick_init
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    name: str
+    count: int = 0
+    tags: dict[str, Any] = field(default_factory=dict)
+    when: datetime | None = None
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Quick:
+    name: str
+    count: int = 0
+    tags: dict[str, Any] = field(default_factory=dict)
+    when: datetime | None = None
+
+
+CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    (("a",), {}),
+    (("a", 2), {}),
+    (("a", 2, {"k": 1}), {}),
+    (("a",), {"when": datetime(2026, 1, 1, tzinfo=UTC)}),
+    ((), {"name": "b", "tags": {"x": [1]}, "count": 3}),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), CALLS)
+def test_same_values_equality_hash_and_repr(args: tuple[Any, ...],
+                                            kwargs: dict[str, Any]) -> None:
+    quick, plain = Quick(*args, **kwargs), Plain(*args, **kwargs)
+    assert type(quick) is Quick
+    assert dataclasses.astuple(quick) == dataclasses.astuple(plain)
+    assert repr(quick) == repr(plain).replace("Plain(", "Quick(")
+    assert quick == Quick(*args, **kwargs)
+    assert quick != Quick("other")
+
+
+@dataclass(frozen=True, slots=True)
+class PlainPair:
+    name: str
+    count: int = 0
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class QuickPair:
+    name: str
+    count: int = 0
+
+
+def test_the_hash_is_the_dataclass_hash() -> None:
+    assert hash(QuickPair("a", 2)) == hash(PlainPair("a", 2))
+    assert {QuickPair("a"), QuickPair("a", 0), QuickPair("b")} == {QuickPair("a"), QuickPair("b")}
+
+
+def test_each_default_factory_call_makes_a_new_value() -> None:
+    first, second = Quick("a"), Quick("a")
+    assert first.tags == {}
+    assert first.tags is not second.tags
+
+
+def test_still_frozen_and_replace_and_pickle_work() -> None:
+    quick = Quick("a", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.name = "b"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del quick.count  # type: ignore[misc]
+    assert dataclasses.replace(quick, count=5) == Quick("a", 5)
+    assert pickle.loads(pickle.dumps(quick)) == quick
+    assert not hasattr(quick, "__dict__")
+
+
+def test_bad_calls_fail_as_the_dataclass_fails() -> None:
+    for bad_args, bad_kwargs in [((), {}), (("a", 1, {}, None, "extra"), {}),
+                                 (("a",), {"nope": 1}), (("a",), {"name": "b"})]:
+        with pytest.raises(TypeError):
+            Plain(*bad_args, **bad_kwargs)
+        with pytest.raises(TypeError):
+            Quick(*bad_args, **bad_kwargs)
+
+
+def test_the_signature_is_the_dataclass_one() -> None:
+    quick = inspect.signature(Quick)
+    plain = inspect.signature(Plain)
+    assert list(quick.parameters) == list(plain.parameters)
+    assert [p.default for p in quick.parameters.values()][:2] == [inspect.Parameter.empty, 0]
+
+
+def test_refuses_what_it_does_not_build() -> None:
+    @dataclass(frozen=True, slots=True)
+    class WithPostInit:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    @dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclass(slots=True)
+    class NotFrozen:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class KeywordOnly:
+        a: int = field(kw_only=True)
+
+    @dataclass(frozen=True, slots=True)
+    class NotInInit:
+        a: int = field(init=False, default=1)
+
+    for cls in (WithPostInit, NoSlots, NotFrozen, KeywordOnly, NotInInit, int):
+        with pytest.raises(TypeError, match="quick_init"):
+            quick_init(cls)
+
+
+def _decorated() -> list[type[Any]]:
+    """The engine's classes built through `quick_init` (their `__init__` uses the twin)."""
+    return [value for module in (model, steps_base, values) for value in vars(module).values()
+            if isinstance(value, type) and value.__module__ == module.__name__
+            and dataclasses.is_dataclass(value)
+            and "_twin" in getattr(value.__init__, "__code__", quick_init.__code__).co_names]
+
+
+def test_the_engine_values_built_through_it_are_still_frozen() -> None:
+    decorated = _decorated()
+    assert {"Enrollment", "Decision", "Note", "OutboxEntry"} <= {c.__name__ for c in decorated}
+    for cls in decorated:
+        sample = cls(*[object() for f in dataclasses.fields(cls)
+                       if f.default is dataclasses.MISSING
+                       and f.default_factory is dataclasses.MISSING])
+        assert type(sample) is cls
+        first = dataclasses.fields(cls)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(sample, first, None)
