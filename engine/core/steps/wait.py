@@ -41,7 +41,8 @@ def run(run: StepRun, step: WaitStep) -> Outcome:
     run.commands.append(ScheduleTimer(
         key=run.key(step.id), enrollment_id=run.enrollment.id, profile_id=run.profile.id,
         journey=run.journey.id, step=step.id, occurrence=run.visits[step.id], due_at=due))
-    run.note(step.id, "waiting", f"until {iso(due)}", until=iso(due), wait=describe(step))
+    until = iso(due)
+    run.note(step.id, "waiting", f"until {until}", until=until, wait=describe(step))
     return SUSPEND
 
 
