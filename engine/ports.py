@@ -264,8 +264,7 @@ class TimerStore(Protocol):
         ...
     def claim_timers(self, keys: Collection[str], *,
                      due_by: datetime | None = None) -> list[ScheduleTimer]:
-        """Remove and return these timers (those still there and, given `due_by`, due
-        by then), oldest first."""
+        """These timers removed and returned (if there; due by `due_by`), oldest first."""
         ...
     def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         """The timers due at or before `now`, oldest first, without claiming them."""
@@ -274,10 +273,11 @@ class TimerStore(Protocol):
                       lane: Lane | None = None) -> datetime | None:
         """The earliest timer's due time (of `lane`'s profiles, if given; SQLite)."""
         ...
-    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
-        """The latest due time of the timers due at or before `by` (of `lane`'s
-        profiles, if given; SQLite): when the last of a window of timers comes due. None
-        if the store does not know (a store may bound its search)."""
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None,
+                          most: int | None = None) -> datetime | None:
+        """When the last of a window of timers comes due: the latest of those due by `by`
+        (of `lane`'s profiles, if given; SQLite), or of their `most` earliest. None if the
+        store does not know (a store may bound its search)."""
         ...
     def pending_timers(self) -> int: ...
 

@@ -492,17 +492,17 @@ class Worker:
             return resume
         return self.store.next_inbox_at(self.lane if self.snapshots is not None else None)
 
-    def next_timer_round(self, slack: timedelta) -> datetime | None:
+    def next_timer_round(self, slack: timedelta, most: int | None = None) -> datetime | None:
         """When the last timer (of this worker's lane, on SQLite) due within `slack` of
-        the earliest comes due: they fire together, the last on time (docs/service.md);
-        the whole slack if the store cannot say; the end of the wait after a transient
-        error."""
+        the earliest, or of the `most` earliest, comes due: they fire together, the last
+        on time (docs/service.md); the whole slack if the store cannot say; the end of
+        the wait after a transient error."""
         if (resume := self.transients.waiting_until("timers")) is not None:
             return resume
         lane = self.lane if self.snapshots is not None else None
         if (earliest := self.store.next_timer_at(lane=lane)) is None:
             return None
-        last = self.store.last_timer_due_by(earliest + slack, lane=lane)
+        last = self.store.last_timer_due_by(earliest + slack, lane=lane, most=most)
         return last if last is not None and last >= earliest else earliest + slack
 
     def run_once(self) -> int:

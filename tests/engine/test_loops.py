@@ -398,3 +398,30 @@ def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -
         assert service._loops["timers"].plan == service._timer_round
     finally:
         service.stop()
+
+
+def test_a_window_of_dense_timers_closes_at_its_timer_window_th(tmp_path: Path) -> None:
+    """Timers due densely (more than TIMER_WINDOW within the slack): the window closes
+    at the TIMER_WINDOW-th, so the last of it does not wait for hundreds before it."""
+    from engine.service import TIMER_SLACK, TIMER_WINDOW, Service
+    from engine.testing import FakeClock
+    from tests.engine.helpers import HELLO, stub_email, write_folder
+    from tests.store.helpers import timer
+
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    folder = write_folder(tmp_path / "j", {"hello": HELLO},
+                          {"welcome": stub_email("welcome")})
+    service = Service(folder, f"sqlite:///{tmp_path / 't.db'}", channels={},
+                      clock=FakeClock(now))
+    try:
+        step = timedelta(seconds=TIMER_SLACK / (2 * TIMER_WINDOW))  # 2 windows' worth
+        due = [now + timedelta(seconds=1) + i * step for i in range(2 * TIMER_WINDOW)]
+        service.store.add_timers([timer(f"t{i:04d}", at) for i, at in enumerate(due)])
+        assert service._timer_round() == due[TIMER_WINDOW - 1]
+        assert service._timer_round(due[0]) == due[TIMER_WINDOW - 1]
+        service.clock.set(due[TIMER_WINDOW - 1])  # type: ignore[attr-defined]
+        service._fire_timers()
+        assert service.store.pending_timers() == TIMER_WINDOW  # the window fired, no more
+        assert service._timer_round() == due[-1]
+    finally:
+        service.stop()

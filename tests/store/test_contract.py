@@ -153,6 +153,14 @@ def test_the_last_timer_due_by_a_time(store: Any) -> None:
     assert store.last_timer_due_by(later(2) + timedelta(minutes=59)) == later(2)
     assert store.last_timer_due_by(later(3)) == later(3)  # a cron timer fires there too
     assert store.last_timer_due_by(later(99)) == later(4)
+    # of the `most` earliest only: the window closes at the most-th (cron timers count)
+    assert store.last_timer_due_by(later(99), most=1) == later(1)
+    assert store.last_timer_due_by(later(99), most=3) == later(3)
+    assert store.last_timer_due_by(later(99), most=9) == later(4)
+    assert store.last_timer_due_by(later(2), most=9) == later(2)  # `by` still bounds it
+    assert store.last_timer_due_by(later(0), most=9) is None
+    store.add_timer(timer("a2", later(1)))  # a tie: both due at once, counted by key
+    assert store.last_timer_due_by(later(99), most=2) == later(1)
 
 
 def test_timer_fields_round_trip(store: Any) -> None:

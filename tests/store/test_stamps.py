@@ -468,6 +468,18 @@ def test_a_timer_round_ends_with_the_last_timer_of_its_window_in_the_lane(
     timers.worker.lane = Lane()
     assert timers.worker.next_timer_round(slack) == T0 + timedelta(seconds=0.2)
     assert timers.worker.next_timer_round(timedelta(0)) == T0
+    # at most `most` of them: the window closes at its most-th timer (of the lane)
+    timers.worker.lane = Lane(0, 2)
+    assert timers.worker.next_timer_round(slack, most=1) == T0
+    assert timers.worker.next_timer_round(timedelta(seconds=1), most=2) == T0 + timedelta(
+        seconds=0.1)
+    assert timers.worker.next_timer_round(timedelta(seconds=1), most=3) == T0 + timedelta(
+        seconds=0.4)
+    timers.worker.lane = Lane(1, 2)
+    assert timers.worker.next_timer_round(timedelta(seconds=1), most=1) == T0 + timedelta(
+        seconds=0.2)
+    timers.worker.lane = Lane()
+    assert timers.worker.next_timer_round(slack, most=2) == T0 + timedelta(seconds=0.1)
 
 
 def test_a_lanes_window_behind_a_crowd_of_another_lanes_timers_waits_the_slack(

@@ -275,6 +275,15 @@ class StateQueries(SqlBase):
         last = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
                 .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(LAST_IN_LANE_ROWS)
                 .subquery())
+        # the first `most` due by then, in due order (a window of a bounded count); of a
+        # lane, among the first `scan` of any lane's
+        first = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
+                 .order_by(t.c.due_at, t.c.key).limit(bindparam("scan")).subquery())
+        first_most = {name: select(first.c.due_at).where(*where)
+                      .order_by(first.c.due_at, first.c.key).limit(bindparam("most")).subquery()
+                      for name, where in (("first_most", ()), ("first_most_lane", (
+                          func.jm_lane(first.c.profile_id, bindparam("lanes"))
+                          == bindparam("lane"),)))}
         # a lane worker's takeover (engine/runtime/takeover.py): the timers overdue since
         # long, and those of the profiles no live worker's lane holds
         overdue = takeover_statements(peek, t.c.due_at <= bindparam("since"), t.c.profile_id)
@@ -292,6 +301,7 @@ class StateQueries(SqlBase):
             "last_by_lane": select(last.c.due_at)
             .where(func.jm_lane(last.c.profile_id, bindparam("lanes")) == bindparam("lane"))
             .order_by(last.c.due_at.desc(), last.c.key.desc()).limit(1),
+            **{name: select(func.max(window.c.due_at)) for name, window in first_most.items()},
             "due": delete(t).where(t.c.key.in_(due)).returning(*returning),
             "keys": delete(t).where(among(t.c.key, "keys", pg=self._pg))
             .returning(*returning),
@@ -332,9 +342,14 @@ class StateQueries(SqlBase):
             return self._timer_time("next_journey", {})
         return self._timer_time("next", {}, lane=lane)
 
-    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None) -> datetime | None:
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None,
+                          most: int | None = None) -> datetime | None:
         """Of a lane: None also when none of the last LAST_IN_LANE_ROWS timers due by
-        then is the lane's."""
+        then is the lane's. With `most`, of the earliest LAST_IN_LANE_ROWS timers due by
+        then (the lane's first `most` among them)."""
+        if most is not None:
+            return self._timer_time("first_most", {"by": by, "most": most,
+                                                   "scan": LAST_IN_LANE_ROWS}, lane=lane)
         return self._timer_time("last_by", {"by": by}, lane=lane)
 
     def _timer_time(self, name: str, params: dict[str, Any], *,
