@@ -16,7 +16,8 @@ interpreter specializes per slot), and turns it back into the frozen class. Outs
 
 Only the plain case: fields set by `__init__` in order, defaults and default factories,
 no `__post_init__`, no keyword-only fields, no dataclass base (the twin must have the
-class's exact layout). Anything else is refused when the class is decorated.
+class's exact layout). Anything else is refused when the class is decorated. An
+instance of a subclass is built by the dataclass's own `__init__`.
 tests/core/test_frozen.py checks a decorated class against the plain dataclass.
 """
 
@@ -45,7 +46,7 @@ def quick_init(cls: type[T]) -> type[T]:
 
     twin = type(f"_{cls.__name__}Building", (), {"__slots__": cls.__dict__["__slots__"]})
     scope: dict[str, Any] = {"_twin": twin, "_cls": cls, "_set": object.__setattr__,
-                             "_unset": _UNSET}
+                             "_unset": _UNSET, "_dataclass_init": cls.__init__}
     params_src, body = [], []
     for f in fields:
         if f.default is not dataclasses.MISSING:
@@ -57,7 +58,11 @@ def quick_init(cls: type[T]) -> type[T]:
             body.append(f"    if {f.name} is _unset: {f.name} = _factory_{f.name}()\n")
         else:
             params_src.append(f.name)
+    names = ", ".join(f"{f.name}={f.name}" for f in fields)
     source = (f"def __init__(self, {', '.join(params_src)}):\n" + "".join(body)
+              # a subclass's instance (the twin has the class's layout, not the
+              # subclass's): the dataclass's own __init__
+              + f"    if type(self) is not _cls:\n        return _dataclass_init(self, {names})\n"
               + "    _set(self, '__class__', _twin)\n"
               + "".join(f"    self.{f.name} = {f.name}\n" for f in fields)
               + "    self.__class__ = _cls\n")

@@ -154,3 +154,15 @@ def test_the_engine_values_built_through_it_are_still_frozen() -> None:
         first = dataclasses.fields(cls)[0].name
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(sample, first, None)
+
+
+def test_a_subclass_instance_stays_of_its_class() -> None:
+    class Tagged(Quick):
+        __slots__ = ("tag",)
+
+    tagged = Tagged("a", 2)
+    assert type(tagged) is Tagged
+    assert tagged == Tagged("a", 2)
+    assert tagged.tags == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tagged.name = "b"  # type: ignore[misc]
