@@ -273,11 +273,11 @@ class TimerStore(Protocol):
                       lane: Lane | None = None) -> datetime | None:
         """The earliest timer's due time (of `lane`'s profiles, if given; SQLite)."""
         ...
-    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None,
-                          most: int | None = None) -> datetime | None:
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None, most: int | None
+                          = None, since: datetime | None = None) -> datetime | None:
         """When the last of a window of timers comes due: the latest of those due by `by`
-        (of `lane`'s profiles, if given; SQLite), or of their `most` earliest. None if the
-        store does not know (a store may bound its search)."""
+        (of `lane`'s profiles, if given; SQLite), or of the `most` earliest due from
+        `since` on. None if the store does not know (a store may bound its search)."""
         ...
     def pending_timers(self) -> int: ...
 

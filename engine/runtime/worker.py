@@ -494,16 +494,16 @@ class Worker:
 
     def next_timer_round(self, slack: timedelta, most: int | None = None) -> datetime | None:
         """When the last timer (of this worker's lane, on SQLite) due within `slack` of
-        the earliest, or of the `most` earliest, comes due: they fire together, the last
-        on time (docs/service.md); the whole slack if the store cannot say; the end of
-        the wait after a transient error."""
+        the earliest, or of the `most` earliest, comes due: they fire together, the last on
+        time (docs/service.md); the slack if the store cannot say; a transient's wait."""
         if (resume := self.transients.waiting_until("timers")) is not None:
             return resume
         lane = self.lane if self.snapshots is not None else None
         if (earliest := self.store.next_timer_at(lane=lane)) is None:
             return None
-        last = self.store.last_timer_due_by(earliest + slack, lane=lane, most=most)
-        return last if last is not None and last >= earliest else earliest + slack
+        by = earliest + slack
+        last = self.store.last_timer_due_by(by, lane=lane, most=most, since=earliest)
+        return last if last is not None and last >= earliest else by
 
     def run_once(self) -> int:
         return self.handle_events() + self.fire_timers() + self.dispatch()

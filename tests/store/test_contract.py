@@ -161,6 +161,10 @@ def test_the_last_timer_due_by_a_time(store: Any) -> None:
     assert store.last_timer_due_by(later(0), most=9) is None
     store.add_timer(timer("a2", later(1)))  # a tie: both due at once, counted by key
     assert store.last_timer_due_by(later(99), most=2) == later(1)
+    # counted from `since` (the window's start) on: older timers are not in it
+    assert store.last_timer_due_by(later(99), most=1, since=later(2)) == later(2)
+    assert store.last_timer_due_by(later(99), most=2, since=later(2)) == later(3)
+    assert store.last_timer_due_by(later(99), most=9, since=later(5)) is None
 
 
 def test_timer_fields_round_trip(store: Any) -> None:

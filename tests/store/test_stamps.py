@@ -504,6 +504,29 @@ def test_a_lanes_window_behind_a_crowd_of_another_lanes_timers_waits_the_slack(
     assert timers.worker.next_timer_round(slack) == T0
 
 
+def test_a_lanes_window_of_at_most_most_timers_is_not_cut_by_another_lanes_backlog(
+        timers: InMemoryEngine) -> None:
+    """With `most` (the service's TIMER_WINDOW), the window is counted from the lane's
+    earliest timer: another lane's overdue backlog, however long, neither hides the
+    lane's timers (a round the whole slack late) nor shrinks its window (a run per
+    timer). Found in review: the count first started at the oldest timer of any lane."""
+    from engine.store.sql.state import LAST_IN_LANE_ROWS
+    from tests.store.helpers import timer
+
+    mine, theirs = _in_lane(0), _in_lane(1)
+    old = T0 - timedelta(minutes=1)  # lane 1 is behind
+    timers.store.add_timers(
+        [timer(f"theirs{i}", old, profile=theirs) for i in range(LAST_IN_LANE_ROWS)]
+        + [timer(f"mine{i}", T0 + timedelta(seconds=0.05 * i), profile=mine)
+           for i in range(4)])
+    slack = timedelta(seconds=0.25)
+    timers.worker.lane = Lane(0, 2)
+    assert timers.worker.next_timer_round(slack, most=64) == T0 + timedelta(seconds=0.15)
+    assert timers.worker.next_timer_round(slack, most=2) == T0 + timedelta(seconds=0.05)
+    timers.worker.lane = Lane(1, 2)
+    assert timers.worker.next_timer_round(slack, most=64) == old
+
+
 def test_a_timer_round_after_a_transient_error_waits_for_its_end(
         timers: InMemoryEngine) -> None:
     from tests.store.helpers import timer

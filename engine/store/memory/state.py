@@ -194,10 +194,11 @@ class MemoryState:
         due = [t.due_at for t in self.timers.values() if t.step != CRON_STEP]
         return min(due) if due else None
 
-    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None,
-                          most: int | None = None) -> datetime | None:
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None, most: int | None
+                          = None, since: datetime | None = None) -> datetime | None:
         del lane
-        due = sorted((t.due_at, t.key) for t in self.timers.values() if t.due_at <= by)
+        due = sorted((t.due_at, t.key) for t in self.timers.values()
+                     if t.due_at <= by and (since is None or t.due_at >= since))
         return max((at for at, _ in due[:most]), default=None)
 
     # --- segments and records --------------------------------------------------------

@@ -10,7 +10,7 @@ never get the same timer; `lock_profile` is a transaction-scoped advisory lock.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -43,7 +43,8 @@ def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
 # SQLite's primary result codes that say the database, not the statement, is in the way:
 # busy, locked, out of memory, read-only, I/O error, full, cannot open, WAL protocol.
 SQLITE_WAIT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
-# `last_timer_due_by` of a lane looks at this many of the last timers only (None beyond)
+# `last_timer_due_by` of a lane looks at this many timers only (None beyond): the last
+# due by the window's end, or (given `most`) the first from the window's start
 LAST_IN_LANE_ROWS = 1000
 
 
@@ -275,15 +276,19 @@ class StateQueries(SqlBase):
         last = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
                 .order_by(t.c.due_at.desc(), t.c.key.desc()).limit(LAST_IN_LANE_ROWS)
                 .subquery())
-        # the first `most` due by then, in due order (a window of a bounded count); of a
-        # lane, among the first `scan` of any lane's
-        first = (select(t.c.due_at, t.c.key, t.c.profile_id).where(t.c.due_at <= bindparam("by"))
-                 .order_by(t.c.due_at, t.c.key).limit(bindparam("scan")).subquery())
-        first_most = {name: select(first.c.due_at).where(*where)
-                      .order_by(first.c.due_at, first.c.key).limit(bindparam("most")).subquery()
-                      for name, where in (("first_most", ()), ("first_most_lane", (
-                          func.jm_lane(first.c.profile_id, bindparam("lanes"))
-                          == bindparam("lane"),)))}
+        # A window of a bounded count: the first `most` timers due from its start to its
+        # end, in due order; of a lane, among the first LAST_IN_LANE_ROWS of any lane's
+        # (another lane's crowd is not walked row by row). From the window's start, not
+        # from the oldest timer: another lane's overdue backlog is not in the way.
+        in_window = (t.c.due_at >= bindparam("window_from"), t.c.due_at <= bindparam("by"))
+        first = (select(t.c.due_at, t.c.key, t.c.profile_id).where(*in_window)
+                 .order_by(t.c.due_at, t.c.key).limit(LAST_IN_LANE_ROWS).subquery())
+        first_most = {
+            "first_most": select(t.c.due_at).where(*in_window).order_by(t.c.due_at, t.c.key)
+            .limit(bindparam("most")).subquery(),
+            "first_most_lane": select(first.c.due_at)
+            .where(func.jm_lane(first.c.profile_id, bindparam("lanes")) == bindparam("lane"))
+            .order_by(first.c.due_at, first.c.key).limit(bindparam("most")).subquery()}
         # a lane worker's takeover (engine/runtime/takeover.py): the timers overdue since
         # long, and those of the profiles no live worker's lane holds
         overdue = takeover_statements(peek, t.c.due_at <= bindparam("since"), t.c.profile_id)
@@ -294,9 +299,10 @@ class StateQueries(SqlBase):
                 among(t.c.key, "keys", pg=self._pg)),
             "next_lane": select(t.c.due_at).where(in_lane).order_by(t.c.due_at, t.c.key)
             .limit(1),
-            # the last of a window's timers (engine/runtime/worker.py, `next_timer_round`);
-            # of a lane: among the last LAST_IN_LANE_ROWS timers by then only, so that a
-            # cluster of another lane's timers (a cron storm's) is not walked row by row
+            # the last of a window's timers (engine/runtime/worker.py, `next_timer_round`,
+            # without `most`); of a lane: among the last LAST_IN_LANE_ROWS timers by then
+            # only, so that a cluster of another lane's timers (a cron storm's) is not
+            # walked row by row
             "last_by": select(func.max(t.c.due_at)).where(t.c.due_at <= bindparam("by")),
             "last_by_lane": select(last.c.due_at)
             .where(func.jm_lane(last.c.profile_id, bindparam("lanes")) == bindparam("lane"))
@@ -342,14 +348,15 @@ class StateQueries(SqlBase):
             return self._timer_time("next_journey", {})
         return self._timer_time("next", {}, lane=lane)
 
-    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None,
-                          most: int | None = None) -> datetime | None:
+    def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None, most: int | None
+                          = None, since: datetime | None = None) -> datetime | None:
         """Of a lane: None also when none of the last LAST_IN_LANE_ROWS timers due by
-        then is the lane's. With `most`, of the earliest LAST_IN_LANE_ROWS timers due by
-        then (the lane's first `most` among them)."""
+        then is the lane's; with `most`, none of the first LAST_IN_LANE_ROWS due from
+        `since` on (the lane's first `most` among them)."""
         if most is not None:
+            window_from = since if since is not None else datetime(1, 1, 1, tzinfo=UTC)
             return self._timer_time("first_most", {"by": by, "most": most,
-                                                   "scan": LAST_IN_LANE_ROWS}, lane=lane)
+                                                   "window_from": window_from}, lane=lane)
         return self._timer_time("last_by", {"by": by}, lane=lane)
 
     def _timer_time(self, name: str, params: dict[str, Any], *,
