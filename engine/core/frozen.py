@@ -14,62 +14,99 @@ interpreter specializes per slot), and turns it back into the frozen class. Outs
 `__hash__`, `__repr__`, `replace()` and pickling are the dataclass's own. 395 against
 1,535 ns an `Enrollment`; from two fields up it is faster (a lone field is not).
 
-Only the plain case: fields set by `__init__` in order, defaults and default factories,
-no `__post_init__`, no keyword-only fields, no dataclass base (the twin must have the
-class's exact layout). Anything else is refused when the class is decorated. An
-instance of a subclass is built by the dataclass's own `__init__`.
-tests/core/test_frozen.py checks a decorated class against the plain dataclass.
+Only the plain case: the dataclass's own `__init__` setting every field in order,
+defaults and default factories; no `__post_init__`, `InitVar`, keyword-only or non-init
+field, no base class (the twin must have the class's exact layout). Anything else is
+refused when the class is decorated. An instance of a subclass is built by the
+dataclass's own `__init__`.
+tests/engine/test_frozen.py checks a decorated class against the plain dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
-_UNSET = object()  # a default factory's argument not given
+
+class _Factory:
+    """A default factory's argument not given (shown as dataclasses shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_UNSET = _Factory()
+_PREFIX = "__quick_"  # the generated code's own names: no field may start with it
 
 
 def quick_init(cls: type[T]) -> type[T]:
     """Decorate a `@dataclass(frozen=True, slots=True)` class (this decorator above it)."""
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__}: quick_init takes a frozen, slotted dataclass")
-    if cls.__bases__ != (object,) or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: quick_init takes no base class or __post_init__")
-    fields = dataclasses.fields(cast(Any, cls))
-    if any(not f.init or f.kw_only for f in fields):
-        raise TypeError(f"{cls.__name__}: quick_init takes positional init fields only")
-    if tuple(cls.__dict__["__slots__"]) != tuple(f.name for f in fields):
-        raise TypeError(f"{cls.__name__}: its slots are not its fields")
-
-    twin = type(f"_{cls.__name__}Building", (), {"__slots__": cls.__dict__["__slots__"]})
-    scope: dict[str, Any] = {"_twin": twin, "_cls": cls, "_set": object.__setattr__,
-                             "_unset": _UNSET, "_dataclass_init": cls.__init__}
-    params_src, body = [], []
+    fields = _checked_fields(cls)
+    slots = cls.__dict__["__slots__"]
+    twin = type(f"_{cls.__name__}Building", (), {"__slots__": slots})
+    # The generated code's names are the parameters of a function that makes __init__,
+    # so they are closure cells, and __init__'s globals are the class's module's (its
+    # annotations resolve there), as dataclasses does it.
+    scope: dict[str, Any] = {f"{_PREFIX}twin": twin, f"{_PREFIX}cls": cls,
+                             f"{_PREFIX}set": object.__setattr__, f"{_PREFIX}unset": _UNSET,
+                             f"{_PREFIX}dataclass_init": cls.__init__}
+    params, body = [], []
     for f in fields:
         if f.default is not dataclasses.MISSING:
-            scope[f"_default_{f.name}"] = f.default
-            params_src.append(f"{f.name}=_default_{f.name}")
+            scope[f"{_PREFIX}default_{f.name}"] = f.default
+            params.append(f"{f.name}={_PREFIX}default_{f.name}")
         elif f.default_factory is not dataclasses.MISSING:
-            scope[f"_factory_{f.name}"] = f.default_factory
-            params_src.append(f"{f.name}=_unset")
-            body.append(f"    if {f.name} is _unset: {f.name} = _factory_{f.name}()\n")
+            scope[f"{_PREFIX}factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}={_PREFIX}unset")
+            body.append(f"  if {f.name} is {_PREFIX}unset: {f.name} = "
+                        f"{_PREFIX}factory_{f.name}()")
         else:
-            params_src.append(f.name)
-    names = ", ".join(f"{f.name}={f.name}" for f in fields)
-    source = (f"def __init__(self, {', '.join(params_src)}):\n" + "".join(body)
-              # a subclass's instance (the twin has the class's layout, not the
-              # subclass's): the dataclass's own __init__
-              + f"    if type(self) is not _cls:\n        return _dataclass_init(self, {names})\n"
-              + "    _set(self, '__class__', _twin)\n"
-              + "".join(f"    self.{f.name} = {f.name}\n" for f in fields)
-              + "    self.__class__ = _cls\n")
-    exec(source, scope)  # as dataclasses builds its own __init__
-    init = scope["__init__"]
+            params.append(f.name)
+    self_ = f"{_PREFIX}self"
+    by_name = ", ".join(f"{f.name}={f.name}" for f in fields)
+    lines = [
+        f"def __init__({self_}, {', '.join(params)}):", *body,
+        # a subclass's instance (the twin has the class's layout, not the subclass's):
+        # the dataclass's own __init__
+        f"  if type({self_}) is not {_PREFIX}cls:",
+        f"    return {_PREFIX}dataclass_init({self_}, {by_name})",
+        f"  {_PREFIX}set({self_}, '__class__', {_PREFIX}twin)",
+        *(f"  {self_}.{f.name} = {f.name}" for f in fields),
+        f"  {self_}.__class__ = {_PREFIX}cls",
+    ]
+    maker = (f"def {_PREFIX}make({', '.join(scope)}):\n"
+             + "".join(f"  {line}\n" for line in lines) + "  return __init__\n")
+    namespace: dict[str, Any] = {}
+    exec(maker, sys.modules[cls.__module__].__dict__, namespace)  # as dataclasses does
+    init = namespace[f"{_PREFIX}make"](**scope)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
     setattr(cls, "__init__", init)  # noqa: B010 - mypy refuses assigning a method
     return cls
+
+
+def _checked_fields(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
+    """The class's fields, if quick_init builds it as its dataclass would; else refused."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if (params is None or not params.frozen or not params.init
+            or "__slots__" not in cls.__dict__):
+        raise TypeError(f"{cls.__name__}: quick_init takes a frozen, slotted dataclass "
+                        "with its own __init__")
+    if cls.__bases__ != (object,) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: quick_init takes no base class or __post_init__")
+    init = cls.__dict__.get("__init__")
+    if getattr(getattr(init, "__code__", None), "co_filename", None) != "<string>":
+        raise TypeError(f"{cls.__name__}: quick_init replaces only dataclasses' __init__")
+    every = cast(dict[str, dataclasses.Field[Any]], cls.__dict__["__dataclass_fields__"])
+    fields = dataclasses.fields(cast(Any, cls))
+    if len(every) != len(fields) or any(not f.init or f.kw_only for f in fields):
+        raise TypeError(f"{cls.__name__}: quick_init takes positional init fields only "
+                        "(no InitVar, keyword-only or non-init field)")
+    if any(f.name.startswith(_PREFIX) for f in fields):
+        raise TypeError(f"{cls.__name__}: a field's name is quick_init's")
+    if tuple(cls.__dict__["__slots__"]) != tuple(f.name for f in fields):
+        raise TypeError(f"{cls.__name__}: its slots are not its fields")
+    return fields

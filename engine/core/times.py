@@ -24,10 +24,14 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@lru_cache(maxsize=1024)
 def span(value: timedelta) -> str:
     """`30d`, `12h`, `90m`, `45s`: a duration as journeys write it. Kept once made: a
     journey's waits are a few durations, described in every wait's decision."""
+    return _span(value)
+
+
+@lru_cache(maxsize=1024)
+def _span(value: timedelta) -> str:
     seconds = value.total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:

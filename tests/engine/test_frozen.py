@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import pickle
-from dataclasses import dataclass, field
+import typing
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,11 +100,9 @@ def test_bad_calls_fail_as_the_dataclass_fails() -> None:
             Quick(*bad_args, **bad_kwargs)
 
 
-def test_the_signature_is_the_dataclass_one() -> None:
-    quick = inspect.signature(Quick)
-    plain = inspect.signature(Plain)
-    assert list(quick.parameters) == list(plain.parameters)
-    assert [p.default for p in quick.parameters.values()][:2] == [inspect.Parameter.empty, 0]
+def test_the_signature_and_type_hints_are_the_dataclass_ones() -> None:
+    assert str(inspect.signature(Quick)) == str(inspect.signature(Plain))  # <factory> too
+    assert typing.get_type_hints(Quick.__init__) == typing.get_type_hints(Plain.__init__)
 
 
 def test_refuses_what_it_does_not_build() -> None:
@@ -130,7 +129,28 @@ def test_refuses_what_it_does_not_build() -> None:
     class NotInInit:
         a: int = field(init=False, default=1)
 
-    for cls in (WithPostInit, NoSlots, NotFrozen, KeywordOnly, NotInInit, int):
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        a: int
+        b: InitVar[int] = 0
+
+    @dataclass(frozen=True, slots=True)
+    class OwnInit:
+        a: int
+
+        def __init__(self, a: str) -> None:
+            object.__setattr__(self, "a", int(a))
+
+    @dataclass(frozen=True, slots=True, init=False)
+    class NoInit:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class TakenName:
+        __quick_twin__: int  # (a name ending in __ is not mangled)
+
+    for cls in (WithPostInit, NoSlots, NotFrozen, KeywordOnly, NotInInit, WithInitVar, OwnInit,
+                NoInit, TakenName, int):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(cls)
 
@@ -140,7 +160,8 @@ def _decorated() -> list[type[Any]]:
     return [value for module in (model, steps_base, values) for value in vars(module).values()
             if isinstance(value, type) and value.__module__ == module.__name__
             and dataclasses.is_dataclass(value)
-            and "_twin" in getattr(value.__init__, "__code__", quick_init.__code__).co_names]
+            and "__quick_twin" in getattr(value.__init__, "__code__", quick_init.__code__)
+            .co_freevars]
 
 
 def test_the_engine_values_built_through_it_are_still_frozen() -> None:
@@ -166,3 +187,16 @@ def test_a_subclass_instance_stays_of_its_class() -> None:
     assert tagged.tags == {}
     with pytest.raises(dataclasses.FrozenInstanceError):
         tagged.name = "b"  # type: ignore[misc]
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Named:
+    self: str  # a field may be named as the generated code's first parameter is not
+    cls: int = 1
+
+
+def test_fields_named_self_or_cls() -> None:
+    named = Named("me", 2)
+    assert (named.self, named.cls) == ("me", 2)
+    assert Named(self="me") == Named("me", 1)
