@@ -19,21 +19,17 @@ import engine.values as values
 from engine.core.frozen import quick_init
 
 
-@dataclass(frozen=True, slots=True)
-class Plain:
-    name: str
-    count: int = 0
-    tags: dict[str, Any] = field(default_factory=dict)
-    when: datetime | None = None
+def _value_class(name: str) -> Any:
+    """The same frozen dataclass twice: as dataclasses builds it, and through quick_init."""
+    return dataclass(frozen=True, slots=True)(type(name, (), {
+        "__annotations__": {"name": "str", "count": "int", "tags": "dict[str, Any]",
+                            "when": "datetime | None"},
+        "count": 0, "tags": field(default_factory=dict), "when": None,
+        "__module__": __name__}))
 
 
-@quick_init
-@dataclass(frozen=True, slots=True)
-class Quick:
-    name: str
-    count: int = 0
-    tags: dict[str, Any] = field(default_factory=dict)
-    when: datetime | None = None
+Plain = _value_class("Plain")
+Quick = quick_init(_value_class("Quick"))
 
 
 CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [

@@ -13,8 +13,10 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -373,20 +375,34 @@ def test_work_that_is_due_again_at_once_runs_again_at_once(
     loop.close()
 
 
-def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -> None:
-    """`serve`'s and `worker`'s timer loop (engine/service.py): after its run, the next
-    is when the last timer due within TIMER_SLACK of the earliest comes due."""
-    from engine.service import TIMER_SLACK, Service
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@contextmanager
+def _service_at(tmp_path: Path, now: datetime) -> Iterator[Any]:
+    """A `Service` on a SQLite file with one journey and a fake clock at `now`."""
+    from engine.service import Service
     from engine.testing import FakeClock
     from tests.engine.helpers import HELLO, stub_email, write_folder
-    from tests.store.helpers import timer
 
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     folder = write_folder(tmp_path / "j", {"hello": HELLO},
                           {"welcome": stub_email("welcome")})
     service = Service(folder, f"sqlite:///{tmp_path / 't.db'}", channels={},
                       clock=FakeClock(now))
     try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -> None:
+    """`serve`'s and `worker`'s timer loop (engine/service.py): after its run, the next
+    is when the last timer due within TIMER_SLACK of the earliest comes due."""
+    from engine.service import TIMER_SLACK
+    from tests.store.helpers import timer
+
+    now = NOW
+    with _service_at(tmp_path, now) as service:
         first, last = now + timedelta(seconds=1), now + timedelta(seconds=1.2)
         service.store.add_timers([timer("a", first), timer("b", last),
                                   timer("c", first + timedelta(seconds=TIMER_SLACK + 0.01))])
@@ -396,24 +412,16 @@ def test_the_timer_loop_reports_when_its_window_of_timers_ends(tmp_path: Path) -
         assert service._timer_round(first) == last
         service.start()
         assert service._loops["timers"].plan == service._timer_round
-    finally:
-        service.stop()
 
 
 def test_a_window_of_dense_timers_closes_at_its_timer_window_th(tmp_path: Path) -> None:
     """Timers due densely (more than TIMER_WINDOW within the slack): the window closes
     at the TIMER_WINDOW-th, so the last of it does not wait for hundreds before it."""
-    from engine.service import TIMER_SLACK, TIMER_WINDOW, Service
-    from engine.testing import FakeClock
-    from tests.engine.helpers import HELLO, stub_email, write_folder
+    from engine.service import TIMER_SLACK, TIMER_WINDOW
     from tests.store.helpers import timer
 
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    folder = write_folder(tmp_path / "j", {"hello": HELLO},
-                          {"welcome": stub_email("welcome")})
-    service = Service(folder, f"sqlite:///{tmp_path / 't.db'}", channels={},
-                      clock=FakeClock(now))
-    try:
+    now = NOW
+    with _service_at(tmp_path, now) as service:
         step = timedelta(seconds=TIMER_SLACK / (2 * TIMER_WINDOW))  # 2 windows' worth
         due = [now + timedelta(seconds=1) + i * step for i in range(2 * TIMER_WINDOW)]
         service.store.add_timers([timer(f"t{i:04d}", at) for i, at in enumerate(due)])
@@ -423,5 +431,3 @@ def test_a_window_of_dense_timers_closes_at_its_timer_window_th(tmp_path: Path) 
         service._fire_timers()
         assert service.store.pending_timers() == TIMER_WINDOW  # the window fired, no more
         assert service._timer_round() == due[-1]
-    finally:
-        service.stop()
