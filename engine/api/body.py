@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zlib
 from typing import Any
 
@@ -104,12 +103,23 @@ class Inflater:
             raise ApiError(400, f"body is not valid {self.encoding}: it ends too early")
 
 
-LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Every byte to "0" if it is a digit, else to a space: a body has a run of 19 digits or
+# more (a number orjson would read as a float, or as too large) where the translation
+# holds LONG_RUN. Translated and searched, a batch body of 100 events took 10 us;
+# `re.compile(rb"[0-9]{19}").search` took 176 (bench/ingest_bench.py's: 32 against 515),
+# ~15% of the API's CPU per event in bench/journey_bench.py's race (2026-12-06).
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+LONG_RUN = b"0" * 19
+
+
+def has_long_number(raw: bytes) -> bool:
+    """Whether `raw` holds a run of 19 digits or more."""
+    return LONG_RUN in raw.translate(_DIGITS)
 
 
 def parse_json(raw: bytes) -> Any:
     """The JSON value of `raw`, or an ApiError(400) saying what is wrong with it."""
-    if LONG_NUMBER.search(raw) is None:
+    if not has_long_number(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
