@@ -51,6 +51,12 @@ _DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN = b"0" * 19
 
 
+def has_long_number(raw: bytes) -> bool:
+    """Whether `raw` holds a run of 19 digits or more: a number orjson would read as a
+    float, or refuse (the API's bodies, engine/api/body.py; the store's documents)."""
+    return _LONG_RUN in raw.translate(_DIGITS_ONLY)
+
+
 def loads_exact(text: str | bytes) -> Any:
     """`loads` for JSON text this process's `dumps` wrote (SQLite's JSON columns):
     orjson reads an integer beyond 64 bits as a float, silently rounded, and `dumps`
@@ -77,7 +83,7 @@ def _loads_long_digits(text: str | bytes, parse_int: Callable[[str], Any] | None
     if text in ("null", b"null"):
         return None
     raw = text if isinstance(text, bytes) else text.encode(errors="surrogatepass")
-    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
+    if has_long_number(raw):
         return json.loads(text, parse_int=parse_int)
     return loads(text)
 

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from engine.api.body import has_long_number, parse_json
+from engine.api.body import parse_json
+from engine.jsonfast import has_long_number
 
 LONG = re.compile(rb"[0-9]{19}")  # what it stands in for
 
