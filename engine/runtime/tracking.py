@@ -36,6 +36,7 @@ from engine.core.times import iso
 from engine.ports import Engagement, OutboxRecord, Store
 from engine.runtime.events import normalize
 from engine.runtime.identity import person_of
+from engine.runtime.tokens import b64, unb64
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, SigningSecret
 from journeys.templating import Rendered
 
@@ -56,12 +57,6 @@ _TEXT_URL = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
 _TRAILING = ".,;:!?"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class TrackingLinks:
@@ -77,10 +72,10 @@ class TrackingLinks:
 
     @staticmethod
     def _sign(key: bytes, payload: str) -> str:
-        return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18])
+        return b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:18])
 
     def _token(self, *parts: str) -> str:
-        payload = _b64("\n".join(parts).encode())
+        payload = b64("\n".join(parts).encode())
         return f"{payload}.{self._sign(self._keys[0][0], payload)}"
 
     def _verify(self, token: str, kind: str, count: int,
@@ -91,7 +86,7 @@ class TrackingLinks:
                 for key, secret in self._keys):
             return None
         try:
-            parts = _unb64(payload).decode().split("\n", count)
+            parts = unb64(payload).decode().split("\n", count)
         except (ValueError, UnicodeDecodeError):
             return None
         return parts[1:] if len(parts) == count + 1 and parts[0] == kind else None
@@ -123,6 +118,7 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
     """The message with its links tracked (`clicks`) and an open pixel (`opens`). URLs
     starting with one of `keep` (the unsubscribe link) stay as they are."""
     positions: dict[str, int] = {}
+    urls: dict[str, str] = {}  # a link's tracked URL, signed once (the HTML's and the text's)
     untracked: set[str] = set()
     kept = tuple(keep)
 
@@ -130,8 +126,11 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
         if (not url.lower().startswith(("http://", "https://")) or url in untracked
                 or url.startswith(kept)):
             return None
-        position = positions.setdefault(url, len(positions) + 1)
-        return links.click_url(key, position, url)
+        new = urls.get(url)
+        if new is None:
+            position = positions.setdefault(url, len(positions) + 1)
+            new = urls[url] = links.click_url(key, position, url)
+        return new
 
     def anchor(match: re.Match[str]) -> str:
         tag = match.group(0)

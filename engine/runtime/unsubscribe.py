@@ -20,12 +20,13 @@ still verify; they name a profile id, which the API resolves the same way.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from engine.runtime.tokens import b64, unb64
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 USER, ANONYMOUS, PROFILE = "user_id", "anonymous_id", "profile"
@@ -54,12 +55,6 @@ class SigningSecret:
         return self.until is None or when is None or when < self.until
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _key(secret: str) -> bytes:
@@ -78,14 +73,14 @@ class UnsubscribeLinks:
 
     @staticmethod
     def _sign(key: bytes, payload: str) -> str:
-        return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:24])
+        return b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:24])
 
     def token(self, person: Person, channel: str) -> str:
         if person.kind in _KIND_CODES:
             text = f"{_VERSION}\n{channel}\n{_KIND_CODES[person.kind]}\n{person.value}"
         else:  # a bare profile id: the format links had before they named people
             text = f"{channel}\n{person.value}"
-        payload = _b64(text.encode())
+        payload = b64(text.encode())
         return f"{payload}.{self._sign(self._keys[0][0], payload)}"
 
     def url(self, person: Person, channel: str) -> str:
@@ -100,7 +95,7 @@ class UnsubscribeLinks:
                 for key, secret in self._keys):
             return None
         try:
-            parts = _unb64(payload).decode().split("\n")
+            parts = unb64(payload).decode().split("\n")
         except (ValueError, UnicodeDecodeError):
             return None
         if len(parts) == 4 and parts[0] == _VERSION and parts[2] in _CODE_KINDS:

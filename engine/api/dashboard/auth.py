@@ -10,13 +10,14 @@ something carries it, and a POST without the right one is refused (403).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
+
+from engine.runtime.tokens import b64, unb64
 
 ROLES = ("viewer", "editor")
 SESSION_COOKIE = "jm_session"
@@ -69,10 +70,10 @@ class Sessions:
                              hashlib.sha256).digest()
 
     def _mac(self, data: bytes) -> str:
-        return _b64(hmac.new(self._key, data, hashlib.sha256).digest())
+        return b64(hmac.new(self._key, data, hashlib.sha256).digest())
 
     def issue(self, name: str, role: str, now: float) -> str:
-        payload = _b64(json.dumps({"u": name, "r": role, "s": secrets.token_urlsafe(16),
+        payload = b64(json.dumps({"u": name, "r": role, "s": secrets.token_urlsafe(16),
                                    "t": int(now)}).encode())
         return f"{payload}.{self._mac(payload.encode())}"
 
@@ -84,7 +85,7 @@ class Sessions:
         if not hmac.compare_digest(mac, self._mac(payload.encode())):
             return None
         try:
-            data = json.loads(_unb64(payload))
+            data = json.loads(unb64(payload))
             name, sid, issued = str(data["u"]), str(data["s"]), int(data["t"])
         except (ValueError, KeyError, TypeError):
             return None
@@ -110,9 +111,3 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
