@@ -65,13 +65,14 @@ def quick_init(cls: type[T]) -> type[T]:
                         f"{_PREFIX}factory_{f.name}()")
         else:
             params.append(f.name)
-    self_ = f"{_PREFIX}self"
+    # `self` as dataclasses names it, unless a field is so named
+    self_ = f"{_PREFIX}self" if any(f.name == "self" for f in fields) else "self"
     by_name = ", ".join(f"{f.name}={f.name}" for f in fields)
     lines = [
         f"def __init__({self_}, {', '.join(params)}):", *body,
         # a subclass's instance (the twin has the class's layout, not the subclass's):
         # the dataclass's own __init__
-        f"  if type({self_}) is not {_PREFIX}cls:",
+        f"  if {self_}.__class__ is not {_PREFIX}cls:",  # not type(): a field may be `type`
         f"    return {_PREFIX}dataclass_init({self_}, {by_name})",
         f"  {_PREFIX}set({self_}, '__class__', {_PREFIX}twin)",
         *(f"  {self_}.{f.name} = {f.name}" for f in fields),
@@ -80,7 +81,8 @@ def quick_init(cls: type[T]) -> type[T]:
     maker = (f"def {_PREFIX}make({', '.join(scope)}):\n"
              + "".join(f"  {line}\n" for line in lines) + "  return __init__\n")
     namespace: dict[str, Any] = {}
-    exec(maker, sys.modules[cls.__module__].__dict__, namespace)  # as dataclasses does
+    module = sys.modules.get(cls.__module__)
+    exec(maker, module.__dict__ if module else {}, namespace)  # as dataclasses does
     init = namespace[f"{_PREFIX}make"](**scope)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
@@ -98,11 +100,16 @@ def _checked_fields(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
     if cls.__bases__ != (object,) or hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: quick_init takes no base class or __post_init__")
     init = cls.__dict__.get("__init__")
+    # dataclasses compiles its __init__ from a string: a hand-written one has a file
+    # (one itself compiled from a string, by exec, is not told apart)
     if getattr(getattr(init, "__code__", None), "co_filename", None) != "<string>":
         raise TypeError(f"{cls.__name__}: quick_init replaces only dataclasses' __init__")
     every = cast(dict[str, dataclasses.Field[Any]], cls.__dict__["__dataclass_fields__"])
+    # an InitVar is an __init__ argument but no field (a ClassVar is neither: harmless)
+    init_vars = [f for f in every.values()
+                 if getattr(f, "_field_type", None) is getattr(dataclasses, "_FIELD_INITVAR", ())]
     fields = dataclasses.fields(cast(Any, cls))
-    if len(every) != len(fields) or any(not f.init or f.kw_only for f in fields):
+    if init_vars or any(not f.init or f.kw_only for f in fields):
         raise TypeError(f"{cls.__name__}: quick_init takes positional init fields only "
                         "(no InitVar, keyword-only or non-init field)")
     if any(f.name.startswith(_PREFIX) for f in fields):

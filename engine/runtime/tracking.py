@@ -57,8 +57,6 @@ _TEXT_URL = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
 _TRAILING = ".,;:!?"
 
 
-
-
 class TrackingLinks:
     """Signed click, open and message tokens; the first secret signs, every secret still
     valid verifies (rotation as for unsubscribe links)."""
@@ -107,7 +105,6 @@ class TrackingLinks:
     def verify_open(self, token: str, now: datetime | None = None) -> str | None:
         parts = self._verify(token, _OPEN, 1, now)
         return parts[0] if parts else None
-
 
 
 # --- rewriting a rendered email --------------------------------------------------------

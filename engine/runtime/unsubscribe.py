@@ -55,8 +55,6 @@ class SigningSecret:
         return self.until is None or when is None or when < self.until
 
 
-
-
 def _key(secret: str) -> bytes:
     # The same derivation as before rotation existed, so links in mail already sent verify.
     return hashlib.sha256(b"journeyman-unsubscribe:" + secret.encode()).digest()

@@ -55,6 +55,9 @@ def test_passwords_are_salted_scrypt_and_sessions_are_signed() -> None:
     assert Sessions("other").read(cookie, 1001.0) is None  # another secret
     payload, mac = cookie.split(".")
     assert sessions.read(payload[:-2] + "xx." + mac, 1001.0) is None  # tampered
+    assert sessions.read("é.é", 1001.0) is None  # not ASCII: no session (it raised)
+    assert sessions.read(payload + ".é" + mac[1:], 1001.0) is None
     assert sessions.csrf_ok(found[1], sessions.csrf_token(found[1]))
     assert not sessions.csrf_ok(found[1], sessions.csrf_token("another"))
     assert not sessions.csrf_ok("", sessions.csrf_token(""))
+    assert not sessions.csrf_ok(found[1], "é")  # not ASCII: refused (it raised)

@@ -190,9 +190,30 @@ def test_a_subclass_instance_stays_of_its_class() -> None:
 class Named:
     self: str  # a field may be named as the generated code's first parameter is not
     cls: int = 1
+    type: str = "track"  # nor may a field's name hide a builtin the code calls
 
 
-def test_fields_named_self_or_cls() -> None:
-    named = Named("me", 2)
-    assert (named.self, named.cls) == ("me", 2)
-    assert Named(self="me") == Named("me", 1)
+@quick_init
+@dataclass(frozen=True, slots=True)
+class WithClassVar:
+    kinds: typing.ClassVar[tuple[str, ...]] = ("a", "b")
+    kind: str = "a"
+
+
+def test_fields_named_self_cls_or_type() -> None:
+    named = Named("me", 2, "page")
+    assert (named.self, named.cls, named.type) == ("me", 2, "page")
+    assert Named(self="me") == Named("me", 1, "track")
+
+
+def test_a_class_variable_is_no_field_and_init_is_named_as_dataclasses_names_it() -> None:
+    assert WithClassVar("b").kind == "b"
+    assert WithClassVar.kinds == ("a", "b")
+    assert next(iter(inspect.signature(Quick.__init__).parameters)) == "self"
+    assert next(iter(inspect.signature(Named.__init__).parameters)) != "self"
+
+
+def test_a_class_of_a_module_not_imported_is_built() -> None:
+    cls = quick_init(dataclass(frozen=True, slots=True)(type(
+        "Loose", (), {"__annotations__": {"a": int}, "__module__": "nowhere"})))
+    assert cls(1).a == 1

@@ -165,6 +165,7 @@ def test_the_last_timer_due_by_a_time(store: Any) -> None:
     assert store.last_timer_due_by(later(99), most=1, since=later(2)) == later(2)
     assert store.last_timer_due_by(later(99), most=2, since=later(2)) == later(3)
     assert store.last_timer_due_by(later(99), most=9, since=later(5)) is None
+    assert store.last_timer_due_by(later(99), since=later(5)) == later(4)  # `most`'s bound
 
 
 def test_timer_fields_round_trip(store: Any) -> None:

@@ -79,7 +79,8 @@ class Sessions:
 
     def read(self, cookie: str | None, now: float) -> tuple[str, str] | None:
         """(user name, session id) of a valid, unexpired cookie; None otherwise."""
-        if not cookie or cookie.count(".") != 1:
+        # compare_digest refuses non-ASCII text (TypeError): such a cookie is no session
+        if not cookie or cookie.count(".") != 1 or not cookie.isascii():
             return None
         payload, mac = cookie.split(".")
         if not hmac.compare_digest(mac, self._mac(payload.encode())):
@@ -97,7 +98,7 @@ class Sessions:
         return self._mac(b"csrf:" + sid.encode())
 
     def csrf_ok(self, sid: str, token: str | None) -> bool:
-        return bool(sid) and token is not None and hmac.compare_digest(
+        return bool(sid) and token is not None and token.isascii() and hmac.compare_digest(
             token, self.csrf_token(sid))
 
 
@@ -109,5 +110,3 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-

@@ -197,8 +197,9 @@ class MemoryState:
     def last_timer_due_by(self, by: datetime, *, lane: Lane | None = None, most: int | None
                           = None, since: datetime | None = None) -> datetime | None:
         del lane
-        due = sorted((t.due_at, t.key) for t in self.timers.values()
-                     if t.due_at <= by and (since is None or t.due_at >= since))
+        # `since` bounds the count of `most` only, as in SQL
+        due = sorted((t.due_at, t.key) for t in self.timers.values() if t.due_at <= by and (
+            most is None or since is None or t.due_at >= since))
         return max((at for at, _ in due[:most]), default=None)
 
     # --- segments and records --------------------------------------------------------
