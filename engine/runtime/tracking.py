@@ -114,8 +114,9 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
             opens: bool, keep: Collection[str] = ()) -> Rendered:
     """The message with its links tracked (`clicks`) and an open pixel (`opens`). URLs
     starting with one of `keep` (the unsubscribe link) stay as they are."""
-    positions: dict[str, int] = {}
-    urls: dict[str, str] = {}  # a link's tracked URL, signed once (the HTML's and the text's)
+    # a link's tracked URL, signed once (the HTML's and the text's); its position is the
+    # order in which the links were first seen
+    urls: dict[str, str] = {}
     untracked: set[str] = set()
     kept = tuple(keep)
 
@@ -125,8 +126,7 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
             return None
         new = urls.get(url)
         if new is None:
-            position = positions.setdefault(url, len(positions) + 1)
-            new = urls[url] = links.click_url(key, position, url)
+            new = urls[url] = links.click_url(key, len(urls) + 1, url)
         return new
 
     def anchor(match: re.Match[str]) -> str:
