@@ -85,6 +85,14 @@ class Rendered:
                 "html": self.html, "text": self.text, "body": self.body,
                 "payload": self.payload, "headers": self.headers}
 
+    def with_parts(self, *, html: str | None, text: str | None,
+                   headers: dict[str, str]) -> Rendered:
+        """A copy with these HTML and text parts and headers (an email's, once its links
+        are tracked and its unsubscribe headers added): `dataclasses.replace` without its
+        look at every field's definition, 3.3 us a call, twice per email sent."""
+        return Rendered(self.template, self.channel, self.subject, html, text, self.body,
+                        self.payload, headers)
+
     @property
     def summary(self) -> str:
         """The plain-text part a person reads: text, SMS body or the JSON payload."""

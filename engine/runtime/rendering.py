@@ -4,12 +4,11 @@ message shows the profile as it was then) and queued in the outbox in the same u
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from engine.core.model import Profile, Send
 from engine.ports import OutboxEntry
-from engine.runtime.tracking import TrackingLinks, rewrite
+from engine.runtime.tracking import TrackingLinks, tracked_parts
 from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks, one_click_headers
 from journeys.compiler import CompiledJourney
 from journeys.model import Policy, Tracking
@@ -30,15 +29,16 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
     unsubscribe = links.url(whom, send.channel)  # signed once: in the body and the headers
     context = {**send.context, "unsubscribe_url": unsubscribe}
     rendered = journey.templates.render(send.template, context)
-    if send.channel == "email":  # RFC 8058 one-click unsubscribe
-        rendered = replace(rendered, headers={
-            **rendered.headers, **one_click_headers(unsubscribe)})
+    if send.channel == "email":
+        html, text = rendered.html, rendered.text
         settings = tracking_settings(journey, policy)
         template = journey.templates.templates.get(send.template)
         if tracking is not None and (template is None or template.track) and (
                 settings.clicks or settings.opens):
-            rendered = rewrite(rendered, send.key, tracking, clicks=settings.clicks,
-                               opens=settings.opens, keep=(f"{links.base_url}/u/",))
+            html, text = tracked_parts(html, text, send.key, tracking, clicks=settings.clicks,
+                                       opens=settings.opens, keep=(f"{links.base_url}/u/",))
+        rendered = rendered.with_parts(html=html, text=text, headers={  # RFC 8058 one-click
+            **rendered.headers, **one_click_headers(unsubscribe)})
     return OutboxEntry(send.key, send.enrollment_id, send.profile_id, send.journey, send.step,
                        send.channel, to, rendered, now)
 

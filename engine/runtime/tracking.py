@@ -114,6 +114,15 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
             opens: bool, keep: Collection[str] = ()) -> Rendered:
     """The message with its links tracked (`clicks`) and an open pixel (`opens`). URLs
     starting with one of `keep` (the unsubscribe link) stay as they are."""
+    html_part, text_part = tracked_parts(rendered.html, rendered.text, key, links,
+                                         clicks=clicks, opens=opens, keep=keep)
+    return replace(rendered, html=html_part, text=text_part)
+
+
+def tracked_parts(html_part: str | None, text_part: str | None, key: str,
+                  links: TrackingLinks, *, clicks: bool, opens: bool,
+                  keep: Collection[str] = ()) -> tuple[str | None, str | None]:
+    """`rewrite`'s HTML and text parts, for a caller that builds the message once."""
     # a link's tracked URL, signed once (the HTML's and the text's); its position is the
     # order in which the links were first seen
     urls: dict[str, str] = {}
@@ -150,7 +159,6 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
             url, tail = url[:-1], url[-1] + tail
         return (tracked(url) or url) + tail
 
-    html_part, text_part = rendered.html, rendered.text
     if clicks and html_part is not None:
         html_part = _ANCHOR.sub(anchor, html_part)
     if clicks and text_part is not None:
@@ -160,7 +168,7 @@ def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
                  'alt="" style="display:none">')
         at = html_part.lower().rfind("</body>")
         html_part = (html_part[:at] + pixel + html_part[at:]) if at >= 0 else html_part + pixel
-    return replace(rendered, html=html_part, text=text_part)
+    return html_part, text_part
 
 
 # --- recording a click or an open -----------------------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from journeys.errors import TemplateRenderError
 from journeys.loader import load_path
+from journeys.templating import Rendered
 from tests.conftest import LIBRARY
 from tests.engine.helpers import write_folder
 
@@ -129,3 +132,17 @@ def test_compile_all_compiles_the_payloads_strings(tmp_path: Path) -> None:
     rendered = templates.render("hook", CONTEXT)
     assert rendered.payload == {"order": {"who": "ana!", "items": ["Ana?", "plain"]}}
     assert _compiled_string.cache_info().misses == compiled  # nothing compiled again
+
+
+def test_with_parts_is_replace_of_the_html_text_and_headers() -> None:
+    """`Rendered.with_parts` builds the copy by position: every other field must come
+    through, so a field added to `Rendered` fails here until `with_parts` knows it."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(Rendered):
+        named = item.name in ("payload", "headers")
+        values[item.name] = {"k": item.name} if named else f"{item.name}-value"
+    original = Rendered(**values)
+    copied = original.with_parts(html="<p>new</p>", text="new", headers={"X": "1"})
+    assert copied == dataclasses.replace(original, html="<p>new</p>", text="new",
+                                         headers={"X": "1"})
+    assert original.html == "html-value"  # the original is untouched

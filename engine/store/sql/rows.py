@@ -22,15 +22,24 @@ from engine.store.sql.types import UTCDateTime
 from journeys.templating import Rendered
 
 
-def enrollment_values(e: Enrollment) -> dict[str, Any]:
+def enrollment_values(e: Enrollment, **extra: Any) -> dict[str, Any]:
+    """An enrollment's row (and `extra` columns). Its documents go to the JSON encoder
+    as they are when they are dicts (they are: copied, they were 5 of a row's 7 us)."""
+    trigger = e.trigger_event
     return {"id": e.id, "journey": e.journey, "version": e.version, "profile_id": e.profile_id,
-            "state": e.state, "status": e.status, "data": dict(e.data),
-            "visits": dict(e.visits), "variants": dict(e.variants),
-            "entry_event": dict(e.entry_event),
-            "trigger_event": dict(e.trigger_event) if e.trigger_event is not None else None,
+            "state": e.state, "status": e.status, "data": plain_dict(e.data),
+            "visits": plain_dict(e.visits), "variants": plain_dict(e.variants),
+            "entry_event": plain_dict(e.entry_event),
+            "trigger_event": plain_dict(trigger) if trigger is not None else None,
             "entered_at": e.entered_at, "updated_at": e.updated_at, "ended_at": e.ended_at,
             "exit_reason": e.exit_reason, "goal_reached_at": e.goal_reached_at,
-            "schema_version": e.schema_version}
+            "schema_version": e.schema_version, **extra}
+
+
+def plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping as a dict the JSON encoder takes (orjson takes no other mapping): itself
+    when it is one. Rows are encoded as they are built, so nothing is shared after."""
+    return value if type(value) is dict else dict(value)
 
 
 def check_schema_version(enrollment_id: str, version: int) -> None:

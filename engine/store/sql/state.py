@@ -28,6 +28,7 @@ from engine.store.sql.rows import (
     enrollment_values,
     entries_values,
     entry_stats_from_row,
+    plain_dict,
     profile_lock_key,
     timer_columns,
     timer_from_row,
@@ -213,9 +214,9 @@ class StateQueries(SqlBase):
                     enrollment.profile_id, enrollment.journey,
                     EntryStats(stats.entries + 1, enrollment.id, enrollment.entered_at)))
             with recounted(conn, [enrollment.id]):
-                conn.execute(self._upsert_enrollment, {
-                    **enrollment_values(enrollment), "seq_profile": enrollment.profile_id,
-                    "seq_journey": enrollment.journey})
+                conn.execute(self._upsert_enrollment, enrollment_values(
+                    enrollment, seq_profile=enrollment.profile_id,
+                    seq_journey=enrollment.journey))
 
     def _entry_stats(self, conn: Connection, profile_id: str, journey: str) -> EntryStats:
         j = self._journey_entries
@@ -444,5 +445,5 @@ class StateQueries(SqlBase):
 def decision_rows(decisions: Sequence[Decision]) -> list[dict[str, Any]]:
     """The decisions table's rows of `decisions`."""
     return [{"at": d.at, "profile_id": d.profile_id, "journey": d.journey, "step": d.step,
-             "what": d.what, "reason": d.reason, "details": dict(d.details)}
+             "what": d.what, "reason": d.reason, "details": plain_dict(d.details)}
             for d in decisions]

@@ -38,6 +38,7 @@ from engine.store.sql.rows import (
     enrollment_values,
     entries_values,
     entry_stats_from_row,
+    plain_dict,
     send_values,
     timer_values,
 )
@@ -249,12 +250,12 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         ready = self._many_ready
         if run.profiles:
             steps.append(ready(self._upsert_profile, [
-                {"id": p.id, "traits": dict(p.traits), "computed": dict(p.computed),
+                {"id": p.id, "traits": plain_dict(p.traits), "computed": plain_dict(p.computed),
                  "created_at": now, "updated_at": now} for p in run.profiles.values()]))
         if run.enrollments:
             steps.append(partial(_recounted_step, list(run.enrollments), ready(
-                self._upsert_enrollment, [{**enrollment_values(e), "seq_profile": e.profile_id,
-                                           "seq_journey": e.journey}
+                self._upsert_enrollment, [enrollment_values(e, seq_profile=e.profile_id,
+                                                            seq_journey=e.journey)
                                           for e in run.enrollments.values()],
                 apart=("seq_profile", "seq_journey"))))
         if run.entries:
