@@ -89,7 +89,8 @@ class Rendered:
                    headers: dict[str, str]) -> Rendered:
         """A copy with these HTML and text parts and headers (an email's, once its links
         are tracked and its unsubscribe headers added): `dataclasses.replace` without its
-        look at every field's definition, 3.3 us a call, twice per email sent."""
+        look at every field's definition (~1 us against ~2, once per email sent where
+        `replace` ran once or twice)."""
         return Rendered(self.template, self.channel, self.subject, html, text, self.body,
                         self.payload, headers)
 

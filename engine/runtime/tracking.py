@@ -266,4 +266,4 @@ def _engagement(kind: str, record: OutboxRecord, at: datetime, **extra: Any) -> 
 
 
 __all__ = ["CLICKED", "DEFAULT_SCANNER_WINDOW", "OPENED", "PIXEL", "Outcome", "Recorder",
-           "TrackingLinks", "rewrite", "scanner_reason"]
+           "TrackingLinks", "rewrite", "scanner_reason", "tracked_parts"]

@@ -168,8 +168,8 @@ class StateQueries(SqlBase):
         now = self._now()
         with self._write() as conn:
             conn.execute(self._upsert_profile, {
-                "id": profile.id, "traits": dict(profile.traits),
-                "computed": dict(profile.computed), "created_at": now, "updated_at": now})
+                "id": profile.id, "traits": plain_dict(profile.traits),
+                "computed": plain_dict(profile.computed), "created_at": now, "updated_at": now})
 
     def profile_ids(self) -> Iterable[str]:
         p = self._profiles
