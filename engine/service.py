@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -205,6 +206,28 @@ EVENTS_FIRST_LOOK = 0.05
 # per 3,000 events, 16-32 ms of each lane worker's ~1.3 s, and at 10,000 it runs 2-6
 # (3-11 ms). Garbage in a cycle waits longer before it is freed: a few megabytes at most.
 YOUNG_COLLECTION_AFTER = 10_000
+
+
+def exit_on_sigterm() -> Callable[[], None]:
+    """SIGTERM ends the process as SIGINT's KeyboardInterrupt does, through `finally`
+    (exit code 0); returns what puts the previous handler back. Why: uvicorn catches
+    SIGTERM, shuts the server down, puts back the handler it found and raises the signal
+    again. Python's default handler then killed `serve` at once (exit 143): `stop()`
+    never ran, so the running batch was cut short, the channels were not closed, and
+    the process's wake-up file stayed behind for lane workers to take for a live
+    worker. Signals are set from the main thread only (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def leave(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def tune_garbage_collection() -> None:
@@ -500,17 +523,20 @@ class Service:
         (woken through NOTIFY on PostgreSQL, by their safety tick on SQLite)."""
         import uvicorn
 
-        if with_worker:
-            # The API shares the interpreter with the loops, which run Python flat out
-            # during a storm of due timers. CPython hands the GIL to a waiting thread
-            # after the switch interval (5 ms): a request, which waits for it after
-            # every socket and SQLite call, then took tens of milliseconds. 0.5 ms keeps
-            # the API answering (bench/storm_bench.py) for a few per cent of throughput.
-            sys.setswitchinterval(SWITCH_INTERVAL)
-            self.start()
-        app = self.app()  # ~27,000 objects of its own: built before they are frozen
-        tune_garbage_collection()  # the API alone too: it lives as long
+        restore = exit_on_sigterm()
         try:
+            if with_worker:
+                # The API shares the interpreter with the loops, which run Python flat
+                # out during a storm of due timers. CPython hands the GIL to a waiting
+                # thread after the switch interval (5 ms): a request, which waits for
+                # it after every socket and SQLite call, then took tens of milliseconds.
+                # 0.5 ms keeps the API answering (bench/storm_bench.py) for a few per
+                # cent of throughput.
+                sys.setswitchinterval(SWITCH_INTERVAL)
+                self.start()
+            app = self.app()  # ~27,000 objects of its own: built before they are frozen
+            tune_garbage_collection()  # the API alone too: it lives as long
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         finally:
             self.stop()
+            restore()

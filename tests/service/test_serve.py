@@ -10,6 +10,7 @@ hours 21:00-08:00, consent_required) never holds a send back, whenever the suite
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -399,3 +400,25 @@ def test_a_worker_on_sqlite_is_woken_by_the_api_process_not_by_its_tick(
         worker.terminate()
         worker.wait(10)
     assert worker.returncode == 0, log_path.read_text()[-2000:]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets are Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_stops_cleanly_on_sigterm_as_on_sigint(tmp_path: Path, signum: int,
+                                                      serve: Callable[..., Served]) -> None:
+    """SIGTERM (what systemd and Docker send) stops `serve` as Ctrl-C does: `stop()` runs
+    (the running batch commits, channels close, the wake-up file goes) and it exits 0.
+    uvicorn raises the signal again after its own shutdown, and the default handler
+    killed the process there (exit 143), leaving its `<db>-wake/` file behind."""
+    db = f"sqlite:///{tmp_path / 'stop.db'}"
+    server = serve(db)
+    wake = tmp_path / "stop.db-wake"
+    assert len(list(wake.iterdir())) == 1, server.why("no wake-up file while running")
+    server.proc.send_signal(signum)
+    try:
+        code = server.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(server.why("still running 20 s after the signal"))
+    assert code == 0, server.why(f"exit code {code}")
+    assert list(wake.iterdir()) == [], server.why("the wake-up file was left behind")
+    assert "Traceback" not in server.output(), server.why("a traceback on the way out")
