@@ -141,12 +141,14 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
             raise ApiError(400, "'writeKey' must be a string")
         return body, info
 
-    async def accept(items: list[Any], sent_at: Any, source: str) -> None:
+    async def accept(items: list[Any], sent_at: Any, source: str, *,
+                     batch: bool = False) -> None:
         receipt = Receipt.of(now(), sent_at)
         received = receipt.received
         events = []
         for index, item in enumerate(items):
-            where = f"batch[{index}]: " if len(items) > 1 or sent_at is not None else ""
+            # which event of a batch (of one too), as the 400 documents
+            where = f"batch[{index}]: " if batch or len(items) > 1 else ""
             if not isinstance(item, dict):
                 raise ApiError(400, f"{where}an event must be a JSON object")
             try:
@@ -192,7 +194,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                 raise ApiError(400, f"batch[{index}]: unknown event type {shown(item.get('type'))}")
         check_scopes(info, items)
         quotas.take(info, len(items))
-        await accept(items, body.get("sentAt"), info.name)
+        await accept(items, body.get("sentAt"), info.name, batch=True)
         return Response(SUCCESS, media_type="application/json")
 
     return accept

@@ -150,6 +150,13 @@ def test_a_bad_batch_stores_nothing(client: httpx.Client, server: Server) -> Non
     response = client.post("/v1/batch", json={"batch": [good, {"type": "track", "event": "B"}]})
     assert response.status_code == 400
     assert response.json()["reason"] == "batch[1]: an event needs a userId or an anonymousId"
+    # a batch of one event says which too (it did not, without a batch-level sentAt)
+    late = {**good, "timestamp": "2026-13-01T00:00:00Z"}
+    response = client.post("/v1/batch", json={"batch": [late]})
+    assert response.status_code == 400
+    assert response.json()["reason"].startswith("batch[0]: bad timestamp"), response.text
+    response = client.post("/v1/track", json=late)  # a single call has no index to give
+    assert response.json()["reason"].startswith("bad timestamp"), response.text
     big = [{**good, "messageId": f"m{i}", "properties": {"x": "y" * 20_000}} for i in range(30)]
     response = client.post("/v1/batch", json={"batch": big})
     assert response.status_code == 413
