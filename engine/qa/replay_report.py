@@ -151,10 +151,14 @@ def build_report(eng: InMemoryEngine, library: Library, *, events: int, first: d
 def format_report(report: ReplayReport) -> Iterator[str]:
     """The human report: a block per journey, a line per step."""
     rate = f", {report.events / report.seconds:,.0f} events/s" if report.seconds else ""
-    yield (f"replayed {report.events:,} events of {report.profiles:,} profiles, "
+    refused = sum(report.rejected.values())
+    # the events read, less those refused (`events` in --json counts every one read)
+    events = (f"{report.events - refused:,} of {report.events:,} events" if refused
+              else f"{report.events:,} events")
+    yield (f"replayed {events} of {report.profiles:,} profiles, "
            f"{iso(report.first)} to {iso(report.last)} ({report.seconds:.1f}s{rate})")
-    if report.rejected:
-        yield f"  {sum(report.rejected.values())} event(s) rejected, as the API would have:"
+    if refused:
+        yield f"  {refused} event(s) rejected, as the API would have:"
         for reason, count in sorted(report.rejected.items(), key=lambda kv: -kv[1])[:5]:
             yield f"    {count:>6}  {reason}"
     for jid, counts in report.journeys.items():

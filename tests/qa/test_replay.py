@@ -259,3 +259,8 @@ def test_bad_input(tmp_path: Path) -> None:
     report = replay_json(str(junk))
     assert report["rejected"] == 1
     assert report["rejected_by_reason"] == {"an event needs a userId or an anonymousId": 1}
+    human = runner.invoke(app, ["replay", str(junk)])
+    assert human.exit_code == 0, human.output
+    # the events refused are not counted as replayed (`events` in --json: every one read)
+    assert human.output.startswith("replayed 1 of 2 events of 1 profiles, "), human.output
+    assert "1 event(s) rejected, as the API would have:" in human.output
