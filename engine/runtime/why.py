@@ -119,6 +119,9 @@ def _late_resume(entry: Why) -> Why:
 
 # --- the story ---------------------------------------------------------------------------
 
+PERSONAL = "(the person: consent, identity)"  # the heading of the records of no journey
+
+
 def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     """The decisions as a readable timeline, one journey after another."""
     if not entries and journey is not None:
@@ -129,9 +132,12 @@ def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     journeys: dict[str, list[Why]] = {}
     for entry in entries:
         journeys.setdefault(entry.journey, []).append(entry)
-    lines = [f"{user}: {len(entries)} decision(s) in {len(journeys)} journey(s), oldest first"]
+    # The records of no journey (consent changes, identifiers kept apart) are the
+    # person's own: a block of their own, not counted as a journey
+    counted = sum(1 for name in journeys if name)
+    lines = [f"{user}: {len(entries)} decision(s) in {counted} journey(s), oldest first"]
     for name, items in journeys.items():
-        lines += ["", name]
+        lines += ["", name or PERSONAL]
         for e in items:
             when = e.at.replace("T", " ").removesuffix("Z")
             where = f"{e.step}: " if e.step else ""
