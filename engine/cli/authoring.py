@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import EXIT_INVALID, JourneysOpt, err, fail, journeys_folder, out
+from engine.cli.common import EXIT_INVALID, EXIT_USAGE, JourneysOpt, err, fail, journeys_folder, out
 from rules.errors import JourneymanError
 
 
@@ -20,11 +20,17 @@ def validate(
 ) -> None:
     """Check journeys (shape, references, templates, conditions) and compile them.
 
-    Prints every problem as file:line:column: message on stderr and exits 1 if any.
+    Prints every problem as file:line:column: message on stderr and exits 1 if any;
+    2 for a path that does not exist.
     """
     from journeys.compiler import compile_library
     from journeys.loader import POLICY_FILE, load_path
 
+    missing = [path for path in paths if not path.exists()]
+    for path in missing:  # a usage error, as for `journeyman test` (README's table)
+        err.print(f"journeyman validate: no such file or folder: {path}", markup=False)
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
     problems: list[str] = []
     count = 0
     for path in paths:

@@ -16,7 +16,8 @@ from rules.errors import JourneymanError
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-EXIT_INVALID = 1  # the input is invalid (journeys, events, a store); 2 is a usage error
+EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)
+EXIT_USAGE = 2  # no such path, options that do not go together
 
 JourneysOpt = Annotated[Path | None, typer.Option(
     help="Journeys folder (default: the bundled library, journeys/library).")]

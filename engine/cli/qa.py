@@ -11,10 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from engine.cli.common import EXIT_INVALID, JourneysOpt, err, fail, journeys_folder, out
+from engine.cli.common import EXIT_INVALID, EXIT_USAGE, JourneysOpt, err, fail, journeys_folder, out
 from rules.errors import JourneymanError
-
-EXIT_USAGE = 2
 
 BackendOpt = Annotated[str, typer.Option(help="Rules backend: durable (the default of "
                                               "`serve`) or python.")]

@@ -54,8 +54,11 @@ def test_validate_lists_every_problem_on_stderr_and_exits_one() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_usage_error_exits_two() -> None:
+def test_usage_error_exits_two(tmp_path: Path) -> None:
     assert run("validate").returncode == 2
+    missing = run("validate", str(tmp_path / "nope"))  # a path that is not there: usage
+    assert missing.returncode == 2, missing.stderr
+    assert f"no such file or folder: {tmp_path / 'nope'}" in missing.stderr
     assert run("--help").returncode == 0
     for command in ("validate", "graph", "simulate"):
         assert run(command, "--help").returncode == 0
