@@ -238,15 +238,15 @@ def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Pro
             problems.append(loaded.source.problem(
                 (*where, "channel"), f"unknown channel {send.channel!r}"
                 + did_you_mean(send.channel, CHANNEL_KINDS)))
-        if templates is None or send.channel not in CHANNEL_KINDS:
+        if templates is None:
             continue
         tpl = templates.templates.get(send.template)
-        if tpl is None:
+        if tpl is None:  # said beside an unknown channel too: one run shows both
             problems.append(loaded.source.problem(
                 (*where, "template"), f"template {send.template!r} does not exist (looked for "
                 f"templates/{send.template}.yaml)" + did_you_mean(send.template,
                                                                   templates.templates)))
-        elif tpl.channel != send.channel:
+        elif send.channel in CHANNEL_KINDS and tpl.channel != send.channel:
             problems.append(loaded.source.problem(
                 (*where, "template"), f"template {send.template!r} is for channel "
                 f"{tpl.channel!r}, this step sends by {send.channel!r}"))

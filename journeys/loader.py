@@ -32,19 +32,25 @@ TEMPLATES_DIR = "templates"
 
 def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = None,
                   known_traits: frozenset[str] | None = None,
-                  known_events: dict[str, frozenset[str]] | None = None) -> LoadedJourney:
+                  known_events: dict[str, frozenset[str]] | None = None,
+                  file_id: str | None = None) -> LoadedJourney:
     """Shape-validate one journey file (no cross-file checks). Raises InvalidJourney
     listing every problem: when part of the file is broken, the rest is still checked
-    (conditions, then the linter, with `templates` when given), so one run shows all."""
+    (conditions, then the linter, with `templates` when given), so one run shows all.
+    `file_id`: the id its file name gives (a journeys folder's `<id>.yaml`), which the
+    `journey:` key must be."""
     source = load_yaml(text, file)
     if not isinstance(source.data, dict):
         raise InvalidJourney([source.problem((), "a journey file must be a mapping with "
                                               "'journey', 'version', 'entry' and 'steps'")])
     raw = plain(source.data)
+    named = raw.get("journey")
+    misnamed = [source.problem(("journey",), f"journey {named!r} must live in {named}.yaml")
+                ] if file_id is not None and isinstance(named, str) and named != file_id else []
     try:
         model = Journey.model_validate(raw)
     except ValidationError as exc:
-        problems = pydantic_problems(exc, source)
+        problems = misnamed + pydantic_problems(exc, source)
         stubbed = _stub_broken(raw, exc)
         if stubbed is not None:
             # Broken parts become stubs (a step keeps its id and next; a broken optional
@@ -54,6 +60,7 @@ def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = N
             problems += journey_problems(partial, known_traits, known_events, templates)
         raise InvalidJourney(sorted(set(problems))) from None
     loaded, problems = _with_conditions(model, source)
+    problems = misnamed + problems
     if problems:
         problems += lint(loaded, templates)
         problems += journey_problems(loaded, known_traits, known_events, templates)
@@ -175,7 +182,7 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
         try:
             loaded = parse_journey(path.read_text(), display, templates=templates,
                                    known_traits=library.known_traits,
-                                   known_events=library.known_events)
+                                   known_events=library.known_events, file_id=path.stem)
         except InvalidJourney as exc:
             problems += exc.problems
             continue
@@ -185,9 +192,6 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
             problems.append(loaded.source.problem(("journey",), f"journey id {loaded.id!r} is "
                                                   f"already used by {seen[loaded.id]}"))
             continue
-        if path.stem != loaded.id:
-            problems.append(loaded.source.problem(
-                ("journey",), f"journey {loaded.id!r} must live in {loaded.id}.yaml"))
         seen[loaded.id] = display
         problems += lint(loaded, templates)
         problems += journey_problems(loaded, library.known_traits, library.known_events,

@@ -54,6 +54,27 @@ def test_validate_lists_every_problem_on_stderr_and_exits_one() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_validate_shows_a_files_problems_of_every_kind_in_one_run(tmp_path: Path) -> None:
+    """A file named for another id, with a field out of range and a send to an unknown
+    channel of a missing template: all four at once. The file name was checked only
+    once the rest parsed, and the template only once the channel was known."""
+    folder = tmp_path / "j"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "policy.yaml").write_text("consent_required: []\n")
+    (folder / "b2.yaml").write_text(
+        "journey: b2wrong\nversion: 0\nentry:\n  event: Signed Up\nsteps:\n"
+        "  - id: hello\n    send: {channel: emial, template: nope}\n")
+    result = run("validate", str(folder))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "4 problem(s)", result.stderr
+    text = result.stderr
+    assert "b2.yaml:1:10: journey 'b2wrong' must live in b2wrong.yaml" in text
+    assert "b2.yaml:2:10: version: must be greater than or equal to 1" in text
+    assert "unknown channel 'emial' (did you mean 'email'?)" in text
+    assert "template 'nope' does not exist" in text
+
+
 def test_usage_error_exits_two(tmp_path: Path) -> None:
     assert run("validate").returncode == 2
     missing = run("validate", str(tmp_path / "nope"))  # a path that is not there: usage
