@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from engine.cli.common import (
@@ -22,7 +23,9 @@ from engine.cli.common import (
     out,
 )
 from engine.core.times import iso
+from engine.ports import Store
 from engine.store import DEFAULT_URL
+from journeys.model import Journey
 from rules.errors import JourneymanError
 
 suppressions = typer.Typer(help="The suppression list: addresses no journey sends to "
@@ -65,14 +68,18 @@ def stats(
         library = load_path(journeys_folder(journeys))
     except JourneymanError as exc:
         raise fail(exc) from None
-    if journey is not None and journey not in library.journeys:
-        err.print(f"no journey {journey!r} in {journeys_folder(journeys)}", markup=False)
-        raise typer.Exit(EXIT_INVALID)
-    chosen = [journey] if journey is not None else sorted(library.journeys)
     store = open_store(db)
     try:
-        reports = {jid: journey_stats(store, library.journeys[jid].model, since=start)
-                   for jid in chosen}
+        models = {jid: loaded.model for jid, loaded in library.journeys.items()}
+        if journeys is None:  # no folder named: the journeys deployed to the store count
+            models |= _deployed(store)
+        if journey is not None and journey not in models:
+            err.print(f"no journey {journey!r} in {journeys_folder(journeys)}"
+                      + ("" if journeys is not None else " nor deployed to the store"),
+                      markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        chosen = [journey] if journey is not None else sorted(models)
+        reports = {jid: journey_stats(store, models[jid], since=start) for jid in chosen}
     finally:
         store.close()
     if as_json:
@@ -80,6 +87,22 @@ def stats(
         return
     for report in reports.values():
         _print_report(report)
+
+
+def _deployed(store: Store) -> dict[str, Journey]:
+    """The newest deployed version of each journey in the store (`journeyman apply`,
+    `serve`), read from the source it was deployed with."""
+    from engine.runtime.versions import parse_deployed
+
+    newest: dict[str, Journey] = {}
+    for version in sorted(store.deployed_versions(), key=lambda v: v.version):
+        loaded = parse_deployed(version)
+        if loaded is not None:
+            newest[version.journey] = loaded.model
+    return newest
+
+
+_UNWRAPPED = 400  # columns for the stats table when the output is not a terminal
 
 
 def _cell(value: Any) -> str:
@@ -104,7 +127,9 @@ def _print_report(report: dict[str, Any]) -> None:
     for name, item in rows:
         table.add_row(name, *(_cell(item["counts"].get(c)) for c in _SHOWN_COUNTS),
                       *(_cell(item["rates"].get(r)) for r in _SHOWN_RATES))
-    out.print(table)
+    # Piped or redirected, the console assumes 80 columns and cut every cell to "…":
+    # a file gets the table at the width it needs
+    (out if out.is_terminal else Console(width=_UNWRAPPED, highlight=False)).print(table)
     out.print(f"  open rate: {report['notes']['open_rate']}", markup=False)
 
 

@@ -175,7 +175,7 @@ def _plan_one(loaded: LoadedJourney, versions: list[DeployedVersion], store: Sto
             f"{latest.version + 1}"))))
         _count(jp, counts, latest.version)
         return jp
-    old = _parse_deployed(latest, errors)
+    old = parse_deployed(latest, errors)
     old_ids = [s.id for s in old.model.steps] if old else []
     jp.added_steps = [s for s in new_ids if s not in old_ids]
     jp.removed_steps = [s for s in old_ids if s not in new_ids]
@@ -195,7 +195,7 @@ def _plan_one(loaded: LoadedJourney, versions: list[DeployedVersion], store: Sto
         jp.stay_on_old_version = total
         return jp
     jp.migrate_from = source.version
-    from_model = _parse_deployed(source, errors) if source is not latest else old
+    from_model = parse_deployed(source, errors) if source is not latest else old
     from_ids = [s.id for s in from_model.model.steps] if from_model else []
     for old_step in migrate.steps:
         if old_step not in from_ids:
@@ -226,11 +226,18 @@ def _plan_one(loaded: LoadedJourney, versions: list[DeployedVersion], store: Sto
     return jp
 
 
-def _parse_deployed(version: DeployedVersion, errors: list[str]) -> LoadedJourney | None:
+def parse_deployed(version: DeployedVersion,
+                   errors: list[str] | None = None) -> LoadedJourney | None:
+    """A deployed version as the journey it was deployed as; None (its problems added to
+    `errors`, else logged) if its source no longer loads."""
     try:
         return parse_journey(version.source, f"{version.file} (deployed v{version.version})")
     except InvalidJourney as exc:
-        errors.extend(str(p) for p in exc.problems)
+        if errors is None:
+            log.error("deployed version %s of %s no longer loads: %s", version.version,
+                      version.journey, exc)
+        else:
+            errors.extend(str(p) for p in exc.problems)
         return None
 
 
@@ -297,11 +304,8 @@ def deployed_journeys(library: Library, store: Store, *,
         current = library.journeys.get(v.journey)
         if current is not None and current.model.version == v.version:
             continue
-        try:
-            loaded = parse_journey(v.source, f"{v.file} (deployed v{v.version})")
-        except InvalidJourney as exc:
-            log.error("deployed version %s of %s no longer loads: %s", v.version, v.journey,
-                      exc)
+        loaded = parse_deployed(v)
+        if loaded is None:
             continue
         versions[(v.journey, v.version)] = compile_journey(
             loaded, templates=library.templates, policy=library.policy, backend=backend)
@@ -328,6 +332,21 @@ def set_status(store: Store, journey: str, status: str) -> bool:
     return True
 
 
-__all__ = ["ACTIVE", "ARCHIVED", "PAUSED", "REMOVED", "STATUSES", "JourneyPlan", "Plan",
-           "PlanError", "apply", "closed_journeys", "content_digest", "deployed_journeys",
-           "plan", "set_status", "status_after"]
+__all__ = [
+    "ACTIVE",
+    "ARCHIVED",
+    "PAUSED",
+    "REMOVED",
+    "STATUSES",
+    "JourneyPlan",
+    "Plan",
+    "PlanError",
+    "apply",
+    "closed_journeys",
+    "content_digest",
+    "deployed_journeys",
+    "parse_deployed",
+    "plan",
+    "set_status",
+    "status_after",
+]

@@ -192,3 +192,33 @@ def run_script(eng: InMemoryEngine, web: httpx.Client, folder: Path, db: str) ->
     assert {step: item["counts"]["attributable_revenue"]
             for step, item in report["steps"].items() if item["counts"]["attributable_revenue"]
             } == dict(revenue_by_step)
+
+
+def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
+    """Without `--journeys`, `stats` read only the bundled library: a journey deployed to
+    the store (`journeyman apply`, `serve` on another folder) was "no journey"."""
+    from tests.engine.helpers import stub_email
+
+    journey = ("journey: fast\nversion: 2\nentry:\n  event: Signed Up\nsteps:\n"
+               "  - id: hello\n    send: {channel: email, template: hi}\n")
+    folder = write_folder(tmp_path / "j", {"fast": journey}, {"hi": stub_email("hi")})
+    db = f"sqlite:///{tmp_path / 'deployed.db'}"
+    runner = CliRunner()
+    applied = runner.invoke(cli, ["apply", "--journeys", str(folder), "--db", db])
+    assert applied.exit_code == 0, applied.output
+    done = runner.invoke(cli, ["stats", "fast", "--db", db, "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)["journeys"]["fast"]
+    assert report["version"] == 2
+    unknown = runner.invoke(cli, ["stats", "nope", "--db", db])
+    assert unknown.exit_code == 1
+    assert "no journey 'nope'" in unknown.output
+    assert "nor deployed to the store" in unknown.output
+    everyone = json.loads(runner.invoke(cli, ["stats", "--db", db, "--json"]).stdout)
+    assert "fast" in everyone["journeys"]
+    assert "welcome" in everyone["journeys"]
+    # not a terminal (a pipe, a file): the table at its width, not cut to 80 columns
+    human = runner.invoke(cli, ["stats", "fast", "--db", db])
+    assert human.exit_code == 0, human.output
+    assert "attributable_revenue" in human.output
+    assert "conversions" in human.output

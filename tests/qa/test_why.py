@@ -366,5 +366,6 @@ def test_the_story_tells_the_persons_own_records_apart_from_journeys() -> None:
     assert told[0] == "ana: 2 decision(s) in 1 journey(s), oldest first"
     assert told[2] == PERSONAL
     assert "consent.email: true" in told[3]
-    assert told[1] == "" and told[4] == ""  # blank lines between the blocks
+    assert told[1] == ""
+    assert told[4] == ""
     assert told[5] == "welcome"
