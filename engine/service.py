@@ -22,6 +22,7 @@ Worker's lock); the dispatcher does not touch the runner.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -208,26 +209,36 @@ EVENTS_FIRST_LOOK = 0.05
 YOUNG_COLLECTION_AFTER = 10_000
 
 
-def exit_on_sigterm() -> Callable[[], None]:
-    """SIGTERM ends the process as SIGINT's KeyboardInterrupt does, through `finally`
-    (exit code 0); returns what puts the previous handler back. Why: uvicorn catches
-    SIGTERM, shuts the server down, puts back the handler it found and raises the signal
-    again. Python's default handler then killed `serve` at once (exit 143): `stop()`
-    never ran, so the running batch was cut short, the channels were not closed, and
-    the process's wake-up file stayed behind for lane workers to take for a live
-    worker. Signals are set from the main thread only (elsewhere: nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class SigtermStop:
+    """SIGTERM stops `serve` as SIGINT does, through `finally: stop()` (exit code 0).
 
-    def leave(_signum: int, _frame: object) -> None:
-        raise SystemExit(0)
+    Why: uvicorn catches SIGTERM, shuts the server down, puts back the handler it found
+    and raises the signal again. Python's default handler then killed `serve` at once
+    (exit 143): `stop()` never ran, so the running batch was cut short, the channels
+    were not closed, and the process's wake-up file stayed behind for lane workers to
+    take for a live worker. The handler installed here only takes note (and tells the
+    server to exit, if it runs): raising from it would land in whatever the main thread
+    was doing (an import, `stop()` itself). A SIGTERM before the server runs keeps it
+    from starting; more during `stop()` change nothing. Main thread only (signals are
+    set there); elsewhere nothing changes."""
 
-    previous = signal.signal(signal.SIGTERM, leave)
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.server: Any = None  # the uvicorn Server, once made
+        self._previous: Any = None
+        self._installed = threading.current_thread() is threading.main_thread()
+        if self._installed:
+            self._previous = signal.signal(signal.SIGTERM, self._take_note)
 
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
+    def _take_note(self, _signum: int, _frame: object) -> None:
+        self.asked.set()
+        if self.server is not None:
+            self.server.should_exit = True
 
-    return restore
+    def restore(self) -> None:
+        """Put back the handler that was there before."""
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def tune_garbage_collection() -> None:
@@ -310,9 +321,11 @@ class Service:
         """Start the event, timer and outbox loops (not the API): each runs when there
         is work (engine/runtime/loops.py). Journeys with time-driven entries deployed
         since the last start reach the existing profiles first."""
+        # Cleared first: a stop asked for while this starts (SIGTERM during the warm-up,
+        # `journeyman worker`'s handler) must not be forgotten
+        self._stop.clear()
         self.warm_up()
         self._arm_time_entries()
-        self._stop.clear()
         loops = {
             "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
                            safety=self.tick, stop=self._stop),
@@ -522,8 +535,9 @@ class Service:
         the worker, the API alone: accepted events wait in the inbox for the workers
         (woken through NOTIFY on PostgreSQL, by their safety tick on SQLite)."""
         import uvicorn
+        from uvicorn.config import STARTUP_FAILURE
 
-        restore = exit_on_sigterm()
+        sigterm = SigtermStop()
         try:
             if with_worker:
                 # The API shares the interpreter with the loops, which run Python flat
@@ -536,7 +550,14 @@ class Service:
                 self.start()
             app = self.app()  # ~27,000 objects of its own: built before they are frozen
             tune_garbage_collection()  # the API alone too: it lives as long
-            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+            # `uvicorn.run`, with its server in reach of the SIGTERM handler
+            sigterm.server = server = uvicorn.Server(uvicorn.Config(
+                app, host=host, port=port, log_level="warning", access_log=False))
+            if not sigterm.asked.is_set():  # not asked to stop while starting
+                with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a stop, as SIGTERM
+                    server.run()
+                if not server.started and not sigterm.asked.is_set():
+                    sys.exit(STARTUP_FAILURE)  # the port could not be had: uvicorn.run's 3
         finally:
             self.stop()
-            restore()
+            sigterm.restore()

@@ -18,7 +18,7 @@ from journeys.errors import InvalidJourney, Problem
 from journeys.library import bundled_library
 from journeys.lint import lint
 from journeys.loaded import Library, LoadedJourney
-from journeys.model import Journey, Policy
+from journeys.model import ID_RE, Journey, Policy
 from journeys.problems import pydantic_problems
 from journeys.templating import CHANNEL_KINDS, TemplateLibrary, load_templates
 from journeys.yamlsrc import Source, Where, load_yaml, plain
@@ -45,8 +45,10 @@ def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = N
                                               "'journey', 'version', 'entry' and 'steps'")])
     raw = plain(source.data)
     named = raw.get("journey")
+    # an id that is no id (not snake_case, empty) is said by the model, not sent to a file
     misnamed = [source.problem(("journey",), f"journey {named!r} must live in {named}.yaml")
-                ] if file_id is not None and isinstance(named, str) and named != file_id else []
+                ] if (file_id is not None and isinstance(named, str) and ID_RE.match(named)
+                      and named != file_id) else []
     try:
         model = Journey.model_validate(raw)
     except ValidationError as exc:

@@ -23,7 +23,7 @@ from engine.cli.common import (
     out,
 )
 from engine.core.times import iso
-from engine.ports import Store
+from engine.ports import DeployedVersion, Store
 from engine.store import DEFAULT_URL
 from journeys.model import Journey
 from rules.errors import JourneymanError
@@ -91,14 +91,20 @@ def stats(
 
 def _deployed(store: Store) -> dict[str, Journey]:
     """The newest deployed version of each journey in the store (`journeyman apply`,
-    `serve`), read from the source it was deployed with."""
+    `serve`), read from the source it was deployed with; one whose source no longer
+    loads is logged and the next newest taken."""
     from engine.runtime.versions import parse_deployed
 
+    by_journey: dict[str, list[DeployedVersion]] = {}
+    for version in store.deployed_versions():
+        by_journey.setdefault(version.journey, []).append(version)
     newest: dict[str, Journey] = {}
-    for version in sorted(store.deployed_versions(), key=lambda v: v.version):
-        loaded = parse_deployed(version)
-        if loaded is not None:
-            newest[version.journey] = loaded.model
+    for jid, versions in by_journey.items():
+        for version in sorted(versions, key=lambda v: -v.version):
+            loaded = parse_deployed(version)
+            if loaded is not None:
+                newest[jid] = loaded.model
+                break
     return newest
 
 

@@ -152,7 +152,8 @@ def format_report(report: ReplayReport) -> Iterator[str]:
     """The human report: a block per journey, a line per step."""
     rate = f", {report.events / report.seconds:,.0f} events/s" if report.seconds else ""
     refused = sum(report.rejected.values())
-    # the events read, less those refused (`events` in --json counts every one read)
+    # the events replayed: those read in the window less those refused (`events` in
+    # --json counts every one read in the window)
     events = (f"{report.events - refused:,} of {report.events:,} events" if refused
               else f"{report.events:,} events")
     yield (f"replayed {events} of {report.profiles:,} profiles, "

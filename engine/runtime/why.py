@@ -166,4 +166,4 @@ def _more(entry: Why) -> str:
     return ""
 
 
-__all__ = ["KINDS", "DecisionSource", "Why", "profile_of", "story", "why"]
+__all__ = ["KINDS", "PERSONAL", "DecisionSource", "Why", "profile_of", "story", "why"]

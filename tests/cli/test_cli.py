@@ -73,6 +73,14 @@ def test_validate_shows_a_files_problems_of_every_kind_in_one_run(tmp_path: Path
     assert "b2.yaml:2:10: version: must be greater than or equal to 1" in text
     assert "unknown channel 'emial' (did you mean 'email'?)" in text
     assert "template 'nope' does not exist" in text
+    # an id that is no id is the model's to say, not sent to a file of that name
+    (folder / "b2.yaml").write_text(
+        "journey: B2\nversion: 1\nentry:\n  event: Signed Up\nsteps:\n"
+        "  - id: hello\n    send: {channel: email, template: hi}\n")
+    (folder / "templates" / "hi.yaml").write_text("channel: email\nsubject: Hi\ntext: hi\n")
+    result = run("validate", str(folder))
+    assert "journey id 'B2' must be snake_case" in result.stderr, result.stderr
+    assert "must live in" not in result.stderr, result.stderr
 
 
 def test_usage_error_exits_two(tmp_path: Path) -> None:

@@ -217,6 +217,19 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     everyone = json.loads(runner.invoke(cli, ["stats", "--db", db, "--json"]).stdout)
     assert "fast" in everyone["journeys"]
     assert "welcome" in everyone["journeys"]
+    # a newest version whose source no longer loads: the one before it, not nothing
+    from engine.values import DeployedVersion
+
+    store = SqlStore(db)
+    try:
+        assert store.deploy_version(DeployedVersion(
+            "fast", 3, "broken", "journey: fast\nversion: [", "j/fast.yaml",
+            datetime.now(UTC)))
+    finally:
+        store.close()
+    fallen = runner.invoke(cli, ["stats", "fast", "--db", db, "--json"])
+    assert fallen.exit_code == 0, fallen.output
+    assert json.loads(fallen.stdout)["journeys"]["fast"]["version"] == 2
     # not a terminal (a pipe, a file): the table at its width, not cut to 80 columns
     human = runner.invoke(cli, ["stats", "fast", "--db", db])
     assert human.exit_code == 0, human.output

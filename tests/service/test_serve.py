@@ -403,18 +403,23 @@ def test_a_worker_on_sqlite_is_woken_by_the_api_process_not_by_its_tick(
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets are Linux's")
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_serve_stops_cleanly_on_sigterm_as_on_sigint(tmp_path: Path, signum: int,
+@pytest.mark.parametrize(("signum", "times"), [(signal.SIGTERM, 1), (signal.SIGINT, 1),
+                                              (signal.SIGTERM, 2)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM twice"])
+def test_serve_stops_cleanly_on_sigterm_as_on_sigint(tmp_path: Path, signum: int, times: int,
                                                       serve: Callable[..., Served]) -> None:
     """SIGTERM (what systemd and Docker send) stops `serve` as Ctrl-C does: `stop()` runs
     (the running batch commits, channels close, the wake-up file goes) and it exits 0.
     uvicorn raises the signal again after its own shutdown, and the default handler
-    killed the process there (exit 143), leaving its `<db>-wake/` file behind."""
+    killed the process there (exit 143), leaving its `<db>-wake/` file behind. A second
+    SIGTERM while it stops changes nothing."""
     db = f"sqlite:///{tmp_path / 'stop.db'}"
     server = serve(db)
     wake = tmp_path / "stop.db-wake"
     assert len(list(wake.iterdir())) == 1, server.why("no wake-up file while running")
-    server.proc.send_signal(signum)
+    for _ in range(times):
+        server.proc.send_signal(signum)
+        time.sleep(0.05)
     try:
         code = server.proc.wait(20)
     except subprocess.TimeoutExpired:
