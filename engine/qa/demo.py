@@ -30,7 +30,7 @@ from typing import Any
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Channel, Decision
 from engine.qa.simulate import locate_render_errors, place_of
-from engine.service import Service
+from engine.service import Service, SigtermStop
 from engine.testing import SkipRecord
 from journeys.loaded import Library
 
@@ -171,17 +171,21 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
-    stop = threading.Event()
+    # SIGTERM ends the demo as the end of its stream does: the summary, the temporary
+    # folder removed (it killed the process, leaving the folder behind)
+    sigterm = SigtermStop()
+    sigterm.server = server
+    stop = sigterm.asked
     thread.start()
     service.start()
     posted = 0
     entries = Entries(first - timedelta(days=1), show) if show is not None else None
     try:
-        while not server.started:
+        while not server.started and not stop.is_set():
             time.sleep(0.01)
         clock.restart()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, "")) as client:
-            while posted < len(events):
+            while posted < len(events) and not stop.is_set():
                 due = when(events[posted])
                 clock.hold_at(due)  # stop there: the events are handled at their own time
                 clock.sleep_until(due, stop)
@@ -192,7 +196,7 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
                 clock.release()
                 _report(progress, clock, service, posted, entries)
         deadline = last + run_on
-        while clock.now() < deadline and not _idle(service):
+        while clock.now() < deadline and not _idle(service) and not stop.is_set():
             stop.wait(0.1)
             _report(progress, clock, service, posted, entries)
         server.should_exit = True
@@ -204,12 +208,14 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
         server.should_exit = True
         thread.join(10)
         service.stop()
+        sigterm.restore()
 
 
 def _wait_handled(service: Service, stop: threading.Event, limit: float = 30.0) -> None:
     """Until the worker has handled every accepted event (or `limit` seconds)."""
     deadline = time.monotonic() + limit
-    while service.store.inbox_counts().get("pending", 0) and time.monotonic() < deadline:
+    while (service.store.inbox_counts().get("pending", 0) and time.monotonic() < deadline
+           and not stop.is_set()):
         stop.wait(0.005)
 
 

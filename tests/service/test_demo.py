@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,30 @@ def test_demo_with_unreadable_events_fails_clearly() -> None:
     assert proc.returncode == 1
     assert "cannot read the demo events" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM mid-stream ends the demo as the end of its stream does: the summary, exit
+    0, its temporary folder removed (the signal killed it, leaving the folder behind)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where its temporary folder goes
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "demo", "--speed", "86400"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("journeyman-demo-*/demo.db")):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.1)
+        time.sleep(2)  # playing the stream
+        proc.send_signal(signal.SIGTERM)
+        out, errors = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors[-3000:]
+    assert out.splitlines()[-1].startswith("  outbox: "), out[-2000:]
+    assert "Traceback" not in errors, errors[-3000:]
+    assert list(tmp_path.glob("journeyman-demo-*")) == []
