@@ -148,7 +148,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
         events = []
         for index, item in enumerate(items):
             # which event of a batch (of one too), as the 400 documents
-            where = f"batch[{index}]: " if batch or len(items) > 1 else ""
+            where = f"batch[{index}]: " if batch else ""
             if not isinstance(item, dict):
                 raise ApiError(400, f"{where}an event must be a JSON object")
             try:

@@ -23,9 +23,7 @@ from engine.cli.common import (
     out,
 )
 from engine.core.times import iso
-from engine.ports import DeployedVersion, Store
 from engine.store import DEFAULT_URL
-from journeys.model import Journey
 from rules.errors import JourneymanError
 
 suppressions = typer.Typer(help="The suppression list: addresses no journey sends to "
@@ -61,6 +59,7 @@ def stats(
     """Each journey's KPIs (sends, delivered, open rate, CTR, conversion, attributable
     revenue, ...), per step and per split variant (docs/engagement.md)."""
     from engine.runtime.kpis import journey_stats
+    from engine.runtime.versions import newest_deployed
     from journeys.loader import load_path
 
     start = _since(since)
@@ -72,7 +71,7 @@ def stats(
     try:
         models = {jid: loaded.model for jid, loaded in library.journeys.items()}
         if journeys is None:  # no folder named: the journeys deployed to the store count
-            models |= _deployed(store)
+            models |= newest_deployed(store)
         if journey is not None and journey not in models:
             err.print(f"no journey {journey!r} in {journeys_folder(journeys)}"
                       + ("" if journeys is not None else " nor deployed to the store"),
@@ -87,25 +86,6 @@ def stats(
         return
     for report in reports.values():
         _print_report(report)
-
-
-def _deployed(store: Store) -> dict[str, Journey]:
-    """The newest deployed version of each journey in the store (`journeyman apply`,
-    `serve`), read from the source it was deployed with; one whose source no longer
-    loads is logged and the next newest taken."""
-    from engine.runtime.versions import parse_deployed
-
-    by_journey: dict[str, list[DeployedVersion]] = {}
-    for version in store.deployed_versions():
-        by_journey.setdefault(version.journey, []).append(version)
-    newest: dict[str, Journey] = {}
-    for jid, versions in by_journey.items():
-        for version in sorted(versions, key=lambda v: -v.version):
-            loaded = parse_deployed(version)
-            if loaded is not None:
-                newest[jid] = loaded.model
-                break
-    return newest
 
 
 _UNWRAPPED = 400  # columns for the stats table when the output is not a terminal

@@ -34,6 +34,7 @@ from journeys.compiler import CompiledJourney, compile_journey
 from journeys.errors import InvalidJourney, JourneyError
 from journeys.loaded import Library, LoadedJourney
 from journeys.loader import parse_journey
+from journeys.model import Journey
 from journeys.steps import WaitForStep, WaitStep
 from journeys.yamlsrc import plain
 from rules import did_you_mean
@@ -312,6 +313,19 @@ def deployed_journeys(library: Library, store: Store, *,
     return versions, closed
 
 
+def newest_deployed(store: Store) -> dict[str, Journey]:
+    """The newest deployed version of each journey in the store that still loads (one
+    that no longer does is logged and the next newest taken), as it was deployed."""
+    newest: dict[str, Journey] = {}
+    for jid, versions in _by_journey(store.deployed_versions()).items():
+        for version in sorted(versions, key=lambda v: -v.version):
+            loaded = parse_deployed(version)
+            if loaded is not None:
+                newest[jid] = loaded.model
+                break
+    return newest
+
+
 def closed_journeys(store: Store) -> set[str]:
     """The journeys that take no new entries now (paused, archived or removed)."""
     return {v.journey for v in store.deployed_versions() if v.status != ACTIVE}
@@ -345,6 +359,7 @@ __all__ = [
     "closed_journeys",
     "content_digest",
     "deployed_journeys",
+    "newest_deployed",
     "parse_deployed",
     "plan",
     "set_status",
