@@ -57,6 +57,14 @@ def plans(store: SqlStore, statements: list[tuple[str, Any]], table: str) -> lis
     return out
 
 
+def table_scans(plan: str) -> list[str]:
+    """The plan's scans of a table or index; a list parameter read by `json_each` (the
+    statements run at the driver, engine/store/sql/driver.py) is the ids given, not a
+    table."""
+    return [step for step in plan.split(" / ")
+            if "SCAN" in step and "json_each VIRTUAL TABLE" not in step]
+
+
 def test_claiming_due_timers_finds_and_deletes_them_by_index(
         sqlite_template: Path, tmp_path: Path) -> None:
     store = make_sqlite_store(sqlite_template, tmp_path)
@@ -67,7 +75,7 @@ def test_claiming_due_timers_finds_and_deletes_them_by_index(
         with store.transaction(), captured(store) as seen:
             assert len(store.claim_due_timers(T0 + timedelta(seconds=1), 10)) == 10
         for plan in plans(store, seen, "timers"):
-            assert "SCAN" not in plan, plan
+            assert not table_scans(plan), plan
             # every timer of a storm shares one due_at: a lookup by it alone walks them all
             assert "(due_at=?)" not in plan, plan
     finally:
@@ -87,7 +95,7 @@ def test_identities_are_looked_up_by_their_primary_key(
                                            ("user_id", "u2")])
         assert found == {("user_id", "u1"): "p1", ("user_id", "u2"): "p2"}
         for plan in plans(store, seen, "identities"):
-            assert "SCAN" not in plan, plan
+            assert not table_scans(plan), plan
     finally:
         store.close()
 

@@ -119,21 +119,21 @@ def test_sqlite_timestamps_read_back_as_aware_utc() -> None:
     ours) is read as it says."""
     from sqlalchemy.dialects import sqlite
 
-    from engine.store.sql.rows import _sqlite_timestamp
+    from engine.store.sql.rows import sqlite_timestamp
     from engine.store.sql.types import UTCDateTime
 
     write = UTCDateTime().bind_processor(sqlite.dialect())
     assert write is not None
     for value in (T0, T0.replace(microsecond=7), T0.replace(microsecond=0),
                   datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)):
-        back = _sqlite_timestamp(write(value))
+        back = sqlite_timestamp(write(value))
         assert (back, back.tzinfo) == (value, UTC)
-    assert _sqlite_timestamp("2026-12-04 21:33:58+02:00") == datetime(
+    assert sqlite_timestamp("2026-12-04 21:33:58+02:00") == datetime(
         2026, 12, 4, 19, 33, 58, tzinfo=UTC)
-    day = _sqlite_timestamp("2026-12-04")  # a date alone: midnight UTC, still aware
+    day = sqlite_timestamp("2026-12-04")  # a date alone: midnight UTC, still aware
     assert (day, day.tzinfo) == (datetime(2026, 12, 4, tzinfo=UTC), UTC)
     with pytest.raises(ValueError, match="Invalid isoformat"):
-        _sqlite_timestamp("not a time")
+        sqlite_timestamp("not a time")
 
 
 def test_sqlite_timestamps_are_the_text_sqlalchemy_writes() -> None:

@@ -46,6 +46,7 @@ from engine.ports import Clock, SystemClock
 from engine.store.errors import SchemaNotReady, StoreError
 from engine.store.sql import migrate
 from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES, WalCheckpointer
+from engine.store.sql.driver import DriverQuery, driver_execute, driver_many, driver_write
 from engine.store.sql.lanes import lane_of, unserved
 from engine.store.sql.many_rows import JsonRowsPlan, ManyRowsPlan, waves
 from engine.store.sql.notify import notify_all
@@ -87,6 +88,8 @@ class SqlBase:
         path = None if self._pg else _plain_file(self._db.url)
         self._wake_sockets = WakeSockets.beside(path) if path else None
         self._many_plans: dict[Any, ManyRowsPlan | JsonRowsPlan] = {}
+        # SQLite's statements run at the driver: `_select_rows`, `_run_statement`
+        self._driver_queries: dict[Any, DriverQuery] = {}
         self._profiles = table("profiles")
         self._identities = table("identities")
         self._events = table("events")
@@ -271,6 +274,29 @@ class SqlBase:
             with conn.begin():
                 yield conn
 
+    def _select_rows(self, conn: Connection, statement: Any,
+                params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
+        """The rows of a statement built once (a cached property), as column -> value:
+        SQLite's at the driver (driver.py `DriverQuery`), PostgreSQL's through SQLAlchemy."""
+        if self._pg:
+            return conn.execute(statement, params).mappings().all()
+        return self._driver_query(statement).rows(conn, params)
+
+    def _run_statement(self, conn: Connection, statement: Any,
+                       params: Mapping[str, Any]) -> int:
+        """Run a statement built once that returns no rows; how many rows it changed."""
+        if self._pg:
+            rowcount: int = conn.execute(statement, params).rowcount
+            return rowcount
+        return self._driver_query(statement).run(conn, params)
+
+    def _driver_query(self, statement: Any) -> DriverQuery:
+        query = self._driver_queries.get(statement)
+        if query is None:
+            query = self._driver_queries[statement] = DriverQuery(statement,
+                                                                  self._db.dialect)
+        return query
+
     def _many(self, conn: Connection, statement: Any, rows: Sequence[Mapping[str, Any]],
               *, apart: tuple[str, ...] = ()) -> None:
         """`conn.execute(statement, rows)` for the bulk writes of a batch, without
@@ -292,13 +318,15 @@ class SqlBase:
         if not rows:
             return _nothing
         plan = self._plan(statement)
-        # executemany runs the rows in order: SQLite needs no waves
-        ready = ([(plan.sql, plan.parameters(rows))] if isinstance(plan, ManyRowsPlan)
-                 else [(plan.sql, plan.parameters(wave)) for wave in waves(rows, apart)])
+        if isinstance(plan, ManyRowsPlan):
+            # SQLite: executemany runs the rows in order (no waves), at the driver
+            sql, parameters = plan.sql, plan.parameters(rows)
+            return lambda conn: driver_many(conn, sql, parameters)
+        ready = [(plan.sql, plan.parameters(wave)) for wave in waves(rows, apart)]
 
         def run(conn: Connection) -> None:
             for sql, parameters in ready:
-                conn.exec_driver_sql(sql, parameters)
+                driver_write(conn, sql, parameters)
 
         return run
 
@@ -378,7 +406,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql(conn.info.get("jm_begin", "BEGIN IMMEDIATE"))
+        driver_execute(conn, conn.info.get("jm_begin", "BEGIN IMMEDIATE"))
 
 
 def _begin_mode(conn: Connection, *, write: bool) -> None:

@@ -20,7 +20,7 @@ class EngagementQueries(SqlBase):
             r = conn.execute(select(o).where(o.c.send_key == key)).first()
         if r is None:
             return None
-        return OutboxRecord(outbox_entry(r), r.status, r.attempts, r.next_attempt_at,
+        return OutboxRecord(outbox_entry(r._mapping), r.status, r.attempts, r.next_attempt_at,
                             r.last_error, r.sent_at)
 
     def record_engagement(self, engagement: Engagement) -> None:

@@ -13,7 +13,7 @@ rolled back and its rows free again as soon as its connection closes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -244,14 +244,14 @@ class InboxQueries(StateQueries):
             params["profiles"] = list(profiles)
         query = self._inbox_statements["all" if profiles is None else "some"]
         with self._write() as conn:
-            rows = list(conn.execute(query, params).all())
+            rows = list(self._select_rows(conn, query, params))
             self._local.claim_short = len(rows) < limit
             if self._pg and rows:
                 kept = self._runs_from_earliest(conn, rows)
                 if len(kept) < len(rows):
                     self._look_again_at = now + LOOK_AGAIN
                 rows = kept
-        return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
+        return [InboxItem(r["id"], r["profile_id"], r["event"], r["attempts"]) for r in rows]
 
     def peek_inbox(self, limit: int, now: datetime, lane: Lane, *,
                    waiting_since: datetime | None = None,
@@ -270,8 +270,8 @@ class InboxQueries(StateQueries):
             query = self._inbox_statements["lane"]
             params |= {"lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
-            rows = conn.execute(query, params).all()
-        return [InboxItem(r.id, r.profile_id, r.event, r.attempts) for r in rows]
+            rows = self._select_rows(conn, query, params)
+        return [InboxItem(r["id"], r["profile_id"], r["event"], r["attempts"]) for r in rows]
 
     def inbox_unchanged(self, items: Sequence[InboxItem], now: datetime) -> bool:
         """Inside the write transaction: every item still waits, claimable at `now`, with
@@ -280,29 +280,30 @@ class InboxQueries(StateQueries):
         found: dict[int, int] = {}
         with self._write() as conn:
             for chunk in _chunks(sorted(expected), INSERT_CHUNK):
-                found.update((row.id, row.attempts) for row in conn.execute(
-                    self._inbox_statements["still"], {"ids": list(chunk), "now": now}))
+                found.update((row["id"], row["attempts"]) for row in self._select_rows(
+                    conn, self._inbox_statements["still"], {"ids": list(chunk), "now": now}))
         return found == expected
 
-    def _runs_from_earliest(self, conn: Connection, rows: list[Any]) -> list[Any]:
+    def _runs_from_earliest(self, conn: Connection, rows: list[Mapping[Any, Any]]
+                            ) -> list[Mapping[Any, Any]]:
         """PostgreSQL: keep the profiles this transaction locked, and of each only the
         run of claimed events that starts at the profile's earliest waiting event."""
-        mine = self.try_lock_profiles([r.profile_id for r in rows])
+        mine = self.try_lock_profiles([r["profile_id"] for r in rows])
         waiting: dict[str, list[int]] = {}
-        upto = max(r.id for r in rows)
+        upto = max(r["id"] for r in rows)
         for chunk in _chunks(sorted(mine), INSERT_CHUNK):
             for pid, row_id in conn.execute(self._inbox_statements["waiting"],
                                             {"profiles": chunk, "upto": upto}):
                 waiting.setdefault(pid, []).append(row_id)
-        kept: list[Any] = []
+        kept: list[Mapping[Any, Any]] = []
         position = dict.fromkeys(mine, 0)
         broken: set[str] = set()
         for row in rows:  # in id order
-            pid = row.profile_id
+            pid = row["profile_id"]
             if pid not in mine or pid in broken:
                 continue
             expected = waiting.get(pid, [])
-            if position[pid] < len(expected) and expected[position[pid]] == row.id:
+            if position[pid] < len(expected) and expected[position[pid]] == row["id"]:
                 kept.append(row)
                 position[pid] += 1
             else:
@@ -313,7 +314,7 @@ class InboxQueries(StateQueries):
         """Done with these events: delete them (inside the handling transaction)."""
         with self._write() as conn:
             for chunk in _chunks(list(ids), INSERT_CHUNK):
-                conn.execute(self._inbox_statements["ack"], {"ids": chunk})
+                self._run_statement(conn, self._inbox_statements["ack"], {"ids": chunk})
 
     def retry_inbox(self, item_id: int, at: datetime, error: str, *,
                     attempt: bool = True) -> None:

@@ -27,10 +27,9 @@ class ManyRowsPlan:
     Why: `conn.execute(statement, rows)` builds a parameter dictionary per row through
     the compiled statement's general machinery; for the batch writes of a unit of work
     that cost more than SQLite took to run the statements (bench/journey_bench.py
-    --profile: `_init_compiled` 0.46 ms per executemany of ~30 rows). The rows go
-    through `exec_driver_sql` instead, so errors are still SQLAlchemy's (a busy
-    database stays an `OperationalError`: retried, not refused) and a lost connection
-    is still invalidated.
+    --profile: `_init_compiled` 0.46 ms per executemany of ~30 rows). The rows go to
+    the driver's executemany instead (driver.py `driver_many`), whose errors are still
+    SQLAlchemy's (a busy database stays an `OperationalError`: retried, not refused).
 
     Only for statements whose every value is a bind parameter the rows give: a column
     default computed in Python (which SQLAlchemy fills in per row) is refused here.

@@ -72,13 +72,13 @@ class OutboxQueries(SqlBase):
                 params["ids"], head = self._claimable_pg(conn, now, limit)
                 stmt = q["take_rows"] if params["ids"] else None
             else:  # one writer at a time: every due row of these profiles is ours
-                heads = [r[0] for r in conn.execute(q["head"], params)]
+                heads = [r["profile_id"] for r in self._select_rows(conn, q["head"], params)]
                 head, params["profiles"] = len(heads), list(dict.fromkeys(heads))
                 stmt = q["take_profiles"] if params["profiles"] else None
             self._local.claim_short = head < limit
             if stmt is None:
                 return []
-            rows = sorted(conn.execute(stmt, params).all(), key=lambda r: r.id)
+            rows = sorted(self._select_rows(conn, stmt, params), key=lambda r: r["id"])
         return [outbox_entry(r) for r in rows]
 
     @cached_property
@@ -147,9 +147,10 @@ class OutboxQueries(SqlBase):
             return found
         query = self._outbox_statements["admitted_since"]
         with self._read() as conn:
-            for profile_id, channel, at in conn.execute(
-                    query, {"profiles": list(profile_ids), "since": since}):
-                found.setdefault(profile_id, []).append((channel, at))
+            for row in self._select_rows(conn, query, {"profiles": list(profile_ids),
+                                                       "since": since}):
+                found.setdefault(row["profile_id"], []).append((row["channel"],
+                                                                row["admitted_at"]))
         return found
 
     def mark_sent(self, key: str, at: datetime) -> None:
@@ -224,5 +225,6 @@ class OutboxQueries(SqlBase):
 
     def next_outbox_at(self) -> datetime | None:
         with self._read() as conn:
-            value: datetime | None = conn.execute(self._outbox_statements["next"]).scalar()
+            rows = self._select_rows(conn, self._outbox_statements["next"], {})
+        value: datetime | None = next(iter(rows[0].values())) if rows else None
         return value

@@ -83,7 +83,7 @@ class ReadQueries(SqlBase):
         if status is not None:
             query = query.where(o.c.status == status)
         with self._read() as conn:
-            return [OutboxRecord(outbox_entry(r), r.status, r.attempts, r.next_attempt_at,
+            return [OutboxRecord(outbox_entry(r._mapping), r.status, r.attempts, r.next_attempt_at,
                                  r.last_error, r.sent_at) for r in conn.execute(query)]
 
     def outbox_counts(self) -> dict[str, int]:

@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from engine.jsonfast import dumps
+from engine.store.sql.driver import driver_execute
 
 _KEY = "journey, bucket, kind, step, variant"
 
@@ -51,8 +52,9 @@ def count_sql(where: str = "") -> str:
         "DO UPDATE SET n = journey_rollup.n + excluded.n")
 
 
-# The enrollments named by `:ids`, a JSON array (one parameter however many)
-COUNT = text(count_sql("WHERE id IN (SELECT value FROM json_each(:ids))"))
+# The enrollments named by the first parameter, a JSON array (one parameter however
+# many), times the second: run at the driver (driver.py says why)
+COUNT = count_sql("WHERE id IN (SELECT value FROM json_each(?))").replace(":sign", "?")
 
 
 @contextmanager
@@ -64,6 +66,6 @@ def recounted(conn: Connection, ids: Collection[str]) -> Iterator[None]:
         yield
         return
     named = dumps(list(ids))
-    conn.execute(COUNT, {"ids": named, "sign": -1})
+    driver_execute(conn, COUNT, (named, -1))
     yield
-    conn.execute(COUNT, {"ids": named, "sign": 1})
+    driver_execute(conn, COUNT, (named, 1))

@@ -82,7 +82,7 @@ class SqliteRows:
         self.select = f'SELECT {listed} FROM "{table.name}" '
         self._row = row_reader(list(zip(self.names, [
             jsonfast.loads_exact if isinstance(c.type, JSON)
-            else _sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
+            else sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
             for c in table.columns], strict=True)))
 
     def read(self, driver: Any, where: str, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ class SqliteRows:
         return list(map(self._row, rows))
 
 
-def _sqlite_timestamp(text: str) -> datetime:
+def sqlite_timestamp(text: str) -> datetime:
     """A timestamp column as SQLite keeps it (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC). Read
     with its offset written on (0.25 us) rather than read naive and then given one
     (`replace(tzinfo=UTC)`: 1.8 us, for every timestamp of every row a batch loads)."""
@@ -122,10 +122,11 @@ def timer_columns(t: Any) -> tuple[Any, ...]:
             t.c.occurrence, t.c.due_at, t.c.attempts)
 
 
-def timer_from_row(r: Any) -> ScheduleTimer:
-    return ScheduleTimer(key=r.key, enrollment_id=r.enrollment_id, profile_id=r.profile_id,
-                         journey=r.journey, step=r.step, occurrence=r.occurrence,
-                         due_at=r.due_at, attempts=r.attempts)
+def timer_from_row(r: Mapping[Any, Any]) -> ScheduleTimer:
+    return ScheduleTimer(key=r["key"], enrollment_id=r["enrollment_id"],
+                         profile_id=r["profile_id"], journey=r["journey"], step=r["step"],
+                         occurrence=r["occurrence"], due_at=r["due_at"],
+                         attempts=r["attempts"])
 
 
 def entries_values(profile_id: str, journey: str, stats: EntryStats) -> dict[str, Any]:
@@ -144,10 +145,11 @@ def profile_lock_key(profile_id: str) -> int:
                           signed=True)
 
 
-def outbox_entry(row: Any) -> OutboxEntry:
-    return OutboxEntry(row.send_key, row.enrollment_id, row.profile_id, row.journey, row.step,
-                       row.channel, row.to, Rendered(**row.rendered), row.created_at,
-                       row.attempts, getattr(row, "admitted_at", None))
+def outbox_entry(row: Mapping[Any, Any]) -> OutboxEntry:
+    return OutboxEntry(row["send_key"], row["enrollment_id"], row["profile_id"],
+                       row["journey"], row["step"], row["channel"], row["to"],
+                       Rendered(**row["rendered"]), row["created_at"], row["attempts"],
+                       row.get("admitted_at"))
 
 
 def key_info(row: RowMapping) -> KeyInfo:

@@ -332,15 +332,15 @@ class StateQueries(SqlBase):
 
     def _delete_timers(self, stmt: Any, params: dict[str, Any]) -> list[ScheduleTimer]:
         with self._write() as conn:
-            rows = list(conn.execute(stmt, params).all())
-        rows.sort(key=lambda r: (r.due_at, r.key))
+            rows = list(self._select_rows(conn, stmt, params))
+        rows.sort(key=lambda r: (r["due_at"], r["key"]))
         return [timer_from_row(r) for r in rows]
 
     def due_timers(self, now: datetime, limit: int) -> list[ScheduleTimer]:
         t = self._timers
         with self._read() as conn:
             rows = conn.execute(select(*timer_columns(t)).where(t.c.due_at <= now)
-                                .order_by(t.c.due_at, t.c.key).limit(limit)).all()
+                                .order_by(t.c.due_at, t.c.key).limit(limit)).mappings().all()
         return [timer_from_row(r) for r in rows]
 
     def next_timer_at(self, *, include_cron: bool = True,
@@ -367,7 +367,8 @@ class StateQueries(SqlBase):
         if lane is not None and lane.count > 1:
             name, params = f"{name}_lane", {**params, "lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
-            value: datetime | None = conn.execute(self._timer_statements[name], params).scalar()
+            rows = self._select_rows(conn, self._timer_statements[name], params)
+        value: datetime | None = next(iter(rows[0].values())) if rows else None
         return value
 
     def peek_timers(self, now: datetime, limit: int, lane: Lane, *,
@@ -389,7 +390,7 @@ class StateQueries(SqlBase):
             query = self._timer_statements["peek_lane"]
             params |= {"lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
-            return [timer_from_row(r) for r in conn.execute(query, params).all()]
+            return [timer_from_row(r) for r in self._select_rows(conn, query, params)]
 
     def timers_unchanged(self, timers: Sequence[ScheduleTimer]) -> bool:
         """Inside the write transaction: every timer is still there as it was read (not
@@ -398,8 +399,8 @@ class StateQueries(SqlBase):
         found: dict[str, tuple[datetime, int]] = {}
         with self._write() as conn:
             for chunk in _chunks(sorted(expected), INSERT_CHUNK):
-                found.update((r.key, (r.due_at, r.attempts)) for r in conn.execute(
-                    self._timer_statements["still"], {"keys": list(chunk)}))
+                found.update((r["key"], (r["due_at"], r["attempts"])) for r in self._select_rows(
+                    conn, self._timer_statements["still"], {"keys": list(chunk)}))
         return found == expected
 
     # --- segments and records ----------------------------------------------------

@@ -105,8 +105,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                                         chunk):
                     states[entry["profile_id"]].entries[entry["journey"]] = (
                         entry_stats_from_row(entry))
-                for row in conn.execute(q["segments"], ids).all():
-                    states[row.profile_id].segments.add(row.journey)
+                for row in self._select_rows(conn, q["segments"], ids):
+                    states[row["profile_id"]].segments.add(row["journey"])
         return states
 
     def _rows(self, conn: Connection, table: str, where: str, statement: str,
@@ -145,10 +145,12 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         found: dict[str, EnrollmentOutline] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for *outline, schema in conn.execute(self._unit_statements["outlines"],
-                                                     {"ids": chunk}):
-                    check_schema_version(outline[0], schema)
-                    found[outline[0]] = EnrollmentOutline(*outline)
+                for row in self._select_rows(conn, self._unit_statements["outlines"],
+                                             {"ids": chunk}):
+                    check_schema_version(row["id"], row["schema_version"])
+                    found[row["id"]] = EnrollmentOutline(
+                        row["id"], row["profile_id"], row["status"], row["exit_reason"],
+                        row["ended_at"], row["updated_at"])
         self._noted(profile_key(o.profile_id) for o in found.values())
         return found
 
@@ -169,9 +171,9 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         with self._read() as conn:
             for kind, values in sorted(by_kind.items()):
                 for chunk in _chunks(values, INSERT_CHUNK):
-                    for row in conn.execute(self._unit_statements["identities"],
-                                            {"kind": kind, "ids": chunk}).all():
-                        found[(kind, row.value)] = row.profile_id
+                    for row in self._select_rows(conn, self._unit_statements["identities"],
+                                                 {"kind": kind, "ids": chunk}):
+                        found[(kind, row["value"])] = row["profile_id"]
         return found
 
     # --- writing -----------------------------------------------------------------------
@@ -263,7 +265,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                 entries_values(pid, journey, stats)
                 for (pid, journey), stats in run.entries.items()]))
         for chunk in _chunks(sorted(run.timers_cancelled), INSERT_CHUNK):
-            steps.append(partial(_execute_step, self._cancel_timers, {"ids": chunk}))
+            steps.append(partial(self._statement_step, self._cancel_timers, {"ids": chunk}))
         if run.timers_added:
             steps.append(ready(self._q["add_timer"],
                                [timer_values(x) for x in run.timers_added.values()]))
@@ -282,6 +284,10 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         if run.emitted:
             steps.append(partial(_unbound, self.accept_events, run.emitted, "emit"))
         return steps
+
+    def _statement_step(self, statement: Any, parameters: dict[str, Any],
+                        conn: Connection) -> None:
+        self._run_statement(conn, statement, parameters)
 
     def _notify_step(self, notes: list[tuple[str, str]], conn: Connection) -> None:
         self._notify(conn, notes)
@@ -418,5 +424,4 @@ def _unbound(write: Callable[..., object], *args: Any) -> None:
     write(*args[:-1])
 
 
-def _execute_step(statement: Any, parameters: dict[str, Any], conn: Connection) -> None:
-    conn.execute(statement, parameters)
+

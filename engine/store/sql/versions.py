@@ -77,9 +77,9 @@ class VersionQueries(SqlBase):
                     conn.execute(set_row, params)
                 timers = conn.execute(delete(t).where(
                     t.c.enrollment_id.in_(list(occurrence)), t.c.step == move.from_step)
-                    .returning(*t.c)).all()
+                    .returning(*t.c)).mappings().all()
                 moved = [timer_values(moved_timer(timer_from_row(r), move.to_step,
-                                                  occurrence[r.enrollment_id]))
+                                                  occurrence[r["enrollment_id"]]))
                          for r in timers]
                 if moved:
                     conn.execute(insert(t), moved)
