@@ -156,3 +156,20 @@ def test_listeners_see_the_driver_statements(store: SqlStore) -> None:
     assert ("UPDATE driver_things SET name = ? WHERE id = ?", [("a", 1), ("b", 2)],
             True) in seen
     assert any("json_each" in s and p == ("[1]",) and not many for s, p, many in seen)
+
+
+def test_statements_it_cannot_run_faithfully_are_refused(store: SqlStore) -> None:
+    """Refused when built, not wrong when run: a list of tuples (a JSON array of arrays
+    is no row-value IN), columns named alike (a row is a dict)."""
+    from sqlalchemy import tuple_
+
+    from engine.store.errors import StoreError
+
+    dialect = store.sql_engine.dialect
+    pairs = select(things.c.id).where(tuple_(things.c.id, things.c.kind).in_(
+        bindparam("pairs", expanding=True)))
+    with pytest.raises(StoreError, match="not a list of plain values"):
+        DriverQuery(pairs, dialect)
+    alike = select(things.c.id, things.c.name.label("id"))
+    with pytest.raises(StoreError, match="named alike"):
+        DriverQuery(alike, dialect)

@@ -120,6 +120,27 @@ def test_a_withdrawal_finds_its_sends_by_profile_and_enrollment(
         store.close()
 
 
+def test_the_caps_read_the_profiles_sends_by_profile_and_admission(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """The dispatcher's caps (`admitted_since`, in its write turn): by (profile_id,
+    admitted_at), not by status. With the profiles as one JSON list (driver.py), SQLite
+    took the (status, next_attempt_at) index and walked every pending and sent send
+    (80 ms at 200,000 rows)."""
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        for i in range(50):
+            store.enqueue_send(outbox_entry(f"k{i}", profile=f"p{i % 10}"))
+            store.mark_admitted(f"k{i}", T0 + timedelta(minutes=i))
+        with captured(store) as seen:
+            found = store.admitted_since(["p1", "p2"], T0 + timedelta(minutes=30))
+        assert sorted(found) == ["p1", "p2"]
+        assert len(found["p1"]) == 2  # k31, k41
+        for plan in plans(store, seen, "outbox"):
+            assert "ix_outbox_profile_admitted (profile_id=? AND admitted_at>?)" in plan, plan
+    finally:
+        store.close()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
 def test_the_next_entry_seq_reads_the_profiles_rows_on_a_new_database(

@@ -275,7 +275,7 @@ class SqlBase:
                 yield conn
 
     def _select_rows(self, conn: Connection, statement: Any,
-                params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
+                     params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
         """The rows of a statement built once (a cached property), as column -> value:
         SQLite's at the driver (driver.py `DriverQuery`), PostgreSQL's through SQLAlchemy."""
         if self._pg:

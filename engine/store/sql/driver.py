@@ -17,9 +17,13 @@ What stays SQLAlchemy's: its errors (a driver error goes through the connection'
 handling, so a locked database is still an `OperationalError`, retried as transient, a
 lost PostgreSQL connection is invalidated, and the parameters stay hidden), the
 transaction (statements run on the connection `conn` holds, inside its transaction),
-its cursor events (a listener on `before_cursor_execute` sees these statements too), and
-the statements themselves (built with Core, compiled here once per store). PostgreSQL's
-reads still go through SQLAlchemy, whose psycopg dialect sets up how each type is read.
+its cursor events (a listener on `before_cursor_execute` or `after_cursor_execute` sees
+these statements too, with None for the execution context), and the statements
+themselves (built with Core, compiled here once per store). Not SQLAlchemy's statement
+log (`echo`, the `sqlalchemy.engine` logger): these statements are not in it. A missing
+parameter is a KeyError here (a bug of ours: every caller passes its statement's
+parameters). PostgreSQL's reads still go through SQLAlchemy, whose psycopg dialect sets
+up how each type is read.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from typing import Any, NoReturn
 
 from sqlalchemy import JSON
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.sqltypes import TupleType
 
 from engine import jsonfast
+from engine.store.errors import StoreError
 from engine.store.sql.many_rows import bound_values, row_converter, row_reader
 from engine.store.sql.rows import sqlite_timestamp
 from engine.store.sql.types import UTCDateTime
@@ -104,6 +110,11 @@ class DriverQuery:
     def __init__(self, statement: Any, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         lists = set(_EXPANDING.findall(compiled.string))
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        for name in lists:  # only a list of plain values becomes a JSON array
+            bind = binds.get(name)
+            if bind is None or not bind.expanding or isinstance(bind.type, TupleType):
+                raise StoreError(f"DriverQuery: {name!r} is not a list of plain values")
         self.sql = _EXPANDING.sub("SELECT value FROM json_each(?)", compiled.string)
         pairs, constants = bound_values(compiled)
         # a list's elements through the element type's processor, then one JSON array
@@ -113,6 +124,9 @@ class DriverQuery:
         columns = getattr(statement, "selected_columns", None)
         if columns is None and getattr(statement, "_returning", None):
             columns = statement.exported_columns  # DELETE ... RETURNING
+        names = [c.name for c in columns] if columns is not None else []
+        if len(set(names)) != len(names):  # a row is a dict: one value per name
+            raise StoreError(f"DriverQuery: columns named alike in {names}")
         self._read = None if columns is None else row_reader(
             [(c.name, _reader(c.type, dialect)) for c in columns])
 

@@ -422,6 +422,3 @@ def _unbound(write: Callable[..., object], *args: Any) -> None:
     """A write that joins the transaction by itself: the step's connection (the last
     argument) dropped."""
     write(*args[:-1])
-
-
-
