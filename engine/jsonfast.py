@@ -15,7 +15,10 @@ import orjson
 
 
 def dumps(value: Any) -> str:
-    return dumps_bytes(value).decode()
+    try:  # orjson's own call, not through dumps_bytes: the store's every document
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps_bytes(value: Any) -> bytes:
