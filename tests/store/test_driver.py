@@ -173,3 +173,47 @@ def test_statements_it_cannot_run_faithfully_are_refused(store: SqlStore) -> Non
     alike = select(things.c.id, things.c.name.label("id"))
     with pytest.raises(StoreError, match="named alike"):
         DriverQuery(alike, dialect)
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_what_sqlalchemy_reads(pg_database: str) -> None:
+    """The same on PostgreSQL (psycopg's names, lists as arrays, timestamps with time
+    zone, JSON parsed by psycopg with the engine's deserializer)."""
+    from sqlalchemy import text
+
+    from engine.store.sql.lists import among
+
+    store = SqlStore(pg_database)
+    try:
+        metadata.create_all(store.sql_engine)
+        with store.sql_engine.begin() as conn:
+            conn.execute(things.delete())
+            conn.execute(things.insert(), [
+                {"id": i, "name": f"n{i}", "doc": {"i": i, "big": 2**62} if i % 3 else None,
+                 "at": T0 + timedelta(minutes=i) if i % 2 else None, "ok": i % 2 == 0,
+                 "kind": "x" if i < 5 else "y"} for i in range(10)])
+        statements = {
+            "ids": select(things).where(among(things.c.id, "ids", pg=True),
+                                        things.c.kind == "x").order_by(things.c.id),
+            "names": select(things.c.name, things.c.at, things.c.doc).where(
+                among(things.c.name, "names", pg=True), things.c.at > bindparam("since"))
+            .order_by(things.c.name).limit(bindparam("limit")),
+        }
+        params = {"ids": [1, 2, 3, 4, 99], "names": ["n1", "n3", "n5", "n6"],
+                  "since": T0, "limit": 5}
+        with store.sql_engine.connect() as conn:
+            for name, statement in statements.items():
+                used = {k: v for k, v in params.items() if k in statement.compile().params}
+                theirs = [dict(r) for r in conn.execute(statement, used).mappings().all()]
+                ours = DriverQuery(statement, store.sql_engine.dialect).rows(conn, used)
+                assert theirs, name
+                assert ours == theirs, name
+                assert [[type(v) for v in r.values()] for r in ours] == [
+                    [type(v) for v in r.values()] for r in theirs], name
+                assert all(r["at"] is None or r["at"].tzinfo is UTC for r in ours)
+        with store.sql_engine.begin() as conn:
+            assert DriverQuery(things.delete().where(things.c.kind == bindparam("kind")),
+                               store.sql_engine.dialect).run(conn, {"kind": "y"}) == 5
+            conn.execute(text("DROP TABLE driver_things"))
+    finally:
+        store.close()

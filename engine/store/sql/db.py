@@ -276,18 +276,18 @@ class SqlBase:
 
     def _select_rows(self, conn: Connection, statement: Any,
                      params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
-        """The rows of a statement built once (a cached property), as column -> value:
-        SQLite's at the driver (driver.py `DriverQuery`), PostgreSQL's through SQLAlchemy."""
-        if self._pg:
-            return conn.execute(statement, params).mappings().all()
+        """The rows of a statement built once (a cached property), as column -> value,
+        read at the driver (driver.py `DriverQuery`)."""
         return self._driver_query(statement).rows(conn, params)
+
+    def _scalar(self, conn: Connection, statement: Any, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row `_select_rows` reads (None: no row)."""
+        rows = self._select_rows(conn, statement, params)
+        return next(iter(rows[0].values())) if rows else None
 
     def _run_statement(self, conn: Connection, statement: Any,
                        params: Mapping[str, Any]) -> int:
         """Run a statement built once that returns no rows; how many rows it changed."""
-        if self._pg:
-            rowcount: int = conn.execute(statement, params).rowcount
-            return rowcount
         return self._driver_query(statement).run(conn, params)
 
     def _driver_query(self, statement: Any) -> DriverQuery:

@@ -1,5 +1,6 @@
-"""A batch's statements run at the driver: SQLite's at the sqlite3 connection, compiled
-once (`DriverQuery`, `driver_many`); PostgreSQL's bulk writes at psycopg's (`driver_write`).
+"""A batch's statements run at the driver, each compiled once (`DriverQuery`): SQLite's
+at the sqlite3 connection (its bulk writes too: `driver_many`), PostgreSQL's at psycopg's
+(its bulk writes: `driver_write`).
 
 Why: SQLAlchemy's execution costs the same for every statement, whatever the database
 then does. Counted with callgrind, a prebuilt `select` with a list parameter took
@@ -22,8 +23,9 @@ these statements too, with None for the execution context), and the statements
 themselves (built with Core, compiled here once per store). Not SQLAlchemy's statement
 log (`echo`, the `sqlalchemy.engine` logger): these statements are not in it. A missing
 parameter is a KeyError here (a bug of ours: every caller passes its statement's
-parameters). PostgreSQL's reads still go through SQLAlchemy, whose psycopg dialect sets
-up how each type is read.
+parameters). PostgreSQL's columns are read as SQLAlchemy reads them (each type's
+result processing; psycopg parses the documents with the deserializer SQLAlchemy gave
+it).
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ def driver_many(conn: Connection, sql: str, parameters: Sequence[Any]) -> None:
     _run(conn, sql, parameters, many=True)
 
 
-def driver_execute(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> Any:
-    """`execute` on the sqlite3 connection under `conn`; returns the driver's cursor."""
+def driver_execute(conn: Connection, sql: str,
+                   parameters: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+    """`execute` on the DBAPI connection under `conn` (a tuple for SQLite's marks, a
+    mapping for psycopg's names); returns the driver's cursor."""
     return _run(conn, sql, parameters, many=False)
 
 
@@ -95,15 +99,18 @@ def _raise_as_sqlalchemy(conn: Connection, exc: Exception, sql: str,
 
 
 class DriverQuery:
-    """A Core statement compiled once for SQLite, run at the driver.
+    """A Core statement compiled once for its dialect, run at the driver.
 
-    Its values go in the statement's order through their bind processors (datetimes to
-    SQLite's text); a list parameter (`column.in_(bindparam(name, expanding=True))`)
-    becomes one JSON array, `IN (SELECT value FROM json_each(?))`: one statement text for
-    any length, each id still looked up in the index (as rows.py `SqliteRows` reads).
-    Rows come back as dicts of column -> value, each value through its column's reader
-    (JSON documents parsed, timestamps read as aware UTC, the rest as SQLAlchemy's own
-    result processing has them)."""
+    Its values go through their bind processors (datetimes to SQLite's text, lists to
+    PostgreSQL's array literals), as a tuple in the marks' order (SQLite) or by name
+    (psycopg). On SQLite a list parameter (`column.in_(bindparam(name,
+    expanding=True))`) becomes one JSON array, `IN (SELECT value FROM json_each(?))`: one
+    statement text for any length, each id still looked up in the index (as rows.py
+    `SqliteRows` reads); PostgreSQL's lists are arrays already (lists.py `among`). Rows
+    come back as dicts of column -> value, each value through its column's reader
+    (SQLite's JSON documents parsed and timestamps read as aware UTC by plain functions;
+    the rest, and every PostgreSQL column, through the type's own result processing, as
+    SQLAlchemy reads them)."""
 
     __slots__ = ("_convert", "_read", "sql")
 
@@ -115,12 +122,16 @@ class DriverQuery:
             bind = binds.get(name)
             if bind is None or not bind.expanding or isinstance(bind.type, TupleType):
                 raise StoreError(f"DriverQuery: {name!r} is not a list of plain values")
+        if lists and dialect.name != "sqlite":
+            raise StoreError("DriverQuery: a list parameter on PostgreSQL is an array "
+                             "(lists.py `among`)")
         self.sql = _EXPANDING.sub("SELECT value FROM json_each(?)", compiled.string)
         pairs, constants = bound_values(compiled)
         # a list's elements through the element type's processor, then one JSON array
         self._convert = row_converter(
             [(name, _json_list(processor) if name in lists else processor)
-             for name, processor in pairs], "tuple", constants)
+             for name, processor in pairs], "tuple" if compiled.positional else "dict",
+            constants)
         columns = getattr(statement, "selected_columns", None)
         if columns is None and getattr(statement, "_returning", None):
             columns = statement.exported_columns  # DELETE ... RETURNING
@@ -157,9 +168,9 @@ def _json_list(element: Callable[[Any], Any] | None) -> Callable[[Any], str]:
 def _reader(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """How a column's value is read: as SQLAlchemy reads it, with SQLite's documents and
     timestamps by the plain functions rows.py `SqliteRows` uses."""
-    if isinstance(kind, JSON):  # the engine's deserializer (db.py), as SQLAlchemy calls it
+    if dialect.name == "sqlite" and isinstance(kind, JSON):  # db.py's deserializer
         return jsonfast.loads_exact
-    if isinstance(kind, UTCDateTime):
+    if dialect.name == "sqlite" and isinstance(kind, UTCDateTime):
         return sqlite_timestamp
     processor: Callable[[Any], Any] | None = kind.dialect_impl(dialect).result_processor(
         dialect, None)

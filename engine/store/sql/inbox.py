@@ -292,9 +292,9 @@ class InboxQueries(StateQueries):
         waiting: dict[str, list[int]] = {}
         upto = max(r["id"] for r in rows)
         for chunk in _chunks(sorted(mine), INSERT_CHUNK):
-            for pid, row_id in conn.execute(self._inbox_statements["waiting"],
-                                            {"profiles": chunk, "upto": upto}):
-                waiting.setdefault(pid, []).append(row_id)
+            for row in self._select_rows(conn, self._inbox_statements["waiting"],
+                                         {"profiles": chunk, "upto": upto}):
+                waiting.setdefault(row["profile_id"], []).append(row["id"])
         kept: list[Mapping[Any, Any]] = []
         position = dict.fromkeys(mine, 0)
         broken: set[str] = set()
@@ -335,7 +335,7 @@ class InboxQueries(StateQueries):
         else:
             query, params = self._inbox_statements["next"], {}
         with self._read() as conn:
-            value: datetime | None = conn.execute(query, params).scalar()
+            value: datetime | None = self._scalar(conn, query, params)
         again, self._look_again_at = self._look_again_at, None
         if again is not None and (value is None or again < value):
             return again

@@ -13,14 +13,18 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, literal_column, select, update
 
 from engine.ports import OutboxEntry
 from engine.store.sql.db import SqlBase
+from engine.store.sql.driver import driver_execute
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.rows import outbox_entry, send_values
 
 OUTBOX_LOCK_SPACE = 0x6F7574  # the advisory locks of the outbox admission ("out")
+# PostgreSQL: each profile's admission lock, taken without waiting (psycopg's style)
+OUTBOX_LOCKS = ("SELECT t.p, pg_try_advisory_xact_lock(%(space)s, t.k) FROM unnest("
+                "%(profiles)s::text[], %(keys)s::integer[]) AS t(p, k)")
 
 
 def outbox_lock_key(profile_id: str) -> int:
@@ -102,7 +106,7 @@ class OutboxQueries(SqlBase):
             "take_rows": take.where(among(o.c.id, "ids", pg=self._pg)),
             "rows_of": select(o.c.id, o.c.profile_id).where(due, profiles)
             .with_for_update(skip_locked=True),
-            "due_per_profile": select(o.c.profile_id, func.count())
+            "due_per_profile": select(o.c.profile_id, func.count().label("due"))
             .where(due, profiles).group_by(o.c.profile_id),
             # The status written so that no index can serve it (`status || ''`): with the
             # profiles as one JSON list (driver.py), SQLite without statistics chose the
@@ -121,24 +125,24 @@ class OutboxQueries(SqlBase):
         """The ids of the due rows of the profiles this transaction can take whole, and
         how many rows the head of the queue had."""
         q = self._outbox_statements
-        heads = [r[0] for r in conn.execute(q["head_locked"], {"now": now, "limit": limit})]
+        heads = [r["profile_id"] for r in self._select_rows(
+            conn, q["head_locked"], {"now": now, "limit": limit})]
         profiles = list(dict.fromkeys(heads))
         if not profiles:
             return [], 0
-        got = conn.execute(text(
-            "SELECT t.p, pg_try_advisory_xact_lock(:space, t.k) FROM unnest("
-            "CAST(:profiles AS text[]), CAST(:keys AS integer[])) AS t(p, k)"),
-            {"space": OUTBOX_LOCK_SPACE, "profiles": profiles,
-             "keys": [outbox_lock_key(p) for p in profiles]}).all()
+        got = driver_execute(conn, OUTBOX_LOCKS, {
+            "space": OUTBOX_LOCK_SPACE, "profiles": profiles,
+            "keys": [outbox_lock_key(p) for p in profiles]}).fetchall()
         locked = [p for p, ok in got if ok]
         if not locked:
             return [], len(heads)
         params = {"now": now, "profiles": locked}
-        rows = conn.execute(q["rows_of"], params).all()
-        total = {p: int(n) for p, n in conn.execute(q["due_per_profile"], params)}
-        mine = Counter(r.profile_id for r in rows)
+        rows = self._select_rows(conn, q["rows_of"], params)
+        total = {r["profile_id"]: int(r["due"])
+                 for r in self._select_rows(conn, q["due_per_profile"], params)}
+        mine = Counter(r["profile_id"] for r in rows)
         whole = {p for p in locked if mine[p] == total.get(p, 0)}
-        return [r.id for r in rows if r.profile_id in whole], len(heads)
+        return [r["id"] for r in rows if r["profile_id"] in whole], len(heads)
 
     def mark_admitted(self, key: str, at: datetime) -> None:
         self._set_outbox(key, admitted_at=at)
@@ -230,6 +234,5 @@ class OutboxQueries(SqlBase):
 
     def next_outbox_at(self) -> datetime | None:
         with self._read() as conn:
-            rows = self._select_rows(conn, self._outbox_statements["next"], {})
-        value: datetime | None = next(iter(rows[0].values())) if rows else None
+            value: datetime | None = self._scalar(conn, self._outbox_statements["next"], {})
         return value

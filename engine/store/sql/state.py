@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.core.model import CRON_STEP, Enrollment, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.ports import Decision, EntryStats, Lane
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.driver import driver_execute
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among
 from engine.store.sql.rollup import recounted
@@ -46,6 +47,9 @@ def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
 SQLITE_WAIT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 # `last_timer_due_by` of a lane looks at this many timers only (None beyond): the last
 # due by the window's end, or (given `most`) the first from the window's start
+# PostgreSQL: a lock per profile, taken without waiting, in the keys' order (psycopg's style)
+PROFILE_LOCKS = ("SELECT t.k, pg_try_advisory_xact_lock(t.k) FROM unnest(%(keys)s::bigint[])"
+                 " WITH ORDINALITY AS t(k, n) ORDER BY t.n")
 LAST_IN_LANE_ROWS = 1000
 
 
@@ -153,10 +157,8 @@ class StateQueries(SqlBase):
         if not self._pg or not wanted:
             return set(wanted)
         keys = [profile_lock_key(p) for p in wanted]
-        with self._write() as conn:
-            got = conn.execute(text(
-                "SELECT t.k, pg_try_advisory_xact_lock(t.k) FROM unnest(CAST(:keys AS bigint[]))"
-                " WITH ORDINALITY AS t(k, n) ORDER BY t.n"), {"keys": keys}).all()
+        with self._write() as conn:  # at the driver (driver.py): psycopg's array
+            got = driver_execute(conn, PROFILE_LOCKS, {"keys": keys}).fetchall()
         return {pid for pid, (_, ok) in zip(wanted, got, strict=True) if ok}
 
     def get_profile(self, profile_id: str) -> Profile | None:
@@ -367,8 +369,7 @@ class StateQueries(SqlBase):
         if lane is not None and lane.count > 1:
             name, params = f"{name}_lane", {**params, "lanes": lane.count, "lane": lane.index}
         with self._read() as conn:
-            rows = self._select_rows(conn, self._timer_statements[name], params)
-        value: datetime | None = next(iter(rows[0].values())) if rows else None
+            value: datetime | None = self._scalar(conn, self._timer_statements[name], params)
         return value
 
     def peek_timers(self, now: datetime, limit: int, lane: Lane, *,

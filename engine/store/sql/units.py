@@ -115,9 +115,7 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         SqliteRows), PostgreSQL's through the built statement `statement`."""
         if not self._pg:
             return self._sqlite_rows[table].read(_driver(conn), where, ids)
-        # `.all()`: psycopg's fetchall loads the rows in one call; iterating a result
-        # fetched them one by one (fetchone per row, 40% of PostgreSQL's load_states)
-        return conn.execute(self._unit_statements[statement], {"ids": ids}).mappings().all()
+        return self._select_rows(conn, self._unit_statements[statement], {"ids": ids})
 
     def _profile_rows(self, conn: Connection, profile_ids: Sequence[str]) -> list[Profile]:
         return [Profile(row["id"], row["traits"], row["computed"]) for row in self._rows(
