@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     Integer,
     MetaData,
     String,
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.store import SqlStore
 from engine.store.sql.driver import DriverQuery, driver_execute, driver_many
-from engine.store.sql.types import UTCDateTime
+from engine.store.sql.types import UTCDateTime, json_type
 from tests.store.conftest import make_sqlite_store
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
@@ -34,7 +35,7 @@ T0 = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 metadata = MetaData()
 things = Table("driver_things", metadata,
                Column("id", Integer, primary_key=True), Column("name", String(40)),
-               Column("doc", JSON), Column("at", UTCDateTime), Column("ok", Boolean),
+               Column("doc", json_type()), Column("at", UTCDateTime), Column("ok", Boolean),
                Column("kind", String(10)))
 
 
@@ -215,5 +216,35 @@ def test_postgresql_reads_what_sqlalchemy_reads(pg_database: str) -> None:
             assert DriverQuery(things.delete().where(things.c.kind == bindparam("kind")),
                                store.sql_engine.dialect).run(conn, {"kind": "y"}) == 5
             conn.execute(text("DROP TABLE driver_things"))
+    finally:
+        store.close()
+
+
+def test_sqlites_json_values_are_the_text_sqlalchemy_binds(store: SqlStore) -> None:
+    """many_rows.py binds SQLite's JSON values itself (`_json_text`): the same text as
+    SQLAlchemy's JSON processor, sentinels included."""
+    from sqlalchemy import null
+
+    from engine.store.sql.many_rows import _json_text
+
+    theirs = JSON().bind_processor(store.sql_engine.dialect)  # type: ignore[no-untyped-call]
+    assert theirs is not None
+    for value in ({"a": [1, "é", None]}, {}, [1, 2], None, "text", 1.5, JSON.NULL, null(),
+                  {"big": 2**70}):
+        assert _json_text(value) == theirs(value), value
+
+
+@pytest.mark.postgres
+def test_a_column_it_cannot_read_on_postgresql_is_refused(pg_database: str) -> None:
+    """psycopg's Float and Numeric readers need the column's type code, which a read
+    compiled once has none of: refused when built, not wrong when run."""
+    from engine.store.errors import StoreError
+
+    store = SqlStore(pg_database)
+    try:
+        measures = Table("driver_measures", MetaData(), Column("id", Integer, primary_key=True),
+                         Column("value", Float))
+        with pytest.raises(StoreError, match="cannot read"):
+            DriverQuery(select(measures), store.sql_engine.dialect)
     finally:
         store.close()

@@ -88,7 +88,8 @@ class SqlBase:
         path = None if self._pg else _plain_file(self._db.url)
         self._wake_sockets = WakeSockets.beside(path) if path else None
         self._many_plans: dict[Any, ManyRowsPlan | JsonRowsPlan] = {}
-        # SQLite's statements run at the driver: `_select_rows`, `_run_statement`
+        # a batch's statements run at the driver (driver.py): `_select_rows`, `_scalar`,
+        # `_run_statement`
         self._driver_queries: dict[Any, DriverQuery] = {}
         self._profiles = table("profiles")
         self._identities = table("identities")

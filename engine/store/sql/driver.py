@@ -173,6 +173,10 @@ def _reader(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
         return jsonfast.loads_exact
     if dialect.name == "sqlite" and isinstance(kind, UTCDateTime):
         return sqlite_timestamp
-    processor: Callable[[Any], Any] | None = kind.dialect_impl(dialect).result_processor(
-        dialect, None)
+    try:  # without the column's type code (a prepared read has none to give)
+        processor: Callable[[Any], Any] | None = kind.dialect_impl(
+            dialect).result_processor(dialect, None)
+    except TypeError as exc:  # psycopg's Float and Numeric need it: read through SQLAlchemy
+        raise StoreError(f"DriverQuery cannot read a {kind!r} column on {dialect.name}") \
+            from exc
     return processor

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import Null
 
 from engine import jsonfast
 from engine.store.errors import StoreError
@@ -167,14 +168,27 @@ def bound_values(compiled: Any) -> tuple[tuple[tuple[str, Callable[[Any], Any] |
     # row; the rest come from the rows.
     constants = {name: bind.effective_value for bind, name in compiled.bind_names.items()
                  if not bind.required}
-    # SQLite's JSON values straight to the engine's serializer: SQLAlchemy's processor
-    # only calls it (~10 documents an event, two calls each saved). Not for a JSON
-    # type decorated (its own processing), nor on PostgreSQL (JsonRowsPlan embeds them).
+    # SQLite's JSON values through `_json_text`, SQLAlchemy's processor less its layers
+    # (~10 documents an event, a call each saved). Not for a JSON type decorated (its own
+    # processing) or storing None as SQL NULL, nor on PostgreSQL (JsonRowsPlan embeds them).
     direct = {name for bind, name in compiled.bind_names.items()
-              if type(bind.type) is JSON and compiled.dialect.name == "sqlite"
+              if type(bind.type) is JSON and not bind.type.none_as_null
+              and compiled.dialect.name == "sqlite"
               and compiled.dialect._json_serializer is jsonfast.dumps}
-    return tuple((n, jsonfast.dumps if n in direct else processors.get(n))
+    return tuple((n, _json_text if n in direct else processors.get(n))
                  for n in names), constants
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as SQLAlchemy's processor binds it with the engine's
+    serializer: JSON.NULL is JSON `null`, `null()` is SQL NULL, None is `null`."""
+    if type(value) is dict or value is None:  # the usual: a document, or no document
+        return jsonfast.dumps(value)
+    if value is JSON.NULL:
+        return "null"
+    if isinstance(value, Null):
+        return None
+    return jsonfast.dumps(value)
 
 
 def row_converter(pairs: Sequence[tuple[str, Callable[[Any], Any] | None]], shape: str,

@@ -45,11 +45,11 @@ def _values(tbl: Any, cols: Sequence[str]) -> dict[str, Any]:
 # SQLite's primary result codes that say the database, not the statement, is in the way:
 # busy, locked, out of memory, read-only, I/O error, full, cannot open, WAL protocol.
 SQLITE_WAIT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
-# `last_timer_due_by` of a lane looks at this many timers only (None beyond): the last
-# due by the window's end, or (given `most`) the first from the window's start
 # PostgreSQL: a lock per profile, taken without waiting, in the keys' order (psycopg's style)
 PROFILE_LOCKS = ("SELECT t.k, pg_try_advisory_xact_lock(t.k) FROM unnest(%(keys)s::bigint[])"
                  " WITH ORDINALITY AS t(k, n) ORDER BY t.n")
+# `last_timer_due_by` of a lane looks at this many timers only (None beyond): the last
+# due by the window's end, or (given `most`) the first from the window's start
 LAST_IN_LANE_ROWS = 1000
 
 

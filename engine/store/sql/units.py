@@ -111,8 +111,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
 
     def _rows(self, conn: Connection, table: str, where: str, statement: str,
               ids: Sequence[str]) -> Sequence[Mapping[Any, Any]]:
-        """The rows for `ids`: SQLite's at the driver (`where` on `table`, rows.py
-        SqliteRows), PostgreSQL's through the built statement `statement`."""
+        """The rows for `ids`: SQLite's by `where` on `table` (rows.py SqliteRows),
+        PostgreSQL's by the built statement `statement` (driver.py DriverQuery)."""
         if not self._pg:
             return self._sqlite_rows[table].read(_driver(conn), where, ids)
         return self._select_rows(conn, self._unit_statements[statement], {"ids": ids})
