@@ -73,7 +73,7 @@ def test_a_longer_id_never_finds_the_row_of_its_first_255_characters(
 @pytest.mark.postgres
 def test_postgresql_sends_one_text_for_any_length(sql_store: SqlStore) -> None:
     if sql_store.dialect != "postgresql":
-        pytest.skip("SQLite reads at the driver (rows.py SqliteRows)")
+        pytest.skip("SQLite: a list is one JSON array (driver.py DriverQuery)")
     ids = _profiles(sql_store, 30)
     with _statements(sql_store) as seen:
         for n in (1, 2, 7, 30):

@@ -194,7 +194,7 @@ def test_the_active_enrollments_load_uses_the_partial_index_in_a_generic_plan(
 
     store = sql_store
     if store.dialect != "postgresql":
-        pytest.skip("SQLite reads at the driver with the status written in (rows.py)")
+        pytest.skip("SQLite: the status is written in (units.py `_unit_statements`)")
     with store.sql_engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO enrollments (id, journey, version, profile_id, state, status, data, "

@@ -479,7 +479,7 @@ def test_enrollments_carry_schema_version(sql_store: SqlStore) -> None:
 
 
 def test_sqlite_reads_at_the_driver_what_sqlalchemy_reads(sql_store: SqlStore) -> None:
-    """The units' loads on SQLite read rows at the driver (rows.SqliteRows): the same
+    """The units' loads on SQLite read rows at the driver (driver.DriverQuery): the same
     profiles, enrollments and entry counts as SQLAlchemy's typed reads, JSON (unicode,
     nesting, null, big integers) and timestamps (microseconds or none, null) included."""
     if sql_store.dialect != "sqlite":
@@ -561,15 +561,16 @@ def test_a_driver_read_fails_with_sqlalchemys_error(sql_store: SqlStore) -> None
     tree: a read at the driver raises into it too."""
     if sql_store.dialect != "sqlite":
         pytest.skip("SQLite only")
+    from sqlalchemy import bindparam, literal_column, select
     from sqlalchemy.exc import OperationalError
 
-    from engine.store.sql.db import _driver
-    from engine.store.sql.rows import SqliteRows
+    from engine.store.sql.driver import DriverQuery
 
-    reads = SqliteRows(table("enrollments"))
+    enrollments = table("enrollments")
+    reads = DriverQuery(select(enrollments.c.id).where(literal_column("no_such_column").in_(
+        bindparam("ids", expanding=True))), sql_store.sql_engine.dialect)
     with sql_store.sql_engine.connect() as conn, pytest.raises(OperationalError) as caught:
-        reads.read(_driver(conn), "WHERE no_such_column IN (SELECT value FROM json_each(?))",
-                   ["e1"])
+        reads.rows(conn, {"ids": ["e1"]})
     # SQLITE_ERROR comes with the statement: done again, it fails again (done in parts)
     assert not sql_store.is_transient(caught.value)
 

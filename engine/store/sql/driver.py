@@ -6,14 +6,17 @@ Why: SQLAlchemy's execution costs the same for every statement, whatever the dat
 then does. Counted with callgrind, a prebuilt `select` with a list parameter took
 ~250,000 instructions more per call than the same statement run on the sqlite3
 connection, and `exec_driver_sql` ~27,000 more than the driver's own `executemany` (an
-execution context, a result, the compiled cache's look-up). A worker's batch runs ~20
+execution context, a result, the compiled cache's look-up), and a row's result
+processing a function per column (an enrollment's five documents and four timestamps: 17
+us a row; here one plain function a column that needs one). A worker's batch runs ~20
 statements: bench/instructions_bench.py counted 2,156,605 instructions an event before,
 2,037,293 with SQLite's statements here (-5.5%); with the race's timers and sends
 (`--countdown`), whose batches are smaller, 3,315,589 before and 3,003,952 after (-9.4%);
-PostgreSQL's worker 1,877,288 before, 1,746,876 with its reads here too (-6.9%). The
-rows' own work was already at the driver (`ManyRowsPlan`, rows.py `SqliteRows`); this is
-the rest of a batch: the inbox's peeks, checks and acks, the identities, the segments,
-the rollup's counts, the timers and the outbox's claims, the transaction's BEGIN.
+PostgreSQL's worker 1,877,288 before, 1,746,876 with its reads here too (-6.9%). Here:
+the units' loads (profiles, active enrollments, entry counts, segments, identities,
+outlines), the inbox's peeks, checks and acks, the rollup's counts, the timers and the
+outbox's claims, the transaction's BEGIN, and the bulk writes (`ManyRowsPlan`'s and
+`JsonRowsPlan`'s rows).
 
 What stays SQLAlchemy's: its errors (a driver error goes through the connection's own
 handling, so a locked database is still an `OperationalError`, retried as transient, a
@@ -106,8 +109,9 @@ class DriverQuery:
     PostgreSQL's array literals), as a tuple in the marks' order (SQLite) or by name
     (psycopg). On SQLite a list parameter (`column.in_(bindparam(name,
     expanding=True))`) becomes one JSON array, `IN (SELECT value FROM json_each(?))`: one
-    statement text for any length, each id still looked up in the index (as rows.py
-    `SqliteRows` reads); PostgreSQL's lists are arrays already (lists.py `among`). Rows
+    statement text for any length, each id still looked up in the index
+    (tests/store/test_query_plans.py); PostgreSQL's lists are arrays already (lists.py
+    `among`). Rows
     come back as dicts of column -> value, each value through its column's reader
     (SQLite's JSON documents parsed and timestamps read as aware UTC by plain functions;
     the rest, and every PostgreSQL column, through the type's own result processing, as
@@ -168,7 +172,8 @@ def _json_list(element: Callable[[Any], Any] | None) -> Callable[[Any], str]:
 
 def _reader(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     """How a column's value is read: as SQLAlchemy reads it, with SQLite's documents and
-    timestamps by the plain functions rows.py `SqliteRows` uses."""
+    timestamps by plain functions (the engine's deserializer, rows.py
+    `sqlite_timestamp`)."""
     if dialect.name == "sqlite" and isinstance(kind, JSON):  # db.py's deserializer
         return jsonfast.loads_exact
     if dialect.name == "sqlite" and isinstance(kind, UTCDateTime):

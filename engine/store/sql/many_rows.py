@@ -219,7 +219,7 @@ def row_converter(pairs: Sequence[tuple[str, Callable[[Any], Any] | None]], shap
 
 def row_reader(columns: Sequence[tuple[str, Callable[[Any], Any] | None]]
                ) -> Callable[[Any], dict[str, Any]]:
-    """The way back, for SQLite's reads at the driver (rows.py `SqliteRows`): a function
+    """The way back, for the reads at the driver (driver.py `DriverQuery`): a function
     of a driver row (a tuple, in `columns`' order) to column -> value, each non-NULL
     value through its column's reader. Written out as `row_converter` is: the loop with
     a test per value was 6% of a SQLite worker's GIL time, reading a batch's states."""

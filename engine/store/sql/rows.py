@@ -4,21 +4,15 @@ are stored."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DBAPIError
 
-from engine import jsonfast
 from engine.core.model import SCHEMA_VERSION, Enrollment, ScheduleTimer
 from engine.ports import EntryStats, KeyInfo, OutboxEntry, key_scopes
 from engine.store.errors import StoreError
-from engine.store.sql.many_rows import row_reader
-from engine.store.sql.types import UTCDateTime
 from journeys.templating import Rendered
 
 
@@ -62,39 +56,6 @@ def enrollment_from_row(row: Mapping[Any, Any]) -> Enrollment:
         data=row["data"], visits=row["visits"], variants=row["variants"],
         exit_reason=row["exit_reason"], ended_at=row["ended_at"],
         goal_reached_at=row["goal_reached_at"], schema_version=row["schema_version"])
-
-
-class SqliteRows:
-    """A table's rows read at the driver on SQLite, for the units' loads (an event's or a
-    timer's profile with its active enrollments and entry counts, the dispatcher's look
-    at a send's enrollment). Through SQLAlchemy each row went through a result processor
-    per column (an enrollment's five JSON documents and four timestamps: 17 us a row);
-    here each column that needs one has one plain function. The ids go as one JSON
-    array (`IN (SELECT value FROM json_each(?))`): one statement text for any number of
-    them, and SQLite still looks each up in its index (tests/store/test_sql.py reads
-    both ways and compares)."""
-
-    ANY_OF = "IN (SELECT value FROM json_each(?))"  # `column ANY_OF`: one of the ids
-
-    def __init__(self, table: Table) -> None:
-        self.names = [c.name for c in table.columns]
-        listed = ", ".join(f'"{name}"' for name in self.names)
-        self.select = f'SELECT {listed} FROM "{table.name}" '
-        self._row = row_reader(list(zip(self.names, [
-            jsonfast.loads_exact if isinstance(c.type, JSON)
-            else sqlite_timestamp if isinstance(c.type, UTCDateTime) else None
-            for c in table.columns], strict=True)))
-
-    def read(self, driver: Any, where: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The rows `WHERE ...` (with one `?` for the ids) as column -> value. A driver
-        error is raised as SQLAlchemy's (a locked database: OperationalError, which
-        the worker retries as transient), as through SQLAlchemy."""
-        sql = self.select + where
-        try:
-            rows = driver.execute(sql, (jsonfast.dumps(list(ids)),)).fetchall()
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
-        return list(map(self._row, rows))
 
 
 def sqlite_timestamp(text: str) -> datetime:

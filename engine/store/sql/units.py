@@ -24,7 +24,7 @@ from engine.ports import (
     ProfileState,
     WriteRun,
 )
-from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver
+from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.identities import IdentityQueries
 from engine.store.sql.inbox import InboxQueries
 from engine.store.sql.lists import among, one_of
@@ -32,7 +32,6 @@ from engine.store.sql.notify import listen_for_wakes
 from engine.store.sql.outbox import OutboxQueries
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
-    SqliteRows,
     check_schema_version,
     enrollment_from_row,
     enrollment_values,
@@ -82,12 +81,6 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                 i.c.kind == bindparam("kind"), ids(i.c.value)),
         }
 
-    @cached_property
-    def _sqlite_rows(self) -> dict[str, SqliteRows]:
-        return {"enrollments": SqliteRows(self._enrollments),
-                "entries": SqliteRows(self._journey_entries),
-                "profiles": SqliteRows(self._profiles)}
-
     def load_states(self, profile_ids: Collection[str]) -> dict[str, ProfileState]:
         states = {pid: ProfileState() for pid in profile_ids}
         self._noted(profile_key(pid) for pid in states)
@@ -100,40 +93,30 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
                 for enrollment in self._active_enrollments(conn, chunk):
                     states[enrollment.profile_id].active.setdefault(enrollment.journey,
                                                                     enrollment)
-                for entry in self._rows(conn, "entries",
-                                        f"WHERE profile_id {SqliteRows.ANY_OF}", "entries",
-                                        chunk):
+                for entry in self._select_rows(conn, q["entries"], ids):
                     states[entry["profile_id"]].entries[entry["journey"]] = (
                         entry_stats_from_row(entry))
                 for row in self._select_rows(conn, q["segments"], ids):
                     states[row["profile_id"]].segments.add(row["journey"])
         return states
 
-    def _rows(self, conn: Connection, table: str, where: str, statement: str,
-              ids: Sequence[str]) -> Sequence[Mapping[Any, Any]]:
-        """The rows for `ids`: SQLite's by `where` on `table` (rows.py SqliteRows),
-        PostgreSQL's by the built statement `statement` (driver.py DriverQuery)."""
-        if not self._pg:
-            return self._sqlite_rows[table].read(_driver(conn), where, ids)
-        return self._select_rows(conn, self._unit_statements[statement], {"ids": ids})
-
     def _profile_rows(self, conn: Connection, profile_ids: Sequence[str]) -> list[Profile]:
-        return [Profile(row["id"], row["traits"], row["computed"]) for row in self._rows(
-            conn, "profiles", f"WHERE id {SqliteRows.ANY_OF}", "profiles", profile_ids)]
+        return [Profile(row["id"], row["traits"], row["computed"]) for row in
+                self._select_rows(conn, self._unit_statements["profiles"],
+                                  {"ids": profile_ids})]
 
     def _active_enrollments(self, conn: Connection,
                             profile_ids: Sequence[str]) -> list[Enrollment]:
         """The profiles' active enrollments, oldest first."""
-        return [enrollment_from_row(row) for row in self._rows(
-            conn, "enrollments", f"WHERE profile_id {SqliteRows.ANY_OF} AND status = "
-            "'active' ORDER BY entered_at, entry_seq", "active", profile_ids)]
+        return [enrollment_from_row(row) for row in self._select_rows(
+            conn, self._unit_statements["active"], {"ids": profile_ids})]
 
     def load_enrollments(self, enrollment_ids: Collection[str]) -> dict[str, Enrollment]:
         found: dict[str, Enrollment] = {}
         with self._read() as conn:
             for chunk in _chunks(list(enrollment_ids), INSERT_CHUNK):
-                for row in self._rows(conn, "enrollments", f"WHERE id {SqliteRows.ANY_OF}",
-                                      "enrollments", chunk):
+                for row in self._select_rows(conn, self._unit_statements["enrollments"],
+                                             {"ids": chunk}):
                     found[row["id"]] = enrollment_from_row(row)
         self._noted(profile_key(e.profile_id) for e in found.values())
         return found
