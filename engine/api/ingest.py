@@ -60,10 +60,20 @@ class Receipt:
     @classmethod
     def of(cls, received: datetime, sent_at: Any) -> Receipt:
         try:
-            sent = instant(sent_at, "sentAt") if sent_at is not None else None
+            sent = sent_instant(sent_at) if sent_at is not None else None
         except BadEvent as exc:
             raise ApiError(400, str(exc)) from None
         return cls(received, iso(received), sent)
+
+
+def sent_instant(value: Any) -> datetime:
+    """`sentAt`, which must name a time of day: it corrects the event's timestamp to the
+    second, and a date alone (midnight) would move every event of the batch by up to a
+    day. (A `timestamp` may be a date alone: the client says the event happened then.)"""
+    if isinstance(value, str) and len(value.strip()) <= len("2026-03-02"):
+        raise BadEvent(f"sentAt {shown(value)} has no time of day: use ISO 8601 with the "
+                       "time, like 2026-03-02T09:00:00Z")
+    return instant(value, "sentAt")
 
 
 def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -> None:
@@ -75,7 +85,7 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -
     bounded; a result past the calendar is still refused rather than raised.
     """
     own = raw.get("sentAt")
-    sent = instant(own, "sentAt") if own is not None else receipt.sent
+    sent = sent_instant(own) if own is not None else receipt.sent
     if sent is not None:
         stamp = raw.get("originalTimestamp") or raw.get("timestamp")
         if stamp is not None:

@@ -92,6 +92,8 @@ MALFORMED = {
     "sentAt in year 9999 with a year-1 timestamp": (
         json.dumps(track(timestamp="0001-01-01T00:00:00Z", sentAt="9999-12-31T23:59:59Z")),
         "is out of range"),
+    "sentAt a date alone (midnight: the skew correction off by up to a day)": (
+        json.dumps(track(sentAt="2026-03-02")), "sentAt '2026-03-02' has no time of day"),
     "sentAt past the years allowed": (
         json.dumps(track(sentAt="9999-12-31T23:59:59Z")), "sentAt '9999-12-31T23:59:59Z' is out"),
     "a lone surrogate in a string": (
@@ -154,6 +156,8 @@ def test_one_bad_event_refuses_the_whole_batch(api: httpx.Client, server: Server
     refused(response, 400, "finite")
     response = api.post("/v1/batch", json={"batch": [good, track(timestamp="0001-01-01")]})
     refused(response, 400, "batch[1]: timestamp '0001-01-01' is out of range")
+    response = api.post("/v1/batch", json={"batch": [good], "sentAt": "2026-03-02"})
+    refused(response, 400, "sentAt '2026-03-02' has no time of day")
     assert nothing_stored(server)
 
 
