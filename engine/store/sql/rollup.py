@@ -31,15 +31,16 @@ from engine.store.sql.driver import driver_execute
 _KEY = "journey, bucket, kind, step, variant"
 
 
-def count_sql(where: str = "") -> str:
-    """SQLite: add the counts of the enrollments `where` selects, each times `:sign`, to
-    the rollup: migration 0012's six kinds of count over the rows, summed per key.
-    Without `where`, the whole table (bench/dashboard_bench.py fills it with sqlite3)."""
+def count_sql(where: str = "", sign: str = ":sign") -> str:
+    """SQLite: add the counts of the enrollments `where` selects, each times `sign` (a
+    parameter's placeholder), to the rollup: migration 0012's six kinds of count over the
+    rows, summed per key. Without `where`, the whole table (bench/dashboard_bench.py fills
+    it with sqlite3)."""
     return (
         "WITH e AS (SELECT journey AS j, substr(entered_at, 1, 13) AS b, status, "
         f"goal_reached_at IS NOT NULL AS won, visits, variants FROM enrollments {where}) "
         f"INSERT INTO journey_rollup ({_KEY}, n) "
-        "SELECT j, b, k, s, v, count(*) * :sign FROM ("
+        f"SELECT j, b, k, s, v, count(*) * {sign} FROM ("
         "SELECT j, b, 'entered' AS k, '' AS s, '' AS v FROM e "
         "UNION ALL SELECT j, b, 'converted', '', '' FROM e WHERE won "
         "UNION ALL SELECT j, b, 'status', status, '' FROM e "
@@ -54,7 +55,7 @@ def count_sql(where: str = "") -> str:
 
 # The enrollments named by the first parameter, a JSON array (one parameter however
 # many), times the second: run at the driver (driver.py says why)
-COUNT = count_sql("WHERE id IN (SELECT value FROM json_each(?))").replace(":sign", "?")
+COUNT = count_sql("WHERE id IN (SELECT value FROM json_each(?))", sign="?")
 
 
 @contextmanager
