@@ -13,12 +13,16 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.ports import background_work
 from engine.store.sql import SqlStore
@@ -189,3 +193,60 @@ def _hold_turn(path: str, held: object, stop: object) -> None:
     with turns.turn(background=True):
         held.set()  # type: ignore[attr-defined]
         stop.wait(30)  # type: ignore[attr-defined]
+
+
+def test_the_turn_file_has_the_database_files_permissions(tmp_path: Path) -> None:
+    """As SQLite's `-wal` and `-shm` files: a database another user may write shares its
+    turns with that user's processes too (made with the umask's 0644, their open for
+    writing failed and they wrote without turns)."""
+    path = tmp_path / "shared.db"
+    path.touch()
+    os.chmod(path, 0o660)
+    turns = ProcessTurns(str(path))
+    assert os.stat(f"{path}-turn").st_mode & 0o777 == 0o660
+    turns.close()
+    os.chmod(path, 0o666)  # made shareable after the first start: the next opening follows
+    turns = ProcessTurns(str(path))
+    assert os.stat(f"{path}-turn").st_mode & 0o777 == 0o666
+    turns.close()
+    new = tmp_path / "new.db"  # no file yet: the umask's mode, as SQLite will give it
+    umask = os.umask(0o027)
+    try:
+        ProcessTurns(str(new)).close()
+    finally:
+        os.umask(umask)
+    assert os.stat(f"{new}-turn").st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".turn-*"))  # made under another name, linked in place
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_another_user_takes_turns_on_a_file_root_made() -> None:
+    """A forked child turned `nobody` (the interpreter may sit where nobody can run it)
+    takes the turn on nobody's database (0660) that root opened first: root gives the
+    turn file the database's owner and group, as SQLite does its `-wal`. The child's exit
+    status is the answer. In a folder of /tmp: pytest's own folders are root's alone."""
+    folder = Path(tempfile.mkdtemp(prefix="jm-turns-"))
+    try:
+        os.chmod(folder, 0o777)
+        path = folder / "shared.db"
+        path.touch()
+        os.chmod(path, 0o660)
+        os.chown(path, 65534, 65534)
+        ProcessTurns(str(path)).close()
+        made = os.stat(f"{path}-turn")
+        assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (65534, 65534, 0o660)
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child's)
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                taker = ProcessTurns(str(path))
+                with taker.turn(background=True):
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        shutil.rmtree(folder)

@@ -32,6 +32,7 @@ turn held.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -39,6 +40,7 @@ import math
 import os
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -61,13 +63,70 @@ _BUSY = {errno.EAGAIN, errno.EACCES}  # what a lock held elsewhere answers
 _FLOCK = "hhqqi4x"
 
 
+def _open_beside(path: str, database_path: str) -> int:
+    """The lock file, opened for writing (a lock to write needs it), with the database
+    file's mode and group, as SQLite gives its `-wal` and `-shm` files (and its owner
+    too when root makes it): a process of another user that may write the database
+    takes turns too. Made under another name with those already set, then linked into
+    place, so no process ever finds it half made (one that could not open it would
+    write without turns for its life: a warning says so). A new database's file does
+    not exist yet: SQLite then makes it with the umask's mode, as this one is made."""
+    try:
+        return _open_made(path, database_path)
+    except FileNotFoundError:
+        pass
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".turn-")
+    try:
+        _like_database(fd, database_path, _umask())
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            os.link(part, path)
+    finally:
+        os.close(fd)
+        os.unlink(part)
+    return _open_made(path, database_path)
+
+
+def _open_made(path: str, database_path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    if os.fstat(fd).st_uid == os.geteuid():  # a database made shareable since: follow it
+        _like_database(fd, database_path)
+    return fd
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it (`os.umask` sets it, for every
+    thread at once): Linux's /proc says it; elsewhere the usual 022."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def _like_database(fd: int, database_path: str, umask: int | None = None) -> None:
+    """Give the file `fd` the database file's mode and group (its owner too, as root),
+    where allowed; without a database file, with `umask` (if given) the umask's mode."""
+    held = os.fstat(fd)
+    try:
+        database = os.stat(database_path)
+    except OSError:
+        if umask is not None:
+            os.fchmod(fd, 0o666 & ~umask)
+        return
+    with contextlib.suppress(OSError):  # not a member of its group: the mode alone
+        if (held.st_gid, held.st_uid) != (database.st_gid, database.st_uid):
+            os.fchown(fd, database.st_uid if os.geteuid() == 0 else -1, database.st_gid)
+    if held.st_mode & 0o777 != database.st_mode & 0o666:
+        os.fchmod(fd, database.st_mode & 0o666)
+
+
 class ProcessTurns:
     """Writers of all processes on one SQLite file, one at a time (see the module doc)."""
 
     def __init__(self, database_path: str, patience: float = 30.0) -> None:
         self.path = database_path + "-turn"
         self.patience = patience  # seconds a writer waits for the turn (the busy timeout)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        self._fd = _open_beside(self.path, database_path)
         self._mutex = threading.RLock()  # this process's holder
         self._depth = 0
         self._closing = False  # closed while a turn was held: closed when it ends
