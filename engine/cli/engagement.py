@@ -70,14 +70,20 @@ def stats(
     store = open_store(db)
     try:
         models = {jid: loaded.model for jid, loaded in library.journeys.items()}
+        listed = sorted(models)
         if journeys is None:  # no folder named: the journeys deployed to the store count
-            models |= newest_deployed(store)
+            deployed = newest_deployed(store)
+            models |= deployed
+            # Every journey, asked of a store that runs journeys of its own: those, not
+            # the bundled library's too, each with nothing but zeros (one of them by name
+            # still answers)
+            listed = sorted(deployed) or listed
         if journey is not None and journey not in models:
             err.print(f"no journey {journey!r} in {journeys_folder(journeys)}"
                       + ("" if journeys is not None else " nor deployed to the store"),
                       markup=False)
             raise typer.Exit(EXIT_INVALID)
-        chosen = [journey] if journey is not None else sorted(models)
+        chosen = [journey] if journey is not None else listed
         reports = {jid: journey_stats(store, models[jid], since=start) for jid in chosen}
     finally:
         store.close()

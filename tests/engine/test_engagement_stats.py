@@ -214,9 +214,15 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     assert unknown.exit_code == 1
     assert "no journey 'nope'" in unknown.output
     assert "nor deployed to the store" in unknown.output
+    # every journey: those the store runs, not the bundled library's zeros beside them
     everyone = json.loads(runner.invoke(cli, ["stats", "--db", db, "--json"]).stdout)
-    assert "fast" in everyone["journeys"]
-    assert "welcome" in everyone["journeys"]
+    assert list(everyone["journeys"]) == ["fast"]
+    bundled = runner.invoke(cli, ["stats", "welcome", "--db", db, "--json"])
+    assert bundled.exit_code == 0, bundled.output  # still there when named
+    assert json.loads(bundled.stdout)["journeys"]["welcome"]["counts"]["entered"] == 0
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"  # nothing deployed: the bundled library
+    assert "welcome" in json.loads(runner.invoke(cli, ["stats", "--db", empty, "--json"]
+                                                 ).stdout)["journeys"]
     # a newest version whose source no longer loads: the one before it, not nothing
     from engine.values import DeployedVersion
 
