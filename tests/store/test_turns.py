@@ -209,22 +209,83 @@ def test_the_turn_file_has_the_database_files_permissions(tmp_path: Path) -> Non
     turns = ProcessTurns(str(path))
     assert os.stat(f"{path}-turn").st_mode & 0o777 == 0o666
     turns.close()
-    new = tmp_path / "new.db"  # no file yet: the umask's mode, as SQLite will give it
-    umask = os.umask(0o027)
+    # no database file yet: the mode SQLite will give it (0644 less the umask), which a
+    # umask of 002 does not widen to 0664
+    new = tmp_path / "new.db"
+    umask = os.umask(0o002)
     try:
         ProcessTurns(str(new)).close()
     finally:
         os.umask(umask)
-    assert os.stat(f"{new}-turn").st_mode & 0o777 == 0o640
+    assert os.stat(f"{new}-turn").st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".turn-*"))  # made under another name, linked in place
+
+
+def test_a_hard_link_put_in_place_of_the_turn_file_is_used_but_not_changed(
+        tmp_path: Path) -> None:
+    """Whoever may write a shared folder may put a link to another file of the owner's
+    there: the owner's process locks it as the turn file but never sets its mode or
+    group (the fix-up is for a plain file of one link)."""
+    path = tmp_path / "shared.db"
+    path.touch()
+    os.chmod(path, 0o666)
+    secret = tmp_path / "secret"
+    secret.write_text("key")
+    os.chmod(secret, 0o600)
+    os.link(secret, f"{path}-turn")
+    ProcessTurns(str(path)).close()
+    assert os.stat(secret).st_mode & 0o777 == 0o600
+    assert secret.read_text() == "key"
+
+
+def test_without_hard_links_the_turn_file_is_made_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without hard links (vfat, some network mounts): the file is made
+    where it belongs, with the database's mode, and turns work."""
+    path = tmp_path / "fat.db"
+    path.touch()
+    os.chmod(path, 0o660)
+
+    def no_links(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    turns = ProcessTurns(str(path))
+    try:
+        assert os.stat(f"{path}-turn").st_mode & 0o777 == 0o660
+        assert turns._take(background=True)
+    finally:
+        turns.close()
+    assert not list(tmp_path.glob(".turn-*"))
+
+
+def test_a_file_system_that_refuses_modes_leaks_no_descriptor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fchmod refused (vfat, CIFS): the turn file is used as it is, and each opening
+    holds one descriptor, closed with the turns."""
+    path = tmp_path / "fat.db"
+    path.touch()
+    os.chmod(path, 0o660)
+    ProcessTurns(str(path)).close()
+    os.chmod(path, 0o666)  # the next opening would set the turn file's mode: refused
+
+    def refused(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refused)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        ProcessTurns(str(path)).close()
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_another_user_takes_turns_on_a_file_root_made() -> None:
-    """A forked child turned `nobody` (the interpreter may sit where nobody can run it)
-    takes the turn on nobody's database (0660) that root opened first: root gives the
-    turn file the database's owner and group, as SQLite does its `-wal`. The child's exit
-    status is the answer. In a folder of /tmp: pytest's own folders are root's alone."""
+    """A forked child turned `nobody`, without root's groups (the interpreter may sit
+    where nobody can run it), takes the turn on nobody's database (0660) that root
+    opened first: root gives the turn file the database's owner and group, as SQLite
+    does its `-wal`. The child's exit status is the answer: 0 when it held the lock. In
+    a folder of /tmp: pytest's own folders are root's alone."""
     folder = Path(tempfile.mkdtemp(prefix="jm-turns-"))
     try:
         os.chmod(folder, 0o777)
@@ -239,14 +300,20 @@ def test_another_user_takes_turns_on_a_file_root_made() -> None:
         if child == 0:  # pragma: no cover (the child's)
             code = 1
             try:
+                os.setgroups([])
                 os.setgid(65534)
                 os.setuid(65534)
-                taker = ProcessTurns(str(path))
-                with taker.turn(background=True):
-                    code = 0
+                taker = ProcessTurns(str(path), patience=5)
+                code = 0 if taker._take(background=True) else 2
             finally:
                 os._exit(code)
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        deadline = time.monotonic() + 60
+        while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+            pytest.fail("the child did not finish in 60 s")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
     finally:
         shutil.rmtree(folder)

@@ -38,6 +38,7 @@ import fcntl
 import logging
 import math
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -51,6 +52,7 @@ from engine.ports import ForegroundWaits, is_background_work
 log = logging.getLogger("journeyman.store")
 
 TURN, CLAIM = 0, 1  # the bytes locked
+SQLITE_NEW_FILE_MODE = 0o644  # the mode SQLite makes a new database file with, less the umask
 BACKGROUND_PATIENCE = 0.05  # seconds background work lets waiting requests go first
 # An API request of this process that wrote this many seconds ago or less makes the API
 # busy (`FairWriteGate.requests_lately`): background work then holds the turn briefly.
@@ -70,26 +72,50 @@ def _open_beside(path: str, database_path: str) -> int:
     takes turns too. Made under another name with those already set, then linked into
     place, so no process ever finds it half made (one that could not open it would
     write without turns for its life: a warning says so). A new database's file does
-    not exist yet: SQLite then makes it with the umask's mode, as this one is made."""
+    not exist yet: this one then gets the mode SQLite will give it (0644 less the
+    umask), and its owner's next start sets it again from the database's."""
     try:
         return _open_made(path, database_path)
     except FileNotFoundError:
         pass
-    fd, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".turn-")
     try:
-        _like_database(fd, database_path, _umask())
-        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
-            os.link(part, path)
+        fd, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".turn-")
+    except OSError as exc:  # a read-only folder: said of the turn file, not of a temp name
+        raise OSError(exc.errno, f"cannot make {path}: {exc.strerror}") from None
+    try:
+        with contextlib.suppress(OSError):  # a file system that keeps no modes
+            _like_database(fd, database_path, _umask())
+        os.link(part, path)
+    except FileExistsError:  # another process made it meanwhile
+        pass
+    except OSError:  # no hard links here (vfat, some network mounts): made in place
+        with contextlib.suppress(FileExistsError):
+            os.close(_made_in_place(path, database_path))
     finally:
         os.close(fd)
         os.unlink(part)
     return _open_made(path, database_path)
 
 
+def _made_in_place(path: str, database_path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with contextlib.suppress(OSError):  # a file system that keeps no modes
+        _like_database(fd, database_path, _umask())
+    return fd
+
+
 def _open_made(path: str, database_path: str) -> int:
+    """Open the lock file; its owner sets its mode and group again from the database's
+    (a database made shareable since), only on a plain file of one link: never through
+    a hard link planted in a shared folder, which would change another file's."""
     fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
-    if os.fstat(fd).st_uid == os.geteuid():  # a database made shareable since: follow it
-        _like_database(fd, database_path)
+    try:
+        held = os.fstat(fd)
+        if (held.st_uid == os.geteuid() and held.st_nlink == 1
+                and stat.S_ISREG(held.st_mode)):
+            _like_database(fd, database_path)
+    except OSError:  # a file system that keeps no modes: the file as it is
+        pass
     return fd
 
 
@@ -105,13 +131,14 @@ def _umask() -> int:
 
 def _like_database(fd: int, database_path: str, umask: int | None = None) -> None:
     """Give the file `fd` the database file's mode and group (its owner too, as root),
-    where allowed; without a database file, with `umask` (if given) the umask's mode."""
+    where allowed; without a database file, with `umask` (if given) the mode SQLite
+    gives a new database (`SQLITE_DEFAULT_FILE_PERMISSIONS`, 0644, less the umask)."""
     held = os.fstat(fd)
     try:
         database = os.stat(database_path)
     except OSError:
         if umask is not None:
-            os.fchmod(fd, 0o666 & ~umask)
+            os.fchmod(fd, SQLITE_NEW_FILE_MODE & ~umask)
         return
     with contextlib.suppress(OSError):  # not a member of its group: the mode alone
         if (held.st_gid, held.st_uid) != (database.st_gid, database.st_uid):
