@@ -15,9 +15,11 @@ request is stored whole or not at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -69,11 +71,27 @@ class Receipt:
 def sent_instant(value: Any) -> datetime:
     """`sentAt`, which must name a time of day: it corrects the event's timestamp to the
     second, and a date alone (midnight) would move every event of the batch by up to a
-    day. (A `timestamp` may be a date alone: the client says the event happened then.)"""
-    if isinstance(value, str) and len(value.strip()) <= len("2026-03-02"):
+    day. (A `timestamp` may be a date alone: the client says the event happened then.)
+    A date is a date with a zone too (`2026-03-02Z`) and as a week date (`2026-W10-1`)."""
+    if isinstance(value, str) and _date_alone(value):
         raise BadEvent(f"sentAt {shown(value)} has no time of day: use ISO 8601 with the "
                        "time, like 2026-03-02T09:00:00Z")
     return instant(value, "sentAt")
+
+
+@lru_cache(maxsize=1024)  # as `instant`: a batch's events often share their sentAt
+def _date_alone(value: str) -> bool:
+    text = value.strip()
+    for candidate in (text, _ZONE.sub("", text)):
+        try:
+            date.fromisoformat(candidate)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+_ZONE = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")  # a UTC offset at the end
 
 
 def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -> None:

@@ -94,6 +94,12 @@ MALFORMED = {
         "is out of range"),
     "sentAt a date alone (midnight: the skew correction off by up to a day)": (
         json.dumps(track(sentAt="2026-03-02")), "sentAt '2026-03-02' has no time of day"),
+    "sentAt a date with a zone": (
+        json.dumps(track(sentAt="2026-03-02+01:00")), "'2026-03-02+01:00' has no time of day"),
+    "sentAt a week date": (
+        json.dumps(track(sentAt="2026-W10-1Z")), "'2026-W10-1Z' has no time of day"),
+    "sentAt not a time at all": (
+        json.dumps(track(sentAt="garbage!!")), "bad sentAt 'garbage!!': use ISO 8601"),
     "sentAt past the years allowed": (
         json.dumps(track(sentAt="9999-12-31T23:59:59Z")), "sentAt '9999-12-31T23:59:59Z' is out"),
     "a lone surrogate in a string": (
