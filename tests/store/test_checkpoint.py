@@ -10,10 +10,11 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.store import SqlStore
-from engine.store.sql.checkpoint import WAL_AUTOCHECKPOINT_PAGES
+from engine.store.sql.checkpoint import RESTART_PATIENCE_MS, WAL_AUTOCHECKPOINT_PAGES
 from tests.store.conftest import make_sqlite_store
 
 
@@ -114,3 +115,58 @@ def test_no_thread_for_a_url_with_options_and_no_file_made(tmp_path: Path) -> No
     stop()
     assert not (tmp_path / "missing.db").exists()
     assert thread.checkpoints == 0
+
+
+def _frames(conn: sqlite3.Connection) -> int:
+    """The frames in the WAL now (a PASSIVE checkpoint's answer: busy, log, copied)."""
+    return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def test_a_wal_that_readers_keep_from_restarting_is_restarted_in_the_write_turn(
+        tmp_path: Path) -> None:
+    """Under steady reads and writes a writer never finds the WAL copied and free of
+    readers, so it never starts it again: it grows (a storm of timers: 66,000 frames),
+    and past the connections' autocheckpoint every commit checkpoints. The thread's
+    restart, in the store's write turn, starts it again: the next commit writes from
+    its beginning, so the WAL holds only that commit's frames."""
+    from contextlib import contextmanager
+
+    from engine.store.sql.checkpoint import WalCheckpointer
+
+    db = tmp_path / "wal.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x BLOB)")
+    reader = sqlite3.connect(db, isolation_level=None)
+    # the thread's connection waits RESTART_PATIENCE_MS for readers, not sqlite3's 5 s
+    checkpoints = sqlite3.connect(db, isolation_level=None, timeout=RESTART_PATIENCE_MS / 1000)
+    blob = b"x" * 3000
+    writer.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 100)
+    grown = []
+    for _ in range(5):
+        reader.execute("BEGIN")  # a reader on the WAL's frames whenever a write begins
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        grown.append(_frames(checkpoints))  # every frame copied, as the thread's PASSIVE
+        writer.executemany("INSERT INTO t VALUES (?)", [(blob,)] * 100)
+        reader.execute("COMMIT")
+    assert grown == sorted(set(grown)), grown  # never started again: it only grew
+
+    turns: list[str] = []
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        turns.append("held")
+        yield
+
+    checkpointer = WalCheckpointer(str(db), turn=turn)
+    reader.execute("BEGIN")  # a reader on the WAL's frames: RESTART cannot, and says so
+    reader.execute("SELECT count(*) FROM t").fetchone()
+    writer.execute("INSERT INTO t VALUES (?)", (blob,))
+    assert not checkpointer.restart(checkpoints)
+    reader.execute("COMMIT")
+    assert checkpointer.restart(checkpoints)
+    assert (turns, checkpointer.restarts) == (["held", "held"], 1)
+    writer.execute("INSERT INTO t VALUES (?)", (blob,))
+    assert _frames(checkpoints) <= 3  # written from the WAL's beginning
+    for conn in (writer, reader, checkpoints):
+        conn.close()

@@ -12,6 +12,12 @@ around it). PASSIVE never waits for readers or writers: it copies what it can, a
 writer that next finds the WAL wholly copied starts it again from the beginning, so
 the file stays small.
 
+A PASSIVE checkpoint never starts the WAL again from the beginning; a writer does, when
+it begins while every frame is copied and no reader holds one, which steady reads and
+writes (a storm of timers beside the API) never leave it: the thread then restarts it
+itself, in the store's write turn (`WalCheckpointer.restart`), once it holds
+`WAL_RESTART_PAGES` frames.
+
 The connections' own checkpoint (`wal_autocheckpoint`, engine/store/sql/db.py) stays
 as the safety net, at `WAL_AUTOCHECKPOINT_PAGES`: a process without this thread (the
 CLI's commands, tests), or a burst the thread did not keep up with, still checkpoints.
@@ -23,22 +29,30 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from urllib.parse import quote
+
+from engine.ports import background_work
 
 log = logging.getLogger("journeyman.store")
 
 WAL_AUTOCHECKPOINT_PAGES = 8_000  # ~32 MB of 4 KiB pages before a commit checkpoints
 WAL_CHECKPOINT_EVERY = 0.2  # seconds between the thread's checkpoints
+# A WAL of this many frames (4 KiB pages) is started again from the beginning (`_restart`)
+WAL_RESTART_PAGES = 2_048
+RESTART_PATIENCE_MS = 10  # how long a RESTART waits for the readers of the WAL's frames
 
 
 class WalCheckpointer:
     """Checkpoints one SQLite file's WAL every `every` seconds until stopped."""
 
-    def __init__(self, path: str, every: float = WAL_CHECKPOINT_EVERY) -> None:
+    def __init__(self, path: str, every: float = WAL_CHECKPOINT_EVERY, *,
+                 turn: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         # `path`: the database file, absolute (the thread connects later, from any
-        # working directory)
-        self.path, self.every = path, every
+        # working directory); `turn`: the store's write turn, held by a restart
+        self.path, self.every, self.turn = path, every, turn
         self.checkpoints = 0  # those that ran, for tests and metrics
+        self.restarts = 0  # the WAL started again from the beginning
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journeyman-wal-checkpoint",
                                         daemon=True)
@@ -52,6 +66,25 @@ class WalCheckpointer:
         if self._thread.is_alive():
             self._thread.join()
 
+    def restart(self, conn: sqlite3.Connection) -> bool:
+        """Start the WAL again from the beginning (`PRAGMA wal_checkpoint(RESTART)`) in
+        the store's write turn, as background work (waiting API requests go first);
+        whether it did. A writer restarts the WAL by itself only when it begins while
+        every frame is copied and no reader holds a frame, which under steady writes
+        and reads never came: a storm of 20,000 timers grew it to 66,000 frames (258
+        MB), and past `WAL_AUTOCHECKPOINT_PAGES` every commit checkpointed too (copy and
+        sync: 10-25 ms of the turn held while API requests waited for it). In the turn
+        no writer of ours adds frames; RESTART copies the last ones, syncs (~12 ms here)
+        and waits up to `RESTART_PATIENCE_MS` for readers to leave the frames (else it
+        is busy, and the next look tries again)."""
+        assert self.turn is not None
+        with background_work(), self.turn():
+            [(busy, _, _)] = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        if busy:
+            return False
+        self.restarts += 1
+        return True
+
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
@@ -60,8 +93,12 @@ class WalCheckpointer:
                     if conn is None:  # mode=rw: a file gone is an error, not a new file
                         conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True,
                                                isolation_level=None, check_same_thread=False)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        conn.execute(f"PRAGMA busy_timeout={RESTART_PATIENCE_MS}")
+                    [(_, frames, _)] = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
+                    if frames >= WAL_RESTART_PAGES and self.turn is not None:
+                        self.restart(conn)
                 except sqlite3.Error:  # a full disk, a file gone: the writers' own net holds
                     log.warning("WAL checkpoint of %s failed; writers checkpoint meanwhile",
                                 self.path, exc_info=True)

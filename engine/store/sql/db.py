@@ -127,7 +127,8 @@ class SqlBase:
         # A URL with options (`?uri=true&cache=...`) names its file in ways SQLite
         # reads and a plain path does not: left to the writers' own checkpoints.
         path = _plain_file(self._db.url)
-        return WalCheckpointer(path).start() if path else (lambda: None)
+        return (WalCheckpointer(path, turn=self._writer_turn).start() if path
+                else (lambda: None))
 
     @property
     def sql_engine(self) -> Engine:
