@@ -11,7 +11,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from engine.store import SqlStore
 from engine.store.sql.checkpoint import RESTART_PATIENCE_MS, WAL_AUTOCHECKPOINT_PAGES
@@ -129,8 +132,6 @@ def test_a_wal_that_readers_keep_from_restarting_is_restarted_in_the_write_turn(
     and past the connections' autocheckpoint every commit checkpoints. The thread's
     restart, in the store's write turn, starts it again: the next commit writes from
     its beginning, so the WAL holds only that commit's frames."""
-    from contextlib import contextmanager
-
     from engine.store.sql.checkpoint import WalCheckpointer
 
     db = tmp_path / "wal.db"
@@ -170,3 +171,57 @@ def test_a_wal_that_readers_keep_from_restarting_is_restarted_in_the_write_turn(
     assert _frames(checkpoints) <= 3  # written from the WAL's beginning
     for conn in (writer, reader, checkpoints):
         conn.close()
+
+
+def test_the_thread_restarts_a_long_wal_in_the_stores_write_turn(
+        sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's thread (`checkpoint_in_background`), a reader holding the WAL's frames
+    around each write as the service's loops do: past WAL_RESTART_PAGES the thread
+    restarts the WAL, as background work in the store's turn; with nothing written after, it does not restart the same WAL again; stopped while
+    another thread holds the turn, `stop` returns."""
+    from engine.ports import is_background_work
+    from engine.store.sql import checkpoint
+
+    monkeypatch.setattr(checkpoint, "WAL_RESTART_PAGES", 40)
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    db = Path(store.sql_engine.url.database or "")
+    turns: list[bool] = []
+    real_turn = store._writer_turn
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        if threading.current_thread().name == "journeyman-wal-checkpoint":
+            turns.append(is_background_work())
+        with real_turn():
+            yield
+
+    monkeypatch.setattr(store, "_writer_turn", turn)
+    stop = store.checkpoint_in_background()
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    assert checkpointer.turn is turn
+    checkpointer.every = 0.01
+    reader = sqlite3.connect(db, isolation_level=None)
+    try:
+        for n in range(40):
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM inbox").fetchone()
+            _accept(store, 20, f"r{n}")
+            reader.execute("COMMIT")
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while not checkpointer.restarts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpointer.restarts, turns
+        assert turns, turns
+        assert all(turns), turns  # background work, in the store's turn
+        done = checkpointer.restarts
+        time.sleep(0.3)  # nothing written: the same WAL is not restarted again
+        assert checkpointer.restarts <= done + 1
+        with store.transaction():  # the turn held by this thread: stop does not hang
+            started = time.monotonic()
+            stop()
+            assert time.monotonic() - started < checkpoint.STOP_PATIENCE + 1
+    finally:
+        reader.close()
+        store.close()

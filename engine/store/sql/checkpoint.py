@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from urllib.parse import quote
@@ -38,9 +39,11 @@ log = logging.getLogger("journeyman.store")
 
 WAL_AUTOCHECKPOINT_PAGES = 8_000  # ~32 MB of 4 KiB pages before a commit checkpoints
 WAL_CHECKPOINT_EVERY = 0.2  # seconds between the thread's checkpoints
-# A WAL of this many frames (4 KiB pages) is started again from the beginning (`_restart`)
+# A WAL of this many frames (4 KiB pages) is started again from the beginning (`restart`)
 WAL_RESTART_PAGES = 2_048
 RESTART_PATIENCE_MS = 10  # how long a RESTART waits for the readers of the WAL's frames
+RESTART_BACKOFF = (1.0, 30.0)  # seconds before trying again after a busy RESTART: doubling
+STOP_PATIENCE = 1.0  # seconds `stop` waits for the thread (it may wait for the write turn)
 
 
 class WalCheckpointer:
@@ -53,6 +56,9 @@ class WalCheckpointer:
         self.path, self.every, self.turn = path, every, turn
         self.checkpoints = 0  # those that ran, for tests and metrics
         self.restarts = 0  # the WAL started again from the beginning
+        self._restarted_at: int | None = None  # the WAL's frames when it last restarted
+        self._retry_at = 0.0  # time.monotonic() before which no restart is tried
+        self._backoff = RESTART_BACKOFF[0]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="journeyman-wal-checkpoint",
                                         daemon=True)
@@ -62,9 +68,12 @@ class WalCheckpointer:
         return self.stop
 
     def stop(self) -> None:
+        """Stop the thread; waits at most `STOP_PATIENCE` (a restart may be waiting for
+        the write turn, held by another process or by the caller itself: the daemon
+        thread then ends after it, doing nothing more)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(STOP_PATIENCE)
 
     def restart(self, conn: sqlite3.Connection) -> bool:
         """Start the WAL again from the beginning (`PRAGMA wal_checkpoint(RESTART)`) in
@@ -76,14 +85,28 @@ class WalCheckpointer:
         sync: 10-25 ms of the turn held while API requests waited for it). In the turn
         no writer of ours adds frames; RESTART copies the last ones, syncs (~12 ms here)
         and waits up to `RESTART_PATIENCE_MS` for readers to leave the frames (else it
-        is busy, and the next look tries again)."""
+        is busy: a reader held them, a long one maybe, so the next try waits
+        `RESTART_BACKOFF`, doubling, rather than take the turn every look)."""
         assert self.turn is not None
         with background_work(), self.turn():
-            [(busy, _, _)] = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            if self._stop.is_set():  # stopped while it waited for the turn
+                return False
+            [(busy, frames, _)] = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         if busy:
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(RESTART_BACKOFF[1], self._backoff * 2)
             return False
+        self._restarted_at, self._backoff = frames, RESTART_BACKOFF[0]
         self.restarts += 1
         return True
+
+    def _restart_due(self, frames: int, copied: int) -> bool:
+        """A long WAL, not the one last restarted (until a writer writes, the WAL keeps
+        its frames: restarting it again would change nothing), and no busy restart's
+        back-off running."""
+        return (self.turn is not None and frames >= WAL_RESTART_PAGES
+                and not (frames == copied == self._restarted_at)
+                and time.monotonic() >= self._retry_at)
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -94,10 +117,10 @@ class WalCheckpointer:
                         conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True,
                                                isolation_level=None, check_same_thread=False)
                         conn.execute(f"PRAGMA busy_timeout={RESTART_PATIENCE_MS}")
-                    [(_, frames, _)] = conn.execute(
+                    [(_, frames, copied)] = conn.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
-                    if frames >= WAL_RESTART_PAGES and self.turn is not None:
+                    if self._restart_due(frames, copied):
                         self.restart(conn)
                 except sqlite3.Error:  # a full disk, a file gone: the writers' own net holds
                     log.warning("WAL checkpoint of %s failed; writers checkpoint meanwhile",

@@ -81,6 +81,7 @@ class SqlBase:
         self._pg = self.dialect == "postgresql"
         self._local = threading.local()
         # SQLite: this process's writers take turns (see the module's docstring).
+        self.checkpointer: WalCheckpointer | None = None  # checkpoint_in_background's
         self._write_gate = (FairWriteGate(_process_turns(self._db.url, busy_timeout_ms))
                             if not self._pg else None)
         # SQLite: wake-ups to the other processes on the file, sent after each commit
@@ -127,8 +128,10 @@ class SqlBase:
         # A URL with options (`?uri=true&cache=...`) names its file in ways SQLite
         # reads and a plain path does not: left to the writers' own checkpoints.
         path = _plain_file(self._db.url)
-        return (WalCheckpointer(path, turn=self._writer_turn).start() if path
-                else (lambda: None))
+        if not path:
+            return lambda: None
+        self.checkpointer = WalCheckpointer(path, turn=self._writer_turn)  # tests, metrics
+        return self.checkpointer.start()
 
     @property
     def sql_engine(self) -> Engine:
