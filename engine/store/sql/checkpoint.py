@@ -80,9 +80,10 @@ class WalCheckpointer:
         the store's write turn, as background work (waiting API requests go first);
         whether it did. A writer restarts the WAL by itself only when it begins while
         every frame is copied and no reader holds a frame, which under steady writes
-        and reads never came: a storm of 20,000 timers grew it to 66,000 frames (258
-        MB), and past `WAL_AUTOCHECKPOINT_PAGES` every commit checkpointed too (copy and
-        sync: 10-25 ms of the turn held while API requests waited for it). In the turn
+        and reads never came: past `WAL_AUTOCHECKPOINT_PAGES` every commit of a storm of
+        timers checkpointed too (copy and sync: 10-25 ms of the turn held while API
+        requests waited for it), and with that raised to see it, 20,000 timers grew the
+        WAL to 66,000 frames (258 MB). In the turn
         no writer of ours adds frames; RESTART copies the last ones, syncs (~12 ms here)
         and waits up to `RESTART_PATIENCE_MS` for readers to leave the frames (else it
         is busy: a reader held them, a long one maybe, so the next try waits
