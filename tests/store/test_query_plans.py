@@ -141,6 +141,29 @@ def test_the_caps_read_the_profiles_sends_by_profile_and_admission(
         store.close()
 
 
+def test_a_claim_of_due_sends_takes_its_profiles_rows_by_profile(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """The dispatcher's claim (in its write turn) reads the head of the queue on the
+    (status, next_attempt_at) index, then takes every due send of those profiles by
+    profile. On the status index SQLite walked every due send for them: 15-30 ms a
+    claim of 50 with 100,000 sends due (storm_bench.py)."""
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        for i in range(60):
+            store.enqueue_send(outbox_entry(f"k{i}", profile=f"p{i % 30}"))
+        with store.transaction(), captured(store) as seen:
+            claimed = store.claim_outbox(T0 + timedelta(seconds=1), 5, timedelta(minutes=5))
+        assert sorted(e.key for e in claimed) == sorted(
+            f"k{i}" for i in range(60) if i % 30 < 5)  # each head profile's two sends
+        takes = [p for p in plans(store, seen, "outbox") if "json_each" in p]
+        assert takes, "the claim took no rows by profile"
+        for plan in takes:
+            assert re.search(r"USING INDEX ix_outbox_profile_\w+ \(profile_id=\?\)", plan), plan
+            assert "status=?" not in plan, plan
+    finally:
+        store.close()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
 def test_the_next_entry_seq_reads_the_profiles_rows_on_a_new_database(
