@@ -99,11 +99,12 @@ class OutboxQueries(SqlBase):
                            o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
                            o.c.created_at, o.c.attempts, o.c.admitted_at))
         profiles = among(o.c.profile_id, "profiles", pg=self._pg)
-        # SQLite's take of the head's profiles: the status written so that no index can
-        # serve it. On the (status, next_attempt_at) index SQLite walked every due send to
-        # find the head's profiles among them: with 100,000 sends due (a timer storm, a
-        # channel back after an outage) each claim of 50 took 15-30 ms in the write turn,
-        # where API requests waited; by the profile it takes ~0.2 ms (docs/benchmarks.md).
+        # The due sends of the head's profiles: the status written so that no index can
+        # serve it. On the queue's index SQLite walked every due send to find the head's
+        # profiles among them: with 100,000 sends due (a timer storm, a channel back after
+        # an outage) each claim of 50 took 15-30 ms in the write turn, where API requests
+        # waited; by the profile ~0.2 ms (docs/benchmarks.md). PostgreSQL without
+        # statistics ANDed the queue's index into the profiles' lookup, reading all 100,000.
         due_of_profiles = and_(o.c.status.concat(literal_column("''")) == "pending",
                                o.c.next_attempt_at <= bindparam("now"), profiles)
         return {
@@ -111,10 +112,10 @@ class OutboxQueries(SqlBase):
             "head_locked": head.with_for_update(skip_locked=True),
             "take_profiles": take.where(due_of_profiles),
             "take_rows": take.where(among(o.c.id, "ids", pg=self._pg)),
-            "rows_of": select(o.c.id, o.c.profile_id).where(due, profiles)
+            "rows_of": select(o.c.id, o.c.profile_id).where(due_of_profiles)
             .with_for_update(skip_locked=True),
             "due_per_profile": select(o.c.profile_id, func.count().label("due"))
-            .where(due, profiles).group_by(o.c.profile_id),
+            .where(due_of_profiles).group_by(o.c.profile_id),
             # The status written so that no index can serve it (`status || ''`): with the
             # profiles as one JSON list (driver.py), SQLite without statistics chose the
             # (status, next_attempt_at) index and walked every pending and sent send (80

@@ -200,7 +200,8 @@ class OutboxRow(SQLModel, table=True):
     """Messages to deliver; `send_key` is the idempotency key of the send."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    __table_args__ = (# the dispatcher's queue, in its claim's order (0021)
+                      Index("ix_outbox_status_next_id", "status", "next_attempt_at", "id"),
                       Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"),
                       # the dashboard's sends per journey and step in a period (0011)
                       Index("ix_outbox_journey_created", "journey", "created_at"),
