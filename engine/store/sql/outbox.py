@@ -99,14 +99,14 @@ class OutboxQueries(SqlBase):
                            o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
                            o.c.created_at, o.c.attempts, o.c.admitted_at))
         profiles = among(o.c.profile_id, "profiles", pg=self._pg)
-        # The due sends of the head's profiles: the status written so that no index can
-        # serve it. On the queue's index SQLite walked every due send to find the head's
-        # profiles among them: with 100,000 sends due (a timer storm, a channel back after
-        # an outage) each claim of 50 took 15-30 ms in the write turn, where API requests
-        # waited; by the profile ~0.2 ms (docs/benchmarks.md). PostgreSQL without
-        # statistics ANDed the queue's index into the profiles' lookup, reading all 100,000.
-        due_of_profiles = and_(o.c.status.concat(literal_column("''")) == "pending",
-                               o.c.next_attempt_at <= bindparam("now"), profiles)
+        # The due sends of the head's profiles, by (profile_id, status, next_attempt_at)
+        # (migration 0021): no more rows than those due. On the queue's index SQLite
+        # walked every due send to find the head's profiles among them (15-30 ms a claim
+        # of 50 with 100,000 sends due, in the write turn where API requests waited), and
+        # PostgreSQL without statistics ANDed it in; by the profile alone they read every
+        # send the profiles ever had (9.5 ms for 1,000 each). docs/benchmarks.md.
+        due_of_profiles = and_(profiles, o.c.status == "pending",
+                               o.c.next_attempt_at <= bindparam("now"))
         return {
             "head": head,
             "head_locked": head.with_for_update(skip_locked=True),

@@ -203,6 +203,8 @@ class OutboxRow(SQLModel, table=True):
     __table_args__ = (# the dispatcher's queue, in its claim's order (0021)
                       Index("ix_outbox_status_next_id", "status", "next_attempt_at", "id"),
                       Index("ix_outbox_profile_admitted", "profile_id", "admitted_at"),
+                      # the claim's due sends of its profiles (0021)
+                      Index("ix_outbox_profile_due", "profile_id", "status", "next_attempt_at"),
                       # the dashboard's sends per journey and step in a period (0011)
                       Index("ix_outbox_journey_created", "journey", "created_at"),
                       # a withdrawal's sends; a profile's sends (0016)

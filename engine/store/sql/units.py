@@ -331,7 +331,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         """Ended enrollments' held sends, skipped: the rows of exactly these (profile,
         enrollment) pairs (a merge moves enrollments, not their outbox rows), each with
         its pair's reason, found by the profile (ix_outbox_profile_enrollment, migration
-        0016; tests/store/test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:keys`
+        0016; PostgreSQL before statistics ix_outbox_profile_due, 0021;
+        tests/store/test_query_plans.py). PostgreSQL: `:pids`, `:eids`, `:keys`
         (profile, unit separator, enrollment: an enrollment id is a UUID, never holding
         one) and `:reasons`, arrays of one pair each; the `ANY`s find the rows, the key
         picks the exact pair and its reason. With the pairs as a joined set it hashed
