@@ -57,6 +57,19 @@ def plans(store: SqlStore, statements: list[tuple[str, Any]], table: str) -> lis
     return out
 
 
+def fill_outbox(store: SqlStore, count: int, *, profile: str, status: str) -> None:
+    """PostgreSQL: `count` sends due at T0, row i's profile and status given as SQL of i."""
+    from sqlalchemy import text
+
+    with store.sql_engine.begin() as conn:
+        conn.execute(text(
+            'INSERT INTO outbox (send_key, enrollment_id, profile_id, journey, step, channel, '
+            'template, "to", rendered, status, attempts, next_attempt_at, created_at) '
+            f"SELECT 'k' || i, 'e' || i, {profile}, 'j', 's', 'webhook', 't', NULL, "
+            f"""'{{"template": "t", "channel": "webhook"}}', {status}, 0, :at, :at """
+            "FROM generate_series(1, :count) AS i"), {"at": T0, "count": count})
+
+
 def table_scans(plan: str) -> list[str]:
     """The plan's scans of a table or index; a list parameter read by `json_each` (the
     statements run at the driver, engine/store/sql/driver.py) is the ids given, not a
@@ -226,13 +239,7 @@ def test_the_head_of_the_send_queue_is_read_in_the_indexs_order(sql_store: SqlSt
     from sqlalchemy import text
 
     store = sql_store
-    with store.sql_engine.begin() as conn:
-        conn.execute(text(
-            'INSERT INTO outbox (send_key, enrollment_id, profile_id, journey, step, channel, '
-            'template, "to", rendered, status, attempts, next_attempt_at, created_at) '
-            "SELECT 'k' || i, 'e' || i, 'p' || i, 'j', 's', 'webhook', 't', NULL, "
-            """'{"template": "t", "channel": "webhook"}', 'pending', 0, :at, :at """
-            "FROM generate_series(1, 5000) AS i"), {"at": T0})
+    fill_outbox(store, 5000, profile="'p' || i", status="'pending'")
     with store.sql_engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE outbox")  # the service's statistics loop does
         plan = "\n".join(r[0] for r in conn.execute(text(
@@ -258,14 +265,8 @@ def test_the_claims_due_rows_of_its_profiles_read_their_index_in_a_generic_plan(
     from sqlalchemy.dialects import postgresql
 
     store = sql_store
-    with store.sql_engine.begin() as conn:
-        conn.execute(text(
-            'INSERT INTO outbox (send_key, enrollment_id, profile_id, journey, step, channel, '
-            'template, "to", rendered, status, attempts, next_attempt_at, created_at) '
-            "SELECT 'k' || i, 'e' || i, 'p' || (i % 2000), 'j', 's', 'webhook', 't', NULL, "
-            """'{"template": "t", "channel": "webhook"}', """
-            "CASE WHEN i % 3 = 0 THEN 'pending' ELSE 'sent' END, 0, :at, :at "
-            "FROM generate_series(1, 20000) AS i"), {"at": T0})
+    fill_outbox(store, 20000, profile="'p' || (i % 2000)",
+                status="CASE WHEN i % 3 = 0 THEN 'pending' ELSE 'sent' END")
     for name in ("rows_of", "due_per_profile"):
         compiled = store._outbox_statements[name].compile(dialect=postgresql.dialect())
         names = list(compiled.params)
