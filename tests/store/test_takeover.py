@@ -17,14 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.ports import Lane
+from engine.core.model import Profile
+from engine.ports import Lane, WriteRun
 from engine.runtime.events import normalize
 from engine.runtime.takeover import LANE_TAKEOVER, LIVE_LANE_TAKEOVER
+from engine.store import SqlStore
 from engine.store.sql.lanes import lane_of, unserved, unserved_residues
+from engine.store.sql.stamps import ANY_STATE, profile_key, slot_of
 from engine.store.sql.wake_sockets import STALE, WakeSockets
 from engine.testing import FakeClock, InMemoryEngine
 from tests.store.test_isolation import LATER
-from tests.store.test_stamps import T0, _in_lane, _on_a_file
+from tests.store.test_stamps import T0, _in_lane, _on_a_file, _stamps
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="abstract sockets are Linux's")
@@ -284,3 +287,61 @@ def test_a_long_dead_listener_of_another_namespace_is_removed(
     assert engine.store.lanes_served() == (Lane(0, 2),)
     assert not gone.exists()
     assert kept.exists()
+
+
+def _write_profile(store: SqlStore, profile_id: str) -> None:
+    store.write_changes([WriteRun(profiles={profile_id: Profile(profile_id, {"plan": "a"}, {})})])
+
+
+def test_a_process_alone_on_the_file_stamps_slot_0_alone_until_another_listens(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    """Nobody reads the stamps (no snapshot here, no other listener: `serve` by itself),
+    so a write stamps slot 0, which every check reads, not a page per profile."""
+    store, key = engine.store, profile_key("u1")
+    assert isinstance(store, SqlStore)
+    before = _stamps(store, key)
+    _write_profile(store, "u1")
+    after = _stamps(store, key)
+    assert after[ANY_STATE] == before[ANY_STATE] + 1
+    assert after[slot_of(key)] == before[slot_of(key)]
+    other = listening("1/2")  # a lane worker comes: it reads them
+    _write_profile(store, "u1")
+    again = _stamps(store, key)
+    assert again[slot_of(key)] == after[slot_of(key)] + 1
+    assert again[ANY_STATE] == after[ANY_STATE]
+    _dead(other)
+    store._wake_sockets._served = None  # type: ignore[union-attr]  # read the folder now
+    _write_profile(store, "u1")
+    assert _stamps(store, key)[ANY_STATE] == again[ANY_STATE] + 1
+
+
+def test_a_process_that_takes_snapshots_stamps_each_profile_alone_or_not(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    store, key = engine.store, profile_key("u1")
+    assert isinstance(store, SqlStore)
+    with store.snapshot() as snapshot:  # its own loops check each other's writes
+        store.load_states(["u2"])
+        store.stamps(snapshot)
+    before = _stamps(store, key)
+    _write_profile(store, "u1")
+    after = _stamps(store, key)
+    assert after[slot_of(key)] == before[slot_of(key)] + 1
+    assert after[ANY_STATE] == before[ANY_STATE]
+
+
+def test_a_snapshot_of_another_store_sees_a_write_that_stamped_slot_0_alone(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    """Correct whoever reads: a batch that read u1 before it was written alone is done
+    again, by slot 0."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    reader = SqlStore(store.url, clock=engine.clock)  # not listening: another process's
+    try:
+        with reader.snapshot() as snapshot:
+            reader.load_states(["u1"])
+            reader.stamps(snapshot)
+        _write_profile(store, "u1")
+        with reader.transaction(stamped=True):
+            assert not reader.unchanged(snapshot)
+    finally:
+        reader.close()

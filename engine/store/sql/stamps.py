@@ -32,7 +32,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection
 
-from engine.ports import Change, MergeStep, Snapshot, WriteRun
+from engine.ports import Change, Lane, MergeStep, Snapshot, WriteRun
 from engine.store.errors import StoreError
 from engine.store.sql.db import (
     ANY_STATE,
@@ -81,6 +81,10 @@ def written_keys(changes: Iterable[Change]) -> set[str]:
 
 
 class StampQueries(SqlBase):
+    # Set by this store's first snapshot: an optimistic worker of this process reads the
+    # stamps (its loops' batches check each other's writes), so they are kept per profile
+    _snapshots_taken = False
+
     @property
     def snapshots_work(self) -> bool:
         """SQLite on a plain file (WAL: a read transaction beside the writer). Not in
@@ -97,6 +101,7 @@ class StampQueries(SqlBase):
         if self.in_transaction:
             raise StoreError("a snapshot cannot join a transaction")
         snapshot = Snapshot()
+        self._snapshots_taken = True
         with self._read() as conn:
             self._local.conn = conn
             self._local.snapshot = snapshot
@@ -130,8 +135,32 @@ class StampQueries(SqlBase):
 
     def _written_slots(self, keys: Iterable[str]) -> list[int]:
         """The slots whose stamps a write of these keys bumps, in order (SQLite; none on
-        PostgreSQL): found before the write turn by `prepare_changes`."""
-        return [] if self._pg else sorted({slot_of(k) for k in keys})
+        PostgreSQL): found before the write turn by `prepare_changes`. Slot 0 alone
+        while nobody reads them: this process takes no snapshots and is the only one
+        listening on the file (`serve` by itself). Every check reads slot 0, so that is
+        always correct; an optimistic worker that comes later only checks its first
+        batches again. What it saves is a page of the stamps table per profile written
+        (random by design): a third of the pages a storm of timers writes
+        (docs/benchmarks.md)."""
+        if self._pg:
+            return []
+        if self._writing_alone():
+            return [ANY_STATE]
+        return sorted({slot_of(k) for k in keys})
+
+    def lanes_served(self) -> tuple[Lane, ...] | None:
+        """The lanes live workers on this SQLite file serve, this process's among them
+        (None when not known: engine/store/sql/wake_sockets.py)."""
+        return None if self._wake_sockets is None else self._wake_sockets.lanes_served()
+
+    def _writing_alone(self) -> bool:
+        """No snapshot of this store, and this process listens on the file and no other
+        live listener does (a worker that cannot listen is not seen: its batches then
+        check again more often)."""
+        if self._snapshots_taken:
+            return False
+        served = self.lanes_served()
+        return served is not None and len(served) == 1
 
     @staticmethod
     def _stamp_slots(conn: Connection, slots: Sequence[int]) -> None:

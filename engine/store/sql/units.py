@@ -217,11 +217,6 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             return self._wake_sockets.listen(wakes, serves)
         return lambda: None
 
-    def lanes_served(self) -> tuple[Lane, ...] | None:
-        """The lanes live workers on this SQLite file serve, this process's among them
-        (None when not known: engine/store/sql/wake_sockets.py)."""
-        return None if self._wake_sockets is None else self._wake_sockets.lanes_served()
-
     def _run_steps(self, run: WriteRun) -> list[Step]:
         """A run's writes, in order, each with its rows' parameters built now."""
         now = self._now()
