@@ -340,8 +340,45 @@ def test_a_snapshot_of_another_store_sees_a_write_that_stamped_slot_0_alone(
         with reader.snapshot() as snapshot:
             reader.load_states(["u1"])
             reader.stamps(snapshot)
+        before = _stamps(store, profile_key("u1"))
         _write_profile(store, "u1")
+        after = _stamps(store, profile_key("u1"))
+        assert after[ANY_STATE] == before[ANY_STATE] + 1  # the write went the slot-0 way
+        assert after[slot_of(profile_key("u1"))] == before[slot_of(profile_key("u1"))]
         with reader.transaction(stamped=True):
             assert not reader.unchanged(snapshot)
+        # the reader listens on nothing: its own writes stamp each profile
+        before = _stamps(reader, profile_key("u2"))
+        _write_profile(reader, "u2")
+        assert _stamps(reader, profile_key("u2"))[ANY_STATE] == before[ANY_STATE]
     finally:
         reader.close()
+
+
+def test_not_alone_when_its_own_file_is_stale_beside_a_live_listener(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    """One live listener that is not this process (its heartbeat ended): stamped per
+    profile, or that worker's every overlapping batch would be done again."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    sockets = store._wake_sockets
+    assert sockets is not None
+    assert sockets._own is not None
+    listening("1/2")
+    for _ in range(3):  # its heartbeat may touch its file again meanwhile: look again
+        _dead(sockets.folder / sockets._own)
+        sockets._served = None
+        if sockets.lanes_served() == (Lane(1, 2),):
+            break
+    assert sockets.lanes_served() == (Lane(1, 2),)
+    assert not store._writing_alone()
+
+
+def test_a_write_of_no_state_stamps_nothing_alone(
+        engine: InMemoryEngine, listening: Callable[[str], Path]) -> None:
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    assert store._writing_alone()
+    before = _stamps(store)[ANY_STATE]
+    store.write_changes([WriteRun()])
+    assert _stamps(store)[ANY_STATE] == before

@@ -142,11 +142,10 @@ class StampQueries(SqlBase):
         batches again. What it saves is a page of the stamps table per profile written
         (random by design): a third of the pages a storm of timers writes
         (docs/benchmarks.md)."""
-        if self._pg:
-            return []
-        if self._writing_alone():
+        slots = set() if self._pg else {slot_of(k) for k in keys}
+        if slots and self._writing_alone():
             return [ANY_STATE]
-        return sorted({slot_of(k) for k in keys})
+        return sorted(slots)
 
     def lanes_served(self) -> tuple[Lane, ...] | None:
         """The lanes live workers on this SQLite file serve, this process's among them
@@ -155,12 +154,11 @@ class StampQueries(SqlBase):
 
     def _writing_alone(self) -> bool:
         """No snapshot of this store, and this process listens on the file and no other
-        live listener does (a worker that cannot listen is not seen: its batches then
-        check again more often)."""
-        if self._snapshots_taken:
-            return False
-        served = self.lanes_served()
-        return served is not None and len(served) == 1
+        live listener does (engine/store/sql/wake_sockets.py). A worker that cannot
+        listen is not seen: its batches that overlap any of these writes are then done
+        again inside the write lock."""
+        return (not self._snapshots_taken and self._wake_sockets is not None
+                and self._wake_sockets.alone())
 
     @staticmethod
     def _stamp_slots(conn: Connection, slots: Sequence[int]) -> None:

@@ -82,6 +82,7 @@ class WakeSockets:
         self.folder = folder
         self.namespace = _network_namespace()
         self._own: str | None = None  # this process's token while it listens
+        self._own_live = False  # whether the last read of the folder found its file live
         self._own_pid = os.getpid()  # a forked child is not the listener
         # the folder's mtime, when it was listed, and its listeners (see _listeners)
         self._listed: tuple[int, float, list[os.DirEntry[str]]] | None = None
@@ -176,8 +177,15 @@ class WakeSockets:
         self._served = (changed, now, served)
         return served
 
+    def alone(self) -> bool:
+        """This process listens, its own file is live, and no other live listener's is
+        (`lanes_served` read again as it says)."""
+        served = self.lanes_served()
+        return served is not None and len(served) == 1 and self._own_live
+
     def _read_lanes(self) -> tuple[Lane, ...] | None:
         served: list[Lane] = []
+        self._own_live = False
         try:
             entries = list(os.scandir(self.folder))
         except OSError:
@@ -204,6 +212,7 @@ class WakeSockets:
             if lane is None:
                 return None  # a listener that does not say which lane
             served.append(lane)
+            self._own_live = self._own_live or entry.name == self._own
         return tuple(served)
 
     def listen(self, wakes: Mapping[str, Wake], serves: Lane | None = None
