@@ -12,9 +12,11 @@ bench reads as it grows. The journeys: the bundled library plus `bench_countdown
 a webhook send at once), copied to a temporary folder with the quiet hours taken out of
 the policy (sends held until 08:00 would never arrive).
 
-1. Throughput with 1, 2 and again 1 worker (`--workers 1,2`: the runs with fewer workers
-   bracket the others, and each count's rate is the geometric mean of its runs, so a
-   change of load on the shared machine weighs on both), each on a fresh database: the
+1. Throughput with 1, 2, 1, 2 and again 1 worker (`--workers 1,2`, `--rounds 2`: the runs
+   with fewer workers bracket the others, and each count's rate is the geometric mean of
+   its runs, so a change of load on the shared machine weighs on both, and the two-worker
+   figure is not one draw of the machine's minute: run_all read 1.14 in one round where
+   the same bench by hand read 1.93), each on a fresh database: the
    journey bench's end-to-end workload, `--events` realistic Segment events (identify,
    Signed Up, Product Viewed, Checkout Started, Order Completed of synthetic visitors)
    posted to `/v1/batch` in calls of 100 by one client as fast as the API answers, until
@@ -162,6 +164,8 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2",
                         help="worker counts to measure, comma-separated (needs 1 and 2 for "
                              "the RESULT)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of the largest worker count, each between runs of fewer")
     parser.add_argument("--pings", type=int, default=150, help="pings for the idle latency")
     parser.add_argument("--load", type=float, default=0.5,
                         help="the load, as a share of the measured throughput")
@@ -185,9 +189,12 @@ def main() -> int:
               f"Signed Up, each causing a send {DELAY:g} s later) per run; files in {workdir}")
         rates: dict[int, list[float]] = {}
         idle: list[float] = []
-        # 1, 2, 1: the runs with fewer workers bracket the others (the machine is shared;
-        # load that changes meanwhile then weighs on both sides).
-        order = counts + counts[-2::-1]
+        # 1, 2, 1, 2, 1: the runs with fewer workers bracket the others (the machine is
+        # shared; load that changes meanwhile then weighs on both sides).
+        order = list(counts)
+        for _ in range(max(1, args.rounds) - 1):
+            order += counts[-2::-1] + counts[1:]
+        order += counts[-2::-1]
         for step, n in enumerate(order):
             run_dir = workdir / f"run{step}-w{n}"
             run_dir.mkdir()
