@@ -99,23 +99,22 @@ class OutboxQueries(SqlBase):
                            o.c.journey, o.c.step, o.c.channel, o.c.to, o.c.rendered,
                            o.c.created_at, o.c.attempts, o.c.admitted_at))
         profiles = among(o.c.profile_id, "profiles", pg=self._pg)
-        # The due sends of the head's profiles, by (profile_id, status, next_attempt_at)
-        # (migration 0021): no more rows than those due. On the queue's index SQLite
-        # walked every due send to find the head's profiles among them (15-30 ms a claim
-        # of 50 with 100,000 sends due, in the write turn where API requests waited), and
-        # PostgreSQL without statistics ANDed it in; by the profile alone they read every
-        # send the profiles ever had (9.5 ms for 1,000 each). docs/benchmarks.md.
-        due_of_profiles = and_(profiles, o.c.status == "pending",
-                               o.c.next_attempt_at <= bindparam("now"))
+        # The due sends of the head's profiles (`due, profiles`) are read on (profile_id,
+        # status, next_attempt_at) (migration 0021): no more rows than those due. On the
+        # queue's index SQLite walked every due send to find the head's profiles among
+        # them (15-30 ms a claim of 50 with 100,000 sends due, in the write turn where API
+        # requests waited), and PostgreSQL without statistics ANDed it in; by the profile
+        # alone they read every send the profiles ever had (9.5 ms for 1,000 each).
+        # docs/benchmarks.md.
         return {
             "head": head,
             "head_locked": head.with_for_update(skip_locked=True),
-            "take_profiles": take.where(due_of_profiles),
+            "take_profiles": take.where(due, profiles),
             "take_rows": take.where(among(o.c.id, "ids", pg=self._pg)),
-            "rows_of": select(o.c.id, o.c.profile_id).where(due_of_profiles)
+            "rows_of": select(o.c.id, o.c.profile_id).where(due, profiles)
             .with_for_update(skip_locked=True),
             "due_per_profile": select(o.c.profile_id, func.count().label("due"))
-            .where(due_of_profiles).group_by(o.c.profile_id),
+            .where(due, profiles).group_by(o.c.profile_id),
             # The status written so that no index can serve it (`status || ''`): with the
             # profiles as one JSON list (driver.py), SQLite without statistics chose the
             # (status, next_attempt_at) index and walked every pending and sent send (80

@@ -138,9 +138,10 @@ class StampQueries(SqlBase):
         PostgreSQL): found before the write turn by `prepare_changes`. Slot 0 alone
         while nobody reads them: this process takes no snapshots and is the only one
         listening on the file (`serve` by itself). Every check reads slot 0, so that is
-        always correct; an optimistic worker that comes later only checks its first
-        batches again. What it saves is a page of the stamps table per profile written
-        (random by design): a third of the pages a storm of timers writes
+        always correct; an optimistic worker that comes later has its batches that
+        overlap these writes done again inside the write lock until it is seen (within
+        a second of listening). What it saves is a page of the stamps table per profile
+        written (random by design): a third of the pages a storm of timers writes
         (docs/benchmarks.md)."""
         slots = set() if self._pg else {slot_of(k) for k in keys}
         if slots and self._writing_alone():

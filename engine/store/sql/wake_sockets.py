@@ -82,12 +82,12 @@ class WakeSockets:
         self.folder = folder
         self.namespace = _network_namespace()
         self._own: str | None = None  # this process's token while it listens
-        self._own_live = False  # whether the last read of the folder found its file live
         self._own_pid = os.getpid()  # a forked child is not the listener
         # the folder's mtime, when it was listed, and its listeners (see _listeners)
         self._listed: tuple[int, float, list[os.DirEntry[str]]] | None = None
-        # lanes_served: the folder's mtime and when it was read, and what it said
-        self._served: tuple[int, float, tuple[Lane, ...] | None] | None = None
+        # lanes_served: the folder's mtime and when it was read, what it said, and
+        # whether this process's own file was among the live ones (`alone`)
+        self._served: tuple[int, float, tuple[Lane, ...] | None, bool] | None = None
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
@@ -163,33 +163,37 @@ class WakeSockets:
         this process does not listen, or a live listener does not say (an older
         journeyman's empty file). Read again when the folder changed (a listener came or
         went) or half a heartbeat has passed (one may have died)."""
-        if self._own is None or self._own_pid != os.getpid():
-            return None
-        try:
-            changed = os.stat(self.folder).st_mtime_ns
-        except OSError:
-            return None  # our own file is not there either
-        now = time.monotonic()
-        cached = self._served
-        if cached is not None and cached[0] == changed and now - cached[1] < HEARTBEAT / 2:
-            return cached[2]
-        served = self._read_lanes()
-        self._served = (changed, now, served)
-        return served
+        return self._lanes()[0]
 
     def alone(self) -> bool:
         """This process listens, its own file is live, and no other live listener's is
-        (`lanes_served` read again as it says)."""
-        served = self.lanes_served()
-        return served is not None and len(served) == 1 and self._own_live
+        (the folder read again as `lanes_served` says)."""
+        served, own_live = self._lanes()
+        return served is not None and len(served) == 1 and own_live
 
-    def _read_lanes(self) -> tuple[Lane, ...] | None:
+    def _lanes(self) -> tuple[tuple[Lane, ...] | None, bool]:
+        """`lanes_served`, and whether this process's own file is among the live."""
+        if self._own is None or self._own_pid != os.getpid():
+            return None, False
+        try:
+            changed = os.stat(self.folder).st_mtime_ns
+        except OSError:
+            return None, False  # our own file is not there either
+        now = time.monotonic()
+        cached = self._served
+        if cached is not None and cached[0] == changed and now - cached[1] < HEARTBEAT / 2:
+            return cached[2], cached[3]
+        served, own_live = self._read_lanes()
+        self._served = (changed, now, served, own_live)
+        return served, own_live
+
+    def _read_lanes(self) -> tuple[tuple[Lane, ...] | None, bool]:
         served: list[Lane] = []
-        self._own_live = False
+        own_live = False
         try:
             entries = list(os.scandir(self.folder))
         except OSError:
-            return None  # our own file is not there either
+            return None, False  # our own file is not there either
         for entry in entries:
             if entry.name.startswith("."):  # a marker being written (_touch), or left
                 self._forget(entry)  # half written by a killed process
@@ -208,12 +212,12 @@ class WakeSockets:
             except FileNotFoundError:
                 continue  # gone meanwhile
             except OSError:
-                return None  # there, but not readable: not known
+                return None, False  # there, but not readable: not known
             if lane is None:
-                return None  # a listener that does not say which lane
+                return None, False  # a listener that does not say which lane
             served.append(lane)
-            self._own_live = self._own_live or entry.name == self._own
-        return tuple(served)
+            own_live = own_live or entry.name == self._own
+        return tuple(served), own_live
 
     def listen(self, wakes: Mapping[str, Wake], serves: Lane | None = None
                ) -> Callable[[], None]:
