@@ -8,6 +8,7 @@ bug and keeps its traceback. Users never see a traceback for their own mistakes.
     JourneymanError                      rules/errors.py
     ├── ConditionError (ValueError)      rules: a condition does not parse
     ├── DurationError (ValueError)       rules: a duration does not parse
+    ├── RulesBackendError                rules: a backend's library does not load here
     ├── JourneyError                     journeys: the language
     │   ├── InvalidJourney               a file or folder does not validate (every problem listed)
     │   ├── UnknownJourney               a journey id that is not in the library
@@ -36,6 +37,12 @@ from collections.abc import Iterable
 
 class JourneymanError(Exception):
     """Root of every error journeyman raises on purpose."""
+
+
+class RulesBackendError(JourneymanError):
+    """A rules backend's library does not load on this interpreter (durable-rules' C
+    extension calls `PyEval_CallObject`, which Python 3.13 removed: it installs, then
+    fails at its first import)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

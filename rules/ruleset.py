@@ -6,11 +6,13 @@ a stateless matcher; see rules/durable_backend.py).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from rules.conditions import AllOf, AnyOf, Compare, Condition, Not
+from rules.errors import RulesBackendError
 from rules.evaluate import lookup
 from rules.matcher import Matcher, event_name
 from rules.operators import MISSING, OPERATORS
@@ -89,12 +91,26 @@ class PythonMatcher:
                          + [rid for rid, check in candidates if check(facts, now)])
 
 
+def _durable_matcher() -> Callable[[Mapping[str, Condition], str], Matcher]:
+    """The durable backend's class, or a clear error where durable-rules does not load
+    (an ImportError deep in compiling a journey says nothing of what to do)."""
+    try:
+        from rules.durable_backend import DurableMatcher
+    except ImportError as exc:
+        version = ".".join(map(str, sys.version_info[:3]))
+        raise RulesBackendError(
+            f"the durable rules backend does not load on Python {version} ({exc}): "
+            "durable-rules 2.0.28 runs on Python 3.11 and 3.12 (its C extension calls "
+            "a function Python 3.13 removed); run journeyman on Python 3.11 or 3.12, or "
+            "with the python backend where a command offers it (--backend python)"
+        ) from exc
+    return DurableMatcher
+
+
 def compile_ruleset(rules: Mapping[str, Condition], *, backend: str = "durable",
                     name: str = "ruleset") -> Matcher:
     if backend == "python":
         return PythonMatcher(rules)
     if backend == "durable":
-        from rules.durable_backend import DurableMatcher
-
-        return DurableMatcher(rules, name)
+        return _durable_matcher()(rules, name)
     raise ValueError(f"unknown rules backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -21,6 +21,8 @@ Modules import their heavy dependencies inside the commands, so `--help` stays f
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from engine.cli import (
@@ -34,8 +36,22 @@ from engine.cli import (
     users,
     versions,
 )
+from engine.cli.common import fail
+from rules.errors import JourneymanError
 
-app = typer.Typer(
+
+class _Journeyman(typer.Typer):
+    """The app, which shows an error of ours that a command did not catch as its message
+    and exit 1, never a traceback (rules/errors.py: a traceback is for bugs)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except JourneymanError as exc:
+            raise SystemExit(fail(exc).exit_code) from None
+
+
+app = _Journeyman(
     name="journeyman",
     help="Rules-based customer journey orchestration: journeys as code.",
     no_args_is_help=True,

@@ -373,3 +373,18 @@ def test_a_worker_takes_a_lane_of_the_sqlite_inbox_and_handles_outside_the_lock(
         service.stop()
     with pytest.raises(ValueError, match="lanes need a worker on SQLite in a plain file"):
         Service(folder, "sqlite://", channels={}, lane=Lane(1, 2), optimistic=True)
+
+
+def test_an_error_of_ours_no_command_caught_is_a_message_and_exit_1(tmp_path: Path) -> None:
+    """The app itself shows an uncaught JourneymanError as its message (rules/errors.py:
+    a traceback is for bugs). Here `demo` meets a rules backend that does not load, as
+    durable-rules on Python 3.13: the extension's import blocked in the real process."""
+    script = ("import sys; sys.modules['durable_rules_engine'] = None\n"
+              "from engine.cli import app\n"
+              "app(['demo', '--synthetic', '1'], prog_name='journeyman')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, check=False, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "durable rules backend does not load" in done.stderr
+    assert "Python 3.11 or 3.12" in done.stderr

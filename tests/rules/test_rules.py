@@ -259,3 +259,37 @@ def test_backends_read_any_mapping_as_the_reference_evaluator_does() -> None:
     facts = {"event": {"event": "E"}, "profile": {"traits": MappingProxyType({"tier": "vip"})}}
     for backend in BACKENDS:
         assert compile_ruleset(rules, backend=backend).match(facts, NOW) == {"vip"}, backend
+
+
+def test_a_durable_backend_that_does_not_load_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """durable-rules installs on Python 3.13 and fails at its first import (its C extension
+    calls PyEval_CallObject, which 3.13 removed): compiling a ruleset says what to do,
+    as an error of ours, not an ImportError from inside the library."""
+    import sys
+
+    from rules.errors import JourneymanError, RulesBackendError
+
+    # As on 3.13: the extension's import fails; the backend's module imported afresh
+    monkeypatch.setitem(sys.modules, "durable_rules_engine", None)
+    monkeypatch.delitem(sys.modules, "rules.durable_backend", raising=False)
+    rules = {"signed_up": parse_condition({"event.event": {"eq": "Signed Up"}})}
+    with pytest.raises(RulesBackendError, match="Python 3.11 or 3.12") as raised:
+        compile_ruleset(rules, backend="durable")
+    assert isinstance(raised.value, JourneymanError)
+    assert "--backend python" in str(raised.value)
+    # the python backend still compiles and matches there
+    matcher = compile_ruleset(rules, backend="python")
+    assert matcher.match({"event": {"event": "Signed Up"}}, NOW) == {"signed_up"}
+
+
+def test_the_package_refuses_the_pythons_durable_rules_does_not_load_on() -> None:
+    """pip refuses to install on 3.13 (a clear message at install, not an error at run)."""
+    from importlib.metadata import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    allowed = SpecifierSet(metadata("journeyman")["Requires-Python"])
+    assert "3.11.7" in allowed
+    assert "3.12.1" in allowed
+    assert "3.13.0" not in allowed
