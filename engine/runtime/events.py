@@ -223,6 +223,11 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
     user, anonymous = _id(raw.get("userId")), _id(raw.get("anonymousId"))
     if user is None and anonymous is None:
         raise BadEvent("an event needs a userId or an anonymousId")
+    if kind == "alias" and (user is None or _id(raw.get("previousId")) is None):
+        # as Segment's spec has it: an alias without both ids merges nothing, and a
+        # client that sent one has a bug worth hearing of (it was answered 200)
+        raise BadEvent("an alias needs a previousId (the id the user had before) and a "
+                       "userId (the id they have now)")
     name = raw.get("event")
     if kind == "track":
         if not isinstance(name, str) or not name.strip():
