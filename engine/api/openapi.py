@@ -214,6 +214,11 @@ def _event(kind: str, *, in_batch: bool) -> dict[str, Any]:
         properties["writeKey"] = {"type": ["string", "null"], "pattern": NO_NUL,
                                   "description": "The write key, when it is not in the "
                                                  "Authorization header."}
+    # an alias names both ids (engine/runtime/events.py `normalize`); others one of two
+    ids = {"allOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
+                     for name in ("userId", "previousId")]} if kind == "alias" else {
+        "anyOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
+                  for name in ("userId", "anonymousId")]}
     return {
         "type": "object",
         "description": f"A Segment {kind} call. At most {MAX_EVENT_KB} KB as JSON. Other "
@@ -222,8 +227,7 @@ def _event(kind: str, *, in_batch: bool) -> dict[str, Any]:
         "required": required,
         "additionalProperties": _ref("JsonValue"),
         "propertyNames": {"pattern": NO_NUL},
-        "anyOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
-                  for name in ("userId", "anonymousId")],
+        **ids,
     }
 
 
