@@ -530,10 +530,12 @@ class Service:
         return journey_stats(self.store, loaded.model, since=since)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8000, *,
-              with_worker: bool = True) -> None:
+              with_worker: bool = True, sock: socket.socket | None = None) -> None:
         """Run everything until SIGINT/SIGTERM (uvicorn handles the signals); without
         the worker, the API alone: accepted events wait in the inbox for the workers
-        (woken through NOTIFY on PostgreSQL, by their safety tick on SQLite)."""
+        (woken through NOTIFY on PostgreSQL, by their safety tick on SQLite). `sock`:
+        a socket already bound to `host:port` to listen on (the caller knew the port
+        was free before it said so)."""
         import uvicorn
         from uvicorn.config import STARTUP_FAILURE
 
@@ -555,7 +557,7 @@ class Service:
                 app, host=host, port=port, log_level="warning", access_log=False))
             if not sigterm.asked.is_set():  # not asked to stop while starting
                 with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a stop, as SIGTERM
-                    server.run()
+                    server.run(sockets=None if sock is None else [sock])
                 if not server.started and not sigterm.asked.is_set():
                     sys.exit(STARTUP_FAILURE)  # the port could not be had: uvicorn.run's 3
         finally:

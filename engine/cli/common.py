@@ -18,6 +18,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)
 EXIT_USAGE = 2  # no such path, options that do not go together
+EXIT_NO_PORT = 3  # serve: the port could not be had (uvicorn's own code for it too)
 
 JourneysOpt = Annotated[Path | None, typer.Option(
     help="Journeys folder (default: the bundled library, journeys/library).")]

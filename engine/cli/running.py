@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.common import EXIT_INVALID, DbOpt, JourneysOpt, err, journeys_folder, out
+from engine.cli.common import (
+    EXIT_INVALID,
+    EXIT_NO_PORT,
+    DbOpt,
+    JourneysOpt,
+    err,
+    journeys_folder,
+    out,
+)
 from engine.cli.logs import setup_logging
 from engine.store import DEFAULT_URL
 from rules.errors import JourneymanError
@@ -113,14 +122,22 @@ def serve(
     service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
                        tick=tick, lease=lease, public_url=public_url or f"http://{host}:{port}",
                        dashboard_open=dashboard_open, events_first=events_first)
-    err.print(f"journeyman: {len(service.library.journeys)} journeys from "
+    try:  # the port taken before the banner says the API is there
+        listening = listen(host, port)
+    except OSError as exc:
+        service.stop()
+        err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process "
+                  "has the port? --port chooses another)", markup=False)
+        raise typer.Exit(EXIT_NO_PORT) from None
+    count = len(service.library.journeys)
+    err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
               f"{service.library.folder}, "
               f"store {service.store.dialect}, API on http://{host}:{port} "
               f"{'' if with_worker else '(API only) '}"
               "(write keys: `journeyman keys create NAME`); dashboard at "
               f"http://{host}:{port}/ (users: `journeyman users create NAME`"
               f"{'; open to this machine' if dashboard_open else ''})", markup=False)
-    service.serve(host, port, with_worker=with_worker)
+    service.serve(host, port, with_worker=with_worker, sock=listening)
 
 
 def worker(
@@ -184,6 +201,20 @@ def worker(
         if ops is not None:
             ops.should_exit = True
         service.stop()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` as uvicorn binds one (SO_REUSEADDR; IPv6 for an
+    address with a colon); OSError when the port cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _serve_ops(service: Any, host: str, port: int) -> Any:

@@ -388,3 +388,23 @@ def test_an_error_of_ours_no_command_caught_is_a_message_and_exit_1(tmp_path: Pa
     assert "Traceback" not in done.stderr
     assert "durable rules backend does not load" in done.stderr
     assert "Python 3.11 or 3.12" in done.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_before_any_banner(tmp_path: Path) -> None:
+    """The port is taken before the banner says the API is there: a port in use is one
+    clear line and exit 3, not the banner then uvicorn's error."""
+    import socket
+
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "serve", "--port", str(port),
+             "--db", f"sqlite:///{tmp_path / 'j.db'}"],
+            capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "API on" not in done.stderr
+    assert "Traceback" not in done.stderr
