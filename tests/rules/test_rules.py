@@ -274,7 +274,7 @@ def test_a_durable_backend_that_does_not_load_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "durable_rules_engine", None)
     monkeypatch.delitem(sys.modules, "rules.durable_backend", raising=False)
     rules = {"signed_up": parse_condition({"event.event": {"eq": "Signed Up"}})}
-    with pytest.raises(RulesBackendError, match="Python 3.11 or 3.12") as raised:
+    with pytest.raises(RulesBackendError, match=r"Python 3\.11 or 3\.12") as raised:
         compile_ruleset(rules, backend="durable")
     assert isinstance(raised.value, JourneymanError)
     assert "--backend python" in str(raised.value)
