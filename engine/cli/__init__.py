@@ -15,7 +15,8 @@ Commands by audience, one module each:
 | `engagement.py` | `stats` (each journey's KPIs), `suppressions` (list, `add`, `remove`) |
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
-success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer).
+success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer's,
+or a journeys path named on the command line that does not exist: `common.must_exist`).
 Modules import their heavy dependencies inside the commands, so `--help` stays fast.
 """
 

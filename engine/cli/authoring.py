@@ -10,12 +10,21 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import EXIT_INVALID, EXIT_USAGE, JourneysOpt, err, fail, journeys_folder, out
+from engine.cli.common import (
+    EXIT_INVALID,
+    JourneysOpt,
+    err,
+    fail,
+    journeys_folder,
+    must_exist,
+    out,
+)
 from rules.errors import JourneymanError
 
 
 def validate(
-    paths: Annotated[list[Path], typer.Argument(help="Journey files or journeys folders.")],
+    paths: Annotated[list[Path], typer.Argument(help="Journey files or journeys folders.",
+                                                callback=must_exist)],
     backend: Annotated[str, typer.Option(help="Rules backend to compile with.")] = "durable",
 ) -> None:
     """Check journeys (shape, references, templates, conditions) and compile them.
@@ -26,11 +35,6 @@ def validate(
     from journeys.compiler import compile_library
     from journeys.loader import POLICY_FILE, load_path
 
-    missing = [path for path in paths if not path.exists()]
-    for path in missing:  # a usage error, as for `journeyman test` (README's table)
-        err.print(f"journeyman validate: no such file or folder: {path}", markup=False)
-    if missing:
-        raise typer.Exit(EXIT_USAGE)
     problems: list[str] = []
     count = 0
     for path in paths:
@@ -52,8 +56,16 @@ def validate(
     out.print(f"ok: {count} journey(s) valid", markup=False)
 
 
+def _journey_file(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """`graph`'s JOURNEY: a file (ends in .yaml or .yml) must exist (`must_exist`)."""
+    if Path(value).suffix in {".yaml", ".yml"}:
+        must_exist(ctx, param, Path(value))
+    return value
+
+
 def graph(
-    journey: Annotated[str, typer.Argument(help="A journey file, or a journey id in --journeys.")],
+    journey: Annotated[str, typer.Argument(
+        help="A journey file, or a journey id in --journeys.", callback=_journey_file)],
     journeys: JourneysOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help=(
         "Write to a file: .md wraps the diagram in a ```mermaid block (renders on GitHub); "
@@ -84,7 +96,8 @@ def graph(
 
 
 def simulate(
-    path: Annotated[Path, typer.Argument(help="A journey file or a journeys folder.")],
+    path: Annotated[Path, typer.Argument(help="A journey file or a journeys folder.",
+                                         callback=must_exist)],
     events: Annotated[Path, typer.Option(help="Segment-format JSON lines.")],
     until: Annotated[str | None, typer.Option(help="Stop at this ISO time (UTC if no offset).")]
     = None,

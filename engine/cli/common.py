@@ -20,8 +20,29 @@ EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)
 EXIT_USAGE = 2  # no such path, options that do not go together
 EXIT_NO_PORT = 3  # serve: the port could not be had (uvicorn's own code for it too)
 
+
+
+def must_exist(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """The callback of every path option or argument that names journeys: exit 2, a
+    usage error (README's table), for each path that does not exist, as `journeyman
+    COMMAND: no such file or folder: PATH (--option)`. The same message and code for
+    every command, and before it starts any work (the loader would otherwise report the
+    path as a problem in a journey file, `PATH:1:1`, and exit 1)."""
+    if ctx.resilient_parsing or value is None:
+        return value
+    paths = value if isinstance(value, list | tuple) else [value]
+    missing = [path for path in paths if not Path(path).exists()]
+    where = f" ({param.opts[0]})" if param.param_type_name == "option" and param.opts else ""
+    for path in missing:
+        err.print(f"{ctx.command_path}: no such file or folder: {path}{where}", markup=False)
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
+    return value
+
+
 JourneysOpt = Annotated[Path | None, typer.Option(
-    help="Journeys folder (default: the bundled library, journeys/library).")]
+    help="Journeys folder (default: the bundled library, journeys/library).",
+    callback=must_exist)]
 DbOpt = Annotated[str, typer.Option(
     help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://... (behind "
     "PgBouncer in transaction mode add ?prepare_threshold=none&listen_host=H&listen_port=P: "

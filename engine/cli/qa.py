@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from engine.cli.common import EXIT_INVALID, EXIT_USAGE, JourneysOpt, err, fail, journeys_folder, out
+from engine.cli.common import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    JourneysOpt,
+    err,
+    fail,
+    journeys_folder,
+    must_exist,
+    out,
+)
 from rules.errors import JourneymanError
 
 BackendOpt = Annotated[str, typer.Option(help="Rules backend: durable (the default of "
@@ -24,7 +33,8 @@ def _print(pieces: list[tuple[str, str]]) -> None:
 
 def run_tests(
     paths: Annotated[list[Path], typer.Argument(help=(
-        "Scenario files (*.scenario.yaml) or folders to search for them."))],
+        "Scenario files (*.scenario.yaml) or folders to search for them."),
+        callback=must_exist)],
     backend: BackendOpt = "durable",
 ) -> None:
     """Run scenario files on a fake clock: one line per scenario, and for each failure
@@ -34,11 +44,6 @@ def run_tests(
     from engine.qa.scenario_report import failure_lines, summary_line
     from engine.qa.scenarios import LibraryCache, run_file
 
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for path in missing:
-            err.print(f"journeyman test: no such file or folder: {path}", markup=False)
-        raise typer.Exit(EXIT_USAGE)
     files = find_scenarios(paths)
     if not files:
         err.print(f"journeyman test: no *{SUFFIX} files under "
