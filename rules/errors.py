@@ -26,6 +26,8 @@ bug and keeps its traceback. Users never see a traceback for their own mistakes.
     ├── PreviewError                     engine.qa.preview: no such journey or send step
     ├── SimulationError                  engine.qa.simulate: a bad events file or option
     ├── InvalidScenario                  engine.qa.scenario_file: a scenario file does not validate
+    ├── InputFileError                   engine.qa.inputs: a profile, event or events file
+    │                                    that is not JSON or not of the shape asked for
     └── ReplayError                      engine.qa.replay: an unreadable event log or database
 """
 

@@ -138,14 +138,16 @@ def preview(
     from datetime import UTC, datetime
 
     from engine.core.times import parse_timestamp
+    from engine.qa import inputs
     from engine.qa.preview import preview as run_preview
 
     try:
-        facts = json.loads(profile.read_text())
-        enrolling = json.loads(event.read_text()) if event else None
-    except (OSError, json.JSONDecodeError) as exc:
-        err.print(f"cannot read the profile/event JSON: {exc}", markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
+        facts = inputs.read_object(profile, f"--profile {profile}", inputs.PROFILE_SHAPE,
+                                   inputs.PROFILE_FIELDS)
+        enrolling = (inputs.read_object(event, f"--event {event}", inputs.EVENT_SHAPE,
+                                        inputs.EVENT_FIELDS) if event else None)
+    except JourneymanError as exc:
+        raise fail(exc) from None
     when = parse_timestamp(at) if at else datetime.now(UTC)
     if when is None:
         err.print(f"--at {at!r} is not an ISO time", markup=False)

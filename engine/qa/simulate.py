@@ -5,7 +5,6 @@ template error, with the template's file and line when known), or went out later
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import iso, parse_timestamp
+from engine.qa.inputs import read_event_lines
 from engine.runtime.events import BadEvent
 from engine.testing import DeferRecord, ExitRecord, InMemoryEngine, SentMessage, SkipRecord
 from journeys.loaded import Library
@@ -112,26 +112,9 @@ def _line_of(path: Path, error: str) -> int | None:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SimulationError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
-        if not isinstance(event, dict):
-            raise SimulationError(f"{path}:{number}:1: each line must be a JSON object")
-        if parse_timestamp(event.get("timestamp")) is None:
-            raise SimulationError(f"{path}:{number}:1: every event needs an ISO 8601 "
-                                  "'timestamp' in a simulation")
-        event["_line"] = number
-        events.append(event)
-    return events
+    """The events of a JSON-lines file, each with its line number as `_line`."""
+    lines = read_event_lines(path, error=SimulationError, purpose="in a simulation")
+    return [event | {"_line": number} for number, event in lines]
 
 
 def simulate(path: str | Path, events_file: str | Path, *, until: str | None = None,

@@ -257,7 +257,8 @@ def test_preview_errors_are_clear(tmp_path: Path) -> None:
     unreadable = run("preview", "hello", "welcome", "--journeys", str(folder),
                      "--profile", str(tmp_path / "bad.json"))
     assert unreadable.returncode == 1
-    assert "cannot read the profile/event JSON" in unreadable.stderr
+    assert unreadable.stderr == (f"--profile {tmp_path / 'bad.json'}:1:2: not JSON: Expecting "
+                                 "property name enclosed in double quotes\n")
 
 
 def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:

@@ -56,3 +56,67 @@ def test_a_missing_journeys_path_argument_is_the_same_usage_error(tmp_path: Path
         assert result.stderr == f"journeyman {args[0]}: no such file or folder: {path}\n"
     folder = run("graph", "welcome", "--journeys", str(LIBRARY))  # an existing one still works
     assert folder.returncode == 0, folder.stderr
+
+
+PROFILE = '{"id": "ana", "traits": {"email": "ana@example.com", "first_name": "Ana"}}'
+
+
+@pytest.mark.parametrize(("option", "text", "message"), [
+    ("--profile", "[1, 2]", 'expected a JSON object: {"id": "...", "traits": {...}, '
+                            '"computed": {...}}, got an array'),
+    ("--profile", '{"traits": 5}', "'traits' must be an object, got a number"),
+    ("--event", '"str"', 'expected a JSON object, a Segment event: {"type": "track", '
+                         '"event": "...", "properties": {...}, ...}, got a string'),
+])
+def test_preview_says_which_file_has_the_wrong_shape(tmp_path: Path, option: str, text: str,
+                                                    message: str) -> None:
+    """A profile or event file of valid JSON but the wrong shape: the option, the file
+    and what was expected, exit 1; these were an AttributeError, a TypeError and a
+    ValueError with their tracebacks."""
+    (tmp_path / "profile.json").write_text(PROFILE)
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    files = {"--profile": tmp_path / "profile.json", option: bad}
+    result = run("preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),
+                 *(a for name, path in files.items() for a in (name, str(path))))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"{option} {bad}: {message}\n"
+
+
+def test_preview_reads_a_well_shaped_event(tmp_path: Path) -> None:
+    """The checks refuse only the wrong shapes: an event with properties renders."""
+    (tmp_path / "profile.json").write_text(PROFILE)
+    (tmp_path / "event.json").write_text(
+        '{"type": "track", "event": "Signed Up", "userId": "ana", "properties": {}}')
+    result = run("preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),
+                 "--profile", str(tmp_path / "profile.json"),
+                 "--event", str(tmp_path / "event.json"))
+    assert result.returncode == 0, result.stderr
+    assert "to: ana@example.com" in result.stdout
+
+
+def test_read_object_names_the_file_and_the_shape(tmp_path: Path) -> None:
+    """The helper behind --profile and --event, on the shapes a subprocess each would
+    be slow for."""
+    from engine.qa.inputs import (
+        PROFILE_FIELDS,
+        PROFILE_SHAPE,
+        InputFileError,
+        read_object,
+    )
+
+    path = tmp_path / "p.json"
+    for text, message in (
+            ("null", f"expected {PROFILE_SHAPE}, got null"),
+            ("5", f"expected {PROFILE_SHAPE}, got a number"),
+            ('{"id": true}', "'id' must be a string or a number, got true"),
+            ('{"id": {"a": 1}}', "'id' must be a string or a number, got an object"),
+            ('{"computed": [1]}', "'computed' must be an object, got an array"),
+            ("", "1:1: not JSON: Expecting value")):
+        path.write_text(text)
+        with pytest.raises(InputFileError) as raised:
+            read_object(path, "--profile p.json", PROFILE_SHAPE, PROFILE_FIELDS)
+        assert str(raised.value).removeprefix("--profile p.json").lstrip(": ") == message
+    path.write_text('{"id": 7, "traits": null, "computed": {"n": 1}}')  # null: absent
+    assert read_object(path, "--profile p.json", PROFILE_SHAPE, PROFILE_FIELDS)["id"] == 7
+
