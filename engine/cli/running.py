@@ -19,6 +19,7 @@ from engine.cli.common import (
     DbOpt,
     JourneysOpt,
     err,
+    fail,
     journeys_folder,
     out,
 )
@@ -267,9 +268,8 @@ def demo(
     bundled = bundled_demo_events()
     try:
         stream = load_events(events or bundled) if events or bundled.is_file() else []
-    except (OSError, ValueError) as exc:
-        err.print(f"cannot read the demo events: {exc}", markup=False)
-        raise typer.Exit(1) from None
+    except JourneymanError as exc:  # each message names the file (and the line)
+        raise fail(exc) from None
     if synthetic:
         start = when(stream[0]) if stream else DEMO_START
         stream = sorted(stream + synthetic_events(synthetic, start), key=when)

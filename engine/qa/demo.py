@@ -29,7 +29,9 @@ from typing import Any
 
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Channel, Decision
+from engine.qa.inputs import InputFileError, read_event_lines
 from engine.qa.simulate import locate_render_errors, place_of
+from engine.runtime.events import BadEvent, check_values, normalize
 from engine.service import Service, SigtermStop
 from engine.testing import SkipRecord
 from journeys.loaded import Library
@@ -102,8 +104,17 @@ def when(event: dict[str, Any]) -> datetime:
 
 
 def load_events(path: Path) -> list[dict[str, Any]]:
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted(events, key=when)
+    """The events of a JSON-lines file, in time order. A line that is not JSON, not an
+    object, without a timestamp or that the API would refuse is an InputFileError naming
+    `file:line:column` (the API's refusal was an HTTP error from inside the demo)."""
+    events = read_event_lines(path, purpose="to be played in the demo")
+    for number, event in events:
+        try:
+            check_values(event)
+            normalize(event, now=when(event), message_id="demo")
+        except BadEvent as exc:
+            raise InputFileError(f"{path}:{number}:1: {exc}") from None
+    return sorted((event for _, event in events), key=when)
 
 
 def synthetic_events(count: int, start: datetime) -> list[dict[str, Any]]:

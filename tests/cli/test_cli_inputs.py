@@ -120,3 +120,24 @@ def test_read_object_names_the_file_and_the_shape(tmp_path: Path) -> None:
     path.write_text('{"id": 7, "traits": null, "computed": {"n": 1}}')  # null: absent
     assert read_object(path, "--profile p.json", PROFILE_SHAPE, PROFILE_FIELDS)["id"] == 7
 
+
+def test_demo_names_the_events_file_and_its_line(tmp_path: Path) -> None:
+    """A bad line 2 was reported as `line 1 column 2` (each line parsed alone); the
+    file's own line number now, as `simulate` and `replay` say it. Lines that are no
+    event object, or one the API would refuse (an HTTP error from inside the demo), are
+    refused the same way before the service starts."""
+    events = tmp_path / "events.jsonl"
+    good = '{"type": "track", "userId": "a", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}'
+    for second, message in (
+            ('{"type": "track",', "2:18: not JSON: Expecting property name enclosed in "
+                                  "double quotes"),
+            ("[1]", "2:1: each line must be a JSON object (an event), got an array"),
+            ('{"userId": "a", "event": "X"}', "2:1: every event needs an ISO 8601 "
+                                              "'timestamp' to be played in the demo"),
+            (good.replace('"X"', '"X", "properties": 5'),
+             "2:1: 'properties' must be an object")):
+        events.write_text(f"{good}\n{second}\n")
+        result = run("demo", "--events", str(events), "--synthetic", "0")
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == f"{events}:{message}\n"
+        assert result.stdout == ""  # refused before anything started
