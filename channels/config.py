@@ -23,6 +23,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from engine.ports import Channel
+from journeys.errors import InvalidJourney
+from journeys.textfile import read_text
 from rules.errors import JourneymanError
 
 ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -53,8 +55,10 @@ def load(path: str | Path) -> dict[str, Channel]:
 
     path = Path(path)
     try:
-        data = YAML(typ="safe").load(path.read_text())
-    except (OSError, YAMLError) as exc:
+        data = YAML(typ="safe").load(read_text(path))
+    except InvalidJourney as exc:  # unreadable, or not UTF-8: `path:line:col: why`
+        raise ChannelConfigError(str(exc)) from None
+    except YAMLError as exc:
         raise ChannelConfigError(f"{path}: {exc}") from None
     if not isinstance(data, Mapping):
         raise ChannelConfigError(f"{path}: expected a mapping of channel name to adapter")

@@ -21,6 +21,7 @@ from journeys.loaded import Library, LoadedJourney
 from journeys.model import ID_RE, Journey, Policy
 from journeys.problems import pydantic_problems
 from journeys.templating import CHANNEL_KINDS, TemplateLibrary, load_templates
+from journeys.textfile import read_text
 from journeys.yamlsrc import Source, Where, load_yaml, plain
 from rules import Condition, ConditionError, did_you_mean, parse_condition
 
@@ -137,7 +138,7 @@ def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]
         return load_policy(bundled, bundled.parent)
     display = str(path.relative_to(display_root))
     try:
-        source = load_yaml(path.read_text(), display)
+        source = load_yaml(read_text(path, display), display)
     except InvalidJourney as exc:
         return Policy(), exc.problems
     raw = plain(source.data) or {}
@@ -182,7 +183,7 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
     for path in journey_files(folder):
         display = str(path.relative_to(root))
         try:
-            loaded = parse_journey(path.read_text(), display, templates=templates,
+            loaded = parse_journey(read_text(path, display), display, templates=templates,
                                    known_traits=library.known_traits,
                                    known_events=library.known_events, file_id=path.stem)
         except InvalidJourney as exc:
@@ -229,7 +230,8 @@ def load_traits(folder: Path, display_root: Path) -> tuple[TraitsFile | None, li
     if not path.is_file():
         return None, []
     try:
-        source = load_yaml(path.read_text(), str(path.relative_to(display_root)))
+        display = str(path.relative_to(display_root))
+        source = load_yaml(read_text(path, display), display)
         return TraitsFile.model_validate(plain(source.data) or {}), []
     except InvalidJourney as exc:
         return None, exc.problems
@@ -244,7 +246,8 @@ def load_computed(folder: Path, display_root: Path, known_traits: frozenset[str]
     if not path.is_file():
         return None, []
     try:
-        source = load_yaml(path.read_text(), str(path.relative_to(display_root)))
+        display = str(path.relative_to(display_root))
+        source = load_yaml(read_text(path, display), display)
     except InvalidJourney as exc:
         return None, exc.problems
     raw = plain(source.data) or {}
@@ -275,7 +278,7 @@ def load_journey_file(path: str | Path) -> Library:
         raise InvalidJourney([Problem(str(path), 1, 1, "no such journey file")])
     library, problems = _load_support(path.parent)
     try:
-        loaded = parse_journey(path.read_text(), str(path), templates=library.templates,
+        loaded = parse_journey(read_text(path), str(path), templates=library.templates,
                                known_traits=library.known_traits,
                                known_events=library.known_events)
     except InvalidJourney as exc:

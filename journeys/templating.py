@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.problems import pydantic_problems
+from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 from rules import did_you_mean
 
@@ -408,8 +409,8 @@ class TemplateLibrary:
         if path is None or not path.is_file():
             return None
         try:
-            return load_yaml(path.read_text(), self.files.get(template_id, path.name))
-        except (OSError, InvalidJourney):
+            return load_yaml(read_text(path), self.files.get(template_id, path.name))
+        except InvalidJourney:
             return None
 
     def check(self, known_traits: Collection[str] | None = None) -> list[Problem]:
@@ -420,7 +421,7 @@ class TemplateLibrary:
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source = None
             if self.folder is not None and (self.folder / f"{template_id}.yaml").exists():
-                source = load_yaml((self.folder / f"{template_id}.yaml").read_text(), file)
+                source = load_yaml(read_text(self.folder / f"{template_id}.yaml", file), file)
             parts: list[tuple[tuple[str | int, ...], str, jinja2.Environment]] = []
             for name in ("subject", "preheader", "from_", "reply_to", "html", "text", "body"):
                 value = getattr(tpl, name)
@@ -513,7 +514,9 @@ def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
 def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Problem]:
     rel = str(path.relative_to(folder.parent)) if folder.parent in path.parents else str(path)
     try:
-        names = undeclared(path.read_text(), env)
+        names = undeclared(read_text(path, rel), env)
+    except InvalidJourney as exc:
+        return exc.problems
     except jinja2.TemplateSyntaxError as exc:
         return [Problem(rel, exc.lineno or 1, 1, f"template syntax error: {exc.message}")]
     return [Problem(rel, 1, 1, f"unknown variable {name!r} in template") for name in
@@ -531,7 +534,7 @@ def load_templates(folder: Path, display_root: Path | None = None, *,
     for path in sorted(folder.glob("*.yaml")):
         display = str(path.relative_to(display_root)) if display_root else str(path)
         try:
-            source = load_yaml(path.read_text(), display)
+            source = load_yaml(read_text(path, display), display)
         except InvalidJourney as exc:
             problems.extend(exc.problems)
             continue

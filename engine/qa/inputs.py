@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import parse_timestamp
+from journeys.errors import InvalidJourney
+from journeys.textfile import read_text
 from rules.errors import JourneymanError
 
 
@@ -57,11 +59,10 @@ def read_object(path: Path, label: str, shape: str,
     """The JSON object in the file at `path`. `label` names it in messages (the option
     and the file: `--profile p.json`); `shape` says what was expected; `fields` gives
     the types a field may have when it is there and not null."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InputFileError(f"{label}: cannot read: {reason}") from None
+    try:  # cannot read, not UTF-8: one problem at its line and column, as for journeys
+        text = read_text(path)
+    except InvalidJourney as exc:
+        raise InputFileError(f"{label.split(' ', 1)[0]} {exc}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -83,11 +84,10 @@ def read_event_lines(path: Path, *, error: type[JourneymanError] = InputFileErro
     numbers are the file's). Each must be a JSON object with an ISO 8601 `timestamp`;
     anything else is an `error` naming `file:line:column`. `purpose` ends the message
     about a missing timestamp (`in a simulation`)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise error(f"{path}: cannot read: {reason}") from None
+    try:  # cannot read, not UTF-8: one problem at its line and column, as for journeys
+        lines = read_text(path).splitlines()
+    except InvalidJourney as exc:
+        raise error(str(exc)) from None
     events: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -24,6 +24,7 @@ from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
 from engine.runtime.events import BadEvent
 from engine.testing import InMemoryEngine
+from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
 
 Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
@@ -51,12 +52,17 @@ def read_log(path: Path) -> EventLog:
         handle = path.open("rb")
     except OSError as exc:
         raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
+    offset = 0  # of the line in the file, for a byte that is not UTF-8
     with handle:
         for number, raw in enumerate(handle, 1):
+            at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
             try:
                 event = loads(raw)
+            except UnicodeDecodeError as exc:
+                bad = not_utf8(raw, exc.start, str(path), line=number, offset=at)
+                raise ReplayError(str(bad)) from None
             except ValueError as exc:
                 column = getattr(exc, "colno", 1)
                 raise ReplayError(f"{path}:{number}:{column}: not JSON: "

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from engine.core.times import iso, parse_timestamp
 from journeys.errors import InvalidJourney, Problem
 from journeys.loaded import Library
+from journeys.textfile import read_text
 from journeys.yamlsrc import Source, Where, load_yaml, plain
 from rules import did_you_mean
 from rules.durations import DurationError, parse_duration
@@ -223,11 +224,7 @@ def read_spec(path: Path, display: str | None = None) -> tuple[ScenarioSpec, Sou
     """The shape-valid spec of one file and its positioned source."""
     name = display or str(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidScenario([Problem(name, 1, 1, f"cannot read: {exc.strerror}")]) from None
-    try:
-        source = load_yaml(text, name)
+        source = load_yaml(read_text(path, name), name)
     except InvalidJourney as exc:
         raise InvalidScenario(exc.problems) from None
     if not isinstance(source.data, dict):
