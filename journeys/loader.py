@@ -3,6 +3,10 @@
 `load_library(folder)` is the entry point most code wants: it loads `policy.yaml`,
 `templates/` and every journey file, lints them together and raises one
 `InvalidJourney` listing every problem in every file, or returns a `Library`.
+
+A problem names its file as the folder was given (`deep/a/shop/welcome.yaml`, or an
+absolute path), so an editor, a terminal or a CI annotation opens it from where the
+command ran.
 """
 
 from __future__ import annotations
@@ -127,7 +131,7 @@ def _points_at_key(where: tuple[str | int, ...]) -> bool:
             and where[-1] not in {"when", "all", "any", "not"})
 
 
-def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]]:
+def load_policy(folder: Path) -> tuple[Policy, list[Problem]]:
     """The folder's `policy.yaml`; without one, the bundled safe policy (consent
     required on marketing channels, quiet hours): no file must never mean no protection."""
     path = folder / POLICY_FILE
@@ -135,8 +139,8 @@ def load_policy(folder: Path, display_root: Path) -> tuple[Policy, list[Problem]
         bundled = bundled_library()
         if folder.resolve() == bundled.resolve() or not (bundled / POLICY_FILE).is_file():
             return Policy(), []
-        return load_policy(bundled, bundled.parent)
-    display = str(path.relative_to(display_root))
+        return load_policy(bundled)
+    display = str(path)
     try:
         source = load_yaml(read_text(path, display), display)
     except InvalidJourney as exc:
@@ -174,14 +178,13 @@ def journey_files(folder: Path) -> list[Path]:
 def load_library(folder: str | Path, *, only: list[str] | None = None) -> Library:
     """Load and lint a whole journeys folder; raise InvalidJourney listing every problem."""
     folder = Path(folder)
-    root = folder.parent
     if not folder.is_dir():
         raise InvalidJourney([Problem(str(folder), 1, 1, "no such journeys folder")])
     library, problems = _load_support(folder)
     templates = library.templates
     seen: dict[str, str] = {}
     for path in journey_files(folder):
-        display = str(path.relative_to(root))
+        display = str(path)
         try:
             loaded = parse_journey(read_text(path, display), display, templates=templates,
                                    known_traits=library.known_traits,
@@ -207,31 +210,29 @@ def load_library(folder: str | Path, *, only: list[str] | None = None) -> Librar
 
 def _load_support(folder: Path) -> tuple[Library, list[Problem]]:
     """The policy, known traits, templates and computed-trait config of a folder."""
-    root = folder.parent
     problems: list[Problem] = []
-    policy, policy_problems = load_policy(folder, root)
+    policy, policy_problems = load_policy(folder)
     problems += policy_problems
-    declared, trait_problems = load_traits(folder, root)
+    declared, trait_problems = load_traits(folder)
     problems += trait_problems
     known_traits = frozenset(declared.traits) if declared is not None else None
-    templates, template_problems = load_templates(folder / TEMPLATES_DIR, root,
+    templates, template_problems = load_templates(folder / TEMPLATES_DIR,
                                                   known_traits=known_traits)
     problems += template_problems
     library = Library(folder, templates=templates, policy=policy, known_traits=known_traits,
                       known_events=declared.event_properties() if declared else None)
-    library.computed_config, computed_problems = load_computed(folder, root, known_traits)
+    library.computed_config, computed_problems = load_computed(folder, known_traits)
     problems += computed_problems
     return library, problems
 
 
-def load_traits(folder: Path, display_root: Path) -> tuple[TraitsFile | None, list[Problem]]:
+def load_traits(folder: Path) -> tuple[TraitsFile | None, list[Problem]]:
     """`traits.yaml`: the traits and events the folder declares (None without it)."""
     path = folder / TRAITS_FILE
     if not path.is_file():
         return None, []
     try:
-        display = str(path.relative_to(display_root))
-        source = load_yaml(read_text(path, display), display)
+        source = load_yaml(read_text(path), str(path))
         return TraitsFile.model_validate(plain(source.data) or {}), []
     except InvalidJourney as exc:
         return None, exc.problems
@@ -239,15 +240,14 @@ def load_traits(folder: Path, display_root: Path) -> tuple[TraitsFile | None, li
         return None, pydantic_problems(exc, source)
 
 
-def load_computed(folder: Path, display_root: Path, known_traits: frozenset[str] | None = None,
+def load_computed(folder: Path, known_traits: frozenset[str] | None = None,
                   ) -> tuple[dict[str, Any] | None, list[Problem]]:
     """`computed_traits.yaml`, validated (every band filled in), with its problems."""
     path = folder / COMPUTED_FILE
     if not path.is_file():
         return None, []
     try:
-        display = str(path.relative_to(display_root))
-        source = load_yaml(read_text(path, display), display)
+        source = load_yaml(read_text(path), str(path))
     except InvalidJourney as exc:
         return None, exc.problems
     raw = plain(source.data) or {}

@@ -443,7 +443,7 @@ class TemplateLibrary:
                     problems.append(Problem(file, *pos,
                                             f"html_file {tpl.html_file!r} does not exist"))
                 else:
-                    problems.extend(_check_file(path, self.folder, self._env))
+                    problems.extend(_check_file(path, self._env))
         return problems
 
 
@@ -511,10 +511,10 @@ def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
             for name in dict.fromkeys(names) if name not in known]
 
 
-def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Problem]:
-    rel = str(path.relative_to(folder.parent)) if folder.parent in path.parents else str(path)
+def _check_file(path: Path, env: jinja2.Environment) -> list[Problem]:
+    rel = str(path)  # `templates folder / html_file`: as the journeys folder was given
     try:
-        names = undeclared(read_text(path, rel), env)
+        names = undeclared(read_text(path), env)
     except InvalidJourney as exc:
         return exc.problems
     except jinja2.TemplateSyntaxError as exc:
@@ -523,16 +523,16 @@ def _check_file(path: Path, folder: Path, env: jinja2.Environment) -> list[Probl
             sorted(names - SCOPE)]
 
 
-def load_templates(folder: Path, display_root: Path | None = None, *,
-                   known_traits: Collection[str] | None = None,
+def load_templates(folder: Path, *, known_traits: Collection[str] | None = None,
                    ) -> tuple[TemplateLibrary, list[Problem]]:
-    """Load every `*.yaml` in a templates folder; problems are collected, not raised."""
+    """Load every `*.yaml` in a templates folder; problems are collected, not raised, and
+    name each file as the folder was given."""
     library = TemplateLibrary(folder if folder.is_dir() else None)
     problems: list[Problem] = []
     if not folder.is_dir():
         return library, problems
     for path in sorted(folder.glob("*.yaml")):
-        display = str(path.relative_to(display_root)) if display_root else str(path)
+        display = str(path)
         try:
             source = load_yaml(read_text(path, display), display)
         except InvalidJourney as exc:

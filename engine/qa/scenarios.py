@@ -46,7 +46,7 @@ FAILING: frozenset[str] = frozenset({"missing", "unexpected", "differs", "order"
 @cache
 def bundled_policy() -> Policy:
     folder = bundled_library()
-    policy, problems = load_policy(folder, folder.parent)
+    policy, problems = load_policy(folder)
     assert not problems, problems
     return policy
 

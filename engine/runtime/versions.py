@@ -26,6 +26,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from engine.ports import DeployedVersion, StepMove, Store
@@ -277,7 +278,7 @@ def apply(library: Library, store: Store, now: datetime) -> Plan:
 def _source_text(library: Library, loaded: LoadedJourney) -> str:
     """The journey file as written, else its parsed document dumped back to YAML."""
     if library.folder is not None:
-        path = library.folder.parent / loaded.file
+        path = library.folder / Path(loaded.file).name  # `file`: the path as given
         if path.is_file():
             text = path.read_text()
             if content_digest(parse_journey(text, loaded.file)) == content_digest(loaded):

@@ -409,3 +409,28 @@ def test_serve_on_a_port_in_use_says_so_before_any_banner(tmp_path: Path) -> Non
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "API on" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_validate_names_files_as_the_folder_was_typed(tmp_path: Path) -> None:
+    """`validate deep/a/b/badbranch` names `deep/a/b/badbranch/j.yaml` (not
+    `badbranch/j.yaml`), and an absolute folder absolute paths: what an editor, a
+    terminal or a CI annotation opens from where the command ran."""
+    folder = write_folder(tmp_path / "deep" / "a" / "b" / "badbranch", {"j": """
+        journey: j
+        version: 1
+        entry: {event: Signed Up}
+        steps:
+          - id: hi
+            send: {channel: email, template: hi}
+            next: nowhere
+        """}, {"hi": "channel: email\nsubject: '{{ nickname }}'\ntext: hi\n"})
+    (folder / "templates" / "hi.yaml").write_text(
+        "channel: email\nsubject: Hi\nhtml_file: hi.html\n")
+    (folder / "templates" / "hi.html").write_text("<p>{{ nickname }}</p>\n")
+    expected = ["{}/j.yaml:8:11: step 'nowhere' does not exist",
+                "{}/templates/hi.html:1:1: unknown variable 'nickname' in template"]
+    for typed in ("deep/a/b/badbranch", str(folder)):
+        result = run("validate", typed, cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[-3:] == [e.format(typed) for e in expected] + ["2 problem(s)"], lines

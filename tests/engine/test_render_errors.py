@@ -54,7 +54,7 @@ def test_a_type_error_in_a_send_template_skips_that_send_only(tmp_path: Path) ->
     assert (decision.profile_id, decision.journey, decision.step, decision.what,
             decision.reason) == ("bad", "codes", "code_mail", "skipped", "template_error")
     assert decision.details["error"] == (
-        "template 'code' (j/templates/code.yaml:5, text): "
+        f"template 'code' ({folder}/templates/code.yaml:5, text): "
         'TypeError: can only concatenate str (not "int") to str')
     for user in ("ana", "bad", "ben"):
         [enrollment] = eng.enrollments(user, "codes")

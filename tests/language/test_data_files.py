@@ -167,9 +167,9 @@ def test_entry_event_properties_are_checked_where_the_entry_event_is_read(
     with pytest.raises(InvalidJourney) as caught:
         load_library(folder)
     assert [str(p) for p in caught.value.problems] == [
-        "j/cart.yaml:5:10: unknown property 'event.properties.cart_valu': traits.yaml "
+        f"{folder}/cart.yaml:5:10: unknown property 'event.properties.cart_valu': traits.yaml "
         "declares 'Checkout Started' with cart_items, cart_value (did you mean 'cart_value'?)",
-        "j/cart.yaml:11:23: unknown property 'event.properties.cart_itemz': traits.yaml "
+        f"{folder}/cart.yaml:11:23: unknown property 'event.properties.cart_itemz': traits.yaml "
         "declares 'Checkout Started' with cart_items, cart_value (did you mean 'cart_items'?)",
     ]  # exit_when sees the incoming event, not the entry event: not checked
 

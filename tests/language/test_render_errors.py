@@ -21,12 +21,17 @@ CONTEXT: dict[str, Any] = {
     "unsubscribe_url": "https://shop.example/u/tok"}
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the folder is given as `j`: errors name `j/templates/...`
+
+
 def library(tmp_path: Path, templates: dict[str, str],
             files: dict[str, str] | None = None) -> TemplateLibrary:
     folder = write_folder(tmp_path / "j", {}, templates)
     for name, text in (files or {}).items():
         (folder / "templates" / name).write_text(text)
-    return load_path(folder).templates
+    return load_path(Path("j")).templates
 
 
 def test_a_type_error_in_a_block_scalar_names_template_part_file_and_line(

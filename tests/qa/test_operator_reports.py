@@ -118,7 +118,8 @@ def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path) -> Non
     lines = done.output.splitlines()
     assert lines[0] == (
         "2026-03-02T22:00:00Z  a              hello/welcome: email skipped (template_error): "
-        "template 'welcome' (j/templates/welcome.yaml:5, text): UndefinedError: 'dict object' "
+        f"template 'welcome' ({folder}/templates/welcome.yaml:5, text): UndefinedError: "
+        "'dict object' "
         "has no attribute 'name'"), lines[0]
     assert lines[1] == ("2026-03-02T22:00:00Z  b              hello/welcome: email skipped "
                         "(no_consent): consent opted_out")

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -252,3 +253,19 @@ def test_a_journey_back_in_the_folder_is_active_again(sql_store: SqlStore,
     (folder / "receipt.yaml").write_text(RECEIPT)
     rig.apply()
     assert {v.status for v in sql_store.deployed_versions("receipt")} == {"archived"}
+
+
+def test_apply_keeps_the_file_as_written_from_a_nested_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journey's `file` is the path as the folder was given (`deep/journeys/x.yaml`):
+    the text deployed is still that file's, as laid out, not a YAML dump of it."""
+    from engine.runtime.versions import _source_text
+
+    nested = tmp_path / "deep"
+    nested.mkdir()
+    folder = _folder(nested, RECEIPT)
+    monkeypatch.chdir(tmp_path)
+    library = load_library(Path("deep/journeys"))
+    loaded = library.journeys["receipt"]
+    assert loaded.file == "deep/journeys/receipt.yaml"
+    assert _source_text(library, loaded) == (folder / "receipt.yaml").read_text()
