@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError
 from engine.ports import Channel
 from journeys.errors import InvalidJourney
 from journeys.textfile import read_text
+from journeys.yamlsrc import too_many_values
 from rules.errors import JourneymanError
 
 ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,6 +61,9 @@ def load(path: str | Path) -> dict[str, Channel]:
         raise ChannelConfigError(str(exc)) from None
     except YAMLError as exc:
         raise ChannelConfigError(f"{path}: {exc}") from None
+    bomb = too_many_values(data, str(path))
+    if bomb is not None:
+        raise ChannelConfigError(str(bomb))
     if not isinstance(data, Mapping):
         raise ChannelConfigError(f"{path}: expected a mapping of channel name to adapter")
     built: dict[str, Channel] = {}

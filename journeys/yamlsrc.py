@@ -79,7 +79,55 @@ def load_yaml(text: str, file: str) -> Source:
         raise InvalidJourney([Problem(file, line, col, f"YAML syntax: {reason}")]) from None
     except Exception as exc:  # ruamel raises a few non-marked errors (e.g. bad tags)
         raise InvalidJourney([Problem(file, 1, 1, f"YAML syntax: {exc}")]) from None
+    bomb = too_many_values(data, file)
+    if bomb is not None:
+        raise InvalidJourney([bomb])
     return Source(file, data)
+
+
+MAX_VALUES = 100_000  # a large journey has a few hundred; a scenario, a few thousand
+
+
+class _TooBig(Exception):  # noqa: N818 - internal: never leaves too_many_values
+    def __init__(self, node: Any, size: int) -> None:
+        super().__init__(size)
+        self.node, self.size = node, size
+
+
+def too_many_values(data: Any, file: str, limit: int = MAX_VALUES) -> Problem | None:
+    """The problem of a document whose aliases expand it past `limit` values (an alias
+    bomb: nine levels of `&a [*a, *a, ...]` is a few hundred bytes and billions of values,
+    which `plain`, pydantic and every walk would expand), else None.
+
+    The parser shares an aliased node rather than copying it, so each container is counted
+    once, memoized by identity: the count is linear in the file as written. The problem
+    points at the innermost container past the limit (the anchor that explodes)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias adds nothing more
+        total = 1 + sum(map(size, node.values() if isinstance(node, dict) else node))
+        if total > limit:
+            raise _TooBig(node, total)
+        sizes[id(node)] = total
+        return total
+
+    try:
+        size(data)
+    except _TooBig as big:
+        line, col = ((big.node.lc.line + 1, big.node.lc.col + 1)
+                     if isinstance(big.node, CommentedMap | CommentedSeq) else (1, 1))
+        anchor = getattr(getattr(big.node, "anchor", None), "value", None)
+        what = f"anchor &{anchor}" if anchor else "this"
+        return Problem(file, line, col, f"{what} expands to {big.size:,} values once its "
+                       f"aliases are expanded, over the limit of {limit:,}: refused (an "
+                       "alias bomb?)")
+    return None
 
 
 def plain(node: Any) -> Any:
