@@ -39,7 +39,7 @@ def test_demo_with_unreadable_events_fails_clearly() -> None:
                            "/nonexistent/events.jsonl", "--synthetic", "0"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
-    assert proc.stderr == "/nonexistent/events.jsonl: cannot read: No such file or directory\n"
+    assert proc.stderr == "/nonexistent/events.jsonl:1:1: cannot read: No such file or directory\n"
     assert "Traceback" not in proc.stderr
 
 
