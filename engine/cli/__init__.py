@@ -16,7 +16,9 @@ Commands by audience, one module each:
 
 `common.py` has what they share (options, consoles, exit codes). Exit codes: 0
 success; 1 the input is invalid (journeys, events, a store); 2 usage error (Typer's,
-or a journeys path named on the command line that does not exist: `common.must_exist`).
+or a journeys path named on the command line that does not exist: `common.must_exist`;
+`plan` and `apply` say it with 1, as every refusal of a deploy); 3 `serve` cannot have
+its port.
 Modules import their heavy dependencies inside the commands, so `--help` stays fast.
 """
 

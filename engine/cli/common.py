@@ -21,13 +21,23 @@ EXIT_USAGE = 2  # no such path, options that do not go together
 EXIT_NO_PORT = 3  # serve: the port could not be had (uvicorn's own code for it too)
 
 
-
 def must_exist(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
     """The callback of every path option or argument that names journeys: exit 2, a
     usage error (README's table), for each path that does not exist, as `journeyman
     COMMAND: no such file or folder: PATH (--option)`. The same message and code for
     every command, and before it starts any work (the loader would otherwise report the
     path as a problem in a journey file, `PATH:1:1`, and exit 1)."""
+    return _checked_paths(ctx, param, value, EXIT_USAGE)
+
+
+def must_exist_to_deploy(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """`must_exist` for `plan` and `apply`, with exit 1: whatever stops a deploy is 1
+    there (qa-contract.md, section 5; a missing folder was 1 before this message)."""
+    return _checked_paths(ctx, param, value, EXIT_INVALID)
+
+
+def _checked_paths(ctx: typer.Context, param: typer.CallbackParam, value: Any,
+                   code: int) -> Any:
     if ctx.resilient_parsing or value is None:
         return value
     paths = value if isinstance(value, list | tuple) else [value]
@@ -36,13 +46,16 @@ def must_exist(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> An
     for path in missing:
         err.print(f"{ctx.command_path}: no such file or folder: {path}{where}", markup=False)
     if missing:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(code)
     return value
 
 
 JourneysOpt = Annotated[Path | None, typer.Option(
     help="Journeys folder (default: the bundled library, journeys/library).",
     callback=must_exist)]
+DeployJourneysOpt = Annotated[Path | None, typer.Option(
+    help="Journeys folder (default: the bundled library, journeys/library).",
+    callback=must_exist_to_deploy)]
 DbOpt = Annotated[str, typer.Option(
     help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://... (behind "
     "PgBouncer in transaction mode add ?prepare_threshold=none&listen_host=H&listen_port=P: "

@@ -12,7 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli.common import EXIT_INVALID, DbOpt, JourneysOpt, err, fail, journeys_folder, out
+from engine.cli.common import (
+    EXIT_INVALID,
+    DbOpt,
+    DeployJourneysOpt,
+    err,
+    fail,
+    journeys_folder,
+    out,
+)
 from engine.store import DEFAULT_URL
 from rules.errors import JourneymanError
 
@@ -37,7 +45,8 @@ def _open(db: str) -> Any:
     return open_store(db)
 
 
-def plan(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+def plan(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
+         as_json: JsonOpt = False) -> None:
     """Show what `apply` would do: new, changed and removed journeys, the people on each
     step of the deployed version and where each goes. Exit 1 on an error."""
     from engine.runtime.versions import plan as make_plan
@@ -56,7 +65,8 @@ def plan(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt
         raise typer.Exit(EXIT_INVALID)
 
 
-def apply(journeys: JourneysOpt = None, db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+def apply(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
+          as_json: JsonOpt = False) -> None:
     """Deploy a journeys folder: new versions, the moves their `migrate:` maps ask for,
     and journeys no longer in the folder marked removed. Refuses (exit 1) what `plan` reports
     as an error; nothing is written then."""
