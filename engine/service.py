@@ -563,3 +563,5 @@ class Service:
         finally:
             self.stop()
             sigterm.restore()
+            if sock is not None:  # uvicorn closes what it served; not a socket never served
+                sock.close()

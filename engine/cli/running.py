@@ -120,16 +120,21 @@ def serve(
 ) -> None:
     """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
     and outbox dispatcher (or the API alone, with --no-worker)."""
-    service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
-                       tick=tick, lease=lease, public_url=public_url or f"http://{host}:{port}",
-                       dashboard_open=dashboard_open, events_first=events_first)
-    try:  # the port taken before the banner says the API is there
+    try:  # the port taken before anything says the API is there (or what its URL is)
         listening = listen(host, port)
     except OSError as exc:
-        service.stop()
         err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process "
                   "has the port? --port chooses another)", markup=False)
         raise typer.Exit(EXIT_NO_PORT) from None
+    port = listening.getsockname()[1]  # --port 0: the one the system chose
+    try:
+        service = _service(journeys, db, identify_by, sends, channels, secret_file,
+                           log_format, tick=tick, lease=lease,
+                           public_url=public_url or f"http://{host}:{port}",
+                           dashboard_open=dashboard_open, events_first=events_first)
+    except BaseException:  # invalid journeys, a store that cannot open: exit 1 (typer.Exit)
+        listening.close()
+        raise
     count = len(service.library.journeys)
     err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
               f"{service.library.folder}, "
@@ -212,6 +217,9 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # Listening now: two sockets with SO_REUSEADDR may both bind a port while
+        # neither listens (two serves starting together both passed), not once one does
+        sock.listen(2048)  # uvicorn's backlog; asyncio's listen() again changes nothing
     except OSError:
         sock.close()
         raise
