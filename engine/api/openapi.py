@@ -214,11 +214,14 @@ def _event(kind: str, *, in_batch: bool) -> dict[str, Any]:
         properties["writeKey"] = {"type": ["string", "null"], "pattern": NO_NUL,
                                   "description": "The write key, when it is not in the "
                                                  "Authorization header."}
-    # an alias names both ids (engine/runtime/events.py `normalize`); others one of two
-    ids = {"allOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
-                     for name in ("userId", "previousId")]} if kind == "alias" else {
-        "anyOf": [{"required": [name], "properties": {name: _ref("KnownId")}}
-                  for name in ("userId", "anonymousId")]}
+    def known(name: str) -> dict[str, Any]:
+        return {"required": [name], "properties": {name: _ref("KnownId")}}
+
+    # an alias names its userId and the id before it: a previousId, or else its
+    # anonymousId (engine/runtime/events.py `normalize`); other calls one of two ids
+    ids = ({"allOf": [known("userId"), {"anyOf": [known("previousId"),
+                                                   known("anonymousId")]}]}
+           if kind == "alias" else {"anyOf": [known("userId"), known("anonymousId")]})
     return {
         "type": "object",
         "description": f"A Segment {kind} call. At most {MAX_EVENT_KB} KB as JSON. Other "

@@ -223,11 +223,15 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
     user, anonymous = _id(raw.get("userId")), _id(raw.get("anonymousId"))
     if user is None and anonymous is None:
         raise BadEvent("an event needs a userId or an anonymousId")
-    if kind == "alias" and (user is None or _id(raw.get("previousId")) is None):
-        # as Segment's spec has it: an alias without both ids merges nothing, and a
-        # client that sent one has a bug worth hearing of (it was answered 200)
-        raise BadEvent("an alias needs a previousId (the id the user had before) and a "
-                       "userId (the id they have now)")
+    previous = _id(raw.get("previousId"))
+    if kind == "alias":
+        # Segment's browser library sends `alias(newId)` without a previousId: the
+        # previous id is then the anonymousId, as Segment reads it. With neither, or no
+        # userId, an alias merges nothing: a client's bug worth hearing of (it was a 200)
+        previous = previous or anonymous
+        if user is None or previous is None:
+            raise BadEvent("an alias needs a userId (the id the user has now) and a "
+                           "previousId or an anonymousId (the id they had before)")
     name = raw.get("event")
     if kind == "track":
         if not isinstance(name, str) or not name.strip():
@@ -248,7 +252,7 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
         # the inbox queues the event for the same profile it is then resolved to
         "userId": user,
         "anonymousId": anonymous,
-        "previousId": _id(raw.get("previousId")),
+        "previousId": previous,
         "properties": dict(raw.get("properties") or {}),
         "traits": traits,
         "timestamp": iso(when),

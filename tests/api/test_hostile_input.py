@@ -145,10 +145,11 @@ def test_malformed_events_are_400_with_a_reason_and_store_nothing(
     ("identify", {"userId": "u1", "context": {"traits": "abc"}}, "'context.traits'"),
     ("page", {"userId": "u1", "name": {"title": "Home"}}, "'name' must be a string"),
     ("alias", {"userId": "u1", "previousId": ["a"]}, "'previousId' must be"),
-    # Segment's alias names both ids; without either it merged nothing and answered 200
-    ("alias", {"userId": "u1"}, "an alias needs a previousId"),
-    ("alias", {"userId": "u1", "previousId": "  "}, "an alias needs a previousId"),
-    ("alias", {"anonymousId": "a1", "previousId": "a0"}, "and a userId"),
+    # an alias with nothing to merge (no previousId nor anonymousId, or no userId) was a
+    # 200 that merged nothing
+    ("alias", {"userId": "u1"}, "an alias needs a userId"),
+    ("alias", {"userId": "u1", "previousId": "  "}, "and a previousId or an anonymousId"),
+    ("alias", {"anonymousId": "a1", "previousId": "a0"}, "an alias needs a userId"),
     ("group", {"userId": "u1", "groupId": True}, "'groupId' must be"),
     ("track", {"userId": "   ", "event": "E"}, "needs a userId or an anonymousId"),
     ("track", {"userId": "u1", "event": "E", "writeKey": 5}, "'writeKey' must be a string"),

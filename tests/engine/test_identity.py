@@ -54,6 +54,16 @@ def test_alias_merges_and_deduplicates_enrollments(eng: InMemoryEngine) -> None:
     assert traits["city"] == "Oslo"  # and keeps what only the anonymous one knew
 
 
+def test_an_alias_without_a_previous_id_merges_its_anonymous_id(eng: InMemoryEngine) -> None:
+    """Segment's browser library sends `analytics.alias(newId)` as userId + anonymousId,
+    no previousId: the previous id is the anonymousId, as Segment reads it."""
+    eng.post({"type": "identify", "anonymousId": "a", "traits": {"city": "Oslo"}})
+    eng.post({"type": "alias", "userId": "u4", "anonymousId": "a"})
+    assert eng.store.profile_for("anonymous_id", "a") == "u4"
+    assert eng.profile("u4").traits["city"] == "Oslo"
+    assert "a" not in eng.store.profiles
+
+
 def test_orders_add_up_across_a_merge(eng: InMemoryEngine) -> None:
     eng.post({"type": "track", "anonymousId": "a", "event": "Order Completed",
               "properties": {"revenue": 10}})
