@@ -85,49 +85,83 @@ def load_yaml(text: str, file: str) -> Source:
     return Source(file, data)
 
 
-MAX_VALUES = 100_000  # a large journey has a few hundred; a scenario, a few thousand
+# What aliases may add to a file (each alias counted as the copy it stands for): far
+# above what people write (a condition or a block of properties shared by a few steps),
+# far below what a bomb adds (nine levels of nine, or one long string repeated).
+MAX_ADDED_VALUES = 100_000
+MAX_ADDED_CHARACTERS = 10_000_000
+_LONG = 64  # strings from this length are followed by identity (shorter ones may be shared)
 
 
-class _TooBig(Exception):  # noqa: N818 - internal: never leaves too_many_values
-    def __init__(self, node: Any, size: int) -> None:
-        super().__init__(size)
-        self.node, self.size = node, size
+def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
+                    max_characters: int = MAX_ADDED_CHARACTERS) -> Problem | None:
+    """The problem of a document whose aliases add more than `max_values` values or
+    `max_characters` characters of text once expanded (an alias bomb: nine levels of
+    `&a [*a, *a, ...]` is a few hundred bytes and billions of values, a long string
+    repeated by its aliases is gigabytes; `plain`, pydantic, the templates' checks and
+    the digest of what is deployed would expand them all), else None. A large file
+    without aliases adds nothing: it is what was written.
 
+    The parser shares an aliased node (and an aliased string) instead of copying it, so
+    each container is walked once, memoized by identity: the count is linear in the file
+    as written. The problem points at the anchor whose repetitions add the most."""
+    sizes: dict[int, tuple[int, int]] = {}  # container -> (values, characters) expanded
+    seen: dict[int, Any] = {}  # containers and long strings met, by identity
+    repeats: dict[int, int] = {}  # ... and how many times they were met again
+    written = [0, 0]  # values and characters as written (an alias once, at its anchor)
 
-def too_many_values(data: Any, file: str, limit: int = MAX_VALUES) -> Problem | None:
-    """The problem of a document whose aliases expand it past `limit` values (an alias
-    bomb: nine levels of `&a [*a, *a, ...]` is a few hundred bytes and billions of values,
-    which `plain`, pydantic and every walk would expand), else None.
+    def again(node: Any) -> bool:
+        if id(node) in seen:
+            repeats[id(node)] = repeats.get(id(node), 0) + 1
+            return True
+        seen[id(node)] = node
+        return False
 
-    The parser shares an aliased node rather than copying it, so each container is counted
-    once, memoized by identity: the count is linear in the file as written. The problem
-    points at the innermost container past the limit (the anchor that explodes)."""
-    sizes: dict[int, int] = {}
-
-    def size(node: Any) -> int:
+    def size(node: Any) -> tuple[int, int]:
         if not isinstance(node, dict | list):
-            return 1
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a recursive alias adds nothing more
-        total = 1 + sum(map(size, node.values() if isinstance(node, dict) else node))
-        if total > limit:
-            raise _TooBig(node, total)
-        sizes[id(node)] = total
-        return total
+            chars = len(node) if isinstance(node, str) else 0
+            if not (chars >= _LONG and again(node)):
+                written[0] += 1
+                written[1] += chars
+            return 1, chars
+        if again(node):
+            return sizes.get(id(node), (1, 0))  # (1, 0) inside itself: a recursive alias
+        values, chars = 1, 0
+        written[0] += 1
+        if isinstance(node, dict):
+            for key, child in node.items():
+                key_chars = len(key) if isinstance(key, str) else 0
+                chars += key_chars
+                written[1] += key_chars
+                child_values, child_chars = size(child)
+                values, chars = values + child_values, chars + child_chars
+        else:
+            for child in node:
+                child_values, child_chars = size(child)
+                values, chars = values + child_values, chars + child_chars
+        sizes[id(node)] = values, chars
+        return values, chars
 
-    try:
-        size(data)
-    except _TooBig as big:
-        line, col = ((big.node.lc.line + 1, big.node.lc.col + 1)
-                     if isinstance(big.node, CommentedMap | CommentedSeq) else (1, 1))
-        anchor = getattr(getattr(big.node, "anchor", None), "value", None)
-        what = f"anchor &{anchor}" if anchor else "this"
-        return Problem(file, line, col, f"{what} expands to {big.size:,} values once its "
-                       f"aliases are expanded, over the limit of {limit:,}: refused (an "
-                       "alias bomb?)")
-    return None
+    values, chars = size(data)
+    added_values, added_chars = values - written[0], chars - written[1]
+    if added_values <= max_values and added_chars <= max_characters:
+        return None
+    by_values = added_values > max_values
+
+    def weight(key: int) -> int:
+        node = seen[key]
+        one = sizes.get(key, (1, len(node) if isinstance(node, str) else 0))
+        return repeats[key] * one[0 if by_values else 1]
+
+    worst = seen[max(repeats, key=weight)] if repeats else None
+    line, col = ((worst.lc.line + 1, worst.lc.col + 1)
+                 if isinstance(worst, CommentedMap | CommentedSeq) else (1, 1))
+    anchor = getattr(getattr(worst, "anchor", None), "value", None)
+    what = f"anchor &{anchor}'s aliases" if anchor else "its aliases"
+    added = (f"{added_values:,} values, over the limit of {max_values:,}" if by_values else
+             f"{added_chars:,} characters of text, over the limit of {max_characters:,}")
+    return Problem(file, line, col, f"{what} expand this file by {added}: refused (an "
+                   "alias bomb?)")
 
 
 def plain(node: Any) -> Any:
