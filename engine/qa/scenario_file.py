@@ -9,6 +9,7 @@ times, and the expectations.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -279,6 +280,10 @@ class _Checker:
 
     def journeys_folder(self) -> Path:
         folder = (self.folder / self.spec.journeys).resolve()
+        # named as the user would type it (its files' problems name it so): relative to
+        # the working folder when inside it
+        with contextlib.suppress(ValueError):
+            folder = folder.relative_to(Path.cwd())
         if not folder.is_dir():
             self.problem(("journeys",), f"journeys: no such folder {self.spec.journeys!r} "
                                         f"(relative to {self.folder})")

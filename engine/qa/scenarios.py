@@ -362,9 +362,10 @@ class LibraryCache:
         self._loaded: dict[Path, Library] = {}
 
     def __call__(self, folder: Path) -> Library:
-        if folder not in self._loaded:
-            self._loaded[folder] = load_journeys(folder)
-        return self._loaded[folder]
+        key = folder.resolve()  # a relative folder is the working folder's (it may change)
+        if key not in self._loaded:
+            self._loaded[key] = load_journeys(folder)
+        return self._loaded[key]
 
 
 def run_file(path: Path, *, backend: str = "durable", libraries: LibraryCache | None = None,

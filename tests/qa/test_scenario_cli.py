@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -241,3 +242,29 @@ expect:
 """)
     done = runner.invoke(app, ["test", str(tmp_path / "hello.scenario.yaml")])
     assert done.exit_code == 0, done.output
+
+
+def test_a_journey_problem_is_named_from_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scenario's journeys folder is named as the user would type it from where the
+    command runs (`journeys/hello.yaml:...`), not as an absolute path."""
+    project = tmp_path / "proj"
+    (project / "journeys").mkdir(parents=True)
+    (project / "journeys" / "hello.yaml").write_text(
+        "journey: hello\nversion: 1\nentry: {event: Signed Up}\nsteps:\n"
+        "  - {id: hi, wait: 1d, next: nowhere}\n")
+    write(project, "hello.scenario.yaml", """\
+scenario: hello
+journeys: journeys
+start: "2026-03-02T09:00:00Z"
+events:
+  - {user: ana, track: Signed Up}
+expect:
+  messages: []
+""")
+    monkeypatch.chdir(project)
+    done = runner.invoke(app, ["test", "hello.scenario.yaml"])
+    assert done.exit_code == 1
+    assert "  journeys/hello.yaml:5:30: step 'nowhere' does not exist" in done.output, \
+        done.output
+    assert str(project) not in done.output
