@@ -16,7 +16,9 @@ from engine.core.times import iso, parse_timestamp
 from engine.qa.inputs import read_event_lines
 from engine.runtime.events import BadEvent
 from engine.testing import DeferRecord, ExitRecord, InMemoryEngine, SentMessage, SkipRecord
+from journeys.errors import InvalidJourney
 from journeys.loaded import Library
+from journeys.textfile import read_text
 from rules.errors import JourneymanError
 
 DEFAULT_HORIZON = timedelta(days=400)
@@ -53,7 +55,10 @@ class SimulationResult:
 
 
 # "template 'x' (templates/x.yaml:5, text): ..." (journeys/templating.py)
-STATED_PLACE = re.compile(r"\(([^()]+\.(yaml|html|txt|j2)):(\d+)")
+# "template 'x' (path/to/x.html:3, html): ..." in a render error; a folder's name may
+# hold parentheses of its own ("Journeys (v2)"): the path runs from the first one to the
+# first ".ext:N" after it
+STATED_PLACE = re.compile(r"\((.+?\.(yaml|html|txt|j2)):(\d+)[,)]")
 
 
 def locate_render_errors(skipped: list[SkipRecord], library: Library) -> list[SkipRecord]:
@@ -104,8 +109,8 @@ def _line_of(path: Path, error: str) -> int | None:
         return None
     word = name[1] or name[2]
     try:
-        lines = path.read_text().splitlines()
-    except OSError:
+        lines = read_text(path).splitlines()
+    except InvalidJourney:  # cannot read it, not UTF-8: no line to point at
         return None
     return next((n for n, text in enumerate(lines, 1)
                  if re.search(rf"\b{re.escape(word)}\b", text) and "{" in text), None)

@@ -37,6 +37,7 @@ from journeys.loaded import Library, LoadedJourney
 from journeys.loader import parse_journey
 from journeys.model import Journey
 from journeys.steps import WaitForStep, WaitStep
+from journeys.textfile import read_text
 from journeys.yamlsrc import plain
 from rules import did_you_mean
 
@@ -280,8 +281,12 @@ def _source_text(library: Library, loaded: LoadedJourney) -> str:
     if library.folder is not None:
         path = library.folder / Path(loaded.file).name  # `file`: the path as given
         if path.is_file():
-            text = path.read_text()
-            if content_digest(parse_journey(text, loaded.file)) == content_digest(loaded):
+            try:  # as the loader read it: UTF-8 whatever the locale (else a changed file)
+                text = read_text(path, loaded.file)
+            except InvalidJourney:
+                text = ""
+            if text and content_digest(parse_journey(text, loaded.file)) == content_digest(
+                    loaded):
                 return text
     from io import StringIO
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -92,8 +93,9 @@ steps:
 """
 
 
-def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path) -> None:
-    folder = tmp_path / "j"
+@pytest.mark.parametrize("name", ["j", "Journeys (v2)"])  # parentheses in the folder's name
+def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
     (folder / "templates").mkdir(parents=True)
     (folder / "hello.yaml").write_text(JOURNEY)
     (folder / "policy.yaml").write_text(
@@ -131,6 +133,7 @@ def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path) -> Non
     assert [(s["profile"], s["reason"]) for s in as_json["skipped"]] == [
         ("a", "template_error"), ("b", "no_consent"), ("b", "no_consent")]
     assert as_json["skipped"][0]["details"]["line"] == 5
+    assert as_json["skipped"][0]["details"]["file"] == f"{folder}/templates/welcome.yaml"
     assert as_json["deferred"] == [{"profile": "a", "journey": "hello", "step": "tips",
                                     "channel": "email", "reason": "quiet_hours",
                                     "at": "2026-03-03T22:00:00Z",
