@@ -120,21 +120,30 @@ def serve(
 ) -> None:
     """Run the service: event API (with /healthz, /readyz and /metrics), worker, timers
     and outbox dispatcher (or the API alone, with --no-worker)."""
-    try:  # the port taken before anything says the API is there (or what its URL is)
-        listening = listen(host, port)
+    # The port taken before anything says the API is there (or what its URL is); listened
+    # on only once the service is built, so that while it migrates and loads a client is
+    # refused at once (and tries another replica) instead of waiting on a queued connection
+    try:
+        sock = bound(host, port)
     except OSError as exc:
-        err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process "
-                  "has the port? --port chooses another)", markup=False)
-        raise typer.Exit(EXIT_NO_PORT) from None
-    port = listening.getsockname()[1]  # --port 0: the one the system chose
+        raise _no_port(host, port, exc) from None
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
                            public_url=public_url or f"http://{host}:{port}",
                            dashboard_open=dashboard_open, events_first=events_first)
     except BaseException:  # invalid journeys, a store that cannot open: exit 1 (typer.Exit)
-        listening.close()
+        sock.close()
         raise
+    try:
+        # Two sockets with SO_REUSEADDR may both bind a port while neither listens (two
+        # serves starting together): the first to listen has it, the other is told here
+        sock.listen(2048)  # uvicorn's backlog; asyncio's listen() again changes nothing
+    except OSError as exc:
+        sock.close()
+        service.stop()
+        raise _no_port(host, port, exc) from None
     count = len(service.library.journeys)
     err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
               f"{service.library.folder}, "
@@ -143,7 +152,7 @@ def serve(
               "(write keys: `journeyman keys create NAME`); dashboard at "
               f"http://{host}:{port}/ (users: `journeyman users create NAME`"
               f"{'; open to this machine' if dashboard_open else ''})", markup=False)
-    service.serve(host, port, with_worker=with_worker, sock=listening)
+    service.serve(host, port, with_worker=with_worker, sock=sock)
 
 
 def worker(
@@ -209,21 +218,25 @@ def worker(
         service.stop()
 
 
-def listen(host: str, port: int) -> socket.socket:
+def bound(host: str, port: int) -> socket.socket:
     """A socket bound to `host:port` as uvicorn binds one (SO_REUSEADDR; IPv6 for an
-    address with a colon); OSError when the port cannot be had."""
+    address with a colon), not listening yet: a port another process listens on is
+    refused here (OSError), while nothing can connect until `listening` is called."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        # Listening now: two sockets with SO_REUSEADDR may both bind a port while
-        # neither listens (two serves starting together both passed), not once one does
-        sock.listen(2048)  # uvicorn's backlog; asyncio's listen() again changes nothing
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _no_port(host: str, port: int, exc: OSError) -> typer.Exit:
+    err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process "
+              "has the port? --port chooses another)", markup=False)
+    return typer.Exit(EXIT_NO_PORT)
 
 
 def _serve_ops(service: Any, host: str, port: int) -> Any:
