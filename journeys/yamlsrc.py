@@ -7,7 +7,8 @@ value and list item, which is what lets the loader report `file:line:column`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,28 +118,29 @@ def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
         seen[id(node)] = node
         return False
 
-    def size(node: Any) -> tuple[int, int]:
-        if not isinstance(node, dict | list):
+    def size(node: Any, write: bool = True) -> tuple[int, int]:
+        """`write`: the node is in the file as written (not a copy a merge key `<<: *a`
+        brings into a mapping, which ruamel lists among the mapping's own)."""
+        if isinstance(node, Mapping):
+            own = getattr(node, "_ok", None)  # ruamel: the keys written here, not merged
+            parts: Iterable[tuple[Any, bool]] = (
+                (part, write and (own is None or key in own))
+                for key, value in node.items() for part in (key, value))
+        elif isinstance(node, list | tuple | AbstractSet):  # !!pairs, !!set, [a, b]: keys
+            parts = ((part, write) for part in node)
+        else:
             chars = len(node) if isinstance(node, str) else 0
-            if not (chars >= _LONG and again(node)):
+            if write and not (chars >= _LONG and again(node)):
                 written[0] += 1
                 written[1] += chars
             return 1, chars
         if again(node):
             return sizes.get(id(node), (1, 0))  # (1, 0) inside itself: a recursive alias
         values, chars = 1, 0
-        written[0] += 1
-        if isinstance(node, dict):
-            for key, child in node.items():
-                key_chars = len(key) if isinstance(key, str) else 0
-                chars += key_chars
-                written[1] += key_chars
-                child_values, child_chars = size(child)
-                values, chars = values + child_values, chars + child_chars
-        else:
-            for child in node:
-                child_values, child_chars = size(child)
-                values, chars = values + child_values, chars + child_chars
+        written[0] += write
+        for part, part_written in parts:
+            part_values, part_chars = size(part, part_written)
+            values, chars = values + part_values, chars + part_chars
         sizes[id(node)] = values, chars
         return values, chars
 

@@ -106,3 +106,32 @@ def test_channels_yaml_too(tmp_path: Path) -> None:
     with pytest.raises(ChannelConfigError, match=rf"^{config}:1:1: its aliases expand this "
                                                  r"file by 54,480,987 values"):
         load(config)
+
+
+LONG = "s: &s " + "x" * 50_000 + "\n"
+
+
+@pytest.mark.parametrize(("name", "text", "reason"), [
+    # a list of pairs (tuples) nested: 9 ** 7 values under !!pairs
+    ("pairs", "p: !!pairs [" + ", ".join(
+        f"{n}: &{n} [" + ", ".join(["x"] * 9 if i == 0 else [f"*{'abcdefg'[i - 1]}"] * 9)
+        + "]" for i, n in enumerate("abcdefg")) + "]\n", "values"),
+    # a long string repeated as mapping keys, and inside a complex (sequence) key
+    ("keys", LONG + "m:\n" + "".join(f"  - {{*s : {i}}}\n" for i in range(2_000)),
+     "characters"),
+    ("complex keys", LONG + "? [" + ", ".join(["*s"] * 2_000) + "]\n: v\n", "characters"),
+    # merge keys bring a map's entries into each mapping that merges it
+    ("merges", "b: &b {" + ", ".join(f"k{i}: {i}" for i in range(300)) + "}\nl:\n"
+     + "".join("  - {<<: *b}\n" for _ in range(400)), "values"),
+])
+def test_pairs_keys_and_merges_are_counted(name: str, text: str, reason: str) -> None:
+    """What a review found past the first count: tuples (!!pairs, complex keys) were not
+    walked, keys' characters always counted as written, merged entries as written."""
+    with pytest.raises(InvalidJourney, match=rf"aliases expand this file by [\d,]+ {reason}"):
+        load_yaml(text, f"{name}.yaml")
+
+
+def test_a_merge_key_as_people_use_it_loads() -> None:
+    data = load_yaml("defaults: &d {channel: email, template: hi}\n"
+                     "a: {<<: *d, subject: A}\nb: {<<: *d, subject: B}\n", "x.yaml").data
+    assert data["b"]["channel"] == "email"

@@ -268,3 +268,4 @@ expect:
     assert "  journeys/hello.yaml:5:30: step 'nowhere' does not exist" in done.output, \
         done.output
     assert str(project) not in done.output
+
