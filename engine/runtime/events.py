@@ -224,14 +224,14 @@ def normalize(raw: Mapping[str, Any], *, now: datetime,
     if user is None and anonymous is None:
         raise BadEvent("an event needs a userId or an anonymousId")
     previous = _id(raw.get("previousId"))
-    if kind == "alias":
-        # Segment's browser library sends `alias(newId)` without a previousId: the
-        # previous id is then the anonymousId, as Segment reads it. With neither, or no
-        # userId, an alias merges nothing: a client's bug worth hearing of (it was a 200)
-        previous = previous or anonymous
-        if user is None or previous is None:
-            raise BadEvent("an alias needs a userId (the id the user has now) and a "
-                           "previousId or an anonymousId (the id they had before)")
+    if kind == "alias" and (user is None or (previous is None and anonymous is None)):
+        # Segment's browser library sends `alias(newId)` without a previousId: its userId
+        # and anonymousId link as in any event (the anonymous profile merged in, never a
+        # known one: not copied into previousId, whose rename would join two people on
+        # one laptop). With neither, or no userId, an alias merges nothing: a client's
+        # bug worth hearing of (it was answered 200)
+        raise BadEvent("an alias needs a userId (the id the user has now) and a "
+                       "previousId or an anonymousId (the id they had before)")
     name = raw.get("event")
     if kind == "track":
         if not isinstance(name, str) or not name.strip():

@@ -64,6 +64,17 @@ def test_an_alias_without_a_previous_id_merges_its_anonymous_id(eng: InMemoryEng
     assert "a" not in eng.store.profiles
 
 
+def test_two_people_aliased_on_one_browser_stay_two(eng: InMemoryEngine) -> None:
+    """The browser's alias(newId) for one person, then for another on the same laptop
+    (no reset between): the second is not renamed into the first's profile."""
+    eng.post({"type": "identify", "anonymousId": "a", "traits": {"city": "Oslo"}})
+    eng.post({"type": "alias", "userId": "u4", "anonymousId": "a"})
+    eng.post({"type": "alias", "userId": "u5", "anonymousId": "a"})
+    assert eng.store.profile_for("user_id", "u4") == "u4"
+    assert eng.store.profile_for("user_id", "u5") == "u5"
+    assert eng.store.profile_for("anonymous_id", "a") == "u5"  # the device's newest user
+
+
 def test_orders_add_up_across_a_merge(eng: InMemoryEngine) -> None:
     eng.post({"type": "track", "anonymousId": "a", "event": "Order Completed",
               "properties": {"revenue": 10}})
