@@ -128,10 +128,11 @@ def serve(
     except OSError as exc:
         raise _no_port(host, port, exc) from None
     port = sock.getsockname()[1]  # --port 0: the one the system chose
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
-                           public_url=public_url or f"http://{host}:{port}",
+                           public_url=public_url or f"http://{address}",
                            dashboard_open=dashboard_open, events_first=events_first)
     except BaseException:  # invalid journeys, a store that cannot open: exit 1 (typer.Exit)
         sock.close()
@@ -147,10 +148,10 @@ def serve(
     count = len(service.library.journeys)
     err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
               f"{service.library.folder}, "
-              f"store {service.store.dialect}, API on http://{host}:{port} "
+              f"store {service.store.dialect}, API on http://{address} "
               f"{'' if with_worker else '(API only) '}"
               "(write keys: `journeyman keys create NAME`); dashboard at "
-              f"http://{host}:{port}/ (users: `journeyman users create NAME`"
+              f"http://{address}/ (users: `journeyman users create NAME`"
               f"{'; open to this machine' if dashboard_open else ''})", markup=False)
     service.serve(host, port, with_worker=with_worker, sock=sock)
 
