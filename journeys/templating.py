@@ -106,10 +106,7 @@ class Rendered:
 
 
 def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
-    # The absolute folder: templates load lazily (an html_file, its layout), and a library
-    # loaded from a relative folder (named as the user typed it) must still find them
-    # after the working folder changes (a test's chdir under the pytest plugin)
-    loader = jinja2.FileSystemLoader(str(folder.resolve())) if folder is not None else None
+    loader = jinja2.FileSystemLoader(str(folder)) if folder is not None else None
     # auto_reload=False: a library is loaded once and replaced whole when its folder
     # changes, so Jinja's own check (an os.stat of the file behind every `extends` or
     # `include`, at every render) only cost time: a fifth of the worker's CPU in

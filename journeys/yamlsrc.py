@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -94,6 +95,26 @@ MAX_ADDED_CHARACTERS = 10_000_000
 _LONG = 64  # strings from this length are followed by identity (shorter ones may be shared)
 
 
+# The values a journey's files are made of. Anything else (`!!binary` bytes, a value of
+# a tag of its own, `!foo`) is refused: nothing reads it, and neither the count below nor
+# `plain` knows its size (2,000 aliases of a 100 KB `!!binary` key were 588 million
+# characters for `plain`'s keys)
+_PLAIN_SCALARS = (str, int, float, date, type(None))  # bool is an int, datetime a date
+
+
+class _Unreadable(Exception):  # noqa: N818 - internal: never leaves too_many_values
+    def __init__(self, node: Any, parent: Any) -> None:
+        super().__init__(type(node).__name__)
+        self.node, self.parent = node, parent
+
+
+def _position(node: Any) -> tuple[int, int]:
+    """Line and column (1-based) of a container ruamel placed, else the file's start."""
+    if isinstance(node, CommentedMap | CommentedSeq):
+        return node.lc.line + 1, node.lc.col + 1
+    return 1, 1
+
+
 def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
                     max_characters: int = MAX_ADDED_CHARACTERS) -> Problem | None:
     """The problem of a document whose aliases add more than `max_values` values or
@@ -118,9 +139,11 @@ def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
         seen[id(node)] = node
         return False
 
-    def size(node: Any, write: bool = True) -> tuple[int, int]:
+    def size(node: Any, write: bool = True, parent: Any = None) -> tuple[int, int]:
         """`write`: the node is in the file as written (not a copy a merge key `<<: *a`
         brings into a mapping, which ruamel lists among the mapping's own)."""
+        if not isinstance(node, (Mapping, list, tuple, AbstractSet, *_PLAIN_SCALARS)):
+            raise _Unreadable(node, parent)
         if isinstance(node, Mapping):
             own = getattr(node, "_ok", None)  # ruamel: the keys written here, not merged
             parts: Iterable[tuple[Any, bool]] = (
@@ -139,12 +162,20 @@ def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
         values, chars = 1, 0
         written[0] += write
         for part, part_written in parts:
-            part_values, part_chars = size(part, part_written)
+            part_values, part_chars = size(part, part_written, node)
             values, chars = values + part_values, chars + part_chars
         sizes[id(node)] = values, chars
         return values, chars
 
-    values, chars = size(data)
+    try:
+        values, chars = size(data)
+    except _Unreadable as odd:
+        line, col = _position(odd.parent)
+        tag = getattr(getattr(odd.node, "tag", None), "value", None) or (
+            "!!binary" if isinstance(odd.node, bytes) else type(odd.node).__name__)
+        tag = tag.replace("tag:yaml.org,2002:", "!!")  # YAML's own, as they are written
+        return Problem(file, line, col, f"a value tagged {tag}: not something journeys read "
+                       "(text, numbers, true/false, dates, lists and mappings): refused")
     added_values, added_chars = values - written[0], chars - written[1]
     if added_values <= max_values and added_chars <= max_characters:
         return None
@@ -156,8 +187,7 @@ def too_many_values(data: Any, file: str, *, max_values: int = MAX_ADDED_VALUES,
         return repeats[key] * one[0 if by_values else 1]
 
     worst = seen[max(repeats, key=weight)] if repeats else None
-    line, col = ((worst.lc.line + 1, worst.lc.col + 1)
-                 if isinstance(worst, CommentedMap | CommentedSeq) else (1, 1))
+    line, col = _position(worst)
     anchor = getattr(getattr(worst, "anchor", None), "value", None)
     what = f"anchor &{anchor}'s aliases" if anchor else "its aliases"
     added = (f"{added_values:,} values, over the limit of {max_values:,}" if by_values else

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -143,7 +144,8 @@ def serve(
         sock.listen(2048)  # uvicorn's backlog; asyncio's listen() again changes nothing
     except OSError as exc:
         sock.close()
-        service.stop()
+        with contextlib.suppress(Exception):  # the port's line and exit 3, whatever stop met
+            service.stop()
         raise _no_port(host, port, exc) from None
     count = len(service.library.journeys)
     err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
@@ -222,7 +224,7 @@ def worker(
 def bound(host: str, port: int) -> socket.socket:
     """A socket bound to `host:port` as uvicorn binds one (SO_REUSEADDR; IPv6 for an
     address with a colon), not listening yet: a port another process listens on is
-    refused here (OSError), while nothing can connect until `listening` is called."""
+    refused here (OSError), while nothing can connect until it listens."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -235,7 +237,8 @@ def bound(host: str, port: int) -> socket.socket:
 
 
 def _no_port(host: str, port: int, exc: OSError) -> typer.Exit:
-    err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process "
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    err.print(f"cannot listen on {address}: {exc.strerror or exc} (another process "
               "has the port? --port chooses another)", markup=False)
     return typer.Exit(EXIT_NO_PORT)
 

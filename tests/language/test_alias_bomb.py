@@ -135,3 +135,20 @@ def test_a_merge_key_as_people_use_it_loads() -> None:
     data = load_yaml("defaults: &d {channel: email, template: hi}\n"
                      "a: {<<: *d, subject: A}\nb: {<<: *d, subject: B}\n", "x.yaml").data
     assert data["b"]["channel"] == "email"
+
+
+@pytest.mark.parametrize(("text", "tag", "where"), [
+    ("b: &b !!binary aGVsbG8=\nl: [*b, *b]\n", "!!binary", "1:1"),
+    ("m:\n  k: !foo bar\n", "!foo", "2:3"),
+])
+def test_values_of_other_kinds_are_refused(text: str, tag: str, where: str) -> None:
+    """`!!binary` bytes and a tag of one's own are nothing a journey reads, and neither
+    the count nor `plain` knows their size (a 100 KB !!binary key aliased 2,000 times was
+    588 million characters for `plain`)."""
+    with pytest.raises(InvalidJourney, match=rf"^x\.yaml:{where}: a value tagged {tag}: "
+                                             "not something journeys read"):
+        load_yaml(text, "x.yaml")
+    # what journeys are made of loads: text, numbers, true/false, null, dates, a custom
+    # tag on a mapping
+    load_yaml("d: 2026-03-02\nt: 2026-03-02T09:00:00Z\nf: 1.5\nn: null\nb: true\n"
+              "m: !mine {a: 1}\n", "x.yaml")
