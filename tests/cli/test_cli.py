@@ -434,3 +434,33 @@ def test_validate_names_files_as_the_folder_was_typed(tmp_path: Path) -> None:
         assert result.returncode == 1, result.stderr
         lines = result.stderr.splitlines()
         assert lines[-3:] == [e.format(typed) for e in expected] + ["2 problem(s)"], lines
+
+
+def test_the_served_connections_send_at_once() -> None:
+    """serve's own socket says TCP, so asyncio turns Nagle's algorithm off on each
+    connection it accepts (TCP_NODELAY): a socket made with protocol 0 left it on, and
+    every answer waited for the client's delayed ACK (a batch's POST 47 ms, not 5)."""
+    import asyncio
+    import socket
+
+    from engine.cli.running import bound
+
+    async def accepted_nodelay() -> int:
+        sock = bound("127.0.0.1", 0)
+        sock.listen()
+        seen: list[int] = []
+
+        async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP,
+                                                                   socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        await reader.read()  # until the server closes it
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return seen[0]
+
+    assert asyncio.run(accepted_nodelay()) == 1
