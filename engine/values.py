@@ -5,6 +5,7 @@ suppressions, deployed journey versions. Plain data, no behaviour beyond small h
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -338,6 +339,13 @@ class Suppression:
     at: datetime
     source: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def forgotten_address(address: str) -> str:
+    """How the suppression of a forgotten person's address is kept: its SHA-256, so that
+    it still keeps journeys from sending to that address if it comes back, while the
+    address itself is in no file (docs/privacy.md)."""
+    return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

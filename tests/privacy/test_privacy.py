@@ -17,6 +17,7 @@ from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.privacy import enforce_retention
 from engine.store import SqlStore
 from engine.store.sql.privacy import PERSON_TABLES
+from engine.values import Engagement, Suppression, forgotten_address
 from tests.api.test_api import NOW
 from tests.privacy.conftest import Api, _api
 
@@ -39,12 +40,22 @@ def feed(api: Api) -> None:
     api.send("/v1/track", {"userId": "ann", "event": "Order Completed"})
 
 
+def engage(api: Api) -> None:
+    """Zeb clicked a link, and his address is suppressed (a complaint); Ann's too."""
+    for who, address in (("zeb-7731", "Zebulon.Quill@example.org"), ("ann", "ann@example.org")):
+        api.store.record_engagement(Engagement("click", f"m-{who}", who, "welcome", "hi",
+                                               NOW, url=f"https://shop.example/{who}"))
+        api.store.suppress(Suppression(address, "complaint", NOW, "webhook",
+                                       {"report": f"from {address.lower()}"}))
+
+
 def admin(api: Api) -> dict[str, str]:
     return {"Authorization": f"Bearer {api.keys['admin']}"}
 
 
 def test_export_returns_every_tables_rows_for_the_person(api: Api) -> None:
     feed(api)
+    engage(api)
     answer = httpx.get(f"{api.url}/v1/profiles/zeb-7731/export", headers=admin(api))
     assert answer.status_code == 200, answer.text
     doc = answer.json()
@@ -57,7 +68,10 @@ def test_export_returns_every_tables_rows_for_the_person(api: Api) -> None:
     assert len(doc["events"]) == 4  # the anonymous view included
     assert len(doc["enrollments"]) == 2
     assert len(doc["sends"]) == 2
-    assert set(doc["tables"]) == {name for name, _ in PERSON_TABLES}
+    assert set(doc["tables"]) == {name for name, _ in PERSON_TABLES} | {"suppressions"}
+    assert [e["url"] for e in doc["tables"]["engagements"]] == ["https://shop.example/zeb-7731"]
+    assert [r["address"] for r in doc["tables"]["suppressions"]] == [
+        "zebulon.quill@example.org"]
     assert "ann@example.org" not in answer.text  # nobody else's data
     # The same document from the command line (SQL stores only: it opens a --db).
     assert httpx.get(f"{api.url}/v1/profiles/zeb-7731/export").status_code == 401
@@ -68,6 +82,7 @@ def test_export_returns_every_tables_rows_for_the_person(api: Api) -> None:
 
 def test_forget_through_the_api_erases_every_row_and_keeps_others(api: Api) -> None:
     feed(api)
+    engage(api)
     gone = httpx.delete(f"{api.url}/v1/profiles/zeb-7731", headers=admin(api))
     assert gone.status_code == 200, gone.text
     assert gone.json()["deleted"]["events"] == 4
@@ -76,8 +91,15 @@ def test_forget_through_the_api_erases_every_row_and_keeps_others(api: Api) -> N
     assert all(rows == [] for rows in api.store.export_person("zeb-7731").values())
     assert all(rows == [] for rows in api.store.export_person("dev-zeb-42").values())
     assert api.store.profile_for("user_id", "zeb-7731") is None
+    # his clicks are gone; his address stays suppressed, kept as its hash only
+    assert [e.profile_id for e in api.store.engagements()] == ["ann"]
+    kept = api.store.suppressed(["ZEBULON.QUILL@example.org"])
+    assert kept["ZEBULON.QUILL@example.org"].address == forgotten_address("zebulon.quill@example.org")
+    assert kept["ZEBULON.QUILL@example.org"].details == {}
+    assert "zebulon" not in repr(api.store.suppressions())
     ann = api.store.export_person("ann")
     assert len(ann["events"]) == 2
+    assert [r["address"] for r in ann["suppressions"]] == ["ann@example.org"]
     assert ann["profiles"][0]["traits"]["email"] == "ann@example.org"
 
 
@@ -114,6 +136,7 @@ def test_forget_on_sqlite_leaves_no_byte_of_the_person_in_the_file_wal_or_logs(
     try:
         for api in _api(tmp_path / "run", store):
             feed(api)
+            engage(api)
             bad = api.post("/v1/identify", {"userId": "zeb-7731",
                                             "traits": {"phone": "0611223344x"}})
             assert bad.status_code == 400

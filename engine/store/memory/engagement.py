@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
+from engine.values import forgotten_address
 
 
 class MemoryEngagement(MemoryQueues):
@@ -35,11 +36,17 @@ class MemoryEngagement(MemoryQueues):
         return True
 
     def unsuppress(self, address: str) -> bool:
-        return self.suppression_rows.pop(address.strip().lower(), None) is not None
+        gone = [self.suppression_rows.pop(form, None)
+                for form in (address.strip().lower(), forgotten_address(address))]
+        return any(row is not None for row in gone)
 
     def suppressed(self, addresses: Collection[str]) -> dict[str, Suppression]:
-        return {a: self.suppression_rows[a.strip().lower()] for a in addresses
-                if a.strip().lower() in self.suppression_rows}
+        found: dict[str, Suppression] = {}
+        for address in addresses:  # as written, or as kept once its person was forgotten
+            for form in (address.strip().lower(), forgotten_address(address)):
+                if form in self.suppression_rows:
+                    found[address] = self.suppression_rows[form]
+        return found
 
     def suppressions(self) -> list[Suppression]:
         return [self.suppression_rows[a] for a in sorted(self.suppression_rows)]

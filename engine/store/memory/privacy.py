@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.times import iso, parse_timestamp
+from engine.ports import Engagement, Suppression
 from engine.store.memory.queues import MemoryQueues
+from engine.values import forgotten_address
 
 IDENTIFIER_TRAITS = ("email", "phone")
 
@@ -27,6 +29,10 @@ def _plain(value: Any) -> Any:
 
 
 class MemoryPrivacy(MemoryQueues):
+    # MemoryEngagement's, beside it in InMemoryStore
+    engagement_rows: list[Engagement]
+    suppression_rows: dict[str, Suppression]
+
     def person_ids(self, profile_id: str) -> list[str]:
         return sorted({profile_id, *(v for _, v in self._identities_of.get(profile_id, ()))})
 
@@ -58,7 +64,15 @@ class MemoryPrivacy(MemoryQueues):
             "exits": [_plain(x) for x in self.exits if theirs(x.profile_id)],
             "goals": [_plain(g) for g in self.goals if theirs(g.profile_id)],
             "failures": [_plain(f) for f in self.parked.values() if theirs(f.profile_id)],
+            "engagements": [_plain(e) for e in self.engagement_rows if theirs(e.profile_id)],
+            "suppressions": [_plain(r) for a, r in sorted(self.suppression_rows.items())
+                             if a in self._addresses(ids)],
         }
+
+    def _addresses(self, ids: set[str]) -> set[str]:
+        """The person's e-mail and phone, lowercased as suppressions keep them."""
+        return {str(p.traits[t]).strip().lower() for pid, p in self.profiles.items()
+                if pid in ids for t in IDENTIFIER_TRAITS if p.traits.get(t)}
 
     def forget_person(self, profile_id: str) -> dict[str, int]:
         ids = set(self.person_ids(profile_id))
@@ -96,6 +110,13 @@ class MemoryPrivacy(MemoryQueues):
         self.decisions[:] = [d for d in self.decisions if d.profile_id not in ids]
         self.exits[:] = [x for x in self.exits if x.profile_id not in ids]
         self.goals[:] = [g for g in self.goals if g.profile_id not in ids]
+        self.engagement_rows[:] = [e for e in self.engagement_rows if e.profile_id not in ids]
+        for address in {n.strip().lower() for n in named}:  # kept as its hash only
+            kept = self.suppression_rows.pop(address, None)
+            if kept is not None:
+                hashed = forgotten_address(address)
+                self.suppression_rows.setdefault(hashed, Suppression(
+                    hashed, kept.reason, kept.at, kept.source, {}))
         return counts
 
     def delete_events_before(self, when: datetime, limit: int) -> int:

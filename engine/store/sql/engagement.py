@@ -11,6 +11,7 @@ from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
 from engine.store.sql.rows import outbox_entry
 from engine.store.sql.tables import table
+from engine.values import forgotten_address
 
 
 class EngagementQueries(SqlBase):
@@ -55,15 +56,17 @@ class EngagementQueries(SqlBase):
 
     def unsuppress(self, address: str) -> bool:
         t = table("suppressions")
+        forms = [address.strip().lower(), forgotten_address(address)]
         with self._write() as conn:
-            gone = conn.execute(delete(t).where(t.c.address == address.strip().lower()))
+            gone = conn.execute(delete(t).where(t.c.address.in_(forms)))
         return bool(gone.rowcount)
 
     def suppressed(self, addresses: Collection[str]) -> dict[str, Suppression]:
         t = table("suppressions")
         wanted: dict[str, list[str]] = {}
-        for address in addresses:
+        for address in addresses:  # as written, and as kept once its person was forgotten
             wanted.setdefault(address.strip().lower(), []).append(address)
+            wanted.setdefault(forgotten_address(address), []).append(address)
         found: dict[str, Suppression] = {}
         if not wanted:
             return found

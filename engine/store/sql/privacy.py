@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, or_, select
+from sqlalchemy import Connection, Table, delete, insert, or_, select
 
 from engine.core.times import iso
 from engine.store.sql.db import SqlBase
+from engine.values import forgotten_address
 
 log = logging.getLogger("journeyman.store")
 
@@ -35,7 +36,11 @@ PERSON_TABLES = (("profiles", "id"), ("identities", "profile_id"), ("events", "p
                  ("journey_entries", "profile_id"), ("timers", "profile_id"),
                  ("segment_members", "profile_id"), ("outbox", "profile_id"),
                  ("decisions", "profile_id"), ("exits", "profile_id"),
-                 ("goals", "profile_id"), ("failures", "profile_id"))
+                 ("goals", "profile_id"), ("failures", "profile_id"),
+                 ("engagements", "profile_id"))
+# Not a profile's row but the person's address: exported as it is; kept after forget as
+# its hash only (`forgotten_address`), so a suppressed address stays suppressed
+SUPPRESSIONS = "suppressions"
 IDENTIFIER_TRAITS = ("email", "phone")
 
 
@@ -72,6 +77,10 @@ class PrivacyQueries(SqlBase):
             for name, tbl, column in self._tables():
                 rows = conn.execute(select(tbl).where(tbl.c[column].in_(ids)))
                 found[name] = [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+            t = self._table(SUPPRESSIONS)
+            addresses = sorted(v.lower() for v in self._identifier_values(conn, ids))
+            found[SUPPRESSIONS] = [{k: _plain(v) for k, v in row._mapping.items()} for row in
+                                   conn.execute(select(t).where(t.c.address.in_(addresses)))]
         return found
 
     def _identifier_values(self, conn: Connection, ids: list[str]) -> set[str]:
@@ -95,9 +104,27 @@ class PrivacyQueries(SqlBase):
                 if name == "identities" and named:  # their e-mail/phone, wherever it points
                     where = or_(where, tbl.c.value.in_(sorted(named)))
                 deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
+            deleted[SUPPRESSIONS] = self._hide_suppressions(conn, named)
         if not self._pg:
             deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
         return deleted
+
+    def _hide_suppressions(self, conn: Connection, named: set[str]) -> int:
+        """The person's suppressed addresses kept as their hashes, their details dropped
+        (a bounce's message, a complaint's report): how many."""
+        t = self._table(SUPPRESSIONS)
+        hidden = 0
+        for address in sorted({v.strip().lower() for v in named}):
+            row = conn.execute(select(t).where(t.c.address == address)).first()
+            if row is None:
+                continue
+            conn.execute(delete(t).where(t.c.address == address))
+            hashed = forgotten_address(address)
+            if conn.execute(select(t.c.address).where(t.c.address == hashed)).first() is None:
+                conn.execute(insert(t).values(address=hashed, reason=row.reason,
+                                              source=row.source, at=row.at, details={}))
+            hidden += 1
+        return hidden
 
     def _scrub_sqlite(self) -> bool:
         """Checkpoint and truncate the WAL, VACUUM, again: True when all of it ran."""
