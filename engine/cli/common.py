@@ -57,7 +57,9 @@ DeployJourneysOpt = Annotated[Path | None, typer.Option(
     help="Journeys folder (default: the bundled library, journeys/library).",
     callback=must_exist_to_deploy)]
 DbOpt = Annotated[str, typer.Option(
-    help=f"Store URL: {DEFAULT_URL} (default) or postgresql+psycopg://... (behind "
+    envvar="JOURNEYMAN_DB",  # deploy.md's environment file: every command reads it
+    help=f"Store URL (else $JOURNEYMAN_DB): {DEFAULT_URL} (default) or "
+    "postgresql+psycopg://... (behind "
     "PgBouncer in transaction mode add ?prepare_threshold=none&listen_host=H&listen_port=P: "
     "docs/deploy.md).")]
 

@@ -464,3 +464,25 @@ def test_the_served_connections_send_at_once() -> None:
         return seen[0]
 
     assert asyncio.run(accepted_nodelay()) == 1
+
+
+def test_every_store_command_reads_journeyman_db(tmp_path: Path) -> None:
+    """deploy.md's environment file sets JOURNEYMAN_DB: `keys create` run with it went to
+    a new ./journeyman.db (its key unknown to the API) before --db defaulted to it."""
+    import os
+
+    env = {**os.environ, "JOURNEYMAN_DB": f"sqlite:///{tmp_path / 'real.db'}"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, check=False, timeout=120)
+
+    created = cli("keys", "create", "web2")
+    assert created.returncode == 0, created.stderr
+    assert "web2" in cli("keys", "list").stdout
+    assert not (tmp_path / "journeyman.db").exists()
+    assert (tmp_path / "real.db").exists()
+    # --db, when given, still wins
+    other = cli("keys", "list", "--db", f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.returncode == 0, other.stderr
+    assert "web2" not in other.stdout
