@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]  # tests/qa/test_plugin.py runs pytest sessions in process
+
+# A store URL of the developer's shell is no test's: every command's --db defaults to it
+os.environ.pop("JOURNEYMAN_DB", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "journeys" / "library"
