@@ -326,20 +326,20 @@ class Service:
         self._stop.clear()
         self.warm_up()
         self._arm_time_entries()
+        def loop(name: str, work: Callable[[], datetime | None], **options: Any) -> Loop:
+            return Loop(self._scheduler, name, work, self.clock, stop=self._stop,
+                        transient=self.store.is_transient, **options)
+
         loops = {
-            "events": Loop(self._scheduler, "events", self._drain_inbox, self.clock,
-                           safety=self.tick, stop=self._stop),
-            "timers": Loop(self._scheduler, "timers", self._fire_timers, self.clock,
-                           safety=self.tick, slack=TIMER_SLACK, plan=self._timer_round,
-                           stop=self._stop),
-            "outbox": Loop(self._scheduler, "outbox", self._dispatch, self.clock,
-                           safety=self.tick, spacing=OUTBOX_SPACING, stop=self._stop),
-            "retention": Loop(self._scheduler, "retention", self._retain, self.clock,
-                              safety=RETENTION_EVERY.total_seconds(), stop=self._stop),
+            "events": loop("events", self._drain_inbox, safety=self.tick),
+            "timers": loop("timers", self._fire_timers, safety=self.tick, slack=TIMER_SLACK,
+                           plan=self._timer_round),
+            "outbox": loop("outbox", self._dispatch, safety=self.tick, spacing=OUTBOX_SPACING),
+            "retention": loop("retention", self._retain,
+                              safety=RETENTION_EVERY.total_seconds()),
         }
         if self.store.dialect == "postgresql":  # engine/store/sql/statistics.py
-            loops["statistics"] = Loop(self._scheduler, "statistics", self._analyze,
-                                       self.clock, safety=STATISTICS_EVERY, stop=self._stop)
+            loops["statistics"] = loop("statistics", self._analyze, safety=STATISTICS_EVERY)
         self._loops = loops
         self.worker.on_sends = loops["outbox"].wake
         self.worker.on_emitted = loops["events"].wake

@@ -50,9 +50,14 @@ def new_scheduler() -> BackgroundScheduler:
 class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
                  safety: float = 5.0, slack: float = 0.0, spacing: float = 0.0,
-                 plan: Plan | None = None, stop: threading.Event | None = None) -> None:
+                 plan: Plan | None = None, stop: threading.Event | None = None,
+                 transient: Callable[[BaseException], bool] | None = None) -> None:
         self.name = name
         self.work = work
+        # The store's `is_transient`: such an error (a lost connection, a lock) is a
+        # warning without a traceback, as the worker's transient errors are; an alert on
+        # ERROR lines then hears of real failures only
+        self.transient = transient
         self.clock = clock
         self.safety = safety
         # Seconds (of the clock) a run woken for a future due time (`wake(at)`) may wait
@@ -135,8 +140,12 @@ class Loop:
                 try:
                     with background_work():  # API requests write first (engine/ports.py)
                         due = self.work()
-                except Exception:  # a database hiccup: log it, the safety net retries
-                    log.exception("the %s loop failed; it runs again shortly", self.name)
+                except Exception as exc:  # log it; the safety net runs it again
+                    if self.transient is not None and self.transient(exc):
+                        log.warning("the %s loop met a transient database error (%s); it "
+                                    "runs again shortly", self.name, type(exc).__name__)
+                    else:
+                        log.exception("the %s loop failed; it runs again shortly", self.name)
                     due = None
                 if not self._dirty.is_set():
                     # Not running from here on, then one more look: a wake-up between

@@ -431,3 +431,39 @@ def test_a_window_of_dense_timers_closes_at_its_timer_window_th(tmp_path: Path) 
         service._fire_timers()
         assert service.store.pending_timers() == TIMER_WINDOW  # the window fired, no more
         assert service._timer_round() == due[-1]
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_a_transient_error_is_a_warning_without_a_traceback(
+        scheduler: BackgroundScheduler, caplog: pytest.LogCaptureFixture,
+        transient: bool) -> None:
+    """A lost connection made the outbox loop log ERROR with two tracebacks each time (an
+    operator's alert) while the other loops warned: an error the store files as transient
+    is a warning naming it, anything else still an ERROR with its traceback."""
+    failed = threading.Event()
+
+    class LostError(Exception):
+        pass
+
+    def work() -> datetime | None:
+        failed.set()
+        raise LostError("server closed the connection unexpectedly")
+
+    scheduler.start()
+    with caplog.at_level("WARNING", logger="journeyman"):
+        loop = Loop(scheduler, "outbox", work, SystemClock(), safety=60.0,
+                    transient=lambda exc: transient and isinstance(exc, LostError))
+        assert failed.wait(5)
+        loop.close()
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    (record,) = [r for r in caplog.records if "outbox loop" in r.getMessage()]
+    if transient:
+        assert record.levelname == "WARNING"
+        assert record.getMessage() == ("the outbox loop met a transient database error "
+                                       "(LostError); it runs again shortly")
+        assert record.exc_info is None
+    else:
+        assert record.levelname == "ERROR"
+        assert record.exc_info is not None
