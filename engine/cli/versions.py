@@ -88,6 +88,10 @@ def apply(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
         sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
         return
     _print_plan(result, done=True)
+    if any(jp.status in ("new", "changed") for jp in result.journeys.values()):
+        out.print("running serve and worker processes take the new versions when they "
+                  "restart (until then they enrol on the versions they started with)",
+                  markup=False)
 
 
 def _print_plan(result: Any, *, done: bool = False) -> None:
@@ -143,8 +147,17 @@ def _print_status(jid: str, jp: Any) -> None:
 def journeys_list(ctx: typer.Context, db: DbOpt = DEFAULT_URL,
                   as_json: JsonOpt = False) -> None:
     """List deployed journeys: status, versions and people in flight on each version."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _list_deployed(db, as_json)
+
+
+@journeys.command("list")
+def journeys_list_command(db: DbOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """The same list (as `keys list`, `users list` and `suppressions list` read)."""
+    _list_deployed(db, as_json)
+
+
+def _list_deployed(db: str, as_json: bool) -> None:
     store = _open(db)
     try:
         rows = _deployed(store)

@@ -206,6 +206,9 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     runner = CliRunner()
     applied = runner.invoke(cli, ["apply", "--journeys", str(folder), "--db", db])
     assert applied.exit_code == 0, applied.output
+    # a new version: running processes take it when they restart (an operator's trial
+    # found a running worker still enrolling on the old one, with no word from apply)
+    assert "take the new versions when they restart" in applied.output
     done = runner.invoke(cli, ["stats", "fast", "--db", db, "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)["journeys"]["fast"]

@@ -279,6 +279,8 @@ def test_pause_stops_entries_and_removed_journeys_are_marked_removed(sql_store: 
     row = json.loads(listed.stdout)[0]
     assert row == {**row, "journey": "abandoned_cart", "status": "paused", "versions": [1],
                    "in_flight": {"1": 1}}
+    # `journeys list` is the same list, as `keys list` and `users list` read
+    assert _cli("journeys", "list", "--db", sql_store.url, "--json").stdout == listed.stdout
     (folder / "abandoned_cart.yaml").unlink()
     (folder / "templates" / "cart_reminder.yaml").unlink()  # or the folder is invalid
     (folder / "a.yaml").write_text("journey: a\nversion: 1\nentry: {event: X}\n"
