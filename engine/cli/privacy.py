@@ -36,6 +36,8 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     """Erase the person: every row that holds them, under every profile id they had
     (events, inbox, enrollments, timers, outbox, decisions, ...). On SQLite the file and
     its write-ahead log are scrubbed too (VACUUM), so nothing of them can be read back."""
+    from sqlalchemy import make_url
+
     from engine.runtime.privacy import forget
 
     store = open_store(db)
@@ -45,7 +47,9 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     finally:
         store.close()
     scrubbed = deleted.pop("sqlite_scrubbed", None)
-    err.print(f"forgotten: {sum(deleted.values())} rows deleted", markup=False)
+    # which store: --db may have come from $JOURNEYMAN_DB without the operator thinking
+    where = make_url(db).render_as_string(hide_password=True)
+    err.print(f"forgotten: {sum(deleted.values())} rows deleted in {where}", markup=False)
     if scrubbed == 0:
         err.print("the SQLite file is still open in another process: its free pages and "
                   "write-ahead log are scrubbed once it is not (run forget again then)",

@@ -121,6 +121,13 @@ class Loop:
         self._dirty.set()
         self._reschedule(None)
 
+    def _is_transient(self, error: BaseException) -> bool:
+        """The store's answer; an error asking it is taken for no (logged in full)."""
+        try:
+            return self.transient is not None and self.transient(error)
+        except Exception:
+            return False
+
     def _run(self) -> None:
         self._run_thread = threading.get_ident()
         self._running = True
@@ -141,7 +148,7 @@ class Loop:
                     with background_work():  # API requests write first (engine/ports.py)
                         due = self.work()
                 except Exception as exc:  # log it; the safety net runs it again
-                    if self.transient is not None and self.transient(exc):
+                    if self._is_transient(exc):
                         log.warning("the %s loop met a transient database error (%s); it "
                                     "runs again shortly", self.name, type(exc).__name__)
                     else:

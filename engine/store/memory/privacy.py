@@ -70,15 +70,19 @@ class MemoryPrivacy(MemoryQueues):
         }
 
     def _addresses(self, ids: set[str]) -> set[str]:
-        """The person's e-mail and phone, lowercased as suppressions keep them."""
-        return {str(p.traits[t]).strip().lower() for pid, p in self.profiles.items()
-                if pid in ids for t in IDENTIFIER_TRAITS if p.traits.get(t)}
+        """Every address the person had, lowercased as suppressions keep them: their
+        e-mail and phone now, their sends' recipients, their identities' values."""
+        now = [p.traits[t] for pid, p in self.profiles.items() if pid in ids
+               for t in IDENTIFIER_TRAITS if p.traits.get(t)]
+        sent = [r.entry.to for r in self.outbox.values() if r.entry.profile_id in ids]
+        return {str(v).strip().lower() for v in (*now, *sent, *ids) if v}
 
     def forget_person(self, profile_id: str) -> dict[str, int]:
         ids = set(self.person_ids(profile_id))
         named = {str(p.traits[t]) for pid, p in self.profiles.items() if pid in ids
                  for t in IDENTIFIER_TRAITS if p.traits.get(t)}
         counts = {name: len(rows) for name, rows in self.export_person(profile_id).items()}
+        addresses = self._addresses(ids)  # before their sends are deleted
         gone_identities = [key for key, pid in self.identities.items()
                            if pid in ids or key[1] in named]
         counts["identities"] = len(gone_identities)
@@ -111,7 +115,7 @@ class MemoryPrivacy(MemoryQueues):
         self.exits[:] = [x for x in self.exits if x.profile_id not in ids]
         self.goals[:] = [g for g in self.goals if g.profile_id not in ids]
         self.engagement_rows[:] = [e for e in self.engagement_rows if e.profile_id not in ids]
-        for address in {n.strip().lower() for n in named}:  # kept as its hash only
+        for address in addresses:  # kept as its hash only
             kept = self.suppression_rows.pop(address, None)
             if kept is not None:
                 hashed = forgotten_address(address)

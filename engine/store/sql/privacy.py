@@ -78,7 +78,7 @@ class PrivacyQueries(SqlBase):
                 rows = conn.execute(select(tbl).where(tbl.c[column].in_(ids)))
                 found[name] = [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
             t = self._table(SUPPRESSIONS)
-            addresses = sorted(v.lower() for v in self._identifier_values(conn, ids))
+            addresses = sorted(self._addresses(conn, ids))
             found[SUPPRESSIONS] = [{k: _plain(v) for k, v in row._mapping.items()} for row in
                                    conn.execute(select(t).where(t.c.address.in_(addresses)))]
         return found
@@ -99,22 +99,33 @@ class PrivacyQueries(SqlBase):
                 conn.exec_driver_sql("PRAGMA secure_delete=ON")
             ids = self._person_ids(conn, profile_id)
             named = self._identifier_values(conn, ids)
+            addresses = self._addresses(conn, ids)  # before their sends are deleted
             for name, tbl, column in self._tables():
                 where: Any = tbl.c[column].in_(ids)
                 if name == "identities" and named:  # their e-mail/phone, wherever it points
                     where = or_(where, tbl.c.value.in_(sorted(named)))
                 deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
-            deleted[SUPPRESSIONS] = self._hide_suppressions(conn, named)
+            deleted[SUPPRESSIONS] = self._hide_suppressions(conn, addresses)
         if not self._pg:
             deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
         return deleted
 
-    def _hide_suppressions(self, conn: Connection, named: set[str]) -> int:
+    def _addresses(self, conn: Connection, ids: list[str]) -> set[str]:
+        """Every address the person had, as suppressions keep them (lowercased): their
+        e-mail and phone now, the recipients of their sends (an old address that bounced
+        before they changed it), and their identities' values."""
+        o = self._outbox
+        sent = conn.execute(select(o.c.to).where(o.c.profile_id.in_(ids))
+                            .where(o.c.to.is_not(None)).distinct()).scalars()
+        return {str(v).strip().lower() for v in
+                (*self._identifier_values(conn, ids), *sent, *ids) if v}
+
+    def _hide_suppressions(self, conn: Connection, addresses: set[str]) -> int:
         """The person's suppressed addresses kept as their hashes, their details dropped
         (a bounce's message, a complaint's report): how many."""
         t = self._table(SUPPRESSIONS)
         hidden = 0
-        for address in sorted({v.strip().lower() for v in named}):
+        for address in sorted(addresses):
             row = conn.execute(select(t).where(t.c.address == address)).first()
             if row is None:
                 continue
