@@ -58,6 +58,7 @@ class Loop:
         # warning without a traceback, as the worker's transient errors are; an alert on
         # ERROR lines then hears of real failures only
         self.transient = transient
+        self._transients = 0  # transient errors in a row: logged at 1, 2, 4, 8...
         self.clock = clock
         self.safety = safety
         # Seconds (of the clock) a run woken for a future due time (`wake(at)`) may wait
@@ -149,11 +150,20 @@ class Loop:
                         due = self.work()
                 except Exception as exc:  # log it; the safety net runs it again
                     if self._is_transient(exc):
-                        log.warning("the %s loop met a transient database error (%s); it "
-                                    "runs again shortly", self.name, type(exc).__name__)
+                        self._transients += 1
+                        count = self._transients
+                        if count & (count - 1) == 0:  # 1, 2, 4, 8...: as the worker's
+                            log.warning("the %s loop met a transient database error (%s: "
+                                        "%d in a row); it runs again shortly", self.name,
+                                        type(exc).__name__, count)
                     else:
                         log.exception("the %s loop failed; it runs again shortly", self.name)
                     due = None
+                else:
+                    if self._transients >= 2:
+                        log.info("the %s loop's database answers again after %d transient "
+                                 "errors in a row", self.name, self._transients)
+                    self._transients = 0
                 if not self._dirty.is_set():
                     # Not running from here on, then one more look: a wake-up between
                     # the look above and this point is seen either here or, its run

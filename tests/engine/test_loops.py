@@ -462,8 +462,42 @@ def test_a_transient_error_is_a_warning_without_a_traceback(
     if transient:
         assert record.levelname == "WARNING"
         assert record.getMessage() == ("the outbox loop met a transient database error "
-                                       "(LostError); it runs again shortly")
+                                       "(LostError: 1 in a row); it runs again shortly")
         assert record.exc_info is None
     else:
         assert record.levelname == "ERROR"
         assert record.exc_info is not None
+
+
+def test_transient_errors_in_a_row_are_logged_at_1_2_4_and_their_end(
+        scheduler: BackgroundScheduler, caplog: pytest.LogCaptureFixture) -> None:
+    """A long outage is not a warning on every tick: 1, 2, 4, 8... in a row, as the
+    worker's transient errors, and one line when the database answers again."""
+    runs: list[int] = []
+    recovered = threading.Event()
+
+    class DownError(Exception):
+        pass
+
+    def work() -> datetime | None:
+        runs.append(len(runs))
+        if len(runs) <= 5:
+            raise DownError("the database system is shutting down")
+        recovered.set()
+        return None
+
+    scheduler.start()
+    with caplog.at_level("INFO", logger="journeyman"):
+        loop = Loop(scheduler, "outbox", work, SystemClock(), safety=60.0,
+                    transient=lambda exc: isinstance(exc, DownError))
+        deadline = time.monotonic() + 10
+        while not recovered.is_set() and time.monotonic() < deadline:
+            loop.wake()
+            time.sleep(0.02)
+        assert recovered.is_set()
+        loop.close()
+    lines = [r.getMessage() for r in caplog.records if "outbox loop" in r.getMessage()]
+    assert lines == [
+        *(f"the outbox loop met a transient database error (DownError: {n} in a row); it "
+          "runs again shortly" for n in (1, 2, 4)),
+        "the outbox loop's database answers again after 5 transient errors in a row"]
