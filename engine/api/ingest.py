@@ -138,6 +138,16 @@ def checked_size(item: dict[str, Any]) -> int:
     return len(encoded)
 
 
+def checked_event(item: dict[str, Any], *, now: datetime,
+                  message_id: str | Callable[[], str]) -> dict[str, Any]:
+    """One event as the API takes it: its values and size checked, normalized (BadEvent
+    for anything the API answers 400). `demo --events` checks its file with it too."""
+    size = checked_size(item)
+    if size > MAX_EVENT_BYTES:
+        raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
+    return normalize(item, now=now, message_id=message_id)
+
+
 def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                       new_id: Callable[[], str], *,
                       on_accepted: Callable[[], None] | None = None,
@@ -180,10 +190,7 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
             if not isinstance(item, dict):
                 raise ApiError(400, f"{where}an event must be a JSON object")
             try:
-                size = checked_size(item)
-                if size > MAX_EVENT_BYTES:
-                    raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
-                event = normalize(item, now=received, message_id=new_id)
+                event = checked_event(item, now=received, message_id=new_id)
                 correct_skew(event, item, receipt)
                 event["source"] = source  # the key's name (or "unsubscribe"): consent records
             except BadEvent as exc:

@@ -142,9 +142,9 @@ def preview(
     from engine.qa.preview import preview as run_preview
 
     try:
-        facts = inputs.read_object(profile, f"--profile {profile}", inputs.PROFILE_SHAPE,
+        facts = inputs.read_object(profile, "--profile", inputs.PROFILE_SHAPE,
                                    inputs.PROFILE_FIELDS)
-        enrolling = (inputs.read_object(event, f"--event {event}", inputs.EVENT_SHAPE,
+        enrolling = (inputs.read_object(event, "--event", inputs.EVENT_SHAPE,
                                         inputs.EVENT_FIELDS) if event else None)
     except JourneymanError as exc:
         raise fail(exc) from None

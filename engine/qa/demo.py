@@ -27,11 +27,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from engine.api.ingest import checked_event
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Channel, Decision
 from engine.qa.inputs import InputFileError, read_event_lines
 from engine.qa.simulate import locate_render_errors, place_of
-from engine.runtime.events import BadEvent, check_values, normalize
+from engine.runtime.events import BadEvent
 from engine.service import Service, SigtermStop
 from engine.testing import SkipRecord
 from journeys.loaded import Library
@@ -110,8 +111,7 @@ def load_events(path: Path) -> list[dict[str, Any]]:
     events = read_event_lines(path, purpose="to be played in the demo")
     for number, event in events:
         try:
-            check_values(event)
-            normalize(event, now=when(event), message_id="demo")
+            checked_event(event, now=when(event), message_id="demo")
         except BadEvent as exc:
             raise InputFileError(f"{path}:{number}:1: {exc}") from None
     return sorted((event for _, event in events), key=when)

@@ -54,15 +54,16 @@ def _kinds(types: tuple[type, ...]) -> str:
     return " or ".join(names)
 
 
-def read_object(path: Path, label: str, shape: str,
+def read_object(path: Path, option: str, shape: str,
                 fields: Mapping[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
-    """The JSON object in the file at `path`. `label` names it in messages (the option
-    and the file: `--profile p.json`); `shape` says what was expected; `fields` gives
-    the types a field may have when it is there and not null."""
+    """The JSON object in the file at `path`, given as `option` (messages name both:
+    `--profile p.json`); `shape` says what was expected; `fields` gives the types a
+    field may have when it is there and not null."""
+    label = f"{option} {path}"
     try:  # cannot read, not UTF-8: one problem at its line and column, as for journeys
         text = read_text(path)
-    except InvalidJourney as exc:
-        raise InputFileError(f"{label.split(' ', 1)[0]} {exc}") from None
+    except InvalidJourney as exc:  # its message names the file, at the line and column
+        raise InputFileError(f"{option} {exc}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

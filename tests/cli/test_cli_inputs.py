@@ -4,8 +4,10 @@ profile, event and event-stream files of the wrong shape (exit 1, naming the fil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.cli.test_cli import run
@@ -120,10 +122,10 @@ def test_read_object_names_the_file_and_the_shape(tmp_path: Path) -> None:
             ("", "1:1: not JSON: Expecting value")):
         path.write_text(text)
         with pytest.raises(InputFileError) as raised:
-            read_object(path, "--profile p.json", PROFILE_SHAPE, PROFILE_FIELDS)
-        assert str(raised.value).removeprefix("--profile p.json").lstrip(": ") == message
+            read_object(path, "--profile", PROFILE_SHAPE, PROFILE_FIELDS)
+        assert str(raised.value).removeprefix(f"--profile {path}").lstrip(": ") == message
     path.write_text('{"id": 7, "traits": null, "computed": {"n": 1}}')  # null: absent
-    assert read_object(path, "--profile p.json", PROFILE_SHAPE, PROFILE_FIELDS)["id"] == 7
+    assert read_object(path, "--profile", PROFILE_SHAPE, PROFILE_FIELDS)["id"] == 7
 
 
 def test_demo_names_the_events_file_and_its_line(tmp_path: Path) -> None:
@@ -133,6 +135,7 @@ def test_demo_names_the_events_file_and_its_line(tmp_path: Path) -> None:
     refused the same way before the service starts."""
     events = tmp_path / "events.jsonl"
     good = '{"type": "track", "userId": "a", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}'
+    big = good.replace('"X"', '"X", "properties": {"p": "' + "y" * 40_000 + '"}')
     for second, message in (
             ('{"type": "track",', "2:18: not JSON: Expecting property name enclosed in "
                                   "double quotes"),
@@ -140,7 +143,9 @@ def test_demo_names_the_events_file_and_its_line(tmp_path: Path) -> None:
             ('{"userId": "a", "event": "X"}', "2:1: every event needs an ISO 8601 "
                                               "'timestamp' to be played in the demo"),
             (good.replace('"X"', '"X", "properties": 5'),
-             "2:1: 'properties' must be an object")):
+             "2:1: 'properties' must be an object"),
+            # the API's size limit too (engine/api/ingest.py checked_event)
+            (big, f"2:1: event larger than 32768 bytes ({len(orjson.dumps(json.loads(big)))})")):
         events.write_text(f"{good}\n{second}\n")
         result = run("demo", "--events", str(events), "--synthetic", "0")
         assert result.returncode == 1, result.stderr
