@@ -50,12 +50,10 @@ def _checked_paths(ctx: typer.Context, param: typer.CallbackParam, value: Any,
     return value
 
 
-JourneysOpt = Annotated[Path | None, typer.Option(
-    help="Journeys folder (default: the bundled library, journeys/library).",
-    callback=must_exist)]
-DeployJourneysOpt = Annotated[Path | None, typer.Option(
-    help="Journeys folder (default: the bundled library, journeys/library).",
-    callback=must_exist_to_deploy)]
+_JOURNEYS_HELP = "Journeys folder (default: the bundled library, journeys/library)."
+JourneysOpt = Annotated[Path | None, typer.Option(help=_JOURNEYS_HELP, callback=must_exist)]
+DeployJourneysOpt = Annotated[Path | None, typer.Option(help=_JOURNEYS_HELP,
+                                                        callback=must_exist_to_deploy)]
 DbOpt = Annotated[str, typer.Option(
     envvar="JOURNEYMAN_DB",  # deploy.md's environment file: every command reads it
     help=f"Store URL (else $JOURNEYMAN_DB): {DEFAULT_URL} (default) or "

@@ -129,7 +129,7 @@ def serve(
     except OSError as exc:
         raise _no_port(host, port, exc) from None
     port = sock.getsockname()[1]  # --port 0: the one the system chose
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+    address = _address(host, port)
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
@@ -240,9 +240,13 @@ def bound(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _address(host: str, port: int) -> str:
+    """`host:port` as a URL writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _no_port(host: str, port: int, exc: OSError) -> typer.Exit:
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    err.print(f"cannot listen on {address}: {exc.strerror or exc} (another process "
+    err.print(f"cannot listen on {_address(host, port)}: {exc.strerror or exc} (another process "
               "has the port? --port chooses another)", markup=False)
     return typer.Exit(EXIT_NO_PORT)
 
