@@ -65,8 +65,8 @@ class MemoryPrivacy(MemoryQueues):
             "goals": [_plain(g) for g in self.goals if theirs(g.profile_id)],
             "failures": [_plain(f) for f in self.parked.values() if theirs(f.profile_id)],
             "engagements": [_plain(e) for e in self.engagement_rows if theirs(e.profile_id)],
-            "suppressions": [_plain(r) for a, r in sorted(self.suppression_rows.items())
-                             if a in self._addresses(ids)],
+            "suppressions": [_plain(self.suppression_rows[a]) for a in
+                             sorted(self._addresses(ids) & self.suppression_rows.keys())],
         }
 
     def _addresses(self, ids: set[str]) -> set[str]:

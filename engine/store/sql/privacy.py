@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, or_, select
+from sqlalchemy import Connection, Table, delete, or_, select
 
 from engine.core.times import iso
 from engine.store.sql.db import SqlBase
@@ -124,18 +124,16 @@ class PrivacyQueries(SqlBase):
         """The person's suppressed addresses kept as their hashes, their details dropped
         (a bounce's message, a complaint's report): how many."""
         t = self._table(SUPPRESSIONS)
-        hidden = 0
-        for address in sorted(addresses):
-            row = conn.execute(select(t).where(t.c.address == address)).first()
-            if row is None:
-                continue
-            conn.execute(delete(t).where(t.c.address == address))
-            hashed = forgotten_address(address)
-            if conn.execute(select(t.c.address).where(t.c.address == hashed)).first() is None:
-                conn.execute(insert(t).values(address=hashed, reason=row.reason,
-                                              source=row.source, at=row.at, details={}))
-            hidden += 1
-        return hidden
+        named = sorted(addresses)
+        rows = conn.execute(select(t).where(t.c.address.in_(named))).all()
+        if rows:
+            conn.execute(delete(t).where(t.c.address.in_(named)))
+        for row in rows:  # as `suppress` adds one: a hash already there is kept
+            conn.execute(self._insert(t).values(
+                address=forgotten_address(row.address), reason=row.reason,
+                source=row.source, at=row.at, details={})
+                .on_conflict_do_nothing(index_elements=["address"]))
+        return len(rows)
 
     def _scrub_sqlite(self) -> bool:
         """Checkpoint and truncate the WAL, VACUUM, again: True when all of it ran."""
