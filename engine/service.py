@@ -147,6 +147,9 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     worker = Worker(runner, store, clock, name=name, budget=budget, snapshots=snapshots,
                     lane=lane)
     worker.metrics = dispatcher.metrics = metrics
+    if metrics is not None:
+        metrics.expect_channels(channels)
+        metrics.expect_journeys(sending)
     return Wiring(library, compiled, computed, runner, worker, dispatcher)
 
 
@@ -327,8 +330,11 @@ class Service:
         self.warm_up()
         self._arm_time_entries()
         def loop(name: str, work: Callable[[], datetime | None], **options: Any) -> Loop:
+            # What the work lets through (the worker counts its own rounds' errors)
+            transients = self.metrics.transient_errors.labels(name)
             return Loop(self._scheduler, name, work, self.clock, stop=self._stop,
-                        transient=self.store.is_transient, **options)
+                        transient=self.store.is_transient, on_transient=transients.inc,
+                        **options)
 
         loops = {
             "events": loop("events", self._drain_inbox, safety=self.tick),

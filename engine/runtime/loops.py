@@ -51,13 +51,15 @@ class Loop:
     def __init__(self, scheduler: BackgroundScheduler, name: str, work: Work, clock: Clock, *,
                  safety: float = 5.0, slack: float = 0.0, spacing: float = 0.0,
                  plan: Plan | None = None, stop: threading.Event | None = None,
-                 transient: Callable[[BaseException], bool] | None = None) -> None:
+                 transient: Callable[[BaseException], bool] | None = None,
+                 on_transient: Callable[[], None] | None = None) -> None:
         self.name = name
         self.work = work
         # The store's `is_transient`: such an error (a lost connection, a lock) is a
         # warning without a traceback, as the worker's transient errors are; an alert on
         # ERROR lines then hears of real failures only
         self.transient = transient
+        self.on_transient = on_transient  # counted (journeyman_transient_errors_total)
         self._transients = 0  # transient errors in a row: logged at 1, 2, 4, 8...
         self.clock = clock
         self.safety = safety
@@ -150,6 +152,8 @@ class Loop:
                         due = self.work()
                 except Exception as exc:  # log it; the safety net runs it again
                     if self._is_transient(exc):
+                        if self.on_transient is not None:
+                            self.on_transient()
                         self._transients += 1
                         count = self._transients
                         if count & (count - 1) == 0:  # 1, 2, 4, 8...: as the worker's

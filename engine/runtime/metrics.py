@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,8 +24,25 @@ from prometheus_client.registry import Collector
 
 from engine.ports import Store
 
+K = TypeVar("K")
+
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+# The label values every process shows from its first scrape, at 0 until counted: a
+# series that appears only at its first increment hides that increment from
+# `increase()` and `rate()`, and an alert on it cannot tell "none yet" from "not
+# scraped". Channels, journeys and sources are added where they are known.
+FAILURE_KINDS = ("event", "timer")  # journeyman_failures_total, journeyman_parked_total
+# journeyman_transient_errors_total: the worker's rounds and the service's loops
+TRANSIENT_KINDS = ("events", "timers", "outbox", "retention")
+BATCH_KINDS = ("events", "timers")
+SEND_OUTCOMES = ("sent", "retried", "deferred", "held", "skipped", "failed", "parked")
+ENGAGEMENTS = (("click", "person"), ("click", "scanner"), ("open", "person"),
+               ("open", "scanner"))
+INBOX_STATUSES = ("pending", "parked")
+OUTBOX_STATUSES = ("pending", "sent", "skipped", "failed", "parked")
+ENROLLMENT_STATUSES = ("active", "completed", "exited")
 
 
 class Metrics:
@@ -66,8 +83,34 @@ class Metrics:
             "journeyman_handling_lag_seconds",
             "From an event's arrival at the API to the end of its handling.",
             buckets=LAG_BUCKETS, registry=r)
+        for kind in FAILURE_KINDS:
+            self.failures.labels(kind)
+            self.parked.labels(kind)
+        for kind in TRANSIENT_KINDS:
+            self.transient_errors.labels(kind)
+        for kind in BATCH_KINDS:
+            self.batch_size.labels(kind)
+        for kind, by in ENGAGEMENTS:
+            self.engagements.labels(kind, by)
+        self._levels: _StoreLevels | None = None
         if store is not None:
-            r.register(_StoreLevels(store, cache_seconds, now))
+            self._levels = _StoreLevels(store, cache_seconds, now)
+            r.register(self._levels)
+
+    def expect_channels(self, channels: Iterable[str]) -> None:
+        """Show every outcome of these channels' sends from the first scrape."""
+        for channel in channels:
+            for outcome in SEND_OUTCOMES:
+                self.sends.labels(channel, outcome)
+
+    def expect_journeys(self, journeys: Iterable[str]) -> None:
+        """Show these journeys' enrollments and sends by status from the first scrape
+        (the store's levels name only what it holds)."""
+        if self._levels is not None:
+            self._levels.journeys.update(journeys)
+
+    def expect_transient(self, kind: str) -> None:
+        self.transient_errors.labels(kind)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -83,6 +126,7 @@ class _StoreLevels(Collector):
         self.now = now
         self._lock = threading.Lock()
         self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
+        self.journeys: set[str] = set()  # shown at 0 when the store holds none of theirs
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
@@ -94,7 +138,7 @@ class _StoreLevels(Collector):
         levels = self.store.levels(self.now() if self.now is not None else None)
         inbox = GaugeMetricFamily("journeyman_inbox_events", "Inbox events by status.",
                                   labels=["status"])
-        for status, n in sorted(levels.inbox.items()):
+        for status, n in sorted(_with_zeros(levels.inbox, INBOX_STATUSES).items()):
             inbox.add_metric([status], n)
         timers = GaugeMetricFamily("journeyman_timers_pending", "Timers waiting to fire.",
                                    value=levels.timers_pending)
@@ -103,15 +147,24 @@ class _StoreLevels(Collector):
                                     value=levels.timers_overdue)
         outbox = GaugeMetricFamily("journeyman_outbox_rows", "Outbox rows by status.",
                                    labels=["status"])
-        for status, n in sorted(levels.outbox.items()):
+        for status, n in sorted(_with_zeros(levels.outbox, OUTBOX_STATUSES).items()):
             outbox.add_metric([status], n)
         enrollments = GaugeMetricFamily("journeyman_journey_enrollments",
                                         "Enrollments by journey and status.",
                                         labels=["journey", "status"])
-        for (journey, status), n in sorted(levels.enrollments.items()):
+        every = {(journey, status) for journey in self.journeys
+                 for status in ENROLLMENT_STATUSES}
+        for (journey, status), n in sorted(_with_zeros(levels.enrollments, every).items()):
             enrollments.add_metric([journey, status], n)
         sends = GaugeMetricFamily("journeyman_journey_sends", "Outbox rows by journey and status.",
                                   labels=["journey", "status"])
-        for (journey, status), n in sorted(levels.sends.items()):
+        every_send = {(journey, status) for journey in self.journeys
+                      for status in OUTBOX_STATUSES}
+        for (journey, status), n in sorted(_with_zeros(levels.sends, every_send).items()):
             sends.add_metric([journey, status], n)
         return [inbox, timers, overdue, outbox, enrollments, sends]
+
+
+def _with_zeros(counts: Mapping[K, int], expected: Iterable[K]) -> dict[K, int]:
+    """`counts` with every expected key that it lacks at 0."""
+    return dict.fromkeys(expected, 0) | dict(counts)

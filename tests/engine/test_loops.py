@@ -472,8 +472,10 @@ def test_a_transient_error_is_a_warning_without_a_traceback(
 def test_transient_errors_in_a_row_are_logged_at_1_2_4_and_their_end(
         scheduler: BackgroundScheduler, caplog: pytest.LogCaptureFixture) -> None:
     """A long outage is not a warning on every tick: 1, 2, 4, 8... in a row, as the
-    worker's transient errors, and one line when the database answers again."""
+    worker's transient errors, and one line when the database answers again. Each is
+    counted (journeyman_transient_errors_total, whose rate is what to alert on)."""
     runs: list[int] = []
+    counted: list[int] = []
     recovered = threading.Event()
 
     class DownError(Exception):
@@ -489,7 +491,8 @@ def test_transient_errors_in_a_row_are_logged_at_1_2_4_and_their_end(
     scheduler.start()
     with caplog.at_level("INFO", logger="journeyman"):
         loop = Loop(scheduler, "outbox", work, SystemClock(), safety=60.0,
-                    transient=lambda exc: isinstance(exc, DownError))
+                    transient=lambda exc: isinstance(exc, DownError),
+                    on_transient=lambda: counted.append(1))
         deadline = time.monotonic() + 10
         while not recovered.is_set() and time.monotonic() < deadline:
             loop.wake()
@@ -501,3 +504,4 @@ def test_transient_errors_in_a_row_are_logged_at_1_2_4_and_their_end(
         *(f"the outbox loop met a transient database error (DownError: {n} in a row); it "
           "runs again shortly" for n in (1, 2, 4)),
         "the outbox loop's database answers again after 5 transient errors in a row"]
+    assert len(counted) == 5
