@@ -2,7 +2,9 @@
 unsubscribe pages, `/health`). `now` and `new_id` are the edge's clock and ids.
 
 Every error is `{"success": false, "reason": ...}` with a 4xx: our own (`ApiError`) and
-the router's (an unknown path is 404, a wrong method 405)."""
+the router's (an unknown path is 404, a wrong method 405); a transient database error
+(a lost connection, a lock) is the same with a 503 and `Retry-After`
+(engine/api/unavailable.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from engine.api.ingest import add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
 from engine.api.quota import RateLimitedError
 from engine.api.tracking import add_tracking_routes
+from engine.api.unavailable import TransientErrorsAnswer503
 from engine.api.unsubscribe import add_unsubscribe_routes
 from engine.ports import Store
 from engine.runtime.metrics import Metrics
@@ -85,6 +88,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
     async def health() -> dict[str, bool]:
         return {"ok": True}
 
+    app.add_middleware(TransientErrorsAnswer503, store=store)
     openapi.install(app)
     return app
 

@@ -232,3 +232,34 @@ def test_a_statement_prepared_before_its_table_changed_is_retried(
     finally:
         other.dispose()
         store.close()
+
+
+@pytest.mark.postgres
+def test_an_api_request_on_a_lost_connection_answers_503_and_its_retry_is_stored_once(
+        pg_new_database: Any, pg_server: str) -> None:
+    """The price paid by the API: the request right after the database dropped every
+    connection fails its statement. It answers 503 JSON with `Retry-After` (a bare 500
+    with a traceback until 2026-12-07), and the client's retry is stored, once."""
+    import httpx
+
+    from engine.store import SqlStore
+    from tests.api.test_api import Server, track
+
+    store = SqlStore(pg_new_database(), create=True)
+    key = store.create_key("web")
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    try:
+        with Server(store) as server, httpx.Client(
+                base_url=server.url, auth=(key, "")) as client:
+            assert client.post("/v1/track", json=track(messageId="m1")).status_code == 200
+            assert _terminate_backends(admin, store.sql_engine) >= 1
+            lost = client.post("/v1/track", json=track(messageId="m2"))
+            assert lost.status_code == 503, lost.text
+            assert lost.headers["retry-after"] == "1"
+            assert lost.json() == {"success": False, "reason": "the database is unavailable "
+                                   "for a moment: send the request again"}
+            assert client.post("/v1/track", json=track(messageId="m2")).status_code == 200
+        assert store.inbox_counts() == {"pending": 2}
+    finally:
+        store.close()
+        admin.dispose()

@@ -25,7 +25,8 @@ and outbox loops, the API's requests) run the same statements thousands of times
   flight at that moment gets anyway: the worker retries it as transient
   (`SqlStore.is_transient`), the dispatcher writes what it delivered again when a
   statement failed (`Dispatcher._write`; not after a failed COMMIT), an API request
-  answers 500 and the client sends it again (Segment's libraries retry 5xx).
+  answers 503 and the client sends it again (Segment's libraries retry 5xx;
+  engine/api/unavailable.py).
 
 **Behind PgBouncer in transaction mode** (docs/deploy.md): journeyman reads settings of
 its own from the `--db` URL's query and takes them out before the URL reaches libpq:
