@@ -19,19 +19,26 @@ from engine.ports import SCOPES, OutboxRecord
 from engine.store import DEFAULT_URL
 
 
-def migrate(db: DbOpt = DEFAULT_URL) -> None:
+def migrate(
+    db: DbOpt = DEFAULT_URL,
+    wait: Annotated[float, typer.Option(min=0, help=(
+        "Seconds to keep trying, every 2 s, while the database cannot be reached yet (it "
+        "is starting, or the network is not up): for a unit started at boot. 0: fail at "
+        "once."))] = 0.0,
+) -> None:
     """Bring the store's schema up to this version (creating it on a new database), then
-    exit. Run it once before starting `serve` and `worker` processes after an upgrade;
-    they also migrate on start, one at a time on PostgreSQL."""
+    exit; prints the store's revision. Run it once before starting `serve` and `worker`
+    processes after an upgrade; they also migrate on start, one at a time on
+    PostgreSQL."""
     from engine.store.sql import migrate as migrations
 
-    store = open_store(db)
+    store = open_store(db, wait=wait)
     try:
         with store.sql_engine.connect() as conn:
             revision = migrations.current(conn)
     finally:
         store.close()
-    err.print(f"store {store.dialect} at schema revision {revision} (current)", markup=False)
+    out.print(f"store {store.dialect} at schema revision {revision} (current)", markup=False)
 
 
 keys = typer.Typer(help="Write keys for the event API.", no_args_is_help=True)

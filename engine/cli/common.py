@@ -3,6 +3,7 @@ and the options that mean the same thing everywhere (`--journeys`, `--db`, ...).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from journeys.library import bundled_library
 from rules.errors import JourneymanError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+WAIT_RETRY_S = 2.0  # open_store(wait=...): between tries
 out = Console(highlight=False, soft_wrap=True)
 
 EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)
@@ -74,11 +76,24 @@ def fail(error: JourneymanError) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
-def open_store(db: str) -> Any:
-    """The store at `db`, migrated; exit 1 with the reason if it cannot be opened."""
+def open_store(db: str, *, wait: float = 0.0) -> Any:
+    """The store at `db`, migrated; exit 1 with the reason if it cannot be opened. With
+    `wait`, a database that cannot be reached yet (refused, not there, too many
+    connections: the driver's OperationalError) is tried again every 2 s for so many
+    seconds, a line each try: a unit started at boot before the network or a remote
+    PostgreSQL is up."""
+    from sqlalchemy.exc import OperationalError
+
     from engine.store import SqlStore
 
-    try:
-        return SqlStore(db, create=True)
-    except JourneymanError as exc:
-        raise fail(exc) from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return SqlStore(db, create=True)
+        except JourneymanError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0 or not isinstance(exc.__cause__, OperationalError):
+                raise fail(exc) from None
+            reason = str(exc).splitlines()[0]
+            err.print(f"waiting for the database ({left:.0f} s left): {reason}", markup=False)
+            time.sleep(min(WAIT_RETRY_S, left))

@@ -314,7 +314,7 @@ def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) 
     for _ in range(2):  # and again: nothing to do
         done = run("migrate", "--db", url)
         assert done.returncode == 0, done.stderr
-        assert "(current)" in done.stderr
+        assert "(current)" in done.stdout
     SqlStore(url).close()  # current: opens without create
     bad = run("migrate", "--db", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
     assert bad.returncode == 1

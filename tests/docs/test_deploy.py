@@ -115,6 +115,7 @@ def test_systemd_migrates_once_before_the_api_alone_and_the_workers() -> None:
     units = {unit.name: unit.read_text() for unit in UNITS}
     [migrate] = _unit_commands(DEPLOY / "systemd" / "journeyman-migrate.service")
     assert migrate[0] == "migrate"
+    assert float(migrate[migrate.index("--wait") + 1]) >= 60  # PostgreSQL may boot after it
     assert "Type=oneshot" in units["journeyman-migrate.service"]
     [api] = _unit_commands(DEPLOY / "systemd" / "journeyman-api.service")
     assert api[:2] == ["serve", "--no-worker"]

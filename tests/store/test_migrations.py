@@ -48,6 +48,46 @@ def test_migrations_on_empty_postgres(pg_new_database: Callable[[], str]) -> Non
 
 
 @pytest.mark.postgres
+def test_migrate_waits_for_a_database_that_is_not_there_yet(pg_server: str) -> None:
+    """`journeyman migrate --wait` (the systemd unit's, at boot): the database does not
+    exist yet; it says so each try and migrates once it does. Without --wait it fails
+    at once (exit 1, the reason, no traceback)."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"jm_test_{os.getpid()}_{secrets.token_hex(4)}"
+    url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    migrate_cli = [sys.executable, "-m", "engine", "migrate", "--db", url]
+    try:
+        at_once = subprocess.run(migrate_cli, check=False, capture_output=True, text=True,
+                                 timeout=60)
+        assert at_once.returncode == 1
+        assert f'database "{name}" does not exist' in at_once.stderr
+        assert "Traceback" not in at_once.stderr
+        waiting = subprocess.Popen([*migrate_cli, "--wait", "60"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert waiting.stderr is not None
+        line = waiting.stderr.readline()  # the first try failed: it waits
+        assert line.startswith("waiting for the database ("), line
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        stdout, stderr = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, stderr
+        assert stdout.startswith("store postgresql at schema revision "), stdout
+        SqlStore(url).close()  # current
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_processes_started_together_on_a_new_postgres_database_all_come_up(
         pg_new_database: Callable[[], str], tmp_path: Path) -> None:
