@@ -123,6 +123,9 @@ _ANSWERS: dict[int, str] = {
     404: "Not found.",
     413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
          "once inflated. Nothing is stored; the connection is closed.",
+    503: "The database is away for a moment (a lost connection, a lock, a statement "
+         "timeout): send the request again after `Retry-After` seconds. An event stored "
+         "before the error is recognised by its messageId and not counted twice.",
 }
 
 
@@ -132,7 +135,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Failure, "description": _ANSWERS[code],
-                   **({"headers": _RETRY_AFTER} if code == 429 else {})} for code in codes}
+                   **({"headers": _RETRY_AFTER} if code in (429, 503) else {})}
+            for code in codes}
 
 
 SECURITY: list[dict[str, list[str]]] = [{"keyAsBasicUser": []}, {"keyAsBearer": []}]
@@ -271,7 +275,7 @@ def ingest_route(kind: str, *, short: bool = False) -> dict[str, Any]:
                         "in the body."),
         "responses": {200: {"model": Success, "description": "Accepted (or a duplicate "
                                                              "messageId, ignored)."},
-                      **_errors(400, 401, 403, 413, 429)},
+                      **_errors(400, 401, 403, 413, 429, 503)},
         "openapi_extra": {
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref(schema)}}},
@@ -415,7 +419,7 @@ def deliverability_route(call: type[BaseModel], answer: type[BaseModel]) -> dict
             "description": "Hard bounces and complaints put the address on the suppression "
                            "list; soft bounces are counted. At most 512 KB.",
             "responses": {200: {"model": answer, "description": "Recorded."},
-                          **_errors(400, 401, 403, 413)},
+                          **_errors(400, 401, 403, 413, 503)},
             "openapi_extra": {
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref(call.__name__)}}},
