@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -30,13 +30,23 @@ journeys = typer.Typer(help="Deployed journeys: list them, pause, resume or arch
                        invoke_without_command=True)
 
 
-def _load(folder: Path | None) -> Any:
+def _load(folder: Path | None, *, as_json: bool = False) -> Any:
+    """The folder's library; exit 1 if it does not load (with `--json`, the problems go
+    in the document's `errors`, one `file:line:col: message` each, as a plan's do)."""
     from journeys.loader import load_library
 
     try:
         return load_library(journeys_folder(folder))
     except JourneymanError as exc:
+        if as_json:
+            _refused_json(str(exc).splitlines())
         raise fail(exc) from None
+
+
+def _refused_json(errors: list[str]) -> NoReturn:
+    """qa-contract §5: `--json` prints the document whatever the outcome; exit 1."""
+    sys.stdout.write(json.dumps({"journeys": {}, "errors": errors}, indent=2) + "\n")
+    raise typer.Exit(EXIT_INVALID)
 
 
 def _open(db: str) -> Any:
@@ -51,7 +61,7 @@ def plan(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
     step of the deployed version and where each goes. Exit 1 on an error."""
     from engine.runtime.versions import plan as make_plan
 
-    library = _load(journeys)
+    library = _load(journeys, as_json=as_json)
     store = _open(db)
     try:
         result = make_plan(library, store)
@@ -72,14 +82,18 @@ def apply(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
     as an error; nothing is written then."""
     from engine.runtime.versions import PlanError
     from engine.runtime.versions import apply as deploy
+    from engine.runtime.versions import plan as make_plan
 
-    library = _load(journeys)
+    library = _load(journeys, as_json=as_json)
     store = _open(db)
     try:
         result = deploy(library, store, store.clock.now())
     except PlanError as exc:
-        for line in exc.errors:
-            err.print(line, markup=False)
+        if as_json:  # the plan that was refused, its errors included
+            sys.stdout.write(json.dumps(make_plan(library, store).as_json(), indent=2) + "\n")
+        else:
+            for line in exc.errors:
+                err.print(line, markup=False)
         err.print("apply refused: nothing was deployed", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     finally:

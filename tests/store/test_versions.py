@@ -266,6 +266,33 @@ def test_plan_errors_refuse_apply(sql_store: SqlStore, folder: Path) -> None:
     assert plan(rig.load(), sql_store).errors  # plan says the same, and writes nothing
 
 
+def test_plan_and_apply_json_carry_every_error(sql_store: SqlStore, folder: Path) -> None:
+    """qa-contract §5: with `--json` the document is printed whatever the outcome, its
+    `errors` filled: a map to a step the new version lacks is found when the folder
+    loads, before any plan (it printed nothing on stdout until 2026-12-07), and a plan
+    error refuses apply with the refused plan."""
+    rig = Rig(sql_store, folder)
+    rig.apply()
+    cart = folder / "abandoned_cart.yaml"
+    cart.write_text(V2_RENAMED.replace("MIGRATE\n", "migrate:\n  from_version: 1\n"
+                                       "  steps: {grace: nowhere}\n"))
+    for command in ("plan", "apply"):
+        shown = _cli(command, "--journeys", str(folder), "--db", sql_store.url, "--json")
+        assert shown.exit_code == 1, command
+        document = json.loads(shown.stdout)
+        assert document["journeys"] == {}
+        (error,) = document["errors"]
+        assert "abandoned_cart.yaml:" in error, error
+        assert "'nowhere'" in error, error
+    cart.write_text(V2_RENAMED.replace("MIGRATE\n", "").replace("version: 2", "version: 1"))
+    refused = _cli("apply", "--journeys", str(folder), "--db", sql_store.url, "--json")
+    assert refused.exit_code == 1
+    document = json.loads(refused.stdout)
+    assert document["journeys"]["abandoned_cart"]["status"] == "changed"
+    assert any("give the changed journey version 2" in e for e in document["errors"])
+    assert [v.version for v in sql_store.deployed_versions("abandoned_cart")] == [1]
+
+
 def test_pause_stops_entries_and_removed_journeys_are_marked_removed(sql_store: SqlStore,
                                                                folder: Path) -> None:
     rig = Rig(sql_store, folder)
