@@ -78,6 +78,9 @@ def load_yaml(text: str, file: str) -> Source:
         duplicate = re.match(r'found duplicate key "([^"]*)"', reason)
         if duplicate:
             reason = f"duplicate key {duplicate[1]!r}"
+        elif "another document" in reason:  # the parser's "but found another document"
+            reason = ("a second document ('---'): a file holds one; put the next in a "
+                      "file of its own")
         raise InvalidJourney([Problem(file, line, col, f"YAML syntax: {reason}")]) from None
     except Exception as exc:  # ruamel raises a few non-marked errors (e.g. bad tags)
         raise InvalidJourney([Problem(file, 1, 1, f"YAML syntax: {exc}")]) from None

@@ -110,6 +110,10 @@ EXPECTED: dict[str, list[str]] = {
     "unknown_top_key": [
         "unknown_top_key.yaml:4:1: unknown key 'exit_whne' (did you mean 'exit_when'?)",
     ],
+    "two_documents": [
+        "two_documents.yaml:7:1: YAML syntax: a second document ('---'): a file holds one; put "
+        "the next in a file of its own",
+    ],
     "unknown_variable": [
         "unknown_variable.yaml:6:31: unknown variable 'user' in template; in scope: enrollment, event, journey, profile, trigger, unsubscribe_url",
     ],
