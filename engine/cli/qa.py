@@ -45,6 +45,10 @@ def run_tests(
     from engine.qa.scenarios import LibraryCache, run_file
 
     files = find_scenarios(paths)
+    for path in paths:
+        if path.is_file() and not path.name.endswith(SUFFIX):  # run, as asked; but say so
+            err.print(f"journeyman test: {path} is not named *{SUFFIX}; read as a scenario",
+                      markup=False)
     if not files:
         err.print(f"journeyman test: no *{SUFFIX} files under "
                   f"{', '.join(str(p) for p in paths)}", markup=False)

@@ -211,14 +211,15 @@ def _short(value: Mapping[str, Any], width: int = 70) -> str:
 
 
 def find_scenarios(paths: Iterable[Path]) -> list[Path]:
-    """Every `*.scenario.yaml` in `paths` (files, or folders searched recursively), sorted."""
-    found: list[Path] = []
+    """Every `*.scenario.yaml` in `paths` (files, or folders searched recursively), sorted,
+    each once however many paths reach it (a folder and a file in it)."""
+    found: dict[Path, Path] = {}
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
-        else:
-            found.append(path)
-    return found
+        here = (sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file()) if path.is_dir()
+                else [path])
+        for file in here:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
 
 
 def read_spec(path: Path, display: str | None = None) -> tuple[ScenarioSpec, Source]:

@@ -269,3 +269,20 @@ expect:
         done.output
     assert str(project) not in done.output
 
+
+
+def test_a_file_reached_twice_runs_once_and_a_file_not_named_as_scenarios_is_said(
+        tmp_path: Path) -> None:
+    """A folder and a file in it name one scenario: it runs once (it ran twice). A file
+    given by name that is not `*.scenario.yaml` is read as asked, with a note saying so
+    (a journey given by mistake then reads `unknown key 'version'` with its reason)."""
+    scenario = write(tmp_path, "quiet.scenario.yaml", "scenario: nothing happens\n" + HEAD
+                     + "only: [welcome]\nevents: []\nexpect:\n  no_messages_for: [ana]\n")
+    done = runner.invoke(app, ["test", str(tmp_path), str(scenario)])
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines()[-1] == "1 passed, 0 failed"
+    journey = tmp_path / "welcome.yaml"
+    journey.write_text((LIBRARY / "welcome.yaml").read_text())
+    mistaken = runner.invoke(app, ["test", str(journey)])
+    assert mistaken.exit_code == 1
+    assert f"{journey} is not named *.scenario.yaml; read as a scenario" in mistaken.output
