@@ -58,8 +58,8 @@ def read_log(path: Path) -> EventLog:
             at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
-            try:
-                event = loads(raw)
+            try:  # without its newline: a line cut short is "not JSON" at its end
+                event = loads(raw.rstrip(b"\r\n"))
             except UnicodeDecodeError as exc:
                 bad = not_utf8(raw, exc.start, str(path), line=number, offset=at)
                 raise ReplayError(str(bad)) from None

@@ -247,6 +247,9 @@ def test_bad_input(tmp_path: Path) -> None:
     assert f"{bad}:2:1: every event needs an ISO 8601 'timestamp'" in done.output
     bad.write_text("{nope\n")
     assert f"{bad}:1:2: not JSON" in runner.invoke(app, ["replay", str(bad)]).output
+    bad.write_text('{"type": "track", "userId": "u", "event": "X"\n')  # cut short: past its end
+    assert f"{bad}:1:46: not JSON: Expecting ',' delimiter" in runner.invoke(
+        app, ["replay", str(bad)]).output
     assert runner.invoke(app, ["replay"]).exit_code == 2
     assert runner.invoke(app, ["replay", str(bad), "--db", "sqlite://"]).exit_code == 2
     window = runner.invoke(app, ["replay", str(bad), "--from", "2026-02-01", "--to", "2026-01-01"])
