@@ -282,6 +282,7 @@ def demo(
     db: Annotated[str | None, typer.Option(help=(
         "Store URL to keep the demo's state (default: a fresh temporary SQLite file)."))]
     = None,
+    secret_file: SecretFileOpt = None,
 ) -> None:
     """Run the whole service on a time-lapse clock and play a demo event stream through
     its HTTP API: watch profiles enter journeys and messages reach the console."""
@@ -297,6 +298,7 @@ def demo(
         synthetic_events,
         when,
     )
+    from engine.runtime.signing import configured_secrets
 
     bundled = bundled_demo_events()
     try:
@@ -324,6 +326,7 @@ def demo(
             summary = run_demo(journeys_folder(journeys), stream, db=url,
                                channels=channels_for("console"), speed=speed,
                                run_on=timedelta(days=days), progress=show,
-                               show=_print_line)
+                               show=_print_line,
+                               secrets=configured_secrets(os.environ, secret_file))
     for line in summary.lines():
         out.print(line, markup=False)

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -33,6 +33,7 @@ from engine.ports import Channel, Decision
 from engine.qa.inputs import InputFileError, read_event_lines
 from engine.qa.simulate import locate_render_errors, place_of
 from engine.runtime.events import BadEvent
+from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service, SigtermStop
 from engine.testing import SkipRecord
 from journeys.loaded import Library
@@ -167,7 +168,8 @@ Progress = Callable[[datetime, int, int, int], None]
 def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
              channels: dict[str, Channel], speed: float, run_on: timedelta,
              progress: Progress | None = None,
-             show: Callable[[str], None] | None = None) -> DemoSummary:
+             show: Callable[[str], None] | None = None,
+             secrets: Sequence[SigningSecret] | None = None) -> DemoSummary:
     import httpx
     import uvicorn
 
@@ -176,7 +178,7 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     # events_first=0: a second of the wall clock (EVENTS_FIRST) is hours of the demo's
     # time
     service = Service(journeys, db, channels=channels, clock=clock, tick=0.05, lease=5,
-                      events_first=0)
+                      events_first=0, secrets=secrets)
     key = service.store.create_key(f"demo-{time.monotonic_ns()}")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,

@@ -68,3 +68,31 @@ def test_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert out.splitlines()[-1].startswith("  outbox: "), out[-2000:]
     assert "Traceback" not in errors, errors[-3000:]
     assert list(tmp_path.glob("journeyman-demo-*")) == []
+
+
+@pytest.mark.postgres
+def test_demo_runs_on_postgresql_with_the_configured_secret(pg_database: str,
+                                                            tmp_path: Path) -> None:
+    """On PostgreSQL every process needs a configured secret; the demo took none, so it
+    failed whatever was set (it reads JOURNEYMAN_SECRET and --secret-file now)."""
+    from tests.store.conftest import make_pg_store
+
+    make_pg_store(pg_database).close()  # emptied
+    events = tmp_path / "one.jsonl"
+    events.write_text('{"type": "identify", "userId": "ana", "timestamp": '
+                      '"2026-03-02T09:00:00Z", "traits": {"email": "ana@example.com", '
+                      '"consent": {"email": true}}}\n')
+    command = [sys.executable, "-m", "engine", "demo", "--events", str(events),
+               "--synthetic", "0", "--days", "1", "--speed", "3000000", "--db", pg_database]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYMAN_SECRET")}
+    unset = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           check=False, env=env)
+    assert unset.returncode == 1
+    assert "no secret to sign unsubscribe links with" in unset.stderr
+    secret = tmp_path / "secret"
+    secret.write_text("a-demo-secret-of-thirty-two-characters-or-more\n")
+    secret.chmod(0o600)
+    done = subprocess.run([*command, "--secret-file", str(secret)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any(line.startswith("1 events, 1 profiles") for line in done.stdout.splitlines())
