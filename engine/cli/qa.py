@@ -100,6 +100,10 @@ def replay(
         raise typer.Exit(EXIT_USAGE)
     try:
         window = _window(start, end)
+    except JourneymanError as exc:  # a bad option's value: a usage error, as Typer's are
+        err.print(f"journeyman replay: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
         loaded = read_log(events) if events is not None else read_db_events(str(db))
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],

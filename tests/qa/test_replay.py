@@ -253,8 +253,11 @@ def test_bad_input(tmp_path: Path) -> None:
     assert runner.invoke(app, ["replay"]).exit_code == 2
     assert runner.invoke(app, ["replay", str(bad), "--db", "sqlite://"]).exit_code == 2
     window = runner.invoke(app, ["replay", str(bad), "--from", "2026-02-01", "--to", "2026-01-01"])
-    assert window.exit_code == 1
+    assert window.exit_code == 2  # the options' values: a usage error
     assert "--to must be after --from" in window.output
+    garbage = runner.invoke(app, ["replay", str(bad), "--from", "garbage"])
+    assert garbage.exit_code == 2
+    assert "--from 'garbage' is not an ISO time" in garbage.output
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"type": "track", "event": "X", "timestamp": "2026-01-01T00:00:00Z"}\n'
                     '{"type": "track", "userId": "u", "event": "X", '
