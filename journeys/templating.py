@@ -395,7 +395,7 @@ class TemplateLibrary:
             location = f"{shown}:{found[1]}, {part}"
         elif file is not None:
             location = f"{file}, {part}"
-            source = self._yaml_source(template_id)
+            source = self.yaml_source(template_id)
             if source is not None and where[0] != "html_file":
                 line, _ = source.position(where)
                 if found is not None:  # block scalars start on the line after the key
@@ -403,7 +403,7 @@ class TemplateLibrary:
                 location = f"{file}:{line}, {part}"
         return TemplateRenderError(f"template {template_id!r} ({location}): {_describe(exc)}")
 
-    def _yaml_source(self, template_id: str) -> Any:
+    def yaml_source(self, template_id: str) -> Any:
         """The template's YAML with positions (for the line of a render error), or None."""
         path = self.folder / f"{template_id}.yaml" if self.folder is not None else None
         if path is None or not path.is_file():
@@ -412,6 +412,18 @@ class TemplateLibrary:
             return load_yaml(read_text(path), self.files.get(template_id, path.name))
         except InvalidJourney:
             return None
+
+    def parts(self, template_id: str) -> list[tuple[Where, str]]:
+        """A template's Jinja2 strings, each with where it is in its file (`html_file`'s
+        file aside)."""
+        tpl = self.templates[template_id]
+        parts: list[tuple[Where, str]] = [
+            ((name.rstrip("_"),), value) for name in
+            ("subject", "preheader", "from_", "reply_to", "html", "text", "body")
+            if (value := getattr(tpl, name)) is not None]
+        if tpl.payload is not None:
+            parts.extend((("payload", *w), s) for w, s in _strings(tpl.payload))
+        return parts
 
     def check(self, known_traits: Collection[str] | None = None) -> list[Problem]:
         """Syntax errors and variables outside the template scope, for every template;
@@ -422,18 +434,12 @@ class TemplateLibrary:
             source = None
             if self.folder is not None and (self.folder / f"{template_id}.yaml").exists():
                 source = load_yaml(read_text(self.folder / f"{template_id}.yaml", file), file)
-            parts: list[tuple[tuple[str | int, ...], str, jinja2.Environment]] = []
-            for name in ("subject", "preheader", "from_", "reply_to", "html", "text", "body"):
-                value = getattr(tpl, name)
-                if value is not None:
-                    parts.append(((name.rstrip("_"),), value, self._env))
-            if tpl.payload is not None:
-                parts.extend(((("payload", *w)), s, self._env) for w, s in _strings(tpl.payload))
-            self.texts[template_id] = [text for _, text, _ in parts]
-            for where, text, env in parts:
-                problems.extend(_check_source(text, env, file, source, where))
+            parts = self.parts(template_id)
+            self.texts[template_id] = [text for _, text in parts]
+            for where, text in parts:
+                problems.extend(_check_source(text, self._env, file, source, where))
                 if known_traits is not None:
-                    problems.extend(_check_traits(text, env, file, source, where,
+                    problems.extend(_check_traits(text, self._env, file, source, where,
                                                   known=known_traits))
             if tpl.html_file is not None:
                 assert self.folder is not None

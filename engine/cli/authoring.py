@@ -30,12 +30,15 @@ def validate(
     """Check journeys (shape, references, templates, conditions) and compile them.
 
     Prints every problem as file:line:column: message on stderr and exits 1 if any;
-    2 for a path that does not exist.
+    2 for a path that does not exist. Warnings (a template reading a trait with no
+    fallback) are printed too and change nothing.
     """
     from journeys.compiler import compile_library
     from journeys.loader import POLICY_FILE, load_path
+    from journeys.template_guards import template_warnings
 
     problems: list[str] = []
+    warnings: list[str] = []
     count = 0
     for path in paths:
         if path.is_dir() and not (path / POLICY_FILE).is_file():
@@ -46,8 +49,11 @@ def validate(
             library = load_path(path)
             compile_library(library, backend=backend)
             count += len(library.journeys)
+            warnings.extend(str(w) for w in template_warnings(library.templates))
         except JourneymanError as exc:
             problems.extend(str(exc).splitlines())
+    for line in dict.fromkeys(warnings):  # two paths may share a templates folder
+        err.print(line, markup=False)
     if problems:
         for line in problems:
             err.print(line, markup=False)

@@ -1,0 +1,133 @@
+"""Warnings, not errors: a template that reads a trait with no fallback.
+
+Templates render with `StrictUndefined` (journeys/templating.py), so a profile without
+the trait a template reads gets no message: the send is skipped as `template_error`.
+That is right for a trait every profile has, and a surprise for one many lack (a first
+name, a plan). `journeyman validate` warns about each `profile.traits.<name>` read
+
+    {{ profile.traits.first_name }}                     -> warned
+    {{ profile.traits.first_name | default('there') }}  -> fine
+    {% if profile.traits.plan is defined %}{{ profile.traits.plan }}{% endif %}  -> fine
+    {% if profile.traits.vip %}...{% endif %}           -> warned (the test itself fails)
+
+and stays quiet about `email` and `phone` (a send goes to one of them, so the profile
+has it when the message renders). The rest of the scope (`event.properties`,
+`enrollment.data`) depends on the journey that sends the template, so it is not judged
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import jinja2
+from jinja2 import nodes
+
+from journeys.errors import InvalidJourney, Problem
+from journeys.templating import TemplateLibrary
+from journeys.textfile import read_text
+
+FALLBACK_FILTERS = frozenset({"default", "d"})  # Jinja2's own, and its short name
+PRESENCE_TESTS = frozenset({"defined", "undefined"})
+ALWAYS_THERE = frozenset({"email", "phone"})  # where the message goes: present
+
+
+def unguarded_traits(text: str, env: jinja2.Environment) -> list[tuple[str, int]]:
+    """The traits `text` reads with no `default` and outside an `is defined` test, each
+    with the line of `text` it is first read on, in order (raises TemplateSyntaxError)."""
+    found: list[tuple[str, int]] = []
+    _walk(env.parse(text), frozenset(), found)
+    first: dict[str, int] = {}
+    for name, line in found:
+        first.setdefault(name, line)
+    return list(first.items())
+
+
+def template_warnings(templates: TemplateLibrary) -> list[Problem]:
+    """A warning for each trait read without a fallback, at the line that reads it."""
+    warnings: list[Problem] = []
+    env = jinja2.Environment()  # parsing only: the names, not the sandbox
+    for template_id in sorted(templates.templates):
+        file = templates.files.get(template_id, f"templates/{template_id}.yaml")
+        source = templates.yaml_source(template_id)
+        for where, text in templates.parts(template_id):
+            line, col = source.position(where) if source is not None else (1, 1)
+            block = 1 if "\n" in text else 0  # a block scalar starts on the next line
+            for name, at in _read(text, env):
+                warnings.append(Problem(file, line + block + at - 1, col if at == 1 else 1,
+                                        _message(name)))
+        html_file = templates.templates[template_id].html_file
+        if html_file is not None and templates.folder is not None:
+            path = templates.folder / html_file
+            try:
+                text = read_text(path)
+            except InvalidJourney:
+                continue  # an error of its own (TemplateLibrary.check)
+            shown = str(Path(file).parent / html_file)
+            warnings.extend(Problem(shown, at, 1, _message(name))
+                            for name, at in _read(text, env))
+    return warnings
+
+
+def _read(text: str, env: jinja2.Environment) -> list[tuple[str, int]]:
+    try:
+        return unguarded_traits(text, env)
+    except jinja2.TemplateSyntaxError:
+        return []  # an error of its own (TemplateLibrary.check)
+
+
+def _message(name: str) -> str:
+    return (f"warning: profile.traits.{name} has no fallback: a profile without it gets "
+            f"no message (skipped as template_error); write "
+            f"{{{{ profile.traits.{name} | default('...') }}}} or test it with "
+            f"`is defined`")
+
+
+def _trait(node: nodes.Node) -> str | None:
+    """`profile.traits.<name>` or `profile.traits['<name>']`: the name."""
+    if not isinstance(node, nodes.Getattr | nodes.Getitem):
+        return None
+    inner = node.node
+    if not (isinstance(inner, nodes.Getattr) and inner.attr == "traits"
+            and isinstance(inner.node, nodes.Name) and inner.node.name == "profile"):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    arg = node.arg
+    return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+
+
+def _tested(test: nodes.Node) -> frozenset[str]:
+    """The traits an `if` asks `is defined` (or `is undefined`) about."""
+    return frozenset(name for t in _presence_tests(test) if (name := _trait(t.node)))
+
+
+def _presence_tests(node: nodes.Node) -> Iterator[nodes.Test]:
+    """The `is defined` tests in `node`, itself included (find_all looks below it)."""
+    tests = [node] if isinstance(node, nodes.Test) else []
+    for test in [*tests, *node.find_all(nodes.Test)]:
+        if test.name in PRESENCE_TESTS:
+            yield test
+
+
+def _walk(node: nodes.Node, guarded: frozenset[str], found: list[tuple[str, int]]) -> None:
+    if isinstance(node, nodes.Filter) and node.name in FALLBACK_FILTERS:
+        for child in (*node.args, *(kw.value for kw in node.kwargs)):
+            _walk(child, guarded, found)  # `x | default(profile.traits.y)` reads y
+        return
+    if isinstance(node, nodes.Test) and node.name in PRESENCE_TESTS:
+        return
+    if isinstance(node, nodes.If):
+        _walk(node.test, guarded, found)
+        inside = guarded | _tested(node.test)
+        for statement in (*node.body, *node.elif_, *node.else_):
+            _walk(statement, inside, found)
+        return
+    name = _trait(node)
+    if name is not None:
+        if name not in guarded and name not in ALWAYS_THERE:
+            found.append((name, node.lineno))
+        return
+    for below in node.iter_child_nodes():
+        _walk(below, guarded, found)
