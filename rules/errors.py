@@ -53,4 +53,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     was written, and "unknown key 'id' (did you mean 'id'?)" helps nobody."""
     close = difflib.get_close_matches(word, [c for c in choices if c != word], n=1,
                                       cutoff=0.6)
+    if close and not _alike(word, close[0]):
+        return ""
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _alike(word: str, choice: str) -> bool:
+    """Close enough to suggest: a typo (ratio 0.7 or more: 'wiat', 'pauze') or one inside
+    the other ('byebye', 'bye'); not two words that share some letters ('version',
+    'reason': 0.62)."""
+    return (difflib.SequenceMatcher(None, word, choice).ratio() >= 0.7
+            or word in choice or choice in word)
