@@ -78,7 +78,8 @@ class OutboxRecord:
 class Decision:
     """One decision of the engine for a profile, and why (the decision log, `journeyman
     why`). `what` is its kind: entered, not_entered, waiting, resumed, branch, split,
-    sent, skipped, deferred, failed, goal, exited (and fired_late, a timer's lateness);
+    sent, skipped, deferred, failed, goal, exited (and fired_late, a timer's lateness;
+    consent and not_merged, a person's own records, which `why` leaves out);
     `step` is "" when it was not made at a step; `details` holds the values that
     decided it."""
 

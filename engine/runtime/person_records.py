@@ -1,7 +1,8 @@
 """Decisions about a person that belong to no journey: each consent change that came
 through the API (with its source), and each merge refused between two known people
-(engine/runtime/identity.py). `why` and the export show them; they are erased with
-the person."""
+(engine/runtime/identity.py). The export, `journeyman decisions` and the dashboard's
+timeline show them (not `why`: not a kind of its contract); they are erased with the
+person."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def _shown(value: Any) -> str:
 def record_consent(unit: UnitOfWork, before: Profile | None, after: Profile,
                     event: Mapping[str, Any], now: datetime) -> None:
     """A record of each consent change that came through the API: channel, value,
-    when, and its source (the API key's name, or `unsubscribe` for a link). Shown by
-    `why` and in the export; erased with the person. (Events fed in other ways --
+    when, and its source (the API key's name, or `unsubscribe` for a link). Shown in
+    the export and `journeyman decisions`; erased with the person. (Events fed in other ways --
     the testing kit, simulate, replay -- carry no source and leave no record.)"""
     old = (before.traits.get("consent") if before is not None else None) or {}
     new = after.traits.get("consent") or {}

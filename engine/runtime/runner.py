@@ -87,8 +87,7 @@ class Runner:
                  closed: set[str] | None = None,
                  tracking: TrackingLinks | None = None) -> None:
         self.journeys = dict(journeys)  # the current version of each journey: entries
-        # The whole decision log (entries, refusals, waits, branches, splits, exits) for
-        # `journeyman why`; off, only what became of sends is recorded.
+        # The whole decision log for `journeyman why`; off, only what became of sends
         self.decision_log = decision_log
         # Every version enrollments may be on (older deployed ones too: in-flight
         # enrollments finish on the version they started, engine/runtime/versions.py).
@@ -109,8 +108,7 @@ class Runner:
         # once per call: two threads (events, timers) each get their own view's.
         self._view_facts: tuple[Profile, dict[str, Any]] | None = None
         self._triggers: dict[tuple[str, str], CronTrigger] = {}  # (journey, zone) -> trigger
-        # schedules whose `when` holds only on a birthday: armed for the birthday's
-        # firing, not every day's
+        # schedules whose `when` holds only on a birthday: armed for that day's firing only
         self._birthday_crons = {jid for jid in self._cron if birthday_only(
             self.journeys[jid].loaded.conditions.get(("entry", "when")))}
         # segment entries whose condition reads a trait that changes with time alone
@@ -368,9 +366,10 @@ class Runner:
         return self._advance(unit, journey, enrollment, Enter(view))[1]
 
     def _advance(self, unit: UnitOfWork, journey: CompiledJourney, enrollment: Enrollment,
-                 trigger: Trigger) -> tuple[Enrollment, bool]:
-        """Advance and carry out the commands; (the new enrollment, profile changed)."""
-        result: Advanced = advance(journey, enrollment, trigger, self.clock.now(),
+                 trigger: Trigger, now: datetime | None = None) -> tuple[Enrollment, bool]:
+        """Advance at `now` (else the clock's) and carry out the commands; (the new
+        enrollment, profile changed)."""
+        result: Advanced = advance(journey, enrollment, trigger, now or self.clock.now(),
                                    explain=self.decision_log)
         unit.put_enrollment(result.enrollment)
         changed = False
@@ -425,7 +424,7 @@ class Runner:
     # --- time ----------------------------------------------------------------------
 
     def fire(self, timer: ScheduleTimer, unit: UnitOfWork) -> None:
-        """Fire one due timer (claimed by the caller)."""
+        """Fire one due timer (claimed by the caller); its lateness and resume: one instant."""
         now = self.clock.now()
         if now - timer.due_at > LATE_AFTER:
             self._record_lateness(unit, timer, now)
@@ -443,7 +442,8 @@ class Runner:
             return
         profile = unit.get_profile(enrollment.profile_id) or Profile(enrollment.profile_id)
         view = self.computed.view(profile, now, self.policy.timezone)
-        self._advance(unit, journey, enrollment, TimerFired(view, timer.step, timer.occurrence))
+        self._advance(unit, journey, enrollment,
+                      TimerFired(view, timer.step, timer.occurrence), now)
 
     def _record_lateness(self, unit: UnitOfWork, timer: ScheduleTimer, now: datetime) -> None:
         """A timer that fires late (the service was down) fires once; say how late."""

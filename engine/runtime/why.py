@@ -8,22 +8,33 @@ became of each send (sent, skipped, deferred, failed; engine/runtime/dispatch.py
 
 A person is found by user id or anonymous id; the decisions recorded under every id
 that now points at them are included, so a profile merged into another keeps its past.
+Only the contract's kinds are told (qa-contract.md section 4): a person's own records
+of no journey (consent changes, merges refused; engine/runtime/person_records.py) are
+in the export and `journeyman decisions`. `step` is None for the engine's own states
+(a goal reached after the enrollment ended is recorded at `__exited__`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from engine.core.model import CRON_STEP
 from engine.core.times import iso, span
 from engine.ports import Decision
+from journeys.graph import COMPLETED, EXITED, START
 
-# The kinds of the contract (qa-contract.md, section 4); a record of another kind keeps
-# its own name (the contract allows more).
+# The kinds of the contract (qa-contract.md, section 4), the only ones `why` tells.
 KINDS = ("entered", "not_entered", "waiting", "resumed", "branch", "split", "sent", "skipped",
          "deferred", "failed", "goal", "exited")
+# The engine's own states, never a step of a journey: `step` is null there (a goal
+# reached after the enrollment ended is recorded at `__exited__` or `__completed__`).
+PLACEHOLDERS = frozenset({START, COMPLETED, EXITED, CRON_STEP})
+# A late timer's record and what the firing did are one instant now; in older logs, two
+# reads of the clock in one firing, milliseconds apart (a minute is far more than that).
+FIRING = timedelta(minutes=1)
 
 
 class DecisionSource(Protocol):
@@ -76,51 +87,61 @@ def why(store: DecisionSource, user: str, *, journey: str | None = None) -> list
     if journey is not None:
         decisions = [d for d in decisions if d.journey == journey]
     decisions.sort(key=lambda d: d.at)  # stable: the order of recording within an instant
-    return _fold_lateness([_entry(d) for d in decisions])
+    # Only the contract's kinds: a person's own records (consent changes, merges refused)
+    # are in the export and `journeyman decisions`, not decisions of a journey.
+    return [_entry(d) for d in _fold_lateness(decisions) if d.what in KINDS]
 
 
 def _entry(d: Decision) -> Why:
-    return Why(iso(d.at), d.profile_id, d.journey, d.step or None, d.what, d.reason,
-               dict(d.details))
+    step = None if not d.step or d.step in PLACEHOLDERS else d.step
+    return Why(iso(d.at), d.profile_id, d.journey, step, d.what, d.reason, dict(d.details))
 
 
-def _fold_lateness(entries: list[Why]) -> list[Why]:
+def _fold_lateness(decisions: list[Decision]) -> list[Decision]:
     """A timer that fired late is recorded apart (`fired_late`, for operators); `why`
-    tells it with the resume it caused, or as a resume of its own."""
-    out: list[Why] = []
-    late: dict[tuple[str, str | None, str], Why] = {}
-    for entry in entries:
-        key = (entry.journey, entry.step, entry.at)
-        if entry.kind == "fired_late":
-            late[key] = entry
+    tells it with what it caused: the resume of its wait (the next record at that
+    profile, journey and step, within `FIRING`; the runtime stamps both with one
+    instant, older logs may not), else a resume of its own where it fired; a
+    schedule's, with the entry it made (none made: not told). Oldest first: sorted by
+    instant, not by text (an ISO time with a fraction of a second sorts before the same
+    second without one)."""
+    told: list[Decision | None] = []
+    held: dict[tuple[str, str, str], tuple[int, Decision]] = {}  # lateness: its slot, itself
+    for d in decisions:
+        if d.what == "fired_late":
+            held[(d.profile_id, d.journey, d.step)] = (len(told), d)
+            told.append(None if d.step == CRON_STEP else _late_resume(d))
             continue
-        held = late.pop(key, None)
-        if held is not None and entry.kind == "resumed":
-            out.append(Why(entry.at, entry.profile, entry.journey, entry.step, entry.kind,
-                           entry.reason + f" ({_late(held)})",
-                           {**entry.details, **held.details, "late": True}))
-            continue
-        if held is not None:
-            out.append(_late_resume(held))
-        out.append(entry)
-    out += [_late_resume(held) for held in late.values()]
-    return out
+        found = held.pop((d.profile_id, d.journey, d.step), None)
+        if found is None and d.journey:
+            found = held.pop((d.profile_id, d.journey, CRON_STEP), None)
+        if found is not None and _caused(found[1], d):
+            told[found[0]] = None
+            told.append(replace(d, reason=f"{d.reason} ({_late(found[1])})",
+                                details={**d.details, **found[1].details, "late": True}))
+        else:
+            told.append(d)
+    return sorted((d for d in told if d is not None), key=lambda d: d.at)
 
 
-def _late(entry: Why) -> str:
-    seconds = float(entry.details.get("late_seconds", 0))
+def _caused(late: Decision, d: Decision) -> bool:
+    """Whether `d` is what the late timer did: the resume of its wait, or a schedule's
+    entry (or refusal), recorded in the same firing (a moment later at most)."""
+    kinds = ("entered", "not_entered") if late.step == CRON_STEP else ("resumed",)
+    return d.what in kinds and d.at - late.at <= FIRING
+
+
+def _late(d: Decision) -> str:
+    seconds = float(d.details.get("late_seconds", 0))
     return f"the timer fired {timedelta(seconds=round(seconds))} late"
 
 
-def _late_resume(entry: Why) -> Why:
-    return Why(entry.at, entry.profile, entry.journey, entry.step, "resumed",
-               f"timer_overdue: {_late(entry)}", dict(entry.details))
+def _late_resume(d: Decision) -> Decision:
+    return replace(d, what="resumed", reason=f"timer_overdue: {_late(d)}",
+                   details={**d.details, "late": True})
 
 
 # --- the story ---------------------------------------------------------------------------
-
-PERSONAL = "(the person: consent, identity)"  # the heading of the records of no journey
-
 
 def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     """The decisions as a readable timeline, one journey after another."""
@@ -132,12 +153,9 @@ def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     journeys: dict[str, list[Why]] = {}
     for entry in entries:
         journeys.setdefault(entry.journey, []).append(entry)
-    # The records of no journey (consent changes, identifiers kept apart) are the
-    # person's own: a block of their own, not counted as a journey
-    counted = sum(1 for name in journeys if name)
-    lines = [f"{user}: {len(entries)} decision(s) in {counted} journey(s), oldest first"]
+    lines = [f"{user}: {len(entries)} decision(s) in {len(journeys)} journey(s), oldest first"]
     for name, items in journeys.items():
-        lines += ["", name or PERSONAL]
+        lines += ["", name]
         for e in items:
             when = e.at.replace("T", " ").removesuffix("Z")
             where = f"{e.step}: " if e.step else ""
@@ -166,4 +184,4 @@ def _more(entry: Why) -> str:
     return ""
 
 
-__all__ = ["KINDS", "PERSONAL", "DecisionSource", "Why", "profile_of", "story", "why"]
+__all__ = ["KINDS", "PLACEHOLDERS", "DecisionSource", "Why", "profile_of", "story", "why"]

@@ -349,23 +349,3 @@ def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
     eng.track("ana", "Product Viewed", {"price": 70})
     eng.run_until_idle()
     assert story("ana", eng.why("ana")) == shown
-
-
-def test_the_story_tells_the_persons_own_records_apart_from_journeys() -> None:
-    """A consent change or a refused merge belongs to no journey: its block has a heading
-    of its own and is not counted as a journey (it was, under an empty heading)."""
-    from engine.runtime.why import PERSONAL, Why, story
-
-    entries = [
-        Why("2026-03-02T09:00:00Z", "ana", "", "email", "consent", "consent.email: true",
-            {"channel": "email"}),
-        Why("2026-03-02T09:00:01Z", "ana", "welcome", "hello", "entered", "entry: Signed Up",
-            {}),
-    ]
-    told = story("ana", entries).splitlines()
-    assert told[0] == "ana: 2 decision(s) in 1 journey(s), oldest first"
-    assert told[2] == PERSONAL
-    assert "consent.email: true" in told[3]
-    assert told[1] == ""
-    assert told[4] == ""
-    assert told[5] == "welcome"
