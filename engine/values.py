@@ -330,10 +330,17 @@ class Engagement:
     reason: str | None = None
 
 
+# A suppression's `reason`: what put the address on the list (the column holds 32
+# characters: a kind, not a report; a report goes in `details`)
+SUPPRESSION_REASONS = ("hard_bounce", "complaint", "manual")
+REASON_LENGTH = 32
+
+
 @dataclass(frozen=True, slots=True)
 class Suppression:
     """An address no journey sends to any more: `reason` is hard_bounce, complaint or
-    manual; `address` is kept lowercased."""
+    manual (one of SUPPRESSION_REASONS, or a short word given by hand); `address` is
+    kept lowercased; `details` holds the rest (a bounce's report, a note)."""
 
     address: str
     reason: str
@@ -347,6 +354,13 @@ def forgotten_address(address: str) -> str:
     it still keeps journeys from sending to that address if it comes back, while the
     address itself is in no file (docs/privacy.md)."""
     return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def forgotten_reason(reason: str) -> str:
+    """What the suppression of a forgotten person's address keeps as its reason: the
+    kind (SUPPRESSION_REASONS) as it was, any other text (given by hand, it may name the
+    person) as "forgotten"."""
+    return reason if reason in SUPPRESSION_REASONS else "forgotten"
 
 
 @dataclass(frozen=True, slots=True)

@@ -308,7 +308,9 @@ def export_route() -> dict[str, Any]:
 
 def forget_route() -> dict[str, Any]:
     return {"description": "Erase every row that holds the person, under every profile "
-                           "id they had; on SQLite the file and its WAL are scrubbed "
+                           "id they had, and replace their identifiers in other people's "
+                           "rows with \"[forgotten]\" (`others_scrubbed`: how many rows); "
+                           "on SQLite the file and its WAL are scrubbed "
                            "(`sqlite_scrubbed`: 1, or 0 while another process holds it).",
             "responses": {200: {"model": Forgotten, "description": "Rows deleted per table."},
                           **_errors(401, 403, 404)},

@@ -151,18 +151,32 @@ def suppressions_list(
 @suppressions.command("add")
 def suppressions_add(
     address: Annotated[str, typer.Argument(help="The address (compared lowercased).")],
-    reason: Annotated[str, typer.Option(help="Why (default: manual).")] = "manual",
+    reason: Annotated[str, typer.Option(
+        help="Why, as a short kind: hard_bounce, complaint, manual (default) or a word of "
+             "your own, at most 32 characters. A longer text goes in --note.")] = "manual",
+    note: Annotated[str | None, typer.Option(
+        help="Free text kept with it (a bounce report, a ticket); dropped when the "
+             "address's person is forgotten.")] = None,
     db: DbOpt = DEFAULT_URL,
 ) -> None:
     """Stop every journey from sending to an address."""
     from engine.ports import Suppression
+    from engine.values import REASON_LENGTH
 
     if "@" not in address or not address.isprintable() or len(address) > 320:
         err.print(f"{address[:80]!r} is not an email address", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if not reason.strip() or len(reason) > REASON_LENGTH or not reason.isprintable():
+        # the column holds a kind, not a report: never cut it silently
+        err.print(f"--reason is a short kind of at most {REASON_LENGTH} characters "
+                  f"(hard_bounce, complaint, manual, ...), this one has {len(reason)}: "
+                  "put the text in --note", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    details = {"note": note} if note else {}
     store = open_store(db)
     try:
-        added = store.suppress(Suppression(address, reason[:32], datetime.now(UTC), "cli"))
+        added = store.suppress(Suppression(address, reason.strip(), datetime.now(UTC), "cli",
+                                           details))
     finally:
         store.close()
     out.print(f"suppressed {address.lower()!r}" if added else

@@ -47,14 +47,18 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     finally:
         store.close()
     scrubbed = deleted.pop("sqlite_scrubbed", None)
+    others = deleted.pop("others_scrubbed", 0)
     # which store: --db may have come from $JOURNEYMAN_DB without the operator thinking
     where = make_url(db).render_as_string(hide_password=True)
     err.print(f"forgotten: {sum(deleted.values())} rows deleted in {where}", markup=False)
+    if others:
+        err.print(f"{others} rows of other people named them: rewritten with "
+                  '"[forgotten]" in their place', markup=False)
     if scrubbed == 0:
         err.print("the SQLite file is still open in another process: its free pages and "
                   "write-ahead log are scrubbed once it is not (run forget again then)",
                   markup=False)
-    sys.stdout.write(json.dumps({"deleted": deleted}) + "\n")
+    sys.stdout.write(json.dumps({"deleted": deleted, "others_scrubbed": others}) + "\n")
 
 
 def _person(store: Any, user: str) -> str:

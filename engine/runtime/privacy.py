@@ -45,11 +45,19 @@ def export_document(store: Store, profile_id: str) -> dict[str, Any]:
     }
 
 
+# forget's result beside the rows deleted per table: other people's rows rewritten
+# without the person (engine/store/scrub.py), and whether SQLite's file was scrubbed
+NOT_DELETED = ("others_scrubbed", "sqlite_scrubbed")
+
+
 def forget(store: Store, profile_id: str) -> dict[str, int]:
-    """Erase the person; returns the rows deleted per table (no identifier in it)."""
+    """Erase the person, and their identifiers from other people's rows; returns the
+    rows deleted per table, `others_scrubbed` (other people's rows rewritten) and, on
+    SQLite, `sqlite_scrubbed` (no identifier in it)."""
     deleted = store.forget_person(profile_id)
-    log.info("forgot a person: %d rows", sum(v for k, v in deleted.items()
-                                             if k != "sqlite_scrubbed"))
+    log.info("forgot a person: %d rows, %d rows of others scrubbed",
+             sum(v for k, v in deleted.items() if k not in NOT_DELETED),
+             deleted.get("others_scrubbed", 0))
     return deleted
 
 

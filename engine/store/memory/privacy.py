@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.times import iso, parse_timestamp
-from engine.ports import Engagement, Suppression
+from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
-from engine.values import forgotten_address
+from engine.store.scrub import Scrubber, still_someone_elses
+from engine.values import forgotten_address, forgotten_reason
 
 IDENTIFIER_TRAITS = ("email", "phone")
 
@@ -120,8 +121,61 @@ class MemoryPrivacy(MemoryQueues):
             if kept is not None:
                 hashed = forgotten_address(address)
                 self.suppression_rows.setdefault(hashed, Suppression(
-                    hashed, kept.reason, kept.at, kept.source, {}))
+                    hashed, forgotten_reason(kept.reason), kept.at, kept.source, {}))
+        counts["others_scrubbed"] = self._scrub_others({*ids, *named, *addresses})
         return counts
+
+    def _scrub_others(self, identifiers: set[str]) -> int:
+        """The person's identifiers replaced in everyone else's rows, as SqlStore does
+        (engine/store/scrub.py, the same tables and fields): how many rows changed."""
+        others = [*(v for _, v in self.identities),
+                  *(p.traits[t] for p in self.profiles.values() for t in IDENTIFIER_TRAITS
+                    if p.traits.get(t))]
+        scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
+        if not scrub:
+            return 0
+        rows = 0
+
+        def redone(row: Any, *names: str) -> Any:
+            nonlocal rows
+            new = {n: scrub.value(getattr(row, n)) for n in names}
+            if all(new[n] == getattr(row, n) for n in names):
+                return row
+            rows += 1
+            return dataclasses.replace(row, **new)
+
+        def resent(record: OutboxRecord) -> OutboxRecord:
+            nonlocal rows
+            entry = record.entry
+            rendered = scrub.value(_plain(entry.rendered))
+            if rendered == _plain(entry.rendered):
+                return redone(record, "last_error")  # type: ignore[no-any-return]
+            rows += 1
+            return dataclasses.replace(
+                record, last_error=scrub.value(record.last_error),
+                entry=dataclasses.replace(entry, rendered=dataclasses.replace(
+                    entry.rendered, **rendered)))
+
+        for pid, profile in self.profiles.items():
+            self.profiles[pid] = redone(profile, "traits", "computed")
+        for message, event in self.events.items():
+            if (body := scrub.value(event)) != event:
+                self.events[message] = body
+                rows += 1
+        for number, item in self.inbox.items():
+            self.inbox[number] = redone(item, "event", "last_error")
+        for eid, enrollment in self.enrollment_rows.items():
+            self.enrollment_rows[eid] = redone(enrollment, "data", "visits", "variants",
+                                               "entry_event", "trigger_event")
+        for key, record in self.outbox.items():
+            self.outbox[key] = resent(record)
+        self.decisions[:] = [redone(d, "details", "reason") for d in self.decisions]
+        for number, failure in self.parked.items():
+            self.parked[number] = redone(failure, "payload", "error", "stack")
+        self.engagement_rows[:] = [redone(e, "url", "reason") for e in self.engagement_rows]
+        for address, row in self.suppression_rows.items():
+            self.suppression_rows[address] = redone(row, "details")
+        return rows
 
     def delete_events_before(self, when: datetime, limit: int) -> int:
         old = []

@@ -22,11 +22,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, or_, select
+from sqlalchemy import Connection, String, Table, Text, cast, delete, or_, select, update
 
 from engine.core.times import iso
+from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
-from engine.values import forgotten_address
+from engine.values import forgotten_address, forgotten_reason
 
 log = logging.getLogger("journeyman.store")
 
@@ -42,6 +43,9 @@ PERSON_TABLES = (("profiles", "id"), ("identities", "profile_id"), ("events", "p
 # its hash only (`forgotten_address`), so a suppressed address stays suppressed
 SUPPRESSIONS = "suppressions"
 IDENTIFIER_TRAITS = ("email", "phone")
+# forget's result: other people's rows rewritten without the person (engine/store/scrub.py)
+OTHERS = "others_scrubbed"
+SEARCH_CHUNK = 100  # LIKE conditions per query: SQLite's expression depth stays small
 
 
 def _plain(value: Any) -> Any:
@@ -106,6 +110,7 @@ class PrivacyQueries(SqlBase):
                     where = or_(where, tbl.c.value.in_(sorted(named)))
                 deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
             deleted[SUPPRESSIONS] = self._hide_suppressions(conn, addresses)
+            deleted[OTHERS] = self._scrub_others(conn, {*ids, *named, *addresses})
         if not self._pg:
             deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
         return deleted
@@ -122,7 +127,8 @@ class PrivacyQueries(SqlBase):
 
     def _hide_suppressions(self, conn: Connection, addresses: set[str]) -> int:
         """The person's suppressed addresses kept as their hashes, their details dropped
-        (a bounce's message, a complaint's report): how many."""
+        (a bounce's message, a complaint's report) and a free-text reason replaced by
+        its kind (`forgotten_reason`): how many."""
         t = self._table(SUPPRESSIONS)
         named = sorted(addresses)
         rows = conn.execute(select(t).where(t.c.address.in_(named))).all()
@@ -130,10 +136,65 @@ class PrivacyQueries(SqlBase):
             conn.execute(delete(t).where(t.c.address.in_(named)))
         for row in rows:  # as `suppress` adds one: a hash already there is kept
             conn.execute(self._insert(t).values(
-                address=forgotten_address(row.address), reason=row.reason,
+                address=forgotten_address(row.address), reason=forgotten_reason(row.reason),
                 source=row.source, at=row.at, details={})
                 .on_conflict_do_nothing(index_elements=["address"]))
         return len(rows)
+
+    def _scrub_others(self, conn: Connection, identifiers: set[str]) -> int:
+        """The person's identifiers replaced in everyone else's rows (their own rows are
+        gone by now): how many rows were rewritten. A full scan of each table of
+        `OTHERS_COLUMNS` (a LIKE per identifier and column; SEARCH_CHUNK per query); on
+        SQLite the rewrite runs under forget's `secure_delete`, so the old cells are
+        zeroed, and the scrub that follows clears the WAL and the free pages."""
+        scrub = Scrubber(identifiers)
+        if not scrub:
+            return 0
+        i = self._identities
+        others = [*conn.execute(select(i.c.value).where(i.c.value.in_(scrub.identifiers)))
+                  .scalars(), *self._their_addresses(conn, scrub)]
+        scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
+        rewritten: set[tuple[str, tuple[Any, ...]]] = set()
+        for name, (docs, texts) in OTHERS_COLUMNS.items():
+            tbl = self._table(name)
+            keys = list(tbl.primary_key.columns)
+            for row in self._naming(conn, tbl, (*docs, *texts), scrub):
+                changed: dict[str, Any] = {}
+                for column in (*docs, *texts):
+                    old = row._mapping[column]
+                    new = (None if old is None else scrub.value(old) if column in docs
+                           else _fit(tbl, column, scrub.text(old)))
+                    if new != old:
+                        changed[column] = new
+                if changed:
+                    key = tuple(row._mapping[k.name] for k in keys)
+                    conn.execute(update(tbl).where(*(k == v for k, v in zip(keys, key,
+                                                                               strict=True)))
+                                 .values(**changed))
+                    rewritten.add((name, key))
+        return len(rewritten)
+
+    def _naming(self, conn: Connection, tbl: Table, columns: tuple[str, ...],
+                scrub: Scrubber) -> list[Any]:
+        """The rows of `tbl` whose `columns` hold one of the identifiers (as text, case
+        aside: a superset of what `scrub` replaces), with their key."""
+        keys = list(tbl.primary_key.columns)
+        found: dict[tuple[Any, ...], Any] = {}
+        conditions = [cast(tbl.c[c], Text).icontains(term, autoescape=True)
+                      for c in columns for term in scrub.search_terms()]
+        for start in range(0, len(conditions), SEARCH_CHUNK):
+            query = select(*keys, *(tbl.c[c] for c in columns)).where(
+                or_(*conditions[start:start + SEARCH_CHUNK]))
+            for row in conn.execute(query):
+                found.setdefault(tuple(row._mapping[k.name] for k in keys), row)
+        return list(found.values())
+
+    def _their_addresses(self, conn: Connection, scrub: Scrubber) -> list[str]:
+        """Other profiles' own e-mail and phone among the identifiers."""
+        p = self._profiles
+        return [str(row.traits[t]) for row in self._naming(conn, p, ("traits",), scrub)
+                if isinstance(row.traits, Mapping)
+                for t in IDENTIFIER_TRAITS if row.traits.get(t)]
 
     def _scrub_sqlite(self) -> bool:
         """Checkpoint and truncate the WAL, VACUUM, again: True when all of it ran."""
@@ -165,6 +226,13 @@ class PrivacyQueries(SqlBase):
             if not ids:
                 return 0
             return conn.execute(delete(e).where(e.c.id.in_(ids))).rowcount or 0
+
+
+def _fit(tbl: Table, column: str, text: str) -> str:
+    """`text` cut to its column's length (the marker can be longer than what it replaced)."""
+    kind = tbl.c[column].type
+    length = kind.length if isinstance(kind, String) else None
+    return text[:length] if length else text
 
 
 def _truncate_wal(driver: Any, attempts: int = 20) -> Any:

@@ -1,0 +1,193 @@
+"""forget erases the person from other people's rows too (docs/privacy.md, "Other
+people's rows"), and keeps no free text with a forgotten person's suppression.
+
+The referral journeys (journeys/library/referral*.yaml) are the case: friend-9x signs
+up naming rozsa-77 as referrer (`properties.referrer_id`), orders, and the engine emits
+`Referral Reward Earned` to rozsa-77 with `properties.friend_id` and
+`context.from_profile` naming friend-9x. Both stores (memory, SQLite, PostgreSQL);
+on SQLite a byte search of the file and its WAL, as `grep -a -F` would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.ports import Store, Suppression
+from engine.runtime.privacy import find_person, forget
+from engine.store import SqlStore
+from engine.store.scrub import FORGOTTEN
+from engine.store.sql.tables import TABLE_NAMES
+from engine.testing import InMemoryEngine
+from tests.conftest import LIBRARY
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ROZSA = {"email": "rozsa.k@example.net", "first_name": "Rozsalinde"}
+FRIEND = {"email": "frieda.q@example.net", "first_name": "Friedalind"}
+FRIEND_BYTES = (b"friend-9x", b"frieda.q@example.net", b"frieda.q@exampl", b"Friedalind")
+ROZSA_BYTES = (b"rozsa-77", b"rozsa.k@example.net", b"Rozsalinde")
+
+
+def referral(store: Store) -> InMemoryEngine:
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["referral", "referral_reward"])
+    eng.use_store(store)
+    for pid, traits in (("rozsa-77", ROZSA), ("friend-9x", FRIEND)):
+        eng.identify(pid, {**traits, "timezone": "Europe/Madrid", "consent": {"email": True}})
+    eng.track("friend-9x", "Signed Up", {"source": "site", "referrer_id": "rozsa-77"})
+    eng.track("friend-9x", "Order Completed", {"revenue": 35})
+    assert [(m.profile, m.template) for m in eng.sent] == [
+        ("friend-9x", "referral_friend_thanks"), ("rozsa-77", "referral_reward")]
+    return eng
+
+
+def sqlite_files(store: Store) -> list[Path] | None:
+    """The SQLite file and its WAL (None: not a SQLite store)."""
+    if not isinstance(store, SqlStore) or store.sql_engine.dialect.name != "sqlite":
+        return None
+    db = Path(str(store.sql_engine.url.database))
+    return [db, db.with_name(db.name + "-wal")]
+
+
+def erase(store: Store, user: str) -> None:
+    """`journeyman profiles forget` on SQLite (the store stays open, as a service's
+    would), the runtime's forget (what the admin endpoint calls) otherwise."""
+    files = sqlite_files(store)
+    if files is not None:
+        result = CliRunner().invoke(app, ["profiles", "forget", user,
+                                          "--db", f"sqlite:///{files[0]}"])
+        assert result.exit_code == 0, result.output
+        return
+    pid = find_person(store, user)
+    assert pid is not None
+    forget(store, pid)
+
+
+def everything(store: Store) -> str:
+    """Every row the store holds, as text."""
+    if isinstance(store, SqlStore):
+        with store.sql_engine.connect() as conn:
+            return "\n".join(repr(row) for name in TABLE_NAMES
+                             for row in conn.execute(text(f"SELECT * FROM {name}")))
+    return repr({k: v for k, v in vars(store).items() if not k.startswith("_")})
+
+
+def body(event: dict[str, Any]) -> dict[str, Any]:
+    """An exported event as sent (a SQL store's row holds it in `body`)."""
+    found: dict[str, Any] = event.get("body", event)
+    return found
+
+
+def assert_gone(store: Store, secrets: tuple[bytes, ...]) -> None:
+    held = everything(store)
+    for secret in secrets:
+        assert secret.decode() not in held
+    files = sqlite_files(store)
+    if files is not None:
+        for path in files:
+            data = path.read_bytes() if path.exists() else b""
+            for secret in secrets:
+                assert data.count(secret) == 0, f"{secret!r} found in {path.name}"
+
+
+def test_forgetting_the_friend_scrubs_them_from_the_referrers_rows(store: Store) -> None:
+    eng = referral(store)
+    assert "friend-9x" in repr(store.export_person("rozsa-77")["events"])  # it was there
+    erase(store, "friend-9x")
+    assert_gone(store, FRIEND_BYTES)
+    # the referrer's rows stay, with the same shape; the friend is "[forgotten]" in them
+    doc = store.export_person("rozsa-77")
+    [reward] = [body(e) for e in doc["events"] if body(e)["event"] == "Referral Reward Earned"]
+    assert reward["userId"] == "rozsa-77"
+    assert reward["properties"] == {"friend_id": FORGOTTEN}
+    assert reward["context"] == {"journey": "referral", "step": "reward_referrer",
+                                 "from_profile": FORGOTTEN}
+    [enrollment] = doc["enrollments"]
+    assert enrollment["entry_event"]["properties"] == {"friend_id": FORGOTTEN}
+    assert enrollment["entry_event"]["context"]["from_profile"] == FORGOTTEN
+    assert doc["profiles"][0]["traits"]["email"] == "rozsa.k@example.net"
+    assert doc["profiles"][0]["traits"]["loyalty_points"] == 500
+    # the referrer still runs: a second reward reaches her
+    eng.post({"type": "track", "userId": "rozsa-77", "event": "Referral Reward Earned",
+              "properties": {"friend_id": "someone-else"}})
+    assert [m.profile for m in eng.sent][-1] == "rozsa-77"
+    assert store.get_profile("rozsa-77").traits["loyalty_points"] == 1000  # type: ignore[union-attr]
+
+
+def test_forgetting_the_referrer_scrubs_them_from_the_friends_sign_up(store: Store) -> None:
+    referral(store)
+    erase(store, "rozsa-77")
+    assert_gone(store, ROZSA_BYTES)
+    doc = store.export_person("friend-9x")
+    [signed_up] = [body(e) for e in doc["events"] if body(e)["event"] == "Signed Up"]
+    assert signed_up["properties"] == {"source": "site", "referrer_id": FORGOTTEN}
+    referral_row = next(e for e in doc["enrollments"] if e["journey"] == "referral")
+    assert referral_row["entry_event"]["properties"]["referrer_id"] == FORGOTTEN
+    assert doc["profiles"][0]["traits"]["email"] == "frieda.q@example.net"
+
+
+def test_free_text_naming_the_person_is_scrubbed_and_their_suppression_keeps_no_text(
+        store: Store) -> None:
+    """Another address's suppression note names the friend's address; the friend's own
+    suppression has a free-text reason, as the CLI used to cut it to 32 characters."""
+    referral(store)
+    store.suppress(Suppression("frieda.q@example.net", "hard bounce from frieda.q@exampl",
+                               START, "cli"))
+    store.suppress(Suppression("family@example.net", "manual", START, "cli",
+                               {"note": "same household as frieda.q@example.net, ask friend-9x"}))
+    erase(store, "friend-9x")
+    assert_gone(store, FRIEND_BYTES)
+    kept = store.suppressed(["frieda.q@example.net", "family@example.net"])
+    assert kept["frieda.q@example.net"].address.startswith("sha256:")
+    assert kept["frieda.q@example.net"].reason == "forgotten"
+    assert kept["frieda.q@example.net"].details == {}
+    assert kept["family@example.net"].details == {
+        "note": f"same household as {FORGOTTEN}, ask {FORGOTTEN}"}
+
+
+def test_a_suppression_reason_of_a_known_kind_is_kept(store: Store) -> None:
+    referral(store)
+    store.suppress(Suppression("frieda.q@example.net", "complaint", START, "webhook",
+                               {"report": "from frieda.q@example.net"}))
+    erase(store, "friend-9x")
+    kept = store.suppressed(["frieda.q@example.net"])["frieda.q@example.net"]
+    assert (kept.reason, kept.source, kept.details) == ("complaint", "webhook", {})
+
+
+def test_an_address_another_person_still_has_is_left_in_their_rows(store: Store) -> None:
+    """A shared family address: it is the other person's own too, so forgetting one of
+    them leaves it on the other's profile (their sends still go)."""
+    eng = referral(store)
+    eng.identify("rozsa-77", {"email": "frieda.q@example.net"})  # the same address
+    erase(store, "friend-9x")
+    doc: dict[str, Any] = store.export_person("rozsa-77")
+    assert doc["profiles"][0]["traits"]["email"] == "frieda.q@example.net"
+    assert "friend-9x" not in everything(store)
+
+
+def test_the_cli_refuses_a_reason_it_would_have_cut(tmp_path: Path,
+                                                    sqlite_template: Path) -> None:
+    """`suppressions add --reason` is a kind of at most 32 characters: a longer one is
+    refused (it was cut silently), the text goes in --note and is kept whole."""
+    from tests.store.conftest import make_sqlite_store
+
+    make_sqlite_store(sqlite_template, tmp_path).close()
+    db = f"sqlite:///{tmp_path / 'journeyman.db'}"
+    long = "hard bounce from frieda.q@example.net"
+    refused = CliRunner().invoke(app, ["suppressions", "add", "frieda.q@example.net",
+                                       "--reason", long, "--db", db])
+    assert refused.exit_code == 1
+    assert "at most 32 characters" in refused.output
+    assert "--note" in refused.output
+    added = CliRunner().invoke(app, ["suppressions", "add", "frieda.q@example.net",
+                                     "--reason", "hard_bounce", "--note", long, "--db", db])
+    assert added.exit_code == 0, added.output
+    store = SqlStore(db)
+    try:
+        kept = store.suppressed(["frieda.q@example.net"])["frieda.q@example.net"]
+    finally:
+        store.close()
+    assert (kept.reason, dict(kept.details)) == ("hard_bounce", {"note": long})
