@@ -4,6 +4,7 @@ and per split variant) and `suppressions` (the addresses no journey sends to).""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -94,6 +95,8 @@ def stats(
         _print_report(report)
 
 
+# A phone number as an SMS send's `to` holds it: + and 7 to 15 digits, no spaces
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _UNWRAPPED = 400  # columns for the stats table when the output is not a terminal
 
 
@@ -150,7 +153,9 @@ def suppressions_list(
 
 @suppressions.command("add")
 def suppressions_add(
-    address: Annotated[str, typer.Argument(help="The address (compared lowercased).")],
+    address: Annotated[str, typer.Argument(help=(
+        "An e-mail address (compared lowercased) or a phone number in E.164 form "
+        "(+4915112345678), as an SMS send's `to`."))],
     reason: Annotated[str, typer.Option(
         help="Why, as a short kind: hard_bounce, complaint, manual (default) or a word of "
              "your own, at most 32 characters. A longer text goes in --note.")] = "manual",
@@ -163,8 +168,11 @@ def suppressions_add(
     from engine.ports import Suppression
     from engine.values import REASON_LENGTH
 
-    if "@" not in address or not address.isprintable() or len(address) > 320:
-        err.print(f"{address[:80]!r} is not an email address", markup=False)
+    address = address.strip()
+    email = "@" in address and address.isprintable() and len(address) <= 320
+    if not (email or E164.fullmatch(address)):
+        err.print(f"{address[:80]!r} is neither an e-mail address nor a phone number in "
+                  "E.164 form (+4915112345678)", markup=False)
         raise typer.Exit(EXIT_INVALID)
     if not reason.strip() or len(reason) > REASON_LENGTH or not reason.isprintable():
         # the column holds a kind, not a report: never cut it silently

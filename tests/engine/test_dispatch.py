@@ -264,3 +264,33 @@ def test_a_run_says_when_the_outbox_next_has_work_with_one_look_when_nothing_was
         assert len(looks) == 2
     finally:
         store.close()
+
+
+def test_a_phone_number_suppressed_from_the_cli_stops_sms_to_it(tmp_path: Path) -> None:
+    """`suppressions add` took e-mail addresses only ('... is not an email address'),
+    while an SMS send's `to` is a phone number: an E.164 number is accepted, and the
+    dispatcher skips an SMS to it. Anything else is still refused."""
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    added = CliRunner().invoke(app, ["suppressions", "add", "+4915112345678", "--db", db])
+    assert added.exit_code == 0, added.output
+    for bad in ("+12", "4915112345678", "+49 151 12345678", "ana"):
+        refused = CliRunner().invoke(app, ["suppressions", "add", bad, "--db", db])
+        assert refused.exit_code == 1, bad
+        assert "neither an e-mail address nor a phone number in E.164 form" in refused.output
+    store = SqlStore(db)
+    try:
+        sms = ScriptedChannel([], name="sms")
+        entry = outbox_entry("e1:send:0")
+        store.enqueue_send(replace(entry, channel="sms", to="+4915112345678"))
+        Dispatcher(store, {"sms": sms}, FakeClock(T0)).dispatch_due()
+        assert sms.delivered == []
+        assert [(r.status, r.last_error) for r in store.outbox_records()] == [
+            ("skipped", "suppressed")]
+    finally:
+        store.close()
