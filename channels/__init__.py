@@ -3,7 +3,8 @@
 To add a channel: write `channels/<name>.py` with a class that has `name` and
 `send(message)` (raise `engine.ports.DeliveryError(permanent=True)` when retrying cannot
 help, anything else to be retried), then add it to `ADAPTERS` below. Configure the
-adapters per channel in `channels.yaml` (channels/config.py).
+adapters per channel in `channels.yaml` (channels/config.py); its options are checked
+against the class's `__init__` annotations (channels/options.py), so annotate them.
 """
 
 from __future__ import annotations

@@ -19,14 +19,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
+from channels.options import checked_options, option_names
 from engine.ports import Channel
-from journeys.errors import InvalidJourney
+from journeys.errors import InvalidJourney, Problem
+from journeys.templating import CHANNEL_KINDS
 from journeys.textfile import read_text
-from journeys.yamlsrc import too_many_values
-from rules.errors import JourneymanError
+from journeys.yamlsrc import load_yaml, plain
+from rules.errors import JourneymanError, did_you_mean
 
 ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -51,32 +50,57 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def load(path: str | Path) -> dict[str, Channel]:
-    """Build the adapters a `channels.yaml` describes, by channel name."""
+    """Build the adapters a `channels.yaml` describes, by channel name. Every problem
+    (an unknown channel, adapter or option, a value of the wrong type, an unset
+    variable) is a `file:line:column` line of one ChannelConfigError."""
     from channels import ADAPTERS, build
 
     path = Path(path)
     try:
-        data = YAML(typ="safe").load(read_text(path))
-    except InvalidJourney as exc:  # unreadable, or not UTF-8: `path:line:col: why`
+        source = load_yaml(read_text(path), str(path))
+    except InvalidJourney as exc:  # unreadable, not UTF-8, not YAML, a bomb: positioned
         raise ChannelConfigError(str(exc)) from None
-    except YAMLError as exc:
-        raise ChannelConfigError(f"{path}: {exc}") from None
-    bomb = too_many_values(data, str(path))
-    if bomb is not None:
-        raise ChannelConfigError(str(bomb))
+    data = source.data
     if not isinstance(data, Mapping):
-        raise ChannelConfigError(f"{path}: expected a mapping of channel name to adapter")
+        raise ChannelConfigError(f"{path}:1:1: expected a mapping of channel name to "
+                                 "adapter")
+    problems: list[Problem] = []
+    specs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for key_, spec in data.items():
+        name = str(key_)
+        if name not in CHANNEL_KINDS:
+            problems.append(source.problem((name,), f"unknown channel {name!r}"
+                                           + did_you_mean(name, CHANNEL_KINDS)
+                                           + f"; journeys send on {', '.join(CHANNEL_KINDS)}",
+                                           key=True))
+            continue
+        adapter = spec.get("adapter") if isinstance(spec, Mapping) else None
+        if not isinstance(adapter, str) or adapter not in ADAPTERS:
+            problems.append(source.problem(
+                (name, "adapter") if isinstance(spec, Mapping) and "adapter" in spec
+                else (name,), f"{name}: needs `adapter:`, one of {', '.join(sorted(ADAPTERS))}"
+                + (did_you_mean(adapter, ADAPTERS) if isinstance(adapter, str) else "")))
+            continue
+        options: dict[str, Any] = {}
+        for key, value in spec.items():
+            if key == "adapter":
+                continue
+            try:
+                options[str(key)] = _expand(plain(value), f"{name}.{key}")
+            except ChannelConfigError as exc:
+                problems.append(source.problem((name, key), str(exc)))
+        converted, wrong = checked_options(ADAPTERS[adapter], options)
+        known = option_names(ADAPTERS[adapter])
+        problems.extend(source.problem((name, key), f"{name}.{key}: {why}",
+                                       key=key not in known) for key, why in wrong.items())
+        specs[name] = (adapter, converted)
+    if problems:
+        raise ChannelConfigError("\n".join(str(p) for p in sorted(problems)))
     built: dict[str, Channel] = {}
-    for name, spec in data.items():
-        where = f"{path}: {name}"
-        if not isinstance(spec, Mapping) or "adapter" not in spec:
-            raise ChannelConfigError(f"{where}: needs `adapter:` (one of "
-                                     f"{', '.join(sorted(ADAPTERS))})")
-        options = _expand({k: v for k, v in spec.items() if k != "adapter"}, where)
-        if isinstance(options.get("auth"), list):
-            options["auth"] = tuple(options["auth"])
+    for name, (adapter, options) in specs.items():
         try:
-            built[str(name)] = build(str(spec["adapter"]), **options)
-        except (TypeError, ValueError) as exc:
-            raise ChannelConfigError(f"{where}: {exc}") from None
+            built[name] = build(adapter, **options)
+        except (TypeError, ValueError) as exc:  # the adapter's own checks (a from_addr)
+            line, col = source.position((name,))
+            raise ChannelConfigError(f"{path}:{line}:{col}: {name}: {exc}") from None
     return built

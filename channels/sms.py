@@ -26,11 +26,18 @@ from typing import Any, Self
 
 import httpx
 
-from channels.webhook import IDEMPOTENCY_HEADER, build_request, is_http_url, send_checked
+from channels.webhook import (
+    IDEMPOTENCY_HEADER,
+    build_request,
+    checked_headers,
+    is_http_url,
+    send_checked,
+)
 from engine.ports import DeliveryError, Message
 
 FIELDS = frozenset({"to", "text", "key", "from_"})
 USER_AGENT = "journeyman-sms/1"
+SMS_METHODS = ("POST", "PUT", "PATCH", "GET")  # GET: the fields go in the query
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -96,13 +103,16 @@ class SmsChannel:
                 body_template = {**body_template, "from": "{from_}"}
         for field, template in body_template.items():
             _check_template(template, form=form, where=repr(field))
+        if not isinstance(method, str) or method.upper() not in SMS_METHODS:
+            raise ValueError(f"sms method must be one of {', '.join(SMS_METHODS)}, "
+                             f"not {method!r}")
         self.url = url
         self.method = method.upper()
         self.body_template = dict(body_template)
         self.form = form
         self.from_number = from_number
         self.max_length = max_length
-        self.headers = {"User-Agent": USER_AGENT, **dict(headers or {})}
+        self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
         self._client = httpx.Client(timeout=timeout, auth=auth, follow_redirects=False)
 
     def fields(self, message: Message) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -79,6 +80,25 @@ def is_http_url(value: str | None) -> bool:
     return value is not None and value.strip().lower().startswith(("http://", "https://"))
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token: a header's name
+
+
+def checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Configured headers, refused at start-up (ValueError) when a name is not a token
+    or a value holds a line break or another control character: a request that could
+    never go out, or one that smuggles a header of its own."""
+    checked: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+        if not isinstance(value, str) or any((ord(c) < 32 and c != "\t") or ord(c) == 127
+                                             for c in value):
+            raise ValueError(f"header {name!r}: the value must be text without line breaks "
+                             "or control characters")
+        checked[name] = value
+    return checked
+
+
 def send_checked(client: httpx.Client, request: httpx.Request, what: str) -> httpx.Response:
     """Send `request`, mapping the outcome onto the Channel contract: return on 2xx, raise
     a transient `DeliveryError` for 408, 429, 5xx, timeouts and network errors, and a
@@ -132,7 +152,7 @@ class WebhookChannel:
         self.allow_to_override = allow_to_override
         self.secret = secret
         self.timeout = timeout
-        self.headers = {"User-Agent": USER_AGENT, **dict(headers or {})}
+        self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
         self.clock: Clock = clock or SystemClock()
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
 
