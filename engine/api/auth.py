@@ -32,7 +32,8 @@ def header_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
-            user = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+            # validate: `Basic %%%` decoded to nothing ("missing or unknown write key")
+            user = base64.b64decode(header[6:].strip(), validate=True).decode().split(":", 1)[0]
         except (binascii.Error, UnicodeDecodeError):
             raise ApiError(401, "malformed Authorization header", close=True) from None
         return user or None

@@ -64,19 +64,36 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _deflate_wbits(head: bytes) -> int:
+    """zlib's header (RFC 1950: method 8, the two bytes a multiple of 31), else raw."""
+    zlib_header = head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+
+
 class Inflater:
     """gzip (possibly several members, as `gzip.decompress` reads them) or zlib data, fed
     in chunks, inflated to at most `limit` bytes in all."""
 
     def __init__(self, encoding: str, limit: int) -> None:
         self.encoding = encoding
-        # wbits: 16 + MAX_WBITS reads a gzip header and trailer, MAX_WBITS a zlib one.
+        # wbits: 16 + MAX_WBITS reads a gzip header and trailer, MAX_WBITS a zlib one;
+        # "deflate" is zlib data by the HTTP spec, and raw deflate from some clients
+        # (-MAX_WBITS): told apart by the first two bytes (`_deflate_wbits`).
         self.wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
         self.stream = zlib.decompressobj(self.wbits)
+        self._head = b"" if encoding == "deflate" else None  # bytes before the choice
         self.limit = limit
         self.size = 0
 
     def feed(self, data: bytes) -> bytes:
+        if self._head is not None:  # deflate: zlib or raw, seen from its first two bytes
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return b""
+            self._head = None
+            self.wbits = _deflate_wbits(data[:2])
+            self.stream = zlib.decompressobj(self.wbits)
         out: list[bytes] = []
         while data:
             room = self.limit - self.size + 1  # one byte more than allowed tells "too much"
@@ -100,7 +117,7 @@ class Inflater:
         return b"".join(out)
 
     def finish(self) -> None:
-        if not self.stream.eof:
+        if self._head is not None or not self.stream.eof:
             raise ApiError(400, f"body is not valid {self.encoding}: it ends too early")
 
 

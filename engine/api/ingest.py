@@ -38,6 +38,7 @@ from engine.runtime.events import (
     EVENT_TYPES,
     MAX_DEPTH,
     MAX_EVENT_BYTES,
+    YEARS,
     BadEvent,
     check_values,
     instant,
@@ -110,10 +111,16 @@ def correct_skew(event: dict[str, Any], raw: dict[str, Any], receipt: Receipt) -
             original = instant(stamp, "originalTimestamp" if raw.get("originalTimestamp")
                                else "timestamp")
             try:
-                event["timestamp"] = iso(receipt.received - (sent - original))
+                corrected = receipt.received - (sent - original)
             except OverflowError:
+                corrected = None
+            if corrected is None or not YEARS[0] <= corrected.year <= YEARS[1]:
+                # the years every timestamp is held to: a sentAt years from its timestamp
+                # put an order in 3126 (days_since_last_order -401,766)
                 raise BadEvent("timestamp and sentAt are too far apart to correct the "
-                               "client's clock by them") from None
+                               "client's clock by them: the event would be dated outside "
+                               f"the years {YEARS[0]}-{YEARS[1]}")
+            event["timestamp"] = iso(corrected)
             event["originalTimestamp"] = iso(original)
         event["sentAt"] = iso(sent)
     event["receivedAt"] = receipt.received_iso
@@ -168,6 +175,9 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                 raise ApiError(401, "missing or unknown write key", close=True)
             quotas.check(info)
         body = parse_json(await read_body(request, MAX_BATCH_BYTES))
+        if isinstance(body, dict) and body.get("writeKey") is not None and not isinstance(
+                body["writeKey"], str):  # before the 401 it would otherwise give
+            raise ApiError(400, "'writeKey' must be a string")
         if info is None:
             key = body_key(body)
             info = keys.check(key) if key else None
@@ -175,8 +185,6 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                 raise ApiError(401, "missing or unknown write key")
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
-        if body.get("writeKey") is not None and not isinstance(body["writeKey"], str):
-            raise ApiError(400, "'writeKey' must be a string")
         return body, info
 
     async def accept(items: list[Any], sent_at: Any, source: str, *,

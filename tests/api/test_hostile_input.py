@@ -174,11 +174,23 @@ def test_one_bad_event_refuses_the_whole_batch(api: httpx.Client, server: Server
 
 def test_timestamps_at_the_ends_of_the_years_allowed_are_corrected_without_overflow(
         api: httpx.Client, server: Server) -> None:
-    response = api.post("/v1/batch", json={"sentAt": "2999-12-31T23:59:59-14:00", "batch": [
-        track(timestamp="1900-01-01T00:00:00+14:00", messageId="old")]})
+    """The skew correction stays in the years every timestamp is held to: a sentAt 1,100
+    years after its timestamp dated the event in 926 (and one before it, in 3126: an
+    order whose days_since_last_order was -401,766). Refused, without an overflow; a
+    correction inside the years is made."""
+    for sent_at, stamp in (("2999-12-31T23:59:59-14:00", "1900-01-01T00:00:00+14:00"),
+                           ("1900-01-01T00:00:00+14:00", "2999-12-31T23:59:59-14:00")):
+        response = api.post("/v1/batch", json={"sentAt": sent_at, "batch": [
+            track(timestamp=stamp, messageId="far")]})
+        refused(response, 400, "batch[0]: timestamp and sentAt are too far apart to correct "
+                "the client's clock by them: the event would be dated outside the years "
+                "1900-2999")
+    assert nothing_stored(server)
+    response = api.post("/v1/batch", json={"sentAt": "2026-03-02T09:00:00Z", "batch": [
+        track(timestamp="2026-03-01T09:00:00Z", messageId="a-day-ago")]})
     assert response.status_code == 200, response.text
     [event] = server.store.pending_events()
-    assert event["timestamp"].startswith("09"), event  # 2026 minus 1,100 years
+    assert event["timestamp"] == "2026-03-01T09:00:00Z", event  # the server's clock: NOW
 
 
 def test_ids_are_stored_as_identity_resolution_reads_them(api: httpx.Client,
@@ -213,7 +225,9 @@ def test_bodies_over_the_limit_are_413_as_sent_or_once_inflated(
 
 def test_compressed_bodies(api: httpx.Client, server: Server) -> None:
     body = json.dumps(track(messageId="z1")).encode()
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # deflate without zlib's header
     for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body)),
+                             ("deflate", raw.compress(body) + raw.flush()),
                              ("GZIP", gzip.compress(body[:20]) + gzip.compress(body[20:]))):
         response = api.post("/v1/track", content=packed, headers={"content-encoding": encoding})
         assert response.status_code == 200, (encoding, response.text)
@@ -240,9 +254,13 @@ def test_a_key_in_the_header_is_checked_before_the_body(server: Server) -> None:
                 **headers, "content-encoding": "gzip"}, content=gzip.compress(b" " * 10**7))
             refused(response, 401, "missing or unknown write key")
             assert response.headers["connection"] == "close"
-        malformed = client.post("/v1/track", json=track(),
-                                headers={"authorization": "Basic /w=="})
-        refused(malformed, 401, "malformed Authorization header")
+        for header in ("Basic /w==", "Basic %%%", "Basic a b c"):  # %%% decoded to nothing
+            malformed = client.post("/v1/track", json=track(),
+                                    headers={"authorization": header})
+            refused(malformed, 401, "malformed Authorization header")
+        # a writeKey that is not text: the 400 it is, not a 401 for a key never read
+        refused(client.post("/v1/track", json=track(writeKey=123)), 400,
+                "'writeKey' must be a string")
         # the key in the body (Segment's browser clients) still works, read under the caps
         ok = client.post("/v1/track", json=track(writeKey=KEY, messageId="body-key"))
         assert ok.status_code == 200, ok.text
