@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, Match
 from engine.api import openapi
 from engine.api.admin import JourneyStats, ProfileView, add_admin_routes
 from engine.api.auth import ApiError
+from engine.api.cors import IngestCors
 from engine.api.dashboard import Dashboard, add_dashboard_routes
 from engine.api.deliverability import add_deliverability_routes
-from engine.api.ingest import add_ingest_routes
+from engine.api.ingest import INGEST_PATHS, add_ingest_routes
 from engine.api.ops import Readiness, add_ops_routes
 from engine.api.quota import RateLimitedError
 from engine.api.tracking import add_tracking_routes
@@ -89,6 +90,7 @@ def create_app(store: Store, now: Callable[[], datetime], *,
         return {"ok": True}
 
     app.add_middleware(TransientErrorsAnswer503, store=store)
+    app.add_middleware(IngestCors, paths=INGEST_PATHS)  # a web page's public key
     openapi.install(app)
     return app
 

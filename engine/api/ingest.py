@@ -155,6 +155,12 @@ def checked_event(item: dict[str, Any], *, now: datetime,
     return normalize(item, now=now, message_id=message_id)
 
 
+# Each event type's route, its one-letter short form (Segment's), and the batch's
+SINGLE_PATHS = {kind: (f"/v1/{kind}", f"/v1/{kind[0]}") for kind in EVENT_TYPES}
+BATCH_PATHS = ("/v1/batch", "/v1/b")
+INGEST_PATHS = (*(path for paths in SINGLE_PATHS.values() for path in paths), *BATCH_PATHS)
+
+
 def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
                       new_id: Callable[[], str], *,
                       on_accepted: Callable[[], None] | None = None,
@@ -220,8 +226,8 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
         await accept(items, None, info.name)
         return Response(SUCCESS, media_type="application/json")
 
-    for kind in EVENT_TYPES:
-        for path in (f"/v1/{kind}", f"/v1/{kind[0]}"):
+    for kind, paths in SINGLE_PATHS.items():
+        for path in paths:
             app.add_api_route(path, _bind(single, kind), methods=["POST"],
                               **openapi.ingest_route(kind, short=len(path) < 6))
 
