@@ -14,11 +14,20 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.runtime.metrics import Metrics
+from engine.runtime.shared_call import SharedCall
 
 Readiness = Callable[[], str | None]  # None when ready, else why not
 
 
+READY_TIMEOUT_S = 2.0  # a probe's answer within this, whatever the database does
+READY_FRESH_S = 1.0  # probes closer together than this share one look
+
+
 def add_ops_routes(app: FastAPI, ready: Readiness, metrics: Metrics | None) -> None:
+    # One look at the database at a time, however many probes wait (engine/runtime/
+    # shared_call.py): stuck probes took the API's pooled connections and ingest failed.
+    probe = SharedCall(ready, timeout=READY_TIMEOUT_S, fresh=READY_FRESH_S, name="readyz")
+
     @app.get("/healthz", summary="The process is up", tags=["operations"])
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
@@ -26,7 +35,12 @@ def add_ops_routes(app: FastAPI, ready: Readiness, metrics: Metrics | None) -> N
     @app.get("/readyz", summary="The database answers and its schema is current",
              tags=["operations"], responses={503: {"description": "Not ready, with why"}})
     async def readyz() -> JSONResponse:
-        reason = await run_in_threadpool(ready)
+        try:
+            reason = await run_in_threadpool(probe)
+        except TimeoutError:
+            reason = f"the database did not answer within {READY_TIMEOUT_S:g} s"
+        except Exception as exc:  # the look itself failed: not ready, and why
+            reason = f"the readiness check failed ({type(exc).__name__})"
         if reason is not None:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
         return JSONResponse({"ready": True})

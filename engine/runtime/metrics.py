@@ -13,8 +13,7 @@ never a person's data.
 
 from __future__ import annotations
 
-import threading
-import time
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -23,8 +22,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.ports import Store
+from engine.runtime.shared_call import SharedCall
+
+log = logging.getLogger("journeyman.metrics")
 
 K = TypeVar("K")
+LEVELS_TIMEOUT_S = 5.0  # a scrape waits this long at most for the store's levels
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -117,22 +120,32 @@ class Metrics:
 
 
 class _StoreLevels(Collector):
-    """The queues' and journeys' levels, read from the store at scrape time (cached)."""
+    """The queues' and journeys' levels, read from the store at scrape time: one read at
+    a time, kept `cache_seconds`, waited for at most LEVELS_TIMEOUT_S. When the store
+    cannot be read (the database is away, or slow), the scrape still answers, with the
+    process's own counters and `journeyman_store_levels_up 0` instead of the levels: it
+    answered 500, and the counters that tell of the outage could not be read during it."""
 
     def __init__(self, store: Store, cache_seconds: float,
                  now: Callable[[], Any] | None) -> None:
         self.store = store
-        self.cache_seconds = cache_seconds
         self.now = now
-        self._lock = threading.Lock()
-        self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
         self.journeys: set[str] = set()  # shown at 0 when the store holds none of theirs
+        self._levels = SharedCall(self._read, timeout=LEVELS_TIMEOUT_S, fresh=cache_seconds,
+                                  name="metrics-levels")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
-                self._cached = (time.monotonic(), self._read())
-            yield from self._cached[1]
+        try:
+            families = self._levels()
+        except Exception as exc:  # TimeoutError too: say so, and answer without them
+            log.warning("/metrics: the store's levels could not be read (%s)",
+                        type(exc).__name__)
+            families = []
+        yield GaugeMetricFamily("journeyman_store_levels_up",
+                                "1 when the levels below were read from the store, 0 when "
+                                "it could not be read (the database is away or slow).",
+                                value=1 if families else 0)
+        yield from families
 
     def _read(self) -> list[GaugeMetricFamily]:
         levels = self.store.levels(self.now() if self.now is not None else None)

@@ -6,7 +6,7 @@ import gzip
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,12 +23,13 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 class Server:
-    def __init__(self, store: InMemoryStore, unsubscribe: UnsubscribeLinks | None = None) -> None:
+    def __init__(self, store: InMemoryStore, unsubscribe: UnsubscribeLinks | None = None,
+                 ready: Callable[[], str | None] | None = None) -> None:
         self.store = store
         self.port = free_port()
         app = create_app(store, lambda: NOW, new_id=SequentialIds("srv").new_id,
                          profiles=lambda uid: {"id": uid} if uid == "known" else None,
-                         unsubscribe=unsubscribe)
+                         unsubscribe=unsubscribe, ready=ready)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="off")
         self.server = uvicorn.Server(config)

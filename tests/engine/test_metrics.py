@@ -32,6 +32,7 @@ def test_the_first_scrape_has_every_known_series_at_zero(tmp_path: Path) -> None
         samples = _samples(service.metrics.render())
     finally:
         service.stop()
+    assert samples[("journeyman_store_levels_up", ())] == 1
     zero = {key for key, value in samples.items() if value == 0}
     for kind in ("event", "timer"):
         assert ("journeyman_failures_total", (("kind", kind),)) in zero

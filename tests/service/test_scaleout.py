@@ -274,9 +274,16 @@ def test_worker_metrics_parse_and_readyz_follows_the_database(
         assert down.status_code == 503
         assert down.json()["ready"] is False
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # still up
+        # /metrics still answers (it was a 500): the counters, and no levels but a 0
+        up = ("journeyman_store_levels_up", ())
+        _wait_for(lambda: _scrape(f"{base}/metrics")[up] == 0, seconds=20)
+        during = _scrape(f"{base}/metrics")
+        assert during[("journeyman_events_handled_total", ())] == 20
+        assert ("journeyman_outbox_rows", (("status", "skipped"),)) not in during
         with admin.connect() as conn:  # ...and comes back
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         _wait_for(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200)
+        _wait_for(lambda: _scrape(f"{base}/metrics")[up] == 1, seconds=20)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))

@@ -263,3 +263,57 @@ def test_an_api_request_on_a_lost_connection_answers_503_and_its_retry_is_stored
     finally:
         store.close()
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_readiness_probes_stuck_on_a_lock_never_starve_ingest(
+        pg_new_database: Any, pg_server: str) -> None:
+    """A migration holds a lock on the schema table; an orchestrator's probes pile up.
+    Each probe took a pooled connection and waited on the lock, and with twenty of them
+    the API's pool was gone: a /v1/track answered 500 after the pool's 30 s. Now one
+    look at a time (engine/runtime/shared_call.py), a probe answers 503 within 2 s,
+    and the track is stored at once."""
+    import threading
+    import time
+
+    import httpx
+    from sqlalchemy.engine import make_url
+
+    from engine.store import SqlStore
+    from tests.api.test_api import Server, track
+
+    store = SqlStore(pg_new_database(), create=True)
+    key = store.create_key("web")
+    locker = create_engine(make_url(store.url))
+    server = Server(store, ready=store.ready)
+    answers: list[tuple[int, float]] = []
+
+    def probe(url: str) -> None:
+        began = time.monotonic()
+        status = httpx.get(f"{url}/readyz", timeout=60).status_code
+        answers.append((status, time.monotonic() - began))
+
+    try:
+        with server, locker.connect() as lock:
+            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+            time.sleep(1.2)  # past the second a probe's answer is shared
+            lock.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            probes = [threading.Thread(target=probe, args=(server.url,)) for _ in range(20)]
+            for thread in probes:
+                thread.start()
+            time.sleep(0.5)
+            began = time.monotonic()
+            posted = httpx.post(f"{server.url}/v1/track", auth=(key, ""), timeout=60,
+                                json=track(messageId="during-the-lock"))
+            assert posted.status_code == 200, posted.text
+            assert time.monotonic() - began < 5
+            for thread in probes:
+                thread.join(30)
+            assert len(answers) == 20
+            assert {status for status, _ in answers} == {503}
+            assert max(seconds for _, seconds in answers) < 5, answers
+            lock.rollback()  # the migration ends: ready again
+        assert store.inbox_counts() == {"pending": 1}
+    finally:
+        store.close()
+        locker.dispose()

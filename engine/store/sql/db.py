@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from engine import jsonfast
@@ -57,6 +57,7 @@ from engine.store.sql.wake_sockets import WakeSockets
 
 DEFAULT_URL = "sqlite:///journeyman.db"  # the embedded default: a file in the working folder
 INSERT_CHUNK = 500  # rows per multi-row INSERT (well under SQLite's 32k bound parameters)
+READY_STATEMENT_TIMEOUT_MS = 1500  # /readyz on PostgreSQL: within the probe's 2 s (api/ops.py)
 SQLITE_CACHE_KIB = 65_536
 # engine/store/sql/stamps.py: one more on a slot's stamp; slot 0 (ANY_STATE) for a write
 # that does not say what state it changed
@@ -172,12 +173,24 @@ class SqlBase:
 
     def ready(self) -> str | None:
         """None when the database answers and its schema is current, else why not
-        (`/readyz`)."""
-        try:
-            with self._db.connect() as conn:
-                current = migrate.current(conn)
-        except SQLAlchemyError as exc:
-            return f"the database does not answer ({type(exc).__name__})"
+        (`/readyz`). On PostgreSQL the look gives up after READY_STATEMENT_TIMEOUT (a
+        lock held on the schema table by a migration); a connection that died while it
+        sat in the pool (the database restarted) is not taken for the database being
+        away: the look is made once more, on a new connection."""
+        for attempt in range(2):
+            try:
+                with self._db.connect() as conn:
+                    if self._pg:
+                        conn.exec_driver_sql(
+                            f"SET LOCAL statement_timeout = {READY_STATEMENT_TIMEOUT_MS}")
+                    current = migrate.current(conn)
+                break
+            except DBAPIError as exc:
+                if attempt == 0 and exc.connection_invalidated:
+                    continue
+                return f"the database does not answer ({type(exc).__name__})"
+            except SQLAlchemyError as exc:
+                return f"the database does not answer ({type(exc).__name__})"
         if current != migrate.head():
             return f"the schema is at revision {current or 'none'}, this needs {migrate.head()}"
         return None
