@@ -30,9 +30,9 @@ from rules.errors import JourneymanError
 
 IdentifyOpt = Annotated[list[str] | None, typer.Option(
     "--identify-by", help="Traits that identify a person across ids (repeat), e.g. email.")]
-LeaseOpt = Annotated[float, typer.Option(help=(
-    "Seconds a crashed process keeps the events and sends it claimed before another "
-    "process takes them over."))]
+LeaseOpt = Annotated[float, typer.Option(min=1.0, help=(
+    "Seconds a crashed process keeps the sends it claimed before another process takes "
+    "them over (events are never held: a crashed worker's transaction rolls back)."))]
 SendsOpt = Annotated[str, typer.Option(help=(
     "Where sends go until real adapters are configured: `console`, or `file:PATH` "
     "(JSON lines)."))]
@@ -42,7 +42,7 @@ ChannelsOpt = Annotated[Path | None, typer.Option(
 LogFormatOpt = Annotated[str, typer.Option(
     "--log-format", help="`text`, or `json`: one JSON object per line, with ids (never a "
     "person's data).")]
-TickOpt = Annotated[float, typer.Option(help=(
+TickOpt = Annotated[float, typer.Option(min=0.01, help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]
 EventsFirstOpt = Annotated[float, typer.Option(min=0.0, help=(
@@ -200,13 +200,34 @@ def worker(
     if share.count > 1 and not db.startswith("sqlite"):
         raise typer.BadParameter("lanes are for SQLite; PostgreSQL's workers share the "
                                  "inbox by themselves", param_hint="--lane")
-    service = _service(journeys, db, identify_by, sends, channels, secret_file, log_format,
-                       tick=tick, name=name, lease=lease, public_url=public_url,
-                       batch_budget=batch_budget, lane=share, optimistic=True,
-                       events_first=events_first)
+    ops_sock = None
+    if http_port is not None:  # taken first, as serve takes its port: exit 3 if it cannot
+        try:
+            ops_sock = bound(http_host, http_port)
+        except OSError as exc:
+            raise _no_port(http_host, http_port, exc, option="--http-port") from None
+    try:
+        service = _service(journeys, db, identify_by, sends, channels, secret_file,
+                           log_format, tick=tick, name=name, lease=lease,
+                           public_url=public_url, batch_budget=batch_budget, lane=share,
+                           optimistic=True, events_first=events_first)
+    except BaseException:
+        if ops_sock is not None:
+            ops_sock.close()
+        raise
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
-    ops = _serve_ops(service, http_host, http_port) if http_port is not None else None
+    ops = None
+    if ops_sock is not None:
+        assert http_port is not None
+        try:
+            ops_sock.listen(2048)
+        except OSError as exc:  # another process listened first (see serve)
+            ops_sock.close()
+            with contextlib.suppress(Exception):
+                service.stop()
+            raise _no_port(http_host, http_port, exc, option="--http-port") from None
+        ops = _serve_ops(service, ops_sock)
     service.start()
     from engine.service import tune_garbage_collection
 
@@ -245,21 +266,24 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _no_port(host: str, port: int, exc: OSError) -> typer.Exit:
+def _no_port(host: str, port: int, exc: OSError, *, option: str = "--port") -> typer.Exit:
     err.print(f"cannot listen on {_address(host, port)}: {exc.strerror or exc} (another process "
-              "has the port? --port chooses another)", markup=False)
+              f"has the port? {option} chooses another)", markup=False)
     return typer.Exit(EXIT_NO_PORT)
 
 
-def _serve_ops(service: Any, host: str, port: int) -> Any:
-    """The worker's /healthz, /readyz and /metrics, on a thread of their own."""
+def _serve_ops(service: Any, sock: socket.socket) -> Any:
+    """The worker's /healthz, /readyz and /metrics on `sock` (bound and listening: a port
+    in use is exit 3 before the worker starts, not an error line beside a running
+    worker whose probes answer for another process), on a thread of their own."""
     import threading
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(service.ops_app(), host=host, port=port,
-                                           log_level="warning", access_log=False))
-    threading.Thread(target=server.run, name="journeyman-ops", daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(service.ops_app(), log_level="warning",
+                                           access_log=False))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="journeyman-ops",
+                     daemon=True).start()
     return server
 
 

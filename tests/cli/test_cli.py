@@ -411,6 +411,32 @@ def test_serve_on_a_port_in_use_says_so_before_any_banner(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_a_worker_whose_http_port_is_in_use_exits_3_and_a_tick_of_0_is_refused(
+        tmp_path: Path) -> None:
+    """`worker --http-port` on a port another process has printed uvicorn's bind error
+    and went on running, its probes answered by the other process: exit 3 now, as
+    serve. `--tick 0` (or less) spun a core and ignored SIGTERM: a usage error."""
+    import socket
+
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "engine", "worker", "--http-port",
+                               str(port), "--db", db], capture_output=True, text=True,
+                              cwd=tmp_path, check=False, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert (f"cannot listen on 127.0.0.1:{port}: Address already in use (another process "
+            "has the port? --http-port chooses another)") in done.stderr
+    assert "running" not in done.stderr
+    for tick in ("0", "-1"):
+        refused = run("worker", "--tick", tick, "--db", db)
+        assert refused.returncode == 2, refused.stderr
+        assert "--tick" in refused.stderr
+
+
 def test_validate_names_files_as_the_folder_was_typed(tmp_path: Path) -> None:
     """`validate deep/a/b/badbranch` names `deep/a/b/badbranch/j.yaml` (not
     `badbranch/j.yaml`), and an absolute folder absolute paths: what an editor, a
