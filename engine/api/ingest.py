@@ -169,6 +169,10 @@ def add_ingest_routes(app: FastAPI, store: Store, now: Callable[[], datetime],
     anything (a request, an unsubscribe click) queues events."""
     keys = KeyCache(store)
     quotas = Quotas()
+    if metrics is not None:  # each key's series from the first scrape (an alert on
+        # `rate(...) == 0` sees no series at all until the first event otherwise)
+        for source in (*(k.name for k in store.list_keys()), "unsubscribe"):
+            metrics.events_ingested.labels(source)
 
     async def read(request: Request) -> tuple[Any, KeyInfo]:
         """The parsed body and the caller's key. A key in the header is checked before

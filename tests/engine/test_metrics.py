@@ -29,11 +29,15 @@ def test_the_first_scrape_has_every_known_series_at_zero(tmp_path: Path) -> None
                                 "webhook": RecordingChannel("webhook")},
                       clock=FakeClock(datetime(2026, 3, 2, 9, tzinfo=UTC)))
     try:
+        service.store.create_key("site")
+        service.app()  # the API: each key's ingest series
         samples = _samples(service.metrics.render())
     finally:
         service.stop()
     assert samples[("journeyman_store_levels_up", ())] == 1
     zero = {key for key, value in samples.items() if value == 0}
+    for source in ("site", "unsubscribe"):
+        assert ("journeyman_events_ingested_total", (("source", source),)) in zero
     for kind in ("event", "timer"):
         assert ("journeyman_failures_total", (("kind", kind),)) in zero
         assert ("journeyman_parked_total", (("kind", kind),)) in zero
