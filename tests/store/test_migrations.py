@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +149,33 @@ def test_migration_0009_counts_sent_sends_as_admitted(tmp_path: Path) -> None:
             "p": [("email", sent_at)]}
     finally:
         store.close()
+
+
+def test_a_newer_schema_or_another_driver_is_a_clear_error_not_a_traceback(
+        tmp_path: Path) -> None:
+    """A package rolled back after its upgrade migrated the database, and a URL naming
+    psycopg2: each was a traceback from Alembic or SQLAlchemy (an operator's trial)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from engine.store import StoreError
+
+    path = tmp_path / "newer.db"
+    SqlStore(f"sqlite:///{path}", create=True).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    message = ("the database is at schema revision 0099, which this version of journeyman "
+               f"does not know (its newest is {migrate.head()})")
+    for create in (True, False):
+        with pytest.raises(StoreError, match=re.escape(message)):
+            SqlStore(f"sqlite:///{path}", create=create)
+    done = subprocess.run([sys.executable, "-m", "engine", "migrate", "--db",
+                           f"sqlite:///{path}"], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(StoreError, match="the PostgreSQL driver 'psycopg2' is not "
+                                         "journeyman's: write the URL as postgresql"):
+        SqlStore("postgresql+psycopg2://postgres@127.0.0.1:5432/x")

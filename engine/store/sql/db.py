@@ -148,7 +148,13 @@ class SqlBase:
     def migrate(self) -> None:
         """`alembic upgrade head` on this database. On PostgreSQL one process at a time:
         processes started together on a new database (an API and its workers) would
-        otherwise each create the tables, and all but one fail."""
+        otherwise each create the tables, and all but one fail. A database at a
+        revision this version does not know (a newer journeyman migrated it) is a
+        StoreError saying so (it was Alembic's traceback)."""
+        with self._db.connect() as conn:
+            known = migrate.known(migrate.current(conn))
+        if known is not None:
+            raise StoreError(known)
         with self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
@@ -165,6 +171,8 @@ class SqlBase:
                 current = migrate.current(conn)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store at {self._safe_url()}: {exc}") from exc
+        if (unknown := migrate.known(current)) is not None:
+            raise StoreError(unknown)
         if current != migrate.head():
             raise SchemaNotReady(
                 f"the database at {self._safe_url()} is at schema revision {current or 'none'}, "
@@ -398,6 +406,9 @@ def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
         _sqlite_events(engine, busy_timeout_ms, wal=not memory)
         return engine
     if parsed.get_backend_name() == "postgresql":
+        if parsed.get_driver_name() != "psycopg":  # psycopg2, asyncpg, pg8000: not installed
+            raise StoreError(f"the PostgreSQL driver {parsed.get_driver_name()!r} is not "
+                             "journeyman's: write the URL as postgresql+psycopg://...")
         return postgres_engine(url, echo=echo)
     raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// "
                      "or postgresql+psycopg://")

@@ -47,3 +47,20 @@ def head() -> str | None:
 
 def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+@cache
+def revisions() -> frozenset[str]:
+    """Every revision this version ships."""
+    return frozenset(r.revision for r in ScriptDirectory.from_config(config()).walk_revisions())
+
+
+def known(revision: str | None) -> str | None:
+    """None when this version knows `revision` (or the database has none yet), else
+    what to tell the operator: a newer journeyman migrated the database (a package
+    rolled back after its upgrade), which no migration here can undo."""
+    if revision is None or revision in revisions():
+        return None
+    return (f"the database is at schema revision {revision}, which this version of "
+            f"journeyman does not know (its newest is {head()}): a newer version "
+            "migrated it; run that version, or restore the backup taken before it")
