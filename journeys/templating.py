@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.problems import pydantic_problems
+from journeys.template_sandbox import LimitedEnvironment, check_size, undeclared_names
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 from rules import did_you_mean
@@ -111,8 +112,10 @@ def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
     # changes, so Jinja's own check (an os.stat of the file behind every `extends` or
     # `include`, at every render) only cost time: a fifth of the worker's CPU in
     # journey_bench, on the welcome e-mail's base layout.
-    return SandboxedEnvironment(undefined=StrictUndefined, loader=loader, autoescape=False,
-                                auto_reload=False)
+    # LimitedEnvironment: no compile-time evaluation, `*` and `**` checked
+    # (journeys/template_sandbox.py).
+    return LimitedEnvironment(undefined=StrictUndefined, loader=loader, autoescape=False,
+                              auto_reload=False)
 
 
 _STRING_ENV = make_environment()
@@ -124,7 +127,7 @@ HTML_PARTS = frozenset({"html", "html_file"})
 
 def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
     """Names a Jinja2 source reads from its context (raises TemplateSyntaxError)."""
-    return set(meta.find_undeclared_variables(env.parse(source)))
+    return undeclared_names(env, env.parse(source))
 
 
 def _flat_globals(template: jinja2.Template) -> jinja2.Template:
@@ -151,7 +154,7 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     if "{" not in source:
         return source
     try:
-        return _compiled_string(source).render(context)
+        return check_size(_compiled_string(source).render(context))
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
@@ -309,7 +312,7 @@ class TemplateLibrary:
             if source is None:
                 return None
             try:
-                return self._compile(template_id, name, source).render(context)
+                return check_size(self._compile(template_id, name, source).render(context))
             except Exception as exc:
                 raise self._failure(template_id, (name,), source, exc) from None
 
@@ -321,7 +324,7 @@ class TemplateLibrary:
             if not isinstance(item, str) or "{" not in item:
                 return item
             try:
-                return _compiled_string(item).render(context)
+                return check_size(_compiled_string(item).render(context))
             except Exception as exc:
                 raise self._failure(template_id, where, item, exc) from None
 
