@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.problems import pydantic_problems
+from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
 from journeys.template_sandbox import LimitedEnvironment, check_size, undeclared_names
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
@@ -107,7 +108,8 @@ class Rendered:
 
 
 def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
-    loader = jinja2.FileSystemLoader(str(folder)) if folder is not None else None
+    # FolderLoader: no file outside the folder, symbolic links or not
+    loader = FolderLoader(folder) if folder is not None else None
     # auto_reload=False: a library is loaded once and replaced whole when its folder
     # changes, so Jinja's own check (an os.stat of the file behind every `extends` or
     # `include`, at every render) only cost time: a fifth of the worker's CPU in
@@ -432,6 +434,7 @@ class TemplateLibrary:
         """Syntax errors and variables outside the template scope, for every template;
         with `known_traits` (a folder's traits.yaml), `profile.traits.X` must be one."""
         problems: list[Problem] = []
+        seen: set[str] = set()  # files extended, included or imported: checked once
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source = None
@@ -441,18 +444,28 @@ class TemplateLibrary:
             self.texts[template_id] = [text for _, text in parts]
             for where, text in parts:
                 problems.extend(_check_source(text, self._env, file, source, where))
+                if where[0] in PARTS:  # rendered with the folder's loader
+                    line, col = source.position(where) if source is not None else (1, 1)
+                    problems.extend(reference_problems(
+                        self._env, self.folder, text, file=file,
+                        at=(line + (1 if "\n" in text else 0), col), seen=seen))
                 if known_traits is not None:
                     problems.extend(_check_traits(text, self._env, file, source, where,
                                                   known=known_traits))
             if tpl.html_file is not None:
                 assert self.folder is not None
                 path = self.folder / tpl.html_file
+                pos = source.position(("html_file",)) if source else (1, 1)
                 if not path.is_file():
-                    pos = source.position(("html_file",)) if source else (1, 1)
                     problems.append(Problem(file, *pos,
                                             f"html_file {tpl.html_file!r} does not exist"))
+                elif not inside(self.folder, tpl.html_file):
+                    problems.append(Problem(file, *pos, f"html_file {tpl.html_file!r} is "
+                                            "outside the templates folder"))
                 else:
                     problems.extend(_check_file(path, self._env))
+                    problems.extend(nested_problems(self._env, self.folder,
+                                                    [tpl.html_file], seen))
         return problems
 
 
