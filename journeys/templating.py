@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
+from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
 from journeys.template_sandbox import LimitedEnvironment, check_size, undeclared_names
@@ -336,14 +337,14 @@ class TemplateLibrary:
             text_out = html_to_text(html_out)
         payload = value(("payload",), tpl.payload) if tpl.payload is not None else None
         headers = {}
-        if tpl.from_:
-            headers["From"] = str(value(("from",), tpl.from_))
+        if tpl.from_:  # header values: one line (journeys/header_text.py)
+            headers["From"] = one_line(str(value(("from",), tpl.from_)))
         if tpl.reply_to:
-            headers["Reply-To"] = str(value(("reply_to",), tpl.reply_to))
+            headers["Reply-To"] = one_line(str(value(("reply_to",), tpl.reply_to)))
         return Rendered(
             template=template_id,
             channel=tpl.channel,
-            subject=(part("subject", tpl.subject) or "").strip() or None,
+            subject=one_line(part("subject", tpl.subject) or "").strip() or None,
             html=html_out,
             text=text_out,
             body=part("body", tpl.body),
