@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import aiosmtplib
 
 from engine.ports import DeliveryError, Message
+from journeys.header_text import one_line
 
 T = TypeVar("T")
 
@@ -213,16 +214,17 @@ class EmailChannel:
                 reply_to = extra.pop(name)
             elif lowered == "from":  # a template's `from:` (the envelope sender stays)
                 sender = extra.pop(name)
-        try:
-            mime["From"] = sender
-            mime["To"] = message.to or ""
-            mime["Subject"] = rendered.subject or ""
+        try:  # header values on one line: no header injection, no failure (the renderer
+            # folds them already; an outbox row rendered before it did may not be)
+            mime["From"] = one_line(sender)
+            mime["To"] = one_line(message.to or "")
+            mime["Subject"] = one_line(rendered.subject or "")
             if reply_to:
-                mime["Reply-To"] = reply_to
+                mime["Reply-To"] = one_line(reply_to)
             mime["Date"] = email.utils.format_datetime(at)
             mime["Message-ID"] = self.message_id(message.key)
             for name, value in extra.items():
-                mime[name] = value
+                mime[name] = one_line(value)
             text = rendered.text if rendered.text is not None else rendered.body
             if text is None and rendered.html is not None:
                 mime.set_content(rendered.html, subtype="html")
@@ -244,7 +246,7 @@ class EmailChannel:
         header would show someone the envelope never reaches), is refused for good."""
         if not message.to or not message.to.strip():
             raise DeliveryError("no email address", permanent=True)
-        addresses = _addresses(message.to)
+        addresses = _addresses(one_line(message.to))  # as the To header is written
         if addresses is None or len(addresses) != 1:
             what = "more than one email address" if addresses else "invalid email address"
             raise DeliveryError(f"{what} {message.to!r}", permanent=True)

@@ -7,7 +7,8 @@ non-string keys)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +90,37 @@ def _loads_long_digits(text: str | bytes, parse_int: Callable[[str], Any] | None
     if has_long_number(raw):
         return json.loads(text, parse_int=parse_int)
     return loads(text)
+
+
+# A JSON string (skipped whole: a bracket inside one is text) or a bracket
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.DOTALL)
+_BRACKETS_BYTES = re.compile(_BRACKETS.pattern.encode(), re.DOTALL)
+
+
+def nested_past(text: str | bytes, limit: int) -> int | None:
+    """The offset in `text` (characters, or bytes for bytes) of the first `[` or `{`
+    nested deeper than `limit` levels (the outermost array or object is level 1), or
+    None. Checked before parsing: the standard library's parser recurses once per level
+    (a RecursionError past ~1,000), orjson refuses more than 1,024. Text with no more
+    than `limit` brackets in all is answered by counting them."""
+    steps: Iterator[tuple[int, int]]  # (offset, +1 opening, -1 closing, 0 a string)
+    if isinstance(text, bytes):
+        if text.count(b"[") + text.count(b"{") <= limit:
+            return None
+        steps = ((m.start(), _STEP.get(m.group()[0], 0)) for m in _BRACKETS_BYTES.finditer(text))
+    else:
+        if text.count("[") + text.count("{") <= limit:
+            return None
+        steps = ((m.start(), _STEP.get(ord(m.group()[0]), 0)) for m in _BRACKETS.finditer(text))
+    depth = 0
+    for at, step in steps:
+        depth += step
+        if depth > limit:
+            return at
+    return None
+
+
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def _jsonb_int(digits: str) -> int | float:

@@ -24,7 +24,10 @@ from pydantic import Field, ValidationError, model_validator
 
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
+from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
+from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
+from journeys.template_sandbox import LimitedEnvironment, check_size, undeclared_names
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 from rules import did_you_mean
@@ -106,13 +109,16 @@ class Rendered:
 
 
 def make_environment(folder: Path | None = None) -> SandboxedEnvironment:
-    loader = jinja2.FileSystemLoader(str(folder)) if folder is not None else None
+    # FolderLoader: no file outside the folder, symbolic links or not
+    loader = FolderLoader(folder) if folder is not None else None
     # auto_reload=False: a library is loaded once and replaced whole when its folder
     # changes, so Jinja's own check (an os.stat of the file behind every `extends` or
     # `include`, at every render) only cost time: a fifth of the worker's CPU in
     # journey_bench, on the welcome e-mail's base layout.
-    return SandboxedEnvironment(undefined=StrictUndefined, loader=loader, autoescape=False,
-                                auto_reload=False)
+    # LimitedEnvironment: no compile-time evaluation, `*` and `**` checked
+    # (journeys/template_sandbox.py).
+    return LimitedEnvironment(undefined=StrictUndefined, loader=loader, autoescape=False,
+                              auto_reload=False)
 
 
 _STRING_ENV = make_environment()
@@ -124,7 +130,7 @@ HTML_PARTS = frozenset({"html", "html_file"})
 
 def undeclared(source: str, env: jinja2.Environment = _STRING_ENV) -> set[str]:
     """Names a Jinja2 source reads from its context (raises TemplateSyntaxError)."""
-    return set(meta.find_undeclared_variables(env.parse(source)))
+    return undeclared_names(env, env.parse(source))
 
 
 def _flat_globals(template: jinja2.Template) -> jinja2.Template:
@@ -151,7 +157,7 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     if "{" not in source:
         return source
     try:
-        return _compiled_string(source).render(context)
+        return check_size(_compiled_string(source).render(context))
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
@@ -309,7 +315,7 @@ class TemplateLibrary:
             if source is None:
                 return None
             try:
-                return self._compile(template_id, name, source).render(context)
+                return check_size(self._compile(template_id, name, source).render(context))
             except Exception as exc:
                 raise self._failure(template_id, (name,), source, exc) from None
 
@@ -321,7 +327,7 @@ class TemplateLibrary:
             if not isinstance(item, str) or "{" not in item:
                 return item
             try:
-                return _compiled_string(item).render(context)
+                return check_size(_compiled_string(item).render(context))
             except Exception as exc:
                 raise self._failure(template_id, where, item, exc) from None
 
@@ -331,14 +337,14 @@ class TemplateLibrary:
             text_out = html_to_text(html_out)
         payload = value(("payload",), tpl.payload) if tpl.payload is not None else None
         headers = {}
-        if tpl.from_:
-            headers["From"] = str(value(("from",), tpl.from_))
+        if tpl.from_:  # header values: one line (journeys/header_text.py)
+            headers["From"] = one_line(str(value(("from",), tpl.from_)))
         if tpl.reply_to:
-            headers["Reply-To"] = str(value(("reply_to",), tpl.reply_to))
+            headers["Reply-To"] = one_line(str(value(("reply_to",), tpl.reply_to)))
         return Rendered(
             template=template_id,
             channel=tpl.channel,
-            subject=(part("subject", tpl.subject) or "").strip() or None,
+            subject=one_line(part("subject", tpl.subject) or "").strip() or None,
             html=html_out,
             text=text_out,
             body=part("body", tpl.body),
@@ -429,6 +435,7 @@ class TemplateLibrary:
         """Syntax errors and variables outside the template scope, for every template;
         with `known_traits` (a folder's traits.yaml), `profile.traits.X` must be one."""
         problems: list[Problem] = []
+        seen: set[str] = set()  # files extended, included or imported: checked once
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source = None
@@ -438,18 +445,28 @@ class TemplateLibrary:
             self.texts[template_id] = [text for _, text in parts]
             for where, text in parts:
                 problems.extend(_check_source(text, self._env, file, source, where))
+                if where[0] in PARTS:  # rendered with the folder's loader
+                    line, col = source.position(where) if source is not None else (1, 1)
+                    problems.extend(reference_problems(
+                        self._env, self.folder, text, file=file,
+                        at=(line + (1 if "\n" in text else 0), col), seen=seen))
                 if known_traits is not None:
                     problems.extend(_check_traits(text, self._env, file, source, where,
                                                   known=known_traits))
             if tpl.html_file is not None:
                 assert self.folder is not None
                 path = self.folder / tpl.html_file
+                pos = source.position(("html_file",)) if source else (1, 1)
                 if not path.is_file():
-                    pos = source.position(("html_file",)) if source else (1, 1)
                     problems.append(Problem(file, *pos,
                                             f"html_file {tpl.html_file!r} does not exist"))
+                elif not inside(self.folder, tpl.html_file):
+                    problems.append(Problem(file, *pos, f"html_file {tpl.html_file!r} is "
+                                            "outside the templates folder"))
                 else:
                     problems.extend(_check_file(path, self._env))
+                    problems.extend(nested_problems(self._env, self.folder,
+                                                    [tpl.html_file], seen))
         return problems
 
 

@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import parse_timestamp
+from engine.jsonfast import nested_past
+from engine.runtime.events import MAX_DEPTH
 from journeys.errors import InvalidJourney
 from journeys.textfile import read_text
 from rules.errors import JourneymanError
+
+# Objects and arrays in an input, the outermost being level 1: as the API's events
+# (engine/runtime/events.py); deeper is refused before parsing, at its line and column.
+TOO_DEEP = f"nested too deeply (at most {MAX_DEPTH} levels)"
 
 
 class InputFileError(JourneymanError):
@@ -64,6 +70,11 @@ def read_object(path: Path, option: str, shape: str,
         text = read_text(path)
     except InvalidJourney as exc:  # its message names the file, at the line and column
         raise InputFileError(f"{option} {exc}") from None
+    deep = nested_past(text, MAX_DEPTH)
+    if deep is not None:  # before parsing: json.loads recursed into a RecursionError
+        line = text.count("\n", 0, deep) + 1
+        raise InputFileError(f"{label}:{line}:{deep - text.rfind(chr(10), 0, deep)}: "
+                             f"{TOO_DEEP}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -93,6 +104,9 @@ def read_event_lines(path: Path, *, error: type[JourneymanError] = InputFileErro
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        deep = nested_past(line, MAX_DEPTH)
+        if deep is not None:
+            raise error(f"{path}:{number}:{deep + 1}: {TOO_DEEP}")
         try:
             event = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -107,5 +121,5 @@ def read_event_lines(path: Path, *, error: type[JourneymanError] = InputFileErro
     return events
 
 
-__all__ = ["EVENT_FIELDS", "EVENT_SHAPE", "PROFILE_FIELDS", "PROFILE_SHAPE", "InputFileError",
-           "kind_of", "read_event_lines", "read_object"]
+__all__ = ["EVENT_FIELDS", "EVENT_SHAPE", "PROFILE_FIELDS", "PROFILE_SHAPE", "TOO_DEEP",
+           "InputFileError", "kind_of", "read_event_lines", "read_object"]

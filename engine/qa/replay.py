@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import parse_timestamp
-from engine.jsonfast import loads
+from engine.jsonfast import loads, nested_past
+from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
-from engine.runtime.events import BadEvent
+from engine.runtime.events import MAX_DEPTH, BadEvent
 from engine.testing import InMemoryEngine
 from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
@@ -58,6 +59,10 @@ def read_log(path: Path) -> EventLog:
             at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
+            deep = nested_past(raw, MAX_DEPTH)  # before parsing (the stdlib's recursion)
+            if deep is not None:
+                column = len(raw[:deep].decode(errors="replace")) + 1
+                raise ReplayError(f"{path}:{number}:{column}: {TOO_DEEP}")
             try:  # without its newline: a line cut short is "not JSON" at its end
                 event = loads(raw.rstrip(b"\r\n"))
             except UnicodeDecodeError as exc:

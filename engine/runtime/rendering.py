@@ -11,6 +11,7 @@ from engine.ports import OutboxEntry
 from engine.runtime.tracking import TrackingLinks, tracked_parts
 from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks, one_click_headers
 from journeys.compiler import CompiledJourney
+from journeys.header_text import one_line
 from journeys.model import Policy, Tracking
 
 
@@ -30,6 +31,7 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
     context = {**send.context, "unsubscribe_url": unsubscribe}
     rendered = journey.templates.render(send.template, context)
     if send.channel == "email":
+        to = one_line(to) if to is not None else None  # the To header: one line
         html, text = rendered.html, rendered.text
         settings = tracking_settings(journey, policy)
         template = journey.templates.templates.get(send.template)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,11 @@ from aiosmtpd.controller import Controller
 
 from channels.email import EmailChannel
 from engine.ports import DeliveryError, Message
+from engine.qa.preview import preview
 from engine.runtime.dispatch import Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
+from tests.engine.helpers import HELLO, write_folder
 from tests.net import free_port
 from tests.store.helpers import T0, outbox_entry
 
@@ -42,6 +45,7 @@ class Sink:
     data_replies: list[str] = field(default_factory=list)
     delivered: list[bytes] = field(default_factory=list)  # accepted messages
     attempts: list[bytes] = field(default_factory=list)  # every DATA seen, accepted or not
+    recipients: list[list[str]] = field(default_factory=list)  # RCPT TO of every DATA
     ehlos: int = 0  # one per SMTP connection (the client says EHLO once per connection)
     servers: list[Any] = field(default_factory=list)  # the server-side protocol objects
 
@@ -74,6 +78,7 @@ class Sink:
             self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
         self.attempts.append(content)
+        self.recipients.append(list(envelope.rcpt_tos))
         if self.data_replies:
             return self.data_replies.pop(0)
         self.delivered.append(content)
@@ -199,10 +204,54 @@ def test_a_template_reply_to_wins_and_owned_headers_are_refused(server: Server,
         with pytest.raises(DeliveryError, match="set by the email adapter") as caught:
             channel.send(message(headers={name: "x@example.com"}))
         assert caught.value.permanent
-    with pytest.raises(DeliveryError, match="cannot build") as injected:
-        channel.send(message(headers={"X-Tag": "a\r\nBcc: victim@example.com"}))
-    assert injected.value.permanent
-    assert len(server.sink.delivered) == 1
+    # A line break in a header value is folded to a space: no header injection
+    channel.send(message(headers={"X-Tag": "a\r\nBcc: victim@example.com"}))
+    assert server.sink.parsed()[1]["X-Tag"] == "a Bcc: victim@example.com"
+    assert server.sink.parsed()[1]["Bcc"] is None
+    assert len(server.sink.delivered) == 2
+
+
+def test_line_breaks_in_header_values_are_folded_not_a_failure(server: Server,
+                                                               channel: EmailChannel) -> None:
+    """A trait with a line break in a subject (`first_name: "X\\r\\nBcc: evil@x.com"`)
+    failed the send for good (`Header values may not contain linefeed or carriage
+    return characters`): folded, it is sent, with no extra header and no extra
+    recipient. Outbox rows rendered before the renderer folded them are folded here."""
+    channel.send(message(subject="Hi X\r\nBcc: evil@x.com\u2028\x00!", headers={
+        "From": "Orders\nTeam <orders@shop.example>",
+        "Reply-To": "Help\r\n\tDesk <help@shop.example>"}))
+    [received] = server.sink.parsed()
+    assert received["Subject"] == "Hi X Bcc: evil@x.com !"
+    assert received["From"] == "Orders Team <orders@shop.example>"
+    assert received["Reply-To"] == "Help Desk <help@shop.example>"
+    assert (received["Bcc"], received["Cc"]) == (None, None)
+    assert server.sink.recipients == [["ana@example.com"]]
+
+
+def test_a_trait_with_a_line_break_renders_and_sends_as_one_line(
+        tmp_path: Path, server: Server, channel: EmailChannel) -> None:
+    """Preview shows what is sent: the subject, From and To name on one line."""
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": """\
+        channel: email
+        subject: "Hi {{ profile.traits.first_name }}"
+        from: "{{ profile.traits.first_name }} at Shop <hello@shop.example>"
+        text: hi
+        """})
+    (folder / "hello.yaml").write_text((folder / "hello.yaml").read_text().replace(
+        "template: welcome", "template: welcome, to: '{{ profile.traits.first_name }} "
+        "<{{ profile.traits.email }}>'"))
+    traits = {"first_name": "X\r\nBcc: evil@x.com", "email": "ana@example.com"}
+    shown = preview(folder, "hello", "welcome", {"id": "ana", "traits": traits}, now=T0)
+    entry = shown.entry
+    assert entry.rendered.subject == "Hi X Bcc: evil@x.com"
+    assert entry.rendered.headers["From"] == "X Bcc: evil@x.com at Shop <hello@shop.example>"
+    assert entry.to == "X Bcc: evil@x.com <ana@example.com>"
+    assert "subject: Hi X Bcc: evil@x.com" in shown.lines()
+    channel.send(Message(entry.key, entry.profile_id, entry.journey, entry.step,
+                         entry.channel, "ana@example.com", entry.rendered, T0))
+    [received] = server.sink.parsed()
+    assert received["Subject"] == entry.rendered.subject
+    assert received["Bcc"] is None
 
 
 # --- 2. a retried send keeps its Message-ID, and arrives once ----------------------------

@@ -151,3 +151,51 @@ def test_demo_names_the_events_file_and_its_line(tmp_path: Path) -> None:
         assert result.returncode == 1, result.stderr
         assert result.stderr == f"{events}:{message}\n"
         assert result.stdout == ""  # refused before anything started
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError at ~1,000 levels
+
+
+def test_deeply_nested_inputs_are_refused_at_their_place_without_a_traceback(
+        tmp_path: Path) -> None:
+    """`preview --profile`, `simulate --events` and `replay` printed `RecursionError:
+    maximum recursion depth exceeded while decoding a JSON array`; the API refused the
+    same (400 body is nested too deeply). Now `file:line:col: nested too deeply (at most
+    64 levels)`, exit 1, the column that of the first bracket past level 64."""
+    profile = tmp_path / "deep.json"
+    profile.write_text('{"id": "ana",\n "traits": {"x": ' + DEEP + "}}")
+    events = tmp_path / "events.jsonl"
+    good = '{"type": "track", "userId": "a", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}'
+    events.write_text(good + '\n{"type": "track", "x": ' + DEEP + "}\n")
+    column = len('{"type": "track", "x": ') + 63 + 1  # the event is level 1
+    profile_column = len(' "traits": {"x": ') + 62 + 1  # the profile, traits: 1 and 2
+    for args, message in (
+            (["preview", "welcome", "welcome_site", "--journeys", str(LIBRARY),
+              "--profile", str(profile)],
+             f"--profile {profile}:2:{profile_column}: "),
+            (["simulate", str(LIBRARY), "--events", str(events)], f"{events}:2:{column}: "),
+            (["replay", str(events), "--journeys", str(LIBRARY)], f"{events}:2:{column}: ")):
+        result = run(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr == message + "nested too deeply (at most 64 levels)\n"
+        assert "Traceback" not in result.stderr
+
+
+def test_nesting_up_to_the_limit_is_read_and_brackets_in_strings_do_not_count(
+        tmp_path: Path) -> None:
+    from engine.jsonfast import nested_past
+    from engine.qa.inputs import PROFILE_SHAPE, InputFileError, read_event_lines, read_object
+
+    path = tmp_path / "p.json"
+    inner = "[" * 62 + "]" * 62  # with the profile and traits objects: 64 levels
+    path.write_text('{"traits": {"x": ' + inner + ', "s": "' + "[{" * 500 + '"}}')
+    assert read_object(path, "--profile", PROFILE_SHAPE)["traits"]["s"] == "[{" * 500
+    path.write_text('{"traits": {"x": [' + inner + "]}}")
+    with pytest.raises(InputFileError, match=r":1:80: nested too deeply"):
+        read_object(path, "--profile", PROFILE_SHAPE)
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"timestamp": "2026-03-02T09:00:00Z", "p": {"a": ' + inner + "}}\n")
+    assert len(read_event_lines(events)) == 1
+    assert nested_past('["\\"[[", [[1]]]', 2) == 10
+    assert nested_past(b'["\\"[[", [[1]]]', 2) == 10
+    assert nested_past('[[1], [2], {"a": [3]}]', 3) is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from journeys.errors import TemplateRenderError
+from journeys.errors import InvalidJourney, TemplateRenderError
 from journeys.loader import load_path
 from journeys.templating import Rendered
 from tests.conftest import LIBRARY
@@ -59,9 +59,10 @@ def test_the_sandbox_refuses_to_reach_out(tmp_path: Path, attack: str) -> None:
     folder = write_folder(tmp_path / "j", {}, {"evil": (
         "channel: email\nsubject: hi\ntext: |\n  " + attack + "\n")})
     (tmp_path / "secret.txt").write_text("do not leak")
-    templates = load_path(folder).templates
-    with pytest.raises(TemplateRenderError, match=r"is unsafe|not found in search path|etc/passwd"):
-        templates.render("evil", CONTEXT)
+    # A constant include is refused when the folder loads (validate), the rest at render
+    with pytest.raises((TemplateRenderError, InvalidJourney),
+                       match=r"is unsafe|no such file in the templates folder"):
+        load_path(folder).templates.render("evil", CONTEXT)
 
 
 def test_a_rendered_message_as_a_document_is_asdict() -> None:
