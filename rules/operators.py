@@ -14,8 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rules.durations import DurationError, parse_duration
+from rules.regex_guard import exponential_risk
 
 MISSING: Any = object()
+# `matches` reads at most this many characters of a value: validation refuses patterns
+# that can take exponential time (rules/regex_guard.py), and this bounds what is left, a
+# polynomial pattern (`\d*\d*x`) on a long value. A longer value is matched on its first
+# MATCH_LIMIT characters (its end, for `$`, is there).
+MATCH_LIMIT = 1_000
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -100,7 +106,15 @@ def _check_regex(value: Any) -> str | None:
         re.compile(value)
     except re.error as exc:
         return f"has a bad regular expression: {exc}"
+    risk = exponential_risk(value)
+    if risk:
+        return (f"pattern can take exponential time on some inputs ({risk}); rewrite it, "
+                "e.g. (a+)+ as a+, (a|ab)+ as (ab?)+")
     return None
+
+
+def _matches(fact: Any, operand: Any, now: datetime) -> bool:
+    return isinstance(fact, str) and re.search(operand, fact[:MATCH_LIMIT]) is not None
 
 
 def _contains(fact: Any, operand: Any, now: datetime) -> bool:
@@ -137,8 +151,7 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     Operator("exists", lambda f, v, n: bool(v),
              lambda v: None if isinstance(v, bool) else "needs true or false"),
     Operator("contains", _contains),
-    Operator("matches", lambda f, v, n: isinstance(f, str) and re.search(v, f) is not None,
-             _check_regex),
+    Operator("matches", _matches, _check_regex),
     Operator("before", _relative(before=True), _check_relative, _prepare_relative),
     Operator("after", _relative(before=False), _check_relative, _prepare_relative),
 )}
