@@ -17,6 +17,9 @@ from rules.durations import DurationError, parse_duration
 from rules.regex_guard import exponential_risk
 
 MISSING: Any = object()
+# The calendar's ends in UTC: a date-time beyond them compares as one of them.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 # `matches` reads at most this many characters of a value: validation refuses patterns
 # that can take exponential time (rules/regex_guard.py), and this bounds what is left, a
 # polynomial pattern (`\d*\d*x`) on a long value. A longer value is matched on its first
@@ -34,7 +37,13 @@ def timestamp(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
+        return EARLIEST if parsed.year == 1 else LATEST
+    return parsed
 
 
 def _number(value: Any) -> bool:
@@ -65,7 +74,13 @@ def _relative(before: bool) -> Callable[[Any, Any, datetime], bool]:
         instant = timestamp(fact)
         if instant is None:
             return False
-        ref = now - operand if isinstance(operand, timedelta) else operand
+        if isinstance(operand, timedelta):
+            try:
+                ref = now - operand
+            except OverflowError:  # before the calendar's start: every date is after it
+                return not before
+        else:
+            ref = operand
         return instant < ref if before else instant > ref
 
     return evaluate
