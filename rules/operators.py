@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rules.durations import DurationError, parse_duration
+from rules.durations import TOO_LONG, DurationError, parse_duration
 from rules.regex_guard import exponential_risk
 
 MISSING: Any = object()
@@ -101,8 +101,9 @@ def _check_relative(value: Any) -> str | None:
         return None
     try:
         parse_duration(value)
-    except DurationError:
-        return "needs an ISO date-time or a duration like 90d"
+    except DurationError as exc:
+        too_long = f": {TOO_LONG}" if TOO_LONG in str(exc) else ""
+        return "needs an ISO date-time or a duration like 90d" + too_long
     return None
 
 

@@ -60,6 +60,15 @@ EXPECTED: dict[str, list[str]] = {
     "duplicate_step": [
         "duplicate_step.yaml:7:9: duplicate step id 'hi'",
     ],
+    # over 100 years: refused wherever a duration is written, never an OverflowError
+    "durations_too_long": [
+        "durations_too_long.yaml:5:40: 'before' needs an ISO date-time or a duration like 90d: longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:6:19: after: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:7:31: within: bad duration 'P3000000D': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:10:11: wait: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:12:11: wait: bad duration '99999999999d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:14:41: timeout: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+    ],
     "goto_missing": [
         "goto_missing.yaml:8:15: step 'vip_mail' does not exist (did you mean 'vip_email'?)",
         "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it",

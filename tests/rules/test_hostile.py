@@ -4,11 +4,19 @@ long to match in bounded time."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules import BACKENDS, ConditionError, compile_ruleset, evaluate, parse_condition
+from rules import (
+    BACKENDS,
+    ConditionError,
+    DurationError,
+    compile_ruleset,
+    evaluate,
+    parse_condition,
+    parse_duration,
+)
 from rules.operators import MATCH_LIMIT
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -53,3 +61,17 @@ def test_matches_reads_a_bounded_prefix_of_the_value(backend: str) -> None:
     assert not evaluate(cond, late, NOW)
     early = {"event": {"event": "Search", "properties": {"q": "1" * (MATCH_LIMIT - 1) + "x"}}}
     assert evaluate(cond, early, NOW)
+
+
+@pytest.mark.parametrize("text", [
+    "36526d", "3000000d", "99999999999d", "P3000000D", "PT999999999999S", "5218w",
+    "1" * 5000 + "s", "9" * 30 + "d",
+])
+def test_a_duration_over_100_years_is_refused_with_its_own_error(text: str) -> None:
+    with pytest.raises(DurationError, match=r"longer than the maximum of 36525d \(100 years\)"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_is_100_years() -> None:
+    assert parse_duration("36525d") == timedelta(days=36525)
+    assert parse_duration("P5217W") == timedelta(weeks=5217)
