@@ -69,6 +69,16 @@ EXPECTED: dict[str, list[str]] = {
         "durations_too_long.yaml:12:11: wait: bad duration '99999999999d': longer than the maximum of 36525d (100 years)",
         "durations_too_long.yaml:14:41: timeout: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
     ],
+    # null conditions would hold for everyone (`not: null` for no one); nan and inf never match
+    "empty_conditions": [
+        "empty_conditions.yaml:3:8: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:27: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:39: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:66: 'eq' needs a finite number, not nan",
+        "empty_conditions.yaml:8:11: empty condition (null): write a condition, or leave 'when' out",
+        "empty_conditions.yaml:9:33: 'gt' needs a finite number, not inf",
+        "empty_conditions.yaml:9:66: 'in' needs a finite number, not inf",
+    ],
     "goto_missing": [
         "goto_missing.yaml:8:15: step 'vip_mail' does not exist (did you mean 'vip_email'?)",
         "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it",
