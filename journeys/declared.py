@@ -76,19 +76,22 @@ def _property_message(path: str, event: tuple[str, Collection[str]]) -> str:
 
 def condition_places(model: Journey) -> Iterator[tuple[Where, Any]]:
     """Every place in a journey that holds a condition, with its location."""
+    # A `when` written as null is yielded (None) for the loader to refuse; one left out is not.
     entry = model.entry
-    if entry.when is not None:
+    if entry.when is not None or "when" in entry.model_fields_set:
         yield ("entry", "when"), entry.when
     if entry.segment is not None:
         yield ("entry", "segment", "when"), entry.segment.when
     for i, item in enumerate(model.exit_when):
-        if item.when is not None:
+        if item.when is not None or "when" in item.model_fields_set:
             yield ("exit_when", i, "when"), item.when
-    if model.goal is not None and model.goal.when is not None:
+    if model.goal is not None and (model.goal.when is not None
+                                   or "when" in model.goal.model_fields_set):
         yield ("goal", "when"), model.goal.when
     for i, step in enumerate(model.steps):
         wait_for = getattr(step, "wait_for", None)
-        if wait_for is not None and wait_for.when is not None:
+        if wait_for is not None and (wait_for.when is not None
+                                     or "when" in wait_for.model_fields_set):
             yield ("steps", i, "wait_for", "when"), wait_for.when
         for j, case in enumerate(getattr(step, "branch", None) or []):
             when = getattr(case, "when", None)

@@ -5,6 +5,7 @@ templates, weights, schedules and time zones. Every finding carries a position.
 from __future__ import annotations
 
 import re
+from collections import deque
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
@@ -159,34 +160,90 @@ def _reachability(loaded: LoadedJourney) -> list[Problem]:
 
 
 def _loops(loaded: LoadedJourney) -> list[Problem]:
-    """A cycle made only of instant steps would spin forever: each loop needs a wait."""
+    """A cycle made only of instant steps would spin forever: each loop needs a wait.
+    One loop is reported per strongly connected group of instant steps; the walks are
+    iterative (a journey of thousands of steps would overflow Python's stack)."""
     model = loaded.model
     graph = edges(model)
     waiting = {s.id for s in model.steps if isinstance(s, WaitStep) or hasattr(s, "wait_for")}
     index = {s.id: i for i, s in reversed(list(enumerate(model.steps)))}
-    reported: set[frozenset[str]] = set()
+    instant = {node: [e.target for e in graph.get(node, [])
+                      if e.target not in TERMINALS and e.target not in waiting
+                      and e.target in graph]
+               for node in graph if node not in waiting}
     problems = []
-
-    def visit(node: str, path: list[str]) -> None:
-        for e in graph.get(node, []):
-            if e.target in TERMINALS or e.target in waiting or e.target not in graph:
-                continue
-            if e.target in path:
-                cycle = [*path[path.index(e.target):], e.target]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    problems.append(loaded.source.problem(
-                        ("steps", index[e.target], "id"),
-                        "loop with no wait: " + " -> ".join(cycle)
-                        + " (add a wait or wait_for inside the loop)"))
-                continue
-            visit(e.target, [*path, e.target])
-
-    for sid in graph:
-        if sid not in waiting:
-            visit(sid, [sid])
+    for group in _strongly_connected(instant):
+        members = set(group)
+        start = group[0]
+        if len(group) == 1 and start not in instant[start]:
+            continue  # one step that does not lead to itself: no loop
+        cycle = _cycle_through(start, instant, members)
+        problems.append(loaded.source.problem(
+            ("steps", index[start], "id"),
+            "loop with no wait: " + " -> ".join(cycle)
+            + " (add a wait or wait_for inside the loop)"))
     return problems
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components, iteratively; each component's nodes in
+    the graph's order, the components in the order of their first node."""
+    order = {node: i for i, node in enumerate(graph)}
+    number: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    for root in graph:
+        if root in number:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, at = work.pop()
+            if at == 0:
+                number[node] = low[node] = len(number)
+                stack.append(node)
+                on_stack.add(node)
+            targets = graph[node]
+            if at < len(targets):
+                work.append((node, at + 1))
+                target = targets[at]
+                if target not in number:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], number[target])
+                continue
+            if low[node] == number[node]:
+                group: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                groups.append(sorted(group, key=order.__getitem__))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return sorted(groups, key=lambda g: order[g[0]])
+
+
+def _cycle_through(start: str, graph: dict[str, list[str]], members: set[str]) -> list[str]:
+    """The shortest path from `start` back to itself inside its component."""
+    came_from: dict[str, str] = {}
+    todo = deque([start])
+    while todo:
+        node = todo.popleft()
+        for target in graph[node]:
+            if target == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if target in members and target not in came_from:
+                came_from[target] = node
+                todo.append(target)
+    return [start, start]  # unreachable: `start` is on a cycle of its component
 
 
 def _waits(loaded: LoadedJourney) -> list[Problem]:

@@ -80,6 +80,10 @@ def _with_conditions(model: Journey, source: Source) -> tuple[LoadedJourney, lis
     problems: list[Problem] = []
     conditions: dict[Where, Condition] = {}
     for where, raw in condition_places(model):
+        if raw is None:  # `when: null` was written: it would hold for everyone
+            problems.append(source.problem(where, "empty condition (null): write a "
+                                           "condition, or leave 'when' out"))
+            continue
         try:
             conditions[where] = parse_condition(raw, where=where)
         except ConditionError as exc:

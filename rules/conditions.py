@@ -7,6 +7,7 @@ loader can report `file:line:column`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +77,13 @@ def parse_condition(raw: object, *, where: Where = ()) -> Condition:
     return condition
 
 
-def _parse(raw: object, where: Where, problems: list[ConditionProblem]) -> Condition:
+def _parse(raw: object, where: Where, problems: list[ConditionProblem], *,
+           nested: bool = False) -> Condition:
     if raw is None:
+        if nested:  # `any: [null]`, `not: null`, a YAML alias to the condition itself
+            problems.append(ConditionProblem(where, "empty condition (null, or a YAML alias "
+                                             "to a mapping that holds it): write a "
+                                             "condition here, or remove it"))
         return TRUE
     if not isinstance(raw, dict):
         problems.append(ConditionProblem(where, "a condition must be a mapping of "
@@ -91,10 +97,11 @@ def _parse(raw: object, where: Where, problems: list[ConditionProblem]) -> Condi
                 problems.append(ConditionProblem(here, f"'{key}' needs a non-empty list of "
                                                  "conditions"))
                 continue
-            parts = tuple(_parse(v, (*here, i), problems) for i, v in enumerate(value))
+            parts = tuple(_parse(v, (*here, i), problems, nested=True)
+                          for i, v in enumerate(value))
             items.append(AllOf(parts) if key == "all" else AnyOf(parts))
         elif key == "not":
-            items.append(Not(_parse(value, here, problems)))
+            items.append(Not(_parse(value, here, problems, nested=True)))
         else:
             items.extend(_compare(str(key), value, here, problems))
     return items[0] if len(items) == 1 else AllOf(tuple(items))
@@ -118,9 +125,18 @@ def _compare(key: str, value: object, here: Where,
             problems.append(ConditionProblem((*here, op), f"unknown operator {op!r}"
                                              + did_you_mean(str(op), OPERATORS)))
             continue
-        error = spec.check(operand)
+        error = spec.check(operand) or _not_finite(operand)
         if error:
             problems.append(ConditionProblem((*here, op), f"{op!r} {error}"))
             continue
         out.append(Compare(path, str(op), spec.prepare(operand)))
     return out
+
+
+def _not_finite(operand: object) -> str | None:
+    """`eq: .nan` or `gt: 1e999` can never match (or `gt: -.inf` always does)."""
+    values = operand if isinstance(operand, list) else [operand]
+    for value in values:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"needs a finite number, not {value!r}"
+    return None

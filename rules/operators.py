@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rules.durations import DurationError, parse_duration
+from rules.durations import TOO_LONG, DurationError, parse_duration
+from rules.regex_guard import exponential_risk
 
 MISSING: Any = object()
+# The calendar's ends in UTC: a date-time beyond them compares as one of them.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+# `matches` reads at most this many characters of a value: validation refuses patterns
+# that can take exponential time (rules/regex_guard.py), and this bounds what is left, a
+# polynomial pattern (`\d*\d*x`) on a long value. A longer value is matched on its first
+# MATCH_LIMIT characters (its end, for `$`, is there).
+MATCH_LIMIT = 1_000
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -28,7 +37,13 @@ def timestamp(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
+        return EARLIEST if parsed.year == 1 else LATEST
+    return parsed
 
 
 def _number(value: Any) -> bool:
@@ -59,7 +74,13 @@ def _relative(before: bool) -> Callable[[Any, Any, datetime], bool]:
         instant = timestamp(fact)
         if instant is None:
             return False
-        ref = now - operand if isinstance(operand, timedelta) else operand
+        if isinstance(operand, timedelta):
+            try:
+                ref = now - operand
+            except OverflowError:  # before the calendar's start: every date is after it
+                return not before
+        else:
+            ref = operand
         return instant < ref if before else instant > ref
 
     return evaluate
@@ -80,8 +101,9 @@ def _check_relative(value: Any) -> str | None:
         return None
     try:
         parse_duration(value)
-    except DurationError:
-        return "needs an ISO date-time or a duration like 90d"
+    except DurationError as exc:
+        too_long = f": {TOO_LONG}" if TOO_LONG in str(exc) else ""
+        return "needs an ISO date-time or a duration like 90d" + too_long
     return None
 
 
@@ -100,7 +122,15 @@ def _check_regex(value: Any) -> str | None:
         re.compile(value)
     except re.error as exc:
         return f"has a bad regular expression: {exc}"
+    risk = exponential_risk(value)
+    if risk:
+        return (f"pattern can take exponential time on some inputs ({risk}); rewrite it, "
+                "e.g. (a+)+ as a+, (a|ab)+ as (ab?)+")
     return None
+
+
+def _matches(fact: Any, operand: Any, now: datetime) -> bool:
+    return isinstance(fact, str) and re.search(operand, fact[:MATCH_LIMIT]) is not None
 
 
 def _contains(fact: Any, operand: Any, now: datetime) -> bool:
@@ -137,8 +167,7 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     Operator("exists", lambda f, v, n: bool(v),
              lambda v: None if isinstance(v, bool) else "needs true or false"),
     Operator("contains", _contains),
-    Operator("matches", lambda f, v, n: isinstance(f, str) and re.search(v, f) is not None,
-             _check_regex),
+    Operator("matches", _matches, _check_regex),
     Operator("before", _relative(before=True), _check_relative, _prepare_relative),
     Operator("after", _relative(before=False), _check_relative, _prepare_relative),
 )}

@@ -49,28 +49,40 @@ def next_change(condition: Condition, profile: Profile, now: datetime, *,
                 recency: Mapping[str, Any] | None = None) -> datetime | None:
     """The earliest instant after `now` at which `condition` may change truth for
     `profile` with no event in between; None if time alone never changes it."""
-    candidates: set[datetime] = set()
+    candidates: set[datetime | None] = set()
     last_order = parse_timestamp(profile.computed.get("last_order_at"))
     for leaf in _leaves(condition):
         path = leaf.path
         if leaf.op in RELATIVE_OPS and isinstance(leaf.value, timedelta):
             instant = parse_timestamp(_fact(profile, path))
-            if instant is not None:  # `before: 90d` turns true just after instant + 90d
-                candidates.add(instant + leaf.value + timedelta(seconds=1))
+            # `before: 90d` turns true just after instant + 90d
+            candidates.add(_later(instant, leaf.value + timedelta(seconds=1)))
             continue
         if len(path) < 3 or path[:2] != ("profile", "computed"):
             continue
         trait = path[2]
         if trait == "days_since_last_order" and last_order is not None:
-            candidates.update(last_order + timedelta(days=d)
+            candidates.update(_later(last_order, timedelta(days=d))
                               for d in _day_marks(leaf.op, leaf.value))
         elif trait in RECENCY_TRAITS and last_order is not None:
             bounds = recency or {"short": 30, "medium": 90}
-            candidates.update(last_order + timedelta(days=int(b) + 1) for b in bounds.values())
+            candidates.update(_later(last_order, timedelta(days=int(b) + 1))
+                              for b in bounds.values() if 0 <= int(b) <= 100 * 366)
         elif trait == "birthday_today":
             candidates.update(_birthday_edges(profile.traits, now, default_tz))
-    future = [c for c in candidates if c > now]
+    future = [c for c in candidates if c is not None and c > now]
     return min(future, default=None)
+
+
+def _later(instant: datetime | None, delta: timedelta) -> datetime | None:
+    """`instant + delta`, or None when there is no instant or the sum is past the
+    calendar's end (year 9999): such a change never comes."""
+    if instant is None:
+        return None
+    try:
+        return instant + delta
+    except OverflowError:
+        return None
 
 
 def time_inputs(condition: Condition, profile: Profile) -> tuple[Any, ...]:
@@ -189,7 +201,10 @@ def next_hour(due: datetime) -> datetime:
     within the same hour come due together and are handled in batches (an entry at most
     an hour late, ADR 0009)."""
     floor = due.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == due else floor + TIME_ENTRY_STEP
+    try:
+        return floor if floor == due else floor + TIME_ENTRY_STEP
+    except OverflowError:  # the calendar's last hour: its start is as good
+        return floor
 
 
 def daily_time(schedule: str) -> time | None:

@@ -60,6 +60,25 @@ EXPECTED: dict[str, list[str]] = {
     "duplicate_step": [
         "duplicate_step.yaml:7:9: duplicate step id 'hi'",
     ],
+    # over 100 years: refused wherever a duration is written, never an OverflowError
+    "durations_too_long": [
+        "durations_too_long.yaml:5:40: 'before' needs an ISO date-time or a duration like 90d: longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:6:19: after: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:7:31: within: bad duration 'P3000000D': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:10:11: wait: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:12:11: wait: bad duration '99999999999d': longer than the maximum of 36525d (100 years)",
+        "durations_too_long.yaml:14:41: timeout: bad duration '3000000d': longer than the maximum of 36525d (100 years)",
+    ],
+    # null conditions would hold for everyone (`not: null` for no one); nan and inf never match
+    "empty_conditions": [
+        "empty_conditions.yaml:3:8: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:27: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:39: empty condition (null, or a YAML alias to a mapping that holds it): write a condition here, or remove it",
+        "empty_conditions.yaml:5:66: 'eq' needs a finite number, not nan",
+        "empty_conditions.yaml:8:11: empty condition (null): write a condition, or leave 'when' out",
+        "empty_conditions.yaml:9:33: 'gt' needs a finite number, not inf",
+        "empty_conditions.yaml:9:66: 'in' needs a finite number, not inf",
+    ],
     "goto_missing": [
         "goto_missing.yaml:8:15: step 'vip_mail' does not exist (did you mean 'vip_email'?)",
         "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it",
@@ -88,6 +107,9 @@ EXPECTED: dict[str, list[str]] = {
     "next_missing": [
         "next_missing.yaml:7:11: step 'byebye' does not exist (did you mean 'bye'?)",
         "next_missing.yaml:8:9: step 'bye' is unreachable: no step leads to it",
+    ],
+    "regex_exponential": [
+        "regex_exponential.yaml:5:31: 'matches' pattern can take exponential time on some inputs (a repeated group that can match the same text in more than one way: it holds another repeat, a '+'); rewrite it, e.g. (a+)+ as a+, (a|ab)+ as (ab?)+",
     ],
     "split_weights": [
         'split_weights.yaml:8:9: split weights must sum to 100, these sum to 90',
