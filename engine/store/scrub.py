@@ -8,13 +8,19 @@ referrer carries the friend's profile id (`properties.friend_id`, and the engine
 (`properties.referrer_id`). Such rows stay (they are the other person's), their
 mentions of the forgotten person go:
 
-- a string (a JSON value, a JSON object's key, a text column) equal to an identifier,
-  case aside, becomes `FORGOTTEN`;
+What is replaced depends on how much an identifier says on its own. A *distinctive* one
+(an e-mail address, a phone number, or 8 characters or more not all digits: a UUID, a
+`friend-9x`... `DISTINCT_MIN`) is the person wherever it stands:
+
+- a JSON string value or key equal to it, case aside, becomes `FORGOTTEN`;
 - inside a longer string (free text: a rendered message, an error, a bounce report, a
-  link), an identifier of `INSIDE_MIN` characters or more that stands as a whole word
-  (no letter, digit or `_` right before or after it) is replaced by `FORGOTTEN`.
-  Shorter identifiers are replaced only as whole values: `a1` inside another person's
-  text is most likely not them.
+  link) it is replaced where it stands as a whole word.
+
+A *plain* one (`42`, `alice`: short, or all digits) is also an order number, a zip
+code, a plan, a word: replaced only as the whole value of a key that names a person
+(`REFERENCE_KEYS`: `userId`, `referrer_id`, `friend_id`, the engine's `from_profile`,
+...), never inside text nor under other keys. A reviewer's forget of user `42` turned
+another customer's `zip: "42"` and `order_id: "42"` into `[forgotten]`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 FORGOTTEN = "[forgotten]"
-INSIDE_MIN = 5
+DISTINCT_MIN = 8  # characters (not all digits) that make an identifier the person's alone
+# Keys (case aside) whose value names a person: where a plain identifier is replaced
+REFERENCE_KEYS = frozenset({
+    "userid", "user_id", "anonymousid", "anonymous_id", "previousid", "previous_id",
+    "profile_id", "profileid", "from_profile", "user", "profile", "to",
+    "referrer_id", "referrerid", "referrer", "referred_by", "invited_by", "friend_id",
+    "friendid", "friend", "friend_ids"})
+
+
+def distinctive(identifier: str) -> bool:
+    """An e-mail address, a phone number (+ and digits), or DISTINCT_MIN characters or
+    more that are not all digits: the person, wherever it stands."""
+    text = identifier.strip()
+    if "@" in text or (text.startswith("+") and text[1:].isdigit()):
+        return True
+    return len(text) >= DISTINCT_MIN and not text.isdigit()
+
 
 # Where other people's rows hold JSON documents or free text, by table: (JSON columns,
 # text columns). Keys, ids, statuses and timestamps are not searched: they name no one
@@ -49,41 +71,62 @@ class Scrubber:
     def __init__(self, identifiers: Iterable[str]) -> None:
         values = {str(v).strip() for v in identifiers if v is not None and str(v).strip()}
         self.identifiers = sorted(values)
-        self._whole = {v.casefold() for v in values}
-        inside = sorted((v for v in values if len(v) >= INSIDE_MIN), key=len, reverse=True)
+        strong = [v for v in values if distinctive(v)]
+        self._strong = {v.casefold() for v in strong}
+        self._plain = {v.casefold() for v in values if not distinctive(v)}
+        inside = sorted(strong, key=len, reverse=True)
         self._inside = (re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, inside)) + r")(?!\w)",
                                    re.IGNORECASE) if inside else None)
 
     def __bool__(self) -> bool:
         return bool(self.identifiers)
 
-    def search_terms(self) -> list[str]:
-        """What a row's text contains if it names an identifier: each one as it is and
-        as JSON writes it inside a string (escaped quotes, `\\uXXXX`)."""
-        terms = set(self.identifiers)
+    def search_terms(self, *, documents: bool = True) -> list[str]:
+        """What a row's text contains if it names an identifier: a distinctive one as
+        it is and as JSON writes it inside a string (escaped quotes, `\\uXXXX`); in JSON
+        `documents`, a plain one as a whole JSON string (`"42"`), the only way it is
+        replaced (a superset: the key is looked at in Python)."""
+        terms: set[str] = set()
         for value in self.identifiers:
-            terms.add(json.dumps(value)[1:-1])
-            terms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+            if distinctive(value):
+                terms |= {value, json.dumps(value)[1:-1],
+                          json.dumps(value, ensure_ascii=False)[1:-1]}
+            elif documents:
+                terms |= {json.dumps(value), json.dumps(value, ensure_ascii=False)}
         return sorted(terms)
 
-    def text(self, value: str) -> str:
-        if value.strip().casefold() in self._whole:
+    def text(self, value: str, key: Any = None) -> str:
+        """A string with the identifiers replaced; `key`: the JSON key it is the value
+        of (a plain identifier is replaced only under a REFERENCE_KEYS key)."""
+        folded = value.strip().casefold()
+        if folded in self._strong or (folded in self._plain and isinstance(key, str)
+                                      and key.casefold() in REFERENCE_KEYS):
             return FORGOTTEN
         if self._inside is None:
             return value
         return self._inside.sub(FORGOTTEN, value)
 
-    def value(self, value: Any) -> Any:
-        """A JSON document with every identifier replaced (a new one; the same shape)."""
+    def value(self, value: Any, key: Any = None) -> Any:
+        """A JSON document with every identifier replaced (a new one; the same shape).
+        A key that is a distinctive identifier becomes FORGOTTEN (numbered when two in
+        one object would: no value is lost)."""
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(value, key)
         if isinstance(value, Mapping):
-            return {(self.text(k) if isinstance(k, str) else k): self.value(v)
-                    for k, v in value.items()}
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                name = k
+                if isinstance(k, str) and k.strip().casefold() in self._strong:
+                    name, n = FORGOTTEN, 1
+                    while name in out or name in value:
+                        n += 1
+                        name = f"{FORGOTTEN} {n}"
+                out[name] = self.value(v, k)
+            return out
         if isinstance(value, list):
-            return [self.value(v) for v in value]
+            return [self.value(v, key) for v in value]
         if isinstance(value, tuple):
-            return tuple(self.value(v) for v in value)
+            return tuple(self.value(v, key) for v in value)
         return value
 
 

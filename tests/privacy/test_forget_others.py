@@ -191,3 +191,26 @@ def test_the_cli_refuses_a_reason_it_would_have_cut(tmp_path: Path,
     finally:
         store.close()
     assert (kept.reason, dict(kept.details)) == ("hard_bounce", {"note": long})
+
+
+def test_a_short_or_numeric_id_is_replaced_only_where_it_names_a_person(store: Store) -> None:
+    """User `42`: forgetting them turned another customer's `zip: "42"` and `order_id:
+    "42"` into `[forgotten]` (a reviewer's find). A plain id (short, or all digits) is
+    replaced only as the value of a key that names a person (`referrer_id`, `userId`,
+    the engine's `from_profile`), never inside text nor under other keys."""
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["referral"])
+    eng.use_store(store)
+    eng.identify("42", {"email": "forty.two@example.net", "consent": {"email": True}})
+    eng.identify("alice", {"email": "alice.b@example.net", "zip": "42", "plan": "gold",
+                           "consent": {"email": True}})
+    eng.track("alice", "Signed Up", {"source": "site", "referrer_id": "42"})
+    eng.track("alice", "Order Completed", {"revenue": 35, "order_id": "42",
+                                           "note": "order 42 for 42 Main St"})
+    erase(store, "42")
+    doc = store.export_person("alice")
+    assert doc["profiles"][0]["traits"]["zip"] == "42"
+    events = {body(e)["event"]: body(e) for e in doc["events"]}
+    assert events["Signed Up"]["properties"]["referrer_id"] == FORGOTTEN
+    assert events["Order Completed"]["properties"] == {
+        "revenue": 35, "order_id": "42", "note": "order 42 for 42 Main St"}
+    assert "forty.two@example.net" not in everything(store)

@@ -22,7 +22,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, Text, cast, delete, or_, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    Text,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
@@ -151,14 +162,15 @@ class PrivacyQueries(SqlBase):
         if not scrub:
             return 0
         i = self._identities
-        others = [*conn.execute(select(i.c.value).where(i.c.value.in_(scrub.identifiers)))
-                  .scalars(), *self._their_addresses(conn, scrub)]
+        others = [*conn.execute(select(i.c.value).where(func.lower(i.c.value).in_(
+                      [v.lower() for v in scrub.identifiers]))).scalars(),
+                  *self._their_addresses(conn, scrub)]  # case aside, as the memory store
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
         rewritten: set[tuple[str, tuple[Any, ...]]] = set()
         for name, (docs, texts) in OTHERS_COLUMNS.items():
             tbl = self._table(name)
             keys = list(tbl.primary_key.columns)
-            for row in self._naming(conn, tbl, (*docs, *texts), scrub):
+            for row in self._naming(conn, tbl, docs, texts, scrub):
                 changed: dict[str, Any] = {}
                 for column in (*docs, *texts):
                     old = row._mapping[column]
@@ -174,14 +186,18 @@ class PrivacyQueries(SqlBase):
                     rewritten.add((name, key))
         return len(rewritten)
 
-    def _naming(self, conn: Connection, tbl: Table, columns: tuple[str, ...],
-                scrub: Scrubber) -> list[Any]:
-        """The rows of `tbl` whose `columns` hold one of the identifiers (as text, case
-        aside: a superset of what `scrub` replaces), with their key."""
+    def _naming(self, conn: Connection, tbl: Table, docs: tuple[str, ...],
+                texts: tuple[str, ...], scrub: Scrubber) -> list[Any]:
+        """The rows of `tbl` whose JSON `docs` or text `texts` hold one of the
+        identifiers (as text, case aside: a superset of what `scrub` replaces; a plain
+        identifier is looked for as a whole JSON string in the documents only), with
+        their key."""
         keys = list(tbl.primary_key.columns)
+        columns = (*docs, *texts)
         found: dict[tuple[Any, ...], Any] = {}
         conditions = [cast(tbl.c[c], Text).icontains(term, autoescape=True)
-                      for c in columns for term in scrub.search_terms()]
+                      for c in columns
+                      for term in scrub.search_terms(documents=c in docs)]
         for start in range(0, len(conditions), SEARCH_CHUNK):
             query = select(*keys, *(tbl.c[c] for c in columns)).where(
                 or_(*conditions[start:start + SEARCH_CHUNK]))
@@ -192,7 +208,7 @@ class PrivacyQueries(SqlBase):
     def _their_addresses(self, conn: Connection, scrub: Scrubber) -> list[str]:
         """Other profiles' own e-mail and phone among the identifiers."""
         p = self._profiles
-        return [str(row.traits[t]) for row in self._naming(conn, p, ("traits",), scrub)
+        return [str(row.traits[t]) for row in self._naming(conn, p, ("traits",), (), scrub)
                 if isinstance(row.traits, Mapping)
                 for t in IDENTIFIER_TRAITS if row.traits.get(t)]
 
