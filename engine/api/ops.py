@@ -40,7 +40,7 @@ def add_ops_routes(app: FastAPI, ready: Readiness, metrics: Metrics | None) -> N
         except TimeoutError:
             reason = f"the database did not answer within {READY_TIMEOUT_S:g} s"
         except Exception as exc:  # the look itself failed: not ready, and why
-            reason = f"the readiness check failed ({type(exc).__name__})"
+            reason = f"the readiness check failed ({type(exc.__cause__ or exc).__name__})"
         if reason is not None:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
         return JSONResponse({"ready": True})

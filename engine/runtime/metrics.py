@@ -139,7 +139,7 @@ class _StoreLevels(Collector):
             families = self._levels()
         except Exception as exc:  # TimeoutError too: say so, and answer without them
             log.warning("/metrics: the store's levels could not be read (%s)",
-                        type(exc).__name__)
+                        type(exc.__cause__ or exc).__name__)
             families = []
         yield GaugeMetricFamily("journeyman_store_levels_up",
                                 "1 when the levels below were read from the store, 0 when "

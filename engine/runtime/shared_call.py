@@ -50,18 +50,25 @@ class SharedCall(Generic[T]):
             return self._unwrap(self._answer[1])
 
     def _run(self, done: threading.Event) -> None:
-        outcome: T | BaseException
+        outcome: T | BaseException = RuntimeError(f"{self.name}: the call ended abnormally")
         try:
             outcome = self.work()
-        except Exception as exc:  # handed to every caller waiting for this call
+        except BaseException as exc:  # handed to every caller waiting for this call
             outcome = exc
-        with self._lock:
-            self._answer = (time.monotonic(), outcome)
-            self._running = None
-        done.set()
+        finally:  # whatever happened, the next caller may start a call again
+            with self._lock:
+                self._answer = (time.monotonic(), outcome)
+                self._running = None
+            done.set()
 
     @staticmethod
     def _unwrap(outcome: T | BaseException) -> T:
         if isinstance(outcome, BaseException):
-            raise outcome
+            # a new error each time, the call's as its cause: one exception raised in
+            # many threads would gather every raise's frames in its traceback
+            raise SharedCallError(f"{type(outcome).__name__}: {outcome}") from outcome
         return outcome
+
+
+class SharedCallError(Exception):
+    """The shared call failed; its error is the `__cause__`."""

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.runtime.shared_call import SharedCall
+from engine.runtime.shared_call import SharedCall, SharedCallError
 
 
 def test_callers_share_one_call_and_wait_at_most_the_timeout() -> None:
@@ -40,6 +40,24 @@ def test_an_error_reaches_every_waiting_caller_and_is_not_kept_past_fresh() -> N
         return outcome
 
     shared = SharedCall(flaky, timeout=5, fresh=0)
-    with pytest.raises(RuntimeError, match="down"):
+    with pytest.raises(SharedCallError, match="RuntimeError: down") as caught:
         shared()
+    assert isinstance(caught.value.__cause__, RuntimeError)
     assert shared() == 7
+
+
+def test_a_call_that_ends_abnormally_does_not_wedge_the_next() -> None:
+    """A BaseException (not an Exception) left the call marked running for good: every
+    later /readyz timed out until the process restarted."""
+    outcomes = iter([KeyboardInterrupt(), 3])
+
+    def interrupted() -> int:
+        outcome = next(outcomes)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    shared = SharedCall(interrupted, timeout=5, fresh=0)
+    with pytest.raises(SharedCallError, match="KeyboardInterrupt"):
+        shared()
+    assert shared() == 3

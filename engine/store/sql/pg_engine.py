@@ -61,9 +61,11 @@ PREPARE_THRESHOLD = 1
 # others sit idle for hours, and a connection whose peer vanished without a reset (a NAT
 # or firewall that forgot it) is found by keepalives in ~1.5 minutes once idle, and by
 # `tcp_user_timeout` within a minute while data waits for an answer, instead of the
-# kernel's ~15 minutes of retransmissions.
+# kernel's ~15 minutes of retransmissions; and a connect to a server that does not
+# answer at all gives up after `connect_timeout` seconds (libpq waits forever without
+# it: a /readyz look or a worker's start hung on a blackholed address).
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10,
-              "keepalives_count": 3, "tcp_user_timeout": 60_000}
+              "keepalives_count": 3, "tcp_user_timeout": 60_000, "connect_timeout": 10}
 _IDLE_SINCE = "jm_idle_since"
 # journeyman's own settings in a PostgreSQL URL's query (PgSettings), not libpq's
 OWN_PARAMETERS = ("prepare_threshold", "listen_host", "listen_port", "listen_dbname")
