@@ -32,7 +32,17 @@ class IngestCors:
                                    allow_credentials=False, max_age=PREFLIGHT_CACHE_S)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") in self.paths:
+        if scope["type"] == "http" and _route_path(scope) in self.paths:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the routes see it: behind a proxy's `root_path` (the ASGI path
+    includes it), and without a trailing slash (`/v1/track/` is redirected to it)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path.rstrip("/") or "/"
