@@ -1,17 +1,24 @@
 """Logging for `serve`, `worker` and `demo`: plain text or JSON lines
 (`--log-format json`), and never a person's data.
 
-Log lines name ids (profile, journey, step, send key), never values. As a safety net
-for text that comes from elsewhere (an SMTP server's reply, an exception message), a
-filter replaces anything that looks like an e-mail address or a phone number before a
-record is written, at every level.
+Log lines name ids (profile, journey, step, send key), never values. The log calls about
+one event, timer or send pass those ids with `extra=` (`FIELDS`): JSON lines carry them
+as fields of their own, and every line of a process carries `worker`, the process's
+name (`journeyman worker --name`, default host:pid). As a safety net for text that
+comes from elsewhere (an SMTP server's reply, an exception message), a filter replaces
+anything that looks like an e-mail address or a phone number before a record is
+written, at every level: in the message, the traceback and the `profile_id` field (a
+profile id that is an e-mail address is `[redacted]` there too; `journeyman failures`
+and `journeyman outbox` show it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +28,15 @@ PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
                       r"(?:Z|[+-]\d{2}:?\d{2})?)?")
 REDACTED = "[redacted]"
-# Fields our log calls attach with `extra=` that belong in structured output.
-FIELDS = ("profile_id", "journey", "step", "send_key", "kind", "worker")
+# Fields our log calls attach with `extra=` that belong in structured output; `kind` is
+# what the line is about (event, timer, send).
+FIELDS = ("profile_id", "journey", "step", "send_key", "kind")
+# Of those, the one a client chose (a user id may be an e-mail address): redacted as the
+# message is. The others are names the operator or the engine made (a send key is
+# derived from a uuid: its digits could pass for a phone number).
+CLIENT_FIELDS = ("profile_id",)
+# Set on every record of the process by `ProcessName` (the operator's, not redacted).
+WORKER = "worker"
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -44,14 +58,32 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces e-mail addresses and phone numbers in the message and its arguments."""
+    """Replaces e-mail addresses and phone numbers in the message and its arguments, the
+    traceback and the id fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         record.msg, record.args = redact(message), None
+        for field in CLIENT_FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                setattr(record, field, redact(str(value)))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class ProcessName(logging.Filter):
+    """Names the process on every record (`worker`) that does not name one already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name_of_process = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if WORKER not in record.__dict__:
+            setattr(record, WORKER, self.name_of_process)
         return True
 
 
@@ -63,14 +95,23 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(), "logger": record.name,
             "message": record.getMessage()}
-        line.update({f: getattr(record, f) for f in FIELDS if hasattr(record, f)})
+        line.update({f: record.__dict__[f] for f in (*FIELDS, WORKER)
+                     if record.__dict__.get(f) is not None})
         if record.exc_text:
             line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False)
 
 
-def setup_logging(log_format: str = "text") -> None:
+def process_name() -> str:
+    """The default name of a process: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def setup_logging(log_format: str = "text", name: str | None = None) -> None:
+    """One handler on the root logger for every line of the process: `name` (default
+    host:pid) as `worker`, redacted, as text or JSON lines."""
     handler = logging.StreamHandler()
+    handler.addFilter(ProcessName(name or process_name()))
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))

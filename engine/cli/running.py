@@ -82,7 +82,7 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
     from engine.runtime.signing import configured_secrets
     from engine.service import Service
 
-    setup_logging(log_format)
+    setup_logging(log_format, extra.get("name"))
     try:
         return Service(journeys_folder(journeys), db,
                        channels=channels_for(sends, config),
@@ -165,7 +165,9 @@ def worker(
     sends: SendsOpt = "console",
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
-    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+    name: Annotated[str | None, typer.Option(help=(
+        "This process's name in its log lines (the `worker` field of --log-format json) "
+        "and its start line; default host:pid."))] = None,
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(

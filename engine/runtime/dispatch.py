@@ -60,6 +60,7 @@ from engine.ports import (
     Store,
 )
 from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.suppression import (
@@ -499,14 +500,14 @@ class Dispatcher:
             return
         when = self.clock.now() + self.retry.delay(entry.key, entry.attempts)
         log.warning("send %s failed (attempt %d), retrying at %s: %s", entry.key,
-                    entry.attempts, when.isoformat(), error)
+                    entry.attempts, when.isoformat(), error, extra=_ids(entry))
         chunk.outcomes.append(partial(self.store.mark_retry, entry.key, when, error))
         self.stats.retried += 1
         self._count(entry, "retried")
 
     def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: _Chunk) -> None:
         now = self.clock.now()
-        log.error("send %s failed for good: %s", entry.key, error)
+        log.error("send %s failed for good: %s", entry.key, error, extra=_ids(entry))
         chunk.outcomes.append(partial(self.store.mark_failed, entry.key, now, error))
         self._decide(entry, "failed", reason, {"error": error}, now=now, chunk=chunk)
         self.stats.failed += 1
@@ -518,7 +519,8 @@ class Dispatcher:
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
             stack = stack_text(exc)
-            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error)
+            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
+                      extra=_ids(entry))
             chunk.outcomes.append(partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
@@ -527,6 +529,11 @@ class Dispatcher:
             self._count(entry, "parked")
             return
         self._retry(entry, error, chunk)
+
+
+def _ids(entry: OutboxEntry) -> dict[str, str]:
+    """A log line's ids of a send (engine/runtime/logids.py)."""
+    return log_ids("send", entry.profile_id, entry.journey, entry.step, entry.key)
 
 
 def _batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:

@@ -9,7 +9,8 @@ import logging
 
 import pytest
 
-from engine.cli.logs import REDACTED, JsonFormatter, RedactingFilter, redact
+from engine.cli.logs import REDACTED, JsonFormatter, ProcessName, RedactingFilter, redact
+from engine.runtime.logids import log_ids
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -46,3 +47,40 @@ def test_a_record_and_its_exception_are_redacted_in_json_lines() -> None:
     assert line["journey"] == "welcome"
     assert "ana@example.com" not in line["exception"]
     assert REDACTED in line["exception"]
+
+
+def _json_line(emit: object, *filters: logging.Filter) -> dict[str, object]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    for one in filters:
+        handler.addFilter(one)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("journeyman.test_logs")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        assert callable(emit)
+        emit(log)
+    finally:
+        log.removeHandler(handler)
+    line: dict[str, object] = json.loads(stream.getvalue())
+    return line
+
+
+def test_a_lines_ids_are_fields_the_profile_id_redacted_as_the_message_is() -> None:
+    key = "12345678-1234-5abc-9def-0123456789ab:welcome:0"  # digits enough for a phone
+    ids = log_ids("send", "ana@example.com", "welcome", "hello", key)
+    line = _json_line(lambda log: log.error("send %s failed", key, extra=ids),
+                      ProcessName("w-7"), RedactingFilter())
+    assert line["profile_id"] == REDACTED
+    assert (line["kind"], line["journey"], line["step"]) == ("send", "welcome", "hello")
+    assert line["send_key"] == key  # made by the engine: as it is
+    assert line["worker"] == "w-7"
+    assert "ana@example.com" not in json.dumps(line)
+
+
+def test_a_line_without_ids_has_none_and_still_names_its_process() -> None:
+    line = _json_line(lambda log: log.warning("the outbox loop failed"), ProcessName("h:1"))
+    assert set(line) == {"ts", "level", "logger", "message", "worker"}
+    assert line["worker"] == "h:1"
+    assert log_ids("event", "bob") == {"kind": "event", "profile_id": "bob"}

@@ -1,0 +1,188 @@
+"""The log lines of real `journeyman worker` and `journeyman serve` processes, as an
+operator's log pipeline reads them (docs/deploy.md, "Watching it"; docs/service.md,
+"Operations"): with `--log-format json`, every line of stdout and stderr is one JSON
+object, naming the process (`worker`) and the ids of the event or send it is about,
+never a person's data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.runtime.events import normalize
+from engine.store import SqlStore
+from tests.engine.helpers import write_folder
+
+pytestmark = pytest.mark.slow
+
+REDACTED = "[redacted]"
+
+UNTIL = """
+journey: until
+version: 1
+entry: {event: Scheduled}
+steps:
+  - id: hold
+    wait: {until: event.properties.when}
+"""
+HOOKED = """
+journey: hooked
+version: 1
+entry: {event: Signed Up}
+steps:
+  - id: to_crm
+    send: {channel: webhook, template: crm}
+"""
+TEMPLATES = {"crm": "channel: webhook\npayload: {customer_id: '{{ profile.id }}'}\n"}
+
+
+class Process:
+    """A journeyman process; stdout and stderr each go to a file of their own."""
+
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.out, self.err = tmp / f"{name}.out", tmp / f"{name}.err"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=tmp,
+                                         stdout=out, stderr=err)
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every line of stdout and stderr, each parsed as JSON (fails on one that is not)."""
+        parsed = []
+        for line in self.text().splitlines():
+            if not line.startswith("{"):  # the start line, text until 2026-12-07
+                continue
+            try:
+                parsed.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not a JSON line: {line!r}\n{self.text()[-3000:]}")
+        return parsed
+
+    def eventually(self, probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = probe()
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                pytest.fail(f"exited {self.proc.returncode} waiting for {what}:\n"
+                            f"{self.text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout}s:\n{self.text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def run(name: str, *args: str) -> Process:
+        process = Process(tmp_path, name, *args)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+class Answers:
+    """An HTTP server on 127.0.0.1 that answers every POST with `status` and `body`."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        answers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                answers.requests += 1
+                self.send_response(answers.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answers.body)))
+                self.end_headers()
+                self.wfile.write(answers.body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.status, self.body, self.requests = status, body, 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _setup(tmp_path: Path, hook_url: str) -> tuple[str, Path, Path]:
+    """A migrated SQLite store, the journeys folder and channels.yaml."""
+    folder = write_folder(tmp_path / "journeys", {"until": UNTIL, "hooked": HOOKED},
+                          TEMPLATES)
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(f"webhook: {{adapter: webhook, url: '{hook_url}', secret: s3cret}}\n")
+    db = f"sqlite:///{tmp_path / 'logs.db'}"
+    SqlStore(db, create=True).close()
+    return db, folder, channels
+
+
+def _accept(db: str, *events: dict[str, Any]) -> None:
+    store = SqlStore(db)
+    try:
+        now = datetime.now(UTC)
+        store.accept_events([normalize(e, now=now, message_id=f"m{i}")
+                             for i, e in enumerate(events)], "site")
+    finally:
+        store.close()
+
+
+def test_a_workers_json_lines_name_it_and_the_ids_of_the_failed_event_and_send(
+        tmp_path: Path, start: Callable[..., Process]) -> None:
+    hook = Answers(422, b'{"error": "rejected"}')
+    try:
+        db, folder, channels = _setup(tmp_path, hook.url)
+        worker = start("worker", "worker", "--db", db, "--journeys", str(folder),
+                       "--channels", str(channels), "--name", "w-7", "--tick", "0.2",
+                       "--log-format", "json")
+        _accept(db, {"type": "track", "userId": "ana@example.com", "event": "Scheduled",
+                     "properties": {"when": "9999-12-31T23:59:59-14:00"}},  # overflows
+                {"type": "track", "userId": "bob", "event": "Signed Up"})
+
+        def about(kind: str) -> list[dict[str, Any]]:
+            return [line for line in worker.lines() if line.get("kind") == kind]
+
+        [event, *_] = worker.eventually(lambda: about("event"), "the failed event's line")
+        [send] = worker.eventually(lambda: about("send"), "the failed send's line")
+    finally:
+        hook.close()
+    # an e-mail address as a profile id is redacted in the field as in the message
+    assert event["profile_id"] == REDACTED, event
+    assert "ana@example.com" not in worker.text()
+    assert (event["level"], event["logger"]) == ("warning", "journeyman.worker"), event
+    assert {"journey", "step", "send_key"}.isdisjoint(event), event  # not known for an event
+    assert send["level"] == "error", send
+    assert (send["profile_id"], send["journey"], send["step"]) == ("bob", "hooked", "to_crm")
+    assert ":to_crm:" in send["send_key"], send
+    assert send["send_key"] in send["message"], send
+    assert {line["worker"] for line in worker.lines()} == {"w-7"}
