@@ -19,7 +19,10 @@ import logging
 import os
 import re
 import socket
+import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -107,9 +110,19 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# uvicorn's loggers: its default config gives them handlers of their own (plain text,
+# not redacted) and no propagation; the service starts uvicorn with `log_config=None`,
+# and here they are handed to the root logger's handler like every other.
+UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+CLI = "journeyman.cli"  # the start line of `serve` and `worker`, and why one cannot start
+
+
 def setup_logging(log_format: str = "text", name: str | None = None) -> None:
     """One handler on the root logger for every line of the process: `name` (default
-    host:pid) as `worker`, redacted, as text or JSON lines."""
+    host:pid) as `worker`, redacted, as text or JSON lines. With JSON, whatever else
+    would write to stderr goes through it too: uvicorn's lines, Python's warnings, and
+    an exception nothing caught (in the main thread or another), as an `exception`
+    field."""
     handler = logging.StreamHandler()
     handler.addFilter(ProcessName(name or process_name()))
     handler.addFilter(RedactingFilter())
@@ -118,6 +131,29 @@ def setup_logging(log_format: str = "text", name: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    for uvicorn in UVICORN:
+        logger = logging.getLogger(uvicorn)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger(CLI).setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    if log_format == "json":
+        sys.excepthook = _uncaught
+        threading.excepthook = _uncaught_in_thread
     # A run that finds the previous one still running is skipped on purpose
     # (max_instances=1, coalesce): not worth a warning each time.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger(CLI).critical("stopped by an exception nothing caught",
+                                    exc_info=(kind, exc, tb))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or isinstance(args.exc_value, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(CLI).critical("the thread %s stopped on an exception nothing caught",
+                                    name, exc_info=(args.exc_type, args.exc_value,
+                                                    args.exc_traceback))

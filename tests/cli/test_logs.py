@@ -6,10 +6,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
 
 import pytest
 
-from engine.cli.logs import REDACTED, JsonFormatter, ProcessName, RedactingFilter, redact
+from engine.cli.logs import (
+    REDACTED,
+    UVICORN,
+    JsonFormatter,
+    ProcessName,
+    RedactingFilter,
+    redact,
+    setup_logging,
+)
 from engine.runtime.logids import log_ids
 
 
@@ -84,3 +96,43 @@ def test_a_line_without_ids_has_none_and_still_names_its_process() -> None:
     assert set(line) == {"ts", "level", "logger", "message", "worker"}
     assert line["worker"] == "h:1"
     assert log_ids("event", "bob") == {"kind": "event", "profile_id": "bob"}
+
+
+@pytest.fixture
+def restored() -> Iterator[None]:
+    """setup_logging changes the process's logging: put it back after the test."""
+    root = logging.getLogger()
+    kept = (root.handlers[:], root.level, sys.excepthook, threading.excepthook,
+            {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
+             for name in UVICORN})
+    yield
+    root.handlers[:], level, sys.excepthook, threading.excepthook, uvicorn = kept
+    root.setLevel(level)
+    for name, (handlers, propagate) in uvicorn.items():
+        logging.getLogger(name).handlers[:] = handlers
+        logging.getLogger(name).propagate = propagate
+    logging.captureWarnings(False)
+
+
+def test_uvicorns_lines_warnings_and_uncaught_exceptions_are_json_lines(
+        restored: None, capsys: pytest.CaptureFixture[str]) -> None:
+    own = logging.StreamHandler()
+    logging.getLogger("uvicorn.error").handlers[:] = [own]  # as uvicorn's config leaves it
+    logging.getLogger("uvicorn.error").propagate = False
+    setup_logging("json", "w-1")
+    try:
+        raise RuntimeError("no row for ana@example.com")
+    except RuntimeError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    asgi, uncaught, warned = lines
+    assert (asgi["logger"], asgi["level"], asgi["worker"]) == ("uvicorn.error", "error", "w-1")
+    assert REDACTED in asgi["exception"]
+    assert "ana@example.com" not in json.dumps(lines)
+    assert uncaught["level"] == "critical"
+    assert "RuntimeError" in uncaught["exception"]
+    assert (warned["logger"], warned["level"]) == ("py.warnings", "warning")

@@ -7,6 +7,8 @@ never a person's data."""
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,11 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.runtime.events import normalize
 from engine.store import SqlStore
 from tests.engine.helpers import write_folder
+from tests.net import free_port
+from tests.service.test_serve import create_key
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +67,6 @@ class Process:
         """Every line of stdout and stderr, each parsed as JSON (fails on one that is not)."""
         parsed = []
         for line in self.text().splitlines():
-            if not line.startswith("{"):  # the start line, text until 2026-12-07
-                continue
             try:
                 parsed.append(json.loads(line))
             except ValueError:
@@ -186,3 +189,40 @@ def test_a_workers_json_lines_name_it_and_the_ids_of_the_failed_event_and_send(
     assert ":to_crm:" in send["send_key"], send
     assert send["send_key"] in send["message"], send
     assert {line["worker"] for line in worker.lines()} == {"w-7"}
+
+
+def test_every_line_of_serve_is_json_uvicorns_and_its_tracebacks_too(
+        tmp_path: Path, start: Callable[..., Process]) -> None:
+    """Junk bytes (uvicorn: `Invalid HTTP request received.`) and a request that fails
+    (the inbox table gone: a 500, `Exception in ASGI application` and its traceback):
+    every line on stdout and stderr is a JSON object, the start line too."""
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    key = create_key(db, "web", tmp_path)
+    port = free_port()
+    served = start("serve", "serve", "--db", db, "--port", str(port), "--tick", "0.2",
+                   "--sends", f"file:{tmp_path / 'sends.jsonl'}", "--log-format", "json")
+    served.eventually(lambda: "API on http://" in served.text(), "the start line")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as junk:
+        junk.sendall(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")
+        junk.recv(1024)
+    with sqlite3.connect(tmp_path / "serve.db", timeout=10) as conn:
+        conn.execute("DROP TABLE inbox")
+    answer = httpx.post(f"http://127.0.0.1:{port}/v1/track", auth=(key, ""), timeout=10,
+                        json={"userId": "ana@example.com", "event": "Signed Up"})
+    assert answer.status_code == 500, answer.text
+
+    def said(message: str) -> list[dict[str, Any]]:
+        return [line for line in served.lines() if message in line["message"]]
+
+    served.eventually(lambda: said("Invalid HTTP request"), "uvicorn's warning")
+    [failed, *_] = served.eventually(lambda: said("Exception in ASGI application"),
+                                     "uvicorn's error")
+    served.stop()
+    lines = served.lines()  # each one parsed: none is plain text
+    [started] = [line for line in lines if "API on http://" in line["message"]]
+    assert (started["level"], started["logger"]) == ("info", "journeyman.cli"), started
+    assert (failed["level"], failed["logger"]) == ("error", "uvicorn.error"), failed
+    assert "no such table: inbox" in failed["exception"], failed
+    assert "Traceback" in failed["exception"], failed
+    assert {"ts", "level", "logger", "message", "worker"} <= set(failed)
+    assert "ana@example.com" not in served.text()
