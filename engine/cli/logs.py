@@ -130,12 +130,15 @@ def setup_logging(log_format: str = "text", name: str | None = None) -> None:
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Third-party libraries say warnings and errors; journeyman's own loggers info lines
+    # too: rare by rule (a database that answers again, time-driven entries armed, a
+    # person forgotten). Never one per event, timer or send: those are debug, if any.
     root.setLevel(logging.WARNING)
+    logging.getLogger("journeyman").setLevel(logging.INFO)
     for uvicorn in UVICORN:
         logger = logging.getLogger(uvicorn)
         logger.handlers.clear()
         logger.propagate = True
-    logging.getLogger(CLI).setLevel(logging.INFO)
     logging.captureWarnings(True)
     if log_format == "json":
         sys.excepthook = _uncaught

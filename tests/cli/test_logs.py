@@ -102,12 +102,14 @@ def test_a_line_without_ids_has_none_and_still_names_its_process() -> None:
 def restored() -> Iterator[None]:
     """setup_logging changes the process's logging: put it back after the test."""
     root = logging.getLogger()
-    kept = (root.handlers[:], root.level, sys.excepthook, threading.excepthook,
+    ours = logging.getLogger("journeyman")
+    kept = (root.handlers[:], root.level, ours.level, sys.excepthook, threading.excepthook,
             {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
              for name in UVICORN})
     yield
-    root.handlers[:], level, sys.excepthook, threading.excepthook, uvicorn = kept
+    root.handlers[:], level, our_level, sys.excepthook, threading.excepthook, uvicorn = kept
     root.setLevel(level)
+    ours.setLevel(our_level)
     for name, (handlers, propagate) in uvicorn.items():
         logging.getLogger(name).handlers[:] = handlers
         logging.getLogger(name).propagate = propagate
@@ -136,3 +138,14 @@ def test_uvicorns_lines_warnings_and_uncaught_exceptions_are_json_lines(
     assert uncaught["level"] == "critical"
     assert "RuntimeError" in uncaught["exception"]
     assert (warned["logger"], warned["level"]) == ("py.warnings", "warning")
+
+
+def test_journeymans_info_lines_are_written_other_libraries_warnings_only(
+        restored: None, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("json", "w-1")
+    logging.getLogger("journeyman.loops").info("the outbox loop's database answers again")
+    logging.getLogger("journeyman.worker").debug("a detail")
+    logging.getLogger("sqlalchemy.pool").info("a library's info")
+    logging.getLogger("sqlalchemy.pool").warning("a library's warning")
+    lines = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines()]
+    assert lines == ["the outbox loop's database answers again", "a library's warning"]

@@ -6,7 +6,9 @@ never a person's data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -21,12 +23,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from engine.runtime.events import normalize
 from engine.store import SqlStore
+from engine.testing import TEST_SECRET
 from tests.engine.helpers import write_folder
 from tests.net import free_port
 from tests.service.test_serve import create_key
+from tests.store.conftest import make_pg_store
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +62,10 @@ class Process:
 
     def __init__(self, tmp: Path, name: str, *args: str) -> None:
         self.out, self.err = tmp / f"{name}.out", tmp / f"{name}.err"
+        env = {**os.environ, "JOURNEYMAN_SECRET": TEST_SECRET}  # PostgreSQL needs one
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=tmp,
-                                         stdout=out, stderr=err)
+                                         stdout=out, stderr=err, env=env)
 
     def text(self) -> str:
         return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
@@ -226,3 +233,44 @@ def test_every_line_of_serve_is_json_uvicorns_and_its_tracebacks_too(
     assert "Traceback" in failed["exception"], failed
     assert {"ts", "level", "logger", "message", "worker"} <= set(failed)
     assert "ana@example.com" not in served.text()
+
+
+@contextlib.contextmanager
+def database_away(url: str) -> Iterator[None]:
+    """No connection to `url`'s database while inside (those open are ended)."""
+    name = make_url(url).database
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                         {"name": name})
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_worker_says_when_the_database_answers_again(
+        tmp_path: Path, pg_database: str, start: Callable[..., Process]) -> None:
+    """docs/service.md: warnings at the 1st, 2nd, 4th, 8th... transient error in a row,
+    and an info line when the database answers again after two or more."""
+    make_pg_store(pg_database).close()
+    folder = write_folder(tmp_path / "journeys", {"until": UNTIL})
+    worker = start("worker", "worker", "--db", pg_database, "--journeys", str(folder),
+                   "--sends", f"file:{tmp_path / 'sends.jsonl'}", "--tick", "0.2",
+                   "--name", "w-pg", "--log-format", "json")
+    worker.eventually(lambda: "w-pg running" in worker.text(), "the start line")
+    with database_away(pg_database):
+        worker.eventually(lambda: worker.text().count("in a row") >= 4, "the warnings")
+        time.sleep(2)
+
+    def again() -> list[dict[str, Any]]:
+        return [line for line in worker.lines() if "answers again" in line["message"]]
+
+    [*_, back] = worker.eventually(again, "the info line of a database back")
+    assert back["level"] == "info", back
+    assert back["worker"] == "w-pg", back
