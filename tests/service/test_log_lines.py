@@ -257,16 +257,21 @@ def database_away(url: str) -> Iterator[None]:
 def test_a_worker_says_when_the_database_answers_again(
         tmp_path: Path, pg_database: str, start: Callable[..., Process]) -> None:
     """docs/service.md: warnings at the 1st, 2nd, 4th, 8th... transient error in a row,
-    and an info line when the database answers again after two or more."""
+    and an info line when the database answers again after two or more; the same from
+    the listener for wake-ups (LISTEN), which tries again every second."""
     make_pg_store(pg_database).close()
     folder = write_folder(tmp_path / "journeys", {"until": UNTIL})
     worker = start("worker", "worker", "--db", pg_database, "--journeys", str(folder),
                    "--sends", f"file:{tmp_path / 'sends.jsonl'}", "--tick", "0.2",
                    "--name", "w-pg", "--log-format", "json")
     worker.eventually(lambda: "w-pg running" in worker.text(), "the start line")
-    with database_away(pg_database):
-        worker.eventually(lambda: worker.text().count("in a row") >= 4, "the warnings")
-        time.sleep(2)
+    def listener() -> list[dict[str, Any]]:
+        return [line for line in worker.lines() if line["logger"] == "journeyman.notify"]
+
+    with database_away(pg_database):  # 5 to 6 tries of the listener's
+        worker.eventually(lambda: "(4 in a row)" in str(listener()), "4 failed listens",
+                          timeout=15)
+        time.sleep(1.5)
 
     def again() -> list[dict[str, Any]]:
         return [line for line in worker.lines() if "answers again" in line["message"]]
@@ -274,3 +279,10 @@ def test_a_worker_says_when_the_database_answers_again(
     [*_, back] = worker.eventually(again, "the info line of a database back")
     assert back["level"] == "info", back
     assert back["worker"] == "w-pg", back
+    [*failed, listens] = worker.eventually(
+        lambda: (found := listener()) and found[-1]["level"] == "info" and found,
+        "the listener's info line")
+    assert [line["level"] for line in failed] == ["warning"] * 3, failed
+    assert [line["message"].split(" in a row")[0].split("(")[1] for line in failed] == [
+        "1", "2", "4"], failed
+    assert listens["message"].startswith("listening for wake-ups again after "), listens
