@@ -235,6 +235,40 @@ def test_every_line_of_serve_is_json_uvicorns_and_its_tracebacks_too(
     assert "ana@example.com" not in served.text()
 
 
+def test_a_providers_answer_stays_out_of_the_log_and_is_kept_with_the_send(
+        tmp_path: Path, start: Callable[..., Process]) -> None:
+    """A CRM answering 422 with the record it refused: the worker's log says the status
+    and its reason, not the body, which `journeyman outbox` still shows."""
+    hook = Answers(422, b'{"record": {"last_name": "Secretsurname", "name": "Ivanhoe"}}')
+    try:
+        db, folder, channels = _setup(tmp_path, hook.url)
+        worker = start("worker", "worker", "--db", db, "--journeys", str(folder),
+                       "--channels", str(channels), "--tick", "0.2", "--log-format", "json")
+        _accept(db, {"type": "track", "userId": "bob", "event": "Signed Up"})
+        [send] = worker.eventually(
+            lambda: [line for line in worker.lines() if line.get("kind") == "send"],
+            "the failed send's line")
+    finally:
+        hook.close()
+    assert "HTTP 422 Unprocessable Entity" in send["message"], send
+    worker.stop()
+    for secret in ("Secretsurname", "Ivanhoe", "last_name"):
+        assert secret not in worker.text()
+    shown = subprocess.run([sys.executable, "-m", "engine", "outbox", "--db", db, "--status",
+                            "failed", "--json"], capture_output=True, text=True, timeout=60,
+                           check=True)
+    [row] = json.loads(shown.stdout)["rows"]
+    assert row["last_error"].endswith(
+        'HTTP 422 Unprocessable Entity: {"record": {"last_name": "Secretsurname", '
+        '"name": "Ivanhoe"}}'), row
+    store = SqlStore(db)
+    try:
+        [decision] = [d for d in store.recorded_decisions("bob") if d.what == "failed"]
+    finally:
+        store.close()
+    assert "Secretsurname" in decision.details["error"], decision
+
+
 @contextlib.contextmanager
 def database_away(url: str) -> Iterator[None]:
     """No connection to `url`'s database while inside (those open are ended)."""
