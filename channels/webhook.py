@@ -16,7 +16,9 @@ Signing the timestamp with the body (as Stripe does) lets a receiver refuse a re
 request: `verify()` below checks both the signature, in constant time, and the age.
 
 Answers: 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
-transient (the dispatcher retries with backoff); any other answer is permanent.
+transient (the dispatcher retries with backoff); any other answer is permanent. The log
+says the status and its reason phrase; the start of the answer's body, which may echo
+the data sent, is kept with the send only (`journeyman outbox`, the decision log).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
 SIGNATURE_HEADER = "X-Journeyman-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 USER_AGENT = "journeyman-webhook/1"
-_SNIPPET = 200  # characters of a failed answer's body kept in the error
+_SNIPPET = 200  # characters of a failed answer's body kept with the send (not logged)
 
 
 class SystemClock:
@@ -114,12 +116,15 @@ def send_checked(client: httpx.Client, request: httpx.Request, what: str) -> htt
     status = response.status_code
     if 200 <= status < 300:
         return response
+    # The body's start is the provider's own words, which may echo the record it refused
+    # (a CRM's `{"record": {"last_name": ...}}`): the error's detail, kept with the send
+    # (`journeyman outbox`), not its message, which is logged
     snippet = " ".join(response.text[:_SNIPPET].split())
-    error = f"{what}: HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet
-                                                                    else "")
+    error = f"{what}: HTTP {status} {response.reason_phrase}"
     if status in {408, 429} or status >= 500:
-        raise DeliveryError(error)
-    raise DeliveryError(error, permanent=True)  # other 4xx; 1xx/3xx (redirects not followed)
+        raise DeliveryError(error, detail=snippet)
+    # other 4xx; 1xx/3xx (redirects not followed)
+    raise DeliveryError(error, permanent=True, detail=snippet)
 
 
 def build_request(client: httpx.Client, method: str, url: str, what: str,

@@ -134,11 +134,14 @@ class DeliveryError(JourneymanError):
     reply, a 4xx HTTP answer other than 408/429, no address); any other exception a
     channel raises is taken as transient and retried with backoff by the dispatcher
     (engine/runtime/dispatch.py). `bounce` marks a permanent refusal by the receiving
-    server (a 5xx SMTP reply): a hard bounce, which suppresses the address."""
+    server (a 5xx SMTP reply): a hard bounce, which suppresses the address. `detail`:
+    what the provider said besides (an HTTP answer's body), which may echo a person's
+    data: kept with the send (its last error, its decision), never logged."""
 
-    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False,
+                 detail: str = "") -> None:
         super().__init__(message)
-        self.permanent, self.bounce = permanent, bounce
+        self.permanent, self.bounce, self.detail = permanent, bounce, detail
 
 
 class Channel(Protocol):
@@ -158,9 +161,6 @@ class BatchChannel(Protocol):
 
     def send(self, message: Message) -> None: ...
     def send_batch(self, messages: list[Message]) -> list[Exception | None]: ...
-
-
-# --- values that cross the store port ---------------------------------------------------
 
 
 # --- the store port, by concern --------------------------------------------------------

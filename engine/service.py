@@ -559,8 +559,11 @@ class Service:
             app = self.app()  # ~27,000 objects of its own: built before they are frozen
             tune_garbage_collection()  # the API alone too: it lives as long
             # `uvicorn.run`, with its server in reach of the SIGTERM handler
+            # log_config=None: uvicorn's lines go through the process's handler (plain
+            # text or JSON, redacted: engine/cli/logs.py), not handlers of its own
             sigterm.server = server = uvicorn.Server(uvicorn.Config(
-                app, host=host, port=port, log_level="warning", access_log=False))
+                app, host=host, port=port, log_level="warning", access_log=False,
+                log_config=None))
             if not sigterm.asked.is_set():  # not asked to stop while starting
                 with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a stop, as SIGTERM
                     server.run(sockets=None if sock is None else [sock])

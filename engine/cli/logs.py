@@ -1,18 +1,28 @@
 """Logging for `serve`, `worker` and `demo`: plain text or JSON lines
 (`--log-format json`), and never a person's data.
 
-Log lines name ids (profile, journey, step, send key), never values. As a safety net
-for text that comes from elsewhere (an SMTP server's reply, an exception message), a
-filter replaces anything that looks like an e-mail address or a phone number before a
-record is written, at every level.
+Log lines name ids (profile, journey, step, send key), never values. The log calls about
+one event, timer or send pass those ids with `extra=` (`FIELDS`): JSON lines carry them
+as fields of their own, and every line of a process carries `worker`, the process's
+name (`journeyman worker --name`, default host:pid). As a safety net for text that
+comes from elsewhere (an SMTP server's reply, an exception message), a filter replaces
+anything that looks like an e-mail address or a phone number before a record is
+written, at every level: in the message, the traceback and the `profile_id` field (a
+profile id that is an e-mail address is `[redacted]` there too; `journeyman failures`
+and `journeyman outbox` show it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
+import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -21,8 +31,15 @@ PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
                       r"(?:Z|[+-]\d{2}:?\d{2})?)?")
 REDACTED = "[redacted]"
-# Fields our log calls attach with `extra=` that belong in structured output.
-FIELDS = ("profile_id", "journey", "step", "send_key", "kind", "worker")
+# Fields our log calls attach with `extra=` that belong in structured output; `kind` is
+# what the line is about (event, timer, send).
+FIELDS = ("profile_id", "journey", "step", "send_key", "kind")
+# Of those, the one a client chose (a user id may be an e-mail address): redacted as the
+# message is. The others are names the operator or the engine made (a send key is
+# derived from a uuid: its digits could pass for a phone number).
+CLIENT_FIELDS = ("profile_id",)
+# Set on every record of the process by `ProcessName` (the operator's, not redacted).
+WORKER = "worker"
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -44,14 +61,32 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces e-mail addresses and phone numbers in the message and its arguments."""
+    """Replaces e-mail addresses and phone numbers in the message and its arguments, the
+    traceback and the id fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         record.msg, record.args = redact(message), None
+        for field in CLIENT_FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                setattr(record, field, redact(str(value)))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class ProcessName(logging.Filter):
+    """Names the process on every record (`worker`) that does not name one already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name_of_process = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if WORKER not in record.__dict__:
+            setattr(record, WORKER, self.name_of_process)
         return True
 
 
@@ -63,20 +98,65 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(), "logger": record.name,
             "message": record.getMessage()}
-        line.update({f: getattr(record, f) for f in FIELDS if hasattr(record, f)})
+        line.update({f: record.__dict__[f] for f in (*FIELDS, WORKER)
+                     if record.__dict__.get(f) is not None})
         if record.exc_text:
             line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False)
 
 
-def setup_logging(log_format: str = "text") -> None:
+def process_name() -> str:
+    """The default name of a process: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# uvicorn's loggers: its default config gives them handlers of their own (plain text,
+# not redacted) and no propagation; the service starts uvicorn with `log_config=None`,
+# and here they are handed to the root logger's handler like every other.
+UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+CLI = "journeyman.cli"  # the start line of `serve` and `worker`, and why one cannot start
+
+
+def setup_logging(log_format: str = "text", name: str | None = None) -> None:
+    """One handler on the root logger for every line of the process: `name` (default
+    host:pid) as `worker`, redacted, as text or JSON lines. With JSON, whatever else
+    would write to stderr goes through it too: uvicorn's lines, Python's warnings, and
+    an exception nothing caught (in the main thread or another), as an `exception`
+    field."""
     handler = logging.StreamHandler()
+    handler.addFilter(ProcessName(name or process_name()))
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Third-party libraries say warnings and errors; journeyman's own loggers info lines
+    # too: rare by rule (a database that answers again, time-driven entries armed, a
+    # person forgotten). Never one per event, timer or send: those are debug, if any.
     root.setLevel(logging.WARNING)
+    logging.getLogger("journeyman").setLevel(logging.INFO)
+    for uvicorn in UVICORN:
+        logger = logging.getLogger(uvicorn)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.captureWarnings(True)
+    if log_format == "json":
+        sys.excepthook = _uncaught
+        threading.excepthook = _uncaught_in_thread
     # A run that finds the previous one still running is skipped on purpose
     # (max_instances=1, coalesce): not worth a warning each time.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger(CLI).critical("stopped by an exception nothing caught",
+                                    exc_info=(kind, exc, tb))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or isinstance(args.exc_value, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger(CLI).critical("the thread %s stopped on an exception nothing caught",
+                                    name, exc_info=(args.exc_type, args.exc_value,
+                                                    args.exc_traceback))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from engine.cli.common import (
     journeys_folder,
     out,
 )
-from engine.cli.logs import setup_logging
+from engine.cli.logs import CLI, setup_logging
 from engine.store import DEFAULT_URL
 from rules.errors import JourneymanError
 
@@ -76,21 +77,29 @@ def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     return dict.fromkeys(CHANNEL_NAMES, adapter)
 
 
+def _say(text: str, log_format: str, *, error: bool = False) -> None:
+    """A line of `serve` or `worker` itself (its start, why it cannot start) on stderr:
+    as text, or with `--log-format json` a JSON line like the log's."""
+    if log_format == "json":
+        logging.getLogger(CLI).log(logging.ERROR if error else logging.INFO, text)
+    else:
+        for line in text.splitlines():
+            err.print(line, markup=False)
+
+
 def _service(journeys: Path | None, db: str, identify_by: list[str] | None, sends: str,
              config: Path | None = None, secret_file: Path | None = None,
              log_format: str = "text", **extra: Any) -> Any:
     from engine.runtime.signing import configured_secrets
     from engine.service import Service
 
-    setup_logging(log_format)
     try:
         return Service(journeys_folder(journeys), db,
                        channels=channels_for(sends, config),
                        identify_by=tuple(identify_by or ()),
                        secrets=configured_secrets(os.environ, secret_file), **extra)
     except (JourneymanError, ValueError) as exc:
-        for line in str(exc).splitlines():
-            err.print(line, markup=False)
+        _say(str(exc), log_format, error=True)
         raise typer.Exit(EXIT_INVALID) from None
 
 
@@ -124,10 +133,11 @@ def serve(
     # The port taken before anything says the API is there (or what its URL is); listened
     # on only once the service is built, so that while it migrates and loads a client is
     # refused at once (and tries another replica) instead of waiting on a queued connection
+    setup_logging(log_format)
     try:
         sock = bound(host, port)
     except OSError as exc:
-        raise _no_port(host, port, exc) from None
+        raise _no_port(host, port, exc, log_format) from None
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     address = _address(host, port)
     try:
@@ -146,15 +156,15 @@ def serve(
         sock.close()
         with contextlib.suppress(Exception):  # the port's line and exit 3, whatever stop met
             service.stop()
-        raise _no_port(host, port, exc) from None
+        raise _no_port(host, port, exc, log_format) from None
     count = len(service.library.journeys)
-    err.print(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
-              f"{service.library.folder}, "
-              f"store {service.store.dialect}, API on http://{address} "
-              f"{'' if with_worker else '(API only) '}"
-              "(write keys: `journeyman keys create NAME`); dashboard at "
-              f"http://{address}/ (users: `journeyman users create NAME`"
-              f"{'; open to this machine' if dashboard_open else ''})", markup=False)
+    _say(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
+         f"{service.library.folder}, "
+         f"store {service.store.dialect}, API on http://{address} "
+         f"{'' if with_worker else '(API only) '}"
+         "(write keys: `journeyman keys create NAME`); dashboard at "
+         f"http://{address}/ (users: `journeyman users create NAME`"
+         f"{'; open to this machine' if dashboard_open else ''})", log_format)
     service.serve(host, port, with_worker=with_worker, sock=sock)
 
 
@@ -165,7 +175,9 @@ def worker(
     sends: SendsOpt = "console",
     channels: ChannelsOpt = None,
     tick: TickOpt = 0.5,
-    name: Annotated[str | None, typer.Option(help="Worker name (default host:pid).")] = None,
+    name: Annotated[str | None, typer.Option(help=(
+        "This process's name in its log lines (the `worker` field of --log-format json) "
+        "and its start line; default host:pid."))] = None,
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(
@@ -200,12 +212,14 @@ def worker(
     if share.count > 1 and not db.startswith("sqlite"):
         raise typer.BadParameter("lanes are for SQLite; PostgreSQL's workers share the "
                                  "inbox by themselves", param_hint="--lane")
+    setup_logging(log_format, name)
     ops_sock = None
     if http_port is not None:  # taken first, as serve takes its port: exit 3 if it cannot
         try:
             ops_sock = bound(http_host, http_port)
         except OSError as exc:
-            raise _no_port(http_host, http_port, exc, option="--http-port") from None
+            raise _no_port(http_host, http_port, exc, log_format,
+                           option="--http-port") from None
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, name=name, lease=lease,
@@ -226,14 +240,14 @@ def worker(
             ops_sock.close()
             with contextlib.suppress(Exception):
                 service.stop()
-            raise _no_port(http_host, http_port, exc, option="--http-port") from None
+            raise _no_port(http_host, http_port, exc, log_format,
+                           option="--http-port") from None
         ops = _serve_ops(service, ops_sock)
     service.start()
     from engine.service import tune_garbage_collection
 
     tune_garbage_collection()
-    err.print(f"journeyman worker {service.worker.name} running; Ctrl-C stops it",
-              markup=False)
+    _say(f"journeyman worker {service.worker.name} running; Ctrl-C stops it", log_format)
     try:
         service.wait()
     finally:
@@ -266,9 +280,10 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _no_port(host: str, port: int, exc: OSError, *, option: str = "--port") -> typer.Exit:
-    err.print(f"cannot listen on {_address(host, port)}: {exc.strerror or exc} (another process "
-              f"has the port? {option} chooses another)", markup=False)
+def _no_port(host: str, port: int, exc: OSError, log_format: str, *,
+             option: str = "--port") -> typer.Exit:
+    _say(f"cannot listen on {_address(host, port)}: {exc.strerror or exc} (another process "
+         f"has the port? {option} chooses another)", log_format, error=True)
     return typer.Exit(EXIT_NO_PORT)
 
 
@@ -280,8 +295,9 @@ def _serve_ops(service: Any, sock: socket.socket) -> Any:
 
     import uvicorn
 
+    # log_config=None: its lines go through setup_logging's handler (engine/cli/logs.py)
     server = uvicorn.Server(uvicorn.Config(service.ops_app(), log_level="warning",
-                                           access_log=False))
+                                           access_log=False, log_config=None))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="journeyman-ops",
                      daemon=True).start()
     return server

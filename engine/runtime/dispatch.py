@@ -60,6 +60,7 @@ from engine.ports import (
     Store,
 )
 from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.suppression import (
@@ -424,7 +425,7 @@ class Dispatcher:
             return True
         if isinstance(error, DeliveryError) and error.permanent:
             bounced = error.bounce and entry.to is not None
-            self._fail(entry, str(error), "permanent_failure", chunk)
+            self._fail(entry, _kept(error), "permanent_failure", chunk, logged=str(error))
             if bounced:
                 assert entry.to is not None
                 chunk.suppressed.add(entry.to)  # later rows of this claim too
@@ -433,15 +434,17 @@ class Dispatcher:
                     ProviderEvent(HARD_BOUNCE, entry.to, entry.key, str(error)[:1000]),
                     source=f"channel:{entry.channel}", now=self.clock.now()))
             return True
-        text = str(error) if isinstance(error, DeliveryError) else (
-            f"{type(error).__name__}: {error}")  # an adapter's bug or a network error
+        if isinstance(error, DeliveryError):
+            text, logged = _kept(error), str(error)
+        else:  # an adapter's bug or a network error
+            text = logged = f"{type(error).__name__}: {error}"
         if isinstance(error, DeliveryError) and error.bounce and entry.to is not None:
             # A soft bounce (a 4xx to RCPT: mailbox full, greylisted): counted, retried.
             chunk.outcomes.append(partial(
                 record_delivery_problem, self.store,
                 ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
                 source=f"channel:{entry.channel}", now=self.clock.now()))
-        self._retry(entry, text, chunk)
+        self._retry(entry, text, chunk, logged)
         return False
 
     def _hold(self, entry: OutboxEntry, chunk: _Chunk) -> None:
@@ -492,21 +495,28 @@ class Dispatcher:
         chunk.decisions.append(Decision(now, entry.profile_id, entry.journey, entry.step, what,
                                         reason, {"channel": entry.channel, **details}))
 
-    def _retry(self, entry: OutboxEntry, error: str, chunk: _Chunk) -> None:
+    def _retry(self, entry: OutboxEntry, error: str, chunk: _Chunk,
+               logged: str | None = None) -> None:
+        """`error` is kept with the row; `logged` (default `error`) is what the log says:
+        a provider's words (`DeliveryError.detail`) are kept, not logged."""
+        logged = error if logged is None else logged
         if entry.attempts >= self.retry.max_attempts:
-            self._fail(entry, f"gave up after {entry.attempts} attempts: {error}",
-                       "retries_exhausted", chunk)
+            gave_up = f"gave up after {entry.attempts} attempts: "
+            self._fail(entry, gave_up + error, "retries_exhausted", chunk,
+                       logged=gave_up + logged)
             return
         when = self.clock.now() + self.retry.delay(entry.key, entry.attempts)
         log.warning("send %s failed (attempt %d), retrying at %s: %s", entry.key,
-                    entry.attempts, when.isoformat(), error)
+                    entry.attempts, when.isoformat(), logged, extra=_ids(entry))
         chunk.outcomes.append(partial(self.store.mark_retry, entry.key, when, error))
         self.stats.retried += 1
         self._count(entry, "retried")
 
-    def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: _Chunk) -> None:
+    def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: _Chunk, *,
+              logged: str | None = None) -> None:
         now = self.clock.now()
-        log.error("send %s failed for good: %s", entry.key, error)
+        log.error("send %s failed for good: %s", entry.key, error if logged is None else logged,
+                  extra=_ids(entry))
         chunk.outcomes.append(partial(self.store.mark_failed, entry.key, now, error))
         self._decide(entry, "failed", reason, {"error": error}, now=now, chunk=chunk)
         self.stats.failed += 1
@@ -518,7 +528,8 @@ class Dispatcher:
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
             stack = stack_text(exc)
-            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error)
+            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
+                      extra=_ids(entry))
             chunk.outcomes.append(partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
@@ -527,6 +538,16 @@ class Dispatcher:
             self._count(entry, "parked")
             return
         self._retry(entry, error, chunk)
+
+
+def _kept(error: DeliveryError) -> str:
+    """What the row keeps of a channel's error: its message and the provider's detail."""
+    return f"{error}: {error.detail}" if error.detail else str(error)
+
+
+def _ids(entry: OutboxEntry) -> dict[str, str]:
+    """A log line's ids of a send (engine/runtime/logids.py)."""
+    return log_ids("send", entry.profile_id, entry.journey, entry.step, entry.key)
 
 
 def _batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:

@@ -238,7 +238,7 @@ def parse_deployed(version: DeployedVersion,
     except InvalidJourney as exc:
         if errors is None:
             log.error("deployed version %s of %s no longer loads: %s", version.version,
-                      version.journey, exc)
+                      version.journey, exc, extra={"journey": version.journey})
         else:
             errors.extend(str(p) for p in exc.problems)
         return None

@@ -51,14 +51,7 @@ from typing import TypeVar
 
 from engine.core.model import CRON_STEP, EnrollmentOutline, ScheduleTimer
 from engine.core.times import parse_timestamp
-from engine.ports import (
-    Clock,
-    ForegroundWaits,
-    InboxItem,
-    Lane,
-    SnapshotStore,
-    Store,
-)
+from engine.ports import Clock, ForegroundWaits, InboxItem, Lane, SnapshotStore, Store
 from engine.runtime import claim_sizes, takeover
 from engine.runtime.batches import (
     Backoff,
@@ -76,6 +69,7 @@ from engine.runtime.batches import (
 from engine.runtime.claim_sizes import MIN_BATCH, MIN_TIMER_BATCH, ClaimSizes, took_all
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.errortext import error_text, without_values
+from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.parts import round_in_parts
 from engine.runtime.runner import Runner
@@ -272,17 +266,18 @@ class Worker:
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
         error, stack = describe(exc)
         self._count_failure("event")
+        ids = log_ids("event", item.profile_id)
         if item.attempts + 1 >= self.backoff.max_attempts:
             log.error("event %s of profile %s parked after %d attempts: %s", item.id,
-                      item.profile_id, item.attempts + 1, error)
+                      item.profile_id, item.attempts + 1, error, extra=ids)
             self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
                             step="", error=error, stack=stack, attempts=item.attempts + 1,
                             at=now)
             self._count_failure("event", parked=True)
         else:
             when = now + self.backoff.delay(item.attempts + 1)
-            log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s",
-                        item.id, item.profile_id, item.attempts + 1, when.isoformat(), error)
+            log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s", item.id,
+                        item.profile_id, item.attempts + 1, when.isoformat(), error, extra=ids)
             self.store.retry_inbox(item.id, when, error)
 
     def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
@@ -438,9 +433,10 @@ class Worker:
         error, stack = describe(exc)
         attempts = timer.attempts + 1
         self._count_failure("timer")
+        ids = log_ids("timer", owner, timer.journey, timer.step)
         if attempts >= self.backoff.max_attempts:
             log.error("timer %s of profile %s parked after %d attempts: %s", timer.key, owner,
-                      attempts, error)
+                      attempts, error, extra=ids)
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
                             at=now, payload=timer_payload(timer))
@@ -448,7 +444,7 @@ class Worker:
             return
         when = now + self.backoff.delay(attempts)
         log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
-                    timer.key, owner, attempts, when.isoformat(), error)
+                    timer.key, owner, attempts, when.isoformat(), error, extra=ids)
         unit.add_timer(ScheduleTimer(timer.key, timer.enrollment_id, timer.profile_id,
                                      timer.journey, timer.step, timer.occurrence, when,
                                      attempts))

@@ -209,7 +209,8 @@ def test_status_mapping(webhook: WebhookChannel, server: ScriptedServer, status:
     with pytest.raises(DeliveryError, match=f"HTTP {status}") as caught:
         webhook.send(message())
     assert caught.value.permanent is permanent
-    assert "nope details" in str(caught.value)
+    assert caught.value.detail == "nope details"  # kept with the send
+    assert "nope" not in str(caught.value)  # the message, which is logged
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
@@ -286,3 +287,24 @@ def test_400_fails_for_good_with_a_decision(webhook: WebhookChannel, server: Scr
     assert (decision.what, decision.reason, decision.step) == (
         "failed", "permanent_failure", "notify")
     assert decision.details["channel"] == "webhook"
+
+
+@pytest.mark.parametrize("status", [422, 503])
+def test_the_answers_body_is_kept_with_the_send_not_logged(
+        webhook: WebhookChannel, server: ScriptedServer, clock: FakeClock, status: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A CRM echoing the record it refused: the log line says the status and its reason,
+    the row's last error (and a failure's decision) keeps the body's start."""
+    body = b'{"record": {"last_name": "Secretsurname", "name": "Ivanhoe"}}'
+    server.script.append(Reply(status, body=body))
+    store, dispatcher = setup_dispatch(webhook, clock)
+    with caplog.at_level("WARNING", logger="journeyman.dispatch"):
+        dispatcher.dispatch_due()
+    [line] = caplog.records
+    assert f"HTTP {status} " in line.getMessage()
+    assert "Secretsurname" not in caplog.text
+    record = store.outbox_records()[0]
+    assert (record.last_error or "").endswith(f": {body.decode()}")
+    if status == 422:
+        [decision] = store.decisions
+        assert decision.details["error"] == record.last_error

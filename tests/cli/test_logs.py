@@ -6,10 +6,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
 
 import pytest
 
-from engine.cli.logs import REDACTED, JsonFormatter, RedactingFilter, redact
+from engine.cli.logs import (
+    REDACTED,
+    UVICORN,
+    JsonFormatter,
+    ProcessName,
+    RedactingFilter,
+    redact,
+    setup_logging,
+)
+from engine.runtime.logids import log_ids
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -46,3 +59,93 @@ def test_a_record_and_its_exception_are_redacted_in_json_lines() -> None:
     assert line["journey"] == "welcome"
     assert "ana@example.com" not in line["exception"]
     assert REDACTED in line["exception"]
+
+
+def _json_line(emit: object, *filters: logging.Filter) -> dict[str, object]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    for one in filters:
+        handler.addFilter(one)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("journeyman.test_logs")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        assert callable(emit)
+        emit(log)
+    finally:
+        log.removeHandler(handler)
+    line: dict[str, object] = json.loads(stream.getvalue())
+    return line
+
+
+def test_a_lines_ids_are_fields_the_profile_id_redacted_as_the_message_is() -> None:
+    key = "12345678-1234-5abc-9def-0123456789ab:welcome:0"  # digits enough for a phone
+    ids = log_ids("send", "ana@example.com", "welcome", "hello", key)
+    line = _json_line(lambda log: log.error("send %s failed", key, extra=ids),
+                      ProcessName("w-7"), RedactingFilter())
+    assert line["profile_id"] == REDACTED
+    assert (line["kind"], line["journey"], line["step"]) == ("send", "welcome", "hello")
+    assert line["send_key"] == key  # made by the engine: as it is
+    assert line["worker"] == "w-7"
+    assert "ana@example.com" not in json.dumps(line)
+
+
+def test_a_line_without_ids_has_none_and_still_names_its_process() -> None:
+    line = _json_line(lambda log: log.warning("the outbox loop failed"), ProcessName("h:1"))
+    assert set(line) == {"ts", "level", "logger", "message", "worker"}
+    assert line["worker"] == "h:1"
+    assert log_ids("event", "bob") == {"kind": "event", "profile_id": "bob"}
+
+
+@pytest.fixture
+def restored() -> Iterator[None]:
+    """setup_logging changes the process's logging: put it back after the test."""
+    root = logging.getLogger()
+    ours = logging.getLogger("journeyman")
+    kept = (root.handlers[:], root.level, ours.level, sys.excepthook, threading.excepthook,
+            {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
+             for name in UVICORN})
+    yield
+    root.handlers[:], level, our_level, sys.excepthook, threading.excepthook, uvicorn = kept
+    root.setLevel(level)
+    ours.setLevel(our_level)
+    for name, (handlers, propagate) in uvicorn.items():
+        logging.getLogger(name).handlers[:] = handlers
+        logging.getLogger(name).propagate = propagate
+    logging.captureWarnings(False)
+
+
+def test_uvicorns_lines_warnings_and_uncaught_exceptions_are_json_lines(
+        restored: None, capsys: pytest.CaptureFixture[str]) -> None:
+    own = logging.StreamHandler()
+    logging.getLogger("uvicorn.error").handlers[:] = [own]  # as uvicorn's config leaves it
+    logging.getLogger("uvicorn.error").propagate = False
+    setup_logging("json", "w-1")
+    try:
+        raise RuntimeError("no row for ana@example.com")
+    except RuntimeError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    asgi, uncaught, warned = lines
+    assert (asgi["logger"], asgi["level"], asgi["worker"]) == ("uvicorn.error", "error", "w-1")
+    assert REDACTED in asgi["exception"]
+    assert "ana@example.com" not in json.dumps(lines)
+    assert uncaught["level"] == "critical"
+    assert "RuntimeError" in uncaught["exception"]
+    assert (warned["logger"], warned["level"]) == ("py.warnings", "warning")
+
+
+def test_journeymans_info_lines_are_written_other_libraries_warnings_only(
+        restored: None, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("json", "w-1")
+    logging.getLogger("journeyman.loops").info("the outbox loop's database answers again")
+    logging.getLogger("journeyman.worker").debug("a detail")
+    logging.getLogger("sqlalchemy.pool").info("a library's info")
+    logging.getLogger("sqlalchemy.pool").warning("a library's warning")
+    lines = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines()]
+    assert lines == ["the outbox loop's database answers again", "a library's warning"]

@@ -58,16 +58,25 @@ def listen_for_wakes(url: str, wakes: Mapping[str, Wake]) -> Callable[[], None]:
     dsn = libpq_conninfo(listen)
 
     def run() -> None:
+        failed = 0  # tries in a row: the log says so at the 1st, 2nd, 4th, 8th..., as the
+        # loops do (engine/runtime/loops.py), not every second of an outage
         while not stop.is_set():
             try:
                 with psycopg.connect(dsn, autocommit=True, **tcp_settings(listen)) as conn:
                     for topic in wakes:
                         conn.execute(f"LISTEN {PREFIX}{topic}")
+                    if failed:
+                        log.info("listening for wake-ups again after %d failed tries in a "
+                                 "row", failed)
+                        failed = 0
                     while not stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             deliver(wakes, note.channel.removeprefix(PREFIX), note.payload)
             except psycopg.Error as exc:
-                log.warning("listening for wake-ups failed, again in a second: %s", exc)
+                failed += 1
+                if failed & (failed - 1) == 0:
+                    log.warning("listening for wake-ups failed (%d in a row), again in a "
+                                "second: %s", failed, exc)
                 stop.wait(1.0)
 
     thread = threading.Thread(target=run, name="journeyman-listen", daemon=True)
