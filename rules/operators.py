@@ -125,7 +125,7 @@ def _check_regex(value: Any) -> str | None:
     risk = exponential_risk(value)
     if risk:
         return (f"pattern can take exponential time on some inputs ({risk}); rewrite it, "
-                "e.g. (a+)+ as a+, (a|ab)+ as (ab?)+")
+                "e.g. (a+)+ as a+, (\\w+\\s?)+ as \\w+(\\s\\w+)*\\s?")
     return None
 
 
