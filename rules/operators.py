@@ -39,10 +39,11 @@ def timestamp(value: Any) -> datetime | None:
         return None
     if not parsed.tzinfo:
         return parsed.replace(tzinfo=UTC)
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
-        return EARLIEST if parsed.year == 1 else LATEST
+    if parsed.year in (1, 9999):  # only there can an offset cross the calendar's ends
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
+            return EARLIEST if parsed.year == 1 else LATEST
     return parsed
 
 
