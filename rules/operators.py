@@ -39,10 +39,11 @@ def timestamp(value: Any) -> datetime | None:
         return None
     if not parsed.tzinfo:
         return parsed.replace(tzinfo=UTC)
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
-        return EARLIEST if parsed.year == 1 else LATEST
+    if parsed.year in (1, 9999):  # only there can an offset cross the calendar's ends
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar's end in UTC
+            return EARLIEST if parsed.year == 1 else LATEST
     return parsed
 
 
@@ -125,7 +126,7 @@ def _check_regex(value: Any) -> str | None:
     risk = exponential_risk(value)
     if risk:
         return (f"pattern can take exponential time on some inputs ({risk}); rewrite it, "
-                "e.g. (a+)+ as a+, (a|ab)+ as (ab?)+")
+                "e.g. (a+)+ as a+, (\\w+\\s?)+ as \\w+(\\s\\w+)*\\s?")
     return None
 
 

@@ -1,18 +1,21 @@
 """Refuse `matches` patterns that can take exponential time (catastrophic backtracking).
 
 Python's `re` backtracks: a pattern that can match the same text in more than one way
-inside a repeat tries every way before it fails, 2**n of them for n characters. Two
-shapes cause it, and both are found on the pattern as Python's own parser reads it
-(`re._parser`, sre_parse before 3.11), deterministically:
+inside a repeat tries every way before it fails, 2**n of them for n characters. On the
+pattern as Python's own parser reads it (`re._parser`), with its groups opened, the body
+of every repeat that can run more than once (`+`, `*`, `{2,}`, `{3}`) is refused when:
 
-- a nested quantifier: a repeat (at most more than once) whose body holds a repeat of a
-  varying count, like `(a+)+`, `(a*)*`, `(\\w+\\s?)+`, `(a+){20}`. Not refused: an inner
-  repeat of one character class that a required, disjoint character follows, like
-  `([a-z0-9-]+\\.)+` (the `.` fixes where each turn ends), or one whose counts are all
-  small and bounded, like `(\\d{1,3}\\.){3}`;
-- a repeated alternation whose branches can start with the same character, like
-  `(a|a)+`, `(a|ab)+`, `(.|x)*` (a branch that can match nothing, or whose first
-  character is unknown, counts as overlapping).
+- it can match the empty text: `(a*)+`, `(a|)+`, `(a?){25}`;
+- it holds a repeat of a varying count (`?` included): `(a+)+`, `(\\w+\\s?)+`,
+  `^(a?a?)+$`. Not refused when that inner repeat is small and bounded
+  (`(\\d{1,3}\\.){3}`), or when the text fixes where it stops: a required character it
+  cannot take follows it (`([a-z0-9-]+\\.)+`), or it ends a body whose turns the text
+  bounds, after items that are each fixed the same way (`(\\.\\w+)*`, `( [A-Z][a-z]+)*`).
+  A body's turns are bounded when it starts, or ends, with a required character nothing
+  else in it can take (`.` in `(\\.\\w+)*`): each turn starts (ends) at one of those;
+- it holds an alternation whose branches can start with the same character (`(a|a)+`,
+  `(.|x)*`, `(foo|)+`), unless the text bounds the alternation and its branches are
+  plain characters that can never match the same text (`(\\.(jpg|jpeg|png))+`).
 
 What remains is polynomial (`\\d*\\d*x`, `.*a.*b`): the `matches` operator bounds it by
 matching at most `MATCH_LIMIT` characters of a value (rules/operators.py).
@@ -30,6 +33,7 @@ BOUNDED_WAYS = 1024
 SAME_TEXT = "a repeated group that can match the same text in more than one way"
 _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
 _ONE_CHAR = {sre.LITERAL, sre.NOT_LITERAL, sre.IN, sre.ANY}
+_ATOMIC = getattr(sre, "ATOMIC_GROUP", None)
 # Characters tried to tell whether two one-character matchers overlap: ASCII, Latin-1 and
 # samples of other scripts' letters, digits and spaces; plus every literal of the pattern.
 _PROBE = [*range(0x300), 0x0660, 0x0669, 0x0966, 0x3000, 0x2028, 0x4E00, 0x0410, 0x05D0]
@@ -49,9 +53,10 @@ def exponential_risk(pattern: str) -> str | None:
     except Exception:  # re.compile reports it
         return None
     probe = sorted(set(_PROBE) | set(_literals(parsed)))
-    ignore_case = bool(parsed.state.flags & sre.SRE_FLAG_IGNORECASE)
+    # (?i) anywhere counts for all the pattern: a guess on the safe side
+    ignore_case = bool(parsed.state.flags & sre.SRE_FLAG_IGNORECASE) or _local_ignore_case(parsed)
     try:
-        _walk(list(parsed), inside_repeat=False, guard=_Guard(probe, ignore_case))
+        _walk(list(parsed), _Guard(probe, ignore_case))
     except _RiskError as risk:
         return risk.why
     return None
@@ -73,6 +78,45 @@ class _Guard:
         if a is None or b is None:
             return True
         return any(self.accepts(a, c) and self.accepts(b, c) for c in self.probe)
+
+    def bounded(self, turn: list[Any]) -> bool:
+        """Whether a (flattened) repeated body starts, or ends, with a required character
+        that nothing else in it can take, like `-` in `(-[a-z]+)*` or `.` in
+        `([a-z]+\\.)+`: then the text decides where each turn starts and ends."""
+        return self._marked(turn) or self._marked(turn[::-1])
+
+    def _marked(self, turn: list[Any]) -> bool:
+        if not turn or turn[0][0] not in _ONE_CHAR:
+            return False
+        others = _consumed(turn[1:])
+        return others is not None and not any(self.overlap(turn[0], o) for o in others)
+
+    def ended(self, item: tuple[Any, Any], rest: list[Any]) -> bool:
+        """Whether what follows `item` must start with a character it cannot take, like
+        `\\.` after `[a-z]+`: then where it stops is fixed by the text."""
+        taken = _consumed([item])
+        firsts = _firsts(rest)
+        if taken is None or firsts is None or firsts[1]:
+            return False
+        return not any(self.overlap(t, f) for t in taken for f in firsts[0])
+
+    def decided(self, item: tuple[Any, Any]) -> bool:
+        """Whether an alternation's next character picks its branch, and each branch has
+        one length: then where it ends is fixed by the text."""
+        if item[0] is not sre.BRANCH:
+            return False
+        branches = [_flat(branch) for branch in item[1][1]]
+        if any(_length(branch) is None for branch in branches):
+            return False
+        return not any(self.overlap(_first(a), _first(b))
+                       for i, a in enumerate(branches) for b in branches[i + 1:])
+
+    def distinct(self, a: list[Any], b: list[Any]) -> bool:
+        """Whether two branches of single characters can never match the same text: their
+        lengths differ, or at some place their characters do."""
+        if any(op not in _ONE_CHAR for op, _ in (*a, *b)):
+            return False
+        return len(a) != len(b) or any(not self.overlap(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _accepts(op: Any, av: Any, ch: int) -> bool:
@@ -141,40 +185,77 @@ def _children(op: Any, av: Any) -> list[Any]:
     return []
 
 
-def _walk(items: list[Any], *, inside_repeat: bool, guard: _Guard) -> None:
+def _walk(items: list[Any], guard: _Guard) -> None:
+    """Check the body of every repeat that can run more than once."""
     for op, av in items:
+        if op in _REPEATS and av[1] > 1:
+            low, high, body = av
+            if _nullable(list(body)):
+                raise _RiskError(f"{SAME_TEXT}: it can match the empty text")
+            turn = _flat(body)
+            fixed = guard.bounded(turn)
+            _check(turn, guard, (low, high), start_fixed=fixed, end_fixed=fixed)
+        for sub in _children(op, av):
+            _walk(list(sub), guard)
+
+
+def _check(items: list[Any], guard: _Guard, outer: tuple[int, int], *, start_fixed: bool,
+           end_fixed: bool) -> None:
+    """Refuse a sequence inside a repeated body that can match a text in more than one way.
+    `start_fixed`/`end_fixed`: whether the text decides where the sequence starts and ends
+    (a turn of a body that starts with a character nothing else in it can take is bounded
+    by the next such character). Every repeat of a varying count (`?` included) must be:
+    small and bounded; followed by a required character it cannot take (`_ended`); or the
+    last item, with its start and end fixed (`[a-z]+` in `(-[a-z]+)*`)."""
+    at_fixed = start_fixed  # whether the text decides where the current item starts
+    for index, item in enumerate(items):
+        op, av = item
+        rest = items[index + 1:]
+        last = end_fixed and not rest
+        ended = guard.ended(item, rest)
         if op in _REPEATS:
             low, high, body = av
+            if low < high and _nullable(list(body)):  # `(-?)?`: nothing, two ways
+                raise _RiskError(f"{SAME_TEXT}: it holds a repeat that can match the "
+                                 "empty text")
+            if low < high and not (_small(outer, (low, high)) or ended
+                                   or (at_fixed and last)):
+                raise _RiskError(f"{SAME_TEXT}: it holds another repeat, "
+                                 f"{_describe(low, high)}")
+            turn = _flat(body)
             if high > 1:
-                for inner in _varying_repeats(list(body), guard, outer=(low, high)):
-                    raise _RiskError(f"{SAME_TEXT}: it holds another repeat, {inner}")
-            _walk(list(body), inside_repeat=inside_repeat or high > 1, guard=guard)
-            continue
-        if op is sre.BRANCH and inside_repeat:
-            firsts = [_first(list(branch)) for branch in av[1]]
-            for i, a in enumerate(firsts):
-                for b in firsts[i + 1:]:
-                    if guard.overlap(a, b):
-                        raise _RiskError(f"{SAME_TEXT}: two of its alternatives can start with "
-                                    "the same character, or one can match nothing")
-        for sub in _children(op, av):
-            _walk(list(sub), inside_repeat=inside_repeat, guard=guard)
+                fixed = guard.bounded(turn)
+                _check(turn, guard, outer, start_fixed=fixed and at_fixed,
+                       end_fixed=fixed and (last or ended))
+            else:
+                _check(turn, guard, outer, start_fixed=at_fixed, end_fixed=last or ended)
+        elif op is sre.BRANCH:
+            branches = [_flat(branch) for branch in av[1]]
+            bounded = at_fixed and (last or ended)
+            for i, a in enumerate(branches):
+                for b in branches[i + 1:]:
+                    if guard.overlap(_first(a), _first(b)) and not (bounded
+                                                                   and guard.distinct(a, b)):
+                        raise _RiskError(f"{SAME_TEXT}: two of its alternatives can start "
+                                         "with the same character, or one can match nothing")
+            for branch in branches:
+                _check(branch, guard, outer, start_fixed=at_fixed, end_fixed=bounded)
+        else:
+            for sub in _children(op, av):
+                _check(_flat(sub), guard, outer, start_fixed=False, end_fixed=False)
+        at_fixed = at_fixed and (ended or _length([item]) is not None
+                                 or guard.decided(item))
 
 
-def _varying_repeats(items: list[Any], guard: _Guard, outer: tuple[int, int]) -> list[str]:
-    """Descriptions of the repeats of a varying count inside a repeated body, less those a
-    required disjoint character ends, or whose counts are small and bounded."""
-    found: list[str] = []
-    for index, (op, av) in enumerate(items):
-        if op in _REPEATS:
-            low, high, body = av
-            if high > 1 and high != low and not (_ended(list(body), items[index + 1:], guard)
-                                                 or _small(outer, (low, high))):
-                found.append(_describe(low, high))
-                continue
-        for sub in _children(op, av):
-            found.extend(_varying_repeats(list(sub), guard, outer))
-    return found
+def _flat(items: Any) -> list[Any]:
+    """A sequence with its groups opened: `a(b(c))` is `abc` (a group only captures)."""
+    out: list[Any] = []
+    for op, av in items:
+        if op is sre.SUBPATTERN:
+            out.extend(_flat(av[3]))
+        else:
+            out.append((op, av))
+    return out
 
 
 def _small(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
@@ -183,13 +264,83 @@ def _small(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
     return bool((inner[1] - inner[0] + 1) ** outer[1] <= BOUNDED_WAYS)
 
 
-def _ended(body: list[Any], rest: list[Any], guard: _Guard) -> bool:
-    """Whether a repeat of one character class is followed by a required character it
-    cannot take: then where it stops is fixed by the text."""
-    if len(body) != 1 or body[0][0] not in _ONE_CHAR or not rest:
-        return False
-    follower = rest[0]
-    return follower[0] in _ONE_CHAR and not guard.overlap(body[0], follower)
+def _consumed(items: Any) -> list[Any] | None:
+    """Every one-character matcher a sequence can use, or None when unknown (a back
+    reference, a conditional)."""
+    found: list[Any] = []
+    for op, av in items:
+        if op in _ONE_CHAR:
+            found.append((op, av))
+        elif op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
+            continue  # takes no character
+        elif op in _REPEATS or op in (sre.SUBPATTERN, sre.BRANCH, _ATOMIC):
+            for sub in _children(op, av):
+                inner = _consumed(sub)
+                if inner is None:
+                    return None
+                found.extend(inner)
+        else:
+            return None
+    return found
+
+
+def _firsts(items: Any) -> tuple[list[Any], bool] | None:
+    """The one-character matchers a sequence can start with, and whether it can match
+    nothing; None when unknown."""
+    found: list[Any] = []
+    for op, av in items:
+        if op in _ONE_CHAR:
+            return [*found, (op, av)], False
+        if op is sre.AT:
+            continue
+        if op in _REPEATS or op in (sre.SUBPATTERN, _ATOMIC):
+            inner = _firsts(_children(op, av)[0])
+            if inner is None:
+                return None
+            nullable = inner[1] or (op in _REPEATS and av[0] == 0)
+            found.extend(inner[0])
+        elif op is sre.BRANCH:
+            nullable = False
+            for branch in av[1]:
+                inner = _firsts(branch)
+                if inner is None:
+                    return None
+                found.extend(inner[0])
+                nullable = nullable or inner[1]
+        else:
+            return None
+        if not nullable:
+            return found, False
+    return found, True
+
+
+def _nullable(items: list[Any]) -> bool:
+    """Whether a sequence can match the empty text (or may: unknown counts as yes)."""
+    firsts = _firsts(items)
+    return firsts is None or firsts[1]
+
+
+def _length(items: Any) -> int | None:
+    """How many characters a sequence always takes, or None when it varies."""
+    total = 0
+    for op, av in items:
+        if op in _ONE_CHAR:
+            total += 1
+        elif op is sre.AT:
+            continue
+        elif op is sre.SUBPATTERN:
+            inner = _length(av[3])
+            if inner is None:
+                return None
+            total += inner
+        elif op in _REPEATS and av[0] == av[1]:
+            inner = _length(av[2])
+            if inner is None:
+                return None
+            total += inner * av[0]
+        else:
+            return None
+    return total
 
 
 def _first(items: list[Any]) -> tuple[Any, Any] | None:
@@ -206,7 +357,18 @@ def _first(items: list[Any]) -> tuple[Any, Any] | None:
     return None
 
 
+def _local_ignore_case(items: Any) -> bool:
+    for op, av in items:
+        if op is sre.SUBPATTERN and av[1] & sre.SRE_FLAG_IGNORECASE:
+            return True
+        if op is not sre.IN and any(_local_ignore_case(sub) for sub in _children(op, av)):
+            return True
+    return False
+
+
 def _describe(low: int, high: int) -> str:
+    if (low, high) == (0, 1):
+        return "a '?'"
     if high == sre.MAXREPEAT:
         return "a '*'" if low == 0 else ("a '+'" if low == 1 else f"{{{low},}}")
     return f"{{{low},{high}}}"
