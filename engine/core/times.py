@@ -12,6 +12,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rules.operators import timestamp
 
+# A timer due later than this is due then: never, in practice (year 9000), and what the
+# runtime adds to a due time (a timer slack, a window) stays inside the calendar. A wait
+# until 9999-12-31 made the timer loop fail on every run (`earliest + slack` overflowed),
+# holding every profile's timers.
+FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def plus(at: datetime, delta: timedelta) -> datetime:
+    """`at + delta`, held at the calendar's ends instead of overflowing."""
+    try:
+        return at + delta
+    except OverflowError:
+        if delta > timedelta(0):
+            return datetime.max.replace(tzinfo=at.tzinfo)
+        return datetime.min.replace(tzinfo=at.tzinfo)
+
 
 def parse_timestamp(value: Any) -> datetime | None:
     """An aware UTC datetime from an ISO 8601 string or datetime; None if it is not one."""

@@ -32,6 +32,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from engine.core.times import plus
 from engine.ports import Clock, background_work
 
 log = logging.getLogger("journeyman.loops")
@@ -114,7 +115,7 @@ class Loop:
         notes, which would keep the others waiting behind the read (the process that
         wrote the timer plans it itself)."""
         if at is not None and at > self.clock.now():
-            latest = at + timedelta(seconds=self.slack)
+            latest = plus(at, timedelta(seconds=self.slack))
             self._reschedule(latest)  # first: at most the slack late, however the plan goes
             if planned and (sooner := self._planned(at, latest)) < latest:
                 self._reschedule(sooner)

@@ -50,7 +50,7 @@ from functools import partial
 from typing import TypeVar
 
 from engine.core.model import CRON_STEP, EnrollmentOutline, ScheduleTimer
-from engine.core.times import parse_timestamp
+from engine.core.times import parse_timestamp, plus
 from engine.ports import Clock, ForegroundWaits, InboxItem, Lane, SnapshotStore, Store
 from engine.runtime import claim_sizes, takeover
 from engine.runtime.batches import (
@@ -497,7 +497,7 @@ class Worker:
         lane = self.lane if self.snapshots is not None else None
         if (earliest := self.store.next_timer_at(lane=lane)) is None:
             return None
-        by = earliest + slack
+        by = plus(earliest, slack)  # a timer at the calendar's end: no overflow
         last = self.store.last_timer_due_by(by, lane=lane, most=most, since=earliest)
         return last if last is not None and last >= earliest else by
 

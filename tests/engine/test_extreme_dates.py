@@ -59,3 +59,37 @@ def test_a_far_future_signup_date_neither_fails_nor_parks(tmp_path: Path, value:
     assert eng.failures == []
     assert eng.profile("ana").traits["first_name"] == "Ana"
     assert eng.sent == []
+
+
+def test_a_wait_until_the_calendars_end_does_not_stop_the_timer_loop(tmp_path: Path) -> None:
+    """A wait until 9999-12-31T23:59:59-14:00 (past the calendar's end in UTC): its timer
+    is kept at FAR_FUTURE, and the timer loop's round (`earliest + slack`) no longer
+    overflows: it failed on every run and held every profile's timers."""
+    from engine.core.times import FAR_FUTURE
+    from engine.runtime.events import normalize
+    from engine.service import Service
+    from engine.testing import FakeClock
+
+    folder = write_folder(tmp_path / "j", {"until": """
+journey: until
+version: 1
+entry: {event: Scheduled}
+steps:
+  - id: hold
+    wait: {until: event.properties.when}
+  - id: after
+    send: {channel: email, template: hello}
+"""}, {"hello": stub_email("hello")})
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    service = Service(folder, f"sqlite:///{tmp_path / 'end.db'}", channels={},
+                      clock=FakeClock(now))
+    try:
+        service.store.accept_events([normalize(
+            {"type": "track", "userId": "u", "event": "Scheduled",
+             "properties": {"when": "9999-12-31T23:59:59-14:00"}},
+            now=now, message_id="end")], "site")
+        assert service.worker.handle_events() == 1
+        assert service.store.next_timer_at() == FAR_FUTURE
+        assert service._timer_round() is not None  # raised OverflowError
+    finally:
+        service.stop()

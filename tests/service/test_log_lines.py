@@ -175,8 +175,9 @@ def test_a_workers_json_lines_name_it_and_the_ids_of_the_failed_event_and_send(
         worker = start("worker", "worker", "--db", db, "--journeys", str(folder),
                        "--channels", str(channels), "--name", "w-7", "--tick", "0.2",
                        "--log-format", "json")
-        _accept(db, {"type": "track", "userId": "ana@example.com", "event": "Scheduled",
-                     "properties": {"when": "9999-12-31T23:59:59-14:00"}},  # overflows
+        order = {"type": "track", "userId": "ana@example.com", "event": "Order Completed",
+                 "properties": {"revenue": 1e308}}
+        _accept(db, order, order,  # the second overflows total_spent: it fails
                 {"type": "track", "userId": "bob", "event": "Signed Up"})
 
         def about(kind: str) -> list[dict[str, Any]]:

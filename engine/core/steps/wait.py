@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.core.model import ScheduleTimer
 from engine.core.steps.base import SUSPEND, Go, Outcome, StepRun
-from engine.core.times import iso, next_local_time, parse_timestamp, span
+from engine.core.times import FAR_FUTURE, iso, next_local_time, parse_timestamp, span
 from journeys.steps import WaitStep
 
 
@@ -40,7 +40,8 @@ def run(run: StepRun, step: WaitStep) -> Outcome:
         return Go("resume")
     run.commands.append(ScheduleTimer(
         key=run.key(step.id), enrollment_id=run.enrollment.id, profile_id=run.profile.id,
-        journey=run.journey.id, step=step.id, occurrence=run.visits[step.id], due_at=due))
+        journey=run.journey.id, step=step.id, occurrence=run.visits[step.id],
+        due_at=min(due, FAR_FUTURE)))
     until = iso(due)
     run.note(step.id, "waiting", f"until {until}", until=until, wait=describe(step))
     return SUSPEND
