@@ -18,13 +18,13 @@ here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import jinja2
 from jinja2 import nodes
 
 from journeys.errors import InvalidJourney, Problem
+from journeys.template_files import inside
 from journeys.templating import TemplateLibrary
 from journeys.textfile import read_text
 
@@ -59,7 +59,9 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
                                         _message(name)))
         html_file = templates.templates[template_id].html_file
         if html_file is not None and templates.folder is not None:
-            path = templates.folder / html_file
+            if not inside(templates.folder, html_file) or not (
+                    path := templates.folder / html_file).is_file():
+                continue  # outside the folder, or no file (a FIFO, /dev/zero): check()'s
             try:
                 text = read_text(path)
             except InvalidJourney:
@@ -98,17 +100,24 @@ def _trait(node: nodes.Node) -> str | None:
     return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
 
 
-def _tested(test: nodes.Node) -> frozenset[str]:
-    """The traits an `if` asks `is defined` (or `is undefined`) about."""
-    return frozenset(name for t in _presence_tests(test) if (name := _trait(t.node)))
-
-
-def _presence_tests(node: nodes.Node) -> Iterator[nodes.Test]:
-    """The `is defined` tests in `node`, itself included (find_all looks below it)."""
-    tests = [node] if isinstance(node, nodes.Test) else []
-    for test in [*tests, *node.find_all(nodes.Test)]:
-        if test.name in PRESENCE_TESTS:
-            yield test
+def _defined(test: nodes.Node) -> tuple[frozenset[str], frozenset[str]]:
+    """The traits known to be defined where `test` is true, and where it is false: `is
+    defined` guards the first, `is undefined` the second, `not` swaps them; with `and`
+    and `or`, only what holds whichever side decided (the rest: nothing)."""
+    if isinstance(test, nodes.Test) and test.name in PRESENCE_TESTS:
+        name = _trait(test.node)
+        found = frozenset() if name is None else frozenset({name})
+        return (found, frozenset()) if test.name == "defined" else (frozenset(), found)
+    if isinstance(test, nodes.Not):
+        true, false = _defined(test.node)
+        return false, true
+    if isinstance(test, nodes.And):
+        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
+        return ltrue | rtrue, lfalse & (ltrue | rfalse)
+    if isinstance(test, nodes.Or):
+        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
+        return ltrue & (lfalse | rtrue), lfalse | rfalse
+    return frozenset(), frozenset()
 
 
 def _walk(node: nodes.Node, guarded: frozenset[str], found: list[tuple[str, int]]) -> None:
@@ -119,10 +128,28 @@ def _walk(node: nodes.Node, guarded: frozenset[str], found: list[tuple[str, int]
     if isinstance(node, nodes.Test) and node.name in PRESENCE_TESTS:
         return
     if isinstance(node, nodes.If):
+        # {% if %} ... {% elif %} ... {% else %}: each branch knows the traits its own
+        # test defines, and those the tests before it (all false there) define
         _walk(node.test, guarded, found)
-        inside = guarded | _tested(node.test)
-        for statement in (*node.body, *node.elif_, *node.else_):
-            _walk(statement, inside, found)
+        true, false = _defined(node.test)
+        for statement in node.body:
+            _walk(statement, guarded | true, found)
+        after = guarded | false
+        for branch in node.elif_:
+            _walk(branch.test, after, found)
+            true, false = _defined(branch.test)
+            for statement in branch.body:
+                _walk(statement, after | true, found)
+            after |= false
+        for statement in node.else_:
+            _walk(statement, after, found)
+        return
+    if isinstance(node, nodes.CondExpr):  # `a if test else b`
+        _walk(node.test, guarded, found)
+        true, false = _defined(node.test)
+        _walk(node.expr1, guarded | true, found)
+        if node.expr2 is not None:
+            _walk(node.expr2, guarded | false, found)
         return
     name = _trait(node)
     if name is not None:

@@ -12,22 +12,33 @@ may make a render allocate.
   `MAX_POWER_BITS` bits, is a `SecurityError` (so the send is a `template_error`).
   `range` is capped at 100,000 by Jinja2's sandbox.
 - Every rendered part (subject, HTML, text, body, each payload string, an inline string)
-  holds at most `MAX_PART_CHARS` characters: `check_size`.
+  holds at most `MAX_PART_CHARS` characters: `render_part` renders through
+  `Template.generate` and stops as soon as the output passes the limit (not after the
+  whole text is built), a `MessageTooLargeError`.
+- What allocates by an argument is checked before it runs (journeys/template_widths.py):
+  the filters `center`, `indent`, `wordwrap`, `format`, `replace`, `join`, `truncate`,
+  `batch`, `slice`, `tojson` and `pprint`; the string methods `ljust`, `rjust`,
+  `center`, `zfill`, `expandtabs`, `replace`, `join`, `format`, `format_map`; `%`
+  formatting (widths, precisions, `*`); `list.extend`. A result over
+  `MAX_PART_CHARS` characters is a `SecurityError` saying which.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Environment, meta, nodes
+from jinja2 import Environment, Template, meta, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import pass_eval_context
 
-MAX_ITEMS = 100_000  # a string, list or tuple made by `*` (as Jinja2's `range` cap)
+from journeys import template_widths as widths
+from journeys.template_widths import MAX_ITEMS, MAX_PART_CHARS, text_size
+
 MAX_POWER_BITS = 100_000  # an integer made by `**`: about 30,000 digits
-MAX_PART_CHARS = 512 * 1024  # a rendered part: 512 Ki characters
 
 
 class MessageTooLargeError(SecurityError):
@@ -50,6 +61,8 @@ def _multiply(left: Any, right: Any) -> Any:
         if _sized(seq) and isinstance(times, int) and len(seq) * times > MAX_ITEMS:
             raise SecurityError(f"'*' would make {len(seq) * times:,} items "
                                 f"(at most {MAX_ITEMS:,})")
+        if isinstance(seq, list | tuple) and isinstance(times, int) and times > 1:
+            widths.check("'*'", text_size(seq) * times)  # [big] * 100000
     return operator.mul(left, right)
 
 
@@ -65,12 +78,27 @@ def _power(left: Any, right: Any) -> Any:
 class LimitedEnvironment(SandboxedEnvironment):
     """Jinja2's sandbox, with `*` and `**` checked and no compile-time evaluation."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = widths.LimitedCodeGenerator  # `~` checked
+    concat_pieces = staticmethod(widths.concat_pieces)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(optimized=False, finalize=_finalize, **options)
         self.binop_table["*"] = _multiply
         self.binop_table["**"] = _power
+        self.binop_table["%"] = widths.modulo
+        self.binop_table["+"] = widths.add
+        self.filters.update(widths.FILTERS)
+
+    def call(__self, __context: Context, __obj: Any,  # noqa: N805
+             *args: Any, **kwargs: Any) -> Any:
+        args = widths.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """`str.format` and `format_map`, sandboxed as Jinja2 does, with each field's
+        width and the running length checked (template_widths.LimitedFormatter)."""
+        return widths.wrap_format(self, value)
 
 
 def check_size(text: str, what: str = "the rendered text") -> str:
@@ -79,6 +107,20 @@ def check_size(text: str, what: str = "the rendered text") -> str:
         raise MessageTooLargeError(f"{what} has {len(text):,} characters (at most "
                               f"{MAX_PART_CHARS:,})")
     return text
+
+
+def render_part(template: Template, context: Mapping[str, Any]) -> str:
+    """`template.render(context)`, stopped (MessageTooLargeError) as soon as the output
+    passes `MAX_PART_CHARS` characters, not once it is all built."""
+    pieces = []
+    size = 0
+    for piece in template.generate(context):
+        size += len(piece)
+        if size > MAX_PART_CHARS:
+            raise MessageTooLargeError(f"the rendered text has more than {MAX_PART_CHARS:,} "
+                                       f"characters (stopped at {size:,})")
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def undeclared_names(env: Environment, template: nodes.Template) -> set[str]:
@@ -91,4 +133,4 @@ def undeclared_names(env: Environment, template: nodes.Template) -> set[str]:
 
 
 __all__ = ["MAX_ITEMS", "MAX_PART_CHARS", "MAX_POWER_BITS", "LimitedEnvironment",
-           "MessageTooLargeError", "check_size", "undeclared_names"]
+           "MessageTooLargeError", "check_size", "render_part", "undeclared_names"]

@@ -27,7 +27,7 @@ from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
-from journeys.template_sandbox import LimitedEnvironment, check_size, undeclared_names
+from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 from rules import did_you_mean
@@ -157,7 +157,7 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     if "{" not in source:
         return source
     try:
-        return check_size(_compiled_string(source).render(context))
+        return render_part(_compiled_string(source), context)
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
@@ -315,7 +315,7 @@ class TemplateLibrary:
             if source is None:
                 return None
             try:
-                return check_size(self._compile(template_id, name, source).render(context))
+                return render_part(self._compile(template_id, name, source), context)
             except Exception as exc:
                 raise self._failure(template_id, (name,), source, exc) from None
 
@@ -327,7 +327,7 @@ class TemplateLibrary:
             if not isinstance(item, str) or "{" not in item:
                 return item
             try:
-                return check_size(_compiled_string(item).render(context))
+                return render_part(_compiled_string(item), context)
             except Exception as exc:
                 raise self._failure(template_id, where, item, exc) from None
 

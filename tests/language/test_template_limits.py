@@ -88,7 +88,7 @@ def test_a_rendered_part_over_the_limit_is_a_render_error(tmp_path: Path) -> Non
         library.render("welcome", {})
     assert str(caught.value) == (
         f"template 'welcome' ({folder}/templates/welcome.yaml:3, text): MessageTooLargeError: "
-        f"the rendered text has 600,000 characters (at most {MAX_PART_CHARS:,})")
+        f"the rendered text has more than {MAX_PART_CHARS:,} characters (stopped at 600,000)")
     with pytest.raises(TemplateRenderError, match="MessageTooLargeError"):
         render_string("{% for i in range(6) %}{{ 'x' * 100000 }}{% endfor %}", {})
 
@@ -108,3 +108,68 @@ def test_a_send_over_the_limits_is_skipped_as_template_error(tmp_path: Path) -> 
     [decision] = [d for d in eng.decisions if d.what == "skipped"]
     assert (decision.profile_id, decision.reason) == ("eve", "template_error")
     assert "'*' would make 50,000,000 items (at most 100,000)" in decision.details["error"]
+
+
+# Under a 2 GB limit (`prlimit --as=2000000000`), each of these built its whole result
+# (300 M characters, or 10 GB: MemoryError) before the size of the part was checked.
+@pytest.mark.parametrize(("source", "error"), [
+    ('{{ "x"|center(300000000) }}', "center would make 300,000,000 characters"),
+    ('{{ "x".ljust(300000000) }}', "str.ljust would make 300,000,000 characters"),
+    ("{{ 'x'.rjust(event.width) }}", "str.rjust would make 300,000,000 characters"),
+    ("{{ 'x'.center(event.width) }}{{ 'x'.zfill(event.width) }}", "str.center would make"),
+    ("{{ '7'.zfill(event.width) }}", "str.zfill would make 300,000,000 characters"),
+    ("{{ '\t\t'.expandtabs(event.width) }}", "str.expandtabs would make 600,000,002"),
+    ('{{ ("x" * 99999).replace("x", "y" * 99999) }}', "str.replace would make 9,999,800,001"),
+    ('{{ ("x" * 99999) | replace("x", "y" * 99999) }}', "replace would make 9,999,800,001"),
+    ("{{ ','.join(range(100000) | map('string') | map('center', 99999)) }}",
+     "str.join would make"),
+    ("{{ range(100000) | map('string') | map('center', 99999) | join }}",
+     "join would make"),
+    ('{{ "%*d" % (event.width, 1) }}', "'%' formatting would make 300,000,403 characters"),
+    ('{{ "%300000000d" % 1 }}', "'%' formatting would make 300,000,411"),
+    ('{{ "%.300000000f" % 1 }}', "'%' formatting would make 300,000,412"),
+    ('{{ "%300000000d" | format(1) }}', "format would make 300,000,411"),
+    ('{{ "{:300000000}".format(1) }}', "str.format would make 300,000,400"),
+    ('{{ "{:{}}".format(1, event.width) }}', "str.format would make 300,000,409"),
+    ('{{ "{0}{0}{0}{0}{0}{0}".format("x" * 99999) }}', "str.format would make 599,994"),
+    ('{{ "x" | indent(event.width, true) }}', "indent would make 300,000,001"),
+    ('{{ ("a " * 50000) | wordwrap(1, wrapstring="x" * 1000) }}', "wordwrap would make"),
+    ("{{ [1] | batch(event.width, 0) | list }}", "batch would pad to 300,000,000 items"),
+    ("{{ [1] | slice(event.width) | list | length }}", "slice would make 300,000,000 lists"),
+    ('{{ {"a": [1, 2]} | tojson(event.width) }}', "tojson would make 600,000,008"),
+    ('{{ ["x" * 99999] * 100000 }}', "'*' would make 10,000,500,000 characters"),
+    ('{% set ns = namespace(s="x") %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}'
+     "{% endfor %}", "'~' would make 1,048,576 characters"),
+    ('{% set ns = namespace(s="x") %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}'
+     "{% endfor %}", "'+' would make 1,048,576 characters"),
+    ("{% set ns = namespace(s=[1]) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+     "{% endfor %}", "'+' would make 131,072 items"),
+    ("{% set l = [1] %}{% for i in range(60) %}{{ l.extend(l) }}{% endfor %}",
+     "list.extend would make 131,072 items"),
+    ('{% for i in range(100000) %}{{ "x" * 99999 }}{% endfor %}',
+     "MessageTooLargeError: the rendered text has more than 524,288 characters "
+     "(stopped at 599,994)"),
+])
+def test_sizes_are_checked_before_the_memory_is_spent(source: str, error: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateRenderError, match="cannot render") as caught:
+            render_string(source, {"event": {"width": 300_000_000}})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error in str(caught.value)
+    assert peak < 50_000_000
+
+
+def test_ordinary_widths_and_formats_still_work() -> None:
+    assert render_string(
+        '{{ "%d" % 1000000 }}|{{ "x" | center(5) }}|{{ "ab".ljust(4) }}|{{ "7".zfill(3) }}|'
+        '{{ "%5.2f" | format(3.14159) }}|{{ "{:>4}".format("ab") }}|{{ [1, 2] | join(",") }}|'
+        '{{ "a-b" | replace("-", "+") }}|{{ "a b" | wordwrap(1) }}|'
+        '{{ [1, 2, 3] | batch(2, 0) | list }}|{{ {"a": 1} | tojson }}|'
+        '{{ "%(a)s" % {"a": 5} }}|{{ "x" ~ 1 ~ [2] }}|{{ "a" + "b" }}|{{ [1] + [2] }}|'
+        '{{ "{a}".format_map({"a": 3}) }}|{{ ",".join(range(3) | map("string")) }}|'
+        '{{ "a\tb".expandtabs(2) }}|{{ ("x" * 100000) | length }}', {}) == (
+        "1000000|  x  |ab  |007| 3.14|  ab|1,2|a+b|a\nb|[[1, 2], [3, 0]]|{\"a\": 1}|5|x1[2]|"
+        "ab|[1, 2]|3|0,1,2|a b|100000")
