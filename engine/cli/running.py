@@ -40,9 +40,18 @@ SendsOpt = Annotated[str, typer.Option(help=(
 ChannelsOpt = Annotated[Path | None, typer.Option(
     "--channels", help="channels.yaml: an adapter per channel (email via SMTP, sms, "
     "webhook, ...); without it every channel goes where --sends says.")]
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(value: str) -> str:
+    if value not in LOG_FORMATS:  # `yaml` started with text logs and said nothing
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
 LogFormatOpt = Annotated[str, typer.Option(
-    "--log-format", help="`text`, or `json`: one JSON object per line, with ids (never a "
-    "person's data).")]
+    "--log-format", callback=_log_format, help="`text`, or `json`: one JSON object per "
+    "line, with ids (never a person's data).")]
 TickOpt = Annotated[float, typer.Option(min=0.01, help=(
     "Seconds between safety checks of the inbox, timers and outbox (work wakes them at "
     "once; this only bounds how late a missed wake-up is noticed)."))]

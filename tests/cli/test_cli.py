@@ -435,6 +435,10 @@ def test_a_worker_whose_http_port_is_in_use_exits_3_and_a_tick_of_0_is_refused(
         refused = run("worker", "--tick", tick, "--db", db)
         assert refused.returncode == 2, refused.stderr
         assert "--tick" in refused.stderr
+    for command in ("worker", "serve"):  # a log format it does not know: not text logs
+        refused = run(command, "--log-format", "yaml", "--db", db)
+        assert refused.returncode == 2, refused.stderr
+        assert "'yaml' is not one of text, json" in refused.stderr
 
 
 def test_validate_names_files_as_the_folder_was_typed(tmp_path: Path) -> None:
