@@ -3,6 +3,18 @@ from __future__ import annotations
 from pathlib import Path
 from textwrap import dedent
 
+# A wait until the time an event names, then a send (extreme dates, isolation)
+UNTIL = """
+journey: until
+version: 1
+entry: {event: Scheduled}
+steps:
+  - id: hold
+    wait: {until: event.properties.when}
+  - id: after
+    send: {channel: email, template: hello}
+"""
+
 
 def write_folder(root: Path, journeys: dict[str, str], templates: dict[str, str] | None = None,
                  policy: str | None = None) -> Path:

@@ -12,7 +12,7 @@ from engine.core.model import Profile
 from engine.core.time_conditions import next_change, next_hour
 from engine.testing import InMemoryEngine
 from rules import evaluate, parse_condition
-from tests.engine.helpers import stub_email, write_folder
+from tests.engine.helpers import UNTIL, stub_email, write_folder
 from tests.engine.test_time_entries import ANNIVERSARY
 
 NOW = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
@@ -70,16 +70,7 @@ def test_a_wait_until_the_calendars_end_does_not_stop_the_timer_loop(tmp_path: P
     from engine.service import Service
     from engine.testing import FakeClock
 
-    folder = write_folder(tmp_path / "j", {"until": """
-journey: until
-version: 1
-entry: {event: Scheduled}
-steps:
-  - id: hold
-    wait: {until: event.properties.when}
-  - id: after
-    send: {channel: email, template: hello}
-"""}, {"hello": stub_email("hello")})
+    folder = write_folder(tmp_path / "j", {"until": UNTIL}, {"hello": stub_email("hello")})
     now = datetime(2026, 3, 2, 9, tzinfo=UTC)
     service = Service(folder, f"sqlite:///{tmp_path / 'end.db'}", channels={},
                       clock=FakeClock(now))

@@ -38,14 +38,6 @@ pytestmark = pytest.mark.slow
 
 REDACTED = "[redacted]"
 
-UNTIL = """
-journey: until
-version: 1
-entry: {event: Scheduled}
-steps:
-  - id: hold
-    wait: {until: event.properties.when}
-"""
 HOOKED = """
 journey: hooked
 version: 1
@@ -148,7 +140,7 @@ class Answers:
 
 def _setup(tmp_path: Path, hook_url: str) -> tuple[str, Path, Path]:
     """A migrated SQLite store, the journeys folder and channels.yaml."""
-    folder = write_folder(tmp_path / "journeys", {"until": UNTIL, "hooked": HOOKED},
+    folder = write_folder(tmp_path / "journeys", {"hooked": HOOKED},
                           TEMPLATES)
     channels = tmp_path / "channels.yaml"
     channels.write_text(f"webhook: {{adapter: webhook, url: '{hook_url}', secret: s3cret}}\n")
@@ -295,7 +287,7 @@ def test_a_worker_says_when_the_database_answers_again(
     and an info line when the database answers again after two or more; the same from
     the listener for wake-ups (LISTEN), which tries again every second."""
     make_pg_store(pg_database).close()
-    folder = write_folder(tmp_path / "journeys", {"until": UNTIL})
+    folder = write_folder(tmp_path / "journeys", {"hooked": HOOKED}, TEMPLATES)
     worker = start("worker", "worker", "--db", pg_database, "--journeys", str(folder),
                    "--sends", f"file:{tmp_path / 'sends.jsonl'}", "--tick", "0.2",
                    "--name", "w-pg", "--log-format", "json")

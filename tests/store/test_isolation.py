@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.testing import InMemoryEngine
-from tests.engine.helpers import stub_email, write_folder
+from tests.engine.helpers import UNTIL, stub_email, write_folder
 from tests.store.helpers import held_elsewhere
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -32,16 +32,6 @@ entry: {event: Coded}
 steps:
   - id: mail
     send: {channel: email, template: code}
-"""
-UNTIL = """
-journey: until
-version: 1
-entry: {event: Scheduled}
-steps:
-  - id: hold
-    wait: {until: event.properties.when}
-  - id: after
-    send: {channel: email, template: hello}
 """
 PLAN = """
 journey: plan_change
