@@ -40,7 +40,10 @@ def add_ops_routes(app: FastAPI, ready: Readiness, metrics: Metrics | None) -> N
         except TimeoutError:
             reason = f"the database did not answer within {READY_TIMEOUT_S:g} s"
         except Exception as exc:  # the look itself failed: not ready, and why
-            reason = f"the readiness check failed ({type(exc.__cause__ or exc).__name__})"
+            cause = exc.__cause__ or exc
+            reason = (f"the database did not answer ({type(cause).__name__})"
+                      if isinstance(cause, TimeoutError)  # a driver's or socket's own
+                      else f"the readiness check failed ({type(cause).__name__})")
         if reason is not None:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
         return JSONResponse({"ready": True})

@@ -9,15 +9,16 @@ referrer carries the friend's profile id (`properties.friend_id`, and the engine
 mentions of the forgotten person go:
 
 What is replaced depends on how much an identifier says on its own. A *distinctive* one
-(an e-mail address, a phone number, or 8 characters or more not all digits: a UUID, a
-`friend-9x`... `DISTINCT_MIN`) is the person wherever it stands:
+(an e-mail address, a phone number, 8 characters or more: a UUID, a `friend-9x`...
+`DISTINCT_MIN`; or a number of 7 digits or more) is the person wherever it stands:
 
 - a JSON string value or key equal to it, case aside, becomes `FORGOTTEN`;
 - inside a longer string (free text: a rendered message, an error, a bounce report, a
   link) it is replaced where it stands as a whole word.
 
-A *plain* one (`42`, `alice`: short, or all digits) is also an order number, a zip
-code, a plan, a word: replaced only as the whole value of a key that names a person
+A *plain* one (`42`, `alice`: short, or a number of fewer than 7 digits) is also an
+order number, a zip code, a plan, a word: replaced only as the whole value of a key that
+names a person
 (`REFERENCE_KEYS`: `userId`, `referrer_id`, `friend_id`, the engine's `from_profile`,
 ...), never inside text nor under other keys. A reviewer's forget of user `42` turned
 another customer's `zip: "42"` and `order_id: "42"` into `[forgotten]`.
@@ -32,21 +33,26 @@ from typing import Any
 
 FORGOTTEN = "[forgotten]"
 DISTINCT_MIN = 8  # characters (not all digits) that make an identifier the person's alone
+PHONE_DIGITS_MIN = 7  # digits alone: a phone number's shortest local form
 # Keys (case aside) whose value names a person: where a plain identifier is replaced
 REFERENCE_KEYS = frozenset({
     "userid", "user_id", "anonymousid", "anonymous_id", "previousid", "previous_id",
     "profile_id", "profileid", "from_profile", "user", "profile", "to",
-    "referrer_id", "referrerid", "referrer", "referred_by", "invited_by", "friend_id",
-    "friendid", "friend", "friend_ids"})
+    "referrer_id", "referrerid", "referrer", "referred_by", "referredby", "invited_by",
+    "invitedby", "friend_id", "friendid", "friend", "friend_ids", "friendids"})
 
 
 def distinctive(identifier: str) -> bool:
     """An e-mail address, a phone number (+ and digits), or DISTINCT_MIN characters or
-    more that are not all digits: the person, wherever it stands."""
+    more: the person, wherever it stands. All digits count from PHONE_DIGITS_MIN digits
+    (a phone number written without `+`, a long numeric id: a reviewer found
+    `5551234567` left in other people's rows); shorter numbers (`42`) are plain."""
     text = identifier.strip()
     if "@" in text or (text.startswith("+") and text[1:].isdigit()):
         return True
-    return len(text) >= DISTINCT_MIN and not text.isdigit()
+    if text.isdigit():
+        return len(text) >= PHONE_DIGITS_MIN
+    return len(text) >= DISTINCT_MIN
 
 
 # Where other people's rows hold JSON documents or free text, by table: (JSON columns,

@@ -214,3 +214,21 @@ def test_a_short_or_numeric_id_is_replaced_only_where_it_names_a_person(store: S
     assert events["Order Completed"]["properties"] == {
         "revenue": 35, "order_id": "42", "note": "order 42 for 42 Main St"}
     assert "forty.two@example.net" not in everything(store)
+
+
+def test_a_long_numeric_id_is_the_person_wherever_it_stands(store: Store) -> None:
+    """A numeric user id of 7 digits or more (a customer number, a phone number used as
+    an id) was plain after the previous fix: left in another person's free text and
+    under keys that name no one. Shorter numbers (`42`) stay plain."""
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["referral"])
+    eng.use_store(store)
+    eng.identify("5551234567", {"email": "caller.one@example.net"})
+    eng.identify("alice", {"email": "alice.b@example.net", "consent": {"email": True}})
+    eng.track("alice", "Order Completed", {"revenue": 5, "caller": "5551234567",
+                                           "note": "call 5551234567 back"})
+    erase(store, "5551234567")
+    [order] = [body(e) for e in store.export_person("alice")["events"]
+               if body(e)["event"] == "Order Completed"]
+    assert order["properties"]["caller"] == FORGOTTEN
+    assert order["properties"]["note"] == f"call {FORGOTTEN} back"
+    assert "5551234567" not in everything(store)
