@@ -51,11 +51,15 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
     for template_id in sorted(templates.templates):
         file = templates.files.get(template_id, f"templates/{template_id}.yaml")
         source = templates.yaml_source(template_id)
+        raw = _lines(templates, template_id)
         for where, text in templates.parts(template_id):
             line, col = source.position(where) if source is not None else (1, 1)
-            block = 1 if "\n" in text else 0  # a block scalar starts on the next line
+            # a block scalar (`|`, `|-`, `>`) starts on the line after its indicator
+            block = 1 if raw[line - 1:line] and raw[line - 1][col - 1:col] in ("|", ">") \
+                else 0
             for name, at in _read(text, env):
-                warnings.append(Problem(file, line + block + at - 1, col if at == 1 else 1,
+                row = line + block + at - 1
+                warnings.append(Problem(file, row, _column(raw, row, name, col, at),
                                         _message(name)))
         html_file = templates.templates[template_id].html_file
         if html_file is not None and templates.folder is not None:
@@ -67,9 +71,32 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
             except InvalidJourney:
                 continue  # an error of its own (TemplateLibrary.check)
             shown = str(Path(file).parent / html_file)
-            warnings.extend(Problem(shown, at, 1, _message(name))
+            lines = text.splitlines()
+            warnings.extend(Problem(shown, at, _column(lines, at, name, 1, at), _message(name))
                             for name, at in _read(text, env))
     return warnings
+
+
+def _lines(templates: TemplateLibrary, template_id: str) -> list[str]:
+    """The template file's lines as written (none if it cannot be read)."""
+    if templates.folder is None:
+        return []
+    try:
+        return read_text(templates.folder / f"{template_id}.yaml").splitlines()
+    except InvalidJourney:
+        return []
+
+
+def _column(lines: list[str], row: int, name: str, col: int, at: int) -> int:
+    """Where `profile.traits.<name>` stands on line `row` of the file (1-based), else the
+    part's own column (its first line) or 1."""
+    if 0 < row <= len(lines):
+        for form in (f"profile.traits.{name}", f"profile.traits['{name}']",
+                     f'profile.traits["{name}"]'):
+            found = lines[row - 1].find(form)
+            if found >= 0:
+                return found + 1
+    return col if at == 1 else 1
 
 
 def _read(text: str, env: jinja2.Environment) -> list[tuple[str, int]]:

@@ -78,6 +78,8 @@ subject: "Hi {{ profile.traits.first_name }}"
 text: |
   Hello {{ profile.traits.first_name | default('you') }},
   {% if profile.traits.vip %}VIP!{% endif %}
+html: |-
+  <p>{{ profile.traits.plan }}</p>
 """})
     done = subprocess.run([sys.executable, "-m", "engine", "validate", str(folder)],
                           capture_output=True, text=True, check=False, timeout=60)
@@ -85,7 +87,9 @@ text: |
     assert done.stdout == "ok: 1 journey(s) valid\n"
     lines = done.stderr.splitlines()
     greet = folder / "templates" / "greet.yaml"
-    assert [line.split(": warning: ")[0] for line in lines] == [f"{greet}:2:10", f"{greet}:5:1"]
+    # at the expression itself: in a quoted value, a `|` block, a single-line `|-` block
+    assert [line.split(": warning: ")[0] for line in lines] == [
+        f"{greet}:2:17", f"{greet}:7:9", f"{greet}:5:9"]
     assert lines[0].endswith("profile.traits.first_name has no fallback: a profile without it "
                              "gets no message (skipped as template_error); write "
                              "{{ profile.traits.first_name | default('...') }} or test it "
