@@ -156,7 +156,8 @@ def format_report(report: ReplayReport) -> Iterator[str]:
     # --json counts every one read in the window)
     events = (f"{report.events - refused:,} of {report.events:,} events" if refused
               else f"{report.events:,} events")
-    yield (f"replayed {events} of {report.profiles:,} profiles, "
+    people = f"{report.profiles:,} profile" + ("" if report.profiles == 1 else "s")
+    yield (f"replayed {events} of {people}, "
            f"{iso(report.first)} to {iso(report.last)} ({report.seconds:.1f}s{rate})")
     if refused:
         yield f"  {refused} event(s) rejected, as the API would have:"

@@ -56,7 +56,7 @@ def failure_lines(result: ScenarioResult) -> list[Line]:
         return [[("  " + text, "red")] for text in result.error.splitlines()]
     lines: list[Line] = []
     if result.start is not None and result.ended is not None:
-        lines.append([(f"  journeys {result.journeys}, from {iso(result.start)} to "
+        lines.append([(f"  journeys folder {result.journeys}, from {iso(result.start)} to "
                        f"{iso(result.ended)} (fake clock)", "dim")])
     lines.append([(f"  {'':<{WIDTH}}{'time':<22}{'what':<10}{'user':<12}detail", "dim")])
     for row in result.rows:

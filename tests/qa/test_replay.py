@@ -268,5 +268,5 @@ def test_bad_input(tmp_path: Path) -> None:
     human = runner.invoke(app, ["replay", str(junk)])
     assert human.exit_code == 0, human.output
     # the events refused are not counted as replayed (`events` in --json: every one read)
-    assert human.output.startswith("replayed 1 of 2 events of 1 profiles, "), human.output
+    assert human.output.startswith("replayed 1 of 2 events of 1 profile, "), human.output
     assert "1 event(s) rejected, as the API would have:" in human.output
