@@ -152,10 +152,6 @@ class SqlBase:
         revision this version does not know (a newer journeyman migrated it) is a
         StoreError saying so (it was Alembic's traceback)."""
         with self._db.connect() as conn:
-            known = migrate.known(migrate.current(conn))
-        if known is not None:
-            raise StoreError(known)
-        with self._db.connect() as conn:
             _begin_mode(conn, write=True)
             with conn.begin():
                 if self._pg:
@@ -163,6 +159,8 @@ class SqlBase:
                     # finds the schema current and does nothing.
                     conn.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK[0]}, "
                                       f"{MIGRATION_LOCK[1]})"))
+                if (unknown := migrate.known(migrate.current(conn))) is not None:
+                    raise StoreError(unknown)  # rolled back: nothing was written
                 migrate.upgrade(conn)
 
     def _check_schema(self) -> None:
