@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.ports import Store
+from engine.runtime.transients import known_transient
 
 log = logging.getLogger("journeyman.api")
 
@@ -48,16 +49,10 @@ class TransientErrorsAnswer503:
         try:
             await self.app(scope, receive, sending)
         except Exception as exc:
-            if started or not self._is_transient(exc):
+            if started or not known_transient(self.store.is_transient, exc):
                 raise
             log.warning("%s %s: a transient database error (%s); answered 503",
                         scope.get("method", ""), scope.get("path", ""), type(exc).__name__)
             response = JSONResponse({"success": False, "reason": REASON}, status_code=503,
                                     headers={"Retry-After": str(RETRY_AFTER_S)})
             await response(scope, receive, send)
-
-    def _is_transient(self, error: BaseException) -> bool:
-        try:
-            return self.store.is_transient(error)
-        except Exception:  # asking failed: not known to be transient, a 500 as before
-            return False

@@ -34,6 +34,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from engine.core.times import plus
 from engine.ports import Clock, background_work
+from engine.runtime.transients import known_transient
 
 log = logging.getLogger("journeyman.loops")
 
@@ -125,13 +126,6 @@ class Loop:
         self._dirty.set()
         self._reschedule(None)
 
-    def _is_transient(self, error: BaseException) -> bool:
-        """The store's answer; an error asking it is taken for no (logged in full)."""
-        try:
-            return self.transient is not None and self.transient(error)
-        except Exception:
-            return False
-
     def _run(self) -> None:
         self._run_thread = threading.get_ident()
         self._running = True
@@ -152,7 +146,7 @@ class Loop:
                     with background_work():  # API requests write first (engine/ports.py)
                         due = self.work()
                 except Exception as exc:  # log it; the safety net runs it again
-                    if self._is_transient(exc):
+                    if known_transient(self.transient, exc):
                         if self.on_transient is not None:
                             self.on_transient()
                         self._transients += 1

@@ -112,9 +112,6 @@ class Metrics:
         if self._levels is not None:
             self._levels.journeys.update(journeys)
 
-    def expect_transient(self, kind: str) -> None:
-        self.transient_errors.labels(kind)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -24,6 +24,7 @@ the batch behind one (issue 10). So:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -97,3 +98,13 @@ class TransientErrors:
         not held: the store knows no time for it)."""
         at = self.waiting_until(kind)
         return due if at is None or (due is not None and due >= at) else at
+
+
+def known_transient(is_transient: Callable[[BaseException], bool] | None,
+                    error: BaseException) -> bool:
+    """`is_transient(error)` (the store's answer), where an error in asking, or no one to
+    ask, is a no: the error is then handled as any other (logged in full, a 500)."""
+    try:
+        return is_transient is not None and is_transient(error)
+    except Exception:
+        return False
