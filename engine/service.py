@@ -42,6 +42,7 @@ from engine.core.profiles import ComputedTraits
 from engine.core.times import iso
 from engine.ports import Channel, Clock, Lane, Store, SystemClock, UuidIds
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.identity import profile_named
 from engine.runtime.kpis import journey_stats
 from engine.runtime.loops import Loop, new_scheduler
 from engine.runtime.metrics import Metrics
@@ -511,8 +512,7 @@ class Service:
 
     def profile(self, user_id: str) -> dict[str, Any] | None:
         """The admin view of a profile: traits, computed traits, identities, enrollments."""
-        pid = (self.store.profile_for("user_id", user_id)
-               or self.store.profile_for("anonymous_id", user_id) or user_id)
+        pid = profile_named(self.store, user_id) or user_id
         stored = self.store.get_profile(pid)
         if stored is None:
             return None

@@ -51,7 +51,8 @@ class Failure(BaseModel):
 
 
 class Identity(BaseModel):
-    kind: str = Field(description="user_id, anonymous_id, or a trait named by --identify-by")
+    kind: str = Field(description="user_id, anonymous_id, profile (an id the engine "
+                      "chose: docs/privacy.md), or a trait named by --identify-by")
     value: str
 
 

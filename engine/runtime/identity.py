@@ -3,7 +3,9 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
 
 - `userId` is the canonical id of a known profile; `anonymousId` names an anonymous one.
   A profile is *known* when a `userId` points at it (a known profile's id is the first
-  `userId` it was seen with).
+  `userId` it was seen with, or one the engine chose: below). Whether a profile is
+  known is settled when it is made: an anonymous profile becomes part of a known one
+  only by merging into it.
 - An event carrying both links them: an anonymous profile (history, traits, enrollments)
   is merged into the known one.
 - `alias` (`previousId` -> `userId`): the previous profile is merged into the user's; when
@@ -12,6 +14,14 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
 - Traits listed in `by_traits` (e.g. `email`, `phone`) are identifiers too: an identify
   whose email belongs to an anonymous profile merges it into this one; one whose email
   belongs to a *known* profile while this one is anonymous merges this one into it.
+
+A new profile's id is the `userId` or `anonymousId` it is made from, unless that text is
+already the id of another profile (visitor `42`'s device id and customer 42's `userId`):
+the engine then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an
+identifier of kind `profile`, so that the two stay two people, a merge carries the
+chosen id along, and exports, erasure and `why` find the rows filed under it. An event
+that names the same text as both its `userId` and its `anonymousId` says they are one
+person: the anonymous profile of that id becomes theirs, as it always did.
 
 The one rule that keeps people apart: **two known profiles are never merged**, whatever
 links them (a shared anonymousId or device on a family laptop, an alias, an e-mail or
@@ -29,14 +39,46 @@ nobody gets the same journey twice because of a merge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from engine.ports import IdentityStore
+from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
+from rules.errors import JourneymanError
 
 # (profile of the event, the other known profile, identifier kind) -> None
 Refused = Callable[[str, str, str], None]
+
+# The ids the engine chooses end so; only an id that does can be one (the check of
+# `_taken` that reads the `profile` identifiers is skipped for every other id).
+CHOSEN_ID = re.compile(r"~[0-9]+\Z")
+CHOSEN_TRIES = 100  # ~2 .. ~101: past that the ids were made to collide; the event fails
+
+
+class NoProfileId(JourneymanError):  # noqa: N818 - reads well at the raise site
+    """Every id the engine would choose for a new profile is taken already."""
+
+
+class IdentityLookup(Protocol):
+    """What reading identities needs (a store, a unit of work, `why`'s source)."""
+
+    def profile_for(self, kind: str, value: str) -> str | None: ...
+    def identities_of(self, profile_id: str) -> list[tuple[str, str]]: ...
+
+
+class ResolvingStore(IdentityStore, Protocol):
+    """The unit of work resolve() runs in (engine/runtime/unit.py)."""
+
+    def hold_profile(self, profile_id: str) -> None:
+        """Hold `profile_id` for this unit's transaction (ProfileBusy if another holds it)."""
+        ...
+
+
+def is_chosen_id(profile_id: str) -> bool:
+    """Whether `profile_id` may be one the engine chose (see the module doc)."""
+    return CHOSEN_ID.search(profile_id) is not None
 
 
 def _text(value: Any) -> str | None:
@@ -45,12 +87,21 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def is_known(store: IdentityStore, profile_id: str) -> bool:
+def is_known(store: IdentityLookup, profile_id: str) -> bool:
     """Whether a userId points at the profile (see the module doc)."""
-    return store.profile_for(USER, profile_id) == profile_id
+    return (store.profile_for(USER, profile_id) == profile_id
+            or (is_chosen_id(profile_id)
+                and any(kind == USER for kind, _ in store.identities_of(profile_id))))
 
 
-def resolve(store: IdentityStore, event: Mapping[str, Any],
+def profile_named(store: IdentityLookup, text: str) -> str | None:
+    """The profile `text` names as an operator types it: a userId, else an anonymousId,
+    else a profile id the engine chose (where it is today, after merges)."""
+    return (store.profile_for(USER, text) or store.profile_for(ANONYMOUS, text)
+            or (store.profile_for(PROFILE, text) if is_chosen_id(text) else None))
+
+
+def resolve(store: ResolvingStore, event: Mapping[str, Any],
             by_traits: Sequence[str] = (), on_refused: Refused | None = None) -> str:
     """The canonical profile id for `event`, linking and merging as the rules allow."""
     user, anon = _text(event.get("userId")), _text(event.get("anonymousId"))
@@ -69,14 +120,14 @@ def resolve(store: IdentityStore, event: Mapping[str, Any],
                 for kind in (USER, ANONYMOUS):  # previousId may be either
                     pid = _join(store, pid, kind, previous, on_refused)
     if user is not None:
-        pid = pid or _user_profile(store, user)
+        pid = pid or _user_profile(store, user, same_anonymous=anon == user)
         if anon is not None:
             pid = _join(store, pid, ANONYMOUS, anon, on_refused)
     elif pid is None:
         assert anon is not None, "events are validated before they get here"
         pid = store.profile_for(ANONYMOUS, anon)
         if pid is None:
-            pid = anon
+            pid = _new_profile_id(store, anon)
             store.link_identity(ANONYMOUS, anon, pid)
     traits = event.get("traits") or {}
     for name in by_traits:
@@ -86,12 +137,40 @@ def resolve(store: IdentityStore, event: Mapping[str, Any],
     return pid
 
 
-def _user_profile(store: IdentityStore, user: str) -> str:
+def _user_profile(store: ResolvingStore, user: str, same_anonymous: bool = False) -> str:
     pid = store.profile_for(USER, user)
     if pid is None:
-        pid = user
+        # the anonymous profile of the same text is theirs when the event says so
+        adopt = same_anonymous and store.profile_for(ANONYMOUS, user) == user
+        pid = user if adopt else _new_profile_id(store, user)
         store.link_identity(USER, user, pid)
     return pid
+
+
+def _taken(store: IdentityStore, profile_id: str) -> bool:
+    """Whether a profile has this id: one made from a userId or anonymousId of that
+    text, or one the engine chose (a merged-away profile's id is free again)."""
+    return (store.profile_for(USER, profile_id) == profile_id
+            or store.profile_for(ANONYMOUS, profile_id) == profile_id
+            or (is_chosen_id(profile_id) and store.profile_for(PROFILE, profile_id) == profile_id))
+
+
+def _new_profile_id(store: ResolvingStore, value: str) -> str:
+    """The id of a new profile made from `value` (see the module doc)."""
+    if not _taken(store, value):
+        return value
+    for n in range(2, 2 + CHOSEN_TRIES):
+        suffix = f"~{n}"
+        chosen = value[:MAX_ID_CHARS - len(suffix)] + suffix
+        if not _taken(store, chosen):
+            # held: a client's event for a userId of this text, handled by another
+            # worker at this moment, would make a profile of the same id (ProfileBusy:
+            # this event is retried and sees it)
+            store.hold_profile(chosen)
+            store.link_identity(PROFILE, chosen, chosen)
+            return chosen
+    raise NoProfileId(f"no free profile id for a new profile: the id and {CHOSEN_TRIES} "
+                      "chosen ones after it are taken")
 
 
 def _join(store: IdentityStore, pid: str, kind: str, value: str,
@@ -120,7 +199,7 @@ def _join(store: IdentityStore, pid: str, kind: str, value: str,
     return pid
 
 
-def person_of(store: IdentityStore, profile_id: str) -> Person:
+def person_of(store: IdentityLookup, profile_id: str) -> Person:
     """The person behind a profile, as unsubscribe links name them: their `userId` when
     the profile has one, else their anonymous id (the one the profile was made from,
     when it has several), else the bare profile id."""
@@ -132,11 +211,10 @@ def person_of(store: IdentityStore, profile_id: str) -> Person:
     return Person(PROFILE, profile_id)
 
 
-def profile_of_person(store: IdentityStore, person: Person) -> str | None:
+def profile_of_person(store: IdentityLookup, person: Person) -> str | None:
     """The profile a person is today (after any merges), or None if the store holds no
     profile for them. A bare profile id (an older link) is looked up as an identity
     first: a profile's id is the userId or anonymousId it was made from."""
     if person.kind != PROFILE:
         return store.profile_for(person.kind, person.value)
-    return (store.profile_for(USER, person.value)
-            or store.profile_for(ANONYMOUS, person.value))
+    return profile_named(store, person.value)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.ports import Store
+from engine.runtime.identity import profile_named
 
 log = logging.getLogger("journeyman.privacy")
 
@@ -21,8 +22,7 @@ RETENTION_CHUNK = 500  # events deleted per transaction: short locks, never a lo
 
 def find_person(store: Store, user: str) -> str | None:
     """The profile of `user` (a userId, an anonymousId or a profile id), or None."""
-    return (store.profile_for("user_id", user) or store.profile_for("anonymous_id", user)
-            or (user if store.get_profile(user) is not None else None))
+    return profile_named(store, user) or (user if store.get_profile(user) is not None else None)
 
 
 def export_document(store: Store, profile_id: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from engine.ports import (
     Store,
     WriteRun,
 )
+from engine.runtime.identity import is_chosen_id
 from rules.errors import JourneymanError
 
 # A profile that never entered a journey (frozen: one for all; `.get`'s default was built
@@ -234,9 +235,24 @@ class UnitOfWork:
     def identities_of(self, profile_id: str) -> list[tuple[str, str]]:
         """The identifiers a profile was made from that still point at it: its userId
         and anonymousId of the same value (a profile's id is the first id it was seen
-        with). Enough to name the person behind it (engine/runtime/identity.py)."""
-        return [(kind, profile_id) for kind in ("anonymous_id", "user_id")
-                if self.profile_for(kind, profile_id) == profile_id]
+        with), or, for an id the engine chose, all of them. Enough to name the person
+        behind it and to tell whether they are known (engine/runtime/identity.py)."""
+        own = [(kind, profile_id) for kind in ("anonymous_id", "user_id")
+               if self.profile_for(kind, profile_id) == profile_id]
+        if own or not is_chosen_id(profile_id):
+            return own
+        keys = set(self.store.identities_of(profile_id))
+        unit: UnitOfWork | None = self
+        while unit is not None:  # linked in this batch, not written yet
+            keys |= {key for key, pid in unit.identities.items() if pid == profile_id}
+            unit = unit.parent
+        return sorted(key for key in keys if self.profile_for(*key) == profile_id)
+
+    def hold_profile(self, profile_id: str) -> None:
+        """Hold a profile this work reaches beyond its own for the transaction (on
+        PostgreSQL an advisory lock; ProfileBusy when another transaction holds it)."""
+        if profile_id not in self.store.try_lock_profiles([profile_id]):
+            raise ProfileBusy(f"profile {profile_id!r} is being handled elsewhere")
 
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
         self.identities[(kind, value)] = profile_id
@@ -248,8 +264,7 @@ class UnitOfWork:
         if into == from_:
             return
         now = self.clock.now()
-        if from_ not in self.store.try_lock_profiles([from_]):
-            raise ProfileBusy(f"profile {from_!r} is being handled elsewhere")
+        self.hold_profile(from_)
         kept, gone = self.state(into), self.state(from_)
         losers = merge_losers(kept.active.values(), gone.active.values())
         loser_ids = {e.id for e in losers}

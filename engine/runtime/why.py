@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from engine.core.model import CRON_STEP
 from engine.core.times import iso, span
 from engine.ports import Decision
+from engine.runtime.identity import profile_named
+from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER
 from journeys.graph import COMPLETED, EXITED, START
 
 # The kinds of the contract (qa-contract.md, section 4), the only ones `why` tells.
@@ -66,17 +68,18 @@ class Why:
 
 def profile_of(store: DecisionSource, user: str) -> str:
     """The profile a user id or anonymous id stands for (itself when unknown)."""
-    return store.profile_for("user_id", user) or store.profile_for("anonymous_id", user) or user
+    return profile_named(store, user) or user
 
 
 def why(store: DecisionSource, user: str, *, journey: str | None = None) -> list[Why] | None:
     """The decisions made for `user` (in `journey` only, when given), oldest first;
     None when the store knows nothing of that person."""
     pid = profile_of(store, user)
-    # Profiles are made from user and anonymous ids: a profile merged into this one had
-    # one of those as its id, and its decisions are still filed under it.
+    # Profiles are made from user and anonymous ids, or have an id the engine chose (an
+    # identifier of kind `profile`): a profile merged into this one had one of those as
+    # its id, and its decisions are still filed under it.
     ids = [pid, *sorted({value for kind, value in store.identities_of(pid)
-                         if kind in ("user_id", "anonymous_id")} - {pid})]
+                         if kind in (USER, ANONYMOUS, PROFILE)} - {pid})]
     if user not in ids:
         ids.append(user)
     decisions: list[Decision] = []

@@ -47,6 +47,7 @@ from engine.api.dashboard.stats import (
 from engine.core.times import iso
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
+from engine.runtime.identity import profile_named
 from journeys.compiler import CompiledJourney, mermaid
 
 HERE = Path(__file__).parent
@@ -450,10 +451,9 @@ def _find_profile(store: Any, wanted: str) -> str | None:
     """A profile by user id, anonymous id, e-mail, or its own id."""
     if "\x00" in wanted or len(wanted) > MAX_ID_CHARS:
         return None
-    for kind in ("user_id", "anonymous_id", "email"):
-        by_identity = store.profile_for(kind, wanted)
-        if by_identity:
-            return str(by_identity)
+    by_identity = profile_named(store, wanted) or store.profile_for("email", wanted)
+    if by_identity:
+        return str(by_identity)
     if store.get_profile(wanted) is not None:
         return wanted
     if "@" not in wanted:
