@@ -142,6 +142,15 @@ class Snapshot:
 # join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase
 # profiles). A server key has every scope but admin; a public key, safe to ship in a web
 # page or an app, has track and identify only.
+# The identifier kinds whose value is or was a profile's own id: a profile is made from a
+# userId or an anonymousId and takes its text, or gets an id the engine chose; a chosen
+# id and the id of a profile merged into another are `profile` identifiers pointing at
+# the person's profile (engine/runtime/identity.py). A person's rows are filed under
+# their profile's id and the values of its `profile` identifiers.
+PROFILE_ID_KIND = "profile"
+PROFILE_ID_KINDS = ("user_id", "anonymous_id", PROFILE_ID_KIND)
+
+
 SCOPES = ("track", "identify", "alias", "consent", "admin")
 SERVER_SCOPES = frozenset({"track", "identify", "alias", "consent"})
 PUBLIC_SCOPES = frozenset({"track", "identify"})
@@ -233,6 +242,10 @@ class WriteRun:
     # Held sends no longer wanted: (profile, enrollment, decision template); each pending
     # outbox row of the enrollment is skipped and gets a decision like the template.
     withdrawn: list[tuple[str, str, Decision]] = field(default_factory=list)
+    # Events handled for another profile than the inbox queued them for (identity
+    # resolution chose another id, or merged): (messageId, queued for, handled for); the
+    # stored event is filed under the profile it was handled for.
+    refiled: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add_timer(self, timer: ScheduleTimer) -> None:
         self.timers_added.setdefault(timer.key, timer)
@@ -259,13 +272,14 @@ class WriteRun:
         self.acked += later.acked
         self.emitted += later.emitted
         self.withdrawn += later.withdrawn
+        self.refiled += later.refiled
 
     @property
     def empty(self) -> bool:
         return not any((self.profiles, self.enrollments, self.entries, self.timers_added,
                         self.timers_cancelled, self.segments, self.identities, self.sends,
                         self.decisions, self.exits, self.goals, self.acked, self.emitted,
-                        self.withdrawn))
+                        self.withdrawn, self.refiled))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from engine.core.model import ScheduleTimer
 from engine.ports import InboxItem, WriteRun
 from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.unit import UnitOfWork
+from engine.values import PROFILE_ID_KINDS
 
 T = TypeVar("T")
 
@@ -123,8 +124,9 @@ def identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
 
 
 def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
-    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of)."""
-    return {(kind, p) for p in profiles for kind in ("user_id", "anonymous_id")}
+    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of), and
+    whether it was a profile's id already (engine/runtime/identity.py `_taken`)."""
+    return {(kind, p) for p in profiles for kind in PROFILE_ID_KINDS}
 
 
 def timer_payload(timer: ScheduleTimer) -> dict[str, object]:

@@ -15,13 +15,16 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
   whose email belongs to an anonymous profile merges it into this one; one whose email
   belongs to a *known* profile while this one is anonymous merges this one into it.
 
-A new profile's id is the `userId` or `anonymousId` it is made from, unless that text is
-already the id of another profile (visitor `42`'s device id and customer 42's `userId`):
-the engine then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an
-identifier of kind `profile`, so that the two stay two people, a merge carries the
-chosen id along, and exports, erasure and `why` find the rows filed under it. An event
-that names the same text as both its `userId` and its `anonymousId` says they are one
-person: the anonymous profile of that id becomes theirs, as it always did.
+A profile's id names one person for good. A new profile's id is the `userId` or
+`anonymousId` it is made from, unless a profile had that id already (visitor `42`'s
+device id and customer 42's `userId`; a profile since merged into another): the engine
+then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an identifier
+of kind `profile`; a merge links the merged-away id the same way. So two people never
+share an id, and a person's rows (filed under every id they had: events are filed
+under the id they were queued for, the rest under the id they were handled for) are
+found by their `profile` identifiers: exports, erasure, `why`. An event that names the
+same text as both its `userId` and its `anonymousId` says they are one person: the
+anonymous profile of that id becomes theirs, as it always did.
 
 The one rule that keeps people apart: **two known profiles are never merged**, whatever
 links them (a shared anonymousId or device on a family laptop, an alias, an e-mail or
@@ -51,8 +54,8 @@ from rules.errors import JourneymanError
 # (profile of the event, the other known profile, identifier kind) -> None
 Refused = Callable[[str, str, str], None]
 
-# The ids the engine chooses end so; only an id that does can be one (the check of
-# `_taken` that reads the `profile` identifiers is skipped for every other id).
+# The ids the engine chooses end so: only such a profile has no userId or anonymousId of
+# its own id's text (engine/runtime/unit.py `identities_of` reads the rest for it).
 CHOSEN_ID = re.compile(r"~[0-9]+\Z")
 CHOSEN_TRIES = 100  # ~2 .. ~101: past that the ids were made to collide; the event fails
 
@@ -96,9 +99,9 @@ def is_known(store: IdentityLookup, profile_id: str) -> bool:
 
 def profile_named(store: IdentityLookup, text: str) -> str | None:
     """The profile `text` names as an operator types it: a userId, else an anonymousId,
-    else a profile id the engine chose (where it is today, after merges)."""
+    else an id a profile had (where that person is today, after merges)."""
     return (store.profile_for(USER, text) or store.profile_for(ANONYMOUS, text)
-            or (store.profile_for(PROFILE, text) if is_chosen_id(text) else None))
+            or store.profile_for(PROFILE, text))
 
 
 def resolve(store: ResolvingStore, event: Mapping[str, Any],
@@ -148,11 +151,11 @@ def _user_profile(store: ResolvingStore, user: str, same_anonymous: bool = False
 
 
 def _taken(store: IdentityStore, profile_id: str) -> bool:
-    """Whether a profile has this id: one made from a userId or anonymousId of that
-    text, or one the engine chose (a merged-away profile's id is free again)."""
+    """Whether a profile has or had this id: one made from a userId or anonymousId of
+    that text, one the engine chose, or one merged into another since."""
     return (store.profile_for(USER, profile_id) == profile_id
             or store.profile_for(ANONYMOUS, profile_id) == profile_id
-            or (is_chosen_id(profile_id) and store.profile_for(PROFILE, profile_id) == profile_id))
+            or store.profile_for(PROFILE, profile_id) is not None)
 
 
 def _new_profile_id(store: ResolvingStore, value: str) -> str:
@@ -191,12 +194,18 @@ def _join(store: IdentityStore, pid: str, kind: str, value: str,
             on_refused(pid, other, kind)
         return pid
     if theirs_known:  # an anonymous profile names a known person: it joins them
-        store.merge_profiles(into=other, from_=pid)
+        _merge(store, into=other, from_=pid)
         store.link_identity(kind, value, other)
         return other
-    store.merge_profiles(into=pid, from_=other)
+    _merge(store, into=pid, from_=other)
     store.link_identity(kind, value, pid)
     return pid
+
+
+def _merge(store: IdentityStore, into: str, from_: str) -> None:
+    """Merge, and keep the merged-away id as the person's (see the module doc)."""
+    store.merge_profiles(into=into, from_=from_)
+    store.link_identity(PROFILE, from_, into)
 
 
 def person_of(store: IdentityLookup, profile_id: str) -> Person:

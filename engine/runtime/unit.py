@@ -220,6 +220,10 @@ class UnitOfWork:
     def ack(self, inbox_id: int) -> None:
         self.run.acked.append(inbox_id)
 
+    def refile_event(self, message_id: str, queued_for: str, profile_id: str) -> None:
+        """The event was handled for another profile than the inbox queued it for."""
+        self.run.refiled.append((message_id, queued_for, profile_id))
+
     # --- identities (engine/runtime/identity.py) -----------------------------------------
 
     def profile_for(self, kind: str, value: str) -> str | None:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.runtime.tokens import b64, unb64
+from engine.values import PROFILE_ID_KINDS
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
-USER, ANONYMOUS, PROFILE = "user_id", "anonymous_id", "profile"
+USER, ANONYMOUS, PROFILE = PROFILE_ID_KINDS  # PROFILE: a bare profile id
 _KIND_CODES = {USER: "u", ANONYMOUS: "a"}  # short: a link in an SMS costs characters
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _VERSION = "v2"

@@ -25,7 +25,7 @@ from engine.core.model import CRON_STEP
 from engine.core.times import iso, span
 from engine.ports import Decision
 from engine.runtime.identity import profile_named
-from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER
+from engine.runtime.unsubscribe import PROFILE
 from journeys.graph import COMPLETED, EXITED, START
 
 # The kinds of the contract (qa-contract.md, section 4), the only ones `why` tells.
@@ -75,13 +75,10 @@ def why(store: DecisionSource, user: str, *, journey: str | None = None) -> list
     """The decisions made for `user` (in `journey` only, when given), oldest first;
     None when the store knows nothing of that person."""
     pid = profile_of(store, user)
-    # Profiles are made from user and anonymous ids, or have an id the engine chose (an
-    # identifier of kind `profile`): a profile merged into this one had one of those as
-    # its id, and its decisions are still filed under it.
+    # A profile merged into this one is a `profile` identifier of it, and its decisions
+    # are still filed under its id (engine/runtime/identity.py).
     ids = [pid, *sorted({value for kind, value in store.identities_of(pid)
-                         if kind in (USER, ANONYMOUS, PROFILE)} - {pid})]
-    if user not in ids:
-        ids.append(user)
+                         if kind == PROFILE} - {pid})]
     decisions: list[Decision] = []
     for profile_id in ids:
         decisions += store.recorded_decisions(profile_id)

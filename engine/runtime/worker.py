@@ -247,7 +247,9 @@ class Worker:
         for item in group:
             child = unit.child()
             try:
-                self.runner.handle(item.event, child)
+                pid = self.runner.handle(item.event, child)
+                if pid != item.profile_id:  # queued before its identity was resolved
+                    child.refile_event(str(item.event["messageId"]), item.profile_id, pid)
                 child.ack(item.id)
             except ProfileBusy as exc:
                 later.append(partial(self.store.retry_inbox, item.id, now + BUSY_RETRY,

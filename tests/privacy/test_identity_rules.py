@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from engine.ports import Store
-from engine.runtime.privacy import find_person, forget
+from engine.runtime.privacy import export_document, find_person, forget
 from engine.runtime.unsubscribe import USER, Person
 from engine.runtime.why import why
 from tests.privacy.conftest import Api
@@ -260,3 +260,64 @@ def test_a_chosen_id_another_worker_holds_waits_for_it(sql_api: Api, pg_database
     sql_api.handle()  # a minute later (BUSY_RETRY is 100 ms)
     assert store.profile_for("anonymous_id", "42") == "42~2"
     assert orders(store, "42~2") == 1
+
+
+def test_a_shared_device_takes_none_of_the_first_persons_rows_along(api: Api) -> None:
+    """Alice's anonymous history on the family laptop was merged into her profile;
+    the device id then moves to Bob, her rows stay hers: in her export, not his."""
+    api.send("/v1/track", {"anonymousId": "laptop", "event": "Order Completed",
+                           "properties": {"item": "Alice's gift"}})
+    api.send("/v1/identify", {"userId": "alice", "anonymousId": "laptop",
+                              "traits": {"email": "alice@example.com"}})
+    api.send("/v1/identify", {"userId": "bob", "anonymousId": "laptop",
+                              "traits": {"email": "bob@example.com"}})
+    store = api.store
+    assert store.profile_for("anonymous_id", "laptop") == "bob"
+    assert "Alice's gift" in str(export_document(store, "alice"))
+    assert "Alice's gift" not in str(export_document(store, "bob"))
+    forget(store, "bob")
+    assert "Alice's gift" in str(export_document(store, "alice"))
+
+
+def test_an_email_that_is_another_persons_user_id_names_none_of_their_rows(
+        api: Api) -> None:
+    """identify-by email: Mallory names the e-mail that is Alice's userId; the e-mail
+    identifier moves to Mallory, and still Mallory's export holds nothing of Alice's."""
+    api.send("/v1/identify", {"userId": "alice@example.com",
+                              "traits": {"email": "alice@example.com", "first_name": "Alice"}})
+    api.send("/v1/identify", {"userId": "mallory", "traits": {"email": "alice@example.com"}})
+    store = api.store
+    assert store.profile_for("email", "alice@example.com") == "mallory"
+    document = export_document(store, "mallory")
+    assert document["profile_ids"] == ["mallory"]
+    assert "Alice" not in str(document)
+
+
+def test_the_visitors_first_event_is_filed_as_the_visitors(api: Api) -> None:
+    """The inbox queued the device's first event for profile `42` (its id's text; the
+    chosen id did not exist yet): handled, it is filed under `42~2`."""
+    api.send("/v1/identify", {"userId": "42", "traits": {"email": "cleo@example.com"}})
+    api.send("/v1/track", {"anonymousId": "42", "event": "Order Completed",
+                           "properties": {"item": "the visitor's order"}})
+    store = api.store
+    assert "the visitor's order" in str(export_document(store, "42~2")["events"])
+    assert "the visitor's order" not in str(export_document(store, "42"))
+
+
+def test_the_id_of_a_profile_merged_away_names_no_one_else(api: Api) -> None:
+    api.send("/v1/track", {"anonymousId": "a-1", "event": "Order Completed"})
+    api.send("/v1/identify", {"userId": "carol", "anonymousId": "a-1"})
+    api.send("/v1/identify", {"userId": "a-1", "traits": {"email": "newcomer@example.com"}})
+    store = api.store
+    assert store.profile_for("user_id", "a-1") == "a-1~2"
+    assert "newcomer" not in str(export_document(store, "carol"))
+    assert export_document(store, "carol")["profile_ids"] == ["a-1", "carol"]
+
+
+def test_why_of_a_user_id_tells_nothing_of_the_visitor_of_the_same_text(api: Api) -> None:
+    api.send("/v1/track", {"anonymousId": "7", "event": "Order Completed"})
+    api.send("/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    assert [w.profile for w in why(api.store, "7") or []] == []  # Dana's: nothing yet
+    assert {w.profile for w in why(api.store, "7~2") or []} == set()
+    visitor = [d for d in api.store.recorded_decisions() if d.profile_id == "7"]
+    assert visitor  # the visitor's own, told for no one else

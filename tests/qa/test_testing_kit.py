@@ -31,8 +31,8 @@ def test_alias_merges_the_anonymous_visitor_into_the_user() -> None:
     eng.run_until_idle()
     assert [(m.profile, m.step, m.to) for m in eng.sent] == [
         ("ana", "still_interested", "ana@example.com")]
-    assert eng.store.identities_of("ana") == [("anonymous_id", "v-1"), ("user_id", "ana"),
-                                             ("user_id", "v-1")]
+    assert eng.store.identities_of("ana") == [("anonymous_id", "v-1"), ("profile", "v-1"),
+                                             ("user_id", "ana"), ("user_id", "v-1")]
 
 
 def test_skipped_and_deferred_records() -> None:

@@ -179,3 +179,40 @@ def test_a_newer_schema_or_another_driver_is_a_clear_error_not_a_traceback(
     with pytest.raises(StoreError, match="the PostgreSQL driver 'psycopg2' is not "
                                          "journeyman's: write the URL as postgresql"):
         SqlStore("postgresql+psycopg2://postgres@127.0.0.1:5432/x")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_migration_0022_writes_the_ids_merged_profiles_had(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A person's rows are found by their `profile` identifiers: for the merges made
+    before, one per userId or anonymousId pointing at another profile than its own
+    text, unless that text is still a live profile's id."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, insert
+
+    from engine.store.sql.tables import table
+
+    url = (f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite"
+           else request.getfixturevalue("pg_new_database")())
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    db = create_engine(url)
+    with db.begin() as conn:
+        migrate.upgrade(conn, "0021")
+        conn.execute(insert(table("identities")), [
+            {"kind": kind, "value": value, "profile_id": pid, "created_at": at}
+            for kind, value, pid in [
+                ("user_id", "carol", "carol"), ("anonymous_id", "a-1", "carol"),  # merged
+                ("user_id", "dan", "dan"), ("user_id", "dan-2", "dan"),  # renamed
+                ("user_id", "erin", "erin"), ("anonymous_id", "v-9", "v-9"),
+                ("email", "erin@example.com", "erin")]])
+    db.dispose()
+    store = SqlStore(url, create=True)
+    try:
+        assert store.person_ids("carol") == ["a-1", "carol"]
+        assert store.person_ids("dan") == ["dan", "dan-2"]
+        assert store.person_ids("erin") == ["erin"]  # not the e-mail's text
+        assert store.person_ids("v-9") == ["v-9"]
+        assert store.profile_for("profile", "a-1") == "carol"
+    finally:
+        store.close()

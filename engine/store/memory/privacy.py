@@ -12,7 +12,7 @@ from engine.core.times import iso, parse_timestamp
 from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
 from engine.store.scrub import Scrubber, still_someone_elses
-from engine.values import forgotten_address, forgotten_reason
+from engine.values import PROFILE_ID_KIND, forgotten_address, forgotten_reason
 
 IDENTIFIER_TRAITS = ("email", "phone")
 
@@ -35,11 +35,12 @@ class MemoryPrivacy(MemoryQueues):
     suppression_rows: dict[str, Suppression]
 
     def person_ids(self, profile_id: str) -> list[str]:
-        return sorted({profile_id, *(v for _, v in self._identities_of.get(profile_id, ()))})
+        """The profile's id and the ids it had, as SqlStore's `_person_ids`."""
+        return sorted({profile_id, *(v for kind, v in self._identities_of.get(profile_id, ())
+                                     if kind == PROFILE_ID_KIND)})
 
-    def _event_is_theirs(self, event: Mapping[str, Any], ids: set[str]) -> bool:
-        return any(str(event.get(k)) in ids for k in ("userId", "anonymousId", "previousId")
-                   if event.get(k) is not None)
+    def _event_is_theirs(self, key: tuple[str, str], ids: set[str]) -> bool:
+        return self.event_profiles.get(key) in ids
 
     def export_person(self, profile_id: str) -> dict[str, list[dict[str, Any]]]:
         ids = set(self.person_ids(profile_id))
@@ -50,7 +51,7 @@ class MemoryPrivacy(MemoryQueues):
             "profiles": [_plain(p) for pid, p in self.profiles.items() if theirs(pid)],
             "identities": [{"kind": k, "value": v, "profile_id": pid}
                            for (k, v), pid in self.identities.items() if theirs(pid)],
-            "events": [dict(e) for e in self.events.values() if self._event_is_theirs(e, ids)],
+            "events": [dict(e) for k, e in self.events.items() if self._event_is_theirs(k, ids)],
             "inbox": [_plain(r) for r in self.inbox.values() if theirs(r.profile_id)],
             "enrollments": [_plain(e) for e in self.enrollment_rows.values()
                             if theirs(e.profile_id)],
@@ -106,8 +107,9 @@ class MemoryPrivacy(MemoryQueues):
             self._unsent.pop(key, None)
         for sent in [k for k in self._sent_times if k[0] in ids]:
             del self._sent_times[sent]
-        for message in [k for k, e in self.events.items() if self._event_is_theirs(e, ids)]:
+        for message in [k for k in self.events if self._event_is_theirs(k, ids)]:
             del self.events[message]
+            self.event_profiles.pop(message, None)
         for row in [k for k, r in self.inbox.items() if r.profile_id in ids]:
             del self.inbox[row]
         for parked in [k for k, f in self.parked.items() if f.profile_id in ids]:
@@ -187,4 +189,5 @@ class MemoryPrivacy(MemoryQueues):
                     break
         for key in old:
             del self.events[key]
+            self.event_profiles.pop(key, None)
         return len(old)

@@ -42,6 +42,8 @@ class MemoryQueues(MemoryState):
     def __init__(self, clock: Any = None) -> None:
         super().__init__(clock)
         self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        # the profile each stored event is filed under (SqlStore's events.profile_id)
+        self.event_profiles: dict[tuple[str, str], str] = {}
         self.inbox: dict[int, InboxRow] = {}  # by id, in order
         self._inbox_ids = itertools.count(1)
         # when each (profile, channel) was sent to: frequency caps count these, not
@@ -64,7 +66,9 @@ class MemoryQueues(MemoryState):
                 continue  # seen before, or a duplicate inside the same batch
             self.events[(source, event["messageId"])] = event
             row_id = next(self._inbox_ids)
-            self.inbox[row_id] = InboxRow(row_id, self._owner(event), event)
+            owner = self._owner(event)
+            self.event_profiles[(source, event["messageId"])] = owner
+            self.inbox[row_id] = InboxRow(row_id, owner, event)
             fresh.append(event["messageId"])
         return fresh
 
@@ -131,6 +135,14 @@ class MemoryQueues(MemoryState):
         for row in self.inbox.values():
             if row.profile_id == from_:
                 row.profile_id = into
+
+    def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
+        """As SqlStore's: each event filed under the profile it was handled for."""
+        wanted = {(mid, queued): handled for mid, queued, handled in moves}
+        for key, pid in self.event_profiles.items():
+            handled = wanted.get((key[1], pid))
+            if handled is not None:
+                self.event_profiles[key] = handled
 
     def _queue_changes(self, acked: list[int], emitted: list[dict[str, Any]]) -> None:
         self.ack_inbox(acked)

@@ -355,7 +355,13 @@ class MemoryState:
         self.goals += run.goals
         for profile_id, enrollment_id, template in run.withdrawn:
             self._withdraw(profile_id, enrollment_id, template)
+        if run.refiled:
+            self.refile_events(run.refiled)
         self._queue_changes(run.acked, run.emitted)
+
+    def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
+        """The events are the queues' (engine/store/memory/queues.py)."""
+        raise NotImplementedError
 
     def _withdraw(self, profile_id: str, enrollment_id: str, template: Decision) -> None:
         for key in list(self._unsent):

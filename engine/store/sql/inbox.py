@@ -310,6 +310,17 @@ class InboxQueries(StateQueries):
                 broken.add(pid)  # an earlier event is elsewhere or held: not this round
         return kept
 
+    def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
+        """Stored events handled for another profile than they were queued for, filed
+        under that one ((messageId, queued for, handled for); engine/values.py WriteRun)."""
+        ev = self._events
+        with self._write() as conn:
+            conn.execute(update(ev).where(ev.c.profile_id == bindparam("queued"),
+                                          ev.c.message_id == bindparam("mid"))
+                         .values(profile_id=bindparam("handled")),
+                         [{"mid": mid, "queued": queued, "handled": handled}
+                          for mid, queued, handled in moves])
+
     def ack_inbox(self, ids: list[int]) -> None:
         """Done with these events: delete them (inside the handling transaction)."""
         with self._write() as conn:

@@ -1,9 +1,9 @@
 """`SqlStore`'s privacy queries: a person's rows in every table (export), erasing them
 (forget), and the event retention (docs/privacy.md).
 
-A person is their profile and every profile id they ever had: the values of the
-identities that point at the profile (a profile's id is the first userId or anonymousId
-it was seen with, and rows written before a merge keep that id).
+A person is their profile and every profile id they ever had: the values of their
+`profile` identifiers (an id the engine chose for them, a profile merged into theirs;
+engine/runtime/identity.py), under which the rows written before a merge stay.
 
 On SQLite, deleted rows would stay readable in free pages and in the write-ahead log
 until overwritten; `forget` therefore deletes with `secure_delete` on (freed content is
@@ -38,7 +38,7 @@ from sqlalchemy import (
 from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
-from engine.values import forgotten_address, forgotten_reason
+from engine.values import PROFILE_ID_KIND, forgotten_address, forgotten_reason
 
 log = logging.getLogger("journeyman.store")
 
@@ -77,9 +77,10 @@ class PrivacyQueries(SqlBase):
         return table(name)
 
     def _person_ids(self, conn: Connection, profile_id: str) -> list[str]:
+        """The profile's id and the ids it had (engine/values.py PROFILE_ID_KINDS)."""
         i = self._identities
-        values = conn.execute(select(i.c.value).where(i.c.profile_id == profile_id)).scalars()
-        return sorted({profile_id, *values})
+        return sorted({profile_id, *conn.execute(select(i.c.value).where(
+            i.c.profile_id == profile_id, i.c.kind == PROFILE_ID_KIND)).scalars()})
 
     def person_ids(self, profile_id: str) -> list[str]:
         with self._read() as conn:

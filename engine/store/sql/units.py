@@ -255,6 +255,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
         steps += self._record_steps(run)
         if run.withdrawn:
             steps.append(partial(self._withdraw, withdrawn=run.withdrawn))
+        if run.refiled:
+            steps.append(partial(_unbound, self.refile_events, run.refiled))
         if run.acked:
             steps.append(partial(_unbound, self.ack_inbox, run.acked))
         if run.emitted:
