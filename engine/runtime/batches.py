@@ -124,8 +124,13 @@ def identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
 
 
 def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
-    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of), and
-    whether it was a profile's id already (engine/runtime/identity.py `_taken`)."""
+    """The identifiers a profile's id may be (engine/runtime/unit.py identities_of)."""
+    return {(kind, p) for p in profiles for kind in ("user_id", "anonymous_id")}
+
+
+def own_and_had_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
+    """`own_ids`, and whether each id was a profile's before (the inbox queues a new
+    person's events under their id's text: engine/runtime/identity.py `_taken`)."""
     return {(kind, p) for p in profiles for kind in PROFILE_ID_KINDS}
 
 

@@ -63,6 +63,7 @@ from engine.runtime.batches import (
     describe,
     groups,
     identity_keys,
+    own_and_had_ids,
     own_ids,
     timer_payload,
 )
@@ -226,7 +227,7 @@ class Worker:
         taken, and the writes for the failed ones (retries, parking)."""
         unit = UnitOfWork(self.store, self.clock)
         owners = {i.profile_id for i in items}
-        unit.preload(owners, identity_keys(items) | own_ids(owners))
+        unit.preload(owners, identity_keys(items) | own_and_had_ids(owners))
         outcome = Outcome()
         done: list[InboxItem] = []
         later: list[Callable[[], None]] = []
