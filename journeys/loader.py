@@ -95,7 +95,7 @@ def _with_conditions(model: Journey, source: Source) -> tuple[LoadedJourney, lis
 
 
 OPTIONAL_SECTIONS = {"name", "description", "phase", "re_entry", "exit_when", "goal",
-                     "policy", "migrate"}
+                     "policy", "migrate", "priority", "kpis"}
 STUBS: dict[str, Any] = {"version": 1, "journey": "invalid_journey",
                          "entry": {"event": "__invalid_entry__"}}
 
