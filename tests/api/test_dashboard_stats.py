@@ -39,6 +39,14 @@ def test_wilson_interval_matches_newcombe() -> None:
     assert wilson_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=5e-5)
 
 
+def test_wilson_interval_of_none_or_all_converted_ends_exactly_at_0_or_1() -> None:
+    """Nobody converted in a holdout of 3: its interval starts at 0, not at 5.55e-17
+    (what the journey page showed); everybody converted: it ends at 1."""
+    for n in range(1, 200):
+        assert wilson_interval(0, n)[0] == 0.0
+        assert wilson_interval(n, n)[1] == 1.0
+
+
 def test_undefined_tests_say_so() -> None:
     assert two_proportion_z_test(0, 0, 1, 10) is None
     assert two_proportion_z_test(0, 10, 0, 10) is None  # nobody converted anywhere
