@@ -121,6 +121,12 @@ EXPECTED: dict[str, list[str]] = {
     "split_weights": [
         'split_weights.yaml:8:9: split weights must sum to 100, these sum to 90',
     ],
+    # weights that leave room for the holdout: it is not one of the 100
+    "split_weights_holdout": [
+        "split_weights_holdout.yaml:9:9: split weights must sum to 100, these sum to 90 (the "
+        "holdout is not one of them: 10% of people exit first, and the weights share the "
+        "others)",
+    ],
     "template_channel_mismatch": [
         "template_channel_mismatch.yaml:6:38: template 'sms_hi' is for channel 'sms', this step sends by 'email'",
     ],
