@@ -536,3 +536,29 @@ def test_simulate_timeline_tells_a_persons_sends_before_their_exit_at_the_same_t
     assert [line.split()[1:3] for line in lines[:-1]] == [
         ["ana", "lapsed/send_discount:"], ["ana", "lapsed/done:"],
         ["cy", "lapsed/send_content:"], ["cy", "lapsed/done:"]]
+
+
+def test_preview_says_when_the_policy_would_not_deliver_the_message() -> None:
+    """The message renders for a profile that never consented, but the engine would
+    skip it as no_consent: the preview says so, and when quiet hours would hold it."""
+    from engine.qa.preview import preview
+    from tests.conftest import LIBRARY
+
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    traits = {"first_name": "Ana", "email": "ana@example.com", "timezone": "UTC"}
+    silent = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": traits},
+                     now=noon)
+    assert silent.as_json()["policy"] == {"action": "skip", "reason": "no_consent",
+                                          "until": None, "details": {"consent": "unknown"}}
+    assert ("policy: skipped (no_consent): consent.email is unknown; this profile would get "
+            "nothing") in silent.lines()
+    consenting = {**traits, "consent": {"email": True}}
+    night = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
+    held = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": consenting},
+                   now=night)
+    assert held.as_json()["policy"]["action"] == "defer"
+    assert "policy: deferred (quiet_hours) until 2026-03-03T08:00:00Z" in held.lines()
+    sent = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": consenting},
+                   now=noon)
+    assert sent.as_json()["policy"]["action"] == "send"
+    assert not [line for line in sent.lines() if line.startswith("policy:")]
