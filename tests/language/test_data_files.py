@@ -202,7 +202,8 @@ def test_a_scenario_file_beside_the_journeys_is_not_read_as_a_journey(tmp_path: 
     folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": stub_email("welcome")})
     (folder / "hello.scenario.yaml").write_text(
         'scenario: hello on sign-up\njourneys: .\nstart: "2026-03-02T09:00:00Z"\n'
-        'profiles:\n  ana: {email: ana@example.com}\nevents:\n  - {at: "2026-03-02T10:00:00Z", user: ana, track: Signed Up}\n'
+        'profiles:\n  ana: {email: ana@example.com}\n'
+        'events:\n  - {at: "2026-03-02T10:00:00Z", user: ana, track: Signed Up}\n'
         'expect:\n  messages:\n    - {at: "2026-03-02T10:00:00Z", user: ana, '
         'journey: hello, step: welcome, template: welcome}\n')
     assert list(load_library(folder).journeys) == ["hello"]
