@@ -79,7 +79,7 @@ EXPECTED = [
     "(did you mean 'Europe/Madrid'?)",
     "j/policy.yaml:2:1: unknown key 'quiet_hour' (did you mean 'quiet_hours'?)",
     "j/policy.yaml:4:3: unknown channel 'emial' in frequency_caps (did you mean 'email'?)",
-    "j/templates/hello.yaml:2:10: unknown trait 'profile.traits.first_nme' in template "
+    "j/templates/hello.yaml:2:17: unknown trait 'profile.traits.first_nme' in template "
     "(not in traits.yaml) (did you mean 'first_name'?)",
     "j/vip.yaml:5:10: unknown trait 'profile.traits.vipp' (not in traits.yaml) "
     "(did you mean 'vip'?)",
