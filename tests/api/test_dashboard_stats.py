@@ -84,22 +84,26 @@ def test_a_steps_decisions_are_grouped_by_reason_not_by_person(tmp_path: Path) -
     row per person."""
     start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     store = SqlStore(f"sqlite:///{tmp_path / 'j.db'}", create=True)
-    eng = InMemoryEngine.from_folder(bundled_library(), start=start, only=["abandoned_cart"])
-    eng.use_store(store)
-    store.clock = eng.clock
-    for i in range(4):
-        traits: dict[str, object] = {"email": f"p{i}@example.com", "consent": {"email": True}}
-        if i % 2:
-            traits["vip"] = False  # the branch says 'false is not true' or 'is missing'
-        eng.identify(f"p{i}", traits)
-        eng.track(f"p{i}", "Checkout Started", {"cart_value": 10 + i})
-        eng.advance(timedelta(minutes=7))
-    eng.advance(timedelta(days=2))
-    stats = journey_stats(store, eng.runner.journeys["abandoned_cart"], start,
-                          start + timedelta(days=3))
+    try:
+        eng = InMemoryEngine.from_folder(bundled_library(), start=start,
+                                         only=["abandoned_cart"])
+        eng.use_store(store)
+        store.clock = eng.clock
+        for i in range(4):
+            traits: dict[str, object] = {"email": f"p{i}@example.com",
+                                         "consent": {"email": True}}
+            if i % 2:
+                traits["vip"] = False  # the branch says 'false is not true' or 'is missing'
+            eng.identify(f"p{i}", traits)
+            eng.track(f"p{i}", "Checkout Started", {"cart_value": 10 + i})
+            eng.advance(timedelta(minutes=7))
+        eng.advance(timedelta(days=2))
+        stats = journey_stats(store, eng.runner.journeys["abandoned_cart"], start,
+                              start + timedelta(days=3))
+    finally:
+        store.close()
     decisions = {s["id"]: [(d["what"], d["reason"], d["count"]) for d in s["decisions"]]
                  for s in stats["steps"]}
     assert ("waiting", "until the wait is over", 4) in decisions["grace"]
     assert ("waiting", "for Email Clicked, until the timeout", 4) in decisions["clicked"]
     assert decisions["offer"] == [("branch", "else -> plain_offer", 4)]
-    store.close()
