@@ -133,7 +133,9 @@ def _splits(loaded: LoadedJourney) -> list[Problem]:
         if abs(total - 100) > 1e-9:
             problems.append(loaded.source.problem(
                 ("steps", i, "split", "variants"),
-                f"split weights must sum to 100, these sum to {total:g}"))
+                f"split weights must sum to 100, these sum to {total:g}"
+                + (f" (the holdout is not one of them: {step.split.holdout:g}% of people exit "
+                   "first, and the weights share the others)" if step.split.holdout else "")))
         names = [v.name for v in step.split.variants]
         for j, name in enumerate(names):
             if name in names[:j]:

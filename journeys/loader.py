@@ -33,6 +33,7 @@ POLICY_FILE = "policy.yaml"
 COMPUTED_FILE = "computed_traits.yaml"
 TRAITS_FILE = "traits.yaml"
 TEMPLATES_DIR = "templates"
+SCENARIO_SUFFIX = ".scenario.yaml"  # engine/qa/scenario_file.py's, never a journey
 
 
 def parse_journey(text: str, file: str, *, templates: TemplateLibrary | None = None,
@@ -95,7 +96,7 @@ def _with_conditions(model: Journey, source: Source) -> tuple[LoadedJourney, lis
 
 
 OPTIONAL_SECTIONS = {"name", "description", "phase", "re_entry", "exit_when", "goal",
-                     "policy", "migrate"}
+                     "policy", "migrate", "priority", "kpis"}
 STUBS: dict[str, Any] = {"version": 1, "journey": "invalid_journey",
                          "entry": {"event": "__invalid_entry__"}}
 
@@ -175,8 +176,11 @@ def _policy_channels(raw: Any, source: Source) -> list[Problem]:
 
 
 def journey_files(folder: Path) -> list[Path]:
+    """The folder's journey files: its `*.yaml` but the data files and the scenario files
+    kept beside the journeys (`*.scenario.yaml`, `journeys: .`; no journey id has a dot)."""
     return sorted(p for p in folder.glob("*.yaml")
-                  if p.name not in {POLICY_FILE, COMPUTED_FILE, TRAITS_FILE})
+                  if p.name not in {POLICY_FILE, COMPUTED_FILE, TRAITS_FILE}
+                  and not p.name.endswith(SCENARIO_SUFFIX))
 
 
 def load_library(folder: str | Path, *, only: list[str] | None = None) -> Library:

@@ -22,6 +22,7 @@ from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, ValidationError, model_validator
 
+from journeys import template_places as places
 from journeys.base import Strict
 from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.header_text import one_line
@@ -438,13 +439,14 @@ class TemplateLibrary:
         seen: set[str] = set()  # files extended, included or imported: checked once
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
-            source = None
+            source, raw = None, []
             if self.folder is not None and (self.folder / f"{template_id}.yaml").exists():
-                source = load_yaml(read_text(self.folder / f"{template_id}.yaml", file), file)
+                written = read_text(self.folder / f"{template_id}.yaml", file)
+                source, raw = load_yaml(written, file), written.splitlines()
             parts = self.parts(template_id)
             self.texts[template_id] = [text for _, text in parts]
             for where, text in parts:
-                problems.extend(_check_source(text, self._env, file, source, where))
+                problems.extend(_check_source(text, self._env, file, source, where, raw=raw))
                 if where[0] in PARTS:  # rendered with the folder's loader
                     line, col = source.position(where) if source is not None else (1, 1)
                     problems.extend(reference_problems(
@@ -452,7 +454,7 @@ class TemplateLibrary:
                         at=(line + (1 if "\n" in text else 0), col), seen=seen))
                 if known_traits is not None:
                     problems.extend(_check_traits(text, self._env, file, source, where,
-                                                  known=known_traits))
+                                                  raw=raw, known=known_traits))
             if tpl.html_file is not None:
                 assert self.folder is not None
                 path = self.folder / tpl.html_file
@@ -484,15 +486,19 @@ def _strings(value: Any, where: Where = ()) -> list[tuple[Where, str]]:
 
 
 def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
-                  where: tuple[str | int, ...]) -> list[Problem]:
+                  where: tuple[str | int, ...], *, raw: list[str]) -> list[Problem]:
     line, col = source.position(where) if source is not None else (1, 1)
     try:
-        names = undeclared(text, env)
+        parsed = env.parse(text)
+        names = undeclared_names(env, parsed)
     except jinja2.TemplateSyntaxError as exc:
         # Jinja's line is relative to the string; block scalars start on the next line.
         return [Problem(file, line + (exc.lineno or 1) - 1 + (1 if "\n" in text else 0), col,
                         f"template syntax error: {exc.message}")]
-    return [Problem(file, line, col, f"unknown variable {name!r} in template; in scope: "
+    lines = places.name_lines(parsed)  # each at the line and column that reads it
+    return [Problem(file, *places.place(raw, (line, col), text, lines.get(name, 1),
+                                        places.word(name)),
+                    f"unknown variable {name!r} in template; in scope: "
                     + ", ".join(sorted(SCOPE)))
             for name in sorted(names - SCOPE)]
 
@@ -523,13 +529,17 @@ def trait_names(text: str, env: jinja2.Environment = _STRING_ENV) -> list[str]:
 
 
 def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
-                  where: tuple[str | int, ...], *, known: Collection[str]) -> list[Problem]:
+                  where: tuple[str | int, ...], *, raw: list[str],
+                  known: Collection[str]) -> list[Problem]:
     line, col = source.position(where) if source is not None else (1, 1)
     try:
         names = trait_names(text, env)
     except jinja2.TemplateSyntaxError:
         return []  # reported by _check_source
-    return [Problem(file, line, col, f"unknown trait 'profile.traits.{name}' in template "
+    return [Problem(file, *places.place(raw, (line, col), text,
+                                        places.first_line(text, places.trait(name)),
+                                        places.trait(name)),
+                    f"unknown trait 'profile.traits.{name}' in template "
                     "(not in traits.yaml)" + did_you_mean(name, known))
             for name in dict.fromkeys(names) if name not in known]
 

@@ -56,6 +56,10 @@ def _failed_compare(cond: Compare, facts: Mapping[str, Any]) -> str:
         return f"{path} is missing" if cond.value else f"{path} is {show(value)}, not missing"
     if value is MISSING:
         return f"{path} is missing (needs {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)})"
+    if cond.op == "ne":  # "'moved' is not != 'moved'" read as a double negative
+        return f"{path} is {show(value)} (needs != {show(cond.value)})"
+    if cond.op == "nin":
+        return f"{path} {show(value)} is in {show(cond.value)} (needs not in)"
     return f"{path} {show(value)} is not {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)}"
 
 

@@ -25,7 +25,7 @@ from engine.cli.common import (
 )
 from engine.core.times import iso
 from engine.store import DEFAULT_URL
-from rules.errors import JourneymanError
+from rules.errors import JourneymanError, did_you_mean
 
 suppressions = typer.Typer(help="The suppression list: addresses no journey sends to "
                                 "(hard bounces, complaints, added by hand).",
@@ -81,7 +81,8 @@ def stats(
             listed = sorted(deployed) or listed
         if journey is not None and journey not in models:
             err.print(f"no journey {journey!r} in {journeys_folder(journeys)}"
-                      + ("" if journeys is not None else " nor deployed to the store"),
+                      + ("" if journeys is not None else " nor deployed to the store")
+                      + did_you_mean(journey, models),
                       markup=False)
             raise typer.Exit(EXIT_INVALID)
         chosen = [journey] if journey is not None else listed

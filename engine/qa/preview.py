@@ -4,6 +4,9 @@ The step runs through the same code as in production: the `send` step handler bu
 the Send (with its template context: profile, enrolling event, enrollment, journey),
 and `engine.runtime.rendering.render_send` renders it, adds the unsubscribe link and headers and
 picks the address. Only the enrollment is made up: a new one, entered now by `event`.
+What the policy would do with it at that moment (skip it for want of consent, hold it
+for quiet hours) is said too, by the gate the dispatcher asks (frequency caps left out:
+a preview has no sends before it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from engine.core.steps import send as send_step
 from engine.core.steps.base import StepRun
 from engine.core.times import iso
 from engine.ports import OutboxEntry, SystemClock
+from engine.runtime.policy import SEND, PolicyGate, Verdict
 from engine.runtime.rendering import render_send
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.service import wire
@@ -36,18 +40,30 @@ class PreviewError(JourneymanError):
 @dataclass(frozen=True, slots=True)
 class Preview:
     entry: OutboxEntry
+    policy: Verdict = SEND  # what the policy would do with it (caps left out)
 
     def as_json(self) -> dict[str, Any]:
-        r = self.entry.rendered
+        r, v = self.entry.rendered, self.policy
         return {"journey": self.entry.journey, "step": self.entry.step,
                 "channel": self.entry.channel, "to": self.entry.to, "template": r.template,
                 "subject": r.subject, "text": r.text, "html": r.html, "body": r.body,
-                "payload": r.payload, "headers": r.headers}
+                "payload": r.payload, "headers": r.headers,
+                "policy": {"action": v.action, "reason": v.reason or None,
+                           "until": iso(v.until) if v.until else None,
+                           "details": dict(v.details)}}
 
     def lines(self) -> list[str]:
-        r, e = self.entry.rendered, self.entry
+        r, e, v = self.entry.rendered, self.entry, self.policy
         out = [f"journey: {e.journey}   step: {e.step}   channel: {e.channel}   "
                f"template: {r.template}", f"to: {e.to or '(no address)'}"]
+        if v.action == "skip":
+            consent = v.details.get("consent")
+            out.append(f"policy: skipped ({v.reason})" + (
+                f": consent.{e.channel} is {consent}" if consent else "")
+                + "; this profile would get nothing")
+        elif v.action == "defer":
+            out.append(f"policy: deferred ({v.reason}) until "
+                       f"{iso(v.until) if v.until else '?'}")
         out += [f"{name}: {value}" for name, value in r.headers.items()]
         if r.subject is not None:
             out.append(f"subject: {r.subject}")
@@ -85,5 +101,7 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
     send_step.run(run, step)
     [command] = [c for c in run.commands if isinstance(c, Send)]
     # Tracked as the engine tracks (its links signed with the throwaway secret too).
-    return Preview(render_send(journey, command, view, links, now,
-                               tracking=wiring.runner.tracking, policy=library.policy))
+    entry = render_send(journey, command, view, links, now,
+                        tracking=wiring.runner.tracking, policy=library.policy)
+    gate = PolicyGate(library.policy, {journey_id: journey.model.policy})
+    return Preview(entry, gate.decide(entry, stored, now, lambda *_: []))

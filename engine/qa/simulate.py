@@ -151,21 +151,25 @@ def simulate(path: str | Path, events_file: str | Path, *, until: str | None = N
 
 
 def format_timeline(result: SimulationResult) -> str:
-    rows: list[tuple[datetime, str]] = []
-    rows += [(m.at, f"{iso(m.at)}  {m.profile:<14} {m.journey}/{m.step}: {m.channel} "
-              f"{m.template}" + (f" to {m.to}" if m.to else "")
+    # (time, person, 1 for an exit, line): in one instant, each person's lines together,
+    # their exit last (a send step then an exit step: the send's outcome, then the exit)
+    rows: list[tuple[datetime, str, int, str]] = []
+    rows += [(m.at, m.profile, 0, f"{iso(m.at)}  {m.profile:<14} {m.journey}/{m.step}: "
+              f"{m.channel} {m.template}" + (f" to {m.to}" if m.to else "")
               + (f" — {m.subject!r}" if m.subject else "")) for m in result.messages]
-    rows += [(e.at, f"{iso(e.at)}  {e.profile:<14} {e.journey}/{e.step}: exit ({e.reason})")
+    rows += [(e.at, e.profile, 1,
+              f"{iso(e.at)}  {e.profile:<14} {e.journey}/{e.step}: exit ({e.reason})")
              for e in result.exits]
-    rows += [(s.at, f"{iso(s.at)}  {s.profile:<14} {s.journey}/{s.step}: "
+    rows += [(s.at, s.profile, 0, f"{iso(s.at)}  {s.profile:<14} {s.journey}/{s.step}: "
               f"{s.channel or 'send'} skipped ({s.reason}){_why(s)}") for s in result.skipped]
-    rows += [(d.at, f"{iso(d.at)}  {d.profile:<14} {d.journey}/{d.step}: {d.channel or 'send'} "
+    rows += [(d.at, d.profile, 0,
+              f"{iso(d.at)}  {d.profile:<14} {d.journey}/{d.step}: {d.channel or 'send'} "
               f"deferred ({d.reason}) until {iso(d.until) if d.until else '?'}"
               + (f", {d.details['local_time']} in {d.details['timezone']}"
                  if "local_time" in d.details and "timezone" in d.details else ""))
              for d in result.deferred]
-    rows.sort(key=lambda r: r[0])
-    lines = [text for _, text in rows]
+    rows.sort(key=lambda r: r[:3])
+    lines = [text for *_, text in rows]
     lines.append(f"-- {result.events} event(s), {len(result.messages)} message(s), "
                  f"{len(result.skipped)} skipped, {len(result.deferred)} deferred, "
                  f"{len(result.exits)} exit(s)")

@@ -198,6 +198,23 @@ def test_journeys_and_profile_pages(world: World) -> None:
     assert "No profile" in client.get("/profiles", params={"q": "nobody"}).text
 
 
+def test_the_profile_page_names_steps_never_the_engines_own_states(world: World) -> None:
+    """user3 ordered and left the journey: its enrollment's step is the step it left
+    from, and no row of the page shows `__exited__` (the state an ended enrollment is
+    in) as a step."""
+    client = login(world, "vi")
+    assert world.sql("SELECT count(*) FROM decisions WHERE profile_id = 'user3' "
+                     "AND what = 'exited' AND step = 'nudge_wait'") == 1
+    enrollments = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "enrollments"}).text)))
+    assert [(r["status"], r["step"]) for r in enrollments] == [("exited", "nudge_wait")]
+    timeline = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "timeline"}).text)))
+    assert not [r for r in timeline if r["step"].startswith("__")]
+    page = client.get("/profiles", params={"q": "user3"}).text
+    assert "__exited__" not in page
+
+
 def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
     path = f"/failures/{world.parked_id}/retry"
     viewer = login(world, "vi")

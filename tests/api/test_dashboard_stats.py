@@ -1,11 +1,18 @@
-"""The split statistics against published examples, and the password hashing."""
+"""The split statistics against published examples, the password hashing, and a
+step's decisions grouped by reason."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from engine.api.dashboard.auth import Sessions, hash_password, verify_password
-from engine.api.dashboard.stats import two_proportion_z_test, wilson_interval
+from engine.api.dashboard.stats import journey_stats, two_proportion_z_test, wilson_interval
+from engine.store import SqlStore
+from engine.testing import InMemoryEngine
+from journeys.library import bundled_library
 
 
 def test_z_test_matches_agrestis_aspirin_table() -> None:
@@ -30,6 +37,14 @@ def test_wilson_interval_matches_newcombe() -> None:
     assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=5e-5)
     assert wilson_interval(15, 148) == pytest.approx((0.0624, 0.1605), abs=5e-5)
     assert wilson_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=5e-5)
+
+
+def test_wilson_interval_of_none_or_all_converted_ends_exactly_at_0_or_1() -> None:
+    """Nobody converted in a holdout of 3: its interval starts at 0, not at 5.55e-17
+    (what the journey page showed); everybody converted: it ends at 1."""
+    for n in range(1, 200):
+        assert wilson_interval(0, n)[0] == 0.0
+        assert wilson_interval(n, n)[1] == 1.0
 
 
 def test_undefined_tests_say_so() -> None:
@@ -61,3 +76,34 @@ def test_passwords_are_salted_scrypt_and_sessions_are_signed() -> None:
     assert not sessions.csrf_ok(found[1], sessions.csrf_token("another"))
     assert not sessions.csrf_ok("", sessions.csrf_token(""))
     assert not sessions.csrf_ok(found[1], "é")  # not ASCII: refused (it raised)
+
+
+def test_a_steps_decisions_are_grouped_by_reason_not_by_person(tmp_path: Path) -> None:
+    """Each person waits until a time of their own and each branch says the values that
+    decided it: the journey page's decisions must still be one row per reason, not one
+    row per person."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    store = SqlStore(f"sqlite:///{tmp_path / 'j.db'}", create=True)
+    try:
+        eng = InMemoryEngine.from_folder(bundled_library(), start=start,
+                                         only=["abandoned_cart"])
+        eng.use_store(store)
+        store.clock = eng.clock
+        for i in range(4):
+            traits: dict[str, object] = {"email": f"p{i}@example.com",
+                                         "consent": {"email": True}}
+            if i % 2:
+                traits["vip"] = False  # the branch says 'false is not true' or 'is missing'
+            eng.identify(f"p{i}", traits)
+            eng.track(f"p{i}", "Checkout Started", {"cart_value": 10 + i})
+            eng.advance(timedelta(minutes=7))
+        eng.advance(timedelta(days=2))
+        stats = journey_stats(store, eng.runner.journeys["abandoned_cart"], start,
+                              start + timedelta(days=3))
+    finally:
+        store.close()
+    decisions = {s["id"]: [(d["what"], d["reason"], d["count"]) for d in s["decisions"]]
+                 for s in stats["steps"]}
+    assert ("waiting", "until the wait is over", 4) in decisions["grace"]
+    assert ("waiting", "for Email Clicked, until the timeout", 4) in decisions["clicked"]
+    assert decisions["offer"] == [("branch", "else -> plain_offer", 4)]

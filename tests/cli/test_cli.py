@@ -6,11 +6,14 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.qa.simulate import SimulationResult, format_timeline
+from engine.testing import ExitRecord, SentMessage, SkipRecord
 from tests.engine.helpers import stub_email, write_folder
 
 BROKEN = Path(__file__).resolve().parent.parent / "language" / "broken"
@@ -516,3 +519,46 @@ def test_every_store_command_reads_journeyman_db(tmp_path: Path) -> None:
     other = cli("keys", "list", "--db", f"sqlite:///{tmp_path / 'other.db'}")
     assert other.returncode == 0, other.stderr
     assert "web2" not in other.stdout
+
+
+def test_simulate_timeline_tells_a_persons_sends_before_their_exit_at_the_same_time() -> None:
+    """A send step then an exit step in one instant: the skipped (or sent) message is
+    told before the exit, each person's lines together, not every exit of that instant
+    before every send's outcome."""
+    at = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    result = SimulationResult(
+        messages=[SentMessage("ana", "lapsed", "send_discount", "email", "lapsed_discount",
+                              at)],
+        exits=[ExitRecord("ana", "lapsed", "done", "finished", at),
+               ExitRecord("cy", "lapsed", "done", "finished", at)],
+        skipped=[SkipRecord("cy", "lapsed", "send_content", "no_consent", at, "email")])
+    lines = format_timeline(result).splitlines()
+    assert [line.split()[1:3] for line in lines[:-1]] == [
+        ["ana", "lapsed/send_discount:"], ["ana", "lapsed/done:"],
+        ["cy", "lapsed/send_content:"], ["cy", "lapsed/done:"]]
+
+
+def test_preview_says_when_the_policy_would_not_deliver_the_message() -> None:
+    """The message renders for a profile that never consented, but the engine would
+    skip it as no_consent: the preview says so, and when quiet hours would hold it."""
+    from engine.qa.preview import preview
+    from tests.conftest import LIBRARY
+
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    traits = {"first_name": "Ana", "email": "ana@example.com", "timezone": "UTC"}
+    silent = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": traits},
+                     now=noon)
+    assert silent.as_json()["policy"] == {"action": "skip", "reason": "no_consent",
+                                          "until": None, "details": {"consent": "unknown"}}
+    assert ("policy: skipped (no_consent): consent.email is unknown; this profile would get "
+            "nothing") in silent.lines()
+    consenting = {**traits, "consent": {"email": True}}
+    night = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
+    held = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": consenting},
+                   now=night)
+    assert held.as_json()["policy"]["action"] == "defer"
+    assert "policy: deferred (quiet_hours) until 2026-03-03T08:00:00Z" in held.lines()
+    sent = preview(LIBRARY, "welcome", "welcome_site", {"id": "ana", "traits": consenting},
+                   now=noon)
+    assert sent.as_json()["policy"]["action"] == "send"
+    assert not [line for line in sent.lines() if line.startswith("policy:")]

@@ -217,6 +217,9 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     assert unknown.exit_code == 1
     assert "no journey 'nope'" in unknown.output
     assert "nor deployed to the store" in unknown.output
+    typo = runner.invoke(cli, ["stats", "fats", "--db", db])
+    assert typo.exit_code == 1
+    assert "(did you mean 'fast'?)" in typo.output
     # every journey: those the store runs, not the bundled library's zeros beside them
     everyone = json.loads(runner.invoke(cli, ["stats", "--db", db, "--json"]).stdout)
     assert list(everyone["journeys"]) == ["fast"]

@@ -36,6 +36,13 @@ EXPECTED: dict[str, list[str]] = {
     "bad_phase": [
         "bad_phase.yaml:3:8: phase: must be 'awareness', 'acquisition', 'onboarding', 'engagement', 'retention' or 'advocacy'",
     ],
+    # a bad optional section (kpis, priority) hides nothing else of the journey
+    "bad_kpi_and_priority": [
+        "bad_kpi_and_priority.yaml:4:11: priority: must be a valid integer, unable to parse string as an integer",
+        "bad_kpi_and_priority.yaml:5:20: kpis: unknown KPI 'revenue': the built-ins are sends, delivered, open_rate, ctr, click_to_open, conversion, attributable_revenue, opt_out_rate, bounce_rate, completion_rate, median_time_to_goal; a custom one is {name: ..., ratio: [count, count]}",
+        "bad_kpi_and_priority.yaml:9:37: unknown operator 'eqq' (did you mean 'eq'?)",
+        "bad_kpi_and_priority.yaml:10:15: step 'nowhere' does not exist",
+    ],
     "bad_re_entry": [
         "bad_re_entry.yaml:4:11: re_entry: must be 'never', 'always' or {after: <duration>}, not 'sometimes'",
     ],
@@ -113,6 +120,12 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "split_weights": [
         'split_weights.yaml:8:9: split weights must sum to 100, these sum to 90',
+    ],
+    # weights that leave room for the holdout: it is not one of the 100
+    "split_weights_holdout": [
+        "split_weights_holdout.yaml:9:9: split weights must sum to 100, these sum to 90 (the "
+        "holdout is not one of them: 10% of people exit first, and the weights share the "
+        "others)",
     ],
     "template_channel_mismatch": [
         "template_channel_mismatch.yaml:6:38: template 'sms_hi' is for channel 'sms', this step sends by 'email'",

@@ -79,7 +79,7 @@ EXPECTED = [
     "(did you mean 'Europe/Madrid'?)",
     "j/policy.yaml:2:1: unknown key 'quiet_hour' (did you mean 'quiet_hours'?)",
     "j/policy.yaml:4:3: unknown channel 'emial' in frequency_caps (did you mean 'email'?)",
-    "j/templates/hello.yaml:2:10: unknown trait 'profile.traits.first_nme' in template "
+    "j/templates/hello.yaml:2:17: unknown trait 'profile.traits.first_nme' in template "
     "(not in traits.yaml) (did you mean 'first_name'?)",
     "j/vip.yaml:5:10: unknown trait 'profile.traits.vipp' (not in traits.yaml) "
     "(did you mean 'vip'?)",
@@ -191,3 +191,21 @@ def test_a_views_lifecycle_stage_is_the_first_stage_whose_condition_holds(
     assert view.computed["lifecycle_stage"] == stage
     assert view.traits == traits
     assert "lifecycle_stage" not in profile.computed
+
+
+def test_a_scenario_file_beside_the_journeys_is_not_read_as_a_journey(tmp_path: Path) -> None:
+    """`journeys: .` in a scenario kept in the journeys folder itself: the folder still
+    loads (a `*.scenario.yaml` is never a journey: no journey id has a dot), and the
+    scenario runs against it."""
+    from tests.engine.helpers import HELLO, stub_email, write_folder
+
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": stub_email("welcome")})
+    (folder / "hello.scenario.yaml").write_text(
+        'scenario: hello on sign-up\njourneys: .\nstart: "2026-03-02T09:00:00Z"\n'
+        'profiles:\n  ana: {email: ana@example.com}\n'
+        'events:\n  - {at: "2026-03-02T10:00:00Z", user: ana, track: Signed Up}\n'
+        'expect:\n  messages:\n    - {at: "2026-03-02T10:00:00Z", user: ana, '
+        'journey: hello, step: welcome, template: welcome}\n')
+    assert list(load_library(folder).journeys) == ["hello"]
+    result = CliRunner().invoke(app, ["test", str(folder / "hello.scenario.yaml")])
+    assert result.exit_code == 0, result.output

@@ -148,3 +148,27 @@ def test_with_parts_is_replace_of_the_html_text_and_headers() -> None:
     for item in dataclasses.fields(Rendered):  # each one: `==` skips compare=False fields
         assert getattr(copied, item.name) == getattr(expected, item.name), item.name
     assert original.html == "html-value"  # the original is untouched
+
+
+def test_an_unknown_name_or_trait_is_reported_where_the_template_reads_it(
+        tmp_path: Path) -> None:
+    """`profil.traits.plan` on the third line of an html block, a trait traits.yaml does
+    not know in a quoted subject: each problem points at the expression, not at the
+    block's `|` or the part's opening quote."""
+    folder = write_folder(tmp_path / "j", {}, {"offer": (
+        "channel: email\n"
+        "subject: \"Hi {{ profile.traits.first_name | default('') }}, "
+        "{{ profile.traits.frist_name }}\"\n"
+        "html: |\n"
+        "  <p>Hello</p>\n"
+        "  <p>Dear user, you had</p>\n"
+        "  <p>the {{ profil.traits.plan }} plan</p>\n")})
+    (folder / "traits.yaml").write_text("traits:\n  first_name: {type: string}\n")
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    shown = [str(p).split("templates/", 1)[1] for p in info.value.problems]
+    assert shown == [
+        "offer.yaml:2:64: unknown trait 'profile.traits.frist_name' in template (not in "
+        "traits.yaml) (did you mean 'first_name'?)",
+        "offer.yaml:6:13: unknown variable 'profil' in template; in scope: enrollment, "
+        "event, journey, profile, trigger, unsubscribe_url"]

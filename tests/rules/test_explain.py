@@ -31,6 +31,10 @@ FACTS: dict[str, Any] = {
      "none of: event.properties.price 10 is not > 50; profile.traits.plan 'basic' is not = "
      "'gold'"),
     ({"not": {"profile.traits.plan": "basic"}}, "not (profile.traits.plan is 'basic') is false"),
+    # no double negative ("'basic' is not != 'basic'", "'ads' is not not in [...]")
+    ({"profile.traits.plan": {"ne": "basic"}}, "profile.traits.plan is 'basic' (needs != 'basic')"),
+    ({"event.properties.source": {"nin": ["ads", "mail"]}},
+     "event.properties.source 'ads' is in ['ads', 'mail'] (needs not in)"),
 ])
 def test_the_failing_comparison_is_named_with_its_value(raw: dict[str, Any], why: str) -> None:
     condition = parse_condition(raw)

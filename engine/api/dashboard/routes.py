@@ -313,6 +313,8 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         profile = store.get_profile(pid)
         traits = dict(view["traits"]) if view else dict(profile.traits if profile else {})
         computed = dict(view["computed"]) if view else {}
+        # an ended enrollment is in the engine's own state: show the step it left from
+        left_from = {x.enrollment_id: x.step for x in store.recorded_exits(pid)}
         tables: dict[str, Table] = {
             "traits": (["trait", "value"], [[k, v] for k, v in sorted(traits.items())]),
             "computed": (["computed trait", "value"],
@@ -320,7 +322,8 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             "identities": (["kind", "value"], [list(i) for i in store.identities_of(pid)]),
             "enrollments": (["journey", "version", "step", "status", "entered", "ended",
                              "exit reason", "variants"],
-                            [[e.journey, e.version, e.state, e.status, iso(e.entered_at),
+                            [[e.journey, e.version, left_from.get(e.id, _step_of(e.state)),
+                              e.status, iso(e.entered_at),
                               iso(e.ended_at) if e.ended_at else "", e.exit_reason or "",
                               ", ".join(f"{k}={v}" for k, v in e.variants.items())]
                              for e in store.profile_enrollments(pid)]),
@@ -421,19 +424,28 @@ def timeline(store: Store, profile_id: str) -> list[list[Any]]:
     extends these rows (see `why_story`)."""
     rows: list[tuple[datetime, str, str, str, str]] = []
     for e in store.profile_enrollments(profile_id):
-        rows.append((e.entered_at, "entered", e.journey, e.state, f"v{e.version}"))
+        # the step it is on now is not where it entered: the "entered" decision says that
+        rows.append((e.entered_at, "entered", e.journey, "", f"v{e.version}"))
     for r in store.outbox_records(profile_id):
         rows.append((r.entry.created_at, f"send {r.status}", r.entry.journey, r.entry.step,
                      f"{r.entry.channel} → {r.entry.to or ''}"
                      + (f" ({r.last_error})" if r.last_error else "")))
     for d in store.recorded_decisions(profile_id):
-        rows.append((d.at, d.what, d.journey, d.step, d.reason))
+        rows.append((d.at, d.what, d.journey, _step_of(d.step), d.reason))
     for g in store.recorded_goals(profile_id):
         rows.append((g.at, "goal", g.journey, "", ""))
     for x in store.recorded_exits(profile_id):
         rows.append((x.at, "exit", x.journey, x.step, x.reason))
     rows.sort(key=lambda r: r[0])
     return [[iso(at), what, journey, step, detail] for at, what, journey, step, detail in rows]
+
+
+def _step_of(state: str | None) -> str:
+    """A step's id, or "" for the engine's own states (`__exited__`: a goal reached
+    after the enrollment ended is recorded there), as `journeyman why` tells them."""
+    from engine.runtime.why import PLACEHOLDERS
+
+    return "" if state is None or state in PLACEHOLDERS else state
 
 
 def why_story(store: Store, profile_id: str) -> list[str] | None:

@@ -12,6 +12,7 @@ Wilson interval of 81/263 is 0.2553 to 0.3662).
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +32,10 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # p = 0 (p = 1) puts the bound at exactly 0 (1); floating point left 5.55e-17 there
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
 
 
 def two_proportion_z_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
@@ -90,9 +94,40 @@ def _step(step: str, kind: str, counts: JourneyCounts) -> dict[str, Any]:
         "now": counts.on_step.get(step, 0),
         "passed": counts.passed.get(step, 0),
         "sends": dict(sorted(sends.items())),
-        "decisions": [{"what": what, "reason": reason, "count": n}
-                      for s, what, reason, n in counts.decisions if s == step],
+        "decisions": _grouped([(what, reason, n) for s, what, reason, n in counts.decisions
+                               if s == step]),
     }
+
+
+# The part of a decision's reason that is the person's own: the time a wait ends ("until
+# 2026-03-02T10:07:00Z", "for Email Clicked until ..."), the values a branch read
+# ("case 1 -> vip_offer (profile.traits.vip true)", "else -> plain (case 1: ...)"), the
+# time a wait on a timestamp found already past ("no wait: 2026-03-02T10:00:00Z is ...").
+_OWN_WAIT = re.compile(r"^(for .+ )?until \S+$")
+_PAST = re.compile(r"^no wait: \S+ is already past$")
+_OWN_VALUES = re.compile(r"^((?:case \d+|else)(?: -> \S+)?) \(.*\)$", re.DOTALL)
+
+
+def _reason(what: str, reason: str) -> str:
+    """The reason without what is the person's own, so that a step's decisions are one
+    row per reason, not one row per person."""
+    if what == "waiting" and (wait := _OWN_WAIT.match(reason)):
+        return f"{wait[1][:-1]}, until the timeout" if wait[1] else "until the wait is over"
+    if what == "branch" and (case := _OWN_VALUES.match(reason)):
+        return case[1]
+    if what == "resumed" and _PAST.match(reason):
+        return "no wait: the time was already past"
+    return reason
+
+
+def _grouped(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """The decisions counted per (what, reason without the person's own), most first."""
+    counted: dict[tuple[str, str], int] = {}
+    for what, reason, n in rows:
+        key = (what, _reason(what, reason))
+        counted[key] = counted.get(key, 0) + n
+    return [{"what": what, "reason": reason, "count": n}
+            for (what, reason), n in sorted(counted.items(), key=lambda kv: -kv[1])]
 
 
 def _split(counts: JourneyCounts, step: str) -> dict[str, Any]:
