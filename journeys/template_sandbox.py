@@ -15,6 +15,12 @@ may make a render allocate.
   holds at most `MAX_PART_CHARS` characters: `render_part` renders through
   `Template.generate` and stops as soon as the output passes the limit (not after the
   whole text is built), a `MessageTooLargeError`.
+- The `{% for %}` loops of one part run at most `MAX_LOOP_STEPS` iterations in all
+  (`counted`): nested loops multiply (two loops over 100,000 items ran ten billion
+  times, minutes of a worker's CPU per send), a `SecurityError` past it.
+- Jinja2's buffers (a `{% set %}` block, a macro's, `{% filter %}`'s or `{% call %}`'s
+  output) are `template_widths.OutputBuffer`s, joined by `buffer_joined`: refused as
+  soon as their text passes `MAX_PART_CHARS`, not once it is all built.
 - What allocates by an argument is checked before it runs (journeys/template_widths.py):
   the filters `center`, `indent`, `wordwrap`, `format`, `replace`, `join`, `truncate`,
   `batch`, `slice`, `tojson` and `pprint`; the string methods `ljust`, `rjust`,
@@ -26,7 +32,8 @@ may make a render allocate.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import Environment, Template, meta, nodes
@@ -39,6 +46,9 @@ from journeys import template_widths as widths
 from journeys.template_widths import MAX_ITEMS, MAX_PART_CHARS, text_size
 
 MAX_POWER_BITS = 100_000  # an integer made by `**`: about 30,000 digits
+MAX_LOOP_STEPS = 1_000_000  # a part's loop iterations in all: under a second of CPU
+# the iterations a part's render has left (a one-item list: counted's loops share it)
+_steps_left: ContextVar[list[int] | None] = ContextVar("template_steps_left", default=None)
 
 
 class MessageTooLargeError(SecurityError):
@@ -79,8 +89,25 @@ class LimitedEnvironment(SandboxedEnvironment):
     """Jinja2's sandbox, with `*` and `**` checked and no compile-time evaluation."""
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
-    code_generator_class = widths.LimitedCodeGenerator  # `~` checked
+    code_generator_class = widths.LimitedCodeGenerator  # `~` checked, loops counted
     concat_pieces = staticmethod(widths.concat_pieces)
+    concat = staticmethod(widths.buffer_joined)  # the generated code's `concat`
+    output_buffer = widths.OutputBuffer  # the generated code's buffers
+
+    @staticmethod
+    def counted(iterable: Iterable[Any]) -> Iterator[Any]:
+        """A `{% for %}`'s items, each counted against the render's `MAX_LOOP_STEPS`
+        (outside `render_part`, as when `validate` reads a template, not counted)."""
+        left = _steps_left.get()
+        if left is None:
+            yield from iterable
+            return
+        for item in iterable:
+            left[0] -= 1
+            if left[0] < 0:
+                raise SecurityError(f"the template's loops ran more than {MAX_LOOP_STEPS:,} "
+                                    "times in one part")
+            yield item
 
     def __init__(self, **options: Any) -> None:
         super().__init__(optimized=False, finalize=_finalize, **options)
@@ -111,15 +138,20 @@ def check_size(text: str, what: str = "the rendered text") -> str:
 
 def render_part(template: Template, context: Mapping[str, Any]) -> str:
     """`template.render(context)`, stopped (MessageTooLargeError) as soon as the output
-    passes `MAX_PART_CHARS` characters, not once it is all built."""
+    passes `MAX_PART_CHARS` characters, not once it is all built; its loops share one
+    budget of `MAX_LOOP_STEPS` iterations."""
     pieces = []
     size = 0
-    for piece in template.generate(context):
-        size += len(piece)
-        if size > MAX_PART_CHARS:
-            raise MessageTooLargeError(f"the rendered text has more than {MAX_PART_CHARS:,} "
-                                       f"characters (stopped at {size:,})")
-        pieces.append(piece)
+    budget = _steps_left.set([MAX_LOOP_STEPS])
+    try:
+        for piece in template.generate(context):
+            size += len(piece)
+            if size > MAX_PART_CHARS:
+                raise MessageTooLargeError(f"the rendered text has more than "
+                                           f"{MAX_PART_CHARS:,} characters (stopped at {size:,})")
+            pieces.append(piece)
+    finally:
+        _steps_left.reset(budget)
     return "".join(pieces)
 
 
@@ -132,5 +164,5 @@ def undeclared_names(env: Environment, template: nodes.Template) -> set[str]:
     return codegen.undeclared_identifiers
 
 
-__all__ = ["MAX_ITEMS", "MAX_PART_CHARS", "MAX_POWER_BITS", "LimitedEnvironment",
+__all__ = ["MAX_ITEMS", "MAX_LOOP_STEPS", "MAX_PART_CHARS", "MAX_POWER_BITS", "LimitedEnvironment",
            "MessageTooLargeError", "check_size", "render_part", "undeclared_names"]

@@ -16,13 +16,13 @@ from __future__ import annotations
 import operator
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jinja2 import filters as jfilters
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.nodes import Concat, EvalContext
+from jinja2.nodes import Call, Concat, EnvironmentAttribute, EvalContext, For
 from jinja2.sandbox import SandboxedEscapeFormatter, SandboxedFormatter
 from jinja2.utils import pass_environment, pass_eval_context
 from markupsafe import Markup, escape
@@ -124,8 +124,55 @@ def concat_pieces(pieces: tuple[Any, ...]) -> tuple[Any, ...]:
     return pieces
 
 
+def buffer_joined(pieces: Iterable[str]) -> str:
+    """`"".join(pieces)` for Jinja2's buffers (a `{% set %}` block, a macro's, a
+    `{% filter %}`'s or a `{% call %}`'s output), refused as soon as the text passes the
+    limit: the pieces are references until joined (`{{ big }}` in a loop)."""
+    kept: list[str] = []
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        check("a block's output", total)
+        kept.append(piece)
+    return "".join(kept)
+
+
+class OutputBuffer(list[str]):
+    """A Jinja2 buffer (a `{% set %}` block, a macro's, `{% filter %}`'s or `{% call %}`'s
+    output) that refuses a piece as soon as its text passes the limit: each piece may be
+    a new string (`{{ "y" * 99999 }}` in a loop grew one to 10 GB before its join)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def append(self, piece: str) -> None:
+        self.size += len(piece)
+        check("a block's output", self.size)
+        super().append(piece)
+
+    def extend(self, pieces: Iterable[str]) -> None:
+        for piece in pieces:
+            self.append(piece)
+
+
 class LimitedCodeGenerator(CodeGenerator):
-    """Jinja2's code generator, with the pieces of each `~` checked before the join."""
+    """Jinja2's code generator, with the pieces of each `~` checked before the join, its
+    buffers sized (`OutputBuffer`) and each `{% for %}`'s iterable counted against the
+    render's loop budget (template_sandbox.py `LimitedEnvironment.counted`)."""
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.output_buffer()")
+
+    def visit_For(self, node: For, frame: Frame) -> None:  # noqa: N802
+        counted = node.iter
+        if not (isinstance(counted, Call) and isinstance(counted.node, EnvironmentAttribute)):
+            node.iter = Call(EnvironmentAttribute("counted"), [counted], [], None, None,
+                             lineno=counted.lineno)
+        super().visit_For(node, frame)
 
     def visit_Concat(self, node: Concat, frame: Frame) -> None:  # noqa: N802
         if frame.eval_ctx.volatile:

@@ -15,7 +15,7 @@ import pytest
 from engine.testing import InMemoryEngine
 from journeys.errors import TemplateRenderError
 from journeys.loader import load_path
-from journeys.template_sandbox import MAX_PART_CHARS
+from journeys.template_sandbox import MAX_LOOP_STEPS, MAX_PART_CHARS
 from journeys.templating import make_environment, render_string, undeclared
 from tests.engine.helpers import HELLO, write_folder
 
@@ -149,6 +149,16 @@ def test_a_send_over_the_limits_is_skipped_as_template_error(tmp_path: Path) -> 
     ('{% for i in range(100000) %}{{ "x" * 99999 }}{% endfor %}',
      "MessageTooLargeError: the rendered text has more than 524,288 characters "
      "(stopped at 599,994)"),
+    # Jinja2's buffers: each new piece was kept until the join (10 GB, 24 s)
+    ('{% set out %}{% for i in range(100000) %}{{ "y" * 99999 }}{% endfor %}{% endset %}'
+     "{{ out | length }}", "a block's output would make 599,994 characters"),
+    ('{% macro m() %}{% for i in range(100000) %}{{ "y" * 99999 }}{% endfor %}{% endmacro %}'
+     "{{ m() | length }}", "a block's output would make 599,994 characters"),
+    ('{% filter upper %}{% for i in range(100000) %}{{ "y" * 99999 }}{% endfor %}'
+     "{% endfilter %}", "a block's output would make 599,994 characters"),
+    ("{% macro m() %}{{ caller() | length }}{% endmacro %}{% call m() %}"
+     '{% for i in range(100000) %}{{ "y" * 99999 }}{% endfor %}{% endcall %}',
+     "a block's output would make 599,994 characters"),
 ])
 def test_sizes_are_checked_before_the_memory_is_spent(source: str, error: str) -> None:
     tracemalloc.start()
@@ -173,3 +183,22 @@ def test_ordinary_widths_and_formats_still_work() -> None:
         '{{ "a\tb".expandtabs(2) }}|{{ ("x" * 100000) | length }}', {}) == (
         "1000000|  x  |ab  |007| 3.14|  ab|1,2|a+b|a\nb|[[1, 2], [3, 0]]|{\"a\": 1}|5|x1[2]|"
         "ab|[1, 2]|3|0,1,2|a b|100000")
+
+
+def test_a_parts_loops_share_one_budget_of_iterations() -> None:
+    """Nested loops multiply: two over 100,000 items ran ten billion times (minutes of
+    a worker's CPU for one send). A part's loops run at most MAX_LOOP_STEPS times."""
+    with pytest.raises(TemplateRenderError, match="loops ran more than 1,000,000 times"):
+        render_string("{% for i in range(100000) %}{% for j in range(event.n) %}"
+                      "{% endfor %}{% endfor %}", {"event": {"n": 100_000}})
+    assert MAX_LOOP_STEPS == 1_000_000
+    assert render_string("{% for i in range(1000) %}{% for j in range(999) %}{% endfor %}"
+                         "{% endfor %}done", {}) == "done"  # 1,000 + 999,000 iterations
+    assert render_string(  # loop.length, else, unpacking and recursive loops still work
+        "{% for x in items if x > 1 %}{{ loop.index }}/{{ loop.length }} {% else %}none"
+        "{% endfor %}|{% for x in [] %}{{ x }}{% else %}none{% endfor %}|"
+        "{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}|"
+        "{% for n in tree recursive %}{{ n.id }}{% if n.kids %}({{ loop(n.kids) }}){% endif %}"
+        "{% endfor %}", {"items": [1, 2, 3],
+                         "tree": [{"id": 1, "kids": [{"id": 2, "kids": []}]}]}) == (
+        "1/2 2/2 |none|a=1|1(2)")
