@@ -219,14 +219,26 @@ RATES = ("conversion", "ctr", "open_rate", "opt_out_rate", "bounce_rate")
 
 
 def kpi_value(name: str, value: float | None) -> str:
-    """A KPI's value for people: rates as percentages, times in hours."""
+    """A KPI's value for people: rates as percentages, times in seconds, minutes or
+    hours."""
     if value is None:
         return "-"
     if name in RATES:
         return f"{100 * value:.1f}%"
     if name == "median_time_to_goal":
-        return f"{value / 3600:.1f} h"
+        return _time(value)
     return f"{value:g}"
+
+
+def _time(seconds: float, sign: str = "") -> str:
+    """A time in the unit that shows it: `45 s`, `2.5 min`, `3.2 h` (a goal reached in
+    two minutes was `0.0 h`); `sign="+"` writes + or - before it, for a change."""
+    size = abs(seconds)
+    if size < 60:
+        return f"{seconds:{sign}.0f} s"
+    if size < 3600:
+        return f"{seconds / 60:{sign}.1f} min"
+    return f"{seconds / 3600:{sign}.1f} h"
 
 
 def kpi_text(name: str, kpi: dict[str, Any]) -> str:
@@ -237,7 +249,7 @@ def kpi_text(name: str, kpi: dict[str, Any]) -> str:
     elif name in RATES:
         delta = f" ({100 * change:+.1f} pts)"
     elif name == "median_time_to_goal":
-        delta = f" ({change / 3600:+.1f} h)"
+        delta = f" ({_time(change, '+')})"
     else:
         delta = f" ({change:+g})"
     return f"{name} {kpi_value(name, kpi['value'])}{delta}"
