@@ -181,6 +181,29 @@ def test_the_stats_endpoint_needs_an_admin_key_and_checks_its_input(world: World
     assert "/login" not in doc["paths"]
 
 
+def test_a_bad_period_and_an_unknown_journey_are_dashboard_error_pages(
+        world: World) -> None:
+    """`?days=abc` silently showed 7 days and an unknown journey was a bare-text 404:
+    both are pages with the dashboard's header, the reason and the way back."""
+    client = login(world)
+    for days in ("abc", "0", "-3", "1.5", "99999"):
+        bad = client.get(f"/journeys/{J}?days={days}")
+        assert bad.status_code == 400, days
+        assert "<header>" in bad.text
+        assert "a whole number of days from 1 to 3650" in bad.text
+        assert '<a href="/">Back to the journeys</a>' in bad.text
+    assert client.get(f"/journeys/{J}?days=30").status_code == 200
+    assert client.get(f"/journeys/{J}").status_code == 200  # 7 days when not given
+    typo = client.get("/journeys/first_purchse")
+    assert typo.status_code == 404
+    assert "<header>" in typo.text
+    assert "There is no journey &#39;first_purchse&#39; (did you mean &#39;first_purchase&#39;?)" \
+        in typo.text
+    hostile = client.get("/journeys/%3Cscript%3E")
+    assert hostile.status_code == 404
+    assert "<script>" not in hostile.text
+
+
 def test_journeys_and_profile_pages(world: World) -> None:
     client = login(world, "vi")
     home = client.get("/").text

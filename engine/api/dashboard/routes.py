@@ -49,6 +49,7 @@ from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.identity import profile_named
 from journeys.compiler import CompiledJourney, mermaid
+from rules.errors import did_you_mean
 
 HERE = Path(__file__).parent
 STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript",
@@ -130,12 +131,20 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             if who.sid else "", query=request.url.query, **context)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
-    def period(request: Request) -> tuple[int, datetime, datetime]:
-        try:
-            days = int(request.query_params.get("days", "7"))
-        except ValueError:
-            days = 7
-        days = min(max(days, 1), MAX_DAYS)
+    def error_page(who: Viewer, status: int, title: str, message: str) -> Response:
+        """An error as a dashboard page (the header, the message, the way back)."""
+        html = env.get_template("error.html").render(
+            title=title, who=who, message=message, back="/", back_text="Back to the journeys",
+            csrf=sessions.csrf_token(who.sid) if who.sid else "")
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def period(request: Request) -> tuple[int, datetime, datetime] | None:
+        """`?days=N` (7 when not given) and its period; None for anything but a whole
+        number from 1 to MAX_DAYS, as `GET /v1/journeys/{id}/stats` refuses it."""
+        raw = request.query_params.get("days", "7").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+            return None
+        days = int(raw)
         until = dash.now()
         return days, until - timedelta(days=days), until
 
@@ -242,8 +251,15 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             return to_login(request)
         journey = dash.compiled.get(journey_id)
         if journey is None:
-            return HTMLResponse("no such journey", status_code=404)
-        days, since, until = period(request)
+            return error_page(who, 404, "No such journey",
+                              f"There is no journey {journey_id[:80]!r}"
+                              + did_you_mean(journey_id, dash.compiled) + ".")
+        found = period(request)
+        if found is None:
+            return error_page(who, 400, "Bad period",
+                              f"days={request.query_params.get('days', '')[:40]!r}: the "
+                              f"period is a whole number of days from 1 to {MAX_DAYS}.")
+        days, since, until = found
         stats = journey_stats(store, journey, since, until)
         tables: dict[str, Table] = {
             "steps": (["step", "kind", "now", "passed", "sent", "pending", "failed",
