@@ -238,6 +238,38 @@ def test_the_profile_page_names_steps_never_the_engines_own_states(world: World)
     assert "__exited__" not in page
 
 
+def test_the_timeline_shows_each_entry_goal_and_exit_once(world: World) -> None:
+    """user3 entered, ordered (the goal) and left: the timeline had each twice, once
+    from its record and once from the decision log."""
+    client = login(world, "vi")
+    timeline = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "timeline"}).text)))
+    whats = [r["what"] for r in timeline]
+    assert whats.count("entered") == 1
+    assert whats.count("goal") == 1
+    assert whats.count("exited") + whats.count("exit") == 1
+    entered = next(r for r in timeline if r["what"] == "entered")
+    assert entered["detail"] == "entry: Signed Up (v1)"  # the version the record had
+    assert entered["step"] == "first_look"
+
+
+def test_the_timeline_keeps_the_records_the_decision_log_does_not_tell() -> None:
+    """With `decision_log: off` only the records know of an entry, a goal, an exit."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from engine.api.dashboard.timeline import timeline
+
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    enrollment = SimpleNamespace(journey="j", version=2, entered_at=at)
+    goal = SimpleNamespace(journey="j", at=at)
+    left = SimpleNamespace(journey="j", at=at, step="pause", reason="completed")
+    store = SimpleNamespace(outbox_records=lambda pid: [], recorded_decisions=lambda pid: [],
+                            profile_enrollments=lambda pid: [enrollment, enrollment],
+                            recorded_goals=lambda pid: [goal], recorded_exits=lambda pid: [left])
+    assert sorted(r[1] for r in timeline(store, "p")) == ["entered", "entered", "exit", "goal"]
+
+
 def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
     path = f"/failures/{world.parked_id}/retry"
     viewer = login(world, "vi")
