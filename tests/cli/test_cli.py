@@ -112,6 +112,14 @@ def test_graph_prints_mermaid_and_writes_markdown(tmp_path: Path) -> None:
     assert "no journey 'nope'" in missing.stderr
 
 
+def test_graph_says_each_branch_case_s_condition() -> None:
+    """The branch edges said `case 1`; they say the condition."""
+    result = run("graph", "abandoned_cart")
+    assert result.returncode == 0, result.stderr
+    assert "    offer --> vip_offer: profile.traits.vip = true\n" in result.stdout
+    assert "    offer --> plain_offer: else\n" in result.stdout
+
+
 def test_simulate_json(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
                           {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
