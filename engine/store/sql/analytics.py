@@ -203,14 +203,14 @@ class AnalyticsQueries(SqlBase):
             counts.series = dict(sorted(counts.series.items()))
             # grouped by the reason without the person's own part (reasons.py): a row
             # per step and reason read, not one per person's time or values
-            mine = select(d.c.step, d.c.what, reason_key(d.c.what, d.c.reason, pg=self._pg)
-                          .label("reason")).where(d.c.journey == journey, d.c.at >= since,
-                                                  d.c.at < until).subquery()
+            key = reason_key(d.c.what, d.c.reason, pg=self._pg).label("reason")
+            r = select(d.c.step, d.c.what, key).where(
+                d.c.journey == journey, d.c.at >= since, d.c.at < until).subquery()
             counts.decisions = [
                 (str(step), str(what), str(reason), int(n)) for step, what, reason, n in
-                conn.execute(select(mine.c.step, mine.c.what, mine.c.reason, func.count())
-                             .group_by(mine.c.step, mine.c.what, mine.c.reason)
-                             .order_by(mine.c.step, func.count().desc()))]
+                conn.execute(select(r.c.step, r.c.what, r.c.reason, func.count())
+                             .group_by(r.c.step, r.c.what, r.c.reason)
+                             .order_by(r.c.step, func.count().desc()))]
         return counts
 
     def cohort_conversion(self, journey: str, since: datetime,
