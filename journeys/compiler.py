@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -219,8 +220,17 @@ def mermaid(compiled: CompiledJourney | Journey) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What Mermaid would read as its own syntax in a label, as its entity codes (`#` first:
+# the codes start with it); a line break would end the statement.
+_MERMAID_CODES = {"#": "#35;", ":": "#58;", '"': "#34;", "<": "#60;", ">": "#62;",
+                  "|": "#124;", "[": "#91;", "]": "#93;", "{": "#123;", "}": "#125;",
+                  ";": "#59;", "\n": " ", "\r": " "}
+_MERMAID_SPECIAL = re.compile("[" + re.escape("".join(_MERMAID_CODES)) + "]")
+
+
 def _esc(text: str) -> str:
-    return text.replace(":", "#58;").replace('"', "'")
+    """A label as Mermaid text: its special characters as entity codes."""
+    return _MERMAID_SPECIAL.sub(lambda m: _MERMAID_CODES[m.group()], text)
 
 
 def _describe(step: AnyStep) -> str:

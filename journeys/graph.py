@@ -19,7 +19,11 @@ from journeys.steps import (
     WaitStep,
 )
 from journeys.yamlsrc import Where
+from rules.conditions import parse_condition
+from rules.errors import JourneymanError
+from rules.explain import written
 
+MAX_LABEL = 60  # a branch case's condition on a diagram's edge, cut to a readable length
 START = "__start__"
 COMPLETED = "__completed__"
 EXITED = "__exited__"
@@ -66,7 +70,7 @@ def edges(model: Journey) -> dict[str, list[Edge]]:
             for j, case in enumerate(step.branch):
                 if isinstance(case, BranchCase):
                     es.append(Edge(f"case_{j}", case.goto, (*here, "branch", j, "goto"),
-                                   f"case {j + 1}"))
+                                   case_label(case.when, j)))
                 elif isinstance(case, BranchElse):
                     es.append(Edge("else", case.else_, (*here, "branch", j, "else"), "else"))
         elif isinstance(step, SplitStep):
@@ -82,3 +86,13 @@ def edges(model: Journey) -> dict[str, list[Edge]]:
             es = [Edge("next", nxt, nxt_where)]
         out[step.id] = es
     return out
+
+
+def case_label(when: object, index: int) -> str:
+    """A branch case's edge label: its condition in words (`profile.traits.vip = true`),
+    cut to MAX_LABEL; `case N` when the condition does not parse (the linter says why)."""
+    try:
+        text = written(parse_condition(when))
+    except (JourneymanError, ValueError, TypeError):
+        return f"case {index + 1}"
+    return text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 1] + "…"

@@ -50,6 +50,26 @@ def describe(cond: Compare) -> str:
     return f"{path} {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)}"
 
 
+def written(condition: Condition) -> str:
+    """The whole condition as written, in words: `profile.traits.vip = true and not
+    (event.properties.price < 20)`; `always` for the empty condition."""
+    if isinstance(condition, Compare):
+        return describe(condition)
+    if isinstance(condition, Not):
+        return f"not ({written(condition.item)})"
+    if not condition.items:
+        return "always" if isinstance(condition, AllOf) else "never"
+    joiner = " and " if isinstance(condition, AllOf) else " or "
+    return joiner.join(_part(item, condition) for item in condition.items)
+
+
+def _part(item: Condition, within: AllOf | AnyOf) -> str:
+    """An item of an `all`/`any`, in brackets when it is the other kind with two or more."""
+    text = written(item)
+    other = AnyOf if isinstance(within, AllOf) else AllOf
+    return f"({text})" if isinstance(item, other) and len(item.items) > 1 else text
+
+
 def _failed_compare(cond: Compare, facts: Mapping[str, Any]) -> str:
     path, value = ".".join(cond.path), lookup(facts, cond.path)
     if cond.op == "exists":

@@ -4,6 +4,7 @@ person's decisions as a story)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -13,10 +14,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
+from engine.cli.common import EXIT_INVALID, DbOpt, err, journeys_folder, open_store, out
 from engine.core.times import iso
 from engine.ports import SCOPES, OutboxRecord
 from engine.store import DEFAULT_URL
+from rules.errors import JourneymanError, did_you_mean
 
 
 def migrate(
@@ -227,12 +229,32 @@ def why(
     store = open_store(db)
     try:
         entries = explain(store, user, journey=journey)
+        unknown = (_unknown_journey(store, journey)
+                   if journey is not None and entries == [] else None)
     finally:
         store.close()
     if entries is None:
         err.print(f"no profile {user!r} in {db}", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if unknown is not None:  # still exit 0 and [] (the person is known), with the word
+        err.print(f"{user}: {unknown}", markup=False)
     if as_json:
         sys.stdout.write(json.dumps([e.as_json() for e in entries], default=str) + "\n")
         return
-    out.print(story(user, entries, journey), markup=False, end="")
+    if unknown is None:
+        out.print(story(user, entries, journey), markup=False, end="")
+
+
+def _unknown_journey(store: Any, journey: str) -> str | None:
+    """Why `why --journey J` found nothing when J is neither a bundled journey nor one
+    deployed to the store (a typo: `lapsd`), with the nearest name; None when J exists."""
+    from journeys.loader import load_path
+
+    known = {v.journey for v in store.deployed_versions()}
+    folder = journeys_folder(None)
+    with contextlib.suppress(JourneymanError):  # a broken bundled folder: the store's
+        known |= set(load_path(folder).journeys)
+    if journey in known:
+        return None
+    return (f"no journey {journey!r} in {folder} nor deployed to the store"
+            + did_you_mean(journey, known))

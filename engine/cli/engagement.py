@@ -25,6 +25,7 @@ from engine.cli.common import (
 )
 from engine.core.times import iso
 from engine.store import DEFAULT_URL
+from rules.durations import HINT, DurationError, parse_duration
 from rules.errors import JourneymanError, did_you_mean
 
 suppressions = typer.Typer(help="The suppression list: addresses no journey sends to "
@@ -37,14 +38,19 @@ _SHOWN_COUNTS = ("entered", "sends", "delivered", "opened", "clicked", "conversi
                  "attributed_conversions", "attributable_revenue", "opt_outs", "bounces")
 
 
-def _since(text: str | None) -> datetime | None:
+def _since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """An ISO date or time, or a duration back from now (`7d`: now minus 7 days)."""
     if text is None:
         return None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        err.print(f"--since {text!r} is not an ISO date or time", markup=False)
-        raise typer.Exit(2) from None
+        try:
+            return (now or datetime.now(UTC)) - parse_duration(text)
+        except DurationError:
+            err.print(f"--since {text!r} is neither an ISO date or time nor a duration "
+                      f"back from now (like 7d; {HINT})", markup=False)
+            raise typer.Exit(2) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -54,7 +60,8 @@ def stats(
     journeys: JourneysOpt = None,
     db: DbOpt = DEFAULT_URL,
     since: Annotated[str | None, typer.Option(help="Only enrollments entered from this ISO "
-                                                   "date or time on.")] = None,
+                                                   "date or time on, or in this duration "
+                                                   "back from now (7d, 12h).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Each journey's KPIs (sends, delivered, open rate, CTR, conversion, attributable

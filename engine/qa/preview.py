@@ -11,6 +11,7 @@ a preview has no sends before it).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +24,10 @@ from engine.core.steps import send as send_step
 from engine.core.steps.base import StepRun
 from engine.core.times import iso
 from engine.ports import OutboxEntry, SystemClock
+from engine.runtime.dispatch import ADDRESSED_CHANNELS
+from engine.runtime.events import E164
 from engine.runtime.policy import SEND, PolicyGate, Verdict
-from engine.runtime.rendering import render_send
+from engine.runtime.rendering import ADDRESS_TRAITS, render_send
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.service import wire
 from engine.store.memory import InMemoryStore
@@ -50,12 +53,20 @@ class Preview:
                 "payload": r.payload, "headers": r.headers,
                 "policy": {"action": v.action, "reason": v.reason or None,
                            "until": iso(v.until) if v.until else None,
-                           "details": dict(v.details)}}
+                           "details": dict(v.details)},
+                "warnings": self.warnings}
+
+    @property
+    def warnings(self) -> list[str]:
+        """What would stop the message on its way although it renders: no address (the
+        dispatcher skips it as `no_address`), or one its channel cannot send to."""
+        return address_warnings(self.entry.channel, self.entry.to)
 
     def lines(self) -> list[str]:
         r, e, v = self.entry.rendered, self.entry, self.policy
         out = [f"journey: {e.journey}   step: {e.step}   channel: {e.channel}   "
                f"template: {r.template}", f"to: {e.to or '(no address)'}"]
+        out += [f"warning: {w}" for w in self.warnings]
         if v.action == "skip":
             consent = v.details.get("consent")
             out.append(f"policy: skipped ({v.reason})" + (
@@ -70,6 +81,29 @@ class Preview:
         out.append("")
         out.append(r.summary)
         return out
+
+
+# An e-mail address as far as a preview can tell: something, one @, a domain, no spaces
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def address_warnings(channel: str, to: str | None) -> list[str]:
+    """Why a send's address would not reach anyone: none for a channel that needs one
+    (engine/runtime/dispatch.py skips it as `no_address`), an e-mail address without
+    its @ (`5`), a phone number not in the E.164 form the SMS channel sends to."""
+    if not to:
+        return ([f"no address: the profile has no {ADDRESS_TRAITS[channel]} trait; the "
+                 "engine would skip this send (no_address)"]
+                if channel in ADDRESSED_CHANNELS else [])
+    shown = to if len(to) <= 80 else to[:77] + "..."
+    if channel == "email" and not _EMAIL.fullmatch(to):
+        return [f"{shown!r} is not an e-mail address (the profile's email trait); the mail "
+                "server would refuse it"]
+    if channel == "sms" and not E164.fullmatch(to):
+        return [f"{shown!r} is not a phone number in E.164 form (like +34600000000: '+', "
+                "the country code and the number, no spaces); the SMS provider would "
+                "refuse it"]
+    return []
 
 
 def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[str, Any], *,

@@ -148,26 +148,31 @@ def build_report(eng: InMemoryEngine, library: Library, *, events: int, first: d
     return ReplayReport(events, len(store.profiles), first, last, journeys)
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 goal`, `2 goals`, `1,500 events`: the count and its noun, singular for one."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def format_report(report: ReplayReport) -> Iterator[str]:
     """The human report: a block per journey, a line per step."""
     rate = f", {report.events / report.seconds:,.0f} events/s" if report.seconds else ""
     refused = sum(report.rejected.values())
     # the events replayed: those read in the window less those refused (`events` in
     # --json counts every one read in the window)
-    events = (f"{report.events - refused:,} of {report.events:,} events" if refused
-              else f"{report.events:,} events")
-    people = f"{report.profiles:,} profile" + ("" if report.profiles == 1 else "s")
+    events = (f"{report.events - refused:,} of {_count(report.events, 'event')}" if refused
+              else _count(report.events, "event"))
+    people = _count(report.profiles, "profile")
     yield (f"replayed {events} of {people}, "
            f"{iso(report.first)} to {iso(report.last)} ({report.seconds:.1f}s{rate})")
     if refused:
-        yield f"  {refused} event(s) rejected, as the API would have:"
+        yield f"  {_count(refused, 'event')} rejected, as the API would have:"
         for reason, count in sorted(report.rejected.items(), key=lambda kv: -kv[1])[:5]:
             yield f"    {count:>6}  {reason}"
     for jid, counts in report.journeys.items():
         yield ""
         yield (f"{jid}: {counts.enrolled:,} enrolled, {counts.completed:,} completed, "
-               f"{counts.exited:,} exited, {counts.active:,} still in, {counts.goals:,} goals "
-               f"({counts.conversion:.1%})")
+               f"{counts.exited:,} exited, {counts.active:,} still in, "
+               f"{_count(counts.goals, 'goal')} ({counts.conversion:.1%})")
         if not counts.enrolled:
             continue
         yield f"  {'step':<22}{'entered':>9}{'sent':>9}{'skipped':>9}{'deferred':>9}"
@@ -182,7 +187,7 @@ def format_report(report: ReplayReport) -> Iterator[str]:
         if held:
             yield "  held back: " + ", ".join(f"{k} {v:,}" for k, v in sorted(held.items()))
         for split, variants in counts.variants.items():
-            parts = [f"{name} {cell['entered']:,} entered, {cell['goals']:,} goals"
+            parts = [f"{name} {cell['entered']:,} entered, {_count(cell['goals'], 'goal')}"
                      + (f" ({cell['goals'] / cell['entered']:.1%})" if cell["entered"] else "")
                      for name, cell in sorted(variants.items())]
             yield f"  split {split}: " + "; ".join(parts)

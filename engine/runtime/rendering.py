@@ -45,8 +45,12 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
                        send.channel, to, rendered, now)
 
 
+# The trait that holds a person's address on each channel that needs one
+ADDRESS_TRAITS = {"email": "email", "sms": "phone", "push": "device_token"}
+
+
 def _address(profile: Profile, channel: str) -> str | None:
-    trait = {"email": "email", "sms": "phone", "push": "device_token"}.get(channel)
+    trait = ADDRESS_TRAITS.get(channel)
     value = profile.traits.get(trait) if trait else None
     return str(value) if value is not None else None
 

@@ -146,8 +146,7 @@ def _late_resume(d: Decision) -> Decision:
 def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     """The decisions as a readable timeline, one journey after another."""
     if not entries and journey is not None:
-        return (f"{user}: no decisions in {journey} (no event of theirs matched its entry, "
-                "or no such journey)\n")
+        return f"{user}: no decisions in {journey} (no event of theirs matched its entry)\n"
     if not entries:
         return f"{user}: no decisions recorded (no event of theirs matched a journey)\n"
     journeys: dict[str, list[Why]] = {}

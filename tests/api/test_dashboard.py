@@ -181,6 +181,29 @@ def test_the_stats_endpoint_needs_an_admin_key_and_checks_its_input(world: World
     assert "/login" not in doc["paths"]
 
 
+def test_a_bad_period_and_an_unknown_journey_are_dashboard_error_pages(
+        world: World) -> None:
+    """`?days=abc` silently showed 7 days and an unknown journey was a bare-text 404:
+    both are pages with the dashboard's header, the reason and the way back."""
+    client = login(world)
+    for days in ("abc", "0", "-3", "1.5", "99999"):
+        bad = client.get(f"/journeys/{J}?days={days}")
+        assert bad.status_code == 400, days
+        assert "<header>" in bad.text
+        assert "a whole number of days from 1 to 3650" in bad.text
+        assert '<a href="/">Back to the journeys</a>' in bad.text
+    assert client.get(f"/journeys/{J}?days=30").status_code == 200
+    assert client.get(f"/journeys/{J}").status_code == 200  # 7 days when not given
+    typo = client.get("/journeys/first_purchse")
+    assert typo.status_code == 404
+    assert "<header>" in typo.text
+    assert "There is no journey &#39;first_purchse&#39; (did you mean &#39;first_purchase&#39;?)" \
+        in typo.text
+    hostile = client.get("/journeys/%3Cscript%3E")
+    assert hostile.status_code == 404
+    assert "<script>" not in hostile.text
+
+
 def test_journeys_and_profile_pages(world: World) -> None:
     client = login(world, "vi")
     home = client.get("/").text
@@ -213,6 +236,38 @@ def test_the_profile_page_names_steps_never_the_engines_own_states(world: World)
     assert not [r for r in timeline if r["step"].startswith("__")]
     page = client.get("/profiles", params={"q": "user3"}).text
     assert "__exited__" not in page
+
+
+def test_the_timeline_shows_each_entry_goal_and_exit_once(world: World) -> None:
+    """user3 entered, ordered (the goal) and left: the timeline had each twice, once
+    from its record and once from the decision log."""
+    client = login(world, "vi")
+    timeline = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "timeline"}).text)))
+    whats = [r["what"] for r in timeline]
+    assert whats.count("entered") == 1
+    assert whats.count("goal") == 1
+    assert whats.count("exited") + whats.count("exit") == 1
+    entered = next(r for r in timeline if r["what"] == "entered")
+    assert entered["detail"] == "entry: Signed Up (v1)"  # the version the record had
+    assert entered["step"] == "first_look"
+
+
+def test_the_timeline_keeps_the_records_the_decision_log_does_not_tell() -> None:
+    """With `decision_log: off` only the records know of an entry, a goal, an exit."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from engine.api.dashboard.timeline import timeline
+
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    enrollment = SimpleNamespace(journey="j", version=2, entered_at=at)
+    goal = SimpleNamespace(journey="j", at=at)
+    left = SimpleNamespace(journey="j", at=at, step="pause", reason="completed")
+    store = SimpleNamespace(outbox_records=lambda pid: [], recorded_decisions=lambda pid: [],
+                            profile_enrollments=lambda pid: [enrollment, enrollment],
+                            recorded_goals=lambda pid: [goal], recorded_exits=lambda pid: [left])
+    assert sorted(r[1] for r in timeline(store, "p")) == ["entered", "entered", "exit", "goal"]
 
 
 def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:

@@ -107,3 +107,20 @@ def test_a_steps_decisions_are_grouped_by_reason_not_by_person(tmp_path: Path) -
     assert ("waiting", "until the wait is over", 4) in decisions["grace"]
     assert ("waiting", "for Email Clicked, until the timeout", 4) in decisions["clicked"]
     assert decisions["offer"] == [("branch", "else -> plain_offer", 4)]
+
+
+def test_a_short_median_time_to_goal_is_shown_in_seconds_or_minutes() -> None:
+    """Goals reached within three minutes showed `0.0 h` on the page."""
+    from engine.api.dashboard.stats import kpi_text, kpi_value
+
+    assert kpi_value("median_time_to_goal", 42.0) == "42 s"
+    assert kpi_value("median_time_to_goal", 150.0) == "2.5 min"
+    assert kpi_value("median_time_to_goal", 3 * 3600 + 720) == "3.2 h"
+    assert kpi_value("median_time_to_goal", None) == "-"
+    small = {"value": 90.0, "previous": 120.0, "change": -30.0}
+    assert kpi_text("median_time_to_goal", small) == "median_time_to_goal 1.5 min (-30 s)"
+    longer = {"value": 7200.0, "previous": 3600.0, "change": 3600.0}
+    assert kpi_text("median_time_to_goal", longer) == "median_time_to_goal 2.0 h (+1.0 h)"
+    assert kpi_text("median_time_to_goal", {"value": 600.0, "previous": 0.0,
+                                            "change": 600.0}) == (
+        "median_time_to_goal 10.0 min (+10.0 min)")

@@ -112,6 +112,14 @@ def test_graph_prints_mermaid_and_writes_markdown(tmp_path: Path) -> None:
     assert "no journey 'nope'" in missing.stderr
 
 
+def test_graph_says_each_branch_case_s_condition() -> None:
+    """The branch edges said `case 1`; they say the condition."""
+    result = run("graph", "abandoned_cart")
+    assert result.returncode == 0, result.stderr
+    assert "    offer --> vip_offer: profile.traits.vip = true\n" in result.stdout
+    assert "    offer --> plain_offer: else\n" in result.stdout
+
+
 def test_simulate_json(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
                           {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
@@ -562,3 +570,32 @@ def test_preview_says_when_the_policy_would_not_deliver_the_message() -> None:
                    now=noon)
     assert sent.as_json()["policy"]["action"] == "send"
     assert not [line for line in sent.lines() if line.startswith("policy:")]
+
+
+def test_preview_warns_of_an_address_its_channel_cannot_send_to() -> None:
+    """A numeric `email` trait showed `to: 5` with no word; a phone not in E.164 form
+    and no address at all (the engine skips that send as no_address) are said too."""
+    from engine.qa.preview import preview
+    from tests.conftest import LIBRARY
+
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+    def shown(journey: str, step: str, traits: dict[str, Any]) -> Any:
+        return preview(LIBRARY, journey, step, {"id": "ana", "traits": traits}, now=noon)
+
+    five = shown("welcome", "welcome_site", {"first_name": "Ana", "email": 5})
+    assert five.lines()[1:3] == [
+        "to: 5", "warning: '5' is not an e-mail address (the profile's email trait); the "
+        "mail server would refuse it"]
+    assert five.as_json()["warnings"] == [five.lines()[2].removeprefix("warning: ")]
+    fine = shown("welcome", "welcome_site", {"first_name": "Ana", "email": "ana@example.com"})
+    assert fine.as_json()["warnings"] == []
+    assert not [line for line in fine.lines() if line.startswith("warning:")]
+    nobody = shown("welcome", "welcome_site", {"first_name": "Ana"})
+    assert nobody.lines()[1:3] == [
+        "to: (no address)", "warning: no address: the profile has no email trait; the "
+        "engine would skip this send (no_address)"]
+    local = shown("nps_detractors", "escalate", {"first_name": "Ana", "phone": "600 000 000"})
+    assert "is not a phone number in E.164 form" in local.lines()[2]
+    assert shown("nps_detractors", "escalate", {"first_name": "Ana",
+                                                    "phone": "+34600000000"}).warnings == []

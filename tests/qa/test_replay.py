@@ -269,4 +269,24 @@ def test_bad_input(tmp_path: Path) -> None:
     assert human.exit_code == 0, human.output
     # the events refused are not counted as replayed (`events` in --json: every one read)
     assert human.output.startswith("replayed 1 of 2 events of 1 profile, "), human.output
-    assert "1 event(s) rejected, as the API would have:" in human.output
+    assert "1 event rejected, as the API would have:" in human.output
+
+
+def test_the_text_report_says_1_goal_not_1_goals() -> None:
+    """A marketer's trial read "1 goals" in the text report (the JSON is unchanged)."""
+    from engine.qa.replay_report import JourneyCounts, ReplayReport, format_report
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    one = JourneyCounts(enrolled=1, completed=1, goals=1,
+                        variants={"ab": {"a": {"entered": 1, "goals": 1},
+                                         "b": {"entered": 2, "goals": 2}}})
+    lines = list(format_report(ReplayReport(1, 1, at, at, {"j": one},
+                                            rejected={"bad": 1})))
+    assert lines[0].startswith("replayed 0 of 1 event of 1 profile, ")
+    assert "  1 event rejected, as the API would have:" in lines
+    assert "j: 1 enrolled, 1 completed, 0 exited, 0 still in, 1 goal (100.0%)" in lines
+    assert "  split ab: a 1 entered, 1 goal (100.0%); b 2 entered, 2 goals (100.0%)" in lines
+    many = list(format_report(ReplayReport(2, 2, at, at, {"j": JourneyCounts(
+        enrolled=3, goals=2)})))
+    assert many[0].startswith("replayed 2 events of 2 profiles, ")
+    assert "j: 3 enrolled, 0 completed, 0 exited, 0 still in, 2 goals (66.7%)" in many

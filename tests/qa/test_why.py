@@ -203,12 +203,33 @@ def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
 def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
     _, db = played
     assert why_json(db, "gold", "--journey", "nope") == []
-    none = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "nope"])
-    assert none.output == ("gold: no decisions in nope (no event of theirs matched its "
-                           "entry, or no such journey)\n")
+    none = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "welcome"])
+    assert none.exit_code == 0
+    assert none.output == ("gold: no decisions in welcome (no event of theirs matched its "
+                           "entry)\n")
     unknown = runner.invoke(app, ["why", "ghost", "--db", db])
     assert unknown.exit_code == 1
     assert "no profile 'ghost'" in unknown.output
+
+
+def test_why_names_a_journey_that_does_not_exist_and_suggests_one(
+        played: tuple[Service, str]) -> None:
+    """`why gold --journey ofer` said "no decisions ... or no such journey", exit 0, no
+    did-you-mean; it still exits 0 with the contract's list (the person is known), and
+    says on stderr that no such journey is bundled or deployed, with the nearest name."""
+    _, db = played
+    typo = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "ofer"])
+    assert typo.exit_code == 0
+    assert typo.stdout == ""
+    assert typo.stderr.startswith("gold: no journey 'ofer' in ")
+    assert typo.stderr.rstrip().endswith("nor deployed to the store (did you mean 'offer'?)")
+    as_json = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "ofer", "--json"])
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout) == []
+    assert "(did you mean 'offer'?)" in as_json.stderr
+    deployed = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "offer"])
+    assert deployed.exit_code == 0
+    assert deployed.stderr == ""
 
 
 def test_decision_log_off_records_only_what_became_of_sends(tmp_path: Path) -> None:

@@ -58,3 +58,19 @@ def test_values_read_by_a_condition_are_bounded() -> None:
     assert read["event.properties.price"] == 10
     assert read["profile.traits.country"] == "missing"
     assert len(read["event.properties.note"]) == 80
+
+
+def test_written_says_a_whole_condition_in_words() -> None:
+    """A diagram's branch edge says its condition (`journeyman graph`, the dashboard)."""
+    from rules.conditions import parse_condition
+    from rules.explain import written
+
+    assert written(parse_condition({"profile.traits.vip": {"eq": True}})) == (
+        "profile.traits.vip = true")
+    both = parse_condition({"any": [{"event.properties.price": {"lt": 20}},
+                                    {"all": [{"profile.traits.plan": {"in": ["a", "b"]}},
+                                             {"not": {"profile.traits.email": {
+                                                 "exists": True}}}]}]})
+    assert written(both) == ("event.properties.price < 20 or (profile.traits.plan in "
+                             "['a', 'b'] and not (profile.traits.email exists))")
+    assert written(parse_condition({})) == "always"

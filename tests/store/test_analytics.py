@@ -205,3 +205,58 @@ def test_two_transactions_counting_the_same_hour_do_not_wait_for_each_other(
     s.fold_rollup_deltas()
     counts = s.journey_counts("j", T0 - timedelta(hours=1), T0 + timedelta(hours=2), STEPS)
     assert (counts.entered, counts.passed["wait"]) == (2, 2)
+
+
+def test_decisions_are_grouped_in_the_database_without_the_persons_own_part(
+        sql_store: Any) -> None:
+    """A journey page read a row per distinct reason (each person's wait ends at their
+    own time, each branch says the values it read) and grouped them in Python: the
+    database groups by the reason without the person's own part, on SQLite and on
+    PostgreSQL alike, so the rows read are a step's reasons, and the numbers are those
+    of grouping every reason in Python (`own_part_removed`)."""
+    from collections import Counter
+
+    from engine.store.sql.reasons import own_part_removed
+
+    s = sql_store
+    written: list[tuple[str, str, str]] = []
+    for i in range(30):
+        t = (T0 + timedelta(minutes=7 * i, microseconds=i)).isoformat()
+        written += [("grace", "waiting", f"until {t}"),
+                    ("clicked", "waiting", f"for Email Clicked until {t}"),
+                    ("offer", "branch", f"case 1 -> vip_offer (profile.traits.vip {i})"),
+                    ("offer", "branch", f"else -> plain (case 1: profile.traits.vip {i}\n"
+                                        f"is not = true)")]
+        if i % 3 == 0:
+            written.append(("on_day", "resumed", f"no wait: {t} is already past"))
+    odd = [("grace", "waiting", "until next week"),  # a space in the time: as it is
+           ("grace", "waiting", "until 2026-03-02T10:00:00Z\n"),  # a final newline
+           ("grace", "waiting", "for A\nB until 2026-03-02T10:00:00Z"),  # a newline
+           ("grace", "waiting", "for until 2026"),  # no event named
+           ("offer", "branch", "case 1 -> vip_offer"),  # no values
+           ("offer", "branch", "case one -> x (y)"),
+           ("offer", "branch", "case 2 -> a b (c)"),
+           ("offer", "branch", "case 12 (c)"),  # no target
+           ("on_day", "resumed", "wait over"),
+           ("send", "skipped", "until 2026-03-02T10:00:00Z")]  # not a wait: as it is
+    written += odd * 2
+    for n, (step, what, reason) in enumerate(written):
+        s.record_decision(Decision(later(1), f"p{n}", "j", step, what, reason))
+    s.record_decision(Decision(later(1), "p", "other", "grace", "waiting", "until x"))
+
+    counts = s.journey_counts("j", T0, later(24), ["grace"])
+    expected = Counter((step, what, own_part_removed(what, reason))
+                       for step, what, reason in written)
+    assert sorted(counts.decisions) == sorted((*key, n) for key, n in expected.items())
+    read = {(step, what, reason): n for step, what, reason, n in counts.decisions}
+    assert read[("grace", "waiting", "until the wait is over")] == 30
+    assert read[("clicked", "waiting", "for Email Clicked, until the timeout")] == 30
+    assert read[("offer", "branch", "case 1 -> vip_offer")] == 30 + 2  # with the bare one
+    assert read[("offer", "branch", "else -> plain")] == 30
+    assert read[("offer", "branch", "case 12")] == 2
+    assert read[("on_day", "resumed", "no wait: the time was already past")] == 10
+    assert read[("grace", "waiting", "for A\nB until 2026-03-02T10:00:00Z")] == 2
+    assert read[("grace", "waiting", "until 2026-03-02T10:00:00Z\n")] == 2
+    assert read[("send", "skipped", "until 2026-03-02T10:00:00Z")] == 2
+    # 5 grouped reasons (one with the bare "case 1 -> vip_offer"), 9 odd ones as they are
+    assert len(counts.decisions) == len(expected) == 14  # not a row a person

@@ -44,11 +44,13 @@ from engine.api.dashboard.stats import (
     kpi_text,
     kpi_value,
 )
+from engine.api.dashboard.timeline import step_of, timeline
 from engine.core.times import iso
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.identity import profile_named
 from journeys.compiler import CompiledJourney, mermaid
+from rules.errors import did_you_mean
 
 HERE = Path(__file__).parent
 STATIC = {"mermaid.min.js": "text/javascript", "dashboard.js": "text/javascript",
@@ -130,12 +132,20 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             if who.sid else "", query=request.url.query, **context)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
-    def period(request: Request) -> tuple[int, datetime, datetime]:
-        try:
-            days = int(request.query_params.get("days", "7"))
-        except ValueError:
-            days = 7
-        days = min(max(days, 1), MAX_DAYS)
+    def error_page(who: Viewer, status: int, title: str, message: str) -> Response:
+        """An error as a dashboard page (the header, the message, the way back)."""
+        html = env.get_template("error.html").render(
+            title=title, who=who, message=message, back="/", back_text="Back to the journeys",
+            csrf=sessions.csrf_token(who.sid) if who.sid else "")
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def period(request: Request) -> tuple[int, datetime, datetime] | None:
+        """`?days=N` (7 when not given) and its period; None for anything but a whole
+        number from 1 to MAX_DAYS, as `GET /v1/journeys/{id}/stats` refuses it."""
+        raw = request.query_params.get("days", "7").strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+            return None
+        days = int(raw)
         until = dash.now()
         return days, until - timedelta(days=days), until
 
@@ -242,8 +252,15 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             return to_login(request)
         journey = dash.compiled.get(journey_id)
         if journey is None:
-            return HTMLResponse("no such journey", status_code=404)
-        days, since, until = period(request)
+            return error_page(who, 404, "No such journey",
+                              f"There is no journey {journey_id[:80]!r}"
+                              + did_you_mean(journey_id, dash.compiled) + ".")
+        found = period(request)
+        if found is None:
+            return error_page(who, 400, "Bad period",
+                              f"days={request.query_params.get('days', '')[:40]!r}: the "
+                              f"period is a whole number of days from 1 to {MAX_DAYS}.")
+        days, since, until = found
         stats = journey_stats(store, journey, since, until)
         tables: dict[str, Table] = {
             "steps": (["step", "kind", "now", "passed", "sent", "pending", "failed",
@@ -322,7 +339,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             "identities": (["kind", "value"], [list(i) for i in store.identities_of(pid)]),
             "enrollments": (["journey", "version", "step", "status", "entered", "ended",
                              "exit reason", "variants"],
-                            [[e.journey, e.version, left_from.get(e.id, _step_of(e.state)),
+                            [[e.journey, e.version, left_from.get(e.id, step_of(e.state)),
                               e.status, iso(e.entered_at),
                               iso(e.ended_at) if e.ended_at else "", e.exit_reason or "",
                               ", ".join(f"{k}={v}" for k, v in e.variants.items())]
@@ -416,36 +433,6 @@ def annotated_mermaid(journey: CompiledJourney, steps: Sequence[Mapping[str, Any
         else:
             lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def timeline(store: Store, profile_id: str) -> list[list[Any]]:
-    """The profile's story, oldest first: entries, sends, decisions, goals and exits.
-    PLUG-IN (issue 12, the full decision log): when `why` lands, its story replaces or
-    extends these rows (see `why_story`)."""
-    rows: list[tuple[datetime, str, str, str, str]] = []
-    for e in store.profile_enrollments(profile_id):
-        # the step it is on now is not where it entered: the "entered" decision says that
-        rows.append((e.entered_at, "entered", e.journey, "", f"v{e.version}"))
-    for r in store.outbox_records(profile_id):
-        rows.append((r.entry.created_at, f"send {r.status}", r.entry.journey, r.entry.step,
-                     f"{r.entry.channel} → {r.entry.to or ''}"
-                     + (f" ({r.last_error})" if r.last_error else "")))
-    for d in store.recorded_decisions(profile_id):
-        rows.append((d.at, d.what, d.journey, _step_of(d.step), d.reason))
-    for g in store.recorded_goals(profile_id):
-        rows.append((g.at, "goal", g.journey, "", ""))
-    for x in store.recorded_exits(profile_id):
-        rows.append((x.at, "exit", x.journey, x.step, x.reason))
-    rows.sort(key=lambda r: r[0])
-    return [[iso(at), what, journey, step, detail] for at, what, journey, step, detail in rows]
-
-
-def _step_of(state: str | None) -> str:
-    """A step's id, or "" for the engine's own states (`__exited__`: a goal reached
-    after the enrollment ended is recorded there), as `journeyman why` tells them."""
-    from engine.runtime.why import PLACEHOLDERS
-
-    return "" if state is None or state in PLACEHOLDERS else state
 
 
 def why_story(store: Store, profile_id: str) -> list[str] | None:

@@ -12,12 +12,12 @@ Wilson interval of 81/263 is 0.2553 to 0.3662).
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from typing import Any
 
 from engine.core.times import iso
 from engine.store.sql.analytics import AnalyticsQueries, JourneyCounts
+from engine.store.sql.reasons import own_part_removed
 from journeys.compiler import CompiledJourney
 from journeys.steps import kind_of
 
@@ -99,32 +99,13 @@ def _step(step: str, kind: str, counts: JourneyCounts) -> dict[str, Any]:
     }
 
 
-# The part of a decision's reason that is the person's own: the time a wait ends ("until
-# 2026-03-02T10:07:00Z", "for Email Clicked until ..."), the values a branch read
-# ("case 1 -> vip_offer (profile.traits.vip true)", "else -> plain (case 1: ...)"), the
-# time a wait on a timestamp found already past ("no wait: 2026-03-02T10:00:00Z is ...").
-_OWN_WAIT = re.compile(r"^(for .+ )?until \S+$")
-_PAST = re.compile(r"^no wait: \S+ is already past$")
-_OWN_VALUES = re.compile(r"^((?:case \d+|else)(?: -> \S+)?) \(.*\)$", re.DOTALL)
-
-
-def _reason(what: str, reason: str) -> str:
-    """The reason without what is the person's own, so that a step's decisions are one
-    row per reason, not one row per person."""
-    if what == "waiting" and (wait := _OWN_WAIT.match(reason)):
-        return f"{wait[1][:-1]}, until the timeout" if wait[1] else "until the wait is over"
-    if what == "branch" and (case := _OWN_VALUES.match(reason)):
-        return case[1]
-    if what == "resumed" and _PAST.match(reason):
-        return "no wait: the time was already past"
-    return reason
-
-
 def _grouped(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
-    """The decisions counted per (what, reason without the person's own), most first."""
+    """The decisions counted per (what, reason without the person's own), most first:
+    the store grouped them so already (engine/store/sql/reasons.py); grouped again here
+    with the same function, which leaves its own answers as they are."""
     counted: dict[tuple[str, str], int] = {}
     for what, reason, n in rows:
-        key = (what, _reason(what, reason))
+        key = (what, own_part_removed(what, reason))
         counted[key] = counted.get(key, 0) + n
     return [{"what": what, "reason": reason, "count": n}
             for (what, reason), n in sorted(counted.items(), key=lambda kv: -kv[1])]
@@ -219,14 +200,26 @@ RATES = ("conversion", "ctr", "open_rate", "opt_out_rate", "bounce_rate")
 
 
 def kpi_value(name: str, value: float | None) -> str:
-    """A KPI's value for people: rates as percentages, times in hours."""
+    """A KPI's value for people: rates as percentages, times in seconds, minutes or
+    hours."""
     if value is None:
         return "-"
     if name in RATES:
         return f"{100 * value:.1f}%"
     if name == "median_time_to_goal":
-        return f"{value / 3600:.1f} h"
+        return _time(value)
     return f"{value:g}"
+
+
+def _time(seconds: float, sign: str = "") -> str:
+    """A time in the unit that shows it: `45 s`, `2.5 min`, `3.2 h` (a goal reached in
+    two minutes was `0.0 h`); `sign="+"` writes + or - before it, for a change."""
+    size = abs(seconds)
+    if size < 60:
+        return f"{seconds:{sign}.0f} s"
+    if size < 3600:
+        return f"{seconds / 60:{sign}.1f} min"
+    return f"{seconds / 3600:{sign}.1f} h"
 
 
 def kpi_text(name: str, kpi: dict[str, Any]) -> str:
@@ -237,7 +230,7 @@ def kpi_text(name: str, kpi: dict[str, Any]) -> str:
     elif name in RATES:
         delta = f" ({100 * change:+.1f} pts)"
     elif name == "median_time_to_goal":
-        delta = f" ({change / 3600:+.1f} h)"
+        delta = f" ({_time(change, '+')})"
     else:
         delta = f" ({change:+g})"
     return f"{name} {kpi_value(name, kpi['value'])}{delta}"

@@ -9,7 +9,8 @@ page stays fast with a million enrollments.
   (the step is in their `visits`), took each variant of a split step; the cost grows
   with the cohort, not with the table;
 - sends per step and status (outbox (journey, created_at)) and decisions per step,
-  kind and reason (decisions (journey, at)) in the period.
+  kind and reason without the person's own part (decisions (journey, at);
+  engine/store/sql/reasons.py) in the period.
 
 Only the SQL store has these (the dashboard is served by `journeyman serve`, which
 always runs on one).
@@ -28,6 +29,7 @@ from sqlalchemy import Connection, Text, case, cast, func, select, text, union_a
 from engine import jsonfast
 from engine.core.times import iso
 from engine.store.sql.db import SqlBase
+from engine.store.sql.reasons import reason_key
 from engine.store.sql.tables import table
 
 
@@ -199,12 +201,16 @@ class AnalyticsQueries(SqlBase):
             for (on, step), by_status in sends_by_day.items():
                 counts.series.setdefault(on, DayCounts()).sends[step] = by_status
             counts.series = dict(sorted(counts.series.items()))
+            # grouped by the reason without the person's own part (reasons.py): a row
+            # per step and reason read, not one per person's time or values
+            key = reason_key(d.c.what, d.c.reason, pg=self._pg).label("reason")
+            r = select(d.c.step, d.c.what, key).where(
+                d.c.journey == journey, d.c.at >= since, d.c.at < until).subquery()
             counts.decisions = [
                 (str(step), str(what), str(reason), int(n)) for step, what, reason, n in
-                conn.execute(select(d.c.step, d.c.what, d.c.reason, func.count())
-                             .where(d.c.journey == journey, d.c.at >= since, d.c.at < until)
-                             .group_by(d.c.step, d.c.what, d.c.reason)
-                             .order_by(d.c.step, func.count().desc()))]
+                conn.execute(select(r.c.step, r.c.what, r.c.reason, func.count())
+                             .group_by(r.c.step, r.c.what, r.c.reason)
+                             .order_by(r.c.step, func.count().desc()))]
         return counts
 
     def cohort_conversion(self, journey: str, since: datetime,

@@ -51,6 +51,7 @@ from engine.store.sql.lanes import lane_of, unserved
 from engine.store.sql.many_rows import JsonRowsPlan, ManyRowsPlan, waves
 from engine.store.sql.notify import notify_all
 from engine.store.sql.pg_engine import postgres_engine
+from engine.store.sql.reasons import sqlite_reason
 from engine.store.sql.tables import table
 from engine.store.sql.turns import FairWriteGate, ProcessTurns, process_turns
 from engine.store.sql.wake_sockets import WakeSockets
@@ -426,6 +427,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         dbapi_conn.create_function("jm_lane", 2, lane_of, deterministic=True)
         dbapi_conn.create_function("jm_unserved", 2, unserved, deterministic=True)
+        dbapi_conn.create_function("jm_reason", 2, sqlite_reason, deterministic=True)
         # SQLite's default page cache is 2 MB: a store with a million timers (~270 MB)
         # then re-reads index pages from the OS on every claim. 64 MB per connection.
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")

@@ -1,0 +1,79 @@
+"""A profile's timeline on the dashboard's profile page, oldest first: entries, sends,
+decisions, goals and exits.
+
+An entry, a goal and an exit are each in two places: their own records (enrollments,
+`goals`, `exits`) and the decision log (`entered`, `goal`, `exited`, with the reason).
+Each is shown once: the decision, which says why (with the version entered), and the
+record alone when the decision log has no row for it (`decision_log: off`, or a log
+older than the record).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.core.times import iso
+from engine.ports import Store
+
+# A record and its decision are written by one piece of work; a clock read twice in it
+# (a real clock, a late timer) puts them milliseconds apart, far less than this.
+SAME_MOMENT = timedelta(minutes=1)
+
+Row = tuple[datetime, str, str, str, str]
+
+
+def timeline(store: Store, profile_id: str) -> list[list[Any]]:
+    """The profile's story, oldest first, every entry, goal and exit once."""
+    rows: list[Row] = []
+    for r in store.outbox_records(profile_id):
+        rows.append((r.entry.created_at, f"send {r.status}", r.entry.journey, r.entry.step,
+                     f"{r.entry.channel} → {r.entry.to or ''}"
+                     + (f" ({r.last_error})" if r.last_error else "")))
+    decided = _Decided([(d.at, d.what, d.journey, step_of(d.step), d.reason)
+                        for d in store.recorded_decisions(profile_id)])
+    for e in store.profile_enrollments(profile_id):
+        # the step it is on now is not where it entered: the "entered" decision says that
+        version = f"v{e.version}"
+        if not decided.tells("entered", e.journey, e.entered_at, also=version):
+            rows.append((e.entered_at, "entered", e.journey, "", version))
+    for g in store.recorded_goals(profile_id):
+        if not decided.tells("goal", g.journey, g.at):
+            rows.append((g.at, "goal", g.journey, "", ""))
+    for x in store.recorded_exits(profile_id):
+        if not decided.tells("exited", x.journey, x.at):
+            rows.append((x.at, "exit", x.journey, x.step, x.reason))
+    rows += decided.rows
+    rows.sort(key=lambda r: r[0])
+    return [[iso(at), what, journey, step, detail] for at, what, journey, step, detail in rows]
+
+
+class _Decided:
+    """The decision log's rows, and which of them already tell a record."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+        self.told: set[int] = set()
+
+    def tells(self, what: str, journey: str, at: datetime, *, also: str = "") -> bool:
+        """Whether a row tells this record: the nearest of its kind and journey within
+        SAME_MOMENT that tells no other record yet; that row then carries `also`."""
+        near = [(abs(row[0] - at), i) for i, row in enumerate(self.rows)
+                if i not in self.told and row[1] == what and row[2] == journey
+                and abs(row[0] - at) <= SAME_MOMENT]
+        if not near:
+            return False
+        _, i = min(near)
+        self.told.add(i)
+        if also:
+            d_at, d_what, d_journey, step, reason = self.rows[i]
+            self.rows[i] = (d_at, d_what, d_journey, step, f"{reason} ({also})")
+        return True
+
+
+def step_of(state: str | None) -> str:
+    """A step's id, or "" for the engine's own states (`__exited__`: a goal reached
+    after the enrollment ended is recorded there), as `journeyman why` tells them."""
+    from engine.runtime.why import PLACEHOLDERS
+
+    return "" if state is None or state in PLACEHOLDERS else state
