@@ -23,6 +23,7 @@ from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
 from engine.ports import Decision, Failure, Message
 from engine.runtime.events import normalize
+from engine.runtime.identity import profile_named
 from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import UnsubscribeLinks
 from engine.runtime.why import Why
@@ -358,7 +359,8 @@ class InMemoryEngine:
                 for d in self.store.decisions if d.what == "deferred"]
 
     def profile(self, profile_id: str) -> Profile:
-        stored = self.store.get_profile(profile_id)
+        """The profile a userId, anonymousId or profile id names (its computed view)."""
+        stored = self.store.get_profile(profile_named(self.store, profile_id) or profile_id)
         if stored is None:
             raise KeyError(f"no profile {profile_id!r}")
         return self.runner.computed.view(stored, self.now, self.library.policy.timezone)

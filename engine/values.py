@@ -6,7 +6,7 @@ suppressions, deployed journey versions. Plain data, no behaviour beyond small h
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -151,6 +151,65 @@ PROFILE_ID_KIND = "profile"
 PROFILE_ID_KINDS = ("user_id", "anonymous_id", PROFILE_ID_KIND)
 
 
+def inbox_owner(event: Mapping[str, Any],
+                profile_for: Callable[[str, str], str | None]) -> str:
+    """The inbox queue an accepted event waits in, and what its stored row is filed
+    under until a worker handles it (then under the profile it was handled for): the
+    profile its userId (else its anonymousId) points at; for an id not linked yet, the
+    id's text, which the worker will make its profile's id, unless the text is or was
+    another profile's id (engine/runtime/identity.py chooses another then): such an
+    event waits in a provisional queue of its own, so that it is nobody else's."""
+    user, anonymous = event.get("userId"), event.get("anonymousId")
+    for kind, other, value in (("user_id", "anonymous_id", user),
+                               ("anonymous_id", "user_id", anonymous)):
+        if not value:
+            continue
+        text = str(value)
+        linked = profile_for(kind, text)
+        if linked is not None:
+            return linked
+        if kind == "user_id" and str(anonymous or "") == text and profile_for(
+                "anonymous_id", text) == text:
+            return text  # one person by both ids: the anonymous profile becomes theirs
+        if profile_for(other, text) == text or profile_for(PROFILE_ID_KIND, text) is not None:
+            return provisional_owner(kind, text)
+        return text
+    return f"message:{event['messageId']}"
+
+
+def provisional_owner(kind: str, value: str) -> str:
+    """A provisional queue: no profile's id, as no id starts with a space (ids are
+    stripped); long ids share one by their first characters (a queue, not a person)."""
+    return f" {kind}:{value}"[:255]
+
+
+def is_provisional(owner: str) -> bool:
+    return owner.startswith(" ")
+
+
+def provisional_value(owner: str) -> str:
+    """The id whose provisional queue `owner` is (its text as far as the queue keeps it)."""
+    return owner[1:].split(":", 1)[-1]
+
+
+def named_ids(ids: Iterable[str]) -> list[str]:
+    """`ids` without the provisional queues (no one's identifier, nothing to show)."""
+    return [i for i in ids if not is_provisional(i)]
+
+
+def person_ids_from(profile_id: str, identities: Iterable[tuple[str, str]]) -> list[str]:
+    """What a person's rows are filed under, from their profile's identifiers: its id,
+    the ids it had (`profile` identifiers) and the provisional queues of its userIds and
+    anonymousIds (an event parked there, not handled yet, is theirs)."""
+    ids = {profile_id}
+    for kind, value in identities:
+        if kind == PROFILE_ID_KIND:
+            ids.add(value)
+        elif kind in PROFILE_ID_KINDS:
+            ids.add(provisional_owner(kind, value))
+    return sorted(ids)
+
+
 SCOPES = ("track", "identify", "alias", "consent", "admin")
 SERVER_SCOPES = frozenset({"track", "identify", "alias", "consent"})
 PUBLIC_SCOPES = frozenset({"track", "identify"})
@@ -246,6 +305,9 @@ class WriteRun:
     # resolution chose another id, or merged): (messageId, queued for, handled for); the
     # stored event is filed under the profile it was handled for.
     refiled: list[tuple[str, str, str]] = field(default_factory=list)
+    # Provisional queues resolved (engine/values.py `inbox_owner`): queue -> profile; the
+    # events still waiting there wait in the profile's queue.
+    requeued: dict[str, str] = field(default_factory=dict)
 
     def add_timer(self, timer: ScheduleTimer) -> None:
         self.timers_added.setdefault(timer.key, timer)
@@ -273,13 +335,14 @@ class WriteRun:
         self.emitted += later.emitted
         self.withdrawn += later.withdrawn
         self.refiled += later.refiled
+        self.requeued.update(later.requeued)
 
     @property
     def empty(self) -> bool:
         return not any((self.profiles, self.enrollments, self.entries, self.timers_added,
                         self.timers_cancelled, self.segments, self.identities, self.sends,
                         self.decisions, self.exits, self.goals, self.acked, self.emitted,
-                        self.withdrawn, self.refiled))
+                        self.withdrawn, self.refiled, self.requeued))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ made for the person, engine/runtime/why.py), a person's export and erasure
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -15,7 +15,8 @@ from engine.api import openapi
 from engine.api.auth import ApiError, require_admin
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
-from engine.runtime.privacy import export_document, find_person, forget
+from engine.runtime.identity import NAMING_KINDS
+from engine.runtime.privacy import export_document, find_person, forget, other_people_named
 from engine.runtime.why import DecisionSource, why
 
 ProfileView = Callable[[str], dict[str, Any] | None]
@@ -26,6 +27,17 @@ def _usable(user_id: str) -> bool:
     # No id holds a NUL or is longer than the id columns (ingest refuses them), and
     # PostgreSQL would refuse to even look such a value up.
     return "\x00" not in user_id and len(user_id) <= MAX_ID_CHARS
+
+
+# `?by=`: the kind of id the path names (engine/runtime/identity.py NAMING_KINDS); an
+# enum in the OpenAPI document, checked here (a 400 like every other bad request)
+IdKind = Annotated[str | None, Query(json_schema_extra={"enum": list(NAMING_KINDS)})]
+
+
+def _kind(by: str | None) -> str | None:
+    if by is not None and by not in NAMING_KINDS:
+        raise ApiError(400, f"by must be one of {', '.join(NAMING_KINDS)}")
+    return by
 
 
 def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
@@ -42,33 +54,37 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
 
     @app.get("/v1/profiles/{user_id}/why", summary="Why: every decision made for a person "
              "(admin key)", **openapi.why_route())
-    async def profile_why(user_id: str, request: Request,
-                          journey: str | None = None) -> JSONResponse:
+    async def profile_why(user_id: str, request: Request, journey: str | None = None,
+                          by: IdKind = None) -> JSONResponse:
         require_admin(request, store)
-        found = (why(decisions, user_id, journey=journey)
+        found = (why(decisions, user_id, journey=journey, by=_kind(by))
                  if decisions is not None and _usable(user_id) else None)
         if found is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
         return JSONResponse([entry.as_json() for entry in found])
 
-    def _person(user_id: str) -> str:
-        pid = find_person(store, user_id) if _usable(user_id) else None
+    def _person(user_id: str, by: str | None, erasing: bool = False) -> str:
+        if erasing and by is None and _usable(user_id):
+            others = other_people_named(store, user_id)
+            if others is not None:  # erase no one by a guess
+                raise ApiError(409, f"{others[:300]}; say which with ?by=")
+        pid = find_person(store, user_id, by) if _usable(user_id) else None
         if pid is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
         return pid
 
     @app.get("/v1/profiles/{user_id}/export", summary="Everything held about a person "
              "(admin key)", **openapi.export_route())
-    async def export(user_id: str, request: Request) -> JSONResponse:
+    async def export(user_id: str, request: Request, by: IdKind = None) -> JSONResponse:
         require_admin(request, store)
-        pid = await run_in_threadpool(_person, user_id)
+        pid = await run_in_threadpool(_person, user_id, _kind(by))
         return JSONResponse(await run_in_threadpool(export_document, store, pid))
 
     @app.delete("/v1/profiles/{user_id}", summary="Erase a person (admin key)",
                 **openapi.forget_route())
-    async def erase(user_id: str, request: Request) -> JSONResponse:
+    async def erase(user_id: str, request: Request, by: IdKind = None) -> JSONResponse:
         require_admin(request, store)
-        pid = await run_in_threadpool(_person, user_id)
+        pid = await run_in_threadpool(_person, user_id, _kind(by), True)
         deleted = await run_in_threadpool(forget, store, pid)
         return JSONResponse({"deleted": deleted})
 

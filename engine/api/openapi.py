@@ -122,6 +122,8 @@ _ANSWERS: dict[int, str] = {
     429: "The key is over its rate (events per second); retry after `Retry-After` "
          "seconds. Nothing of the request is stored.",
     404: "Not found.",
+    409: "The id names two people (a userId and an anonymousId of the same text): nothing "
+         "is erased until `?by=user_id|anonymous_id|profile` says which.",
     413: f"The body is larger than {MAX_REQUEST_KB} KB ({MAX_BATCH_BYTES} bytes), as sent or "
          "once inflated. Nothing is stored; the connection is closed.",
     503: "The database is away for a moment (a lost connection, a lock, a statement "
@@ -294,7 +296,7 @@ def admin_route() -> dict[str, Any]:
 def why_route() -> dict[str, Any]:
     return {"responses": {200: {"model": list[WhyEntry],
                                 "description": "Every decision, oldest first."},
-                          **_errors(401, 403, 404)},
+                          **_errors(400, 401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
 
 
@@ -303,7 +305,7 @@ def export_route() -> dict[str, Any]:
                            "enrollments, sends, decisions, and every stored row by table "
                            "(`tables`). See docs/privacy.md.",
             "responses": {200: {"model": PersonExport, "description": "The person's data."},
-                          **_errors(401, 403, 404)},
+                          **_errors(400, 401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}
 
 
@@ -314,7 +316,7 @@ def forget_route() -> dict[str, Any]:
                            "on SQLite the file and its WAL are scrubbed "
                            "(`sqlite_scrubbed`: 1, or 0 while another process holds it).",
             "responses": {200: {"model": Forgotten, "description": "Rows deleted per table."},
-                          **_errors(401, 403, 404)},
+                          **_errors(400, 401, 403, 404, 409)},
             "openapi_extra": {"security": SECURITY}}
 
 

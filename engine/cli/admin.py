@@ -14,7 +14,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli.common import EXIT_INVALID, DbOpt, err, journeys_folder, open_store, out
+from engine.cli.common import (
+    EXIT_INVALID,
+    ByOpt,
+    DbOpt,
+    err,
+    journeys_folder,
+    open_store,
+    out,
+)
 from engine.core.times import iso
 from engine.ports import SCOPES, OutboxRecord
 from engine.store import DEFAULT_URL
@@ -218,21 +226,26 @@ def why(
     journey: Annotated[str | None, typer.Option(help="Only this journey's decisions.")] = None,
     db: DbOpt = DEFAULT_URL,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout.")] = False,
+    by: ByOpt = None,
 ) -> None:
     """Why a person got, or did not get, each message: every decision the engine made
     for them (entered or not and why, waits, branches with the values that decided
     them, splits, sends, skips, deferrals, goals, exits), oldest first. Exit 1 when
     the store knows nothing of that person."""
+    from engine.runtime.privacy import other_people_named
     from engine.runtime.why import story
     from engine.runtime.why import why as explain
 
     store = open_store(db)
     try:
-        entries = explain(store, user, journey=journey)
+        others = other_people_named(store, user) if by is None else None
+        entries = explain(store, user, journey=journey, by=by)
         unknown = (_unknown_journey(store, journey)
                    if journey is not None and entries == [] else None)
     finally:
         store.close()
+    if others is not None:
+        err.print(f"{others}; the first is told (say which with --by)", markup=False)
     if entries is None:
         err.print(f"no profile {user!r} in {db}", markup=False)
         raise typer.Exit(EXIT_INVALID)

@@ -64,6 +64,19 @@ DbOpt = Annotated[str, typer.Option(
     "docs/deploy.md).")]
 
 
+def _id_kind(value: str | None) -> str | None:
+    from engine.runtime.identity import NAMING_KINDS
+
+    if value is not None and value not in NAMING_KINDS:
+        raise typer.BadParameter(f"{value!r} is none of {', '.join(NAMING_KINDS)}")
+    return value
+
+
+ByOpt = Annotated[str | None, typer.Option(
+    "--by", callback=_id_kind, help="The kind of id USER is: user_id, anonymous_id or profile "
+    "(a userId and an anonymousId of the same text can name two people: docs/privacy.md).")]
+
+
 def journeys_folder(journeys: Path | None) -> Path:
     """`--journeys`, or the bundled library when it is not given."""
     return journeys if journeys is not None else bundled_library()

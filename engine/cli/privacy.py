@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store
+from engine.cli.common import EXIT_INVALID, EXIT_USAGE, ByOpt, DbOpt, err, open_store
 from engine.store import DEFAULT_URL
 
 profiles = typer.Typer(help="A person's data: export it, or erase it.", no_args_is_help=True)
@@ -17,14 +17,14 @@ UserArg = Annotated[str, typer.Argument(help="The person's userId (or anonymousI
 
 
 @profiles.command("export")
-def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
+def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) -> None:
     """Print one JSON document with everything held about the person: traits, computed
     traits, identities, events, enrollments, sends, decisions, and every row by table."""
     from engine.runtime.privacy import export_document
 
     store = open_store(db)
     try:
-        pid = _person(store, user)
+        pid = _person(store, user, by)
         document = export_document(store, pid)
     finally:
         store.close()
@@ -32,17 +32,19 @@ def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
 
 
 @profiles.command("forget")
-def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
+def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) -> None:
     """Erase the person: every row that holds them, under every profile id they had
     (events, inbox, enrollments, timers, outbox, decisions, ...). On SQLite the file and
-    its write-ahead log are scrubbed too (VACUUM), so nothing of them can be read back."""
+    its write-ahead log are scrubbed too (VACUUM), so nothing of them can be read back.
+    When USER names two people (a userId and an anonymousId of the same text), nothing
+    is erased until --by says which (exit 2)."""
     from sqlalchemy import make_url
 
     from engine.runtime.privacy import forget
 
     store = open_store(db)
     try:
-        pid = _person(store, user)
+        pid = _person(store, user, by, erasing=True)
         deleted = forget(store, pid)
     finally:
         store.close()
@@ -61,11 +63,18 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL) -> None:
     sys.stdout.write(json.dumps({"deleted": deleted, "others_scrubbed": others}) + "\n")
 
 
-def _person(store: Any, user: str) -> str:
-    """The profile id of the person `user` names; exit 1 when the store has no such person."""
-    from engine.runtime.privacy import find_person
+def _person(store: Any, user: str, by: str | None, erasing: bool = False) -> str:
+    """The profile id of the person `user` names; exit 1 when the store has no such
+    person. When it names two and `by` does not say which: exit 2 to erase, else a
+    note of the others on stderr."""
+    from engine.runtime.privacy import find_person, other_people_named
 
-    pid = find_person(store, user)
+    others = other_people_named(store, user) if by is None else None
+    if others is not None:
+        err.print(f"{others}; say which with --by", markup=False)
+        if erasing:
+            raise typer.Exit(EXIT_USAGE)
+    pid = find_person(store, user, by)
     if pid is None:
         err.print("no such person in this store", markup=False)
         raise typer.Exit(EXIT_INVALID)

@@ -27,6 +27,7 @@ from engine.qa.scenario_file import (
     load_scenario,
 )
 from engine.runtime.events import BadEvent
+from engine.runtime.identity import person_of
 from engine.testing import InMemoryEngine
 from journeys.errors import Problem
 from journeys.library import bundled_library
@@ -71,16 +72,25 @@ def engine_for(library: Library, start: datetime, only: list[str] | None = None,
 # --- records as comparable fields ----------------------------------------------------------
 
 def actual_records(eng: InMemoryEngine) -> dict[ExpectKind, list[dict[str, Any]]]:
-    """What happened, per kind, as the fields an expectation can name."""
+    """What happened, per kind, as the fields an expectation can name (`user`: the
+    person's userId, else anonymousId, as the scenario's events named them; a profile's
+    id may be another: engine/runtime/identity.py)."""
+    users: dict[str, str] = {}
+
+    def user(profile_id: str) -> str:
+        if profile_id not in users:
+            users[profile_id] = person_of(eng.store, profile_id).value
+        return users[profile_id]
+
     return {
-        "messages": [{"user": m.profile, "journey": m.journey, "step": m.step,
+        "messages": [{"user": user(m.profile), "journey": m.journey, "step": m.step,
                       "template": m.template, "at": m.at, "channel": m.channel, "to": m.to,
                       "subject": m.subject} for m in eng.sent],
-        "exits": [{"user": e.profile, "journey": e.journey, "step": e.step,
+        "exits": [{"user": user(e.profile), "journey": e.journey, "step": e.step,
                    "reason": e.reason, "at": e.at} for e in eng.exits],
-        "skipped": [{"user": s.profile, "journey": s.journey, "step": s.step,
+        "skipped": [{"user": user(s.profile), "journey": s.journey, "step": s.step,
                      "reason": s.reason, "channel": s.channel, "at": s.at} for s in eng.skipped],
-        "deferred": [{"user": d.profile, "journey": d.journey, "step": d.step,
+        "deferred": [{"user": user(d.profile), "journey": d.journey, "step": d.step,
                       "reason": d.reason, "channel": d.channel, "at": d.at, "until": d.until}
                      for d in eng.deferred],
     }

@@ -97,11 +97,28 @@ def is_known(store: IdentityLookup, profile_id: str) -> bool:
                 and any(kind == USER for kind, _ in store.identities_of(profile_id))))
 
 
-def profile_named(store: IdentityLookup, text: str) -> str | None:
-    """The profile `text` names as an operator types it: a userId, else an anonymousId,
-    else an id a profile had (where that person is today, after merges)."""
-    return (store.profile_for(USER, text) or store.profile_for(ANONYMOUS, text)
-            or store.profile_for(PROFILE, text))
+# How an operator's text may name a profile, in the order tried when they do not say
+NAMING_KINDS = (USER, ANONYMOUS, PROFILE)
+
+
+def profiles_named(store: IdentityLookup, text: str) -> dict[str, str]:
+    """Each kind of id `text` is (NAMING_KINDS), with the profile it names: a userId
+    and an anonymousId of the same text may name two people (see the module doc)."""
+    found: dict[str, str] = {}
+    for kind in NAMING_KINDS:
+        pid = store.profile_for(kind, text)
+        if pid is not None:
+            found[kind] = pid
+    return found
+
+
+def profile_named(store: IdentityLookup, text: str, by: str | None = None) -> str | None:
+    """The profile `text` names as an operator types it: the id of kind `by`, else a
+    userId, else an anonymousId, else an id a profile had (where that person is today,
+    after merges)."""
+    if by is not None:
+        return store.profile_for(by, text)
+    return next(iter(profiles_named(store, text).values()), None)
 
 
 def resolve(store: ResolvingStore, event: Mapping[str, Any],
@@ -208,6 +225,23 @@ def _merge(store: IdentityStore, into: str, from_: str) -> None:
     store.link_identity(PROFILE, from_, into)
 
 
+def addressed(store: IdentityLookup, event: Mapping[str, Any]) -> dict[str, Any]:
+    """An `emit` step's event as the identity rules read it: one for the profile itself
+    (`to` left out) names the person by their userId, or their anonymousId if they are
+    anonymous (the profile's id as a userId made an anonymous profile known, or, when
+    that text is taken, a new profile)."""
+    sent = dict(event)
+    own = (sent.get("context") or {}).get("from_profile")
+    if own is not None and sent.get("userId") == own:
+        person = person_of(store, own)
+        if person.kind == ANONYMOUS:
+            del sent["userId"]
+            sent["anonymousId"] = person.value
+        elif person.kind == USER:
+            sent["userId"] = person.value
+    return sent
+
+
 def person_of(store: IdentityLookup, profile_id: str) -> Person:
     """The person behind a profile, as unsubscribe links name them: their `userId` when
     the profile has one, else their anonymous id (the one the profile was made from,
@@ -226,4 +260,9 @@ def profile_of_person(store: IdentityLookup, person: Person) -> str | None:
     first: a profile's id is the userId or anonymousId it was made from."""
     if person.kind != PROFILE:
         return store.profile_for(person.kind, person.value)
-    return profile_named(store, person.value)
+    # the profile of that id then: merged since, or still itself; else (a merge from
+    # before the `profile` identifiers, none written for it) by its text
+    return store.profile_for(PROFILE, person.value) or next(
+        (person.value for kind in (USER, ANONYMOUS)
+         if store.profile_for(kind, person.value) == person.value),
+        None) or profile_named(store, person.value)

@@ -13,16 +13,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.ports import Store
-from engine.runtime.identity import profile_named
+from engine.runtime.identity import profile_named, profiles_named
+from engine.runtime.unsubscribe import PROFILE
+from engine.values import named_ids
 
 log = logging.getLogger("journeyman.privacy")
 
 RETENTION_CHUNK = 500  # events deleted per transaction: short locks, never a long stall
 
 
-def find_person(store: Store, user: str) -> str | None:
-    """The profile of `user` (a userId, an anonymousId or a profile id), or None."""
-    return profile_named(store, user) or (user if store.get_profile(user) is not None else None)
+def find_person(store: Store, user: str, by: str | None = None) -> str | None:
+    """The profile of `user` (a userId, an anonymousId or a profile id; of kind `by`
+    when given: engine/runtime/identity.py NAMING_KINDS), or None."""
+    return profile_named(store, user, by) or (
+        user if by in (None, PROFILE) and store.get_profile(user) is not None else None)
+
+
+def other_people_named(store: Store, user: str) -> str | None:
+    """When `user` names more than one person (a userId and an anonymousId of the same
+    text: engine/runtime/identity.py), which, in words; else None."""
+    named = profiles_named(store, user)
+    if len(set(named.values())) < 2:
+        return None
+    which = ", ".join(f"the {kind} {user} (profile {pid})" for kind, pid in named.items())
+    return f"{user!r} names {len(set(named.values()))} people: {which}"
 
 
 def export_document(store: Store, profile_id: str) -> dict[str, Any]:
@@ -32,7 +46,7 @@ def export_document(store: Store, profile_id: str) -> dict[str, Any]:
     profile = next((p for p in tables.get("profiles", []) if p.get("id") == profile_id), {})
     return {
         "id": profile_id,
-        "profile_ids": store.person_ids(profile_id),
+        "profile_ids": named_ids(store.person_ids(profile_id)),
         "traits": profile.get("traits", {}),
         "computed": profile.get("computed", {}),
         "identities": [{"kind": r["kind"], "value": r["value"]}

@@ -59,7 +59,7 @@ from engine.core.time_conditions import (
 )
 from engine.core.times import iso, local_zone, span
 from engine.ports import Clock, Decision
-from engine.runtime.identity import person_of, resolve
+from engine.runtime.identity import addressed, person_of, resolve
 from engine.runtime.person_records import record_consent, record_refusal
 from engine.runtime.rendering import render_send
 from engine.runtime.tracking import TrackingLinks
@@ -402,7 +402,7 @@ class Runner:
                                      current.computed))
             return True
         elif isinstance(command, Emit):
-            unit.emit(dict(command.event))
+            unit.emit(addressed(unit, command.event))
         return False
 
     def _send(self, unit: UnitOfWork, journey: CompiledJourney, send: Send) -> None:

@@ -34,6 +34,7 @@ from engine.ports import (
     WriteRun,
 )
 from engine.runtime.identity import is_chosen_id
+from engine.values import is_provisional
 from rules.errors import JourneymanError
 
 # A profile that never entered a journey (frozen: one for all; `.get`'s default was built
@@ -221,8 +222,11 @@ class UnitOfWork:
         self.run.acked.append(inbox_id)
 
     def refile_event(self, message_id: str, queued_for: str, profile_id: str) -> None:
-        """The event was handled for another profile than the inbox queued it for."""
+        """The event was handled for another profile than the inbox queued it for; a
+        provisional queue's other events wait in that profile's queue from now on."""
         self.run.refiled.append((message_id, queued_for, profile_id))
+        if is_provisional(queued_for):
+            self.run.requeued[queued_for] = profile_id
 
     # --- identities (engine/runtime/identity.py) -----------------------------------------
 

@@ -66,15 +66,18 @@ class Why:
                 "details": dict(self.details)}
 
 
-def profile_of(store: DecisionSource, user: str) -> str:
-    """The profile a user id or anonymous id stands for (itself when unknown)."""
-    return profile_named(store, user) or user
+def profile_of(store: DecisionSource, user: str, by: str | None = None) -> str:
+    """The profile a user id or anonymous id (an id of kind `by`, when given) stands
+    for (itself when unknown)."""
+    return profile_named(store, user, by) or user
 
 
-def why(store: DecisionSource, user: str, *, journey: str | None = None) -> list[Why] | None:
-    """The decisions made for `user` (in `journey` only, when given), oldest first;
-    None when the store knows nothing of that person."""
-    pid = profile_of(store, user)
+def why(store: DecisionSource, user: str, *, journey: str | None = None,
+        by: str | None = None) -> list[Why] | None:
+    """The decisions made for `user` (in `journey` only, when given; `by`: the kind of
+    id `user` is, engine/runtime/identity.py NAMING_KINDS), oldest first; None when
+    the store knows nothing of that person."""
+    pid = profile_of(store, user, by)
     # A profile merged into this one is a `profile` identifier of it, and its decisions
     # are still filed under its id (engine/runtime/identity.py).
     ids = [pid, *sorted({value for kind, value in store.identities_of(pid)

@@ -12,7 +12,14 @@ from engine.core.times import iso, parse_timestamp
 from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
 from engine.store.scrub import Scrubber, still_someone_elses
-from engine.values import PROFILE_ID_KIND, forgotten_address, forgotten_reason
+from engine.values import (
+    forgotten_address,
+    forgotten_reason,
+    is_provisional,
+    named_ids,
+    person_ids_from,
+    provisional_value,
+)
 
 IDENTIFIER_TRAITS = ("email", "phone")
 
@@ -36,8 +43,7 @@ class MemoryPrivacy(MemoryQueues):
 
     def person_ids(self, profile_id: str) -> list[str]:
         """The profile's id and the ids it had, as SqlStore's `_person_ids`."""
-        return sorted({profile_id, *(v for kind, v in self._identities_of.get(profile_id, ())
-                                     if kind == PROFILE_ID_KIND)})
+        return person_ids_from(profile_id, self._identities_of.get(profile_id, ()))
 
     def _event_is_theirs(self, key: tuple[str, str], ids: set[str]) -> bool:
         return self.event_profiles.get(key) in ids
@@ -77,7 +83,7 @@ class MemoryPrivacy(MemoryQueues):
         now = [p.traits[t] for pid, p in self.profiles.items() if pid in ids
                for t in IDENTIFIER_TRAITS if p.traits.get(t)]
         sent = [r.entry.to for r in self.outbox.values() if r.entry.profile_id in ids]
-        return {str(v).strip().lower() for v in (*now, *sent, *ids) if v}
+        return {str(v).strip().lower() for v in (*now, *sent, *named_ids(ids)) if v}
 
     def forget_person(self, profile_id: str) -> dict[str, int]:
         ids = set(self.person_ids(profile_id))
@@ -124,13 +130,15 @@ class MemoryPrivacy(MemoryQueues):
                 hashed = forgotten_address(address)
                 self.suppression_rows.setdefault(hashed, Suppression(
                     hashed, forgotten_reason(kept.reason), kept.at, kept.source, {}))
-        counts["others_scrubbed"] = self._scrub_others({*ids, *named, *addresses})
+        counts["others_scrubbed"] = self._scrub_others({*named_ids(ids), *named, *addresses})
         return counts
 
     def _scrub_others(self, identifiers: set[str]) -> int:
         """The person's identifiers replaced in everyone else's rows, as SqlStore does
         (engine/store/scrub.py, the same tables and fields): how many rows changed."""
         others = [*(v for _, v in self.identities),
+                  *(provisional_value(r.profile_id) for r in self.inbox.values()
+                    if is_provisional(r.profile_id)),
                   *(p.traits[t] for p in self.profiles.values() for t in IDENTIFIER_TRAITS
                     if p.traits.get(t))]
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))

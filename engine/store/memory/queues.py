@@ -23,6 +23,7 @@ from engine.ports import (
 )
 from engine.store.errors import DuplicateKeyName, DuplicateUserName
 from engine.store.memory.state import MemoryState
+from engine.values import inbox_owner
 
 
 @dataclass
@@ -73,12 +74,8 @@ class MemoryQueues(MemoryState):
         return fresh
 
     def _owner(self, event: Mapping[str, Any]) -> str:
-        """The profile an event is queued for: its userId's, else its anonymousId's."""
-        for kind, value in (("user_id", event.get("userId")),
-                            ("anonymous_id", event.get("anonymousId"))):
-            if value:
-                return self.identities.get((kind, str(value)), str(value))
-        return f"message:{event['messageId']}"
+        """The queue an event waits in (engine/values.py `inbox_owner`)."""
+        return inbox_owner(event, lambda kind, value: self.identities.get((kind, value)))
 
     def pending_events(self) -> list[dict[str, Any]]:
         """The events waiting in the inbox, in order (for tests)."""
@@ -132,9 +129,18 @@ class MemoryQueues(MemoryState):
         return counts
 
     def _move_queued(self, into: str, from_: str) -> None:
+        """As SqlStore's: the rows waiting under `from_`, and their stored events."""
+        moved = set()
         for row in self.inbox.values():
             if row.profile_id == from_:
                 row.profile_id = into
+                moved.add(row.event["messageId"])
+        for key, owner in self.event_profiles.items():
+            if owner == from_ and key[1] in moved:
+                self.event_profiles[key] = into
+
+    def move_queue(self, from_: str, into: str) -> None:
+        self._move_queued(into, from_)
 
     def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
         """As SqlStore's: each event filed under the profile it was handled for."""

@@ -357,6 +357,8 @@ class MemoryState:
             self._withdraw(profile_id, enrollment_id, template)
         if run.refiled:
             self.refile_events(run.refiled)
+        for queue, profile_id in run.requeued.items():
+            self._move_queued(profile_id, queue)
         self._queue_changes(run.acked, run.emitted)
 
     def refile_events(self, moves: list[tuple[str, str, str]]) -> None:

@@ -3,6 +3,7 @@ names) and profile merges, by the one merge rule of engine/core/merge.py."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from engine.core.merge import exited_by_merge, merge_losers, merged_entries, merged_profile
 from engine.core.model import EntryStats
+from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
     enrollment_from_row,
@@ -88,11 +90,29 @@ class IdentityQueries(StateQueries, StampQueries):
                      for r in moved]).on_conflict_do_nothing(
                          index_elements=["profile_id", "journey"]))
                 conn.execute(delete(s).where(s.c.profile_id == from_))
-            moved_events = conn.execute(update(self._inbox).where(
-                self._inbox.c.profile_id == from_).values(profile_id=into)).rowcount
-            if moved_events:  # locked until this commits: a claim meanwhile skipped them
-                self._notify(conn, [("inbox", "")])
+            self._move_queued(conn, from_, into)
             self._merge_entries(conn, into, from_)
+
+    def move_queue(self, from_: str, into: str) -> None:
+        """The events waiting in queue `from_` wait in `into`'s (a provisional queue
+        whose id is resolved: engine/values.py `inbox_owner`)."""
+        with self._write() as conn:
+            self._move_queued(conn, from_, into)
+
+    def _move_queued(self, conn: Connection, from_: str, into: str) -> None:
+        """Move the inbox rows waiting under `from_`, and the stored events they are
+        (filed under their queue until handled), to `into`."""
+        ib, ev = self._inbox, self._events
+        moved = conn.execute(update(ib).where(ib.c.profile_id == from_)
+                             .values(profile_id=into).returning(ib.c.event)).scalars().all()
+        if not moved:
+            return
+        ids = sorted({str(event["messageId"]) for event in moved
+                      if isinstance(event, Mapping) and "messageId" in event})
+        for chunk in _chunks(ids, INSERT_CHUNK):
+            conn.execute(update(ev).where(ev.c.profile_id == from_, ev.c.message_id.in_(chunk))
+                         .values(profile_id=into))
+        self._notify(conn, [("inbox", "")])  # locked until this commits: a claim skipped them
 
     def _merge_entries(self, conn: Connection, into: str, from_: str) -> None:
         j = self._journey_entries

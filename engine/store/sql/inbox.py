@@ -35,6 +35,7 @@ from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
+from engine.values import PROFILE_ID_KINDS, inbox_owner
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 # PostgreSQL: a claim that left events behind because another worker holds their
@@ -150,32 +151,25 @@ class InboxQueries(StateQueries):
         return processor(when) if processor is not None else when
 
     def _owners(self, conn: Connection, batch: list[dict[str, Any]]) -> dict[int, str]:
-        """The inbox partition of each event: the profile its userId/anonymousId maps to."""
-        users = {str(ev["userId"]) for ev in batch if ev.get("userId")}
-        anons = {str(ev["anonymousId"]) for ev in batch if ev.get("anonymousId")}
+        """The inbox queue of each event (engine/values.py `inbox_owner`), from one read
+        of the identities its userId and anonymousId may be or have been."""
+        values = sorted({str(ev[f]) for ev in batch for f in ("userId", "anonymousId")
+                         if ev.get(f)})
         known: dict[tuple[str, str], str] = {}
         i = self._identities
-        for kind, values in (("user_id", users), ("anonymous_id", anons)):
-            for chunk in _chunks(sorted(values), INSERT_CHUNK):
-                if self._pg:
-                    rows = conn.execute(select(i.c.value, i.c.profile_id).where(
-                        i.c.kind == kind, i.c.value.in_(chunk))).all()
-                else:  # the ingest hot path: at the driver, as in _accept_sqlite
-                    rows = _driver(conn).execute(
-                        "SELECT value, profile_id FROM identities WHERE kind = ? AND value IN "
-                        f"({_marks(len(chunk))})", (kind, *chunk)).fetchall()
-                for value, profile_id in rows:
-                    known[(kind, value)] = profile_id
-        owners: dict[int, str] = {}
-        for ev in batch:
-            user, anon = ev.get("userId"), ev.get("anonymousId")
-            if user:
-                owners[id(ev)] = known.get(("user_id", str(user)), str(user))
-            elif anon:
-                owners[id(ev)] = known.get(("anonymous_id", str(anon)), str(anon))
-            else:
-                owners[id(ev)] = f"message:{ev['messageId']}"
-        return owners
+        for chunk in _chunks(values, INSERT_CHUNK):
+            if self._pg:
+                rows = conn.execute(select(i.c.kind, i.c.value, i.c.profile_id).where(
+                    i.c.kind.in_(PROFILE_ID_KINDS), i.c.value.in_(chunk))).all()
+            else:  # the ingest hot path: at the driver, as in _accept_sqlite
+                rows = _driver(conn).execute(
+                    "SELECT kind, value, profile_id FROM identities WHERE kind IN (?, ?, ?) "
+                    f"AND value IN ({_marks(len(chunk))})", (*PROFILE_ID_KINDS, *chunk)
+                ).fetchall()
+            for kind, value, profile_id in rows:
+                known[(kind, value)] = profile_id
+        return {id(ev): inbox_owner(ev, lambda kind, value: known.get((kind, value)))
+                for ev in batch}
 
     @cached_property
     def _inbox_statements(self) -> dict[str, Any]:

@@ -38,7 +38,14 @@ from sqlalchemy import (
 from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
-from engine.values import PROFILE_ID_KIND, forgotten_address, forgotten_reason
+from engine.values import (
+    forgotten_address,
+    forgotten_reason,
+    named_ids,
+    person_ids_from,
+    provisional_owner,
+    provisional_value,
+)
 
 log = logging.getLogger("journeyman.store")
 
@@ -77,10 +84,11 @@ class PrivacyQueries(SqlBase):
         return table(name)
 
     def _person_ids(self, conn: Connection, profile_id: str) -> list[str]:
-        """The profile's id and the ids it had (engine/values.py PROFILE_ID_KINDS)."""
+        """The profile's id, the ids it had, and the provisional queues of its userIds
+        and anonymousIds (engine/values.py `person_ids_from`)."""
         i = self._identities
-        return sorted({profile_id, *conn.execute(select(i.c.value).where(
-            i.c.profile_id == profile_id, i.c.kind == PROFILE_ID_KIND)).scalars()})
+        return person_ids_from(profile_id, conn.execute(
+            select(i.c.kind, i.c.value).where(i.c.profile_id == profile_id)).all())
 
     def person_ids(self, profile_id: str) -> list[str]:
         with self._read() as conn:
@@ -122,7 +130,7 @@ class PrivacyQueries(SqlBase):
                     where = or_(where, tbl.c.value.in_(sorted(named)))
                 deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
             deleted[SUPPRESSIONS] = self._hide_suppressions(conn, addresses)
-            deleted[OTHERS] = self._scrub_others(conn, {*ids, *named, *addresses})
+            deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses})
         if not self._pg:
             deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
         return deleted
@@ -135,7 +143,7 @@ class PrivacyQueries(SqlBase):
         sent = conn.execute(select(o.c.to).where(o.c.profile_id.in_(ids))
                             .where(o.c.to.is_not(None)).distinct()).scalars()
         return {str(v).strip().lower() for v in
-                (*self._identifier_values(conn, ids), *sent, *ids) if v}
+                (*self._identifier_values(conn, ids), *sent, *named_ids(ids)) if v}
 
     def _hide_suppressions(self, conn: Connection, addresses: set[str]) -> int:
         """The person's suppressed addresses kept as their hashes, their details dropped
@@ -163,9 +171,14 @@ class PrivacyQueries(SqlBase):
         if not scrub:
             return 0
         i = self._identities
+        ib = self._inbox  # an id not linked yet, its events waiting: someone's too
+        waiting = conn.execute(select(ib.c.profile_id).where(ib.c.profile_id.in_(
+            [provisional_owner(kind, v) for v in scrub.identifiers
+             for kind in ("user_id", "anonymous_id")])).distinct()).scalars()
         others = [*conn.execute(select(i.c.value).where(func.lower(i.c.value).in_(
                       [v.lower() for v in scrub.identifiers]))).scalars(),
-                  *self._their_addresses(conn, scrub)]  # case aside, as the memory store
+                  *self._their_addresses(conn, scrub),  # case aside, as the memory store
+                  *(provisional_value(queue) for queue in waiting)]
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
         rewritten: set[tuple[str, tuple[Any, ...]]] = set()
         for name, (docs, texts) in OTHERS_COLUMNS.items():

@@ -257,6 +257,8 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             steps.append(partial(self._withdraw, withdrawn=run.withdrawn))
         if run.refiled:
             steps.append(partial(_unbound, self.refile_events, run.refiled))
+        for queue, profile_id in run.requeued.items():
+            steps.append(partial(_unbound, self.move_queue, queue, profile_id))
         if run.acked:
             steps.append(partial(_unbound, self.ack_inbox, run.acked))
         if run.emitted:

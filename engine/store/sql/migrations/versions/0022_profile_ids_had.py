@@ -43,7 +43,22 @@ def upgrade() -> None:
         GROUP BY i.value
         ON CONFLICT DO NOTHING
     """)
+    # A profile with no userId or anonymousId of its own id's text has an id the engine
+    # chose: there are none before this revision, but after a downgrade and this
+    # upgrade again (the downgrade drops every `profile` identifier) its id is marked
+    # taken again, so no new profile can take it.
+    op.execute("""
+        INSERT INTO identities (kind, value, profile_id, created_at)
+        SELECT 'profile', i.profile_id, i.profile_id, MIN(i.created_at)
+        FROM identities i
+        WHERE NOT EXISTS (SELECT 1 FROM identities o
+                          WHERE o.kind IN ('user_id', 'anonymous_id', 'profile')
+                            AND o.value = i.profile_id AND o.profile_id = i.profile_id)
+        GROUP BY i.profile_id
+        ON CONFLICT DO NOTHING
+    """)
 
 
 def downgrade() -> None:
+    # Which ids profiles had is lost: the upgrade writes what it can find again.
     op.execute("DELETE FROM identities WHERE kind = 'profile'")

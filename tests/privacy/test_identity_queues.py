@@ -1,0 +1,197 @@
+"""Where an event waits and is filed before a worker resolves whose it is (engine/values.py
+`inbox_owner`), and the other places a profile's id must not be mistaken for a userId
+(found by review of the chosen profile ids, engine/runtime/identity.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.qa.scenarios import actual_records
+from engine.runtime.privacy import export_document, forget
+from engine.runtime.worker import Worker
+from engine.testing import InMemoryEngine
+from tests.api.test_api import NOW
+from tests.engine.helpers import write_folder
+from tests.privacy.conftest import Api
+from tests.privacy.test_identity_rules import orders
+from tests.store.conftest import pg_new_database
+
+__all__ = ["pg_new_database"]
+
+def post(api: Api, path: str, body: dict[str, object]) -> None:
+    answer = api.post(path, body)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_merge_takes_the_stored_rows_of_the_events_it_moves_along(api: Api) -> None:
+    """Profile 42 (a device) merges into Alice while customer 42's order waits in its
+    queue: the stored order moves with the queue, and is refiled as customer 42's (it
+    stayed under 42, by then one of Alice's ids, and was in Alice's export)."""
+    post(api, "/v1/track", {"anonymousId": "42", "event": "Product Viewed"})
+    api.handle()
+    post(api, "/v1/identify", {"userId": "alice", "anonymousId": "42"})
+    post(api, "/v1/track", {"userId": "42", "event": "Order Completed",
+                            "properties": {"item": "customer 42's order"}})
+    worker = Worker(api.engine.runner, api.store, api.engine.clock, name="t")
+    worker._event_batch(["alice"])  # Alice's identify alone: 42 is merged into her
+    worker.handle_events()  # then customer 42's order: a profile of its own, 42~2
+    store = api.store
+    assert store.profile_for("user_id", "42") == "42~2"
+    assert "customer 42's order" not in str(export_document(store, "alice"))
+    assert "customer 42's order" in str(export_document(store, "42~2")["events"])
+
+
+def test_an_event_of_a_taken_id_waits_in_a_queue_of_its_own(api: Api) -> None:
+    """Until handled (or parked), customer 42's first event is nobody else's: not the
+    device 42's to export or erase, and not held behind the device's events."""
+    post(api, "/v1/track", {"anonymousId": "42", "event": "Product Viewed"})
+    api.handle()
+    post(api, "/v1/track", {"userId": "42", "event": "Order Completed",
+                            "properties": {"item": "customer 42's order"}})
+    store = api.store
+    assert "customer 42's order" not in str(export_document(store, "42"))
+    forget(store, "42")  # the device asks to be forgotten before the order is handled
+    api.handle()
+    assert store.profile_for("user_id", "42") == "42"  # its text is free again
+    assert "customer 42's order" in str(export_document(store, "42")["events"])
+    assert orders(store, "42") == 1
+
+
+def test_a_provisional_queue_resolved_waits_in_the_profiles_queue(api: Api) -> None:
+    """Once the first of customer 7's events made their profile (7~2), the others still
+    waiting in the provisional queue wait in 7~2's, in order, with the events sent since."""
+    post(api, "/v1/track", {"anonymousId": "7", "event": "Product Viewed"})
+    api.handle()
+    for n in range(5):
+        post(api, "/v1/identify", {"userId": "7", "traits": {"n": n}})
+    worker = Worker(api.engine.runner, api.store, api.engine.clock, name="t")
+    worker._limit._limit["inbox"] = 1  # one event a batch
+    worker.handle_events()
+    store = api.store
+    waiting = export_document(store, "7~2")["tables"]["inbox"]
+    assert len(waiting) == 4
+    assert {row["profile_id"] for row in waiting} == {"7~2"}
+    post(api, "/v1/identify", {"userId": "7", "traits": {"n": 5}})
+    while worker.handle_events():
+        pass
+    assert store.get_profile("7~2").traits["n"] == 5  # type: ignore[union-attr]
+    assert "n" not in store.get_profile("7").traits  # type: ignore[union-attr]
+
+
+EMITTER = """
+journey: emitter
+version: 1
+entry: {event: Product Viewed}
+steps:
+  - id: tell
+    emit: {event: Browsed}
+"""
+
+LISTENER = """
+journey: listener
+version: 1
+entry: {event: Browsed}
+steps:
+  - id: note
+    update_profile: {set: {browsed: true}}
+"""
+
+
+def test_an_emit_to_the_profile_itself_names_the_person_as_they_are(tmp_path: Path) -> None:
+    """An anonymous visitor's own emitted event is theirs: it neither makes them known
+    nor, their id being taken as a userId, a new profile."""
+    folder = write_folder(tmp_path / "j", {"emitter": EMITTER, "listener": LISTENER}, {})
+    eng = InMemoryEngine.from_folder(folder, start=NOW)
+    eng.post({"type": "track", "anonymousId": "v1", "event": "Product Viewed"})
+    eng.run_until_idle()
+    assert eng.profile("v1").traits.get("browsed") is True
+    assert eng.store.profile_for("user_id", "v1") is None  # still anonymous
+    assert [p for p in ("v1~2",) if eng.store.get_profile(p)] == []
+
+
+def test_the_testing_kit_and_scenarios_name_people_by_their_ids(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"emitter": EMITTER, "listener": LISTENER}, {})
+    eng = InMemoryEngine.from_folder(folder, start=NOW)
+    eng.post({"type": "track", "anonymousId": "u1", "event": "Signed Up"})
+    eng.identify("u1", {"first_name": "Una"})
+    assert eng.store.profile_for("user_id", "u1") == "u1~2"
+    assert eng.profile("u1").traits["first_name"] == "Una"
+    eng.post({"type": "track", "userId": "u1", "event": "Product Viewed"})
+    eng.run_until_idle()
+    assert eng.profile("u1").traits.get("browsed") is True
+    assert eng.profile("u1~2").traits.get("browsed") is True
+    # a scenario's expectations name people as its events did
+    assert {record["user"] for record in actual_records(eng)["exits"]} == {"u1"}
+
+
+def test_forget_refuses_to_guess_between_two_people_of_one_id(api: Api) -> None:
+    post(api, "/v1/track", {"anonymousId": "7", "event": "Order Completed"})
+    post(api, "/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    api.handle()
+    refused = httpx.delete(f"{api.url}/v1/profiles/7", auth=(api.keys["admin"], ""))
+    assert refused.status_code == 409
+    assert "anonymous_id 7 (profile 7)" in refused.json()["reason"]
+    assert api.store.get_profile("7") is not None
+    assert api.store.get_profile("7~2") is not None
+    bad = httpx.delete(f"{api.url}/v1/profiles/7?by=email", auth=(api.keys["admin"], ""))
+    assert bad.status_code == 400
+    done = httpx.delete(f"{api.url}/v1/profiles/7?by=anonymous_id",
+                        auth=(api.keys["admin"], ""))
+    assert done.status_code == 200
+    assert api.store.get_profile("7") is None  # the visitor, not Dana
+    assert api.store.get_profile("7~2") is not None
+    export = httpx.get(f"{api.url}/v1/profiles/7/export", auth=(api.keys["admin"], ""))
+    assert export.json()["id"] == "7~2"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_downgrade_and_upgrade_keep_the_ids_the_engine_chose_taken(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from engine.store import SqlStore
+    from engine.store.sql import migrate
+
+    url = (f"sqlite:///{tmp_path / 'db.db'}" if backend == "sqlite"
+           else request.getfixturevalue("pg_new_database")())
+    store = SqlStore(url, create=True)
+    try:
+        store.link_identity("user_id", "42", "42")
+        store.link_identity("anonymous_id", "42", "42~2")
+        store.link_identity("profile", "42~2", "42~2")
+        with store.sql_engine.begin() as conn:
+            migrate.downgrade(conn, "0021")
+        with store.sql_engine.begin() as conn:
+            migrate.upgrade(conn, "head")
+        assert store.profile_for("profile", "42~2") == "42~2"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("sql_store", ["sqlite"], indirect=True)
+def test_the_cli_says_when_an_id_names_two_people(sql_api: Api) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    post(sql_api, "/v1/track", {"anonymousId": "7", "event": "Order Completed"})
+    post(sql_api, "/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    sql_api.handle()
+    db = f"sqlite:///{sql_api.store.sql_engine.url.database}"  # type: ignore[attr-defined]
+    runner = CliRunner()
+    refused = runner.invoke(app, ["profiles", "forget", "7", "--db", db])
+    assert refused.exit_code == 2
+    assert "'7' names 2 people" in refused.output
+    told = runner.invoke(app, ["why", "7", "--db", db, "--json"])
+    assert told.exit_code == 0
+    assert "the first is told" in told.output
+    export = runner.invoke(app, ["profiles", "export", "7", "--db", db, "--by", "anonymous_id"])
+    assert export.exit_code == 0
+    assert '"id": "7"' in export.output
+    wrong = runner.invoke(app, ["profiles", "export", "7", "--db", db, "--by", "email"])
+    assert wrong.exit_code == 2
+    done = runner.invoke(app, ["profiles", "forget", "7", "--db", db, "--by", "anonymous_id"])
+    assert done.exit_code == 0, done.output
+    assert sql_api.store.get_profile("7") is None
+    assert sql_api.store.get_profile("7~2") is not None
