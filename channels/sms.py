@@ -24,8 +24,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Self
 
-import httpx
-
+from channels.deadline import bounded_client
 from channels.webhook import (
     IDEMPOTENCY_HEADER,
     build_request,
@@ -113,7 +112,8 @@ class SmsChannel:
         self.from_number = from_number
         self.max_length = max_length
         self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
-        self._client = httpx.Client(timeout=timeout, auth=auth, follow_redirects=False)
+        self.timeout = timeout
+        self._client = bounded_client(timeout=timeout, auth=auth, follow_redirects=False)
 
     def fields(self, message: Message) -> dict[str, Any]:
         """The request fields for a message (checks it can be sent at all)."""
@@ -144,7 +144,7 @@ class SmsChannel:
         else:
             request = build_request(self._client, self.method, self.url, what, json=fields,
                                     headers=headers)
-        send_checked(self._client, request, what)
+        send_checked(self._client, request, what, budget=3 * self.timeout)
 
     def close(self) -> None:
         self._client.close()
