@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,6 +22,15 @@ from engine.runtime.metrics import Metrics
 from engine.runtime.tracking import PIXEL, Recorder, TrackingLinks
 
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+
+
+def location(url: str) -> str:
+    """`url` as a `Location` header can carry it: every character but printable ASCII
+    percent-encoded as UTF-8 (a browser reads `%C5%81` as `Ł`). A link's URL is what was
+    rendered, a trait's value in it included (`https://shop.example/?n=Łukasz`); as it
+    was, a character beyond Latin-1 answered 500 and a control character (`&#10;` in an
+    href) no answer at all, and the person was redirected nowhere."""
+    return "".join(c if "!" <= c <= "~" else quote(c, safe="") for c in url)
 
 
 def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
@@ -46,7 +56,7 @@ def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
             counted("click", outcome.engagement.human)
         if outcome.queued and on_accepted is not None:
             on_accepted()
-        return Response(status_code=302, headers={"Location": url, **NO_STORE})
+        return Response(status_code=302, headers={"Location": location(url), **NO_STORE})
 
     # HEAD too: some scanners only look (their "clicks" are counted as a scanner's).
     for method in ("GET", "HEAD"):

@@ -77,6 +77,25 @@ def test_a_click_on_a_message_the_store_no_longer_has_still_redirects(
     assert store.engagements() == []
 
 
+@pytest.mark.parametrize(("url", "location"), [
+    ("https://shop.example/?n=Łukasz", "https://shop.example/?n=%C5%81ukasz"),
+    ("https://shop.example/café au lait", "https://shop.example/caf%C3%A9%20au%20lait"),
+    ("https://shop.example/a\r\nSet-Cookie: x=1", "https://shop.example/a%0D%0ASet-Cookie:%20x=1"),
+    ("https://shop.example/\x00\x7f", "https://shop.example/%00%7F"),
+])
+def test_a_click_redirects_to_a_url_beyond_ascii_percent_encoded(
+        api: tuple[httpx.Client, InMemoryStore, str, str], url: str, location: str) -> None:
+    """A rendered link carries whatever a trait held (`&#10;` in an href unescapes to a
+    line break): it answered 500 beyond Latin-1, and with a control character the
+    connection closed with no answer; and no header of the URL's own is ever sent."""
+    client, store, _, _ = api
+    answer = client.get(path(LINKS.click_url("s1", 1, url)))
+    assert (answer.status_code, answer.headers["location"]) == (302, location)
+    assert "set-cookie" not in answer.headers
+    [click] = store.engagements()
+    assert (click.kind, click.url) == ("click", url)
+
+
 def test_a_click_and_an_open_are_recorded_for_the_person(
         api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
     client, store, _, _ = api
