@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from engine.api.dashboard.auth import SESSION_COOKIE, Sessions, is_loopback
+from engine.api.dashboard.routes import _csv
 from tests.api.dashboard_world import (
     PASSWORD,
     PEOPLE,
@@ -424,3 +425,12 @@ def test_the_live_stream_shows_the_newest_events_and_sends(world: World) -> None
     page = client.get("/live").text
     assert "Live &lt;b&gt;Ping&lt;/b&gt;" in page  # escaped
     assert client.get("/live?csv=sends").text.startswith("id,queued,journey,step")
+
+
+def test_csv_quotes_formulas_and_leaves_empty_cells_empty() -> None:
+    """An empty cell (an enrollment not ended) was written as a lone `'`; a tab or a
+    carriage return first (OWASP's list) was not quoted."""
+    answer = _csv("t", (["a", "b", "c", "d", "e", "f"],
+                        [["", "=1+1", "\t=2+2", "\r@x", "plain", 3]]))
+    [row] = list(csv.reader(io.StringIO(answer.body.decode())))[1:]
+    assert row == ["", "'=1+1", "'\t=2+2", "'\r@x", "plain", "3"]

@@ -70,6 +70,7 @@ LIVE_SECONDS = 3  # how often /live asks /live.json
 STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
 LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
+FORMULA_STARTS = frozenset("=+-@\t\r")  # a CSV cell's first characters a spreadsheet runs
 
 ProfileView = Callable[[str], dict[str, Any] | None]
 
@@ -488,8 +489,10 @@ def _csv(name: str, table: Table) -> Response:
     writer = csv.writer(buffer)
     writer.writerow(table[0])
     for row in table[1]:
-        # A cell that a spreadsheet would run as a formula is quoted as text.
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c
+        # A cell that a spreadsheet would run as a formula is quoted as text (OWASP's
+        # list of first characters; an empty cell stays empty: `"" in "=+-@"` is true,
+        # and every empty cell was written as a lone `'`).
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in FORMULA_STARTS else c
                          for c in row])
     return Response(buffer.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
