@@ -23,13 +23,14 @@ from engine.jsonfast import loads, nested_past
 from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
-from engine.runtime.events import MAX_DEPTH, BadEvent
+from engine.runtime.events import MAX_DEPTH, MAX_EVENT_BYTES, BadEvent
 from engine.testing import InMemoryEngine
 from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
 
 Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
 PROGRESS_EVERY = 100
+MAX_LINE_BYTES = 32 * MAX_EVENT_BYTES  # a log's line, read at most (an event is far shorter)
 
 
 class ReplayError(JourneymanError):
@@ -55,7 +56,14 @@ def read_log(path: Path) -> EventLog:
         raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
     offset = 0  # of the line in the file, for a byte that is not UTF-8
     with handle:
-        for number, raw in enumerate(handle, 1):
+        # A line read whole, however long, was a 400 MB line's 1.7 GB and a MemoryError's
+        # traceback: no line longer than an event can be is read further.
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 2), b""),
+                                     1):
+            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                raise ReplayError(f"{path}:{number}:1: a line longer than {MAX_LINE_BYTES} "
+                                  f"bytes is no event (the API takes events of at most "
+                                  f"{MAX_EVENT_BYTES} bytes)")
             at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue

@@ -270,3 +270,22 @@ def test_bad_input(tmp_path: Path) -> None:
     # the events refused are not counted as replayed (`events` in --json: every one read)
     assert human.output.startswith("replayed 1 of 2 events of 1 profile, "), human.output
     assert "1 event(s) rejected, as the API would have:" in human.output
+
+
+def test_a_line_longer_than_any_event_is_refused_unread(tmp_path: Path) -> None:
+    """A log with a line of hundreds of megabytes was read whole (a 400 MB line took
+    1.7 GB, then a MemoryError's traceback); no line longer than MAX_LINE_BYTES is read
+    further, and the error names it."""
+    from engine.qa.replay import MAX_LINE_BYTES
+
+    event = '{"type": "track", "userId": "u", "event": "X", "timestamp": "2026-01-01"'
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(event + "}\n" + event + ', "pad": "' + "a" * MAX_LINE_BYTES + '"}\n')
+    done = runner.invoke(app, ["replay", str(huge)])
+    assert done.exit_code == 1, done.output
+    assert f"{huge}:2:1: a line longer than {MAX_LINE_BYTES} bytes is no event" in done.output
+    # as long as the limit, newline apart: read, and replayed
+    fits = event + ', "pad": "' + "a" * (MAX_LINE_BYTES - len(event) - 12) + '"}'
+    assert len(fits.encode()) == MAX_LINE_BYTES
+    huge.write_text(event + "}\n" + fits + "\r\n")
+    assert runner.invoke(app, ["replay", str(huge)]).exit_code == 0
