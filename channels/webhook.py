@@ -115,7 +115,9 @@ def send_checked(client: httpx.Client, request: httpx.Request, what: str, *,
     The whole exchange ends within `budget` seconds when the client is a bounded one
     (channels/deadline.py), however slowly the server answers; of the answer's body at
     most `_BODY_CAP` bytes are read (a provider's answer may be endless, or a gzip bomb),
-    the rest is never taken off the wire."""
+    the rest is never taken off the wire. The status decides: a 2xx whose body then
+    breaks off or dawdles is delivered (the provider took the message; sending it again
+    would be a duplicate), a failure's keeps what came of its body."""
     try:
         with deadline(budget) if budget is not None else contextlib.nullcontext():
             response = client.send(request, stream=True)
@@ -152,10 +154,13 @@ def _body_start(response: httpx.Response, *, decoded: bool) -> bytes:
     a whole network read at once, 64 KiB of a gzip bomb into 64 MiB. Otherwise it is read
     only so that a short answer leaves the connection reusable."""
     head = bytearray()
-    for chunk in response.iter_raw():
-        head += chunk
-        if len(head) >= _BODY_CAP:
-            break
+    try:
+        for chunk in response.iter_raw():
+            head += chunk
+            if len(head) >= _BODY_CAP:
+                break
+    except httpx.TransportError:  # cut short, too slow (the deadline): what came is all
+        pass
     raw = bytes(head[:_BODY_CAP])
     if not decoded:
         return raw
