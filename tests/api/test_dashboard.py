@@ -175,6 +175,8 @@ def test_the_stats_endpoint_needs_an_admin_key_and_checks_its_input(world: World
     auth = {"Authorization": f"Bearer {admin}"}
     assert httpx.get(url + "?days=0", headers=auth, timeout=10).status_code == 400
     assert httpx.get(url + "?days=x", headers=auth, timeout=10).status_code == 400
+    for junk in ("%C2%B2", "%D9%A1", "9" * 5000):  # isdigit() but not int(): were 500
+        assert httpx.get(f"{url}?days={junk}", headers=auth, timeout=10).status_code == 400
     assert httpx.get(f"{world.url}/v1/journeys/nope/stats", headers=auth,
                      timeout=10).status_code == 404
     doc = httpx.get(world.url + "/openapi.json", timeout=10).json()
@@ -215,6 +217,9 @@ def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
     assert other != csrf_of(page)
     assert editor.post(path, data={"csrf": other}).status_code == 403
     assert [f.id for f in world.store.failures()] == [world.parked_id]
+    for junk in ("%C2%B2", "%D9%A1", "9" * 5000):  # isdigit() but not int(): were 500
+        assert editor.post(f"/failures/{junk}/retry",
+                           data={"csrf": csrf_of(page)}).status_code == 404, junk
     done = editor.post(path, data={"csrf": csrf_of(page)})
     assert done.status_code == 303
     assert world.store.failures() == []

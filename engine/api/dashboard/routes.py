@@ -375,7 +375,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             return HTMLResponse("this needs the editor role", status_code=403)
         if not sessions.csrf_ok(who.sid, form.get("csrf")):
             return HTMLResponse("missing or wrong CSRF token", status_code=403)
-        if not failure_id.isdigit() or not store.retry_failure(int(failure_id), dash.now()):
+        if not _whole(failure_id) or not store.retry_failure(int(failure_id), dash.now()):
             return HTMLResponse("no such parked failure", status_code=404)
         return RedirectResponse(f"/failures?done={failure_id}", 303)
 
@@ -386,7 +386,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     async def journey_stats_json(journey_id: str, request: Request) -> JSONResponse:
         require_admin(request, store)
         raw = request.query_params.get("days", "7")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        if not _whole(raw) or not 1 <= int(raw) <= MAX_DAYS:
             raise ApiError(400, f"days must be a whole number from 1 to {MAX_DAYS}")
         journey = dash.compiled.get(journey_id)
         if journey is None:
@@ -461,6 +461,13 @@ def _find_profile(store: Any, wanted: str) -> str | None:
         return None
     by_trait = store.profile_with_trait("email", wanted)
     return None if by_trait is None else str(by_trait)
+
+
+def _whole(text: str) -> bool:
+    """`text` is a whole number `int()` takes: ASCII digits (`"²".isdigit()` is true, and
+    `int("²")` a ValueError, a 500), not more than 18 of them (past 4,300 `int()` refuses
+    too)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _safe_next(target: str | None) -> str:
