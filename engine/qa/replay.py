@@ -30,6 +30,7 @@ from rules.errors import JourneymanError
 
 Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
 PROGRESS_EVERY = 100
+UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 32 * MAX_EVENT_BYTES  # a log's line, read at most (an event is far shorter)
 
 
@@ -71,10 +72,15 @@ def read_log(path: Path) -> EventLog:
             if deep is not None:
                 column = len(raw[:deep].decode(errors="replace")) + 1
                 raise ReplayError(f"{path}:{number}:{column}: {TOO_DEEP}")
+            # A UTF-8 byte order mark (PowerShell writes one) opens the file, not an event.
+            bom = len(UTF8_BOM) if number == 1 and raw.startswith(UTF8_BOM) else 0
             try:  # without its newline: a line cut short is "not JSON" at its end
-                event = loads(raw.rstrip(b"\r\n"))
+                # Decoded first: the stdlib's parser, which takes what orjson refuses,
+                # reads bytes in UTF-16 and UTF-32 too, and a UTF-16 log was replayed
+                # (its text beyond ASCII garbled) or refused for a missing timestamp.
+                event = loads(raw[bom:].rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError as exc:
-                bad = not_utf8(raw, exc.start, str(path), line=number, offset=at)
+                bad = not_utf8(raw, bom + exc.start, str(path), line=number, offset=at)
                 raise ReplayError(str(bad)) from None
             except ValueError as exc:
                 column = getattr(exc, "colno", 1)

@@ -289,3 +289,20 @@ def test_a_line_longer_than_any_event_is_refused_unread(tmp_path: Path) -> None:
     assert len(fits.encode()) == MAX_LINE_BYTES
     huge.write_text(event + "}\n" + fits + "\r\n")
     assert runner.invoke(app, ["replay", str(huge)]).exit_code == 0
+
+
+def test_a_log_in_utf16_is_not_utf8_and_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    """The stdlib's parser (behind orjson) reads UTF-16 bytes too: a UTF-16 log's first
+    line was taken, and the error pointed at a byte of line 2 (a one-line log was
+    refused for a 'missing timestamp'). A UTF-8 byte order mark (PowerShell's) is no
+    event's."""
+    lines = "".join(json.dumps({"type": "identify", "userId": f"u{i}", "timestamp":
+                                "2026-01-01T10:00:00Z", "traits": {"name": "José Ñúñez"}})
+                    + "\n" for i in range(2))
+    log = tmp_path / "export.jsonl"
+    log.write_bytes(lines.encode("utf-16"))
+    done = runner.invoke(app, ["replay", str(log)])
+    assert done.exit_code == 1, done.output
+    assert f"{log}:1:1: not UTF-8 text (byte 0xff at offset 0)" in done.output
+    log.write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    assert replay_json(str(log))["rejected"] == 0
