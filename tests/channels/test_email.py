@@ -596,3 +596,66 @@ def test_a_malformed_address_is_permanent() -> None:
 def test_from_addr_must_hold_an_address() -> None:
     with pytest.raises(ValueError, match="no email address"):
         EmailChannel(from_addr="Shop")
+
+
+@dataclass
+class Tarpit(Sink):
+    """A slow SMTP server: each DATA answered after `delay` seconds (within the timeout)."""
+
+    delay: float = 0.1
+
+    async def handle_DATA(  # noqa: N802 -- aiosmtpd's hook name
+            self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_slow_smtp_server_never_gets_a_message_twice_from_two_dispatchers(
+        tmp_path: Path) -> None:
+    """20 messages at 0.1 s each, in one send_batch, took 2 s of a 1.6 s lease; the
+    other dispatcher claimed the rows meanwhile (their outcomes unwritten) and sent all
+    20 again. Now the chunks are sized to end by half the lease."""
+    import threading
+
+    from engine.ports import SystemClock
+    from engine.store import SqlStore
+
+    sink, port = Tarpit(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    db, clock = f"sqlite:///{tmp_path / 'outbox.db'}", SystemClock()
+    first, second = SqlStore(db, create=True, clock=clock), SqlStore(db, clock=clock)
+    one, two = make_channel(port), make_channel(port)
+    done = threading.Event()
+    try:
+        queued = clock.now() - timedelta(seconds=1)
+        for n in range(20):
+            first.enqueue_send(replace(outbox_entry(f"e{n}:send:0"), created_at=queued))
+        lease = timedelta(seconds=1.6)
+        sender = Dispatcher(first, {"email": one}, clock, lease=lease)
+        other = Dispatcher(second, {"email": two}, clock, lease=lease)
+
+        def meanwhile() -> None:
+            while not sink.attempts and not done.is_set():  # the sender's claim first
+                done.wait(0.01)
+            while not done.is_set():
+                other.dispatch_due()
+                done.wait(0.05)
+
+        watcher = threading.Thread(target=meanwhile)
+        watcher.start()
+        deadline = time.monotonic() + 10
+        while first.next_outbox_at() is not None and time.monotonic() < deadline:
+            sender.dispatch_due()
+            time.sleep(0.02)
+    finally:
+        done.set()
+        if "watcher" in locals():
+            watcher.join()
+        one.close()
+        two.close()
+        controller.stop()
+        first.close()
+        second.close()
+    ids = sorted(str(m["Message-ID"]) for m in sink.parsed())
+    assert ids == sorted(expected_message_id(f"e{n}:send:0") for n in range(20))  # once each
