@@ -98,7 +98,7 @@ def read_log(path: Path) -> EventLog:
 
 def read_db_events(url: str) -> EventLog:
     """The events a store accepted, from its `events` table, opened read only."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import Text, create_engine, select, type_coerce
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -126,8 +126,14 @@ def read_db_events(url: str) -> EventLog:
                 # a read-only transaction; not a startup `options`, which PgBouncer
                 # refuses (or, told to ignore it, drops)
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            for (body,) in conn.execute(select(table.c.body).order_by(table.c.id)):
-                event = loads(body) if isinstance(body, str | bytes) else body
+            # the body as stored (SQLite: text), parsed here, not by the column's type
+            raw = type_coerce(table.c.body, Text)
+            for number, body in conn.execute(select(table.c.id, raw).order_by(table.c.id)):
+                try:  # a row written by hand, or by something else: no traceback
+                    event = loads(body) if isinstance(body, str | bytes) else body
+                except ValueError as exc:  # not JSON, not UTF-8
+                    raise ReplayError(f"--db: the body of event {number} is not JSON: "
+                                      f"{getattr(exc, 'msg', exc)}") from None
                 when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \
                     else None
                 if when is not None:

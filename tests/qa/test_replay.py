@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,6 +223,13 @@ def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["replay", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 1
     assert "no SQLite database at" in missing.output
+    # a row written by something else: its body not JSON (a traceback from the column's
+    # type, as the rows were fetched)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET body = 'not json' WHERE id = 7")
+    broken = runner.invoke(app, ["replay", "--db", url])
+    assert broken.exit_code == 1, broken.output
+    assert "--db: the body of event 7 is not JSON: Expecting value" in broken.output
 
 
 @pytest.mark.postgres
