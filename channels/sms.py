@@ -100,11 +100,14 @@ class SmsChannel:
             body_template = {"to": "{to}", "text": "{text}"}
             if from_number is not None:
                 body_template = {**body_template, "from": "{from_}"}
-        for field, template in body_template.items():
-            _check_template(template, form=form, where=repr(field))
         if not isinstance(method, str) or method.upper() not in SMS_METHODS:
             raise ValueError(f"sms method must be one of {', '.join(SMS_METHODS)}, "
                              f"not {method!r}")
+        for field, template in body_template.items():
+            # a query string is as flat as a form (a mapping in it went out as Python's
+            # repr, `a=%7B%27b%27...`, on every send)
+            _check_template(template, form=form or method.upper() == "GET",
+                            where=repr(field))
         self.url = url
         self.method = method.upper()
         self.body_template = dict(body_template)
