@@ -153,8 +153,12 @@ def _flag(value: Any) -> bool:
 def _whole(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    # ASCII digits only: "²".isdigit() is true and int("²") a ValueError (a traceback)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        try:
+            return int(value.strip())
+        except ValueError:  # past int()'s 4,300 digits
+            pass
     raise OptionError(f"must be a whole number, not {value!r}")
 
 

@@ -24,8 +24,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Self
 
-import httpx
-
+from channels.deadline import bounded_client
 from channels.webhook import (
     IDEMPOTENCY_HEADER,
     build_request,
@@ -101,11 +100,14 @@ class SmsChannel:
             body_template = {"to": "{to}", "text": "{text}"}
             if from_number is not None:
                 body_template = {**body_template, "from": "{from_}"}
-        for field, template in body_template.items():
-            _check_template(template, form=form, where=repr(field))
         if not isinstance(method, str) or method.upper() not in SMS_METHODS:
             raise ValueError(f"sms method must be one of {', '.join(SMS_METHODS)}, "
                              f"not {method!r}")
+        for field, template in body_template.items():
+            # a query string is as flat as a form (a mapping in it went out as Python's
+            # repr, `a=%7B%27b%27...`, on every send)
+            _check_template(template, form=form or method.upper() == "GET",
+                            where=repr(field))
         self.url = url
         self.method = method.upper()
         self.body_template = dict(body_template)
@@ -113,7 +115,8 @@ class SmsChannel:
         self.from_number = from_number
         self.max_length = max_length
         self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
-        self._client = httpx.Client(timeout=timeout, auth=auth, follow_redirects=False)
+        self.timeout = timeout
+        self._client = bounded_client(timeout=timeout, auth=auth, follow_redirects=False)
 
     def fields(self, message: Message) -> dict[str, Any]:
         """The request fields for a message (checks it can be sent at all)."""
@@ -144,7 +147,7 @@ class SmsChannel:
         else:
             request = build_request(self._client, self.method, self.url, what, json=fields,
                                     headers=headers)
-        send_checked(self._client, request, what)
+        send_checked(self._client, request, what, budget=3 * self.timeout)
 
     def close(self) -> None:
         self._client.close()

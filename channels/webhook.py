@@ -16,17 +16,21 @@ Signing the timestamp with the body (as Stripe does) lets a receiver refuse a re
 request: `verify()` below checks both the signature, in constant time, and the age.
 
 Answers: 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
-transient (the dispatcher retries with backoff); any other answer is permanent. The log
+transient (the dispatcher retries with backoff); any other answer is permanent. A send
+ends within three `timeout`s, however slowly the provider answers (channels/deadline.py),
+and at most 16 KiB of its answer is read, and decoded. The log
 says the status and its reason phrase; the start of the answer's body, which may echo
 the data sent, is kept with the send only (`journeyman outbox`, the decision log).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import re
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -34,6 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from channels.deadline import bounded_client, deadline
 from engine.ports import Clock, DeliveryError, Message
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
@@ -101,30 +106,79 @@ def checked_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
-def send_checked(client: httpx.Client, request: httpx.Request, what: str) -> httpx.Response:
-    """Send `request`, mapping the outcome onto the Channel contract: return on 2xx, raise
-    a transient `DeliveryError` for 408, 429, 5xx, timeouts and network errors, and a
-    permanent one for any other answer or a request that can never go out."""
+def send_checked(client: httpx.Client, request: httpx.Request, what: str, *,
+                 budget: float | None = None) -> int:
+    """Send `request`, mapping the outcome onto the Channel contract: return the status
+    on 2xx, raise a transient `DeliveryError` for 408, 429, 5xx, timeouts and network
+    errors, and a permanent one for any other answer or a request that can never go out.
+
+    The whole exchange ends within `budget` seconds when the client is a bounded one
+    (channels/deadline.py), however slowly the server answers; of the answer's body at
+    most `_BODY_CAP` bytes are read (a provider's answer may be endless, or a gzip bomb),
+    the rest is never taken off the wire. The status decides: a 2xx whose body then
+    breaks off or dawdles is delivered (the provider took the message; sending it again
+    would be a duplicate), a failure's keeps what came of its body."""
     try:
-        response = client.send(request)
+        with deadline(budget) if budget is not None else contextlib.nullcontext():
+            response = client.send(request, stream=True)
+            try:
+                status = response.status_code
+                head = _body_start(response, decoded=not 200 <= status < 300)
+            finally:
+                response.close()
     except httpx.TimeoutException as exc:
         raise DeliveryError(f"{what}: timed out ({type(exc).__name__})") from exc
     except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
         raise DeliveryError(f"{what}: {type(exc).__name__}: {exc}", permanent=True) from exc
     except httpx.TransportError as exc:  # connect/read/write errors, a broken answer
         raise DeliveryError(f"{what}: {type(exc).__name__}: {exc}") from exc
-    status = response.status_code
     if 200 <= status < 300:
-        return response
+        return status
     # The body's start is the provider's own words, which may echo the record it refused
     # (a CRM's `{"record": {"last_name": ...}}`): the error's detail, kept with the send
     # (`journeyman outbox`), not its message, which is logged
-    snippet = " ".join(response.text[:_SNIPPET].split())
+    snippet = " ".join(_text(head, response)[:_SNIPPET].split())
     error = f"{what}: HTTP {status} {response.reason_phrase}"
     if status in {408, 429} or status >= 500:
         raise DeliveryError(error, detail=snippet)
     # other 4xx; 1xx/3xx (redirects not followed)
     raise DeliveryError(error, permanent=True, detail=snippet)
+
+
+_BODY_CAP = 16 * 1024  # bytes of an answer's body read at most (and decoded at most)
+
+
+def _body_start(response: httpx.Response, *, decoded: bool) -> bytes:
+    """Up to `_BODY_CAP` bytes of the body off the wire, and for a failure's snippet
+    decoded (gzip, deflate) to at most `_BODY_CAP` bytes: httpx's own decoding inflates
+    a whole network read at once, 64 KiB of a gzip bomb into 64 MiB. Otherwise it is read
+    only so that a short answer leaves the connection reusable."""
+    head = bytearray()
+    try:
+        for chunk in response.iter_raw():
+            head += chunk
+            if len(head) >= _BODY_CAP:
+                break
+    except httpx.TransportError:  # cut short, too slow (the deadline): what came is all
+        pass
+    raw = bytes(head[:_BODY_CAP])
+    if not decoded:
+        return raw
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in {"", "identity"}:
+        return raw
+    if encoding in {"gzip", "x-gzip", "deflate"}:
+        for wbits in (47, -15):  # a gzip or zlib header; raw deflate
+            with contextlib.suppress(zlib.error):
+                return zlib.decompressobj(wbits).decompress(raw, _BODY_CAP)
+    return b""  # an encoding not asked for: no snippet
+
+
+def _text(body: bytes, response: httpx.Response) -> str:
+    try:
+        return body.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset nobody knows
+        return body.decode("utf-8", errors="replace")
 
 
 def build_request(client: httpx.Client, method: str, url: str, what: str,
@@ -159,7 +213,7 @@ class WebhookChannel:
         self.timeout = timeout
         self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
         self.clock: Clock = clock or SystemClock()
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = bounded_client(timeout=timeout, follow_redirects=False)
 
     def target(self, message: Message) -> str:
         if self.allow_to_override and message.to is not None and is_http_url(message.to):
@@ -194,7 +248,7 @@ class WebhookChannel:
                    SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
         what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
         request = build_request(self._client, "POST", url, what, content=body, headers=headers)
-        send_checked(self._client, request, what)
+        send_checked(self._client, request, what, budget=3 * self.timeout)
 
     def close(self) -> None:
         self._client.close()

@@ -5,6 +5,7 @@ engine/runtime/unsubscribe.py)."""
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,10 @@ from engine.api import openapi
 from engine.api.ingest import Accept
 from engine.ports import Engagement, IdentityStore, Store
 from engine.runtime.identity import person_of, profile_of_person
+from engine.runtime.transients import known_transient
 from engine.runtime.unsubscribe import ANONYMOUS, Person, UnsubscribeLinks
+
+log = logging.getLogger("journeyman.api")
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
@@ -25,9 +29,14 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <h1>{title}</h1><p>{text}</p>{form}</body></html>"""
 
 
-def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLResponse:
+def _page(title: str, text: str, form: str = "", status: int = 200,
+          headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(PAGE.format(title=html.escape(title), text=html.escape(text),
-                                    form=form), status_code=status)
+                                    form=form), status_code=status, headers=headers)
+
+
+ONE_CLICK_FORM = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
+                  'value="One-Click"><button type="submit">Unsubscribe</button></form>')
 
 
 def _not_valid() -> HTMLResponse:
@@ -82,9 +91,8 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
         found = verified(token)
         if found is None:
             return _not_valid()
-        form = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
-                'value="One-Click"><button type="submit">Unsubscribe</button></form>')
-        return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?", form)
+        return _page("Unsubscribe", f"Stop receiving {found[1]} messages from us?",
+                     ONE_CLICK_FORM)
 
     @app.post("/u/{token}", response_class=HTMLResponse,
               **openapi.unsubscribe_route("Unsubscribe (the page's button, or RFC 8058 "
@@ -94,11 +102,22 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
         if found is None:
             return _not_valid()
         person, channel = found
-        event = await run_in_threadpool(unsubscribe_event, store, person, channel)
-        if event is not None:
-            await run_in_threadpool(count_opt_out, store, person, channel, now())
-            # An identify through the inbox, like any accepted call, so the change is
-            # handled in order with the profile's other events; a new messageId each
-            # time, so unsubscribing again after re-subscribing works.
-            await accept([event], None, "unsubscribe")
+        try:
+            event = await run_in_threadpool(unsubscribe_event, store, person, channel)
+            if event is not None:
+                await run_in_threadpool(count_opt_out, store, person, channel, now())
+                # An identify through the inbox, like any accepted call, so the change
+                # is handled in order with the profile's other events; a new messageId
+                # each time, so unsubscribing again after re-subscribing works.
+                await accept([event], None, "unsubscribe")
+        except Exception as exc:
+            if not known_transient(store.is_transient, exc):
+                raise
+            # A person at the page's button, not a client that reads JSON (the API's
+            # 503 answer): a page saying so, as a 503 a mail client may retry.
+            log.warning("an unsubscribe from %s was not recorded (%s); answered 503",
+                        channel, type(exc).__name__)
+            return _page("Please try again", "We could not record your request just now: "
+                         "nothing changed. Please press the button again in a minute.",
+                         ONE_CLICK_FORM, status=503, headers={"Retry-After": "60"})
         return _page("Unsubscribed", f"You will not get {channel} messages from us any more.")

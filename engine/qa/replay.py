@@ -23,13 +23,15 @@ from engine.jsonfast import loads, nested_past
 from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
-from engine.runtime.events import MAX_DEPTH, BadEvent
+from engine.runtime.events import MAX_DEPTH, MAX_EVENT_BYTES, BadEvent
 from engine.testing import InMemoryEngine
 from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
 
 Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now)
 PROGRESS_EVERY = 100
+UTF8_BOM = b"\xef\xbb\xbf"
+MAX_LINE_BYTES = 32 * MAX_EVENT_BYTES  # a log's line, read at most (an event is far shorter)
 
 
 class ReplayError(JourneymanError):
@@ -55,7 +57,14 @@ def read_log(path: Path) -> EventLog:
         raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
     offset = 0  # of the line in the file, for a byte that is not UTF-8
     with handle:
-        for number, raw in enumerate(handle, 1):
+        # A line read whole, however long, was a 400 MB line's 1.7 GB and a MemoryError's
+        # traceback: no line longer than an event can be is read further.
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 2), b""),
+                                     1):
+            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                raise ReplayError(f"{path}:{number}:1: a line longer than {MAX_LINE_BYTES} "
+                                  f"bytes is no event (the API takes events of at most "
+                                  f"{MAX_EVENT_BYTES} bytes)")
             at, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
@@ -63,10 +72,15 @@ def read_log(path: Path) -> EventLog:
             if deep is not None:
                 column = len(raw[:deep].decode(errors="replace")) + 1
                 raise ReplayError(f"{path}:{number}:{column}: {TOO_DEEP}")
+            # A UTF-8 byte order mark (PowerShell writes one) opens the file, not an event.
+            bom = len(UTF8_BOM) if number == 1 and raw.startswith(UTF8_BOM) else 0
             try:  # without its newline: a line cut short is "not JSON" at its end
-                event = loads(raw.rstrip(b"\r\n"))
+                # Decoded first: the stdlib's parser, which takes what orjson refuses,
+                # reads bytes in UTF-16 and UTF-32 too, and a UTF-16 log was replayed
+                # (its text beyond ASCII garbled) or refused for a missing timestamp.
+                event = loads(raw[bom:].rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError as exc:
-                bad = not_utf8(raw, exc.start, str(path), line=number, offset=at)
+                bad = not_utf8(raw, bom + exc.start, str(path), line=number, offset=at)
                 raise ReplayError(str(bad)) from None
             except ValueError as exc:
                 column = getattr(exc, "colno", 1)
@@ -84,7 +98,7 @@ def read_log(path: Path) -> EventLog:
 
 def read_db_events(url: str) -> EventLog:
     """The events a store accepted, from its `events` table, opened read only."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import Text, create_engine, select, type_coerce
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -112,8 +126,14 @@ def read_db_events(url: str) -> EventLog:
                 # a read-only transaction; not a startup `options`, which PgBouncer
                 # refuses (or, told to ignore it, drops)
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            for (body,) in conn.execute(select(table.c.body).order_by(table.c.id)):
-                event = loads(body) if isinstance(body, str | bytes) else body
+            # the body as stored (SQLite: text), parsed here, not by the column's type
+            raw = type_coerce(table.c.body, Text)
+            for number, body in conn.execute(select(table.c.id, raw).order_by(table.c.id)):
+                try:  # a row written by hand, or by something else: no traceback
+                    event = loads(body) if isinstance(body, str | bytes) else body
+                except ValueError as exc:  # not JSON, not UTF-8
+                    raise ReplayError(f"--db: the body of event {number} is not JSON: "
+                                      f"{getattr(exc, 'msg', exc)}") from None
                 when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \
                     else None
                 if when is not None:

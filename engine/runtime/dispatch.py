@@ -24,6 +24,8 @@ A send is rendered and queued in the same transaction as the step that made it
    suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
    admitted row is not decided again when retried.
+   No send starts once half the claim's lease has gone by (a slow provider took a claim
+   past its lease, and another worker sent it all again): the rest go back, due at once.
 3. The outcomes of a chunk of rows are written in one transaction.
 
 An exception in our own code while handling one row (hostile data in a profile, a
@@ -132,6 +134,9 @@ class _Chunk:
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
+    sends_until: datetime | None = None  # half the claim's lease: no send starts after it
+    put_back: bool = False  # rows went back untried, due at once (the lease was ending)
+    tried: int = 0  # sends started; the first always starts, so every claim gets on
 
     @property
     def pending(self) -> bool:
@@ -197,7 +202,7 @@ class Dispatcher:
             chunk, deliver = admission
             tried += chunk.claimed
             self._deliver(deliver, chunk)
-            if chunk.short:
+            if chunk.short and not chunk.put_back:
                 # Its claim found fewer rows than it asked for: it took every row due
                 # that no other dispatcher holds, so no claim that finds nothing. With N
                 # workers each dispatcher woke for every queued send, and that empty
@@ -227,7 +232,7 @@ class Dispatcher:
             short = self.store.claim_was_short()
             chunk = _Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries), short=short)
+                           claimed=len(entries), short=short, sends_until=now + self.lease / 2)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []
@@ -299,12 +304,15 @@ class Dispatcher:
                 if entry.channel in failing:
                     self._hold(entry, chunk)
                     continue
+                if self._late(chunk, [entry]):
+                    continue
                 if self._bounced_meanwhile(entry, chunk):
                     continue
                 channel = self.channels[entry.channel]
                 if self._can_batch(channel):
                     batched.setdefault(entry.channel, []).append(entry)
                     continue
+                chunk.tried += 1
                 error = self._send_one(channel, entry)
                 if not self._settle(entry, error, chunk):
                     failing.add(entry.channel)
@@ -383,23 +391,36 @@ class Dispatcher:
     def _send_batched(self, name: str, group: list[OutboxEntry], chunk: _Chunk) -> None:
         """Adapters with `send_batch` (email) get the rows in small chunks, so building
         one message overlaps sending the previous; the chunk bounds how many could be
-        re-sent after a crash (at-least-once, same idempotency keys)."""
+        re-sent after a crash (at-least-once, same idempotency keys). The first is one
+        row, whose time sizes the next to end by half the lease (a slow server's 20 ran
+        past the lease, and another worker sent them again)."""
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
-        for start in range(0, len(group), SEND_CHUNK):
-            part = [entry for entry in group[start:start + SEND_CHUNK]
-                    if not self._bounced_meanwhile(entry, chunk)]
+        start, size = 0, 1
+        while start < len(group):
+            if self._late(chunk, group[start:]):
+                return
+            taken = group[start:start + size]
+            start += len(taken)
+            part = [entry for entry in taken if not self._bounced_meanwhile(entry, chunk)]
             if not part:
                 continue
-            now = self.clock.now()
+            now, chunk.tried = self.clock.now(), chunk.tried + len(part)
             results = _batch_results(channel, [entry.message(now) for entry in part])
             healthy = [self._settle(entry, error, chunk)
                        for entry, error in zip(part, results, strict=True)]
             self._write(chunk)
             if not all(healthy):
-                for entry in group[start + SEND_CHUNK:]:
+                for entry in group[start:]:
                     self._hold(entry, chunk)
                 return
+            size = self._chunk_size(chunk, (self.clock.now() - now) / len(part))
+
+    def _chunk_size(self, chunk: _Chunk, each: timedelta) -> int:
+        """Rows for the next send_batch, at `each` a row, to end by `sends_until` (1-20)."""
+        if chunk.sends_until is None or each <= timedelta(0):
+            return SEND_CHUNK
+        return max(1, min(SEND_CHUNK, (chunk.sends_until - self.clock.now()) // each))
 
     def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
         """An earlier send of this delivery hard-bounced at the same address (admission
@@ -438,14 +459,14 @@ class Dispatcher:
             text, logged = _kept(error), str(error)
         else:  # an adapter's bug or a network error
             text = logged = f"{type(error).__name__}: {error}"
-        if isinstance(error, DeliveryError) and error.bounce and entry.to is not None:
-            # A soft bounce (a 4xx to RCPT: mailbox full, greylisted): counted, retried.
-            chunk.outcomes.append(partial(
+        to = entry.to if isinstance(error, DeliveryError) and error.bounce else None
+        if to is not None:  # A soft bounce (a 4xx to RCPT: mailbox full, greylisted):
+            chunk.outcomes.append(partial(  # counted, retried, and the recipient's alone
                 record_delivery_problem, self.store,
-                ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
+                ProviderEvent(SOFT_BOUNCE, to, entry.key, text[:1000]),
                 source=f"channel:{entry.channel}", now=self.clock.now()))
         self._retry(entry, text, chunk, logged)
-        return False
+        return to is not None  # one recipient's problem holds up nobody else
 
     def _hold(self, entry: OutboxEntry, chunk: _Chunk) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
@@ -455,6 +476,19 @@ class Dispatcher:
         chunk.deferred.append((entry.key, when, "channel_unavailable"))
         self.stats.held += 1
         self._count(entry, "held")
+
+    def _late(self, chunk: _Chunk, entries: list[OutboxEntry]) -> bool:
+        """Half the claim's lease is gone and a send has started (each claim sends one at
+        least: on the demo's time-lapse clock admission alone took that long): `entries` go
+        back, due at once, not on the wire when the lease ends and another worker claims."""
+        if not chunk.tried or chunk.sends_until is None or self.clock.now() < chunk.sends_until:
+            return False
+        for entry in entries:  # no attempt, for the next claim
+            chunk.deferred.append((entry.key, self.clock.now(), "lease_ending"))
+            self.stats.held += 1
+            self._count(entry, "held")
+        chunk.put_back = True
+        return True
 
     def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count

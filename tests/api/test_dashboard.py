@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from engine.api.dashboard.auth import SESSION_COOKIE, Sessions, is_loopback
+from engine.api.dashboard.routes import _csv
 from tests.api.dashboard_world import (
     PASSWORD,
     PEOPLE,
@@ -174,6 +175,8 @@ def test_the_stats_endpoint_needs_an_admin_key_and_checks_its_input(world: World
     auth = {"Authorization": f"Bearer {admin}"}
     assert httpx.get(url + "?days=0", headers=auth, timeout=10).status_code == 400
     assert httpx.get(url + "?days=x", headers=auth, timeout=10).status_code == 400
+    for junk in ("%C2%B2", "%D9%A1", "9" * 5000):  # isdigit() but not int(): were 500
+        assert httpx.get(f"{url}?days={junk}", headers=auth, timeout=10).status_code == 400
     assert httpx.get(f"{world.url}/v1/journeys/nope/stats", headers=auth,
                      timeout=10).status_code == 404
     doc = httpx.get(world.url + "/openapi.json", timeout=10).json()
@@ -286,6 +289,9 @@ def test_retry_needs_an_editor_and_the_csrf_token(world: World) -> None:
     assert other != csrf_of(page)
     assert editor.post(path, data={"csrf": other}).status_code == 403
     assert [f.id for f in world.store.failures()] == [world.parked_id]
+    for junk in ("%C2%B2", "%D9%A1", "9" * 5000):  # isdigit() but not int(): were 500
+        assert editor.post(f"/failures/{junk}/retry",
+                           data={"csrf": csrf_of(page)}).status_code == 404, junk
     done = editor.post(path, data={"csrf": csrf_of(page)})
     assert done.status_code == 303
     assert world.store.failures() == []
@@ -496,3 +502,12 @@ def test_the_live_stream_shows_the_newest_events_and_sends(world: World) -> None
     page = client.get("/live").text
     assert "Live &lt;b&gt;Ping&lt;/b&gt;" in page  # escaped
     assert client.get("/live?csv=sends").text.startswith("id,queued,journey,step")
+
+
+def test_csv_quotes_formulas_and_leaves_empty_cells_empty() -> None:
+    """An empty cell (an enrollment not ended) was written as a lone `'`; a tab or a
+    carriage return first (OWASP's list) was not quoted."""
+    answer = _csv("t", (["a", "b", "c", "d", "e", "f"],
+                        [["", "=1+1", "\t=2+2", "\r@x", "plain", 3]]))
+    [row] = list(csv.reader(io.StringIO(answer.body.decode())))[1:]
+    assert row == ["", "'=1+1", "'\t=2+2", "'\r@x", "plain", "3"]

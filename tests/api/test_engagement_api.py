@@ -4,10 +4,12 @@ has, a pixel that never breaks, and provider bodies that are refused whole."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from engine.api import create_app
 from engine.ports import OutboxEntry
 from engine.runtime.tracking import PIXEL, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
+from engine.store import SqlStore
 from engine.testing import InMemoryStore, SequentialIds
 from journeys.templating import Rendered
 from tests.api.test_api import free_port
@@ -77,6 +80,25 @@ def test_a_click_on_a_message_the_store_no_longer_has_still_redirects(
     assert store.engagements() == []
 
 
+@pytest.mark.parametrize(("url", "location"), [
+    ("https://shop.example/?n=Łukasz", "https://shop.example/?n=%C5%81ukasz"),
+    ("https://shop.example/café au lait", "https://shop.example/caf%C3%A9%20au%20lait"),
+    ("https://shop.example/a\r\nSet-Cookie: x=1", "https://shop.example/a%0D%0ASet-Cookie:%20x=1"),
+    ("https://shop.example/\x00\x7f", "https://shop.example/%00%7F"),
+])
+def test_a_click_redirects_to_a_url_beyond_ascii_percent_encoded(
+        api: tuple[httpx.Client, InMemoryStore, str, str], url: str, location: str) -> None:
+    """A rendered link carries whatever a trait held (`&#10;` in an href unescapes to a
+    line break): it answered 500 beyond Latin-1, and with a control character the
+    connection closed with no answer; and no header of the URL's own is ever sent."""
+    client, store, _, _ = api
+    answer = client.get(path(LINKS.click_url("s1", 1, url)))
+    assert (answer.status_code, answer.headers["location"]) == (302, location)
+    assert "set-cookie" not in answer.headers
+    [click] = store.engagements()
+    assert (click.kind, click.url) == ("click", url)
+
+
 def test_a_click_and_an_open_are_recorded_for_the_person(
         api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
     client, store, _, _ = api
@@ -130,3 +152,47 @@ def test_deliverability_needs_an_admin_key_and_counts_against_the_message(
     assert [(s.address, s.reason) for s in store.suppressions()] == [
         ("ana@example.com", "hard_bounce")]
     assert [(e.kind, e.message_key) for e in store.engagements()] == [("bounce", "s1")]
+
+
+def test_a_click_and_an_open_answer_as_ever_while_the_database_is_locked(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A person clicking a link in an email while the store could not be written got
+    the API's 503 JSON ("send the request again"), and the open pixel a broken image:
+    the token alone decides the answer; the lost click is logged."""
+    db = tmp_path / "journeyman.db"
+    store = SqlStore(f"sqlite:///{db}", create=True, busy_timeout_ms=100)
+    store.enqueue_send(OutboxEntry("s1", "e1", "ana", "cart", "reminder", "email",
+                                   "ana@example.com", Rendered("cart_reminder", "email"),
+                                   NOW - timedelta(hours=1)))
+    store.mark_sent("s1", NOW - timedelta(hours=1))
+    app = create_app(store, lambda: NOW, new_id=SequentialIds("t").new_id,
+                     unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
+                     tracking=LINKS)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    lock = sqlite3.connect(db, isolation_level=None, timeout=1)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the file
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                          headers={"User-Agent": "Mozilla/5.0"}) as client, \
+                caplog.at_level("WARNING", logger="journeyman.api"):
+            click = client.get(path(LINKS.click_url("s1", 1, "https://shop.example/")))
+            assert (click.status_code, click.headers["location"]) == (
+                302, "https://shop.example/")
+            pixel = client.get(path(LINKS.open_url("s1")))
+            assert (pixel.status_code, pixel.content) == (200, PIXEL)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+    lost = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+    assert [line.split(":")[0] for line in lost] == [
+        "a tracked click of message s1 was not recorded",
+        "a tracked open of message s1 was not recorded"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 
 from engine.api import create_app
+from engine.core.model import Profile
 from engine.ports import Store
 from engine.runtime.unsubscribe import (
     ANONYMOUS,
@@ -27,6 +29,7 @@ from engine.runtime.unsubscribe import (
     UnsubscribeLinks,
 )
 from engine.runtime.worker import Worker
+from engine.store import SqlStore
 from engine.testing import InMemoryEngine, InMemoryStore, SequentialIds
 from tests.api.test_api import NOW, free_port
 from tests.engine.helpers import stub_email, write_folder
@@ -337,3 +340,38 @@ def test_the_link_in_an_sms_or_push_body_unsubscribes_that_channel(tmp_path: Pat
     # The link's click is on record, with its source (docs/privacy.md).
     assert [(d.reason, d.details["source"]) for d in eng.decisions if d.what == "consent"] \
         == [(f"consent.{channel}: false", "unsubscribe")]
+
+
+def test_an_unsubscribe_while_the_database_is_locked_is_a_page_to_try_again(
+        tmp_path: Path) -> None:
+    """A person at the button got the API's 503 JSON (`{"success": false, ...}`) while
+    the store could not be written: now a page saying nothing changed, with the button
+    again (a 503 with Retry-After, for a mail client's one-click POST); once the lock
+    is gone the same link unsubscribes."""
+    db = tmp_path / "journeyman.db"
+    sql = SqlStore(f"sqlite:///{db}", create=True, busy_timeout_ms=100)
+    sql.link_identity("user_id", "ana", "ana")
+    with sql.transaction():
+        sql.put_profile(Profile("ana", {"email": "ana@example.com"}))
+    path = "/u/" + LINKS.token(ANA, "email")
+    try:
+        for base in serve_app(sql, LINKS):
+            with httpx.Client(base_url=base, timeout=10) as client:
+                lock = sqlite3.connect(db, isolation_level=None, timeout=1)
+                lock.execute("BEGIN EXCLUSIVE")  # another process holds the file
+                try:
+                    busy = client.post(path, data={"List-Unsubscribe": "One-Click"})
+                finally:
+                    lock.execute("ROLLBACK")
+                    lock.close()
+                assert busy.status_code == 503
+                assert busy.headers["content-type"].startswith("text/html")
+                assert busy.headers["retry-after"] == "60"
+                assert "nothing changed" in busy.text
+                assert '<form method="post">' in busy.text
+                assert sql.inbox_counts().get("pending", 0) == 0
+                done = client.post(path, data={"List-Unsubscribe": "One-Click"})
+                assert (done.status_code, "Unsubscribed" in done.text) == (200, True)
+                assert sql.inbox_counts()["pending"] == 1
+    finally:
+        sql.close()

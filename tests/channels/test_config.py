@@ -106,3 +106,12 @@ webhook: {adapter: webhook, url: "https://crm.example", secret: s, headers: {X-A
     ]:
         with pytest.raises(ChannelConfigError, match=message):
             load(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("port", ["²", "١٢", "5" * 5000])
+def test_a_port_of_digits_int_cannot_read_is_a_positioned_line(tmp_path: Path,
+                                                                port: str) -> None:
+    """`"²".isdigit()` is true and `int("²")` a ValueError: it escaped as a traceback."""
+    path = write(tmp_path, f'email: {{adapter: email, from_addr: "a@b.c", port: "{port}"}}\n')
+    with pytest.raises(ChannelConfigError, match=r"email\.port: must be a whole number"):
+        load(path)

@@ -596,3 +596,84 @@ def test_a_malformed_address_is_permanent() -> None:
 def test_from_addr_must_hold_an_address() -> None:
     with pytest.raises(ValueError, match="no email address"):
         EmailChannel(from_addr="Shop")
+
+
+@dataclass
+class Tarpit(Sink):
+    """A slow SMTP server: each DATA answered after `delay` seconds (within the timeout)."""
+
+    delay: float = 0.1
+
+    async def handle_DATA(  # noqa: N802 -- aiosmtpd's hook name
+            self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_slow_smtp_server_never_gets_a_message_twice_from_two_dispatchers(
+        tmp_path: Path) -> None:
+    """20 messages at 0.1 s each, in one send_batch, took 2 s of a 1.6 s lease; the
+    other dispatcher claimed the rows meanwhile (their outcomes unwritten) and sent all
+    20 again. Now the chunks are sized to end by half the lease."""
+    import threading
+
+    from engine.ports import SystemClock
+    from engine.store import SqlStore
+
+    sink, port = Tarpit(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    db, clock = f"sqlite:///{tmp_path / 'outbox.db'}", SystemClock()
+    first, second = SqlStore(db, create=True, clock=clock), SqlStore(db, clock=clock)
+    one, two = make_channel(port), make_channel(port)
+    done = threading.Event()
+    try:
+        queued = clock.now() - timedelta(seconds=1)
+        for n in range(20):
+            first.enqueue_send(replace(outbox_entry(f"e{n}:send:0"), created_at=queued))
+        lease = timedelta(seconds=1.6)
+        sender = Dispatcher(first, {"email": one}, clock, lease=lease)
+        other = Dispatcher(second, {"email": two}, clock, lease=lease)
+
+        def meanwhile() -> None:
+            while not sink.attempts and not done.is_set():  # the sender's claim first
+                done.wait(0.01)
+            while not done.is_set():
+                other.dispatch_due()
+                done.wait(0.05)
+
+        watcher = threading.Thread(target=meanwhile)
+        watcher.start()
+        deadline = time.monotonic() + 10
+        while first.next_outbox_at() is not None and time.monotonic() < deadline:
+            sender.dispatch_due()
+            time.sleep(0.02)
+    finally:
+        done.set()
+        if "watcher" in locals():
+            watcher.join()
+        one.close()
+        two.close()
+        controller.stop()
+        first.close()
+        second.close()
+    ids = sorted(str(m["Message-ID"]) for m in sink.parsed())
+    assert ids == sorted(expected_message_id(f"e{n}:send:0") for n in range(20))  # once each
+
+
+def test_a_greylisted_recipient_holds_up_nobody_else(server: Server,
+                                                     channel: EmailChannel) -> None:
+    """A 4xx to RCPT (greylisting, a full mailbox) is that recipient's soft bounce, not
+    a sign the server is down: the other rows of the claim are sent, not held for the
+    backoff (one greylisted address held every chunk of the claim after its own)."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    for n in range(25):
+        store.enqueue_send(replace(outbox_entry(f"e{n}:send:0", profile=f"p{n}"),
+                                   to=f"user{n}@example.com"))
+    server.sink.rcpt_replies = ["450 4.2.0 greylisted, try again later"]  # user0's
+    dispatcher = Dispatcher(store, {"email": channel}, clock)
+    dispatcher.dispatch_due()
+    status = {r.entry.key: r.status for r in store.outbox_records()}
+    assert status == {"e0:send:0": "pending", **{f"e{n}:send:0": "sent" for n in range(1, 25)}}
+    assert dispatcher.stats.held == 0
+    assert len(server.sink.delivered) == 24

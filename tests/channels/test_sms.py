@@ -153,6 +153,14 @@ def test_bad_body_templates_are_refused_at_startup(shape: dict[str, Any], form: 
         SmsChannel("http://127.0.0.1:9", body_template=shape, form=form)
 
 
+@pytest.mark.parametrize("shape", [{"Meta": {"a": "{to}"}}, {"To": ["{to}", {"b": 1}]}])
+def test_a_get_query_is_as_flat_as_a_form(shape: dict[str, Any]) -> None:
+    """A mapping in a GET's query went out as Python's repr (`Meta=%7B%27a%27...`) on
+    every send; refused at startup, as for a form."""
+    with pytest.raises(ValueError, match=r"cannot nest|plain values only"):
+        SmsChannel("http://127.0.0.1:9", method="get", body_template=shape)
+
+
 # --- answers and retries ----------------------------------------------------------------
 
 

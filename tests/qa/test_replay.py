@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,6 +223,13 @@ def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["replay", "--db", f"sqlite:///{tmp_path / 'none.db'}"])
     assert missing.exit_code == 1
     assert "no SQLite database at" in missing.output
+    # a row written by something else: its body not JSON (a traceback from the column's
+    # type, as the rows were fetched)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET body = 'not json' WHERE id = 7")
+    broken = runner.invoke(app, ["replay", "--db", url])
+    assert broken.exit_code == 1, broken.output
+    assert "--db: the body of event 7 is not JSON: Expecting value" in broken.output
 
 
 @pytest.mark.postgres
@@ -290,3 +298,39 @@ def test_the_text_report_says_1_goal_not_1_goals() -> None:
         enrolled=3, goals=2)})))
     assert many[0].startswith("replayed 2 events of 2 profiles, ")
     assert "j: 3 enrolled, 0 completed, 0 exited, 0 still in, 2 goals (66.7%)" in many
+
+
+def test_a_line_longer_than_any_event_is_refused_unread(tmp_path: Path) -> None:
+    """A log with a line of hundreds of megabytes was read whole (a 400 MB line took
+    1.7 GB, then a MemoryError's traceback); no line longer than MAX_LINE_BYTES is read
+    further, and the error names it."""
+    from engine.qa.replay import MAX_LINE_BYTES
+
+    event = '{"type": "track", "userId": "u", "event": "X", "timestamp": "2026-01-01"'
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(event + "}\n" + event + ', "pad": "' + "a" * MAX_LINE_BYTES + '"}\n')
+    done = runner.invoke(app, ["replay", str(huge)])
+    assert done.exit_code == 1, done.output
+    assert f"{huge}:2:1: a line longer than {MAX_LINE_BYTES} bytes is no event" in done.output
+    # as long as the limit, newline apart: read, and replayed
+    fits = event + ', "pad": "' + "a" * (MAX_LINE_BYTES - len(event) - 12) + '"}'
+    assert len(fits.encode()) == MAX_LINE_BYTES
+    huge.write_text(event + "}\n" + fits + "\r\n")
+    assert runner.invoke(app, ["replay", str(huge)]).exit_code == 0
+
+
+def test_a_log_in_utf16_is_not_utf8_and_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    """The stdlib's parser (behind orjson) reads UTF-16 bytes too: a UTF-16 log's first
+    line was taken, and the error pointed at a byte of line 2 (a one-line log was
+    refused for a 'missing timestamp'). A UTF-8 byte order mark (PowerShell's) is no
+    event's."""
+    lines = "".join(json.dumps({"type": "identify", "userId": f"u{i}", "timestamp":
+                                "2026-01-01T10:00:00Z", "traits": {"name": "José Ñúñez"}})
+                    + "\n" for i in range(2))
+    log = tmp_path / "export.jsonl"
+    log.write_bytes(lines.encode("utf-16"))
+    done = runner.invoke(app, ["replay", str(log)])
+    assert done.exit_code == 1, done.output
+    assert f"{log}:1:1: not UTF-8 text (byte 0xff at offset 0)" in done.output
+    log.write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    assert replay_json(str(log))["rejected"] == 0

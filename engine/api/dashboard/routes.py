@@ -73,6 +73,7 @@ LIVE_SECONDS = 3  # how often /live asks /live.json
 STATUS_ACTIONS = {"pause": "paused", "resume": "active"}  # as `journeyman journeys ...`
 LIST_KPIS = ("conversion", "ctr", "attributable_revenue", "opt_outs")
 Table = tuple[list[str], list[list[Any]]]  # header, rows
+FORMULA_STARTS = frozenset("=+-@\t\r")  # a CSV cell's first characters a spreadsheet runs
 
 ProfileView = Callable[[str], dict[str, Any] | None]
 
@@ -395,7 +396,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             return HTMLResponse("this needs the editor role", status_code=403)
         if not sessions.csrf_ok(who.sid, form.get("csrf")):
             return HTMLResponse("missing or wrong CSRF token", status_code=403)
-        if not failure_id.isdigit() or not store.retry_failure(int(failure_id), dash.now()):
+        if not _whole(failure_id) or not store.retry_failure(int(failure_id), dash.now()):
             return HTMLResponse("no such parked failure", status_code=404)
         return RedirectResponse(f"/failures?done={failure_id}", 303)
 
@@ -406,7 +407,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
     async def journey_stats_json(journey_id: str, request: Request) -> JSONResponse:
         require_admin(request, store)
         raw = request.query_params.get("days", "7")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        if not _whole(raw) or not 1 <= int(raw) <= MAX_DAYS:
             raise ApiError(400, f"days must be a whole number from 1 to {MAX_DAYS}")
         journey = dash.compiled.get(journey_id)
         if journey is None:
@@ -461,6 +462,13 @@ def _find_profile(store: Any, wanted: str) -> str | None:
     return None if by_trait is None else str(by_trait)
 
 
+def _whole(text: str) -> bool:
+    """`text` is a whole number `int()` takes: ASCII digits (`"²".isdigit()` is true, and
+    `int("²")` a ValueError, a 500), not more than 18 of them (past 4,300 `int()` refuses
+    too)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path of this site (no scheme, no host: no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -487,8 +495,10 @@ def _csv(name: str, table: Table) -> Response:
     writer = csv.writer(buffer)
     writer.writerow(table[0])
     for row in table[1]:
-        # A cell that a spreadsheet would run as a formula is quoted as text.
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c
+        # A cell that a spreadsheet would run as a formula is quoted as text (OWASP's
+        # list of first characters; an empty cell stays empty: `"" in "=+-@"` is true,
+        # and every empty cell was written as a lone `'`).
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in FORMULA_STARTS else c
                          for c in row])
     return Response(buffer.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
