@@ -136,7 +136,6 @@ class _Chunk:
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
     sends_until: datetime | None = None  # half the claim's lease: no send starts after it
     put_back: bool = False  # rows went back untried, due at once (the lease was ending)
-    tried: int = 0  # sends started; the first always starts, so every claim gets on
 
     @property
     def pending(self) -> bool:
@@ -304,7 +303,8 @@ class Dispatcher:
                 if entry.channel in failing:
                     self._hold(entry, chunk)
                     continue
-                if self._late(chunk, [entry]):
+                if self._lease_ending(chunk):
+                    self._put_back(entry, chunk)
                     continue
                 if self._bounced_meanwhile(entry, chunk):
                     continue
@@ -312,7 +312,6 @@ class Dispatcher:
                 if self._can_batch(channel):
                     batched.setdefault(entry.channel, []).append(entry)
                     continue
-                chunk.tried += 1
                 error = self._send_one(channel, entry)
                 if not self._settle(entry, error, chunk):
                     failing.add(entry.channel)
@@ -398,14 +397,16 @@ class Dispatcher:
         assert isinstance(channel, BatchChannel)
         start, size = 0, 1
         while start < len(group):
-            if self._late(chunk, group[start:]):
+            if self._lease_ending(chunk):
+                for entry in group[start:]:
+                    self._put_back(entry, chunk)
                 return
             taken = group[start:start + size]
             start += len(taken)
             part = [entry for entry in taken if not self._bounced_meanwhile(entry, chunk)]
             if not part:
                 continue
-            now, chunk.tried = self.clock.now(), chunk.tried + len(part)
+            now = self.clock.now()
             results = _batch_results(channel, [entry.message(now) for entry in part])
             healthy = [self._settle(entry, error, chunk)
                        for entry, error in zip(part, results, strict=True)]
@@ -477,18 +478,17 @@ class Dispatcher:
         self.stats.held += 1
         self._count(entry, "held")
 
-    def _late(self, chunk: _Chunk, entries: list[OutboxEntry]) -> bool:
-        """Half the claim's lease is gone and a send has started (each claim sends one at
-        least: on the demo's time-lapse clock admission alone took that long): `entries` go
-        back, due at once, not on the wire when the lease ends and another worker claims."""
-        if not chunk.tried or chunk.sends_until is None or self.clock.now() < chunk.sends_until:
-            return False
-        for entry in entries:  # no attempt, for the next claim
-            chunk.deferred.append((entry.key, self.clock.now(), "lease_ending"))
-            self.stats.held += 1
-            self._count(entry, "held")
+    def _lease_ending(self, chunk: _Chunk) -> bool:
+        """Half the claim's lease has gone by: a send started now might be on the wire,
+        its outcome unwritten, when the lease ends and another worker claims the row."""
+        return chunk.sends_until is not None and self.clock.now() >= chunk.sends_until
+
+    def _put_back(self, entry: OutboxEntry, chunk: _Chunk) -> None:
+        """Not tried (the lease is ending): due at once, no attempt, for the next claim."""
+        chunk.deferred.append((entry.key, self.clock.now(), "lease_ending"))
         chunk.put_back = True
-        return True
+        self.stats.held += 1
+        self._count(entry, "held")
 
     def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count

@@ -361,31 +361,3 @@ def test_batches_are_sized_to_end_by_half_the_lease() -> None:
     assert other.delivered == []
     assert {r.status for r in store.outbox_records()} == {"sent"}
     assert sizes[:3] == [1, 2, 1]  # 10 s, then 20 of the 30 s left; a claim anew: 1
-
-
-def test_a_claim_whose_admission_outlasts_half_its_lease_still_sends() -> None:
-    """On a time-lapse clock (`journeyman demo`: a 5 s lease is 29 us of the wall clock)
-    the admission alone took half the lease: every row went back untried, claim after
-    claim, and the dispatcher's loop never ended (the demo hung). Each claim now sends
-    one row at least."""
-
-    class Racing(FakeClock):
-        """Three seconds go by at every look, for the first 300 looks."""
-
-        looks = 0
-
-        def now(self) -> datetime:
-            self.looks += 1
-            if self.looks <= 300:
-                self.advance(timedelta(seconds=3))
-            return super().now()
-
-    store, clock = InMemoryStore(), Racing(T0)
-    for i in range(3):
-        store.enqueue_send(outbox_entry(f"e{i}:send:0"))
-    channel = ScriptedChannel([])
-    dispatcher = Dispatcher(store, {"email": channel}, clock, lease=timedelta(seconds=5))
-    dispatcher.dispatch_due()
-    assert sorted(m.key for m in channel.delivered) == [f"e{i}:send:0" for i in range(3)]
-    assert dispatcher.stats.held <= 3  # 2 back after the first claim's send, 1 after the next
-    assert clock.looks < 300  # it did not spin until the clock stood still
