@@ -460,14 +460,14 @@ class Dispatcher:
             text, logged = _kept(error), str(error)
         else:  # an adapter's bug or a network error
             text = logged = f"{type(error).__name__}: {error}"
-        to = entry.to if isinstance(error, DeliveryError) and error.bounce else None
-        if to is not None:  # A soft bounce (a 4xx to RCPT: mailbox full, greylisted):
-            chunk.outcomes.append(partial(  # counted, retried, and the recipient's alone
+        if isinstance(error, DeliveryError) and error.bounce and entry.to is not None:
+            # A soft bounce (a 4xx to RCPT: mailbox full, greylisted): counted, retried.
+            chunk.outcomes.append(partial(
                 record_delivery_problem, self.store,
-                ProviderEvent(SOFT_BOUNCE, to, entry.key, text[:1000]),
+                ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
                 source=f"channel:{entry.channel}", now=self.clock.now()))
         self._retry(entry, text, chunk, logged)
-        return to is not None  # one recipient's problem holds up nobody else
+        return False
 
     def _hold(self, entry: OutboxEntry, chunk: _Chunk) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest

@@ -659,21 +659,3 @@ def test_a_slow_smtp_server_never_gets_a_message_twice_from_two_dispatchers(
         second.close()
     ids = sorted(str(m["Message-ID"]) for m in sink.parsed())
     assert ids == sorted(expected_message_id(f"e{n}:send:0") for n in range(20))  # once each
-
-
-def test_a_greylisted_recipient_holds_up_nobody_else(server: Server,
-                                                     channel: EmailChannel) -> None:
-    """A 4xx to RCPT (greylisting, a full mailbox) is that recipient's soft bounce, not
-    a sign the server is down: the other rows of the claim are sent, not held for the
-    backoff (one greylisted address held every chunk of the claim after its own)."""
-    store, clock = InMemoryStore(), FakeClock(T0)
-    for n in range(25):
-        store.enqueue_send(replace(outbox_entry(f"e{n}:send:0", profile=f"p{n}"),
-                                   to=f"user{n}@example.com"))
-    server.sink.rcpt_replies = ["450 4.2.0 greylisted, try again later"]  # user0's
-    dispatcher = Dispatcher(store, {"email": channel}, clock)
-    dispatcher.dispatch_due()
-    status = {r.entry.key: r.status for r in store.outbox_records()}
-    assert status == {"e0:send:0": "pending", **{f"e{n}:send:0": "sent" for n in range(1, 25)}}
-    assert dispatcher.stats.held == 0
-    assert len(server.sink.delivered) == 24
