@@ -24,8 +24,10 @@ A send is rendered and queued in the same transaction as the step that made it
    suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
    admitted row is not decided again when retried.
-   No send starts once half the claim's lease has gone by (a slow provider took a claim
-   past its lease, and another worker sent it all again): the rest go back, due at once.
+   No send starts once half the claim's lease has gone by (a slow provider, each answer
+   in time, took 100 rows past the 60 s lease while their outcomes waited unwritten,
+   and another worker claimed and sent every one again): the rows not yet tried go
+   back, due at once, and the next claim takes them on a lease of its own.
 3. The outcomes of a chunk of rows are written in one transaction.
 
 An exception in our own code while handling one row (hostile data in a profile, a
@@ -134,7 +136,7 @@ class _Chunk:
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
-    sends_until: datetime | None = None  # half the claim's lease: no send starts after it
+    leased_at: datetime | None = None  # the claim's time: its lease runs from it
     put_back: bool = False  # rows went back untried, due at once (the lease was ending)
 
     @property
@@ -231,7 +233,7 @@ class Dispatcher:
             short = self.store.claim_was_short()
             chunk = _Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries), short=short, sends_until=now + self.lease / 2)
+                           claimed=len(entries), short=short, leased_at=now)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []
@@ -390,20 +392,16 @@ class Dispatcher:
     def _send_batched(self, name: str, group: list[OutboxEntry], chunk: _Chunk) -> None:
         """Adapters with `send_batch` (email) get the rows in small chunks, so building
         one message overlaps sending the previous; the chunk bounds how many could be
-        re-sent after a crash (at-least-once, same idempotency keys). The first is one
-        row, whose time sizes the next to end by half the lease (a slow server's 20 ran
-        past the lease, and another worker sent them again)."""
+        re-sent after a crash (at-least-once, same idempotency keys)."""
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
-        start, size = 0, 1
-        while start < len(group):
+        for start in range(0, len(group), SEND_CHUNK):
             if self._lease_ending(chunk):
                 for entry in group[start:]:
                     self._put_back(entry, chunk)
                 return
-            taken = group[start:start + size]
-            start += len(taken)
-            part = [entry for entry in taken if not self._bounced_meanwhile(entry, chunk)]
+            part = [entry for entry in group[start:start + SEND_CHUNK]
+                    if not self._bounced_meanwhile(entry, chunk)]
             if not part:
                 continue
             now = self.clock.now()
@@ -412,16 +410,9 @@ class Dispatcher:
                        for entry, error in zip(part, results, strict=True)]
             self._write(chunk)
             if not all(healthy):
-                for entry in group[start:]:
+                for entry in group[start + SEND_CHUNK:]:
                     self._hold(entry, chunk)
                 return
-            size = self._chunk_size(chunk, (self.clock.now() - now) / len(part))
-
-    def _chunk_size(self, chunk: _Chunk, each: timedelta) -> int:
-        """Rows for the next send_batch, at `each` a row, to end by `sends_until` (1-20)."""
-        if chunk.sends_until is None or each <= timedelta(0):
-            return SEND_CHUNK
-        return max(1, min(SEND_CHUNK, (chunk.sends_until - self.clock.now()) // each))
 
     def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
         """An earlier send of this delivery hard-bounced at the same address (admission
@@ -479,12 +470,15 @@ class Dispatcher:
         self._count(entry, "held")
 
     def _lease_ending(self, chunk: _Chunk) -> bool:
-        """Half the claim's lease has gone by: a send started now might be on the wire,
-        its outcome unwritten, when the lease ends and another worker claims the row."""
-        return chunk.sends_until is not None and self.clock.now() >= chunk.sends_until
+        """Half the claim's lease has gone by: a send started now might still be on the
+        wire, its outcome unwritten, when the lease ends and another worker claims the
+        row (and the rows sent before it, whose outcomes wait to be written too)."""
+        return (chunk.leased_at is not None
+                and self.clock.now() >= chunk.leased_at + self.lease / 2)
 
     def _put_back(self, entry: OutboxEntry, chunk: _Chunk) -> None:
-        """Not tried (the lease is ending): due at once, no attempt, for the next claim."""
+        """Not tried in this claim (its lease is ending): due again at once, the claim
+        no attempt, for the next claim to take on a lease of its own."""
         chunk.deferred.append((entry.key, self.clock.now(), "lease_ending"))
         chunk.put_back = True
         self.stats.held += 1

@@ -325,39 +325,3 @@ def test_no_send_starts_past_half_the_lease_and_the_rest_go_back_due_at_once() -
     assert {r.attempts for r in store.outbox_records()} == {1}  # a put-back is no attempt
     assert [at - T0 for _, at in started[:4]] == [timedelta(seconds=s) for s in (0, 10, 20, 30)]
     assert dispatcher.stats.held > 0
-
-
-def test_batches_are_sized_to_end_by_half_the_lease() -> None:
-    """An adapter with send_batch (email) at 10 s a message: a chunk of 20 took 200 s
-    of a 60 s lease, and another dispatcher sent the whole chunk again. The first chunk
-    is one message; its time sizes the next to end by half the lease (30 s)."""
-    store, clock = InMemoryStore(), FakeClock(T0)
-    for i in range(8):
-        store.enqueue_send(outbox_entry(f"e{i}:send:0"))
-    other = ScriptedChannel([])
-    rival = Dispatcher(store, {"email": other}, clock, lease=timedelta(seconds=60))
-    sizes: list[int] = []
-
-    @dataclass
-    class SlowBatches:
-        name: str = "email"
-        delivered: list[str] = field(default_factory=list)
-
-        def send(self, message: Message) -> None:
-            raise AssertionError("the dispatcher uses send_batch")
-
-        def send_batch(self, messages: list[Message]) -> list[Exception | None]:
-            sizes.append(len(messages))
-            for message in messages:
-                clock.advance(timedelta(seconds=10))
-                self.delivered.append(message.key)
-                if clock.now() >= T0 + timedelta(seconds=65):
-                    rival.dispatch_due()  # another worker's dispatcher, meanwhile
-            return [None] * len(messages)
-
-    slow = SlowBatches()
-    Dispatcher(store, {"email": slow}, clock, lease=timedelta(seconds=60)).dispatch_due()
-    assert sorted(slow.delivered) == sorted(f"e{i}:send:0" for i in range(8))
-    assert other.delivered == []
-    assert {r.status for r in store.outbox_records()} == {"sent"}
-    assert sizes[:3] == [1, 2, 1]  # 10 s, then 20 of the 30 s left; a claim anew: 1
