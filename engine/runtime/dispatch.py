@@ -24,10 +24,6 @@ A send is rendered and queued in the same transaction as the step that made it
    suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
    admitted row is not decided again when retried.
-   No send starts once half the claim's lease has gone by (a slow provider, each answer
-   in time, took 100 rows past the 60 s lease while their outcomes waited unwritten,
-   and another worker claimed and sent every one again): the rows not yet tried go
-   back, due at once, and the next claim takes them on a lease of its own.
 3. The outcomes of a chunk of rows are written in one transaction.
 
 An exception in our own code while handling one row (hostile data in a profile, a
@@ -136,8 +132,6 @@ class _Chunk:
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
-    leased_at: datetime | None = None  # the claim's time: its lease runs from it
-    put_back: bool = False  # rows went back untried, due at once (the lease was ending)
 
     @property
     def pending(self) -> bool:
@@ -203,7 +197,7 @@ class Dispatcher:
             chunk, deliver = admission
             tried += chunk.claimed
             self._deliver(deliver, chunk)
-            if chunk.short and not chunk.put_back:
+            if chunk.short:
                 # Its claim found fewer rows than it asked for: it took every row due
                 # that no other dispatcher holds, so no claim that finds nothing. With N
                 # workers each dispatcher woke for every queued send, and that empty
@@ -233,7 +227,7 @@ class Dispatcher:
             short = self.store.claim_was_short()
             chunk = _Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
                            self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries), short=short, leased_at=now)
+                           claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []
@@ -304,9 +298,6 @@ class Dispatcher:
             try:
                 if entry.channel in failing:
                     self._hold(entry, chunk)
-                    continue
-                if self._lease_ending(chunk):
-                    self._put_back(entry, chunk)
                     continue
                 if self._bounced_meanwhile(entry, chunk):
                     continue
@@ -396,10 +387,6 @@ class Dispatcher:
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
         for start in range(0, len(group), SEND_CHUNK):
-            if self._lease_ending(chunk):
-                for entry in group[start:]:
-                    self._put_back(entry, chunk)
-                return
             part = [entry for entry in group[start:start + SEND_CHUNK]
                     if not self._bounced_meanwhile(entry, chunk)]
             if not part:
@@ -466,21 +453,6 @@ class Dispatcher:
         longer than its lease while a server swallows connections."""
         when = self.clock.now() + self.retry.delay(entry.key, 1)
         chunk.deferred.append((entry.key, when, "channel_unavailable"))
-        self.stats.held += 1
-        self._count(entry, "held")
-
-    def _lease_ending(self, chunk: _Chunk) -> bool:
-        """Half the claim's lease has gone by: a send started now might still be on the
-        wire, its outcome unwritten, when the lease ends and another worker claims the
-        row (and the rows sent before it, whose outcomes wait to be written too)."""
-        return (chunk.leased_at is not None
-                and self.clock.now() >= chunk.leased_at + self.lease / 2)
-
-    def _put_back(self, entry: OutboxEntry, chunk: _Chunk) -> None:
-        """Not tried in this claim (its lease is ending): due again at once, the claim
-        no attempt, for the next claim to take on a lease of its own."""
-        chunk.deferred.append((entry.key, self.clock.now(), "lease_ending"))
-        chunk.put_back = True
         self.stats.held += 1
         self._count(entry, "held")
 

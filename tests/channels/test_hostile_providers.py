@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import functools
 import socket
-import threading
 import time
 import tracemalloc
 import zlib
 from dataclasses import replace
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from channels.sms import SmsChannel
 from channels.webhook import WebhookChannel
-from engine.ports import DeliveryError, SystemClock
+from engine.ports import DeliveryError
 from engine.runtime.dispatch import Dispatcher
-from engine.store import SqlStore
 from engine.testing import FakeClock, InMemoryStore
 from journeys.templating import Rendered
-from tests.channels.http_server import Reply, ScriptedServer
 from tests.channels.raw_server import RawServer, Script
 from tests.channels.test_webhook import SECRET, message, webhook_entry
 from tests.store.helpers import T0, outbox_entry
@@ -175,56 +170,3 @@ def test_a_gzip_bomb_in_a_failure_answer_is_not_decoded_whole() -> None:
     assert "HTTP 500" in str(caught.value)
     assert caught.value.detail == "0" * 200
     assert peak < 40 << 20  # the whole answer decoded is 200 MiB
-
-
-def test_a_slow_provider_never_gets_a_row_twice_from_two_dispatchers(tmp_path: Path) -> None:
-    """Each answer comes in time, but 20 of them take longer than the claim's lease:
-    while the first dispatcher still sent, its outcomes unwritten, the second claimed
-    every row of the claim (their leases over) and sent all of them again. No send now
-    starts past half the lease; the rows not tried go back, due at once."""
-    db = f"sqlite:///{tmp_path / 'outbox.db'}"
-    clock = SystemClock()
-    first, second = SqlStore(db, create=True, clock=clock), SqlStore(db, clock=clock)
-    try:
-        slow_provider_with_two_dispatchers(first, second, clock)
-    finally:
-        first.close()
-        second.close()
-
-
-def slow_provider_with_two_dispatchers(first: SqlStore, second: SqlStore,
-                                       clock: SystemClock) -> None:
-    queued = clock.now() - timedelta(seconds=1)
-    for i in range(20):
-        first.enqueue_send(replace(webhook_entry(f"e{i}:hook:0"), created_at=queued))
-    lease = timedelta(seconds=2)
-    with ScriptedServer(Reply(200, sleep=0.1)) as server, \
-            WebhookChannel(server.url, secret=SECRET, timeout=2) as one, \
-            WebhookChannel(server.url, secret=SECRET, timeout=2) as two:
-        sender = Dispatcher(first, {"webhook": one}, clock, lease=lease)
-        other = Dispatcher(second, {"webhook": two}, clock, lease=lease)
-        done = threading.Event()
-
-        def meanwhile() -> None:
-            while not server.requests and not done.is_set():  # the sender's claim first
-                done.wait(0.01)
-            while not done.is_set():
-                other.dispatch_due()
-                done.wait(0.05)
-
-        watcher = threading.Thread(target=meanwhile)
-        watcher.start()
-        try:
-            sender.dispatch_due()
-            deadline = time.monotonic() + 10
-            while first.next_outbox_at() is not None and time.monotonic() < deadline:
-                sender.dispatch_due()
-                time.sleep(0.05)
-        finally:
-            done.set()
-            watcher.join()
-    keys = [request.headers["idempotency-key"] for request in server.requests]
-    assert sorted(keys) == sorted(f"e{i}:hook:0" for i in range(20))  # each once
-    assert {r.status for r in first.outbox_records()} == {"sent"}
-    # rows went back when half the lease had gone by (to whichever claims next)
-    assert sender.stats.held + other.stats.held > 0

@@ -294,34 +294,3 @@ def test_a_phone_number_suppressed_from_the_cli_stops_sms_to_it(tmp_path: Path) 
             ("skipped", "suppressed")]
     finally:
         store.close()
-
-
-def test_no_send_starts_past_half_the_lease_and_the_rest_go_back_due_at_once() -> None:
-    """A provider that answers each send in 10 s: 10 rows of one claim took 100 s of a
-    60 s lease, and another dispatcher, claiming at 65 s, sent every row again (their
-    outcomes still unwritten). Now the rows not tried by 30 s go back, due at once, and
-    the next claim (of the same run) takes them on a lease of its own."""
-    store, clock = InMemoryStore(), FakeClock(T0)
-    for i in range(10):
-        store.enqueue_send(outbox_entry(f"e{i}:send:0"))
-    other = ScriptedChannel([])
-    rival = Dispatcher(store, {"email": other}, clock, lease=timedelta(seconds=60))
-    started: list[tuple[str, datetime]] = []
-
-    class Slow(ScriptedChannel):
-        def send(self, message: Message) -> None:
-            started.append((message.key, clock.now()))
-            clock.advance(timedelta(seconds=10))
-            super().send(message)
-            if clock.now() >= T0 + timedelta(seconds=65):
-                rival.dispatch_due()  # another worker's dispatcher, meanwhile
-
-    slow = Slow([])
-    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=timedelta(seconds=60))
-    dispatcher.dispatch_due()
-    assert sorted(m.key for m in slow.delivered) == sorted(f"e{i}:send:0" for i in range(10))
-    assert other.delivered == []  # nothing of the claim was due to the rival
-    assert {r.status for r in store.outbox_records()} == {"sent"}
-    assert {r.attempts for r in store.outbox_records()} == {1}  # a put-back is no attempt
-    assert [at - T0 for _, at in started[:4]] == [timedelta(seconds=s) for s in (0, 10, 20, 30)]
-    assert dispatcher.stats.held > 0
