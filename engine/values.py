@@ -168,9 +168,6 @@ def inbox_owner(event: Mapping[str, Any],
         linked = profile_for(kind, text)
         if linked is not None:
             return linked
-        if kind == "user_id" and str(anonymous or "") == text and profile_for(
-                "anonymous_id", text) == text:
-            return text  # one person by both ids: the anonymous profile becomes theirs
         if profile_for(other, text) == text or profile_for(PROFILE_ID_KIND, text) is not None:
             return provisional_owner(kind, text)
         return text
@@ -179,17 +176,24 @@ def inbox_owner(event: Mapping[str, Any],
 
 def provisional_owner(kind: str, value: str) -> str:
     """A provisional queue: no profile's id, as no id starts with a space (ids are
-    stripped); long ids share one by their first characters (a queue, not a person)."""
-    return f" {kind}:{value}"[:255]
+    stripped); a long id's by its hash (within the id columns, one queue per id)."""
+    owner = f" {kind}:{value}"
+    if len(owner) <= 200:
+        return owner
+    return f" {kind}#{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def is_provisional(owner: str) -> bool:
     return owner.startswith(" ")
 
 
-def provisional_value(owner: str) -> str:
-    """The id whose provisional queue `owner` is (its text as far as the queue keeps it)."""
-    return owner[1:].split(":", 1)[-1]
+
+
+def waiting_ids(events: Iterable[Any]) -> list[str]:
+    """The ids the events waiting in the inbox name (forget's scrub leaves them: they are
+    someone's, whose event is not handled yet)."""
+    return [str(event[field]) for event in events if isinstance(event, Mapping)
+            for field in ("userId", "anonymousId", "previousId") if event.get(field)]
 
 
 def named_ids(ids: Iterable[str]) -> list[str]:

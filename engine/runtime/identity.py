@@ -78,6 +78,10 @@ class ResolvingStore(IdentityStore, Protocol):
         """Hold `profile_id` for this unit's transaction (ProfileBusy if another holds it)."""
         ...
 
+    def hold_reached(self, profile_id: str) -> None:
+        """Hold `profile_id` unless this work claimed its queue already."""
+        ...
+
 
 def is_chosen_id(profile_id: str) -> bool:
     """Whether `profile_id` may be one the engine chose (see the module doc)."""
@@ -154,6 +158,7 @@ def resolve(store: ResolvingStore, event: Mapping[str, Any],
         value = _text(traits.get(name)) if isinstance(traits, Mapping) else None
         if value is not None:
             pid = _join(store, pid, name, value, on_refused)
+    store.hold_reached(pid)  # an event of another queue's profile (a merge, an alias)
     return pid
 
 
@@ -260,9 +265,8 @@ def profile_of_person(store: IdentityLookup, person: Person) -> str | None:
     first: a profile's id is the userId or anonymousId it was made from."""
     if person.kind != PROFILE:
         return store.profile_for(person.kind, person.value)
-    # the profile of that id then: merged since, or still itself; else (a merge from
-    # before the `profile` identifiers, none written for it) by its text
+    # the profile of that id then: merged since (migration 0022 wrote the `profile`
+    # identifiers of earlier merges), or still itself
     return store.profile_for(PROFILE, person.value) or next(
         (person.value for kind in (USER, ANONYMOUS)
-         if store.profile_for(kind, person.value) == person.value),
-        None) or profile_named(store, person.value)
+         if store.profile_for(kind, person.value) == person.value), None)

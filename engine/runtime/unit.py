@@ -56,6 +56,9 @@ class UnitOfWork:
         self.enrollments: dict[str, Enrollment | None] = {}  # loaded by id
         self.identities: dict[tuple[str, str], str | None] = {}
         self.changes: list[Change] = [WriteRun()]
+        # The queues the worker claimed (a root unit's), when it holds their profiles'
+        # locks (PostgreSQL): a profile reached beyond them is held too (`hold_reached`)
+        self.claimed: set[str] | None = None
 
     # --- loading ---------------------------------------------------------------------
 
@@ -256,6 +259,16 @@ class UnitOfWork:
             unit = unit.parent
         return sorted(key for key in keys if self.profile_for(*key) == profile_id)
 
+    def hold_reached(self, profile_id: str) -> None:
+        """Hold a profile an event resolved to beyond the queues claimed (a merge's,
+        another known person's, an id chosen), before its state is read: two workers
+        must not handle one profile at once (lost writes)."""
+        root = self._root()
+        if root.claimed is None or profile_id in root.claimed:
+            return
+        self.hold_profile(profile_id)
+        root.claimed.add(profile_id)
+
     def hold_profile(self, profile_id: str) -> None:
         """Hold a profile this work reaches beyond its own for the transaction (on
         PostgreSQL an advisory lock; ProfileBusy when another transaction holds it)."""
@@ -273,6 +286,7 @@ class UnitOfWork:
             return
         now = self.clock.now()
         self.hold_profile(from_)
+        self.hold_reached(into)
         kept, gone = self.state(into), self.state(from_)
         losers = merge_losers(kept.active.values(), gone.active.values())
         loser_ids = {e.id for e in losers}

@@ -227,6 +227,7 @@ class Worker:
         taken, and the writes for the failed ones (retries, parking)."""
         unit = UnitOfWork(self.store, self.clock)
         owners = {i.profile_id for i in items}
+        unit.claimed = set(owners)
         unit.preload(owners, identity_keys(items) | own_and_had_ids(owners))
         outcome = Outcome()
         done: list[InboxItem] = []

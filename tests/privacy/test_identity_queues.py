@@ -13,6 +13,7 @@ from engine.qa.scenarios import actual_records
 from engine.runtime.privacy import export_document, forget
 from engine.runtime.worker import Worker
 from engine.testing import InMemoryEngine
+from engine.values import provisional_owner
 from tests.api.test_api import NOW
 from tests.engine.helpers import write_folder
 from tests.privacy.conftest import Api
@@ -195,3 +196,91 @@ def test_the_cli_says_when_an_id_names_two_people(sql_api: Api) -> None:
     assert done.exit_code == 0, done.output
     assert sql_api.store.get_profile("7") is None
     assert sql_api.store.get_profile("7~2") is not None
+
+
+def test_an_unlinked_user_ids_events_wait_in_one_queue_whatever_else_they_name(
+        api: Api) -> None:
+    """Customer 42's events wait together until one of them is handled, with or without
+    an anonymousId of the same text (two queues let two workers split the person)."""
+    post(api, "/v1/track", {"anonymousId": "42", "event": "Product Viewed"})
+    api.handle()
+    post(api, "/v1/identify", {"userId": "42", "traits": {"a": 1}})
+    post(api, "/v1/track", {"userId": "42", "anonymousId": "42", "event": "Order Completed"})
+    waiting = export_document(api.store, provisional_owner("user_id", "42"))["tables"]
+    assert len(waiting["inbox"]) == 2
+    api.handle()
+    assert api.store.profile_for("user_id", "42") == "42~2"
+    assert api.store.profile_for("anonymous_id", "42") == "42~2"  # the identify joined them
+    assert orders(api.store, "42~2") == 1
+
+
+def test_long_ids_have_a_provisional_queue_each(api: Api) -> None:
+    stem = "p" * 250
+    for n in "12":
+        post(api, "/v1/track", {"anonymousId": stem + n, "event": "Product Viewed"})
+    api.handle()
+    for n in "12":
+        post(api, "/v1/track", {"userId": stem + n, "event": "Order Completed",
+                                "properties": {"item": f"order {n}"}})
+    assert provisional_owner("user_id", stem + "1") != provisional_owner("user_id", stem + "2")
+    api.handle()
+    store = api.store
+    first, second = (store.profile_for("user_id", stem + n) for n in "12")
+    assert first is not None
+    assert second is not None
+    assert first != second
+    assert "order 2" not in str(export_document(store, first))
+    assert "order 2" in str(export_document(store, second)["events"])
+
+
+def test_forget_leaves_the_ids_of_events_still_waiting(api: Api) -> None:
+    """Forgetting visitor dev-abc123 rewrote customer DEV-ABC123's waiting event to
+    userId "[forgotten]", which then made a profile of that name for everyone so rewritten."""
+    post(api, "/v1/track", {"anonymousId": "dev-abc123", "event": "Product Viewed"})
+    api.handle()
+    post(api, "/v1/track", {"userId": "DEV-ABC123", "event": "Order Completed"})
+    forget(api.store, "dev-abc123")
+    api.handle()
+    assert api.store.profile_for("user_id", "DEV-ABC123") == "DEV-ABC123"
+    assert api.store.profile_for("user_id", "[forgotten]") is None
+
+
+def test_an_old_link_of_a_profile_id_since_erased_unsubscribes_no_one_else() -> None:
+    from engine.runtime.identity import profile_of_person
+    from engine.runtime.unsubscribe import PROFILE, Person
+    from engine.testing import InMemoryStore
+
+    store = InMemoryStore()
+    store.link_identity("user_id", "42", "42~2")  # the customer; visitor 42 was erased
+    store.link_identity("profile", "42~2", "42~2")
+    assert profile_of_person(store, Person(PROFILE, "42")) is None
+    assert profile_of_person(store, Person(PROFILE, "42~2")) == "42~2"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
+def test_an_event_reaching_a_profile_another_worker_holds_waits(
+        sql_api: Api, pg_database: str) -> None:
+    """An anonymous visitor naming Alice's e-mail merges into Alice: while another
+    worker's transaction holds Alice (handling her own queue), the event is retried,
+    not handled beside it (its writes and the other's would overwrite each other)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from engine.store.sql.rows import profile_lock_key
+
+    sql_api.send("/v1/identify", {"userId": "alice", "traits": {"email": "alice@example.com"}})
+    post(sql_api, "/v1/identify", {"anonymousId": "a-5",
+                                   "traits": {"email": "alice@example.com", "plan": "pro"}})
+    dsn = make_url(pg_database).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    store = sql_api.store
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (profile_lock_key("alice"),))
+        sql_api.handle()
+        assert store.inbox_counts() == {"pending": 1}
+        assert "plan" not in store.get_profile("alice").traits  # type: ignore[union-attr]
+        other.rollback()
+    sql_api.handle()
+    assert store.get_profile("alice").traits["plan"] == "pro"  # type: ignore[union-attr]
+    assert store.profile_for("anonymous_id", "a-5") == "alice"

@@ -15,10 +15,9 @@ from engine.store.scrub import Scrubber, still_someone_elses
 from engine.values import (
     forgotten_address,
     forgotten_reason,
-    is_provisional,
     named_ids,
     person_ids_from,
-    provisional_value,
+    waiting_ids,
 )
 
 IDENTIFIER_TRAITS = ("email", "phone")
@@ -137,8 +136,7 @@ class MemoryPrivacy(MemoryQueues):
         """The person's identifiers replaced in everyone else's rows, as SqlStore does
         (engine/store/scrub.py, the same tables and fields): how many rows changed."""
         others = [*(v for _, v in self.identities),
-                  *(provisional_value(r.profile_id) for r in self.inbox.values()
-                    if is_provisional(r.profile_id)),
+                  *waiting_ids(r.event for r in self.inbox.values()),
                   *(p.traits[t] for p in self.profiles.values() for t in IDENTIFIER_TRAITS
                     if p.traits.get(t))]
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))

@@ -13,7 +13,7 @@ rolled back and its rows free again as soon as its connection closes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -35,7 +35,7 @@ from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
-from engine.values import PROFILE_ID_KINDS, inbox_owner
+from engine.values import inbox_owner
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 # PostgreSQL: a claim that left events behind because another worker holds their
@@ -151,25 +151,38 @@ class InboxQueries(StateQueries):
         return processor(when) if processor is not None else when
 
     def _owners(self, conn: Connection, batch: list[dict[str, Any]]) -> dict[int, str]:
-        """The inbox queue of each event (engine/values.py `inbox_owner`), from one read
-        of the identities its userId and anonymousId may be or have been."""
-        values = sorted({str(ev[f]) for ev in batch for f in ("userId", "anonymousId")
-                         if ev.get(f)})
-        known: dict[tuple[str, str], str] = {}
-        i = self._identities
-        for chunk in _chunks(values, INSERT_CHUNK):
-            if self._pg:
-                rows = conn.execute(select(i.c.kind, i.c.value, i.c.profile_id).where(
-                    i.c.kind.in_(PROFILE_ID_KINDS), i.c.value.in_(chunk))).all()
-            else:  # the ingest hot path: at the driver, as in _accept_sqlite
-                rows = _driver(conn).execute(
-                    "SELECT kind, value, profile_id FROM identities WHERE kind IN (?, ?, ?) "
-                    f"AND value IN ({_marks(len(chunk))})", (*PROFILE_ID_KINDS, *chunk)
-                ).fetchall()
-            for kind, value, profile_id in rows:
-                known[(kind, value)] = profile_id
+        """The inbox queue of each event (engine/values.py `inbox_owner`): the profile
+        each userId and anonymousId points at, and for one not linked yet, whether its
+        text is or was a profile's id. One lookup per kind (`kind = ? AND value IN`: the
+        primary key's plan on both databases)."""
+        users = {str(ev["userId"]) for ev in batch if ev.get("userId")}
+        anons = {str(ev["anonymousId"]) for ev in batch if ev.get("anonymousId")}
+        known = self._linked(conn, (("user_id", users), ("anonymous_id", anons)))
+        new_users = {v for v in users if ("user_id", v) not in known}
+        new_anons = {v for v in anons if ("anonymous_id", v) not in known}
+        if new_users or new_anons:
+            known |= self._linked(conn, (("anonymous_id", new_users - anons),
+                                         ("user_id", new_anons - users),
+                                         ("profile", new_users | new_anons)))
         return {id(ev): inbox_owner(ev, lambda kind, value: known.get((kind, value)))
                 for ev in batch}
+
+    def _linked(self, conn: Connection, wanted: Iterable[tuple[str, set[str]]]
+                ) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        i = self._identities
+        for kind, values in wanted:
+            for chunk in _chunks(sorted(values), INSERT_CHUNK):
+                if self._pg:
+                    rows = conn.execute(select(i.c.value, i.c.profile_id).where(
+                        i.c.kind == kind, i.c.value.in_(chunk))).all()
+                else:  # the ingest hot path: at the driver, as in _accept_sqlite
+                    rows = _driver(conn).execute(
+                        "SELECT value, profile_id FROM identities WHERE kind = ? AND value IN "
+                        f"({_marks(len(chunk))})", (kind, *chunk)).fetchall()
+                for value, profile_id in rows:
+                    found[(kind, value)] = profile_id
+        return found
 
     @cached_property
     def _inbox_statements(self) -> dict[str, Any]:

@@ -43,8 +43,7 @@ from engine.values import (
     forgotten_reason,
     named_ids,
     person_ids_from,
-    provisional_owner,
-    provisional_value,
+    waiting_ids,
 )
 
 log = logging.getLogger("journeyman.store")
@@ -171,14 +170,10 @@ class PrivacyQueries(SqlBase):
         if not scrub:
             return 0
         i = self._identities
-        ib = self._inbox  # an id not linked yet, its events waiting: someone's too
-        waiting = conn.execute(select(ib.c.profile_id).where(ib.c.profile_id.in_(
-            [provisional_owner(kind, v) for v in scrub.identifiers
-             for kind in ("user_id", "anonymous_id")])).distinct()).scalars()
         others = [*conn.execute(select(i.c.value).where(func.lower(i.c.value).in_(
                       [v.lower() for v in scrub.identifiers]))).scalars(),
                   *self._their_addresses(conn, scrub),  # case aside, as the memory store
-                  *(provisional_value(queue) for queue in waiting)]
+                  *waiting_ids(conn.execute(select(self._inbox.c.event)).scalars())]
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
         rewritten: set[tuple[str, tuple[Any, ...]]] = set()
         for name, (docs, texts) in OTHERS_COLUMNS.items():
