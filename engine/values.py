@@ -6,6 +6,7 @@ suppressions, deployed journey versions. Plain data, no behaviour beyond small h
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,6 +152,26 @@ PROFILE_ID_KIND = "profile"
 PROFILE_ID_KINDS = ("user_id", "anonymous_id", PROFILE_ID_KIND)
 
 
+# The ids the engine chooses for a profile end so (engine/runtime/identity.py): only such
+# an id can be one, so only for such an id are the `profile` identifiers looked up.
+CHOSEN_ID = re.compile(r"~[0-9]+\Z")
+
+
+def is_chosen_id(profile_id: str) -> bool:
+    """Whether `profile_id` may be one the engine chose."""
+    return CHOSEN_ID.search(profile_id) is not None
+
+
+def id_was_taken(text: str, kind: str,
+                 profile_for: Callable[[str, str], str | None]) -> bool:
+    """Whether an id of `kind` not linked yet has a text that is or was another
+    profile's: an id of the other kind names a profile, or it is one the engine chose
+    (engine/runtime/identity.py gives the new profile another id then)."""
+    other = "anonymous_id" if kind == "user_id" else "user_id"
+    return profile_for(other, text) is not None or (
+        is_chosen_id(text) and profile_for(PROFILE_ID_KIND, text) is not None)
+
+
 def inbox_owner(event: Mapping[str, Any],
                 profile_for: Callable[[str, str], str | None]) -> str:
     """The inbox queue an accepted event waits in, and what its stored row is filed
@@ -160,15 +181,14 @@ def inbox_owner(event: Mapping[str, Any],
     another profile's id (engine/runtime/identity.py chooses another then): such an
     event waits in a provisional queue of its own, so that it is nobody else's."""
     user, anonymous = event.get("userId"), event.get("anonymousId")
-    for kind, other, value in (("user_id", "anonymous_id", user),
-                               ("anonymous_id", "user_id", anonymous)):
+    for kind, value in (("user_id", user), ("anonymous_id", anonymous)):
         if not value:
             continue
         text = str(value)
         linked = profile_for(kind, text)
         if linked is not None:
             return linked
-        if profile_for(other, text) == text or profile_for(PROFILE_ID_KIND, text) is not None:
+        if id_was_taken(text, kind, profile_for):
             return provisional_owner(kind, text)
         return text
     return f"message:{event['messageId']}"

@@ -16,9 +16,10 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
   belongs to a *known* profile while this one is anonymous merges this one into it.
 
 A profile's id names one person for good. A new profile's id is the `userId` or
-`anonymousId` it is made from, unless a profile had that id already (visitor `42`'s
-device id and customer 42's `userId`; a profile since merged into another): the engine
-then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an identifier
+`anonymousId` it is made from, unless that text names a profile already as the other
+kind of id (visitor `42`'s device id and customer 42's `userId`; a profile since merged
+into another keeps its id as such an identifier) or is an id the engine chose: the
+engine then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an identifier
 of kind `profile`; a merge links the merged-away id the same way. So two people never
 share an id, and a person's rows (filed under every id they had: events are filed
 under the id they were queued for, the rest under the id they were handled for) are
@@ -42,21 +43,18 @@ nobody gets the same journey twice because of a merge.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.ports import IdentityStore
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
+from engine.values import id_was_taken, is_chosen_id
 from rules.errors import JourneymanError
 
 # (profile of the event, the other known profile, identifier kind) -> None
 Refused = Callable[[str, str, str], None]
 
-# The ids the engine chooses end so: only such a profile has no userId or anonymousId of
-# its own id's text (engine/runtime/unit.py `identities_of` reads the rest for it).
-CHOSEN_ID = re.compile(r"~[0-9]+\Z")
 CHOSEN_TRIES = 100  # ~2 .. ~101: past that the ids were made to collide; the event fails
 
 
@@ -81,11 +79,6 @@ class ResolvingStore(IdentityStore, Protocol):
     def hold_reached(self, profile_id: str) -> None:
         """Hold `profile_id` unless this work claimed its queue already."""
         ...
-
-
-def is_chosen_id(profile_id: str) -> bool:
-    """Whether `profile_id` may be one the engine chose (see the module doc)."""
-    return CHOSEN_ID.search(profile_id) is not None
 
 
 def _text(value: Any) -> str | None:
@@ -173,11 +166,13 @@ def _user_profile(store: ResolvingStore, user: str, same_anonymous: bool = False
 
 
 def _taken(store: IdentityStore, profile_id: str) -> bool:
-    """Whether a profile has or had this id: one made from a userId or anonymousId of
-    that text, one the engine chose, or one merged into another since."""
-    return (store.profile_for(USER, profile_id) == profile_id
-            or store.profile_for(ANONYMOUS, profile_id) == profile_id
-            or store.profile_for(PROFILE, profile_id) is not None)
+    """Whether a profile has or may have had this id: a userId or anonymousId of that
+    text names a profile (its own, or the one it merged into; or one it was linked to
+    at once, which costs nothing but a `~2`), or it is an id the engine chose. Read from
+    the identifiers the worker preloads for each queue (engine/values.py
+    `id_was_taken`): no query of its own for a new profile."""
+    return id_was_taken(profile_id, USER, store.profile_for) or (
+        store.profile_for(USER, profile_id) is not None)
 
 
 def _new_profile_id(store: ResolvingStore, value: str) -> str:

@@ -33,8 +33,7 @@ from engine.ports import (
     Store,
     WriteRun,
 )
-from engine.runtime.identity import is_chosen_id
-from engine.values import is_provisional
+from engine.values import is_chosen_id, is_provisional
 from rules.errors import JourneymanError
 
 # A profile that never entered a journey (frozen: one for all; `.get`'s default was built

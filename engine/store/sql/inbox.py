@@ -35,7 +35,7 @@ from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
-from engine.values import inbox_owner
+from engine.values import inbox_owner, is_chosen_id
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 # PostgreSQL: a claim that left events behind because another worker holds their
@@ -153,17 +153,17 @@ class InboxQueries(StateQueries):
     def _owners(self, conn: Connection, batch: list[dict[str, Any]]) -> dict[int, str]:
         """The inbox queue of each event (engine/values.py `inbox_owner`): the profile
         each userId and anonymousId points at, and for one not linked yet, whether its
-        text is or was a profile's id. One lookup per kind (`kind = ? AND value IN`: the
-        primary key's plan on both databases)."""
+        text is another profile's (`id_was_taken`). One lookup per kind (`kind = ? AND
+        value IN`: the primary key's plan on both databases)."""
         users = {str(ev["userId"]) for ev in batch if ev.get("userId")}
         anons = {str(ev["anonymousId"]) for ev in batch if ev.get("anonymousId")}
         known = self._linked(conn, (("user_id", users), ("anonymous_id", anons)))
         new_users = {v for v in users if ("user_id", v) not in known}
         new_anons = {v for v in anons if ("anonymous_id", v) not in known}
         if new_users or new_anons:
-            known |= self._linked(conn, (("anonymous_id", new_users - anons),
-                                         ("user_id", new_anons - users),
-                                         ("profile", new_users | new_anons)))
+            known |= self._linked(conn, (
+                ("anonymous_id", new_users - anons), ("user_id", new_anons - users),
+                ("profile", {v for v in new_users | new_anons if is_chosen_id(v)})))
         return {id(ev): inbox_owner(ev, lambda kind, value: known.get((kind, value)))
                 for ev in batch}
 
