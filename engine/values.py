@@ -159,7 +159,7 @@ CHOSEN_ID = re.compile(r"~[0-9]+\Z")
 
 def is_chosen_id(profile_id: str) -> bool:
     """Whether `profile_id` may be one the engine chose."""
-    return CHOSEN_ID.search(profile_id) is not None
+    return "~" in profile_id and CHOSEN_ID.search(profile_id) is not None
 
 
 def id_was_taken(text: str, kind: str,
