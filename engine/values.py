@@ -165,11 +165,13 @@ def is_chosen_id(profile_id: str) -> bool:
 def id_was_taken(text: str, kind: str,
                  profile_for: Callable[[str, str], str | None]) -> bool:
     """Whether an id of `kind` not linked yet has a text that is or was another
-    profile's: an id of the other kind names a profile, or it is one the engine chose
-    (engine/runtime/identity.py gives the new profile another id then)."""
+    profile's: an id of the other kind names a profile, or it is a `profile` identifier
+    (an id chosen, or merged away) (engine/runtime/identity.py chooses another then)."""
     other = "anonymous_id" if kind == "user_id" else "user_id"
-    return profile_for(other, text) is not None or (
-        is_chosen_id(text) and profile_for(PROFILE_ID_KIND, text) is not None)
+    # every text's `profile` identifiers too: a merged-away id whose userId or
+    # anonymousId has gone since (re-pointed, then its new holder erased) is still
+    # someone's rows
+    return profile_for(other, text) is not None or profile_for(PROFILE_ID_KIND, text) is not None
 
 
 def inbox_owner(event: Mapping[str, Any],

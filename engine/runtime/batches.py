@@ -14,7 +14,7 @@ from engine.core.model import ScheduleTimer
 from engine.ports import InboxItem, WriteRun
 from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.unit import UnitOfWork
-from engine.values import PROFILE_ID_KIND, is_chosen_id
+from engine.values import PROFILE_ID_KIND
 
 T = TypeVar("T")
 
@@ -129,11 +129,11 @@ def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
 
 
 def own_and_had_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
-    """`own_ids`, and for an id the engine may have chosen whether it did (the inbox
-    queues a new person's events under their id's text: engine/runtime/identity.py
-    `_taken` reads these)."""
+    """`own_ids`, and whether each id is a `profile` identifier (chosen, or merged away:
+    the inbox queues a new person's events under their id's text, and
+    engine/runtime/identity.py `_taken` reads these)."""
     ids = own_ids(profiles)
-    return ids | {(PROFILE_ID_KIND, p) for _, p in ids if is_chosen_id(p)}
+    return ids | {(PROFILE_ID_KIND, p) for _, p in ids}
 
 
 def timer_payload(timer: ScheduleTimer) -> dict[str, object]:

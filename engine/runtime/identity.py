@@ -17,8 +17,8 @@ people (docs/privacy.md, "Identity rules", has the table of cases and their test
 
 A profile's id names one person for good. A new profile's id is the `userId` or
 `anonymousId` it is made from, unless that text names a profile already as the other
-kind of id (visitor `42`'s device id and customer 42's `userId`; a profile since merged
-into another keeps its id as such an identifier) or is an id the engine chose: the
+kind of id (visitor `42`'s device id and customer 42's `userId`) or is or was a profile's
+id (one the engine chose, one merged into another: `profile` identifiers): the
 engine then chooses `42~2` (the first free of `~2`, `~3`, ...) and links it as an identifier
 of kind `profile`; a merge links the merged-away id the same way. So two people never
 share an id, and a person's rows (filed under every id they had: events are filed
@@ -168,9 +168,9 @@ def _user_profile(store: ResolvingStore, user: str, same_anonymous: bool = False
 def _taken(store: IdentityStore, profile_id: str) -> bool:
     """Whether a profile has or may have had this id: a userId or anonymousId of that
     text names a profile (its own, or the one it merged into; or one it was linked to
-    at once, which costs nothing but a `~2`), or it is an id the engine chose. Read from
-    the identifiers the worker preloads for each queue (engine/values.py
-    `id_was_taken`): no query of its own for a new profile."""
+    at once, which costs nothing but a `~2`), or it is a `profile` identifier (an id
+    chosen, or merged away). Read from the identifiers the worker preloads for each
+    queue (engine/values.py `id_was_taken`): no query of its own for a new profile."""
     return id_was_taken(profile_id, USER, store.profile_for) or (
         store.profile_for(USER, profile_id) is not None)
 

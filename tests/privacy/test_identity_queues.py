@@ -284,3 +284,23 @@ def test_an_event_reaching_a_profile_another_worker_holds_waits(
     sql_api.handle()
     assert store.get_profile("alice").traits["plan"] == "pro"  # type: ignore[union-attr]
     assert store.profile_for("anonymous_id", "a-5") == "alice"
+
+
+def test_a_merged_away_id_stays_its_persons_after_its_device_id_moved_and_went(
+        api: Api) -> None:
+    """Kay's anonymous history (device-t1) merged into Kay; the device id moved to Emm,
+    and Emm was erased: a stranger on device-t1 is a new profile of another id, not
+    `device-t1` (which names Kay's rows)."""
+    post(api, "/v1/track", {"anonymousId": "device-t1", "event": "Product Viewed",
+                            "properties": {"item": "kay browsing"}})
+    api.handle()
+    api.send("/v1/identify", {"userId": "kay", "anonymousId": "device-t1"})
+    api.send("/v1/identify", {"userId": "emm", "anonymousId": "device-t1"})
+    forget(api.store, "emm")
+    post(api, "/v1/track", {"anonymousId": "device-t1", "event": "Product Viewed",
+                            "properties": {"item": "stranger browsing"}})
+    api.handle()
+    store = api.store
+    assert store.profile_for("anonymous_id", "device-t1") == "device-t1~2"
+    assert "stranger browsing" not in str(export_document(store, "kay"))
+    assert "kay browsing" in str(export_document(store, "kay"))

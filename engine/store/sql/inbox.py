@@ -35,7 +35,7 @@ from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
-from engine.values import inbox_owner, is_chosen_id
+from engine.values import inbox_owner
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 # PostgreSQL: a claim that left events behind because another worker holds their
@@ -163,7 +163,7 @@ class InboxQueries(StateQueries):
         if new_users or new_anons:
             known |= self._linked(conn, (
                 ("anonymous_id", new_users - anons), ("user_id", new_anons - users),
-                ("profile", {v for v in new_users | new_anons if is_chosen_id(v)})))
+                ("profile", new_users | new_anons)))
         return {id(ev): inbox_owner(ev, lambda kind, value: known.get((kind, value)))
                 for ev in batch}
 

@@ -173,7 +173,8 @@ class PrivacyQueries(SqlBase):
         others = [*conn.execute(select(i.c.value).where(func.lower(i.c.value).in_(
                       [v.lower() for v in scrub.identifiers]))).scalars(),
                   *self._their_addresses(conn, scrub),  # case aside, as the memory store
-                  *waiting_ids(conn.execute(select(self._inbox.c.event)).scalars())]
+                  *waiting_ids(row.event for row in  # the waiting events that name them
+                               self._naming(conn, self._inbox, ("event",), (), scrub))]
         scrub = Scrubber(identifiers - still_someone_elses(identifiers, others))
         rewritten: set[tuple[str, tuple[Any, ...]]] = set()
         for name, (docs, texts) in OTHERS_COLUMNS.items():
