@@ -138,11 +138,6 @@ class Snapshot:
     read: dict[int, int] | None = None
 
 
-# What a key may do (docs/privacy.md, "Keys and scopes"): `track` (track, page, screen,
-# group), `identify`, `alias` (alias calls, and e-mail/phone traits: identifiers that can
-# join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase
-# profiles). A server key has every scope but admin; a public key, safe to ship in a web
-# page or an app, has track and identify only.
 # The identifier kinds whose value is or was a profile's own id: a profile is made from a
 # userId or an anonymousId and takes its text, or gets an id the engine chose; a chosen
 # id and the id of a profile merged into another are `profile` identifiers pointing at
@@ -153,7 +148,7 @@ PROFILE_ID_KINDS = ("user_id", "anonymous_id", PROFILE_ID_KIND)
 
 
 # The ids the engine chooses for a profile end so (engine/runtime/identity.py): only such
-# an id can be one, so only for such an id are the `profile` identifiers looked up.
+# a profile has no userId or anonymousId of its own id's text.
 CHOSEN_ID = re.compile(r"~[0-9]+\Z")
 
 
@@ -162,16 +157,13 @@ def is_chosen_id(profile_id: str) -> bool:
     return "~" in profile_id and CHOSEN_ID.search(profile_id) is not None
 
 
-def id_was_taken(text: str, kind: str,
-                 profile_for: Callable[[str, str], str | None]) -> bool:
-    """Whether an id of `kind` not linked yet has a text that is or was another
-    profile's: an id of the other kind names a profile, or it is a `profile` identifier
-    (an id chosen, or merged away) (engine/runtime/identity.py chooses another then)."""
-    other = "anonymous_id" if kind == "user_id" else "user_id"
-    # every text's `profile` identifiers too: a merged-away id whose userId or
-    # anonymousId has gone since (re-pointed, then its new holder erased) is still
-    # someone's rows
-    return profile_for(other, text) is not None or profile_for(PROFILE_ID_KIND, text) is not None
+def id_taken(text: str, profile_for: Callable[[str, str], str | None]) -> bool:
+    """Whether `text` is or was a profile's id, so that a new profile must not take it:
+    a userId or anonymousId of that text names a profile (its own, or the one it merged
+    into), or it is a `profile` identifier (an id chosen, or merged away: one whose
+    userId or anonymousId went since, re-pointed and then erased, still names its rows).
+    engine/runtime/identity.py chooses another id then."""
+    return any(profile_for(kind, text) is not None for kind in PROFILE_ID_KINDS)
 
 
 def inbox_owner(event: Mapping[str, Any],
@@ -190,7 +182,7 @@ def inbox_owner(event: Mapping[str, Any],
         linked = profile_for(kind, text)
         if linked is not None:
             return linked
-        if id_was_taken(text, kind, profile_for):
+        if id_taken(text, profile_for):
             return provisional_owner(kind, text)
         return text
     return f"message:{event['messageId']}"
@@ -207,8 +199,6 @@ def provisional_owner(kind: str, value: str) -> str:
 
 def is_provisional(owner: str) -> bool:
     return owner.startswith(" ")
-
-
 
 
 def waiting_ids(events: Iterable[Any]) -> list[str]:
@@ -236,6 +226,11 @@ def person_ids_from(profile_id: str, identities: Iterable[tuple[str, str]]) -> l
     return sorted(ids)
 
 
+# What a key may do (docs/privacy.md, "Keys and scopes"): `track` (track, page, screen,
+# group), `identify`, `alias` (alias calls, and e-mail/phone traits: identifiers that can
+# join profiles), `consent` (set `consent.*` traits), `admin` (read, export and erase
+# profiles). A server key has every scope but admin; a public key, safe to ship in a web
+# page or an app, has track and identify only.
 SCOPES = ("track", "identify", "alias", "consent", "admin")
 SERVER_SCOPES = frozenset({"track", "identify", "alias", "consent"})
 PUBLIC_SCOPES = frozenset({"track", "identify"})

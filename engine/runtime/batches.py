@@ -131,7 +131,7 @@ def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
 def own_and_had_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:
     """`own_ids`, and whether each id is a `profile` identifier (chosen, or merged away:
     the inbox queues a new person's events under their id's text, and
-    engine/runtime/identity.py `_taken` reads these)."""
+    engine/values.py `id_taken` reads these)."""
     ids = own_ids(profiles)
     return ids | {(PROFILE_ID_KIND, p) for _, p in ids}
 

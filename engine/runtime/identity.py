@@ -49,7 +49,7 @@ from typing import Any, Protocol
 from engine.ports import IdentityStore
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
-from engine.values import id_was_taken, is_chosen_id
+from engine.values import PROFILE_ID_KINDS, id_taken, is_chosen_id
 from rules.errors import JourneymanError
 
 # (profile of the event, the other known profile, identifier kind) -> None
@@ -94,8 +94,9 @@ def is_known(store: IdentityLookup, profile_id: str) -> bool:
                 and any(kind == USER for kind, _ in store.identities_of(profile_id))))
 
 
-# How an operator's text may name a profile, in the order tried when they do not say
-NAMING_KINDS = (USER, ANONYMOUS, PROFILE)
+# How an operator's text may name a profile, in the order tried when they do not say:
+# userId, anonymousId, `profile` identifier
+NAMING_KINDS = PROFILE_ID_KINDS
 
 
 def profiles_named(store: IdentityLookup, text: str) -> dict[str, str]:
@@ -165,24 +166,15 @@ def _user_profile(store: ResolvingStore, user: str, same_anonymous: bool = False
     return pid
 
 
-def _taken(store: IdentityStore, profile_id: str) -> bool:
-    """Whether a profile has or may have had this id: a userId or anonymousId of that
-    text names a profile (its own, or the one it merged into; or one it was linked to
-    at once, which costs nothing but a `~2`), or it is a `profile` identifier (an id
-    chosen, or merged away). Read from the identifiers the worker preloads for each
-    queue (engine/values.py `id_was_taken`): no query of its own for a new profile."""
-    return id_was_taken(profile_id, USER, store.profile_for) or (
-        store.profile_for(USER, profile_id) is not None)
-
-
 def _new_profile_id(store: ResolvingStore, value: str) -> str:
     """The id of a new profile made from `value` (see the module doc)."""
-    if not _taken(store, value):
+    # read from the identifiers the worker preloads for each queue: no query of its own
+    if not id_taken(value, store.profile_for):
         return value
     for n in range(2, 2 + CHOSEN_TRIES):
         suffix = f"~{n}"
         chosen = value[:MAX_ID_CHARS - len(suffix)] + suffix
-        if not _taken(store, chosen):
+        if not id_taken(chosen, store.profile_for):
             # held: a client's event for a userId of this text, handled by another
             # worker at this moment, would make a profile of the same id (ProfileBusy:
             # this event is retried and sees it)

@@ -139,9 +139,6 @@ class MemoryQueues(MemoryState):
             if owner == from_ and key[1] in moved:
                 self.event_profiles[key] = into
 
-    def move_queue(self, from_: str, into: str) -> None:
-        self._move_queued(into, from_)
-
     def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
         """As SqlStore's: each event filed under the profile it was handled for."""
         wanted = {(mid, queued): handled for mid, queued, handled in moves}

@@ -153,7 +153,7 @@ class InboxQueries(StateQueries):
     def _owners(self, conn: Connection, batch: list[dict[str, Any]]) -> dict[int, str]:
         """The inbox queue of each event (engine/values.py `inbox_owner`): the profile
         each userId and anonymousId points at, and for one not linked yet, whether its
-        text is another profile's (`id_was_taken`). One lookup per kind (`kind = ? AND
+        text is or was a profile's (`id_taken`). One lookup per kind (`kind = ? AND
         value IN`: the primary key's plan on both databases)."""
         users = {str(ev["userId"]) for ev in batch if ev.get("userId")}
         anons = {str(ev["anonymousId"]) for ev in batch if ev.get("anonymousId")}
