@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import uvicorn
 
 from engine.api import create_app
-from engine.ports import OutboxEntry
+from engine.ports import OutboxEntry, Store
 from engine.runtime.tracking import PIXEL, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.store import SqlStore
@@ -38,6 +39,14 @@ def api() -> Iterator[tuple[httpx.Client, InMemoryStore, str, str]]:
                                    NOW - timedelta(hours=1)))
     store.mark_sent("s1", NOW - timedelta(hours=1))
     admin, write = store.create_key("ops", admin=True), store.create_key("web")
+    with served(store) as client:
+        yield client, store, admin, write
+
+
+@contextmanager
+def served(store: Store) -> Iterator[httpx.Client]:
+    """The API over `store` (tracking and unsubscribe links on) on a free port, in a
+    thread, and a browser-like client of it."""
     port = free_port()
     app = create_app(store, lambda: NOW, new_id=SequentialIds("t").new_id,
                      unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
@@ -51,7 +60,7 @@ def api() -> Iterator[tuple[httpx.Client, InMemoryStore, str, str]]:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
                           headers={"User-Agent": "Mozilla/5.0"}) as client:
-            yield client, store, admin, write
+            yield client
     finally:
         server.should_exit = True
         thread.join(10)
@@ -165,32 +174,20 @@ def test_a_click_and_an_open_answer_as_ever_while_the_database_is_locked(
                                    "ana@example.com", Rendered("cart_reminder", "email"),
                                    NOW - timedelta(hours=1)))
     store.mark_sent("s1", NOW - timedelta(hours=1))
-    app = create_app(store, lambda: NOW, new_id=SequentialIds("t").new_id,
-                     unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
-                     tracking=LINKS)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    lock = sqlite3.connect(db, isolation_level=None, timeout=1)
-    lock.execute("BEGIN EXCLUSIVE")  # another process holds the file
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
-                          headers={"User-Agent": "Mozilla/5.0"}) as client, \
-                caplog.at_level("WARNING", logger="journeyman.api"):
-            click = client.get(path(LINKS.click_url("s1", 1, "https://shop.example/")))
-            assert (click.status_code, click.headers["location"]) == (
-                302, "https://shop.example/")
-            pixel = client.get(path(LINKS.open_url("s1")))
-            assert (pixel.status_code, pixel.content) == (200, PIXEL)
+        with served(store) as client, caplog.at_level("WARNING", logger="journeyman.api"):
+            lock = sqlite3.connect(db, isolation_level=None, timeout=1)
+            lock.execute("BEGIN EXCLUSIVE")  # another process holds the file
+            try:
+                click = client.get(path(LINKS.click_url("s1", 1, "https://shop.example/")))
+                assert (click.status_code, click.headers["location"]) == (
+                    302, "https://shop.example/")
+                pixel = client.get(path(LINKS.open_url("s1")))
+                assert (pixel.status_code, pixel.content) == (200, PIXEL)
+            finally:
+                lock.execute("ROLLBACK")
+                lock.close()
     finally:
-        lock.execute("ROLLBACK")
-        lock.close()
-        server.should_exit = True
-        thread.join(10)
         store.close()
     lost = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
     assert [line.split(":")[0] for line in lost] == [
