@@ -91,7 +91,9 @@ class WhyEntry(BaseModel):
 class PersonExport(BaseModel):
     """Everything held about a person (`journeyman profiles export`)."""
 
-    id: str
+    id: str = Field(description="their profile's id; for a person whose only rows are "
+                                "events not handled yet, the key of the queue they wait "
+                                "in (docs/privacy.md)")
     profile_ids: list[str]
     traits: dict[str, Any]
     computed: dict[str, Any]
@@ -100,6 +102,9 @@ class PersonExport(BaseModel):
     enrollments: list[dict[str, Any]]
     sends: list[dict[str, Any]]
     decisions: list[dict[str, Any]]
+    not_handled: list[dict[str, Any]] = Field(
+        description="events accepted but not handled yet: their inbox rows (`status` "
+                    "pending, or parked after failing every attempt)")
     tables: dict[str, list[dict[str, Any]]]
 
 

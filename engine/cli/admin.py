@@ -238,7 +238,8 @@ def why(
 
     store = open_store(db)
     try:
-        others = other_people_named(store, user) if by is None else None
+        # linked profiles only: a person with only events not handled yet has no decisions
+        others = other_people_named(store, user, waiting=False) if by is None else None
         entries = explain(store, user, journey=journey, by=by)
         unknown = (_unknown_journey(store, journey)
                    if journey is not None and entries == [] else None)

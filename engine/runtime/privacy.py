@@ -13,35 +13,67 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.ports import Store
-from engine.runtime.identity import profile_named, profiles_named
-from engine.runtime.unsubscribe import PROFILE
-from engine.values import named_ids
+from engine.runtime.identity import NAMING_KINDS, profiles_named
+from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER
+from engine.values import is_provisional, named_ids, provisional_owner
 
 log = logging.getLogger("journeyman.privacy")
 
 RETENTION_CHUNK = 500  # events deleted per transaction: short locks, never a long stall
 
 
+def people_named(store: Store, text: str, waiting: bool = True) -> dict[str, str]:
+    """Each kind of id `text` is (NAMING_KINDS, in that order), with the person it names:
+    the profile it points at, or (`waiting`) for a userId or anonymousId that points at
+    none, the provisional queue of its events when any wait there. Such an event (its
+    id's text was taken when it came: engine/values.py `inbox_owner`) is the person's
+    before a worker made their profile, and stays theirs, parked, when it failed every
+    attempt; export and erasure find it by the id the person gives."""
+    found = profiles_named(store, text)
+    if waiting:
+        for kind in (USER, ANONYMOUS):
+            if kind not in found and (queue := _waiting_queue(store, kind, text)):
+                found[kind] = queue
+    return {kind: found[kind] for kind in NAMING_KINDS if kind in found}
+
+
+def _waiting_queue(store: Store, kind: str, text: str) -> str | None:
+    queue = provisional_owner(kind, text)
+    held = store.export_person(queue)  # the queue's inbox, events and failures rows
+    return queue if any(rows for rows in held.values()) else None
+
+
 def find_person(store: Store, user: str, by: str | None = None) -> str | None:
-    """The profile of `user` (a userId, an anonymousId or a profile id; of kind `by`
-    when given: engine/runtime/identity.py NAMING_KINDS), or None."""
-    return profile_named(store, user, by) or (
+    """The person `user` names (a userId, an anonymousId or a profile id; of kind `by`
+    when given: engine/runtime/identity.py NAMING_KINDS): their profile, or the
+    provisional queue of their events not handled yet (`people_named`), or None."""
+    named = people_named(store, user)
+    found = named.get(by) if by is not None else next(iter(named.values()), None)
+    return found or (
         user if by in (None, PROFILE) and store.get_profile(user) is not None else None)
 
 
-def other_people_named(store: Store, user: str) -> str | None:
+def other_people_named(store: Store, user: str, waiting: bool = True) -> str | None:
     """When `user` names more than one person (a userId and an anonymousId of the same
-    text: engine/runtime/identity.py), which, in words; else None."""
-    named = profiles_named(store, user)
+    text: engine/runtime/identity.py; with `waiting`, one may be only events not handled
+    yet: `people_named`), which, in words; else None."""
+    named = people_named(store, user, waiting)
     if len(set(named.values())) < 2:
         return None
-    which = ", ".join(f"the {kind} {user} (profile {pid})" for kind, pid in named.items())
+    which = ", ".join(f"the {kind} {user} ({_who(pid)})" for kind, pid in named.items())
     return f"{user!r} names {len(set(named.values()))} people: {which}"
+
+
+def _who(pid: str) -> str:
+    return "events not handled yet" if is_provisional(pid) else f"profile {pid}"
 
 
 def export_document(store: Store, profile_id: str) -> dict[str, Any]:
     """One JSON-ready document: the profile's traits, computed traits, identities,
-    events, enrollments, sends and decisions, and every stored row by table."""
+    events, enrollments, sends and decisions, every stored row by table, and the
+    events accepted but not handled yet (`not_handled`: their inbox rows, waiting or
+    parked). `profile_id` may be a provisional queue (`find_person`): a person whose
+    only rows are such events."""
     tables = store.export_person(profile_id)
     profile = next((p for p in tables.get("profiles", []) if p.get("id") == profile_id), {})
     return {
@@ -55,6 +87,7 @@ def export_document(store: Store, profile_id: str) -> dict[str, Any]:
         "enrollments": tables.get("enrollments", []),
         "sends": tables.get("outbox", []),
         "decisions": tables.get("decisions", []),
+        "not_handled": tables.get("inbox", []),
         "tables": tables,
     }
 
