@@ -17,9 +17,12 @@ from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.identity import NAMING_KINDS
 from engine.runtime.privacy import export_document, find_person, forget, other_people_named
-from engine.runtime.why import DecisionSource, why
+from engine.runtime.why import DecisionSource, also_named, why, why_records
 
 ProfileView = Callable[[str], dict[str, Any] | None]
+# why's answer header when the id names more than one person: the kinds of id it also is
+# (an empty list of decisions says so too; ?by= says which person is meant)
+ALSO_NAMED = "Journeyman-Also-Named"
 JourneyStats = Callable[[str], dict[str, Any] | None]
 
 
@@ -57,11 +60,15 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
     async def profile_why(user_id: str, request: Request, journey: str | None = None,
                           by: IdKind = None) -> JSONResponse:
         require_admin(request, store)
-        found = (why(decisions, user_id, journey=journey, by=_kind(by))
+        kind = _kind(by)
+        found = (why(decisions, user_id, journey=journey, by=kind)
                  if decisions is not None and _usable(user_id) else None)
-        if found is None:
+        if found is None or decisions is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
-        return JSONResponse([entry.as_json() for entry in found])
+        # as `journeyman why` says on stderr: the id names others too, the first is told
+        others = also_named(decisions, user_id, kind)
+        return JSONResponse(why_records(found, others), headers=(
+            {ALSO_NAMED: ", ".join(others)} if others else None))
 
     def _person(user_id: str, by: str | None, erasing: bool = False) -> str:
         if erasing and by is None and _usable(user_id):

@@ -86,6 +86,10 @@ class WhyEntry(BaseModel):
                                   "sent, skipped, deferred, failed, goal or exited")
     reason: str
     details: dict[str, Any] = Field(description="the values that decided it")
+    also_named: dict[str, str] = Field(
+        description="the other people the id names when ?by= does not say which (a userId "
+                    "and an anonymousId of the same text), by kind: their profile; {} when "
+                    "it names one (header Journeyman-Also-Named: the kinds)")
 
 
 class PersonExport(BaseModel):

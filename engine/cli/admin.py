@@ -233,7 +233,7 @@ def why(
     them, splits, sends, skips, deferrals, goals, exits), oldest first. Exit 1 when
     the store knows nothing of that person."""
     from engine.runtime.privacy import other_people_named
-    from engine.runtime.why import story
+    from engine.runtime.why import also_named, story, why_records
     from engine.runtime.why import why as explain
 
     store = open_store(db)
@@ -241,6 +241,7 @@ def why(
         # linked profiles only: a person with only events not handled yet has no decisions
         others = other_people_named(store, user, waiting=False) if by is None else None
         entries = explain(store, user, journey=journey, by=by)
+        named = also_named(store, user, by)
         unknown = (_unknown_journey(store, journey)
                    if journey is not None and entries == [] else None)
     finally:
@@ -253,7 +254,7 @@ def why(
     if unknown is not None:  # still exit 0 and [] (the person is known), with the word
         err.print(f"{user}: {unknown}", markup=False)
     if as_json:
-        sys.stdout.write(json.dumps([e.as_json() for e in entries], default=str) + "\n")
+        sys.stdout.write(json.dumps(why_records(entries, named), default=str) + "\n")
         return
     if unknown is None:
         out.print(story(user, entries, journey), markup=False, end="")

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from engine.core.model import CRON_STEP
 from engine.core.times import iso, span
 from engine.ports import Decision
-from engine.runtime.identity import profile_named
+from engine.runtime.identity import profile_named, profiles_named
 from engine.runtime.unsubscribe import PROFILE
 from journeys.graph import COMPLETED, EXITED, START
 
@@ -66,10 +66,29 @@ class Why:
                 "details": dict(self.details)}
 
 
-def profile_of(store: DecisionSource, user: str, by: str | None = None) -> str:
+def profile_of(store: DecisionSource, user: str, by: str | None = None) -> str | None:
     """The profile a user id or anonymous id (an id of kind `by`, when given) stands
-    for (itself when unknown)."""
-    return profile_named(store, user, by) or user
+    for (itself when unknown, as a profile's id; None when `by` names another kind of
+    id than a profile's: `--by user_id 8` is not anonymous visitor 8)."""
+    return profile_named(store, user, by) or (user if by in (None, PROFILE) else None)
+
+
+def also_named(store: DecisionSource, user: str, by: str | None = None) -> dict[str, str]:
+    """The other people `user` names, by the kind of id it is for each (their profile),
+    when `by` does not say which: a userId and an anonymousId of the same text may be
+    two people (engine/runtime/identity.py), and `why` tells the first only."""
+    if by is not None:
+        return {}
+    named = profiles_named(store, user)
+    told = next(iter(named.values()), None)
+    return {kind: pid for kind, pid in named.items() if pid != told}
+
+
+def why_records(entries: list[Why], others: dict[str, str]) -> list[dict[str, Any]]:
+    """The records `why --json` and `GET /v1/profiles/{id}/why` answer: each decision,
+    with `also_named`: the other people the id names (`also_named`; {} when it names
+    one person, or `by` said which)."""
+    return [{**entry.as_json(), "also_named": dict(others)} for entry in entries]
 
 
 def why(store: DecisionSource, user: str, *, journey: str | None = None,
@@ -78,6 +97,8 @@ def why(store: DecisionSource, user: str, *, journey: str | None = None,
     id `user` is, engine/runtime/identity.py NAMING_KINDS), oldest first; None when
     the store knows nothing of that person."""
     pid = profile_of(store, user, by)
+    if pid is None:
+        return None
     # A profile merged into this one is a `profile` identifier of it, and its decisions
     # are still filed under its id (engine/runtime/identity.py).
     ids = [pid, *sorted({value for kind, value in store.identities_of(pid)
@@ -186,4 +207,5 @@ def _more(entry: Why) -> str:
     return ""
 
 
-__all__ = ["KINDS", "PLACEHOLDERS", "DecisionSource", "Why", "profile_of", "story", "why"]
+__all__ = ["KINDS", "PLACEHOLDERS", "DecisionSource", "Why", "also_named", "profile_of", "story",
+           "why", "why_records"]

@@ -178,6 +178,7 @@ def test_the_cli_says_when_an_id_names_two_people(sql_api: Api) -> None:
 
     post(sql_api, "/v1/track", {"anonymousId": "7", "event": "Order Completed"})
     post(sql_api, "/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    post(sql_api, "/v1/track", {"userId": "7", "event": "Order Completed"})
     sql_api.handle()
     db = f"sqlite:///{sql_api.store.sql_engine.url.database}"  # type: ignore[attr-defined]
     runner = CliRunner()
@@ -187,6 +188,7 @@ def test_the_cli_says_when_an_id_names_two_people(sql_api: Api) -> None:
     told = runner.invoke(app, ["why", "7", "--db", db, "--json"])
     assert told.exit_code == 0
     assert "the first is told" in told.output
+    assert '"also_named": {"anonymous_id": "7"}' in told.output
     export = runner.invoke(app, ["profiles", "export", "7", "--db", db, "--by", "anonymous_id"])
     assert export.exit_code == 0
     assert '"id": "7"' in export.output
@@ -304,3 +306,30 @@ def test_a_merged_away_id_stays_its_persons_after_its_device_id_moved_and_went(
     assert store.profile_for("anonymous_id", "device-t1") == "device-t1~2"
     assert "stranger browsing" not in str(export_document(store, "kay"))
     assert "kay browsing" in str(export_document(store, "kay"))
+
+
+def test_why_over_http_says_when_an_id_names_two_people(api: Api) -> None:
+    """As `journeyman why` says on stderr: visitor 7 and customer 7 (7~2) both ordered;
+    `/why` tells the customer's and names the visitor (every record, and a header for
+    an empty list); `?by=` says which, and names no one else."""
+    post(api, "/v1/track", {"anonymousId": "7", "event": "Order Completed"})
+    api.handle()
+    post(api, "/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    post(api, "/v1/track", {"userId": "7", "event": "Order Completed"})
+    api.handle()
+    admin = (api.keys["admin"], "")
+    told = httpx.get(f"{api.url}/v1/profiles/7/why", auth=admin)
+    assert told.status_code == 200, told.text
+    assert told.json()
+    assert {r["profile"] for r in told.json()} == {"7~2"}
+    assert all(r["also_named"] == {"anonymous_id": "7"} for r in told.json())
+    assert told.headers["journeyman-also-named"] == "anonymous_id"
+    visitor = httpx.get(f"{api.url}/v1/profiles/7/why?by=anonymous_id", auth=admin)
+    assert {r["profile"] for r in visitor.json()} == {"7"}
+    assert all(r["also_named"] == {} for r in visitor.json())
+    assert "journeyman-also-named" not in visitor.headers
+    # an id of a kind that names no one is no one, not the profile of that text
+    post(api, "/v1/track", {"anonymousId": "8", "event": "Order Completed"})
+    api.handle()
+    assert httpx.get(f"{api.url}/v1/profiles/8/why?by=user_id", auth=admin).status_code == 404
+    assert httpx.get(f"{api.url}/v1/profiles/8/why", auth=admin).json()
