@@ -414,3 +414,32 @@ def test_the_inbox_claim_finds_the_held_profiles_by_their_partial_index(
             assert "USING INDEX ix_inbox_held" in plan, plan
     finally:
         store.close()
+
+
+def test_a_merge_moves_its_waiting_events_by_index_without_reading_their_bodies(
+        sql_store: SqlStore) -> None:
+    """The waiting events' rows move with their inbox rows; their messageIds are read by
+    the database (json_extract / ->>), not their whole bodies by the store: a merge of a
+    long backlog read every one of them back (`RETURNING inbox.event`)."""
+    from sqlalchemy import select
+
+    from engine.runtime.events import normalize
+
+    sql_store.accept_events([normalize(
+        {"type": "track", "anonymousId": user, "event": "Seen", "properties": {"n": i}},
+        now=T0, message_id=f"{user}-m{i}") for user in ("a1", "u1") for i in range(3)], "t")
+    with captured(sql_store) as seen, sql_store.transaction():
+        sql_store.merge_profiles(into="u1", from_="a1")
+    ev, ib = sql_store._events, sql_store._inbox
+    with sql_store.sql_engine.connect() as conn:
+        assert set(conn.execute(select(ev.c.profile_id)).scalars()) == {"u1"}
+        assert set(conn.execute(select(ib.c.profile_id)).scalars()) == {"u1"}
+    on_inbox = [statement for statement, _ in seen if re.search(r"\binbox\b", statement)]
+    assert on_inbox
+    for statement in on_inbox:  # the JSON's messageId only, never the event itself
+        bare = re.sub(r"JSON_EXTRACT\(inbox\.event,|inbox\.event ->>", "", statement)
+        assert not re.search(r"\bevent\b", bare), statement
+    if sql_store.dialect == "sqlite":
+        moving = [(s, p) for s, p in seen if s.startswith("UPDATE events")]
+        for plan in plans(sql_store, moving, "events"):
+            assert not table_scans(plan), plan
