@@ -21,8 +21,9 @@ from typing import Any
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
+from engine.jsonfast import dumps_bytes
 from engine.ports import Decision, Failure, Message
-from engine.runtime.events import normalize
+from engine.runtime.events import MAX_EVENT_BYTES, BadEvent, check_values, instant, normalize
 from engine.runtime.identity import profile_named
 from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import UnsubscribeLinks
@@ -33,6 +34,23 @@ from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
 from rules.durations import parse_duration
+
+
+def refused(event: Mapping[str, Any]) -> None:
+    """Raise BadEvent for an event the API refuses before normalizing it (its
+    `checked_event`, engine/api/ingest.py, without importing the API): a value that is
+    not finite (NaN, 1e999), a NUL or a lone surrogate, nesting deeper than the API
+    takes, more than MAX_EVENT_BYTES. Without it a replay (or a scenario) counted what
+    production refuses: a cart of Infinity entered a journey, and a timestamp in the
+    year 9999 moved the fake clock out of the calendar (an OverflowError)."""
+    check_values(event)
+    try:
+        size = len(dumps_bytes(event))
+    except TypeError:  # a Python value JSON has no form for: a test's, not an API's
+        return
+    if size > MAX_EVENT_BYTES:
+        raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
+
 
 # Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
 # only, spelled so that nobody mistakes it for a production one. Production processes
@@ -260,11 +278,13 @@ class InMemoryEngine:
 
     def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A Segment-format event, accepted and handled at once; a future `timestamp`
-        moves the clock there first."""
+        moves the clock there first. What the API answers 400 raises BadEvent, before
+        the clock moves (`refused`)."""
+        refused(event)
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
-            when = parse_timestamp(stamp)
-            if when is not None and when > self.now:
+            when = instant(stamp)
+            if when > self.now:
                 self.advance_to(when)
         accepted = normalize(event, now=self.now, message_id=self.ids.new_id)
         self.store.accept_events([accepted])

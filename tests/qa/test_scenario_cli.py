@@ -286,3 +286,21 @@ def test_a_file_reached_twice_runs_once_and_a_file_not_named_as_scenarios_is_sai
     mistaken = runner.invoke(app, ["test", str(journey)])
     assert mistaken.exit_code == 1
     assert f"{journey} is not named *.scenario.yaml; read as a scenario" in mistaken.output
+
+
+def test_an_event_line_the_api_would_refuse_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    """`.inf` (YAML's infinity) as a cart's value was taken, and the scenario passed on
+    an event production answers 400 for: the line is an error, at its line."""
+    write(tmp_path, "inf.scenario.yaml", "scenario: an infinite cart\n" + HEAD + """\
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: .inf}}
+expect:
+  messages_include:
+    - {user: ana, journey: abandoned_cart, step: reminder}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    path = tmp_path / "inf.scenario.yaml"
+    assert f"  {path}:7:1: numbers must be finite (no NaN or Infinity)" in done.output
+    assert done.output.splitlines()[-1] == "0 passed, 0 failed, 1 invalid"
+
