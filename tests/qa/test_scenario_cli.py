@@ -304,3 +304,29 @@ expect:
     assert f"  {path}:7:1: numbers must be finite (no NaN or Infinity)" in done.output
     assert done.output.splitlines()[-1] == "0 passed, 0 failed, 1 invalid"
 
+
+
+def test_an_anonymous_id_in_an_expectation_is_the_person_it_became(tmp_path: Path) -> None:
+    """`no_messages_for: [v-1]` passed although visitor v-1, aliased to ana, got the
+    browse reminder: records are named after the person (ana), and the expectation's
+    anonymous id was compared as text. Both sides now name the person."""
+    scenario = "scenario: the visitor\n" + HEAD + """\
+only: [browse_retargeting]
+events:
+  - {anonymous: v-1, track: Product Viewed, properties: {name: Rain Shell}}
+  - {after: 5m, user: ana, alias: v-1}
+expect:
+"""
+    write(tmp_path, "none.scenario.yaml", scenario + "  no_messages_for: [v-1]\n")
+    done = runner.invoke(app, ["test", str(tmp_path / "none.scenario.yaml")])
+    assert done.exit_code == 1, done.output
+    assert re.search(r"UNEXPECTED +2026-03-02T13:00:00Z +message +ana +browse_retargeting/"
+                     r"still_interested .*\n +no messages were expected for v-1", done.output)
+    write(tmp_path, "got.scenario.yaml", scenario + """\
+  messages:
+    - {user: v-1, step: still_interested, at: "2026-03-02T13:00:00Z"}
+  exits:
+    - {user: v-1, journey: browse_retargeting, reason: completed}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path / "got.scenario.yaml")])
+    assert done.exit_code == 0, done.output
