@@ -309,10 +309,22 @@ def compare(scenario: Scenario, eng: InMemoryEngine) -> ScenarioResult:
             if rec["user"] == person(user) and i not in shown:
                 rows.append(Row("unexpected", rec["at"], "messages", rec, line,
                                 (f"no messages were expected for {user}",)))
-    result.rows = sorted(rows, key=_row_order)
     for user, (spec, line) in scenario.profiles.items():
         result.profile_mismatches += _profile_mismatches(eng, user, spec, line)
+    rows += _context(rows, records, {person(m.user) for m in result.profile_mismatches})
+    result.rows = sorted(rows, key=_row_order)
     return result
+
+
+def _context(rows: list[Row], records: Mapping[ExpectKind, list[dict[str, Any]]],
+             also: set[str]) -> list[Row]:
+    """Everything else that happened to the people a failing row (or `also`) is about,
+    unmarked: a MISSING push alone did not say that the person left at the split as
+    holdout, which is why."""
+    failing = also | {str(r.fields["user"]) for r in rows if r.mark in FAILING}
+    on_rows = {id(r.fields) for r in rows}
+    return [Row("context", rec["at"], kind, rec) for kind, found in records.items()
+            for rec in found if rec["user"] in failing and id(rec) not in on_rows]
 
 
 def _person_namer(eng: InMemoryEngine) -> Callable[[str], str]:

@@ -330,3 +330,31 @@ expect:
 """)
     done = runner.invoke(app, ["test", str(tmp_path / "got.scenario.yaml")])
     assert done.exit_code == 0, done.output
+
+
+def test_a_failure_shows_what_else_happened_to_the_people_it_is_about(tmp_path: Path) -> None:
+    """A QA trial's `messages_include` for u1's push failed with MISSING and nothing
+    else about u1: the timeline did not say that u1 left at the split as holdout, so the
+    reader could not tell why. Every record of a person a failure is about is shown,
+    unmarked, as what also happened."""
+    write(tmp_path, "split.scenario.yaml", f"""\
+scenario: u1 gets the push
+journeys: {LIBRARY}
+only: [first_purchase]
+start: "2026-03-02T09:00:00Z"
+profiles:
+  u1: {{email: u1@example.com, consent: {{email: true}}}}
+  u2: {{email: u2@example.com, consent: {{email: true}}}}
+events:
+  - {{user: u1, track: Signed Up}}
+  - {{user: u2, track: Signed Up}}
+expect:
+  messages_include:
+    - {{user: u1, journey: first_purchase, step: push}}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert re.search(r"\n +2026-03-05T09:00:00Z +exit +u1 +first_purchase/subject_test +"
+                     r"reason holdout +\(also happened \(not checked\)\)", done.output), done.output
+    assert "MISSING     (any time)            message   u1" in done.output
+    assert " u2 " not in done.output.split("track Signed Up")[-1]  # not about u2
