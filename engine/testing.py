@@ -223,17 +223,33 @@ class InMemoryEngine:
     def advance(self, delta: timedelta | str) -> None:
         """Move the clock by `delta` (a timedelta, or a duration such as "3d" or "1h30m"),
         firing every timer that comes due on the way, in order."""
-        self.advance_to(self.now + (parse_duration(delta) if isinstance(delta, str) else delta))
+        step = parse_duration(delta) if isinstance(delta, str) else delta
+        if step < timedelta():  # it did nothing, and the test read on as if it had
+            raise ValueError(f"advance({step!r}): the fake clock only moves forward")
+        self.advance_to(self.now + step)
 
     def advance_to(self, when: datetime) -> None:
         """Fire timers, retry held events and deliver (or retry) sends in time order up
-        to `when`."""
+        to `when` (a time already past moves nothing)."""
+        if not isinstance(when, datetime) or when.utcoffset() is None:
+            raise ValueError(f"advance_to({when!r}): give a datetime with a time zone, "
+                             "like datetime(2026, 3, 2, 9, tzinfo=UTC)")
         self._drain()  # what is ready now (an operator's retry, say)
         while (due := self._next_due()) is not None and due <= when:
             self.clock.set(max(due, self.now))
             self.worker.fire_timers()
             self._drain()
         self.clock.set(max(when, self.now))
+
+    def _move_to(self, at: datetime | None) -> None:
+        """An event method's `at=`: the clock moves there first. A time before the clock
+        is an error: the event was recorded now, not then, and the test never knew."""
+        if at is None:
+            return
+        if isinstance(at, datetime) and at.utcoffset() is not None and at < self.now:
+            raise ValueError(f"at={iso(at)} is before the engine's clock, {iso(self.now)}: "
+                             "the fake clock only moves forward")
+        self.advance_to(at)
 
     def _next_due(self) -> datetime | None:
         return self._earliest(self.store.next_timer_at())
@@ -293,15 +309,13 @@ class InMemoryEngine:
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
               at: datetime | None = None) -> dict[str, Any]:
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "track", "userId": user_id, "event": event,
                           "properties": dict(properties or {}), "timestamp": iso(self.now)})
 
     def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "identify", "userId": user_id, "traits": dict(traits or {}),
                           "timestamp": iso(self.now)})
 
@@ -309,8 +323,7 @@ class InMemoryEngine:
               ) -> dict[str, Any]:
         """Segment `alias`: `previous_id` (an anonymous id or an old user id) is `user_id`
         from now on; the two profiles merge (engine/runtime/identity.py)."""
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "alias", "userId": user_id, "previousId": previous_id,
                           "timestamp": iso(self.now)})
 
@@ -319,8 +332,7 @@ class InMemoryEngine:
              ) -> dict[str, Any]:
         """Segment `page`: a page view (conditions see `event.event == "page"` unless
         it has a name)."""
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         event: dict[str, Any] = {"type": "page", "userId": user_id,
                                  "properties": dict(properties or {}),
                                  "timestamp": iso(self.now)}

@@ -34,6 +34,7 @@ from journeys.library import bundled_library
 from journeys.loaded import Library
 from journeys.loader import POLICY_FILE, load_path, load_policy
 from journeys.model import Policy
+from rules import did_you_mean
 from rules.errors import JourneymanError
 
 IDLE_HORIZON = timedelta(days=400)  # run_until_idle's limit when a scenario has no `until`
@@ -63,7 +64,11 @@ def load_journeys(folder: Path) -> Library:
 
 def engine_for(library: Library, start: datetime, only: list[str] | None = None,
                backend: str = "durable", decision_log: bool = True) -> InMemoryEngine:
-    if only is not None:
+    if only is not None:  # a typo would run no journey, and `sent == []` would pass
+        missing = [jid for jid in only if jid not in library.journeys]
+        if missing:
+            raise KeyError(f"no such journeys: {', '.join(missing)}"
+                           + did_you_mean(missing[0], library.journeys))
         library = replace(library, journeys={k: v for k, v in library.journeys.items()
                                              if k in only})
     return InMemoryEngine(library, start=start, backend=backend, decision_log=decision_log)
