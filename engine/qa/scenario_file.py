@@ -379,6 +379,9 @@ def _check_ids(checker: _Checker, library: Library, users: set[str]) -> None:
     """Names in the expectations must exist: a typo would make a test pass for nothing."""
     spec = checker.spec
     journeys = library.journeys
+    if spec.only == []:  # no journey would run: every expectation of none would pass
+        checker.problem(("only",), "only: give at least one journey id (leave `only` out "
+                                   "to run every journey of the folder)")
     for i, jid in enumerate(spec.only or []):
         if jid not in journeys:
             checker.problem(("only", i), f"only: no journey {jid!r} in {spec.journeys}"

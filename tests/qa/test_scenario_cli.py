@@ -358,3 +358,18 @@ expect:
                      r"reason holdout +\(also happened \(not checked\)\)", done.output), done.output
     assert "MISSING     (any time)            message   u1" in done.output
     assert " u2 " not in done.output.split("track Signed Up")[-1]  # not about u2
+
+
+def test_an_empty_only_runs_no_journey_and_is_an_error(tmp_path: Path) -> None:
+    """`only: []` ran no journey at all, so `messages: []` passed for nothing."""
+    write(tmp_path, "only.scenario.yaml", "scenario: nothing runs\n" + HEAD + """\
+only: []
+events:
+  - {user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages: []
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert (f"{tmp_path / 'only.scenario.yaml'}:6:7: only: give at least one journey id "
+            "(leave `only` out to run every journey of the folder)") in done.output
