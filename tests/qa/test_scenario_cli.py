@@ -373,3 +373,24 @@ expect:
     assert done.exit_code == 1, done.output
     assert (f"{tmp_path / 'only.scenario.yaml'}:6:7: only: give at least one journey id "
             "(leave `only` out to run every journey of the folder)") in done.output
+
+
+def test_an_event_name_one_typo_from_one_the_journeys_read_is_an_error(
+        tmp_path: Path) -> None:
+    """`track: Checkout Startd` entered nobody, so `no_messages_for: [ana]` passed for
+    nothing. A name the journeys never read that is close to one they do is a typo;
+    a name far from all of them (an event nothing listens to) is fine."""
+    write(tmp_path, "typo.scenario.yaml", "scenario: a typo\n" + HEAD + """\
+only: [abandoned_cart]
+events:
+  - {user: ana, track: Checkout Startd, properties: {cart_value: 20}}
+  - {user: ana, track: Newsletter Opened}
+expect:
+  no_messages_for: [ana]
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    path = tmp_path / "typo.scenario.yaml"
+    assert (f"{path}:8:24: track: no journey of {LIBRARY} reads 'Checkout Startd' "
+            "(did you mean 'Checkout Started'?)") in done.output, done.output
+    assert "Newsletter Opened" not in done.output
