@@ -29,6 +29,8 @@ from rules.durations import DurationError, parse_duration
 from rules.errors import JourneymanError
 
 SUFFIX = ".scenario.yaml"
+# `.yml` too: a `cart.scenario.yml` was skipped without a word, and CI went green on it
+SUFFIXES = (SUFFIX, ".scenario.yml")
 EVENT_KINDS = ("track", "identify", "alias", "page")
 TYPO_RATIO = 0.85  # an event name this close (case aside) to one the journeys read: a typo
 
@@ -217,7 +219,8 @@ def find_scenarios(paths: Iterable[Path]) -> list[Path]:
     each once however many paths reach it (a folder and a file in it)."""
     found: dict[Path, Path] = {}
     for path in paths:
-        here = (sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file()) if path.is_dir()
+        here = (sorted(p for p in path.rglob("*.scenario.y*ml")
+                       if p.is_file() and p.name.endswith(SUFFIXES)) if path.is_dir()
                 else [path])
         for file in here:
             found.setdefault(file.resolve(), file)

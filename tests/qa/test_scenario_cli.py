@@ -394,3 +394,22 @@ expect:
     assert (f"{path}:8:24: track: no journey of {LIBRARY} reads 'Checkout Startd' "
             "(did you mean 'Checkout Started'?)") in done.output, done.output
     assert "Newsletter Opened" not in done.output
+
+
+def test_a_scenario_named_yml_runs_too(tmp_path: Path, pytester: pytest.Pytester) -> None:
+    """`cart.scenario.yml` in a folder was skipped without a word by `journeyman test`
+    and by pytest: a CI that ran the folder went green on a scenario it never ran."""
+    text = "scenario: yml\n" + HEAD + """\
+events:
+  - {user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages: []
+"""
+    write(tmp_path, "cart.scenario.yml", text)
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"FAIL  {tmp_path / 'cart.scenario.yml'}  yml"), done.output
+    pytester.makefile(".scenario.yml", cart=text)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAILED cart.scenario.yml::cart*"])
