@@ -21,8 +21,9 @@ from typing import Any
 
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
+from engine.jsonfast import dumps_bytes
 from engine.ports import Decision, Failure, Message
-from engine.runtime.events import normalize
+from engine.runtime.events import MAX_EVENT_BYTES, BadEvent, check_values, instant, normalize
 from engine.runtime.identity import profile_named
 from engine.runtime.time_entries import arm_time_entries
 from engine.runtime.unsubscribe import UnsubscribeLinks
@@ -33,6 +34,23 @@ from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
 from rules.durations import parse_duration
+
+
+def refused(event: Mapping[str, Any]) -> None:
+    """Raise BadEvent for an event the API refuses before normalizing it (its
+    `checked_event`, engine/api/ingest.py, without importing the API): a value that is
+    not finite (NaN, 1e999), a NUL or a lone surrogate, nesting deeper than the API
+    takes, more than MAX_EVENT_BYTES. Without it a replay (or a scenario) counted what
+    production refuses: a cart of Infinity entered a journey, and a timestamp in the
+    year 9999 moved the fake clock out of the calendar (an OverflowError)."""
+    check_values(event)
+    try:
+        size = len(dumps_bytes(event))
+    except TypeError:  # a Python value JSON has no form for: a test's, not an API's
+        return
+    if size > MAX_EVENT_BYTES:
+        raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
+
 
 # Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
 # only, spelled so that nobody mistakes it for a production one. Production processes
@@ -205,17 +223,33 @@ class InMemoryEngine:
     def advance(self, delta: timedelta | str) -> None:
         """Move the clock by `delta` (a timedelta, or a duration such as "3d" or "1h30m"),
         firing every timer that comes due on the way, in order."""
-        self.advance_to(self.now + (parse_duration(delta) if isinstance(delta, str) else delta))
+        step = parse_duration(delta) if isinstance(delta, str) else delta
+        if step < timedelta():  # it did nothing, and the test read on as if it had
+            raise ValueError(f"advance({step!r}): the fake clock only moves forward")
+        self.advance_to(self.now + step)
 
     def advance_to(self, when: datetime) -> None:
         """Fire timers, retry held events and deliver (or retry) sends in time order up
-        to `when`."""
+        to `when` (a time already past moves nothing)."""
+        if not isinstance(when, datetime) or when.utcoffset() is None:
+            raise ValueError(f"advance_to({when!r}): give a datetime with a time zone, "
+                             "like datetime(2026, 3, 2, 9, tzinfo=UTC)")
         self._drain()  # what is ready now (an operator's retry, say)
         while (due := self._next_due()) is not None and due <= when:
             self.clock.set(max(due, self.now))
             self.worker.fire_timers()
             self._drain()
         self.clock.set(max(when, self.now))
+
+    def _move_to(self, at: datetime | None) -> None:
+        """An event method's `at=`: the clock moves there first. A time before the clock
+        is an error: the event was recorded now, not then, and the test never knew."""
+        if at is None:
+            return
+        if isinstance(at, datetime) and at.utcoffset() is not None and at < self.now:
+            raise ValueError(f"at={iso(at)} is before the engine's clock, {iso(self.now)}: "
+                             "the fake clock only moves forward")
+        self.advance_to(at)
 
     def _next_due(self) -> datetime | None:
         return self._earliest(self.store.next_timer_at())
@@ -260,11 +294,13 @@ class InMemoryEngine:
 
     def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """A Segment-format event, accepted and handled at once; a future `timestamp`
-        moves the clock there first."""
+        moves the clock there first. What the API answers 400 raises BadEvent, before
+        the clock moves (`refused`)."""
+        refused(event)
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
-            when = parse_timestamp(stamp)
-            if when is not None and when > self.now:
+            when = instant(stamp)
+            if when > self.now:
                 self.advance_to(when)
         accepted = normalize(event, now=self.now, message_id=self.ids.new_id)
         self.store.accept_events([accepted])
@@ -273,15 +309,13 @@ class InMemoryEngine:
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
               at: datetime | None = None) -> dict[str, Any]:
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "track", "userId": user_id, "event": event,
                           "properties": dict(properties or {}), "timestamp": iso(self.now)})
 
     def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "identify", "userId": user_id, "traits": dict(traits or {}),
                           "timestamp": iso(self.now)})
 
@@ -289,8 +323,7 @@ class InMemoryEngine:
               ) -> dict[str, Any]:
         """Segment `alias`: `previous_id` (an anonymous id or an old user id) is `user_id`
         from now on; the two profiles merge (engine/runtime/identity.py)."""
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         return self.post({"type": "alias", "userId": user_id, "previousId": previous_id,
                           "timestamp": iso(self.now)})
 
@@ -299,8 +332,7 @@ class InMemoryEngine:
              ) -> dict[str, Any]:
         """Segment `page`: a page view (conditions see `event.event == "page"` unless
         it has a name)."""
-        if at is not None:
-            self.advance_to(at)
+        self._move_to(at)
         event: dict[str, Any] = {"type": "page", "userId": user_id,
                                  "properties": dict(properties or {}),
                                  "timestamp": iso(self.now)}

@@ -195,7 +195,7 @@ def decisions(
     """The decision log: every decision (entries and refusals, waits, branches, splits,
     exits, and what became of each send), with its reason. The totals
     count the decisions the options select (all of them, not just the newest N)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         selected = store.recorded_decisions(profile)
     finally:
@@ -236,7 +236,7 @@ def why(
     from engine.runtime.why import also_named, story, why_records
     from engine.runtime.why import why as explain
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         # linked profiles only: a person with only events not handled yet has no decisions
         others = other_people_named(store, user, waiting=False) if by is None else None

@@ -77,6 +77,23 @@ ByOpt = Annotated[str | None, typer.Option(
     "(a userId and an anonymousId of the same text can name two people: docs/privacy.md).")]
 
 
+def _missing_sqlite_file(db: str) -> str | None:
+    """The path of a SQLite file `db` names that does not exist, else None (another
+    database, an in-memory one, or a URL that does not parse: opening it says why)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        return None
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or name.startswith(
+            "file:"):
+        return None
+    return None if Path(name).exists() else name
+
+
 def journeys_folder(journeys: Path | None) -> Path:
     """`--journeys`, or the bundled library when it is not given."""
     return journeys if journeys is not None else bundled_library()
@@ -89,16 +106,23 @@ def fail(error: JourneymanError) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
-def open_store(db: str, *, wait: float = 0.0) -> Any:
+def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     """The store at `db`, migrated; exit 1 with the reason if it cannot be opened. With
     `wait`, a database that cannot be reached yet (refused, not there, too many
     connections: the driver's OperationalError) is tried again every 2 s for so many
     seconds, a line each try: a unit started at boot before the network or a remote
-    PostgreSQL is up."""
+    PostgreSQL is up. With `existing` (commands that only read or erase a person), a
+    SQLite file that is not there is an error, not a new empty store: `why` at a typo
+    said "no profile" as if the person were unknown, and left a database behind."""
     from sqlalchemy.exc import OperationalError
 
     from engine.store import SqlStore
 
+    if existing:
+        missing = _missing_sqlite_file(db)
+        if missing is not None:
+            raise fail(JourneymanError(f"no SQLite database at {missing} "
+                                       "(--db or $JOURNEYMAN_DB)"))
     deadline = time.monotonic() + wait
     while True:
         try:

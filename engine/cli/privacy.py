@@ -22,7 +22,7 @@ def profiles_export(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) ->
     traits, identities, events, enrollments, sends, decisions, and every row by table."""
     from engine.runtime.privacy import export_document
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         pid = _person(store, user, by)
         document = export_document(store, pid)
@@ -42,7 +42,7 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) ->
 
     from engine.runtime.privacy import forget
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         pid = _person(store, user, by, erasing=True)
         deleted = forget(store, pid)

@@ -40,13 +40,13 @@ def run_tests(
     """Run scenario files on a fake clock: one line per scenario, and for each failure
     the expected-vs-actual timeline. Exit 0 when all pass, 1 when any fails or is
     invalid, 2 on usage errors (no such path, no scenario found)."""
-    from engine.qa.scenario_file import SUFFIX, find_scenarios
+    from engine.qa.scenario_file import SUFFIX, SUFFIXES, find_scenarios
     from engine.qa.scenario_report import failure_lines, summary_line
     from engine.qa.scenarios import LibraryCache, run_file
 
     files = find_scenarios(paths)
     for path in paths:
-        if path.is_file() and not path.name.endswith(SUFFIX):  # run, as asked; but say so
+        if path.is_file() and not path.name.endswith(SUFFIXES):  # run, as asked; but say so
             err.print(f"journeyman test: {path} is not named *{SUFFIX}; read as a scenario",
                       markup=False)
     if not files:

@@ -37,13 +37,13 @@ if TYPE_CHECKING:
     from engine.qa.scenarios import LibraryCache, ScenarioResult
     from engine.testing import InMemoryEngine
 
-SUFFIX = ".scenario.yaml"
+SUFFIXES = (".scenario.yaml", ".scenario.yml")  # as engine/qa/scenario_file.py
 
 
 # --- scenario files as test items ----------------------------------------------------------
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
-    if file_path.name.endswith(SUFFIX):
+    if file_path.name.endswith(SUFFIXES):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -58,7 +58,8 @@ class ScenarioFailed(Exception):  # noqa: N818 - pytest shows the report, never 
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        yield ScenarioItem.from_parent(self, name=self.path.name.removesuffix(SUFFIX))
+        name = self.path.name
+        yield ScenarioItem.from_parent(self, name=name[:name.rindex(".scenario.")])
 
 
 _libraries: LibraryCache | None = None

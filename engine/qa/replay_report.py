@@ -103,12 +103,14 @@ def build_report(eng: InMemoryEngine, library: Library, *, events: int, first: d
         if counts is None:
             continue
         counts.enrolled += 1
-        if enrollment.status == "completed":
-            counts.completed += 1
-        elif enrollment.status == "exited":
-            counts.exited += 1
-        else:
+        # Completed: ran off the end, or reached an `exit: completed` step, as
+        # `journeyman stats` counts it (engine/runtime/kpis.py); otherwise it left early.
+        if enrollment.status == "active":
             counts.active += 1
+        elif enrollment.status == "completed" or enrollment.exit_reason == "completed":
+            counts.completed += 1
+        else:
+            counts.exited += 1
         if enrollment.exit_reason:
             counts.exit_reasons[enrollment.exit_reason] += 1
         for step_id, visits in enrollment.visits.items():

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,10 @@ from rules.durations import DurationError, parse_duration
 from rules.errors import JourneymanError
 
 SUFFIX = ".scenario.yaml"
+# `.yml` too: a `cart.scenario.yml` was skipped without a word, and CI went green on it
+SUFFIXES = (SUFFIX, ".scenario.yml")
 EVENT_KINDS = ("track", "identify", "alias", "page")
+TYPO_RATIO = 0.85  # an event name this close (case aside) to one the journeys read: a typo
 
 
 class InvalidScenario(JourneymanError):  # noqa: N818 - reads like InvalidJourney
@@ -215,7 +219,8 @@ def find_scenarios(paths: Iterable[Path]) -> list[Path]:
     each once however many paths reach it (a folder and a file in it)."""
     found: dict[Path, Path] = {}
     for path in paths:
-        here = (sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file()) if path.is_dir()
+        here = (sorted(p for p in path.rglob("*.scenario.y*ml")
+                       if p.is_file() and p.name.endswith(SUFFIXES)) if path.is_dir()
                 else [path])
         for file in here:
             found.setdefault(file.resolve(), file)
@@ -379,6 +384,9 @@ def _check_ids(checker: _Checker, library: Library, users: set[str]) -> None:
     """Names in the expectations must exist: a typo would make a test pass for nothing."""
     spec = checker.spec
     journeys = library.journeys
+    if spec.only == []:  # no journey would run: every expectation of none would pass
+        checker.problem(("only",), "only: give at least one journey id (leave `only` out "
+                                   "to run every journey of the folder)")
     for i, jid in enumerate(spec.only or []):
         if jid not in journeys:
             checker.problem(("only", i), f"only: no journey {jid!r} in {spec.journeys}"
@@ -418,6 +426,44 @@ def _check_ids(checker: _Checker, library: Library, users: set[str]) -> None:
             checker.problem(("expect", "profiles", user), f"profiles: {user!r} appears in no "
                             "profile or event line of this scenario" + did_you_mean(user, users),
                             key=True)
+
+
+def _events_read(library: Library) -> set[str]:
+    """Every event name the folder's journeys and computed traits read (entry, exit_when,
+    wait_for, goal, emit; `order_events`, ...)."""
+    names: set[str] = set()
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and (key == "event" or key.endswith("_events")):
+            names.add(value)
+
+    for journey in library.journeys.values():
+        walk(journey.model.model_dump())
+    walk(library.computed_config or {})
+    return names
+
+
+def _check_event_names(checker: _Checker, library: Library) -> None:
+    """A `track` name the journeys never read, a typo away from one they do (`Checkout
+    Startd`, `Signed up`), entered nobody: a test of what does not happen passed for
+    nothing. Names far from every one read (events nothing listens to) are fine."""
+    read = _events_read(library)
+    for i, line in enumerate(checker.spec.events):
+        name = line.track
+        if name is None or name in read:
+            continue
+        close = [r for r in read if SequenceMatcher(None, name.lower(), r.lower()).ratio()
+                 >= TYPO_RATIO]
+        if close:
+            best = max(close, key=lambda r: SequenceMatcher(None, name, r).ratio())
+            checker.problem(("events", i, "track"), f"track: no journey of "
+                            f"{checker.spec.journeys} reads {name!r} (did you mean {best!r}?)")
 
 
 def _expectations(checker: _Checker) -> dict[tuple[ExpectKind, bool], list[Expected]]:
@@ -482,6 +528,7 @@ def _checked(spec: ScenarioSpec, source: Source, path: Path, library_loader: Any
         raise InvalidScenario([Problem(source.file, *pos, f"journeys: {spec.journeys} does "
                                        "not validate:"), *exc.problems]) from None
     _check_ids(checker, library, _users(spec))
+    _check_event_names(checker, library)
     if checker.problems:
         raise InvalidScenario(checker.problems)
     expect = spec.expect

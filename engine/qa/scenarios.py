@@ -10,7 +10,7 @@ time order) that engine/qa/scenario_report.py prints.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -27,13 +27,14 @@ from engine.qa.scenario_file import (
     load_scenario,
 )
 from engine.runtime.events import BadEvent
-from engine.runtime.identity import person_of
+from engine.runtime.identity import person_of, profile_named
 from engine.testing import InMemoryEngine
 from journeys.errors import Problem
 from journeys.library import bundled_library
 from journeys.loaded import Library
 from journeys.loader import POLICY_FILE, load_path, load_policy
 from journeys.model import Policy
+from rules import did_you_mean
 from rules.errors import JourneymanError
 
 IDLE_HORIZON = timedelta(days=400)  # run_until_idle's limit when a scenario has no `until`
@@ -63,7 +64,11 @@ def load_journeys(folder: Path) -> Library:
 
 def engine_for(library: Library, start: datetime, only: list[str] | None = None,
                backend: str = "durable", decision_log: bool = True) -> InMemoryEngine:
-    if only is not None:
+    if only is not None:  # a typo would run no journey, and `sent == []` would pass
+        missing = [jid for jid in only if jid not in library.journeys]
+        if missing:
+            raise KeyError(f"no such journeys: {', '.join(missing)}"
+                           + did_you_mean(missing[0], library.journeys))
         library = replace(library, journeys={k: v for k, v in library.journeys.items()
                                              if k in only})
     return InMemoryEngine(library, start=start, backend=backend, decision_log=decision_log)
@@ -297,20 +302,49 @@ def compare(scenario: Scenario, eng: InMemoryEngine) -> ScenarioResult:
     rows = [Row("event", e.at, "event", {"user": e.user}, e.line, text=e.describe())
             for e in scenario.events]
     shown: set[int] = set()  # messages already on a row as unexpected or matched
+    person = _person_namer(eng)
     for (kind, exact), expected in scenario.expectations.items():
-        found, used = _match_kind(kind, exact, expected, records[kind])
+        found, used = _match_kind(kind, exact, [_as_person(item, person) for item in expected],
+                                  records[kind])
         rows += found
         if kind == "messages":
             shown |= used if not exact else set(range(len(records[kind])))
     for user, line in scenario.no_messages_for:
         for i, rec in enumerate(records["messages"]):
-            if rec["user"] == user and i not in shown:
+            if rec["user"] == person(user) and i not in shown:
                 rows.append(Row("unexpected", rec["at"], "messages", rec, line,
                                 (f"no messages were expected for {user}",)))
-    result.rows = sorted(rows, key=_row_order)
     for user, (spec, line) in scenario.profiles.items():
         result.profile_mismatches += _profile_mismatches(eng, user, spec, line)
+    rows += _context(rows, records, {person(m.user) for m in result.profile_mismatches})
+    result.rows = sorted(rows, key=_row_order)
     return result
+
+
+def _context(rows: list[Row], records: Mapping[ExpectKind, list[dict[str, Any]]],
+             also: set[str]) -> list[Row]:
+    """Everything else that happened to the people a failing row (or `also`) is about,
+    unmarked: a MISSING push alone did not say that the person left at the split as
+    holdout, which is why."""
+    failing = also | {str(r.fields["user"]) for r in rows if r.mark in FAILING}
+    on_rows = {id(r.fields) for r in rows}
+    return [Row("context", rec["at"], kind, rec) for kind, found in records.items()
+            for rec in found if rec["user"] in failing and id(rec) not in on_rows]
+
+
+def _person_namer(eng: InMemoryEngine) -> Callable[[str], str]:
+    """A scenario's id (a userId or an anonymousId) as the records name that person at
+    the end (`actual_records`): visitor `v-1` aliased to `ana` is `ana`. Compared as
+    written, `no_messages_for: [v-1]` passed while v-1 got the browse reminder."""
+    def person(user: str) -> str:
+        pid = profile_named(eng.store, user)
+        return user if pid is None else person_of(eng.store, pid).value
+    return person
+
+
+def _as_person(item: Expected, person: Callable[[str], str]) -> Expected:
+    who = person(item.user)
+    return item if who == item.user else replace(item, fields={**item.fields, "user": who})
 
 
 _KIND_ORDER = {"event": 0, "messages": 1, "skipped": 2, "deferred": 3, "exits": 4}

@@ -334,3 +334,48 @@ def test_a_log_in_utf16_is_not_utf8_and_a_byte_order_mark_is_fine(tmp_path: Path
     assert f"{log}:1:1: not UTF-8 text (byte 0xff at offset 0)" in done.output
     log.write_bytes(b"\xef\xbb\xbf" + lines.encode())
     assert replay_json(str(log))["rejected"] == 0
+
+
+def test_events_the_api_refuses_are_rejected_not_replayed(tmp_path: Path) -> None:
+    """A QA trial's hostile log: `NaN`, `1e999` (an infinity), a NUL in a string and a
+    timestamp in the year 9999 were replayed (the API answers 400 for each: a cart of
+    `Infinity` entered the journey), and the year 9999 ended in an OverflowError's
+    traceback. Each is counted in `rejected`, with the API's own reason."""
+    at = '"timestamp": "2026-03-02T10:00:00Z"'
+    cart = '"type": "track", "event": "Checkout Started"'
+    log = tmp_path / "hostile.jsonl"
+    log.write_text(
+        f'{{{cart}, "userId": "ok", {at}, "properties": {{"cart_value": 10}}}}\n'
+        f'{{{cart}, "userId": "nan", {at}, "properties": {{"cart_value": NaN}}}}\n'
+        f'{{{cart}, "userId": "inf", {at}, "properties": {{"cart_value": 1e999}}}}\n'
+        f'{{{cart}, "userId": "nul", {at}, "properties": {{"cart_value": 5, "x": "a\\u0000"}}}}\n'
+        f'{{{cart}, "userId": "far", "timestamp": "9999-12-31T23:59:59Z", '
+        '"properties": {"cart_value": 10}}\n')
+    report = replay_json(str(log))
+    assert report["rejected"] == 4, report["rejected_by_reason"]
+    assert report["rejected_by_reason"] == {
+        "numbers must be finite (no NaN or Infinity)": 2,
+        "strings may not contain the NUL character (\\u0000)": 1,
+        "timestamp '9999-12-31T23:59:59Z' is out of range: the year must be between "
+        "1900 and 2999": 1}
+    assert report["profiles"] == 1
+    assert report["journeys"]["abandoned_cart"]["enrolled"] == 1
+
+
+def test_an_exit_completed_step_counts_as_completed_as_stats_counts_it(tmp_path: Path) -> None:
+    """abandoned_cart ends at `done: exit: completed`: its replay said "0 completed, 202
+    exited" beside `exit_reasons: {"completed": 152}`, where `journeyman stats` (and
+    docs/engagement.md) count those enrollments as completed."""
+    at = "2026-03-02T10:00:00Z"
+    events = [{"type": "identify", "userId": u, "timestamp": at,
+               "traits": {"email": f"{u}@example.com", "consent": {"email": True}}}
+              for u in ("ana", "ben")]
+    events += [{"type": "track", "userId": u, "event": "Checkout Started", "timestamp": at,
+                "properties": {"cart_value": 20}} for u in ("ana", "ben")]
+    events.append({"type": "track", "userId": "ben", "event": "Order Completed",
+                   "timestamp": "2026-03-02T10:30:00Z", "properties": {"revenue": 20}})
+    log = tmp_path / "carts.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    cart = replay_json(str(log))["journeys"]["abandoned_cart"]
+    assert cart["exit_reasons"] == {"completed": 1, "exit_when:Order Completed": 1}
+    assert (cart["enrolled"], cart["completed"], cart["exited"], cart["active"]) == (2, 1, 1, 0)

@@ -286,3 +286,130 @@ def test_a_file_reached_twice_runs_once_and_a_file_not_named_as_scenarios_is_sai
     mistaken = runner.invoke(app, ["test", str(journey)])
     assert mistaken.exit_code == 1
     assert f"{journey} is not named *.scenario.yaml; read as a scenario" in mistaken.output
+
+
+def test_an_event_line_the_api_would_refuse_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    """`.inf` (YAML's infinity) as a cart's value was taken, and the scenario passed on
+    an event production answers 400 for: the line is an error, at its line."""
+    write(tmp_path, "inf.scenario.yaml", "scenario: an infinite cart\n" + HEAD + """\
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: .inf}}
+expect:
+  messages_include:
+    - {user: ana, journey: abandoned_cart, step: reminder}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    path = tmp_path / "inf.scenario.yaml"
+    assert f"  {path}:7:1: numbers must be finite (no NaN or Infinity)" in done.output
+    assert done.output.splitlines()[-1] == "0 passed, 0 failed, 1 invalid"
+
+
+
+def test_an_anonymous_id_in_an_expectation_is_the_person_it_became(tmp_path: Path) -> None:
+    """`no_messages_for: [v-1]` passed although visitor v-1, aliased to ana, got the
+    browse reminder: records are named after the person (ana), and the expectation's
+    anonymous id was compared as text. Both sides now name the person."""
+    scenario = "scenario: the visitor\n" + HEAD + """\
+only: [browse_retargeting]
+events:
+  - {anonymous: v-1, track: Product Viewed, properties: {name: Rain Shell}}
+  - {after: 5m, user: ana, alias: v-1}
+expect:
+"""
+    write(tmp_path, "none.scenario.yaml", scenario + "  no_messages_for: [v-1]\n")
+    done = runner.invoke(app, ["test", str(tmp_path / "none.scenario.yaml")])
+    assert done.exit_code == 1, done.output
+    assert re.search(r"UNEXPECTED +2026-03-02T13:00:00Z +message +ana +browse_retargeting/"
+                     r"still_interested .*\n +no messages were expected for v-1", done.output)
+    write(tmp_path, "got.scenario.yaml", scenario + """\
+  messages:
+    - {user: v-1, step: still_interested, at: "2026-03-02T13:00:00Z"}
+  exits:
+    - {user: v-1, journey: browse_retargeting, reason: completed}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path / "got.scenario.yaml")])
+    assert done.exit_code == 0, done.output
+
+
+def test_a_failure_shows_what_else_happened_to_the_people_it_is_about(tmp_path: Path) -> None:
+    """A QA trial's `messages_include` for u1's push failed with MISSING and nothing
+    else about u1: the timeline did not say that u1 left at the split as holdout, so the
+    reader could not tell why. Every record of a person a failure is about is shown,
+    unmarked, as what also happened."""
+    write(tmp_path, "split.scenario.yaml", f"""\
+scenario: u1 gets the push
+journeys: {LIBRARY}
+only: [first_purchase]
+start: "2026-03-02T09:00:00Z"
+profiles:
+  u1: {{email: u1@example.com, consent: {{email: true}}}}
+  u2: {{email: u2@example.com, consent: {{email: true}}}}
+events:
+  - {{user: u1, track: Signed Up}}
+  - {{user: u2, track: Signed Up}}
+expect:
+  messages_include:
+    - {{user: u1, journey: first_purchase, step: push}}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert re.search(r"\n +2026-03-05T09:00:00Z +exit +u1 +first_purchase/subject_test +"
+                     r"reason holdout +\(also happened \(not checked\)\)", done.output), done.output
+    assert "MISSING     (any time)            message   u1" in done.output
+    assert " u2 " not in done.output.split("track Signed Up")[-1]  # not about u2
+
+
+def test_an_empty_only_runs_no_journey_and_is_an_error(tmp_path: Path) -> None:
+    """`only: []` ran no journey at all, so `messages: []` passed for nothing."""
+    write(tmp_path, "only.scenario.yaml", "scenario: nothing runs\n" + HEAD + """\
+only: []
+events:
+  - {user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages: []
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert (f"{tmp_path / 'only.scenario.yaml'}:6:7: only: give at least one journey id "
+            "(leave `only` out to run every journey of the folder)") in done.output
+
+
+def test_an_event_name_one_typo_from_one_the_journeys_read_is_an_error(
+        tmp_path: Path) -> None:
+    """`track: Checkout Startd` entered nobody, so `no_messages_for: [ana]` passed for
+    nothing. A name the journeys never read that is close to one they do is a typo;
+    a name far from all of them (an event nothing listens to) is fine."""
+    write(tmp_path, "typo.scenario.yaml", "scenario: a typo\n" + HEAD + """\
+only: [abandoned_cart]
+events:
+  - {user: ana, track: Checkout Startd, properties: {cart_value: 20}}
+  - {user: ana, track: Newsletter Opened}
+expect:
+  no_messages_for: [ana]
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    path = tmp_path / "typo.scenario.yaml"
+    assert (f"{path}:8:24: track: no journey of {LIBRARY} reads 'Checkout Startd' "
+            "(did you mean 'Checkout Started'?)") in done.output, done.output
+    assert "Newsletter Opened" not in done.output
+
+
+def test_a_scenario_named_yml_runs_too(tmp_path: Path, pytester: pytest.Pytester) -> None:
+    """`cart.scenario.yml` in a folder was skipped without a word by `journeyman test`
+    and by pytest: a CI that ran the folder went green on a scenario it never ran."""
+    text = "scenario: yml\n" + HEAD + """\
+events:
+  - {user: ana, track: Signed Up, properties: {source: site}}
+expect:
+  messages: []
+"""
+    write(tmp_path, "cart.scenario.yml", text)
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 1, done.output
+    assert done.output.startswith(f"FAIL  {tmp_path / 'cart.scenario.yml'}  yml"), done.output
+    pytester.makefile(".scenario.yml", cart=text)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAILED cart.scenario.yml::cart*"])

@@ -59,3 +59,30 @@ def test_the_clock_tells_its_watchers_when_it_moves() -> None:
     clock.set(clock.now())  # not a move
     clock.set(START + timedelta(days=1))
     assert seen == [START + timedelta(hours=1), START + timedelta(days=1)]
+
+
+def test_the_fixture_refuses_a_typo_in_only_and_times_it_cannot_keep(
+        pytester: pytest.Pytester) -> None:
+    """A QA trial: `journeyman_engine(..., only=["abandoned_kart"])` ran no journey at
+    all, so `assert eng.sent == []` passed for nothing; `track(..., at=<the past>)`
+    recorded the event now, not at `at`; `advance(timedelta(days=-1))` did nothing; a
+    naive `advance_to` was a TypeError about comparing datetimes."""
+    pytester.makepyfile(f"""
+        from datetime import datetime, timedelta, UTC
+        import pytest
+
+        def test_it(journeyman_engine):
+            with pytest.raises(KeyError, match="no such journeys: abandoned_kart"):
+                journeyman_engine({str(LIBRARY)!r}, only=["abandoned_kart"])
+            eng = journeyman_engine({str(LIBRARY)!r}, start="2026-03-02T09:00:00Z")
+            with pytest.raises(ValueError, match="at=2026-03-01T00:00:00Z is before the "
+                               "engine's clock, 2026-03-02T09:00:00Z"):
+                eng.track("ana", "Signed Up", at=datetime(2026, 3, 1, tzinfo=UTC))
+            with pytest.raises(ValueError, match="the fake clock only moves forward"):
+                eng.advance(timedelta(days=-1))
+            with pytest.raises(ValueError, match="a datetime with a time zone"):
+                eng.advance_to(datetime(2026, 3, 3))
+            assert eng.now == datetime(2026, 3, 2, 9, tzinfo=UTC)
+            assert eng.decisions == []
+    """)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -265,3 +265,19 @@ def test_no_placeholder_step_in_the_testing_kits_why(tmp_path: Path) -> None:
     assert [(w.kind, w.step) for w in told][-2:] == [("exited", "pause"), ("goal", None)]
     goal = [d for d in eng.decisions if d.what == "goal"]
     assert [d.step for d in goal] == ["__exited__"]  # the log keeps the engine's state
+
+
+def test_reading_a_sqlite_file_that_is_not_there_says_so_and_creates_nothing(
+        tmp_path: Path) -> None:
+    """A QA trial: `why p0 --db sqlite:///typo.db` said "no profile 'p0'" (as if the
+    person were unknown) and left a new, empty database at the typo. The commands that
+    only read a person (why, decisions, profiles export and forget) say the file is not
+    there, and create nothing."""
+    typo = tmp_path / "typo.db"
+    url = f"sqlite:///{typo}"
+    for args in (["why", "p0"], ["decisions"], ["profiles", "export", "p0"],
+                 ["profiles", "forget", "p0"]):
+        done = runner.invoke(app, [*args, "--db", url])
+        assert done.exit_code == 1, (args, done.output)
+        assert f"no SQLite database at {typo} (--db or $JOURNEYMAN_DB)" in done.output, args
+        assert not typo.exists(), args
