@@ -392,8 +392,19 @@ expect:
     assert done.exit_code == 1, done.output
     path = tmp_path / "typo.scenario.yaml"
     assert (f"{path}:8:24: track: no journey of {LIBRARY} reads 'Checkout Startd' "
-            "(did you mean 'Checkout Started'?)") in done.output, done.output
+            "(did you mean 'Checkout Started'? `unread: true` on the line if it is meant)"
+            ) in done.output, done.output
     assert "Newsletter Opened" not in done.output
+    # a negative test of a client's misspelled event says it means the name
+    write(tmp_path, "typo.scenario.yaml", "scenario: a typo\n" + HEAD + """\
+only: [abandoned_cart]
+events:
+  - {user: ana, track: Checkout Startd, unread: true, properties: {cart_value: 20}}
+expect:
+  no_messages_for: [ana]
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 0, done.output
 
 
 def test_a_scenario_named_yml_runs_too(tmp_path: Path, pytester: pytest.Pytester) -> None:
