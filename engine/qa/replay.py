@@ -23,7 +23,7 @@ from engine.jsonfast import loads, nested_past
 from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
-from engine.runtime.events import MAX_DEPTH, MAX_EVENT_BYTES, BadEvent
+from engine.runtime.events import MAX_DEPTH, MAX_EVENT_BYTES, YEARS, BadEvent
 from engine.testing import InMemoryEngine
 from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
@@ -164,7 +164,11 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
         raise ReplayError(f"no events to replay in {log.source}"
                           + (" between --from and --to" if start or end else ""))
     library = load_journeys(journeys)
-    first = start or events[0][0]
+    # The span told is the events the API would take: a year-9999 line, refused (counted
+    # in `rejected`), made the report's `to` 9999 and a year-1000 one its `from`.
+    instants = [when for when, _ in events if YEARS[0] <= when.year <= YEARS[1]] \
+        or [events[0][0]]
+    first = start or instants[0]
     # The report needs only what became of sends from the decision log; the whole log
     # of a year of customers would be memory for nothing.
     eng = engine_for(library, first, backend=backend, decision_log=False)
@@ -174,8 +178,8 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
     began = time.perf_counter()
     rejected = replay_into(eng, events, end=end, progress=progress)
     seconds = time.perf_counter() - began
-    report = build_report(eng, library, events=len(events), first=start or events[0][0],
-                          last=end or events[-1][0])
+    report = build_report(eng, library, events=len(events), first=first,
+                          last=end or instants[-1])
     report.rejected = rejected
     report.seconds = seconds
     report.backend = backend

@@ -360,6 +360,8 @@ def test_events_the_api_refuses_are_rejected_not_replayed(tmp_path: Path) -> Non
         "1900 and 2999": 1}
     assert report["profiles"] == 1
     assert report["journeys"]["abandoned_cart"]["enrolled"] == 1
+    # the span is the events taken: the refused year 9999 made `to` 9999
+    assert (report["from"], report["to"]) == ("2026-03-02T10:00:00Z", "2026-03-02T10:00:00Z")
 
 
 def test_an_exit_completed_step_counts_as_completed_as_stats_counts_it(tmp_path: Path) -> None:
