@@ -487,6 +487,12 @@ def _expectations(checker: _Checker) -> dict[tuple[ExpectKind, bool], list[Expec
                 for name in ("at", "until"):
                     if name in fields:
                         fields[name] = checker.instant(fields[name], (*where, name))
+                reason = fields.get("reason")
+                if kind == "exits" and isinstance(reason, str) \
+                        and reason.startswith("exit_when:"):
+                    # as `why` spells it (`exit_when: Order Completed`) or as the
+                    # records do: one reason
+                    fields["reason"] = "exit_when:" + reason.removeprefix("exit_when:").lstrip()
                 listed.append(Expected(kind, fields, checker.source.position(where)[0]))
             out[(kind, exact)] = listed
     return out

@@ -424,3 +424,19 @@ expect:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*FAILED cart.scenario.yml::cart*"])
+
+
+def test_an_exit_reason_as_why_spells_it_matches(tmp_path: Path) -> None:
+    """`why` tells `exit_when: Order Completed`, the records `exit_when:Order Completed`:
+    a QA engineer who copied the reason from `why` got a failure for a true exit."""
+    write(tmp_path, "exit.scenario.yaml", "scenario: exit as why says\n" + HEAD + """\
+only: [abandoned_cart]
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: 20}}
+  - {user: ana, after: 10m, track: Order Completed, properties: {revenue: 20}}
+expect:
+  exits_include:
+    - {user: ana, journey: abandoned_cart, reason: "exit_when: Order Completed"}
+""")
+    done = runner.invoke(app, ["test", str(tmp_path)])
+    assert done.exit_code == 0, done.output
