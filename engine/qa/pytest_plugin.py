@@ -2,7 +2,9 @@
 is installed; `-p no:journeyman` turns it off. See docs/testing.md.
 
 - Every `*.scenario.yaml` that pytest's paths reach is a test item (one per file); a
-  failure shows the same expected-vs-actual timeline as `journeyman test`.
+  failure shows the same expected-vs-actual timeline as `journeyman test`. Each carries
+  the marker `journeyman_scenario` (`pytest -m "not journeyman_scenario"` leaves them
+  out, `-m journeyman_scenario` runs only them).
 - The `journeyman_engine` fixture is a factory:
 
       def test_nudge(journeyman_engine):
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
     from engine.testing import InMemoryEngine
 
 SUFFIXES = (".scenario.yaml", ".scenario.yml")  # as engine/qa/scenario_file.py
+MARKER = "journeyman_scenario"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # registered, so a project that runs with --strict-markers can select by it
+    config.addinivalue_line("markers", f"{MARKER}: a journeyman *.scenario.yaml file")
 
 
 # --- scenario files as test items ----------------------------------------------------------
@@ -59,7 +67,9 @@ class ScenarioFailed(Exception):  # noqa: N818 - pytest shows the report, never 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         name = self.path.name
-        yield ScenarioItem.from_parent(self, name=name[:name.rindex(".scenario.")])
+        item = ScenarioItem.from_parent(self, name=name[:name.rindex(".scenario.")])
+        item.add_marker(MARKER)
+        yield item
 
 
 _libraries: LibraryCache | None = None

@@ -38,6 +38,19 @@ def test_scenario_files_are_test_items(pytester: pytest.Pytester) -> None:
     ])
 
 
+def test_scenario_items_carry_a_marker(pytester: pytest.Pytester) -> None:
+    """A CI that runs unit tests and scenarios as separate jobs selects by a marker,
+    registered so that --strict-markers takes it."""
+    pytester.makefile(".scenario.yaml", good=SCENARIO.replace("AT", "2026-03-02T13:00:00Z"))
+    pytester.makepyfile(test_unit="def test_unit():\n    pass\n")
+    only = pytester.runpytest("--strict-markers", "-m", "journeyman_scenario")
+    only.assert_outcomes(passed=1, deselected=1)
+    only.stdout.no_fnmatch_line("*test_unit*PASSED*")
+    rest = pytester.runpytest("--strict-markers", "-m", "not journeyman_scenario", "-v")
+    rest.assert_outcomes(passed=1, deselected=1)
+    rest.stdout.fnmatch_lines(["*test_unit.py::test_unit PASSED*"])
+
+
 def test_the_engine_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(f"""
         from datetime import UTC, datetime, timedelta
