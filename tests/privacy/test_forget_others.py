@@ -232,3 +232,23 @@ def test_a_long_numeric_id_is_the_person_wherever_it_stands(store: Store) -> Non
     assert order["properties"]["caller"] == FORGOTTEN
     assert order["properties"]["note"] == f"call {FORGOTTEN} back"
     assert "5551234567" not in everything(store)
+
+
+def test_forgetting_a_renamed_person_scrubs_every_id_they_had(store: Store) -> None:
+    """A person's rows are named by more than their profile id: the userId an alias gave
+    them (`rozsa-77` is `rozsa.kovacs` from now on) and their device's anonymousId. A
+    friend who signed up naming the new userId as referrer kept it after the forget:
+    the scrub of other people's rows read only the profile ids and e-mail/phone."""
+    eng = referral(store)
+    eng.alias("rozsa.kovacs", "rozsa-77")
+    eng.post({"type": "track", "userId": "rozsa.kovacs", "anonymousId": "dev-rozsa-4411",
+              "event": "Page Viewed"})
+    eng.identify("pal-55", {"email": "pal.n@example.net", "first_name": "Pal"})
+    eng.track("pal-55", "Signed Up", {"source": "site", "referrer_id": "rozsa.kovacs",
+                                      "device": "dev-rozsa-4411"})
+    erase(store, "rozsa.kovacs")
+    assert_gone(store, (*ROZSA_BYTES, b"rozsa.kovacs", b"dev-rozsa-4411"))
+    doc = store.export_person("pal-55")
+    [signed_up] = [body(e) for e in doc["events"] if body(e)["event"] == "Signed Up"]
+    assert signed_up["properties"] == {"source": "site", "referrer_id": FORGOTTEN,
+                                       "device": FORGOTTEN}

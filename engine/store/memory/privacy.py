@@ -90,6 +90,9 @@ class MemoryPrivacy(MemoryQueues):
                  for t in IDENTIFIER_TRAITS if p.traits.get(t)}
         counts = {name: len(rows) for name, rows in self.export_person(profile_id).items()}
         addresses = self._addresses(ids)  # before their sends are deleted
+        # every id that named them (a userId an alias gave them, a device's anonymousId):
+        # other people's rows can name them by it (a referrer_id)
+        their = {value for (_, value), pid in self.identities.items() if pid in ids}
         gone_identities = [key for key, pid in self.identities.items()
                            if pid in ids or key[1] in named]
         counts["identities"] = len(gone_identities)
@@ -129,7 +132,8 @@ class MemoryPrivacy(MemoryQueues):
                 hashed = forgotten_address(address)
                 self.suppression_rows.setdefault(hashed, Suppression(
                     hashed, forgotten_reason(kept.reason), kept.at, kept.source, {}))
-        counts["others_scrubbed"] = self._scrub_others({*named_ids(ids), *named, *addresses})
+        counts["others_scrubbed"] = self._scrub_others({*named_ids(ids), *named, *addresses,
+                                                        *their})
         return counts
 
     def _scrub_others(self, identifiers: set[str]) -> int:

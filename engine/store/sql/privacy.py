@@ -123,13 +123,19 @@ class PrivacyQueries(SqlBase):
             ids = self._person_ids(conn, profile_id)
             named = self._identifier_values(conn, ids)
             addresses = self._addresses(conn, ids)  # before their sends are deleted
+            # every id that named them (a userId an alias gave them, a device's
+            # anonymousId): other people's rows can name them by it (a referrer_id)
+            i = self._identities
+            their = set(conn.execute(select(i.c.value).where(i.c.profile_id.in_(ids)))
+                        .scalars())
             for name, tbl, column in self._tables():
                 where: Any = tbl.c[column].in_(ids)
                 if name == "identities" and named:  # their e-mail/phone, wherever it points
                     where = or_(where, tbl.c.value.in_(sorted(named)))
                 deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
             deleted[SUPPRESSIONS] = self._hide_suppressions(conn, addresses)
-            deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses})
+            deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses,
+                                                        *their})
         if not self._pg:
             deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
         return deleted
