@@ -104,7 +104,7 @@ def keys_list(
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
 ) -> None:
     """List keys (names and prefixes; the keys themselves are stored hashed)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         infos = store.list_keys(include_revoked=all_keys)
     finally:
@@ -125,7 +125,7 @@ def keys_revoke(
     db: DbOpt = DEFAULT_URL,
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         revoked = store.revoke_key(name)
     finally:
@@ -146,7 +146,7 @@ def outbox(
 ) -> None:
     """The outbox: what was sent, what waits, and what failed or was skipped, and why.
     The totals count the rows the options select (all of them, not just the newest N)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         selected = store.outbox_records(profile_id=profile, status=status)
         counts = (store.outbox_counts() if profile is None and status is None

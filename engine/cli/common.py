@@ -111,9 +111,12 @@ def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     `wait`, a database that cannot be reached yet (refused, not there, too many
     connections: the driver's OperationalError) is tried again every 2 s for so many
     seconds, a line each try: a unit started at boot before the network or a remote
-    PostgreSQL is up. With `existing` (commands that only read or erase a person), a
-    SQLite file that is not there is an error, not a new empty store: `why` at a typo
-    said "no profile" as if the person were unknown, and left a database behind."""
+    PostgreSQL is up. With `existing` (commands that read or change what a store
+    holds: why, outbox, stats, failures, keys list/revoke...), a SQLite file that is
+    not there is an error, not a new empty store: `why` at a typo said "no profile" as
+    if the person were unknown, `outbox` an empty outbox, and each left a database
+    behind. Commands that set a store up (migrate, keys create, users create,
+    suppressions add, plan/apply) make it."""
     from sqlalchemy.exc import OperationalError
 
     from engine.store import SqlStore

@@ -75,7 +75,7 @@ def stats(
         library = load_path(journeys_folder(journeys))
     except JourneymanError as exc:
         raise fail(exc) from None
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         models = {jid: loaded.model for jid, loaded in library.journeys.items()}
         listed = sorted(models)
@@ -142,7 +142,7 @@ def suppressions_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every suppressed address, with why and since when."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         found = store.suppressions()
     finally:
@@ -205,7 +205,7 @@ def suppressions_remove(
     db: DbOpt = DEFAULT_URL,
 ) -> None:
     """Let journeys send to an address again."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         removed = store.unsuppress(address)
     finally:

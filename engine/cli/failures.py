@@ -41,7 +41,7 @@ def list_failures(
     """List parked items with their errors (the default)."""
     if ctx.invoked_subcommand is not None:
         return
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         rows = store.failures(kind)
     finally:
@@ -76,7 +76,7 @@ def retry(
     if (failure_id is None) == (not all_):
         err.print("give a failure id or --all (not both)", markup=False)
         raise typer.Exit(2)
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         ids = [f.id for f in store.failures()] if all_ else [failure_id]
         now = datetime.now(UTC)
@@ -95,7 +95,7 @@ def discard(
     db: DbOpt = DEFAULT_URL,
 ) -> None:
     """Give a parked item up (a parked event's profile then goes on without it)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         found = store.discard_failure(failure_id)
     finally:

@@ -63,7 +63,7 @@ def users_create(
 @users.command("list")
 def users_list(db: DbOpt = DEFAULT_URL) -> None:
     """List the dashboard's users and their roles."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     try:
         found = store.list_users()
     finally:

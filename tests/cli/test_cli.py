@@ -524,6 +524,7 @@ def test_every_store_command_reads_journeyman_db(tmp_path: Path) -> None:
     assert not (tmp_path / "journeyman.db").exists()
     assert (tmp_path / "real.db").exists()
     # --db, when given, still wins
+    assert cli("migrate", "--db", f"sqlite:///{tmp_path / 'other.db'}").returncode == 0
     other = cli("keys", "list", "--db", f"sqlite:///{tmp_path / 'other.db'}")
     assert other.returncode == 0, other.stderr
     assert "web2" not in other.stdout

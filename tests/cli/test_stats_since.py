@@ -10,9 +10,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from engine.cli import app as cli
+from engine.store import SqlStore
 
 
 def _since(tmp_path: Path, text: str) -> datetime:
+    SqlStore(f"sqlite:///{tmp_path / 'jm.db'}", create=True).close()
     done = CliRunner().invoke(cli, ["stats", "welcome", "--since", text, "--json",
                                     "--db", f"sqlite:///{tmp_path / 'jm.db'}"])
     assert done.exit_code == 0, done.output

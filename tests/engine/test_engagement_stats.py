@@ -227,6 +227,7 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     assert bundled.exit_code == 0, bundled.output  # still there when named
     assert json.loads(bundled.stdout)["journeys"]["welcome"]["counts"]["entered"] == 0
     empty = f"sqlite:///{tmp_path / 'empty.db'}"  # nothing deployed: the bundled library
+    SqlStore(empty, create=True).close()
     assert "welcome" in json.loads(runner.invoke(cli, ["stats", "--db", empty, "--json"]
                                                  ).stdout)["journeys"]
     # a newest version whose source no longer loads: the one before it, not nothing

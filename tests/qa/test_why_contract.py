@@ -270,13 +270,16 @@ def test_no_placeholder_step_in_the_testing_kits_why(tmp_path: Path) -> None:
 def test_reading_a_sqlite_file_that_is_not_there_says_so_and_creates_nothing(
         tmp_path: Path) -> None:
     """A QA trial: `why p0 --db sqlite:///typo.db` said "no profile 'p0'" (as if the
-    person were unknown) and left a new, empty database at the typo. The commands that
-    only read a person (why, decisions, profiles export and forget) say the file is not
-    there, and create nothing."""
+    person were unknown) and left a new, empty database at the typo; `outbox` showed an
+    empty outbox. The commands that read or change what a store holds say the file is
+    not there, and create nothing."""
     typo = tmp_path / "typo.db"
     url = f"sqlite:///{typo}"
     for args in (["why", "p0"], ["decisions"], ["profiles", "export", "p0"],
-                 ["profiles", "forget", "p0"]):
+                 ["profiles", "forget", "p0"], ["outbox"], ["stats"], ["failures"],
+                 ["failures", "retry", "1"], ["failures", "discard", "1"],
+                 ["keys", "list"], ["keys", "revoke", "k1"], ["suppressions", "list"],
+                 ["suppressions", "remove", "a@example.com"], ["users", "list"]):
         done = runner.invoke(app, [*args, "--db", url])
         assert done.exit_code == 1, (args, done.output)
         assert f"no SQLite database at {typo} (--db or $JOURNEYMAN_DB)" in done.output, args
