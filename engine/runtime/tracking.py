@@ -1,12 +1,20 @@
 """Tracked clicks and opens (docs/engagement.md).
 
-Links: every http(s) link of an email's HTML and text parts is rewritten, when the
-message is rendered, to `<public URL>/c/<token>`; the token names the message (its send
-key), the link's 1-based position and the URL, and is HMAC-signed with the unsubscribe
-secrets (engine/runtime/signing.py; a key of its own is derived from each). A click
-answers 302 to the URL in the token, so `/c/` reaches only URLs that were in a message
-we rendered: it is no open redirect, and an altered token is refused (404). Opens: a 1x1
+Links: every http(s) link of an email's HTML and text parts to a trusted host is
+rewritten, when the message is rendered, to `<public URL>/c/<token>`; the token names
+the message (its send key), the link's 1-based position and the URL, and is HMAC-signed
+with the unsubscribe secrets (engine/runtime/signing.py; a key of its own is derived
+from each). A click answers 302 to the URL in the token, so `/c/` reaches only URLs that
+were in a message we rendered, and an altered token is refused (404). Opens: a 1x1
 pixel `<public URL>/o/<token>` at the end of the HTML.
+
+Trusted hosts (journeys/template_links.py): those written in the template's own source,
+those the policy lists (`tracking: hosts:`) and the public URL's. A signed token proves
+we rendered the URL, not who chose it: a link built from data (`href="{{
+profile.traits.website }}"`) would let anyone who can set a trait get a link on our
+tracking domain that redirects to their site (an open redirect, for phishing). Such a
+link is sent as written: it works, untracked (`journeyman validate` and `preview` say
+so). Tokens already sent are verified as before, whatever their host.
 
 Not rewritten: the unsubscribe link (it has its own signed page), links marked
 `data-track="false"`, non-http links (mailto:, tel:), and everything when tracking is
@@ -38,6 +46,7 @@ from engine.runtime.events import normalize
 from engine.runtime.identity import person_of
 from engine.runtime.tokens import b64, unb64
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, SigningSecret
+from journeys.link_hosts import TrustedHosts, url_host
 from journeys.templating import Rendered
 
 CLICKED, OPENED = "Email Clicked", "Email Opened"
@@ -67,6 +76,7 @@ class TrackingLinks:
         self._keys = [(hashlib.sha256(b"journeyman-tracking:" + s.value.encode()).digest(), s)
                       for s in secrets]
         self.base_url = base_url.rstrip("/")
+        self.host = url_host(self.base_url)  # a link to it is always tracked
 
     @staticmethod
     def _sign(key: bytes, payload: str) -> str:
@@ -111,17 +121,22 @@ class TrackingLinks:
 
 
 def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
-            opens: bool, keep: Collection[str] = ()) -> Rendered:
-    """The message with its links tracked (`clicks`) and an open pixel (`opens`). URLs
-    starting with one of `keep` (the unsubscribe link) stay as they are."""
+            opens: bool, hosts: TrustedHosts, keep: Collection[str] = (),
+            refused: dict[str, None] | None = None) -> Rendered:
+    """The message with its links tracked (`clicks`) and an open pixel (`opens`). Only
+    links to `hosts` (or the public URL's host) are tracked, the others go in `refused`
+    (the module docstring); URLs starting with one of `keep` (the unsubscribe link) stay
+    as they are."""
     html_part, text_part = tracked_parts(rendered.html, rendered.text, key, links,
-                                         clicks=clicks, opens=opens, keep=keep)
+                                         clicks=clicks, opens=opens, hosts=hosts, keep=keep,
+                                         refused=refused)
     return replace(rendered, html=html_part, text=text_part)
 
 
 def tracked_parts(html_part: str | None, text_part: str | None, key: str,
-                  links: TrackingLinks, *, clicks: bool, opens: bool,
-                  keep: Collection[str] = ()) -> tuple[str | None, str | None]:
+                  links: TrackingLinks, *, clicks: bool, opens: bool, hosts: TrustedHosts,
+                  keep: Collection[str] = (), refused: dict[str, None] | None = None,
+                  ) -> tuple[str | None, str | None]:
     """`rewrite`'s HTML and text parts, for a caller that builds the message once."""
     # a link's tracked URL, signed once (the HTML's and the text's); its position is the
     # order in which the links were first seen
@@ -135,6 +150,12 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
             return None
         new = urls.get(url)
         if new is None:
+            host = url_host(url)
+            if host is None or not (host == links.host or hosts.allows_host(host)):
+                untracked.add(url)  # sent as written: no redirect of ours to it
+                if refused is not None:
+                    refused[url] = None
+                return None
             new = urls[url] = links.click_url(key, len(urls) + 1, url)
         return new
 
