@@ -26,6 +26,10 @@ User-Agent that names no known scanner, and arrives at least `scanner_window` (p
 default 5 s) after the message was delivered. A filtered click still redirects, and is
 recorded with `human=False` and its reason, so what is filtered is counted; only a
 person's click becomes an `Email Clicked` event that journeys can `wait_for`.
+
+Replays: each request wrote an engagement row (and an event), so a loop replaying one
+link filled the database. `Recorder` records at most RECORD_LIMIT like engagements per
+RECORD_WINDOW and answers the rest without writing.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ from journeys.templating import Rendered
 
 CLICKED, OPENED = "Email Clicked", "Email Opened"
 DEFAULT_SCANNER_WINDOW = timedelta(seconds=5)
+# At most RECORD_LIMIT clicks of one link of one message (opens of one message), a
+# person's and a scanner's each, are recorded per RECORD_WINDOW: each request wrote a
+# row (and a person's an event), so a loop replaying one link filled the database. A
+# person clicking again within the hour is counted up to 10 times; any further request
+# is still answered (redirect, image), just not written.
+RECORD_LIMIT = 10
+RECORD_WINDOW = timedelta(hours=1)
 _CLICK, _OPEN = "c1", "o1"
 # User-Agents of link scanners and prefetchers (security gateways, chat previews, bots).
 SCANNER_AGENTS = re.compile(
@@ -214,10 +225,12 @@ def scanner_reason(method: str, user_agent: str | None, delivered_at: datetime |
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a tracked request did: the engagement recorded (None: the message is not
-    known any more) and whether an event was queued for the person."""
+    known any more, or the bound was reached: `limited`) and whether an event was queued
+    for the person."""
 
     engagement: Engagement | None
     queued: bool
+    limited: bool = False
 
 
 class Recorder:
@@ -226,11 +239,13 @@ class Recorder:
     person's inbox, handled in order with their other events."""
 
     def __init__(self, store: Store, now: Callable[[], datetime], new_id: Callable[[], str],
-                 *, scanner_window: timedelta = DEFAULT_SCANNER_WINDOW) -> None:
+                 *, scanner_window: timedelta = DEFAULT_SCANNER_WINDOW,
+                 limit: int = RECORD_LIMIT, window: timedelta = RECORD_WINDOW) -> None:
         self.store = store
         self.now = now
         self.new_id = new_id
         self.scanner_window = scanner_window
+        self.limit, self.window = limit, window
 
     def click(self, key: str, position: int, url: str, *, method: str,
               user_agent: str | None) -> Outcome:
@@ -243,7 +258,7 @@ class Recorder:
                                  human=reason is None, reason=reason)
         event = None if reason else self._event(CLICKED, record, now,
                                                 {"url": url, "link_position": position})
-        return self._record(engagement, event)
+        return self._record(engagement, event, now)
 
     def open(self, key: str, *, user_agent: str | None) -> Outcome:
         now = self.now()
@@ -254,7 +269,7 @@ class Recorder:
         # proxy's fetch cannot be told from a person's.
         reason = "no_user_agent" if not user_agent else None
         engagement = _engagement("open", record, now, reason=reason)
-        return self._record(engagement, self._event(OPENED, record, now, {}))
+        return self._record(engagement, self._event(OPENED, record, now, {}), now)
 
     def _event(self, name: str, record: OutboxRecord, now: datetime,
                extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,9 +289,14 @@ class Recorder:
                "context": {"source": "tracking"}}
         return normalize(raw, now=now, message_id=self.new_id)
 
-    def _record(self, engagement: Engagement, event: dict[str, Any] | None) -> Outcome:
+    def _record(self, engagement: Engagement, event: dict[str, Any] | None,
+                now: datetime) -> Outcome:
+        """The engagement and its event in one transaction, unless `limit` like it (kind,
+        message, link, person or scanner) were recorded within `window`: then neither
+        (a replayed link writes no rows; the redirect is answered all the same)."""
         with self.store.transaction(stamped=True):  # an engagement and an inbox row
-            self.store.record_engagement(engagement)
+            if not self.store.record_engagement(engagement, self.limit, now - self.window):
+                return Outcome(None, queued=False, limited=True)
             queued = bool(self.store.accept_events([event], "tracking")) if event else False
         return Outcome(engagement, queued)
 
@@ -286,5 +306,6 @@ def _engagement(kind: str, record: OutboxRecord, at: datetime, **extra: Any) -> 
     return Engagement(kind, entry.key, entry.profile_id, entry.journey, entry.step, at, **extra)
 
 
-__all__ = ["CLICKED", "DEFAULT_SCANNER_WINDOW", "OPENED", "PIXEL", "Outcome", "Recorder",
+__all__ = ["CLICKED", "DEFAULT_SCANNER_WINDOW", "OPENED", "PIXEL", "RECORD_LIMIT",
+           "RECORD_WINDOW", "Outcome", "Recorder",
            "TrackingLinks", "rewrite", "scanner_reason", "tracked_parts"]
