@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A host written literally after http(s)://: ends where a host ends (not at `{`, where
 # an expression would go on writing it).
@@ -23,9 +24,14 @@ def _host_char(c: str) -> bool:
     return c in _ASCII_HOST or (c > "\x7f" and unicodedata.category(c)[0] in "LM")
 
 
+_ASCII_NAME = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
+
+
 def host_name(text: str) -> str | None:
     """`text` lowercased if it is a host name as trusted hosts are written, else None."""
     host = text.lower()
+    if host.isascii():  # the common case, in one match
+        return host if _ASCII_NAME.fullmatch(host) else None
     if not host or host.startswith(".") or not all(_host_char(c) for c in host):
         return None
     return host
@@ -56,6 +62,12 @@ class TrustedHosts:
 
     exact: tuple[Collection[str], ...]
     suffixes: tuple[str, ...] = ()
+
+    @classmethod
+    @lru_cache(maxsize=256)
+    def listed(cls, names: tuple[str, ...]) -> TrustedHosts:
+        """`of(names)`, made once per list (a policy's list, at every send)."""
+        return cls.of(names)
 
     @classmethod
     def of(cls, *groups: Iterable[str]) -> TrustedHosts:

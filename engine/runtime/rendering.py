@@ -75,5 +75,4 @@ def trusted_hosts(journey: CompiledJourney, template: str,
     own = journey.model.policy.tracking if journey.model.policy is not None else None
     listed = (*(policy.tracking.hosts if policy is not None else ()),
               *(own.hosts if own is not None else ()))
-    trusted = TrustedHosts.of(listed)
-    return trusted.adding(template_hosts(journey.templates, template))
+    return TrustedHosts.listed(listed).adding(template_hosts(journey.templates, template))

@@ -124,3 +124,18 @@ def test_a_host_written_in_a_layout_counts_one_from_an_expression_does_not(
     eng.track("ana", "Go")
     [message] = eng.channel.messages
     assert clicks(eng, message.rendered.html) == tracked
+
+
+@pytest.mark.parametrize(("host", "message"), [
+    ("https://shop.example/", "write the host alone (shop.example), not a URL"),
+    ("*.com", "is not a host name"),
+    ("shop example", "is not a host name"),
+])
+def test_a_listed_host_must_be_a_host_name(tmp_path: Path, host: str, message: str) -> None:
+    from journeys.errors import InvalidJourney
+    from journeys.loader import load_path
+
+    folder = write_folder(tmp_path / "j", {"mail": MAIL}, {"note": NOTE},
+                          policy=f"tracking: {{hosts: ['{host}']}}\n")
+    with pytest.raises(InvalidJourney, match=re.escape(message)):
+        load_path(folder)
