@@ -56,7 +56,8 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
         file = templates.files.get(template_id, f"templates/{template_id}.yaml")
         source = templates.yaml_source(template_id)
         raw = _lines(templates, template_id)
-        email = CHANNEL_KINDS.get(templates.templates[template_id].channel) == "email"
+        tpl = templates.templates[template_id]  # links: only where they would be tracked
+        email = CHANNEL_KINDS.get(tpl.channel) == "email" and tpl.track
         for where, text in templates.parts(template_id):
             line, col = source.position(where) if source is not None else (1, 1)
             # a block scalar (`|`, `|-`, `>`) starts on the line after its indicator
@@ -71,7 +72,7 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
                 found = raw[row - 1].find(link) if 0 < row <= len(raw) else -1
                 warnings.append(Problem(file, row, found + 1 if found >= 0 else column,
                                         link_message(link)))
-        html_file = templates.templates[template_id].html_file
+        html_file = tpl.html_file
         if html_file is not None and templates.folder is not None:
             if not inside(templates.folder, html_file) or not (
                     path := templates.folder / html_file).is_file():

@@ -139,3 +139,24 @@ def test_a_listed_host_must_be_a_host_name(tmp_path: Path, host: str, message: s
                           policy=f"tracking: {{hosts: ['{host}']}}\n")
     with pytest.raises(InvalidJourney, match=re.escape(message)):
         load_path(folder)
+
+
+def test_validate_warns_only_where_a_link_would_be_tracked(tmp_path: Path) -> None:
+    """No warning for a template with `track: false`, nor for a webhook's payload (not
+    tracked at all), nor for the unsubscribe link."""
+    from journeys.loader import load_path
+    from journeys.template_guards import template_warnings
+
+    journey = MAIL + """\
+  - id: second
+    send: {channel: email, template: quiet}
+  - id: third
+    send: {channel: webhook, template: hook}
+"""
+    folder = write_folder(tmp_path / "j", {"mail": journey}, {
+        "note": NOTE, "quiet": NOTE + "track: false\n",
+        "hook": "channel: webhook\npayload: {url: 'https://{{ profile.traits.domain }}/'}\n"})
+    warned = [str(w) for w in template_warnings(load_path(folder).templates)
+              if "comes from data" in str(w)]
+    assert [w.split(": warning")[0].removeprefix(str(folder) + "/") for w in warned] == [
+        "templates/note.yaml:4:9", "templates/note.yaml:6:6"]
