@@ -65,6 +65,8 @@ def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
     def counted(kind: str, outcome: Outcome | None) -> None:
         if outcome is None:
             return
+        if outcome.limited and metrics is not None:
+            metrics.engagements_unrecorded.labels(kind).inc()
         if outcome.engagement is not None and metrics is not None:
             human = outcome.engagement.human
             metrics.engagements.labels(kind, "person" if human else "scanner").inc()

@@ -88,6 +88,8 @@ class TrackingLinks:
                       for s in secrets]
         self.base_url = base_url.rstrip("/")
         self.host = url_host(self.base_url)  # a link to it is always tracked
+        # told how many links of a message were left untracked for their host (metrics)
+        self.on_untracked: Callable[[int], None] | None = None
 
     @staticmethod
     def _sign(key: bytes, payload: str) -> str:
@@ -153,6 +155,7 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
     # order in which the links were first seen
     urls: dict[str, str] = {}
     untracked: set[str] = set()
+    left: dict[str, None] = {}  # untracked for their host, in order
     kept = tuple(keep)
 
     def tracked(url: str) -> str | None:
@@ -164,8 +167,7 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
             host = url_host(url)
             if host is None or not (host == links.host or hosts.allows_host(host)):
                 untracked.add(url)  # sent as written: no redirect of ours to it
-                if refused is not None:
-                    refused[url] = None
+                left[url] = None
                 return None
             new = urls[url] = links.click_url(key, len(urls) + 1, url)
         return new
@@ -195,6 +197,11 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
         html_part = _ANCHOR.sub(anchor, html_part)
     if clicks and text_part is not None:
         text_part = _TEXT_URL.sub(text_url, text_part)
+    if left:
+        if refused is not None:
+            refused.update(left)
+        if links.on_untracked is not None:
+            links.on_untracked(len(left))
     if opens and html_part is not None:
         pixel = (f'<img src="{html.escape(links.open_url(key))}" width="1" height="1" '
                  'alt="" style="display:none">')

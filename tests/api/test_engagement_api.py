@@ -18,6 +18,7 @@ import uvicorn
 
 from engine.api import create_app
 from engine.ports import OutboxEntry, Store
+from engine.runtime.metrics import Metrics
 from engine.runtime.tracking import PIXEL, RECORD_LIMIT, RECORD_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.store import SqlStore
@@ -44,11 +45,12 @@ def api() -> Iterator[tuple[httpx.Client, InMemoryStore, str, str]]:
 
 
 @contextmanager
-def served(store: Store, now: Callable[[], datetime] = lambda: NOW) -> Iterator[httpx.Client]:
+def served(store: Store, now: Callable[[], datetime] = lambda: NOW,
+           metrics: Metrics | None = None) -> Iterator[httpx.Client]:
     """The API over `store` (tracking and unsubscribe links on) on a free port, in a
     thread, and a browser-like client of it."""
     port = free_port()
-    app = create_app(store, now, new_id=SequentialIds("t").new_id,
+    app = create_app(store, now, new_id=SequentialIds("t").new_id, metrics=metrics,
                      unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
                      tracking=LINKS)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -208,7 +210,8 @@ def test_replaying_a_link_redirects_every_time_and_records_at_most_the_bound() -
                                    NOW - timedelta(hours=1)))
     store.mark_sent("s1", NOW - timedelta(hours=1))
     link = path(LINKS.click_url("s1", 1, "https://shop.example/cart"))
-    with served(store, lambda: clock[0]) as client:
+    metrics = Metrics()
+    with served(store, lambda: clock[0], metrics) as client:
         for _ in range(3 * RECORD_LIMIT):
             answer = client.get(link)
             assert (answer.status_code, answer.headers["location"]) == (
@@ -227,6 +230,9 @@ def test_replaying_a_link_redirects_every_time_and_records_at_most_the_bound() -
                     sum(e.kind == "open" for e in rows), len(store.inbox))
         # the inbox: one event per person's click recorded, and per open
         assert counts() == (RECORD_LIMIT, RECORD_LIMIT, 1, RECORD_LIMIT, 2 * RECORD_LIMIT + 1)
+        unrecorded = metrics.engagements_unrecorded
+        assert (unrecorded.labels("click")._value.get(),
+                unrecorded.labels("open")._value.get()) == (3 * RECORD_LIMIT, 2 * RECORD_LIMIT)
         clock[0] = NOW + RECORD_WINDOW + timedelta(seconds=1)  # out of the window
         assert client.get(link).status_code == 302
         assert counts()[0] == RECORD_LIMIT + 1

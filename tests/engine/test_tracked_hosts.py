@@ -45,6 +45,9 @@ def sent(tmp_path: Path, website: str, url: str = "https://evil.example/e",
          policy: str = "consent_required: []\n", note: str = NOTE) -> Any:
     folder = write_folder(tmp_path / "j", {"mail": MAIL}, {"note": note}, policy=policy)
     eng = InMemoryEngine.from_folder(folder, start=NOW)
+    assert eng.runner.tracking is not None
+    eng.untracked = []  # type: ignore[attr-defined]
+    eng.runner.tracking.on_untracked = eng.untracked.append  # type: ignore[attr-defined]
     eng.identify("ana", {"email": "ana@example.com", "website": website})
     eng.track("ana", "Go", {"sku": "boot-1", "url": url})
     [message] = eng.channel.messages
@@ -61,6 +64,7 @@ def clicks(eng: InMemoryEngine, text: str) -> list[str]:
 def test_a_link_built_from_a_trait_is_sent_as_written_and_not_tracked(
         tmp_path: Path) -> None:
     eng, rendered = sent(tmp_path, "https://evil.example/phish")
+    assert eng.untracked == [2]  # counted (journeyman_untracked_links_total)
     assert 'href="https://evil.example/phish"' in rendered.html
     assert 'href="https://evil.example/e"' in rendered.html  # an event's property too
     assert "Your site: https://evil.example/phish" in rendered.text
