@@ -547,7 +547,10 @@ class EngagementStore(Protocol):
     def sent_message(self, key: str) -> OutboxRecord | None:
         """The outbox row of a message, by its send key (a tracked click names it)."""
         ...
-    def record_engagement(self, engagement: Engagement) -> None: ...
+    def record_engagement(self, engagement: Engagement, limit: int = 0,
+                          since: datetime | None = None) -> bool:
+        """Record it; with `limit`, not if that many like it were since `since` (False)."""
+        ...
     def engagements(self, journey: str | None = None) -> list[Engagement]:
         """Recorded engagements (of one journey), oldest first."""
         ...
@@ -587,14 +590,11 @@ class Store(ProfileStore, StateStore, EnrollmentStore, TimerStore, SegmentStore,
 
 
 __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryError",
-           "Engagement", "EngagementStore", "EnrollmentStore", "EntryStats", "Failure",
-           "FailureStore", "IdGenerator",
-           "IdentityStore", "InboxItem", "InboxStore", "KeyInfo", "KeyStore", "Levels", "MergeStep",
-           "Message", "OutboxEntry", "OutboxRecord", "OutboxStore", "ProfileState",
-           "ProfileStore", "RecordStore", "SegmentStore", "StateStore", "Store", "Suppression",
-           "SystemClock",
-           "TimerStore", "UuidIds", "WriteRun"]
-__all__ += ["DeployedVersion", "StepMove", "VersionStore"]
-__all__ += ["UserInfo", "UserStore"]
-__all__ += ["Lane", "Snapshot", "SnapshotStore"]
+           "DeployedVersion", "Engagement", "EngagementStore", "EnrollmentStore", "EntryStats",
+           "Failure", "FailureStore", "IdGenerator", "IdentityStore", "InboxItem", "InboxStore",
+           "KeyInfo", "KeyStore", "Lane", "Levels", "MergeStep", "Message", "OutboxEntry",
+           "OutboxRecord", "OutboxStore", "ProfileState", "ProfileStore", "RecordStore",
+           "SegmentStore", "Snapshot", "SnapshotStore", "StateStore", "StepMove", "Store",
+           "Suppression", "SystemClock", "TimerStore", "UserInfo", "UserStore", "UuidIds",
+           "VersionStore", "WriteRun"]
 __all__ += ["ADMIN_SCOPES", "PUBLIC_SCOPES", "SCOPES", "SERVER_SCOPES", "key_scopes"]

@@ -122,6 +122,8 @@ def wire(library: Library, *, store: Store, clock: Clock, channels: Mapping[str,
     versions, closed = (deployed_journeys(library, store, backend=backend) if deployed
                         else ({}, set()))
     tracking = TrackingLinks(unsubscribe.secrets, unsubscribe.base_url)
+    if metrics is not None:
+        tracking.on_untracked = metrics.untracked_links.inc
     runner = Runner(compiled, clock=clock, unsubscribe=unsubscribe, computed=computed,
                     policy=library.policy, identity_traits=tuple(identify_by),
                     decision_log=decision_log, versions=versions, closed=closed,

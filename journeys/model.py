@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from journeys.base import Strict
+from journeys.link_hosts import check_host_pattern
 from journeys.steps import INNER_KEYS, STEP_MODELS, Duration, Step
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -167,6 +168,15 @@ class Tracking(Strict):
     # (default 5 s; false: no timing rule, only the User-Agent and HEAD rules).
     scanner_window: Literal[False] | Duration | None = Field(default=None,
                                                              union_mode="left_to_right")
+    # Hosts a link built from data may be tracked to, besides those the template writes
+    # (`*.shop.example`: its subdomains); any other such link is sent untracked
+    # (journeys/template_links.py: an open redirect otherwise).
+    hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [check_host_pattern(host) for host in value]
 
 
 class PolicyOverride(Strict):

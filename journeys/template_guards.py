@@ -1,4 +1,5 @@
-"""Warnings, not errors: a template that reads a trait with no fallback.
+"""Warnings, not errors: a template that reads a trait with no fallback, and a link
+whose host comes from data (not tracked; journeys/template_links.py).
 
 Templates render with `StrictUndefined` (journeys/templating.py), so a profile without
 the trait a template reads gets no message: the send is skipped as `template_error`.
@@ -25,12 +26,14 @@ from jinja2 import nodes
 
 from journeys.errors import InvalidJourney, Problem
 from journeys.template_files import inside
-from journeys.templating import TemplateLibrary
+from journeys.template_links import data_links, link_message
+from journeys.templating import CHANNEL_KINDS, TemplateLibrary
 from journeys.textfile import read_text
 
 FALLBACK_FILTERS = frozenset({"default", "d"})  # Jinja2's own, and its short name
 PRESENCE_TESTS = frozenset({"defined", "undefined"})
 ALWAYS_THERE = frozenset({"email", "phone"})  # where the message goes: present
+LINKED = ("html", "text")  # an email's parts whose links are tracked
 
 
 def unguarded_traits(text: str, env: jinja2.Environment) -> list[tuple[str, int]]:
@@ -45,13 +48,16 @@ def unguarded_traits(text: str, env: jinja2.Environment) -> list[tuple[str, int]
 
 
 def template_warnings(templates: TemplateLibrary) -> list[Problem]:
-    """A warning for each trait read without a fallback, at the line that reads it."""
+    """A warning for each trait read without a fallback, at the line that reads it, and
+    for each link of an email whose host comes from data (not tracked)."""
     warnings: list[Problem] = []
     env = jinja2.Environment()  # parsing only: the names, not the sandbox
     for template_id in sorted(templates.templates):
         file = templates.files.get(template_id, f"templates/{template_id}.yaml")
         source = templates.yaml_source(template_id)
         raw = _lines(templates, template_id)
+        tpl = templates.templates[template_id]  # links: only where they would be tracked
+        email = CHANNEL_KINDS.get(tpl.channel) == "email" and tpl.track
         for where, text in templates.parts(template_id):
             line, col = source.position(where) if source is not None else (1, 1)
             # a block scalar (`|`, `|-`, `>`) starts on the line after its indicator
@@ -61,7 +67,12 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
                 row = line + block + at - 1
                 warnings.append(Problem(file, row, _column(raw, row, name, col, at),
                                         _message(name)))
-        html_file = templates.templates[template_id].html_file
+            for at, column, link in data_links(text) if email and where[0] in LINKED else ():
+                row = line + block + at - 1
+                found = raw[row - 1].find(link) if 0 < row <= len(raw) else -1
+                warnings.append(Problem(file, row, found + 1 if found >= 0 else column,
+                                        link_message(link)))
+        html_file = tpl.html_file
         if html_file is not None and templates.folder is not None:
             if not inside(templates.folder, html_file) or not (
                     path := templates.folder / html_file).is_file():
@@ -74,6 +85,8 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
             lines = text.splitlines()
             warnings.extend(Problem(shown, at, _column(lines, at, name, 1, at), _message(name))
                             for name, at in _read(text, env))
+            warnings.extend(Problem(shown, at, column, link_message(link))
+                            for at, column, link in (data_links(text) if email else ()))
     return warnings
 
 

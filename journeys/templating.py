@@ -290,6 +290,7 @@ class TemplateLibrary:
         self._html_env.autoescape = True
         self._compiled: dict[tuple[str, str], jinja2.Template] = {}
         self.texts: dict[str, list[str]] = {}  # template id -> its Jinja2 parts (check())
+        self.link_hosts: dict[str, frozenset[str]] = {}  # journeys/template_links.py
 
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates

@@ -5,7 +5,9 @@ A click answers 302 to the URL the signed token names, at once; an altered or un
 token answers 404 and redirects nowhere, so `/c/` is no open redirect. A person's click
 becomes an `Email Clicked` event for them; a scanner's is counted, not acted on. The
 token alone decides the answer: a click that cannot be recorded (the database locked or
-away) still redirects, and the pixel is still an image; the loss is logged."""
+away) still redirects, and the pixel is still an image; the loss is logged. A link
+replayed in a loop is answered every time but recorded at most RECORD_LIMIT times per
+RECORD_WINDOW (engine/runtime/tracking.py `Recorder`): each request wrote a row."""
 
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ def add_tracking_routes(app: FastAPI, store: Store, links: TrackingLinks,
     def counted(kind: str, outcome: Outcome | None) -> None:
         if outcome is None:
             return
+        if outcome.limited and metrics is not None:
+            metrics.engagements_unrecorded.labels(kind).inc()
         if outcome.engagement is not None and metrics is not None:
             human = outcome.engagement.human
             metrics.engagements.labels(kind, "person" if human else "scanner").inc()

@@ -31,7 +31,8 @@ def validate(
 
     Prints every problem as file:line:column: message on stderr and exits 1 if any;
     2 for a path that does not exist. Warnings (a template reading a trait with no
-    fallback) are printed too and change nothing.
+    fallback, an email link whose host comes from data and so is not tracked) are
+    printed too and change nothing.
     """
     from journeys.compiler import compile_library
     from journeys.loader import POLICY_FILE, load_path

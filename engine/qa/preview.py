@@ -44,6 +44,9 @@ class PreviewError(JourneymanError):
 class Preview:
     entry: OutboxEntry
     policy: Verdict = SEND  # what the policy would do with it (caps left out)
+    # links sent as written, not tracked: their host is neither written in the template
+    # nor listed in the policy's `tracking: hosts:` (journeys/template_links.py)
+    untracked_links: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         r, v = self.entry.rendered, self.policy
@@ -54,13 +57,15 @@ class Preview:
                 "policy": {"action": v.action, "reason": v.reason or None,
                            "until": iso(v.until) if v.until else None,
                            "details": dict(v.details)},
-                "warnings": self.warnings}
+                "warnings": self.warnings, "untracked_links": list(self.untracked_links)}
 
     @property
     def warnings(self) -> list[str]:
         """What would stop the message on its way although it renders: no address (the
-        dispatcher skips it as `no_address`), or one its channel cannot send to."""
-        return address_warnings(self.entry.channel, self.entry.to)
+        dispatcher skips it as `no_address`), or one its channel cannot send to; and the
+        links that will not be tracked because their host comes from data."""
+        return [*address_warnings(self.entry.channel, self.entry.to),
+                *(untracked_warning(url) for url in self.untracked_links)]
 
     def lines(self) -> list[str]:
         r, e, v = self.entry.rendered, self.entry, self.policy
@@ -106,6 +111,14 @@ def address_warnings(channel: str, to: str | None) -> list[str]:
     return []
 
 
+def untracked_warning(url: str) -> str:
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    return (f"link {shown!r} is not tracked: its host is neither written in the template "
+            "nor listed in the policy's tracking: hosts: (it comes from data; a tracked "
+            "redirect to it would be an open redirect); it is sent as written "
+            "(docs/engagement.md)")
+
+
 def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[str, Any], *,
             now: datetime, event: dict[str, Any] | None = None,
             base_url: str = "https://journeyman.invalid") -> Preview:
@@ -135,7 +148,9 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
     send_step.run(run, step)
     [command] = [c for c in run.commands if isinstance(c, Send)]
     # Tracked as the engine tracks (its links signed with the throwaway secret too).
+    refused: dict[str, None] = {}
     entry = render_send(journey, command, view, links, now,
-                        tracking=wiring.runner.tracking, policy=library.policy)
+                        tracking=wiring.runner.tracking, policy=library.policy,
+                        refused=refused)
     gate = PolicyGate(library.policy, {journey_id: journey.model.policy})
-    return Preview(entry, gate.decide(entry, stored, now, lambda *_: []))
+    return Preview(entry, gate.decide(entry, stored, now, lambda *_: []), tuple(refused))

@@ -80,6 +80,14 @@ class Metrics:
                                    "Tracked clicks and opens; `by` is person or scanner "
                                    "(filtered by the scanner rule, docs/engagement.md).",
                                    ["kind", "by"], registry=r)
+        self.engagements_unrecorded = Counter(
+            "journeyman_engagements_unrecorded",
+            "Tracked clicks and opens answered but not recorded: over the bound per link "
+            "and hour (a replayed link; docs/engagement.md).", ["kind"], registry=r)
+        self.untracked_links = Counter(
+            "journeyman_untracked_links",
+            "Links of rendered emails sent untracked: their host comes from data and is "
+            "not trusted (docs/engagement.md).", registry=r)
         self.batch_size = Histogram("journeyman_batch_size", "Items per batch.", ["kind"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.handling_lag = Histogram(
@@ -95,6 +103,8 @@ class Metrics:
             self.batch_size.labels(kind)
         for kind, by in ENGAGEMENTS:
             self.engagements.labels(kind, by)
+        for kind in ("click", "open"):
+            self.engagements_unrecorded.labels(kind)
         self._levels: _StoreLevels | None = None
         if store is not None:
             self._levels = _StoreLevels(store, cache_seconds, now)

@@ -12,19 +12,22 @@ from engine.runtime.tracking import TrackingLinks, tracked_parts
 from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks, one_click_headers
 from journeys.compiler import CompiledJourney
 from journeys.header_text import one_line
+from journeys.link_hosts import TrustedHosts
 from journeys.model import Policy, Tracking
+from journeys.template_links import template_hosts
 
 
 def render_send(journey: CompiledJourney, send: Send, profile: Profile,
                 links: UnsubscribeLinks, now: datetime, *,
                 person: Person | None = None, tracking: TrackingLinks | None = None,
-                policy: Policy | None = None) -> OutboxEntry:
+                policy: Policy | None = None,
+                refused: dict[str, None] | None = None) -> OutboxEntry:
     """Exactly what a send step delivers: the template rendered with the unsubscribe
     link in scope (for `person`, engine/runtime/identity.py `person_of`; default: the
     profile id), the RFC 8058 headers on email, the address from the profile; with
     `tracking`, an email's links tracked and an open pixel added, unless turned off
-    (engine/runtime/tracking.py). Raises TemplateRenderError. (`journeyman preview`
-    uses it too, without tracking.)"""
+    (engine/runtime/tracking.py); the links left untracked for their host go in
+    `refused`. Raises TemplateRenderError. (`journeyman preview` uses it too.)"""
     to = send.to or _address(profile, send.channel)
     whom = person or Person(PROFILE, send.profile_id)
     unsubscribe = links.url(whom, send.channel)  # signed once: in the body and the headers
@@ -38,7 +41,9 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
         if tracking is not None and (template is None or template.track) and (
                 settings.clicks or settings.opens):
             html, text = tracked_parts(html, text, send.key, tracking, clicks=settings.clicks,
-                                       opens=settings.opens, keep=(f"{links.base_url}/u/",))
+                                       opens=settings.opens, keep=(f"{links.base_url}/u/",),
+                                       hosts=trusted_hosts(journey, send.template, policy),
+                                       refused=refused)
         rendered = rendered.with_parts(html=html, text=text, headers={  # RFC 8058 one-click
             **rendered.headers, **one_click_headers(unsubscribe)})
     return OutboxEntry(send.key, send.enrollment_id, send.profile_id, send.journey, send.step,
@@ -59,3 +64,15 @@ def tracking_settings(journey: CompiledJourney, policy: Policy | None) -> Tracki
     """The journey's own `policy: tracking:`, else the global policy's."""
     own = journey.model.policy.tracking if journey.model.policy is not None else None
     return own or (policy.tracking if policy is not None else Tracking())
+
+
+def trusted_hosts(journey: CompiledJourney, template: str,
+                  policy: Policy | None) -> TrustedHosts:
+    """The hosts a link of `template`, sent by `journey`, may be tracked to: those the
+    template writes, and `tracking: hosts:` of the policy and of the journey's own
+    policy (both: a journey's `tracking:` that turns opens off should not untrack the
+    shop's links)."""
+    own = journey.model.policy.tracking if journey.model.policy is not None else None
+    listed = (*(policy.tracking.hosts if policy is not None else ()),
+              *(own.hosts if own is not None else ()))
+    return TrustedHosts.listed(listed).adding(template_hosts(journey.templates, template))

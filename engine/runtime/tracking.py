@@ -1,12 +1,20 @@
 """Tracked clicks and opens (docs/engagement.md).
 
-Links: every http(s) link of an email's HTML and text parts is rewritten, when the
-message is rendered, to `<public URL>/c/<token>`; the token names the message (its send
-key), the link's 1-based position and the URL, and is HMAC-signed with the unsubscribe
-secrets (engine/runtime/signing.py; a key of its own is derived from each). A click
-answers 302 to the URL in the token, so `/c/` reaches only URLs that were in a message
-we rendered: it is no open redirect, and an altered token is refused (404). Opens: a 1x1
+Links: every http(s) link of an email's HTML and text parts to a trusted host is
+rewritten, when the message is rendered, to `<public URL>/c/<token>`; the token names
+the message (its send key), the link's 1-based position and the URL, and is HMAC-signed
+with the unsubscribe secrets (engine/runtime/signing.py; a key of its own is derived
+from each). A click answers 302 to the URL in the token, so `/c/` reaches only URLs that
+were in a message we rendered, and an altered token is refused (404). Opens: a 1x1
 pixel `<public URL>/o/<token>` at the end of the HTML.
+
+Trusted hosts (journeys/template_links.py): those written in the template's own source,
+those the policy lists (`tracking: hosts:`) and the public URL's. A signed token proves
+we rendered the URL, not who chose it: a link built from data (`href="{{
+profile.traits.website }}"`) would let anyone who can set a trait get a link on our
+tracking domain that redirects to their site (an open redirect, for phishing). Such a
+link is sent as written: it works, untracked (`journeyman validate` and `preview` say
+so). Tokens already sent are verified as before, whatever their host.
 
 Not rewritten: the unsubscribe link (it has its own signed page), links marked
 `data-track="false"`, non-http links (mailto:, tel:), and everything when tracking is
@@ -18,6 +26,10 @@ User-Agent that names no known scanner, and arrives at least `scanner_window` (p
 default 5 s) after the message was delivered. A filtered click still redirects, and is
 recorded with `human=False` and its reason, so what is filtered is counted; only a
 person's click becomes an `Email Clicked` event that journeys can `wait_for`.
+
+Replays: each request wrote an engagement row (and an event), so a loop replaying one
+link filled the database. `Recorder` records at most RECORD_LIMIT like engagements per
+RECORD_WINDOW and answers the rest without writing.
 """
 
 from __future__ import annotations
@@ -38,10 +50,18 @@ from engine.runtime.events import normalize
 from engine.runtime.identity import person_of
 from engine.runtime.tokens import b64, unb64
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, SigningSecret
+from journeys.link_hosts import TrustedHosts, url_host
 from journeys.templating import Rendered
 
 CLICKED, OPENED = "Email Clicked", "Email Opened"
 DEFAULT_SCANNER_WINDOW = timedelta(seconds=5)
+# At most RECORD_LIMIT clicks of one link of one message (opens of one message), a
+# person's and a scanner's each, are recorded per RECORD_WINDOW: each request wrote a
+# row (and a person's an event), so a loop replaying one link filled the database. A
+# person clicking again within the hour is counted up to 10 times; any further request
+# is still answered (redirect, image), just not written.
+RECORD_LIMIT = 10
+RECORD_WINDOW = timedelta(hours=1)
 _CLICK, _OPEN = "c1", "o1"
 # User-Agents of link scanners and prefetchers (security gateways, chat previews, bots).
 SCANNER_AGENTS = re.compile(
@@ -67,6 +87,9 @@ class TrackingLinks:
         self._keys = [(hashlib.sha256(b"journeyman-tracking:" + s.value.encode()).digest(), s)
                       for s in secrets]
         self.base_url = base_url.rstrip("/")
+        self.host = url_host(self.base_url)  # a link to it is always tracked
+        # told how many links of a message were left untracked for their host (metrics)
+        self.on_untracked: Callable[[int], None] | None = None
 
     @staticmethod
     def _sign(key: bytes, payload: str) -> str:
@@ -111,22 +134,28 @@ class TrackingLinks:
 
 
 def rewrite(rendered: Rendered, key: str, links: TrackingLinks, *, clicks: bool,
-            opens: bool, keep: Collection[str] = ()) -> Rendered:
-    """The message with its links tracked (`clicks`) and an open pixel (`opens`). URLs
-    starting with one of `keep` (the unsubscribe link) stay as they are."""
+            opens: bool, hosts: TrustedHosts, keep: Collection[str] = (),
+            refused: dict[str, None] | None = None) -> Rendered:
+    """The message with its links tracked (`clicks`) and an open pixel (`opens`). Only
+    links to `hosts` (or the public URL's host) are tracked, the others go in `refused`
+    (the module docstring); URLs starting with one of `keep` (the unsubscribe link) stay
+    as they are."""
     html_part, text_part = tracked_parts(rendered.html, rendered.text, key, links,
-                                         clicks=clicks, opens=opens, keep=keep)
+                                         clicks=clicks, opens=opens, hosts=hosts, keep=keep,
+                                         refused=refused)
     return replace(rendered, html=html_part, text=text_part)
 
 
 def tracked_parts(html_part: str | None, text_part: str | None, key: str,
-                  links: TrackingLinks, *, clicks: bool, opens: bool,
-                  keep: Collection[str] = ()) -> tuple[str | None, str | None]:
+                  links: TrackingLinks, *, clicks: bool, opens: bool, hosts: TrustedHosts,
+                  keep: Collection[str] = (), refused: dict[str, None] | None = None,
+                  ) -> tuple[str | None, str | None]:
     """`rewrite`'s HTML and text parts, for a caller that builds the message once."""
     # a link's tracked URL, signed once (the HTML's and the text's); its position is the
     # order in which the links were first seen
     urls: dict[str, str] = {}
     untracked: set[str] = set()
+    left: dict[str, None] = {}  # untracked for their host, in order
     kept = tuple(keep)
 
     def tracked(url: str) -> str | None:
@@ -135,6 +164,11 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
             return None
         new = urls.get(url)
         if new is None:
+            host = url_host(url)
+            if host is None or not (host == links.host or hosts.allows_host(host)):
+                untracked.add(url)  # sent as written: no redirect of ours to it
+                left[url] = None
+                return None
             new = urls[url] = links.click_url(key, len(urls) + 1, url)
         return new
 
@@ -163,6 +197,11 @@ def tracked_parts(html_part: str | None, text_part: str | None, key: str,
         html_part = _ANCHOR.sub(anchor, html_part)
     if clicks and text_part is not None:
         text_part = _TEXT_URL.sub(text_url, text_part)
+    if left:
+        if refused is not None:
+            refused.update(left)
+        if links.on_untracked is not None:
+            links.on_untracked(len(left))
     if opens and html_part is not None:
         pixel = (f'<img src="{html.escape(links.open_url(key))}" width="1" height="1" '
                  'alt="" style="display:none">')
@@ -193,10 +232,12 @@ def scanner_reason(method: str, user_agent: str | None, delivered_at: datetime |
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a tracked request did: the engagement recorded (None: the message is not
-    known any more) and whether an event was queued for the person."""
+    known any more, or the bound was reached: `limited`) and whether an event was queued
+    for the person."""
 
     engagement: Engagement | None
     queued: bool
+    limited: bool = False
 
 
 class Recorder:
@@ -205,11 +246,13 @@ class Recorder:
     person's inbox, handled in order with their other events."""
 
     def __init__(self, store: Store, now: Callable[[], datetime], new_id: Callable[[], str],
-                 *, scanner_window: timedelta = DEFAULT_SCANNER_WINDOW) -> None:
+                 *, scanner_window: timedelta = DEFAULT_SCANNER_WINDOW,
+                 limit: int = RECORD_LIMIT, window: timedelta = RECORD_WINDOW) -> None:
         self.store = store
         self.now = now
         self.new_id = new_id
         self.scanner_window = scanner_window
+        self.limit, self.window = limit, window
 
     def click(self, key: str, position: int, url: str, *, method: str,
               user_agent: str | None) -> Outcome:
@@ -222,7 +265,7 @@ class Recorder:
                                  human=reason is None, reason=reason)
         event = None if reason else self._event(CLICKED, record, now,
                                                 {"url": url, "link_position": position})
-        return self._record(engagement, event)
+        return self._record(engagement, event, now)
 
     def open(self, key: str, *, user_agent: str | None) -> Outcome:
         now = self.now()
@@ -233,7 +276,7 @@ class Recorder:
         # proxy's fetch cannot be told from a person's.
         reason = "no_user_agent" if not user_agent else None
         engagement = _engagement("open", record, now, reason=reason)
-        return self._record(engagement, self._event(OPENED, record, now, {}))
+        return self._record(engagement, self._event(OPENED, record, now, {}), now)
 
     def _event(self, name: str, record: OutboxRecord, now: datetime,
                extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,9 +296,14 @@ class Recorder:
                "context": {"source": "tracking"}}
         return normalize(raw, now=now, message_id=self.new_id)
 
-    def _record(self, engagement: Engagement, event: dict[str, Any] | None) -> Outcome:
+    def _record(self, engagement: Engagement, event: dict[str, Any] | None,
+                now: datetime) -> Outcome:
+        """The engagement and its event in one transaction, unless `limit` like it (kind,
+        message, link, person or scanner) were recorded within `window`: then neither
+        (a replayed link writes no rows; the redirect is answered all the same)."""
         with self.store.transaction(stamped=True):  # an engagement and an inbox row
-            self.store.record_engagement(engagement)
+            if not self.store.record_engagement(engagement, self.limit, now - self.window):
+                return Outcome(None, queued=False, limited=True)
             queued = bool(self.store.accept_events([event], "tracking")) if event else False
         return Outcome(engagement, queued)
 
@@ -265,5 +313,6 @@ def _engagement(kind: str, record: OutboxRecord, at: datetime, **extra: Any) -> 
     return Engagement(kind, entry.key, entry.profile_id, entry.journey, entry.step, at, **extra)
 
 
-__all__ = ["CLICKED", "DEFAULT_SCANNER_WINDOW", "OPENED", "PIXEL", "Outcome", "Recorder",
+__all__ = ["CLICKED", "DEFAULT_SCANNER_WINDOW", "OPENED", "PIXEL", "RECORD_LIMIT",
+           "RECORD_WINDOW", "Outcome", "Recorder",
            "TrackingLinks", "rewrite", "scanner_reason", "tracked_parts"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ import uvicorn
 
 from engine.api import create_app
 from engine.ports import OutboxEntry, Store
-from engine.runtime.tracking import PIXEL, TrackingLinks
+from engine.runtime.metrics import Metrics
+from engine.runtime.tracking import PIXEL, RECORD_LIMIT, RECORD_WINDOW, TrackingLinks
 from engine.runtime.unsubscribe import SigningSecret, UnsubscribeLinks
 from engine.store import SqlStore
 from engine.testing import InMemoryStore, SequentialIds
@@ -44,11 +45,12 @@ def api() -> Iterator[tuple[httpx.Client, InMemoryStore, str, str]]:
 
 
 @contextmanager
-def served(store: Store) -> Iterator[httpx.Client]:
+def served(store: Store, now: Callable[[], datetime] = lambda: NOW,
+           metrics: Metrics | None = None) -> Iterator[httpx.Client]:
     """The API over `store` (tracking and unsubscribe links on) on a free port, in a
     thread, and a browser-like client of it."""
     port = free_port()
-    app = create_app(store, lambda: NOW, new_id=SequentialIds("t").new_id,
+    app = create_app(store, now, new_id=SequentialIds("t").new_id, metrics=metrics,
                      unsubscribe=UnsubscribeLinks(SECRET, "https://jm.example"),
                      tracking=LINKS)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -193,3 +195,61 @@ def test_a_click_and_an_open_answer_as_ever_while_the_database_is_locked(
     assert [line.split(":")[0] for line in lost] == [
         "a tracked click of message s1 was not recorded",
         "a tracked open of message s1 was not recorded"]
+
+
+def test_replaying_a_link_redirects_every_time_and_records_at_most_the_bound() -> None:
+    """Each request to /c/ and /o/ wrote a row (and a person's click an event): a loop
+    replaying one link of one message filled the database. Now RECORD_LIMIT per link
+    (per message for opens), a person's and a scanner's each, per RECORD_WINDOW; every
+    request is still answered."""
+    clock = [NOW]
+    store = InMemoryStore()
+    store.link_identity("user_id", "ana", "ana")
+    store.enqueue_send(OutboxEntry("s1", "e1", "ana", "cart", "reminder", "email",
+                                   "ana@example.com", Rendered("cart_reminder", "email"),
+                                   NOW - timedelta(hours=1)))
+    store.mark_sent("s1", NOW - timedelta(hours=1))
+    link = path(LINKS.click_url("s1", 1, "https://shop.example/cart"))
+    metrics = Metrics()
+    with served(store, lambda: clock[0], metrics) as client:
+        for _ in range(3 * RECORD_LIMIT):
+            answer = client.get(link)
+            assert (answer.status_code, answer.headers["location"]) == (
+                302, "https://shop.example/cart")
+            assert client.get(path(LINKS.open_url("s1"))).content == PIXEL
+        for _ in range(2 * RECORD_LIMIT):  # a scanner's: a bound of their own
+            assert client.head(link).status_code == 302
+        other = path(LINKS.click_url("s1", 2, "https://shop.example/help"))
+        assert client.get(other).status_code == 302  # another link: room of its own
+
+        def counts() -> tuple[int, int, int, int, int]:
+            rows = store.engagements()
+            return (sum(e.kind == "click" and e.position == 1 and e.human for e in rows),
+                    sum(e.kind == "click" and not e.human for e in rows),
+                    sum(e.kind == "click" and e.position == 2 for e in rows),
+                    sum(e.kind == "open" for e in rows), len(store.inbox))
+        # the inbox: one event per person's click recorded, and per open
+        assert counts() == (RECORD_LIMIT, RECORD_LIMIT, 1, RECORD_LIMIT, 2 * RECORD_LIMIT + 1)
+        unrecorded = metrics.engagements_unrecorded
+        assert (unrecorded.labels("click")._value.get(),
+                unrecorded.labels("open")._value.get()) == (3 * RECORD_LIMIT, 2 * RECORD_LIMIT)
+        clock[0] = NOW + RECORD_WINDOW + timedelta(seconds=1)  # out of the window
+        assert client.get(link).status_code == 302
+        assert counts()[0] == RECORD_LIMIT + 1
+
+
+# Made before links were trusted by host (main at 2026-12-07, this secret): a token for a
+# link built from a trait. Tokens already sent keep working: verifying one asks nothing
+# about its host.
+OLD_CLICK = "YzEKczEKMwpodHRwczovL2V2aWwuZXhhbXBsZS9mcm9tLWEtdHJhaXQ.7VBvexX_nvjGqa70olI1nNa0"
+OLD_OPEN = "bzEKczE.ShwfwJt8zEvgCUE-8EhedThP"
+
+
+def test_a_token_sent_before_hosts_were_checked_still_redirects(
+        api: tuple[httpx.Client, InMemoryStore, str, str]) -> None:
+    client, store, _, _ = api
+    answer = client.get(f"/c/{OLD_CLICK}")
+    assert (answer.status_code, answer.headers["location"]) == (
+        302, "https://evil.example/from-a-trait")
+    assert client.get(f"/o/{OLD_OPEN}").content == PIXEL
+    assert [(e.kind, e.position) for e in store.engagements()] == [("click", 3), ("open", None)]

@@ -600,3 +600,54 @@ def test_preview_warns_of_an_address_its_channel_cannot_send_to() -> None:
     assert "is not a phone number in E.164 form" in local.lines()[2]
     assert shown("nps_detractors", "escalate", {"first_name": "Ana",
                                                     "phone": "+34600000000"}).warnings == []
+
+
+LINKED_JOURNEY = """
+journey: linked
+version: 1
+entry: {event: Go}
+steps:
+  - id: mail
+    send: {channel: email, template: linked}
+"""
+LINKED_TEMPLATE = """\
+channel: email
+subject: hi
+html: |
+  <a href="https://shop.example/">Shop</a>
+  <a href="{{ profile.traits.website | default('https://shop.example/') }}">Yours</a>
+  <a data-track="false" href="{{ profile.traits.blog | default('') }}">Blog</a>
+  <a href="{{ unsubscribe_url }}">Unsubscribe</a>
+"""
+
+
+def test_validate_and_preview_warn_of_a_link_whose_host_comes_from_data(
+        tmp_path: Path) -> None:
+    """Such a link is not tracked unless its host is listed (an open redirect otherwise):
+    `validate` says where it is written (not the data-track="false" one, not the
+    unsubscribe link), and `preview` which links of this profile's message are left."""
+    from engine.qa.preview import preview
+
+    folder = write_folder(tmp_path / "j", {"linked": LINKED_JOURNEY},
+                          {"linked": LINKED_TEMPLATE})
+    result = run("validate", str(folder))
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "comes from data" in line]
+    assert len(warned) == 1, result.stderr
+    assert warned[0].startswith(f"{folder}/templates/linked.yaml:5:6: warning: the host "
+                                "of the link href=\"{{ profile.traits.website")
+    noon = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    shown = preview(folder, "linked", "mail", {"id": "ana", "traits": {
+        "email": "ana@example.com", "website": "https://evil.example/x"}}, now=noon)
+    doc = shown.as_json()
+    assert doc["untracked_links"] == ["https://evil.example/x"]
+    assert doc["warnings"] == [
+        "link 'https://evil.example/x' is not tracked: its host is neither written in the "
+        "template nor listed in the policy's tracking: hosts: (it comes from data; a "
+        "tracked redirect to it would be an open redirect); it is sent as written "
+        "(docs/engagement.md)"]
+    assert f"warning: {doc['warnings'][0]}" in shown.lines()
+    assert 'href="https://evil.example/x"' in (doc["html"] or "")
+    fine = preview(folder, "linked", "mail", {"id": "ana", "traits": {
+        "email": "ana@example.com", "website": "https://shop.example/me"}}, now=noon)
+    assert (fine.as_json()["untracked_links"], fine.warnings) == ([], [])

@@ -48,6 +48,8 @@ def test_the_first_scrape_has_every_known_series_at_zero(tmp_path: Path) -> None
             assert ("journeyman_sends_total",
                     (("channel", channel), ("outcome", outcome))) in zero
     assert ("journeyman_engagements_total", (("by", "scanner"), ("kind", "click"))) in zero
+    assert ("journeyman_engagements_unrecorded_total", (("kind", "click"),)) in zero
+    assert ("journeyman_untracked_links_total", ()) in zero
     assert ("journeyman_batch_size_count", (("kind", "events"),)) in zero
     assert ("journeyman_inbox_events", (("status", "parked"),)) in zero
     assert ("journeyman_outbox_rows", (("status", "failed"),)) in zero

@@ -12,6 +12,7 @@ import pytest
 from engine.runtime.tracking import TrackingLinks, rewrite, scanner_reason
 from engine.runtime.unsubscribe import SigningSecret
 from engine.testing import InMemoryEngine
+from journeys.link_hosts import TrustedHosts
 from journeys.templating import Rendered
 from tests.engine.helpers import write_folder
 
@@ -31,7 +32,7 @@ TEXT = ("Cart: https://shop.example/cart?x=1&y=2. Private: https://shop.example/
 
 def tracked(rendered: Rendered) -> Rendered:
     return rewrite(rendered, "send-1", LINKS, clicks=True, opens=True,
-                   keep=("https://jm.example/u/",))
+                   hosts=TrustedHosts.of(["shop.example"]), keep=("https://jm.example/u/",))
 
 
 def test_links_are_rewritten_per_message_and_position_and_lead_back_to_their_url() -> None:

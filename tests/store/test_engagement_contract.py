@@ -49,3 +49,21 @@ def test_a_goal_keeps_its_value(store: Any) -> None:
     for goal in goals:
         store.record_goal(goal)
     assert store.recorded_goals("p1") == goals
+
+
+def test_a_bounded_engagement_stops_at_its_limit_per_link_and_window(store: Any) -> None:
+    store.enqueue_send(outbox_entry("k1"))
+
+    def click(at: float, position: int | None = 1, human: bool = True,
+              kind: str = "click") -> Engagement:
+        return Engagement(kind, "k1", "p1", "j", "send", later(at), None, position,
+                          human=human)
+
+    assert [store.record_engagement(click(1), 2, T0) for _ in range(3)] == [True, True, False]
+    assert store.record_engagement(click(1, position=2), 2, T0)  # another link
+    assert store.record_engagement(click(1, human=False), 2, T0)  # a scanner's
+    assert [store.record_engagement(click(1, None, kind="open"), 1, T0)
+            for _ in range(2)] == [True, False]
+    assert store.record_engagement(click(3), 2, later(2))  # the first two are older
+    assert store.record_engagement(click(3))  # no limit: always
+    assert len(store.engagements()) == 7

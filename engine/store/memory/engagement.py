@@ -4,6 +4,7 @@ suppression list."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from engine.ports import Engagement, OutboxRecord, Suppression
@@ -20,8 +21,17 @@ class MemoryEngagement(MemoryQueues):
     def sent_message(self, key: str) -> OutboxRecord | None:
         return self.outbox.get(key)
 
-    def record_engagement(self, engagement: Engagement) -> None:
+    def record_engagement(self, engagement: Engagement, limit: int = 0,
+                          since: datetime | None = None) -> bool:
+        e = engagement
+        if limit > 0 and sum(
+                1 for r in self.engagement_rows
+                if (r.message_key, r.kind, r.position, r.human) == (
+                    e.message_key, e.kind, e.position, e.human)
+                and (since is None or r.at >= since)) >= limit:
+            return False
         self.engagement_rows.append(engagement)
+        return True
 
     def engagements(self, journey: str | None = None) -> list[Engagement]:
         return [e for e in self.engagement_rows if journey is None or e.journey == journey]

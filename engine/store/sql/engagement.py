@@ -4,8 +4,9 @@ list (docs/engagement.md)."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
@@ -24,13 +25,33 @@ class EngagementQueries(SqlBase):
         return OutboxRecord(outbox_entry(r._mapping), r.status, r.attempts, r.next_attempt_at,
                             r.last_error, r.sent_at)
 
-    def record_engagement(self, engagement: Engagement) -> None:
+    def record_engagement(self, engagement: Engagement, limit: int = 0,
+                          since: datetime | None = None) -> bool:
+        """Record it; with `limit`, only while fewer than `limit` rows of the same kind,
+        message, link position and `human` were recorded at or after `since` (False:
+        not recorded). The count runs under a lock of the message's outbox row
+        (PostgreSQL; SQLite has one writer at a time), so concurrent clicks of one link
+        cannot each see room for one more: at most `limit`, exactly."""
         e = engagement
+        t = table("engagements")
         with self._write() as conn:
-            conn.execute(insert(table("engagements")).values(
+            if limit > 0:
+                o = self._outbox
+                conn.execute(select(o.c.send_key).where(o.c.send_key == e.message_key)
+                             .with_for_update())
+                alike = select(func.count()).select_from(t).where(
+                    t.c.message_key == e.message_key, t.c.kind == e.kind,
+                    t.c.human == e.human, t.c.position.is_(None) if e.position is None
+                    else t.c.position == e.position)
+                if since is not None:
+                    alike = alike.where(t.c.at >= since)
+                if conn.execute(alike).scalar_one() >= limit:
+                    return False
+            conn.execute(insert(t).values(
                 kind=e.kind, message_key=e.message_key, profile_id=e.profile_id,
                 journey=e.journey, step=e.step, at=e.at, url=e.url, position=e.position,
                 human=e.human, reason=e.reason))
+        return True
 
     def engagements(self, journey: str | None = None) -> list[Engagement]:
         t = table("engagements")
