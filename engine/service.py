@@ -314,6 +314,7 @@ class Service:
         self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
         self._armed_at = 0.0
         self._stop = threading.Event()
+        self.dispatcher.stopping = self._stop  # a run stops between claims (SIGTERM)
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
         self._stop_listening: Callable[[], None] | None = None
