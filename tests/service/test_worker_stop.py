@@ -40,7 +40,7 @@ class SlowSink:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         await asyncio.sleep(PER_MESSAGE)
         self.count += 1
         return "250 OK"
