@@ -116,7 +116,7 @@ def serve(
     journeys: JourneysOpt = None,
     db: DbOpt = DEFAULT_URL,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     identify_by: IdentifyOpt = None,
     sends: SendsOpt = "console",
     channels: ChannelsOpt = None,
@@ -194,7 +194,7 @@ def worker(
         help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
     = "http://127.0.0.1:8000",
     secret_file: SecretFileOpt = None,
-    http_port: Annotated[int | None, typer.Option(help=(
+    http_port: Annotated[int | None, typer.Option(min=0, max=65535, help=(
         "Serve /healthz, /readyz and /metrics on this port."))] = None,
     http_host: Annotated[str, typer.Option(help="Interface for --http-port.")] = "127.0.0.1",
     log_format: LogFormatOpt = "text",
