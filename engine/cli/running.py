@@ -66,6 +66,24 @@ SecretFileOpt = Annotated[Path | None, typer.Option(
         "for older ones), default $JOURNEYMAN_SECRET_FILE; or put them in "
         "$JOURNEYMAN_SECRET. Without either, a SQLite database gets a generated "
         "DATABASE.secret file beside it; PostgreSQL needs one (docs/channels.md)."))]
+
+
+def _public_url(value: str | None) -> str | None:
+    """`--public-url` (or JOURNEYMAN_PUBLIC_URL) must be an http(s) address: it starts
+    every unsubscribe link and tracked link in what is sent, and `journeys.example.com`
+    without its scheme was taken as is, so every message went out with links that lead
+    nowhere (an operator's trial, 2026-12-07)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// address (the "
+                                 "API as recipients reach it, e.g. https://journeys.example.com)")
+    return value
+
+
 PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
@@ -124,7 +142,7 @@ def serve(
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str | None, typer.Option(
-        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False, callback=_public_url,
         help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
     secret_file: SecretFileOpt = None,
     log_format: LogFormatOpt = "text",
@@ -190,7 +208,7 @@ def worker(
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(
-        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False, callback=_public_url,
         help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
     = "http://127.0.0.1:8000",
     secret_file: SecretFileOpt = None,

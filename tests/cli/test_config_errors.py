@@ -2,7 +2,8 @@
 traceback (found in an operator's trial, 2026-12-07): a `--db` or `JOURNEYMAN_DB` that
 is not a URL at all (a forgotten scheme) was SQLAlchemy's `ArgumentError` traceback
 from every command that opens the store, and a port out of range (`--port -5`,
-`--http-port 99999`, a typo in a systemd instance name) was `OverflowError` from bind."""
+`--http-port 99999`, a typo in a systemd instance name) was `OverflowError` from bind,
+and a `--public-url` without its scheme was taken as is."""
 
 from __future__ import annotations
 
@@ -48,3 +49,18 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, args: tuple[str, .
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert args[1] in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (("worker", "--public-url", "journeys.example.com"), {}),
+    (("serve", "--port", "0", "--public-url", "notaurl"), {}),
+    (("worker",), {"JOURNEYMAN_PUBLIC_URL": "ftp://journeys.example.com"})])
+def test_a_public_url_that_is_not_http_is_a_usage_error(tmp_path: Path, args: tuple[str, ...],
+                                                        env: dict[str, str]) -> None:
+    """Every unsubscribe and tracked link starts with it: without a scheme, a worker
+    started and sent every message with links that lead nowhere."""
+    done = _run(tmp_path, *args, "--db", f"sqlite:///{tmp_path / 'j.db'}", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "--public-url" in done.stderr, done.stderr
+    assert "https://" in done.stderr, done.stderr
+    assert "running" not in done.stderr
