@@ -281,6 +281,9 @@ def worker(
         if ops is not None:
             ops.should_exit = True
         service.stop()
+    # The last line of a clean stop: a log that ends at "running" was a SIGKILL (systemd's
+    # TimeoutStopSec, the OOM killer), which is how an operator tells the two apart
+    _say(f"journeyman worker {service.worker.name} stopped", log_format)
 
 
 def bound(host: str, port: int) -> socket.socket:

@@ -85,6 +85,7 @@ def test_sigterm_stops_a_worker_between_claims_of_a_backlog(tmp_path: Path,
             pytest.fail(f"still running 15 s after SIGTERM, {sink.count} of {SENDS} sent")
         took = time.monotonic() - asked
         assert code == 0, log.read_text()[-3000:]
+        assert log.read_text().rstrip().endswith("stopped"), log.read_text()[-3000:]
         assert sink.count < SENDS, f"it sent the whole backlog first ({took:.1f} s)"
         # what it claimed went out and was marked; what it did not claim is not leased
         counts = store.outbox_counts()
