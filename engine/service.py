@@ -316,6 +316,9 @@ class Service:
         self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
         self._armed_at = 0.0
         self._stop = threading.Event()
+        # SIGTERM: a dispatcher's run stops between claims, a storm of timers between
+        # chunks (systemd and compose SIGKILL a worker still running after 60 s)
+        self.dispatcher.stopping = self.worker.stopping = self._stop
         self._scheduler = new_scheduler()
         self._loops: dict[str, Loop] = {}
         self._stop_listening: Callable[[], None] | None = None

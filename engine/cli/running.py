@@ -66,6 +66,24 @@ SecretFileOpt = Annotated[Path | None, typer.Option(
         "for older ones), default $JOURNEYMAN_SECRET_FILE; or put them in "
         "$JOURNEYMAN_SECRET. Without either, a SQLite database gets a generated "
         "DATABASE.secret file beside it; PostgreSQL needs one (docs/channels.md)."))]
+
+
+def _public_url(value: str | None) -> str | None:
+    """`--public-url` (or JOURNEYMAN_PUBLIC_URL) must be an http(s) address: it starts
+    every unsubscribe link and tracked link in what is sent, and `journeys.example.com`
+    without its scheme was taken as is, so every message went out with links that lead
+    nowhere (an operator's trial, 2026-12-07)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// address (the "
+                                 "API as recipients reach it, e.g. https://journeys.example.com)")
+    return value
+
+
 PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
@@ -116,7 +134,7 @@ def serve(
     journeys: JourneysOpt = None,
     db: DbOpt = DEFAULT_URL,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     identify_by: IdentifyOpt = None,
     sends: SendsOpt = "console",
     channels: ChannelsOpt = None,
@@ -124,7 +142,7 @@ def serve(
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str | None, typer.Option(
-        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False, callback=_public_url,
         help=PublicUrlHelp.format(default="http://HOST:PORT"))] = None,
     secret_file: SecretFileOpt = None,
     log_format: LogFormatOpt = "text",
@@ -190,11 +208,11 @@ def worker(
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
     public_url: Annotated[str, typer.Option(
-        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False,
+        envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False, callback=_public_url,
         help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
     = "http://127.0.0.1:8000",
     secret_file: SecretFileOpt = None,
-    http_port: Annotated[int | None, typer.Option(help=(
+    http_port: Annotated[int | None, typer.Option(min=0, max=65535, help=(
         "Serve /healthz, /readyz and /metrics on this port."))] = None,
     http_host: Annotated[str, typer.Option(help="Interface for --http-port.")] = "127.0.0.1",
     log_format: LogFormatOpt = "text",
@@ -263,6 +281,9 @@ def worker(
         if ops is not None:
             ops.should_exit = True
         service.stop()
+    # The last line of a clean stop: a log that ends at "running" was a SIGKILL (systemd's
+    # TimeoutStopSec, the OOM killer), which is how an operator tells the two apart
+    _say(f"journeyman worker {service.worker.name} stopped", log_format)
 
 
 def bound(host: str, port: int) -> socket.socket:

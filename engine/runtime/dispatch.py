@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -162,6 +163,11 @@ class Dispatcher:
         self.lease = lease
         self.stats = DispatchStats()
         self.metrics: Metrics | None = None
+        # Set when the process stops (SIGTERM: engine/service.py): a run ends after the
+        # claim it is delivering, not after the whole backlog. A worker with thousands of
+        # sends due behind a slow provider outlived systemd's and compose's 60 s stop
+        # timeout, and the SIGKILL left its claim leased and sent it again (2026-12-07).
+        self.stopping: threading.Event | None = None
         # isinstance() against a runtime-checkable Protocol inspects every attribute
         # (~30 us); asked once per adapter, not once per send.
         self._batching: dict[int, tuple[Channel, bool]] = {}
@@ -193,7 +199,7 @@ class Dispatcher:
         due = self.store.next_outbox_at()
         if due is None or due > self.clock.now():
             return 0, (due,)
-        while (admission := self._admit()) is not None:
+        while not self._stopping() and (admission := self._admit()) is not None:
             chunk, deliver = admission
             tried += chunk.claimed
             self._deliver(deliver, chunk)
@@ -206,6 +212,9 @@ class Dispatcher:
                 # (`next_outbox_at`).
                 break
         return tried, None
+
+    def _stopping(self) -> bool:
+        return self.stopping is not None and self.stopping.is_set()
 
     # --- admission: one transaction -----------------------------------------------------
 

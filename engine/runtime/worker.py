@@ -108,8 +108,8 @@ class Worker:
         self._parts: dict[str, list[str]] | None = None
         self._uncommitted: list[Callable[[], None]] = []  # counts of failures written
         self.dispatcher, self.store, self.clock, self.name = dispatcher, store, clock, name
-        self.max_batch = batch
-        self.budget = budget  # seconds of handling per transaction, then it commits
+        self.max_batch, self.budget = batch, budget  # budget: seconds per transaction
+        self.stopping = threading.Event()  # the process's stop: a storm ends at a chunk
         self.backoff = backoff or Backoff()
         self.stats = Stats()
         # Wake-ups for the service's loops (engine/runtime/loops.py): sends were queued,
@@ -310,7 +310,7 @@ class Worker:
         fired = 0
         with self._runner_lock:
             try:
-                while True:
+                while not self.stopping.is_set():
                     outcome = self._round("timers", self._optimistic_timers,
                                           self._timer_chunk, self._timer_chunks_per_profile)
                     fired += self._after(outcome, "timers")

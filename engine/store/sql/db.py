@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from engine import jsonfast
@@ -392,7 +392,13 @@ def _plain_file(url: URL) -> str | None:
 def _make_engine(url: str, busy_timeout_ms: int, echo: bool) -> Engine:
     # hide_parameters: a database error's text (logged, kept in `failures`) names the
     # statement but never the values bound to it -- traits, e-mail addresses, events.
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # a typo in JOURNEYMAN_DB was a traceback of SQLAlchemy's
+        # Not echoed: a malformed URL may still hold a password
+        raise StoreError("the store URL (--db, or JOURNEYMAN_DB) is not a database URL: "
+                         "use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+                         ) from None
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False,

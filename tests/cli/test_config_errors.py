@@ -1,0 +1,66 @@
+"""An operator's configuration mistakes are one clear line and an exit code, never a
+traceback (found in an operator's trial, 2026-12-07): a `--db` or `JOURNEYMAN_DB` that
+is not a URL at all (a forgotten scheme) was SQLAlchemy's `ArgumentError` traceback
+from every command that opens the store, and a port out of range (`--port -5`,
+`--http-port 99999`, a typo in a systemd instance name) was `OverflowError` from bind,
+and a `--public-url` without its scheme was taken as is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                          text=True, cwd=tmp_path, check=False, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", ["migrate", "worker", "serve --port 0", "outbox",
+                                     "keys list"])
+def test_a_store_url_that_is_not_a_url_is_one_line_and_exit_1(tmp_path: Path,
+                                                              command: str) -> None:
+    # the password of a URL gone wrong is not echoed back into the logs
+    done = _run(tmp_path, *command.split(), "--db", "journeyman:s3cretpw@db/journeyman")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "is not a database URL" in done.stderr, done.stderr
+    assert "s3cretpw" not in done.stderr + done.stdout
+    # the same from the environment, as the systemd units pass it
+    by_env = _run(tmp_path, *command.split(), env={"JOURNEYMAN_DB": "localhost/journeyman"})
+    assert by_env.returncode == 1, by_env.stderr
+    assert "Traceback" not in by_env.stderr, by_env.stderr
+    assert "is not a database URL" in by_env.stderr, by_env.stderr
+
+
+@pytest.mark.parametrize("args", [("serve", "--port", "-5"), ("serve", "--port", "70000"),
+                                  ("worker", "--http-port", "99999"),
+                                  ("worker", "--http-port", "-1")])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    done = _run(tmp_path, *args, "--db", f"sqlite:///{tmp_path / 'j.db'}")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert args[1] in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (("worker", "--public-url", "journeys.example.com"), {}),
+    (("serve", "--port", "0", "--public-url", "notaurl"), {}),
+    (("worker",), {"JOURNEYMAN_PUBLIC_URL": "ftp://journeys.example.com"})])
+def test_a_public_url_that_is_not_http_is_a_usage_error(tmp_path: Path, args: tuple[str, ...],
+                                                        env: dict[str, str]) -> None:
+    """Every unsubscribe and tracked link starts with it: without a scheme, a worker
+    started and sent every message with links that lead nowhere."""
+    done = _run(tmp_path, *args, "--db", f"sqlite:///{tmp_path / 'j.db'}", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "--public-url" in done.stderr, done.stderr
+    assert "https://" in done.stderr, done.stderr
+    assert "running" not in done.stderr
