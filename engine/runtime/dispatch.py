@@ -349,8 +349,8 @@ class Dispatcher:
         """No longer the claim's (taken over, or not extended): not sent, nor written."""
         if chunk.lease is None or entry.key not in chunk.lease.lost:
             return False
-        log.warning("send %s: the claim's lease ran out before it went out; left to the "
-                    "dispatcher that has it now", entry.key, extra=_ids(entry))
+        log.warning("send %s not sent: its claim no longer holds it (taken over after the "
+                    "lease ran out, or not extended)", entry.key, extra=_ids(entry))
         self.stats.lost += 1
         self._count(entry, "lost")
         return True

@@ -21,6 +21,7 @@ kept the rows is progress (half-lease rules that put rows back instead never sen
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ log = logging.getLogger("journeyman.dispatch")
 # own channel): three times the built-in adapters' default timeout of 10 s, as their own
 # deadline (docs/channels.md).
 DEFAULT_SEND_SECONDS = 30.0
+MOST_SECONDS = 86400.0 * 365  # a bound beyond (or NaN) is an adapter's bug: the default
 # Beyond the adapter's longest: our own work between the check and the outcomes' write
 # (a message's bookkeeping, the write's transaction), a quarter of a short lease.
 MARGIN = timedelta(seconds=5)
@@ -51,7 +53,11 @@ class SendBounds:
             stated = getattr(channel, "longest_send", None)
             known = self._known[id(channel)] = (
                 channel, stated if callable(stated) else _default_bound)
-        return known[1](count)
+        try:  # an adapter's bug must not stop the delivery: the default, then
+            seconds = float(known[1](count))
+        except Exception:
+            seconds = math.nan
+        return seconds if 0 <= seconds < MOST_SECONDS else _default_bound(count)
 
 
 def _default_bound(count: int) -> float:
@@ -71,9 +77,8 @@ class ClaimLease:
     keys: Collection[str]
     lost: set[str] = field(default_factory=set)
 
-    @property
-    def margin(self) -> timedelta:
-        return min(MARGIN, self.lease / 4)
+    def __post_init__(self) -> None:
+        self.margin = min(MARGIN, self.lease / 4)
 
     def keep(self, now: datetime, seconds: float) -> bool:
         """Make sure the lease covers a send starting now that takes up to `seconds`:

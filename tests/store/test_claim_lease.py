@@ -18,7 +18,7 @@ import pytest
 from engine.ports import Message
 from engine.runtime.dispatch import Dispatcher
 from engine.store import SqlStore
-from engine.testing import FakeClock
+from engine.testing import FakeClock, InMemoryStore
 from tests.store.helpers import T0, outbox_entry
 
 LEASE = timedelta(seconds=60)
@@ -145,3 +145,62 @@ def test_rows_taken_over_after_the_lease_ran_out_are_not_sent_nor_written(
         assert records[key].sent_at == T0 + timedelta(seconds=120 + n + 1)
     sent = [d.details["key"] for d in store.recorded_decisions() if d.what == "sent"]
     assert sorted(sent) == sorted([*KEYS, KEYS[0]])  # one each, the first by both
+
+
+@dataclass
+class Unstated(Recording):
+    """A user's adapter that states no `longest_send`: 40 s a send here."""
+
+    seconds: float = 40
+    meanwhile: Callable[[], object] = lambda: None
+
+    def send(self, message: Message) -> None:
+        self.clock.advance(timedelta(seconds=self.seconds - 1))
+        self.meanwhile()
+        super().send(message)
+
+
+def test_an_adapter_that_states_nothing_is_taken_to_need_30_s_a_send() -> None:
+    """Three sends of 40 s on a 60 s lease: the default (30 s and the margin) is not
+    covered at the second, so the lease is pushed on and the other worker's
+    dispatcher, running during each send, finds nothing."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    for n, key in enumerate(KEYS[:3]):
+        store.enqueue_send(outbox_entry(key, at=T0 - timedelta(seconds=1), profile=f"p{n}"))
+    rival = Recording(clock)
+    other = Dispatcher(store, {"email": rival}, clock, lease=LEASE)
+    own = Unstated(clock, meanwhile=other.dispatch_due)
+    dispatcher = Dispatcher(store, {"email": own}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert rival.sent == []
+    assert own.sent == KEYS[:3]
+    assert dispatcher.stats.extended == 1  # at 40 s: 60 s < 40 + 30 + 5; on to 135 s
+    assert {r.status for r in store.outbox_records()} == {"sent"}
+
+
+def test_a_lease_that_cannot_be_extended_sends_no_more_and_the_rows_come_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The database failed the extension: the claim sends nothing more and writes
+    nothing for the rest (still leased: no one else has them either); its lease ends and
+    the next run sends them."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    _queue(store)
+
+    def down(*_: object) -> set[str]:
+        raise ConnectionError("the database went away")
+
+    store.extend_outbox_lease = down  # type: ignore[method-assign]
+    slow = Slow(clock, seconds=10, stated=10)
+    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert slow.sent == KEYS[:5]  # 0 to 40 s; the send at 50 s needs the lease to 65 s
+    assert dispatcher.stats.lost == 5
+    assert "extending the lease of 10 sends failed (ConnectionError)" in caplog.text
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {records[key].status for key in KEYS[5:]} == {"pending"}
+    assert {records[key].next_attempt_at for key in KEYS[5:]} == {T0 + LEASE}
+    del store.extend_outbox_lease
+    clock.set(T0 + LEASE)
+    dispatcher.dispatch_due()
+    assert slow.sent == KEYS
+    assert {r.status for r in store.outbox_records()} == {"sent"}
