@@ -20,7 +20,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from channels.console import ConsoleChannel
 from channels.email import EmailChannel
+from channels.file import FileChannel
+from channels.sms import SmsChannel
 from channels.webhook import WebhookChannel
 from engine.ports import Channel, DeliveryError, SystemClock
 from engine.runtime.dispatch import Dispatcher
@@ -159,3 +162,14 @@ def test_an_email_batch_ends_within_its_longest_send_on_a_stuck_loop() -> None:
         release.set()
         channel.close()
         controller.stop()
+
+
+def test_every_built_in_adapter_states_its_longest_send(tmp_path: Path) -> None:
+    """What the dispatcher keeps a claim's lease beyond (docs/service.md, "Guarantees")."""
+    with WebhookChannel("http://127.0.0.1:9", secret=SECRET, timeout=2) as hook, \
+            SmsChannel("http://127.0.0.1:9", timeout=2) as sms:
+        assert hook.longest_send(1) == sms.longest_send(1) == 3 * 2 + 0.25
+        assert hook.longest_send(3) == 3 * (3 * 2 + 0.25)  # one after another
+    email = EmailChannel(from_addr="shop@example.com", timeout=2)
+    assert email.longest_send(20) == 4 * 2 + 0.25 * 20
+    assert ConsoleChannel().longest_send(20) == FileChannel(tmp_path / "f").longest_send(20) == 0
