@@ -173,3 +173,26 @@ def test_every_built_in_adapter_states_its_longest_send(tmp_path: Path) -> None:
     email = EmailChannel(from_addr="shop@example.com", timeout=2)
     assert email.longest_send(20) == 4 * 2 + 0.25 * 20
     assert ConsoleChannel().longest_send(20) == FileChannel(tmp_path / "f").longest_send(20) == 0
+
+
+def test_quick_sends_on_the_services_lease_extend_nothing(tmp_path: Path) -> None:
+    """The common case costs no statement: 60 messages to a quick server, the adapter's
+    default 10 s timeout (45 s a chunk of 20, with the margin 50 s), the 60 s lease."""
+    sink, port = Sink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    channel = make_channel(port, timeout=10)
+    try:
+        with two_workers(tmp_path) as (store, _, clock):
+            queued = clock.now() - timedelta(seconds=1)
+            for n in range(60):
+                store.enqueue_send(replace(outbox_entry(f"e{n}:send:0"), created_at=queued))
+            dispatcher = Dispatcher(store, {"email": channel}, clock,
+                                    lease=timedelta(seconds=60))
+            dispatcher.dispatch_due()
+            assert dispatcher.stats.sent == 60
+            assert dispatcher.stats.extended == 0
+    finally:
+        channel.close()
+        controller.stop()
+    assert len(sink.delivered) == 60
