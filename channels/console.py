@@ -18,6 +18,12 @@ class ConsoleChannel:
         self.count = 0
         self._lock = threading.Lock()  # the dispatcher may run in several threads
 
+    @staticmethod
+    def longest_send(count: int) -> float:
+        """A line printed: no provider to wait for (engine/ports.py Channel)."""
+        del count
+        return 0.0
+
     def send(self, message: Message) -> None:
         rendered = message.rendered
         lines = rendered.summary.strip().splitlines()

@@ -25,6 +25,7 @@ from typing import Any
 import httpcore
 import httpx
 
+BUILD_SECONDS = 0.25  # a request's own work before its exchange, at most
 _DEADLINE: ContextVar[float | None] = ContextVar("journeyman_http_deadline", default=None)
 
 
@@ -91,6 +92,13 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+def longest_exchanges(timeout: float, count: int) -> float:
+    """An HTTP adapter's `longest_send` (engine/ports.py Channel): `count` sends one after
+    another, each its own work (building, signing: BUILD_SECONDS at most) and an
+    exchange bounded by `deadline(3 * timeout)`."""
+    return count * (3 * timeout + BUILD_SECONDS)
+
+
 def bounded_client(**options: Any) -> httpx.Client:
     """An `httpx.Client(**options)` whose exchanges keep to `deadline()`. It asks for
     the encodings channels/webhook.py can decode a bounded part of (gzip, deflate)."""
@@ -111,4 +119,4 @@ def bounded_client(**options: Any) -> httpx.Client:
     return client
 
 
-__all__ = ["bounded_client", "deadline"]
+__all__ = ["bounded_client", "deadline", "longest_exchanges"]

@@ -40,6 +40,7 @@ import email.policy
 import email.utils
 import hashlib
 import threading
+import time
 from collections.abc import Coroutine
 from datetime import UTC
 from email.message import EmailMessage
@@ -56,6 +57,8 @@ T = TypeVar("T")
 # RFC 5322 allows 998 characters a line; never emit 8-bit bodies (no 8BITMIME needed).
 _POLICY = email.policy.SMTP.clone(max_line_length=998, cte_type="7bit")
 _POLICY_UTF8 = _POLICY.clone(utf8=True)
+
+BUILD_SECONDS = 0.25  # building one message, at most (longest_send)
 
 # Headers the adapter writes itself; a rendered header may not replace them (a
 # template that could replace the Message-ID would break duplicate detection).
@@ -144,9 +147,15 @@ class EmailChannel:
                                                    f"loop: {_describe(exc)}")
                     continue
                 pending.append((index, future))
+            # One deadline for them all: each message's budget began when it was handed
+            # over (its wait for its turn included), so the last ends by `budget` after
+            # the last hand-off; the extra `timeout` is for a loop too busy to cancel.
+            # `longest_send` promises it: waiting `budget * len(pending) + timeout` for
+            # each in turn could take len(pending) times that on a stuck loop.
+            end = time.monotonic() + budget + self.timeout
             for index, future in pending:
                 try:
-                    future.result(budget * len(pending) + self.timeout)
+                    future.result(max(end - time.monotonic(), 0.0))
                     self.sent += 1
                 except concurrent.futures.TimeoutError:
                     future.cancel()
@@ -155,6 +164,14 @@ class EmailChannel:
                 except Exception as exc:
                     results[index] = exc
         return results
+
+    def longest_send(self, count: int) -> float:
+        """The seconds a `send` (count 1) or a `send_batch` of `count` takes at most,
+        whatever the server does: building each message (BUILD_SECONDS, generous: the
+        largest a template may render, ~1 MB, takes ~0.08 s), then `4 * timeout` after
+        the last is handed over (the loop's budget of three, plus the wait's one). The
+        dispatcher keeps its claim's lease beyond it (engine/runtime/lease.py)."""
+        return 4 * self.timeout + BUILD_SECONDS * count
 
     def _prepare(self, message: Message) -> tuple[str, bytes, list[str]]:
         """(recipient, message bytes, MAIL options). Raises only DeliveryError: a message

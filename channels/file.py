@@ -17,6 +17,12 @@ class FileChannel:
         self.path = Path(path)
         self._lock = threading.Lock()
 
+    @staticmethod
+    def longest_send(count: int) -> float:
+        """One write and one fsync: no provider to wait for (engine/ports.py Channel)."""
+        del count
+        return 0.0
+
     def send(self, message: Message) -> None:
         error = self.send_batch([message])[0]
         if error is not None:

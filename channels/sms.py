@@ -24,7 +24,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Self
 
-from channels.deadline import bounded_client
+from channels.deadline import bounded_client, longest_exchanges
 from channels.webhook import (
     IDEMPOTENCY_HEADER,
     build_request,
@@ -148,6 +148,9 @@ class SmsChannel:
             request = build_request(self._client, self.method, self.url, what, json=fields,
                                     headers=headers)
         send_checked(self._client, request, what, budget=3 * self.timeout)
+
+    def longest_send(self, count: int) -> float:
+        return longest_exchanges(self.timeout, count)
 
     def close(self) -> None:
         self._client.close()

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from channels.deadline import bounded_client, deadline
+from channels.deadline import bounded_client, deadline, longest_exchanges
 from engine.ports import Clock, DeliveryError, Message
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
@@ -249,6 +249,9 @@ class WebhookChannel:
         what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
         request = build_request(self._client, "POST", url, what, content=body, headers=headers)
         send_checked(self._client, request, what, budget=3 * self.timeout)
+
+    def longest_send(self, count: int) -> float:
+        return longest_exchanges(self.timeout, count)
 
     def close(self) -> None:
         self._client.close()

@@ -38,6 +38,7 @@ from engine.values import (  # re-exported: the values are part of the ports
     SERVER_SCOPES,
     Change,
     Decision,
+    DeliveryError,
     DeployedVersion,
     Engagement,
     Failure,
@@ -57,7 +58,6 @@ from engine.values import (  # re-exported: the values are part of the ports
     WriteRun,
     key_scopes,
 )
-from rules.errors import JourneymanError
 
 # --- time and ids ----------------------------------------------------------------------
 
@@ -129,24 +129,12 @@ class ForegroundWaits:
 # --- delivery ------------------------------------------------------------------------
 
 
-class DeliveryError(JourneymanError):
-    """A channel could not deliver. `permanent` failures are not retried (a 5xx SMTP
-    reply, a 4xx HTTP answer other than 408/429, no address); any other exception a
-    channel raises is taken as transient and retried with backoff by the dispatcher
-    (engine/runtime/dispatch.py). `bounce` marks a permanent refusal by the receiving
-    server (a 5xx SMTP reply): a hard bounce, which suppresses the address. `detail`:
-    what the provider said besides (an HTTP answer's body), which may echo a person's
-    data: kept with the send (its last error, its decision), never logged."""
-
-    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False,
-                 detail: str = "") -> None:
-        super().__init__(message)
-        self.permanent, self.bounce, self.detail = permanent, bounce, detail
-
-
 class Channel(Protocol):
     """A delivery adapter (email, webhook, sms, console, file). Raises on failure:
-    `DeliveryError(permanent=True)` when retrying cannot help, anything else to retry."""
+    `DeliveryError(permanent=True)` when retrying cannot help, anything else to retry.
+    It may also have `longest_send(count) -> float`: the seconds a `send` (count 1) or a
+    `send_batch` of `count` can take at most, whatever the provider does; the dispatcher
+    keeps its claim's lease beyond that (engine/runtime/lease.py; without it: a default)."""
 
     name: str
 
@@ -325,6 +313,12 @@ class OutboxStore(Protocol):
         admission), or on its own: the lease is what keeps a second dispatcher off these
         rows once committed. PostgreSQL skips rows and profiles another transaction is
         claiming (a profile is taken only if all its due rows are)."""
+        ...
+    def extend_outbox_lease(self, keys: Collection[str], ours: datetime,
+                            until: datetime) -> set[str]:
+        """Push to `until` the lease of the rows of `keys` still pending and leased until
+        `ours` (a claim's, not settled); returns their keys: the others are no longer
+        this claim's (another dispatcher claimed them once the lease had run out)."""
         ...
     def mark_sent(self, key: str, at: datetime) -> None: ...
     def mark_sent_many(self, sent: Sequence[tuple[str, datetime]]) -> None:

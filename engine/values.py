@@ -1,7 +1,8 @@
 """The values that cross the ports (engine/ports.py re-exports every one): the `Message`
-a channel delivers, outbox rows (`OutboxEntry`, `OutboxRecord`), decisions, inbox items,
-keys and their scopes, users, the unit of work's `WriteRun`, failures, engagements and
-suppressions, deployed journey versions. Plain data, no behaviour beyond small helpers."""
+a channel delivers and the `DeliveryError` it raises, outbox rows (`OutboxEntry`,
+`OutboxRecord`), decisions, inbox items, keys and their scopes, users, the unit of
+work's `WriteRun`, failures, engagements and suppressions, deployed journey versions.
+Plain data, no behaviour beyond small helpers."""
 
 from __future__ import annotations
 
@@ -22,6 +23,22 @@ from engine.core.model import (
     ScheduleTimer,
 )
 from journeys.templating import Rendered
+from rules.errors import JourneymanError
+
+
+class DeliveryError(JourneymanError):
+    """A channel could not deliver. `permanent` failures are not retried (a 5xx SMTP
+    reply, a 4xx HTTP answer other than 408/429, no address); any other exception a
+    channel raises is taken as transient and retried with backoff by the dispatcher
+    (engine/runtime/dispatch.py). `bounce` marks a permanent refusal by the receiving
+    server (a 5xx SMTP reply): a hard bounce, which suppresses the address. `detail`:
+    what the provider said besides (an HTTP answer's body), which may echo a person's
+    data: kept with the send (its last error, its decision), never logged."""
+
+    def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False,
+                 detail: str = "") -> None:
+        super().__init__(message)
+        self.permanent, self.bounce, self.detail = permanent, bounce, detail
 
 
 @quick_init

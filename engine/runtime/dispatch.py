@@ -18,8 +18,11 @@ A send is rendered and queued in the same transaction as the step that made it
    address on the suppression list (engine/runtime/suppression.py) as `suppressed`. An
    admitted send is marked so (it counts against caps from then on). Each outcome is in
    the decision log.
-2. **Delivery, outside any transaction.** The channel sends. Success marks the row
-   `sent`. A `DeliveryError(permanent=True)`, or no adapter for the channel, marks it
+2. **Delivery, outside any transaction.** Before each send (or `send_batch` chunk)
+   the claim's lease must outlast the longest the adapter says it can take, or one
+   UPDATE pushes it on for the rows still this claim's; a row another dispatcher took
+   over meanwhile is not sent, nor written (engine/runtime/lease.py). Success marks
+   the row `sent`. A `DeliveryError(permanent=True)`, or no adapter, marks it
    `failed` with the reason; one that is a bounce (a 5xx from the receiving server) also
    suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
@@ -34,7 +37,8 @@ Delivery is therefore at least once, with an idempotency key: a process that die
 between a channel's success and the chunk's write leaves the rows leased; when the lease
 runs out they are sent again with the same keys (email adapters derive the Message-ID
 from it, webhooks send it as a header), so a receiver can drop the duplicate. In the
-normal and retry paths nothing is sent twice.
+normal, retry and slow paths nothing is sent twice; a send that outlasts its own
+adapter's bound (a paused process) may be, once.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from engine.ports import (
     Store,
 )
 from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.lease import ClaimLease, SendBounds
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
@@ -109,6 +114,8 @@ class DispatchStats:
     skipped: int = 0
     held: int = 0  # not tried: their channel had just failed in the same batch
     parked: int = 0
+    lost: int = 0  # not tried: the claim's lease could not be kept (engine/runtime/lease.py)
+    extended: int = 0  # leases pushed on before a send they would not have covered
 
 
 ADDRESSED_CHANNELS = ("email", "sms", "push")  # channels that need the person's address
@@ -133,6 +140,7 @@ class _Chunk:
     # (profile, channel) -> admission times within the longest cap window, oldest first
     admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
     suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
+    lease: ClaimLease | None = None  # the delivered rows' lease, set after the admission
 
     @property
     def pending(self) -> bool:
@@ -171,6 +179,7 @@ class Dispatcher:
         # isinstance() against a runtime-checkable Protocol inspects every attribute
         # (~30 us); asked once per adapter, not once per send.
         self._batching: dict[int, tuple[Channel, bool]] = {}
+        self._bounds = SendBounds()
 
     def _count(self, entry: OutboxEntry, outcome: str) -> None:
         if self.metrics is not None:
@@ -248,6 +257,8 @@ class Dispatcher:
                     self._broken(entry, exc, chunk)
             self._record_outcomes(chunk)
             chunk.forget()  # the claim commits with them, or nothing is sent
+            chunk.lease = ClaimLease(self.store, self.lease, now + self.lease,
+                                     [entry.key for entry in deliver])
         return chunk, deliver
 
     def _in_turn(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -305,6 +316,8 @@ class Dispatcher:
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             try:
+                if self._lost(entry, chunk):
+                    continue
                 if entry.channel in failing:
                     self._hold(entry, chunk)
                     continue
@@ -313,6 +326,8 @@ class Dispatcher:
                 channel = self.channels[entry.channel]
                 if self._can_batch(channel):
                     batched.setdefault(entry.channel, []).append(entry)
+                    continue
+                if not self._keep_lease(chunk, channel, [entry]):
                     continue
                 error = self._send_one(channel, entry)
                 if not self._settle(entry, error, chunk):
@@ -330,6 +345,24 @@ class Dispatcher:
         if known is None or known[0] is not channel:
             known = self._batching[id(channel)] = (channel, isinstance(channel, BatchChannel))
         return known[1]
+
+    def _keep_lease(self, chunk: _Chunk, channel: Channel,
+                    rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Before sending these rows, the claim's lease outlasts it (lease.py): those ours."""
+        assert chunk.lease is not None
+        if chunk.lease.keep(self.clock.now(), self._bounds(channel, len(rows))):
+            self.stats.extended += 1
+        return [entry for entry in rows if not self._lost(entry, chunk)]
+
+    def _lost(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
+        """No longer the claim's (taken over, or not extended): not sent, nor written."""
+        if chunk.lease is None or entry.key not in chunk.lease.lost:
+            return False
+        log.warning("send %s not sent: its claim no longer holds it (taken over after the "
+                    "lease ran out, or not extended)", entry.key, extra=_ids(entry))
+        self.stats.lost += 1
+        self._count(entry, "lost")
+        return True
 
     def _write(self, chunk: _Chunk) -> None:
         """The chunk's outcomes, in one transaction, tried again once on a transient
@@ -396,8 +429,8 @@ class Dispatcher:
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
         for start in range(0, len(group), SEND_CHUNK):
-            part = [entry for entry in group[start:start + SEND_CHUNK]
-                    if not self._bounced_meanwhile(entry, chunk)]
+            rows = self._keep_lease(chunk, channel, group[start:start + SEND_CHUNK])
+            part = [entry for entry in rows if not self._bounced_meanwhile(entry, chunk)]
             if not part:
                 continue
             now = self.clock.now()
@@ -407,7 +440,8 @@ class Dispatcher:
             self._write(chunk)
             if not all(healthy):
                 for entry in group[start + SEND_CHUNK:]:
-                    self._hold(entry, chunk)
+                    if not self._lost(entry, chunk):
+                        self._hold(entry, chunk)
                 return
 
     def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:

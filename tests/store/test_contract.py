@@ -261,6 +261,26 @@ def test_outbox_lease_expiry_makes_a_send_due_again(store: Any) -> None:
         "k0"]
 
 
+def test_outbox_lease_extends_only_the_claims_own_pending_rows(store: Any) -> None:
+    """A dispatcher whose sends are slow pushes its claim's lease on: the rows still
+    pending and leased until its time, not one settled, nor one another claim took."""
+    for key in ("k0", "k1", "k2"):
+        store.enqueue_send(outbox_entry(key))
+    lease = timedelta(minutes=1)
+    ours = T0 + lease
+    assert len(store.claim_outbox(T0, 10, lease)) == 3
+    store.mark_sent("k0", T0)
+    longer = T0 + timedelta(minutes=3)
+    assert store.extend_outbox_lease(["k0", "k1", "k2"], ours, longer) == {"k1", "k2"}
+    assert store.claim_outbox(T0 + timedelta(minutes=2), 10, lease) == []  # still ours
+    assert store.extend_outbox_lease(["k1"], ours, longer) == set()  # ours is not `ours`
+    # it ran out: another dispatcher claims them, and the old lease no longer holds them
+    assert {e.key for e in store.claim_outbox(longer, 10, lease)} == {"k1", "k2"}
+    assert store.extend_outbox_lease(["k1", "k2"], longer, longer + lease) == set()
+    assert store.extend_outbox_lease([], ours, longer) == set()
+    assert store.next_outbox_at() == longer + lease  # the other claim's lease, untouched
+
+
 # --- identities ----------------------------------------------------------------------
 
 

@@ -172,6 +172,16 @@ class MemoryQueues(MemoryState):
                 claimed.append(replace(row.entry, attempts=row.attempts + 1))
         return claimed
 
+    def extend_outbox_lease(self, keys: Collection[str], ours: datetime,
+                            until: datetime) -> set[str]:
+        kept: set[str] = set()
+        for key in keys:
+            row = self.outbox.get(key)
+            if row is not None and row.status == "pending" and row.next_attempt_at == ours:
+                self.outbox[key] = replace(row, next_attempt_at=until)
+                kept.add(key)
+        return kept
+
     def mark_admitted(self, key: str, at: datetime) -> None:
         row = self.outbox[key]
         self.outbox[key] = replace(row, entry=replace(row.entry, admitted_at=at))

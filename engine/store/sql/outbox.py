@@ -125,6 +125,10 @@ class OutboxQueries(SqlBase):
                    one_of(o.c.status.concat(literal_column("''")), ("pending", "sent")))
             .order_by(o.c.admitted_at, o.c.id),
             "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),
+            "extend": update(o).values(next_attempt_at=bindparam("until"))
+            .where(among(o.c.send_key, "keys", pg=self._pg), o.c.status == "pending",
+                   o.c.next_attempt_at == bindparam("ours", type_=o.c.next_attempt_at.type))
+            .returning(o.c.send_key),
         }
 
     def _claimable_pg(self, conn: Connection, now: datetime,
@@ -150,6 +154,19 @@ class OutboxQueries(SqlBase):
         mine = Counter(r["profile_id"] for r in rows)
         whole = {p for p in locked if mine[p] == total.get(p, 0)}
         return [r["id"] for r in rows if r["profile_id"] in whole], len(heads)
+
+    def extend_outbox_lease(self, keys: Collection[str], ours: datetime,
+                            until: datetime) -> set[str]:
+        """The port's: one UPDATE, in a short transaction of its own (or the caller's).
+        A row another dispatcher claimed after our lease ran out has its lease, later
+        than ours (its now was past ours), or an outcome: it is not touched, and PostgreSQL
+        waits for a claim holding it to commit, so a row is never both's."""
+        if not keys:
+            return set()
+        with self._write(stamped=True) as conn:  # no profile's state
+            rows = self._select_rows(conn, self._outbox_statements["extend"], {
+                "keys": list(keys), "ours": ours, "until": until})
+        return {r["send_key"] for r in rows}
 
     def mark_admitted(self, key: str, at: datetime) -> None:
         self._set_outbox(key, admitted_at=at)

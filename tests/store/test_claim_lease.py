@@ -1,0 +1,206 @@
+"""A dispatcher's claim never outlasts its lease (engine/runtime/lease.py): a provider
+slow on every answer took a claim's sends past `now + lease`, and another dispatcher
+(another worker on the same database, with a store of its own) claimed the rows not yet
+written and sent them again. On the fake clock, on every store: the claim's rows are
+extended before a send the lease would not cover, so the other dispatcher finds nothing;
+and a row another dispatcher took over (a send that outlasted what its adapter promised)
+is not sent, and nothing is written for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from engine.ports import Message
+from engine.runtime.dispatch import Dispatcher
+from engine.store import SqlStore
+from engine.testing import FakeClock, InMemoryStore
+from tests.store.helpers import T0, outbox_entry
+
+LEASE = timedelta(seconds=60)
+KEYS = [f"e{n}:send:0" for n in range(10)]
+
+
+@dataclass
+class Slow:
+    """An adapter each message of which takes `seconds` of the fake clock; it states
+    `stated` seconds a message as its longest (`longest_send`). `meanwhile` runs during
+    each send, after the clock moved (another worker's dispatcher)."""
+
+    clock: FakeClock
+    seconds: float
+    stated: float
+    meanwhile: Callable[[], object] = lambda: None
+    name: str = "email"
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, message: Message) -> None:
+        self.clock.advance(timedelta(seconds=self.seconds))
+        self.meanwhile()
+        self.sent.append(message.key)
+
+    def longest_send(self, count: int) -> float:
+        return self.stated * count
+
+
+@dataclass
+class SlowBatch(Slow):
+    def send_batch(self, messages: list[Message]) -> list[Exception | None]:
+        for message in messages:
+            self.send(message)
+        return [None] * len(messages)
+
+
+@dataclass
+class Recording:
+    """The other worker's adapter: quick (a second a send), keeps what it sent."""
+
+    clock: FakeClock
+    name: str = "email"
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, message: Message) -> None:
+        self.clock.advance(timedelta(seconds=1))
+        self.sent.append(message.key)
+
+
+@pytest.fixture
+def stores(store: Any) -> Iterator[tuple[Any, Any, FakeClock]]:
+    """The store under test and another on the same database (another worker's): the
+    same object for the in-memory store."""
+    clock = FakeClock(T0)
+    if not isinstance(store, SqlStore):
+        yield store, store, clock
+        return
+    other = SqlStore(store.url, clock=clock)
+    try:
+        yield store, other, clock
+    finally:
+        other.close()
+
+
+def _queue(store: Any) -> None:
+    for n, key in enumerate(KEYS):
+        store.enqueue_send(outbox_entry(key, at=T0 - timedelta(seconds=1), profile=f"p{n}"))
+
+
+@pytest.mark.parametrize("adapter", [Slow, SlowBatch])
+def test_a_claim_slower_than_its_lease_is_extended_and_nobody_else_gets_its_rows(
+        stores: tuple[Any, Any, FakeClock], adapter: type[Slow]) -> None:
+    """Ten sends of 10 s each (stated so) on a 60 s lease: 100 s. The other worker's
+    dispatcher runs during every send; before, from 60 s on it claimed all ten (their
+    outcomes unwritten) and sent them again."""
+    store, other_store, clock = stores
+    _queue(store)
+    rival = Recording(clock)
+    other = Dispatcher(other_store, {"email": rival}, clock, lease=LEASE)
+    slow = adapter(clock, seconds=10, stated=10, meanwhile=other.dispatch_due)
+    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert rival.sent == []  # nothing of the claim was due to the other worker
+    assert slow.sent == KEYS
+    assert clock.now() == T0 + timedelta(seconds=100)
+    records = store.outbox_records()
+    assert {(r.entry.key, r.status, r.attempts) for r in records} == {
+        (key, "sent", 1) for key in KEYS}
+    assert dispatcher.stats.sent == 10
+    assert dispatcher.stats.lost == 0
+
+
+def test_rows_taken_over_after_the_lease_ran_out_are_not_sent_nor_written(
+        stores: tuple[Any, Any, FakeClock]) -> None:
+    """An adapter that took far longer than it promised (2 minutes, 1 s stated): the
+    lease ran out during its first send, and the other worker claimed all ten rows and
+    sent them. The extension before the second send finds them taken over: the first
+    dispatcher sends none of them and writes nothing for them (the first row, in flight
+    when it was taken over, went out twice: no check can stop a send under way)."""
+    store, other_store, clock = stores
+    _queue(store)
+    rival = Recording(clock)
+    other = Dispatcher(other_store, {"email": rival}, clock, lease=LEASE)
+    calls = 0
+
+    def once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            other.dispatch_due()
+
+    liar = Slow(clock, seconds=120, stated=1, meanwhile=once)
+    dispatcher = Dispatcher(store, {"email": liar}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert liar.sent == KEYS[:1]
+    assert rival.sent == KEYS
+    assert dispatcher.stats.lost == 9
+    assert dispatcher.stats.sent == 1
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {r.status for r in records.values()} == {"sent"}
+    assert {r.attempts for r in records.values()} == {2}  # the other worker's claim
+    # each row the other worker's, as it wrote it: sent a second apart from 2 minutes on
+    for n, key in enumerate(KEYS[1:], start=1):
+        assert records[key].sent_at == T0 + timedelta(seconds=120 + n + 1)
+    sent = [d.details["key"] for d in store.recorded_decisions() if d.what == "sent"]
+    assert sorted(sent) == sorted([*KEYS, KEYS[0]])  # one each, the first by both
+
+
+@dataclass
+class Unstated(Recording):
+    """A user's adapter that states no `longest_send`: 40 s a send here."""
+
+    seconds: float = 40
+    meanwhile: Callable[[], object] = lambda: None
+
+    def send(self, message: Message) -> None:
+        self.clock.advance(timedelta(seconds=self.seconds - 1))
+        self.meanwhile()
+        super().send(message)
+
+
+def test_an_adapter_that_states_nothing_is_taken_to_need_30_s_a_send() -> None:
+    """Three sends of 40 s on a 60 s lease: the default (30 s and the margin) is not
+    covered at the second, so the lease is pushed on and the other worker's
+    dispatcher, running during each send, finds nothing."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    for n, key in enumerate(KEYS[:3]):
+        store.enqueue_send(outbox_entry(key, at=T0 - timedelta(seconds=1), profile=f"p{n}"))
+    rival = Recording(clock)
+    other = Dispatcher(store, {"email": rival}, clock, lease=LEASE)
+    own = Unstated(clock, meanwhile=other.dispatch_due)
+    dispatcher = Dispatcher(store, {"email": own}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert rival.sent == []
+    assert own.sent == KEYS[:3]
+    assert dispatcher.stats.extended == 1  # at 40 s: 60 s < 40 + 30 + 5; on to 135 s
+    assert {r.status for r in store.outbox_records()} == {"sent"}
+
+
+def test_a_lease_that_cannot_be_extended_sends_no_more_and_the_rows_come_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The database failed the extension: the claim sends nothing more and writes
+    nothing for the rest (still leased: no one else has them either); its lease ends and
+    the next run sends them."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    _queue(store)
+
+    def down(*_: object) -> set[str]:
+        raise ConnectionError("the database went away")
+
+    store.extend_outbox_lease = down  # type: ignore[method-assign]
+    slow = Slow(clock, seconds=10, stated=10)
+    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=LEASE)
+    dispatcher.dispatch_due()
+    assert slow.sent == KEYS[:5]  # 0 to 40 s; the send at 50 s needs the lease to 65 s
+    assert dispatcher.stats.lost == 5
+    assert "extending the lease of 10 sends failed (ConnectionError)" in caplog.text
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {records[key].status for key in KEYS[5:]} == {"pending"}
+    assert {records[key].next_attempt_at for key in KEYS[5:]} == {T0 + LEASE}
+    del store.extend_outbox_lease
+    clock.set(T0 + LEASE)
+    dispatcher.dispatch_due()
+    assert slow.sent == KEYS
+    assert {r.status for r in store.outbox_records()} == {"sent"}
