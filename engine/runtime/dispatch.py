@@ -43,7 +43,6 @@ adapter's bound (a paused process) may be, once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -69,6 +68,7 @@ from engine.runtime.lease import ClaimLease, SendBounds
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
+from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
     HARD_BOUNCE,
     SOFT_BOUNCE,
@@ -86,23 +86,6 @@ SEND_CHUNK = 20  # messages per send_batch call
 # 38) but took its sends 131 s instead of 88 (docs/benchmarks.md).
 BUSY_API_CLAIM = 50
 WRITE_ATTEMPTS = 2  # writing delivered sends' outcomes: once more on a transient error
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt n waits base * 2**(n-1), capped, times a
-    factor in [0.5, 1). The factor comes from a hash of the send key and the attempt, so
-    retries of many sends spread out, yet a replay of the same history is identical."""
-
-    base: timedelta = timedelta(seconds=30)
-    cap: timedelta = timedelta(hours=6)
-    max_attempts: int = 8
-
-    def delay(self, key: str, attempt: int) -> timedelta:
-        raw = min(self.base * 2 ** max(attempt - 1, 0), self.cap)
-        digest = hashlib.blake2b(f"{key}#{attempt}".encode(), digest_size=8).digest()
-        factor = 0.5 + int.from_bytes(digest) / 2 ** 65
-        return timedelta(seconds=raw.total_seconds() * factor)
 
 
 @dataclass
