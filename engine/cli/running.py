@@ -84,6 +84,26 @@ def _public_url(value: str | None) -> str | None:
     return value
 
 
+def public_url_warning(public_url: str | None, *, host: str | None = None,
+                       db: str = DEFAULT_URL) -> str | None:
+    """What to say when links will point where no recipient can go: `serve --host
+    0.0.0.0` without `--public-url` put `http://0.0.0.0:8000` in every unsubscribe and
+    tracked link; a worker on a shared database (its API elsewhere) put
+    `http://127.0.0.1:8000` (an operator's trial, 2026-12-07). Not an error: on one
+    machine, for a try, the default is right."""
+    if public_url is not None:
+        return None
+    if host is not None and host.strip("[]") in ("0.0.0.0", "::", ""):
+        return (f"warning: no --public-url: the links in what is sent point at "
+                f"http://{host}:PORT, which no recipient can reach; set --public-url "
+                "(or $JOURNEYMAN_PUBLIC_URL) to the API's address")
+    if host is None and not db.startswith("sqlite"):
+        return ("warning: no --public-url: the links in what this worker sends point at "
+                "http://127.0.0.1:8000; set --public-url (or $JOURNEYMAN_PUBLIC_URL) to "
+                "the API's address, as serve's")
+    return None
+
+
 PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
@@ -167,6 +187,8 @@ def serve(
         raise _no_port(host, port, exc, log_format) from None
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     address = _address(host, port)
+    if (warning := public_url_warning(public_url, host=host)) is not None:
+        _say(warning, log_format, error=True)
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
@@ -207,10 +229,9 @@ def worker(
         "and its start line; default host:pid."))] = None,
     lease: LeaseOpt = 60.0,
     events_first: EventsFirstOpt = 1.0,  # engine/service.py EVENTS_FIRST
-    public_url: Annotated[str, typer.Option(
+    public_url: Annotated[str | None, typer.Option(
         envvar="JOURNEYMAN_PUBLIC_URL", show_envvar=False, callback=_public_url,
-        help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))]
-    = "http://127.0.0.1:8000",
+        help=PublicUrlHelp.format(default="http://127.0.0.1:8000"))] = None,
     secret_file: SecretFileOpt = None,
     http_port: Annotated[int | None, typer.Option(min=0, max=65535, help=(
         "Serve /healthz, /readyz and /metrics on this port."))] = None,
@@ -240,6 +261,8 @@ def worker(
         raise typer.BadParameter("lanes are for SQLite; PostgreSQL's workers share the "
                                  "inbox by themselves", param_hint="--lane")
     setup_logging(log_format, name)
+    if (warning := public_url_warning(public_url, db=db)) is not None:
+        _say(warning, log_format, error=True)
     ops_sock = None
     if http_port is not None:  # taken first, as serve takes its port: exit 3 if it cannot
         try:
@@ -250,7 +273,8 @@ def worker(
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, name=name, lease=lease,
-                           public_url=public_url, batch_budget=batch_budget, lane=share,
+                           public_url=public_url or "http://127.0.0.1:8000",
+                           batch_budget=batch_budget, lane=share,
                            optimistic=True, events_first=events_first)
     except BaseException:
         if ops_sock is not None:

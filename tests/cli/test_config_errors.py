@@ -64,3 +64,30 @@ def test_a_public_url_that_is_not_http_is_a_usage_error(tmp_path: Path, args: tu
     assert "--public-url" in done.stderr, done.stderr
     assert "https://" in done.stderr, done.stderr
     assert "running" not in done.stderr
+
+
+def test_links_no_recipient_can_reach_are_warned_about(tmp_path: Path) -> None:
+    """`serve --host 0.0.0.0` without `--public-url` put http://0.0.0.0:8000 in every
+    unsubscribe and tracked link, and a worker on PostgreSQL (its API on another machine)
+    http://127.0.0.1:8000, without a word. Each now warns at start."""
+    from engine.cli.running import public_url_warning
+
+    assert public_url_warning(None, host="0.0.0.0") is not None
+    assert public_url_warning(None, host="::") is not None
+    assert public_url_warning(None, host="127.0.0.1") is None
+    assert public_url_warning("https://j.example", host="0.0.0.0") is None
+    assert public_url_warning(None, db="sqlite:///journeyman.db") is None
+    assert public_url_warning("https://j.example", db="postgresql://db/j") is None
+    # a real worker, whose database cannot be reached: the warning comes first
+    done = _run(tmp_path, "worker", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert done.returncode == 1, done.stderr
+    assert ("warning: no --public-url: the links in what this worker sends point at "
+            "http://127.0.0.1:8000") in done.stderr, done.stderr
+    given = _run(tmp_path, "worker", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                 env={"JOURNEYMAN_PUBLIC_URL": "https://journeys.example.com"})
+    assert "no --public-url" not in given.stderr, given.stderr
+    served = _run(tmp_path, "serve", "--host", "0.0.0.0", "--port", "0", "--db",
+                  "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    assert served.returncode == 1, served.stderr
+    assert "warning: no --public-url: the links in what is sent point at http://0.0.0.0:PORT" \
+        in served.stderr, served.stderr
