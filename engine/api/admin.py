@@ -16,7 +16,13 @@ from engine.api.auth import ApiError, require_admin
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.identity import NAMING_KINDS
-from engine.runtime.privacy import export_document, find_person, forget, other_people_named
+from engine.runtime.privacy import (
+    export_document,
+    find_person,
+    forget,
+    other_people_named,
+    people_named,
+)
 from engine.runtime.why import DecisionSource, also_named, why, why_records
 
 ProfileView = Callable[[str], dict[str, Any] | None]
@@ -84,8 +90,15 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
              "(admin key)", **openapi.export_route())
     async def export(user_id: str, request: Request, by: IdKind = None) -> JSONResponse:
         require_admin(request, store)
-        pid = await run_in_threadpool(_person, user_id, _kind(by))
-        return JSONResponse(await run_in_threadpool(export_document, store, pid))
+        kind = _kind(by)
+        pid = await run_in_threadpool(_person, user_id, kind)
+        document = await run_in_threadpool(export_document, store, pid)
+        # as `journeyman profiles export` says on stderr: the id names others too (the
+        # userId's person is exported), by the kinds of id it is for them
+        others = ([k for k, p in (await run_in_threadpool(people_named, store, user_id)
+                                  ).items() if p != pid] if kind is None else [])
+        return JSONResponse(document, headers={ALSO_NAMED: ", ".join(others)} if others
+                            else None)
 
     @app.delete("/v1/profiles/{user_id}", summary="Erase a person (admin key)",
                 **openapi.forget_route())

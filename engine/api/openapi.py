@@ -312,7 +312,9 @@ def why_route() -> dict[str, Any]:
 def export_route() -> dict[str, Any]:
     return {"description": "One JSON document: traits, computed traits, identities, events, "
                            "enrollments, sends, decisions, and every stored row by table "
-                           "(`tables`). See docs/privacy.md.",
+                           "(`tables`). Without ?by=, the userId's person; the header "
+                           "Journeyman-Also-Named then names the kinds of id the text is "
+                           "for other people, if any. See docs/privacy.md.",
             "responses": {200: {"model": PersonExport, "description": "The person's data."},
                           **_errors(400, 401, 403, 404)},
             "openapi_extra": {"security": SECURITY}}

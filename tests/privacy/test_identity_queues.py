@@ -333,3 +333,24 @@ def test_why_over_http_says_when_an_id_names_two_people(api: Api) -> None:
     api.handle()
     assert httpx.get(f"{api.url}/v1/profiles/8/why?by=user_id", auth=admin).status_code == 404
     assert httpx.get(f"{api.url}/v1/profiles/8/why", auth=admin).json()
+
+
+def test_export_over_http_says_when_an_id_names_two_people(api: Api) -> None:
+    """As `journeyman profiles export` says on stderr: the export of `7` is the
+    customer's, and a header names the kind of id it also is for another person; `?by=`
+    says which, and names no one else."""
+    post(api, "/v1/track", {"anonymousId": "7", "event": "Order Completed"})
+    api.handle()
+    post(api, "/v1/identify", {"userId": "7", "traits": {"email": "dana@example.com"}})
+    api.handle()
+    admin = (api.keys["admin"], "")
+    told = httpx.get(f"{api.url}/v1/profiles/7/export", auth=admin)
+    assert told.status_code == 200, told.text
+    assert "dana@example.com" in told.text
+    assert told.headers["journeyman-also-named"] == "anonymous_id"
+    visitor = httpx.get(f"{api.url}/v1/profiles/7/export?by=anonymous_id", auth=admin)
+    assert visitor.status_code == 200, visitor.text
+    assert "dana@example.com" not in visitor.text
+    assert "journeyman-also-named" not in visitor.headers
+    alone = httpx.get(f"{api.url}/v1/profiles/7~2/export", auth=admin)
+    assert "journeyman-also-named" not in alone.headers
