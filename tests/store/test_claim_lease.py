@@ -8,6 +8,7 @@ is not sent, and nothing is written for it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -204,3 +205,33 @@ def test_a_lease_that_cannot_be_extended_sends_no_more_and_the_rows_come_back(
     dispatcher.dispatch_due()
     assert slow.sent == KEYS
     assert {r.status for r in store.outbox_records()} == {"sent"}
+
+
+@pytest.mark.parametrize("adapter", [Slow, SlowBatch])
+def test_a_stop_during_a_claim_puts_back_the_rows_not_sent_yet(
+        stores: tuple[Any, Any, FakeClock], adapter: type[Slow]) -> None:
+    """SIGTERM (`stopping`) during a claim's delivery: the rows not handed to the
+    adapter yet go back, due now, their attempt not counted, and another worker's
+    dispatcher sends them at once. Before, the claim was delivered to its end: behind a
+    provider taking 10 s a send, 100 s for ten, past the 60 s a stop gets before its
+    SIGKILL (docs/deploy.md), which left them all leased and the sent ones unwritten."""
+    store, other_store, clock = stores
+    keys = [f"e{n}:send:0" for n in range(45)]  # three chunks of a send_batch adapter
+    for n, key in enumerate(keys):
+        store.enqueue_send(outbox_entry(key, at=T0 - timedelta(seconds=1), profile=f"p{n}"))
+    stopping = threading.Event()
+    slow = adapter(clock, seconds=1, stated=1, meanwhile=stopping.set)
+    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=LEASE)
+    dispatcher.stopping = stopping
+    dispatcher.dispatch_due()
+    handed = 20 if adapter is SlowBatch else 1  # a chunk under way is delivered whole
+    assert slow.sent == keys[:handed]
+    assert dispatcher.stats.released == len(keys) - handed
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {records[key].status for key in keys[:handed]} == {"sent"}
+    back = [records[key] for key in keys[handed:]]
+    assert {(r.status, r.attempts, r.next_attempt_at) for r in back} == {
+        ("pending", 0, clock.now())}
+    rival = Recording(clock)
+    Dispatcher(other_store, {"email": rival}, clock, lease=LEASE).dispatch_due()
+    assert rival.sent == keys[handed:]
