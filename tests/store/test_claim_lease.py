@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -235,3 +235,21 @@ def test_a_stop_during_a_claim_puts_back_the_rows_not_sent_yet(
     rival = Recording(clock)
     Dispatcher(other_store, {"email": rival}, clock, lease=LEASE).dispatch_due()
     assert rival.sent == keys[handed:]
+
+
+def test_the_claims_own_time_is_found_again_to_the_microsecond_in_any_timezone(
+        store: Any) -> None:
+    """The extension finds the claim's rows by an equality on `next_attempt_at` (the
+    time the claim wrote): it must hold for a clock with microseconds, in an offset
+    other than UTC (written as UTC, naive text on SQLite, timestamptz on PostgreSQL)."""
+    _queue(store)
+    now = (T0 + timedelta(microseconds=123457)).astimezone(
+        timezone(timedelta(hours=5, minutes=30)))
+    claimed = [e.key for e in store.claim_outbox(now, 100, LEASE)]
+    assert sorted(claimed) == sorted(KEYS)
+    later = now + timedelta(seconds=1, microseconds=1)
+    assert store.extend_outbox_lease(KEYS[:4], now + LEASE, later + LEASE) == set(KEYS[:4])
+    assert store.extend_outbox_lease(KEYS, now + LEASE, later + LEASE) == set(KEYS[4:])
+    assert store.extend_outbox_lease(KEYS, later + LEASE, later + 2 * LEASE) == set(KEYS)
+    store.mark_sent(KEYS[0], later)  # settled: no longer the claim's
+    assert store.extend_outbox_lease(KEYS, later + 2 * LEASE, now) == set(KEYS[1:])
