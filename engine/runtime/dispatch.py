@@ -59,12 +59,11 @@ from engine.ports import (
     Clock,
     Decision,
     DeliveryError,
-    Message,
     OutboxEntry,
     Store,
 )
 from engine.runtime.errortext import error_text, stack_text
-from engine.runtime.lease import ClaimLease, SendBounds
+from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
@@ -99,6 +98,7 @@ class DispatchStats:
     parked: int = 0
     lost: int = 0  # not tried: the claim's lease could not be kept (engine/runtime/lease.py)
     extended: int = 0  # leases pushed on before a send they would not have covered
+    released: int = 0  # not tried: the process stops; due again now, for the other workers
 
 
 ADDRESSED_CHANNELS = ("email", "sms", "push")  # channels that need the person's address
@@ -301,6 +301,9 @@ class Dispatcher:
             try:
                 if self._lost(entry, chunk):
                     continue
+                if self._stopping():
+                    self._hold(entry, chunk, released=True)
+                    continue
                 if entry.channel in failing:
                     self._hold(entry, chunk)
                     continue
@@ -412,20 +415,27 @@ class Dispatcher:
         channel = self.channels[name]
         assert isinstance(channel, BatchChannel)
         for start in range(0, len(group), SEND_CHUNK):
+            if self._stopping():
+                self._hold_rest(group[start:], chunk, released=True)
+                return
             rows = self._keep_lease(chunk, channel, group[start:start + SEND_CHUNK])
             part = [entry for entry in rows if not self._bounced_meanwhile(entry, chunk)]
             if not part:
                 continue
             now = self.clock.now()
-            results = _batch_results(channel, [entry.message(now) for entry in part])
+            results = batch_results(channel, [entry.message(now) for entry in part])
             healthy = [self._settle(entry, error, chunk)
                        for entry, error in zip(part, results, strict=True)]
             self._write(chunk)
             if not all(healthy):
-                for entry in group[start + SEND_CHUNK:]:
-                    if not self._lost(entry, chunk):
-                        self._hold(entry, chunk)
+                self._hold_rest(group[start + SEND_CHUNK:], chunk)
                 return
+
+    def _hold_rest(self, rows: list[OutboxEntry], chunk: _Chunk, *,
+                   released: bool = False) -> None:
+        for entry in rows:
+            if not self._lost(entry, chunk):
+                self._hold(entry, chunk, released=released)
 
     def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
         """An earlier send of this delivery hard-bounced at the same address (admission
@@ -473,14 +483,22 @@ class Dispatcher:
         self._retry(entry, text, chunk, logged)
         return False
 
-    def _hold(self, entry: OutboxEntry, chunk: _Chunk) -> None:
+    def _hold(self, entry: OutboxEntry, chunk: _Chunk, *, released: bool = False) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
-        longer than its lease while a server swallows connections."""
-        when = self.clock.now() + self.retry.delay(entry.key, 1)
-        chunk.deferred.append((entry.key, when, "channel_unavailable"))
-        self.stats.held += 1
-        self._count(entry, "held")
+        longer than its lease while a server swallows connections. `released`: the process
+        stops (SIGTERM), the row is due again now, unattempted, for the other workers (a
+        claim delivered to its end behind a slow provider outlived the 60 s a stop gets
+        before its SIGKILL, which left the claim leased and its sends unwritten)."""
+        now = self.clock.now()
+        if released:
+            chunk.deferred.append((entry.key, now, "stopping"))
+            self.stats.released += 1
+        else:
+            chunk.deferred.append((entry.key, now + self.retry.delay(entry.key, 1),
+                                   "channel_unavailable"))
+            self.stats.held += 1
+        self._count(entry, "released" if released else "held")
 
     def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count
@@ -574,19 +592,3 @@ def _kept(error: DeliveryError) -> str:
 def _ids(entry: OutboxEntry) -> dict[str, str]:
     """A log line's ids of a send (engine/runtime/logids.py)."""
     return log_ids("send", entry.profile_id, entry.journey, entry.step, entry.key)
-
-
-def _batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:
-    """`send_batch`'s results, one per message. An adapter must settle each message
-    itself and never raise (channels/email.py does); one that raises anyway, or answers
-    with the wrong number of results, fails the chunk transiently here, so the exception
-    cannot escape `dispatch_due` and leave the rows leased."""
-    try:
-        results = channel.send_batch(messages)
-    except Exception as exc:  # an adapter's bug: retried with backoff like any failure
-        return [exc] * len(messages)
-    if len(results) != len(messages):
-        error = DeliveryError(f"{channel.name} answered {len(results)} results for "
-                              f"{len(messages)} messages")
-        return [error] * len(messages)
-    return results

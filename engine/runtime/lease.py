@@ -16,6 +16,8 @@ other; with sends of milliseconds and the service's 60 s lease no UPDATE ever ru
 check reads the dispatcher's clock; on a fast clock (the demo's time-lapse) it extends
 before nearly every send, and the send goes out after it all the same: an extension that
 kept the rows is progress (half-lease rules that put rows back instead never sent on it).
+
+Also the other guard against an adapter's bugs on this path: `batch_results`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.ports import Channel, Store
+from engine.ports import BatchChannel, Channel, DeliveryError, Message, Store
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -98,3 +100,19 @@ class ClaimLease:
         self.lost.update(key for key in self.keys if key not in kept)
         self.until = until
         return True
+
+
+def batch_results(channel: BatchChannel, messages: list[Message]) -> list[Exception | None]:
+    """`send_batch`'s results, one per message. An adapter must settle each message
+    itself and never raise (channels/email.py does); one that raises anyway, or answers
+    with the wrong number of results, fails the chunk transiently here, so the exception
+    cannot escape `dispatch_due` and leave the rows leased."""
+    try:
+        results = channel.send_batch(messages)
+    except Exception as exc:  # an adapter's bug: retried with backoff like any failure
+        return [exc] * len(messages)
+    if len(results) != len(messages):
+        error = DeliveryError(f"{channel.name} answered {len(results)} results for "
+                              f"{len(messages)} messages")
+        return [error] * len(messages)
+    return results

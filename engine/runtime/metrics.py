@@ -40,7 +40,8 @@ FAILURE_KINDS = ("event", "timer")  # journeyman_failures_total, journeyman_park
 # journeyman_transient_errors_total: the worker's rounds and the service's loops
 TRANSIENT_KINDS = ("events", "timers", "outbox", "retention")
 BATCH_KINDS = ("events", "timers")
-SEND_OUTCOMES = ("sent", "retried", "deferred", "held", "skipped", "failed", "parked")
+SEND_OUTCOMES = ("sent", "retried", "deferred", "held", "skipped", "failed", "parked", "lost",
+                 "released")
 ENGAGEMENTS = (("click", "person"), ("click", "scanner"), ("open", "person"),
                ("open", "scanner"))
 INBOX_STATUSES = ("pending", "parked")

@@ -44,7 +44,8 @@ def test_the_first_scrape_has_every_known_series_at_zero(tmp_path: Path) -> None
     for kind in ("events", "timers", "outbox", "retention"):
         assert ("journeyman_transient_errors_total", (("kind", kind),)) in zero
     for channel in ("email", "webhook"):
-        for outcome in ("sent", "retried", "deferred", "held", "skipped", "failed", "parked"):
+        for outcome in ("sent", "retried", "deferred", "held", "skipped", "failed", "parked",
+                        "lost", "released"):
             assert ("journeyman_sends_total",
                     (("channel", channel), ("outcome", outcome))) in zero
     assert ("journeyman_engagements_total", (("by", "scanner"), ("kind", "click"))) in zero

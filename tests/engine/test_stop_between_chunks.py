@@ -1,7 +1,7 @@
 """A process asked to stop (SIGTERM: engine/service.py sets the worker's and the
 dispatcher's `stopping`) ends a storm of due timers after the chunk it is firing, and a
-dispatcher's run after the claim it is delivering, instead of working through the whole
-backlog first: systemd's `TimeoutStopSec=60` and compose's `stop_grace_period: 60s`
+dispatcher's run at its next send (the claim's unsent rows put back, due now), instead
+of working through the whole backlog first: systemd's `TimeoutStopSec=60` and compose's `stop_grace_period: 60s`
 SIGKILL a worker still busy after a minute (an operator's trial, 2026-12-07; the same
 for a real process and an SMTP server: tests/service/test_worker_stop.py). What is left
 stays due, unclaimed, for the other workers."""
@@ -64,6 +64,9 @@ def test_a_stop_ends_a_dispatch_run_after_its_claim(tmp_path: Path) -> None:
     stopping = engine.dispatcher.stopping = threading.Event()
     _stop_after_first(engine.store, "claim_outbox", stopping.set)
     tried = engine.dispatcher.dispatch_due()
-    assert 0 < tried < PEOPLE
-    counts = engine.store.outbox_counts()
-    assert counts == {"sent": tried, "pending": PEOPLE - tried}, counts
+    assert 0 < tried < PEOPLE  # one claim, no other
+    # asked during its admission: the claim's rows go back unsent, due now
+    # (tests/store/test_claim_lease.py: a stop during a claim's sends)
+    assert engine.dispatcher.stats.released == tried
+    assert engine.store.outbox_counts() == {"pending": PEOPLE}
+    assert engine.store.next_outbox_at() <= engine.clock.now()

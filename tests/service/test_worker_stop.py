@@ -80,14 +80,14 @@ def test_sigterm_stops_a_worker_between_claims_of_a_backlog(tmp_path: Path,
         proc.send_signal(signal.SIGTERM)
         asked = time.monotonic()
         try:
-            code = proc.wait(15)  # a claim (100 sends, 5 s here), not the backlog (30 s)
+            code = proc.wait(15)  # the chunk under way (20 sends: 1 s), not the backlog (30 s)
         except subprocess.TimeoutExpired:
             pytest.fail(f"still running 15 s after SIGTERM, {sink.count} of {SENDS} sent")
         took = time.monotonic() - asked
         assert code == 0, log.read_text()[-3000:]
         assert log.read_text().rstrip().endswith("stopped"), log.read_text()[-3000:]
         assert sink.count < SENDS, f"it sent the whole backlog first ({took:.1f} s)"
-        # what it claimed went out and was marked; what it did not claim is not leased
+        # what it sent was marked; the rest of its claim is back, due: nothing is leased
         counts = store.outbox_counts()
         assert counts.get("sent", 0) == sink.count, (counts, sink.count)
         leased = [r for r in store.outbox_records()

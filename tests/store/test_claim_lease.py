@@ -8,9 +8,10 @@ is not sent, and nothing is written for it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -204,3 +205,51 @@ def test_a_lease_that_cannot_be_extended_sends_no_more_and_the_rows_come_back(
     dispatcher.dispatch_due()
     assert slow.sent == KEYS
     assert {r.status for r in store.outbox_records()} == {"sent"}
+
+
+@pytest.mark.parametrize("adapter", [Slow, SlowBatch])
+def test_a_stop_during_a_claim_puts_back_the_rows_not_sent_yet(
+        stores: tuple[Any, Any, FakeClock], adapter: type[Slow]) -> None:
+    """SIGTERM (`stopping`) during a claim's delivery: the rows not handed to the
+    adapter yet go back, due now, their attempt not counted, and another worker's
+    dispatcher sends them at once. Before, the claim was delivered to its end: behind a
+    provider taking 10 s a send, 100 s for ten, past the 60 s a stop gets before its
+    SIGKILL (docs/deploy.md), which left them all leased and the sent ones unwritten."""
+    store, other_store, clock = stores
+    keys = [f"e{n}:send:0" for n in range(45)]  # three chunks of a send_batch adapter
+    for n, key in enumerate(keys):
+        store.enqueue_send(outbox_entry(key, at=T0 - timedelta(seconds=1), profile=f"p{n}"))
+    stopping = threading.Event()
+    slow = adapter(clock, seconds=1, stated=1, meanwhile=stopping.set)
+    dispatcher = Dispatcher(store, {"email": slow}, clock, lease=LEASE)
+    dispatcher.stopping = stopping
+    dispatcher.dispatch_due()
+    handed = 20 if adapter is SlowBatch else 1  # a chunk under way is delivered whole
+    assert slow.sent == keys[:handed]
+    assert dispatcher.stats.released == len(keys) - handed
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert {records[key].status for key in keys[:handed]} == {"sent"}
+    back = [records[key] for key in keys[handed:]]
+    assert {(r.status, r.attempts, r.next_attempt_at) for r in back} == {
+        ("pending", 0, clock.now())}
+    rival = Recording(clock)
+    Dispatcher(other_store, {"email": rival}, clock, lease=LEASE).dispatch_due()
+    assert rival.sent == keys[handed:]
+
+
+def test_the_claims_own_time_is_found_again_to_the_microsecond_in_any_timezone(
+        store: Any) -> None:
+    """The extension finds the claim's rows by an equality on `next_attempt_at` (the
+    time the claim wrote): it must hold for a clock with microseconds, in an offset
+    other than UTC (written as UTC, naive text on SQLite, timestamptz on PostgreSQL)."""
+    _queue(store)
+    now = (T0 + timedelta(microseconds=123457)).astimezone(
+        timezone(timedelta(hours=5, minutes=30)))
+    claimed = [e.key for e in store.claim_outbox(now, 100, LEASE)]
+    assert sorted(claimed) == sorted(KEYS)
+    later = now + timedelta(seconds=1, microseconds=1)
+    assert store.extend_outbox_lease(KEYS[:4], now + LEASE, later + LEASE) == set(KEYS[:4])
+    assert store.extend_outbox_lease(KEYS, now + LEASE, later + LEASE) == set(KEYS[4:])
+    assert store.extend_outbox_lease(KEYS, later + LEASE, later + 2 * LEASE) == set(KEYS)
+    store.mark_sent(KEYS[0], later)  # settled: no longer the claim's
+    assert store.extend_outbox_lease(KEYS, later + 2 * LEASE, now) == set(KEYS[1:])
