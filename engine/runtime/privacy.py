@@ -15,7 +15,7 @@ from typing import Any
 from engine.ports import Store
 from engine.runtime.identity import NAMING_KINDS, profiles_named
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER
-from engine.values import is_provisional, named_ids, provisional_owner
+from engine.values import id_taken, is_provisional, named_ids, provisional_owner
 
 log = logging.getLogger("journeyman.privacy")
 
@@ -25,8 +25,8 @@ RETENTION_CHUNK = 500  # events deleted per transaction: short locks, never a lo
 def people_named(store: Store, text: str, waiting: bool = True) -> dict[str, str]:
     """Each kind of id `text` is (NAMING_KINDS, in that order), with the person it names:
     the profile it points at, or (`waiting`) for a userId or anonymousId that points at
-    none, the provisional queue of its events when any wait there. Such an event (its
-    id's text was taken when it came: engine/values.py `inbox_owner`) is the person's
+    none, the queue its events wait in when any do (`_waiting_queue`: a provisional
+    queue, or the text itself for an id no one has). Such an event is the person's
     before a worker made their profile, and stays theirs, parked, when it failed every
     attempt; export and erasure find it by the id the person gives."""
     found = profiles_named(store, text)
@@ -38,9 +38,18 @@ def people_named(store: Store, text: str, waiting: bool = True) -> dict[str, str
 
 
 def _waiting_queue(store: Store, kind: str, text: str) -> str | None:
-    queue = provisional_owner(kind, text)
-    held = store.export_person(queue)  # the queue's inbox, events and failures rows
-    return queue if any(rows for rows in held.values()) else None
+    """The queue `text`'s events wait in when it names no profile: its provisional queue
+    (the text was another's id), or the text itself when no one has it (the id the
+    worker would make the profile's, engine/values.py `inbox_owner`: a new customer's
+    first event, parked before their profile was made, is filed there)."""
+    queues = [provisional_owner(kind, text)]
+    if not id_taken(text, store.profile_for):
+        queues.append(text)
+    for queue in queues:
+        held = store.export_person(queue)  # the queue's inbox, events and failures rows
+        if any(rows for rows in held.values()):
+            return queue
+    return None
 
 
 def find_person(store: Store, user: str, by: str | None = None) -> str | None:
