@@ -443,3 +443,30 @@ def test_a_merge_moves_its_waiting_events_by_index_without_reading_their_bodies(
         moving = [(s, p) for s, p in seen if s.startswith("UPDATE events")]
         for plan in plans(sql_store, moving, "events"):
             assert not table_scans(plan), plan
+
+
+def test_the_bound_on_replayed_links_counts_by_its_index(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """Each click counts the like engagements of its message in the last hour
+    (tracking.py RECORD_LIMIT). On the index on message_key alone it read every
+    engagement the message ever had, so a replay loop made every click of that message
+    slower (1.5 ms at 300 rows, 4.2 ms at 5,600); on migration 0023's index it seeks to
+    the hour's rows of that link."""
+    from engine.ports import Engagement
+
+    store = make_sqlite_store(sqlite_template, tmp_path)
+    try:
+        store.enqueue_send(outbox_entry("k1"))
+        for i in range(30):
+            assert store.record_engagement(Engagement(
+                "click", "k1", "p1", "welcome", "s", T0 + timedelta(minutes=i), "https://x",
+                position=1 + i % 3), limit=10, since=T0)
+        with captured(store) as seen:
+            assert not store.record_engagement(Engagement(
+                "click", "k1", "p1", "welcome", "s", T0 + timedelta(minutes=40), "https://x",
+                position=1), limit=10, since=T0)
+        [plan] = plans(store, seen, "engagements")
+        assert ("ix_engagements_message_kind (message_key=? AND kind=? AND position=? AND "
+                "human=? AND at>?)") in plan, plan
+    finally:
+        store.close()

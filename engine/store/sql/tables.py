@@ -326,11 +326,14 @@ class EngagementRow(SQLModel, table=True):
 
     __tablename__ = "engagements"
     # the dashboard's KPIs of a period (migration 0012)
-    __table_args__ = (Index("ix_engagements_journey_at", "journey", "at"),)
+    __table_args__ = (Index("ix_engagements_journey_at", "journey", "at"),
+                      # the bound on replayed links counts by these (migration 0023)
+                      Index("ix_engagements_message_kind", "message_key", "kind", "position",
+                            "human", "at"))
 
     id: int | None = _pk()
     kind: str = Field(sa_column=Column(String(16), nullable=False))
-    message_key: str = Field(sa_column=Column(String(512), nullable=False, index=True))
+    message_key: str = Field(sa_column=Column(String(512), nullable=False))
     profile_id: str = Field(sa_column=Column(String(255), nullable=False))
     journey: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     step: str = Field(sa_column=Column(String(255), nullable=False))
