@@ -25,13 +25,9 @@ def post(api: Api, path: str, body: dict[str, object]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def park_customer(api: Api, text: str = "42") -> None:
-    """Visitor `text` browses; customer `text`'s identify (their name and e-mail) then
-    fails every attempt and is parked in the provisional queue of their userId."""
-    post(api, "/v1/track", {"anonymousId": text, "event": "Product Viewed"})
-    api.handle()
-    post(api, "/v1/identify", {"userId": text, "traits": {"email": EMAIL,
-                                                          "first_name": "Quentin"}})
+def park_events_of(api: Api, text: str) -> None:
+    """Handle the inbox with a worker whose handling fails for the userId `text` (a bug
+    on their data), until their event is parked after every attempt."""
     runner = api.engine.runner
     handle = runner.handle
 
@@ -52,6 +48,16 @@ def park_customer(api: Api, text: str = "42") -> None:
                                      else max(due - api.engine.now, timedelta(seconds=1)))
     finally:
         runner.handle = handle  # type: ignore[method-assign]
+
+
+def park_customer(api: Api, text: str = "42") -> None:
+    """Visitor `text` browses; customer `text`'s identify (their name and e-mail) then
+    fails every attempt and is parked in the provisional queue of their userId."""
+    post(api, "/v1/track", {"anonymousId": text, "event": "Product Viewed"})
+    api.handle()
+    post(api, "/v1/identify", {"userId": text, "traits": {"email": EMAIL,
+                                                          "first_name": "Quentin"}})
+    park_events_of(api, text)
     [parked] = api.store.failures()
     assert parked.profile_id == provisional_owner("user_id", text)
     assert api.store.inbox_counts() == {"parked": 1}
@@ -150,24 +156,7 @@ def park_new_customer(api: Api, text: str = "ana") -> None:
     has the text, so it waits under the text itself (the profile id the worker would
     have made: engine/values.py `inbox_owner`), not in a provisional queue."""
     post(api, "/v1/identify", {"userId": text, "traits": {"email": EMAIL}})
-    runner = api.engine.runner
-    handle = runner.handle
-
-    def failing(event: Any, unit: Any) -> str:
-        raise RuntimeError("a bug")
-
-    runner.handle = failing  # type: ignore[method-assign]
-    try:
-        worker = Worker(runner, api.store, api.engine.clock, name="t")
-        for _ in range(50):
-            worker.handle_events()
-            if api.store.failures():
-                break
-            due = worker.next_inbox_at()
-            api.engine.clock.advance(timedelta(seconds=1) if due is None
-                                     else max(due - api.engine.now, timedelta(seconds=1)))
-    finally:
-        runner.handle = handle  # type: ignore[method-assign]
+    park_events_of(api, text)
     [parked] = api.store.failures()
     assert parked.profile_id == text
     assert api.store.get_profile(text) is None
