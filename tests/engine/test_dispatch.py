@@ -177,12 +177,13 @@ class CountingStore(SqlStore):
             yield
 
 
-def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> None:
-    """The write after delivery is tried again on a transient error in a statement, but
-    not after a failed COMMIT, which may have committed: writing again would take a
-    deferral's attempt back twice (and park a failure twice). Here the COMMIT goes
-    through and then the connection is "lost" (a real SQLite store, the loss injected
-    after its commit)."""
+def test_outcomes_whose_commit_failed_but_committed_are_not_written_again(
+        tmp_path: Path) -> None:
+    """The write after delivery fails at its COMMIT, which went through (the connection
+    "lost" after it: a real SQLite store, the loss injected after its commit). Writing
+    again would take a deferral's attempt back twice (and park a failure twice): the
+    dispatcher asks whether the rows are still at the claim's lease, finds them written,
+    and writes nothing more (engine/runtime/outcomes.py)."""
     from sqlalchemy.exc import OperationalError
 
     class CommitLost(CountingStore):
@@ -199,14 +200,52 @@ def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> N
         store.enqueue_send(outbox_entry("b:send:0", profile="p2"))
         channel = ScriptedChannel([ConnectionError("refused")])  # then held for this claim
         dispatcher = Dispatcher(store, {"email": channel}, FakeClock(T0))
-        with pytest.raises(OperationalError):
-            dispatcher.dispatch_due()
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        assert dispatcher.dispatch_due() == 2
         assert store.transactions == 2  # no second write
+        assert paused == [0.2]  # before the look
         records = {r.entry.key: r for r in store.outbox_records()}
         assert (records["a:send:0"].attempts, records["a:send:0"].last_error) == (
             1, "ConnectionError: refused")
         assert (records["b:send:0"].attempts, records["b:send:0"].last_error) == (
             0, "channel_unavailable")  # claimed (+1), held (-1): once
+    finally:
+        store.close()
+
+
+def test_a_write_that_finds_the_database_locked_twice_goes_on_the_third_time(
+        tmp_path: Path) -> None:
+    """SQLite busy (another process's long write) at the write after delivery, twice:
+    nothing committed, so it is written again after a pause each time, and the send is
+    marked sent once (before, the second failure left it leased, to go out again)."""
+    from sqlalchemy.exc import OperationalError
+
+    class Locked(CountingStore):
+        @contextmanager
+        def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+            with super().transaction(stamped=stamped):
+                if self.transactions in (2, 3):  # after the admission (1)
+                    raise OperationalError("BEGIN", {}, Exception("database is locked"))
+                yield
+
+    store = Locked(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0"))
+        channel = ScriptedChannel([])
+        clock = FakeClock(T0)
+        dispatcher = Dispatcher(store, {"email": channel}, clock)
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        assert dispatcher.dispatch_due() == 1
+        assert store.transactions == 4
+        assert paused == [0.2, 1.0]
+        (record,) = store.outbox_records()
+        assert (record.status, record.attempts) == ("sent", 1)
+        assert [d.what for d in store.recorded_decisions()] == ["sent"]
+        clock.advance(timedelta(hours=1))
+        assert dispatcher.dispatch_due() == 0
+        assert len(channel.delivered) == 1
     finally:
         store.close()
 
