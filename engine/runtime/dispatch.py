@@ -197,8 +197,8 @@ class Dispatcher:
                 return None
             short = self.store.claim_was_short()
             chunk = Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
-                           self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries), short=short)
+                          self.store.load_profiles({e.profile_id for e in entries}),
+                          claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []

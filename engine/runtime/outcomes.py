@@ -124,7 +124,8 @@ def write_outcomes(store: Store, chunk: Chunk, record: Callable[[], None],
                 raise
             if committed:
                 log.warning("writing %d delivered sends' outcomes failed at its COMMIT "
-                            "(%s), which went through", count, type(exc).__name__)
+                            "(%s), which went through (or another dispatcher claimed the "
+                            "rows once the lease had run out)", count, type(exc).__name__)
                 return
             log.warning("writing %d delivered sends' outcomes failed at its COMMIT (%s), "
                         "which did not go through; trying again", count, type(exc).__name__)
