@@ -121,6 +121,9 @@ def write_outcomes(store: Store, chunk: Chunk, record: Callable[[], None],
                 continue
             committed = _committed(chunk, pauses, pause)
             if committed is None:
+                log.error("writing %d delivered sends' outcomes failed at its COMMIT (%s), "
+                          "and the database cannot say whether it went through; they go "
+                          "out again when their lease ends", count, type(exc).__name__)
                 raise
             if committed:
                 log.warning("writing %d delivered sends' outcomes failed at its COMMIT "
