@@ -27,31 +27,35 @@ A send is rendered and queued in the same transaction as the step that made it
    suppresses the address. Anything else is transient: the row goes back to pending
    with an exponential backoff, until `max_attempts`, after which it is `failed`; an
    admitted row is not decided again when retried.
-3. The outcomes of a chunk of rows are written in one transaction.
+3. The outcomes of a chunk of rows are written in one transaction; one that fails
+   because the database dropped the connection is written again when nothing committed,
+   which the database is asked when it was the COMMIT that failed (outcomes.py).
 
 An exception in our own code while handling one row (hostile data in a profile, a
 bug) is that row's alone: it is retried with backoff like a transient failure, then
 parked with its error and stack (`journeyman failures`); the other rows go on.
 
 Delivery is therefore at least once, with an idempotency key: a process that dies
-between a channel's success and the chunk's write leaves the rows leased; when the lease
-runs out they are sent again with the same keys (email adapters derive the Message-ID
-from it, webhooks send it as a header), so a receiver can drop the duplicate. In the
-normal, retry and slow paths nothing is sent twice; a send that outlasts its own
-adapter's bound (a paused process) may be, once.
+between a channel's success and the chunk's write, or a database away for longer than
+the write's pauses (3.2 s), leaves the rows leased; when the lease runs out they are
+sent again with the same keys (email adapters derive the Message-ID from it, webhooks
+send it as a header), so a receiver can drop the duplicate. In the normal, retry and
+slow paths nothing is sent twice, nor when the database drops its connections for a
+moment (at any statement of the write, its COMMIT included); a send that outlasts its
+own adapter's bound (a paused process) may be, once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from engine.core.model import EnrollmentOutline, Profile
 from engine.core.times import iso
 from engine.ports import (
     BatchChannel,
@@ -66,6 +70,7 @@ from engine.runtime.errortext import error_text, stack_text
 from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
+from engine.runtime.outcomes import Chunk, write_outcomes
 from engine.runtime.policy import PolicyGate
 from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
@@ -84,7 +89,6 @@ SEND_CHUNK = 20  # messages per send_batch call
 # 20 cut the API's p99 a little more during a storm of 100,000 timers (34 ms against
 # 38) but took its sends 131 s instead of 88 (docs/benchmarks.md).
 BUSY_API_CLAIM = 50
-WRITE_ATTEMPTS = 2  # writing delivered sends' outcomes: once more on a transient error
 
 
 @dataclass
@@ -102,41 +106,6 @@ class DispatchStats:
 
 
 ADDRESSED_CHANNELS = ("email", "sms", "push")  # channels that need the person's address
-
-
-@dataclass
-class _Chunk:
-    """The rows of a claim being dispatched: what the checks need, loaded in bulk, and
-    the outcomes waiting to be written in one transaction."""
-
-    enrollments: dict[str, EnrollmentOutline]
-    profiles: dict[str, Profile]
-    claimed: int = 0
-    short: bool = False  # the claim found fewer rows than its limit (Store.claim_was_short)
-    outcomes: list[Callable[[], object]] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)  # written with the outcomes
-    # the two outcomes of nearly every row, (key, at), each kind one statement
-    admissions: list[tuple[str, datetime]] = field(default_factory=list)
-    sent: list[tuple[str, datetime]] = field(default_factory=list)
-    # not now (quiet hours, a channel down): (key, until, reason), one statement
-    deferred: list[tuple[str, datetime, str]] = field(default_factory=list)
-    # (profile, channel) -> admission times within the longest cap window, oldest first
-    admitted: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
-    suppressed: set[str] = field(default_factory=set)  # addresses on the suppression list
-    lease: ClaimLease | None = None  # the delivered rows' lease, set after the admission
-
-    @property
-    def pending(self) -> bool:
-        """Outcomes waiting to be written."""
-        return bool(self.outcomes or self.decisions or self.admissions or self.sent
-                    or self.deferred)
-
-    def forget(self) -> None:
-        """The outcomes are written: committed, or in a transaction whose failure
-        discards the chunk (the admission's)."""
-        for written in (self.admissions, self.sent, self.deferred, self.outcomes,
-                        self.decisions):
-            written.clear()
 
 
 class Dispatcher:
@@ -163,6 +132,7 @@ class Dispatcher:
         # (~30 us); asked once per adapter, not once per send.
         self._batching: dict[int, tuple[Channel, bool]] = {}
         self._bounds = SendBounds()
+        self.pause: Callable[[float], None] = time.sleep  # between a failed write's tries
 
     def _count(self, entry: OutboxEntry, outcome: str) -> None:
         if self.metrics is not None:
@@ -210,7 +180,7 @@ class Dispatcher:
 
     # --- admission: one transaction -----------------------------------------------------
 
-    def _admit(self) -> tuple[_Chunk, list[OutboxEntry]] | None:
+    def _admit(self) -> tuple[Chunk, list[OutboxEntry]] | None:
         """Claim due sends (each claimed profile with all its due sends) and decide each,
         highest priority first, in one transaction; returns the admitted ones to deliver
         (None when nothing is due). Caps count what the store admitted before and what
@@ -226,9 +196,9 @@ class Dispatcher:
             if not entries:
                 return None
             short = self.store.claim_was_short()
-            chunk = _Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
-                           self.store.load_profiles({e.profile_id for e in entries}),
-                           claimed=len(entries), short=short)
+            chunk = Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
+                          self.store.load_profiles({e.profile_id for e in entries}),
+                          claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
             deliver: list[OutboxEntry] = []
@@ -257,7 +227,7 @@ class Dispatcher:
         return [entry for group in by_profile.values() for entry in sorted(
             group, key=lambda e: (-gate.priority(e.journey), e.created_at))]
 
-    def _load_admitted(self, entries: list[OutboxEntry], now: datetime, chunk: _Chunk) -> None:
+    def _load_admitted(self, entries: list[OutboxEntry], now: datetime, chunk: Chunk) -> None:
         if self.gate is None or not self.gate.longest_cap:
             return
         admitted = self.store.admitted_since({e.profile_id for e in entries},
@@ -268,7 +238,7 @@ class Dispatcher:
         for times in chunk.admitted.values():
             times.sort()
 
-    def _admit_one(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
+    def _admit_one(self, entry: OutboxEntry, now: datetime, chunk: Chunk) -> bool:
         """Decide one send; True to deliver it. Anything else is settled here (skipped as
         no longer wanted, deferred or skipped by the policy, no address, no adapter)."""
         unwanted = self._unwanted(entry, chunk)
@@ -294,7 +264,7 @@ class Dispatcher:
 
     # --- delivery: outside any transaction ----------------------------------------------
 
-    def _deliver(self, entries: list[OutboxEntry], chunk: _Chunk) -> None:
+    def _deliver(self, entries: list[OutboxEntry], chunk: Chunk) -> None:
         failing: set[str] = set()  # channels that failed transiently in this claim
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
@@ -332,7 +302,7 @@ class Dispatcher:
             known = self._batching[id(channel)] = (channel, isinstance(channel, BatchChannel))
         return known[1]
 
-    def _keep_lease(self, chunk: _Chunk, channel: Channel,
+    def _keep_lease(self, chunk: Chunk, channel: Channel,
                     rows: list[OutboxEntry]) -> list[OutboxEntry]:
         """Before sending these rows, the claim's lease outlasts it (lease.py): those ours."""
         assert chunk.lease is not None
@@ -340,7 +310,7 @@ class Dispatcher:
             self.stats.extended += 1
         return [entry for entry in rows if not self._lost(entry, chunk)]
 
-    def _lost(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
+    def _lost(self, entry: OutboxEntry, chunk: Chunk) -> bool:
         """No longer the claim's (taken over, or not extended): not sent, nor written."""
         if chunk.lease is None or entry.key not in chunk.lease.lost:
             return False
@@ -350,32 +320,17 @@ class Dispatcher:
         self._count(entry, "lost")
         return True
 
-    def _write(self, chunk: _Chunk) -> None:
-        """The chunk's outcomes, in one transaction, tried again once on a transient
-        error in a statement (a connection lost meanwhile: the pool hands out a
-        connection used a moment ago unpinged, engine/store/sql/pg_engine.py; a busy
-        SQLite file). These sends have gone out: a write that fails leaves their rows
-        leased, and when the lease ends they go out again. Not after a failed COMMIT:
-        it may have committed, and writing again would take a deferral's attempt back
-        twice and park a failure twice."""
-        if not chunk.pending:
-            return
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            written = False
-            try:
-                with self.store.transaction(stamped=True):  # no profile's state
-                    self._record_outcomes(chunk)
-                    written = True  # what fails from here on is the COMMIT
-                break
-            except Exception as exc:
-                if (attempt == WRITE_ATTEMPTS or written
-                        or not self.store.is_transient(exc)):
-                    raise
-                log.warning("writing %d delivered sends' outcomes failed (%s); trying again",
-                            len(chunk.sent) + len(chunk.outcomes), type(exc).__name__)
-        chunk.forget()
+    def _write(self, chunk: Chunk) -> None:
+        """The chunk's outcomes, in one transaction. These sends have gone out: a write
+        that fails leaves their rows leased, to go out again when the lease ends, so one
+        that failed is written again when nothing committed, which the database is asked
+        after a failed COMMIT (outcomes.py)."""
+        if chunk.pending:
+            write_outcomes(self.store, chunk, partial(self._record_outcomes, chunk),
+                           self.pause)
+            chunk.forget()
 
-    def _record_outcomes(self, chunk: _Chunk) -> None:
+    def _record_outcomes(self, chunk: Chunk) -> None:
         """Write the chunk's outcomes so far, in the caller's transaction (the caller
         forgets them once it commits). A row has at most one of the outcomes after its
         admission."""
@@ -388,7 +343,7 @@ class Dispatcher:
 
     @staticmethod
     def _unwanted(entry: OutboxEntry,
-                  chunk: _Chunk) -> tuple[str, dict[str, Any]] | None:
+                  chunk: Chunk) -> tuple[str, dict[str, Any]] | None:
         """Why the journey, as it is now, no longer wants this send delivered (None: it
         does). A send queued in the same step that ended its enrollment is wanted."""
         enrollment = chunk.enrollments.get(entry.enrollment_id)
@@ -408,7 +363,7 @@ class Dispatcher:
             return exc
         return None
 
-    def _send_batched(self, name: str, group: list[OutboxEntry], chunk: _Chunk) -> None:
+    def _send_batched(self, name: str, group: list[OutboxEntry], chunk: Chunk) -> None:
         """Adapters with `send_batch` (email) get the rows in small chunks, so building
         one message overlaps sending the previous; the chunk bounds how many could be
         re-sent after a crash (at-least-once, same idempotency keys)."""
@@ -431,13 +386,13 @@ class Dispatcher:
                 self._hold_rest(group[start + SEND_CHUNK:], chunk)
                 return
 
-    def _hold_rest(self, rows: list[OutboxEntry], chunk: _Chunk, *,
+    def _hold_rest(self, rows: list[OutboxEntry], chunk: Chunk, *,
                    released: bool = False) -> None:
         for entry in rows:
             if not self._lost(entry, chunk):
                 self._hold(entry, chunk, released=released)
 
-    def _bounced_meanwhile(self, entry: OutboxEntry, chunk: _Chunk) -> bool:
+    def _bounced_meanwhile(self, entry: OutboxEntry, chunk: Chunk) -> bool:
         """An earlier send of this delivery hard-bounced at the same address (admission
         saw it unsuppressed): skipped as `suppressed`, not sent."""
         if entry.to is None or entry.to not in chunk.suppressed:
@@ -445,7 +400,7 @@ class Dispatcher:
         self._skip(entry, "suppressed", {"address": entry.to}, self.clock.now(), chunk)
         return True
 
-    def _settle(self, entry: OutboxEntry, error: Exception | None, chunk: _Chunk) -> bool:
+    def _settle(self, entry: OutboxEntry, error: Exception | None, chunk: Chunk) -> bool:
         """Mark the row after a send; False if the channel failed transiently."""
         if error is None:
             at = self.clock.now()
@@ -483,7 +438,7 @@ class Dispatcher:
         self._retry(entry, text, chunk, logged)
         return False
 
-    def _hold(self, entry: OutboxEntry, chunk: _Chunk, *, released: bool = False) -> None:
+    def _hold(self, entry: OutboxEntry, chunk: Chunk, *, released: bool = False) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
         longer than its lease while a server swallows connections. `released`: the process
@@ -500,7 +455,7 @@ class Dispatcher:
             self.stats.held += 1
         self._count(entry, "released" if released else "held")
 
-    def _allowed(self, entry: OutboxEntry, now: datetime, chunk: _Chunk) -> bool:
+    def _allowed(self, entry: OutboxEntry, now: datetime, chunk: Chunk) -> bool:
         """Apply the policy; a deferral or skip is recorded here. Frequency caps count
         the sends admitted before this admission and in it so far; a send admitted
         already (now retried) has been counted and is not capped again."""
@@ -528,18 +483,18 @@ class Dispatcher:
         return False
 
     def _skip(self, entry: OutboxEntry, reason: str, details: Mapping[str, Any],
-              now: datetime, chunk: _Chunk) -> None:
-        chunk.outcomes.append(partial(self.store.mark_skipped, entry.key, reason))
+              now: datetime, chunk: Chunk) -> None:
+        chunk.outcome(entry.key, partial(self.store.mark_skipped, entry.key, reason))
         self.stats.skipped += 1
         self._count(entry, "skipped")
         self._decide(entry, "skipped", reason, details, now=now, chunk=chunk)
 
     def _decide(self, entry: OutboxEntry, what: str, reason: str, details: Mapping[str, Any],
-                *, now: datetime, chunk: _Chunk) -> None:
+                *, now: datetime, chunk: Chunk) -> None:
         chunk.decisions.append(Decision(now, entry.profile_id, entry.journey, entry.step, what,
                                         reason, {"channel": entry.channel, **details}))
 
-    def _retry(self, entry: OutboxEntry, error: str, chunk: _Chunk,
+    def _retry(self, entry: OutboxEntry, error: str, chunk: Chunk,
                logged: str | None = None) -> None:
         """`error` is kept with the row; `logged` (default `error`) is what the log says:
         a provider's words (`DeliveryError.detail`) are kept, not logged."""
@@ -552,21 +507,22 @@ class Dispatcher:
         when = self.clock.now() + self.retry.delay(entry.key, entry.attempts)
         log.warning("send %s failed (attempt %d), retrying at %s: %s", entry.key,
                     entry.attempts, when.isoformat(), logged, extra=_ids(entry))
-        chunk.outcomes.append(partial(self.store.mark_retry, entry.key, when, error))
+        chunk.outcome(entry.key, partial(self.store.mark_retry, entry.key, when, error),
+                      at=when)
         self.stats.retried += 1
         self._count(entry, "retried")
 
-    def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: _Chunk, *,
+    def _fail(self, entry: OutboxEntry, error: str, reason: str, chunk: Chunk, *,
               logged: str | None = None) -> None:
         now = self.clock.now()
         log.error("send %s failed for good: %s", entry.key, error if logged is None else logged,
                   extra=_ids(entry))
-        chunk.outcomes.append(partial(self.store.mark_failed, entry.key, now, error))
+        chunk.outcome(entry.key, partial(self.store.mark_failed, entry.key, now, error))
         self._decide(entry, "failed", reason, {"error": error}, now=now, chunk=chunk)
         self.stats.failed += 1
         self._count(entry, "failed")
 
-    def _broken(self, entry: OutboxEntry, exc: Exception, chunk: _Chunk) -> None:
+    def _broken(self, entry: OutboxEntry, exc: Exception, chunk: Chunk) -> None:
         """Our own code failed on this row: retry it with backoff, then park it."""
         error = error_text(exc)
         now = self.clock.now()
@@ -574,7 +530,7 @@ class Dispatcher:
             stack = stack_text(exc)
             log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
                       extra=_ids(entry))
-            chunk.outcomes.append(partial(
+            chunk.outcome(entry.key, partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
                 attempts=entry.attempts, at=now))

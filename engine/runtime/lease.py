@@ -78,9 +78,23 @@ class ClaimLease:
     until: datetime
     keys: Collection[str]
     lost: set[str] = field(default_factory=set)
+    # leases an extension that failed may have set all the same (its COMMIT failed)
+    maybe: list[datetime] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.margin = min(MARGIN, self.lease / 4)
+
+    def look(self, keys: Collection[str]) -> bool | None:
+        """After a write of these rows' outcomes failed at its COMMIT (outcomes.py):
+        True if it committed (none of them is still pending at our lease: or another
+        dispatcher claimed them, whose they are then), False if it did not (all are),
+        None if some are and some not. Asked by extending the lease to where it is: an
+        UPDATE waits for the row locks of a COMMIT still under way, a read would not."""
+        for ours in (self.until, *self.maybe):
+            still = self.store.extend_outbox_lease(keys, ours, ours)
+            if still:
+                return False if len(still) == len(set(keys)) else None
+        return True
 
     def keep(self, now: datetime, seconds: float) -> bool:
         """Make sure the lease covers a send starting now that takes up to `seconds`:
@@ -96,6 +110,7 @@ class ClaimLease:
             log.warning("extending the lease of %d sends failed (%s); they wait for it to "
                         "end", len(self.keys), type(exc).__name__)
             self.lost.update(self.keys)
+            self.maybe.append(until)
             return False
         self.lost.update(key for key in self.keys if key not in kept)
         self.until = until

@@ -177,12 +177,13 @@ class CountingStore(SqlStore):
             yield
 
 
-def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> None:
-    """The write after delivery is tried again on a transient error in a statement, but
-    not after a failed COMMIT, which may have committed: writing again would take a
-    deferral's attempt back twice (and park a failure twice). Here the COMMIT goes
-    through and then the connection is "lost" (a real SQLite store, the loss injected
-    after its commit)."""
+def test_outcomes_whose_commit_failed_but_committed_are_not_written_again(
+        tmp_path: Path) -> None:
+    """The write after delivery fails at its COMMIT, which went through (the connection
+    "lost" after it: a real SQLite store, the loss injected after its commit). Writing
+    again would take a deferral's attempt back twice (and park a failure twice): the
+    dispatcher asks whether the rows are still at the claim's lease, finds them written,
+    and writes nothing more (engine/runtime/outcomes.py)."""
     from sqlalchemy.exc import OperationalError
 
     class CommitLost(CountingStore):
@@ -199,14 +200,124 @@ def test_outcomes_whose_commit_failed_are_not_written_again(tmp_path: Path) -> N
         store.enqueue_send(outbox_entry("b:send:0", profile="p2"))
         channel = ScriptedChannel([ConnectionError("refused")])  # then held for this claim
         dispatcher = Dispatcher(store, {"email": channel}, FakeClock(T0))
-        with pytest.raises(OperationalError):
-            dispatcher.dispatch_due()
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        assert dispatcher.dispatch_due() == 2
         assert store.transactions == 2  # no second write
+        assert paused == [0.2]  # before the look
         records = {r.entry.key: r for r in store.outbox_records()}
         assert (records["a:send:0"].attempts, records["a:send:0"].last_error) == (
             1, "ConnectionError: refused")
         assert (records["b:send:0"].attempts, records["b:send:0"].last_error) == (
             0, "channel_unavailable")  # claimed (+1), held (-1): once
+    finally:
+        store.close()
+
+
+class CommitFails(CountingStore):
+    """The write after the admission (transaction 2, and 3 if `again`) fails at its
+    COMMIT without committing: rolled back, then the error a lost connection gives."""
+
+    again = False
+
+    @contextmanager
+    def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+        from sqlalchemy.exc import OperationalError
+
+        failing = self.transactions + 1 in ((2, 3) if self.again else (2,))
+        with super().transaction(stamped=stamped):
+            yield
+            if failing:
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+
+def test_outcomes_whose_commit_failed_and_did_not_commit_are_written_again(
+        tmp_path: Path) -> None:
+    """The COMMIT failed and nothing committed: the rows are still pending at the
+    claim's lease, so the write goes again, once (before, it was given up and the send
+    went out again when the lease ended)."""
+    store = CommitFails(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0"))
+        channel = ScriptedChannel([])
+        clock = FakeClock(T0)
+        dispatcher = Dispatcher(store, {"email": channel}, clock)
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        assert dispatcher.dispatch_due() == 1
+        assert (store.transactions, paused) == (3, [0.2])
+        (record,) = store.outbox_records()
+        assert (record.status, record.attempts) == ("sent", 1)
+        assert [d.what for d in store.recorded_decisions()] == ["sent"]
+        clock.advance(timedelta(hours=1))
+        assert dispatcher.dispatch_due() == 0
+        assert len(channel.delivered) == 1
+    finally:
+        store.close()
+
+
+def test_outcomes_the_database_cannot_account_for_are_left_to_the_lease(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The COMMIT failed and the question gets no answer through every pause: the error
+    is raised, as before, and the rows wait for their lease (sent again then, with the
+    same key)."""
+    from sqlalchemy.exc import OperationalError
+
+    store = CommitFails(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0"))
+        asked: list[object] = []
+
+        def away(*args: object) -> set[str]:
+            asked.append(args)
+            raise OperationalError("UPDATE", {}, Exception("connection refused"))
+
+        store.extend_outbox_lease = away  # type: ignore[method-assign]
+        dispatcher = Dispatcher(store, {"email": ScriptedChannel([])}, FakeClock(T0))
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        with pytest.raises(OperationalError):
+            dispatcher.dispatch_due()
+        assert (store.transactions, paused, len(asked)) == (2, [0.2, 1.0, 2.0], 3)
+        assert "cannot say whether it went through" in caplog.text
+        (record,) = store.outbox_records()
+        assert (record.status, record.next_attempt_at) == ("pending", T0 + dispatcher.lease)
+    finally:
+        store.close()
+
+
+def test_a_write_that_finds_the_database_locked_twice_goes_on_the_third_time(
+        tmp_path: Path) -> None:
+    """SQLite busy (another process's long write) at the write after delivery, twice:
+    nothing committed, so it is written again after a pause each time, and the send is
+    marked sent once (before, the second failure left it leased, to go out again)."""
+    from sqlalchemy.exc import OperationalError
+
+    class Locked(CountingStore):
+        @contextmanager
+        def transaction(self, *, stamped: bool = False) -> Iterator[None]:
+            with super().transaction(stamped=stamped):
+                if self.transactions in (2, 3):  # after the admission (1)
+                    raise OperationalError("BEGIN", {}, Exception("database is locked"))
+                yield
+
+    store = Locked(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0"))
+        channel = ScriptedChannel([])
+        clock = FakeClock(T0)
+        dispatcher = Dispatcher(store, {"email": channel}, clock)
+        paused: list[float] = []
+        dispatcher.pause = paused.append
+        assert dispatcher.dispatch_due() == 1
+        assert store.transactions == 4
+        assert paused == [0.2, 1.0]
+        (record,) = store.outbox_records()
+        assert (record.status, record.attempts) == ("sent", 1)
+        assert [d.what for d in store.recorded_decisions()] == ["sent"]
+        clock.advance(timedelta(hours=1))
+        assert dispatcher.dispatch_due() == 0
+        assert len(channel.delivered) == 1
     finally:
         store.close()
 

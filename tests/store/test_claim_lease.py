@@ -18,6 +18,7 @@ import pytest
 
 from engine.ports import Message
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.lease import ClaimLease
 from engine.store import SqlStore
 from engine.testing import FakeClock, InMemoryStore
 from tests.store.helpers import T0, outbox_entry
@@ -253,3 +254,25 @@ def test_the_claims_own_time_is_found_again_to_the_microsecond_in_any_timezone(
     assert store.extend_outbox_lease(KEYS, later + LEASE, later + 2 * LEASE) == set(KEYS)
     store.mark_sent(KEYS[0], later)  # settled: no longer the claim's
     assert store.extend_outbox_lease(KEYS, later + 2 * LEASE, now) == set(KEYS[1:])
+
+
+def test_a_write_whose_commit_failed_is_found_written_or_not_by_the_lease(
+        store: Any) -> None:
+    """After a write of outcomes failed at its COMMIT (engine/runtime/outcomes.py), the
+    lease says whether it committed: its rows all still pending at the claim's lease (no:
+    False), none (yes, or taken over: True), some (cannot tell: None). An extension that
+    failed may have committed all the same: its lease counts as the claim's too. Asked
+    without changing anything."""
+    _queue(store)
+    claimed = [e.key for e in store.claim_outbox(T0, 100, LEASE)]
+    assert sorted(claimed) == sorted(KEYS)
+    lease = ClaimLease(store, LEASE, T0 + LEASE, KEYS)
+    assert lease.look(KEYS[:3]) is False
+    store.mark_sent(KEYS[0], T0)
+    assert lease.look(KEYS[:3]) is None
+    assert lease.look(KEYS[:1]) is True
+    store.extend_outbox_lease(KEYS[1:], T0 + LEASE, T0 + 2 * LEASE)  # committed, unseen
+    lease.maybe.append(T0 + 2 * LEASE)
+    assert lease.look(KEYS[1:3]) is False
+    assert {r.next_attempt_at for r in store.outbox_records() if r.entry.key != KEYS[0]} == {
+        T0 + 2 * LEASE}

@@ -23,10 +23,12 @@ and outbox loops, the API's requests) run the same statements thousands of times
   before it. SQLAlchemy then invalidates the pool (every connection older than the
   failure is replaced at its next checkout), and the failure is the one a statement in
   flight at that moment gets anyway: the worker retries it as transient
-  (`SqlStore.is_transient`), the dispatcher writes what it delivered again when a
-  statement failed (`Dispatcher._write`; not after a failed COMMIT), an API request
-  answers 503 and the client sends it again (Segment's libraries retry 5xx;
-  engine/api/unavailable.py).
+  (`SqlStore.is_transient`), the dispatcher writes what it delivered again when
+  nothing committed (engine/runtime/outcomes.py: after a failed COMMIT it asks), an
+  API request answers 503 and the client sends it again (Segment's libraries retry
+  5xx; engine/api/unavailable.py). A conversation found out of step (psycopg's own
+  InternalError, through PgBouncer while backends were terminated) is handled as a
+  lost connection (`_out_of_step`).
 
 **Behind PgBouncer in transaction mode** (docs/deploy.md): journeyman reads settings of
 its own from the `--db` URL's query and takes them out before the URL reaches libpq:
@@ -46,9 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from engine import jsonfast
@@ -139,10 +142,24 @@ def postgres_engine(url: str, *, echo: bool = False, idle_s: float = PING_AFTER_
     settings = pg_settings(url)
     connect_args: dict[str, Any] = {"prepare_threshold": settings.prepare_threshold,
                                     **tcp_settings(settings.url)}
-    return ping_when_idle(create_engine(
+    engine = ping_when_idle(create_engine(
         settings.url, echo=echo, hide_parameters=True, pool_use_lifo=True,
         connect_args=connect_args, json_serializer=jsonfast.dumps,
         json_deserializer=jsonfast.loads_jsonb), idle_s, clock)
+    event.listen(engine, "handle_error", _out_of_step)
+    return engine
+
+
+def _out_of_step(context: ExceptionContext) -> None:
+    """psycopg's own InternalError, with no SQLSTATE ("received 2 results from command
+    'BEGIN'"; not the server's XX000): the client and the server, or a pooler between
+    them, no longer agree where the conversation is. Seen through PgBouncer while the
+    database's backends were terminated. Nothing on that connection can be trusted: it
+    is dropped like a lost one (SQLAlchemy invalidates it), so the error is transient
+    (`SqlStore.is_transient`) and a retry runs on a new connection."""
+    error = context.original_exception
+    if isinstance(error, psycopg.InternalError) and error.sqlstate is None:
+        context.is_disconnect = True
 
 
 def tcp_settings(url: str | URL) -> dict[str, Any]:
