@@ -102,10 +102,12 @@ class ClaimLease:
         longest = timedelta(seconds=seconds) + self.margin
         if self.until >= now + longest:
             return False
+        ours = [key for key in self.keys if key not in self.lost]
+        if not ours:  # none left to extend: `until` stays the time the rows hold, which
+            return False  # `look` asks for (a failed extension's rows may hold it still)
         until = now + self.lease + longest
         try:
-            kept = self.store.extend_outbox_lease(
-                [key for key in self.keys if key not in self.lost], self.until, until)
+            kept = self.store.extend_outbox_lease(ours, self.until, until)
         except Exception as exc:  # the database is away: send nothing more on this claim
             log.warning("extending the lease of %d sends failed (%s); they wait for it to "
                         "end", len(self.keys), type(exc).__name__)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,6 +283,75 @@ def test_outcomes_the_database_cannot_account_for_are_left_to_the_lease(
         assert "cannot say whether it went through" in caplog.text
         (record,) = store.outbox_records()
         assert (record.status, record.next_attempt_at) == ("pending", T0 + dispatcher.lease)
+    finally:
+        store.close()
+
+
+@dataclass
+class TenSeconds:
+    """An adapter each message of which takes 10 s of the fake clock, and says so
+    (`longest_send`); with `send_batch` when `batch`."""
+
+    clock: FakeClock
+    name: str
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, message: Message) -> None:
+        self.clock.advance(timedelta(seconds=10))
+        self.sent.append(message.key)
+
+    def longest_send(self, count: int) -> float:
+        return 10.0 * count
+
+
+@dataclass
+class TenSecondsBatch(TenSeconds):
+    def send_batch(self, messages: list[Message]) -> list[Exception | None]:
+        for message in messages:
+            self.send(message)
+        return [None] * len(messages)
+
+
+def test_sends_made_before_a_failed_extension_are_written_again_after_a_failed_commit(
+        tmp_path: Path) -> None:
+    """Five slow SMS go out; the extension the sixth needs fails (the database away: the
+    rest of the claim is not sent); the e-mail adapter's chunk then has no row of the
+    claim left to extend. The write of the five fails at its COMMIT without committing:
+    the rows are still at the claim's lease, so they are written again. Before, that
+    chunk's empty extension moved the lease to a time no row held, the look found none
+    of the five at it, took the write for committed, and the five went out again when
+    the lease ended."""
+    from dataclasses import replace
+
+    from sqlalchemy.exc import OperationalError
+
+    store = CommitFails(f"sqlite:///{tmp_path / 'store.db'}", create=True)
+    try:
+        store.enqueue_send(outbox_entry("m:send:0"))  # set aside for its batch first
+        texts = [f"s{n}:send:0" for n in range(6)]
+        for key in texts:
+            store.enqueue_send(replace(outbox_entry(key), channel="sms"))
+        real, failed = store.extend_outbox_lease, []
+
+        def away_once(*args: Any) -> set[str]:
+            if not failed:
+                failed.append(args)
+                raise OperationalError("UPDATE", {}, Exception("connection refused"))
+            return real(*args)
+
+        store.extend_outbox_lease = away_once  # type: ignore[method-assign]
+        clock = FakeClock(T0)
+        sms, email = TenSeconds(clock, "sms"), TenSecondsBatch(clock, "email")
+        dispatcher = Dispatcher(store, {"sms": sms, "email": email}, clock,
+                                lease=timedelta(seconds=60))
+        dispatcher.pause = lambda _seconds: None
+        assert dispatcher.dispatch_due() == 7
+        assert (sms.sent, email.sent, len(failed)) == (texts[:5], [], 1)
+        records = {r.entry.key: r for r in store.outbox_records()}
+        assert {records[key].status for key in texts[:5]} == {"sent"}
+        clock.set(T0 + timedelta(seconds=60))  # the claim's lease ends
+        assert dispatcher.dispatch_due() == 2
+        assert (sms.sent, email.sent) == (texts, ["m:send:0"])
     finally:
         store.close()
 

@@ -276,3 +276,27 @@ def test_a_write_whose_commit_failed_is_found_written_or_not_by_the_lease(
     assert lease.look(KEYS[1:3]) is False
     assert {r.next_attempt_at for r in store.outbox_records() if r.entry.key != KEYS[0]} == {
         T0 + 2 * LEASE}
+
+
+def test_a_lease_whose_extension_failed_is_not_moved_by_a_later_keep(
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An extension failed (every row of the claim `lost`, its lease `maybe`), and did not
+    commit: the rows are still at the claim's first lease. A later `keep` (the next chunk
+    of a `send_batch` adapter after the other adapters' rows) has no row left to extend;
+    it must not move `until` to a time no row holds, or a look after a failed COMMIT of
+    the sends made before finds none of them at our lease, says "written", and their
+    outcomes are dropped: sent again when the lease ends."""
+    _queue(store)
+    store.claim_outbox(T0, 100, LEASE)
+    lease = ClaimLease(store, LEASE, T0 + LEASE, KEYS)
+
+    def away(*_: object) -> set[str]:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(store, "extend_outbox_lease", away)
+    assert lease.keep(T0 + timedelta(seconds=50), 10) is False
+    assert lease.lost == set(KEYS)
+    monkeypatch.undo()
+    assert lease.keep(T0 + timedelta(seconds=55), 10) is False  # nothing of ours to extend
+    assert lease.until == T0 + LEASE
+    assert lease.look(KEYS[:3]) is False  # not written: written again

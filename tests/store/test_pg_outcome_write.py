@@ -141,3 +141,21 @@ def test_a_pooler_out_of_step_at_the_writes_begin_is_tried_again(store: SqlStore
     assert dispatcher.dispatch_due() == 1
     assert len(raised) == 1
     _sent_once(store, clock, dispatcher, channel)
+
+
+def test_the_servers_own_internal_errors_are_not_taken_for_a_lost_connection(
+        store: SqlStore) -> None:
+    """Only psycopg's own InternalError, with no SQLSTATE, drops the connection
+    (engine/store/sql/pg_engine.py `_out_of_step`). The server's (XX000, and a code of
+    that class psycopg has no name for) keep their SQLSTATE, their connection, and are
+    not transient: done again, they would fail again."""
+    from sqlalchemy.exc import DBAPIError
+
+    for code in ("XX000", "XX999"):
+        with store.sql_engine.connect() as conn, pytest.raises(DBAPIError) as failed:
+            conn.execute(text("DO $$ BEGIN RAISE EXCEPTION 'internal' USING ERRCODE = "
+                              f"'{code}'; END $$"))
+        assert isinstance(failed.value.orig, psycopg.InternalError)
+        assert failed.value.orig.sqlstate == code
+        assert not failed.value.connection_invalidated
+        assert not store.is_transient(failed.value)
