@@ -24,12 +24,16 @@ load: ~20 sends a round went out twice. So a failed write is not the end of it:
 
 The question is the lease's own UPDATE pushing the lease to where it is
 (`ClaimLease.look`), not a read: it waits for the row locks of a COMMIT still under way
-on the lost connection, and sees what it did. The normal path runs no statement more.
+on the lost connection, and sees what it did; on PostgreSQL it waits at most
+EXTEND_LOCK_WAIT_MS (engine/store/sql/outbox.py) for rows a transaction lost unseen
+still holds, then counts as no answer. The normal path runs no statement more.
 
 Each write again, and each question, comes after the next of `PAUSES`; when they run
-out the error is raised. 3.2 s in all, within the margin the lease keeps for the
-dispatcher's own work (lease.py MARGIN), and long enough for the pool to connect anew
-to a server that has just dropped every connection.
+out the error is raised. 3.2 s of pauses in all (plus each try's own time: a connect,
+a lock wait), long enough for the pool to connect anew to a server that has just
+dropped every connection. Within the default lease's margin (lease.py MARGIN, 5 s);
+a `--lease` under 20 s has a smaller margin, and a write that outlasts it lets another
+dispatcher re-send after the lease, as before.
 """
 
 from __future__ import annotations

@@ -159,3 +159,32 @@ def test_the_servers_own_internal_errors_are_not_taken_for_a_lost_connection(
         assert failed.value.orig.sqlstate == code
         assert not failed.value.connection_invalidated
         assert not store.is_transient(failed.value)
+
+
+def test_a_lease_look_on_rows_a_lost_transaction_holds_fails_instead_of_waiting(
+        store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write whose connection was lost unseen (a partition) leaves its transaction idle
+    on the server, its row locks held until the server's keepalive gives up (hours). The
+    look after a failed COMMIT is an UPDATE of those rows: it waited for ever, and its
+    dispatcher with it (deaf to SIGTERM). It gives up after EXTEND_LOCK_WAIT_MS now, so
+    the dispatcher asks again after a pause or leaves the rows to their lease."""
+    import engine.store.sql.outbox as outbox_module
+    from engine.runtime.lease import ClaimLease
+
+    monkeypatch.setattr(outbox_module, "EXTEND_LOCK_WAIT_MS", 300, raising=False)
+    [entry] = store.claim_outbox(T0, 10, timedelta(seconds=60))
+    ours = T0 + timedelta(seconds=60)
+    holder = create_engine(store.sql_engine.url)
+    try:
+        with holder.connect() as conn:
+            conn.execute(text("SELECT 1 FROM outbox WHERE send_key = :k FOR UPDATE"),
+                         {"k": KEY})  # an idle transaction holding the row
+            lease = ClaimLease(store, timedelta(seconds=60), ours, [entry.key])
+            began = time.monotonic()
+            with pytest.raises(Exception, match="lock timeout"):
+                lease.look([entry.key])
+            assert time.monotonic() - began < 5
+            conn.rollback()
+        assert lease.look([entry.key]) is False  # free again: still ours, not written
+    finally:
+        holder.dispose()

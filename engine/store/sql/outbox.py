@@ -35,6 +35,9 @@ def outbox_lock_key(profile_id: str) -> int:
                           signed=True)
 
 
+# milliseconds a lease extension (or the look after a failed COMMIT) waits for its rows
+EXTEND_LOCK_WAIT_MS = 5000
+
 class OutboxQueries(SqlBase):
     @cached_property
     def _enqueue_send_many(self) -> Any:
@@ -164,6 +167,15 @@ class OutboxQueries(SqlBase):
         if not keys:
             return set()
         with self._write(stamped=True) as conn:  # no profile's state
+            if self._pg:
+                # A claim holds its rows for milliseconds; what holds them longer is a
+                # transaction whose connection was lost unseen (a partition: the server
+                # keeps it idle, its locks held, for its keepalive's hours). The look
+                # after a failed COMMIT waited on it for ever, its dispatcher deaf to
+                # SIGTERM (a review, 2026-12-07); now it fails, and is asked again or
+                # the rows wait for their lease. Its caller's transaction, if any, ends
+                # with this setting (the dispatcher calls outside any).
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {EXTEND_LOCK_WAIT_MS}")
             rows = self._select_rows(conn, self._outbox_statements["extend"], {
                 "keys": list(keys), "ours": ours, "until": until})
         return {r["send_key"] for r in rows}
