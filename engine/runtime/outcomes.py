@@ -14,21 +14,23 @@ load: ~20 sends a round went out twice. So a failed write is not the end of it:
 - **It failed at its COMMIT** (any error: the server may have committed and the answer
   been lost, or not): writing again blindly would log the decisions twice, take a
   deferral's attempt back twice and park a failure twice; not writing sends the rows
-  again. So the database is asked, after a pause, on a connection of its own. A chunk's
-  outcomes commit all or nothing, and each moves its row away from the claim's lease:
-  a final status, or a `next_attempt_at` other than the lease's (`Chunk.moved`). If all
-  those rows are still pending at the lease, the write did not commit: it is written
-  again. If none is, it committed (or another dispatcher claimed them once the lease had
-  run out, and they are its now): nothing more is written. Anything else is raised, as
-  before, and the rows wait for their lease.
+  again. A chunk's outcomes commit all or nothing, and each moves its row away from the
+  claim's lease: a final status, or a `next_attempt_at` other than the lease's
+  (`Chunk.moved`).
 
-The question is the lease's own UPDATE pushing the lease to where it is
-(`ClaimLease.look`), not a read: it waits for the row locks of a COMMIT still under way
-on the lost connection, and sees what it did; on PostgreSQL it waits at most
-EXTEND_LOCK_WAIT_MS (engine/store/sql/outbox.py) for rows a transaction lost unseen
-still holds, then counts as no answer. The normal path runs no statement more.
+So every write again first asks, in its own transaction, whether those rows are all
+still pending at the lease (`_still_ours`): if so, nothing of the chunk is written, and
+it writes them; if none is, the COMMIT went through, or the lease ran out meanwhile and
+another dispatcher claimed them (they are its now: a write over its claim logged `sent`
+twice and took its attempt back, a third review found): nothing is written. Anything
+else is raised, as before, and the rows wait for their lease. The question is the
+lease's own UPDATE pushing the lease to where it is (`ClaimLease.look`), not a read: it
+waits for the row locks of a COMMIT still under way on the lost connection, sees what
+it did, and holds the rows until this transaction commits; on PostgreSQL it waits at
+most EXTEND_LOCK_WAIT_MS (engine/store/sql/outbox.py) for rows a transaction lost unseen
+still holds. The normal path runs no statement more.
 
-Each write again, and each question, comes after the next of `PAUSES`; when they run
+Each write again comes after the next of `PAUSES`; when they run
 out the error is raised. 3.2 s of pauses in all (plus each try's own time: a connect,
 a lock wait), long enough for the pool to connect anew to a server that has just
 dropped every connection. Within the default lease's margin (lease.py MARGIN, 5 s);
@@ -108,51 +110,60 @@ def write_outcomes(store: Store, chunk: Chunk, record: Callable[[], None],
     """`record()` the chunk's outcomes in one transaction, tried again as the module
     says; raises when it cannot tell they are written. The caller forgets them."""
     pauses = iter(PAUSES)
+    again: str | None = None  # why this is a write again: "failed" or "at_commit"
     while True:
         committing = False
         try:
             with store.transaction(stamped=True):  # no profile's state
+                if again is not None and not _still_ours(chunk, again):
+                    return  # written by the COMMIT that failed, or another's now
                 record()
                 committing = True  # what fails from here on is the COMMIT
             return
+        except _Undecided:
+            raise
         except Exception as exc:
             count = len(chunk.sent) + len(chunk.outcomes)
-            if not committing:
-                if not store.is_transient(exc) or not _paused(pauses, pause):
-                    raise
-                log.warning("writing %d delivered sends' outcomes failed (%s); trying "
-                            "again", count, type(exc).__name__)
-                continue
-            committed = _committed(chunk, pauses, pause)
-            if committed is None:
-                log.error("writing %d delivered sends' outcomes failed at its COMMIT (%s), "
-                          "and the database cannot say whether it went through; they go "
-                          "out again when their lease ends", count, type(exc).__name__)
+            if not committing and not store.is_transient(exc):
                 raise
-            if committed:
-                log.warning("writing %d delivered sends' outcomes failed at its COMMIT "
-                            "(%s), which went through (or another dispatcher claimed the "
-                            "rows once the lease had run out)", count, type(exc).__name__)
-                return
-            log.warning("writing %d delivered sends' outcomes failed at its COMMIT (%s), "
-                        "which did not go through; trying again", count, type(exc).__name__)
+            if not _paused(pauses, pause):
+                log.error("writing %d delivered sends' outcomes failed (%s), the last "
+                          "try of %d; unless written, they go out again when their lease "
+                          "ends", count, type(exc).__name__, len(PAUSES) + 1)
+                raise
+            again = "at_commit" if committing or again == "at_commit" else "failed"
+            log.warning("writing %d delivered sends' outcomes failed%s (%s); trying again "
+                        "if they are not written", count,
+                        " at its COMMIT" if committing else "", type(exc).__name__)
 
 
-def _committed(chunk: Chunk, pauses: Iterator[float],
-               pause: Callable[[float], None]) -> bool | None:
-    """Whether the chunk's write, whose COMMIT failed, committed; None when the database
-    cannot say (it does not answer, or some rows are written and some not)."""
+class _Undecided(Exception):  # noqa: N818 - raised to the dispatcher as the write's failure
+    """Some of the chunk's rows are written and some not: nothing is written again."""
+
+
+def _still_ours(chunk: Chunk, again: str) -> bool:
+    """In the transaction of a write again, before it writes: whether the chunk's rows
+    are all still pending at the claim's lease (True: write them), none is (False: the
+    COMMIT that failed went through, or the lease ran out and another dispatcher claimed
+    them, whose they are now: write nothing over its claim). Asked by the lease's own
+    UPDATE in this transaction, so the answer holds until it commits (`ClaimLease.look`:
+    it waits for a lost COMMIT's row locks). Without a lease to ask by, a write that
+    failed before its COMMIT is written again (nothing of it committed), one that failed
+    at its COMMIT is undecided."""
     lease = chunk.lease
-    if lease is None:
-        return None
-    keys = chunk.moved(lease.until)
-    while keys and _paused(pauses, pause):
-        try:
-            return lease.look(keys)
-        except Exception as exc:  # still away: ask again after the next pause
-            log.warning("asking whether %d sends' outcomes were written failed (%s)",
-                        len(keys), type(exc).__name__)
-    return None
+    keys = chunk.moved(lease.until) if lease is not None else []
+    if lease is None or not keys:
+        if again == "failed":
+            return True
+        raise _Undecided("the write of delivered sends' outcomes failed at its COMMIT, "
+                         "with no rows to ask whether it went through")
+    written = lease.look(keys)
+    if written is None:
+        raise _Undecided(f"of {len(keys)} delivered sends some are written and some not")
+    if written:
+        log.warning("%d delivered sends' outcomes are written already, or another "
+                    "dispatcher claimed them once their lease had run out", len(keys))
+    return not written
 
 
 def _paused(pauses: Iterator[float], pause: Callable[[float], None]) -> bool:

@@ -204,8 +204,8 @@ def test_outcomes_whose_commit_failed_but_committed_are_not_written_again(
         paused: list[float] = []
         dispatcher.pause = paused.append
         assert dispatcher.dispatch_due() == 2
-        assert store.transactions == 2  # no second write
-        assert paused == [0.2]  # before the look
+        assert store.transactions == 3  # the write again asks first, and writes nothing
+        assert paused == [0.2]  # before the write again
         records = {r.entry.key: r for r in store.outbox_records()}
         assert (records["a:send:0"].attempts, records["a:send:0"].last_error) == (
             1, "ConnectionError: refused")
@@ -279,11 +279,57 @@ def test_outcomes_the_database_cannot_account_for_are_left_to_the_lease(
         dispatcher.pause = paused.append
         with pytest.raises(OperationalError):
             dispatcher.dispatch_due()
-        assert (store.transactions, paused, len(asked)) == (2, [0.2, 1.0, 2.0], 3)
-        assert "cannot say whether it went through" in caplog.text
+        assert (store.transactions, paused, len(asked)) == (5, [0.2, 1.0, 2.0], 3)
+        assert "the last try of 4; unless written, they go out again" in caplog.text
         (record,) = store.outbox_records()
         assert (record.status, record.next_attempt_at) == ("pending", T0 + dispatcher.lease)
     finally:
+        store.close()
+
+
+def test_a_write_again_after_the_lease_ran_out_writes_nothing_over_anothers_claim(
+        tmp_path: Path) -> None:
+    """The write of a delivered send fails before its COMMIT (SQLite busy: transient);
+    during the pause before the write again the lease runs out and another dispatcher claims the row (and sends it again: at least
+    once). The write again wrote over that claim: `sent` twice in the decision log, the
+    other's attempt taken back (a third review). It asks first, in its own transaction,
+    and finds the row no longer at its lease: nothing is written."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    class Busy(CountingStore):
+        """Its first write of outcomes fails before its COMMIT, on SQLite's busy."""
+
+        def mark_sent_many(self, sent: Any) -> None:
+            if sent and self.transactions == 2:
+                busy = sqlite3.OperationalError("database is locked")
+                busy.sqlite_errorcode = 5
+                raise OperationalError("UPDATE outbox", {}, busy)
+            super().mark_sent_many(sent)
+
+    path = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Busy(path, create=True)
+    other_store = SqlStore(path)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0"))
+        clock = FakeClock(T0)
+        mine, theirs = ScriptedChannel([]), ScriptedChannel([])
+        dispatcher = Dispatcher(store, {"email": mine}, clock)
+        other = Dispatcher(other_store, {"email": theirs}, clock)
+
+        def lease_runs_out(seconds: float) -> None:
+            clock.advance(dispatcher.lease + timedelta(seconds=1))
+            assert other.dispatch_due() == 1
+
+        dispatcher.pause = lease_runs_out
+        assert dispatcher.dispatch_due() == 1
+        assert (len(mine.delivered), len(theirs.delivered)) == (1, 1)
+        (record,) = store.outbox_records()
+        assert (record.status, record.attempts) == ("sent", 2)
+        assert [d.what for d in store.recorded_decisions()] == ["sent"]
+    finally:
+        other_store.close()
         store.close()
 
 
