@@ -287,27 +287,30 @@ def test_outcomes_the_database_cannot_account_for_are_left_to_the_lease(
         store.close()
 
 
+class Busy(CountingStore):
+    """Its first write of outcomes (transaction 2) fails before its COMMIT, on SQLite's
+    busy (transient)."""
+
+    def mark_sent_many(self, sent: Any) -> None:
+        import sqlite3
+
+        from sqlalchemy.exc import OperationalError
+
+        if sent and self.transactions == 2:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = 5
+            raise OperationalError("UPDATE outbox", {}, busy)
+        super().mark_sent_many(sent)
+
+
 def test_a_write_again_after_the_lease_ran_out_writes_nothing_over_anothers_claim(
         tmp_path: Path) -> None:
     """The write of a delivered send fails before its COMMIT (SQLite busy: transient);
-    during the pause before the write again the lease runs out and another dispatcher claims the row (and sends it again: at least
-    once). The write again wrote over that claim: `sent` twice in the decision log, the
-    other's attempt taken back (a third review). It asks first, in its own transaction,
-    and finds the row no longer at its lease: nothing is written."""
-    import sqlite3
-
-    from sqlalchemy.exc import OperationalError
-
-    class Busy(CountingStore):
-        """Its first write of outcomes fails before its COMMIT, on SQLite's busy."""
-
-        def mark_sent_many(self, sent: Any) -> None:
-            if sent and self.transactions == 2:
-                busy = sqlite3.OperationalError("database is locked")
-                busy.sqlite_errorcode = 5
-                raise OperationalError("UPDATE outbox", {}, busy)
-            super().mark_sent_many(sent)
-
+    during the pause before the write again the lease runs out and another dispatcher
+    claims the row (and sends it again: at least once). The write again wrote over that
+    claim: `sent` twice in the decision log, the other's attempt taken back (a third
+    review). It asks first, in its own transaction, and finds the row no longer at its
+    lease: nothing is written."""
     path = f"sqlite:///{tmp_path / 'store.db'}"
     store = Busy(path, create=True)
     other_store = SqlStore(path)
@@ -328,6 +331,44 @@ def test_a_write_again_after_the_lease_ran_out_writes_nothing_over_anothers_clai
         (record,) = store.outbox_records()
         assert (record.status, record.attempts) == ("sent", 2)
         assert [d.what for d in store.recorded_decisions()] == ["sent"]
+    finally:
+        other_store.close()
+        store.close()
+
+
+def test_a_write_again_whose_rows_were_partly_claimed_meanwhile_writes_them_all(
+        tmp_path: Path) -> None:
+    """As above, but the other dispatcher claims one of the chunk's two rows (a claim
+    takes whole profiles up to its limit). A fourth review: refusing to write left the
+    row still ours pending at a lease already run out, and it went to its customer a
+    second time. Nothing of the chunk committed (a committed write moves every row), so
+    all its outcomes are written, as before the question was asked: b goes out once."""
+    path = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Busy(path, create=True)
+    other_store = SqlStore(path)
+    try:
+        store.enqueue_send(outbox_entry("a:send:0", profile="p1"))
+        store.enqueue_send(outbox_entry("b:send:0", profile="p2"))
+        clock = FakeClock(T0)
+        mine, theirs = ScriptedChannel([]), ScriptedChannel([])
+        dispatcher = Dispatcher(store, {"email": mine}, clock)
+        other = Dispatcher(other_store, {"email": theirs}, clock, batch=1)
+
+        def lease_runs_out(seconds: float) -> None:
+            clock.advance(dispatcher.lease + timedelta(seconds=1))
+            admission = other._admit()  # p1's row alone
+            assert admission is not None
+            other._deliver(admission[1], admission[0])
+
+        dispatcher.pause = lease_runs_out
+        assert dispatcher.dispatch_due() == 2
+        clock.advance(timedelta(hours=1))
+        other.dispatch_due()
+        dispatcher.dispatch_due()
+        delivered = [m.key for m in mine.delivered + theirs.delivered]
+        assert sorted(delivered) == ["a:send:0", "a:send:0", "b:send:0"]
+        assert {r.entry.key: r.status for r in store.outbox_records()} == {
+            "a:send:0": "sent", "b:send:0": "sent"}
     finally:
         other_store.close()
         store.close()

@@ -173,8 +173,9 @@ class OutboxQueries(SqlBase):
                 # keeps it idle, its locks held, for its keepalive's hours). The look
                 # after a failed COMMIT waited on it for ever, its dispatcher deaf to
                 # SIGTERM (a review, 2026-12-07); now it fails, and is asked again or
-                # the rows wait for their lease. Its caller's transaction, if any, ends
-                # with this setting (the dispatcher calls outside any).
+                # the rows wait for their lease. The rest of its caller's transaction
+                # runs under the same limit (a write again of outcomes, outcomes.py: a
+                # lock held longer fails it too, and it is tried again after a pause).
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {EXTEND_LOCK_WAIT_MS}")
             rows = self._select_rows(conn, self._outbox_statements["extend"], {
                 "keys": list(keys), "ours": ours, "until": until})
