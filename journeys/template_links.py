@@ -112,8 +112,6 @@ def _shown(text: str, start: int) -> str:
     return snippet if len(snippet) <= 80 else snippet[:77] + "..."
 
 
-
-
 def link_message(link: str) -> str:
     return (f"warning: the host of the link {link} comes from data: it is sent as "
             "written, not tracked, unless its host is listed in the policy's tracking: "

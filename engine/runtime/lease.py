@@ -85,11 +85,12 @@ class ClaimLease:
         self.margin = min(MARGIN, self.lease / 4)
 
     def look(self, keys: Collection[str]) -> bool | None:
-        """After a write of these rows' outcomes failed at its COMMIT (outcomes.py):
-        True if it committed (none of them is still pending at our lease: or another
-        dispatcher claimed them, whose they are then), False if it did not (all are),
-        None if some are and some not. Asked by extending the lease to where it is: an
-        UPDATE waits for the row locks of a COMMIT still under way, a read would not."""
+        """Before a write again of these rows' outcomes (outcomes.py), in its transaction:
+        True if none of them is still pending at our lease (the write that failed
+        committed, or another dispatcher claimed them, whose they are then), False if
+        all are, None if some are and some not. Asked by extending the lease to where it
+        is: an UPDATE waits for the row locks of a COMMIT still under way, and holds
+        them to the transaction's end; a read would do neither."""
         for ours in (self.until, *self.maybe):
             still = self.store.extend_outbox_lease(keys, ours, ours)
             if still:

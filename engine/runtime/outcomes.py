@@ -52,7 +52,7 @@ from engine.runtime.lease import ClaimLease
 
 log = logging.getLogger("journeyman.dispatch")
 
-PAUSES = (0.2, 1.0, 2.0)  # seconds before each write again or question, in turn
+PAUSES = (0.2, 1.0, 2.0)  # seconds before each write again, in turn
 
 
 @dataclass
@@ -139,7 +139,8 @@ def write_outcomes(store: Store, chunk: Chunk, record: Callable[[], None],
 
 
 class _Undecided(Exception):  # noqa: N818 - raised to the dispatcher as the write's failure
-    """Some of the chunk's rows are written and some not: nothing is written again."""
+    """A write whose COMMIT failed, with no lease or rows to ask whether it went
+    through: nothing is written again, and the rows wait for their lease."""
 
 
 def _still_ours(chunk: Chunk, again: str) -> bool:

@@ -62,8 +62,11 @@ def _address(profile: Profile, channel: str) -> str | None:
 
 def tracking_settings(journey: CompiledJourney, policy: Policy | None) -> Tracking:
     """The journey's own `policy: tracking:`, else the global policy's."""
-    own = journey.model.policy.tracking if journey.model.policy is not None else None
-    return own or (policy.tracking if policy is not None else Tracking())
+    return _own_tracking(journey) or (policy.tracking if policy is not None else Tracking())
+
+
+def _own_tracking(journey: CompiledJourney) -> Tracking | None:
+    return journey.model.policy.tracking if journey.model.policy is not None else None
 
 
 def trusted_hosts(journey: CompiledJourney, template: str,
@@ -72,7 +75,7 @@ def trusted_hosts(journey: CompiledJourney, template: str,
     template writes, and `tracking: hosts:` of the policy and of the journey's own
     policy (both: a journey's `tracking:` that turns opens off should not untrack the
     shop's links)."""
-    own = journey.model.policy.tracking if journey.model.policy is not None else None
+    own = _own_tracking(journey)
     listed = (*(policy.tracking.hosts if policy is not None else ()),
               *(own.hosts if own is not None else ()))
     return TrustedHosts.listed(listed).adding(template_hosts(journey.templates, template))
