@@ -15,7 +15,9 @@ Delivery outcomes, as the dispatcher (engine/runtime/dispatch.py) reads them:
   (`bounce=True`), which put the address on the suppression list;
 - a 4xx reply, a timeout, a refused or lost connection, and any failure while opening
   the connection (banner, EHLO, STARTTLS, AUTH -- a server or configuration problem,
-  not a property of this message): `DeliveryError(permanent=False)`, retried.
+  not a property of this message): `DeliveryError(permanent=False)`, retried; a 4xx
+  to RCPT TO (greylisted, mailbox full) is the recipient's alone (`recipient=True`): the
+  dispatcher goes on with the other recipients.
 
 `send_batch` settles every message on its own and never raises: one message that cannot
 be built fails alone, and the messages the server accepted before it stay accepted (the
@@ -368,7 +370,7 @@ class EmailChannel:
             detail = "; ".join(f"{r.code} {r.message}" for r in refusals)
             # A bounce either way: hard (5xx, suppressed) or soft (4xx, counted, retried).
             raise DeliveryError(f"recipient {rcpt} refused: {detail}",
-                                permanent=permanent, bounce=True) from exc
+                                permanent=permanent, bounce=True, recipient=True) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421:  # "service not available, closing channel"
                 raise _Stale(f"{exc.code} {exc.message}") from exc

@@ -248,7 +248,13 @@ class WebhookChannel:
                    SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
         what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
         request = build_request(self._client, "POST", url, what, content=body, headers=headers)
-        send_checked(self._client, request, what, budget=3 * self.timeout)
+        try:
+            send_checked(self._client, request, what, budget=3 * self.timeout)
+        except DeliveryError as exc:
+            # The send's own URL failed, not the channel's: the dispatcher goes on with
+            # the channel's other sends (a dead URL of one send held them all).
+            exc.recipient = url != self.url
+            raise
 
     def longest_send(self, count: int) -> float:
         return longest_exchanges(self.timeout, count)

@@ -33,12 +33,17 @@ class DeliveryError(JourneymanError):
     (engine/runtime/dispatch.py). `bounce` marks a permanent refusal by the receiving
     server (a 5xx SMTP reply): a hard bounce, which suppresses the address. `detail`:
     what the provider said besides (an HTTP answer's body), which may echo a person's
-    data: kept with the send (its last error, its decision), never logged."""
+    data: kept with the send (its last error, its decision), never logged. `recipient`:
+    a transient failure of this message's recipient (its `to`), not of the channel: a
+    greylisted or full mailbox (a 4xx to RCPT), a webhook's own URL (`allow_to_override`)
+    that is down; the dispatcher holds the claim's later sends to that recipient only,
+    and the channel's other sends go on."""
 
     def __init__(self, message: str, *, permanent: bool = False, bounce: bool = False,
-                 detail: str = "") -> None:
+                 detail: str = "", recipient: bool = False) -> None:
         super().__init__(message)
         self.permanent, self.bounce, self.detail = permanent, bounce, detail
+        self.recipient = recipient
 
 
 @quick_init

@@ -91,6 +91,25 @@ SEND_CHUNK = 20  # messages per send_batch call
 BUSY_API_CLAIM = 50
 
 
+# What failed transiently in a claim: a channel (`(name, None)`: all its later sends in
+# the claim wait, so a claim cannot outlast its lease while a server swallows
+# connections), or one recipient of it (`(name, to)`: a greylisted address, an
+# overridden webhook URL; the channel's other sends go on)
+Failed = tuple[str, str | None]
+
+
+def _held(entry: OutboxEntry, failing: set[Failed]) -> str | None:
+    """Why this send waits unattempted, if it does: its channel or its recipient failed
+    earlier in the claim."""
+    if not failing:
+        return None
+    if (entry.channel, None) in failing:
+        return "channel_unavailable"
+    if (entry.channel, entry.to) in failing:
+        return "recipient_unavailable"
+    return None
+
+
 @dataclass
 class DispatchStats:
     sent: int = 0
@@ -265,7 +284,9 @@ class Dispatcher:
     # --- delivery: outside any transaction ----------------------------------------------
 
     def _deliver(self, entries: list[OutboxEntry], chunk: Chunk) -> None:
-        failing: set[str] = set()  # channels that failed transiently in this claim
+        # What failed transiently in this claim: a channel (`(name, None)`), or one
+        # recipient of it (`(name, to)`, DeliveryError.recipient)
+        failing: set[Failed] = set()
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             try:
@@ -274,8 +295,8 @@ class Dispatcher:
                 if self._stopping():
                     self._hold(entry, chunk, released=True)
                     continue
-                if entry.channel in failing:
-                    self._hold(entry, chunk)
+                if held := _held(entry, failing):
+                    self._hold(entry, chunk, reason=held)
                     continue
                 if self._bounced_meanwhile(entry, chunk):
                     continue
@@ -285,15 +306,15 @@ class Dispatcher:
                     continue
                 if not self._keep_lease(chunk, channel, [entry]):
                     continue
-                error = self._send_one(channel, entry)
-                if not self._settle(entry, error, chunk):
-                    failing.add(entry.channel)
+                failed = self._settle(entry, self._send_one(channel, entry), chunk)
+                if failed is not None:
+                    failing.add(failed)
             except Exception as exc:  # our own code, on this row's data: this row alone
                 self._broken(entry, exc, chunk)
             if len(chunk.outcomes) >= SEND_CHUNK:
                 self._write(chunk)
         for name, group in batched.items():
-            self._send_batched(name, group, chunk)
+            self._send_batched(name, group, chunk, failing)
         self._write(chunk)
 
     def _can_batch(self, channel: Channel) -> bool:
@@ -363,7 +384,8 @@ class Dispatcher:
             return exc
         return None
 
-    def _send_batched(self, name: str, group: list[OutboxEntry], chunk: Chunk) -> None:
+    def _send_batched(self, name: str, group: list[OutboxEntry], chunk: Chunk,
+                      failing: set[Failed]) -> None:
         """Adapters with `send_batch` (email) get the rows in small chunks, so building
         one message overlaps sending the previous; the chunk bounds how many could be
         re-sent after a crash (at-least-once, same idempotency keys)."""
@@ -374,15 +396,23 @@ class Dispatcher:
                 self._hold_rest(group[start:], chunk, released=True)
                 return
             rows = self._keep_lease(chunk, channel, group[start:start + SEND_CHUNK])
-            part = [entry for entry in rows if not self._bounced_meanwhile(entry, chunk)]
+            part = []
+            for entry in rows:
+                if held := _held(entry, failing):
+                    self._hold(entry, chunk, reason=held)
+                elif not self._bounced_meanwhile(entry, chunk):
+                    part.append(entry)
             if not part:
+                self._write(chunk)
                 continue
             now = self.clock.now()
             results = batch_results(channel, [entry.message(now) for entry in part])
-            healthy = [self._settle(entry, error, chunk)
-                       for entry, error in zip(part, results, strict=True)]
+            for entry, error in zip(part, results, strict=True):
+                failed = self._settle(entry, error, chunk)
+                if failed is not None:
+                    failing.add(failed)
             self._write(chunk)
-            if not all(healthy):
+            if (name, None) in failing:
                 self._hold_rest(group[start + SEND_CHUNK:], chunk)
                 return
 
@@ -400,8 +430,10 @@ class Dispatcher:
         self._skip(entry, "suppressed", {"address": entry.to}, self.clock.now(), chunk)
         return True
 
-    def _settle(self, entry: OutboxEntry, error: Exception | None, chunk: Chunk) -> bool:
-        """Mark the row after a send; False if the channel failed transiently."""
+    def _settle(self, entry: OutboxEntry, error: Exception | None,
+                chunk: Chunk) -> Failed | None:
+        """Mark the row after a send; what failed transiently, if it did: the channel,
+        or only this recipient (`DeliveryError.recipient`)."""
         if error is None:
             at = self.clock.now()
             chunk.sent.append((entry.key, at))
@@ -413,7 +445,7 @@ class Dispatcher:
                      "key": entry.key, "attempts": entry.attempts}))
             self.stats.sent += 1
             self._count(entry, "sent")
-            return True
+            return None
         if isinstance(error, DeliveryError) and error.permanent:
             bounced = error.bounce and entry.to is not None
             self._fail(entry, _kept(error), "permanent_failure", chunk, logged=str(error))
@@ -424,7 +456,7 @@ class Dispatcher:
                     record_delivery_problem, self.store,
                     ProviderEvent(HARD_BOUNCE, entry.to, entry.key, str(error)[:1000]),
                     source=f"channel:{entry.channel}", now=self.clock.now()))
-            return True
+            return None
         if isinstance(error, DeliveryError):
             text, logged = _kept(error), str(error)
         else:  # an adapter's bug or a network error
@@ -436,12 +468,16 @@ class Dispatcher:
                 ProviderEvent(SOFT_BOUNCE, entry.to, entry.key, text[:1000]),
                 source=f"channel:{entry.channel}", now=self.clock.now()))
         self._retry(entry, text, chunk, logged)
-        return False
+        if isinstance(error, DeliveryError) and error.recipient:
+            return entry.channel, entry.to
+        return entry.channel, None
 
-    def _hold(self, entry: OutboxEntry, chunk: Chunk, *, released: bool = False) -> None:
+    def _hold(self, entry: OutboxEntry, chunk: Chunk, *, released: bool = False,
+              reason: str = "channel_unavailable") -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
-        longer than its lease while a server swallows connections. `released`: the process
+        longer than its lease while a server swallows connections (`reason`; a recipient
+        that failed, `recipient_unavailable`, holds only its own rows). `released`: the process
         stops (SIGTERM), the row is due again now, unattempted, for the other workers (a
         claim delivered to its end behind a slow provider outlived the 60 s a stop gets
         before its SIGKILL, which left the claim leased and its sends unwritten)."""
@@ -450,8 +486,7 @@ class Dispatcher:
             chunk.deferred.append((entry.key, now, "stopping"))
             self.stats.released += 1
         else:
-            chunk.deferred.append((entry.key, now + self.retry.delay(entry.key, 1),
-                                   "channel_unavailable"))
+            chunk.deferred.append((entry.key, now + self.retry.delay(entry.key, 1), reason))
             self.stats.held += 1
         self._count(entry, "released" if released else "held")
 

@@ -1,0 +1,126 @@
+"""A transient failure of one recipient holds that recipient's sends only: a greylisted
+mailbox (a 4xx to RCPT TO) on a real SMTP server, a send's own webhook URL that is down
+(`allow_to_override`) beside a live one. The channel's other sends in the same claim go
+out; a channel that fails as a whole still holds its rest (tests/engine/test_dispatch.py)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from channels.email import EmailChannel
+from channels.webhook import WebhookChannel
+from engine.runtime.dispatch import SEND_CHUNK, Dispatcher
+from engine.testing import FakeClock, InMemoryStore
+from tests.channels.raw_server import RawServer
+from tests.channels.test_email import Sink, make_channel
+from tests.channels.test_webhook import SECRET, webhook_entry
+from tests.net import free_port
+from tests.store.helpers import T0, outbox_entry
+
+GREY = "grey@example.com"
+
+
+@dataclass
+class Greylisting(Sink):
+    """Answers 450 to RCPT TO of `GREY`, every time; takes the others."""
+
+    async def handle_RCPT(  # noqa: N802 -- aiosmtpd's hook name
+            self, server: Any, session: Any, envelope: Any, address: str,
+            options: list[str]) -> str:
+        if address == GREY:
+            return "450 4.7.1 greylisted, try again later"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+@pytest.fixture
+def greylisting() -> Iterator[tuple[Greylisting, EmailChannel]]:
+    sink = Greylisting()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    channel = make_channel(port)
+    try:
+        yield sink, channel
+    finally:
+        channel.close()
+        controller.stop()
+
+
+def test_a_greylisted_recipient_holds_only_its_own_sends(
+        greylisting: tuple[Greylisting, EmailChannel]) -> None:
+    """The greylisted address in the first chunk of the batch (SEND_CHUNK sends), and
+    again in the second: there it waits untried; everyone else's mail goes out."""
+    sink, channel = greylisting
+    store, clock = InMemoryStore(), FakeClock(T0)
+    addresses = [f"c{n}@example.com" for n in range(25)]
+    addresses[0] = addresses[SEND_CHUNK + 1] = GREY
+    for n, to in enumerate(addresses):
+        store.enqueue_send(replace(outbox_entry(f"k{n}", profile=f"p{n}"), to=to))
+    dispatcher = Dispatcher(store, {"email": channel}, clock)
+
+    assert dispatcher.dispatch_due() == 25
+
+    records = [store.outbox_records()[n] for n in range(25)]
+    assert [r.entry.to for r in records] == addresses
+    others = [r for r in records if r.entry.to != GREY]
+    assert {r.status for r in others} == {"sent"}
+    assert sorted(to for rcpts in sink.recipients for to in rcpts) == sorted(
+        r.entry.to for r in others)
+    greylisted, held = records[0], records[SEND_CHUNK + 1]
+    assert (greylisted.status, greylisted.attempts) == ("pending", 1)
+    assert "450 4.7.1 greylisted" in (greylisted.last_error or "")
+    assert (held.status, held.attempts, held.last_error) == (
+        "pending", 0, "recipient_unavailable")
+    assert (dispatcher.stats.sent, dispatcher.stats.retried, dispatcher.stats.held) == (
+        23, 1, 1)
+    assert [e.kind for e in store.engagements()] == ["soft_bounce"]
+
+
+def _closed_port_url() -> str:
+    """An http URL on which nothing listens: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+def _created(server: RawServer, conn: socket.socket) -> None:
+    server.write(conn, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_a_sends_own_webhook_url_that_is_down_holds_only_that_url() -> None:
+    dead = _closed_port_url()
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_created) as live:
+        order = [("h0", dead), ("h1", live.url), ("h2", dead), ("h3", None)]
+        for key, to in order:
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=2.0,
+                            allow_to_override=True) as hook:
+            dispatcher = Dispatcher(store, {"webhook": hook}, clock)
+            assert dispatcher.dispatch_due() == 4
+    records = {r.entry.key.split(":")[0]: r for r in store.outbox_records()}
+    assert [records[k].status for k in ("h1", "h3")] == ["sent", "sent"]
+    assert (records["h0"].status, records["h0"].attempts) == ("pending", 1)
+    assert (records["h2"].status, records["h2"].attempts, records["h2"].last_error) == (
+        "pending", 0, "recipient_unavailable")
+
+
+def test_the_channels_own_url_down_still_holds_the_channel() -> None:
+    """Without an overridden URL the failure is the channel's: its later sends wait."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    for key in ("h0", "h1"):
+        store.enqueue_send(replace(webhook_entry(f"{key}:hook:0"), profile_id=key))
+    with WebhookChannel(_closed_port_url(), secret=SECRET, timeout=2.0,
+                        allow_to_override=True) as hook:
+        dispatcher = Dispatcher(store, {"webhook": hook}, clock)
+        dispatcher.dispatch_due()
+    assert [(r.attempts, r.last_error == "channel_unavailable")
+            for r in store.outbox_records()] == [(1, False), (0, True)]
+
