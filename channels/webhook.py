@@ -251,9 +251,12 @@ class WebhookChannel:
         try:
             send_checked(self._client, request, what, budget=3 * self.timeout)
         except DeliveryError as exc:
-            # The send's own URL failed, not the channel's: the dispatcher goes on with
-            # the channel's other sends (a dead URL of one send held them all).
-            exc.recipient = url != self.url
+            # The send's own URL failed at once (refused, an error answer), not the
+            # channel: the dispatcher goes on with the channel's other sends (a dead URL
+            # of one send held them all). One that timed out stays the channel's: sends
+            # to many slow URLs would hold the dispatcher three timeouts each.
+            exc.recipient = url != self.url and not isinstance(exc.__cause__,
+                                                                httpx.TimeoutException)
             raise
 
     def longest_send(self, count: int) -> float:

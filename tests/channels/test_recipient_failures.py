@@ -19,6 +19,7 @@ from engine.runtime.dispatch import SEND_CHUNK, Dispatcher
 from engine.testing import FakeClock, InMemoryStore
 from tests.channels.raw_server import RawServer
 from tests.channels.test_email import Sink, make_channel
+from tests.channels.test_hostile_providers import TIMEOUT, trickled_headers
 from tests.channels.test_webhook import SECRET, webhook_entry
 from tests.net import free_port
 from tests.store.helpers import T0, outbox_entry
@@ -110,6 +111,20 @@ def test_a_sends_own_webhook_url_that_is_down_holds_only_that_url() -> None:
     assert (records["h0"].status, records["h0"].attempts) == ("pending", 1)
     assert (records["h2"].status, records["h2"].attempts, records["h2"].last_error) == (
         "pending", 0, "recipient_unavailable")
+
+
+def test_a_sends_own_url_that_times_out_holds_the_channel() -> None:
+    """Slow failures stay the channel's: a claim of sends to many slow URLs would
+    otherwise take three timeouts each."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(trickled_headers) as slow, RawServer(_created) as live:
+        for key, to in (("h0", slow.url), ("h1", live.url)):
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=TIMEOUT,
+                            allow_to_override=True) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    assert [(r.attempts, r.last_error == "channel_unavailable")
+            for r in store.outbox_records()] == [(1, False), (0, True)]
 
 
 def test_the_channels_own_url_down_still_holds_the_channel() -> None:
