@@ -3,8 +3,9 @@
 
 Log lines name ids (profile, journey, step, send key), never values. The log calls about
 one event, timer or send pass those ids with `extra=` (`FIELDS`): JSON lines carry them
-as fields of their own, and every line of a process carries `worker`, the process's
-name (`journeyman worker --name`, default host:pid). As a safety net for text that
+as fields of their own, text lines in brackets at their end, and every line of a
+process carries `worker`, the process's name (`journeyman worker --name`, default
+host:pid). As a safety net for text that
 comes from elsewhere (an SMTP server's reply, an exception message), a filter replaces
 anything that looks like an e-mail address or a phone number before a record is
 written, at every level: in the message, the traceback and the `profile_id` field (a
@@ -105,6 +106,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, then the line's ids as `name=value` in brackets
+    (`[profile_id=p-1 journey=welcome send_key=... kind=send]`): grep a text log for a
+    profile or a send as a JSON log is filtered by its fields (every id, also one the
+    message names: one shape to grep for)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 -- logging's
+        line = super().formatMessage(record)  # the traceback comes after it (format)
+        ids = [f"{f}={value}" for f in FIELDS if (value := record.__dict__.get(f))]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
 def process_name() -> str:
     """The default name of a process: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -126,8 +142,7 @@ def setup_logging(log_format: str = "text", name: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ProcessName(name or process_name()))
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # Third-party libraries say warnings and errors; journeyman's own loggers info lines

@@ -19,6 +19,7 @@ from engine.cli.logs import (
     JsonFormatter,
     ProcessName,
     RedactingFilter,
+    TextFormatter,
     redact,
     setup_logging,
 )
@@ -149,3 +150,30 @@ def test_journeymans_info_lines_are_written_other_libraries_warnings_only(
     logging.getLogger("sqlalchemy.pool").warning("a library's warning")
     lines = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines()]
     assert lines == ["the outbox loop's database answers again", "a library's warning"]
+
+
+def test_a_text_line_names_its_ids_after_the_message_before_the_traceback() -> None:
+    """Text logs are grepped for a profile or a send as JSON logs are filtered."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(TextFormatter())
+    log = logging.getLogger("journeyman.test_logs_text")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("plain line")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("send failed", extra=log_ids("send", "ana@example.com", "welcome",
+                                                       "hello", "e1:hello:0"))
+    finally:
+        log.removeHandler(handler)
+    first, second, *trace = stream.getvalue().splitlines()
+    assert first.endswith("WARNING journeyman.test_logs_text: plain line")
+    assert second.endswith(f"ERROR journeyman.test_logs_text: send failed [profile_id="
+                           f"{REDACTED} journey=welcome step=hello send_key=e1:hello:0 "
+                           f"kind=send]")
+    assert trace[0] == "Traceback (most recent call last):"
+    assert trace[-1] == "ValueError: boom"
