@@ -22,6 +22,7 @@ from engine.cli.common import (
     journeys_folder,
     open_store,
     out,
+    print_rows,
 )
 from engine.core.times import iso
 from engine.ports import SCOPES, OutboxRecord
@@ -160,16 +161,18 @@ def outbox(
             "totals": dict(sorted(counts.items())), "total": sum(counts.values()),
             "rows": [_outbox_json(r) for r in rows]}) + "\n")
         return
-    table = Table("send key", "profile", "journey/step", "channel", "status", "attempts",
-                  "next attempt / sent", "last error")
-    for r in rows:
-        when = r.sent_at or r.next_attempt_at
-        table.add_row(r.entry.key, r.entry.profile_id, f"{r.entry.journey}/{r.entry.step}",
-                      r.entry.channel, r.status, str(r.attempts),
-                      when.isoformat(timespec="seconds") if when else "", r.last_error or "")
-    out.print(table)
+    print_rows(("send key", "profile", "journey/step", "channel", "status", "attempts",
+                "next attempt / sent", "last error"),
+               ((r.entry.key, r.entry.profile_id, f"{r.entry.journey}/{r.entry.step}",
+                 r.entry.channel, r.status, str(r.attempts), _seconds(r.sent_at
+                                                                     or r.next_attempt_at),
+                 r.last_error or "") for r in rows), free_text=("last error",))
     out.print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty",
               markup=False)
+
+
+def _seconds(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else ""
 
 
 def _when(value: datetime | None) -> str | None:
@@ -211,12 +214,10 @@ def decisions(
                       "step": d.step, "what": d.what, "reason": d.reason,
                       "details": dict(d.details)} for d in rows]}, default=str) + "\n")
         return
-    table = Table("at", "profile", "journey/step", "what", "reason", "details")
-    for d in rows:
-        table.add_row(d.at.isoformat(timespec="seconds"), d.profile_id,
-                      f"{d.journey}/{d.step}", d.what, d.reason,
-                      ", ".join(f"{k}={v}" for k, v in d.details.items()))
-    out.print(table)
+    print_rows(("at", "profile", "journey/step", "what", "reason", "details"),
+               ((_seconds(d.at), d.profile_id, f"{d.journey}/{d.step}", d.what, d.reason,
+                 ", ".join(f"{k}={v}" for k, v in d.details.items())) for d in rows),
+               free_text=("details",))
     out.print(", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sorted(counts.items()))
               or "empty", markup=False)
 

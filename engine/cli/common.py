@@ -4,11 +4,13 @@ and the options that mean the same thing everywhere (`--journeys`, `--db`, ...).
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from engine.store import DEFAULT_URL
 from journeys.library import bundled_library
@@ -17,6 +19,33 @@ from rules.errors import JourneymanError
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 WAIT_RETRY_S = 2.0  # open_store(wait=...): between tries
 out = Console(highlight=False, soft_wrap=True)
+
+
+
+def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], *,
+               free_text: Collection[str] = ()) -> None:
+    """A table of `rows` on stdout when its ids fit the terminal, else one block per row
+    (the first column as its heading, then `column  value`, empty ones left out). A
+    table too wide for its terminal cut every id short (`2d8f57…`, `visito…`) at 80
+    columns, which left nothing to paste into the next command. `free_text`: columns
+    that may wrap (an error, details): they do not count."""
+    rows = [list(row) for row in rows]
+    width = sum(3 + max([len(name), *(len(row[n]) for row in rows)])
+                for n, name in enumerate(columns) if name not in free_text) + 1
+    width += sum(3 + min(20, len(name)) for name in columns if name in free_text)
+    if width <= out.width:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        return
+    label = max(len(name) for name in columns[1:]) if len(columns) > 1 else 0
+    for number, row in enumerate(rows):
+        out.print(("\n" if number else "") + row[0], markup=False, style="bold")
+        for name, value in zip(columns[1:], row[1:], strict=True):
+            if value:
+                out.print(f"  {name.ljust(label)}  {value}", markup=False)
+
 
 EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)
 EXIT_USAGE = 2  # no such path, options that do not go together

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
+from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out, print_rows
 from engine.core.times import iso
 from engine.store import DEFAULT_URL
 
@@ -53,13 +52,12 @@ def list_failures(
              "stack": f.stack, "attempts": f.attempts, "parked_at": iso(f.parked_at),
              "payload": dict(f.payload)} for f in rows], indent=2) + "\n")
         return
-    table = Table("id", "kind", "ref", "profile", "journey/step", "attempts", "parked at",
-                  "error")
-    for f in rows:
-        table.add_row(str(f.id), f.kind, f.ref, f.profile_id,
-                      f"{f.journey}/{f.step}" if f.journey else "", str(f.attempts),
-                      f.parked_at.isoformat(timespec="seconds"), f.error)
-    out.print(table)
+    print_rows(("id", "kind", "ref", "profile", "journey/step", "attempts", "parked at",
+                "error"),
+               ((str(f.id), f.kind, f.ref, f.profile_id,
+                 f"{f.journey}/{f.step}" if f.journey else "", str(f.attempts),
+                 f.parked_at.isoformat(timespec="seconds"), f.error) for f in rows),
+               free_text=("error",))
     if stack:
         for f in rows:
             out.print(f"--- {f.id} ({f.kind} {f.ref})\n{f.stack}", markup=False)

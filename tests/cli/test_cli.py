@@ -310,6 +310,12 @@ def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
     logged = cli("decisions")
     assert "permanent_failure" in logged.stdout
     assert "welcome/send_welcome" in logged.stdout
+    env["COLUMNS"] = "80"  # too narrow for the table: one block per row, ids whole
+    narrow = cli("outbox", "--status", "failed").stdout
+    assert narrow.splitlines()[:3] == ["e1:send:0", "  profile              p1",
+                                       "  journey/step         welcome/send_welcome"]
+    assert "  last error           550 5.1.1 no such user" in narrow
+    assert all(len(line) <= 80 for line in narrow.splitlines())
 
 
 def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) -> None:
