@@ -10,16 +10,23 @@ SMTP server, the dispatcher and its store."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from channels.deadline import bounded_client
 from channels.resolve import MAX_LOOKUPS, Resolver, start_lookup
 from channels.sms import SmsChannel
 from channels.webhook import WebhookChannel
@@ -261,3 +268,58 @@ def test_email_to_a_named_host_goes_out(resolver: Resolver | None) -> None:
         channel.close()
         controller.stop()
     assert len(sink.delivered) == 1
+
+
+def certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` (its own CA), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize(
+    ("served", "ok"), [("hooks.example.invalid", True), ("other.example", False)]
+)
+def test_tls_checks_the_urls_name_not_the_looked_up_address(
+    tmp_path: Path, served: str, ok: bool
+) -> None:
+    """The connection goes to the resolver's address; the certificate is checked against
+    the URL's name (SNI too), as when the system looked it up: a certificate for that
+    name is taken, one for another name refused."""
+    cert_file, key_file = certificate(tmp_path, served)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert_file, key_file)
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    server = ScriptedServer()
+    server.httpd.socket = server_side.wrap_socket(server.httpd.socket, server_side=True)
+    url = f"https://hooks.example.invalid:{port_of(server)}/in"
+    with server, bounded_client(resolver=to("127.0.0.1"), verify=trusted, timeout=2) as client:
+        if ok:
+            assert client.post(url, content=b"{}").status_code == 200
+            assert server.requests[0].headers["host"] == f"hooks.example.invalid:{port_of(server)}"
+        else:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                client.post(url, content=b"{}")
+            assert server.requests == []
