@@ -7,6 +7,12 @@ long as it likes. The clients made here clip every connect, read and write to th
 time left before the deadline `deadline()` sets, and fail with httpx's own timeout
 (`httpx.ReadTimeout`, ...) once it has passed.
 
+The name lookup is inside the bound too: httpcore's own connect looks the host up with
+`getaddrinfo`, which takes no timeout, so the backend looks it up itself, in a thread it
+waits for only as long as is left (channels/resolve.py, the client's `resolver`), and
+connects to the addresses it gets one after another, each within what is left of the
+connect timeout and the deadline.
+
 The clip sits in the connection pools' network backend, the one place every byte goes
 through; httpx offers no public hook for it, so `bounded_client` wraps the backend of
 each of a client's pools (env proxies included) and refuses to build a client whose
@@ -24,6 +30,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from channels.resolve import Resolver, lookup, system_resolver
 
 BUILD_SECONDS = 0.25  # a request's own work before its exchange, at most
 _DEADLINE: ContextVar[float | None] = ContextVar("journeyman_http_deadline", default=None)
@@ -73,14 +81,41 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+    def __init__(self, inner: httpcore.NetworkBackend, resolver: Resolver) -> None:
         self._inner = inner
+        self._resolver = resolver
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        return _Stream(self._inner.connect_tcp(host, port, _clip(timeout, httpcore.ConnectTimeout),
-                                               local_address, socket_options))
+        """The lookup and every address's attempt within one connect timeout (clipped to
+        the deadline); the inner backend gets IP addresses only, nothing to look up."""
+        first = _clip(timeout, httpcore.ConnectTimeout)
+        end = None if first is None else time.monotonic() + first
+
+        def left() -> float | None:
+            if end is None:
+                return None
+            seconds = end - time.monotonic()
+            if seconds <= 0:
+                raise httpcore.ConnectTimeout(f"connecting to {host} ran out of time")
+            return seconds
+
+        try:
+            addresses = lookup(self._resolver, host, port, left())
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:  # no such name, no answer (socket.gaierror)
+            raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from exc
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in addresses:  # as socket.create_connection tries them
+            seconds = left()  # none left: ConnectTimeout
+            try:
+                return _Stream(self._inner.connect_tcp(address, port, seconds, local_address,
+                                                       socket_options))
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[Any] | None = None
@@ -99,9 +134,10 @@ def longest_exchanges(timeout: float, count: int) -> float:
     return count * (3 * timeout + BUILD_SECONDS)
 
 
-def bounded_client(**options: Any) -> httpx.Client:
-    """An `httpx.Client(**options)` whose exchanges keep to `deadline()`. It asks for
-    the encodings channels/webhook.py can decode a bounded part of (gzip, deflate)."""
+def bounded_client(*, resolver: Resolver | None = None, **options: Any) -> httpx.Client:
+    """An `httpx.Client(**options)` whose exchanges keep to `deadline()`, their name
+    lookups by `resolver` (the system's by default) included. It asks for the encodings
+    channels/webhook.py can decode a bounded part of (gzip, deflate)."""
     client = httpx.Client(**options)
     client.headers["Accept-Encoding"] = "gzip, deflate"
     transports = [client._transport, *client._mounts.values()]
@@ -115,8 +151,9 @@ def bounded_client(**options: Any) -> httpx.Client:
             raise RuntimeError("cannot bound this httpx version's exchanges: its connection "
                                "pool has no network backend where journeyman expects one")
         if not isinstance(backend, _Backend):
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
+            pool._network_backend = _Backend(  # type: ignore[union-attr]
+                backend, resolver or system_resolver)
     return client
 
 
-__all__ = ["bounded_client", "deadline", "longest_exchanges"]
+__all__ = ["Resolver", "bounded_client", "deadline", "longest_exchanges"]

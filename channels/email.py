@@ -41,18 +41,24 @@ import email.errors
 import email.policy
 import email.utils
 import hashlib
+import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Coroutine
 from datetime import UTC
 from email.message import EmailMessage
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosmtplib
 
+from channels.resolve import Resolver, ip_literal, start_lookup, system_resolver
 from engine.ports import DeliveryError, Message
 from journeys.header_text import one_line
+
+if TYPE_CHECKING:
+    from socket import _GetAddrInfoResult  # typeshed's, of asyncio's getaddrinfo
 
 T = TypeVar("T")
 
@@ -71,8 +77,10 @@ _OWN_HEADERS = frozenset({"to", "date", "message-id", "mime-version", "subject",
 class EmailChannel:
     """SMTP delivery. `start_tls=None` keeps aiosmtplib's behaviour (upgrade when the
     server offers STARTTLS), `False` never upgrades, `True` requires it; `use_tls` is
-    implicit TLS (port 465). `timeout` bounds each SMTP command; one `send()` returns
-    within about three timeouts whatever the server does."""
+    implicit TLS (port 465). `timeout` bounds each SMTP command, and the connect with
+    the lookup of `host`'s name; one `send()` returns within about three timeouts
+    whatever the server, or the resolver, does. `resolver` looks `host` up
+    (channels/resolve.py; the system's by default); it is for code, not channels.yaml."""
 
     name = "email"
 
@@ -81,7 +89,7 @@ class EmailChannel:
                  username: str | None = None, password: str | None = None,
                  timeout: float = 10.0, reply_to: str | None = None,
                  message_id_domain: str = "journeyman.local",
-                 validate_certs: bool = True) -> None:
+                 validate_certs: bool = True, resolver: Resolver | None = None) -> None:
         sender = email.utils.parseaddr(from_addr)[1]
         if "@" not in sender:
             raise ValueError(f"from_addr {from_addr!r} has no email address")
@@ -98,6 +106,7 @@ class EmailChannel:
         self.reply_to = reply_to
         self.message_id_domain = message_id_domain
         self.validate_certs = validate_certs
+        self.resolver: Resolver = resolver or system_resolver
         self.sender = sender  # the envelope sender (MAIL FROM)
         self.connections = 0  # SMTP connections opened so far
         self.sent = 0
@@ -273,7 +282,7 @@ class EmailChannel:
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            loop = asyncio.new_event_loop()
+            loop = _ResolvingLoop(self.resolver)
             thread = threading.Thread(target=_run_loop, args=(loop,), daemon=True,
                                       name=f"journeyman-email-{self.host}:{self.port}")
             thread.start()
@@ -432,6 +441,40 @@ async def _bounded(coro: Coroutine[Any, Any, T], budget: float) -> T:
             return await coro
     except TimeoutError as exc:  # the adapter's own errors are DeliveryErrors, not these
         raise DeliveryError(f"SMTP send did not finish in {budget:g} s") from exc
+
+
+class _ResolvingLoop(asyncio.SelectorEventLoop):
+    """The adapter's event loop, looking host names up with its resolver, each lookup in
+    a thread of its own (channels/resolve.py): asyncio's own runs `getaddrinfo` in the
+    loop's small default executor, whose threads a resolver that does not answer would
+    all hold. aiosmtplib bounds the connect, its lookup included, by `timeout`; a lookup
+    still running then ends on its own and its answer is dropped."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        super().__init__()
+        self._resolver = resolver
+
+    async def getaddrinfo(
+            self, host: bytes | str | None, port: bytes | str | int | None, *,
+            family: int = 0, type: int = 0, proto: int = 0, flags: int = 0,
+    ) -> _GetAddrInfoResult:
+        if not isinstance(host, str) or not isinstance(port, int) or ip_literal(host):
+            return await super().getaddrinfo(host, port, family=family, type=type,
+                                             proto=proto, flags=flags)
+        addresses = await asyncio.wrap_future(start_lookup(self._resolver, host, port),
+                                              loop=self)
+        found: _GetAddrInfoResult = []
+        for address in addresses:
+            if ipaddress.ip_address(address).version == 6:
+                if family in (0, socket.AF_INET6):
+                    found.append((socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                                  "", (address, port, 0, 0)))
+            elif family in (0, socket.AF_INET):
+                found.append((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                              (address, port)))
+        if not found:
+            raise OSError(f"the lookup of {host} gave no address of the family asked for")
+        return found
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from channels.deadline import bounded_client, longest_exchanges
+from channels.resolve import Resolver
 from channels.webhook import (
     IDEMPOTENCY_HEADER,
     build_request,
@@ -82,7 +83,9 @@ def _fill(value: Any, fields: Mapping[str, str]) -> Any:
 
 class SmsChannel:
     """Send each message through an HTTP SMS provider. One `httpx.Client` lives as long as
-    the adapter: call `close()`, or use it as a context manager."""
+    the adapter: call `close()`, or use it as a context manager. `resolver` looks the
+    provider's host name up (channels/resolve.py; the system's by default), within the
+    send's deadline; it is for code, not channels.yaml."""
 
     name = "sms"
 
@@ -91,7 +94,7 @@ class SmsChannel:
                  headers: Mapping[str, str] | None = None,
                  body_template: Mapping[str, Any] | None = None, form: bool = False,
                  from_number: str | None = None, timeout: float = 10.0,
-                 max_length: int = 1600) -> None:
+                 max_length: int = 1600, resolver: Resolver | None = None) -> None:
         if not is_http_url(url):
             raise ValueError(f"sms provider url must be http(s): {url!r}")
         if max_length < 1:
@@ -116,7 +119,8 @@ class SmsChannel:
         self.max_length = max_length
         self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
         self.timeout = timeout
-        self._client = bounded_client(timeout=timeout, auth=auth, follow_redirects=False)
+        self._client = bounded_client(timeout=timeout, auth=auth, follow_redirects=False,
+                                      resolver=resolver)
 
     def fields(self, message: Message) -> dict[str, Any]:
         """The request fields for a message (checks it can be sent at all)."""

@@ -17,10 +17,10 @@ request: `verify()` below checks both the signature, in constant time, and the a
 
 Answers: 2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are
 transient (the dispatcher retries with backoff); any other answer is permanent. A send
-ends within three `timeout`s, however slowly the provider answers (channels/deadline.py),
-and at most 16 KiB of its answer is read, and decoded. The log
-says the status and its reason phrase; the start of the answer's body, which may echo
-the data sent, is kept with the send only (`journeyman outbox`, the decision log).
+ends within three `timeout`s, however slowly the provider, or the lookup of its name,
+answers (channels/deadline.py), and at most 16 KiB of its answer is read, and decoded.
+The log says the status and its reason phrase; the start of the answer's body, which may
+echo the data sent, is kept with the send only (`journeyman outbox`, the decision log).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.deadline import bounded_client, deadline, longest_exchanges
+from channels.resolve import Resolver
 from engine.ports import Clock, DeliveryError, Message
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
@@ -194,13 +195,15 @@ def build_request(client: httpx.Client, method: str, url: str, what: str,
 class WebhookChannel:
     """POST each message as signed JSON. `url` is the default endpoint; a message whose
     `to` is an http(s) URL goes there instead. One `httpx.Client` (and its connection
-    pool) lives as long as the adapter: call `close()`, or use it as a context manager."""
+    pool) lives as long as the adapter: call `close()`, or use it as a context manager.
+    `resolver` looks host names up (channels/resolve.py; the system's by default), within
+    the send's deadline like the rest of the exchange; it is for code, not channels.yaml."""
 
     name = "webhook"
 
     def __init__(self, url: str | None = None, *, secret: str, timeout: float = 10.0,
                  headers: Mapping[str, str] | None = None, clock: Clock | None = None,
-                 allow_to_override: bool = False) -> None:
+                 allow_to_override: bool = False, resolver: Resolver | None = None) -> None:
         if not isinstance(secret, str) or not secret:
             raise ValueError("a webhook channel needs a non-empty signing 'secret'")
         if url is not None and not is_http_url(url):
@@ -213,7 +216,8 @@ class WebhookChannel:
         self.timeout = timeout
         self.headers = {"User-Agent": USER_AGENT, **checked_headers(headers)}
         self.clock: Clock = clock or SystemClock()
-        self._client = bounded_client(timeout=timeout, follow_redirects=False)
+        self._client = bounded_client(timeout=timeout, follow_redirects=False,
+                                      resolver=resolver)
 
     def target(self, message: Message) -> str:
         if self.allow_to_override and message.to is not None and is_http_url(message.to):

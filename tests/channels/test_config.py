@@ -45,6 +45,8 @@ file: {{adapter: file, path: "{tmp_path / 'audit.jsonl'}"}}
     ("email: {adapter: email, host: x}", "from_addr"),
     ("- just a list", "expected a mapping"),
     ("email: {adapter: email", "channels.yaml"),
+    ("webhook: {adapter: webhook, url: 'https://x', secret: s, resolver: socket.getaddrinfo}",
+     "webhook.resolver: cannot be set in channels.yaml"),  # code only (channels/resolve.py)
 ])
 def test_mistakes_are_reported_clearly(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ChannelConfigError, match=message):
@@ -92,7 +94,7 @@ webhook: {adapter: webhook, url: "https://crm.example", secret: s, headers: {X-A
         f"{path}:2:86: email.start_tls: must be true or false, not 'maybe'",
         f"{path}:3:9: email.hots: unknown option 'hots' (did you mean 'host'?); EmailChannel "
         "takes: from_addr, host, port, use_tls, start_tls, username, password, timeout, "
-        "reply_to, message_id_domain, validate_certs",
+        "reply_to, message_id_domain, validate_certs, resolver",
         f"{path}:3:42: email.timeout: must be a number, not 'abc'",
     ]
     assert len(lines) == 5  # the adapters' own checks come once the options are right
