@@ -196,8 +196,9 @@ def decisions(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """The decision log: every decision (entries and refusals, waits, branches, splits,
-    exits, and what became of each send), with its reason. The totals
-    count the decisions the options select (all of them, not just the newest N)."""
+    exits, and what became of each send), with its reason. The totals count the
+    decisions the options select (all of them, not just the newest N), by kind, then
+    the commonest reasons (`--json`: every reason)."""
     store = open_store(db, existing=True)
     try:
         selected = store.recorded_decisions(profile)
@@ -218,8 +219,28 @@ def decisions(
                ((_seconds(d.at), d.profile_id, f"{d.journey}/{d.step}", d.what, d.reason,
                  ", ".join(f"{k}={v}" for k, v in d.details.items())) for d in rows),
                free_text=("details",))
-    out.print(", ".join(f"{k.replace(':', ' ')} {v}" for k, v in sorted(counts.items()))
-              or "empty", markup=False)
+    _print_totals(Counter(d.what for d in selected), counts)
+
+
+TOP_REASONS = 10  # the commonest reasons printed under the totals (`--json` has them all)
+
+
+def _print_totals(by_what: Counter[str], by_reason: Counter[str]) -> None:
+    """One line of totals by kind of decision, then the commonest reasons, one a line:
+    the reasons of waits name their times, so a long log has thousands of them (one
+    line of every reason was megabytes long)."""
+    if not by_what:
+        out.print("empty")
+        return
+    out.print(", ".join(f"{what} {n}" for what, n in sorted(by_what.items())), markup=False)
+    common = by_reason.most_common(TOP_REASONS)
+    width = len(str(common[0][1]))
+    for reason, n in common:
+        out.print(f"  {n:>{width}}  {reason.replace(':', ' ', 1)}", markup=False)
+    if len(by_reason) > len(common):
+        rest = sum(by_reason.values()) - sum(n for _, n in common)
+        out.print(f"  ({rest} more decisions of {len(by_reason) - len(common)} other "
+                  f"reasons: --json has them all)", markup=False)
 
 
 def why(
