@@ -41,33 +41,26 @@ def test_redact(text: str, expected: str) -> None:
 
 
 def test_a_record_and_its_exception_are_redacted_in_json_lines() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter())
-    log = logging.getLogger("journeyman.test_logs")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
+    def emit(log: logging.Logger) -> None:
         try:
             raise ValueError("bad address ana@example.com")
         except ValueError:
             log.exception("sending to %s failed", "+34600123456", extra={"journey": "welcome"})
-    finally:
-        log.removeHandler(handler)
-    line = json.loads(stream.getvalue())
+
+    line = json.loads(_logged(emit, JsonFormatter(), RedactingFilter()))
     assert line["message"] == f"sending to {REDACTED} failed"
     assert line["journey"] == "welcome"
     assert "ana@example.com" not in line["exception"]
     assert REDACTED in line["exception"]
 
 
-def _json_line(emit: object, *filters: logging.Filter) -> dict[str, object]:
+def _logged(emit: object, formatter: logging.Formatter, *filters: logging.Filter) -> str:
+    """What `emit(logger)` writes through a handler with `filters` and `formatter`."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     for one in filters:
         handler.addFilter(one)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter)
     log = logging.getLogger("journeyman.test_logs")
     log.addHandler(handler)
     log.propagate = False
@@ -76,7 +69,11 @@ def _json_line(emit: object, *filters: logging.Filter) -> dict[str, object]:
         emit(log)
     finally:
         log.removeHandler(handler)
-    line: dict[str, object] = json.loads(stream.getvalue())
+    return stream.getvalue()
+
+
+def _json_line(emit: object, *filters: logging.Filter) -> dict[str, object]:
+    line: dict[str, object] = json.loads(_logged(emit, JsonFormatter(), *filters))
     return line
 
 
@@ -154,25 +151,17 @@ def test_journeymans_info_lines_are_written_other_libraries_warnings_only(
 
 def test_a_text_line_names_its_ids_after_the_message_before_the_traceback() -> None:
     """Text logs are grepped for a profile or a send as JSON logs are filtered."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(TextFormatter())
-    log = logging.getLogger("journeyman.test_logs_text")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
+    def emit(log: logging.Logger) -> None:
         log.warning("plain line")
         try:
             raise ValueError("boom")
         except ValueError:
             log.exception("send failed", extra=log_ids("send", "ana@example.com", "welcome",
                                                        "hello", "e1:hello:0"))
-    finally:
-        log.removeHandler(handler)
-    first, second, *trace = stream.getvalue().splitlines()
-    assert first.endswith("WARNING journeyman.test_logs_text: plain line")
-    assert second.endswith(f"ERROR journeyman.test_logs_text: send failed [profile_id="
+
+    first, second, *trace = _logged(emit, TextFormatter(), RedactingFilter()).splitlines()
+    assert first.endswith("WARNING journeyman.test_logs: plain line")
+    assert second.endswith(f"ERROR journeyman.test_logs: send failed [profile_id="
                            f"{REDACTED} journey=welcome step=hello send_key=e1:hello:0 "
                            f"kind=send]")
     assert trace[0] == "Traceback (most recent call last):"
