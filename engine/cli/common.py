@@ -123,6 +123,15 @@ def _missing_sqlite_file(db: str) -> str | None:
     return None if Path(name).exists() else name
 
 
+def missing_database(db: str) -> str | None:
+    """`open_store(existing=True)`'s error when `db` names a SQLite file that is not
+    there (`no SQLite database at PATH (--db or $JOURNEYMAN_DB)`), else None: for a
+    command that words it its own way too (`plan --json` puts it in the document)."""
+    missing = _missing_sqlite_file(db)
+    return None if missing is None else (f"no SQLite database at {missing} "
+                                         "(--db or $JOURNEYMAN_DB)")
+
+
 def journeys_folder(journeys: Path | None) -> Path:
     """`--journeys`, or the bundled library when it is not given."""
     return journeys if journeys is not None else bundled_library()
@@ -144,17 +153,17 @@ def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     holds: why, outbox, stats, failures, keys list/revoke...), a SQLite file that is
     not there is an error, not a new empty store: `why` at a typo said "no profile" as
     if the person were unknown, `outbox` an empty outbox, and each left a database
-    behind. Commands that set a store up (migrate, keys create, users create,
-    suppressions add, plan/apply) make it."""
+    behind. Commands that set a store up (migrate, serve, worker, keys create, users
+    create, suppressions add) make it; plan and apply do not (a deploy to a typo was
+    "Applied" to a new database nobody runs: `journeyman migrate` makes one)."""
     from sqlalchemy.exc import OperationalError
 
     from engine.store import SqlStore
 
     if existing:
-        missing = _missing_sqlite_file(db)
+        missing = missing_database(db)
         if missing is not None:
-            raise fail(JourneymanError(f"no SQLite database at {missing} "
-                                       "(--db or $JOURNEYMAN_DB)"))
+            raise fail(JourneymanError(missing))
     deadline = time.monotonic() + wait
     while True:
         try:

@@ -49,10 +49,23 @@ def _refused_json(errors: list[str]) -> NoReturn:
     raise typer.Exit(EXIT_INVALID)
 
 
-def _open(db: str) -> Any:
-    from engine.cli.common import open_store
+# plan and apply on a SQLite file that is not there: how a new store is made instead
+NEW_STORE = "; `journeyman migrate --db URL` makes a new one"
 
-    return open_store(db)
+
+def _open(db: str, *, deploy: bool = False, as_json: bool = False) -> Any:
+    """The store, which must exist: a SQLite `--db` at a typo is exit 1 and makes no file
+    (`plan` showed every journey `new` and `apply` deployed the folder to a new database
+    nobody runs, both exit 0). For plan and apply (`deploy`) the error says how a new
+    store is made, and with `--json` it is the document's one error (qa-contract §5)."""
+    from engine.cli.common import missing_database, open_store
+
+    missing = missing_database(db)
+    if missing is not None and deploy:
+        if as_json:
+            _refused_json([missing + NEW_STORE])
+        raise fail(JourneymanError(missing + NEW_STORE))
+    return open_store(db, existing=True)
 
 
 def plan(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
@@ -62,7 +75,7 @@ def plan(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
     from engine.runtime.versions import plan as make_plan
 
     library = _load(journeys, as_json=as_json)
-    store = _open(db)
+    store = _open(db, deploy=True, as_json=as_json)
     try:
         result = make_plan(library, store)
     finally:
@@ -85,7 +98,7 @@ def apply(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,
     from engine.runtime.versions import plan as make_plan
 
     library = _load(journeys, as_json=as_json)
-    store = _open(db)
+    store = _open(db, deploy=True, as_json=as_json)
     try:
         result = deploy(library, store, store.clock.now())
     except PlanError as exc:

@@ -204,6 +204,7 @@ def test_stats_finds_a_journey_deployed_to_the_store(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "j", {"fast": journey}, {"hi": stub_email("hi")})
     db = f"sqlite:///{tmp_path / 'deployed.db'}"
     runner = CliRunner()
+    assert runner.invoke(cli, ["migrate", "--db", db]).exit_code == 0  # apply makes none
     applied = runner.invoke(cli, ["apply", "--journeys", str(folder), "--db", db])
     assert applied.exit_code == 0, applied.output
     # a new version: running processes take it when they restart (an operator's trial
