@@ -253,7 +253,8 @@ def why(
     """Why a person got, or did not get, each message: every decision the engine made
     for them (entered or not and why, waits, branches with the values that decided
     them, splits, sends, skips, deferrals, goals, exits), oldest first. Exit 1 when
-    the store knows nothing of that person."""
+    the store knows nothing of that person, or `--journey` names no journey bundled or
+    deployed to the store."""
     from engine.runtime.privacy import other_people_named
     from engine.runtime.why import also_named, story, why_records
     from engine.runtime.why import why as explain
@@ -273,13 +274,13 @@ def why(
     if entries is None:
         err.print(f"no profile {user!r} in {db}", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    if unknown is not None:  # still exit 0 and [] (the person is known), with the word
-        err.print(f"{user}: {unknown}", markup=False)
+    if unknown is not None:  # a typo is an error, not an empty list that a script takes
+        err.print(f"{user}: {unknown}", markup=False)  # for "no decisions"
+        raise typer.Exit(EXIT_INVALID)
     if as_json:
         sys.stdout.write(json.dumps(why_records(entries, named), default=str) + "\n")
         return
-    if unknown is None:
-        out.print(story(user, entries, journey), markup=False, end="")
+    out.print(story(user, entries, journey), markup=False, end="")
 
 
 def _unknown_journey(store: Any, journey: str) -> str | None:

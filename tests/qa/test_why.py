@@ -202,7 +202,6 @@ def test_a_profile_that_exited(played: tuple[Service, str]) -> None:
 
 def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str]) -> None:
     _, db = played
-    assert why_json(db, "gold", "--journey", "nope") == []
     none = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "welcome"])
     assert none.exit_code == 0
     assert none.output == ("gold: no decisions in welcome (no event of theirs matched its "
@@ -215,21 +214,32 @@ def test_why_filters_by_journey_and_knows_strangers(played: tuple[Service, str])
 def test_why_names_a_journey_that_does_not_exist_and_suggests_one(
         played: tuple[Service, str]) -> None:
     """`why gold --journey ofer` said "no decisions ... or no such journey", exit 0, no
-    did-you-mean; it still exits 0 with the contract's list (the person is known), and
-    says on stderr that no such journey is bundled or deployed, with the nearest name."""
+    did-you-mean; then it named the typo on stderr but still exited 0 with `[]`, which a
+    script reads as "nothing happened to gold there". It is an error now: exit 1, the
+    journey named (neither bundled nor deployed) with the nearest name, nothing on
+    stdout, as for a person the store does not know."""
     _, db = played
     typo = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "ofer"])
-    assert typo.exit_code == 0
+    assert typo.exit_code == 1
     assert typo.stdout == ""
     assert typo.stderr.startswith("gold: no journey 'ofer' in ")
     assert typo.stderr.rstrip().endswith("nor deployed to the store (did you mean 'offer'?)")
     as_json = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "ofer", "--json"])
-    assert as_json.exit_code == 0
-    assert json.loads(as_json.stdout) == []
+    assert as_json.exit_code == 1
+    assert as_json.stdout == ""
     assert "(did you mean 'offer'?)" in as_json.stderr
+    nothing_near = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "zzzzzz"])
+    assert nothing_near.exit_code == 1
+    assert "no journey 'zzzzzz' in " in nothing_near.stderr
     deployed = runner.invoke(app, ["why", "gold", "--db", db, "--journey", "offer"])
     assert deployed.exit_code == 0
     assert deployed.stderr == ""
+    # a known journey (bundled) with no decisions for gold: exit 0 and `[]`, as documented
+    assert why_json(db, "gold", "--journey", "welcome") == []
+    # a stranger is told first, whatever the journey
+    stranger = runner.invoke(app, ["why", "ghost", "--db", db, "--journey", "ofer"])
+    assert stranger.exit_code == 1
+    assert "no profile 'ghost'" in stranger.stderr
 
 
 def test_decision_log_off_records_only_what_became_of_sends(tmp_path: Path) -> None:
