@@ -90,7 +90,9 @@ def replay(
     """Replay an event log through the journeys in a throwaway in-memory store on a
     fake clock, every wait and timer as it would have run, under the journeys' policy,
     and report per journey and step: enrolled, completed, exited, goals, conversion,
-    sent, skipped and deferred, skips by reason, A/B variants."""
+    sent, skipped and deferred, skips by reason, A/B variants. Lines that are no event
+    (not JSON, no timestamp...) are told on stderr as file:line:column and not
+    replayed; the rest is, and the exit is 1."""
     from engine.qa.replay import read_db_events, read_log, run_replay
     from engine.qa.replay_report import format_report
 
@@ -105,6 +107,7 @@ def replay(
         raise typer.Exit(EXIT_USAGE) from None
     try:
         loaded = read_log(events) if events is not None else read_db_events(str(db))
+        _tell_unreadable(loaded)
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
                             backend=backend, progress=_bar() if show else None)
@@ -115,6 +118,21 @@ def replay(
     else:
         for line in format_report(report):
             out.print(line, markup=False)
+    if loaded.unreadable:  # the rest was replayed and reported; CI still sees the log is bad
+        what = "line(s)" if events is not None else "event row(s)"
+        err.print(f"journeyman replay: {loaded.unreadable:,} unreadable {what} of "
+                  f"{loaded.source} not replayed (exit 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _tell_unreadable(loaded: Any) -> None:
+    """Every unreadable line on stderr, `file:line:column: why`, up to UNREADABLE_TOLD;
+    past them, how many more."""
+    for line in loaded.unreadable_told:
+        err.print(line, markup=False)
+    more = loaded.unreadable - len(loaded.unreadable_told)
+    if more > 0:
+        err.print(f"... and {more:,} more, not told one by one", markup=False)
 
 
 def _window(start: str | None, end: str | None) -> tuple[Any, Any]:

@@ -32,6 +32,7 @@ Progress = Callable[[int, int, datetime], None]  # (events done, total, fake now
 PROGRESS_EVERY = 100
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 32 * MAX_EVENT_BYTES  # a log's line, read at most (an event is far shorter)
+UNREADABLE_TOLD = 1000  # unreadable lines told one by one; past them, only counted
 
 
 class ReplayError(JourneymanError):
@@ -44,12 +45,25 @@ class EventLog:
 
     events: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     source: str = ""
+    # Lines (or --db rows) that could not be read: not replayed, the rest is. `unreadable`
+    # counts them all; `unreadable_told` says why for the first UNREADABLE_TOLD of them
+    # (`file:line:column: why`), so a log of garbage does not fill the memory with words.
+    unreadable: int = 0
+    unreadable_told: list[str] = field(default_factory=list)
+
+    def skip(self, why: str) -> None:
+        """Note a line that cannot be replayed, and why."""
+        self.unreadable += 1
+        if len(self.unreadable_told) < UNREADABLE_TOLD:
+            self.unreadable_told.append(why)
 
 
 def read_log(path: Path) -> EventLog:
     """A JSON-lines Segment log. A line that is not a JSON object, or has no ISO 8601
-    `timestamp`, is an error naming `file:line:column` (a replay without times means
-    nothing)."""
+    `timestamp`, is not replayed: it is noted in the log's `unreadable` with
+    `file:line:column: why`, and the lines after it are read (a replay without times means
+    nothing; one bad line of a year's export should not hide the other 89,000). A file
+    that cannot be opened is an error."""
     log = EventLog(source=str(path))
     try:
         handle = path.open("rb")
@@ -61,39 +75,60 @@ def read_log(path: Path) -> EventLog:
         # traceback: no line longer than an event can be is read further.
         for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 2), b""),
                                      1):
-            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
-                raise ReplayError(f"{path}:{number}:1: a line longer than {MAX_LINE_BYTES} "
-                                  f"bytes is no event (the API takes events of at most "
-                                  f"{MAX_EVENT_BYTES} bytes)")
             at, offset = offset, offset + len(raw)
+            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                offset += _skip_rest_of_line(handle, raw)
+                log.skip(f"{path}:{number}:1: a line longer than {MAX_LINE_BYTES} bytes is "
+                         f"no event (the API takes events of at most {MAX_EVENT_BYTES} bytes)")
+                continue
             if not raw.strip():
                 continue
-            deep = nested_past(raw, MAX_DEPTH)  # before parsing (the stdlib's recursion)
-            if deep is not None:
-                column = len(raw[:deep].decode(errors="replace")) + 1
-                raise ReplayError(f"{path}:{number}:{column}: {TOO_DEEP}")
-            # A UTF-8 byte order mark (PowerShell writes one) opens the file, not an event.
-            bom = len(UTF8_BOM) if number == 1 and raw.startswith(UTF8_BOM) else 0
-            try:  # without its newline: a line cut short is "not JSON" at its end
-                # Decoded first: the stdlib's parser, which takes what orjson refuses,
-                # reads bytes in UTF-16 and UTF-32 too, and a UTF-16 log was replayed
-                # (its text beyond ASCII garbled) or refused for a missing timestamp.
-                event = loads(raw[bom:].rstrip(b"\r\n").decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                bad = not_utf8(raw, bom + exc.start, str(path), line=number, offset=at)
-                raise ReplayError(str(bad)) from None
-            except ValueError as exc:
-                column = getattr(exc, "colno", 1)
-                raise ReplayError(f"{path}:{number}:{column}: not JSON: "
-                                  f"{getattr(exc, 'msg', exc)}") from None
-            if not isinstance(event, dict):
-                raise ReplayError(f"{path}:{number}:1: each line must be a JSON object")
+            problem, event = _read_line(raw, path, number, at)
+            if problem is not None:
+                log.skip(problem)
+                continue
             when = parse_timestamp(event.get("timestamp"))
             if when is None:
-                raise ReplayError(f"{path}:{number}:1: every event needs an ISO 8601 "
-                                  "'timestamp' to be replayed")
+                log.skip(f"{path}:{number}:1: every event needs an ISO 8601 'timestamp' to "
+                         "be replayed")
+                continue
             log.events.append((when, event))
     return log
+
+
+def _skip_rest_of_line(handle: Any, start: bytes) -> int:
+    """Read past the rest of a line too long to be an event, a piece at a time (never
+    whole); how many bytes that was."""
+    skipped = 0
+    piece = start
+    while piece and not piece.endswith(b"\n"):
+        piece = handle.readline(MAX_LINE_BYTES)
+        skipped += len(piece)
+    return skipped
+
+
+def _read_line(raw: bytes, path: Path, number: int, at: int
+               ) -> tuple[str | None, dict[str, Any]]:
+    """A log line's event, or why it is none (`file:line:column: why`)."""
+    deep = nested_past(raw, MAX_DEPTH)  # before parsing (the stdlib's recursion)
+    if deep is not None:
+        column = len(raw[:deep].decode(errors="replace")) + 1
+        return f"{path}:{number}:{column}: {TOO_DEEP}", {}
+    # A UTF-8 byte order mark (PowerShell writes one) opens the file, not an event.
+    bom = len(UTF8_BOM) if number == 1 and raw.startswith(UTF8_BOM) else 0
+    try:  # without its newline: a line cut short is "not JSON" at its end
+        # Decoded first: the stdlib's parser, which takes what orjson refuses, reads
+        # bytes in UTF-16 and UTF-32 too, and a UTF-16 log was replayed (its text beyond
+        # ASCII garbled) or refused for a missing timestamp.
+        event = loads(raw[bom:].rstrip(b"\r\n").decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return str(not_utf8(raw, bom + exc.start, str(path), line=number, offset=at)), {}
+    except ValueError as exc:
+        column = getattr(exc, "colno", 1)
+        return f"{path}:{number}:{column}: not JSON: {getattr(exc, 'msg', exc)}", {}
+    if not isinstance(event, dict):
+        return f"{path}:{number}:1: each line must be a JSON object", {}
+    return None, event
 
 
 def read_db_events(url: str) -> EventLog:
@@ -131,9 +166,10 @@ def read_db_events(url: str) -> EventLog:
             for number, body in conn.execute(select(table.c.id, raw).order_by(table.c.id)):
                 try:  # a row written by hand, or by something else: no traceback
                     event = loads(body) if isinstance(body, str | bytes) else body
-                except ValueError as exc:  # not JSON, not UTF-8
-                    raise ReplayError(f"--db: the body of event {number} is not JSON: "
-                                      f"{getattr(exc, 'msg', exc)}") from None
+                except ValueError as exc:  # not JSON, not UTF-8: told, the rest replayed
+                    log.skip(f"--db: the body of event {number} is not JSON: "
+                             f"{getattr(exc, 'msg', exc)}")
+                    continue
                 when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \
                     else None
                 if when is not None:
@@ -162,7 +198,8 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
     events = in_window(log, start, end)
     if not events:
         raise ReplayError(f"no events to replay in {log.source}"
-                          + (" between --from and --to" if start or end else ""))
+                          + (" between --from and --to" if start or end else "")
+                          + (f" ({log.unreadable:,} unreadable)" if log.unreadable else ""))
     library = load_journeys(journeys)
     # The span told is the events the API would take: a year-9999 line, refused (counted
     # in `rejected`), made the report's `to` 9999 and a year-1000 one its `from`.
@@ -181,6 +218,7 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
     report = build_report(eng, library, events=len(events), first=first,
                           last=end or instants[-1])
     report.rejected = rejected
+    report.unreadable, report.unreadable_lines = log.unreadable, log.unreadable_told
     report.seconds = seconds
     report.backend = backend
     report.ended_at = eng.now

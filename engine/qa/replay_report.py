@@ -79,6 +79,8 @@ class ReplayReport:
     seconds: float = 0.0
     backend: str = ""
     ended_at: datetime | None = None
+    unreadable: int = 0  # lines of the log (rows of --db) not replayed: not events at all
+    unreadable_lines: list[str] = field(default_factory=list)  # why, the first 1,000
 
     def as_json(self) -> dict[str, Any]:
         return {"events": self.events, "profiles": self.profiles, "from": iso(self.first),
@@ -90,6 +92,8 @@ class ReplayReport:
                 "events_per_second": round(self.events / self.seconds, 1) if self.seconds
                 else None,
                 "backend": self.backend,
+                "unreadable": self.unreadable,
+                "unreadable_lines": self.unreadable_lines,
                 "journeys": {jid: counts.as_json() for jid, counts in self.journeys.items()}}
 
 
@@ -166,6 +170,8 @@ def format_report(report: ReplayReport) -> Iterator[str]:
     people = _count(report.profiles, "profile")
     yield (f"replayed {events} of {people}, "
            f"{iso(report.first)} to {iso(report.last)} ({report.seconds:.1f}s{rate})")
+    if report.unreadable:
+        yield f"  {report.unreadable:,} unreadable, not replayed (each on stderr, with why)"
     if refused:
         yield f"  {_count(refused, 'event')} rejected, as the API would have:"
         for reason, count in sorted(report.rejected.items(), key=lambda kv: -kv[1])[:5]:

@@ -381,3 +381,100 @@ def test_an_exit_completed_step_counts_as_completed_as_stats_counts_it(tmp_path:
     cart = replay_json(str(log))["journeys"]["abandoned_cart"]
     assert cart["exit_reasons"] == {"completed": 1, "exit_when:Order Completed": 1}
     assert (cart["enrolled"], cart["completed"], cart["exited"], cart["active"]) == (2, 1, 1, 0)
+
+
+def test_every_unreadable_line_is_told_and_the_rest_replayed(tmp_path: Path) -> None:
+    """A QA trial: a year's export with one bad line replayed nothing; the replay
+    stopped at the first unreadable line and said nothing of the others. Each one is
+    told on stderr (`file:line:column: why`), the readable lines are replayed and
+    reported, and the exit is 1 so that CI sees the log is damaged (with --json too, the
+    lines in the document's `unreadable_lines`)."""
+    from engine.qa.replay import MAX_LINE_BYTES
+
+    def event(user: str, hour: int) -> str:
+        return json.dumps({"type": "identify", "userId": user,
+                           "timestamp": f"2026-01-01T{hour:02d}:00:00Z",
+                           "traits": {"email": f"{user}@example.com"}})
+
+    lines = [event("u1", 10).encode(), b"{nope", event("u2", 11).encode(), b"[1, 2]",
+             b'{"type": "track", "userId": "u9", "event": "X"}',
+             b'{"userId": "u9", "pad": "' + b"a" * MAX_LINE_BYTES + b'"}',
+             event("u3", 12).encode(), b'{"userId": "caf\xe9"}', b"[" * 70 + b"]" * 70,
+             b"", event("u4", 13).encode()]
+    log = tmp_path / "damaged.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    told = [f"{log}:2:2: not JSON: Expecting property name enclosed in double quotes",
+            f"{log}:4:1: each line must be a JSON object",
+            f"{log}:5:1: every event needs an ISO 8601 'timestamp' to be replayed",
+            f"{log}:6:1: a line longer than {MAX_LINE_BYTES} bytes is no event",
+            f"{log}:8:16: not UTF-8 text",
+            f"{log}:9:65: nested too deeply (at most 64 levels)"]
+    done = runner.invoke(app, ["replay", str(log), "--json"])
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["events"], report["profiles"]) == (4, 4)  # u1..u4, after every bad line
+    assert report["unreadable"] == 6
+    assert len(report["unreadable_lines"]) == 6
+    for got, want in zip(report["unreadable_lines"], told, strict=True):
+        assert got.startswith(want), (got, want)
+    stderr = done.stderr.splitlines()
+    for got, want in zip(stderr, told, strict=False):
+        assert got.startswith(want), (got, want)
+    assert stderr[-1] == f"journeyman replay: 6 unreadable line(s) of {log} not replayed (exit 1)"
+    assert len(stderr) == 7
+    human = runner.invoke(app, ["replay", str(log)])
+    assert human.exit_code == 1
+    assert human.stdout.startswith("replayed 4 events of 4 profiles, ")
+    assert "  6 unreadable, not replayed (each on stderr, with why)" in human.stdout
+    # a clean log: nothing unreadable, exit 0, the new fields there and zero
+    log.write_text(event("u1", 10) + "\n")
+    clean = replay_json(str(log))
+    assert (clean["unreadable"], clean["unreadable_lines"]) == (0, [])
+
+
+def test_a_log_of_garbage_is_told_up_to_a_limit_and_counted(tmp_path: Path) -> None:
+    """Thousands of bad lines: the first UNREADABLE_TOLD are told one by one, the rest
+    counted; only bad lines is the error of a log with no events, saying how many."""
+    from engine.qa.replay import UNREADABLE_TOLD
+
+    log = tmp_path / "garbage.jsonl"
+    bad = UNREADABLE_TOLD + 5
+    log.write_text("x\n" * bad + '{"userId": "u1", "type": "identify", '
+                   '"timestamp": "2026-01-01T10:00:00Z"}\n')
+    done = runner.invoke(app, ["replay", str(log), "--json"])
+    assert done.exit_code == 1
+    report = json.loads(done.stdout)
+    assert report["events"] == 1
+    assert report["unreadable"] == bad
+    assert len(report["unreadable_lines"]) == UNREADABLE_TOLD
+    stderr = done.stderr.splitlines()
+    assert stderr[0] == f"{log}:1:1: not JSON: Expecting value"
+    assert stderr[UNREADABLE_TOLD - 1] == f"{log}:{UNREADABLE_TOLD}:1: not JSON: Expecting value"
+    assert stderr[UNREADABLE_TOLD] == "... and 5 more, not told one by one"
+    log.write_text("x\n" * 3)
+    nothing = runner.invoke(app, ["replay", str(log)])
+    assert nothing.exit_code == 1
+    assert nothing.stdout == ""
+    assert nothing.stderr.splitlines()[-1] == f"no events to replay in {log} (3 unreadable)"
+
+
+def test_a_stores_unreadable_rows_are_told_and_the_rest_replayed(tmp_path: Path) -> None:
+    """--db: a row whose body is not JSON stopped the replay; it is told, the other rows
+    are replayed, exit 1."""
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    store = SqlStore(url, create=True)
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
+    store.accept_events(events[:40])
+    store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET body = 'not json' WHERE id IN (7, 9)")
+    done = runner.invoke(app, ["replay", "--db", url, "--json"])
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["events"], report["unreadable"]) == (38, 2)
+    assert done.stderr.splitlines()[:2] == [
+        "--db: the body of event 7 is not JSON: Expecting value",
+        "--db: the body of event 9 is not JSON: Expecting value"]
+    assert "2 unreadable event row(s) of sqlite:///" in done.stderr
