@@ -49,6 +49,7 @@ from engine.runtime.metrics import Metrics
 from engine.runtime.policy import PolicyGate
 from engine.runtime.privacy import RETENTION_CHUNK, enforce_retention
 from engine.runtime.runner import Runner
+from engine.runtime.schema_gate import SchemaGate
 from engine.runtime.signing import secrets_for
 from engine.runtime.time_entries import arm_time_entries, pending_time_entries
 from engine.runtime.tracking import DEFAULT_SCANNER_WINDOW, TrackingLinks
@@ -312,6 +313,7 @@ class Service:
         self.worker = wiring.worker
         self.tick = tick
         self.events_first = events_first
+        self.schema = SchemaGate(self.store.schema_apart)  # no claims while it is apart
         self._statuses_read = time.monotonic()
         self._arm_again = False  # time-driven entries left to arm (see _arm_time_entries)
         self._armed_at = 0.0
@@ -408,7 +410,9 @@ class Service:
     def _drain_inbox(self) -> datetime | None:
         """Handle batches while there are events (at most EVENTS_RUN seconds' worth: then
         the loop, woken, calls again and the journeys' statuses are read again), then say
-        when a held event comes due."""
+        when a held event comes due. Nothing while the schema is apart (as the others)."""
+        if self.schema.closed():
+            return None  # the safety tick asks again
         self._refresh_statuses()
         started = time.monotonic()
         while (not self._stop.is_set() and self.worker.handle_events()
@@ -419,6 +423,8 @@ class Service:
         return self.worker.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
+        if self.schema.closed():
+            return None
         self._refresh_statuses(arm=True)
         self.worker.fire_timers()
         return self._timer_round()
@@ -432,6 +438,8 @@ class Service:
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK), TIMER_WINDOW)
 
     def _dispatch(self) -> datetime | None:
+        if self.schema.closed():
+            return None
         events = self._loops.get("events")
         if self.events_first > 0 and events is not None:
             until = time.monotonic() + self.events_first  # events first (EVENTS_FIRST)
@@ -455,6 +463,8 @@ class Service:
         again at once while there are more, else in RETENTION_EVERY. Also folds the
         dashboard rollup's deltas (PostgreSQL, migration 0014)."""
         now = self.clock.now()
+        if self.schema.closed():
+            return now + timedelta(seconds=self.schema.every)
         self.store.fold_rollup_deltas()  # the dashboard's counts (migration 0014)
         deleted = enforce_retention(self.store, now, self.library.policy.retention.events)
         return now if deleted >= RETENTION_CHUNK else now + RETENTION_EVERY

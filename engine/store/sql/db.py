@@ -184,23 +184,41 @@ class SqlBase:
         lock held on the schema table by a migration); a connection that died while it
         sat in the pool (the database restarted) is not taken for the database being
         away: the look is made once more, on a new connection."""
-        for attempt in range(2):
-            try:
-                with self._db.connect() as conn:
-                    if self._pg:
-                        conn.exec_driver_sql(
-                            f"SET LOCAL statement_timeout = {READY_STATEMENT_TIMEOUT_MS}")
-                    current = migrate.current(conn)
-                break
-            except DBAPIError as exc:
-                if attempt == 0 and exc.connection_invalidated:
-                    continue
-                return f"the database does not answer ({type(exc).__name__})"
-            except SQLAlchemyError as exc:
-                return f"the database does not answer ({type(exc).__name__})"
+        try:
+            return self._schema_apart(self._revision())
+        except SQLAlchemyError as exc:
+            return f"the database does not answer ({type(exc).__name__})"
+
+    def schema_apart(self) -> str | None:
+        """Why this code must not work on the database now: its schema is at another
+        revision than this code's (downgraded under a running process, or upgraded by a
+        newer journeyman), as `/readyz` says it; else None. A database that does not
+        answer is None here: the loops meet that themselves, as a transient error."""
+        try:
+            return self._schema_apart(self._revision())
+        except SQLAlchemyError:
+            return None
+
+    @staticmethod
+    def _schema_apart(current: str | None) -> str | None:
         if current != migrate.head():
             return f"the schema is at revision {current or 'none'}, this needs {migrate.head()}"
         return None
+
+    def _revision(self) -> str | None:
+        """The schema's revision (SQLAlchemyError when the database does not answer)."""
+        try:
+            return self._read_revision()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._read_revision()  # on a new connection: the pooled one had died
+
+    def _read_revision(self) -> str | None:
+        with self._db.connect() as conn:
+            if self._pg:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {READY_STATEMENT_TIMEOUT_MS}")
+            return migrate.current(conn)
 
     def _safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)

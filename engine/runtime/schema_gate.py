@@ -1,0 +1,58 @@
+"""A running worker stops claiming while the database's schema is not the one its code
+needs, and starts again when it is.
+
+The schema can change under a running process: an operator rolls a release back with
+`alembic downgrade`, or a newer journeyman's `migrate` runs while an older worker is
+still up (docs/deploy.md says to stop them first; not everyone does). `/readyz` says 503
+then (`the schema is at revision X, this needs Y`), but the loops went on claiming
+events, timers and sends, writing what this code writes into a schema that may lack its
+tables and columns (batches failing until their events were parked) or, on SQLite, the
+stamps that keep lanes' batches apart (migration 0018). So every loop asks the gate
+before it claims: while the schema is apart, nothing is claimed (what is queued waits
+in the store, nothing is lost), one error line says why when it closes and one line
+when it opens again.
+
+The store is asked at most every `every` seconds (one small read of the revision, as
+`/readyz` makes), whichever loop asks; a database that does not answer is not the
+gate's business (the loops meet it as a transient error, as before).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("journeyman.service")
+
+SCHEMA_LOOK_EVERY = 5.0  # seconds between looks at the schema's revision
+
+
+class SchemaGate:
+    def __init__(self, apart: Callable[[], str | None], every: float = SCHEMA_LOOK_EVERY
+                 ) -> None:
+        self._apart = apart  # the store's `schema_apart`: why not, or None
+        self.every = every
+        self.reason: str | None = None  # why the gate is closed; None while open
+        self._looked = float("-inf")
+        self._lock = threading.Lock()
+
+    def closed(self) -> str | None:
+        """Why the loops must not claim now, else None; looks at the store again when
+        the last look is `every` seconds old."""
+        if time.monotonic() - self._looked < self.every:
+            return self.reason
+        with self._lock:  # one look for the loops that ask together
+            if time.monotonic() - self._looked >= self.every:
+                reason = self._apart()
+                self._looked = time.monotonic()
+                if reason is not None and self.reason is None:
+                    log.error("%s: not claiming events, timers or sends until it is "
+                              "(`journeyman migrate` of this version, or stop this process "
+                              "if the database was rolled back)", reason)
+                elif reason is None and self.reason is not None:
+                    log.warning("the schema is current again: claiming events, timers and "
+                                "sends again")
+                self.reason = reason
+            return self.reason

@@ -1,0 +1,91 @@
+"""A running worker whose database's schema is downgraded under it (a release rolled
+back with `alembic downgrade`) stops claiming events, timers and sends, says so once,
+and claims again once the schema is current (engine/runtime/schema_gate.py): it went
+on handling while `/readyz` said 503."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from engine.runtime.unsubscribe import SigningSecret
+from engine.service import Service
+from engine.store.sql import migrate
+from engine.testing import RecordingChannel
+from tests.engine.helpers import stub_email, write_folder
+
+WAIT_S = 4
+HELLO = f"""journey: hello
+version: 1
+entry:
+  event: Signed Up
+steps:
+  - {{id: pause, wait: {WAIT_S}s}}
+  - id: hi
+    send: {{channel: email, template: hi}}
+"""
+
+
+def until(done: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def signed_up(user: str) -> list[dict[str, object]]:
+    return [{"type": "identify", "userId": user, "messageId": f"i-{user}",
+             "traits": {"email": f"{user}@example.com"}},
+            {"type": "track", "event": "Signed Up", "userId": user, "messageId": f"s-{user}"}]
+
+
+def test_a_worker_claims_nothing_while_the_schema_is_downgraded_under_it(
+        store_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="journeyman.service")
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"hi": stub_email("hi")})
+    channel = RecordingChannel()
+    service = Service(folder, store_url, channels={"email": channel},
+                      secrets=[SigningSecret("s" * 32)])
+    service.schema.every = 0.1  # the store is asked every 5 s in production
+    store = service.store
+    head = migrate.head()
+    try:
+        service.start()
+        store.accept_events(signed_up("p1"))
+        service.wake_events()
+        until(lambda: store.pending_timers() == 1, 10, "p1 is not waiting")
+        with store.sql_engine.begin() as conn:  # an operator rolls the release back
+            migrate.downgrade(conn, "-1")
+        apart = f"the schema is at revision 0022, this needs {head}"
+        assert store.ready() == apart  # /readyz: 503
+        until(lambda: service.schema.reason is not None, 5, "the gate did not close")
+        assert service.schema.reason == apart
+        store.accept_events(signed_up("p2"))  # the API still takes events: kept
+        service.wake_events()
+        time.sleep(WAIT_S + 1)  # p1's timer comes due meanwhile; p2's event waits
+        assert channel.messages == []
+        assert store.inbox_counts() == {"pending": 2}
+        assert store.pending_timers() == 1
+        assert service.schema.reason == apart
+        with store.sql_engine.begin() as conn:  # the schema is current again
+            migrate.upgrade(conn, "head")
+        until(lambda: [m.profile_id for m in channel.messages] == ["p1"], 10,
+              "p1's timer did not fire after the upgrade")
+        until(lambda: store.inbox_counts().get("pending", 0) == 0, 10,
+              "p2's event was not handled after the upgrade")
+        until(lambda: [m.profile_id for m in channel.messages] == ["p1", "p2"], WAIT_S + 10,
+              "p2 was not sent to")
+    finally:
+        service.stop()
+    told = [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name == "journeyman.service" and "schema" in r.getMessage()]
+    assert told == [
+        (logging.ERROR, f"{apart}: not claiming events, timers or sends until it is "
+                        "(`journeyman migrate` of this version, or stop this process if the "
+                        "database was rolled back)"),
+        (logging.WARNING, "the schema is current again: claiming events, timers and sends "
+                          "again")]
