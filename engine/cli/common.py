@@ -132,6 +132,23 @@ def missing_database(db: str) -> str | None:
                                          "(--db or $JOURNEYMAN_DB)")
 
 
+def existing_store(db: str) -> Any:
+    """`open_store(db, existing=True)`, raising the JourneymanError it would exit with
+    (for a command that words it its own way: `plan --json`)."""
+    from engine.store import SchemaNotReady, SqlStore
+
+    missing = missing_database(db)
+    if missing is not None:
+        raise JourneymanError(missing)
+    try:
+        return SqlStore(db)
+    except SchemaNotReady as exc:
+        raise JourneymanError(
+            f"{str(exc).partition(': run')[0]}: run `journeyman migrate --db URL` first "
+            "(this command does not change the schema: workers of the version before stop "
+            "claiming work once it changes)") from None
+
+
 def journeys_folder(journeys: Path | None) -> Path:
     """`--journeys`, or the bundled library when it is not given."""
     return journeys if journeys is not None else bundled_library()
@@ -155,15 +172,20 @@ def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     if the person were unknown, `outbox` an empty outbox, and each left a database
     behind. Commands that set a store up (migrate, serve, worker, keys create, users
     create, suppressions add) make it; plan and apply do not (a deploy to a typo was
-    "Applied" to a new database nobody runs: `journeyman migrate` makes one)."""
+    "Applied" to a new database nobody runs: `journeyman migrate` makes one). Nor do
+    they upgrade its schema: a newer journeyman's `outbox` or `why` on the operator's
+    laptop upgraded the production database under its running workers, which then stop
+    claiming work until they run the new version too (engine/runtime/schema_gate.py);
+    an older schema is an error naming `journeyman migrate`."""
     from sqlalchemy.exc import OperationalError
 
     from engine.store import SqlStore
 
     if existing:
-        missing = missing_database(db)
-        if missing is not None:
-            raise fail(JourneymanError(missing))
+        try:
+            return existing_store(db)
+        except JourneymanError as exc:
+            raise fail(exc) from None
     deadline = time.monotonic() + wait
     while True:
         try:

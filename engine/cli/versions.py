@@ -58,14 +58,17 @@ def _open(db: str, *, deploy: bool = False, as_json: bool = False) -> Any:
     (`plan` showed every journey `new` and `apply` deployed the folder to a new database
     nobody runs, both exit 0). For plan and apply (`deploy`) the error says how a new
     store is made, and with `--json` it is the document's one error (qa-contract §5)."""
-    from engine.cli.common import missing_database, open_store
+    from engine.cli.common import existing_store, missing_database
 
     missing = missing_database(db)
-    if missing is not None and deploy:
-        if as_json:
-            _refused_json([missing + NEW_STORE])
-        raise fail(JourneymanError(missing + NEW_STORE))
-    return open_store(db, existing=True)
+    try:
+        if missing is not None and deploy:
+            raise JourneymanError(missing + NEW_STORE)
+        return existing_store(db)
+    except JourneymanError as exc:
+        if as_json and deploy:
+            _refused_json([str(exc)])
+        raise fail(exc) from None
 
 
 def plan(journeys: DeployJourneysOpt = None, db: DbOpt = DEFAULT_URL,

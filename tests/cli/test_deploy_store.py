@@ -59,3 +59,45 @@ def test_a_new_store_is_made_by_migrate_then_applied_to(tmp_path: Path) -> None:
     listed = runner.invoke(app, ["journeys", "--db", url, "--json"])
     assert listed.exit_code == 0, listed.output
     assert "welcome" in [row["journey"] for row in json.loads(listed.stdout)]
+
+
+def test_commands_that_read_a_store_never_upgrade_its_schema(tmp_path: Path) -> None:
+    """A newer journeyman's `outbox`, `why` or `plan` on an operator's laptop upgraded
+    the production database under its running workers (which then stop claiming work,
+    engine/runtime/schema_gate.py): an older schema is an error naming `migrate`, and
+    the schema stays where it was."""
+    import sqlalchemy
+
+    from engine.store import SqlStore
+    from engine.store.sql import migrate
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = SqlStore(url, create=True)
+    try:
+        with store.sql_engine.begin() as conn:  # a database of the version before
+            migrate.downgrade(conn, "-1")
+            older = migrate.current(conn)
+    finally:
+        store.close()
+    assert older != migrate.head()
+    expected = (f"the database at {url} is at schema revision {older}, this journeyman "
+                f"needs {migrate.head()}: run `journeyman migrate --db URL` first (this "
+                "command does not change the schema: workers of the version before stop "
+                "claiming work once it changes)")
+    for args in (["outbox"], ["why", "ana"], ["failures"], ["plan"], ["apply"],
+                 ["journeys"]):
+        done = runner.invoke(app, [*args, "--db", url])
+        assert done.exit_code == 1, (args, done.output)
+        assert done.stderr == expected + "\n", args
+    as_json = runner.invoke(app, ["plan", "--db", url, "--json"])
+    assert as_json.exit_code == 1, as_json.output
+    assert json.loads(as_json.stdout) == {"journeys": {}, "errors": [expected]}
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert migrate.current(conn) == older  # nothing upgraded it
+    finally:
+        engine.dispose()
+    made = runner.invoke(app, ["migrate", "--db", url])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(app, ["outbox", "--db", url]).exit_code == 0
