@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -252,15 +253,19 @@ class WebhookChannel:
                    SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
         what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
         request = build_request(self._client, "POST", url, what, content=body, headers=headers)
+        began = time.monotonic()
         try:
             send_checked(self._client, request, what, budget=3 * self.timeout)
         except DeliveryError as exc:
             # The send's own URL failed at once (refused, an error answer), not the
             # channel: the dispatcher goes on with the channel's other sends (a dead URL
-            # of one send held them all). One that timed out stays the channel's: sends
-            # to many slow URLs would hold the dispatcher three timeouts each.
-            exc.recipient = url != self.url and not isinstance(exc.__cause__,
-                                                                httpx.TimeoutException)
+            # of one send held them all). One that timed out, or failed only after a
+            # timeout's time (an error answer whose body dawdled to the deadline), stays
+            # the channel's: sends to many slow URLs would hold the dispatcher three
+            # timeouts each.
+            exc.recipient = (url != self.url
+                             and not isinstance(exc.__cause__, httpx.TimeoutException)
+                             and time.monotonic() - began < self.timeout)
             raise
 
     def longest_send(self, count: int) -> float:

@@ -139,3 +139,28 @@ def test_the_channels_own_url_down_still_holds_the_channel() -> None:
     assert [(r.attempts, r.last_error == "channel_unavailable")
             for r in store.outbox_records()] == [(1, False), (0, True)]
 
+
+
+def _unavailable_slowly(server: RawServer, conn: socket.socket) -> None:
+    """A 503 whose promised body comes a byte every 0.1 s: the status is decided at
+    once, the exchange lasts until the send's deadline (three timeouts)."""
+    server.write(conn, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 60\r\n\r\n")
+    for _ in range(60):
+        if not server.write(conn, b"x"):
+            return
+        server.stop.wait(0.1)
+
+
+def test_a_sends_own_url_that_fails_slowly_holds_the_channel() -> None:
+    """An error answer whose body dawdles until the deadline is a slow failure like a
+    timeout: the channel's, or a claim of sends to many such URLs would take three
+    timeouts each (here the second URL's send would wait its turn behind the first)."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_unavailable_slowly) as slow, RawServer(_created) as live:
+        for key, to in (("h0", slow.url), ("h1", slow.url + "/other"), ("h2", live.url)):
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=TIMEOUT,
+                            allow_to_override=True) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    assert [(r.attempts, r.last_error == "channel_unavailable")
+            for r in store.outbox_records()] == [(1, False), (0, True), (0, True)]
