@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.deadline import bounded_client, deadline, longest_exchanges
-from channels.resolve import Resolver
+from channels.resolve import Resolver, ip_literal
 from engine.ports import Clock, DeliveryError, Message
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
@@ -186,11 +186,17 @@ def _text(body: bytes, response: httpx.Response) -> str:
 def build_request(client: httpx.Client, method: str, url: str, what: str,
                   **kwargs: Any) -> httpx.Request:
     """`client.build_request`, with a malformed URL or header turned into a permanent
-    `DeliveryError` (retrying the same request cannot fix it)."""
+    `DeliveryError` (retrying the same request cannot fix it); so is a host that can
+    never be looked up (a label over 63 characters, an empty one), which the lookup
+    refused with a bare `UnicodeError`, taken for an adapter's bug: the channel held."""
     try:
-        return client.build_request(method, url, **kwargs)
-    except (httpx.InvalidURL, UnicodeEncodeError, ValueError, TypeError) as exc:
+        request = client.build_request(method, url, **kwargs)
+        host = request.url.host
+        if host and not ip_literal(host):
+            host.encode("idna")  # as the lookup (socket.getaddrinfo) encodes it
+    except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:
         raise DeliveryError(f"{what}: cannot build the request: {exc}", permanent=True) from exc
+    return request
 
 
 class WebhookChannel:
