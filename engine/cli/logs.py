@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# The local part with every character RFC 5322 allows unquoted but `/` and `=` (a path, a
+# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`.
+EMAIL = re.compile(r"[\w.+!#$%&'*^`{|}~-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
 # Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are.
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"

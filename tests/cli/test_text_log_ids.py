@@ -46,3 +46,12 @@ def test_a_profile_id_with_spaces_is_one_id() -> None:
 def test_a_plain_profile_id_is_as_it_is() -> None:
     assert _text("visitor-42").endswith(
         " [profile_id=visitor-42 journey=welcome step=hello send_key=e1:hello:0 kind=send]\n")
+
+
+def test_a_profile_id_that_is_an_address_with_any_local_part_is_redacted() -> None:
+    """RFC 5322 allows ! # $ % & ' * ^ ` { | } ~ in a local part (o'brien@...): the
+    redaction took the address from after them and left its start in the line."""
+    for address in ("o'brien@example.com", "ana!smith@example.com", "j&j{x}~y@example.com"):
+        written = _text(address)
+        assert " [profile_id=[redacted] journey=welcome" in written, written
+        assert address.split("@")[0][:2] not in written.split(" [")[-1]
