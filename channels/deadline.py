@@ -9,9 +9,9 @@ time left before the deadline `deadline()` sets, and fail with httpx's own timeo
 
 The name lookup is inside the bound too: httpcore's own connect looks the host up with
 `getaddrinfo`, which takes no timeout, so the backend looks it up itself, in a thread it
-waits for only as long as is left (channels/resolve.py, the client's `resolver`), and
-connects to the addresses it gets one after another, each within what is left of the
-connect timeout and the deadline.
+waits for only as long as the connect timeout (channels/resolve.py, the client's
+`resolver`), and connects to the addresses it gets one after another, each within a
+connect timeout of its own, as `socket.create_connection` does, and the deadline.
 
 The clip sits in the connection pools' network backend, the one place every byte goes
 through; httpx offers no public hook for it, so `bounded_client` wraps the backend of
@@ -88,28 +88,21 @@ class _Backend(httpcore.NetworkBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        """The lookup and every address's attempt within one connect timeout (clipped to
-        the deadline); the inner backend gets IP addresses only, nothing to look up."""
-        first = _clip(timeout, httpcore.ConnectTimeout)
-        end = None if first is None else time.monotonic() + first
-
-        def left() -> float | None:
-            if end is None:
-                return None
-            seconds = end - time.monotonic()
-            if seconds <= 0:
-                raise httpcore.ConnectTimeout(f"connecting to {host} ran out of time")
-            return seconds
-
+        """The lookup within the connect timeout (clipped to the deadline), then each
+        address in turn with a connect timeout of its own, as `socket.create_connection`
+        gives them, clipped to the deadline: the inner backend gets IP addresses only,
+        nothing to look up. (Sharing one timeout, a first address that swallows the
+        connection, a broken IPv6 route, left none for the next.)"""
         try:
-            addresses = lookup(self._resolver, host, port, left())
+            addresses = lookup(self._resolver, host, port,
+                               _clip(timeout, httpcore.ConnectTimeout))
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc)) from exc
         except OSError as exc:  # no such name, no answer (socket.gaierror)
             raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from exc
         failure: Exception = httpcore.ConnectError(f"no address for {host}")
         for address in addresses:  # as socket.create_connection tries them
-            seconds = left()  # none left: ConnectTimeout
+            seconds = _clip(timeout, httpcore.ConnectTimeout)  # past the deadline: raises
             try:
                 return _Stream(self._inner.connect_tcp(address, port, seconds, local_address,
                                                        socket_options))

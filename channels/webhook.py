@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.deadline import bounded_client, deadline, longest_exchanges
-from channels.resolve import Resolver
+from channels.resolve import Resolver, ip_literal
 from engine.ports import Clock, DeliveryError, Message
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
@@ -185,11 +186,17 @@ def _text(body: bytes, response: httpx.Response) -> str:
 def build_request(client: httpx.Client, method: str, url: str, what: str,
                   **kwargs: Any) -> httpx.Request:
     """`client.build_request`, with a malformed URL or header turned into a permanent
-    `DeliveryError` (retrying the same request cannot fix it)."""
+    `DeliveryError` (retrying the same request cannot fix it); so is a host that can
+    never be looked up (a label over 63 characters, an empty one), which the lookup
+    refused with a bare `UnicodeError`, taken for an adapter's bug: the channel held."""
     try:
-        return client.build_request(method, url, **kwargs)
-    except (httpx.InvalidURL, UnicodeEncodeError, ValueError, TypeError) as exc:
+        request = client.build_request(method, url, **kwargs)
+        host = request.url.host
+        if host and not ip_literal(host):
+            host.encode("idna")  # as the lookup (socket.getaddrinfo) encodes it
+    except (httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:
         raise DeliveryError(f"{what}: cannot build the request: {exc}", permanent=True) from exc
+    return request
 
 
 class WebhookChannel:
@@ -252,15 +259,19 @@ class WebhookChannel:
                    SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
         what = f"webhook {message.key} to {urlsplit(url).netloc.rpartition('@')[2]}"
         request = build_request(self._client, "POST", url, what, content=body, headers=headers)
+        began = time.monotonic()
         try:
             send_checked(self._client, request, what, budget=3 * self.timeout)
         except DeliveryError as exc:
             # The send's own URL failed at once (refused, an error answer), not the
             # channel: the dispatcher goes on with the channel's other sends (a dead URL
-            # of one send held them all). One that timed out stays the channel's: sends
-            # to many slow URLs would hold the dispatcher three timeouts each.
-            exc.recipient = url != self.url and not isinstance(exc.__cause__,
-                                                                httpx.TimeoutException)
+            # of one send held them all). One that timed out, or failed only after a
+            # timeout's time (an error answer whose body dawdled to the deadline), stays
+            # the channel's: sends to many slow URLs would hold the dispatcher three
+            # timeouts each.
+            exc.recipient = (url != self.url
+                             and not isinstance(exc.__cause__, httpx.TimeoutException)
+                             and time.monotonic() - began < self.timeout)
             raise
 
     def longest_send(self, count: int) -> float:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.store import DEFAULT_URL
 from journeys.library import bundled_library
@@ -28,23 +30,28 @@ def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], *,
     (the first column as its heading, then `column  value`, empty ones left out). A
     table too wide for its terminal cut every id short (`2d8f57…`, `visito…`) at 80
     columns, which left nothing to paste into the next command. `free_text`: columns
-    that may wrap (an error, details): they do not count."""
+    that may wrap (an error, details): they do not count. Values are text, never rich
+    markup (a profile id `p[bold]1` printed as `p1`, an error naming `[/x]` stopped the
+    command), measured in terminal cells (wide characters take two); a value's later
+    lines are indented under it, so none passes for a row's heading."""
     rows = [list(row) for row in rows]
-    width = sum(3 + max([len(name), *(len(row[n]) for row in rows)])
+    width = sum(3 + max([cell_len(name), *(cell_len(row[n]) for row in rows)])
                 for n, name in enumerate(columns) if name not in free_text) + 1
     width += sum(3 + min(20, len(name)) for name in columns if name in free_text)
     if width <= out.width:
         table = Table(*columns)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(value) for value in row))
         out.print(table)
         return
     label = max(len(name) for name in columns[1:]) if len(columns) > 1 else 0
+    indent = "\n" + " " * (label + 4)
     for number, row in enumerate(rows):
         out.print(("\n" if number else "") + row[0], markup=False, style="bold")
         for name, value in zip(columns[1:], row[1:], strict=True):
             if value:
-                out.print(f"  {name.ljust(label)}  {value}", markup=False)
+                out.print(f"  {name.ljust(label)}  {indent.join(value.splitlines())}",
+                          markup=False)
 
 
 EXIT_INVALID = 1  # the input is invalid (journeys, events, a store)

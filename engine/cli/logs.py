@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# The local part with every character RFC 5322 allows unquoted but `/` and `=` (a path, a
+# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`.
+EMAIL = re.compile(r"[\w.+!#$%&'*^`{|}~-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
 # Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are.
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
@@ -117,8 +119,19 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 -- logging's
         line = super().formatMessage(record)  # the traceback comes after it (format)
-        ids = [f"{f}={value}" for f in FIELDS if (value := record.__dict__.get(f))]
+        ids = [f"{f}={_id_text(str(value))}" for f in FIELDS
+               if (value := record.__dict__.get(f))]
         return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def _id_text(value: str) -> str:
+    """An id as it is, or in JSON's quotes with its line breaks, control characters and
+    quotes escaped when it has any, or a space: a profile id is the client's text, and
+    one with a line break wrote a forged line of its own after its line."""
+    if all(c.isprintable() and not c.isspace() and c != '"' for c in value):
+        return value
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}"
+                   for c in json.dumps(value, ensure_ascii=False))
 
 
 def process_name() -> str:

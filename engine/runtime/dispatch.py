@@ -67,6 +67,7 @@ from engine.ports import (
     Store,
 )
 from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.holds import Failed, Failing
 from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
@@ -89,25 +90,6 @@ SEND_CHUNK = 20  # messages per send_batch call
 # 20 cut the API's p99 a little more during a storm of 100,000 timers (34 ms against
 # 38) but took its sends 131 s instead of 88 (docs/benchmarks.md).
 BUSY_API_CLAIM = 50
-
-
-# What failed transiently in a claim: a channel (`(name, None)`: all its later sends in
-# the claim wait, so a claim cannot outlast its lease while a server swallows
-# connections), or one recipient of it (`(name, to)`: a greylisted address, an
-# overridden webhook URL; the channel's other sends go on)
-Failed = tuple[str, str | None]
-
-
-def _held(entry: OutboxEntry, failing: set[Failed]) -> str | None:
-    """Why this send waits unattempted, if it does: its channel or its recipient failed
-    earlier in the claim."""
-    if not failing:
-        return None
-    if (entry.channel, None) in failing:
-        return "channel_unavailable"
-    if (entry.channel, entry.to) in failing:
-        return "recipient_unavailable"
-    return None
 
 
 @dataclass
@@ -284,9 +266,9 @@ class Dispatcher:
     # --- delivery: outside any transaction ----------------------------------------------
 
     def _deliver(self, entries: list[OutboxEntry], chunk: Chunk) -> None:
-        # What failed transiently in this claim: a channel (`(name, None)`), or one
-        # recipient of it (`(name, to)`, DeliveryError.recipient)
-        failing: set[Failed] = set()
+        # What failed transiently in this claim: a channel, or one recipient of it
+        # (engine/runtime/holds.py)
+        failing = Failing()
         batched: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
             try:
@@ -295,7 +277,7 @@ class Dispatcher:
                 if self._stopping():
                     self._hold(entry, chunk, released=True)
                     continue
-                if held := _held(entry, failing):
+                if held := failing.held(entry):
                     self._hold(entry, chunk, reason=held)
                     continue
                 if self._bounced_meanwhile(entry, chunk):
@@ -306,9 +288,8 @@ class Dispatcher:
                     continue
                 if not self._keep_lease(chunk, channel, [entry]):
                     continue
-                failed = self._settle(entry, self._send_one(channel, entry), chunk)
-                if failed is not None:
-                    failing.add(failed)
+                failing.note(entry.channel,
+                             self._settle(entry, self._send_one(channel, entry), chunk))
             except Exception as exc:  # our own code, on this row's data: this row alone
                 self._broken(entry, exc, chunk)
             if len(chunk.outcomes) >= SEND_CHUNK:
@@ -385,7 +366,7 @@ class Dispatcher:
         return None
 
     def _send_batched(self, name: str, group: list[OutboxEntry], chunk: Chunk,
-                      failing: set[Failed]) -> None:
+                      failing: Failing) -> None:
         """Adapters with `send_batch` (email) get the rows in small chunks, so building
         one message overlaps sending the previous; the chunk bounds how many could be
         re-sent after a crash (at-least-once, same idempotency keys)."""
@@ -398,7 +379,7 @@ class Dispatcher:
             rows = self._keep_lease(chunk, channel, group[start:start + SEND_CHUNK])
             part = []
             for entry in rows:
-                if held := _held(entry, failing):
+                if held := failing.held(entry):
                     self._hold(entry, chunk, reason=held)
                 elif not self._bounced_meanwhile(entry, chunk):
                     part.append(entry)
@@ -408,11 +389,9 @@ class Dispatcher:
             now = self.clock.now()
             results = batch_results(channel, [entry.message(now) for entry in part])
             for entry, error in zip(part, results, strict=True):
-                failed = self._settle(entry, error, chunk)
-                if failed is not None:
-                    failing.add(failed)
+                failing.note(name, self._settle(entry, error, chunk))
             self._write(chunk)
-            if (name, None) in failing:
+            if failing.channel_down(name):
                 self._hold_rest(group[start + SEND_CHUNK:], chunk)
                 return
 

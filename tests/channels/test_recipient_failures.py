@@ -139,3 +139,71 @@ def test_the_channels_own_url_down_still_holds_the_channel() -> None:
     assert [(r.attempts, r.last_error == "channel_unavailable")
             for r in store.outbox_records()] == [(1, False), (0, True)]
 
+
+
+def _unavailable_slowly(server: RawServer, conn: socket.socket) -> None:
+    """A 503 whose promised body comes a byte every 0.1 s: the status is decided at
+    once, the exchange lasts until the send's deadline (three timeouts)."""
+    server.write(conn, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 60\r\n\r\n")
+    for _ in range(60):
+        if not server.write(conn, b"x"):
+            return
+        server.stop.wait(0.1)
+
+
+def test_a_sends_own_url_that_fails_slowly_holds_the_channel() -> None:
+    """An error answer whose body dawdles until the deadline is a slow failure like a
+    timeout: the channel's, or a claim of sends to many such URLs would take three
+    timeouts each (here the second URL's send would wait its turn behind the first)."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_unavailable_slowly) as slow, RawServer(_created) as live:
+        for key, to in (("h0", slow.url), ("h1", slow.url + "/other"), ("h2", live.url)):
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=TIMEOUT,
+                            allow_to_override=True) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    assert [(r.attempts, r.last_error == "channel_unavailable")
+            for r in store.outbox_records()] == [(1, False), (0, True), (0, True)]
+
+
+def test_every_recipient_refused_for_now_is_the_channels_failure() -> None:
+    """A relay that answers 450 to every RCPT TO (Postfix's recipient rate limit: "too
+    many recipients from [ip]") fails no one recipient: after RECIPIENT_STREAK of them
+    in a row, none delivered between, the channel is held as a whole, as before
+    recipients were told apart. Otherwise every send of the claim was tried, each an
+    attempt and a soft bounce, hammering the relay that asked for a pause."""
+    sink = Sink(rcpt_replies=["450 4.7.1 Error: too many recipients from [127.0.0.1]"] * 100)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    channel = make_channel(port)
+    store, clock = InMemoryStore(), FakeClock(T0)
+    try:
+        for n in range(3 * SEND_CHUNK):
+            store.enqueue_send(replace(outbox_entry(f"k{n:02}", profile=f"p{n}"),
+                                       to=f"c{n}@example.com"))
+        Dispatcher(store, {"email": channel}, clock).dispatch_due()
+    finally:
+        channel.close()
+        controller.stop()
+    records = sorted(store.outbox_records(), key=lambda r: r.entry.key)
+    assert {r.attempts for r in records[:SEND_CHUNK]} == {1}
+    assert {(r.attempts, r.last_error) for r in records[SEND_CHUNK:]} == {
+        (0, "channel_unavailable")}
+    assert len(store.engagements()) == SEND_CHUNK
+
+
+def test_many_own_webhook_urls_down_in_a_row_hold_the_channel() -> None:
+    """Each send's own URL refused (no route out, a resolver that fails every name):
+    after RECIPIENT_STREAK of them in a row the channel waits, its default URL too."""
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_created) as live:
+        order = [(f"h{n}", _closed_port_url()) for n in range(5)] + [("h5", None)]
+        for key, to in order:
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=2.0,
+                            allow_to_override=True) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    records = {r.entry.key.split(":")[0]: r for r in store.outbox_records()}
+    assert [(records[f"h{n}"].attempts, records[f"h{n}"].last_error == "channel_unavailable")
+            for n in range(6)] == [(1, False)] * 3 + [(0, True)] * 3
