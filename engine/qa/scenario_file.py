@@ -384,15 +384,18 @@ def _users(spec: ScenarioSpec) -> set[str]:
     return users
 
 
-def _no_journey(jid: str, named: str, folder: Path, journeys: Iterable[str]) -> str:
+def _no_journey(jid: str, named: str, folder: Path, journeys: Iterable[str],
+                told: set[str]) -> str:
     """"no journey 'x' in ..": and which folder `..` is, with what it holds or the id it
-    nearly names; or, for a bundled journey, where the bundled ones are."""
+    nearly names; or, for a bundled journey, where the bundled ones are (the first time
+    an id is named: `told` keeps the others short)."""
     text = f"no journey {jid!r} in {named}"
     if not Path(named).is_absolute():
         text += f", {folder}"
     hint = did_you_mean(jid, journeys)
-    if hint:
+    if hint or jid in told:
         return text + hint
+    told.add(jid)
     if not Path(named).is_absolute():
         ids = sorted(journeys)
         text += f" (its journeys: {', '.join(ids[:8]) or 'none'}{', ...' * (len(ids) > 8)})"
@@ -406,13 +409,14 @@ def _check_ids(checker: _Checker, library: Library, users: set[str], folder: Pat
     """Names in the expectations must exist: a typo would make a test pass for nothing."""
     spec = checker.spec
     journeys = library.journeys
+    told: set[str] = set()  # ids whose missing journey was explained already
     if spec.only == []:  # no journey would run: every expectation of none would pass
         checker.problem(("only",), "only: give at least one journey id (leave `only` out "
                                    "to run every journey of the folder)")
     for i, jid in enumerate(spec.only or []):
         if jid not in journeys:
             checker.problem(("only", i),
-                            "only: " + _no_journey(jid, spec.journeys, folder, journeys))
+                            "only: " + _no_journey(jid, spec.journeys, folder, journeys, told))
     expect = spec.expect
     for kind in ("messages", "messages_include", "exits", "exits_include", "skipped",
                  "skipped_include", "deferred", "deferred_include"):
@@ -423,8 +427,8 @@ def _check_ids(checker: _Checker, library: Library, users: set[str], folder: Pat
                                 "or event line of this scenario" + did_you_mean(item.user, users))
             jid = item.journey
             if jid is not None and jid not in journeys:
-                checker.problem((*where, "journey"),
-                                "journey: " + _no_journey(jid, spec.journeys, folder, journeys))
+                missing = _no_journey(jid, spec.journeys, folder, journeys, told)
+                checker.problem((*where, "journey"), "journey: " + missing)
                 continue
             step = item.step
             if step is not None:

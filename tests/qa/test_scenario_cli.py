@@ -469,8 +469,9 @@ expect:
     for expected in [
         f"{path}:3:8: only: no journey 'abandoned_cart' in .., {where}; abandoned_cart is "
         f"a bundled journey: `journeys:` may name their folder, {LIBRARY.resolve()}",
-        f"{path}:9:28: journey: no journey 'abandoned_cart' in .., {where}; abandoned_cart",
+        f"{path}:9:28: journey: no journey 'abandoned_cart' in .., {mine.resolve()}\n",
         f"{path}:10:28: journey: no journey 'trail' in .., {mine.resolve()} (did you mean "
         "'trial'?)",
     ]:
         assert expected in done.output, f"{expected}\n---\n{done.output}"
+    assert done.output.count("is a bundled journey") == 1  # told once, not on every line
