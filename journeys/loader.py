@@ -283,7 +283,7 @@ def load_journey_file(path: str | Path) -> Library:
     """Load one journey file with the templates and policy of the folder it lives in."""
     path = Path(path)
     if not path.is_file():
-        raise InvalidJourney([Problem(str(path), 1, 1, "no such journey file")])
+        raise InvalidJourney([Problem(str(path), 1, 1, "no such journeys folder or journey file")])
     library, problems = _load_support(path.parent)
     try:
         loaded = parse_journey(read_text(path), str(path), templates=library.templates,

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from engine.cli.common import (
     EXIT_INVALID,
@@ -110,14 +109,12 @@ def keys_list(
         infos = store.list_keys(include_revoked=all_keys)
     finally:
         store.close()
-    table = Table("name", "prefix", "admin", "scopes", "rate/s", "created", "revoked")
-    for info in infos:
-        table.add_row(info.name, info.prefix, "yes" if info.admin else "",
-                      ",".join(s for s in SCOPES if s in info.scopes),
-                      str(info.events_per_second),
-                      info.created_at.isoformat(timespec="seconds") if info.created_at else "",
-                      info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else "")
-    out.print(table)
+    print_rows(("name", "prefix", "admin", "scopes", "rate/s", "created", "revoked"),
+               [(info.name, info.prefix, "yes" if info.admin else "",
+                 ",".join(s for s in SCOPES if s in info.scopes), str(info.events_per_second),
+                 info.created_at.isoformat(timespec="seconds") if info.created_at else "",
+                 info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else "")
+                for info in infos])
 
 
 @keys.command("revoke")

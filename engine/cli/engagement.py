@@ -22,6 +22,7 @@ from engine.cli.common import (
     journeys_folder,
     open_store,
     out,
+    print_rows,
 )
 from engine.core.times import iso
 from engine.store import DEFAULT_URL
@@ -152,10 +153,8 @@ def suppressions_list(
             {"address": s.address, "reason": s.reason, "at": iso(s.at), "source": s.source,
              "details": dict(s.details)} for s in found], indent=2) + "\n")
         return
-    table = Table("address", "reason", "since", "source")
-    for s in found:
-        table.add_row(s.address, s.reason, iso(s.at), s.source)
-    out.print(table)
+    print_rows(("address", "reason", "since", "source"),
+               [(s.address, s.reason, iso(s.at), s.source) for s in found])
     out.print(f"{len(found)} suppressed", markup=False)
 
 

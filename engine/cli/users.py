@@ -13,9 +13,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, out
+from engine.cli.common import EXIT_INVALID, DbOpt, err, open_store, print_rows
 from engine.store import DEFAULT_URL
 
 users = typer.Typer(help="Dashboard users (viewer or editor).", no_args_is_help=True)
@@ -68,8 +67,7 @@ def users_list(db: DbOpt = DEFAULT_URL) -> None:
         found = store.list_users()
     finally:
         store.close()
-    table = Table("name", "role", "created")
-    for user in found:
-        table.add_row(user.name, user.role,
-                      user.created_at.isoformat(timespec="seconds") if user.created_at else "")
-    out.print(table)
+    print_rows(("name", "role", "created"),
+               [(user.name, user.role,
+                 user.created_at.isoformat(timespec="seconds") if user.created_at else "")
+                for user in found])

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.core.times import iso, parse_timestamp
 from journeys.errors import InvalidJourney, Problem
+from journeys.library import bundled_library
 from journeys.loaded import Library
 from journeys.textfile import read_text
 from journeys.yamlsrc import Source, Where, load_yaml, plain
@@ -383,17 +384,39 @@ def _users(spec: ScenarioSpec) -> set[str]:
     return users
 
 
-def _check_ids(checker: _Checker, library: Library, users: set[str]) -> None:
+def _no_journey(jid: str, named: str, folder: Path, journeys: Iterable[str],
+                told: set[str]) -> str:
+    """"no journey 'x' in ..": and which folder `..` is, with what it holds or the id it
+    nearly names; or, for a bundled journey, where the bundled ones are (the first time
+    an id is named: `told` keeps the others short)."""
+    text = f"no journey {jid!r} in {named}"
+    if not Path(named).is_absolute():
+        text += f", {folder}"
+    hint = did_you_mean(jid, journeys)
+    if hint or jid in told:
+        return text + hint
+    told.add(jid)
+    if not Path(named).is_absolute():
+        ids = sorted(journeys)
+        text += f" (its journeys: {', '.join(ids[:8]) or 'none'}{', ...' * (len(ids) > 8)})"
+    bundled = bundled_library().resolve()
+    if folder.resolve() != bundled and (bundled / f"{jid}.yaml").is_file():
+        text += f"; {jid} is a bundled journey: `journeys:` may name their folder, {bundled}"
+    return text
+
+
+def _check_ids(checker: _Checker, library: Library, users: set[str], folder: Path) -> None:
     """Names in the expectations must exist: a typo would make a test pass for nothing."""
     spec = checker.spec
     journeys = library.journeys
+    told: set[str] = set()  # ids whose missing journey was explained already
     if spec.only == []:  # no journey would run: every expectation of none would pass
         checker.problem(("only",), "only: give at least one journey id (leave `only` out "
                                    "to run every journey of the folder)")
     for i, jid in enumerate(spec.only or []):
         if jid not in journeys:
-            checker.problem(("only", i), f"only: no journey {jid!r} in {spec.journeys}"
-                            + did_you_mean(jid, journeys))
+            checker.problem(("only", i),
+                            "only: " + _no_journey(jid, spec.journeys, folder, journeys, told))
     expect = spec.expect
     for kind in ("messages", "messages_include", "exits", "exits_include", "skipped",
                  "skipped_include", "deferred", "deferred_include"):
@@ -404,8 +427,8 @@ def _check_ids(checker: _Checker, library: Library, users: set[str]) -> None:
                                 "or event line of this scenario" + did_you_mean(item.user, users))
             jid = item.journey
             if jid is not None and jid not in journeys:
-                checker.problem((*where, "journey"), f"journey: no journey {jid!r} in "
-                                f"{spec.journeys}" + did_you_mean(jid, journeys))
+                missing = _no_journey(jid, spec.journeys, folder, journeys, told)
+                checker.problem((*where, "journey"), "journey: " + missing)
                 continue
             step = item.step
             if step is not None:
@@ -538,7 +561,7 @@ def _checked(spec: ScenarioSpec, source: Source, path: Path, library_loader: Any
         pos = source.position(("journeys",))
         raise InvalidScenario([Problem(source.file, *pos, f"journeys: {spec.journeys} does "
                                        "not validate:"), *exc.problems]) from None
-    _check_ids(checker, library, _users(spec))
+    _check_ids(checker, library, _users(spec), folder)
     _check_event_names(checker, library)
     if checker.problems:
         raise InvalidScenario(checker.problems)

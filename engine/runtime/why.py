@@ -176,11 +176,12 @@ def story(user: str, entries: list[Why], journey: str | None = None) -> str:
     journeys: dict[str, list[Why]] = {}
     for entry in entries:
         journeys.setdefault(entry.journey, []).append(entry)
-    lines = [f"{user}: {len(entries)} decision(s) in {len(journeys)} journey(s), oldest first"]
+    lines = [f"{user}: {len(entries)} decision(s) in {len(journeys)} journey(s), oldest "
+             "first, times in UTC"]
     for name, items in journeys.items():
         lines += ["", name]
         for e in items:
-            when = e.at.replace("T", " ").removesuffix("Z")
+            when = e.at.replace("T", " ").removesuffix("Z").partition(".")[0]  # to the second
             where = f"{e.step}: " if e.step else ""
             lines.append(f"  {when}  {e.kind:<11} {where}{e.reason}{_more(e)}")
     return "\n".join(lines) + "\n"

@@ -67,3 +67,33 @@ def test_validate_warns_about_a_folder_without_policy_yaml(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["validate", str(root)])
     assert result.exit_code == 0, result.output
     assert "no policy.yaml; the bundled policy applies" in result.output
+
+
+PUSHES = """
+journey: pushes
+version: 1
+entry: {event: Signed Up}
+steps:
+  - id: nudge
+    send: {channel: push, template: nudge}
+"""
+
+
+def test_without_policy_yaml_a_push_needs_consent_as_validate_says(tmp_path: Path) -> None:
+    # `validate` and the quickstart say the bundled policy wants consent on email, sms
+    # and push; the bundled policy.yaml named only email and sms, so a push went out
+    # to a person who never gave consent.
+    root = tmp_path / "j"
+    (root / "templates").mkdir(parents=True)
+    (root / "pushes.yaml").write_text(PUSHES)
+    (root / "templates" / "nudge.yaml").write_text("channel: push\nbody: 'Come back'\n")
+    eng = InMemoryEngine.from_folder(root, start=T0)
+    eng.identify("ana", {"device_token": "tok-ana"})  # no push consent given
+    eng.identify("bo", {"device_token": "tok-bo", "consent": {"push": True}})
+    eng.track("ana", "Signed Up")
+    eng.track("bo", "Signed Up")
+    eng.advance("1h")
+    assert [(m.profile, m.channel) for m in eng.sent] == [("bo", "push")]
+    assert [(s.profile, s.reason) for s in eng.skipped] == [("ana", "no_consent")]
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert "consent required on email, sms and push" in result.output

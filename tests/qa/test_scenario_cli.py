@@ -440,3 +440,38 @@ expect:
 """)
     done = runner.invoke(app, ["test", str(tmp_path)])
     assert done.exit_code == 0, done.output
+
+
+def test_a_bundled_journey_missing_from_the_folder_says_where_it_is(tmp_path: Path) -> None:
+    """A newcomer put docs/testing.md's cart scenario in `my_journeys/scenarios/` with
+    `journeys: ..`: every line said "no journey 'abandoned_cart' in ..", naming neither
+    the folder `..` is, nor what it holds, nor that abandoned_cart is a bundled journey."""
+    mine = tmp_path / "my_journeys"
+    (mine / "scenarios").mkdir(parents=True)
+    (mine / "templates").mkdir()
+    (mine / "trial.yaml").write_text("journey: trial\nversion: 1\nentry: {event: Trial Started}\n"
+                                     "steps:\n  - id: done\n    exit: completed\n")
+    path = write(mine / "scenarios", "cart.scenario.yaml", """\
+scenario: the cart reminder
+journeys: ..
+only: [abandoned_cart]
+start: "2026-03-02T09:00:00Z"
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: 120}}
+expect:
+  messages:
+    - {user: ana, journey: abandoned_cart, step: reminder}
+    - {user: ana, journey: trail}
+""")
+    done = runner.invoke(app, ["test", str(path)])
+    assert done.exit_code == 1
+    where = f"{mine.resolve()} (its journeys: trial)"
+    for expected in [
+        f"{path}:3:8: only: no journey 'abandoned_cart' in .., {where}; abandoned_cart is "
+        f"a bundled journey: `journeys:` may name their folder, {LIBRARY.resolve()}",
+        f"{path}:9:28: journey: no journey 'abandoned_cart' in .., {mine.resolve()}\n",
+        f"{path}:10:28: journey: no journey 'trail' in .., {mine.resolve()} (did you mean "
+        "'trial'?)",
+    ]:
+        assert expected in done.output, f"{expected}\n---\n{done.output}"
+    assert done.output.count("is a bundled journey") == 1  # told once, not on every line

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from engine.testing import DeferRecord, FakeClock, InMemoryEngine, SkipRecord
+from journeys.errors import InvalidJourney
 from rules.durations import DurationError
 from tests.conftest import LIBRARY, START
 
@@ -86,3 +88,10 @@ def test_the_fixture_refuses_a_typo_in_only_and_times_it_cannot_keep(
             assert eng.decisions == []
     """)
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_missing_journeys_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    """`InMemoryEngine.from_folder("my_journeyz")` said "no such journey file": a
+    newcomer who gave a folder looked for a file."""
+    with pytest.raises(InvalidJourney, match="no such journeys folder or journey file"):
+        InMemoryEngine.from_folder(tmp_path / "my_journeyz", start=START)

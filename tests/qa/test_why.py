@@ -380,3 +380,16 @@ def test_the_story_in_the_docs_is_what_why_prints(tmp_path: Path) -> None:
     eng.track("ana", "Product Viewed", {"price": 70})
     eng.run_until_idle()
     assert story("ana", eng.why("ana")) == shown
+
+
+def test_the_story_tells_its_times_are_utc_to_the_second() -> None:
+    """`journeyman why` against a live service printed `2026-12-07 21:06:06.816261` with
+    no zone, beside a deferral's `22:06 in Europe/Madrid`: a newcomer could not tell which
+    clock the times were on, and the microseconds were noise."""
+    from engine.runtime.why import Why, story
+
+    told = story("ana", [Why("2026-12-07T21:06:06.816261Z", "ana", "welcome", "by_source",
+                             "entered", "entry: Signed Up")])
+    assert told.splitlines() == [
+        "ana: 1 decision(s) in 1 journey(s), oldest first, times in UTC", "", "welcome",
+        "  2026-12-07 21:06:06  entered     by_source: entry: Signed Up"]

@@ -220,7 +220,7 @@ def test_why_tells_only_the_contracts_kinds(tmp_path: Path) -> None:
     check_contract(records)
     assert [r["kind"] for r in records] == ["entered", "waiting"]
     text = runner.invoke(app, ["why", "alice", "--db", db]).output
-    assert text.splitlines()[0] == "alice: 2 decision(s) in 1 journey(s), oldest first"
+    assert text.splitlines()[0] == "alice: 2 decision(s) in 1 journey(s), oldest first, times in UTC"
     assert "consent" not in text
     assert "not merged" not in text
     bob = runner.invoke(app, ["why", "bob", "--db", db, "--json"])
