@@ -24,6 +24,7 @@ from engine.runtime.privacy import (
     people_named,
 )
 from engine.runtime.why import DecisionSource, also_named, why, why_records
+from rules.errors import did_you_mean
 
 ProfileView = Callable[[str], dict[str, Any] | None]
 # why's answer header when the id names more than one person: the kinds of id it also is
@@ -71,6 +72,11 @@ def add_admin_routes(app: FastAPI, store: Store, profiles: ProfileView | None,
                  if decisions is not None and _usable(user_id) else None)
         if found is None or decisions is None:
             raise ApiError(404, f"no profile {user_id[:80]!r}")
+        if journey is not None and not found:  # a typo, not "no decisions" (as the CLI)
+            known = {v.journey for v in await run_in_threadpool(store.deployed_versions)}
+            if journey not in known:
+                raise ApiError(404, f"no journey {journey[:80]!r} deployed"
+                               + did_you_mean(journey, known))
         # as `journeyman why` says on stderr: the id names others too, the first is told
         others = also_named(decisions, user_id, kind)
         return JSONResponse(why_records(found, others), headers=(

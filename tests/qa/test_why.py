@@ -284,6 +284,11 @@ def test_why_over_http_needs_an_admin_key(played: tuple[Service, str]) -> None:
             only = client.get("/v1/profiles/gold/why", params={"journey": "offer"},
                               auth=(admin, ""))
             assert only.json() == ok.json()
+            typo = client.get("/v1/profiles/gold/why", params={"journey": "ofer"},
+                              auth=(admin, ""))  # a typo: not "no decisions" (200 [])
+            assert typo.status_code == 404
+            assert typo.json() == {"success": False, "reason": (
+                "no journey 'ofer' deployed (did you mean 'offer'?)")}
             assert client.get("/v1/profiles/gold/why", auth=(writer, "")).status_code == 403
             assert client.get("/v1/profiles/gold/why").status_code == 401
             missing = client.get("/v1/profiles/ghost/why", auth=(admin, ""))
