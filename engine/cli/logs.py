@@ -119,6 +119,10 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 -- logging's
         line = super().formatMessage(record)  # the traceback comes after it (format)
+        # A message's later lines indented under it: a provider's multi-line answer
+        # (an SMTP reply, an HTTP body quoted in an error) could otherwise pass for log
+        # lines of their own, with a time and a level of the provider's choosing.
+        line = line.replace("\r", "\\r").replace("\n", "\n    ")
         ids = [f"{f}={_id_text(str(value))}" for f in FIELDS
                if (value := record.__dict__.get(f))]
         return f"{line} [{' '.join(ids)}]" if ids else line

@@ -166,3 +166,16 @@ def test_a_text_line_names_its_ids_after_the_message_before_the_traceback() -> N
                            f"kind=send]")
     assert trace[0] == "Traceback (most recent call last):"
     assert trace[-1] == "ValueError: boom"
+
+
+def test_a_messages_later_lines_are_indented_under_it_in_text() -> None:
+    """A provider's multi-line answer in a message cannot pass for a log line."""
+    forged = "2026-12-07 10:00:00,000 ERROR journeyman.dispatch: all sends failed"
+
+    def emit(log: logging.Logger) -> None:
+        log.warning("send failed: 451 first line\n%s\rend", forged)
+
+    lines = _logged(emit, TextFormatter()).splitlines()
+    assert lines[0].endswith("WARNING journeyman.test_logs: send failed: 451 first line")
+    assert lines[1] == f"    {forged}\\rend"
+    assert len(lines) == 2
