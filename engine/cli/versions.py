@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
 
 from engine.cli.common import (
     EXIT_INVALID,
@@ -20,6 +19,7 @@ from engine.cli.common import (
     fail,
     journeys_folder,
     out,
+    print_rows,
 )
 from engine.store import DEFAULT_URL
 from rules.errors import JourneymanError
@@ -196,12 +196,10 @@ def _list_deployed(db: str, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table("journey", "status", "versions", "in flight")
-    for row in rows:
-        flight = ", ".join(f"v{v}: {n}" for v, n in row["in_flight"].items()) or "0"
-        table.add_row(row["journey"], row["status"],
-                      ", ".join(str(v) for v in row["versions"]), flight)
-    out.print(table)
+    print_rows(("journey", "status", "versions", "in flight"),
+               ((row["journey"], row["status"], ", ".join(str(v) for v in row["versions"]),
+                 ", ".join(f"v{v}: {n}" for v, n in row["in_flight"].items()) or "0")
+                for row in rows))
 
 
 def _deployed(store: Any) -> list[dict[str, Any]]:
