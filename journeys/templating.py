@@ -29,6 +29,7 @@ from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
 from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
+from journeys.template_shapes import file_problems, shape_problems
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 from rules import did_you_mean
@@ -448,6 +449,7 @@ class TemplateLibrary:
             self.texts[template_id] = [text for _, text in parts]
             for where, text in parts:
                 problems.extend(_check_source(text, self._env, file, source, where, raw=raw))
+                problems.extend(shape_problems(text, self._env, file, source, where, raw=raw))
                 if where[0] in PARTS:  # rendered with the folder's loader
                     line, col = source.position(where) if source is not None else (1, 1)
                     problems.extend(reference_problems(
@@ -548,13 +550,14 @@ def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
 def _check_file(path: Path, env: jinja2.Environment) -> list[Problem]:
     rel = str(path)  # `templates folder / html_file`: as the journeys folder was given
     try:
-        names = undeclared(read_text(path), env)
+        text = read_text(path)
+        names = undeclared(text, env)
     except InvalidJourney as exc:
         return exc.problems
     except jinja2.TemplateSyntaxError as exc:
         return [Problem(rel, exc.lineno or 1, 1, f"template syntax error: {exc.message}")]
     return [Problem(rel, 1, 1, f"unknown variable {name!r} in template") for name in
-            sorted(names - SCOPE)]
+            sorted(names - SCOPE)] + file_problems(text, env, rel)
 
 
 def load_templates(folder: Path, *, known_traits: Collection[str] | None = None,

@@ -1,0 +1,115 @@
+"""Attributes a template reads that the render context never has.
+
+What a template sees is fixed (engine/core/steps/base.py `StepRun.context`):
+`profile` is `{id, traits, computed}`, `journey` is `{id, version, name}`,
+`enrollment` is `{id, state, status, data, entered_at, variants}`, and
+`profile.computed` holds the computed traits of journeys/computed.py. A template that
+reads anything else renders nothing, whatever its `| default(...)`:
+
+    {{ profile.trait.first_name | default('there') }}   -> 'profile.trait' (traits?)
+    {{ journey.title }}                                 -> 'journey.title' (name?)
+    {{ profile.computed.order_count }}                  -> (orders_count?)
+
+Without this check `journeyman validate` passed such a template, and every send of it
+was skipped as `template_error` at run time: a whole A/B variant silently got nothing.
+`event` and `trigger` are whatever the events carried, so they are not judged here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+
+from journeys import template_places as places
+from journeys.computed import COMPUTED_TRAITS
+from journeys.errors import Problem
+from rules import did_you_mean
+
+SHAPES: dict[str, tuple[str, ...]] = {
+    "profile": ("id", "traits", "computed"),
+    "journey": ("id", "version", "name"),
+    "enrollment": ("id", "state", "status", "data", "entered_at", "variants"),
+}
+DICT_METHODS = frozenset({"get", "items", "keys", "values"})  # {{ profile.get('id') }}
+
+
+def unknown_attributes(parsed: nodes.Template) -> Iterator[tuple[str, str, int]]:
+    """(the path as written, the message, the line of the text) of each attribute of a
+    known shape that no context has, once per path, in order."""
+    seen: set[str] = set()
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        found = _judge(node)
+        if found is not None and found[0] not in seen:
+            seen.add(found[0])
+            yield (*found, node.lineno)
+
+
+def _name(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _judge(node: nodes.Getattr | nodes.Getitem) -> tuple[str, str] | None:
+    name, inner = _name(node), node.node
+    if name is None or name.startswith("_"):  # `__class__`: the sandbox's to refuse
+        return None
+    if isinstance(inner, nodes.Name) and inner.name in SHAPES:
+        has = SHAPES[inner.name]
+        if name in has or name in DICT_METHODS:
+            return None
+        path = f"{inner.name}.{name}"
+        return path, (f"unknown attribute {path!r} in template ({inner.name} has "
+                      + ", ".join(has) + ")" + did_you_mean(name, has))
+    if (isinstance(inner, nodes.Getattr) and inner.attr == "computed"
+            and isinstance(inner.node, nodes.Name) and inner.node.name == "profile"
+            and name not in COMPUTED_TRAITS and name not in DICT_METHODS):
+        path = f"profile.computed.{name}"
+        return path, (f"unknown computed trait {path!r} in template"
+                      + did_you_mean(name, COMPUTED_TRAITS))
+    return None
+
+
+def pattern(path: str) -> str:
+    """A pattern for `path` as written, in dotted or `['...']` spelling."""
+    *head, last = path.split(".")
+    base = r"\.".join(re.escape(p) for p in head)
+    quoted = re.escape(last)
+    return rf"(?<![\w.]){base}(?:\.{quoted}\b|\[\s*['\"]{quoted}['\"]\s*\])"
+
+
+def attribute_problems(text: str, env: jinja2.Environment) -> list[tuple[str, int, str]]:
+    """(pattern, line of `text`, message) for each unknown attribute `text` reads; none
+    for a text that does not parse (its syntax error is reported on its own)."""
+    try:
+        parsed = env.parse(text)
+    except jinja2.TemplateSyntaxError:
+        return []
+    return [(pattern(path), line, message)
+            for path, message, line in unknown_attributes(parsed)]
+
+
+def shape_problems(text: str, env: jinja2.Environment, file: str, source: Any,
+                   where: tuple[str | int, ...], *, raw: Sequence[str]) -> list[Problem]:
+    """The unknown attributes of a template part, each at the line and column that reads
+    it in the template file."""
+    start = source.position(where) if source is not None else (1, 1)
+    return [Problem(file, *places.place(raw, start, text, line, found), message)
+            for found, line, message in attribute_problems(text, env)]
+
+
+def file_problems(text: str, env: jinja2.Environment, file: str) -> list[Problem]:
+    """The same for a whole file (`html_file`), at the line that reads it."""
+    lines = text.splitlines()
+    problems = []
+    for found, line, message in attribute_problems(text, env):
+        hit = re.search(found, lines[line - 1]) if 0 < line <= len(lines) else None
+        problems.append(Problem(file, line, hit.start() + 1 if hit else 1, message))
+    return problems

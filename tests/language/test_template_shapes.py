@@ -1,0 +1,68 @@
+"""A template reading an attribute the render context never has (`profile.trait`,
+`journey.title`, `profile.computed.order_count`) is a validation error at the expression:
+`validate` passed it before, and every send of it was skipped as `template_error`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from journeys.errors import InvalidJourney
+from journeys.loader import load_path
+from tests.engine.helpers import HELLO, write_folder
+
+
+def _problems(folder: Path) -> list[str]:
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    return [str(p).split("templates/", 1)[1] for p in info.value.problems]
+
+
+def test_unknown_attributes_of_profile_journey_enrollment_and_computed(
+        tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": (
+        "channel: email\n"
+        "subject: \"{{ journey.title }} for {{ profile.trait.first_name | default('you') }}\"\n"
+        "html: |\n"
+        "  <p>Hello</p>\n"
+        "  <p>{{ profile.computed.order_count | default(0) }} orders,\n"
+        "  since {{ enrollment['entered'] }}; again {{ profile.trait.first_name }}</p>\n")})
+    assert _problems(folder) == [
+        "welcome.yaml:2:14: unknown attribute 'journey.title' in template (journey has id, "
+        "version, name)",
+        "welcome.yaml:2:38: unknown attribute 'profile.trait' in template (profile has id, "
+        "traits, computed) (did you mean 'traits'?)",
+        "welcome.yaml:5:9: unknown computed trait 'profile.computed.order_count' in template "
+        "(did you mean 'orders_count'?)",
+        "welcome.yaml:6:12: unknown attribute 'enrollment.entered' in template (enrollment "
+        "has id, state, status, data, entered_at, variants) (did you mean 'entered_at'?)",
+        # each part once: the html reads it again on its own line
+        "welcome.yaml:6:47: unknown attribute 'profile.trait' in template (profile has id, "
+        "traits, computed) (did you mean 'traits'?)",
+    ]
+
+
+def test_an_html_file_is_checked_too(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": (
+        "channel: email\nsubject: hi\nhtml_file: body.html\n")})
+    (folder / "templates" / "body.html").write_text(
+        "<p>Hi</p>\n<p>{{ profile.trait.first_name | default('there') }}</p>\n")
+    problems = _problems(folder)
+    assert problems == ["body.html:2:7: unknown attribute 'profile.trait' in template "
+                        "(profile has id, traits, computed) (did you mean 'traits'?)"]
+
+
+def test_what_the_context_has_passes(tmp_path: Path) -> None:
+    """Every attribute the engine gives, dict methods, and `event`/`trigger` (whatever
+    the events carried) are fine; so is the whole bundled library (its own tests)."""
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": (
+        "channel: email\n"
+        "subject: \"{{ profile.id }} {{ profile.get('id') }} {{ journey.name }} "
+        "{{ journey.id }} {{ journey.version }}\"\n"
+        "text: \"{{ enrollment.data.x | default('') }} {{ enrollment.variants }} "
+        "{{ enrollment.state }} {{ enrollment.status }} {{ enrollment.entered_at }} "
+        "{{ enrollment.id }} {{ profile.computed.orders_count | default(0) }} "
+        "{{ profile.computed.get('visits') }} {{ event.whatever | default('') }} "
+        "{{ trigger.anything | default('') }} {{ profile.traits.x | default('') }}\"\n")})
+    load_path(folder)
