@@ -300,7 +300,12 @@ def _sends(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Pro
         if templates is None:
             continue
         tpl = templates.templates.get(send.template)
-        if tpl is None:  # said beside an unknown channel too: one run shows both
+        folder = templates.folder
+        if tpl is None and folder is not None and (folder / f"{send.template}.yaml").is_file():
+            problems.append(loaded.source.problem(  # its own problems are listed with its file
+                (*where, "template"), f"template {send.template!r} cannot be used: "
+                f"templates/{send.template}.yaml has problems (listed for that file)"))
+        elif tpl is None:  # said beside an unknown channel too: one run shows both
             problems.append(loaded.source.problem(
                 (*where, "template"), f"template {send.template!r} does not exist (looked for "
                 f"templates/{send.template}.yaml)" + did_you_mean(send.template,

@@ -31,6 +31,9 @@ def pydantic_problems(exc: ValidationError, source: Source) -> list[Problem]:
             problems.append(source.problem(loc, _step_kind_message(err["input"])))
         else:
             msg = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+            if _unquoted_braces(err.get("input")):
+                msg += ("; a value that starts with '{' is read as a YAML mapping: put a "
+                        "template in quotes, \"{{ ... }}\"")
             problems.append(source.problem(loc, f"{field_name}: {msg}" if field_name else msg))
     return problems
 
@@ -45,3 +48,12 @@ def _step_kind_message(raw: Any) -> str:
     hints = "; ".join(f"unknown key {k!r}" + did_you_mean(k, STEP_KINDS) for k in unknown)
     kinds_list = ", ".join(STEP_KINDS)
     return f"step has no kind (one of: {kinds_list})" + (f"; {hints}" if hints else "")
+
+
+def _unquoted_braces(raw: Any) -> bool:
+    """`subject: {{ profile.traits.first_name }}` unquoted: YAML reads a mapping whose
+    one key is a mapping (kept as its text, `ordereddict([...])`), with no value."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        return False
+    key, value = next(iter(raw.items()))
+    return value is None and (not isinstance(key, str) or key.startswith("ordereddict("))

@@ -81,6 +81,9 @@ def load_yaml(text: str, file: str) -> Source:
         elif "another document" in reason:  # the parser's "but found another document"
             reason = ("a second document ('---'): a file holds one; put the next in a "
                       "file of its own")
+        else:
+            lines = text.splitlines()
+            reason = _in_words(reason, lines[line - 1] if 0 < line <= len(lines) else "")
         raise InvalidJourney([Problem(file, line, col, f"YAML syntax: {reason}")]) from None
     except Exception as exc:  # ruamel raises a few non-marked errors (e.g. bad tags)
         raise InvalidJourney([Problem(file, 1, 1, f"YAML syntax: {exc}")]) from None
@@ -88,6 +91,34 @@ def load_yaml(text: str, file: str) -> Source:
     if bomb is not None:
         raise InvalidJourney([bomb])
     return Source(file, data)
+
+
+# The parser's words for the mistakes people make most, and what to do about them; the
+# parser's own words follow, for a search.
+_HINTS = (
+    (("expected <block end>, but found '<block mapping start>'",
+      "expected <block end>, but found '<block sequence start>'"),
+     "this line is not indented like the lines above it: the keys of one mapping, and "
+     "the '-' items of one list, start in the same column (indent with spaces)"),
+    (("expected <block end>, but found '<scalar>'",),
+     "unexpected text after a value: a quoted value ends at its closing quote (inside "
+     "\"...\" write 'single quotes', or the other way round)"),
+    (("mapping values are not allowed here",),
+     "a ':' where none can be: a value that holds ': ' needs quotes, and a key indented "
+     "more than the one above it continues that line's value"),
+    (("found character '\\t' that cannot start any token",),
+     "a tab: indent with spaces"),
+)
+
+
+def _in_words(reason: str, written: str) -> str:
+    if re.search(r"(^|:|-)\s*\{\{", written):  # subject: {{ x }}, hi -> a flow mapping
+        return ("a value that starts with '{' is read as a YAML mapping: put a template "
+                f"in quotes, \"{{{{ ... }}}}\" (the parser says: {reason})")
+    for said, words in _HINTS:
+        if reason in said:
+            return f"{words} (the parser says: {reason})"
+    return reason
 
 
 # What aliases may add to a file (each alias counted as the copy it stands for): far
