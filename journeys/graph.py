@@ -75,7 +75,7 @@ def edges(model: Journey) -> dict[str, list[Edge]]:
                     es.append(Edge("else", case.else_, (*here, "branch", j, "else"), "else"))
         elif isinstance(step, SplitStep):
             es = [Edge(f"variant_{v.name}", v.goto, (*here, "split", "variants", j, "goto"),
-                       f"{v.name} {v.weight:g}%")
+                       variant_label(v.name, v.weight, step.split.holdout))
                   for j, v in enumerate(step.split.variants)]
             if step.split.holdout:
                 es.append(Edge("holdout", EXITED, (*here, "split", "holdout"),
@@ -86,6 +86,15 @@ def edges(model: Journey) -> dict[str, list[Edge]]:
             es = [Edge("next", nxt, nxt_where)]
         out[step.id] = es
     return out
+
+
+def variant_label(name: str, weight: float, holdout: float) -> str:
+    """A split edge's share of everyone: the weights share those the holdout leaves, so
+    with a 10% holdout a weight of 50 is 45% (`plain 45% (weight 50)`), and the edges
+    of a split, holdout included, add up to 100%."""
+    if not holdout:
+        return f"{name} {weight:g}%"
+    return f"{name} {round(weight * (100 - holdout) / 100, 2):g}% (weight {weight:g})"
 
 
 def case_label(when: object, index: int) -> str:

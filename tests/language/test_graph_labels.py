@@ -58,3 +58,33 @@ def test_a_long_condition_is_cut_and_one_that_does_not_parse_is_numbered() -> No
     assert len(long) == MAX_LABEL
     assert long.endswith("…")
     assert case_label({"profile.traits.x": {"nope": 1}}, 2) == "case 3"
+
+
+SPLIT = """\
+journey: ab
+version: 1
+entry: {event: Order Completed}
+steps:
+  - id: ab
+    split:
+      variants:
+        - {name: plain, weight: 50, goto: a}
+        - {name: points, weight: 50, goto: b}
+      holdout: 10
+  - {id: a, exit: completed}
+  - {id: b, exit: completed}
+"""
+
+
+def test_split_edges_say_each_variants_share_of_everyone(tmp_path: Path) -> None:
+    """The weights share the people the holdout leaves: with a 10% holdout, 50/50 is 45%
+    each (the diagram said 50%, 50% and 10%: 110%)."""
+    (tmp_path / "ab.yaml").write_text(SPLIT)
+    model = load_journey_file(tmp_path / "ab.yaml").journeys["ab"].model
+    text = mermaid(model)
+    assert "    ab --> a: plain 45% (weight 50)\n" in text
+    assert "    ab --> b: points 45% (weight 50)\n" in text
+    assert "    ab --> [*]: holdout 10%\n" in text
+    (tmp_path / "ab.yaml").write_text(SPLIT.replace("      holdout: 10\n", ""))
+    model = load_journey_file(tmp_path / "ab.yaml").journeys["ab"].model
+    assert "    ab --> a: plain 50%\n" in mermaid(model)
