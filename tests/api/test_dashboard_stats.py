@@ -124,3 +124,34 @@ def test_a_short_median_time_to_goal_is_shown_in_seconds_or_minutes() -> None:
     assert kpi_text("median_time_to_goal", {"value": 600.0, "previous": 0.0,
                                             "change": 600.0}) == (
         "median_time_to_goal 10.0 min (+10.0 min)")
+
+
+def test_the_control_is_the_first_variant_written_before_anyone_reaches_the_split(
+        tmp_path: Path) -> None:
+    """The page said `control: None` until someone took a variant (and took the first
+    variant counted, whatever the file said)."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    store = SqlStore(f"sqlite:///{tmp_path / 'j.db'}", create=True)
+    try:
+        eng = InMemoryEngine.from_folder(bundled_library(), start=start,
+                                         only=["first_purchase"])
+        eng.use_store(store)
+        journey = eng.runner.journeys["first_purchase"]
+        stats = journey_stats(store, journey, start, start + timedelta(days=1))
+    finally:
+        store.close()
+    [split] = stats["splits"].values()
+    assert split["control"] == "benefits"
+    assert split["variants"] == []
+
+
+def test_table_numbers_are_never_in_scientific_notation() -> None:
+    """Revenue 2760 showed as `2.76e+03`, a median of 379,440 s as `3.79e+05`."""
+    from engine.api.dashboard.stats import number
+
+    assert number(2760.0) == "2,760"
+    assert number(379440.0) == "379,440"
+    assert number(-1500.5) == "-1,500"
+    assert number(0.0629) == "0.0629"
+    assert number(105.44) == "105"
+    assert number(None) == "-"

@@ -43,6 +43,8 @@ from engine.api.dashboard.stats import (
     journey_status,
     kpi_text,
     kpi_value,
+    number,
+    to_the_minute,
 )
 from engine.api.dashboard.timeline import step_of, timeline
 from engine.core.times import iso
@@ -99,7 +101,8 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                       autoescape=select_autoescape(["html"]))
     env.filters["iso"] = lambda d: iso(d) if isinstance(d, datetime) else d
     env.filters["pct"] = lambda x: "-" if x is None else f"{100 * x:.1f}%"
-    env.filters["num"] = lambda x: "-" if x is None else f"{x:.3g}"
+    env.filters["num"] = number
+    env.filters["minute"] = to_the_minute
     env.globals["kpi_value"] = kpi_value
     store = dash.store
 

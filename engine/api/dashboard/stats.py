@@ -19,7 +19,7 @@ from engine.core.times import iso
 from engine.store.sql.analytics import AnalyticsQueries, JourneyCounts
 from engine.store.sql.reasons import own_part_removed
 from journeys.compiler import CompiledJourney
-from journeys.steps import kind_of
+from journeys.steps import SplitStep, kind_of
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 
@@ -60,7 +60,9 @@ def journey_stats(store: AnalyticsQueries, journey: CompiledJourney, since: date
     """The journey's numbers over [since, until), as one JSON-ready document."""
     model = journey.model
     steps = [step.id for step in model.steps]
-    splits = [step.id for step in model.steps if kind_of(step) == "split"]
+    controls = {step.id: step.split.variants[0].name for step in model.steps
+                if isinstance(step, SplitStep)}  # the control: the first variant written
+    splits = list(controls)
     counts = store.journey_counts(journey.id, since, until, steps, splits)
     low, high = wilson_interval(counts.converted, counts.entered)
     return {
@@ -77,7 +79,7 @@ def journey_stats(store: AnalyticsQueries, journey: CompiledJourney, since: date
         "ended": counts.ended,
         "in_flight": sum(counts.on_step.values()),
         "steps": [_step(step.id, kind_of(step), counts) for step in model.steps],
-        "splits": {step: _split(counts, step) for step in splits},
+        "splits": {step: _split(counts, step, controls[step]) for step in splits},
         "kpis": journey_kpis(store, journey.id, since, until,
                              conversion=_rate(counts.converted, counts.entered)),
         "series": [{"day": day, "entered": c.entered, "passed": c.passed,
@@ -111,10 +113,13 @@ def _grouped(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
             for (what, reason), n in sorted(counted.items(), key=lambda kv: -kv[1])]
 
 
-def _split(counts: JourneyCounts, step: str) -> dict[str, Any]:
+def _split(counts: JourneyCounts, step: str, control_name: str) -> dict[str, Any]:
+    """`control_name` is the split's first variant, as written: the control whether or
+    not anyone took it yet (the page said `control: None` before anyone reached the
+    split, and took the first variant counted for the control)."""
     variants = counts.variants.get(step, [])
     rows: list[dict[str, Any]] = []
-    control = next((v for v in variants if v.variant != "holdout"), None)
+    control = next((v for v in variants if v.variant == control_name), None)
     for v in variants:
         low, high = wilson_interval(v.converted, v.people)
         row: dict[str, Any] = {"variant": v.variant, "people": v.people,
@@ -128,7 +133,7 @@ def _split(counts: JourneyCounts, step: str) -> dict[str, Any]:
             if test is not None:
                 row["z"], row["p_value"] = test
         rows.append(row)
-    return {"control": control.variant if control else None,
+    return {"control": control_name,
             "test": "two-proportion z-test (pooled), two-sided, against the control",
             "variants": rows}
 
@@ -209,6 +214,24 @@ def kpi_value(name: str, value: float | None) -> str:
     if name == "median_time_to_goal":
         return _time(value)
     return f"{value:g}"
+
+
+def number(value: float | None) -> str:
+    """A table's decimal number: three significant digits, or whole with thousands
+    separators from 1,000 on (revenue `2,760`, seconds `379,440`: `.3g` wrote `2.76e+03`)."""
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def to_the_minute(stamp: str) -> str:
+    """An ISO time of the JSON (`2026-11-30T21:05:47.539350Z`) as the page shows it:
+    `2026-11-30 21:05 UTC`."""
+    if len(stamp) < 16 or stamp[10] != "T":
+        return stamp
+    return f"{stamp[:10]} {stamp[11:16]} UTC"
 
 
 def _time(seconds: float, sign: str = "") -> str:
