@@ -27,6 +27,7 @@ from journeys.lint import inline_template_places
 from journeys.loaded import LoadedJourney
 from journeys.model import Journey
 from journeys.steps import BranchCase, BranchStep, SendStep
+from journeys.template_shapes import trait_hint
 from journeys.templating import TemplateLibrary, attribute_names
 from journeys.yamlsrc import Source, Where
 from rules import did_you_mean
@@ -62,7 +63,7 @@ def path_problems(raw: Any, where: Where, source: Source, known_traits: Collecti
         elif (root == ("profile", "traits") and known_traits is not None
               and name not in known_traits):
             problems.append(source.problem(at, f"unknown trait {path!r} (not in traits.yaml)"
-                                           + did_you_mean(name, known_traits), key=True))
+                                           + trait_hint(name, known_traits), key=True))
         elif root == ("event", "properties") and event is not None and name not in event[1]:
             problems.append(source.problem(at, _property_message(path, event), key=True))
     return problems
@@ -139,7 +140,7 @@ def _template_text(text: str, source: Source, where: Where,
     if known_traits is not None:
         problems += [source.problem(where, f"unknown trait 'profile.traits.{name}' in "
                                     "template (not in traits.yaml)"
-                                    + did_you_mean(name, known_traits))
+                                    + trait_hint(name, known_traits))
                      for name in _names(text, ("profile", "traits")) if name not in known_traits]
     if entry_event is not None:
         problems += [source.problem(where, _property_message(f"event.properties.{name}",

@@ -18,7 +18,7 @@ was skipped as `template_error` at run time: a whole A/B variant silently got no
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import jinja2
@@ -113,3 +113,11 @@ def file_problems(text: str, env: jinja2.Environment, file: str) -> list[Problem
         hit = re.search(found, lines[line - 1]) if 0 < line <= len(lines) else None
         problems.append(Problem(file, line, hit.start() + 1 if hit else 1, message))
     return problems
+
+
+def trait_hint(name: str, known: Collection[str]) -> str:
+    """After `unknown trait '...' (not in traits.yaml)`: the nearest known trait, or, when
+    none is near, what to do about a trait that is new."""
+    return did_you_mean(name, known) or (
+        f"; if identify calls set it, declare it: `{name}: {{type: string}}` under "
+        "`traits:` in traits.yaml")

@@ -29,10 +29,9 @@ from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
 from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
-from journeys.template_shapes import file_problems, shape_problems
+from journeys.template_shapes import file_problems, shape_problems, trait_hint
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
-from rules import did_you_mean
 
 SCOPE = frozenset({"profile", "event", "trigger", "enrollment", "journey", "unsubscribe_url"})
 CHANNEL_KINDS = {"email": "email", "sms": "body", "push": "body", "console": "body",
@@ -543,7 +542,7 @@ def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
                                         places.first_line(text, places.trait(name)),
                                         places.trait(name)),
                     f"unknown trait 'profile.traits.{name}' in template "
-                    "(not in traits.yaml)" + did_you_mean(name, known))
+                    "(not in traits.yaml)" + trait_hint(name, known))
             for name in dict.fromkeys(names) if name not in known]
 
 

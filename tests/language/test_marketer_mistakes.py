@@ -60,3 +60,24 @@ def test_an_unquoted_template_and_a_broken_template_file(tmp_path: Path) -> None
         "problems (listed for that file)",
         f"templates/welcome.yaml:2:10: subject: must be a valid string; {BRACES}",
     ]
+
+
+def test_a_new_trait_says_where_to_declare_it(tmp_path: Path) -> None:
+    """A trait nothing in traits.yaml is near: no "did you mean", so say what to do."""
+    journey = HELLO.replace("steps:\n", "steps:\n  - id: who\n    branch:\n"
+                            "      - when: {profile.traits.loyalty_tier: {eq: gold}}\n"
+                            "        goto: welcome\n      - else: welcome\n")
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
+        "channel: email\nsubject: \"{{ profile.traits.loyalty_tier | default('') }}\"\n"
+        "text: hi\n")})
+    (folder / "traits.yaml").write_text("traits:\n  first_name: {type: string}\n")
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    hint = ("; if identify calls set it, declare it: `loyalty_tier: {type: string}` under "
+            "`traits:` in traits.yaml")
+    assert [str(p).split("/j/", 1)[1] for p in info.value.problems] == [
+        f"hello.yaml:8:16: unknown trait 'profile.traits.loyalty_tier' (not in "
+        f"traits.yaml){hint}",
+        f"templates/welcome.yaml:2:14: unknown trait 'profile.traits.loyalty_tier' in "
+        f"template (not in traits.yaml){hint}",
+    ]
