@@ -177,6 +177,9 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 def _describe(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, jinja2.TemplateError) else str(exc)
+    if isinstance(exc, jinja2.UndefinedError) and text:  # what to do, for the marketer
+        text += (" (missing for this person or event: write `| default('...')` after it, "
+                 "or test it with `is defined`)")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -19,6 +19,7 @@ from engine.cli.common import (
     must_exist,
     out,
 )
+from rules import did_you_mean
 from rules.errors import JourneymanError
 
 
@@ -88,7 +89,8 @@ def graph(
         library = load_path(path if path.suffix in {".yaml", ".yml"} else folder)
         jid = next(iter(library.journeys)) if path.suffix in {".yaml", ".yml"} else journey
         if jid not in library.journeys:
-            err.print(f"no journey {jid!r} in {folder} (have: "
+            err.print(f"no journey {jid!r} in {folder}"
+                      + did_you_mean(jid, library.journeys) + " (have: "
                       f"{', '.join(sorted(library.journeys))})", markup=False)
             raise typer.Exit(EXIT_INVALID)
         text = mermaid(compile_journey(library.journeys[jid], templates=library.templates))

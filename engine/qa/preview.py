@@ -33,6 +33,7 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loader import load_path
 from journeys.steps import SendStep
+from rules import did_you_mean
 from rules.errors import JourneymanError
 
 
@@ -124,7 +125,8 @@ def preview(journeys: str | Path, journey_id: str, step_id: str, profile: dict[s
             base_url: str = "https://journeyman.invalid") -> Preview:
     library = load_path(journeys)
     if journey_id not in library.journeys:
-        raise PreviewError(f"no journey {journey_id!r} (have: "
+        raise PreviewError(f"no journey {journey_id!r}"
+                           + did_you_mean(journey_id, library.journeys) + " (have: "
                            f"{', '.join(sorted(library.journeys))})")
     # A throwaway secret: a preview's unsubscribe link shows the shape, valid nowhere.
     links = UnsubscribeLinks(secrets.token_urlsafe(32), base_url)

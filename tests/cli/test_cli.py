@@ -110,6 +110,10 @@ def test_graph_prints_mermaid_and_writes_markdown(tmp_path: Path) -> None:
     missing = run("graph", "nope", "--journeys", str(folder))
     assert missing.returncode == 1
     assert "no journey 'nope'" in missing.stderr
+    typo = run("graph", "helo", "--journeys", str(folder))
+    assert typo.returncode == 1
+    assert "no journey 'helo' in " in typo.stderr
+    assert "(did you mean 'hello'?) (have: hello)" in typo.stderr
 
 
 def test_graph_says_each_branch_case_s_condition() -> None:
@@ -264,6 +268,13 @@ def test_preview_errors_are_clear(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "nickname" in broken.stderr
     assert "Traceback" not in broken.stderr
+    # what to do about it, not only Jinja's words
+    assert ("(missing for this person or event: write `| default('...')` after it, or test "
+            "it with `is defined`)") in broken.stderr
+    typo = run("preview", "helo", "welcome", "--journeys", str(folder),
+               "--profile", str(tmp_path / "p.json"))
+    assert typo.returncode == 1
+    assert "no journey 'helo' (did you mean 'hello'?) (have: hello)" in typo.stderr
     (tmp_path / "bad.json").write_text("{nope")
     unreadable = run("preview", "hello", "welcome", "--journeys", str(folder),
                      "--profile", str(tmp_path / "bad.json"))

@@ -122,7 +122,8 @@ def test_simulate_shows_skips_deferrals_and_render_errors(tmp_path: Path, name: 
         "2026-03-02T22:00:00Z  a              hello/welcome: email skipped (template_error): "
         f"template 'welcome' ({folder}/templates/welcome.yaml:5, text): UndefinedError: "
         "'dict object' "
-        "has no attribute 'name'"), lines[0]
+        "has no attribute 'name' (missing for this person or event: write `| default('...')` "
+        "after it, or test it with `is defined`)"), lines[0]
     assert lines[1] == ("2026-03-02T22:00:00Z  b              hello/welcome: email skipped "
                         "(no_consent): consent opted_out")
     assert ("2026-03-03T22:00:00Z  a              hello/tips: email deferred (quiet_hours) "
