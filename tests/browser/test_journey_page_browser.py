@@ -1,6 +1,8 @@
 """What a marketer reads on a journey page with an A/B split, in Chromium: the split's
 edges give each variant's share of everyone (the holdout taken out first), the control
-is named, the period is to the minute, and no table cell is in scientific notation."""
+is named, the period is to the minute, no table cell is in scientific notation, and a
+variant whose template fails to render is shown as such (it was a row among the
+decisions; its sends counted nothing, and its split results looked like a real test)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from tests.api.dashboard_world import PASSWORD, World, build_world
+from engine.api.dashboard.auth import hash_password
+from engine.store import SqlStore
+from engine.testing import InMemoryEngine
+from tests.api.dashboard_world import PASSWORD, START, World, build_world, start_server
+from tests.engine.helpers import write_folder
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +63,73 @@ def test_a_split_journey_page_reads_right(browser: Any, world: World, tmp_path: 
     median = page.locator("#table-kpis tr", has_text="median_time_to_goal")
     seconds = median.locator("td").nth(1).inner_text()
     assert re.fullmatch(r"\d{3},\d{3}", seconds), seconds  # about 4 days, in seconds
+
+
+AB = """
+journey: ab
+version: 1
+entry: {event: Order Completed}
+steps:
+  - id: ab
+    split:
+      variants:
+        - {name: plain, weight: 50, goto: ask_plain}
+        - {name: points, weight: 50, goto: ask_points}
+  - id: ask_plain
+    send: {channel: email, template: plain}
+    next: done
+  - id: ask_points
+    send: {channel: email, template: points}
+  - id: done
+    exit: asked
+"""
+
+
+def _log_in(page: Any, url: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("input[name=name]", "vi")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
+def test_a_variant_whose_template_fails_is_flagged(browser: Any, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"ab": AB}, {
+        "plain": "channel: email\nsubject: Review?\ntext: hi\n",
+        # no fallback, and nobody has a nickname: every send of it fails to render
+        "points": "channel: email\nsubject: 'Hi {{ profile.traits.nickname }}'\ntext: hi\n"})
+    store = SqlStore(f"sqlite:///{tmp_path / 'ab.db'}", create=True)
+    engine = InMemoryEngine.from_folder(folder, start=START)
+    engine.use_store(store)
+    store.clock = engine.clock
+    for i in range(20):
+        engine.identify(f"u{i}", {"email": f"u{i}@example.com"})
+        engine.track(f"u{i}", "Order Completed", {"revenue": 10})
+    engine.advance("1h")
+    store.create_user("vi", hash_password(PASSWORD), "viewer")
+    with store.sql_engine.connect() as conn:
+        points = conn.execute(text("SELECT count(*) FROM enrollments WHERE journey = 'ab' "
+                                   "AND json_extract(variants, '$.ab') = 'points'")).scalar()
+    url, server, thread = start_server(store, engine)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        _log_in(page, url)
+        page.goto(f"{url}/journeys/ab?days=7")
+        page.wait_for_selector("#diagram[data-drawn=yes]")
+        page.screenshot(path=str(tmp_path / "not-rendered.png"), full_page=True)
+        warning = page.locator("#not-rendered").inner_text()
+        head = page.locator("#table-steps thead th").all_inner_texts()
+        rows = {r.locator("td").first.inner_text(): r.locator("td").all_inner_texts()
+                for r in page.locator("#table-steps tbody tr").all()}
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+    failed = int(rows["ask_points"][head.index("not rendered")])
+    assert failed == points
+    assert failed > 0
+    assert int(rows["ask_plain"][head.index("not rendered")]) == 0
+    assert f"ask_points: {failed} messages (template_error)" in warning
+    assert "ask_plain" not in warning
+    assert "A split's results compare" in warning

@@ -268,10 +268,11 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         stats = journey_stats(store, journey, since, until)
         tables: dict[str, Table] = {
             "steps": (["step", "kind", "now", "passed", "sent", "pending", "failed",
-                       "skipped"],
+                       "skipped", "not rendered"],
                       [[s["id"], s["kind"], s["now"], s["passed"], s["sends"].get("sent", 0),
                         s["sends"].get("pending", 0), s["sends"].get("failed", 0),
-                        s["sends"].get("skipped", 0)] for s in stats["steps"]]),
+                        s["sends"].get("skipped", 0), s["not_rendered"]]
+                       for s in stats["steps"]]),
             "decisions": (["step", "what", "reason", "count"],
                           [[s["id"], d["what"], d["reason"], d["count"]]
                            for s in stats["steps"] for d in s["decisions"]]),

@@ -90,14 +90,18 @@ def journey_stats(store: AnalyticsQueries, journey: CompiledJourney, since: date
 
 def _step(step: str, kind: str, counts: JourneyCounts) -> dict[str, Any]:
     sends = counts.sends.get(step, {})
+    decisions = _grouped([(what, reason, n) for s, what, reason, n in counts.decisions
+                          if s == step])
     return {
         "id": step,
         "kind": kind,
         "now": counts.on_step.get(step, 0),
         "passed": counts.passed.get(step, 0),
         "sends": dict(sorted(sends.items())),
-        "decisions": _grouped([(what, reason, n) for s, what, reason, n in counts.decisions
-                               if s == step]),
+        # sends whose template failed to render: no outbox row, so in no count of `sends`
+        "not_rendered": sum(d["count"] for d in decisions
+                            if d["what"] == "skipped" and d["reason"] == "template_error"),
+        "decisions": decisions,
     }
 
 
