@@ -27,7 +27,7 @@ from journeys.lint import inline_template_places
 from journeys.loaded import LoadedJourney
 from journeys.model import Journey
 from journeys.steps import BranchCase, BranchStep, SendStep
-from journeys.template_shapes import trait_hint
+from journeys.template_shapes import path_problem, trait_hint
 from journeys.templating import TemplateLibrary, attribute_names
 from journeys.yamlsrc import Source, Where
 from rules import did_you_mean
@@ -54,6 +54,10 @@ def path_problems(raw: Any, where: Where, source: Source, known_traits: Collecti
     problems = []
     for path, at in condition_paths(raw, where):
         parts = path.split(".")
+        unknown = path_problem(path)
+        if unknown is not None:
+            problems.append(source.problem(at, unknown, key=True))
+            continue
         if len(parts) < 3:
             continue
         root, name = tuple(parts[:2]), parts[2]

@@ -12,7 +12,8 @@ reads anything else renders nothing, whatever its `| default(...)`:
 
 Without this check `journeyman validate` passed such a template, and every send of it
 was skipped as `template_error` at run time: a whole A/B variant silently got nothing.
-`event` and `trigger` are whatever the events carried, so they are not judged here.
+`event` and `trigger` have the keys of an event (`EVENT_KEYS`): `event.property.name` and
+`event.price` (for `event.properties.price`) are errors too.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ from journeys.computed import COMPUTED_TRAITS
 from journeys.errors import Problem
 from rules import did_you_mean
 
+# An event as the engine hands it on (engine/runtime/events.py `normalize`; the
+# synthetic entry events, `emit` and tracking events have no other keys): what the
+# sender sent is under `properties` (`event.price` is `event.properties.price`).
+EVENT_KEYS = ("type", "event", "userId", "anonymousId", "previousId", "properties", "traits",
+              "timestamp", "messageId", "context")
 SHAPES: dict[str, tuple[str, ...]] = {
     "profile": ("id", "traits", "computed"),
     "journey": ("id", "version", "name"),
     "enrollment": ("id", "state", "status", "data", "entered_at", "variants"),
+    "event": EVENT_KEYS,
+    "trigger": EVENT_KEYS,
 }
 DICT_METHODS = frozenset({"get", "items", "keys", "values"})  # {{ profile.get('id') }}
 
@@ -66,8 +74,7 @@ def _judge(node: nodes.Getattr | nodes.Getitem) -> tuple[str, str] | None:
         if name in has or name in DICT_METHODS:
             return None
         path = f"{inner.name}.{name}"
-        return path, (f"unknown attribute {path!r} in template ({inner.name} has "
-                      + ", ".join(has) + ")" + did_you_mean(name, has))
+        return path, (f"unknown attribute {path!r} in template" + _has(inner.name, name))
     if (isinstance(inner, nodes.Getattr) and inner.attr == "computed"
             and isinstance(inner.node, nodes.Name) and inner.node.name == "profile"
             and name not in COMPUTED_TRAITS and name not in DICT_METHODS):
@@ -121,3 +128,21 @@ def trait_hint(name: str, known: Collection[str]) -> str:
     return did_you_mean(name, known) or (
         f"; if identify calls set it, declare it: `{name}: {{type: string}}` under "
         "`traits:` in traits.yaml")
+
+
+def _has(root: str, name: str) -> str:
+    """What `root` has instead of `name`: the nearest key, or all of them."""
+    has = SHAPES[root]
+    if has is EVENT_KEYS:
+        return (did_you_mean(name, has) or f" (an event's own data is under properties: "
+                f"{root}.properties.{name})")
+    return f" ({root} has " + ", ".join(has) + ")" + did_you_mean(name, has)
+
+
+def path_problem(path: str) -> str | None:
+    """A condition path's second part that `profile.`, `event.` or `trigger.` never have,
+    said as for a template (`event.property.price`: did you mean 'properties'?)."""
+    parts = path.split(".")
+    if len(parts) < 2 or parts[0] not in ("event", "trigger") or parts[1] in EVENT_KEYS:
+        return None
+    return f"unknown path {path!r}" + _has(parts[0], parts[1])

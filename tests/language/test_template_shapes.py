@@ -54,8 +54,8 @@ def test_an_html_file_is_checked_too(tmp_path: Path) -> None:
 
 
 def test_what_the_context_has_passes(tmp_path: Path) -> None:
-    """Every attribute the engine gives, dict methods, and `event`/`trigger` (whatever
-    the events carried) are fine; so is the whole bundled library (its own tests)."""
+    """Every attribute the engine gives and dict methods are fine; so is the whole
+    bundled library (its own tests)."""
     folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": (
         "channel: email\n"
         "subject: \"{{ profile.id }} {{ profile.get('id') }} {{ journey.name }} "
@@ -63,6 +63,32 @@ def test_what_the_context_has_passes(tmp_path: Path) -> None:
         "text: \"{{ enrollment.data.x | default('') }} {{ enrollment.variants }} "
         "{{ enrollment.state }} {{ enrollment.status }} {{ enrollment.entered_at }} "
         "{{ enrollment.id }} {{ profile.computed.orders_count | default(0) }} "
-        "{{ profile.computed.get('visits') }} {{ event.whatever | default('') }} "
-        "{{ trigger.anything | default('') }} {{ profile.traits.x | default('') }}\"\n")})
+        "{{ profile.computed.get('visits') }} {{ event.properties.x | default('') }} "
+        "{{ trigger.properties.y | default('') }} {{ profile.traits.x | default('') }} "
+        "{{ event.event }} {{ event.timestamp }} {{ event.userId }} {{ event.context }}\"\n")})
     load_path(folder)
+
+
+def test_an_events_data_is_under_properties(tmp_path: Path) -> None:
+    """`event.property.name`, `event.price`: an event has its own keys, and what the
+    sender sent is under `properties`; in templates and in conditions."""
+    journey = HELLO.replace("entry: {event: Signed Up}", (
+        "entry:\n  event: Signed Up\n  when: {event.property.source: {eq: web}}"))
+    journey = journey.replace("steps:\n", (
+        "steps:\n  - id: w\n    wait_for: {event: Clicked, timeout: 1d, when: "
+        "{trigger.url: {exists: true}}}\n"))
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
+        "channel: email\n"
+        "subject: \"{{ event.property.name | default('') }} {{ event.price }}\"\n"
+        "text: hi\n")})
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    assert [str(p).split("/j/", 1)[1] for p in info.value.problems] == [
+        "hello.yaml:6:10: unknown path 'event.property.source' (did you mean 'properties'?)",
+        "hello.yaml:9:52: unknown path 'trigger.url' (an event's own data is under "
+        "properties: trigger.properties.url)",
+        "templates/welcome.yaml:2:14: unknown attribute 'event.property' in template (did "
+        "you mean 'properties'?)",
+        "templates/welcome.yaml:2:54: unknown attribute 'event.price' in template (an "
+        "event's own data is under properties: event.properties.price)",
+    ]
