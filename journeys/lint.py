@@ -25,10 +25,12 @@ from journeys.steps import (
     WaitStep,
     WaitUntil,
 )
+from journeys.template_shapes import attribute_problems
 from journeys.templating import CHANNEL_KINDS, SCOPE, TemplateLibrary, undeclared
 from rules import did_you_mean
 
 PATH_ROOTS = ("event.", "trigger.", "profile.", "enrollment.")
+_PARSER = jinja2.Environment()  # parsing only: the attributes an inline string reads
 
 
 def lint(loaded: LoadedJourney, templates: TemplateLibrary | None) -> list[Problem]:
@@ -351,4 +353,6 @@ def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
         problems.extend(loaded.source.problem(where, f"unknown variable {n!r} in template; in "
                                               "scope: " + ", ".join(sorted(SCOPE)))
                         for n in sorted(names - SCOPE))
+        problems.extend(loaded.source.problem(where, message)
+                        for _, _, message in attribute_problems(value, _PARSER))
     return problems

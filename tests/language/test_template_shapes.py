@@ -10,7 +10,7 @@ import pytest
 
 from journeys.errors import InvalidJourney
 from journeys.loader import load_path
-from tests.engine.helpers import HELLO, write_folder
+from tests.engine.helpers import HELLO, stub_email, write_folder
 
 
 def _problems(folder: Path) -> list[str]:
@@ -91,4 +91,19 @@ def test_an_events_data_is_under_properties(tmp_path: Path) -> None:
         "you mean 'properties'?)",
         "templates/welcome.yaml:2:54: unknown attribute 'event.price' in template (an "
         "event's own data is under properties: event.properties.price)",
+    ]
+
+
+def test_inline_strings_of_a_journey_are_checked_too(tmp_path: Path) -> None:
+    journey = HELLO + (
+        "  - id: note\n    set_data: {who: \"{{ profile.trait.first_name }}\"}\n"
+        "  - id: tell\n    emit: {event: Asked, properties: {v: \"{{ event.revenue }}\"}}\n")
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": stub_email("welcome")})
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    assert [str(p).split("/j/", 1)[1] for p in info.value.problems] == [
+        "hello.yaml:9:21: unknown attribute 'profile.trait' in template (profile has id, "
+        "traits, computed) (did you mean 'traits'?)",
+        "hello.yaml:11:42: unknown attribute 'event.revenue' in template (an event's own "
+        "data is under properties: event.properties.revenue)",
     ]
