@@ -133,3 +133,27 @@ def test_a_variant_whose_template_fails_is_flagged(browser: Any, tmp_path: Path)
     assert f"ask_points: {failed} messages (template_error)" in warning
     assert "ask_plain" not in warning
     assert "A split's results compare" in warning
+
+
+def test_the_journeys_list_takes_a_period(browser: Any, world: World) -> None:
+    """The list was fixed at 7 days: a campaign older than a week showed zeros, with no
+    way to look further back from it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    _log_in(page, world.url)
+
+    def entries(days: int) -> tuple[str, int, str | None]:
+        page.fill("input[name=days]", str(days))
+        page.locator("button", has_text="Show").click()
+        page.wait_for_url(re.compile(rf"/\?days={days}$"))
+        head = page.locator("#table-journeys thead th").all_inner_texts()
+        row = page.locator("#table-journeys tbody tr", has_text=J)
+        link = row.locator("a").first.get_attribute("href")
+        return head[5], int(row.locator("td").nth(5).inner_text()), link
+
+    assert entries(30) == ("entries (30 days)", 40, f"/journeys/{J}?days=30")
+    assert entries(1) == ("entries (1 days)", 0, f"/journeys/{J}?days=1")  # 4 days ago
+    csv = page.request.get(f"{world.url}/?days=30&csv=journeys").text()
+    assert csv.splitlines()[0].startswith("journey,title,status,version,in flight,entries (30 days)")
+    page.goto(f"{world.url}/?days=0")
+    assert "the period is a whole number of days from 1 to 3650" in page.inner_text("body")

@@ -235,19 +235,24 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         who = viewer(request)
         if who is None:
             return to_login(request)
-        since = dash.now() - timedelta(days=7)
+        found = period(request)
+        if found is None:
+            return error_page(who, 400, "Bad period",
+                              f"days={request.query_params.get('days', '')[:40]!r}: the "
+                              f"period is a whole number of days from 1 to {MAX_DAYS}.")
+        days, since, until = found
         overview = store.journeys_overview(sorted(dash.compiled), since)
         rows = []
         for jid, journey in sorted(dash.compiled.items()):
             o = overview[jid]
-            kpis = journey_kpis(store, jid, since, dash.now())
+            kpis = journey_kpis(store, jid, since, until)
             rows.append([jid, journey.model.title, journey_status(journey, store),
                          journey.model.version, o.in_flight, o.entries, o.sends,
                          "; ".join(kpi_text(k, kpis[k]) for k in LIST_KPIS)])
         tables = {"journeys": (["journey", "title", "status", "version", "in flight",
-                                "entries (7 days)", "sends (7 days)",
-                                "KPIs (7 days, change from the 7 before)"], rows)}
-        return page(request, who, "journeys.html", "Journeys", tables)
+                                f"entries ({days} days)", f"sends ({days} days)",
+                                f"KPIs ({days} days, change from the {days} before)"], rows)}
+        return page(request, who, "journeys.html", "Journeys", tables, days=days)
 
     @app.get("/journeys/{journey_id}", include_in_schema=False)
     async def journey_page(journey_id: str, request: Request) -> Response:
