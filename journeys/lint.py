@@ -155,11 +155,18 @@ def _reachability(loaded: LoadedJourney) -> list[Problem]:
             if e.target not in seen:
                 seen.add(e.target)
                 todo.append(e.target)
+    ids = [step.id for step in loaded.model.steps]
+    # a goto/next to a misspelled step: the step it meant is unreachable because of it
+    missing = sorted({e.target for src in seen for e in graph.get(src, [])
+                      if e.target not in ids and e.target not in TERMINALS})
     problems = []
     for i, step in enumerate(loaded.model.steps):
         if step.id not in seen:
+            meant = [t for t in missing if did_you_mean(t, ids) == f" (did you mean {step.id!r}?)"]
             problems.append(loaded.source.problem(
-                ("steps", i, "id"), f"step {step.id!r} is unreachable: no step leads to it"))
+                ("steps", i, "id"), f"step {step.id!r} is unreachable: no step leads to it"
+                + (f" (is {' or '.join(map(repr, meant))}, which does not exist, a "
+                   "misspelling of it?)" if meant else "")))
     return problems
 
 

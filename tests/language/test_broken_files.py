@@ -88,7 +88,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "goto_missing": [
         "goto_missing.yaml:8:15: step 'vip_mail' does not exist (did you mean 'vip_email'?)",
-        "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it",
+        "goto_missing.yaml:10:9: step 'vip_email' is unreachable: no step leads to it (is 'vip_mail', which does not exist, a misspelling of it?)",
     ],
     "loop_no_wait": [
         'loop_no_wait.yaml:5:9: loop with no wait: hi -> again -> hi (add a wait or wait_for inside the loop)',
@@ -113,7 +113,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "next_missing": [
         "next_missing.yaml:7:11: step 'byebye' does not exist (did you mean 'bye'?)",
-        "next_missing.yaml:8:9: step 'bye' is unreachable: no step leads to it",
+        "next_missing.yaml:8:9: step 'bye' is unreachable: no step leads to it (is 'byebye', which does not exist, a misspelling of it?)",
     ],
     "regex_exponential": [
         "regex_exponential.yaml:5:31: 'matches' pattern can take exponential time on some inputs (a repeated group that can match the same text in more than one way: it holds another repeat, a '+'); rewrite it, e.g. (a+)+ as a+, (\\w+\\s?)+ as \\w+(\\s\\w+)*\\s?",
