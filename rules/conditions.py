@@ -107,12 +107,26 @@ def _parse(raw: object, where: Where, problems: list[ConditionProblem], *,
     return items[0] if len(items) == 1 else AllOf(tuple(items))
 
 
+def _meant(key: str) -> str:
+    """` (did you mean 'profile.traits.vip'?)` for `profile.trait.vip` or `profle.traits.vip`:
+    the path with its start (one or two parts) spelled as a root."""
+    parts = key.split(".")
+    for n in (2, 1):
+        if len(parts) > n:
+            start = ".".join(parts[:n]) + "."
+            near = did_you_mean(start, [r for r in ROOTS if r.count(".") == n])
+            if near:
+                root = near.split("'")[1]  # ` (did you mean 'profile.traits.'?)`
+                return f" (did you mean {root + '.'.join(parts[n:])!r}?)"
+    return ""
+
+
 def _compare(key: str, value: object, here: Where,
              problems: list[ConditionProblem]) -> list[Condition]:
     if not (key.startswith(ROOTS) or key in EXACT_ROOTS) or ".." in key or key.endswith("."):
         problems.append(ConditionProblem(here, f"path {key!r} must start with event., trigger., "
                                          "profile.traits., profile.computed., profile.id or "
-                                         "enrollment."))
+                                         "enrollment." + _meant(key)))
         return []
     path = tuple(key.split("."))
     ops = value if isinstance(value, dict) else {"eq": value}

@@ -19,7 +19,7 @@ EXPECTED: dict[str, list[str]] = {
         "bad_condition_operator.yaml:6:30: unknown operator 'gtt' (did you mean 'gt'?)",
     ],
     "bad_condition_path": [
-        "bad_condition_path.yaml:7:9: path 'profle.traits.vip' must start with event., trigger., profile.traits., profile.computed., profile.id or enrollment.",
+        "bad_condition_path.yaml:7:9: path 'profle.traits.vip' must start with event., trigger., profile.traits., profile.computed., profile.id or enrollment. (did you mean 'profile.traits.vip'?)",
     ],
     "bad_condition_regex": [
         "bad_condition_regex.yaml:6:28: 'matches' has a bad regular expression: unterminated character set at position 0",

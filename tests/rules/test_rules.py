@@ -79,6 +79,20 @@ def test_parse_errors_say_where_and_what() -> None:
     ]
 
 
+@pytest.mark.parametrize(("path", "meant"), [
+    ("profile.trait.vip", "profile.traits.vip"),
+    ("profle.traits.vip", "profile.traits.vip"),
+    ("profile.computd.orders_count", "profile.computed.orders_count"),
+    ("evnt.properties.price", "event.properties.price"),
+    ("enrolment.data.step", "enrollment.data.step"),
+])
+def test_a_misspelled_path_start_says_the_path_meant(path: str, meant: str) -> None:
+    with pytest.raises(ConditionError) as info:
+        parse_condition({path: {"eq": 1}})
+    [problem] = info.value.problems
+    assert problem.message.endswith(f"enrollment. (did you mean {meant!r}?)")
+
+
 @pytest.mark.parametrize(("text", "seconds"), [
     ("30s", 30), ("15m", 900), ("1h", 3600), ("2d", 172800), ("1w", 604800),
     ("1h30m", 5400), ("P1DT2H", 93600), ("PT15M", 900), ("P2W", 1209600)])
