@@ -256,6 +256,18 @@ def test_the_timeline_shows_each_entry_goal_and_exit_once(world: World) -> None:
     assert entered["step"] == "first_look"
 
 
+def test_the_timeline_says_a_message_was_queued_and_what_became_of_it(world: World) -> None:
+    """An outbox row read `send skipped` (or `send sent`) beside the decision `skipped`
+    (`sent`) at another time: one message looked like two."""
+    client = login(world, "vi")
+    timeline = list(csv.DictReader(io.StringIO(
+        client.get("/profiles", params={"q": "user3", "csv": "timeline"}).text)))
+    queued = [r for r in timeline if r["what"] == "queued"]
+    assert queued
+    assert all(r["detail"].startswith("email → user3@example.com; now ") for r in queued)
+    assert not [r for r in timeline if r["what"].startswith("send ")]
+
+
 def test_the_timeline_keeps_the_records_the_decision_log_does_not_tell() -> None:
     """With `decision_log: off` only the records know of an entry, a goal, an exit."""
     from datetime import UTC, datetime

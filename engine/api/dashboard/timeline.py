@@ -1,5 +1,5 @@
-"""A profile's timeline on the dashboard's profile page, oldest first: entries, sends,
-decisions, goals and exits.
+"""A profile's timeline on the dashboard's profile page, oldest first: entries, messages
+queued (with what became of them), decisions, goals and exits.
 
 An entry, a goal and an exit are each in two places: their own records (enrollments,
 `goals`, `exits`) and the decision log (`entered`, `goal`, `exited`, with the reason).
@@ -27,8 +27,11 @@ def timeline(store: Store, profile_id: str) -> list[list[Any]]:
     """The profile's story, oldest first, every entry, goal and exit once."""
     rows: list[Row] = []
     for r in store.outbox_records(profile_id):
-        rows.append((r.entry.created_at, f"send {r.status}", r.entry.journey, r.entry.step,
-                     f"{r.entry.channel} → {r.entry.to or ''}"
+        # when the message was queued, and what became of it: the decision log says when
+        # it was sent, skipped or deferred (it read `send sent` beside `sent`: one message,
+        # two times, seemingly twice)
+        rows.append((r.entry.created_at, "queued", r.entry.journey, r.entry.step,
+                     f"{r.entry.channel} → {r.entry.to or ''}; now {r.status}"
                      + (f" ({r.last_error})" if r.last_error else "")))
     decided = _Decided([(d.at, d.what, d.journey, step_of(d.step), d.reason)
                         for d in store.recorded_decisions(profile_id)])
