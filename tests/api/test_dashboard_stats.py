@@ -155,3 +155,16 @@ def test_table_numbers_are_never_in_scientific_notation() -> None:
     assert number(0.0629) == "0.0629"
     assert number(105.44) == "105"
     assert number(None) == "-"
+
+
+def test_a_variants_reading_in_words() -> None:
+    """z and p-value alone left a marketer to know what p = 0.107 means."""
+    from engine.api.dashboard.stats import reading
+
+    assert reading(None, None, True) == "the control"
+    assert reading(1.61, 0.107, False) == "no clear difference yet (p >= 0.05)"
+    assert reading(2.5, 0.0124, False) == "converts better than the control"
+    assert reading(-2.5, 0.0124, False) == "converts worse than the control"
+    assert reading(None, None, False) == "-"  # nobody in the control yet
+    z, p = two_proportion_z_test(28, 102, 20, 110) or (None, None)
+    assert reading(z, p, False) == "no clear difference yet (p >= 0.05)"

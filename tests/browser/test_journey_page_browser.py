@@ -52,6 +52,14 @@ def test_a_split_journey_page_reads_right(browser: Any, world: World, tmp_path: 
     assert "holdout 10%" in labels, labels
 
     assert "control: benefits;" in page.locator("p.muted", has_text="control:").inner_text()
+    split = page.locator("#table-split_subject_test")
+    head = split.locator("thead th").all_inner_texts()
+    readings = {r.locator("td").first.inner_text(): r.locator("td").nth(head.index("reading"))
+                .inner_text() for r in split.locator("tbody tr").all()}
+    assert readings["benefits"] == "the control"
+    assert readings["social_proof"] in ("no clear difference yet (p >= 0.05)", "-",
+                                        "converts better than the control",
+                                        "converts worse than the control")
     period = page.locator("#period").inner_text()
     minute = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
     assert re.match(f"{minute} \u2013 {minute} \u00b7",

@@ -296,9 +296,9 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         for step, split in stats["splits"].items():
             tables[f"split_{step}"] = (
                 ["variant", "people", "converted", "conversion", "95% low", "95% high", "z",
-                 "p-value"],
+                 "p-value", "reading"],
                 [[v["variant"], v["people"], v["converted"], v["conversion"],
-                  *(v["ci95"] or [None, None]), v["z"], v["p_value"]]
+                  *(v["ci95"] or [None, None]), v["z"], v["p_value"], v["reading"]]
                  for v in split["variants"]])
         return page(request, who, "journey.html", journey.model.title, tables, stats=stats,
                     days=days, diagram=annotated_mermaid(journey, stats["steps"]),

@@ -136,10 +136,22 @@ def _split(counts: JourneyCounts, step: str, control_name: str) -> dict[str, Any
                                          control.people)
             if test is not None:
                 row["z"], row["p_value"] = test
+        row["reading"] = reading(row["z"], row["p_value"], v is control)
         rows.append(row)
     return {"control": control_name,
             "test": "two-proportion z-test (pooled), two-sided, against the control",
             "variants": rows}
+
+
+def reading(z: float | None, p_value: float | None, is_control: bool) -> str:
+    """A variant's result in words, at the 95% level the page's intervals use."""
+    if is_control:
+        return "the control"
+    if z is None or p_value is None:
+        return "-"
+    if p_value >= 0.05:
+        return "no clear difference yet (p >= 0.05)"
+    return "converts better than the control" if z > 0 else "converts worse than the control"
 
 
 # --- where the other issues' data plugs in -------------------------------------------------
