@@ -502,7 +502,7 @@ def test_the_live_stream_shows_the_newest_events_and_sends(world: World) -> None
                                 "timestamp": "2026-03-02T09:00:00Z"}], "live-test")
     data = client.get("/live.json").json()
     newest = data["events"]["rows"][0]
-    assert newest[2:] == ["live-test", "track", "Live <b>Ping</b>", newest[5]]
+    assert newest[2:] == ["live-test", "track", "Live <b>Ping</b>", newest[5], "none"]
     assert [r[0] for r in data["events"]["rows"]] == sorted(
         (r[0] for r in data["events"]["rows"]), reverse=True)
     assert len(data["events"]["rows"]) == min(50, world.sql("SELECT count(*) FROM events"))
@@ -523,3 +523,21 @@ def test_csv_quotes_formulas_and_leaves_empty_cells_empty() -> None:
                         [["", "=1+1", "\t=2+2", "\r@x", "plain", 3]]))
     [row] = list(csv.reader(io.StringIO(answer.body.decode())))[1:]
     assert row == ["", "'=1+1", "'\t=2+2", "'\r@x", "plain", "3"]
+
+
+def test_the_live_stream_says_which_journeys_listen_to_each_event(world: World) -> None:
+    """An event no journey names was accepted in silence (`Order Complted`, a tracking
+    plan's typo): the live stream says none listens, and the name it may have meant."""
+    client = login(world, "vi")
+    world.store.accept_events([
+        {"type": "track", "event": name, "userId": "user8", "messageId": f"heard-{i}",
+         "timestamp": "2026-03-02T09:00:00Z"}
+        for i, name in enumerate(["Order Complted", "Order Completed", "Signed Up"])]
+        + [{"type": "identify", "userId": "user8", "messageId": "heard-3",
+            "traits": {"plan": "pro"}, "timestamp": "2026-03-02T09:00:00Z"}], "heard-test")
+    data = client.get("/live.json").json()
+    assert data["events"]["head"][-1] == "journeys listening"
+    heard = {r[4] or r[3]: r[6] for r in data["events"]["rows"] if r[2] == "heard-test"}
+    assert heard == {"Order Complted": "none (did you mean 'Order Completed'?)",
+                     "Order Completed": J,  # first_purchase's exit_when and goal
+                     "Signed Up": J, "identify": "-"}

@@ -38,11 +38,13 @@ from engine.api.dashboard.auth import (
 )
 from engine.api.dashboard.stats import (
     KPI_NAMES,
+    heard_by,
     journey_kpis,
     journey_stats,
     journey_status,
     kpi_text,
     kpi_value,
+    listeners,
     number,
     to_the_minute,
 )
@@ -359,9 +361,13 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         return page(request, who, "profile.html", f"Profile {pid}", tables, wanted=wanted,
                     profile=pid, why=why_story(store, pid))
 
+    listening = listeners(dash.compiled)
+
     def live_tables() -> dict[str, Table]:
         events, sends = store.recent_activity(LIVE_ROWS)
-        return {"events": (["id", "received", "source", "type", "event", "profile"], events),
+        events = [[*row, heard_by(str(row[3]), str(row[4]), listening)] for row in events]
+        return {"events": (["id", "received", "source", "type", "event", "profile",
+                            "journeys listening"], events),
                 "sends": (["id", "queued", "journey", "step", "channel", "status", "profile",
                            "sent", "error"], sends)}
 

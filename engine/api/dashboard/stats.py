@@ -12,6 +12,7 @@ Wilson interval of 81/263 is 0.2553 to 0.3662).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,8 @@ from engine.core.times import iso
 from engine.store.sql.analytics import AnalyticsQueries, JourneyCounts
 from engine.store.sql.reasons import own_part_removed
 from journeys.compiler import CompiledJourney
-from journeys.steps import SplitStep, kind_of
+from journeys.steps import SplitStep, WaitForStep, kind_of
+from rules import did_you_mean
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 
@@ -141,6 +143,31 @@ def _split(counts: JourneyCounts, step: str, control_name: str) -> dict[str, Any
     return {"control": control_name,
             "test": "two-proportion z-test (pooled), two-sided, against the control",
             "variants": rows}
+
+
+def listeners(compiled: Mapping[str, CompiledJourney]) -> dict[str, list[str]]:
+    """Each track event name the journeys name (entry, `wait_for`, `exit_when`, goal),
+    with the journeys that name it: what /live says of each event received."""
+    found: dict[str, set[str]] = {}
+    for jid, journey in compiled.items():
+        model = journey.model
+        names = [model.entry.event, *(x.event for x in model.exit_when),
+                 model.goal.event if model.goal else None,
+                 *(s.wait_for.event for s in model.steps if isinstance(s, WaitForStep))]
+        for name in names:
+            if name:
+                found.setdefault(name, set()).add(jid)
+    return {name: sorted(jids) for name, jids in found.items()}
+
+
+def heard_by(kind: str, name: str, listening: Mapping[str, list[str]]) -> str:
+    """The journeys a received event is for, by name, or `none` with the nearest name a
+    journey listens to (a tracking plan's `Review Submited` was accepted in silence)."""
+    if kind != "track":
+        return "-"
+    if name in listening:
+        return ", ".join(listening[name])
+    return "none" + did_you_mean(name, listening)
 
 
 def reading(z: float | None, p_value: float | None, is_control: bool) -> str:
