@@ -537,6 +537,8 @@ def test_the_live_stream_says_which_journeys_listen_to_each_event(world: World) 
             "traits": {"plan": "pro"}, "timestamp": "2026-03-02T09:00:00Z"}], "heard-test")
     data = client.get("/live.json").json()
     assert data["events"]["head"][-1] == "journeys listening"
+    # a sent message's `quiet_hours` is why it waited, not an error
+    assert data["sends"]["head"][-1] == "last delay or error"
     heard = {r[4] or r[3]: r[6] for r in data["events"]["rows"] if r[2] == "heard-test"}
     assert heard == {"Order Complted": "none (did you mean 'Order Completed'?)",
                      "Order Completed": J,  # first_purchase's exit_when and goal

@@ -368,8 +368,10 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         events = [[*row, heard_by(str(row[3]), str(row[4]), listening)] for row in events]
         return {"events": (["id", "received", "source", "type", "event", "profile",
                             "journeys listening"], events),
+                # the outbox's last_error: also why a send that went out later waited
+                # (`quiet_hours` beside `sent` read as an error)
                 "sends": (["id", "queued", "journey", "step", "channel", "status", "profile",
-                           "sent", "error"], sends)}
+                           "sent", "last delay or error"], sends)}
 
     @app.get("/live", include_in_schema=False)
     async def live_page(request: Request) -> Response:
