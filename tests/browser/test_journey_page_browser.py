@@ -162,6 +162,7 @@ def test_the_journeys_list_takes_a_period(browser: Any, world: World) -> None:
     assert entries(30) == ("entries (30 days)", 40, f"/journeys/{J}?days=30")
     assert entries(1) == ("entries (1 days)", 0, f"/journeys/{J}?days=1")  # 4 days ago
     csv = page.request.get(f"{world.url}/?days=30&csv=journeys").text()
-    assert csv.splitlines()[0].startswith("journey,title,status,version,in flight,entries (30 days)")
+    assert csv.splitlines()[0].startswith(
+        "journey,title,status,version,in flight,entries (30 days)")
     page.goto(f"{world.url}/?days=0")
     assert "the period is a whole number of days from 1 to 3650" in page.inner_text("body")
