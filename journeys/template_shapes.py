@@ -49,12 +49,91 @@ def unknown_attributes(parsed: nodes.Template) -> Iterator[tuple[str, str, int]]
     """(the path as written, the message, the line of the text) of each attribute of a
     known shape that no context has, once per path, in order."""
     seen: set[str] = set()
-    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+    for node in context_reads(parsed):
         found = _judge(node)
         if found is not None and found[0] not in seen:
             seen.add(found[0])
             yield (*found, node.lineno)
+
+
+# What gives a template variables of its own, in scopes Jinja2 ends with the tag: a
+# `{% for %}`'s targets, a macro's or a `{% call %}`'s arguments, `{% with %}`'s
+# names; a `{% block %}` keeps the `{% set %}` inside it to itself.
+_SCOPES = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.With, nodes.Block)
+
+
+def context_reads(parsed: nodes.Template) -> Iterator[nodes.Getattr | nodes.Getitem]:
+    """Each attribute read (`a.b`, `a['b']`) in order, but those of a variable the
+    template made itself under a context's name: `{% for event in
+    profile.traits.upcoming_events %}{{ event.title }}` reads the loop's `event`, not the
+    entry event. A `{% set %}` (or an import) counts for the whole scope it is in, before
+    it too, which may let a read of the context's name go unchecked, never flag the
+    template's own."""
+    yield from _body(parsed.body, frozenset())
+
+
+def _body(statements: list[nodes.Node], bound: frozenset[str],
+          ) -> Iterator[nodes.Getattr | nodes.Getitem]:
+    bound = bound | _assigned(statements)
+    for statement in statements:
+        yield from _reads(statement, bound)
+
+
+def _reads(node: nodes.Node, bound: frozenset[str],
+           ) -> Iterator[nodes.Getattr | nodes.Getitem]:
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        root = node.node
+        while isinstance(root, nodes.Getattr | nodes.Getitem):
+            root = root.node
+        if not (isinstance(root, nodes.Name) and root.name in bound):
+            yield node
+    if isinstance(node, nodes.For):
+        inner = bound | _stored(node.target)
+        yield from _reads(node.iter, bound)
+        if node.test is not None:
+            yield from _reads(node.test, inner)
+        yield from _body(node.body, inner)
+        yield from _body(node.else_, bound)
+    elif isinstance(node, nodes.Macro | nodes.CallBlock):
+        if isinstance(node, nodes.CallBlock):
+            yield from _reads(node.call, bound)
+        for default in node.defaults:
+            yield from _reads(default, bound)
+        yield from _body(node.body, bound | {arg.name for arg in node.args})
+    elif isinstance(node, nodes.With):
+        for value in node.values:
+            yield from _reads(value, bound)
+        yield from _body(node.body, bound.union(*map(_stored, node.targets)))
+    elif isinstance(node, nodes.Block):
+        yield from _body(node.body, bound)
+    else:
+        for child in node.iter_child_nodes():
+            yield from _reads(child, bound)
+
+
+def _stored(target: nodes.Node) -> frozenset[str]:
+    names = [target, *target.find_all(nodes.Name)]
+    return frozenset(n.name for n in names if isinstance(n, nodes.Name))
+
+
+def _assigned(statements: list[nodes.Node]) -> frozenset[str]:
+    """The names `{% set %}`, `{% import %}`, `{% from ... import %}` and `{% macro %}`
+    give in the scope of `statements` (inside an `{% if %}` too, which has none)."""
+    names: set[str] = set()
+    todo = list(statements)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, nodes.Assign | nodes.AssignBlock):
+            names |= _stored(node.target)
+        elif isinstance(node, nodes.Import):
+            names.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            names.update(n[1] if isinstance(n, tuple) else n for n in node.names)
+        elif isinstance(node, nodes.Macro):
+            names.add(node.name)
+        if not isinstance(node, _SCOPES):
+            todo.extend(node.iter_child_nodes())
+    return frozenset(names)
 
 
 def _name(node: nodes.Getattr | nodes.Getitem) -> str | None:

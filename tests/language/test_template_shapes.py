@@ -107,3 +107,61 @@ def test_inline_strings_of_a_journey_are_checked_too(tmp_path: Path) -> None:
         "hello.yaml:11:42: unknown attribute 'event.revenue' in template (an event's own "
         "data is under properties: event.properties.revenue)",
     ]
+
+
+def test_a_templates_own_variables_of_the_same_names_are_its_own(tmp_path: Path) -> None:
+    """A loop variable, a macro's argument, a `{% set %}`, a `{% with %}` or an import
+    named `event`, `profile` or `journey` is the template's own: `{% for event in
+    profile.traits.upcoming_events %}{{ event.title }}` rendered each event's title, and
+    validate took `event.title` for the entry event's. Outside its scope the name is the
+    context's again, and checked."""
+    journey = HELLO + (
+        "  - id: note\n    set_data: {skus: \"{% for event in event.properties.products "
+        "| default([]) %}{{ event.sku }}{% endfor %}\"}\n"
+        "  - id: tell\n    update_profile: {set: {city: \"{% macro m(profile) %}"
+        "{{ profile.city }}{% endmacro %}{{ m(profile.traits) }}\"}}\n")
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
+        "channel: email\n"
+        "subject: \"{% with journey = profile.traits %}{{ journey.trip }}{% endwith %}\"\n"
+        "text: |\n"
+        "  {% for event in profile.traits.upcoming_events | default([]) %}\n"
+        "  {{ loop.index }}. {{ event.title }} on {{ event['date'] }}\n"
+        "  {% endfor %}\n"
+        "  {% macro hello(profile) %}Hi {{ profile.first_name }}{% endmacro %}\n"
+        "  {{ hello(profile.traits) }}\n"
+        "  {% for friend in event.properties.friends | default([]) %}\n"
+        "  {% set profile = friend %}{{ profile.name }}\n"
+        "  {% endfor %}\n"
+        "  {% call(journey) hello(profile.traits) %}{{ journey.stop }}{% endcall %}\n"
+        "html_file: body.html\n")})
+    (folder / "templates" / "layout.html").write_text(
+        "<body>{% block content %}{% endblock %}</body>\n")
+    (folder / "templates" / "body.html").write_text(
+        "{% extends 'layout.html' %}\n"
+        "{% set journey = {'title': 'Autumn'} %}\n"
+        "{% block content %}\n"
+        "{% for profile, event in event.properties.pairs | default([]) %}\n"
+        "{{ profile.name }} {{ event.when }}\n"
+        "{% endfor %}{{ journey.title }}\n"
+        "{% endblock %}\n")
+    load_path(folder)
+
+
+def test_outside_its_scope_the_name_is_the_contexts_again(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"welcome": (
+        "channel: email\n"
+        "subject: hi\n"
+        "text: |\n"
+        "  {% for event in profile.traits.upcoming_events | default([]) %}\n"
+        "  {% set journey = event %}{{ event.title }} {{ journey.title }}\n"
+        "  {% endfor %}\n"
+        "  {% macro hello(profile) %}Hi {{ profile.first_name }}{% endmacro %}\n"
+        "  {{ event.title }} {{ journey.title }} {{ profile.first_name }}\n")})
+    assert _problems(folder) == [
+        "welcome.yaml:8:6: unknown attribute 'event.title' in template (an event's own data "
+        "is under properties: event.properties.title)",
+        "welcome.yaml:8:24: unknown attribute 'journey.title' in template (journey has id, "
+        "version, name)",
+        "welcome.yaml:8:44: unknown attribute 'profile.first_name' in template (profile has "
+        "id, traits, computed)",
+    ]
