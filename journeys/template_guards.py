@@ -27,6 +27,7 @@ from jinja2 import nodes
 from journeys.errors import InvalidJourney, Problem
 from journeys.template_files import inside
 from journeys.template_links import data_links, link_message
+from journeys.template_shapes import DICT_METHODS
 from journeys.templating import CHANNEL_KINDS, TemplateLibrary
 from journeys.textfile import read_text
 
@@ -134,8 +135,8 @@ def _trait(node: nodes.Node) -> str | None:
     if not (isinstance(inner, nodes.Getattr) and inner.attr == "traits"
             and isinstance(inner.node, nodes.Name) and inner.node.name == "profile"):
         return None
-    if isinstance(node, nodes.Getattr):
-        return node.attr
+    if isinstance(node, nodes.Getattr):  # `.get('plan', '')`: the dict's method
+        return node.attr if node.attr not in DICT_METHODS else None
     arg = node.arg
     return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
 

@@ -29,7 +29,13 @@ from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
 from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
-from journeys.template_shapes import file_problems, shape_problems, trait_hint
+from journeys.template_shapes import (
+    DICT_METHODS,
+    context_reads,
+    file_problems,
+    shape_problems,
+    trait_hint,
+)
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 
@@ -511,18 +517,21 @@ def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
 def attribute_names(text: str, base: tuple[str, str],
                     env: jinja2.Environment = _STRING_ENV) -> list[str]:
     """The `<a>.<b>.<name>` (or `<a>.<b>['name']`) a template reads, for `base` = (a, b),
-    in order (raises TemplateSyntaxError)."""
+    in order (raises TemplateSyntaxError); not those of a variable `a` of the template's
+    own (`{% for event in profile.traits.upcoming %}`: journeys/template_shapes.py), nor
+    a dict's method (`.get`, `.items`, `.keys`, `.values`: `a.b.get` is the method, never
+    a key; `a.b['get']` is the key)."""
     from jinja2 import nodes
 
     found: list[str] = []
-    for node in env.parse(text).find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+    for node in context_reads(env.parse(text)):
         inner = node.node
         if not (isinstance(inner, nodes.Getattr) and inner.attr == base[1]
                 and isinstance(inner.node, nodes.Name) and inner.node.name == base[0]):
             continue
         if isinstance(node, nodes.Getattr):
-            found.append(node.attr)
+            if node.attr not in DICT_METHODS:  # `profile.traits.get('plan')`: the method
+                found.append(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             found.append(node.arg.value)
     return found

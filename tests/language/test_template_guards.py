@@ -30,6 +30,10 @@ ENV = jinja2.Environment()
     ("{% if profile.traits.plan is undefined %}-{% else %}{{ profile.traits.plan }}{% endif %}",
      []),
     ("{% if profile.traits.vip %}VIP{% endif %}", [("vip", 1)]),  # the test itself fails
+    # a dict's methods read no trait of their name (`.get` has its own fallback)
+    ("{{ profile.traits.get('plan', 'free') }} {{ profile.traits.keys() | list }}", []),
+    ("{% for k, v in profile.traits.items() %}{{ v }}{% endfor %}", []),
+    ("{{ profile.traits['items'] }}", [("items", 1)]),
     # `is defined` guards its own body, not the else/elif that run when it is undefined
     ("{% if profile.traits.x is defined %}-{% else %}{{ profile.traits.x }}{% endif %}",
      [("x", 1)]),

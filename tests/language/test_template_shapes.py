@@ -165,3 +165,29 @@ def test_outside_its_scope_the_name_is_the_contexts_again(tmp_path: Path) -> Non
         "welcome.yaml:8:44: unknown attribute 'profile.first_name' in template (profile has "
         "id, traits, computed)",
     ]
+
+
+
+def test_the_declared_traits_and_properties_checks_know_a_templates_own_variables(
+        tmp_path: Path) -> None:
+    """traits.yaml's checks of `profile.traits.<name>` and of a declared entry event's
+    `event.properties.<name>` skip a template's own `profile` or `event`, as the
+    attribute checks do, and a dict's methods: `profile.traits.get('nickname', 'friend')`
+    rendered, and was 'unknown trait profile.traits.get' (declare `get: {type: string}`)."""
+    journey = HELLO.replace("{event: Signed Up}", "{event: Checkout Started}")
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
+        "channel: email\n"
+        "subject: hi\n"
+        "text: |\n"
+        "  {% for event in profile.traits.upcoming | default([]) %}\n"
+        "  {{ event.properties.venue }}{% endfor %}\n"
+        "  {% for profile in profile.traits.friends | default([]) %}\n"
+        "  {{ profile.traits.nickname }}{% endfor %}\n"
+        # a dict's methods are no trait or property: `.get` is the method, never a key
+        "  {{ profile.traits.get('nickname', 'friend') }}\n"
+        "  {% for k, v in profile.traits.items() %}{{ k }}{% endfor %}\n"
+        "  {{ event.properties.get('venue', '') }} {{ event.properties.keys() | list }}\n")})
+    (folder / "traits.yaml").write_text(
+        "traits:\n  upcoming: {type: list}\n  friends: {type: list}\n"
+        "events:\n  Checkout Started:\n    properties:\n      cart_value: {type: number}\n")
+    load_path(folder)
