@@ -213,8 +213,10 @@ def _has(root: str, name: str) -> str:
     """What `root` has instead of `name`: the nearest key, or all of them."""
     has = SHAPES[root]
     if has is EVENT_KEYS:
-        return (did_you_mean(name, has) or f" (an event's own data is under properties: "
-                f"{root}.properties.{name})")
+        named = (f"a page or screen call's name, as a track's, is {root}.event; "
+                 if name == "name" else "")  # Segment's `name` is the event's name here
+        return (did_you_mean(name, has) or f" ({named}an event's own data is under "
+                f"properties: {root}.properties.{name})")
     return f" ({root} has " + ", ".join(has) + ")" + did_you_mean(name, has)
 
 

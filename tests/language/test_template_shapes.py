@@ -191,3 +191,20 @@ def test_the_declared_traits_and_properties_checks_know_a_templates_own_variable
         "traits:\n  upcoming: {type: list}\n  friends: {type: list}\n"
         "events:\n  Checkout Started:\n    properties:\n      cart_value: {type: number}\n")
     load_path(folder)
+
+
+def test_event_name_says_where_a_page_calls_name_is(tmp_path: Path) -> None:
+    """Segment's page and screen calls carry a `name`: here it is the event's name,
+    `event.event`, and `event.name` is never there."""
+    journey = HELLO.replace("entry: {event: Signed Up}", (
+        "entry:\n  event: Pricing\n  when: {event.name: {eq: Pricing}}"))
+    folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
+        "channel: email\nsubject: \"{{ event.name }}\"\ntext: hi\n")})
+    with pytest.raises(InvalidJourney) as info:
+        load_path(folder)
+    said = ("(a page or screen call's name, as a track's, is event.event; an event's own "
+            "data is under properties: event.properties.name)")
+    assert [str(p).split("/j/", 1)[1] for p in info.value.problems] == [
+        f"hello.yaml:6:10: unknown path 'event.name' {said}",
+        f"templates/welcome.yaml:2:14: unknown attribute 'event.name' in template {said}",
+    ]
