@@ -13,8 +13,10 @@ in the store, nothing is lost), one error line says why when it closes and one l
 when it opens again.
 
 The store is asked at most every `every` seconds (one small read of the revision, as
-`/readyz` makes), whichever loop asks; a database that does not answer is not the
-gate's business (the loops meet it as a transient error, as before).
+`/readyz` makes), whichever loop asks; a look the database does not answer leaves the
+gate as it was (open, the loops meet the error as a transient one, as before; closed, it
+stays closed until a look says the schema is current: it opened, said the schema was
+current again and let the loops claim on the old schema until the next look).
 """
 
 from __future__ import annotations
@@ -45,7 +47,13 @@ class SchemaGate:
             return self.reason
         with self._lock:  # one look for the loops that ask together
             if time.monotonic() - self._looked >= self.every:
-                reason = self._apart()
+                try:
+                    reason = self._apart()
+                except Exception as exc:  # the database did not answer
+                    self._looked = time.monotonic()
+                    log.debug("the look at the schema failed (%s): the gate stays %s",
+                              type(exc).__name__, "closed" if self.reason else "open")
+                    return self.reason
                 self._looked = time.monotonic()
                 if reason is not None and self.reason is None:
                     log.error("%s: not claiming events, timers or sends until it is "

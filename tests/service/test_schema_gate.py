@@ -89,3 +89,37 @@ def test_a_worker_claims_nothing_while_the_schema_is_downgraded_under_it(
                         "database was rolled back)"),
         (logging.WARNING, "the schema is current again: claiming events, timers and sends "
                           "again")]
+
+
+@pytest.mark.postgres
+def test_a_look_the_database_does_not_answer_leaves_the_gate_closed(
+        pg_database: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A look at the revision that fails (here PostgreSQL's statement timeout behind a
+    lock on alembic_version; a database restarting, a lost connection) says nothing of
+    the schema: the gate stays as it was. It opened, said 'the schema is current again'
+    and let the loops claim on the downgraded schema until the next look."""
+    import sqlalchemy
+
+    from engine.runtime.schema_gate import SchemaGate
+    from engine.store import SqlStore
+
+    caplog.set_level(logging.WARNING, logger="journeyman.service")
+    store = SqlStore(pg_database, create=True)
+    other = sqlalchemy.create_engine(pg_database)
+    try:
+        with store.sql_engine.begin() as conn:
+            migrate.downgrade(conn, "-1")
+        gate = SchemaGate(store.schema_apart, every=0.0)
+        apart = gate.closed()
+        assert apart is not None
+        assert apart.startswith("the schema is at revision")
+        with other.connect() as conn, conn.begin():  # the look times out behind it
+            conn.exec_driver_sql("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+            assert gate.closed() == apart
+        assert gate.closed() == apart  # and the database answers again: still apart
+    finally:
+        with store.sql_engine.begin() as conn:
+            migrate.upgrade(conn, "head")
+        other.dispose()
+        store.close()
+    assert [r.getMessage() for r in caplog.records if "current again" in r.getMessage()] == []
