@@ -176,7 +176,7 @@ class SqlBase:
             raise SchemaNotReady(
                 f"the database at {self._safe_url()} is at schema revision {current or 'none'}, "
                 f"this journeyman needs {migrate.head()}: run `alembic upgrade head` "
-                "or open it with SqlStore(url, create=True)")
+                "or open it with SqlStore(url, create=True)", current)
 
     def ready(self) -> str | None:
         """None when the database answers and its schema is current, else why not
