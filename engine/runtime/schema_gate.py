@@ -25,10 +25,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from engine.ports import Clock
 
 log = logging.getLogger("journeyman.service")
 
 SCHEMA_LOOK_EVERY = 5.0  # seconds between looks at the schema's revision
+RETRY_S = 0.05  # wall seconds at least between a loop's runs while the gate is closed
 
 
 class SchemaGate:
@@ -39,6 +43,17 @@ class SchemaGate:
         self.reason: str | None = None  # why the gate is closed; None while open
         self._looked = float("-inf")
         self._lock = threading.Lock()
+
+    def closed_until(self, clock: Clock) -> datetime | None:
+        """None while the gate is open; while it is closed, when a loop should run again
+        (a clock time): at the next look, at least RETRY_S of the wall away. Not at its
+        safety tick: nothing else wakes it when the schema is current again, and with
+        `--tick 30` the work accepted meanwhile waited 30 s after the upgrade."""
+        if self.closed() is None:
+            return None
+        wall = max(RETRY_S, self._looked + self.every - time.monotonic())
+        speed = float(getattr(clock, "speed", 1.0) or 1.0)  # the demo's time-lapse clock
+        return clock.now() + timedelta(seconds=wall * speed)
 
     def closed(self) -> str | None:
         """Why the loops must not claim now, else None; looks at the store again when

@@ -123,3 +123,33 @@ def test_a_look_the_database_does_not_answer_leaves_the_gate_closed(
         other.dispose()
         store.close()
     assert [r.getMessage() for r in caplog.records if "current again" in r.getMessage()] == []
+
+
+def test_the_loops_carry_on_when_the_gate_opens_not_a_tick_later(
+        tmp_path: Path) -> None:
+    """While the gate is closed a loop's run ends at once; it must run again when the
+    gate next looks, not at its safety net (`--tick`, 30 s in deploy.md's NOTIFY-only
+    set-up): events accepted meanwhile waited the whole tick after the upgrade, since
+    their wake-up had been spent on the closed gate."""
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"hi": stub_email("hi")})
+    service = Service(folder, f"sqlite:///{tmp_path / 'tick.db'}",
+                      channels={"email": RecordingChannel()},
+                      secrets=[SigningSecret("s" * 32)], tick=30)
+    service.schema.every = 0.2
+    store = service.store
+    try:
+        service.start()
+        with store.sql_engine.begin() as conn:
+            migrate.downgrade(conn, "-1")
+        time.sleep(0.3)  # the gate's last look (at start) is old enough
+        store.accept_events(signed_up("p1"))
+        service.wake_events()  # spent on the closed gate
+        until(lambda: service.schema.reason is not None, 5, "the gate did not close")
+        time.sleep(0.5)
+        assert store.inbox_counts() == {"pending": 2}
+        with store.sql_engine.begin() as conn:
+            migrate.upgrade(conn, "head")
+        until(lambda: store.inbox_counts().get("pending", 0) == 0, 5,
+              "the events waited for the 30 s tick after the gate opened")
+    finally:
+        service.stop()
