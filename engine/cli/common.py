@@ -154,7 +154,14 @@ def existing_store(db: str) -> Any:
 
 
 def _not_current(exc: Any) -> JourneymanError:
-    """A SchemaNotReady said to an operator: run `journeyman migrate`."""
+    """A SchemaNotReady said to an operator: run `journeyman migrate`. A database with
+    no schema at all is a new one (an empty PostgreSQL database, an empty file), not one
+    an older journeyman runs on: it said `at schema revision none` and spoke of workers
+    of the version before."""
+    if exc.revision is None:
+        where = str(exc).partition(" is at schema revision")[0]
+        return JourneymanError(f"{where} has no journeyman schema (a new database): "
+                               "`journeyman migrate --db URL` makes a new store")
     return JourneymanError(
         f"{str(exc).partition(': run')[0]}: run `journeyman migrate --db URL` first "
         "(this command does not change the schema: workers of the version before stop "

@@ -5,11 +5,16 @@ naming the file, nothing created; `journeyman migrate` is how a new store is mad
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
+from tests.store.conftest import pg_new_database, pg_server
+
+__all__ = ["pg_new_database", "pg_server"]
 
 runner = CliRunner()
 
@@ -142,3 +147,25 @@ def test_commands_that_set_a_store_up_make_a_new_schema_but_never_upgrade_one(
     made = runner.invoke(app, ["keys", "create", "web", "--db", new])
     assert made.exit_code == 0, made.output
     assert runner.invoke(app, ["outbox", "--db", new]).exit_code == 0
+
+
+def test_a_database_without_a_schema_is_told_as_new_not_as_an_older_version(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """An empty PostgreSQL database (or an empty SQLite file) named to `outbox` or
+    `plan`: it said `at schema revision none ... workers of the version before stop
+    claiming work`, as if an older journeyman ran on it; it is a new database, which
+    `journeyman migrate` makes a store of."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    urls = [f"sqlite:///{empty}"]
+    if os.environ.get("JOURNEYMAN_TEST_PG"):
+        urls.append(request.getfixturevalue("pg_new_database")())
+    for url in urls:
+        said = (f"the database at {url} has no journeyman schema (a new database): "
+                "`journeyman migrate --db URL` makes a new store")
+        for args in (["outbox"], ["plan"], ["keys", "list"]):
+            done = runner.invoke(app, [*args, "--db", url])
+            assert done.exit_code == 1, (url, args, done.output)
+            assert done.stderr == said + "\n", (url, args)
+        as_json = runner.invoke(app, ["plan", "--db", url, "--json"])
+        assert json.loads(as_json.stdout) == {"journeys": {}, "errors": [said]}
