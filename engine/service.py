@@ -411,8 +411,8 @@ class Service:
         """Handle batches while there are events (at most EVENTS_RUN seconds' worth: then
         the loop, woken, calls again and the journeys' statuses are read again), then say
         when a held event comes due. Nothing while the schema is apart (as the others)."""
-        if self.schema.closed():
-            return None  # the safety tick asks again
+        if (closed := self.schema.closed_until(self.clock)) is not None:
+            return closed
         self._refresh_statuses()
         started = time.monotonic()
         while (not self._stop.is_set() and self.worker.handle_events()
@@ -423,8 +423,8 @@ class Service:
         return self.worker.next_inbox_at()
 
     def _fire_timers(self) -> datetime | None:
-        if self.schema.closed():
-            return None
+        if (closed := self.schema.closed_until(self.clock)) is not None:
+            return closed
         self._refresh_statuses(arm=True)
         self.worker.fire_timers()
         return self._timer_round()
@@ -438,8 +438,8 @@ class Service:
         return self.worker.next_timer_round(timedelta(seconds=TIMER_SLACK), TIMER_WINDOW)
 
     def _dispatch(self) -> datetime | None:
-        if self.schema.closed():
-            return None
+        if (closed := self.schema.closed_until(self.clock)) is not None:
+            return closed
         events = self._loops.get("events")
         if self.events_first > 0 and events is not None:
             until = time.monotonic() + self.events_first  # events first (EVENTS_FIRST)
@@ -462,9 +462,9 @@ class Service:
         """Delete events older than the policy's `retention.events`, a chunk at a time:
         again at once while there are more, else in RETENTION_EVERY. Also folds the
         dashboard rollup's deltas (PostgreSQL, migration 0014)."""
+        if (closed := self.schema.closed_until(self.clock)) is not None:
+            return closed  # a clock time: a time-lapse clock's seconds are shorter
         now = self.clock.now()
-        if self.schema.closed():
-            return now + timedelta(seconds=self.schema.every)
         self.store.fold_rollup_deltas()  # the dashboard's counts (migration 0014)
         deleted = enforce_retention(self.store, now, self.library.policy.retention.events)
         return now if deleted >= RETENTION_CHUNK else now + RETENTION_EVERY

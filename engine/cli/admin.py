@@ -42,7 +42,7 @@ def migrate(
     PostgreSQL."""
     from engine.store.sql import migrate as migrations
 
-    store = open_store(db, wait=wait)
+    store = open_store(db, wait=wait, upgrade=True)
     try:
         with store.sql_engine.connect() as conn:
             revision = migrations.current(conn)

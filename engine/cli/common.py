@@ -150,10 +150,37 @@ def existing_store(db: str) -> Any:
     try:
         return SqlStore(db)
     except SchemaNotReady as exc:
-        raise JourneymanError(
-            f"{str(exc).partition(': run')[0]}: run `journeyman migrate --db URL` first "
-            "(this command does not change the schema: workers of the version before stop "
-            "claiming work once it changes)") from None
+        raise _not_current(exc) from None
+
+
+def _not_current(exc: Any) -> JourneymanError:
+    """A SchemaNotReady said to an operator: run `journeyman migrate`. A database with
+    no schema at all is a new one (an empty PostgreSQL database, an empty file), not one
+    an older journeyman runs on: it said `at schema revision none` and spoke of workers
+    of the version before."""
+    if exc.revision is None:
+        where = str(exc).partition(" is at schema revision")[0]
+        return JourneymanError(f"{where} has no journeyman schema (a new database): "
+                               "`journeyman migrate --db URL` makes a new store")
+    return JourneymanError(
+        f"{str(exc).partition(': run')[0]}: run `journeyman migrate --db URL` first "
+        "(this command does not change the schema: workers of the version before stop "
+        "claiming work once it changes)")
+
+
+def _store_made(db: str, upgrade: bool) -> Any:
+    """`open_store`'s store when it may make one: the schema made on a new database (no
+    schema yet); an older schema upgraded only with `upgrade` (`journeyman migrate`),
+    else the error `existing_store` gives."""
+    from engine.store import SchemaNotReady, SqlStore
+
+    if not upgrade:
+        try:
+            return SqlStore(db)
+        except SchemaNotReady as exc:
+            if exc.revision is not None:
+                raise _not_current(exc) from None
+    return SqlStore(db, create=True)
 
 
 def journeys_folder(journeys: Path | None) -> Path:
@@ -168,7 +195,8 @@ def fail(error: JourneymanError) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
-def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
+def open_store(db: str, *, wait: float = 0.0, existing: bool = False,
+               upgrade: bool = False) -> Any:
     """The store at `db`, migrated; exit 1 with the reason if it cannot be opened. With
     `wait`, a database that cannot be reached yet (refused, not there, too many
     connections: the driver's OperationalError) is tried again every 2 s for so many
@@ -183,10 +211,11 @@ def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     they upgrade its schema: a newer journeyman's `outbox` or `why` on the operator's
     laptop upgraded the production database under its running workers, which then stop
     claiming work until they run the new version too (engine/runtime/schema_gate.py);
-    an older schema is an error naming `journeyman migrate`."""
+    an older schema is an error naming `journeyman migrate`. Neither do the commands
+    that set a store up, but `migrate` (`upgrade`): they make the schema of a new
+    database, and an older one is the same error (a newer `keys create` on a laptop
+    upgraded production as `outbox` did)."""
     from sqlalchemy.exc import OperationalError
-
-    from engine.store import SqlStore
 
     if existing:
         try:
@@ -196,7 +225,7 @@ def open_store(db: str, *, wait: float = 0.0, existing: bool = False) -> Any:
     deadline = time.monotonic() + wait
     while True:
         try:
-            return SqlStore(db, create=True)
+            return _store_made(db, upgrade)
         except JourneymanError as exc:
             left = deadline - time.monotonic()
             if left <= 0 or not isinstance(exc.__cause__, OperationalError):

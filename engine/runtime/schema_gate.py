@@ -13,8 +13,10 @@ in the store, nothing is lost), one error line says why when it closes and one l
 when it opens again.
 
 The store is asked at most every `every` seconds (one small read of the revision, as
-`/readyz` makes), whichever loop asks; a database that does not answer is not the
-gate's business (the loops meet it as a transient error, as before).
+`/readyz` makes), whichever loop asks; a look the database does not answer leaves the
+gate as it was (open, the loops meet the error as a transient one, as before; closed, it
+stays closed until a look says the schema is current: it opened, said the schema was
+current again and let the loops claim on the old schema until the next look).
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from engine.ports import Clock
 
 log = logging.getLogger("journeyman.service")
 
 SCHEMA_LOOK_EVERY = 5.0  # seconds between looks at the schema's revision
+RETRY_S = 0.05  # wall seconds at least between a loop's runs while the gate is closed
 
 
 class SchemaGate:
@@ -38,6 +44,17 @@ class SchemaGate:
         self._looked = float("-inf")
         self._lock = threading.Lock()
 
+    def closed_until(self, clock: Clock) -> datetime | None:
+        """None while the gate is open; while it is closed, when a loop should run again
+        (a clock time): at the next look, at least RETRY_S of the wall away. Not at its
+        safety tick: nothing else wakes it when the schema is current again, and with
+        `--tick 30` the work accepted meanwhile waited 30 s after the upgrade."""
+        if self.closed() is None:
+            return None
+        wall = max(RETRY_S, self._looked + self.every - time.monotonic())
+        speed = float(getattr(clock, "speed", 1.0) or 1.0)  # the demo's time-lapse clock
+        return clock.now() + timedelta(seconds=wall * speed)
+
     def closed(self) -> str | None:
         """Why the loops must not claim now, else None; looks at the store again when
         the last look is `every` seconds old."""
@@ -45,7 +62,13 @@ class SchemaGate:
             return self.reason
         with self._lock:  # one look for the loops that ask together
             if time.monotonic() - self._looked >= self.every:
-                reason = self._apart()
+                try:
+                    reason = self._apart()
+                except Exception as exc:  # the database did not answer
+                    self._looked = time.monotonic()
+                    log.debug("the look at the schema failed (%s): the gate stays %s",
+                              type(exc).__name__, "closed" if self.reason else "open")
+                    return self.reason
                 self._looked = time.monotonic()
                 if reason is not None and self.reason is None:
                     log.error("%s: not claiming events, timers or sends until it is "

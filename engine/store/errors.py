@@ -10,7 +10,12 @@ class StoreError(JourneymanError):
 
 
 class SchemaNotReady(StoreError):  # noqa: N818 - reads well at the raise site
-    """The database has no (or an older) schema; run the migrations."""
+    """The database has no (or an older) schema; run the migrations. `revision`: the
+    database's (None: it has no schema yet, a new database)."""
+
+    def __init__(self, message: str, revision: str | None = None) -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 class DuplicateKeyName(StoreError):  # noqa: N818

@@ -5,11 +5,16 @@ naming the file, nothing created; `journeyman migrate` is how a new store is mad
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
+from tests.store.conftest import pg_new_database, pg_server
+
+__all__ = ["pg_new_database", "pg_server"]
 
 runner = CliRunner()
 
@@ -101,3 +106,66 @@ def test_commands_that_read_a_store_never_upgrade_its_schema(tmp_path: Path) -> 
     made = runner.invoke(app, ["migrate", "--db", url])
     assert made.exit_code == 0, made.output
     assert runner.invoke(app, ["outbox", "--db", url]).exit_code == 0
+
+
+def test_commands_that_set_a_store_up_make_a_new_schema_but_never_upgrade_one(
+        tmp_path: Path) -> None:
+    """`keys create`, `users create` and `suppressions add` make the schema of a new
+    database, but an older one is the same error as `outbox`'s: a newer journeyman's
+    `keys create` on an operator's laptop upgraded the production database under its
+    running workers, which then stop claiming work (engine/runtime/schema_gate.py)."""
+    import sqlalchemy
+
+    from engine.store import SqlStore
+    from engine.store.sql import migrate
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = SqlStore(url, create=True)
+    try:
+        with store.sql_engine.begin() as conn:  # a database of the version before
+            migrate.downgrade(conn, "-1")
+            older = migrate.current(conn)
+    finally:
+        store.close()
+    expected = (f"the database at {url} is at schema revision {older}, this journeyman "
+                f"needs {migrate.head()}: run `journeyman migrate --db URL` first (this "
+                "command does not change the schema: workers of the version before stop "
+                "claiming work once it changes)")
+    for args, given in ((["keys", "create", "web"], None),
+                        (["users", "create", "ana", "--password-stdin"], "a-long-password\n"),
+                        (["suppressions", "add", "ana@example.com"], None)):
+        done = runner.invoke(app, [*args, "--db", url], input=given)
+        assert done.exit_code == 1, (args, done.output)
+        assert done.stderr == expected + "\n", args
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert migrate.current(conn) == older  # nothing upgraded it
+    finally:
+        engine.dispose()
+    new = f"sqlite:///{tmp_path / 'new.db'}"  # a new database: its schema is made
+    made = runner.invoke(app, ["keys", "create", "web", "--db", new])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(app, ["outbox", "--db", new]).exit_code == 0
+
+
+def test_a_database_without_a_schema_is_told_as_new_not_as_an_older_version(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """An empty PostgreSQL database (or an empty SQLite file) named to `outbox` or
+    `plan`: it said `at schema revision none ... workers of the version before stop
+    claiming work`, as if an older journeyman ran on it; it is a new database, which
+    `journeyman migrate` makes a store of."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    urls = [f"sqlite:///{empty}"]
+    if os.environ.get("JOURNEYMAN_TEST_PG"):
+        urls.append(request.getfixturevalue("pg_new_database")())
+    for url in urls:
+        said = (f"the database at {url} has no journeyman schema (a new database): "
+                "`journeyman migrate --db URL` makes a new store")
+        for args in (["outbox"], ["plan"], ["keys", "list"]):
+            done = runner.invoke(app, [*args, "--db", url])
+            assert done.exit_code == 1, (url, args, done.output)
+            assert done.stderr == said + "\n", (url, args)
+        as_json = runner.invoke(app, ["plan", "--db", url, "--json"])
+        assert json.loads(as_json.stdout) == {"journeys": {}, "errors": [said]}

@@ -89,3 +89,67 @@ def test_a_worker_claims_nothing_while_the_schema_is_downgraded_under_it(
                         "database was rolled back)"),
         (logging.WARNING, "the schema is current again: claiming events, timers and sends "
                           "again")]
+
+
+@pytest.mark.postgres
+def test_a_look_the_database_does_not_answer_leaves_the_gate_closed(
+        pg_database: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A look at the revision that fails (here PostgreSQL's statement timeout behind a
+    lock on alembic_version; a database restarting, a lost connection) says nothing of
+    the schema: the gate stays as it was. It opened, said 'the schema is current again'
+    and let the loops claim on the downgraded schema until the next look."""
+    import sqlalchemy
+
+    from engine.runtime.schema_gate import SchemaGate
+    from engine.store import SqlStore
+
+    caplog.set_level(logging.WARNING, logger="journeyman.service")
+    store = SqlStore(pg_database, create=True)
+    other = sqlalchemy.create_engine(pg_database)
+    try:
+        with store.sql_engine.begin() as conn:
+            migrate.downgrade(conn, "-1")
+        gate = SchemaGate(store.schema_apart, every=0.0)
+        apart = gate.closed()
+        assert apart is not None
+        assert apart.startswith("the schema is at revision")
+        with other.connect() as conn, conn.begin():  # the look times out behind it
+            conn.exec_driver_sql("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+            assert gate.closed() == apart
+        assert gate.closed() == apart  # and the database answers again: still apart
+    finally:
+        with store.sql_engine.begin() as conn:
+            migrate.upgrade(conn, "head")
+        other.dispose()
+        store.close()
+    assert [r.getMessage() for r in caplog.records if "current again" in r.getMessage()] == []
+
+
+def test_the_loops_carry_on_when_the_gate_opens_not_a_tick_later(
+        tmp_path: Path) -> None:
+    """While the gate is closed a loop's run ends at once; it must run again when the
+    gate next looks, not at its safety net (`--tick`, 30 s in deploy.md's NOTIFY-only
+    set-up): events accepted meanwhile waited the whole tick after the upgrade, since
+    their wake-up had been spent on the closed gate."""
+    folder = write_folder(tmp_path / "j", {"hello": HELLO}, {"hi": stub_email("hi")})
+    service = Service(folder, f"sqlite:///{tmp_path / 'tick.db'}",
+                      channels={"email": RecordingChannel()},
+                      secrets=[SigningSecret("s" * 32)], tick=30)
+    service.schema.every = 0.2
+    store = service.store
+    try:
+        service.start()
+        with store.sql_engine.begin() as conn:
+            migrate.downgrade(conn, "-1")
+        time.sleep(0.3)  # the gate's last look (at start) is old enough
+        store.accept_events(signed_up("p1"))
+        service.wake_events()  # spent on the closed gate
+        until(lambda: service.schema.reason is not None, 5, "the gate did not close")
+        time.sleep(0.5)
+        assert store.inbox_counts() == {"pending": 2}
+        with store.sql_engine.begin() as conn:
+            migrate.upgrade(conn, "head")
+        until(lambda: store.inbox_counts().get("pending", 0) == 0, 5,
+              "the events waited for the 30 s tick after the gate opened")
+    finally:
+        service.stop()

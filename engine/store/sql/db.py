@@ -176,7 +176,7 @@ class SqlBase:
             raise SchemaNotReady(
                 f"the database at {self._safe_url()} is at schema revision {current or 'none'}, "
                 f"this journeyman needs {migrate.head()}: run `alembic upgrade head` "
-                "or open it with SqlStore(url, create=True)")
+                "or open it with SqlStore(url, create=True)", current)
 
     def ready(self) -> str | None:
         """None when the database answers and its schema is current, else why not
@@ -193,11 +193,9 @@ class SqlBase:
         """Why this code must not work on the database now: its schema is at another
         revision than this code's (downgraded under a running process, or upgraded by a
         newer journeyman), as `/readyz` says it; else None. A database that does not
-        answer is None here: the loops meet that themselves, as a transient error."""
-        try:
-            return self._schema_apart(self._revision())
-        except SQLAlchemyError:
-            return None
+        answer raises (SQLAlchemyError): that says nothing of its schema, and the schema
+        gate keeps what it knew (it was None here, and a closed gate opened)."""
+        return self._schema_apart(self._revision())
 
     @staticmethod
     def _schema_apart(current: str | None) -> str | None:
