@@ -90,6 +90,9 @@ def replay(
         "--compare", exists=True, dir_okay=False, metavar="BEFORE.json", help=(
             "An earlier replay's --json report: also say what changed since, count by "
             "count (--json: under `compared`)."))] = None,
+    why: Annotated[str | None, typer.Option("--why", metavar="USER", help=(
+        "Also every decision made for this person in the replay, as `journeyman why` "
+        "tells them (--json: under `why`)."))] = None,
 ) -> None:
     """Replay an event log through the journeys in a throwaway in-memory store on a
     fake clock, every wait and timer as it would have run, under the journeys' policy,
@@ -100,6 +103,7 @@ def replay(
     from engine.qa.replay import read_db_events, read_log, run_replay
     from engine.qa.replay_compare import compare_json, compare_lines, read_report
     from engine.qa.replay_report import format_report
+    from engine.runtime.why import story
 
     if (events is None) == (db is None):
         err.print("journeyman replay: give an events file or --db URL (one of them)",
@@ -120,13 +124,16 @@ def replay(
         _tell_unreadable(loaded)
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
-                            backend=backend, progress=_bar() if show else None)
+                            backend=backend, progress=_bar() if show else None, why=why)
     except JourneymanError as exc:
         raise fail(exc) from None
     document = report.as_json()
     if as_json:
         if before is not None:
             document["compared"] = compare_json(before, document)
+        if why is not None:
+            document["why"] = (None if report.why is None
+                               else [entry.as_json() for entry in report.why])
         sys.stdout.write(json.dumps(document) + "\n")
     else:
         for line in format_report(report):
@@ -134,10 +141,18 @@ def replay(
         if before is not None:
             for line in compare_lines(before, document, str(compare)):
                 out.print(line, markup=False)
+        if report.why is not None:
+            out.print("", markup=False)
+            out.print(story(str(why), report.why), markup=False, end="")
+    if why is not None and report.why is None:  # a typo: `why` says so too (exit 1)
+        err.print(f"journeyman replay: --why {why}: nobody of that id in the replayed "
+                  "events (exit 1)", markup=False)
     if loaded.unreadable:  # the rest was replayed and reported; CI still sees the log is bad
         what = "line(s)" if events is not None else "event row(s)"
         err.print(f"journeyman replay: {loaded.unreadable:,} unreadable {what} of "
                   f"{loaded.source} not replayed (exit 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if why is not None and report.why is None:
         raise typer.Exit(EXIT_INVALID)
 
 

@@ -82,6 +82,9 @@ class ReplayReport:
     ended_at: datetime | None = None
     unreadable: int = 0  # lines of the log (rows of --db) not replayed: not events at all
     unreadable_lines: list[str] = field(default_factory=list)  # why, the first 1,000
+    # `--why USER`: that person's decisions (engine.runtime.why.Why), None for a stranger;
+    # not in as_json (the command adds them, asked for)
+    why: list[Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"events": self.events, "profiles": self.profiles, "from": iso(self.first),

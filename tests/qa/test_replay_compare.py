@@ -86,3 +86,32 @@ def test_compare_with_a_file_that_is_no_replay_report_is_a_usage_error(tmp_path:
         assert done.stdout == ""
     missing = runner.invoke(app, ["replay", str(log), "--compare", str(tmp_path / "no.json")])
     assert missing.exit_code == 2, missing.output
+
+
+def test_why_tells_one_persons_decisions_in_the_replay(tmp_path: Path) -> None:
+    """A QA trial asked why a replayed customer got no offer: `journeyman why` reads a
+    store, and a replay keeps none (nor, for speed, its decision log)."""
+    log = _log(tmp_path / "events.jsonl")
+    folder = _folder(tmp_path, "3h")
+    text = runner.invoke(app, ["replay", str(log), "--journeys", str(folder), "--no-progress",
+                               "--why", "cai"])
+    assert text.exit_code == 0, text.output
+    story = text.stdout.split("\ncai: ", 1)[1]
+    assert "decision(s) in" in story.splitlines()[0]
+    assert "  2026-03-02 11:00:00  exited      grace: exit_when: Order Completed" in story
+
+    as_json = runner.invoke(app, ["replay", str(log), "--journeys", str(folder), "--json",
+                                  "--why", "cai"])
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.stdout)["why"]
+    cart = [(r["kind"], r["step"], r["reason"]) for r in records
+            if r["journey"] == "abandoned_cart"]
+    assert cart[0] == ("entered", "remember", "entry: Checkout Started")
+    assert cart[-1] == ("exited", "grace", "exit_when: Order Completed")
+    assert {"at", "journey", "step", "kind", "reason", "details"} <= set(records[0])
+
+    stranger = runner.invoke(app, ["replay", str(log), "--journeys", str(folder), "--json",
+                                   "--why", "caí"])
+    assert stranger.exit_code == 1, stranger.output
+    assert json.loads(stranger.stdout)["why"] is None  # the report is still printed
+    assert "--why caí: nobody of that id in the replayed events" in stranger.stderr
