@@ -269,7 +269,8 @@ class Service:
                  public_url: str = "http://127.0.0.1:8000", decision_log: bool = True,
                  dashboard_open: bool = False,
                  batch_budget: float = SERVE_BATCH_BUDGET, lane: Lane | None = None,
-                 optimistic: bool = False, events_first: float = EVENTS_FIRST) -> None:
+                 optimistic: bool = False, events_first: float = EVENTS_FIRST,
+                 bundled_default: bool = False) -> None:
         self.clock: Clock = clock or SystemClock()
         self.library: Library = load_path(journeys)  # InvalidJourney: the CLI prints it
         self.store = SqlStore(db, create=True, clock=self.clock)
@@ -285,7 +286,8 @@ class Service:
         # `--journeys` is applied first, with the checks of `journeyman plan` (PlanError:
         # the CLI prints it); then the runtime runs what is deployed.
         try:
-            self.plan = apply(self.library, self.store, self.clock.now())
+            self.plan = apply(self.library, self.store, self.clock.now(),
+                              bundled_default=bundled_default)  # no --journeys given
         except BaseException:
             self.store.close()
             raise

@@ -86,6 +86,13 @@ def replay(
     backend: BackendOpt = "python",
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="A progress bar (default: on a terminal).")] = None,
+    compare: Annotated[Path | None, typer.Option(
+        "--compare", exists=True, dir_okay=False, metavar="BEFORE.json", help=(
+            "An earlier replay's --json report: also say what changed since, count by "
+            "count (--json: under `compared`)."))] = None,
+    why: Annotated[str | None, typer.Option("--why", metavar="USER", help=(
+        "Also every decision made for this person in the replay, as `journeyman why` "
+        "tells them (--json: under `why`)."))] = None,
 ) -> None:
     """Replay an event log through the journeys in a throwaway in-memory store on a
     fake clock, every wait and timer as it would have run, under the journeys' policy,
@@ -94,7 +101,9 @@ def replay(
     (not JSON, no timestamp...) are told on stderr as file:line:column and not
     replayed; the rest is, and the exit is 1."""
     from engine.qa.replay import read_db_events, read_log, run_replay
+    from engine.qa.replay_compare import compare_json, compare_lines, read_report
     from engine.qa.replay_report import format_report
+    from engine.runtime.why import story
 
     if (events is None) == (db is None):
         err.print("journeyman replay: give an events file or --db URL (one of them)",
@@ -105,23 +114,45 @@ def replay(
     except JourneymanError as exc:  # a bad option's value: a usage error, as Typer's are
         err.print(f"journeyman replay: {exc}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    try:  # before the replay: a wrong file is told at once, not after minutes
+        before = read_report(compare) if compare is not None else None
+    except JourneymanError as exc:
+        err.print(f"journeyman replay: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         loaded = read_log(events) if events is not None else read_db_events(str(db))
         _tell_unreadable(loaded)
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
-                            backend=backend, progress=_bar() if show else None)
+                            backend=backend, progress=_bar() if show else None, why=why)
     except JourneymanError as exc:
         raise fail(exc) from None
+    document = report.as_json()
     if as_json:
-        sys.stdout.write(json.dumps(report.as_json()) + "\n")
+        if before is not None:
+            document["compared"] = compare_json(before, document)
+        if why is not None:
+            document["why"] = (None if report.why is None
+                               else [entry.as_json() for entry in report.why])
+        sys.stdout.write(json.dumps(document) + "\n")
     else:
         for line in format_report(report):
             out.print(line, markup=False)
+        if before is not None:
+            for line in compare_lines(before, document, str(compare)):
+                out.print(line, markup=False)
+        if report.why is not None:
+            out.print("", markup=False)
+            out.print(story(str(why), report.why), markup=False, end="")
+    if why is not None and report.why is None:  # a typo: `why` says so too (exit 1)
+        err.print(f"journeyman replay: --why {why}: nobody of that id in the replayed "
+                  "events (exit 1)", markup=False)
     if loaded.unreadable:  # the rest was replayed and reported; CI still sees the log is bad
         what = "line(s)" if events is not None else "event row(s)"
         err.print(f"journeyman replay: {loaded.unreadable:,} unreadable {what} of "
                   f"{loaded.source} not replayed (exit 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if why is not None and report.why is None:
         raise typer.Exit(EXIT_INVALID)
 
 

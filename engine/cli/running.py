@@ -141,7 +141,7 @@ def _service(journeys: Path | None, db: str, identify_by: list[str] | None, send
     from engine.service import Service
 
     try:
-        return Service(journeys_folder(journeys), db,
+        return Service(journeys_folder(journeys), db, bundled_default=journeys is None,
                        channels=channels_for(sends, config),
                        identify_by=tuple(identify_by or ()),
                        secrets=configured_secrets(os.environ, secret_file), **extra)

@@ -132,6 +132,11 @@ def _print_plan(result: Any, *, done: bool = False) -> None:
             continue
         versions = (f"v{jp.to_version}" if jp.status == "new" else
                     f"v{jp.from_version}" if jp.status == "removed" else
+                    # not `v1 -> v1` (or `v2 -> v1`, a rollback to the eye): the error
+                    # (on stderr) says which version to give
+                    f"v{jp.from_version} deployed, the folder's is v{jp.to_version}: "
+                    "refused (a changed journey needs a higher version)"
+                    if (jp.to_version or 0) <= (jp.from_version or 0) else
                     f"v{jp.from_version} -> v{jp.to_version}")
         out.print(f"{marks[jp.status]} {jid}: {jp.status}, {versions}", markup=False)
         for step in jp.added_steps if jp.status != "new" else []:

@@ -24,6 +24,7 @@ from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
 from engine.qa.scenarios import IDLE_HORIZON, engine_for, load_journeys
 from engine.runtime.events import MAX_DEPTH, MAX_EVENT_BYTES, YEARS, BadEvent
+from engine.runtime.why import why as explain
 from engine.testing import InMemoryEngine
 from journeys.textfile import not_utf8
 from rules.errors import JourneymanError
@@ -193,8 +194,10 @@ def in_window(log: EventLog, start: datetime | None, end: datetime | None
 
 def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
                end: datetime | None = None, backend: str = "python",
-               progress: Progress | None = None) -> ReplayReport:
-    """Replay `log` through the journeys in `journeys`; the report of what they did."""
+               progress: Progress | None = None, why: str | None = None) -> ReplayReport:
+    """Replay `log` through the journeys in `journeys`; the report of what they did, and
+    with `why` (a user or anonymous id) that person's decisions in `report.why`, as
+    `journeyman why` tells them (None: nobody of that id in the log)."""
     events = in_window(log, start, end)
     if not events:
         raise ReplayError(f"no events to replay in {log.source}"
@@ -208,7 +211,8 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
     first = start or instants[0]
     # The report needs only what became of sends from the decision log; the whole log
     # of a year of customers would be memory for nothing.
-    eng = engine_for(library, first, backend=backend, decision_log=False)
+    # (kept for `--why`: a replay has no store left for `journeyman why` to read)
+    eng = engine_for(library, first, backend=backend, decision_log=why is not None)
     # Nobody can click a replayed message: signing a tracked link for each of its URLs
     # (an HMAC apiece, an eighth of a replay) would count nothing in the report.
     eng.runner.tracking = None
@@ -222,6 +226,8 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
     report.seconds = seconds
     report.backend = backend
     report.ended_at = eng.now
+    if why is not None:
+        report.why = explain(eng.store, why)
     return report
 
 

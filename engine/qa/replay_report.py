@@ -8,6 +8,7 @@ may be added, never renamed or removed.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class ReplayReport:
     ended_at: datetime | None = None
     unreadable: int = 0  # lines of the log (rows of --db) not replayed: not events at all
     unreadable_lines: list[str] = field(default_factory=list)  # why, the first 1,000
+    # `--why USER`: that person's decisions (engine.runtime.why.Why), None for a stranger;
+    # not in as_json (the command adds them, asked for)
+    why: list[Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"events": self.events, "profiles": self.profiles, "from": iso(self.first),
@@ -159,6 +163,21 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
+def _number(value: Any) -> str:
+    """A KPI as people read it: `21,193.5`, `0.4941`, never `2.119e+04` (two replays'
+    reports are compared by eye); about four significant digits, at most two decimals
+    past the units."""
+    if value is None:
+        return "-"
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    digits = math.floor(math.log10(abs(value))) + 1  # before the point (<= 0 below 1)
+    text = f"{value:,.{max(2, 4 - digits)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_report(report: ReplayReport) -> Iterator[str]:
     """The human report: a block per journey, a line per step."""
     rate = f", {report.events / report.seconds:,.0f} events/s" if report.seconds else ""
@@ -188,12 +207,17 @@ def format_report(report: ReplayReport) -> Iterator[str]:
             yield (f"  {sid:<22}{step.entered:>9,}{step.sent:>9,}{step.skipped:>9,}"
                    f"{step.deferred:>9,}" + (f"  ({step.failed} failed)" if step.failed else ""))
         if counts.kpis:
-            yield "  KPIs: " + ", ".join(
-                f"{k} {'-' if v is None else format(v, '.4g') if isinstance(v, float) else v}"
-                for k, v in counts.kpis.items())
-        held = {k: v for k, v in counts.skipped_by_reason.items() if v}
-        if held:
-            yield "  held back: " + ", ".join(f"{k} {v:,}" for k, v in sorted(held.items()))
+            yield "  KPIs: " + ", ".join(f"{k} {_number(v)}" for k, v in counts.kpis.items())
+        # quiet hours' deferrals are in `skipped_by_reason` (the contract's shape) but
+        # those sends went out later: they are told apart from the sends never made
+        dropped = {k: v for k, v in counts.skipped_by_reason.items()
+                   if v and k not in counts.deferred_by_reason}
+        if dropped:
+            yield "  not sent: " + ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items()))
+        later = {k: v for k, v in counts.deferred_by_reason.items() if v}
+        if later:
+            yield "  deferred (sent later): " + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(later.items()))
         for split, variants in counts.variants.items():
             parts = [f"{name} {cell['entered']:,} entered, {_count(cell['goals'], 'goal')}"
                      + (f" ({cell['goals'] / cell['entered']:.1%})" if cell["entered"] else "")

@@ -244,10 +244,20 @@ def parse_deployed(version: DeployedVersion,
         return None
 
 
-def apply(library: Library, store: Store, now: datetime) -> Plan:
+def apply(library: Library, store: Store, now: datetime, *, bundled_default: bool = False
+          ) -> Plan:
     """Deploy `library` to `store` after the checks of `plan`; raise PlanError if any
-    fails (nothing is written then)."""
+    fails (nothing is written then). `bundled_default`: `library` is the bundled one
+    because `serve`/`worker` were given no `--journeys`; then a journey deployed to the
+    store and not in it is refused too, not marked removed: the store runs a folder of
+    its own, which a restart without `--journeys` must not replace."""
     result = plan(library, store)
+    if bundled_default:
+        result.errors.extend(
+            f"{jid}: deployed to this store and not in the bundled library (serve and "
+            f"worker run it without --journeys): give --journeys with the folder it was "
+            f"applied from, or `journeyman journeys archive {jid}` to retire it"
+            for jid, jp in result.journeys.items() if jp.status == "removed")
     if result.errors:
         raise PlanError(result.errors)
     for jid in {v.journey for v in store.deployed_versions()} - set(library.journeys):

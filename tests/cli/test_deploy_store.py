@@ -169,3 +169,40 @@ def test_a_database_without_a_schema_is_told_as_new_not_as_an_older_version(
             assert done.stderr == said + "\n", (url, args)
         as_json = runner.invoke(app, ["plan", "--db", url, "--json"])
         assert json.loads(as_json.stdout) == {"journeys": {}, "errors": [said]}
+
+
+def test_plan_of_a_change_without_a_higher_version_does_not_read_as_a_version_change(
+        tmp_path: Path) -> None:
+    """A QA trial changed a wait and forgot the version: the plan said `~ abandoned_cart:
+    changed, v1 -> v1` (the error only on stderr), and a folder older than the store's
+    `v2 -> v1`, which reads as a rollback."""
+    import shutil
+
+    from journeys.library import bundled_library
+
+    folder = tmp_path / "journeys"
+    shutil.copytree(bundled_library(), folder, ignore=shutil.ignore_patterns("scenarios"))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert runner.invoke(app, ["migrate", "--db", url]).exit_code == 0
+    assert runner.invoke(app, ["apply", "--journeys", str(folder), "--db", url]).exit_code == 0
+    cart = folder / "abandoned_cart.yaml"
+    cart.write_text(cart.read_text().replace("    wait: 1h\n", "    wait: 3h\n"))
+    done = runner.invoke(app, ["plan", "--journeys", str(folder), "--db", url])
+    assert done.exit_code == 1, done.output
+    assert ("~ abandoned_cart: changed, v1 deployed, the folder's is v1: refused "
+            "(a changed journey needs a higher version)") in done.stdout.splitlines()
+    assert "v1 -> v1" not in done.stdout
+    higher = cart.read_text().replace("version: 1\n", "version: 2\n", 1)
+    cart.write_text(higher)
+    assert runner.invoke(app, ["apply", "--journeys", str(folder), "--db", url]).exit_code == 0
+    cart.write_text(higher.replace("version: 2\n", "version: 1\n", 1)
+                    .replace("    wait: 3h\n", "    wait: 2h\n"))
+    older = runner.invoke(app, ["plan", "--journeys", str(folder), "--db", url])
+    assert older.exit_code == 1, older.output
+    assert ("~ abandoned_cart: changed, v2 deployed, the folder's is v1: refused "
+            "(a changed journey needs a higher version)") in older.stdout.splitlines()
+    # a proper change still reads as before
+    cart.write_text(higher.replace("version: 2\n", "version: 3\n", 1))
+    fine = runner.invoke(app, ["plan", "--journeys", str(folder), "--db", url])
+    assert fine.exit_code == 0, fine.output
+    assert "~ abandoned_cart: changed, v2 -> v3" in fine.stdout.splitlines()

@@ -45,7 +45,7 @@ def test_the_docs_pytest_plugin_examples_pass(tmp_path: Path) -> None:
                            "test_doc.py"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
 
 
 def test_the_docs_json_example_names_every_field(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -478,3 +479,28 @@ def test_a_stores_unreadable_rows_are_told_and_the_rest_replayed(tmp_path: Path)
         "--db: the body of event 7 is not JSON: Expecting value",
         "--db: the body of event 9 is not JSON: Expecting value"]
     assert "2 unreadable event row(s) of sqlite:///" in done.stderr
+
+
+def test_the_text_report_writes_kpis_as_plain_numbers_and_tells_skips_from_deferrals() -> None:
+    """A QA trial diffing two replays read `attributable_revenue 2.119e+04` against
+    `2.125e+04`, and `held back: no_consent 79, quiet_hours 235` lumped sends never made
+    with sends quiet hours only delayed (and that were delivered)."""
+    from engine.qa.replay_report import JourneyCounts, ReplayReport, format_report
+
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    counts = JourneyCounts(
+        enrolled=425, goals=210,
+        kpis={"conversion": 0.494118, "attributable_revenue": 21193.5, "big": 1234567.0,
+              "tiny": 0.00004, "ctr": None, "sends": 3},
+        skipped_by_reason=Counter({"no_consent": 79, "enrollment_exited": 46,
+                                   "quiet_hours": 235}),
+        deferred_by_reason=Counter({"quiet_hours": 235}))
+    lines = list(format_report(ReplayReport(1, 1, at, at, {"cart": counts})))
+    kpis = next(line for line in lines if line.startswith("  KPIs: "))
+    assert "e+" not in kpis, kpis
+    assert "e-" not in kpis, kpis
+    assert kpis == ("  KPIs: conversion 0.4941, attributable_revenue 21,193.5, "
+                    "big 1,234,567, tiny 0.00004, ctr -, sends 3"), kpis
+    assert "  not sent: enrollment_exited 46, no_consent 79" in lines, lines
+    assert "  deferred (sent later): quiet_hours 235" in lines, lines
+    assert not any("held back" in line for line in lines), lines
