@@ -155,6 +155,11 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         until = dash.now()
         return days, until - timedelta(days=days), until
 
+    def bad_period(request: Request, who: Viewer) -> Response:
+        return error_page(who, 400, "Bad period",
+                          f"days={request.query_params.get('days', '')[:40]!r}: the "
+                          f"period is a whole number of days from 1 to {MAX_DAYS}.")
+
     # --- login ------------------------------------------------------------------------
 
     def login_form(request: Request, *, error: str | None, next_page: str | None,
@@ -239,9 +244,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
             return to_login(request)
         found = period(request)
         if found is None:
-            return error_page(who, 400, "Bad period",
-                              f"days={request.query_params.get('days', '')[:40]!r}: the "
-                              f"period is a whole number of days from 1 to {MAX_DAYS}.")
+            return bad_period(request, who)
         days, since, until = found
         overview = store.journeys_overview(sorted(dash.compiled), since)
         rows = []
@@ -268,9 +271,7 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
                               + did_you_mean(journey_id, dash.compiled) + ".")
         found = period(request)
         if found is None:
-            return error_page(who, 400, "Bad period",
-                              f"days={request.query_params.get('days', '')[:40]!r}: the "
-                              f"period is a whole number of days from 1 to {MAX_DAYS}.")
+            return bad_period(request, who)
         days, since, until = found
         stats = journey_stats(store, journey, since, until)
         tables: dict[str, Table] = {
