@@ -249,8 +249,9 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
     """Deploy `library` to `store` after the checks of `plan`; raise PlanError if any
     fails (nothing is written then). `bundled_default`: `library` is the bundled one
     because `serve`/`worker` were given no `--journeys`; then a journey deployed to the
-    store and not in it is refused too, not marked removed: the store runs a folder of
-    its own, which a restart without `--journeys` must not replace."""
+    store and not in it is refused too, not marked removed, and so is one in it that
+    the store's folder left out (`removed`), not made active again: the store runs a
+    folder of its own, which a restart without `--journeys` must not replace."""
     result = plan(library, store)
     if bundled_default:
         result.errors.extend(
@@ -258,6 +259,15 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
             f"worker run it without --journeys): give --journeys with the folder it was "
             f"applied from, or `journeyman journeys archive {jid}` to retire it"
             for jid, jp in result.journeys.items() if jp.status == "removed")
+        # and a journey its folder left out (a part of the bundled library, applied
+        # with --journeys) is not made active again behind the operator's back
+        result.errors.extend(
+            f"{jid}: removed from this store by the folder applied to it (serve and "
+            f"worker run the bundled library without --journeys, which would make it "
+            f"active again): give --journeys with that folder, or `journeyman apply` "
+            f"without --journeys to run the bundled library"
+            for jid, jp in result.journeys.items()
+            if jp.journey_status == REMOVED and jp.status_after == ACTIVE)
     if result.errors:
         raise PlanError(result.errors)
     for jid in {v.journey for v in store.deployed_versions()} - set(library.journeys):
