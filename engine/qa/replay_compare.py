@@ -36,6 +36,11 @@ def read_report(path: Path) -> dict[str, Any]:
         raise CompareError(f"--compare {path}: not a replay's --json report "
                            "(no \"journeys\" object; make it with `journeyman replay ... "
                            "--json > FILE`)")
+    events = document.get("events")  # `plan --json` has a "journeys" object too
+    if not isinstance(events, int) or isinstance(events, bool):
+        raise CompareError(f"--compare {path}: not a replay's --json report "
+                           "(no \"events\" count; make it with `journeyman replay ... "
+                           "--json > FILE`)")
     return document
 
 

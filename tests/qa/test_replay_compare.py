@@ -115,3 +115,18 @@ def test_why_tells_one_persons_decisions_in_the_replay(tmp_path: Path) -> None:
     assert stranger.exit_code == 1, stranger.output
     assert json.loads(stranger.stdout)["why"] is None  # the report is still printed
     assert "--why caí: nobody of that id in the replayed events" in stranger.stderr
+
+
+def test_compare_with_another_commands_json_is_a_usage_error(tmp_path: Path) -> None:
+    """`plan --json` (or `stats --json`) has a `journeys` object too: it was taken for a
+    replay's report and every count of the replay listed as changed from nothing."""
+    log = _log(tmp_path / "events.jsonl")
+    plan = {"journeys": {"abandoned_cart": {"status": "unchanged", "from_version": 1,
+                                            "to_version": 1, "in_flight": {}}},
+            "errors": []}
+    wrong = tmp_path / "plan.json"
+    wrong.write_text(json.dumps(plan), encoding="utf-8")
+    done = runner.invoke(app, ["replay", str(log), "--compare", str(wrong)])
+    assert done.exit_code == 2, done.output
+    assert f"--compare {wrong}: not a replay's --json report" in done.stderr
+    assert done.stdout == ""
