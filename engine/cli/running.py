@@ -417,10 +417,14 @@ def demo(
                     f"[bold]{now:%Y-%m-%d %H:%M}[/] simulated · events {posted}/{len(stream)}"
                     f" posted, {handled} handled · {sent} messages sent"))
 
-            summary = run_demo(journeys_folder(journeys), stream, db=url,
-                               channels=channels_for("console"), speed=speed,
-                               run_on=timedelta(days=days), progress=show,
-                               show=_print_line,
-                               secrets=configured_secrets(os.environ, secret_file))
+            try:
+                summary = run_demo(journeys_folder(journeys), stream, db=url,
+                                   channels=channels_for("console"), speed=speed,
+                                   run_on=timedelta(days=days), progress=show,
+                                   show=_print_line,
+                                   secrets=configured_secrets(os.environ, secret_file),
+                                   bundled_default=journeys is None)
+            except JourneymanError as exc:  # a store of other journeys, as serve says
+                raise fail(exc) from None
     for line in summary.lines():
         out.print(line, markup=False)

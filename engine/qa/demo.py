@@ -169,7 +169,10 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
              channels: dict[str, Channel], speed: float, run_on: timedelta,
              progress: Progress | None = None,
              show: Callable[[str], None] | None = None,
-             secrets: Sequence[SigningSecret] | None = None) -> DemoSummary:
+             secrets: Sequence[SigningSecret] | None = None,
+             bundled_default: bool = False) -> DemoSummary:
+    """`bundled_default`: `journeys` is the bundled library because none was given, which
+    is refused on a store running journeys of its own (as `serve` refuses it)."""
     import httpx
     import uvicorn
 
@@ -178,7 +181,7 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     # events_first=0: a second of the wall clock (EVENTS_FIRST) is hours of the demo's
     # time
     service = Service(journeys, db, channels=channels, clock=clock, tick=0.05, lease=5,
-                      events_first=0, secrets=secrets)
+                      events_first=0, secrets=secrets, bundled_default=bundled_default)
     key = service.store.create_key(f"demo-{time.monotonic_ns()}")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port,

@@ -47,7 +47,7 @@ def _statuses(tmp_path: Path, db: str) -> dict[str, str]:
     return {row["journey"]: row["status"] for row in json.loads(listed.stdout)}
 
 
-@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("worker",)])
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("worker",), ("demo",)])
 def test_without_journeys_a_store_of_other_journeys_is_refused(tmp_path: Path,
                                                                command: tuple[str, ...]
                                                                ) -> None:
