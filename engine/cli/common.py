@@ -23,7 +23,6 @@ WAIT_RETRY_S = 2.0  # open_store(wait=...): between tries
 out = Console(highlight=False, soft_wrap=True)
 
 
-
 def print_rows(columns: Sequence[str], rows: Iterable[Sequence[str]], *,
                free_text: Collection[str] = ()) -> None:
     """A table of `rows` on stdout when its ids fit the terminal, else one block per row

@@ -185,7 +185,7 @@ class SqlBase:
         sat in the pool (the database restarted) is not taken for the database being
         away: the look is made once more, on a new connection."""
         try:
-            return self._schema_apart(self._revision())
+            return self.schema_apart()
         except SQLAlchemyError as exc:
             return f"the database does not answer ({type(exc).__name__})"
 
@@ -195,10 +195,7 @@ class SqlBase:
         newer journeyman), as `/readyz` says it; else None. A database that does not
         answer raises (SQLAlchemyError): that says nothing of its schema, and the schema
         gate keeps what it knew (it was None here, and a closed gate opened)."""
-        return self._schema_apart(self._revision())
-
-    @staticmethod
-    def _schema_apart(current: str | None) -> str | None:
+        current = self._revision()
         if current != migrate.head():
             return f"the schema is at revision {current or 'none'}, this needs {migrate.head()}"
         return None
