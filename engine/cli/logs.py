@@ -27,8 +27,12 @@ from types import TracebackType
 from typing import Any
 
 # The local part with every character RFC 5322 allows unquoted but `/` and `=` (a path, a
-# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`.
-EMAIL = re.compile(r"[\w.+!#$%&'*^`{|}~-]+@[\w-]+(\.[\w-]+)+")
+# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`. A
+# quoted local part (`"jane doe"@example.com`, spaces and escapes allowed) is taken whole,
+# quotes included, or its words before the space were left in the line; the domain may be
+# a literal address (`jane@[192.0.2.1]`).
+EMAIL = re.compile(r'(?:"(?:[^"\\\r\n]|\\.){1,64}"|[\w.+!#$%&\'*^`{|}~-]+)'
+                   r"@(?:[\w-]+(?:\.[\w-]+)+|\[[\w.:-]{1,64}\])")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
 # Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are.
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
