@@ -43,6 +43,10 @@ from rules import did_you_mean
 
 log = logging.getLogger("journeyman.versions")
 
+# The journeys the last `apply` deployed from the bundled library (a JSON list; unset when
+# the last folder applied was another): a later release may drop one of them.
+BUNDLED_SETTING = "bundled_journeys"
+
 # `removed`: taken out of the folder by `apply` (active again when it comes back);
 # `archived`: by an operator (stays archived until resumed or a new version is applied).
 ACTIVE, PAUSED, ARCHIVED, REMOVED = "active", "paused", "archived", "removed"
@@ -254,11 +258,16 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
     folder of its own, which a restart without `--journeys` must not replace."""
     result = plan(library, store)
     if bundled_default:
+        # A journey an earlier bundled library deployed, which this release's no longer
+        # has (dropped or renamed), is removed as `apply` would; any other is the
+        # operator's own.
+        from_bundled = set(json.loads(store.setting(BUNDLED_SETTING) or "[]"))
         result.errors.extend(
             f"{jid}: deployed to this store and not in the bundled library (serve and "
             f"worker run it without --journeys): give --journeys with the folder it was "
             f"applied from, or `journeyman journeys archive {jid}` to retire it"
-            for jid, jp in result.journeys.items() if jp.status == "removed")
+            for jid, jp in result.journeys.items()
+            if jp.status == "removed" and jid not in from_bundled)
         # and a journey its folder left out (a part of the bundled library, applied
         # with --journeys) is not made active again behind the operator's back
         result.errors.extend(
@@ -270,6 +279,9 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
             if jp.journey_status == REMOVED and jp.status_after == ACTIVE)
     if result.errors:
         raise PlanError(result.errors)
+    # Which deployed journeys the bundled library put there: after another folder, none.
+    store.put_setting(BUNDLED_SETTING, json.dumps(sorted(library.journeys))
+                      if _is_bundled(library) else None)
     for jid in {v.journey for v in store.deployed_versions()} - set(library.journeys):
         # Its time-driven timers lapse while it is out of the folder: if it comes back,
         # it must be armed again for everyone (engine/runtime/time_entries.py).
@@ -294,6 +306,13 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
                     store.move_enrollments(StepMove(jid, jp.migrate_from, old_step,
                                                     loaded.model.version, move["to"]), now)
     return result
+
+
+def _is_bundled(library: Library) -> bool:
+    from journeys.library import bundled_library
+
+    return (library.folder is not None
+            and Path(library.folder).resolve() == bundled_library().resolve())
 
 
 def _source_text(library: Library, loaded: LoadedJourney) -> str:
