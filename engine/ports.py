@@ -531,8 +531,8 @@ class VersionStore(Protocol):
         `move.to_version` at `move.to_step` (inside the caller's transaction); each
         keeps its id, data and visit count, and its pending timer moves with it, due when
         it was. Each enrollment moved gets a decision in the log, `move.decision(now,
-        its profile, its timer's due time or None)`, in the same transaction (`why` tells
-        why a person is on the new version's step). Returns how many moved."""
+        its profile, its id, its timer's due time or None)`, in the same transaction
+        (`why` tells why a person is on the new version's step). Returns how many moved."""
         ...
 
 

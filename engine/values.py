@@ -512,7 +512,8 @@ class StepMove:
     to_version: int
     to_step: str
 
-    def decision(self, at: datetime, profile_id: str, due: datetime | None) -> Decision:
+    def decision(self, at: datetime, profile_id: str, enrollment_id: str,
+                 due: datetime | None) -> Decision:
         """What the decision log keeps of one enrollment moved (`why` tells it): a
         `waiting` at the new step that says where from, with the moved timer's due time
         (`until`, when it had one). The reason names no person (the journey page counts
@@ -520,7 +521,7 @@ class StepMove:
         details: dict[str, Any] = {
             "moved_by": "apply", "from_version": self.from_version,
             "to_version": self.to_version, "from_step": self.from_step,
-            "to_step": self.to_step}
+            "to_step": self.to_step, "enrollment": enrollment_id}
         if due is not None:
             details["until"] = iso(due)
         return Decision(at, profile_id, self.journey, self.to_step, "waiting",

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from engine.api.dashboard.stats import journey_stats
+from engine.api.dashboard.timeline import timeline
 from engine.cli import app
 from engine.core.times import iso
 from engine.ports import StepMove
@@ -76,8 +77,9 @@ def test_why_tells_each_move_apply_made(sql_store: SqlStore, folder: Path) -> No
     [moved] = [r for r in records if r["reason"].startswith("moved by apply")]
     assert moved == {**moved, "at": iso(applied), "journey": "abandoned_cart", "step": "hold",
                      "kind": "waiting", "reason": GRACE_MOVE}
+    [b1] = sql_store.profile_enrollments("b1")
     assert moved["details"] == {"moved_by": "apply", "from_version": 1, "to_version": 2,
-                                "from_step": "grace", "to_step": "hold",
+                                "from_step": "grace", "to_step": "hold", "enrollment": b1.id,
                                 "until": iso(T0 + timedelta(minutes=150))}
     assert records[-1] == moved  # the newest: after the wait on v1's grace
     [a1] = [r for r in json.loads(_cli("why", "a1", "--db", sql_store.url, "--json").stdout)
@@ -182,6 +184,19 @@ def test_the_journey_page_counts_a_move_apart_and_nobody_as_entering(
     assert hold["decisions"] == [{"what": "waiting", "reason": GRACE_MOVE, "count": 3}]
 
 
+def test_the_profile_timeline_tells_the_version_entered_and_the_move(
+        sql_store: SqlStore, folder: Path) -> None:
+    """The dashboard's timeline put the enrollment's version now beside its entry: `v2`
+    for a person who entered v1 and was moved."""
+    _moved_rig(sql_store, folder)
+    rows = timeline(sql_store, "b1")
+    entered = [r for r in rows if r[1] == "entered"]
+    assert [(r[2], r[4]) for r in entered] == [
+        ("abandoned_cart", "entry: Checkout Started (v1)")]
+    assert [r for r in rows if r[4] == GRACE_MOVE] == [
+        [iso(T0 + timedelta(minutes=95)), "waiting", "abandoned_cart", "hold", GRACE_MOVE]]
+
+
 def test_a_move_on_the_service_api_why(tmp_path: Path, sqlite_template: Path,
                                        folder: Path) -> None:
     """GET /v1/profiles/{id}/why tells the move as `journeyman why --json` does."""
@@ -232,10 +247,10 @@ def test_move_enrollments_records_each_move(store: Any) -> None:
     assert got == [
         ("p1", at, "j", "hold", "waiting", "moved by apply: j v1 step wait -> v2 step hold",
          {"moved_by": "apply", "from_version": 1, "to_version": 2, "from_step": "wait",
-          "to_step": "hold", "until": iso(T0 + timedelta(hours=1))}),
+          "to_step": "hold", "enrollment": "e1", "until": iso(T0 + timedelta(hours=1))}),
         ("p2", at, "j", "ask", "waiting", "moved by apply: j v1 step ask -> v2 step ask",
          {"moved_by": "apply", "from_version": 1, "to_version": 2, "from_step": "ask",
-          "to_step": "ask", "until": iso(T0 + timedelta(hours=2))})]
+          "to_step": "ask", "enrollment": "e2", "until": iso(T0 + timedelta(hours=2))})]
     with store.transaction():  # nobody left on v1's `wait`: nothing moved, nothing recorded
         assert store.move_enrollments(StepMove("j", 1, "wait", 2, "hold"), at) == 0
     assert len(store.recorded_decisions()) == 2

@@ -56,7 +56,7 @@ class MemoryVersions(MemoryState):
             moved += 1
             timers = [t for t in self.timers.values()
                       if t.enrollment_id == eid and t.step == move.from_step]
-            self.decisions.append(move.decision(now, e.profile_id,
+            self.decisions.append(move.decision(now, e.profile_id, eid,
                                                 timers[0].due_at if timers else None))
             if move.from_step == move.to_step:
                 self._write_enrollment(replace(e, version=move.to_version, updated_at=now))

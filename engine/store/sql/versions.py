@@ -101,4 +101,4 @@ class VersionQueries(StateQueries):
         """The decision log's row for each enrollment moved (`StepMove.decision`), in
         the move's transaction."""
         self._many(conn, self._q["record_decision"], decision_rows([
-            move.decision(now, r.profile_id, dues.get(r.id)) for r in rows]))
+            move.decision(now, r.profile_id, r.id, dues.get(r.id)) for r in rows]))
