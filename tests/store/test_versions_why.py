@@ -179,6 +179,7 @@ def test_the_journey_page_counts_a_move_apart_and_nobody_as_entering(
     after = journey_stats(sql_store, journey, since, until)
     assert (after["entered"], after["in_flight"]) == (before["entered"], 3) == (3, 3)
     assert [d["entered"] for d in after["series"]] == [d["entered"] for d in before["series"]]
+    assert after["kpis"] == before["kpis"]  # `entered`, drop-offs...: enrollments, not moves
     hold = next(s for s in after["steps"] if s["id"] == "hold")
     assert hold["now"] == 3
     assert hold["decisions"] == [{"what": "waiting", "reason": GRACE_MOVE, "count": 3}]
