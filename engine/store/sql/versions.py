@@ -61,8 +61,10 @@ class VersionQueries(StateQueries):
         where = (e.c.journey == move.journey, e.c.version == move.from_version,
                  e.c.state == move.from_step, e.c.status == "active")
         with self._write() as conn:
-            rows = conn.execute(select(e.c.id, e.c.profile_id, e.c.visits).where(*where)).all()
-            if move.from_step == move.to_step:  # same step id: only the version changes
+            same = move.from_step == move.to_step  # same step id: only the version changes
+            read = (e.c.id, e.c.profile_id) if same else (e.c.id, e.c.profile_id, e.c.visits)
+            rows = conn.execute(select(*read).where(*where)).all()
+            if same:
                 conn.execute(update(e).where(*where).values(version=move.to_version,
                                                             updated_at=now))
                 for chunk in _chunks(rows, INSERT_CHUNK):
