@@ -14,8 +14,8 @@ Moved enrollments keep their id, data and timers (due when they were), and each 
 
 `plan()` reads the store and never writes; `apply()` runs the same checks, refuses on
 any error, then deploys each journey in one transaction (its new version, its moves and
-their decisions). A journey that left the folder is `removed`: no new entries, and the people in
-it finish on their version; it is active again when it comes back. A journey an
+their decisions). A journey that left the folder is `removed`: no new entries, and the
+people in it finish on their version; it is active again when it comes back. A journey an
 operator archived (`journeyman journeys archive`) stays archived whatever the folder
 says, until `journeyman journeys resume` or a new version of it is applied.
 """
