@@ -22,6 +22,7 @@ from engine.core.model import (
     RecordGoal,
     ScheduleTimer,
 )
+from engine.core.times import iso
 from journeys.templating import Rendered
 from rules.errors import JourneymanError
 
@@ -502,10 +503,27 @@ class DeployedVersion:
 @dataclass(frozen=True, slots=True)
 class StepMove:
     """Move a version's active enrollments on one step to a step of a newer version
-    (`migrate:` in a journey file); their timers keep their due time."""
+    (`migrate:` in a journey file); their timers keep their due time, and each move is
+    recorded in the decision log (`decision`)."""
 
     journey: str
     from_version: int
     from_step: str
     to_version: int
     to_step: str
+
+    def decision(self, at: datetime, profile_id: str, enrollment_id: str,
+                 due: datetime | None) -> Decision:
+        """What the decision log keeps of one enrollment moved (`why` tells it): a
+        `waiting` at the new step that says where from, with the moved timer's due time
+        (`until`, when it had one). The reason names no person (the journey page counts
+        the moves of a step in one row, engine/store/sql/reasons.py)."""
+        details: dict[str, Any] = {
+            "moved_by": "apply", "from_version": self.from_version,
+            "to_version": self.to_version, "from_step": self.from_step,
+            "to_step": self.to_step, "enrollment": enrollment_id}
+        if due is not None:
+            details["until"] = iso(due)
+        return Decision(at, profile_id, self.journey, self.to_step, "waiting",
+                        f"moved by apply: {self.journey} v{self.from_version} step "
+                        f"{self.from_step} -> v{self.to_version} step {self.to_step}", details)

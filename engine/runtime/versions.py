@@ -8,12 +8,14 @@ file whose content differs from its latest deployed version must carry a higher
 under the same id move to themselves, renamed or replaced ones as the map says; a step
 of that version with people on it and no place in the new one is an error, and so is a
 move onto a step where nobody can wait (people rest only on `wait` and `wait_for`).
-Moved enrollments keep their id, data and timers (due when they were).
+Moved enrollments keep their id, data and timers (due when they were), and each gets a
+`waiting` decision at its new step (`moved by apply: ...`, `StepMove.decision`), so
+`journeyman why` tells how the person came to be there.
 
 `plan()` reads the store and never writes; `apply()` runs the same checks, refuses on
-any error, then deploys each journey in one transaction (its new version, and its
-moves). A journey that left the folder is `removed`: no new entries, and the people in
-it finish on their version; it is active again when it comes back. A journey an
+any error, then deploys each journey in one transaction (its new version, its moves and
+their decisions). A journey that left the folder is `removed`: no new entries, and the
+people in it finish on their version; it is active again when it comes back. A journey an
 operator archived (`journeyman journeys archive`) stays archived whatever the folder
 says, until `journeyman journeys resume` or a new version of it is applied.
 """
