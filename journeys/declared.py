@@ -23,7 +23,7 @@ import jinja2
 
 from journeys.computed import COMPUTED_TRAITS
 from journeys.errors import Problem
-from journeys.lint import inline_template_places
+from journeys.lint import inline_template_places, nested_strings
 from journeys.loaded import LoadedJourney
 from journeys.model import Journey
 from journeys.steps import BranchCase, BranchStep, SendStep
@@ -120,9 +120,8 @@ def journey_problems(loaded: LoadedJourney, known_traits: Collection[str] | None
     problems = [p for where, raw in condition_places(model)
                 for p in path_problems(raw, where, source, known_traits,
                                        entry_event if where in sees_entry else None)]
-    for where, value in inline_template_places(loaded):
-        for text in _strings(value):
-            problems += _template_text(text, source, where, known_traits, entry_event)
+    for where, text in nested_strings(inline_template_places(loaded)):
+        problems += _template_text(text, source, where, known_traits, entry_event)
     if entry_event is None or templates is None:
         return problems
     for i, step in enumerate(model.steps):
@@ -162,13 +161,3 @@ def _names(text: str, base: tuple[str, str]) -> list[str]:
     except jinja2.TemplateSyntaxError:
         return []  # reported by the linter
 
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
