@@ -84,7 +84,7 @@ def test_an_undeclared_trait_nested_is_reported_at_its_own_place(tmp_path: Path)
         "      event: Asked\n"
         "      properties:\n"
         "        who:\n"
-        "          - \"{{ profile.traits.nick | default('') }}\"\n")},
+        "          - \"{{ profile.traits.nick }}\"\n")},
         {"welcome": stub_email("welcome")})
     (folder / "traits.yaml").write_text("traits:\n  nickname: {type: string}\n")
     with pytest.raises(InvalidJourney) as info:
