@@ -55,22 +55,23 @@ _PARSER = jinja2.Environment()  # parsing only
 
 
 def unknown_attributes(parsed: nodes.Template, *, guarded: bool = False,
+                       bound: frozenset[str] = frozenset(),
                        ) -> Iterator[tuple[str, str, int]]:
     """(the path as written, the message, the line of the text) of each attribute of a
     known shape that no context has, once per path, in order: those read unguarded
     (errors), or with `guarded` those read only where a fallback guards them (warnings:
     journeys/template_fallbacks.py)."""
-    found = [(judged, node.lineno, safe) for node, safe in guarded_or_not(parsed)
+    found = [(judged, node.lineno, safe) for node, safe in guarded_or_not(parsed, bound)
              if (judged := _judge(node)) is not None]
     for (path, message), line in _split(found, guarded):
         yield path, message, line
 
 
-def guarded_or_not(parsed: nodes.Template,
+def guarded_or_not(parsed: nodes.Template, bound: frozenset[str] = frozenset(),
                    ) -> Iterator[tuple[nodes.Getattr | nodes.Getitem, bool]]:
     """`context_reads`, each with whether a fallback guards it."""
     safe = guarded_reads(parsed)
-    for node in context_reads(parsed):
+    for node in context_reads(parsed, bound):
         yield node, id(node) in safe
 
 
@@ -103,53 +104,63 @@ def warning(message: str, why: str = GUARDED) -> str:
 _SCOPES = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.With, nodes.Block)
 
 
-def context_reads(parsed: nodes.Template) -> Iterator[nodes.Getattr | nodes.Getitem]:
+def context_reads(parsed: nodes.Template, bound: frozenset[str] = frozenset(),
+                  ) -> Iterator[nodes.Getattr | nodes.Getitem]:
     """Each attribute read (`a.b`, `a['b']`) in order, but those of a variable the
     template made itself under a context's name: `{% for event in
     profile.traits.upcoming_events %}{{ event.title }}` reads the loop's `event`, not the
     entry event. A `{% set %}` (or an import) counts for the whole scope it is in, before
     it too, which may let a read of the context's name go unchecked, never flag the
-    template's own."""
-    yield from _body(parsed.body, frozenset())
+    template's own. `bound`: the names the template is given besides the context's (an
+    included file's: those of the template that includes it, where it does)."""
+    for node, names in scoped(parsed, bound):
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            root = node.node
+            while isinstance(root, nodes.Getattr | nodes.Getitem):
+                root = root.node
+            if not (isinstance(root, nodes.Name) and root.name in names):
+                yield node
+
+
+def scoped(parsed: nodes.Template, bound: frozenset[str] = frozenset(),
+           ) -> Iterator[tuple[nodes.Node, frozenset[str]]]:
+    """Every node of `parsed`, in order, with the names the template itself gives where
+    it stands (and `bound`)."""
+    yield from _body(parsed.body, bound)
 
 
 def _body(statements: list[nodes.Node], bound: frozenset[str],
-          ) -> Iterator[nodes.Getattr | nodes.Getitem]:
+          ) -> Iterator[tuple[nodes.Node, frozenset[str]]]:
     bound = bound | _assigned(statements)
     for statement in statements:
-        yield from _reads(statement, bound)
+        yield from _visit(statement, bound)
 
 
-def _reads(node: nodes.Node, bound: frozenset[str],
-           ) -> Iterator[nodes.Getattr | nodes.Getitem]:
-    if isinstance(node, nodes.Getattr | nodes.Getitem):
-        root = node.node
-        while isinstance(root, nodes.Getattr | nodes.Getitem):
-            root = root.node
-        if not (isinstance(root, nodes.Name) and root.name in bound):
-            yield node
+def _visit(node: nodes.Node, bound: frozenset[str],
+           ) -> Iterator[tuple[nodes.Node, frozenset[str]]]:
+    yield node, bound
     if isinstance(node, nodes.For):
         inner = bound | _stored(node.target)
-        yield from _reads(node.iter, bound)
+        yield from _visit(node.iter, bound)
         if node.test is not None:
-            yield from _reads(node.test, inner)
+            yield from _visit(node.test, inner)
         yield from _body(node.body, inner)
         yield from _body(node.else_, bound)
     elif isinstance(node, nodes.Macro | nodes.CallBlock):
         if isinstance(node, nodes.CallBlock):
-            yield from _reads(node.call, bound)
+            yield from _visit(node.call, bound)
         for default in node.defaults:
-            yield from _reads(default, bound)
+            yield from _visit(default, bound)
         yield from _body(node.body, bound | {arg.name for arg in node.args})
     elif isinstance(node, nodes.With):
         for value in node.values:
-            yield from _reads(value, bound)
+            yield from _visit(value, bound)
         yield from _body(node.body, bound.union(*map(_stored, node.targets)))
     elif isinstance(node, nodes.Block):
         yield from _body(node.body, bound)
     else:
         for child in node.iter_child_nodes():
-            yield from _reads(child, bound)
+            yield from _visit(child, bound)
 
 
 def _stored(target: nodes.Node) -> frozenset[str]:

@@ -28,6 +28,7 @@ from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
+from journeys.template_includes import included_problems
 from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
 from journeys.template_shapes import file_problems, shape_problems, trait_problems
 from journeys.textfile import read_text
@@ -295,6 +296,7 @@ class TemplateLibrary:
         self.texts: dict[str, list[str]] = {}  # template id -> its Jinja2 parts (check())
         self.link_hosts: dict[str, frozenset[str]] = {}  # journeys/template_links.py
         self.warnings: list[Problem] = []  # check()'s guarded reads of unknown attributes
+        self._pulled: list[Problem] = []  # check()'s errors in files templates pull in
 
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates
@@ -442,6 +444,8 @@ class TemplateLibrary:
         with `known_traits` (a folder's traits.yaml), `profile.traits.X` must be one."""
         problems: list[Problem] = []
         seen: set[str] = set()  # files extended, included or imported: checked once
+        pulled: set[tuple[object, ...]] = set()  # the same, for their attributes
+        self._pulled = []
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source, raw = None, []
@@ -460,6 +464,7 @@ class TemplateLibrary:
                     problems.extend(reference_problems(
                         self._env, self.folder, text, file=file,
                         at=(line + (1 if "\n" in text else 0), col), seen=seen))
+                    self._included(text, file, line + (1 if "\n" in text else 0), pulled)
                 if known_traits is not None:
                     for guarded in (False, True):
                         (self.warnings if guarded else problems).extend(trait_problems(
@@ -480,7 +485,18 @@ class TemplateLibrary:
                     self.warnings.extend(_check_file(path, self._env, guarded=True))
                     problems.extend(nested_problems(self._env, self.folder,
                                                     [tpl.html_file], seen))
-        return problems
+                    with contextlib.suppress(InvalidJourney):  # said by _check_file
+                        self._included(read_text(path), str(path), 1, pulled)
+        return problems + self._pulled
+
+    def _included(self, text: str, file: str, start: int, seen: set[tuple[object, ...]],
+                  ) -> None:
+        """The unknown attributes read in the files `text` includes, extends or imports
+        (journeys/template_includes.py): errors kept for check() to return, warnings."""
+        errors, warnings = included_problems(self._env, self.folder, text, file=file,
+                                             start=start, seen=seen)
+        self._pulled.extend(errors)
+        self.warnings.extend(warnings)
 
 
 Where = tuple[str | int, ...]
