@@ -445,7 +445,7 @@ class TemplateLibrary:
         problems: list[Problem] = []
         seen: set[str] = set()  # files extended, included or imported: checked once
         pulled: set[tuple[object, ...]] = set()  # the same, for their attributes
-        self._pulled = []
+        self._pulled, self.warnings = [], []
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source, raw = None, []

@@ -32,9 +32,9 @@ def validate(
 
     Prints every problem as file:line:column: message on stderr and exits 1 if any;
     2 for a path that does not exist. Warnings (a template reading a trait with no
-    fallback, an email link whose host comes from data and so is not tracked, a guarded
-    read such as `| default(...)` of an attribute, trait or property never there) are
-    printed too and change nothing.
+    fallback, an email link whose host comes from data and so is not tracked, a URL
+    printed from data in a text part, a guarded read such as `| default(...)` of an
+    attribute, trait or property never there) are printed too and change nothing.
     """
     from journeys.compiler import compile_library
     from journeys.declared import library_warnings
