@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 import jinja2
@@ -52,6 +53,21 @@ SHAPES: dict[str, tuple[str, ...]] = {
 }
 DICT_METHODS = frozenset({"get", "items", "keys", "values"})  # {{ profile.get('id') }}
 _PARSER = jinja2.Environment()  # parsing only
+
+
+def parse(text: str, env: jinja2.Environment) -> nodes.Template:
+    """`text` parsed by `env` (raises TemplateSyntaxError): once for the several checks
+    that read each part (errors, then warnings; attributes, traits, properties), when
+    `env` parses as plain Jinja2 does (every environment here: no extension, the
+    default syntax); the tree is only read."""
+    if env.extensions or env.block_start_string != "{%" or env.variable_start_string != "{{":
+        return env.parse(text)
+    return _parsed(text)
+
+
+@lru_cache(maxsize=2048)
+def _parsed(text: str) -> nodes.Template:
+    return _PARSER.parse(text)
 
 
 def unknown_attributes(parsed: nodes.Template, *, guarded: bool = False,
@@ -229,7 +245,7 @@ def attribute_problems(text: str, env: jinja2.Environment, *, guarded: bool = Fa
     `guarded`, the warnings of those read only with a fallback); none for a text that
     does not parse (its syntax error is reported on its own)."""
     try:
-        parsed = env.parse(text)
+        parsed = parse(text, env)
     except jinja2.TemplateSyntaxError:
         return []
     return [(pattern(path), line, warning(message) if guarded else message)
@@ -266,7 +282,7 @@ def attribute_names(text: str, base: tuple[str, str], env: jinja2.Environment = 
     method (`.get`, `.items`, `.keys`, `.values`: `a.b.get` is the method, never a key;
     `a.b['get']` is the key)."""
     found: list[tuple[tuple[str, str], int, bool]] = []
-    for node, safe in guarded_or_not(env.parse(text)):
+    for node, safe in guarded_or_not(parse(text, env)):
         inner = node.node
         if not (isinstance(inner, nodes.Getattr) and inner.attr == base[1]
                 and isinstance(inner.node, nodes.Name) and inner.node.name == base[0]):
