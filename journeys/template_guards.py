@@ -1,5 +1,8 @@
 """Warnings, not errors: a template that reads a trait with no fallback, and a link
-whose host comes from data (not tracked; journeys/template_links.py).
+whose host comes from data or a URL printed from data in the text part (not tracked;
+journeys/template_links.py). `validate` prints these and those of
+journeys/declared.py `library_warnings` (guarded reads of what is never there:
+journeys/template_fallbacks.py).
 
 Templates render with `StrictUndefined` (journeys/templating.py), so a profile without
 the trait a template reads gets no message: the send is skipped as `template_error`.
