@@ -32,10 +32,12 @@ def validate(
 
     Prints every problem as file:line:column: message on stderr and exits 1 if any;
     2 for a path that does not exist. Warnings (a template reading a trait with no
-    fallback, an email link whose host comes from data and so is not tracked) are
-    printed too and change nothing.
+    fallback, an email link whose host comes from data and so is not tracked, a URL
+    printed from data in a text part, a guarded read such as `| default(...)` of an
+    attribute, trait or property never there) are printed too and change nothing.
     """
     from journeys.compiler import compile_library
+    from journeys.declared import library_warnings
     from journeys.loader import POLICY_FILE, load_path
     from journeys.template_guards import template_warnings
 
@@ -52,6 +54,7 @@ def validate(
             compile_library(library, backend=backend)
             count += len(library.journeys)
             warnings.extend(str(w) for w in template_warnings(library.templates))
+            warnings.extend(str(w) for w in library_warnings(library))
         except JourneymanError as exc:
             problems.extend(str(exc).splitlines())
     for line in dict.fromkeys(warnings):  # two paths may share a templates folder
