@@ -41,7 +41,7 @@ import httpx
 
 from channels.deadline import bounded_client, deadline, longest_exchanges
 from channels.resolve import Resolver, ip_literal
-from engine.ports import Clock, DeliveryError, Message
+from engine.ports import Clock, DeliveryError, Message, WallPaced
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
 SIGNATURE_HEADER = "X-Journeyman-Signature"
@@ -50,7 +50,7 @@ USER_AGENT = "journeyman-webhook/1"
 _SNIPPET = 200  # characters of a failed answer's body kept with the send (not logged)
 
 
-class SystemClock:
+class SystemClock(WallPaced):
     """The wall clock, in UTC (the default `clock` of the HTTP adapters)."""
 
     def now(self) -> datetime:
