@@ -127,6 +127,35 @@ def test_a_sends_own_url_that_times_out_holds_the_channel() -> None:
             for r in store.outbox_records()] == [(1, False), (0, True)]
 
 
+def test_a_sends_own_url_whose_lookup_times_out_at_once_holds_only_that_url() -> None:
+    """What decides is what the failure cost, not its kind: a lookup that the resolver
+    itself gives up on at once (its own timeout, a cached one) cost the claim nothing,
+    and holds that URL's sends only (it held the channel: the failure was a timeout).
+    A resolver failing every name is still the channel's, after RECIPIENT_STREAK."""
+    import httpx
+
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "stuck.example":
+            raise TimeoutError("the resolver's own timeout")
+        return ["127.0.0.1"]
+
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_created) as live:
+        stuck = f"http://stuck.example:{httpx.URL(live.url).port}/hook"
+        other = live.url.replace("127.0.0.1", "other.example")
+        order = [("h0", stuck), ("h1", other), ("h2", stuck), ("h3", None)]
+        for key, to in order:
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=2.0, allow_to_override=True,
+                            resolver=resolver) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    records = {r.entry.key.split(":")[0]: r for r in store.outbox_records()}
+    assert [records[k].status for k in ("h1", "h3")] == ["sent", "sent"]
+    assert (records["h0"].status, records["h0"].attempts) == ("pending", 1)
+    assert "timeout" in (records["h0"].last_error or "").lower()
+    assert (records["h2"].attempts, records["h2"].last_error) == (0, "recipient_unavailable")
+
+
 def test_the_channels_own_url_down_still_holds_the_channel() -> None:
     """Without an overridden URL the failure is the channel's: its later sends wait."""
     store, clock = InMemoryStore(), FakeClock(T0)
