@@ -346,8 +346,8 @@ class OutboxStore(Protocol):
     def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
     def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
-        """Not now (quiet hours): due again at `until`, and the claim was no attempt."""
-        ...
+        """Not now (quiet hours): due again at `until`, and the claim was no attempt; a
+        hold's `reason` keeps the row's earlier error after it (values.py `held_error`)."""
     def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
         """`mark_deferred` of each (key, until, reason), in one statement: at the start
         of quiet hours most of a chunk is deferred."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -81,6 +82,33 @@ def test_a_greylisted_recipient_holds_only_its_own_sends(
     assert (dispatcher.stats.sent, dispatcher.stats.retried, dispatcher.stats.held) == (
         23, 1, 1)
     assert [e.kind for e in store.engagements()] == ["soft_bounce"]
+
+
+def test_a_held_send_keeps_the_relays_answer_to_its_attempt_before(
+        greylisting: tuple[Greylisting, EmailChannel]) -> None:
+    """k1 was greylisted (450); at its retry a send of the same address queued before
+    it comes first (a chunk before), is greylisted too, and k1 waits untried:
+    `journeyman outbox` says so and still shows the relay's answer to k1's attempt
+    (the hold's word replaced it)."""
+    _, channel = greylisting
+    store, clock = InMemoryStore(), FakeClock(T0)
+    later = T0 + timedelta(hours=2)
+    store.enqueue_send(replace(outbox_entry("k0", at=later, profile="p0"), to=GREY))
+    for n in range(SEND_CHUNK - 1):  # the rest of k0's chunk
+        store.enqueue_send(replace(outbox_entry(f"f{n:02}", at=later, profile=f"f{n}"),
+                                   to=f"f{n}@example.com"))
+    store.enqueue_send(replace(outbox_entry("k1", profile="p1"), to=GREY))
+    dispatcher = Dispatcher(store, {"email": channel}, clock)
+    assert dispatcher.dispatch_due() == 1  # k1: greylisted
+    first = store.outbox_records()[-1].last_error or ""
+    assert "450 4.7.1 greylisted" in first
+    clock.set(later)
+    assert dispatcher.dispatch_due() == SEND_CHUNK + 1
+    records = store.outbox_records()
+    k0, k1 = records[0], records[-1]
+    assert (k0.attempts, k1.attempts) == (1, 1)  # k1's second claim was no attempt
+    assert k1.last_error == "recipient_unavailable; last error: " + first
+    assert (k1.held, k1.error) == ("recipient_unavailable", first)
 
 
 def _closed_port_url() -> str:
