@@ -31,6 +31,7 @@ from engine.core.model import (
     RecordGoal,
     ScheduleTimer,
 )
+from engine.core.times import WallPaced  # re-exported: the clocks' base
 from engine.values import (  # re-exported: the values are part of the ports
     ADMIN_SCOPES,
     PUBLIC_SCOPES,
@@ -62,17 +63,22 @@ from engine.values import (  # re-exported: the values are part of the ports
 # --- time and ids ----------------------------------------------------------------------
 
 
-class Clock(Protocol):
+class Clock(Protocol):  # its pace may not be the wall's: engine/core/times.py WallPaced
     def now(self) -> datetime:
         """An aware UTC datetime."""
-        ...
+
+    def from_wall(self, seconds: float) -> timedelta:
+        """The span of this clock's time that passes in `seconds` of the wall clock."""
+
+    def to_wall(self, span: timedelta) -> float:
+        """The wall seconds in which `span` of this clock's time passes."""
 
 
 class IdGenerator(Protocol):
     def new_id(self) -> str: ...
 
 
-class SystemClock:
+class SystemClock(WallPaced):
     """The wall clock (the edge's; the core never reads a clock)."""
 
     def now(self) -> datetime:
@@ -340,8 +346,8 @@ class OutboxStore(Protocol):
     def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
     def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
-        """Not now (quiet hours): due again at `until`, and the claim was no attempt."""
-        ...
+        """Not now (quiet hours): due again at `until`, and the claim was no attempt; a
+        hold's `reason` keeps the row's earlier error after it (values.py `held_error`)."""
     def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
         """`mark_deferred` of each (key, until, reason), in one statement: at the start
         of quiet hours most of a chunk is deferred."""
@@ -592,5 +598,5 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "OutboxRecord", "OutboxStore", "ProfileState", "ProfileStore", "RecordStore",
            "SegmentStore", "Snapshot", "SnapshotStore", "StateStore", "StepMove", "Store",
            "Suppression", "SystemClock", "TimerStore", "UserInfo", "UserStore", "UuidIds",
-           "VersionStore", "WriteRun"]
+           "VersionStore", "WallPaced", "WriteRun"]
 __all__ += ["ADMIN_SCOPES", "PUBLIC_SCOPES", "SCOPES", "SERVER_SCOPES", "key_scopes"]

@@ -22,7 +22,7 @@ from typing import Any
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
 from engine.jsonfast import dumps_bytes
-from engine.ports import Decision, Failure, Message
+from engine.ports import Decision, Failure, Message, WallPaced
 from engine.runtime.events import MAX_EVENT_BYTES, BadEvent, check_values, instant, normalize
 from engine.runtime.identity import profile_named
 from engine.runtime.time_entries import arm_time_entries
@@ -58,8 +58,10 @@ def refused(event: Mapping[str, Any]) -> None:
 TEST_SECRET = "journeyman-test-secret-not-for-production"
 
 
-class FakeClock:
-    """A clock that moves only when told to (trio's MockClock, minus the event loop)."""
+class FakeClock(WallPaced):
+    """A clock that moves only when told to (trio's MockClock, minus the event loop).
+    A span of the wall is the same span of its time (`from_wall`, `to_wall`: WallPaced):
+    what waits for one of its times waits that long on the wall, unless woken."""
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:

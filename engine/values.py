@@ -96,6 +96,52 @@ class OutboxRecord:
     last_error: str | None
     sent_at: datetime | None
 
+    @property
+    def held(self) -> str | None:
+        """Why its last claim held it untried (`channel_unavailable`, ...), else None."""
+        return held_parts(self.last_error)[0]
+
+    @property
+    def error(self) -> str | None:
+        """`last_error` less a hold's reason: its earlier error, if any (a hold's words
+        alone are no error)."""
+        held, error = held_parts(self.last_error)
+        return error if held is not None else self.last_error
+
+
+# Why a send waits untried, no error of its own (Store.mark_deferred's reasons): the
+# claim's holds after its channel or recipient failed (engine/runtime/holds.py), a
+# process stopping (its claim released), the policy's deferrals.
+CHANNEL_UNAVAILABLE = "channel_unavailable"
+RECIPIENT_UNAVAILABLE = "recipient_unavailable"
+RELEASED = "stopping"
+HOLDS = (CHANNEL_UNAVAILABLE, RECIPIENT_UNAVAILABLE, RELEASED)
+WAITS = (*HOLDS, "quiet_hours", "frequency_cap")
+HELD_AFTER = "; last error: "
+
+
+def held_error(reason: str, earlier: str | None) -> str:
+    """The `last_error` of a send deferred for `reason`. A hold (HOLDS) keeps the row's
+    earlier error after its reason, `channel_unavailable; last error: 451 4.7.1 ...`:
+    the hold's word alone hid the provider's answer of its attempt before. An earlier
+    hold's reason gives way to this one's (its error stays); a deferral's word is no
+    error. The policy's deferrals write their reason alone."""
+    if reason not in HOLDS or earlier is None or earlier in WAITS:
+        return reason
+    held, error = held_parts(earlier)
+    return reason + HELD_AFTER + (earlier if held is None else error or "")
+
+
+def held_parts(last_error: str | None) -> tuple[str | None, str | None]:
+    """(the hold's reason, the earlier error) of a held send's `last_error`, else
+    (None, None)."""
+    if last_error is None:
+        return None, None
+    if last_error in HOLDS:
+        return last_error, None
+    reason, sep, error = last_error.partition(HELD_AFTER)
+    return (reason, error) if sep and reason in HOLDS else (None, None)
+
 
 @quick_init
 @dataclass(frozen=True, slots=True)

@@ -138,14 +138,16 @@ def missing_database(db: str) -> str | None:
                                          "(--db or $JOURNEYMAN_DB)")
 
 
-def existing_store(db: str) -> Any:
+def existing_store(db: str, *, missing_hint: str = "") -> Any:
     """`open_store(db, existing=True)`, raising the JourneymanError it would exit with
-    (for a command that words it its own way: `plan --json`)."""
+    (for a command that words it its own way: `plan --json`). `missing_hint` ends the
+    error for a SQLite file that is not there (`plan` and `apply` say how a new store
+    is made)."""
     from engine.store import SchemaNotReady, SqlStore
 
     missing = missing_database(db)
     if missing is not None:
-        raise JourneymanError(missing)
+        raise JourneymanError(missing + missing_hint)
     try:
         return SqlStore(db)
     except SchemaNotReady as exc:

@@ -75,8 +75,14 @@ class TimeLapseClock:
         self._anchor = (self.now(), time.monotonic())
         self._hold = None
 
+    def from_wall(self, seconds: float) -> timedelta:
+        return timedelta(seconds=seconds * self.speed)
+
+    def to_wall(self, span: timedelta) -> float:
+        return span.total_seconds() / self.speed
+
     def sleep_until(self, when: datetime, stop: threading.Event) -> None:
-        while (wait := (when - self.now()).total_seconds() / self.speed) > 0:
+        while (wait := self.to_wall(when - self.now())) > 0:
             if stop.wait(wait):
                 return
 

@@ -80,6 +80,7 @@ from engine.runtime.suppression import (
     ProviderEvent,
     record_delivery_problem,
 )
+from engine.values import CHANNEL_UNAVAILABLE, RELEASED
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -452,7 +453,7 @@ class Dispatcher:
         return entry.channel, None
 
     def _hold(self, entry: OutboxEntry, chunk: Chunk, *, released: bool = False,
-              reason: str = "channel_unavailable") -> None:
+              reason: str = CHANNEL_UNAVAILABLE) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
         longer than its lease while a server swallows connections (`reason`; a recipient
@@ -462,7 +463,7 @@ class Dispatcher:
         before its SIGKILL, which left the claim leased and its sends unwritten)."""
         now = self.clock.now()
         if released:
-            chunk.deferred.append((entry.key, now, "stopping"))
+            chunk.deferred.append((entry.key, now, RELEASED))
             self.stats.released += 1
         else:
             chunk.deferred.append((entry.key, now + self.retry.delay(entry.key, 1), reason))

@@ -329,6 +329,41 @@ def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
     assert all(len(line) <= 80 for line in narrow.splitlines())
 
 
+def test_outbox_shows_a_held_sends_earlier_error(tmp_path: Path) -> None:
+    """A send that failed (a relay's 451) and was then held untried (its channel had
+    just failed again): `outbox` says both, the table in its last error and the JSON
+    split into `held` and `error` beside `last_error` (the hold's word hid the 451)."""
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+    from engine.store import SqlStore
+    from tests.store.helpers import T0, outbox_entry
+
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    store = SqlStore(db, create=True)
+    try:
+        store.enqueue_send(outbox_entry("e1:send:0"))
+        store.enqueue_send(outbox_entry("e2:send:0", profile="p2"))
+        store.claim_outbox(T0, 10, timedelta(minutes=1))
+        store.mark_retry("e1:send:0", T0, "451 4.3.0 mailbox busy")
+        store.mark_retry("e2:send:0", T0, "451 4.3.0 mailbox busy")
+        store.claim_outbox(T0, 10, timedelta(minutes=1))
+        store.mark_deferred_many([("e1:send:0", T0, "channel_unavailable")])
+    finally:
+        store.close()
+    shown = CliRunner().invoke(app, ["outbox", "--db", db, "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = {row["key"]: row for row in json.loads(shown.stdout)["rows"]}
+    assert {k: (r["last_error"], r["held"], r["error"]) for k, r in rows.items()} == {
+        "e1:send:0": ("channel_unavailable; last error: 451 4.3.0 mailbox busy",
+                      "channel_unavailable", "451 4.3.0 mailbox busy"),
+        "e2:send:0": ("451 4.3.0 mailbox busy", None, "451 4.3.0 mailbox busy")}
+    table = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["outbox", "--db", db])
+    assert "channel_unavailable; last error: 451 4.3.0 mailbox busy" in table.stdout
+
+
 def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) -> None:
     from engine.store import SchemaNotReady, SqlStore
 

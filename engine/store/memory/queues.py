@@ -23,7 +23,7 @@ from engine.ports import (
 )
 from engine.store.errors import DuplicateKeyName, DuplicateUserName
 from engine.store.memory.state import MemoryState
-from engine.values import inbox_owner
+from engine.values import held_error, inbox_owner
 
 
 @dataclass
@@ -224,7 +224,7 @@ class MemoryQueues(MemoryState):
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
         row = self.outbox[key]
         self.outbox[key] = replace(row, next_attempt_at=until, attempts=row.attempts - 1,
-                                   last_error=reason)
+                                   last_error=held_error(reason, row.last_error))
 
     def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
         for key, until, reason in deferred:
