@@ -534,12 +534,9 @@ class VersionStore(Protocol):
         ...
     def move_enrollments(self, move: StepMove, now: datetime) -> int:
         """Move the active enrollments of `move.from_version` on `move.from_step` to
-        `move.to_version` at `move.to_step` (inside the caller's transaction); each
-        keeps its id, data and visit count, and its pending timer moves with it, due when
-        it was. Each enrollment moved gets a decision in the log, `move.decision(now,
-        its profile, its id, its timer's due time or None)`, in the same transaction
-        (`why` tells why a person is on the new version's step). Returns how many moved."""
-        ...
+        `move.to_version` at `move.to_step` (in the caller's transaction), each with its
+        id, data, visit count and pending timer (due when it was), and `move.decision(now,
+        profile, id, due or None)` logged for it (`why`). Returns how many moved."""
 
 
 class EngagementStore(Protocol):
