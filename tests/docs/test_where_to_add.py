@@ -1,0 +1,73 @@
+"""The README's "Where to add things" names every file a newcomer touches to add a rule
+operator, a step kind or a channel: what it names exists, and the registries agree with
+each other and with the docs that list them (docs/language.md, docs/channels.md). A new
+one that skips a place fails here, saying which."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _readme_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("Where to add things")
+    return text[start:text.index("\n## ", start)]
+
+
+def _doc_section(page: str, heading: str) -> str:
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+# (file, name defined in it) for each kind of addition: each is named in the README's
+# section, and is there
+NAMED = {
+    "rule operator": [
+        ("rules/operators.py", "OPERATORS"),
+        ("tests/rules/test_rules.py", "OPERANDS"),
+        ("rules/explain.py", "SYMBOLS"),
+    ],
+}
+
+
+def _defines(source: str, name: str) -> bool:
+    """A definition of `name` at a line's start: `def`, `class`, or an assignment."""
+    found = re.search(rf"^\s*(def |class )?{re.escape(name)}\b\s*[:=(]", source, re.M)
+    return found is not None
+
+
+def test_every_path_the_section_names_exists() -> None:
+    section = _readme_section()
+    paths = {p for p in re.findall(r"`([\w./<>-]+)`", section)
+             if "/" in p and "<" not in p}
+    assert paths, "no paths found in the README's section"
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, missing
+
+
+def _named(kind: str) -> list[str]:
+    section = _readme_section()
+    wrong = []
+    for path, name in NAMED[kind]:
+        if f"`{name}`" not in section:
+            wrong.append(f"README does not name `{name}` ({path})")
+        if not _defines((ROOT / path).read_text(encoding="utf-8"), name):
+            wrong.append(f"{path} defines no {name}")
+    return wrong
+
+
+def test_the_places_of_an_operator_are_named_and_there() -> None:
+    assert not _named("rule operator")
+
+
+def test_every_operator_is_documented() -> None:
+    from rules import OPERATORS
+
+    section = _doc_section("language.md", "Conditions")
+    missing = [op for op in OPERATORS if not re.search(rf"`{op}(`|:)", section)]
+    assert not missing, f"not under Conditions in docs/language.md: {missing}"
