@@ -6,6 +6,7 @@ one that skips a place fails here, saying which."""
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,17 @@ NAMED = {
         ("rules/operators.py", "OPERATORS"),
         ("tests/rules/test_rules.py", "OPERANDS"),
         ("rules/explain.py", "SYMBOLS"),
+    ],
+    "step kind": [
+        ("journeys/steps.py", "STEP_MODELS"),
+        ("journeys/steps.py", "Step"),
+        ("journeys/steps.py", "AnyStep"),
+        ("journeys/steps.py", "INNER_MODELS"),
+        ("engine/core/steps/__init__.py", "HANDLERS"),
+        ("engine/core/model.py", "UpdateProfile"),
+        ("journeys/lint.py", "inline_template_places"),
+        ("journeys/compiler.py", "_describe"),
+        ("tests/language/test_broken_files.py", "EXPECTED"),
     ],
 }
 
@@ -71,3 +83,23 @@ def test_every_operator_is_documented() -> None:
     section = _doc_section("language.md", "Conditions")
     missing = [op for op in OPERATORS if not re.search(rf"`{op}(`|:)", section)]
     assert not missing, f"not under Conditions in docs/language.md: {missing}"
+
+
+def test_the_places_of_a_step_kind_are_named_and_there() -> None:
+    assert not _named("step kind")
+
+
+def test_every_step_kind_is_in_each_registry_and_documented() -> None:
+    from engine.core.steps import HANDLERS
+    from journeys.steps import STEP_MODELS, AnyStep, Step
+
+    members = typing.get_args(typing.get_args(Step)[0])
+    tags = {getattr(meta, "tag", None) for member in members
+            for meta in getattr(member, "__metadata__", ())}
+    table = _doc_section("language.md", "Steps")
+    for kind, model in STEP_MODELS.items():
+        assert kind in HANDLERS, f"{kind}: no handler in HANDLERS (engine/core/steps)"
+        assert f"step:{kind}" in tags, f"{kind}: not in the Step union (journeys/steps.py)"
+        assert model in typing.get_args(AnyStep), f"{kind}: not in AnyStep"
+        assert f"| `{kind}` |" in table, f"{kind}: no row in docs/language.md, Steps"
+    assert set(HANDLERS) == set(STEP_MODELS)
