@@ -5,6 +5,7 @@ one that skips a place fails here, saying which."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import typing
 from pathlib import Path
@@ -43,6 +44,16 @@ NAMED = {
         ("journeys/lint.py", "inline_template_places"),
         ("journeys/compiler.py", "_describe"),
         ("tests/language/test_broken_files.py", "EXPECTED"),
+    ],
+    "channel": [
+        ("channels/__init__.py", "ADAPTERS"),
+        ("channels/webhook.py", "build_request"),
+        ("channels/webhook.py", "send_checked"),
+        ("channels/webhook.py", "checked_headers"),
+        ("channels/deadline.py", "bounded_client"),
+        ("journeys/templating.py", "CHANNEL_KINDS"),
+        ("engine/runtime/rendering.py", "ADDRESS_TRAITS"),
+        ("journeys/model.py", "MARKETING_CHANNELS"),
     ],
 }
 
@@ -103,3 +114,21 @@ def test_every_step_kind_is_in_each_registry_and_documented() -> None:
         assert model in typing.get_args(AnyStep), f"{kind}: not in AnyStep"
         assert f"| `{kind}` |" in table, f"{kind}: no row in docs/language.md, Steps"
     assert set(HANDLERS) == set(STEP_MODELS)
+
+
+def test_the_places_of_a_channel_are_named_and_there() -> None:
+    assert not _named("channel")
+
+
+def test_every_adapter_and_channel_name_is_documented() -> None:
+    from channels import ADAPTERS
+    from journeys.templating import CHANNEL_KINDS
+
+    page = _doc_section("channels.md", "Channel adapters (`channels/`)")
+    for name, factory in ADAPTERS.items():
+        module = importlib.import_module(factory.__module__)
+        path = Path(module.__file__ or "").relative_to(ROOT).as_posix()
+        assert f"| `{name}` | `{path}` |" in page, f"{name}: no row in docs/channels.md"
+    listed = re.search(r"a channel\s+name a journey can send on \(([^)]*)\)", page)
+    assert listed, "docs/channels.md no longer lists the channel names"
+    assert set(re.findall(r"`(\w+)`", listed.group(1))) == set(CHANNEL_KINDS)
