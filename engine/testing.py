@@ -33,6 +33,7 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+from journeys.templating import CHANNEL_KINDS
 from rules.durations import parse_duration
 
 
@@ -179,8 +180,7 @@ class InMemoryEngine:
         self.channel = RecordingChannel()
         self.library = library
         self.ids = SequentialIds("msg")
-        channels = dict.fromkeys(
-            ("email", "sms", "push", "webhook", "console", "file"), self.channel)
+        channels = dict.fromkeys(CHANNEL_KINDS, self.channel)  # every channel journeys use
         self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
                       unsubscribe=self.unsubscribe, backend=backend, name="in-memory",

@@ -108,20 +108,20 @@ PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe link
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
 
 
 def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     """The adapters by channel name: from channels.yaml, else one adapter for every
-    channel (the console, or a JSON-lines file)."""
+    channel a journey may send on (CHANNEL_KINDS; the console, or a JSON-lines file)."""
     import channels
     from channels.config import load
+    from journeys.templating import CHANNEL_KINDS
 
     if config is not None:
         return load(config)
     kind, _, arg = sends.partition(":")
     adapter = channels.build(kind, **({"path": arg} if arg else {}))
-    return dict.fromkeys(CHANNEL_NAMES, adapter)
+    return dict.fromkeys(CHANNEL_KINDS, adapter)
 
 
 def _say(text: str, log_format: str, *, error: bool = False) -> None:

@@ -73,6 +73,7 @@ from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.outcomes import Chunk, write_outcomes
 from engine.runtime.policy import PolicyGate
+from engine.runtime.rendering import ADDRESS_TRAITS
 from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
     HARD_BOUNCE,
@@ -105,9 +106,6 @@ class DispatchStats:
     lost: int = 0  # not tried: the claim's lease could not be kept (engine/runtime/lease.py)
     extended: int = 0  # leases pushed on before a send they would not have covered
     released: int = 0  # not tried: the process stops; due again now, for the other workers
-
-
-ADDRESSED_CHANNELS = ("email", "sms", "push")  # channels that need the person's address
 
 
 class Dispatcher:
@@ -250,7 +248,7 @@ class Dispatcher:
             return False
         if self.gate is not None and not self._allowed(entry, now, chunk):
             return False
-        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
+        if entry.channel in ADDRESS_TRAITS and not entry.to:  # a channel that needs one
             self._skip(entry, "no_address", {}, now, chunk)
             return False
         if entry.to and entry.to in chunk.suppressed:
