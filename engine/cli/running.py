@@ -124,11 +124,13 @@ def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     return dict.fromkeys(CHANNEL_KINDS, adapter)
 
 
-def _say(text: str, log_format: str, *, error: bool = False) -> None:
-    """A line of `serve` or `worker` itself (its start, why it cannot start) on stderr:
-    as text, or with `--log-format json` a JSON line like the log's."""
+def _say(text: str, log_format: str, *, error: bool = False, warning: bool = False) -> None:
+    """A line of `serve` or `worker` itself (its start, why it cannot start, a warning)
+    on stderr: as text, or with `--log-format json` a JSON line like the log's, at the
+    level it is (a warning was an `error` line, which a log alert on errors counts)."""
     if log_format == "json":
-        logging.getLogger(CLI).log(logging.ERROR if error else logging.INFO, text)
+        level = logging.ERROR if error else logging.WARNING if warning else logging.INFO
+        logging.getLogger(CLI).log(level, text)
     else:
         for line in text.splitlines():
             err.print(line, markup=False)
@@ -188,7 +190,7 @@ def serve(
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     address = _address(host, port)
     if (warning := public_url_warning(public_url, host=host)) is not None:
-        _say(warning, log_format, error=True)
+        _say(warning, log_format, warning=True)
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
@@ -262,7 +264,7 @@ def worker(
                                  "inbox by themselves", param_hint="--lane")
     setup_logging(log_format, name)
     if (warning := public_url_warning(public_url, db=db)) is not None:
-        _say(warning, log_format, error=True)
+        _say(warning, log_format, warning=True)
     ops_sock = None
     if http_port is not None:  # taken first, as serve takes its port: exit 3 if it cannot
         try:

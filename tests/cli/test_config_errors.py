@@ -91,3 +91,19 @@ def test_links_no_recipient_can_reach_are_warned_about(tmp_path: Path) -> None:
     assert served.returncode == 1, served.stderr
     assert "warning: no --public-url: the links in what is sent point at http://0.0.0.0:PORT" \
         in served.stderr, served.stderr
+
+
+def test_a_warning_at_start_is_a_warning_line_in_json(tmp_path: Path) -> None:
+    """With --log-format json (both recipes of docs/deploy.md), the missing --public-url
+    warning was a line of level `error`, counted by any alert on the log's errors, beside
+    the real error of a database that cannot be reached."""
+    import json
+
+    done = _run(tmp_path, "worker", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                "--log-format", "json")
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["level"], line["message"].split(":")[0]) for line in lines] == [
+        ("warning", "warning"), ("error", "cannot open the store at postgresql+psycopg")]
+    # ...whose host is named, not redacted as an e-mail address
+    assert "postgres@127.0.0.1:1/none" in lines[1]["message"], lines
