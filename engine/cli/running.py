@@ -104,6 +104,26 @@ def public_url_warning(public_url: str | None, *, host: str | None = None,
     return None
 
 
+def unconfigured_channels_warning(library: Any, adapters: Any) -> str | None:
+    """What to say when journeys send on a channel `--channels` configures no adapter
+    for: each such send fails for good at dispatch (`no_channel`), which showed only
+    when one came due (the bundled library's NPS escalation by SMS, a week after its
+    entry, under deploy/channels.yaml's e-mail and webhook alone)."""
+    from journeys.steps import SendStep
+
+    missing: dict[str, list[str]] = {}
+    for jid, loaded in sorted(library.journeys.items()):
+        for step in loaded.model.steps:
+            if isinstance(step, SendStep) and step.send.channel not in adapters:
+                missing.setdefault(step.send.channel, []).append(f"{jid}.{step.id}")
+    if not missing:
+        return None
+    named = "; ".join(f"{channel} ({', '.join(steps)})"
+                      for channel, steps in sorted(missing.items()))
+    return (f"warning: journeys send on channels with no adapter in --channels: {named}; "
+            "those sends fail (no_channel) until channels.yaml configures them")
+
+
 PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
@@ -208,6 +228,9 @@ def serve(
         with contextlib.suppress(Exception):  # the port's line and exit 3, whatever stop met
             service.stop()
         raise _no_port(host, port, exc, log_format) from None
+    if with_worker and (warning := unconfigured_channels_warning(
+            service.library, service.dispatcher.channels)) is not None:
+        _say(warning, log_format, warning=True)
     count = len(service.library.journeys)
     _say(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
          f"{service.library.folder}, "
@@ -282,6 +305,9 @@ def worker(
         if ops_sock is not None:
             ops_sock.close()
         raise
+    if (warning := unconfigured_channels_warning(service.library,
+                                                 service.dispatcher.channels)) is not None:
+        _say(warning, log_format, warning=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = None
