@@ -33,12 +33,14 @@ from typing import Any
 # a literal address (`jane@[192.0.2.1]`). Not the user of a URL
 # (`postgresql+psycopg://app@10.0.0.5/journeys`): that is the operator's, and "cannot open
 # the store at postgresql+psycopg://[redacted]:5432/j" hid which host a process could not
-# reach. A password in one is still redacted with its host (`app:pw@db.example` is
-# `app:[redacted]`): the local part starts after the `:`.
+# reach. A URL's user that is an e-mail address and its password are redacted by
+# `USERINFO` first (`https://jane@example.com:token@hooks.example/` was kept whole).
 EMAIL = re.compile(r'(?:"(?:[^"\\\r\n]|\\.){1,64}"'
                    r"|(?<![\w.+!#$%&'*^`{|}~-])(?<!://)[\w.+!#$%&'*^`{|}~-]+)"
                    r"@(?:[\w-]+(?:\.[\w-]+)+|\[[\w.:-]{1,64}\])")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
+# A URL's user and password: everything from `://` to the last `@` before its host.
+USERINFO = re.compile(r"(?<=://)([^\s/?#\[\]]*)@")
 # Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are; so
 # are IPv4 addresses (`10.20.30.40`: 8 digits and dots), which a database's or a
 # provider's connection error names.
@@ -64,8 +66,16 @@ def _phone(match: re.Match[str]) -> str:
     return REDACTED if sum(c.isdigit() for c in found) >= 8 else found
 
 
+def _userinfo(match: re.Match[str]) -> str:
+    """A URL's user kept unless it is an e-mail address; its password never."""
+    user, colon, _password = match.group(1).partition(":")
+    if "@" in user:
+        user = REDACTED
+    return f"{user}{colon}{REDACTED if colon else ''}@"
+
+
 def redact(text: str) -> str:
-    text = EMAIL.sub(REDACTED, text)
+    text = EMAIL.sub(REDACTED, USERINFO.sub(_userinfo, text))
     out: list[str] = []
     last = 0
     for stamp in KEPT.finditer(text):
