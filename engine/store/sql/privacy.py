@@ -39,6 +39,7 @@ from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
 from engine.values import (
+    addresses_in,
     forgotten_address,
     forgotten_reason,
     named_ids,
@@ -143,12 +144,19 @@ class PrivacyQueries(SqlBase):
     def _addresses(self, conn: Connection, ids: list[str]) -> set[str]:
         """Every address the person had, as suppressions keep them (lowercased): their
         e-mail and phone now, the recipients of their sends (an old address that bounced
-        before they changed it), and their identities' values."""
-        o = self._outbox
+        before they changed it), their identities' values (an e-mail identity of
+        `--identify-by`) and every e-mail and phone their events set, handled or not (an
+        address they have changed since, suppressed by hand)."""
+        o, i, e, q = self._outbox, self._identities, self._events, self._inbox
         sent = conn.execute(select(o.c.to).where(o.c.profile_id.in_(ids))
                             .where(o.c.to.is_not(None)).distinct()).scalars()
+        identities = conn.execute(select(i.c.value).where(i.c.profile_id.in_(ids))).scalars()
+        given = addresses_in([
+            *conn.execute(select(e.c.body).where(e.c.profile_id.in_(ids))).scalars(),
+            *conn.execute(select(q.c.event).where(q.c.profile_id.in_(ids))).scalars()])
         return {str(v).strip().lower() for v in
-                (*self._identifier_values(conn, ids), *sent, *named_ids(ids)) if v}
+                (*self._identifier_values(conn, ids), *sent, *named_ids(ids), *identities,
+                 *given) if v}
 
     def _hide_suppressions(self, conn: Connection, addresses: set[str]) -> int:
         """The person's suppressed addresses kept as their hashes, their details dropped
