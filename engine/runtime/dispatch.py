@@ -66,7 +66,7 @@ from engine.ports import (
     OutboxEntry,
     Store,
 )
-from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.holds import Failed, Failing
 from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
@@ -542,8 +542,8 @@ class Dispatcher:
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
             stack = stack_text(exc)
-            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
-                      extra=_ids(entry))
+            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts,
+                      logged_text(exc), extra=_ids(entry))
             chunk.outcome(entry.key, partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
@@ -551,7 +551,7 @@ class Dispatcher:
             self.stats.parked += 1
             self._count(entry, "parked")
             return
-        self._retry(entry, error, chunk)
+        self._retry(entry, error, chunk, logged=logged_text(exc))
 
 
 def _kept(error: DeliveryError) -> str:
