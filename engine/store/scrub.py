@@ -63,7 +63,7 @@ OTHERS_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "events": (("body",), ()),
     "inbox": (("event",), ("last_error",)),
     "enrollments": (("data", "visits", "variants", "entry_event", "trigger_event"), ()),
-    "outbox": (("rendered",), ("last_error",)),
+    "outbox": (("rendered",), ("last_error", "to")),  # `to`: a send to the person
     "decisions": (("details",), ("reason",)),
     "failures": (("payload",), ("error", "stack")),
     "engagements": ((), ("url", "reason")),

@@ -167,12 +167,13 @@ class MemoryPrivacy(MemoryQueues):
             nonlocal rows
             entry = record.entry
             rendered = scrub.value(_plain(entry.rendered))
-            if rendered == _plain(entry.rendered):
+            to = scrub.value(entry.to)  # someone else's send to the person's address
+            if rendered == _plain(entry.rendered) and to == entry.to:
                 return redone(record, "last_error")  # type: ignore[no-any-return]
             rows += 1
             return dataclasses.replace(
                 record, last_error=scrub.value(record.last_error),
-                entry=dataclasses.replace(entry, rendered=dataclasses.replace(
+                entry=dataclasses.replace(entry, to=to, rendered=dataclasses.replace(
                     entry.rendered, **rendered)))
 
         for pid, profile in self.profiles.items():
