@@ -62,3 +62,30 @@ def test_a_failing_template_logs_no_value_of_the_person(
     parked = eng.store.failures()
     assert {f.kind for f in parked} == {"event", "timer"}
     assert any("Zebulonius" in f.error for f in parked)
+
+
+def test_an_e_mail_trait_that_is_no_address_is_not_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A person typed their name where the e-mail goes: the send fails for good, and the
+    log said `invalid email address 'Zebulonius Quill'` (the filter redacts what looks
+    like an address, and this does not). The value is kept with the send only."""
+    from dataclasses import replace
+
+    from engine.runtime.dispatch import Dispatcher
+    from engine.testing import FakeClock, InMemoryStore
+    from tests.channels.test_email import make_channel
+    from tests.net import free_port
+    from tests.store.helpers import T0, outbox_entry
+
+    store, adapter = InMemoryStore(), make_channel(free_port())
+    for key, to in (("e1:send:0", "Zebulonius Quill"),
+                    ("e2:send:0", "Zebulonius Quill <z@example.org>, Bea Trice <b@example.org>")):
+        store.enqueue_send(replace(outbox_entry(key), to=to))
+    with caplog.at_level(logging.DEBUG, logger="journeyman"):
+        Dispatcher(store, {"email": adapter}, FakeClock(T0)).dispatch_due()
+    adapter.close()
+    assert {r.status for r in store.outbox_records()} == {"failed"}
+    assert "failed for good: invalid email address" in caplog.text
+    assert "failed for good: more than one email address" in caplog.text
+    assert "Zebulonius" not in caplog.text
+    assert all("Zebulonius Quill" in (r.last_error or "") for r in store.outbox_records())
