@@ -285,3 +285,25 @@ def test_a_send_of_someone_else_to_the_persons_address_keeps_no_address(
     assert "rozsa.k@example.net" in held  # Rozsa's own data stays
     [send] = store.export_person("rozsa-77")["outbox"]
     assert (send.get("to") or send.get("entry", {}).get("to")) == FORGOTTEN
+
+
+def test_the_persons_address_in_a_link_of_someone_elses_is_scrubbed(store: Store) -> None:
+    """Rozsa's invitation linked to `join?email=frieda.q%40example.net` and Frieda
+    clicked it: the click is Rozsa's (her engagement, her `Email Clicked` event) and the
+    address stood in its URL percent-encoded, where the scrub, looking for the address
+    as written, did not see it."""
+    from engine.values import Engagement
+
+    link = "https://shop.example/join?email=frieda.q%40example.net&ph=%2B34611223344"
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["welcome"])
+    eng.use_store(store)
+    eng.identify("rozsa-77", ROZSA)
+    eng.identify("friend-9x", {**FRIEND, "phone": "+34611223344"})
+    eng.track("rozsa-77", "Email Clicked", {"url": link})
+    store.record_engagement(Engagement("click", "m-1", "rozsa-77", "welcome", "hi", START,
+                                       url=link))
+    erase(store, "friend-9x")
+    held = everything(store)
+    for gone in ("frieda.q%40example.net", "%2B34611223344", "frieda.q"):
+        assert gone not in held, gone
+    assert f"email={FORGOTTEN}&ph={FORGOTTEN}" in held
