@@ -72,7 +72,7 @@ from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.outcomes import Chunk, write_outcomes
-from engine.runtime.policy import PolicyGate
+from engine.runtime.policy import PolicyGate, with_waiting
 from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
     HARD_BOUNCE,
@@ -197,8 +197,11 @@ class Dispatcher:
             if not entries:
                 return None
             short = self.store.claim_was_short()
+            ids = {e.profile_id for e in entries}
+            waiting = self.store.waiting_consents(ids)  # a withdrawal not handled yet
             chunk = Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
-                          self.store.load_profiles({e.profile_id for e in entries}),
+                          {pid: with_waiting(p, waiting.get(pid, ()))
+                           for pid, p in self.store.load_profiles(ids).items()},
                           claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
