@@ -30,6 +30,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     or_,
     select,
     update,
@@ -63,6 +64,8 @@ SUPPRESSIONS = "suppressions"
 IDENTIFIER_TRAITS = ("email", "phone")
 # forget's result: other people's rows rewritten without the person (engine/store/scrub.py)
 OTHERS = "others_scrubbed"
+# settings: a forget's scrub of the SQLite file did not finish (`finish_scrub`)
+SCRUB_PENDING = "forget_scrub_pending"
 SEARCH_CHUNK = 100  # LIKE conditions per query: SQLite's expression depth stays small
 
 
@@ -138,8 +141,34 @@ class PrivacyQueries(SqlBase):
             deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses,
                                                         *their})
         if not self._pg:
-            deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
+            deleted["sqlite_scrubbed"] = int(self._scrub_file())
         return deleted
+
+    def finish_scrub(self) -> bool | None:
+        """The scrub of the SQLite file an earlier forget could not finish (another
+        process held the file open), run now: whether it ran to the end; None when none
+        was left to do (or on PostgreSQL). `profiles forget` of someone already gone
+        calls it: "run forget again" is what the first one told the operator."""
+        if self._pg or not self._scrub_pending():
+            return None
+        return self._scrub_file()
+
+    def _scrub_pending(self) -> bool:
+        st = self._settings
+        with self._read() as conn:
+            return conn.execute(select(st.c.key).where(st.c.key == SCRUB_PENDING)).first() \
+                is not None
+
+    def _scrub_file(self) -> bool:
+        """`_scrub_sqlite`, noting in `settings` whether one is left to do."""
+        done = self._scrub_sqlite()
+        if done == self._scrub_pending():
+            st = self._settings
+            with self._write(stamped=True) as conn:  # no profile's state
+                conn.execute(delete(st).where(st.c.key == SCRUB_PENDING))
+                if not done:
+                    conn.execute(insert(st).values(key=SCRUB_PENDING, value="1"))
+        return done
 
     def _addresses(self, conn: Connection, ids: list[str]) -> set[str]:
         """Every address the person had, as suppressions keep them (lowercased): their
