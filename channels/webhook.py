@@ -230,8 +230,9 @@ class WebhookChannel:
         if self.allow_to_override and message.to is not None and is_http_url(message.to):
             return message.to.strip()
         if self.url is None:
-            raise DeliveryError(f"no webhook URL for send {message.key} (no 'url' option "
-                                f"and 'to' is {message.to!r})", permanent=True)
+            raise DeliveryError(f"no webhook URL for send {message.key} (no 'url' option, "
+                                "and its 'to' is no http(s) URL)", permanent=True,
+                                detail=f"'to' is {message.to!r}")  # a person's: not logged
         return self.url
 
     @staticmethod

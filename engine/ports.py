@@ -404,6 +404,9 @@ class InboxStore(Protocol):
         """When the earliest held event (of `lane`, if given) may be retried."""
         ...
     def inbox_counts(self) -> dict[str, int]: ...
+    def waiting_consents(self, profile_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """These profiles' events not handled yet (pending or held) naming a consent, oldest
+        first: a withdrawal stops sends before it is handled (policy.py `with_waiting`)."""
 
 
 class PreparedChanges(Protocol):

@@ -523,6 +523,28 @@ def forgotten_address(address: str) -> str:
     return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
+ADDRESS_TRAITS = ("email", "phone")  # the traits that hold a person's addresses
+
+
+def addresses_in(events: Iterable[Any]) -> set[str]:
+    """The e-mail and phone traits that `events` set (an identify's `traits`, any
+    event's `context.traits`): every address a person gave, an earlier one they have
+    changed since as much as the one their profile holds now (export lists its
+    suppression, forget keeps that as its hash only: docs/privacy.md)."""
+    found: set[str] = set()
+    for event in events:
+        if not isinstance(event, Mapping):
+            continue
+        context = event.get("context")
+        for traits in (event.get("traits"),
+                       context.get("traits") if isinstance(context, Mapping) else None):
+            if isinstance(traits, Mapping):
+                found |= {str(value) for t in ADDRESS_TRAITS
+                          if isinstance(value := traits.get(t), str | int)
+                          and not isinstance(value, bool) and str(value).strip()}
+    return found
+
+
 def forgotten_reason(reason: str) -> str:
     """What the suppression of a forgotten person's address keeps as its reason: the
     kind (SUPPRESSION_REASONS) as it was, any other text (given by hand, it may name the

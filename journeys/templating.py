@@ -163,7 +163,8 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
-        raise TemplateRenderError(f"cannot render {source!r}{where}: {_describe(exc)}") from None
+        raise TemplateRenderError.at(f"cannot render {source!r}{where}", exc,
+                                     _describe(exc)) from None
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -415,7 +416,8 @@ class TemplateLibrary:
                 if found is not None:  # block scalars start on the line after the key
                     line += found[1] - 1 + (1 if "\n" in text else 0)
                 location = f"{file}:{line}, {part}"
-        return TemplateRenderError(f"template {template_id!r} ({location}): {_describe(exc)}")
+        return TemplateRenderError.at(f"template {template_id!r} ({location})", exc,
+                                      _describe(exc))
 
     def yaml_source(self, template_id: str) -> Any:
         """The template's YAML with positions (for the line of a render error), or None."""

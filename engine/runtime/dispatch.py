@@ -66,13 +66,13 @@ from engine.ports import (
     OutboxEntry,
     Store,
 )
-from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.holds import Failed, Failing
 from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.outcomes import Chunk, write_outcomes
-from engine.runtime.policy import PolicyGate
+from engine.runtime.policy import PolicyGate, with_waiting
 from engine.runtime.rendering import ADDRESS_TRAITS
 from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
@@ -196,8 +196,11 @@ class Dispatcher:
             if not entries:
                 return None
             short = self.store.claim_was_short()
+            ids = {e.profile_id for e in entries}
+            waiting = self.store.waiting_consents(ids)  # a withdrawal not handled yet
             chunk = Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
-                          self.store.load_profiles({e.profile_id for e in entries}),
+                          {pid: with_waiting(p, waiting.get(pid, ()))
+                           for pid, p in self.store.load_profiles(ids).items()},
                           claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
@@ -541,8 +544,8 @@ class Dispatcher:
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
             stack = stack_text(exc)
-            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
-                      extra=_ids(entry))
+            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts,
+                      logged_text(exc), extra=_ids(entry))
             chunk.outcome(entry.key, partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
@@ -550,7 +553,7 @@ class Dispatcher:
             self.stats.parked += 1
             self._count(entry, "parked")
             return
-        self._retry(entry, error, chunk)
+        self._retry(entry, error, chunk, logged=logged_text(exc))
 
 
 def _kept(error: DeliveryError) -> str:

@@ -268,12 +268,12 @@ class Worker:
                 outcome.lags.append(max(0.0, (now - received).total_seconds()))
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
-        error, stack = describe(exc)
+        error, stack, said = describe(exc)
         self._count_failure("event")
         ids = log_ids("event", item.profile_id)
         if item.attempts + 1 >= self.backoff.max_attempts:
             log.error("event %s of profile %s parked after %d attempts: %s", item.id,
-                      item.profile_id, item.attempts + 1, error, extra=ids)
+                      item.profile_id, item.attempts + 1, said, extra=ids)
             self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
                             step="", error=error, stack=stack, attempts=item.attempts + 1,
                             at=now)
@@ -281,7 +281,7 @@ class Worker:
         else:
             when = now + self.backoff.delay(item.attempts + 1)
             log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s", item.id,
-                        item.profile_id, item.attempts + 1, when.isoformat(), error, extra=ids)
+                        item.profile_id, item.attempts + 1, when.isoformat(), said, extra=ids)
             self.store.retry_inbox(item.id, when, error)
 
     def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
@@ -434,13 +434,13 @@ class Worker:
 
     def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
                       exc: Exception, now: datetime) -> None:
-        error, stack = describe(exc)
+        error, stack, said = describe(exc)
         attempts = timer.attempts + 1
         self._count_failure("timer")
         ids = log_ids("timer", owner, timer.journey, timer.step)
         if attempts >= self.backoff.max_attempts:
             log.error("timer %s of profile %s parked after %d attempts: %s", timer.key, owner,
-                      attempts, error, extra=ids)
+                      attempts, said, extra=ids)
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
                             at=now, payload=timer_payload(timer))
@@ -448,7 +448,7 @@ class Worker:
             return
         when = now + self.backoff.delay(attempts)
         log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
-                    timer.key, owner, attempts, when.isoformat(), error, extra=ids)
+                    timer.key, owner, attempts, when.isoformat(), said, extra=ids)
         unit.add_timer(ScheduleTimer(timer.key, timer.enrollment_id, timer.profile_id,
                                      timer.journey, timer.step, timer.occurrence, when,
                                      attempts))

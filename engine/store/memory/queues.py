@@ -128,6 +128,14 @@ class MemoryQueues(MemoryState):
             counts[row.status] = counts.get(row.status, 0) + 1
         return counts
 
+    def waiting_consents(self, profile_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """As SqlStore's: their inbox rows' events, by id (these name every event)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self.inbox.values():
+            if row.profile_id in profile_ids:
+                found.setdefault(row.profile_id, []).append(row.event)
+        return found
+
     def _move_queued(self, into: str, from_: str) -> None:
         """As SqlStore's: the rows waiting under `from_`, and their stored events."""
         moved = set()
