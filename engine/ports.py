@@ -15,10 +15,9 @@ them and the stores implement them, so neither imports the other.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,46 +89,6 @@ class UuidIds:
 
     def new_id(self) -> str:
         return uuid.uuid4().hex  # noqa: TID251 - the one real source of random ids
-
-
-# --- who is waiting --------------------------------------------------------------------
-
-_work_kind = threading.local()
-
-
-@contextmanager
-def background_work() -> Iterator[None]:
-    """Marks the store work this thread does in the block as background work (the
-    service's loops: events, timers, outbox). A store whose writers take turns lets a
-    waiting foreground writer (an API request) go first (engine/store/sql/db.py)."""
-    before = getattr(_work_kind, "background", False)
-    _work_kind.background = True
-    try:
-        yield
-    finally:
-        _work_kind.background = before
-
-
-def is_background_work() -> bool:
-    return bool(getattr(_work_kind, "background", False))
-
-
-class ForegroundWaits:
-    """How many foreground writers (API requests) of this process wait for the store's
-    write lock now (counted by a store whose writers take turns): background work
-    holding the lock checks it between items and commits early."""
-
-    _lock = threading.Lock()
-    _count = 0
-
-    @classmethod
-    def add(cls, delta: int) -> None:
-        with cls._lock:
-            cls._count += delta
-
-    @classmethod
-    def any(cls) -> bool:
-        return cls._count > 0
 
 
 # --- delivery ------------------------------------------------------------------------

@@ -33,8 +33,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from engine.core.times import plus
-from engine.ports import Clock, background_work
+from engine.ports import Clock
 from engine.runtime.transients import known_transient
+from engine.work_kind import background_work
 
 log = logging.getLogger("journeyman.loops")
 

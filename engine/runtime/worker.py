@@ -14,7 +14,7 @@ is written and the batch is handled again inside the write transaction, as above
 the API's ingest no longer waits for a batch's handling, and several workers on one
 file, one lane of the inbox each (`lane`, engine/store/sql/lanes.py), handle on several
 cores; the rows' parameters are built before the write turn too (`UnitOfWork.prepare`).
-PostgreSQL locks each profile for the whole transaction instead (engine/store/sql/inbox.py).
+PostgreSQL locks each profile for the transaction instead (engine/store/sql/inbox.py).
 
 Failure semantics (design.md; docs/service.md says the same for operators):
 - Isolation: an exception while handling one event or timer drops that item's child
@@ -35,9 +35,8 @@ Failure semantics (design.md; docs/service.md says the same for operators):
   again at once (PostgreSQL: when the killed process's connection closes). An
   optimistic batch writes nothing before its one write transaction.
 - Bounded work: batches grow under load and shrink to one event when idle, and a batch
-  stops taking new profiles after `budget` seconds, so a transaction (and SQLite's write
-  lock) is held briefly even during a storm of due timers.
-"""
+  stops taking new profiles after `budget` seconds: a transaction (and SQLite's write
+  lock) is held briefly even during a storm of due timers."""
 
 from __future__ import annotations
 
@@ -51,7 +50,7 @@ from typing import TypeVar
 
 from engine.core.model import CRON_STEP, EnrollmentOutline, ScheduleTimer
 from engine.core.times import parse_timestamp, plus
-from engine.ports import Clock, ForegroundWaits, InboxItem, Lane, SnapshotStore, Store
+from engine.ports import Clock, InboxItem, Lane, SnapshotStore, Store
 from engine.runtime import claim_sizes, takeover
 from engine.runtime.batches import (
     Backoff,
@@ -76,6 +75,7 @@ from engine.runtime.parts import round_in_parts
 from engine.runtime.runner import Runner
 from engine.runtime.transients import Transient, TransientErrors
 from engine.runtime.unit import ProfileBusy, UnitOfWork
+from engine.work_kind import ForegroundWaits
 
 log = logging.getLogger("journeyman.worker")
 
