@@ -18,6 +18,7 @@ from engine.cli.common import (
     journeys_folder,
     must_exist,
     out,
+    tell_unreadable,
 )
 from rules import did_you_mean
 from rules.errors import JourneymanError
@@ -125,10 +126,17 @@ def simulate(
         result = run_sim(path, events, until=until, backend=backend)
     except JourneymanError as exc:
         raise fail(exc) from None
+    tell_unreadable(result.unreadable, result.unreadable_lines)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json(), indent=None) + "\n")
     else:
         sys.stdout.write(format_timeline(result))
+    for line in result.rejected_lines:
+        err.print(line, markup=False)
+    if result.not_simulated:  # the rest was simulated and printed; still, exit 1
+        err.print(f"journeyman simulate: {result.not_simulated:,} line(s) of {events} not "
+                  "simulated (exit 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def preview(

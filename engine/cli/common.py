@@ -196,6 +196,17 @@ def fail(error: JourneymanError) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
+def tell_unreadable(count: int, told: list[str]) -> None:
+    """Each line of an input that was no event on stderr, `file:line:column: why`, as
+    many as were told (`replay` and `simulate` tell the first 1,000); past them, how
+    many more."""
+    for line in told:
+        err.print(line, markup=False)
+    more = count - len(told)
+    if more > 0:
+        err.print(f"... and {more:,} more, not told one by one", markup=False)
+
+
 def open_store(db: str, *, wait: float = 0.0, existing: bool = False,
                upgrade: bool = False) -> Any:
     """The store at `db`, migrated; exit 1 with the reason if it cannot be opened. With

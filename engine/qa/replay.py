@@ -46,6 +46,7 @@ class EventLog:
 
     events: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     source: str = ""
+    lines: list[int] = field(default_factory=list)  # each event's line (--db: row id)
     # Lines (or --db rows) that could not be read: not replayed, the rest is. `unreadable`
     # counts them all; `unreadable_told` says why for the first UNREADABLE_TOLD of them
     # (`file:line:column: why`), so a log of garbage does not fill the memory with words.
@@ -59,12 +60,13 @@ class EventLog:
             self.unreadable_told.append(why)
 
 
-def read_log(path: Path) -> EventLog:
+def read_log(path: Path, purpose: str = "to be replayed") -> EventLog:
     """A JSON-lines Segment log. A line that is not a JSON object, or has no ISO 8601
     `timestamp`, is not replayed: it is noted in the log's `unreadable` with
     `file:line:column: why`, and the lines after it are read (a replay without times means
     nothing; one bad line of a year's export should not hide the other 89,000). A file
-    that cannot be opened is an error."""
+    that cannot be opened is an error. `purpose` ends the message about a missing
+    timestamp (`simulate --events` reads its file here too: `to be simulated`)."""
     log = EventLog(source=str(path))
     try:
         handle = path.open("rb")
@@ -90,10 +92,11 @@ def read_log(path: Path) -> EventLog:
                 continue
             when = parse_timestamp(event.get("timestamp"))
             if when is None:
-                log.skip(f"{path}:{number}:1: every event needs an ISO 8601 'timestamp' to "
-                         "be replayed")
+                log.skip(f"{path}:{number}:1: every event needs an ISO 8601 'timestamp' "
+                         + purpose)
                 continue
             log.events.append((when, event))
+            log.lines.append(number)
     return log
 
 
@@ -175,6 +178,7 @@ def read_db_events(url: str) -> EventLog:
                     else None
                 if when is not None:
                     log.events.append((when, event))
+                    log.lines.append(number)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
         raise ReplayError(f"--db: cannot read the events table: {reason}") from None

@@ -157,6 +157,7 @@ def test_simulate_json(tmp_path: Path) -> None:
         ],
         "skipped": [],
         "deferred": [],
+        "unreadable": 0, "unreadable_lines": [], "rejected": 0, "rejected_lines": [],
     }
     until = run("simulate", str(folder), "--events", str(events), "--until",
                 "2026-03-03T00:00:00Z", "--json")
@@ -173,11 +174,15 @@ def test_simulate_rejects_bad_events_with_the_line(tmp_path: Path) -> None:
                       '"2026-03-02T09:00:00Z"}\n{not json\n')
     result = run("simulate", str(folder), "--events", str(events))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes"
+    assert result.stderr.splitlines() == [
+        f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes",
+        f"journeyman simulate: 1 line(s) of {events} not simulated (exit 1)"]
     events.write_text('{"type": "track", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}\n')
     result = run("simulate", str(folder), "--events", str(events))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{events}:1:1: an event needs a userId or an anonymousId"
+    assert result.stderr.splitlines() == [
+        f"{events}:1:1: an event needs a userId or an anonymousId",
+        f"journeyman simulate: 1 line(s) of {events} not simulated (exit 1)"]
 
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
@@ -703,3 +708,39 @@ def test_validate_and_preview_warn_of_a_link_whose_host_comes_from_data(
     fine = preview(folder, "linked", "mail", {"id": "ana", "traits": {
         "email": "ana@example.com", "website": "https://shop.example/me"}}, now=noon)
     assert (fine.as_json()["untracked_links"], fine.warnings) == ([], [])
+
+
+def test_simulate_tells_every_bad_line_simulates_the_rest_and_exits_one(tmp_path: Path) -> None:
+    """`simulate --events` stopped at the first bad line, telling only that one and
+    simulating nothing; now, as `replay`, every line that is no event (or one the API
+    refuses) is told as file:line:column on stderr, the rest is simulated and printed,
+    and the exit is 1."""
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([
+        json.dumps({"type": "identify", "userId": "a", "traits": {"email": "a@example.com"},
+                    "timestamp": "2026-03-02T09:00:00Z"}),
+        "{not json",
+        json.dumps({"type": "track", "userId": "a", "event": "Signed Up",
+                    "timestamp": "2026-03-02T09:00:00Z"}),
+        json.dumps({"type": "track", "userId": "a", "event": "Signed Up"}),
+        json.dumps({"type": "track", "event": "Signed Up", "timestamp": "2026-03-02T09:00:00Z"}),
+        "[1]",
+    ]) + "\n")
+    told = [f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes",
+            f"{events}:4:1: every event needs an ISO 8601 'timestamp' to be simulated",
+            f"{events}:6:1: each line must be a JSON object",
+            f"{events}:5:1: an event needs a userId or an anonymousId"]
+    result = run("simulate", str(folder), "--events", str(events))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        *told, f"journeyman simulate: 4 line(s) of {events} not simulated (exit 1)"]
+    assert "hello/welcome: email welcome" in result.stdout
+    assert "hello/tips: email tips" in result.stdout
+    result = run("simulate", str(folder), "--events", str(events), "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert [m["step"] for m in document["messages"]] == ["welcome", "tips"]
+    assert (document["unreadable"], document["unreadable_lines"]) == (3, told[:3])
+    assert (document["rejected"], document["rejected_lines"]) == (1, told[3:])
