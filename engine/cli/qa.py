@@ -123,6 +123,10 @@ def replay(
     try:
         loaded = read_log(events) if events is not None else read_db_events(str(db))
         tell_unreadable(loaded.unreadable, loaded.unreadable_told)
+        if loaded.received_at_used:
+            err.print(f"--db: {loaded.received_at_used:,} event row(s) without a timestamp "
+                      "replayed at the time the store received them "
+                      f"({loaded.received_at_first})", markup=False)
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
                             backend=backend, progress=_bar() if show else None, why=why)
