@@ -53,6 +53,31 @@ def refused(event: Mapping[str, Any]) -> None:
         raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
 
 
+def start_instant(start: datetime | str) -> datetime:
+    """A fake clock's start: an aware datetime, or an ISO 8601 string with a time zone.
+    Without one (a naive datetime, `2026-03-02T09:00:00`) it is a ValueError: which
+    instant was meant is not known, and a test's times would be off by hours."""
+    when = parse_timestamp(start) if isinstance(start, str) else start
+    if when is None:
+        raise ValueError(f"start={start!r} is not an ISO 8601 time, like "
+                         "2026-03-02T09:00:00Z")
+    if isinstance(start, datetime) and start.utcoffset() is None:
+        raise ValueError(f"start={start!r} has no time zone: give tzinfo=UTC (or a zone)")
+    if isinstance(start, str) and not _has_zone(start):
+        raise ValueError(f"start={start!r} has no time zone: write {start.strip()}Z (UTC) "
+                         "or give its offset (+01:00)")
+    return when.astimezone(UTC)
+
+
+def _has_zone(text: str) -> bool:
+    """Whether an ISO 8601 time says its offset (`Z`, `+01:00`)."""
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")
+                                      .replace("z", "+00:00")).utcoffset() is not None
+    except ValueError:
+        return False
+
+
 # Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
 # only, spelled so that nobody mistakes it for a production one. Production processes
 # get theirs from the configuration (engine/runtime/signing.py), never from code.
@@ -190,15 +215,20 @@ class InMemoryEngine:
         self.worker = wiring.worker
 
     @classmethod
-    def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
-                    backend: str = "durable") -> InMemoryEngine:
+    def from_folder(cls, folder: str | Path, *, start: datetime | str,
+                    only: list[str] | None = None, backend: str = "durable"
+                    ) -> InMemoryEngine:
+        """The journeys of `folder` (a journeys folder or one journey file) on a fake
+        clock at `start`: an aware datetime or an ISO 8601 string with a time zone
+        (`2026-03-02T09:00:00Z`, any offset), as scenario files write it."""
+        when = start_instant(start)
         library = load_path(folder)
         if only is not None:
             missing = set(only) - set(library.journeys)
             if missing:
                 raise KeyError(f"no such journeys: {', '.join(sorted(missing))}")
             library.journeys = {k: v for k, v in library.journeys.items() if k in only}
-        return cls(library, start=start, backend=backend)
+        return cls(library, start=when, backend=backend)
 
     def use_store(self, store: Any) -> None:
         """Run on another Store (a SqlStore, say) with the same clock and channel; the

@@ -95,3 +95,21 @@ def test_a_missing_journeys_folder_is_named_as_a_folder(tmp_path: Path) -> None:
     newcomer who gave a folder looked for a file."""
     with pytest.raises(InvalidJourney, match="no such journeys folder or journey file"):
         InMemoryEngine.from_folder(tmp_path / "my_journeyz", start=START)
+
+
+def test_from_folder_takes_start_as_an_iso_string_with_a_time_zone() -> None:
+    """`from_folder(start=...)` took only a datetime, while scenario files and the
+    fixture take an ISO 8601 string: a string now works too (any offset); one without a
+    time zone (which instant would it be?) is a clear ValueError, as a naive datetime is."""
+    eng = InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T10:00:00+01:00",
+                                     only=["welcome"])
+    assert eng.now == datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T09:00:00Z").now == eng.now
+    with pytest.raises(ValueError, match=r"start='2026-03-02T09:00:00' has no time zone: "
+                                         r"write 2026-03-02T09:00:00Z \(UTC\)"):
+        InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T09:00:00")
+    with pytest.raises(ValueError, match=r"start='next monday' is not an ISO 8601 time"):
+        InMemoryEngine.from_folder(LIBRARY, start="next monday")
+    with pytest.raises(ValueError, match=r"start=datetime\.datetime\(2026, 3, 2, 9, 0\) has "
+                                         r"no time zone"):
+        InMemoryEngine.from_folder(LIBRARY, start=datetime(2026, 3, 2, 9))
