@@ -13,6 +13,7 @@ is re-exported here.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+from journeys.reads import events_read, near_miss
 from journeys.templating import CHANNEL_KINDS
 from rules.durations import parse_duration
 
@@ -193,6 +195,16 @@ class RecordingChannel:
         self.messages.append(message)
 
 
+class UnreadEventError(ValueError):
+    """A track event whose name is a typo away from one the journeys (or computed traits)
+    read: it would enter, resume and exit nothing, and a test pass for nothing."""
+
+
+class UnreadEventWarning(UserWarning):
+    """A track event whose name no journey (nor computed trait) reads; an error under
+    `pytest -W error`. `unread=True` on `track`/`post` sends one on purpose."""
+
+
 class InMemoryEngine:
     """The runtime on an InMemoryStore, a FakeClock and a RecordingChannel, driven by the
     same worker and dispatcher as production: an event is accepted into the inbox and
@@ -213,6 +225,7 @@ class InMemoryEngine:
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
+        self._events_read: set[str] | None = None  # what the journeys listen to, once asked
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, start: datetime | str,
@@ -324,11 +337,14 @@ class InMemoryEngine:
 
     # --- events --------------------------------------------------------------------
 
-    def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def post(self, event: Mapping[str, Any], *, unread: bool = False) -> dict[str, Any]:
         """A Segment-format event, accepted and handled at once; a future `timestamp`
         moves the clock there first. What the API answers 400 raises BadEvent, before
-        the clock moves (`refused`)."""
+        the clock moves (`refused`). A track whose name no journey reads is told
+        (`check_read`) unless `unread`."""
         refused(event)
+        if not unread and event.get("type") == "track":
+            self.check_read(event.get("event"), stacklevel=3)
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
             when = instant(stamp)
@@ -340,10 +356,35 @@ class InMemoryEngine:
         return accepted
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
-              at: datetime | None = None) -> dict[str, Any]:
+              at: datetime | None = None, *, unread: bool = False) -> dict[str, Any]:
+        """Segment `track`. An `event` no journey (nor computed trait) reads is told, as
+        in scenario files: a typo away from one they read (`Checkout Startd`) raises
+        UnreadEventError with "did you mean", before anything happens; any other name
+        warns (UnreadEventWarning). `unread=True` sends it on purpose, without a word."""
+        if not unread:
+            self.check_read(event, stacklevel=3)
         self._move_to(at)
         return self.post({"type": "track", "userId": user_id, "event": event,
-                          "properties": dict(properties or {}), "timestamp": iso(self.now)})
+                          "properties": dict(properties or {}), "timestamp": iso(self.now)},
+                         unread=True)
+
+    def check_read(self, name: Any, *, stacklevel: int = 2) -> None:
+        """Raise UnreadEventError for a track name a typo away from one the journeys or
+        computed traits read; warn UnreadEventWarning for another name they do not read
+        (it would enter, resume and exit nothing)."""
+        if not isinstance(name, str):  # no name: `refused` / normalize say why
+            return
+        if self._events_read is None:
+            self._events_read = events_read(self.library)
+        if name in self._events_read:
+            return
+        best = near_miss(name, self._events_read)
+        if best is not None:
+            raise UnreadEventError(f"no journey reads the event {name!r} (did you mean "
+                                   f"{best!r}? unread=True if the name is meant)")
+        warnings.warn(UnreadEventWarning(
+            f"no journey reads the event {name!r}: it enters, resumes and exits nothing "
+            "(unread=True if that is meant)"), stacklevel=stacklevel + 1)
 
     def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
@@ -434,4 +475,5 @@ class InMemoryEngine:
 
 
 __all__ = ["TEST_SECRET", "DeferRecord", "ExitRecord", "FakeClock", "InMemoryEngine",
-           "InMemoryStore", "RecordingChannel", "SentMessage", "SequentialIds", "SkipRecord"]
+           "InMemoryStore", "RecordingChannel", "SentMessage", "SequentialIds", "SkipRecord",
+           "UnreadEventError", "UnreadEventWarning", "start_instant"]

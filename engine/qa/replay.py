@@ -267,7 +267,7 @@ def replay_into(eng: InMemoryEngine, events: list[tuple[datetime, dict[str, Any]
     rejected: dict[str, int] = {}
     for _, event in _with_progress(events, progress, eng):
         try:
-            eng.post(event)
+            eng.post(event, unread=True)  # a log holds what nothing reads too
         except BadEvent as exc:  # the live API would have refused it too
             rejected[str(exc)] = rejected.get(str(exc), 0) + 1
     if end is not None:

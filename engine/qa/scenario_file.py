@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from engine.core.times import iso, parse_timestamp
 from journeys.errors import InvalidJourney, Problem
 from journeys.library import bundled_library
 from journeys.loaded import Library
+from journeys.reads import events_read, near_miss
 from journeys.textfile import read_text
 from journeys.yamlsrc import Source, Where, load_yaml, plain
 from rules import did_you_mean
@@ -33,7 +33,6 @@ SUFFIX = ".scenario.yaml"
 # `.yml` too: a `cart.scenario.yml` was skipped without a word, and CI went green on it
 SUFFIXES = (SUFFIX, ".scenario.yml")
 EVENT_KINDS = ("track", "identify", "alias", "page")
-TYPO_RATIO = 0.85  # an event name this close (case aside) to one the journeys read: a typo
 
 
 class InvalidScenario(JourneymanError):  # noqa: N818 - reads like InvalidJourney
@@ -454,41 +453,18 @@ def _check_ids(checker: _Checker, library: Library, users: set[str], folder: Pat
                             key=True)
 
 
-def _events_read(library: Library) -> set[str]:
-    """Every event name the folder's journeys and computed traits read (entry, exit_when,
-    wait_for, goal, emit; `order_events`, ...)."""
-    names: set[str] = set()
-
-    def walk(value: Any, key: str = "") -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, str(k))
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and (key == "event" or key.endswith("_events")):
-            names.add(value)
-
-    for journey in library.journeys.values():
-        walk(journey.model.model_dump())
-    walk(library.computed_config or {})
-    return names
-
-
 def _check_event_names(checker: _Checker, library: Library) -> None:
     """A `track` name the journeys never read, a typo away from one they do (`Checkout
     Startd`, `Signed up`), entered nobody: a test of what does not happen passed for
     nothing. Names far from every one read (events nothing listens to) are fine, and so
     is a line that says `unread: true` (a negative test of a misspelled event)."""
-    read = _events_read(library)
+    read = events_read(library)
     for i, line in enumerate(checker.spec.events):
         name = line.track
-        if name is None or name in read or line.unread:
+        if name is None or line.unread:
             continue
-        close = [r for r in read if SequenceMatcher(None, name.lower(), r.lower()).ratio()
-                 >= TYPO_RATIO]
-        if close:
-            best = max(close, key=lambda r: SequenceMatcher(None, name, r).ratio())
+        best = near_miss(name, read)
+        if best is not None:
             checker.problem(("events", i, "track"), f"track: no journey of "
                             f"{checker.spec.journeys} reads {name!r} (did you mean {best!r}? "
                             "`unread: true` on the line if it is meant)")

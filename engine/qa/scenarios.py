@@ -379,7 +379,7 @@ def run_scenario(scenario: Scenario, library: Library, *, backend: str = "durabl
         eng = engine_for(library, scenario.start, scenario.only, backend)
         for event in scenario.events:
             try:
-                eng.post(event.event)
+                eng.post(event.event, unread=True)  # names checked as it loaded
             except BadEvent as exc:
                 result = ScenarioResult(scenario.file, scenario.title)
                 result.problems = [Problem(scenario.file, event.line, 1, str(exc))]

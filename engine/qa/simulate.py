@@ -155,7 +155,7 @@ def simulate(path: str | Path, events_file: str | Path, *, until: str | None = N
         if stop is not None and when > stop:
             break
         try:
-            eng.post(event)
+            eng.post(event, unread=True)
         except BadEvent as exc:  # the API would refuse it: told, the rest is simulated
             rejected.append(f"{events_file}:{line}:1: {exc}")
     if stop is not None:

@@ -243,7 +243,7 @@ def test_forgetting_a_renamed_person_scrubs_every_id_they_had(store: Store) -> N
     eng = referral(store)
     eng.alias("rozsa.kovacs", "rozsa-77")
     eng.post({"type": "track", "userId": "rozsa.kovacs", "anonymousId": "dev-rozsa-4411",
-              "event": "Page Viewed"})
+              "event": "Page Viewed"}, unread=True)  # only to link the device
     eng.identify("pal-55", {"email": "pal.n@example.net", "first_name": "Pal"})
     eng.track("pal-55", "Signed Up", {"source": "site", "referrer_id": "rozsa.kovacs",
                                       "device": "dev-rozsa-4411"})
