@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.core.times import iso, parse_timestamp
 from journeys.errors import InvalidJourney, Problem
-from journeys.library import bundled_library
+from journeys.library import BUNDLED, bundled_library
 from journeys.loaded import Library
 from journeys.reads import events_read, near_miss
 from journeys.textfile import read_text
@@ -288,6 +288,8 @@ class _Checker:
         return when
 
     def journeys_folder(self) -> Path:
+        if self.spec.journeys.strip() == BUNDLED:  # wherever journeyman is installed
+            return bundled_library()
         folder = (self.folder / self.spec.journeys).resolve()
         # named as the user would type it (its files' problems name it so): relative to
         # the working folder when inside it
@@ -400,7 +402,8 @@ def _no_journey(jid: str, named: str, folder: Path, journeys: Iterable[str],
         text += f" (its journeys: {', '.join(ids[:8]) or 'none'}{', ...' * (len(ids) > 8)})"
     bundled = bundled_library().resolve()
     if folder.resolve() != bundled and (bundled / f"{jid}.yaml").is_file():
-        text += f"; {jid} is a bundled journey: `journeys:` may name their folder, {bundled}"
+        text += (f"; {jid} is a bundled journey: `journeys: {BUNDLED}` names their folder, "
+                 f"{bundled}")
     return text
 
 

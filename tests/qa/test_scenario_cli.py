@@ -468,10 +468,48 @@ expect:
     where = f"{mine.resolve()} (its journeys: trial)"
     for expected in [
         f"{path}:3:8: only: no journey 'abandoned_cart' in .., {where}; abandoned_cart is "
-        f"a bundled journey: `journeys:` may name their folder, {LIBRARY.resolve()}",
+        f"a bundled journey: `journeys: journeyman:bundled` names their folder, "
+        f"{LIBRARY.resolve()}",
         f"{path}:9:28: journey: no journey 'abandoned_cart' in .., {mine.resolve()}\n",
         f"{path}:10:28: journey: no journey 'trail' in .., {mine.resolve()} (did you mean "
         "'trial'?)",
     ]:
         assert expected in done.output, f"{expected}\n---\n{done.output}"
     assert done.output.count("is a bundled journey") == 1  # told once, not on every line
+
+
+def test_a_scenario_of_a_project_names_the_bundled_journeys_portably(
+        tmp_path: Path, pytester: pytest.Pytester) -> None:
+    """A scenario in the user's own project could name the bundled journeys only by the
+    path of the installed package's journeys/library (another on every machine and
+    virtualenv). `journeys: journeyman:bundled` names them anywhere; so does
+    `InMemoryEngine.from_folder("journeyman:bundled")` and the fixture."""
+    project = tmp_path / "project" / "tests"
+    project.mkdir(parents=True)
+    path = write(project, "cart.scenario.yaml", """\
+scenario: the bundled cart reminder, from a project of one's own
+journeys: journeyman:bundled
+only: [abandoned_cart]
+start: "2026-03-02T09:00:00Z"
+profiles:
+  ana: {email: ana@example.com, consent: {email: true}, timezone: Europe/Madrid}
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: 40}}
+expect:
+  messages_include:
+    - {at: "2026-03-02T10:00:00Z", user: ana, journey: abandoned_cart, step: reminder}
+""")
+    done = runner.invoke(app, ["test", str(path)])
+    assert done.exit_code == 0, done.output
+    from engine.testing import InMemoryEngine
+
+    eng = InMemoryEngine.from_folder("journeyman:bundled", start="2026-03-02T09:00:00Z",
+                                     only=["abandoned_cart"])
+    assert list(eng.library.journeys) == ["abandoned_cart"]
+    pytester.makepyfile("""
+        def test_it(journeyman_engine):
+            eng = journeyman_engine("journeyman:bundled", start="2026-03-02T09:00:00Z")
+            assert "abandoned_cart" in eng.library.journeys
+    """)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
