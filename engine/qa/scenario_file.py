@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.core.times import iso, parse_timestamp
+from engine.qa.scenario_traits import trait_problems
 from journeys.errors import InvalidJourney, Problem
 from journeys.library import BUNDLED, bundled_library
 from journeys.loaded import Library
@@ -116,7 +117,8 @@ class EventSpec(_Strict):
     properties: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     # `track:` a name a typo away from one the journeys read, on purpose (a client's
-    # misspelled event must enter nobody): not refused as a typo (_check_event_names)
+    # misspelled event must enter nobody): not refused as a typo (_check_event_names);
+    # `identify:` traits no journey reads, on purpose (engine/qa/scenario_traits.py)
     unread: bool = False
 
 
@@ -542,6 +544,10 @@ def _checked(spec: ScenarioSpec, source: Source, path: Path, library_loader: Any
                                        "not validate:"), *exc.problems]) from None
     _check_ids(checker, library, _users(spec), folder)
     _check_event_names(checker, library)
+    checker.problems += trait_problems(
+        spec.profiles or {}, [(i, line.identify) for i, line in enumerate(spec.events)
+                              if line.identify and not line.unread],
+        source, library, spec.journeys)
     if checker.problems:
         raise InvalidScenario(checker.problems)
     expect = spec.expect
