@@ -384,7 +384,7 @@ class InMemoryEngine:
                                    f"{best!r}? unread=True if the name is meant)")
         warnings.warn(UnreadEventWarning(
             f"no journey reads the event {name!r}: it enters, resumes and exits nothing "
-            "(unread=True if that is meant)"), stacklevel=stacklevel + 1)
+            "(unread=True if that is meant)"), stacklevel=stacklevel)
 
     def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
                  at: datetime | None = None) -> dict[str, Any]:

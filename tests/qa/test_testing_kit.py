@@ -134,8 +134,10 @@ def test_an_event_name_no_journey_reads_is_told_not_silently_ignored() -> None:
     assert [d.what for d in eng.decisions] == []  # refused before anything happened
     with pytest.warns(UnreadEventWarning, match=r"no journey reads the event 'Newsletter "
                                                 r"Opened': it enters, resumes and exits "
-                                                r"nothing \(unread=True if that is meant\)"):
+                                                r"nothing \(unread=True if that is meant\)"
+                      ) as told:
         eng.track("ana", "Newsletter Opened")
+    assert told[0].filename == __file__  # at the test's own line, not the kit's
     eng.track("ana", "Checkout Startd", {"cart_value": 40}, unread=True)
     eng.post({"type": "track", "userId": "ana", "event": "Newsletter Opened"}, unread=True)
     eng.track("ana", "Order Completed")  # read by computed traits and goals: no word
