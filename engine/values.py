@@ -98,8 +98,10 @@ class OutboxRecord:
 
     @property
     def held(self) -> str | None:
-        """Why its last claim held it untried (`channel_unavailable`, ...), else None."""
-        return held_parts(self.last_error)[0]
+        """Why its last claim held it untried (`channel_unavailable`, ...), else None;
+        None once it is no longer pending (a send made after a hold keeps its
+        `last_error`)."""
+        return held_parts(self.last_error)[0] if self.status == "pending" else None
 
     @property
     def error(self) -> str | None:

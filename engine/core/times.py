@@ -100,3 +100,18 @@ class WallPaced:
 
     def to_wall(self, span: timedelta) -> float:
         return span.total_seconds()
+
+
+def to_wall(clock: object, span: timedelta) -> float:
+    """`clock.to_wall(span)`. A clock without `from_wall`/`to_wall` (one of a user's own
+    with `now()` alone, all the Clock port asked before they came) runs at the wall's
+    pace, as the loops took any clock without the demo's `speed` before: asking it
+    raised AttributeError in the loops, and the service's work stopped."""
+    method = getattr(clock, "to_wall", None)
+    return float(method(span)) if callable(method) else span.total_seconds()
+
+
+def from_wall(clock: object, seconds: float) -> timedelta:
+    """`clock.from_wall(seconds)`; the wall's own span for a clock without it (`to_wall`)."""
+    method = getattr(clock, "from_wall", None)
+    return method(seconds) if callable(method) else timedelta(seconds=seconds)

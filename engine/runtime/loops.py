@@ -32,7 +32,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from engine.core.times import plus
+from engine.core.times import plus, to_wall
 from engine.ports import Clock
 from engine.runtime.transients import known_transient
 from engine.work_kind import background_work
@@ -251,7 +251,7 @@ class Loop:
                 pass
 
     def _real_seconds(self, delta: timedelta) -> float:
-        return self.clock.to_wall(delta)
+        return to_wall(self.clock, delta)  # `now()` alone: the wall's pace
 
 
 class _LoopTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from engine.core.times import from_wall
 from engine.ports import Clock
 
 log = logging.getLogger("journeyman.service")
@@ -52,7 +53,7 @@ class SchemaGate:
         if self.closed() is None:
             return None
         wall = max(RETRY_S, self._looked + self.every - time.monotonic())
-        return clock.now() + clock.from_wall(wall)  # the demo's clock: a longer span
+        return clock.now() + from_wall(clock, wall)  # the demo's clock: a longer span
 
     def closed(self) -> str | None:
         """Why the loops must not claim now, else None; looks at the store again when

@@ -66,3 +66,20 @@ def test_an_address_with_a_quoted_local_part_or_a_literal_domain_is_redacted() -
         assert " [profile_id=[redacted] journey=welcome" in written, written
         assert "jane" not in written, written
         assert "a\\" not in written, written
+
+
+def test_a_long_run_without_an_address_is_redacted_in_linear_time() -> None:
+    """Every log line goes through `redact`. The local part was tried from every
+    character of a run of local-part characters, each try reading to the run's end in
+    search of an `@`: 40,000 digits and dashes (a long id, a hex or base64 blob, an event
+    body in an error) took ~25 s, a stalled logging thread."""
+    import time
+
+    from engine.cli.logs import redact
+
+    for text in ("1-" * 20_000, "a" * 40_000, "x@" + "b" * 40_000, "2026-01-01" * 4_000):
+        began = time.perf_counter()
+        assert redact(text + " jane@example.com").endswith(" [redacted]")
+        assert time.perf_counter() - began < 1.0, text[:20]
+    assert redact("mail ana.o'brien+x@example.com now") == "mail [redacted] now"
+    assert redact('ab"jane doe"@example.com') == "ab[redacted]"

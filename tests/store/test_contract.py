@@ -521,3 +521,22 @@ def test_dashboard_users(store: Any) -> None:
     with pytest.raises(DuplicateUserName):
         store.create_user("ann", "x", "viewer")
     assert [u.name for u in store.list_users()] == ["ann", "bob"]
+
+
+def test_a_send_held_then_sent_is_held_no_more(store: Any) -> None:
+    """`held` is why a send waits untried: once it went out its row keeps `last_error`
+    (the hold's reason and the error before it), and `outbox --json` said `held:
+    channel_unavailable` beside `status: sent`, a script looking for stuck sends found
+    it."""
+    store.enqueue_send(outbox_entry("k0"))
+    assert len(store.claim_outbox(T0, 10, timedelta(days=1))) == 1
+    store.mark_retry("k0", later(1), "451 4.3.0 mailbox busy, try again")
+    assert len(store.claim_outbox(later(1), 10, timedelta(days=1))) == 1
+    store.mark_deferred_many([("k0", later(2), "channel_unavailable")])
+    [held] = store.outbox_records()
+    assert (held.status, held.held) == ("pending", "channel_unavailable")
+    assert len(store.claim_outbox(later(2), 10, timedelta(days=1))) == 1
+    store.mark_sent("k0", later(2))
+    [sent] = store.outbox_records()
+    assert (sent.status, sent.held, sent.error) == (
+        "sent", None, "451 4.3.0 mailbox busy, try again")

@@ -255,3 +255,55 @@ def test_move_enrollments_records_each_move(store: Any) -> None:
     with store.transaction():  # nobody left on v1's `wait`: nothing moved, nothing recorded
         assert store.move_enrollments(StepMove("j", 1, "wait", 2, "hold"), at) == 0
     assert len(store.recorded_decisions()) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("to_step", ["ask", "hold"])
+def test_a_move_and_its_decisions_agree_with_a_worker_writing_meanwhile(
+        request: pytest.FixtureRequest, to_step: str) -> None:
+    """PostgreSQL runs apply beside the workers (read committed). The move read who was
+    on the step, then wrote them in a second statement: an enrollment a worker ended in
+    between was recorded as moved though it was not (the same step id), or was moved to
+    the new version's step, ended (a renamed step: written by id alone). Now the same
+    step id is one `UPDATE ... RETURNING`, and a renamed step's rows are locked as they
+    are read (`FOR UPDATE`): the people moved and the decisions recorded are one set."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.exc import OperationalError
+
+    from tests.store.conftest import make_pg_store
+
+    store = make_pg_store(request.getfixturevalue("pg_database"))
+    other = create_engine(store.url)
+    tried: list[str] = []
+
+    def worker_meanwhile(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if tried or not statement.lstrip().upper().startswith("UPDATE ENROLLMENTS"):
+            return
+        try:  # a worker ends e2, as it may at any moment of the move
+            with other.begin() as worker:
+                worker.execute(text("SET LOCAL lock_timeout = '300ms'"))
+                worker.execute(text("UPDATE enrollments SET status = 'exited' "
+                                    "WHERE id = 'e2'"))
+            tried.append("exited")
+        except OperationalError:  # lock_timeout: locked by the move, a worker waits
+            tried.append("locked")
+
+    try:
+        with store.transaction():
+            for eid, profile in (("e1", "p1"), ("e2", "p2")):
+                store.put_enrollment(enrollment(eid, profile=profile, state="ask"))
+        event.listen(store.sql_engine, "before_cursor_execute", worker_meanwhile)
+        with store.transaction():
+            moved = store.move_enrollments(StepMove("j", 1, "ask", 2, to_step), T0)
+        event.remove(store.sql_engine, "before_cursor_execute", worker_meanwhile)
+        assert tried
+        recorded = {d.details["enrollment"] for d in store.recorded_decisions()}
+        rows = [e for p in ("p1", "p2") for e in store.profile_enrollments(p)]
+        on_v2 = {e.id for e in rows if e.version == 2}
+        active_v2 = {e.id for e in rows
+                     if e.version == 2 and e.status == "active" and e.state == to_step}
+        assert recorded == on_v2 == active_v2, (tried, recorded, on_v2, active_v2)
+        assert moved == len(recorded)
+    finally:
+        store.close()
+        other.dispose()

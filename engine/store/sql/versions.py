@@ -61,18 +61,21 @@ class VersionQueries(StateQueries):
         where = (e.c.journey == move.journey, e.c.version == move.from_version,
                  e.c.state == move.from_step, e.c.status == "active")
         with self._write() as conn:
-            same = move.from_step == move.to_step  # same step id: only the version changes
-            read = (e.c.id, e.c.profile_id) if same else (e.c.id, e.c.profile_id, e.c.visits)
-            rows = conn.execute(select(*read).where(*where)).all()
-            if same:
-                conn.execute(update(e).where(*where).values(version=move.to_version,
-                                                            updated_at=now))
+            # PostgreSQL runs apply beside the workers: who moves is who the writing
+            # statement finds (same step id), or rows locked as they are read, so an
+            # enrollment a worker ends meanwhile is neither moved nor told as moved
+            if move.from_step == move.to_step:  # same step id: only the version changes
+                rows = conn.execute(update(e).where(*where).values(
+                    version=move.to_version, updated_at=now)
+                    .returning(e.c.id, e.c.profile_id)).all()
                 for chunk in _chunks(rows, INSERT_CHUNK):
                     dues = dict(conn.execute(select(t.c.enrollment_id, t.c.due_at).where(
                         t.c.enrollment_id.in_([r.id for r in chunk]),
                         t.c.step == move.from_step)).all())
                     self._note_moves(conn, move, now, chunk, dues)
                 return len(rows)
+            rows = conn.execute(select(e.c.id, e.c.profile_id, e.c.visits).where(*where)
+                                .with_for_update()).all()
             set_row = (update(e).where(e.c.id == bindparam("eid"))
                        .values(version=move.to_version, state=move.to_step,
                                visits=bindparam("new_visits"), updated_at=now))
