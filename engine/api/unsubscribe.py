@@ -82,14 +82,16 @@ def suppress_address(store: Store, address: Person, channel: str, now: datetime)
     else's address: engine/runtime/unsubscribe.py): the address goes on the suppression
     list as the link holds it, its hash; no one's consent changes. The first time, the
     opt-out is counted against the message the link came in (the send's own row: its
-    profile is the sender's, as for a bounce of that message)."""
+    profile is the sender's, as for a bounce of that message), with the reason
+    `recipient_address`: the recipient's address opted out, not that profile."""
     added = store.suppress(Suppression(address.value, "unsubscribed", now, "unsubscribe_link",
                                        {"channel": channel}))
     record = store.sent_message(address.message) if added and address.message else None
     if record is not None and record.entry.channel == channel:
         entry = record.entry
         store.record_engagement(Engagement("unsubscribe", entry.key, entry.profile_id,
-                                           entry.journey, entry.step, now))
+                                           entry.journey, entry.step, now,
+                                           reason="recipient_address"))
 
 
 def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept,

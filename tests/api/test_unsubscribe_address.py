@@ -142,8 +142,9 @@ def test_posting_an_address_link_suppresses_the_address_and_keeps_the_senders_co
     assert rozsa is not None
     assert rozsa.traits["consent"] == {"email": True}
     # Counted once against the message the link came in: Rozsa's send.
-    assert [(e.kind, e.message_key, e.profile_id) for e in store.engagements()] == [
-        ("unsubscribe", invite.key, ROZSA)]
+    assert [(e.kind, e.message_key, e.profile_id, e.reason)
+            for e in store.engagements()] == [
+        ("unsubscribe", invite.key, ROZSA, "recipient_address")]
 
     eng.track(ROZSA, "Friend Invited", {"friend_email": " Frieda.Q@example.net"})
     eng.track(ROZSA, "Newsletter Due")  # Rozsa herself still gets her mail
