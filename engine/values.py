@@ -501,15 +501,15 @@ class Engagement:
 
 # A suppression's `reason`: what put the address on the list (the column holds 32
 # characters: a kind, not a report; a report goes in `details`)
-SUPPRESSION_REASONS = ("hard_bounce", "complaint", "manual")
+SUPPRESSION_REASONS = ("hard_bounce", "complaint", "manual", "unsubscribed")
 REASON_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
-    """An address no journey sends to any more: `reason` is hard_bounce, complaint or
-    manual (one of SUPPRESSION_REASONS, or a short word given by hand); `address` is
-    kept lowercased; `details` holds the rest (a bounce's report, a note)."""
+    """An address no journey sends to any more: `reason` is hard_bounce, complaint,
+    manual or unsubscribed (SUPPRESSION_REASONS, or a short word given by hand); `address`
+    is kept lowercased; `details` holds the rest (a bounce's report, a note)."""
 
     address: str
     reason: str

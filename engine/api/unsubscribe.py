@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse
 
 from engine.api import openapi
 from engine.api.ingest import Accept
-from engine.ports import Engagement, IdentityStore, Store
+from engine.ports import Engagement, IdentityStore, Store, Suppression
 from engine.runtime.identity import person_of, profile_of_person
 from engine.runtime.transients import known_transient
-from engine.runtime.unsubscribe import ANONYMOUS, Person, UnsubscribeLinks
+from engine.runtime.unsubscribe import ADDRESS, ANONYMOUS, Person, UnsubscribeLinks
 
 log = logging.getLogger("journeyman.api")
 
@@ -37,6 +37,10 @@ def _page(title: str, text: str, form: str = "", status: int = 200,
 
 ONE_CLICK_FORM = ('<form method="post"><input type="hidden" name="List-Unsubscribe" '
                   'value="One-Click"><button type="submit">Unsubscribe</button></form>')
+
+
+def _unsubscribed(channel: str) -> HTMLResponse:
+    return _page("Unsubscribed", f"You will not get {channel} messages from us any more.")
 
 
 def _not_valid() -> HTMLResponse:
@@ -73,6 +77,23 @@ def count_opt_out(store: Store, person: Person, channel: str, now: datetime) -> 
                                            entry.journey, entry.step, now))
 
 
+def suppress_address(store: Store, address: Person, channel: str, now: datetime) -> None:
+    """The opt-out of a link that names an address, not a person (a send to someone
+    else's address: engine/runtime/unsubscribe.py): the address goes on the suppression
+    list as the link holds it, its hash; no one's consent changes. The first time, the
+    opt-out is counted against the message the link came in (the send's own row: its
+    profile is the sender's, as for a bounce of that message), with the reason
+    `recipient_address`: the recipient's address opted out, not that profile."""
+    added = store.suppress(Suppression(address.value, "unsubscribed", now, "unsubscribe_link",
+                                       {"channel": channel}))
+    record = store.sent_message(address.message) if added and address.message else None
+    if record is not None and record.entry.channel == channel:
+        entry = record.entry
+        store.record_engagement(Engagement("unsubscribe", entry.key, entry.profile_id,
+                                           entry.journey, entry.step, now,
+                                           reason="recipient_address"))
+
+
 def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept,
                            store: Store, now: Callable[[], datetime]) -> None:
     """`GET /u/{token}` shows a page with a button; `POST /u/{token}` (the button, or a
@@ -103,6 +124,9 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
             return _not_valid()
         person, channel = found
         try:
+            if person.kind == ADDRESS:
+                await run_in_threadpool(suppress_address, store, person, channel, now())
+                return _unsubscribed(channel)
             event = await run_in_threadpool(unsubscribe_event, store, person, channel)
             if event is not None:
                 await run_in_threadpool(count_opt_out, store, person, channel, now())
@@ -120,4 +144,4 @@ def add_unsubscribe_routes(app: FastAPI, links: UnsubscribeLinks, accept: Accept
             return _page("Please try again", "We could not record your request just now: "
                          "nothing changed. Please press the button again in a minute.",
                          ONE_CLICK_FORM, status=503, headers={"Retry-After": "60"})
-        return _page("Unsubscribed", f"You will not get {channel} messages from us any more.")
+        return _unsubscribed(channel)

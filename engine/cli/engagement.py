@@ -164,8 +164,9 @@ def suppressions_add(
         "An e-mail address (compared lowercased) or a phone number in E.164 form "
         "(+4915112345678), as an SMS send's `to`."))],
     reason: Annotated[str, typer.Option(
-        help="Why, as a short kind: hard_bounce, complaint, manual (default) or a word of "
-             "your own, at most 32 characters. A longer text goes in --note.")] = "manual",
+        help="Why, as a short kind: hard_bounce, complaint, manual (default), "
+             "unsubscribed or a word of your own, at most 32 characters. A longer text "
+             "goes in --note.")] = "manual",
     note: Annotated[str | None, typer.Option(
         help="Free text kept with it (a bounce report, a ticket); dropped when the "
              "address's person is forgotten.")] = None,

@@ -9,7 +9,14 @@ from datetime import datetime
 from engine.core.model import Profile, Send
 from engine.ports import OutboxEntry
 from engine.runtime.tracking import TrackingLinks, tracked_parts
-from engine.runtime.unsubscribe import PROFILE, Person, UnsubscribeLinks, one_click_headers
+from engine.runtime.unsubscribe import (
+    ADDRESS,
+    PROFILE,
+    Person,
+    UnsubscribeLinks,
+    one_click_headers,
+)
+from engine.values import forgotten_address
 from journeys.compiler import CompiledJourney
 from journeys.header_text import one_line
 from journeys.link_hosts import TrustedHosts
@@ -24,17 +31,26 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
                 refused: dict[str, None] | None = None) -> OutboxEntry:
     """Exactly what a send step delivers: the template rendered with the unsubscribe
     link in scope (for `person`, engine/runtime/identity.py `person_of`; default: the
-    profile id), the RFC 8058 headers on email, the address from the profile; with
+    profile id; for the address, when the send's own `to` is not the profile's address
+    on the channel: engine/runtime/unsubscribe.py), the RFC 8058 headers on email, the
+    address from the profile; with
     `tracking`, an email's links tracked and an open pixel added, unless turned off
     (engine/runtime/tracking.py); the links left untracked for their host go in
     `refused`. Raises TemplateRenderError. (`journeyman preview` uses it too.)"""
-    to = send.to or _address(profile, send.channel)
-    whom = person or Person(PROFILE, send.profile_id)
+    own = _address(profile, send.channel)
+    to = send.to or own
+    if to is not None and send.channel == "email":
+        to = one_line(to)  # the To header: one line
+    if send.to and to and (own is None or send.to.strip().lower() != own.strip().lower()):
+        # Someone else's address (a referral's friend): the link names that address, as
+        # its hash (what the dispatcher's suppression check finds), and this message.
+        whom = Person(ADDRESS, forgotten_address(to), send.key)
+    else:
+        whom = person or Person(PROFILE, send.profile_id)
     unsubscribe = links.url(whom, send.channel)  # signed once: in the body and the headers
     context = {**send.context, "unsubscribe_url": unsubscribe}
     rendered = journey.templates.render(send.template, context)
     if send.channel == "email":
-        to = one_line(to) if to is not None else None  # the To header: one line
         html, text = rendered.html, rendered.text
         settings = tracking_settings(journey, policy)
         template = journey.templates.templates.get(send.template)

@@ -12,6 +12,12 @@ when the profile has one, else their anonymous id (`Person`). The API resolves i
 the store's identities when the link is clicked, so a link sent to an anonymous profile
 that was later merged into `u-42` unsubscribes `u-42`.
 
+A send whose explicit `to:` is not its profile's own address (Rozsa's referral invitation
+to her friend's address) gets a link that names the *address* (`ADDRESS`): its SHA-256
+in the form suppressions keep (`engine.values.forgotten_address`) and the message's send
+key. It carries no one's id and not the address itself; clicked, it suppresses that
+address and changes no one's consent (engine/runtime/rendering.py makes it).
+
 Signing keys rotate: `UnsubscribeLinks` takes several secrets; the first signs, every
 one verifies until its `until` (engine/runtime/signing.py reads them from the
 configuration). Tokens from earlier versions (`channel` + profile id, no version tag)
@@ -31,7 +37,8 @@ from engine.values import PROFILE_ID_KINDS
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 USER, ANONYMOUS, PROFILE = PROFILE_ID_KINDS  # PROFILE: a bare profile id
-_KIND_CODES = {USER: "u", ANONYMOUS: "a"}  # short: a link in an SMS costs characters
+ADDRESS = "address"  # an address a send went to that is not its profile's own
+_KIND_CODES = {USER: "u", ANONYMOUS: "a", ADDRESS: "h"}  # short: an SMS costs characters
 _CODE_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _VERSION = "v2"
 
@@ -39,10 +46,13 @@ _VERSION = "v2"
 @dataclass(frozen=True, slots=True)
 class Person:
     """Whom a link unsubscribes: an identity (`user_id` or `anonymous_id`) and its value,
-    or `profile` and a profile id (links made before links named people)."""
+    or `profile` and a profile id (links made before links named people), or `address`
+    and an address's `forgotten_address` hash, with `message`, the send key of the
+    message the link came in (the opt-out is counted against it)."""
 
     kind: str
     value: str
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,8 @@ class UnsubscribeLinks:
     def token(self, person: Person, channel: str) -> str:
         if person.kind in _KIND_CODES:
             text = f"{_VERSION}\n{channel}\n{_KIND_CODES[person.kind]}\n{person.value}"
+            if person.kind == ADDRESS:
+                text += f"\n{person.message}"
         else:  # a bare profile id: the format links had before they named people
             text = f"{channel}\n{person.value}"
         payload = b64(text.encode())
@@ -97,9 +109,12 @@ class UnsubscribeLinks:
             parts = unb64(payload).decode().split("\n")
         except (ValueError, UnicodeDecodeError):
             return None
-        if len(parts) == 4 and parts[0] == _VERSION and parts[2] in _CODE_KINDS:
-            channel, person = parts[1], Person(_CODE_KINDS[parts[2]], parts[3])
-        elif len(parts) >= 2 and parts[0] != _VERSION:  # an earlier version's token
+        if parts[0] == _VERSION:
+            kind = _CODE_KINDS.get(parts[2]) if len(parts) > 2 else None
+            if kind is None or len(parts) != (5 if kind == ADDRESS else 4):
+                return None
+            channel, person = parts[1], Person(kind, *parts[3:])
+        elif len(parts) >= 2:  # an earlier version's token
             channel, person = parts[0], Person(PROFILE, "\n".join(parts[1:]))
         else:
             return None
