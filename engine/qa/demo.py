@@ -187,7 +187,7 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     clock = TimeLapseClock(first - timedelta(minutes=1), speed)
     entries = Entries(first - timedelta(days=1), show) if show is not None else None
     if entries is not None:  # what led to a send is printed before it (`StoryFirst`)
-        channels = {name: StoryFirst(channel, lambda: entries(service))
+        channels = {name: StoryFirst(channel, lambda who: entries(service, who))
                     for name, channel in channels.items()}
     # events_first=0: a second of the wall clock (EVENTS_FIRST) is hours of the demo's
     # time
@@ -258,21 +258,24 @@ SHOWN_DECISIONS = ("skipped", "deferred", "failed")
 class Entries:
     """Prints each enrollment once, as profiles enter journeys, and each send that was
     skipped (no consent, a cap, a template error), deferred (quiet hours) or failed.
-    Called by the demo's loop and by the dispatcher's thread before each send
-    (`StoryFirst`): one at a time, so no line is printed twice."""
+    Called by the demo's loop, and by the dispatcher's thread before each send for the
+    send's profile (`StoryFirst`): one at a time, so no line is printed twice."""
 
     def __init__(self, since: datetime, show: Callable[[str], None]) -> None:
         self.since = since
         self.seen: set[str] = set()
-        self.decisions = 0  # how many decisions were shown already
+        self.shown: set[tuple[object, ...]] = set()  # the decisions shown already
         self.show = show
         self._lock = threading.Lock()
 
-    def __call__(self, service: Service) -> None:
+    def __call__(self, service: Service, profile_id: str | None = None) -> None:
+        """What is new: every profile's, or (before a send) `profile_id`'s decisions,
+        read by that profile's index: the whole log read before each send took 25 ms a
+        send with 1,000 such decisions, 81 ms with 6,000, and the time-lapse ran on."""
         with self._lock:
-            self._show_new(service)
+            self._show_new(service, profile_id)
 
-    def _show_new(self, service: Service) -> None:
+    def _show_new(self, service: Service, profile_id: str | None) -> None:
         for e in service.store.entered_since(self.since):
             if e.id not in self.seen:
                 self.seen.add(e.id)
@@ -280,20 +283,21 @@ class Entries:
                           f"  -> {e.journey}")
                 self.since = max(self.since, e.entered_at)
         # Only these kinds are read: the whole log (entries, waits, sends) is much longer.
-        decisions = service.store.recorded_decisions(kinds=SHOWN_DECISIONS)
-        for d in decisions[self.decisions:]:
-            self.show(describe_decision(d, service.library))
-        self.decisions = len(decisions)
+        for d in service.store.recorded_decisions(profile_id, kinds=SHOWN_DECISIONS):
+            key = (d.at, d.profile_id, d.journey, d.step, d.what, d.reason)
+            if key not in self.shown:
+                self.shown.add(key)
+                self.show(describe_decision(d, service.library))
 
 
 class StoryFirst:
-    """A channel that first prints the entries and decisions not shown yet, then sends:
-    a send deferred to the morning went out while the demo's loop slept until the next
-    event, before the loop's next look printed its deferral, so the deferral's line came
-    after the send it deferred. Every decision that led to a send is written before the
-    send is claimed, so printing them first keeps the story in order."""
+    """A channel that first prints the entries and decisions of the send's profile not
+    shown yet, then sends: a send deferred to the morning went out while the demo's loop
+    slept until the next event, before the loop's next look printed its deferral, so the
+    deferral's line came after the send it deferred. Every decision that led to a send is
+    written before the send is claimed, so printing them first keeps the story in order."""
 
-    def __init__(self, channel: Channel, before: Callable[[], None]) -> None:
+    def __init__(self, channel: Channel, before: Callable[[str], None]) -> None:
         self.name = channel.name
         self.channel = channel
         self.before = before
@@ -303,7 +307,7 @@ class StoryFirst:
         return float(stated(count)) if callable(stated) else DEFAULT_SEND_SECONDS
 
     def send(self, message: Message) -> None:
-        self.before()
+        self.before(message.profile_id)
         self.channel.send(message)
 
 
