@@ -354,3 +354,58 @@ def test_export_over_http_says_when_an_id_names_two_people(api: Api) -> None:
     assert "journeyman-also-named" not in visitor.headers
     alone = httpx.get(f"{api.url}/v1/profiles/7~2/export", auth=admin)
     assert "journeyman-also-named" not in alone.headers
+
+
+def test_a_new_user_id_and_a_new_anonymous_id_of_one_text_wait_apart(api: Api) -> None:
+    """Customer `abc` and visitor `abc`, both new, send their first events before a worker
+    ran: two people, two queues. They shared the queue `abc`, so the customer's failing
+    event held the visitor's behind it (parked: for good), and the visitor's waiting
+    event was filed under the customer's id."""
+    from datetime import timedelta
+    from typing import Any
+
+    from engine.runtime.privacy import find_person
+
+    post(api, "/v1/track", {"userId": "abc", "event": "Order Completed",
+                            "properties": {"item": "the customer's order"}})
+    post(api, "/v1/track", {"anonymousId": "abc", "event": "Product Viewed",
+                            "properties": {"item": "the visitor's view"}})
+    store = api.store
+    customer = find_person(store, "abc", by="user_id")
+    visitor = find_person(store, "abc", by="anonymous_id")
+    assert customer is not None
+    assert visitor is not None
+    assert customer != visitor
+    assert "the visitor's view" not in str(export_document(store, customer))
+    assert "the customer's order" not in str(export_document(store, visitor))
+    handle = api.engine.runner.handle
+
+    def broken_for_the_customer(event: Any, unit: Any) -> str:
+        if event.get("userId") == "abc":
+            raise RuntimeError("a bug in the customer's journey")
+        return handle(event, unit)
+
+    api.engine.runner.handle = broken_for_the_customer  # type: ignore[method-assign]
+    api.engine.advance(timedelta(minutes=30))  # retried, then parked
+    assert store.inbox_counts() == {"parked": 1}  # the visitor's event did not wait
+    assert store.profile_for("anonymous_id", "abc") is not None
+    assert store.profile_for("user_id", "abc") is None
+    [failure] = store.failures()
+    assert "the customer's order" in str(export_document(store, failure.profile_id))
+    visitor = find_person(store, "abc", by="anonymous_id")
+    assert visitor is not None
+    assert "the customer's order" not in str(export_document(store, visitor))
+    api.engine.runner.handle = handle  # type: ignore[method-assign]
+    assert store.retry_failure(failure.id, api.engine.now)
+    api.engine.advance(timedelta(minutes=1))
+    assert not store.inbox_counts()
+    customer, visitor = (store.profile_for(k, "abc") for k in ("user_id", "anonymous_id"))
+    assert customer is not None
+    assert visitor is not None
+    assert customer != visitor
+    # the visitor's profile came first and took the text; the customer's events then
+    # waited where a taken text's wait, and their profile has an id chosen for them
+    assert (visitor, customer) == ("abc", "abc~2")
+    assert "the customer's order" in str(export_document(store, customer)["events"])
+    assert "the customer's order" not in str(export_document(store, visitor))
+    assert "the visitor's view" in str(export_document(store, visitor)["events"])
