@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -362,7 +363,6 @@ def test_a_new_user_id_and_a_new_anonymous_id_of_one_text_wait_apart(api: Api) -
     event held the visitor's behind it (parked: for good), and the visitor's waiting
     event was filed under the customer's id."""
     from datetime import timedelta
-    from typing import Any
 
     from engine.runtime.privacy import find_person
 
@@ -409,3 +409,40 @@ def test_a_new_user_id_and_a_new_anonymous_id_of_one_text_wait_apart(api: Api) -
     assert "the customer's order" in str(export_document(store, customer)["events"])
     assert "the customer's order" not in str(export_document(store, visitor))
     assert "the visitor's view" in str(export_document(store, visitor)["events"])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
+def test_a_new_visitors_queue_waits_for_a_worker_making_a_profile_of_its_text(
+        sql_api: Api, pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: visitor `abc`'s first event waits in its provisional queue while
+    another worker makes customer `abc`'s profile (holding `abc`). Claimed beside it,
+    the visitor's batch read that `abc` was free, the other committed, and the visitor's
+    hold of `abc` then succeeded: customer and visitor were one profile."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from engine.runtime.unit import UnitOfWork
+    from engine.store.sql.rows import profile_lock_key
+
+    post(sql_api, "/v1/track", {"anonymousId": "abc", "event": "Product Viewed"})
+    dsn = make_url(pg_database).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(dsn) as other:  # the other worker, handling customer abc
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (profile_lock_key("abc"),))
+        other.execute("INSERT INTO identities (kind, value, profile_id, created_at) "
+                      "VALUES ('user_id', 'abc', 'abc', now())")
+        hold = UnitOfWork.hold_profile
+
+        def the_other_commits_first(unit: UnitOfWork, profile_id: str) -> None:
+            other.commit()  # between this batch's reads and its hold of `abc`
+            hold(unit, profile_id)
+
+        monkeypatch.setattr(UnitOfWork, "hold_profile", the_other_commits_first)
+        sql_api.handle()
+        other.commit()
+    monkeypatch.undo()
+    sql_api.handle()
+    store = sql_api.store
+    assert store.profile_for("user_id", "abc") == "abc"
+    assert store.profile_for("anonymous_id", "abc") == "abc~2"
