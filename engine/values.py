@@ -192,13 +192,10 @@ def inbox_owner(event: Mapping[str, Any],
                 profile_for: Callable[[str, str], str | None]) -> str:
     """The inbox queue an accepted event waits in, and what its stored row is filed
     under until a worker handles it (then under the profile it was handled for): the
-    profile its userId (else its anonymousId) points at. For an id not linked yet, a
-    queue of that kind of id alone, so that a new userId and a new anonymousId of one
-    text (two people) never wait together: a userId's is its text, which the worker
-    will make its profile's id, unless the text is or was another profile's id
-    (engine/runtime/identity.py chooses another then); an anonymousId's, and such a
-    userId's, is a provisional queue of its own, so that it is nobody else's (moved
-    to the profile made for it when the first of its events is handled)."""
+    profile its userId (else its anonymousId) points at; for an id not linked yet, one
+    of its kind alone (a new userId and anonymousId of one text are two people): a userId's
+    text, which the worker makes its profile's id, unless it is or was another's (identity.py
+    chooses then); an anonymousId's, and such a userId's, a provisional queue, nobody's."""
     user, anonymous = event.get("userId"), event.get("anonymousId")
     for kind, value in (("user_id", user), ("anonymous_id", anonymous)):
         if not value:
@@ -224,16 +221,6 @@ def provisional_owner(kind: str, value: str) -> str:
 
 def is_provisional(owner: str) -> bool:
     return owner.startswith(" ")
-
-
-def provisional_text(owner: str, event: Mapping[str, Any]) -> str | None:
-    """The id text a provisional queue's event names (its profile's id, when it is made
-    from it: the text the worker makes a profile of, engine/runtime/identity.py)."""
-    if not is_provisional(owner):
-        return None
-    field_name = "userId" if owner.startswith(" user_id") else "anonymousId"
-    value = event.get(field_name)
-    return str(value).strip() or None if value is not None else None
 
 
 def waiting_ids(events: Iterable[Any]) -> list[str]:
@@ -362,9 +349,8 @@ class WriteRun:
     # stored event is filed under the profile it was handled for.
     refiled: list[tuple[str, str, str]] = field(default_factory=list)
     # Provisional queues resolved (engine/values.py `inbox_owner`): queue -> profile; the
-    # events still waiting there wait in the profile's queue. Also a text a new visitor's
-    # profile took: a new userId's events waiting under it -> the userId's provisional
-    # queue (engine/runtime/identity.py).
+    # events still waiting there wait in the profile's queue (also: a text a new visitor
+    # took -> the provisional queue of a new userId's events under it, identity.py).
     requeued: dict[str, str] = field(default_factory=dict)
 
     def add_timer(self, timer: ScheduleTimer) -> None:
