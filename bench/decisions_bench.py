@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from journey_bench import CHANNELS, JOURNEYS, CountingChannel, make_events  # noqa: E402
 
+from engine.ports import WallPaced  # noqa: E402
 from engine.runtime.unsubscribe import SigningSecret  # noqa: E402
 from engine.service import Service  # noqa: E402
 from engine.testing import TEST_SECRET  # noqa: E402
@@ -54,7 +55,7 @@ from engine.testing import TEST_SECRET  # noqa: E402
 BATCH = 100
 
 
-class MovableClock:
+class MovableClock(WallPaced):
     def __init__(self, at: datetime) -> None:
         self.at = at
 

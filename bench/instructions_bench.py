@@ -44,8 +44,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from engine.ports import WallPaced  # noqa: E402
 
-class SteppedClock:
+
+class SteppedClock(WallPaced):
     """A fixed clock the countdown run moves once."""
 
     def __init__(self, at: datetime) -> None:

@@ -115,7 +115,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from engine.core.times import parse_timestamp  # noqa: E402
-from engine.ports import Message  # noqa: E402
+from engine.ports import Message, WallPaced  # noqa: E402
 from engine.qa.demo import synthetic_events  # noqa: E402
 from engine.runtime.events import normalize  # noqa: E402
 from engine.runtime.unsubscribe import SigningSecret  # noqa: E402
@@ -139,7 +139,7 @@ RACE_TARGETS = {"journey_vs_celery_sqlite": 10, "journey_vs_celery_postgres": 5,
 
 # --- the workload ----------------------------------------------------------------------
 
-class FixedClock:
+class FixedClock(WallPaced):
     def __init__(self, at: datetime) -> None:
         self.at = at
 

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.core.times import iso, parse_timestamp  # noqa: E402
-from engine.ports import Message  # noqa: E402
+from engine.ports import Message, WallPaced  # noqa: E402
 from engine.qa.replay import read_log, replay_into, run_replay  # noqa: E402
 from engine.qa.scenarios import load_journeys  # noqa: E402
 from engine.runtime.events import normalize  # noqa: E402
@@ -153,7 +153,7 @@ def run_the_replay(log: Path, profile: bool) -> tuple[float, Any]:
 
 # --- 2. live -------------------------------------------------------------------------------
 
-class FixedClock:
+class FixedClock(WallPaced):
     def __init__(self, at: datetime) -> None:
         self.at = at
 

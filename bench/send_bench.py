@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from channels.email import EmailChannel  # noqa: E402
-from engine.ports import OutboxEntry  # noqa: E402
+from engine.ports import OutboxEntry, WallPaced  # noqa: E402
 from engine.runtime.dispatch import Dispatcher  # noqa: E402
 from engine.store import SqlStore  # noqa: E402
 from journeys.templating import Rendered, html_to_text  # noqa: E402
@@ -267,7 +267,7 @@ def run_raw(port: int, work: list[tuple[str, str, Rendered]], at: datetime) -> f
 
 # --- 2. the outbox ---------------------------------------------------------------------
 
-class FixedClock:
+class FixedClock(WallPaced):
     def __init__(self, at: datetime) -> None:
         self.at = at
 

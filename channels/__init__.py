@@ -2,7 +2,9 @@
 
 To add a channel: write `channels/<name>.py` with a class that has `name` and
 `send(message)` (raise `engine.ports.DeliveryError(permanent=True)` when retrying cannot
-help, anything else to be retried), then add it to `ADAPTERS` below. Configure the
+help, anything else to be retried), then add it to `ADAPTERS` below; a new channel name
+is an entry in `CHANNEL_KINDS` (journeys/templating.py); the README's "Where to add
+things" names the rest (docs, tests, address traits, consent). Configure the
 adapters per channel in `channels.yaml` (channels/config.py); its options are checked
 against the class's `__init__` annotations (channels/options.py), so annotate them.
 """

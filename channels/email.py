@@ -277,7 +277,8 @@ class EmailChannel:
         addresses = _addresses(one_line(message.to))  # as the To header is written
         if addresses is None or len(addresses) != 1:
             what = "more than one email address" if addresses else "invalid email address"
-            raise DeliveryError(f"{what} {message.to!r}", permanent=True)
+            # the address as given is the person's data: kept with the send, not logged
+            raise DeliveryError(what, permanent=True, detail=repr(message.to))
         return addresses[0]
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -399,7 +400,7 @@ class EmailChannel:
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _Stale(_describe(exc)) from exc
         except ValueError as exc:  # aiosmtplib refused an address
-            raise DeliveryError(f"invalid address: {exc}", permanent=True) from exc
+            raise DeliveryError("invalid address", permanent=True, detail=str(exc)) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP error from {self.host}:{self.port}: "
                                 f"{_describe(exc)}") from exc

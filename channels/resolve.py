@@ -31,10 +31,14 @@ _slots = threading.BoundedSemaphore(MAX_LOOKUPS)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """The operating system's addresses for `host`, in its order (getaddrinfo, TCP)."""
+    """The operating system's addresses for `host`, in its order (getaddrinfo, TCP). A
+    link-local IPv6 address keeps its zone, `fe80::1%4` (the interface's index): without
+    it the connect cannot tell which link, and fails (EINVAL)."""
     found: list[str] = []
-    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    for family, *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         address = str(sockaddr[0])
+        if family == socket.AF_INET6 and len(sockaddr) == 4 and sockaddr[3]:
+            address = f"{address.partition('%')[0]}%{sockaddr[3]}"  # (.., flowinfo, scope)
         if address not in found:
             found.append(address)
     return found

@@ -41,7 +41,7 @@ import httpx
 
 from channels.deadline import bounded_client, deadline, longest_exchanges
 from channels.resolve import Resolver, ip_literal
-from engine.ports import Clock, DeliveryError, Message
+from engine.ports import Clock, DeliveryError, Message, WallPaced
 
 TIMESTAMP_HEADER = "X-Journeyman-Timestamp"
 SIGNATURE_HEADER = "X-Journeyman-Signature"
@@ -50,7 +50,7 @@ USER_AGENT = "journeyman-webhook/1"
 _SNIPPET = 200  # characters of a failed answer's body kept with the send (not logged)
 
 
-class SystemClock:
+class SystemClock(WallPaced):
     """The wall clock, in UTC (the default `clock` of the HTTP adapters)."""
 
     def now(self) -> datetime:
@@ -230,8 +230,9 @@ class WebhookChannel:
         if self.allow_to_override and message.to is not None and is_http_url(message.to):
             return message.to.strip()
         if self.url is None:
-            raise DeliveryError(f"no webhook URL for send {message.key} (no 'url' option "
-                                f"and 'to' is {message.to!r})", permanent=True)
+            raise DeliveryError(f"no webhook URL for send {message.key} (no 'url' option, "
+                                "and its 'to' is no http(s) URL)", permanent=True,
+                                detail=f"'to' is {message.to!r}")  # a person's: not logged
         return self.url
 
     @staticmethod
@@ -263,15 +264,14 @@ class WebhookChannel:
         try:
             send_checked(self._client, request, what, budget=3 * self.timeout)
         except DeliveryError as exc:
-            # The send's own URL failed at once (refused, an error answer), not the
-            # channel: the dispatcher goes on with the channel's other sends (a dead URL
-            # of one send held them all). One that timed out, or failed only after a
-            # timeout's time (an error answer whose body dawdled to the deadline), stays
-            # the channel's: sends to many slow URLs would hold the dispatcher three
-            # timeouts each.
-            exc.recipient = (url != self.url
-                             and not isinstance(exc.__cause__, httpx.TimeoutException)
-                             and time.monotonic() - began < self.timeout)
+            # What the failure cost decides, not its kind. The send's own URL failing in
+            # less than a timeout (refused, an error answer, a lookup its resolver gave
+            # up at once) is that URL's: the dispatcher goes on with the channel's other
+            # sends (a dead URL of one send held them all). A failure that took a
+            # timeout or more (every timeout does; an error answer whose body dawdled to
+            # the deadline) is the channel's: sends to many slow URLs would hold the
+            # dispatcher three timeouts each.
+            exc.recipient = url != self.url and time.monotonic() - began < self.timeout
             raise
 
     def longest_send(self, count: int) -> float:

@@ -15,10 +15,9 @@ them and the stores implement them, so neither imports the other.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +30,7 @@ from engine.core.model import (
     RecordGoal,
     ScheduleTimer,
 )
+from engine.core.times import WallPaced  # re-exported: the clocks' base
 from engine.values import (  # re-exported: the values are part of the ports
     ADMIN_SCOPES,
     PUBLIC_SCOPES,
@@ -62,17 +62,22 @@ from engine.values import (  # re-exported: the values are part of the ports
 # --- time and ids ----------------------------------------------------------------------
 
 
-class Clock(Protocol):
+class Clock(Protocol):  # its pace may not be the wall's: engine/core/times.py WallPaced
     def now(self) -> datetime:
         """An aware UTC datetime."""
-        ...
+
+    def from_wall(self, seconds: float) -> timedelta:
+        """The span of this clock's time that passes in `seconds` of the wall clock."""
+
+    def to_wall(self, span: timedelta) -> float:
+        """The wall seconds in which `span` of this clock's time passes."""
 
 
 class IdGenerator(Protocol):
     def new_id(self) -> str: ...
 
 
-class SystemClock:
+class SystemClock(WallPaced):
     """The wall clock (the edge's; the core never reads a clock)."""
 
     def now(self) -> datetime:
@@ -84,46 +89,6 @@ class UuidIds:
 
     def new_id(self) -> str:
         return uuid.uuid4().hex  # noqa: TID251 - the one real source of random ids
-
-
-# --- who is waiting --------------------------------------------------------------------
-
-_work_kind = threading.local()
-
-
-@contextmanager
-def background_work() -> Iterator[None]:
-    """Marks the store work this thread does in the block as background work (the
-    service's loops: events, timers, outbox). A store whose writers take turns lets a
-    waiting foreground writer (an API request) go first (engine/store/sql/db.py)."""
-    before = getattr(_work_kind, "background", False)
-    _work_kind.background = True
-    try:
-        yield
-    finally:
-        _work_kind.background = before
-
-
-def is_background_work() -> bool:
-    return bool(getattr(_work_kind, "background", False))
-
-
-class ForegroundWaits:
-    """How many foreground writers (API requests) of this process wait for the store's
-    write lock now (counted by a store whose writers take turns): background work
-    holding the lock checks it between items and commits early."""
-
-    _lock = threading.Lock()
-    _count = 0
-
-    @classmethod
-    def add(cls, delta: int) -> None:
-        with cls._lock:
-            cls._count += delta
-
-    @classmethod
-    def any(cls) -> bool:
-        return cls._count > 0
 
 
 # --- delivery ------------------------------------------------------------------------
@@ -340,8 +305,8 @@ class OutboxStore(Protocol):
     def mark_retry(self, key: str, at: datetime, error: str) -> None: ...
     def mark_failed(self, key: str, at: datetime, error: str) -> None: ...
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
-        """Not now (quiet hours): due again at `until`, and the claim was no attempt."""
-        ...
+        """Not now (quiet hours): due again at `until`, and the claim was no attempt; a
+        hold's `reason` keeps the row's earlier error after it (values.py `held_error`)."""
     def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
         """`mark_deferred` of each (key, until, reason), in one statement: at the start
         of quiet hours most of a chunk is deferred."""
@@ -398,6 +363,9 @@ class InboxStore(Protocol):
         """When the earliest held event (of `lane`, if given) may be retried."""
         ...
     def inbox_counts(self) -> dict[str, int]: ...
+    def waiting_consents(self, profile_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """These profiles' events not handled yet (pending or held) naming a consent, oldest
+        first: a withdrawal stops sends before it is handled (policy.py `with_waiting`)."""
 
 
 class PreparedChanges(Protocol):
@@ -528,10 +496,9 @@ class VersionStore(Protocol):
         ...
     def move_enrollments(self, move: StepMove, now: datetime) -> int:
         """Move the active enrollments of `move.from_version` on `move.from_step` to
-        `move.to_version` at `move.to_step` (inside the caller's transaction); each
-        keeps its id, data and visit count, and its pending timer moves with it, due when
-        it was. Returns how many moved."""
-        ...
+        `move.to_version` at `move.to_step` (in the caller's transaction), each with its
+        id, data, visit count and pending timer (due when it was), and `move.decision(now,
+        profile, id, due or None)` logged for it (`why`). Returns how many moved."""
 
 
 class EngagementStore(Protocol):
@@ -590,5 +557,5 @@ __all__ = ["BatchChannel", "Change", "Channel", "Clock", "Decision", "DeliveryEr
            "OutboxRecord", "OutboxStore", "ProfileState", "ProfileStore", "RecordStore",
            "SegmentStore", "Snapshot", "SnapshotStore", "StateStore", "StepMove", "Store",
            "Suppression", "SystemClock", "TimerStore", "UserInfo", "UserStore", "UuidIds",
-           "VersionStore", "WriteRun"]
+           "VersionStore", "WallPaced", "WriteRun"]
 __all__ += ["ADMIN_SCOPES", "PUBLIC_SCOPES", "SCOPES", "SERVER_SCOPES", "key_scopes"]

@@ -64,6 +64,9 @@ from journeys.model import Policy
 
 log = logging.getLogger("journeyman.service")
 SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while API and loops share a process
+# Seconds a stop waits for the API's requests under way: a client that stalls halfway
+# through its body held it until systemd's TimeoutStopSec killed it (docs/service.md)
+GRACEFUL_SHUTDOWN = 5  # uvicorn takes whole seconds
 STATUS_REFRESH_SECONDS = 5.0
 # Timers due within this many seconds of the earliest fire together, in one transaction,
 # when the last of them comes due (a journey's waits are minutes to days; a lone timer's
@@ -580,7 +583,7 @@ class Service:
             # text or JSON, redacted: engine/cli/logs.py), not handlers of its own
             sigterm.server = server = uvicorn.Server(uvicorn.Config(
                 app, host=host, port=port, log_level="warning", access_log=False,
-                log_config=None))
+                log_config=None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN))
             if not sigterm.asked.is_set():  # not asked to stop while starting
                 with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a stop, as SIGTERM
                     server.run(sockets=None if sock is None else [sock])

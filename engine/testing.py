@@ -13,6 +13,7 @@ is re-exported here.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from typing import Any
 from engine.core.model import Enrollment, Profile
 from engine.core.times import iso, parse_timestamp
 from engine.jsonfast import dumps_bytes
-from engine.ports import Decision, Failure, Message
+from engine.ports import Decision, Failure, Message, WallPaced
 from engine.runtime.events import MAX_EVENT_BYTES, BadEvent, check_values, instant, normalize
 from engine.runtime.identity import profile_named
 from engine.runtime.time_entries import arm_time_entries
@@ -33,6 +34,8 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
+from journeys.reads import events_read, near_miss
+from journeys.templating import CHANNEL_KINDS
 from rules.durations import parse_duration
 
 
@@ -52,14 +55,41 @@ def refused(event: Mapping[str, Any]) -> None:
         raise BadEvent(f"event larger than {MAX_EVENT_BYTES} bytes ({size})")
 
 
+def start_instant(start: datetime | str) -> datetime:
+    """A fake clock's start: an aware datetime, or an ISO 8601 string with a time zone.
+    Without one (a naive datetime, `2026-03-02T09:00:00`) it is a ValueError: which
+    instant was meant is not known, and a test's times would be off by hours."""
+    when = parse_timestamp(start) if isinstance(start, str) else start
+    if when is None:
+        raise ValueError(f"start={start!r} is not an ISO 8601 time, like "
+                         "2026-03-02T09:00:00Z")
+    if isinstance(start, datetime) and start.utcoffset() is None:
+        raise ValueError(f"start={start!r} has no time zone: give tzinfo=UTC (or a zone)")
+    if isinstance(start, str) and not _has_zone(start):
+        raise ValueError(f"start={start!r} has no time zone: write {start.strip()}Z (UTC) "
+                         "or give its offset (+01:00)")
+    return when.astimezone(UTC)
+
+
+def _has_zone(text: str) -> bool:
+    """Whether an ISO 8601 time says its offset (`Z`, `+01:00`)."""
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")
+                                      .replace("z", "+00:00")).utcoffset() is not None
+    except ValueError:
+        return False
+
+
 # Signs the unsubscribe links of the in-memory engine and of tests: a secret for tests
 # only, spelled so that nobody mistakes it for a production one. Production processes
 # get theirs from the configuration (engine/runtime/signing.py), never from code.
 TEST_SECRET = "journeyman-test-secret-not-for-production"
 
 
-class FakeClock:
-    """A clock that moves only when told to (trio's MockClock, minus the event loop)."""
+class FakeClock(WallPaced):
+    """A clock that moves only when told to (trio's MockClock, minus the event loop).
+    A span of the wall is the same span of its time (`from_wall`, `to_wall`: WallPaced):
+    what waits for one of its times waits that long on the wall, unless woken."""
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
@@ -165,6 +195,16 @@ class RecordingChannel:
         self.messages.append(message)
 
 
+class UnreadEventError(ValueError):
+    """A track event whose name is a typo away from one the journeys (or computed traits)
+    read: it would enter, resume and exit nothing, and a test pass for nothing."""
+
+
+class UnreadEventWarning(UserWarning):
+    """A track event whose name no journey (nor computed trait) reads; an error under
+    `pytest -W error`. `unread=True` on `track`/`post` sends one on purpose."""
+
+
 class InMemoryEngine:
     """The runtime on an InMemoryStore, a FakeClock and a RecordingChannel, driven by the
     same worker and dispatcher as production: an event is accepted into the inbox and
@@ -177,8 +217,7 @@ class InMemoryEngine:
         self.channel = RecordingChannel()
         self.library = library
         self.ids = SequentialIds("msg")
-        channels = dict.fromkeys(
-            ("email", "sms", "push", "webhook", "console", "file"), self.channel)
+        channels = dict.fromkeys(CHANNEL_KINDS, self.channel)  # every channel journeys use
         self.unsubscribe = UnsubscribeLinks(TEST_SECRET, "https://journeyman.invalid")
         wiring = wire(library, store=self.store, clock=self.clock, channels=channels,
                       unsubscribe=self.unsubscribe, backend=backend, name="in-memory",
@@ -186,17 +225,23 @@ class InMemoryEngine:
         self.runner = wiring.runner
         self.dispatcher = wiring.dispatcher
         self.worker = wiring.worker
+        self._events_read: set[str] | None = None  # what the journeys listen to, once asked
 
     @classmethod
-    def from_folder(cls, folder: str | Path, *, start: datetime, only: list[str] | None = None,
-                    backend: str = "durable") -> InMemoryEngine:
+    def from_folder(cls, folder: str | Path, *, start: datetime | str,
+                    only: list[str] | None = None, backend: str = "durable"
+                    ) -> InMemoryEngine:
+        """The journeys of `folder` (a journeys folder or one journey file) on a fake
+        clock at `start`: an aware datetime or an ISO 8601 string with a time zone
+        (`2026-03-02T09:00:00Z`, any offset), as scenario files write it."""
+        when = start_instant(start)
         library = load_path(folder)
         if only is not None:
             missing = set(only) - set(library.journeys)
             if missing:
                 raise KeyError(f"no such journeys: {', '.join(sorted(missing))}")
             library.journeys = {k: v for k, v in library.journeys.items() if k in only}
-        return cls(library, start=start, backend=backend)
+        return cls(library, start=when, backend=backend)
 
     def use_store(self, store: Any) -> None:
         """Run on another Store (a SqlStore, say) with the same clock and channel; the
@@ -292,11 +337,14 @@ class InMemoryEngine:
 
     # --- events --------------------------------------------------------------------
 
-    def post(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def post(self, event: Mapping[str, Any], *, unread: bool = False) -> dict[str, Any]:
         """A Segment-format event, accepted and handled at once; a future `timestamp`
         moves the clock there first. What the API answers 400 raises BadEvent, before
-        the clock moves (`refused`)."""
+        the clock moves (`refused`). A track whose name no journey reads is told
+        (`check_read`) unless `unread`."""
         refused(event)
+        if not unread and event.get("type") == "track":
+            self.check_read(event.get("event"), stacklevel=3)
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
             when = instant(stamp)
@@ -308,10 +356,35 @@ class InMemoryEngine:
         return accepted
 
     def track(self, user_id: str, event: str, properties: Mapping[str, Any] | None = None,
-              at: datetime | None = None) -> dict[str, Any]:
+              at: datetime | None = None, *, unread: bool = False) -> dict[str, Any]:
+        """Segment `track`. An `event` no journey (nor computed trait) reads is told, as
+        in scenario files: a typo away from one they read (`Checkout Startd`) raises
+        UnreadEventError with "did you mean", before anything happens; any other name
+        warns (UnreadEventWarning). `unread=True` sends it on purpose, without a word."""
+        if not unread:
+            self.check_read(event, stacklevel=3)
         self._move_to(at)
         return self.post({"type": "track", "userId": user_id, "event": event,
-                          "properties": dict(properties or {}), "timestamp": iso(self.now)})
+                          "properties": dict(properties or {}), "timestamp": iso(self.now)},
+                         unread=True)
+
+    def check_read(self, name: Any, *, stacklevel: int = 2) -> None:
+        """Raise UnreadEventError for a track name a typo away from one the journeys or
+        computed traits read; warn UnreadEventWarning for another name they do not read
+        (it would enter, resume and exit nothing)."""
+        if not isinstance(name, str):  # no name: `refused` / normalize say why
+            return
+        if self._events_read is None:
+            self._events_read = events_read(self.library)
+        if name in self._events_read:
+            return
+        best = near_miss(name, self._events_read)
+        if best is not None:
+            raise UnreadEventError(f"no journey reads the event {name!r} (did you mean "
+                                   f"{best!r}? unread=True if the name is meant)")
+        warnings.warn(UnreadEventWarning(
+            f"no journey reads the event {name!r}: it enters, resumes and exits nothing "
+            "(unread=True if that is meant)"), stacklevel=stacklevel)
 
     def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
@@ -402,4 +475,5 @@ class InMemoryEngine:
 
 
 __all__ = ["TEST_SECRET", "DeferRecord", "ExitRecord", "FakeClock", "InMemoryEngine",
-           "InMemoryStore", "RecordingChannel", "SentMessage", "SequentialIds", "SkipRecord"]
+           "InMemoryStore", "RecordingChannel", "SentMessage", "SequentialIds", "SkipRecord",
+           "UnreadEventError", "UnreadEventWarning", "start_instant"]

@@ -22,6 +22,7 @@ from engine.core.model import (
     RecordGoal,
     ScheduleTimer,
 )
+from engine.core.times import iso
 from journeys.templating import Rendered
 from rules.errors import JourneymanError
 
@@ -94,6 +95,52 @@ class OutboxRecord:
     next_attempt_at: datetime | None
     last_error: str | None
     sent_at: datetime | None
+
+    @property
+    def held(self) -> str | None:
+        """Why its last claim held it untried (`channel_unavailable`, ...), else None."""
+        return held_parts(self.last_error)[0]
+
+    @property
+    def error(self) -> str | None:
+        """`last_error` less a hold's reason: its earlier error, if any (a hold's words
+        alone are no error)."""
+        held, error = held_parts(self.last_error)
+        return error if held is not None else self.last_error
+
+
+# Why a send waits untried, no error of its own (Store.mark_deferred's reasons): the
+# claim's holds after its channel or recipient failed (engine/runtime/holds.py), a
+# process stopping (its claim released), the policy's deferrals.
+CHANNEL_UNAVAILABLE = "channel_unavailable"
+RECIPIENT_UNAVAILABLE = "recipient_unavailable"
+RELEASED = "stopping"
+HOLDS = (CHANNEL_UNAVAILABLE, RECIPIENT_UNAVAILABLE, RELEASED)
+WAITS = (*HOLDS, "quiet_hours", "frequency_cap")
+HELD_AFTER = "; last error: "
+
+
+def held_error(reason: str, earlier: str | None) -> str:
+    """The `last_error` of a send deferred for `reason`. A hold (HOLDS) keeps the row's
+    earlier error after its reason, `channel_unavailable; last error: 451 4.7.1 ...`:
+    the hold's word alone hid the provider's answer of its attempt before. An earlier
+    hold's reason gives way to this one's (its error stays); a deferral's word is no
+    error. The policy's deferrals write their reason alone."""
+    if reason not in HOLDS or earlier is None or earlier in WAITS:
+        return reason
+    held, error = held_parts(earlier)
+    return reason + HELD_AFTER + (earlier if held is None else error or "")
+
+
+def held_parts(last_error: str | None) -> tuple[str | None, str | None]:
+    """(the hold's reason, the earlier error) of a held send's `last_error`, else
+    (None, None)."""
+    if last_error is None:
+        return None, None
+    if last_error in HOLDS:
+        return last_error, None
+    reason, sep, error = last_error.partition(HELD_AFTER)
+    return (reason, error) if sep and reason in HOLDS else (None, None)
 
 
 @quick_init
@@ -477,6 +524,28 @@ def forgotten_address(address: str) -> str:
     return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
+ADDRESS_TRAITS = ("email", "phone")  # the traits that hold a person's addresses
+
+
+def addresses_in(events: Iterable[Any]) -> set[str]:
+    """The e-mail and phone traits that `events` set (an identify's `traits`, any
+    event's `context.traits`): every address a person gave, an earlier one they have
+    changed since as much as the one their profile holds now (export lists its
+    suppression, forget keeps that as its hash only: docs/privacy.md)."""
+    found: set[str] = set()
+    for event in events:
+        if not isinstance(event, Mapping):
+            continue
+        context = event.get("context")
+        for traits in (event.get("traits"),
+                       context.get("traits") if isinstance(context, Mapping) else None):
+            if isinstance(traits, Mapping):
+                found |= {str(value) for t in ADDRESS_TRAITS
+                          if isinstance(value := traits.get(t), str | int)
+                          and not isinstance(value, bool) and str(value).strip()}
+    return found
+
+
 def forgotten_reason(reason: str) -> str:
     """What the suppression of a forgotten person's address keeps as its reason: the
     kind (SUPPRESSION_REASONS) as it was, any other text (given by hand, it may name the
@@ -503,10 +572,27 @@ class DeployedVersion:
 @dataclass(frozen=True, slots=True)
 class StepMove:
     """Move a version's active enrollments on one step to a step of a newer version
-    (`migrate:` in a journey file); their timers keep their due time."""
+    (`migrate:` in a journey file); their timers keep their due time, and each move is
+    recorded in the decision log (`decision`)."""
 
     journey: str
     from_version: int
     from_step: str
     to_version: int
     to_step: str
+
+    def decision(self, at: datetime, profile_id: str, enrollment_id: str,
+                 due: datetime | None) -> Decision:
+        """What the decision log keeps of one enrollment moved (`why` tells it): a
+        `waiting` at the new step that says where from, with the moved timer's due time
+        (`until`, when it had one). The reason names no person (the journey page counts
+        the moves of a step in one row, engine/store/sql/reasons.py)."""
+        details: dict[str, Any] = {
+            "moved_by": "apply", "from_version": self.from_version,
+            "to_version": self.to_version, "from_step": self.from_step,
+            "to_step": self.to_step, "enrollment": enrollment_id}
+        if due is not None:
+            details["until"] = iso(due)
+        return Decision(at, profile_id, self.journey, self.to_step, "waiting",
+                        f"moved by apply: {self.journey} v{self.from_version} step "
+                        f"{self.from_step} -> v{self.to_version} step {self.to_step}", details)

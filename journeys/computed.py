@@ -59,6 +59,12 @@ class LifecycleStage(Strict):
     when: Any = None  # a condition, parsed with positions by the loader
 
 
+# Events the computed traits always read, whatever computed_traits.yaml says
+# (engine/core/profiles.py): a visit, and an NPS score.
+VISIT_EVENT = "Session Started"
+NPS_EVENT = "NPS Submitted"
+
+
 class ComputedTraitsConfig(Strict):
     """`computed_traits.yaml`."""
 

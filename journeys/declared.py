@@ -23,14 +23,23 @@ import jinja2
 
 from journeys.computed import COMPUTED_TRAITS
 from journeys.errors import Problem
-from journeys.lint import inline_template_places
-from journeys.loaded import LoadedJourney
+from journeys.lint import inline_template_places, nested_strings
+from journeys.loaded import Library, LoadedJourney
 from journeys.model import Journey
 from journeys.steps import BranchCase, BranchStep, SendStep
-from journeys.template_shapes import path_problem, trait_hint
-from journeys.templating import TemplateLibrary, attribute_names
+from journeys.template_shapes import (
+    MAYBE,
+    attribute_names,
+    attribute_problems,
+    path_problem,
+    trait_hint,
+    warning,
+)
+from journeys.templating import TemplateLibrary
 from journeys.yamlsrc import Source, Where
 from rules import did_you_mean
+
+_PARSER = jinja2.Environment()  # parsing only
 
 
 def condition_paths(raw: Any, where: Where) -> Iterator[tuple[str, Where]]:
@@ -109,10 +118,7 @@ def journey_problems(loaded: LoadedJourney, known_traits: Collection[str] | None
                      templates: TemplateLibrary | None) -> list[Problem]:
     """Everything in one journey that names an undeclared trait or property."""
     model, source = loaded.model, loaded.source
-    entry_event: tuple[str, Collection[str]] | None = None
-    name = model.entry.event
-    if model.entry.kind == "event" and known_events and name is not None and name in known_events:
-        entry_event = (name, known_events[name])
+    entry_event = _entry_event(model, known_events)
     sees_entry = {("entry", "when")} | {
         ("steps", i, "branch", j, "when") for i, step in enumerate(model.steps)
         if isinstance(step, BranchStep)
@@ -120,55 +126,94 @@ def journey_problems(loaded: LoadedJourney, known_traits: Collection[str] | None
     problems = [p for where, raw in condition_places(model)
                 for p in path_problems(raw, where, source, known_traits,
                                        entry_event if where in sees_entry else None)]
-    for where, value in inline_template_places(loaded):
-        for text in _strings(value):
-            problems += _template_text(text, source, where, known_traits, entry_event)
+    for where, text in nested_strings(inline_template_places(loaded)):
+        problems += _template_text(text, source, where, known_traits, entry_event)
+    problems += _sent(loaded, entry_event, templates)
+    return sorted(set(problems))
+
+
+def journey_warnings(loaded: LoadedJourney, known_traits: Collection[str] | None,
+                     known_events: Mapping[str, Collection[str]] | None,
+                     templates: TemplateLibrary | None) -> list[Problem]:
+    """What `journey_problems` and the linter would say of a journey's inline strings and
+    of the properties its templates read, for the reads a fallback guards (`| default`,
+    `is defined`: journeys/template_fallbacks.py): they render, so each is a warning."""
+    source = loaded.source
+    entry_event = _entry_event(loaded.model, known_events)
+    warnings = []
+    for where, text in nested_strings(inline_template_places(loaded)):
+        if "{" in text:
+            warnings += [source.problem(where, message) for _, _, message in
+                         attribute_problems(text, _PARSER, guarded=True)]
+        warnings += _template_text(text, source, where, known_traits, entry_event,
+                                   guarded=True)
+    warnings += _sent(loaded, entry_event, templates, guarded=True)
+    return sorted(set(warnings))
+
+
+def _entry_event(model: Journey, known_events: Mapping[str, Collection[str]] | None,
+                 ) -> tuple[str, Collection[str]] | None:
+    """(name, declared properties) of the journey's entry event, if traits.yaml declares it."""
+    name = model.entry.event
+    if model.entry.kind == "event" and known_events and name is not None and name in known_events:
+        return name, known_events[name]
+    return None
+
+
+def _sent(loaded: LoadedJourney, entry_event: tuple[str, Collection[str]] | None,
+          templates: TemplateLibrary | None, *, guarded: bool = False) -> list[Problem]:
+    """The undeclared properties of the entry event the templates of its sends read."""
     if entry_event is None or templates is None:
-        return problems
-    for i, step in enumerate(model.steps):
+        return []
+    problems = []
+    for i, step in enumerate(loaded.model.steps):
         if isinstance(step, SendStep):
             for text in templates.texts.get(step.send.template, []):
                 problems += [
-                    source.problem(("steps", i, "send", "template"),
-                                   f"template {step.send.template!r} reads "
-                                   + _property_message(f"event.properties.{name}", entry_event))
-                    for name in _names(text, ("event", "properties"))
+                    loaded.source.problem(("steps", i, "send", "template"), _maybe(
+                        f"template {step.send.template!r} reads "
+                        + _property_message(f"event.properties.{name}", entry_event), guarded))
+                    for name in _names(text, ("event", "properties"), guarded)
                     if name not in entry_event[1]]
-    return sorted(set(problems))
+    return problems
+
+
+def _maybe(message: str, guarded: bool) -> str:
+    return warning(message, MAYBE) if guarded else message
 
 
 def _template_text(text: str, source: Source, where: Where,
                    known_traits: Collection[str] | None,
-                   entry_event: tuple[str, Collection[str]] | None) -> list[Problem]:
+                   entry_event: tuple[str, Collection[str]] | None, *,
+                   guarded: bool = False) -> list[Problem]:
     problems = []
     if known_traits is not None:
-        problems += [source.problem(where, f"unknown trait 'profile.traits.{name}' in "
-                                    "template (not in traits.yaml)"
-                                    + trait_hint(name, known_traits))
-                     for name in _names(text, ("profile", "traits")) if name not in known_traits]
+        problems += [source.problem(where, _maybe(
+            f"unknown trait 'profile.traits.{name}' in template (not in traits.yaml)"
+            + trait_hint(name, known_traits), guarded))
+            for name in _names(text, ("profile", "traits"), guarded) if name not in known_traits]
     if entry_event is not None:
-        problems += [source.problem(where, _property_message(f"event.properties.{name}",
-                                                             entry_event))
-                     for name in _names(text, ("event", "properties"))
-                     if name not in entry_event[1]]
+        problems += [source.problem(where, _maybe(
+            _property_message(f"event.properties.{name}", entry_event), guarded))
+            for name in _names(text, ("event", "properties"), guarded)
+            if name not in entry_event[1]]
     return problems
 
 
-def _names(text: str, base: tuple[str, str]) -> list[str]:
+def _names(text: str, base: tuple[str, str], guarded: bool = False) -> list[str]:
     if "{" not in text:
         return []
     try:
-        return list(dict.fromkeys(attribute_names(text, base)))
+        return attribute_names(text, base, guarded=guarded)
     except jinja2.TemplateSyntaxError:
         return []  # reported by the linter
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+
+def library_warnings(library: Library) -> list[Problem]:
+    """The guarded reads of unknown attributes, traits and properties in a loaded
+    library: its templates' (`TemplateLibrary.check`) and its journeys' inline strings'."""
+    return sorted(set(library.templates.warnings) | {
+        w for loaded in library.journeys.values()
+        for w in journey_warnings(loaded, library.known_traits, library.known_events,
+                                  library.templates)})

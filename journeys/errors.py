@@ -41,4 +41,20 @@ class UnknownJourney(JourneyError):  # noqa: N818
 
 
 class TemplateRenderError(JourneyError):
-    """A template failed to render (undefined variable, sandbox violation, syntax)."""
+    """A template failed to render (undefined variable, sandbox violation, syntax).
+
+    `logged`: the message without the failure's own words, which can quote the person's
+    data (`'dict object' has no attribute 'Zebulonius'`, `'Villarrubia' is not in
+    list`): where it failed and the kind of error, what a log line may say
+    (engine/runtime/errortext.py `logged_text`, docs/privacy.md "Logs")."""
+
+    def __init__(self, message: str, logged: str | None = None) -> None:
+        super().__init__(message)
+        self.logged = message if logged is None else logged
+
+    @classmethod
+    def at(cls, place: str, exc: BaseException, words: str) -> TemplateRenderError:
+        """`place: words` (what `exc` said), logged as `place` and the kind of `exc`."""
+        return cls(f"{place}: {words}", logged=(
+            f"{place}: {type(exc).__name__} (its message, which may quote the person's "
+            "data, is kept with the failure: journeyman failures)"))

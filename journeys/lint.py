@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
@@ -346,11 +347,26 @@ def inline_template_places(loaded: LoadedJourney) -> list[tuple[tuple[str | int,
     return places
 
 
+def nested_strings(places: list[tuple[tuple[str | int, ...], object]],
+                   ) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string of `places`, those nested in dicts and lists too (the runner renders
+    each: journeys/templating.py `render_value`), each at its own place."""
+    todo = list(reversed(places))
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, str):
+            yield where, value
+        elif isinstance(value, dict):
+            todo.extend(reversed([((*where, k), v) for k, v in value.items()]))
+        elif isinstance(value, list):
+            todo.extend(reversed([((*where, i), v) for i, v in enumerate(value)]))
+
+
 def _inline_templates(loaded: LoadedJourney) -> list[Problem]:
     """Jinja2 strings in send.to, emit and update_profile/set_data values."""
     problems = []
-    for where, value in inline_template_places(loaded):
-        if not isinstance(value, str) or "{" not in value:
+    for where, value in nested_strings(inline_template_places(loaded)):
+        if "{" not in value:
             continue
         try:
             names = undeclared(value)

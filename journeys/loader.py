@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from journeys.computed import ComputedTraitsConfig, TraitsFile
 from journeys.declared import condition_places, journey_problems, path_problems
 from journeys.errors import InvalidJourney, Problem
-from journeys.library import bundled_library
+from journeys.library import bundled_library, journeys_path
 from journeys.lint import lint
 from journeys.loaded import Library, LoadedJourney
 from journeys.model import ID_RE, Journey, Policy
@@ -301,6 +301,7 @@ def load_journey_file(path: str | Path) -> Library:
 
 
 def load_path(path: str | Path) -> Library:
-    """A journeys folder or a single journey file."""
-    path = Path(path)
+    """A journeys folder or a single journey file (`journeyman:bundled`: the bundled
+    journeys, wherever journeyman is installed)."""
+    path = journeys_path(path)
     return load_library(path) if path.is_dir() else load_journey_file(path)

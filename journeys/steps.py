@@ -4,8 +4,10 @@ A step is a mapping with an `id`, optional `next`, and exactly one kind key. The
 kind decides the model (a pydantic callable discriminator), so an error in a `send`
 step is reported against the `send` model only.
 
-Adding a kind: a model here, registered in `STEP_MODELS` and the `Step` union, and a
-handler in `engine/core/steps/<kind>.py`.
+Adding a kind: a model here, registered in `STEP_MODELS`, the `Step` union and
+`AnyStep` (its inner spec model in `INNER_MODELS`), a handler in
+`engine/core/steps/<kind>.py`, and the other places the README's "Where to add things"
+names.
 """
 
 from __future__ import annotations

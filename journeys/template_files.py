@@ -45,7 +45,7 @@ class FolderLoader(jinja2.FileSystemLoader):
         return super().get_source(environment, template)
 
 
-def _names(node: nodes.Expr) -> list[str] | None:
+def constant_names(node: nodes.Expr) -> list[str] | None:
     """The file names an `extends`/`include`/`import` names, if all are constant."""
     if isinstance(node, nodes.Const) and isinstance(node.value, str):
         return [node.value]
@@ -66,7 +66,7 @@ def missing_references(env: jinja2.Environment, source: str,
     found: list[str] = []
     for node in env.parse(source).find_all(IMPORTS):
         assert isinstance(node, IMPORTS)
-        names = _names(node.template)
+        names = constant_names(node.template)
         if names is None or (isinstance(node, nodes.Include) and node.ignore_missing):
             continue
         reasons = []
@@ -129,5 +129,5 @@ _KEYWORDS: dict[type, str] = {nodes.Extends: "extends", nodes.Include: "include"
                               nodes.Import: "import", nodes.FromImport: "from ... import"}
 
 
-__all__ = ["FolderLoader", "inside", "missing_references", "nested_problems",
+__all__ = ["FolderLoader", "constant_names", "inside", "missing_references", "nested_problems",
            "reference_problems"]

@@ -1,5 +1,8 @@
 """Warnings, not errors: a template that reads a trait with no fallback, and a link
-whose host comes from data (not tracked; journeys/template_links.py).
+whose host comes from data or a URL printed from data in the text part (not tracked;
+journeys/template_links.py). `validate` prints these and those of
+journeys/declared.py `library_warnings` (guarded reads of what is never there:
+journeys/template_fallbacks.py).
 
 Templates render with `StrictUndefined` (journeys/templating.py), so a profile without
 the trait a template reads gets no message: the send is skipped as `template_error`.
@@ -26,7 +29,7 @@ from jinja2 import nodes
 
 from journeys.errors import InvalidJourney, Problem
 from journeys.template_files import inside
-from journeys.template_links import data_links, link_message
+from journeys.template_links import data_links, data_url_message, data_urls, link_message
 from journeys.template_shapes import DICT_METHODS
 from journeys.templating import CHANNEL_KINDS, TemplateLibrary
 from journeys.textfile import read_text
@@ -73,6 +76,12 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
                 found = raw[row - 1].find(link) if 0 < row <= len(raw) else -1
                 warnings.append(Problem(file, row, found + 1 if found >= 0 else column,
                                         link_message(link)))
+            # a URL printed bare in the text part (the HTML's, when it has none)
+            for at, read in (data_urls(text, env) if email and where[0] == (
+                    "text" if tpl.text is not None else "html") else ()):
+                row = line + block + at - 1
+                warnings.append(Problem(file, row, _found(raw, row, read, col if at == 1
+                                                          else 1), data_url_message(read)))
         html_file = tpl.html_file
         if html_file is not None and templates.folder is not None:
             if not inside(templates.folder, html_file) or not (
@@ -88,6 +97,10 @@ def template_warnings(templates: TemplateLibrary) -> list[Problem]:
                             for name, at in _read(text, env))
             warnings.extend(Problem(shown, at, column, link_message(link))
                             for at, column, link in (data_links(text) if email else ()))
+            warnings.extend(Problem(shown, at, _found(lines, at, read, 1),
+                                    data_url_message(read))
+                            for at, read in (data_urls(text, env) if email and tpl.text is None
+                                             else ()))
     return warnings
 
 
@@ -99,6 +112,16 @@ def _lines(templates: TemplateLibrary, template_id: str) -> list[str]:
         return read_text(templates.folder / f"{template_id}.yaml").splitlines()
     except InvalidJourney:
         return []
+
+
+def _found(lines: list[str], row: int, path: str, col: int) -> int:
+    """Where `path` (or its last name, spelt `['...']`) stands on line `row`, else `col`."""
+    if 0 < row <= len(lines):
+        for form in (path, path.rsplit(".", 1)[-1]):
+            found = lines[row - 1].find(form)
+            if found >= 0:
+                return found + 1
+    return col
 
 
 def _column(lines: list[str], row: int, name: str, col: int, at: int) -> int:

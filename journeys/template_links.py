@@ -27,9 +27,10 @@ import re
 from collections.abc import Iterable
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 
 from journeys.link_hosts import literal_hosts
+from journeys.template_fallbacks import path_of
 from journeys.templating import TemplateLibrary, make_environment
 
 
@@ -112,6 +113,50 @@ def _shown(text: str, start: int) -> str:
     return snippet if len(snippet) <= 80 else snippet[:77] + "..."
 
 
+# A data path whose last name says it holds a URL: `website`, `site`, `url`,
+# `product_url`, `link`, `homepage`, `href`, `uri` (a plural too), not `link_text`
+URL_NAME = re.compile(r"(?:^|_)(?:url|uri|link|href|website|site|homepage|web)s?$", re.I)
+DATA_ROOTS = frozenset({"profile", "event", "trigger", "enrollment"})
+# right after written URL text (`https://shop.example/{{ x }}`) or in an attribute's
+# value (`href="{{ x }}"`): DATA_LINK's to say, or a trusted host's
+_URL_BEFORE = re.compile(r"""(?:https?://\S*|=\s*["']?\s*)$""", re.IGNORECASE)
+
+
+def data_urls(text: str, env: jinja2.Environment) -> list[tuple[int, str]]:
+    """(line, the path as written) of each `{{ ... }}` of `text` that prints, as it is or
+    through filters, a data path whose name says it holds a URL (`URL_NAME`), but one
+    right after written URL text or in an attribute (`_URL_BEFORE`); none for a text
+    that does not parse."""
+    try:
+        parsed = env.parse(text)
+    except jinja2.TemplateSyntaxError:
+        return []
+    found: list[tuple[int, str]] = []
+    for output in parsed.find_all(nodes.Output):
+        before = ""
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                before = node.data
+                continue
+            expr: nodes.Node = node
+            while isinstance(expr, nodes.Filter) and expr.node is not None:
+                expr = expr.node  # `{{ x | default('') | trim }}` prints x
+            path = path_of(expr)
+            if (path is not None and len(path) > 1 and path[0] in DATA_ROOTS
+                    and URL_NAME.search(path[-1]) and not _URL_BEFORE.search(before)):
+                found.append((expr.lineno, ".".join(path)))
+            before = ""
+    return found
+
+
+def data_url_message(path: str) -> str:
+    return (f"warning: {{{{ {path} }}}} may print a URL (its name says so) in the text part; "
+            "a URL read from data is tracked only if its host is written in the "
+            "template or listed in the policy's tracking: hosts:, else it is sent as "
+            "written, untracked (no Email Clicked for it); to track it, write its host "
+            "(https://shop.example/{{ ... }}) or list it (docs/engagement.md)")
+
+
 def link_message(link: str) -> str:
     return (f"warning: the host of the link {link} comes from data: it is sent as "
             "written, not tracked, unless its host is listed in the policy's tracking: "
@@ -119,4 +164,5 @@ def link_message(link: str) -> str:
             "redirect; docs/engagement.md); data-track=\"false\" on the <a> says it is meant")
 
 
-__all__ = ["DATA_LINK", "data_links", "link_message", "source_hosts", "template_hosts"]
+__all__ = ["DATA_LINK", "data_links", "data_url_message", "data_urls", "link_message",
+           "source_hosts", "template_hosts"]

@@ -18,6 +18,10 @@ may make a render allocate.
 - The `{% for %}` loops of one part run at most `MAX_LOOP_STEPS` iterations in all
   (`counted`): nested loops multiply (two loops over 100,000 items ran ten billion
   times, minutes of a worker's CPU per send), a `SecurityError` past it.
+- What one part's render adds to lists, dicts and sets (`append`, `insert`, `extend`,
+  `update`, `setdefault`, `add`) is at most `template_widths.MAX_GROWN_CHARS`
+  characters in all, a `SecurityError` past it: the loops' cap bounds the time, not
+  the data an iteration leaves behind for the next.
 - Jinja2's buffers (a `{% set %}` block, a macro's, `{% filter %}`'s or `{% call %}`'s
   output) are `template_widths.OutputBuffer`s, joined by `buffer_joined`: refused as
   soon as their text passes `MAX_PART_CHARS`, not once it is all built.
@@ -143,6 +147,7 @@ def render_part(template: Template, context: Mapping[str, Any]) -> str:
     pieces = []
     size = 0
     budget = _steps_left.set([MAX_LOOP_STEPS])
+    grown = widths.grown_left.set([widths.MAX_GROWN_CHARS])
     try:
         for piece in template.generate(context):
             size += len(piece)
@@ -151,6 +156,7 @@ def render_part(template: Template, context: Mapping[str, Any]) -> str:
                                            f"{MAX_PART_CHARS:,} characters (stopped at {size:,})")
             pieces.append(piece)
     finally:
+        widths.grown_left.reset(grown)
         _steps_left.reset(budget)
     return "".join(pieces)
 

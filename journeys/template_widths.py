@@ -1,6 +1,7 @@
 """What a template may make one operation allocate, checked before the operation runs:
 the size arguments (widths, counts, padding, indents) of Jinja2's filters and of the
-string methods, `%` formatting, `str.format`, `+`, `~` and `list.extend`. A result
+string methods, `%` formatting, `str.format`, `+`, `~` and `list.extend`; and what a
+render adds to lists, dicts and sets in all (`MAX_GROWN_CHARS`). A result
 over `MAX_PART_CHARS` characters (what one rendered part may hold) is a
 `SecurityError` naming the operation, raised before any memory is spent on it.
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import operator
 import re
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import filters as jfilters
@@ -29,6 +31,13 @@ from markupsafe import Markup, escape
 
 MAX_ITEMS = 100_000  # a string, list or tuple made by `*` (as Jinja2's `range` cap)
 MAX_PART_CHARS = 512 * 1024  # a rendered part: 512 Ki characters
+# What a part's render may add to lists, dicts and sets in all (`append`, `update`, ...):
+# nothing else keeps data from one loop iteration to the next, and a million iterations
+# appending a new 100,000-character string each held 100 GB.
+MAX_GROWN_CHARS = 8 * MAX_PART_CHARS
+# the characters a part's render may still add (a one-item list; None: not rendering)
+grown_left: ContextVar[list[int] | None] = ContextVar("template_grown_left", default=None)
+_GROWING = frozenset({"append", "insert", "extend", "update", "setdefault", "add"})
 _NUMBER = 400  # at most what `%d`, `%f`, `{:e}` print of a number, before its width
 
 
@@ -249,12 +258,27 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
         checked = _STR_METHODS.get(name)
         if checked is not None:
             checked(owner, *args, **kwargs)
-    elif (isinstance(owner, list) and getattr(obj, "__name__", "") == "extend"
-          and len(args) == 1 and hasattr(args[0], "__len__")
-          and len(owner) + len(args[0]) > MAX_ITEMS):
-        raise SecurityError(f"list.extend would make {len(owner) + len(args[0]):,} items "
-                            f"(at most {MAX_ITEMS:,})")
+    elif isinstance(owner, list | dict | set) and getattr(obj, "__name__", "") in _GROWING:
+        name = f"{type(owner).__name__}.{obj.__name__}"
+        if (name == "list.extend" and len(args) == 1 and hasattr(args[0], "__len__")
+                and len(owner) + len(args[0]) > MAX_ITEMS):
+            raise SecurityError(f"list.extend would make {len(owner) + len(args[0]):,} "
+                                f"items (at most {MAX_ITEMS:,})")
+        # a generator's items, read (and counted) before they are added
+        args = tuple(joined(name, "", a) if isinstance(a, Iterator) else a for a in args)
+        grow(name, sum(map(text_size, args)) + text_size(kwargs))
     return args
+
+
+def grow(what: str, size: int) -> None:
+    """Charge `size` characters added to a list, dict or set to the render's
+    `MAX_GROWN_CHARS` (outside `render_part`, as when `validate` reads, not counted)."""
+    left = grown_left.get()
+    if left is not None:
+        left[0] -= size
+        if left[0] < 0:
+            raise SecurityError(f"{what}: the template's lists, dicts and sets would hold "
+                                f"more than {MAX_GROWN_CHARS:,} characters in one part")
 
 
 # -- str.format and format_map: each field's width, and the running length

@@ -28,14 +28,9 @@ from journeys.errors import InvalidJourney, Problem, TemplateRenderError
 from journeys.header_text import one_line
 from journeys.problems import pydantic_problems
 from journeys.template_files import FolderLoader, inside, nested_problems, reference_problems
+from journeys.template_includes import included_problems
 from journeys.template_sandbox import LimitedEnvironment, render_part, undeclared_names
-from journeys.template_shapes import (
-    DICT_METHODS,
-    context_reads,
-    file_problems,
-    shape_problems,
-    trait_hint,
-)
+from journeys.template_shapes import file_problems, shape_problems, trait_problems
 from journeys.textfile import read_text
 from journeys.yamlsrc import load_yaml, plain
 
@@ -168,7 +163,8 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
     except Exception as exc:
         line = _template_line(exc)
         where = f" (line {line[1]})" if line is not None and "\n" in source else ""
-        raise TemplateRenderError(f"cannot render {source!r}{where}: {_describe(exc)}") from None
+        raise TemplateRenderError.at(f"cannot render {source!r}{where}", exc,
+                                     _describe(exc)) from None
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
@@ -300,6 +296,8 @@ class TemplateLibrary:
         self._compiled: dict[tuple[str, str], jinja2.Template] = {}
         self.texts: dict[str, list[str]] = {}  # template id -> its Jinja2 parts (check())
         self.link_hosts: dict[str, frozenset[str]] = {}  # journeys/template_links.py
+        self.warnings: list[Problem] = []  # check()'s guarded reads of unknown attributes
+        self._pulled: list[Problem] = []  # check()'s errors in files templates pull in
 
     def __contains__(self, template_id: str) -> bool:
         return template_id in self.templates
@@ -418,7 +416,8 @@ class TemplateLibrary:
                 if found is not None:  # block scalars start on the line after the key
                     line += found[1] - 1 + (1 if "\n" in text else 0)
                 location = f"{file}:{line}, {part}"
-        return TemplateRenderError(f"template {template_id!r} ({location}): {_describe(exc)}")
+        return TemplateRenderError.at(f"template {template_id!r} ({location})", exc,
+                                      _describe(exc))
 
     def yaml_source(self, template_id: str) -> Any:
         """The template's YAML with positions (for the line of a render error), or None."""
@@ -447,6 +446,8 @@ class TemplateLibrary:
         with `known_traits` (a folder's traits.yaml), `profile.traits.X` must be one."""
         problems: list[Problem] = []
         seen: set[str] = set()  # files extended, included or imported: checked once
+        pulled: set[tuple[object, ...]] = set()  # the same, for their attributes
+        self._pulled, self.warnings = [], []
         for template_id, tpl in self.templates.items():
             file = self.files.get(template_id, f"templates/{template_id}.yaml")
             source, raw = None, []
@@ -458,14 +459,19 @@ class TemplateLibrary:
             for where, text in parts:
                 problems.extend(_check_source(text, self._env, file, source, where, raw=raw))
                 problems.extend(shape_problems(text, self._env, file, source, where, raw=raw))
+                self.warnings.extend(shape_problems(text, self._env, file, source, where,
+                                                    raw=raw, guarded=True))
                 if where[0] in PARTS:  # rendered with the folder's loader
                     line, col = source.position(where) if source is not None else (1, 1)
                     problems.extend(reference_problems(
                         self._env, self.folder, text, file=file,
                         at=(line + (1 if "\n" in text else 0), col), seen=seen))
+                    self._included(text, file, line + (1 if "\n" in text else 0), pulled)
                 if known_traits is not None:
-                    problems.extend(_check_traits(text, self._env, file, source, where,
-                                                  raw=raw, known=known_traits))
+                    for guarded in (False, True):
+                        (self.warnings if guarded else problems).extend(trait_problems(
+                            text, self._env, file, source, where, raw=raw,
+                            known=known_traits, guarded=guarded))
             if tpl.html_file is not None:
                 assert self.folder is not None
                 path = self.folder / tpl.html_file
@@ -478,9 +484,21 @@ class TemplateLibrary:
                                             "outside the templates folder"))
                 else:
                     problems.extend(_check_file(path, self._env))
+                    self.warnings.extend(_check_file(path, self._env, guarded=True))
                     problems.extend(nested_problems(self._env, self.folder,
                                                     [tpl.html_file], seen))
-        return problems
+                    with contextlib.suppress(InvalidJourney):  # said by _check_file
+                        self._included(read_text(path), str(path), 1, pulled)
+        return problems + self._pulled
+
+    def _included(self, text: str, file: str, start: int, seen: set[tuple[object, ...]],
+                  ) -> None:
+        """The unknown attributes read in the files `text` includes, extends or imports
+        (journeys/template_includes.py): errors kept for check() to return, warnings."""
+        errors, warnings = included_problems(self._env, self.folder, text, file=file,
+                                             start=start, seen=seen)
+        self._pulled.extend(errors)
+        self.warnings.extend(warnings)
 
 
 Where = tuple[str | int, ...]
@@ -514,59 +532,20 @@ def _check_source(text: str, env: jinja2.Environment, file: str, source: Any,
             for name in sorted(names - SCOPE)]
 
 
-def attribute_names(text: str, base: tuple[str, str],
-                    env: jinja2.Environment = _STRING_ENV) -> list[str]:
-    """The `<a>.<b>.<name>` (or `<a>.<b>['name']`) a template reads, for `base` = (a, b),
-    in order (raises TemplateSyntaxError); not those of a variable `a` of the template's
-    own (`{% for event in profile.traits.upcoming %}`: journeys/template_shapes.py), nor
-    a dict's method (`.get`, `.items`, `.keys`, `.values`: `a.b.get` is the method, never
-    a key; `a.b['get']` is the key)."""
-    from jinja2 import nodes
-
-    found: list[str] = []
-    for node in context_reads(env.parse(text)):
-        inner = node.node
-        if not (isinstance(inner, nodes.Getattr) and inner.attr == base[1]
-                and isinstance(inner.node, nodes.Name) and inner.node.name == base[0]):
-            continue
-        if isinstance(node, nodes.Getattr):
-            if node.attr not in DICT_METHODS:  # `profile.traits.get('plan')`: the method
-                found.append(node.attr)
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            found.append(node.arg.value)
-    return found
-
-
-def trait_names(text: str, env: jinja2.Environment = _STRING_ENV) -> list[str]:
-    """The `profile.traits.<name>` a template reads, in order."""
-    return attribute_names(text, ("profile", "traits"), env)
-
-
-def _check_traits(text: str, env: jinja2.Environment, file: str, source: Any,
-                  where: tuple[str | int, ...], *, raw: list[str],
-                  known: Collection[str]) -> list[Problem]:
-    line, col = source.position(where) if source is not None else (1, 1)
-    try:
-        names = trait_names(text, env)
-    except jinja2.TemplateSyntaxError:
-        return []  # reported by _check_source
-    return [Problem(file, *places.place(raw, (line, col), text,
-                                        places.first_line(text, places.trait(name)),
-                                        places.trait(name)),
-                    f"unknown trait 'profile.traits.{name}' in template "
-                    "(not in traits.yaml)" + trait_hint(name, known))
-            for name in dict.fromkeys(names) if name not in known]
-
-
-def _check_file(path: Path, env: jinja2.Environment) -> list[Problem]:
+def _check_file(path: Path, env: jinja2.Environment, *, guarded: bool = False,
+                ) -> list[Problem]:
+    """An HTML file's problems (with `guarded`: its warnings)."""
     rel = str(path)  # `templates folder / html_file`: as the journeys folder was given
     try:
         text = read_text(path)
         names = undeclared(text, env)
     except InvalidJourney as exc:
-        return exc.problems
+        return [] if guarded else exc.problems
     except jinja2.TemplateSyntaxError as exc:
-        return [Problem(rel, exc.lineno or 1, 1, f"template syntax error: {exc.message}")]
+        return [] if guarded else [Problem(rel, exc.lineno or 1, 1,
+                                           f"template syntax error: {exc.message}")]
+    if guarded:
+        return file_problems(text, env, rel, guarded=True)
     return [Problem(rel, 1, 1, f"unknown variable {name!r} in template") for name in
             sorted(names - SCOPE)] + file_problems(text, env, rel)
 

@@ -20,7 +20,14 @@ from rules.operators import MISSING
 SYMBOLS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
            "in": "in", "nin": "not in", "contains": "contains", "matches": "matches",
            "before": "before", "after": "after"}
+# An operator not named here is written as its name with spaces (`starts_with`: "starts
+# with"), so a new operator in rules/operators.py needs no entry here.
 MAX_VALUE_CHARS = 80  # a value in an explanation is shown, never a whole document
+
+
+def symbol(op: str) -> str:
+    """How a comparison's operator is written: `>=`, `not in`, `starts with`."""
+    return SYMBOLS.get(op, op.replace("_", " "))
 
 
 def show(value: Any) -> str:
@@ -47,7 +54,7 @@ def describe(cond: Compare) -> str:
     path = ".".join(cond.path)
     if cond.op == "exists":
         return f"{path} exists" if cond.value else f"{path} is missing"
-    return f"{path} {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)}"
+    return f"{path} {symbol(cond.op)} {show(cond.value)}"
 
 
 def written(condition: Condition) -> str:
@@ -75,12 +82,12 @@ def _failed_compare(cond: Compare, facts: Mapping[str, Any]) -> str:
     if cond.op == "exists":
         return f"{path} is missing" if cond.value else f"{path} is {show(value)}, not missing"
     if value is MISSING:
-        return f"{path} is missing (needs {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)})"
+        return f"{path} is missing (needs {symbol(cond.op)} {show(cond.value)})"
     if cond.op == "ne":  # "'moved' is not != 'moved'" read as a double negative
         return f"{path} is {show(value)} (needs != {show(cond.value)})"
     if cond.op == "nin":
         return f"{path} {show(value)} is in {show(cond.value)} (needs not in)"
-    return f"{path} {show(value)} is not {SYMBOLS.get(cond.op, cond.op)} {show(cond.value)}"
+    return f"{path} {show(value)} is not {symbol(cond.op)} {show(cond.value)}"
 
 
 def explain(condition: Condition, facts: Mapping[str, Any], now: datetime) -> str | None:

@@ -1,5 +1,7 @@
 """Every condition operator, defined once: operand check, Python evaluation, and what a
-missing value means. Adding an operator = one `Operator(...)` entry here and its test.
+missing value means. Adding an operator = one `Operator(...)` entry here, its cases and
+operands in tests/rules/test_rules.py, and its bullet in docs/language.md (the README's
+"Where to add things").
 
 Semantics (both backends): a missing path or `None` satisfies `exists: false`, `ne` and
 `nin` and nothing else; `true` is not `1`; a type mismatch is false, never an error.

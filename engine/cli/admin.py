@@ -183,7 +183,9 @@ def _outbox_json(record: OutboxRecord) -> dict[str, Any]:
             "template": entry.rendered.template, "subject": entry.rendered.subject,
             "status": record.status, "attempts": record.attempts,
             "created_at": _when(entry.created_at), "next_attempt_at": _when(record.next_attempt_at),
-            "sent_at": _when(record.sent_at), "last_error": record.last_error}
+            "sent_at": _when(record.sent_at), "last_error": record.last_error,
+            # a hold's reason (its last claim left it untried), and the error without it
+            "held": record.held, "error": record.error}
 
 
 def decisions(

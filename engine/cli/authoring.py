@@ -18,6 +18,7 @@ from engine.cli.common import (
     journeys_folder,
     must_exist,
     out,
+    tell_unreadable,
 )
 from rules import did_you_mean
 from rules.errors import JourneymanError
@@ -32,10 +33,12 @@ def validate(
 
     Prints every problem as file:line:column: message on stderr and exits 1 if any;
     2 for a path that does not exist. Warnings (a template reading a trait with no
-    fallback, an email link whose host comes from data and so is not tracked) are
-    printed too and change nothing.
+    fallback, an email link whose host comes from data and so is not tracked, a URL
+    printed from data in a text part, a guarded read such as `| default(...)` of an
+    attribute, trait or property never there) are printed too and change nothing.
     """
     from journeys.compiler import compile_library
+    from journeys.declared import library_warnings
     from journeys.loader import POLICY_FILE, load_path
     from journeys.template_guards import template_warnings
 
@@ -52,6 +55,7 @@ def validate(
             compile_library(library, backend=backend)
             count += len(library.journeys)
             warnings.extend(str(w) for w in template_warnings(library.templates))
+            warnings.extend(str(w) for w in library_warnings(library))
         except JourneymanError as exc:
             problems.extend(str(exc).splitlines())
     for line in dict.fromkeys(warnings):  # two paths may share a templates folder
@@ -122,10 +126,17 @@ def simulate(
         result = run_sim(path, events, until=until, backend=backend)
     except JourneymanError as exc:
         raise fail(exc) from None
+    tell_unreadable(result.unreadable, result.unreadable_lines)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json(), indent=None) + "\n")
     else:
         sys.stdout.write(format_timeline(result))
+    for line in result.rejected_lines:
+        err.print(line, markup=False)
+    if result.not_simulated:  # the rest was simulated and printed; still, exit 1
+        err.print(f"journeyman simulate: {result.not_simulated:,} line(s) of {events} not "
+                  "simulated (exit 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def preview(

@@ -138,14 +138,16 @@ def missing_database(db: str) -> str | None:
                                          "(--db or $JOURNEYMAN_DB)")
 
 
-def existing_store(db: str) -> Any:
+def existing_store(db: str, *, missing_hint: str = "") -> Any:
     """`open_store(db, existing=True)`, raising the JourneymanError it would exit with
-    (for a command that words it its own way: `plan --json`)."""
+    (for a command that words it its own way: `plan --json`). `missing_hint` ends the
+    error for a SQLite file that is not there (`plan` and `apply` say how a new store
+    is made)."""
     from engine.store import SchemaNotReady, SqlStore
 
     missing = missing_database(db)
     if missing is not None:
-        raise JourneymanError(missing)
+        raise JourneymanError(missing + missing_hint)
     try:
         return SqlStore(db)
     except SchemaNotReady as exc:
@@ -192,6 +194,17 @@ def fail(error: JourneymanError) -> typer.Exit:
     for line in str(error).splitlines():
         err.print(line, markup=False)
     return typer.Exit(EXIT_INVALID)
+
+
+def tell_unreadable(count: int, told: list[str]) -> None:
+    """Each line of an input that was no event on stderr, `file:line:column: why`, as
+    many as were told (`replay` and `simulate` tell the first 1,000); past them, how
+    many more."""
+    for line in told:
+        err.print(line, markup=False)
+    more = count - len(told)
+    if more > 0:
+        err.print(f"... and {more:,} more, not told one by one", markup=False)
 
 
 def open_store(db: str, *, wait: float = 0.0, existing: bool = False,

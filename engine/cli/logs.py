@@ -27,12 +27,26 @@ from types import TracebackType
 from typing import Any
 
 # The local part with every character RFC 5322 allows unquoted but `/` and `=` (a path, a
-# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`.
-EMAIL = re.compile(r"[\w.+!#$%&'*^`{|}~-]+@[\w-]+(\.[\w-]+)+")
+# `key=value` before an address): with `\w.+-` only, `o'brien@example.com` kept `o'`. A
+# quoted local part (`"jane doe"@example.com`, spaces and escapes allowed) is taken whole,
+# quotes included, or its words before the space were left in the line; the domain may be
+# a literal address (`jane@[192.0.2.1]`). Not the user of a URL
+# (`postgresql+psycopg://app@10.0.0.5/journeys`): that is the operator's, and "cannot open
+# the store at postgresql+psycopg://[redacted]:5432/j" hid which host a process could not
+# reach. A URL's user that is an e-mail address and its password are redacted by
+# `USERINFO` first (`https://jane@example.com:token@hooks.example/` was kept whole).
+EMAIL = re.compile(r'(?:"(?:[^"\\\r\n]|\\.){1,64}"'
+                   r"|(?<![\w.+!#$%&'*^`{|}~-])(?<!://)[\w.+!#$%&'*^`{|}~-]+)"
+                   r"@(?:[\w-]+(?:\.[\w-]+)+|\[[\w.:-]{1,64}\])")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{7,}\d")
-# Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are.
-ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
-                      r"(?:Z|[+-]\d{2}:?\d{2})?)?")
+# A URL's user and password: everything from `://` to the last `@` before its host.
+USERINFO = re.compile(r"(?<=://)([^\s/?#\[\]]*)@")
+# Timestamps look like phone numbers to PHONE (digits and dashes): kept as they are; so
+# are IPv4 addresses (`10.20.30.40`: 8 digits and dots), which a database's or a
+# provider's connection error names.
+KEPT = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+                      r"(?:Z|[+-]\d{2}:?\d{2})?)?"
+                      r"|(?<![\d.+])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
 REDACTED = "[redacted]"
 # Fields our log calls attach with `extra=` that belong in structured output; `kind` is
 # what the line is about (event, timer, send).
@@ -52,11 +66,19 @@ def _phone(match: re.Match[str]) -> str:
     return REDACTED if sum(c.isdigit() for c in found) >= 8 else found
 
 
+def _userinfo(match: re.Match[str]) -> str:
+    """A URL's user kept unless it is an e-mail address; its password never."""
+    user, colon, _password = match.group(1).partition(":")
+    if "@" in user:
+        user = REDACTED
+    return f"{user}{colon}{REDACTED if colon else ''}@"
+
+
 def redact(text: str) -> str:
-    text = EMAIL.sub(REDACTED, text)
+    text = EMAIL.sub(REDACTED, USERINFO.sub(_userinfo, text))
     out: list[str] = []
     last = 0
-    for stamp in ISO_TIME.finditer(text):
+    for stamp in KEPT.finditer(text):
         out += [PHONE.sub(_phone, text[last:stamp.start()]), stamp.group()]
         last = stamp.end()
     out.append(PHONE.sub(_phone, text[last:]))

@@ -44,7 +44,11 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) ->
 
     store = open_store(db, existing=True)
     try:
-        pid = _person(store, user, by, erasing=True)
+        try:
+            pid = _person(store, user, by, erasing=True)
+        except typer.Exit:  # gone already: an earlier forget's scrub may be left to do
+            _finish_scrub(store)
+            raise
         deleted = forget(store, pid)
     finally:
         store.close()
@@ -61,6 +65,16 @@ def profiles_forget(user: UserArg, db: DbOpt = DEFAULT_URL, by: ByOpt = None) ->
                   "write-ahead log are scrubbed once it is not (run forget again then)",
                   markup=False)
     sys.stdout.write(json.dumps({"deleted": deleted, "others_scrubbed": others}) + "\n")
+
+
+def _finish_scrub(store: Any) -> None:
+    """The SQLite scrub an earlier forget could not finish, done now if it was left."""
+    done = store.finish_scrub()
+    if done is not None:
+        err.print("an earlier forget's scrub of the SQLite file: " + (
+            "free pages scrubbed and write-ahead log truncated now" if done else
+            "the file is still open in another process (run forget again when it is not)"),
+            markup=False)
 
 
 def _person(store: Any, user: str, by: str | None, erasing: bool = False) -> str:

@@ -20,6 +20,7 @@ from engine.cli.common import (
     journeys_folder,
     must_exist,
     out,
+    tell_unreadable,
 )
 from rules.errors import JourneymanError
 
@@ -121,7 +122,11 @@ def replay(
         raise typer.Exit(EXIT_USAGE) from None
     try:
         loaded = read_log(events) if events is not None else read_db_events(str(db))
-        _tell_unreadable(loaded)
+        tell_unreadable(loaded.unreadable, loaded.unreadable_told)
+        if loaded.received_at_used:
+            err.print(f"--db: {loaded.received_at_used:,} event row(s) without a timestamp "
+                      "replayed at the time the store received them "
+                      f"({loaded.received_at_first})", markup=False)
         show = progress if progress is not None else (err.is_terminal and not as_json)
         report = run_replay(journeys_folder(journeys), loaded, start=window[0], end=window[1],
                             backend=backend, progress=_bar() if show else None, why=why)
@@ -154,16 +159,6 @@ def replay(
         raise typer.Exit(EXIT_INVALID)
     if why is not None and report.why is None:
         raise typer.Exit(EXIT_INVALID)
-
-
-def _tell_unreadable(loaded: Any) -> None:
-    """Every unreadable line on stderr, `file:line:column: why`, up to UNREADABLE_TOLD;
-    past them, how many more."""
-    for line in loaded.unreadable_told:
-        err.print(line, markup=False)
-    more = loaded.unreadable - len(loaded.unreadable_told)
-    if more > 0:
-        err.print(f"... and {more:,} more, not told one by one", markup=False)
 
 
 def _window(start: str | None, end: str | None) -> tuple[Any, Any]:

@@ -104,31 +104,53 @@ def public_url_warning(public_url: str | None, *, host: str | None = None,
     return None
 
 
+def unconfigured_channels_warning(library: Any, adapters: Any) -> str | None:
+    """What to say when journeys send on a channel `--channels` configures no adapter
+    for: each such send fails for good at dispatch (`no_channel`), which showed only
+    when one came due (the bundled library's NPS escalation by SMS, a week after its
+    entry, under deploy/channels.yaml's e-mail and webhook alone)."""
+    from journeys.steps import SendStep
+
+    missing: dict[str, list[str]] = {}
+    for jid, loaded in sorted(library.journeys.items()):
+        for step in loaded.model.steps:
+            if isinstance(step, SendStep) and step.send.channel not in adapters:
+                missing.setdefault(step.send.channel, []).append(f"{jid}.{step.id}")
+    if not missing:
+        return None
+    named = "; ".join(f"{channel} ({', '.join(steps)})"
+                      for channel, steps in sorted(missing.items()))
+    return (f"warning: journeys send on channels with no adapter in --channels: {named}; "
+            "those sends fail (no_channel) until channels.yaml configures them")
+
+
 PublicUrlHelp = ("The API's address as recipients reach it, for unsubscribe links "
                  "(also $JOURNEYMAN_PUBLIC_URL; default {default}).")
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-CHANNEL_NAMES = ("email", "sms", "push", "webhook", "console", "file")
 
 
 def channels_for(sends: str, config: Path | None = None) -> dict[str, Any]:
     """The adapters by channel name: from channels.yaml, else one adapter for every
-    channel (the console, or a JSON-lines file)."""
+    channel a journey may send on (CHANNEL_KINDS; the console, or a JSON-lines file)."""
     import channels
     from channels.config import load
+    from journeys.templating import CHANNEL_KINDS
 
     if config is not None:
         return load(config)
     kind, _, arg = sends.partition(":")
     adapter = channels.build(kind, **({"path": arg} if arg else {}))
-    return dict.fromkeys(CHANNEL_NAMES, adapter)
+    return dict.fromkeys(CHANNEL_KINDS, adapter)
 
 
-def _say(text: str, log_format: str, *, error: bool = False) -> None:
-    """A line of `serve` or `worker` itself (its start, why it cannot start) on stderr:
-    as text, or with `--log-format json` a JSON line like the log's."""
+def _say(text: str, log_format: str, *, error: bool = False, warning: bool = False) -> None:
+    """A line of `serve` or `worker` itself (its start, why it cannot start, a warning)
+    on stderr: as text, or with `--log-format json` a JSON line like the log's, at the
+    level it is (a warning was an `error` line, which a log alert on errors counts)."""
     if log_format == "json":
-        logging.getLogger(CLI).log(logging.ERROR if error else logging.INFO, text)
+        level = logging.ERROR if error else logging.WARNING if warning else logging.INFO
+        logging.getLogger(CLI).log(level, text)
     else:
         for line in text.splitlines():
             err.print(line, markup=False)
@@ -188,7 +210,7 @@ def serve(
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     address = _address(host, port)
     if (warning := public_url_warning(public_url, host=host)) is not None:
-        _say(warning, log_format, error=True)
+        _say(warning, log_format, warning=True)
     try:
         service = _service(journeys, db, identify_by, sends, channels, secret_file,
                            log_format, tick=tick, lease=lease,
@@ -206,6 +228,9 @@ def serve(
         with contextlib.suppress(Exception):  # the port's line and exit 3, whatever stop met
             service.stop()
         raise _no_port(host, port, exc, log_format) from None
+    if with_worker and (warning := unconfigured_channels_warning(
+            service.library, service.dispatcher.channels)) is not None:
+        _say(warning, log_format, warning=True)
     count = len(service.library.journeys)
     _say(f"journeyman: {count} journey{'' if count == 1 else 's'} from "
          f"{service.library.folder}, "
@@ -262,7 +287,7 @@ def worker(
                                  "inbox by themselves", param_hint="--lane")
     setup_logging(log_format, name)
     if (warning := public_url_warning(public_url, db=db)) is not None:
-        _say(warning, log_format, error=True)
+        _say(warning, log_format, warning=True)
     ops_sock = None
     if http_port is not None:  # taken first, as serve takes its port: exit 3 if it cannot
         try:
@@ -280,6 +305,9 @@ def worker(
         if ops_sock is not None:
             ops_sock.close()
         raise
+    if (warning := unconfigured_channels_warning(service.library,
+                                                 service.dispatcher.channels)) is not None:
+        _say(warning, log_format, warning=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.request_stop())
     ops = None

@@ -58,13 +58,10 @@ def _open(db: str, *, deploy: bool = False, as_json: bool = False) -> Any:
     (`plan` showed every journey `new` and `apply` deployed the folder to a new database
     nobody runs, both exit 0). For plan and apply (`deploy`) the error says how a new
     store is made, and with `--json` it is the document's one error (qa-contract §5)."""
-    from engine.cli.common import existing_store, missing_database
+    from engine.cli.common import existing_store
 
-    missing = missing_database(db)
     try:
-        if missing is not None and deploy:
-            raise JourneymanError(missing + NEW_STORE)
-        return existing_store(db)
+        return existing_store(db, missing_hint=NEW_STORE if deploy else "")
     except JourneymanError as exc:
         if as_json and deploy:
             _refused_json([str(exc)])

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.core.model import Profile
 from engine.core.times import local_zone, parse_timestamp
+from journeys.computed import NPS_EVENT, VISIT_EVENT
 from rules import parse_condition
 from rules.errors import JourneymanError
 from rules.ruleset import to_closure
@@ -91,7 +92,7 @@ class ComputedTraits:
             traits.update(new)
         if event.get("userId") or traits.get("email"):
             computed["identified"] = True
-        if kind in ("page", "screen") or (kind == "track" and name == "Session Started"):
+        if kind in ("page", "screen") or (kind == "track" and name == VISIT_EVENT):
             computed["visits"] = int(computed.get("visits", 0)) + 1
         computed["last_seen_at"] = when
         props = event.get("properties") or {}
@@ -108,7 +109,7 @@ class ComputedTraits:
                 computed["total_spent"] / computed["orders_count"], 2)
         if kind == "track" and name in self.referral_events:
             computed["referrals_count"] = int(computed.get("referrals_count", 0)) + 1
-        if kind == "track" and name == "NPS Submitted" and isinstance(props.get("score"), int):
+        if kind == "track" and name == NPS_EVENT and isinstance(props.get("score"), int):
             computed["last_nps_score"] = props["score"]
         return Profile(profile.id, traits, computed)
 

@@ -81,3 +81,22 @@ def local_zone(traits: Mapping[str, Any], default_tz: str) -> ZoneInfo:
             except (ZoneInfoNotFoundError, ValueError):
                 continue
     return ZoneInfo("UTC")
+
+
+class WallPaced:
+    """`from_wall` and `to_wall` (the Clock port, engine/ports.py) of a clock whose time
+    runs at the wall's pace: a span is the same span on both. A clock's time may run at
+    another pace (the demo's time-lapse clock, `speed` times faster): what waits on the
+    wall for a clock time (the service's loops, engine/runtime/loops.py) or says a wall
+    wait as a clock time (engine/runtime/schema_gate.py) asks the clock. WallPaced: the
+    wall clock, and a fake clock that moves only when told (engine.testing.FakeClock),
+    whose times a loop waits for as if it ran at the wall's pace (a test that moves it
+    wakes the loops: `wakeup()`)."""
+
+    __slots__ = ()
+
+    def from_wall(self, seconds: float) -> timedelta:
+        return timedelta(seconds=seconds)
+
+    def to_wall(self, span: timedelta) -> float:
+        return span.total_seconds()

@@ -29,10 +29,11 @@ from typing import Any
 
 from engine.api.ingest import checked_event
 from engine.core.times import iso, parse_timestamp
-from engine.ports import Channel, Decision
+from engine.ports import Channel, Decision, Message
 from engine.qa.inputs import InputFileError, read_event_lines
 from engine.qa.simulate import locate_render_errors, place_of
 from engine.runtime.events import BadEvent
+from engine.runtime.lease import DEFAULT_SEND_SECONDS
 from engine.runtime.unsubscribe import SigningSecret
 from engine.service import Service, SigtermStop
 from engine.testing import SkipRecord
@@ -74,8 +75,14 @@ class TimeLapseClock:
         self._anchor = (self.now(), time.monotonic())
         self._hold = None
 
+    def from_wall(self, seconds: float) -> timedelta:
+        return timedelta(seconds=seconds * self.speed)
+
+    def to_wall(self, span: timedelta) -> float:
+        return span.total_seconds() / self.speed
+
     def sleep_until(self, when: datetime, stop: threading.Event) -> None:
-        while (wait := (when - self.now()).total_seconds() / self.speed) > 0:
+        while (wait := self.to_wall(when - self.now())) > 0:
             if stop.wait(wait):
                 return
 
@@ -178,6 +185,10 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
 
     first, last = when(events[0]), when(events[-1])
     clock = TimeLapseClock(first - timedelta(minutes=1), speed)
+    entries = Entries(first - timedelta(days=1), show) if show is not None else None
+    if entries is not None:  # what led to a send is printed before it (`StoryFirst`)
+        channels = {name: StoryFirst(channel, lambda: entries(service))
+                    for name, channel in channels.items()}
     # events_first=0: a second of the wall clock (EVENTS_FIRST) is hours of the demo's
     # time
     service = Service(journeys, db, channels=channels, clock=clock, tick=0.05, lease=5,
@@ -195,7 +206,6 @@ def run_demo(journeys: Path, events: list[dict[str, Any]], *, db: str,
     thread.start()
     service.start()
     posted = 0
-    entries = Entries(first - timedelta(days=1), show) if show is not None else None
     try:
         while not server.started and not stop.is_set():
             time.sleep(0.01)
@@ -247,15 +257,22 @@ SHOWN_DECISIONS = ("skipped", "deferred", "failed")
 
 class Entries:
     """Prints each enrollment once, as profiles enter journeys, and each send that was
-    skipped (no consent, a cap, a template error), deferred (quiet hours) or failed."""
+    skipped (no consent, a cap, a template error), deferred (quiet hours) or failed.
+    Called by the demo's loop and by the dispatcher's thread before each send
+    (`StoryFirst`): one at a time, so no line is printed twice."""
 
     def __init__(self, since: datetime, show: Callable[[str], None]) -> None:
         self.since = since
         self.seen: set[str] = set()
         self.decisions = 0  # how many decisions were shown already
         self.show = show
+        self._lock = threading.Lock()
 
     def __call__(self, service: Service) -> None:
+        with self._lock:
+            self._show_new(service)
+
+    def _show_new(self, service: Service) -> None:
         for e in service.store.entered_since(self.since):
             if e.id not in self.seen:
                 self.seen.add(e.id)
@@ -267,6 +284,27 @@ class Entries:
         for d in decisions[self.decisions:]:
             self.show(describe_decision(d, service.library))
         self.decisions = len(decisions)
+
+
+class StoryFirst:
+    """A channel that first prints the entries and decisions not shown yet, then sends:
+    a send deferred to the morning went out while the demo's loop slept until the next
+    event, before the loop's next look printed its deferral, so the deferral's line came
+    after the send it deferred. Every decision that led to a send is written before the
+    send is claimed, so printing them first keeps the story in order."""
+
+    def __init__(self, channel: Channel, before: Callable[[], None]) -> None:
+        self.name = channel.name
+        self.channel = channel
+        self.before = before
+
+    def longest_send(self, count: int) -> float:
+        stated = getattr(self.channel, "longest_send", None)
+        return float(stated(count)) if callable(stated) else DEFAULT_SEND_SECONDS
+
+    def send(self, message: Message) -> None:
+        self.before()
+        self.channel.send(message)
 
 
 def describe_decision(d: Decision, library: Library) -> str:

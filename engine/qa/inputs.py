@@ -1,10 +1,12 @@
 """The JSON files the QA commands are given, read in one place so that each wrong one is
 an error naming the file (and the line) and saying what shape was expected, never a
 traceback from deep inside: one JSON object (`preview`'s `--profile` and `--event`), or
-Segment events as JSON lines (`simulate --events`, `demo --events`).
+Segment events as JSON lines (`demo --events`, refused whole at its first bad line,
+before the service starts).
 
-`journeyman replay` reads its logs itself (engine/qa/replay.py: orjson on bytes, for
-logs of millions of lines) with the same `file:line:column` messages.
+`journeyman replay` and `journeyman simulate` read their events with
+engine/qa/replay.py's `read_log` (orjson on bytes, for logs of millions of lines), with
+the same `file:line:column` messages, every bad line told and the rest played.
 """
 
 from __future__ import annotations

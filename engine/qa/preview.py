@@ -24,7 +24,6 @@ from engine.core.steps import send as send_step
 from engine.core.steps.base import StepRun
 from engine.core.times import iso
 from engine.ports import OutboxEntry, SystemClock
-from engine.runtime.dispatch import ADDRESSED_CHANNELS
 from engine.runtime.events import E164
 from engine.runtime.policy import SEND, PolicyGate, Verdict
 from engine.runtime.rendering import ADDRESS_TRAITS, render_send
@@ -100,7 +99,7 @@ def address_warnings(channel: str, to: str | None) -> list[str]:
     if not to:
         return ([f"no address: the profile has no {ADDRESS_TRAITS[channel]} trait; the "
                  "engine would skip this send (no_address)"]
-                if channel in ADDRESSED_CHANNELS else [])
+                if channel in ADDRESS_TRAITS else [])
     shown = to if len(to) <= 80 else to[:77] + "..."
     if channel == "email" and not _EMAIL.fullmatch(to):
         return [f"{shown!r} is not an e-mail address (the profile's email trait); the mail "

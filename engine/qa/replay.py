@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.core.times import parse_timestamp
+from engine.core.times import iso, parse_timestamp
 from engine.jsonfast import loads, nested_past
 from engine.qa.inputs import TOO_DEEP
 from engine.qa.replay_report import ReplayReport, build_report
@@ -46,11 +46,17 @@ class EventLog:
 
     events: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     source: str = ""
+    lines: list[int] = field(default_factory=list)  # each event's line (--db: row id)
     # Lines (or --db rows) that could not be read: not replayed, the rest is. `unreadable`
     # counts them all; `unreadable_told` says why for the first UNREADABLE_TOLD of them
     # (`file:line:column: why`), so a log of garbage does not fill the memory with words.
     unreadable: int = 0
     unreadable_told: list[str] = field(default_factory=list)
+    # --db rows whose body has no timestamp (the API always writes one; a row imported
+    # or edited by hand may not): replayed at the row's `received_at`, as the API times
+    # an event sent without one. How many, and the first (`event 5 at ...`).
+    received_at_used: int = 0
+    received_at_first: str = ""
 
     def skip(self, why: str) -> None:
         """Note a line that cannot be replayed, and why."""
@@ -59,12 +65,13 @@ class EventLog:
             self.unreadable_told.append(why)
 
 
-def read_log(path: Path) -> EventLog:
+def read_log(path: Path, purpose: str = "to be replayed") -> EventLog:
     """A JSON-lines Segment log. A line that is not a JSON object, or has no ISO 8601
     `timestamp`, is not replayed: it is noted in the log's `unreadable` with
     `file:line:column: why`, and the lines after it are read (a replay without times means
     nothing; one bad line of a year's export should not hide the other 89,000). A file
-    that cannot be opened is an error."""
+    that cannot be opened is an error. `purpose` ends the message about a missing
+    timestamp (`simulate --events` reads its file here too: `to be simulated`)."""
     log = EventLog(source=str(path))
     try:
         handle = path.open("rb")
@@ -90,10 +97,11 @@ def read_log(path: Path) -> EventLog:
                 continue
             when = parse_timestamp(event.get("timestamp"))
             if when is None:
-                log.skip(f"{path}:{number}:1: every event needs an ISO 8601 'timestamp' to "
-                         "be replayed")
+                log.skip(f"{path}:{number}:1: every event needs an ISO 8601 'timestamp' "
+                         + purpose)
                 continue
             log.events.append((when, event))
+            log.lines.append(number)
     return log
 
 
@@ -164,17 +172,33 @@ def read_db_events(url: str) -> EventLog:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             # the body as stored (SQLite: text), parsed here, not by the column's type
             raw = type_coerce(table.c.body, Text)
-            for number, body in conn.execute(select(table.c.id, raw).order_by(table.c.id)):
+            rows = conn.execute(select(table.c.id, raw, table.c.received_at)
+                                .order_by(table.c.id))
+            for number, body, received in rows:
                 try:  # a row written by hand, or by something else: no traceback
                     event = loads(body) if isinstance(body, str | bytes) else body
                 except ValueError as exc:  # not JSON, not UTF-8: told, the rest replayed
                     log.skip(f"--db: the body of event {number} is not JSON: "
                              f"{getattr(exc, 'msg', exc)}")
                     continue
-                when = parse_timestamp(event.get("timestamp")) if isinstance(event, dict) \
-                    else None
-                if when is not None:
-                    log.events.append((when, event))
+                if not isinstance(event, dict):  # was dropped without a word
+                    log.skip(f"--db: the body of event {number} is not a JSON object (an "
+                             "event)")
+                    continue
+                stamp = event.get("timestamp")
+                if stamp is None and received is not None:
+                    # as the API times an event sent without one: when it was received
+                    event = {**event, "timestamp": iso(received)}
+                    log.received_at_used += 1
+                    log.received_at_first = log.received_at_first or \
+                        f"event {number} at {iso(received)}"
+                when = parse_timestamp(event.get("timestamp"))
+                if when is None:  # was dropped without a word
+                    log.skip(f"--db: event {number} has no ISO 8601 'timestamp'"
+                             + (f" ({stamp!r})" if stamp is not None else ""))
+                    continue
+                log.events.append((when, event))
+                log.lines.append(number)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
         raise ReplayError(f"--db: cannot read the events table: {reason}") from None
@@ -223,6 +247,7 @@ def run_replay(journeys: Path, log: EventLog, *, start: datetime | None = None,
                           last=end or instants[-1])
     report.rejected = rejected
     report.unreadable, report.unreadable_lines = log.unreadable, log.unreadable_told
+    report.received_at_used = log.received_at_used
     report.seconds = seconds
     report.backend = backend
     report.ended_at = eng.now
@@ -242,7 +267,7 @@ def replay_into(eng: InMemoryEngine, events: list[tuple[datetime, dict[str, Any]
     rejected: dict[str, int] = {}
     for _, event in _with_progress(events, progress, eng):
         try:
-            eng.post(event)
+            eng.post(event, unread=True)  # a log holds what nothing reads too
         except BadEvent as exc:  # the live API would have refused it too
             rejected[str(exc)] = rejected.get(str(exc), 0) + 1
     if end is not None:

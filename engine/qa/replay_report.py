@@ -82,6 +82,8 @@ class ReplayReport:
     ended_at: datetime | None = None
     unreadable: int = 0  # lines of the log (rows of --db) not replayed: not events at all
     unreadable_lines: list[str] = field(default_factory=list)  # why, the first 1,000
+    # --db rows without a timestamp, replayed at the time the store received them
+    received_at_used: int = 0
     # `--why USER`: that person's decisions (engine.runtime.why.Why), None for a stranger;
     # not in as_json (the command adds them, asked for)
     why: list[Any] | None = None
@@ -98,6 +100,7 @@ class ReplayReport:
                 "backend": self.backend,
                 "unreadable": self.unreadable,
                 "unreadable_lines": self.unreadable_lines,
+                "received_at_used": self.received_at_used,
                 "journeys": {jid: counts.as_json() for jid, counts in self.journeys.items()}}
 
 
@@ -191,6 +194,9 @@ def format_report(report: ReplayReport) -> Iterator[str]:
            f"{iso(report.first)} to {iso(report.last)} ({report.seconds:.1f}s{rate})")
     if report.unreadable:
         yield f"  {report.unreadable:,} unreadable, not replayed (each on stderr, with why)"
+    if report.received_at_used:
+        yield (f"  {report.received_at_used:,} event row(s) without a timestamp replayed at "
+               "the time the store received them")
     if refused:
         yield f"  {_count(refused, 'event')} rejected, as the API would have:"
         for reason, count in sorted(report.rejected.items(), key=lambda kv: -kv[1])[:5]:

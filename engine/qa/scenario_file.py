@@ -13,16 +13,17 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.core.times import iso, parse_timestamp
+from engine.qa.scenario_traits import trait_problems
 from journeys.errors import InvalidJourney, Problem
-from journeys.library import bundled_library
+from journeys.library import BUNDLED, bundled_library
 from journeys.loaded import Library
+from journeys.reads import events_read, near_miss
 from journeys.textfile import read_text
 from journeys.yamlsrc import Source, Where, load_yaml, plain
 from rules import did_you_mean
@@ -33,7 +34,6 @@ SUFFIX = ".scenario.yaml"
 # `.yml` too: a `cart.scenario.yml` was skipped without a word, and CI went green on it
 SUFFIXES = (SUFFIX, ".scenario.yml")
 EVENT_KINDS = ("track", "identify", "alias", "page")
-TYPO_RATIO = 0.85  # an event name this close (case aside) to one the journeys read: a typo
 
 
 class InvalidScenario(JourneymanError):  # noqa: N818 - reads like InvalidJourney
@@ -117,7 +117,8 @@ class EventSpec(_Strict):
     properties: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     # `track:` a name a typo away from one the journeys read, on purpose (a client's
-    # misspelled event must enter nobody): not refused as a typo (_check_event_names)
+    # misspelled event must enter nobody): not refused as a typo (_check_event_names);
+    # `identify:` traits no journey reads, on purpose (engine/qa/scenario_traits.py)
     unread: bool = False
 
 
@@ -289,6 +290,8 @@ class _Checker:
         return when
 
     def journeys_folder(self) -> Path:
+        if self.spec.journeys.strip() == BUNDLED:  # wherever journeyman is installed
+            return bundled_library()
         folder = (self.folder / self.spec.journeys).resolve()
         # named as the user would type it (its files' problems name it so): relative to
         # the working folder when inside it
@@ -401,7 +404,8 @@ def _no_journey(jid: str, named: str, folder: Path, journeys: Iterable[str],
         text += f" (its journeys: {', '.join(ids[:8]) or 'none'}{', ...' * (len(ids) > 8)})"
     bundled = bundled_library().resolve()
     if folder.resolve() != bundled and (bundled / f"{jid}.yaml").is_file():
-        text += f"; {jid} is a bundled journey: `journeys:` may name their folder, {bundled}"
+        text += (f"; {jid} is a bundled journey: `journeys: {BUNDLED}` names their folder, "
+                 f"{bundled}")
     return text
 
 
@@ -454,41 +458,18 @@ def _check_ids(checker: _Checker, library: Library, users: set[str], folder: Pat
                             key=True)
 
 
-def _events_read(library: Library) -> set[str]:
-    """Every event name the folder's journeys and computed traits read (entry, exit_when,
-    wait_for, goal, emit; `order_events`, ...)."""
-    names: set[str] = set()
-
-    def walk(value: Any, key: str = "") -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, str(k))
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, str) and (key == "event" or key.endswith("_events")):
-            names.add(value)
-
-    for journey in library.journeys.values():
-        walk(journey.model.model_dump())
-    walk(library.computed_config or {})
-    return names
-
-
 def _check_event_names(checker: _Checker, library: Library) -> None:
     """A `track` name the journeys never read, a typo away from one they do (`Checkout
     Startd`, `Signed up`), entered nobody: a test of what does not happen passed for
     nothing. Names far from every one read (events nothing listens to) are fine, and so
     is a line that says `unread: true` (a negative test of a misspelled event)."""
-    read = _events_read(library)
+    read = events_read(library)
     for i, line in enumerate(checker.spec.events):
         name = line.track
-        if name is None or name in read or line.unread:
+        if name is None or line.unread:
             continue
-        close = [r for r in read if SequenceMatcher(None, name.lower(), r.lower()).ratio()
-                 >= TYPO_RATIO]
-        if close:
-            best = max(close, key=lambda r: SequenceMatcher(None, name, r).ratio())
+        best = near_miss(name, read)
+        if best is not None:
             checker.problem(("events", i, "track"), f"track: no journey of "
                             f"{checker.spec.journeys} reads {name!r} (did you mean {best!r}? "
                             "`unread: true` on the line if it is meant)")
@@ -563,6 +544,10 @@ def _checked(spec: ScenarioSpec, source: Source, path: Path, library_loader: Any
                                        "not validate:"), *exc.problems]) from None
     _check_ids(checker, library, _users(spec), folder)
     _check_event_names(checker, library)
+    checker.problems += trait_problems(
+        spec.profiles or {}, [(i, line.identify) for i, line in enumerate(spec.events)
+                              if line.identify and not line.unread],
+        source, library, spec.journeys)
     if checker.problems:
         raise InvalidScenario(checker.problems)
     expect = spec.expect

@@ -30,7 +30,7 @@ from engine.runtime.events import BadEvent
 from engine.runtime.identity import person_of, profile_named
 from engine.testing import InMemoryEngine
 from journeys.errors import Problem
-from journeys.library import bundled_library
+from journeys.library import bundled_library, journeys_path
 from journeys.loaded import Library
 from journeys.loader import POLICY_FILE, load_path, load_policy
 from journeys.model import Policy
@@ -55,7 +55,9 @@ def bundled_policy() -> Policy:
 
 def load_journeys(folder: Path) -> Library:
     """A journeys folder with the policy it runs under: its own `policy.yaml`, else the
-    bundled one (as `journeyman serve` would run it). Raises InvalidJourney."""
+    bundled one (as `journeyman serve` would run it); `journeyman:bundled` is the
+    bundled journeys' folder. Raises InvalidJourney."""
+    folder = journeys_path(folder)
     library = load_path(folder)
     if folder.is_dir() and not (folder / POLICY_FILE).is_file():
         library.policy = bundled_policy()
@@ -379,7 +381,7 @@ def run_scenario(scenario: Scenario, library: Library, *, backend: str = "durabl
         eng = engine_for(library, scenario.start, scenario.only, backend)
         for event in scenario.events:
             try:
-                eng.post(event.event)
+                eng.post(event.event, unread=True)  # names checked as it loaded
             except BadEvent as exc:
                 result = ScenarioResult(scenario.file, scenario.title)
                 result.problems = [Problem(scenario.file, event.line, 1, str(exc))]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.times import iso, parse_timestamp
-from engine.qa.inputs import read_event_lines
+from engine.qa.replay import EventLog, read_log
 from engine.runtime.events import BadEvent
 from engine.testing import DeferRecord, ExitRecord, InMemoryEngine, SentMessage, SkipRecord
 from journeys.errors import InvalidJourney
@@ -36,6 +36,16 @@ class SimulationResult:
     ended_at: datetime | None = None
     skipped: list[SkipRecord] = field(default_factory=list)
     deferred: list[DeferRecord] = field(default_factory=list)
+    # lines of the events file not simulated: no event (`file:line:column: why`, the
+    # first UNREADABLE_TOLD of them told), or an event the API would refuse
+    unreadable: int = 0
+    unreadable_lines: list[str] = field(default_factory=list)
+    rejected_lines: list[str] = field(default_factory=list)
+
+    @property
+    def not_simulated(self) -> int:
+        """Lines of the events file left out: the command exits 1 when there are any."""
+        return self.unreadable + len(self.rejected_lines)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +61,10 @@ class SimulationResult:
                           "channel": d.channel, "reason": d.reason, "at": iso(d.at),
                           "until": iso(d.until) if d.until else None}
                          for d in self.deferred],
+            "unreadable": self.unreadable,
+            "unreadable_lines": list(self.unreadable_lines),
+            "rejected": len(self.rejected_lines),
+            "rejected_lines": list(self.rejected_lines),
         }
 
 
@@ -116,38 +130,41 @@ def _line_of(path: Path, error: str) -> int | None:
                  if re.search(rf"\b{re.escape(word)}\b", text) and "{" in text), None)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """The events of a JSON-lines file, each with its line number as `_line`."""
-    lines = read_event_lines(path, error=SimulationError, purpose="in a simulation")
-    return [event | {"_line": number} for number, event in lines]
+def read_events(path: Path) -> EventLog:
+    """The events of a JSON-lines file, read as `journeyman replay` reads its log: a line
+    that is no event (not JSON, not an object, no timestamp...) is noted in the log's
+    `unreadable` as `file:line:column: why`, and the lines after it are read."""
+    return read_log(path, purpose="to be simulated")
 
 
 def simulate(path: str | Path, events_file: str | Path, *, until: str | None = None,
              backend: str = "durable") -> SimulationResult:
-    events = read_events(Path(events_file))
-    events.sort(key=lambda e: (parse_timestamp(e["timestamp"]), e["_line"]))
-    start = parse_timestamp(events[0]["timestamp"]) if events else datetime(2026, 1, 1, tzinfo=UTC)
+    """Play the events of `events_file` through the journeys at `path`. Lines that are no
+    event, and events the API would refuse, are not played: the result lists them
+    (`unreadable_lines`, `rejected_lines`) and the rest is simulated."""
+    log = read_events(Path(events_file))
+    # timestamp order; ties keep the file's
+    events = sorted(zip(log.events, log.lines, strict=True), key=lambda e: (e[0][0], e[1]))
+    start = events[0][0][0] if events else datetime(2026, 1, 1, tzinfo=UTC)
     stop = parse_timestamp(until) if until else None
     if until and stop is None:
         raise SimulationError(f"bad --until {until!r}: use ISO 8601")
-    assert start is not None
     eng = InMemoryEngine.from_folder(path, start=start, backend=backend)
-    for event in events:
-        when = parse_timestamp(event["timestamp"])
-        assert when is not None
+    rejected: list[str] = []
+    for (when, event), line in events:
         if stop is not None and when > stop:
             break
-        line = event.pop("_line")
         try:
-            eng.post(event)
-        except BadEvent as exc:
-            raise SimulationError(f"{events_file}:{line}:1: {exc}") from None
+            eng.post(event, unread=True)
+        except BadEvent as exc:  # the API would refuse it: told, the rest is simulated
+            rejected.append(f"{events_file}:{line}:1: {exc}")
     if stop is not None:
         eng.advance_to(max(stop, eng.now))
     else:
         eng.run_until_idle(DEFAULT_HORIZON)
     return SimulationResult(eng.sent, eng.exits, len(events), eng.now,
-                            locate_render_errors(eng.skipped, eng.library), eng.deferred)
+                            locate_render_errors(eng.skipped, eng.library), eng.deferred,
+                            log.unreadable, log.unreadable_told, rejected)
 
 
 def format_timeline(result: SimulationResult) -> str:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
 from engine.ports import InboxItem, WriteRun
-from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.unit import UnitOfWork
 from engine.values import PROFILE_ID_KIND
 
@@ -101,8 +101,10 @@ class WriteRefused(Exception):  # noqa: N818 - names what happened to the item
     """The database refused this item's writes (the error is the database's)."""
 
 
-def describe(exc: BaseException) -> tuple[str, str]:
-    return error_text(exc), stack_text(exc)
+def describe(exc: BaseException) -> tuple[str, str, str]:
+    """What is kept of a failure (its text and stack) and what is logged of it (without
+    the words that may quote a person's data: `logged_text`)."""
+    return error_text(exc), stack_text(exc), logged_text(exc)
 
 
 def groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:

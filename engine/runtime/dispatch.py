@@ -66,13 +66,14 @@ from engine.ports import (
     OutboxEntry,
     Store,
 )
-from engine.runtime.errortext import error_text, stack_text
+from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.holds import Failed, Failing
 from engine.runtime.lease import ClaimLease, SendBounds, batch_results
 from engine.runtime.logids import log_ids
 from engine.runtime.metrics import Metrics
 from engine.runtime.outcomes import Chunk, write_outcomes
-from engine.runtime.policy import PolicyGate
+from engine.runtime.policy import PolicyGate, with_waiting
+from engine.runtime.rendering import ADDRESS_TRAITS
 from engine.runtime.retry import RetryPolicy
 from engine.runtime.suppression import (
     HARD_BOUNCE,
@@ -80,6 +81,7 @@ from engine.runtime.suppression import (
     ProviderEvent,
     record_delivery_problem,
 )
+from engine.values import CHANNEL_UNAVAILABLE, RELEASED
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -104,9 +106,6 @@ class DispatchStats:
     lost: int = 0  # not tried: the claim's lease could not be kept (engine/runtime/lease.py)
     extended: int = 0  # leases pushed on before a send they would not have covered
     released: int = 0  # not tried: the process stops; due again now, for the other workers
-
-
-ADDRESSED_CHANNELS = ("email", "sms", "push")  # channels that need the person's address
 
 
 class Dispatcher:
@@ -197,8 +196,11 @@ class Dispatcher:
             if not entries:
                 return None
             short = self.store.claim_was_short()
+            ids = {e.profile_id for e in entries}
+            waiting = self.store.waiting_consents(ids)  # a withdrawal not handled yet
             chunk = Chunk(self.store.enrollment_outlines({e.enrollment_id for e in entries}),
-                          self.store.load_profiles({e.profile_id for e in entries}),
+                          {pid: with_waiting(p, waiting.get(pid, ()))
+                           for pid, p in self.store.load_profiles(ids).items()},
                           claimed=len(entries), short=short)
             chunk.suppressed = set(self.store.suppressed({e.to for e in entries if e.to}))
             self._load_admitted(entries, now, chunk)
@@ -249,7 +251,7 @@ class Dispatcher:
             return False
         if self.gate is not None and not self._allowed(entry, now, chunk):
             return False
-        if entry.channel in ADDRESSED_CHANNELS and not entry.to:
+        if entry.channel in ADDRESS_TRAITS and not entry.to:  # a channel that needs one
             self._skip(entry, "no_address", {}, now, chunk)
             return False
         if entry.to and entry.to in chunk.suppressed:
@@ -452,7 +454,7 @@ class Dispatcher:
         return entry.channel, None
 
     def _hold(self, entry: OutboxEntry, chunk: Chunk, *, released: bool = False,
-              reason: str = "channel_unavailable") -> None:
+              reason: str = CHANNEL_UNAVAILABLE) -> None:
         """A channel that just failed (down, timing out) is not tried again for the rest
         of the batch: its rows wait for the backoff unattempted, so a batch cannot take
         longer than its lease while a server swallows connections (`reason`; a recipient
@@ -462,7 +464,7 @@ class Dispatcher:
         before its SIGKILL, which left the claim leased and its sends unwritten)."""
         now = self.clock.now()
         if released:
-            chunk.deferred.append((entry.key, now, "stopping"))
+            chunk.deferred.append((entry.key, now, RELEASED))
             self.stats.released += 1
         else:
             chunk.deferred.append((entry.key, now + self.retry.delay(entry.key, 1), reason))
@@ -542,8 +544,8 @@ class Dispatcher:
         now = self.clock.now()
         if entry.attempts >= self.retry.max_attempts:
             stack = stack_text(exc)
-            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts, error,
-                      extra=_ids(entry))
+            log.error("send %s parked after %d attempts: %s", entry.key, entry.attempts,
+                      logged_text(exc), extra=_ids(entry))
             chunk.outcome(entry.key, partial(
                 self.store.park, "send", entry.key, profile_id=entry.profile_id,
                 journey=entry.journey, step=entry.step, error=error, stack=stack,
@@ -551,7 +553,7 @@ class Dispatcher:
             self.stats.parked += 1
             self._count(entry, "parked")
             return
-        self._retry(entry, error, chunk)
+        self._retry(entry, error, chunk, logged=logged_text(exc))
 
 
 def _kept(error: DeliveryError) -> str:

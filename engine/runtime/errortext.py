@@ -28,3 +28,14 @@ def error_text(exc: BaseException, limit: int = 2000) -> str:
 
 def stack_text(exc: BaseException, limit: int = 8000) -> str:
     return without_values("".join(traceback.format_exception(exc)))[-limit:]
+
+
+def logged_text(exc: BaseException, limit: int = 2000) -> str:
+    """What a log line may say of `exc`: `error_text`, or for an error that says what a
+    log may hold apart from its message (a `logged` text: journeys/errors.py
+    TemplateRenderError, whose Jinja2 words can quote a trait's value), that. The
+    message itself is kept with the failure (the inbox's last error, `failures`)."""
+    logged = getattr(exc, "logged", None)
+    if not isinstance(logged, str):
+        return error_text(exc, limit)
+    return without_values(f"{type(exc).__name__}: {logged}")[:limit]

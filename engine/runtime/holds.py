@@ -15,6 +15,7 @@ pause.
 from __future__ import annotations
 
 from engine.ports import OutboxEntry
+from engine.values import CHANNEL_UNAVAILABLE, RECIPIENT_UNAVAILABLE
 
 Failed = tuple[str, str | None]  # (channel, None): the channel; (channel, to): a recipient
 RECIPIENT_STREAK = 3  # recipients failing in a row, none delivered between: the channel
@@ -47,13 +48,14 @@ class Failing:
 
     def held(self, entry: OutboxEntry) -> str | None:
         """Why this send waits unattempted, if it does: its channel or its recipient
-        failed earlier in the claim."""
+        failed earlier in the claim (the store keeps the row's earlier error after it:
+        engine/values.py `held_error`)."""
         if not self._failed:
             return None
         if (entry.channel, None) in self._failed:
-            return "channel_unavailable"
+            return CHANNEL_UNAVAILABLE
         if (entry.channel, entry.to) in self._failed:
-            return "recipient_unavailable"
+            return RECIPIENT_UNAVAILABLE
         return None
 
 

@@ -15,7 +15,8 @@ APScheduler 3.11 with `misfire_grace_time=None, coalesce=True, max_instances=1`
 (design.md): a late run still runs, once, never twice at the same time.
 
 Times are the clock's; a clock may run faster than the wall clock (the demo's
-time-lapse clock has a `speed`), and waits are divided by it.
+time-lapse clock), and a wait for one of its times is as long as the clock says
+(`Clock.to_wall`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.jobstores.base import JobLookupError
@@ -33,8 +33,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from engine.core.times import plus
-from engine.ports import Clock, background_work
+from engine.ports import Clock
 from engine.runtime.transients import known_transient
+from engine.work_kind import background_work
 
 log = logging.getLogger("journeyman.loops")
 
@@ -250,8 +251,7 @@ class Loop:
                 pass
 
     def _real_seconds(self, delta: timedelta) -> float:
-        speed: Any = getattr(self.clock, "speed", 1.0)
-        return delta.total_seconds() / float(speed or 1.0)
+        return self.clock.to_wall(delta)
 
 
 class _LoopTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped

@@ -22,8 +22,8 @@ Every skip and deferral is recorded in the decision log by the dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
@@ -65,6 +65,28 @@ def consent_state(traits: Mapping[str, Any], channel: str) -> str:
     if value is True:
         return "opted_in"
     return "opted_out" if value is False else "unknown"
+
+
+def with_waiting(profile: Profile, waiting: Iterable[Mapping[str, Any]]) -> Profile:
+    """`profile` as the policy sees it while `waiting` (its events not handled yet,
+    oldest first) wait: a consent their identifies leave withdrawn is withdrawn now, one
+    they give is not given before it is handled. A person's events are handled in order,
+    and an unsubscribe waiting behind an event that failed (parked until an operator
+    acts) did not stop the sends queued meanwhile (docs/privacy.md)."""
+    consent = profile.traits.get("consent")
+    now = dict(consent) if isinstance(consent, Mapping) else {}
+    later: Any = now
+    for event in waiting:
+        traits = event.get("traits") if event.get("type") == "identify" else None
+        if isinstance(traits, Mapping) and "consent" in traits:
+            new = traits["consent"]  # as engine/core/profiles.py merges it
+            later = ({**later, **new} if isinstance(new, Mapping) and isinstance(later, Mapping)
+                     else new)
+    after = later if isinstance(later, Mapping) else {}
+    withdrawn = {ch: False for ch, v in now.items() if v is True and after.get(ch) is not True}
+    if not withdrawn:
+        return profile
+    return replace(profile, traits={**profile.traits, "consent": {**now, **withdrawn}})
 
 
 def in_quiet_hours(local: time, quiet: QuietHours) -> bool:

@@ -50,7 +50,8 @@ def render_send(journey: CompiledJourney, send: Send, profile: Profile,
                        send.channel, to, rendered, now)
 
 
-# The trait that holds a person's address on each channel that needs one
+# The trait that holds a person's address on each channel that needs one; a send on one
+# of these channels without an address is skipped as `no_address` (the dispatcher)
 ADDRESS_TRAITS = {"email": "email", "sms": "phone", "push": "device_token"}
 
 

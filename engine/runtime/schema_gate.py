@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from engine.ports import Clock
 
@@ -52,8 +52,7 @@ class SchemaGate:
         if self.closed() is None:
             return None
         wall = max(RETRY_S, self._looked + self.every - time.monotonic())
-        speed = float(getattr(clock, "speed", 1.0) or 1.0)  # the demo's time-lapse clock
-        return clock.now() + timedelta(seconds=wall * speed)
+        return clock.now() + clock.from_wall(wall)  # the demo's clock: a longer span
 
     def closed(self) -> str | None:
         """Why the loops must not claim now, else None; looks at the store again when

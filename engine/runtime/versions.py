@@ -8,12 +8,14 @@ file whose content differs from its latest deployed version must carry a higher
 under the same id move to themselves, renamed or replaced ones as the map says; a step
 of that version with people on it and no place in the new one is an error, and so is a
 move onto a step where nobody can wait (people rest only on `wait` and `wait_for`).
-Moved enrollments keep their id, data and timers (due when they were).
+Moved enrollments keep their id, data and timers (due when they were), and each gets a
+`waiting` decision at its new step (`moved by apply: ...`, `StepMove.decision`), so
+`journeyman why` tells how the person came to be there.
 
 `plan()` reads the store and never writes; `apply()` runs the same checks, refuses on
-any error, then deploys each journey in one transaction (its new version, and its
-moves). A journey that left the folder is `removed`: no new entries, and the people in
-it finish on their version; it is active again when it comes back. A journey an
+any error, then deploys each journey in one transaction (its new version, its moves and
+their decisions). A journey that left the folder is `removed`: no new entries, and the
+people in it finish on their version; it is active again when it comes back. A journey an
 operator archived (`journeyman journeys archive`) stays archived whatever the folder
 says, until `journeyman journeys resume` or a new version of it is applied.
 """
@@ -42,6 +44,10 @@ from journeys.yamlsrc import plain
 from rules import did_you_mean
 
 log = logging.getLogger("journeyman.versions")
+
+# The journeys the last `apply` deployed from the bundled library (a JSON list; unset when
+# the last folder applied was another): a later release may drop one of them.
+BUNDLED_SETTING = "bundled_journeys"
 
 # `removed`: taken out of the folder by `apply` (active again when it comes back);
 # `archived`: by an operator (stays archived until resumed or a new version is applied).
@@ -254,11 +260,16 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
     folder of its own, which a restart without `--journeys` must not replace."""
     result = plan(library, store)
     if bundled_default:
+        # A journey an earlier bundled library deployed, which this release's no longer
+        # has (dropped or renamed), is removed as `apply` would; any other is the
+        # operator's own.
+        from_bundled = set(json.loads(store.setting(BUNDLED_SETTING) or "[]"))
         result.errors.extend(
             f"{jid}: deployed to this store and not in the bundled library (serve and "
             f"worker run it without --journeys): give --journeys with the folder it was "
             f"applied from, or `journeyman journeys archive {jid}` to retire it"
-            for jid, jp in result.journeys.items() if jp.status == "removed")
+            for jid, jp in result.journeys.items()
+            if jp.status == "removed" and jid not in from_bundled)
         # and a journey its folder left out (a part of the bundled library, applied
         # with --journeys) is not made active again behind the operator's back
         result.errors.extend(
@@ -270,6 +281,9 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
             if jp.journey_status == REMOVED and jp.status_after == ACTIVE)
     if result.errors:
         raise PlanError(result.errors)
+    # Which deployed journeys the bundled library put there: after another folder, none.
+    store.put_setting(BUNDLED_SETTING, json.dumps(sorted(library.journeys))
+                      if _is_bundled(library) else None)
     for jid in {v.journey for v in store.deployed_versions()} - set(library.journeys):
         # Its time-driven timers lapse while it is out of the folder: if it comes back,
         # it must be armed again for everyone (engine/runtime/time_entries.py).
@@ -294,6 +308,13 @@ def apply(library: Library, store: Store, now: datetime, *, bundled_default: boo
                     store.move_enrollments(StepMove(jid, jp.migrate_from, old_step,
                                                     loaded.model.version, move["to"]), now)
     return result
+
+
+def _is_bundled(library: Library) -> bool:
+    from journeys.library import bundled_library
+
+    return (library.folder is not None
+            and Path(library.folder).resolve() == bundled_library().resolve())
 
 
 def _source_text(library: Library, loaded: LoadedJourney) -> str:

@@ -4,7 +4,9 @@
 The records come from the decision log (the `decisions` table): the runtime records
 entries and refusals (engine/runtime/runner.py), the core its waits, resumes,
 branches, splits, goals and exits (`Note` commands, engine/core/), the dispatcher what
-became of each send (sent, skipped, deferred, failed; engine/runtime/dispatch.py).
+became of each send (sent, skipped, deferred, failed; engine/runtime/dispatch.py), and
+`journeyman apply` each enrollment a `migrate:` map moved to a newer version's step (a
+`waiting` at the new step, `moved by apply: ...`, `StepMove.decision` in engine/values.py).
 
 A person is found by user id or anonymous id; the decisions recorded under every id
 that now points at them are included, so a profile merged into another keeps its past.
@@ -205,6 +207,8 @@ def _more(entry: Why) -> str:
         return f" until {d['until']}{local}"
     if entry.kind == "split" and "bucket" in d:
         return f" (bucket {d['bucket']})"
+    if entry.kind == "waiting" and d.get("moved_by") == "apply" and "until" in d:
+        return f" (its timer still due {d['until']})"
     return ""
 
 

@@ -13,7 +13,7 @@ is written and the batch is handled again inside the write transaction, as above
 the API's ingest no longer waits for a batch's handling, and several workers on one
 file, one lane of the inbox each (`lane`, engine/store/sql/lanes.py), handle on several
 cores; the rows' parameters are built before the write turn too (`UnitOfWork.prepare`).
-PostgreSQL locks each profile for the whole transaction instead (engine/store/sql/inbox.py).
+PostgreSQL locks each profile for the transaction instead (engine/store/sql/inbox.py).
 
 Failure semantics (design.md; docs/service.md says the same for operators):
 - Isolation: an exception while handling one event or timer drops that item's child
@@ -35,8 +35,7 @@ Failure semantics (design.md; docs/service.md says the same for operators):
   optimistic batch writes nothing before its one write transaction.
 - Bounded work: batches grow under load and shrink to one event when idle, and a batch
   stops taking more after `budget` seconds: a transaction (and SQLite's write lock) is
-  held briefly even during a storm of due timers.
-"""
+  held briefly even during a storm of due timers."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ from typing import TypeVar
 
 from engine.core.model import CRON_STEP, EnrollmentOutline, ScheduleTimer
 from engine.core.times import parse_timestamp, plus
-from engine.ports import Clock, ForegroundWaits, InboxItem, Lane, SnapshotStore, Store
+from engine.ports import Clock, InboxItem, Lane, SnapshotStore, Store
 from engine.runtime import claim_sizes, takeover
 from engine.runtime.batches import (
     Backoff,
@@ -74,6 +73,7 @@ from engine.runtime.parts import round_in_parts
 from engine.runtime.runner import Runner
 from engine.runtime.transients import Transient, TransientErrors
 from engine.runtime.unit import ProfileBusy, UnitOfWork
+from engine.work_kind import ForegroundWaits
 
 log = logging.getLogger("journeyman.worker")
 
@@ -268,12 +268,12 @@ class Worker:
         return True
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
-        error, stack = describe(exc)
+        error, stack, said = describe(exc)
         self._count_failure("event")
         ids = log_ids("event", item.profile_id)
         if item.attempts + 1 >= self.backoff.max_attempts:
             log.error("event %s of profile %s parked after %d attempts: %s", item.id,
-                      item.profile_id, item.attempts + 1, error, extra=ids)
+                      item.profile_id, item.attempts + 1, said, extra=ids)
             self.store.park("event", str(item.id), profile_id=item.profile_id, journey="",
                             step="", error=error, stack=stack, attempts=item.attempts + 1,
                             at=now)
@@ -281,7 +281,7 @@ class Worker:
         else:
             when = now + self.backoff.delay(item.attempts + 1)
             log.warning("event %s of profile %s failed (attempt %d), retrying at %s: %s", item.id,
-                        item.profile_id, item.attempts + 1, when.isoformat(), error, extra=ids)
+                        item.profile_id, item.attempts + 1, when.isoformat(), said, extra=ids)
             self.store.retry_inbox(item.id, when, error)
 
     def _event_batch_per_profile(self, by_profile: dict[str, list[str]] | None) -> Outcome:
@@ -434,13 +434,13 @@ class Worker:
 
     def _timer_failed(self, unit: UnitOfWork, timer: ScheduleTimer, owner: str,
                       exc: Exception, now: datetime) -> None:
-        error, stack = describe(exc)
+        error, stack, said = describe(exc)
         attempts = timer.attempts + 1
         self._count_failure("timer")
         ids = log_ids("timer", owner, timer.journey, timer.step)
         if attempts >= self.backoff.max_attempts:
             log.error("timer %s of profile %s parked after %d attempts: %s", timer.key, owner,
-                      attempts, error, extra=ids)
+                      attempts, said, extra=ids)
             self.store.park("timer", timer.key, profile_id=owner, journey=timer.journey,
                             step=timer.step, error=error, stack=stack, attempts=attempts,
                             at=now, payload=timer_payload(timer))
@@ -448,7 +448,7 @@ class Worker:
             return
         when = now + self.backoff.delay(attempts)
         log.warning("timer %s of profile %s failed (attempt %d), retrying at %s: %s",
-                    timer.key, owner, attempts, when.isoformat(), error, extra=ids)
+                    timer.key, owner, attempts, when.isoformat(), said, extra=ids)
         unit.add_timer(ScheduleTimer(timer.key, timer.enrollment_id, timer.profile_id,
                                      timer.journey, timer.step, timer.occurrence, when,
                                      attempts))

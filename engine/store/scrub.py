@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 FORGOTTEN = "[forgotten]"
 DISTINCT_MIN = 8  # characters (not all digits) that make an identifier the person's alone
@@ -63,12 +64,19 @@ OTHERS_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "events": (("body",), ()),
     "inbox": (("event",), ("last_error",)),
     "enrollments": (("data", "visits", "variants", "entry_event", "trigger_event"), ()),
-    "outbox": (("rendered",), ("last_error",)),
+    "outbox": (("rendered",), ("last_error", "to")),  # `to`: a send to the person
     "decisions": (("details",), ("reason",)),
     "failures": (("payload",), ("error", "stack")),
     "engagements": ((), ("url", "reason")),
     "suppressions": (("details",), ()),
 }
+
+
+def url_forms(identifier: str) -> set[str]:
+    """How a URL writes `identifier` when that differs from the text: percent-encoded
+    (`quote`, `quote_plus`), as a template's `| urlencode` or a form does."""
+    return {form for form in (quote(identifier, safe=""), quote_plus(identifier, safe=""))
+            if form != identifier}
 
 
 class Scrubber:
@@ -80,7 +88,10 @@ class Scrubber:
         strong = [v for v in values if distinctive(v)]
         self._strong = {v.casefold() for v in strong}
         self._plain = {v.casefold() for v in values if not distinctive(v)}
-        inside = sorted(strong, key=len, reverse=True)
+        # also as a URL writes it (`frieda.q%40example.net`, `%2B34...`): in a link's
+        # query, a tracked click's URL, a rendered href
+        inside = sorted({*strong, *(form for v in strong for form in url_forms(v))},
+                        key=len, reverse=True)
         self._inside = (re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, inside)) + r")(?!\w)",
                                    re.IGNORECASE) if inside else None)
 
@@ -96,7 +107,7 @@ class Scrubber:
         for value in self.identifiers:
             if distinctive(value):
                 terms |= {value, json.dumps(value)[1:-1],
-                          json.dumps(value, ensure_ascii=False)[1:-1]}
+                          json.dumps(value, ensure_ascii=False)[1:-1], *url_forms(value)}
             elif documents:
                 terms |= {json.dumps(value), json.dumps(value, ensure_ascii=False)}
         return sorted(terms)

@@ -276,7 +276,7 @@ def test_the_timeline_keeps_the_records_the_decision_log_does_not_tell() -> None
     from engine.api.dashboard.timeline import timeline
 
     at = datetime(2026, 3, 2, 9, tzinfo=UTC)
-    enrollment = SimpleNamespace(journey="j", version=2, entered_at=at)
+    enrollment = SimpleNamespace(id="e1", journey="j", version=2, entered_at=at)
     goal = SimpleNamespace(journey="j", at=at)
     left = SimpleNamespace(journey="j", at=at, step="pause", reason="completed")
     store = SimpleNamespace(outbox_records=lambda pid: [], recorded_decisions=lambda pid: [],

@@ -13,20 +13,26 @@ Script = Callable[["RawServer", socket.socket], None]
 
 
 class RawServer:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script,
+                 bind: tuple[str, int] | tuple[str, int, int, int] = ("127.0.0.1", 0)) -> None:
+        """`bind`: where to listen (an IPv6 address as a 4-tuple, its scope id last)."""
         self.script = script
         self.stop = threading.Event()
         self.sent = 0
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock = socket.socket(socket.AF_INET6 if len(bind) == 4 else socket.AF_INET)
+        self._sock.bind(bind)
         self._sock.listen()
         self._sock.settimeout(0.05)
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept)
 
     @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def write(self, conn: socket.socket, data: bytes) -> bool:
         """Send `data`; False once the client is gone or the server is stopping."""

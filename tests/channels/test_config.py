@@ -8,6 +8,9 @@ import pytest
 
 from channels import ADAPTERS, EmailChannel, FileChannel, WebhookChannel
 from channels.config import ChannelConfigError, load
+from journeys.templating import CHANNEL_KINDS
+
+KNOWN = ", ".join(sorted(ADAPTERS))  # a new adapter is one line in ADAPTERS, not here too
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -36,9 +39,8 @@ file: {{adapter: file, path: "{tmp_path / 'audit.jsonl'}"}}
 
 @pytest.mark.parametrize(("text", "message"), [
     ("email: {adapter: carrier_pigeon}", "channels.yaml:1:18: email: needs `adapter:`, one of "
-     "console, email, file, sms, webhook"),
-    ("email: {adapter: emial}", r"one of console, email, file, sms, webhook \(did you mean "
-     r"'email'\?\)"),
+     + KNOWN),
+    ("email: {adapter: emial}", f"one of {KNOWN} " + r"\(did you mean 'email'\?\)"),
     ("email: {host: x}", "email: needs `adapter:`"),
     ("webhook: {adapter: webhook, url: 'https://x', secret: '${NOT_SET_ANYWHERE}'}",
      "environment variable NOT_SET_ANYWHERE is not set"),
@@ -54,7 +56,21 @@ def test_mistakes_are_reported_clearly(tmp_path: Path, text: str, message: str) 
 
 
 def test_every_adapter_is_registered() -> None:
-    assert set(ADAPTERS) == {"console", "email", "file", "sms", "webhook"}
+    """Each adapter class in a module of channels/ is in ADAPTERS, under its `name`."""
+    import importlib
+    import inspect
+
+    import channels
+
+    found = {}
+    for module in sorted(Path(channels.__file__).parent.glob("*.py")):
+        loaded = importlib.import_module(f"channels.{module.stem}")
+        for _, cls in inspect.getmembers(loaded, inspect.isclass):
+            if cls.__module__ == loaded.__name__ and callable(getattr(cls, "send", None)) \
+                    and isinstance(getattr(cls, "name", None), str):
+                found[cls.name] = cls
+    assert {"console", "email", "file", "sms", "webhook"} <= set(found)
+    assert found == ADAPTERS
 
 
 def test_values_from_the_environment_mean_what_they_say(tmp_path: Path,
@@ -89,7 +105,7 @@ webhook: {adapter: webhook, url: "https://crm.example", secret: s, headers: {X-A
     lines = str(caught.value).splitlines()
     assert lines[:5] == [
         f"{path}:1:1: unknown channel 'emial' (did you mean 'email'?); journeys send on "
-        "email, sms, push, console, file, webhook",
+        + ", ".join(CHANNEL_KINDS),
         f"{path}:2:68: email.port: must be a port from 1 to 65535, not 99999",
         f"{path}:2:86: email.start_tls: must be true or false, not 'maybe'",
         f"{path}:3:9: email.hots: unknown option 'hots' (did you mean 'host'?); EmailChannel "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -83,6 +84,33 @@ def test_a_greylisted_recipient_holds_only_its_own_sends(
     assert [e.kind for e in store.engagements()] == ["soft_bounce"]
 
 
+def test_a_held_send_keeps_the_relays_answer_to_its_attempt_before(
+        greylisting: tuple[Greylisting, EmailChannel]) -> None:
+    """k1 was greylisted (450); at its retry a send of the same address queued before
+    it comes first (a chunk before), is greylisted too, and k1 waits untried:
+    `journeyman outbox` says so and still shows the relay's answer to k1's attempt
+    (the hold's word replaced it)."""
+    _, channel = greylisting
+    store, clock = InMemoryStore(), FakeClock(T0)
+    later = T0 + timedelta(hours=2)
+    store.enqueue_send(replace(outbox_entry("k0", at=later, profile="p0"), to=GREY))
+    for n in range(SEND_CHUNK - 1):  # the rest of k0's chunk
+        store.enqueue_send(replace(outbox_entry(f"f{n:02}", at=later, profile=f"f{n}"),
+                                   to=f"f{n}@example.com"))
+    store.enqueue_send(replace(outbox_entry("k1", profile="p1"), to=GREY))
+    dispatcher = Dispatcher(store, {"email": channel}, clock)
+    assert dispatcher.dispatch_due() == 1  # k1: greylisted
+    first = store.outbox_records()[-1].last_error or ""
+    assert "450 4.7.1 greylisted" in first
+    clock.set(later)
+    assert dispatcher.dispatch_due() == SEND_CHUNK + 1
+    records = store.outbox_records()
+    k0, k1 = records[0], records[-1]
+    assert (k0.attempts, k1.attempts) == (1, 1)  # k1's second claim was no attempt
+    assert k1.last_error == "recipient_unavailable; last error: " + first
+    assert (k1.held, k1.error) == ("recipient_unavailable", first)
+
+
 def _closed_port_url() -> str:
     """An http URL on which nothing listens: connections are refused at once."""
     with socket.socket() as sock:
@@ -125,6 +153,35 @@ def test_a_sends_own_url_that_times_out_holds_the_channel() -> None:
             Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
     assert [(r.attempts, r.last_error == "channel_unavailable")
             for r in store.outbox_records()] == [(1, False), (0, True)]
+
+
+def test_a_sends_own_url_whose_lookup_times_out_at_once_holds_only_that_url() -> None:
+    """What decides is what the failure cost, not its kind: a lookup that the resolver
+    itself gives up on at once (its own timeout, a cached one) cost the claim nothing,
+    and holds that URL's sends only (it held the channel: the failure was a timeout).
+    A resolver failing every name is still the channel's, after RECIPIENT_STREAK."""
+    import httpx
+
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "stuck.example":
+            raise TimeoutError("the resolver's own timeout")
+        return ["127.0.0.1"]
+
+    store, clock = InMemoryStore(), FakeClock(T0)
+    with RawServer(_created) as live:
+        stuck = f"http://stuck.example:{httpx.URL(live.url).port}/hook"
+        other = live.url.replace("127.0.0.1", "other.example")
+        order = [("h0", stuck), ("h1", other), ("h2", stuck), ("h3", None)]
+        for key, to in order:
+            store.enqueue_send(replace(webhook_entry(f"{key}:hook:0", to), profile_id=key))
+        with WebhookChannel(live.url, secret=SECRET, timeout=2.0, allow_to_override=True,
+                            resolver=resolver) as hook:
+            Dispatcher(store, {"webhook": hook}, clock).dispatch_due()
+    records = {r.entry.key.split(":")[0]: r for r in store.outbox_records()}
+    assert [records[k].status for k in ("h1", "h3")] == ["sent", "sent"]
+    assert (records["h0"].status, records["h0"].attempts) == ("pending", 1)
+    assert "timeout" in (records["h0"].last_error or "").lower()
+    assert (records["h2"].attempts, records["h2"].last_error) == (0, "recipient_unavailable")
 
 
 def test_the_channels_own_url_down_still_holds_the_channel() -> None:

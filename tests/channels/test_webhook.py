@@ -184,8 +184,11 @@ def test_an_allowed_http_to_overrides_the_url_and_other_tos_do_not(
 def test_no_url_at_all_is_permanent(server: ScriptedServer) -> None:
     with WebhookChannel(secret=SECRET, allow_to_override=True) as channel:
         with pytest.raises(DeliveryError, match="no webhook URL") as caught:
-            channel.send(message(to="ana@example.com"))
+            channel.send(message(to="Ana Quill"))
         assert caught.value.permanent
+        # the `to` is the person's data (a trait): kept with the send, never logged
+        assert "Ana Quill" not in str(caught.value)
+        assert caught.value.detail == "'to' is 'Ana Quill'"
         channel.send(message(to=server.url))
     assert len(server.requests) == 1
 

@@ -157,6 +157,7 @@ def test_simulate_json(tmp_path: Path) -> None:
         ],
         "skipped": [],
         "deferred": [],
+        "unreadable": 0, "unreadable_lines": [], "rejected": 0, "rejected_lines": [],
     }
     until = run("simulate", str(folder), "--events", str(events), "--until",
                 "2026-03-03T00:00:00Z", "--json")
@@ -173,11 +174,15 @@ def test_simulate_rejects_bad_events_with_the_line(tmp_path: Path) -> None:
                       '"2026-03-02T09:00:00Z"}\n{not json\n')
     result = run("simulate", str(folder), "--events", str(events))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes"
+    assert result.stderr.splitlines() == [
+        f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes",
+        f"journeyman simulate: 1 line(s) of {events} not simulated (exit 1)"]
     events.write_text('{"type": "track", "event": "X", "timestamp": "2026-03-02T09:00:00Z"}\n')
     result = run("simulate", str(folder), "--events", str(events))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{events}:1:1: an event needs a userId or an anonymousId"
+    assert result.stderr.splitlines() == [
+        f"{events}:1:1: an event needs a userId or an anonymousId",
+        f"journeyman simulate: 1 line(s) of {events} not simulated (exit 1)"]
 
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
@@ -327,6 +332,41 @@ def test_outbox_and_decisions_show_failures_and_why(tmp_path: Path) -> None:
                                        "  journey/step         welcome/send_welcome"]
     assert "  last error           550 5.1.1 no such user" in narrow
     assert all(len(line) <= 80 for line in narrow.splitlines())
+
+
+def test_outbox_shows_a_held_sends_earlier_error(tmp_path: Path) -> None:
+    """A send that failed (a relay's 451) and was then held untried (its channel had
+    just failed again): `outbox` says both, the table in its last error and the JSON
+    split into `held` and `error` beside `last_error` (the hold's word hid the 451)."""
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+    from engine.store import SqlStore
+    from tests.store.helpers import T0, outbox_entry
+
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    store = SqlStore(db, create=True)
+    try:
+        store.enqueue_send(outbox_entry("e1:send:0"))
+        store.enqueue_send(outbox_entry("e2:send:0", profile="p2"))
+        store.claim_outbox(T0, 10, timedelta(minutes=1))
+        store.mark_retry("e1:send:0", T0, "451 4.3.0 mailbox busy")
+        store.mark_retry("e2:send:0", T0, "451 4.3.0 mailbox busy")
+        store.claim_outbox(T0, 10, timedelta(minutes=1))
+        store.mark_deferred_many([("e1:send:0", T0, "channel_unavailable")])
+    finally:
+        store.close()
+    shown = CliRunner().invoke(app, ["outbox", "--db", db, "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = {row["key"]: row for row in json.loads(shown.stdout)["rows"]}
+    assert {k: (r["last_error"], r["held"], r["error"]) for k, r in rows.items()} == {
+        "e1:send:0": ("channel_unavailable; last error: 451 4.3.0 mailbox busy",
+                      "channel_unavailable", "451 4.3.0 mailbox busy"),
+        "e2:send:0": ("451 4.3.0 mailbox busy", None, "451 4.3.0 mailbox busy")}
+    table = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["outbox", "--db", db])
+    assert "channel_unavailable; last error: 451 4.3.0 mailbox busy" in table.stdout
 
 
 def test_migrate_creates_a_current_schema_then_finds_it_current(tmp_path: Path) -> None:
@@ -668,3 +708,39 @@ def test_validate_and_preview_warn_of_a_link_whose_host_comes_from_data(
     fine = preview(folder, "linked", "mail", {"id": "ana", "traits": {
         "email": "ana@example.com", "website": "https://shop.example/me"}}, now=noon)
     assert (fine.as_json()["untracked_links"], fine.warnings) == ([], [])
+
+
+def test_simulate_tells_every_bad_line_simulates_the_rest_and_exits_one(tmp_path: Path) -> None:
+    """`simulate --events` stopped at the first bad line, telling only that one and
+    simulating nothing; now, as `replay`, every line that is no event (or one the API
+    refuses) is told as file:line:column on stderr, the rest is simulated and printed,
+    and the exit is 1."""
+    folder = write_folder(tmp_path / "j", {"hello": JOURNEY},
+                          {"welcome": stub_email("welcome"), "tips": stub_email("tips")})
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join([
+        json.dumps({"type": "identify", "userId": "a", "traits": {"email": "a@example.com"},
+                    "timestamp": "2026-03-02T09:00:00Z"}),
+        "{not json",
+        json.dumps({"type": "track", "userId": "a", "event": "Signed Up",
+                    "timestamp": "2026-03-02T09:00:00Z"}),
+        json.dumps({"type": "track", "userId": "a", "event": "Signed Up"}),
+        json.dumps({"type": "track", "event": "Signed Up", "timestamp": "2026-03-02T09:00:00Z"}),
+        "[1]",
+    ]) + "\n")
+    told = [f"{events}:2:2: not JSON: Expecting property name enclosed in double quotes",
+            f"{events}:4:1: every event needs an ISO 8601 'timestamp' to be simulated",
+            f"{events}:6:1: each line must be a JSON object",
+            f"{events}:5:1: an event needs a userId or an anonymousId"]
+    result = run("simulate", str(folder), "--events", str(events))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        *told, f"journeyman simulate: 4 line(s) of {events} not simulated (exit 1)"]
+    assert "hello/welcome: email welcome" in result.stdout
+    assert "hello/tips: email tips" in result.stdout
+    result = run("simulate", str(folder), "--events", str(events), "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert [m["step"] for m in document["messages"]] == ["welcome", "tips"]
+    assert (document["unreadable"], document["unreadable_lines"]) == (3, told[:3])
+    assert (document["rejected"], document["rejected_lines"]) == (1, told[3:])

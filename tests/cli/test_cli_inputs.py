@@ -182,6 +182,10 @@ def test_deeply_nested_inputs_are_refused_at_their_place_without_a_traceback(
             told += f"journeyman replay: 1 unreadable line(s) of {events} not replayed " \
                     "(exit 1)\n"
             assert result.stdout.startswith("replayed 1 event of 1 profile, ")
+        if args[0] == "simulate":  # the same: the rest simulated, then exit 1
+            told += f"journeyman simulate: 1 line(s) of {events} not simulated (exit 1)\n"
+            assert result.stdout.endswith("-- 1 event(s), 0 message(s), 0 skipped, "
+                                          "0 deferred, 0 exit(s)\n")
         assert result.stderr == told
         assert "Traceback" not in result.stderr
 

@@ -91,3 +91,62 @@ def test_links_no_recipient_can_reach_are_warned_about(tmp_path: Path) -> None:
     assert served.returncode == 1, served.stderr
     assert "warning: no --public-url: the links in what is sent point at http://0.0.0.0:PORT" \
         in served.stderr, served.stderr
+
+
+def test_a_warning_at_start_is_a_warning_line_in_json(tmp_path: Path) -> None:
+    """With --log-format json (both recipes of docs/deploy.md), the missing --public-url
+    warning was a line of level `error`, counted by any alert on the log's errors, beside
+    the real error of a database that cannot be reached."""
+    import json
+
+    done = _run(tmp_path, "worker", "--db", "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                "--log-format", "json")
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["level"], line["message"].split(":")[0]) for line in lines] == [
+        ("warning", "warning"), ("error", "cannot open the store at postgresql+psycopg")]
+    # ...whose host is named, not redacted as an e-mail address
+    assert "postgres@127.0.0.1:1/none" in lines[1]["message"], lines
+
+
+def test_journeys_sending_on_a_channel_with_no_adapter_are_warned_about(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/deploy.md's recipe: the bundled library (`cp -r journeys/library
+    deploy/journeys`) under deploy/channels.yaml, e-mail and webhook alone. The NPS
+    escalation sends by SMS: every one failed (`no_channel`) a week after its entry, and
+    nothing said so at start."""
+    import signal
+
+    from channels.config import load
+    from engine.cli.running import unconfigured_channels_warning
+    from journeys.library import bundled_library
+    from journeys.loader import load_path
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("SMTP_PASSWORD", "x")
+    monkeypatch.setenv("HOOK_SECRET", "x")
+    library = load_path(bundled_library())
+    deployed = load(ROOT / "deploy" / "channels.yaml")
+    warning = unconfigured_channels_warning(library, deployed)
+    assert warning is not None
+    assert "sms (nps_detractors.escalate)" in warning, warning
+    assert unconfigured_channels_warning(library, {**deployed, "sms": deployed["email"]}) is None
+    # a worker says it at start, as a warning line, and runs
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine", "worker", "--db", f"sqlite:///{tmp_path / 'j.db'}",
+         "--channels", str(ROOT / "deploy" / "channels.yaml"), "--log-format", "json"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert worker.stderr is not None
+    try:
+        lines = []
+        for line in worker.stderr:
+            lines.append(line)
+            if "running" in line:
+                break
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    warned = [line for line in lines if "no adapter" in line]
+    assert len(warned) == 1, lines
+    assert '"level": "warning"' in warned[0], warned
+    assert "sms (nps_detractors.escalate)" in warned[0]

@@ -206,3 +206,29 @@ def test_plan_of_a_change_without_a_higher_version_does_not_read_as_a_version_ch
     fine = runner.invoke(app, ["plan", "--journeys", str(folder), "--db", url])
     assert fine.exit_code == 0, fine.output
     assert "~ abandoned_cart: changed, v2 -> v3" in fine.stdout.splitlines()
+
+
+def test_the_commands_look_for_the_file_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan`, `apply` and `journeys` look for a SQLite `--db` once, there or not (they
+    looked, then `existing_store` looked again: two answers that could differ, a file
+    made or removed between them)."""
+    from engine.cli import common
+
+    looks: list[str] = []
+    real = common._missing_sqlite_file
+
+    def counted(db: str) -> object:
+        looks.append(db)
+        return real(db)
+
+    monkeypatch.setattr(common, "_missing_sqlite_file", counted)
+    typo = f"sqlite:///{tmp_path / 'typo.db'}"
+    made = f"sqlite:///{tmp_path / 'made.db'}"
+    assert runner.invoke(app, ["migrate", "--db", made]).exit_code == 0
+    for args in (["plan"], ["plan", "--json"], ["apply"], ["journeys"]):
+        for url, code in ((typo, 1), (made, 0)):
+            looks.clear()
+            done = runner.invoke(app, [*args, "--db", url])
+            assert done.exit_code == code, (args, url, done.output)
+            assert looks == [url], (args, url)

@@ -35,6 +35,28 @@ from engine.runtime.logids import log_ids
     ("due 2026-12-02 09:00 (Europe/Madrid)", "due 2026-12-02 09:00 (Europe/Madrid)"),
     ("at 2026-03-29T01:00:00Z to +1 415 555 0134", f"at 2026-03-29T01:00:00Z to {REDACTED}"),
     ("send key enr-42:hello:0 sent", "send key enr-42:hello:0 sent"),
+    # the operator's database URL and hosts, not a person's address or phone: a worker
+    # whose --db was wrong said "cannot open the store at postgresql+psycopg://[redacted]
+    # :5447/x" in its JSON lines (an operator's trial, 2026-12-08)
+    ("cannot open the store at postgresql+psycopg://app@10.20.30.40:5447/j: connection to "
+     'server at "10.20.30.40", port 5447 failed',
+     "cannot open the store at postgresql+psycopg://app@10.20.30.40:5447/j: connection to "
+     'server at "10.20.30.40", port 5447 failed'),
+    ("postgresql+psycopg://journeyman@db.example.com/journeyman",
+     "postgresql+psycopg://journeyman@db.example.com/journeyman"),
+    ("postgresql://app:s3cret@db.example.com/j",
+     f"postgresql://app:{REDACTED}@db.example.com/j"),
+    ("postgresql://app:s3cret@db/j", f"postgresql://app:{REDACTED}@db/j"),
+    # a user that is an e-mail address, with a password (an API token) or without: both
+    # were kept whole, the token too (a reviewer, 2026-12-08)
+    ("POST https://jane.doe@example.com:tok3n@hooks.example/x failed",
+     f"POST https://{REDACTED}:{REDACTED}@hooks.example/x failed"),
+    ("http://jane@example.com@evil/x", f"http://{REDACTED}@evil/x"),
+    ("see https://shop.example/a and jane@example.com",
+     f"see https://shop.example/a and {REDACTED}"),
+    ("mailto:ana@example.com, //bob@example.com", f"mailto:{REDACTED}, //{REDACTED}"),
+    ("phones 600.123.456, +34.600.123.456 and 1.415.555.0134",
+     f"phones {REDACTED}, {REDACTED} and {REDACTED}"),
 ])
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected

@@ -55,3 +55,14 @@ def test_a_profile_id_that_is_an_address_with_any_local_part_is_redacted() -> No
         written = _text(address)
         assert " [profile_id=[redacted] journey=welcome" in written, written
         assert address.split("@")[0][:2] not in written.split(" [")[-1]
+
+
+def test_an_address_with_a_quoted_local_part_or_a_literal_domain_is_redacted() -> None:
+    """`"jane doe"@example.com` was left whole (a quote is no character of an unquoted
+    local part, so nothing before the `@` matched), and so was `jane@[192.0.2.1]`."""
+    for address in ('"jane doe"@example.com', '"a\\"b"@example.org', "jane@[192.0.2.1]",
+                    "jane@[IPv6:2001:db8::1]"):
+        written = _text(address)
+        assert " [profile_id=[redacted] journey=welcome" in written, written
+        assert "jane" not in written, written
+        assert "a\\" not in written, written

@@ -193,3 +193,33 @@ def test_the_sql_the_doc_gives_operators_runs_on_the_schema(pg_database: str) ->
         conn.commit()
         conn.execute(statements)
         conn.rollback()
+
+
+def test_the_upgrade_backs_up_first_and_says_how_to_go_back(tmp_path: Path) -> None:
+    """An old version at an upgraded schema says "run that version, or restore the
+    backup taken before it" (engine/store/sql/migrate.py), but the upgrade's steps took
+    no backup and named no way back. The way back the doc gives runs: the new version's
+    `alembic downgrade` from its checkout, to the revision the old version names."""
+    import os
+
+    from engine.store.sql import migrate
+
+    upgrades = DOC[DOC.index("Upgrades: stop the workers"):DOC.index("## docker compose")]
+    assert upgrades.index("pg_dump -Fc") < upgrades.index("run `journeyman migrate`")
+    assert "pg_restore --clean" in upgrades
+    command = re.search(r"`JOURNEYMAN_DB=(\S+)\s+(\S+/alembic) downgrade (\d{4})`", upgrades)
+    assert command is not None, upgrades
+    assert command.group(2) == "/opt/journeyman/venv/bin/alembic"  # the systemd recipe's venv
+    assert f"its newest is {command.group(3)}" in upgrades
+    # ...and it works, in a checkout, on a store of this version
+    db = f"sqlite:///{tmp_path / 'j.db'}"
+    done = CliRunner().invoke(app, ["migrate", "--db", db])
+    assert done.exit_code == 0, done.output
+    before = f"{int(migrate.head()) - 1:04d}"
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    down = subprocess.run([alembic, "downgrade", before], cwd=ROOT, capture_output=True,
+                          text=True, check=False, env={**os.environ, "JOURNEYMAN_DB": db})
+    assert down.returncode == 0, down.stderr
+    current = subprocess.run([alembic, "current"], cwd=ROOT, capture_output=True, text=True,
+                             check=False, env={**os.environ, "JOURNEYMAN_DB": db})
+    assert current.stdout.split()[0] == before, current.stdout + current.stderr

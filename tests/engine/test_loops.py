@@ -505,3 +505,26 @@ def test_transient_errors_in_a_row_are_logged_at_1_2_4_and_their_end(
           "runs again shortly" for n in (1, 2, 4)),
         "the outbox loop's database answers again after 5 transient errors in a row"]
     assert len(counted) == 5
+
+
+class _Lapse:
+    """The demo's clock by the Clock port alone (`from_wall`, `to_wall`), no `speed`."""
+
+    def __init__(self, speed: float) -> None:
+        self._inner = TimeLapseClock(datetime.now(UTC), speed=speed)
+
+    def now(self) -> datetime:
+        return self._inner.now()
+
+    def from_wall(self, seconds: float) -> timedelta:
+        return self._inner.from_wall(seconds)
+
+    def to_wall(self, span: timedelta) -> float:
+        return self._inner.to_wall(span)
+
+
+def test_a_loop_asks_the_clock_how_long_its_times_are_on_the_wall(
+        scheduler: BackgroundScheduler) -> None:
+    """As test_the_slack_is_the_clocks_time, with a clock that says its pace only
+    through the port: the loop read a `speed` attribute, and waited 4 s for this one."""
+    assert 0.18 <= _second_run_after(scheduler, 4.0, _Lapse(20.0), ahead=1.0) < 1.0

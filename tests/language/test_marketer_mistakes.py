@@ -68,7 +68,7 @@ def test_a_new_trait_says_where_to_declare_it(tmp_path: Path) -> None:
                             "      - when: {profile.traits.loyalty_tier: {eq: gold}}\n"
                             "        goto: welcome\n      - else: welcome\n")
     folder = write_folder(tmp_path / "j", {"hello": journey}, {"welcome": (
-        "channel: email\nsubject: \"{{ profile.traits.loyalty_tier | default('') }}\"\n"
+        "channel: email\nsubject: \"{{ profile.traits.loyalty_tier }}\"\n"
         "text: hi\n")})
     (folder / "traits.yaml").write_text("traits:\n  first_name: {type: string}\n")
     with pytest.raises(InvalidJourney) as info:

@@ -202,3 +202,35 @@ def test_a_parts_loops_share_one_budget_of_iterations() -> None:
         "{% endfor %}", {"items": [1, 2, 3],
                          "tree": [{"id": 1, "kids": [{"id": 2, "kids": []}]}]}) == (
         "1/2 2/2 |none|a=1|1(2)")
+
+
+@pytest.mark.parametrize("grow", [
+    "{% set _ = kept.append('x' * 100000 ~ i) %}",
+    "{% set _ = kept.insert(0, 'x' * 100000 ~ i) %}",
+    "{% set _ = kept.extend(['x' * 100000 ~ i]) %}",
+    "{% set _ = index.update({i: 'x' * 100000 ~ i}) %}",
+    "{% set _ = index.setdefault(i, 'x' * 100000 ~ i) %}",
+    "{% set _ = seen.add('x' * 100000 ~ i) %}",
+])
+def test_what_a_render_adds_to_lists_dicts_and_sets_is_bounded(grow: str) -> None:
+    """The loops' cap bounds the time, not what each iteration leaves behind: a
+    thousand iterations appending a new 100,000-character string each held 100 MB (a
+    million, 100 GB) and rendered nothing. A part's render may add 4 Mi characters."""
+    source = ("{% set kept = [] %}{% set index = {} %}{% set seen = set() %}"
+              "{% for i in range(1000) %}" + grow + "{% endfor %}done")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateRenderError, match="would hold more than 4,194,304"):
+            render_string(source, {"set": set})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, peak
+
+
+def test_ordinary_lists_and_dicts_still_grow() -> None:
+    source = ("{% set names = [] %}{% set by = {} %}{% for p in people %}"
+              "{% set _ = names.append(p.name) %}{% set _ = by.update({p.name: p.n}) %}"
+              "{% endfor %}{{ names | join(',') }} {{ by | length }}")
+    people = [{"name": f"n{i}", "n": i} for i in range(5000)]
+    assert render_string(source, {"people": people}).endswith(" 5000")

@@ -26,7 +26,7 @@ def test_unknown_attributes_of_profile_journey_enrollment_and_computed(
         "subject: \"{{ journey.title }} for {{ profile.trait.first_name | default('you') }}\"\n"
         "html: |\n"
         "  <p>Hello</p>\n"
-        "  <p>{{ profile.computed.order_count | default(0) }} orders,\n"
+        "  <p>{{ profile.computed.order_count }} orders,\n"
         "  since {{ enrollment['entered'] }}; again {{ profile.trait.first_name }}</p>\n")})
     assert _problems(folder) == [
         "welcome.yaml:2:14: unknown attribute 'journey.title' in template (journey has id, "

@@ -24,6 +24,7 @@ from engine.store.scrub import FORGOTTEN
 from engine.store.sql.tables import TABLE_NAMES
 from engine.testing import InMemoryEngine
 from tests.conftest import LIBRARY
+from tests.engine.helpers import write_folder
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ROZSA = {"email": "rozsa.k@example.net", "first_name": "Rozsalinde"}
@@ -242,7 +243,7 @@ def test_forgetting_a_renamed_person_scrubs_every_id_they_had(store: Store) -> N
     eng = referral(store)
     eng.alias("rozsa.kovacs", "rozsa-77")
     eng.post({"type": "track", "userId": "rozsa.kovacs", "anonymousId": "dev-rozsa-4411",
-              "event": "Page Viewed"})
+              "event": "Page Viewed"}, unread=True)  # only to link the device
     eng.identify("pal-55", {"email": "pal.n@example.net", "first_name": "Pal"})
     eng.track("pal-55", "Signed Up", {"source": "site", "referrer_id": "rozsa.kovacs",
                                       "device": "dev-rozsa-4411"})
@@ -252,3 +253,57 @@ def test_forgetting_a_renamed_person_scrubs_every_id_they_had(store: Store) -> N
     [signed_up] = [body(e) for e in doc["events"] if body(e)["event"] == "Signed Up"]
     assert signed_up["properties"] == {"source": "site", "referrer_id": FORGOTTEN,
                                        "device": FORGOTTEN}
+
+
+INVITE = """
+journey: invite
+version: 1
+entry: {event: Friend Invited}
+re_entry: always
+steps:
+  - id: invite_friend
+    send: {channel: email, template: invite, to: "{{ event.properties.friend_email }}"}
+"""
+
+
+def test_a_send_of_someone_else_to_the_persons_address_keeps_no_address(
+        store: Store, tmp_path: Path) -> None:
+    """Rozsa invites her friend by e-mail: the invitation is Rozsa's send (her outbox
+    row), its recipient Frieda's address. Forgetting Frieda left her address in that
+    row's `to` column (the scrub read `rendered` and `last_error` only)."""
+    folder = write_folder(tmp_path / "j", {"invite": INVITE},
+                          {"invite": "channel: email\nsubject: Join us\ntext: hi\n"})
+    eng = InMemoryEngine.from_folder(folder, start=START)
+    eng.use_store(store)
+    eng.identify("rozsa-77", ROZSA)
+    eng.track("rozsa-77", "Friend Invited", {"friend_email": FRIEND["email"]})
+    eng.identify("friend-9x", FRIEND)
+    assert [m.to for m in eng.sent] == [FRIEND["email"]]
+    erase(store, "friend-9x")
+    held = everything(store)
+    assert FRIEND["email"] not in held
+    assert "rozsa.k@example.net" in held  # Rozsa's own data stays
+    [send] = store.export_person("rozsa-77")["outbox"]
+    assert (send.get("to") or send.get("entry", {}).get("to")) == FORGOTTEN
+
+
+def test_the_persons_address_in_a_link_of_someone_elses_is_scrubbed(store: Store) -> None:
+    """Rozsa's invitation linked to `join?email=frieda.q%40example.net` and Frieda
+    clicked it: the click is Rozsa's (her engagement, her `Email Clicked` event) and the
+    address stood in its URL percent-encoded, where the scrub, looking for the address
+    as written, did not see it."""
+    from engine.values import Engagement
+
+    link = "https://shop.example/join?email=frieda.q%40example.net&ph=%2B34611223344"
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["welcome"])
+    eng.use_store(store)
+    eng.identify("rozsa-77", ROZSA)
+    eng.identify("friend-9x", {**FRIEND, "phone": "+34611223344"})
+    eng.track("rozsa-77", "Email Clicked", {"url": link})
+    store.record_engagement(Engagement("click", "m-1", "rozsa-77", "welcome", "hi", START,
+                                       url=link))
+    erase(store, "friend-9x")
+    held = everything(store)
+    for gone in ("frieda.q%40example.net", "%2B34611223344", "frieda.q"):
+        assert gone not in held, gone
+    assert f"email={FORGOTTEN}&ph={FORGOTTEN}" in held

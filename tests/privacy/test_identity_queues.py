@@ -117,7 +117,7 @@ def test_an_emit_to_the_profile_itself_names_the_person_as_they_are(tmp_path: Pa
 def test_the_testing_kit_and_scenarios_name_people_by_their_ids(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "j", {"emitter": EMITTER, "listener": LISTENER}, {})
     eng = InMemoryEngine.from_folder(folder, start=NOW)
-    eng.post({"type": "track", "anonymousId": "u1", "event": "Signed Up"})
+    eng.post({"type": "track", "anonymousId": "u1", "event": "Signed Up"}, unread=True)
     eng.identify("u1", {"first_name": "Una"})
     assert eng.store.profile_for("user_id", "u1") == "u1~2"
     assert eng.profile("u1").traits["first_name"] == "Una"

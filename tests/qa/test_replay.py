@@ -209,14 +209,21 @@ def test_the_human_report(log: Path) -> None:
     assert any(line.startswith("  split subject_test: ") for line in lines)
 
 
-def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
+def sqlite_store(tmp_path: Path, count: int = 40) -> tuple[Path, str]:
+    """A SQLite store (its file and URL) that accepted the first `count` events of the
+    year, as the API would have."""
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
     store = SqlStore(url, create=True)
     now = datetime(2026, 3, 2, tzinfo=UTC)
     events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
-    store.accept_events(events[:40])
+    store.accept_events(events[:count])
     store.close()
+    return db, url
+
+
+def test_replay_a_stores_events_read_only(tmp_path: Path) -> None:
+    db, url = sqlite_store(tmp_path)
     before = db.read_bytes()
     report = replay_json("--db", url)
     assert report["events"] == 40
@@ -462,13 +469,7 @@ def test_a_log_of_garbage_is_told_up_to_a_limit_and_counted(tmp_path: Path) -> N
 def test_a_stores_unreadable_rows_are_told_and_the_rest_replayed(tmp_path: Path) -> None:
     """--db: a row whose body is not JSON stopped the replay; it is told, the other rows
     are replayed, exit 1."""
-    db = tmp_path / "live.db"
-    url = f"sqlite:///{db}"
-    store = SqlStore(url, create=True)
-    now = datetime(2026, 3, 2, tzinfo=UTC)
-    events = [normalize(e, now=now, message_id=f"m{i}") for i, e in enumerate(year_of_events())]
-    store.accept_events(events[:40])
-    store.close()
+    db, url = sqlite_store(tmp_path)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE events SET body = 'not json' WHERE id IN (7, 9)")
     done = runner.invoke(app, ["replay", "--db", url, "--json"])
@@ -479,6 +480,35 @@ def test_a_stores_unreadable_rows_are_told_and_the_rest_replayed(tmp_path: Path)
         "--db: the body of event 7 is not JSON: Expecting value",
         "--db: the body of event 9 is not JSON: Expecting value"]
     assert "2 unreadable event row(s) of sqlite:///" in done.stderr
+
+
+def test_a_stores_rows_without_a_timestamp_are_replayed_at_their_receipt_not_dropped(
+        tmp_path: Path) -> None:
+    """--db dropped, without a word, a row whose body had no timestamp (the API always
+    writes one; a row imported or edited by hand may not), or whose body was JSON but
+    no object. A row without one is replayed at the time the store received it (what
+    the API does with an event sent without one), and counted; a body that is no
+    object, or a timestamp that is not ISO 8601, is unreadable: told, exit 1."""
+    db, url = sqlite_store(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET body = json_remove(body, '$.timestamp'), "
+                     "received_at = '2026-05-05 10:00:00.000000' WHERE id = 5")
+        conn.execute("UPDATE events SET body = '[1]' WHERE id = 7")
+        conn.execute("UPDATE events SET body = json_set(body, '$.timestamp', 'yesterday') "
+                     "WHERE id = 9")
+    done = runner.invoke(app, ["replay", "--db", url, "--json"])
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.stdout)
+    assert (report["events"], report["unreadable"], report["received_at_used"]) == (38, 2, 1)
+    assert report["unreadable_lines"] == [
+        "--db: the body of event 7 is not a JSON object (an event)",
+        "--db: event 9 has no ISO 8601 'timestamp' ('yesterday')"]
+    assert "--db: 1 event row(s) without a timestamp replayed at the time the store " \
+           "received them (event 5 at 2026-05-05T10:00:00Z)" in done.stderr
+    assert "2 unreadable event row(s) of sqlite:///" in done.stderr
+    text = runner.invoke(app, ["replay", "--db", url])
+    assert "1 event row(s) without a timestamp replayed at the time the store received " \
+           "them" in text.stdout
 
 
 def test_the_text_report_writes_kpis_as_plain_numbers_and_tells_skips_from_deferrals() -> None:

@@ -8,10 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from engine.cli import app
 from tests.conftest import LIBRARY
+from tests.engine.helpers import write_folder
 
 runner = CliRunner()
 
@@ -468,10 +470,121 @@ expect:
     where = f"{mine.resolve()} (its journeys: trial)"
     for expected in [
         f"{path}:3:8: only: no journey 'abandoned_cart' in .., {where}; abandoned_cart is "
-        f"a bundled journey: `journeys:` may name their folder, {LIBRARY.resolve()}",
+        f"a bundled journey: `journeys: journeyman:bundled` names their folder, "
+        f"{LIBRARY.resolve()}",
         f"{path}:9:28: journey: no journey 'abandoned_cart' in .., {mine.resolve()}\n",
         f"{path}:10:28: journey: no journey 'trail' in .., {mine.resolve()} (did you mean "
         "'trial'?)",
     ]:
         assert expected in done.output, f"{expected}\n---\n{done.output}"
     assert done.output.count("is a bundled journey") == 1  # told once, not on every line
+
+
+def test_a_scenario_of_a_project_names_the_bundled_journeys_portably(
+        tmp_path: Path, pytester: pytest.Pytester) -> None:
+    """A scenario in the user's own project could name the bundled journeys only by the
+    path of the installed package's journeys/library (another on every machine and
+    virtualenv). `journeys: journeyman:bundled` names them anywhere; so does
+    `InMemoryEngine.from_folder("journeyman:bundled")` and the fixture."""
+    project = tmp_path / "project" / "tests"
+    project.mkdir(parents=True)
+    path = write(project, "cart.scenario.yaml", """\
+scenario: the bundled cart reminder, from a project of one's own
+journeys: journeyman:bundled
+only: [abandoned_cart]
+start: "2026-03-02T09:00:00Z"
+profiles:
+  ana: {email: ana@example.com, consent: {email: true}, timezone: Europe/Madrid}
+events:
+  - {user: ana, track: Checkout Started, properties: {cart_value: 40}}
+expect:
+  messages_include:
+    - {at: "2026-03-02T10:00:00Z", user: ana, journey: abandoned_cart, step: reminder}
+""")
+    done = runner.invoke(app, ["test", str(path)])
+    assert done.exit_code == 0, done.output
+    from engine.testing import InMemoryEngine
+
+    eng = InMemoryEngine.from_folder("journeyman:bundled", start="2026-03-02T09:00:00Z",
+                                     only=["abandoned_cart"])
+    assert list(eng.library.journeys) == ["abandoned_cart"]
+    pytester.makepyfile("""
+        def test_it(journeyman_engine):
+            eng = journeyman_engine("journeyman:bundled", start="2026-03-02T09:00:00Z")
+            assert "abandoned_cart" in eng.library.journeys
+    """)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def invalid_saying(path: Path, *expected: str) -> Result:
+    """`journeyman test PATH`, which must exit 1 saying each of `expected`."""
+    done = runner.invoke(app, ["test", str(path)])
+    assert done.exit_code == 1, done.output
+    for line in expected:
+        assert line in done.output, f"{line}\n---\n{done.output}"
+    return done
+
+
+def test_a_misspelled_trait_in_profiles_or_identify_lines_is_an_error(tmp_path: Path) -> None:
+    """`profiles: {ana: {plna: premium}}` set a trait nothing reads, so a test of the
+    premium branch ran the basic one, or passed for nothing. As `validate` tells a
+    journey's reads: with traits.yaml, a trait it does not declare (nor the engine
+    reads: email, consent, timezone...) is an error with "did you mean"; without one, a
+    trait a typo away from one the journeys or templates read. `unread: true` on an
+    identify line sets one on purpose."""
+    path = write(tmp_path, "traits.scenario.yaml", "scenario: traits\n" + HEAD + """\
+  ben: {email: ben@example.com, plna: premium, first_nme: Ben, device_token: t-1}
+only: [abandoned_cart]
+events:
+  - {user: ana, identify: {vipp: true}}
+  - {user: ana, identify: {Plan: gold}, unread: true}
+  - {user: ana, track: Checkout Started, properties: {cart_value: 20}}
+expect:
+  no_messages_for: [ben]
+""")
+    done = invalid_saying(
+        path,
+        f"{path}:6:33: profiles: unknown trait 'plna' (not in traits.yaml) (did you mean "
+        "'plan'?)",
+        f"{path}:6:48: profiles: unknown trait 'first_nme' (not in traits.yaml) (did you "
+        "mean 'first_name'?)",
+        f"{path}:9:28: identify: unknown trait 'vipp' (not in traits.yaml) (did you mean "
+        "'vip'?)")
+    assert "device_token" not in done.output
+    assert "'Plan'" not in done.output
+    # without traits.yaml: a typo of a trait a condition or template reads
+    write_folder(tmp_path / "j", {"plans": """
+        journey: plans
+        version: 1
+        entry: {event: Signed Up}
+        steps:
+          - id: check
+            branch:
+              - when: {profile.traits.plan: {eq: premium}}
+                goto: premium
+              - else: basic
+          - id: basic
+            send: {channel: email, template: hi}
+          - id: premium
+            send: {channel: email, template: hi}
+        """}, {"hi": "channel: email\nsubject: 'Hi {{ profile.traits.nickname }}'\n"
+                     "text: hi\n"})
+    path = write(tmp_path, "plans.scenario.yaml", """\
+scenario: plans
+journeys: j
+start: "2026-03-02T09:00:00Z"
+profiles:
+  ana: {email: ana@example.com, plna: premium, nicknam: Ana, company: Acme}
+events:
+  - {user: ana, track: Signed Up}
+expect:
+  messages_include:
+    - {user: ana, step: premium}
+""")
+    done = invalid_saying(
+        path,
+        f"{path}:5:33: profiles: no journey or template of j reads the trait 'plna' (did you "
+        "mean 'plan'? `unread: true` on an identify line sets it on purpose)",
+        f"{path}:5:48: profiles: no journey or template of j reads the trait 'nicknam' (did "
+        "you mean 'nickname'?")
+    assert "company" not in done.output  # far from every trait read: the app's own

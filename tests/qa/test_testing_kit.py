@@ -95,3 +95,51 @@ def test_a_missing_journeys_folder_is_named_as_a_folder(tmp_path: Path) -> None:
     newcomer who gave a folder looked for a file."""
     with pytest.raises(InvalidJourney, match="no such journeys folder or journey file"):
         InMemoryEngine.from_folder(tmp_path / "my_journeyz", start=START)
+
+
+def test_from_folder_takes_start_as_an_iso_string_with_a_time_zone() -> None:
+    """`from_folder(start=...)` took only a datetime, while scenario files and the
+    fixture take an ISO 8601 string: a string now works too (any offset); one without a
+    time zone (which instant would it be?) is a clear ValueError, as a naive datetime is."""
+    eng = InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T10:00:00+01:00",
+                                     only=["welcome"])
+    assert eng.now == datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T09:00:00Z").now == eng.now
+    with pytest.raises(ValueError, match=r"start='2026-03-02T09:00:00' has no time zone: "
+                                         r"write 2026-03-02T09:00:00Z \(UTC\)"):
+        InMemoryEngine.from_folder(LIBRARY, start="2026-03-02T09:00:00")
+    with pytest.raises(ValueError, match=r"start='next monday' is not an ISO 8601 time"):
+        InMemoryEngine.from_folder(LIBRARY, start="next monday")
+    with pytest.raises(ValueError, match=r"start=datetime\.datetime\(2026, 3, 2, 9, 0\) has "
+                                         r"no time zone"):
+        InMemoryEngine.from_folder(LIBRARY, start=datetime(2026, 3, 2, 9))
+
+
+def test_an_event_name_no_journey_reads_is_told_not_silently_ignored() -> None:
+    """`eng.track("ana", "Checkout Startd")` entered nobody and said nothing, so a test
+    that nothing is sent passed for nothing. As in scenario files: a name a typo away
+    from one the journeys (or computed traits) read is an error with "did you mean"; any
+    other unread name is an UnreadEventWarning (an error under `pytest -W error`);
+    `unread=True` sends one on purpose (a client's misspelled event must enter nobody)."""
+    eng = InMemoryEngine.from_folder(LIBRARY, start=START, only=["abandoned_cart"])
+    eng.identify("ana", {"email": "ana@example.com", "consent": {"email": True}})
+    with pytest.raises(ValueError, match=r"no journey reads the event 'Checkout Startd' "
+                                               r"\(did you mean 'Checkout Started'\?"):
+        eng.track("ana", "Checkout Startd", {"cart_value": 40})
+    with pytest.raises(ValueError, match="did you mean 'Checkout Started'") as raised:
+        eng.post({"type": "track", "anonymousId": "v-1", "event": "checkout started"})
+    from engine.testing import UnreadEventError, UnreadEventWarning
+
+    assert isinstance(raised.value, UnreadEventError)
+    assert [d.what for d in eng.decisions] == []  # refused before anything happened
+    with pytest.warns(UnreadEventWarning, match=r"no journey reads the event 'Newsletter "
+                                                r"Opened': it enters, resumes and exits "
+                                                r"nothing \(unread=True if that is meant\)"
+                      ) as told:
+        eng.track("ana", "Newsletter Opened")
+    assert told[0].filename == __file__  # at the test's own line, not the kit's
+    eng.track("ana", "Checkout Startd", {"cart_value": 40}, unread=True)
+    eng.post({"type": "track", "userId": "ana", "event": "Newsletter Opened"}, unread=True)
+    eng.track("ana", "Order Completed")  # read by computed traits and goals: no word
+    eng.run_until_idle()
+    assert eng.sent == []

@@ -42,6 +42,20 @@ def test_the_failing_comparison_is_named_with_its_value(raw: dict[str, Any], why
     assert explain(condition, FACTS, NOW) == why
 
 
+def test_an_operator_without_a_symbol_is_written_as_its_name_with_spaces(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new operator is one entry in rules/operators.py: explanations and diagrams write
+    it as its name with spaces (`ends with`), not its key, with no entry in SYMBOLS."""
+    from rules.explain import written
+    from rules.operators import OPERATORS, Operator
+
+    monkeypatch.setitem(OPERATORS, "ends_with", Operator(
+        "ends_with", lambda fact, operand, now: isinstance(fact, str) and fact.endswith(operand)))
+    condition = parse_condition({"profile.traits.plan": {"ends_with": "pro"}})
+    assert explain(condition, FACTS, NOW) == "profile.traits.plan 'basic' is not ends with 'pro'"
+    assert written(condition) == "profile.traits.plan ends with 'pro'"
+
+
 def test_a_condition_that_holds_has_nothing_to_explain() -> None:
     condition = parse_condition({"event.properties.price": {"lt": 20},
                                  "not": {"profile.traits.plan": "gold"}})

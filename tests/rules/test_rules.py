@@ -126,6 +126,16 @@ OPERANDS = {
     "before": st.sampled_from(["1d", "2026-02-01T00:00:00Z"]),
     "after": st.sampled_from(["10d", "2026-02-01T00:00:00Z"]),
 }
+
+
+def test_the_property_test_draws_every_operator() -> None:
+    """A new operator in rules/operators.py gets operands here, so both backends are
+    checked against the reference evaluator on it too."""
+    from rules import OPERATORS
+
+    assert sorted(OPERANDS) == sorted(OPERATORS)
+
+
 @st.composite
 def leaves(draw: st.DrawFn) -> dict[str, Any]:
     op = draw(st.sampled_from(sorted(OPERANDS)))

@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from engine.ports import Message
+from engine.qa.demo import run_demo
 from tests.conftest import ROOT
 
 
@@ -96,3 +99,46 @@ def test_demo_runs_on_postgresql_with_the_configured_secret(pg_database: str,
                           capture_output=True, text=True, timeout=120, check=False, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert any(line.startswith("1 events, 1 profiles") for line in done.stdout.splitlines())
+
+
+class _Printed:
+    """A channel printing into the demo's own list of lines, as the console does."""
+
+    name = "email"
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def send(self, message: Message) -> None:
+        self.lines.append(f"[  email] {message.at:%Y-%m-%d %H:%M} {message.step}")
+
+
+def test_a_deferral_by_a_timer_is_printed_before_the_send_it_deferred(tmp_path: Path) -> None:
+    """A wait that ends at 22:00 is deferred by the quiet hours to 08:00; both happen while
+    the demo's loop sleeps until the next event, days later. The loop printed the
+    deferral at its next look, after the send it deferred had been printed."""
+    library = tmp_path / "journeys"
+    (library / "templates").mkdir(parents=True)
+    (library / "policy.yaml").write_text(
+        'timezone: UTC\nquiet_hours: {start: "21:00", end: "08:00"}\n')
+    (library / "templates" / "late.yaml").write_text(
+        'channel: email\nsubject: "Late"\nhtml: "<p>Hi</p>"\n')
+    (library / "late.yaml").write_text(
+        "journey: late\nversion: 1\nentry:\n  event: Signed Up\nsteps:\n"
+        "  - {id: pause, wait: 10h}\n"
+        "  - id: hello\n    send: {channel: email, template: late}\n")
+    events = [
+        {"type": "identify", "userId": "ana", "timestamp": "2026-03-02T11:59:00Z",
+         "traits": {"email": "ana@example.com", "consent": {"email": True}}},
+        {"type": "track", "userId": "ana", "event": "Signed Up",
+         "timestamp": "2026-03-02T12:00:00Z"},
+        {"type": "track", "userId": "bo", "event": "Page Viewed",
+         "timestamp": "2026-03-06T12:00:00Z"}]
+    lines: list[str] = []
+    run_demo(library, events, db=f"sqlite:///{tmp_path / 'demo.db'}",
+             channels={"email": _Printed(lines)}, speed=400_000, run_on=timedelta(days=1),
+             show=lines.append)
+    [deferral] = [i for i, line in enumerate(lines) if line.startswith("[  defer]")]
+    [send] = [i for i, line in enumerate(lines) if line.startswith("[  email]")]
+    assert deferral < send, lines
+    assert lines[send].endswith(" hello"), lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,62 @@ def test_the_loops_carry_on_when_the_gate_opens_not_a_tick_later(
               "the events waited for the 30 s tick after the gate opened")
     finally:
         service.stop()
+
+
+class _Lapse:
+    """A clock 20 times faster than the wall, by the Clock port alone (`from_wall`,
+    `to_wall`): it has no `speed` for anyone to read."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        from engine.qa.demo import TimeLapseClock
+
+        self._inner = TimeLapseClock(datetime.now(UTC), speed=20.0)
+
+    def now(self) -> datetime:
+        return self._inner.now()
+
+    def from_wall(self, seconds: float) -> timedelta:
+        return self._inner.from_wall(seconds)
+
+    def to_wall(self, span: timedelta) -> float:
+        return self._inner.to_wall(span)
+
+
+def test_the_closed_gate_asks_the_clock_how_much_of_its_time_a_wall_wait_is() -> None:
+    """While closed, a loop runs again at the gate's next look, `every` wall seconds
+    away: said as a clock time, that is what the clock's `from_wall` says (it read the
+    demo clock's `speed` attribute, and took any other clock for the wall's pace)."""
+    from engine.runtime.schema_gate import SchemaGate
+    from engine.testing import FakeClock
+
+    clock = _Lapse()
+    gate = SchemaGate(lambda: "the schema is at revision 0001, this needs 0023", every=5.0)
+    assert gate.closed() is not None  # looked just now: the next look is 5 s away
+    before = clock.now()
+    until_ = gate.closed_until(clock)
+    assert until_ is not None
+    # up to 5 s x 20 (less what passed since the look); at the wall's pace, 5 s at most
+    assert timedelta(seconds=20) < until_ - before <= timedelta(seconds=100)
+    fake = FakeClock(before)  # the wall's pace: 5 s of it
+    at = gate.closed_until(fake)
+    assert at is not None
+    assert timedelta(0) < at - before <= timedelta(seconds=5)
+
+
+def test_each_clock_turns_wall_seconds_into_its_time_and_back() -> None:
+    from datetime import UTC, datetime
+
+    from channels.webhook import SystemClock as HttpClock
+    from engine.ports import SystemClock
+    from engine.qa.demo import TimeLapseClock
+    from engine.testing import FakeClock
+
+    start = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    for clock in (SystemClock(), HttpClock(), FakeClock(start)):
+        assert clock.from_wall(2.5) == timedelta(seconds=2.5)
+        assert clock.to_wall(timedelta(minutes=1)) == 60.0
+    lapse = TimeLapseClock(start, speed=86400.0)  # a day a second
+    assert lapse.from_wall(0.5) == timedelta(hours=12)
+    assert lapse.to_wall(timedelta(days=2)) == 2.0

@@ -427,3 +427,33 @@ def test_serve_stops_cleanly_on_sigterm_as_on_sigint(tmp_path: Path, signum: int
     assert code == 0, server.why(f"exit code {code}")
     assert list(wake.iterdir()) == [], server.why("the wake-up file was left behind")
     assert "Traceback" not in server.output(), server.why("a traceback on the way out")
+
+
+def test_a_client_sending_its_body_slowly_does_not_hold_a_stop(
+        tmp_path: Path, serve: Callable[..., Served]) -> None:
+    """SIGTERM with a request under way whose client has sent half its body and waits
+    (a slow or stalled client; an operator's trial, 2026-12-08): uvicorn waited for it
+    with no bound, so the API did not stop until the client went away, or systemd's
+    TimeoutStopSec (60 s) killed it, a `failed` stop on every upgrade. A stop now waits
+    GRACEFUL_SHUTDOWN seconds for requests under way, then closes them and exits 0."""
+    import socket
+
+    from engine.service import GRACEFUL_SHUTDOWN
+
+    db = f"sqlite:///{tmp_path / 'slow.db'}"
+    server = serve(db, "--no-worker")
+    key = create_key(db, "web", tmp_path)
+    head = (f"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\n\r\n{{\"writeKey\": \"{key}\", \"userId\": ")
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(head.encode())
+        time.sleep(0.5)  # the request is being read
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            code = server.proc.wait(GRACEFUL_SHUTDOWN + 15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(server.why(f"still running {GRACEFUL_SHUTDOWN + 15} s after SIGTERM"))
+        took = time.monotonic() - start
+    assert code == 0, server.why(f"exit code {code}")
+    assert GRACEFUL_SHUTDOWN - 1 < took < GRACEFUL_SHUTDOWN + 15, took

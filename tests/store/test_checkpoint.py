@@ -179,8 +179,8 @@ def test_the_thread_restarts_a_long_wal_in_the_stores_write_turn(
     around each write as the service's loops do: past WAL_RESTART_PAGES the thread
     restarts the WAL, as background work in the store's turn; with nothing written after, it does not restart the same WAL again; stopped while
     another thread holds the turn, `stop` returns."""
-    from engine.ports import is_background_work
     from engine.store.sql import checkpoint
+    from engine.work_kind import is_background_work
 
     monkeypatch.setattr(checkpoint, "WAL_RESTART_PAGES", 40)
     store = make_sqlite_store(sqlite_template, tmp_path)

@@ -427,6 +427,45 @@ def test_outbox_deferrals_many_in_one_call(store: Any) -> None:
         "k0", "k3"]
 
 
+def test_a_held_send_keeps_its_earlier_error(store: Any) -> None:
+    """A send that failed (a relay's 451), then held untried in a later claim (its
+    channel or its recipient failed first, the process stopping): `last_error` says the
+    hold and keeps the error after it (the hold's word alone hid the 451). Held again,
+    the newer reason replaces the older, the error stays; a hold of a send without an
+    error, or whose last word was a deferral's, is the reason alone; quiet hours write
+    theirs alone."""
+    for i in range(5):
+        store.enqueue_send(outbox_entry(f"k{i}", profile=f"p{i}"))
+    assert len(store.claim_outbox(T0, 10, timedelta(days=1))) == 5
+    for key in ("k0", "k1", "k3"):
+        store.mark_retry(key, later(1), "451 4.3.0 mailbox busy, try again")
+    store.mark_deferred("k2", later(1), "quiet_hours")
+    assert len(store.claim_outbox(later(1), 10, timedelta(days=1))) == 4
+    store.mark_deferred_many([("k0", later(5), "channel_unavailable"),
+                              ("k1", later(5), "recipient_unavailable"),
+                              ("k2", later(5), "channel_unavailable"),
+                              ("k3", later(5), "quiet_hours"),
+                              ("k4", later(5), "stopping")])
+    errors = {r.entry.key: r.last_error for r in store.outbox_records()}
+    assert errors == {
+        "k0": "channel_unavailable; last error: 451 4.3.0 mailbox busy, try again",
+        "k1": "recipient_unavailable; last error: 451 4.3.0 mailbox busy, try again",
+        "k2": "channel_unavailable", "k3": "quiet_hours", "k4": "stopping"}
+    assert len(store.claim_outbox(later(5), 10, timedelta(days=1))) == 5
+    store.mark_deferred_many([("k0", later(9), "recipient_unavailable"),
+                              ("k1", later(9), "stopping"), ("k4", later(9), "stopping")])
+    records = {r.entry.key: r for r in store.outbox_records()}
+    assert records["k0"].last_error == (
+        "recipient_unavailable; last error: 451 4.3.0 mailbox busy, try again")
+    assert (records["k0"].held, records["k0"].error) == (
+        "recipient_unavailable", "451 4.3.0 mailbox busy, try again")
+    assert records["k1"].last_error == "stopping; last error: 451 4.3.0 mailbox busy, try again"
+    assert (records["k4"].last_error, records["k4"].held, records["k4"].error) == (
+        "stopping", "stopping", None)
+    assert (records["k3"].held, records["k3"].error) == (None, "quiet_hours")
+    assert [r.attempts for r in records.values()] == [1, 1, 1, 2, 0]  # holds: no attempts
+
+
 def test_settings_are_kept_replaced_and_forgotten(store: Any) -> None:
     assert store.setting("sealed:unsubscribe") is None
     store.put_setting("sealed:unsubscribe", "v1 a b")

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from engine.ports import background_work
 from engine.store.sql import SqlStore
 from engine.store.sql.turns import CLAIM, ProcessTurns, process_turns, release_turns
+from engine.work_kind import background_work
 
 HOLD = 0.02  # seconds each background transaction holds the write lock
 

@@ -68,3 +68,38 @@ def test_a_store_running_a_part_of_the_bundled_library_is_refused(tmp_path: Path
         apply(load_path(bundled_library()), store, NOW, bundled_default=True)
     assert "win_back: removed from this store" in str(refused.value)
     assert _statuses(store)["win_back"] == (1, "removed")  # nothing written
+
+
+def test_a_journey_a_newer_bundled_library_dropped_is_removed_not_refused(
+        tmp_path: Path) -> None:
+    """A release whose bundled library no longer has `referral` (dropped or renamed):
+    the store it deployed before restarts without --journeys, `referral` removed as
+    `apply` would. Nothing recorded which deployed journeys came from the bundled
+    library, so the restart was refused as if `referral` were the operator's own."""
+    store = InMemoryStore()
+    apply(load_path(bundled_library()), store, NOW, bundled_default=True)
+    newer = _copy(tmp_path, "newer")
+    (newer / "referral.yaml").unlink()
+    release = load_path(newer)
+    assert release.folder is not None
+    # the newer release's bundled library, as its `serve` finds it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("journeys.library.bundled_library", lambda: newer)
+        apply(release, store, NOW, bundled_default=True)
+    assert _statuses(store)["referral"] == (1, "removed")
+    assert _statuses(store)["welcome"] == (1, "active")
+
+
+def test_after_a_folder_of_its_own_a_dropped_journey_is_refused_again(tmp_path: Path) -> None:
+    """The record is the last folder's: once the operator applied a folder of their own
+    (which kept `referral`), a bundled library without it is refused, not let remove it."""
+    store = InMemoryStore()
+    apply(load_path(bundled_library()), store, NOW, bundled_default=True)
+    apply(load_path(_copy(tmp_path, "mine")), store, NOW)  # the operator's own copy
+    newer = _copy(tmp_path, "newer")
+    (newer / "referral.yaml").unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("journeys.library.bundled_library", lambda: newer)
+        with pytest.raises(PlanError, match="referral: deployed to this store and not in"):
+            apply(load_path(newer), store, NOW, bundled_default=True)
+    assert _statuses(store)["referral"] == (1, "active")

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from engine.ports import ForegroundWaits, background_work
 from engine.runtime import claim_sizes
 from engine.runtime import dispatch as dispatch_module
 from engine.store.sql.turns import FairWriteGate
 from engine.testing import InMemoryEngine
+from engine.work_kind import ForegroundWaits, background_work
 from tests.engine.helpers import stub_email, write_folder
 from tests.store.conftest import make_sqlite_store
 

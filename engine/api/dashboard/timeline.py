@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.core.times import iso
-from engine.ports import Store
+from engine.ports import Decision, Store
 
 # A record and its decision are written by one piece of work; a clock read twice in it
 # (a real clock, a late timer) puts them milliseconds apart, far less than this.
@@ -33,11 +33,15 @@ def timeline(store: Store, profile_id: str) -> list[list[Any]]:
         rows.append((r.entry.created_at, "queued", r.entry.journey, r.entry.step,
                      f"{r.entry.channel} → {r.entry.to or ''}; now {r.status}"
                      + (f" ({r.last_error})" if r.last_error else "")))
+    decisions = store.recorded_decisions(profile_id)
     decided = _Decided([(d.at, d.what, d.journey, step_of(d.step), d.reason)
-                        for d in store.recorded_decisions(profile_id)])
+                        for d in decisions])
+    entered_on = versions_entered(decisions)
     for e in store.profile_enrollments(profile_id):
-        # the step it is on now is not where it entered: the "entered" decision says that
-        version = f"v{e.version}"
+        # the step it is on now is not where it entered: the "entered" decision says that;
+        # nor its version, when `apply` moved it to a newer one (it said v2 beside the
+        # entry into v1, before the decision of the move)
+        version = f"v{entered_on.get(e.id, e.version)}"
         if not decided.tells("entered", e.journey, e.entered_at, also=version):
             rows.append((e.entered_at, "entered", e.journey, "", version))
     for g in store.recorded_goals(profile_id):
@@ -49,6 +53,16 @@ def timeline(store: Store, profile_id: str) -> list[list[Any]]:
     rows += decided.rows
     rows.sort(key=lambda r: r[0])
     return [[iso(at), what, journey, step, detail] for at, what, journey, step, detail in rows]
+
+
+def versions_entered(decisions: list[Decision]) -> dict[str, int]:
+    """The version each enrollment `journeyman apply` moved had entered: the first
+    move's `from_version` (its decision, `StepMove.decision`), by enrollment id."""
+    entered: dict[str, int] = {}
+    for d in decisions:
+        if d.details.get("moved_by") == "apply" and "enrollment" in d.details:
+            entered.setdefault(str(d.details["enrollment"]), int(d.details["from_version"]))
+    return entered
 
 
 class _Decided:

@@ -1,5 +1,6 @@
 """One handler per step kind. To add a kind: its model in `journeys/steps.py`, a module
-here with `run(run: StepRun, step) -> Go | SUSPEND`, and a line in `HANDLERS`."""
+here with `run(run: StepRun, step) -> Go | SUSPEND`, a line in `HANDLERS`, and the other
+places the README's "Where to add things" names (tests/docs/test_where_to_add.py)."""
 
 from __future__ import annotations
 

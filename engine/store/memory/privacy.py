@@ -13,6 +13,7 @@ from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
 from engine.store.scrub import Scrubber, still_someone_elses
 from engine.values import (
+    addresses_in,
     forgotten_address,
     forgotten_reason,
     named_ids,
@@ -78,11 +79,17 @@ class MemoryPrivacy(MemoryQueues):
 
     def _addresses(self, ids: set[str]) -> set[str]:
         """Every address the person had, lowercased as suppressions keep them: their
-        e-mail and phone now, their sends' recipients, their identities' values."""
+        e-mail and phone now, their sends' recipients, their identities' values, and
+        every e-mail and phone their events set, handled or not (as SqlStore's)."""
         now = [p.traits[t] for pid, p in self.profiles.items() if pid in ids
                for t in IDENTIFIER_TRAITS if p.traits.get(t)]
         sent = [r.entry.to for r in self.outbox.values() if r.entry.profile_id in ids]
-        return {str(v).strip().lower() for v in (*now, *sent, *named_ids(ids)) if v}
+        identities = [value for (_, value), pid in self.identities.items() if pid in ids]
+        given = addresses_in([*(e for k, e in self.events.items()
+                                if self._event_is_theirs(k, ids)),
+                              *(r.event for r in self.inbox.values() if r.profile_id in ids)])
+        return {str(v).strip().lower() for v in
+                (*now, *sent, *named_ids(ids), *identities, *given) if v}
 
     def forget_person(self, profile_id: str) -> dict[str, int]:
         ids = set(self.person_ids(profile_id))
@@ -161,12 +168,13 @@ class MemoryPrivacy(MemoryQueues):
             nonlocal rows
             entry = record.entry
             rendered = scrub.value(_plain(entry.rendered))
-            if rendered == _plain(entry.rendered):
+            to = scrub.value(entry.to)  # someone else's send to the person's address
+            if rendered == _plain(entry.rendered) and to == entry.to:
                 return redone(record, "last_error")  # type: ignore[no-any-return]
             rows += 1
             return dataclasses.replace(
                 record, last_error=scrub.value(record.last_error),
-                entry=dataclasses.replace(entry, rendered=dataclasses.replace(
+                entry=dataclasses.replace(entry, to=to, rendered=dataclasses.replace(
                     entry.rendered, **rendered)))
 
         for pid, profile in self.profiles.items():

@@ -23,7 +23,7 @@ from engine.ports import (
 )
 from engine.store.errors import DuplicateKeyName, DuplicateUserName
 from engine.store.memory.state import MemoryState
-from engine.values import inbox_owner
+from engine.values import held_error, inbox_owner
 
 
 @dataclass
@@ -130,6 +130,14 @@ class MemoryQueues(MemoryState):
             counts[row.status] = counts.get(row.status, 0) + 1
         return counts
 
+    def waiting_consents(self, profile_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """As SqlStore's: their inbox rows' events, by id (these name every event)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self.inbox.values():
+            if row.profile_id in profile_ids:
+                found.setdefault(row.profile_id, []).append(row.event)
+        return found
+
     def _move_queued(self, into: str, from_: str) -> None:
         """As SqlStore's: the rows waiting under `from_`, and their stored events."""
         moved = set()
@@ -229,7 +237,7 @@ class MemoryQueues(MemoryState):
     def mark_deferred(self, key: str, until: datetime, reason: str) -> None:
         row = self.outbox[key]
         self.outbox[key] = replace(row, next_attempt_at=until, attempts=row.attempts - 1,
-                                   last_error=reason)
+                                   last_error=held_error(reason, row.last_error))
 
     def mark_deferred_many(self, deferred: Sequence[tuple[str, datetime, str]]) -> None:
         for key, until, reason in deferred:

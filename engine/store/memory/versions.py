@@ -54,6 +54,10 @@ class MemoryVersions(MemoryState):
             if e.version != move.from_version or e.state != move.from_step:
                 continue
             moved += 1
+            timers = [t for t in self.timers.values()
+                      if t.enrollment_id == eid and t.step == move.from_step]
+            self.decisions.append(move.decision(now, e.profile_id, eid,
+                                                timers[0].due_at if timers else None))
             if move.from_step == move.to_step:
                 self._write_enrollment(replace(e, version=move.to_version, updated_at=now))
                 continue
@@ -61,8 +65,7 @@ class MemoryVersions(MemoryState):
             self._write_enrollment(replace(
                 e, version=move.to_version, state=move.to_step, updated_at=now,
                 visits={**e.visits, move.to_step: occurrence}))
-            for timer in [t for t in self.timers.values()
-                          if t.enrollment_id == eid and t.step == move.from_step]:
+            for timer in timers:
                 self.cancel_timer(timer.key)
                 self.add_timer(moved_timer(timer, move.to_step, occurrence))
         return moved

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from urllib.parse import quote
 
-from engine.ports import background_work
+from engine.work_kind import background_work
 
 log = logging.getLogger("journeyman.store")
 

@@ -20,6 +20,7 @@ from engine.store.sql.db import SqlBase
 from engine.store.sql.driver import driver_execute
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.rows import outbox_entry, send_values
+from engine.values import HOLDS, held_error
 
 OUTBOX_LOCK_SPACE = 0x6F7574  # the advisory locks of the outbox admission ("out")
 # PostgreSQL: each profile's admission lock, taken without waiting (psycopg's style)
@@ -128,6 +129,8 @@ class OutboxQueries(SqlBase):
                    one_of(o.c.status.concat(literal_column("''")), ("pending", "sent")))
             .order_by(o.c.admitted_at, o.c.id),
             "next": select(func.min(o.c.next_attempt_at)).where(o.c.status == "pending"),
+            "errors": select(o.c.send_key, o.c.last_error)
+            .where(among(o.c.send_key, "keys", pg=self._pg)),
             "extend": update(o).values(next_attempt_at=bindparam("until"))
             .where(among(o.c.send_key, "keys", pg=self._pg), o.c.status == "pending",
                    o.c.next_attempt_at == bindparam("ours", type_=o.c.next_attempt_at.type))
@@ -219,10 +222,19 @@ class OutboxQueries(SqlBase):
         its sends, bench/journey_bench.py in process)."""
         if not deferred:
             return
+        rows: list[dict[str, Any]] = [
+            {"row_key": key, "next_attempt_at": until, "last_error": reason}
+            for key, until, reason in deferred]
         with self._write() as conn:
-            self._many(conn, self._defer, [
-                {"row_key": key, "next_attempt_at": until, "last_error": reason}
-                for key, until, reason in deferred], apart=("row_key",))
+            held = [row for row in rows if row["last_error"] in HOLDS]
+            if held:  # their earlier errors, kept after the hold's reason (rarely many)
+                earlier: dict[str, str | None] = dict(conn.execute(
+                    self._outbox_statements["errors"],
+                    {"keys": [row["row_key"] for row in held]}).all())
+                for row in held:
+                    row["last_error"] = held_error(row["last_error"],
+                                                   earlier.get(row["row_key"]))
+            self._many(conn, self._defer, rows, apart=("row_key",))
 
     @cached_property
     def _defer(self) -> Any:

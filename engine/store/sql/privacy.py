@@ -30,6 +30,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     or_,
     select,
     update,
@@ -39,6 +40,7 @@ from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
 from engine.values import (
+    addresses_in,
     forgotten_address,
     forgotten_reason,
     named_ids,
@@ -62,6 +64,8 @@ SUPPRESSIONS = "suppressions"
 IDENTIFIER_TRAITS = ("email", "phone")
 # forget's result: other people's rows rewritten without the person (engine/store/scrub.py)
 OTHERS = "others_scrubbed"
+# settings: a forget's scrub of the SQLite file did not finish (`finish_scrub`)
+SCRUB_PENDING = "forget_scrub_pending"
 SEARCH_CHUNK = 100  # LIKE conditions per query: SQLite's expression depth stays small
 
 
@@ -138,18 +142,51 @@ class PrivacyQueries(SqlBase):
             deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses,
                                                         *their})
         if not self._pg:
-            deleted["sqlite_scrubbed"] = int(self._scrub_sqlite())
+            deleted["sqlite_scrubbed"] = int(self._scrub_file())
         return deleted
+
+    def finish_scrub(self) -> bool | None:
+        """The scrub of the SQLite file an earlier forget could not finish (another
+        process held the file open), run now: whether it ran to the end; None when none
+        was left to do (or on PostgreSQL). `profiles forget` of someone already gone
+        calls it: "run forget again" is what the first one told the operator."""
+        if self._pg or not self._scrub_pending():
+            return None
+        return self._scrub_file()
+
+    def _scrub_pending(self) -> bool:
+        st = self._settings
+        with self._read() as conn:
+            return conn.execute(select(st.c.key).where(st.c.key == SCRUB_PENDING)).first() \
+                is not None
+
+    def _scrub_file(self) -> bool:
+        """`_scrub_sqlite`, noting in `settings` whether one is left to do."""
+        done = self._scrub_sqlite()
+        if done == self._scrub_pending():
+            st = self._settings
+            with self._write(stamped=True) as conn:  # no profile's state
+                conn.execute(delete(st).where(st.c.key == SCRUB_PENDING))
+                if not done:
+                    conn.execute(insert(st).values(key=SCRUB_PENDING, value="1"))
+        return done
 
     def _addresses(self, conn: Connection, ids: list[str]) -> set[str]:
         """Every address the person had, as suppressions keep them (lowercased): their
         e-mail and phone now, the recipients of their sends (an old address that bounced
-        before they changed it), and their identities' values."""
-        o = self._outbox
+        before they changed it), their identities' values (an e-mail identity of
+        `--identify-by`) and every e-mail and phone their events set, handled or not (an
+        address they have changed since, suppressed by hand)."""
+        o, i, e, q = self._outbox, self._identities, self._events, self._inbox
         sent = conn.execute(select(o.c.to).where(o.c.profile_id.in_(ids))
                             .where(o.c.to.is_not(None)).distinct()).scalars()
+        identities = conn.execute(select(i.c.value).where(i.c.profile_id.in_(ids))).scalars()
+        given = addresses_in([
+            *conn.execute(select(e.c.body).where(e.c.profile_id.in_(ids))).scalars(),
+            *conn.execute(select(q.c.event).where(q.c.profile_id.in_(ids))).scalars()])
         return {str(v).strip().lower() for v in
-                (*self._identifier_values(conn, ids), *sent, *named_ids(ids)) if v}
+                (*self._identifier_values(conn, ids), *sent, *named_ids(ids), *identities,
+                 *given) if v}
 
     def _hide_suppressions(self, conn: Connection, addresses: set[str]) -> int:
         """The person's suppressed addresses kept as their hashes, their details dropped

@@ -3,9 +3,11 @@ histories and counts, never on the hot path."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from engine.core.model import Enrollment, Exit, RecordGoal
 from engine.ports import Decision, Levels, OutboxRecord
@@ -107,6 +109,19 @@ class ReadQueries(SqlBase):
         with self._read() as conn:
             return {r.status: int(r.n) for r in conn.execute(
                 select(ib.c.status, func.count().label("n")).group_by(ib.c.status))}
+
+    def waiting_consents(self, profile_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """Their inbox rows whose event names a consent (as text: a superset), by id."""
+        ib, found = self._inbox, dict[str, list[dict[str, Any]]]()
+        if not profile_ids:
+            return found
+        with self._read() as conn:
+            for row in conn.execute(select(ib.c.profile_id, ib.c.event)
+                                    .where(ib.c.profile_id.in_(sorted(profile_ids)))
+                                    .where(cast(ib.c.event, Text).contains("consent"))
+                                    .order_by(ib.c.id)):
+                found.setdefault(row.profile_id, []).append(row.event)
+        return found
 
     def levels(self, now: datetime | None = None) -> Levels:
         """A few grouped queries (the timers' by their clustered primary key)."""

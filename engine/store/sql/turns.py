@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from engine.ports import ForegroundWaits, is_background_work
+from engine.work_kind import ForegroundWaits, is_background_work
 
 log = logging.getLogger("journeyman.store")
 

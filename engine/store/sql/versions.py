@@ -1,22 +1,25 @@
 """`SqlStore`'s journey versions: every deployed version of every journey, the
 in-flight counts `journeyman plan` shows, and the moves `journeyman apply` makes when a
-new version's `migrate:` map takes over an older version's enrollments."""
+new version's `migrate:` map takes over an older version's enrollments (each one moved
+recorded in the decision log, in the move's transaction)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from engine.core.moves import moved_occurrence, moved_timer
 from engine.ports import DeployedVersion, StepMove
-from engine.store.sql.db import INSERT_CHUNK, SqlBase, _chunks
+from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import timer_from_row, timer_values
+from engine.store.sql.state import StateQueries, decision_rows
 
 
-class VersionQueries(SqlBase):
+class VersionQueries(StateQueries):
     def deployed_versions(self, journey: str | None = None) -> list[DeployedVersion]:
         jv = self._journey_versions
         query = select(jv).order_by(jv.c.journey, jv.c.version)
@@ -58,17 +61,25 @@ class VersionQueries(SqlBase):
         where = (e.c.journey == move.journey, e.c.version == move.from_version,
                  e.c.state == move.from_step, e.c.status == "active")
         with self._write() as conn:
-            if move.from_step == move.to_step:  # same step id: only the version changes
-                return int(conn.execute(update(e).where(*where).values(
-                    version=move.to_version, updated_at=now)).rowcount)
-            rows = conn.execute(select(e.c.id, e.c.visits).where(*where)).all()
+            same = move.from_step == move.to_step  # same step id: only the version changes
+            read = (e.c.id, e.c.profile_id) if same else (e.c.id, e.c.profile_id, e.c.visits)
+            rows = conn.execute(select(*read).where(*where)).all()
+            if same:
+                conn.execute(update(e).where(*where).values(version=move.to_version,
+                                                            updated_at=now))
+                for chunk in _chunks(rows, INSERT_CHUNK):
+                    dues = dict(conn.execute(select(t.c.enrollment_id, t.c.due_at).where(
+                        t.c.enrollment_id.in_([r.id for r in chunk]),
+                        t.c.step == move.from_step)).all())
+                    self._note_moves(conn, move, now, chunk, dues)
+                return len(rows)
             set_row = (update(e).where(e.c.id == bindparam("eid"))
                        .values(version=move.to_version, state=move.to_step,
                                visits=bindparam("new_visits"), updated_at=now))
             for chunk in _chunks(rows, INSERT_CHUNK):
                 params: list[dict[str, Any]] = []
                 occurrence: dict[str, int] = {}
-                for eid, stored in chunk:
+                for eid, _, stored in chunk:
                     visits = dict(stored or {})
                     occurrence[eid] = moved_occurrence(visits, move.from_step, move.to_step)
                     visits[move.to_step] = occurrence[eid]
@@ -83,5 +94,13 @@ class VersionQueries(SqlBase):
                          for r in timers]
                 if moved:
                     conn.execute(insert(t), moved)
+                self._note_moves(conn, move, now, chunk, {
+                    r["enrollment_id"]: r["due_at"] for r in timers})
             return len(rows)
 
+    def _note_moves(self, conn: Connection, move: StepMove, now: datetime,
+                    rows: Sequence[Row[Any]], dues: Mapping[str, datetime]) -> None:
+        """The decision log's row for each enrollment moved (`StepMove.decision`), in
+        the move's transaction."""
+        self._many(conn, self._q["record_decision"], decision_rows([
+            move.decision(now, r.profile_id, r.id, dues.get(r.id)) for r in rows]))
