@@ -241,10 +241,10 @@ def inbox_owner(event: Mapping[str, Any],
                 profile_for: Callable[[str, str], str | None]) -> str:
     """The inbox queue an accepted event waits in, and what its stored row is filed
     under until a worker handles it (then under the profile it was handled for): the
-    profile its userId (else its anonymousId) points at; for an id not linked yet, the
-    id's text, which the worker will make its profile's id, unless the text is or was
-    another profile's id (engine/runtime/identity.py chooses another then): such an
-    event waits in a provisional queue of its own, so that it is nobody else's."""
+    profile its userId (else its anonymousId) points at; for an id not linked yet, one
+    of its kind alone (a new userId and anonymousId of one text are two people): a userId's
+    text, which the worker makes its profile's id, unless it is or was another's (identity.py
+    chooses then); an anonymousId's, and such a userId's, a provisional queue, nobody's."""
     user, anonymous = event.get("userId"), event.get("anonymousId")
     for kind, value in (("user_id", user), ("anonymous_id", anonymous)):
         if not value:
@@ -253,7 +253,7 @@ def inbox_owner(event: Mapping[str, Any],
         linked = profile_for(kind, text)
         if linked is not None:
             return linked
-        if id_taken(text, profile_for):
+        if kind == "anonymous_id" or id_taken(text, profile_for):
             return provisional_owner(kind, text)
         return text
     return f"message:{event['messageId']}"
@@ -398,7 +398,8 @@ class WriteRun:
     # stored event is filed under the profile it was handled for.
     refiled: list[tuple[str, str, str]] = field(default_factory=list)
     # Provisional queues resolved (engine/values.py `inbox_owner`): queue -> profile; the
-    # events still waiting there wait in the profile's queue.
+    # events still waiting there wait in the profile's queue (also: a text a new visitor
+    # took -> the provisional queue of a new userId's events under it, identity.py).
     requeued: dict[str, str] = field(default_factory=dict)
 
     def add_timer(self, timer: ScheduleTimer) -> None:

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 from engine.ports import IdentityStore
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.unsubscribe import ANONYMOUS, PROFILE, USER, Person
-from engine.values import PROFILE_ID_KINDS, id_taken, is_chosen_id
+from engine.values import PROFILE_ID_KINDS, id_taken, is_chosen_id, provisional_owner
 from rules.errors import JourneymanError
 
 # (profile of the event, the other known profile, identifier kind) -> None
@@ -78,6 +78,10 @@ class ResolvingStore(IdentityStore, Protocol):
 
     def hold_reached(self, profile_id: str) -> None:
         """Hold `profile_id` unless this work claimed its queue already."""
+        ...
+
+    def requeue(self, queue: str, into: str) -> None:
+        """The events waiting in inbox queue `queue` wait in `into` from now on."""
         ...
 
 
@@ -147,6 +151,11 @@ def resolve(store: ResolvingStore, event: Mapping[str, Any],
         if pid is None:
             pid = _new_profile_id(store, anon)
             store.link_identity(ANONYMOUS, anon, pid)
+            if pid == anon:
+                # a new userId of this text may wait under it (engine/values.py
+                # `inbox_owner`): someone else, not to be filed under this profile's id
+                # nor held behind its events; they wait where they would wait now
+                store.requeue(anon, provisional_owner(USER, anon))
     traits = event.get("traits") or {}
     for name in by_traits:
         value = _text(traits.get(name)) if isinstance(traits, Mapping) else None

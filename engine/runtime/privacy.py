@@ -39,11 +39,12 @@ def people_named(store: Store, text: str, waiting: bool = True) -> dict[str, str
 
 def _waiting_queue(store: Store, kind: str, text: str) -> str | None:
     """The queue `text`'s events wait in when it names no profile: its provisional queue
-    (the text was another's id), or the text itself when no one has it (the id the
-    worker would make the profile's, engine/values.py `inbox_owner`: a new customer's
-    first event, parked before their profile was made, is filed there)."""
+    (an anonymousId's, or a userId's whose text was another's id), or for a userId the
+    text itself when no one has it (the id the worker would make the profile's,
+    engine/values.py `inbox_owner`: a new customer's first event, parked before their
+    profile was made, is filed there)."""
     queues = [provisional_owner(kind, text)]
-    if not id_taken(text, store.profile_for):
+    if kind == USER and not id_taken(text, store.profile_for):
         queues.append(text)
     for queue in queues:
         held = store.export_person(queue)  # the queue's inbox, events and failures rows

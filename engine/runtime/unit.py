@@ -274,6 +274,10 @@ class UnitOfWork:
         if profile_id not in self.store.try_lock_profiles([profile_id]):
             raise ProfileBusy(f"profile {profile_id!r} is being handled elsewhere")
 
+    def requeue(self, queue: str, into: str) -> None:
+        """The events waiting in `queue` wait in `into` once this unit is written."""
+        self.run.requeued[queue] = into
+
     def link_identity(self, kind: str, value: str, profile_id: str) -> None:
         self.identities[(kind, value)] = profile_id
         self.run.identities[(kind, value)] = profile_id

@@ -1,9 +1,8 @@
 """The worker: handles inbox events and due timers in batches (group commit).
 
-One batch is one transaction: claim (inbox rows, or due timers), load the state of
-their profiles in bulk into a unit of work (engine/runtime/unit.py), handle each
-profile's items in order, each in a child unit, then write every effect in bulk and
-commit. So a batch of a thousand events costs a few statements, not a few thousand.
+One batch is one transaction: claim (inbox rows, or due timers), load their profiles' state
+in bulk into a unit of work (engine/runtime/unit.py), handle the items in the order they came,
+each in a child unit, then write every effect in bulk and commit (a few statements a batch).
 
 SQLite on a file, in a `journeyman worker` process (`snapshots`; not beside the API in
 `serve`, engine/service.py says why): a batch of events, or a chunk of due timers, is
@@ -35,8 +34,8 @@ Failure semantics (design.md; docs/service.md says the same for operators):
   again at once (PostgreSQL: when the killed process's connection closes). An
   optimistic batch writes nothing before its one write transaction.
 - Bounded work: batches grow under load and shrink to one event when idle, and a batch
-  stops taking new profiles after `budget` seconds: a transaction (and SQLite's write
-  lock) is held briefly even during a storm of due timers."""
+  stops taking more after `budget` seconds: a transaction (and SQLite's write lock) is
+  held briefly even during a storm of due timers."""
 
 from __future__ import annotations
 
@@ -60,7 +59,6 @@ from engine.runtime.batches import (
     Stats,
     WriteRefused,
     describe,
-    groups,
     identity_keys,
     own_and_had_ids,
     own_ids,
@@ -222,9 +220,9 @@ class Worker:
 
     def _handle_items(self, items: list[InboxItem], now: datetime) -> tuple[
             UnitOfWork, Outcome, list[InboxItem], list[Callable[[], None]]]:
-        """Handle claimed (or peeked) events in memory, profile by profile until the
-        budget is spent: the unit to write, the outcome, the events whose profiles were
-        taken, and the writes for the failed ones (retries, parking)."""
+        """Handle claimed (or peeked) events in memory in the order they came, across queues
+        too (an identify linking a device before the device's events sent after it, queued
+        before the link), until the budget is spent: unit, outcome, events taken, retries."""
         unit = UnitOfWork(self.store, self.clock)
         owners = {i.profile_id for i in items}
         unit.claimed = set(owners)
@@ -232,40 +230,42 @@ class Worker:
         outcome = Outcome()
         done: list[InboxItem] = []
         later: list[Callable[[], None]] = []
+        stopped: set[str] = set()  # queues whose event failed or waits
         handling = time.perf_counter()
-        for group in groups(items, key=lambda i: i.profile_id):
-            self._handle_group(unit, group, now, outcome, later)
-            done.extend(group)
-            if (time.perf_counter() - handling > self.budget
-                    and outcome.handled + outcome.failed >= MIN_BATCH):
+        for item in items:
+            if (outcome.handled + outcome.failed >= MIN_BATCH
+                    and time.perf_counter() - handling > self.budget):
                 break  # the rest stays queued for the next batch, untouched
+            done.append(item)
+            if item.profile_id not in stopped and not self._handle_item(
+                    unit, item, now, outcome, later):
+                stopped.add(item.profile_id)
         outcome.saw(unit)
         return unit, outcome, done, later
 
-    def _handle_group(self, unit: UnitOfWork, group: list[InboxItem], now: datetime,
-                      outcome: Outcome, later: list[Callable[[], None]]) -> None:
-        """One profile's events, in order; the first that fails holds the rest (its
-        retry or parking goes to `later`, written with the batch)."""
-        for item in group:
-            child = unit.child()
-            try:
-                pid = self.runner.handle(item.event, child)
-                if pid != item.profile_id:  # queued before its identity was resolved
-                    child.refile_event(str(item.event["messageId"]), item.profile_id, pid)
-                child.ack(item.id)
-            except ProfileBusy as exc:
-                later.append(partial(self.store.retry_inbox, item.id, now + BUSY_RETRY,
-                                     without_values(str(exc)), attempt=False))
-                return
-            except Exception as exc:  # this event's failure, and this profile's alone
-                outcome.failed += 1
-                later.append(partial(self._event_failed, item, exc, now))
-                return
-            unit.adopt(child)
-            outcome.handled += 1
-            received = parse_timestamp(item.event.get("receivedAt"))
-            if received is not None:  # observed once the batch is written (`_after`)
-                outcome.lags.append(max(0.0, (now - received).total_seconds()))
+    def _handle_item(self, unit: UnitOfWork, item: InboxItem, now: datetime,
+                     outcome: Outcome, later: list[Callable[[], None]]) -> bool:
+        """One event; False when it failed (retried or parked by `later`): its queue waits."""
+        child = unit.child()
+        try:
+            pid = self.runner.handle(item.event, child)
+            if pid != item.profile_id:  # queued before its identity was resolved
+                child.refile_event(str(item.event["messageId"]), item.profile_id, pid)
+            child.ack(item.id)
+        except ProfileBusy as exc:
+            later.append(partial(self.store.retry_inbox, item.id, now + BUSY_RETRY,
+                                 without_values(str(exc)), attempt=False))
+            return False
+        except Exception as exc:  # this event's failure, and this profile's alone
+            outcome.failed += 1
+            later.append(partial(self._event_failed, item, exc, now))
+            return False
+        unit.adopt(child)
+        outcome.handled += 1
+        received = parse_timestamp(item.event.get("receivedAt"))
+        if received is not None:  # observed once the batch is written (`_after`)
+            outcome.lags.append(max(0.0, (now - received).total_seconds()))
+        return True
 
     def _event_failed(self, item: InboxItem, exc: Exception, now: datetime) -> None:
         error, stack, said = describe(exc)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -354,3 +355,94 @@ def test_export_over_http_says_when_an_id_names_two_people(api: Api) -> None:
     assert "journeyman-also-named" not in visitor.headers
     alone = httpx.get(f"{api.url}/v1/profiles/7~2/export", auth=admin)
     assert "journeyman-also-named" not in alone.headers
+
+
+def test_a_new_user_id_and_a_new_anonymous_id_of_one_text_wait_apart(api: Api) -> None:
+    """Customer `abc` and visitor `abc`, both new, send their first events before a worker
+    ran: two people, two queues. They shared the queue `abc`, so the customer's failing
+    event held the visitor's behind it (parked: for good), and the visitor's waiting
+    event was filed under the customer's id."""
+    from datetime import timedelta
+
+    from engine.runtime.privacy import find_person
+
+    post(api, "/v1/track", {"userId": "abc", "event": "Order Completed",
+                            "properties": {"item": "the customer's order"}})
+    post(api, "/v1/track", {"anonymousId": "abc", "event": "Product Viewed",
+                            "properties": {"item": "the visitor's view"}})
+    store = api.store
+    customer = find_person(store, "abc", by="user_id")
+    visitor = find_person(store, "abc", by="anonymous_id")
+    assert customer is not None
+    assert visitor is not None
+    assert customer != visitor
+    assert "the visitor's view" not in str(export_document(store, customer))
+    assert "the customer's order" not in str(export_document(store, visitor))
+    handle = api.engine.runner.handle
+
+    def broken_for_the_customer(event: Any, unit: Any) -> str:
+        if event.get("userId") == "abc":
+            raise RuntimeError("a bug in the customer's journey")
+        return handle(event, unit)
+
+    api.engine.runner.handle = broken_for_the_customer  # type: ignore[method-assign]
+    api.engine.advance(timedelta(minutes=30))  # retried, then parked
+    assert store.inbox_counts() == {"parked": 1}  # the visitor's event did not wait
+    assert store.profile_for("anonymous_id", "abc") is not None
+    assert store.profile_for("user_id", "abc") is None
+    [failure] = store.failures()
+    assert "the customer's order" in str(export_document(store, failure.profile_id))
+    visitor = find_person(store, "abc", by="anonymous_id")
+    assert visitor is not None
+    assert "the customer's order" not in str(export_document(store, visitor))
+    api.engine.runner.handle = handle  # type: ignore[method-assign]
+    assert store.retry_failure(failure.id, api.engine.now)
+    api.engine.advance(timedelta(minutes=1))
+    assert not store.inbox_counts()
+    customer, visitor = (store.profile_for(k, "abc") for k in ("user_id", "anonymous_id"))
+    assert customer is not None
+    assert visitor is not None
+    assert customer != visitor
+    # the visitor's profile came first and took the text; the customer's events then
+    # waited where a taken text's wait, and their profile has an id chosen for them
+    assert (visitor, customer) == ("abc", "abc~2")
+    assert "the customer's order" in str(export_document(store, customer)["events"])
+    assert "the customer's order" not in str(export_document(store, visitor))
+    assert "the visitor's view" in str(export_document(store, visitor)["events"])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql_store", ["postgres"], indirect=True)
+def test_a_new_visitors_queue_waits_for_a_worker_making_a_profile_of_its_text(
+        sql_api: Api, pg_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: visitor `abc`'s first event waits in its provisional queue while
+    another worker makes customer `abc`'s profile (holding `abc`). Claimed beside it,
+    the visitor's batch read that `abc` was free, the other committed, and the visitor's
+    hold of `abc` then succeeded: customer and visitor were one profile."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from engine.runtime.unit import UnitOfWork
+    from engine.store.sql.rows import profile_lock_key
+
+    post(sql_api, "/v1/track", {"anonymousId": "abc", "event": "Product Viewed"})
+    dsn = make_url(pg_database).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    with psycopg.connect(dsn) as other:  # the other worker, handling customer abc
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (profile_lock_key("abc"),))
+        other.execute("INSERT INTO identities (kind, value, profile_id, created_at) "
+                      "VALUES ('user_id', 'abc', 'abc', now())")
+        hold = UnitOfWork.hold_profile
+
+        def the_other_commits_first(unit: UnitOfWork, profile_id: str) -> None:
+            other.commit()  # between this batch's reads and its hold of `abc`
+            hold(unit, profile_id)
+
+        monkeypatch.setattr(UnitOfWork, "hold_profile", the_other_commits_first)
+        sql_api.handle()
+        other.commit()
+    monkeypatch.undo()
+    sql_api.handle()
+    store = sql_api.store
+    assert store.profile_for("user_id", "abc") == "abc"
+    assert store.profile_for("anonymous_id", "abc") == "abc~2"

@@ -426,7 +426,7 @@ def test_a_merge_moves_its_waiting_events_by_index_without_reading_their_bodies(
     from engine.runtime.events import normalize
 
     sql_store.accept_events([normalize(
-        {"type": "track", "anonymousId": user, "event": "Seen", "properties": {"n": i}},
+        {"type": "track", "userId": user, "event": "Seen", "properties": {"n": i}},
         now=T0, message_id=f"{user}-m{i}") for user in ("a1", "u1") for i in range(3)], "t")
     with captured(sql_store) as seen, sql_store.transaction():
         sql_store.merge_profiles(into="u1", from_="a1")

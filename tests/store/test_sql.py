@@ -351,7 +351,7 @@ def test_inbox_follows_known_identities(sql_store: SqlStore) -> None:
     with sql_store.transaction():
         items = sql_store.claim_inbox(10, T0)
     assert [(i.event["messageId"], i.profile_id) for i in items] == [
-        ("m1", "profile-1"), ("m2", "profile-1"), ("m3", "anon-new")]
+        ("m1", "profile-1"), ("m2", "profile-1"), ("m3", " anonymous_id:anon-new")]
 
 
 def test_accept_events_batches_and_stores_events(sql_store: SqlStore) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import json
 import math
 import re
 import secrets
@@ -53,6 +54,7 @@ from engine.core.times import iso
 from engine.ports import Store
 from engine.runtime.events import MAX_ID_CHARS
 from engine.runtime.identity import profile_named
+from engine.runtime.privacy import people_named
 from journeys.compiler import CompiledJourney, mermaid
 from rules.errors import did_you_mean
 
@@ -337,6 +339,11 @@ def add_dashboard_routes(app: FastAPI, dash: Dashboard) -> None:
         wanted = request.query_params.get("q", "").strip()
         pid = _find_profile(store, wanted) if wanted else None
         if pid is None:
+            waiting = _waiting_person(store, wanted) if wanted else None
+            if waiting is not None:  # only events not handled yet: no profile so far
+                return page(request, who, "profile.html", f"{wanted}: not handled yet",
+                            {"not_handled": _not_handled(store, waiting)}, wanted=wanted,
+                            profile=None, waiting=True)
             return page(request, who, "profile.html", "Profiles", {}, wanted=wanted,
                         profile=None)
         view = dash.profiles(pid) if dash.profiles else None
@@ -478,6 +485,37 @@ def _find_profile(store: Any, wanted: str) -> str | None:
         return None
     by_trait = store.profile_with_trait("email", wanted)
     return None if by_trait is None else str(by_trait)
+
+
+def _waiting_person(store: Store, wanted: str) -> str | None:
+    """The queue of a person whose only rows are events not handled yet (accepted and
+    waiting for a worker, or parked after failing every attempt, before their profile
+    was made), by the userId or anonymousId they name (engine/runtime/privacy.py
+    `people_named`, as `journeyman profiles export` finds them)."""
+    if "\x00" in wanted or len(wanted) > MAX_ID_CHARS:
+        return None
+    return next(iter(people_named(store, wanted).values()), None)
+
+
+def _not_handled(store: Store, queue: str) -> Table:
+    """The events waiting in `queue` (their inbox rows), oldest first."""
+    rows = sorted(store.export_person(queue).get("inbox", []), key=lambda r: r["id"])
+    return (["id", "type", "event", "status", "attempts", "received", "last error"],
+            [[r["id"], _field(r["event"], "type"), _field(r["event"], "event"),
+              r["status"], r["attempts"], _field(r["event"], "receivedAt"),
+              r.get("last_error") or ""] for r in rows])
+
+
+def _field(event: Any, name: str) -> str:
+    """A field of an inbox row's event (a document; JSON text on a store that keeps it
+    so)."""
+    if isinstance(event, str):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            return ""
+    value = event.get(name) if isinstance(event, Mapping) else None
+    return "" if value is None else str(value)
 
 
 def _whole(text: str) -> bool:

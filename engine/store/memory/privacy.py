@@ -100,8 +100,9 @@ class MemoryPrivacy(MemoryQueues):
         # every id that named them (a userId an alias gave them, a device's anonymousId):
         # other people's rows can name them by it (a referrer_id)
         their = {value for (_, value), pid in self.identities.items() if pid in ids}
-        gone_identities = [key for key, pid in self.identities.items()
-                           if pid in ids or key[1] in named]
+        # their identifiers only (another profile's of the same text as their e-mail is
+        # that person's: SqlStore's forget_person)
+        gone_identities = [key for key, pid in self.identities.items() if pid in ids]
         counts["identities"] = len(gone_identities)
         for ident in gone_identities:
             owner = self.identities.pop(ident)

@@ -46,6 +46,7 @@ class MemoryQueues(MemoryState):
         # the profile each stored event is filed under (SqlStore's events.profile_id)
         self.event_profiles: dict[tuple[str, str], str] = {}
         self.inbox: dict[int, InboxRow] = {}  # by id, in order
+        self._sources: set[str] = set()  # of the stored events' keys: (source, messageId)
         self._inbox_ids = itertools.count(1)
         # when each (profile, channel) was sent to: frequency caps count these, not
         # every outbox row (the dispatcher asks once per send)
@@ -66,6 +67,7 @@ class MemoryQueues(MemoryState):
             if (source, event["messageId"]) in self.events:
                 continue  # seen before, or a duplicate inside the same batch
             self.events[(source, event["messageId"])] = event
+            self._sources.add(source)
             row_id = next(self._inbox_ids)
             owner = self._owner(event)
             self.event_profiles[(source, event["messageId"])] = owner
@@ -143,9 +145,12 @@ class MemoryQueues(MemoryState):
             if row.profile_id == from_:
                 row.profile_id = into
                 moved.add(row.event["messageId"])
-        for key, owner in self.event_profiles.items():
-            if owner == from_ and key[1] in moved:
+        for key in ((source, mid) for mid in moved for source in self._sources):
+            if self.event_profiles.get(key) == from_:  # by key: not every event stored
                 self.event_profiles[key] = into
+        for number, failure in self.parked.items():  # a parked one's failure goes along
+            if failure.profile_id == from_ and failure.kind == "event":
+                self.parked[number] = replace(failure, profile_id=into)
 
     def refile_events(self, moves: list[tuple[str, str, str]]) -> None:
         """As SqlStore's: each event filed under the profile it was handled for."""

@@ -109,6 +109,11 @@ class IdentityQueries(StateQueries, StampQueries):
         waiting = select(ib.c.event["messageId"].as_string()).where(ib.c.profile_id == from_)
         conn.execute(update(ev).where(ev.c.profile_id == from_, ev.c.message_id.in_(waiting))
                      .values(profile_id=into))
+        # a parked one's failure row goes along (it holds the event: whoever the queue
+        # is now, not the profile whose id the queue was)
+        f = self._failures
+        conn.execute(update(f).where(f.c.profile_id == from_, f.c.kind == "event")
+                     .values(profile_id=into))
         moved = conn.execute(update(ib).where(ib.c.profile_id == from_)
                              .values(profile_id=into)).rowcount
         if moved:  # locked until this commits: a claim skipped them

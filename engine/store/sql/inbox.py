@@ -35,7 +35,7 @@ from engine.store.sql.db import INSERT_CHUNK, _chunks, _driver, _marks
 from engine.store.sql.lanes import takeover_statements, unserved_parameters
 from engine.store.sql.lists import among, one_of
 from engine.store.sql.state import StateQueries
-from engine.values import inbox_owner
+from engine.values import inbox_owner, is_provisional
 
 HOLDING = ("pending", "parked")  # the statuses that keep a profile's later events waiting
 # PostgreSQL: a claim that left events behind because another worker holds their
@@ -294,8 +294,16 @@ class InboxQueries(StateQueries):
     def _runs_from_earliest(self, conn: Connection, rows: list[Mapping[Any, Any]]
                             ) -> list[Mapping[Any, Any]]:
         """PostgreSQL: keep the profiles this transaction locked, and of each only the
-        run of claimed events that starts at the profile's earliest waiting event."""
-        mine = self.try_lock_profiles([r["profile_id"] for r in rows])
+        run of claimed events that starts at the profile's earliest waiting event. A
+        provisional queue (engine/values.py `inbox_owner`) is kept only with the id its
+        text would make locked too, before its identifiers are read: another worker
+        making a profile of that text (a new userId's, under the text itself) either
+        holds it, and the queue waits, or committed, and the batch reads its links."""
+        texts = {pid: text for r in rows if (text := _provisional_text(
+            pid := r["profile_id"], r["event"])) is not None}
+        owners = [r["profile_id"] for r in rows]
+        locked = self.try_lock_profiles([*owners, *texts.values()])
+        mine = {pid for pid in set(owners) & locked if pid not in texts or texts[pid] in locked}
         waiting: dict[str, list[int]] = {}
         upto = max(r["id"] for r in rows)
         for chunk in _chunks(sorted(mine), INSERT_CHUNK):
@@ -359,3 +367,11 @@ class InboxQueries(StateQueries):
             return again
         return value
 
+
+def _provisional_text(owner: str, event: Mapping[str, Any]) -> str | None:
+    """The id text a provisional queue's event names: the id the worker would make its
+    profile's (engine/runtime/identity.py), None for a profile's queue."""
+    if not is_provisional(owner):
+        return None
+    value = event.get("userId" if owner.startswith(" user_id") else "anonymousId")
+    return (str(value).strip() or None) if value is not None else None

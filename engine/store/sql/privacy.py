@@ -132,11 +132,12 @@ class PrivacyQueries(SqlBase):
             i = self._identities
             their = set(conn.execute(select(i.c.value).where(i.c.profile_id.in_(ids)))
                         .scalars())
+            # their rows only: an identifier of the same text as their e-mail or phone
+            # that points at another profile is that person's (a userId that is an
+            # e-mail, a shared family address), and stays theirs
             for name, tbl, column in self._tables():
-                where: Any = tbl.c[column].in_(ids)
-                if name == "identities" and named:  # their e-mail/phone, wherever it points
-                    where = or_(where, tbl.c.value.in_(sorted(named)))
-                deleted[name] = conn.execute(delete(tbl).where(where)).rowcount or 0
+                deleted[name] = conn.execute(
+                    delete(tbl).where(tbl.c[column].in_(ids))).rowcount or 0
             deleted[SUPPRESSIONS] = self._hide_suppressions(conn, addresses)
             deleted[OTHERS] = self._scrub_others(conn, {*named_ids(ids), *named, *addresses,
                                                         *their})
