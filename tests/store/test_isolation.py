@@ -207,8 +207,8 @@ def test_a_merge_that_reaches_a_profile_held_elsewhere_waits_briefly_and_is_no_f
     from engine.store import SqlStore
 
     eng = on_store(_folder(tmp_path, {"plan_change": PLAN}))
-    eng.post({"type": "track", "event": "Viewed", "userId": "u1"})
-    eng.post({"type": "track", "event": "Viewed", "anonymousId": "a1"})
+    eng.post({"type": "track", "event": "Viewed", "userId": "u1"}, unread=True)
+    eng.post({"type": "track", "event": "Viewed", "anonymousId": "a1"}, unread=True)
     other = SqlStore(request.getfixturevalue("pg_database"))  # the other worker's
 
     def take_a1() -> None:  # the other worker's transaction, handling a1
