@@ -22,10 +22,14 @@ fallback itself is printed when `x` is missing).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from jinja2 import nodes
 
 FALLBACK_FILTERS = frozenset({"default", "d"})  # Jinja2's own, and its short name
 PRESENCE_TESTS = frozenset({"defined", "undefined"})
+K = TypeVar("K")
 
 Path = tuple[str, ...]
 
@@ -53,24 +57,30 @@ def path_of(node: nodes.Node) -> Path | None:
     return (node.name, *reversed(parts))
 
 
-def _defined(test: nodes.Node) -> tuple[frozenset[Path], frozenset[Path]]:
-    """The paths known to be there where `test` is true, and where it is false (`is
+def defined_by(test: nodes.Node, key: Callable[[nodes.Node], K | None]
+               ) -> tuple[frozenset[K], frozenset[K]]:
+    """What is known to be there where `test` is true, and where it is false (`is
     defined` the first, `is undefined` the second, `not` swaps them; with `and` and `or`
-    only what holds whichever side decided)."""
+    only what holds whichever side decided), each tested node named by `key` (a path
+    here, a trait in template_guards.py; None: not one of those)."""
     if isinstance(test, nodes.Test) and test.name in PRESENCE_TESTS:
-        path = path_of(test.node)
-        found = frozenset() if path is None else frozenset({path})
+        name = key(test.node)
+        found = frozenset() if name is None else frozenset({name})
         return (found, frozenset()) if test.name == "defined" else (frozenset(), found)
     if isinstance(test, nodes.Not):
-        true, false = _defined(test.node)
+        true, false = defined_by(test.node, key)
         return false, true
     if isinstance(test, nodes.And):
-        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
+        (ltrue, lfalse), (rtrue, rfalse) = defined_by(test.left, key), defined_by(test.right, key)
         return ltrue | rtrue, lfalse & (ltrue | rfalse)
     if isinstance(test, nodes.Or):
-        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
+        (ltrue, lfalse), (rtrue, rfalse) = defined_by(test.left, key), defined_by(test.right, key)
         return ltrue & (lfalse | rtrue), lfalse | rfalse
     return frozenset(), frozenset()
+
+
+def _defined(test: nodes.Node) -> tuple[frozenset[Path], frozenset[Path]]:
+    return defined_by(test, path_of)
 
 
 def _mark(node: nodes.Node | None, found: set[int]) -> None:

@@ -28,6 +28,7 @@ import jinja2
 from jinja2 import nodes
 
 from journeys.errors import InvalidJourney, Problem
+from journeys.template_fallbacks import PRESENCE_TESTS, defined_by
 from journeys.template_files import inside
 from journeys.template_links import data_links, data_url_message, data_urls, link_message
 from journeys.template_shapes import DICT_METHODS
@@ -35,7 +36,6 @@ from journeys.templating import CHANNEL_KINDS, TemplateLibrary
 from journeys.textfile import read_text
 
 FALLBACK_FILTERS = frozenset({"default", "d"})  # Jinja2's own, and its short name
-PRESENCE_TESTS = frozenset({"defined", "undefined"})
 ALWAYS_THERE = frozenset({"email", "phone"})  # where the message goes: present
 LINKED = ("html", "text")  # an email's parts whose links are tracked
 
@@ -165,23 +165,8 @@ def _trait(node: nodes.Node) -> str | None:
 
 
 def _defined(test: nodes.Node) -> tuple[frozenset[str], frozenset[str]]:
-    """The traits known to be defined where `test` is true, and where it is false: `is
-    defined` guards the first, `is undefined` the second, `not` swaps them; with `and`
-    and `or`, only what holds whichever side decided (the rest: nothing)."""
-    if isinstance(test, nodes.Test) and test.name in PRESENCE_TESTS:
-        name = _trait(test.node)
-        found = frozenset() if name is None else frozenset({name})
-        return (found, frozenset()) if test.name == "defined" else (frozenset(), found)
-    if isinstance(test, nodes.Not):
-        true, false = _defined(test.node)
-        return false, true
-    if isinstance(test, nodes.And):
-        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
-        return ltrue | rtrue, lfalse & (ltrue | rfalse)
-    if isinstance(test, nodes.Or):
-        (ltrue, lfalse), (rtrue, rfalse) = _defined(test.left), _defined(test.right)
-        return ltrue & (lfalse | rtrue), lfalse | rfalse
-    return frozenset(), frozenset()
+    """The traits known to be defined where `test` is true, and where it is false."""
+    return defined_by(test, _trait)
 
 
 def _walk(node: nodes.Node, guarded: frozenset[str], found: list[tuple[str, int]]) -> None:
