@@ -14,7 +14,7 @@ from engine.core.model import ScheduleTimer
 from engine.ports import InboxItem, WriteRun
 from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.unit import UnitOfWork
-from engine.values import PROFILE_ID_KIND
+from engine.values import PROFILE_ID_KIND, named_ids, provisional_owner
 
 T = TypeVar("T")
 
@@ -123,6 +123,25 @@ def identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 keys.add((kind, str(value).strip()))
     return keys
+
+
+def preloads(items: Iterable[InboxItem], owners: Iterable[str]) -> tuple[
+        set[str], set[tuple[str, str]]]:
+    """The profiles new visitors' provisional queues make (their anonymousIds' texts,
+    engine/values.py `inbox_owner`), and the identifiers a batch preloads: those the
+    events name and those the queues' profiles' ids and their texts (a provisional
+    userId's too) are read for (`own_and_had_ids`). Read one by one (and, on
+    PostgreSQL, each made profile held by a statement of its own) when a visitor's
+    queue was preloaded by its name alone."""
+    texts: dict[str, str] = {}
+    for item in items:
+        for kind, field_name in (("anonymous_id", "anonymousId"), ("user_id", "userId")):
+            value = item.event.get(field_name)
+            text = str(value).strip() if value is not None else ""
+            if text and item.profile_id == provisional_owner(kind, text):
+                texts[text] = kind
+    made = {text for text, kind in texts.items() if kind == "anonymous_id"}
+    return made, identity_keys(items) | own_and_had_ids({*named_ids(owners), *texts})
 
 
 def own_ids(profiles: Iterable[str]) -> set[tuple[str, str]]:

@@ -59,9 +59,8 @@ from engine.runtime.batches import (
     Stats,
     WriteRefused,
     describe,
-    identity_keys,
-    own_and_had_ids,
     own_ids,
+    preloads,
     timer_payload,
 )
 from engine.runtime.claim_sizes import MIN_BATCH, MIN_TIMER_BATCH, ClaimSizes, took_all
@@ -225,8 +224,9 @@ class Worker:
         before the link), until the budget is spent: unit, outcome, events taken, retries."""
         unit = UnitOfWork(self.store, self.clock)
         owners = {i.profile_id for i in items}
-        unit.claimed = set(owners)
-        unit.preload(owners, identity_keys(items) | own_and_had_ids(owners))
+        made, ids = preloads(items, owners)  # held (before their state is read) in one look
+        unit.claimed = owners | self.store.try_lock_profiles(made)
+        unit.preload(unit.claimed, ids)
         outcome = Outcome()
         done: list[InboxItem] = []
         later: list[Callable[[], None]] = []

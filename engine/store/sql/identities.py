@@ -3,6 +3,7 @@ names) and profile merges, by the one merge rule of engine/core/merge.py."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from engine.core.merge import exited_by_merge, merge_losers, merged_entries, merged_profile
 from engine.core.model import EntryStats
+from engine.store.sql.db import INSERT_CHUNK, _chunks
 from engine.store.sql.rollup import recounted
 from engine.store.sql.rows import (
     enrollment_from_row,
@@ -96,6 +98,22 @@ class IdentityQueries(StateQueries, StampQueries):
         whose id is resolved: engine/values.py `inbox_owner`)."""
         with self._write() as conn:
             self._move_queued(conn, from_, into)
+
+    def move_queues(self, moves: Mapping[str, str]) -> None:
+        """`move_queue` of each (queue -> into, in order) in one transaction, but only of
+        the queues an inbox row waits in, found by one look: most are empty (a new
+        visitor's queue once its events are handled, the text it took), and each move
+        is three statements (500 new visitors in one batch: 3,000 of them)."""
+        ib = self._inbox
+        with self._write() as conn:
+            waiting: set[str] = set()
+            for chunk in _chunks(list(moves), INSERT_CHUNK):
+                waiting.update(conn.execute(select(ib.c.profile_id).distinct().where(
+                    ib.c.profile_id.in_(chunk))).scalars())
+            for from_, into in moves.items():
+                if from_ in waiting:
+                    self._move_queued(conn, from_, into)
+                    waiting.add(into)  # moved on again by a later move, if any
 
     def _move_queued(self, conn: Connection, from_: str, into: str) -> None:
         """Move the inbox rows waiting under `from_`, and the stored events they are

@@ -257,10 +257,10 @@ class UnitQueries(IdentityQueries, InboxQueries, OutboxQueries, StampQueries):
             steps.append(partial(self._withdraw, withdrawn=run.withdrawn))
         if run.refiled:
             steps.append(partial(_unbound, self.refile_events, run.refiled))
-        for queue, profile_id in run.requeued.items():
-            steps.append(partial(_unbound, self.move_queue, queue, profile_id))
-        if run.acked:
+        if run.acked:  # before the moves: a queue whose events were all handled is empty
             steps.append(partial(_unbound, self.ack_inbox, run.acked))
+        if run.requeued:
+            steps.append(partial(_unbound, self.move_queues, dict(run.requeued)))
         if run.emitted:
             steps.append(partial(_unbound, self.accept_events, run.emitted, "emit"))
         return steps
