@@ -14,14 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.core.frozen import quick_init
-from engine.core.model import (
-    Enrollment,
-    EntryStats,
-    Exit,
-    Profile,
-    RecordGoal,
-    ScheduleTimer,
-)
+from engine.core.model import Enrollment, EntryStats, Exit, Profile, RecordGoal, ScheduleTimer
 from engine.core.times import iso
 from journeys.templating import Rendered
 from rules.errors import JourneymanError
@@ -519,10 +512,12 @@ class Suppression:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+FORGOTTEN = "[forgotten]"  # forget's word for an identifier it erased (engine/store/scrub.py)
+
+
 def forgotten_address(address: str) -> str:
-    """How the suppression of a forgotten person's address is kept: its SHA-256, so that
-    it still keeps journeys from sending to that address if it comes back, while the
-    address itself is in no file (docs/privacy.md)."""
+    """A forgotten person's suppressed address as kept: its SHA-256, still keeping journeys
+    from sending to it if it comes back, the address in no file (docs/privacy.md)."""
     return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 

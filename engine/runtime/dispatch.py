@@ -81,7 +81,7 @@ from engine.runtime.suppression import (
     ProviderEvent,
     record_delivery_problem,
 )
-from engine.values import CHANNEL_UNAVAILABLE, RELEASED
+from engine.values import CHANNEL_UNAVAILABLE, FORGOTTEN, RELEASED
 
 log = logging.getLogger("journeyman.dispatch")
 
@@ -253,6 +253,9 @@ class Dispatcher:
             return False
         if entry.channel in ADDRESS_TRAITS and not entry.to:  # a channel that needs one
             self._skip(entry, "no_address", {}, now, chunk)
+            return False
+        if entry.to == FORGOTTEN:  # someone's send to a person forgotten since it was queued
+            self._skip(entry, "no_address", {"address": FORGOTTEN}, now, chunk)
             return False
         if entry.to and entry.to in chunk.suppressed:
             self._skip(entry, "suppressed", {"address": entry.to}, now, chunk)

@@ -32,7 +32,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-FORGOTTEN = "[forgotten]"
+from engine.values import FORGOTTEN
+
 DISTINCT_MIN = 8  # characters (not all digits) that make an identifier the person's alone
 PHONE_DIGITS_MIN = 7  # digits alone: a phone number's shortest local form
 # Keys (case aside) whose value names a person: where a plain identifier is replaced

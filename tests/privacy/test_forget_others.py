@@ -307,3 +307,29 @@ def test_the_persons_address_in_a_link_of_someone_elses_is_scrubbed(store: Store
     for gone in ("frieda.q%40example.net", "%2B34611223344", "frieda.q"):
         assert gone not in held, gone
     assert f"email={FORGOTTEN}&ph={FORGOTTEN}" in held
+
+
+def test_a_send_of_someone_else_still_waiting_for_the_forgotten_address_is_not_sent(
+        store: Store, tmp_path: Path) -> None:
+    """Rozsa's invitation to Frieda waits out the quiet hours when Frieda is forgotten:
+    the scrub wrote [forgotten] in its `to` (0a736e5), and the next morning the
+    dispatcher handed the channel a send to '[forgotten]' (an SMTP or SMS failure in
+    production, delivered by the in-memory channel). It is skipped as no_address."""
+    folder = write_folder(tmp_path / "j", {"invite": INVITE},
+                          {"invite": "channel: email\nsubject: Join us\ntext: hi\n"},
+                          policy="consent_required: []\n"
+                                 "quiet_hours: {start: '21:00', end: '08:00'}\n")
+    eng = InMemoryEngine.from_folder(folder, start=START)
+    eng.use_store(store)
+    eng.identify("rozsa-77", {**ROZSA, "timezone": "UTC"})
+    eng.identify("friend-9x", FRIEND)
+    eng.advance("12h30m")  # 21:30: the invitation waits for the morning
+    eng.track("rozsa-77", "Friend Invited", {"friend_email": FRIEND["email"]})
+    assert eng.sent == []
+    erase(store, "friend-9x")
+    eng.advance("12h")
+    assert eng.sent == []
+    decisions = store.export_person("rozsa-77")["decisions"]
+    assert [(d.get("step"), d.get("reason")) for d in map(dict, decisions)
+            if d.get("what", d.get("kind")) == "skipped"] == [("invite_friend", "no_address")]
+    assert FRIEND["email"] not in everything(store)
