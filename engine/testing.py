@@ -34,7 +34,7 @@ from engine.service import wire
 from engine.store.memory import InMemoryStore
 from journeys.loaded import Library
 from journeys.loader import load_path
-from journeys.reads import events_read, near_miss
+from journeys.reads import any_event_read, events_read, near_miss
 from journeys.templating import CHANNEL_KINDS
 from rules.durations import parse_duration
 
@@ -382,6 +382,8 @@ class InMemoryEngine:
         if best is not None:
             raise UnreadEventError(f"no journey reads the event {name!r} (did you mean "
                                    f"{best!r}? unread=True if the name is meant)")
+        if any_event_read(self.library):  # a segment entry: any event may enter someone
+            return
         warnings.warn(UnreadEventWarning(
             f"no journey reads the event {name!r}: it enters, resumes and exits nothing "
             "(unread=True if that is meant)"), stacklevel=stacklevel)

@@ -41,6 +41,13 @@ def events_read(library: Library) -> set[str]:
     return names | {VISIT_EVENT, NPS_EVENT}
 
 
+def any_event_read(library: Library) -> bool:
+    """Whether any event may enter someone: a segment entry is evaluated on each of a
+    profile's events (docs/language.md), and a track sets computed traits it may read
+    (`last_seen_at`, `identified`) or makes the profile."""
+    return any(j.model.entry.segment is not None for j in library.journeys.values())
+
+
 def near_miss(name: str, read: Collection[str]) -> str | None:
     """The name of `read` that `name` is a typo of (case aside, `TYPO_RATIO`), the
     closest; None when `name` is read itself or far from all of them."""

@@ -143,3 +143,25 @@ def test_an_event_name_no_journey_reads_is_told_not_silently_ignored() -> None:
     eng.track("ana", "Order Completed")  # read by computed traits and goals: no word
     eng.run_until_idle()
     assert eng.sent == []
+
+
+def test_any_event_may_enter_a_segment_journey_so_none_is_told_unread(tmp_path: Path) -> None:
+    """A segment entry is evaluated on each of a profile's events: a track nothing names
+    entered someone (a new customer, identified by it), and the kit warned that it
+    "enters, resumes and exits nothing" (an error under `pytest -W error`). A typo of a
+    name read is still an error."""
+    import warnings
+
+    from tests.engine.helpers import stub_email, write_folder
+
+    known = ("journey: known\nversion: 1\nentry:\n  segment:\n    when: "
+             "{profile.computed.identified: {eq: true}}\nsteps:\n  - id: hello\n"
+             "    send: {channel: email, template: hello}\n")
+    folder = write_folder(tmp_path / "j", {"known": known}, {"hello": stub_email("hello")})
+    eng = InMemoryEngine.from_folder(folder, start=START)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eng.track("ana", "Page Loaded")
+    assert [(d.journey, d.what) for d in eng.decisions][:1] == [("known", "entered")]
+    with pytest.raises(ValueError, match="did you mean 'Order Completed'"):
+        eng.track("ana", "Order Complted")
