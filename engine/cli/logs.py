@@ -163,6 +163,28 @@ def _id_text(value: str) -> str:
                    for c in json.dumps(value, ensure_ascii=False))
 
 
+class ClosedByTheStop(logging.Filter):
+    """uvicorn's lines when a stop closes the requests still under way after its grace
+    (engine/service.py GRACEFUL_SHUTDOWN, a client stalled halfway through its body):
+    a stop that went as meant, said as one warning, not two errors with a traceback
+    (an alert on the log's errors counted them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if "timeout graceful shutdown exceeded" in str(error or record.getMessage()):
+            if error is not None:  # the request's task, cancelled: its traceback says nothing
+                return False
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = ("the stop's grace ran out: %s request(s) under way "
+                                       "closed by the stop"), (_count(record),)
+        return True
+
+
+def _count(record: logging.LogRecord) -> str:
+    found = re.search(r"\d+", record.getMessage())
+    return found.group() if found else "?"
+
+
 def process_name() -> str:
     """The default name of a process: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -196,6 +218,8 @@ def setup_logging(log_format: str = "text", name: str | None = None) -> None:
         logger = logging.getLogger(uvicorn)
         logger.handlers.clear()
         logger.propagate = True
+    if not any(isinstance(f, ClosedByTheStop) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(ClosedByTheStop())
     logging.captureWarnings(True)
     if log_format == "json":
         sys.excepthook = _uncaught
