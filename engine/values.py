@@ -521,7 +521,9 @@ def forgotten_address(address: str) -> str:
     return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
-ADDRESS_TRAITS = ("email", "phone")  # the traits that hold a person's addresses
+# The traits that hold a person's addresses and identify them: they can join profiles
+# (the alias scope, engine/api/quota.py), forget erases them wherever they stand.
+IDENTIFIER_TRAITS = ("email", "phone")
 
 
 def addresses_in(events: Iterable[Any]) -> set[str]:
@@ -537,7 +539,7 @@ def addresses_in(events: Iterable[Any]) -> set[str]:
         for traits in (event.get("traits"),
                        context.get("traits") if isinstance(context, Mapping) else None):
             if isinstance(traits, Mapping):
-                found |= {str(value) for t in ADDRESS_TRAITS
+                found |= {str(value) for t in IDENTIFIER_TRAITS
                           if isinstance(value := traits.get(t), str | int)
                           and not isinstance(value, bool) and str(value).strip()}
     return found

@@ -21,11 +21,11 @@ from typing import Any
 
 from engine.api.auth import ApiError
 from engine.ports import KeyInfo
+from engine.values import IDENTIFIER_TRAITS  # need the alias scope: they can join profiles
 
 BURST_SECONDS = 10
 _EVENT_SCOPE = {"track": "track", "page": "track", "screen": "track", "group": "track",
                 "identify": "identify", "alias": "alias"}
-IDENTIFIER_TRAITS = ("email", "phone")  # need the alias scope: they can join profiles
 
 
 class RateLimitedError(ApiError):

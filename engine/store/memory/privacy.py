@@ -13,6 +13,7 @@ from engine.ports import Engagement, OutboxRecord, Suppression
 from engine.store.memory.queues import MemoryQueues
 from engine.store.scrub import Scrubber, still_someone_elses
 from engine.values import (
+    IDENTIFIER_TRAITS,
     addresses_in,
     forgotten_address,
     forgotten_reason,
@@ -20,8 +21,6 @@ from engine.values import (
     person_ids_from,
     waiting_ids,
 )
-
-IDENTIFIER_TRAITS = ("email", "phone")
 
 
 def _plain(value: Any) -> Any:

@@ -40,6 +40,7 @@ from engine.core.times import iso
 from engine.store.scrub import OTHERS_COLUMNS, Scrubber, still_someone_elses
 from engine.store.sql.db import SqlBase
 from engine.values import (
+    IDENTIFIER_TRAITS,
     addresses_in,
     forgotten_address,
     forgotten_reason,
@@ -61,7 +62,6 @@ PERSON_TABLES = (("profiles", "id"), ("identities", "profile_id"), ("events", "p
 # Not a profile's row but the person's address: exported as it is; kept after forget as
 # its hash only (`forgotten_address`), so a suppressed address stays suppressed
 SUPPRESSIONS = "suppressions"
-IDENTIFIER_TRAITS = ("email", "phone")
 # forget's result: other people's rows rewritten without the person (engine/store/scrub.py)
 OTHERS = "others_scrubbed"
 # settings: a forget's scrub of the SQLite file did not finish (`finish_scrub`)
