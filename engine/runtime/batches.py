@@ -5,18 +5,15 @@ refused its writes), and the small helpers that group and describe a batch's ite
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from engine.core.model import ScheduleTimer
 from engine.ports import InboxItem, WriteRun
 from engine.runtime.errortext import error_text, logged_text, stack_text
 from engine.runtime.unit import UnitOfWork
 from engine.values import PROFILE_ID_KIND, named_ids, provisional_owner
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +102,6 @@ def describe(exc: BaseException) -> tuple[str, str, str]:
     """What is kept of a failure (its text and stack) and what is logged of it (without
     the words that may quote a person's data: `logged_text`)."""
     return error_text(exc), stack_text(exc), logged_text(exc)
-
-
-def groups(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
-    grouped: dict[str, list[T]] = {}
-    for item in items:
-        grouped.setdefault(key(item), []).append(item)
-    return list(grouped.values())
 
 
 def identity_keys(items: Iterable[InboxItem]) -> set[tuple[str, str]]:
